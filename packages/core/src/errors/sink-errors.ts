@@ -1,0 +1,73 @@
+import { OffchannelError } from './offchannel-error.ts';
+import type { StreamHead } from '../sink/sink.ts';
+
+/**
+ * Compare-and-append failed: the stream's head is not what the writer expected, or another
+ * writer holds the stream. Nothing from the batch was written. A second process capturing the
+ * same account gets this error instead of forking the chain; do not retry blindly — find the
+ * other writer.
+ */
+export class SinkConflictError extends OffchannelError {
+  readonly stream: string;
+  /** The head the writer based its batch on. */
+  readonly expected: StreamHead | undefined;
+  /** The head the sink holds, when known. */
+  readonly actual: StreamHead | undefined;
+
+  constructor(stream: string, message: string, heads?: { expected?: StreamHead; actual?: StreamHead }) {
+    super('SINK_CONFLICT', `stream ${stream}: ${message}`);
+    this.stream = stream;
+    this.expected = heads?.expected;
+    this.actual = heads?.actual;
+  }
+}
+
+/** A blob's bytes do not hash to the name it is stored under. Nothing was written. */
+export class BlobMismatchError extends OffchannelError {
+  readonly sha256: string;
+
+  constructor(sha256: string, problem: string) {
+    super('BLOB_MISMATCH', `blob ${sha256}: ${problem}`);
+    this.sha256 = sha256;
+  }
+}
+
+/** A batch handed to a sink is malformed (empty, oversize, a record containing a newline…). */
+export class InvalidBatchError extends OffchannelError {
+  constructor(problem: string) {
+    super('INVALID_BATCH', `invalid batch: ${problem}. This is a bug in the writer; nothing was written.`);
+  }
+}
+
+/** The sink (or recorder) was closed; open a new one. */
+export class ClosedError extends OffchannelError {
+  constructor(what: string) {
+    super('CLOSED', `${what} is closed; open a new one to continue.`);
+  }
+}
+
+/** A sink does not declare the guarantees the recorder was configured to require. */
+export class SinkUnsuitableError extends OffchannelError {
+  constructor(problem: string) {
+    super('SINK_UNSUITABLE', problem);
+  }
+}
+
+/** Stored data is damaged in a way the sink cannot repair without losing acknowledged bytes. */
+export class ArchiveCorruptError extends OffchannelError {
+  readonly stream: string | undefined;
+  readonly seq: number | undefined;
+
+  constructor(problem: string, where?: { stream?: string; seq?: number }) {
+    super('ARCHIVE_CORRUPT', `${problem}. Run \`offchannel verify <archive>\` for a full report; nothing was changed.`);
+    this.stream = where?.stream;
+    this.seq = where?.seq;
+  }
+}
+
+/** A write was attempted on a sink opened read-only. */
+export class ReadOnlySinkError extends OffchannelError {
+  constructor(kind: string) {
+    super('SINK_READ_ONLY', `the ${kind} sink was opened read-only; open it for writing to store data.`);
+  }
+}

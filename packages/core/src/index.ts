@@ -1,0 +1,83 @@
+/**
+ * `@offchannel/core` — the record schema, canonical JSON and hash chain, the Sink and
+ * Connector contracts, the Recorder, the secret state store, and archive verification.
+ */
+
+// Errors
+export { OffchannelError } from './errors/offchannel-error.ts';
+export { InvalidRecordError, InvalidStreamNameError, NonCanonicalJsonError, RecordTooLargeError } from './errors/record-errors.ts';
+export {
+  ArchiveCorruptError,
+  BlobMismatchError,
+  ClosedError,
+  InvalidBatchError,
+  ReadOnlySinkError,
+  SinkConflictError,
+  SinkUnsuitableError,
+} from './errors/sink-errors.ts';
+export { StateStoreError } from './errors/state-errors.ts';
+
+// Canonical JSON and hashing
+export { MAX_JSON_DEPTH, canonicalBytes, canonicalize, parseCanonical } from './json/canonical-json.ts';
+export type { JsonValue } from './json/canonical-json.ts';
+export { ZERO_HASH, isSha256Hex, sha256Hex } from './hash/sha256.ts';
+
+// Record schema v1
+export { COMMON_FIELDS, KIND_RULES, MAX_RECORD_BYTES, RECORD_KINDS, RECORD_VERSION, TEXT_INLINE_MAX_BYTES } from './record/record.ts';
+export type {
+  ArchiveRecord,
+  Attachment,
+  BlobRef,
+  ConversationRef,
+  DeletionDetail,
+  GapDetail,
+  KindRule,
+  MembershipDetail,
+  MetaValue,
+  NativeRef,
+  Party,
+  ProblemDetail,
+  RawRef,
+  ReactionDetail,
+  ReceiptDetail,
+  RecordKind,
+  SourceInfo,
+  StoredAttachment,
+  SystemDetail,
+  UnavailableAttachment,
+} from './record/record.ts';
+export { MAX_SHORT_STRING, validateRecord } from './record/validate-record.ts';
+export { decodeRecord, encodeRecord } from './record/encode-record.ts';
+export type { EncodedRecord } from './record/encode-record.ts';
+export { assertAccountName, assertChannelName, assertStreamName, isStreamName, parseStreamName, streamName } from './record/stream-name.ts';
+export type { AttachmentInput, BlobInput, CaptureInput, CaptureResult, RawInput } from './record/capture-input.ts';
+
+// Sink contract
+export { SINK_SPEC_VERSION } from './sink/sink.ts';
+export type { AppendBatch, AuditFinding, BlobInfo, CheckpointFile, Sink, SinkGuarantees, StoredRecord, StreamHead } from './sink/sink.ts';
+export { MAX_BATCH_RECORDS, assertAppendBatch, assertBlobName, assertCheckpointKey } from './sink/check-inputs.ts';
+
+// Connector contract
+export { CONNECTOR_SPEC_VERSION } from './connector/connector.ts';
+export type { Connector, ConnectorContext, ConnectorState, ConnectorStatus } from './connector/connector.ts';
+export { REJECTED_INPUT_FORMAT, createConnectorContext } from './connector/create-connector-context.ts';
+
+// Logger
+export { noopLogger } from './logger/logger.ts';
+export type { LogBindings, LogFn, Logger } from './logger/logger.ts';
+export { REDACTED_FIELDS, redactForLog, redactingLogger } from './logger/redacting-logger.ts';
+
+// Recorder
+export { Recorder } from './recorder/recorder.ts';
+export type { RecorderOptions, RecorderStats, StreamWriter } from './recorder/recorder.ts';
+export { defaultCaptureKey, prepareCapture } from './recorder/prepare-capture.ts';
+export type { PendingBlob, PreparedCapture, RecordTemplate } from './recorder/prepare-capture.ts';
+
+// Secret state store
+export { openStateStore } from './state/secret-store.ts';
+export type { StateStore, StateStoreOptions } from './state/secret-store.ts';
+export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key.ts';
+
+// Verification
+export { blobRefs, verifyArchive } from './verify/verify-archive.ts';
+export type { StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';

@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { NonCanonicalJsonError } from '../errors/record-errors.ts';
+import { canonicalBytes, canonicalize, parseCanonical } from './canonical-json.ts';
+
+const encoder = new TextEncoder();
+
+describe('RFC 8785 examples', () => {
+  // RFC 8785 §3.2.2: the sample input (as JSON text) and its canonical output.
+  const sampleInput = `{
+    "numbers": [333333333.33333329, 1E30, 4.50,
+                2e-3, 0.000000000000000000000000001],
+    "string": "\\u20ac$\\u000F\\u000aA'\\u0042\\u0022\\u005c\\\\\\"\\/",
+    "literals": [null, true, false]
+  }`;
+  const sampleOutput = `{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\\u000f\\nA'B\\"\\\\\\\\\\"/"}`;
+
+  it('§3.2.2 reproduces the sample output', () => {
+    expect(canonicalize(JSON.parse(sampleInput))).toBe(sampleOutput);
+  });
+
+  it('§3.2.4 reproduces the UTF-8 bytes of the sample output', () => {
+    const hex = `7b 22 6c 69 74 65 72 61 6c 73 22 3a 5b 6e 75 6c 6c 2c 74 72
+      75 65 2c 66 61 6c 73 65 5d 2c 22 6e 75 6d 62 65 72 73 22 3a
+      5b 33 33 33 33 33 33 33 33 33 2e 33 33 33 33 33 33 33 2c 31
+      65 2b 33 30 2c 34 2e 35 2c 30 2e 30 30 32 2c 31 65 2d 32 37
+      5d 2c 22 73 74 72 69 6e 67 22 3a 22 e2 82 ac 24 5c 75 30 30
+      30 66 5c 6e 41 27 42 5c 22 5c 5c 5c 5c 5c 22 2f 22 7d`.replace(/\s+/g, '');
+    expect(Buffer.from(canonicalBytes(JSON.parse(sampleInput))).toString('hex')).toBe(hex);
+  });
+
+  it('§3.2.3 sorts keys by UTF-16 code units', () => {
+    const input = `{
+      "\\u20ac": "Euro Sign",
+      "\\r": "Carriage Return",
+      "\\ufb33": "Hebrew Letter Dalet With Dagesh",
+      "1": "One",
+      "\\ud83d\\ude00": "Emoji: Grinning Face",
+      "\\u0080": "Control",
+      "\\u00f6": "Latin Small Letter O With Diaeresis"
+    }`;
+    // Parsing back into an object would reorder the integer-like key "1", so compare text.
+    expect(canonicalize(JSON.parse(input))).toBe(
+      '{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis",' +
+        '"\u20ac":"Euro Sign","\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
+    );
+  });
+
+  // Appendix B: IEEE 754 bit patterns and their canonical text.
+  const numbers: [string, string][] = [
+    ['0000000000000000', '0'],
+    ['8000000000000000', '0'],
+    ['0000000000000001', '5e-324'],
+    ['8000000000000001', '-5e-324'],
+    ['7fefffffffffffff', '1.7976931348623157e+308'],
+    ['ffefffffffffffff', '-1.7976931348623157e+308'],
+    ['4340000000000000', '9007199254740992'],
+    ['c340000000000000', '-9007199254740992'],
+    ['4430000000000000', '295147905179352830000'],
+    ['44b52d02c7e14af5', '9.999999999999997e+22'],
+    ['44b52d02c7e14af6', '1e+23'],
+    ['44b52d02c7e14af7', '1.0000000000000001e+23'],
+    ['444b1ae4d6e2ef4e', '999999999999999700000'],
+    ['444b1ae4d6e2ef4f', '999999999999999900000'],
+    ['444b1ae4d6e2ef50', '1e+21'],
+    ['3eb0c6f7a0b5ed8c', '9.999999999999997e-7'],
+    ['3eb0c6f7a0b5ed8d', '0.000001'],
+    ['41b3de4355555553', '333333333.3333332'],
+    ['41b3de4355555554', '333333333.33333325'],
+    ['41b3de4355555555', '333333333.3333333'],
+    ['41b3de4355555556', '333333333.3333334'],
+    ['41b3de4355555557', '333333333.33333343'],
+    ['becbf647612f3696', '-0.0000033333333333333333'],
+    ['43143ff3c1cb0959', '1424953923781206.2'],
+  ];
+  it.each(numbers)('Appendix B: %s serializes as %s', (bits, expected) => {
+    const value = Buffer.from(bits, 'hex').readDoubleBE(0);
+    expect(canonicalize(value)).toBe(expected);
+    expect(canonicalize([value])).toBe(`[${expected}]`);
+  });
+
+  it.each([
+    ['7fffffffffffffff', 'NaN'],
+    ['7ff0000000000000', 'Infinity'],
+  ])('Appendix B: %s (%s) is rejected', (bits) => {
+    expect(() => canonicalize(Buffer.from(bits, 'hex').readDoubleBE(0))).toThrow(NonCanonicalJsonError);
+  });
+});
+
+describe('canonicalize', () => {
+  it('escapes control characters the ECMAScript way', () => {
+    expect(canonicalize('\b\t\n\f\r\u0000\u001f"\\/\u007f\u2028')).toBe('"\\b\\t\\n\\f\\r\\u0000\\u001f\\"\\\\/\u007f\u2028"');
+  });
+
+  it('sorts nested objects and keeps array order', () => {
+    expect(canonicalize({ b: [3, { z: 1, a: 2 }], a: null, c: { y: true, x: false } })).toBe('{"a":null,"b":[3,{"a":2,"z":1}],"c":{"x":false,"y":true}}');
+  });
+
+  it.each([
+    ['undefined', undefined],
+    ['a function', () => 1],
+    ['a bigint', 10n],
+    ['a symbol', Symbol('x')],
+    ['a lone high surrogate', '\ud800'],
+    ['a lone low surrogate in a key', { '\udc00': 1 }],
+    ['a Date', new Date(0)],
+    ['a Uint8Array', new Uint8Array(1)],
+    ['a Map', new Map()],
+    ['-Infinity', Number.NEGATIVE_INFINITY],
+    ['undefined in an object', { a: undefined }],
+  ])('rejects %s', (_name, value) => {
+    expect(() => canonicalize(value)).toThrow(NonCanonicalJsonError);
+  });
+
+  it('rejects nesting deeper than 64 levels instead of overflowing the stack', () => {
+    let deep: unknown = 1;
+    for (let index = 0; index < 100_000; index++) deep = [deep];
+    expect(() => canonicalize(deep)).toThrow(/deeper than 64/);
+    let ok: unknown = 1;
+    for (let index = 0; index < 63; index++) ok = [ok];
+    expect(canonicalize(ok)).toBe(`${'['.repeat(63)}1${']'.repeat(63)}`);
+  });
+
+  it('accepts objects with a null prototype', () => {
+    const value = Object.assign(Object.create(null) as object, { b: 1, a: 2 });
+    expect(canonicalize(value)).toBe('{"a":2,"b":1}');
+  });
+});
+
+describe('parseCanonical', () => {
+  it('accepts canonical bytes and returns the value', () => {
+    expect(parseCanonical(encoder.encode('{"a":[1,"x"],"b":{}}'))).toEqual({ a: [1, 'x'], b: {} });
+  });
+
+  it.each([
+    ['whitespace', '{"a": 1}'],
+    ['a trailing newline', '{"a":1}\n'],
+    ['unsorted keys', '{"b":1,"a":2}'],
+    ['a duplicate key', '{"a":1,"a":1}'],
+    ['an unnecessary escape', '{"a":"\\u0041"}'],
+    ['an escaped solidus', '{"a":"\\/"}'],
+    ['uppercase hex escapes', '{"a":"\\u001F"}'],
+    ['a non-canonical number', '{"a":1.0}'],
+    ['an exponent form', '{"a":1E3}'],
+    ['an escaped lone surrogate', '{"a":"\\ud800"}'],
+    ['a byte-order mark', '\ufeff{"a":1}'],
+    ['truncated JSON', '{"a":'],
+    ['empty input', ''],
+  ])('rejects %s', (_name, text) => {
+    expect(() => parseCanonical(encoder.encode(text))).toThrow(NonCanonicalJsonError);
+  });
+
+  it('rejects invalid UTF-8', () => {
+    expect(() => parseCanonical(Uint8Array.from([0x22, 0xc3, 0x28, 0x22]))).toThrow(/not valid UTF-8/);
+    expect(() => parseCanonical(Uint8Array.from([0x22, 0xed, 0xa0, 0x80, 0x22]))).toThrow(/not valid UTF-8/);
+  });
+});

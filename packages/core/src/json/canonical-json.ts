@@ -1,0 +1,110 @@
+/**
+ * RFC 8785 JSON Canonicalization Scheme (JCS).
+ *
+ * The archive stores every record as the canonical form of its JSON, so that anyone can
+ * re-derive the exact bytes — and therefore the hash — from the parsed value:
+ *
+ * - objects: members sorted by key, comparing keys as sequences of UTF-16 code units
+ *   (JavaScript's default `Array.prototype.sort` order); no whitespace;
+ * - strings: ECMAScript `JSON.stringify` escaping (only `"`, `\`, and U+0000–U+001F are
+ *   escaped, with `\b \t \n \f \r` short forms and lowercase `\u00xx` otherwise);
+ *   strings must be well-formed Unicode (I-JSON: no lone surrogates);
+ * - numbers: ECMAScript `Number.prototype.toString` form (what `JSON.stringify` emits);
+ *   NaN and ±Infinity are not JSON and are rejected; −0 becomes `0`;
+ * - `true`, `false`, `null` as literals.
+ *
+ * Records never contain fractional numbers (schema v1 allows only safe integers), but the
+ * routine implements the full scheme and is tested on the RFC's own examples.
+ */
+import { NonCanonicalJsonError } from '../errors/record-errors.ts';
+
+/** Any JSON value. */
+export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+
+/** Deepest nesting accepted, so hostile input cannot exhaust the stack. */
+export const MAX_JSON_DEPTH = 64;
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Returns the RFC 8785 canonical text of `value`.
+ * Throws {@link NonCanonicalJsonError} for anything that is not plain JSON data: `undefined`,
+ * functions, symbols, bigints, non-finite numbers, lone surrogates, class instances (Dates,
+ * Buffers, Maps…) and nesting deeper than {@link MAX_JSON_DEPTH}.
+ */
+export function canonicalize(value: unknown): string {
+  return serialize(value, 0, '$');
+}
+
+/** UTF-8 bytes of {@link canonicalize}. */
+export function canonicalBytes(value: unknown): Uint8Array {
+  return encoder.encode(canonicalize(value));
+}
+
+/**
+ * Parses `bytes` and checks that they are exactly the canonical form of what they contain
+ * (strict UTF-8, no byte-order mark, no whitespace, sorted keys, no duplicate keys, canonical
+ * escapes and numbers). Returns the parsed value; throws {@link NonCanonicalJsonError} otherwise.
+ */
+export function parseCanonical(bytes: Uint8Array): JsonValue {
+  let text: string;
+  try {
+    text = strictDecoder.decode(bytes);
+  } catch {
+    throw new NonCanonicalJsonError('bytes are not valid UTF-8');
+  }
+  let value: JsonValue;
+  try {
+    value = JSON.parse(text) as JsonValue;
+  } catch {
+    throw new NonCanonicalJsonError('bytes are not valid JSON');
+  }
+  if (serialize(value, 0, '$') !== text) {
+    throw new NonCanonicalJsonError('bytes differ from the canonical serialization of their content');
+  }
+  return value;
+}
+
+function serialize(value: unknown, depth: number, path: string): string {
+  switch (typeof value) {
+    case 'string':
+      if (!value.isWellFormed()) throw new NonCanonicalJsonError(`${path} contains a lone surrogate`);
+      return JSON.stringify(value);
+    case 'number':
+      if (!Number.isFinite(value)) throw new NonCanonicalJsonError(`${path} is ${String(value)}, which JSON cannot represent`);
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object':
+      break;
+    default:
+      throw new NonCanonicalJsonError(`${path} is a ${typeof value}, which JSON cannot represent`);
+  }
+  if (value === null) return 'null';
+  if (depth >= MAX_JSON_DEPTH) throw new NonCanonicalJsonError(`${path} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let index = 0; index < value.length; index++) {
+      if (index > 0) out += ',';
+      out += serialize(value[index], depth + 1, `${path}[${index}]`);
+    }
+    return `${out}]`;
+  }
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) {
+    throw new NonCanonicalJsonError(`${path} is a class instance, not a plain JSON object`);
+  }
+  const object = value as Record<string, unknown>;
+  const keys = Object.keys(object).sort();
+  let out = '{';
+  for (let index = 0; index < keys.length; index++) {
+    const key = keys[index] as string;
+    if (index > 0) out += ',';
+    if (!key.isWellFormed()) throw new NonCanonicalJsonError(`${path} has a key with a lone surrogate`);
+    out += JSON.stringify(key);
+    out += ':';
+    out += serialize(object[key], depth + 1, `${path}.${key}`);
+  }
+  return `${out}}`;
+}

@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidRecordError, RecordTooLargeError } from '../errors/record-errors.ts';
+import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import { canonicalBytes } from '../json/canonical-json.ts';
+import { decodeRecord, encodeRecord } from './encode-record.ts';
+import type { ArchiveRecord, RecordKind } from './record.ts';
+import { validateRecord } from './validate-record.ts';
+
+const base = {
+  v: 1,
+  stream: 'whatsapp:alice',
+  seq: 1,
+  prev: ZERO_HASH,
+  key: 'message:1',
+  channel: 'whatsapp',
+  account: 'alice',
+  capturedAt: '2026-11-21T09:30:00.123Z',
+  source: { package: '@offchannel/whatsapp', version: '0.1.0', upstream: '@whiskeysockets/baileys@7.0.0-rc14' },
+} as const;
+const context = {
+  sentAt: '2026-11-21T09:29:59.000Z',
+  conversation: { id: '15550100@s.whatsapp.net', type: 'direct', title: 'Bob' },
+  sender: { id: '15550100@s.whatsapp.net', name: 'Bob', aliases: ['123456@lid'] },
+  direction: 'inbound',
+} as const;
+const blob = { sha256: sha256Hex(new Uint8Array([1])), size: 1 };
+
+const valid: Record<RecordKind, Record<string, unknown>> = {
+  message: { ...base, kind: 'message', ...context, native: { id: 'ABC', chat: 'x' }, text: 'hello', attachments: [{ status: 'stored', ...blob, mime: 'image/jpeg', name: 'a.jpg' }, { status: 'unavailable', reason: 'view-once', mime: 'image/jpeg' }], raw: { ...blob, format: 'whatsapp.WebMessageInfo.proto' }, replyTo: { id: 'PREV' }, forwarded: true, mentions: ['1@s.whatsapp.net'], meta: { viewOnce: false, ephemeralSeconds: 86400, pushName: 'Bob' } },
+  edit: { ...base, kind: 'edit', ...context, native: { id: 'EDIT1' }, target: { id: 'ABC' }, text: 'hello (edited)' },
+  delete: { ...base, kind: 'delete', ...context, target: { id: 'ABC' }, deletion: { scope: 'everyone', admin: true } },
+  reaction: { ...base, kind: 'reaction', ...context, target: { id: 'ABC' }, reaction: { value: '👍', action: 'add' } },
+  receipt: { ...base, kind: 'receipt', ...context, target: { id: 'ABC' }, receipt: { status: 'read' } },
+  membership: { ...base, kind: 'membership', sentAt: context.sentAt, conversation: { id: 'g@g.us', type: 'group' }, sender: context.sender, membership: { action: 'add', members: [{ id: 'carol' }] } },
+  undecryptable: { ...base, kind: 'undecryptable', problem: { reason: 'no-session', detail: 'SessionError' }, raw: { ...blob, format: 'signal.Envelope.proto' } },
+  unsupported: { ...base, kind: 'unsupported', problem: { reason: 'unknown-message-type' }, raw: { ...blob, format: 'x' } },
+  gap: { ...base, kind: 'gap', gap: { reason: 'channel-too-long', from: '100', to: '250', missing: 150 } },
+  system: { ...base, kind: 'system', system: { event: 'identity-key-changed', fields: { party: 'bob' } } },
+  policy: { ...base, kind: 'policy', system: { event: 'retention', fields: { class: '17a-4(b)(4)', years: '3' } } },
+};
+
+function expectField(record: unknown, field: string): void {
+  try {
+    validateRecord(record);
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidRecordError);
+    expect((error as InvalidRecordError).field).toBe(field);
+    expect((error as InvalidRecordError).code).toBe('INVALID_RECORD');
+    expect((error as Error).message).toContain(field);
+    return;
+  }
+  throw new Error(`expected an InvalidRecordError naming ${field}`);
+}
+
+describe('validateRecord', () => {
+  it.each(Object.entries(valid))('accepts a valid %s record and round-trips it canonically', (_kind, record) => {
+    expect(() => validateRecord(record)).not.toThrow();
+    const encoded = encodeRecord(record as unknown as ArchiveRecord);
+    const decoded = decodeRecord(encoded.bytes);
+    expect(decoded.hash).toBe(encoded.hash);
+    expect(decoded.record).toEqual(record);
+  });
+
+  it.each([
+    ['v', { ...valid.message, v: 2 }, 'record.v'],
+    ['kind', { ...valid.message, kind: 'chat' }, 'record.kind'],
+    ['missing sender', { ...valid.message, sender: undefined }, 'record.sender'],
+    ['unknown field', { ...valid.message, body: 'x' }, 'record.body'],
+    ['field not allowed for kind', { ...valid.message, reaction: { value: 'x', action: 'add' } }, 'record.reaction'],
+    ['edit without target', { ...valid.edit, target: undefined }, 'record.target'],
+    ['stream', { ...valid.message, stream: 'whatsapp/alice' }, 'record.stream'],
+    ['channel mismatch', { ...valid.message, channel: 'signal' }, 'record.channel'],
+    ['account mismatch', { ...valid.message, account: 'bob' }, 'record.account'],
+    ['seq zero', { ...valid.message, seq: 0 }, 'record.seq'],
+    ['seq float', { ...valid.message, seq: 1.5 }, 'record.seq'],
+    ['seq unsafe', { ...valid.message, seq: 2 ** 53 }, 'record.seq'],
+    ['seq string', { ...valid.message, seq: '1' }, 'record.seq'],
+    ['prev uppercase', { ...valid.message, prev: 'A'.repeat(64) }, 'record.prev'],
+    ['capturedAt offset', { ...valid.message, capturedAt: '2026-11-21T09:30:00+01:00' }, 'record.capturedAt'],
+    ['sentAt impossible date', { ...valid.message, sentAt: '2026-02-30T00:00:00Z' }, 'record.sentAt'],
+    ['sentAt hour 24', { ...valid.message, sentAt: '2026-02-01T24:00:00Z' }, 'record.sentAt'],
+    ['conversation type', { ...valid.message, conversation: { id: 'x', type: 'dm' } }, 'record.conversation.type'],
+    ['empty sender id', { ...valid.message, sender: { id: '' } }, 'record.sender.id'],
+    ['alias not string', { ...valid.message, sender: { id: 'x', aliases: [5] } }, 'record.sender.aliases[0]'],
+    ['direction', { ...valid.message, direction: 'sideways' }, 'record.direction'],
+    ['native scope name', { ...valid.message, native: { id: 'x', 'bad name': 'y' } }, 'record.native.<unprintable name>'],
+    ['native scope digit', { ...valid.message, native: { id: 'x', '9chat': 'y' } }, 'record.native.9chat'],
+    ['native value', { ...valid.message, native: { id: 'x', chat: 1 } }, 'record.native.chat'],
+    ['text not string', { ...valid.message, text: 5 }, 'record.text'],
+    ['text lone surrogate', { ...valid.message, text: 'a\ud800' }, 'record.text'],
+    ['text and textBlob', { ...valid.message, textBlob: blob }, 'record.textBlob'],
+    ['message without content', { ...valid.message, text: undefined, attachments: undefined }, 'record.text'],
+    ['attachment status', { ...valid.message, attachments: [{ status: 'maybe' }] }, 'record.attachments[0].status'],
+    ['attachment hash', { ...valid.message, attachments: [{ status: 'stored', sha256: 'x', size: 1, mime: 'a/b' }] }, 'record.attachments[0].sha256'],
+    ['attachment size float', { ...valid.message, attachments: [{ status: 'stored', ...blob, size: 1.5, mime: 'a/b' }] }, 'record.attachments[0].size'],
+    ['attachment extra', { ...valid.message, attachments: [{ status: 'stored', ...blob, mime: 'a/b', url: 'http://x' }] }, 'record.attachments[0].url'],
+    ['empty attachments', { ...valid.message, attachments: [] }, 'record.attachments'],
+    ['forwarded false', { ...valid.message, forwarded: false }, 'record.forwarded'],
+    ['raw format', { ...valid.message, raw: { ...blob } }, 'record.raw.format'],
+    ['meta float', { ...valid.message, meta: { amount: 1.25 } }, 'record.meta.amount'],
+    ['meta object', { ...valid.message, meta: { nested: {} } }, 'record.meta.nested'],
+    ['meta name', { ...valid.message, meta: { '1x': 'y' } }, 'record.meta.1x'],
+    ['reaction action', { ...valid.reaction, reaction: { value: 'x', action: 'toggle' } }, 'record.reaction.action'],
+    ['deletion scope', { ...valid.delete, deletion: { scope: 'them' } }, 'record.deletion.scope'],
+    ['receipt status', { ...valid.receipt, receipt: { status: 'seen' } }, 'record.receipt.status'],
+    ['membership action', { ...valid.membership, membership: { action: 'kick' } }, 'record.membership.action'],
+    ['undecryptable without raw', { ...valid.undecryptable, raw: undefined }, 'record.raw'],
+    ['gap missing negative', { ...valid.gap, gap: { reason: 'x', missing: -1 } }, 'record.gap.missing'],
+    ['source missing version', { ...valid.message, source: { package: 'x' } }, 'record.source.version'],
+    ['hostile field name', { ...valid.message, 'text<script>': 1 }, 'record.<unprintable name>'],
+    ['too long id', { ...valid.message, native: { id: 'x'.repeat(1025) } }, 'record.native.id'],
+  ])('rejects %s, naming the field', (_name, record, field) => {
+    expectField(record, field);
+  });
+
+  it('rejects non-objects and class instances', () => {
+    expectField(null, 'record');
+    expectField([], 'record');
+    expectField(new Date(), 'record');
+    expectField({ ...valid.message, conversation: new Map() }, 'record.conversation');
+  });
+
+  it('never echoes field values in errors', () => {
+    const secret = 'CONFIDENTIAL-DEAL-TERMS';
+    for (const record of [
+      { ...valid.message, text: 5, sender: { id: secret } },
+      { ...valid.message, direction: secret },
+      { ...valid.message, meta: { note: { secret } } },
+      { ...valid.message, sentAt: secret },
+    ]) {
+      try {
+        validateRecord(record);
+      } catch (error) {
+        expect((error as Error).message).not.toContain(secret);
+      }
+    }
+  });
+
+  it('refuses records over 65,535 canonical bytes', () => {
+    const big = { ...valid.message, text: 'x'.repeat(70_000) } as unknown as ArchiveRecord;
+    expect(() => encodeRecord(big)).toThrow(RecordTooLargeError);
+    const bytes = canonicalBytes(big);
+    expect(() => decodeRecord(bytes)).toThrow(RecordTooLargeError);
+  });
+
+  it('decodeRecord refuses non-canonical bytes of a valid record', () => {
+    const text = JSON.stringify(valid.message, null, 1);
+    expect(() => decodeRecord(new TextEncoder().encode(text))).toThrow(/canonical/);
+  });
+});

@@ -1,0 +1,158 @@
+/**
+ * Turns a connector's {@link CaptureInput} into a record template (everything but `seq`,
+ * `prev` and `capturedAt`) plus the blobs that must be stored before the record.
+ * Pure and synchronous: hashing happens here, storage happens in the recorder.
+ */
+import { InvalidRecordError, RecordTooLargeError } from '../errors/record-errors.ts';
+import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import { canonicalBytes, canonicalize } from '../json/canonical-json.ts';
+import type { AttachmentInput, BlobInput, CaptureInput } from '../record/capture-input.ts';
+import {
+  type ArchiveRecord,
+  type Attachment,
+  type BlobRef,
+  MAX_RECORD_BYTES,
+  RECORD_VERSION,
+  type SourceInfo,
+  TEXT_INLINE_MAX_BYTES,
+} from '../record/record.ts';
+import { validateRecord } from '../record/validate-record.ts';
+
+/** A blob the recorder must store before the record. */
+export interface PendingBlob {
+  readonly sha256: string;
+  readonly bytes: Uint8Array;
+}
+
+/** A validated record minus the three fields the recorder assigns when it sequences it. */
+export type RecordTemplate = Omit<ArchiveRecord, 'seq' | 'prev' | 'capturedAt'>;
+
+export interface PreparedCapture {
+  readonly key: string;
+  readonly template: RecordTemplate;
+  /** Blobs to store first (raw bytes, attachment bytes, long text). Empty for most text messages. */
+  readonly blobs: readonly PendingBlob[];
+  /** Blob refs given by the connector as already stored; the recorder checks they exist. */
+  readonly existingBlobs: readonly BlobRef[];
+}
+
+const encoder = new TextEncoder();
+/** Fields only the recorder may set. */
+const RECORDER_FIELDS = new Set(['v', 'stream', 'seq', 'prev', 'channel', 'account', 'capturedAt', 'source', 'textBlob']);
+/** Placeholders as long as the largest real values, so a size check on them is an upper bound. */
+const PLACEHOLDER_SEQ = Number.MAX_SAFE_INTEGER;
+const PLACEHOLDER_TIME = '2000-01-01T00:00:00.000Z';
+
+/**
+ * The default idempotency key: `<kind>:<canonical JSON of native>`, or a random key (never
+ * deduplicated) when the input has neither `key` nor `native`.
+ */
+export function defaultCaptureKey(input: CaptureInput): string {
+  if (input.key !== undefined) return input.key;
+  if (input.native !== undefined) return `${input.kind}:${canonicalize(input.native)}`;
+  return `auto:${crypto.randomUUID()}`;
+}
+
+/**
+ * Validates `input` for `stream` and prepares it. Throws `InvalidRecordError` naming the field,
+ * or `RecordTooLargeError`, before anything is written.
+ */
+export function prepareCapture(input: CaptureInput, stream: { stream: string; channel: string; account: string }, source: SourceInfo): PreparedCapture {
+  if (typeof input !== 'object' || input === null) throw new InvalidRecordError('input', 'must be an object');
+  const key = defaultCaptureKey(input);
+  const blobs: PendingBlob[] = [];
+  const existingBlobs: BlobRef[] = [];
+  const fields: Record<string, unknown> = {
+    v: RECORD_VERSION,
+    stream: stream.stream,
+    key,
+    kind: input.kind,
+    channel: stream.channel,
+    account: stream.account,
+    source,
+  };
+  for (const [name, value] of Object.entries(input)) {
+    if (value === undefined || name === 'key' || name === 'kind') continue;
+    if (RECORDER_FIELDS.has(name)) throw new InvalidRecordError(`input.${name}`, 'is assigned by the recorder and must not be set by a connector');
+    switch (name) {
+      case 'forwarded':
+        if (value !== false) fields.forwarded = value;
+        break;
+      case 'sentAt':
+        fields.sentAt = value instanceof Date ? isoOrFail('record.sentAt', value) : value;
+        break;
+      case 'text':
+        if (typeof value === 'string' && value.isWellFormed() && utf8Length(value) > TEXT_INLINE_MAX_BYTES) {
+          fields.textBlob = addBlob(blobs, encoder.encode(value));
+        } else {
+          fields.text = value;
+        }
+        break;
+      case 'attachments':
+        if (!Array.isArray(value)) throw new InvalidRecordError('record.attachments', 'must be an array');
+        fields.attachments = (value as AttachmentInput[]).map((item, index) => attachment(item, index, blobs, existingBlobs));
+        break;
+      case 'raw': {
+        const raw = value as CaptureInput['raw'] & object;
+        const ref = blobInput('record.raw', raw, blobs, existingBlobs);
+        fields.raw = { sha256: ref.sha256, size: ref.size, format: raw.format };
+        break;
+      }
+      default:
+        fields[name] = value;
+    }
+  }
+  let template = fields as unknown as RecordTemplate;
+  const probe = { ...template, seq: PLACEHOLDER_SEQ, prev: ZERO_HASH, capturedAt: PLACEHOLDER_TIME };
+  validateRecord(probe);
+  if (blobs.length > 0 || existingBlobs.length > 0) {
+    // Check the size now, before any blob is stored, so a rejected record leaves nothing behind.
+    const bytes = canonicalBytes(probe);
+    if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(bytes.length, MAX_RECORD_BYTES);
+    // The record is sequenced only after its blobs are stored; detach it from the caller's
+    // objects so a platform library mutating them meanwhile cannot change what was validated.
+    template = JSON.parse(canonicalize(template)) as RecordTemplate;
+  }
+  return { key, template, blobs, existingBlobs };
+}
+
+function attachment(item: AttachmentInput, index: number, blobs: PendingBlob[], existing: BlobRef[]): Attachment | AttachmentInput {
+  const field = `record.attachments[${index}]`;
+  if (typeof item !== 'object' || item === null) throw new InvalidRecordError(field, 'must be an object');
+  if ('status' in item) return item; // an unavailable marker, validated as part of the record
+  const ref = blobInput(field, item, blobs, existing);
+  return { status: 'stored', sha256: ref.sha256, size: ref.size, mime: item.mime, ...(item.name === undefined ? {} : { name: item.name }) };
+}
+
+function blobInput(field: string, input: BlobInput, blobs: PendingBlob[], existing: BlobRef[]): BlobRef {
+  if (typeof input !== 'object' || input === null) throw new InvalidRecordError(field, 'must be an object');
+  if ('bytes' in input) {
+    if (!(input.bytes instanceof Uint8Array)) throw new InvalidRecordError(`${field}.bytes`, 'must be a Uint8Array');
+    return addBlob(blobs, input.bytes);
+  }
+  if ('blob' in input) {
+    const blob = input.blob as unknown;
+    if (typeof blob !== 'object' || blob === null) throw new InvalidRecordError(`${field}.blob`, 'must be a blob ref {sha256, size}');
+    const ref = blob as BlobRef;
+    existing.push(ref);
+    return { sha256: ref.sha256, size: ref.size };
+  }
+  throw new InvalidRecordError(field, 'needs either bytes or blob');
+}
+
+function addBlob(blobs: PendingBlob[], bytes: Uint8Array): BlobRef {
+  const sha256 = sha256Hex(bytes);
+  if (!blobs.some((blob) => blob.sha256 === sha256)) blobs.push({ sha256, bytes });
+  return { sha256, size: bytes.length };
+}
+
+function isoOrFail(field: string, date: Date): string {
+  if (Number.isNaN(date.getTime())) throw new InvalidRecordError(field, 'is an invalid Date');
+  return date.toISOString();
+}
+
+function utf8Length(text: string): number {
+  // Fast path: a string of n UTF-16 units encodes to at most 3n bytes.
+  if (text.length * 3 <= TEXT_INLINE_MAX_BYTES) return text.length;
+  return Buffer.byteLength(text, 'utf8');
+}

@@ -1,0 +1,236 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidRecordError, RecordTooLargeError } from '../errors/record-errors.ts';
+import { SinkUnsuitableError } from '../errors/sink-errors.ts';
+import { sha256Hex } from '../hash/sha256.ts';
+import type { CaptureInput } from '../record/capture-input.ts';
+import { decodeRecord } from '../record/encode-record.ts';
+import { TEXT_INLINE_MAX_BYTES } from '../record/record.ts';
+import type { AppendBatch, Sink } from '../sink/sink.ts';
+import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
+import { createRecordingLogger } from '../testing/recording-logger.ts';
+import { verifyArchive } from '../verify/verify-archive.ts';
+import { Recorder } from './recorder.ts';
+
+const source = { package: '@offchannel/test', version: '0.0.0' };
+const target = { channel: 'demo', account: 'alice', source };
+
+function message(index: number, extra: Partial<CaptureInput> = {}): CaptureInput {
+  return {
+    kind: 'message',
+    sentAt: new Date(Date.UTC(2026, 10, 21, 9, 0, index % 60)),
+    conversation: { id: 'chat-1', type: 'direct' },
+    sender: { id: 'bob' },
+    direction: 'inbound',
+    native: { id: `m${index}` },
+    text: `message ${index}`,
+    ...extra,
+  };
+}
+
+/** A sink wrapper that logs calls and can fail the next appends. */
+function spySink(inner: Sink = createMemorySink()) {
+  const calls: string[] = [];
+  const batches: AppendBatch[] = [];
+  let failAppends = 0;
+  const sink: Sink = {
+    specVersion: inner.specVersion,
+    kind: 'spy',
+    readOnly: false,
+    guarantees: { ...inner.guarantees, durability: 'fsync' },
+    head: (stream) => inner.head(stream),
+    read: (stream, options) => inner.read(stream, options),
+    streams: () => inner.streams(),
+    async appendBatch(batch) {
+      calls.push(`append:${batch.firstSeq}+${batch.records.length}`);
+      batches.push(batch);
+      if (failAppends > 0) {
+        failAppends--;
+        throw Object.assign(new Error('disk on fire'), { code: 'EIO' });
+      }
+      return inner.appendBatch(batch);
+    },
+    async putBlob(sha256, bytes) {
+      calls.push(`blob:${sha256.slice(0, 8)}`);
+      return inner.putBlob(sha256, bytes);
+    },
+    getBlob: (sha256) => inner.getBlob(sha256),
+    statBlob: (sha256) => inner.statBlob(sha256),
+    putCheckpoint: (stream, size, file, bytes) => inner.putCheckpoint(stream, size, file, bytes),
+    getCheckpoint: (stream, size, file) => inner.getCheckpoint(stream, size, file),
+    checkpoints: (stream) => inner.checkpoints(stream),
+    close: () => inner.close(),
+  };
+  return {
+    sink,
+    calls,
+    batches,
+    failNext(count: number) {
+      failAppends = count;
+    },
+  };
+}
+
+async function records(sink: Sink, stream = 'demo:alice') {
+  const out = [];
+  for await (const stored of sink.read(stream)) out.push(decodeRecord(stored.bytes).record);
+  return out;
+}
+
+describe('Recorder', () => {
+  it('sequences, chains and group-commits concurrent captures', async () => {
+    const spy = spySink();
+    const writer = new Recorder({ sink: spy.sink }).writer(target);
+    const results = await Promise.all(Array.from({ length: 500 }, (_, index) => writer.capture(message(index))));
+    expect(results.map((result) => result.seq)).toEqual(Array.from({ length: 500 }, (_, index) => index + 1));
+    expect(results.every((result) => result.status === 'recorded')).toBe(true);
+    expect(spy.batches.length).toBeLessThanOrEqual(3);
+    const stored = await records(spy.sink);
+    expect(stored.map((record) => record.seq)).toEqual(results.map((result) => result.seq));
+    expect(stored[0]).toMatchObject({ v: 1, stream: 'demo:alice', channel: 'demo', account: 'alice', key: 'message:{"id":"m0"}', source });
+    const report = await verifyArchive(spy.sink);
+    expect(report.ok).toBe(true);
+    expect(report.streams[0]?.head.seq).toBe(500);
+  });
+
+  it('resolves each capture with the hash of its stored record', async () => {
+    const spy = spySink();
+    const writer = new Recorder({ sink: spy.sink }).writer(target);
+    const result = await writer.capture(message(1));
+    const stored = spy.batches[0]?.records[0] as Uint8Array;
+    expect(result).toEqual({ status: 'recorded', stream: 'demo:alice', key: 'message:{"id":"m1"}', seq: 1, hash: sha256Hex(stored) });
+  });
+
+  it('records a replayed event once — sequentially, concurrently and after a restart', async () => {
+    const storage = new MemoryStorage();
+    const first = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true }).writer(target);
+    const original = await first.capture(message(1));
+    expect(await first.capture(message(1, { text: 'redelivered with other content' }))).toEqual({ status: 'duplicate', stream: 'demo:alice', key: original.key, seq: 1 });
+    const concurrent = await Promise.all([first.capture(message(2)), first.capture(message(2)), first.capture(message(2))]);
+    expect(concurrent.map((result) => result.status)).toEqual(['recorded', 'duplicate', 'duplicate']);
+    expect(new Set(concurrent.map((result) => result.seq))).toEqual(new Set([2]));
+
+    const restarted = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true }).writer(target);
+    expect((await restarted.capture(message(1))).status).toBe('duplicate');
+    expect(await restarted.lookup('message:{"id":"m2"}')).toBe(2);
+    expect(await restarted.capture(message(3))).toMatchObject({ status: 'recorded', seq: 3 });
+    expect((await records(createMemorySink(storage))).map((record) => record.key)).toEqual(['message:{"id":"m1"}', 'message:{"id":"m2"}', 'message:{"id":"m3"}']);
+  });
+
+  it('stores every blob before the record that names it', async () => {
+    const spy = spySink();
+    const writer = new Recorder({ sink: spy.sink }).writer(target);
+    const photo = new Uint8Array(5000).fill(7);
+    const raw = new TextEncoder().encode('{"platform":"bytes"}');
+    const result = await writer.capture(message(1, { attachments: [{ bytes: photo, mime: 'image/jpeg', name: 'photo.jpg' }, { status: 'unavailable', reason: 'view-once' }], raw: { bytes: raw, format: 'demo.json' } }));
+    const appendIndex = spy.calls.findIndex((call) => call.startsWith('append'));
+    expect(spy.calls.slice(0, appendIndex).sort()).toEqual([`blob:${sha256Hex(photo).slice(0, 8)}`, `blob:${sha256Hex(raw).slice(0, 8)}`].sort());
+    const [record] = await records(spy.sink);
+    expect(record?.attachments).toEqual([
+      { status: 'stored', sha256: sha256Hex(photo), size: 5000, mime: 'image/jpeg', name: 'photo.jpg' },
+      { status: 'unavailable', reason: 'view-once' },
+    ]);
+    expect(record?.raw).toEqual({ sha256: sha256Hex(raw), size: raw.length, format: 'demo.json' });
+    expect(result.status).toBe('recorded');
+    expect((await verifyArchive(spy.sink)).ok).toBe(true);
+  });
+
+  it('moves long text into a blob and keeps it verifiable', async () => {
+    const spy = spySink();
+    const writer = new Recorder({ sink: spy.sink }).writer(target);
+    const text = '€'.repeat(TEXT_INLINE_MAX_BYTES / 3 + 10);
+    await writer.capture(message(1, { text }));
+    const [record] = await records(spy.sink);
+    expect(record?.text).toBeUndefined();
+    const bytes = await spy.sink.getBlob(record?.textBlob?.sha256 ?? '');
+    expect(Buffer.from(bytes ?? []).toString('utf8')).toBe(text);
+    const short = '€'.repeat(100);
+    await writer.capture(message(2, { text: short }));
+    expect((await records(spy.sink))[1]?.text).toBe(short);
+  });
+
+  it('rejects invalid and oversize input with typed errors and writes nothing', async () => {
+    const spy = spySink();
+    const writer = new Recorder({ sink: spy.sink }).writer(target);
+    await expect(writer.capture({ ...message(1), sender: { id: '' } })).rejects.toMatchObject({ code: 'INVALID_RECORD', field: 'record.sender.id' });
+    await expect(writer.capture({ ...message(1), seq: 5 } as CaptureInput)).rejects.toBeInstanceOf(InvalidRecordError);
+    await expect(writer.capture({ ...message(1), kind: 'nonsense' } as unknown as CaptureInput)).rejects.toMatchObject({ field: 'record.kind' });
+    await expect(writer.capture(null as unknown as CaptureInput)).rejects.toBeInstanceOf(InvalidRecordError);
+    const huge = { ...message(1), conversation: { id: 'c', type: 'group' as const, title: 'x'.repeat(1000) }, mentions: Array.from({ length: 1000 }, (_, index) => `${'m'.repeat(100)}${index}`) };
+    await expect(writer.capture(huge)).rejects.toBeInstanceOf(RecordTooLargeError);
+    await expect(writer.capture({ ...huge, attachments: [{ bytes: new Uint8Array(10), mime: 'a/b' }] })).rejects.toBeInstanceOf(RecordTooLargeError);
+    expect(spy.calls).toEqual([]);
+    expect(await writer.capture(message(1))).toMatchObject({ seq: 1 });
+  });
+
+  it('rejects captures whose batch failed, then resynchronizes without gaps', async () => {
+    const spy = spySink();
+    const logger = createRecordingLogger();
+    const writer = new Recorder({ sink: spy.sink, logger }).writer(target);
+    await writer.capture(message(0));
+    spy.failNext(1);
+    const failed = await Promise.allSettled([writer.capture(message(1)), writer.capture(message(2)), writer.capture(message(1))]);
+    expect(failed.map((result) => result.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    // The failed keys are not remembered: capturing them again records them.
+    const retried = await Promise.all([writer.capture(message(1)), writer.capture(message(2))]);
+    expect(retried.map((result) => [result.status, result.seq])).toEqual([
+      ['recorded', 2],
+      ['recorded', 3],
+    ]);
+    expect((await verifyArchive(spy.sink)).ok).toBe(true);
+    expect(logger.lines.some((line) => line.level === 'error' && line.message?.includes('append failed'))).toBe(true);
+  });
+
+  it('picks up records another recorder appended (resync after conflict)', async () => {
+    const storage = new MemoryStorage();
+    const a = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true }).writer(target);
+    const b = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true }).writer(target);
+    await a.capture(message(1));
+    await b.capture(message(2)); // b reads the head written by a
+    await expect(a.capture(message(3))).rejects.toMatchObject({ code: 'SINK_CONFLICT' });
+    expect(await a.capture(message(2))).toMatchObject({ status: 'duplicate', seq: 2 });
+    expect(await a.capture(message(3))).toMatchObject({ status: 'recorded', seq: 3 });
+    expect((await verifyArchive(createMemorySink(storage))).ok).toBe(true);
+  });
+
+  it('refuses unsuitable sinks', () => {
+    const memory = createMemorySink();
+    expect(() => new Recorder({ sink: memory })).toThrow(SinkUnsuitableError);
+    expect(() => new Recorder({ sink: { ...spySink().sink, specVersion: 2 as 1 } })).toThrow(/spec 2/);
+    expect(() => new Recorder({ sink: spySink().sink, requireRetention: 'compliance-lock' })).toThrow(/compliance-lock/);
+    expect(() => new Recorder({ sink: createMemorySink(new MemoryStorage(), { readOnly: true }), allowVolatileSink: true })).toThrow(/read-only/);
+  });
+
+  it('refuses a blob ref that is not in the sink', async () => {
+    const writer = new Recorder({ sink: spySink().sink }).writer(target);
+    const missing = { sha256: sha256Hex(new Uint8Array([9])), size: 1 };
+    await expect(writer.capture(message(1, { raw: { blob: missing, format: 'x' } }))).rejects.toMatchObject({ code: 'BLOB_MISSING' });
+    const stored = await writer.putBlob(new Uint8Array([9]));
+    expect(await writer.capture(message(1, { raw: { blob: stored, format: 'x' } }))).toMatchObject({ status: 'recorded' });
+  });
+
+  it('close() waits for captures in flight and refuses new ones', async () => {
+    const spy = spySink();
+    const recorder = new Recorder({ sink: spy.sink });
+    const writer = recorder.writer(target);
+    const inflight = Array.from({ length: 50 }, (_, index) => writer.capture(message(index, { raw: { bytes: new Uint8Array([index]), format: 'x' } })));
+    await recorder.close();
+    expect(spy.batches.reduce((sum, batch) => sum + batch.records.length, 0)).toBe(50);
+    expect((await Promise.all(inflight)).length).toBe(50);
+    await expect(writer.capture(message(99))).rejects.toMatchObject({ code: 'CLOSED' });
+    expect(recorder.stats).toEqual({ recorded: 50, duplicates: 0, failed: 0 });
+  });
+
+  it('never logs message text, even when captures fail', async () => {
+    const spy = spySink();
+    const logger = createRecordingLogger();
+    const writer = new Recorder({ sink: spy.sink, logger }).writer(target);
+    const secret = 'SECRET-MERGER-TERMS-4711';
+    await writer.capture(message(1, { text: secret }));
+    spy.failNext(1);
+    await expect(writer.capture(message(2, { text: secret }))).rejects.toThrow();
+    await expect(writer.capture(message(3, { text: secret, sender: { id: '' } }))).rejects.toThrow();
+    await writer.capture(message(4, { text: secret }));
+    expect(logger.lines.length).toBeGreaterThan(0);
+    expect(logger.text()).not.toContain(secret);
+  });
+});

@@ -1,0 +1,245 @@
+/**
+ * The Recorder: the one path from a platform event to a durable, chained record.
+ *
+ * For each capture it validates the input, stores every blob the record names (raw platform
+ * bytes, attachments, long text) durably, then sequences the record (seq, prev, hash) and
+ * appends it with group commit — many records, one durable write. `capture()` resolves only
+ * after the record's batch is durable; only then may a connector acknowledge upstream.
+ *
+ * Replays are recorded once: each record carries an idempotency key, and a capture whose key
+ * is already in the stream resolves as `duplicate` (after the original is durable, never
+ * before). On first use of a stream the recorder reads its head back from the sink and
+ * indexes the keys already stored, so dedup survives restarts.
+ */
+import { OffchannelError } from '../errors/offchannel-error.ts';
+import { ClosedError, SinkUnsuitableError } from '../errors/sink-errors.ts';
+import { sha256Hex } from '../hash/sha256.ts';
+import type { Logger } from '../logger/logger.ts';
+import { noopLogger } from '../logger/logger.ts';
+import { redactingLogger } from '../logger/redacting-logger.ts';
+import type { CaptureInput, CaptureResult } from '../record/capture-input.ts';
+import type { BlobRef, SourceInfo } from '../record/record.ts';
+import { parseStreamName, streamName } from '../record/stream-name.ts';
+import { SINK_SPEC_VERSION, type Sink } from '../sink/sink.ts';
+import { type PreparedCapture, prepareCapture } from './prepare-capture.ts';
+import { StreamLog } from './stream-log.ts';
+
+export interface RecorderOptions {
+  readonly sink: Sink;
+  /** Diagnostics only; wrapped in a redacting logger. Default: no logging. */
+  readonly logger?: Logger;
+  /** The recorder clock for `capturedAt`. Default: system time. */
+  readonly clock?: () => Date;
+  /** Most records in one append. Default 4096. */
+  readonly maxBatchRecords?: number;
+  /** Most bytes in one append (a single record may exceed it). Default 4 MiB. */
+  readonly maxBatchBytes?: number;
+  /**
+   * Refuse a sink whose retention guarantee is weaker: `compliance-lock` accepts only
+   * WORM storage (S3 Object Lock COMPLIANCE); `append-only` also accepts the file-system sink.
+   * Default: no requirement.
+   */
+  readonly requireRetention?: 'compliance-lock' | 'append-only';
+  /** Accept a sink whose durability is `volatile` (in-memory test sinks). Default false. */
+  readonly allowVolatileSink?: boolean;
+}
+
+/** Captures into one stream with a fixed `source`. What a connector's context wraps. */
+export interface StreamWriter {
+  readonly stream: string;
+  readonly channel: string;
+  readonly account: string;
+  /** Records one event; resolves when it is durable (or was already archived). */
+  capture(input: CaptureInput): Promise<CaptureResult>;
+  /** Stores a blob durably and returns its ref (for connectors that stream attachments first). */
+  putBlob(bytes: Uint8Array): Promise<BlobRef>;
+  /** The seq of the durable record holding `key`, or `undefined` if none. */
+  lookup(key: string): Promise<number | undefined>;
+}
+
+/** Counters since the recorder was created. */
+export interface RecorderStats {
+  readonly recorded: number;
+  readonly duplicates: number;
+  readonly failed: number;
+}
+
+const RETENTION_RANK = { none: 0, 'append-only': 1, 'compliance-lock': 2 } as const;
+
+export class Recorder {
+  readonly sink: Sink;
+  private readonly logger: Logger;
+  private readonly clock: () => Date;
+  private readonly maxBatchRecords: number;
+  private readonly maxBatchBytes: number;
+  private readonly logs = new Map<string, StreamLog>();
+  private closed = false;
+  private counts = { recorded: 0, duplicates: 0, failed: 0 };
+
+  /**
+   * Mounts `sink`. Throws {@link SinkUnsuitableError} if the sink declares another contract
+   * version, is read-only, or promises less than the options require.
+   */
+  constructor(options: RecorderOptions) {
+    const { sink } = options;
+    if (sink.specVersion !== SINK_SPEC_VERSION) {
+      throw new SinkUnsuitableError(`sink "${sink.kind}" implements Sink spec ${String(sink.specVersion)}; this recorder needs spec ${SINK_SPEC_VERSION}. Upgrade the sink or @offchannel/core.`);
+    }
+    if (sink.readOnly) throw new SinkUnsuitableError(`sink "${sink.kind}" is open read-only; open it for writing to record.`);
+    if (sink.guarantees.durability === 'volatile' && options.allowVolatileSink !== true) {
+      throw new SinkUnsuitableError(`sink "${sink.kind}" keeps data in memory only; captures would be acknowledged without being durable. Use a durable sink (or allowVolatileSink in tests).`);
+    }
+    if (options.requireRetention && RETENTION_RANK[sink.guarantees.retention] < RETENTION_RANK[options.requireRetention]) {
+      throw new SinkUnsuitableError(`sink "${sink.kind}" offers retention "${sink.guarantees.retention}" but "${options.requireRetention}" is required. Use a WORM sink such as @offchannel/sink-s3 with Object Lock.`);
+    }
+    this.sink = sink;
+    this.logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'recorder' });
+    this.clock = options.clock ?? (() => new Date());
+    this.maxBatchRecords = options.maxBatchRecords ?? 4096;
+    this.maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024;
+  }
+
+  /** A writer for `<channel>:<account>` that stamps `source` on every record. */
+  writer(target: { readonly channel: string; readonly account: string; readonly source: SourceInfo }): StreamWriter {
+    const stream = streamName(target.channel, target.account);
+    const { source } = target;
+    return {
+      stream,
+      channel: target.channel,
+      account: target.account,
+      capture: (input) => this.capture(stream, source, input),
+      putBlob: (bytes) => this.putBlob(bytes),
+      lookup: (key) => this.lookup(stream, key),
+    };
+  }
+
+  /**
+   * Records `input` in `stream`. Resolves after the record is durable in the sink, or with
+   * `duplicate` when its key is already archived. Rejects with `InvalidRecordError` /
+   * `RecordTooLargeError` (nothing written), or with the sink's error (not durable: do not
+   * acknowledge upstream; capturing again later is safe).
+   */
+  capture(stream: string, source: SourceInfo, input: CaptureInput): Promise<CaptureResult> {
+    let log: StreamLog;
+    let prepared: PreparedCapture;
+    try {
+      if (this.closed) throw new ClosedError('recorder');
+      log = this.log(stream);
+      prepared = prepareCapture(input, { stream, ...parseStreamName(stream) }, source);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    const { key } = prepared;
+    const earlier = log.pending.get(key);
+    if (earlier) return earlier.then((result) => this.duplicate(result.stream, key, result.seq));
+    if (log.ready) {
+      const seq = log.keys.get(key);
+      if (seq !== undefined) return Promise.resolve(this.duplicate(stream, key, seq));
+    }
+    let promise: Promise<CaptureResult>;
+    if (log.ready && prepared.blobs.length === 0 && prepared.existingBlobs.length === 0) {
+      try {
+        promise = log.enqueue(key, prepared.template); // fast path: sequenced synchronously
+      } catch (error) {
+        return Promise.reject(error as Error);
+      }
+    } else {
+      promise = this.store(log, prepared);
+    }
+    log.pending.set(key, promise);
+    promise.then(
+      (result) => {
+        log.pending.delete(key);
+        if (result.status === 'recorded') this.counts.recorded++;
+      },
+      () => {
+        log.pending.delete(key);
+        this.counts.failed++;
+      },
+    );
+    return promise;
+  }
+
+  /** Stores `bytes` as a blob durably and returns its ref. */
+  async putBlob(bytes: Uint8Array): Promise<BlobRef> {
+    if (this.closed) throw new ClosedError('recorder');
+    const sha256 = sha256Hex(bytes);
+    await this.sink.putBlob(sha256, bytes);
+    return { sha256, size: bytes.length };
+  }
+
+  /** The seq of the durable record with `key` in `stream`, or `undefined`. */
+  async lookup(stream: string, key: string): Promise<number | undefined> {
+    const log = this.log(stream);
+    if (!log.ready) await log.resync();
+    const pending = log.pending.get(key);
+    if (pending) {
+      const result = await pending;
+      return result.seq;
+    }
+    return log.keys.get(key);
+  }
+
+  /** Resolves when every capture accepted so far has settled. */
+  async flush(): Promise<void> {
+    for (;;) {
+      const pending = [...this.logs.values()].flatMap((log) => [...log.pending.values()]);
+      if (pending.length === 0) break;
+      await Promise.allSettled(pending);
+    }
+    await Promise.all([...this.logs.values()].map((log) => log.drain()));
+  }
+
+  /**
+   * Stops accepting captures and waits for those in flight to settle. Does not close the
+   * sink (the caller owns it). Idempotent.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flush();
+  }
+
+  get stats(): RecorderStats {
+    return { ...this.counts };
+  }
+
+  private log(stream: string): StreamLog {
+    let log = this.logs.get(stream);
+    if (!log) {
+      log = new StreamLog({
+        sink: this.sink,
+        stream,
+        logger: this.logger,
+        now: this.clock,
+        maxBatchRecords: this.maxBatchRecords,
+        maxBatchBytes: this.maxBatchBytes,
+      });
+      this.logs.set(stream, log);
+    }
+    return log;
+  }
+
+  private duplicate(stream: string, key: string, seq: number): CaptureResult {
+    this.counts.duplicates++;
+    return { status: 'duplicate', stream, key, seq };
+  }
+
+  private async store(log: StreamLog, prepared: PreparedCapture): Promise<CaptureResult> {
+    const { key } = prepared;
+    if (!log.ready) await log.resync();
+    const known = log.keys.get(key);
+    if (known !== undefined) return this.duplicate(log.stream, key, known);
+    // Blobs first: a record must never name a blob that is not durable.
+    await Promise.all(prepared.blobs.map((blob) => this.sink.putBlob(blob.sha256, blob.bytes)));
+    for (const ref of prepared.existingBlobs) {
+      const stored = await this.sink.statBlob(ref.sha256);
+      if (stored?.size !== ref.size) {
+        throw new OffchannelError('BLOB_MISSING', `blob ${ref.sha256} (${ref.size} bytes) named by the capture is not in the sink; store it with putBlob first.`);
+      }
+    }
+    if (!log.ready) await log.resync();
+    const seq = log.keys.get(key);
+    if (seq !== undefined) return this.duplicate(log.stream, key, seq);
+    return log.enqueue(key, prepared.template);
+  }
+}

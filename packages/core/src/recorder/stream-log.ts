@@ -1,0 +1,188 @@
+/**
+ * Internal: one stream's sequencing state and group-commit loop.
+ *
+ * Records are sequenced (seq, prev, hash) synchronously when they enter the queue, so the
+ * chain order is the queue order. A single flush loop per stream appends everything queued
+ * as one batch (one durable write for many records), resolves those captures, and repeats.
+ * If an append fails, every capture in it and behind it is rejected (they chain on it), the
+ * in-memory head rolls back to the last durable head, and the next capture resynchronizes
+ * from the sink first.
+ */
+import { RecordTooLargeError } from '../errors/record-errors.ts';
+import { ArchiveCorruptError } from '../errors/sink-errors.ts';
+import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import { canonicalBytes } from '../json/canonical-json.ts';
+import type { Logger } from '../logger/logger.ts';
+import type { CaptureResult } from '../record/capture-input.ts';
+import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
+import type { Sink, StreamHead } from '../sink/sink.ts';
+import type { RecordTemplate } from './prepare-capture.ts';
+
+interface QueuedRecord {
+  readonly key: string;
+  readonly seq: number;
+  readonly prev: string;
+  readonly bytes: Uint8Array;
+  readonly hash: string;
+  readonly resolve: (result: CaptureResult) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+export interface StreamLogOptions {
+  readonly sink: Sink;
+  readonly stream: string;
+  readonly logger: Logger;
+  readonly now: () => Date;
+  readonly maxBatchRecords: number;
+  readonly maxBatchBytes: number;
+}
+
+const decoder = new TextDecoder();
+
+export class StreamLog {
+  readonly stream: string;
+  /** Key → seq of every record durable or queued in this stream. */
+  readonly keys = new Map<string, number>();
+  /**
+   * Captures not yet durable, by key. A second capture of the same key waits for the first
+   * and reports `duplicate` only once the first is durable — never before.
+   */
+  readonly pending = new Map<string, Promise<CaptureResult>>();
+  /** Last sequenced record (may be ahead of the sink while a batch is in flight). */
+  private head: StreamHead = { seq: 0, hash: ZERO_HASH };
+  /** Last record the sink acknowledged. */
+  private durable: StreamHead = { seq: 0, hash: ZERO_HASH };
+  private queue: QueuedRecord[] = [];
+  private flushing: Promise<void> | undefined;
+  private needsResync = true;
+  private resyncing: Promise<void> | undefined;
+  private readonly options: StreamLogOptions;
+
+  constructor(options: StreamLogOptions) {
+    this.options = options;
+    this.stream = options.stream;
+  }
+
+  /** True when the stream can sequence a record without talking to the sink first. */
+  get ready(): boolean {
+    return !this.needsResync;
+  }
+
+  /** Reads the head from the sink and indexes the keys of records not yet known. */
+  async resync(): Promise<void> {
+    this.resyncing ??= this.doResync().finally(() => {
+      this.resyncing = undefined;
+    });
+    return this.resyncing;
+  }
+
+  private async doResync(): Promise<void> {
+    if (this.flushing) await this.flushing;
+    const { sink, stream, logger } = this.options;
+    const head = await sink.head(stream);
+    if (head.seq < this.durable.seq) {
+      throw new ArchiveCorruptError(`the sink's head went backwards (was seq ${this.durable.seq}, now ${head.seq})`, { stream, seq: head.seq });
+    }
+    if (head.seq > this.durable.seq) {
+      let indexed = 0;
+      for await (const stored of sink.read(stream, { fromSeq: this.durable.seq + 1 })) {
+        if (stored.seq > head.seq) break;
+        try {
+          const record = JSON.parse(decoder.decode(stored.bytes)) as { key?: unknown; seq?: unknown };
+          if (typeof record.key === 'string' && typeof record.seq === 'number') {
+            this.keys.set(record.key, record.seq);
+            indexed++;
+          }
+        } catch {
+          logger.error({ stream, seq: stored.seq }, 'stored record is not JSON; its key cannot be indexed (run offchannel verify)');
+        }
+      }
+      logger.debug({ stream, seq: head.seq, indexed }, 'stream resynchronized from sink');
+    }
+    this.head = head;
+    this.durable = head;
+    this.needsResync = false;
+  }
+
+  /**
+   * Sequences a prepared record and queues it for the next batch. Synchronous: the record's
+   * seq and prev are fixed before this returns. Throws `RecordTooLargeError` without
+   * consuming a seq.
+   */
+  enqueue(key: string, template: RecordTemplate): Promise<CaptureResult> {
+    const seq = this.head.seq + 1;
+    const record: ArchiveRecord = { ...template, seq, prev: this.head.hash, capturedAt: this.options.now().toISOString() };
+    const bytes = canonicalBytes(record);
+    if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(bytes.length, MAX_RECORD_BYTES);
+    const hash = sha256Hex(bytes);
+    const prev = this.head.hash;
+    this.head = { seq, hash };
+    this.keys.set(key, seq);
+    const { promise, resolve, reject } = Promise.withResolvers<CaptureResult>();
+    this.queue.push({ key, seq, prev, bytes, hash, resolve, reject });
+    this.flushing ??= this.flushLoop();
+    return promise;
+  }
+
+  /** Resolves when everything queued so far is durable (or has failed). */
+  async drain(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async flushLoop(): Promise<void> {
+    // Let the current tick's captures join the first batch.
+    await Promise.resolve();
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.takeBatch();
+        const first = batch[0] as QueuedRecord;
+        try {
+          const head = await this.options.sink.appendBatch({
+            stream: this.stream,
+            firstSeq: first.seq,
+            prev: first.prev,
+            records: batch.map((entry) => entry.bytes),
+          });
+          this.durable = head;
+        } catch (error) {
+          this.fail(batch, error);
+          continue;
+        }
+        for (const entry of batch) {
+          entry.resolve({ status: 'recorded', stream: this.stream, key: entry.key, seq: entry.seq, hash: entry.hash });
+        }
+      }
+    } finally {
+      this.flushing = undefined;
+    }
+  }
+
+  private takeBatch(): QueuedRecord[] {
+    const { maxBatchRecords, maxBatchBytes } = this.options;
+    let count = 0;
+    let bytes = 0;
+    while (count < this.queue.length && count < maxBatchRecords) {
+      const size = (this.queue[count] as QueuedRecord).bytes.length + 1;
+      if (count > 0 && bytes + size > maxBatchBytes) break;
+      bytes += size;
+      count++;
+    }
+    return this.queue.splice(0, count);
+  }
+
+  /** The batch failed: reject it and everything chained behind it, roll back, resync next time. */
+  private fail(batch: QueuedRecord[], error: unknown): void {
+    const dropped = [...batch, ...this.queue.splice(0)];
+    for (const entry of dropped) {
+      if (this.keys.get(entry.key) === entry.seq) this.keys.delete(entry.key);
+      entry.reject(error);
+    }
+    this.head = this.durable;
+    this.needsResync = true;
+    const code = (error as { code?: unknown }).code;
+    this.options.logger.error(
+      { stream: this.stream, firstSeq: (batch[0] as QueuedRecord).seq, records: dropped.length, code: typeof code === 'string' ? code : undefined },
+      'append failed; captures rejected (not acknowledged upstream) and the stream will resynchronize',
+    );
+  }
+}

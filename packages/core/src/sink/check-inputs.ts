@@ -1,0 +1,47 @@
+/**
+ * Input checks every sink runs before touching storage. Sinks call these so that the
+ * rules (and their error messages) are the same everywhere.
+ */
+import { BlobMismatchError, InvalidBatchError } from '../errors/sink-errors.ts';
+import { isSha256Hex } from '../hash/sha256.ts';
+import { MAX_RECORD_BYTES } from '../record/record.ts';
+import { assertStreamName } from '../record/stream-name.ts';
+import type { AppendBatch, CheckpointFile } from './sink.ts';
+
+/** Most records one batch may carry. */
+export const MAX_BATCH_RECORDS = 100_000;
+
+/**
+ * Throws `InvalidStreamNameError` or {@link InvalidBatchError} unless `batch` is well formed:
+ * valid stream, `firstSeq` a safe integer ≥ 1, `prev` 64 lowercase hex, 1–{@link MAX_BATCH_RECORDS}
+ * records of 1–65,535 bytes each with no 0x0A byte.
+ */
+export function assertAppendBatch(batch: AppendBatch): void {
+  if (typeof batch !== 'object' || batch === null) throw new InvalidBatchError('batch must be an object');
+  assertStreamName(batch.stream);
+  if (!Number.isSafeInteger(batch.firstSeq) || batch.firstSeq < 1) throw new InvalidBatchError('firstSeq must be a safe integer ≥ 1');
+  if (!isSha256Hex(batch.prev)) throw new InvalidBatchError('prev must be 64 lowercase hex characters');
+  if (!Array.isArray(batch.records) || batch.records.length === 0) throw new InvalidBatchError('records must be a non-empty array');
+  if (batch.records.length > MAX_BATCH_RECORDS) throw new InvalidBatchError(`a batch carries at most ${MAX_BATCH_RECORDS} records`);
+  if (!Number.isSafeInteger(batch.firstSeq + batch.records.length)) throw new InvalidBatchError('seq would exceed 2^53 − 1');
+  for (let index = 0; index < batch.records.length; index++) {
+    const bytes = batch.records[index];
+    if (!(bytes instanceof Uint8Array)) throw new InvalidBatchError(`record ${index} must be a Uint8Array`);
+    if (bytes.length === 0 || bytes.length > MAX_RECORD_BYTES) {
+      throw new InvalidBatchError(`record ${index} is ${bytes.length} bytes; records are 1–${MAX_RECORD_BYTES} bytes`);
+    }
+    if (bytes.includes(0x0a)) throw new InvalidBatchError(`record ${index} contains a newline byte`);
+  }
+}
+
+/** Throws {@link BlobMismatchError} unless `sha256` is 64 lowercase hex characters. */
+export function assertBlobName(sha256: string): void {
+  if (!isSha256Hex(sha256)) throw new BlobMismatchError(String(sha256).slice(0, 80), 'is not 64 lowercase hex characters');
+}
+
+/** Throws {@link InvalidBatchError} unless `size` is a safe integer ≥ 1 and `file` is known. */
+export function assertCheckpointKey(stream: string, size: number, file?: CheckpointFile): void {
+  assertStreamName(stream);
+  if (!Number.isSafeInteger(size) || size < 1) throw new InvalidBatchError('checkpoint size must be a safe integer ≥ 1');
+  if (file !== undefined && file !== 'note' && file !== 'rfc3161') throw new InvalidBatchError('checkpoint file must be "note" or "rfc3161"');
+}

@@ -1,0 +1,152 @@
+/**
+ * An in-memory {@link Sink} for tests of connectors and tools. Durability `volatile`: the
+ * recorder refuses it unless `allowVolatileSink` is set. It passes the conformance suite,
+ * which keeps the suite itself honest.
+ */
+import { BlobMismatchError, ClosedError, InvalidBatchError, ReadOnlySinkError, SinkConflictError } from '../errors/sink-errors.ts';
+import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import { assertStreamName } from '../record/stream-name.ts';
+import { assertAppendBatch, assertBlobName, assertCheckpointKey } from '../sink/check-inputs.ts';
+import {
+  type AppendBatch,
+  type BlobInfo,
+  type CheckpointFile,
+  SINK_SPEC_VERSION,
+  type Sink,
+  type SinkGuarantees,
+  type StoredRecord,
+  type StreamHead,
+} from '../sink/sink.ts';
+
+/** The storage behind memory sinks; share one between sinks to simulate reopen and several writers. */
+export class MemoryStorage {
+  readonly streams = new Map<string, { records: Uint8Array[]; head: StreamHead }>();
+  readonly blobs = new Map<string, Uint8Array>();
+  readonly checkpoints = new Map<string, Uint8Array>();
+}
+
+class MemorySink implements Sink {
+  readonly specVersion = SINK_SPEC_VERSION;
+  readonly kind = 'memory';
+  readonly guarantees: SinkGuarantees = { retention: 'none', durability: 'volatile', exclusiveWriter: 'process' };
+  readonly readOnly: boolean;
+  private readonly storage: MemoryStorage;
+  private closed = false;
+
+  constructor(storage: MemoryStorage, readOnly: boolean) {
+    this.storage = storage;
+    this.readOnly = readOnly;
+  }
+
+  async head(stream: string): Promise<StreamHead> {
+    await this.ready();
+    assertStreamName(stream);
+    return this.storage.streams.get(stream)?.head ?? { seq: 0, hash: ZERO_HASH };
+  }
+
+  async appendBatch(batch: AppendBatch): Promise<StreamHead> {
+    await this.writable();
+    assertAppendBatch(batch);
+    // Compare and append in one synchronous step: no other append can interleave.
+    const entry = this.storage.streams.get(batch.stream) ?? { records: [], head: { seq: 0, hash: ZERO_HASH } };
+    if (batch.firstSeq !== entry.head.seq + 1 || batch.prev !== entry.head.hash) {
+      throw new SinkConflictError(batch.stream, `append at seq ${batch.firstSeq} refused: the stream's head is seq ${entry.head.seq}`, {
+        expected: { seq: batch.firstSeq - 1, hash: batch.prev },
+        actual: entry.head,
+      });
+    }
+    const last = batch.records[batch.records.length - 1] as Uint8Array;
+    entry.records.push(...batch.records.map((bytes) => Uint8Array.from(bytes)));
+    entry.head = { seq: batch.firstSeq + batch.records.length - 1, hash: sha256Hex(last) };
+    this.storage.streams.set(batch.stream, entry);
+    return entry.head;
+  }
+
+  async *read(stream: string, options?: { readonly fromSeq?: number }): AsyncIterable<StoredRecord> {
+    await this.ready();
+    assertStreamName(stream);
+    const records = [...(this.storage.streams.get(stream)?.records ?? [])];
+    for (let index = Math.max(0, (options?.fromSeq ?? 1) - 1); index < records.length; index++) {
+      yield { seq: index + 1, bytes: Uint8Array.from(records[index] as Uint8Array) };
+    }
+  }
+
+  async streams(): Promise<readonly string[]> {
+    await this.ready();
+    return [...this.storage.streams.keys()].sort();
+  }
+
+  async putBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    await this.writable();
+    assertBlobName(sha256);
+    if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
+    if (this.storage.blobs.has(sha256)) return { created: false };
+    this.storage.blobs.set(sha256, Uint8Array.from(bytes));
+    return { created: true };
+  }
+
+  async getBlob(sha256: string): Promise<Uint8Array | undefined> {
+    await this.ready();
+    assertBlobName(sha256);
+    const bytes = this.storage.blobs.get(sha256);
+    return bytes ? Uint8Array.from(bytes) : undefined;
+  }
+
+  async statBlob(sha256: string): Promise<BlobInfo | undefined> {
+    await this.ready();
+    assertBlobName(sha256);
+    const bytes = this.storage.blobs.get(sha256);
+    return bytes ? { sha256, size: bytes.length } : undefined;
+  }
+
+  async putCheckpoint(stream: string, size: number, file: CheckpointFile, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    await this.writable();
+    assertCheckpointKey(stream, size, file);
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InvalidBatchError('checkpoint bytes must be a non-empty Uint8Array');
+    const key = `${stream}/${size}.${file}`;
+    const existing = this.storage.checkpoints.get(key);
+    if (existing) {
+      if (Buffer.from(existing).equals(bytes)) return { created: false };
+      throw new SinkConflictError(stream, `a different ${file} checkpoint for size ${size} is already stored`);
+    }
+    this.storage.checkpoints.set(key, Uint8Array.from(bytes));
+    return { created: true };
+  }
+
+  async getCheckpoint(stream: string, size: number, file: CheckpointFile): Promise<Uint8Array | undefined> {
+    await this.ready();
+    assertCheckpointKey(stream, size, file);
+    const bytes = this.storage.checkpoints.get(`${stream}/${size}.${file}`);
+    return bytes ? Uint8Array.from(bytes) : undefined;
+  }
+
+  async checkpoints(stream: string): Promise<readonly number[]> {
+    await this.ready();
+    assertStreamName(stream);
+    const prefix = `${stream}/`;
+    return [...this.storage.checkpoints.keys()]
+      .filter((key) => key.startsWith(prefix) && key.endsWith('.note'))
+      .map((key) => Number(key.slice(prefix.length, -'.note'.length)))
+      .sort((a, b) => a - b);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.resolve();
+  }
+
+  private async ready(): Promise<void> {
+    await Promise.resolve();
+    if (this.closed) throw new ClosedError('memory sink');
+  }
+
+  private async writable(): Promise<void> {
+    await this.ready();
+    if (this.readOnly) throw new ReadOnlySinkError('memory');
+  }
+}
+
+/** A sink over `storage` (a fresh one by default). */
+export function createMemorySink(storage: MemoryStorage = new MemoryStorage(), options?: { readonly readOnly?: boolean }): Sink {
+  return new MemorySink(storage, options?.readOnly ?? false);
+}

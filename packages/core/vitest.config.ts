@@ -1,0 +1,2 @@
+import { packageProject } from '../../vitest.shared.ts';
+export default packageProject('@offchannel/core');

@@ -1,0 +1,46 @@
+/**
+ * Test child for the crash-safety test: captures messages into an fs archive as fast as it can
+ * (hundreds in flight), printing `<index> <seq>` for every capture that resolved. The parent
+ * SIGKILLs it at a random moment.
+ */
+import { Recorder } from '@offchannel/core';
+import { openFsSink } from '@offchannel/sink-fs';
+
+const [dir, startText] = process.argv.slice(2) as [string, string];
+const sink = await openFsSink({ dir, segmentBytes: 48 * 1024 });
+const writer = new Recorder({ sink }).writer({ channel: 'demo', account: 'crash', source: { package: 'crash-child', version: '0' } });
+const padding = 'lorem ipsum dolor sit amet '.repeat(30);
+let acks: string[] = [];
+const flush = (): void => {
+  if (acks.length > 0) process.stdout.write(acks.join(''));
+  acks = [];
+};
+setInterval(flush, 2);
+process.stdout.write('ready\n');
+let inflight = 0;
+for (let index = Number(startText); ; index++) {
+  while (inflight >= 256) await new Promise((resolve) => setImmediate(resolve));
+  inflight++;
+  const attachment = index % 40 === 0 ? [{ bytes: new TextEncoder().encode(`attachment ${index} ${padding}`), mime: 'text/plain' }] : undefined;
+  writer
+    .capture({
+      kind: 'message',
+      sentAt: new Date(1_763_000_000_000 + index * 1000),
+      conversation: { id: `chat-${index % 7}`, type: 'group' },
+      sender: { id: `user-${index % 13}` },
+      direction: index % 3 === 0 ? 'outbound' : 'inbound',
+      native: { id: `m-${index}` },
+      text: `message ${index}: ${padding}`,
+      ...(attachment ? { attachments: attachment } : {}),
+    })
+    .then(
+      (result) => {
+        inflight--;
+        acks.push(`${index} ${result.seq}\n`);
+      },
+      (error: unknown) => {
+        process.stderr.write(`capture failed: ${String(error)}\n`);
+        process.exit(3);
+      },
+    );
+}

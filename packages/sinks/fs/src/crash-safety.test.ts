@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { type ArchiveRecord, verifyArchive } from '@offchannel/core';
+import { expect, it } from 'vitest';
+import { openFsSink } from './fs-sink.ts';
+
+const child = path.join(import.meta.dirname, '__fixtures__', 'capture-child.ts');
+const TRIALS = 24;
+
+it(`keeps every acknowledged record through ${TRIALS} SIGKILLs at random moments, without duplicates`, { timeout: 180_000 }, async () => {
+  const dir = path.join(await mkdtemp(path.join(tmpdir(), 'offchannel-crash-')), 'archive');
+  const t0 = performance.now();
+  const acknowledged = new Map<number, number>(); // message index → seq
+  let next = 0;
+  try {
+    for (let trial = 0; trial < TRIALS; trial++) {
+      // Restart a little behind the last acknowledged message: those captures are replays.
+      const start = Math.max(0, next - 150);
+      const process_ = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', child, dir, String(start)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      process_.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      let buffered = '';
+      let ready = false;
+      process_.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        buffered += chunk;
+        const lines = buffered.split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) {
+          if (line === 'ready') ready = true;
+          else {
+            const [index, seq] = line.split(' ').map(Number) as [number, number];
+            const known = acknowledged.get(index);
+            if (known !== undefined) expect(seq, `replayed message ${index} must resolve to its first seq`).toBe(known);
+            acknowledged.set(index, seq);
+            next = Math.max(next, index + 1);
+          }
+        }
+      });
+      const exited = new Promise<number | null>((resolve) => process_.once('exit', (code) => resolve(code)));
+      while (!ready) {
+        if (process_.exitCode !== null) throw new Error(`child exited early: ${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 40 + Math.random() * 300));
+      process_.kill('SIGKILL');
+      expect(await exited, stderr).toBeNull();
+
+      // Restart: a writer opening the archive recovers it (torn tail cut, head read back).
+      const sink = await openFsSink({ dir, segmentBytes: 48 * 1024 });
+      const head = await sink.head('demo:crash');
+      const seen = new Map<string, number>();
+      let count = 0;
+      for await (const stored of sink.read('demo:crash')) {
+        const record = JSON.parse(Buffer.from(stored.bytes).toString('utf8')) as ArchiveRecord;
+        expect(seen.has(record.key), `key ${record.key} recorded twice`).toBe(false);
+        seen.set(record.key, record.seq);
+        count++;
+      }
+      expect(count).toBe(head.seq);
+      for (const [index, seq] of acknowledged) expect(seen.get(`message:{"id":"m-${index}"}`), `acknowledged message ${index} missing after crash ${trial}`).toBe(seq);
+      const report = await verifyArchive(sink);
+      expect(report.failures).toEqual([]);
+      await sink.close();
+    }
+    expect(acknowledged.size).toBeGreaterThan(TRIALS * 50);
+    const quarantined = await readdir(path.join(dir, 'quarantine', 'demo:crash')).catch(() => []);
+    console.log(`crash test: ${acknowledged.size} acknowledged, ${quarantined.length} torn tails recovered, ${(performance.now() - t0).toFixed(0)} ms`);
+  } finally {
+    await rm(path.dirname(dir), { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,190 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFile, chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Recorder, ZERO_HASH, sha256Hex, verifyArchive } from '@offchannel/core';
+import { batchAfter, runSinkConformance } from '@offchannel/core/testing';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openFsSink } from './fs-sink.ts';
+
+async function temporaryArchive(): Promise<string> {
+  return path.join(await mkdtemp(path.join(tmpdir(), 'offchannel-fs-')), 'archive');
+}
+
+for (const segmentBytes of [undefined, 700]) {
+  describe(segmentBytes ? `fs sink with ${segmentBytes}-byte segments` : 'fs sink', () => {
+    runSinkConformance({
+      test: it,
+      createFixture: async () => {
+        const dir = await temporaryArchive();
+        return {
+          open: () => openFsSink({ dir, ...(segmentBytes ? { segmentBytes } : {}) }),
+          openReadOnly: () => openFsSink({ dir, readOnly: true }),
+          destroy: () => rm(path.dirname(dir), { recursive: true, force: true }),
+        };
+      },
+    });
+  });
+}
+
+describe('fs sink layout and recovery', () => {
+  let dir: string;
+  const stream = 'demo:alice';
+  beforeEach(async () => {
+    dir = await temporaryArchive();
+  });
+  afterEach(async () => {
+    await rm(path.dirname(dir), { recursive: true, force: true });
+  });
+
+  /** Real records through the Recorder, so verifyArchive can check them. */
+  async function record(count: number, segmentBytes = 1500) {
+    const sink = await openFsSink({ dir, segmentBytes });
+    const writer = new Recorder({ sink }).writer({ channel: 'demo', account: 'alice', source: { package: 'test', version: '0' } });
+    for (let index = 0; index < count; index++) {
+      await writer.capture({ kind: 'message', sentAt: '2026-11-21T10:00:00Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index}` });
+    }
+    return { sink, head: await sink.head(stream) };
+  }
+
+  async function fill(records: number, segmentBytes = 500) {
+    const sink = await openFsSink({ dir, segmentBytes });
+    let head = { seq: 0, hash: ZERO_HASH };
+    for (let index = 0; index < records; index++) head = await sink.appendBatch(batchAfter(stream, head, 1, `r${index}`));
+    return { sink, head };
+  }
+
+  it('writes the documented layout: sealed read-only segments whose seals sha256sum can check', async () => {
+    const { sink, head } = await record(20);
+    const blob = new TextEncoder().encode('photo');
+    await sink.putBlob(sha256Hex(blob), blob);
+    await sink.close();
+    expect(JSON.parse(await readFile(path.join(dir, 'offchannel-archive.json'), 'utf8'))).toEqual({ format: 'offchannel-archive', version: 1 });
+    const files = (await readdir(path.join(dir, 'streams', stream))).sort();
+    const segments = files.filter((name) => name.endsWith('.jsonl'));
+    expect(segments[0]).toBe('0000000000000001.jsonl');
+    expect(segments.length).toBeGreaterThan(2);
+    let lines = 0;
+    for (const segment of segments) {
+      const file = path.join(dir, 'streams', stream, segment);
+      const content = await readFile(file);
+      lines += content.toString('utf8').split('\n').length - 1;
+      const sealFile = file.replace('.jsonl', '.seal.json');
+      if (!files.includes(path.basename(sealFile))) {
+        expect(segment).toBe(segments.at(-1));
+        expect((await stat(file)).mode & 0o777).toBe(0o644);
+        continue;
+      }
+      const seal = JSON.parse(await readFile(sealFile, 'utf8')) as { sha256: string; bytes: number; firstSeq: number; lastSeq: number; lastHash: string };
+      expect(seal.sha256).toBe(createHash('sha256').update(content).digest('hex'));
+      expect(seal.bytes).toBe(content.length);
+      expect(seal.firstSeq).toBe(Number(segment.slice(0, 16)));
+      const lastLine = content.toString('utf8').trimEnd().split('\n').at(-1) ?? '';
+      expect(seal.lastHash).toBe(sha256Hex(new TextEncoder().encode(lastLine)));
+      expect((await stat(file)).mode & 0o777).toBe(0o444);
+      expect((await stat(sealFile)).mode & 0o777).toBe(0o444);
+    }
+    expect(lines).toBe(head.seq);
+    expect((await stat(path.join(dir, 'blobs', 'sha256', sha256Hex(blob)))).mode & 0o777).toBe(0o444);
+    const reader = await openFsSink({ dir, readOnly: true });
+    expect([...(await collectAudit(reader))]).toEqual([]);
+    expect((await verifyArchive(reader)).ok).toBe(true);
+    await reader.close();
+  });
+
+  it('cuts a torn, never-acknowledged tail at restart, keeps a copy in quarantine, and continues', async () => {
+    const { sink, head } = await fill(3, 1_000_000);
+    await sink.close();
+    const segment = path.join(dir, 'streams', stream, '0000000000000001.jsonl');
+    const acknowledged = await readFile(segment);
+    await appendFile(segment, '{"partial":"rec');
+    const reader = await openFsSink({ dir, readOnly: true });
+    expect(await reader.head(stream)).toEqual(head);
+    await reader.close();
+    const reopened = await openFsSink({ dir });
+    expect(await reopened.head(stream)).toEqual(head);
+    expect(Buffer.compare(await readFile(segment), acknowledged)).toBe(0);
+    const quarantined = await readdir(path.join(dir, 'quarantine', stream));
+    expect(quarantined).toHaveLength(1);
+    expect(await readFile(path.join(dir, 'quarantine', stream, quarantined[0] as string), 'utf8')).toBe('{"partial":"rec');
+    const next = await reopened.appendBatch(batchAfter(stream, head, 2));
+    expect(next.seq).toBe(5);
+    await reopened.close();
+  });
+
+  it('refuses to write after a complete line that breaks the chain, instead of discarding it', async () => {
+    const { sink, head } = await fill(3, 1_000_000);
+    await sink.close();
+    await appendFile(path.join(dir, 'streams', stream, '0000000000000001.jsonl'), '{"seq":4,"prev":"not the hash"}\n');
+    const reopened = await openFsSink({ dir });
+    await expect(reopened.head(stream)).rejects.toMatchObject({ code: 'ARCHIVE_CORRUPT', seq: 4 });
+    await expect(reopened.appendBatch(batchAfter(stream, head, 1))).rejects.toMatchObject({ code: 'ARCHIVE_CORRUPT' });
+    await reopened.close();
+  });
+
+  it('finishes a seal interrupted after the seal was written', async () => {
+    const { sink } = await fill(12);
+    await sink.close();
+    const seals = (await readdir(path.join(dir, 'streams', stream))).filter((name) => name.endsWith('.seal.json')).sort();
+    const segment = path.join(dir, 'streams', stream, (seals.at(-1) as string).replace('.seal.json', '.jsonl'));
+    await chmod(segment, 0o644);
+    const reopened = await openFsSink({ dir, segmentBytes: 500 });
+    await reopened.head(stream);
+    expect((await stat(segment)).mode & 0o777).toBe(0o444);
+    await reopened.close();
+  });
+
+  it('refuses a non-empty directory that is not an archive, and a missing one read-only', async () => {
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'notes.txt'), 'x');
+    await expect(openFsSink({ dir })).rejects.toMatchObject({ code: 'SINK_UNSUITABLE' });
+    await expect(openFsSink({ dir: `${dir}-missing`, readOnly: true })).rejects.toThrow(/no offchannel archive/);
+  });
+
+  it('lets only one process write a stream, and frees it when that process is killed', { timeout: 30_000 }, async () => {
+    const { sink, head } = await fill(1);
+    await sink.close();
+    const holder = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', path.join(import.meta.dirname, '__fixtures__', 'hold-stream.ts'), dir, stream], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    const contender = await openFsSink({ dir });
+    await expect(contender.appendBatch(batchAfter(stream, head, 1))).rejects.toMatchObject({ code: 'SINK_CONFLICT' });
+    await expect(contender.head(stream)).rejects.toMatchObject({ code: 'SINK_CONFLICT' });
+    expect((await contender.appendBatch(batchAfter('demo:bob', { seq: 0, hash: ZERO_HASH }, 1))).seq).toBe(1);
+    holder.kill('SIGKILL');
+    await new Promise((resolve) => holder.once('exit', resolve));
+    expect((await contender.appendBatch(batchAfter(stream, head, 1))).seq).toBe(2);
+    await contender.close();
+  });
+
+  it('audits sealed segments: truncation, edits, writable seals and stray files', async () => {
+    const { sink } = await record(20, 900);
+    await sink.close();
+    const streamDir = path.join(dir, 'streams', stream);
+    const sealed = (await readdir(streamDir)).filter((name) => name.endsWith('.seal.json')).sort();
+    const second = path.join(streamDir, (sealed[1] as string).replace('.seal.json', '.jsonl'));
+    const seal = JSON.parse(await readFile(path.join(streamDir, sealed[1] as string), 'utf8')) as { firstSeq: number; lastSeq: number };
+    await chmod(second, 0o644);
+    const content = await readFile(second);
+    const firstLineEnd = content.indexOf(0x0a) + 1;
+    await truncate(second, firstLineEnd);
+    await writeFile(path.join(dir, 'streams', stream, 'notes.txt'), 'x');
+    const reader = await openFsSink({ dir, readOnly: true });
+    const findings = await collectAudit(reader);
+    expect(findings).toContainEqual(expect.objectContaining({ code: 'SEGMENT_SEAL_MISMATCH', stream, seq: seal.firstSeq + 1 }));
+    expect(findings).toContainEqual(expect.objectContaining({ code: 'SEALED_FILE_WRITABLE', stream }));
+    expect(findings).toContainEqual(expect.objectContaining({ code: 'UNEXPECTED_FILE', stream }));
+    const report = await verifyArchive(reader);
+    expect(report.ok).toBe(false);
+    expect(report.failures[0]).toMatchObject({ stream, seq: seal.firstSeq + 1, code: 'SEQ_GAP' });
+    await reader.close();
+  });
+});
+
+async function collectAudit(sink: Awaited<ReturnType<typeof openFsSink>>) {
+  const findings = [];
+  for await (const finding of sink.audit()) findings.push(finding);
+  return findings;
+}

@@ -1,0 +1,305 @@
+/**
+ * `FsSink`: the embedded default archive — a directory of append-only segment files,
+ * content-addressed blobs and checkpoints. It is also the durable local spool in front of
+ * remote sinks. Layout and verification by hand: `docs/storage-format.md`.
+ *
+ * Guarantees: `retention: 'append-only'` (sealed files are read-only, but an administrator
+ * could still change them — tampering is detectable, not prevented; use S3 Object Lock for
+ * WORM), `durability: 'fsync'`, `exclusiveWriter: 'lock'` (one writer per stream on a host).
+ */
+import { readFile, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  type AppendBatch,
+  type AuditFinding,
+  BlobMismatchError,
+  type BlobInfo,
+  type CheckpointFile,
+  ClosedError,
+  InvalidBatchError,
+  type Logger,
+  ReadOnlySinkError,
+  SINK_SPEC_VERSION,
+  type Sink,
+  SinkConflictError,
+  SinkUnsuitableError,
+  type StoredRecord,
+  type StreamHead,
+  ZERO_HASH,
+  assertAppendBatch,
+  assertBlobName,
+  assertCheckpointKey,
+  assertStreamName,
+  isStreamName,
+  noopLogger,
+  redactingLogger,
+  sha256Hex,
+} from '@offchannel/core';
+import { ARCHIVE_FORMAT, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
+import { auditArchive } from './fs-audit.ts';
+import { createReadOnlyFile, ensureDirectory, isNotFound, readIfExists } from './fs-utils.ts';
+import { listSegments, parseSeal, splitLines } from './segments.ts';
+import { StreamAppender } from './stream-appender.ts';
+
+export interface FsSinkOptions {
+  /** The archive directory. Created (with its marker) when opened for writing. */
+  readonly dir: string;
+  /** Open without writing anything, not even locks. Default false. */
+  readonly readOnly?: boolean;
+  /** A segment is sealed once it reaches this size. Default 32 MiB. */
+  readonly segmentBytes?: number;
+  readonly logger?: Logger;
+}
+
+const DEFAULT_SEGMENT_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Opens the archive in `options.dir`. For writing, creates it if missing (a non-empty
+ * directory that is not an archive is refused). For reading, it must exist.
+ */
+export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
+  const layout = new ArchiveLayout(options.dir);
+  const readOnly = options.readOnly ?? false;
+  const marker = await readIfExists(layout.marker);
+  if (marker) {
+    let parsed: { format?: unknown; version?: unknown };
+    try {
+      parsed = JSON.parse(marker.toString('utf8')) as typeof parsed;
+    } catch {
+      parsed = {};
+    }
+    if (parsed.format !== ARCHIVE_FORMAT.format || parsed.version !== ARCHIVE_FORMAT.version) {
+      throw new SinkUnsuitableError(`${layout.marker} is not an offchannel archive marker of version ${ARCHIVE_FORMAT.version}.`);
+    }
+  } else if (readOnly) {
+    throw new SinkUnsuitableError(`no offchannel archive at ${layout.root} (missing ${path.basename(layout.marker)}).`);
+  } else {
+    const existing = await readdir(layout.root).catch((error: unknown) => {
+      if (isNotFound(error)) return [];
+      throw error;
+    });
+    if (existing.length > 0) {
+      throw new SinkUnsuitableError(`${layout.root} is not empty and is not an offchannel archive; choose an empty or new directory.`);
+    }
+    await ensureDirectory(layout.root);
+    await ensureDirectory(layout.tmpDir);
+    await createReadOnlyFile(layout.tmpDir, layout.marker, Buffer.from(`${JSON.stringify(ARCHIVE_FORMAT)}\n`, 'utf8'));
+  }
+  if (!readOnly) {
+    await ensureDirectory(layout.tmpDir);
+    await ensureDirectory(layout.blobsDir);
+  }
+  const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+  if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 1) throw new InvalidBatchError('segmentBytes must be a positive integer');
+  return new FsSink(layout, readOnly, segmentBytes, redactingLogger(options.logger ?? noopLogger).child({ component: 'sink-fs' }));
+}
+
+export class FsSink implements Sink {
+  readonly specVersion = SINK_SPEC_VERSION;
+  readonly kind = 'fs';
+  readonly guarantees = { retention: 'append-only', durability: 'fsync', exclusiveWriter: 'lock' } as const;
+  readonly readOnly: boolean;
+  /** Absolute path of the archive directory. */
+  readonly dir: string;
+  private readonly layout: ArchiveLayout;
+  private readonly segmentBytes: number;
+  private readonly logger: Logger;
+  private readonly appenders = new Map<string, Promise<StreamAppender>>();
+  private closed = false;
+
+  /** Use {@link openFsSink}. */
+  constructor(layout: ArchiveLayout, readOnly: boolean, segmentBytes: number, logger: Logger) {
+    this.layout = layout;
+    this.dir = layout.root;
+    this.readOnly = readOnly;
+    this.segmentBytes = segmentBytes;
+    this.logger = logger;
+  }
+
+  async head(stream: string): Promise<StreamHead> {
+    this.assertOpen();
+    assertStreamName(stream);
+    if (this.readOnly) return this.readHead(stream);
+    const appender = await this.appender(stream);
+    return appender.exclusive(async () => appender.currentHead);
+  }
+
+  async appendBatch(batch: AppendBatch): Promise<StreamHead> {
+    this.assertWritable();
+    assertAppendBatch(batch);
+    const appender = await this.appender(batch.stream);
+    return appender.exclusive(() => {
+      this.assertWritable();
+      return appender.append(batch);
+    });
+  }
+
+  async *read(stream: string, options?: { readonly fromSeq?: number }): AsyncIterable<StoredRecord> {
+    this.assertOpen();
+    assertStreamName(stream);
+    const fromSeq = options?.fromSeq ?? 1;
+    const segments = await listSegments(this.layout, stream);
+    for (const [index, segment] of segments.entries()) {
+      const next = segments[index + 1];
+      if (next && next.firstSeq <= fromSeq) continue;
+      let content: Buffer;
+      try {
+        content = await readFile(segment.path);
+      } catch (error) {
+        if (isNotFound(error)) continue;
+        throw error;
+      }
+      this.assertOpen();
+      const { lines, tail } = splitLines(content);
+      // A partial last line of the active segment is an append in progress (or a torn tail
+      // awaiting recovery): not a record. In a sealed segment it is damage: return it.
+      if (tail.length > 0 && (segment.sealed || next)) lines.push(tail);
+      for (const [offset, line] of lines.entries()) {
+        const seq = segment.firstSeq + offset;
+        if (seq >= fromSeq) yield { seq, bytes: new Uint8Array(line.buffer, line.byteOffset, line.length) };
+      }
+    }
+  }
+
+  async streams(): Promise<readonly string[]> {
+    this.assertOpen();
+    let names: string[];
+    try {
+      names = await readdir(this.layout.streamsDir);
+    } catch (error) {
+      if (isNotFound(error)) return [];
+      throw error;
+    }
+    const streams: string[] = [];
+    for (const name of names.filter(isStreamName).sort()) {
+      for (const segment of await listSegments(this.layout, name)) {
+        if ((await stat(segment.path)).size > 0) {
+          streams.push(name);
+          break;
+        }
+      }
+    }
+    return streams;
+  }
+
+  async putBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    this.assertWritable();
+    assertBlobName(sha256);
+    if (!(bytes instanceof Uint8Array)) throw new BlobMismatchError(sha256, 'bytes must be a Uint8Array');
+    if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
+    const target = this.layout.blob(sha256);
+    if (await this.sameBlobStored(target, sha256)) return { created: false };
+    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
+    if (await this.sameBlobStored(target, sha256)) return { created: false };
+    throw new BlobMismatchError(sha256, 'a different, damaged file is stored under this name; run offchannel verify');
+  }
+
+  async getBlob(sha256: string): Promise<Uint8Array | undefined> {
+    this.assertOpen();
+    assertBlobName(sha256);
+    const bytes = await readIfExists(this.layout.blob(sha256));
+    return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
+  }
+
+  async statBlob(sha256: string): Promise<BlobInfo | undefined> {
+    this.assertOpen();
+    assertBlobName(sha256);
+    try {
+      return { sha256, size: (await stat(this.layout.blob(sha256))).size };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async putCheckpoint(stream: string, size: number, file: CheckpointFile, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    this.assertWritable();
+    assertCheckpointKey(stream, size, file);
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InvalidBatchError('checkpoint bytes must be a non-empty Uint8Array');
+    const target = this.layout.checkpoint(stream, size, file);
+    await ensureDirectory(path.dirname(target));
+    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
+    if ((await readIfExists(target))?.equals(bytes)) return { created: false };
+    throw new SinkConflictError(stream, `a different ${file} checkpoint for tree size ${size} is already stored`);
+  }
+
+  async getCheckpoint(stream: string, size: number, file: CheckpointFile): Promise<Uint8Array | undefined> {
+    this.assertOpen();
+    assertCheckpointKey(stream, size, file);
+    const bytes = await readIfExists(this.layout.checkpoint(stream, size, file));
+    return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
+  }
+
+  async checkpoints(stream: string): Promise<readonly number[]> {
+    this.assertOpen();
+    assertStreamName(stream);
+    const names = await readdir(this.layout.checkpointsDir(stream)).catch((error: unknown) => {
+      if (isNotFound(error)) return [];
+      throw error;
+    });
+    return names
+      .map(parseCheckpointFileName)
+      .filter((parsed) => parsed?.file === 'note')
+      .map((parsed) => (parsed as { size: number }).size)
+      .sort((a, b) => a - b);
+  }
+
+  /** Physical checks: seals match their segments, sealed files are read-only, no stray files. */
+  audit(): AsyncIterable<AuditFinding> {
+    this.assertOpen();
+    return auditArchive(this.layout);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const appenders = await Promise.allSettled(this.appenders.values());
+    this.appenders.clear();
+    for (const result of appenders) if (result.status === 'fulfilled') await result.value.close();
+  }
+
+  private appender(stream: string): Promise<StreamAppender> {
+    let appender = this.appenders.get(stream);
+    if (!appender) {
+      appender = StreamAppender.open(stream, this.layout, this.segmentBytes, this.logger);
+      this.appenders.set(stream, appender);
+      // A failed open (locked by another writer, damaged) is retried on the next call.
+      appender.catch(() => {
+        if (this.appenders.get(stream) === appender) this.appenders.delete(stream);
+      });
+    }
+    return appender;
+  }
+
+  /** Head without a lock, for read-only use: from the last seal or the last complete line. */
+  private async readHead(stream: string): Promise<StreamHead> {
+    const segments = await listSegments(this.layout, stream);
+    for (const segment of segments.reverse()) {
+      if (segment.sealed) {
+        const seal = parseSeal(await readFile(segment.sealPath), stream, segment.firstSeq);
+        return { seq: seal.lastSeq, hash: seal.lastHash };
+      }
+      const { lines } = splitLines(await readFile(segment.path));
+      const last = lines.at(-1);
+      if (last) return { seq: segment.firstSeq + lines.length - 1, hash: sha256Hex(last) };
+    }
+    return { seq: 0, hash: ZERO_HASH };
+  }
+
+  private async sameBlobStored(target: string, sha256: string): Promise<boolean> {
+    const existing = await readIfExists(target);
+    if (!existing) return false;
+    if (sha256Hex(existing) === sha256) return true;
+    this.logger.error({ blob: sha256 }, 'stored blob does not match its name');
+    throw new BlobMismatchError(sha256, 'the file stored under this name is damaged (its content hashes differently); run offchannel verify');
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError('fs sink');
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.readOnly) throw new ReadOnlySinkError('fs');
+  }
+}

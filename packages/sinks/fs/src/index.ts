@@ -1,0 +1,9 @@
+/**
+ * `@offchannel/sink-fs` — the embedded default archive: a directory of append-only,
+ * fsync'd segment files, content-addressed blobs and checkpoints, verifiable with
+ * `sha256sum` and `jq` alone (see docs/storage-format.md).
+ */
+export { FsSink, openFsSink } from './fs-sink.ts';
+export type { FsSinkOptions } from './fs-sink.ts';
+export { ARCHIVE_MARKER, SEAL_FORMAT, SEQ_DIGITS, parseSegmentFileName, segmentFileName, sealFileName } from './archive-layout.ts';
+export type { Seal } from './segments.ts';

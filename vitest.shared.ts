@@ -1,0 +1,9 @@
+import { defineProject, type UserWorkspaceConfig } from 'vitest/config';
+const conditions = ['@offchannel/source', 'node', 'import', 'default'];
+export function packageProject(name: string): UserWorkspaceConfig {
+  return defineProject({
+    resolve: { conditions },
+    ssr: { resolve: { conditions, externalConditions: ['@offchannel/source'] } },
+    test: { name, include: ['src/**/*.test.ts'] },
+  });
+}
