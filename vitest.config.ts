@@ -1,2 +1,8 @@
 import { defineConfig } from 'vitest/config';
-export default defineConfig({ resolve: { conditions: ['@offchannel/source'] }, ssr: { resolve: { conditions: ['@offchannel/source'] } }, test: { projects: ['packages/*/vitest.config.ts', 'packages/*/*/vitest.config.ts'] } });
+
+// One Vitest project per package, named after the package: `vitest run --project @offchannel/core`.
+export default defineConfig({
+  test: {
+    projects: ['packages/*/vitest.config.ts', 'packages/*/*/vitest.config.ts', 'examples/*/vitest.config.ts'],
+  },
+});

@@ -1,5 +1,5 @@
 import { InvalidRecordError, NonCanonicalJsonError, RecordTooLargeError } from '../errors/record-errors.ts';
-import { OffchannelError } from '../errors/offchannel-error.ts';
+import type { OffchannelError } from '../errors/offchannel-error.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';

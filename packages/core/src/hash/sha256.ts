@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** The `prev` of the first record in every stream: 64 zeros. */
 export const ZERO_HASH = '0'.repeat(64);
@@ -7,7 +7,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** Lowercase hex SHA-256 of `bytes` — the only hash function the archive uses. */
 export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+  return hash('sha256', bytes, 'hex');
 }
 
 /** True for a lowercase 64-character hex string. */

@@ -24,7 +24,6 @@ export type JsonValue = null | boolean | number | string | readonly JsonValue[] 
 /** Deepest nesting accepted, so hostile input cannot exhaust the stack. */
 export const MAX_JSON_DEPTH = 64;
 
-const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
@@ -34,12 +33,18 @@ const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
  * Buffers, Maps…) and nesting deeper than {@link MAX_JSON_DEPTH}.
  */
 export function canonicalize(value: unknown): string {
-  return serialize(value, 0, '$');
+  const path: (string | number)[] = [];
+  try {
+    return serialize(value, path);
+  } catch (error) {
+    if (error instanceof Problem) throw new NonCanonicalJsonError(`${formatPath(path)} ${error.message}`);
+    throw error;
+  }
 }
 
 /** UTF-8 bytes of {@link canonicalize}. */
 export function canonicalBytes(value: unknown): Uint8Array {
-  return encoder.encode(canonicalize(value));
+  return Buffer.from(canonicalize(value), 'utf8');
 }
 
 /**
@@ -60,51 +65,76 @@ export function parseCanonical(bytes: Uint8Array): JsonValue {
   } catch {
     throw new NonCanonicalJsonError('bytes are not valid JSON');
   }
-  if (serialize(value, 0, '$') !== text) {
+  if (canonicalize(value) !== text) {
     throw new NonCanonicalJsonError('bytes differ from the canonical serialization of their content');
   }
   return value;
 }
 
-function serialize(value: unknown, depth: number, path: string): string {
+/** A serialization problem; `canonicalize` adds where it happened. */
+class Problem extends Error {}
+
+function formatPath(path: readonly (string | number)[]): string {
+  return `$${path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${/^[A-Za-z0-9_]{1,64}$/.test(part) ? part : '<key>'}`)).join('')}`;
+}
+
+/**
+ * Serializes `value`; `path` is the position being serialized (pushed and popped as it goes,
+ * so it names the offending member when a Problem is thrown).
+ */
+function serialize(value: unknown, path: (string | number)[]): string {
   switch (typeof value) {
     case 'string':
-      if (!value.isWellFormed()) throw new NonCanonicalJsonError(`${path} contains a lone surrogate`);
+      if (!value.isWellFormed()) throw new Problem('contains a lone surrogate');
       return JSON.stringify(value);
     case 'number':
-      if (!Number.isFinite(value)) throw new NonCanonicalJsonError(`${path} is ${String(value)}, which JSON cannot represent`);
+      if (!Number.isFinite(value)) throw new Problem(`is ${String(value)}, which JSON cannot represent`);
       return JSON.stringify(value);
     case 'boolean':
       return value ? 'true' : 'false';
     case 'object':
       break;
     default:
-      throw new NonCanonicalJsonError(`${path} is a ${typeof value}, which JSON cannot represent`);
+      throw new Problem(`is a ${typeof value}, which JSON cannot represent`);
   }
   if (value === null) return 'null';
-  if (depth >= MAX_JSON_DEPTH) throw new NonCanonicalJsonError(`${path} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (path.length >= MAX_JSON_DEPTH) throw new Problem(`nests deeper than ${MAX_JSON_DEPTH} levels`);
   if (Array.isArray(value)) {
     let out = '[';
     for (let index = 0; index < value.length; index++) {
       if (index > 0) out += ',';
-      out += serialize(value[index], depth + 1, `${path}[${index}]`);
+      path.push(index);
+      out += serialize(value[index], path);
+      path.pop();
     }
     return `${out}]`;
   }
   const prototype: unknown = Object.getPrototypeOf(value);
-  if (prototype !== Object.prototype && prototype !== null) {
-    throw new NonCanonicalJsonError(`${path} is a class instance, not a plain JSON object`);
-  }
+  if (prototype !== Object.prototype && prototype !== null) throw new Problem('is a class instance, not a plain JSON object');
   const object = value as Record<string, unknown>;
   const keys = Object.keys(object).sort();
   let out = '{';
   for (let index = 0; index < keys.length; index++) {
     const key = keys[index] as string;
     if (index > 0) out += ',';
-    if (!key.isWellFormed()) throw new NonCanonicalJsonError(`${path} has a key with a lone surrogate`);
-    out += JSON.stringify(key);
+    path.push(key);
+    out += quoteKey(key);
     out += ':';
-    out += serialize(object[key], depth + 1, `${path}.${key}`);
+    out += serialize(object[key], path);
+    path.pop();
   }
   return `${out}}`;
+}
+
+/** Quoted member names, memoized: records reuse the same few dozen names millions of times. */
+const quotedKeys = new Map<string, string>();
+
+function quoteKey(key: string): string {
+  let quoted = quotedKeys.get(key);
+  if (quoted === undefined) {
+    if (!key.isWellFormed()) throw new Problem('is a key with a lone surrogate');
+    quoted = JSON.stringify(key);
+    if (quotedKeys.size < 4096) quotedKeys.set(key, quoted);
+  }
+  return quoted;
 }

@@ -54,7 +54,9 @@ function expectField(record: unknown, field: string): void {
 
 describe('validateRecord', () => {
   it.each(Object.entries(valid))('accepts a valid %s record and round-trips it canonically', (_kind, record) => {
-    expect(() => validateRecord(record)).not.toThrow();
+    expect(() => {
+      validateRecord(record);
+    }).not.toThrow();
     const encoded = encodeRecord(record as unknown as ArchiveRecord);
     const decoded = decodeRecord(encoded.bytes);
     expect(decoded.hash).toBe(encoded.hash);

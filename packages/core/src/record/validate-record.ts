@@ -148,16 +148,12 @@ function timestamp(field: string, value: unknown): void {
   if (typeof value !== 'string') fail(field, `must be an ISO 8601 UTC timestamp string (got ${describe(value)})`);
   const match = ISO_UTC.exec(value);
   if (!match) fail(field, 'must be an ISO 8601 UTC timestamp like 2026-11-21T09:30:00.000Z');
-  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
-  if (
-    date.getUTCFullYear() !== year ||
-    date.getUTCMonth() !== month - 1 ||
-    date.getUTCDate() !== day ||
-    date.getUTCHours() !== hour ||
-    date.getUTCMinutes() !== minute ||
-    date.getUTCSeconds() !== second
-  ) {
+  const year = Number(match[1]);
+  const month = Number(match[2]);
+  const day = Number(match[3]);
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+  if (month < 1 || month > 12 || day < 1 || day > days || Number(match[4]) > 23 || Number(match[5]) > 59 || Number(match[6]) > 59) {
     fail(field, 'is not a real date and time');
   }
 }
@@ -170,7 +166,9 @@ function stringList(field: string, value: unknown, maxItems: number): void {
   if (!Array.isArray(value)) fail(field, `must be an array (got ${describe(value)})`);
   if (value.length === 0) fail(field, 'must not be empty when present');
   if (value.length > maxItems) fail(field, `must have at most ${maxItems} items`);
-  value.forEach((item: unknown, index) => shortString(`${field}[${index}]`, item));
+  value.forEach((item: unknown, index) => {
+    shortString(`${field}[${index}]`, item);
+  });
 }
 
 function source(value: unknown): void {
@@ -285,7 +283,9 @@ function membership(value: unknown): void {
       fail('record.membership.members', 'must be a non-empty array when present');
     }
     if (fields.members.length > 1024) fail('record.membership.members', 'must have at most 1024 items');
-    fields.members.forEach((member: unknown, index) => party(`record.membership.members[${index}]`, member));
+    fields.members.forEach((member: unknown, index) => {
+      party(`record.membership.members[${index}]`, member);
+    });
   }
   if (fields.value !== undefined) shortString('record.membership.value', fields.value);
 }

@@ -24,8 +24,11 @@ export interface PendingBlob {
   readonly bytes: Uint8Array;
 }
 
-/** A validated record minus the three fields the recorder assigns when it sequences it. */
-export type RecordTemplate = Omit<ArchiveRecord, 'seq' | 'prev' | 'capturedAt'>;
+/**
+ * A validated record whose `seq`, `prev` and `capturedAt` are placeholders until the recorder
+ * sequences it (it then sets them in place: the template is created fresh for each capture).
+ */
+export type RecordTemplate = ArchiveRecord;
 
 export interface PreparedCapture {
   readonly key: string;
@@ -102,12 +105,14 @@ export function prepareCapture(input: CaptureInput, stream: { stream: string; ch
         fields[name] = value;
     }
   }
-  let template = fields as unknown as RecordTemplate;
-  const probe = { ...template, seq: PLACEHOLDER_SEQ, prev: ZERO_HASH, capturedAt: PLACEHOLDER_TIME };
-  validateRecord(probe);
+  fields.seq = PLACEHOLDER_SEQ;
+  fields.prev = ZERO_HASH;
+  fields.capturedAt = PLACEHOLDER_TIME;
+  validateRecord(fields);
+  let template: RecordTemplate = fields;
   if (blobs.length > 0 || existingBlobs.length > 0) {
     // Check the size now, before any blob is stored, so a rejected record leaves nothing behind.
-    const bytes = canonicalBytes(probe);
+    const bytes = canonicalBytes(template);
     if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(bytes.length, MAX_RECORD_BYTES);
     // The record is sequenced only after its blobs are stored; detach it from the caller's
     // objects so a platform library mutating them meanwhile cannot change what was validated.

@@ -19,7 +19,7 @@ import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
 import type { CaptureInput, CaptureResult } from '../record/capture-input.ts';
 import type { BlobRef, SourceInfo } from '../record/record.ts';
-import { parseStreamName, streamName } from '../record/stream-name.ts';
+import { streamName } from '../record/stream-name.ts';
 import { SINK_SPEC_VERSION, type Sink } from '../sink/sink.ts';
 import { type PreparedCapture, prepareCapture } from './prepare-capture.ts';
 import { StreamLog } from './stream-log.ts';
@@ -32,7 +32,7 @@ export interface RecorderOptions {
   readonly clock?: () => Date;
   /** Most records in one append. Default 4096. */
   readonly maxBatchRecords?: number;
-  /** Most bytes in one append (a single record may exceed it). Default 4 MiB. */
+  /** Most bytes in one append (a single record may exceed it). Default 1 MiB. */
   readonly maxBatchBytes?: number;
   /**
    * Refuse a sink whose retention guarantee is weaker: `compliance-lock` accepts only
@@ -82,8 +82,9 @@ export class Recorder {
    */
   constructor(options: RecorderOptions) {
     const { sink } = options;
-    if (sink.specVersion !== SINK_SPEC_VERSION) {
-      throw new SinkUnsuitableError(`sink "${sink.kind}" implements Sink spec ${String(sink.specVersion)}; this recorder needs spec ${SINK_SPEC_VERSION}. Upgrade the sink or @offchannel/core.`);
+    const declared: unknown = sink.specVersion;
+    if (declared !== SINK_SPEC_VERSION) {
+      throw new SinkUnsuitableError(`sink "${sink.kind}" implements Sink spec ${String(declared)}; this recorder needs spec ${SINK_SPEC_VERSION}. Upgrade the sink or @offchannel/core.`);
     }
     if (sink.readOnly) throw new SinkUnsuitableError(`sink "${sink.kind}" is open read-only; open it for writing to record.`);
     if (sink.guarantees.durability === 'volatile' && options.allowVolatileSink !== true) {
@@ -96,7 +97,7 @@ export class Recorder {
     this.logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'recorder' });
     this.clock = options.clock ?? (() => new Date());
     this.maxBatchRecords = options.maxBatchRecords ?? 4096;
-    this.maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024;
+    this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
   }
 
   /** A writer for `<channel>:<account>` that stamps `source` on every record. */
@@ -125,9 +126,9 @@ export class Recorder {
     try {
       if (this.closed) throw new ClosedError('recorder');
       log = this.log(stream);
-      prepared = prepareCapture(input, { stream, ...parseStreamName(stream) }, source);
+      prepared = prepareCapture(input, log.names, source);
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     const { key } = prepared;
     const earlier = log.pending.get(key);
@@ -141,7 +142,7 @@ export class Recorder {
       try {
         promise = log.enqueue(key, prepared.template); // fast path: sequenced synchronously
       } catch (error) {
-        return Promise.reject(error as Error);
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
     } else {
       promise = this.store(log, prepared);

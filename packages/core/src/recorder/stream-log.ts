@@ -16,6 +16,7 @@ import type { Logger } from '../logger/logger.ts';
 import type { CaptureResult } from '../record/capture-input.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
+import { parseStreamName } from '../record/stream-name.ts';
 import type { RecordTemplate } from './prepare-capture.ts';
 
 interface QueuedRecord {
@@ -41,6 +42,8 @@ const decoder = new TextDecoder();
 
 export class StreamLog {
   readonly stream: string;
+  /** The stream name and its parts, parsed once. */
+  readonly names: { readonly stream: string; readonly channel: string; readonly account: string };
   /** Key → seq of every record durable or queued in this stream. */
   readonly keys = new Map<string, number>();
   /**
@@ -61,6 +64,7 @@ export class StreamLog {
   constructor(options: StreamLogOptions) {
     this.options = options;
     this.stream = options.stream;
+    this.names = { stream: options.stream, ...parseStreamName(options.stream) };
   }
 
   /** True when the stream can sequence a record without talking to the sink first. */
@@ -97,8 +101,9 @@ export class StreamLog {
           logger.error({ stream, seq: stored.seq }, 'stored record is not JSON; its key cannot be indexed (run offchannel verify)');
         }
       }
-      logger.debug({ stream, seq: head.seq, indexed }, 'stream resynchronized from sink');
+      logger.debug({ stream, seq: head.seq, indexed }, 'indexed idempotency keys of stored records');
     }
+    logger.debug({ stream, seq: head.seq, hash: head.hash }, 'stream head read from sink');
     this.head = head;
     this.durable = head;
     this.needsResync = false;
@@ -111,7 +116,11 @@ export class StreamLog {
    */
   enqueue(key: string, template: RecordTemplate): Promise<CaptureResult> {
     const seq = this.head.seq + 1;
-    const record: ArchiveRecord = { ...template, seq, prev: this.head.hash, capturedAt: this.options.now().toISOString() };
+    // The template is this capture's own object: fill in the sequencing fields in place.
+    const record = template as { -readonly [field in keyof ArchiveRecord]: ArchiveRecord[field] };
+    record.seq = seq;
+    record.prev = this.head.hash;
+    record.capturedAt = this.options.now().toISOString();
     const bytes = canonicalBytes(record);
     if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(bytes.length, MAX_RECORD_BYTES);
     const hash = sha256Hex(bytes);
@@ -133,21 +142,22 @@ export class StreamLog {
     // Let the current tick's captures join the first batch.
     await Promise.resolve();
     try {
-      while (this.queue.length > 0) {
-        const batch = this.takeBatch();
-        const first = batch[0] as QueuedRecord;
+      let current = this.queue.length > 0 ? this.startAppend() : undefined;
+      while (current) {
+        const { batch, append } = current;
+        let head: StreamHead;
         try {
-          const head = await this.options.sink.appendBatch({
-            stream: this.stream,
-            firstSeq: first.seq,
-            prev: first.prev,
-            records: batch.map((entry) => entry.bytes),
-          });
-          this.durable = head;
+          head = await append;
         } catch (error) {
           this.fail(batch, error);
+          current = this.queue.length > 0 ? this.startAppend() : undefined;
           continue;
         }
+        this.durable = head;
+        this.options.logger.debug({ stream: this.stream, firstSeq: (batch[0] as QueuedRecord).seq, records: batch.length, head: head.seq }, 'batch durable');
+        // Start the next write before resolving this batch, so the disk works while the
+        // resolved captures' callbacks (and the new captures they trigger) use the CPU.
+        current = this.queue.length > 0 ? this.startAppend() : undefined;
         for (const entry of batch) {
           entry.resolve({ status: 'recorded', stream: this.stream, key: entry.key, seq: entry.seq, hash: entry.hash });
         }
@@ -155,6 +165,20 @@ export class StreamLog {
     } finally {
       this.flushing = undefined;
     }
+  }
+
+  private startAppend(): { batch: QueuedRecord[]; append: Promise<StreamHead> } {
+    const batch = this.takeBatch();
+    const first = batch[0] as QueuedRecord;
+    let append: Promise<StreamHead>;
+    try {
+      append = this.options.sink.appendBatch({ stream: this.stream, firstSeq: first.seq, prev: first.prev, records: batch.map((entry) => entry.bytes) });
+    } catch (error) {
+      append = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    // Observed in flushLoop; this only keeps an early rejection from being reported as unhandled.
+    append.catch(() => undefined);
+    return { batch, append };
   }
 
   private takeBatch(): QueuedRecord[] {

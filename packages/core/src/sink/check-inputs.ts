@@ -24,8 +24,9 @@ export function assertAppendBatch(batch: AppendBatch): void {
   if (!Array.isArray(batch.records) || batch.records.length === 0) throw new InvalidBatchError('records must be a non-empty array');
   if (batch.records.length > MAX_BATCH_RECORDS) throw new InvalidBatchError(`a batch carries at most ${MAX_BATCH_RECORDS} records`);
   if (!Number.isSafeInteger(batch.firstSeq + batch.records.length)) throw new InvalidBatchError('seq would exceed 2^53 − 1');
-  for (let index = 0; index < batch.records.length; index++) {
-    const bytes = batch.records[index];
+  const records: readonly unknown[] = batch.records;
+  for (let index = 0; index < records.length; index++) {
+    const bytes = records[index];
     if (!(bytes instanceof Uint8Array)) throw new InvalidBatchError(`record ${index} must be a Uint8Array`);
     if (bytes.length === 0 || bytes.length > MAX_RECORD_BYTES) {
       throw new InvalidBatchError(`record ${index} is ${bytes.length} bytes; records are 1–${MAX_RECORD_BYTES} bytes`);

@@ -188,7 +188,7 @@ class DirectoryStore implements StateStore {
     try {
       relative = this.relative(name);
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     if (!(value instanceof Uint8Array)) return Promise.reject(new StateStoreError('STATE_INVALID_NAME', `value for "${relative}" must be a Uint8Array`));
     return this.chain(relative, async () => {
@@ -232,7 +232,7 @@ class DirectoryStore implements StateStore {
     try {
       relative = this.relative(name);
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     return this.chain(relative, async () => {
       try {

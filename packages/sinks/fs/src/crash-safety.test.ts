@@ -40,7 +40,9 @@ it(`keeps every acknowledged record through ${TRIALS} SIGKILLs at random moments
           }
         }
       });
-      const exited = new Promise<number | null>((resolve) => process_.once('exit', (code) => resolve(code)));
+      const exited = new Promise<number | null>((resolve) => {
+        process_.once('exit', resolve);
+      });
       while (!ready) {
         if (process_.exitCode !== null) throw new Error(`child exited early: ${stderr}`);
         await new Promise((resolve) => setTimeout(resolve, 5));

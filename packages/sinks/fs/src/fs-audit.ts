@@ -20,13 +20,13 @@ export async function* auditArchive(layout: ArchiveLayout): AsyncIterable<AuditF
   }
   for (const stream of await entries(layout.streamsDir)) {
     if (!isStreamName(stream)) {
-      yield { code: 'UNEXPECTED_FILE', message: `streams/${stream} is not a valid stream name` };
+      yield { code: 'UNEXPECTED_FILE', message: `streams/${String(stream)} is not a valid stream name` };
       continue;
     }
     yield* auditStream(layout, stream);
   }
   for (const name of await entries(layout.blobsDir)) {
-    if (!isSha256Hex(name)) yield { code: 'UNEXPECTED_FILE', message: `blobs/sha256/${name} is not named by a SHA-256` };
+    if (!isSha256Hex(name)) yield { code: 'UNEXPECTED_FILE', message: `blobs/sha256/${String(name)} is not named by a SHA-256` };
   }
   for (const stream of await entries(path.join(layout.root, 'checkpoints'))) {
     for (const name of await entries(layout.checkpointsDir(stream))) {

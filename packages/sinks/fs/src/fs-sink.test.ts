@@ -148,7 +148,11 @@ describe('fs sink layout and recovery', () => {
     const holder = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', path.join(import.meta.dirname, '__fixtures__', 'hold-stream.ts'), dir, stream], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    await new Promise<void>((resolve) => {
+      holder.stdout.once('data', () => {
+        resolve();
+      });
+    });
     const contender = await openFsSink({ dir });
     await expect(contender.appendBatch(batchAfter(stream, head, 1))).rejects.toMatchObject({ code: 'SINK_CONFLICT' });
     await expect(contender.head(stream)).rejects.toMatchObject({ code: 'SINK_CONFLICT' });

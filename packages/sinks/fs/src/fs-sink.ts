@@ -105,6 +105,8 @@ export class FsSink implements Sink {
   private readonly segmentBytes: number;
   private readonly logger: Logger;
   private readonly appenders = new Map<string, Promise<StreamAppender>>();
+  /** Appenders whose open has completed, for a synchronous fast path to the write. */
+  private readonly openAppenders = new Map<string, StreamAppender>();
   private closed = false;
 
   /** Use {@link openFsSink}. */
@@ -127,7 +129,9 @@ export class FsSink implements Sink {
   async appendBatch(batch: AppendBatch): Promise<StreamHead> {
     this.assertWritable();
     assertAppendBatch(batch);
-    const appender = await this.appender(batch.stream);
+    // No await before the write when the stream is open and idle: the write is issued in the
+    // caller's tick, so the disk starts while the caller goes on with other work.
+    const appender = this.openAppenders.get(batch.stream) ?? (await this.appender(batch.stream));
     return appender.exclusive(() => {
       this.assertWritable();
       return appender.append(batch);
@@ -255,18 +259,25 @@ export class FsSink implements Sink {
     this.closed = true;
     const appenders = await Promise.allSettled(this.appenders.values());
     this.appenders.clear();
+    this.openAppenders.clear();
     for (const result of appenders) if (result.status === 'fulfilled') await result.value.close();
   }
 
   private appender(stream: string): Promise<StreamAppender> {
     let appender = this.appenders.get(stream);
     if (!appender) {
-      appender = StreamAppender.open(stream, this.layout, this.segmentBytes, this.logger);
-      this.appenders.set(stream, appender);
-      // A failed open (locked by another writer, damaged) is retried on the next call.
-      appender.catch(() => {
-        if (this.appenders.get(stream) === appender) this.appenders.delete(stream);
-      });
+      const opening = StreamAppender.open(stream, this.layout, this.segmentBytes, this.logger);
+      appender = opening;
+      this.appenders.set(stream, opening);
+      opening.then(
+        (opened) => {
+          if (this.appenders.get(stream) === opening && !this.closed) this.openAppenders.set(stream, opened);
+        },
+        // A failed open (locked by another writer, damaged) is retried on the next call.
+        () => {
+          if (this.appenders.get(stream) === opening) this.appenders.delete(stream);
+        },
+      );
     }
     return appender;
   }

@@ -45,6 +45,7 @@ export class StreamAppender {
   private active: ActiveSegment | undefined;
   private broken: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private tasks = 0;
   private readonly layout: ArchiveLayout;
   private readonly lock: StreamLock;
   private readonly segmentBytes: number;
@@ -77,10 +78,22 @@ export class StreamAppender {
     return this.head;
   }
 
-  /** Runs `task` after every earlier call on this stream has settled. */
+  /**
+   * Runs `task` after every earlier call on this stream has settled — at once, in the
+   * caller's tick, when nothing is running.
+   */
   exclusive<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(task, task);
-    this.queue = run.catch(() => undefined);
+    this.tasks++;
+    const run = this.tasks === 1 ? task() : this.queue.then(task, task);
+    const done = run.then(
+      () => {
+        this.tasks--;
+      },
+      () => {
+        this.tasks--;
+      },
+    );
+    this.queue = done;
     return run;
   }
 

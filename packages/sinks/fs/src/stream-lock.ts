@@ -4,7 +4,7 @@
  * open. The kernel releases it when the process exits in any way — including SIGKILL and
  * power loss — so there are no stale locks to break, and pid reuse cannot fool it.
  */
-import type { DatabaseSync } from 'node:sqlite';
+import type * as Sqlite from 'node:sqlite';
 import { SinkConflictError } from '@offchannel/core';
 
 const SQLITE_BUSY = 5;
@@ -13,9 +13,9 @@ export interface StreamLock {
   release(): void;
 }
 
-let sqlite: Promise<typeof import('node:sqlite')> | undefined;
+let sqlite: Promise<typeof Sqlite> | undefined;
 
-async function loadSqlite(): Promise<typeof import('node:sqlite')> {
+async function loadSqlite(): Promise<typeof Sqlite> {
   sqlite ??= import('node:sqlite').catch((error: unknown) => {
     sqlite = undefined;
     throw new Error('the fs sink needs node:sqlite for its writer lock: use Node.js 22.13 or newer (or run Node 22.12 with --experimental-sqlite).', { cause: error });
@@ -26,7 +26,7 @@ async function loadSqlite(): Promise<typeof import('node:sqlite')> {
 /** Takes the stream's writer lock, or rejects with `SinkConflictError` if another writer has it. */
 export async function acquireStreamLock(file: string, stream: string): Promise<StreamLock> {
   const { DatabaseSync: Database } = await loadSqlite();
-  let db: DatabaseSync | undefined;
+  let db: Sqlite.DatabaseSync | undefined;
   try {
     db = new Database(file, { timeout: 0 });
     db.exec('PRAGMA locking_mode = EXCLUSIVE');

@@ -1,0 +1,53 @@
+import { OffchannelError } from '@offchannel/core';
+import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './cli-io.ts';
+import { DEMO_USAGE, demoCommand } from './commands/demo-command.ts';
+import { VERIFY_USAGE, verifyCommand } from './commands/verify-command.ts';
+import { UsageError } from './usage-error.ts';
+import { CLI_PACKAGE } from './version.ts';
+
+const COMMANDS: Record<string, { readonly run: (argv: readonly string[], io: CliIo) => Promise<number>; readonly summary: string; readonly usage: string }> = {
+  demo: { run: demoCommand, summary: 'record a generated exchange into an archive and verify it (offline)', usage: DEMO_USAGE },
+  verify: { run: verifyCommand, summary: 'check an archive: canonical bytes, hashes, chain, blobs, seals', usage: VERIFY_USAGE },
+};
+
+export const USAGE = `offchannel ${CLI_PACKAGE.version} — capture business messages into a verifiable, write-once archive
+
+Usage: offchannel <command> [options]
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, command]) => `  ${name.padEnd(10)} ${command.summary}`)
+  .join('\n')}
+
+Run "offchannel <command> --help" for a command's options.`;
+
+/** Runs the CLI with `argv` (without node and script) and returns the exit code. */
+export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    io.stdout.write(`${USAGE}\n`);
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  if (name === '--version' || name === '-v') {
+    io.stdout.write(`${CLI_PACKAGE.version}\n`);
+    return EXIT_OK;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.stderr.write(`offchannel: unknown command "${name}"\n\n${USAGE}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (error) {
+    if (error instanceof UsageError || (error as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS')) {
+      io.stderr.write(`offchannel ${name}: ${(error as Error).message}\n\n${command.usage}\n`);
+      return EXIT_USAGE;
+    }
+    if (OffchannelError.isInstance(error)) {
+      io.stderr.write(`offchannel ${name}: ${error.message} [${error.code}]\n`);
+      return EXIT_FAILED;
+    }
+    throw error;
+  }
+}
