@@ -55,7 +55,24 @@ export type { AttachmentInput, BlobInput, CaptureInput, CaptureResult, RawInput 
 // Sink contract
 export { SINK_SPEC_VERSION } from './sink/sink.ts';
 export type { AppendBatch, AuditFinding, BlobInfo, CheckpointFile, Sink, SinkGuarantees, StoredRecord, StreamHead } from './sink/sink.ts';
-export { MAX_BATCH_RECORDS, assertAppendBatch, assertBlobName, assertCheckpointKey } from './sink/check-inputs.ts';
+export { MAX_BATCH_RECORDS, assertAppendBatch, assertBlobName, assertCheckpointKey, assertTileKey } from './sink/check-inputs.ts';
+
+// Merkle log, tiles, proofs
+export { EMPTY_ROOT, HASH_BYTES, leafHash, nodeHash, sameHash } from './merkle/merkle-hash.ts';
+export { CompactRange, MerkleLevels, consistencyProof, inclusionProof, rangeHash, treeRoot } from './merkle/merkle-proofs.ts';
+export type { SubtreeSource } from './merkle/merkle-proofs.ts';
+export { TILE_HEIGHT, TILE_WIDTH, TileBuilder, TileSource, assertTileId, perfectRoot, tileCounts, tilePath } from './merkle/tiles.ts';
+export type { Tile, TileId } from './merkle/tiles.ts';
+export { verifyConsistency, verifyInclusion } from './merkle/verify-proofs.ts';
+
+// Signed notes, keys, checkpoints
+export { NoteError } from './errors/note-errors.ts';
+export { assertKeyName, ed25519KeyFromSeed, ed25519KeyId, generateEd25519NoteKey, parseSignerKey, parseVerifierKey } from './note/ed25519-key.ts';
+export type { Ed25519NoteKey, NoteSigner, NoteVerifier } from './note/ed25519-key.ts';
+export { MAX_NOTE_BYTES, MAX_NOTE_SIGNATURES, assertNoteText, openNote, parseNote, signNote } from './note/signed-note.ts';
+export type { NoteSignature, OpenedNote } from './note/signed-note.ts';
+export { checkpointOrigin, formatCheckpoint, parseCheckpoint } from './note/checkpoint.ts';
+export type { Checkpoint } from './note/checkpoint.ts';
 
 // Connector contract
 export { CONNECTOR_SPEC_VERSION } from './connector/connector.ts';

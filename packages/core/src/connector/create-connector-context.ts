@@ -1,5 +1,4 @@
-import { InvalidRecordError, NonCanonicalJsonError, RecordTooLargeError } from '../errors/record-errors.ts';
-import type { OffchannelError } from '../errors/offchannel-error.ts';
+import { OffchannelError } from '../errors/offchannel-error.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
@@ -8,6 +7,9 @@ import type { CaptureInput, CaptureResult } from '../record/capture-input.ts';
 import type { Recorder } from '../recorder/recorder.ts';
 import type { StateStore } from '../state/secret-store.ts';
 import type { Connector, ConnectorContext } from './connector.ts';
+
+/** Error codes that mean "this input can never be recorded as given" (not "the archive failed"). */
+const REJECTED_CODES = new Set(['INVALID_RECORD', 'RECORD_TOO_LARGE', 'NON_CANONICAL_JSON']);
 
 /** Format name of the evidence blob written when capture input is rejected. */
 export const REJECTED_INPUT_FORMAT = 'offchannel.capture-input.json';
@@ -33,7 +35,8 @@ export function createConnectorContext(options: {
 
   const captureRejected = async (input: CaptureInput, error: OffchannelError): Promise<CaptureResult> => {
     const evidence = await evidenceOf(input, (bytes) => writer.putBlob(bytes));
-    const field = error instanceof InvalidRecordError ? error.field : undefined;
+    const named = (error as { field?: unknown }).field;
+    const field = typeof named === 'string' ? named : undefined;
     logger.warn({ code: error.code, field }, 'capture input rejected; recording it as unsupported with the input as evidence');
     return writer.capture({
       kind: 'unsupported',
@@ -51,7 +54,8 @@ export function createConnectorContext(options: {
       try {
         return await writer.capture(input);
       } catch (error) {
-        const rejected = error instanceof InvalidRecordError || error instanceof RecordTooLargeError || error instanceof NonCanonicalJsonError;
+        // By code, not instanceof: a second copy of @offchannel/core in the process must behave the same.
+        const rejected = OffchannelError.isInstance(error) && REJECTED_CODES.has(error.code);
         if (!rejected || (typeof input === 'object' && input !== null && input.kind === 'unsupported' && input.problem?.reason === 'invalid-capture-input')) {
           throw error;
         }
@@ -71,7 +75,8 @@ export function createConnectorContext(options: {
  * and replaced by `{"$blob": {sha256, size}}`; smaller ones become `{"$base64": "…"}`.
  */
 async function evidenceOf(input: unknown, putBlob: (bytes: Uint8Array) => Promise<{ sha256: string; size: number }>): Promise<Uint8Array> {
-  const seen = new WeakSet<object>();
+  /** Objects on the current path only: a shared (non-cyclic) reference is serialized each time. */
+  const ancestors = new Set<object>();
   const transform = async (value: unknown, depth: number): Promise<unknown> => {
     if (value instanceof Uint8Array) {
       return value.length > 4096 ? { $blob: await putBlob(value) } : { $base64: Buffer.from(value).toString('base64') };
@@ -82,12 +87,18 @@ async function evidenceOf(input: unknown, putBlob: (bytes: Uint8Array) => Promis
     if (typeof value !== 'object' || value === null) return value;
     if (value instanceof Date) return Number.isNaN(value.getTime()) ? { $date: 'invalid' } : value.toISOString();
     if (depth > 32) return { $nested: true };
-    if (seen.has(value)) return { $cycle: true };
-    seen.add(value);
-    if (Array.isArray(value)) return Promise.all(value.map((item: unknown) => transform(item, depth + 1)));
-    const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) out[key] = await transform(item, depth + 1);
-    return out;
+    if (ancestors.has(value)) return { $cycle: true };
+    ancestors.add(value);
+    try {
+      if (Array.isArray(value)) return await Promise.all(value.map((item: unknown) => transform(item, depth + 1)));
+      if (value instanceof Map) return { $map: await Promise.all([...value.entries()].map(async ([key, item]) => [await transform(key, depth + 1), await transform(item, depth + 1)])) };
+      if (value instanceof Set) return { $set: await Promise.all([...value].map((item: unknown) => transform(item, depth + 1))) };
+      const out: Record<string, unknown> = {};
+      for (const [key, item] of Object.entries(value)) out[key] = await transform(item, depth + 1);
+      return out;
+    } finally {
+      ancestors.delete(value);
+    }
   };
   return Buffer.from(JSON.stringify(await transform(input, 0)), 'utf8');
 }

@@ -109,14 +109,11 @@ export function prepareCapture(input: CaptureInput, stream: { stream: string; ch
   fields.prev = ZERO_HASH;
   fields.capturedAt = PLACEHOLDER_TIME;
   validateRecord(fields);
-  let template: RecordTemplate = fields;
+  const template: RecordTemplate = fields;
   if (blobs.length > 0 || existingBlobs.length > 0) {
     // Check the size now, before any blob is stored, so a rejected record leaves nothing behind.
     const bytes = canonicalBytes(template);
     if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(bytes.length, MAX_RECORD_BYTES);
-    // The record is sequenced only after its blobs are stored; detach it from the caller's
-    // objects so a platform library mutating them meanwhile cannot change what was validated.
-    template = JSON.parse(canonicalize(template)) as RecordTemplate;
   }
   return { key, template, blobs, existingBlobs };
 }
@@ -124,7 +121,15 @@ export function prepareCapture(input: CaptureInput, stream: { stream: string; ch
 function attachment(item: AttachmentInput, index: number, blobs: PendingBlob[], existing: BlobRef[]): Attachment | AttachmentInput {
   const field = `record.attachments[${index}]`;
   if (typeof item !== 'object' || item === null) throw new InvalidRecordError(field, 'must be an object');
-  if ('status' in item) return item; // an unavailable marker, validated as part of the record
+  if ('status' in item) {
+    // An unavailable marker is validated with the record. A "stored" attachment names a blob
+    // that must already be in the sink: check it like any other blob ref.
+    if ((item as { status: unknown }).status === 'stored') {
+      const stored = item as unknown as { sha256: string; size: number };
+      existing.push({ sha256: stored.sha256, size: stored.size });
+    }
+    return item;
+  }
   const ref = blobInput(field, item, blobs, existing);
   return { status: 'stored', sha256: ref.sha256, size: ref.size, mime: item.mime, ...(item.name === undefined ? {} : { name: item.name }) };
 }

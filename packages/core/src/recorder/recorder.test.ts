@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidRecordError, RecordTooLargeError } from '../errors/record-errors.ts';
+import { InvalidRecordError, InvalidStreamNameError, RecordTooLargeError } from '../errors/record-errors.ts';
 import { SinkUnsuitableError } from '../errors/sink-errors.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { CaptureInput } from '../record/capture-input.ts';
@@ -58,6 +58,8 @@ function spySink(inner: Sink = createMemorySink()) {
     putCheckpoint: (stream, size, file, bytes) => inner.putCheckpoint(stream, size, file, bytes),
     getCheckpoint: (stream, size, file) => inner.getCheckpoint(stream, size, file),
     checkpoints: (stream) => inner.checkpoints(stream),
+    putTile: (stream, tile, bytes) => inner.putTile(stream, tile, bytes),
+    getTile: (stream, tile) => inner.getTile(stream, tile),
     close: () => inner.close(),
   };
   return {
@@ -162,6 +164,20 @@ describe('Recorder', () => {
     expect(await writer.capture(message(1))).toMatchObject({ seq: 1 });
   });
 
+  it('refuses hostile stream names and non-JSON values before anything is written', async () => {
+    const spy = spySink();
+    const recorder = new Recorder({ sink: spy.sink });
+    for (const [channel, account] of [['demo', '../../etc'], ['demo', 'a/b'], ['../x', 'alice'], ['demo', '.hidden'], ['DEMO', 'alice'], ['demo', 'a\u0000b']]) {
+      expect(() => recorder.writer({ channel: channel as string, account: account as string, source })).toThrow(InvalidStreamNameError);
+    }
+    await expect(recorder.capture('demo:../x', source, message(1))).rejects.toBeInstanceOf(InvalidStreamNameError);
+    const writer = recorder.writer(target);
+    await expect(writer.capture(message(1, { meta: { amount: 12.5 } }))).rejects.toMatchObject({ field: 'record.meta.amount' });
+    await expect(writer.capture(message(1, { text: 'lone \ud800 surrogate' }))).rejects.toMatchObject({ field: 'record.text' });
+    await expect(writer.capture(message(1, { meta: { big: 2 ** 60 } }))).rejects.toMatchObject({ field: 'record.meta.big' });
+    expect(spy.calls).toEqual([]);
+  });
+
   it('rejects captures whose batch failed, then resynchronizes without gaps', async () => {
     const spy = spySink();
     const logger = createRecordingLogger();
@@ -190,6 +206,32 @@ describe('Recorder', () => {
     expect(await a.capture(message(2))).toMatchObject({ status: 'duplicate', seq: 2 });
     expect(await a.capture(message(3))).toMatchObject({ status: 'recorded', seq: 3 });
     expect((await verifyArchive(createMemorySink(storage))).ok).toBe(true);
+  });
+
+  it('records what was validated even if the caller mutates its objects while the capture waits', async () => {
+    const spy = spySink();
+    const writer = new Recorder({ sink: spy.sink }).writer(target);
+    const input = message(1, { sender: { id: 'bob', name: 'Bob' }, meta: { tag: 'original' } });
+    const pending = writer.capture(input); // the first capture waits for the stream head: slow path
+    (input.sender as { id: string }).id = 'x'.repeat(5000);
+    (input.meta as Record<string, unknown>).tag = { nested: true };
+    (input.conversation as unknown as Record<string, unknown>).bogus = 1;
+    await pending;
+    const [record] = await records(spy.sink);
+    expect(record?.sender).toEqual({ id: 'bob', name: 'Bob' });
+    expect(record?.meta).toEqual({ tag: 'original' });
+    expect((await verifyArchive(spy.sink)).ok).toBe(true);
+  });
+
+  it('checks that an attachment given as already stored names a blob the sink has', async () => {
+    const writer = new Recorder({ sink: spySink().sink }).writer(target);
+    const missing = { status: 'stored', sha256: sha256Hex(new Uint8Array([7])), size: 1, mime: 'image/png' } as const;
+    await expect(writer.capture(message(1, { attachments: [missing as unknown as { status: 'unavailable'; reason: string }] }))).rejects.toMatchObject({ code: 'BLOB_MISSING' });
+  });
+
+  it('refuses nonsensical batch limits', () => {
+    for (const maxBatchRecords of [0, -1, Number.NaN, 1.5, 200_000]) expect(() => new Recorder({ sink: spySink().sink, maxBatchRecords })).toThrow(RangeError);
+    expect(() => new Recorder({ sink: spySink().sink, maxBatchBytes: 0 })).toThrow(RangeError);
   });
 
   it('refuses unsuitable sinks', () => {

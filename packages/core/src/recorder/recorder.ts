@@ -20,8 +20,10 @@ import { redactingLogger } from '../logger/redacting-logger.ts';
 import type { CaptureInput, CaptureResult } from '../record/capture-input.ts';
 import type { BlobRef, SourceInfo } from '../record/record.ts';
 import { streamName } from '../record/stream-name.ts';
+import { MAX_BATCH_RECORDS } from '../sink/check-inputs.ts';
 import { SINK_SPEC_VERSION, type Sink } from '../sink/sink.ts';
-import { type PreparedCapture, prepareCapture } from './prepare-capture.ts';
+import { canonicalize } from '../json/canonical-json.ts';
+import { type PreparedCapture, type RecordTemplate, prepareCapture } from './prepare-capture.ts';
 import { StreamLog } from './stream-log.ts';
 
 export interface RecorderOptions {
@@ -66,6 +68,11 @@ export interface RecorderStats {
 
 const RETENTION_RANK = { none: 0, 'append-only': 1, 'compliance-lock': 2 } as const;
 
+/** A deep copy of a validated template: JSON data only, so a canonical round trip is exact. */
+function detachTemplate(template: RecordTemplate): RecordTemplate {
+  return JSON.parse(canonicalize(template)) as RecordTemplate;
+}
+
 export class Recorder {
   readonly sink: Sink;
   private readonly logger: Logger;
@@ -98,6 +105,10 @@ export class Recorder {
     this.clock = options.clock ?? (() => new Date());
     this.maxBatchRecords = options.maxBatchRecords ?? 4096;
     this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
+    if (!Number.isInteger(this.maxBatchRecords) || this.maxBatchRecords < 1 || this.maxBatchRecords > MAX_BATCH_RECORDS) {
+      throw new RangeError(`maxBatchRecords must be an integer from 1 to ${MAX_BATCH_RECORDS}`);
+    }
+    if (!Number.isInteger(this.maxBatchBytes) || this.maxBatchBytes < 1) throw new RangeError('maxBatchBytes must be a positive integer');
   }
 
   /** A writer for `<channel>:<account>` that stamps `source` on every record. */
@@ -225,7 +236,11 @@ export class Recorder {
     return { status: 'duplicate', stream, key, seq };
   }
 
-  private async store(log: StreamLog, prepared: PreparedCapture): Promise<CaptureResult> {
+  private async store(log: StreamLog, input: PreparedCapture): Promise<CaptureResult> {
+    // This capture is sequenced only after awaiting. Detach it from the caller's objects now,
+    // in the caller's tick, so a platform library mutating them meanwhile cannot change what
+    // was validated (the fast path sequences synchronously and needs no copy).
+    const prepared = { ...input, template: detachTemplate(input.template) };
     const { key } = prepared;
     if (!log.ready) await log.resync();
     const known = log.keys.get(key);

@@ -6,6 +6,8 @@ import { BlobMismatchError, InvalidBatchError } from '../errors/sink-errors.ts';
 import { isSha256Hex } from '../hash/sha256.ts';
 import { MAX_RECORD_BYTES } from '../record/record.ts';
 import { assertStreamName } from '../record/stream-name.ts';
+import { HASH_BYTES } from '../merkle/merkle-hash.ts';
+import { type TileId, assertTileId } from '../merkle/tiles.ts';
 import type { AppendBatch, CheckpointFile } from './sink.ts';
 
 /** Most records one batch may carry. */
@@ -38,6 +40,19 @@ export function assertAppendBatch(batch: AppendBatch): void {
 /** Throws {@link BlobMismatchError} unless `sha256` is 64 lowercase hex characters. */
 export function assertBlobName(sha256: string): void {
   if (!isSha256Hex(sha256)) throw new BlobMismatchError(String(sha256).slice(0, 80), 'is not 64 lowercase hex characters');
+}
+
+/** Throws `InvalidStreamNameError` or {@link InvalidBatchError} unless the tile id (and bytes, if given) are valid. */
+export function assertTileKey(stream: string, tile: TileId, bytes?: Uint8Array): void {
+  assertStreamName(stream);
+  try {
+    assertTileId(tile);
+  } catch (error) {
+    throw new InvalidBatchError((error as Error).message);
+  }
+  if (bytes !== undefined && (!(bytes instanceof Uint8Array) || bytes.length !== tile.width * HASH_BYTES)) {
+    throw new InvalidBatchError(`a tile of width ${tile.width} is ${tile.width * HASH_BYTES} bytes`);
+  }
 }
 
 /** Throws {@link InvalidBatchError} unless `size` is a safe integer ≥ 1 and `file` is known. */

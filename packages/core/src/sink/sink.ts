@@ -18,6 +18,8 @@
  * that record's bytes (seq 0 and 64 zeros for an empty stream).
  */
 
+import type { TileId } from '../merkle/tiles.ts';
+
 /** Version of this contract. A sink declares it; the recorder refuses any other value. */
 export const SINK_SPEC_VERSION = 1;
 
@@ -73,6 +75,7 @@ export type CheckpointFile =
   | 'note'
   /** RFC 3161 timestamp token over the note. */
   | 'rfc3161';
+
 
 /** A problem found by a sink's own physical checks (see {@link Sink.audit}). */
 export interface AuditFinding {
@@ -187,6 +190,17 @@ export interface Sink {
 
   /** Tree sizes that have a `note` checkpoint for `stream`, ascending. */
   checkpoints(stream: string): Promise<readonly number[]>;
+
+  /**
+   * Stores a Merkle tile of `stream`'s log (derived data that makes proofs fast; the
+   * verifier recomputes and compares it). Write-once: identical bytes again resolve with
+   * `{created: false}`, different bytes MUST reject with `SinkConflictError`. MUST reject a tile
+   * whose bytes are not `width × 32` long with `InvalidBatchError`.
+   */
+  putTile(stream: string, tile: TileId, bytes: Uint8Array): Promise<{ readonly created: boolean }>;
+
+  /** A stored tile, or `undefined`. */
+  getTile(stream: string, tile: TileId): Promise<Uint8Array | undefined>;
 
   /**
    * Optional physical self-check (segment seals, file modes, object-lock settings) beyond

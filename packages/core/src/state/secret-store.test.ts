@@ -58,8 +58,8 @@ describe('openStateStore', () => {
     const secret = 'SECRET-SESSION-MATERIAL';
     await store.scope('signal:alice').setJson('identity', { privateKey: secret });
     expect((await stat(dir)).mode & 0o777).toBe(0o700);
-    expect((await stat(path.join(dir, 'signal:alice'))).mode & 0o777).toBe(0o700);
-    const file = path.join(dir, 'signal:alice', 'identity');
+    expect((await stat(path.join(dir, '~signal:alice'))).mode & 0o777).toBe(0o700);
+    const file = path.join(dir, '~signal:alice', 'identity');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect((await readFile(file)).toString('latin1')).not.toContain(secret);
     expect((await stat(path.join(dir, '.offchannel-state.json'))).mode & 0o777).toBe(0o600);
@@ -98,6 +98,33 @@ describe('openStateStore', () => {
     await expectCode(store.get('one'), 'STATE_CORRUPT');
     await rename(path.join(dir, 'two'), path.join(dir, 'three'));
     await expectCode(store.get('three'), 'STATE_CORRUPT');
+  });
+
+  it('keeps a value and a scope of the same name apart', async () => {
+    const store = await openStateStore({ dir, key });
+    await store.setJson('whatsapp:alice', { value: true });
+    await store.scope('whatsapp:alice').setJson('creds', { scoped: true });
+    expect(await store.getJson('whatsapp:alice')).toEqual({ value: true });
+    expect(await store.scope('whatsapp:alice').getJson('creds')).toEqual({ scoped: true });
+  });
+
+  it('stores the bytes as they were when set() was called', async () => {
+    const store = await openStateStore({ dir, key });
+    const buffer = Uint8Array.from([1, 2, 3]);
+    const write = store.set('v', buffer);
+    buffer.fill(9);
+    await write;
+    expect(await store.get('v')).toEqual(Uint8Array.from([1, 2, 3]));
+  });
+
+  it('recovers when creating a scope directory failed once', async () => {
+    const store = await openStateStore({ dir, key });
+    await writeFile(path.join(dir, '~blocked'), 'not a directory');
+    const scoped = store.scope('blocked');
+    await expect(scoped.set('x', new Uint8Array(1))).rejects.toThrow();
+    await rm(path.join(dir, '~blocked'));
+    await scoped.set('x', new Uint8Array([5]));
+    expect(await scoped.get('x')).toEqual(Uint8Array.from([5]));
   });
 
   it('applies writes to one name in call order', async () => {

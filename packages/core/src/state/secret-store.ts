@@ -191,13 +191,15 @@ class DirectoryStore implements StateStore {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     if (!(value instanceof Uint8Array)) return Promise.reject(new StateStoreError('STATE_INVALID_NAME', `value for "${relative}" must be a Uint8Array`));
+    // Copy now: the write may run after earlier ones, and the caller may reuse its buffer.
+    const bytes = Uint8Array.from(value);
     return this.chain(relative, async () => {
       await this.ensureDirectory();
       const target = path.join(this.dir, relative);
       const temporary = path.join(path.dirname(target), `.tmp-${randomBytes(8).toString('hex')}`);
       const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
       try {
-        await handle.writeFile(this.sealer.seal(relative, value));
+        await handle.writeFile(this.sealer.seal(relative, bytes));
         await handle.sync();
       } finally {
         await handle.close();
@@ -258,7 +260,9 @@ class DirectoryStore implements StateStore {
 
   scope(name: string): StateStore {
     checkName(name, 'scope');
-    return new DirectoryStore(this.dir, path.join(this.prefix, name), this.sealer, this.logger, this.chains);
+    // Scope directories are named "~<scope>": "~" is never part of a value name, so a value and a
+    // scope of the same name cannot collide.
+    return new DirectoryStore(this.dir, path.join(this.prefix, `~${name}`), this.sealer, this.logger, this.chains);
   }
 
   private relative(name: string): string {
@@ -288,7 +292,10 @@ class DirectoryStore implements StateStore {
         await secureDirectory(current);
         await removeTemporaryFiles(current);
       }
-    })();
+    })().catch((error: unknown) => {
+      this.ready = undefined; // try again on the next write
+      throw error;
+    });
     return this.ready;
   }
 }

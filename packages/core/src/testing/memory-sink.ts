@@ -6,7 +6,8 @@
 import { BlobMismatchError, ClosedError, InvalidBatchError, ReadOnlySinkError, SinkConflictError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import { assertStreamName } from '../record/stream-name.ts';
-import { assertAppendBatch, assertBlobName, assertCheckpointKey } from '../sink/check-inputs.ts';
+import { type TileId, tilePath } from '../merkle/tiles.ts';
+import { assertAppendBatch, assertBlobName, assertCheckpointKey, assertTileKey } from '../sink/check-inputs.ts';
 import {
   type AppendBatch,
   type BlobInfo,
@@ -23,6 +24,7 @@ export class MemoryStorage {
   readonly streams = new Map<string, { records: Uint8Array[]; head: StreamHead }>();
   readonly blobs = new Map<string, Uint8Array>();
   readonly checkpoints = new Map<string, Uint8Array>();
+  readonly tiles = new Map<string, Uint8Array>();
 }
 
 class MemorySink implements Sink {
@@ -128,6 +130,26 @@ class MemorySink implements Sink {
       .filter((key) => key.startsWith(prefix) && key.endsWith('.note'))
       .map((key) => Number(key.slice(prefix.length, -'.note'.length)))
       .sort((a, b) => a - b);
+  }
+
+  async putTile(stream: string, tile: TileId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    await this.writable();
+    assertTileKey(stream, tile, bytes);
+    const key = `${stream}/${tilePath(tile)}`;
+    const existing = this.storage.tiles.get(key);
+    if (existing) {
+      if (Buffer.from(existing).equals(bytes)) return { created: false };
+      throw new SinkConflictError(stream, `a different tile ${tilePath(tile)} is already stored`);
+    }
+    this.storage.tiles.set(key, Uint8Array.from(bytes));
+    return { created: true };
+  }
+
+  async getTile(stream: string, tile: TileId): Promise<Uint8Array | undefined> {
+    await this.ready();
+    assertTileKey(stream, tile);
+    const bytes = this.storage.tiles.get(`${stream}/${tilePath(tile)}`);
+    return bytes ? Uint8Array.from(bytes) : undefined;
   }
 
   async close(): Promise<void> {

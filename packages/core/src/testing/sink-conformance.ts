@@ -20,8 +20,8 @@ import type { AppendBatch, Sink, StreamHead } from '../sink/sink.ts';
 export interface SinkFixture {
   /** Opens a sink on this store. Called repeatedly: to reopen, and for concurrent writers. */
   open(): Promise<Sink>;
-  /** Opens a read-only sink on this store, if the implementation has a read-only mode. */
-  openReadOnly?(): Promise<Sink>;
+  /** Opens a read-only sink on this store (auditors verify with read-only access). */
+  openReadOnly(): Promise<Sink>;
   /** Deletes the store. Called once per test, after every sink was closed. */
   destroy(): Promise<void>;
 }
@@ -130,15 +130,11 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
             opened.push(sink);
             return sink;
           },
-          ...(fixture.openReadOnly
-            ? {
-                openReadOnly: async () => {
-                  const sink = await (fixture.openReadOnly as () => Promise<Sink>)();
-                  opened.push(sink);
-                  return sink;
-                },
-              }
-            : {}),
+          openReadOnly: async () => {
+            const sink = await fixture.openReadOnly();
+            opened.push(sink);
+            return sink;
+          },
           destroy: () => fixture.destroy(),
         };
         try {
@@ -251,6 +247,14 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     for (const batch of bad) await assert.rejects(sink.appendBatch(batch), isCode('INVALID_BATCH'));
     assert.deepEqual(await sink.head(stream), zero);
     assert.deepEqual(await sink.streams(), []);
+    // A batch with a bad record after good ones is refused whole: not even the good ones are written.
+    const head = await sink.appendBatch(batchAfter(stream, zero, 2));
+    const good = batchAfter(stream, head, 2);
+    for (const last of [encoder.encode('{"a":1}\n'), new Uint8Array(MAX_RECORD_BYTES + 1).fill(0x61), new Uint8Array(0), 'text' as unknown as Uint8Array]) {
+      await assert.rejects(sink.appendBatch({ ...good, records: [...good.records, last] }), isCode('INVALID_BATCH'));
+      assert.deepEqual(await sink.head(stream), head);
+      assert.equal((await collect(sink, stream)).length, 2);
+    }
   });
 
   define('rejects hostile stream names everywhere, before touching storage', async (fixture) => {
@@ -267,14 +271,19 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     for (const name of ['../../etc/passwd', 'A'.repeat(64), 'a'.repeat(63), `../${'a'.repeat(61)}`]) {
       await assert.rejects(sink.putBlob(name, encoder.encode('x')), isCode('BLOB_MISMATCH'));
       await assert.rejects(sink.getBlob(name), isCode('BLOB_MISMATCH'));
+      await assert.rejects(sink.statBlob(name), isCode('BLOB_MISMATCH'));
     }
     assert.deepEqual(await sink.streams(), []);
+    for (const stream of ['demo:alice', 'demo:a']) assert.deepEqual(await sink.head(stream), { seq: 0, hash: ZERO_HASH });
   });
 
   define('stores blobs by content: idempotent for the same bytes, refused for other bytes', async (fixture) => {
     const sink = await fixture.open();
     const bytes = encoder.encode('attachment bytes \u0000\u00ff');
     const hash = sha256Hex(bytes);
+    // A name that is not the hash of the bytes is refused even when nothing is stored under it yet.
+    await assert.rejects(sink.putBlob(hash, encoder.encode('other bytes')), isCode('BLOB_MISMATCH'));
+    assert.equal(await sink.statBlob(hash), undefined);
     assert.deepEqual(await sink.putBlob(hash, bytes), { created: true });
     assert.deepEqual(await sink.putBlob(hash, bytes), { created: false });
     await assert.rejects(sink.putBlob(hash, encoder.encode('other bytes')), isCode('BLOB_MISMATCH'));
@@ -297,7 +306,7 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     const bytes = new Uint8Array(256 * 1024).map((_, index) => (index * 7) % 256);
     const hash = sha256Hex(bytes);
     const results = await Promise.all(Array.from({ length: writers }, (_, index) => (sinks[index % 2] as Sink).putBlob(hash, bytes)));
-    assert.ok(results.some((result) => result.created), 'one put reports created');
+    assert.equal(results.filter((result) => result.created).length, 1, 'exactly one put reports created');
     assert.ok(Buffer.from((await (sinks[0] as Sink).getBlob(hash)) as Uint8Array).equals(bytes));
   });
 
@@ -366,6 +375,31 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     await assert.rejects(sink.putCheckpoint(stream, 0, 'note', note), isCode('INVALID_BATCH'));
   });
 
+  define('stores Merkle tiles write-once, checking their length', async (fixture) => {
+    const sink = await fixture.open();
+    const stream = 'demo:alice';
+    const full = new Uint8Array(256 * 32).map((_, index) => index % 251);
+    const partial = new Uint8Array(3 * 32).fill(9);
+    assert.deepEqual(await sink.putTile(stream, { level: 0, index: 1234067, width: 256 }, full), { created: true });
+    assert.deepEqual(await sink.putTile(stream, { level: 0, index: 1234067, width: 256 }, full), { created: false });
+    await assert.rejects(sink.putTile(stream, { level: 0, index: 1234067, width: 256 }, new Uint8Array(256 * 32)), isCode('SINK_CONFLICT'));
+    assert.deepEqual(await sink.putTile(stream, { level: 1, index: 0, width: 3 }, partial), { created: true });
+    assert.ok(Buffer.from((await sink.getTile(stream, { level: 0, index: 1234067, width: 256 })) as Uint8Array).equals(full));
+    assert.ok(Buffer.from((await sink.getTile(stream, { level: 1, index: 0, width: 3 })) as Uint8Array).equals(partial));
+    assert.equal(await sink.getTile(stream, { level: 1, index: 0, width: 4 }), undefined);
+    assert.equal(await sink.getTile('demo:bob', { level: 1, index: 0, width: 3 }), undefined);
+    for (const [tile, bytes] of [
+      [{ level: 0, index: 0, width: 2 }, new Uint8Array(63)],
+      [{ level: 0, index: 0, width: 0 }, new Uint8Array(0)],
+      [{ level: 0, index: -1, width: 1 }, new Uint8Array(32)],
+      [{ level: 64, index: 0, width: 1 }, new Uint8Array(32)],
+      [{ level: 0, index: 0.5, width: 1 }, new Uint8Array(32)],
+    ] as const) {
+      await assert.rejects(sink.putTile(stream, tile, bytes), isCode('INVALID_BATCH'));
+    }
+    await assert.rejects(sink.putTile('../x:y', { level: 0, index: 0, width: 1 }, new Uint8Array(32)), isCode('INVALID_STREAM_NAME'));
+  });
+
   define('close() is idempotent and later calls reject with CLOSED', async (fixture) => {
     const sink = await fixture.open();
     await sink.appendBatch(batchAfter('demo:alice', { seq: 0, hash: ZERO_HASH }, 1));
@@ -378,7 +412,6 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
   });
 
   define('a read-only sink reads everything and refuses every write', async (fixture) => {
-    if (!fixture.openReadOnly) return;
     const writer = await fixture.open();
     const stream = 'demo:alice';
     const batch = batchAfter(stream, { seq: 0, hash: ZERO_HASH }, 2);

@@ -66,8 +66,19 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
     if (failures.length < maxFailures) failures.push(failure);
   };
   const checkBlob = async (sha256: string): Promise<BlobState> => {
-    let state = blobs.get(sha256);
-    if (state) return state;
+    const known = blobs.get(sha256);
+    if (known) return known;
+    let state: BlobState;
+    try {
+      state = await readBlobState(sha256);
+    } catch (error) {
+      state = { ok: false, code: 'BLOB_UNREADABLE', detail: `cannot be read (${describeError(error)})` };
+    }
+    blobs.set(sha256, state);
+    return state;
+  };
+  const readBlobState = async (sha256: string): Promise<BlobState> => {
+    let state: BlobState;
     if (options.blobContent === false) {
       const info = await sink.statBlob(sha256);
       state = info ? { ok: true, size: info.size } : { ok: false, code: 'BLOB_MISSING', detail: 'is missing' };
@@ -81,17 +92,30 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
         state = actual === sha256 ? { ok: true, size: bytes.length } : { ok: false, code: 'BLOB_HASH_MISMATCH', detail: `has content hashing to ${actual}` };
       }
     }
-    blobs.set(sha256, state);
     return state;
   };
 
   const summaries: StreamSummary[] = [];
-  const streams = options.streams ?? (await sink.streams());
+  let streams: readonly string[] = [];
+  try {
+    streams = options.streams ?? (await sink.streams());
+  } catch (error) {
+    report({ code: 'UNREADABLE', message: `the list of streams cannot be read: ${describeError(error)}` });
+  }
   for (const stream of streams) {
-    summaries.push(await verifyStream(sink, stream, { report, checkBlob, onProgress: options.onProgress }));
+    try {
+      summaries.push(await verifyStream(sink, stream, { report, checkBlob, onProgress: options.onProgress }));
+    } catch (error) {
+      report({ stream, code: 'UNREADABLE', message: `stream ${stream} cannot be read: ${describeError(error)}` });
+      summaries.push({ stream, records: 0, head: { seq: 0, hash: ZERO_HASH }, ok: false });
+    }
   }
   if (sink.audit && options.streams === undefined) {
-    for await (const finding of sink.audit()) report(finding);
+    try {
+      for await (const finding of sink.audit()) report(finding);
+    } catch (error) {
+      report({ code: 'UNREADABLE', message: `the archive's physical audit could not finish: ${describeError(error)}` });
+    }
   }
   return { ok: failures.length === 0, streams: summaries, failures, ...totals };
 }
@@ -143,6 +167,13 @@ async function verifyStream(sink: Sink, stream: string, context: StreamContext):
           : `stream ${stream} seq ${expected}: records out of order or repeated — found seq ${record.seq} where seq ${expected} should be`;
       return chainFailure({ seq: expected, code: record.seq > expected ? 'SEQ_GAP' : 'SEQ_ORDER', message });
     }
+    if (stored.seq !== record.seq) {
+      return chainFailure({
+        seq: record.seq,
+        code: 'SEQ_POSITION',
+        message: `stream ${stream} seq ${record.seq}: the record is stored where seq ${stored.seq} belongs (a segment was renamed or moved)`,
+      });
+    }
     if (record.prev !== head.hash) {
       suspect = { seq: record.seq, hash };
       head = { seq: record.seq, hash };
@@ -177,6 +208,11 @@ async function verifyStream(sink: Sink, stream: string, context: StreamContext):
   }
   context.onProgress?.({ stream, seq: head.seq });
   return { stream, records, head, ok };
+}
+
+function describeError(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : error instanceof Error ? error.name : String(error);
 }
 
 /** Every blob a record names, with the field that names it. */

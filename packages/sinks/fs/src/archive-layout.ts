@@ -9,12 +9,13 @@
  *   streams/<stream>/<firstSeq:16>.seal.json         seal of a full segment (size, sha256, last seq/hash)
  *   blobs/sha256/<sha256>                            content-addressed blob
  *   checkpoints/<stream>/<size:16>.note|.rfc3161     signed checkpoints and their timestamps
+ *   tiles/<stream>/<L>/<N>[.p/<W>]                   Merkle tiles (c2sp.org/tlog-tiles paths)
  *   quarantine/<stream>/…                            torn tails moved aside at recovery (never acknowledged)
  *   locks/, tmp/                                     writer locks and staging; not archive content
  * ```
  */
 import path from 'node:path';
-import type { CheckpointFile } from '@offchannel/core';
+import { type CheckpointFile, type TileId, tilePath } from '@offchannel/core';
 
 export const ARCHIVE_MARKER = 'offchannel-archive.json';
 export const ARCHIVE_FORMAT = { format: 'offchannel-archive', version: 1 } as const;
@@ -94,6 +95,12 @@ export class ArchiveLayout {
   }
   checkpoint(stream: string, size: number, file: CheckpointFile): string {
     return path.join(this.checkpointsDir(stream), `${padSeq(size)}.${file}`);
+  }
+  tilesDir(stream: string): string {
+    return path.join(this.root, 'tiles', stream);
+  }
+  tile(stream: string, tile: TileId): string {
+    return path.join(this.tilesDir(stream), ...tilePath(tile).split('/'));
   }
   lock(stream: string): string {
     return path.join(this.locksDir, `${stream}.lock`);

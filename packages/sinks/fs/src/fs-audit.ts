@@ -12,15 +12,15 @@ import { ARCHIVE_MARKER, type ArchiveLayout, parseCheckpointFileName, parseSealF
 import { isNotFound } from './fs-utils.ts';
 import { listSegments, parseSeal, splitLines } from './segments.ts';
 
-const TOP_LEVEL = new Set([ARCHIVE_MARKER, 'streams', 'blobs', 'checkpoints', 'quarantine', 'locks', 'tmp']);
+const TOP_LEVEL = new Set([ARCHIVE_MARKER, 'streams', 'blobs', 'checkpoints', 'tiles', 'quarantine', 'locks', 'tmp']);
 
 export async function* auditArchive(layout: ArchiveLayout): AsyncIterable<AuditFinding> {
   for (const name of await readdir(layout.root)) {
     if (!TOP_LEVEL.has(name)) yield { code: 'UNEXPECTED_FILE', message: `unexpected entry ${name} at the top of the archive` };
   }
   for (const stream of await entries(layout.streamsDir)) {
-    if (!isStreamName(stream)) {
-      yield { code: 'UNEXPECTED_FILE', message: `streams/${String(stream)} is not a valid stream name` };
+    if (!isStreamName(stream) || !(await isDirectory(layout.streamDir(stream)))) {
+      yield { code: 'UNEXPECTED_FILE', message: `streams/${stream} is not a stream directory` };
       continue;
     }
     yield* auditStream(layout, stream);
@@ -29,6 +29,10 @@ export async function* auditArchive(layout: ArchiveLayout): AsyncIterable<AuditF
     if (!isSha256Hex(name)) yield { code: 'UNEXPECTED_FILE', message: `blobs/sha256/${String(name)} is not named by a SHA-256` };
   }
   for (const stream of await entries(path.join(layout.root, 'checkpoints'))) {
+    if (!(await isDirectory(layout.checkpointsDir(stream)))) {
+      yield { code: 'UNEXPECTED_FILE', message: `checkpoints/${stream} is not a directory` };
+      continue;
+    }
     for (const name of await entries(layout.checkpointsDir(stream))) {
       if (!isStreamName(stream) || !parseCheckpointFileName(name)) yield { code: 'UNEXPECTED_FILE', message: `checkpoints/${stream}/${name} is not a checkpoint file`, stream };
     }
@@ -81,7 +85,11 @@ async function entries(dir: string): Promise<string[]> {
   try {
     return (await readdir(dir)).sort();
   } catch (error) {
-    if (isNotFound(error)) return [];
+    if (isNotFound(error) || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
     throw error;
   }
+}
+
+async function isDirectory(file: string): Promise<boolean> {
+  return (await stat(file).catch(() => undefined))?.isDirectory() ?? false;
 }

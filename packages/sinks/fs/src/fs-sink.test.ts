@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFile, chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, ZERO_HASH, sha256Hex, verifyArchive } from '@offchannel/core';
@@ -133,6 +133,40 @@ describe('fs sink layout and recovery', () => {
     await reopened.head(stream);
     expect((await stat(segment)).mode & 0o777).toBe(0o444);
     await reopened.close();
+  });
+
+  it('removes staging files a crashed writer left behind, but not fresh ones', async () => {
+    const { sink } = await fill(1);
+    await sink.close();
+    const stale = path.join(dir, 'tmp', 'abc.jsonl.0123456789ab');
+    const fresh = path.join(dir, 'tmp', 'def.jsonl.0123456789ab');
+    await writeFile(stale, 'half');
+    await writeFile(fresh, 'in progress');
+    const old = new Date(Date.now() - 3_600_000);
+    await utimes(stale, old, old);
+    const reopened = await openFsSink({ dir });
+    expect((await readdir(path.join(dir, 'tmp'))).sort()).toEqual(['def.jsonl.0123456789ab']);
+    await reopened.close();
+  });
+
+  it('verify reports a renamed segment and stray files instead of throwing', async () => {
+    const { sink } = await record(8, 1_000_000);
+    await sink.close();
+    const streamDir = path.join(dir, 'streams', stream);
+    await rename(path.join(streamDir, '0000000000000001.jsonl'), path.join(streamDir, '0000000000000005.jsonl'));
+    await writeFile(path.join(dir, 'streams', 'demo:bob'), 'a file where a stream directory should be');
+    const reader = await openFsSink({ dir, readOnly: true });
+    const report = await verifyArchive(reader);
+    expect(report.failures[0]).toMatchObject({ stream, seq: 1, code: 'SEQ_POSITION' });
+    expect(report.failures).toContainEqual(expect.objectContaining({ code: 'UNEXPECTED_FILE' }));
+    await reader.close();
+  });
+
+  it('refuses a stream whose name differs from an existing one only in letter case', async () => {
+    const { sink, head } = await fill(1);
+    await expect(sink.appendBatch(batchAfter('demo:Alice', { seq: 0, hash: ZERO_HASH }, 1))).rejects.toMatchObject({ code: 'INVALID_STREAM_NAME' });
+    expect((await sink.appendBatch(batchAfter(stream, head, 1))).seq).toBe(2);
+    await sink.close();
   });
 
   it('refuses a non-empty directory that is not an archive, and a missing one read-only', async () => {

@@ -7,7 +7,7 @@
  * could still change them — tampering is detectable, not prevented; use S3 Object Lock for
  * WORM), `durability: 'fsync'`, `exclusiveWriter: 'lock'` (one writer per stream on a host).
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
@@ -25,19 +25,22 @@ import {
   SinkUnsuitableError,
   type StoredRecord,
   type StreamHead,
+  type TileId,
   ZERO_HASH,
   assertAppendBatch,
   assertBlobName,
   assertCheckpointKey,
   assertStreamName,
+  assertTileKey,
   isStreamName,
   noopLogger,
   redactingLogger,
   sha256Hex,
+  tilePath,
 } from '@offchannel/core';
 import { ARCHIVE_FORMAT, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
 import { auditArchive } from './fs-audit.ts';
-import { createReadOnlyFile, ensureDirectory, isNotFound, readIfExists } from './fs-utils.ts';
+import { createReadOnlyFile, ensureDirectory, isNotFound, readIfExists, syncDirectory, syncFile } from './fs-utils.ts';
 import { listSegments, parseSeal, splitLines } from './segments.ts';
 import { StreamAppender } from './stream-appender.ts';
 
@@ -88,10 +91,24 @@ export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
   if (!readOnly) {
     await ensureDirectory(layout.tmpDir);
     await ensureDirectory(layout.blobsDir);
+    await removeStaleStaging(layout.tmpDir);
   }
   const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
   if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 1) throw new InvalidBatchError('segmentBytes must be a positive integer');
   return new FsSink(layout, readOnly, segmentBytes, redactingLogger(options.logger ?? noopLogger).child({ component: 'sink-fs' }));
+}
+
+/** Staged files older than this are leftovers of a crash, never a write in progress. */
+const STALE_STAGING_MS = 10 * 60 * 1000;
+
+/** Removes staging files a crashed writer left in `tmp/` (never archive content: see fs-utils). */
+async function removeStaleStaging(dir: string): Promise<void> {
+  const now = Date.now();
+  for (const name of await readdir(dir)) {
+    const file = path.join(dir, name);
+    const info = await stat(file).catch(() => undefined);
+    if (info?.isFile() && now - info.mtimeMs > STALE_STAGING_MS) await rm(file, { force: true });
+  }
 }
 
 export class FsSink implements Sink {
@@ -107,6 +124,8 @@ export class FsSink implements Sink {
   private readonly appenders = new Map<string, Promise<StreamAppender>>();
   /** Appenders whose open has completed, for a synchronous fast path to the write. */
   private readonly openAppenders = new Map<string, StreamAppender>();
+  /** Blobs this instance stored or fsync'd itself: known durable, no need to check again. */
+  private readonly durableBlobs = new Set<string>();
   private closed = false;
 
   /** Use {@link openFsSink}. */
@@ -131,7 +150,8 @@ export class FsSink implements Sink {
     assertAppendBatch(batch);
     // No await before the write when the stream is open and idle: the write is issued in the
     // caller's tick, so the disk starts while the caller goes on with other work.
-    const appender = this.openAppenders.get(batch.stream) ?? (await this.appender(batch.stream));
+    const open = this.openAppenders.get(batch.stream);
+    const appender = open && !open.broken ? open : await this.appender(batch.stream);
     return appender.exclusive(() => {
       this.assertWritable();
       return appender.append(batch);
@@ -167,15 +187,17 @@ export class FsSink implements Sink {
 
   async streams(): Promise<readonly string[]> {
     this.assertOpen();
-    let names: string[];
+    let entries;
     try {
-      names = await readdir(this.layout.streamsDir);
+      entries = await readdir(this.layout.streamsDir, { withFileTypes: true });
     } catch (error) {
       if (isNotFound(error)) return [];
       throw error;
     }
+    // Anything that is not a directory with a valid stream name is not a stream (the audit reports it).
+    const names = entries.filter((entry) => entry.isDirectory() && isStreamName(entry.name)).map((entry) => entry.name);
     const streams: string[] = [];
-    for (const name of names.filter(isStreamName).sort()) {
+    for (const name of names.sort()) {
       for (const segment of await listSegments(this.layout, name)) {
         if ((await stat(segment.path)).size > 0) {
           streams.push(name);
@@ -192,10 +214,23 @@ export class FsSink implements Sink {
     if (!(bytes instanceof Uint8Array)) throw new BlobMismatchError(sha256, 'bytes must be a Uint8Array');
     if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
     const target = this.layout.blob(sha256);
-    if (await this.sameBlobStored(target, sha256)) return { created: false };
-    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
-    if (await this.sameBlobStored(target, sha256)) return { created: false };
-    throw new BlobMismatchError(sha256, 'a different, damaged file is stored under this name; run offchannel verify');
+    if (this.durableBlobs.has(sha256)) return { created: false };
+    if (!(await this.sameBlobStored(target, sha256)) && (await createReadOnlyFile(this.layout.tmpDir, target, bytes))) {
+      this.rememberDurable(sha256);
+      return { created: true };
+    }
+    if (!(await this.sameBlobStored(target, sha256))) throw new BlobMismatchError(sha256, 'a different, damaged file is stored under this name; run offchannel verify');
+    // Another writer (or an earlier, crashed process) created it: it may not be durable yet.
+    // A record naming it must not be acknowledged until it is, so make sure.
+    await syncFile(target);
+    await syncDirectory(this.layout.blobsDir);
+    this.rememberDurable(sha256);
+    return { created: false };
+  }
+
+  private rememberDurable(sha256: string): void {
+    if (this.durableBlobs.size >= 100_000) this.durableBlobs.clear();
+    this.durableBlobs.add(sha256);
   }
 
   async getBlob(sha256: string): Promise<Uint8Array | undefined> {
@@ -223,7 +258,11 @@ export class FsSink implements Sink {
     const target = this.layout.checkpoint(stream, size, file);
     await ensureDirectory(path.dirname(target));
     if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
-    if ((await readIfExists(target))?.equals(bytes)) return { created: false };
+    if ((await readIfExists(target))?.equals(bytes)) {
+      await syncFile(target);
+      await syncDirectory(path.dirname(target));
+      return { created: false };
+    }
     throw new SinkConflictError(stream, `a different ${file} checkpoint for tree size ${size} is already stored`);
   }
 
@@ -248,6 +287,27 @@ export class FsSink implements Sink {
       .sort((a, b) => a - b);
   }
 
+  async putTile(stream: string, tile: TileId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    this.assertWritable();
+    assertTileKey(stream, tile, bytes);
+    const target = this.layout.tile(stream, tile);
+    await ensureDirectory(path.dirname(target));
+    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
+    if ((await readIfExists(target))?.equals(bytes)) {
+      await syncFile(target);
+      await syncDirectory(path.dirname(target));
+      return { created: false };
+    }
+    throw new SinkConflictError(stream, `a different tile ${tilePath(tile)} is already stored`);
+  }
+
+  async getTile(stream: string, tile: TileId): Promise<Uint8Array | undefined> {
+    this.assertOpen();
+    assertTileKey(stream, tile);
+    const bytes = await readIfExists(this.layout.tile(stream, tile));
+    return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
+  }
+
   /** Physical checks: seals match their segments, sealed files are read-only, no stray files. */
   audit(): AsyncIterable<AuditFinding> {
     this.assertOpen();
@@ -263,7 +323,14 @@ export class FsSink implements Sink {
     for (const result of appenders) if (result.status === 'fulfilled') await result.value.close();
   }
 
-  private appender(stream: string): Promise<StreamAppender> {
+  private async appender(stream: string): Promise<StreamAppender> {
+    const current = this.openAppenders.get(stream);
+    if (current?.broken) {
+      // Reopen: recovery repairs what the failure left (finishes a seal, cuts a torn tail).
+      this.openAppenders.delete(stream);
+      this.appenders.delete(stream);
+      await current.close();
+    }
     let appender = this.appenders.get(stream);
     if (!appender) {
       const opening = StreamAppender.open(stream, this.layout, this.segmentBytes, this.logger);

@@ -13,6 +13,16 @@ export async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** fsync a file's data and metadata. */
+export async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, constants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** `mkdir -p` that fsyncs every directory it created (and its parent), so new paths survive a crash. */
 export async function ensureDirectory(dir: string): Promise<void> {
   const first = await mkdir(dir, { recursive: true, mode: 0o755 });

@@ -13,11 +13,12 @@
  */
 import { type Hash, createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, chmod, open, readFile, stat } from 'node:fs/promises';
+import { type FileHandle, chmod, open, readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
   ArchiveCorruptError,
+  InvalidStreamNameError,
   type Logger,
   SinkConflictError,
   type StreamHead,
@@ -43,7 +44,8 @@ export class StreamAppender {
   readonly stream: string;
   private head: StreamHead = { seq: 0, hash: ZERO_HASH };
   private active: ActiveSegment | undefined;
-  private broken: Error | undefined;
+  /** Set when the appender can no longer be trusted to continue; the sink reopens (recovers) it. */
+  broken: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private tasks = 0;
   private readonly layout: ArchiveLayout;
@@ -61,6 +63,7 @@ export class StreamAppender {
 
   /** Locks and recovers `stream`. Rejects with `SinkConflictError` if another writer holds it. */
   static async open(stream: string, layout: ArchiveLayout, segmentBytes: number, logger: Logger): Promise<StreamAppender> {
+    await StreamAppender.assertNoCaseTwin(layout, stream);
     await ensureDirectory(layout.locksDir);
     const lock = await acquireStreamLock(layout.lock(stream), stream);
     const appender = new StreamAppender(stream, layout, lock, segmentBytes, logger);
@@ -121,7 +124,18 @@ export class StreamAppender {
     segment.size += bytes.length;
     segment.hash.update(bytes);
     this.head = { seq: batch.firstSeq + batch.records.length - 1, hash: sha256Hex(batch.records[batch.records.length - 1] as Uint8Array) };
-    if (segment.size >= this.segmentBytes) await this.seal(segment);
+    if (segment.size >= this.segmentBytes) {
+      // The batch is durable whatever happens to the seal: resolve it. A failed seal leaves the
+      // segment closed to writes and the appender broken, so the sink reopens the stream and
+      // recovery finishes the seal before anything else is written.
+      try {
+        await this.seal(segment);
+      } catch (error) {
+        this.broken = new ArchiveCorruptError(`stream ${this.stream}: sealing segment ${segment.firstSeq} failed; the stream is reopened to finish it`, { stream: this.stream });
+        const code = (error as { code?: unknown }).code;
+        this.logger.error({ stream: this.stream, segment: segment.firstSeq, code: typeof code === 'string' ? code : undefined }, 'segment seal failed; reopening the stream to finish it');
+      }
+    }
     return this.head;
   }
 
@@ -202,6 +216,19 @@ export class StreamAppender {
     if (size >= this.segmentBytes) await this.seal(this.active);
   }
 
+  /**
+   * Stream names must be unique ignoring case: on case-insensitive file systems (macOS, Windows)
+   * `slack:Alice` and `slack:alice` would share one directory, and an archive must stay valid
+   * when copied between systems.
+   */
+  private static async assertNoCaseTwin(layout: ArchiveLayout, stream: string): Promise<void> {
+    const existing = await readdir(layout.streamsDir).catch(() => [] as string[]);
+    const twin = existing.find((name) => name !== stream && name.toLowerCase() === stream.toLowerCase());
+    if (twin !== undefined) {
+      throw new InvalidStreamNameError(`stream "${stream}" differs only in letter case from existing stream "${twin}" in this archive; case-insensitive file systems cannot keep them apart`);
+    }
+  }
+
   /** Moves a torn tail aside (never deleted: it is evidence of the crash) before cutting it off. */
   private async quarantine(segment: SegmentFile, offset: number, tail: Buffer): Promise<void> {
     const dir = this.layout.quarantineDir(this.stream);
@@ -222,12 +249,16 @@ export class StreamAppender {
       }
       throw error;
     }
+    const active: ActiveSegment = { firstSeq, path: file, handle, size: 0, hash: createHash('sha256') };
+    this.active = active;
+    // The new file's directory entry must be durable before anything in it is acknowledged.
     await syncDirectory(path.dirname(file));
-    this.active = { firstSeq, path: file, handle, size: 0, hash: createHash('sha256') };
-    return this.active;
+    return active;
   }
 
   private async seal(segment: ActiveSegment): Promise<void> {
+    // From here on nothing is ever written to this segment again, whatever fails below.
+    this.active = undefined;
     const seal: Seal = {
       v: 1,
       format: SEAL_FORMAT,
@@ -247,7 +278,6 @@ export class StreamAppender {
     await segment.handle.close();
     await chmod(segment.path, 0o444);
     await syncDirectory(path.dirname(segment.path));
-    this.active = undefined;
     this.logger.debug({ stream: this.stream, segment: segment.firstSeq, lastSeq: seal.lastSeq, bytes: seal.bytes }, 'segment sealed');
   }
 

@@ -1,0 +1,48 @@
+/**
+ * RFC 9162 (Certificate Transparency 2.0, §2.1.1) Merkle tree hashing, with SHA-256:
+ *
+ *   MTH({})      = SHA-256()                        the empty tree
+ *   leaf hash    = SHA-256(0x00 ‖ entry)            each stream record's canonical bytes is one entry
+ *   node hash    = SHA-256(0x01 ‖ left ‖ right)
+ *
+ * The 0x00/0x01 prefixes keep a leaf from ever being mistaken for an interior node.
+ */
+import { createHash, hash } from 'node:crypto';
+
+/** Bytes in a SHA-256 hash. */
+export const HASH_BYTES = 32;
+
+const LEAF_PREFIX = new Uint8Array([0x00]);
+const NODE_PREFIX = new Uint8Array([0x01]);
+
+/** Root of the empty tree: SHA-256 of nothing. */
+export const EMPTY_ROOT: Uint8Array = new Uint8Array(hash('sha256', new Uint8Array(0), 'buffer'));
+
+/** SHA-256(0x00 ‖ entry). */
+export function leafHash(entry: Uint8Array): Uint8Array {
+  return createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
+}
+
+/** SHA-256(0x01 ‖ left ‖ right). */
+export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
+  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+}
+
+/** Constant-length comparison of two hashes (they are public values; this is about correctness, not timing). */
+export function sameHash(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
+}
+
+/** Largest power of two strictly less than `n` (n ≥ 2): the RFC's split point k. */
+export function splitPoint(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** True when `n` is 2^k for some k ≥ 0. */
+export function isPowerOfTwo(n: number): boolean {
+  return n >= 1 && Number.isSafeInteger(n) && 2 ** Math.round(Math.log2(n)) === n;
+}

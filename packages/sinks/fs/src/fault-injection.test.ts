@@ -1,0 +1,87 @@
+/**
+ * I/O failures at the worst moments, injected by wrapping the sink's file-system helpers:
+ * the archive must never end up with records in a sealed segment, a wedged stream, or a
+ * record acknowledged before it is durable.
+ */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Recorder, ZERO_HASH, verifyArchive } from '@offchannel/core';
+import { batchAfter } from '@offchannel/core/testing';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { openFsSink } from './fs-sink.ts';
+import type * as FsUtils from './fs-utils.ts';
+
+const faults = vi.hoisted(() => ({ syncDirectory: 0, createReadOnlyFile: 0 }));
+
+vi.mock('./fs-utils.ts', async (importOriginal) => {
+  const real = await importOriginal<typeof FsUtils>();
+  return {
+    ...real,
+    syncDirectory: async (dir: string) => {
+      if (faults.syncDirectory > 0) {
+        faults.syncDirectory--;
+        throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
+      }
+      return real.syncDirectory(dir);
+    },
+    createReadOnlyFile: async (tmp: string, target: string, bytes: Uint8Array) => {
+      const created = await real.createReadOnlyFile(tmp, target, bytes);
+      if (faults.createReadOnlyFile > 0) {
+        faults.createReadOnlyFile--;
+        throw Object.assign(new Error('injected EIO after link'), { code: 'EIO' });
+      }
+      return created;
+    },
+  };
+});
+
+let dir: string;
+const stream = 'demo:alice';
+beforeEach(async () => {
+  dir = path.join(await mkdtemp(path.join(tmpdir(), 'offchannel-faults-')), 'archive');
+});
+afterEach(async () => {
+  faults.syncDirectory = 0;
+  faults.createReadOnlyFile = 0;
+  await rm(path.dirname(dir), { recursive: true, force: true });
+});
+
+async function intact(): Promise<void> {
+  const reader = await openFsSink({ dir, readOnly: true });
+  const report = await verifyArchive(reader);
+  await reader.close();
+  expect(report.failures).toEqual([]);
+}
+
+it('a seal that fails after its file was linked never lets records into the sealed segment', async () => {
+  const sink = await openFsSink({ dir, segmentBytes: 600 });
+  const writer = new Recorder({ sink }).writer({ channel: 'demo', account: 'alice', source: { package: 'test', version: '0' } });
+  const capture = (index: number) =>
+    writer.capture({ kind: 'message', sentAt: '2026-11-21T10:00:00Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'b' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index} `.repeat(10) });
+  await capture(1);
+  faults.createReadOnlyFile = 1; // the next seal's file is linked, then "fails"
+  for (let index = 2; index <= 12; index++) await capture(index);
+  expect(faults.createReadOnlyFile, 'the injected failure was hit').toBe(0);
+  await sink.close();
+  const segments = (await readdir(path.join(dir, 'streams', stream))).filter((name) => name.endsWith('.jsonl'));
+  expect(segments.length).toBeGreaterThan(3);
+  await intact();
+});
+
+it('a failed fsync while creating a segment does not wedge the stream', async () => {
+  const sink = await openFsSink({ dir });
+  faults.syncDirectory = 1; // the new segment's directory entry cannot be made durable
+  await expect(sink.appendBatch(batchAfter(stream, { seq: 0, hash: ZERO_HASH }, 2))).rejects.toMatchObject({ code: 'EIO' });
+  const head = await sink.head(stream);
+  const next = await sink.appendBatch(batchAfter(stream, head, 2));
+  expect(next.seq).toBe(head.seq + 2);
+  expect(faults.syncDirectory, 'the injected failure was hit').toBe(0);
+  await sink.close();
+  const reader = await openFsSink({ dir, readOnly: true });
+  const seqs: number[] = [];
+  for await (const stored of reader.read(stream)) seqs.push(stored.seq);
+  expect(seqs).toEqual([1, 2]);
+  for await (const finding of reader.audit()) expect.fail(finding.message);
+  await reader.close();
+});
