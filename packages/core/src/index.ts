@@ -88,6 +88,8 @@ export { REDACTED_FIELDS, redactForLog, redactingLogger } from './logger/redacti
 export { Recorder } from './recorder/recorder.ts';
 export type { RecorderOptions, RecorderStats, StreamWriter } from './recorder/recorder.ts';
 export { defaultCaptureKey, prepareCapture } from './recorder/prepare-capture.ts';
+export { CheckpointRefusedError } from './recorder/stream-checkpointer.ts';
+export type { CheckpointOptions, CheckpointState } from './recorder/stream-checkpointer.ts';
 export type { PendingBlob, PreparedCapture, RecordTemplate } from './recorder/prepare-capture.ts';
 
 // Secret state store
@@ -97,4 +99,10 @@ export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key
 
 // Verification
 export { blobRefs, verifyArchive } from './verify/verify-archive.ts';
-export type { StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
+export type { CheckpointSummary, StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
+
+// RFC 3161 timestamps
+export { MAX_TOKEN_BYTES, createTimestampRequest, parseTimestampResponse, verifyTimestampToken } from './timestamp/rfc3161.ts';
+export type { TimestampInfo } from './timestamp/rfc3161.ts';
+export { createTsaClient } from './timestamp/tsa-client.ts';
+export type { TsaClientOptions } from './timestamp/tsa-client.ts';

@@ -24,6 +24,7 @@ import { MAX_BATCH_RECORDS } from '../sink/check-inputs.ts';
 import { SINK_SPEC_VERSION, type Sink } from '../sink/sink.ts';
 import { canonicalize } from '../json/canonical-json.ts';
 import { type PreparedCapture, type RecordTemplate, prepareCapture } from './prepare-capture.ts';
+import type { CheckpointOptions, CheckpointState } from './stream-checkpointer.ts';
 import { StreamLog } from './stream-log.ts';
 
 export interface RecorderOptions {
@@ -44,6 +45,12 @@ export interface RecorderOptions {
   readonly requireRetention?: 'compliance-lock' | 'append-only';
   /** Accept a sink whose durability is `volatile` (in-memory test sinks). Default false. */
   readonly allowVolatileSink?: boolean;
+  /**
+   * Sign a checkpoint for each stream every `everyRecords` records, every `everyMs` while records
+   * arrive, and on `close()` (C2SP tlog-checkpoint, Ed25519). Without it nothing is signed, and
+   * the archive can show only that its chain is intact, not that it was never rewritten.
+   */
+  readonly checkpoints?: CheckpointOptions;
 }
 
 /** Captures into one stream with a fixed `source`. What a connector's context wraps. */
@@ -82,6 +89,8 @@ export class Recorder {
   private readonly logs = new Map<string, StreamLog>();
   private closed = false;
   private counts = { recorded: 0, duplicates: 0, failed: 0 };
+  private readonly checkpoints: CheckpointOptions | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
 
   /**
    * Mounts `sink`. Throws {@link SinkUnsuitableError} if the sink declares another contract
@@ -103,6 +112,18 @@ export class Recorder {
     this.sink = sink;
     this.logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'recorder' });
     this.clock = options.clock ?? (() => new Date());
+    this.checkpoints = options.checkpoints;
+    if (this.checkpoints) {
+      const every = this.checkpoints.everyMs ?? 60_000;
+      if (!Number.isInteger(every) || every < 1) throw new RangeError('checkpoints.everyMs must be a positive integer');
+      if (this.checkpoints.everyRecords !== undefined && (!Number.isInteger(this.checkpoints.everyRecords) || this.checkpoints.everyRecords < 1)) {
+        throw new RangeError('checkpoints.everyRecords must be a positive integer');
+      }
+      this.timer = setInterval(() => {
+        this.checkpointDue();
+      }, Math.min(every, 10_000));
+      this.timer.unref();
+    }
     this.maxBatchRecords = options.maxBatchRecords ?? 4096;
     this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
     if (!Number.isInteger(this.maxBatchRecords) || this.maxBatchRecords < 1 || this.maxBatchRecords > MAX_BATCH_RECORDS) {
@@ -203,12 +224,39 @@ export class Recorder {
   }
 
   /**
-   * Stops accepting captures and waits for those in flight to settle. Does not close the
-   * sink (the caller owns it). Idempotent.
+   * Signs a checkpoint now for every stream with records added since its last one, and waits.
+   * Resolves with each stream's checkpoint state (a failure is in `lastError` / `refused`).
+   */
+  async checkpoint(): Promise<CheckpointState[]> {
+    await this.flush();
+    const checkpointers = [...this.logs.values()].flatMap((log) => (log.checkpointer ? [log.checkpointer] : []));
+    await Promise.allSettled(checkpointers.map((checkpointer) => checkpointer.checkpoint()));
+    await Promise.all(checkpointers.map((checkpointer) => checkpointer.idle()));
+    return checkpointers.map((checkpointer) => checkpointer.state);
+  }
+
+  /** Where each stream's checkpointing stands. */
+  checkpointStates(): CheckpointState[] {
+    return [...this.logs.values()].flatMap((log) => (log.checkpointer ? [log.checkpointer.state] : []));
+  }
+
+  /**
+   * Stops accepting captures, waits for those in flight, and — when checkpoints are configured —
+   * signs a final checkpoint for every stream with new records (a clean stop). Does not close
+   * the sink (the caller owns it). Idempotent.
    */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.timer) clearInterval(this.timer);
     await this.flush();
+    if (this.checkpoints) await this.checkpoint();
+  }
+
+  private checkpointDue(): void {
+    for (const log of this.logs.values()) {
+      // Failures are logged and kept in the checkpointer's state.
+      if (log.checkpointer?.due()) log.checkpointer.checkpoint().catch(() => undefined);
+    }
   }
 
   get stats(): RecorderStats {
@@ -225,6 +273,7 @@ export class Recorder {
         now: this.clock,
         maxBatchRecords: this.maxBatchRecords,
         maxBatchBytes: this.maxBatchBytes,
+        ...(this.checkpoints ? { checkpoints: this.checkpoints } : {}),
       });
       this.logs.set(stream, log);
     }

@@ -80,6 +80,8 @@ export class StreamCheckpointer {
   private refused: string | undefined;
   private lastError: string | undefined;
   private signing: Promise<void> = Promise.resolve();
+  /** Size of the newest checkpoint scheduled (signed or being signed), so the schedule does not pile up. */
+  private scheduledSize = 0;
   private lastSignedAt = Date.now();
 
   private constructor(stream: string, sink: Sink, options: CheckpointOptions, logger: Logger) {
@@ -141,13 +143,14 @@ export class StreamCheckpointer {
 
   /** True when the schedule says a checkpoint is due. */
   due(): boolean {
-    const added = this.compact.size - (this.signed?.size ?? 0);
+    const added = this.compact.size - Math.max(this.signed?.size ?? 0, this.scheduledSize);
     if (added <= 0 || this.refused !== undefined) return false;
     return added >= (this.options.everyRecords ?? 1000) || Date.now() - this.lastSignedAt >= (this.options.everyMs ?? 60_000);
   }
 
   /** Signs a checkpoint at the current size, unless nothing was added. Serialized; errors are logged and kept in `state`. */
   checkpoint(): Promise<void> {
+    this.scheduledSize = this.compact.size;
     const run = this.signing.then(() => this.sign());
     this.signing = run.catch((error: unknown) => {
       this.lastError = (error as Error).message;
@@ -214,6 +217,7 @@ export class StreamCheckpointer {
     this.expected = undefined;
     if (sameHash(this.compact.root(), expected.root)) {
       this.signed = expected;
+      this.scheduledSize = expected.size;
     } else {
       this.refuse(`the records 1–${expected.size} no longer hash to the root of the checkpoint signed at that size — the stream was altered after it was signed`);
     }

@@ -18,6 +18,7 @@ import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import { parseStreamName } from '../record/stream-name.ts';
 import type { RecordTemplate } from './prepare-capture.ts';
+import { type CheckpointOptions, StreamCheckpointer } from './stream-checkpointer.ts';
 
 interface QueuedRecord {
   readonly key: string;
@@ -36,6 +37,8 @@ export interface StreamLogOptions {
   readonly now: () => Date;
   readonly maxBatchRecords: number;
   readonly maxBatchBytes: number;
+  /** When set, the stream's checkpoints are signed as configured. */
+  readonly checkpoints?: CheckpointOptions;
 }
 
 const decoder = new TextDecoder();
@@ -60,6 +63,8 @@ export class StreamLog {
   private needsResync = true;
   private resyncing: Promise<void> | undefined;
   private readonly options: StreamLogOptions;
+  /** Signs this stream's checkpoints (when configured); sees every durable record once, in order. */
+  checkpointer: StreamCheckpointer | undefined;
 
   constructor(options: StreamLogOptions) {
     this.options = options;
@@ -83,6 +88,8 @@ export class StreamLog {
   private async doResync(): Promise<void> {
     if (this.flushing) await this.flushing;
     const { sink, stream, logger } = this.options;
+    const starting = this.checkpointer === undefined && this.options.checkpoints !== undefined;
+    if (starting) this.checkpointer = await StreamCheckpointer.open(stream, sink, this.options.checkpoints as CheckpointOptions, logger);
     const head = await sink.head(stream);
     if (head.seq < this.durable.seq) {
       throw new ArchiveCorruptError(`the sink's head went backwards (was seq ${this.durable.seq}, now ${head.seq})`, { stream, seq: head.seq });
@@ -91,6 +98,7 @@ export class StreamLog {
       let indexed = 0;
       for await (const stored of sink.read(stream, { fromSeq: this.durable.seq + 1 })) {
         if (stored.seq > head.seq) break;
+        this.checkpointer?.feed([stored.bytes]);
         try {
           const record = JSON.parse(decoder.decode(stored.bytes)) as { key?: unknown; seq?: unknown };
           if (typeof record.key === 'string' && typeof record.seq === 'number') {
@@ -103,6 +111,7 @@ export class StreamLog {
       }
       logger.debug({ stream, seq: head.seq, indexed }, 'indexed idempotency keys of stored records');
     }
+    if (starting) this.checkpointer?.caughtUp();
     logger.debug({ stream, seq: head.seq, hash: head.hash }, 'stream head read from sink');
     this.head = head;
     this.durable = head;
@@ -155,6 +164,11 @@ export class StreamLog {
         }
         this.durable = head;
         this.options.logger.debug({ stream: this.stream, firstSeq: (batch[0] as QueuedRecord).seq, records: batch.length, head: head.seq }, 'batch durable');
+        if (this.checkpointer) {
+          this.checkpointer.feed(batch.map((entry) => entry.bytes));
+          // Failures are logged and kept in the checkpointer's state; capture goes on.
+          if (this.checkpointer.due()) this.checkpointer.checkpoint().catch(() => undefined);
+        }
         // Start the next write before resolving this batch, so the disk works while the
         // resolved captures' callbacks (and the new captures they trigger) use the CPU.
         current = this.queue.length > 0 ? this.startAppend() : undefined;

@@ -1,27 +1,35 @@
 /**
  * Verifies an archive through any {@link Sink}: for every stream, every record's canonical
- * bytes, schema, `stream`, contiguous `seq`, `prev` link and unique key, and every blob a
- * record names (present, SHA-256 and size match). Then the sink's own physical audit, if it
- * has one. Needs nothing but read access — not the capture host, not its keys.
+ * bytes, schema, `stream`, position, contiguous `seq`, `prev` link and unique key, and every
+ * blob a record names (present, SHA-256 and size match). With verifier keys it also checks the
+ * stream's signed checkpoints (see `checkpoint-check.ts`). Then the sink's own physical audit,
+ * if it has one. Needs nothing but read access — not the capture host, not its secrets.
  *
- * What the chain alone cannot show: a rewrite of a whole stream from some record onwards with
- * every later `prev` recomputed, or removal of the newest records. Signed checkpoints close
- * both (see docs/threat-model.md).
+ * What the chain alone cannot show — a stream rewritten with every later `prev` recomputed, or
+ * its newest records removed — is what signed checkpoints show. docs/verification.md explains
+ * every check and failure code.
  */
+import type { X509Certificate } from 'node:crypto';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import type { ArchiveRecord, BlobRef } from '../record/record.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
+import { CheckpointCheck, type CheckpointSummary } from './checkpoint-check.ts';
+
+export type { CheckpointSummary } from './checkpoint-check.ts';
 
 export interface VerificationFailure {
-  /** Stable code, e.g. `PREV_MISMATCH`, `SEQ_GAP`, `BLOB_MISSING`. */
+  /** Stable code, e.g. `PREV_MISMATCH`, `SEQ_GAP`, `BLOB_MISSING`, `CHECKPOINT_ROOT_MISMATCH`. */
   readonly code: string;
   /** What is wrong, naming stream, seq, hashes — never record content. */
   readonly message: string;
   readonly stream?: string;
-  /** The seq of the record that is missing, altered or out of place. */
+  /** The seq of the record that is missing, altered or out of place (or the checkpoint size). */
   readonly seq?: number;
+  /** `critical` for evidence of forgery or a forked log (bad signature, equivocation, rewrite). */
+  readonly severity?: 'critical';
 }
 
 export interface StreamSummary {
@@ -31,6 +39,8 @@ export interface StreamSummary {
   /** Seq and hash of the last record that verified. */
   readonly head: StreamHead;
   readonly ok: boolean;
+  /** Verified checkpoints, ascending (only when verifier keys were given). */
+  readonly checkpoints?: readonly CheckpointSummary[];
 }
 
 export interface VerificationReport {
@@ -41,6 +51,8 @@ export interface VerificationReport {
   readonly blobBytes: number;
   /** In the order found; the first one is the headline. */
   readonly failures: readonly VerificationFailure[];
+  /** Findings that do not fail verification (records not yet checkpointed, untrusted TSA…). */
+  readonly warnings: readonly VerificationFailure[];
 }
 
 export interface VerifyOptions {
@@ -52,48 +64,64 @@ export interface VerifyOptions {
   readonly maxFailures?: number;
   /** Called every 1,000 records and at the end of each stream. */
   readonly onProgress?: (progress: { readonly stream: string; readonly seq: number }) => void;
+  /**
+   * Verifier keys of the archive's signer(s). When given, every stream must have valid signed
+   * checkpoints that match its records (see docs/verification.md).
+   */
+  readonly verifiers?: readonly NoteVerifier[];
+  /** Checkpoint notes obtained elsewhere (an earlier audit, another copy): checked for equivocation. */
+  readonly extraCheckpoints?: readonly Uint8Array[];
+  /** Trusted TSA certificates for RFC 3161 tokens. */
+  readonly tsaCertificates?: readonly X509Certificate[];
 }
 
 type BlobState = { readonly ok: true; readonly size: number } | { readonly ok: false; readonly code: string; readonly detail: string };
 
+interface Context {
+  readonly options: VerifyOptions;
+  readonly report: (failure: VerificationFailure) => void;
+  readonly warn: (warning: VerificationFailure) => void;
+  readonly checkBlob: (sha256: string) => Promise<BlobState>;
+}
+
 /** Verifies every stream (or `options.streams`) and the sink's audit. Never throws for damaged data. */
 export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Promise<VerificationReport> {
   const failures: VerificationFailure[] = [];
+  const warnings: VerificationFailure[] = [];
   const maxFailures = options.maxFailures ?? 100;
   const blobs = new Map<string, BlobState>();
   const totals = { blobsChecked: 0, blobBytes: 0 };
   const report = (failure: VerificationFailure): void => {
     if (failures.length < maxFailures) failures.push(failure);
   };
+  const warn = (warning: VerificationFailure): void => {
+    if (warnings.length < maxFailures) warnings.push(warning);
+  };
+  const readBlob = async (sha256: string): Promise<BlobState> => {
+    if (options.blobContent === false) {
+      const info = await sink.statBlob(sha256);
+      return info ? { ok: true, size: info.size } : { ok: false, code: 'BLOB_MISSING', detail: 'is missing' };
+    }
+    const bytes = await sink.getBlob(sha256);
+    if (!bytes) return { ok: false, code: 'BLOB_MISSING', detail: 'is missing' };
+    totals.blobsChecked++;
+    totals.blobBytes += bytes.length;
+    const actual = sha256Hex(bytes);
+    return actual === sha256 ? { ok: true, size: bytes.length } : { ok: false, code: 'BLOB_HASH_MISMATCH', detail: `has content hashing to ${actual}` };
+  };
   const checkBlob = async (sha256: string): Promise<BlobState> => {
     const known = blobs.get(sha256);
     if (known) return known;
     let state: BlobState;
     try {
-      state = await readBlobState(sha256);
+      state = await readBlob(sha256);
     } catch (error) {
       state = { ok: false, code: 'BLOB_UNREADABLE', detail: `cannot be read (${describeError(error)})` };
     }
     blobs.set(sha256, state);
     return state;
   };
-  const readBlobState = async (sha256: string): Promise<BlobState> => {
-    let state: BlobState;
-    if (options.blobContent === false) {
-      const info = await sink.statBlob(sha256);
-      state = info ? { ok: true, size: info.size } : { ok: false, code: 'BLOB_MISSING', detail: 'is missing' };
-    } else {
-      const bytes = await sink.getBlob(sha256);
-      if (!bytes) state = { ok: false, code: 'BLOB_MISSING', detail: 'is missing' };
-      else {
-        totals.blobsChecked++;
-        totals.blobBytes += bytes.length;
-        const actual = sha256Hex(bytes);
-        state = actual === sha256 ? { ok: true, size: bytes.length } : { ok: false, code: 'BLOB_HASH_MISMATCH', detail: `has content hashing to ${actual}` };
-      }
-    }
-    return state;
-  };
+  const context: Context = { options, report, warn, checkBlob };
 
   const summaries: StreamSummary[] = [];
   let streams: readonly string[] = [];
@@ -104,7 +132,7 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   }
   for (const stream of streams) {
     try {
-      summaries.push(await verifyStream(sink, stream, { report, checkBlob, onProgress: options.onProgress }));
+      summaries.push(await verifyStream(sink, stream, context));
     } catch (error) {
       report({ stream, code: 'UNREADABLE', message: `stream ${stream} cannot be read: ${describeError(error)}` });
       summaries.push({ stream, records: 0, head: { seq: 0, hash: ZERO_HASH }, ok: false });
@@ -117,26 +145,25 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
       report({ code: 'UNREADABLE', message: `the archive's physical audit could not finish: ${describeError(error)}` });
     }
   }
-  return { ok: failures.length === 0, streams: summaries, failures, ...totals };
+  return { ok: failures.length === 0, streams: summaries, failures, warnings, ...totals };
 }
 
-interface StreamContext {
-  readonly report: (failure: VerificationFailure) => void;
-  readonly checkBlob: (sha256: string) => Promise<BlobState>;
-  readonly onProgress: VerifyOptions['onProgress'];
-}
-
-async function verifyStream(sink: Sink, stream: string, context: StreamContext): Promise<StreamSummary> {
-  const { report } = context;
+async function verifyStream(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
+  const { report, options } = context;
+  const checkpoints = options.verifiers
+    ? await CheckpointCheck.load(stream, sink, { verifiers: options.verifiers, ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}), ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}) })
+    : undefined;
   const keys = new Map<string, number>();
   let head: StreamHead = { seq: 0, hash: ZERO_HASH };
   let records = 0;
   let ok = true;
+  let complete = true;
   /** A prev mismatch found at `seq`: record seq-1 or seq itself was altered; the next record tells which. */
   let suspect: { seq: number; hash: string } | undefined;
-  const chainFailure = (failure: Omit<VerificationFailure, 'stream'>): StreamSummary => {
+  const chainFailure = (failure: Omit<VerificationFailure, 'stream'>): void => {
     report({ ...failure, stream });
-    return { stream, records, head, ok: false };
+    ok = false;
+    complete = false;
   };
 
   for await (const stored of sink.read(stream)) {
@@ -148,16 +175,20 @@ async function verifyStream(sink: Sink, stream: string, context: StreamContext):
     } catch (error) {
       const code = OffchannelError.isInstance(error) ? error.code : 'UNREADABLE';
       const why = error instanceof Error ? error.message : String(error);
-      return chainFailure({ seq: stored.seq, code, message: `stream ${stream} seq ${stored.seq}: stored bytes are not a valid record (${why})` });
+      chainFailure({ seq: stored.seq, code, message: `stream ${stream} seq ${stored.seq}: stored bytes are not a valid record (${why})` });
+      break;
     }
     if (suspect) {
       // The previous record's prev did not match. If this record's prev does not match the
       // suspect's hash either, the suspect itself was altered; otherwise its predecessor was.
       const altered = record.prev === suspect.hash ? suspect.seq - 1 : suspect.seq;
-      return chainFailure({ seq: altered, code: 'PREV_MISMATCH', message: `stream ${stream} seq ${altered}: record altered — its hash no longer matches the prev stored in the record after it` });
+      chainFailure({ seq: altered, code: 'PREV_MISMATCH', message: `stream ${stream} seq ${altered}: record altered — its hash no longer matches the prev stored in the record after it` });
+      suspect = undefined;
+      break;
     }
     if (record.stream !== stream) {
-      return chainFailure({ seq: stored.seq, code: 'WRONG_STREAM', message: `stream ${stream} seq ${stored.seq}: record belongs to stream ${record.stream}` });
+      chainFailure({ seq: stored.seq, code: 'WRONG_STREAM', message: `stream ${stream} seq ${stored.seq}: record belongs to stream ${record.stream}` });
+      break;
     }
     const expected = head.seq + 1;
     if (record.seq !== expected) {
@@ -165,14 +196,12 @@ async function verifyStream(sink: Sink, stream: string, context: StreamContext):
         record.seq > expected
           ? `stream ${stream} seq ${expected}: record missing or out of place — found seq ${record.seq} where seq ${expected} should be`
           : `stream ${stream} seq ${expected}: records out of order or repeated — found seq ${record.seq} where seq ${expected} should be`;
-      return chainFailure({ seq: expected, code: record.seq > expected ? 'SEQ_GAP' : 'SEQ_ORDER', message });
+      chainFailure({ seq: expected, code: record.seq > expected ? 'SEQ_GAP' : 'SEQ_ORDER', message });
+      break;
     }
     if (stored.seq !== record.seq) {
-      return chainFailure({
-        seq: record.seq,
-        code: 'SEQ_POSITION',
-        message: `stream ${stream} seq ${record.seq}: the record is stored where seq ${stored.seq} belongs (a segment was renamed or moved)`,
-      });
+      chainFailure({ seq: record.seq, code: 'SEQ_POSITION', message: `stream ${stream} seq ${record.seq}: the record is stored where seq ${stored.seq} belongs (a segment was renamed or moved)` });
+      break;
     }
     if (record.prev !== head.hash) {
       suspect = { seq: record.seq, hash };
@@ -195,19 +224,24 @@ async function verifyStream(sink: Sink, stream: string, context: StreamContext):
         ok = false;
       }
     }
+    checkpoints?.feed(stored.bytes, record.seq);
     head = { seq: record.seq, hash };
-    if (record.seq % 1000 === 0) context.onProgress?.({ stream, seq: record.seq });
+    if (record.seq % 1000 === 0) options.onProgress?.({ stream, seq: record.seq });
   }
   if (suspect) {
     const altered = suspect.seq - 1;
-    return chainFailure({
+    chainFailure({
       seq: altered,
       code: 'PREV_MISMATCH',
       message: `stream ${stream} seq ${altered}: record altered — its hash does not match the prev stored in seq ${suspect.seq} (or seq ${suspect.seq}'s prev was altered)`,
     });
   }
-  context.onProgress?.({ stream, seq: head.seq });
-  return { stream, records, head, ok };
+  options.onProgress?.({ stream, seq: head.seq });
+  if (!checkpoints) return { stream, records, head, ok };
+  const result = await checkpoints.finish(head.seq, complete);
+  for (const failure of result.failures) report(failure);
+  for (const warning of result.warnings) context.warn(warning);
+  return { stream, records, head, ok: ok && result.failures.length === 0, checkpoints: result.checkpoints };
 }
 
 function describeError(error: unknown): string {

@@ -1,0 +1,239 @@
+/**
+ * Internal: the checkpoint half of `verifyArchive` for one stream.
+ *
+ * Before the stream is read: every stored checkpoint note must carry a verifying signature from
+ * a given key (a failing signature by a given key is critical: forgery), name this stream in
+ * its origin, and state the size it is filed under; its RFC 3161 token, if any, must verify.
+ * Checkpoints gathered elsewhere (an earlier audit, a second archive) join them, and two
+ * verified checkpoints of one size with different roots are reported as equivocation.
+ *
+ * While the stream is read: each verified record's leaf hash extends the tree, and at every
+ * checkpointed size the recomputed root must equal the signed one. This is what catches a
+ * stream rewritten with a consistently recomputed chain.
+ *
+ * After: a checkpoint beyond the last record means records were removed; successive
+ * checkpoints must be provably consistent (RFC 9162, built from the stored tiles); records after
+ * the last checkpoint are reported as not yet checkpointed; a stream with records and no valid
+ * checkpoint fails.
+ */
+import type { X509Certificate } from 'node:crypto';
+import { NoteError } from '../errors/note-errors.ts';
+import { OffchannelError } from '../errors/offchannel-error.ts';
+import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
+import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
+import { TileSource } from '../merkle/tiles.ts';
+import { verifyConsistency } from '../merkle/verify-proofs.ts';
+import { checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
+import type { NoteVerifier } from '../note/ed25519-key.ts';
+import { openNote } from '../note/signed-note.ts';
+import type { Sink } from '../sink/sink.ts';
+import { verifyTimestampToken } from '../timestamp/rfc3161.ts';
+import type { VerificationFailure } from './verify-archive.ts';
+
+/** A checkpoint that verified, as reported. */
+export interface CheckpointSummary {
+  readonly size: number;
+  /** Root hash, hex. */
+  readonly root: string;
+  /** Name of the key whose signature verified. */
+  readonly signedBy: string;
+  /** Where it came from: the archive, or a checkpoint given to the verifier. */
+  readonly source: 'archive' | 'given';
+  /** RFC 3161 time, when a token verified. */
+  readonly timestamp?: { readonly genTime: string; readonly trusted: boolean; readonly tsa: string };
+}
+
+interface Verified {
+  readonly size: number;
+  readonly root: Uint8Array;
+  readonly signedBy: string;
+  readonly source: 'archive' | 'given';
+  genTime?: Date;
+  timestamp?: CheckpointSummary['timestamp'];
+}
+
+export interface CheckpointCheckOptions {
+  readonly verifiers: readonly NoteVerifier[];
+  readonly extraCheckpoints?: readonly Uint8Array[];
+  readonly tsaCertificates?: readonly X509Certificate[];
+}
+
+export class CheckpointCheck {
+  private readonly stream: string;
+  private readonly sink: Sink;
+  private readonly failures: VerificationFailure[] = [];
+  private readonly warnings: VerificationFailure[] = [];
+  private readonly verified: Verified[] = [];
+  /** Distinct sizes to check against the recomputed tree, ascending. */
+  private readonly targets: { size: number; roots: Verified[] }[] = [];
+  private readonly compact = new CompactRange();
+  private next = 0;
+
+  private constructor(stream: string, sink: Sink) {
+    this.stream = stream;
+    this.sink = sink;
+  }
+
+  static async load(stream: string, sink: Sink, options: CheckpointCheckOptions): Promise<CheckpointCheck> {
+    const check = new CheckpointCheck(stream, sink);
+    for (const size of await sink.checkpoints(stream)) {
+      const note = await sink.getCheckpoint(stream, size, 'note');
+      if (!note) continue;
+      const verified = check.open(note, options.verifiers, 'archive', size);
+      if (!verified) continue;
+      const token = await sink.getCheckpoint(stream, size, 'rfc3161');
+      if (token) check.checkToken(verified, note, token, options.tsaCertificates ?? []);
+      check.verified.push(verified);
+    }
+    for (const note of options.extraCheckpoints ?? []) {
+      const verified = check.open(note, options.verifiers, 'given');
+      if (verified) check.verified.push(verified);
+    }
+    check.checkEquivocation();
+    check.checkTimeOrder();
+    const bySize = new Map<number, Verified[]>();
+    for (const entry of check.verified) bySize.set(entry.size, [...(bySize.get(entry.size) ?? []), entry]);
+    for (const size of [...bySize.keys()].sort((a, b) => a - b)) if (size > 0) check.targets.push({ size, roots: bySize.get(size) ?? [] });
+    return check;
+  }
+
+  /** One verified record, in order. */
+  feed(bytes: Uint8Array, seq: number): void {
+    this.compact.append(leafHash(bytes));
+    const target = this.targets[this.next];
+    if (target?.size !== this.compact.size) return;
+    this.next++;
+    const root = this.compact.root();
+    for (const checkpoint of target.roots) {
+      if (!sameHash(root, checkpoint.root)) {
+        this.fail('CHECKPOINT_ROOT_MISMATCH', seq, `records 1–${seq} no longer hash to the root signed at size ${checkpoint.size}${checkpoint.source === 'given' ? ' (in a checkpoint given to the verifier)' : ''}: the stream was rewritten or records were altered after it was signed`, true);
+      }
+    }
+  }
+
+  /** Final checks once the stream was read (`records` verified records; `complete` when nothing stopped the read early). */
+  async finish(records: number, complete: boolean): Promise<{ failures: VerificationFailure[]; warnings: VerificationFailure[]; checkpoints: CheckpointSummary[] }> {
+    const sizes = this.targets.map((target) => target.size);
+    if (complete) {
+      const beyond = sizes.filter((size) => size > records);
+      if (beyond.length > 0) {
+        this.fail('CHECKPOINT_BEYOND_STREAM', records + 1, `a checkpoint was signed at size ${beyond.at(-1) ?? 0} but the stream has only ${records} records: records were removed after they were signed`, true);
+      }
+      const covered = sizes.filter((size) => size <= records).at(-1) ?? 0;
+      if (records > 0 && this.verified.length === 0) {
+        this.fail('NO_CHECKPOINT', 1, `the stream has ${records} records but no checkpoint signed by a given key`, false);
+      } else if (records > covered) {
+        this.warnings.push({ stream: this.stream, seq: covered + 1, code: 'NOT_CHECKPOINTED', message: `stream ${this.stream}: records ${covered + 1}–${records} are not yet covered by a signed checkpoint` });
+      }
+      await this.checkConsistency(sizes.filter((size) => size <= records));
+    }
+    return {
+      failures: this.failures,
+      warnings: this.warnings,
+      checkpoints: this.verified
+        .sort((a, b) => a.size - b.size)
+        .map((entry) => ({
+          size: entry.size,
+          root: Buffer.from(entry.root).toString('hex'),
+          signedBy: entry.signedBy,
+          source: entry.source,
+          ...(entry.timestamp ? { timestamp: entry.timestamp } : {}),
+        })),
+    };
+  }
+
+  private open(note: Uint8Array, verifiers: readonly NoteVerifier[], source: Verified['source'], filedAs?: number): Verified | undefined {
+    const where = filedAs === undefined ? 'a given checkpoint' : `the checkpoint filed at size ${filedAs}`;
+    let opened;
+    try {
+      opened = openNote(note, verifiers);
+    } catch (error) {
+      if (!(error instanceof NoteError)) throw error;
+      if (source === 'given' && error.code === 'NOTE_UNVERIFIED') return undefined; // for another key or stream: not ours to judge
+      const forged = error.code === 'NOTE_BAD_SIGNATURE';
+      this.fail(forged ? 'CHECKPOINT_FORGED' : error.code === 'NOTE_UNVERIFIED' ? 'CHECKPOINT_UNTRUSTED' : 'CHECKPOINT_MALFORMED', filedAs, `${where}: ${error.message}`, forged);
+      return undefined;
+    }
+    let checkpoint;
+    try {
+      checkpoint = parseCheckpoint(opened.text);
+    } catch (error) {
+      this.fail('CHECKPOINT_MALFORMED', filedAs, `${where}: ${(error as Error).message}`, false);
+      return undefined;
+    }
+    const signedBy = opened.verified.map((signature) => signature.name);
+    const matching = signedBy.find((name) => checkpoint.origin === checkpointOrigin(name, this.stream));
+    if (!matching) {
+      if (source === 'given') return undefined; // another stream's checkpoint
+      this.fail('CHECKPOINT_ORIGIN', filedAs, `${where}: its origin "${checkpoint.origin}" is not this stream's log (expected "<key name>/${this.stream}")`, true);
+      return undefined;
+    }
+    if (filedAs !== undefined && checkpoint.size !== filedAs) {
+      this.fail('CHECKPOINT_SIZE_MISMATCH', filedAs, `${where} says size ${checkpoint.size}`, true);
+      return undefined;
+    }
+    return { size: checkpoint.size, root: checkpoint.root, signedBy: matching, source };
+  }
+
+  private checkToken(verified: Verified, note: Uint8Array, token: Uint8Array, trusted: readonly X509Certificate[]): void {
+    try {
+      const info = verifyTimestampToken(token, note, { trusted });
+      verified.genTime = info.genTime;
+      verified.timestamp = { genTime: info.genTime.toISOString(), trusted: info.trusted, tsa: info.tsa.subject.replaceAll('\n', ', ') };
+      if (!info.trusted) {
+        this.warnings.push({ stream: this.stream, seq: verified.size, code: 'TIMESTAMP_UNTRUSTED', message: `stream ${this.stream}: the timestamp of the checkpoint at size ${verified.size} verifies, but its TSA was not checked against a trusted certificate (give --tsa-cert)` });
+      }
+    } catch (error) {
+      const message = OffchannelError.isInstance(error) ? error.message : String(error);
+      this.fail('TIMESTAMP_INVALID', verified.size, `the RFC 3161 token of the checkpoint at size ${verified.size} does not verify: ${message}`, false);
+    }
+  }
+
+  private checkEquivocation(): void {
+    const seen = new Map<number, Verified>();
+    for (const entry of this.verified) {
+      const first = seen.get(entry.size);
+      if (!first) seen.set(entry.size, entry);
+      else if (!sameHash(first.root, entry.root)) {
+        this.fail('EQUIVOCATION', entry.size, `two checkpoints signed for size ${entry.size} have different roots (${Buffer.from(first.root).toString('hex').slice(0, 16)}… from ${first.source}, ${Buffer.from(entry.root).toString('hex').slice(0, 16)}… from ${entry.source}): the log forked`, true);
+      }
+    }
+  }
+
+  private checkTimeOrder(): void {
+    const stamped = this.verified.filter((entry) => entry.genTime).sort((a, b) => a.size - b.size);
+    for (let index = 1; index < stamped.length; index++) {
+      const [earlier, later] = [stamped[index - 1] as Verified, stamped[index] as Verified];
+      if ((later.genTime as Date) < (earlier.genTime as Date)) {
+        this.fail('TIMESTAMP_ORDER', later.size, `the checkpoint at size ${later.size} is timestamped before the one at size ${earlier.size}`, false);
+      }
+    }
+  }
+
+  private async checkConsistency(sizes: readonly number[]): Promise<void> {
+    for (let index = 0; index < sizes.length; index++) {
+      const size = sizes[index] as number;
+      const roots = this.targets.find((target) => target.size === size)?.roots ?? [];
+      const root = roots[0]?.root;
+      if (!root) continue;
+      const tiles = new TileSource(size, (tile) => this.sink.getTile(this.stream, tile));
+      try {
+        if (!sameHash(await treeRoot(tiles), root)) this.fail('TILE_MISMATCH', size, `the stored Merkle tiles do not reproduce the root signed at size ${size}: proofs built from them would be wrong`, false);
+        const previous = sizes[index - 1];
+        const previousRoot = previous === undefined ? undefined : this.targets.find((target) => target.size === previous)?.roots[0]?.root;
+        if (previous !== undefined && previousRoot) {
+          const proof = await consistencyProof(tiles, previous);
+          if (!verifyConsistency(previous, size, previousRoot, root, proof)) {
+            this.fail('CHECKPOINT_INCONSISTENT', size, `the checkpoints at sizes ${previous} and ${size} are not consistent (no valid RFC 9162 consistency proof)`, true);
+          }
+        }
+      } catch {
+        this.warnings.push({ stream: this.stream, seq: size, code: 'TILES_MISSING', message: `stream ${this.stream}: Merkle tiles for size ${size} are missing or unreadable; roots were checked against the records directly, but proofs cannot be served from tiles` });
+      }
+    }
+  }
+
+  private fail(code: string, seq: number | undefined, message: string, critical: boolean): void {
+    this.failures.push({ stream: this.stream, ...(seq === undefined ? {} : { seq }), code, message: `stream ${this.stream}${seq === undefined ? '' : ` seq ${seq}`}: ${message}`, ...(critical ? { severity: 'critical' as const } : {}) });
+  }
+}
