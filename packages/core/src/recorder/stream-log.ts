@@ -89,7 +89,7 @@ export class StreamLog {
     if (this.flushing) await this.flushing;
     const { sink, stream, logger } = this.options;
     const starting = this.checkpointer === undefined && this.options.checkpoints !== undefined;
-    if (starting) this.checkpointer = await StreamCheckpointer.open(stream, sink, this.options.checkpoints as CheckpointOptions, logger);
+    if (starting) this.checkpointer = await StreamCheckpointer.open(stream, sink, this.options.checkpoints, logger);
     const head = await sink.head(stream);
     if (head.seq < this.durable.seq) {
       throw new ArchiveCorruptError(`the sink's head went backwards (was seq ${this.durable.seq}, now ${head.seq})`, { stream, seq: head.seq });

@@ -51,7 +51,7 @@ export async function startOpensslTsa(options: { readonly name?: string } = {}):
     certificatePem: await readFile(path.join(dir, 'tsa.crt'), 'utf8'),
     requests: () => answered,
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => { resolve(); }));
       await rm(dir, { recursive: true, force: true });
     },
   };
