@@ -1,13 +1,20 @@
 import { OffchannelError } from '@offchannel/core';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './cli-io.ts';
 import { DEMO_USAGE, demoCommand } from './commands/demo-command.ts';
+import { KEYGEN_USAGE, keygenCommand } from './commands/keygen-command.ts';
+import { PROVE_USAGE, proveCommand } from './commands/prove-command.ts';
 import { VERIFY_USAGE, verifyCommand } from './commands/verify-command.ts';
+import { VERIFY_PROOF_USAGE, verifyProofCommand } from './commands/verify-proof-command.ts';
+import { KeyLoadError } from './keys.ts';
 import { UsageError } from './usage-error.ts';
 import { CLI_PACKAGE } from './version.ts';
 
 const COMMANDS: Record<string, { readonly run: (argv: readonly string[], io: CliIo) => Promise<number>; readonly summary: string; readonly usage: string }> = {
   demo: { run: demoCommand, summary: 'record a generated exchange into an archive and verify it (offline)', usage: DEMO_USAGE },
-  verify: { run: verifyCommand, summary: 'check an archive: canonical bytes, hashes, chain, blobs, seals', usage: VERIFY_USAGE },
+  verify: { run: verifyCommand, summary: 'check an archive: chain, blobs, seals; with --key, signed checkpoints', usage: VERIFY_USAGE },
+  keygen: { run: keygenCommand, summary: 'create a checkpoint signing key (or, with --state, a state-store key)', usage: KEYGEN_USAGE },
+  prove: { run: proveCommand, summary: "write a proof that one record is in the archive's signed log", usage: PROVE_USAGE },
+  'verify-proof': { run: verifyProofCommand, summary: 'check a record proof with only the verifier key', usage: VERIFY_PROOF_USAGE },
 };
 
 export const USAGE = `offchannel ${CLI_PACKAGE.version} — capture business messages into a verifiable, write-once archive
@@ -40,6 +47,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   try {
     return await command.run(rest, io);
   } catch (error) {
+    if (error instanceof KeyLoadError) {
+      io.stderr.write(`offchannel ${name}: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
     if (error instanceof UsageError || (error as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS')) {
       io.stderr.write(`offchannel ${name}: ${(error as Error).message}\n\n${command.usage}\n`);
       return EXIT_USAGE;

@@ -101,6 +101,9 @@ export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key
 export { blobRefs, verifyArchive } from './verify/verify-archive.ts';
 export type { CheckpointSummary, StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
 
+export { RECORD_PROOF_FORMAT, buildRecordProof, verifyRecordProof } from './verify/record-proof.ts';
+export type { RecordProof, VerifiedRecordProof } from './verify/record-proof.ts';
+
 // RFC 3161 timestamps
 export { MAX_TOKEN_BYTES, createTimestampRequest, parseTimestampResponse, verifyTimestampToken } from './timestamp/rfc3161.ts';
 export type { TimestampInfo } from './timestamp/rfc3161.ts';

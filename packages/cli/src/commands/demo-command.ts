@@ -1,25 +1,35 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Recorder, verifyArchive } from '@offchannel/core';
+import { existsSync } from 'node:fs';
+import { type CheckpointSummary, Recorder, createTsaClient, verifyArchive } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
 import { DEMO_ACCOUNT, DEMO_CHANNEL, demoExchange } from '../demo/demo-exchange.ts';
 import { formatBytes, plural, shortHash } from '../format.ts';
+import { loadCertificates, loadSigningKey } from '../keys.ts';
+import { UsageError } from '../usage-error.ts';
 import { CLI_PACKAGE } from '../version.ts';
+import { keygenCommand } from './keygen-command.ts';
 
-export const DEMO_USAGE = `Usage: offchannel demo [--archive <dir>] [options]
+export const DEMO_USAGE = `Usage: offchannel demo [--archive <dir>] [--signing-key <file> [--create-key]] [options]
 
 Records a generated business exchange (three conversations: a client negotiation with a PDF
 term sheet, a reaction and an edit; a desk group with a new member, a reply and a message
 deleted for everyone; a personal chat with a delete-for-me) through the Recorder into a
 file-system archive, then verifies the archive. Offline; running it again records nothing new.
+With --signing-key the recorder signs checkpoints (every 10 records and at the end) and the
+verification checks them.
 
 Options:
-  --archive <dir>     archive directory (default ./demo-archive; created if missing)
-  --json              print the result as JSON
-  --log-level <lvl>   diagnostics on stderr (default warn)
-  -h, --help          show this help`;
+  --archive <dir>       archive directory (default ./demo-archive; created if missing)
+  --signing-key <file>  sign checkpoints with this key (offchannel keygen); refused if unreadable
+  --create-key          create --signing-key (and <file>.pub) first if it does not exist
+  --tsa-url <url>       timestamp each checkpoint with this RFC 3161 TSA
+  --tsa-cert <file>     trusted TSA certificate (PEM) to check its tokens against
+  --json                print the result as JSON
+  --log-level <lvl>     diagnostics on stderr (default warn)
+  -h, --help            show this help`;
 
 export async function demoCommand(argv: readonly string[], io: CliIo): Promise<number> {
   const { values } = parseArgs({
@@ -27,6 +37,10 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
     allowPositionals: false,
     options: {
       archive: { type: 'string', default: './demo-archive' },
+      'signing-key': { type: 'string' },
+      'create-key': { type: 'boolean', default: false },
+      'tsa-url': { type: 'string' },
+      'tsa-cert': { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -38,10 +52,20 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
   }
   const logger = createLogger(values['log-level'], io.env);
   const dir = path.resolve(io.cwd, values.archive);
+  if (values['create-key'] && values['signing-key'] === undefined) throw new UsageError('--create-key needs --signing-key <file>');
+  if ((values['tsa-url'] !== undefined || values['tsa-cert'] !== undefined) && values['signing-key'] === undefined) throw new UsageError('--tsa-url and --tsa-cert timestamp checkpoints: they need --signing-key');
+  const keyFile = values['signing-key'] === undefined ? undefined : path.resolve(io.cwd, values['signing-key']);
+  if (keyFile && values['create-key'] && !existsSync(keyFile)) {
+    const created = await keygenCommand(['--out', keyFile, '--name', 'demo.offchannel.example/archive'], { ...io, stdout: { write: () => true } });
+    if (created !== EXIT_OK) return created;
+  }
+  const signer = keyFile ? await loadSigningKey(keyFile) : undefined;
+  const tsaCertificates = values['tsa-cert'] ? await loadCertificates(values['tsa-cert'].map((file) => path.resolve(io.cwd, file))) : undefined;
+  const timestamp = values['tsa-url'] ? createTsaClient({ url: values['tsa-url'], ...(tsaCertificates ? { trusted: tsaCertificates } : {}) }) : undefined;
 
   logger.info({ archive: dir }, 'demo starting');
   const sink = await openFsSink({ dir, logger });
-  const recorder = new Recorder({ sink, logger });
+  const recorder = new Recorder({ sink, logger, ...(signer ? { checkpoints: { signer, everyRecords: 10, ...(timestamp ? { timestamp } : {}) } } : {}) });
   const writer = recorder.writer({ channel: DEMO_CHANNEL, account: DEMO_ACCOUNT, source: { package: CLI_PACKAGE.name, version: CLI_PACKAGE.version, upstream: 'offchannel-demo-generator@1' } });
   const events = demoExchange();
   let recorded = 0;
@@ -59,11 +83,12 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
   }
 
   const reader = await openFsSink({ dir, readOnly: true, logger });
-  const report = await verifyArchive(reader).finally(() => reader.close());
+  const report = await verifyArchive(reader, signer ? { verifiers: [signer.verifier], ...(tsaCertificates ? { tsaCertificates } : {}) } : {}).finally(() => reader.close());
+  const refused = recorder.checkpointStates().find((state) => state.refused !== undefined || state.lastError !== undefined);
   const stream = report.streams.find((summary) => summary.stream === writer.stream);
   const conversations = new Set(events.map((event) => event.conversation?.id).filter(Boolean)).size;
   if (values.json) {
-    io.stdout.write(`${JSON.stringify({ archive: dir, stream: writer.stream, recorded, duplicates, conversations, verification: report }, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify({ archive: dir, stream: writer.stream, recorded, duplicates, conversations, ...(signer ? { verifierKey: signer.verifierKey } : {}), verification: report }, null, 2)}\n`);
   } else {
     const lines = [
       `offchannel demo → ${dir}`,
@@ -71,12 +96,23 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
       report.ok
         ? `  verify: OK — ${plural(report.streams.length, 'stream')}, ${plural(report.streams.reduce((sum, summary) => sum + summary.records, 0), 'record')}, ${plural(report.blobsChecked, 'blob')} (${formatBytes(report.blobBytes)}) hashed; head seq ${stream?.head.seq ?? 0} ${shortHash(stream?.head.hash ?? '')}`
         : `  verify: FAIL — ${report.failures[0]?.message ?? 'unknown failure'}`,
+      ...checkpointLines(stream?.checkpoints ?? [], signer?.verifierKey, refused?.refused ?? refused?.lastError),
       '',
-      `Look inside:  ls ${display(io.cwd, dir)}/streams/*  ·  offchannel verify ${display(io.cwd, dir)}`,
+      `Look inside:  ls ${display(io.cwd, dir)}/streams/*  ·  offchannel verify ${display(io.cwd, dir)}${keyFile ? ` --key ${display(io.cwd, `${keyFile}.pub`)}` : ''}`,
     ];
     io.stdout.write(`${lines.join('\n')}\n`);
   }
   return report.ok ? EXIT_OK : EXIT_FAILED;
+}
+
+function checkpointLines(checkpoints: readonly CheckpointSummary[], verifierKey: string | undefined, problem: string | undefined): string[] {
+  if (!verifierKey) return ['  checkpoints: none signed (run with --signing-key <file> --create-key to sign and verify them)'];
+  const latest = checkpoints.at(-1);
+  return [
+    `  checkpoints: ${checkpoints.length} signed and verified${latest ? `, latest at size ${latest.size}${latest.timestamp ? `, timestamped ${latest.timestamp.genTime}` : ''}` : ''}`,
+    ...(problem ? [`  checkpoint problem: ${problem}`] : []),
+    `  verifier key: ${verifierKey}`,
+  ];
 }
 
 /** `dir` relative to `cwd` when it is inside it, else absolute. */

@@ -1,23 +1,34 @@
+import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { OffchannelError, type VerificationReport, verifyArchive } from '@offchannel/core';
+import { OffchannelError, type VerificationReport, canonicalize, sha256Hex, signNote, verifyArchive } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
 import { formatBytes, plural, shortHash } from '../format.ts';
+import { loadCertificates, loadSigningKey, loadVerifierKeys } from '../keys.ts';
 import { UsageError } from '../usage-error.ts';
+import { CLI_PACKAGE } from '../version.ts';
 
-export const VERIFY_USAGE = `Usage: offchannel verify <archive-dir> [options]
+export const VERIFY_USAGE = `Usage: offchannel verify <archive-dir> [--key <verifier-key>] [options]
 
 Checks every stream of an archive: canonical bytes, schema, hashes, prev links, contiguous
 seq, unique keys, every referenced blob's SHA-256 and size, and the archive's physical seals.
-Reads only; needs no keys and no access to the capture host.
+With --key it also checks the signed checkpoints: every signature, that each signed root is
+the root of the records, consistency between successive checkpoints, equivocation, and RFC 3161
+timestamps; a stream with records but no valid checkpoint then fails.
+Reads only; needs no secrets and no access to the capture host. See docs/verification.md.
 
 Options:
-  --json              print the full report as JSON on stdout
-  --stream <name>     verify only this stream (repeatable)
-  --quick             check blobs exist with the right size, without hashing their content
-  --log-level <lvl>   diagnostics on stderr (default warn)
-  -h, --help          show this help
+  --key <key|file>      verifier key (name+id+base64) or a file of them (repeatable)
+  --checkpoint <file>   a checkpoint note obtained elsewhere, checked for equivocation (repeatable)
+  --tsa-cert <file>     trusted TSA certificate(s), PEM, for RFC 3161 tokens (repeatable)
+  --report <file>       write the JSON report, signed with --report-key, to <file>
+  --report-key <file>   the verifier's own signing key for --report (see offchannel keygen)
+  --json                print the full report as JSON on stdout
+  --stream <name>       verify only this stream (repeatable)
+  --quick               check blobs exist with the right size, without hashing their content
+  --log-level <lvl>     diagnostics on stderr (default warn)
+  -h, --help            show this help
 
 Exit status: 0 intact, 1 not intact (the first failure names stream and seq), 2 usage error.`;
 
@@ -26,6 +37,11 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
     args: [...argv],
     allowPositionals: true,
     options: {
+      key: { type: 'string', multiple: true },
+      checkpoint: { type: 'string', multiple: true },
+      'tsa-cert': { type: 'string', multiple: true },
+      report: { type: 'string' },
+      'report-key': { type: 'string' },
       json: { type: 'boolean', default: false },
       stream: { type: 'string', multiple: true },
       quick: { type: 'boolean', default: false },
@@ -38,7 +54,20 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
     return EXIT_OK;
   }
   if (positionals.length !== 1) throw new UsageError('verify needs exactly one <archive-dir>');
+  if ((values.report === undefined) !== (values['report-key'] === undefined)) throw new UsageError('--report and --report-key go together: the report is signed with your key');
+  if ((values.checkpoint?.length || values['tsa-cert']?.length) && !values.key?.length) throw new UsageError('--checkpoint and --tsa-cert need --key');
   const logger = createLogger(values['log-level'], io.env);
+  const verifiers = values.key ? await loadVerifierKeys(values.key) : undefined;
+  const tsaCertificates = values['tsa-cert'] ? await loadCertificates(values['tsa-cert']) : undefined;
+  const reportKey = values['report-key'] === undefined ? undefined : await loadSigningKey(values['report-key']);
+  const extraCheckpoints: Uint8Array[] = [];
+  for (const file of values.checkpoint ?? []) {
+    try {
+      extraCheckpoints.push(await readFile(file));
+    } catch {
+      throw new UsageError(`--checkpoint ${file} cannot be read`);
+    }
+  }
   const dir = positionals[0] as string;
   let sink;
   try {
@@ -56,31 +85,58 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
     report = await verifyArchive(sink, {
       blobContent: !values.quick,
       ...(values.stream ? { streams: values.stream } : {}),
+      ...(verifiers ? { verifiers } : {}),
+      ...(extraCheckpoints.length > 0 ? { extraCheckpoints } : {}),
+      ...(tsaCertificates ? { tsaCertificates } : {}),
       ...(progress ? { onProgress: ({ stream, seq }) => io.stderr.write(`\r  verifying ${stream} … seq ${seq}\u001b[K`) } : {}),
     });
     if (progress) io.stderr.write('\r\u001b[K');
   } finally {
     await sink.close();
   }
+  if (values.report !== undefined && reportKey) {
+    const body = {
+      format: 'offchannel-verification-report',
+      v: 1,
+      generatedAt: new Date().toISOString(),
+      tool: { package: CLI_PACKAGE.name, version: CLI_PACKAGE.version },
+      archive: sink.dir,
+      keys: (verifiers ?? []).map((verifier) => verifier.name),
+      tsaCertificates: (tsaCertificates ?? []).map((certificate) => certificate.fingerprint256),
+      report,
+    };
+    const digest = sha256Hex(Buffer.from(canonicalize(body), 'utf8'));
+    const signature = signNote(`offchannel verification report\nsha256 ${digest}\n`, [reportKey]);
+    await writeFile(values.report, `${JSON.stringify({ ...body, signature: { verifierKey: reportKey.verifierKey, covers: 'sha256 of the canonical JSON (RFC 8785) of this object without "signature"', note: signature } }, null, 2)}\n`);
+  }
   if (values.json) io.stdout.write(`${JSON.stringify({ archive: sink.dir, ...report }, null, 2)}\n`);
-  else io.stdout.write(humanReport(sink.dir, report));
+  else io.stdout.write(humanReport(sink.dir, report, verifiers !== undefined));
   return report.ok ? EXIT_OK : EXIT_FAILED;
 }
 
-function humanReport(dir: string, report: VerificationReport): string {
+function humanReport(dir: string, report: VerificationReport, checkedCheckpoints: boolean): string {
   const lines = [`Archive ${dir}`];
   const width = Math.max(0, ...report.streams.map((summary) => summary.stream.length));
   for (const summary of report.streams) {
     lines.push(`  ${summary.ok ? 'ok  ' : 'FAIL'}  ${summary.stream.padEnd(width)}  ${plural(summary.records, 'record').padStart(14)}  head ${summary.head.seq} ${shortHash(summary.head.hash)}`);
+    const checkpoints = summary.checkpoints ?? [];
+    const latest = checkpoints.at(-1);
+    if (latest) {
+      const stamped = checkpoints.filter((checkpoint) => checkpoint.timestamp).length;
+      lines.push(`        ${' '.repeat(width)}  ${plural(checkpoints.length, 'checkpoint')}, latest at size ${latest.size} signed by ${latest.signedBy}${stamped > 0 ? `, ${stamped} timestamped (latest ${latest.timestamp?.genTime ?? 'none'})` : ''}`);
+    }
   }
   if (report.streams.length === 0) lines.push('  (no streams)');
   lines.push(`  blobs: ${report.blobsChecked} hashed (${formatBytes(report.blobBytes)})`);
+  if (!checkedCheckpoints) lines.push('  checkpoints: not checked (give --key <verifier key> to check signatures and detect rewrites)');
+  for (const warning of report.warnings.slice(0, 20)) lines.push(`  warning: ${warning.message} [${warning.code}]`);
   const [first, ...rest] = report.failures;
   if (!first) {
-    lines.push(`OK: archive intact — ${plural(report.streams.length, 'stream')}, ${plural(report.streams.reduce((sum, summary) => sum + summary.records, 0), 'record')}.`);
+    lines.push(`OK: archive intact — ${plural(report.streams.length, 'stream')}, ${plural(report.streams.reduce((sum, summary) => sum + summary.records, 0), 'record')}${checkedCheckpoints ? ', checkpoints verified' : ''}.`);
   } else {
-    lines.push(`FAIL: ${first.message} [${first.code}]`);
-    for (const failure of rest.slice(0, 20)) lines.push(`  also: ${failure.message} [${failure.code}]`);
+    const tag = (failure: { severity?: string }) => (failure.severity === 'critical' ? 'CRITICAL ' : '');
+    lines.push(`FAIL: ${tag(first)}${first.message} [${first.code}]`);
+    for (const failure of rest.slice(0, 20)) lines.push(`  also: ${tag(failure)}${failure.message} [${failure.code}]`);
     if (rest.length > 20) lines.push(`  … and ${rest.length - 20} more (use --json for all)`);
   }
   return `${lines.join('\n')}\n`;

@@ -7,7 +7,7 @@
  * could still change them — tampering is detectable, not prevented; use S3 Object Lock for
  * WORM), `durability: 'fsync'`, `exclusiveWriter: 'lock'` (one writer per stream on a host).
  */
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
@@ -98,6 +98,35 @@ export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
   return new FsSink(layout, readOnly, segmentBytes, redactingLogger(options.logger ?? noopLogger).child({ component: 'sink-fs' }));
 }
 
+/** Reads a segment's lines in 1 MiB chunks (memory stays flat; a caller that stops early stops the read). */
+async function* readLines(file: string, keepTail: boolean): AsyncGenerator<Uint8Array> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch (error) {
+    if (isNotFound(error)) return;
+    throw error;
+  }
+  try {
+    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    let carry: Buffer = Buffer.alloc(0);
+    for (;;) {
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      const data = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : Buffer.from(chunk.subarray(0, bytesRead));
+      let start = 0;
+      for (let end = data.indexOf(0x0a); end !== -1; end = data.indexOf(0x0a, start)) {
+        yield new Uint8Array(data.buffer, data.byteOffset + start, end - start);
+        start = end + 1;
+      }
+      carry = data.subarray(start);
+    }
+    if (keepTail && carry.length > 0) yield new Uint8Array(carry.buffer, carry.byteOffset, carry.length);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Staged files older than this are leftovers of a crash, never a write in progress. */
 const STALE_STAGING_MS = 10 * 60 * 1000;
 
@@ -166,21 +195,14 @@ export class FsSink implements Sink {
     for (const [index, segment] of segments.entries()) {
       const next = segments[index + 1];
       if (next && next.firstSeq <= fromSeq) continue;
-      let content: Buffer;
-      try {
-        content = await readFile(segment.path);
-      } catch (error) {
-        if (isNotFound(error)) continue;
-        throw error;
-      }
-      this.assertOpen();
-      const { lines, tail } = splitLines(content);
       // A partial last line of the active segment is an append in progress (or a torn tail
       // awaiting recovery): not a record. In a sealed segment it is damage: return it.
-      if (tail.length > 0 && (segment.sealed || next)) lines.push(tail);
-      for (const [offset, line] of lines.entries()) {
-        const seq = segment.firstSeq + offset;
-        if (seq >= fromSeq) yield { seq, bytes: new Uint8Array(line.buffer, line.byteOffset, line.length) };
+      const keepTail = segment.sealed || next !== undefined;
+      let seq = segment.firstSeq;
+      for await (const line of readLines(segment.path, keepTail)) {
+        this.assertOpen();
+        if (seq >= fromSeq) yield { seq, bytes: line };
+        seq++;
       }
     }
   }

@@ -1,0 +1,64 @@
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { OffchannelError, buildRecordProof } from '@offchannel/core';
+import { openFsSink } from '@offchannel/sink-fs';
+import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
+import { UsageError } from '../usage-error.ts';
+
+export const PROVE_USAGE = `Usage: offchannel prove <archive-dir> <stream> <seq> [--out proof.json] [--size <n>]
+
+Writes a proof that record <seq> of <stream> is in the archive's signed log: the record itself,
+its RFC 9162 inclusion proof and the signed checkpoint (the newest, or the one of size <n>).
+Check it anywhere with \`offchannel verify-proof proof.json --key <verifier key>\` — no archive
+needed, and no other record revealed.
+
+Options:
+  --out <file>   write the proof here (default: stdout)
+  --size <n>     prove against the checkpoint of this tree size
+  -h, --help     show this help`;
+
+export async function proveCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: { out: { type: 'string' }, size: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
+  });
+  if (values.help) {
+    io.stdout.write(`${PROVE_USAGE}\n`);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 3) throw new UsageError('prove needs <archive-dir> <stream> <seq>');
+  const [dir, stream, seqText] = positionals as [string, string, string];
+  const seq = Number(seqText);
+  if (!/^[1-9][0-9]*$/.test(seqText) || !Number.isSafeInteger(seq)) throw new UsageError('<seq> must be a positive integer');
+  const size = values.size === undefined ? undefined : Number(values.size);
+  if (size !== undefined && (!Number.isSafeInteger(size) || size < 1)) throw new UsageError('--size must be a positive integer');
+  let sink;
+  try {
+    sink = await openFsSink({ dir, readOnly: true });
+  } catch (error) {
+    if (OffchannelError.hasCode(error, 'SINK_UNSUITABLE')) {
+      io.stderr.write(`offchannel prove: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    throw error;
+  }
+  try {
+    const proof = await buildRecordProof(sink, stream, seq, size === undefined ? {} : { size });
+    const text = `${JSON.stringify(proof, null, 2)}\n`;
+    if (values.out === undefined) io.stdout.write(text);
+    else {
+      await writeFile(values.out, text);
+      io.stderr.write(`wrote the proof of ${stream} seq ${seq} (tree size ${proof.treeSize}, ${proof.inclusion.length} hashes) to ${values.out}\n`);
+    }
+    return EXIT_OK;
+  } catch (error) {
+    if (OffchannelError.isInstance(error) || error instanceof RangeError) {
+      io.stderr.write(`offchannel prove: ${error.message}\n`);
+      return EXIT_FAILED;
+    }
+    throw error;
+  } finally {
+    await sink.close();
+  }
+}
