@@ -5,9 +5,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Recorder, parseSignerKey } from '@offchannel/core';
+import { openFsSink } from '@offchannel/sink-fs';
 import { expect, it } from 'vitest';
 
 const bin = path.join(import.meta.dirname, '..', 'dist', 'bin.js');
@@ -25,6 +28,22 @@ it('the built offchannel binary runs the demo and verifies the archive', { timeo
     expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true });
     const version = spawnSync(process.execPath, [bin, '--version'], { encoding: 'utf8' });
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    // Signed checkpoints, proofs, and verification on worker threads (dist/verify-worker.js).
+    expect(spawnSync(process.execPath, [bin, 'keygen', '--out', 'k', '--name', 'smoke.example'], { cwd: work }).status).toBe(0);
+    const big = await openFsSink({ dir: path.join(work, 'big'), segmentBytes: 4096 });
+    const recorder = new Recorder({ sink: big, checkpoints: { signer: parseSignerKey(await readFile(path.join(work, 'k'), 'utf8')), everyRecords: 50 } });
+    const writer = recorder.writer({ channel: 'demo', account: 'smoke', source: { package: 'smoke', version: '0' } });
+    for (let index = 0; index < 120; index++) await writer.capture({ kind: 'system', key: `k${index}`, system: { event: 'smoke', fields: { n: `${index}`.repeat(40) } } });
+    await recorder.close();
+    await big.close();
+    const checked = spawnSync(process.execPath, [bin, 'verify', 'big', '--key', 'k.pub', '--json'], { cwd: work, encoding: 'utf8' });
+    expect(checked.status, checked.stderr).toBe(0);
+    const report = JSON.parse(checked.stdout) as { streams: { workers?: number; checkpoints: unknown[] }[] };
+    expect(report.streams[0]?.checkpoints).toHaveLength(3);
+    if (availableParallelism() > 1) expect(report.streams[0]?.workers).toBeGreaterThan(1);
+    const proof = spawnSync(process.execPath, [bin, 'prove', 'big', 'demo:smoke', '77', '--out', 'p.json'], { cwd: work, encoding: 'utf8' });
+    expect(proof.status, proof.stderr).toBe(0);
+    expect(spawnSync(process.execPath, [bin, 'verify-proof', 'p.json', '--key', 'k.pub'], { cwd: work }).status).toBe(0);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

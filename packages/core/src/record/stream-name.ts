@@ -3,6 +3,9 @@ import { InvalidStreamNameError } from '../errors/record-errors.ts';
 const CHANNEL = /^[a-z][a-z0-9-]{0,31}$/;
 const ACCOUNT = /^[A-Za-z0-9+][A-Za-z0-9._@+=-]{0,127}$/;
 
+/** A whole stream name in one pattern (channel, account as groups 1 and 2); an account must also not contain `..`. */
+export const STREAM_PATTERN = new RegExp(`^(${CHANNEL.source.slice(1, -1)}):(${ACCOUNT.source.slice(1, -1)})$`);
+
 /**
  * Checks a channel name: lowercase letters, digits and `-`, starting with a letter, ≤ 32 chars.
  * Throws {@link InvalidStreamNameError}.

@@ -11,9 +11,8 @@ import {
   KIND_RULES,
   RECORD_KINDS,
   RECORD_VERSION,
-  type RecordKind,
 } from './record.ts';
-import { isStreamName, parseStreamName } from './stream-name.ts';
+import { STREAM_PATTERN } from './stream-name.ts';
 
 /** Longest id, name, key, reason or format string, in UTF-16 code units. */
 export const MAX_SHORT_STRING = 1024;
@@ -23,6 +22,12 @@ const META_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 const NATIVE_SCOPE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 
 type Fields = Record<string, unknown>;
+
+/** Allowed and required field names per kind, computed once. */
+const FIELDS_BY_KIND = new Map<string, { readonly allowed: ReadonlySet<string>; readonly required: readonly string[] }>(
+  RECORD_KINDS.map((kind) => [kind, { allowed: new Set<string>([...COMMON_FIELDS, ...KIND_RULES[kind].allowed]), required: [...COMMON_FIELDS, ...KIND_RULES[kind].required] }]),
+);
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /**
  * Throws {@link InvalidRecordError} unless `value` is a valid schema v1 record.
@@ -34,25 +39,22 @@ export function validateRecord(value: unknown): asserts value is ArchiveRecord {
   const record = object('record', value);
   if (record.v !== RECORD_VERSION) fail('record.v', `must be ${RECORD_VERSION}`);
   const kind = record.kind;
-  if (typeof kind !== 'string' || !(RECORD_KINDS as readonly string[]).includes(kind)) {
-    fail('record.kind', `must be one of ${RECORD_KINDS.join(', ')}`);
+  const fields = typeof kind === 'string' ? FIELDS_BY_KIND.get(kind) : undefined;
+  if (!fields) fail('record.kind', `must be one of ${RECORD_KINDS.join(', ')}`);
+  for (const name in record) {
+    if (!fields.allowed.has(name)) fail(`record.${safeName(name)}`, `is not allowed in a ${String(kind)} record`);
   }
-  const rule = KIND_RULES[kind as RecordKind];
-  const allowed = new Set<string>([...COMMON_FIELDS, ...rule.allowed]);
-  for (const name of Object.keys(record)) {
-    if (!allowed.has(name)) fail(`record.${safeName(name)}`, `is not allowed in a ${kind} record`);
-  }
-  for (const name of [...COMMON_FIELDS, ...rule.required]) {
-    if (record[name] === undefined) fail(`record.${name}`, `is required in a ${kind} record`);
+  for (const name of fields.required) {
+    if (record[name] === undefined) fail(`record.${name}`, `is required in a ${String(kind)} record`);
   }
 
-  if (!isStreamName(record.stream)) fail('record.stream', 'must be "<channel>:<account>" with valid names');
-  const { channel, account } = parseStreamName(record.stream);
-  if (record.channel !== channel) fail('record.channel', 'must equal the channel part of record.stream');
-  if (record.account !== account) fail('record.account', 'must equal the account part of record.stream');
+  const stream = typeof record.stream === 'string' ? STREAM_PATTERN.exec(record.stream) : null;
+  if (!stream || (stream[2] as string).includes('..')) fail('record.stream', 'must be "<channel>:<account>" with valid names');
+  if (record.channel !== stream[1]) fail('record.channel', 'must equal the channel part of record.stream');
+  if (record.account !== stream[2]) fail('record.account', 'must equal the account part of record.stream');
   const seq = integer('record.seq', record.seq);
   if (seq < 1) fail('record.seq', 'must be 1 or more');
-  if (!isSha256Hex(record.prev)) fail('record.prev', 'must be 64 lowercase hex characters');
+  if (typeof record.prev !== 'string' || !SHA256_HEX.test(record.prev)) fail('record.prev', 'must be 64 lowercase hex characters');
   shortString('record.key', record.key);
   timestamp('record.capturedAt', record.capturedAt);
   source(record.source);

@@ -162,6 +162,13 @@ export interface Sink {
    */
   read(stream: string, options?: { readonly fromSeq?: number }): AsyncIterable<StoredRecord>;
 
+  /**
+   * Optional bulk read for fast verification: the stream's records as large chunks (e.g. whole
+   * segments), each chunk whole records each followed by a newline (0x0A), the first with seq
+   * `firstSeq`. Damaged data is returned as stored. Sinks without it are read with `read()`.
+   */
+  readSegments?(stream: string): AsyncIterable<{ readonly firstSeq: number; readonly bytes: Uint8Array }>;
+
   /** Names of all streams with at least one record, sorted. */
   streams(): Promise<readonly string[]>;
 

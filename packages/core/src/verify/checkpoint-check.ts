@@ -99,7 +99,12 @@ export class CheckpointCheck {
 
   /** One verified record, in order. */
   feed(bytes: Uint8Array, seq: number): void {
-    this.compact.append(leafHash(bytes));
+    this.feedLeaf(leafHash(bytes), seq);
+  }
+
+  /** The leaf hash of one verified record, in order. */
+  feedLeaf(leaf: Uint8Array, seq: number): void {
+    this.compact.append(leaf);
     const target = this.targets[this.next];
     if (target?.size !== this.compact.size) return;
     this.next++;

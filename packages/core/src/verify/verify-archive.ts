@@ -16,7 +16,10 @@ import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import type { ArchiveRecord, BlobRef } from '../record/record.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
+import { availableParallelism } from 'node:os';
+import { blobRefs } from './blob-refs.ts';
 import { CheckpointCheck, type CheckpointSummary } from './checkpoint-check.ts';
+import { VerifyPool, verifyStreamParallel } from './parallel-verify.ts';
 
 export type { CheckpointSummary } from './checkpoint-check.ts';
 
@@ -41,6 +44,8 @@ export interface StreamSummary {
   readonly ok: boolean;
   /** Verified checkpoints, ascending (only when verifier keys were given). */
   readonly checkpoints?: readonly CheckpointSummary[];
+  /** Worker threads that verified this stream's segments in parallel (absent: verified on one thread). */
+  readonly workers?: number;
 }
 
 export interface VerificationReport {
@@ -73,6 +78,11 @@ export interface VerifyOptions {
   readonly extraCheckpoints?: readonly Uint8Array[];
   /** Trusted TSA certificates for RFC 3161 tokens. */
   readonly tsaCertificates?: readonly X509Certificate[];
+  /**
+   * Worker threads for streams the sink can hand out in segments (default: one per CPU; 0 or 1
+   * verifies on this thread only). Results are identical either way.
+   */
+  readonly workers?: number;
 }
 
 type BlobState = { readonly ok: true; readonly size: number } | { readonly ok: false; readonly code: string; readonly detail: string };
@@ -82,6 +92,8 @@ interface Context {
   readonly report: (failure: VerificationFailure) => void;
   readonly warn: (warning: VerificationFailure) => void;
   readonly checkBlob: (sha256: string) => Promise<BlobState>;
+  /** The worker pool, started on first use (undefined when parallel verification is off or unavailable). */
+  readonly pool: () => VerifyPool | undefined;
 }
 
 /** Verifies every stream (or `options.streams`) and the sink's audit. Never throws for damaged data. */
@@ -121,7 +133,20 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
     blobs.set(sha256, state);
     return state;
   };
-  const context: Context = { options, report, warn, checkBlob };
+  let pool: VerifyPool | undefined;
+  let poolTried = false;
+  const workers = options.workers ?? availableParallelism();
+  const context: Context = {
+    options,
+    report,
+    warn,
+    checkBlob,
+    pool: () => {
+      if (!poolTried && workers > 1) pool = VerifyPool.create(workers);
+      poolTried = true;
+      return pool;
+    },
+  };
 
   const summaries: StreamSummary[] = [];
   let streams: readonly string[] = [];
@@ -130,13 +155,17 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   } catch (error) {
     report({ code: 'UNREADABLE', message: `the list of streams cannot be read: ${describeError(error)}` });
   }
-  for (const stream of streams) {
-    try {
-      summaries.push(await verifyStream(sink, stream, context));
-    } catch (error) {
-      report({ stream, code: 'UNREADABLE', message: `stream ${stream} cannot be read: ${describeError(error)}` });
-      summaries.push({ stream, records: 0, head: { seq: 0, hash: ZERO_HASH }, ok: false });
+  try {
+    for (const stream of streams) {
+      try {
+        summaries.push(await verifyStream(sink, stream, context));
+      } catch (error) {
+        report({ stream, code: 'UNREADABLE', message: `stream ${stream} cannot be read: ${describeError(error)}` });
+        summaries.push({ stream, records: 0, head: { seq: 0, hash: ZERO_HASH }, ok: false });
+      }
     }
+  } finally {
+    await pool?.close();
   }
   if (sink.audit && options.streams === undefined) {
     try {
@@ -148,11 +177,62 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   return { ok: failures.length === 0, streams: summaries, failures, warnings, ...totals };
 }
 
+async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOptions): Promise<CheckpointCheck | undefined> {
+  if (!options.verifiers) return undefined;
+  return CheckpointCheck.load(stream, sink, {
+    verifiers: options.verifiers,
+    ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}),
+    ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
+  });
+}
+
+/** Reports a blob problem of record `seq`, if any; true when the blob is sound. */
+async function checkRecordBlob(stream: string, seq: number, field: string, ref: BlobRef, context: Context): Promise<boolean> {
+  const state = await context.checkBlob(ref.sha256);
+  if (!state.ok) {
+    context.report({ stream, seq, code: state.code, message: `stream ${stream} seq ${seq}: blob ${ref.sha256} (${field}) ${state.detail}` });
+    return false;
+  }
+  if (state.size !== ref.size) {
+    context.report({ stream, seq, code: 'BLOB_SIZE_MISMATCH', message: `stream ${stream} seq ${seq}: blob ${ref.sha256} (${field}) is ${state.size} bytes, record says ${ref.size}` });
+    return false;
+  }
+  return true;
+}
+
 async function verifyStream(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
+  const { options } = context;
+  if (sink.readSegments && (options.workers ?? 2) > 1) {
+    const checkpoints = await loadCheckpoints(sink, stream, options);
+    const outcome = await verifyStreamParallel(sink, stream, context.pool, checkpoints, (seq) => options.onProgress?.({ stream, seq }));
+    if (outcome) {
+      let ok = true;
+      for (const finding of outcome.findings) {
+        if (finding.kind === 'duplicate-key') {
+          context.report({ stream, seq: finding.seq, code: 'DUPLICATE_KEY', message: `stream ${stream} seq ${finding.seq}: idempotency key already used by seq ${finding.earlier ?? 0}` });
+          ok = false;
+        } else if (!(await checkRecordBlob(stream, finding.seq, finding.field ?? '', { sha256: finding.sha256 ?? '', size: finding.size ?? 0 }, context))) {
+          ok = false;
+        }
+      }
+      options.onProgress?.({ stream, seq: outcome.head.seq });
+      return { ...(await finishStream(stream, outcome.records, outcome.head, ok, true, checkpoints, context)), workers: outcome.workers };
+    }
+  }
+  return verifyStreamSequential(sink, stream, context);
+}
+
+async function finishStream(stream: string, records: number, head: StreamHead, ok: boolean, complete: boolean, checkpoints: CheckpointCheck | undefined, context: Context): Promise<StreamSummary> {
+  if (!checkpoints) return { stream, records, head, ok };
+  const result = await checkpoints.finish(head.seq, complete);
+  for (const failure of result.failures) context.report(failure);
+  for (const warning of result.warnings) context.warn(warning);
+  return { stream, records, head, ok: ok && result.failures.length === 0, checkpoints: result.checkpoints };
+}
+
+async function verifyStreamSequential(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
   const { report, options } = context;
-  const checkpoints = options.verifiers
-    ? await CheckpointCheck.load(stream, sink, { verifiers: options.verifiers, ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}), ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}) })
-    : undefined;
+  const checkpoints = await loadCheckpoints(sink, stream, options);
   const keys = new Map<string, number>();
   let head: StreamHead = { seq: 0, hash: ZERO_HASH };
   let records = 0;
@@ -215,14 +295,7 @@ async function verifyStream(sink: Sink, stream: string, context: Context): Promi
     }
     keys.set(record.key, record.seq);
     for (const [field, ref] of blobRefs(record)) {
-      const state = await context.checkBlob(ref.sha256);
-      if (!state.ok) {
-        report({ stream, seq: record.seq, code: state.code, message: `stream ${stream} seq ${record.seq}: blob ${ref.sha256} (${field}) ${state.detail}` });
-        ok = false;
-      } else if (state.size !== ref.size) {
-        report({ stream, seq: record.seq, code: 'BLOB_SIZE_MISMATCH', message: `stream ${stream} seq ${record.seq}: blob ${ref.sha256} (${field}) is ${state.size} bytes, record says ${ref.size}` });
-        ok = false;
-      }
+      if (!(await checkRecordBlob(stream, record.seq, field, ref, context))) ok = false;
     }
     checkpoints?.feed(stored.bytes, record.seq);
     head = { seq: record.seq, hash };
@@ -237,11 +310,7 @@ async function verifyStream(sink: Sink, stream: string, context: Context): Promi
     });
   }
   options.onProgress?.({ stream, seq: head.seq });
-  if (!checkpoints) return { stream, records, head, ok };
-  const result = await checkpoints.finish(head.seq, complete);
-  for (const failure of result.failures) report(failure);
-  for (const warning of result.warnings) context.warn(warning);
-  return { stream, records, head, ok: ok && result.failures.length === 0, checkpoints: result.checkpoints };
+  return finishStream(stream, records, head, ok, complete, checkpoints, context);
 }
 
 function describeError(error: unknown): string {
@@ -249,13 +318,4 @@ function describeError(error: unknown): string {
   return typeof code === 'string' ? code : error instanceof Error ? error.name : String(error);
 }
 
-/** Every blob a record names, with the field that names it. */
-export function blobRefs(record: ArchiveRecord): [string, BlobRef][] {
-  const refs: [string, BlobRef][] = [];
-  if (record.raw) refs.push(['raw', record.raw]);
-  if (record.textBlob) refs.push(['textBlob', record.textBlob]);
-  record.attachments?.forEach((attachment, index) => {
-    if (attachment.status === 'stored') refs.push([`attachments[${index}]`, attachment]);
-  });
-  return refs;
-}
+export { blobRefs } from './blob-refs.ts';

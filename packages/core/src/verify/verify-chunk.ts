@@ -1,0 +1,79 @@
+/**
+ * Verifying one chunk of consecutive records (a segment), independently of the others, so
+ * that chunks can be verified in parallel (worker threads). The caller stitches chunks
+ * together: each result carries the first record's `prev` and the last record's hash, so the
+ * chain across chunks is checked exactly as if the stream had been read in one pass.
+ *
+ * Any problem inside a chunk is only flagged here (`problem`); the caller then verifies the
+ * stream sequentially to name it precisely, so parallel and sequential verification always
+ * report the same failures.
+ */
+import { HASH_BYTES, leafHash } from '../merkle/merkle-hash.ts';
+import { decodeRecord } from '../record/encode-record.ts';
+import { blobRefs } from './blob-refs.ts';
+
+/** A chunk to verify: `bytes` holds whole records, each followed by a newline; the first has seq `firstSeq`. */
+export interface VerifyChunkRequest {
+  readonly id: number;
+  readonly stream: string;
+  readonly firstSeq: number;
+  readonly bytes: Uint8Array;
+}
+
+export interface VerifyChunkResult {
+  readonly id: number;
+  readonly firstSeq: number;
+  readonly count: number;
+  /** The first record's `prev` (to check against the previous chunk's last hash). */
+  readonly firstPrev: string;
+  /** SHA-256 of the last record (the next chunk's first `prev`). */
+  readonly lastHash: string;
+  /** Leaf hashes (RFC 9162) of the records, 32 bytes each, in order. */
+  readonly leaves: Uint8Array;
+  /** Idempotency keys, in order. */
+  readonly keys: readonly string[];
+  /** Blobs the records name: [seq, field, sha256, size]. */
+  readonly blobs: readonly (readonly [number, string, string, number])[];
+  /** Set when a record in the chunk failed a check; the caller re-verifies sequentially. */
+  readonly problem?: string;
+}
+
+/** Verifies a chunk's records: canonical, valid, in this stream, contiguous, chained. */
+export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
+  const { bytes, stream, firstSeq, id } = request;
+  const keys: string[] = [];
+  const blobs: [number, string, string, number][] = [];
+  let leaves = new Uint8Array(HASH_BYTES * 1024);
+  let count = 0;
+  let firstPrev = '';
+  let lastHash = '';
+  let start = 0;
+  const result = (problem?: string): VerifyChunkResult => ({ id, firstSeq, count, firstPrev, lastHash, leaves: leaves.subarray(0, count * HASH_BYTES), keys, blobs, ...(problem ? { problem } : {}) });
+  for (let end = bytes.indexOf(0x0a, start); end !== -1; end = bytes.indexOf(0x0a, start)) {
+    const line = bytes.subarray(start, end);
+    start = end + 1;
+    const seq = firstSeq + count;
+    let decoded;
+    try {
+      decoded = decodeRecord(line);
+    } catch {
+      return result(`seq ${seq} is not a valid record`);
+    }
+    const { record, hash } = decoded;
+    if (record.stream !== stream || record.seq !== seq) return result(`seq ${seq} is out of place`);
+    if (count === 0) firstPrev = record.prev;
+    else if (record.prev !== lastHash) return result(`seq ${seq} does not chain`);
+    if ((count + 1) * HASH_BYTES > leaves.length) {
+      const grown = new Uint8Array(leaves.length * 2);
+      grown.set(leaves);
+      leaves = grown;
+    }
+    leaves.set(leafHash(line), count * HASH_BYTES);
+    keys.push(record.key);
+    for (const [field, ref] of blobRefs(record)) blobs.push([seq, field, ref.sha256, ref.size]);
+    lastHash = hash;
+    count++;
+  }
+  if (start !== bytes.length) return result('the chunk ends inside a record');
+  return result();
+}
