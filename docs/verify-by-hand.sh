@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Verify an offchannel file-system archive with nothing but bash, sha256sum and jq — no
-# offchannel code. This is the procedure of docs/storage-format.md, runnable. It is slow
-# (several processes per record): use it to convince yourself, and `offchannel verify` for
-# large archives. Exit 0 when intact, 1 at the first failure (printed with stream and seq).
+# Verify an offchannel file-system archive with nothing but bash, coreutils, sha256sum and jq
+# (and openssl, to check signed checkpoints) — no offchannel code. This is the procedure of
+# docs/storage-format.md and docs/verification.md, runnable. It is slow (several processes per
+# record): use it to convince yourself, and `offchannel verify` for large archives.
+# Exit 0 when intact, 1 at the first failure (printed with stream and seq).
 #
-#   docs/verify-by-hand.sh ./demo-archive
+#   docs/verify-by-hand.sh ./demo-archive [<verifier key>|<file holding it>]
 set -euo pipefail
-archive=${1:?usage: verify-by-hand.sh <archive-dir>}
+archive=${1:?usage: verify-by-hand.sh <archive-dir> [verifier-key]}
+vkey=${2:-}
+if [ -n "$vkey" ] && [ -f "$vkey" ]; then vkey=$(head -n1 "$vkey"); fi
 cd "$archive"
 zero=0000000000000000000000000000000000000000000000000000000000000000
 fail() { echo "FAIL $*"; exit 1; }
@@ -17,12 +20,25 @@ for blob in blobs/sha256/*; do
   [ "$(sha256sum < "$blob" | cut -d' ' -f1)" = "$(basename "$blob")" ] || fail "blob $blob: content does not hash to its name"
 done
 
+# Hex of SHA-256(0x00 ‖ line): a record's Merkle leaf hash (RFC 9162).
+leaf() { { printf '\x00'; printf '%s' "$1"; } | sha256sum | cut -d' ' -f1; }
+# Hex of SHA-256(0x01 ‖ left ‖ right), from two hex hashes.
+node() { printf "\\x01$(printf '%s%s' "$1" "$2" | sed 's/../\\x&/g')" | sha256sum | cut -d' ' -f1; }
+# MTH of leaves[$1..$2): split at the largest power of two below the size (RFC 9162 §2.1.1).
+mth() {
+  local start=$1 end=$2 n=$(($2 - $1)) k=1
+  if [ "$n" -eq 1 ]; then echo "${leaves[$start]}"; return; fi
+  while [ $((k * 2)) -lt "$n" ]; do k=$((k * 2)); done
+  node "$(mth "$start" $((start + k)))" "$(mth $((start + k)) "$end")"
+}
+
 records=0
 for dir in streams/*/; do
   [ -d "$dir" ] || continue
   stream=$(basename "$dir")
   expected=1
   prev=$zero
+  leaves=()
   for segment in "$dir"*.jsonl; do
     # 2. Segments are named by the seq of their first record (16 digits) and follow on.
     first=$((10#$(basename "$segment" .jsonl)))
@@ -47,10 +63,39 @@ for dir in streams/*/; do
         [ "$(wc -c < "blobs/sha256/$sha")" -eq "$size" ] || fail "$stream seq $seq: blob $sha has the wrong size"
       done < <(jq -r '[.raw, .textBlob, ((.attachments // [])[] | select(.status == "stored"))] | map(select(. != null)) | .[] | [.sha256, .size] | @tsv' <<<"$line")
       prev=$(printf '%s' "$line" | sha256sum | cut -d' ' -f1)
+      [ -z "$vkey" ] || leaves+=("$(leaf "$line")")
       expected=$((expected + 1))
       records=$((records + 1))
     done < "$segment"
   done
   echo "ok $stream: $((expected - 1)) records, head $prev"
+
+  # 5. With a verifier key: every checkpoint note carries a valid Ed25519 signature by that key
+  #    (C2SP signed note) and signs the Merkle root of the stream's first <size> records.
+  [ -n "$vkey" ] || continue
+  name=${vkey%%+*}
+  rest=${vkey#*+}
+  id=${rest%%+*}
+  work=$(mktemp -d)
+  { printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; printf '%s' "${rest#*+}" | base64 -d | tail -c 32; } > "$work/key.der"
+  count=0
+  for note in checkpoints/"$stream"/*.note; do
+    [ -e "$note" ] || continue
+    head -n 3 "$note" > "$work/text"
+    origin=$(sed -n 1p "$work/text"); size=$(sed -n 2p "$work/text"); root=$(sed -n 3p "$work/text" | base64 -d | od -An -tx1 | tr -d ' \n')
+    [ "$origin" = "$name/$stream" ] || fail "$stream: checkpoint $(basename "$note") has origin $origin"
+    signature=$(grep -F "— $name " "$note" | head -n1 | cut -d' ' -f3)
+    [ -n "$signature" ] || fail "$stream: checkpoint at size $size is not signed by $name"
+    printf '%s' "$signature" | base64 -d > "$work/signature"
+    [ "$(head -c 4 "$work/signature" | od -An -tx1 | tr -d ' \n')" = "$id" ] || fail "$stream: checkpoint at size $size names another key id"
+    tail -c 64 "$work/signature" > "$work/sig"
+    openssl pkeyutl -verify -pubin -inkey "$work/key.der" -keyform DER -rawin -in "$work/text" -sigfile "$work/sig" > /dev/null 2>&1 || fail "$stream seq $size: the checkpoint signature does not verify"
+    [ "$size" -le "${#leaves[@]}" ] || fail "$stream seq $((${#leaves[@]} + 1)): a checkpoint was signed at size $size but only ${#leaves[@]} records remain"
+    [ "$(mth 0 "$size")" = "$root" ] || fail "$stream seq $size: records 1–$size do not hash to the root signed at size $size"
+    count=$((count + 1))
+  done
+  rm -rf "$work"
+  [ "$count" -gt 0 ] || [ "${#leaves[@]}" -eq 0 ] || fail "$stream: records but no checkpoint"
+  echo "ok $stream: $count checkpoints signed by $name match the records"
 done
 echo "OK: $records records verified by hand"

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { chmod, cp, mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Recorder } from '@offchannel/core';
+import { type ArchiveRecord, Recorder, ZERO_HASH, canonicalBytes, sha256Hex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runCli } from './testing/run-cli.ts';
@@ -91,4 +91,32 @@ it('checks seals of full segments, and catches a truncated sealed segment', asyn
   const broken = byHand(dir);
   expect(broken.status).toBe(1);
   expect(broken.stdout).toMatch(/does not match the sha256 in its seal/);
+});
+
+it('checks signed checkpoints with openssl and sha256sum, and catches the whole-stream rewrite', async () => {
+  const key = path.join(work, 'signing.key');
+  expect((await runCli(['keygen', '--out', key, '--name', 'archive.firm.example/offchannel'])).code).toBe(0);
+  const signed = path.join(work, 'signed');
+  expect((await runCli(['demo', '--archive', signed, '--signing-key', key])).code).toBe(0);
+  const intact = spawnSync('bash', [script, signed, `${key}.pub`], { encoding: 'utf8' });
+  expect(intact.status, intact.stdout + intact.stderr).toBe(0);
+  expect(intact.stdout).toContain('ok demo:alice@firm.example: 2 checkpoints signed by archive.firm.example/offchannel match the records');
+  const file = path.join(signed, 'streams', 'demo:alice@firm.example', '0000000000000001.jsonl');
+  let prev = ZERO_HASH;
+  const rewritten = (await readFile(file, 'utf8')).trimEnd().split('\n').map((line) => {
+    const record = JSON.parse(line) as ArchiveRecord;
+    const bytes = canonicalBytes({ ...record, prev, ...(record.key === 'message:c3' ? { text: 'Could you do 4.25% fixed?' } : {}) });
+    prev = sha256Hex(bytes);
+    return Buffer.from(bytes).toString('utf8');
+  });
+  await chmod(file, 0o644);
+  await writeFile(file, `${rewritten.join('\n')}\n`);
+  expect(byHand(signed).status).toBe(0); // the chain alone is satisfied
+  const caught = spawnSync('bash', [script, signed, `${key}.pub`], { encoding: 'utf8' });
+  expect(caught.status).toBe(1);
+  expect(caught.stdout).toContain('FAIL demo:alice@firm.example seq 10: records 1–10 do not hash to the root signed at size 10');
+  const other = path.join(work, 'other.key');
+  await runCli(['keygen', '--out', other, '--name', 'archive.firm.example/offchannel']);
+  const forged = spawnSync('bash', [script, path.join(work, 'archive'), `${other}.pub`], { encoding: 'utf8' });
+  expect(forged.status).toBe(1);
 });
