@@ -16,7 +16,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type CaptureInput, Recorder, ZERO_HASH, canonicalBytes, sha256Hex } from '@offchannel/core';
+import { type CaptureInput, Recorder, ZERO_HASH, canonicalBytes, generateEd25519NoteKey, sha256Hex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 
 const { values } = parseArgs({
@@ -90,10 +90,11 @@ async function main(): Promise<void> {
     const naivePerSecond = NAIVE / ((performance.now() - t0) / 1000);
     await handle.close();
 
-    // recorder: sustained, INFLIGHT captures in flight
-    {
-      const sink = await openFsSink({ dir: path.join(work, 'sustained') });
-      const writer = new Recorder({ sink }).writer({ channel: 'bench', account: 'alice', source });
+    // recorder: sustained, INFLIGHT captures in flight — without, then with signed checkpoints
+    for (const signed of [false, true]) {
+      const sink = await openFsSink({ dir: path.join(work, signed ? 'sustained-signed' : 'sustained') });
+      const recorder = new Recorder({ sink, ...(signed ? { checkpoints: { signer: generateEd25519NoteKey('bench.example/archive'), everyRecords: 1000 } } : {}) });
+      const writer = recorder.writer({ channel: 'bench', account: 'alice', source });
       await writer.capture(input(-1)); // open the stream (lock, head) outside the timing
       const latencies = new Float64Array(RECORDS);
       let next = 0;
@@ -119,7 +120,8 @@ async function main(): Promise<void> {
       });
       const seconds = (performance.now() - t0) / 1000;
       latencies.sort();
-      results.sustained = { recordsPerSecond: RECORDS / seconds, p50ms: percentile(latencies, 50), p99ms: percentile(latencies, 99), inflight: INFLIGHT };
+      results[signed ? 'sustainedSigned' : 'sustained'] = { recordsPerSecond: RECORDS / seconds, p50ms: percentile(latencies, 50), p99ms: percentile(latencies, 99), inflight: INFLIGHT };
+      await recorder.close();
       await sink.close();
     }
 
@@ -169,6 +171,8 @@ async function main(): Promise<void> {
     console.log(`  naive (fsync per record)   ${rate(naivePerSecond)}`);
     console.log(`  recorder + fs sink         ${rate(sustained.recordsPerSecond)}   p50 ${sustained.p50ms.toFixed(2)} ms, p99 ${sustained.p99ms.toFixed(2)} ms at ${INFLIGHT} in flight`);
     console.log(`      = ${(sustained.recordsPerSecond / naivePerSecond).toFixed(1)}× naive, ${((100 * sustained.recordsPerSecond) / ceilingPerSecond).toFixed(0)}% of ceiling`);
+    const signed = results.sustainedSigned as { recordsPerSecond: number; p50ms: number; p99ms: number };
+    console.log(`  … with signed checkpoints   ${rate(signed.recordsPerSecond)}   p50 ${signed.p50ms.toFixed(2)} ms, p99 ${signed.p99ms.toFixed(2)} ms (tiles + a checkpoint every 1,000 records)`);
     console.log(`  offered ${RATE.toLocaleString('en-US')} records/s for ${SECONDS} s   p50 ${offered.p50ms.toFixed(2)} ms, p99 ${offered.p99ms.toFixed(2)} ms, max ${offered.maxMs.toFixed(2)} ms (achieved ${Math.round(offered.achievedPerSecond)}/s)`);
   } finally {
     await rm(work, { recursive: true, force: true });
