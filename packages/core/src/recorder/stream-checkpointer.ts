@@ -13,18 +13,26 @@
  * token beside it. A log must never sign two inconsistent checkpoints: if the stored history
  * does not match the records (the archive was altered, or a checkpoint forged), this
  * checkpointer refuses to sign anything for the stream and says why.
+ *
+ * Nothing is signed until the stream's stored records were all read back at startup and the
+ * newest stored checkpoint was checked against them (`caughtUp`): signing earlier would sign
+ * whatever the archive holds, rewritten or not. The archive's own checkpoints can be deleted by
+ * whoever rewrites it; with a `memory` the capture host also remembers the last checkpoint it
+ * signed for each stream, outside the archive, and refuses to continue a stream whose archive no
+ * longer holds it.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { Logger } from '../logger/logger.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
-import { type Tile, TileBuilder, TileSource } from '../merkle/tiles.ts';
+import { TILE_WIDTH, type Tile, TileBuilder, TileSource } from '../merkle/tiles.ts';
 import { verifyConsistency } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, formatCheckpoint, parseCheckpoint } from '../note/checkpoint.ts';
 import type { NoteSigner, NoteVerifier } from '../note/ed25519-key.ts';
-import { openNote, parseNote, signNote } from '../note/signed-note.ts';
+import { openNote, signNote } from '../note/signed-note.ts';
 import type { Sink } from '../sink/sink.ts';
+import type { StateStore } from '../state/secret-store.ts';
 
 /** How and when the recorder signs checkpoints. */
 export interface CheckpointOptions {
@@ -40,6 +48,20 @@ export interface CheckpointOptions {
    * checkpoint stays valid without a token.
    */
   readonly timestamp?: (note: Uint8Array) => Promise<Uint8Array>;
+  /**
+   * Verifier keys the archive was signed with before `signer` (after a key rotation). The newest
+   * stored checkpoint must verify with `signer` or one of these; checkpoints signed by any other
+   * key are ignored (the verifier reports them).
+   */
+  readonly previousVerifiers?: readonly NoteVerifier[];
+  /**
+   * Where this host remembers the last checkpoint it signed for each stream (size and root, one
+   * entry per stream name), outside the archive — typically a scope of the capture host's state
+   * store. At startup the archive must still hold that checkpoint, unchanged; otherwise signing
+   * is refused for the stream. Without it, whoever can rewrite the archive can also delete its
+   * newest checkpoints and have the recorder sign the rewritten history.
+   */
+  readonly memory?: StateStore;
 }
 
 /** Where a stream's checkpointing stands. */
@@ -64,6 +86,9 @@ export class CheckpointRefusedError extends OffchannelError {
 
 const encoder = new TextEncoder();
 
+/** Internal: a reason to refuse signing, found while loading. */
+class Refusal extends Error {}
+
 export class StreamCheckpointer {
   readonly stream: string;
   private readonly sink: Sink;
@@ -83,6 +108,8 @@ export class StreamCheckpointer {
   /** Size of the newest checkpoint scheduled (signed or being signed), so the schedule does not pile up. */
   private scheduledSize = 0;
   private lastSignedAt = Date.now();
+  /** Set once the stored records were all fed at startup; nothing is signed before. */
+  private caughtUpDone = false;
 
   private constructor(stream: string, sink: Sink, options: CheckpointOptions, logger: Logger) {
     this.stream = stream;
@@ -91,27 +118,78 @@ export class StreamCheckpointer {
     this.logger = logger;
   }
 
-  /** Loads the stream's latest stored checkpoint, to be checked against the records as they are fed. */
+  /**
+   * Loads the newest stored checkpoint signed by this signer (or a previous key), to be checked
+   * against the records as they are fed, and checks it against this host's memory.
+   */
   static async open(stream: string, sink: Sink, options: CheckpointOptions, logger: Logger): Promise<StreamCheckpointer> {
     const checkpointer = new StreamCheckpointer(stream, sink, options, logger);
-    const sizes = await sink.checkpoints(stream);
-    const latest = sizes.at(-1);
-    if (latest !== undefined) {
-      const bytes = await sink.getCheckpoint(stream, latest, 'note');
-      try {
-        const note = bytes ?? new Uint8Array(0);
-        const { signatures } = parseNote(note);
-        const { signer } = options;
-        // Our own signature on it must verify; another key's (an earlier, rotated key) is taken on its content.
-        const text = signatures.some((signature) => signature.name === signer.name && signature.keyId === signer.keyId) ? openNote(note, [signer.verifier]).text : parseNote(note).text;
-        const checkpoint = parseCheckpoint(text);
-        if (checkpoint.size !== latest) throw new Error(`its text says size ${checkpoint.size}`);
-        checkpointer.expected = { size: checkpoint.size, root: checkpoint.root };
-      } catch (error) {
-        checkpointer.refuse(`the stored checkpoint at size ${latest} is unreadable or its signature fails (${(error as Error).message})`);
-      }
+    try {
+      checkpointer.expected = await checkpointer.newestStored();
+      await checkpointer.checkMemory();
+    } catch (error) {
+      if (!(error instanceof Refusal)) throw error;
+      checkpointer.refuse(error.message);
     }
     return checkpointer;
+  }
+
+  /** The newest stored checkpoint with a signature by a trusted key (unknown keys' notes are skipped). */
+  private async newestStored(): Promise<{ size: number; root: Uint8Array } | undefined> {
+    const sizes = await this.sink.checkpoints(this.stream);
+    for (let index = sizes.length - 1; index >= 0; index--) {
+      const size = sizes[index] as number;
+      const checkpoint = await this.readStored(size);
+      if (checkpoint === 'foreign') {
+        this.logger.warn({ stream: this.stream, size }, 'a stored checkpoint is signed by no key this recorder knows; ignored (offchannel verify reports it)');
+        continue;
+      }
+      if (checkpoint) return checkpoint;
+    }
+    return undefined;
+  }
+
+  /** The checkpoint stored at `size`: verified, `'foreign'` when no trusted key signed it, `undefined` when absent. Throws {@link Refusal}. */
+  private async readStored(size: number): Promise<{ size: number; root: Uint8Array } | 'foreign' | undefined> {
+    const bytes = await this.sink.getCheckpoint(this.stream, size, 'note');
+    if (!bytes) return undefined;
+    const { signer } = this.options;
+    const trusted = [signer.verifier, ...(this.options.previousVerifiers ?? [])];
+    try {
+      let opened;
+      try {
+        opened = openNote(bytes, trusted);
+      } catch (error) {
+        if (OffchannelError.hasCode(error, 'NOTE_UNVERIFIED')) return 'foreign';
+        throw error;
+      }
+      const checkpoint = parseCheckpoint(opened.text);
+      if (!opened.verified.some((signature) => checkpoint.origin === checkpointOrigin(signature.name, this.stream))) throw new Error(`its origin "${checkpoint.origin}" is not this stream's`);
+      if (checkpoint.size !== size) throw new Error(`its text says size ${checkpoint.size}`);
+      return { size, root: checkpoint.root };
+    } catch (error) {
+      throw new Refusal(`the stored checkpoint at size ${size} is unreadable or its signature fails (${(error as Error).message})`);
+    }
+  }
+
+  /** The checkpoint this host last signed must still be in the archive, unchanged. */
+  private async checkMemory(): Promise<void> {
+    const { memory } = this.options;
+    if (!memory) return;
+    const remembered = await memory.getJson<{ size?: unknown; root?: unknown }>(this.stream);
+    if (remembered === undefined) return;
+    if (typeof remembered !== 'object' || remembered === null || !Number.isSafeInteger(remembered.size) || typeof remembered.root !== 'string' || !/^[0-9a-f]{64}$/.test(remembered.root)) {
+      throw new Refusal('this host\'s memory of the last checkpoint it signed is malformed; restore it from backup (it is not re-created automatically)');
+    }
+    const size = remembered.size as number;
+    const newest = this.expected?.size ?? 0;
+    if (newest < size) {
+      throw new Refusal(`this host signed a checkpoint at size ${size}, but the newest checkpoint in the archive is at size ${newest}: checkpoints were removed from the archive (and records may have been rewritten)`);
+    }
+    const stored = size === newest ? this.expected : await this.readStored(size);
+    if (typeof stored !== 'object' || Buffer.from(stored.root).toString('hex') !== remembered.root) {
+      throw new Refusal(`the checkpoint this host signed at size ${size} is ${stored === undefined ? 'missing from' : 'different in'} the archive`);
+    }
   }
 
   get state(): CheckpointState {
@@ -124,7 +202,17 @@ export class StreamCheckpointer {
     };
   }
 
-  /** Records that became durable, in stream order. `fromStorage` when read back at startup (their full tiles may exist). */
+  /** Records fed so far (the next record fed must have seq `size + 1`). */
+  get size(): number {
+    return this.compact.size;
+  }
+
+  /** True once {@link StreamCheckpointer.caughtUp} ran. */
+  get isCaughtUp(): boolean {
+    return this.caughtUpDone;
+  }
+
+  /** Records that became durable, in stream order, each exactly once. */
   feed(records: readonly Uint8Array[]): void {
     for (const record of records) {
       const leaf = leafHash(record);
@@ -136,6 +224,7 @@ export class StreamCheckpointer {
 
   /** Called when the stream's records were all read at startup: a checkpoint beyond them means records were removed. */
   caughtUp(): void {
+    this.caughtUpDone = true;
     if (this.expected && this.expected.size > this.compact.size) {
       this.refuse(`a checkpoint was signed at size ${this.expected.size} but the stream has only ${this.compact.size} records — records were removed`);
     }
@@ -144,7 +233,7 @@ export class StreamCheckpointer {
   /** True when the schedule says a checkpoint is due. */
   due(): boolean {
     const added = this.compact.size - Math.max(this.signed?.size ?? 0, this.scheduledSize);
-    if (added <= 0 || this.refused !== undefined) return false;
+    if (added <= 0 || this.refused !== undefined || !this.caughtUpDone) return false;
     return added >= (this.options.everyRecords ?? 1000) || Date.now() - this.lastSignedAt >= (this.options.everyMs ?? 60_000);
   }
 
@@ -153,6 +242,8 @@ export class StreamCheckpointer {
     this.scheduledSize = this.compact.size;
     const run = this.signing.then(() => this.sign());
     this.signing = run.catch((error: unknown) => {
+      // Let the schedule try again even if no record arrives.
+      this.scheduledSize = this.signed?.size ?? 0;
       this.lastError = (error as Error).message;
       const code = (error as { code?: unknown }).code;
       this.logger.error({ stream: this.stream, code: typeof code === 'string' ? code : undefined }, 'checkpoint not signed');
@@ -168,6 +259,8 @@ export class StreamCheckpointer {
 
   private async sign(): Promise<void> {
     if (this.refused !== undefined) throw new CheckpointRefusedError(this.stream, this.refused);
+    // Before the stored records were all read back and checked, there is nothing safe to sign.
+    if (!this.caughtUpDone || this.expected !== undefined) return;
     const size = this.compact.size;
     const previous = this.signed;
     if (size === 0 || size === previous?.size) return;
@@ -177,8 +270,17 @@ export class StreamCheckpointer {
     const pending = [...this.tileWrites];
     const retry = this.failedTiles.splice(0);
     await Promise.all(pending);
-    for (const tile of [...retry, ...partials]) await this.sink.putTile(this.stream, tile, tile.bytes);
-    if (this.failedTiles.length > 0) throw new Error('some full tiles could not be written; retrying at the next checkpoint');
+    let failed = 0;
+    for (const tile of [...retry, ...partials]) {
+      try {
+        await this.sink.putTile(this.stream, tile, tile.bytes);
+      } catch {
+        failed++;
+        // Partial tiles are made afresh for every checkpoint; full ones must be kept for a retry.
+        if (tile.width === TILE_WIDTH) this.failedTiles.push(tile);
+      }
+    }
+    if (failed > 0 || this.failedTiles.length > 0) throw new Error('some Merkle tiles could not be written; retrying at the next checkpoint');
 
     // Read the tree back from storage: it must have this root, and extend the last checkpoint.
     const stored = new TileSource(size, (tile) => this.sink.getTile(this.stream, tile));
@@ -198,6 +300,15 @@ export class StreamCheckpointer {
     this.lastSignedAt = Date.now();
     this.lastError = undefined;
     this.logger.info({ stream: this.stream, size, root: Buffer.from(root).toString('hex'), note: sha256Hex(note) }, 'checkpoint signed');
+    if (this.options.memory) {
+      try {
+        await this.options.memory.setJson(this.stream, { size, root: Buffer.from(root).toString('hex') });
+      } catch (error) {
+        // The archive holds the checkpoint; the memory only lags, which the next start tolerates.
+        this.lastError = `remembering the checkpoint at size ${size}: ${(error as Error).message}`;
+        this.logger.error({ stream: this.stream, size }, 'the signed checkpoint could not be remembered in the state store');
+      }
+    }
 
     if (this.options.timestamp) {
       try {

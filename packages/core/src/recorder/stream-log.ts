@@ -88,8 +88,10 @@ export class StreamLog {
   private async doResync(): Promise<void> {
     if (this.flushing) await this.flushing;
     const { sink, stream, logger } = this.options;
-    const starting = this.checkpointer === undefined && this.options.checkpoints !== undefined;
-    if (starting) this.checkpointer = await StreamCheckpointer.open(stream, sink, this.options.checkpoints, logger);
+    if (this.checkpointer === undefined && this.options.checkpoints !== undefined) {
+      this.checkpointer = await StreamCheckpointer.open(stream, sink, this.options.checkpoints, logger);
+    }
+    const { checkpointer } = this;
     const head = await sink.head(stream);
     if (head.seq < this.durable.seq) {
       throw new ArchiveCorruptError(`the sink's head went backwards (was seq ${this.durable.seq}, now ${head.seq})`, { stream, seq: head.seq });
@@ -98,7 +100,8 @@ export class StreamLog {
       let indexed = 0;
       for await (const stored of sink.read(stream, { fromSeq: this.durable.seq + 1 })) {
         if (stored.seq > head.seq) break;
-        this.checkpointer?.feed([stored.bytes]);
+        // A resync that failed part-way fed some of these already: feed each record exactly once.
+        if (checkpointer && stored.seq === checkpointer.size + 1) checkpointer.feed([stored.bytes]);
         try {
           const record = JSON.parse(decoder.decode(stored.bytes)) as { key?: unknown; seq?: unknown };
           if (typeof record.key === 'string' && typeof record.seq === 'number') {
@@ -111,7 +114,10 @@ export class StreamLog {
       }
       logger.debug({ stream, seq: head.seq, indexed }, 'indexed idempotency keys of stored records');
     }
-    if (starting) this.checkpointer?.caughtUp();
+    if (checkpointer && !checkpointer.isCaughtUp) {
+      if (checkpointer.size === head.seq) checkpointer.caughtUp();
+      else throw new ArchiveCorruptError(`the sink returned records up to seq ${checkpointer.size} but its head is seq ${head.seq}`, { stream, seq: checkpointer.size + 1 });
+    }
     logger.debug({ stream, seq: head.seq, hash: head.hash }, 'stream head read from sink');
     this.head = head;
     this.durable = head;

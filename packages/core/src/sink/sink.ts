@@ -169,7 +169,11 @@ export interface Sink {
    */
   readSegments?(stream: string): AsyncIterable<{ readonly firstSeq: number; readonly bytes: Uint8Array }>;
 
-  /** Names of all streams with at least one record, sorted. */
+  /**
+   * Names of all streams that hold any data — records, checkpoints or tiles — sorted. A stream
+   * whose records are gone but whose checkpoints remain MUST be listed: verification reads the
+   * list, and must see the stream to report that its signed records were removed.
+   */
   streams(): Promise<readonly string[]>;
 
   /**

@@ -75,7 +75,9 @@ class MemorySink implements Sink {
 
   async streams(): Promise<readonly string[]> {
     await this.ready();
-    return [...this.storage.streams.keys()].sort();
+    const names = new Set(this.storage.streams.keys());
+    for (const key of [...this.storage.checkpoints.keys(), ...this.storage.tiles.keys()]) names.add(key.slice(0, key.indexOf('/')));
+    return [...names].sort();
   }
 
   async putBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {

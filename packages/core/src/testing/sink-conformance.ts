@@ -345,6 +345,16 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     }
   });
 
+  define('lists a stream that has checkpoints or tiles but no records', async (fixture) => {
+    const sink = await fixture.open();
+    await sink.appendBatch(batchAfter('demo:alice', { seq: 0, hash: ZERO_HASH }, 1));
+    await sink.putCheckpoint('demo:bob', 20, 'note', encoder.encode('checkpoint of records that are gone\n'));
+    await sink.putTile('demo:carol', { level: 0, index: 0, width: 1 }, new Uint8Array(32));
+    assert.deepEqual(await sink.streams(), ['demo:alice', 'demo:bob', 'demo:carol']);
+    assert.deepEqual(await sink.head('demo:bob'), { seq: 0, hash: ZERO_HASH });
+    assert.deepEqual(await collect(sink, 'demo:bob'), []);
+  });
+
   define('stores many batches in order', async (fixture) => {
     const sink = await fixture.open();
     const stream = 'demo:bulk';

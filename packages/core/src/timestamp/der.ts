@@ -126,7 +126,9 @@ export function readGeneralizedTime(node: DerNode | undefined, what: string): Da
   if (!match) throw invalid(`${what} is not a UTC GeneralizedTime`);
   const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   const millis = Math.floor(Number(`0.${match[7] ?? '0'}`) * 1000);
-  const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second, millis));
+  const date = new Date(Date.UTC(2000, month - 1, day, hour, minute, second, millis));
+  // Date.UTC maps years 0–99 to 1900–1999; set the year explicitly.
+  date.setUTCFullYear(year, month - 1, day);
   if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) throw invalid(`${what} is not a real time`);
   return date;
 }

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NoteError } from '../errors/note-errors.ts';
 import { type OpensslTsa, startOpensslTsa } from './__fixtures__/openssl-tsa.ts';
-import { TAG, encode, readRoot } from './der.ts';
-import { createTimestampRequest, parseTimestampResponse, verifyTimestampToken } from './rfc3161.ts';
+import { type DerNode, TAG, children, encode, readGeneralizedTime, readRoot } from './der.ts';
+import { checkTsaKeyUsage, createTimestampRequest, parseTimestampResponse, verifyTimestampToken } from './rfc3161.ts';
 import { createTsaClient } from './tsa-client.ts';
 
 const note = new TextEncoder().encode('archive.example/offchannel/demo:alice\n42\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— archive.example/offchannel AAAA\n');
@@ -74,6 +74,9 @@ describe('RFC 3161 with a real TSA (openssl ts -reply on loopback)', () => {
     for (let length = 0; length < token.length; length++) {
       expect(timestampCode(() => verifyTimestampToken(token.subarray(0, length), note)), `prefix of ${length} bytes`).toBe('TIMESTAMP_INVALID');
     }
+    // Where the signed TSTInfo lies in the token: ContentInfo → [0] → SignedData → encapContentInfo → [0] → OCTET STRING.
+    const signedData = children(children(children(readRoot(token))[1] as DerNode)[0] as DerNode);
+    const eContent = children(children(signedData[2] as DerNode)[1] as DerNode)[0] as DerNode;
     let rejected = 0;
     for (let index = 0; index < token.length; index++) {
       const flipped = Uint8Array.from(token);
@@ -83,14 +86,17 @@ describe('RFC 3161 with a real TSA (openssl ts -reply on loopback)', () => {
         expect(info.genTime).toEqual(original.genTime);
         expect(info.serial).toBe(original.serial);
         expect(info.tsa.fingerprint256).toBe(original.tsa.fingerprint256);
+        // Nothing inside the signed TSTInfo can change unnoticed.
+        expect(index < eContent.start || index >= eContent.end, `flip at ${index} inside the TSTInfo was accepted`).toBe(true);
       } catch (error) {
         expect(error).toBeInstanceOf(NoteError);
         rejected++;
       }
     }
-    // openssl includes the TSA certificate twice and some fields are unsigned hints
-    // (digestAlgorithms, the signer's issuer name): flips there change nothing that is asserted.
-    expect(rejected).toBeGreaterThan(token.length / 2);
+    // openssl includes the TSA certificate twice (signer and chain); the signed attributes name
+    // the signer by hash, so flips in the spare copy, and in unsigned hints such as the signer's
+    // issuer name, change nothing that is asserted.
+    expect(rejected).toBeGreaterThan(token.length / 3);
   });
 
   it('rejects garbage, oversized input, refusals and malformed DER with clear errors', () => {
@@ -115,6 +121,42 @@ describe('RFC 3161 with a real TSA (openssl ts -reply on loopback)', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('accepts the version-1 ESS certificate identifier (SHA-1) that openssl uses by default', async () => {
+    const v1 = await startOpensslTsa({ name: 'V1 TSA', essCertIdAlg: 'sha1' });
+    try {
+      const certificate = new X509Certificate(v1.certificatePem);
+      const stamped = await createTsaClient({ url: v1.url, trusted: [certificate] })(note);
+      expect(verifyTimestampToken(stamped, note, { trusted: [certificate] }).trusted).toBe(true);
+      // The v1 token names its own certificate: the other TSA's certificate cannot stand in for it.
+      expect(Buffer.from(stamped).includes(Buffer.from(new X509Certificate(v1.certificatePem).raw))).toBe(true);
+    } finally {
+      await v1.close();
+    }
+  });
+
+  it('requires a critical timeStamping-only extended key usage on a trusted TSA certificate', async () => {
+    expect(() => { checkTsaKeyUsage(trusted); }).not.toThrow();
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-eku-'));
+    try {
+      const make = (name: string, ...extensions: string[]) => {
+        execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '1', '-subj', `/CN=${name}`, ...extensions.flatMap((extension) => ['-addext', extension])], { cwd: dir, stdio: 'ignore' });
+        return new X509Certificate(execFileSync('cat', [`${name}.crt`], { cwd: dir }));
+      };
+      expect(() => { checkTsaKeyUsage(make('plain', 'extendedKeyUsage=timeStamping')); }).toThrow(/not marked critical/);
+      expect(() => { checkTsaKeyUsage(make('wide', 'extendedKeyUsage=critical,timeStamping,serverAuth')); }).toThrow(/timeStamping only/);
+      expect(() => { checkTsaKeyUsage(make('none')); }).toThrow(/exactly one extended key usage/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads GeneralizedTime years below 100 as written', () => {
+    const time = (text: string) => readGeneralizedTime(readRoot(encode(TAG.GENERALIZED_TIME, new TextEncoder().encode(text))), 'time');
+    expect(time('00990101000000Z').getUTCFullYear()).toBe(99);
+    expect(time('20261121093000.5Z').toISOString()).toBe('2026-11-21T09:30:00.500Z');
+    expect(() => time('20260230000000Z')).toThrow(/not a real time/);
   });
 
   it('refuses plain http to anything but loopback', () => {

@@ -139,6 +139,32 @@ describe('verifyArchive with verifier keys', () => {
     for (const [name, bytes] of storage.tiles) storage.tiles.set(name, new Uint8Array(bytes.length).fill(5));
     expect((await verify(storage, key)).failures).toContainEqual(expect.objectContaining({ code: 'TILE_MISMATCH', seq: 10 }));
   });
+
+  it('compares every stored full tile with the records, not only the top ones', async () => {
+    const storage = await archive(key, 600, { everyRecords: 600 });
+    const name = `${stream}/0/000`;
+    const genuine = storage.tiles.get(name) as Uint8Array;
+    expect(genuine.length).toBe(256 * 32);
+    // One leaf hash changed in the first level-0 tile: roots from higher tiles still match.
+    const altered = Uint8Array.from(genuine);
+    (altered as Uint8Array)[5 * 32] = (altered[5 * 32] as number) ^ 1;
+    storage.tiles.set(name, altered);
+    const mismatch = await verify(storage, key);
+    expect(mismatch.failures).toEqual([expect.objectContaining({ code: 'TILE_MISMATCH', seq: 1 })]);
+    storage.tiles.delete(name);
+    const missing = await verify(storage, key);
+    expect(missing.ok).toBe(true);
+    expect(missing.warnings.map((warning) => warning.code)).toEqual(['TILES_MISSING']);
+    expect(missing.warnings[0]?.message).toMatch(/1 of the 2 full Merkle tiles/);
+  });
+
+  it('verifies a stream whose records are all gone but whose checkpoints remain', async () => {
+    const storage = await archive(key, 20);
+    storage.streams.delete(stream);
+    const report = await verify(storage, key);
+    expect(report.ok).toBe(false);
+    expect(report.failures).toContainEqual(expect.objectContaining({ code: 'CHECKPOINT_BEYOND_STREAM', severity: 'critical', stream }));
+  });
 });
 
 describe('verifyArchive with RFC 3161 anchors', () => {
@@ -161,6 +187,12 @@ describe('verifyArchive with RFC 3161 anchors', () => {
     const untrusted = await verify(storage, key);
     expect(untrusted.ok).toBe(true);
     expect(untrusted.warnings.map((warning) => warning.code)).toEqual(['TIMESTAMP_UNTRUSTED', 'TIMESTAMP_UNTRUSTED']);
+    // With a trusted TSA, a removed token is reported (without one, tokens are optional).
+    const token = storage.checkpoints.get(`${stream}/10.rfc3161`) as Uint8Array;
+    storage.checkpoints.delete(`${stream}/10.rfc3161`);
+    expect((await verify(storage, key, { tsaCertificates: [certificate] })).warnings).toEqual([expect.objectContaining({ code: 'TIMESTAMP_MISSING', seq: 10 })]);
+    expect((await verify(storage, key)).warnings.map((warning) => warning.code)).toEqual(['TIMESTAMP_UNTRUSTED']);
+    storage.checkpoints.set(`${stream}/10.rfc3161`, token);
     // A token moved to another checkpoint no longer matches that note.
     storage.checkpoints.set(`${stream}/20.rfc3161`, storage.checkpoints.get(`${stream}/10.rfc3161`) as Uint8Array);
     expect((await verify(storage, key, { tsaCertificates: [certificate] })).failures).toContainEqual(expect.objectContaining({ code: 'TIMESTAMP_INVALID', seq: 20 }));

@@ -14,14 +14,17 @@
  * After: a checkpoint beyond the last record means records were removed; successive
  * checkpoints must be provably consistent (RFC 9162, built from the stored tiles); records after
  * the last checkpoint are reported as not yet checkpointed; a stream with records and no valid
- * checkpoint fails.
+ * checkpoint fails. Every full Merkle tile stored for the stream is compared with the tile
+ * recomputed from the records (proofs are served from tiles, so a wrong one must not hide);
+ * with trusted TSA certificates given, checkpoints without a timestamp token are reported.
  */
 import type { X509Certificate } from 'node:crypto';
 import { NoteError } from '../errors/note-errors.ts';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
-import { TileSource } from '../merkle/tiles.ts';
+import { TILE_WIDTH, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
+import { sha256Hex } from '../hash/sha256.ts';
 import { verifyConsistency } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
@@ -67,7 +70,11 @@ export class CheckpointCheck {
   /** Distinct sizes to check against the recomputed tree, ascending. */
   private readonly targets: { size: number; roots: Verified[] }[] = [];
   private readonly compact = new CompactRange();
+  private readonly tiles = new TileBuilder();
+  /** Every full tile the records make: its id and the SHA-256 of its bytes (not the bytes: a stream can be huge). */
+  private readonly fullTiles: { readonly id: TileId; readonly digest: string }[] = [];
   private next = 0;
+  private unstamped: number[] = [];
 
   private constructor(stream: string, sink: Sink) {
     this.stream = stream;
@@ -83,6 +90,7 @@ export class CheckpointCheck {
       if (!verified) continue;
       const token = await sink.getCheckpoint(stream, size, 'rfc3161');
       if (token) check.checkToken(verified, note, token, options.tsaCertificates ?? []);
+      else check.unstamped.push(size);
       check.verified.push(verified);
     }
     for (const note of options.extraCheckpoints ?? []) {
@@ -91,6 +99,15 @@ export class CheckpointCheck {
     }
     check.checkEquivocation();
     check.checkTimeOrder();
+    if ((options.tsaCertificates ?? []).length > 0 && check.unstamped.length > 0) {
+      const sizes = check.unstamped;
+      check.warnings.push({
+        stream,
+        seq: sizes[0] as number,
+        code: 'TIMESTAMP_MISSING',
+        message: `stream ${stream}: ${sizes.length} checkpoint${sizes.length === 1 ? ' has' : 's have'} no RFC 3161 token although a TSA is trusted (size${sizes.length === 1 ? '' : 's'} ${sizes.slice(0, 5).join(', ')}${sizes.length > 5 ? ', …' : ''}): the timestamp was never obtained or was removed`,
+      });
+    }
     const bySize = new Map<number, Verified[]>();
     for (const entry of check.verified) bySize.set(entry.size, [...(bySize.get(entry.size) ?? []), entry]);
     for (const size of [...bySize.keys()].sort((a, b) => a - b)) if (size > 0) check.targets.push({ size, roots: bySize.get(size) ?? [] });
@@ -105,6 +122,7 @@ export class CheckpointCheck {
   /** The leaf hash of one verified record, in order. */
   feedLeaf(leaf: Uint8Array, seq: number): void {
     this.compact.append(leaf);
+    for (const tile of this.tiles.append(leaf)) this.fullTiles.push({ id: { level: tile.level, index: tile.index, width: tile.width }, digest: sha256Hex(tile.bytes) });
     const target = this.targets[this.next];
     if (target?.size !== this.compact.size) return;
     this.next++;
@@ -131,6 +149,7 @@ export class CheckpointCheck {
         this.warnings.push({ stream: this.stream, seq: covered + 1, code: 'NOT_CHECKPOINTED', message: `stream ${this.stream}: records ${covered + 1}–${records} are not yet covered by a signed checkpoint` });
       }
       await this.checkConsistency(sizes.filter((size) => size <= records));
+      await this.checkFullTiles(covered);
     }
     return {
       failures: this.failures,
@@ -235,6 +254,38 @@ export class CheckpointCheck {
       } catch {
         this.warnings.push({ stream: this.stream, seq: size, code: 'TILES_MISSING', message: `stream ${this.stream}: Merkle tiles for size ${size} are missing or unreadable; roots were checked against the records directly, but proofs cannot be served from tiles` });
       }
+    }
+  }
+
+  /** Every stored full tile must equal the recomputed one; those within checkpointed records must exist. */
+  private async checkFullTiles(covered: number): Promise<void> {
+    let missing = 0;
+    let mismatched = 0;
+    const check = async (entry: { readonly id: TileId; readonly digest: string }): Promise<void> => {
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = await this.sink.getTile(this.stream, entry.id);
+      } catch {
+        bytes = undefined;
+      }
+      const end = (entry.id.index + 1) * TILE_WIDTH ** (entry.id.level + 1);
+      if (bytes === undefined) {
+        if (end <= covered) missing++;
+      } else if (sha256Hex(bytes) !== entry.digest) {
+        if (mismatched++ < 5) {
+          this.fail('TILE_MISMATCH', entry.id.index * TILE_WIDTH ** (entry.id.level + 1) + 1, `the stored Merkle tile ${entry.id.level}/${entry.id.index} does not match the records it covers: inclusion proofs built from it would fail`, false);
+        }
+      }
+    };
+    const queue = [...this.fullTiles];
+    await Promise.all(
+      Array.from({ length: Math.min(8, queue.length) }, async () => {
+        for (let entry = queue.shift(); entry; entry = queue.shift()) await check(entry);
+      }),
+    );
+    if (mismatched > 5) this.fail('TILE_MISMATCH', undefined, `${mismatched - 5} more stored Merkle tiles do not match the records`, false);
+    if (missing > 0) {
+      this.warnings.push({ stream: this.stream, code: 'TILES_MISSING', message: `stream ${this.stream}: ${missing} of the ${this.fullTiles.length} full Merkle tiles of signed records are missing; proofs will be recomputed from the records` });
     }
   }
 

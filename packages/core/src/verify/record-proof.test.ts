@@ -52,6 +52,16 @@ describe('record proofs', () => {
     expect(verifyRecordProof(proof, [key.verifier]).record.seq).toBe(123);
   });
 
+  it('falls back to the records when a stored tile is wrong', async () => {
+    const storage = await archive(600);
+    const name = `${stream}/0/000`;
+    const altered = Uint8Array.from(storage.tiles.get(name) as Uint8Array);
+    altered[7 * 32] = (altered[7 * 32] as number) ^ 0xff;
+    storage.tiles.set(name, altered);
+    const proof = await buildRecordProof(createMemorySink(storage), stream, 6);
+    expect(verifyRecordProof(proof, [key.verifier]).record.seq).toBe(6);
+  });
+
   it('rejects a proof whose record, path, checkpoint or claims were altered', async () => {
     const storage = await archive(200);
     const proof = await buildRecordProof(createMemorySink(storage), stream, 42);

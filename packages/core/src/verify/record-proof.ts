@@ -78,18 +78,24 @@ export async function buildRecordProof(sink: Sink, stream: string, seq: number, 
   }
   if (!record) throw new NoteError('PROOF_MALFORMED', `stream ${stream} has no record ${seq}`);
 
-  let path: Uint8Array[];
+  const leaf = leafHash(record);
+  // Tiles make proofs fast; a missing or damaged tile must not stop one: recompute from the records.
+  let path: Uint8Array[] | undefined;
   try {
     path = await inclusionProof(new TileSource(size, (tile) => sink.getTile(stream, tile)), seq - 1);
   } catch {
+    path = undefined;
+  }
+  if (!path || !verifyInclusion(seq - 1, size, leaf, path, checkpoint.root)) {
     const levels = new MerkleLevels();
     for await (const stored of sink.read(stream)) {
       if (stored.seq > size) break;
       levels.append(leafHash(stored.bytes));
     }
+    if (levels.size < size) throw new NoteError('PROOF_MALFORMED', `stream ${stream} has ${levels.size} records but its checkpoint signs size ${size}: the archive is damaged; run offchannel verify`);
     path = await inclusionProof(levels, seq - 1, size);
   }
-  if (!verifyInclusion(seq - 1, size, leafHash(record), path, checkpoint.root)) {
+  if (!verifyInclusion(seq - 1, size, leaf, path, checkpoint.root)) {
     throw new NoteError('PROOF_MALFORMED', `record ${seq} of stream ${stream} is not in the tree its checkpoint at size ${size} signs: the archive is damaged; run offchannel verify`);
   }
   return {

@@ -2,7 +2,8 @@
  * Physical checks of an archive directory that the record chain cannot make on its own:
  * every sealed segment still has exactly the size and SHA-256 its seal states (a truncated or
  * edited sealed segment is caught even when it is the last one), only the last segment of a
- * stream is unsealed, sealed files are read-only, and nothing unexpected sits in the tree.
+ * stream is unsealed, sealed files are read-only, no checkpoint note was removed from beside
+ * its timestamp token, and nothing unexpected sits in the tree.
  */
 import { createHash } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
@@ -33,8 +34,17 @@ export async function* auditArchive(layout: ArchiveLayout): AsyncIterable<AuditF
       yield { code: 'UNEXPECTED_FILE', message: `checkpoints/${stream} is not a directory` };
       continue;
     }
+    const notes = new Set<number>();
+    const tokens: number[] = [];
     for (const name of await entries(layout.checkpointsDir(stream))) {
-      if (!isStreamName(stream) || !parseCheckpointFileName(name)) yield { code: 'UNEXPECTED_FILE', message: `checkpoints/${stream}/${name} is not a checkpoint file`, stream };
+      const parsed = parseCheckpointFileName(name);
+      if (!isStreamName(stream) || !parsed) yield { code: 'UNEXPECTED_FILE', message: `checkpoints/${stream}/${name} is not a checkpoint file`, stream };
+      else if (parsed.file === 'note') notes.add(parsed.size);
+      else tokens.push(parsed.size);
+    }
+    // A token is stored only after its note: a token alone means the note was removed.
+    for (const size of tokens) {
+      if (!notes.has(size)) yield { code: 'CHECKPOINT_NOTE_MISSING', stream, seq: size, message: `stream ${stream}: the checkpoint at size ${size} has a timestamp token but its signed note is missing — it was removed` };
     }
   }
 }

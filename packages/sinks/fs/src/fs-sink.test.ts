@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { appendFile, chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Recorder, ZERO_HASH, sha256Hex, verifyArchive } from '@offchannel/core';
+import { Recorder, ZERO_HASH, generateEd25519NoteKey, sha256Hex, verifyArchive } from '@offchannel/core';
 import { batchAfter, runSinkConformance } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
@@ -217,6 +217,34 @@ describe('fs sink layout and recovery', () => {
     const report = await verifyArchive(reader);
     expect(report.ok).toBe(false);
     expect(report.failures[0]).toMatchObject({ stream, seq: seal.firstSeq + 1, code: 'SEQ_GAP' });
+    await reader.close();
+  });
+
+  it('still verifies a stream whose segments were emptied, and notices a note removed from beside its token', async () => {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const sink = await openFsSink({ dir });
+    const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 10 } });
+    for (const account of ['alice', 'bob']) {
+      const writer = recorder.writer({ channel: 'demo', account, source: { package: 'test', version: '0' } });
+      for (let index = 0; index < 20; index++) {
+        await writer.capture({ kind: 'message', sentAt: '2026-11-21T10:00:00Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index}` });
+      }
+    }
+    await recorder.close();
+    await sink.close();
+    for (const segment of await readdir(path.join(dir, 'streams', 'demo:bob'))) {
+      const file = path.join(dir, 'streams', 'demo:bob', segment);
+      await chmod(file, 0o644);
+      await truncate(file, 0);
+    }
+    await writeFile(path.join(dir, 'checkpoints', 'demo:alice', '0000000000000010.rfc3161'), 'token');
+    await rm(path.join(dir, 'checkpoints', 'demo:alice', '0000000000000010.note'));
+    const reader = await openFsSink({ dir, readOnly: true });
+    expect(await reader.streams()).toEqual(['demo:alice', 'demo:bob']);
+    const report = await verifyArchive(reader, { verifiers: [key.verifier] });
+    expect(report.ok).toBe(false);
+    expect(report.failures).toContainEqual(expect.objectContaining({ stream: 'demo:bob', code: 'CHECKPOINT_BEYOND_STREAM', severity: 'critical' }));
+    expect(report.failures).toContainEqual(expect.objectContaining({ stream: 'demo:alice', code: 'CHECKPOINT_NOTE_MISSING', seq: 10 }));
     await reader.close();
   });
 });

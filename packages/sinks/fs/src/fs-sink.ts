@@ -7,6 +7,7 @@
  * could still change them — tampering is detectable, not prevented; use S3 Object Lock for
  * WORM), `durability: 'fsync'`, `exclusiveWriter: 'lock'` (one writer per stream on a host).
  */
+import type { Dirent } from 'node:fs';
 import { open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -229,25 +230,35 @@ export class FsSink implements Sink {
 
   async streams(): Promise<readonly string[]> {
     this.assertOpen();
-    let entries;
+    let entries: Dirent[] = [];
     try {
       entries = await readdir(this.layout.streamsDir, { withFileTypes: true });
     } catch (error) {
-      if (isNotFound(error)) return [];
-      throw error;
+      if (!isNotFound(error)) throw error;
     }
     // Anything that is not a directory with a valid stream name is not a stream (the audit reports it).
     const names = entries.filter((entry) => entry.isDirectory() && isStreamName(entry.name)).map((entry) => entry.name);
-    const streams: string[] = [];
-    for (const name of names.sort()) {
+    const streams = new Set<string>();
+    for (const name of names) {
       for (const segment of await listSegments(this.layout, name)) {
         if ((await stat(segment.path)).size > 0) {
-          streams.push(name);
+          streams.add(name);
           break;
         }
       }
     }
-    return streams;
+    // A stream whose records are gone but whose checkpoints or tiles remain is still a stream:
+    // verification must see it to report the removal.
+    for (const [dir, holds] of [
+      [path.join(this.layout.root, 'checkpoints'), (files: string[]) => files.some((file) => parseCheckpointFileName(file) !== undefined)],
+      [path.join(this.layout.root, 'tiles'), (files: string[]) => files.length > 0],
+    ] as const) {
+      for (const name of await listDirectories(dir)) {
+        if (streams.has(name) || !isStreamName(name)) continue;
+        if (holds(await readdir(path.join(dir, name)))) streams.add(name);
+      }
+    }
+    return [...streams].sort();
   }
 
   async putBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
@@ -421,5 +432,15 @@ export class FsSink implements Sink {
   private assertWritable(): void {
     this.assertOpen();
     if (this.readOnly) throw new ReadOnlySinkError('fs');
+  }
+}
+
+/** Names of the subdirectories of `dir` (none if it does not exist). */
+async function listDirectories(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { withFileTypes: true })).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+  } catch (error) {
+    if (isNotFound(error)) return [];
+    throw error;
   }
 }

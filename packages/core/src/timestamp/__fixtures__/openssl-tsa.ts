@@ -16,14 +16,14 @@ export interface OpensslTsa {
   close(): Promise<void>;
 }
 
-export async function startOpensslTsa(options: { readonly name?: string } = {}): Promise<OpensslTsa> {
+export async function startOpensslTsa(options: { readonly name?: string; /** Hash naming the signer certificate: sha256 (ESSCertIDv2, default) or sha1 (ESSCertID v1). */ readonly essCertIdAlg?: 'sha1' | 'sha256' } = {}): Promise<OpensslTsa> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-tsa-'));
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'tsa.key', '-out', 'tsa.crt', '-days', '3650', '-subj', `/CN=${options.name ?? 'Test TSA'}`, '-addext', 'extendedKeyUsage=critical,timeStamping', '-addext', 'keyUsage=critical,digitalSignature');
   await writeFile(path.join(dir, 'serial'), '01\n');
   await writeFile(
     path.join(dir, 'tsa.cnf'),
-    ['[ tsa ]', 'default_tsa = tsa_config1', '[ tsa_config1 ]', 'serial = ./serial', 'crypto_device = builtin', 'signer_cert = ./tsa.crt', 'certs = ./tsa.crt', 'signer_key = ./tsa.key', 'signer_digest = sha256', 'default_policy = 1.2.3.4.1', 'digests = sha256', 'accuracy = secs:1', 'ordering = yes', 'tsa_name = no', 'ess_cert_id_chain = no', 'ess_cert_id_alg = sha256', ''].join('\n'),
+    ['[ tsa ]', 'default_tsa = tsa_config1', '[ tsa_config1 ]', 'serial = ./serial', 'crypto_device = builtin', 'signer_cert = ./tsa.crt', 'certs = ./tsa.crt', 'signer_key = ./tsa.key', 'signer_digest = sha256', 'default_policy = 1.2.3.4.1', 'digests = sha256', 'accuracy = secs:1', 'ordering = yes', 'tsa_name = no', 'ess_cert_id_chain = no', `ess_cert_id_alg = ${options.essCertIdAlg ?? 'sha256'}`, ''].join('\n'),
   );
   let answered = 0;
   const server: Server = createServer((request, response) => {
