@@ -13,6 +13,7 @@ export {
   InvalidBatchError,
   ReadOnlySinkError,
   SinkConflictError,
+  SinkUnavailableError,
   SinkUnsuitableError,
 } from './errors/sink-errors.ts';
 export { StateStoreError } from './errors/state-errors.ts';
@@ -91,6 +92,10 @@ export { defaultCaptureKey, prepareCapture } from './recorder/prepare-capture.ts
 export { CheckpointRefusedError } from './recorder/stream-checkpointer.ts';
 export type { CheckpointOptions, CheckpointState } from './recorder/stream-checkpointer.ts';
 export type { PendingBlob, PreparedCapture, RecordTemplate } from './recorder/prepare-capture.ts';
+
+// Spool and replication
+export { ForwardDivergedError, ForwardTimeoutError, Forwarder } from './forward/forwarder.ts';
+export type { ForwardStreamStatus, ForwardTarget, ForwardedEvent, ForwarderOptions, ForwarderStatus } from './forward/forwarder.ts';
 
 // Secret state store
 export { openStateStore } from './state/secret-store.ts';

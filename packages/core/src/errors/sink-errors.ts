@@ -71,3 +71,15 @@ export class ReadOnlySinkError extends OffchannelError {
     super('SINK_READ_ONLY', `the ${kind} sink was opened read-only; open it for writing to store data.`);
   }
 }
+
+/**
+ * A remote sink could not be reached or answered with a server error (network refused, timeout,
+ * 5xx, throttling). Nothing was acknowledged: a write that failed this way resolves nothing, and
+ * the caller retries later (the recorder rejects the captures, so connectors do not acknowledge
+ * upstream; the forwarder backs off and resumes).
+ */
+export class SinkUnavailableError extends OffchannelError {
+  constructor(what: string, options?: { cause?: unknown }) {
+    super('SINK_UNAVAILABLE', `${what}. Nothing was acknowledged; retry when the store is reachable.`, options);
+  }
+}

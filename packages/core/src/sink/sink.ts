@@ -83,6 +83,12 @@ export interface AuditFinding {
   readonly message: string;
   readonly stream?: string;
   readonly seq?: number;
+  /**
+   * `warning` for findings that do not put any record in doubt (e.g. a superseded object
+   * version left by a lost append race); verification reports them without failing.
+   * Default: the finding fails verification.
+   */
+  readonly severity?: 'warning';
 }
 
 /**

@@ -169,7 +169,10 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   }
   if (sink.audit && options.streams === undefined) {
     try {
-      for await (const finding of sink.audit()) report(finding);
+      for await (const { severity, ...finding } of sink.audit()) {
+        if (severity === 'warning') warn(finding);
+        else report(finding);
+      }
     } catch (error) {
       report({ code: 'UNREADABLE', message: `the archive's physical audit could not finish: ${describeError(error)}` });
     }

@@ -100,7 +100,12 @@ export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
 }
 
 /** Reads a segment's lines in 1 MiB chunks (memory stays flat; a caller that stops early stops the read). */
-async function* readLines(file: string, keepTail: boolean): AsyncGenerator<Uint8Array> {
+/**
+ * The lines of a segment from byte `offset` (a line start) on, each with the offset just past
+ * its newline (`next`); a final line without a newline is yielded only with `keepTail`, with
+ * `next` -1.
+ */
+async function* readLines(file: string, keepTail: boolean, offset = 0): AsyncGenerator<{ readonly bytes: Uint8Array; readonly next: number }> {
   let handle;
   try {
     handle = await open(file, 'r');
@@ -111,18 +116,22 @@ async function* readLines(file: string, keepTail: boolean): AsyncGenerator<Uint8
   try {
     const chunk = Buffer.allocUnsafe(1024 * 1024);
     let carry: Buffer = Buffer.alloc(0);
+    let position = offset;
     for (;;) {
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
       if (bytesRead === 0) break;
+      // `data` starts at file offset `base`.
+      const base = position - carry.length;
+      position += bytesRead;
       const data = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : Buffer.from(chunk.subarray(0, bytesRead));
       let start = 0;
       for (let end = data.indexOf(0x0a); end !== -1; end = data.indexOf(0x0a, start)) {
-        yield new Uint8Array(data.buffer, data.byteOffset + start, end - start);
+        yield { bytes: new Uint8Array(data.buffer, data.byteOffset + start, end - start), next: base + end + 1 };
         start = end + 1;
       }
       carry = data.subarray(start);
     }
-    if (keepTail && carry.length > 0) yield new Uint8Array(carry.buffer, carry.byteOffset, carry.length);
+    if (keepTail && carry.length > 0) yield { bytes: new Uint8Array(carry.buffer, carry.byteOffset, carry.length), next: -1 };
   } finally {
     await handle.close();
   }
@@ -150,6 +159,8 @@ export class FsSink implements Sink {
   readonly dir: string;
   private readonly layout: ArchiveLayout;
   private readonly segmentBytes: number;
+  /** Per stream: where the record `seq` starts in segment `segment` (from the last read). */
+  private readonly positions = new Map<string, { segment: number; seq: number; offset: number }>();
   private readonly logger: Logger;
   private readonly appenders = new Map<string, Promise<StreamAppender>>();
   /** Appenders whose open has completed, for a synchronous fast path to the write. */
@@ -199,11 +210,16 @@ export class FsSink implements Sink {
       // A partial last line of the active segment is an append in progress (or a torn tail
       // awaiting recovery): not a record. In a sealed segment it is damage: return it.
       const keepTail = segment.sealed || next !== undefined;
-      let seq = segment.firstSeq;
-      for await (const line of readLines(segment.path, keepTail)) {
+      // Continue where an earlier read of this segment stopped, instead of scanning it again
+      // (segments only grow; the forwarder reads the newest records over and over).
+      const known = this.positions.get(stream);
+      const resume = known?.segment === segment.firstSeq && known.seq <= fromSeq;
+      let seq = resume ? known.seq : segment.firstSeq;
+      for await (const line of readLines(segment.path, keepTail, resume ? known.offset : 0)) {
         this.assertOpen();
-        if (seq >= fromSeq) yield { seq, bytes: line };
         seq++;
+        if (line.next !== -1) this.positions.set(stream, { segment: segment.firstSeq, seq, offset: line.next });
+        if (seq - 1 >= fromSeq) yield { seq: seq - 1, bytes: line.bytes };
       }
     }
   }

@@ -1,0 +1,41 @@
+/**
+ * Internal: the spool as the recorder's sink. Every call goes to the spool unchanged; after a
+ * durable append or checkpoint, `changed(stream)` is called so the forwarder copies it at once
+ * instead of at its next poll.
+ */
+import type { Sink } from '../sink/sink.ts';
+
+export function spoolingSink(spool: Sink, changed: (stream: string) => void): Sink {
+  const sink: Sink = {
+    specVersion: spool.specVersion,
+    kind: spool.kind,
+    guarantees: spool.guarantees,
+    readOnly: spool.readOnly,
+    head: (stream) => spool.head(stream),
+    appendBatch: async (batch) => {
+      const head = await spool.appendBatch(batch);
+      changed(batch.stream);
+      return head;
+    },
+    read: (stream, options) => spool.read(stream, options),
+    streams: () => spool.streams(),
+    putBlob: (sha256, bytes) => spool.putBlob(sha256, bytes),
+    getBlob: (sha256) => spool.getBlob(sha256),
+    statBlob: (sha256) => spool.statBlob(sha256),
+    putCheckpoint: async (stream, size, file, bytes) => {
+      const result = await spool.putCheckpoint(stream, size, file, bytes);
+      changed(stream);
+      return result;
+    },
+    getCheckpoint: (stream, size, file) => spool.getCheckpoint(stream, size, file),
+    checkpoints: (stream) => spool.checkpoints(stream),
+    putTile: (stream, tile, bytes) => spool.putTile(stream, tile, bytes),
+    getTile: (stream, tile) => spool.getTile(stream, tile),
+    close: () => spool.close(),
+  };
+  return {
+    ...sink,
+    ...(spool.readSegments ? { readSegments: (stream: string) => (spool.readSegments as NonNullable<Sink['readSegments']>).call(spool, stream) } : {}),
+    ...(spool.audit ? { audit: () => (spool.audit as NonNullable<Sink['audit']>).call(spool) } : {}),
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * Internal: the physical audit of an archive in a bucket — what the record chain cannot show
+ * on its own. The bucket must have versioning and Object Lock enabled; every object's oldest
+ * version (the one readers use) must be under COMPLIANCE retention; keys must follow the
+ * layout. Extra versions (a writer that lost an append race on a store without conditional
+ * writes, or an attempted overwrite) and delete markers (an attempted delete) are reported as
+ * warnings: the locked oldest versions are intact. A timestamp token without its checkpoint
+ * note means the note was removed.
+ */
+import { GetBucketVersioningCommand, GetObjectLockConfigurationCommand, type S3Client } from '@aws-sdk/client-s3';
+import { type AuditFinding, isSha256Hex, isStreamName } from '@offchannel/core';
+import type { ObjectStore, Version } from './object-store.ts';
+import { type S3Layout, parseBatchName, parseCheckpointName } from './s3-layout.ts';
+
+type Group = { readonly key: string; readonly versions: readonly Version[]; readonly deleteMarkers: number };
+
+export async function* auditBucket(client: S3Client, objects: ObjectStore, layout: S3Layout): AsyncIterable<AuditFinding> {
+  yield* auditSettings(client, objects.bucket);
+  const notes = new Set<string>();
+  const tokens: { stream: string; size: number }[] = [];
+  let pending: Promise<AuditFinding[]>[] = [];
+  for await (const group of objects.groups(layout.prefix)) {
+    const relative = group.key.slice(layout.prefix.length);
+    const kind = classify(relative);
+    if (kind.type === 'checkpoint') {
+      if (kind.file === 'note') notes.add(`${kind.stream}/${kind.size}`);
+      else tokens.push({ stream: kind.stream, size: kind.size });
+    }
+    pending.push(auditObject(objects, group, relative, kind));
+    if (pending.length >= 64) {
+      for (const findings of await Promise.all(pending)) yield* findings;
+      pending = [];
+    }
+  }
+  for (const findings of await Promise.all(pending)) yield* findings;
+  for (const { stream, size } of tokens) {
+    if (!notes.has(`${stream}/${size}`)) yield { code: 'CHECKPOINT_NOTE_MISSING', stream, seq: size, message: `stream ${stream}: the checkpoint at size ${size} has a timestamp token but its signed note is missing — it was removed` };
+  }
+}
+
+async function* auditSettings(client: S3Client, bucket: string): AsyncIterable<AuditFinding> {
+  const versioning = await client.send(new GetBucketVersioningCommand({ Bucket: bucket }));
+  if (versioning.Status !== 'Enabled') yield { code: 'S3_VERSIONING_DISABLED', message: `bucket ${bucket}: versioning is ${versioning.Status ?? 'off'}, so objects can be overwritten` };
+  let enabled: string | undefined;
+  try {
+    enabled = (await client.send(new GetObjectLockConfigurationCommand({ Bucket: bucket }))).ObjectLockConfiguration?.ObjectLockEnabled;
+  } catch {
+    enabled = undefined;
+  }
+  if (enabled !== 'Enabled') yield { code: 'S3_OBJECT_LOCK_DISABLED', message: `bucket ${bucket}: Object Lock is not enabled, so nothing stops objects from being deleted` };
+}
+
+type Kind =
+  | { readonly type: 'batch'; readonly stream: string }
+  | { readonly type: 'checkpoint'; readonly stream: string; readonly size: number; readonly file: 'note' | 'rfc3161' }
+  | { readonly type: 'blob' | 'tile' | 'hold' | 'unexpected'; readonly stream?: string };
+
+function classify(relative: string): Kind {
+  const [root, first, ...rest] = relative.split('/');
+  const name = rest.join('/');
+  if (root === 'streams' && first && isStreamName(first) && parseBatchName(name) !== undefined) return { type: 'batch', stream: first };
+  if (root === 'checkpoints' && first && isStreamName(first)) {
+    const parsed = parseCheckpointName(name);
+    if (parsed) return { type: 'checkpoint', stream: first, size: parsed.size, file: parsed.file };
+  }
+  if (root === 'blobs' && first === 'sha256' && isSha256Hex(name)) return { type: 'blob' };
+  if (root === 'tiles' && first && isStreamName(first) && /^\d+\/(x\d{3}\/)*\d{3}(\.p\/\d+)?$/.test(name)) return { type: 'tile', stream: first };
+  if (root === 'legal-holds' && first?.endsWith('.json') && rest.length === 0) return { type: 'hold' };
+  return { type: 'unexpected' };
+}
+
+async function auditObject(objects: ObjectStore, group: Group, relative: string, kind: Kind): Promise<AuditFinding[]> {
+  const findings: AuditFinding[] = [];
+  const stream = 'stream' in kind ? kind.stream : undefined;
+  const where = { ...(stream === undefined ? {} : { stream }) };
+  if (kind.type === 'unexpected') findings.push({ ...where, code: 'UNEXPECTED_FILE', message: `${relative} is not part of the archive layout` });
+  const oldest = group.versions.at(-1);
+  if (!oldest) {
+    findings.push({ ...where, code: 'S3_OBJECT_DELETED', message: `${relative}: every version was deleted (only delete markers remain)` });
+    return findings;
+  }
+  if (group.versions.length > 1) {
+    findings.push({ ...where, code: 'S3_EXTRA_VERSION', severity: 'warning', message: `${relative} has ${group.versions.length} versions (a writer lost an append race, or an overwrite was attempted); the oldest is the object and is intact` });
+  }
+  if (group.deleteMarkers > 0) {
+    findings.push({ ...where, code: 'S3_DELETE_MARKER', severity: 'warning', message: `${relative}: someone tried to delete it (${group.deleteMarkers} delete marker${group.deleteMarkers === 1 ? '' : 's'}); the locked version is intact` });
+  }
+  const lock = await objects.lockState(oldest.key, oldest.versionId);
+  if (lock.mode !== 'COMPLIANCE' || lock.retainUntil === undefined) {
+    findings.push({ ...where, code: 'S3_NOT_LOCKED', message: `${relative}: the stored version is not under COMPLIANCE retention (mode ${lock.mode ?? 'none'}), so it could be deleted` });
+  } else if (lock.retainUntil.getTime() < Date.now() && !lock.legalHold) {
+    findings.push({ ...where, code: 'S3_RETENTION_ENDED', severity: 'warning', message: `${relative}: its retention ended on ${lock.retainUntil.toISOString()}; it can now be deleted` });
+  }
+  return findings;
+}
