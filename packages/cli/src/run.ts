@@ -1,7 +1,10 @@
 import { OffchannelError } from '@offchannel/core';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './cli-io.ts';
+import { COPY_USAGE, copyCommand } from './commands/copy-command.ts';
 import { DEMO_USAGE, demoCommand } from './commands/demo-command.ts';
 import { KEYGEN_USAGE, keygenCommand } from './commands/keygen-command.ts';
+import { LEGAL_HOLD_USAGE, legalHoldCommand } from './commands/legal-hold-command.ts';
+import { SINK_CHECK_USAGE, sinkCheckCommand } from './commands/sink-check-command.ts';
 import { PROVE_USAGE, proveCommand } from './commands/prove-command.ts';
 import { VERIFY_USAGE, verifyCommand } from './commands/verify-command.ts';
 import { VERIFY_PROOF_USAGE, verifyProofCommand } from './commands/verify-proof-command.ts';
@@ -15,6 +18,9 @@ const COMMANDS: Record<string, { readonly run: (argv: readonly string[], io: Cli
   keygen: { run: keygenCommand, summary: 'create a checkpoint signing key (or, with --state, a state-store key)', usage: KEYGEN_USAGE },
   prove: { run: proveCommand, summary: "write a proof that one record is in the archive's signed log", usage: PROVE_USAGE },
   'verify-proof': { run: verifyProofCommand, summary: 'check a record proof with only the verifier key', usage: VERIFY_PROOF_USAGE },
+  copy: { run: copyCommand, summary: 'copy an archive, byte for byte, between directories and S3 buckets (resumable)', usage: COPY_USAGE },
+  'sink-check': { run: sinkCheckCommand, summary: 'check that an S3 store really enforces Object Lock (run before trusting it)', usage: SINK_CHECK_USAGE },
+  'legal-hold': { run: legalHoldCommand, summary: 'place or lift an S3 legal hold on a stream or one record', usage: LEGAL_HOLD_USAGE },
 };
 
 export const USAGE = `offchannel ${CLI_PACKAGE.version} — capture business messages into a verifiable, write-once archive
@@ -23,7 +29,7 @@ Usage: offchannel <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, command]) => `  ${name.padEnd(10)} ${command.summary}`)
+  .map(([name, command]) => `  ${name.padEnd(12)} ${command.summary}`)
   .join('\n')}
 
 Run "offchannel <command> --help" for a command's options.`;

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { OffchannelError, type VerificationReport, canonicalize, sha256Hex, signNote, verifyArchive } from '@offchannel/core';
-import { openFsSink } from '@offchannel/sink-fs';
+import { S3_OPTIONS, S3_USAGE, openArchive } from '../archive-location.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
 import { formatBytes, plural, shortHash } from '../format.ts';
@@ -9,10 +9,11 @@ import { loadCertificates, loadSigningKey, loadVerifierKeys } from '../keys.ts';
 import { UsageError } from '../usage-error.ts';
 import { CLI_PACKAGE } from '../version.ts';
 
-export const VERIFY_USAGE = `Usage: offchannel verify <archive-dir> [--key <verifier-key>] [options]
+export const VERIFY_USAGE = `Usage: offchannel verify <archive-dir | s3://bucket/prefix> [--key <verifier-key>] [options]
 
 Checks every stream of an archive: canonical bytes, schema, hashes, prev links, contiguous
-seq, unique keys, every referenced blob's SHA-256 and size, and the archive's physical seals.
+seq, unique keys, every referenced blob's SHA-256 and size, and the archive's physical audit
+(segment seals on disk; Object Lock state of every object in S3).
 With --key it also checks the signed checkpoints: every signature, that each signed root is
 the root of the records, consistency between successive checkpoints, equivocation, and RFC 3161
 timestamps; a stream with records but no valid checkpoint then fails.
@@ -29,6 +30,8 @@ Options:
   --quick               check blobs exist with the right size, without hashing their content
   --log-level <lvl>     diagnostics on stderr (default warn)
   -h, --help            show this help
+
+${S3_USAGE}
 
 Exit status: 0 intact, 1 not intact (the first failure names stream and seq), 2 usage error.`;
 
@@ -47,13 +50,14 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       quick: { type: 'boolean', default: false },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
+      ...S3_OPTIONS,
     },
   });
   if (values.help) {
     io.stdout.write(`${VERIFY_USAGE}\n`);
     return EXIT_OK;
   }
-  if (positionals.length !== 1) throw new UsageError('verify needs exactly one <archive-dir>');
+  if (positionals.length !== 1) throw new UsageError('verify needs exactly one <archive-dir> or s3://bucket/prefix');
   if ((values.report === undefined) !== (values['report-key'] === undefined)) throw new UsageError('--report and --report-key go together: the report is signed with your key');
   if ((values.checkpoint?.length || values['tsa-cert']?.length) && !values.key?.length) throw new UsageError('--checkpoint and --tsa-cert need --key');
   const logger = createLogger(values['log-level'], io.env);
@@ -68,10 +72,10 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       throw new UsageError(`--checkpoint ${file} cannot be read`);
     }
   }
-  const dir = positionals[0] as string;
   let sink;
+  let label: string;
   try {
-    sink = await openFsSink({ dir, readOnly: true, logger });
+    ({ sink, label } = await openArchive(positionals[0] as string, values, logger));
   } catch (error) {
     if (OffchannelError.hasCode(error, 'SINK_UNSUITABLE')) {
       io.stderr.write(`offchannel verify: ${error.message}\n`);
@@ -100,7 +104,7 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       v: 1,
       generatedAt: new Date().toISOString(),
       tool: { package: CLI_PACKAGE.name, version: CLI_PACKAGE.version },
-      archive: sink.dir,
+      archive: label,
       keys: (verifiers ?? []).map((verifier) => verifier.name),
       tsaCertificates: (tsaCertificates ?? []).map((certificate) => certificate.fingerprint256),
       report,
@@ -109,8 +113,8 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
     const signature = signNote(`offchannel verification report\nsha256 ${digest}\n`, [reportKey]);
     await writeFile(values.report, `${JSON.stringify({ ...body, signature: { verifierKey: reportKey.verifierKey, covers: 'sha256 of the canonical JSON (RFC 8785) of this object without "signature"', note: signature } }, null, 2)}\n`);
   }
-  if (values.json) io.stdout.write(`${JSON.stringify({ archive: sink.dir, ...report }, null, 2)}\n`);
-  else io.stdout.write(humanReport(sink.dir, report, verifiers !== undefined));
+  if (values.json) io.stdout.write(`${JSON.stringify({ archive: label, ...report }, null, 2)}\n`);
+  else io.stdout.write(humanReport(label, report, verifiers !== undefined));
   return report.ok ? EXIT_OK : EXIT_FAILED;
 }
 

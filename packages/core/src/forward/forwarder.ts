@@ -95,6 +95,7 @@ export class ForwardTimeoutError extends OffchannelError {
 }
 
 const decoder = new TextDecoder();
+const SHA256_MEMBER = Buffer.from('"sha256":');
 /** Timestamp tokens arrive just after their note; keep looking for them this long. */
 const TOKEN_GRACE_MS = 10 * 60 * 1000;
 
@@ -384,6 +385,8 @@ class Lane {
     const { sink } = this.target;
     const wanted = new Set<string>();
     for (const bytes of records) {
+      // Every blob reference carries a "sha256" member: a record without one names no blob.
+      if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf(SHA256_MEMBER) === -1) continue;
       let record: ArchiveRecord;
       try {
         record = JSON.parse(decoder.decode(bytes)) as ArchiveRecord;

@@ -12,3 +12,5 @@ export { DEFAULT_RETENTION, RetentionPolicy, addPeriod, parseRetentionPeriod } f
 export type { ObjectClass, RetentionOptions, RetentionPeriod } from './retention.ts';
 export { S3Layout, parseS3Url } from './s3-layout.ts';
 export type { LegalHoldTarget } from './legal-hold.ts';
+export { PROBE_FOLDER, probeObjectLock } from './object-lock-probe.ts';
+export type { ProbeCheck, ProbeOptions, ProbeReport } from './object-lock-probe.ts';

@@ -10,6 +10,7 @@
 import { GetBucketVersioningCommand, GetObjectLockConfigurationCommand, type S3Client } from '@aws-sdk/client-s3';
 import { type AuditFinding, isSha256Hex, isStreamName } from '@offchannel/core';
 import type { ObjectStore, Version } from './object-store.ts';
+import { PROBE_FOLDER } from './object-lock-probe.ts';
 import { type S3Layout, parseBatchName, parseCheckpointName } from './s3-layout.ts';
 
 type Group = { readonly key: string; readonly versions: readonly Version[]; readonly deleteMarkers: number };
@@ -26,7 +27,7 @@ export async function* auditBucket(client: S3Client, objects: ObjectStore, layou
       if (kind.file === 'note') notes.add(`${kind.stream}/${kind.size}`);
       else tokens.push({ stream: kind.stream, size: kind.size });
     }
-    pending.push(auditObject(objects, group, relative, kind));
+    if (kind.type !== 'scratch') pending.push(auditObject(objects, group, relative, kind));
     if (pending.length >= 64) {
       for (const findings of await Promise.all(pending)) yield* findings;
       pending = [];
@@ -53,7 +54,7 @@ async function* auditSettings(client: S3Client, bucket: string): AsyncIterable<A
 type Kind =
   | { readonly type: 'batch'; readonly stream: string }
   | { readonly type: 'checkpoint'; readonly stream: string; readonly size: number; readonly file: 'note' | 'rfc3161' }
-  | { readonly type: 'blob' | 'tile' | 'hold' | 'unexpected'; readonly stream?: string };
+  | { readonly type: 'blob' | 'tile' | 'hold' | 'scratch' | 'unexpected'; readonly stream?: string };
 
 function classify(relative: string): Kind {
   const [root, first, ...rest] = relative.split('/');
@@ -66,6 +67,8 @@ function classify(relative: string): Kind {
   if (root === 'blobs' && first === 'sha256' && isSha256Hex(name)) return { type: 'blob' };
   if (root === 'tiles' && first && isStreamName(first) && /^\d+\/(x\d{3}\/)*\d{3}(\.p\/\d+)?$/.test(name)) return { type: 'tile', stream: first };
   if (root === 'legal-holds' && first?.endsWith('.json') && rest.length === 0) return { type: 'hold' };
+  // Left by `offchannel sink-check` (short retention, deleted when it finishes): not archive content.
+  if (`${root ?? ''}/` === PROBE_FOLDER) return { type: 'scratch' };
   return { type: 'unexpected' };
 }
 

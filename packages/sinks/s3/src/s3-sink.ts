@@ -111,6 +111,7 @@ export class S3Sink implements Sink {
   /** Heads known to be current (set after our own successful appends); anything in doubt is re-read. */
   private readonly heads = new Map<string, StreamHead>();
   private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly blobPuts = new Map<string, Promise<{ readonly created: boolean }>>();
   private closed = false;
 
   /** @internal Use {@link openS3Sink}. */
@@ -225,6 +226,23 @@ export class S3Sink implements Sink {
     assertBlobName(sha256);
     if (!(bytes instanceof Uint8Array)) throw new BlobMismatchError(sha256, 'bytes must be a Uint8Array');
     if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'the bytes do not hash to this name; nothing was stored');
+    // The same blob stored twice at once through this sink (an attachment in two streams) is
+    // uploaded once: on stores without conditional writes a second upload is a second version.
+    const running = this.blobPuts.get(sha256);
+    if (running) {
+      await running;
+      return { created: false };
+    }
+    const put = this.storeBlob(sha256, bytes);
+    this.blobPuts.set(sha256, put);
+    try {
+      return await put;
+    } finally {
+      this.blobPuts.delete(sha256);
+    }
+  }
+
+  private async storeBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
     const key = this.layout.blob(sha256);
     const mismatch = () => new BlobMismatchError(sha256, 'an object with other content is stored under this name — the archive is damaged; run offchannel verify');
     const result = await this.putOnce(key, bytes, 'blobs', undefined, this.holdAll, mismatch);

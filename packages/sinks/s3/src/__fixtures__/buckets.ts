@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
 import { inject } from 'vitest';
 import { type S3SinkOptions, openS3Sink } from '../s3-sink.ts';
+import type { S3TestServer } from './ceph-global-setup.ts';
 
-export const server = inject('s3');
+export const server: S3TestServer = inject('s3');
 
 /** A plain SDK client on the test server (for setting up buckets and inspecting objects). */
 export function adminClient(): S3Client {
