@@ -94,7 +94,7 @@ export type { CheckpointOptions, CheckpointState } from './recorder/stream-check
 export type { PendingBlob, PreparedCapture, RecordTemplate } from './recorder/prepare-capture.ts';
 
 // Spool and replication
-export { ForwardDivergedError, ForwardTimeoutError, Forwarder } from './forward/forwarder.ts';
+export { ForwardDivergedError, ForwardStoppedError, ForwardTimeoutError, Forwarder } from './forward/forwarder.ts';
 export type { ForwardStreamStatus, ForwardTarget, ForwardedEvent, ForwarderOptions, ForwarderStatus } from './forward/forwarder.ts';
 
 // Secret state store

@@ -11,7 +11,8 @@ export const LEGAL_HOLD_USAGE = `Usage: offchannel legal-hold s3://bucket/prefix
 Places (--on) or lifts (--off) an S3 Object Lock legal hold: on every stored version of a
 stream — its batches, checkpoints, tiles and every blob its records name — or, with --seq, on
 the batch holding that record and the blobs it names. A held version cannot be deleted even
-after its retention ends. Each change is logged as a locked JSON object under legal-holds/.
+after its retention ends. Each change is logged as a locked JSON object under legal-holds/;
+lifting a hold leaves held whatever another hold in force (from that log) still covers.
 New records of a held stream are held only by writers configured to hold it (see the sink's
 legalHold option), so run this again after capture of a held stream stops.
 
@@ -50,8 +51,8 @@ export async function legalHoldCommand(argv: readonly string[], io: CliIo): Prom
   if (seq !== undefined && (!Number.isSafeInteger(seq) || seq < 1)) throw new UsageError('--seq must be a positive integer');
   const sink = await openS3Sink({ ...s3ClientOptions(values), url: positionals[0] as string, logger: createLogger(values['log-level'], io.env) });
   try {
-    const { objects } = await sink.setLegalHold({ stream: values.stream, ...(seq === undefined ? {} : { seq }) }, values.on, values.reason === undefined ? {} : { reason: values.reason });
-    io.stdout.write(`Legal hold ${values.on ? 'placed on' : 'lifted from'} ${objects} object version${objects === 1 ? '' : 's'} of ${values.stream}${seq === undefined ? '' : ` seq ${seq}`}.\n`);
+    const { objects, kept } = await sink.setLegalHold({ stream: values.stream, ...(seq === undefined ? {} : { seq }) }, values.on, values.reason === undefined ? {} : { reason: values.reason });
+    io.stdout.write(`Legal hold ${values.on ? 'placed on' : 'lifted from'} ${objects} object version${objects === 1 ? '' : 's'} of ${values.stream}${seq === undefined ? '' : ` seq ${seq}`}${kept > 0 ? `; ${kept} stay held by other holds in force` : ''}.\n`);
     return EXIT_OK;
   } finally {
     await sink.close();

@@ -7,6 +7,7 @@ import type { ArchiveRecord } from '../record/record.ts';
 import { Recorder } from '../recorder/recorder.ts';
 import type { Sink } from '../sink/sink.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
+import { chainAfter } from '../testing/sink-conformance.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
 import { verifyArchive } from '../verify/verify-archive.ts';
 import { blobRefs } from '../verify/blob-refs.ts';
@@ -243,6 +244,71 @@ describe('Forwarder', () => {
     while (!remote.checkpoints.has('demo:alice/10.rfc3161') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(remote.checkpoints.get('demo:alice/10.rfc3161')).toEqual(Uint8Array.from([1, 2, 3]));
     await forwarder.stop();
+  });
+
+  it('after a restart, copies every timestamp token the target is missing — and drain waits for them', async () => {
+    const spool = new MemoryStorage();
+    const spoolSink = createMemorySink(spool);
+    const remote = new MemoryStorage();
+    const stream = 'demo:alice';
+    let head = { seq: 0, hash: '0'.repeat(64) };
+    for (let size = 1; size <= 6; size++) {
+      head = await spoolSink.appendBatch(chainAfter(stream, head, [`r${size}`]));
+      await spoolSink.putCheckpoint(stream, size, 'note', new TextEncoder().encode(`note ${size}\n`));
+      await spoolSink.putCheckpoint(stream, size, 'rfc3161', new TextEncoder().encode(`token ${size}`));
+    }
+    let tokensFail = true;
+    const remoteSink = createMemorySink(remote);
+    const target: Sink = { ...flaky(remoteSink, () => false), putCheckpoint: (name, size, file, bytes) => (file === 'rfc3161' && tokensFail ? Promise.reject(new SinkUnavailableError('token store down (injected)')) : remoteSink.putCheckpoint(name, size, file, bytes)) };
+    const first = new Forwarder({ spool: spoolSink, targets: [{ name: 'r', sink: target }], minRetryMs: 5, maxRetryMs: 20 });
+    first.start();
+    while ((await remoteSink.checkpoints(stream)).length < 6) await new Promise((resolve) => setTimeout(resolve, 5));
+    await expect(first.drain({ timeoutMs: 300 })).rejects.toMatchObject({ code: 'FORWARD_TIMEOUT' });
+    await first.stop();
+    await expect(first.drain()).rejects.toMatchObject({ code: 'FORWARD_STOPPED' });
+    expect([...remote.checkpoints.keys()].filter((name) => name.endsWith('.rfc3161'))).toEqual([]);
+    tokensFail = false;
+    const second = new Forwarder({ spool: spoolSink, targets: [{ name: 'r', sink: target }] });
+    second.start();
+    await second.drain({ timeoutMs: 5000 });
+    expect([...remote.checkpoints.keys()].filter((name) => name.endsWith('.rfc3161')).sort()).toEqual([1, 2, 3, 4, 5, 6].map((size) => `${stream}/${size}.rfc3161`));
+    await second.stop();
+  });
+
+  it('stops a stream whose spool no longer continues what the target holds', async () => {
+    const { spool, remotes, forwarder, recorder } = setup();
+    forwarder.start();
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    for (let index = 0; index < 5; index++) await writer.capture(message(index));
+    await forwarder.drain({ timeoutMs: 5000 });
+    // The spool is replaced under the forwarder (restored from an old backup, say): same length, other records.
+    const entry = spool.streams.get('demo:alice') as { records: Uint8Array[]; head: { seq: number; hash: string } };
+    const other = chainAfter('demo:alice', { seq: 0, hash: '0'.repeat(64) }, ['x1', 'x2', 'x3', 'x4', 'x5', 'x6']);
+    entry.records = [...other.records];
+    entry.head = { seq: 6, hash: sha256Hex(other.records[5] as Uint8Array) };
+    forwarder.notify('demo:alice');
+    await expect(forwarder.drain({ timeoutMs: 5000 })).rejects.toMatchObject({ code: 'FORWARD_DIVERGED' });
+    expect((await allRecords(createMemorySink(remotes[0] as MemoryStorage), 'demo:alice')).length).toBe(5);
+    await forwarder.stop();
+    await recorder.close().catch(() => undefined);
+  });
+
+  it('stores every named blob again on WORM targets, so its retention can be extended for the new record', async () => {
+    const spool = new MemoryStorage();
+    const remote = new MemoryStorage();
+    const puts: string[] = [];
+    const remoteSink = createMemorySink(remote);
+    const worm: Sink = { ...flaky(remoteSink, () => false), guarantees: { ...remoteSink.guarantees, retention: 'compliance-lock' }, putBlob: (sha256, bytes) => (puts.push(sha256), remoteSink.putBlob(sha256, bytes)) };
+    const forwarder = new Forwarder({ spool: createMemorySink(spool), targets: [{ name: 'worm', sink: worm }], maxBatchRecords: 1 });
+    const recorder = new Recorder({ sink: forwarder.sink, allowVolatileSink: true });
+    forwarder.start();
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    const shared = { bytes: new TextEncoder().encode('the same attachment'), mime: 'text/plain' };
+    for (let index = 0; index < 3; index++) await writer.capture({ ...message(index + 1), attachments: [shared] });
+    await forwarder.drain({ timeoutMs: 5000 });
+    expect(puts).toHaveLength(3);
+    await forwarder.stop();
+    await recorder.close();
   });
 
   it('refuses a target that is the spool, and duplicate target names', () => {

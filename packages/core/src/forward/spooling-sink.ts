@@ -37,5 +37,6 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void): Si
     ...sink,
     ...(spool.readSegments ? { readSegments: (stream: string) => (spool.readSegments as NonNullable<Sink['readSegments']>).call(spool, stream) } : {}),
     ...(spool.audit ? { audit: () => (spool.audit as NonNullable<Sink['audit']>).call(spool) } : {}),
+    ...(spool.checkpointFiles ? { checkpointFiles: (stream: string) => (spool.checkpointFiles as NonNullable<Sink['checkpointFiles']>).call(spool, stream) } : {}),
   };
 }

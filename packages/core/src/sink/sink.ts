@@ -158,13 +158,21 @@ export interface Sink {
    * other process or host, exactly one succeeds. MUST reject a malformed batch with
    * `InvalidBatchError`. MUST be durable before it resolves. Resolves with the new head,
    * whose `hash` is the SHA-256 of the last record's bytes.
+   *
+   * A remote sink that cannot learn whether a write it sent was stored (the connection broke
+   * after sending) MUST settle that before answering if it can, and otherwise reject with
+   * `SinkUnavailableError`: the batch is then *not acknowledged* but may still appear, whole,
+   * at that seq — a later `head()` tells. (The recorder re-reads the head and indexes the keys
+   * it finds, so a redelivered capture is then reported as a duplicate, never recorded twice.)
    */
   appendBatch(batch: AppendBatch): Promise<StreamHead>;
 
   /**
    * The stream's records in seq order, starting at `fromSeq` (default 1), exactly as appended.
-   * Records of an append still in progress are never returned partially. Damaged stored data
-   * is returned as stored (the verifier reports it) rather than skipped.
+   * Records of an append still in progress are never returned partially; a writable sink MUST
+   * NOT return records of its own appends that have not resolved (they may yet be rolled back —
+   * the forwarder copies what this returns). Damaged stored data is returned as stored (the
+   * verifier reports it) rather than skipped.
    */
   read(stream: string, options?: { readonly fromSeq?: number }): AsyncIterable<StoredRecord>;
 
@@ -207,6 +215,12 @@ export interface Sink {
 
   /** Tree sizes that have a `note` checkpoint for `stream`, ascending. */
   checkpoints(stream: string): Promise<readonly number[]>;
+
+  /**
+   * Optional: every checkpoint file stored for `stream` (notes and timestamp tokens), by size
+   * then file. Lets the forwarder find tokens a target is missing without one read per size.
+   */
+  checkpointFiles?(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]>;
 
   /**
    * Stores a Merkle tile of `stream`'s log (derived data that makes proofs fast; the

@@ -134,6 +134,19 @@ class MemorySink implements Sink {
       .sort((a, b) => a - b);
   }
 
+  async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
+    await this.ready();
+    assertStreamName(stream);
+    const prefix = `${stream}/`;
+    return [...this.storage.checkpoints.keys()]
+      .filter((key) => key.startsWith(prefix))
+      .map((key) => {
+        const [size, file] = key.slice(prefix.length).split('.') as [string, CheckpointFile];
+        return { size: Number(size), file };
+      })
+      .sort((a, b) => a.size - b.size || (a.file < b.file ? -1 : 1));
+  }
+
   async putTile(stream: string, tile: TileId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
     await this.writable();
     assertTileKey(stream, tile, bytes);

@@ -382,6 +382,13 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     assert.ok(Buffer.from((await sink.getCheckpoint(stream, 10, 'note')) as Uint8Array).equals(note));
     assert.equal(await sink.getCheckpoint(stream, 11, 'note'), undefined);
     assert.deepEqual(await sink.checkpoints(stream), [2, 10]);
+    if (sink.checkpointFiles) {
+      assert.deepEqual(await sink.checkpointFiles(stream), [
+        { size: 2, file: 'note' },
+        { size: 10, file: 'note' },
+        { size: 10, file: 'rfc3161' },
+      ]);
+    }
     await assert.rejects(sink.putCheckpoint(stream, 0, 'note', note), isCode('INVALID_BATCH'));
   });
 

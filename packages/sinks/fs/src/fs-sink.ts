@@ -193,9 +193,15 @@ export class FsSink implements Sink {
     // caller's tick, so the disk starts while the caller goes on with other work.
     const open = this.openAppenders.get(batch.stream);
     const appender = open && !open.broken ? open : await this.appender(batch.stream);
-    return appender.exclusive(() => {
+    return appender.exclusive(async () => {
       this.assertWritable();
-      return appender.append(batch);
+      try {
+        return await appender.append(batch);
+      } catch (error) {
+        // Bytes a read may have seen past the acknowledged end were cut: forget read positions.
+        this.positions.delete(batch.stream);
+        throw error;
+      }
     });
   }
 
@@ -203,6 +209,10 @@ export class FsSink implements Sink {
     this.assertOpen();
     assertStreamName(stream);
     const fromSeq = options?.fromSeq ?? 1;
+    // This instance's own writer knows what is acknowledged: records of an append still in
+    // flight (written, not yet synced — it may yet be rolled back) are not returned.
+    const writer = this.openAppenders.get(stream);
+    const acknowledged = writer ? writer.currentHead.seq : Number.POSITIVE_INFINITY;
     const segments = await listSegments(this.layout, stream);
     for (const [index, segment] of segments.entries()) {
       const next = segments[index + 1];
@@ -217,8 +227,11 @@ export class FsSink implements Sink {
       let seq = resume ? known.seq : segment.firstSeq;
       for await (const line of readLines(segment.path, keepTail, resume ? known.offset : 0)) {
         this.assertOpen();
+        if (seq > acknowledged) return;
         seq++;
-        if (line.next !== -1) this.positions.set(stream, { segment: segment.firstSeq, seq, offset: line.next });
+        // Positions are remembered only where a writer vouches for them: without one, bytes read
+        // here may belong to another process's append that it has yet to roll back.
+        if (writer && line.next !== -1) this.positions.set(stream, { segment: segment.firstSeq, seq, offset: line.next });
         if (seq - 1 >= fromSeq) yield { seq: seq - 1, bytes: line.bytes };
       }
     }
@@ -343,6 +356,10 @@ export class FsSink implements Sink {
   }
 
   async checkpoints(stream: string): Promise<readonly number[]> {
+    return (await this.checkpointFiles(stream)).filter((entry) => entry.file === 'note').map((entry) => entry.size);
+  }
+
+  async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     this.assertOpen();
     assertStreamName(stream);
     const names = await readdir(this.layout.checkpointsDir(stream)).catch((error: unknown) => {
@@ -351,9 +368,8 @@ export class FsSink implements Sink {
     });
     return names
       .map(parseCheckpointFileName)
-      .filter((parsed) => parsed?.file === 'note')
-      .map((parsed) => (parsed as { size: number }).size)
-      .sort((a, b) => a - b);
+      .filter((parsed) => parsed !== undefined)
+      .sort((a, b) => a.size - b.size || (a.file < b.file ? -1 : 1));
   }
 
   async putTile(stream: string, tile: TileId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {

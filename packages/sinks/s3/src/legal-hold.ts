@@ -2,9 +2,12 @@
  * Internal: legal holds. A hold is a per-version flag in S3 Object Lock: a held version cannot be
  * deleted even after its retention ends, until the hold is lifted. Holding a stream holds every
  * version of its batches, checkpoints and tiles and of every blob its records name; holding a
- * record holds the batch that contains it and the blobs that record names. Every change is
- * itself logged, as a locked JSON object under `legal-holds/` (who changed holds is an
- * administrative action an examiner may ask about).
+ * record holds the batch that contains it and the blobs that record names.
+ *
+ * Every change is logged, as a locked JSON object under `legal-holds/` (who changed holds is an
+ * administrative action an examiner may ask about), and the log is also what makes lifting safe:
+ * the holds still in force are replayed from it, and a version one of them still needs (a
+ * stream held as a whole, a blob shared with another held stream) keeps its hold.
  */
 import { randomBytes } from 'node:crypto';
 import { type ArchiveRecord, blobRefs, canonicalBytes } from '@offchannel/core';
@@ -18,13 +21,13 @@ export interface LegalHoldTarget {
   readonly seq?: number;
 }
 
-const decoder = new TextDecoder();
+/** A stream's batch objects, in seq order. */
+export type BatchList = readonly { readonly firstSeq: number; readonly version: Version }[];
 
 export interface ApplyLegalHold {
   readonly objects: ObjectStore;
   readonly layout: S3Layout;
-  /** The stream's batch objects, in seq order. */
-  readonly batches: readonly { readonly firstSeq: number; readonly version: Version }[];
+  readonly batchesOf: (stream: string) => Promise<BatchList>;
   readonly target: LegalHoldTarget;
   readonly on: boolean;
   readonly reason?: string;
@@ -32,29 +35,25 @@ export interface ApplyLegalHold {
   readonly retainUntil: Date;
 }
 
-export async function applyLegalHold(request: ApplyLegalHold): Promise<{ readonly objects: number }> {
+const decoder = new TextDecoder();
+const targetKey = (target: LegalHoldTarget) => `${target.stream}#${target.seq ?? '*'}`;
+const versionKey = (version: Version) => `${version.key}\u0000${version.versionId}`;
+
+/** Sets or lifts the hold; resolves with how many versions changed and how many other holds kept. */
+export async function applyLegalHold(request: ApplyLegalHold): Promise<{ readonly objects: number; readonly kept: number }> {
   const { objects, layout, target, on } = request;
-  const versions: Version[] = [];
-  const blobs = new Set<string>();
-  const selected = target.seq === undefined ? request.batches : [await batchOf(request, target.seq)];
-  for (const batch of selected) {
-    versions.push(...((await objects.versionsOf(batch.version.key))?.versions ?? [batch.version]));
-    const bytes = await objects.get(batch.version.key, batch.version.versionId);
-    const lines = decoder.decode(bytes ?? new Uint8Array(0)).split('\n');
-    lines.forEach((line, index) => {
-      if (line === '' || (target.seq !== undefined && batch.firstSeq + index !== target.seq)) return;
-      try {
-        for (const [, ref] of blobRefs(JSON.parse(line) as ArchiveRecord)) blobs.add(ref.sha256);
-      } catch {
-        // a damaged line names no blob; verify reports it
-      }
-    });
-  }
-  for (const sha256 of blobs) versions.push(...((await objects.versionsOf(layout.blob(sha256)))?.versions ?? []));
-  if (target.seq === undefined) {
-    for (const prefix of [layout.checkpointsPrefix(target.stream), layout.tilesPrefix(target.stream)]) {
-      for await (const entry of objects.keys(prefix)) versions.push(...entry.versions);
+  let versions = await versionsHeldBy(request, target);
+  let kept = 0;
+  if (!on) {
+    // What the holds still in force need stays held.
+    const needed = new Set<string>();
+    for (const other of await activeHolds(objects, layout)) {
+      if (targetKey(other) === targetKey(target)) continue;
+      for (const version of await versionsHeldBy(request, other, true)) needed.add(versionKey(version));
     }
+    const before = versions.length;
+    versions = versions.filter((version) => !needed.has(versionKey(version)));
+    kept = before - versions.length;
   }
   const queue = [...versions];
   await Promise.all(
@@ -72,6 +71,7 @@ export async function applyLegalHold(request: ApplyLegalHold): Promise<{ readonl
     status: on ? 'ON' : 'OFF',
     ...(request.reason === undefined ? {} : { reason: request.reason.slice(0, 1000) }),
     objects: versions.length,
+    ...(kept > 0 ? { kept } : {}),
   };
   const name = `${at.toISOString().replaceAll(':', '').replace('.', '-')}-${randomBytes(6).toString('hex')}.json`;
   try {
@@ -79,19 +79,77 @@ export async function applyLegalHold(request: ApplyLegalHold): Promise<{ readonl
   } catch (error) {
     throw toSinkError(error, `log the legal hold change (the holds themselves were ${on ? 'set' : 'lifted'})`, objects.bucket);
   }
-  return { objects: versions.length };
+  return { objects: versions.length, kept };
 }
 
-/** The batch holding record `seq`. */
-async function batchOf(request: ApplyLegalHold, seq: number): Promise<{ readonly firstSeq: number; readonly version: Version }> {
-  const index = request.batches.findLastIndex((batch) => batch.firstSeq <= seq);
-  const batch = request.batches[index];
-  const next = request.batches[index + 1];
-  if (batch && next) return batch;
+/** The holds in force: the log replayed in time order (ON adds a target, OFF removes it). */
+async function activeHolds(objects: ObjectStore, layout: S3Layout): Promise<LegalHoldTarget[]> {
+  const entries: { at: string; name: string; target: LegalHoldTarget; on: boolean }[] = [];
+  for await (const entry of objects.keys(layout.holdsPrefix)) {
+    const bytes = await objects.get(entry.key, entry.oldest.versionId);
+    try {
+      const parsed = JSON.parse(decoder.decode(bytes ?? new Uint8Array(0))) as { at?: unknown; stream?: unknown; seq?: unknown; status?: unknown };
+      if (typeof parsed.at !== 'string' || typeof parsed.stream !== 'string' || (parsed.status !== 'ON' && parsed.status !== 'OFF')) continue;
+      entries.push({ at: parsed.at, name: entry.key, target: { stream: parsed.stream, ...(typeof parsed.seq === 'number' ? { seq: parsed.seq } : {}) }, on: parsed.status === 'ON' });
+    } catch {
+      // not a log entry: ignored (the audit reports keys that do not belong)
+    }
+  }
+  entries.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.name < b.name ? -1 : 1));
+  const active = new Map<string, LegalHoldTarget>();
+  for (const entry of entries) {
+    if (entry.on) active.set(targetKey(entry.target), entry.target);
+    else active.delete(targetKey(entry.target));
+  }
+  return [...active.values()];
+}
+
+/** Every version a hold on `target` covers. With `lenient`, a record that no longer exists covers nothing. */
+async function versionsHeldBy(request: ApplyLegalHold, target: LegalHoldTarget, lenient = false): Promise<Version[]> {
+  const { objects, layout } = request;
+  const batches = await request.batchesOf(target.stream);
+  let selected: BatchList = batches;
+  if (target.seq !== undefined) {
+    const batch = await batchOf(objects, batches, target, lenient);
+    selected = batch ? [batch] : [];
+  }
+  const versions: Version[] = [];
+  const blobs = new Set<string>();
+  for (const batch of selected) {
+    versions.push(...((await objects.versionsOf(batch.version.key))?.versions ?? [batch.version]));
+    const bytes = await objects.get(batch.version.key, batch.version.versionId);
+    decoder
+      .decode(bytes ?? new Uint8Array(0))
+      .split('\n')
+      .forEach((line, index) => {
+        if (line === '' || (target.seq !== undefined && batch.firstSeq + index !== target.seq)) return;
+        try {
+          for (const [, ref] of blobRefs(JSON.parse(line) as ArchiveRecord)) blobs.add(ref.sha256);
+        } catch {
+          // a damaged line names no blob; verify reports it
+        }
+      });
+  }
+  for (const sha256 of blobs) versions.push(...((await objects.versionsOf(layout.blob(sha256)))?.versions ?? []));
+  if (target.seq === undefined) {
+    for (const prefix of [layout.checkpointsPrefix(target.stream), layout.tilesPrefix(target.stream)]) {
+      for await (const entry of objects.keys(prefix)) versions.push(...entry.versions);
+    }
+  }
+  return versions;
+}
+
+/** The batch holding record `target.seq`. */
+async function batchOf(objects: ObjectStore, batches: BatchList, target: LegalHoldTarget, lenient: boolean): Promise<BatchList[number] | undefined> {
+  const seq = target.seq as number;
+  const index = batches.findLastIndex((batch) => batch.firstSeq <= seq);
+  const batch = batches[index];
+  if (batch && batches[index + 1]) return batch;
   if (batch) {
-    const bytes = await request.objects.get(batch.version.key, batch.version.versionId);
+    const bytes = await objects.get(batch.version.key, batch.version.versionId);
     const count = decoder.decode(bytes ?? new Uint8Array(0)).split('\n').length - 1;
     if (seq < batch.firstSeq + count) return batch;
   }
-  throw new S3SinkError('S3_NO_SUCH_RECORD', `stream ${request.target.stream} has no record ${seq}; nothing was held.`);
+  if (lenient) return undefined;
+  throw new S3SinkError('S3_NO_SUCH_RECORD', `stream ${target.stream} has no record ${seq}; nothing was held.`);
 }

@@ -46,6 +46,8 @@ describe('compare-and-append on a store that ignores If-None-Match (Ceph RGW 16)
     let head: StreamHead = { seq: 0, hash: ZERO_HASH };
     const wins = [0, 0];
     for (let round = 0; round < 40; round++) {
+      // Both start the round knowing the head (a loser would otherwise re-read it first and lose again).
+      for (const writer of writers) expect(await writer.head(stream)).toEqual(head);
       const batches = writers.map((_, index) => batchAfter(stream, head, 1 + ((round + index) % 3), `round-${round}-writer-${index}`));
       const results = await Promise.allSettled(writers.map((writer, index) => writer.appendBatch(batches[index] as (typeof batches)[number])));
       const won = results.flatMap((result, index) => (result.status === 'fulfilled' ? [index] : []));
@@ -112,6 +114,29 @@ describe('compare-and-append on a store that ignores If-None-Match (Ceph RGW 16)
     await sink.close();
   });
 
+  it('settles an upload whose answer was lost and that the store commits only later: sent again, acknowledged once', async () => {
+    const bucket = await createBucket();
+    const sink = await openS3Sink(sinkOptions(bucket, { maxAttempts: 1 }));
+    let late: Promise<unknown> | undefined;
+    sink.client.middlewareStack.add(
+      (next) => async (args) => {
+        if ((args.request as { method: string }).method !== 'PUT' || late) return next(args);
+        // The request reaches the store half a second after the client gave up on it.
+        late = new Promise((resolve) => setTimeout(resolve, 500)).then(() => next(args));
+        late.catch(() => undefined);
+        throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+      },
+      { step: 'finalizeRequest', name: 'latePut', priority: 'low' },
+    );
+    const batch = batchAfter(stream, { seq: 0, hash: ZERO_HASH }, 3);
+    expect(await sink.appendBatch(batch)).toEqual({ seq: 3, hash: sha256Hex(batch.records[2] as Uint8Array) });
+    await late;
+    const stored = await readAll(sink);
+    expect(stored.map((entry) => Buffer.from(entry.bytes).toString())).toEqual(batch.records.map((bytes) => Buffer.from(bytes).toString()));
+    expect((await sink.appendBatch(batchAfter(stream, { seq: 3, hash: sha256Hex(batch.records[2] as Uint8Array) }, 1))).seq).toBe(4);
+    await sink.close();
+  });
+
   it('finds the head of a stream of more than a thousand batches, past stray keys and losers', async () => {
     const bucket = await createBucket();
     const client = adminClient();
@@ -128,6 +153,7 @@ describe('compare-and-append on a store that ignores If-None-Match (Ceph RGW 16)
     }
     for (let index = 0; index < bodies.length; index += 8) await Promise.all(bodies.slice(index, index + 8).map(([key, body]) => put(key, body)));
     await put(`streams/${stream}/0000000000001203.jsonl.bak`, 'stray');
+    await put(`streams/${stream}/9999999999999999.jsonl`, 'beyond the largest safe seq: not a batch name');
     await put(`streams/${stream}/notes.txt`, 'stray');
     await put(`streams/${stream}/0000000000001203.jsonl`, 'a losing upload: newer, ignored\n');
     client.destroy();

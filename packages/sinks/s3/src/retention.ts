@@ -100,8 +100,14 @@ export class RetentionPolicy {
     return this.records;
   }
 
-  /** The retain-until date for an object of `kind` written now. */
+  /**
+   * The retain-until date for an object of `kind` written now. Blobs are stored just before the
+   * records that name them, so they get a margin (1% of the period, at most a day) to be sure
+   * they are never released before those records.
+   */
   until(kind: ObjectClass, stream?: string, now = new Date()): Date {
-    return addPeriod(now, this.period(kind, stream));
+    const until = addPeriod(now, this.period(kind, stream));
+    if (kind !== 'blobs') return until;
+    return new Date(until.getTime() + Math.min(86_400_000, Math.ceil((until.getTime() - now.getTime()) / 100)));
   }
 }

@@ -20,7 +20,10 @@ export async function* auditBucket(client: S3Client, objects: ObjectStore, layou
   const notes = new Set<string>();
   const tokens: { stream: string; size: number }[] = [];
   let pending: Promise<AuditFinding[]>[] = [];
-  for await (const group of objects.groups(layout.prefix)) {
+  // Under a prefix everything is the archive's; at the bucket root only its own folders are
+  // (a bucket may hold other archives under prefixes of their own).
+  const roots = layout.prefix === '' ? ['blobs/', 'checkpoints/', 'legal-holds/', PROBE_FOLDER, 'streams/', 'tiles/'] : [layout.prefix];
+  for (const root of roots) for await (const group of objects.groups(root)) {
     const relative = group.key.slice(layout.prefix.length);
     const kind = classify(relative);
     if (kind.type === 'checkpoint') {

@@ -57,8 +57,11 @@ export function nameOf(error: unknown): string {
 
 /** True when the request may or may not have reached the store: no answer, or a server error. */
 export function isTransient(error: unknown): boolean {
+  // Already mapped (by the object store): only SINK_UNAVAILABLE is transient.
+  if (OffchannelError.isInstance(error)) return error.code === 'SINK_UNAVAILABLE';
   const status = statusOf(error);
   const { code } = (error ?? {}) as SdkError;
+  if (CREDENTIAL_ERRORS.has(nameOf(error))) return false; // no credentials found: nothing was sent
   if (status === undefined) return true;
   return status >= 500 || status === 429 || THROTTLING.has(nameOf(error)) || (code !== undefined && NETWORK_CODES.has(code));
 }

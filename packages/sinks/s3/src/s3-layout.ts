@@ -31,12 +31,14 @@ export function padSeq(seq: number): string {
 /** The first seq a batch object's name (the part after the stream prefix) encodes. */
 export function parseBatchName(name: string): number | undefined {
   const match = BATCH.exec(name);
-  return match ? Number(match[1]) : undefined;
+  const seq = match ? Number(match[1]) : Number.NaN;
+  return Number.isSafeInteger(seq) && seq >= 1 ? seq : undefined;
 }
 
 export function parseCheckpointName(name: string): { size: number; file: CheckpointFile } | undefined {
   const match = CHECKPOINT.exec(name);
-  return match ? { size: Number(match[1]), file: match[2] as CheckpointFile } : undefined;
+  const size = match ? Number(match[1]) : Number.NaN;
+  return match && Number.isSafeInteger(size) && size >= 1 ? { size, file: match[2] as CheckpointFile } : undefined;
 }
 
 /** Throws `S3_CONFIG_INVALID` unless `bucket` is a valid S3 bucket name. */

@@ -59,4 +59,22 @@ describe('an archive recorded straight into S3', () => {
     expect(audited.failures.map((failure) => failure.code).sort()).toEqual(['CHECKPOINT_NOTE_MISSING', 'S3_NOT_LOCKED', 'UNEXPECTED_FILE']);
     await reader.close();
   });
+
+  it('audits an archive at the bucket root without blaming other archives in the same bucket', async () => {
+    const bucket = await createBucket();
+    const root = await openS3Sink(sinkOptions(bucket));
+    const tenant = await openS3Sink(sinkOptions(bucket, { prefix: 'tenant-b' }));
+    const recorder = new Recorder({ sink: root });
+    await recorder.writer({ channel: 'demo', account: 'root', source: { package: 't', version: '0' } }).capture(message(1));
+    await recorder.close();
+    const other = new Recorder({ sink: tenant });
+    await other.writer({ channel: 'demo', account: 'b', source: { package: 't', version: '0' } }).capture(message(2));
+    await other.close();
+    const findings = [];
+    for await (const finding of root.audit()) findings.push(finding);
+    expect(findings).toEqual([]);
+    expect(await root.streams()).toEqual(['demo:root']);
+    await root.close();
+    await tenant.close();
+  });
 });

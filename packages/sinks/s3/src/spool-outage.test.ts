@@ -61,14 +61,17 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
     await rgw('stop', name);
   });
 
-  it('radosgw stops mid-capture: capture keeps acknowledging from the spool, forwarding completes after restart, nothing lost or duplicated, both verify', async () => {
+  it('radosgw stops mid-capture: capture keeps acknowledging from the spool, forwarding completes after restart, nothing lost or duplicated; spool and two buckets verify', async () => {
     const bucket = await createBucket();
+    const replicaBucket = await createBucket();
     const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-spool-'));
     const logger = createRecordingLogger();
     try {
       const spool = await openFsSink({ dir });
       const remote = await openS3Sink(sinkOptions(bucket, { endpoint, maxAttempts: 1, requestTimeoutMs: 5000 }));
-      const forwarder = new Forwarder({ spool, targets: [{ name: 'ceph', sink: remote }], logger, minRetryMs: 100, maxRetryMs: 1000, pollMs: 1000 });
+      // A second, independent copy through the radosgw that stays up (SEC 17a-4(f)(2)(v)).
+      const replica = await openS3Sink(sinkOptions(replicaBucket));
+      const forwarder = new Forwarder({ spool, targets: [{ name: 'ceph', sink: remote }, { name: 'replica', sink: replica }], logger, minRetryMs: 100, maxRetryMs: 1000, pollMs: 1000 });
       const recorder = new Recorder({ sink: forwarder.sink, logger, checkpoints: { signer: key, everyRecords: 250, everyMs: 1000 } });
       forwarder.start();
       const writers = ['alice', 'bob'].map((account) => recorder.writer({ channel: 'demo', account, source }));
@@ -89,34 +92,47 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
       const during = forwarder.status().targets[0]?.streams ?? [];
       expect(during.some((stream) => stream.state === 'retrying')).toBe(true);
       expect((during[0]?.seq ?? 0) < 700).toBe(true);
+      // The replica is not held back by the outage of the other target.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(forwarder.status().targets[1]?.streams.map((stream) => stream.seq)).toEqual([700, 700]);
       await rgw('start', name, String(port));
       await capture(700, 1000);
       await recorder.close();
       await forwarder.drain({ timeoutMs: 60_000 });
       await forwarder.stop();
       await remote.close();
+      await replica.close();
 
       expect(acknowledged).toHaveLength(2000);
       expect(new Set(acknowledged).size).toBe(2000);
       const reader = await openS3Sink(sinkOptions(bucket, { readOnly: true }));
-      const spoolReport = await verifyArchive(spool, { verifiers: [key.verifier] });
-      const bucketReport = await verifyArchive(reader, { verifiers: [key.verifier] });
-      for (const report of [spoolReport, bucketReport]) {
+      const replicaReader = await openS3Sink(sinkOptions(replicaBucket, { readOnly: true }));
+      const reports = [await verifyArchive(spool, { verifiers: [key.verifier] }), await verifyArchive(reader, { verifiers: [key.verifier] }), await verifyArchive(replicaReader, { verifiers: [key.verifier] })];
+      for (const report of reports) {
         expect(report.failures).toEqual([]);
         expect(report.streams.map((stream) => [stream.stream, stream.records, stream.checkpoints?.at(-1)?.size])).toEqual([
           ['demo:alice', 1000, 1000],
           ['demo:bob', 1000, 1000],
         ]);
       }
-      // The same bytes in both, and every acknowledged capture exactly once.
+      // The same bytes everywhere, the same signed checkpoints, and every acknowledged capture exactly once.
+      expect(reports[1]?.streams.map((stream) => stream.checkpoints)).toEqual(reports[0]?.streams.map((stream) => stream.checkpoints));
+      expect(reports[2]?.streams.map((stream) => stream.checkpoints)).toEqual(reports[0]?.streams.map((stream) => stream.checkpoints));
       for (const stream of ['demo:alice', 'demo:bob']) {
         const [inSpool, inBucket] = [await records(spool, stream), await records(reader, stream)];
         expect(inBucket).toEqual(inSpool);
+        expect(await records(replicaReader, stream)).toEqual(inSpool);
+        for (const size of await spool.checkpoints(stream)) {
+          const note = Buffer.from((await spool.getCheckpoint(stream, size, 'note')) as Uint8Array);
+          expect(Buffer.from((await reader.getCheckpoint(stream, size, 'note')) as Uint8Array).equals(note)).toBe(true);
+          expect(Buffer.from((await replicaReader.getCheckpoint(stream, size, 'note')) as Uint8Array).equals(note)).toBe(true);
+        }
         const keys = inBucket.map((line) => (JSON.parse(line) as { key: string }).key);
         expect(new Set(keys).size).toBe(1000);
       }
       expect(logger.text()).not.toContain('confidential text');
       await reader.close();
+      await replicaReader.close();
       await spool.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
