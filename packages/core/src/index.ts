@@ -104,6 +104,7 @@ export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key
 
 // Verification
 export { blobRefs, verifyArchive } from './verify/verify-archive.ts';
+export { blobNamesIn } from './verify/blob-refs.ts';
 export type { CheckpointSummary, StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
 
 export { RECORD_PROOF_FORMAT, buildRecordProof, verifyRecordProof } from './verify/record-proof.ts';

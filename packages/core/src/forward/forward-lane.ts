@@ -8,14 +8,12 @@ import { SinkConflictError } from '../errors/sink-errors.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { Logger } from '../logger/logger.ts';
 import { TILE_WIDTH, type TileId, tileCounts } from '../merkle/tiles.ts';
-import type { ArchiveRecord } from '../record/record.ts';
 import type { AppendBatch, Sink, StreamHead } from '../sink/sink.ts';
-import { blobRefs } from '../verify/blob-refs.ts';
+import { blobNamesIn } from '../verify/blob-refs.ts';
 import { ForwardDivergedError } from './forward-errors.ts';
 import type { ForwardStreamStatus, ForwardTarget, ForwarderOptions } from './forwarder.ts';
 
 const decoder = new TextDecoder();
-const SHA256_MEMBER = Buffer.from('"sha256":');
 
 /** A record's `prev` (undefined if it is not a JSON object with one). */
 function prevOf(record: Uint8Array): string | undefined {
@@ -209,17 +207,7 @@ export class ForwardLane {
     const { spool } = this.options;
     const { sink } = this.target;
     const wanted = new Set<string>();
-    for (const bytes of records) {
-      // Every blob reference carries a "sha256" member: a record without one names no blob.
-      if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf(SHA256_MEMBER) === -1) continue;
-      let record: ArchiveRecord;
-      try {
-        record = JSON.parse(decoder.decode(bytes)) as ArchiveRecord;
-      } catch {
-        continue; // not JSON: names no blob (verify reports the record)
-      }
-      for (const [, ref] of blobRefs(record)) if (!this.blobsKnown.has(ref.sha256)) wanted.add(ref.sha256);
-    }
+    for (const bytes of records) for (const sha256 of blobNamesIn(bytes)) if (!this.blobsKnown.has(sha256)) wanted.add(sha256);
     // On WORM storage a blob stored earlier may be locked for less time than this record needs:
     // storing it again extends its retention (the sink does that), so always store it.
     const worm = sink.guarantees.retention === 'compliance-lock';

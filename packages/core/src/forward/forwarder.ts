@@ -127,8 +127,10 @@ export class Forwarder {
     const goals: { stream: string; seq: number; checkpoint: number; tokens: readonly number[] }[] = [];
     for (const stream of await spool.streams()) {
       const { seq } = await spool.head(stream);
-      const checkpoint = (await spool.checkpoints(stream)).filter((size) => size <= seq).at(-1) ?? 0;
-      const tokens = spool.checkpointFiles ? (await spool.checkpointFiles(stream)).filter((entry) => entry.file === 'rfc3161' && entry.size <= checkpoint).map((entry) => entry.size) : [];
+      // One listing when the spool can list its checkpoint files (notes and tokens together).
+      const files = spool.checkpointFiles ? await spool.checkpointFiles(stream) : (await spool.checkpoints(stream)).map((size) => ({ size, file: 'note' as const }));
+      const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? 0;
+      const tokens = files.filter((entry) => entry.file === 'rfc3161' && entry.size <= checkpoint).map((entry) => entry.size);
       goals.push({ stream, seq, checkpoint, tokens });
       for (const target of this.options.targets) this.lane(target, stream).wake();
     }

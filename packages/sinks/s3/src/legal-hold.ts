@@ -10,10 +10,11 @@
  * stream held as a whole, a blob shared with another held stream) keeps its hold.
  */
 import { randomBytes } from 'node:crypto';
-import { type ArchiveRecord, blobRefs, canonicalBytes } from '@offchannel/core';
+import { blobNamesIn, canonicalBytes } from '@offchannel/core';
 import type { ObjectStore, Version } from './object-store.ts';
 import { S3SinkError, toSinkError } from './s3-errors.ts';
 import type { S3Layout } from './s3-layout.ts';
+import { countLines, splitLines } from './stream-objects.ts';
 
 /** A whole stream, or the record `seq` of it. */
 export interface LegalHoldTarget {
@@ -117,18 +118,10 @@ async function versionsHeldBy(request: ApplyLegalHold, target: LegalHoldTarget, 
   const blobs = new Set<string>();
   for (const batch of selected) {
     versions.push(...((await objects.versionsOf(batch.version.key))?.versions ?? [batch.version]));
-    const bytes = await objects.get(batch.version.key, batch.version.versionId);
-    decoder
-      .decode(bytes ?? new Uint8Array(0))
-      .split('\n')
-      .forEach((line, index) => {
-        if (line === '' || (target.seq !== undefined && batch.firstSeq + index !== target.seq)) return;
-        try {
-          for (const [, ref] of blobRefs(JSON.parse(line) as ArchiveRecord)) blobs.add(ref.sha256);
-        } catch {
-          // a damaged line names no blob; verify reports it
-        }
-      });
+    const lines = splitLines((await objects.get(batch.version.key, batch.version.versionId)) ?? new Uint8Array(0));
+    lines.forEach((line, index) => {
+      if (target.seq === undefined || batch.firstSeq + index === target.seq) for (const sha256 of blobNamesIn(line)) blobs.add(sha256);
+    });
   }
   for (const sha256 of blobs) versions.push(...((await objects.versionsOf(layout.blob(sha256)))?.versions ?? []));
   if (target.seq === undefined) {
@@ -146,8 +139,7 @@ async function batchOf(objects: ObjectStore, batches: BatchList, target: LegalHo
   const batch = batches[index];
   if (batch && batches[index + 1]) return batch;
   if (batch) {
-    const bytes = await objects.get(batch.version.key, batch.version.versionId);
-    const count = decoder.decode(bytes ?? new Uint8Array(0)).split('\n').length - 1;
+    const count = countLines((await objects.get(batch.version.key, batch.version.versionId)) ?? new Uint8Array(0));
     if (seq < batch.firstSeq + count) return batch;
   }
   if (lenient) return undefined;

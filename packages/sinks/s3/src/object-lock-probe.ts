@@ -10,9 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
   DeleteObjectCommand,
-  GetBucketVersioningCommand,
   GetObjectCommand,
-  GetObjectLockConfigurationCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
   PutObjectCommand,
@@ -22,7 +20,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { type S3ClientOptions, createS3Client } from './s3-client.ts';
-import { nameOf, statusOf, toSinkError } from './s3-errors.ts';
+import { ObjectStore } from './object-store.ts';
+import { isTransient, nameOf, statusOf, toSinkError } from './s3-errors.ts';
 import { assertBucketName, normalizePrefix, parseS3Url } from './s3-layout.ts';
 
 /** One guarantee, tried. `info` findings are facts that do not decide suitability. */
@@ -151,17 +150,17 @@ class Probe {
   }
 
   private async settings(): Promise<boolean> {
-    let versioning;
+    let settings;
     try {
-      versioning = await this.client.send(new GetBucketVersioningCommand({ Bucket: this.bucket }));
+      settings = await new ObjectStore(this.client, this.bucket).bucketSettings();
     } catch (error) {
       throw toSinkError(error, 'open: read the bucket versioning', this.bucket);
     }
-    const versioned = this.record('versioning', 'Bucket versioning is enabled', versioning.Status === 'Enabled' ? 'pass' : 'fail', `versioning is ${versioning.Status ?? 'off'}`);
-    const lock = await this.attempt(() => this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.bucket })));
-    const enabled = lock.ok && lock.result.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
-    const rule = lock.ok ? lock.result.ObjectLockConfiguration?.Rule?.DefaultRetention : undefined;
-    this.record('object-lock', 'Object Lock is enabled on the bucket', enabled ? 'pass' : 'fail', enabled ? (rule ? `default retention ${rule.Mode ?? '?'} ${rule.Years ? `${rule.Years} years` : `${rule.Days ?? '?'} days`} (offchannel sets retention on every object itself)` : 'no default retention (offchannel sets retention on every object itself)') : lock.ok ? 'not enabled' : `not enabled (${lock.error})`);
+    const { lockError, defaultRetention: rule } = settings;
+    if (lockError !== undefined && isTransient(lockError)) throw toSinkError(lockError, 'sink-check', this.bucket);
+    const versioned = this.record('versioning', 'Bucket versioning is enabled', settings.versioning === 'Enabled' ? 'pass' : 'fail', `versioning is ${settings.versioning ?? 'off'}`);
+    const enabled = settings.objectLock;
+    this.record('object-lock', 'Object Lock is enabled on the bucket', enabled ? 'pass' : 'fail', enabled ? (rule ? `default retention ${rule.Mode ?? '?'} ${rule.Years ? `${rule.Years} years` : `${rule.Days ?? '?'} days`} (offchannel sets retention on every object itself)` : 'no default retention (offchannel sets retention on every object itself)') : lockError === undefined ? 'not enabled' : `not enabled (${nameOf(lockError)})`);
     return versioned && enabled;
   }
 

@@ -6,7 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  type DefaultRetention,
+  GetBucketVersioningCommand,
   GetObjectCommand,
+  GetObjectLockConfigurationCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
   type ListObjectVersionsCommandOutput,
@@ -34,6 +37,16 @@ export interface KeyVersions {
   /** Every version, newest first (as S3 lists them). */
   readonly versions: readonly Version[];
   readonly deleteMarkers: number;
+}
+
+/** A bucket's versioning and Object Lock settings. */
+export interface BucketSettings {
+  /** `Enabled`, `Suspended`, or undefined (never enabled). */
+  readonly versioning: string | undefined;
+  readonly objectLock: boolean;
+  readonly defaultRetention: DefaultRetention | undefined;
+  /** Why the Object Lock configuration could not be read (unmapped SDK error), if it could not. */
+  readonly lockError: unknown;
 }
 
 export interface PutOptions {
@@ -138,6 +151,22 @@ export class ObjectStore {
       versionIdMarker = page.NextVersionIdMarker;
     }
     return [...names].sort();
+  }
+
+  /**
+   * The bucket's versioning and Object Lock settings. Throws (the unmapped SDK error) only when
+   * the versioning cannot be read; a bucket without an Object Lock configuration, or one whose
+   * configuration cannot be read, has `objectLock: false` (and `lockError` says why, if read failed).
+   */
+  async bucketSettings(): Promise<BucketSettings> {
+    const versioning = await this.client.send(new GetBucketVersioningCommand({ Bucket: this.bucket }));
+    try {
+      const configuration = (await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.bucket }))).ObjectLockConfiguration;
+      return { versioning: versioning.Status, objectLock: configuration?.ObjectLockEnabled === 'Enabled', defaultRetention: configuration?.Rule?.DefaultRetention, lockError: undefined };
+    } catch (error) {
+      const missing = (error as { name?: string }).name === 'ObjectLockConfigurationNotFoundError';
+      return { versioning: versioning.Status, objectLock: false, defaultRetention: undefined, lockError: missing ? undefined : error };
+    }
   }
 
   async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {

@@ -7,7 +7,6 @@
  * warnings: the locked oldest versions are intact. A timestamp token without its checkpoint
  * note means the note was removed.
  */
-import { GetBucketVersioningCommand, GetObjectLockConfigurationCommand, type S3Client } from '@aws-sdk/client-s3';
 import { type AuditFinding, isSha256Hex, isStreamName } from '@offchannel/core';
 import type { ObjectStore, Version } from './object-store.ts';
 import { PROBE_FOLDER } from './object-lock-probe.ts';
@@ -15,8 +14,8 @@ import { type S3Layout, parseBatchName, parseCheckpointName } from './s3-layout.
 
 type Group = { readonly key: string; readonly versions: readonly Version[]; readonly deleteMarkers: number };
 
-export async function* auditBucket(client: S3Client, objects: ObjectStore, layout: S3Layout): AsyncIterable<AuditFinding> {
-  yield* auditSettings(client, objects.bucket);
+export async function* auditBucket(objects: ObjectStore, layout: S3Layout): AsyncIterable<AuditFinding> {
+  yield* auditSettings(objects);
   const notes = new Set<string>();
   const tokens: { stream: string; size: number }[] = [];
   let pending: Promise<AuditFinding[]>[] = [];
@@ -42,16 +41,11 @@ export async function* auditBucket(client: S3Client, objects: ObjectStore, layou
   }
 }
 
-async function* auditSettings(client: S3Client, bucket: string): AsyncIterable<AuditFinding> {
-  const versioning = await client.send(new GetBucketVersioningCommand({ Bucket: bucket }));
-  if (versioning.Status !== 'Enabled') yield { code: 'S3_VERSIONING_DISABLED', message: `bucket ${bucket}: versioning is ${versioning.Status ?? 'off'}, so objects can be overwritten` };
-  let enabled: string | undefined;
-  try {
-    enabled = (await client.send(new GetObjectLockConfigurationCommand({ Bucket: bucket }))).ObjectLockConfiguration?.ObjectLockEnabled;
-  } catch {
-    enabled = undefined;
-  }
-  if (enabled !== 'Enabled') yield { code: 'S3_OBJECT_LOCK_DISABLED', message: `bucket ${bucket}: Object Lock is not enabled, so nothing stops objects from being deleted` };
+async function* auditSettings(objects: ObjectStore): AsyncIterable<AuditFinding> {
+  const { bucket } = objects;
+  const settings = await objects.bucketSettings();
+  if (settings.versioning !== 'Enabled') yield { code: 'S3_VERSIONING_DISABLED', message: `bucket ${bucket}: versioning is ${settings.versioning ?? 'off'}, so objects can be overwritten` };
+  if (!settings.objectLock) yield { code: 'S3_OBJECT_LOCK_DISABLED', message: `bucket ${bucket}: Object Lock is not enabled, so nothing stops objects from being deleted` };
 }
 
 type Kind =

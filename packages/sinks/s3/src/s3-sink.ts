@@ -12,10 +12,9 @@
  * exactly one succeeds; the chain never forks. docs/storage-format.md explains the reasoning.
  */
 import { createHash } from 'node:crypto';
-import { GetBucketVersioningCommand, GetObjectLockConfigurationCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import {
   type AppendBatch,
-  type ArchiveRecord,
   type AuditFinding,
   BlobMismatchError,
   type BlobInfo,
@@ -37,7 +36,7 @@ import {
   assertCheckpointKey,
   assertStreamName,
   assertTileKey,
-  blobRefs,
+  blobNamesIn,
   isStreamName,
   noopLogger,
   redactingLogger,
@@ -70,8 +69,6 @@ export interface S3SinkOptions extends S3ClientOptions {
 
 /** S3's limit for one PUT. */
 const MAX_OBJECT_BYTES = 5 * 1024 ** 3;
-const SHA256_MEMBER = Buffer.from('"sha256":');
-const decoder = new TextDecoder();
 
 const GUARANTEES: SinkGuarantees = { retention: 'compliance-lock', durability: 'remote', exclusiveWriter: 'conditional-write' };
 const NEWLINE = 0x0a;
@@ -141,23 +138,18 @@ export class S3Sink implements Sink {
 
   /** @internal Refuses a bucket without versioning and Object Lock (writers only). */
   async checkBucket(): Promise<void> {
-    let versioning;
+    let settings;
     try {
-      versioning = await this.client.send(new GetBucketVersioningCommand({ Bucket: this.bucket }));
+      settings = await this.objects.bucketSettings();
     } catch (error) {
       throw toSinkError(error, 'open: read the bucket versioning', this.bucket);
     }
     if (this.readOnly) return;
-    let lock: string | undefined;
-    try {
-      lock = (await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.bucket }))).ObjectLockConfiguration?.ObjectLockEnabled;
-    } catch (error) {
-      if ((error as { name?: string }).name !== 'ObjectLockConfigurationNotFoundError') throw toSinkError(error, 'open: read the Object Lock configuration', this.bucket);
-    }
-    if (versioning.Status !== 'Enabled' || lock !== 'Enabled') {
+    if (settings.lockError !== undefined) throw toSinkError(settings.lockError, 'open: read the Object Lock configuration', this.bucket);
+    if (settings.versioning !== 'Enabled' || !settings.objectLock) {
       throw new S3SinkError(
         'S3_OBJECT_LOCK_DISABLED',
-        `bucket "${this.bucket}" does not have ${lock === 'Enabled' ? 'versioning' : 'Object Lock'} enabled, so stored records could be overwritten or deleted. Use a bucket created with Object Lock (aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket), or enable versioning and then Object Lock on this one (aws s3api put-bucket-versioning --versioning-configuration Status=Enabled; aws s3api put-object-lock-configuration --object-lock-configuration ObjectLockEnabled=Enabled). Then check it with: offchannel sink-check s3://${this.bucket}/`,
+        `bucket "${this.bucket}" does not have ${settings.objectLock ? 'versioning' : 'Object Lock'} enabled, so stored records could be overwritten or deleted. Use a bucket created with Object Lock (aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket), or enable versioning and then Object Lock on this one (aws s3api put-bucket-versioning --versioning-configuration Status=Enabled; aws s3api put-object-lock-configuration --object-lock-configuration ObjectLockEnabled=Enabled). Then check it with: offchannel sink-check s3://${this.bucket}/`,
       );
     }
   }
@@ -323,7 +315,7 @@ export class S3Sink implements Sink {
   /** Object Lock and layout checks of everything under the prefix (see `s3-audit.ts`). */
   audit(): AsyncIterable<AuditFinding> {
     this.assertOpen();
-    return auditBucket(this.client, this.objects, this.layout);
+    return auditBucket(this.objects, this.layout);
   }
 
   /**
@@ -469,14 +461,7 @@ export class S3Sink implements Sink {
   /** Puts the legal hold on every version of every blob `records` name (for held streams). */
   private async holdBlobsOf(records: readonly Uint8Array[]): Promise<void> {
     const names = new Set<string>();
-    for (const bytes of records) {
-      if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf(SHA256_MEMBER) === -1) continue;
-      try {
-        for (const [, ref] of blobRefs(JSON.parse(decoder.decode(bytes)) as ArchiveRecord)) if (!this.heldBlobs.has(ref.sha256)) names.add(ref.sha256);
-      } catch {
-        // not JSON: names no blob
-      }
-    }
+    for (const bytes of records) for (const sha256 of blobNamesIn(bytes)) if (!this.heldBlobs.has(sha256)) names.add(sha256);
     for (const sha256 of names) {
       for (const version of (await this.objects.versionsOf(this.layout.blob(sha256)))?.versions ?? []) await this.objects.setLegalHold(version.key, version.versionId, true);
       if (this.heldBlobs.size >= 100_000) this.heldBlobs.clear();

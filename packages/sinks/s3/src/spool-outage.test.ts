@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +8,7 @@ import { createRecordingLogger } from '@offchannel/core/testing';
 import { openFsSink } from '@offchannel/sink-fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBucket, server, sinkOptions } from './__fixtures__/buckets.ts';
+import { freePort } from './__fixtures__/ceph-global-setup.ts';
 import { type S3Sink, openS3Sink } from './s3-sink.ts';
 
 const run = promisify(execFile);
@@ -26,17 +26,6 @@ function message(account: string, index: number): CaptureInput {
     text: `confidential text ${account} ${index}`,
     ...(index % 50 === 0 ? { attachments: [{ bytes: new TextEncoder().encode(`attachment ${account} ${index}`), mime: 'text/plain' }] } : {}),
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => { resolve(port); });
-    });
-  });
 }
 
 async function records(sink: { read: S3Sink['read'] }, stream: string): Promise<string[]> {
