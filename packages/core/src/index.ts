@@ -17,6 +17,7 @@ export {
   SinkUnsuitableError,
 } from './errors/sink-errors.ts';
 export { StateStoreError } from './errors/state-errors.ts';
+export { ConfigError } from './errors/config-error.ts';
 
 // Canonical JSON and hashing
 export { MAX_JSON_DEPTH, canonicalBytes, canonicalize, parseCanonical } from './json/canonical-json.ts';

@@ -1,0 +1,182 @@
+import { access, mkdir, readdir, rm, constants } from 'node:fs/promises';
+import path from 'node:path';
+import type { X509Certificate } from 'node:crypto';
+import { type Logger, type NoteVerifier, type Sink, type VerificationReport, noopLogger, verifyArchive } from '@offchannel/core';
+import { exportEml } from './eml/export-eml.ts';
+import { ExportError } from './export-error.ts';
+import { type ExportJob, relative, writeFileDurably } from './export-job.ts';
+import { exportHtml } from './html/export-html.ts';
+import { ArchiveIndex } from './index-db/archive-index.ts';
+import { parseTimeBound } from './index-db/sortable-time.ts';
+import { exportJsonl } from './jsonl/export-jsonl.ts';
+import { exportRsmf } from './rsmf/export-rsmf.ts';
+import type { CheckpointRef } from './rsmf/rsmf-slice.ts';
+import type { WrittenFile } from './rsmf/write-rsmf.ts';
+
+export const EXPORT_FORMATS = ['rsmf', 'eml', 'jsonl', 'html'] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+export interface ExportOptions {
+  /** The archive, opened read-only. */
+  readonly sink: Sink;
+  /** Output directory: created if missing; MUST be empty if it exists. */
+  readonly out: string;
+  readonly formats: readonly ExportFormat[];
+  /**
+   * The archive signer's verifier keys. With them, every stream must carry valid signed
+   * checkpoints and JSONL lines carry inclusion proofs; without them the export checks the
+   * hash chain and blobs only, and says so in every human-readable file.
+   */
+  readonly verifiers?: readonly NoteVerifier[];
+  readonly tsaCertificates?: readonly X509Certificate[];
+  /** Only these streams (default all). */
+  readonly streams?: readonly string[];
+  /** Only conversations with this platform id (or `<stream>|<id>` index key). */
+  readonly conversations?: readonly string[];
+  /**
+   * Time bounds on each record's platform time (capture time when it has none): a date
+   * `2026-11-20` (a whole UTC day: `to` includes it) or an ISO date-time with offset (`from`
+   * inclusive, `to` exclusive). Edits, deletions and reactions of a selected message are shown
+   * with it even when they happened later.
+   */
+  readonly from?: string;
+  readonly to?: string;
+  /** EML layout: one file per record (default) or one transcript per conversation per day. */
+  readonly emlMode?: 'message' | 'day';
+  /** `X-RSMF-Generator` and footers, e.g. `offchannel 0.1.0`. */
+  readonly generator?: string;
+  readonly logger?: Logger;
+  readonly onProgress?: (progress: { readonly phase: string; readonly done: number; readonly total?: number }) => void;
+}
+
+export interface ExportResult {
+  readonly out: string;
+  readonly verification: VerificationReport;
+  readonly conversations: number;
+  /** Per format: events (rsmf, html), files (eml) or lines (jsonl) written. */
+  readonly counts: Readonly<Partial<Record<ExportFormat, number>>>;
+  /** Every file written, relative to `out`, with size and SHA-256 (also in `SHA256SUMS`). */
+  readonly files: readonly { readonly path: string; readonly size: number; readonly sha256: string }[];
+}
+
+/**
+ * Exports a verified archive. Verification runs first, over the selected streams; if it fails,
+ * nothing is written and `ExportError('EXPORT_UNVERIFIED')` names the first failure — evidence
+ * that does not verify is never exported silently. Then the selected conversations are written
+ * in each format, followed by `export-summary.json` (selection, verification, counts, files)
+ * and `SHA256SUMS` (check the whole export with `sha256sum -c SHA256SUMS`).
+ */
+export async function exportArchive(options: ExportOptions): Promise<ExportResult> {
+  const logger = options.logger ?? noopLogger;
+  const formats = [...new Set(options.formats)];
+  if (formats.length === 0) throw new ExportError('EXPORT_OPTIONS', `choose at least one format: ${EXPORT_FORMATS.join(', ')}`);
+  for (const format of formats) if (!EXPORT_FORMATS.includes(format)) throw new ExportError('EXPORT_OPTIONS', `unknown format "${format as string}"; use ${EXPORT_FORMATS.join(', ')}`);
+  const from = options.from === undefined ? undefined : parseTimeBound(options.from, false);
+  const to = options.to === undefined ? undefined : parseTimeBound(options.to, true);
+  if (options.from !== undefined && from === undefined) throw new ExportError('EXPORT_OPTIONS', '--from must be a date (2026-11-20) or an ISO 8601 date-time with offset (2026-11-20T09:00:00Z)');
+  if (options.to !== undefined && to === undefined) throw new ExportError('EXPORT_OPTIONS', '--to must be a date (2026-11-20) or an ISO 8601 date-time with offset (2026-11-20T17:00:00Z)');
+  if (from !== undefined && to !== undefined && from >= to) throw new ExportError('EXPORT_OPTIONS', '--from must be before --to');
+
+  const verifiers = options.verifiers && options.verifiers.length > 0 ? options.verifiers : undefined;
+  const all = await options.sink.streams();
+  const streams = options.streams ?? all;
+  for (const stream of streams) if (!all.includes(stream)) throw new ExportError('EXPORT_OPTIONS', `the archive has no stream "${stream}"; it has: ${all.join(', ') || 'none'}`);
+  const out = path.resolve(options.out);
+  await prepareOutput(out);
+
+  const progress = (phase: string, done: number, total?: number): void => options.onProgress?.({ phase, done, ...(total === undefined ? {} : { total }) });
+  progress('verify', 0);
+  const verification = await verifyArchive(options.sink, {
+    streams,
+    ...(verifiers ? { verifiers } : {}),
+    ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
+    onProgress: ({ seq }) => {
+      progress('verify', seq);
+    },
+  });
+  if (!verification.ok) {
+    const first = verification.failures[0];
+    throw new ExportError('EXPORT_UNVERIFIED', `the archive does not verify, so nothing was exported: ${first?.code ?? 'FAILED'}: ${first?.message ?? 'unknown failure'} (${verification.failures.length} failure${verification.failures.length === 1 ? '' : 's'}; run offchannel verify for all)`);
+  }
+
+  const checkpoints = new Map<string, CheckpointRef>();
+  for (const summary of verification.streams) {
+    const latest = summary.checkpoints?.at(-1);
+    if (latest) checkpoints.set(summary.stream, { size: latest.size, root: latest.root, signedBy: latest.signedBy });
+  }
+  const verificationLines = (stream: string): string[] => {
+    const summary = verification.streams.find((item) => item.stream === stream);
+    const checkpoint = summary?.checkpoints?.at(-1);
+    return [
+      `Verified before export: hash chain of ${summary?.records ?? 0} records and every referenced blob intact.`,
+      verifiers
+        ? checkpoint
+          ? `Signed checkpoint: size ${checkpoint.size}, root ${checkpoint.root}, signed by ${checkpoint.signedBy}${checkpoint.timestamp ? `, RFC 3161 time ${checkpoint.timestamp.genTime}${checkpoint.timestamp.trusted ? ' (trusted TSA)' : ' (TSA not trusted)'}` : ''}.`
+          : 'No signed checkpoint covers this stream yet.'
+        : 'Signed checkpoints NOT checked: no verifier key was given to the export.',
+    ];
+  };
+
+  const index = await ArchiveIndex.build(options.sink, streams, (done) => {
+    progress('index', done);
+  });
+  const files: WrittenFile[] = [];
+  const counts: Partial<Record<ExportFormat, number>> = {};
+  try {
+    const wanted = options.conversations;
+    const conversations = index.conversations().filter((conversation) => !wanted || wanted.some((item) => item === conversation.id || item === conversation.key));
+    if (wanted && conversations.length === 0) throw new ExportError('EXPORT_OPTIONS', `no conversation matches ${wanted.map((item) => `"${item}"`).join(', ')} in the selected streams`);
+    const job: ExportJob = {
+      sink: options.sink,
+      index,
+      out,
+      conversations,
+      range: { ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }) },
+      checkpoints,
+      verificationLines,
+      generator: options.generator ?? 'offchannel',
+      emlMode: options.emlMode ?? 'message',
+      written: (file) => {
+        files.push(file);
+      },
+      progress,
+    };
+    for (const format of formats) {
+      logger.info({ format, conversations: conversations.length }, 'exporting');
+      counts[format] = format === 'rsmf' ? await exportRsmf(job) : format === 'eml' ? await exportEml(job) : format === 'jsonl' ? await exportJsonl(job) : await exportHtml(job);
+    }
+    const listed = files.map((file) => ({ path: relative(job, file.path), size: file.size, sha256: file.sha256 })).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const summary = {
+      format: 'offchannel-export',
+      v: 1,
+      generator: job.generator,
+      exportedAt: new Date().toISOString(),
+      selection: { streams, conversations: conversations.map((conversation) => ({ stream: conversation.stream, id: conversation.id ?? null, title: conversation.title ?? null })), from: options.from ?? null, to: options.to ?? null, formats, emlMode: job.emlMode },
+      verification: { ok: verification.ok, signedCheckpointsChecked: verifiers !== undefined, streams: verification.streams.map((item) => ({ stream: item.stream, records: item.records, head: item.head, checkpoint: checkpoints.get(item.stream) ?? null })), warnings: verification.warnings.map((warning) => ({ code: warning.code, message: warning.message })) },
+      counts,
+      files: listed,
+    };
+    const summaryFile = await writeFileDurably(path.join(out, 'export-summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    const all = [...listed, { path: 'export-summary.json', size: summaryFile.size, sha256: summaryFile.sha256 }];
+    await writeFileDurably(path.join(out, 'SHA256SUMS'), all.map((file) => `${file.sha256}  ${file.path}\n`).join(''));
+    return { out, verification, conversations: conversations.length, counts, files: all };
+  } finally {
+    await index.close();
+  }
+}
+
+async function prepareOutput(out: string): Promise<void> {
+  try {
+    await mkdir(out, { recursive: true });
+    const entries = await readdir(out);
+    if (entries.length > 0) throw new ExportError('EXPORT_OUTPUT', `output directory ${out} is not empty; choose a new directory (exports never overwrite files)`);
+    await access(out, constants.W_OK);
+    const probe = path.join(out, '.offchannel-write-test');
+    await writeFileDurably(probe, '');
+    await rm(probe);
+  } catch (error) {
+    if (error instanceof ExportError) throw error;
+    const code = (error as { code?: string }).code ?? 'unknown error';
+    throw new ExportError('EXPORT_OUTPUT', `cannot write to output directory ${out} (${code}); choose a directory you can write to`, { cause: error });
+  }
+}

@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import { open, rename } from 'node:fs/promises';
+import path from 'node:path';
+import { type Party, type Sink, parseStreamName } from '@offchannel/core';
+import type { ArchiveIndex, ConversationSummary } from './index-db/archive-index.ts';
+import type { CheckpointRef } from './rsmf/rsmf-slice.ts';
+import type { WrittenFile } from './rsmf/write-rsmf.ts';
+
+/** What every format writer gets: the verified archive, its index, the selection and where to write. */
+export interface ExportJob {
+  readonly sink: Sink;
+  readonly index: ArchiveIndex;
+  /** Output directory (exists, was empty). */
+  readonly out: string;
+  readonly conversations: readonly ConversationSummary[];
+  /** `sortableTime` bounds: from inclusive, to exclusive. */
+  readonly range: { readonly from?: string; readonly to?: string };
+  /** Newest verified signed checkpoint per stream (absent: none verified). */
+  readonly checkpoints: ReadonlyMap<string, CheckpointRef>;
+  /** One-line verification outcome per stream, for the human-readable formats. */
+  readonly verificationLines: (stream: string) => readonly string[];
+  readonly generator: string;
+  readonly emlMode: 'message' | 'day';
+  /** Records a file written (for SHA256SUMS and the summary). */
+  readonly written: (file: WrittenFile) => void;
+  readonly progress: (phase: string, done: number, total?: number) => void;
+}
+
+export function channelOf(stream: string): string {
+  return parseStreamName(stream).channel;
+}
+
+export function accountOf(stream: string): string {
+  return parseStreamName(stream).account;
+}
+
+/** Deterministic, file-system-safe base name for a conversation's files. */
+export function conversationFileName(conversation: ConversationSummary): string {
+  const label = conversation.id === undefined ? 'account-events' : (conversation.title ?? conversation.id);
+  const safe = (text: string, max: number): string =>
+    text
+      .normalize('NFKD')
+      .replace(/[^A-Za-z0-9._-]+/g, '_')
+      .replace(/^[._]+|_+$/g, '')
+      .slice(0, max) || 'x';
+  return `${safe(conversation.stream.replace(':', '_'), 60)}--${safe(label, 40)}--${createHash('sha256').update(conversation.key).digest('hex').slice(0, 8)}`;
+}
+
+/** Stable id linking every file of one conversation (RSMF `eventcollectionid`). */
+export function collectionId(conversation: ConversationSummary): string {
+  return createHash('sha256').update(`offchannel-conversation\n${conversation.key}`).digest('hex').slice(0, 32);
+}
+
+/** Everyone who appears in the conversation's selected records (senders, members, reactors), by first appearance. */
+export function conversationParties(job: ExportJob, conversation: ConversationSummary): Party[] {
+  const parties = new Map<string, Party>();
+  const see = (party: Party | undefined): void => {
+    if (party) parties.set(party.id, { ...parties.get(party.id), ...party });
+  };
+  for (const entry of job.index.events(conversation.key, job.range.from, job.range.to)) {
+    see(entry.record.sender);
+    for (const member of entry.record.membership?.members ?? []) see(member);
+    if (entry.record.kind === 'message') for (const modifier of job.index.modifiersOf(entry.stream, entry.seq)) see(modifier.record.sender);
+  }
+  return [...parties.values()];
+}
+
+/** The custodian's own party id in a conversation: who sent its outbound records, else the account name. */
+export function custodianId(job: ExportJob, conversation: ConversationSummary): string {
+  for (const entry of job.index.events(conversation.key)) {
+    if (entry.record.direction === 'outbound' && entry.record.sender) return entry.record.sender.id;
+  }
+  return accountOf(conversation.stream);
+}
+
+/** Writes a file atomically (temp name, fsync, rename) and returns its size and SHA-256. */
+export async function writeFileDurably(file: string, bytes: Uint8Array | string): Promise<WrittenFile> {
+  const data = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
+  const partial = `${file}.partial`;
+  const handle = await open(partial, 'wx', 0o644);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(partial, file);
+  return { path: file, size: data.byteLength, sha256: createHash('sha256').update(data).digest('hex') };
+}
+
+/** Appends chunks to a file as it is written, hashing them; `finish` fsyncs and renames it into place. */
+export async function openStreamingFile(file: string): Promise<{ write(chunk: string | Uint8Array): Promise<void>; finish(): Promise<WrittenFile>; abort(): Promise<void> }> {
+  const partial = `${file}.partial`;
+  const handle = await open(partial, 'wx', 0o644);
+  const hash = createHash('sha256');
+  let size = 0;
+  return {
+    async write(chunk) {
+      const data = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+      hash.update(data);
+      size += data.byteLength;
+      await handle.write(data);
+    },
+    async finish() {
+      await handle.sync();
+      await handle.close();
+      await rename(partial, file);
+      return { path: file, size, sha256: hash.digest('hex') };
+    },
+    async abort() {
+      await handle.close().catch(() => undefined);
+    },
+  };
+}
+
+export function relative(job: ExportJob, file: string): string {
+  return path.relative(job.out, file).split(path.sep).join('/');
+}

@@ -1,0 +1,70 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Sink } from '@offchannel/core';
+import { ExportError } from '../export-error.ts';
+import { accountOf, channelOf, conversationFileName, conversationParties, custodianId, type ExportJob, openStreamingFile } from '../export-job.ts';
+import type { TranscriptAttachment } from '../model/transcript-event.ts';
+import { transcriptEvents } from '../model/transcript-events.ts';
+import { HTML_EMBED_MAX_BYTES, htmlEvent, htmlFoot, htmlHead } from './html-transcript.ts';
+
+/**
+ * `html/<conversation>.html`: one self-contained page per conversation. Images up to 8 MiB are
+ * embedded; other stored attachments are written once to `html/attachments/` and linked.
+ */
+export async function exportHtml(job: ExportJob): Promise<number> {
+  const dir = path.join(job.out, 'html');
+  await mkdir(dir, { recursive: true });
+  const attachmentsDir = path.join(dir, 'attachments');
+  const copied = new Set<string>();
+  let events = 0;
+  for (const conversation of job.conversations) {
+    const participants = conversationParties(job, conversation);
+    const custodian = custodianId(job, conversation);
+    const title = conversation.id === undefined ? `Account events of ${conversation.stream}` : (conversation.title ?? (participants.filter((party) => party.id !== custodian).map((party) => party.name ?? party.id).join(', ') || conversation.id));
+    const file = await openStreamingFile(path.join(dir, `${conversationFileName(conversation)}.html`));
+    try {
+      await file.write(
+        htmlHead({
+          title,
+          channel: channelOf(conversation.stream),
+          stream: conversation.stream,
+          custodian: `${accountOf(conversation.stream)}${custodian === accountOf(conversation.stream) ? '' : ` (${custodian})`}`,
+          participants,
+          firstAt: conversation.firstAt.replace(/\.?0*Z$/, 'Z'),
+          lastAt: conversation.lastAt.replace(/\.?0*Z$/, 'Z'),
+          verification: { ok: true, lines: job.verificationLines(conversation.stream) },
+          generator: job.generator,
+        }),
+      );
+      for await (const event of transcriptEvents(job.index, job.sink, conversation.key, job.range)) {
+        const sources = new Map<TranscriptAttachment, string | undefined>();
+        for (const attachment of event.attachments) sources.set(attachment, await attachmentSource(job.sink, attachment, attachmentsDir, copied, job));
+        await file.write(htmlEvent(event, (attachment) => sources.get(attachment)));
+        events += 1;
+      }
+      await file.write(htmlFoot(job.generator));
+      job.written(await file.finish());
+    } catch (error) {
+      await file.abort();
+      throw error;
+    }
+    job.progress('html', events);
+  }
+  return events;
+}
+
+async function attachmentSource(sink: Sink, attachment: TranscriptAttachment, dir: string, copied: Set<string>, job: ExportJob): Promise<string | undefined> {
+  if (attachment.status !== 'stored' || !attachment.sha256 || !attachment.fileName) return undefined;
+  const embed = (attachment.mime ?? '').startsWith('image/') && (attachment.size ?? Infinity) <= HTML_EMBED_MAX_BYTES;
+  if (embed || !copied.has(attachment.fileName)) {
+    const bytes = await sink.getBlob(attachment.sha256);
+    if (!bytes) throw new ExportError('EXPORT_UNVERIFIED', `attachment blob ${attachment.sha256} disappeared from the archive during export; run offchannel verify`);
+    if (embed) return `data:${attachment.mime ?? 'application/octet-stream'};base64,${Buffer.from(bytes).toString('base64')}`;
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, attachment.fileName);
+    await writeFile(file, bytes, { flag: 'wx', mode: 0o644 });
+    job.written({ path: file, size: bytes.byteLength, sha256: attachment.sha256 });
+    copied.add(attachment.fileName);
+  }
+  return `attachments/${encodeURIComponent(attachment.fileName)}`;
+}

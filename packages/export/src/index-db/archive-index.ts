@@ -1,0 +1,191 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { type ArchiveRecord, type NativeRef, type Sink, canonicalize, decodeRecord } from '@offchannel/core';
+import { sortableTime } from './sortable-time.ts';
+
+/** A record as the exporters see it: where it sits in the archive and its hash. */
+export interface IndexedRecord {
+  readonly stream: string;
+  readonly seq: number;
+  /** SHA-256 of the stored canonical bytes, hex. */
+  readonly hash: string;
+  readonly record: ArchiveRecord;
+  /** The record exactly as stored: its canonical JSON text. */
+  readonly text: string;
+}
+
+/** One conversation of one stream (records without a conversation form the stream's "account" conversation). */
+export interface ConversationSummary {
+  /** `<stream>|<conversation id>`; `<stream>|` for account-level records. */
+  readonly key: string;
+  readonly stream: string;
+  /** Platform conversation id; `undefined` for the account-level records. */
+  readonly id: string | undefined;
+  readonly type: 'direct' | 'group' | 'channel' | undefined;
+  /** Newest title seen. */
+  readonly title: string | undefined;
+  readonly records: number;
+  readonly firstAt: string;
+  readonly lastAt: string;
+}
+
+/** Kinds that change another record when their target is in the archive. */
+const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
+
+/**
+ * A temporary SQLite index over the archive, so export streams with bounded memory: one pass
+ * reads every record into the index (on disk, deleted on close); the exporters then walk one
+ * conversation at a time and look up the edits, deletes, reactions and receipts of each
+ * message by its resolved target. The index is a working copy only — what is exported comes
+ * from records whose hashes the archive's verification has just checked.
+ */
+export class ArchiveIndex {
+  readonly #db: DatabaseSync;
+  readonly #dir: string;
+  readonly #byKey: StatementSync;
+  readonly #events: StatementSync;
+  readonly #modifiers: StatementSync;
+  readonly #byNative: StatementSync;
+  readonly #byNativeId: StatementSync;
+  readonly #streamRecords: StatementSync;
+
+  private constructor(db: DatabaseSync, dir: string) {
+    this.#db = db;
+    this.#dir = dir;
+    this.#byKey = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? AND seq = ?');
+    this.#events = db.prepare(
+      `SELECT stream, seq, hash, json FROM records WHERE conv = ? AND at >= ? AND at < ?
+       AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
+    );
+    this.#modifiers = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
+    this.#byNative = db.prepare("SELECT seq FROM records WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
+    this.#byNativeId = db.prepare("SELECT seq FROM records WHERE conv = ? AND native_id = ? AND kind = 'message' ORDER BY seq LIMIT 1");
+    this.#streamRecords = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? ORDER BY seq');
+  }
+
+  /** Reads `streams` of `sink` into a new index in a private temporary directory. */
+  static async build(sink: Sink, streams: readonly string[], onProgress?: (done: number) => void): Promise<ArchiveIndex> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-export-'));
+    const db = new DatabaseSync(path.join(dir, 'index.sqlite'));
+    try {
+      db.exec(`PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+        CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
+          conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
+          target_seq INTEGER, json TEXT NOT NULL, PRIMARY KEY (stream, seq)) WITHOUT ROWID;`);
+      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)');
+      let done = 0;
+      for (const stream of streams) {
+        db.exec('BEGIN');
+        for await (const stored of sink.read(stream)) {
+          const { record, hash } = decodeRecord(stored.bytes);
+          insert.run(
+            stream,
+            record.seq,
+            hash,
+            record.kind,
+            conversationKey(record),
+            sortableTime(record.sentAt ?? record.capturedAt),
+            record.native ? canonicalize(record.native) : null,
+            record.native?.id ?? null,
+            record.target ? canonicalize(record.target) : null,
+            record.target?.id ?? null,
+            Buffer.from(stored.bytes).toString('utf8'),
+          );
+          if (++done % 10_000 === 0) onProgress?.(done);
+        }
+        db.exec('COMMIT');
+      }
+      onProgress?.(done);
+      db.exec(`CREATE INDEX by_native ON records (stream, native) WHERE native IS NOT NULL;
+        CREATE INDEX by_native_id ON records (conv, native_id) WHERE native_id IS NOT NULL;
+        CREATE INDEX by_conv ON records (conv, at, seq);`);
+      // A modifier's target is the original's native ref; fall back to the bare id within the
+      // conversation for connectors whose target carries fewer scope members than the native.
+      db.exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r WHERE r.stream = records.stream
+          AND r.native = records.target AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
+        WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL;
+        UPDATE records SET target_seq = (SELECT r.seq FROM records r WHERE r.conv = records.conv
+          AND r.native_id = records.target_id AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
+        WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL AND target_seq IS NULL;
+        CREATE INDEX by_target ON records (stream, target_seq) WHERE target_seq IS NOT NULL;`);
+      return new ArchiveIndex(db, dir);
+    } catch (error) {
+      db.close();
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** Every conversation, ordered by stream then first event time. */
+  conversations(): ConversationSummary[] {
+    const rows = this.#db
+      .prepare('SELECT conv, stream, COUNT(*) AS records, MIN(at) AS firstAt, MAX(at) AS lastAt, MAX(seq) AS lastSeq FROM records GROUP BY conv ORDER BY stream, firstAt, conv')
+      .all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string }[];
+    const latest = this.#db.prepare("SELECT json FROM records WHERE conv = ? AND json LIKE '%\"conversation\":%' ORDER BY seq DESC LIMIT 1");
+    return rows.map((row) => {
+      const id = row.conv.slice(row.stream.length + 1);
+      const newest = id === '' ? undefined : (latest.get(row.conv) as { json: string } | undefined);
+      const conversation = newest ? (JSON.parse(newest.json) as ArchiveRecord).conversation : undefined;
+      return {
+        key: row.conv,
+        stream: row.stream,
+        id: id === '' ? undefined : id,
+        type: conversation?.type,
+        title: conversation?.title,
+        records: row.records,
+        firstAt: row.firstAt,
+        lastAt: row.lastAt,
+      };
+    });
+  }
+
+  /**
+   * The conversation's events in time order: every record except modifiers whose target was
+   * found (those are returned by {@link modifiersOf}). `from` inclusive, `to` exclusive, as
+   * {@link sortableTime} strings.
+   */
+  *events(conversation: string, from = '', to = '\uffff'): Generator<IndexedRecord> {
+    for (const row of this.#events.iterate(conversation, from, to)) yield toIndexed(row);
+  }
+
+  /** Edits, deletes, reactions and receipts whose target is record `seq` of `stream`, in time order. */
+  modifiersOf(stream: string, seq: number): IndexedRecord[] {
+    return this.#modifiers.all(stream, seq).map(toIndexed);
+  }
+
+  /** The message record a ref (reply, quote, target) names, if it is in the archive. */
+  resolve(stream: string, conversation: string, ref: NativeRef): number | undefined {
+    const exact = this.#byNative.get(stream, canonicalize(ref)) as { seq: number } | undefined;
+    if (exact) return exact.seq;
+    const byId = this.#byNativeId.get(conversation, ref.id) as { seq: number } | undefined;
+    return byId ? byId.seq : undefined;
+  }
+
+  get(stream: string, seq: number): IndexedRecord | undefined {
+    const row = this.#byKey.get(stream, seq);
+    return row ? toIndexed(row) : undefined;
+  }
+
+  /** All records of `stream` in seq order. */
+  *streamRecords(stream: string): Generator<IndexedRecord> {
+    for (const row of this.#streamRecords.iterate(stream)) yield toIndexed(row);
+  }
+
+  /** Closes and deletes the index. */
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+    await rm(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/** The index key of a record's conversation: `<stream>|<id>`, or `<stream>|` when it has none. */
+export function conversationKey(record: ArchiveRecord): string {
+  return `${record.stream}|${record.conversation?.id ?? ''}`;
+}
+
+function toIndexed(row: Record<string, unknown>): IndexedRecord {
+  const text = row.json as string;
+  return { stream: row.stream as string, seq: Number(row.seq), hash: row.hash as string, record: JSON.parse(text) as ArchiveRecord, text };
+}
