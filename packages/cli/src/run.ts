@@ -1,7 +1,9 @@
 import { OffchannelError } from '@offchannel/core';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './cli-io.ts';
+import { CAPTURE_USAGE, captureCommand } from './commands/capture-command.ts';
 import { COPY_USAGE, copyCommand } from './commands/copy-command.ts';
 import { DEMO_USAGE, demoCommand } from './commands/demo-command.ts';
+import { EXPORT_USAGE, exportCommand } from './commands/export-command.ts';
 import { KEYGEN_USAGE, keygenCommand } from './commands/keygen-command.ts';
 import { LEGAL_HOLD_USAGE, legalHoldCommand } from './commands/legal-hold-command.ts';
 import { SINK_CHECK_USAGE, sinkCheckCommand } from './commands/sink-check-command.ts';
@@ -13,8 +15,10 @@ import { UsageError } from './usage-error.ts';
 import { CLI_PACKAGE } from './version.ts';
 
 const COMMANDS: Record<string, { readonly run: (argv: readonly string[], io: CliIo) => Promise<number>; readonly summary: string; readonly usage: string }> = {
+  capture: { run: captureCommand, summary: 'run the configured connectors into the archive until stopped (offchannel.config.json)', usage: CAPTURE_USAGE },
   demo: { run: demoCommand, summary: 'record a generated exchange into an archive and verify it (offline)', usage: DEMO_USAGE },
   verify: { run: verifyCommand, summary: 'check an archive: chain, blobs, seals; with --key, signed checkpoints', usage: VERIFY_USAGE },
+  export: { run: exportCommand, summary: 'write RSMF, EML, JSONL (with proofs) or HTML transcripts from a verified archive', usage: EXPORT_USAGE },
   keygen: { run: keygenCommand, summary: 'create a checkpoint signing key (or, with --state, a state-store key)', usage: KEYGEN_USAGE },
   prove: { run: proveCommand, summary: "write a proof that one record is in the archive's signed log", usage: PROVE_USAGE },
   'verify-proof': { run: verifyProofCommand, summary: 'check a record proof with only the verifier key', usage: VERIFY_PROOF_USAGE },
@@ -59,6 +63,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     }
     if (error instanceof UsageError || (error as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS')) {
       io.stderr.write(`offchannel ${name}: ${(error as Error).message}\n\n${command.usage}\n`);
+      return EXIT_USAGE;
+    }
+    if (OffchannelError.hasCode(error, 'CONFIG_INVALID')) {
+      io.stderr.write(`offchannel ${name}: ${error.message} [${error.code}]\n`);
       return EXIT_USAGE;
     }
     if (OffchannelError.isInstance(error)) {

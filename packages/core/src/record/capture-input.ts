@@ -63,7 +63,12 @@ export interface CaptureInput {
   readonly meta?: { readonly [name: string]: MetaValue };
 }
 
-/** How a capture ended. Both outcomes mean the event is durable in the archive. */
+/**
+ * How a capture ended. Every outcome means the event is settled and MAY be acknowledged
+ * upstream: `recorded` and `duplicate` are durable in the archive; `excluded` means the
+ * runner's capture policy keeps this conversation out of the archive (a personal contact) and
+ * has durably counted the exclusion for its `policy` record.
+ */
 export type CaptureResult =
   | {
       readonly status: 'recorded';
@@ -80,4 +85,12 @@ export type CaptureResult =
       readonly key: string;
       /** Seq of the record that already holds this key. */
       readonly seq: number;
+    }
+  | {
+      /** Out of scope under the capture policy: nothing stored, the exclusion counted. */
+      readonly status: 'excluded';
+      readonly stream: string;
+      readonly key: string;
+      /** Always 0: no record holds this event. */
+      readonly seq: 0;
     };

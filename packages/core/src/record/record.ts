@@ -139,6 +139,12 @@ export interface SourceInfo {
   readonly version: string;
   /** The platform library and version it used, e.g. `@whiskeysockets/baileys@7.0.0-rc14`. */
   readonly upstream?: string;
+  /**
+   * The capture policy in force when the record was made (the runner's `policy.version`, e.g.
+   * `firm-comms-policy@2026-11-01`): which contacts and conversations were excluded is itself
+   * evidence. Absent when no policy was configured.
+   */
+  readonly policy?: string;
 }
 
 /** `reaction` records: which reaction, added or removed. */

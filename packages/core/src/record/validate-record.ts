@@ -174,10 +174,11 @@ function stringList(field: string, value: unknown, maxItems: number): void {
 }
 
 function source(value: unknown): void {
-  const fields = object('record.source', value, ['package', 'version', 'upstream']);
+  const fields = object('record.source', value, ['package', 'version', 'upstream', 'policy']);
   shortString('record.source.package', fields.package);
   shortString('record.source.version', fields.version);
   if (fields.upstream !== undefined) shortString('record.source.upstream', fields.upstream);
+  if (fields.policy !== undefined) shortString('record.source.policy', fields.policy);
 }
 
 function conversation(value: unknown): void {

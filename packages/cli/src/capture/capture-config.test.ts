@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, OffchannelError } from '@offchannel/core';
+import { parseCaptureConfig } from './capture-config.ts';
+import { createConnector } from './connector-registry.ts';
+
+const base = { state: { keyFile: 'state.key' }, connectors: [{ channel: 'demo', account: 'alice@firm.example' }] };
+
+function problem(value: unknown): string {
+  try {
+    parseCaptureConfig(value, '/etc/offchannel/offchannel.config.json');
+  } catch (error) {
+    if (error instanceof ConfigError) return `${error.key}: ${error.message}`;
+    throw error;
+  }
+  return 'accepted';
+}
+
+describe('capture config', () => {
+  it('accepts a minimal config with defaults resolved against the config directory', () => {
+    const config = parseCaptureConfig(base, '/etc/offchannel/offchannel.config.json');
+    expect(config.archive).toEqual({ kind: 'dir', dir: '/etc/offchannel/archive' });
+    expect(config.state).toEqual({ dir: '/etc/offchannel/state', keyFile: '/etc/offchannel/state.key', unencrypted: false });
+    expect(config.log.level).toBe('info');
+    expect(config.connectors[0]).toMatchObject({ channel: 'demo', account: 'alice@firm.example', key: 'config.connectors[0]', options: { account: 'alice@firm.example' } });
+  });
+
+  it('accepts an s3 archive with a spool', () => {
+    const config = parseCaptureConfig({ ...base, archive: { url: 's3://bucket/comms', endpoint: 'http://127.0.0.1:7480', forcePathStyle: true, retentionYears: 7 } }, '/srv/c.json');
+    expect(config.archive).toEqual({ kind: 's3', url: 's3://bucket/comms', spool: '/srv/spool', endpoint: 'http://127.0.0.1:7480', forcePathStyle: true, retentionYears: 7 });
+  });
+
+  it('names the bad key in every error and never echoes values', () => {
+    expect(problem({ ...base, archiv: './a' })).toBe('config.archiv: config.archiv is not a known setting; known here: $schema, archive, state, signing, policy, log, status, connectors');
+    expect(problem({ ...base, archive: { dir: './a', endpoint: 'http://x' } })).toMatch(/^config\.archive\.endpoint: .* applies only to an s3:\/\/ archive/);
+    expect(problem({ ...base, archive: { url: 'https://bucket' } })).toMatch(/^config\.archive\.url: .*must be s3:\/\/bucket/);
+    expect(problem({ ...base, state: {} })).toMatch(/^config\.state\.keyFile: .*is required: connector sessions are secrets/);
+    expect(problem({ ...base, signing: { keyFile: 'k', everyRecords: 0 } })).toMatch(/^config\.signing\.everyRecords: .*whole number from 1/);
+    expect(problem({ ...base, log: { level: 'loud' } })).toMatch(/^config\.log\.level: .*must be one of fatal/);
+    expect(problem({ ...base, connectors: [] })).toMatch(/^config\.connectors: .*non-empty list/);
+    expect(problem({ ...base, connectors: [{ channel: 'demo' }] })).toMatch(/^config\.connectors\[0\]\.account: .*is required/);
+    expect(problem({ ...base, connectors: [{ channel: 'Demo!', account: 'a' }] })).toMatch(/^config\.connectors\[0\]\.channel: /);
+    expect(problem({ ...base, connectors: [{ channel: 'demo', account: 'a' }, { channel: 'demo', account: 'a' }] })).toMatch(/^config\.connectors\[1\]: .*repeats demo:a/);
+    expect(problem({ ...base, connectors: [{ channel: 'demo', account: 'a', policy: { exclude: { contacts: ['+1555'] } } }] })).toMatch(/^config\.policy\.version: .*is required when any connector excludes/);
+    expect(problem({ ...base, connectors: [{ channel: 'demo', account: 'a', policy: { exclude: { contacts: [5] } } }] })).toMatch(/^config\.connectors\[0\]\.policy\.exclude\.contacts\[0\]: /);
+    expect(problem({ ...base, connectors: [{ channel: 'demo', account: 'a', policy: { only: {} } }] })).toMatch(/^config\.connectors\[0\]\.policy\.only: .*at least one/);
+    expect(problem({ ...base, state: { keyFile: 'hunter2-secret-path' }, signing: { keyFile: 'k', tsaUrl: 'ftp://secret-token@tsa' } })).not.toContain('secret-token');
+  });
+
+  it('connector settings are checked by the connector: unknown channels and packages are named', async () => {
+    const config = (connectors: unknown[]): ReturnType<typeof parseCaptureConfig> => parseCaptureConfig({ ...base, connectors }, '/c.json');
+    const [demo] = config([{ channel: 'demo', account: 'a', intervalMs: -1 }]).connectors;
+    await expect(createConnector(demo as never)).rejects.toMatchObject({ code: 'CONFIG_INVALID', key: 'config.connectors[0].intervalMs' });
+    const [unknown] = config([{ channel: 'fax', account: 'a' }]).connectors;
+    await expect(createConnector(unknown as never)).rejects.toMatchObject({ key: 'config.connectors[0].channel', message: expect.stringMatching(/"fax" is not a known channel/) as string });
+    const [missing] = config([{ channel: 'telegram', account: 'a' }]).connectors;
+    const error = await createConnector(missing as never, () => Promise.reject(new Error('Cannot find package'))).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'CONFIG_INVALID')).toBe(true);
+    expect((error as Error).message).toMatch(/needs the package @offchannel\/telegram, which is not installed/);
+  });
+});

@@ -1,0 +1,186 @@
+/**
+ * `offchannel.config.json`: what `offchannel capture` runs. Every key is checked; an unknown or
+ * mistyped key is an error naming it. Paths in `archive`, `state` and `signing` are relative to
+ * the config file's directory.
+ *
+ * ```json
+ * {
+ *   "archive": { "dir": "./archive" },
+ *   "state": { "dir": "./state", "keyFile": "./state.key" },
+ *   "signing": { "keyFile": "./signing.key", "everyRecords": 1000, "everyMs": 60000 },
+ *   "policy": { "version": "firm-comms-policy@2026-11-01" },
+ *   "log": { "level": "info" },
+ *   "connectors": [
+ *     { "channel": "imessage", "account": "alice@firm.example",
+ *       "policy": { "exclude": { "contacts": ["+15550199"] } } }
+ *   ]
+ * }
+ * ```
+ */
+import path from 'node:path';
+import { ConfigError, assertAccountName, assertChannelName } from '@offchannel/core';
+import { type Json, object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString, stringList } from './config-reader.ts';
+
+export type ArchiveConfig =
+  | { readonly kind: 'dir'; readonly dir: string }
+  | {
+      readonly kind: 's3';
+      readonly url: string;
+      /** Local spool the recorder acknowledges on; the forwarder copies it to S3. */
+      readonly spool: string;
+      readonly endpoint?: string;
+      readonly region?: string;
+      readonly profile?: string;
+      readonly forcePathStyle?: boolean;
+      readonly retentionYears?: number;
+    };
+
+/** Who is out of scope for one account (personal contacts and conversations). */
+export interface PolicyRules {
+  /** Direct conversations with these party ids (or aliases) are not stored. */
+  readonly excludeContacts: readonly string[];
+  /** Conversations with these ids are not stored. */
+  readonly excludeConversations: readonly string[];
+  /** When set, only these conversations (and direct chats with these contacts) are stored. */
+  readonly onlyContacts?: readonly string[];
+  readonly onlyConversations?: readonly string[];
+}
+
+export interface ConnectorConfig {
+  readonly channel: string;
+  readonly account: string;
+  readonly policy: PolicyRules;
+  /** Channel-specific settings, validated by the connector package (includes `account`). */
+  readonly options: Json;
+  /** Dotted path of this entry, for the connector's own error messages. */
+  readonly key: string;
+}
+
+export interface CaptureConfig {
+  readonly file: string;
+  readonly archive: ArchiveConfig;
+  readonly state: { readonly dir: string; readonly keyFile?: string; readonly unencrypted: boolean };
+  readonly signing?: { readonly keyFile: string; readonly everyRecords?: number; readonly everyMs?: number; readonly tsaUrl?: string; readonly tsaCerts: readonly string[] };
+  readonly policy: { readonly version?: string; readonly reportEveryMs: number };
+  readonly log: { readonly level: string };
+  readonly statusEveryMs: number;
+  readonly connectors: readonly ConnectorConfig[];
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Validates parsed JSON from `file`. Throws `ConfigError` naming the first bad key. */
+export function parseCaptureConfig(value: unknown, file: string): CaptureConfig {
+  const base = path.dirname(path.resolve(file));
+  const at = (relative: string): string => path.resolve(base, relative);
+  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'connectors']);
+
+  const archive = parseArchive(root.archive ?? { dir: './archive' }, at);
+  const stateConfig = object(root.state ?? {}, 'config.state', ['dir', 'keyFile', 'unencrypted']);
+  const keyFile = optionalString(stateConfig.keyFile, 'config.state.keyFile');
+  const unencrypted = optionalBoolean(stateConfig.unencrypted, 'config.state.unencrypted') ?? false;
+  if (keyFile === undefined && !unencrypted) throw new ConfigError('config.state.keyFile', 'is required: connector sessions are secrets and are encrypted at rest (create one with: offchannel keygen --state --out state.key). For a throwaway test only, set "unencrypted": true instead');
+  if (keyFile !== undefined && unencrypted) throw new ConfigError('config.state.unencrypted', 'cannot be true together with keyFile');
+
+  let signing: CaptureConfig['signing'];
+  if (root.signing !== undefined) {
+    const entry = object(root.signing, 'config.signing', ['keyFile', 'everyRecords', 'everyMs', 'tsaUrl', 'tsaCerts']);
+    const tsaUrl = optionalString(entry.tsaUrl, 'config.signing.tsaUrl');
+    if (tsaUrl !== undefined && !/^https?:\/\//.test(tsaUrl)) throw new ConfigError('config.signing.tsaUrl', 'must be an http(s) URL of an RFC 3161 timestamp authority');
+    const everyRecords = optionalInteger(entry.everyRecords, 'config.signing.everyRecords', 1, 10_000_000);
+    const everyMs = optionalInteger(entry.everyMs, 'config.signing.everyMs', 1000, 86_400_000);
+    signing = {
+      keyFile: at(requiredString(entry.keyFile, 'config.signing.keyFile')),
+      ...(everyRecords === undefined ? {} : { everyRecords }),
+      ...(everyMs === undefined ? {} : { everyMs }),
+      ...(tsaUrl === undefined ? {} : { tsaUrl }),
+      tsaCerts: stringList(entry.tsaCerts, 'config.signing.tsaCerts').map(at),
+    };
+  }
+
+  const policy = object(root.policy ?? {}, 'config.policy', ['version', 'reportEveryMs']);
+  const version = optionalString(policy.version, 'config.policy.version');
+  const log = object(root.log ?? {}, 'config.log', ['level']);
+  const status = object(root.status ?? {}, 'config.status', ['everyMs']);
+
+  if (!Array.isArray(root.connectors) || root.connectors.length === 0) throw new ConfigError('config.connectors', 'must be a non-empty list of connectors ({"channel": …, "account": …})');
+  const connectors = root.connectors.map((entry, index) => parseConnector(entry, `config.connectors[${index}]`));
+  const seen = new Set<string>();
+  connectors.forEach((connector, index) => {
+    const stream = `${connector.channel}:${connector.account}`;
+    if (seen.has(stream)) throw new ConfigError(`config.connectors[${index}]`, `repeats ${stream}: one connector per channel and account`);
+    seen.add(stream);
+  });
+  const anyPolicy = connectors.some((connector) => connector.policy.excludeContacts.length + connector.policy.excludeConversations.length > 0 || connector.policy.onlyContacts || connector.policy.onlyConversations);
+  if (anyPolicy && version === undefined) throw new ConfigError('config.policy.version', 'is required when any connector excludes contacts or conversations: every record names the policy in force');
+
+  return {
+    file: path.resolve(file),
+    archive,
+    state: { dir: at(optionalString(stateConfig.dir, 'config.state.dir') ?? './state'), ...(keyFile === undefined ? {} : { keyFile: at(keyFile) }), unencrypted },
+    ...(signing ? { signing } : {}),
+    policy: { ...(version === undefined ? {} : { version }), reportEveryMs: optionalInteger(policy.reportEveryMs, 'config.policy.reportEveryMs', 1000, 86_400_000) ?? 3_600_000 },
+    log: { level: oneOf(log.level, 'config.log.level', LOG_LEVELS) ?? 'info' },
+    statusEveryMs: optionalInteger(status.everyMs, 'config.status.everyMs', 100, 3_600_000) ?? 1000,
+    connectors,
+  };
+}
+
+function parseArchive(value: unknown, at: (relative: string) => string): ArchiveConfig {
+  if (typeof value === 'string') value = value.startsWith('s3://') ? { url: value } : { dir: value };
+  const entry = object(value, 'config.archive', ['dir', 'url', 'spool', 'endpoint', 'region', 'profile', 'forcePathStyle', 'retentionYears']);
+  const dir = optionalString(entry.dir, 'config.archive.dir');
+  const url = optionalString(entry.url, 'config.archive.url');
+  if ((dir === undefined) === (url === undefined)) throw new ConfigError('config.archive', 'needs exactly one of "dir" (a local directory) or "url" (s3://bucket/prefix)');
+  if (dir !== undefined) {
+    for (const name of ['spool', 'endpoint', 'region', 'profile', 'forcePathStyle', 'retentionYears']) if (entry[name] !== undefined) throw new ConfigError(`config.archive.${name}`, 'applies only to an s3:// archive');
+    return { kind: 'dir', dir: at(dir) };
+  }
+  if (!url?.startsWith('s3://') || url.length <= 5) throw new ConfigError('config.archive.url', 'must be s3://bucket[/prefix]');
+  const endpoint = optionalString(entry.endpoint, 'config.archive.endpoint');
+  if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) throw new ConfigError('config.archive.endpoint', 'must be an http(s) URL');
+  const region = optionalString(entry.region, 'config.archive.region');
+  const profile = optionalString(entry.profile, 'config.archive.profile');
+  const forcePathStyle = optionalBoolean(entry.forcePathStyle, 'config.archive.forcePathStyle');
+  const retentionYears = optionalInteger(entry.retentionYears, 'config.archive.retentionYears', 1, 100);
+  return {
+    kind: 's3',
+    url,
+    spool: at(optionalString(entry.spool, 'config.archive.spool') ?? './spool'),
+    ...(endpoint === undefined ? {} : { endpoint }),
+    ...(region === undefined ? {} : { region }),
+    ...(profile === undefined ? {} : { profile }),
+    ...(forcePathStyle === undefined ? {} : { forcePathStyle }),
+    ...(retentionYears === undefined ? {} : { retentionYears }),
+  };
+}
+
+function parseConnector(value: unknown, key: string): ConnectorConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(key, 'must be an object with "channel" and "account"');
+  const { channel, policy, ...options } = value as Json;
+  const channelName = requiredString(channel, `${key}.channel`);
+  try {
+    assertChannelName(channelName);
+  } catch {
+    throw new ConfigError(`${key}.channel`, 'must be a channel name like "whatsapp" (lower-case letters, digits, dashes)');
+  }
+  const account = requiredString(options.account, `${key}.account`);
+  try {
+    assertAccountName(account);
+  } catch {
+    throw new ConfigError(`${key}.account`, 'must be an account name: letters, digits and . _ @ + = - (up to 128), e.g. "alice@firm.example"');
+  }
+  return { channel: channelName, account, policy: parsePolicy(policy, `${key}.policy`), options, key };
+}
+
+function parsePolicy(value: unknown, key: string): PolicyRules {
+  const entry = object(value ?? {}, key, ['exclude', 'only']);
+  const exclude = object(entry.exclude ?? {}, `${key}.exclude`, ['contacts', 'conversations']);
+  const rules: PolicyRules = { excludeContacts: stringList(exclude.contacts, `${key}.exclude.contacts`), excludeConversations: stringList(exclude.conversations, `${key}.exclude.conversations`) };
+  if (entry.only === undefined) return rules;
+  const only = object(entry.only, `${key}.only`, ['contacts', 'conversations']);
+  const onlyContacts = stringList(only.contacts, `${key}.only.contacts`);
+  const onlyConversations = stringList(only.conversations, `${key}.only.conversations`);
+  if (onlyContacts.length + onlyConversations.length === 0) throw new ConfigError(`${key}.only`, 'must list at least one contact or conversation (or be removed: the default captures everything)');
+  return { ...rules, onlyContacts, onlyConversations };
+}

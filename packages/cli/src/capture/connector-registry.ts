@@ -1,0 +1,40 @@
+/**
+ * Which package runs each `channel` of the config. Connector packages are loaded only when a
+ * config names their channel, so the CLI runs without the ones a firm does not use.
+ * Each connector package exports `parse<Channel>ConnectorConfig(entry, key)` (validates its
+ * settings, throwing `ConfigError` naming the key) and `create<Channel>Connector(options)`.
+ */
+import { type Connector, ConfigError } from '@offchannel/core';
+import type { ConnectorConfig } from './capture-config.ts';
+import { DemoConnector } from './demo-connector.ts';
+
+interface ConnectorPackage {
+  readonly name: string;
+  readonly parse: string;
+  readonly create: string;
+}
+
+export const CONNECTOR_PACKAGES: Readonly<Record<string, ConnectorPackage>> = {
+  whatsapp: { name: '@offchannel/whatsapp', parse: 'parseWhatsAppConnectorConfig', create: 'createWhatsAppConnector' },
+  signal: { name: '@offchannel/signal', parse: 'parseSignalConnectorConfig', create: 'createSignalConnector' },
+  imessage: { name: '@offchannel/imessage', parse: 'parseIMessageConnectorConfig', create: 'createIMessageConnector' },
+  telegram: { name: '@offchannel/telegram', parse: 'parseTelegramConnectorConfig', create: 'createTelegramConnector' },
+};
+
+/** Builds the connector for one config entry; every problem is a `ConfigError` naming the entry. */
+export async function createConnector(config: ConnectorConfig, load: (name: string) => Promise<unknown> = (name) => import(name)): Promise<Connector> {
+  if (config.channel === 'demo') return DemoConnector.fromConfig(config.options, config.key);
+  const known = CONNECTOR_PACKAGES[config.channel];
+  if (!known) throw new ConfigError(`${config.key}.channel`, `"${config.channel}" is not a known channel; use one of demo, ${Object.keys(CONNECTOR_PACKAGES).join(', ')}`);
+  let module: Record<string, unknown>;
+  try {
+    module = (await load(known.name)) as Record<string, unknown>;
+  } catch (error) {
+    throw new ConfigError(`${config.key}.channel`, `"${config.channel}" needs the package ${known.name}, which is not installed (npm install ${known.name})`, { cause: error });
+  }
+  const parse = module[known.parse];
+  const create = module[known.create];
+  if (typeof parse !== 'function' || typeof create !== 'function') throw new ConfigError(`${config.key}.channel`, `${known.name} does not export ${known.parse} and ${known.create}; is it a matching version?`);
+  const options: unknown = (parse as (entry: unknown, key: string) => unknown)(config.options, config.key);
+  return (create as (options: unknown) => Connector)(options);
+}

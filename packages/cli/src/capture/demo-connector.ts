@@ -1,0 +1,82 @@
+import { CONNECTOR_SPEC_VERSION, type CaptureInput, type Connector, type ConnectorContext, type ConnectorStatus, OffchannelError } from '@offchannel/core';
+import { DEMO_ACCOUNT, demoExchange } from '../demo/demo-exchange.ts';
+import { CLI_PACKAGE } from '../version.ts';
+import { type Json, object, optionalInteger } from './config-reader.ts';
+
+/**
+ * The built-in `demo` channel: replays the generated business exchange (the same events as
+ * `offchannel demo`) through the real capture path, one event every `intervalMs`. For trying
+ * `offchannel capture`, its policy and its shutdown without any platform account.
+ */
+export class DemoConnector implements Connector {
+  readonly specVersion = CONNECTOR_SPEC_VERSION;
+  readonly channel = 'demo';
+  readonly account: string;
+  readonly source = { package: CLI_PACKAGE.name, version: CLI_PACKAGE.version, upstream: 'offchannel-demo-generator@1' };
+  readonly #intervalMs: number;
+  readonly #events: readonly CaptureInput[];
+  #status: ConnectorStatus = { state: 'idle', since: new Date().toISOString(), captured: 0, duplicates: 0, errors: 0 };
+  #loop: Promise<void> | undefined;
+  #stop = new AbortController();
+
+  constructor(options: { readonly account?: string; readonly intervalMs?: number; readonly events?: readonly CaptureInput[] } = {}) {
+    this.account = options.account ?? DEMO_ACCOUNT;
+    this.#intervalMs = options.intervalMs ?? 200;
+    this.#events = options.events ?? demoExchange();
+  }
+
+  static fromConfig(entry: Json, key: string): DemoConnector {
+    const options = object(entry, key, ['account', 'intervalMs']);
+    const intervalMs = optionalInteger(options.intervalMs, `${key}.intervalMs`, 0, 3_600_000);
+    return new DemoConnector({ account: options.account as string, ...(intervalMs === undefined ? {} : { intervalMs }) });
+  }
+
+  async start(ctx: ConnectorContext): Promise<void> {
+    this.#set({ state: 'running', detail: `replaying ${this.#events.length} demo events` });
+    this.#loop = this.#run(ctx);
+  }
+
+  async #run(ctx: ConnectorContext): Promise<void> {
+    for (const event of this.#events) {
+      if (this.#stop.signal.aborted || ctx.signal.aborted) break;
+      try {
+        const result = await ctx.capture(event);
+        if (result.status === 'recorded') this.#set({ captured: this.#status.captured + 1, ...(event.sentAt ? { lastEventAt: new Date(event.sentAt).toISOString() } : {}) });
+        else if (result.status === 'duplicate') this.#set({ duplicates: this.#status.duplicates + 1 });
+      } catch (error) {
+        this.#set({ errors: this.#status.errors + 1 });
+        ctx.logger.error({ code: OffchannelError.isInstance(error) ? error.code : 'UNKNOWN' }, 'demo capture failed');
+      }
+      if (this.#intervalMs > 0) await sleep(this.#intervalMs, this.#stop.signal);
+    }
+    if (!this.#stop.signal.aborted) this.#set({ detail: 'all demo events replayed; idle' });
+  }
+
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    this.#set({ state: 'stopping' });
+    await this.#loop;
+    this.#set({ state: 'stopped' });
+  }
+
+  status(): ConnectorStatus {
+    return this.#status;
+  }
+
+  #set(change: Partial<ConnectorStatus>): void {
+    const since = change.state !== undefined && change.state !== this.#status.state ? new Date().toISOString() : this.#status.since;
+    this.#status = { ...this.#status, ...change, since };
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
