@@ -1,7 +1,9 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
-import { type CheckpointSummary, Recorder, createTsaClient, verifyArchive } from '@offchannel/core';
+import { readFile, readdir, rm } from 'node:fs/promises';
+import { type ExportResult, exportArchive } from '@offchannel/export';
+import { type CheckpointSummary, type NoteVerifier, Recorder, createTsaClient, verifyArchive } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
@@ -23,6 +25,8 @@ verification checks them.
 
 Options:
   --archive <dir>       archive directory (default ./demo-archive; created if missing)
+  --export <dir>        where the RSMF and HTML exports go (default ./demo-export; a previous
+                        demo export there is replaced)
   --signing-key <file>  sign checkpoints with this key (offchannel keygen); refused if unreadable
   --create-key          create --signing-key (and <file>.pub) first if it does not exist
   --tsa-url <url>       timestamp each checkpoint with this RFC 3161 TSA
@@ -37,6 +41,7 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
     allowPositionals: false,
     options: {
       archive: { type: 'string', default: './demo-archive' },
+      export: { type: 'string', default: './demo-export' },
       'signing-key': { type: 'string' },
       'create-key': { type: 'boolean', default: false },
       'tsa-url': { type: 'string' },
@@ -84,11 +89,13 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
 
   const reader = await openFsSink({ dir, readOnly: true, logger });
   const report = await verifyArchive(reader, signer ? { verifiers: [signer.verifier], ...(tsaCertificates ? { tsaCertificates } : {}) } : {}).finally(() => reader.close());
+  const exportDir = path.resolve(io.cwd, values.export);
+  const exported = report.ok ? await exportDemo(dir, exportDir, signer?.verifier) : undefined;
   const refused = recorder.checkpointStates().find((state) => state.refused !== undefined || state.lastError !== undefined);
   const stream = report.streams.find((summary) => summary.stream === writer.stream);
   const conversations = new Set(events.map((event) => event.conversation?.id).filter(Boolean)).size;
   if (values.json) {
-    io.stdout.write(`${JSON.stringify({ archive: dir, stream: writer.stream, recorded, duplicates, conversations, ...(signer ? { verifierKey: signer.verifierKey } : {}), verification: report }, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify({ archive: dir, stream: writer.stream, recorded, duplicates, conversations, ...(signer ? { verifierKey: signer.verifierKey } : {}), verification: report, ...(exported ? { export: { dir: exportDir, files: exported.files.map((file) => file.path) } } : {}) }, null, 2)}\n`);
   } else {
     const lines = [
       `offchannel demo → ${dir}`,
@@ -97,12 +104,34 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
         ? `  verify: OK — ${plural(report.streams.length, 'stream')}, ${plural(report.streams.reduce((sum, summary) => sum + summary.records, 0), 'record')}, ${plural(report.blobsChecked, 'blob')} (${formatBytes(report.blobBytes)}) hashed; head seq ${stream?.head.seq ?? 0} ${shortHash(stream?.head.hash ?? '')}`
         : `  verify: FAIL — ${report.failures[0]?.message ?? 'unknown failure'}`,
       ...checkpointLines(stream?.checkpoints ?? [], signer?.verifierKey, refused?.refused ?? refused?.lastError),
+      ...(exported
+        ? [
+            `  export: ${exported.files.filter((file) => file.path.endsWith('.rsmf')).length} RSMF files (Relativity) and ${exported.files.filter((file) => file.path.endsWith('.html')).length} HTML transcripts → ${display(io.cwd, exportDir)}`,
+            ...exported.files.filter((file) => file.path.endsWith('.html')).map((file) => `    open ${display(io.cwd, path.join(exportDir, file.path))}`),
+          ]
+        : []),
       '',
       `Look inside:  ls ${display(io.cwd, dir)}/streams/*  ·  offchannel verify ${display(io.cwd, dir)}${keyFile ? ` --key ${display(io.cwd, `${keyFile}.pub`)}` : ''}`,
     ];
     io.stdout.write(`${lines.join('\n')}\n`);
   }
   return report.ok ? EXIT_OK : EXIT_FAILED;
+}
+
+/** Exports the demo archive as RSMF and HTML, replacing an earlier demo export (never any other directory). */
+async function exportDemo(archive: string, out: string, verifier: NoteVerifier | undefined): Promise<ExportResult> {
+  const summary = path.join(out, 'export-summary.json');
+  if (existsSync(out)) {
+    const previous = existsSync(summary) ? ((JSON.parse(await readFile(summary, 'utf8')) as { format?: unknown }).format ?? null) : null;
+    if (previous !== 'offchannel-export' && (await readdir(out)).length > 0) throw new UsageError(`--export ${out} exists and is not an earlier offchannel export; choose another directory`);
+    await rm(out, { recursive: true, force: true });
+  }
+  const sink = await openFsSink({ dir: archive, readOnly: true });
+  try {
+    return await exportArchive({ sink, out, formats: ['rsmf', 'html'], ...(verifier ? { verifiers: [verifier] } : {}), generator: `${CLI_PACKAGE.name} ${CLI_PACKAGE.version}` });
+  } finally {
+    await sink.close();
+  }
 }
 
 function checkpointLines(checkpoints: readonly CheckpointSummary[], verifierKey: string | undefined, problem: string | undefined): string[] {
