@@ -1,3 +1,4 @@
 import { packageProject } from '../../vitest.shared.ts';
 
-export default packageProject('@offchannel/export', { testTimeout: 30_000 });
+// The HTML transcript tests drive Debian's headless Chromium (found or installed once here).
+export default packageProject('@offchannel/export', { testTimeout: 30_000, globalSetup: ['src/__fixtures__/chromium-global-setup.ts'] });

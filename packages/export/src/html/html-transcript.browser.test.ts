@@ -9,12 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type Browser, chromium } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openFsSink } from '@offchannel/sink-fs';
 import { exportArchive } from '../export-archive.ts';
 import { type TradeArchive, createTradeArchive } from '../__fixtures__/trade-archive.ts';
 
-const CHROMIUM = process.env.OFFCHANNEL_CHROMIUM ?? '/usr/bin/chromium';
+const CHROMIUM = inject('chromium');
 /** What the page functions use of the browser's globals (the DOM library is not in our tsconfig). */
 interface Window {
   getComputedStyle(node: unknown): { readonly textDecorationLine: string };
@@ -27,7 +27,6 @@ let out: string;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`headless Chromium not found at ${CHROMIUM}: apt-get install chromium (CI does), or set OFFCHANNEL_CHROMIUM`);
   archive = await createTradeArchive();
   out = path.join(await mkdtemp(path.join(os.tmpdir(), 'offchannel-html-')), 'export');
   const sink = await openFsSink({ dir: archive.dir, readOnly: true });

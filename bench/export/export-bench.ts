@@ -1,0 +1,136 @@
+/**
+ * bench/export — RSMF export throughput and peak memory on a 100,000-record archive.
+ *
+ * Builds a signed file-system archive of N records (default 100,000: 1 KiB messages in 20
+ * conversations, with edits, reactions and deletions folded into their messages), then:
+ *   sha256     node:crypto SHA-256 of every stored record line (the floor: reading the archive)
+ *   verify     verifyArchive with the key (what export must do first)
+ *   export     exportArchive to RSMF, end to end (verify + index + write), in a fresh child
+ *              process so its peak RSS (getrusage maxRSS) is the export's alone
+ * Peak memory is also measured at N/4 records: a streaming export's peak stays flat as the
+ * archive grows; one that holds the archive grows with it.
+ *
+ * Usage: pnpm bench:export [--records N] [--json]
+ */
+import { execFileSync } from 'node:child_process';
+import { hash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { type CaptureInput, Recorder, generateEd25519NoteKey, parseSignerKey, verifyArchive } from '@offchannel/core';
+import { exportArchive } from '@offchannel/export';
+import { openFsSink } from '@offchannel/sink-fs';
+
+const { values } = parseArgs({ options: { records: { type: 'string', default: '100000' }, json: { type: 'boolean', default: false }, child: { type: 'string' } } });
+const TEXT = 'Indicative levels for the 5y: 4.12 / 4.15, size up to 50m. '.repeat(20).slice(0, 1024);
+
+if (values.child !== undefined) {
+  // Child: export one archive and report time and peak RSS.
+  const [archive, keyFile, out] = values.child.split('\n') as [string, string, string];
+  const key = parseSignerKey(await readFile(keyFile, 'utf8'));
+  const sink = await openFsSink({ dir: archive, readOnly: true });
+  const started = performance.now();
+  const result = await exportArchive({ sink, out, formats: ['rsmf'], verifiers: [key.verifier] });
+  const ms = performance.now() - started;
+  await sink.close();
+  process.stdout.write(JSON.stringify({ ms, events: result.counts.rsmf ?? 0, files: result.files.length, maxRssKiB: process.resourceUsage().maxRSS }));
+  process.exit(0);
+}
+
+function input(index: number): CaptureInput {
+  const chat = `chat-${index % 20}`;
+  const kind = index % 20;
+  const target = { id: `m-${index - 20}`, chat };
+  const common = { sentAt: new Date(Date.UTC(2026, 10, 1) + index * 1000).toISOString(), conversation: { id: chat, type: 'direct' as const }, sender: { id: `party-${index % 20}`, name: `Party ${index % 20}` }, direction: index % 2 === 0 ? ('inbound' as const) : ('outbound' as const) };
+  if (index >= 20 && kind === 3) return { ...common, kind: 'edit', key: `edit:${index}`, target, text: `${TEXT.slice(0, 200)} (edited)` };
+  if (index >= 20 && kind === 7) return { ...common, kind: 'reaction', key: `reaction:${index}`, target, reaction: { value: '👍', action: 'add' } };
+  if (index >= 20 && kind === 11) return { ...common, kind: 'delete', key: `delete:${index}`, target, deletion: { scope: 'everyone' } };
+  return { ...common, kind: 'message', key: `message:${index}`, native: { id: `m-${index}`, chat }, text: TEXT };
+}
+
+async function build(dir: string, keyFile: string, records: number): Promise<void> {
+  const key = generateEd25519NoteKey('bench.offchannel.example/archive');
+  await writeFile(keyFile, `${key.signerKeyText()}\n`, { mode: 0o600 });
+  const sink = await openFsSink({ dir });
+  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 50_000, everyMs: 3_600_000 } });
+  const writer = recorder.writer({ channel: 'bench', account: 'alice', source: { package: '@offchannel-bench/bench', version: '0' } });
+  const inflight = new Set<Promise<unknown>>();
+  for (let index = 0; index < records; index++) {
+    const capture = writer.capture(input(index)).finally(() => inflight.delete(capture));
+    inflight.add(capture);
+    if (inflight.size >= 2048) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+  await recorder.close();
+  await sink.close();
+}
+
+async function sha256Baseline(dir: string): Promise<{ ms: number; bytes: number; lines: number }> {
+  const started = performance.now();
+  let bytes = 0;
+  let lines = 0;
+  const segments = path.join(dir, 'streams', 'bench:alice');
+  for (const name of (await readdir(segments)).filter((file) => file.endsWith('.jsonl')).sort()) {
+    const data = await readFile(path.join(segments, name));
+    let start = 0;
+    for (let at = data.indexOf(10); at !== -1; at = data.indexOf(10, start)) {
+      hash('sha256', data.subarray(start, at));
+      bytes += at - start;
+      lines++;
+      start = at + 1;
+    }
+  }
+  return { ms: performance.now() - started, bytes, lines };
+}
+
+function child(archive: string, keyFile: string, out: string): { ms: number; events: number; files: number; maxRssKiB: number } {
+  const stdout = execFileSync(process.execPath, ['--conditions=@offchannel/source', import.meta.filename, '--child', [archive, keyFile, out].join('\n')], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  return JSON.parse(stdout) as { ms: number; events: number; files: number; maxRssKiB: number };
+}
+
+const records = Number(values.records);
+const work = await mkdtemp(path.join(tmpdir(), 'offchannel-bench-export-'));
+try {
+  const results: Record<string, unknown> = {};
+  for (const size of [Math.floor(records / 4), records]) {
+    const dir = path.join(work, `archive-${size}`);
+    const keyFile = `${dir}.key`;
+    const builtAt = performance.now();
+    await build(dir, keyFile, size);
+    const buildMs = performance.now() - builtAt;
+    const key = parseSignerKey(await readFile(keyFile, 'utf8'));
+    const baseline = await sha256Baseline(dir);
+    const sink = await openFsSink({ dir, readOnly: true });
+    const verifyStarted = performance.now();
+    const report = await verifyArchive(sink, { verifiers: [key.verifier] });
+    const verifyMs = performance.now() - verifyStarted;
+    await sink.close();
+    if (!report.ok) throw new Error(`bench archive does not verify: ${report.failures[0]?.message ?? ''}`);
+    const exported = child(dir, keyFile, path.join(work, `out-${size}`));
+    const archiveBytes = baseline.bytes;
+    results[String(size)] = {
+      records: size,
+      buildMs: Math.round(buildMs),
+      archiveMiB: +(archiveBytes / 2 ** 20).toFixed(1),
+      sha256: { ms: Math.round(baseline.ms), recordsPerSecond: Math.round(baseline.lines / (baseline.ms / 1000)) },
+      verify: { ms: Math.round(verifyMs), recordsPerSecond: Math.round(size / (verifyMs / 1000)) },
+      export: { ms: Math.round(exported.ms), rsmfEvents: exported.events, files: exported.files, eventsPerSecond: Math.round(exported.events / (exported.ms / 1000)), recordsPerSecond: Math.round(size / (exported.ms / 1000)), peakRssMiB: +(exported.maxRssKiB / 1024).toFixed(0) },
+      ratios: { exportVsSha256: +(baseline.ms / exported.ms).toFixed(3), exportVsVerify: +(verifyMs / exported.ms).toFixed(3) },
+    };
+    await rm(dir, { recursive: true, force: true });
+    await rm(path.join(work, `out-${size}`), { recursive: true, force: true });
+  }
+  if (values.json) console.log(JSON.stringify(results, null, 2));
+  else {
+    for (const result of Object.values(results) as { records: number; archiveMiB: number; sha256: { recordsPerSecond: number }; verify: { recordsPerSecond: number }; export: { ms: number; rsmfEvents: number; eventsPerSecond: number; recordsPerSecond: number; peakRssMiB: number }; ratios: { exportVsSha256: number; exportVsVerify: number } }[]) {
+      console.log(`${result.records.toLocaleString('en-US')} records (${result.archiveMiB} MiB of records):`);
+      console.log(`  sha256 of records  ${result.sha256.recordsPerSecond.toLocaleString('en-US')} records/s`);
+      console.log(`  verify (with key)  ${result.verify.recordsPerSecond.toLocaleString('en-US')} records/s`);
+      console.log(`  RSMF export        ${result.export.rsmfEvents.toLocaleString('en-US')} events in ${(result.export.ms / 1000).toFixed(2)} s = ${result.export.eventsPerSecond.toLocaleString('en-US')} events/s (${result.export.recordsPerSecond.toLocaleString('en-US')} records/s, verify included); peak RSS ${result.export.peakRssMiB} MiB`);
+      console.log(`  ratios             export/sha256 ${result.ratios.exportVsSha256}, export/verify ${result.ratios.exportVsVerify}`);
+    }
+  }
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
