@@ -59,9 +59,9 @@ export class ArchiveIndex {
       `SELECT stream, seq, hash, json FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
     );
-    this.#modifiers = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
-    this.#byNative = db.prepare("SELECT seq FROM records WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
-    this.#byNativeId = db.prepare("SELECT seq FROM records WHERE conv = ? AND native_id = ? AND kind = 'message' ORDER BY seq LIMIT 1");
+    this.#modifiers = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
+    this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
+    this.#byNativeId = db.prepare("SELECT seq FROM records INDEXED BY by_native_id WHERE conv = ? AND native_id = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#streamRecords = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? ORDER BY seq');
   }
 
@@ -98,18 +98,20 @@ export class ArchiveIndex {
         db.exec('COMMIT');
       }
       onProgress?.(done);
-      db.exec(`CREATE INDEX by_native ON records (stream, native) WHERE native IS NOT NULL;
-        CREATE INDEX by_native_id ON records (conv, native_id) WHERE native_id IS NOT NULL;
+      // Full (not partial) indexes, named in the queries: SQLite does not use a partial index for
+      // a comparison with a bound parameter, and would otherwise scan (quadratic export time).
+      db.exec(`CREATE INDEX by_native ON records (stream, native, seq);
+        CREATE INDEX by_native_id ON records (conv, native_id, seq);
         CREATE INDEX by_conv ON records (conv, at, seq);`);
       // A modifier's target is the original's native ref; fall back to the bare id within the
       // conversation for connectors whose target carries fewer scope members than the native.
-      db.exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r WHERE r.stream = records.stream
+      db.exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native WHERE r.stream = records.stream
           AND r.native = records.target AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL;
-        UPDATE records SET target_seq = (SELECT r.seq FROM records r WHERE r.conv = records.conv
+        UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native_id WHERE r.conv = records.conv
           AND r.native_id = records.target_id AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL AND target_seq IS NULL;
-        CREATE INDEX by_target ON records (stream, target_seq) WHERE target_seq IS NOT NULL;`);
+        CREATE INDEX by_target ON records (stream, target_seq, at, seq);`);
       return new ArchiveIndex(db, dir);
     } catch (error) {
       db.close();
