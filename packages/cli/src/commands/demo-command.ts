@@ -7,6 +7,7 @@ import { type CheckpointSummary, type NoteVerifier, Recorder, createTsaClient, v
 import { openFsSink } from '@offchannel/sink-fs';
 import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
+import { type ChannelDemoResult, playChannelDemos } from '../demo/channel-demos.ts';
 import { DEMO_ACCOUNT, DEMO_CHANNEL, demoExchange } from '../demo/demo-exchange.ts';
 import { formatBytes, plural, shortHash } from '../format.ts';
 import { loadCertificates, loadSigningKey } from '../keys.ts';
@@ -75,6 +76,7 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
   const events = demoExchange();
   let recorded = 0;
   let duplicates = 0;
+  let channels: ChannelDemoResult[] = [];
   try {
     for (const event of events) {
       const result = await writer.capture(event);
@@ -82,6 +84,9 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
       if (result.status === 'recorded') recorded++;
       else duplicates++;
     }
+    channels = await playChannelDemos(recorder, writer, logger, (line) => {
+      if (!values.json) io.stdout.write(`${line}\n`);
+    });
     await recorder.close();
   } finally {
     await sink.close();
@@ -95,11 +100,19 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
   const stream = report.streams.find((summary) => summary.stream === writer.stream);
   const conversations = new Set(events.map((event) => event.conversation?.id).filter(Boolean)).size;
   if (values.json) {
-    io.stdout.write(`${JSON.stringify({ archive: dir, stream: writer.stream, recorded, duplicates, conversations, ...(signer ? { verifierKey: signer.verifierKey } : {}), verification: report, ...(exported ? { export: { dir: exportDir, files: exported.files.map((file) => file.path) } } : {}) }, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify({ archive: dir, stream: writer.stream, recorded, duplicates, conversations, channels, ...(signer ? { verifierKey: signer.verifierKey } : {}), verification: report, ...(exported ? { export: { dir: exportDir, files: exported.files.map((file) => file.path) } } : {}) }, null, 2)}\n`);
   } else {
     const lines = [
       `offchannel demo → ${dir}`,
       `  recorded ${plural(recorded, 'new record')} (${duplicates} already archived) from ${plural(conversations, 'conversation')} into stream ${writer.stream}`,
+      ...channels.map((channel) => {
+        const summary = report.streams.find((item) => item.stream === channel.stream);
+        return channel.outcome === 'played'
+          ? `  ${channel.channel}: played ${channel.steps} scripted steps through the real connector → stream ${channel.stream} (${plural(summary?.records ?? 0, 'record')})`
+          : channel.outcome === 'already'
+            ? `  ${channel.channel}: already played into this archive (stream ${channel.stream}, ${plural(summary?.records ?? 0, 'record')})`
+            : `  ${channel.channel}: skipped — ${channel.detail ?? 'not available'}`;
+      }),
       report.ok
         ? `  verify: OK — ${plural(report.streams.length, 'stream')}, ${plural(report.streams.reduce((sum, summary) => sum + summary.records, 0), 'record')}, ${plural(report.blobsChecked, 'blob')} (${formatBytes(report.blobBytes)}) hashed; head seq ${stream?.head.seq ?? 0} ${shortHash(stream?.head.hash ?? '')}`
         : `  verify: FAIL — ${report.failures[0]?.message ?? 'unknown failure'}`,

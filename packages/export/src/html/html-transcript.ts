@@ -51,6 +51,7 @@ h1{font-size:20px;margin:0 0 6px}
 .label.deleted-label{background:#fde0e0;color:#8c1d1d}
 .label.edited-label{background:#fff1c9;color:#6b4e00}
 .label.forwarded-label,.label.reply-label{background:#e8ecf0;color:#3b4650}
+.label.reply-label{text-transform:none;letter-spacing:0;font-weight:400;font-size:12px;text-decoration:none}
 .edit-history{font-size:13px;margin:4px 0;border-left:3px solid #f0c94a;padding-left:8px}
 .edit-history ol{margin:4px 0;padding-left:18px}
 .edit-history .old{text-decoration:line-through;color:#6b7680;white-space:pre-wrap}
@@ -67,6 +68,18 @@ h1{font-size:20px;margin:0 0 6px}
 .notice.problem{background:#fde8d8;color:#6d3212}
 footer{color:#7b8590;font-size:12px;margin-top:24px;text-align:center}
 `;
+
+/** `2026-11-20 09:01:00.123 UTC` for readers; the exact stored time is in the element's title. */
+export function displayTime(iso: string): string {
+  const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/.exec(iso);
+  if (!match) return iso;
+  const fraction = (match[3] ?? '').slice(0, 3).replace(/0+$/, '');
+  return `${match[1] ?? ''} ${match[2] ?? ''}${fraction ? `.${fraction}` : ''} UTC`;
+}
+
+function timeHtml(iso: string): string {
+  return `<time datetime="${escapeHtml(iso)}" title="${escapeHtml(iso)}">${escapeHtml(displayTime(iso))}</time>`;
+}
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
@@ -85,7 +98,7 @@ export function htmlHead(header: HtmlHeader): string {
 <header>
 <h1>${escapeHtml(header.title)}</h1>
 <p class="meta">${escapeHtml(header.channel)} · stream <code>${escapeHtml(header.stream)}</code> · custodian ${escapeHtml(header.custodian)}</p>
-<p class="meta">${header.firstAt === header.lastAt ? escapeHtml(header.firstAt) : `${escapeHtml(header.firstAt)} – ${escapeHtml(header.lastAt)}`} (UTC)</p>
+<p class="meta">${header.firstAt === header.lastAt ? escapeHtml(displayTime(header.firstAt)) : `${escapeHtml(displayTime(header.firstAt))} – ${escapeHtml(displayTime(header.lastAt))}`}</p>
 <p class="meta">Participants: ${people}</p>
 <div class="verification ${header.verification.ok ? 'ok' : 'fail'}" data-verified="${header.verification.ok ? 'true' : 'false'}">${header.verification.lines.map(escapeHtml).join('<br>')}</div>
 </header>
@@ -106,19 +119,19 @@ export function htmlEvent(event: TranscriptEvent, src: (attachment: TranscriptAt
   if (event.type !== 'message') {
     const problem = ['undecryptable', 'unsupported', 'gap'].includes(event.record.kind);
     const text = event.text === undefined ? '' : `<div class="text">${escapeHtml(event.text)}</div>`;
-    return `<div class="notice${problem ? ' problem' : ''}" id="${escapeHtml(event.id)}" data-kind="${escapeHtml(event.record.kind)}">${escapeHtml(event.notice ?? '')} <span class="time">${escapeHtml(event.at)}</span>${text}${provenance}</div>\n`;
+    return `<div class="notice${problem ? ' problem' : ''}" id="${escapeHtml(event.id)}" data-kind="${escapeHtml(event.record.kind)}">${escapeHtml(event.notice ?? '')} <span class="time">${timeHtml(event.at)}</span>${text}${provenance}</div>\n`;
   }
   const deleted = event.deletions.length > 0;
   const labels = [
-    ...event.deletions.map((deletion) => `<span class="label deleted-label">Deleted ${deletion.scope === 'me' ? 'for the custodian only' : 'for everyone'}${deletion.admin ? ' by an admin' : ''} · ${escapeHtml(deletion.by ? partyName(deletion.by) : 'unknown')} · ${escapeHtml(deletion.at)}</span>`),
+    ...event.deletions.map((deletion) => `<span class="label deleted-label">Deleted ${deletion.scope === 'me' ? 'for the custodian only' : 'for everyone'}${deletion.admin ? ' by an admin' : ''} · ${escapeHtml(deletion.by ? partyName(deletion.by) : 'unknown')} · ${escapeHtml(displayTime(deletion.at))}</span>`),
     event.edits.length > 0 ? `<span class="label edited-label">Edited ${event.edits.length}×</span>` : '',
     event.forwarded ? '<span class="label forwarded-label">Forwarded</span>' : '',
-    event.parent ? `<a class="label reply-label" href="#${escapeHtml(event.parent)}">Reply to ${escapeHtml(event.parent)}</a>` : event.replyToMissing ? `<span class="label reply-label">Reply to a message not in this archive (${escapeHtml(event.replyToMissing.id)})</span>` : '',
+    event.parent ? `<a class="label reply-label" href="#${escapeHtml(event.parent)}" title="${escapeHtml(event.parent)}">↩ ${escapeHtml(event.parentPreview ?? event.parent)}</a>` : event.replyToMissing ? `<span class="label reply-label">Reply to a message not in this archive (${escapeHtml(event.replyToMissing.id)})</span>` : '',
   ].join('');
   const history =
     event.edits.length > 0
       ? `<div class="edit-history"><div>Edit history (original first):</div><ol>${event.edits
-          .map((edit) => `<li><span class="time">${escapeHtml(edit.at)} by ${escapeHtml(edit.by ? partyName(edit.by) : 'unknown')}</span><div class="old">${escapeHtml(edit.previous ?? '')}</div><div class="new">→ ${escapeHtml(edit.text ?? '')}</div></li>`)
+          .map((edit) => `<li><span class="time">${timeHtml(edit.at)} by ${escapeHtml(edit.by ? partyName(edit.by) : 'unknown')}</span><div class="old">${escapeHtml(edit.previous ?? '')}</div><div class="new">→ ${escapeHtml(edit.text ?? '')}</div></li>`)
           .join('')}</ol></div>`
       : '';
   const attachments = event.attachments.map((attachment) => htmlAttachment(attachment, src(attachment))).join('');
@@ -132,7 +145,7 @@ export function htmlEvent(event: TranscriptEvent, src: (attachment: TranscriptAt
   const shown = deleted ? event.text : event.currentText;
   const text = shown === undefined ? '' : htmlText(shown);
   return `<div class="event ${event.direction ?? 'inbound'}${deleted ? ' deleted' : ''}" id="${escapeHtml(event.id)}" data-kind="message"><div class="bubble">
-<div class="who">${escapeHtml(event.sender ? partyName(event.sender) : 'unknown')}<span class="time">${escapeHtml(event.at)}</span></div>
+<div class="who">${escapeHtml(event.sender ? partyName(event.sender) : 'unknown')}<span class="time">${timeHtml(event.at)}</span></div>
 ${labels}${text}${history}${attachments}${reactions}${receipts}${provenance}
 </div></div>
 `;
@@ -148,7 +161,7 @@ function htmlAttachment(attachment: TranscriptAttachment, src: string | undefine
   if (attachment.status === 'unavailable') {
     return `<div class="attachment unavailable" data-status="unavailable">Attachment not archived: ${escapeHtml(attachment.reason ?? 'unknown reason')}${attachment.name ? ` · ${escapeHtml(attachment.name)}` : ''}${attachment.mime ? ` · ${escapeHtml(attachment.mime)}` : ''}</div>`;
   }
-  const label = `${escapeHtml(attachment.name ?? attachment.fileName ?? 'attachment')} · ${escapeHtml(attachment.mime ?? '')} · ${attachment.size ?? 0} bytes · sha256 <code>${escapeHtml((attachment.sha256 ?? '').slice(0, 16))}…</code>`;
+  const label = `${escapeHtml(attachment.name ?? attachment.fileName ?? 'attachment')} · ${escapeHtml(attachment.mime ?? '')} · ${attachment.size ?? 0} bytes · sha256 <code>${escapeHtml((attachment.sha256 ?? '').slice(0, 16))}…</code>${attachment.addedBy ? ` · arrived later (record ${escapeHtml(attachment.addedBy)})` : ''}`;
   const image = src !== undefined && (attachment.mime ?? '').startsWith('image/') ? `<img alt="${escapeHtml(attachment.name ?? 'image')}" src="${escapeHtml(src)}">` : '';
   const link = src === undefined ? label : `<a href="${escapeHtml(src)}" download="${escapeHtml(attachment.fileName ?? 'attachment')}">${label}</a>`;
   return `<div class="attachment" data-status="stored">${image}${link}</div>`;

@@ -22,9 +22,15 @@ export interface TranscriptAttachment {
   readonly reason?: string;
   /** File name inside the export (`<first 16 hex of sha256>-<safe name>`), stored only. */
   readonly fileName?: string;
+  /** Event id (`<stream>/<seq>`) of the later edit record that added this attachment. */
+  readonly addedBy?: string;
 }
 
-/** One later version of a message's text, with the text it replaced. */
+/**
+ * One later version of a message's text, with the text it replaced. An edit record that carries
+ * no text (only attachments — e.g. an iMessage attachment whose download finished later) leaves
+ * the text unchanged: it is not listed here; its attachments are added to the message's.
+ */
 export interface TranscriptEdit extends Provenance {
   readonly by: Party | undefined;
   readonly at: string;
@@ -71,9 +77,12 @@ export interface TranscriptEvent extends Provenance {
   readonly text: string | undefined;
   /** The text after the last edit (equals `text` when never edited). */
   readonly currentText: string | undefined;
+  /** The message's attachments, then those added by later edit records (`addedBy` says which). */
   readonly attachments: readonly TranscriptAttachment[];
   /** Id of the event this one replies to, when that message is in the archive. */
   readonly parent: string | undefined;
+  /** `<sender>: <first 80 characters>` of the replied-to message, for readers. */
+  readonly parentPreview: string | undefined;
   /** The reply target when it is not in the archive. */
   readonly replyToMissing: NativeRef | undefined;
   readonly forwarded: boolean;

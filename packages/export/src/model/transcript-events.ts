@@ -35,13 +35,16 @@ async function toEvent(index: ArchiveIndex, sink: Sink, conversation: string, en
     attachments: (record.attachments ?? []).map(exportAttachment),
     forwarded: record.forwarded === true,
   };
-  const none = { edits: [], deletions: [], reactions: [], reactionState: [], receipts: [], parent: undefined, replyToMissing: undefined };
+  const none = { edits: [], deletions: [], reactions: [], reactionState: [], receipts: [], parent: undefined, parentPreview: undefined, replyToMissing: undefined };
   if (record.kind === 'message') {
     const text = await textOf(sink, record);
     const modifiers = index.modifiersOf(entry.stream, entry.seq);
     const edits: TranscriptEvent['edits'][number][] = [];
+    const attachments = [...base.attachments];
     let current = text;
     for (const modifier of modifiers.filter((item) => item.record.kind === 'edit')) {
+      for (const added of modifier.record.attachments ?? []) attachments.push({ ...exportAttachment(added), addedBy: `${modifier.stream}/${modifier.seq}` });
+      if (modifier.record.text === undefined && modifier.record.textBlob === undefined) continue; // attachments only: text unchanged
       const next = await textOf(sink, modifier.record);
       edits.push({ ...provenance(modifier), by: modifier.record.sender, at: timeOf(modifier.record), previous: current, text: next });
       current = next;
@@ -50,8 +53,11 @@ async function toEvent(index: ArchiveIndex, sink: Sink, conversation: string, en
       .filter((item) => item.record.kind === 'reaction' && item.record.reaction)
       .map((item) => ({ ...provenance(item), by: item.record.sender, at: timeOf(item.record), value: item.record.reaction?.value ?? '', action: item.record.reaction?.action ?? 'add' }));
     const parentSeq = record.replyTo ? index.resolve(entry.stream, conversation, record.replyTo) : undefined;
+    const parent = parentSeq === undefined ? undefined : index.get(entry.stream, parentSeq)?.record;
     return {
       ...base,
+      attachments,
+      parentPreview: parent ? `${parent.sender ? partyName(parent.sender) : 'unknown'}: ${preview(parent.text ?? (parent.textBlob ? '[long text]' : '[no text]'))}` : undefined,
       type: 'message',
       text,
       currentText: current,
@@ -131,6 +137,11 @@ export function describe(record: ArchiveRecord): string {
     default:
       return `${record.kind} record`;
   }
+}
+
+function preview(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > 80 ? `${line.slice(0, 80)}…` : line;
 }
 
 export function partyName(party: Party): string {

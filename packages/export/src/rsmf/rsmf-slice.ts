@@ -171,7 +171,7 @@ export class RsmfSlice {
       .forEach((attachment, index) => custom.push({ name: `offchannel.attachment_unavailable.${index + 1}`, value: [attachment.reason, attachment.name, attachment.mime].filter(Boolean).join('; ') }));
     event.attachments
       .filter((attachment) => attachment.status === 'stored')
-      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment.${index + 1}`, value: `${attachment.fileName ?? ''} sha256 ${attachment.sha256 ?? ''} ${attachment.mime ?? ''}` }));
+      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment.${index + 1}`, value: `${attachment.fileName ?? ''} sha256 ${attachment.sha256 ?? ''} ${attachment.mime ?? ''}${attachment.addedBy ? ` added by ${attachment.addedBy}` : ''}` }));
     return nonEmpty(custom);
   }
 }

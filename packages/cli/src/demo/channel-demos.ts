@@ -1,0 +1,111 @@
+/**
+ * The connectors' part of `offchannel demo`: each connector package that is installed plays its
+ * scripted conversation about the trade against its own local peer — through the real connector
+ * (the same code `offchannel capture` runs), a real connector context, and the demo's Recorder.
+ * No network: every peer is a local fixture from the package's `testing` entry point.
+ *
+ * A channel whose package is not installed is skipped and reported. A channel already played
+ * into this archive is not played again (its stream has records), so re-running the demo
+ * records nothing new.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { type Connector, type ConnectorContext, type Logger, type Recorder, type StreamWriter, createConnectorContext, openStateStore } from '@offchannel/core';
+import { DEMO_ACCOUNT } from './demo-exchange.ts';
+
+export interface ChannelDemoResult {
+  readonly channel: string;
+  readonly stream: string;
+  /** `played`: the script ran now; `already`: its stream had records; `skipped`: package not installed. */
+  readonly outcome: 'played' | 'already' | 'skipped';
+  readonly steps: number;
+  readonly detail?: string;
+}
+
+interface ChannelDemo {
+  readonly channel: string;
+  readonly packageName: string;
+  /** Starts the connector against a local peer in `work`, plays the script, stops. Returns the number of steps. */
+  readonly play: (options: { readonly work: string; readonly start: (connector: Connector) => Promise<ConnectorContext> }) => Promise<number>;
+}
+
+interface IMessageTesting {
+  createChatDbFixture(dir: string, options: { schema: 'macos26' | 'macos12' }): Promise<{ path: string; attachmentsDir: string; close(): Promise<void> }>;
+  playDemoConversation(db: unknown, options: { captured: (key: string) => Promise<unknown> }): Promise<unknown[]>;
+  waitForKeys(lookup: (key: string) => Promise<number | undefined>, keys: readonly string[], options?: { timeoutMs?: number }): Promise<number[]>;
+}
+
+const DEMOS: readonly ChannelDemo[] = [
+  {
+    channel: 'imessage',
+    packageName: '@offchannel/imessage',
+    play: async ({ work, start }) => {
+      const { createIMessageConnector } = (await import('@offchannel/imessage')) as unknown as { createIMessageConnector(options: Record<string, unknown>): Connector };
+      const testing = (await import('@offchannel/imessage/testing')) as unknown as IMessageTesting;
+      const db = await testing.createChatDbFixture(path.join(work, 'Messages'), { schema: 'macos26' });
+      try {
+        const connector = createIMessageConnector({ account: DEMO_ACCOUNT, chatDb: db.path, attachmentsDir: db.attachmentsDir, pollMs: 200 });
+        const ctx = await start(connector);
+        try {
+          const steps = await testing.playDemoConversation(db, { captured: (key) => testing.waitForKeys((wanted) => ctx.lookup(wanted), [key], { timeoutMs: 10_000 }) });
+          return steps.length;
+        } finally {
+          await connector.stop();
+        }
+      } finally {
+        await db.close();
+      }
+    },
+  },
+];
+
+/**
+ * Plays every installed channel's demo into `recorder`. `marks` (the demo stream) records which
+ * scripts were played, so a second run does not play them again.
+ */
+export async function playChannelDemos(recorder: Recorder, marks: StreamWriter, logger: Logger, onProgress: (line: string) => void): Promise<ChannelDemoResult[]> {
+  const results: ChannelDemoResult[] = [];
+  for (const demo of DEMOS) {
+    const stream = `${demo.channel}:${DEMO_ACCOUNT}`;
+    if (!(await installed(demo.packageName))) {
+      results.push({ channel: demo.channel, stream, outcome: 'skipped', steps: 0, detail: `${demo.packageName} is not installed` });
+      continue;
+    }
+    if ((await marks.lookup(`demo-played:${demo.channel}`)) !== undefined) {
+      results.push({ channel: demo.channel, stream, outcome: 'already', steps: 0 });
+      continue;
+    }
+    onProgress(`  ${demo.channel}: playing the scripted conversation through the real connector…`);
+    const work = await mkdtemp(path.join(os.tmpdir(), `offchannel-demo-${demo.channel}-`));
+    const abort = new AbortController();
+    try {
+      // Throwaway session state for the local peer only: never a real account's secrets.
+      const state = await openStateStore({ dir: path.join(work, 'state'), unencrypted: true, logger });
+      const steps = await demo.play({
+        work,
+        start: async (connector) => {
+          const ctx = createConnectorContext({ recorder, connector, state: state.scope(`${connector.channel}:${connector.account}`), logger, signal: abort.signal });
+          await connector.start(ctx);
+          return ctx;
+        },
+      });
+      // Marks the script as played in this archive, so a second demo run does not play it again.
+      await marks.capture({ kind: 'system', key: `demo-played:${demo.channel}`, system: { event: 'demo-script-played', fields: { channel: demo.channel, steps: String(steps) } } });
+      results.push({ channel: demo.channel, stream, outcome: 'played', steps });
+    } finally {
+      abort.abort();
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  return results;
+}
+
+async function installed(name: string): Promise<boolean> {
+  try {
+    await import(name);
+    return true;
+  } catch {
+    return false;
+  }
+}

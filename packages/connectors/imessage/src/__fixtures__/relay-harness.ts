@@ -1,0 +1,91 @@
+/**
+ * Runs the real iMessage connector against a fixture chat.db into an in-memory archive, with
+ * a real encrypted state store, so tests can stop and restart it on the same archive and state.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Recorder, SinkUnavailableError, createConnectorContext, openStateStore, parseStateKey, generateStateKey, type ArchiveRecord, type Connector, type ConnectorContext, type Sink, type StateStore } from '@offchannel/core';
+import { MemoryStorage, createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
+import { createIMessageConnector, type IMessageConnectorOptions } from '../index.ts';
+import type { ChatDbFixture } from '../testing/index.ts';
+
+export interface RunningRelay {
+  readonly connector: Connector;
+  readonly ctx: ConnectorContext;
+  stop(): Promise<void>;
+}
+
+export class RelayHarness {
+  readonly storage = new MemoryStorage();
+  readonly sink = createMemorySink(this.storage);
+  /** While true, every append to the archive fails (an outage of the WORM store). */
+  failAppends = false;
+  /** The sink the recorder writes to: {@link sink}, failing appends while {@link failAppends}. */
+  readonly flakySink: Sink = new Proxy(this.sink, {
+    get: (target, name, receiver) => {
+      if (name === 'appendBatch' && this.failAppends) return () => Promise.reject(new SinkUnavailableError('test outage'));
+      const value: unknown = Reflect.get(target, name, receiver);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  readonly logger: RecordingLogger = createRecordingLogger();
+  readonly dir: string;
+  #state: StateStore | undefined;
+  readonly #key = parseStateKey(generateStateKey());
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  static async create(): Promise<RelayHarness> {
+    return new RelayHarness(await mkdtemp(path.join(tmpdir(), 'offchannel-imessage-')));
+  }
+
+  /** The encrypted state store the relay keeps its cursor in (shared across restarts). */
+  async stateStore(): Promise<StateStore> {
+    this.#state ??= await openStateStore({ dir: path.join(this.dir, 'state'), key: this.#key });
+    return this.#state;
+  }
+
+  async start(db: ChatDbFixture, options: Partial<IMessageConnectorOptions> = {}): Promise<RunningRelay> {
+    const state = await this.stateStore();
+    const recorder = new Recorder({ sink: this.flakySink, allowVolatileSink: true });
+    const connector = createIMessageConnector({ account: 'alice@firm.example', chatDb: db.path, attachmentsDir: db.attachmentsDir, pollMs: 100, ...options });
+    const controller = new AbortController();
+    const ctx = createConnectorContext({ recorder, connector, state, logger: this.logger, signal: controller.signal });
+    await connector.start(ctx);
+    return {
+      connector,
+      ctx,
+      stop: async () => {
+        await connector.stop();
+        controller.abort();
+        await recorder.close();
+      },
+    };
+  }
+
+  /** Every record of the iMessage stream, decoded. */
+  async records(): Promise<ArchiveRecord[]> {
+    const out: ArchiveRecord[] = [];
+    for await (const stored of this.sink.read('imessage:alice@firm.example')) out.push(JSON.parse(new TextDecoder().decode(stored.bytes)) as ArchiveRecord);
+    return out;
+  }
+
+  async byKey(key: string): Promise<ArchiveRecord> {
+    const found = (await this.records()).filter((record) => record.key === key);
+    if (found.length !== 1) throw new Error(`expected one record with key ${key}, found ${found.length}`);
+    return found[0] as ArchiveRecord;
+  }
+
+  /** The raw blob of a record, parsed. */
+  async raw(record: ArchiveRecord): Promise<Record<string, unknown>> {
+    const bytes = await this.sink.getBlob(record.raw?.sha256 ?? '');
+    return JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+  }
+
+  async dispose(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * chat.db dates: nanoseconds since 2001-01-01T00:00:00Z (macOS 10.13 and later; seconds
+ * before that), read as BigInt because they exceed 2^53. `message_summary_info` uses float
+ * seconds since the same epoch. 0 and NULL both mean "not set".
+ */
+
+/** 2001-01-01T00:00:00Z in Unix seconds. */
+export const APPLE_EPOCH_UNIX_SECONDS = 978_307_200n;
+const NS = 1_000_000_000n;
+/** Values below this are seconds (pre-High Sierra databases), not nanoseconds. */
+const SECONDS_ERA_LIMIT = 100_000_000_000n;
+
+/** ISO 8601 UTC with nanosecond digits for a chat.db date, or `undefined` when unset. */
+export function appleDateToIso(value: unknown): string | undefined {
+  const raw = typeof value === 'bigint' ? value : typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : undefined;
+  if (raw === undefined || raw <= 0n) return undefined;
+  const ns = (raw < SECONDS_ERA_LIMIT ? raw * NS : raw) + APPLE_EPOCH_UNIX_SECONDS * NS;
+  const seconds = ns / NS;
+  const iso = new Date(Number(seconds) * 1000).toISOString();
+  return `${iso.slice(0, 19)}.${(ns % NS).toString().padStart(9, '0')}Z`;
+}
+
+/** ISO 8601 UTC for float seconds since 2001 (`message_summary_info` `d`). */
+export function appleSecondsToIso(seconds: number): string | undefined {
+  if (!Number.isFinite(seconds) || seconds <= 0) return undefined;
+  return appleDateToIso(BigInt(Math.round(seconds * 1e6)) * 1000n);
+}
+
+/** A JS time (ms since 1970) as chat.db nanoseconds since 2001. */
+export function unixMsToAppleNs(ms: number): bigint {
+  return (BigInt(Math.round(ms)) - APPLE_EPOCH_UNIX_SECONDS * 1000n) * 1_000_000n;
+}

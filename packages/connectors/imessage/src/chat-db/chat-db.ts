@@ -1,0 +1,202 @@
+/**
+ * Read-only access to chat.db through `node:sqlite` (no native build). The database is opened
+ * in place, read-only, never copied and never with `immutable=1`, so SQLite reads the WAL
+ * like Messages does. Every query is a single autocommit statement: no read transaction stays
+ * open to hold back Messages' checkpoints. Integers come back as BigInt (dates exceed 2^53).
+ *
+ * Columns are discovered with `PRAGMA table_info` once at open: they differ by macOS version
+ * and by upgrade history, so optional columns are only used when present.
+ */
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { ChatDbError } from '../errors.ts';
+
+/** A column value as node:sqlite returns it with BigInt reads. */
+export type SqlValue = null | bigint | number | string | Uint8Array;
+/** One row, columns in the table's order. */
+export type SqlRow = Readonly<Record<string, SqlValue>>;
+
+/** A message row with the rows it joins to: everything the mapping needs. */
+export interface RowBundle {
+  readonly message: SqlRow;
+  /** `handle` row of `message.handle_id` (the sender of an incoming message). */
+  readonly handle?: SqlRow;
+  /** The chat the message belongs to (lowest chat ROWID when several). */
+  readonly chat?: SqlRow;
+  /** `handle` row of `message.other_handle` (group membership events). */
+  readonly otherHandle?: SqlRow;
+  readonly attachments: readonly SqlRow[];
+}
+
+/** The per-row state the sweep compares between ticks. */
+export interface RowFingerprint {
+  readonly rowid: bigint;
+  readonly guid: string;
+  readonly fingerprint: string;
+}
+
+const REQUIRED_TABLES = ['message', 'handle', 'chat', 'chat_message_join', 'chat_handle_join', 'attachment', 'message_attachment_join'];
+/** Columns whose changes mean an edit, unsend, receipt or attachment progress. */
+const CHANGE_COLUMNS = ['date_edited', 'date_retracted', 'date_delivered', 'date_read', 'part_count'];
+
+/** A read-only connection to chat.db. */
+export class ChatDb {
+  readonly #db: DatabaseSync;
+  readonly #columns: ReadonlySet<string>;
+  readonly #hasSequence: boolean;
+  /** `message` columns as this Mac's schema has them, quoted, for every SELECT of a full row. */
+  readonly #messageColumns: string;
+  readonly #statements = new Map<string, StatementSync>();
+  #closed = false;
+
+  private constructor(db: DatabaseSync, columns: ReadonlySet<string>, hasSequence: boolean) {
+    this.#db = db;
+    this.#columns = columns;
+    this.#hasSequence = hasSequence;
+    this.#messageColumns = [...columns].map((name) => `"${name.replaceAll('"', '""')}"`).join(', ');
+  }
+
+  /** Opens chat.db read-only. Throws {@link ChatDbError} when it cannot (missing Full Disk Access, wrong path). */
+  static open(path: string): ChatDb {
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(path, { readOnly: true, timeout: 5000 });
+    } catch (error) {
+      throw new ChatDbError('CHAT_DB_UNAVAILABLE', 'cannot open chat.db read-only: check the path and that the process running the relay has Full Disk Access (see the @offchannel/imessage README)', { cause: error });
+    }
+    try {
+      const tables = new Set(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((row) => String(row['name'])));
+      const missing = REQUIRED_TABLES.filter((table) => !tables.has(table));
+      if (missing.length > 0) throw new ChatDbError('CHAT_DB_UNSUPPORTED', `not a Messages database: missing tables ${missing.join(', ')}`);
+      const columns = new Set(['ROWID', ...db.prepare('PRAGMA table_info(message)').all().map((row) => String(row['name']))]);
+      for (const column of ['guid', 'date', 'is_from_me', 'handle_id']) {
+        if (!columns.has(column)) throw new ChatDbError('CHAT_DB_UNSUPPORTED', `message table has no ${column} column`);
+      }
+      return new ChatDb(db, columns, tables.has('sqlite_sequence'));
+    } catch (error) {
+      db.close();
+      if (error instanceof ChatDbError) throw error;
+      throw new ChatDbError('CHAT_DB_UNAVAILABLE', 'cannot read chat.db: check Full Disk Access', { cause: error });
+    }
+  }
+
+  /** True when the message table has this column on this Mac. */
+  has(column: string): boolean {
+    return this.#columns.has(column);
+  }
+
+  /** Changes whenever another connection (Messages) commits. One cheap pragma. */
+  dataVersion(): bigint {
+    return this.#get('PRAGMA data_version')['data_version'] as bigint;
+  }
+
+  /** The largest message ROWID that exists. */
+  maxRowId(): bigint {
+    return (this.#get('SELECT COALESCE(MAX(ROWID), 0) AS m FROM message')['m'] as bigint | null) ?? 0n;
+  }
+
+  /**
+   * The largest message ROWID ever handed out (AUTOINCREMENT's `sqlite_sequence`), which only
+   * goes down when the database itself is replaced; MAX(ROWID) when there is no sequence row.
+   */
+  highestRowIdEver(): bigint {
+    const seq = this.#hasSequence ? this.#get("SELECT seq FROM sqlite_sequence WHERE name = 'message'")['seq'] : undefined;
+    return typeof seq === 'bigint' ? seq : this.maxRowId();
+  }
+
+  /** Message rows after `cursor`, oldest first. */
+  rowsAfter(cursor: bigint, limit: number): SqlRow[] {
+    return this.#all(`SELECT ${this.#messageColumns} FROM message WHERE ROWID > ? ORDER BY ROWID LIMIT ?`, cursor, BigInt(limit));
+  }
+
+  /** The row with this ROWID, with its joined rows, or `undefined` when it is gone. */
+  bundle(rowid: bigint): RowBundle | undefined {
+    const message = this.#all(`SELECT ${this.#messageColumns} FROM message WHERE ROWID = ?`, rowid)[0];
+    return message === undefined ? undefined : this.bundleOf(message);
+  }
+
+  bundleOf(message: SqlRow): RowBundle {
+    const rowid = message['ROWID'] as bigint;
+    const handle = this.handle(message['handle_id']);
+    const chat = this.#all('SELECT c.* FROM chat_message_join j JOIN chat c ON c.ROWID = j.chat_id WHERE j.message_id = ? ORDER BY c.ROWID LIMIT 1', rowid)[0];
+    const otherHandle = this.has('other_handle') ? this.handle(message['other_handle']) : undefined;
+    const attachments = this.#all('SELECT a.* FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id WHERE j.message_id = ? ORDER BY a.ROWID', rowid);
+    return { message, attachments, ...(handle ? { handle } : {}), ...(chat ? { chat } : {}), ...(otherHandle ? { otherHandle } : {}) };
+  }
+
+  handle(rowid: SqlValue | undefined): SqlRow | undefined {
+    if (typeof rowid !== 'bigint' || rowid <= 0n) return undefined;
+    return this.#all('SELECT * FROM handle WHERE ROWID = ?', rowid)[0];
+  }
+
+  /** The largest chat ROWID. */
+  maxChatRowId(): bigint {
+    return (this.#get('SELECT COALESCE(MAX(ROWID), 0) AS m FROM chat')['m'] as bigint | null) ?? 0n;
+  }
+
+  /** Chats after `cursor`, oldest first. */
+  chatsAfter(cursor: bigint): SqlRow[] {
+    return this.#all('SELECT * FROM chat WHERE ROWID > ? ORDER BY ROWID LIMIT 500', cursor);
+  }
+
+  /** Handles of a chat's members. */
+  members(chatRowid: bigint): SqlRow[] {
+    return this.#all('SELECT h.* FROM chat_handle_join j JOIN handle h ON h.ROWID = j.handle_id WHERE j.chat_id = ? ORDER BY h.ROWID', chatRowid);
+  }
+
+  /**
+   * Fingerprints of rows up to `maxRowid` sent after `sinceDate` (uses the `date` index), or,
+   * with `marks`, of rows edited or retracted after those marks (a full scan, run rarely).
+   */
+  fingerprints(maxRowid: bigint, window: { readonly sinceDate: bigint } | { readonly editedAfter: bigint; readonly retractedAfter: bigint }): RowFingerprint[] {
+    const parts = CHANGE_COLUMNS.filter((c) => this.has(c)).map((c) => `COALESCE(m.${c}, 0)`);
+    if (this.has('message_summary_info')) parts.push("COALESCE(hex(substr(m.message_summary_info, -64)) || length(m.message_summary_info), '')");
+    parts.push("(SELECT COALESCE(group_concat(a.ROWID || ':' || COALESCE(a.transfer_state, ''), ','), '') FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id WHERE j.message_id = m.ROWID)");
+    const select = `SELECT m.ROWID AS rowid, m.guid AS guid, ${parts.join(" || '|' || ")} AS fingerprint FROM message m WHERE m.ROWID <= ?`;
+    let rows: SqlRow[];
+    if ('sinceDate' in window) {
+      rows = this.#all(`${select} AND m.date > ?`, maxRowid, window.sinceDate);
+    } else {
+      const edited = this.has('date_edited') ? 'COALESCE(m.date_edited, 0) > ?' : '0 AND ? IS NULL';
+      const retracted = this.has('date_retracted') ? 'COALESCE(m.date_retracted, 0) > ?' : '0 AND ? IS NULL';
+      rows = this.#all(`${select} AND ((${edited}) OR (${retracted}))`, maxRowid, window.editedAfter, window.retractedAfter);
+    }
+    return rows.map((row) => ({ rowid: row['rowid'] as bigint, guid: String(row['guid']), fingerprint: String(row['fingerprint']) }));
+  }
+
+  /** The largest `date_edited` and `date_retracted` among rows up to `maxRowid`. */
+  changeMarks(maxRowid: bigint): { edited: bigint; retracted: bigint } {
+    const edited = this.has('date_edited') ? 'COALESCE(MAX(date_edited), 0)' : '0';
+    const retracted = this.has('date_retracted') ? 'COALESCE(MAX(date_retracted), 0)' : '0';
+    const row = this.#get(`SELECT ${edited} AS e, ${retracted} AS r FROM message WHERE ROWID <= ?`, maxRowid);
+    return { edited: typeof row['e'] === 'bigint' ? row['e'] : 0n, retracted: typeof row['r'] === 'bigint' ? row['r'] : 0n };
+  }
+
+  /** The attachment row with this GUID, or `undefined`. */
+  attachment(guid: string): SqlRow | undefined {
+    return this.#all('SELECT * FROM attachment WHERE guid = ?', guid)[0];
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  #all(sql: string, ...params: (bigint | string)[]): SqlRow[] {
+    return this.#statement(sql).all(...params);
+  }
+
+  #get(sql: string, ...params: (bigint | string)[]): Record<string, SqlValue> {
+    return (this.#statement(sql).get(...params) ?? {});
+  }
+
+  #statement(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      statement.setReadBigInts(true); // per statement: works on every Node with node:sqlite
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * `@offchannel/imessage` — the iMessage relay: records iMessage, SMS and RCS from a Mac's
+ * chat.db within a second of delivery, including edits, unsends, tapbacks, replies, group
+ * events and attachments, with its own typedstream and binary-plist decoders. Read-only,
+ * `node:sqlite` only. The row → record mapping is in `map-chat-db-row.ts`.
+ */
+export { createIMessageConnector } from './imessage-connector.ts';
+export { parseIMessageConnectorConfig } from './config.ts';
+export type { IMessageConnectorOptions } from './config.ts';
+export { BplistError, ChatDbError, TypedstreamError } from './errors.ts';
+export { decodeAttributedBody } from './typedstream/attributed-body.ts';
+export type { AttributeRun, AttributeValue, AttributedBody } from './typedstream/attributed-body.ts';
+export { MAX_TYPEDSTREAM_DEPTH, decodeTypedstream } from './typedstream/typedstream-reader.ts';
+export type { TsClass, TsGroup, TsObject, TsValue } from './typedstream/typedstream-reader.ts';
+export { parseBplist } from './bplist/bplist-reader.ts';
+export type { PlistValue } from './bplist/bplist-reader.ts';
+export { parseSummaryInfo } from './summary-info.ts';
+export type { EditVersion, SummaryInfo } from './summary-info.ts';
+export { TAPBACKS, keys as captureKeys, mapAttachmentCompleted, mapNewChat, mapNewRow, mapRowChanges, parseAssociatedGuid } from './map-chat-db-row.ts';
+export type { MapContext } from './map-chat-db-row.ts';
+export { RAW_ROW_FORMAT } from './raw-row.ts';
+export { appleDateToIso, appleSecondsToIso, unixMsToAppleNs } from './apple-time.ts';
+export { PACKAGE_VERSION } from './version.ts';

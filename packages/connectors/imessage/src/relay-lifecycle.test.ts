@@ -1,0 +1,127 @@
+import { OffchannelError } from '@offchannel/core';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
+import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+
+let harness: RelayHarness;
+const open: ChatDbFixture[] = [];
+let relay: RunningRelay | undefined;
+
+beforeEach(async () => {
+  harness = await RelayHarness.create();
+});
+
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await relay?.stop();
+  for (const db of open.splice(0)) await db.close();
+  await harness.dispose();
+  relay = undefined;
+});
+
+async function fixture(name: string, options: Parameters<typeof createChatDbFixture>[1] = {}): Promise<ChatDbFixture> {
+  const db = await createChatDbFixture(`${harness.dir}/${name}`, options);
+  open.push(db);
+  return db;
+}
+
+describe('relay lifecycle', () => {
+  it('fails to start with a clear error and a failed status when chat.db cannot be opened', async () => {
+    const db = await fixture('mac');
+    const missing = { ...db, path: `${harness.dir}/nowhere/chat.db` };
+    const error = await harness.start(missing).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'CHAT_DB_UNAVAILABLE')).toBe(true);
+  });
+
+  it('starts once, stops idempotently, and reports liveness while running', async () => {
+    const db = await fixture('mac');
+    relay = await harness.start(db);
+    await expect(relay.connector.start(relay.ctx)).rejects.toThrow(/already started/);
+    const hello = await db.receive({ from: '+15550100', text: 'status check' });
+    await waitForKeys((key) => relay!.ctx.lookup(key), [hello.key]);
+    await vi.waitFor(() => { expect(relay!.connector.status().detail).toMatch(/last poll \d{4}-/); });
+    expect(relay.connector.status()).toMatchObject({ state: 'running', captured: 1, errors: 0, lastEventAt: expect.any(String) as string });
+    await relay.connector.stop();
+    await relay.connector.stop();
+    expect(relay.connector.status().state).toBe('stopped');
+  });
+
+  it('records a pause when the Mac slept between polls (the unsend window may have been missed)', async () => {
+    const db = await fixture('mac');
+    relay = await harness.start(db);
+    const before = await db.receive({ from: '+15550100', text: 'before sleep' });
+    await waitForKeys((key) => relay!.ctx.lookup(key), [before.key]);
+    const realNow = Date.now.bind(Date);
+    vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 90_000); // the clock jumps 90 s between two polls
+    await vi.waitFor(async () => {
+      const paused = (await harness.records()).filter((record) => record.system?.event === 'relay-paused');
+      expect(paused).toHaveLength(1);
+      expect(Number(paused[0]?.system?.fields?.['seconds'])).toBeGreaterThanOrEqual(90);
+    });
+  });
+
+  it('treats a replaced chat.db (ROWIDs going backwards) as a new generation and records each GUID once', async () => {
+    const first = await fixture('old');
+    relay = await harness.start(first);
+    const events = [];
+    for (const text of ['one', 'two', 'three']) events.push(await first.receive({ from: '+15550100', text }));
+    await waitForKeys((key) => relay!.ctx.lookup(key), events.map((e) => e.key));
+    await relay.stop();
+
+    const rebuilt = await fixture('rebuilt');
+    const again = await rebuilt.receive({ from: '+15550100', text: 'after the rebuild' });
+    relay = await harness.start(rebuilt);
+    await waitForKeys((key) => relay!.ctx.lookup(key), [again.key]);
+    const records = await harness.records();
+    expect(records.filter((record) => record.system?.event === 'chat-db-generation-changed')).toHaveLength(1);
+    expect(records.filter((record) => record.kind === 'message').map((record) => record.text)).toEqual(['one', 'two', 'three', 'after the rebuild']);
+  });
+
+  it('does not advance its cursor while the archive is down, and records everything once it is back', async () => {
+    const db = await fixture('mac');
+    relay = await harness.start(db);
+    harness.failAppends = true;
+    const during = await db.receive({ from: '+15550100', text: 'sent during the outage' });
+    await vi.waitFor(() => { expect(relay!.connector.status().errors).toBeGreaterThan(0); });
+    const saved = await (await harness.stateStore()).scope('imessage:alice@firm.example').getJson<{ rowid: string }>('imessage-cursor');
+    expect(saved?.rowid ?? '0').toBe('0');
+    expect(await relay.ctx.lookup(during.key)).toBeUndefined();
+    harness.failAppends = false;
+    await waitForKeys((key) => relay!.ctx.lookup(key), [during.key], { timeoutMs: 3000 });
+    expect((await harness.records()).map((record) => record.key)).toEqual([during.key]);
+    expect(harness.logger.text()).not.toContain('sent during');
+  });
+
+  for (const watch of [true, false]) {
+    it(`keeps capturing across WAL checkpoints ${watch ? 'with the directory watch' : 'with the data_version poll alone'}`, async () => {
+      const db = await fixture('mac');
+      relay = await harness.start(db, { watch, pollMs: 300 });
+      for (const text of ['before', 'after one checkpoint', 'after two']) {
+        const event = await db.receive({ from: '+15550100', text });
+        await waitForKeys((key) => relay!.ctx.lookup(key), [event.key], { timeoutMs: 2000 });
+        await db.checkpoint();
+      }
+      expect(relay.connector.status().detail).toContain(watch ? 'directory watch on' : 'directory watch off');
+    });
+  }
+
+  it('with startAt "now", skips the history already in chat.db on the first start', async () => {
+    const db = await fixture('mac');
+    const old = await db.receive({ from: '+15550100', text: 'history' });
+    await db.createGroup({ name: 'Old group', members: ['+15550100'] });
+    relay = await harness.start(db, { startAt: 'now' });
+    const fresh = await db.receive({ from: '+15550100', text: 'new' });
+    await waitForKeys((key) => relay!.ctx.lookup(key), [fresh.key]);
+    expect(await relay.ctx.lookup(old.key)).toBeUndefined();
+    expect((await harness.records()).map((record) => record.key)).toEqual([fresh.key]);
+  });
+
+  it('refuses a damaged saved cursor instead of silently starting over', async () => {
+    const db = await fixture('mac');
+    relay = await harness.start(db);
+    await relay.stop();
+    relay = undefined;
+    await harness.stateStore().then((state) => state.scope('imessage:alice@firm.example').setJson('imessage-cursor', { v: 1, rowid: 'NaN' }));
+    await expect(harness.start(db)).rejects.toThrow(/damaged/);
+  });
+});
