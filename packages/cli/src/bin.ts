@@ -8,3 +8,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => 
 
 const code = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), signal: controller.signal });
 process.exitCode = code;
+// Exit once stdout and stderr are flushed, even if a library left a handle open (a demo peer's
+// simulator keeps HTTP/2 sessions): the command's work is done and its output written.
+process.stdout.write('', () => {
+  process.stderr.write('', () => process.exit(code));
+});

@@ -7,7 +7,7 @@ import { type CheckpointSummary, type NoteVerifier, Recorder, createTsaClient, v
 import { openFsSink } from '@offchannel/sink-fs';
 import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
-import { type ChannelDemoResult, playChannelDemos } from '../demo/channel-demos.ts';
+import { type ChannelDemoResult, loadDemoPeer, playChannelDemos } from '../demo/channel-demos.ts';
 import { DEMO_ACCOUNT, DEMO_CHANNEL, demoExchange } from '../demo/demo-exchange.ts';
 import { formatBytes, plural, shortHash } from '../format.ts';
 import { loadCertificates, loadSigningKey } from '../keys.ts';
@@ -30,6 +30,9 @@ Options:
                         demo export there is replaced)
   --signing-key <file>  sign checkpoints with this key (offchannel keygen); refused if unreadable
   --create-key          create --signing-key (and <file>.pub) first if it does not exist
+  --peer <module>       also play the demo of a connector whose local peer is loaded from this
+                        module file (e.g. Signal's server simulator, which cannot ship with the
+                        CLI: packages/connectors/signal-mock-tests/src/demo-peer.ts); repeatable
   --tsa-url <url>       timestamp each checkpoint with this RFC 3161 TSA
   --tsa-cert <file>     trusted TSA certificate (PEM) to check its tokens against
   --json                print the result as JSON
@@ -43,6 +46,7 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
     options: {
       archive: { type: 'string', default: './demo-archive' },
       export: { type: 'string', default: './demo-export' },
+      peer: { type: 'string', multiple: true },
       'signing-key': { type: 'string' },
       'create-key': { type: 'boolean', default: false },
       'tsa-url': { type: 'string' },
@@ -69,6 +73,7 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
   const tsaCertificates = values['tsa-cert'] ? await loadCertificates(values['tsa-cert'].map((file) => path.resolve(io.cwd, file))) : undefined;
   const timestamp = values['tsa-url'] ? createTsaClient({ url: values['tsa-url'], ...(tsaCertificates ? { trusted: tsaCertificates } : {}) }) : undefined;
 
+  const peers = await Promise.all((values.peer ?? []).map((file) => loadDemoPeer(path.resolve(io.cwd, file))));
   logger.info({ archive: dir }, 'demo starting');
   const sink = await openFsSink({ dir, logger });
   const recorder = new Recorder({ sink, logger, ...(signer ? { checkpoints: { signer, everyRecords: 10, ...(timestamp ? { timestamp } : {}) } } : {}) });
@@ -84,9 +89,15 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
       if (result.status === 'recorded') recorded++;
       else duplicates++;
     }
-    channels = await playChannelDemos(recorder, writer, logger, (line) => {
-      if (!values.json) io.stdout.write(`${line}\n`);
-    });
+    channels = await playChannelDemos(
+      recorder,
+      writer,
+      logger,
+      (line) => {
+        if (!values.json) io.stdout.write(`${line}\n`);
+      },
+      peers,
+    );
     await recorder.close();
   } finally {
     await sink.close();

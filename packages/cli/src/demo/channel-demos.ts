@@ -11,7 +11,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type Connector, type ConnectorContext, type Logger, type Recorder, type StreamWriter, createConnectorContext, openStateStore } from '@offchannel/core';
+import { pathToFileURL } from 'node:url';
+import { type Connector, type ConnectorContext, type Logger, type Recorder, type StateStore, type StreamWriter, createConnectorContext, openStateStore } from '@offchannel/core';
+import { UsageError } from '../usage-error.ts';
 import { DEMO_ACCOUNT } from './demo-exchange.ts';
 
 export interface ChannelDemoResult {
@@ -27,7 +29,7 @@ interface ChannelDemo {
   readonly channel: string;
   readonly packageName: string;
   /** Starts the connector against a local peer in `work`, plays the script, stops. Returns the number of steps. */
-  readonly play: (options: { readonly work: string; readonly start: (connector: Connector) => Promise<ConnectorContext> }) => Promise<number>;
+  readonly play: (options: { readonly work: string; readonly state: StateStore; readonly start: (connector: Connector) => Promise<ConnectorContext> }) => Promise<number>;
 }
 
 interface IMessageTesting {
@@ -61,14 +63,43 @@ const DEMOS: readonly ChannelDemo[] = [
 ];
 
 /**
+ * A demo peer loaded from a file at run time (`offchannel demo --peer <module>`), for connectors
+ * whose local peer cannot ship with the CLI (Signal's AGPL server simulator). The module exports
+ * `offchannelDemoPeer`.
+ */
+export interface DemoPeer {
+  readonly channel: string;
+  readonly description?: string;
+  play(options: { readonly recorder: Recorder; readonly state: StateStore; readonly workDir: string; readonly account: string; readonly logger: Logger }): Promise<number>;
+}
+
+/** Loads `offchannelDemoPeer` from a module file; a bad module is a usage error naming the file. */
+export async function loadDemoPeer(file: string): Promise<DemoPeer> {
+  let module: { offchannelDemoPeer?: Partial<DemoPeer> };
+  try {
+    module = (await import(pathToFileURL(file).href)) as { offchannelDemoPeer?: Partial<DemoPeer> };
+  } catch (error) {
+    throw new UsageError(`--peer ${file} could not be loaded (${(error as Error).message.split('\n')[0] ?? ''}); build the workspace first (pnpm build)`);
+  }
+  const peer = module.offchannelDemoPeer;
+  if (!peer || typeof peer.channel !== 'string' || typeof peer.play !== 'function') throw new UsageError(`--peer ${file} does not export offchannelDemoPeer { channel, play }`);
+  return peer as DemoPeer;
+}
+
+/**
  * Plays every installed channel's demo into `recorder`. `marks` (the demo stream) records which
  * scripts were played, so a second run does not play them again.
  */
-export async function playChannelDemos(recorder: Recorder, marks: StreamWriter, logger: Logger, onProgress: (line: string) => void): Promise<ChannelDemoResult[]> {
+export async function playChannelDemos(recorder: Recorder, marks: StreamWriter, logger: Logger, onProgress: (line: string) => void, peers: readonly DemoPeer[] = []): Promise<ChannelDemoResult[]> {
   const results: ChannelDemoResult[] = [];
-  for (const demo of DEMOS) {
+  const fromPeers: ChannelDemo[] = peers.map((peer) => ({
+    channel: peer.channel,
+    packageName: '',
+    play: ({ work, state }) => peer.play({ recorder, state, workDir: work, account: DEMO_ACCOUNT, logger }),
+  }));
+  for (const demo of [...DEMOS, ...fromPeers]) {
     const stream = `${demo.channel}:${DEMO_ACCOUNT}`;
-    if (!(await installed(demo.packageName))) {
+    if (demo.packageName !== '' && !(await installed(demo.packageName))) {
       results.push({ channel: demo.channel, stream, outcome: 'skipped', steps: 0, detail: `${demo.packageName} is not installed` });
       continue;
     }
@@ -84,6 +115,7 @@ export async function playChannelDemos(recorder: Recorder, marks: StreamWriter, 
       const state = await openStateStore({ dir: path.join(work, 'state'), unencrypted: true, logger });
       const steps = await demo.play({
         work,
+        state,
         start: async (connector) => {
           const ctx = createConnectorContext({ recorder, connector, state: state.scope(`${connector.channel}:${connector.account}`), logger, signal: abort.signal });
           await connector.start(ctx);
