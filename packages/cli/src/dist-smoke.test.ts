@@ -48,3 +48,20 @@ it('the built offchannel binary runs the demo and verifies the archive', { timeo
     await rm(work, { recursive: true, force: true });
   }
 });
+
+it('the built binary runs the full demo of the README (pnpm demo): every connector, the Signal simulator peer, export', { timeout: 90_000 }, async () => {
+  const work = await mkdtemp(path.join(tmpdir(), 'offchannel-dist-demo-'));
+  try {
+    const peer = path.resolve(import.meta.dirname, '../../connectors/signal-mock-tests/src/demo-peer.ts');
+    const started = Date.now();
+    const demo = spawnSync(process.execPath, [bin, 'demo', '--signing-key', 'k', '--create-key', '--peer', peer], { cwd: work, encoding: 'utf8', timeout: 80_000 });
+    expect(demo.status, demo.stderr).toBe(0);
+    expect(demo.stdout).toMatch(/imessage: played 13 scripted steps through the real connector/);
+    expect(demo.stdout).toMatch(/signal: played 7 scripted steps through the real connector/);
+    expect(demo.stdout).toMatch(/verify: OK — 3 streams/);
+    expect(demo.stdout).toMatch(/export: 8 RSMF files \(Relativity\) and 8 HTML transcripts/);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});
