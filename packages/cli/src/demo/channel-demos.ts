@@ -38,7 +38,48 @@ interface IMessageTesting {
   waitForKeys(lookup: (key: string) => Promise<number | undefined>, keys: readonly string[], options?: { timeoutMs?: number }): Promise<number[]>;
 }
 
+interface WhatsAppKey {
+  readonly id?: string | null;
+}
+interface WhatsAppTesting {
+  createWhatsAppTestDriver(options: { account: string }): Promise<{
+    readonly connector: Connector;
+    readonly me: { readonly id: string };
+    incomingText(text: string): Promise<WhatsAppKey>;
+    outgoingText(text: string): Promise<WhatsAppKey>;
+    edit(target: WhatsAppKey, text: string, options?: { encrypted?: boolean }): Promise<WhatsAppKey>;
+    revoke(target: WhatsAppKey): Promise<WhatsAppKey>;
+    react(target: WhatsAppKey, emoji: string, options?: { from?: string }): Promise<WhatsAppKey>;
+    attachment(options: { kind: 'document'; bytes: Uint8Array; mime: string; name: string; caption?: string }): Promise<WhatsAppKey>;
+    whenCaptured(): Promise<void>;
+    close(): Promise<void>;
+  }>;
+}
+
 const DEMOS: readonly ChannelDemo[] = [
+  {
+    channel: 'whatsapp',
+    packageName: '@offchannel/whatsapp',
+    play: async ({ start }) => {
+      const testing = (await import('@offchannel/whatsapp/testing')) as unknown as WhatsAppTesting;
+      const driver = await testing.createWhatsAppTestDriver({ account: DEMO_ACCOUNT });
+      try {
+        await start(driver.connector);
+        // Baileys' own decode path with real Signal encryption from a simulated contact.
+        const ask = await driver.incomingText('Can you work 25m of the 10y Bund at 2.31?');
+        await driver.outgoingText('Working it, will come back by 10:15.');
+        await driver.edit(ask, 'Can you work 25m of the 10y Bund at 2.33?', { encrypted: true });
+        await driver.react(ask, '👍', { from: driver.me.id });
+        await driver.attachment({ kind: 'document', bytes: new TextEncoder().encode('%PDF-1.4\n% demo allocation sheet\n%%EOF\n'), mime: 'application/pdf', name: 'allocation.pdf', caption: 'Allocation sheet' });
+        const slip = await driver.incomingText('Also do a bit for my own account, keep it quiet');
+        await driver.revoke(slip);
+        await driver.whenCaptured();
+        return 7;
+      } finally {
+        await driver.close();
+      }
+    },
+  },
   {
     channel: 'imessage',
     packageName: '@offchannel/imessage',

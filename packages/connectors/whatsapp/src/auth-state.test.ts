@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { openStateStore, type StateStore } from '@offchannel/core';
+import { BufferJSON, Curve, proto } from '@whiskeysockets/baileys';
+import { afterEach, describe, expect, it } from 'vitest';
+import { clearAuthState, hasAuthState, openAuthState } from './auth-state.ts';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+async function store(key = randomBytes(32)): Promise<{ state: StateStore; dir: string; key: Uint8Array }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-auth-'));
+  dirs.push(dir);
+  return { state: await openStateStore({ dir, key }), dir, key };
+}
+
+async function files(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) if (entry.isFile()) out.push(path.join(entry.parentPath, entry.name));
+  return out;
+}
+
+describe('auth state in the secret state store', () => {
+  it('round-trips credentials and every Signal key type, encrypted at rest with 0600 files', async () => {
+    const { state, dir, key } = await store();
+    const first = await openAuthState(state);
+    expect(first.existing).toBe(false);
+    first.state.creds.me = { id: '15550000001@s.whatsapp.net', lid: '100000000000001@lid' };
+    await first.saveCreds();
+    const preKey = Curve.generateKeyPair();
+    const appKey = proto.Message.AppStateSyncKeyData.create({ keyData: randomBytes(32), timestamp: 5 });
+    await first.state.keys.set({
+      'pre-key': { '1': preKey },
+      session: { '15550000002.0': Buffer.from('session-bytes'), 'x_y/z:1': Buffer.from('odd id') },
+      'app-state-sync-key': { AAAA: appKey },
+      'lid-mapping': { '15550000002': '200000000000002' },
+    });
+
+    const reopened = await openAuthState(await openStateStore({ dir, key }));
+    expect(reopened.existing).toBe(true);
+    expect(reopened.state.creds.me?.lid).toBe('100000000000001@lid');
+    expect(Buffer.from(reopened.state.creds.noiseKey.private).equals(Buffer.from(first.state.creds.noiseKey.private))).toBe(true);
+    const pre = await reopened.state.keys.get('pre-key', ['1', '2']);
+    expect(Buffer.from(pre['1']?.private ?? []).equals(Buffer.from(preKey.private))).toBe(true);
+    expect(pre['2']).toBeUndefined();
+    const sessions = await reopened.state.keys.get('session', ['15550000002.0', 'x_y/z:1']);
+    expect(Buffer.from(sessions['x_y/z:1'] ?? []).toString()).toBe('odd id');
+    const app = await reopened.state.keys.get('app-state-sync-key', ['AAAA']);
+    expect(app['AAAA']).toBeInstanceOf(proto.Message.AppStateSyncKeyData);
+    expect((await reopened.state.keys.get('lid-mapping', ['15550000002']))['15550000002']).toBe('200000000000002');
+
+    // deletes
+    await reopened.state.keys.set({ 'pre-key': { '1': null } });
+    expect(await reopened.state.keys.get('pre-key', ['1'])).toEqual({});
+
+    // at rest: no file holds the private key bytes or the JSON, and files are 0600
+    const secret = Buffer.from(first.state.creds.noiseKey.private).toString('base64');
+    for (const file of await files(dir)) {
+      const bytes = await readFile(file);
+      expect(bytes.toString('latin1')).not.toContain(secret);
+      expect(bytes.toString('latin1')).not.toContain('noiseKey');
+      if (!file.endsWith('.offchannel-state.json')) expect((await stat(file)).mode & 0o777).toBe(0o600);
+    }
+    await expect(openStateStore({ dir, key: randomBytes(32) })).rejects.toMatchObject({ code: 'STATE_KEY_WRONG' });
+  });
+
+  it('replays an interrupted multi-key write on the next open (all of the transaction lands)', async () => {
+    const { state, dir, key } = await store();
+    await openAuthState(state);
+    // A crash after the journal was made durable but before the keys were applied:
+    const pending = { session: { 'a.0': Buffer.from('new session') }, 'pre-key': { '7': null } };
+    await state.set('keys-journal', Buffer.from(JSON.stringify(pending, BufferJSON.replacer), 'utf8'));
+    await state.scope('keys').scope('pre-key').set(`h${Buffer.from('7').toString('hex')}`, Buffer.from(JSON.stringify({ public: 'x' })));
+    const reopened = await openAuthState(await openStateStore({ dir, key }));
+    expect(Buffer.from((await reopened.state.keys.get('session', ['a.0']))['a.0'] ?? []).toString()).toBe('new session');
+    expect(await reopened.state.keys.get('pre-key', ['7'])).toEqual({});
+    expect(await state.get('keys-journal')).toBeUndefined();
+  });
+
+  it('clears everything after a logout', async () => {
+    const { state } = await store();
+    const auth = await openAuthState(state);
+    await auth.saveCreds();
+    await auth.state.keys.set({ session: { s: Buffer.from('x') } });
+    expect(await hasAuthState(state)).toBe(true);
+    await clearAuthState(state);
+    expect(await hasAuthState(state)).toBe(false);
+    expect(await state.scope('keys').scope('session').list()).toEqual([]);
+  });
+});

@@ -1,0 +1,39 @@
+import { ConfigError } from '@offchannel/core';
+import { describe, expect, it } from 'vitest';
+import { parseWhatsAppConnectorConfig } from './config.ts';
+
+describe('parseWhatsAppConnectorConfig', () => {
+  it('accepts a full entry', () => {
+    expect(
+      parseWhatsAppConnectorConfig({ account: 'desk-42', syncFullHistory: false, media: { maxBytes: 1024, timeoutMs: 5000 }, reconnect: { initialDelayMs: 500, maxDelayMs: 30_000 } }, 'connectors[0]'),
+    ).toEqual({ account: 'desk-42', syncFullHistory: false, media: { maxBytes: 1024, timeoutMs: 5000 }, reconnect: { initialDelayMs: 500, maxDelayMs: 30_000 } });
+    expect(parseWhatsAppConnectorConfig({ account: 'a' }, 'c')).toEqual({ account: 'a' });
+    expect(parseWhatsAppConnectorConfig({ account: 'a', waVersion: [2, 3000, 1] }, 'c')).toEqual({ account: 'a', waVersion: [2, 3000, 1] });
+  });
+
+  it.each([
+    [null, 'connectors[0]'],
+    [[], 'connectors[0]'],
+    [{}, 'connectors[0].account'],
+    [{ account: 'bad/name' }, 'connectors[0].account'],
+    [{ account: 'a', token: 'sekrit-value' }, 'connectors[0].token'],
+    [{ account: 'a', syncFullHistory: 'yes' }, 'connectors[0].syncFullHistory'],
+    [{ account: 'a', media: { maxBytes: -1 } }, 'connectors[0].media.maxBytes'],
+    [{ account: 'a', media: { url: 'x' } }, 'connectors[0].media.url'],
+    [{ account: 'a', reconnect: { initialDelayMs: 5000, maxDelayMs: 1000 } }, 'connectors[0].reconnect.initialDelayMs'],
+    [{ account: 'a', reconnect: 3 }, 'connectors[0].reconnect'],
+    [{ account: 'a', waVersion: [2, 3000] }, 'connectors[0].waVersion'],
+    [{ account: 'a', waVersion: [2, -1, 'x'] }, 'connectors[0].waVersion'],
+  ])('rejects %j naming %s, without echoing values', (entry, key) => {
+    let error: unknown;
+    try {
+      parseWhatsAppConnectorConfig(entry, 'connectors[0]');
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).key).toBe(key);
+    expect((error as ConfigError).message).not.toContain('sekrit');
+    expect((error as ConfigError).message).not.toContain('bad/name');
+  });
+});

@@ -1,0 +1,21 @@
+/**
+ * `@offchannel/whatsapp` — captures everything a WhatsApp account sends and receives, as a
+ * linked device (Baileys), into the offchannel archive. See README.md for the mapping.
+ */
+export { createWhatsAppConnector } from './whatsapp-connector.ts';
+export type { WhatsAppConnector, WhatsAppConnectorOptions, WhatsAppSocket, WhatsAppSocketFactory } from './whatsapp-connector.ts';
+export { parseWhatsAppConnectorConfig } from './config.ts';
+export { linkWhatsApp } from './link-whatsapp.ts';
+export type { LinkIO, LinkWhatsAppOptions, LinkedAccount } from './link-whatsapp.ts';
+export { clearAuthState, hasAuthState, openAuthState } from './auth-state.ts';
+export type { StoredAuthState } from './auth-state.ts';
+export { mapDeleteForMe, mapEnvelope, messageKeyOf } from './map-whatsapp.ts';
+export type { MapDependencies, MappedEnvelope, WhatsAppIdentity } from './map-whatsapp.ts';
+export { RAW_FORMAT, decodeRawEvidence, encodeRawEvidence, freezeMessage, keyExtras } from './raw-envelope.ts';
+export type { CapturedEnvelope, EnvelopeOrigin, KeyExtras, RawSidecar } from './raw-envelope.ts';
+export { MediaUnavailableError, createMediaDownloader } from './media-download.ts';
+export type { MediaDownloader, MediaDownloaderOptions, MediaKind, MediaRef } from './media-download.ts';
+export { MESSAGE_EDIT_USE_CASE, openSecretMessage, sealSecretMessage } from './message-secret.ts';
+export { tapEmitter } from './emit-tap.ts';
+export type { EmitTap } from './emit-tap.ts';
+export { PACKAGE_VERSION, UPSTREAM } from './version.ts';

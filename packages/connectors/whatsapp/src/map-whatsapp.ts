@@ -1,0 +1,642 @@
+/**
+ * THE MAPPING: Baileys / WAProto objects → offchannel capture inputs.
+ *
+ * This file is the whole of what the WhatsApp connector decides about a message. It is written
+ * to be read top to bottom by an auditor. Input is a {@link CapturedEnvelope}: the message's
+ * own protobuf bytes (`proto.WebMessageInfo`), frozen at the moment Baileys emitted it, plus
+ * the key fields the protobuf drops. Every record's `raw` blob is that envelope
+ * (`whatsapp.wmi-ext.v1`, see raw-envelope.ts), so every decision below can be re-checked.
+ *
+ * Identity (`native`, `target`, `replyTo`): `{ id, chat, sender }` — WhatsApp message ids are
+ * unique per chat and sender, not globally. JIDs are user JIDs without device suffix, in the
+ * form the chat uses (LID `…@lid` or phone number `…@s.whatsapp.net`); the other form is kept
+ * in `sender.aliases`. The custodian's own messages use the account's phone-number JID.
+ *
+ * Idempotency keys: `<kind>:<chat>:<sender>:<envelope id>`, so a message that arrives live,
+ * again as an offline replay and again in history sync is recorded once.
+ *
+ * Decision table (first match wins):
+ *  1. bytes do not decode, or key/id missing          → `unsupported` (malformed-protobuf / missing-key)
+ *  2. stub CIPHERTEXT, key marked view-once           → `message` with an unavailable `view-once` attachment
+ *  3. stub CIPHERTEXT                                 → `undecryptable` (reason from Baileys' error text)
+ *  4. stub REVOKE (history shows deleted messages so) → `delete` scope everyone, target = itself
+ *  5. stub GROUP_* / CHANGE_EPHEMERAL_SETTING         → `membership`
+ *  6. any other stub                                  → `system` (event `whatsapp-stub`, stub name)
+ *  7. protocolMessage REVOKE                          → `delete` (scope everyone; `admin` when the
+ *                                                       target's author is not the revoker)
+ *  8. protocolMessage MESSAGE_EDIT                    → `edit` (new text, target)
+ *  9. protocolMessage EPHEMERAL_SETTING               → `membership` settings `ephemeral:<seconds>`
+ * 10. other protocolMessage (sync plumbing)           → `system` WITHOUT raw: these carry the
+ *                                                       account's app-state keys and history
+ *                                                       media keys, which must not enter WORM storage
+ * 11. secretEncryptedMessage MESSAGE_EDIT             → decrypted with the original's messageSecret
+ *                                                       → as 8; secret unknown or GCM fails →
+ *                                                       `undecryptable` with target
+ * 12. reactionMessage                                 → `reaction` add (emoji) / remove (empty text;
+ *                                                       value `*`: WhatsApp names no emoji)
+ * 13. text and media (image, video, audio/voice, document, sticker, video note), location,
+ *     contact cards, poll creation                    → `message`; media downloaded and verified
+ *                                                       now, failure → unavailable attachment + reason
+ * 14. a group sender-key distribution alone (keys removed at the tap) → `system` key distribution
+ * 15. anything else (poll votes, encrypted reactions, new types) → `unsupported` naming the field
+ */
+import { createHash } from 'node:crypto';
+import type { AttachmentInput, CaptureInput, MembershipDetail, MetaValue, NativeRef, Party } from '@offchannel/core';
+import { isJidBroadcast, isJidGroup, isJidNewsletter, jidNormalizedUser, proto, toNumber } from '@whiskeysockets/baileys';
+import { MediaUnavailableError, type MediaDownloader, type MediaKind } from './media-download.ts';
+import { openSecretMessage } from './message-secret.ts';
+import { RAW_FORMAT, encodeRawEvidence, type CapturedEnvelope } from './raw-envelope.ts';
+
+/** The custodian's own WhatsApp identity. */
+export interface WhatsAppIdentity {
+  /** Phone-number JID, e.g. `15550000001@s.whatsapp.net`. */
+  readonly id: string;
+  /** LID, e.g. `100000000000001@lid`, when known. */
+  readonly lid?: string | undefined;
+}
+
+/** What the mapping needs from the outside world. Every member is a seam for tests. */
+export interface MapDependencies {
+  readonly me: WhatsAppIdentity;
+  /** Other JIDs known for the same user (LID ↔ phone number). */
+  aliases(jid: string): readonly string[];
+  /** The `messageSecret` of an earlier message (for encrypted edits), if the connector kept it. */
+  messageSecret(chat: string, id: string): Promise<Uint8Array | undefined>;
+  /** The group's current subject, if known. */
+  title?(chat: string): string | undefined;
+  /** Downloads and verifies media; throws {@link MediaUnavailableError}. */
+  readonly download: MediaDownloader;
+}
+
+/** A capture input plus what the connector must remember about the message. */
+export interface MappedEnvelope {
+  readonly input: CaptureInput;
+  /** `{chat, id}` of the message itself, when the envelope has a usable key. */
+  readonly ref?: { readonly chat: string; readonly id: string };
+  /** The message's `messageSecret`, kept so later encrypted edits can be decrypted. */
+  readonly messageSecret?: Uint8Array;
+  /** For a `message`: the key an earlier `undecryptable` stub of the same message would have. */
+  readonly stubKey?: string;
+  /** `proto.Message` bytes of the custodian's own messages (answers Baileys' `getMessage` retries). */
+  readonly ownContent?: Uint8Array;
+  /** LID ↔ phone-number pairs stated by the envelope's v7 key fields. */
+  readonly aliasPairs?: readonly (readonly [string, string])[];
+  /** Group subject announced by this envelope (create / subject change). */
+  readonly newTitle?: string;
+}
+
+const Stub = proto.WebMessageInfo.StubType;
+const MAX_SECONDS = 253_402_300_799;
+const Protocol = proto.Message.ProtocolMessage.Type;
+
+/** Wrapper fields that hold another `Message`; unwrapped and recorded in `meta.wrappers`. */
+const WRAPPERS = [
+  'ephemeralMessage',
+  'viewOnceMessage',
+  'viewOnceMessageV2',
+  'viewOnceMessageV2Extension',
+  'documentWithCaptionMessage',
+  'editedMessage',
+  'deviceSentMessage',
+  'botInvokeMessage',
+  'lottieStickerMessage',
+  'groupMentionedMessage',
+  'associatedChildMessage',
+  'groupStatusMessage',
+  'groupStatusMessageV2',
+] as const;
+
+/** Media content fields and the key family used to decrypt them. */
+const MEDIA: Readonly<Record<string, MediaKind>> = {
+  imageMessage: 'image',
+  videoMessage: 'video',
+  audioMessage: 'audio',
+  documentMessage: 'document',
+  stickerMessage: 'sticker',
+  ptvMessage: 'ptv',
+};
+
+/** Stub types recorded as membership, with the action they mean. */
+const MEMBERSHIP_STUBS: ReadonlyMap<number, MembershipDetail['action']> = new Map([
+  [Stub.GROUP_CREATE, 'create'],
+  [Stub.GROUP_CHANGE_SUBJECT, 'title'],
+  [Stub.GROUP_CHANGE_DESCRIPTION, 'description'],
+  [Stub.GROUP_PARTICIPANT_ADD, 'add'],
+  [Stub.GROUP_PARTICIPANT_REMOVE, 'remove'],
+  [Stub.GROUP_PARTICIPANT_PROMOTE, 'promote'],
+  [Stub.GROUP_PARTICIPANT_DEMOTE, 'demote'],
+  [Stub.GROUP_PARTICIPANT_LEAVE, 'leave'],
+  [Stub.GROUP_PARTICIPANT_INVITE, 'join'],
+  [Stub.GROUP_PARTICIPANT_ACCEPT, 'join'],
+  [Stub.GROUP_PARTICIPANT_LINKED_GROUP_JOIN, 'join'],
+  [Stub.GROUP_CHANGE_ANNOUNCE, 'settings'],
+  [Stub.GROUP_CHANGE_RESTRICT, 'settings'],
+  [Stub.GROUP_CHANGE_INVITE_LINK, 'settings'],
+  [Stub.GROUP_MEMBER_ADD_MODE, 'settings'],
+  [Stub.GROUP_MEMBERSHIP_JOIN_APPROVAL_MODE, 'settings'],
+  [Stub.CHANGE_EPHEMERAL_SETTING, 'settings'],
+  [Stub.GROUP_CHANGE_ICON, 'settings'],
+  [Stub.GROUP_PARTICIPANT_CHANGE_NUMBER, 'other'],
+  [Stub.GROUP_MEMBERSHIP_JOIN_APPROVAL_REQUEST_NON_ADMIN_ADD, 'other'],
+]);
+
+/** Maps one frozen message. Never throws for bad input: that becomes `unsupported`. */
+export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependencies): Promise<MappedEnvelope> {
+  const raw = (decrypted?: Uint8Array) => ({ bytes: encodeRawEvidence(envelope, decrypted), format: RAW_FORMAT });
+  let info: proto.WebMessageInfo;
+  try {
+    info = proto.WebMessageInfo.decode(envelope.bytes);
+  } catch (error) {
+    return { input: unsupported(envelope, 'malformed-protobuf', errorName(error), raw()) };
+  }
+  const key = info.key;
+  const remoteJid = typeof key?.remoteJid === 'string' ? key.remoteJid : '';
+  if (!key || !key.id || !remoteJid) return { input: unsupported(envelope, 'missing-key', undefined, raw()) };
+  if (!isSaneId(key.id) || !isSaneId(remoteJid) || (key.participant && !isSaneId(key.participant))) {
+    return { input: unsupported(envelope, 'malformed-key', 'message id or JID is not a short printable string', raw()) };
+  }
+
+  // ── who, where, when ────────────────────────────────────────────────────────────────────
+  const { chat, fromMe, group, senderId } = identify(key, info.participant, deps.me);
+  const native: NativeRef = { id: key.id, chat, sender: senderId };
+  const senderAlt = fromMe ? undefined : group ? envelope.extras.participantAlt : envelope.extras.remoteJidAlt;
+  const sender = party(senderId, deps, fromMe ? undefined : info.pushName, senderAlt);
+  const conversationTitle = deps.title?.(chat);
+  const conversation = {
+    id: chat,
+    type: isJidNewsletter(chat) === true || chat === 'status@broadcast' ? ('channel' as const) : group ? ('group' as const) : ('direct' as const),
+    ...(conversationTitle ? { title: conversationTitle } : {}),
+  };
+  const stated = safeNumber(info.messageTimestamp);
+  // Server seconds; absent or absurd (after 9999-12-31) → the connector's receive time, flagged.
+  const seconds = stated !== undefined && stated > 0 && stated <= MAX_SECONDS ? stated : undefined;
+  const sentAt = new Date(seconds !== undefined ? seconds * 1000 : envelope.receivedAt).toISOString();
+  const meta: Record<string, MetaValue> = { origin: envelope.origin };
+  if (seconds === undefined) meta['sentAtSource'] = 'received';
+  if (envelope.extras.addressingMode) meta['addressingMode'] = envelope.extras.addressingMode;
+  if (envelope.historySyncType) meta['historySyncType'] = envelope.historySyncType;
+  const base = { sentAt, conversation, sender, direction: fromMe ? ('outbound' as const) : ('inbound' as const), meta };
+  const ref = { chat, id: key.id };
+  const suffix = `${chat}:${senderId}:${key.id}`;
+  const messageSecret = secretOf(info);
+  const aliasPairs: [string, string][] = [];
+  if (envelope.extras.remoteJidAlt && !group) aliasPairs.push([chat, userJid(envelope.extras.remoteJidAlt)]);
+  if (envelope.extras.participantAlt && key.participant) aliasPairs.push([userJid(key.participant), userJid(envelope.extras.participantAlt)]);
+  const common = { ref, ...(messageSecret ? { messageSecret } : {}), ...(aliasPairs.length > 0 ? { aliasPairs } : {}) };
+
+  // ── stubs: messages without content ─────────────────────────────────────────────────────
+  const stubType = info.messageStubType ?? 0;
+  if (!info.message && stubType !== 0) {
+    const stubName = Stub[stubType] ?? String(stubType);
+    const params = (info.messageStubParameters ?? []).filter((p): p is string => typeof p === 'string');
+    if (stubType === Stub.CIPHERTEXT && envelope.extras.isViewOnce === true) {
+      return { ...common, input: { ...base, kind: 'message', key: `message:${suffix}`, native, attachments: [{ status: 'unavailable', reason: 'view-once' }], raw: raw() } };
+    }
+    if (stubType === Stub.CIPHERTEXT) {
+      const problem = { reason: decryptFailure(params[0]), detail: `CIPHERTEXT stub: ${clip(params[0] ?? 'no detail', 200)}` };
+      return { ...common, input: { ...base, kind: 'undecryptable', key: `undecryptable:${suffix}`, native, problem, raw: raw() } };
+    }
+    if (stubType === Stub.REVOKE) {
+      return { ...common, input: { ...base, kind: 'delete', key: `delete:${suffix}`, native, target: native, deletion: { scope: 'everyone' }, raw: raw() } };
+    }
+    const action = MEMBERSHIP_STUBS.get(stubType);
+    if (action && group) {
+      const members = action === 'title' || action === 'description' || action === 'settings' ? [] : params.slice(0, 1024).map((p) => memberParty(p, deps));
+      const value = action === 'title' || action === 'create' ? params[0] : action === 'settings' || action === 'other' ? `${stubName}${params[0] !== undefined && action === 'settings' ? `:${params[0]}` : ''}` : undefined;
+      const membership: MembershipDetail = { action, ...(members.length > 0 ? { members } : {}), ...(value ? { value: clip(value, 1000) } : {}) };
+      const newTitle = (action === 'title' || action === 'create') && params[0] ? clip(params[0], 200) : undefined;
+      // Baileys v7 states each member's LID and phone number: learn the pair.
+      const memberPairs = members.flatMap((m) => (m.aliases ?? []).map((alias): [string, string] => [m.id, alias]));
+      const pairs = [...aliasPairs, ...memberPairs];
+      return { ...common, ...(pairs.length > 0 ? { aliasPairs: pairs } : {}), ...(newTitle ? { newTitle } : {}), input: { ...base, kind: 'membership', key: `membership:${suffix}`, native, membership, raw: raw() } };
+    }
+    return { ...common, input: { ...base, kind: 'system', key: `system:${suffix}`, native, system: { event: 'whatsapp-stub', fields: { stubType: stubName } }, raw: raw() } };
+  }
+  if (!info.message) return { ...common, input: unsupported(envelope, 'empty-message', undefined, raw(), base, native, `unsupported:${suffix}`) };
+
+  // ── unwrap wrappers (ephemeral, view-once, edited, document-with-caption…) ───────────────
+  const { content, wrappers } = unwrap(info.message);
+  if (wrappers.length > 0) meta['wrappers'] = wrappers.join(',');
+  const type = contentType(content);
+
+  // ── protocol messages: revoke, edit, disappearing timer, plumbing ──────────────────────
+  if (type === 'protocolMessage' && content.protocolMessage) {
+    const pm = content.protocolMessage;
+    const target = pm.key?.id ? targetRef(pm.key, chat, senderId, fromMe, deps) : undefined;
+    if ((pm.type === Protocol.REVOKE || pm.type === Protocol.MESSAGE_EDIT) && !target) {
+      return { ...common, input: unsupported(envelope, 'missing-target', Protocol[pm.type], raw(), base, native, `unsupported:${suffix}`) };
+    }
+    if (pm.type === Protocol.REVOKE && target) {
+      const admin = group && !sameUser(target['sender'], senderId, deps);
+      return { ...common, input: { ...base, kind: 'delete', key: `delete:${suffix}`, native, target, deletion: { scope: 'everyone', ...(admin ? { admin: true } : {}) }, raw: raw() } };
+    }
+    if (pm.type === Protocol.MESSAGE_EDIT && target) {
+      return { ...common, input: editInput(pm, base, native, target, `edit:${suffix}`, raw()) };
+    }
+    if (pm.type === Protocol.EPHEMERAL_SETTING) {
+      const membership: MembershipDetail = { action: 'settings', value: `ephemeral:${pm.ephemeralExpiration ?? 0}` };
+      return { ...common, input: { ...base, kind: 'membership', key: `membership:${suffix}`, native, membership, raw: raw() } };
+    }
+    const protocolType = pm.type !== null && pm.type !== undefined ? (Protocol[pm.type] ?? String(pm.type)) : 'UNSET';
+    return { ...common, input: { ...base, kind: 'system', key: `system:${suffix}`, native, system: { event: 'whatsapp-protocol', fields: { type: protocolType, rawWithheld: 'carries-account-keys' } } } };
+  }
+
+  // ── encrypted edits (current clients): decrypt with the original's messageSecret ────────
+  if (type === 'secretEncryptedMessage' && content.secretEncryptedMessage) {
+    const env = content.secretEncryptedMessage;
+    const target = env.targetMessageKey?.id ? targetRef(env.targetMessageKey, chat, senderId, fromMe, deps) : undefined;
+    if (env.secretEncType !== proto.Message.SecretEncryptedMessage.SecretEncType.MESSAGE_EDIT || !target) {
+      return { ...common, input: unsupported(envelope, 'unsupported-secret-message', `secretEncType ${env.secretEncType ?? 'unset'}`, raw(), base, native, `unsupported:${suffix}`) };
+    }
+    const secret = await deps.messageSecret(chat, target.id);
+    const plain =
+      secret && env.encPayload && env.encIv
+        ? openSecretMessage({
+            encPayload: env.encPayload,
+            encIv: env.encIv,
+            secret,
+            targetId: target.id,
+            targetSenders: target['sender'] ? withAliases(target['sender'], deps) : [chat],
+            editors: withAliases(senderId, deps),
+          })
+        : undefined;
+    let inner: proto.Message | undefined;
+    try {
+      inner = plain ? proto.Message.decode(plain) : undefined;
+    } catch {
+      inner = undefined;
+    }
+    const innerEdit = inner?.protocolMessage;
+    if (!inner || !innerEdit || innerEdit.type !== Protocol.MESSAGE_EDIT) {
+      const reason = !secret ? 'missing-message-secret' : !plain ? 'secret-decrypt-failed' : 'malformed-secret-payload';
+      return { ...common, input: { ...base, kind: 'undecryptable', key: `undecryptable:${suffix}`, native, target, problem: { reason, detail: 'secretEncryptedMessage MESSAGE_EDIT' }, raw: raw() } };
+    }
+    meta['secretEncrypted'] = true;
+    return { ...common, input: editInput(innerEdit, base, native, target, `edit:${suffix}`, raw(plain)) };
+  }
+
+  // ── reactions ───────────────────────────────────────────────────────────────────────────
+  if (type === 'reactionMessage' && content.reactionMessage) {
+    const reaction = content.reactionMessage;
+    // Baileys' cleanMessage already turned an inbound reaction's key to our perspective.
+    const target = reaction.key?.id ? targetRef(reaction.key, chat, senderId, true, deps) : undefined;
+    if (!target) return { ...common, input: unsupported(envelope, 'missing-target', 'reactionMessage', raw(), base, native, `unsupported:${suffix}`) };
+    const emoji = typeof reaction.text === 'string' ? reaction.text : '';
+    // WhatsApp allows one reaction per person per message; a removal (empty text) names no emoji,
+    // so it is recorded as value "*": "whatever reaction this sender had on the target".
+    const detail = emoji ? { value: clip(emoji, 64), action: 'add' as const } : { value: '*', action: 'remove' as const };
+    return { ...common, input: { ...base, kind: 'reaction', key: `reaction:${suffix}`, native, target, reaction: detail, raw: raw() } };
+  }
+
+  // ── group key distribution alone (its keys were removed at the tap) ─────────────────────
+  if (type === undefined && envelope.redacted?.length) {
+    return { ...common, input: { ...base, kind: 'system', key: `system:${suffix}`, native, system: { event: 'whatsapp-key-distribution' }, raw: raw() } };
+  }
+
+  // ── ordinary messages: text, media, location, contacts, polls ──────────────────────────
+  const body = await messageBody(content, type, wrappers, meta, deps);
+  if (!body) return { ...common, input: unsupported(envelope, 'unknown-message-type', type ?? 'no content field', raw(), base, native, `unsupported:${suffix}`) };
+  const context = contextOf(content, type, chat);
+  const input: CaptureInput = {
+    ...base,
+    kind: 'message',
+    key: `message:${suffix}`,
+    native,
+    ...body,
+    ...(context?.replyTo ? { replyTo: context.replyTo } : {}),
+    ...(context?.forwarded ? { forwarded: true } : {}),
+    ...(context?.mentions && context.mentions.length > 0 ? { mentions: context.mentions } : {}),
+    raw: raw(),
+  };
+  return {
+    ...common,
+    input,
+    stubKey: `undecryptable:${suffix}`,
+    ...(fromMe ? { ownContent: Uint8Array.from(proto.Message.encode(info.message).finish()) } : {}),
+  };
+}
+
+/**
+ * Chat and author of an envelope: the author is the custodian for own messages, the
+ * participant in groups, the peer in direct chats.
+ */
+function identify(key: proto.IMessageKey, participant: string | null | undefined, me: WhatsAppIdentity) {
+  const chat = userJid(key.remoteJid ?? '');
+  const fromMe = key.fromMe === true;
+  const group = isJidGroup(chat) === true || isJidBroadcast(chat) === true;
+  const author = fromMe ? userJid(me.id) : group ? userJid(key.participant ?? participant ?? '') : chat;
+  return { chat, fromMe, group, senderId: author || chat };
+}
+
+/**
+ * The idempotency key an envelope's `message` record has (`message:<chat>:<sender>:<id>`), or
+ * `undefined` for undecodable bytes. Lets the connector skip history-sync messages that are
+ * already archived before downloading their media again.
+ */
+export function messageKeyOf(envelope: CapturedEnvelope, me: WhatsAppIdentity): string | undefined {
+  try {
+    const info = proto.WebMessageInfo.decode(envelope.bytes);
+    if (!info.key?.id || !info.key.remoteJid) return undefined;
+    const { chat, senderId } = identify(info.key, info.participant, me);
+    return `message:${chat}:${senderId}:${info.key.id}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A "delete for me" (app-state sync, `messages.delete`): the custodian hid a message on their devices. */
+export function mapDeleteForMe(key: { remoteJid?: string | null; fromMe?: boolean | null; id?: string | null; participant?: string | null }, deps: Pick<MapDependencies, 'me' | 'aliases'>, at: Date): CaptureInput | undefined {
+  if (!key.id || !key.remoteJid) return undefined;
+  const chat = userJid(key.remoteJid);
+  const group = isJidGroup(chat) === true || isJidBroadcast(chat) === true;
+  const me = userJid(deps.me.id);
+  const author = key.fromMe === true ? me : group ? userJid(key.participant ?? '') : chat;
+  const target: NativeRef = { id: key.id, chat, sender: author || chat };
+  return {
+    kind: 'delete',
+    key: `delete-for-me:${chat}:${target.sender}:${key.id}`,
+    sentAt: at.toISOString(),
+    conversation: { id: chat, type: group ? 'group' : 'direct' },
+    sender: party(me, deps),
+    direction: 'outbound',
+    target,
+    deletion: { scope: 'me' },
+    meta: { origin: 'app-state-sync' },
+  };
+}
+
+// ── helpers (pure) ──────────────────────────────────────────────────────────────────────────
+
+function editInput(
+  pm: proto.Message.IProtocolMessage,
+  base: Pick<CaptureInput, 'sentAt' | 'conversation' | 'sender' | 'direction'> & { meta: Record<string, MetaValue> },
+  native: NativeRef,
+  target: NativeRef,
+  key: string,
+  raw: { bytes: Uint8Array; format: string },
+): CaptureInput {
+  const editedAt = safeNumber(pm.timestampMs);
+  if (editedAt !== undefined && editedAt > 0) base.meta['editedAtMs'] = editedAt;
+  const edited = pm.editedMessage ? unwrap(pm.editedMessage).content : undefined;
+  const found = edited ? editedText(edited) : undefined;
+  const text = found !== undefined ? wellFormed(found, base.meta) : undefined;
+  return { ...base, kind: 'edit', key, native, target, ...(text !== undefined ? { text } : {}), raw };
+}
+
+/** The new text of an edit: message text or a media caption (edits never replace media). */
+function editedText(content: proto.IMessage): string | undefined {
+  if (typeof content.conversation === 'string') return content.conversation;
+  if (typeof content.extendedTextMessage?.text === 'string') return content.extendedTextMessage.text;
+  for (const field of Object.keys(MEDIA)) {
+    const caption = ((content as Record<string, { caption?: unknown } | null | undefined>)[field])?.caption;
+    if (typeof caption === 'string') return caption;
+  }
+  return undefined;
+}
+
+/** Text and attachments of an ordinary message; `undefined` when the type is not one we map. */
+async function messageBody(
+  content: proto.IMessage,
+  type: string | undefined,
+  wrappers: readonly string[],
+  meta: Record<string, MetaValue>,
+  deps: MapDependencies,
+): Promise<{ text?: string; attachments?: AttachmentInput[] } | undefined> {
+  if (type === 'conversation') return { text: wellFormed(content.conversation ?? '', meta) };
+  if (type === 'extendedTextMessage') return { text: wellFormed(content.extendedTextMessage?.text ?? '', meta) };
+  const kind = type ? MEDIA[type] : undefined;
+  if (type && kind) {
+    const media = (content as Record<string, unknown>)[type] as proto.Message.IDocumentMessage & proto.Message.IAudioMessage & proto.Message.IVideoMessage;
+    if (media.ptt === true) meta['voice'] = true;
+    if (media.gifPlayback === true) meta['gif'] = true;
+    const viewOnce = wrappers.some((w) => w.startsWith('viewOnce'));
+    if (viewOnce) meta['viewOnce'] = true;
+    const caption = typeof media.caption === 'string' ? media.caption : undefined;
+    return { ...(caption !== undefined ? { text: wellFormed(caption, meta) } : {}), attachments: [await attachment(media, kind, viewOnce, deps)] };
+  }
+  if (type === 'locationMessage' || type === 'liveLocationMessage') {
+    const loc = (content.locationMessage ?? content.liveLocationMessage) as proto.Message.ILocationMessage;
+    meta['latitude'] = String(loc.degreesLatitude ?? '');
+    meta['longitude'] = String(loc.degreesLongitude ?? '');
+    const text = [loc.name, loc.address, loc.comment].filter((part): part is string => typeof part === 'string' && part.length > 0).join('\n');
+    return text ? { text: wellFormed(text, meta) } : {};
+  }
+  if (type === 'contactMessage' || type === 'contactsArrayMessage') {
+    const cards = type === 'contactMessage' ? [content.contactMessage] : (content.contactsArrayMessage?.contacts ?? []);
+    const attachments: AttachmentInput[] = cards
+      .filter((card): card is proto.Message.IContactMessage => !!card && typeof card.vcard === 'string')
+      .map((card) => ({ bytes: Buffer.from(card.vcard ?? '', 'utf8'), mime: 'text/vcard', ...(card.displayName ? { name: clip(card.displayName, 200) } : {}) }));
+    return { attachments };
+  }
+  const poll = content.pollCreationMessage ?? content.pollCreationMessageV2 ?? content.pollCreationMessageV3;
+  if (type?.startsWith('pollCreationMessage') && poll) {
+    const options = (poll.options ?? []).map((option) => option.optionName ?? '');
+    meta['poll'] = true;
+    return { text: wellFormed([poll.name ?? '', ...options.map((option) => `- ${option}`)].join('\n'), meta) };
+  }
+  return undefined;
+}
+
+async function attachment(media: proto.Message.IDocumentMessage, kind: MediaKind, viewOnce: boolean, deps: MapDependencies): Promise<AttachmentInput> {
+  const mime = typeof media.mimetype === 'string' && media.mimetype ? clip(media.mimetype, 200) : 'application/octet-stream';
+  const name = typeof media.fileName === 'string' && media.fileName ? clip(media.fileName, 200) : undefined;
+  const size = safeNumber(media.fileLength);
+  const declared = media.fileSha256 && media.fileSha256.length === 32 ? Buffer.from(media.fileSha256).toString('hex') : undefined;
+  const unavailable = (reason: string): AttachmentInput => ({
+    status: 'unavailable',
+    reason,
+    mime,
+    ...(name ? { name } : {}),
+    ...(size !== undefined ? { size } : {}),
+    ...(declared ? { sha256: declared } : {}),
+  });
+  if (viewOnce && (!media.mediaKey || media.mediaKey.length === 0)) return unavailable('view-once');
+  try {
+    const bytes = await deps.download({
+      kind,
+      url: media.url ?? undefined,
+      directPath: media.directPath ?? undefined,
+      mediaKey: media.mediaKey ?? undefined,
+      fileSha256: media.fileSha256 ?? undefined,
+      fileEncSha256: media.fileEncSha256 ?? undefined,
+      fileLength: size,
+    });
+    return { bytes, mime, ...(name ? { name } : {}) };
+  } catch (error) {
+    return unavailable(error instanceof MediaUnavailableError ? error.reason : `download-failed: ${errorName(error)}`);
+  }
+}
+
+/** Peels wrapper messages (at most 8 levels), recording each wrapper's name. */
+function unwrap(message: proto.IMessage): { content: proto.IMessage; wrappers: string[] } {
+  let content = message;
+  const wrappers: string[] = [];
+  for (let depth = 0; depth < 8; depth++) {
+    const fields = content as Record<string, { message?: proto.IMessage | null } | null | undefined>;
+    const wrapper = WRAPPERS.find((name) => fields[name]?.message);
+    const inner = wrapper ? fields[wrapper]?.message : undefined;
+    if (!wrapper || !inner) break;
+    wrappers.push(wrapper.replace('Message', ''));
+    content = inner;
+  }
+  return { content, wrappers };
+}
+
+/** The content field set on a Message (ignoring context and key-distribution fields). */
+function contentType(content: proto.IMessage): string | undefined {
+  return Object.keys(content).find(
+    (name) => name !== 'messageContextInfo' && name !== 'senderKeyDistributionMessage' && (content as Record<string, unknown>)[name] !== null && (content as Record<string, unknown>)[name] !== undefined,
+  );
+}
+
+/** Reply, forward and mention facts from the content's ContextInfo. */
+function contextOf(content: proto.IMessage, type: string | undefined, chat: string): { forwarded: boolean; mentions: string[]; replyTo?: NativeRef } | undefined {
+  if (!type) return undefined;
+  const info = ((content as Record<string, { contextInfo?: proto.IContextInfo | null } | null>)[type] ?? undefined)?.contextInfo;
+  if (!info) return undefined;
+  const sane = (jid: string | null | undefined): jid is string => typeof jid === 'string' && isSaneId(jid);
+  const mentions = (info.mentionedJid ?? []).filter(sane).map(userJid).filter(Boolean).slice(0, 256);
+  const quotedId = info.stanzaId;
+  const replyTo: NativeRef | undefined = sane(quotedId)
+    ? { id: quotedId, chat: sane(info.remoteJid) ? userJid(info.remoteJid) : chat, ...(sane(info.participant) ? { sender: userJid(info.participant) } : {}) }
+    : undefined;
+  return { forwarded: info.isForwarded === true, mentions, ...(replyTo ? { replyTo } : {}) };
+}
+
+/**
+ * The message an edit, revoke or reaction points at. `mine` says whose perspective the key is
+ * written from: the custodian's (own sends; reactions after Baileys' cleanMessage) or the
+ * remote sender's (protocol keys as the sender wrote them).
+ */
+function targetRef(key: proto.IMessageKey, chat: string, envelopeSender: string, mine: boolean, deps: MapDependencies): NativeRef | undefined {
+  if (!key.id) return undefined;
+  const me = userJid(deps.me.id);
+  const group = isJidGroup(chat) === true || isJidBroadcast(chat) === true;
+  let sender: string;
+  if (key.participant) sender = sameUser(userJid(key.participant), me, deps) ? me : userJid(key.participant);
+  else if (key.fromMe === true) sender = mine ? me : envelopeSender;
+  else if (group) sender = mine ? '' : envelopeSender;
+  else sender = mine ? chat : me;
+  return sender ? { id: key.id, chat, sender } : { id: key.id, chat };
+}
+
+function party(id: string, deps: Pick<MapDependencies, 'me' | 'aliases'>, name?: string | null, alt?: string): Party {
+  const aliases = new Set(deps.aliases(id));
+  if (alt) aliases.add(userJid(alt));
+  if (sameJid(id, deps.me.id) && deps.me.lid) aliases.add(userJid(deps.me.lid));
+  aliases.delete(id);
+  aliases.delete('');
+  return { id, ...(name ? { name: clip(name, 200) } : {}), ...(aliases.size > 0 ? { aliases: [...aliases].sort() } : {}) };
+}
+
+/** A group stub parameter: a JID, or Baileys v7's JSON `{id, phoneNumber?, lid?}`. */
+function memberParty(param: string, deps: MapDependencies): Party {
+  if (param.startsWith('{')) {
+    try {
+      const parsed = JSON.parse(param) as { id?: unknown; phoneNumber?: unknown; lid?: unknown; pn?: unknown };
+      const id = [parsed.id, parsed.lid, parsed.phoneNumber, parsed.pn].find((v): v is string => typeof v === 'string' && v.length > 0);
+      if (id) {
+        const alt = [parsed.phoneNumber, parsed.lid, parsed.pn].find((v): v is string => typeof v === 'string' && v.length > 0 && v !== id);
+        return party(userJid(id), deps, undefined, alt);
+      }
+    } catch {
+      // not JSON after all: keep it as written
+    }
+  }
+  return party(userJid(param) || clip(param, 200), deps);
+}
+
+function withAliases(jid: string, deps: MapDependencies): string[] {
+  const me = userJid(deps.me.id);
+  const own = sameJid(jid, me) && deps.me.lid ? [userJid(deps.me.lid)] : [];
+  return [jid, ...own, ...deps.aliases(jid)];
+}
+
+function sameUser(a: string | undefined, b: string | undefined, deps: MapDependencies): boolean {
+  if (!a || !b) return false;
+  return a === b || withAliases(a, deps).includes(b);
+}
+
+function sameJid(a: string, b: string): boolean {
+  return userJid(a) === userJid(b);
+}
+
+/** User JID without device/agent (`123:4@s.whatsapp.net` → `123@s.whatsapp.net`). Empty for junk. */
+function userJid(jid: string): string {
+  if (typeof jid !== 'string' || jid.length === 0 || jid.length > 256) return '';
+  try {
+    return jidNormalizedUser(jid) || jid;
+  } catch {
+    return jid;
+  }
+}
+
+function secretOf(info: proto.WebMessageInfo): Uint8Array | undefined {
+  const secret = info.message?.messageContextInfo?.messageSecret ?? info.messageSecret;
+  return secret && secret.length > 0 ? Uint8Array.from(secret) : undefined;
+}
+
+/** Baileys' decryption error texts → short reason codes. */
+function decryptFailure(text: string | undefined): string {
+  if (!text) return 'decrypt-failed';
+  if (/no matching sessions|no session/i.test(text)) return 'no-session';
+  if (/bad mac/i.test(text)) return 'bad-mac';
+  if (/absent from node/i.test(text)) return 'message-absent';
+  if (/missing keys|key used already|no senderkey/i.test(text)) return 'missing-keys';
+  return 'decrypt-failed';
+}
+
+/** Cuts a string to `max` UTF-16 units without splitting a surrogate pair; repairs lone surrogates. */
+function clip(value: string, max: number): string {
+  const well = value.toWellFormed();
+  if (well.length <= max) return well;
+  const cut = well.slice(0, max);
+  return /[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut;
+}
+
+/** Message text as the archive can hold it: lone surrogates (hostile bytes) become U+FFFD, flagged. */
+function wellFormed(text: string, meta: Record<string, MetaValue>): string {
+  if (text.isWellFormed()) return text;
+  meta['textRepaired'] = true;
+  return text.toWellFormed();
+}
+
+/** Ids and JIDs are short printable strings; anything else is not a key we can name records by. */
+function isSaneId(value: string): boolean {
+  if (value.length === 0 || value.length > 256 || !value.isWellFormed()) return false;
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) < 0x20) return false;
+  return true;
+}
+
+function safeNumber(value: unknown): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  try {
+    const n = toNumber(value as number);
+    return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function errorName(error: unknown): string {
+  return error instanceof Error ? clip(`${error.name}: ${error.message}`, 200) : 'unknown error';
+}
+
+function unsupported(
+  envelope: CapturedEnvelope,
+  reason: string,
+  detail: string | undefined,
+  raw: { bytes: Uint8Array; format: string },
+  base?: object,
+  native?: NativeRef,
+  key?: string,
+): CaptureInput {
+  return {
+    ...(base ?? { meta: { origin: envelope.origin } }),
+    kind: 'unsupported',
+    key: key ?? `unsupported:bytes:${createHash('sha256').update(envelope.bytes).digest('hex')}`,
+    ...(native ? { native } : {}),
+    problem: { reason, ...(detail ? { detail: clip(detail, 200) } : {}) },
+    raw,
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * What the connector remembers about archived messages, in its encrypted state store:
+ * - every message's `messageSecret` (needed to decrypt later encrypted edits; Baileys rc14
+ *   keeps none), and
+ * - the `proto.Message` bytes of the custodian's own messages, which answer Baileys'
+ *   `getMessage` when a recipient's device asks for a retry.
+ * Entries are written only after the message's record is durable in the archive, so the index
+ * never knows more than the archive. Recent entries are also kept in memory (bounded), so an
+ * edit arriving right after its original never waits for the disk.
+ *
+ * Layout: `~messages/~<2 hex>/m<sha256(chat ‖ 0x00 ‖ id)>` → JSON `{ s?: base64, c?: base64 }`.
+ */
+import { createHash } from 'node:crypto';
+import type { StateStore } from '@offchannel/core';
+
+interface Entry {
+  readonly secret?: Uint8Array;
+  readonly content?: Uint8Array;
+}
+
+export class MessageIndex {
+  readonly #store: StateStore;
+  readonly #cache = new Map<string, Entry>();
+  readonly #limit: number;
+  readonly #writes = new Set<Promise<void>>();
+
+  constructor(store: StateStore, options: { readonly cacheEntries?: number } = {}) {
+    this.#store = store.scope('messages');
+    this.#limit = options.cacheEntries ?? 20_000;
+  }
+
+  /** Makes an entry visible in memory only (before its record is durable). */
+  note(chat: string, id: string, entry: Entry): void {
+    if (entry.secret || entry.content) this.#touch(digest(chat, id), entry);
+  }
+
+  /** Remembers a message; resolves when durable (the in-memory copy is visible at once). */
+  remember(chat: string, id: string, entry: Entry): Promise<void> {
+    if (!entry.secret && !entry.content) return Promise.resolve();
+    const hash = digest(chat, id);
+    this.#touch(hash, entry);
+    const json = JSON.stringify({
+      ...(entry.secret ? { s: Buffer.from(entry.secret).toString('base64') } : {}),
+      ...(entry.content ? { c: Buffer.from(entry.content).toString('base64') } : {}),
+    });
+    const write = this.#store.scope(`b${hash.slice(0, 2)}`).set(`m${hash}`, Buffer.from(json, 'utf8'));
+    this.#writes.add(write);
+    void write.then(
+      () => this.#writes.delete(write),
+      () => this.#writes.delete(write),
+    );
+    return write;
+  }
+
+  async secret(chat: string, id: string): Promise<Uint8Array | undefined> {
+    return (await this.#get(chat, id))?.secret;
+  }
+
+  async content(chat: string, id: string): Promise<Uint8Array | undefined> {
+    return (await this.#get(chat, id))?.content;
+  }
+
+  /** Resolves when every write issued so far has settled. */
+  async flush(): Promise<void> {
+    await Promise.allSettled([...this.#writes]);
+  }
+
+  async #get(chat: string, id: string): Promise<Entry | undefined> {
+    const hash = digest(chat, id);
+    const cached = this.#cache.get(hash);
+    if (cached) return cached;
+    const bytes = await this.#store.scope(`b${hash.slice(0, 2)}`).get(`m${hash}`);
+    if (!bytes) return undefined;
+    const parsed = JSON.parse(Buffer.from(bytes).toString('utf8')) as { s?: string; c?: string };
+    const entry: Entry = {
+      ...(parsed.s ? { secret: Uint8Array.from(Buffer.from(parsed.s, 'base64')) } : {}),
+      ...(parsed.c ? { content: Uint8Array.from(Buffer.from(parsed.c, 'base64')) } : {}),
+    };
+    this.#touch(hash, entry);
+    return entry;
+  }
+
+  #touch(hash: string, entry: Entry): void {
+    this.#cache.delete(hash);
+    this.#cache.set(hash, entry);
+    if (this.#cache.size > this.#limit) {
+      const oldest = this.#cache.keys().next();
+      if (!oldest.done) this.#cache.delete(oldest.value);
+    }
+  }
+}
+
+function digest(chat: string, id: string): string {
+  return createHash('sha256').update(chat).update('\u0000').update(id).digest('hex');
+}

@@ -1,0 +1,172 @@
+/**
+ * An offline stand-in for `makeWASocket` that runs Baileys' own receive-side code with no
+ * network: the real event buffer (`makeEventBuffer`), the real Signal repository built from the
+ * connector's auth state (`DEFAULT_CONNECTION_CONFIG.makeSignalRepository` over
+ * `addTransactionCapability`, exactly as `makeWASocket` builds it), `decryptMessageNode` for
+ * encrypted stanzas, `cleanMessage`, and `processMessage` inside `createBufferedFunction` — the
+ * same sequence as Baileys' `handleMessage` → `upsertMessage` (Socket/messages-recv.js and
+ * Socket/chats.js of 7.0.0-rc14). What it does NOT run is the WebSocket/Noise transport and
+ * the receipts/retries that need a server.
+ */
+import {
+  DEFAULT_CONNECTION_CONFIG,
+  addTransactionCapability,
+  cleanMessage,
+  decodeBinaryNode,
+  decryptMessageNode,
+  encodeBinaryNode,
+  makeEventBuffer,
+  processHistoryMessage,
+  proto,
+  type BinaryNode,
+  type MessageUpsertType,
+  type SignalKeyStoreWithTransaction,
+  type SignalRepositoryWithLIDStore,
+  type UserFacingSocketConfig,
+  type WAMessage,
+} from '@whiskeysockets/baileys';
+import processMessage from '@whiskeysockets/baileys/lib/Utils/process-message.js';
+import type { ILogger } from '@whiskeysockets/baileys/lib/Utils/logger.js';
+import type { WhatsAppSocket, WhatsAppSocketFactory } from '../whatsapp-connector.ts';
+
+const silent: ILogger = { level: 'silent', child: () => silent, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+/** A socket the test (or demo) drives by hand. */
+export interface OfflineSocket extends WhatsAppSocket {
+  readonly ended: boolean;
+  /** The socket's Signal repository (decrypts with the connector's own stored keys). */
+  readonly signal: SignalRepositoryWithLIDStore;
+  readonly keys: SignalKeyStoreWithTransaction;
+  readonly config: UserFacingSocketConfig;
+  /** Emits `connection.update` open. */
+  open(): void;
+  /** Emits `connection.update` close with this status code (Baileys' DisconnectReason). */
+  close(code: number): void;
+  /** What Baileys' upsertMessage does with a decrypted message. */
+  deliver(message: WAMessage, type?: MessageUpsertType): Promise<void>;
+  /** What Baileys' handleMessage does with an encrypted `<message>` stanza (after a binary-codec round trip). */
+  deliverStanza(node: BinaryNode, type?: MessageUpsertType): Promise<WAMessage>;
+  /** Runs `work` inside one event-buffer window, as during reconnect catch-up, then flushes. */
+  catchUp(work: () => Promise<void>): Promise<void>;
+  /** A history-sync chunk, through a real HistorySync protobuf round trip and `processHistoryMessage`. */
+  history(sync: proto.IHistorySync): void;
+  /** An app-state "delete for me". */
+  deleteForMe(keys: proto.IMessageKey[]): void;
+}
+
+/** Factory plus a handle on every socket it made (the connector makes a new one per reconnect). */
+export interface OfflineSocketFactory {
+  readonly factory: WhatsAppSocketFactory;
+  readonly sockets: readonly OfflineSocket[];
+  /** The most recent socket. Throws if none was made yet. */
+  current(): OfflineSocket;
+  /** Resolves with the next socket the connector makes. */
+  next(): Promise<OfflineSocket>;
+}
+
+export function createOfflineSocketFactory(options: { readonly autoOpen?: boolean } = {}): OfflineSocketFactory {
+  const sockets: OfflineSocket[] = [];
+  const waiters: ((socket: OfflineSocket) => void)[] = [];
+  const factory: WhatsAppSocketFactory = (config) => {
+    const socket = makeOfflineSocket(config);
+    sockets.push(socket);
+    for (const waiter of waiters.splice(0)) waiter(socket);
+    if (options.autoOpen !== false) queueMicrotask(() => { socket.open(); });
+    return socket;
+  };
+  return {
+    factory,
+    sockets,
+    current() {
+      const socket = sockets.at(-1);
+      if (!socket) throw new Error('no socket was made yet');
+      return socket;
+    },
+    next: () => new Promise((resolve) => waiters.push(resolve)),
+  };
+}
+
+function makeOfflineSocket(config: UserFacingSocketConfig): OfflineSocket {
+  const auth = config.auth;
+  if (!auth) throw new Error('offline socket needs config.auth');
+  const creds = auth.creds;
+  const me = creds.me;
+  if (!me?.id) throw new Error('offline socket needs linked credentials (creds.me)');
+  const ev = makeEventBuffer(silent);
+  const keys = addTransactionCapability(auth.keys, silent, { maxCommitRetries: 3, delayBetweenTriesMs: 10 });
+  const signal = (config.makeSignalRepository ?? DEFAULT_CONNECTION_CONFIG.makeSignalRepository)({ creds, keys }, silent, async () => []);
+  let ended = false;
+
+  const upsert = ev.createBufferedFunction(async (message: WAMessage, type: MessageUpsertType) => {
+    ev.emit('messages.upsert', { messages: [message], type });
+    await processMessage(message, {
+      shouldProcessHistoryMsg: false,
+      ev,
+      creds,
+      keyStore: keys,
+      signalRepository: signal,
+      logger: silent,
+      options: {},
+      getMessage: config.getMessage ?? (async () => undefined),
+    });
+  });
+
+  const socket: OfflineSocket = {
+    ev,
+    signal,
+    keys,
+    config,
+    get ended() {
+      return ended;
+    },
+    end() {
+      ended = true;
+    },
+    open() {
+      if (ended) return;
+      ev.emit('connection.update', { connection: 'connecting' });
+      ev.emit('connection.update', { connection: 'open', receivedPendingNotifications: true });
+    },
+    close(code) {
+      const error = Object.assign(new Error(`offline socket closed (${code})`), { isBoom: true, output: { statusCode: code, payload: {} } });
+      ev.emit('connection.update', { connection: 'close', lastDisconnect: { error, date: new Date() } });
+    },
+    async deliver(message, type = 'notify') {
+      cleanMessage(message, me.id, me.lid ?? '');
+      await upsert(message, type);
+    },
+    async deliverStanza(node, type = 'notify') {
+      const stanza = await decodeBinaryNode(encodeBinaryNode(node));
+      const decoded = decryptMessageNode(stanza, me.id, me.lid ?? '', signal, silent);
+      await decoded.decrypt();
+      cleanMessage(decoded.fullMessage, me.id, me.lid ?? '');
+      await upsert(decoded.fullMessage, type);
+      return decoded.fullMessage;
+    },
+    async catchUp(work) {
+      ev.buffer();
+      try {
+        await work();
+      } finally {
+        ev.flush();
+      }
+    },
+    history(sync) {
+      const decoded = proto.HistorySync.decode(proto.HistorySync.encode(sync).finish());
+      const data = processHistoryMessage(decoded, silent);
+      ev.emit('messaging-history.set', {
+        chats: data.chats,
+        contacts: data.contacts,
+        messages: data.messages,
+        lidPnMappings: data.lidPnMappings,
+        syncType: data.syncType ?? null,
+        progress: data.progress ?? null,
+        isLatest: true,
+      });
+    },
+    deleteForMe(deleted) {
+      ev.emit('messages.delete', { keys: deleted });
+    },
+  };
+  return socket;
+}
