@@ -32,14 +32,16 @@ describe('offchannel demo', () => {
     // The generated exchange, then each installed connector's script through the real connector.
     expect(first.stdout).toContain('imessage: played 13 scripted steps through the real connector → stream imessage:alice@firm.example (13 records)');
     expect(first.stdout).toContain('whatsapp: played 7 scripted steps through the real connector → stream whatsapp:alice@firm.example (7 records)');
-    expect(first.stdout).toMatch(/verify: OK — 3 streams, 38 records/);
+    expect(first.stdout).toContain('telegram: played 9 scripted steps through the real connector → stream telegram:alice@firm.example (9 records)');
+    expect(first.stdout).toMatch(/verify: OK — 4 streams, 48 records/);
     expect(first.stdout).toMatch(/export: \d+ RSMF files \(Relativity\) and \d+ HTML transcripts → \.\/demo-export/);
     const again = await runCli(['demo', '--archive', 'demo-archive'], work);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('recorded 0 new records (16 already archived)');
     expect(again.stdout).toContain('imessage: already played into this archive (stream imessage:alice@firm.example, 13 records)');
     expect(again.stdout).toContain('whatsapp: already played into this archive');
-    expect(again.stdout).toMatch(/verify: OK — 3 streams, 38 records/);
+    expect(again.stdout).toContain('telegram: already played into this archive');
+    expect(again.stdout).toMatch(/verify: OK — 4 streams, 48 records/);
     expect((await runCli(['verify', path.join(work, 'demo-archive')])).code).toBe(0);
   });
 
@@ -48,7 +50,7 @@ describe('offchannel demo', () => {
     const stored = await records(path.join(work, 'a'));
     const byKey = new Map(stored.map((record) => [record.key, record]));
     expect(stored.map((record) => record.kind).sort()).toEqual(
-      ['delete', 'delete', 'edit', 'membership', 'message', 'message', 'message', 'message', 'message', 'message', 'message', 'message', 'message', 'message', 'policy', 'reaction', 'system', 'system'].sort(),
+      ['delete', 'delete', 'edit', 'membership', 'message', 'message', 'message', 'message', 'message', 'message', 'message', 'message', 'message', 'message', 'policy', 'reaction', 'system', 'system', 'system'].sort(),
     );
     expect(byKey.get('message:c3')?.text).toBe('Could you do 4.15% fixed instead of 4.25%?');
     expect(byKey.get('edit:c3:1')).toMatchObject({ target: { id: 'c3' }, text: 'Could you do 4.10% fixed instead of 4.25%?' });
@@ -83,7 +85,7 @@ describe('offchannel demo', () => {
     expect(result.stderr).not.toContain('4.10%');
     expect(result.stderr).not.toContain('Term sheet');
     // …nor the iMessage script's texts, captured through the real relay.
-    for (const text of ['share block at 101.25', 'Also buy 500 more', 'booking it now', 'trade-ticket', '10y Bund', 'keep it quiet', 'allocation.pdf']) expect(result.stderr).not.toContain(text);
+    for (const text of ['share block at 101.25', 'Also buy 500 more', 'booking it now', 'trade-ticket', '10y Bund', 'keep it quiet', 'allocation.pdf', 'EUR/USD', 'off the record', 'booked at 1.0911']) expect(result.stderr).not.toContain(text);
   });
 
   it('rejects unknown options with exit 2', async () => {

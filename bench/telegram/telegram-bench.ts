@@ -1,0 +1,156 @@
+/**
+ * bench/telegram — what capturing a Telegram update costs next to merely decoding it.
+ *
+ * A corpus of realistic updates (private, group and channel messages with entities, replies,
+ * reactions, edits, id-only deletes) is serialized once with mtcute's TL serializer. Then, in
+ * one process, side by side:
+ *   decode        TL deserialization alone (`deserializeObject`): the baseline
+ *   map           decode + `mapTelegramUpdate` (normalize to capture inputs)
+ *   record-mem    decode + map + Recorder into an in-memory sink (hashing, canonical JSON, chain)
+ *   record-fs     decode + map + Recorder into the file-system sink with real fsync, updates
+ *                 captured one after another as the connector does (durable before the next)
+ *   record-fs-64  the same with up to 64 updates in flight (what group commit could add)
+ * Reported as updates/s and as the ratio to `decode` (CPU-only paths: best of `--rounds`).
+ *
+ * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--rounds N] [--json]
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Recorder } from '@offchannel/core';
+import { createMemorySink } from '@offchannel/core/testing';
+import { openFsSink } from '@offchannel/sink-fs';
+import { encodeTl, mapTelegramUpdate, type MessageMemory } from '@offchannel/telegram';
+import { Long, PeersIndex, type tl } from '@mtcute/core';
+import { deserializeObject } from '@mtcute/core/utils.js';
+
+const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
+const ROUNDS = Number(values.rounds);
+const UPDATES = Number(values.updates);
+const FS_UPDATES = Number(values.fs);
+const SELF = 5_000_001;
+const source = { package: '@offchannel-bench/bench', version: '0' };
+
+const users: tl.TypeUser[] = Array.from({ length: 50 }, (_, index) => ({ _: 'user', id: 6_000_000 + index, accessHash: Long.fromNumber(index + 1), firstName: `Client ${index}`, username: `client_${index}` }));
+const chats: tl.TypeChat[] = [
+  { _: 'chat', id: 4_001, title: 'Deal desk', photo: { _: 'chatPhotoEmpty' }, participantsCount: 12, date: 1_700_000_000, version: 1 },
+  { _: 'channel', id: 1_500_000_001, megagroup: true, accessHash: Long.fromNumber(9), title: 'Trading floor', photo: { _: 'chatPhotoEmpty' }, date: 1_700_000_000 },
+];
+const peers = PeersIndex.from({ users, chats });
+const TEXT = 'Indicative levels for the 5y: 4.12 / 4.15, size up to 50m — confirm by 16:00?';
+
+function update(index: number): tl.TypeUpdate {
+  const from: tl.TypePeer = { _: 'peerUser', userId: 6_000_000 + (index % 50) };
+  const peerId: tl.TypePeer = index % 3 === 0 ? { _: 'peerChat', chatId: 4_001 } : index % 3 === 1 ? { _: 'peerChannel', channelId: 1_500_000_001 } : from;
+  const message: tl.RawMessage = {
+    _: 'message',
+    id: index + 1,
+    out: index % 4 === 0,
+    peerId,
+    fromId: from,
+    date: 1_700_000_000 + index,
+    message: `${TEXT} #${index}`,
+    entities: [{ _: 'messageEntityBold', offset: 0, length: 10 }, { _: 'messageEntityMentionName', offset: 11, length: 6, userId: 6_000_001 }],
+    ...(index % 5 === 0 ? { replyTo: { _: 'messageReplyHeader', replyToMsgId: index } } : {}),
+    ...(index % 7 === 0 ? { reactions: { _: 'messageReactions', results: [{ _: 'reactionCount', reaction: { _: 'reactionEmoji', emoticon: '👍' }, count: 1 }], recentReactions: [{ _: 'messagePeerReaction', peerId: from, date: 1_700_000_100, reaction: { _: 'reactionEmoji', emoticon: '👍' } }] } } : {}),
+  };
+  if (index % 20 === 19) return { _: 'updateDeleteMessages', messages: [index], pts: index, ptsCount: 1 };
+  if (index % 10 === 9) return { _: 'updateEditMessage', message: { ...message, id: index, message: `${TEXT} (amended) #${index}`, editDate: 1_700_000_050 + index }, pts: index, ptsCount: 1 };
+  return peerId._ === 'peerChannel' ? { _: 'updateNewChannelMessage', message, pts: index, ptsCount: 1 } : { _: 'updateNewMessage', message, pts: index, ptsCount: 1 };
+}
+
+const corpus = Array.from({ length: UPDATES }, (_, index) => encodeTl(update(index)));
+const memory = new Map<number, MessageMemory>(Array.from({ length: UPDATES }, (_, index) => [index, { peer: '-4001', fingerprint: '', reactions: [], direction: 'inbound', type: 'group' }]));
+const receivedAt = new Date('2026-11-21T09:30:00.000Z');
+
+function normalize(bytes: Uint8Array) {
+  const decoded = deserializeObject(bytes) as tl.TypeUpdate;
+  return mapTelegramUpdate(decoded, { selfId: SELF, peers, raw: bytes, memory, receivedAt });
+}
+
+function rate(count: number, started: number): number {
+  return count / ((performance.now() - started) / 1000);
+}
+
+async function main(): Promise<void> {
+  const results: Record<string, number | string> = { node: process.version, updates: UPDATES, meanUpdateBytes: Math.round(corpus.reduce((sum, bytes) => sum + bytes.length, 0) / UPDATES) };
+  // Warm up the JIT on every path.
+  for (const bytes of corpus.slice(0, 2000)) normalize(bytes);
+
+  // The machine may be shared: run the CPU-only paths in interleaved rounds and keep each one's best.
+  let decode = 0;
+  let map = 0;
+  let sink = 0;
+  let inputs = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    let started = performance.now();
+    for (const bytes of corpus) sink += (deserializeObject(bytes) as { _: string })._.length;
+    decode = Math.max(decode, rate(UPDATES, started));
+    started = performance.now();
+    inputs = 0;
+    for (const bytes of corpus) inputs += normalize(bytes).length;
+    map = Math.max(map, rate(UPDATES, started));
+  }
+  let t0: number;
+
+  const memorySink = createMemorySink();
+  const memoryRecorder = new Recorder({ sink: memorySink, allowVolatileSink: true });
+  const memoryWriter = memoryRecorder.writer({ channel: 'telegram', account: 'bench', source });
+  t0 = performance.now();
+  const pending: Promise<unknown>[] = [];
+  for (const bytes of corpus) for (const input of normalize(bytes)) pending.push(memoryWriter.capture(input));
+  await Promise.all(pending);
+  const recordMemory = rate(UPDATES, t0);
+  await memoryRecorder.close();
+
+  const work = await mkdtemp(path.join(tmpdir(), 'offchannel-telegram-bench-'));
+  try {
+    const fsSink = await openFsSink({ dir: work });
+    const fsRecorder = new Recorder({ sink: fsSink });
+    const fsWriter = fsRecorder.writer({ channel: 'telegram', account: 'bench', source });
+    t0 = performance.now();
+    for (const bytes of corpus.slice(0, FS_UPDATES)) for (const input of normalize(bytes)) await fsWriter.capture(input);
+    const recordFs = rate(FS_UPDATES, t0);
+    // Same, but up to 64 updates in flight (what group commit could give a pipelined connector).
+    t0 = performance.now();
+    const inFlight = new Set<Promise<unknown>>();
+    for (const bytes of corpus.slice(FS_UPDATES, FS_UPDATES * 6)) {
+      for (const input of normalize(bytes)) {
+        const capture = fsWriter.capture(input).finally(() => inFlight.delete(capture));
+        inFlight.add(capture);
+      }
+      if (inFlight.size >= 64) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    const recordFsPipelined = rate(FS_UPDATES * 5, t0);
+    await fsRecorder.close();
+    Object.assign(results, {
+      decodePerSecond: Math.round(decode),
+      mapPerSecond: Math.round(map),
+      recordMemoryPerSecond: Math.round(recordMemory),
+      recordFsSequentialPerSecond: Math.round(recordFs),
+      recordFsPipelinedPerSecond: Math.round(recordFsPipelined),
+      capturesPerUpdate: Number((inputs / UPDATES).toFixed(2)),
+      ratioMapToDecode: Number((map / decode).toFixed(3)),
+      ratioRecordMemoryToDecode: Number((recordMemory / decode).toFixed(3)),
+      ratioRecordFsToDecode: Number((recordFs / decode).toFixed(4)),
+      ratioRecordFsPipelinedToDecode: Number((recordFsPipelined / decode).toFixed(4)),
+      checksum: sink,
+    });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  if (values.json) {
+    console.log(JSON.stringify(results, null, 2));
+    return;
+  }
+  console.log(`Telegram capture bench (${UPDATES} updates, ~${String(results['meanUpdateBytes'])} TL bytes each, Node ${process.version})`);
+  console.log(`  decode (TL only)            ${String(results['decodePerSecond']).padStart(9)} updates/s   1.000`);
+  console.log(`  decode + map                ${String(results['mapPerSecond']).padStart(9)} updates/s   ${String(results['ratioMapToDecode'])}`);
+  console.log(`  decode + map + Recorder/mem ${String(results['recordMemoryPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordMemoryToDecode'])}`);
+  console.log(`  same, fs sink, sequential   ${String(results['recordFsSequentialPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsToDecode'])}  (${FS_UPDATES} updates, one fsync each)`);
+  console.log(`  same, fs sink, 64 in flight ${String(results['recordFsPipelinedPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsPipelinedToDecode'])}  (${FS_UPDATES * 5} updates, group commit)`);
+}
+
+await main();

@@ -1,0 +1,106 @@
+/**
+ * Validates a Telegram connector entry from a plain-JSON configuration file (the CLI strips
+ * `channel` and `policy` before calling this). Errors name the offending key, never its value
+ * (`apiHash`, `secretToken` and `botToken` are secrets).
+ *
+ * MTProto user session (default route):
+ * ```json
+ * { "account": "desk-42", "apiId": 123456, "apiHash": "0123456789abcdef0123456789abcdef",
+ *   "maxMediaBytes": 268435456, "maxFloodWaitMs": 60000 }
+ * ```
+ * Bot API Business webhook:
+ * ```json
+ * { "route": "business", "account": "desk-42", "secretToken": "…32+ random chars…",
+ *   "listen": { "host": "127.0.0.1", "port": 8443, "path": "/telegram/business" }, "botToken": "123:ABC…" }
+ * ```
+ */
+import { ConfigError, assertAccountName } from '@offchannel/core';
+import type { TelegramBusinessOptions } from './business/business-connector.ts';
+import type { TelegramConnectorOptions } from './telegram-connector.ts';
+
+const MTPROTO = ['route', 'account', 'apiId', 'apiHash', 'testMode', 'maxMediaBytes', 'indexCapacity', 'maxFloodWaitMs', 'leaseTtlMs'] as const;
+const BUSINESS = ['route', 'account', 'secretToken', 'listen', 'botToken', 'maxBodyBytes', 'timeoutMs'] as const;
+
+/** A validated entry: the MTProto route's options, or the Business route's (with `route: 'business'`). */
+export type TelegramConnectorConfig = TelegramConnectorOptions | (TelegramBusinessOptions & { readonly route: 'business' });
+
+export function parseTelegramConnectorConfig(entry: unknown, key: string): TelegramConnectorConfig {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(key, 'must be an object.');
+  const route = (entry as { route?: unknown }).route;
+  if (route !== undefined && route !== 'mtproto' && route !== 'business') throw new ConfigError(`${key}.route`, 'must be "mtproto" (user session, the default) or "business" (Bot API Business webhook).');
+  return route === 'business' ? parseBusiness(entry, key) : parseMtproto(entry, key);
+}
+
+function parseMtproto(entry: object, key: string): TelegramConnectorOptions {
+  const fields = plainObject(entry, key, MTPROTO);
+  const account = accountOf(fields, key);
+  const apiId = fields['apiId'];
+  if (typeof apiId !== 'number' || !Number.isSafeInteger(apiId) || apiId <= 0) throw new ConfigError(`${key}.apiId`, 'is required: the numeric api_id from my.telegram.org.');
+  const apiHash = fields['apiHash'];
+  if (typeof apiHash !== 'string' || !/^[0-9a-f]{32}$/i.test(apiHash)) throw new ConfigError(`${key}.apiHash`, 'is required: the 32-character hexadecimal api_hash from my.telegram.org.');
+  if (fields['testMode'] !== undefined && typeof fields['testMode'] !== 'boolean') throw new ConfigError(`${key}.testMode`, 'must be true or false.');
+  return {
+    route: 'mtproto',
+    account,
+    apiId,
+    apiHash,
+    ...(fields['testMode'] === true ? { testMode: true } : {}),
+    ...optionalInteger(fields, 'maxMediaBytes', `${key}.maxMediaBytes`, 1, 4 * 1024 ** 3),
+    ...optionalInteger(fields, 'indexCapacity', `${key}.indexCapacity`, 1000, 10_000_000),
+    ...optionalInteger(fields, 'maxFloodWaitMs', `${key}.maxFloodWaitMs`, 0, 3_600_000),
+    ...optionalInteger(fields, 'leaseTtlMs', `${key}.leaseTtlMs`, 3000, 3_600_000),
+  };
+}
+
+function parseBusiness(entry: object, key: string): TelegramBusinessOptions & { readonly route: 'business' } {
+  const fields = plainObject(entry, key, BUSINESS);
+  const account = accountOf(fields, key);
+  const secretToken = fields['secretToken'];
+  if (typeof secretToken !== 'string' || !/^[A-Za-z0-9_-]{16,256}$/.test(secretToken)) {
+    throw new ConfigError(`${key}.secretToken`, 'is required: 16–256 characters of A-Z a-z 0-9 _ - (the secret_token given to setWebhook).');
+  }
+  const listenFields = plainObject(fields['listen'], `${key}.listen`, ['host', 'port', 'path']);
+  const port = listenFields['port'];
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) throw new ConfigError(`${key}.listen.port`, 'is required: a TCP port from 1 to 65535.');
+  const host = listenFields['host'];
+  if (host !== undefined && (typeof host !== 'string' || host.length === 0 || host.length > 255)) throw new ConfigError(`${key}.listen.host`, 'must be a host name or address (default 127.0.0.1).');
+  const path = listenFields['path'];
+  if (path !== undefined && (typeof path !== 'string' || !/^\/[A-Za-z0-9/_.-]{0,200}$/.test(path))) throw new ConfigError(`${key}.listen.path`, 'must be a URL path such as /telegram/business.');
+  const botToken = fields['botToken'];
+  if (botToken !== undefined && (typeof botToken !== 'string' || !/^[0-9]{1,20}:[A-Za-z0-9_-]{20,100}$/.test(botToken))) throw new ConfigError(`${key}.botToken`, 'must be a bot token from @BotFather (digits:characters).');
+  return {
+    route: 'business',
+    account,
+    secretToken,
+    listen: { port, ...(host === undefined ? {} : { host }), ...(path === undefined ? {} : { path }) },
+    ...(botToken === undefined ? {} : { botToken }),
+    ...optionalInteger(fields, 'maxBodyBytes', `${key}.maxBodyBytes`, 1024, 64 * 1024 * 1024),
+    ...optionalInteger(fields, 'timeoutMs', `${key}.timeoutMs`, 1000, 600_000),
+  };
+}
+
+function accountOf(fields: Record<string, unknown>, key: string): string {
+  const account = fields['account'];
+  if (typeof account !== 'string') throw new ConfigError(`${key}.account`, 'is required: the custodian account name (e.g. "desk-42").');
+  try {
+    assertAccountName(account);
+  } catch {
+    throw new ConfigError(`${key}.account`, 'is not a valid account name: up to 128 of letters, digits and . _ @ + = - (no "..").');
+  }
+  return account;
+}
+
+function plainObject(value: unknown, key: string, allowed: readonly string[]): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(key, 'must be an object.');
+  for (const name of Object.keys(value)) {
+    if (!allowed.includes(name)) throw new ConfigError(`${key}.${name}`, `is not a Telegram connector setting here (allowed: ${allowed.join(', ')}).`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function optionalInteger<N extends string>(fields: Record<string, unknown>, name: N, key: string, min: number, max: number): { [P in N]?: number } {
+  const value = fields[name];
+  if (value === undefined) return {};
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new ConfigError(key, `must be an integer from ${min} to ${max}.`);
+  return { [name]: value } as { [P in N]?: number };
+}

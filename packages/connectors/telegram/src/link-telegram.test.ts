@@ -1,0 +1,79 @@
+import { OffchannelError } from '@offchannel/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { linkTelegram, telegramStateScope } from './link-telegram.ts';
+import { hasTelegramSession } from './state-storage.ts';
+import { createLocalTelegramPeer, LOCAL_API } from './testing/index.ts';
+import { createTestRig, type TestRig } from './test-support.ts';
+
+const rigs: TestRig[] = [];
+afterEach(async () => {
+  for (const rig of rigs.splice(0)) await rig.close();
+});
+
+describe('linkTelegram', () => {
+  it('logs in with phone and code (retrying a wrong code), stores the session and the update state, and logs no secrets', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer();
+    const state = telegramStateScope(r.state, 'alice');
+    const codes = ['00000', peer.server.loginCode];
+    const notices: string[] = [];
+    const linked = await linkTelegram({
+      account: 'alice',
+      ...LOCAL_API,
+      state,
+      clientFactory: peer.clientFactory,
+      logger: r.logger,
+      io: { phone: async () => '+1 555 000 0001', code: async (attempt) => codes[attempt - 1] ?? '', password: () => Promise.reject(new Error('not asked')), notice: (line) => notices.push(line) },
+    });
+    expect(linked).toEqual({ userId: '5000001', name: 'Alice Trader' });
+    expect(await hasTelegramSession(state)).toBe(true);
+    expect(notices).toContain('That code is not valid; try again.');
+    expect(peer.server.calls).toEqual(['auth.sendCode', 'auth.signIn', 'auth.signIn', 'updates.getState']);
+    // The stored state is encrypted at rest and names no secret in the logs.
+    expect(r.logger.text()).not.toContain(peer.server.loginCode);
+    expect((await state.list()).sort()).toEqual(['mtcute.auth', 'mtcute.kv', 'mtcute.peers']);
+
+    // Capture starts from the linked update state: no getState, a difference from the stored pts.
+    await peer.start({ recorder: r.recorder, state: r.state });
+    await peer.stop();
+    expect(peer.server.requests.find((request) => request._ === 'updates.getDifference')).toMatchObject({ pts: 100 });
+  });
+
+  it('asks for the two-step verification password, checks it with real SRP, and retries a wrong one', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer();
+    peer.server.setPassword('correct horse battery staple', 'the usual');
+    const passwords = ['wrong password', 'correct horse battery staple'];
+    const hints: (string | undefined)[] = [];
+    const linked = await linkTelegram({
+      account: 'alice',
+      ...LOCAL_API,
+      state: telegramStateScope(r.state, 'alice'),
+      clientFactory: peer.clientFactory,
+      logger: r.logger,
+      io: { phone: async () => '+15550000001', code: async () => peer.server.loginCode, password: async (hint, attempt) => (hints.push(hint), passwords[attempt - 1] ?? '') },
+    });
+    expect(linked.userId).toBe('5000001');
+    expect(hints).toEqual(['the usual', 'the usual']);
+    expect(peer.server.calls.filter((call) => call === 'auth.checkPassword')).toHaveLength(2);
+    expect(r.logger.text()).not.toContain('correct horse');
+  });
+
+  it('refuses to overwrite a linked session unless asked, and gives up after too many wrong codes', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer();
+    const state = telegramStateScope(r.state, 'alice');
+    await peer.link(state);
+    const io = { phone: async () => '+15550000001', code: async () => '99999', password: () => Promise.reject(new Error('not asked')) };
+    const again = await linkTelegram({ account: 'alice', ...LOCAL_API, state, clientFactory: peer.clientFactory, io }).catch((error: unknown) => error);
+    expect(OffchannelError.hasCode(again, 'TELEGRAM_ALREADY_LINKED')).toBe(true);
+    const wrong = await linkTelegram({ account: 'alice', ...LOCAL_API, state, clientFactory: peer.clientFactory, io, replace: true, maxAttempts: 2 }).catch((error: unknown) => error);
+    expect(OffchannelError.hasCode(wrong, 'TELEGRAM_LINK_FAILED')).toBe(true);
+    expect((wrong as Error).message).toContain('PHONE_CODE_INVALID');
+    const badPhone = await linkTelegram({ account: 'alice', ...LOCAL_API, state, clientFactory: peer.clientFactory, io: { ...io, phone: async () => 'not a phone' }, replace: true }).catch((error: unknown) => error);
+    expect(OffchannelError.hasCode(badPhone, 'TELEGRAM_LINK_INPUT')).toBe(true);
+  });
+});

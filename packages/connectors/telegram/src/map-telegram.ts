@@ -1,0 +1,529 @@
+/**
+ * The mapping from Telegram MTProto updates (TL objects, layer {@link TL_LAYER}) to capture
+ * inputs. This file is the whole of it: an auditor can read it top to bottom. It is pure — no
+ * I/O, no clock. The connector resolves what needs I/O first (media bytes, the chat a
+ * private-chat delete belongs to, what was recorded for a message before) and passes it in
+ * {@link TelegramMapEnv}.
+ *
+ * Identities (all strings):
+ * - a conversation id is Telegram's *marked* peer id: users `123`, basic groups `-123`,
+ *   supergroups and channels `-100123…`;
+ * - a message's `native` is `{ id: <message id>, peer: <conversation id> }`; edits, deletes and
+ *   reactions name it as `target`;
+ * - every record's `raw` is the update's TL bytes (see `tl-evidence.ts`).
+ */
+import type { AttachmentInput, CaptureInput, ConversationRef, MembershipDetail, NativeRef, Party } from '@offchannel/core';
+import { sha256Hex } from '@offchannel/core';
+import { getMarkedPeerId, tl } from '@mtcute/core';
+import { TL_LAYER, TL_RAW_FORMAT, TelegramDecodeError, decodeTl, encodeTl } from './tl-evidence.ts';
+
+/** MIME type of an attachment that holds a media object's TL bytes (locations, contacts, polls, link previews…). */
+export const TL_MEDIA_MIME = 'application/x-telegram-tl';
+
+/** Users and chats that came with the update (mtcute's `PeersIndex` satisfies this). */
+export interface PeerLookup {
+  readonly users: ReadonlyMap<number, tl.TypeUser>;
+  readonly chats: ReadonlyMap<number, tl.TypeChat>;
+}
+
+/** What the connector recorded earlier for one message (kept in `ctx.state`). */
+export interface MessageMemory {
+  /** Marked peer id of the conversation. */
+  readonly peer: string;
+  /** {@link contentFingerprint} of the last recorded content. */
+  readonly fingerprint: string;
+  /** `<reactor>|<reaction>` pairs last seen on the message. */
+  readonly reactions: readonly string[];
+  readonly direction: 'inbound' | 'outbound';
+  readonly type: ConversationRef['type'];
+}
+
+/** Everything the mapping needs besides the update itself. */
+export interface TelegramMapEnv {
+  /** The custodian's Telegram user id. */
+  readonly selfId: number;
+  readonly peers: PeerLookup;
+  /** The update's TL bytes (`encodeTl(update)`), stored as the record's raw evidence. */
+  readonly raw: Uint8Array;
+  /** Downloaded media of the update's message, or an unavailable marker saying why not. */
+  readonly attachments?: readonly AttachmentInput[];
+  /** What was recorded before for the update's message(s), by message id. */
+  readonly memory?: ReadonlyMap<number, MessageMemory>;
+  /** `pts` of the update, when the connector knows it (used in keys of id-only deletes). */
+  readonly pts?: number;
+  /**
+   * When the connector received the update. Telegram gives deletes and some reaction changes no
+   * timestamp; their `sentAt` is this time and `meta.sentAtIsReceipt` says so.
+   */
+  readonly receivedAt: Date;
+  /** Where the update came from when not live delivery (e.g. `messages.getHistory`); stamped as `meta.source`. */
+  readonly source?: string;
+}
+
+/** How a message's media can be downloaded: handed to the download seam by the connector. */
+export interface MediaDescriptor {
+  readonly kind: 'photo' | 'document';
+  readonly location: tl.TypeInputFileLocation;
+  readonly dcId: number;
+  readonly mime: string;
+  readonly name?: string;
+  readonly size?: number;
+}
+
+/** Updates that carry no message content and are deliberately not recorded (listed for auditors). */
+export const IGNORED_UPDATES: ReadonlySet<string> = new Set([
+  'mtcute.dummyUpdate', // mtcute's internal placeholder
+  'updateUserStatus', 'updateUserTyping', 'updateChatUserTyping', 'updateChannelUserTyping', // presence
+  'updateReadHistoryInbox', 'updateReadHistoryOutbox', 'updateReadChannelInbox', 'updateReadChannelOutbox', // read marks
+  'updateReadChannelDiscussionInbox', 'updateReadChannelDiscussionOutbox', 'updateReadMessagesContents', 'updateChannelReadMessagesContents',
+  'updateDraftMessage', 'updateDialogPinned', 'updatePinnedDialogs', 'updateDialogUnreadMark', 'updateFolderPeers', // client UI state
+  'updateUserName', 'updateUser', 'updateUserEmojiStatus', 'updateChannel', 'updateChat', 'updatePeerSettings', // profile refreshes
+  'updateNotifySettings', 'updateDcOptions', 'updateConfig', 'updatePtsChanged', 'updateMessageID', // session plumbing
+  'updateChannelMessageViews', 'updateChannelMessageForwards', 'updateWebPage', 'updateChannelWebPage', // counters, previews
+  'updateNewScheduledMessage', 'updateDeleteScheduledMessages', // scheduled drafts: the sent message is captured when sent
+  'updatePinnedMessages', 'updatePinnedChannelMessages', // pins: the pin service message is captured
+  'updateStickerSets', 'updateStickerSetsOrder', 'updateRecentStickers', 'updateSavedGifs', 'updateFavedStickers', 'updateRecentReactions',
+  'updateSavedReactionTags', 'updateRecentEmojiStatuses', 'updateTheme', 'updatePrivacy', 'updateChatDefaultBannedRights',
+  'updateSavedRingtones', 'updateReadFeaturedStickers', 'updateReadFeaturedEmojiStickers', 'updateAttachMenuBots', 'updateLangPack', 'updateLangPackTooLong',
+  'updateChatParticipants', 'updateChatParticipantAdmin', 'updatePeerHistoryTTL', // membership/settings: the service messages are captured
+  'updateContactsReset', 'updatePeerBlocked', 'updatePeerWallpaper', 'updateAutoSaveSettings', 'updateStarsBalance', // account settings
+  'updateDialogFilter', 'updateDialogFilterOrder', 'updateDialogFilters', 'updateSavedDialogPinned', 'updatePinnedSavedDialogs', // folders
+  'updateChannelViewForumAsMessages', 'updateChannelPinnedTopic', 'updateChannelPinnedTopics', 'updateTranscribedAudio',
+  'updateStory', 'updateStoryID', 'updateReadStories', 'updateStoriesStealthMode', 'updateSentStoryReaction', 'updateNewStoryReaction', // stories: not messages
+]);
+
+/**
+ * Maps one update to capture inputs (zero, one or several). Never throws for a well-formed TL
+ * object: anything it cannot map becomes an `unsupported` record holding the raw bytes.
+ */
+export function mapTelegramUpdate(update: tl.TypeUpdate, env: TelegramMapEnv): CaptureInput[] {
+  const inputs = mapLiveUpdate(update, env);
+  const source = env.source;
+  return source === undefined ? inputs : inputs.map((input) => ({ ...input, meta: { ...input.meta, source } }));
+}
+
+function mapLiveUpdate(update: tl.TypeUpdate, env: TelegramMapEnv): CaptureInput[] {
+  switch (update._) {
+    case 'updateNewMessage':
+    case 'updateNewChannelMessage':
+      return mapNewMessage(update.message, env);
+    case 'updateEditMessage':
+    case 'updateEditChannelMessage':
+      return mapEditedMessage(update.message, env);
+    case 'updateDeleteMessages':
+      return update.messages.map((id) => mapCommonBoxDelete(id, env));
+    case 'updateDeleteChannelMessages': {
+      const peer = String(getMarkedPeerId(update.channelId, 'channel'));
+      return update.messages.map((id) => mapDelete(id, peer, conversationOf({ _: 'peerChannel', channelId: update.channelId }, env.peers, false), env, true));
+    }
+    case 'updateMessageReactions':
+      // Reactions on one message changed (groups and channels; private chats may also use edits).
+      return reactionChanges(update.msgId, String(getMarkedPeerId(update.peer)), update.reactions, env, env.memory?.get(update.msgId)?.reactions ?? [], update.peer);
+    case 'updateEncryption':
+      return [secretChatSeen(update.chat, update.date, env)];
+    case 'updateNewEncryptedMessage':
+      return [
+        {
+          kind: 'undecryptable',
+          key: `undecryptable:secret:${update.message.chatId}:${update.qts}`,
+          sentAt: new Date(update.message.date * 1000),
+          problem: { reason: 'secret-chat', detail: `secret chat ${update.message.chatId}: end-to-end encrypted on another device; no route can decrypt it` },
+          raw: rawOf(env),
+        },
+      ];
+    default:
+      if (IGNORED_UPDATES.has(update._)) return [];
+      return [unsupportedUpdate(env.raw, 'unmapped-update', `constructor ${update._}`)];
+  }
+}
+
+/**
+ * Maps an update given as TL bytes (a recorded or replayed update). Bytes that do not decode —
+ * truncated, malformed, a constructor this layer does not know, not an update at all — become
+ * one `unsupported` record holding them, so nothing is lost and a newer schema can re-read them.
+ */
+export function mapTelegramRaw(bytes: Uint8Array, env: Omit<TelegramMapEnv, 'raw'>): CaptureInput[] {
+  let object: tl.TlObject;
+  try {
+    object = decodeTl(bytes);
+  } catch (error) {
+    const unknown = error instanceof TelegramDecodeError && error.code === 'TELEGRAM_TL_UNKNOWN_CONSTRUCTOR';
+    return [unsupportedUpdate(bytes, unknown ? 'unknown-constructor' : 'malformed-tl', unknown ? `constructor ${error.constructorId ?? '?'} is not in layer ${TL_LAYER}` : `not a valid layer ${TL_LAYER} TL object`)];
+  }
+  if (!tl.isAnyUpdate(object)) return [unsupportedUpdate(bytes, 'not-an-update', `constructor ${object._}`)];
+  return mapTelegramUpdate(object, { ...env, raw: bytes });
+}
+
+/** A new message (`message`) or service message (`messageService`) in any kind of chat. */
+function mapNewMessage(message: tl.TypeMessage, env: TelegramMapEnv): CaptureInput[] {
+  if (message._ === 'messageEmpty') return [];
+  if (message._ === 'messageService') return [mapServiceMessage(message, env)];
+  const common = messageCommon(message, env);
+  return [
+    {
+      kind: 'message',
+      key: `message:${common.peer}:${message.id}`,
+      ...common.fields,
+      native: { id: String(message.id), peer: common.peer },
+      ...body(message, env),
+    },
+    // Reactions present when we first see a message (e.g. fetched by getDifference) are recorded too.
+    ...reactionChanges(message.id, common.peer, message.reactions, env, []),
+  ];
+}
+
+/**
+ * An edit update. Telegram sends one for content edits and also for reactions, link previews,
+ * view counts and `editHide` changes. An `edit` record is written only when the content
+ * fingerprint (text, entities, media identity; not previews) differs from what was recorded;
+ * reaction changes become `reaction` records.
+ */
+function mapEditedMessage(message: tl.TypeMessage, env: TelegramMapEnv): CaptureInput[] {
+  if (message._ === 'messageEmpty') return [];
+  if (message._ === 'messageService') return [mapServiceMessage(message, env)];
+  const common = messageCommon(message, env);
+  const previous = env.memory?.get(message.id);
+  const fingerprint = contentFingerprint(message);
+  const out: CaptureInput[] = [];
+  if (previous?.fingerprint !== fingerprint) {
+    out.push({
+      kind: 'edit',
+      // editDate tells successive edits apart (A→B→A→B are four versions); the fingerprint keeps
+      // a replayed or cosmetic re-delivery of the same version from being recorded twice.
+      key: `edit:${common.peer}:${message.id}:${message.editDate ?? message.date}:${fingerprint.slice(0, 32)}`,
+      ...common.fields,
+      sentAt: new Date((message.editDate ?? message.date) * 1000),
+      target: { id: String(message.id), peer: common.peer },
+      ...body(message, env),
+      meta: { ...common.fields.meta, ...(previous ? {} : { previousUnknown: true }) },
+    });
+  }
+  out.push(...reactionChanges(message.id, common.peer, message.reactions, env, previous?.reactions ?? []));
+  return out;
+}
+
+/** Service messages: joins, leaves, title changes, pins… become `membership` records. */
+function mapServiceMessage(message: tl.RawMessageService, env: TelegramMapEnv): CaptureInput {
+  const common = messageCommon(message, env);
+  const action = message.action;
+  const party = (userId: number): Party => partyOf({ _: 'peerUser', userId }, env.peers);
+  let membership: MembershipDetail;
+  switch (action._) {
+    case 'messageActionChatCreate':
+      membership = { action: 'create', value: action.title, members: action.users.map(party) };
+      break;
+    case 'messageActionChannelCreate':
+      membership = { action: 'create', value: action.title };
+      break;
+    case 'messageActionChatEditTitle':
+      membership = { action: 'title', value: action.title };
+      break;
+    case 'messageActionChatAddUser':
+      membership = { action: 'add', members: action.users.map(party) };
+      break;
+    case 'messageActionChatDeleteUser':
+      membership = common.fields.sender.id === String(action.userId) ? { action: 'leave' } : { action: 'remove', members: [party(action.userId)] };
+      break;
+    case 'messageActionChatJoinedByLink':
+    case 'messageActionChatJoinedByRequest':
+      membership = { action: 'join' };
+      break;
+    case 'messageActionChatEditPhoto':
+    case 'messageActionChatDeletePhoto':
+      membership = { action: 'settings', value: 'photo' };
+      break;
+    case 'messageActionSetMessagesTTL':
+      membership = { action: 'settings', value: `auto-delete:${action.period}` };
+      break;
+    default:
+      membership = { action: 'other', value: action._ };
+  }
+  return {
+    kind: 'membership',
+    key: `membership:${common.peer}:${message.id}`,
+    ...common.fields,
+    native: { id: String(message.id), peer: common.peer },
+    membership,
+  };
+}
+
+/** A delete that carries only a message id: resolved through the connector's own index. */
+function mapCommonBoxDelete(id: number, env: TelegramMapEnv): CaptureInput {
+  const known = env.memory?.get(id);
+  if (known) return mapDelete(id, known.peer, { id: known.peer, type: known.type }, env, false);
+  // Never recorded here (sent before capture began, or the index was lost): keep the fact.
+  return {
+    kind: 'system',
+    key: `delete-unresolved:${id}:${env.pts ?? sha256Hex(env.raw).slice(0, 16)}`,
+    system: { event: 'delete-unresolved', fields: { messageId: String(id), reason: 'message not in the local message index' } },
+    raw: rawOf(env),
+  };
+}
+
+function mapDelete(id: number, peer: string, conversation: ConversationRef, env: TelegramMapEnv, channel: boolean): CaptureInput {
+  return {
+    kind: 'delete',
+    key: `delete:${peer}:${id}`,
+    sentAt: env.receivedAt,
+    conversation,
+    // Telegram does not say who deleted a message.
+    sender: { id: 'unknown' },
+    direction: env.memory?.get(id)?.direction ?? 'inbound',
+    target: { id: String(id), peer },
+    // Channel deletes are always for everyone. In private chats and basic groups Telegram sends
+    // the same update for "delete for everyone" and for the custodian deleting on another device.
+    deletion: { scope: 'everyone' },
+    meta: { scopeCertain: channel, sentAtIsReceipt: true },
+    raw: rawOf(env),
+  };
+}
+
+/** Reaction changes between what was seen before and now, as `reaction` records. */
+function reactionChanges(
+  msgId: number,
+  peer: string,
+  reactions: tl.TypeMessageReactions | undefined,
+  env: TelegramMapEnv,
+  before: readonly string[],
+  peerObject?: tl.TypePeer,
+): CaptureInput[] {
+  const now = reactionSet(reactions, env.selfId);
+  const previous = new Set(before);
+  const memory = env.memory?.get(msgId);
+  const conversation: ConversationRef = peerObject
+    ? conversationOf(peerObject, env.peers, false)
+    : { id: peer, type: memory?.type ?? conversationOf(parsePeer(peer), env.peers, false).type };
+  const out: CaptureInput[] = [];
+  const record = (pair: string, action: 'add' | 'remove', date: number | undefined): void => {
+    const [who = 'unknown', value = '?'] = pair.split('|');
+    out.push({
+      kind: 'reaction',
+      key: `reaction:${peer}:${msgId}:${who}:${value}:${action}:${date ?? sha256Hex(env.raw).slice(0, 16)}`,
+      sentAt: date === undefined ? env.receivedAt : new Date(date * 1000),
+      conversation,
+      sender: partyOf(parsePeer(who), env.peers),
+      direction: who === String(env.selfId) ? 'outbound' : 'inbound',
+      target: { id: String(msgId), peer },
+      reaction: { value, action },
+      raw: rawOf(env),
+      ...(date === undefined ? { meta: { sentAtIsReceipt: true } } : {}),
+    });
+  };
+  for (const [pair, date] of now) if (!previous.has(pair)) record(pair, 'add', date);
+  // Only private chats list every reactor; elsewhere a reactor dropping off the "recent" list is
+  // not a removal, so removals are recorded for direct chats only.
+  if (conversation.type === 'direct') for (const pair of previous) if (!now.has(pair)) record(pair, 'remove', undefined);
+  return out;
+}
+
+/** `<reactor marked id>|<reaction>` → reaction date (seconds), from the reactions a message shows. */
+export function reactionSet(reactions: tl.TypeMessageReactions | undefined, selfId: number): Map<string, number | undefined> {
+  const out = new Map<string, number | undefined>();
+  if (!reactions) return out;
+  for (const recent of reactions.recentReactions ?? []) out.set(`${getMarkedPeerId(recent.peerId)}|${reactionValue(recent.reaction)}`, recent.date);
+  for (const count of reactions.results) {
+    const pair = `${selfId}|${reactionValue(count.reaction)}`;
+    if (count.chosenOrder !== undefined && !out.has(pair)) out.set(pair, undefined);
+  }
+  return out;
+}
+
+function reactionValue(reaction: tl.TypeReaction): string {
+  switch (reaction._) {
+    case 'reactionEmoji':
+      return reaction.emoticon;
+    case 'reactionCustomEmoji':
+      return `custom:${reaction.documentId.toString()}`;
+    case 'reactionPaid':
+      return 'paid';
+    default:
+      return 'empty';
+  }
+}
+
+/**
+ * Fingerprint of a message's content: text, formatting entities and media identity. Link
+ * previews (`messageMediaWebPage`), reactions, views and flags are excluded, so changes to
+ * them never produce an `edit` record.
+ */
+export function contentFingerprint(message: tl.RawMessage): string {
+  const entities = (message.entities ?? []).map((entity) => [entity._, entity.offset, entity.length, 'url' in entity ? entity.url : '', entity._ === 'messageEntityMentionName' ? String(entity.userId) : '']);
+  return sha256Hex(new TextEncoder().encode(JSON.stringify([message.message, entities, mediaIdentity(message.media)])));
+}
+
+function mediaIdentity(media: tl.TypeMessageMedia | undefined): string {
+  if (!media || media._ === 'messageMediaWebPage' || media._ === 'messageMediaEmpty') return '';
+  if (media._ === 'messageMediaPhoto') return `photo:${media.photo?._ === 'photo' ? media.photo.id.toString() : 'empty'}`;
+  if (media._ === 'messageMediaDocument') return `document:${media.document?._ === 'document' ? media.document.id.toString() : 'empty'}`;
+  if (media._ === 'messageMediaGeo' || media._ === 'messageMediaGeoLive' || media._ === 'messageMediaVenue') {
+    const geo = media.geo._ === 'geoPoint' ? `${media.geo.lat},${media.geo.long}` : 'empty';
+    return `${media._}:${geo}`;
+  }
+  if (media._ === 'messageMediaContact') return `contact:${media.phoneNumber}:${media.userId}`;
+  return media._;
+}
+
+/** The downloadable file of a message, if it has one. Other media kinds are described in `meta`. */
+export function mediaOf(message: tl.TypeMessage): MediaDescriptor | undefined {
+  if (message._ !== 'message' || !message.media) return undefined;
+  const media = message.media;
+  if (media._ === 'messageMediaPhoto' && media.photo?._ === 'photo') {
+    const photo = media.photo;
+    let best: { type: string; area: number; size: number } | undefined;
+    for (const size of photo.sizes) {
+      if (size._ !== 'photoSize' && size._ !== 'photoSizeProgressive') continue;
+      const bytes = size._ === 'photoSize' ? size.size : Math.max(0, ...size.sizes);
+      if (!best || size.w * size.h > best.area) best = { type: size.type, area: size.w * size.h, size: bytes };
+    }
+    if (!best) return undefined;
+    return {
+      kind: 'photo',
+      location: { _: 'inputPhotoFileLocation', id: photo.id, accessHash: photo.accessHash, fileReference: photo.fileReference, thumbSize: best.type },
+      dcId: photo.dcId,
+      mime: 'image/jpeg',
+      size: best.size,
+    };
+  }
+  if (media._ === 'messageMediaDocument' && media.document?._ === 'document') {
+    const document = media.document;
+    const named = document.attributes.find((attribute): attribute is tl.RawDocumentAttributeFilename => attribute._ === 'documentAttributeFilename');
+    return {
+      kind: 'document',
+      location: { _: 'inputDocumentFileLocation', id: document.id, accessHash: document.accessHash, fileReference: document.fileReference, thumbSize: '' },
+      dcId: document.dcId,
+      mime: document.mimeType || 'application/octet-stream',
+      ...(named ? { name: named.fileName } : {}),
+      size: document.size,
+    };
+  }
+  return undefined;
+}
+
+/** Fields shared by every record about a message: conversation, sender, direction, time. */
+function messageCommon(message: tl.RawMessage | tl.RawMessageService, env: TelegramMapEnv) {
+  const conversation = conversationOf(message.peerId, env.peers, message.post === true);
+  const outbound = message.out === true;
+  // In private chats the incoming sender is the peer itself; outgoing messages may omit fromId.
+  const from = message.fromId ?? (outbound ? ({ _: 'peerUser', userId: env.selfId } as const) : message.peerId);
+  const meta: Record<string, string | boolean | number> = {};
+  if (message._ === 'message') {
+    if (message.groupedId) meta.album = message.groupedId.toString();
+    if (message.media && !mediaOf(message)) meta.media = message.media._;
+    if (message.fwdFrom?.fromId) meta.forwardedFrom = String(getMarkedPeerId(message.fwdFrom.fromId));
+    if (message.fwdFrom?.fromName) meta.forwardedFromName = message.fwdFrom.fromName;
+    if (message.fwdFrom) meta.forwardedDate = new Date(message.fwdFrom.date * 1000).toISOString();
+    if (message.viaBotId) meta.viaBot = String(message.viaBotId);
+    if (message.postAuthor) meta.postAuthor = message.postAuthor;
+    if (message.ttlPeriod) meta.ttlSeconds = message.ttlPeriod;
+  }
+  return {
+    peer: conversation.id,
+    fields: {
+      sentAt: new Date(message.date * 1000),
+      conversation,
+      sender: partyOf(from, env.peers),
+      direction: outbound ? ('outbound' as const) : ('inbound' as const),
+      raw: rawOf(env),
+      meta: { tlLayer: TL_LAYER, ...meta },
+    },
+  };
+}
+
+/** Text, attachments, reply and forward markers of a message. */
+function body(message: tl.RawMessage, env: TelegramMapEnv): Pick<CaptureInput, 'text' | 'attachments' | 'replyTo' | 'forwarded' | 'mentions'> {
+  const mentions = (message.entities ?? []).filter((entity) => entity._ === 'messageEntityMentionName').map((entity) => String(entity.userId));
+  const reply = message.replyTo?._ === 'messageReplyHeader' ? message.replyTo : undefined;
+  const replyTo: NativeRef | undefined =
+    reply?.replyToMsgId === undefined
+      ? undefined
+      : { id: String(reply.replyToMsgId), peer: reply.replyToPeerId ? String(getMarkedPeerId(reply.replyToPeerId)) : String(getMarkedPeerId(message.peerId)) };
+  // Media without a file (location, contact, poll, dice, link preview…) is kept as its own TL bytes.
+  const inline: AttachmentInput[] = message.media && message.media._ !== 'messageMediaEmpty' && !mediaOf(message) ? [{ bytes: encodeTl(message.media), mime: TL_MEDIA_MIME, name: `${message.media._}.tl` }] : [];
+  const attachments = [...(env.attachments ?? []), ...inline];
+  return {
+    ...(message.message ? { text: message.message } : {}),
+    ...(attachments.length > 0 ? { attachments } : {}),
+    ...(replyTo ? { replyTo } : {}),
+    ...(message.fwdFrom ? { forwarded: true } : {}),
+    ...(mentions.length > 0 ? { mentions: [...new Set(mentions)] } : {}),
+  };
+}
+
+/** A conversation reference for a peer; channel type decided by the channel object or the post flag. */
+export function conversationOf(peer: tl.TypePeer, peers: PeerLookup, post: boolean): ConversationRef {
+  const id = String(getMarkedPeerId(peer));
+  switch (peer._) {
+    case 'peerUser': {
+      const user = peers.users.get(peer.userId);
+      const name = user?._ === 'user' ? nameOf(user) : undefined;
+      return { id, type: 'direct', ...(name ? { title: name } : {}) };
+    }
+    case 'peerChat': {
+      const chat = peers.chats.get(peer.chatId);
+      return { id, type: 'group', ...(chat && 'title' in chat && chat.title ? { title: chat.title } : {}) };
+    }
+    default: {
+      const chat = peers.chats.get(peer.channelId);
+      const broadcast = chat?._ === 'channel' ? chat.broadcast === true : post;
+      return { id, type: broadcast ? 'channel' : 'group', ...(chat && 'title' in chat && chat.title ? { title: chat.title } : {}) };
+    }
+  }
+}
+
+/** A party for a peer: marked id, and the display name the update carried. */
+export function partyOf(peer: tl.TypePeer, peers: PeerLookup): Party {
+  const id = String(getMarkedPeerId(peer));
+  if (peer._ === 'peerUser') {
+    const user = peers.users.get(peer.userId);
+    const name = user?._ === 'user' ? nameOf(user) : undefined;
+    const username = user?._ === 'user' ? user.username : undefined;
+    return { id, ...(name ? { name } : {}), ...(username ? { aliases: [`@${username}`] } : {}) };
+  }
+  const chat = peers.chats.get(peer._ === 'peerChat' ? peer.chatId : peer.channelId);
+  return { id, ...(chat && 'title' in chat && chat.title ? { name: chat.title } : {}) };
+}
+
+function nameOf(user: tl.RawUser): string | undefined {
+  const name = [user.firstName, user.lastName].filter(Boolean).join(' ');
+  return name || undefined;
+}
+
+/** A marked peer id string back to a TL peer (for reactors and memory entries). */
+function parsePeer(marked: string): tl.TypePeer {
+  const id = Number(marked);
+  if (!Number.isSafeInteger(id)) return { _: 'peerUser', userId: 0 };
+  if (id > 0) return { _: 'peerUser', userId: id };
+  if (id > -1_000_000_000_000) return { _: 'peerChat', chatId: -id };
+  return { _: 'peerChannel', channelId: -id - 1_000_000_000_000 };
+}
+
+/** A secret chat was created, accepted or closed on the account: record that it exists. */
+function secretChatSeen(chat: tl.TypeEncryptedChat, date: number, env: TelegramMapEnv): CaptureInput {
+  return {
+    kind: 'system',
+    key: `secret-chat:${chat.id}:${chat._}:${date}`,
+    sentAt: new Date(date * 1000),
+    system: { event: 'secret-chat-seen', fields: { chatId: String(chat.id), state: chat._, captured: 'no: secret chats are end-to-end encrypted per device' } },
+    raw: rawOf(env),
+  };
+}
+
+/** An `unsupported` record for an update (or bytes) the mapping cannot turn into a message event. */
+export function unsupportedUpdate(raw: Uint8Array, reason: string, detail: string): CaptureInput {
+  return { kind: 'unsupported', key: `unsupported:${sha256Hex(raw)}`, problem: { reason, detail }, raw: { bytes: raw, format: TL_RAW_FORMAT } };
+}
+
+/** A `gap` record: updates between `from` and `to` (pts positions) may be missing. */
+export function gapInput(scope: string, reason: string, from: number | undefined, to: number | undefined, detail?: { readonly conversation?: ConversationRef }): CaptureInput {
+  return {
+    kind: 'gap',
+    key: `gap:${scope}:${reason}:${from ?? '?'}:${to ?? '?'}`,
+    gap: { reason, ...(from === undefined ? {} : { from: String(from) }), ...(to === undefined ? {} : { to: String(to) }), ...(from !== undefined && to !== undefined && to > from ? { missing: to - from } : {}) },
+    ...(detail?.conversation ? { conversation: detail.conversation } : {}),
+    meta: { scope },
+  };
+}
+
+function rawOf(env: TelegramMapEnv): { bytes: Uint8Array; format: string } {
+  return { bytes: env.raw, format: TL_RAW_FORMAT };
+}

@@ -1,0 +1,156 @@
+/**
+ * Our own index of recorded messages: (peer, message id) → what was recorded. It answers two
+ * questions Telegram's updates leave open:
+ * - which chat a private-chat / basic-group delete belongs to (`updateDeleteMessages` carries
+ *   only ids; those ids are unique per account, in the "common message box");
+ * - whether an edit changed the content (fingerprint) and which reactions are new.
+ *
+ * Kept in memory, bounded (oldest entries evicted first), and persisted to the state store in
+ * shards — only changed shards are written, and only when the connector says the records they
+ * describe are durable.
+ */
+import type { StateStore } from '@offchannel/core';
+import { getMarkedPeerId, type tl } from '@mtcute/core';
+import type { MessageMemory } from './map-telegram.ts';
+
+const SHARDS = 32;
+const SHARD_PREFIX = 'message-index.';
+
+/** Default number of messages remembered. */
+export const DEFAULT_INDEX_CAPACITY = 200_000;
+
+type Entry = readonly [key: string, memory: MessageMemory];
+
+export class MessageIndex {
+  readonly #capacity: number;
+  readonly #entries = new Map<string, MessageMemory>();
+  /** Common-box message id → peer (users and basic groups only). */
+  readonly #commonBox = new Map<number, string>();
+  readonly #dirty = new Set<number>();
+
+  constructor(capacity = DEFAULT_INDEX_CAPACITY) {
+    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError('message index capacity must be a positive integer');
+    this.#capacity = capacity;
+  }
+
+  /** Loads the persisted shards (missing shards are empty). */
+  static async load(state: StateStore, capacity?: number): Promise<MessageIndex> {
+    const index = new MessageIndex(capacity);
+    for (let shard = 0; shard < SHARDS; shard++) {
+      const entries = await state.getJson<Entry[]>(`${SHARD_PREFIX}${shard}`);
+      if (!Array.isArray(entries)) continue;
+      for (const entry of entries) {
+        if (Array.isArray(entry) && typeof entry[0] === 'string' && isMemory(entry[1])) index.#put(entry[0], entry[1], false);
+      }
+    }
+    return index;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** What was recorded for message `id` in `peer`. */
+  get(peer: string, id: number): MessageMemory | undefined {
+    return this.#entries.get(`${peer}:${id}`);
+  }
+
+  /** The recorded message with this common-box id (private chats and basic groups). */
+  getCommonBox(id: number): MessageMemory | undefined {
+    const peer = this.#commonBox.get(id);
+    return peer === undefined ? undefined : this.get(peer, id);
+  }
+
+  /**
+   * What the mapping needs to know about the messages an update refers to, by message id: the
+   * message itself (new, edit), each deleted id (common box or the channel), the reacted message.
+   */
+  memoryFor(update: tl.TypeUpdate): Map<number, MessageMemory> {
+    const memory = new Map<number, MessageMemory>();
+    const put = (id: number, known: MessageMemory | undefined): void => {
+      if (known) memory.set(id, known);
+    };
+    switch (update._) {
+      case 'updateNewMessage':
+      case 'updateNewChannelMessage':
+      case 'updateEditMessage':
+      case 'updateEditChannelMessage':
+        if (update.message._ !== 'messageEmpty') put(update.message.id, this.get(String(getMarkedPeerId(update.message.peerId)), update.message.id));
+        break;
+      case 'updateDeleteMessages':
+        for (const id of update.messages) put(id, this.getCommonBox(id));
+        break;
+      case 'updateDeleteChannelMessages':
+        for (const id of update.messages) put(id, this.get(String(getMarkedPeerId(update.channelId, 'channel')), id));
+        break;
+      case 'updateMessageReactions':
+        put(update.msgId, this.get(String(getMarkedPeerId(update.peer)), update.msgId));
+        break;
+      default:
+        break;
+    }
+    return memory;
+  }
+
+  /** Message ids remembered for one conversation. */
+  idsFor(peer: string): number[] {
+    const prefix = `${peer}:`;
+    const ids: number[] = [];
+    for (const key of this.#entries.keys()) if (key.startsWith(prefix)) ids.push(Number(key.slice(prefix.length)));
+    return ids;
+  }
+
+  set(id: number, memory: MessageMemory): void {
+    this.#put(`${memory.peer}:${id}`, memory, true);
+  }
+
+  /** Writes the changed shards. Call only once the records they describe are durable. */
+  async persist(state: StateStore): Promise<void> {
+    const dirty = [...this.#dirty];
+    this.#dirty.clear();
+    if (dirty.length === 0) return;
+    const shards = new Map<number, Entry[]>(dirty.map((shard) => [shard, []]));
+    for (const [key, memory] of this.#entries) shards.get(shardOf(key))?.push([key, memory]);
+    try {
+      for (const [shard, entries] of shards) await state.setJson(`${SHARD_PREFIX}${shard}`, entries);
+    } catch (error) {
+      for (const shard of dirty) this.#dirty.add(shard);
+      throw error;
+    }
+  }
+
+  #put(key: string, memory: MessageMemory, dirty: boolean): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, memory);
+    const id = Number(key.slice(key.lastIndexOf(':') + 1));
+    if (!memory.peer.startsWith('-100')) this.#commonBox.set(id, memory.peer);
+    if (dirty) this.#dirty.add(shardOf(key));
+    while (this.#entries.size > this.#capacity) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest === undefined) break;
+      this.#entries.delete(oldest);
+      const oldId = Number(oldest.slice(oldest.lastIndexOf(':') + 1));
+      if (this.#commonBox.get(oldId) === oldest.slice(0, oldest.lastIndexOf(':'))) this.#commonBox.delete(oldId);
+      this.#dirty.add(shardOf(oldest));
+    }
+  }
+}
+
+function shardOf(key: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % SHARDS;
+}
+
+function isMemory(value: unknown): value is MessageMemory {
+  if (typeof value !== 'object' || value === null) return false;
+  const memory = value as Partial<Record<keyof MessageMemory, unknown>>;
+  return (
+    typeof memory.peer === 'string' &&
+    typeof memory.fingerprint === 'string' &&
+    Array.isArray(memory.reactions) &&
+    memory.reactions.every((reaction) => typeof reaction === 'string') &&
+    (memory.direction === 'inbound' || memory.direction === 'outbound') &&
+    (memory.type === 'direct' || memory.type === 'group' || memory.type === 'channel')
+  );
+}

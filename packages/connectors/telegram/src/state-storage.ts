@@ -1,0 +1,193 @@
+/**
+ * An mtcute storage provider kept in offchannel's secret state store (AES-256-GCM, 0600 files)
+ * instead of SQLite: no native module, and the Telegram session never touches disk in clear.
+ *
+ * mtcute works on in-memory repositories (its own `Memory*Repository` classes); this driver
+ * loads them from the state store and writes the changed parts back on `save()`. mtcute calls
+ * `save()` after each batch of updates, right after it has advanced its `pts`/`qts` cursors.
+ * Before writing, `save()` awaits the connector's {@link StateStoreStorageOptions.beforeSave}
+ * barrier — the captures of every update dispatched so far — so the persisted cursor never gets
+ * ahead of the archive. If the barrier answers `false` (a capture failed), nothing is written:
+ * the stored cursor stays at the last durable point and a restart replays the rest through
+ * `updates.getDifference`. mtcute's updates loop itself keeps running.
+ *
+ * Stored names (in the account's scope): `mtcute.kv` (update state, current user, DC options),
+ * `mtcute.auth` (permanent auth keys: the session secret), `mtcute.peers` (access hashes).
+ */
+import type { StateStore } from '@offchannel/core';
+import { MemoryAuthKeysRepository, MemoryKeyValueRepository, MemoryPeersRepository, MemoryRefMessagesRepository, MemoryStorageDriver } from '@mtcute/core';
+import type { IStorageDriver, ITelegramStorageProvider } from '@mtcute/core';
+
+type Part = 'kv' | 'auth' | 'peers';
+type PeerInfo = Parameters<MemoryPeersRepository['store']>[0];
+
+interface StoredPeer extends Omit<PeerInfo, 'complete'> {
+  readonly complete: string;
+}
+
+export interface StateStoreStorageOptions {
+  /** Resolves `true` once everything dispatched so far is durable, `false` when it is not (then nothing is saved). */
+  readonly beforeSave?: () => Promise<boolean>;
+}
+
+/** Loads and saves the in-memory repositories (which keep their data in a `MemoryStorageDriver`). */
+class StateStoreDriver implements IStorageDriver {
+  readonly #state: StateStore;
+  readonly #options: StateStoreStorageOptions;
+  readonly dirty: Set<Part>;
+  #owner: StateStoreStorage | undefined;
+  #loaded = false;
+
+  constructor(state: StateStore, options: StateStoreStorageOptions, dirty: Set<Part>) {
+    this.#state = state;
+    this.#options = options;
+    this.dirty = dirty;
+  }
+
+  attach(owner: StateStoreStorage): void {
+    this.#owner = owner;
+  }
+
+  async load(): Promise<void> {
+    const owner = this.#owner;
+    if (this.#loaded || !owner) return;
+    this.#loaded = true;
+    const kv = await this.#state.getJson<Record<string, string>>('mtcute.kv');
+    if (kv && typeof kv === 'object') for (const [key, value] of Object.entries(kv)) if (typeof value === 'string') owner.kv.state.set(key, fromBase64(value));
+    const auth = await this.#state.getJson<Record<string, string>>('mtcute.auth');
+    if (auth && typeof auth === 'object') for (const [dc, key] of Object.entries(auth)) if (typeof key === 'string') owner.authKeys.state.authKeys.set(Number(dc), fromBase64(key));
+    const peers = await this.#state.getJson<StoredPeer[]>('mtcute.peers');
+    if (Array.isArray(peers)) for (const peer of peers) if (isStoredPeer(peer)) owner.peers.store({ ...peer, complete: fromBase64(peer.complete) });
+    this.dirty.clear();
+  }
+
+  async save(): Promise<void> {
+    const durable = (await this.#options.beforeSave?.()) ?? true;
+    const owner = this.#owner;
+    if (!owner || !durable) return;
+    const parts = [...this.dirty];
+    this.dirty.clear();
+    try {
+      for (const part of parts) await this.#write(owner, part);
+    } catch (error) {
+      for (const part of parts) this.dirty.add(part);
+      throw error;
+    }
+  }
+
+  async #write(owner: StateStoreStorage, part: Part): Promise<void> {
+    switch (part) {
+      case 'kv':
+        await this.#state.setJson('mtcute.kv', Object.fromEntries([...owner.kv.state].map(([key, value]) => [key, toBase64(value)])));
+        return;
+      case 'auth':
+        await this.#state.setJson('mtcute.auth', Object.fromEntries([...owner.authKeys.state.authKeys].map(([dc, key]) => [String(dc), toBase64(key)])));
+        return;
+      case 'peers':
+        await this.#state.setJson('mtcute.peers', [...owner.peers.state.entities.values()].map((peer) => ({ ...peer, complete: toBase64(peer.complete) })));
+        return;
+    }
+  }
+}
+
+class TrackedKv extends MemoryKeyValueRepository {
+  readonly #dirty: Set<Part>;
+  constructor(memory: MemoryStorageDriver, dirty: Set<Part>) {
+    super(memory);
+    this.#dirty = dirty;
+  }
+  override set(key: string, value: Uint8Array): void {
+    super.set(key, value);
+    this.#dirty.add('kv');
+  }
+  override delete(key: string): void {
+    super.delete(key);
+    this.#dirty.add('kv');
+  }
+  override deleteAll(): void {
+    super.deleteAll();
+    this.#dirty.add('kv');
+  }
+}
+
+class TrackedAuthKeys extends MemoryAuthKeysRepository {
+  readonly #dirty: Set<Part>;
+  constructor(memory: MemoryStorageDriver, dirty: Set<Part>) {
+    super(memory);
+    this.#dirty = dirty;
+  }
+  override set(dc: number, key: Uint8Array | null): void {
+    super.set(dc, key);
+    this.#dirty.add('auth');
+  }
+  override deleteByDc(dc: number): void {
+    super.deleteByDc(dc);
+    this.#dirty.add('auth');
+  }
+  override deleteAll(): void {
+    super.deleteAll();
+    this.#dirty.add('auth');
+  }
+}
+
+class TrackedPeers extends MemoryPeersRepository {
+  readonly #dirty: Set<Part>;
+  constructor(memory: MemoryStorageDriver, dirty: Set<Part>) {
+    super(memory);
+    this.#dirty = dirty;
+  }
+  override store(peer: PeerInfo): void {
+    super.store(peer);
+    this.#dirty.add('peers');
+  }
+  override deleteAll(): void {
+    super.deleteAll();
+    this.#dirty.add('peers');
+  }
+}
+
+/** The provider handed to mtcute (`storage:` option of the client). */
+export class StateStoreStorage implements ITelegramStorageProvider {
+  readonly driver: StateStoreDriver;
+  readonly kv: TrackedKv;
+  readonly authKeys: TrackedAuthKeys;
+  readonly peers: TrackedPeers;
+  /** Not persisted: only used to re-resolve "min" peers, which mtcute re-fetches when missing. */
+  readonly refMessages: MemoryRefMessagesRepository;
+
+  constructor(state: StateStore, options: StateStoreStorageOptions = {}) {
+    const dirty = new Set<Part>();
+    const memory = new MemoryStorageDriver();
+    this.driver = new StateStoreDriver(state, options, dirty);
+    this.kv = new TrackedKv(memory, dirty);
+    this.authKeys = new TrackedAuthKeys(memory, dirty);
+    this.peers = new TrackedPeers(memory, dirty);
+    this.refMessages = new MemoryRefMessagesRepository(memory);
+    this.driver.attach(this);
+  }
+
+  /** True when the store holds a permanent auth key (a linked session). */
+  hasSession(): boolean {
+    return this.authKeys.state.authKeys.size > 0;
+  }
+}
+
+/** True when the account's state holds a linked Telegram session. */
+export async function hasTelegramSession(state: StateStore): Promise<boolean> {
+  const auth = await state.getJson<Record<string, string>>('mtcute.auth');
+  return auth !== undefined && auth !== null && typeof auth === 'object' && Object.keys(auth).length > 0;
+}
+
+function isStoredPeer(value: unknown): value is StoredPeer {
+  if (typeof value !== 'object' || value === null) return false;
+  const peer = value as Partial<Record<keyof StoredPeer, unknown>>;
+  return typeof peer.id === 'number' && typeof peer.accessHash === 'string' && typeof peer.complete === 'string' && Array.isArray(peer.usernames) && typeof peer.updated === 'number' && typeof peer.isMin === 'boolean';
+}
+
+function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+function fromBase64(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}

@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import { PeersIndex, type tl } from '@mtcute/core';
+import { describe, expect, it } from 'vitest';
+import { mapTelegramRaw } from './map-telegram.ts';
+import { MAX_TL_BYTES, TL_LAYER, TL_RAW_FORMAT, TelegramDecodeError, constructorIdOf, decodeTl, encodeTl } from './tl-evidence.ts';
+
+const update: tl.TypeUpdate = {
+  _: 'updateNewMessage',
+  message: { _: 'message', id: 1001, peerId: { _: 'peerUser', userId: 123456789 }, date: 1_700_000_000, message: 'Buy 100 ACME @ 12.34 — confirm?', entities: [{ _: 'messageEntityBold', offset: 0, length: 3 }] },
+  pts: 101,
+  ptsCount: 1,
+};
+const env = { selfId: 1, peers: PeersIndex.from({}), receivedAt: new Date(0) };
+
+function expectDecodeError(bytes: Uint8Array, code: string): void {
+  let caught: unknown;
+  try {
+    decodeTl(bytes);
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught).toBeInstanceOf(TelegramDecodeError);
+  expect((caught as TelegramDecodeError).code).toBe(code);
+}
+
+describe('TL evidence', () => {
+  it('round-trips byte for byte with mtcute’s serializer, layer ' + String(TL_LAYER), () => {
+    const bytes = encodeTl(update);
+    expect(constructorIdOf(bytes)).toBe('0x1f2b0afd'); // updateNewMessage
+    const back = decodeTl(bytes);
+    expect(back).toMatchObject({ _: 'updateNewMessage', pts: 101, message: { id: 1001, message: 'Buy 100 ACME @ 12.34 — confirm?' } });
+    expect(encodeTl(back)).toEqual(bytes);
+    expect(TL_RAW_FORMAT).toBe(`telegram.mtproto-tl.layer${TL_LAYER}`);
+  });
+
+  it('rejects truncated, misaligned, trailing-garbage and oversized input with a typed error', () => {
+    const bytes = encodeTl(update);
+    expectDecodeError(bytes.subarray(0, bytes.length - 4), 'TELEGRAM_TL_MALFORMED');
+    expectDecodeError(bytes.subarray(0, 3), 'TELEGRAM_TL_MALFORMED');
+    expectDecodeError(new Uint8Array(0), 'TELEGRAM_TL_MALFORMED');
+    expectDecodeError(new Uint8Array([...bytes, 1, 2, 3, 4]), 'TELEGRAM_TL_MALFORMED');
+    expectDecodeError(new Uint8Array([...bytes, 1]), 'TELEGRAM_TL_MALFORMED');
+    expectDecodeError(new Uint8Array(MAX_TL_BYTES + 4), 'TELEGRAM_TL_MALFORMED');
+  });
+
+  it('rejects a vector that claims two billion elements without allocating them', () => {
+    // updateDeleteMessages: constructor, vector constructor, count = 0x7fffffff, then nothing.
+    const bytes = encodeTl({ _: 'updateDeleteMessages', messages: [1], pts: 1, ptsCount: 1 });
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    view.setInt32(8, 0x7fffffff, true);
+    expectDecodeError(bytes, 'TELEGRAM_TL_MALFORMED');
+  });
+
+  it('names an unknown constructor and keeps its bytes as an unsupported record', () => {
+    const bytes = new Uint8Array([0xef, 0xbe, 0xad, 0xde, 0, 0, 0, 0]);
+    expectDecodeError(bytes, 'TELEGRAM_TL_UNKNOWN_CONSTRUCTOR');
+    const [input] = mapTelegramRaw(bytes, env);
+    expect(input).toMatchObject({ kind: 'unsupported', problem: { reason: 'unknown-constructor', detail: `constructor 0xdeadbeef is not in layer ${TL_LAYER}` }, raw: { bytes, format: TL_RAW_FORMAT } });
+  });
+
+  it('keeps malformed bytes and non-update objects as unsupported records, never throwing', () => {
+    const truncated = encodeTl(update).subarray(0, 40);
+    expect(mapTelegramRaw(truncated, env)[0]).toMatchObject({ kind: 'unsupported', problem: { reason: 'malformed-tl' }, raw: { bytes: truncated } });
+    const notAnUpdate = encodeTl({ _: 'peerUser', userId: 5 });
+    expect(mapTelegramRaw(notAnUpdate, env)[0]).toMatchObject({ kind: 'unsupported', problem: { reason: 'not-an-update', detail: 'constructor peerUser' } });
+  });
+
+  it('survives random bytes: only typed errors, and every input maps to a record', () => {
+    for (let i = 0; i < 300; i++) {
+      const bytes = randomBytes(4 * (1 + (i % 64)));
+      if (i % 3 === 0) bytes.set(encodeTl(update).subarray(0, 4)); // a real constructor, garbage after
+      let caught: unknown;
+      try {
+        decodeTl(bytes);
+      } catch (error) {
+        caught = error;
+      }
+      if (caught !== undefined) expect(caught).toBeInstanceOf(TelegramDecodeError);
+      expect(mapTelegramRaw(bytes, env).length).toBeGreaterThan(0);
+    }
+  });
+});

@@ -1,0 +1,87 @@
+/**
+ * Raw evidence for the MTProto route: every update is archived as the bytes mtcute's own TL
+ * serializer produces for it (the same binary encoding Telegram uses on the wire, layer
+ * {@link TL_LAYER}). Anyone can re-read a raw blob with `deserializeObject` from
+ * `@mtcute/core/utils.js` (or any TL parser for that layer) and re-derive the record.
+ */
+import { OffchannelError } from '@offchannel/core';
+import { Long, tl } from '@mtcute/core';
+import { TlUnknownObjectError, deserializeObject, serializeObject } from '@mtcute/core/utils.js';
+
+/** The TL schema layer of the bundled mtcute: raw blobs are in this layer's encoding. */
+export const TL_LAYER: number = tl.LAYER;
+
+/** `raw.format` of every MTProto record: a boxed TL object in the given layer's binary encoding. */
+export const TL_RAW_FORMAT = `telegram.mtproto-tl.layer${tl.LAYER}`;
+
+/** Largest TL blob {@link decodeTl} accepts (Telegram's own per-message limit is far lower). */
+export const MAX_TL_BYTES = 16 * 1024 * 1024;
+
+/** TL bytes could not be decoded. `code` is `TELEGRAM_TL_MALFORMED` or `TELEGRAM_TL_UNKNOWN_CONSTRUCTOR`. */
+export class TelegramDecodeError extends OffchannelError {
+  /** The unknown constructor id (`0x…`), when that was the problem. */
+  readonly constructorId: string | undefined;
+
+  constructor(code: 'TELEGRAM_TL_MALFORMED' | 'TELEGRAM_TL_UNKNOWN_CONSTRUCTOR', message: string, constructorId?: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.constructorId = constructorId;
+  }
+}
+
+/** Serializes a TL object (with its constructor id) using mtcute's serializer. */
+export function encodeTl(object: tl.TlObject): Uint8Array {
+  return serializeObject(object);
+}
+
+/**
+ * Parses bytes written by {@link encodeTl}. Throws {@link TelegramDecodeError} for truncated,
+ * malformed, oversized or trailing-garbage input and for constructors this layer does not know.
+ */
+export function decodeTl(bytes: Uint8Array): tl.TlObject {
+  if (!(bytes instanceof Uint8Array)) throw new TelegramDecodeError('TELEGRAM_TL_MALFORMED', 'TL input must be a Uint8Array.');
+  if (bytes.length < 4 || bytes.length % 4 !== 0) {
+    throw new TelegramDecodeError('TELEGRAM_TL_MALFORMED', `TL input of ${bytes.length} bytes is not a whole number of 32-bit words.`);
+  }
+  if (bytes.length > MAX_TL_BYTES) throw new TelegramDecodeError('TELEGRAM_TL_MALFORMED', `TL input of ${bytes.length} bytes exceeds ${MAX_TL_BYTES}.`);
+  let object: unknown;
+  try {
+    object = deserializeObject(bytes);
+  } catch (error) {
+    if (error instanceof TlUnknownObjectError) {
+      const id = `0x${(error.objectId >>> 0).toString(16).padStart(8, '0')}`;
+      throw new TelegramDecodeError('TELEGRAM_TL_UNKNOWN_CONSTRUCTOR', `TL constructor ${id} is not in layer ${TL_LAYER}; keep the raw bytes and decode them with a newer schema.`, id, { cause: error });
+    }
+    throw new TelegramDecodeError('TELEGRAM_TL_MALFORMED', 'TL input is truncated or malformed.', undefined, { cause: error });
+  }
+  if (typeof object !== 'object' || object === null || typeof (object as { _?: unknown })._ !== 'string') {
+    throw new TelegramDecodeError('TELEGRAM_TL_MALFORMED', 'TL input is not a boxed object.');
+  }
+  // Re-encoding must give the same bytes; anything else means trailing garbage or a lossy parse.
+  const again = serializeObject(object as tl.TlObject);
+  if (again.length !== bytes.length || !again.every((byte, index) => byte === bytes[index])) {
+    throw new TelegramDecodeError('TELEGRAM_TL_MALFORMED', 'TL input does not re-encode to the same bytes (trailing data or non-canonical encoding).');
+  }
+  return object as tl.TlObject;
+}
+
+/** The constructor id at the start of TL bytes, as `0x…`, or `undefined` if too short. */
+export function constructorIdOf(bytes: Uint8Array): string | undefined {
+  if (bytes.length < 4) return undefined;
+  const id = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+  return `0x${id.toString(16).padStart(8, '0')}`;
+}
+
+/** `raw.format` of the JSON rendering kept when an object cannot be TL-serialized. */
+export const MTCUTE_JSON_FORMAT = 'telegram.mtcute-object.json';
+
+/** JSON evidence of an mtcute object: 64-bit values as decimal strings, bytes as `{ base64 }`. */
+export function jsonEvidence(value: unknown): Uint8Array {
+  return new TextEncoder().encode(
+    JSON.stringify(value, (_key, item: unknown) => {
+      if (item instanceof Uint8Array) return { base64: Buffer.from(item).toString('base64') };
+      if (typeof item === 'bigint') return item.toString();
+      if (item instanceof Long) return item.toString();
+      return item;
+    }),
+  );
+}
