@@ -81,7 +81,7 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
   const events = demoExchange();
   let recorded = 0;
   let duplicates = 0;
-  let channels: ChannelDemoResult[] = [];
+  let channels: ChannelDemoResult[];
   try {
     for (const event of events) {
       const result = await writer.capture(event);

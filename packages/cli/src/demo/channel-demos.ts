@@ -127,11 +127,11 @@ const DEMOS: readonly ChannelDemo[] = [
     channel: 'imessage',
     packageName: '@offchannel/imessage',
     play: async ({ work, start }) => {
-      const { createIMessageConnector } = (await import('@offchannel/imessage')) as unknown as { createIMessageConnector(options: Record<string, unknown>): Connector };
+      const imessage = (await import('@offchannel/imessage')) as unknown as { readonly createIMessageConnector: (options: Record<string, unknown>) => Connector };
       const testing = (await import('@offchannel/imessage/testing')) as unknown as IMessageTesting;
       const db = await testing.createChatDbFixture(path.join(work, 'Messages'), { schema: 'macos26' });
       try {
-        const connector = createIMessageConnector({ account: DEMO_ACCOUNT, chatDb: db.path, attachmentsDir: db.attachmentsDir, pollMs: 200 });
+        const connector = imessage.createIMessageConnector({ account: DEMO_ACCOUNT, chatDb: db.path, attachmentsDir: db.attachmentsDir, pollMs: 200 });
         const ctx = await start(connector);
         try {
           const steps = await testing.playDemoConversation(db, { captured: (key) => testing.waitForKeys((wanted) => ctx.lookup(wanted), [key], { timeoutMs: 10_000 }) });
