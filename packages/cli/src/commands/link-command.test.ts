@@ -1,0 +1,58 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type StateStore, generateStateKey, loadStateKey, openStateStore } from '@offchannel/core';
+import { runCli } from '../testing/run-cli.ts';
+import { linkCommand } from './link-command.ts';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+async function workspace(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-link-'));
+  dirs.push(dir);
+  await writeFile(path.join(dir, 'state.key'), `${generateStateKey()}\n`, { mode: 0o600 });
+  await writeFile(path.join(dir, 'offchannel.config.json'), JSON.stringify({ state: { keyFile: './state.key' }, connectors: [{ channel: 'whatsapp', account: 'alice' }] }));
+  return dir;
+}
+
+describe('offchannel link', () => {
+  it('usage and config errors name what is wrong', async () => {
+    const dir = await workspace();
+    expect((await runCli(['link'], dir)).stderr).toMatch(/link needs one channel/);
+    expect((await runCli(['link', 'fax', '--account', 'a'], dir)).code).toBe(2);
+    expect((await runCli(['link', 'whatsapp'], dir)).stderr).toMatch(/--account <name> is required/);
+    expect((await runCli(['link', 'signal', '--account', 'alice', '--phone', '123'], dir)).stderr).toMatch(/--phone applies to whatsapp only/);
+    const missing = await runCli(['link', 'signal', '--account', 'alice'], dir);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/config\.connectors has no signal connector for account "alice"/);
+  });
+
+  it('hands the connector the same encrypted state scope that capture gives it, and shows the QR code', async () => {
+    const dir = await workspace();
+    let stdout = '';
+    const seen: { state?: StateStore; phone?: unknown } = {};
+    const fakeWhatsApp = {
+      parseWhatsAppConnectorConfig: (entry: { account: string }) => ({ account: entry.account }),
+      linkWhatsApp: async (options: { state: StateStore; io: { showQr(text: string, art: string): void }; phoneNumber?: string }) => {
+        seen.state = options.state;
+        seen.phone = options.phoneNumber;
+        options.io.showQr('2@payload', '▀▄ QR ▄▀');
+        await options.state.set('creds', new TextEncoder().encode('linked'));
+      },
+    };
+    const code = await linkCommand(['whatsapp', '--account', 'alice', '--phone', '+1 555 0100'], { stdout: { write: (text: string) => (stdout += text) }, stderr: { write: () => true }, env: {}, cwd: dir, signal: new AbortController().signal }, async (name) => {
+      expect(name).toBe('@offchannel/whatsapp');
+      return fakeWhatsApp;
+    });
+    expect(code).toBe(0);
+    expect(stdout).toContain('▀▄ QR ▄▀');
+    expect(stdout).toMatch(/linked: whatsapp:alice/);
+    expect(seen.phone).toBe('+1 555 0100');
+    const root = await openStateStore({ dir: path.join(dir, 'state'), key: (await loadStateKey({ file: path.join(dir, 'state.key') })) as Uint8Array });
+    expect(new TextDecoder().decode(await root.scope('whatsapp:alice').get('creds'))).toBe('linked');
+  });
+});
