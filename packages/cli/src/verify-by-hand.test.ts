@@ -19,7 +19,7 @@ let archive: string;
 beforeAll(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'offchannel-by-hand-'));
   archive = path.join(work, 'archive');
-  expect((await runCli(['demo', '--archive', archive])).code).toBe(0);
+  expect((await runCli(['demo', '--no-connectors', '--archive', archive])).code).toBe(0);
 });
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
@@ -97,7 +97,7 @@ it('checks signed checkpoints with openssl and sha256sum, and catches the whole-
   const key = path.join(work, 'signing.key');
   expect((await runCli(['keygen', '--out', key, '--name', 'archive.firm.example/offchannel'])).code).toBe(0);
   const signed = path.join(work, 'signed');
-  expect((await runCli(['demo', '--archive', signed, '--signing-key', key])).code).toBe(0);
+  expect((await runCli(['demo', '--no-connectors', '--archive', signed, '--signing-key', key])).code).toBe(0);
   const intact = spawnSync('bash', [script, signed, `${key}.pub`], { encoding: 'utf8' });
   expect(intact.status, intact.stdout + intact.stderr).toBe(0);
   expect(intact.stdout).toContain('ok demo:alice@firm.example: 2 checkpoints signed by archive.firm.example/offchannel match the records');

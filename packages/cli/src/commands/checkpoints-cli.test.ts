@@ -22,7 +22,7 @@ beforeAll(async () => {
   expect(keygen.code).toBe(0);
   vkey = keygen.stdout.trim().split('\n').at(-1) as string;
   archive = path.join(work, 'archive');
-  expect((await runCli(['demo', '--archive', archive, '--signing-key', key])).code).toBe(0);
+  expect((await runCli(['demo', '--no-connectors', '--archive', archive, '--signing-key', key])).code).toBe(0);
 });
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
@@ -55,16 +55,16 @@ describe('offchannel keygen', () => {
   });
 
   it('fails closed when the signing key is missing, unreadable or shared', async () => {
-    const missing = await runCli(['demo', '--archive', path.join(work, 'never'), '--signing-key', path.join(work, 'nope.key')]);
+    const missing = await runCli(['demo', '--no-connectors', '--archive', path.join(work, 'never'), '--signing-key', path.join(work, 'nope.key')]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/cannot be read; create one with `offchannel keygen/);
     const shared = path.join(work, 'shared.key');
     await writeFile(shared, await readFile(key), { mode: 0o644 });
     await chmod(shared, 0o644);
-    expect((await runCli(['demo', '--archive', path.join(work, 'never'), '--signing-key', shared])).stderr).toMatch(/readable by group or others; run `chmod 600/);
+    expect((await runCli(['demo', '--no-connectors', '--archive', path.join(work, 'never'), '--signing-key', shared])).stderr).toMatch(/readable by group or others; run `chmod 600/);
     const garbage = path.join(work, 'garbage.key');
     await writeFile(garbage, 'PRIVATE+KEY+x+00000000+AAAA\n', { mode: 0o600 });
-    const bad = await runCli(['demo', '--archive', path.join(work, 'never'), '--signing-key', garbage]);
+    const bad = await runCli(['demo', '--no-connectors', '--archive', path.join(work, 'never'), '--signing-key', garbage]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).not.toContain('AAAA');
   });

@@ -26,8 +26,9 @@ verification checks them.
 
 Options:
   --archive <dir>       archive directory (default ./demo-archive; created if missing)
-  --export <dir>        where the RSMF and HTML exports go (default ./demo-export; a previous
-                        demo export there is replaced)
+  --export <dir>        where the RSMF and HTML exports go (default: demo-export beside the
+                        archive; a previous demo export there is replaced)
+  --no-connectors       record only the generated exchange (skip the connectors' scripts)
   --signing-key <file>  sign checkpoints with this key (offchannel keygen); refused if unreadable
   --create-key          create --signing-key (and <file>.pub) first if it does not exist
   --peer <module>       also play the demo of a connector whose local peer is loaded from this
@@ -45,7 +46,8 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
     allowPositionals: false,
     options: {
       archive: { type: 'string', default: './demo-archive' },
-      export: { type: 'string', default: './demo-export' },
+      export: { type: 'string' },
+      'no-connectors': { type: 'boolean', default: false },
       peer: { type: 'string', multiple: true },
       'signing-key': { type: 'string' },
       'create-key': { type: 'boolean', default: false },
@@ -89,7 +91,7 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
       if (result.status === 'recorded') recorded++;
       else duplicates++;
     }
-    channels = await playChannelDemos(
+    channels = values['no-connectors'] ? [] : await playChannelDemos(
       recorder,
       writer,
       logger,
@@ -105,7 +107,7 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
 
   const reader = await openFsSink({ dir, readOnly: true, logger });
   const report = await verifyArchive(reader, signer ? { verifiers: [signer.verifier], ...(tsaCertificates ? { tsaCertificates } : {}) } : {}).finally(() => reader.close());
-  const exportDir = path.resolve(io.cwd, values.export);
+  const exportDir = values.export === undefined ? path.join(path.dirname(dir), 'demo-export') : path.resolve(io.cwd, values.export);
   const exported = report.ok ? await exportDemo(dir, exportDir, signer?.verifier) : undefined;
   const refused = recorder.checkpointStates().find((state) => state.refused !== undefined || state.lastError !== undefined);
   const stream = report.streams.find((summary) => summary.stream === writer.stream);

@@ -8,7 +8,7 @@ let work: string;
 
 beforeAll(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'offchannel-export-cli-'));
-  const demo = await runCli(['demo', '--archive', 'archive', '--signing-key', 'demo.key', '--create-key'], work);
+  const demo = await runCli(['demo', '--no-connectors', '--archive', 'archive', '--signing-key', 'demo.key', '--create-key'], work);
   expect(demo.code, demo.stderr).toBe(0);
 });
 afterAll(async () => {
