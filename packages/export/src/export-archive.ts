@@ -4,14 +4,14 @@ import type { X509Certificate } from 'node:crypto';
 import { type Logger, type NoteVerifier, type Sink, type VerificationReport, noopLogger, verifyArchive } from '@offchannel/core';
 import { exportEml } from './eml/export-eml.ts';
 import { ExportError } from './export-error.ts';
-import { type ExportJob, relative, writeFileDurably } from './export-job.ts';
+import { type ExportJob, relative } from './export-job.ts';
 import { exportHtml } from './html/export-html.ts';
 import { ArchiveIndex } from './index-db/archive-index.ts';
 import { parseTimeBound } from './index-db/sortable-time.ts';
 import { exportJsonl } from './jsonl/export-jsonl.ts';
 import { exportRsmf } from './rsmf/export-rsmf.ts';
 import type { CheckpointRef } from './rsmf/rsmf-slice.ts';
-import type { WrittenFile } from './rsmf/write-rsmf.ts';
+import { type WrittenFile, writeFileDurably } from './written-file.ts';
 
 export const EXPORT_FORMATS = ['rsmf', 'eml', 'jsonl', 'html'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];

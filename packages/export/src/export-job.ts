@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
-import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { type Party, type Sink, parseStreamName } from '@offchannel/core';
 import type { ArchiveIndex, ConversationSummary } from './index-db/archive-index.ts';
 import type { CheckpointRef } from './rsmf/rsmf-slice.ts';
-import type { WrittenFile } from './rsmf/write-rsmf.ts';
+import type { WrittenFile } from './written-file.ts';
 
 /** What every format writer gets: the verified archive, its index, the selection and where to write. */
 export interface ExportJob {
@@ -71,46 +70,6 @@ export function custodianId(job: ExportJob, conversation: ConversationSummary): 
     if (entry.record.direction === 'outbound' && entry.record.sender) return entry.record.sender.id;
   }
   return accountOf(conversation.stream);
-}
-
-/** Writes a file atomically (temp name, fsync, rename) and returns its size and SHA-256. */
-export async function writeFileDurably(file: string, bytes: Uint8Array | string): Promise<WrittenFile> {
-  const data = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
-  const partial = `${file}.partial`;
-  const handle = await open(partial, 'wx', 0o644);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(partial, file);
-  return { path: file, size: data.byteLength, sha256: createHash('sha256').update(data).digest('hex') };
-}
-
-/** Appends chunks to a file as it is written, hashing them; `finish` fsyncs and renames it into place. */
-export async function openStreamingFile(file: string): Promise<{ write(chunk: string | Uint8Array): Promise<void>; finish(): Promise<WrittenFile>; abort(): Promise<void> }> {
-  const partial = `${file}.partial`;
-  const handle = await open(partial, 'wx', 0o644);
-  const hash = createHash('sha256');
-  let size = 0;
-  return {
-    async write(chunk) {
-      const data = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
-      hash.update(data);
-      size += data.byteLength;
-      await handle.write(data);
-    },
-    async finish() {
-      await handle.sync();
-      await handle.close();
-      await rename(partial, file);
-      return { path: file, size, sha256: hash.digest('hex') };
-    },
-    async abort() {
-      await handle.close().catch(() => undefined);
-    },
-  };
 }
 
 export function relative(job: ExportJob, file: string): string {

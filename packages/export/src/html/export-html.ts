@@ -2,7 +2,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Sink } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
-import { accountOf, channelOf, conversationFileName, conversationParties, custodianId, type ExportJob, openStreamingFile } from '../export-job.ts';
+import { accountOf, channelOf, conversationFileName, conversationParties, custodianId, type ExportJob } from '../export-job.ts';
+import { writeStreamingFile } from '../written-file.ts';
 import type { TranscriptAttachment } from '../model/transcript-event.ts';
 import { transcriptEvents } from '../model/transcript-events.ts';
 import { HTML_EMBED_MAX_BYTES, htmlEvent, htmlFoot, htmlHead } from './html-transcript.ts';
@@ -21,9 +22,9 @@ export async function exportHtml(job: ExportJob): Promise<number> {
     const participants = conversationParties(job, conversation);
     const custodian = custodianId(job, conversation);
     const title = conversation.id === undefined ? `Account events of ${conversation.stream}` : (conversation.title ?? (participants.filter((party) => party.id !== custodian).map((party) => party.name ?? party.id).join(', ') || conversation.id));
-    const file = await openStreamingFile(path.join(dir, `${conversationFileName(conversation)}.html`));
-    try {
-      await file.write(
+    const file = path.join(dir, `${conversationFileName(conversation)}.html`);
+    const written = await writeStreamingFile(file, async (write) => {
+      await write(
         htmlHead({
           title,
           channel: channelOf(conversation.stream),
@@ -39,15 +40,12 @@ export async function exportHtml(job: ExportJob): Promise<number> {
       for await (const event of transcriptEvents(job.index, job.sink, conversation.key, job.range)) {
         const sources = new Map<TranscriptAttachment, string | undefined>();
         for (const attachment of event.attachments) sources.set(attachment, await attachmentSource(job.sink, attachment, attachmentsDir, copied, job));
-        await file.write(htmlEvent(event, (attachment) => sources.get(attachment)));
+        await write(htmlEvent(event, (attachment) => sources.get(attachment)));
         events += 1;
       }
-      await file.write(htmlFoot(job.generator));
-      job.written(await file.finish());
-    } catch (error) {
-      await file.abort();
-      throw error;
-    }
+      await write(htmlFoot(job.generator));
+    });
+    job.written(written);
     job.progress('html', events);
   }
   return events;

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { MerkleLevels, RECORD_PROOF_FORMAT, type RecordProof, inclusionProof, leafHash } from '@offchannel/core';
 import { conversationKey } from '../index-db/archive-index.ts';
 import { sortableTime } from '../index-db/sortable-time.ts';
-import { type ExportJob, openStreamingFile } from '../export-job.ts';
+import type { ExportJob } from '../export-job.ts';
+import { writeStreamingFile } from '../written-file.ts';
 
 /** Line format for a record not yet covered by a signed checkpoint. */
 export const UNPROVEN_RECORD_FORMAT = 'offchannel-record';
@@ -26,7 +27,8 @@ export async function exportJsonl(job: ExportJob): Promise<number> {
   let lines = 0;
   for (const stream of streams) {
     const checkpoint = job.checkpoints.get(stream);
-    const note = checkpoint ? await job.sink.getCheckpoint(stream, checkpoint.size, 'note') : undefined;
+    const noteBytes = checkpoint ? await job.sink.getCheckpoint(stream, checkpoint.size, 'note') : undefined;
+    const note = noteBytes ? Buffer.from(noteBytes).toString('utf8') : undefined;
     const levels = new MerkleLevels();
     if (checkpoint) {
       for (const entry of job.index.streamRecords(stream)) {
@@ -34,8 +36,7 @@ export async function exportJsonl(job: ExportJob): Promise<number> {
         levels.append(leafHash(Buffer.from(entry.text, 'utf8')));
       }
     }
-    const file = await openStreamingFile(path.join(dir, `${stream.replace(':', '_')}.jsonl`));
-    try {
+    const written = await writeStreamingFile(path.join(dir, `${stream.replace(':', '_')}.jsonl`), async (write) => {
       for (const entry of job.index.streamRecords(stream)) {
         const at = sortableTime(entry.record.sentAt ?? entry.record.capturedAt);
         if (!selected.has(conversationKey(entry.record)) || at < from || at >= to) continue;
@@ -43,19 +44,16 @@ export async function exportJsonl(job: ExportJob): Promise<number> {
         let line: RecordProof | { format: string; v: 1; stream: string; seq: number; record: string; unproven: string };
         if (checkpoint && note && entry.seq <= checkpoint.size) {
           const proof = await inclusionProof(levels, entry.seq - 1, checkpoint.size);
-          line = { format: RECORD_PROOF_FORMAT, v: 1, stream, seq: entry.seq, record: text, treeSize: checkpoint.size, inclusion: proof.map((hash) => Buffer.from(hash).toString('base64')), checkpoint: Buffer.from(note).toString('utf8') };
+          line = { format: RECORD_PROOF_FORMAT, v: 1, stream, seq: entry.seq, record: text, treeSize: checkpoint.size, inclusion: proof.map((hash) => Buffer.from(hash).toString('base64')), checkpoint: note };
         } else {
           line = { format: UNPROVEN_RECORD_FORMAT, v: 1, stream, seq: entry.seq, record: text, unproven: checkpoint ? `after the newest signed checkpoint (size ${checkpoint.size})` : 'the stream has no verified signed checkpoint' };
         }
-        await file.write(`${JSON.stringify(line)}\n`);
+        await write(`${JSON.stringify(line)}\n`);
         lines += 1;
         if (lines % 10_000 === 0) job.progress('jsonl', lines);
       }
-      job.written(await file.finish());
-    } catch (error) {
-      await file.abort();
-      throw error;
-    }
+    });
+    job.written(written);
   }
   job.progress('jsonl', lines);
   return lines;

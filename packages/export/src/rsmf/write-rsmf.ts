@@ -1,21 +1,16 @@
 import { createHash } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import type { Sink } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
 import { base64Lines, encodeWords, formatAddress, headerLine, mailboxFor, rfc5322Date } from '../mime/mime-message.ts';
 import { plainTranscript } from '../text/plain-transcript.ts';
+import { type WrittenFile, writeStreamingFile } from '../written-file.ts';
 import { ZipWriter } from '../zip/zip-writer.ts';
 import type { RsmfSlice } from './rsmf-slice.ts';
 
 const CRLF = '\r\n';
 /** 57 bytes encode to one 76-character base64 line; read the zip in whole lines. */
 const CHUNK = 57 * 4096;
-
-export interface WrittenFile {
-  readonly path: string;
-  readonly size: number;
-  readonly sha256: string;
-}
 
 /**
  * Writes one `.rsmf` file: an RFC 5322 message with the `X-RSMF-*` headers, a plain-text
@@ -25,7 +20,6 @@ export interface WrittenFile {
  */
 export async function writeRsmf(path: string, slice: RsmfSlice, sink: Sink, generator: string): Promise<WrittenFile> {
   const zipPath = `${path}.zip.partial`;
-  const partial = `${path}.partial`;
   const zip = await ZipWriter.create(zipPath);
   let zipInfo: { size: number; sha256: string };
   try {
@@ -78,32 +72,22 @@ export async function writeRsmf(path: string, slice: RsmfSlice, sink: Sink, gene
     `--${boundary}${CRLF}${headerLine('Content-Type', 'text/plain; charset=utf-8')}${CRLF}${headerLine('Content-Transfer-Encoding', 'base64')}${CRLF}${CRLF}${base64Lines(text)}${CRLF}` +
     `--${boundary}${CRLF}${headerLine('Content-Type', 'application/zip; name="rsmf.zip"')}${CRLF}${headerLine('Content-Transfer-Encoding', 'base64')}${CRLF}${headerLine('Content-Disposition', 'attachment; filename="rsmf.zip"')}${CRLF}${CRLF}`;
 
-  const hash = createHash('sha256');
-  let size = 0;
-  const out = await open(partial, 'wx', 0o644);
+  // Every line is ASCII: headers are checked printable ASCII, bodies are base64.
   const zipIn = await open(zipPath, 'r');
   try {
-    const write = async (chunk: string): Promise<void> => {
-      const bytes = Buffer.from(chunk, 'latin1');
-      hash.update(bytes);
-      size += bytes.byteLength;
-      await out.write(bytes);
-    };
-    await write(head);
-    const buffer = Buffer.alloc(CHUNK);
-    for (let position = 0; position < zipInfo.size; ) {
-      const { bytesRead } = await zipIn.read(buffer, 0, Math.min(CHUNK, zipInfo.size - position), position);
-      if (bytesRead === 0) throw new ExportError('EXPORT_OUTPUT', `the temporary zip ${zipPath} was truncated while it was read back`);
-      await write(base64Lines(buffer.subarray(0, bytesRead)));
-      position += bytesRead;
-    }
-    await write(`${CRLF}--${boundary}--${CRLF}`);
-    await out.sync();
+    return await writeStreamingFile(path, async (write) => {
+      await write(head);
+      const buffer = Buffer.alloc(CHUNK);
+      for (let position = 0; position < zipInfo.size; ) {
+        const { bytesRead } = await zipIn.read(buffer, 0, Math.min(CHUNK, zipInfo.size - position), position);
+        if (bytesRead === 0) throw new ExportError('EXPORT_OUTPUT', `the temporary zip ${zipPath} was truncated while it was read back`);
+        await write(base64Lines(buffer.subarray(0, bytesRead)));
+        position += bytesRead;
+      }
+      await write(`${CRLF}--${boundary}--${CRLF}`);
+    });
   } finally {
     await zipIn.close();
-    await out.close();
     await rm(zipPath, { force: true });
   }
-  await rename(partial, path);
-  return { path, size, sha256: hash.digest('hex') };
 }
