@@ -62,8 +62,7 @@ export class CaptureRunner {
   async start(): Promise<void> {
     const config = this.#config;
     try {
-      const key = config.state.keyFile === undefined ? undefined : await loadStateKey({ file: config.state.keyFile });
-      this.#state = key ? await openStateStore({ dir: config.state.dir, key, logger: this.#logger }) : await openStateStore({ dir: config.state.dir, unencrypted: true, logger: this.#logger });
+      this.#state = await openConfiguredStateStore(config.state, this.#logger);
       const signer = config.signing ? await loadSigningKey(config.signing.keyFile) : undefined;
       const trusted = config.signing && config.signing.tsaCerts.length > 0 ? await loadCertificates(config.signing.tsaCerts) : undefined;
       this.#sink = await this.#openSink();
@@ -167,6 +166,12 @@ export class CaptureRunner {
       throw error;
     }
   }
+}
+
+/** The config's secret state store: encrypted with `keyFile`, or unencrypted only when the config says so. */
+export async function openConfiguredStateStore(state: CaptureConfig['state'], logger: Logger): Promise<StateStore> {
+  const key = state.keyFile === undefined ? undefined : await loadStateKey({ file: state.keyFile });
+  return key ? openStateStore({ dir: state.dir, key, logger }) : openStateStore({ dir: state.dir, unencrypted: true, logger });
 }
 
 /** Reads and parses the config file's JSON; problems become `ConfigError`s that never echo its content. */

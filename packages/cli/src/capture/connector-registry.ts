@@ -8,7 +8,7 @@ import { type Connector, ConfigError } from '@offchannel/core';
 import type { ConnectorConfig } from './capture-config.ts';
 import { DemoConnector } from './demo-connector.ts';
 
-interface ConnectorPackage {
+export interface ConnectorPackage {
   readonly name: string;
   readonly parse: string;
   readonly create: string;
@@ -22,8 +22,22 @@ export const CONNECTOR_PACKAGES: Readonly<Record<string, ConnectorPackage>> = {
 };
 
 /** Builds the connector for one config entry; every problem is a `ConfigError` naming the entry. */
-export async function createConnector(config: ConnectorConfig, load: (name: string) => Promise<unknown> = (name) => import(name)): Promise<Connector> {
+export async function createConnector(config: ConnectorConfig, load: Loader = (name) => import(name)): Promise<Connector> {
   if (config.channel === 'demo') return DemoConnector.fromConfig(config.options, config.key);
+  const { module, known, options } = await loadConnectorPackage(config, load);
+  const create = module[known.create];
+  if (typeof create !== 'function') throw new ConfigError(`${config.key}.channel`, `${known.name} does not export ${known.create}; is it a matching version?`);
+  return (create as (options: unknown) => Connector)(options);
+}
+
+export type Loader = (name: string) => Promise<unknown>;
+
+/**
+ * Loads the package of a config entry's channel and validates the entry with its
+ * `parse<Channel>ConnectorConfig`. A channel with no package, a package that is not installed,
+ * or one without the parse function is a `ConfigError` naming the entry.
+ */
+export async function loadConnectorPackage(config: ConnectorConfig, load: Loader): Promise<{ readonly module: Record<string, unknown>; readonly known: ConnectorPackage; readonly options: Record<string, unknown> }> {
   const known = CONNECTOR_PACKAGES[config.channel];
   if (!known) throw new ConfigError(`${config.key}.channel`, `"${config.channel}" is not a known channel; use one of demo, ${Object.keys(CONNECTOR_PACKAGES).join(', ')}`);
   let module: Record<string, unknown>;
@@ -33,8 +47,6 @@ export async function createConnector(config: ConnectorConfig, load: (name: stri
     throw new ConfigError(`${config.key}.channel`, `"${config.channel}" needs the package ${known.name}, which is not installed (npm install ${known.name})`, { cause: error });
   }
   const parse = module[known.parse];
-  const create = module[known.create];
-  if (typeof parse !== 'function' || typeof create !== 'function') throw new ConfigError(`${config.key}.channel`, `${known.name} does not export ${known.parse} and ${known.create}; is it a matching version?`);
-  const options: unknown = (parse as (entry: unknown, key: string) => unknown)(config.options, config.key);
-  return (create as (options: unknown) => Connector)(options);
+  if (typeof parse !== 'function') throw new ConfigError(`${config.key}.channel`, `${known.name} does not export ${known.parse}; is it a matching version?`);
+  return { module, known, options: (parse as (entry: unknown, key: string) => Record<string, unknown>)(config.options, config.key) };
 }

@@ -8,11 +8,11 @@
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
-import { ConfigError, type Logger, type StateStore, loadStateKey, openStateStore } from '@offchannel/core';
+import { ConfigError, type Logger, type StateStore } from '@offchannel/core';
 import { renderUnicodeCompact } from 'uqr';
 import { parseCaptureConfig } from '../capture/capture-config.ts';
-import { readConfigJson } from '../capture/capture-runner.ts';
-import { CONNECTOR_PACKAGES } from '../capture/connector-registry.ts';
+import { openConfiguredStateStore, readConfigJson } from '../capture/capture-runner.ts';
+import { type Loader, loadConnectorPackage } from '../capture/connector-registry.ts';
 import { type CliIo, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
 import { UsageError } from '../usage-error.ts';
@@ -34,8 +34,6 @@ Options:
   --replace          Signal, Telegram: replace a session already stored for this account
   --log-level <lvl>  diagnostics on stderr (default warn)
   -h, --help         show this help`;
-
-type Loader = (name: string) => Promise<unknown>;
 
 export async function linkCommand(argv: readonly string[], io: CliIo, load: Loader = (name) => import(name)): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -63,17 +61,8 @@ export async function linkCommand(argv: readonly string[], io: CliIo, load: Load
   const config = parseCaptureConfig(await readConfigJson(file), file);
   const entry = config.connectors.find((connector) => connector.channel === channel && connector.account === values.account);
   if (!entry) throw new ConfigError('config.connectors', `has no ${channel} connector for account "${values.account}"; add one ({"channel": "${channel}", "account": "${values.account}", …}) first`);
-  const known = CONNECTOR_PACKAGES[channel];
-  if (!known) throw new UsageError(`unknown channel ${channel}`);
-  let module: Record<string, unknown>;
-  try {
-    module = (await load(known.name)) as Record<string, unknown>;
-  } catch (error) {
-    throw new ConfigError(`${entry.key}.channel`, `"${channel}" needs the package ${known.name}, which is not installed (npm install ${known.name})`, { cause: error });
-  }
-  const options = (module[known.parse] as (entry: unknown, key: string) => Record<string, unknown>)(entry.options, entry.key);
-  const key = config.state.keyFile === undefined ? undefined : await loadStateKey({ file: config.state.keyFile });
-  const root = key ? await openStateStore({ dir: config.state.dir, key, logger }) : await openStateStore({ dir: config.state.dir, unencrypted: true, logger });
+  const { module, options } = await loadConnectorPackage(entry, load);
+  const root = await openConfiguredStateStore(config.state, logger);
   const state = root.scope(`${channel}:${entry.account}`);
   const qr = (text: string): void => {
     io.stdout.write(`\n${renderUnicodeCompact(text)}\n`);
