@@ -3,9 +3,10 @@
  * the same S3 options; credentials are never options — the AWS SDK's standard chain supplies
  * them (environment, AWS_PROFILE and ~/.aws files, SSO, web identity, instance roles).
  */
-import type { Logger, Sink } from '@offchannel/core';
+import { type Logger, OffchannelError, type Sink } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type S3ClientOptions, openS3Sink, parseS3Url } from '@offchannel/sink-s3';
+import { type CliIo, EXIT_USAGE } from './cli-io.ts';
 import { UsageError } from './usage-error.ts';
 
 /** parseArgs options every archive-reading command accepts. */
@@ -59,4 +60,19 @@ export async function openArchive(location: string, values: S3OptionValues, logg
   if (Object.keys(S3_OPTIONS).some((name) => values[name as keyof S3OptionValues] !== undefined)) throw new UsageError('--endpoint, --region, --profile, --path-style and --virtual-host apply to s3:// archives only');
   const sink = await openFsSink({ dir: location, readOnly: true, logger });
   return { sink, label: sink.dir };
+}
+
+/**
+ * {@link openArchive} for a command: a location that is not an archive the sink can open
+ * (`SINK_UNSUITABLE`) is reported on stderr as `offchannel <command>: …` and answered with
+ * exit status 2, which is returned instead of the archive. Other errors are thrown.
+ */
+export async function openArchiveForCommand(command: string, location: string, values: S3OptionValues, logger: Logger, io: CliIo): Promise<{ readonly sink: Sink; readonly label: string } | typeof EXIT_USAGE> {
+  try {
+    return await openArchive(location, values, logger);
+  } catch (error) {
+    if (!OffchannelError.hasCode(error, 'SINK_UNSUITABLE')) throw error;
+    io.stderr.write(`offchannel ${command}: ${error.message}\n`);
+    return EXIT_USAGE;
+  }
 }

@@ -1,9 +1,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { OffchannelError } from '@offchannel/core';
 import { EXPORT_FORMATS, type ExportFormat, exportArchive } from '@offchannel/export';
-import { S3_OPTIONS, S3_USAGE, openArchive } from '../archive-location.ts';
+import { S3_OPTIONS, S3_USAGE, openArchiveForCommand } from '../archive-location.ts';
 import { type CliIo, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
 import { formatBytes, plural } from '../format.ts';
@@ -86,16 +85,8 @@ export async function exportCommand(argv: readonly string[], io: CliIo): Promise
   const location = positionals[0] as string;
   const out = path.resolve(io.cwd, values.out);
 
-  let opened;
-  try {
-    opened = await openArchive(location.startsWith('s3://') ? location : path.resolve(io.cwd, location), values, logger);
-  } catch (error) {
-    if (OffchannelError.hasCode(error, 'SINK_UNSUITABLE')) {
-      io.stderr.write(`offchannel export: ${error.message}\n`);
-      return EXIT_USAGE;
-    }
-    throw error;
-  }
+  const opened = await openArchiveForCommand('export', location.startsWith('s3://') ? location : path.resolve(io.cwd, location), values, logger, io);
+  if (opened === EXIT_USAGE) return EXIT_USAGE;
   const progress = new ProgressLine(io, !values.json);
   let result;
   try {

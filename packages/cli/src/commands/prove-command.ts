@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { OffchannelError, buildRecordProof } from '@offchannel/core';
-import { S3_OPTIONS, S3_USAGE, openArchive } from '../archive-location.ts';
+import { S3_OPTIONS, S3_USAGE, openArchiveForCommand } from '../archive-location.ts';
 import { createLogger } from '../create-logger.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { UsageError } from '../usage-error.ts';
@@ -36,16 +36,9 @@ export async function proveCommand(argv: readonly string[], io: CliIo): Promise<
   if (!/^[1-9][0-9]*$/.test(seqText) || !Number.isSafeInteger(seq)) throw new UsageError('<seq> must be a positive integer');
   const size = values.size === undefined ? undefined : Number(values.size);
   if (size !== undefined && (!Number.isSafeInteger(size) || size < 1)) throw new UsageError('--size must be a positive integer');
-  let sink;
-  try {
-    ({ sink } = await openArchive(location, values, createLogger(undefined, io.env)));
-  } catch (error) {
-    if (OffchannelError.hasCode(error, 'SINK_UNSUITABLE')) {
-      io.stderr.write(`offchannel prove: ${error.message}\n`);
-      return EXIT_USAGE;
-    }
-    throw error;
-  }
+  const opened = await openArchiveForCommand('prove', location, values, createLogger(undefined, io.env), io);
+  if (opened === EXIT_USAGE) return EXIT_USAGE;
+  const { sink } = opened;
   try {
     const proof = await buildRecordProof(sink, stream, seq, size === undefined ? {} : { size });
     const text = `${JSON.stringify(proof, null, 2)}\n`;

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { OffchannelError, type VerificationReport, canonicalize, sha256Hex, signNote, verifyArchive } from '@offchannel/core';
-import { S3_OPTIONS, S3_USAGE, openArchive } from '../archive-location.ts';
+import { type VerificationReport, canonicalize, sha256Hex, signNote, verifyArchive } from '@offchannel/core';
+import { S3_OPTIONS, S3_USAGE, openArchiveForCommand } from '../archive-location.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
 import { formatBytes, plural, shortHash } from '../format.ts';
@@ -72,17 +72,9 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       throw new UsageError(`--checkpoint ${file} cannot be read`);
     }
   }
-  let sink;
-  let label: string;
-  try {
-    ({ sink, label } = await openArchive(positionals[0] as string, values, logger));
-  } catch (error) {
-    if (OffchannelError.hasCode(error, 'SINK_UNSUITABLE')) {
-      io.stderr.write(`offchannel verify: ${error.message}\n`);
-      return EXIT_USAGE;
-    }
-    throw error;
-  }
+  const opened = await openArchiveForCommand('verify', positionals[0] as string, values, logger, io);
+  if (opened === EXIT_USAGE) return EXIT_USAGE;
+  const { sink, label } = opened;
   let report: VerificationReport;
   try {
     const progress = !values.json && io.stderr.isTTY === true;
