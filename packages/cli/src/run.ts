@@ -9,6 +9,7 @@ import { LEGAL_HOLD_USAGE, legalHoldCommand } from './commands/legal-hold-comman
 import { LINK_USAGE, linkCommand } from './commands/link-command.ts';
 import { SINK_CHECK_USAGE, sinkCheckCommand } from './commands/sink-check-command.ts';
 import { PROVE_USAGE, proveCommand } from './commands/prove-command.ts';
+import { RECONCILE_USAGE, reconcileCommand } from './commands/reconcile-command.ts';
 import { VERIFY_USAGE, verifyCommand } from './commands/verify-command.ts';
 import { VERIFY_PROOF_USAGE, verifyProofCommand } from './commands/verify-proof-command.ts';
 import { KeyLoadError } from './keys.ts';
@@ -18,6 +19,7 @@ import { CLI_PACKAGE } from './version.ts';
 const COMMANDS: Record<string, { readonly run: (argv: readonly string[], io: CliIo) => Promise<number>; readonly summary: string; readonly usage: string }> = {
   capture: { run: captureCommand, summary: 'run the configured connectors into the archive until stopped (offchannel.config.json)', usage: CAPTURE_USAGE },
   link: { run: (argv, io) => linkCommand(argv, io), summary: 'link this host to an employee account (WhatsApp, Signal: QR code; Telegram: login)', usage: LINK_USAGE },
+  reconcile: { run: (argv, io) => reconcileCommand(argv, io), summary: "compare a Telegram account's recent history with the archive and record what is missing", usage: RECONCILE_USAGE },
   demo: { run: demoCommand, summary: 'record a generated exchange into an archive and verify it (offline)', usage: DEMO_USAGE },
   verify: { run: verifyCommand, summary: 'check an archive: chain, blobs, seals; with --key, signed checkpoints', usage: VERIFY_USAGE },
   export: { run: exportCommand, summary: 'write RSMF, EML, JSONL (with proofs) or HTML transcripts from a verified archive', usage: EXPORT_USAGE },

@@ -24,7 +24,7 @@ import { openS3Sink } from '@offchannel/sink-s3';
 import { loadCertificates, loadSigningKey } from '../keys.ts';
 import type { CaptureConfig } from './capture-config.ts';
 import { CapturePolicy } from './capture-policy.ts';
-import { createConnector } from './connector-registry.ts';
+import { type Loader, createConnector } from './connector-registry.ts';
 
 export interface RunningConnector {
   readonly stream: string;
@@ -48,10 +48,13 @@ export class CaptureRunner {
   #recorder: Recorder | undefined;
   #state: StateStore | undefined;
   #policyTimer: NodeJS.Timeout | undefined;
+  readonly #load: Loader | undefined;
 
-  constructor(config: CaptureConfig, logger: Logger) {
+  /** `load` imports connector packages (default: `import()`); tests hand in a local harness. */
+  constructor(config: CaptureConfig, logger: Logger, options: { readonly load?: Loader } = {}) {
     this.#config = config;
     this.#logger = logger;
+    this.#load = options.load;
   }
 
   get connectors(): readonly RunningConnector[] {
@@ -82,10 +85,11 @@ export class CaptureRunner {
           : {}),
       });
       for (const entry of config.connectors) {
-        const connector = await createConnector(entry);
+        const connector = await createConnector(entry, this.#load);
         if (connector.channel !== entry.channel || connector.account !== entry.account) throw new ConfigError(entry.key, `the ${entry.channel} package built a connector for ${connector.channel}:${connector.account}`);
         const source = config.policy.version === undefined ? connector.source : { ...connector.source, policy: config.policy.version };
-        const ctx = createConnectorContext({ recorder: this.#recorder, connector: { channel: connector.channel, account: connector.account, source }, state: this.#state.scope(`${connector.channel}:${connector.account}`), logger: this.#logger, signal: this.#abort.signal });
+        // The context scopes the state store to the stream, `<channel>:<account>`: the scope `offchannel link` writes the session to.
+        const ctx = createConnectorContext({ recorder: this.#recorder, connector: { channel: connector.channel, account: connector.account, source }, state: this.#state, logger: this.#logger, signal: this.#abort.signal });
         const policy = new CapturePolicy(ctx, entry.policy, config.policy.version);
         await policy.start();
         this.#logger.info({ stream: ctx.stream, policy: config.policy.version ?? null, excluding: policy.active }, 'starting connector');

@@ -2,7 +2,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type StateStore, generateStateKey, loadStateKey, openStateStore } from '@offchannel/core';
+import { CONNECTOR_SPEC_VERSION, type ConnectorContext, type StateStore, generateStateKey, loadStateKey, openStateStore } from '@offchannel/core';
+import { createRecordingLogger } from '@offchannel/core/testing';
+import { parseCaptureConfig } from '../capture/capture-config.ts';
+import { CaptureRunner, readConfigJson } from '../capture/capture-runner.ts';
 import { runCli } from '../testing/run-cli.ts';
 import { linkCommand } from './link-command.ts';
 
@@ -54,5 +57,36 @@ describe('offchannel link', () => {
     expect(seen.phone).toBe('+1 555 0100');
     const root = await openStateStore({ dir: path.join(dir, 'state'), key: (await loadStateKey({ file: path.join(dir, 'state.key') })) as Uint8Array });
     expect(new TextDecoder().decode(await root.scope('whatsapp:alice').get('creds'))).toBe('linked');
+  });
+
+  it('stores the session where offchannel capture hands it to the connector', async () => {
+    const dir = await workspace();
+    await writeFile(path.join(dir, 'offchannel.config.json'), JSON.stringify({ archive: { dir: './archive' }, state: { keyFile: './state.key' }, connectors: [{ channel: 'whatsapp', account: 'alice' }] }));
+    let seen: string | undefined;
+    const fakeWhatsApp = {
+      parseWhatsAppConnectorConfig: (entry: { account: string }) => ({ account: entry.account }),
+      linkWhatsApp: async (options: { state: StateStore }) => {
+        await options.state.set('creds', new TextEncoder().encode('linked'));
+      },
+      createWhatsAppConnector: (options: { account: string }) => ({
+        specVersion: CONNECTOR_SPEC_VERSION,
+        channel: 'whatsapp',
+        account: options.account,
+        source: { package: 'fake-whatsapp', version: '0.0.0' },
+        status: () => ({ state: 'running', since: new Date().toISOString(), captured: 0, duplicates: 0, errors: 0 }),
+        start: async (ctx: ConnectorContext) => {
+          const creds = await ctx.state.get('creds');
+          seen = creds && new TextDecoder().decode(creds);
+        },
+        stop: async () => undefined,
+      }),
+    };
+    const io = { stdout: { write: () => true }, stderr: { write: () => true }, env: {}, cwd: dir, signal: new AbortController().signal };
+    expect(await linkCommand(['whatsapp', '--account', 'alice'], io, async () => fakeWhatsApp)).toBe(0);
+    const file = path.join(dir, 'offchannel.config.json');
+    const runner = new CaptureRunner(parseCaptureConfig(await readConfigJson(file), file), createRecordingLogger(), { load: async () => fakeWhatsApp });
+    await runner.start();
+    await runner.stop();
+    expect(seen).toBe('linked');
   });
 });

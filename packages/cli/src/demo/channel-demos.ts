@@ -203,7 +203,7 @@ export async function playChannelDemos(recorder: Recorder, marks: StreamWriter, 
         recorder,
         logger,
         start: async (connector) => {
-          const ctx = createConnectorContext({ recorder, connector, state: state.scope(`${connector.channel}:${connector.account}`), logger, signal: abort.signal });
+          const ctx = createConnectorContext({ recorder, connector, state, logger, signal: abort.signal });
           await connector.start(ctx);
           return ctx;
         },

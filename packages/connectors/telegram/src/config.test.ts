@@ -23,6 +23,7 @@ describe('parseTelegramConnectorConfig', () => {
     const user = parseTelegramConnectorConfig({ account: 'desk-42', apiId: 123456, apiHash: HASH, maxMediaBytes: 1_000_000 }, 'c');
     expect(user).toEqual({ route: 'mtproto', account: 'desk-42', apiId: 123456, apiHash: HASH, maxMediaBytes: 1_000_000 });
     expect(createTelegramConnector(user).channel).toBe('telegram');
+    expect(parseTelegramConnectorConfig({ account: 'a', apiId: 1, apiHash: HASH, reconcile: { everyMs: 3_600_000, dialogs: 200 } }, 'c')).toMatchObject({ reconcile: { everyMs: 3_600_000, dialogs: 200 } });
     const business = parseTelegramConnectorConfig({ route: 'business', account: 'desk-42', secretToken: 'A'.repeat(32), listen: { port: 8443, path: '/tg' } }, 'c');
     expect(business).toEqual({ route: 'business', account: 'desk-42', secretToken: 'A'.repeat(32), listen: { port: 8443, path: '/tg' } });
     const connector = createTelegramConnector(business);
@@ -38,6 +39,10 @@ describe('parseTelegramConnectorConfig', () => {
     expect(keyOf({ account: 'a', apiId: 1, apiHash: HASH, phone: '+1' })).toBe('connectors[2].phone');
     expect(keyOf({ account: 'a', apiId: 1, apiHash: HASH, maxMediaBytes: -1 })).toBe('connectors[2].maxMediaBytes');
     expect(keyOf({ account: 'a', apiId: 1, apiHash: HASH, route: 'carrier-pigeon' })).toBe('connectors[2].route');
+    expect(keyOf({ account: 'a', apiId: 1, apiHash: HASH, reconcile: { dialogs: 5 } })).toBe('connectors[2].reconcile.everyMs');
+    expect(keyOf({ account: 'a', apiId: 1, apiHash: HASH, reconcile: { everyMs: 1000 } })).toBe('connectors[2].reconcile.everyMs');
+    expect(keyOf({ account: 'a', apiId: 1, apiHash: HASH, reconcile: { everyMs: 60_000, limit: 0 } })).toBe('connectors[2].reconcile.limit');
+    expect(keyOf({ account: 'a', apiId: 1, apiHash: HASH, reconcile: { everyMs: 60_000, chats: ['1'] } })).toBe('connectors[2].reconcile.chats');
     expect(keyOf({ route: 'business', account: 'a', secretToken: 'short', listen: { port: 1 } })).toBe('connectors[2].secretToken');
     expect(keyOf({ route: 'business', account: 'a', secretToken: 'A'.repeat(32) })).toBe('connectors[2].listen');
     expect(keyOf({ route: 'business', account: 'a', secretToken: 'A'.repeat(32), listen: { port: 70000 } })).toBe('connectors[2].listen.port');

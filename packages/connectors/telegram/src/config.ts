@@ -6,7 +6,8 @@
  * MTProto user session (default route):
  * ```json
  * { "account": "desk-42", "apiId": 123456, "apiHash": "0123456789abcdef0123456789abcdef",
- *   "maxMediaBytes": 268435456, "maxFloodWaitMs": 60000 }
+ *   "maxMediaBytes": 268435456, "maxFloodWaitMs": 60000,
+ *   "reconcile": { "everyMs": 86400000, "dialogs": 50, "limit": 100 } }
  * ```
  * Bot API Business webhook:
  * ```json
@@ -18,7 +19,7 @@ import { ConfigError, assertAccountName } from '@offchannel/core';
 import type { TelegramBusinessOptions } from './business/business-connector.ts';
 import type { TelegramConnectorOptions } from './telegram-connector.ts';
 
-const MTPROTO = ['route', 'account', 'apiId', 'apiHash', 'testMode', 'maxMediaBytes', 'indexCapacity', 'maxFloodWaitMs', 'leaseTtlMs'] as const;
+const MTPROTO = ['route', 'account', 'apiId', 'apiHash', 'testMode', 'maxMediaBytes', 'indexCapacity', 'maxFloodWaitMs', 'leaseTtlMs', 'reconcile'] as const;
 const BUSINESS = ['route', 'account', 'secretToken', 'listen', 'botToken', 'maxBodyBytes', 'timeoutMs'] as const;
 
 /** A validated entry: the MTProto route's options, or the Business route's (with `route: 'business'`). */
@@ -49,6 +50,18 @@ function parseMtproto(entry: object, key: string): TelegramConnectorOptions {
     ...optionalInteger(fields, 'indexCapacity', `${key}.indexCapacity`, 1000, 10_000_000),
     ...optionalInteger(fields, 'maxFloodWaitMs', `${key}.maxFloodWaitMs`, 0, 3_600_000),
     ...optionalInteger(fields, 'leaseTtlMs', `${key}.leaseTtlMs`, 3000, 3_600_000),
+    ...(fields['reconcile'] === undefined ? {} : { reconcile: parseReconcile(fields['reconcile'], `${key}.reconcile`) }),
+  };
+}
+
+function parseReconcile(value: unknown, key: string): NonNullable<TelegramConnectorOptions['reconcile']> {
+  const fields = plainObject(value, key, ['everyMs', 'dialogs', 'limit']);
+  const everyMs = fields['everyMs'];
+  if (typeof everyMs !== 'number' || !Number.isInteger(everyMs) || everyMs < 60_000 || everyMs > 7 * 86_400_000) throw new ConfigError(`${key}.everyMs`, 'is required: how often to reconcile, in ms, from 60000 (a minute) to 604800000 (a week).');
+  return {
+    everyMs,
+    ...optionalInteger(fields, 'dialogs', `${key}.dialogs`, 1, 10_000),
+    ...optionalInteger(fields, 'limit', `${key}.limit`, 1, 10_000),
   };
 }
 

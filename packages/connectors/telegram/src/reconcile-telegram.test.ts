@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { Long, type tl } from '@mtcute/core';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLocalTelegramPeer, LOCAL_IDS } from './testing/index.ts';
 import { createTestRig, type TestRig } from './test-support.ts';
 
@@ -20,7 +21,7 @@ describe('reconcileTelegram', () => {
     peer.silentDelete(b);
 
     const report = await peer.connector.reconcile({ chats: [String(LOCAL_IDS.client)] });
-    expect(report).toEqual({ chats: 1, messagesChecked: 2, missingRecorded: 1, editsRecorded: 1, deletesRecorded: 1, skipped: [] });
+    expect(report).toEqual({ chats: 1, messagesChecked: 2, missingRecorded: 1, editsRecorded: 1, deletesRecorded: 1, skipped: [], interrupted: false });
     const again = await peer.connector.reconcile(); // every recent dialog; nothing new
     expect(again).toMatchObject({ missingRecorded: 0, editsRecorded: 0, deletesRecorded: 0 });
     await peer.stop();
@@ -53,5 +54,88 @@ describe('reconcileTelegram', () => {
     expect(input).toMatchObject({ gap: { reason: 'channel-too-long', from: '2', to: '4', missing: 2 }, conversation: { id: `-100${LOCAL_IDS.supergroup}`, type: 'group', title: 'Trading floor' } });
     expect(peer.server.calls).toContain('updates.getChannelDifference');
     expect(peer.server.calls).toContain('messages.getHistory');
+  });
+
+  it('pages through long histories and many dialogs, oldest first, reporting progress; an abort stops between chats', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer();
+    await peer.start({ recorder: r.recorder, state: r.state });
+    const history = Array.from({ length: 250 }, (_, n) => peer.historyOnlyText(`history ${n}`));
+    // 120 more contacts, each with one message from before the account was linked.
+    for (let n = 0; n < 120; n++) {
+      const userId = 6_000_000 + n;
+      peer.server.users.set(userId, { _: 'user', id: userId, accessHash: Long.fromNumber(100 + n), firstName: `Contact ${n}` });
+      const message: tl.RawMessage = { _: 'message', id: peer.server.messageId(), peerId: { _: 'peerUser', userId }, fromId: { _: 'peerUser', userId }, date: peer.server.tick(), message: `hello from ${n}` };
+      peer.server.putHistory(message);
+    }
+    // mtcute learns access hashes from any answer that carries the users (as after a dialog list).
+    await peer.connector.client?.call({ _: 'messages.getDialogs', offsetDate: 0, offsetId: 0, offsetPeer: { _: 'inputPeerEmpty' }, limit: 1, hash: Long.ZERO });
+
+    const deep = await peer.connector.reconcile({ chats: [String(LOCAL_IDS.client)], limit: 250 });
+    expect(deep).toMatchObject({ chats: 1, messagesChecked: 250, missingRecorded: 250, interrupted: false });
+    expect(peer.server.calls.filter((call) => call === 'messages.getHistory')).toHaveLength(3); // 100 + 100 + 50
+    const texts = (await r.records()).map((record) => record.text);
+    expect(texts).toEqual(history.map((_, n) => `history ${n}`)); // oldest first
+
+    // A silent delete deep in the window is found only when the window reaches it.
+    peer.silentDelete(history[20] as (typeof history)[number]);
+    expect(await peer.connector.reconcile({ chats: [String(LOCAL_IDS.client)], limit: 100 })).toMatchObject({ deletesRecorded: 0 });
+    expect(await peer.connector.reconcile({ chats: [String(LOCAL_IDS.client)], limit: 250 })).toMatchObject({ deletesRecorded: 1 });
+
+    const progress: number[] = [];
+    const all = await peer.connector.reconcile({ dialogs: 500, limit: 5, onProgress: ({ done, total }) => progress.push(done / total) });
+    expect(all).toMatchObject({ chats: 121, missingRecorded: 120, skipped: [], interrupted: false });
+    expect(peer.server.calls.filter((call) => call === 'messages.getDialogs').length).toBeGreaterThanOrEqual(3); // 1 above + 2 pages
+    expect(progress).toHaveLength(121);
+    expect(progress.at(-1)).toBe(1);
+
+    const stop = new AbortController();
+    const partial = await peer.connector.reconcile({ dialogs: 500, limit: 1, signal: stop.signal, onProgress: ({ done }) => { if (done === 5) stop.abort(); } });
+    expect(partial).toMatchObject({ chats: 121, interrupted: true, missingRecorded: 0 });
+    expect(partial.messagesChecked).toBe(5);
+    await peer.stop();
+  }, 60_000);
+
+  it('reconciles on a schedule while capturing, and stop ends a reconciliation in progress', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer({ reconcile: { everyMs: 100, dialogs: 10 } });
+    await peer.start({ recorder: r.recorder, state: r.state, logger: r.logger });
+    await peer.incomingText('live');
+    const old = peer.historyOnlyText('from before linking');
+    const { input } = await peer.waitFor((candidate) => candidate.key === `message:${old.peer}:${old.id}`);
+    expect(input.meta).toMatchObject({ source: 'messages.getHistory' });
+    await vi.waitFor(() => {
+      expect(r.logger.text()).toContain('scheduled reconciliation done');
+    });
+    expect(r.logger.text()).not.toContain('from before linking');
+    for (let n = 0; n < 30; n++) peer.historyOnlyText(`group ${n}`, { chat: n % 2 === 0 ? 'group' : 'supergroup' });
+    const running = peer.connector.reconcile({ dialogs: 100 });
+    await peer.stop();
+    const report = await running;
+    expect(report.interrupted).toBe(true);
+    expect(report.missingRecorded).toBeLessThan(30);
+    await expect(peer.connector.reconcile()).rejects.toMatchObject({ code: 'TELEGRAM_NOT_RUNNING' });
+  });
+
+  it('after a restart, resolves chats from the persisted peer cache (access hashes survive)', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const first = createLocalTelegramPeer();
+    await first.start({ recorder: r.recorder, state: r.state });
+    await first.incomingText('floor open', { chat: 'supergroup' });
+    await first.incomingText('hi', { chat: 'direct' });
+    await first.stop();
+
+    const again = await r.reopen();
+    rigs.push(again);
+    const second = createLocalTelegramPeer({ server: first.server });
+    await second.start({ recorder: again.recorder, state: again.state });
+    const old = second.historyOnlyText('only in history', { chat: 'supergroup' });
+    // Only what the stored cache holds: no dialog list is fetched when chats are named.
+    const report = await second.connector.reconcile({ chats: [old.peer, String(LOCAL_IDS.client)] });
+    expect(report).toMatchObject({ chats: 2, missingRecorded: 1, skipped: [] });
+    await second.stop();
   });
 });

@@ -10,8 +10,10 @@
  *   pipeline (media downloaded, raw = the message's own TL bytes, `meta.source =
  *   "messages.getHistory"`);
  * - an archived message whose content fingerprint changed is recorded as an edit;
- * - a message in our index, inside the fetched id range, that Telegram no longer returns is
- *   recorded as deleted (`meta.detectedBy = "reconcile"`).
+ * - a message in our index that Telegram no longer returns is recorded as deleted
+ *   (`meta.detectedBy = "reconcile"`) if it is newer than the oldest message fetched, or at all
+ *   when the chat's whole history was fetched;
+ * - history is paged 100 messages per request, dialogs 100 per request.
  * Records use the same idempotency keys as live capture, so running it twice adds nothing.
  */
 import { OffchannelError, type ConnectorContext } from '@offchannel/core';
@@ -23,10 +25,14 @@ import type { MessageIndex } from './message-index.ts';
 export interface ReconcileTelegramOptions {
   /** Marked peer ids to check (e.g. `"123"`, `"-4001"`, `"-1001500000001"`); default: the most recent dialogs. */
   readonly chats?: readonly string[];
-  /** How many recent dialogs to check when `chats` is not given (default 50). */
+  /** How many recent dialogs to check when `chats` is not given (default 50; fetched 100 per request). */
   readonly dialogs?: number;
-  /** How many recent messages to compare per chat (default 100, at most 100 per request). */
+  /** How many recent messages to compare per chat (default 100; fetched 100 per request, at most 10,000). */
   readonly limit?: number;
+  /** Called after each chat (checked or skipped): counts only, never content. Must not throw. */
+  readonly onProgress?: (progress: { readonly done: number; readonly total: number }) => void;
+  /** Stops between chats (and between history pages); the report then says `interrupted`. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ReconcileTelegramReport {
@@ -40,6 +46,8 @@ export interface ReconcileTelegramReport {
   readonly deletesRecorded: number;
   /** Chats that could not be read (no access hash, forbidden…), by marked id, with the error code. */
   readonly skipped: readonly { readonly chat: string; readonly code: string }[];
+  /** `signal` aborted before every chat was checked: run it again to finish (nothing is recorded twice). */
+  readonly interrupted: boolean;
 }
 
 /** What reconciliation needs from a running connector (kept internal to the package). */
@@ -57,28 +65,78 @@ export async function reconcileTelegram(connector: { reconcile(options?: Reconci
   return connector.reconcile(options);
 }
 
+const PAGE = 100;
+const MAX_LIMIT = 10_000;
+
 export async function runReconcile(host: ReconcileHost, options: ReconcileTelegramOptions): Promise<ReconcileTelegramReport> {
-  const limit = Math.min(100, Math.max(1, options.limit ?? 100));
-  const chats = options.chats ?? (await recentDialogs(host.client, options.dialogs ?? 50));
-  const report = { chats: chats.length, messagesChecked: 0, missingRecorded: 0, editsRecorded: 0, deletesRecorded: 0, skipped: [] as { chat: string; code: string }[] };
-  for (const chat of chats) {
-    const marked = Number(chat);
-    const input = Number.isSafeInteger(marked) ? await host.client.storage.peers.getById(marked) : null;
-    if (!input) {
-      report.skipped.push({ chat, code: 'PEER_NOT_CACHED' });
-      continue;
+  const limit = Math.min(MAX_LIMIT, Math.max(1, Math.floor(options.limit ?? PAGE)));
+  const chats = options.chats ?? (await recentDialogs(host.client, Math.max(1, Math.floor(options.dialogs ?? 50))));
+  const report = { chats: chats.length, messagesChecked: 0, missingRecorded: 0, editsRecorded: 0, deletesRecorded: 0, skipped: [] as { chat: string; code: string }[], interrupted: false };
+  for (const [index, chat] of chats.entries()) {
+    if (options.signal?.aborted === true) {
+      report.interrupted = true;
+      break;
     }
-    let history: tl.messages.TypeMessages;
-    try {
-      history = await host.client.call({ _: 'messages.getHistory', peer: input, offsetId: 0, offsetDate: 0, addOffset: 0, limit, maxId: 0, minId: 0, hash: Long.ZERO });
-    } catch (error) {
-      report.skipped.push({ chat, code: errorCode(error) });
-      continue;
-    }
-    if (history._ === 'messages.messagesNotModified') continue;
-    const peers = PeersIndex.from(history);
-    const present = new Set<number>();
-    for (const message of [...history.messages].reverse()) {
+    const skipped = await reconcileOne(host, chat, limit, options.signal, report);
+    if (skipped) report.skipped.push({ chat, code: skipped });
+    options.onProgress?.({ done: index + 1, total: chats.length });
+  }
+  return report;
+}
+
+/** Checks one chat; resolves to the error code when it could not be read. */
+async function reconcileOne(host: ReconcileHost, chat: string, limit: number, signal: AbortSignal | undefined, report: Counts): Promise<string | undefined> {
+  const marked = Number(chat);
+  const input = Number.isSafeInteger(marked) ? await host.client.storage.peers.getById(marked) : null;
+  if (!input) return 'PEER_NOT_CACHED';
+  let fetched: Awaited<ReturnType<typeof history>>;
+  try {
+    fetched = await history(host.client, input, limit, signal);
+  } catch (error) {
+    return errorCode(error);
+  }
+  await reconcileChat(host, chat, fetched.pages, fetched.complete, report);
+  return undefined;
+}
+
+interface Counts {
+  messagesChecked: number;
+  missingRecorded: number;
+  editsRecorded: number;
+  deletesRecorded: number;
+}
+
+interface HistoryPage {
+  readonly result: tl.messages.RawMessages | tl.messages.RawMessagesSlice | tl.messages.RawChannelMessages;
+  readonly peers: PeersIndex;
+}
+
+/**
+ * Newest page first, `limit` messages at most, 100 per request (`offsetId` = the oldest id
+ * seen). `complete` when the chat's whole history came back (nothing older exists).
+ */
+async function history(client: BaseTelegramClient, peer: tl.TypeInputPeer, limit: number, signal: AbortSignal | undefined): Promise<{ pages: HistoryPage[]; complete: boolean }> {
+  const pages: HistoryPage[] = [];
+  let offsetId = 0;
+  let fetched = 0;
+  while (fetched < limit && signal?.aborted !== true) {
+    const result = await client.call({ _: 'messages.getHistory', peer, offsetId, offsetDate: 0, addOffset: 0, limit: Math.min(PAGE, limit - fetched), maxId: 0, minId: 0, hash: Long.ZERO });
+    if (result._ === 'messages.messagesNotModified') break;
+    pages.push({ result, peers: PeersIndex.from(result) });
+    fetched += result.messages.length;
+    if (result._ === 'messages.messages' || result.messages.length === 0 || fetched >= result.count) return { pages, complete: true };
+    const oldest = Math.min(...result.messages.map((message) => message.id));
+    if (offsetId !== 0 && oldest >= offsetId) break; // no progress: stop rather than loop
+    offsetId = oldest;
+  }
+  return { pages, complete: false };
+}
+
+async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly HistoryPage[], complete: boolean, report: Counts): Promise<void> {
+  const present = new Set<number>();
+  // Oldest page first, oldest message first: records appear in the order the chat had them.
+  for (const { result, peers } of [...pages].reverse()) {
+    for (const message of [...result.messages].reverse()) {
       if (message._ === 'messageEmpty' || String(getMarkedPeerId(message.peerId)) !== chat) continue;
       present.add(message.id);
       report.messagesChecked++;
@@ -93,23 +151,44 @@ export async function runReconcile(host: ReconcileHost, options: ReconcileTelegr
         if ((await host.handle(update, peers, raw, 'messages.getHistory')) > 0) report.editsRecorded++;
       }
     }
-    // Deletes nobody told us about: indexed ids inside the returned window that are gone.
-    if (present.size === 0) continue;
-    const oldest = Math.min(...present);
-    const newest = Math.max(...present);
-    const gone = host.index.idsFor(chat).filter((id) => id >= oldest && id <= newest && !present.has(id));
-    if (gone.length > 0) {
-      const update: tl.TypeUpdate = chat.startsWith('-100')
-        ? { _: 'updateDeleteChannelMessages', channelId: Number(chat.slice(4)), messages: gone, pts: 0, ptsCount: 0 }
-        : { _: 'updateDeleteMessages', messages: gone, pts: 0, ptsCount: 0 };
-      report.deletesRecorded += await host.handle(update, peers, host.encode(history), 'reconcile');
-    }
   }
-  return report;
+  // Deletes nobody told us about: indexed ids that the fetched window covers and that are gone.
+  // The window starts at the newest message (anything indexed was handled before this fetch, so
+  // existed on Telegram) and reaches back to the oldest one fetched — or to the chat's start
+  // when its whole history came back.
+  const newest = pages[0];
+  if (!newest || (present.size === 0 && !complete)) return;
+  const from = complete ? 0 : Math.min(...present);
+  const gone = host.index.idsFor(chat).filter((id) => id >= from && !present.has(id));
+  if (gone.length === 0) return;
+  const update: tl.TypeUpdate = chat.startsWith('-100')
+    ? { _: 'updateDeleteChannelMessages', channelId: Number(chat.slice(4)), messages: gone, pts: 0, ptsCount: 0 }
+    : { _: 'updateDeleteMessages', messages: gone, pts: 0, ptsCount: 0 };
+  // The evidence for a delete found this way is the newest history page that no longer holds it.
+  report.deletesRecorded += await host.handle(update, newest.peers, host.encode(newest.result), 'reconcile');
 }
 
+/** The `count` most recent dialogs, newest first, 100 per request (Telegram's offset paging). */
 async function recentDialogs(client: BaseTelegramClient, count: number): Promise<string[]> {
-  const result = await client.call({ _: 'messages.getDialogs', offsetDate: 0, offsetId: 0, offsetPeer: { _: 'inputPeerEmpty' }, limit: Math.min(100, Math.max(1, count)), hash: Long.ZERO });
-  if (result._ === 'messages.dialogsNotModified') throw new OffchannelError('TELEGRAM_RECONCILE_FAILED', 'Telegram returned no dialog list; pass the chats to reconcile explicitly.');
-  return result.dialogs.filter((dialog): dialog is tl.RawDialog => dialog._ === 'dialog').map((dialog) => String(getMarkedPeerId(dialog.peer)));
+  const chats: string[] = [];
+  const seen = new Set<string>();
+  let offset: { date: number; id: number; peer: tl.TypeInputPeer } = { date: 0, id: 0, peer: { _: 'inputPeerEmpty' } };
+  while (chats.length < count) {
+    const result = await client.call({ _: 'messages.getDialogs', offsetDate: offset.date, offsetId: offset.id, offsetPeer: offset.peer, limit: Math.min(PAGE, count - chats.length), hash: Long.ZERO });
+    if (result._ === 'messages.dialogsNotModified') throw new OffchannelError('TELEGRAM_RECONCILE_FAILED', 'Telegram returned no dialog list; pass the chats to reconcile explicitly.');
+    const dialogs = result.dialogs.filter((dialog): dialog is tl.RawDialog => dialog._ === 'dialog');
+    let added = 0;
+    for (const dialog of dialogs) {
+      const id = String(getMarkedPeerId(dialog.peer));
+      if (seen.has(id)) continue;
+      seen.add(id);
+      chats.push(id);
+      added++;
+    }
+    const last = dialogs.at(-1);
+    const top = last && result.messages.find((message): message is tl.RawMessage | tl.RawMessageService => message._ !== 'messageEmpty' && message.id === last.topMessage && getMarkedPeerId(message.peerId) === getMarkedPeerId(last.peer));
+    if (result._ === 'messages.dialogs' || added === 0 || !last || !top) break;
+    offset = { date: top.date, id: top.id, peer: (await client.storage.peers.getById(getMarkedPeerId(last.peer))) ?? { _: 'inputPeerEmpty' } };
+  }
+  return chats.slice(0, count);
 }

@@ -57,7 +57,7 @@ class StateStoreDriver implements IStorageDriver {
     const auth = await this.#state.getJson<Record<string, string>>('mtcute.auth');
     if (auth && typeof auth === 'object') for (const [dc, key] of Object.entries(auth)) if (typeof key === 'string') owner.authKeys.state.authKeys.set(Number(dc), fromBase64(key));
     const peers = await this.#state.getJson<StoredPeer[]>('mtcute.peers');
-    if (Array.isArray(peers)) for (const peer of peers) if (isStoredPeer(peer)) owner.peers.store({ ...peer, complete: fromBase64(peer.complete) });
+    if (Array.isArray(peers)) for (const peer of peers) if (isStoredPeer(peer)) owner.peers.store({ ...peer, isMin: (peer.isMin as boolean | undefined) === true, complete: fromBase64(peer.complete) });
     this.dirty.clear();
   }
 
@@ -84,7 +84,7 @@ class StateStoreDriver implements IStorageDriver {
         await this.#state.setJson('mtcute.auth', Object.fromEntries([...owner.authKeys.state.authKeys].map(([dc, key]) => [String(dc), toBase64(key)])));
         return;
       case 'peers':
-        await this.#state.setJson('mtcute.peers', [...owner.peers.state.entities.values()].map((peer) => ({ ...peer, complete: toBase64(peer.complete) })));
+        await this.#state.setJson('mtcute.peers', [...owner.peers.state.entities.values()].map((peer) => ({ ...peer, isMin: (peer.isMin as boolean | undefined) === true, complete: toBase64(peer.complete) })));
         return;
     }
   }
@@ -178,10 +178,11 @@ export async function hasTelegramSession(state: StateStore): Promise<boolean> {
   return auth !== undefined && auth !== null && typeof auth === 'object' && Object.keys(auth).length > 0;
 }
 
+/** mtcute leaves `isMin` undefined for full peers (JSON then drops it): absent means `false`. */
 function isStoredPeer(value: unknown): value is StoredPeer {
   if (typeof value !== 'object' || value === null) return false;
   const peer = value as Partial<Record<keyof StoredPeer, unknown>>;
-  return typeof peer.id === 'number' && typeof peer.accessHash === 'string' && typeof peer.complete === 'string' && Array.isArray(peer.usernames) && typeof peer.updated === 'number' && typeof peer.isMin === 'boolean';
+  return typeof peer.id === 'number' && typeof peer.accessHash === 'string' && typeof peer.complete === 'string' && Array.isArray(peer.usernames) && typeof peer.updated === 'number' && (peer.isMin === undefined || typeof peer.isMin === 'boolean');
 }
 
 function toBase64(bytes: Uint8Array): string {

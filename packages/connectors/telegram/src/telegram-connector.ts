@@ -54,6 +54,12 @@ export interface TelegramConnectorOptions {
   readonly clientFactory?: TelegramClientFactory;
   /** Seam: downloads a media file (default: mtcute's `downloadAsBuffer`). */
   readonly downloadMedia?: MediaDownloader;
+  /**
+   * Reconcile while running: every `everyMs` (the config file allows a minute at least), compare the `dialogs` most
+   * recent chats' last `limit` messages with the archive (see `reconcile-telegram.ts`). Off by
+   * default; `offchannel reconcile telegram` runs it once while capture is stopped.
+   */
+  readonly reconcile?: { readonly everyMs: number; readonly dialogs?: number; readonly limit?: number };
   /** Called after each capture is durable (diagnostics, tests, the demo). Must not throw. */
   readonly onCapture?: (input: CaptureInput, result: CaptureResult) => void;
 }
@@ -99,6 +105,9 @@ class TelegramConnector implements TelegramConnectorHandle {
   #frozen: Error | undefined;
   /** Flood waits slept through since start. */
   #floodWaits = 0;
+  /** Aborted at stop, so a reconciliation in progress ends between chats instead of holding stop up. */
+  #reconciling = new AbortController();
+  #reconcileTimer: NodeJS.Timeout | undefined;
 
   constructor(options: TelegramConnectorOptions) {
     this.#options = options;
@@ -175,6 +184,8 @@ class TelegramConnector implements TelegramConnectorHandle {
       await client.startUpdatesLoop();
       // Catch-up runs in the background; a session error it meets may already have set the state.
       if ((this.#status.state as ConnectorState) === 'starting') this.#setState('running', `catching up from the stored update state (layer ${TL_LAYER})`);
+      this.#reconciling = new AbortController();
+      this.#scheduleReconcile();
     } catch (error) {
       await this.#teardown();
       if ((this.#status.state as ConnectorState) === 'starting') this.#setState('failed', OffchannelError.isInstance(error) ? error.code : 'start failed');
@@ -197,7 +208,29 @@ class TelegramConnector implements TelegramConnectorHandle {
   async reconcile(options: ReconcileTelegramOptions = {}): Promise<ReconcileTelegramReport> {
     const host = this.#host();
     if (!host || this.#status.state !== 'running') throw new OffchannelError('TELEGRAM_NOT_RUNNING', 'start the Telegram connector before reconciling.');
-    return this.#schedule(() => runReconcile(host, options));
+    const signal = options.signal ? AbortSignal.any([options.signal, this.#reconciling.signal]) : this.#reconciling.signal;
+    return this.#schedule(() => runReconcile(host, { ...options, signal }));
+  }
+
+  /** The periodic reconciliation of `options.reconcile`; one run at a time, counts logged. */
+  #scheduleReconcile(): void {
+    const every = this.#options.reconcile;
+    if (!every) return;
+    let running = false;
+    this.#reconcileTimer = setInterval(() => {
+      if (running || this.#status.state !== 'running') return;
+      running = true;
+      const { dialogs, limit } = every;
+      this.reconcile({ ...(dialogs === undefined ? {} : { dialogs }), ...(limit === undefined ? {} : { limit }) })
+        .then(
+          ({ skipped, ...counts }) => this.#ctx?.logger.info({ ...counts, skipped: skipped.length }, 'scheduled reconciliation done'),
+          (error: unknown) => this.#ctx?.logger.warn({ code: errorCode(error) }, 'scheduled reconciliation failed; it runs again at the next interval'),
+        )
+        .finally(() => {
+          running = false;
+        });
+    }, every.everyMs);
+    this.#reconcileTimer.unref();
   }
 
   #host(): ReconcileHost | undefined {
@@ -217,6 +250,9 @@ class TelegramConnector implements TelegramConnectorHandle {
   }
 
   async #teardown(): Promise<void> {
+    clearInterval(this.#reconcileTimer);
+    this.#reconcileTimer = undefined;
+    this.#reconciling.abort();
     const client = this.#client;
     this.#client = undefined;
     if (client) {

@@ -20,7 +20,7 @@ import { BaseTelegramClient, type BaseTelegramClientOptions } from '@mtcute/core
 import { isTlRpcError } from '@mtcute/core/utils.js';
 import type { TelegramClientFactory } from '../client-factory.ts';
 import { linkTelegram, telegramStateScope } from '../link-telegram.ts';
-import { createTelegramConnector, type TelegramConnectorHandle } from '../telegram-connector.ts';
+import { createTelegramConnector, type TelegramConnectorHandle, type TelegramConnectorOptions } from '../telegram-connector.ts';
 import { LocalTelegramServer } from './local-telegram-server.ts';
 
 /** Where a scripted event happens. */
@@ -42,6 +42,8 @@ export interface LocalTelegramPeerOptions {
   readonly leaseTtlMs?: number;
   /** Reuse another peer's server: a restarted process talking to the same Telegram account. */
   readonly server?: LocalTelegramServer;
+  /** Periodic reconciliation, as the connector option of that name. */
+  readonly reconcile?: TelegramConnectorOptions['reconcile'];
 }
 
 /** Fixture identities. */
@@ -110,6 +112,7 @@ export class LocalTelegramPeer {
       clientFactory: this.clientFactory,
       ...(options.maxMediaBytes === undefined ? {} : { maxMediaBytes: options.maxMediaBytes }),
       ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
+      ...(options.reconcile === undefined ? {} : { reconcile: options.reconcile }),
       onCapture: (input, result) => {
         this.captured.push({ input, result });
         for (const wake of this.#waiters) wake();

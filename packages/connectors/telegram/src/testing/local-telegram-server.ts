@@ -151,7 +151,7 @@ export class LocalTelegramServer {
       case 'messages.getHistory':
         return this.#historyOf(request);
       case 'messages.getDialogs':
-        return this.#dialogs();
+        return this.#dialogs(request);
       case 'auth.sendCode':
         return { _: 'auth.sentCode', type: { _: 'auth.sentCodeTypeApp', length: this.loginCode.length }, phoneCodeHash: 'local-hash' } satisfies tl.auth.RawSentCode;
       case 'auth.signIn':
@@ -217,7 +217,7 @@ export class LocalTelegramServer {
     return { _: 'upload.file', type: { _: 'storage.filePartial' }, mtime: this.#clock, bytes: bytes.slice(request.offset, request.offset + request.limit) };
   }
 
-  #historyOf(request: tl.messages.RawGetHistoryRequest): tl.messages.RawMessages {
+  #historyOf(request: tl.messages.RawGetHistoryRequest): tl.messages.RawMessages | tl.messages.RawMessagesSlice {
     const peer = request.peer;
     const key =
       peer._ === 'inputPeerUser' ? historyKey({ _: 'peerUser', userId: peer.userId })
@@ -227,13 +227,24 @@ export class LocalTelegramServer {
       : '';
     const all = [...(this.#history.get(key) ?? [])].reverse(); // newest first, as Telegram answers
     const page = all.filter((message) => request.offsetId === 0 || message.id < request.offsetId).slice(0, request.limit > 0 ? request.limit : 100);
-    return { _: 'messages.messages', messages: page, chats: [...this.chats.values()], users: [...this.users.values()], topics: [] };
+    const answer = { messages: page, chats: [...this.chats.values()], users: [...this.users.values()], topics: [] };
+    // Like Telegram: the whole history fits → `messages.messages`; else a slice with the total count.
+    return page.length < all.length ? { _: 'messages.messagesSlice', count: all.length, ...answer } : { _: 'messages.messages', ...answer };
   }
 
-  #dialogs(): tl.messages.RawDialogs {
-    const dialogs: tl.TypeDialog[] = [];
-    for (const [key, list] of this.#history) if (list.length > 0) dialogs.push(this.#dialogOf(peerOfKey(key)));
-    return { _: 'messages.dialogs', dialogs, messages: [], chats: [...this.chats.values()], users: [...this.users.values()] };
+  /** Newest top message first; `offsetDate`/`offsetId` page on as Telegram does (a slice when more remain). */
+  #dialogs(request: tl.messages.RawGetDialogsRequest): tl.messages.RawDialogs | tl.messages.RawDialogsSlice {
+    const all: { dialog: tl.RawDialog; top: tl.TypeMessage }[] = [];
+    for (const [key, list] of this.#history) {
+      const top = list.at(-1);
+      if (top) all.push({ dialog: this.#dialogOf(peerOfKey(key)), top });
+    }
+    const date = (message: tl.TypeMessage): number => (message._ === 'messageEmpty' ? 0 : message.date);
+    all.sort((a, b) => date(b.top) - date(a.top) || b.top.id - a.top.id);
+    const after = request.offsetDate === 0 ? all : all.filter(({ top }) => date(top) < request.offsetDate || (date(top) === request.offsetDate && top.id < request.offsetId));
+    const page = after.slice(0, request.limit > 0 ? request.limit : 100);
+    const answer = { dialogs: page.map(({ dialog }) => dialog), messages: page.map(({ top }) => top), chats: [...this.chats.values()], users: [...this.users.values()] };
+    return page.length < all.length ? { _: 'messages.dialogsSlice', count: all.length, ...answer } : { _: 'messages.dialogs', ...answer };
   }
 
   #dialogOf(peer: tl.TypePeer): tl.RawDialog {

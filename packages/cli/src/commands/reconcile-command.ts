@@ -1,0 +1,151 @@
+/**
+ * `offchannel reconcile telegram --account <name>`: starts that one connector of the config
+ * (its session, archive stream, state store, signing key and capture policy, exactly as
+ * `offchannel capture` would), lets it catch up on updates, compares each recent chat's history
+ * on Telegram with the archive, records what is missing (messages, edits, deletes) and stops:
+ * final checkpoints signed, the S3 spool drained. Running it twice records nothing twice.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, OffchannelError } from '@offchannel/core';
+import { parseCaptureConfig } from '../capture/capture-config.ts';
+import { CaptureRunner, readConfigJson } from '../capture/capture-runner.ts';
+import type { Loader } from '../capture/connector-registry.ts';
+import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
+import { createLogger } from '../create-logger.ts';
+import { plural } from '../format.ts';
+import { ProgressLine } from '../progress-line.ts';
+import { UsageError } from '../usage-error.ts';
+
+export const RECONCILE_USAGE = `Usage: offchannel reconcile telegram --account <name> [--config offchannel.config.json] [options]
+
+Compares the recent history of the account's chats on Telegram with the archive and records
+what the archive is missing: messages it never received (sent before linking, or lost in a
+"difference too long" gap), edits made while nothing listened, and messages deleted without a
+notification. It uses the config's connector entry, state store and signing key, and respects
+its capture policy. Updates since the last capture are caught up first.
+
+Telegram allows one live session per account: stop "offchannel capture" for this account
+first, or give its config entry "reconcile": {"everyMs": …} to reconcile while capturing.
+
+Options:
+  --account <name>   the connector's account in the config (required)
+  --config <file>    the config (default ./offchannel.config.json)
+  --chat <id>        a marked chat id to check (repeatable; default: the most recent dialogs)
+  --dialogs <n>      how many recent dialogs to check (default 50)
+  --limit <n>        how many recent messages to compare per chat (default 100, at most 10000)
+  --json             print the report as JSON
+  --log-level <lvl>  JSON logs on stderr (default warn)
+  -h, --help         show this help
+
+Exit status: 0 every chat checked, 1 some chat could not be read, the run was interrupted or
+the archive failed (run it again: nothing is recorded twice), 2 bad arguments or config.`;
+
+interface ReconcileReport {
+  readonly chats: number;
+  readonly messagesChecked: number;
+  readonly missingRecorded: number;
+  readonly editsRecorded: number;
+  readonly deletesRecorded: number;
+  readonly skipped: readonly { readonly chat: string; readonly code: string }[];
+  readonly interrupted: boolean;
+}
+
+interface Reconcilable {
+  reconcile(options: { chats?: readonly string[]; dialogs?: number; limit?: number; signal?: AbortSignal; onProgress?: (progress: { done: number; total: number }) => void }): Promise<ReconcileReport>;
+}
+
+export async function reconcileCommand(argv: readonly string[], io: CliIo, load?: Loader): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      account: { type: 'string' },
+      config: { type: 'string', default: 'offchannel.config.json' },
+      chat: { type: 'string', multiple: true },
+      dialogs: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    io.stdout.write(`${RECONCILE_USAGE}\n`);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1 || positionals[0] !== 'telegram') throw new UsageError('reconcile needs one channel: telegram (the other connectors catch up on start by themselves)');
+  if (values.account === undefined) throw new UsageError('--account <name> is required');
+  const chats = values.chat?.map((chat) => {
+    if (!/^-?[1-9][0-9]{0,18}$/.test(chat)) throw new UsageError(`--chat takes a marked chat id such as 123456, -4001 or -1001500000001, not "${chat}"`);
+    return chat;
+  });
+  const dialogs = count(values.dialogs, '--dialogs', 10_000);
+  const limit = count(values.limit, '--limit', 10_000);
+  if (chats && dialogs !== undefined) throw new UsageError('give --chat or --dialogs, not both');
+
+  const file = path.resolve(io.cwd, values.config);
+  const config = parseCaptureConfig(await readConfigJson(file), file);
+  const entry = config.connectors.find((connector) => connector.channel === 'telegram' && connector.account === values.account);
+  if (!entry) throw new ConfigError('config.connectors', `has no telegram connector for account "${values.account}"; add one ({"channel": "telegram", "account": "${values.account}", "apiId": …, "apiHash": …}) and link it first`);
+  if ((entry.options as { route?: unknown }).route === 'business') throw new UsageError(`the telegram connector for "${entry.account}" uses the Bot API Business route, which cannot read chat history; only the user-session route can be reconciled`);
+
+  const logger = createLogger(values['log-level'], io.env);
+  const runner = new CaptureRunner({ ...config, connectors: [entry] }, logger, load ? { load } : {});
+  try {
+    await runner.start();
+  } catch (error) {
+    if (OffchannelError.hasCode(error, 'TELEGRAM_SESSION_IN_USE')) {
+      io.stderr.write(`offchannel reconcile: ${error.message} [${error.code}]\nTo reconcile while capturing, give the account's config entry "reconcile": {"everyMs": 86400000}.\n`);
+      return EXIT_FAILED;
+    }
+    throw error;
+  }
+  const running = runner.connectors[0];
+  const progress = new ProgressLine(io);
+  let report: ReconcileReport;
+  try {
+    if (!running || typeof (running.connector as Partial<Reconcilable>).reconcile !== 'function') throw new OffchannelError('RECONCILE_UNSUPPORTED', 'this version of @offchannel/telegram cannot reconcile; update it to the version of this CLI.');
+    report = await (running.connector as unknown as Reconcilable).reconcile({
+      ...(chats ? { chats } : {}),
+      ...(dialogs === undefined ? {} : { dialogs }),
+      ...(limit === undefined ? {} : { limit }),
+      signal: io.signal,
+      onProgress: ({ done, total }) => {
+        progress.update('reconciling', done, total, 'chats');
+      },
+    });
+  } catch (error) {
+    progress.done();
+    await runner.stop().catch(() => undefined);
+    throw error;
+  }
+  progress.done();
+  const written = runner.snapshot().connectors[0]?.status.captured ?? 0;
+  try {
+    await runner.stop();
+  } catch {
+    io.stderr.write('offchannel reconcile: shutdown did not complete cleanly; see the log. What was recorded is durable: run reconcile again to finish.\n');
+    return EXIT_FAILED;
+  }
+  if (values.json) io.stdout.write(`${JSON.stringify({ stream: running.stream, ...report, recordsWritten: written })}\n`);
+  else io.stdout.write(describe(running.stream, report, written));
+  return report.skipped.length > 0 || report.interrupted ? EXIT_FAILED : EXIT_OK;
+}
+
+function describe(stream: string, report: ReconcileReport, written: number): string {
+  const lines = [
+    `reconciled ${stream}: ${plural(report.chats, 'chat')}, ${plural(report.messagesChecked, 'message')} compared with the archive`,
+    `  recorded: ${report.missingRecorded} missing, ${plural(report.editsRecorded, 'edit')}, ${plural(report.deletesRecorded, 'delete')} (${plural(written, 'record')} written in all, with updates caught up since the last capture)`,
+  ];
+  for (const { chat, code } of report.skipped) lines.push(`  not checked: chat ${chat} (${code})`);
+  if (report.interrupted) lines.push('  interrupted before every chat was checked: run it again to finish (nothing is recorded twice)');
+  return `${lines.join('\n')}\n`;
+}
+
+function count(value: string | undefined, flag: string, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < 1 || n > max) throw new UsageError(`${flag} takes a whole number from 1 to ${max}, not "${value}"`);
+  return n;
+}
