@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, OffchannelError } from '@offchannel/core';
 import { parseCaptureConfig } from './capture-config.ts';
-import { createConnector } from './connector-registry.ts';
+import { createConnector, loadConnectorPackage } from './connector-registry.ts';
 
 const base = { state: { keyFile: 'state.key' }, connectors: [{ channel: 'demo', account: 'alice@firm.example' }] };
 
@@ -21,7 +21,15 @@ describe('capture config', () => {
     expect(config.archive).toEqual({ kind: 'dir', dir: '/etc/offchannel/archive' });
     expect(config.state).toEqual({ dir: '/etc/offchannel/state', keyFile: '/etc/offchannel/state.key', unencrypted: false });
     expect(config.log.level).toBe('info');
-    expect(config.connectors[0]).toMatchObject({ channel: 'demo', account: 'alice@firm.example', key: 'config.connectors[0]', options: { account: 'alice@firm.example' } });
+    expect(config.connectors[0]).toMatchObject({ channel: 'demo', account: 'alice@firm.example', key: 'config.connectors[0]', options: { account: 'alice@firm.example' }, baseDir: '/etc/offchannel' });
+  });
+
+  it("resolves a connector's relative paths against the config directory, not the working directory", async () => {
+    const config = parseCaptureConfig({ ...base, connectors: [{ channel: 'imessage', account: 'alice', chatDb: './mirror/chat.db', attachmentsDir: '/srv/attachments' }] }, '/etc/offchannel/offchannel.config.json');
+    const entry = config.connectors[0];
+    if (!entry) throw new Error('no connector entry');
+    const { options } = await loadConnectorPackage(entry, (name) => import(name));
+    expect(options).toMatchObject({ chatDb: '/etc/offchannel/mirror/chat.db', attachmentsDir: '/srv/attachments' });
   });
 
   it('accepts an s3 archive with a spool', () => {

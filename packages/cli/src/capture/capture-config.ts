@@ -54,6 +54,8 @@ export interface ConnectorConfig {
   readonly options: Json;
   /** Dotted path of this entry, for the connector's own error messages. */
   readonly key: string;
+  /** The config file's directory: relative paths in `options` are relative to it. */
+  readonly baseDir: string;
 }
 
 export interface CaptureConfig {
@@ -104,7 +106,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
   const status = object(root.status ?? {}, 'config.status', ['everyMs']);
 
   if (!Array.isArray(root.connectors) || root.connectors.length === 0) throw new ConfigError('config.connectors', 'must be a non-empty list of connectors ({"channel": …, "account": …})');
-  const connectors = root.connectors.map((entry, index) => parseConnector(entry, `config.connectors[${index}]`));
+  const connectors = root.connectors.map((entry, index) => parseConnector(entry, `config.connectors[${index}]`, base));
   const seen = new Set<string>();
   connectors.forEach((connector, index) => {
     const stream = `${connector.channel}:${connector.account}`;
@@ -155,7 +157,7 @@ function parseArchive(value: unknown, at: (relative: string) => string): Archive
   };
 }
 
-function parseConnector(value: unknown, key: string): ConnectorConfig {
+function parseConnector(value: unknown, key: string, baseDir: string): ConnectorConfig {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(key, 'must be an object with "channel" and "account"');
   const { channel, policy, ...options } = value as Json;
   const channelName = requiredString(channel, `${key}.channel`);
@@ -170,7 +172,7 @@ function parseConnector(value: unknown, key: string): ConnectorConfig {
   } catch {
     throw new ConfigError(`${key}.account`, 'must be an account name: letters, digits and . _ @ + = - (up to 128), e.g. "alice@firm.example"');
   }
-  return { channel: channelName, account, policy: parsePolicy(policy, `${key}.policy`), options, key };
+  return { channel: channelName, account, policy: parsePolicy(policy, `${key}.policy`), options, key, baseDir };
 }
 
 function parsePolicy(value: unknown, key: string): PolicyRules {

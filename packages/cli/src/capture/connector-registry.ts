@@ -1,8 +1,9 @@
 /**
  * Which package runs each `channel` of the config. Connector packages are loaded only when a
  * config names their channel, so the CLI runs without the ones a firm does not use.
- * Each connector package exports `parse<Channel>ConnectorConfig(entry, key)` (validates its
- * settings, throwing `ConfigError` naming the key) and `create<Channel>Connector(options)`.
+ * Each connector package exports `parse<Channel>ConnectorConfig(entry, key, { baseDir })`
+ * (validates its settings, throwing `ConfigError` naming the key; relative paths are relative to
+ * `baseDir`, the config file's directory) and `create<Channel>Connector(options)`.
  */
 import { type Connector, ConfigError } from '@offchannel/core';
 import type { ConnectorConfig } from './capture-config.ts';
@@ -48,5 +49,5 @@ export async function loadConnectorPackage(config: ConnectorConfig, load: Loader
   }
   const parse = module[known.parse];
   if (typeof parse !== 'function') throw new ConfigError(`${config.key}.channel`, `${known.name} does not export ${known.parse}; is it a matching version?`);
-  return { module, known, options: (parse as (entry: unknown, key: string) => Record<string, unknown>)(config.options, config.key) };
+  return { module, known, options: (parse as (entry: unknown, key: string, context: { readonly baseDir: string }) => Record<string, unknown>)(config.options, config.key, { baseDir: config.baseDir }) };
 }

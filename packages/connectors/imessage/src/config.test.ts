@@ -19,6 +19,8 @@ describe('parseIMessageConnectorConfig', () => {
     expect(parseIMessageConnectorConfig({ account: 'alice@firm.example' }, 'c')).toEqual({ account: 'alice@firm.example' });
     const full = { account: 'alice', chatDb: '/Users/alice/Library/Messages/chat.db', attachmentsDir: '/tmp/att', pollMs: 500, self: '+15550000', startAt: 'now', sweepLookbackMs: 3_600_000, fullSweepMs: 60_000, maxAttachmentBytes: 1024, watch: false };
     expect(parseIMessageConnectorConfig(full, 'c')).toEqual(full);
+    expect(parseIMessageConnectorConfig({ ...full, chatDb: 'relay/chat.db', attachmentsDir: '../att' }, 'c', { baseDir: '/etc/offchannel' })).toMatchObject({ chatDb: '/etc/offchannel/relay/chat.db', attachmentsDir: '/etc/att' });
+    expect(parseIMessageConnectorConfig(full, 'c', { baseDir: '/etc/offchannel' })).toEqual(full);
   });
 
   it('names the bad key and never echoes the value', () => {

@@ -38,11 +38,12 @@ const DAY = 86_400_000;
 
 /**
  * Validates a plain-JSON connector entry (the CLI strips `channel` and `policy` first) and
- * returns it as options for {@link createIMessageConnector} (relative paths are resolved
- * against the working directory when the connector is created). Throws `ConfigError` naming the bad key, e.g. `connectors[0].pollMs`;
- * values are never echoed.
+ * returns it as options for {@link createIMessageConnector}. Relative `chatDb` and
+ * `attachmentsDir` are resolved against `context.baseDir` (the CLI passes the config file's
+ * directory), else against the working directory when the connector is created. Throws
+ * `ConfigError` naming the bad key, e.g. `connectors[0].pollMs`; values are never echoed.
  */
-export function parseIMessageConnectorConfig(entry: unknown, key: string): IMessageConnectorOptions {
+export function parseIMessageConnectorConfig(entry: unknown, key: string, context: { readonly baseDir?: string } = {}): IMessageConnectorOptions {
   if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(key, 'must be an object');
   const fields = entry as Record<string, unknown>;
   for (const name of Object.keys(fields)) {
@@ -50,7 +51,13 @@ export function parseIMessageConnectorConfig(entry: unknown, key: string): IMess
   }
   const options = fields as unknown as IMessageConnectorOptions;
   resolveOptions(options, key); // validates; defaults are filled in when the connector is created
-  return { ...options };
+  const base = context.baseDir;
+  if (base === undefined) return { ...options };
+  return {
+    ...options,
+    ...(options.chatDb === undefined ? {} : { chatDb: path.resolve(base, options.chatDb) }),
+    ...(options.attachmentsDir === undefined ? {} : { attachmentsDir: path.resolve(base, options.attachmentsDir) }),
+  };
 }
 
 /** Checks options given in code or config and fills in defaults. */
