@@ -197,6 +197,23 @@ describe('fs sink layout and recovery', () => {
     await contender.close();
   });
 
+  it('stores a burst of 3,000 blobs at once under a 256 file-descriptor limit (no EMFILE)', { timeout: 60_000 }, async () => {
+    const { sink } = await fill(1);
+    await sink.close();
+    const fixture = path.join(import.meta.dirname, '__fixtures__', 'blob-burst.ts');
+    // `ulimit -n` is a shell builtin: the child gets the limit that a stock system service often has.
+    const child = spawn('/bin/sh', ['-c', `ulimit -n 256 && exec "$0" --conditions=@offchannel/source --experimental-strip-types --no-warnings "$1" "$2" 3000`, process.execPath, fixture, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    expect(err).not.toMatch(/EMFILE/);
+    expect(code).toBe(0);
+    expect(out.trim()).toBe('3000');
+    expect((await readdir(path.join(dir, 'blobs', 'sha256'))).length).toBeGreaterThanOrEqual(3000);
+  });
+
   it('audits sealed segments: truncation, edits, writable seals and stray files', async () => {
     const { sink } = await record(20, 900);
     await sink.close();

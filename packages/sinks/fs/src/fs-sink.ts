@@ -42,6 +42,7 @@ import {
 import { ARCHIVE_FORMAT, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
 import { auditArchive } from './fs-audit.ts';
 import { createReadOnlyFile, ensureDirectory, isNotFound, readIfExists, syncDirectory, syncFile } from './fs-utils.ts';
+import { IoLimit } from './io-limit.ts';
 import { listSegments, parseSeal, splitLines } from './segments.ts';
 import { StreamAppender } from './stream-appender.ts';
 
@@ -56,6 +57,8 @@ export interface FsSinkOptions {
 }
 
 const DEFAULT_SEGMENT_BYTES = 32 * 1024 * 1024;
+/** Blob writes in flight per sink: enough to keep the disk busy, far below a 1,024 descriptor limit. */
+const BLOB_WRITES_AT_ONCE = 64;
 
 /**
  * Opens the archive in `options.dir`. For writing, creates it if missing (a non-empty
@@ -167,6 +170,8 @@ export class FsSink implements Sink {
   private readonly openAppenders = new Map<string, StreamAppender>();
   /** Blobs this instance stored or fsync'd itself: known durable, no need to check again. */
   private readonly durableBlobs = new Set<string>();
+  /** Blob writes at once (each holds up to two file descriptors). */
+  private readonly blobIo = new IoLimit(BLOB_WRITES_AT_ONCE);
   private closed = false;
 
   /** Use {@link openFsSink}. */
@@ -295,6 +300,11 @@ export class FsSink implements Sink {
     assertBlobName(sha256);
     if (!(bytes instanceof Uint8Array)) throw new BlobMismatchError(sha256, 'bytes must be a Uint8Array');
     if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
+    if (this.durableBlobs.has(sha256)) return { created: false };
+    return this.blobIo.run(() => this.storeBlob(sha256, bytes));
+  }
+
+  private async storeBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
     const target = this.layout.blob(sha256);
     if (this.durableBlobs.has(sha256)) return { created: false };
     if (!(await this.sameBlobStored(target, sha256)) && (await createReadOnlyFile(this.layout.tmpDir, target, bytes))) {
