@@ -1,13 +1,14 @@
-import { readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { unzipSync } from 'fflate';
 import PostalMime from 'postal-mime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CaptureInput, Recorder, generateEd25519NoteKey } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { exportArchive } from '../export-archive.ts';
-import { type TradeArchive, createTradeArchive } from '../__fixtures__/trade-archive.ts';
+import { type TradeArchive, alice, bob, client, createTradeArchive, tinyPng } from '../__fixtures__/trade-archive.ts';
 import { RSMF_FIXTURES, errorsOf, rsmfValidator } from '../__fixtures__/rsmf-validator.ts';
 import type { RsmfManifest } from './rsmf-slice.ts';
 
@@ -112,6 +113,87 @@ describe('RSMF export', () => {
     for (let index = 0; index < first.length; index++) {
       expect((await readFile(first[index] ?? '')).equals(await readFile(second[index] ?? ''))).toBe(true);
     }
+  });
+});
+
+describe('RSMF slicing', () => {
+  it('splits a conversation every 10,000 events into linked files that name the same custodian', { timeout: 120_000 }, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-rsmf-slices-'));
+    outs.push(dir);
+    const key = generateEd25519NoteKey('slices.offchannel.example');
+    const sink = await openFsSink({ dir });
+    const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 5000 } });
+    const writer = recorder.writer({ channel: 'whatsapp', account: 'alice', source: { package: '@offchannel/export-test', version: '0.0.0' } });
+    // The custodian writes only the first message: the second slice has no outbound event of its own.
+    const inputs: CaptureInput[] = Array.from({ length: 10_004 }, (_, n) => ({
+      kind: 'message',
+      key: `message:s${n}`,
+      sentAt: new Date(Date.UTC(2026, 10, 20, 9, 0, 0) + n * 1000).toISOString(),
+      conversation: client,
+      sender: n === 0 ? alice : bob,
+      direction: n === 0 ? 'outbound' : 'inbound',
+      native: { id: `s${n}`, chat: client.id },
+      text: `quote ${n}`,
+    }));
+    for (let at = 0; at < inputs.length; at += 1000) await Promise.all(inputs.slice(at, at + 1000).map((input) => writer.capture(input)));
+    await recorder.close();
+    await sink.close();
+
+    const out = newOut();
+    const reader = await openFsSink({ dir, readOnly: true });
+    try {
+      await exportArchive({ sink: reader, out, formats: ['rsmf'], verifiers: [key.verifier], generator: 'offchannel-test 0.0.0' });
+    } finally {
+      await reader.close();
+    }
+    const files = (await readdir(path.join(out, 'rsmf'))).sort();
+    expect(files).toHaveLength(2);
+    const [first, second] = await Promise.all(files.map((name) => openRsmf(path.join(out, 'rsmf', name))));
+    if (!first || !second) throw new Error('two slices expected');
+    expect(first.manifest.events).toHaveLength(10_000);
+    expect(second.manifest.events).toHaveLength(4);
+    expect(second.manifest.events[3]).toMatchObject({ body: 'quote 10003' });
+    expect(first.manifest.eventcollectionid).toBe(second.manifest.eventcollectionid);
+    expect(first.email.headers.find((header) => header.key === 'x-rsmf-eventcollectionid')?.value).toBe(first.manifest.eventcollectionid);
+    for (const slice of [first, second]) {
+      expect(slice.manifest.conversations[0]).toMatchObject({ custodian: alice.id });
+      expect(slice.email.from?.address).toBe(alice.id);
+      const validate = rsmfValidator('strict');
+      expect(validate(slice.manifest), errorsOf(validate).join('\n')).toBe(true);
+    }
+  });
+});
+
+describe('RSMF edits that only add attachments', () => {
+  it('keeps the text, adds the file and names the record that added it (iMessage: the transfer completes later)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-rsmf-attach-edit-'));
+    outs.push(dir);
+    const key = generateEd25519NoteKey('attach-edit.offchannel.example');
+    const sink = await openFsSink({ dir });
+    const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 10 } });
+    const writer = recorder.writer({ channel: 'imessage', account: 'alice', source: { package: '@offchannel/export-test', version: '0.0.0' } });
+    const png = tinyPng();
+    await writer.capture({ kind: 'message', key: 'message:p1', sentAt: '2026-11-20T09:00:00.000Z', conversation: client, sender: bob, direction: 'inbound', native: { id: 'p1', chat: client.id }, text: 'chart attached' });
+    const edit = await writer.capture({ kind: 'edit', key: 'edit:p1:transfer', sentAt: '2026-11-20T09:00:05.000Z', conversation: client, sender: bob, direction: 'inbound', target: { id: 'p1', chat: client.id }, attachments: [{ bytes: png, mime: 'image/png', name: 'chart.png' }] });
+    await recorder.close();
+    await sink.close();
+
+    const out = newOut();
+    const reader = await openFsSink({ dir, readOnly: true });
+    try {
+      await exportArchive({ sink: reader, out, formats: ['rsmf'], verifiers: [key.verifier], generator: 'offchannel-test 0.0.0' });
+    } finally {
+      await reader.close();
+    }
+    const [file] = (await readdir(path.join(out, 'rsmf'))).map((name) => path.join(out, 'rsmf', name));
+    const { manifest, zip } = await openRsmf(file ?? '');
+    const [event] = manifest.events as Record<string, unknown>[];
+    expect(event).toMatchObject({ type: 'message', body: 'chart attached' });
+    expect(event).not.toHaveProperty('edits');
+    const attachments = event?.attachments as { id: string }[];
+    expect(attachments).toHaveLength(1);
+    expect(Buffer.from(zip[attachments[0]?.id ?? ''] ?? []).equals(Buffer.from(png))).toBe(true);
+    expect(event?.custom).toContainEqual(expect.objectContaining({ name: 'offchannel.attachment.1', value: expect.stringContaining(`added by ${writer.stream}/${edit.seq}`) as unknown }));
   });
 });
 

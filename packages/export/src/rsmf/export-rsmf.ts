@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { accountOf, channelOf, collectionId, conversationFileName, type ExportJob } from '../export-job.ts';
+import { accountOf, channelOf, collectionId, conversationFileName, custodianId, type ExportJob } from '../export-job.ts';
 import { transcriptEvents } from '../model/transcript-events.ts';
 import { RsmfSlice } from './rsmf-slice.ts';
 import { writeRsmf } from './write-rsmf.ts';
@@ -12,8 +12,9 @@ export async function exportRsmf(job: ExportJob): Promise<number> {
   let events = 0;
   for (const conversation of job.conversations) {
     const base = conversationFileName(conversation);
+    const custodian = custodianId(job, conversation);
     const newSlice = (): RsmfSlice =>
-      new RsmfSlice({ conversation, channel: channelOf(conversation.stream), account: accountOf(conversation.stream), checkpoint: job.checkpoints.get(conversation.stream), collectionId: collectionId(conversation) });
+      new RsmfSlice({ conversation, channel: channelOf(conversation.stream), account: accountOf(conversation.stream), custodianId: custodian, checkpoint: job.checkpoints.get(conversation.stream), collectionId: collectionId(conversation) });
     let slice = newSlice();
     let part = 0;
     const flush = async (): Promise<void> => {

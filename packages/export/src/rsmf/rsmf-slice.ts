@@ -3,7 +3,9 @@
  * events per file). Maps transcript events to RSMF as follows:
  * - participants: every party seen (senders, editors, reactors, members), `display` = the
  *   newest name, `email` when the platform id is an e-mail address, aliases in `custom`;
- *   the custodian is the party who sent the conversation's outbound messages, else the account.
+ *   the custodian is the party who sent the conversation's outbound messages, else the account
+ *   (`custodianId` in export-job.ts, decided once per conversation: every slice and the HTML
+ *   transcript name the same one).
  * - conversation: `direct` for one-to-one, `channel` for groups and broadcast channels;
  *   `platform` = the channel (`whatsapp`, `signal`…).
  * - events: `message` with `body` = the text as last edited, `edits[]` (previous → new, the
@@ -48,11 +50,12 @@ export class RsmfSlice {
   readonly checkpoint: CheckpointRef | undefined;
   readonly collectionId: string;
   readonly events: TranscriptEvent[] = [];
+  readonly custodianId: string;
   readonly #parties = new Map<string, Party>();
-  #custodian: string | undefined;
 
-  constructor(options: { readonly conversation: ConversationSummary; readonly channel: string; readonly account: string; readonly checkpoint: CheckpointRef | undefined; readonly collectionId: string }) {
+  constructor(options: { readonly conversation: ConversationSummary; readonly channel: string; readonly account: string; readonly custodianId: string; readonly checkpoint: CheckpointRef | undefined; readonly collectionId: string }) {
     this.conversation = options.conversation;
+    this.custodianId = options.custodianId;
     this.channel = options.channel;
     this.account = options.account;
     this.checkpoint = options.checkpoint;
@@ -66,7 +69,6 @@ export class RsmfSlice {
   add(event: TranscriptEvent): void {
     this.events.push(event);
     this.#see(event.sender);
-    if (event.direction === 'outbound' && event.sender && this.#custodian === undefined) this.#custodian = event.sender.id;
     for (const member of event.record.membership?.members ?? []) this.#see(member);
     for (const change of [...event.edits, ...event.deletions, ...event.reactions, ...event.receipts]) this.#see(change.by);
   }
@@ -80,10 +82,6 @@ export class RsmfSlice {
     const files = new Map<string, TranscriptAttachment>();
     for (const event of this.events) for (const attachment of event.attachments) if (attachment.fileName && !files.has(attachment.fileName)) files.set(attachment.fileName, attachment);
     return [...files.values()];
-  }
-
-  get custodianId(): string {
-    return this.#custodian ?? this.account;
   }
 
   participants(): Party[] {
