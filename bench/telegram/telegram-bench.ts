@@ -10,25 +10,30 @@
  *   record-fs     decode + map + Recorder into the file-system sink with real fsync, updates
  *                 captured one after another as the connector does (durable before the next)
  *   record-fs-64  the same with up to 64 updates in flight (what group commit could add)
+ *   reconcile     the real connector reconciling one chat of N messages that exist only in
+ *                 history (pages of 100 from the local Telegram server; memory sink): first
+ *                 run records each, the second finds everything archived (compare only)
  * Reported as updates/s and as the ratio to `decode` (CPU-only paths: best of `--rounds`).
  *
- * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--rounds N] [--json]
+ * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--reconcile N] [--rounds N] [--json]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Recorder } from '@offchannel/core';
+import { Recorder, openStateStore } from '@offchannel/core';
 import { createMemorySink } from '@offchannel/core/testing';
 import { openFsSink } from '@offchannel/sink-fs';
 import { encodeTl, mapTelegramUpdate, type MessageMemory } from '@offchannel/telegram';
+import { LOCAL_IDS, createLocalTelegramPeer } from '@offchannel/telegram/testing';
 import { Long, PeersIndex, type tl } from '@mtcute/core';
 import { deserializeObject } from '@mtcute/core/utils.js';
 
-const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
 const ROUNDS = Number(values.rounds);
 const UPDATES = Number(values.updates);
 const FS_UPDATES = Number(values.fs);
+const RECONCILE = Number(values.reconcile);
 const SELF = 5_000_001;
 const source = { package: '@offchannel-bench/bench', version: '0' };
 
@@ -125,17 +130,37 @@ async function main(): Promise<void> {
     await Promise.all(inFlight);
     const recordFsPipelined = rate(FS_UPDATES * 5, t0);
     await fsRecorder.close();
+
+    const peerState = await openStateStore({ dir: path.join(work, 'state'), unencrypted: true });
+    const reconcileRecorder = new Recorder({ sink: createMemorySink(), allowVolatileSink: true });
+    const peer = createLocalTelegramPeer({ account: 'bench' });
+    await peer.start({ recorder: reconcileRecorder, state: peerState });
+    for (let index = 0; index < RECONCILE; index++) peer.historyOnlyText(`${TEXT} #${index}`);
+    const chat = String(LOCAL_IDS.client);
+    t0 = performance.now();
+    const recorded = await peer.connector.reconcile({ chats: [chat], limit: RECONCILE });
+    const reconcileRecord = rate(recorded.messagesChecked, t0);
+    t0 = performance.now();
+    const compared = await peer.connector.reconcile({ chats: [chat], limit: RECONCILE });
+    const reconcileCompare = rate(compared.messagesChecked, t0);
+    await peer.stop();
+    await reconcileRecorder.close();
+    if (recorded.missingRecorded !== RECONCILE || compared.missingRecorded !== 0) throw new Error(`reconcile recorded ${recorded.missingRecorded} then ${compared.missingRecorded}; expected ${RECONCILE} then 0`);
     Object.assign(results, {
       decodePerSecond: Math.round(decode),
       mapPerSecond: Math.round(map),
       recordMemoryPerSecond: Math.round(recordMemory),
       recordFsSequentialPerSecond: Math.round(recordFs),
       recordFsPipelinedPerSecond: Math.round(recordFsPipelined),
+      reconcileRecordPerSecond: Math.round(reconcileRecord),
+      reconcileComparePerSecond: Math.round(reconcileCompare),
       capturesPerUpdate: Number((inputs / UPDATES).toFixed(2)),
       ratioMapToDecode: Number((map / decode).toFixed(3)),
       ratioRecordMemoryToDecode: Number((recordMemory / decode).toFixed(3)),
       ratioRecordFsToDecode: Number((recordFs / decode).toFixed(4)),
       ratioRecordFsPipelinedToDecode: Number((recordFsPipelined / decode).toFixed(4)),
+      ratioReconcileRecordToDecode: Number((reconcileRecord / decode).toFixed(4)),
+      ratioReconcileCompareToDecode: Number((reconcileCompare / decode).toFixed(4)),
       checksum: sink,
     });
   } finally {
@@ -151,6 +176,8 @@ async function main(): Promise<void> {
   console.log(`  decode + map + Recorder/mem ${String(results['recordMemoryPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordMemoryToDecode'])}`);
   console.log(`  same, fs sink, sequential   ${String(results['recordFsSequentialPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsToDecode'])}  (${FS_UPDATES} updates, one fsync each)`);
   console.log(`  same, fs sink, 64 in flight ${String(results['recordFsPipelinedPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsPipelinedToDecode'])}  (${FS_UPDATES * 5} updates, group commit)`);
+  console.log(`  reconcile, recording        ${String(results['reconcileRecordPerSecond']).padStart(9)} messages/s  ${String(results['ratioReconcileRecordToDecode'])}  (${RECONCILE} history-only messages, memory sink)`);
+  console.log(`  reconcile, all archived     ${String(results['reconcileComparePerSecond']).padStart(9)} messages/s  ${String(results['ratioReconcileCompareToDecode'])}  (compare only)`);
 }
 
 await main();

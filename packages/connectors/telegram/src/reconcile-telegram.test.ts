@@ -138,4 +138,17 @@ describe('reconcileTelegram', () => {
     expect(report).toMatchObject({ chats: 2, missingRecorded: 1, skipped: [] });
     await second.stop();
   });
+
+  it('resolves a chat named by id that the session has never seen, through the dialog list', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer();
+    await peer.start({ recorder: r.recorder, state: r.state });
+    const old = peer.historyOnlyText('sent before linking', { chat: 'supergroup' });
+    expect(await peer.connector.client?.storage.peers.getById(Number(old.peer))).toBeNull();
+    const report = await peer.connector.reconcile({ chats: [old.peer, '777'] });
+    expect(report).toMatchObject({ chats: 2, missingRecorded: 1, skipped: [{ chat: '777', code: 'PEER_NOT_CACHED' }] });
+    expect(peer.server.calls.filter((call) => call === 'messages.getDialogs')).toHaveLength(1); // loaded once, not per chat
+    await peer.stop();
+  });
 });

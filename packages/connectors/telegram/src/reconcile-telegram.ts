@@ -66,18 +66,28 @@ export async function reconcileTelegram(connector: { reconcile(options?: Reconci
 }
 
 const PAGE = 100;
+/** Dialogs loaded (once per run) to learn the access hash of a chat named by id but not cached. */
+const PEER_LOOKUP_DIALOGS = 1000;
 const MAX_LIMIT = 10_000;
 
 export async function runReconcile(host: ReconcileHost, options: ReconcileTelegramOptions): Promise<ReconcileTelegramReport> {
   const limit = Math.min(MAX_LIMIT, Math.max(1, Math.floor(options.limit ?? PAGE)));
   const chats = options.chats ?? (await recentDialogs(host.client, Math.max(1, Math.floor(options.dialogs ?? 50))));
   const report = { chats: chats.length, messagesChecked: 0, missingRecorded: 0, editsRecorded: 0, deletesRecorded: 0, skipped: [] as { chat: string; code: string }[], interrupted: false };
+  let dialogsLoaded = options.chats === undefined;
   for (const [index, chat] of chats.entries()) {
     if (options.signal?.aborted === true) {
       report.interrupted = true;
       break;
     }
-    const skipped = await reconcileOne(host, chat, limit, options.signal, report);
+    let skipped = await reconcileOne(host, chat, limit, options.signal, report);
+    if (skipped === 'PEER_NOT_CACHED' && !dialogsLoaded) {
+      // A chat named by id that this session has not seen yet: its access hash comes with the
+      // dialog list (the client caches the peers of every answer). Load it once, then retry.
+      dialogsLoaded = true;
+      await recentDialogs(host.client, PEER_LOOKUP_DIALOGS).catch(() => undefined);
+      skipped = await reconcileOne(host, chat, limit, options.signal, report);
+    }
     if (skipped) report.skipped.push({ chat, code: skipped });
     options.onProgress?.({ done: index + 1, total: chats.length });
   }

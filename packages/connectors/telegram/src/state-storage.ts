@@ -37,6 +37,9 @@ class StateStoreDriver implements IStorageDriver {
   readonly dirty: Set<Part>;
   #owner: StateStoreStorage | undefined;
   #loaded = false;
+  /** Set by `destroy()`: the client is gone and nothing more may be written. */
+  #closed = false;
+  readonly #saving = new Set<Promise<void>>();
 
   constructor(state: StateStore, options: StateStoreStorageOptions, dirty: Set<Part>) {
     this.#state = state;
@@ -61,7 +64,31 @@ class StateStoreDriver implements IStorageDriver {
     this.dirty.clear();
   }
 
-  async save(): Promise<void> {
+  /** mtcute calls this after advancing its cursors (not always awaiting it); a no-op once destroyed. */
+  save(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const saving = this.#save().finally(() => this.#saving.delete(saving));
+    this.#saving.add(saving);
+    return saving;
+  }
+
+  /**
+   * Called, and awaited, when the client is destroyed (the connector's stop): waits for saves in
+   * progress, makes the final one, then refuses further writes — so once `stop()` has returned,
+   * nothing writes to the state store any more (a save mtcute fires late is dropped; the final
+   * save already holds everything).
+   */
+  async destroy(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await Promise.allSettled([...this.#saving]);
+      await this.#save();
+    } finally {
+      this.#closed = true;
+    }
+  }
+
+  async #save(): Promise<void> {
     const durable = (await this.#options.beforeSave?.()) ?? true;
     const owner = this.#owner;
     if (!owner || !durable) return;

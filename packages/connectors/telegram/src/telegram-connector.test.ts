@@ -1,4 +1,8 @@
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { telegramStateScope } from './link-telegram.ts';
+import { MessageIndex } from './message-index.ts';
 import { decodeTl, TL_RAW_FORMAT } from './tl-evidence.ts';
 import { createLocalTelegramPeer, LOCAL_IDS } from './testing/index.ts';
 import { createTestRig, type TestRig } from './test-support.ts';
@@ -105,5 +109,22 @@ describe('Telegram connector on the real mtcute updates engine', () => {
     expect(kinds).toEqual(['message:before restart', 'message:while stopped', `delete:${before.id}`]);
     expect(records[2]?.conversation?.id).toBe(String(LOCAL_IDS.client));
     expect(ptsAtStop).toBeLessThan(peer.server.pts);
+  });
+
+  it('writes nothing to the state store once stop() has returned, and the final save holds the index', async () => {
+    const r = await rig();
+    const peer = createLocalTelegramPeer();
+    await peer.start({ recorder: r.recorder, state: r.state });
+    for (let n = 0; n < 200; n++) peer.historyOnlyText(`old ${n}`);
+    await peer.connector.reconcile({ chats: [String(LOCAL_IDS.client)], limit: 200 });
+    await peer.stop();
+    const scope = path.join(r.dir, 'state', '~telegram:alice');
+    const snapshot = async (): Promise<string[]> => Promise.all((await readdir(scope)).sort().map(async (name) => `${name} ${(await stat(path.join(scope, name))).mtimeMs}`));
+    const atStop = await snapshot();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await snapshot()).toEqual(atStop);
+    // A process exiting right after stop() keeps every message in its index.
+    const reopened = await MessageIndex.load(telegramStateScope(r.state, 'alice'));
+    expect(reopened.size).toBe(200);
   });
 });
