@@ -22,7 +22,7 @@ import {
 import { openFsSink } from '@offchannel/sink-fs';
 import { openS3Sink } from '@offchannel/sink-s3';
 import { loadCertificates, loadSigningKey } from '../keys.ts';
-import type { CaptureConfig } from './capture-config.ts';
+import { type CaptureConfig, type ConnectorConfig, parseCaptureConfig } from './capture-config.ts';
 import { CapturePolicy } from './capture-policy.ts';
 import { type Loader, createConnector } from './connector-registry.ts';
 
@@ -176,6 +176,14 @@ export class CaptureRunner {
 export async function openConfiguredStateStore(state: CaptureConfig['state'], logger: Logger): Promise<StateStore> {
   const key = state.keyFile === undefined ? undefined : await loadStateKey({ file: state.keyFile });
   return key ? openStateStore({ dir: state.dir, key, logger }) : openStateStore({ dir: state.dir, unencrypted: true, logger });
+}
+
+/** Reads and validates the config `file` and finds its connector entry for `channel:account`. */
+export async function readConnectorEntry(file: string, channel: string, account: string): Promise<{ readonly config: CaptureConfig; readonly entry: ConnectorConfig }> {
+  const config = parseCaptureConfig(await readConfigJson(file), file);
+  const entry = config.connectors.find((connector) => connector.channel === channel && connector.account === account);
+  if (!entry) throw new ConfigError('config.connectors', `has no ${channel} connector for account "${account}"; add one ({"channel": "${channel}", "account": "${account}", …}) first`);
+  return { config, entry };
 }
 
 /** Reads and parses the config file's JSON; problems become `ConfigError`s that never echo its content. */

@@ -8,10 +8,9 @@
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
-import { ConfigError, type Logger, type StateStore } from '@offchannel/core';
+import { type Logger, type StateStore } from '@offchannel/core';
 import { renderUnicodeCompact } from 'uqr';
-import { parseCaptureConfig } from '../capture/capture-config.ts';
-import { openConfiguredStateStore, readConfigJson } from '../capture/capture-runner.ts';
+import { openConfiguredStateStore, readConnectorEntry } from '../capture/capture-runner.ts';
 import { type Loader, loadConnectorPackage } from '../capture/connector-registry.ts';
 import { type CliIo, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
@@ -58,9 +57,7 @@ export async function linkCommand(argv: readonly string[], io: CliIo, load: Load
   if (values.phone !== undefined && channel !== 'whatsapp') throw new UsageError('--phone applies to whatsapp only');
   const logger = createLogger(values['log-level'], io.env);
   const file = path.resolve(io.cwd, values.config);
-  const config = parseCaptureConfig(await readConfigJson(file), file);
-  const entry = config.connectors.find((connector) => connector.channel === channel && connector.account === values.account);
-  if (!entry) throw new ConfigError('config.connectors', `has no ${channel} connector for account "${values.account}"; add one ({"channel": "${channel}", "account": "${values.account}", …}) first`);
+  const { config, entry } = await readConnectorEntry(file, channel, values.account);
   const { module, options } = await loadConnectorPackage(entry, load);
   const root = await openConfiguredStateStore(config.state, logger);
   const state = root.scope(`${channel}:${entry.account}`);

@@ -7,9 +7,9 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, OffchannelError } from '@offchannel/core';
-import { parseCaptureConfig } from '../capture/capture-config.ts';
-import { CaptureRunner, readConfigJson } from '../capture/capture-runner.ts';
+import { OffchannelError } from '@offchannel/core';
+import type { ReconcileTelegramOptions, ReconcileTelegramReport } from '@offchannel/telegram';
+import { CaptureRunner, readConnectorEntry } from '../capture/capture-runner.ts';
 import type { Loader } from '../capture/connector-registry.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
@@ -41,18 +41,9 @@ Options:
 Exit status: 0 every chat checked, 1 some chat could not be read, the run was interrupted or
 the archive failed (run it again: nothing is recorded twice), 2 bad arguments or config.`;
 
-interface ReconcileReport {
-  readonly chats: number;
-  readonly messagesChecked: number;
-  readonly missingRecorded: number;
-  readonly editsRecorded: number;
-  readonly deletesRecorded: number;
-  readonly skipped: readonly { readonly chat: string; readonly code: string }[];
-  readonly interrupted: boolean;
-}
-
+/** What the command needs of the connector (the package is loaded only when used). */
 interface Reconcilable {
-  reconcile(options: { chats?: readonly string[]; dialogs?: number; limit?: number; signal?: AbortSignal; onProgress?: (progress: { done: number; total: number }) => void }): Promise<ReconcileReport>;
+  reconcile(options: ReconcileTelegramOptions): Promise<ReconcileTelegramReport>;
 }
 
 export async function reconcileCommand(argv: readonly string[], io: CliIo, load?: Loader): Promise<number> {
@@ -85,9 +76,7 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
   if (chats && dialogs !== undefined) throw new UsageError('give --chat or --dialogs, not both');
 
   const file = path.resolve(io.cwd, values.config);
-  const config = parseCaptureConfig(await readConfigJson(file), file);
-  const entry = config.connectors.find((connector) => connector.channel === 'telegram' && connector.account === values.account);
-  if (!entry) throw new ConfigError('config.connectors', `has no telegram connector for account "${values.account}"; add one ({"channel": "telegram", "account": "${values.account}", "apiId": …, "apiHash": …}) and link it first`);
+  const { config, entry } = await readConnectorEntry(file, 'telegram', values.account);
   if ((entry.options as { route?: unknown }).route === 'business') throw new UsageError(`the telegram connector for "${entry.account}" uses the Bot API Business route, which cannot read chat history; only the user-session route can be reconciled`);
 
   const logger = createLogger(values['log-level'], io.env);
@@ -103,7 +92,7 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
   }
   const running = runner.connectors[0];
   const progress = new ProgressLine(io);
-  let report: ReconcileReport;
+  let report: ReconcileTelegramReport;
   try {
     if (!running || typeof (running.connector as Partial<Reconcilable>).reconcile !== 'function') throw new OffchannelError('RECONCILE_UNSUPPORTED', 'this version of @offchannel/telegram cannot reconcile; update it to the version of this CLI.');
     report = await (running.connector as unknown as Reconcilable).reconcile({
@@ -133,7 +122,7 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
   return report.skipped.length > 0 || report.interrupted ? EXIT_FAILED : EXIT_OK;
 }
 
-function describe(stream: string, report: ReconcileReport, written: number): string {
+function describe(stream: string, report: ReconcileTelegramReport, written: number): string {
   const lines = [
     `reconciled ${stream}: ${plural(report.chats, 'chat')}, ${plural(report.messagesChecked, 'message')} compared with the archive`,
     `  recorded: ${report.missingRecorded} missing, ${plural(report.editsRecorded, 'edit')}, ${plural(report.deletesRecorded, 'delete')} (${plural(written, 'record')} written in all, with updates caught up since the last capture)`,

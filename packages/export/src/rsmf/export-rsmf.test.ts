@@ -5,7 +5,7 @@ import path from 'node:path';
 import { unzipSync } from 'fflate';
 import PostalMime from 'postal-mime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CaptureInput, Recorder, generateEd25519NoteKey } from '@offchannel/core';
+import { type CaptureInput, type Ed25519NoteKey, Recorder, type StreamWriter, generateEd25519NoteKey } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { exportArchive } from '../export-archive.ts';
 import { type TradeArchive, alice, bob, client, createTradeArchive, tinyPng } from '../__fixtures__/trade-archive.ts';
@@ -20,10 +20,10 @@ const newOut = (): string => {
   return dir;
 };
 
-async function exportRsmfTo(out: string): Promise<string[]> {
-  const sink = await openFsSink({ dir: archive.dir, readOnly: true });
+async function exportRsmfTo(out: string, from: { readonly dir: string; readonly key: Ed25519NoteKey } = archive): Promise<string[]> {
+  const sink = await openFsSink({ dir: from.dir, readOnly: true });
   try {
-    await exportArchive({ sink, out, formats: ['rsmf'], verifiers: [archive.key.verifier], generator: 'offchannel-test 0.0.0' });
+    await exportArchive({ sink, out, formats: ['rsmf'], verifiers: [from.key.verifier], generator: 'offchannel-test 0.0.0' });
   } finally {
     await sink.close();
   }
@@ -39,6 +39,23 @@ async function openRsmf(file: string): Promise<{ raw: string; email: Awaited<Ret
   const manifestBytes = zip['rsmf_manifest.json'];
   if (!manifestBytes) throw new Error('no manifest');
   return { raw: bytes.toString('latin1'), email, manifest: JSON.parse(Buffer.from(manifestBytes).toString('utf8')) as RsmfManifest, zip };
+}
+
+/** A signed archive of one `channel:alice` stream, filled by `fill` through the real Recorder. */
+async function recordArchive(channel: string, fill: (writer: StreamWriter) => Promise<void>): Promise<{ dir: string; key: Ed25519NoteKey; stream: string }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-rsmf-archive-'));
+  outs.push(dir);
+  const key = generateEd25519NoteKey('rsmf-test.offchannel.example');
+  const sink = await openFsSink({ dir });
+  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 5000 } });
+  const writer = recorder.writer({ channel, account: 'alice', source: { package: '@offchannel/export-test', version: '0.0.0' } });
+  try {
+    await fill(writer);
+    await recorder.close();
+  } finally {
+    await sink.close();
+  }
+  return { dir, key, stream: writer.stream };
 }
 
 beforeAll(async () => {
@@ -118,12 +135,6 @@ describe('RSMF export', () => {
 
 describe('RSMF slicing', () => {
   it('splits a conversation every 10,000 events into linked files that name the same custodian', { timeout: 120_000 }, async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-rsmf-slices-'));
-    outs.push(dir);
-    const key = generateEd25519NoteKey('slices.offchannel.example');
-    const sink = await openFsSink({ dir });
-    const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 5000 } });
-    const writer = recorder.writer({ channel: 'whatsapp', account: 'alice', source: { package: '@offchannel/export-test', version: '0.0.0' } });
     // The custodian writes only the first message: the second slice has no outbound event of its own.
     const inputs: CaptureInput[] = Array.from({ length: 10_004 }, (_, n) => ({
       kind: 'message',
@@ -135,20 +146,12 @@ describe('RSMF slicing', () => {
       native: { id: `s${n}`, chat: client.id },
       text: `quote ${n}`,
     }));
-    for (let at = 0; at < inputs.length; at += 1000) await Promise.all(inputs.slice(at, at + 1000).map((input) => writer.capture(input)));
-    await recorder.close();
-    await sink.close();
-
-    const out = newOut();
-    const reader = await openFsSink({ dir, readOnly: true });
-    try {
-      await exportArchive({ sink: reader, out, formats: ['rsmf'], verifiers: [key.verifier], generator: 'offchannel-test 0.0.0' });
-    } finally {
-      await reader.close();
-    }
-    const files = (await readdir(path.join(out, 'rsmf'))).sort();
+    const recorded = await recordArchive('whatsapp', async (writer) => {
+      for (let at = 0; at < inputs.length; at += 1000) await Promise.all(inputs.slice(at, at + 1000).map((input) => writer.capture(input)));
+    });
+    const files = await exportRsmfTo(newOut(), recorded);
     expect(files).toHaveLength(2);
-    const [first, second] = await Promise.all(files.map((name) => openRsmf(path.join(out, 'rsmf', name))));
+    const [first, second] = await Promise.all(files.map((file) => openRsmf(file)));
     if (!first || !second) throw new Error('two slices expected');
     expect(first.manifest.events).toHaveLength(10_000);
     expect(second.manifest.events).toHaveLength(4);
@@ -166,26 +169,13 @@ describe('RSMF slicing', () => {
 
 describe('RSMF edits that only add attachments', () => {
   it('keeps the text, adds the file and names the record that added it (iMessage: the transfer completes later)', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-rsmf-attach-edit-'));
-    outs.push(dir);
-    const key = generateEd25519NoteKey('attach-edit.offchannel.example');
-    const sink = await openFsSink({ dir });
-    const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 10 } });
-    const writer = recorder.writer({ channel: 'imessage', account: 'alice', source: { package: '@offchannel/export-test', version: '0.0.0' } });
     const png = tinyPng();
-    await writer.capture({ kind: 'message', key: 'message:p1', sentAt: '2026-11-20T09:00:00.000Z', conversation: client, sender: bob, direction: 'inbound', native: { id: 'p1', chat: client.id }, text: 'chart attached' });
-    const edit = await writer.capture({ kind: 'edit', key: 'edit:p1:transfer', sentAt: '2026-11-20T09:00:05.000Z', conversation: client, sender: bob, direction: 'inbound', target: { id: 'p1', chat: client.id }, attachments: [{ bytes: png, mime: 'image/png', name: 'chart.png' }] });
-    await recorder.close();
-    await sink.close();
-
-    const out = newOut();
-    const reader = await openFsSink({ dir, readOnly: true });
-    try {
-      await exportArchive({ sink: reader, out, formats: ['rsmf'], verifiers: [key.verifier], generator: 'offchannel-test 0.0.0' });
-    } finally {
-      await reader.close();
-    }
-    const [file] = (await readdir(path.join(out, 'rsmf'))).map((name) => path.join(out, 'rsmf', name));
+    let editSeq = 0;
+    const recorded = await recordArchive('imessage', async (writer) => {
+      await writer.capture({ kind: 'message', key: 'message:p1', sentAt: '2026-11-20T09:00:00.000Z', conversation: client, sender: bob, direction: 'inbound', native: { id: 'p1', chat: client.id }, text: 'chart attached' });
+      editSeq = (await writer.capture({ kind: 'edit', key: 'edit:p1:transfer', sentAt: '2026-11-20T09:00:05.000Z', conversation: client, sender: bob, direction: 'inbound', target: { id: 'p1', chat: client.id }, attachments: [{ bytes: png, mime: 'image/png', name: 'chart.png' }] })).seq;
+    });
+    const [file] = await exportRsmfTo(newOut(), recorded);
     const { manifest, zip } = await openRsmf(file ?? '');
     const [event] = manifest.events as Record<string, unknown>[];
     expect(event).toMatchObject({ type: 'message', body: 'chart attached' });
@@ -193,7 +183,7 @@ describe('RSMF edits that only add attachments', () => {
     const attachments = event?.attachments as { id: string }[];
     expect(attachments).toHaveLength(1);
     expect(Buffer.from(zip[attachments[0]?.id ?? ''] ?? []).equals(Buffer.from(png))).toBe(true);
-    expect(event?.custom).toContainEqual(expect.objectContaining({ name: 'offchannel.attachment.1', value: expect.stringContaining(`added by ${writer.stream}/${edit.seq}`) as unknown }));
+    expect(event?.custom).toContainEqual(expect.objectContaining({ name: 'offchannel.attachment.1', value: expect.stringContaining(`added by ${recorded.stream}/${String(editSeq)}`) as unknown }));
   });
 });
 
