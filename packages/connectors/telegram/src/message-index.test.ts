@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { MessageIndex } from './message-index.ts';
+import { MessageIndex, isChannelPeer } from './message-index.ts';
 import { createTestRig, type TestRig } from './test-support.ts';
 
 const rigs: TestRig[] = [];
@@ -31,5 +31,16 @@ describe('MessageIndex', () => {
     await state.setJson(shards[0] ?? 'message-index.0', [['x:1', { peer: 5 }], 'junk']); // damaged entries are ignored
     expect((await MessageIndex.load(state)).size).toBeLessThanOrEqual(3);
     expect(() => new MessageIndex(0)).toThrow(RangeError);
+  });
+
+  it('tells supergroups and channels from basic groups by value, not by a "-100" prefix', () => {
+    expect(isChannelPeer('-1001500000001')).toBe(true);
+    expect(isChannelPeer('-100123456')).toBe(false); // basic group 100123456
+    expect(isChannelPeer('-4001')).toBe(false);
+    expect(isChannelPeer('5000002')).toBe(false);
+    expect(isChannelPeer('not-a-peer')).toBe(false);
+    const index = new MessageIndex();
+    index.set(7, { ...entry('-100123456'), type: 'group' });
+    expect(index.getCommonBox(7)?.peer).toBe('-100123456'); // its ids share the account's common box
   });
 });

@@ -151,4 +151,66 @@ describe('reconcileTelegram', () => {
     expect(peer.server.calls.filter((call) => call === 'messages.getDialogs')).toHaveLength(1); // loaded once, not per chat
     await peer.stop();
   });
+
+  it('in a supergroup, takes a message missing before the oldest one returned as hidden, not deleted', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer();
+    await peer.start({ recorder: r.recorder, state: r.state });
+    const [a, b, c, d] = [await peer.incomingText('a', { chat: 'supergroup' }), await peer.incomingText('b', { chat: 'supergroup' }), await peer.incomingText('c', { chat: 'supergroup' }), await peer.incomingText('d', { chat: 'supergroup' })];
+    peer.silentDelete(a); // older than anything returned: history hidden from the member, or deleted — unknowable
+    peer.silentDelete(c); // inside the returned window: deleted
+    const report = await peer.connector.reconcile({ chats: [b.peer] });
+    expect(report).toMatchObject({ messagesChecked: 2, deletesRecorded: 1 });
+    const deletes = (await r.records()).filter((record) => record.kind === 'delete');
+    expect(deletes.map((record) => record.target?.id)).toEqual([String(c.id)]);
+    expect(d.id).toBeGreaterThan(c.id);
+    await peer.stop();
+  });
+
+  it('captures a live update after the chat being checked, and a stop mid-chat records no attachment as unavailable', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer();
+    await peer.start({ recorder: r.recorder, state: r.state });
+    const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+    for (let n = 0; n < 60; n++) {
+      if (n % 10 === 9) peer.historyOnlyMedia({ bytes: png, mime: 'image/png', name: `chart-${n}.png` });
+      else peer.historyOnlyText(`old ${n}`);
+    }
+    // Eight more contacts with 20 messages each from before linking.
+    const contacts: string[] = [];
+    for (let c = 0; c < 8; c++) {
+      const userId = 6_100_000 + c;
+      peer.server.users.set(userId, { _: 'user', id: userId, accessHash: Long.fromNumber(300 + c), firstName: `Contact ${c}` });
+      for (let n = 0; n < 20; n++) peer.server.putHistory({ _: 'message', id: peer.server.messageId(), peerId: { _: 'peerUser', userId }, fromId: { _: 'peerUser', userId }, date: peer.server.tick(), message: `contact ${c} #${n}` });
+      contacts.push(String(userId));
+    }
+    await peer.connector.client?.call({ _: 'messages.getDialogs', offsetDate: 0, offsetId: 0, offsetPeer: { _: 'inputPeerEmpty' }, limit: 100, hash: Long.ZERO });
+
+    // A live message arriving while a chat is checked is captured after that chat (never inside
+    // it, where it could look deleted), and nothing is lost or recorded twice.
+    const running = peer.connector.reconcile({ chats: [String(LOCAL_IDS.client), ...contacts] });
+    await peer.waitFor((input) => input.text === 'old 3');
+    const live = peer.incomingText('live during reconcile');
+    expect(await running).toMatchObject({ missingRecorded: 60 + 8 * 20, deletesRecorded: 0, interrupted: false });
+    await live;
+    const texts = (await r.records()).map((record) => record.text);
+    expect(texts.indexOf('live during reconcile')).toBeGreaterThan(texts.indexOf('old 58'));
+    expect(texts.filter((text) => text === 'live during reconcile')).toHaveLength(1);
+    expect(await peer.connector.reconcile({ chats: [String(LOCAL_IDS.client)] })).toMatchObject({ missingRecorded: 0, deletesRecorded: 0 });
+
+    // Stop while a chat is being checked: it ends between messages, every stored attachment intact.
+    for (let n = 0; n < 60; n++) {
+      if (n % 10 === 9) peer.historyOnlyMedia({ bytes: png, mime: 'image/png', name: `later-${n}.png` }, { chat: 'supergroup' });
+      else peer.historyOnlyText(`later ${n}`, { chat: 'supergroup' });
+    }
+    const partial = peer.connector.reconcile({ chats: [`-100${String(LOCAL_IDS.supergroup)}`] });
+    await peer.waitFor((input) => input.text === 'later 12');
+    await peer.stop();
+    expect(await partial).toMatchObject({ interrupted: true });
+    const attachments = (await r.records()).flatMap((record) => record.attachments ?? []);
+    expect(attachments.length).toBeGreaterThan(6);
+    expect(attachments.every((attachment) => attachment.status === 'stored')).toBe(true);
+  });
 });

@@ -16,11 +16,12 @@
  * - history is paged 100 messages per request, dialogs 100 per request.
  * Records use the same idempotency keys as live capture, so running it twice adds nothing.
  */
+import { setImmediate } from 'node:timers/promises';
 import { OffchannelError, type ConnectorContext } from '@offchannel/core';
-import { Long, PeersIndex, getMarkedPeerId, type tl } from '@mtcute/core';
+import { Long, PeersIndex, getMarkedPeerId, parseMarkedPeerId, type tl } from '@mtcute/core';
 import type { BaseTelegramClient } from '@mtcute/core/client.js';
 import { errorCode } from './error-code.ts';
-import type { MessageIndex } from './message-index.ts';
+import { type MessageIndex, isChannelPeer } from './message-index.ts';
 
 export interface ReconcileTelegramOptions {
   /** Marked peer ids to check (e.g. `"123"`, `"-4001"`, `"-1001500000001"`); default: the most recent dialogs. */
@@ -53,6 +54,12 @@ export interface ReconcileTelegramReport {
 /** What reconciliation needs from a running connector (kept internal to the package). */
 export interface ReconcileHost {
   readonly client: BaseTelegramClient;
+  /**
+   * Runs `task` in the connector's capture queue, after every update dispatched so far. Each
+   * chat is one task: live updates are captured between chats, never in the middle of one
+   * (so a message that arrives during a chat's check cannot look deleted).
+   */
+  queue<T>(task: () => Promise<T>): Promise<T>;
   readonly ctx: ConnectorContext;
   readonly index: MessageIndex;
   /** Runs one update through the live pipeline; resolves to the number of records written. */
@@ -80,17 +87,22 @@ export async function runReconcile(host: ReconcileHost, options: ReconcileTelegr
       report.interrupted = true;
       break;
     }
-    let skipped = await reconcileOne(host, chat, limit, options.signal, report);
+    let skipped = await host.queue(() => reconcileOne(host, chat, limit, options.signal, report));
     if (skipped === 'PEER_NOT_CACHED' && !dialogsLoaded) {
       // A chat named by id that this session has not seen yet: its access hash comes with the
       // dialog list (the client caches the peers of every answer). Load it once, then retry.
       dialogsLoaded = true;
       await recentDialogs(host.client, PEER_LOOKUP_DIALOGS).catch(() => undefined);
-      skipped = await reconcileOne(host, chat, limit, options.signal, report);
+      skipped = await host.queue(() => reconcileOne(host, chat, limit, options.signal, report));
     }
     if (skipped) report.skipped.push({ chat, code: skipped });
     options.onProgress?.({ done: index + 1, total: chats.length });
+    // Let timers and I/O run between chats (mtcute's updates loop among them): a run whose
+    // answers all come quickly must not keep live updates waiting until it ends.
+    await setImmediate();
   }
+  // Aborted while the last chats were being checked: they may be partly done.
+  if (options.signal?.aborted === true) report.interrupted = true;
   return report;
 }
 
@@ -105,7 +117,7 @@ async function reconcileOne(host: ReconcileHost, chat: string, limit: number, si
   } catch (error) {
     return errorCode(error);
   }
-  await reconcileChat(host, chat, fetched.pages, fetched.complete, report);
+  await reconcileChat(host, chat, fetched.pages, fetched.complete, report, signal);
   return undefined;
 }
 
@@ -134,7 +146,10 @@ async function history(client: BaseTelegramClient, peer: tl.TypeInputPeer, limit
     if (result._ === 'messages.messagesNotModified') break;
     pages.push({ result, peers: PeersIndex.from(result) });
     fetched += result.messages.length;
-    if (result._ === 'messages.messages' || result.messages.length === 0 || fetched >= result.count) return { pages, complete: true };
+    if (result._ === 'messages.messages') return { pages, complete: true };
+    // A slice's `count` is the chat's total, unless Telegram flags it inexact.
+    const counted = result.inexact !== true && fetched >= result.count;
+    if (result.messages.length === 0 || counted) return { pages, complete: counted };
     const oldest = Math.min(...result.messages.map((message) => message.id));
     if (offsetId !== 0 && oldest >= offsetId) break; // no progress: stop rather than loop
     offsetId = oldest;
@@ -142,15 +157,18 @@ async function history(client: BaseTelegramClient, peer: tl.TypeInputPeer, limit
   return { pages, complete: false };
 }
 
-async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly HistoryPage[], complete: boolean, report: Counts): Promise<void> {
+async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly HistoryPage[], complete: boolean, report: Counts, signal: AbortSignal | undefined): Promise<void> {
   const present = new Set<number>();
   // Oldest page first, oldest message first: records appear in the order the chat had them.
   for (const { result, peers } of [...pages].reverse()) {
     for (const message of [...result.messages].reverse()) {
+      // Stopping: leave the rest for the next run (a half-checked chat detects no deletes).
+      if (signal?.aborted === true) return;
       if (message._ === 'messageEmpty' || String(getMarkedPeerId(message.peerId)) !== chat) continue;
       present.add(message.id);
       report.messagesChecked++;
-      const archived = (await host.ctx.lookup(`message:${chat}:${message.id}`)) !== undefined;
+      const key = message._ === 'messageService' ? `membership:${chat}:${message.id}` : `message:${chat}:${message.id}`;
+      const archived = (await host.ctx.lookup(key)) !== undefined;
       const raw = host.encode(message);
       const channel = message.peerId._ === 'peerChannel';
       if (!archived) {
@@ -164,15 +182,19 @@ async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly 
   }
   // Deletes nobody told us about: indexed ids that the fetched window covers and that are gone.
   // The window starts at the newest message (anything indexed was handled before this fetch, so
-  // existed on Telegram) and reaches back to the oldest one fetched — or to the chat's start
-  // when its whole history came back.
+  // existed on Telegram) and reaches back to the oldest one fetched — or, in a private chat or
+  // basic group whose whole history came back, to its start. Not for supergroups and channels:
+  // their older history can be hidden from a member (rejoined, history hidden from new
+  // members) without being deleted.
   const newest = pages[0];
-  if (!newest || (present.size === 0 && !complete)) return;
-  const from = complete ? 0 : Math.min(...present);
+  const channel = isChannelPeer(chat);
+  const whole = complete && !channel;
+  if (!newest || (present.size === 0 && !whole)) return;
+  const from = whole ? 0 : Math.min(...present);
   const gone = host.index.idsFor(chat).filter((id) => id >= from && !present.has(id));
   if (gone.length === 0) return;
-  const update: tl.TypeUpdate = chat.startsWith('-100')
-    ? { _: 'updateDeleteChannelMessages', channelId: Number(chat.slice(4)), messages: gone, pts: 0, ptsCount: 0 }
+  const update: tl.TypeUpdate = channel
+    ? { _: 'updateDeleteChannelMessages', channelId: parseMarkedPeerId(Number(chat))[1], messages: gone, pts: 0, ptsCount: 0 }
     : { _: 'updateDeleteMessages', messages: gone, pts: 0, ptsCount: 0 };
   // The evidence for a delete found this way is the newest history page that no longer holds it.
   report.deletesRecorded += await host.handle(update, newest.peers, host.encode(newest.result), 'reconcile');

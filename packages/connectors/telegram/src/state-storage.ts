@@ -80,12 +80,9 @@ class StateStoreDriver implements IStorageDriver {
    */
   async destroy(): Promise<void> {
     if (this.#closed) return;
-    try {
-      await Promise.allSettled([...this.#saving]);
-      await this.#save();
-    } finally {
-      this.#closed = true;
-    }
+    this.#closed = true; // from now on mtcute's saves are dropped; the one below covers them
+    await Promise.allSettled([...this.#saving]);
+    await this.#save();
   }
 
   async #save(): Promise<void> {

@@ -207,9 +207,10 @@ class TelegramConnector implements TelegramConnectorHandle {
    */
   async reconcile(options: ReconcileTelegramOptions = {}): Promise<ReconcileTelegramReport> {
     const host = this.#host();
-    if (!host || this.#status.state !== 'running') throw new OffchannelError('TELEGRAM_NOT_RUNNING', 'start the Telegram connector before reconciling.');
+    // While reconnecting, mtcute holds the calls until the connection is back.
+    if (!host || (this.#status.state !== 'running' && this.#status.state !== 'reconnecting')) throw new OffchannelError('TELEGRAM_NOT_RUNNING', 'start the Telegram connector before reconciling.');
     const signal = options.signal ? AbortSignal.any([options.signal, this.#reconciling.signal]) : this.#reconciling.signal;
-    return this.#schedule(() => runReconcile(host, { ...options, signal }));
+    return runReconcile(host, { ...options, signal });
   }
 
   /** The periodic reconciliation of `options.reconcile`; one run at a time, counts logged. */
@@ -237,7 +238,7 @@ class TelegramConnector implements TelegramConnectorHandle {
     const client = this.#client;
     const ctx = this.#ctx;
     if (!client || !ctx) return undefined;
-    return { client, ctx, index: this.#index, encode: encodeTl, handle: (update, peers, raw, source) => this.#handle(update, peers, raw, new Date(), source) };
+    return { client, ctx, index: this.#index, encode: encodeTl, queue: (task) => this.#schedule(task), handle: (update, peers, raw, source) => this.#handle(update, peers, raw, new Date(), source) };
   }
 
   /** Waits until every update dispatched so far has been captured (or failed). */
@@ -254,10 +255,12 @@ class TelegramConnector implements TelegramConnectorHandle {
     this.#reconcileTimer = undefined;
     this.#reconciling.abort();
     const client = this.#client;
-    this.#client = undefined;
     if (client) {
       await client.stopUpdatesLoop().catch(() => undefined);
+      // Captures still queued finish with the client connected: a media download must not fail
+      // (and be recorded as unavailable, for good) just because the connector is stopping.
       await this.idle();
+      this.#client = undefined;
       try {
         await client.destroy(); // saves storage through the barrier, then disconnects
       } catch (error) {
@@ -269,15 +272,18 @@ class TelegramConnector implements TelegramConnectorHandle {
   }
 
   /**
-   * The storage driver's save barrier: captures drained and index persisted, or `false` (nothing
-   * is saved). A save triggered from inside the capture queue itself (an RPC made while
-   * reconciling or downloading caches peers and saves) is skipped: waiting would deadlock, and
-   * mtcute's cursor may already cover updates still queued behind the running task. Skipped
-   * changes stay pending and are written by the next regular save.
+   * The storage driver's save barrier: the captures queued when the save began are done and the
+   * index persisted, or `false` (nothing is saved). mtcute dispatches updates synchronously and
+   * then saves, so the queue at that moment holds every update the cursor covers; tasks queued
+   * later (the next chat of a reconciliation) are not waited for, so live updates are held up
+   * by at most the chat being checked. A save triggered from inside the capture queue itself
+   * (an RPC made while reconciling or downloading caches peers and saves) is skipped: waiting
+   * would deadlock, and mtcute's cursor may already cover updates still queued behind the
+   * running task. Skipped changes stay pending and are written by the next regular save.
    */
   async #barrier(): Promise<boolean> {
     if (this.#pipeline.getStore() === true) return false;
-    await this.idle();
+    await this.#tail;
     if (this.#frozen) return false;
     const ctx = this.#ctx;
     if (ctx) await this.#index.persist(ctx.state);
@@ -397,10 +403,10 @@ class TelegramConnector implements TelegramConnectorHandle {
   #onChannelTooLong(channelId: number): void {
     // The gap itself was recorded by the RPC observer; backfill what the history still holds.
     const marked = String(getMarkedPeerId(channelId, 'channel'));
-    const backfill = this.#schedule(async () => {
-      const host = this.#host();
-      if (!host) return;
-      const report = await runReconcile(host, { chats: [marked] });
+    const host = this.#host();
+    if (!host) return;
+    // Queued at once, right behind the gap record (runReconcile queues the chat synchronously).
+    const backfill = runReconcile(host, { chats: [marked], signal: this.#reconciling.signal }).then((report) => {
       this.#ctx?.logger.info({ chat: marked, recorded: report.missingRecorded }, 'channel backfilled from history after channelDifferenceTooLong');
     });
     backfill.catch((error: unknown) => {

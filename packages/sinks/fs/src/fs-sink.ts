@@ -305,6 +305,7 @@ export class FsSink implements Sink {
   }
 
   private async storeBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    this.assertWritable(); // the sink may have been closed while this write waited for a slot
     const target = this.layout.blob(sha256);
     if (this.durableBlobs.has(sha256)) return { created: false };
     if (!(await this.sameBlobStored(target, sha256)) && (await createReadOnlyFile(this.layout.tmpDir, target, bytes))) {

@@ -46,6 +46,15 @@ export interface LocalTelegramPeerOptions {
   readonly reconcile?: TelegramConnectorOptions['reconcile'];
 }
 
+/** A file sent in a scripted message (`available: false`: the server will not serve its bytes). */
+export interface LocalFile {
+  readonly bytes: Uint8Array;
+  readonly mime: string;
+  readonly name: string;
+  readonly caption?: string;
+  readonly available?: boolean;
+}
+
 /** Fixture identities. */
 export const LOCAL_IDS = { self: 5_000_001, client: 5_000_002, colleague: 5_000_003, group: 4_001, supergroup: 1_500_000_001, channel: 1_500_000_002 } as const;
 
@@ -160,11 +169,22 @@ export class LocalTelegramPeer {
   }
 
   /** An incoming document whose bytes `upload.getFile` serves (or not, with `available: false`). */
-  incomingMedia(file: { readonly bytes: Uint8Array; readonly mime: string; readonly name: string; readonly caption?: string; readonly available?: boolean }, options: { readonly chat?: LocalChat } = {}): Promise<LocalMessageRef> {
+  incomingMedia(file: LocalFile, options: { readonly chat?: LocalChat } = {}): Promise<LocalMessageRef> {
+    return this.#newMessage(options.chat ?? 'direct', { message: file.caption ?? '', out: false, media: this.#document(file) });
+  }
+
+  /** A document message that exists only in history (see {@link historyOnlyText}). */
+  historyOnlyMedia(file: LocalFile, options: { readonly chat?: LocalChat } = {}): LocalMessageRef {
+    const message = this.#message(options.chat ?? 'direct', { message: file.caption ?? '', out: false, media: this.#document(file) });
+    this.server.putHistory(message);
+    return this.#ref(message);
+  }
+
+  #document(file: LocalFile): tl.RawMessageMediaDocument {
     const id = Long.fromNumber(900_000 + this.server.tick());
     if (file.available !== false) this.server.serveFile(id, file.bytes);
     const document: tl.RawDocument = { _: 'document', id, accessHash: Long.fromNumber(77), fileReference: new Uint8Array([1, 2, 3, 4]), date: this.server.tick(), mimeType: file.mime, size: file.bytes.length, dcId: 2, attributes: [{ _: 'documentAttributeFilename', fileName: file.name }] };
-    return this.#newMessage(options.chat ?? 'direct', { message: file.caption ?? '', out: false, media: { _: 'messageMediaDocument', document } });
+    return { _: 'messageMediaDocument', document };
   }
 
   /**
