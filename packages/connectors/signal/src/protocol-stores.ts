@@ -38,6 +38,19 @@ function missing(what: string): SignalError {
   return new SignalError('SIGNAL_KEY_MISSING', `${what} is not in the state store (used up or never uploaded).`);
 }
 
+/** The record stored under `name`, decoded; `null` when there is none. */
+async function readRecord<T>(state: StagedState, name: string, decode: (bytes: Uint8Array<ArrayBuffer>) => T): Promise<T | null> {
+  const bytes = await state.get(name);
+  return bytes === undefined ? null : decode(Uint8Array.from(bytes));
+}
+
+/** The record stored under `name`, decoded; a missing one is `SIGNAL_KEY_MISSING` naming `what`. */
+async function requireRecord<T>(state: StagedState, name: string, what: string, decode: (bytes: Uint8Array<ArrayBuffer>) => T): Promise<T> {
+  const record = await readRecord(state, name, decode);
+  if (record === null) throw missing(what);
+  return record;
+}
+
 function addressName(address: ProtocolAddress): string {
   return `${address.name()}.${address.deviceId()}`;
 }
@@ -57,8 +70,7 @@ export class StateSessionStore extends SessionStore {
   }
 
   async getSession(address: ProtocolAddress): Promise<SessionRecord | null> {
-    const bytes = await this.#state.get(`${this.#kind}.session.${addressName(address)}`);
-    return bytes === undefined ? null : SessionRecord.deserialize(Uint8Array.from(bytes));
+    return readRecord(this.#state, `${this.#kind}.session.${addressName(address)}`, (bytes) => SessionRecord.deserialize(bytes));
   }
 
   async getExistingSessions(addresses: ProtocolAddress[]): Promise<SessionRecord[]> {
@@ -116,8 +128,7 @@ export class StateIdentityStore extends IdentityKeyStore {
   }
 
   async getIdentity(address: ProtocolAddress): Promise<PublicKey | null> {
-    const bytes = await this.#state.get(`identity.${address.name()}`);
-    return bytes === undefined ? null : PublicKey.deserialize(Uint8Array.from(bytes));
+    return readRecord(this.#state, `identity.${address.name()}`, (bytes) => PublicKey.deserialize(bytes));
   }
 }
 
@@ -136,9 +147,7 @@ export class StatePreKeyStore extends PreKeyStore {
   }
 
   async getPreKey(id: number): Promise<PreKeyRecord> {
-    const bytes = await this.#state.get(`${this.#kind}.prekey.${id}`);
-    if (bytes === undefined) throw missing(`${this.#kind} one-time prekey ${id}`);
-    return PreKeyRecord.deserialize(Uint8Array.from(bytes));
+    return requireRecord(this.#state, `${this.#kind}.prekey.${id}`, `${this.#kind} one-time prekey ${id}`, (bytes) => PreKeyRecord.deserialize(bytes));
   }
 
   async removePreKey(id: number): Promise<void> {
@@ -161,9 +170,7 @@ export class StateSignedPreKeyStore extends SignedPreKeyStore {
   }
 
   async getSignedPreKey(id: number): Promise<SignedPreKeyRecord> {
-    const bytes = await this.#state.get(`${this.#kind}.signed-prekey.${id}`);
-    if (bytes === undefined) throw missing(`${this.#kind} signed prekey ${id}`);
-    return SignedPreKeyRecord.deserialize(Uint8Array.from(bytes));
+    return requireRecord(this.#state, `${this.#kind}.signed-prekey.${id}`, `${this.#kind} signed prekey ${id}`, (bytes) => SignedPreKeyRecord.deserialize(bytes));
   }
 }
 
@@ -193,9 +200,7 @@ export class StateKyberPreKeyStore extends KyberPreKeyStore {
   }
 
   async getKyberPreKey(id: number): Promise<KyberPreKeyRecord> {
-    const bytes = await this.#state.get(`${this.#kind}.kyber-prekey.${id}`);
-    if (bytes === undefined) throw missing(`${this.#kind} kyber prekey ${id}`);
-    return KyberPreKeyRecord.deserialize(Uint8Array.from(bytes));
+    return requireRecord(this.#state, `${this.#kind}.kyber-prekey.${id}`, `${this.#kind} kyber prekey ${id}`, (bytes) => KyberPreKeyRecord.deserialize(bytes));
   }
 
   async markKyberPreKeyUsed(id: number, signedPreKeyId: number, baseKey: PublicKey): Promise<void> {
@@ -225,8 +230,7 @@ export class StateSenderKeyStore extends SenderKeyStore {
   }
 
   async getSenderKey(sender: ProtocolAddress, distributionId: Uuid): Promise<SenderKeyRecord | null> {
-    const bytes = await this.#state.get(`sender-key.${addressName(sender)}.${distributionId}`);
-    return bytes === undefined ? null : SenderKeyRecord.deserialize(Uint8Array.from(bytes));
+    return readRecord(this.#state, `sender-key.${addressName(sender)}.${distributionId}`, (bytes) => SenderKeyRecord.deserialize(bytes));
   }
 }
 
