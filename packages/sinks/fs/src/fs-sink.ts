@@ -321,6 +321,20 @@ export class FsSink implements Sink {
     return { created: false };
   }
 
+  /**
+   * Creates `target` with `bytes`, or confirms (and makes durable) an identical file already
+   * there — stored by another writer or an earlier, crashed process. `undefined` when a
+   * different file holds the name: the caller reports the conflict.
+   */
+  private async writeOnce(target: string, bytes: Uint8Array): Promise<{ readonly created: boolean } | undefined> {
+    await ensureDirectory(path.dirname(target));
+    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
+    if (!(await readIfExists(target))?.equals(bytes)) return undefined;
+    await syncFile(target);
+    await syncDirectory(path.dirname(target));
+    return { created: false };
+  }
+
   private rememberDurable(sha256: string): void {
     if (this.durableBlobs.size >= 100_000) this.durableBlobs.clear();
     this.durableBlobs.add(sha256);
@@ -348,14 +362,8 @@ export class FsSink implements Sink {
     this.assertWritable();
     assertCheckpointKey(stream, size, file);
     if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InvalidBatchError('checkpoint bytes must be a non-empty Uint8Array');
-    const target = this.layout.checkpoint(stream, size, file);
-    await ensureDirectory(path.dirname(target));
-    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
-    if ((await readIfExists(target))?.equals(bytes)) {
-      await syncFile(target);
-      await syncDirectory(path.dirname(target));
-      return { created: false };
-    }
+    const stored = await this.writeOnce(this.layout.checkpoint(stream, size, file), bytes);
+    if (stored) return stored;
     throw new SinkConflictError(stream, `a different ${file} checkpoint for tree size ${size} is already stored`);
   }
 
@@ -386,14 +394,8 @@ export class FsSink implements Sink {
   async putTile(stream: string, tile: TileId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
     this.assertWritable();
     assertTileKey(stream, tile, bytes);
-    const target = this.layout.tile(stream, tile);
-    await ensureDirectory(path.dirname(target));
-    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
-    if ((await readIfExists(target))?.equals(bytes)) {
-      await syncFile(target);
-      await syncDirectory(path.dirname(target));
-      return { created: false };
-    }
+    const stored = await this.writeOnce(this.layout.tile(stream, tile), bytes);
+    if (stored) return stored;
     throw new SinkConflictError(stream, `a different tile ${tilePath(tile)} is already stored`);
   }
 
