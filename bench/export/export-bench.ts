@@ -21,9 +21,9 @@ import { parseArgs } from 'node:util';
 import { type CaptureInput, Recorder, generateEd25519NoteKey, parseSignerKey, verifyArchive } from '@offchannel/core';
 import { exportArchive } from '@offchannel/export';
 import { openFsSink } from '@offchannel/sink-fs';
+import { BENCH_TEXT } from '../shared/bench-input.ts';
 
 const { values } = parseArgs({ options: { records: { type: 'string', default: '100000' }, json: { type: 'boolean', default: false }, child: { type: 'string' } } });
-const TEXT = 'Indicative levels for the 5y: 4.12 / 4.15, size up to 50m. '.repeat(20).slice(0, 1024);
 
 if (values.child !== undefined) {
   // Child: export one archive and report time and peak RSS.
@@ -43,10 +43,10 @@ function input(index: number): CaptureInput {
   const kind = index % 20;
   const target = { id: `m-${index - 20}`, chat };
   const common = { sentAt: new Date(Date.UTC(2026, 10, 1) + index * 1000).toISOString(), conversation: { id: chat, type: 'direct' as const }, sender: { id: `party-${index % 20}`, name: `Party ${index % 20}` }, direction: index % 2 === 0 ? ('inbound' as const) : ('outbound' as const) };
-  if (index >= 20 && kind === 3) return { ...common, kind: 'edit', key: `edit:${index}`, target, text: `${TEXT.slice(0, 200)} (edited)` };
+  if (index >= 20 && kind === 3) return { ...common, kind: 'edit', key: `edit:${index}`, target, text: `${BENCH_TEXT.slice(0, 200)} (edited)` };
   if (index >= 20 && kind === 7) return { ...common, kind: 'reaction', key: `reaction:${index}`, target, reaction: { value: '👍', action: 'add' } };
   if (index >= 20 && kind === 11) return { ...common, kind: 'delete', key: `delete:${index}`, target, deletion: { scope: 'everyone' } };
-  return { ...common, kind: 'message', key: `message:${index}`, native: { id: `m-${index}`, chat }, text: TEXT };
+  return { ...common, kind: 'message', key: `message:${index}`, native: { id: `m-${index}`, chat }, text: BENCH_TEXT };
 }
 
 async function build(dir: string, keyFile: string, records: number): Promise<void> {

@@ -16,8 +16,9 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type CaptureInput, Recorder, ZERO_HASH, canonicalBytes, generateEd25519NoteKey, sha256Hex } from '@offchannel/core';
+import { Recorder, ZERO_HASH, canonicalBytes, generateEd25519NoteKey, sha256Hex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
+import { BENCH_SOURCE, benchInput, naiveRecord, percentile } from '../shared/bench-input.ts';
 
 const { values } = parseArgs({
   options: {
@@ -34,34 +35,10 @@ const NAIVE = Number(values.naive);
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
 const INFLIGHT = Number(values.inflight);
-const source = { package: '@offchannel-bench/bench', version: '0' };
-const TEXT = 'Indicative levels for the 5y: 4.12 / 4.15, size up to 50m. '.repeat(20).slice(0, 1024);
-
-function input(index: number): CaptureInput {
-  return {
-    kind: 'message',
-    key: `message:${index}`,
-    sentAt: '2026-11-21T09:30:00.000Z',
-    conversation: { id: `chat-${index % 50}`, type: 'direct' },
-    sender: { id: `party-${index % 50}` },
-    direction: index % 2 === 0 ? 'inbound' : 'outbound',
-    native: { id: `m-${index}` },
-    text: TEXT,
-  };
-}
-
-/** The record the recorder would build for `input(index)`. */
-function record(index: number, prev: string) {
-  return { ...input(index), v: 1, stream: 'bench:alice', seq: index + 1, prev, channel: 'bench', account: 'alice', capturedAt: new Date().toISOString(), source };
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
 
 async function main(): Promise<void> {
   const work = await mkdtemp(path.join(tmpdir(), 'offchannel-bench-'));
-  const results: Record<string, unknown> = { node: process.version, records: RECORDS, recordBytes: canonicalBytes(record(0, ZERO_HASH)).length };
+  const results: Record<string, unknown> = { node: process.version, records: RECORDS, recordBytes: canonicalBytes(naiveRecord(0, ZERO_HASH, 'alice')).length };
   try {
     // sha256 baseline
     const buffer = Buffer.alloc(1024, 7);
@@ -72,7 +49,7 @@ async function main(): Promise<void> {
     // ceiling: canonicalize + hash, chained, no I/O
     let prev = ZERO_HASH;
     t0 = performance.now();
-    for (let index = 0; index < RECORDS; index++) prev = sha256Hex(canonicalBytes(record(index, prev)));
+    for (let index = 0; index < RECORDS; index++) prev = sha256Hex(canonicalBytes(naiveRecord(index, prev, 'alice')));
     const ceilingPerSecond = RECORDS / ((performance.now() - t0) / 1000);
 
     // naive: one fdatasync per record
@@ -82,7 +59,7 @@ async function main(): Promise<void> {
     const newline = Buffer.from('\n');
     t0 = performance.now();
     for (let index = 0; index < NAIVE; index++) {
-      const bytes = canonicalBytes(record(index, prev));
+      const bytes = canonicalBytes(naiveRecord(index, prev, 'alice'));
       prev = sha256Hex(bytes);
       await handle.write(Buffer.concat([bytes, newline]));
       await handle.datasync();
@@ -94,8 +71,8 @@ async function main(): Promise<void> {
     for (const signed of [false, true]) {
       const sink = await openFsSink({ dir: path.join(work, signed ? 'sustained-signed' : 'sustained') });
       const recorder = new Recorder({ sink, ...(signed ? { checkpoints: { signer: generateEd25519NoteKey('bench.example/archive'), everyRecords: 1000 } } : {}) });
-      const writer = recorder.writer({ channel: 'bench', account: 'alice', source });
-      await writer.capture(input(-1)); // open the stream (lock, head) outside the timing
+      const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
+      await writer.capture(benchInput(-1)); // open the stream (lock, head) outside the timing
       const latencies = new Float64Array(RECORDS);
       let next = 0;
       let done = 0;
@@ -105,7 +82,7 @@ async function main(): Promise<void> {
           while (next < RECORDS && next - done < INFLIGHT) {
             const index = next++;
             const started = performance.now();
-            writer.capture(input(index)).then(
+            writer.capture(benchInput(index)).then(
               () => {
                 latencies[index] = performance.now() - started;
                 done++;
@@ -128,8 +105,8 @@ async function main(): Promise<void> {
     // offered load: open loop at RATE records/s
     {
       const sink = await openFsSink({ dir: path.join(work, 'offered') });
-      const writer = new Recorder({ sink }).writer({ channel: 'bench', account: 'alice', source });
-      await writer.capture(input(-1));
+      const writer = new Recorder({ sink }).writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
+      await writer.capture(benchInput(-1));
       const total = RATE * SECONDS;
       const latencies = new Float64Array(total);
       const pending: Promise<unknown>[] = [];
@@ -139,7 +116,7 @@ async function main(): Promise<void> {
         const wait = due - performance.now();
         if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
         const started = performance.now();
-        pending.push(writer.capture(input(index)).then(() => (latencies[index] = performance.now() - started)));
+        pending.push(writer.capture(benchInput(index)).then(() => (latencies[index] = performance.now() - started)));
       }
       await Promise.all(pending);
       const achieved = total / ((performance.now() - t0) / 1000);

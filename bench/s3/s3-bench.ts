@@ -27,9 +27,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { type CaptureInput, Forwarder, Recorder, ZERO_HASH, canonicalBytes, generateEd25519NoteKey, sha256Hex } from '@offchannel/core';
+import { Forwarder, Recorder, ZERO_HASH, canonicalBytes, generateEd25519NoteKey, sha256Hex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { openS3Sink } from '@offchannel/sink-s3';
+import { BENCH_SOURCE, benchInput, naiveRecord, percentile } from '../shared/bench-input.ts';
 
 const { values } = parseArgs({
   options: {
@@ -46,30 +47,7 @@ const SECONDS = Number(values.seconds);
 const INFLIGHT = Number(values.inflight);
 const run = promisify(execFile);
 const scripts = fileURLToPath(new URL('../../scripts/ceph/', import.meta.url));
-const source = { package: '@offchannel-bench/bench', version: '0' };
-const TEXT = 'Indicative levels for the 5y: 4.12 / 4.15, size up to 50m. '.repeat(20).slice(0, 1024);
 const key = generateEd25519NoteKey('bench.example/archive');
-
-function input(index: number): CaptureInput {
-  return {
-    kind: 'message',
-    key: `message:${index}`,
-    sentAt: '2026-11-21T09:30:00.000Z',
-    conversation: { id: `chat-${index % 50}`, type: 'direct' },
-    sender: { id: `party-${index % 50}` },
-    direction: index % 2 === 0 ? 'inbound' : 'outbound',
-    native: { id: `m-${index}` },
-    text: TEXT,
-  };
-}
-
-function record(index: number, prev: string) {
-  return { ...input(index), v: 1, stream: 'bench:naive', seq: index + 1, prev, channel: 'bench', account: 'naive', capturedAt: new Date().toISOString(), source };
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
 
 async function freePort(): Promise<number> {
   for (;;) {
@@ -86,6 +64,7 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts Ceph unless an endpoint is given; returns the endpoint and a stop function. */
+
 async function startStore(work: string): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   if (process.env.OFFCHANNEL_S3_ENDPOINT) return { endpoint: process.env.OFFCHANNEL_S3_ENDPOINT, stop: async () => undefined };
   const runDir = path.join(work, 'ceph');
@@ -101,6 +80,7 @@ async function startStore(work: string): Promise<{ endpoint: string; stop: () =>
 }
 
 /** Runs `total` captures with up to `inflight` outstanding; resolves with records/s. */
+
 async function sustained(capture: (index: number) => Promise<unknown>, total: number, inflight: number): Promise<number> {
   let next = 0;
   let done = 0;
@@ -124,7 +104,7 @@ async function sustained(capture: (index: number) => Promise<unknown>, total: nu
 async function main(): Promise<void> {
   const work = await mkdtemp(path.join(tmpdir(), 'offchannel-bench-s3-'));
   const store = await startStore(work);
-  const results: Record<string, unknown> = { node: process.version, endpoint: store.endpoint, records: RECORDS, recordBytes: canonicalBytes(record(0, ZERO_HASH)).length };
+  const results: Record<string, unknown> = { node: process.version, endpoint: store.endpoint, records: RECORDS, recordBytes: canonicalBytes(naiveRecord(0, ZERO_HASH, 'naive')).length };
   const admin = new S3Client({ endpoint: store.endpoint, forcePathStyle: true, region: 'us-east-1' });
   try {
     const bucket = `oc-bench-${randomBytes(4).toString('hex')}`;
@@ -143,7 +123,7 @@ async function main(): Promise<void> {
     const naive = async (inflight: number, prefix: string): Promise<number> => {
       let prev = ZERO_HASH;
       const bodies = Array.from({ length: NAIVE }, (_, index) => {
-        const bytes = canonicalBytes(record(index, prev));
+        const bytes = canonicalBytes(naiveRecord(index, prev, 'naive'));
         prev = sha256Hex(bytes);
         return bytes;
       });
@@ -172,9 +152,9 @@ async function main(): Promise<void> {
     {
       const sink = await openS3Sink({ ...sinkOptions, prefix: 'direct' });
       const recorder = new Recorder({ sink });
-      const writer = recorder.writer({ channel: 'bench', account: 'direct', source });
-      await writer.capture(input(-1));
-      results.directPerSecond = await sustained((index) => writer.capture(input(index)), RECORDS, INFLIGHT);
+      const writer = recorder.writer({ channel: 'bench', account: 'direct', source: BENCH_SOURCE });
+      await writer.capture(benchInput(-1));
+      results.directPerSecond = await sustained((index) => writer.capture(benchInput(index)), RECORDS, INFLIGHT);
       await recorder.close();
       await sink.close();
     }
@@ -186,11 +166,11 @@ async function main(): Promise<void> {
       const forwarder = new Forwarder({ spool, targets: [{ name: 'ceph', sink: remote }] });
       const recorder = new Recorder({ sink: forwarder.sink, checkpoints: { signer: key, everyRecords: 1000 } });
       forwarder.start();
-      const writer = recorder.writer({ channel: 'bench', account: 'spool', source });
-      await writer.capture(input(-1));
+      const writer = recorder.writer({ channel: 'bench', account: 'spool', source: BENCH_SOURCE });
+      await writer.capture(benchInput(-1));
       await forwarder.drain();
       t0 = performance.now();
-      const acknowledged = await sustained((index) => writer.capture(input(index)), RECORDS, INFLIGHT);
+      const acknowledged = await sustained((index) => writer.capture(benchInput(index)), RECORDS, INFLIGHT);
       await forwarder.drain({ timeoutMs: 600_000 });
       results.spool = { acknowledgedPerSecond: acknowledged, lockedPerSecond: RECORDS / ((performance.now() - t0) / 1000) };
       await recorder.close();
@@ -209,8 +189,8 @@ async function main(): Promise<void> {
       const forwarder = new Forwarder({ spool, targets: [{ name: 'ceph', sink: remote }], onForwarded: (event) => locked.push({ seq: event.lastSeq, at: performance.now() }) });
       const recorder = new Recorder({ sink: forwarder.sink, checkpoints: { signer: key, everyRecords: 1000 } });
       forwarder.start();
-      const writer = recorder.writer({ channel: 'bench', account: `lag${rate}`, source });
-      await writer.capture(input(-1));
+      const writer = recorder.writer({ channel: 'bench', account: `lag${rate}`, source: BENCH_SOURCE });
+      await writer.capture(benchInput(-1));
       await forwarder.drain();
       const total = rate * SECONDS;
       const started = new Map<number, number>();
@@ -221,7 +201,7 @@ async function main(): Promise<void> {
         const wait = due - performance.now();
         if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
         const at = performance.now();
-        pending.push(writer.capture(input(index)).then((result) => started.set(result.seq, at)));
+        pending.push(writer.capture(benchInput(index)).then((result) => started.set(result.seq, at)));
       }
       await Promise.all(pending);
       await forwarder.drain({ timeoutMs: 120_000 });

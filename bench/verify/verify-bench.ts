@@ -17,8 +17,9 @@ import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type CaptureInput, Recorder, buildRecordProof, generateEd25519NoteKey, parseSignerKey, verifyArchive, verifyRecordProof } from '@offchannel/core';
+import { Recorder, buildRecordProof, generateEd25519NoteKey, parseSignerKey, verifyArchive, verifyRecordProof } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
+import { BENCH_SOURCE, benchInput } from '../shared/bench-input.ts';
 
 const { values } = parseArgs({
   options: {
@@ -30,33 +31,19 @@ const { values } = parseArgs({
 });
 const RECORDS = Number(values.records);
 const stream = 'bench:alice';
-const TEXT = 'Indicative levels for the 5y: 4.12 / 4.15, size up to 50m. '.repeat(20).slice(0, 1024);
-
-function input(index: number): CaptureInput {
-  return {
-    kind: 'message',
-    key: `message:${index}`,
-    sentAt: '2026-11-21T09:30:00.000Z',
-    conversation: { id: `chat-${index % 50}`, type: 'direct' },
-    sender: { id: `party-${index % 50}` },
-    direction: index % 2 === 0 ? 'inbound' : 'outbound',
-    native: { id: `m-${index}` },
-    text: TEXT,
-  };
-}
 
 async function build(dir: string, keyFile: string): Promise<void> {
   const key = generateEd25519NoteKey('bench.offchannel.example/archive');
   await writeFile(keyFile, `${key.signerKeyText()}\n`, { mode: 0o600 });
   const sink = await openFsSink({ dir });
   const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 100_000, everyMs: 3_600_000 } });
-  const writer = recorder.writer({ channel: 'bench', account: 'alice', source: { package: '@offchannel-bench/bench', version: '0' } });
+  const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
   let next = 0;
   let done = 0;
   await new Promise<void>((resolve, reject) => {
     const launch = (): void => {
       while (next < RECORDS && next - done < 4096) {
-        writer.capture(input(next++)).then(() => {
+        writer.capture(benchInput(next++)).then(() => {
           done++;
           if (done === RECORDS) resolve();
           else launch();
