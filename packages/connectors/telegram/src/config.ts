@@ -15,10 +15,12 @@
  *   "listen": { "host": "127.0.0.1", "port": 8443, "path": "/telegram/business" }, "botToken": "123:ABC…" }
  * ```
  */
-import { ConfigError, assertAccountName } from '@offchannel/core';
+import { ConfigError, assertAccountName, configObject, optionalConfigInteger } from '@offchannel/core';
 import type { TelegramBusinessOptions } from './business/business-connector.ts';
 import type { TelegramConnectorOptions } from './telegram-connector.ts';
 
+/** What an unknown key in an entry should have been, for `configObject`'s message. */
+const SETTING = 'a Telegram connector setting here';
 const MTPROTO = ['route', 'account', 'apiId', 'apiHash', 'testMode', 'maxMediaBytes', 'indexCapacity', 'maxFloodWaitMs', 'leaseTtlMs', 'reconcile'] as const;
 const BUSINESS = ['route', 'account', 'secretToken', 'listen', 'botToken', 'maxBodyBytes', 'timeoutMs'] as const;
 
@@ -33,7 +35,7 @@ export function parseTelegramConnectorConfig(entry: unknown, key: string): Teleg
 }
 
 function parseMtproto(entry: object, key: string): TelegramConnectorOptions {
-  const fields = plainObject(entry, key, MTPROTO);
+  const fields = configObject(entry, key, MTPROTO, SETTING);
   const account = accountOf(fields, key);
   const apiId = fields['apiId'];
   if (typeof apiId !== 'number' || !Number.isSafeInteger(apiId) || apiId <= 0) throw new ConfigError(`${key}.apiId`, 'is required: the numeric api_id from my.telegram.org.');
@@ -46,33 +48,33 @@ function parseMtproto(entry: object, key: string): TelegramConnectorOptions {
     apiId,
     apiHash,
     ...(fields['testMode'] === true ? { testMode: true } : {}),
-    ...optionalInteger(fields, 'maxMediaBytes', `${key}.maxMediaBytes`, 1, 4 * 1024 ** 3),
-    ...optionalInteger(fields, 'indexCapacity', `${key}.indexCapacity`, 1000, 10_000_000),
-    ...optionalInteger(fields, 'maxFloodWaitMs', `${key}.maxFloodWaitMs`, 0, 3_600_000),
-    ...optionalInteger(fields, 'leaseTtlMs', `${key}.leaseTtlMs`, 3000, 3_600_000),
+    ...optionalConfigInteger(fields, 'maxMediaBytes', `${key}.maxMediaBytes`, 1, 4 * 1024 ** 3),
+    ...optionalConfigInteger(fields, 'indexCapacity', `${key}.indexCapacity`, 1000, 10_000_000),
+    ...optionalConfigInteger(fields, 'maxFloodWaitMs', `${key}.maxFloodWaitMs`, 0, 3_600_000),
+    ...optionalConfigInteger(fields, 'leaseTtlMs', `${key}.leaseTtlMs`, 3000, 3_600_000),
     ...(fields['reconcile'] === undefined ? {} : { reconcile: parseReconcile(fields['reconcile'], `${key}.reconcile`) }),
   };
 }
 
 function parseReconcile(value: unknown, key: string): NonNullable<TelegramConnectorOptions['reconcile']> {
-  const fields = plainObject(value, key, ['everyMs', 'dialogs', 'limit']);
+  const fields = configObject(value, key, ['everyMs', 'dialogs', 'limit'], SETTING);
   const everyMs = fields['everyMs'];
   if (typeof everyMs !== 'number' || !Number.isInteger(everyMs) || everyMs < 60_000 || everyMs > 7 * 86_400_000) throw new ConfigError(`${key}.everyMs`, 'is required: how often to reconcile, in ms, from 60000 (a minute) to 604800000 (a week).');
   return {
     everyMs,
-    ...optionalInteger(fields, 'dialogs', `${key}.dialogs`, 1, 10_000),
-    ...optionalInteger(fields, 'limit', `${key}.limit`, 1, 10_000),
+    ...optionalConfigInteger(fields, 'dialogs', `${key}.dialogs`, 1, 10_000),
+    ...optionalConfigInteger(fields, 'limit', `${key}.limit`, 1, 10_000),
   };
 }
 
 function parseBusiness(entry: object, key: string): TelegramBusinessOptions & { readonly route: 'business' } {
-  const fields = plainObject(entry, key, BUSINESS);
+  const fields = configObject(entry, key, BUSINESS, SETTING);
   const account = accountOf(fields, key);
   const secretToken = fields['secretToken'];
   if (typeof secretToken !== 'string' || !/^[A-Za-z0-9_-]{16,256}$/.test(secretToken)) {
     throw new ConfigError(`${key}.secretToken`, 'is required: 16–256 characters of A-Z a-z 0-9 _ - (the secret_token given to setWebhook).');
   }
-  const listenFields = plainObject(fields['listen'], `${key}.listen`, ['host', 'port', 'path']);
+  const listenFields = configObject(fields['listen'], `${key}.listen`, ['host', 'port', 'path'], SETTING);
   const port = listenFields['port'];
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) throw new ConfigError(`${key}.listen.port`, 'is required: a TCP port from 1 to 65535.');
   const host = listenFields['host'];
@@ -87,8 +89,8 @@ function parseBusiness(entry: object, key: string): TelegramBusinessOptions & { 
     secretToken,
     listen: { port, ...(host === undefined ? {} : { host }), ...(path === undefined ? {} : { path }) },
     ...(botToken === undefined ? {} : { botToken }),
-    ...optionalInteger(fields, 'maxBodyBytes', `${key}.maxBodyBytes`, 1024, 64 * 1024 * 1024),
-    ...optionalInteger(fields, 'timeoutMs', `${key}.timeoutMs`, 1000, 600_000),
+    ...optionalConfigInteger(fields, 'maxBodyBytes', `${key}.maxBodyBytes`, 1024, 64 * 1024 * 1024),
+    ...optionalConfigInteger(fields, 'timeoutMs', `${key}.timeoutMs`, 1000, 600_000),
   };
 }
 
@@ -101,19 +103,4 @@ function accountOf(fields: Record<string, unknown>, key: string): string {
     throw new ConfigError(`${key}.account`, 'is not a valid account name: up to 128 of letters, digits and . _ @ + = - (no "..").');
   }
   return account;
-}
-
-function plainObject(value: unknown, key: string, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(key, 'must be an object.');
-  for (const name of Object.keys(value)) {
-    if (!allowed.includes(name)) throw new ConfigError(`${key}.${name}`, `is not a Telegram connector setting here (allowed: ${allowed.join(', ')}).`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function optionalInteger<N extends string>(fields: Record<string, unknown>, name: N, key: string, min: number, max: number): { [P in N]?: number } {
-  const value = fields[name];
-  if (value === undefined) return {};
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new ConfigError(key, `must be an integer from ${min} to ${max}.`);
-  return { [name]: value } as { [P in N]?: number };
 }

@@ -8,13 +8,15 @@
  *   "reconnect": { "initialDelayMs": 1000, "maxDelayMs": 60000 } }
  * ```
  */
-import { ConfigError, assertAccountName } from '@offchannel/core';
+import { ConfigError, assertAccountName, configObject, optionalConfigInteger } from '@offchannel/core';
 import type { WhatsAppConnectorOptions } from './whatsapp-connector.ts';
 
+/** What an unknown key in an entry should have been, for `configObject`'s message. */
+const SETTING = 'a WhatsApp connector setting';
 const TOP = ['account', 'syncFullHistory', 'media', 'reconnect', 'waVersion'] as const;
 
 export function parseWhatsAppConnectorConfig(entry: unknown, key: string): WhatsAppConnectorOptions {
-  const fields = plainObject(entry, key, TOP);
+  const fields = configObject(entry, key, TOP, SETTING);
   if (typeof fields['account'] !== 'string') throw new ConfigError(`${key}.account`, 'is required: the custodian account name (e.g. "desk-42").');
   try {
     assertAccountName(fields['account']);
@@ -34,35 +36,20 @@ export function parseWhatsAppConnectorConfig(entry: unknown, key: string): Whats
     options.waVersion = [version[0] as number, version[1] as number, version[2] as number];
   }
   if (fields['media'] !== undefined) {
-    const media = plainObject(fields['media'], `${key}.media`, ['maxBytes', 'timeoutMs']);
+    const media = configObject(fields['media'], `${key}.media`, ['maxBytes', 'timeoutMs'], SETTING);
     options.media = {
-      ...optionalInteger(media, 'maxBytes', `${key}.media.maxBytes`, 1, 2 ** 32),
-      ...optionalInteger(media, 'timeoutMs', `${key}.media.timeoutMs`, 1000, 3_600_000),
+      ...optionalConfigInteger(media, 'maxBytes', `${key}.media.maxBytes`, 1, 2 ** 32),
+      ...optionalConfigInteger(media, 'timeoutMs', `${key}.media.timeoutMs`, 1000, 3_600_000),
     };
   }
   if (fields['reconnect'] !== undefined) {
-    const reconnect = plainObject(fields['reconnect'], `${key}.reconnect`, ['initialDelayMs', 'maxDelayMs']);
-    const initial = optionalInteger(reconnect, 'initialDelayMs', `${key}.reconnect.initialDelayMs`, 100, 600_000);
-    const max = optionalInteger(reconnect, 'maxDelayMs', `${key}.reconnect.maxDelayMs`, 1000, 3_600_000);
+    const reconnect = configObject(fields['reconnect'], `${key}.reconnect`, ['initialDelayMs', 'maxDelayMs'], SETTING);
+    const initial = optionalConfigInteger(reconnect, 'initialDelayMs', `${key}.reconnect.initialDelayMs`, 100, 600_000);
+    const max = optionalConfigInteger(reconnect, 'maxDelayMs', `${key}.reconnect.maxDelayMs`, 1000, 3_600_000);
     if (initial.initialDelayMs !== undefined && max.maxDelayMs !== undefined && initial.initialDelayMs > max.maxDelayMs) {
       throw new ConfigError(`${key}.reconnect.initialDelayMs`, 'must not be larger than reconnect.maxDelayMs.');
     }
     options.reconnect = { ...initial, ...max };
   }
   return options;
-}
-
-function plainObject(value: unknown, key: string, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(key, 'must be an object.');
-  for (const name of Object.keys(value)) {
-    if (!allowed.includes(name)) throw new ConfigError(`${key}.${name}`, `is not a WhatsApp connector setting (allowed: ${allowed.join(', ')}).`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function optionalInteger<N extends string>(fields: Record<string, unknown>, name: N, key: string, min: number, max: number): { [P in N]?: number } {
-  const value = fields[name];
-  if (value === undefined) return {};
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new ConfigError(key, `must be an integer from ${min} to ${max}.`);
-  return { [name]: value } as { [P in N]?: number };
 }
