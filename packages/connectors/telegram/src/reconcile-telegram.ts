@@ -16,7 +16,6 @@
  * - history is paged 100 messages per request, dialogs 100 per request.
  * Records use the same idempotency keys as live capture, so running it twice adds nothing.
  */
-import { setImmediate } from 'node:timers/promises';
 import { OffchannelError, type ConnectorContext } from '@offchannel/core';
 import { Long, PeersIndex, getMarkedPeerId, parseMarkedPeerId, type tl } from '@mtcute/core';
 import type { BaseTelegramClient } from '@mtcute/core/client.js';
@@ -97,9 +96,6 @@ export async function runReconcile(host: ReconcileHost, options: ReconcileTelegr
     }
     if (skipped) report.skipped.push({ chat, code: skipped });
     options.onProgress?.({ done: index + 1, total: chats.length });
-    // Let timers and I/O run between chats (mtcute's updates loop among them): a run whose
-    // answers all come quickly must not keep live updates waiting until it ends.
-    await setImmediate();
   }
   // Aborted while the last chats were being checked: they may be partly done.
   if (options.signal?.aborted === true) report.interrupted = true;
