@@ -116,6 +116,38 @@ describe('relay lifecycle', () => {
     expect((await harness.records()).map((record) => record.key)).toEqual([fresh.key]);
   });
 
+  it('records good rows around a typedstream bomb, the bomb as unsupported with its bytes, and does not loop on it after a restart', async () => {
+    // The review's 150-byte bomb: [100[100[100[100[0c]]]]] asks for 10^8 values; 100 bytes follow it.
+    const ascii = (text: string): number[] => [...new TextEncoder().encode(text)];
+    const encoding = ascii('[100[100[100[100[0c]]]]]');
+    const bomb = Uint8Array.from([4, 11, ...ascii('streamtyped'), 0x81, 0xe8, 0x03, 0x84, encoding.length, ...encoding, 0x84, 0x06, ...ascii('[100c]'), ...new Array<number>(100).fill(0x20)]);
+    const db = await fixture('mac');
+    const before = await db.receive({ from: '+15550100', text: 'before the bomb' });
+    const hostile = await db.receive({ from: '+15550100', text: 'ignored', body: bomb });
+    const after = await db.receive({ from: '+15550100', text: 'after the bomb', bodyOnly: true });
+    relay = await harness.start(db);
+    await waitForKeys((key) => relay!.ctx.lookup(key), [before.key, hostile.key, after.key], { timeoutMs: 10_000 });
+    const rejected = await harness.byKey(hostile.key);
+    expect(rejected).toMatchObject({ kind: 'unsupported', problem: { reason: 'attributed-body-undecodable', detail: 'TYPEDSTREAM_INVALID' }, meta: { 'imessage.bodyError': 'TYPEDSTREAM_INVALID' } });
+    expect(rejected.text).toBeUndefined();
+    const raw = (await harness.raw(rejected))['message'] as Record<string, { base64?: string } | null>;
+    expect(Buffer.from(raw['attributedBody']?.base64 ?? '', 'base64')).toEqual(Buffer.from(bomb));
+    expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0 });
+    await relay.stop();
+
+    relay = await harness.start(db);
+    const later = await db.receive({ from: '+15550100', text: 'after the restart' });
+    await waitForKeys((key) => relay!.ctx.lookup(key), [later.key], { timeoutMs: 10_000 });
+    const records = await harness.records();
+    expect(records.map((record) => [record.kind, record.text])).toEqual([
+      ['message', 'before the bomb'],
+      ['unsupported', undefined],
+      ['message', 'after the bomb'],
+      ['message', 'after the restart'],
+    ]);
+    expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0, duplicates: 0 });
+  }, 60_000);
+
   it('refuses a damaged saved cursor instead of silently starting over', async () => {
     const db = await fixture('mac');
     relay = await harness.start(db);
