@@ -37,6 +37,21 @@ describe('mapNewRow', () => {
     expect(mapNewRow(bundle({ attributedBody: body, is_from_me: 1n }), context)).toMatchObject({ text: 'hi @Bob see https://x.example', mentions: ['bob@client.example'], direction: 'outbound', sender: { id: 'alice@firm.example' }, meta: { 'imessage.links': 'https://x.example' } });
   });
 
+  it('decodes attributedBody when text is the empty string (as real macOS rows hold it)', () => {
+    const body = encodeAttributedBody('only in the body @Bob', {
+      runs: [
+        { length: 17, attributes: { __kIMMessagePartAttributeName: 0 } },
+        { length: 4, attributes: { __kIMMessagePartAttributeName: 0, __kIMMentionConfirmedMention: 'bob@client.example' } },
+      ],
+    });
+    expect(mapNewRow(bundle({ text: '', attributedBody: body }), context)).toMatchObject({ kind: 'message', text: 'only in the body @Bob', mentions: ['bob@client.example'] });
+    const edited = mapRowChanges(bundle({ text: '', attributedBody: encodeAttributedBody('edited, body only'), date_edited: DATE + 1n }), context);
+    expect(edited).toMatchObject([{ kind: 'edit', key: `edit:${GUID}:at:${DATE + 1n}`, text: 'edited, body only' }]);
+    // An empty text column never stands in for a body that could not be read.
+    expect(mapNewRow(bundle({ text: '', attributedBody: Uint8Array.from([4, 11, 1, 2]) }), context)).toMatchObject({ kind: 'unsupported', problem: { reason: 'attributed-body-undecodable', detail: 'TYPEDSTREAM_TRUNCATED' } });
+    expect(mapNewRow(bundle({ text: 'column wins', attributedBody: encodeAttributedBody('body') }), context).text).toBe('column wins');
+  });
+
   it('keeps attachments with an undecodable body, and records the body error', () => {
     const input = mapNewRow(bundle({ attributedBody: Uint8Array.from([4, 11, 1, 2]) }, { attachments: [{ guid: 'AT1', mime_type: 'image/heic', transfer_name: 'IMG.HEIC' }] }), context);
     expect(input).toMatchObject({ kind: 'message', attachments: [{ status: 'unavailable', reason: 'not-read', mime: 'image/heic', name: 'IMG.HEIC' }], meta: { 'imessage.bodyError': 'TYPEDSTREAM_TRUNCATED' } });
