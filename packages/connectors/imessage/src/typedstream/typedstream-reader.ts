@@ -172,9 +172,9 @@ class TypedstreamReader {
 
   #array(count: number, of: TypeNode): TsValue {
     if (of === 'c' || of === 'C') return this.#take(count);
-    // Every element takes at least one byte, so a count beyond the bytes left is a lie.
+    // An element takes at least one byte unless it is made of empty arrays (`[0c]`), so a count
+    // beyond the bytes left is a lie; the budget bounds what empty arrays nested in arrays multiply.
     if (count > this.#bytes.length - this.#pos) this.#fail('TYPEDSTREAM_TRUNCATED', 'array longer than the bytes left');
-    // …but an element may cost nothing (`[0c]`): the budget bounds what nesting multiplies.
     if (count > this.#budget) this.#overBudget();
     return this.#nested(() => Array.from({ length: count }, () => this.#value(of)));
   }
