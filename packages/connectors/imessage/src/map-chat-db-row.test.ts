@@ -148,4 +148,17 @@ describe('mapNewChat and dates', () => {
     expect(appleSecondsToIso(785000010.5)).toBe('2025-11-16T15:33:30.500000000Z');
     expect(unixMsToAppleNs(Date.UTC(2001, 0, 1, 0, 0, 1))).toBe(1_000_000_000n);
   });
+
+  it('returns no time, never throws, for dates a hostile row or summary holds', () => {
+    for (const seconds of [1e20, 1e303, Number.MAX_VALUE, 8.64e12, 252_423_993_600]) expect(appleSecondsToIso(seconds)).toBeUndefined();
+    expect(appleSecondsToIso(252_423_993_599)).toBe('9999-12-31T23:59:59.000000000Z');
+    expect(appleDateToIso(2n ** 63n - 1n)).toBe('2293-04-11T23:47:16.854775807Z');
+    expect(appleDateToIso(2n ** 100n)).toBeUndefined();
+    // An edit whose version date is absurd is still recorded, at the row's own time.
+    const summary = Buffer.from(encodeBplist({ ec: { 0: [{ d: 785000000, t: encodeAttributedBody('first') }, { d: 1.25, t: encodeAttributedBody('second') }] } }));
+    const real = Buffer.alloc(8);
+    real.writeDoubleBE(1.25);
+    summary.writeDoubleBE(1e20, summary.indexOf(real)); // our writer writes 1e20 as an integer; Messages writes a real
+    expect(mapRowChanges(bundle({ message_summary_info: summary, date_edited: DATE }), context)).toMatchObject([{ kind: 'edit', text: 'second', sentAt: '2025-11-16T15:33:20.000000000Z' }]);
+  });
 });

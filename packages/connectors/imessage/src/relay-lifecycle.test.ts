@@ -1,7 +1,8 @@
+import { DatabaseSync } from 'node:sqlite';
 import { OffchannelError } from '@offchannel/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
-import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+import { createChatDbFixture, encodeAttributedBody, encodeBplist, waitForKeys, type ChatDbFixture } from './testing/index.ts';
 
 let harness: RelayHarness;
 const open: ChatDbFixture[] = [];
@@ -146,6 +147,26 @@ describe('relay lifecycle', () => {
       ['message', 'after the restart'],
     ]);
     expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0, duplicates: 0 });
+  }, 60_000);
+
+  it('keeps capturing past a row whose message_summary_info holds an absurd edit date', async () => {
+    const db = await fixture('mac');
+    const before = await db.receive({ from: '+15550100', text: 'before' });
+    const hostile = await db.receive({ from: '+15550100', text: 'original' });
+    // Messages writes `d` as a real; 1e20 seconds is past any date JavaScript can print.
+    const summary = Buffer.from(encodeBplist({ ec: { 0: [{ d: 785000000.5, t: encodeAttributedBody('original') }, { d: 1.25, t: encodeAttributedBody('edited') }] } }));
+    const real = Buffer.alloc(8);
+    real.writeDoubleBE(1.25);
+    summary.writeDoubleBE(1e20, summary.indexOf(real));
+    const sql = new DatabaseSync(db.path);
+    sql.prepare('UPDATE message SET message_summary_info = ?, date_edited = date + 1 WHERE guid = ?').run(summary, hostile.guid);
+    sql.close();
+    const after = await db.receive({ from: '+15550100', text: 'after' });
+    relay = await harness.start(db);
+    const edit = `edit:${hostile.guid}:0:1`;
+    await waitForKeys((key) => relay!.ctx.lookup(key), [before.key, hostile.key, edit, after.key], { timeoutMs: 10_000 });
+    expect(await harness.byKey(edit)).toMatchObject({ kind: 'edit', text: 'edited', target: { id: hostile.guid } });
+    expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0 });
   }, 60_000);
 
   it('refuses a damaged saved cursor instead of silently starting over', async () => {
