@@ -134,6 +134,41 @@ describe('mapRowChanges', () => {
   });
 });
 
+describe('hostile rows', () => {
+  it('maps rows with any column holding any kind of value without throwing (deterministic fuzz)', () => {
+    let seed = 20261206;
+    const next = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const pick = <T,>(values: readonly T[]): T => values[Math.floor(next() * values.length)] as T;
+    const real = (value: number): Uint8Array => {
+      const bytes = Buffer.from(encodeBplist({ ec: { 0: [{ d: 1, t: encodeAttributedBody('a') }, { d: 1.25, t: encodeAttributedBody('b') }] }, rp: [0] }));
+      const marker = Buffer.alloc(8);
+      marker.writeDoubleBE(1.25);
+      bytes.writeDoubleBE(value, bytes.indexOf(marker));
+      return bytes;
+    };
+    const values: readonly SqlRow[string][] = [
+      null, '', 'x', 'p:1/G', 'p:99999999999999999999/G', 'bp:', 0n, 1n, -1n, 2n ** 63n - 1n, -(2n ** 63n), 2000n, 3006n, 43n,
+      1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e300, -0, Uint8Array.from([1, 2]), encodeAttributedBody('hi'),
+      encodeBplist({ rp: [0] }), encodeBplist({ otr: { 99999999: {} } }), encodeBplist({ ec: { 0: [{ d: 1.5, t: 'str', bcg: 5 }] }, rp: ['1'] }),
+      real(1e20), real(-1e20), real(Number.NaN), real(Number.MAX_VALUE),
+    ];
+    const columns = ['text', 'attributedBody', 'date', 'date_edited', 'date_retracted', 'date_delivered', 'date_read', 'message_summary_info', 'associated_message_type', 'associated_message_guid', 'associated_message_emoji', 'item_type', 'group_action_type', 'group_title', 'is_from_me', 'thread_originator_guid', 'thread_originator_part', 'balloon_bundle_id', 'service', 'account', 'subject', 'guid', 'ROWID', 'was_downgraded', 'is_spam', 'expressive_send_style_id', 'destination_caller_id'];
+    for (let i = 0; i < 1500; i++) {
+      const message: Record<string, SqlRow[string]> = {};
+      for (const column of columns) if (next() < 0.5) message[column] = pick(values);
+      const rows: RowBundle = {
+        message,
+        ...(next() < 0.5 ? { handle: { ROWID: 1n, id: pick(values), uncanonicalized_id: pick(values) } } : {}),
+        ...(next() < 0.5 ? { chat: { ROWID: 1n, guid: pick(values), style: pick(values), display_name: pick(values) } } : {}),
+        ...(next() < 0.2 ? { otherHandle: { id: pick(values) } } : {}),
+        attachments: next() < 0.3 ? [{ guid: pick(values), mime_type: pick(values), transfer_name: pick(values) }] : [],
+      };
+      expect(() => mapNewRow(rows, context), `row ${i}`).not.toThrow();
+      expect(() => mapRowChanges(rows, context), `row ${i}`).not.toThrow();
+    }
+  }, 60_000);
+});
+
 describe('mapNewChat and dates', () => {
   it('records a new group with its members and name', () => {
     const input = mapNewChat(group, [handle], new Date('2026-01-01T00:00:00Z'));

@@ -46,6 +46,8 @@ export const keys = {
   receipt: (guid: string, status: 'delivered' | 'read') => `receipt:${guid}:${status}`,
   attachment: (guid: string, attachmentGuid: string) => `attachment:${guid}:${attachmentGuid}`,
   chat: (chatGuid: string) => `chat:${chatGuid}`,
+  /** A row whose changes could not be mapped, per state of the row (SHA-256 of its raw bytes). */
+  changes: (guid: string, rawSha256: string) => `changes:${guid}:${rawSha256}`,
 };
 
 /** The one record for a row seen for the first time. */
