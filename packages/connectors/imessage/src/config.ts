@@ -12,7 +12,11 @@ export interface IMessageConnectorOptions {
   readonly account: string;
   /** Path of chat.db. Default `~/Library/Messages/chat.db`. */
   readonly chatDb?: string;
-  /** Directory that replaces `~/Library/Messages/Attachments` in attachment paths. Default: as stored. */
+  /**
+   * The only directory attachment files are read from; replaces `~/Library/Messages/Attachments`
+   * in stored paths. Default `~/Library/Messages/Attachments`. A row naming a file whose real
+   * path is elsewhere is recorded `unavailable` (`outside-attachments`).
+   */
   readonly attachmentsDir?: string;
   /** How often to check `PRAGMA data_version`, in ms (50–60,000). Default 1,000. */
   readonly pollMs?: number;

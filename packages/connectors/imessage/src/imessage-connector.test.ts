@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { verifyArchive, type ArchiveRecord } from '@offchannel/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
@@ -122,6 +124,37 @@ describe('iMessage relay on a live macOS 26 chat.db changed by another process',
     expect(record.text).toBeUndefined();
     expect(new TextDecoder().decode(await harness.sink.getBlob(record.textBlob?.sha256 ?? ''))).toBe(long);
   });
+});
+
+describe('rows as real Macs and hostile writers leave them', () => {
+  it('records a message whose text column is the empty string from its attributedBody', async () => {
+    db = await createChatDbFixture(harness.dir + '/mac', { schema: 'macos26' });
+    relay = await harness.start(db);
+    const event = await db.receive({ from: '+15550100', text: 'only in the body', emptyText: true });
+    const record = await captured(event.key);
+    expect(record).toMatchObject({ kind: 'message', text: 'only in the body' });
+    expect(((await harness.raw(record))['message'] as Record<string, unknown>)['text']).toBe('');
+  });
+
+  it('records an attachment row naming a file outside the attachments directory as unavailable, and keeps capturing', async () => {
+    db = await createChatDbFixture(harness.dir + '/mac', { schema: 'macos26' });
+    const key = path.join(harness.dir, 'signing.key');
+    await writeFile(key, 'PRIVATE KEY MATERIAL');
+    relay = await harness.start(db);
+    const names = [key, '~/offchannel-test-no-such-dir/id_ed25519', '~/Library/Messages/Attachments/../../signing.key'];
+    for (const filename of names) {
+      const event = await db.receiveAttachment({ from: '+15550100', name: 'photo.jpg', mime: 'image/jpeg', filename });
+      await captured(event.key);
+      const done = await db.completeTransfer(event, new TextEncoder().encode('not written for hostile names'));
+      expect((await captured(done.key)).attachments).toEqual([{ status: 'unavailable', reason: 'outside-attachments', mime: 'image/jpeg', name: 'photo.jpg' }]);
+    }
+    const next = await db.receive({ from: '+15550100', text: 'still capturing' });
+    expect(await captured(next.key)).toMatchObject({ kind: 'message', text: 'still capturing' });
+    const hashes = (await harness.records()).flatMap((record) => [record.raw?.sha256, ...(record.attachments ?? []).map((a) => ('sha256' in a ? a.sha256 : undefined))]);
+    const blobs = await Promise.all(hashes.filter((hash) => hash !== undefined).map((hash) => harness.sink.getBlob(hash)));
+    expect(blobs.some((bytes) => bytes !== undefined && Buffer.from(bytes).includes('PRIVATE KEY'))).toBe(false);
+    expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0 });
+  }, 60_000);
 });
 
 describe('the demo script', () => {

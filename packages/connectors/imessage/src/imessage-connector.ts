@@ -7,7 +7,7 @@
  * saved only after the captures they cover have resolved. A restart re-reads from the cursor;
  * GUID-based keys make anything re-read a duplicate, never a second record.
  */
-import { CONNECTOR_SPEC_VERSION, OffchannelError, type CaptureInput, type CaptureResult, type Connector, type ConnectorContext, type ConnectorState, type ConnectorStatus } from '@offchannel/core';
+import { CONNECTOR_SPEC_VERSION, OffchannelError, sha256Hex, type CaptureInput, type CaptureResult, type Connector, type ConnectorContext, type ConnectorState, type ConnectorStatus } from '@offchannel/core';
 import { isTransferComplete, readAttachment } from './attachment-files.ts';
 import { unixMsToAppleNs } from './apple-time.ts';
 import { watchChanges } from './chat-db/change-watcher.ts';
@@ -229,7 +229,7 @@ class IMessageConnector implements Connector {
       // Re-read after a crash: the earlier record may predate the transfer, so record the file too (keyed, so once).
       else if (result.status === 'duplicate') await this.#capture(mapAttachmentCompleted(bundle, guid, files.get(guid) ?? { status: 'unavailable', reason: 'not-read' }, context));
     }
-    for (const input of mapRowChanges(bundle, context)) await this.#capture(input);
+    for (const input of this.#changesSafely(bundle, context)) await this.#capture(input);
   }
 
   async #sweep(db: ChatDb, window: Parameters<ChatDb['fingerprints']>[1], prune: boolean): Promise<void> {
@@ -239,7 +239,7 @@ class IMessageConnector implements Connector {
       seen.add(guid);
       if (this.#fingerprints.get(guid) === fingerprint) continue;
       const bundle = db.bundle(rowid);
-      if (bundle) for (const input of mapRowChanges(bundle, this.#mapContext(new Map()))) await this.#capture(input);
+      if (bundle) for (const input of this.#changesSafely(bundle, this.#mapContext(new Map()))) await this.#capture(input);
       this.#fingerprints.set(guid, fingerprint);
     }
     if (prune) for (const guid of this.#fingerprints.keys()) if (!seen.has(guid)) this.#fingerprints.delete(guid);
@@ -298,6 +298,21 @@ class IMessageConnector implements Connector {
       const guid = String(bundle.message['guid']);
       this.#ctx?.logger.error({ guid, code: OffchannelError.isInstance(error) ? error.code : 'UNEXPECTED' }, 'mapping failed; recording the row as unsupported');
       return { kind: 'unsupported', key: keys.row(guid), native: { id: guid }, problem: { reason: 'mapping-failed' }, raw: { format: RAW_ROW_FORMAT, bytes: encodeRawRow(bundle) } };
+    }
+  }
+
+  /**
+   * A row's later changes. A mapping bug must not stop capture at that row (the cursor would
+   * never pass it): record one `unsupported` record per state of the row, with the raw row.
+   */
+  #changesSafely(bundle: RowBundle, context: MapContext): CaptureInput[] {
+    try {
+      return mapRowChanges(bundle, context);
+    } catch (error) {
+      const guid = String(bundle.message['guid']);
+      const raw = encodeRawRow(bundle);
+      this.#ctx?.logger.error({ code: OffchannelError.isInstance(error) ? error.code : 'UNEXPECTED' }, 'mapping a row change failed; recording it as unsupported');
+      return [{ kind: 'unsupported', key: keys.changes(guid, sha256Hex(raw)), target: { id: guid }, problem: { reason: 'mapping-failed' }, raw: { format: RAW_ROW_FORMAT, bytes: raw } }];
     }
   }
 

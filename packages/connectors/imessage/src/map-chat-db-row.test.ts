@@ -37,6 +37,21 @@ describe('mapNewRow', () => {
     expect(mapNewRow(bundle({ attributedBody: body, is_from_me: 1n }), context)).toMatchObject({ text: 'hi @Bob see https://x.example', mentions: ['bob@client.example'], direction: 'outbound', sender: { id: 'alice@firm.example' }, meta: { 'imessage.links': 'https://x.example' } });
   });
 
+  it('decodes attributedBody when text is the empty string (as real macOS rows hold it)', () => {
+    const body = encodeAttributedBody('only in the body @Bob', {
+      runs: [
+        { length: 17, attributes: { __kIMMessagePartAttributeName: 0 } },
+        { length: 4, attributes: { __kIMMessagePartAttributeName: 0, __kIMMentionConfirmedMention: 'bob@client.example' } },
+      ],
+    });
+    expect(mapNewRow(bundle({ text: '', attributedBody: body }), context)).toMatchObject({ kind: 'message', text: 'only in the body @Bob', mentions: ['bob@client.example'] });
+    const edited = mapRowChanges(bundle({ text: '', attributedBody: encodeAttributedBody('edited, body only'), date_edited: DATE + 1n }), context);
+    expect(edited).toMatchObject([{ kind: 'edit', key: `edit:${GUID}:at:${DATE + 1n}`, text: 'edited, body only' }]);
+    // An empty text column never stands in for a body that could not be read.
+    expect(mapNewRow(bundle({ text: '', attributedBody: Uint8Array.from([4, 11, 1, 2]) }), context)).toMatchObject({ kind: 'unsupported', problem: { reason: 'attributed-body-undecodable', detail: 'TYPEDSTREAM_TRUNCATED' } });
+    expect(mapNewRow(bundle({ text: 'column wins', attributedBody: encodeAttributedBody('body') }), context).text).toBe('column wins');
+  });
+
   it('keeps attachments with an undecodable body, and records the body error', () => {
     const input = mapNewRow(bundle({ attributedBody: Uint8Array.from([4, 11, 1, 2]) }, { attachments: [{ guid: 'AT1', mime_type: 'image/heic', transfer_name: 'IMG.HEIC' }] }), context);
     expect(input).toMatchObject({ kind: 'message', attachments: [{ status: 'unavailable', reason: 'not-read', mime: 'image/heic', name: 'IMG.HEIC' }], meta: { 'imessage.bodyError': 'TYPEDSTREAM_TRUNCATED' } });
@@ -119,6 +134,41 @@ describe('mapRowChanges', () => {
   });
 });
 
+describe('hostile rows', () => {
+  it('maps rows with any column holding any kind of value without throwing (deterministic fuzz)', () => {
+    let seed = 20261206;
+    const next = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const pick = <T,>(values: readonly T[]): T => values[Math.floor(next() * values.length)] as T;
+    const real = (value: number): Uint8Array => {
+      const bytes = Buffer.from(encodeBplist({ ec: { 0: [{ d: 1, t: encodeAttributedBody('a') }, { d: 1.25, t: encodeAttributedBody('b') }] }, rp: [0] }));
+      const marker = Buffer.alloc(8);
+      marker.writeDoubleBE(1.25);
+      bytes.writeDoubleBE(value, bytes.indexOf(marker));
+      return bytes;
+    };
+    const values: readonly SqlRow[string][] = [
+      null, '', 'x', 'p:1/G', 'p:99999999999999999999/G', 'bp:', 0n, 1n, -1n, 2n ** 63n - 1n, -(2n ** 63n), 2000n, 3006n, 43n,
+      1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e300, -0, Uint8Array.from([1, 2]), encodeAttributedBody('hi'),
+      encodeBplist({ rp: [0] }), encodeBplist({ otr: { 99999999: {} } }), encodeBplist({ ec: { 0: [{ d: 1.5, t: 'str', bcg: 5 }] }, rp: ['1'] }),
+      real(1e20), real(-1e20), real(Number.NaN), real(Number.MAX_VALUE),
+    ];
+    const columns = ['text', 'attributedBody', 'date', 'date_edited', 'date_retracted', 'date_delivered', 'date_read', 'message_summary_info', 'associated_message_type', 'associated_message_guid', 'associated_message_emoji', 'item_type', 'group_action_type', 'group_title', 'is_from_me', 'thread_originator_guid', 'thread_originator_part', 'balloon_bundle_id', 'service', 'account', 'subject', 'guid', 'ROWID', 'was_downgraded', 'is_spam', 'expressive_send_style_id', 'destination_caller_id'];
+    for (let i = 0; i < 1500; i++) {
+      const message: Record<string, SqlRow[string]> = {};
+      for (const column of columns) if (next() < 0.5) message[column] = pick(values);
+      const rows: RowBundle = {
+        message,
+        ...(next() < 0.5 ? { handle: { ROWID: 1n, id: pick(values), uncanonicalized_id: pick(values) } } : {}),
+        ...(next() < 0.5 ? { chat: { ROWID: 1n, guid: pick(values), style: pick(values), display_name: pick(values) } } : {}),
+        ...(next() < 0.2 ? { otherHandle: { id: pick(values) } } : {}),
+        attachments: next() < 0.3 ? [{ guid: pick(values), mime_type: pick(values), transfer_name: pick(values) }] : [],
+      };
+      expect(() => mapNewRow(rows, context), `row ${i}`).not.toThrow();
+      expect(() => mapRowChanges(rows, context), `row ${i}`).not.toThrow();
+    }
+  }, 60_000);
+});
+
 describe('mapNewChat and dates', () => {
   it('records a new group with its members and name', () => {
     const input = mapNewChat(group, [handle], new Date('2026-01-01T00:00:00Z'));
@@ -132,5 +182,18 @@ describe('mapNewChat and dates', () => {
     expect(appleDateToIso(null)).toBeUndefined();
     expect(appleSecondsToIso(785000010.5)).toBe('2025-11-16T15:33:30.500000000Z');
     expect(unixMsToAppleNs(Date.UTC(2001, 0, 1, 0, 0, 1))).toBe(1_000_000_000n);
+  });
+
+  it('returns no time, never throws, for dates a hostile row or summary holds', () => {
+    for (const seconds of [1e20, 1e303, Number.MAX_VALUE, 8.64e12, 252_423_993_600]) expect(appleSecondsToIso(seconds)).toBeUndefined();
+    expect(appleSecondsToIso(252_423_993_599)).toBe('9999-12-31T23:59:59.000000000Z');
+    expect(appleDateToIso(2n ** 63n - 1n)).toBe('2293-04-11T23:47:16.854775807Z');
+    expect(appleDateToIso(2n ** 100n)).toBeUndefined();
+    // An edit whose version date is absurd is still recorded, at the row's own time.
+    const summary = Buffer.from(encodeBplist({ ec: { 0: [{ d: 785000000, t: encodeAttributedBody('first') }, { d: 1.25, t: encodeAttributedBody('second') }] } }));
+    const real = Buffer.alloc(8);
+    real.writeDoubleBE(1.25);
+    summary.writeDoubleBE(1e20, summary.indexOf(real)); // our writer writes 1e20 as an integer; Messages writes a real
+    expect(mapRowChanges(bundle({ message_summary_info: summary, date_edited: DATE }), context)).toMatchObject([{ kind: 'edit', text: 'second', sentAt: '2025-11-16T15:33:20.000000000Z' }]);
   });
 });

@@ -7,7 +7,7 @@
  * - `associated_message_type` 2000–2007 / 3000–3007 → `reaction` (tapback add / remove);
  * - `item_type` 1, 2, 3 → `membership` (add/remove, rename, leave/icon/background);
  * - other non-zero `item_type` (location sharing, kept audio, FaceTime) → `system`;
- * - otherwise → `message`: `text`, or when NULL the decoded `attributedBody`; attachments;
+ * - otherwise → `message`: `text`, or when NULL or empty the decoded `attributedBody`; attachments;
  *   `replyTo` from `thread_originator_guid`; `mentions`; links and service in `meta`;
  * - a body that cannot be decoded and nothing else → `unsupported` (raw row kept);
  * - no content left because it was unsent before the relay saw it → `gap`.
@@ -46,6 +46,8 @@ export const keys = {
   receipt: (guid: string, status: 'delivered' | 'read') => `receipt:${guid}:${status}`,
   attachment: (guid: string, attachmentGuid: string) => `attachment:${guid}:${attachmentGuid}`,
   chat: (chatGuid: string) => `chat:${chatGuid}`,
+  /** A row whose changes could not be mapped, per state of the row (SHA-256 of its raw bytes). */
+  changes: (guid: string, rawSha256: string) => `changes:${guid}:${rawSha256}`,
 };
 
 /** The one record for a row seen for the first time. */
@@ -224,7 +226,7 @@ interface Body {
   readonly error?: string;
 }
 
-/** `text` when set, else the decoded attributedBody; mentions and links from the attribute runs. */
+/** `text` when non-empty, else the decoded attributedBody; mentions and links from the attribute runs. */
 function bodyOf(text: SqlValue | undefined, attributedBody: SqlValue | undefined): Body {
   let decoded: AttributedBody | undefined;
   let error: string | undefined;
@@ -249,7 +251,9 @@ function bodyOf(text: SqlValue | undefined, attributedBody: SqlValue | undefined
   if (links.size > 0) meta['imessage.links'] = short([...links].join(' '));
   if (attachmentMarkers > 0) meta['imessage.attachmentMarkers'] = attachmentMarkers;
   if (error) meta['imessage.bodyError'] = error;
-  const value = typeof text === 'string' ? text : decoded?.text;
+  // Real Macs write `text` as NULL or as "" with the message only in attributedBody; "" is
+  // kept only when there is no body to read it from, and never over a body that failed to decode.
+  const value = typeof text === 'string' && text !== '' ? text : (decoded?.text ?? (error === undefined && typeof text === 'string' ? text : undefined));
   return { ...(value === undefined ? {} : { text: value.isWellFormed() ? value : value.toWellFormed() }), mentions: [...mentions], meta, ...(error ? { error } : {}) };
 }
 

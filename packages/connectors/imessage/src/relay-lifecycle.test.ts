@@ -1,7 +1,8 @@
+import { DatabaseSync } from 'node:sqlite';
 import { OffchannelError } from '@offchannel/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
-import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+import { createChatDbFixture, encodeAttributedBody, encodeBplist, waitForKeys, type ChatDbFixture } from './testing/index.ts';
 
 let harness: RelayHarness;
 const open: ChatDbFixture[] = [];
@@ -115,6 +116,58 @@ describe('relay lifecycle', () => {
     expect(await relay.ctx.lookup(old.key)).toBeUndefined();
     expect((await harness.records()).map((record) => record.key)).toEqual([fresh.key]);
   });
+
+  it('records good rows around a typedstream bomb, the bomb as unsupported with its bytes, and does not loop on it after a restart', async () => {
+    // The review's 150-byte bomb: [100[100[100[100[0c]]]]] asks for 10^8 values; 100 bytes follow it.
+    const ascii = (text: string): number[] => [...new TextEncoder().encode(text)];
+    const encoding = ascii('[100[100[100[100[0c]]]]]');
+    const bomb = Uint8Array.from([4, 11, ...ascii('streamtyped'), 0x81, 0xe8, 0x03, 0x84, encoding.length, ...encoding, 0x84, 0x06, ...ascii('[100c]'), ...new Array<number>(100).fill(0x20)]);
+    const db = await fixture('mac');
+    const before = await db.receive({ from: '+15550100', text: 'before the bomb' });
+    const hostile = await db.receive({ from: '+15550100', text: 'ignored', body: bomb });
+    const after = await db.receive({ from: '+15550100', text: 'after the bomb', bodyOnly: true });
+    relay = await harness.start(db);
+    await waitForKeys((key) => relay!.ctx.lookup(key), [before.key, hostile.key, after.key], { timeoutMs: 10_000 });
+    const rejected = await harness.byKey(hostile.key);
+    expect(rejected).toMatchObject({ kind: 'unsupported', problem: { reason: 'attributed-body-undecodable', detail: 'TYPEDSTREAM_INVALID' }, meta: { 'imessage.bodyError': 'TYPEDSTREAM_INVALID' } });
+    expect(rejected.text).toBeUndefined();
+    const raw = (await harness.raw(rejected))['message'] as Record<string, { base64?: string } | null>;
+    expect(Buffer.from(raw['attributedBody']?.base64 ?? '', 'base64')).toEqual(Buffer.from(bomb));
+    expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0 });
+    await relay.stop();
+
+    relay = await harness.start(db);
+    const later = await db.receive({ from: '+15550100', text: 'after the restart' });
+    await waitForKeys((key) => relay!.ctx.lookup(key), [later.key], { timeoutMs: 10_000 });
+    const records = await harness.records();
+    expect(records.map((record) => [record.kind, record.text])).toEqual([
+      ['message', 'before the bomb'],
+      ['unsupported', undefined],
+      ['message', 'after the bomb'],
+      ['message', 'after the restart'],
+    ]);
+    expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0, duplicates: 0 });
+  }, 60_000);
+
+  it('keeps capturing past a row whose message_summary_info holds an absurd edit date', async () => {
+    const db = await fixture('mac');
+    const before = await db.receive({ from: '+15550100', text: 'before' });
+    const hostile = await db.receive({ from: '+15550100', text: 'original' });
+    // Messages writes `d` as a real; 1e20 seconds is past any date JavaScript can print.
+    const summary = Buffer.from(encodeBplist({ ec: { 0: [{ d: 785000000.5, t: encodeAttributedBody('original') }, { d: 1.25, t: encodeAttributedBody('edited') }] } }));
+    const real = Buffer.alloc(8);
+    real.writeDoubleBE(1.25);
+    summary.writeDoubleBE(1e20, summary.indexOf(real));
+    const sql = new DatabaseSync(db.path);
+    sql.prepare('UPDATE message SET message_summary_info = ?, date_edited = date + 1 WHERE guid = ?').run(summary, hostile.guid);
+    sql.close();
+    const after = await db.receive({ from: '+15550100', text: 'after' });
+    relay = await harness.start(db);
+    const edit = `edit:${hostile.guid}:0:1`;
+    await waitForKeys((key) => relay!.ctx.lookup(key), [before.key, hostile.key, edit, after.key], { timeoutMs: 10_000 });
+    expect(await harness.byKey(edit)).toMatchObject({ kind: 'edit', text: 'edited', target: { id: hostile.guid } });
+    expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0 });
+  }, 60_000);
 
   it('refuses a damaged saved cursor instead of silently starting over', async () => {
     const db = await fixture('mac');

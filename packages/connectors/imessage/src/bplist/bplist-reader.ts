@@ -7,7 +7,9 @@
  *
  * Hostile input: every offset and length is checked against the buffer, object references
  * against the object count, nesting is capped and a container that contains itself is
- * rejected; failures are {@link BplistError}.
+ * rejected; failures are {@link BplistError}. Containers may share children, so one small
+ * object can be read many times: the reads, and the characters of the strings they build,
+ * are bounded by the input size ({@link bplistWorkLimit}) and a fixed cap.
  */
 import { BplistError } from '../errors.ts';
 
@@ -33,6 +35,18 @@ const PLIST_EPOCH_MS = 978_307_200_000;
 const MAX_DEPTH = 32;
 /** Objects read in total: stops a small file whose containers share children from expanding exponentially. */
 const MAX_READS = 100_000;
+/** Work (objects read plus string characters built) any plist may cost, however large. */
+const MAX_WORK = 4_000_000;
+
+/**
+ * The most work a plist of `byteLength` bytes may cost: one unit per object read and per
+ * string character built, 16 per input byte plus 4,096, at most 4,000,000. A string shared
+ * by many containers is built once per reference, so this stops a few kilobytes from
+ * becoming gigabytes of strings; honest summaries cost a few units per byte.
+ */
+export function bplistWorkLimit(byteLength: number): number {
+  return Math.min(MAX_WORK, 4096 + 16 * byteLength);
+}
 const TRAILER = 32;
 const utf16be = new TextDecoder('utf-16be', { fatal: true });
 
@@ -65,11 +79,17 @@ export function parseBplist(bytes: Uint8Array): PlistValue {
   };
   const active = new Set<number>();
   let reads = 0;
+  let work = bplistWorkLimit(bytes.length);
+  const spend = (units: number): void => {
+    work -= units;
+    if (work < 0) throw new BplistError(`more work than a plist of ${bytes.length} bytes may cost (${bplistWorkLimit(bytes.length)}): shared objects expand too far`);
+  };
 
   const read = (ref: number, depth: number): PlistValue => {
     if (depth > MAX_DEPTH) throw new BplistError('nested too deeply');
     if (active.has(ref)) throw new BplistError('a container contains itself');
     if (++reads > MAX_READS) throw new BplistError(`more than ${MAX_READS} objects to read`);
+    spend(1);
     const at = offsetOf(ref);
     const marker = bytes[at] ?? 0;
     const type = marker >> 4;
@@ -116,6 +136,7 @@ export function parseBplist(bytes: Uint8Array): PlistValue {
       case 0x5: {
         const { length, start } = sized();
         const raw = span(start, length);
+        spend(length);
         let out = '';
         for (const byte of raw) {
           if (byte > 0x7f) throw new BplistError('ASCII string with a non-ASCII byte');
@@ -125,8 +146,10 @@ export function parseBplist(bytes: Uint8Array): PlistValue {
       }
       case 0x6: {
         const { length, start } = sized();
+        const raw = span(start, length * 2);
+        spend(length);
         try {
-          return utf16be.decode(span(start, length * 2));
+          return utf16be.decode(raw);
         } catch {
           throw new BplistError('UTF-16 string is not well formed');
         }
@@ -139,6 +162,7 @@ export function parseBplist(bytes: Uint8Array): PlistValue {
         const { length, start } = sized();
         const refs = type === 0xd ? length * 2 : length;
         span(start, refs * refSize);
+        spend(refs);
         const refAt = (i: number): number => uint(start + i * refSize, refSize);
         active.add(ref);
         try {

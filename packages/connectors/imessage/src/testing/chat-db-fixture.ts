@@ -52,10 +52,11 @@ export interface ChatDbFixture {
   /**
    * An incoming message from `from` (a phone number or email), in a DM unless `chat` names a
    * group. `bodyOnly`: `text` NULL, content only in attributedBody (as on recent macOS);
-   * `body`: these exact attributedBody bytes (hostile-input tests); `mention`: the text from
-   * its first `@` is a confirmed mention of that handle.
+   * `emptyText`: `text` is the empty string, content only in attributedBody (real Macs write
+   * this too); `body`: these exact attributedBody bytes (hostile-input tests); `mention`: the
+   * text from its first `@` is a confirmed mention of that handle.
    */
-  receive(message: { from: string; text: string; chat?: string; service?: 'iMessage' | 'SMS' | 'RCS'; bodyOnly?: boolean; body?: Uint8Array; replyTo?: string; mention?: string }): Promise<FixtureEvent>;
+  receive(message: { from: string; text: string; chat?: string; service?: 'iMessage' | 'SMS' | 'RCS'; bodyOnly?: boolean; emptyText?: boolean; body?: Uint8Array; replyTo?: string; mention?: string }): Promise<FixtureEvent>;
   /** An outgoing message to `to`, or to the group `chat`. */
   send(message: { to?: string; chat?: string; text: string; service?: 'iMessage' | 'SMS' | 'RCS'; bodyOnly?: boolean }): Promise<FixtureEvent>;
   /** Edits a message (row update + `ec` history); resolves with the edit record's key. */
@@ -64,8 +65,12 @@ export interface ChatDbFixture {
   unsend(guid: string, options?: { legacy?: boolean }): Promise<FixtureEvent>;
   /** A tapback from `from` (or from me) on `target`. */
   tapback(tapback: { target: string; from?: string; chat?: string; value: (typeof TAPBACKS)[number]; remove?: boolean }): Promise<FixtureEvent>;
-  /** An incoming attachment whose transfer is still running; complete it with {@link completeTransfer}. */
-  receiveAttachment(message: { from: string; name: string; mime: string; text?: string }): Promise<FixtureEvent & { readonly attachment: string }>;
+  /**
+   * An incoming attachment whose transfer is still running; complete it with {@link completeTransfer}.
+   * `filename`: the row's `attachment.filename` as stored (hostile-input tests); by default
+   * `~/Library/Messages/Attachments/<xx>/00/<guid>/<name>`, as Messages writes it.
+   */
+  receiveAttachment(message: { from: string; name: string; mime: string; text?: string; filename?: string }): Promise<FixtureEvent & { readonly attachment: string }>;
   /** Writes the file and marks the transfer complete; resolves with the attachment record's key. */
   completeTransfer(event: { guid: string; attachment: string }, bytes: Uint8Array): Promise<FixtureEvent>;
   /** A new group chat with a name and members. */
@@ -95,7 +100,7 @@ export async function createChatDbFixture(dir: string, options: ChatDbFixtureOpt
     attachmentsDir,
     schema,
     receive: async (m) =>
-      withKey(await call({ op: 'message', fromMe: false, peer: m.from, text: m.text, ...optional(m, ['chat', 'service', 'bodyOnly', 'replyTo', 'mention']), ...(m.body ? { bodyBase64: Buffer.from(m.body).toString('base64') } : {}) }), keys.row),
+      withKey(await call({ op: 'message', fromMe: false, peer: m.from, text: m.text, ...optional(m, ['chat', 'service', 'bodyOnly', 'emptyText', 'replyTo', 'mention']), ...(m.body ? { bodyBase64: Buffer.from(m.body).toString('base64') } : {}) }), keys.row),
     send: async (m) => withKey(await call({ op: 'message', fromMe: true, text: m.text, ...(m.to ? { peer: m.to } : {}), ...optional(m, ['chat', 'service', 'bodyOnly']) }), keys.row),
     edit: async (guid, text) => {
       const result = await call({ op: 'edit', guid, text });
@@ -107,7 +112,7 @@ export async function createChatDbFixture(dir: string, options: ChatDbFixtureOpt
       return withKey(await call({ op: 'tapback', target: t.target, type, fromMe: t.from === undefined, ...(t.from ? { peer: t.from } : {}), ...(t.chat ? { chat: t.chat } : {}) }), keys.row);
     },
     receiveAttachment: async (m) => {
-      const result = await call({ op: 'message', fromMe: false, peer: m.from, text: m.text ?? '', attachment: { name: m.name, mime: m.mime } });
+      const result = await call({ op: 'message', fromMe: false, peer: m.from, text: m.text ?? '', attachment: { name: m.name, mime: m.mime, ...(m.filename === undefined ? {} : { filename: m.filename }) } });
       return { ...withKey(result, keys.row), attachment: result.attachment ?? '' };
     },
     completeTransfer: async (e, bytes) => event(keys.attachment(e.guid, e.attachment), await call({ op: 'complete-transfer', attachment: e.attachment, base64: Buffer.from(bytes).toString('base64') })),

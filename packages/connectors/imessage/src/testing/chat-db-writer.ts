@@ -15,7 +15,7 @@ import { unixMsToAppleNs } from '../apple-time.ts';
 
 /** One scripted event, as sent to the writer process. */
 export type WriterOp =
-  | { op: 'message'; fromMe: boolean; peer?: string; chat?: string; text: string; bodyOnly?: boolean; bodyBase64?: string; service?: string; replyTo?: string; mention?: string; attachment?: { name: string; mime: string } }
+  | { op: 'message'; fromMe: boolean; peer?: string; chat?: string; text: string; bodyOnly?: boolean; emptyText?: boolean; bodyBase64?: string; service?: string; replyTo?: string; mention?: string; attachment?: { name: string; mime: string; filename?: string } }
   | { op: 'edit'; guid: string; text: string }
   | { op: 'unsend'; guid: string; legacy?: boolean }
   | { op: 'tapback'; target: string; type: number; fromMe: boolean; peer?: string; chat?: string }
@@ -81,9 +81,14 @@ export class ChatDbWriter {
       case 'complete-transfer': {
         const row = this.#db.prepare('SELECT filename FROM attachment WHERE guid = ?').get(op.attachment);
         if (!row) throw new Error('no such attachment');
-        const file = path.join(this.#attachmentsDir, String(row['filename']).replace('~/Library/Messages/Attachments/', ''));
-        mkdirSync(path.dirname(file), { recursive: true });
-        writeFileSync(file, Buffer.from(op.base64, 'base64'));
+        const stored = String(row['filename']);
+        const prefix = '~/Library/Messages/Attachments/';
+        // A hostile name (tests set their own) gets no file: the test decides what is on disk there.
+        if (stored.startsWith(prefix) && !stored.split('/').includes('..')) {
+          const file = path.join(this.#attachmentsDir, stored.slice(prefix.length));
+          mkdirSync(path.dirname(file), { recursive: true });
+          writeFileSync(file, Buffer.from(op.base64, 'base64'));
+        }
         this.#db.prepare('UPDATE attachment SET transfer_state = 5, total_bytes = ? WHERE guid = ?').run(Buffer.from(op.base64, 'base64').length, op.attachment);
         return { attachment: op.attachment };
       }
@@ -127,7 +132,7 @@ export class ChatDbWriter {
     const body = op.bodyBase64 === undefined ? encodeAttributedBody(text, { runs }) : Buffer.from(op.bodyBase64, 'base64');
     const guid = this.#insertMessage(
       {
-        text: op.bodyOnly || op.bodyBase64 !== undefined ? null : text,
+        text: op.emptyText ? '' : op.bodyOnly || op.bodyBase64 !== undefined ? null : text,
         attributedBody: body,
         service,
         is_from_me: op.fromMe ? 1 : 0,
@@ -139,7 +144,7 @@ export class ChatDbWriter {
       chat,
     );
     if (attachmentGuid && op.attachment) {
-      const filename = `~/Library/Messages/Attachments/${attachmentGuid.slice(0, 2).toLowerCase()}/00/${attachmentGuid}/${op.attachment.name}`;
+      const filename = op.attachment.filename ?? `~/Library/Messages/Attachments/${attachmentGuid.slice(0, 2).toLowerCase()}/00/${attachmentGuid}/${op.attachment.name}`;
       const attachment = this.#run('INSERT INTO attachment (guid, original_guid, created_date, filename, mime_type, transfer_state, transfer_name) VALUES (?, ?, ?, ?, ?, 0, ?)', attachmentGuid, attachmentGuid, now(), filename, op.attachment.mime, op.attachment.name);
       const message = this.#db.prepare('SELECT ROWID FROM message WHERE guid = ?').get(guid)?.['ROWID'] as SQLInputValue;
       this.#run('INSERT INTO message_attachment_join (message_id, attachment_id) VALUES (?, ?)', message, attachment);

@@ -7,7 +7,11 @@
  *
  * Hostile input: every loop consumes at least one byte or fails, lengths are checked against
  * the bytes left before anything is sliced, nesting is capped, and every failure is a
- * {@link TypedstreamError} naming the byte offset.
+ * {@link TypedstreamError} naming the byte offset. Some values cost no input at all (`[0c]`,
+ * an array of those, a struct of those), so the total number of values a decode may produce
+ * is bounded too, by {@link typedstreamWorkLimit}: a 150-byte `[100[100[100[100[0c]]]]]`
+ * would otherwise ask for 10^8 values. Back-references return the object already read (no
+ * copy); whoever expands them into copies (`attributed-body.ts`) spends the same budget.
  */
 import { TypedstreamError } from '../errors.ts';
 import { parseTypeEncoding, type TypeNode } from './type-encoding.ts';
@@ -43,6 +47,20 @@ export type TsValue = number | bigint | Uint8Array | TsObject | TsClass | null |
 
 /** Deepest object/struct nesting accepted; iMessage bodies nest about 5 levels. */
 export const MAX_TYPEDSTREAM_DEPTH = 64;
+/** Values any decode may produce, however large the blob; real bodies produce a few thousand. */
+export const MAX_TYPEDSTREAM_VALUES = 1_000_000;
+/** Values allowed per input byte, on top of {@link TYPEDSTREAM_VALUE_ALLOWANCE}. */
+const VALUES_PER_BYTE = 4;
+const TYPEDSTREAM_VALUE_ALLOWANCE = 4096;
+
+/**
+ * The most values (decoded values, or attribute values expanded from references) a blob of
+ * `byteLength` bytes may yield: 4 per byte plus 4,096, never more than 1,000,000. Every real
+ * value but an empty array costs at least one byte, so honest blobs stay far below it.
+ */
+export function typedstreamWorkLimit(byteLength: number): number {
+  return Math.min(MAX_TYPEDSTREAM_VALUES, TYPEDSTREAM_VALUE_ALLOWANCE + VALUES_PER_BYTE * byteLength);
+}
 
 const SIGNATURE = 'streamtyped';
 const TAG_INT16 = 0x81;
@@ -67,6 +85,8 @@ class TypedstreamReader {
   readonly #view: DataView;
   #pos = 0;
   #depth = 0;
+  /** Values still allowed in this decode. */
+  #budget: number;
   /** Shared-string table: type encodings and class names. */
   readonly #shared: Uint8Array[] = [];
   /** Object table: objects, classes and C strings in order of first appearance. */
@@ -77,6 +97,7 @@ class TypedstreamReader {
     if (!(bytes instanceof Uint8Array)) throw new TypedstreamError('TYPEDSTREAM_INVALID', 'input is not a byte array');
     this.#bytes = bytes;
     this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#budget = typedstreamWorkLimit(bytes.length);
   }
 
   readAll(): TsGroup[] {
@@ -112,6 +133,7 @@ class TypedstreamReader {
   }
 
   #value(type: TypeNode): TsValue {
+    if (--this.#budget < 0) this.#overBudget();
     if (typeof type !== 'string') return type.kind === 'array' ? this.#array(type.count, type.of) : this.#nested(() => type.fields.map((field) => this.#value(field)));
     switch (type) {
       case '@':
@@ -150,8 +172,10 @@ class TypedstreamReader {
 
   #array(count: number, of: TypeNode): TsValue {
     if (of === 'c' || of === 'C') return this.#take(count);
-    // Every element takes at least one byte, so a count beyond the bytes left is a lie.
+    // An element takes at least one byte unless it is made of empty arrays (`[0c]`), so a count
+    // beyond the bytes left is a lie; the budget bounds what empty arrays nested in arrays multiply.
     if (count > this.#bytes.length - this.#pos) this.#fail('TYPEDSTREAM_TRUNCATED', 'array longer than the bytes left');
+    if (count > this.#budget) this.#overBudget();
     return this.#nested(() => Array.from({ length: count }, () => this.#value(of)));
   }
 
@@ -272,6 +296,10 @@ class TypedstreamReader {
     const head = this.#byte();
     if (head !== TAG_FLOAT) return Number(this.#integer(head, true));
     return type === 'f' ? this.#view.getFloat32(this.#advance(4), true) : this.#view.getFloat64(this.#advance(8), true);
+  }
+
+  #overBudget(): never {
+    return this.#fail('TYPEDSTREAM_INVALID', `more values than a blob of ${this.#bytes.length} bytes may hold (${typedstreamWorkLimit(this.#bytes.length)})`);
   }
 
   #nested<T>(read: () => T): T {

@@ -1,0 +1,59 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
+import type * as Mapping from './map-chat-db-row.ts';
+import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+
+// A mapping bug, injected: mapRowChanges throws for one row. Nothing in today's mapping is
+// known to throw (hostile rows are fuzzed in map-chat-db-row.test.ts); this checks the relay's
+// net for the next bug: the row must not stop capture.
+const POISON = 'a row whose changes the mapping cannot handle';
+vi.mock('./map-chat-db-row.ts', async (importOriginal) => {
+  const original = await importOriginal<typeof Mapping>();
+  return {
+    ...original,
+    mapRowChanges: (...args: Parameters<typeof original.mapRowChanges>) => {
+      if (args[0].message['text'] === POISON) throw new TypeError('mapping bug');
+      return original.mapRowChanges(...args);
+    },
+  };
+});
+
+let harness: RelayHarness;
+let db: ChatDbFixture | undefined;
+let relay: RunningRelay | undefined;
+
+beforeEach(async () => {
+  harness = await RelayHarness.create();
+});
+
+afterEach(async () => {
+  await relay?.stop();
+  await db?.close();
+  await harness.dispose();
+  relay = undefined;
+  db = undefined;
+});
+
+describe('a row change the mapping cannot handle', () => {
+  it('is recorded once as unsupported with the raw row, and capture goes on past it and across a restart', async () => {
+    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const before = await db.receive({ from: '+15550100', text: 'before' });
+    const poison = await db.receive({ from: '+15550100', text: POISON });
+    const after = await db.receive({ from: '+15550100', text: 'after' });
+    relay = await harness.start(db);
+    await waitForKeys((key) => relay!.ctx.lookup(key), [before.key, poison.key, after.key], { timeoutMs: 10_000 });
+    const failed = (await harness.records()).filter((record) => record.key.startsWith(`changes:${poison.guid}:`));
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ kind: 'unsupported', target: { id: poison.guid }, problem: { reason: 'mapping-failed' } });
+    expect(((await harness.raw(failed[0]!))['message'] as Record<string, unknown>)['text']).toBe(POISON);
+    expect(harness.logger.text()).not.toContain(POISON);
+    await relay.stop();
+
+    relay = await harness.start(db);
+    const later = await db.receive({ from: '+15550100', text: 'after the restart' });
+    await waitForKeys((key) => relay!.ctx.lookup(key), [later.key], { timeoutMs: 10_000 });
+    const keys = (await harness.records()).map((record) => record.key);
+    expect(keys).toEqual([before.key, poison.key, failed[0]!.key, after.key, later.key]);
+    expect(relay.connector.status()).toMatchObject({ state: 'running', errors: 0 });
+  }, 60_000);
+});
