@@ -32,6 +32,7 @@ async function workspace(): Promise<{ dir: string; config: string; key: ReturnTy
       policy: { version: 'test-policy@1' },
       connectors: [{ channel: 'demo', account: 'alice@firm.example', intervalMs: 0, policy: { exclude: { contacts: ['+15550199'] } } }],
     }),
+    { mode: 0o600 },
   );
   return { dir, config, key };
 }

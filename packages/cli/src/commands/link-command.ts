@@ -58,7 +58,7 @@ export async function linkCommand(argv: readonly string[], io: CliIo, load: Load
   const logger = createLogger(values['log-level'], io.env);
   const file = path.resolve(io.cwd, values.config);
   const { config, entry } = await readConnectorEntry(file, channel, values.account);
-  const { module, options } = await loadConnectorPackage(entry, load);
+  const { module, options } = await loadConnectorPackage(entry, load, io.env);
   const root = await openConfiguredStateStore(config.state, logger);
   const state = root.scope(`${channel}:${entry.account}`);
   const qr = (text: string): void => {
