@@ -22,7 +22,7 @@ import {
 } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { openS3Sink } from '@offchannel/sink-s3';
-import { loadCertificates, loadSigningKey } from '../keys.ts';
+import { loadCertificates, loadIdentifierKey, loadSigningKey } from '../keys.ts';
 import { type CaptureConfig, type ConnectorConfig, parseCaptureConfig } from './capture-config.ts';
 import { CapturePolicy } from './capture-policy.ts';
 import { type Environment, type Loader, createConnector } from './connector-registry.ts';
@@ -74,6 +74,7 @@ export class CaptureRunner {
       this.#state = await openConfiguredStateStore(config.state, this.#logger);
       const signer = config.signing ? await loadSigningKey(config.signing.keyFile) : undefined;
       const trusted = config.signing && config.signing.tsaCerts.length > 0 ? await loadCertificates(config.signing.tsaCerts) : undefined;
+      const identifierKey = config.policy.identifierKeyFile === undefined ? undefined : await loadIdentifierKey(config.policy.identifierKeyFile);
       this.#sink = await this.#openSink();
       this.#recorder = new Recorder({
         sink: this.#forwarder?.sink ?? this.#sink,
@@ -96,7 +97,7 @@ export class CaptureRunner {
         const source = config.policy.version === undefined ? connector.source : { ...connector.source, policy: config.policy.version };
         // The context scopes the state store to the stream, `<channel>:<account>`: the scope `offchannel link` writes the session to.
         const ctx = createConnectorContext({ recorder: this.#recorder, connector: { channel: connector.channel, account: connector.account, source }, state: this.#state, logger: this.#logger, signal: this.#abort.signal });
-        const policy = new CapturePolicy(ctx, entry.policy, config.policy.version);
+        const policy = new CapturePolicy(ctx, entry.policy, config.policy.version, identifierKey);
         await policy.start();
         this.#logger.info({ stream: ctx.stream, policy: config.policy.version ?? null, excluding: policy.active }, 'starting connector');
         await connector.start(policy.wrap());
