@@ -103,14 +103,15 @@ describe('parseTelegramConnectorConfig', () => {
     expect(keyOf({ account: 'a', apiId: 1, apiHashEnv: 'TG_WEBHOOK_TOKEN' })).toBe('connectors[2].apiHashEnv');
     expect(failure({ ...business, secretTokenEnv: 'SHORT', listen: { port: 1 } }).message).toMatch(/secretTokenEnv does not hold a webhook secret token/);
     expect(failure({ ...business, listen: { port: 1 }, botTokenEnv: 'TG_API_HASH' }).message).toMatch(/botTokenEnv does not hold a bot token/);
-    expect(failure({ account: 'a', apiId: 1 }).message).toMatch(/apiHashFile is required \(or apiHashEnv\)/);
+    // No source named: the api_hash comes from the encrypted state store, where `link` keeps it (link-telegram.test.ts).
+    expect(parseTelegramConnectorConfig({ account: 'a', apiId: 1 }, 'c', { env })).toEqual({ route: 'mtproto', account: 'a', apiId: 1 });
     expect(failure({ route: 'business', account: 'a', listen: { port: 1 } }).message).toMatch(/secretTokenFile is required \(or secretTokenEnv\)/);
   });
 
   it('the file route works end to end: link sends the api_hash from the file to the (local) Telegram server', { timeout: 60_000 }, async () => {
     const dir = await secretsDir();
     const options = parseTelegramConnectorConfig({ account: 'alice', apiId: 7, apiHashFile: './api-hash' }, 'c', { baseDir: dir });
-    if (options.route === 'business') throw new Error('wrong route');
+    if (options.route === 'business' || options.apiHash === undefined) throw new Error('no api_hash read from the file');
     const rig = await createTestRig();
     try {
       const peer = createLocalTelegramPeer();

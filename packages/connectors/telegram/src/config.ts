@@ -5,7 +5,9 @@
  * Secrets — `apiHash`, the webhook `secretToken`, the `botToken` — are never written in the
  * config: each comes from `<name>File` (a file of mode 0600, relative to the config's
  * directory) or `<name>Env` (an environment variable of the capture process). A literal
- * secret is refused with a message saying so (see core's `configSecret`).
+ * secret is refused with a message saying so (see core's `configSecret`). Without
+ * `apiHashFile`/`apiHashEnv`, `offchannel link telegram` asks for the api_hash and keeps it in
+ * the account's encrypted state store, where the connector finds it.
  *
  * MTProto user session (default route):
  * ```json
@@ -52,14 +54,14 @@ function parseMtproto(entry: object, key: string, context: ConfigSecretContext):
   const account = accountOf(fields, key);
   const apiId = fields['apiId'];
   if (typeof apiId !== 'number' || !Number.isSafeInteger(apiId) || apiId <= 0) throw new ConfigError(`${key}.apiId`, 'is required: the numeric api_id from my.telegram.org.');
+  // Neither apiHashFile nor apiHashEnv: `offchannel link telegram` asks for it and keeps it in the encrypted state store.
   const apiHash = configSecret(fields, 'apiHash', key, context, API_HASH);
-  if (apiHash === undefined) throw new ConfigError(`${key}.apiHashFile`, 'is required (or apiHashEnv): where to read the api_hash from my.telegram.org, a secret kept out of the config.');
   if (fields['testMode'] !== undefined && typeof fields['testMode'] !== 'boolean') throw new ConfigError(`${key}.testMode`, 'must be true or false.');
   return {
     route: 'mtproto',
     account,
     apiId,
-    apiHash,
+    ...(apiHash === undefined ? {} : { apiHash }),
     ...(fields['testMode'] === true ? { testMode: true } : {}),
     ...optionalConfigInteger(fields, 'maxMediaBytes', `${key}.maxMediaBytes`, 1, 4 * 1024 ** 3),
     ...optionalConfigInteger(fields, 'indexCapacity', `${key}.indexCapacity`, 1000, 10_000_000),
