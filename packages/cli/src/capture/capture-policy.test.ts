@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type ArchiveRecord, type CaptureInput, ConfigError, Recorder, type StateStore, createConnectorContext, decodeRecord, openStateStore } from '@offchannel/core';
 import { createMemorySink, createRecordingLogger } from '@offchannel/core/testing';
 import type { PolicyRules } from './capture-config.ts';
-import { CapturePolicy, type IdentifierKey, identifierHmac, sha256Text } from './capture-policy.ts';
+import { CapturePolicy, type IdentifierKey, MAX_POLICY_IDS, identifierHmac, sha256Text } from './capture-policy.ts';
 
 const CONTACT = '+15550199';
 const DM = 'dm:+15550199';
@@ -21,7 +21,7 @@ afterEach(async () => {
 });
 
 /** A real recorder on a memory sink and a real state store in a temporary directory. */
-async function harness(state?: StateStore): Promise<{ state: StateStore; records: () => Promise<ArchiveRecord[]>; policy: (keyFor?: IdentifierKey) => CapturePolicy; logger: ReturnType<typeof createRecordingLogger> }> {
+async function harness(state?: StateStore): Promise<{ state: StateStore; records: () => Promise<ArchiveRecord[]>; policy: (keyFor?: IdentifierKey, rulesFor?: PolicyRules) => CapturePolicy; logger: ReturnType<typeof createRecordingLogger> }> {
   const sink = createMemorySink();
   const logger = createRecordingLogger();
   const recorder = new Recorder({ sink, allowVolatileSink: true, logger });
@@ -35,7 +35,7 @@ async function harness(state?: StateStore): Promise<{ state: StateStore; records
   return {
     state: store,
     logger,
-    policy: (keyFor = key) => new CapturePolicy(ctx, rules, 'policy@1', keyFor),
+    policy: (keyFor = key, rulesFor = rules) => new CapturePolicy(ctx, rulesFor, 'policy@1', keyFor),
     records: async () => {
       const out: ArchiveRecord[] = [];
       for await (const stored of sink.read('demo:alice')) out.push(decodeRecord(stored.bytes).record);
@@ -114,5 +114,24 @@ describe('capture policy identifiers', () => {
     const keyed = createHmac('sha256', bytes).update(DM).digest('hex');
     for (const fragment of [CONTACT, DM, sha256Text(DM).slice(0, 12), keyed.slice(0, 12)]) expect(text).not.toContain(fragment);
     expect(text).not.toMatch(/[0-9a-f]{12}/);
+  });
+
+  it('records long lists whole, 15 identifiers per field, and refuses lists too long for one record', async () => {
+    const contacts = Array.from({ length: 40 }, (_, index) => `+1555000${String(index).padStart(4, '0')}`);
+    const conversations = Array.from({ length: 16 }, (_, index) => `group-${index}`);
+    const { policy, records } = await harness();
+    await policy(key, { excludeContacts: contacts, excludeConversations: conversations }).start();
+    const [inForce] = await records();
+    expect(inForce?.kind).toBe('policy');
+    const fields = inForce?.system?.fields ?? {};
+    const joined = (name: string): string[] => Object.keys(fields).filter((field) => field === name || field.startsWith(`${name}.`)).sort((a, b) => a.length - b.length || a.localeCompare(b)).flatMap((field) => (fields[field] ?? '').split(','));
+    expect(Object.keys(fields).filter((field) => field.startsWith('exclude.contacts.'))).toEqual(['exclude.contacts.hmac-sha256', 'exclude.contacts.hmac-sha256.2', 'exclude.contacts.hmac-sha256.3']);
+    expect(joined('exclude.contacts.hmac-sha256')).toEqual(contacts.map((id) => identifierHmac(key, id)));
+    expect(joined('exclude.conversations.hmac-sha256')).toEqual(conversations.map((id) => identifierHmac(key, id)));
+
+    const tooMany = Array.from({ length: MAX_POLICY_IDS + 1 }, (_, index) => `+1666${index}`);
+    const other = await harness();
+    await expect(other.policy(key, { excludeContacts: tooMany, excludeConversations: [] }).start()).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(/lists too many ids to record \(at most 915 in all/) as string });
+    expect(await other.records()).toEqual([]);
   });
 });

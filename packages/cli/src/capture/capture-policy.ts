@@ -37,6 +37,14 @@ export interface IdentifierKey {
   readonly id: string;
 }
 
+/**
+ * HMACs per record field: 15 × 65 − 1 = 974 characters, under the 1,024 a field holds. A longer
+ * list continues in `<list>.hmac-sha256.2`, `.3`…; a record holds 64 fields, 3 of them fixed.
+ */
+const HMACS_PER_FIELD = 15;
+/** The most ids all lists of one connector's policy may hold together. */
+export const MAX_POLICY_IDS = (64 - 3) * HMACS_PER_FIELD;
+
 /** Policy records of this format name their identifiers `<list>.hmac-sha256`; older ones `<list>.sha256` (unkeyed). */
 const PENDING = 'pending-exclusions.hmac';
 const LEARNED = 'excluded-direct-conversations.hmac';
@@ -132,12 +140,16 @@ export class CapturePolicy {
       const fields: Record<string, string> = { version: this.#version };
       if (this.#key) {
         const key = this.#key;
-        const macs = (list: readonly string[]): string => list.map((id) => identifierHmac(key, id)).join(',');
         Object.assign(fields, { 'identifier.algorithm': IDENTIFIER_ALGORITHM, 'identifier.key-id': key.id });
-        fields[`exclude.contacts.${IDENTIFIER_ALGORITHM}`] = macs(rules.excludeContacts);
-        fields[`exclude.conversations.${IDENTIFIER_ALGORITHM}`] = macs(rules.excludeConversations);
-        if (rules.onlyContacts !== undefined) fields[`only.contacts.${IDENTIFIER_ALGORITHM}`] = macs(rules.onlyContacts);
-        if (rules.onlyConversations !== undefined) fields[`only.conversations.${IDENTIFIER_ALGORITHM}`] = macs(rules.onlyConversations);
+        const lists: [string, readonly string[] | undefined][] = [['exclude.contacts', rules.excludeContacts], ['exclude.conversations', rules.excludeConversations], ['only.contacts', rules.onlyContacts], ['only.conversations', rules.onlyConversations]];
+        const total = lists.reduce((sum, [, list]) => sum + Math.ceil((list?.length ?? 0) / HMACS_PER_FIELD), 0);
+        if (total > 64 - 3) throw new ConfigError(`policy of ${this.#ctx.stream}`, `lists too many ids to record (at most ${MAX_POLICY_IDS} in all, ${HMACS_PER_FIELD} per 1 KiB field); exclude whole conversations or split the account's policy`);
+        for (const [name, list] of lists) {
+          const macs = (list ?? []).map((id) => identifierHmac(key, id));
+          for (let part = 0; part * HMACS_PER_FIELD < macs.length; part++) {
+            fields[`${name}.${IDENTIFIER_ALGORITHM}${part === 0 ? '' : `.${part + 1}`}`] = macs.slice(part * HMACS_PER_FIELD, (part + 1) * HMACS_PER_FIELD).join(',');
+          }
+        }
       }
       const clean = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== ''));
       await this.#ctx.capture({ kind: 'policy', key: `policy:in-force:${sha256Text(JSON.stringify(clean))}`, system: { event: 'capture-policy', fields: clean } });
