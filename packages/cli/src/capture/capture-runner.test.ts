@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -191,5 +193,48 @@ describe('capture runner', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/cannot be read; create one with `offchannel keygen --identifier-key/);
     for (const result of [shared, malformed, missing]) expect(result.stdout + result.stderr).not.toContain(secret);
+  });
+
+  it("a Telegram Business connector gets its webhook token from capture's environment, and its bot token from a 0600 file", { timeout: 60_000 }, async () => {
+    const { dir } = await workspace();
+    const token = 'webhook-token-from-env-0123456789';
+    await writeFile(path.join(dir, 'bot-token'), '123456:ABCdef_ghi-JKLmnopQRStuvwx\n', { mode: 0o600 });
+    const port = await new Promise<number>((resolve, reject) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const address = probe.address();
+        probe.close(() => {
+          if (typeof address === 'object' && address) resolve(address.port);
+          else reject(new Error('no port'));
+        });
+      });
+    });
+    const file = path.join(dir, 'offchannel.config.json');
+    const connector = { channel: 'telegram', route: 'business', account: 'desk-42', secretTokenEnv: 'OFFCHANNEL_WEBHOOK_TOKEN', botTokenFile: './bot-token', listen: { port, path: '/tg' } };
+    const config = parseCaptureConfig({ archive: { dir: './archive' }, state: { dir: './state', keyFile: './state.key' }, connectors: [connector] }, file);
+    const logger = createRecordingLogger();
+    const runner = new CaptureRunner(config, logger, { env: { OFFCHANNEL_WEBHOOK_TOKEN: token } });
+    await runner.start();
+    const update = { update_id: 1, business_message: { business_connection_id: 'B1', message_id: 7, from: { id: 42, is_bot: false, first_name: 'Dana' }, chat: { id: 42, type: 'private', first_name: 'Dana' }, date: 1_700_000_000, text: 'Buy 100 ACME' } };
+    const post = (secret: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/tg', method: 'POST', headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': secret } }, (response) => {
+          response.resume();
+          response.on('end', () => {
+            resolve(response.statusCode ?? 0);
+          });
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify(update));
+      });
+    try {
+      expect(await post('not-the-token-0123456789abcdef')).toBe(401);
+      expect(await post(token)).toBe(200);
+    } finally {
+      await runner.stop();
+    }
+    const archived = await records(path.join(dir, 'archive'));
+    expect(archived.filter((record) => record.kind === 'message').map((record) => record.key)).toEqual(['message:42:7']);
+    expect(logger.text()).not.toContain(token);
+    expect(logger.text()).not.toContain('ABCdef_ghi');
   });
 });
