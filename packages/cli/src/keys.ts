@@ -3,7 +3,7 @@
  * do. Secret key files must be private to their owner (like ssh's private keys); their content
  * never appears in an error or a log.
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { type Ed25519NoteKey, type NoteVerifier, OffchannelError, parseSignerKey, parseVerifierKey } from '@offchannel/core';
 
@@ -28,6 +28,27 @@ export async function loadSigningKey(file: string): Promise<Ed25519NoteKey> {
   } catch (error) {
     throw new KeyLoadError(`signing key file ${file} is not a signing key (${(error as Error).message}).`);
   }
+}
+
+/**
+ * Loads the capture policy's identifier key written by `offchannel keygen --identifier-key`: 32
+ * bytes as 64 hex characters (so an examiner can pass it to `openssl … -macopt hexkey:`). Its id
+ * is `sha256:` + the SHA-256 of the 32 bytes (`xxd -r -p <file> | sha256sum`). Refuses a
+ * missing, shared or malformed file; never shows its content.
+ */
+export async function loadIdentifierKey(file: string): Promise<{ readonly bytes: Uint8Array; readonly id: string }> {
+  let info;
+  try {
+    info = await stat(file);
+  } catch {
+    throw new KeyLoadError(`identifier key file ${file} cannot be read; create one with \`offchannel keygen --identifier-key --out ${file}\` and keep a copy with the firm's records: examiners need it to check exclusions.`);
+  }
+  if ((info.mode & 0o077) !== 0) throw new KeyLoadError(`identifier key file ${file} is readable by group or others; run \`chmod 600 ${file}\`.`);
+  if (!info.isFile() || info.size > 1024) throw new KeyLoadError(`identifier key file ${file} is not an identifier key (64 hexadecimal characters).`);
+  const text = (await readFile(file, 'utf8')).trim();
+  if (!/^[0-9a-fA-F]{64}$/.test(text)) throw new KeyLoadError(`identifier key file ${file} is not an identifier key (64 hexadecimal characters, from \`offchannel keygen --identifier-key\`).`);
+  const bytes = new Uint8Array(Buffer.from(text, 'hex'));
+  return { bytes, id: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
 }
 
 const VERIFIER_KEY = /^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/;

@@ -18,7 +18,8 @@ export {
 } from './errors/sink-errors.ts';
 export { StateStoreError } from './errors/state-errors.ts';
 export { ConfigError } from './errors/config-error.ts';
-export { configObject, optionalConfigInteger } from './errors/config-readers.ts';
+export { MAX_SECRET_FILE_BYTES, configObject, configSecret, optionalConfigInteger } from './errors/config-readers.ts';
+export type { ConfigSecretContext, ConfigSecretShape } from './errors/config-readers.ts';
 
 // Canonical JSON and hashing
 export { MAX_JSON_DEPTH, canonicalBytes, canonicalize, parseCanonical } from './json/canonical-json.ts';

@@ -49,6 +49,7 @@ describe('capture config', () => {
     expect(problem({ ...base, connectors: [{ channel: 'Demo!', account: 'a' }] })).toMatch(/^config\.connectors\[0\]\.channel: /);
     expect(problem({ ...base, connectors: [{ channel: 'demo', account: 'a' }, { channel: 'demo', account: 'a' }] })).toMatch(/^config\.connectors\[1\]: .*repeats demo:a/);
     expect(problem({ ...base, connectors: [{ channel: 'demo', account: 'a', policy: { exclude: { contacts: ['+1555'] } } }] })).toMatch(/^config\.policy\.version: .*is required when any connector excludes/);
+    expect(problem({ ...base, policy: { version: 'p@1' }, connectors: [{ channel: 'demo', account: 'a', policy: { exclude: { contacts: ['+1555'] } } }] })).toMatch(/^config\.policy\.identifierKeyFile: .*is required when any connector excludes.*offchannel keygen --identifier-key/);
     expect(problem({ ...base, connectors: [{ channel: 'demo', account: 'a', policy: { exclude: { contacts: [5] } } }] })).toMatch(/^config\.connectors\[0\]\.policy\.exclude\.contacts\[0\]: /);
     expect(problem({ ...base, connectors: [{ channel: 'demo', account: 'a', policy: { only: {} } }] })).toMatch(/^config\.connectors\[0\]\.policy\.only: .*at least one/);
     expect(problem({ ...base, state: { keyFile: 'hunter2-secret-path' }, signing: { keyFile: 'k', tsaUrl: 'ftp://secret-token@tsa' } })).not.toContain('secret-token');
@@ -64,5 +65,22 @@ describe('capture config', () => {
     const error = await createConnector(missing as never, () => Promise.reject(new Error('Cannot find package'))).catch((caught: unknown) => caught);
     expect(OffchannelError.hasCode(error, 'CONFIG_INVALID')).toBe(true);
     expect((error as Error).message).toMatch(/needs the package @offchannel\/telegram, which is not installed/);
+  });
+
+  it('resolves the identifier key against the config directory', () => {
+    const config = parseCaptureConfig({ ...base, policy: { version: 'p@1', identifierKeyFile: 'keys/id.key' }, connectors: [{ channel: 'demo', account: 'a', policy: { exclude: { contacts: ['+1555'] } } }] }, '/etc/offchannel/c.json');
+    expect(config.policy).toEqual({ version: 'p@1', reportEveryMs: 3_600_000, identifierKeyFile: '/etc/offchannel/keys/id.key' });
+  });
+
+  it('refuses URLs that carry credentials, never echoing them', () => {
+    const tsa = problem({ ...base, signing: { keyFile: 'k', tsaUrl: 'https://user:hunter2-pass@tsa.example/ts' } });
+    expect(tsa).toMatch(/^config\.signing\.tsaUrl: .*must not carry a user name or password/);
+    const endpoint = problem({ ...base, archive: { url: 's3://bucket', endpoint: 'http://AKIAEXAMPLE:hunter2-pass@127.0.0.1:7480' } });
+    expect(endpoint).toMatch(/^config\.archive\.endpoint: .*must not carry a user name or password/);
+    expect(problem({ ...base, signing: { keyFile: 'k', tsaUrl: 'https://token-only@tsa.example' } })).toMatch(/must not carry/);
+    for (const message of [tsa, endpoint]) {
+      expect(message).not.toContain('hunter2');
+      expect(message).not.toContain('AKIAEXAMPLE');
+    }
   });
 });

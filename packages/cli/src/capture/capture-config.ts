@@ -1,14 +1,15 @@
 /**
  * `offchannel.config.json`: what `offchannel capture` runs. Every key is checked; an unknown or
- * mistyped key is an error naming it. Paths in `archive`, `state` and `signing` are relative to
- * the config file's directory.
+ * mistyped key is an error naming it. Paths in `archive`, `state`, `signing` and `policy` are
+ * relative to the config file's directory. No secret is written here: keys are files (0600), and
+ * a URL carrying credentials (`https://user:pass@…`) is refused.
  *
  * ```json
  * {
  *   "archive": { "dir": "./archive" },
  *   "state": { "dir": "./state", "keyFile": "./state.key" },
  *   "signing": { "keyFile": "./signing.key", "everyRecords": 1000, "everyMs": 60000 },
- *   "policy": { "version": "firm-comms-policy@2026-11-01" },
+ *   "policy": { "version": "firm-comms-policy@2026-11-01", "identifierKeyFile": "./policy-identifier.key" },
  *   "log": { "level": "info" },
  *   "connectors": [
  *     { "channel": "imessage", "account": "alice@firm.example",
@@ -63,7 +64,8 @@ export interface CaptureConfig {
   readonly archive: ArchiveConfig;
   readonly state: { readonly dir: string; readonly keyFile?: string; readonly unencrypted: boolean };
   readonly signing?: { readonly keyFile: string; readonly everyRecords?: number; readonly everyMs?: number; readonly tsaUrl?: string; readonly tsaCerts: readonly string[] };
-  readonly policy: { readonly version?: string; readonly reportEveryMs: number };
+  /** `identifierKeyFile`: the key excluded identifiers are HMACed with (required when anything is excluded). */
+  readonly policy: { readonly version?: string; readonly reportEveryMs: number; readonly identifierKeyFile?: string };
   readonly log: { readonly level: string };
   readonly statusEveryMs: number;
   readonly connectors: readonly ConnectorConfig[];
@@ -89,6 +91,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     const entry = object(root.signing, 'config.signing', ['keyFile', 'everyRecords', 'everyMs', 'tsaUrl', 'tsaCerts']);
     const tsaUrl = optionalString(entry.tsaUrl, 'config.signing.tsaUrl');
     if (tsaUrl !== undefined && !/^https?:\/\//.test(tsaUrl)) throw new ConfigError('config.signing.tsaUrl', 'must be an http(s) URL of an RFC 3161 timestamp authority');
+    if (tsaUrl !== undefined) refuseCredentials(tsaUrl, 'config.signing.tsaUrl');
     const everyRecords = optionalInteger(entry.everyRecords, 'config.signing.everyRecords', 1, 10_000_000);
     const everyMs = optionalInteger(entry.everyMs, 'config.signing.everyMs', 1000, 86_400_000);
     signing = {
@@ -100,8 +103,9 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     };
   }
 
-  const policy = object(root.policy ?? {}, 'config.policy', ['version', 'reportEveryMs']);
+  const policy = object(root.policy ?? {}, 'config.policy', ['version', 'reportEveryMs', 'identifierKeyFile']);
   const version = optionalString(policy.version, 'config.policy.version');
+  const identifierKeyFile = optionalString(policy.identifierKeyFile, 'config.policy.identifierKeyFile');
   const log = object(root.log ?? {}, 'config.log', ['level']);
   const status = object(root.status ?? {}, 'config.status', ['everyMs']);
 
@@ -115,13 +119,20 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
   });
   const anyPolicy = connectors.some((connector) => connector.policy.excludeContacts.length + connector.policy.excludeConversations.length > 0 || connector.policy.onlyContacts || connector.policy.onlyConversations);
   if (anyPolicy && version === undefined) throw new ConfigError('config.policy.version', 'is required when any connector excludes contacts or conversations: every record names the policy in force');
+  if (anyPolicy && identifierKeyFile === undefined) {
+    throw new ConfigError('config.policy.identifierKeyFile', 'is required when any connector excludes contacts or conversations: exclusions are recorded as HMACs under this key, which the firm keeps and can give an examiner (create it with: offchannel keygen --identifier-key --out policy-identifier.key)');
+  }
 
   return {
     file: path.resolve(file),
     archive,
     state: { dir: at(optionalString(stateConfig.dir, 'config.state.dir') ?? './state'), ...(keyFile === undefined ? {} : { keyFile: at(keyFile) }), unencrypted },
     ...(signing ? { signing } : {}),
-    policy: { ...(version === undefined ? {} : { version }), reportEveryMs: optionalInteger(policy.reportEveryMs, 'config.policy.reportEveryMs', 1000, 86_400_000) ?? 3_600_000 },
+    policy: {
+      ...(version === undefined ? {} : { version }),
+      reportEveryMs: optionalInteger(policy.reportEveryMs, 'config.policy.reportEveryMs', 1000, 86_400_000) ?? 3_600_000,
+      ...(identifierKeyFile === undefined ? {} : { identifierKeyFile: at(identifierKeyFile) }),
+    },
     log: { level: oneOf(log.level, 'config.log.level', LOG_LEVELS) ?? 'info' },
     statusEveryMs: optionalInteger(status.everyMs, 'config.status.everyMs', 100, 3_600_000) ?? 1000,
     connectors,
@@ -141,6 +152,7 @@ function parseArchive(value: unknown, at: (relative: string) => string): Archive
   if (!url?.startsWith('s3://') || url.length <= 5) throw new ConfigError('config.archive.url', 'must be s3://bucket[/prefix]');
   const endpoint = optionalString(entry.endpoint, 'config.archive.endpoint');
   if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) throw new ConfigError('config.archive.endpoint', 'must be an http(s) URL');
+  if (endpoint !== undefined) refuseCredentials(endpoint, 'config.archive.endpoint');
   const region = optionalString(entry.region, 'config.archive.region');
   const profile = optionalString(entry.profile, 'config.archive.profile');
   const forcePathStyle = optionalBoolean(entry.forcePathStyle, 'config.archive.forcePathStyle');
@@ -155,6 +167,17 @@ function parseArchive(value: unknown, at: (relative: string) => string): Archive
     ...(forcePathStyle === undefined ? {} : { forcePathStyle }),
     ...(retentionYears === undefined ? {} : { retentionYears }),
   };
+}
+
+/** A URL with a user name or password puts a secret in the config: refused (the URL is not echoed). */
+function refuseCredentials(url: string, key: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(key, 'is not a valid URL');
+  }
+  if (parsed.username !== '' || parsed.password !== '') throw new ConfigError(key, 'must not carry a user name or password: that would put a secret in the config');
 }
 
 function parseConnector(value: unknown, key: string, baseDir: string): ConnectorConfig {

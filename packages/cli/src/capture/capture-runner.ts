@@ -4,7 +4,8 @@
  * starts each connector behind its capture policy, and on stop lets captures in flight finish,
  * records pending policy counts, signs final checkpoints and drains the spool.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import {
   type Connector,
   type ConnectorStatus,
@@ -21,10 +22,10 @@ import {
 } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { openS3Sink } from '@offchannel/sink-s3';
-import { loadCertificates, loadSigningKey } from '../keys.ts';
+import { loadCertificates, loadIdentifierKey, loadSigningKey } from '../keys.ts';
 import { type CaptureConfig, type ConnectorConfig, parseCaptureConfig } from './capture-config.ts';
 import { CapturePolicy } from './capture-policy.ts';
-import { type Loader, createConnector } from './connector-registry.ts';
+import { type Environment, type Loader, createConnector } from './connector-registry.ts';
 
 export interface RunningConnector {
   readonly stream: string;
@@ -49,12 +50,17 @@ export class CaptureRunner {
   #state: StateStore | undefined;
   #policyTimer: NodeJS.Timeout | undefined;
   readonly #load: Loader | undefined;
+  readonly #env: Environment;
 
-  /** `load` imports connector packages (default: `import()`); tests hand in a local harness. */
-  constructor(config: CaptureConfig, logger: Logger, options: { readonly load?: Loader } = {}) {
+  /**
+   * `load` imports connector packages (default: `import()`); tests hand in a local harness.
+   * `env` is where connector secrets named by `<secret>Env` settings are read (default `process.env`).
+   */
+  constructor(config: CaptureConfig, logger: Logger, options: { readonly load?: Loader; readonly env?: Environment } = {}) {
     this.#config = config;
     this.#logger = logger;
     this.#load = options.load;
+    this.#env = options.env ?? process.env;
   }
 
   get connectors(): readonly RunningConnector[] {
@@ -68,6 +74,7 @@ export class CaptureRunner {
       this.#state = await openConfiguredStateStore(config.state, this.#logger);
       const signer = config.signing ? await loadSigningKey(config.signing.keyFile) : undefined;
       const trusted = config.signing && config.signing.tsaCerts.length > 0 ? await loadCertificates(config.signing.tsaCerts) : undefined;
+      const identifierKey = config.policy.identifierKeyFile === undefined ? undefined : await loadIdentifierKey(config.policy.identifierKeyFile);
       this.#sink = await this.#openSink();
       this.#recorder = new Recorder({
         sink: this.#forwarder?.sink ?? this.#sink,
@@ -85,12 +92,12 @@ export class CaptureRunner {
           : {}),
       });
       for (const entry of config.connectors) {
-        const connector = await createConnector(entry, this.#load);
+        const connector = await createConnector(entry, this.#load, this.#env);
         if (connector.channel !== entry.channel || connector.account !== entry.account) throw new ConfigError(entry.key, `the ${entry.channel} package built a connector for ${connector.channel}:${connector.account}`);
         const source = config.policy.version === undefined ? connector.source : { ...connector.source, policy: config.policy.version };
         // The context scopes the state store to the stream, `<channel>:<account>`: the scope `offchannel link` writes the session to.
         const ctx = createConnectorContext({ recorder: this.#recorder, connector: { channel: connector.channel, account: connector.account, source }, state: this.#state, logger: this.#logger, signal: this.#abort.signal });
-        const policy = new CapturePolicy(ctx, entry.policy, config.policy.version);
+        const policy = new CapturePolicy(ctx, entry.policy, config.policy.version, identifierKey);
         await policy.start();
         this.#logger.info({ stream: ctx.stream, policy: config.policy.version ?? null, excluding: policy.active }, 'starting connector');
         await connector.start(policy.wrap());
@@ -186,13 +193,27 @@ export async function readConnectorEntry(file: string, channel: string, account:
   return { config, entry };
 }
 
-/** Reads and parses the config file's JSON; problems become `ConfigError`s that never echo its content. */
+/**
+ * Reads and parses the config file's JSON; problems become `ConfigError`s that never echo its
+ * content. The file must be private to its owner (mode 0600 or 0400): it lists custodians, their
+ * excluded personal contacts and where the secrets are, and whoever can change it decides what
+ * is captured. A file that group or others can access is refused, as ssh refuses such keys.
+ */
 export async function readConfigJson(file: string): Promise<unknown> {
   let text: string;
+  let handle;
   try {
-    text = await readFile(file, 'utf8');
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
     throw new ConfigError('--config', `cannot read ${file} (${(error as { code?: string }).code ?? 'error'}); create one (see docs/capture.md) or pass --config <file>`, { cause: error });
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new ConfigError('--config', `${file} is not a regular file; pass the config file with --config <file>`);
+    if ((info.mode & 0o077) !== 0) throw new ConfigError('--config', `${file} can be read or changed by group or others (it lists custodians, excluded contacts and where the secrets are); run chmod 600 on it`);
+    text = await handle.readFile('utf8');
+  } finally {
+    await handle.close();
   }
   try {
     return JSON.parse(text) as unknown;

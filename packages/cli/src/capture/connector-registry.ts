@@ -1,9 +1,10 @@
 /**
  * Which package runs each `channel` of the config. Connector packages are loaded only when a
  * config names their channel, so the CLI runs without the ones a firm does not use.
- * Each connector package exports `parse<Channel>ConnectorConfig(entry, key, { baseDir })`
+ * Each connector package exports `parse<Channel>ConnectorConfig(entry, key, { baseDir, env })`
  * (validates its settings, throwing `ConfigError` naming the key; relative paths are relative to
- * `baseDir`, the config file's directory) and `create<Channel>Connector(options)`.
+ * `baseDir`, the config file's directory; `<secret>Env` settings are read from `env`, the
+ * capture process's environment) and `create<Channel>Connector(options)`.
  */
 import { type Connector, ConfigError } from '@offchannel/core';
 import type { ConnectorConfig } from './capture-config.ts';
@@ -23,9 +24,9 @@ export const CONNECTOR_PACKAGES: Readonly<Record<string, ConnectorPackage>> = {
 };
 
 /** Builds the connector for one config entry; every problem is a `ConfigError` naming the entry. */
-export async function createConnector(config: ConnectorConfig, load: Loader = (name) => import(name)): Promise<Connector> {
+export async function createConnector(config: ConnectorConfig, load: Loader = (name) => import(name), env: Environment = process.env): Promise<Connector> {
   if (config.channel === 'demo') return DemoConnector.fromConfig(config.options, config.key);
-  const { module, known, options } = await loadConnectorPackage(config, load);
+  const { module, known, options } = await loadConnectorPackage(config, load, env);
   const create = module[known.create];
   if (typeof create !== 'function') throw new ConfigError(`${config.key}.channel`, `${known.name} does not export ${known.create}; is it a matching version?`);
   return (create as (options: unknown) => Connector)(options);
@@ -33,12 +34,15 @@ export async function createConnector(config: ConnectorConfig, load: Loader = (n
 
 export type Loader = (name: string) => Promise<unknown>;
 
+/** Where connector settings such as `botTokenEnv` find their secrets: the CLI's environment. */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
 /**
  * Loads the package of a config entry's channel and validates the entry with its
  * `parse<Channel>ConnectorConfig`. A channel with no package, a package that is not installed,
  * or one without the parse function is a `ConfigError` naming the entry.
  */
-export async function loadConnectorPackage(config: ConnectorConfig, load: Loader): Promise<{ readonly module: Record<string, unknown>; readonly known: ConnectorPackage; readonly options: Record<string, unknown> }> {
+export async function loadConnectorPackage(config: ConnectorConfig, load: Loader, env: Environment = process.env): Promise<{ readonly module: Record<string, unknown>; readonly known: ConnectorPackage; readonly options: Record<string, unknown> }> {
   const known = CONNECTOR_PACKAGES[config.channel];
   if (!known) throw new ConfigError(`${config.key}.channel`, `"${config.channel}" is not a known channel; use one of demo, ${Object.keys(CONNECTOR_PACKAGES).join(', ')}`);
   let module: Record<string, unknown>;
@@ -49,5 +53,5 @@ export async function loadConnectorPackage(config: ConnectorConfig, load: Loader
   }
   const parse = module[known.parse];
   if (typeof parse !== 'function') throw new ConfigError(`${config.key}.channel`, `${known.name} does not export ${known.parse}; is it a matching version?`);
-  return { module, known, options: (parse as (entry: unknown, key: string, context: { readonly baseDir: string }) => Record<string, unknown>)(config.options, config.key, { baseDir: config.baseDir }) };
+  return { module, known, options: (parse as (entry: unknown, key: string, context: { readonly baseDir: string; readonly env: Environment }) => Record<string, unknown>)(config.options, config.key, { baseDir: config.baseDir, env }) };
 }

@@ -48,7 +48,7 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
     return EXIT_OK;
   }
   const logger = createLogger(values['log-level'], io.env, config.log.level);
-  const runner = new CaptureRunner(config, logger);
+  const runner = new CaptureRunner(config, logger, { env: io.env });
   if (!config.signing) logger.warn({}, 'no "signing" in the config: checkpoints will not be signed, so deletions at the end of a stream cannot be detected');
   await runner.start();
   logger.info({ connectors: runner.connectors.map((entry) => entry.stream) }, 'capture running');

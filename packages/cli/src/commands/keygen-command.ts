@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -8,18 +9,23 @@ import { UsageError } from '../usage-error.ts';
 
 export const KEYGEN_USAGE = `Usage: offchannel keygen --out <file> [--name <key-name>]
        offchannel keygen --state --out <file>
+       offchannel keygen --identifier-key --out <file>
 
 Writes a new Ed25519 signing key for checkpoints (C2SP signed-note format) to <file>, mode 0600,
 and the matching verifier key to <file>.pub. Prints the verifier key as the last line: give it
 to your auditors; they need nothing else to verify the archive's signed checkpoints.
 
 With --state, writes a new 32-byte key for the encrypted session-state store instead.
+With --identifier-key, writes the capture policy's identifier key (32 random bytes as hex):
+excluded contacts and conversations are recorded only as HMAC-SHA256 under it. Keep a copy
+with the firm's records; an examiner given it can check whether a contact was excluded.
 Never overwrites an existing file.
 
 Options:
   --out <file>       where to write the key (required)
   --name <name>      the key's name, e.g. archive.firm.example/offchannel (default offchannel.<hostname>)
   --state            write a state-store key instead of a signing key
+  --identifier-key   write a capture-policy identifier key instead of a signing key
   -h, --help         show this help`;
 
 export async function keygenCommand(argv: readonly string[], io: CliIo): Promise<number> {
@@ -30,6 +36,7 @@ export async function keygenCommand(argv: readonly string[], io: CliIo): Promise
       out: { type: 'string' },
       name: { type: 'string' },
       state: { type: 'boolean', default: false },
+      'identifier-key': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -39,6 +46,13 @@ export async function keygenCommand(argv: readonly string[], io: CliIo): Promise
   }
   if (positionals.length > 0) throw new UsageError('keygen takes no positional arguments');
   if (values.out === undefined) throw new UsageError('keygen needs --out <file>');
+  if (values.state && values['identifier-key']) throw new UsageError('give --state or --identifier-key, not both');
+  if (values['identifier-key']) {
+    if (values.name !== undefined) throw new UsageError('--name applies to signing keys, not --identifier-key keys');
+    await writeSecret(values.out, `${randomBytes(32).toString('hex')}\n`);
+    io.stdout.write(`Wrote a capture-policy identifier key to ${values.out} (mode 0600). Set "policy": {"identifierKeyFile": …} in the config, and keep a copy with the firm's records: examiners need it to check exclusions.\n`);
+    return EXIT_OK;
+  }
   if (values.state) {
     if (values.name !== undefined) throw new UsageError('--name applies to signing keys, not --state keys');
     await writeSecret(values.out, `${generateStateKey()}\n`);

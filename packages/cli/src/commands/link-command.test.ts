@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -18,7 +18,7 @@ async function workspace(): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-link-'));
   dirs.push(dir);
   await writeFile(path.join(dir, 'state.key'), `${generateStateKey()}\n`, { mode: 0o600 });
-  await writeFile(path.join(dir, 'offchannel.config.json'), JSON.stringify({ state: { keyFile: './state.key' }, connectors: [{ channel: 'whatsapp', account: 'alice' }] }));
+  await writeFile(path.join(dir, 'offchannel.config.json'), JSON.stringify({ state: { keyFile: './state.key' }, connectors: [{ channel: 'whatsapp', account: 'alice' }] }), { mode: 0o600 });
   return dir;
 }
 
@@ -88,5 +88,42 @@ describe('offchannel link', () => {
     await runner.start();
     await runner.stop();
     expect(seen).toBe('linked');
+  });
+
+  it('refuses a config file that group or others can access, whatever it holds', async () => {
+    const dir = await workspace();
+    const file = path.join(dir, 'offchannel.config.json');
+    for (const mode of [0o644, 0o640, 0o604, 0o660, 0o620]) {
+      await chmod(file, mode);
+      const shared = await runCli(['link', 'whatsapp', '--account', 'alice'], dir);
+      expect(shared.code).toBe(2);
+      expect(shared.stderr).toMatch(/offchannel\.config\.json can be read or changed by group or others .*run chmod 600 on it/);
+      await expect(readConfigJson(file)).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    }
+    await chmod(file, 0o600);
+    await expect(readConfigJson(file)).resolves.toMatchObject({ connectors: [{ channel: 'whatsapp' }] });
+    await chmod(file, 0o400);
+    await expect(readConfigJson(file)).resolves.toMatchObject({ connectors: [{ channel: 'whatsapp' }] });
+  });
+
+  it('refuses a literal Telegram secret or a shared secret file before linking, never echoing the secret', async () => {
+    const dir = await workspace();
+    const file = path.join(dir, 'offchannel.config.json');
+    const hash = '5f3c0ffee5f3c0ffee5f3c0ffee5f3c0';
+    const entry = { channel: 'telegram', account: 'desk-42', apiId: 123 };
+    await writeFile(file, JSON.stringify({ state: { keyFile: './state.key' }, connectors: [{ ...entry, apiHash: hash }] }));
+    const literal = await runCli(['link', 'telegram', '--account', 'desk-42'], dir);
+    expect(literal.code).toBe(2);
+    expect(literal.stderr).toContain('config.connectors[0].apiHash is a secret and is not accepted in a config file');
+    expect(literal.stderr).toContain('"apiHashFile": "<path>"');
+    expect(literal.stdout + literal.stderr).not.toContain(hash);
+
+    await writeFile(path.join(dir, 'api-hash'), hash, { mode: 0o644 });
+    await chmod(path.join(dir, 'api-hash'), 0o644);
+    await writeFile(file, JSON.stringify({ state: { keyFile: './state.key' }, connectors: [{ ...entry, apiHashFile: './api-hash' }] }));
+    const shared = await runCli(['link', 'telegram', '--account', 'desk-42'], dir);
+    expect(shared.code).toBe(2);
+    expect(shared.stderr).toMatch(/config\.connectors\[0\]\.apiHashFile names a file that group or others can access; run chmod 600/);
+    expect(shared.stdout + shared.stderr).not.toContain(hash);
   });
 });

@@ -23,7 +23,9 @@ state store of the config (the account must be one of its connectors):
   whatsapp   shows a QR code to scan in WhatsApp → Linked devices (or, with --phone, a pairing
              code to type on the phone); the first capture then receives the history sync
   signal     shows a QR code to scan in Signal → Settings → Linked devices
-  telegram   asks for the phone number, the login code and the two-step password (if any)
+  telegram   asks for the phone number, the login code and the two-step password (if any);
+             when the config names no apiHashFile/apiHashEnv, also the api_hash from
+             my.telegram.org, kept encrypted in the state store (never in the config)
 Run offchannel capture afterwards. Nothing is sent to any other service.
 
 Options:
@@ -58,7 +60,7 @@ export async function linkCommand(argv: readonly string[], io: CliIo, load: Load
   const logger = createLogger(values['log-level'], io.env);
   const file = path.resolve(io.cwd, values.config);
   const { config, entry } = await readConnectorEntry(file, channel, values.account);
-  const { module, options } = await loadConnectorPackage(entry, load);
+  const { module, options } = await loadConnectorPackage(entry, load, io.env);
   const root = await openConfiguredStateStore(config.state, logger);
   const state = root.scope(`${channel}:${entry.account}`);
   const qr = (text: string): void => {
@@ -114,10 +116,20 @@ async function linkTelegramInteractively(module: Record<string, unknown>, option
         io.stderr.write('\n');
       }
     };
+    // The api_hash: from the config's file or environment variable, else the one kept by an earlier link, else asked for (hidden) and kept encrypted.
+    let apiHash = options.apiHash as string | undefined;
+    const storeApiHash = apiHash === undefined;
+    apiHash ??= await (module.storedApiHash as (state: StateStore) => Promise<string | undefined>)(state);
+    if (apiHash === undefined) {
+      const answer = (await ask('api_hash of the firm\'s Telegram app (my.telegram.org → API development tools; kept encrypted in the state store): ', true)).trim();
+      if (!/^[0-9a-f]{32}$/i.test(answer)) throw new UsageError('the api_hash is 32 hexadecimal characters (my.telegram.org → API development tools)');
+      apiHash = answer;
+    }
     await (module.linkTelegram as (options: unknown) => Promise<unknown>)({
       account: options.account,
       apiId: options.apiId,
-      apiHash: options.apiHash,
+      apiHash,
+      storeApiHash,
       state,
       logger,
       replace,

@@ -27,9 +27,12 @@ async function workspace(peer: ReturnType<typeof createLocalTelegramPeer>, extra
   dirs.push(dir);
   const key = generateStateKey();
   await writeFile(path.join(dir, 'state.key'), `${key}\n`, { mode: 0o600 });
+  await writeFile(path.join(dir, 'telegram-api-hash'), `${'0'.repeat(32)}\n`, { mode: 0o600 });
+  await writeFile(path.join(dir, 'webhook-token'), `${'A'.repeat(32)}\n`, { mode: 0o600 });
   await writeFile(
     path.join(dir, 'offchannel.config.json'),
-    JSON.stringify({ archive: { dir: './archive' }, state: { dir: './state', keyFile: './state.key' }, connectors: [{ channel: 'telegram', account: ACCOUNT, apiId: 1, apiHash: '0'.repeat(32) }, ...extra] }),
+    JSON.stringify({ archive: { dir: './archive' }, state: { dir: './state', keyFile: './state.key' }, connectors: [{ channel: 'telegram', account: ACCOUNT, apiId: 1, apiHashFile: './telegram-api-hash' }, ...extra] }),
+    { mode: 0o600 },
   );
   const state = await openStateStore({ dir: path.join(dir, 'state'), key: parseStateKey(key) });
   await peer.link(telegram.telegramStateScope(state, ACCOUNT));
@@ -88,7 +91,7 @@ describe('offchannel reconcile telegram', () => {
 
   it('refuses while capture holds the session, and names bad arguments and config', async () => {
     const peer = createLocalTelegramPeer({ account: ACCOUNT, leaseTtlMs: 60_000 });
-    const { dir, state } = await workspace(peer, [{ channel: 'telegram', route: 'business', account: 'bot-desk', secretToken: 'A'.repeat(32), listen: { port: 1 } }]);
+    const { dir, state } = await workspace(peer, [{ channel: 'telegram', route: 'business', account: 'bot-desk', secretTokenFile: './webhook-token', listen: { port: 1 } }]);
     const skipped = await reconcile(['telegram', '--account', ACCOUNT, '--chat', '777'], dir, peer.server);
     expect(skipped.code).toBe(1);
     expect(skipped.stdout).toContain('not checked: chat 777 (PEER_NOT_CACHED)');

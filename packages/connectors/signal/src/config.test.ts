@@ -52,10 +52,18 @@ describe('parseSignalConnectorConfig', () => {
     expect(keyOf({ account: 'a', trustRoots: [] })).toBe('connectors[0].trustRoots');
     expect(keyOf({ account: 'a', trustRoots: [ROOT, 'not-a-key'] })).toBe('connectors[0].trustRoots[1]');
     expect(keyOf({ account: 'a', cdnUrls: { 3: 'http://plain' } })).toBe('connectors[0].cdnUrls.3');
+    expect(keyOf({ account: 'a', cdnUrls: { 3: 'https://user:hunter2@cdn3.example' } })).toBe('connectors[0].cdnUrls.3');
+    expect(keyOf({ account: 'a', cdnUrls: { 2: 'https://token-only@cdn2.example' } })).toBe('connectors[0].cdnUrls.2');
     expect(keyOf({ account: 'a', maxAttachmentBytes: -1 })).toBe('connectors[0].maxAttachmentBytes');
     expect(keyOf({ account: 'a', unlinkWarningDays: 30 })).toBe('connectors[0].unlinkWarningDays');
     expect(keyOf({ account: 'a', reconnect: { minMs: 5000, maxMs: 1000 } })).toBe('connectors[0].reconnect.minMs');
     expect(keyOf({ account: 'a', reconnect: { jitter: 1 } })).toBe('connectors[0].reconnect.jitter');
+    expect(() => parseSignalConnectorConfig({ account: 'a', cdnUrls: { 3: 'https://user:hunter2@cdn3.example' } }, 'c')).toThrow(/must not carry a user name or password/);
+    try {
+      parseSignalConnectorConfig({ account: 'a', cdnUrls: { 3: 'https://user:hunter2@cdn3.example' } }, 'c');
+    } catch (error) {
+      expect((error as Error).message).not.toContain('hunter2');
+    }
     try {
       parseSignalConnectorConfig({ account: 'a', serverUrl: 'https://secret-host.example' }, 'c');
     } catch (error) {

@@ -72,6 +72,8 @@ export function parseSignalConnectorConfig(entry: unknown, key: string): SignalC
     for (const [number, url] of Object.entries(urls as Record<string, unknown>)) {
       if (!/^\d{1,2}$/.test(number)) throw new ConfigError(`${key}.cdnUrls`, 'keys must be CDN numbers (0, 2, 3…)');
       if (typeof url !== 'string' || !URL.canParse(url) || new URL(url).protocol !== 'https:') throw new ConfigError(`${key}.cdnUrls.${number}`, 'must be an https URL');
+      const { username, password } = new URL(url);
+      if (username !== '' || password !== '') throw new ConfigError(`${key}.cdnUrls.${number}`, 'must not carry a user name or password: that would put a secret in the config');
       cdnUrls[Number(number)] = url;
     }
   }

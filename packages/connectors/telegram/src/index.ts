@@ -14,7 +14,7 @@ export type { ReconcileTelegramOptions, ReconcileTelegramReport } from './reconc
 export { parseTelegramConnectorConfig } from './config.ts';
 export type { TelegramConnectorConfig } from './config.ts';
 export { SessionInUseError } from './session-lease.ts';
-export { hasTelegramSession } from './state-storage.ts';
+export { hasTelegramSession, storedApiHash } from './state-storage.ts';
 export type { TelegramClientFactory } from './client-factory.ts';
 export { DEFAULT_MAX_MEDIA_BYTES } from './media.ts';
 export type { MediaDownloader } from './media.ts';

@@ -1,7 +1,11 @@
-import { OffchannelError } from '@offchannel/core';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { OffchannelError, createConnectorContext } from '@offchannel/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkTelegram, telegramStateScope } from './link-telegram.ts';
-import { hasTelegramSession } from './state-storage.ts';
+import { parseTelegramConnectorConfig } from './config.ts';
+import { hasTelegramSession, storedApiHash } from './state-storage.ts';
+import { createTelegramConnector } from './telegram-connector.ts';
 import { createLocalTelegramPeer, LOCAL_API } from './testing/index.ts';
 import { createTestRig, type TestRig } from './test-support.ts';
 
@@ -75,5 +79,42 @@ describe('linkTelegram', () => {
     expect((wrong as Error).message).toContain('PHONE_CODE_INVALID');
     const badPhone = await linkTelegram({ account: 'alice', ...LOCAL_API, state, clientFactory: peer.clientFactory, io: { ...io, phone: async () => 'not a phone' }, replace: true }).catch((error: unknown) => error);
     expect(OffchannelError.hasCode(badPhone, 'TELEGRAM_LINK_INPUT')).toBe(true);
+  });
+
+  it('the state-store route: link keeps the api_hash encrypted, and a connector whose config names no source uses it', { timeout: 60_000 }, async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const hash = 'c0ffee00c0ffee00c0ffee00c0ffee00';
+    const peer = createLocalTelegramPeer();
+    const state = telegramStateScope(r.state, 'alice');
+    const io = { phone: async () => '+15550000001', code: async () => peer.server.loginCode, password: () => Promise.reject(new Error('not asked')) };
+    await linkTelegram({ account: 'alice', apiId: 1, apiHash: hash, storeApiHash: true, state, clientFactory: peer.clientFactory, io });
+    expect(await storedApiHash(state)).toBe(hash);
+    // Encrypted at rest: the hash is in no state file.
+    for (const entry of await readdir(path.join(r.dir, 'state'), { recursive: true, withFileTypes: true })) {
+      if (entry.isFile()) expect((await readFile(path.join(entry.parentPath, entry.name))).toString('latin1')).not.toContain(hash);
+    }
+
+    const options = parseTelegramConnectorConfig({ account: 'alice', apiId: 1 }, 'config.connectors[0]', { env: {} });
+    if (options.route === 'business') throw new Error('wrong route');
+    expect(options.apiHash).toBeUndefined();
+    const seen: (string | undefined)[] = [];
+    const connector = createTelegramConnector({ ...options, clientFactory: (clientOptions) => (seen.push(clientOptions.apiHash), peer.clientFactory(clientOptions)) });
+    await connector.start(createConnectorContext({ recorder: r.recorder, connector, state: r.state, logger: r.logger, signal: new AbortController().signal }));
+    await connector.stop();
+    expect(seen).toEqual([hash]);
+    expect(r.logger.text()).not.toContain(hash);
+  });
+
+  it('a connector with no api_hash anywhere fails to start, saying where to put one', async () => {
+    const r = await createTestRig();
+    rigs.push(r);
+    const peer = createLocalTelegramPeer();
+    await peer.link(telegramStateScope(r.state, 'alice')); // linked without keeping the hash
+    const connector = createTelegramConnector({ account: 'alice', apiId: 1, clientFactory: peer.clientFactory });
+    const error = await connector.start(createConnectorContext({ recorder: r.recorder, connector, state: r.state, signal: new AbortController().signal })).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'TELEGRAM_API_HASH_MISSING')).toBe(true);
+    expect((error as Error).message).toMatch(/set apiHashFile or apiHashEnv .* or run `offchannel link telegram --account alice --replace`/);
+    expect(connector.status().state).toBe('failed');
   });
 });

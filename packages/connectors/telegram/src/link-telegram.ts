@@ -12,7 +12,7 @@ import { OffchannelError, noopLogger, streamName, type Logger, type StateStore }
 import { tl } from '@mtcute/core';
 import { checkPassword, sendCode, signIn } from '@mtcute/core/methods.js';
 import { clientOptions, defaultClientFactory, type TelegramClientFactory } from './client-factory.ts';
-import { StateStoreStorage, hasTelegramSession } from './state-storage.ts';
+import { StateStoreStorage, hasTelegramSession, storeApiHash } from './state-storage.ts';
 
 /** Answers the login prompts. Each may be called again after a wrong answer. */
 export interface TelegramLinkIo {
@@ -30,6 +30,11 @@ export interface LinkTelegramOptions {
   readonly account: string;
   readonly apiId: number;
   readonly apiHash: string;
+  /**
+   * Also keep `apiHash` in the account's encrypted state (`offchannel link telegram` does this
+   * when the config names no `apiHashFile`/`apiHashEnv`), so the connector needs no other copy.
+   */
+  readonly storeApiHash?: boolean;
   /**
    * The account's state: `rootStore.scope('telegram:<account>')`, the same scope the connector
    * receives as `ctx.state` (see {@link telegramStateScope}).
@@ -97,6 +102,7 @@ export async function linkTelegram(options: LinkTelegramOptions): Promise<Linked
     await client.storage.updates.setDate(updatesState.date);
     await client.storage.updates.setSeq(updatesState.seq);
     await client.mt.storage.save();
+    if (options.storeApiHash === true) await storeApiHash(state, options.apiHash);
     io.notice?.(`Linked Telegram user ${user.id}.`);
     return { userId: String(user.id), name: user.displayName };
   } finally {

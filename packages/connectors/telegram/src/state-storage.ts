@@ -196,6 +196,21 @@ export class StateStoreStorage implements ITelegramStorageProvider {
   }
 }
 
+/** Where `linkTelegram({ storeApiHash: true })` keeps the api_hash, in the account's encrypted state. */
+const API_HASH_KEY = 'telegram.api-hash';
+
+/** Keeps the firm's api_hash in the account's encrypted state (for a config that names no other source). */
+export async function storeApiHash(state: StateStore, apiHash: string): Promise<void> {
+  await state.set(API_HASH_KEY, new TextEncoder().encode(apiHash));
+}
+
+/** The api_hash kept by {@link storeApiHash}, if any (and well-formed). */
+export async function storedApiHash(state: StateStore): Promise<string | undefined> {
+  const bytes = await state.get(API_HASH_KEY);
+  const text = bytes && new TextDecoder().decode(bytes);
+  return text !== undefined && /^[0-9a-f]{32}$/i.test(text) ? text : undefined;
+}
+
 /** True when the account's state holds a linked Telegram session. */
 export async function hasTelegramSession(state: StateStore): Promise<boolean> {
   const auth = await state.getJson<Record<string, string>>('mtcute.auth');

@@ -25,7 +25,7 @@ import { MessageIndex } from './message-index.ts';
 import { runReconcile, type ReconcileHost, type ReconcileTelegramOptions, type ReconcileTelegramReport } from './reconcile-telegram.ts';
 import { contentFingerprint, conversationOf, gapInput, mapTelegramUpdate, mediaOf, reactionSet, unsupportedUpdate } from './map-telegram.ts';
 import { SessionLease } from './session-lease.ts';
-import { StateStoreStorage, hasTelegramSession } from './state-storage.ts';
+import { StateStoreStorage, hasTelegramSession, storedApiHash } from './state-storage.ts';
 import { MTCUTE_JSON_FORMAT, TL_LAYER, encodeTl, jsonEvidence } from './tl-evidence.ts';
 import { PACKAGE_NAME, PACKAGE_VERSION, UPSTREAM } from './version.ts';
 
@@ -39,7 +39,8 @@ export interface TelegramConnectorOptions {
   readonly account: string;
   /** Telegram API id and hash from my.telegram.org, registered to the firm. */
   readonly apiId: number;
-  readonly apiHash: string;
+  /** Omitted: the one `linkTelegram({ storeApiHash: true })` kept in the account's encrypted state. */
+  readonly apiHash?: string;
   /** Use Telegram's test DCs. */
   readonly testMode?: boolean;
   /** Largest media file downloaded, in bytes (default 256 MiB); larger ones are recorded as unavailable. */
@@ -143,12 +144,16 @@ class TelegramConnector implements TelegramConnectorHandle {
       if (!(await hasTelegramSession(ctx.state))) {
         throw new OffchannelError('TELEGRAM_NOT_LINKED', `no Telegram session for account "${this.account}"; run \`offchannel link telegram --account ${this.account}\` first.`);
       }
+      const apiHash = this.#options.apiHash ?? (await storedApiHash(ctx.state));
+      if (apiHash === undefined) {
+        throw new OffchannelError('TELEGRAM_API_HASH_MISSING', `no api_hash for account "${this.account}": set apiHashFile or apiHashEnv in its config entry, or run \`offchannel link telegram --account ${this.account} --replace\`, which keeps it encrypted in the state store.`);
+      }
       this.#index = await MessageIndex.load(ctx.state, this.#options.indexCapacity);
       const storage = new StateStoreStorage(ctx.state, { beforeSave: () => this.#barrier() });
       const client = (this.#options.clientFactory ?? defaultClientFactory)(
         clientOptions({
           apiId: this.#options.apiId,
-          apiHash: this.#options.apiHash,
+          apiHash,
           storage,
           logger: ctx.logger,
           testMode: this.#options.testMode === true,

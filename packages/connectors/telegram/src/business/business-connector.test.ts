@@ -1,8 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { SinkUnavailableError, createConnectorContext, type Sink } from '@offchannel/core';
 import { createMemorySink } from '@offchannel/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseTelegramConnectorConfig } from '../config.ts';
 import { createTestRig, type TestRig } from '../test-support.ts';
 import { createTelegramBusinessConnector, type TelegramBusinessHandle, type TelegramBusinessOptions } from './business-connector.ts';
 import { BOT_API_RAW_FORMAT } from './map-business.ts';
@@ -193,5 +196,25 @@ describe('Bot API Business webhook', () => {
 
   it('rejects a weak secret token at construction', () => {
     expect(() => createTelegramBusinessConnector({ account: 'alice', secretToken: 'short', listen: { port: 0 } })).toThrow(/secret token/);
+  });
+
+  it('takes its secret token from the environment or a 0600 file, end to end through the config parser', { timeout: 60_000 }, async () => {
+    const fromEnv = 'token-from-environment-0123456789';
+    const fromFile = 'token-from-private-file-0123456789';
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-business-secrets-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(path.join(dir, 'webhook-token'), `${fromFile}\n`, { mode: 0o600 });
+    for (const [entry, token] of [
+      [{ secretTokenEnv: 'OFFCHANNEL_TEST_WEBHOOK_TOKEN' }, fromEnv],
+      [{ secretTokenFile: './webhook-token' }, fromFile],
+    ] as const) {
+      const options = parseTelegramConnectorConfig({ route: 'business', account: 'alice', listen: { port: 8443 }, ...entry }, 'config.connectors[0]', { baseDir: dir, env: { OFFCHANNEL_TEST_WEBHOOK_TOKEN: fromEnv } });
+      if (options.route !== 'business') throw new Error('wrong route');
+      const { rig, post } = await running({ ...options, listen: { port: 0 } }); // an ephemeral port for the test
+      expect(await post(fixtures[1] ?? {}, { secret: SECRET })).toBe(401);
+      expect(await post(fixtures[1] ?? {}, { secret: token })).toBe(200);
+      expect((await rig.records()).map((record) => record.key)).toEqual(['message:123456789:4101']);
+      expect(rig.logger.text()).not.toContain(token);
+    }
   });
 });
