@@ -96,10 +96,14 @@ describe('WhatsApp connector, offline through Baileys’ own receive path', () =
     ]);
     const [doc, bad] = find(records, 'message', (r) => r.attachments !== undefined);
     expect(doc?.text).toBe('signed copy');
-    expect(doc?.attachments?.[0]).toMatchObject({ status: 'stored', mime: 'application/pdf', name: 'terms.pdf', size: pdf.length });
-    const stored = doc?.attachments?.[0] as { sha256: string };
+    expect(doc?.attachments).toMatchObject([{ status: 'unavailable', reason: 'download-pending', mime: 'application/pdf', name: 'terms.pdf', size: pdf.length }]);
+    // each file follows its message as an attachment-only edit naming it
+    const docFile = find(records, 'edit', (r) => r.target?.id === doc?.native?.id)[0];
+    expect(docFile).toMatchObject({ key: doc?.key?.replace(/^message:/, 'attachment:'), target: doc?.native, meta: { followUp: 'attachment' }, attachments: [{ status: 'stored', mime: 'application/pdf', name: 'terms.pdf', size: pdf.length }] });
+    expect(docFile?.text).toBeUndefined();
+    const stored = docFile?.attachments?.[0] as { sha256: string };
     expect(Buffer.from(h.blob(stored.sha256) ?? []).equals(pdf)).toBe(true);
-    expect(bad?.attachments?.[0]).toMatchObject({ status: 'unavailable', reason: 'enc-hash-mismatch' });
+    expect(find(records, 'edit', (r) => r.target?.id === bad?.native?.id)[0]?.attachments).toMatchObject([{ status: 'unavailable', reason: 'enc-hash-mismatch' }]);
     const deletes = find(records, 'delete');
     expect(deletes.map((r) => [r.deletion, r.target?.id])).toEqual([
       [{ scope: 'everyone' }, original.id],
