@@ -171,7 +171,8 @@ describe('media URLs: only the allowlisted WhatsApp host, over https', () => {
     expect(Buffer.from(await download(ref({ directPath: '/ok' }))).toString()).toBe('quarterly figures');
     expect(Buffer.from(await download(ref({ url: 'https://mmg.whatsapp.net/ok' }))).toString()).toBe('quarterly figures');
     // the system trust store does not know the test CA: production settings refuse the same server
-    const untrusted = createMediaDownloader({ resolveHost: cdn.downloaderOptions.resolveHost, timeoutMs: 60_000 });
+    const { resolveHost } = cdn.downloaderOptions;
+    const untrusted = createMediaDownloader({ ...(resolveHost ? { resolveHost } : {}), timeoutMs: 60_000 });
     expect(await reason(untrusted, ref({ directPath: '/ok' }))).toBe('network-error');
   });
 

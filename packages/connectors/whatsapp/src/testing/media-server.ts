@@ -77,12 +77,10 @@ export async function startMediaServer(): Promise<MediaServer> {
     },
     hold(name) {
       const url = check(name);
-      let arrived = () => undefined as void;
-      let release = () => undefined as void;
-      const requested = new Promise<void>((resolve) => { arrived = resolve; });
-      const released = new Promise<void>((resolve) => { release = resolve; });
-      held.set(name, { arrived, released });
-      return { url, requested, release };
+      const requested = Promise.withResolvers<undefined>();
+      const released = Promise.withResolvers<undefined>();
+      held.set(name, { arrived: () => { requested.resolve(undefined); }, released: released.promise });
+      return { url, requested: requested.promise, release: () => { released.resolve(undefined); } };
     },
     get requests() {
       return requests;
