@@ -6,7 +6,8 @@ import { type ArchiveRecord, Recorder, createConnectorContext, openStateStore, t
 import { MemoryStorage, createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
 import { DisconnectReason, proto, type WAMessage } from '@whiskeysockets/baileys';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeRawEvidence } from './raw-envelope.ts';
+import { mapEnvelope } from './map-whatsapp.ts';
+import { decodeRawEvidence, freezeMessage } from './raw-envelope.ts';
 import { JIDS, ciphertextStub, encryptMedia, envelope, groupStub, mediaContent, secretEditContent, textContent } from './testing/fixtures.ts';
 import { createWhatsAppTestDriver, seedOfflineLink, type WhatsAppTestDriver, type WhatsAppTestDriverOptions } from './testing/offline-driver.ts';
 import { createOfflineSocketFactory } from './testing/offline-socket.ts';
@@ -425,6 +426,25 @@ describe('WhatsApp media: never holds up capture', () => {
     await h.driver.whenCaptured();
     expect(find(h.records(), 'message').map((r) => r.native?.id)).toEqual(['NEVER', 'MEANWHILE']);
     expect(find(h.records(), 'edit', (r) => r.target?.id === 'NEVER')).toMatchObject([{ attachments: [{ status: 'unavailable', reason: 'timeout', mime: 'image/jpeg', size: 3000 }] }]);
+  }, 60_000);
+
+  it('downloads the media of a replayed message whose file record is missing (process ended first), once', async () => {
+    const h = await harness();
+    const { driver } = h;
+    const media = await encryptMedia(randomBytes(2000), 'image');
+    const photo = envelope(mediaContent('image', media, driver.media.put('crash-photo', media.file)), { from: JIDS.alice, id: 'CRASH', t });
+    // The message alone, as a process that ended after capturing it (before the download) left it.
+    const mapped = await mapEnvelope(freezeMessage(structuredClone(photo), 'notify'), { me: driver.me, aliases: () => [], messageSecret: () => Promise.resolve(undefined) });
+    await h.recorder.writer({ channel: 'whatsapp', account: 'desk', source: driver.connector.source }).capture(mapped.input);
+    const before = driver.media.requests;
+    const sync = { syncType: proto.HistorySync.HistorySyncType.RECENT, conversations: [{ id: JIDS.alice, messages: [{ message: photo }] }] };
+    driver.socket().history(sync);
+    await driver.whenCaptured();
+    driver.socket().history(sync); // a repeated chunk: now everything is archived, nothing is fetched
+    await driver.whenCaptured();
+    expect(find(h.records(), 'message').map((r) => r.native?.id)).toEqual(['CRASH']);
+    expect(find(h.records(), 'edit', (r) => r.target?.id === 'CRASH')).toMatchObject([{ attachments: [{ status: 'stored', size: 2000 }] }]);
+    expect(driver.media.requests).toBe(before + 1);
   }, 60_000);
 
   it('stop() cancels a hanging download at once and records it unavailable (`stopped`); nothing is lost', async () => {
