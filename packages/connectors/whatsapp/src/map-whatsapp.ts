@@ -22,7 +22,9 @@
  *   kind `edit`, key `attachment:<chat>:<sender>:<envelope id>` (the message key with
  *   `attachment` for `message`), `target` = the message's `native`, no text, `attachments`:
  *   exactly one — stored, or unavailable with the reason (`timeout`, `mac-mismatch`,
- *   `stopped`…) — `meta.followUp: "attachment"`, and the same `raw` envelope as the message.
+ *   `stopped`…) — `meta.followUp: "attachment"`, and no `raw`: the message's raw envelope holds
+ *   the media key and hashes the file was checked against (keeping the bytes out of the pending
+ *   download keeps a long media queue small in memory).
  * Readers attach it to its message as they do any attachment-only edit (export: `addedBy`).
  *
  * Decision table (first match wins):
@@ -91,7 +93,6 @@ export interface PendingMedia {
   readonly origin: string;
   /** The declared facts: also on the placeholder and on an unavailable outcome. */
   readonly declared: { readonly mime: string; readonly name?: string; readonly size?: number; readonly sha256?: string };
-  readonly raw: { readonly bytes: Uint8Array; readonly format: string };
 }
 
 /** How a download ended: the verified plaintext, or the reason it could not be archived. */
@@ -344,7 +345,7 @@ export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependenc
     ...common,
     input,
     stubKey: `undecryptable:${suffix}`,
-    ...(body.media ? { media: { ...body.media, key: `attachment:${suffix}`, target: native, context: base, origin: envelope.origin, raw: raw() } } : {}),
+    ...(body.media ? { media: { ...body.media, key: `attachment:${suffix}`, target: native, context: base, origin: envelope.origin } } : {}),
     ...(fromMe ? { ownContent: Uint8Array.from(proto.Message.encode(info.message).finish()) } : {}),
   };
 }
@@ -398,7 +399,6 @@ export function mapMediaOutcome(media: PendingMedia, outcome: MediaOutcome): Cap
     target: media.target,
     attachments: [attachment],
     meta: { origin: media.origin, followUp: 'attachment' },
-    raw: media.raw,
   };
 }
 

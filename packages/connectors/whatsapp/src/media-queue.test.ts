@@ -10,7 +10,6 @@ const pending = (n: number): PendingMedia => ({
   context: { sentAt: '2026-11-21T09:00:00.000Z' },
   origin: 'notify',
   declared: { mime: 'image/jpeg' },
-  raw: { bytes: new Uint8Array([n]), format: 'test' },
 });
 
 /** A downloader whose downloads end only when the test says so; it ignores the abort signal on purpose. */
