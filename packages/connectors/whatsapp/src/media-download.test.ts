@@ -176,6 +176,13 @@ describe('media URLs: only the allowlisted WhatsApp host, over https', () => {
     expect(await reason(untrusted, ref({ directPath: '/ok' }))).toBe('network-error');
   });
 
+  it('lets the test seam aim at loopback only', async () => {
+    for (const address of ['10.0.0.1', '192.168.1.1', '157.240.1.53', 'mmg.whatsapp.net']) {
+      const download = createMediaDownloader({ timeoutMs: 60_000, resolveHost: () => ({ address, port: v4.port }) });
+      expect([address, await reason(download, ref({ directPath: '/ok' }))]).toEqual([address, 'blocked-address']);
+    }
+  });
+
   it('counts only public addresses as connectable', () => {
     for (const address of ['127.0.0.1', '127.255.0.1', '0.0.0.0', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '224.0.0.1', '::', '::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', 'fe80::1', 'fd00::1', 'ff02::1', 'mmg.whatsapp.net', '']) {
       expect([address, isPublicAddress(address)]).toEqual([address, false]);

@@ -56,8 +56,9 @@ export interface MediaDownloaderOptions {
   readonly concurrency?: number;
   /**
    * Offline tests and the demo only: connect to this address and port for an allowlisted host
-   * (the URL, TLS server name and certificate check stay those of the allowlisted host). Not a
-   * configuration-file setting. Production: DNS, port 443, public addresses only.
+   * (the URL, TLS server name and certificate check stay those of the allowlisted host). Loopback
+   * addresses only (anything else is refused, `blocked-address`); not a configuration-file
+   * setting. Production: DNS, port 443, public addresses only.
    */
   readonly resolveHost?: MediaHostResolver;
   /** Offline tests and the demo only: CA certificates (PEM) trusted instead of the system's, for a loopback CDN. */
@@ -117,6 +118,10 @@ for (const [net, bits] of [['::', 128], ['::1', 128], ['64:ff9b::', 96], ['100::
   BLOCKED.addSubnet(net, bits, 'ipv6');
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
 /** DNS lookup that only ever hands the socket public addresses. */
 const publicLookup = ((hostname: string, options: { all?: boolean }, callback: (error: Error | null, address: string | LookupAddress[], family?: number) => void) => {
   dnsLookup(hostname, { all: true }, (error, addresses) => {
@@ -134,6 +139,8 @@ const publicLookup = ((hostname: string, options: { all?: boolean }, callback: (
 
 function fetchBounded(url: URL, limit: number, timeoutMs: number, stop: AbortSignal | undefined, options: MediaDownloaderOptions): Promise<Buffer> {
   const seam = options.resolveHost?.(url.hostname);
+  // The seam serves loopback test CDNs only: it can never aim a download at another machine.
+  if (seam && (isIP(seam.address) === 0 || !LOOPBACK.check(seam.address, isIP(seam.address) === 6 ? 'ipv6' : 'ipv4'))) return Promise.reject(new MediaUnavailableError('blocked-address'));
   const target: RequestOptions = seam
     ? { host: seam.address, port: seam.port, servername: url.hostname }
     : { host: url.hostname, port: 443, servername: url.hostname, lookup: publicLookup };
