@@ -374,9 +374,12 @@ export function archiveKeysOf(envelope: CapturedEnvelope, me: WhatsAppIdentity):
     if (!info.key?.id || !info.key.remoteJid) return undefined;
     const { chat, senderId } = identify(info.key, info.participant, me);
     const suffix = `${chat}:${senderId}:${info.key.id}`;
-    const type = info.message ? contentType(unwrap(info.message).content) : undefined;
-    const media = type && MEDIA[type] ? (unwrap(info.message as proto.IMessage).content as Record<string, { mediaKey?: Uint8Array | null } | undefined>)[type] : undefined;
-    const downloadable = media?.mediaKey !== undefined && media.mediaKey !== null && media.mediaKey.length > 0;
+    const content = info.message ? unwrap(info.message).content : undefined;
+    const type = content ? contentType(content) : undefined;
+    const fields = content as Record<string, { mediaKey?: Uint8Array | null } | null | undefined> | undefined;
+    const mediaKey = type && MEDIA[type] ? fields?.[type]?.mediaKey : undefined;
+    // The same test as attachment() below: a media key means a download and a follow-up.
+    const downloadable = mediaKey !== undefined && mediaKey !== null && mediaKey.length > 0;
     return { message: `message:${suffix}`, ...(downloadable ? { attachment: `attachment:${suffix}` } : {}) };
   } catch {
     return undefined;
