@@ -13,8 +13,8 @@ export { archiveKeysOf, mapDeleteForMe, mapEnvelope, mapMediaOutcome } from './m
 export type { MapDependencies, MappedEnvelope, MediaOutcome, PendingMedia, WhatsAppIdentity } from './map-whatsapp.ts';
 export { RAW_FORMAT, decodeRawEvidence, encodeRawEvidence, freezeMessage, keyExtras } from './raw-envelope.ts';
 export type { CapturedEnvelope, EnvelopeOrigin, KeyExtras, RawSidecar } from './raw-envelope.ts';
-export { MediaUnavailableError, createMediaDownloader, isPublicAddress } from './media-download.ts';
-export type { MediaDownloader, MediaDownloaderOptions, MediaHostResolver, MediaKind, MediaRef } from './media-download.ts';
+export { MediaUnavailableError, createMediaDownloader, isPublicAddress, publicAddressLookup } from './media-download.ts';
+export type { AddressResolver, MediaDownloader, MediaDownloaderOptions, MediaHostResolver, MediaKind, MediaRef } from './media-download.ts';
 export { WHATSAPP_MEDIA_HOSTS, mediaUrl } from './media-url.ts';
 export { DEFAULT_MEDIA_CONCURRENCY, MediaQueue } from './media-queue.ts';
 export { MESSAGE_EDIT_USE_CASE, openSecretMessage, sealSecretMessage } from './message-secret.ts';

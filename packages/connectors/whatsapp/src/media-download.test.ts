@@ -1,6 +1,6 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaUnavailableError, createMediaDownloader, isPublicAddress, type MediaDownloader, type MediaRef } from './media-download.ts';
+import { MediaUnavailableError, createMediaDownloader, isPublicAddress, publicAddressLookup, type MediaDownloader, type MediaRef } from './media-download.ts';
 import { encryptMedia } from './testing/fixtures.ts';
 import { startMediaServer, type MediaServer } from './testing/media-server.ts';
 
@@ -181,6 +181,28 @@ describe('media URLs: only the allowlisted WhatsApp host, over https', () => {
       const download = createMediaDownloader({ timeoutMs: 60_000, resolveHost: () => ({ address, port: v4.port }) });
       expect([address, await reason(download, ref({ directPath: '/ok' }))]).toEqual([address, 'blocked-address']);
     }
+  });
+
+  it('production lookup: a media host that resolves to loopback or private addresses is never connected to', async () => {
+    const answers: Record<string, { address: string; family: number }[]> = {
+      'rebound.example': [{ address: '127.0.0.1', family: 4 }],
+      'private.example': [{ address: '10.0.0.7', family: 4 }, { address: '::1', family: 6 }, { address: '::ffff:127.0.0.1', family: 6 }],
+    };
+    const lookup = publicAddressLookup((hostname, callback) => { callback(null, answers[hostname] ?? []); });
+    const before = v4.connections;
+    for (const host of Object.keys(answers)) {
+      const error = await new Promise<unknown>((resolve) => {
+        const socket = connect({ host, port: v4.port, lookup, autoSelectFamily: false });
+        socket.once('connect', () => { socket.destroy(); resolve(undefined); });
+        socket.once('error', resolve);
+      });
+      expect([host, (error as MediaUnavailableError | undefined)?.reason]).toEqual([host, 'blocked-address']);
+    }
+    expect(v4.connections).toBe(before);
+    // mixed answers: only the public ones are handed to the socket
+    const mixed = publicAddressLookup((_hostname, callback) => { callback(null, [{ address: '127.0.0.1', family: 4 }, { address: '157.240.1.53', family: 4 }]); });
+    const all = await new Promise<unknown>((resolve) => { (mixed as unknown as (h: string, o: object, cb: (e: unknown, a: unknown) => void) => void)('x', { all: true }, (_e, a) => { resolve(a); }); });
+    expect(all).toEqual([{ address: '157.240.1.53', family: 4 }]);
   });
 
   it('counts only public addresses as connectable', () => {

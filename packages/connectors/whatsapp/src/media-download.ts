@@ -127,20 +127,36 @@ function isLoopback(address: string): boolean {
   return family !== 0 && LOOPBACK.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }
 
-/** DNS lookup that only ever hands the socket public addresses. */
-const publicLookup = ((hostname: string, options: { all?: boolean }, callback: (error: Error | null, address: string | LookupAddress[], family?: number) => void) => {
-  dnsLookup(hostname, { all: true }, (error, addresses) => {
-    if (error) {
-      callback(error, '');
-      return;
-    }
-    const allowed = addresses.filter((entry) => isPublicAddress(entry.address));
-    const first = allowed[0];
-    if (!first) callback(new MediaUnavailableError('blocked-address'), '');
-    else if (options.all === true) callback(null, allowed);
-    else callback(null, first.address, first.family);
-  });
-}) as unknown as LookupFunction;
+/** Resolves a host name to all its addresses (`dns.lookup` with `all: true`). */
+export type AddressResolver = (hostname: string, callback: (error: Error | null, addresses: readonly LookupAddress[]) => void) => void;
+
+const systemResolver: AddressResolver = (hostname, callback) => {
+  dnsLookup(hostname, { all: true }, (error, addresses) => { callback(error, addresses); });
+};
+
+/**
+ * A socket `lookup` that only ever hands the socket public addresses: when the name resolves to
+ * none, the connection fails with {@link MediaUnavailableError} `blocked-address` before any
+ * packet is sent. Production media downloads use it with the system resolver.
+ */
+export function publicAddressLookup(resolve: AddressResolver = systemResolver): LookupFunction {
+  const lookup = (hostname: string, options: { all?: boolean }, callback: (error: Error | null, address: string | LookupAddress[], family?: number) => void) => {
+    resolve(hostname, (error, addresses) => {
+      if (error) {
+        callback(error, '');
+        return;
+      }
+      const allowed = addresses.filter((entry) => isPublicAddress(entry.address));
+      const first = allowed[0];
+      if (!first) callback(new MediaUnavailableError('blocked-address'), '');
+      else if (options.all === true) callback(null, allowed);
+      else callback(null, first.address, first.family);
+    });
+  };
+  return lookup as unknown as LookupFunction;
+}
+
+const publicLookup = publicAddressLookup();
 
 function fetchBounded(url: URL, limit: number, timeoutMs: number, stop: AbortSignal | undefined, options: MediaDownloaderOptions): Promise<Buffer> {
   const seam = options.resolveHost?.(url.hostname);
