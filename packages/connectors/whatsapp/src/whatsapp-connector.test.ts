@@ -419,6 +419,24 @@ describe('WhatsApp media: never holds up capture', () => {
     expect(file[0]?.seq).toBeGreaterThan(photo?.seq ?? Infinity);
   }, 60_000);
 
+  it('runs at most media.concurrency downloads at once', async () => {
+    const h = await harness(undefined, undefined, { media: { timeoutMs: 60_000, concurrency: 1 } });
+    const { driver } = h;
+    const first = await slowPhoto(driver, 'FIRST');
+    const media = await encryptMedia(randomBytes(3000), 'image');
+    const second = driver.media.hold('held-SECOND');
+    driver.media.put('held-SECOND', media.file);
+    await driver.socket().deliver(envelope(mediaContent('image', media, second.url), { from: JIDS.alice, id: 'SECOND', t }), 'notify');
+    await driver.incomingText('after both', { encrypted: false, id: 'AFTER-BOTH' });
+    await until(() => find(h.records(), 'message').length === 3, 30_000, 'the three messages');
+    expect(driver.media.requests).toBe(1); // SECOND waits for FIRST's download, no message does
+    first.release();
+    await second.requested;
+    second.release();
+    await driver.whenCaptured();
+    expect(find(h.records(), 'edit').map((r) => [r.target?.id, r.attachments?.[0]?.status])).toEqual([['FIRST', 'stored'], ['SECOND', 'stored']]);
+  }, 60_000);
+
   it('records the attachment unavailable (`timeout`) when the server never answers', async () => {
     const h = await harness(undefined, undefined, { media: { timeoutMs: 300 } });
     await slowPhoto(h.driver, 'NEVER');
