@@ -6,7 +6,7 @@
  *   decode      Baileys' own decode of the same bytes: proto.WebMessageInfo.decode +
  *               normalizeMessageContent + getContentType (what any Baileys consumer pays)
  *   normalize   our path without I/O: freezeMessage (protobuf encode at the tap) + mapEnvelope
- *               (decode, classify, decrypt encrypted edits, media seam, raw evidence blob)
+ *               (decode, classify, decrypt encrypted edits, raw evidence blob)
  *   recorded    normalize + Recorder + FsSink (real fdatasync, group commit), 64 captures in flight
  *               (the connector's worker window), then the same without blobs, and one at a time
  *   connector   the real connector end to end on the offline socket (Baileys' cleanMessage,
@@ -79,18 +79,18 @@ async function corpus(): Promise<{ envelopes: CapturedEnvelope[]; secrets: Map<s
   return { envelopes, secrets, media };
 }
 
-function deps(secrets: Map<string, Uint8Array>, media: Uint8Array): MapDependencies {
+/** Mapping needs no media: a media message maps to its pending placeholder; the connector downloads after capture. */
+function deps(secrets: Map<string, Uint8Array>): MapDependencies {
   return {
     me: { id: JIDS.me, lid: JIDS.meLid },
     aliases: (jid) => (jid === JIDS.alice ? [JIDS.aliceLid] : []),
     messageSecret: async (_chat, id) => secrets.get(id),
-    download: async () => media,
   };
 }
 
 async function main(): Promise<void> {
   const { envelopes, secrets, media } = await corpus();
-  const d = deps(secrets, media);
+  const d = deps(secrets);
 
   // Baileys' own decode (baseline)
   let t = performance.now();

@@ -5,8 +5,8 @@ import { parseWhatsAppConnectorConfig } from './config.ts';
 describe('parseWhatsAppConnectorConfig', () => {
   it('accepts a full entry', () => {
     expect(
-      parseWhatsAppConnectorConfig({ account: 'desk-42', syncFullHistory: false, media: { maxBytes: 1024, timeoutMs: 5000 }, reconnect: { initialDelayMs: 500, maxDelayMs: 30_000 } }, 'connectors[0]'),
-    ).toEqual({ account: 'desk-42', syncFullHistory: false, media: { maxBytes: 1024, timeoutMs: 5000 }, reconnect: { initialDelayMs: 500, maxDelayMs: 30_000 } });
+      parseWhatsAppConnectorConfig({ account: 'desk-42', syncFullHistory: false, media: { maxBytes: 1024, timeoutMs: 5000, concurrency: 2 }, reconnect: { initialDelayMs: 500, maxDelayMs: 30_000 } }, 'connectors[0]'),
+    ).toEqual({ account: 'desk-42', syncFullHistory: false, media: { maxBytes: 1024, timeoutMs: 5000, concurrency: 2 }, reconnect: { initialDelayMs: 500, maxDelayMs: 30_000 } });
     expect(parseWhatsAppConnectorConfig({ account: 'a' }, 'c')).toEqual({ account: 'a' });
     expect(parseWhatsAppConnectorConfig({ account: 'a', waVersion: [2, 3000, 1] }, 'c')).toEqual({ account: 'a', waVersion: [2, 3000, 1] });
   });
@@ -20,6 +20,9 @@ describe('parseWhatsAppConnectorConfig', () => {
     [{ account: 'a', syncFullHistory: 'yes' }, 'connectors[0].syncFullHistory'],
     [{ account: 'a', media: { maxBytes: -1 } }, 'connectors[0].media.maxBytes'],
     [{ account: 'a', media: { url: 'x' } }, 'connectors[0].media.url'],
+    [{ account: 'a', media: { concurrency: 0 } }, 'connectors[0].media.concurrency'],
+    [{ account: 'a', media: { resolveHost: 'x' } }, 'connectors[0].media.resolveHost'], // test seams are not settings
+    [{ account: 'a', media: { ca: 'x' } }, 'connectors[0].media.ca'],
     [{ account: 'a', reconnect: { initialDelayMs: 5000, maxDelayMs: 1000 } }, 'connectors[0].reconnect.initialDelayMs'],
     [{ account: 'a', reconnect: 3 }, 'connectors[0].reconnect'],
     [{ account: 'a', waVersion: [2, 3000] }, 'connectors[0].waVersion'],

@@ -4,7 +4,7 @@
  *
  * ```json
  * { "account": "desk-42", "syncFullHistory": true, "waVersion": [2, 3000, 1043857760],
- *   "media": { "maxBytes": 268435456, "timeoutMs": 120000 },
+ *   "media": { "maxBytes": 268435456, "timeoutMs": 120000, "concurrency": 4 },
  *   "reconnect": { "initialDelayMs": 1000, "maxDelayMs": 60000 } }
  * ```
  */
@@ -36,10 +36,12 @@ export function parseWhatsAppConnectorConfig(entry: unknown, key: string): Whats
     options.waVersion = [version[0] as number, version[1] as number, version[2] as number];
   }
   if (fields['media'] !== undefined) {
-    const media = configObject(fields['media'], `${key}.media`, ['maxBytes', 'timeoutMs'], SETTING);
+    // Only these three: the downloader's test seams (resolveHost, ca) are never configurable.
+    const media = configObject(fields['media'], `${key}.media`, ['maxBytes', 'timeoutMs', 'concurrency'], SETTING);
     options.media = {
       ...optionalConfigInteger(media, 'maxBytes', `${key}.media.maxBytes`, 1, 2 ** 32),
       ...optionalConfigInteger(media, 'timeoutMs', `${key}.media.timeoutMs`, 1000, 3_600_000),
+      ...optionalConfigInteger(media, 'concurrency', `${key}.media.concurrency`, 1, 32),
     };
   }
   if (fields['reconnect'] !== undefined) {

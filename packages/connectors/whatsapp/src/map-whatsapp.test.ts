@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { AttachmentInput, CaptureInput } from '@offchannel/core';
 import { proto } from '@whiskeysockets/baileys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMediaDownloader } from './media-download.ts';
-import { mapDeleteForMe, mapEnvelope, type MapDependencies } from './map-whatsapp.ts';
+import { MediaUnavailableError, createMediaDownloader, type MediaDownloader } from './media-download.ts';
+import { archiveKeysOf, mapDeleteForMe, mapEnvelope, mapMediaOutcome, type MapDependencies, type MediaOutcome } from './map-whatsapp.ts';
 import { RAW_FORMAT, decodeRawEvidence, freezeMessage, type CapturedEnvelope } from './raw-envelope.ts';
 import {
   JIDS,
@@ -37,12 +37,26 @@ function deps(secrets = new Map<string, Uint8Array>()): MapDependencies {
     me: { id: JIDS.me, lid: JIDS.meLid },
     aliases: (jid) => aliases.get(jid) ?? [],
     messageSecret: async (chat, id) => secrets.get(`${chat}/${id}`),
-    download: createMediaDownloader({ allowLoopbackHttp: true, timeoutMs: 5000 }),
   };
 }
 
 const t = 1_790_000_000;
 const input = async (env: CapturedEnvelope, d = deps()): Promise<CaptureInput> => (await mapEnvelope(env, d)).input;
+const downloader = (options: { maxBytes?: number } = {}) => createMediaDownloader({ ...server.downloaderOptions, timeoutMs: 5000, ...options });
+
+/** Maps a media message, then downloads its media the way the connector does and maps the outcome. */
+async function withMedia(env: CapturedEnvelope, download: MediaDownloader = downloader()): Promise<{ message: CaptureInput; followUp: CaptureInput | undefined }> {
+  const mapped = await mapEnvelope(env, deps());
+  if (!mapped.media) return { message: mapped.input, followUp: undefined };
+  let outcome: MediaOutcome;
+  try {
+    outcome = { bytes: await download(mapped.media.ref) };
+  } catch (error) {
+    if (!(error instanceof MediaUnavailableError)) throw error;
+    outcome = { reason: error.reason };
+  }
+  return { message: mapped.input, followUp: mapMediaOutcome(mapped.media, outcome) };
+}
 
 describe('mapEnvelope: messages', () => {
   it('maps an inbound direct text with identity, aliases, time and raw evidence', async () => {
@@ -98,19 +112,36 @@ describe('mapEnvelope: messages', () => {
     ['audio', 'audio/ogg; codecs=opus', undefined, undefined],
     ['document', 'application/pdf', 'term-sheet.pdf', 'signed'],
     ['sticker', 'image/webp', undefined, undefined],
-  ] as const)('downloads, verifies and stores %s media', async (kind, mime, fileName, caption) => {
+  ] as const)('records %s media as pending, then downloads, verifies and stores it in a follow-up', async (kind, mime, fileName, caption) => {
     const plain = randomBytes(3000 + kind.length);
     const media = await encryptMedia(plain, kind);
     const url = server.put(`ok-${kind}`, media.file);
     const content = mediaContent(kind, media, url, { ...(fileName ? { fileName } : {}), ...(caption ? { caption } : {}), ptt: kind === 'audio' });
-    const mapped = await input(freezeMessage(envelope(content, { from: JIDS.alice, id: `M-${kind}`, t }), 'notify'));
-    expect(mapped.kind).toBe('message');
-    const [attachment] = mapped.attachments as [AttachmentInput & { bytes: Uint8Array; mime: string }];
+    const env = freezeMessage(envelope(content, { from: JIDS.alice, id: `M-${kind}`, t }), 'notify');
+    const { message, followUp } = await withMedia(env);
+    expect(message.kind).toBe('message');
+    const declared = { mime, ...(fileName ? { name: fileName } : {}), size: plain.length, sha256: createHash('sha256').update(plain).digest('hex') };
+    expect(message.attachments).toEqual([{ status: 'unavailable', reason: 'download-pending', ...declared }]);
+    if (caption) expect(message.text).toBe(caption);
+    if (kind === 'audio') expect(message.meta).toMatchObject({ voice: true });
+    const suffix = `${JIDS.alice}:${JIDS.alice}:M-${kind}`;
+    expect(archiveKeysOf(env, deps().me)).toEqual({ message: `message:${suffix}`, attachment: `attachment:${suffix}` });
+    expect(followUp).toMatchObject({
+      kind: 'edit',
+      key: `attachment:${suffix}`,
+      target: message.native,
+      sentAt: message.sentAt,
+      conversation: message.conversation,
+      sender: message.sender,
+      direction: 'inbound',
+      meta: { origin: 'notify', followUp: 'attachment' },
+    });
+    expect(followUp?.raw).toBeUndefined(); // the message's raw envelope is the evidence
+    expect(followUp?.text).toBeUndefined();
+    const [attachment] = followUp?.attachments as [AttachmentInput & { bytes: Uint8Array; mime: string }];
     expect(Buffer.from(attachment.bytes).equals(plain)).toBe(true);
     expect(attachment.mime).toBe(mime);
     if (fileName) expect(attachment).toMatchObject({ name: fileName });
-    if (caption) expect(mapped.text).toBe(caption);
-    if (kind === 'audio') expect(mapped.meta).toMatchObject({ voice: true });
   });
 
   it('records tampered, expired and view-once media as unavailable with the reason', async () => {
@@ -124,19 +155,26 @@ describe('mapEnvelope: messages', () => {
     ];
     for (const [name, body, reason] of cases) {
       const url = typeof body === 'number' ? server.fail(name, body) : server.put(name, body);
-      const mapped = await input(freezeMessage(envelope(mediaContent('image', media, url), { from: JIDS.alice, id: `U-${name}`, t }), 'notify'));
-      expect(mapped.attachments).toEqual([
+      const { followUp } = await withMedia(freezeMessage(envelope(mediaContent('image', media, url), { from: JIDS.alice, id: `U-${name}`, t }), 'notify'));
+      expect(followUp?.attachments).toEqual([
         { status: 'unavailable', reason, mime: 'image/jpeg', size: 5000, sha256: createHash('sha256').update(plain).digest('hex') },
       ]);
     }
     // tampered but with a matching encSha256 (an attacker who controls the message too): the MAC catches it
     const forged = { ...media, fileEncSha256: Uint8Array.from(createHash('sha256').update(tampered).digest()) };
-    const mapped = await input(freezeMessage(envelope(mediaContent('image', forged, server.put('forged', tampered)), { from: JIDS.alice, id: 'U-forged', t }), 'notify'));
-    expect(mapped.attachments).toMatchObject([{ status: 'unavailable', reason: 'mac-mismatch' }]);
+    const { followUp } = await withMedia(freezeMessage(envelope(mediaContent('image', forged, server.put('forged', tampered)), { from: JIDS.alice, id: 'U-forged', t }), 'notify'));
+    expect(followUp?.attachments).toMatchObject([{ status: 'unavailable', reason: 'mac-mismatch' }]);
 
+    // No media key: unavailable at once, nothing to download, no follow-up.
     const viewOnce = mediaContent('image', { ...media, mediaKey: new Uint8Array() }, 'https://mmg.whatsapp.net/x', { viewOnce: true });
-    const v = await input(freezeMessage(envelope(viewOnce, { from: JIDS.alice, id: 'V1', t }), 'notify'));
-    expect(v).toMatchObject({ kind: 'message', attachments: [{ status: 'unavailable', reason: 'view-once' }], meta: { viewOnce: true, wrappers: 'viewOnceV2' } });
+    const viewOnceEnv = freezeMessage(envelope(viewOnce, { from: JIDS.alice, id: 'V1', t }), 'notify');
+    const v = await mapEnvelope(viewOnceEnv, deps());
+    expect(v.input).toMatchObject({ kind: 'message', attachments: [{ status: 'unavailable', reason: 'view-once' }], meta: { viewOnce: true, wrappers: 'viewOnceV2' } });
+    expect(v.media).toBeUndefined();
+    expect(archiveKeysOf(viewOnceEnv, deps().me)?.attachment).toBeUndefined();
+    const keyless = await mapEnvelope(freezeMessage(envelope(mediaContent('image', { ...media, mediaKey: new Uint8Array() }, 'https://mmg.whatsapp.net/x'), { from: JIDS.alice, id: 'V3', t }), 'notify'), deps());
+    expect(keyless.input.attachments).toMatchObject([{ status: 'unavailable', reason: 'no-media-key' }]);
+    expect(keyless.media).toBeUndefined();
     const stub = await input(freezeMessage(ciphertextStub('Message absent from node', { from: JIDS.alice, id: 'V2', t }, true), 'notify'));
     expect(stub).toMatchObject({ kind: 'message', attachments: [{ status: 'unavailable', reason: 'view-once' }] });
   });
@@ -267,18 +305,14 @@ describe('mapEnvelope: stubs, groups and bad input', () => {
     expect(await input(freezeMessage(envelope(poll, { from: JIDS.alice, id: 'PO1', t }), 'notify'))).toMatchObject({ text: 'Lunch?\n- yes\n- no', meta: { poll: true } });
   });
 
-  it('refuses absurd media sizes without downloading, and insecure URLs', async () => {
+  it('refuses absurd media sizes without downloading, and files larger than declared', async () => {
     const media = await encryptMedia(randomBytes(100), 'video');
     const before = server.requests;
-    const huge = await input(freezeMessage(envelope(mediaContent('video', { ...media, fileLength: 10 ** 12 }, server.put('huge', media.file)), { from: JIDS.alice, id: 'Z1', t }), 'notify'));
-    expect(huge.attachments).toMatchObject([{ status: 'unavailable', reason: 'too-large', size: 10 ** 12 }]);
+    const huge = await withMedia(freezeMessage(envelope(mediaContent('video', { ...media, fileLength: 10 ** 12 }, server.put('huge', media.file)), { from: JIDS.alice, id: 'Z1', t }), 'notify'));
+    expect(huge.followUp?.attachments).toMatchObject([{ status: 'unavailable', reason: 'too-large', size: 10 ** 12 }]);
     expect(server.requests).toBe(before);
-    const strict = { ...deps(), download: createMediaDownloader() }; // production: https only
-    const insecure = await input(freezeMessage(envelope(mediaContent('video', media, server.put('plain', media.file)), { from: JIDS.alice, id: 'Z2', t }), 'notify'), strict);
-    expect(insecure.attachments).toMatchObject([{ status: 'unavailable', reason: 'insecure-url' }]);
-    const small = { ...deps(), download: createMediaDownloader({ allowLoopbackHttp: true, maxBytes: 50 }) };
-    const lying = await input(freezeMessage(envelope(mediaContent('video', { ...media, fileLength: 10 }, server.put('lying', media.file)), { from: JIDS.alice, id: 'Z3', t }), 'notify'), small);
-    expect(lying.attachments).toMatchObject([{ status: 'unavailable', reason: 'too-large' }]);
+    const lying = await withMedia(freezeMessage(envelope(mediaContent('video', { ...media, fileLength: 10 }, server.put('lying', media.file)), { from: JIDS.alice, id: 'Z3', t }), 'notify'), downloader({ maxBytes: 50 }));
+    expect(lying.followUp?.attachments).toMatchObject([{ status: 'unavailable', reason: 'too-large' }]);
   });
 
   it('repairs hostile strings (lone surrogates) and refuses absurd ids, so every record stays valid', async () => {

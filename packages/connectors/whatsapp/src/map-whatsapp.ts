@@ -15,6 +15,18 @@
  * Idempotency keys: `<kind>:<chat>:<sender>:<envelope id>`, so a message that arrives live,
  * again as an offline replay and again in history sync is recorded once.
  *
+ * Media never holds up a message. The `message` record is written at once; its media
+ * attachment is a placeholder `{status: "unavailable", reason: "download-pending", mime, name?,
+ * size?, sha256?}` (the declared facts). The file follows as its own record, made by
+ * {@link mapMediaOutcome} when the download ends:
+ *   kind `edit`, key `attachment:<chat>:<sender>:<envelope id>` (the message key with
+ *   `attachment` for `message`), `target` = the message's `native`, no text, `attachments`:
+ *   exactly one — stored, or unavailable with the reason (`timeout`, `mac-mismatch`,
+ *   `stopped`…) — `meta.followUp: "attachment"`, and no `raw`: the message's raw envelope holds
+ *   the media key and hashes the file was checked against (keeping the bytes out of the pending
+ *   download keeps a long media queue small in memory).
+ * Readers attach it to its message as they do any attachment-only edit (export: `addedBy`).
+ *
  * Decision table (first match wins):
  *  1. bytes do not decode, or key/id missing          → `unsupported` (malformed-protobuf / missing-key)
  *  2. stub CIPHERTEXT, key marked view-once           → `message` with an unavailable `view-once` attachment
@@ -35,15 +47,17 @@
  * 12. reactionMessage                                 → `reaction` add (emoji) / remove (empty text;
  *                                                       value `*`: WhatsApp names no emoji)
  * 13. text and media (image, video, audio/voice, document, sticker, video note), location,
- *     contact cards, poll creation                    → `message`; media downloaded and verified
- *                                                       now, failure → unavailable attachment + reason
+ *     contact cards, poll creation                    → `message`; media: a `download-pending`
+ *                                                       placeholder now, the file in a follow-up
+ *                                                       `edit` (above); view-once or no media key →
+ *                                                       unavailable at once, no follow-up
  * 14. a group sender-key distribution alone (keys removed at the tap) → `system` key distribution
  * 15. anything else (poll votes, encrypted reactions, new types) → `unsupported` naming the field
  */
 import { createHash } from 'node:crypto';
 import type { AttachmentInput, CaptureInput, MembershipDetail, MetaValue, NativeRef, Party } from '@offchannel/core';
 import { isJidBroadcast, isJidGroup, isJidNewsletter, jidNormalizedUser, proto, toNumber } from '@whiskeysockets/baileys';
-import { MediaUnavailableError, type MediaDownloader, type MediaKind } from './media-download.ts';
+import type { MediaKind, MediaRef } from './media-download.ts';
 import { openSecretMessage } from './message-secret.ts';
 import { RAW_FORMAT, encodeRawEvidence, type CapturedEnvelope } from './raw-envelope.ts';
 
@@ -64,9 +78,25 @@ export interface MapDependencies {
   messageSecret(chat: string, id: string): Promise<Uint8Array | undefined>;
   /** The group's current subject, if known. */
   title?(chat: string): string | undefined;
-  /** Downloads and verifies media; throws {@link MediaUnavailableError}. */
-  readonly download: MediaDownloader;
 }
+
+/** A message's media, to be downloaded after the message is archived (see the header). */
+export interface PendingMedia {
+  /** Idempotency key of the follow-up record: `attachment:<chat>:<sender>:<envelope id>`. */
+  readonly key: string;
+  /** What to download. */
+  readonly ref: MediaRef;
+  /** The message's `native`: the follow-up's `target`. */
+  readonly target: NativeRef;
+  /** The message's time, conversation, sender and direction, repeated on the follow-up. */
+  readonly context: Pick<CaptureInput, 'sentAt' | 'conversation' | 'sender' | 'direction'>;
+  readonly origin: string;
+  /** The declared facts: also on the placeholder and on an unavailable outcome. */
+  readonly declared: { readonly mime: string; readonly name?: string; readonly size?: number; readonly sha256?: string };
+}
+
+/** How a download ended: the verified plaintext, or the reason it could not be archived. */
+export type MediaOutcome = { readonly bytes: Uint8Array } | { readonly reason: string };
 
 /** A capture input plus what the connector must remember about the message. */
 export interface MappedEnvelope {
@@ -83,6 +113,8 @@ export interface MappedEnvelope {
   readonly aliasPairs?: readonly (readonly [string, string])[];
   /** Group subject announced by this envelope (create / subject change). */
   readonly newTitle?: string;
+  /** Media to download once the message is durable; its outcome becomes a follow-up record. */
+  readonly media?: PendingMedia;
 }
 
 const Stub = proto.WebMessageInfo.StubType;
@@ -294,7 +326,7 @@ export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependenc
   }
 
   // ── ordinary messages: text, media, location, contacts, polls ──────────────────────────
-  const body = await messageBody(content, type, wrappers, meta, deps);
+  const body = messageBody(content, type, wrappers, meta);
   if (!body) return { ...common, input: unsupported(envelope, 'unknown-message-type', type ?? 'no content field', raw(), base, native, `unsupported:${suffix}`) };
   const context = contextOf(content, type, chat);
   const input: CaptureInput = {
@@ -302,7 +334,8 @@ export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependenc
     kind: 'message',
     key: `message:${suffix}`,
     native,
-    ...body,
+    ...(body.text !== undefined ? { text: body.text } : {}),
+    ...(body.attachments ? { attachments: body.attachments } : {}),
     ...(context?.replyTo ? { replyTo: context.replyTo } : {}),
     ...(context?.forwarded ? { forwarded: true } : {}),
     ...(context?.mentions && context.mentions.length > 0 ? { mentions: context.mentions } : {}),
@@ -312,6 +345,7 @@ export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependenc
     ...common,
     input,
     stubKey: `undecryptable:${suffix}`,
+    ...(body.media ? { media: { ...body.media, key: `attachment:${suffix}`, target: native, context: base, origin: envelope.origin } } : {}),
     ...(fromMe ? { ownContent: Uint8Array.from(proto.Message.encode(info.message).finish()) } : {}),
   };
 }
@@ -329,19 +363,46 @@ function identify(key: proto.IMessageKey, participant: string | null | undefined
 }
 
 /**
- * The idempotency key an envelope's `message` record has (`message:<chat>:<sender>:<id>`), or
- * `undefined` for undecodable bytes. Lets the connector skip history-sync messages that are
- * already archived before downloading their media again.
+ * The idempotency keys an envelope's records would have: its `message` record
+ * (`message:<chat>:<sender>:<id>`) and, when it carries downloadable media, the follow-up
+ * (`attachment:…`); `undefined` for undecodable bytes. Lets the connector skip history-sync
+ * messages that are already archived, media included, before mapping them again.
  */
-export function messageKeyOf(envelope: CapturedEnvelope, me: WhatsAppIdentity): string | undefined {
+export function archiveKeysOf(envelope: CapturedEnvelope, me: WhatsAppIdentity): { readonly message: string; readonly attachment?: string } | undefined {
   try {
     const info = proto.WebMessageInfo.decode(envelope.bytes);
     if (!info.key?.id || !info.key.remoteJid) return undefined;
     const { chat, senderId } = identify(info.key, info.participant, me);
-    return `message:${chat}:${senderId}:${info.key.id}`;
+    const suffix = `${chat}:${senderId}:${info.key.id}`;
+    const content = info.message ? unwrap(info.message).content : undefined;
+    const type = content ? contentType(content) : undefined;
+    const fields = content as Record<string, { mediaKey?: Uint8Array | null } | null | undefined> | undefined;
+    const mediaKey = type && MEDIA[type] ? fields?.[type]?.mediaKey : undefined;
+    // The same test as attachment() below: a media key means a download and a follow-up.
+    const downloadable = mediaKey !== undefined && mediaKey !== null && mediaKey.length > 0;
+    return { message: `message:${suffix}`, ...(downloadable ? { attachment: `attachment:${suffix}` } : {}) };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The follow-up record of a message's media (see the header): an attachment-only `edit` of the
+ * message, with the file or the reason it could not be archived.
+ */
+export function mapMediaOutcome(media: PendingMedia, outcome: MediaOutcome): CaptureInput {
+  const { mime, name } = media.declared;
+  const attachment: AttachmentInput = 'bytes' in outcome
+    ? { bytes: outcome.bytes, mime, ...(name ? { name } : {}) }
+    : { status: 'unavailable', ...media.declared, reason: clip(outcome.reason, 200) };
+  return {
+    ...media.context,
+    kind: 'edit',
+    key: media.key,
+    target: media.target,
+    attachments: [attachment],
+    meta: { origin: media.origin, followUp: 'attachment' },
+  };
 }
 
 /** A "delete for me" (app-state sync, `messages.delete`): the custodian hid a message on their devices. */
@@ -395,13 +456,12 @@ function editedText(content: proto.IMessage): string | undefined {
 }
 
 /** Text and attachments of an ordinary message; `undefined` when the type is not one we map. */
-async function messageBody(
+function messageBody(
   content: proto.IMessage,
   type: string | undefined,
   wrappers: readonly string[],
   meta: Record<string, MetaValue>,
-  deps: MapDependencies,
-): Promise<{ text?: string; attachments?: AttachmentInput[] } | undefined> {
+): { text?: string; attachments?: AttachmentInput[]; media?: Pick<PendingMedia, 'ref' | 'declared'> } | undefined {
   if (type === 'conversation') return { text: wellFormed(content.conversation ?? '', meta) };
   if (type === 'extendedTextMessage') return { text: wellFormed(content.extendedTextMessage?.text ?? '', meta) };
   const kind = type ? MEDIA[type] : undefined;
@@ -412,7 +472,7 @@ async function messageBody(
     const viewOnce = wrappers.some((w) => w.startsWith('viewOnce'));
     if (viewOnce) meta['viewOnce'] = true;
     const caption = typeof media.caption === 'string' ? media.caption : undefined;
-    return { ...(caption !== undefined ? { text: wellFormed(caption, meta) } : {}), attachments: [await attachment(media, kind, viewOnce, deps)] };
+    return { ...(caption !== undefined ? { text: wellFormed(caption, meta) } : {}), ...attachment(media, kind, viewOnce) };
   }
   if (type === 'locationMessage' || type === 'liveLocationMessage') {
     const loc = (content.locationMessage ?? content.liveLocationMessage) as proto.Message.ILocationMessage;
@@ -437,34 +497,28 @@ async function messageBody(
   return undefined;
 }
 
-async function attachment(media: proto.Message.IDocumentMessage, kind: MediaKind, viewOnce: boolean, deps: MapDependencies): Promise<AttachmentInput> {
+/**
+ * A media attachment as the message record states it: unavailable at once (view-once without
+ * a key, or no media key at all), else the `download-pending` placeholder plus what to fetch.
+ */
+function attachment(media: proto.Message.IDocumentMessage, kind: MediaKind, viewOnce: boolean): { attachments: AttachmentInput[]; media?: Pick<PendingMedia, 'ref' | 'declared'> } {
   const mime = typeof media.mimetype === 'string' && media.mimetype ? clip(media.mimetype, 200) : 'application/octet-stream';
   const name = typeof media.fileName === 'string' && media.fileName ? clip(media.fileName, 200) : undefined;
   const size = safeNumber(media.fileLength);
-  const declared = media.fileSha256 && media.fileSha256.length === 32 ? Buffer.from(media.fileSha256).toString('hex') : undefined;
-  const unavailable = (reason: string): AttachmentInput => ({
-    status: 'unavailable',
-    reason,
-    mime,
-    ...(name ? { name } : {}),
-    ...(size !== undefined ? { size } : {}),
-    ...(declared ? { sha256: declared } : {}),
-  });
-  if (viewOnce && (!media.mediaKey || media.mediaKey.length === 0)) return unavailable('view-once');
-  try {
-    const bytes = await deps.download({
-      kind,
-      url: media.url ?? undefined,
-      directPath: media.directPath ?? undefined,
-      mediaKey: media.mediaKey ?? undefined,
-      fileSha256: media.fileSha256 ?? undefined,
-      fileEncSha256: media.fileEncSha256 ?? undefined,
-      fileLength: size,
-    });
-    return { bytes, mime, ...(name ? { name } : {}) };
-  } catch (error) {
-    return unavailable(error instanceof MediaUnavailableError ? error.reason : `download-failed: ${errorName(error)}`);
-  }
+  const sha256 = media.fileSha256 && media.fileSha256.length === 32 ? Buffer.from(media.fileSha256).toString('hex') : undefined;
+  const declared = { mime, ...(name ? { name } : {}), ...(size !== undefined ? { size } : {}), ...(sha256 ? { sha256 } : {}) };
+  const unavailable = (reason: string): AttachmentInput => ({ status: 'unavailable', reason, ...declared });
+  if (!media.mediaKey || media.mediaKey.length === 0) return { attachments: [unavailable(viewOnce ? 'view-once' : 'no-media-key')] };
+  const ref: MediaRef = {
+    kind,
+    url: typeof media.url === 'string' ? media.url : undefined,
+    directPath: typeof media.directPath === 'string' ? media.directPath : undefined,
+    mediaKey: Uint8Array.from(media.mediaKey),
+    fileSha256: media.fileSha256 ? Uint8Array.from(media.fileSha256) : undefined,
+    fileEncSha256: media.fileEncSha256 ? Uint8Array.from(media.fileEncSha256) : undefined,
+    fileLength: size,
+  };
+  return { attachments: [unavailable('download-pending')], media: { ref, declared } };
 }
 
 /** Peels wrapper messages (at most 8 levels), recording each wrapper's name. */

@@ -1,7 +1,13 @@
 /**
- * Downloads, verifies and decrypts WhatsApp media at capture time (CDN links expire in weeks).
+ * Downloads, verifies and decrypts WhatsApp media (CDN links expire in weeks).
  *
- * WhatsApp media is AES-256-CBC encrypted with keys derived (HKDF) from the message's
+ * Where from: only the URL {@link mediaUrl} builds (media-url.ts): an allowlisted WhatsApp
+ * host over https, whatever the message says. Production connects through DNS to port 443 and
+ * refuses to connect when the host resolves to a loopback, private, link-local or other
+ * non-public address ({@link isPublicAddress}), so not even a poisoned resolver turns a media
+ * download into a request to the capture host's network. Redirects are not followed.
+ *
+ * What: WhatsApp media is AES-256-CBC encrypted with keys derived (HKDF) from the message's
  * `mediaKey`; the CDN file is `ciphertext ‖ mac` where `mac` is the first 10 bytes of
  * HMAC-SHA256(macKey, iv ‖ ciphertext). The message states `fileEncSha256` (SHA-256 of the
  * CDN file) and `fileSha256` (SHA-256 of the plaintext). Every check is made here — Baileys'
@@ -9,8 +15,14 @@
  * reason instead of being archived as if it were the original.
  */
 import { createDecipheriv, createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { OffchannelError } from '@offchannel/core';
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { request, type RequestOptions } from 'node:https';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { getMediaKeys } from '@whiskeysockets/baileys';
+import { mediaUrl } from './media-url.ts';
+import { MediaUnavailableError } from './media-unavailable-error.ts';
+
+export { MediaUnavailableError } from './media-unavailable-error.ts';
 
 /** The media kinds the connector downloads (HKDF key families in parentheses). */
 export type MediaKind = 'image' | 'video' | 'audio' | 'document' | 'sticker' | 'ptv';
@@ -26,46 +38,47 @@ export interface MediaRef {
   readonly fileLength?: number | undefined;
 }
 
-/** Returns the verified plaintext, or throws {@link MediaUnavailableError}. */
-export type MediaDownloader = (ref: MediaRef) => Promise<Uint8Array>;
+/**
+ * Returns the verified plaintext, or throws {@link MediaUnavailableError}. `signal` cancels the
+ * download (the error's reason is then `stopped`).
+ */
+export type MediaDownloader = (ref: MediaRef, signal?: AbortSignal) => Promise<Uint8Array>;
 
-/** Media could not be archived; `reason` is a short code recorded on the attachment. */
-export class MediaUnavailableError extends OffchannelError {
-  readonly reason: string;
-
-  constructor(reason: string, options?: { cause?: unknown }) {
-    super('WHATSAPP_MEDIA_UNAVAILABLE', `media could not be archived (${reason}); the record marks the attachment unavailable.`, options);
-    this.reason = reason;
-  }
-}
+/** Where to connect for an allowlisted media host (test seam, see {@link MediaDownloaderOptions.resolveHost}). */
+export type MediaHostResolver = (host: string) => { readonly address: string; readonly port: number };
 
 export interface MediaDownloaderOptions {
   /** Largest media file accepted, in bytes. Default 256 MiB. Larger files are recorded unavailable (`too-large`). */
   readonly maxBytes?: number;
-  /** Per-download timeout. Default 120 s. */
+  /** Per-download timeout. Default 120 s; then the attachment is recorded unavailable (`timeout`). */
   readonly timeoutMs?: number;
-  /** CDN host for `directPath` downloads. Default `mmg.whatsapp.net`. */
-  readonly host?: string;
+  /** Downloads running at once per account (the connector's setting). Default 4. */
+  readonly concurrency?: number;
   /**
-   * Accept plain `http://` URLs to 127.0.0.1 / localhost. For offline tests only; production
-   * downloads are https only.
+   * Offline tests and the demo only: connect to this address and port for an allowlisted host
+   * (the URL, TLS server name and certificate check stay those of the allowlisted host). Loopback
+   * addresses only (anything else is refused, `blocked-address`); not a configuration-file
+   * setting. Production: DNS, port 443, public addresses only.
    */
-  readonly allowLoopbackHttp?: boolean;
+  readonly resolveHost?: MediaHostResolver;
+  /** Offline tests and the demo only: CA certificates (PEM) trusted instead of the system's, for a loopback CDN. */
+  readonly ca?: string;
 }
 
 const MAC_BYTES = 10;
 const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 120_000;
 
 /** Builds the downloader the connector uses by default. */
 export function createMediaDownloader(options: MediaDownloaderOptions = {}): MediaDownloader {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
-  const timeoutMs = options.timeoutMs ?? 120_000;
-  const host = options.host ?? 'mmg.whatsapp.net';
-  return async (ref) => {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  return async (ref, signal) => {
     if (!ref.mediaKey || ref.mediaKey.length !== 32) throw new MediaUnavailableError('no-media-key');
     if (ref.fileLength !== undefined && ref.fileLength > maxBytes) throw new MediaUnavailableError('too-large');
-    const url = mediaUrl(ref, host, options.allowLoopbackHttp === true);
-    const file = await fetchBounded(url, maxBytes + 16 + MAC_BYTES, timeoutMs);
+    const url = mediaUrl(ref);
+    if (signal?.aborted) throw new MediaUnavailableError('stopped');
+    const file = await fetchBounded(url, maxBytes + 16 + MAC_BYTES, timeoutMs, signal, options);
     if (ref.fileEncSha256 && ref.fileEncSha256.length > 0 && !sameBytes(sha256(file), ref.fileEncSha256)) {
       throw new MediaUnavailableError('enc-hash-mismatch');
     }
@@ -89,49 +102,125 @@ export function createMediaDownloader(options: MediaDownloaderOptions = {}): Med
   };
 }
 
-function mediaUrl(ref: MediaRef, host: string, allowLoopbackHttp: boolean): URL {
-  let url: URL;
-  try {
-    url = ref.directPath ? new URL(`https://${host}${ref.directPath}`) : new URL(ref.url ?? '');
-  } catch {
-    throw new MediaUnavailableError('no-url');
-  }
-  const loopback = url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
-  if (url.protocol === 'https:' || (url.protocol === 'http:' && allowLoopbackHttp && loopback)) return url;
-  throw new MediaUnavailableError('insecure-url');
+/** Addresses a media download may connect to: not loopback, private, link-local, multicast or reserved. */
+export function isPublicAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return false;
+  return !BLOCKED.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }
 
-async function fetchBounded(url: URL, limit: number, timeoutMs: number): Promise<Buffer> {
-  let response: Response;
-  try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
-  } catch (error) {
-    throw new MediaUnavailableError((error as { name?: string }).name === 'TimeoutError' ? 'timeout' : 'network-error', { cause: error });
-  }
-  if (!response.ok) {
-    await response.body?.cancel();
-    throw new MediaUnavailableError(`http-${response.status}`);
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  const reader = response.body?.getReader();
-  try {
-    for (;;) {
-      const chunk = reader ? await reader.read() : { done: true as const, value: undefined };
-      if (chunk.done) break;
-      const bytes = chunk.value as Uint8Array;
-      total += bytes.length;
-      if (total > limit) {
-        await reader?.cancel();
-        throw new MediaUnavailableError('too-large');
+const BLOCKED = new BlockList();
+for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) {
+  BLOCKED.addSubnet(net, bits, 'ipv4');
+}
+// IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are checked against the IPv4 rules by BlockList.
+for (const [net, bits] of [['::', 128], ['::1', 128], ['64:ff9b::', 96], ['100::', 64], ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) {
+  BLOCKED.addSubnet(net, bits, 'ipv6');
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+function isLoopback(address: string): boolean {
+  const family = isIP(address);
+  return family !== 0 && LOOPBACK.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/** Resolves a host name to all its addresses (`dns.lookup` with `all: true`). */
+export type AddressResolver = (hostname: string, callback: (error: Error | null, addresses: readonly LookupAddress[]) => void) => void;
+
+const systemResolver: AddressResolver = (hostname, callback) => {
+  dnsLookup(hostname, { all: true }, (error, addresses) => { callback(error, addresses); });
+};
+
+/**
+ * A socket `lookup` that only ever hands the socket public addresses: when the name resolves to
+ * none, the connection fails with {@link MediaUnavailableError} `blocked-address` before any
+ * packet is sent. Production media downloads use it with the system resolver.
+ */
+export function publicAddressLookup(resolve: AddressResolver = systemResolver): LookupFunction {
+  const lookup = (hostname: string, options: { all?: boolean }, callback: (error: Error | null, address: string | LookupAddress[], family?: number) => void) => {
+    resolve(hostname, (error, addresses) => {
+      if (error) {
+        callback(error, '');
+        return;
       }
-      chunks.push(Buffer.from(bytes));
-    }
-  } catch (error) {
-    if (error instanceof MediaUnavailableError) throw error;
-    throw new MediaUnavailableError((error as { name?: string }).name === 'TimeoutError' ? 'timeout' : 'network-error', { cause: error });
-  }
-  return Buffer.concat(chunks);
+      const allowed = addresses.filter((entry) => isPublicAddress(entry.address));
+      const first = allowed[0];
+      if (!first) callback(new MediaUnavailableError('blocked-address'), '');
+      else if (options.all === true) callback(null, allowed);
+      else callback(null, first.address, first.family);
+    });
+  };
+  return lookup as unknown as LookupFunction;
+}
+
+const publicLookup = publicAddressLookup();
+
+function fetchBounded(url: URL, limit: number, timeoutMs: number, stop: AbortSignal | undefined, options: MediaDownloaderOptions): Promise<Buffer> {
+  const seam = options.resolveHost?.(url.hostname);
+  // The seam serves loopback test CDNs only: it can never aim a download at another machine.
+  if (seam && !isLoopback(seam.address)) return Promise.reject(new MediaUnavailableError('blocked-address'));
+  const target: RequestOptions = seam
+    ? { host: seam.address, port: seam.port, servername: url.hostname }
+    : { host: url.hostname, port: 443, servername: url.hostname, lookup: publicLookup };
+  return new Promise<Buffer>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => { fail(new MediaUnavailableError('timeout')); }, timeoutMs);
+    const onStop = () => { fail(new MediaUnavailableError('stopped')); };
+    stop?.addEventListener('abort', onStop, { once: true });
+    const finish = () => {
+      settled = true;
+      clearTimeout(timer);
+      stop?.removeEventListener('abort', onStop);
+    };
+    const fail = (error: MediaUnavailableError) => {
+      if (settled) return;
+      finish();
+      req.destroy();
+      reject(error);
+    };
+    const req = request({
+      ...target,
+      method: 'GET',
+      path: url.pathname + url.search,
+      headers: { host: url.hostname, 'accept-encoding': 'identity' },
+      agent: false,
+      ...(options.ca ? { ca: options.ca } : {}),
+    });
+    req.on('error', (error) => { fail(error instanceof MediaUnavailableError ? error : new MediaUnavailableError('network-error', { cause: error })); });
+    req.on('response', (response) => {
+      if (response.statusCode !== 200) {
+        fail(new MediaUnavailableError(`http-${response.statusCode ?? 0}`));
+        return;
+      }
+      const declared = Number(response.headers['content-length']);
+      if (Number.isFinite(declared) && declared > limit) {
+        fail(new MediaUnavailableError('too-large'));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      response.on('data', (chunk: Buffer) => {
+        total += chunk.length;
+        if (total > limit) fail(new MediaUnavailableError('too-large'));
+        else chunks.push(chunk);
+      });
+      response.on('error', (error) => { fail(new MediaUnavailableError('network-error', { cause: error })); });
+      response.on('aborted', () => { fail(new MediaUnavailableError('truncated')); });
+      response.on('end', () => {
+        if (settled) return;
+        if (!response.complete) {
+          fail(new MediaUnavailableError('truncated'));
+          return;
+        }
+        finish();
+        resolve(Buffer.concat(chunks));
+      });
+    });
+    req.end();
+  });
 }
 
 function sha256(bytes: Uint8Array): Buffer {

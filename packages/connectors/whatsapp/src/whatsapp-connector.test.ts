@@ -6,9 +6,10 @@ import { type ArchiveRecord, Recorder, createConnectorContext, openStateStore, t
 import { MemoryStorage, createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
 import { DisconnectReason, proto, type WAMessage } from '@whiskeysockets/baileys';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeRawEvidence } from './raw-envelope.ts';
+import { mapEnvelope } from './map-whatsapp.ts';
+import { decodeRawEvidence, freezeMessage } from './raw-envelope.ts';
 import { JIDS, ciphertextStub, encryptMedia, envelope, groupStub, mediaContent, secretEditContent, textContent } from './testing/fixtures.ts';
-import { createWhatsAppTestDriver, seedOfflineLink, type WhatsAppTestDriver } from './testing/offline-driver.ts';
+import { createWhatsAppTestDriver, seedOfflineLink, type WhatsAppTestDriver, type WhatsAppTestDriverOptions } from './testing/offline-driver.ts';
 import { createOfflineSocketFactory } from './testing/offline-socket.ts';
 import { createSignalPeer } from './testing/signal-peer.ts';
 import { createWhatsAppConnector } from './whatsapp-connector.ts';
@@ -30,13 +31,13 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function harness(sink?: Sink, storage = new MemoryStorage()): Promise<Harness> {
+async function harness(sink?: Sink, storage = new MemoryStorage(), options: WhatsAppTestDriverOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-'));
   const state = await openStateStore({ dir, key: randomBytes(32) });
   const actualSink = sink ?? createMemorySink(storage);
   const recorder = new Recorder({ sink: actualSink, allowVolatileSink: true });
   const logger = createRecordingLogger();
-  const driver = await createWhatsAppTestDriver({ account: 'desk' });
+  const driver = await createWhatsAppTestDriver({ account: 'desk', ...options });
   const controller = new AbortController();
   await driver.connector.start(createConnectorContext({ recorder, connector: driver.connector, state, logger, signal: controller.signal }));
   cleanups.push(async () => {
@@ -60,6 +61,15 @@ async function harness(sink?: Sink, storage = new MemoryStorage()): Promise<Harn
 }
 
 const find = (records: ArchiveRecord[], kind: string, predicate: (r: ArchiveRecord) => boolean = () => true) => records.filter((r) => r.kind === kind && predicate(r));
+
+/** Polls `condition` every 10 ms; fails after `ms` (ample: the machine may be busy). */
+async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 describe('WhatsApp connector, offline through Baileys’ own receive path', () => {
   it('captures text, edits (plain and encrypted), reactions, media, revokes and delete-for-me; originals untouched; no text in logs', async () => {
@@ -96,10 +106,14 @@ describe('WhatsApp connector, offline through Baileys’ own receive path', () =
     ]);
     const [doc, bad] = find(records, 'message', (r) => r.attachments !== undefined);
     expect(doc?.text).toBe('signed copy');
-    expect(doc?.attachments?.[0]).toMatchObject({ status: 'stored', mime: 'application/pdf', name: 'terms.pdf', size: pdf.length });
-    const stored = doc?.attachments?.[0] as { sha256: string };
+    expect(doc?.attachments).toMatchObject([{ status: 'unavailable', reason: 'download-pending', mime: 'application/pdf', name: 'terms.pdf', size: pdf.length }]);
+    // each file follows its message as an attachment-only edit naming it
+    const docFile = find(records, 'edit', (r) => r.target?.id === doc?.native?.id)[0];
+    expect(docFile).toMatchObject({ key: doc?.key?.replace(/^message:/, 'attachment:'), target: doc?.native, meta: { followUp: 'attachment' }, attachments: [{ status: 'stored', mime: 'application/pdf', name: 'terms.pdf', size: pdf.length }] });
+    expect(docFile?.text).toBeUndefined();
+    const stored = docFile?.attachments?.[0] as { sha256: string };
     expect(Buffer.from(h.blob(stored.sha256) ?? []).equals(pdf)).toBe(true);
-    expect(bad?.attachments?.[0]).toMatchObject({ status: 'unavailable', reason: 'enc-hash-mismatch' });
+    expect(find(records, 'edit', (r) => r.target?.id === bad?.native?.id)[0]?.attachments).toMatchObject([{ status: 'unavailable', reason: 'enc-hash-mismatch' }]);
     const deletes = find(records, 'delete');
     expect(deletes.map((r) => [r.deletion, r.target?.id])).toEqual([
       [{ scope: 'everyone' }, original.id],
@@ -372,4 +386,93 @@ describe('WhatsApp connector, offline through Baileys’ own receive path', () =
     await expect(connector.start(createConnectorContext({ recorder, connector, state, signal: new AbortController().signal }))).rejects.toMatchObject({ code: 'WHATSAPP_NOT_LINKED' });
     expect(connector.status().state).toBe('logged-out');
   });
+});
+
+describe('WhatsApp media: never holds up capture', () => {
+  const t = 1_790_000_100;
+  const slowPhoto = async (driver: WhatsAppTestDriver, id: string) => {
+    const media = await encryptMedia(randomBytes(3000), 'image');
+    const held = driver.media.hold(`held-${id}`);
+    driver.media.put(`held-${id}`, media.file);
+    await driver.socket().deliver(envelope(mediaContent('image', media, held.url), { from: JIDS.alice, id, t }), 'notify');
+    await held.requested; // the download has started and hangs
+    return held;
+  };
+
+  it('records the messages behind a media download that hangs at once; the file follows when the server answers', async () => {
+    const h = await harness(undefined, undefined, { media: { timeoutMs: 60_000 } });
+    const { driver } = h;
+    const held = await slowPhoto(driver, 'SLOW');
+    const later = 25;
+    for (let i = 0; i < later; i++) await driver.incomingText(`after the photo ${i}`, { encrypted: i % 2 === 0, id: `AFTER-${i}` });
+    // All recorded while the media request is still open: it holds up nothing.
+    await until(() => find(h.records(), 'message').length === later + 1, 30_000, 'the messages behind the hanging download');
+    const records = h.records();
+    const photo = find(records, 'message', (r) => r.native?.id === 'SLOW')[0];
+    expect(photo?.attachments).toMatchObject([{ status: 'unavailable', reason: 'download-pending', mime: 'image/jpeg', size: 3000 }]);
+    expect(find(records, 'message').slice(1).map((r) => r.native?.id)).toEqual(Array.from({ length: later }, (_, i) => `AFTER-${i}`));
+    expect(find(records, 'edit')).toEqual([]);
+    held.release();
+    await driver.whenCaptured();
+    const file = find(h.records(), 'edit', (r) => r.target?.id === 'SLOW');
+    expect(file).toMatchObject([{ key: photo?.key?.replace(/^message:/, 'attachment:'), target: photo?.native, attachments: [{ status: 'stored', mime: 'image/jpeg', size: 3000 }], meta: { followUp: 'attachment' } }]);
+    expect(file[0]?.seq).toBeGreaterThan(photo?.seq ?? Infinity);
+  }, 60_000);
+
+  it('runs at most media.concurrency downloads at once', async () => {
+    const h = await harness(undefined, undefined, { media: { timeoutMs: 60_000, concurrency: 1 } });
+    const { driver } = h;
+    const first = await slowPhoto(driver, 'FIRST');
+    const media = await encryptMedia(randomBytes(3000), 'image');
+    const second = driver.media.hold('held-SECOND');
+    driver.media.put('held-SECOND', media.file);
+    await driver.socket().deliver(envelope(mediaContent('image', media, second.url), { from: JIDS.alice, id: 'SECOND', t }), 'notify');
+    await driver.incomingText('after both', { encrypted: false, id: 'AFTER-BOTH' });
+    await until(() => find(h.records(), 'message').length === 3, 30_000, 'the three messages');
+    expect(driver.media.requests).toBe(1); // SECOND waits for FIRST's download, no message does
+    first.release();
+    await second.requested;
+    second.release();
+    await driver.whenCaptured();
+    expect(find(h.records(), 'edit').map((r) => [r.target?.id, r.attachments?.[0]?.status])).toEqual([['FIRST', 'stored'], ['SECOND', 'stored']]);
+  }, 60_000);
+
+  it('records the attachment unavailable (`timeout`) when the server never answers', async () => {
+    const h = await harness(undefined, undefined, { media: { timeoutMs: 300 } });
+    await slowPhoto(h.driver, 'NEVER');
+    await h.driver.incomingText('meanwhile', { encrypted: false, id: 'MEANWHILE' });
+    await h.driver.whenCaptured();
+    expect(find(h.records(), 'message').map((r) => r.native?.id)).toEqual(['NEVER', 'MEANWHILE']);
+    expect(find(h.records(), 'edit', (r) => r.target?.id === 'NEVER')).toMatchObject([{ attachments: [{ status: 'unavailable', reason: 'timeout', mime: 'image/jpeg', size: 3000 }] }]);
+  }, 60_000);
+
+  it('downloads the media of a replayed message whose file record is missing (process ended first), once', async () => {
+    const h = await harness();
+    const { driver } = h;
+    const media = await encryptMedia(randomBytes(2000), 'image');
+    const photo = envelope(mediaContent('image', media, driver.media.put('crash-photo', media.file)), { from: JIDS.alice, id: 'CRASH', t });
+    // The message alone, as a process that ended after capturing it (before the download) left it.
+    const mapped = await mapEnvelope(freezeMessage(structuredClone(photo), 'notify'), { me: driver.me, aliases: () => [], messageSecret: () => Promise.resolve(undefined) });
+    await h.recorder.writer({ channel: 'whatsapp', account: 'desk', source: driver.connector.source }).capture(mapped.input);
+    const before = driver.media.requests;
+    const sync = { syncType: proto.HistorySync.HistorySyncType.RECENT, conversations: [{ id: JIDS.alice, messages: [{ message: photo }] }] };
+    driver.socket().history(sync);
+    await driver.whenCaptured();
+    driver.socket().history(sync); // a repeated chunk: now everything is archived, nothing is fetched
+    await driver.whenCaptured();
+    expect(find(h.records(), 'message').map((r) => r.native?.id)).toEqual(['CRASH']);
+    expect(find(h.records(), 'edit', (r) => r.target?.id === 'CRASH')).toMatchObject([{ attachments: [{ status: 'stored', size: 2000 }] }]);
+    expect(driver.media.requests).toBe(before + 1);
+  }, 60_000);
+
+  it('stop() cancels a hanging download at once and records it unavailable (`stopped`); nothing is lost', async () => {
+    const h = await harness(undefined, undefined, { media: { timeoutMs: 60_000 } });
+    await slowPhoto(h.driver, 'STOPPED');
+    const started = performance.now();
+    await h.driver.connector.stop();
+    expect(performance.now() - started).toBeLessThan(30_000); // not the 60 s media timeout
+    expect(find(h.records(), 'edit', (r) => r.target?.id === 'STOPPED')).toMatchObject([{ attachments: [{ status: 'unavailable', reason: 'stopped' }] }]);
+    expect(h.driver.connector.status()).toMatchObject({ state: 'stopped' });
+    expect(h.driver.connector.status().detail).toBeUndefined();
+  }, 60_000);
 });

@@ -8,9 +8,13 @@
  * 2. In the tap, synchronously, each message of `messages.upsert` (`notify` AND `append`) and
  *    of `messaging-history.set` is serialized to its protobuf bytes (raw-envelope.ts) and
  *    queued. Later mutations of the live object cannot reach the archive.
- * 3. One worker takes the queue in order: maps each envelope (map-whatsapp.ts, downloading
- *    media then and there), captures it, and only then remembers its messageSecret. History
- *    messages already archived are skipped before any download.
+ * 3. One worker takes the queue in order: maps each envelope (map-whatsapp.ts), captures it,
+ *    and only then remembers its messageSecret. History messages already archived (media
+ *    follow-up included) are skipped before mapping.
+ * 4. Media never waits in that queue: once a message with media is durable, its download goes
+ *    to the media queue (media-queue.ts, a few at a time), and the outcome — the file, or why
+ *    not — comes back into the worker's queue as the message's follow-up record. stop()
+ *    cancels downloads still running; each is recorded unavailable with reason `stopped`.
  * Baileys acknowledges messages to WhatsApp before emitting them, so a crash between the
  * acknowledgement and the durable write can lose a message; full history sync on link and the
  * archive-backed dedupe are the reconciliation (see README, "Limits").
@@ -43,8 +47,9 @@ import { baileysLogger } from './baileys-logger.ts';
 import { tapEmitter } from './emit-tap.ts';
 import { IdentityBook } from './identity-book.ts';
 import { createMediaDownloader, type MediaDownloader, type MediaDownloaderOptions } from './media-download.ts';
+import { DEFAULT_MEDIA_CONCURRENCY, MediaQueue } from './media-queue.ts';
 import { MessageIndex } from './message-index.ts';
-import { mapDeleteForMe, mapEnvelope, messageKeyOf, type MapDependencies, type MappedEnvelope, type WhatsAppIdentity } from './map-whatsapp.ts';
+import { archiveKeysOf, mapDeleteForMe, mapEnvelope, mapMediaOutcome, type MapDependencies, type MappedEnvelope, type PendingMedia, type WhatsAppIdentity } from './map-whatsapp.ts';
 import { RAW_FORMAT, encodeRawEvidence, freezeMessage, type CapturedEnvelope } from './raw-envelope.ts';
 import { PACKAGE_VERSION, UPSTREAM } from './version.ts';
 
@@ -129,12 +134,15 @@ class BaileysConnector implements WhatsAppConnector {
   #bookTimer: NodeJS.Timeout | undefined;
   #abandoned = 0;
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #download: MediaDownloader;
+  readonly #media: MediaQueue;
 
   constructor(options: WhatsAppConnectorOptions) {
     this.#options = options;
     this.account = options.account;
-    this.#download = options.download ?? createMediaDownloader(options.media);
+    const download: MediaDownloader = options.download ?? createMediaDownloader(options.media);
+    this.#media = new MediaQueue(download, options.media?.concurrency ?? DEFAULT_MEDIA_CONCURRENCY, (media, outcome) => {
+      this.#enqueue({ type: 'input', input: mapMediaOutcome(media, outcome) });
+    });
   }
 
   status(): ConnectorStatus {
@@ -150,8 +158,9 @@ class BaileysConnector implements WhatsAppConnector {
   }
 
   async whenIdle(): Promise<void> {
-    while (this.#worker || this.#pending.size > 0) {
+    while (this.#worker || this.#pending.size > 0 || this.#media.size > 0) {
       await this.#worker;
+      await this.#media.idle();
       await Promise.allSettled([...this.#pending]);
     }
   }
@@ -160,6 +169,7 @@ class BaileysConnector implements WhatsAppConnector {
     if (this.#state !== 'idle' && this.#state !== 'stopped') throw new OffchannelError('WHATSAPP_ALREADY_STARTED', 'this connector is already running; call stop() first.');
     this.#ctx = ctx;
     this.#stopping = false;
+    this.#media.open();
     this.#set('starting');
     let auth: StoredAuthState;
     try {
@@ -189,7 +199,10 @@ class BaileysConnector implements WhatsAppConnector {
     this.#set('stopping');
     clearTimeout(this.#reconnectTimer);
     this.#disconnect();
-    await this.#worker;
+    // Downloads still running or waiting are recorded unavailable (`stopped`): their follow-up
+    // records join the queue, and the worker drains it (later media is reported at once).
+    this.#media.close();
+    while (this.#worker) await this.#worker;
     await Promise.allSettled([...this.#pending]);
     await this.#index?.flush();
     clearTimeout(this.#bookTimer);
@@ -461,8 +474,9 @@ class BaileysConnector implements WhatsAppConnector {
     const envelope = job.envelope;
     const me = this.#me();
     if (envelope.origin === 'history') {
-      const key = messageKeyOf(envelope, me);
-      if (key && (await ctx.lookup(key)) !== undefined) {
+      const keys = archiveKeysOf(envelope, me);
+      const archived = async (key: string | undefined) => key === undefined || (await ctx.lookup(key)) !== undefined;
+      if (keys && (await archived(keys.message)) && (await archived(keys.attachment))) {
         this.#duplicates++;
         return { done: Promise.resolve() };
       }
@@ -485,13 +499,20 @@ class BaileysConnector implements WhatsAppConnector {
     // Visible in memory at once (the next job may be an edit of this message)…
     if (mapped.ref && entry) this.#index?.note(mapped.ref.chat, mapped.ref.id, entry);
     const ref = mapped.ref;
-    const done = ctx.capture(input).then((result) => {
+    const media = mapped.media;
+    const done = ctx.capture(input).then(async (result) => {
       this.#count(result, input);
       // …but written to the state store only once the record is durable.
       if (ref && entry) this.#track(this.#index?.remember(ref.chat, ref.id, entry));
       this.#scheduleBookSave();
+      if (media) await this.#fetchMedia(ctx, media);
     });
     return { done };
+  }
+
+  /** After its message is durable: download the media unless its follow-up is archived already (a replay). */
+  async #fetchMedia(ctx: ConnectorContext, media: PendingMedia): Promise<void> {
+    if ((await ctx.lookup(media.key)) === undefined) this.#media.submit(media);
   }
 
   #count(result: Awaited<ReturnType<ConnectorContext['capture']>>, input: CaptureInput): void {
@@ -515,7 +536,6 @@ class BaileysConnector implements WhatsAppConnector {
       aliases: (jid) => book?.aliases(jid) ?? [],
       title: (chat) => book?.title(chat),
       messageSecret: async (chat, id) => index?.secret(chat, id),
-      download: this.#download,
     };
   }
 

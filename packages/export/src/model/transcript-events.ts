@@ -6,6 +6,11 @@
  *   whose `target` names it (same stream; exact native ref, else the same id in the same
  *   conversation) are folded into it in time order. Nothing is dropped: the original text stays
  *   the event's `text`, each edit keeps the text it replaced, a deleted message keeps its text.
+ * - An edit with only attachments adds them to the message (`addedBy` names the edit). One marked
+ *   `meta.followUp: "attachment"` is the outcome of a download the message announced with an
+ *   `unavailable` placeholder of reason `download-pending` (WhatsApp): it takes the place of the
+ *   first such placeholder still open, so the reader sees the file (or why it could not be
+ *   archived) once, where the message had it. The message record itself keeps the placeholder.
  * - A modifier whose target is not in the archive (it predates capture) is its own `notice`.
  * - `membership` records: `create`, `join`, `add` → `join`; `leave`, `remove` → `leave`;
  *   anything else (title, description, settings, promote, demote, other) → `notice`.
@@ -17,6 +22,8 @@ import { attachmentFileName } from './attachment-file-name.ts';
 import type { Provenance, TranscriptAttachment, TranscriptEvent } from './transcript-event.ts';
 
 const decoder = new TextDecoder('utf-8', { fatal: false });
+/** The placeholder reason of an attachment whose download outcome follows as its own record. */
+const PENDING = 'download-pending';
 
 /** The events of one conversation (index key), in time order, with their modifiers folded in. */
 export async function* transcriptEvents(index: ArchiveIndex, sink: Sink, conversation: string, range: { readonly from?: string; readonly to?: string } = {}): AsyncGenerator<TranscriptEvent> {
@@ -43,7 +50,13 @@ async function toEvent(index: ArchiveIndex, sink: Sink, conversation: string, en
     const attachments = [...base.attachments];
     let current = text;
     for (const modifier of modifiers.filter((item) => item.record.kind === 'edit')) {
-      for (const added of modifier.record.attachments ?? []) attachments.push({ ...exportAttachment(added), addedBy: `${modifier.stream}/${modifier.seq}` });
+      const followUp = modifier.record.meta?.['followUp'] === 'attachment';
+      for (const added of modifier.record.attachments ?? []) {
+        const attachment = { ...exportAttachment(added), addedBy: `${modifier.stream}/${modifier.seq}` };
+        const pending = followUp ? attachments.findIndex((item) => item.status === 'unavailable' && item.reason === PENDING && item.addedBy === undefined) : -1;
+        if (pending >= 0) attachments[pending] = attachment;
+        else attachments.push(attachment);
+      }
       if (modifier.record.text === undefined && modifier.record.textBlob === undefined) continue; // attachments only: text unchanged
       const next = await textOf(sink, modifier.record);
       edits.push({ ...provenance(modifier), by: modifier.record.sender, at: timeOf(modifier.record), previous: current, text: next });

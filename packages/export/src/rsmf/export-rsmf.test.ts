@@ -187,6 +187,28 @@ describe('RSMF edits that only add attachments', () => {
   });
 });
 
+describe('RSMF follow-up attachments (WhatsApp: the file follows its message)', () => {
+  it('shows the file in place of the download-pending placeholder, and keeps a placeholder that nothing followed', async () => {
+    const png = tinyPng();
+    let followSeq = 0;
+    const pending = { status: 'unavailable', reason: 'download-pending', mime: 'image/png', name: 'chart.png', size: png.length } as const;
+    const recorded = await recordArchive('whatsapp', async (writer) => {
+      await writer.capture({ kind: 'message', key: 'message:w1', sentAt: '2026-11-20T09:00:00.000Z', conversation: client, sender: bob, direction: 'inbound', native: { id: 'w1', chat: client.id }, text: 'chart', attachments: [pending] });
+      await writer.capture({ kind: 'message', key: 'message:w2', sentAt: '2026-11-20T09:00:01.000Z', conversation: client, sender: bob, direction: 'inbound', native: { id: 'w2', chat: client.id }, text: 'never came', attachments: [pending] });
+      followSeq = (await writer.capture({ kind: 'edit', key: 'attachment:w1', sentAt: '2026-11-20T09:00:00.000Z', conversation: client, sender: bob, direction: 'inbound', target: { id: 'w1', chat: client.id }, attachments: [{ bytes: png, mime: 'image/png', name: 'chart.png' }], meta: { followUp: 'attachment' } })).seq;
+    });
+    const [file] = await exportRsmfTo(newOut(), recorded);
+    const { manifest, zip } = await openRsmf(file ?? '');
+    const [followed, open] = manifest.events as Record<string, unknown>[];
+    const attachments = followed?.attachments as { id: string }[];
+    expect(attachments).toHaveLength(1);
+    expect(Buffer.from(zip[attachments[0]?.id ?? ''] ?? []).equals(Buffer.from(png))).toBe(true);
+    expect(followed?.custom).toContainEqual(expect.objectContaining({ name: 'offchannel.attachment.1', value: expect.stringContaining(`added by ${recorded.stream}/${String(followSeq)}`) as unknown }));
+    expect((followed?.custom as { name: string }[]).map((entry) => entry.name)).not.toContain('offchannel.attachment_unavailable.1');
+    expect(open?.custom).toContainEqual({ name: 'offchannel.attachment_unavailable.1', value: 'download-pending; chart.png; image/png' });
+  });
+});
+
 describe('the validator itself', () => {
   it("accepts Relativity's sample3 once date-time is relaxed to ISO 8601, and rejects its offset-less times when strict", async () => {
     const email = await PostalMime.parse(await readFile(path.join(RSMF_FIXTURES, 'sample3.rsmf')));

@@ -11,6 +11,8 @@ export { createSignalPeer } from './signal-peer.ts';
 export type { SignalPeer } from './signal-peer.ts';
 export { startMediaServer } from './media-server.ts';
 export type { MediaServer } from './media-server.ts';
+export { createTestCertificate } from './test-certificate.ts';
+export type { TestCertificate } from './test-certificate.ts';
 export {
   JIDS,
   ciphertextStub,

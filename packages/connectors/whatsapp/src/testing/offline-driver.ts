@@ -76,7 +76,7 @@ export async function createWhatsAppTestDriver(options: WhatsAppTestDriverOption
   const inner = createWhatsAppConnector({
     account: options.account ?? 'demo',
     ...options,
-    media: { allowLoopbackHttp: true, timeoutMs: 5000, ...options.media },
+    media: { ...media.downloaderOptions, timeoutMs: 5000, ...options.media },
     reconnect: { initialDelayMs: 10, maxDelayMs: 100, ...options.reconnect },
     socketFactory: sockets.factory,
   });
