@@ -90,6 +90,7 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
   #closing = false;
   #failed = false;
   #backoffMs = 0;
+  #retryWait: Promise<void> | undefined;
   #sleepers = new Set<() => void>();
   #pump: Promise<void> = Promise.resolve();
   #acks: Promise<void> = Promise.resolve();
@@ -123,7 +124,7 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
         this.#queue.push(event);
         this.#wake?.();
       },
-      transition: (event, reason) => this.#transition(event, reason),
+      transition: (event, reason) => { this.#transition(event, reason); },
     };
     try {
       await this.#o.events.open(io);
@@ -167,7 +168,8 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
       await this.#o.events.close().catch((error: unknown) => this.#ctx?.logger.warn({ code: codeOf(error) }, 'event source did not close cleanly'));
     }
     if (!failed) this.#setState('stopped');
-    await this.#report('stopped', failed ? this.#status.detail : undefined);
+    const reason = failed ? this.#status.detail : undefined;
+    this.#transitions = this.#transitions.then(() => this.#report('stopped', reason));
     await this.#transitions;
   }
 
@@ -239,12 +241,10 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
           return false;
         }
         if (this.#closing) return false;
-        const min = this.#o.retry?.minMs ?? 1000;
-        this.#backoffMs = Math.min(this.#o.retry?.maxMs ?? 300_000, this.#backoffMs === 0 ? min : this.#backoffMs * 2);
-        const delayMs = Math.round(this.#backoffMs * (0.8 + (this.#o.random ?? Math.random)() * 0.4));
-        ctx.logger.warn({ code: codeOf(error), delayMs }, 'archive unavailable; nothing acknowledged, retrying the capture');
-        if (this.#status.detail !== ARCHIVE_DOWN) this.#setState(this.#status.state, ARCHIVE_DOWN);
-        await this.#sleep(delayMs);
+        // One shared wait: every capture that failed meanwhile retries when it ends, in the order
+        // it failed (the recorder's order), so records keep event order across an outage.
+        this.#retryWait ??= this.#backoff(ctx, error);
+        await this.#retryWait;
         if (this.#closing) return false;
       }
     }
@@ -324,6 +324,16 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
     }
   }
 
+  async #backoff(ctx: ConnectorContext, error: unknown): Promise<void> {
+    const min = this.#o.retry?.minMs ?? 1000;
+    this.#backoffMs = Math.min(this.#o.retry?.maxMs ?? 300_000, this.#backoffMs === 0 ? min : this.#backoffMs * 2);
+    const delayMs = Math.round(this.#backoffMs * (0.8 + (this.#o.random ?? Math.random)() * 0.4));
+    ctx.logger.warn({ code: codeOf(error), delayMs }, 'archive unavailable; nothing acknowledged, retrying the capture');
+    if (this.#status.detail !== ARCHIVE_DOWN) this.#setState(this.#status.state, ARCHIVE_DOWN);
+    await this.#sleep(delayMs);
+    this.#retryWait = undefined;
+  }
+
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const wake = (): void => {
@@ -353,7 +363,7 @@ const ARCHIVE_DOWN = 'archive unavailable; retrying';
 async function settledNow<E>(slot: Slot<E>): Promise<boolean | undefined> {
   const pending = Symbol('pending');
   const first = await Promise.race([slot.done, Promise.resolve(pending)]);
-  return first === pending ? undefined : (first as boolean);
+  return first === pending ? undefined : (first);
 }
 
 function codeOf(error: unknown): string {

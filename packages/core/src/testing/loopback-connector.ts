@@ -96,7 +96,7 @@ export function loopbackFixture(flaws: LoopbackFlaws = {}): ConnectorFixture & {
       const bytes = Uint8Array.of(0x7b, 0xff, 0x00, 0x22);
       return { id: send(bytes), bytes };
     },
-    redeliver: async (id) => deliver(id),
+    redeliver: async (id) => { deliver(id); },
     acknowledged: () => acknowledged,
     async dropConnection() {
       io?.transition('disconnected', 'test-drop');
