@@ -6,7 +6,7 @@ import { InvalidRecordError } from '../errors/record-errors.ts';
 import { SinkConflictError, SinkUnavailableError } from '../errors/sink-errors.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import { Recorder } from '../recorder/recorder.ts';
-import type { AppendBatch, Sink } from '../sink/sink.ts';
+import type { AppendBatch } from '../sink/sink.ts';
 import { openStateStore } from '../state/secret-store.ts';
 import { createMemorySink } from '../testing/memory-sink.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
