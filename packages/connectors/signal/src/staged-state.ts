@@ -23,6 +23,8 @@ const APPLY_CONCURRENCY = 16;
 export class StagedState {
   readonly #base: StateStore;
   readonly #pending = new Map<string, Uint8Array | null>();
+  /** Undo log of the current envelope's writes (see {@link begin}): name and earlier pending value, `undefined` if none. */
+  #undo: [string, Uint8Array | null | undefined][] | undefined;
   /** A journal was written but not fully applied. */
   #interrupted = false;
 
@@ -42,6 +44,7 @@ export class StagedState {
   }
 
   set(name: string, value: Uint8Array): void {
+    this.#remember(name);
     this.#pending.set(name, Uint8Array.from(value));
   }
 
@@ -50,7 +53,29 @@ export class StagedState {
   }
 
   delete(name: string): void {
+    this.#remember(name);
     this.#pending.set(name, null);
+  }
+
+  /**
+   * Starts one envelope's writes within a batch: {@link rollback} then undoes exactly them,
+   * keeping the writes of the envelopes staged before it. Each `begin` ends the previous one.
+   */
+  begin(): void {
+    this.#undo = [];
+  }
+
+  /** Undoes the writes since {@link begin} (the envelope was not decrypted after all). */
+  rollback(): void {
+    for (const [name, earlier] of (this.#undo ?? []).reverse()) {
+      if (earlier === undefined) this.#pending.delete(name);
+      else this.#pending.set(name, earlier);
+    }
+    this.#undo = undefined;
+  }
+
+  #remember(name: string): void {
+    this.#undo?.push([name, this.#pending.has(name) ? (this.#pending.get(name) ?? null) : undefined]);
   }
 
   /** Names with uncommitted writes. */
@@ -61,6 +86,7 @@ export class StagedState {
   /** Forgets uncommitted writes (the envelope will be redelivered and decrypted again). */
   discard(): void {
     this.#pending.clear();
+    this.#undo = undefined;
   }
 
   /** Makes the pending writes durable, all or nothing. */
@@ -72,11 +98,13 @@ export class StagedState {
       if (value === null) await this.#base.delete(name);
       else await this.#base.set(name, value);
       this.#pending.clear();
+      this.#undo = undefined;
       return;
     }
     const entries: [string, string | null][] = [...this.#pending].map(([name, value]) => [name, value === null ? null : Buffer.from(value).toString('base64')]);
     await this.#base.setJson(JOURNAL, entries);
     this.#pending.clear();
+    this.#undo = undefined;
     this.#interrupted = true;
     await apply(this.#base, entries);
     await this.#base.delete(JOURNAL);

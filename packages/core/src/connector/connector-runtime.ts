@@ -310,7 +310,8 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
   #transition(event: Exclude<ConnectorTransitionEvent, 'stopped'>, reason?: string): void {
     const state = this.#status.state;
     if (state === 'stopping' || state === 'stopped' || state === 'failed') return;
-    this.#setState(STATE_OF[event], reason === undefined ? event : `${event}: ${reason}`);
+    const detail = reason === undefined ? event : `${event}: ${reason}`;
+    this.#setState(STATE_OF[event], STATE_OF[event] === 'logged-out' ? `${detail}; the platform ended the session, relink the account` : detail);
     this.#transitions = this.#transitions.then(() => this.#report(event, reason));
   }
 
