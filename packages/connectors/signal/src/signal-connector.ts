@@ -206,7 +206,7 @@ export class SignalConnector implements Connector {
       maxAttachmentBytes: this.#options.maxAttachmentBytes ?? DEFAULT_MAX_ATTACHMENT_BYTES,
       identityChanges,
       signal: ctx.signal,
-      ...(fault === undefined ? {} : { fault: (point: 'after-decrypt' | 'after-capture', id: string) => this.#fault(point, id) }),
+      ...(fault === undefined ? {} : { fault: (point: 'after-decrypt' | 'after-capture', id: string) => { this.#fault(point, id); } }),
     });
     const lastOnline = await ctx.state.getJson<string>(LAST_ONLINE);
     this.#lastOnline = lastOnline === undefined ? Date.parse(account.linkedAt) : Date.parse(lastOnline);
