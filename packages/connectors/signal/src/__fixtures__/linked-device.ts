@@ -88,7 +88,7 @@ export async function linkedDevice(root: StateStore, stream = 'signal:alice'): P
     },
     deliver(id) {
       const ack = { send: (status: number) => status === 200 && acknowledged.push(id) } as unknown as ChatServerMessageAck;
-      listeners.at(-1)?.onIncomingMessage(sent.get(id) as Uint8Array, Date.now(), ack);
+      listeners.at(-1)?.onIncomingMessage(Uint8Array.from(sent.get(id) ?? []), Date.now(), ack);
     },
   };
 }
