@@ -11,7 +11,8 @@
  * ```
  *
  * Groups (test names start with them): `lifecycle`, `durable before acknowledge`,
- * `archive unavailable`, `stop`, `malformed input`, `logs`, `transitions`, `replays`, `policy`.
+ * `archive unavailable`, `stop` (in flight; during an outage), `malformed input`, `logs`,
+ * `transitions`, `replays`, `policy`.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -225,6 +226,19 @@ export function runConnectorConformance(options: ConnectorConformanceOptions): v
     await stopping;
     assert.equal(withText(await run.records(), 'conformance in flight').length, 1);
     assert.equal(run.fixture.connector.status().state, 'stopped');
+  });
+
+  withRun('stop: during an archive outage stop() resolves without acknowledging what is not durable', async (run) => {
+    await run.start();
+    run.gated.mode = 'fail';
+    const id = await run.fixture.sendMessage('conformance stopped in outage');
+    await until('an append was refused', () => run.gated.refused > 0);
+    let stopped = false;
+    const stopping = run.fixture.connector.stop().then(() => (stopped = true));
+    await until('stop() resolved', () => stopped);
+    await stopping;
+    assert.ok(!run.fixture.acknowledged().includes(id), 'acknowledged an event whose record never became durable');
+    assert.deepEqual(withText(await run.records(), 'conformance stopped in outage'), []);
   });
 
   withRun('malformed input: becomes an unsupported or undecryptable record with its raw bytes, and is acknowledged', async (run) => {
