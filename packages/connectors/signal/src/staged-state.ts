@@ -28,7 +28,11 @@ const CACHE_ENTRIES = 4096;
  */
 export class StagedState {
   readonly #base: StateStore;
-  readonly #pending = new Map<string, Uint8Array | null>();
+  /**
+   * Uncommitted writes, one layer per open batch, oldest first (never empty): reads look
+   * newest first, writes go to the newest, {@link commit} writes the oldest.
+   */
+  #layers: Map<string, Uint8Array | null>[] = [new Map<string, Uint8Array | null>()];
   /** Undo log of the current envelope's writes (see {@link begin}): name and earlier pending value, `undefined` if none. */
   #undo: [string, Uint8Array | null | undefined][] | undefined;
   /** Committed values by name (`undefined`: known absent). */
@@ -40,9 +44,16 @@ export class StagedState {
     this.#base = base;
   }
 
+  get #newest(): Map<string, Uint8Array | null> {
+    return this.#layers[this.#layers.length - 1] as Map<string, Uint8Array | null>;
+  }
+
   async get(name: string): Promise<Uint8Array | undefined> {
     if (this.#interrupted) throw new SignalError('SIGNAL_STATE_CORRUPT', 'a state commit is incomplete; call ensureCommitted() first.');
-    if (this.#pending.has(name)) return this.#pending.get(name) ?? undefined;
+    for (let i = this.#layers.length - 1; i >= 0; i--) {
+      const layer = this.#layers[i] as Map<string, Uint8Array | null>;
+      if (layer.has(name)) return layer.get(name) ?? undefined;
+    }
     if (this.#cache.has(name)) return this.#cache.get(name);
     const value = await this.#base.get(name);
     if (this.#cache.size >= CACHE_ENTRIES) this.#cache.clear();
@@ -57,7 +68,7 @@ export class StagedState {
 
   set(name: string, value: Uint8Array): void {
     this.#remember(name);
-    this.#pending.set(name, Uint8Array.from(value));
+    this.#newest.set(name, Uint8Array.from(value));
   }
 
   setJson(name: string, value: unknown): void {
@@ -66,7 +77,7 @@ export class StagedState {
 
   delete(name: string): void {
     this.#remember(name);
-    this.#pending.set(name, null);
+    this.#newest.set(name, null);
   }
 
   /**
@@ -79,49 +90,77 @@ export class StagedState {
 
   /** Undoes the writes since {@link begin} (the envelope was not decrypted after all). */
   rollback(): void {
+    const newest = this.#newest;
     for (const [name, earlier] of (this.#undo ?? []).reverse()) {
-      if (earlier === undefined) this.#pending.delete(name);
-      else this.#pending.set(name, earlier);
+      if (earlier === undefined) newest.delete(name);
+      else newest.set(name, earlier);
     }
     this.#undo = undefined;
   }
 
   #remember(name: string): void {
-    this.#undo?.push([name, this.#pending.has(name) ? (this.#pending.get(name) ?? null) : undefined]);
+    const newest = this.#newest;
+    this.#undo?.push([name, newest.has(name) ? (newest.get(name) ?? null) : undefined]);
   }
 
-  /** Names with uncommitted writes. */
+  /**
+   * Ends the newest batch's writes and starts a new layer for the next batch, which is staged
+   * on top of it while it is being made durable; {@link commit} still writes only the oldest.
+   */
+  seal(): void {
+    this.#layers.push(new Map());
+    this.#undo = undefined;
+  }
+
+  /** Names with uncommitted writes, in all layers. */
   get pendingCount(): number {
-    return this.#pending.size;
+    return this.#layers.reduce((count, layer) => count + layer.size, 0);
   }
 
-  /** Forgets uncommitted writes (the envelope will be redelivered and decrypted again). */
+  /** Forgets every uncommitted write (the envelopes will be redelivered and decrypted again). */
   discard(): void {
-    this.#pending.clear();
+    this.#layers = [new Map<string, Uint8Array | null>()];
     this.#undo = undefined;
   }
 
-  /** Makes the pending writes durable, all or nothing. */
-  async commit(): Promise<void> {
-    if (this.#pending.size === 0) return;
-    const committed = [...this.#pending];
-    // Until it is known what reached the disk, reads go to the disk.
+  /**
+   * Makes the oldest layer's writes, and `also`, durable, all or nothing; newer layers stay
+   * staged (and readable) on top. With one layer: everything pending.
+   */
+  async commit(also: readonly (readonly [string, Uint8Array])[] = []): Promise<void> {
+    const oldest = this.#layers[0] as Map<string, Uint8Array | null>;
+    const committed = [...oldest, ...also];
+    const done = (): void => {
+      if (this.#layers[0] === oldest) {
+        this.#layers.shift();
+        if (this.#layers.length === 0) {
+          this.#layers.push(new Map());
+          this.#undo = undefined;
+        }
+      }
+    };
+    if (committed.length === 0) { done(); return; }
+    // Until it is known what reached the disk, reads go to the disk (or to a layer).
     for (const [name] of committed) this.#cache.delete(name);
-    this.#pending.clear();
-    this.#undo = undefined;
-    if (committed.length === 1) {
-      // One name: a single atomic write or delete, no journal needed.
-      const [[name, value]] = committed as [[string, Uint8Array | null]];
-      if (value === null) await this.#base.delete(name);
-      else await this.#base.set(name, value);
-    } else {
-      const entries: [string, string | null][] = committed.map(([name, value]) => [name, value === null ? null : Buffer.from(value).toString('base64')]);
-      await this.#base.setJson(JOURNAL, entries);
-      this.#interrupted = true;
-      await apply(this.#base, entries);
-      await this.#base.delete(JOURNAL);
-      this.#interrupted = false;
+    let journaled = false;
+    try {
+      if (committed.length === 1) {
+        // One name: a single atomic write or delete, no journal needed.
+        const [[name, value]] = committed as [[string, Uint8Array | null]];
+        if (value === null) await this.#base.delete(name);
+        else await this.#base.set(name, value);
+      } else {
+        const entries: [string, string | null][] = committed.map(([name, value]) => [name, value === null ? null : Buffer.from(value).toString('base64')]);
+        await this.#base.setJson(JOURNAL, entries);
+        journaled = true;
+        await apply(this.#base, entries);
+        await this.#base.delete(JOURNAL);
+      }
+    } catch (error) {
+      if (journaled) this.#interrupted = true;
+      throw error;
     }
+    done();
     for (const [name, value] of committed) this.#cache.set(name, value ?? undefined);
   }
 
