@@ -268,23 +268,6 @@ describe('EnvelopeProcessor with real libsignal', () => {
     expect((await h.records())[0]).toMatchObject({ kind: 'message', text: 'found you by number', meta: { 'signal.toPni': true } });
   });
 
-  it('commits only the oldest open batch: a newer batch staged on top decrypts again after a crash drops it', async () => {
-    const envelopes = [];
-    for (let i = 0; i < 4; i++) envelopes.push(await prekeyEnvelope(h, `batched ${i}`, 1_700_000_100_000 + i));
-    const kinds = (prepared: Awaited<ReturnType<EnvelopeProcessor['prepare']>>) => (prepared.status === 'prepared' ? prepared.inputs.map((input) => input.kind) : [prepared.status]);
-    expect(kinds(await h.processor.prepare(envelopes[0]!))).toEqual(['message']);
-    expect(kinds(await h.processor.prepare(envelopes[1]!))).toEqual(['message']);
-    h.processor.seal(); // batch B is staged on top of batch A
-    expect(kinds(await h.processor.prepare(envelopes[2]!))).toEqual(['message']);
-    expect(kinds(await h.processor.prepare(envelopes[3]!))).toEqual(['message']);
-    await h.processor.commit(); // batch A durable: its state only
-    expect(h.processor.batchSize).toBe(2);
-    h.processor.discard(); // a crash loses batch B before its commit; the server redelivers it
-    expect(kinds(await h.processor.prepare(envelopes[2]!))).toEqual(['message']);
-    expect(kinds(await h.processor.prepare(envelopes[3]!))).toEqual(['message']);
-    expect(kinds(await h.processor.prepare(envelopes[0]!))).toEqual(['already-processed']);
-  });
-
   it('a server delivery receipt (no content) becomes a system record', async () => {
     await h.processor.process(envelopeBytes({ type: EnvelopeType.ServerDeliveryReceipt, content: new Uint8Array(0), source: h.contact, clientTimestamp: 77 }));
     expect((await h.records())[0]).toMatchObject({ kind: 'system', system: { event: 'server-delivery-receipt', fields: { targetTimestamp: '77' } } });

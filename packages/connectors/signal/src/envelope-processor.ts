@@ -38,7 +38,7 @@ import type { StagedState } from './staged-state.ts';
 export const MAX_ENVELOPE_BYTES = 2 * 1024 * 1024;
 /** Most envelopes in one batch (one state commit). */
 export const MAX_BATCH_ENVELOPES = 256;
-/** How many recently committed envelope ids are remembered (covers a crash between commit and acknowledgement of the open batches). */
+/** How many recently committed envelope ids are remembered (covers a crash between commit and acknowledgement of a batch). */
 const PROCESSED_MEMORY = 4 * MAX_BATCH_ENVELOPES;
 const PROCESSED = 'processed';
 
@@ -70,50 +70,35 @@ export interface EnvelopeProcessorOptions {
 export class EnvelopeProcessor {
   readonly #o: EnvelopeProcessorOptions;
   #processed: string[] | undefined;
-  /**
-   * Ids of the envelopes prepared and not yet committed or discarded, one list per open batch,
-   * oldest first (one staged-state layer each). Empty: no batch open.
-   */
-  #batches: string[][] = [];
-  /** Bumped by every discard: a prepare that straddles one must not be used. */
-  #discards = 0;
+  /** Ids of the envelopes prepared since the last commit or discard: the open batch. */
+  #batch: string[] | undefined;
 
   constructor(options: EnvelopeProcessorOptions) {
     this.#o = options;
   }
 
-  /** Envelopes in the open batches. */
+  /** Envelopes in the open batch. */
   get batchSize(): number {
-    return this.#batches.reduce((count, batch) => count + batch.length, 0);
-  }
-
-  /** Whether a batch is open (prepared envelopes not yet committed or discarded). */
-  get batchOpen(): boolean {
-    return this.#batches.length > 0;
-  }
-
-  /** How many discards so far; compare before and after a prepare. */
-  get discards(): number {
-    return this.#discards;
+    return this.#batch?.length ?? 0;
   }
 
   /**
-   * Decrypts and maps one envelope into the newest open batch (its state stays staged). Throws
-   * only when the caller must stop (state store failure, abort, injected crash); then the
+   * Decrypts and maps one envelope into the open batch (its state stays staged). Throws only
+   * when the caller must stop (state store failure, abort, injected crash); then the
    * envelope's own staged writes are already rolled back.
    * `deliveredAt`: the server's delivery timestamp from the websocket request (ms), if known.
    */
   async prepare(bytes: Uint8Array, deliveredAt?: number): Promise<Prepared> {
     const o = this.#o;
-    if (this.#batches.length === 0) {
+    if (this.#batch === undefined) {
       await o.state.ensureCommitted();
       o.state.discard();
-      this.#batches.push([]);
+      this.#batch = [];
     }
-    const batch = this.#batches[this.#batches.length - 1] as string[];
+    const batch = this.#batch;
     o.state.begin();
     try {
-      const prepared = await this.#prepare(bytes, deliveredAt);
+      const prepared = await this.#prepare(bytes, batch, deliveredAt);
       if (prepared.status === 'prepared') batch.push(prepared.id);
       return prepared;
     } catch (error) {
@@ -122,35 +107,25 @@ export class EnvelopeProcessor {
     }
   }
 
-  /**
-   * Closes the newest open batch: envelopes prepared from now on belong to a new one, staged on
-   * top of it, and {@link commit} commits the older one first. No-op when no batch is open.
-   */
-  seal(): void {
-    if (this.#batches.length === 0) return;
-    this.#o.state.seal();
-    this.#batches.push([]);
-  }
-
-  /** Commits the oldest open batch's staged state and envelope ids, all or nothing. Call once its records are durable. */
+  /** Commits the open batch's staged state and envelope ids, all or nothing. Call once its records are durable. */
   async commit(): Promise<void> {
     const o = this.#o;
-    const batch = this.#batches[0] ?? [];
+    const batch = this.#batch ?? [];
+    this.#batch = undefined;
     const processed = [...(this.#processed ?? []), ...batch].slice(-PROCESSED_MEMORY);
+    if (batch.length > 0) o.state.setJson(PROCESSED, processed);
     try {
-      await o.state.commit(batch.length > 0 ? [[PROCESSED, Buffer.from(JSON.stringify(processed), 'utf8')]] : []);
+      await o.state.commit();
     } catch (error) {
-      this.discard();
+      o.state.discard();
       throw error;
     }
-    this.#batches.shift();
     this.#processed = processed;
   }
 
-  /** Forgets every open batch: their envelopes were not acknowledged and will be redelivered. */
+  /** Forgets the open batch: its envelopes were not acknowledged and will be redelivered. */
   discard(): void {
-    this.#batches = [];
-    this.#discards++;
+    this.#batch = undefined;
     this.#o.state.discard();
   }
 
@@ -181,7 +156,7 @@ export class EnvelopeProcessor {
     return { status: 'recorded', records, duplicates, ...(sentAt === undefined ? {} : { sentAt }) };
   }
 
-  async #prepare(bytes: Uint8Array, deliveredAt?: number): Promise<Prepared> {
+  async #prepare(bytes: Uint8Array, batch: readonly string[], deliveredAt?: number): Promise<Prepared> {
     const o = this.#o;
     o.identityChanges.length = 0;
     const processed = (this.#processed ??= (await o.state.getJson<string[]>(PROCESSED)) ?? []);
@@ -201,7 +176,7 @@ export class EnvelopeProcessor {
       return done([mapUndecryptable({ id: fallbackId }, bytes, 'malformed-envelope', (error as Error).message)], fallbackId, false);
     }
     const header = headerOf(envelope, fallbackId);
-    if (processed.includes(header.id) || this.#batches.some((open) => open.includes(header.id))) return { status: 'already-processed', id: header.id };
+    if (processed.includes(header.id) || batch.includes(header.id)) return { status: 'already-processed', id: header.id };
     if (envelope.type === EnvelopeType.ServerDeliveryReceipt) return done([mapContentless(header, bytes)], header.id, false);
 
     let decrypted;

@@ -115,13 +115,11 @@ export class SignalConnector implements Connector {
   #lastOnline: number | undefined;
   #lastTopUp = 0;
   /**
-   * Serializes everything that commits the staged state: envelope batches hold it from the first
-   * decryption until no batch is open (all acknowledged or abandoned); prekey top-ups take it between.
+   * Serializes everything that commits the staged state: an envelope batch holds it from its
+   * first decryption to its acknowledgement (or abandonment); prekey top-ups take it between.
    */
   #lock: Promise<void> = Promise.resolve();
   #batchRelease: (() => void) | undefined;
-  /** Envelopes being decrypted right now (0 or 1). */
-  #mapping = 0;
   /** Work started by connection callbacks, awaited on close. */
   #background = new Set<Promise<void>>();
   #extra: {
@@ -147,14 +145,11 @@ export class SignalConnector implements Connector {
       ...(options.reconnect === undefined ? {} : { retry: options.reconnect }),
       events: {
         staged: true,
-        beginBatch: () => {
-          this.#processor?.seal();
-        },
         open: (io) => this.#open(io),
         acknowledge: (events) => this.#acknowledge(events),
         abandon: async () => {
           this.#processor?.discard();
-          this.#releaseIfIdle();
+          this.#endBatch();
         },
         close: () => this.#close(),
       },
@@ -233,38 +228,28 @@ export class SignalConnector implements Connector {
     this.#healthTimer.unref();
   }
 
-  /** Decrypts and maps one envelope into the newest open batch, taking the state lock for the batches if needed. */
+  /** Decrypts and maps one envelope into the open batch, opening one (taking the lock) if needed. */
   async #map(envelope: SignalEnvelope) {
     const processor = this.#processor as EnvelopeProcessor;
-    this.#mapping++;
+    if (this.#batchRelease === undefined) this.#batchRelease = await this.#exclusive();
     try {
-      if (this.#batchRelease === undefined) this.#batchRelease = await this.#exclusive();
-      const discards = processor.discards;
-      let prepared;
-      try {
-        prepared = await processor.prepare(envelope.raw, envelope.deliveredAt);
-      } catch (error) {
-        // Whatever goes wrong with an envelope itself is already a record; what reaches here is
-        // the state store, an abort or an injected crash: stop rather than acknowledge it unread.
-        if (error instanceof ConnectorError || this.#io?.ctx.signal.aborted === true) throw error;
-        throw new ConnectorError('CONNECTOR_SOURCE_FAILED', `the Signal state could not be read or staged (${(error as { code?: string }).code ?? (error as Error).name}); capture stopped, nothing acknowledged. Check the state directory and restart.`, { cause: error });
-      }
-      // The batches were abandoned while this envelope decrypted: its result rests on discarded state.
-      if (processor.discards !== discards) throw new ConnectorError('CONNECTOR_STOPPED', 'the staged batches were abandoned while an envelope was being decrypted; it is redelivered.');
+      const prepared = await processor.prepare(envelope.raw, envelope.deliveredAt);
       return prepared.status === 'prepared' ? prepared.inputs : [];
-    } finally {
-      this.#mapping--;
-      this.#releaseIfIdle();
+    } catch (error) {
+      // Whatever goes wrong with an envelope itself is already a record; what reaches here is
+      // the state store, an abort or an injected crash: stop rather than acknowledge it unread.
+      if (error instanceof ConnectorError || this.#io?.ctx.signal.aborted === true) throw error;
+      throw new ConnectorError('CONNECTOR_SOURCE_FAILED', `the Signal state could not be read or staged (${(error as { code?: string }).code ?? (error as Error).name}); capture stopped, nothing acknowledged. Check the state directory and restart.`, { cause: error });
     }
   }
 
-  /** The oldest open batch is durable: commit its state once, then acknowledge every envelope in it. */
+  /** The batch is durable: commit its state once, then acknowledge every envelope in it. */
   async #acknowledge(envelopes: readonly SignalEnvelope[]): Promise<void> {
     try {
       this.#options.fault?.('after-capture', '');
       await (this.#processor as EnvelopeProcessor).commit();
     } finally {
-      this.#releaseIfIdle();
+      this.#endBatch();
     }
     this.#options.fault?.('before-ack', '');
     for (const envelope of envelopes) {
@@ -413,9 +398,7 @@ export class SignalConnector implements Connector {
     return release;
   }
 
-  /** Releases the state lock once no batch is open and no envelope is being decrypted. */
-  #releaseIfIdle(): void {
-    if (this.#mapping > 0 || this.#processor?.batchOpen === true) return;
+  #endBatch(): void {
     const release = this.#batchRelease;
     this.#batchRelease = undefined;
     release?.();

@@ -28,11 +28,7 @@ const CACHE_ENTRIES = 4096;
  */
 export class StagedState {
   readonly #base: StateStore;
-  /**
-   * Uncommitted writes, one layer per open batch, oldest first (never empty): reads look
-   * newest first, writes go to the newest, {@link commit} writes the oldest.
-   */
-  #layers: Map<string, Uint8Array | null>[] = [new Map<string, Uint8Array | null>()];
+  readonly #pending = new Map<string, Uint8Array | null>();
   /** Undo log of the current envelope's writes (see {@link begin}): name and earlier pending value, `undefined` if none. */
   #undo: [string, Uint8Array | null | undefined][] | undefined;
   /** Committed values by name (`undefined`: known absent). */
@@ -44,16 +40,9 @@ export class StagedState {
     this.#base = base;
   }
 
-  get #newest(): Map<string, Uint8Array | null> {
-    return this.#layers[this.#layers.length - 1] as Map<string, Uint8Array | null>;
-  }
-
   async get(name: string): Promise<Uint8Array | undefined> {
     if (this.#interrupted) throw new SignalError('SIGNAL_STATE_CORRUPT', 'a state commit is incomplete; call ensureCommitted() first.');
-    for (let i = this.#layers.length - 1; i >= 0; i--) {
-      const layer = this.#layers[i] as Map<string, Uint8Array | null>;
-      if (layer.has(name)) return layer.get(name) ?? undefined;
-    }
+    if (this.#pending.has(name)) return this.#pending.get(name) ?? undefined;
     if (this.#cache.has(name)) return this.#cache.get(name);
     const value = await this.#base.get(name);
     if (this.#cache.size >= CACHE_ENTRIES) this.#cache.clear();
@@ -68,7 +57,7 @@ export class StagedState {
 
   set(name: string, value: Uint8Array): void {
     this.#remember(name);
-    this.#newest.set(name, Uint8Array.from(value));
+    this.#pending.set(name, Uint8Array.from(value));
   }
 
   setJson(name: string, value: unknown): void {
@@ -77,7 +66,7 @@ export class StagedState {
 
   delete(name: string): void {
     this.#remember(name);
-    this.#newest.set(name, null);
+    this.#pending.set(name, null);
   }
 
   /**
@@ -90,77 +79,49 @@ export class StagedState {
 
   /** Undoes the writes since {@link begin} (the envelope was not decrypted after all). */
   rollback(): void {
-    const newest = this.#newest;
     for (const [name, earlier] of (this.#undo ?? []).reverse()) {
-      if (earlier === undefined) newest.delete(name);
-      else newest.set(name, earlier);
+      if (earlier === undefined) this.#pending.delete(name);
+      else this.#pending.set(name, earlier);
     }
     this.#undo = undefined;
   }
 
   #remember(name: string): void {
-    const newest = this.#newest;
-    this.#undo?.push([name, newest.has(name) ? (newest.get(name) ?? null) : undefined]);
+    this.#undo?.push([name, this.#pending.has(name) ? (this.#pending.get(name) ?? null) : undefined]);
   }
 
-  /**
-   * Ends the newest batch's writes and starts a new layer for the next batch, which is staged
-   * on top of it while it is being made durable; {@link commit} still writes only the oldest.
-   */
-  seal(): void {
-    this.#layers.push(new Map());
-    this.#undo = undefined;
-  }
-
-  /** Names with uncommitted writes, in all layers. */
+  /** Names with uncommitted writes. */
   get pendingCount(): number {
-    return this.#layers.reduce((count, layer) => count + layer.size, 0);
+    return this.#pending.size;
   }
 
-  /** Forgets every uncommitted write (the envelopes will be redelivered and decrypted again). */
+  /** Forgets uncommitted writes (the envelope will be redelivered and decrypted again). */
   discard(): void {
-    this.#layers = [new Map<string, Uint8Array | null>()];
+    this.#pending.clear();
     this.#undo = undefined;
   }
 
-  /**
-   * Makes the oldest layer's writes, and `also`, durable, all or nothing; newer layers stay
-   * staged (and readable) on top. With one layer: everything pending.
-   */
-  async commit(also: readonly (readonly [string, Uint8Array])[] = []): Promise<void> {
-    const oldest = this.#layers[0] as Map<string, Uint8Array | null>;
-    const committed = [...oldest, ...also];
-    const done = (): void => {
-      if (this.#layers[0] === oldest) {
-        this.#layers.shift();
-        if (this.#layers.length === 0) {
-          this.#layers.push(new Map());
-          this.#undo = undefined;
-        }
-      }
-    };
-    if (committed.length === 0) { done(); return; }
-    // Until it is known what reached the disk, reads go to the disk (or to a layer).
+  /** Makes the pending writes durable, all or nothing. */
+  async commit(): Promise<void> {
+    if (this.#pending.size === 0) return;
+    const committed = [...this.#pending];
+    // Until it is known what reached the disk, reads go to the disk.
     for (const [name] of committed) this.#cache.delete(name);
-    let journaled = false;
-    try {
-      if (committed.length === 1) {
-        // One name: a single atomic write or delete, no journal needed.
-        const [[name, value]] = committed as [[string, Uint8Array | null]];
-        if (value === null) await this.#base.delete(name);
-        else await this.#base.set(name, value);
-      } else {
-        const entries: [string, string | null][] = committed.map(([name, value]) => [name, value === null ? null : Buffer.from(value).toString('base64')]);
-        await this.#base.setJson(JOURNAL, entries);
-        journaled = true;
-        await apply(this.#base, entries);
-        await this.#base.delete(JOURNAL);
-      }
-    } catch (error) {
-      if (journaled) this.#interrupted = true;
-      throw error;
+    this.#pending.clear();
+    this.#undo = undefined;
+    if (committed.length === 1) {
+      // One name: a single atomic write or delete, no journal needed.
+      const [[name, value]] = committed as [[string, Uint8Array | null]];
+      if (value === null) await this.#base.delete(name);
+      else await this.#base.set(name, value);
+    } else {
+      const entries: [string, string | null][] = committed.map(([name, value]) => [name, value === null ? null : Buffer.from(value).toString('base64')]);
+      await this.#base.setJson(JOURNAL, entries);
+      this.#interrupted = true;
+      await apply(this.#base, entries);
+      await this.#base.delete(JOURNAL);
+      this.#interrupted = false;
     }
-    done();
     for (const [name, value] of committed) this.#cache.set(name, value ?? undefined);
   }
 

@@ -89,8 +89,6 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
   #wake: (() => void) | undefined;
   #closing = false;
   #failed = false;
-  /** A staged batch was abandoned: every later one is abandoned too (acknowledgements are a prefix). */
-  #abandoning = false;
   #backoffMs = 0;
   #retryWait: Promise<void> | undefined;
   #sleepers = new Set<() => void>();
@@ -183,28 +181,17 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
       this.#wake = undefined;
       if (this.#closing) return;
       const batch = this.#queue.splice(0, staged ? this.#maxInFlight : 1);
-      if (staged) this.#o.events.beginBatch?.();
-      const slots: Slot<E>[] = [];
       for (const [index, event] of batch.entries()) {
-        while (!staged && this.#window.length >= this.#maxInFlight && !this.#closing) await this.#acks;
+        while (this.#window.length >= this.#maxInFlight && !this.#closing) await this.#acks;
         const inputs = this.#closing ? undefined : await this.#map(event);
         if (inputs === undefined) {
           this.#queue.unshift(...batch.slice(index)); // stopped or failed: abandoned with the queue
           break;
         }
-        const slot = { event, done: this.#captureAll(inputs) };
-        slots.push(slot);
-        this.#window.push(slot);
+        this.#window.push({ event, done: this.#captureAll(inputs) });
       }
-      if (!staged) {
-        this.#acks = this.#acknowledge();
-        continue;
-      }
-      // This batch is acknowledged after the previous one; the next is mapped meanwhile, but
-      // not before the previous one is done (at most two batches open).
-      const previous = this.#acks;
-      this.#acks = previous.then(() => this.#acknowledgeBatch(slots));
-      await previous;
+      this.#acks = this.#acknowledge(staged);
+      if (staged) await this.#acks; // nothing newer is mapped before the batch is acknowledged
     }
   }
 
@@ -263,14 +250,16 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
     }
   }
 
-  /** Pipelined: acknowledges settled events in order, grouping those already durable; abandons from the first failure on. */
-  async #acknowledge(): Promise<void> {
+  /** Acknowledges settled events in order (whole window when staged); abandons from the first failure on. */
+  async #acknowledge(staged: boolean): Promise<void> {
     await this.#acks;
     while (this.#window.length > 0) {
       const window = this.#window;
-      let count = (await (window[0] as Slot<E>).done) && !this.#failed ? 1 : 0;
-      // Take every later event that is already durable into the same acknowledgement.
-      while (count > 0 && count < window.length && (await settledNow(window[count] as Slot<E>)) === true) count++;
+      const ready = staged ? window.length : 1;
+      const outcomes = await Promise.all(window.slice(0, ready).map((slot) => slot.done));
+      let count = outcomes.includes(false) || this.#failed ? 0 : ready;
+      // Pipelined: take every later event that is already durable into the same acknowledgement.
+      while (!staged && count > 0 && count < window.length && (await settledNow(window[count] as Slot<E>)) === true) count++;
       if (count === 0) {
         // Abandoned (stopped mid-retry, or failed): nothing from here on is acknowledged.
         const rest = window.splice(0);
@@ -285,26 +274,6 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
         this.#fail(error);
         await this.#abandon(done);
       }
-    }
-  }
-
-  /** Staged: acknowledges one whole batch once all of it is durable, or abandons it (and every later one). */
-  async #acknowledgeBatch(slots: readonly Slot<E>[]): Promise<void> {
-    const outcomes = await Promise.all(slots.map((slot) => slot.done));
-    this.#window.splice(0, slots.length); // the batch is the head of the window
-    const events = slots.map((slot) => slot.event);
-    if (events.length === 0) return;
-    if (this.#abandoning || this.#failed || outcomes.includes(false)) {
-      this.#abandoning = true;
-      await this.#abandon(events);
-      return;
-    }
-    try {
-      await this.#o.events.acknowledge(events);
-    } catch (error) {
-      this.#fail(error);
-      this.#abandoning = true;
-      await this.#abandon(events);
     }
   }
 

@@ -13,12 +13,9 @@
  *    archive refused for good), no later event is acknowledged either: `abandon(events)` gets
  *    them all. The platform redelivers them, or reconciliation on the next start finds them.
  * 4. **Staged state.** A source whose mapping changes state that acknowledging commits (Signal's
- *    ratchet: ciphertext decrypts once) sets `staged: true`. The runtime then works in batches:
- *    it calls `beginBatch()`, maps the batch in order, and calls `acknowledge(batch)` once when
- *    all of it is durable — commit that batch's state, then ack. At most two batches are open:
- *    the next one is mapped (staged on top) while the previous one is made durable and
- *    acknowledged, so `acknowledge` commits only the state of the batch it is given, the oldest
- *    open one. `abandon` (which gets every later open batch too) means: forget all staged state.
+ *    ratchet: ciphertext decrypts once) sets `staged: true`. The runtime then maps a batch, waits
+ *    until all of it is durable, calls `acknowledge(batch)` once — commit the state, then ack —
+ *    and maps nothing newer before that returns. `abandon` means: forget the staged state.
  * 5. **Report connection changes** through `io.transition` with the platform's reason code.
  * 6. **Close** stops delivery and disconnects; the runtime calls it after settling in-flight
  *    events, so acknowledgements it sends before `close` reach a live connection.
@@ -47,8 +44,6 @@ export interface EventSourceIo<E extends ConnectorEvent> {
 export interface EventSource<E extends ConnectorEvent> {
   /** See rule 4. Default false: events are pipelined and acknowledged as soon as they are durable. */
   readonly staged?: boolean;
-  /** Staged sources: a new batch starts; what is mapped from now on belongs to it (rule 4). */
-  beginBatch?(): void;
   /**
    * Connects and starts delivering. Resolves once capture is running (or reconnecting on its
    * own); rejects when it cannot start at all (no session, bad configuration).
