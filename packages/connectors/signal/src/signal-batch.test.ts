@@ -15,7 +15,7 @@ const until = async (condition: () => boolean): Promise<void> => {
   expect(condition()).toBe(true);
 };
 
-async function world(count: number) {
+async function world(count: number, maxBatch?: number, appendMs = 2) {
   const root = await tempStateStore();
   const device = await linkedDevice(root);
   const memory = createMemorySink();
@@ -25,7 +25,7 @@ async function world(count: number) {
       if (property === 'appendBatch') {
         return async (...args: Parameters<Sink['appendBatch']>) => {
           appends.count++;
-          await new Promise((resolve) => setTimeout(resolve, 2)); // a write takes time, as fsync does
+          await new Promise((resolve) => setTimeout(resolve, appendMs)); // a write takes time, as fsync does
           return target.appendBatch(...args);
         };
       }
@@ -39,7 +39,14 @@ async function world(count: number) {
   const ids: string[] = [];
   for (const text of texts) ids.push(await device.message(text)); // encrypted in order, before any is delivered
   const start = async (fault?: (point: FaultPoint, id: string) => void) => {
-    const connector = createSignalConnector({ account: 'alice', trustRoots: [TEST_TRUST_ROOT], net: device.net, reconnect: { minMs: 5, maxMs: 20 }, ...(fault === undefined ? {} : { fault }) });
+    const connector = createSignalConnector({
+      account: 'alice',
+      trustRoots: [TEST_TRUST_ROOT],
+      net: device.net,
+      reconnect: { minMs: 5, maxMs: 20 },
+      ...(maxBatch === undefined ? {} : { maxBatch }),
+      ...(fault === undefined ? {} : { fault }),
+    });
     await connector.start(createConnectorContext({ recorder, connector, state: root, logger, signal: new AbortController().signal }));
     return connector;
   };
@@ -89,6 +96,33 @@ describe('Signal backlog batches', () => {
       const second = await w.start(); // restart on the same state and archive; the server redelivers
       for (const id of w.ids) w.device.deliver(id);
       await until(() => w.device.acknowledged.length === 30);
+      await w.exactlyOnce();
+      await second.stop();
+    });
+  }
+  for (const point of ['after-decrypt', 'after-capture', 'before-ack'] as const) {
+    it(`with small batches, a crash ${point} leaves only a prefix acknowledged; after restart each envelope is recorded once`, { timeout: 60_000 }, async () => {
+      const w = await world(40, 4, 15); // slow appends: envelopes queue up while a batch is made durable
+      let armed = true;
+      let commits = 0;
+      const first = await w.start((at, id) => {
+        // after-decrypt: the 20th envelope; the others: the third batch's commit.
+        const hit = at === point && (point === 'after-decrypt' ? id === w.ids[19] : ++commits === 3);
+        if (armed && hit) {
+          armed = false;
+          throw new Error('injected crash');
+        }
+      });
+      for (const id of w.ids) w.device.deliver(id);
+      await until(() => first.status().state === 'failed');
+      await first.stop();
+      const acked = [...w.device.acknowledged];
+      expect(acked).toEqual(w.ids.slice(0, acked.length)); // a prefix
+      expect(acked.length).toBeLessThan(20);
+
+      const second = await w.start();
+      for (const id of w.ids) w.device.deliver(id);
+      await until(() => new Set(w.device.acknowledged).size === 40);
       await w.exactlyOnce();
       await second.stop();
     });
