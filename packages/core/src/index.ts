@@ -5,6 +5,7 @@
 
 // Errors
 export { OffchannelError } from './errors/offchannel-error.ts';
+export type { ErrorDisposition } from './errors/offchannel-error.ts';
 export { InvalidRecordError, InvalidStreamNameError, NonCanonicalJsonError, RecordTooLargeError } from './errors/record-errors.ts';
 export {
   ArchiveCorruptError,
@@ -80,8 +81,13 @@ export type { Checkpoint } from './note/checkpoint.ts';
 
 // Connector contract
 export { CONNECTOR_SPEC_VERSION } from './connector/connector.ts';
-export type { Connector, ConnectorContext, ConnectorState, ConnectorStatus } from './connector/connector.ts';
+export type { Connector, ConnectorContext, ConnectorState, ConnectorStatus, ConnectorTransition, ConnectorTransitionEvent } from './connector/connector.ts';
 export { REJECTED_INPUT_FORMAT, createConnectorContext } from './connector/create-connector-context.ts';
+export { ConnectorError, dispositionOf, isRejectedInput, isRetryable } from './connector/connector-error.ts';
+export type { ConnectorErrorCode } from './connector/connector-error.ts';
+export { ConnectorRuntime, createConnectorRuntime } from './connector/connector-runtime.ts';
+export type { ConnectorRuntimeOptions, EventMapper } from './connector/connector-runtime.ts';
+export type { ConnectorEvent, EventSource, EventSourceIo } from './connector/event-source.ts';
 
 // Logger
 export { noopLogger } from './logger/logger.ts';

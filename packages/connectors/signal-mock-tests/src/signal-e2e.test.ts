@@ -193,14 +193,14 @@ describe('Signal connector against @signalapp/mock-server', () => {
     });
   }
 
-  it('when the archive fails it does not acknowledge, reconnects, and records the redelivered envelope once', async () => {
+  it('when the archive fails it does not acknowledge, retries with backoff, and records the envelope once', async () => {
     const run = await linkedSetup();
     try {
       const archiveFailures = { remaining: 1 };
       const connector = await run.start({ archiveFailures });
       const t = Date.now();
       await mock.contact.sendRaw(run.device, dataContent({ body: 'archive hiccup', timestamp: BigInt(t) }), { timestamp: t, sealed: true });
-      // Resolved only once acknowledged, which happened on a second connection after the failure.
+      // Resolved only once acknowledged, which happened after the runtime retried the capture.
       expect(archiveFailures.remaining).toBe(0);
       expect(byKey(await run.archive.records(STREAM), `message:${mock.contact.device.aci}:${t}`)).toHaveLength(1);
       expect(connector.signalStatus()).toMatchObject({ errors: 1, envelopesAcknowledged: 1, state: 'running' });

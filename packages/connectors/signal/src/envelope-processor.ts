@@ -1,13 +1,18 @@
 /**
- * One envelope, start to finish, in this order:
+ * Envelopes, in batches. For each envelope, in order ({@link EnvelopeProcessor.prepare}):
  *
  *   parse envelope → already processed? → decrypt (staged state) → strip padding → parse
- *   Content → download attachments → map → capture every record (durable) → commit state
- *   (with the envelope id in the processed list) → return; the caller acknowledges with 200.
+ *   Content → download attachments → map → the capture inputs.
  *
- * Anything that goes wrong with the envelope itself becomes a record (`undecryptable`,
- * `unsupported`) and the envelope is acknowledged. Only a failing archive makes `process`
- * reject: then nothing is committed and the envelope must not be acknowledged.
+ * Then, for the whole batch: the connector runtime captures every input (one group commit),
+ * and once all are durable {@link EnvelopeProcessor.commit} commits the staged state once
+ * (with the batch's envelope ids in the processed list); only then does the connector
+ * acknowledge the batch with 200s. If the batch is not durable, {@link EnvelopeProcessor.discard}
+ * forgets its staged state: the envelopes are redelivered and decrypt again.
+ *
+ * Anything that goes wrong with an envelope itself becomes a record (`undecryptable`,
+ * `unsupported`) and the envelope is acknowledged; its staged writes, if any, are rolled back
+ * without touching the rest of the batch.
  */
 import { createHash } from 'node:crypto';
 import type { CaptureInput, CaptureResult, Logger } from '@offchannel/core';
@@ -31,9 +36,16 @@ import type { StagedState } from './staged-state.ts';
 
 /** Envelopes larger than this are not parsed; they are recorded as `undecryptable` with their bytes. */
 export const MAX_ENVELOPE_BYTES = 2 * 1024 * 1024;
-/** How many recently committed envelope ids are remembered (covers a crash between commit and acknowledgement). */
-const PROCESSED_MEMORY = 256;
+/** Most envelopes in one batch (one state commit). */
+export const MAX_BATCH_ENVELOPES = 256;
+/** How many recently committed envelope ids are remembered (covers a crash between commit and acknowledgement of a batch). */
+const PROCESSED_MEMORY = 4 * MAX_BATCH_ENVELOPES;
 const PROCESSED = 'processed';
+
+/** One envelope made ready: what to capture before its batch commits. */
+export type Prepared =
+  | { readonly status: 'prepared'; readonly id: string; readonly inputs: readonly CaptureInput[] }
+  | { readonly status: 'already-processed'; readonly id: string };
 
 export type ProcessOutcome =
   | { readonly status: 'recorded'; readonly records: number; readonly duplicates: number; readonly sentAt?: string }
@@ -42,6 +54,7 @@ export type ProcessOutcome =
 export interface EnvelopeProcessorOptions {
   readonly state: StagedState;
   readonly decrypt: DecryptContext;
+  /** Used by {@link EnvelopeProcessor.process} only; the connector captures through its runtime. */
   readonly capture: (input: CaptureInput) => Promise<CaptureResult>;
   readonly logger: Logger;
   readonly fetcher: AttachmentFetcher;
@@ -50,48 +63,129 @@ export interface EnvelopeProcessorOptions {
   /** Identity changes reported by the identity store while decrypting the current envelope. */
   readonly identityChanges: { serviceId: string; key: PublicKey }[];
   readonly signal?: AbortSignal;
-  /** Test seam (crash injection): called after decrypting, and after capturing before the commit. */
+  /** Test seam (crash injection): called after decrypting, and after capturing before the commit (by the caller of {@link EnvelopeProcessor.commit}). */
   readonly fault?: (point: 'after-decrypt' | 'after-capture', envelopeId: string) => void;
 }
 
 export class EnvelopeProcessor {
   readonly #o: EnvelopeProcessorOptions;
   #processed: string[] | undefined;
+  /** Ids of the envelopes prepared since the last commit or discard: the open batch. */
+  #batch: string[] | undefined;
 
   constructor(options: EnvelopeProcessorOptions) {
     this.#o = options;
   }
 
-  /** `deliveredAt`: the server's delivery timestamp from the websocket request (ms), if known. */
+  /** Envelopes in the open batch. */
+  get batchSize(): number {
+    return this.#batch?.length ?? 0;
+  }
+
+  /**
+   * Decrypts and maps one envelope into the open batch (its state stays staged). Throws only
+   * when the caller must stop (state store failure, abort, injected crash); then the
+   * envelope's own staged writes are already rolled back.
+   * `deliveredAt`: the server's delivery timestamp from the websocket request (ms), if known.
+   */
+  async prepare(bytes: Uint8Array, deliveredAt?: number): Promise<Prepared> {
+    const o = this.#o;
+    if (this.#batch === undefined) {
+      await o.state.ensureCommitted();
+      o.state.discard();
+      this.#batch = [];
+    }
+    const batch = this.#batch;
+    o.state.begin();
+    try {
+      const prepared = await this.#prepare(bytes, batch, deliveredAt);
+      if (prepared.status === 'prepared') batch.push(prepared.id);
+      return prepared;
+    } catch (error) {
+      o.state.rollback();
+      throw error;
+    }
+  }
+
+  /** Commits the open batch's staged state and envelope ids, all or nothing. Call once its records are durable. */
+  async commit(): Promise<void> {
+    const o = this.#o;
+    const batch = this.#batch ?? [];
+    this.#batch = undefined;
+    const processed = [...(this.#processed ?? []), ...batch].slice(-PROCESSED_MEMORY);
+    if (batch.length > 0) o.state.setJson(PROCESSED, processed);
+    try {
+      await o.state.commit();
+    } catch (error) {
+      o.state.discard();
+      throw error;
+    }
+    this.#processed = processed;
+  }
+
+  /** Forgets the open batch: its envelopes were not acknowledged and will be redelivered. */
+  discard(): void {
+    this.#batch = undefined;
+    this.#o.state.discard();
+  }
+
+  /** One envelope on its own: prepare, capture each input (durable), commit. Tests and tools. */
   async process(bytes: Uint8Array, deliveredAt?: number): Promise<ProcessOutcome> {
     const o = this.#o;
-    await o.state.ensureCommitted();
-    o.state.discard();
+    const prepared = await this.prepare(bytes, deliveredAt);
+    if (prepared.status === 'already-processed') {
+      this.discard();
+      return { status: 'already-processed' };
+    }
+    let records = 0;
+    let duplicates = 0;
+    let sentAt: string | undefined;
+    try {
+      for (const input of prepared.inputs) {
+        const result = await o.capture(input);
+        if (result.status === 'duplicate') duplicates++;
+        else records++;
+        if (typeof input.sentAt === 'string') sentAt = input.sentAt;
+      }
+      o.fault?.('after-capture', prepared.id);
+    } catch (error) {
+      this.discard();
+      throw error;
+    }
+    await this.commit();
+    return { status: 'recorded', records, duplicates, ...(sentAt === undefined ? {} : { sentAt }) };
+  }
+
+  async #prepare(bytes: Uint8Array, batch: readonly string[], deliveredAt?: number): Promise<Prepared> {
+    const o = this.#o;
     o.identityChanges.length = 0;
     const processed = (this.#processed ??= (await o.state.getJson<string[]>(PROCESSED)) ?? []);
     const fallbackId = `sha256-${createHash('sha256').update(bytes).digest('hex')}`;
+    const done = (inputs: readonly CaptureInput[], id: string, keepDecryption: boolean): Prepared => {
+      if (!keepDecryption) o.state.rollback();
+      return { status: 'prepared', id, inputs };
+    };
 
     if (bytes.length > MAX_ENVELOPE_BYTES) {
-      return this.#finish([mapUndecryptable({ id: fallbackId }, bytes, 'envelope-too-large', `${bytes.length} bytes`)], fallbackId, false);
+      return done([mapUndecryptable({ id: fallbackId }, bytes, 'envelope-too-large', `${bytes.length} bytes`)], fallbackId, false);
     }
     let envelope: Envelope;
     try {
       envelope = decodeEnvelope(bytes);
     } catch (error) {
-      return this.#finish([mapUndecryptable({ id: fallbackId }, bytes, 'malformed-envelope', (error as Error).message)], fallbackId, false);
+      return done([mapUndecryptable({ id: fallbackId }, bytes, 'malformed-envelope', (error as Error).message)], fallbackId, false);
     }
     const header = headerOf(envelope, fallbackId);
-    if (processed.includes(header.id)) return { status: 'already-processed' };
-    if (envelope.type === EnvelopeType.ServerDeliveryReceipt) return this.#finish([mapContentless(header, bytes)], header.id, false);
+    if (processed.includes(header.id) || batch.includes(header.id)) return { status: 'already-processed', id: header.id };
+    if (envelope.type === EnvelopeType.ServerDeliveryReceipt) return done([mapContentless(header, bytes)], header.id, false);
 
     let decrypted;
     try {
       decrypted = await decryptEnvelope(envelope, o.decrypt, deliveredAt);
     } catch (error) {
-      o.state.discard();
       const e = error instanceof UndecryptableError ? error : new UndecryptableError('decrypt-failed', 'unexpected error');
       o.logger.warn({ reason: e.reason, envelopeType: envelope.type, serverGuid: envelope.serverGuid }, 'envelope not decryptable; recording its bytes');
-      return this.#finish([mapUndecryptable(header, bytes, e.reason, e.message)], header.id, false);
+      return done([mapUndecryptable(header, bytes, e.reason, e.message)], header.id, false);
     }
     o.fault?.('after-decrypt', header.id);
 
@@ -104,7 +198,7 @@ export class EnvelopeProcessor {
     } catch (error) {
       const code = (error as { code?: string }).code ?? 'UNEXPECTED';
       const input = mapUnreadable(header, decrypted.senderAci, decrypted.plaintext, RAW_PADDED_PLAINTEXT_FORMAT, code === 'SIGNAL_PADDING_INVALID' ? 'bad-padding' : 'malformed-content', (error as Error).message);
-      return this.#finish([...identityRecords, input], header.id, true);
+      return done([...identityRecords, input], header.id, true);
     }
 
     if (content.senderKeyDistributionMessage !== undefined) {
@@ -143,33 +237,7 @@ export class EnvelopeProcessor {
       inputs = [mapUnreadable(header, decrypted.senderAci, contentBytes, RAW_CONTENT_FORMAT, 'mapping-failed', (error as Error).name)];
     }
     if (inputs.length === 0) o.logger.debug({ fields: content.fields.join(','), serverGuid: envelope.serverGuid }, 'content not archived by policy (typing, null or key-only message)');
-    return this.#finish([...identityRecords, ...inputs], header.id, true);
-  }
-
-  /** Captures each input (durable), then commits state and the processed id together. */
-  async #finish(inputs: readonly CaptureInput[], id: string, commitDecryption: boolean): Promise<ProcessOutcome> {
-    const o = this.#o;
-    let records = 0;
-    let duplicates = 0;
-    let sentAt: string | undefined;
-    try {
-      for (const input of inputs) {
-        const result = await o.capture(input);
-        if (result.status === 'duplicate') duplicates++;
-        else records++;
-        if (typeof input.sentAt === 'string') sentAt = input.sentAt;
-      }
-      o.fault?.('after-capture', id);
-    } catch (error) {
-      o.state.discard();
-      throw error;
-    }
-    if (!commitDecryption) o.state.discard();
-    const processed = [...(this.#processed ?? []), id].slice(-PROCESSED_MEMORY);
-    o.state.setJson(PROCESSED, processed);
-    await o.state.commit();
-    this.#processed = processed;
-    return { status: 'recorded', records, duplicates, ...(sentAt === undefined ? {} : { sentAt }) };
+    return done([...identityRecords, ...inputs], header.id, true);
   }
 }
 

@@ -1,20 +1,34 @@
 /**
  * The Signal connector: a linked device that receives every envelope for the employee's
- * account over libsignal's authenticated chat websocket and acknowledges each one (HTTP 200)
- * only after its records are durable and its decryption state is committed.
+ * account over libsignal's authenticated chat websocket, on core's connector runtime.
  *
- * Envelopes are processed strictly one at a time (libsignal's callback is synchronous; work
- * is chained on one promise). If the archive fails, the connector stops acknowledging,
- * disconnects and reconnects with backoff, so the server redelivers everything not yet
- * acknowledged. Keepalives are libsignal's. The server unlinks a device that stays offline
- * for about 30 days: the connector warns from `unlinkWarningDays` offline on.
+ * This file is the event source: it connects (reconnecting with backoff), delivers each
+ * envelope to the runtime, and acknowledges (HTTP 200) only what the runtime hands back as
+ * durable. The runtime works in staged batches: it decrypts and maps a batch of envelopes in
+ * order (envelope-processor.ts), records all of it in one group commit, then calls
+ * `acknowledge`, which commits the protocol state once and only then sends the 200s. If the
+ * archive fails, the runtime retries the batch's captures with backoff and nothing is
+ * acknowledged meanwhile. Keepalives are libsignal's. The server unlinks a device that stays
+ * offline for about 30 days: the connector warns from `unlinkWarningDays` offline on.
  */
-import { CONNECTOR_SPEC_VERSION, type Connector, type ConnectorContext, type ConnectorState, type ConnectorStatus, type SourceInfo } from '@offchannel/core';
+import {
+  CONNECTOR_SPEC_VERSION,
+  type Connector,
+  type ConnectorContext,
+  ConnectorError,
+  type ConnectorEvent,
+  type ConnectorRuntime,
+  type ConnectorStatus,
+  type EventSourceIo,
+  type SourceInfo,
+  createConnectorRuntime,
+} from '@offchannel/core';
 import { ErrorCode, type LibSignalError, type PublicKey } from '@signalapp/libsignal-client';
 import type { AuthenticatedChatConnection, ChatServerMessageAck, Net } from '@signalapp/libsignal-client/dist/net.js';
 import { type SignalAccount, loadAccount } from './account.ts';
 import { type AttachmentFetcher, DEFAULT_MAX_ATTACHMENT_BYTES, httpsAttachmentFetcher } from './attachments.ts';
-import { EnvelopeProcessor } from './envelope-processor.ts';
+import { EnvelopeProcessor, MAX_BATCH_ENVELOPES } from './envelope-processor.ts';
+import { RAW_ENVELOPE_FORMAT } from './map-signal-content.ts';
 import { topUpPreKeys } from './prekeys.ts';
 import { type ProtocolStores, StateSenderKeyStore, protocolStores } from './protocol-stores.ts';
 import { SignalError } from './signal-error.ts';
@@ -38,8 +52,10 @@ export interface SignalConnectorOptions {
   readonly maxAttachmentBytes?: number;
   /** Warn when the device has been offline this many days (Signal unlinks at about 30). Default 14. */
   readonly unlinkWarningDays?: number;
-  /** Reconnect backoff, ms. Default 1 s doubling to 5 min. */
+  /** Reconnect backoff, and archive retry backoff, ms. Default 1 s doubling to 5 min. */
   readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };
+  /** Most envelopes decrypted into one batch (one group commit, one state commit). Default 256. */
+  readonly maxBatch?: number;
   /** Replaces the HTTPS attachment downloader (tests, proxies). */
   readonly attachmentFetcher?: AttachmentFetcher;
   /** Replaces the libsignal network stack built from `server` (tests). */
@@ -61,6 +77,12 @@ export interface SignalStatus extends ConnectorStatus {
   readonly unlinkRiskAt?: string;
 }
 
+/** One envelope as delivered on the chat websocket, with the means to acknowledge it. */
+interface SignalEnvelope extends ConnectorEvent {
+  readonly deliveredAt: number;
+  readonly ack: ChatServerMessageAck;
+}
+
 const DAY_MS = 86_400_000;
 /** Signal unlinks a linked device, and drops what was queued for it, after about this many days offline. */
 const UNLINK_AFTER_DAYS = 30;
@@ -76,11 +98,13 @@ export class SignalConnector implements Connector {
   readonly account: string;
   readonly source: SourceInfo = { package: '@offchannel/signal', version: SIGNAL_PACKAGE_VERSION, upstream: `@signalapp/libsignal-client@${LIBSIGNAL_VERSION}` };
   readonly #options: SignalConnectorOptions;
-  #ctx: ConnectorContext | undefined;
+  readonly #runtime: ConnectorRuntime<SignalEnvelope>;
+  #io: EventSourceIo<SignalEnvelope> | undefined;
   #net: Net | undefined;
   #chat: AuthenticatedChatConnection | undefined;
+  /** Bumped on every connect and close: callbacks of an older connection are ignored. */
   #generation = 0;
-  #queue: Promise<void> = Promise.resolve();
+  #closed = false;
   #processor: EnvelopeProcessor | undefined;
   #stage: StagedState | undefined;
   #stores: { aci: ProtocolStores; pni: ProtocolStores } | undefined;
@@ -90,40 +114,69 @@ export class SignalConnector implements Connector {
   #backoffMs = 0;
   #lastOnline: number | undefined;
   #lastTopUp = 0;
-  #stopping: Promise<void> | undefined;
-  #status: {
-    state: ConnectorState;
-    since: string;
-    detail?: string;
-    captured: number;
-    duplicates: number;
-    errors: number;
-    lastEventAt?: string;
+  /**
+   * Serializes everything that commits the staged state: an envelope batch holds it from its
+   * first decryption to its acknowledgement (or abandonment); prekey top-ups take it between.
+   */
+  #lock: Promise<void> = Promise.resolve();
+  #batchRelease: (() => void) | undefined;
+  /** Work started by connection callbacks, awaited on close. */
+  #background = new Set<Promise<void>>();
+  #extra: {
     queue: 'unknown' | 'draining' | 'empty';
     lastEnvelopeAt?: string;
     envelopesAcknowledged: number;
     connectedSince?: string;
     disconnectedSince?: string;
-  } = { state: 'idle', since: new Date().toISOString(), captured: 0, duplicates: 0, errors: 0, queue: 'unknown', envelopesAcknowledged: 0 };
+  } = { queue: 'unknown', envelopesAcknowledged: 0 };
 
   constructor(options: SignalConnectorOptions) {
     this.account = options.account;
     this.#options = options;
-  }
-
-  async start(ctx: ConnectorContext): Promise<void> {
-    if (this.#ctx !== undefined) throw new SignalError('SIGNAL_ALREADY_STARTED', 'this connector is already started; create a new one to start again.');
-    this.#ctx = ctx;
-    this.#setState('starting');
-    try {
-      await this.#start(ctx);
-    } catch (error) {
-      this.#setState('failed', `could not start: ${(error as { code?: string }).code ?? (error as Error).name}`);
-      throw error;
+    const maxBatch = options.maxBatch ?? MAX_BATCH_ENVELOPES;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > MAX_BATCH_ENVELOPES) {
+      throw new SignalError('SIGNAL_CONFIG_INVALID', `maxBatch must be an integer from 1 to ${MAX_BATCH_ENVELOPES}.`);
     }
+    this.#runtime = createConnectorRuntime<SignalEnvelope>({
+      channel: this.channel,
+      account: this.account,
+      source: this.source,
+      maxInFlight: maxBatch,
+      ...(options.reconnect === undefined ? {} : { retry: options.reconnect }),
+      events: {
+        staged: true,
+        open: (io) => this.#open(io),
+        acknowledge: (events) => this.#acknowledge(events),
+        abandon: async () => {
+          this.#processor?.discard();
+          this.#endBatch();
+        },
+        close: () => this.#close(),
+      },
+      map: (envelope) => this.#map(envelope),
+    });
   }
 
-  async #start(ctx: ConnectorContext): Promise<void> {
+  start(ctx: ConnectorContext): Promise<void> {
+    return this.#runtime.start(ctx);
+  }
+
+  stop(): Promise<void> {
+    return this.#runtime.stop();
+  }
+
+  status(): ConnectorStatus {
+    return this.signalStatus();
+  }
+
+  signalStatus(): SignalStatus {
+    const unlinkRiskAt = this.#extra.disconnectedSince === undefined || this.#lastOnline === undefined ? undefined : new Date(this.#lastOnline + UNLINK_AFTER_DAYS * DAY_MS).toISOString();
+    return { ...this.#runtime.status(), ...this.#extra, ...(unlinkRiskAt === undefined ? {} : { unlinkRiskAt }) };
+  }
+
+  async #open(io: EventSourceIo<SignalEnvelope>): Promise<void> {
+    this.#io = io;
+    const { ctx } = io;
     const server = this.#options.server ?? { environment: 'production' };
     const trustRoots = parseTrustRoots(this.#options.trustRoots ?? defaultTrustRoots(server));
     if (trustRoots.length === 0) throw new SignalError('SIGNAL_CONFIG_INVALID', 'no sealed-sender trust roots configured; set trustRoots.');
@@ -146,19 +199,14 @@ export class SignalConnector implements Connector {
     this.#processor = new EnvelopeProcessor({
       state: stage,
       decrypt: { selfAci: account.aci, selfPni: account.pni, deviceId: account.deviceId, aci: stores.aci, pni: stores.pni, senderKeys: new StateSenderKeyStore(stage), trustRoots },
-      capture: async (input) => {
-        const result = await ctx.capture(input);
-        if (result.status === 'duplicate') this.#status.duplicates++;
-        else this.#status.captured++;
-        return result;
-      },
+      capture: (input) => ctx.capture(input),
       logger: ctx.logger,
       fetcher: this.#options.attachmentFetcher ?? httpsAttachmentFetcher(server.environment === 'local' ? { ca: server.caCertificatePem } : {}),
       cdnUrls: this.#options.cdnUrls ?? defaultCdnUrls(server),
       maxAttachmentBytes: this.#options.maxAttachmentBytes ?? DEFAULT_MAX_ATTACHMENT_BYTES,
       identityChanges,
       signal: ctx.signal,
-      ...(fault === undefined ? {} : { fault }),
+      ...(fault === undefined ? {} : { fault: (point: 'after-decrypt' | 'after-capture', id: string) => { this.#fault(point, id); } }),
     });
     const lastOnline = await ctx.state.getJson<string>(LAST_ONLINE);
     this.#lastOnline = lastOnline === undefined ? Date.parse(account.linkedAt) : Date.parse(lastOnline);
@@ -169,11 +217,10 @@ export class SignalConnector implements Connector {
       await ctx.capture({ kind: 'gap', key: `gap:offline:${from}`, sentAt: new Date(), gap: { reason: 'offline-beyond-signal-retention', from, to: new Date().toISOString() } });
     }
     this.#net = this.#options.net ?? createNet(server);
-    ctx.signal.addEventListener('abort', () => void this.stop(), { once: true });
     await this.#connect();
     this.#healthTimer = setInterval(() => {
       this.#checkUnlinkRisk();
-      this.#enqueue(async () => {
+      this.#spawn(async () => {
         if (this.#chat !== undefined) await this.#markOnline();
         await this.#topUp(false);
       });
@@ -181,46 +228,76 @@ export class SignalConnector implements Connector {
     this.#healthTimer.unref();
   }
 
-  stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
-    return this.#stopping;
+  /** Decrypts and maps one envelope into the open batch, opening one (taking the lock) if needed. */
+  async #map(envelope: SignalEnvelope) {
+    const processor = this.#processor as EnvelopeProcessor;
+    if (this.#batchRelease === undefined) this.#batchRelease = await this.#exclusive();
+    try {
+      const prepared = await processor.prepare(envelope.raw, envelope.deliveredAt);
+      return prepared.status === 'prepared' ? prepared.inputs : [];
+    } catch (error) {
+      // Whatever goes wrong with an envelope itself is already a record; what reaches here is
+      // the state store, an abort or an injected crash: stop rather than acknowledge it unread.
+      if (error instanceof ConnectorError || this.#io?.ctx.signal.aborted === true) throw error;
+      throw new ConnectorError('CONNECTOR_SOURCE_FAILED', `the Signal state could not be read or staged (${(error as { code?: string }).code ?? (error as Error).name}); capture stopped, nothing acknowledged. Check the state directory and restart.`, { cause: error });
+    }
   }
 
-  async #stop(): Promise<void> {
-    this.#setState('stopping');
+  /** The batch is durable: commit its state once, then acknowledge every envelope in it. */
+  async #acknowledge(envelopes: readonly SignalEnvelope[]): Promise<void> {
+    try {
+      this.#options.fault?.('after-capture', '');
+      await (this.#processor as EnvelopeProcessor).commit();
+    } finally {
+      this.#endBatch();
+    }
+    this.#options.fault?.('before-ack', '');
+    for (const envelope of envelopes) {
+      try {
+        envelope.ack.send(200);
+      } catch {
+        // The connection is gone: the server redelivers, and the committed id is acknowledged without decrypting.
+      }
+    }
+    this.#extra.envelopesAcknowledged += envelopes.length;
+    this.#extra.lastEnvelopeAt = new Date().toISOString();
+  }
+
+  /** Test seam: an injected crash inside decryption stops the connector (nothing acknowledged). */
+  #fault(point: 'after-decrypt' | 'after-capture', id: string): void {
+    try {
+      this.#options.fault?.(point, id);
+    } catch (cause) {
+      throw new ConnectorError('CONNECTOR_STOPPED', `crash injected at ${point}`, { cause });
+    }
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
     this.#generation++;
     clearTimeout(this.#reconnectTimer);
     clearInterval(this.#healthTimer);
-    await this.#queue;
+    while (this.#background.size > 0) await Promise.all(this.#background);
     await this.#disconnect();
-    this.#setState('stopped');
-  }
-
-  status(): ConnectorStatus {
-    return this.signalStatus();
-  }
-
-  signalStatus(): SignalStatus {
-    const unlinkRiskAt = this.#status.disconnectedSince === undefined || this.#lastOnline === undefined ? undefined : new Date(this.#lastOnline + UNLINK_AFTER_DAYS * DAY_MS).toISOString();
-    return { ...this.#status, ...(unlinkRiskAt === undefined ? {} : { unlinkRiskAt }) };
   }
 
   async #connect(): Promise<void> {
-    const ctx = this.#ctx;
+    const io = this.#io;
     const account = this.#signalAccount;
     const net = this.#net;
-    if (ctx === undefined || account === undefined || net === undefined || ctx.signal.aborted) return;
+    if (io === undefined || account === undefined || net === undefined || this.#closed || io.ctx.signal.aborted) return;
     const generation = ++this.#generation;
     try {
-      this.#status.queue = 'draining';
+      this.#extra.queue = 'draining';
       const chat = await net.connectAuthenticatedChat(`${account.aci}.${account.deviceId}`, account.password, false, {
         onIncomingMessage: (envelope: Uint8Array, serverTimestamp: number, ack: ChatServerMessageAck) => {
-          this.#enqueue(() => this.#handle(generation, envelope, serverTimestamp, ack));
+          // A stale connection's envelopes are not delivered: the server sends them again.
+          if (generation === this.#generation) io.deliver({ raw: envelope, format: RAW_ENVELOPE_FORMAT, deliveredAt: serverTimestamp, ack });
         },
         onQueueEmpty: () => {
-          this.#enqueue(async () => {
+          this.#spawn(async () => {
             if (generation !== this.#generation) return;
-            this.#status.queue = 'empty';
+            this.#extra.queue = 'empty';
             await this.#markOnline();
             await this.#topUp(false);
           });
@@ -236,9 +313,9 @@ export class SignalConnector implements Connector {
       }
       this.#chat = chat;
       this.#backoffMs = 0;
-      this.#status.connectedSince = new Date().toISOString();
-      delete this.#status.disconnectedSince;
-      this.#setState('running', 'connected');
+      this.#extra.connectedSince = new Date().toISOString();
+      delete this.#extra.disconnectedSince;
+      io.transition('connected');
       await this.#markOnline();
     } catch (error) {
       if (generation !== this.#generation) return;
@@ -247,17 +324,19 @@ export class SignalConnector implements Connector {
   }
 
   #interrupted(cause: LibSignalError | null): void {
-    const ctx = this.#ctx;
-    if (ctx === undefined || this.#status.state === 'stopping' || this.#status.state === 'stopped') return;
+    const io = this.#io;
+    if (io === undefined || this.#closed) return;
+    const { ctx } = io;
     this.#chat = undefined;
-    this.#status.disconnectedSince ??= new Date().toISOString();
-    delete this.#status.connectedSince;
+    this.#extra.disconnectedSince ??= new Date().toISOString();
+    delete this.#extra.connectedSince;
     const code = cause?.code;
+    const reason = code === undefined ? undefined : ErrorCode[code];
     if (code === ErrorCode.DeviceDelinked || code === ErrorCode.RequestUnauthorized) {
       this.#generation++;
-      this.#setState('logged-out', 'this linked device was removed from the account; relink it');
-      ctx.logger.error({ code }, 'Signal unlinked this device; capture stopped. Relink with `offchannel link signal`.');
-      this.#enqueue(async () => {
+      io.transition('logged-out', reason);
+      ctx.logger.error({ code: reason }, 'Signal unlinked this device; capture stopped. Relink with `offchannel link signal`.');
+      this.#spawn(async () => {
         await ctx.capture({ kind: 'system', key: `event:device-unlinked:${Date.now()}`, sentAt: new Date(), system: { event: 'device-unlinked', fields: { deviceId: String(this.#signalAccount?.deviceId ?? 0) } } });
       });
       return;
@@ -266,57 +345,40 @@ export class SignalConnector implements Connector {
     const max = this.#options.reconnect?.maxMs ?? 300_000;
     this.#backoffMs = Math.min(max, this.#backoffMs === 0 ? min : this.#backoffMs * 2);
     const delay = Math.round(this.#backoffMs * (0.8 + Math.random() * 0.4));
-    this.#setState('reconnecting', `reconnecting in ${delay} ms`);
-    ctx.logger.warn({ code: code === undefined ? undefined : ErrorCode[code], delayMs: delay }, 'chat connection lost; reconnecting');
+    io.transition('reconnecting', reason);
+    ctx.logger.warn({ code: reason, delayMs: delay }, 'chat connection lost; reconnecting');
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = setTimeout(() => {
-      this.#enqueue(() => this.#connect());
+      this.#spawn(() => this.#connect());
     }, delay);
   }
 
-  async #handle(generation: number, envelope: Uint8Array, deliveredAt: number, ack: ChatServerMessageAck): Promise<void> {
-    // A stale connection's envelopes are not acknowledged: the server sends them again.
-    if (generation !== this.#generation || this.#processor === undefined || this.#ctx === undefined) return;
-    try {
-      const outcome = await this.#processor.process(envelope, deliveredAt);
-      if (outcome.status === 'recorded' && outcome.sentAt !== undefined) this.#status.lastEventAt = outcome.sentAt;
-      this.#options.fault?.('before-ack', '');
-      ack.send(200);
-      this.#status.envelopesAcknowledged++;
-      this.#status.lastEnvelopeAt = new Date().toISOString();
-    } catch (error) {
-      this.#status.errors++;
-      this.#ctx.logger.error({ code: (error as { code?: string }).code, name: (error as Error).name }, 'envelope not recorded; not acknowledged, reconnecting so the server redelivers it');
-      this.#generation++;
-      const chat = this.#chat;
-      this.#chat = undefined;
-      if (chat !== undefined) await chat.disconnect().catch(() => undefined);
-      if (!this.#ctx.signal.aborted) this.#interrupted(null);
-    }
-  }
-
   async #topUp(force: boolean): Promise<void> {
-    const ctx = this.#ctx;
-    const chat = this.#chat;
-    if (ctx === undefined || chat === undefined || this.#signalAccount === undefined || this.#stage === undefined || this.#stores === undefined) return;
+    const ctx = this.#io?.ctx;
+    if (ctx === undefined || this.#chat === undefined || this.#signalAccount === undefined || this.#stage === undefined || this.#stores === undefined) return;
     if (!force && Date.now() - this.#lastTopUp < 600_000) return;
     this.#lastTopUp = Date.now();
+    const release = await this.#exclusive(); // never while a batch is staged
     try {
+      const chat = this.#chat;
+      if (chat === undefined || this.#closed) return;
       this.#signalAccount = await topUpPreKeys({ chat, account: this.#signalAccount, state: this.#stage, stores: this.#stores, logger: ctx.logger, force });
     } catch (error) {
       ctx.logger.warn({ code: (error as { code?: string }).code }, 'prekey top-up failed; will retry');
+    } finally {
+      release();
     }
   }
 
   async #markOnline(): Promise<void> {
-    const ctx = this.#ctx;
+    const ctx = this.#io?.ctx;
     if (ctx === undefined) return;
     this.#lastOnline = Date.now();
     await ctx.state.setJson(LAST_ONLINE, new Date(this.#lastOnline).toISOString());
   }
 
   #checkUnlinkRisk(): void {
-    const ctx = this.#ctx;
+    const ctx = this.#io?.ctx;
     if (ctx === undefined || this.#lastOnline === undefined || this.#chat !== undefined) return;
     const offlineDays = (Date.now() - this.#lastOnline) / DAY_MS;
     if (offlineDays >= (this.#options.unlinkWarningDays ?? 14)) {
@@ -327,21 +389,34 @@ export class SignalConnector implements Connector {
     }
   }
 
-  #enqueue(task: () => Promise<void>): void {
-    this.#queue = this.#queue.then(task).catch((error: unknown) => {
-      this.#ctx?.logger.error({ name: (error as Error).name }, 'unexpected error in the Signal work queue');
-    });
+  /** Waits for the state lock; resolves with its release. */
+  async #exclusive(): Promise<() => void> {
+    const previous = this.#lock;
+    let release!: () => void;
+    this.#lock = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    return release;
+  }
+
+  #endBatch(): void {
+    const release = this.#batchRelease;
+    this.#batchRelease = undefined;
+    release?.();
+  }
+
+  /** Runs connection work outside the runtime, logging failures; awaited on close. */
+  #spawn(task: () => Promise<void>): void {
+    const running: Promise<void> = task()
+      .catch((error: unknown) => {
+        this.#io?.ctx.logger.error({ code: (error as { code?: string }).code, name: (error as Error).name }, 'unexpected error in Signal connection work');
+      })
+      .finally(() => this.#background.delete(running));
+    this.#background.add(running);
   }
 
   async #disconnect(): Promise<void> {
     const chat = this.#chat;
     this.#chat = undefined;
     if (chat !== undefined) await chat.disconnect().catch(() => undefined);
-  }
-
-  #setState(state: ConnectorState, detail?: string): void {
-    this.#status = { ...this.#status, state, since: new Date().toISOString() };
-    if (detail === undefined) delete this.#status.detail;
-    else this.#status.detail = detail;
   }
 }

@@ -21,6 +21,54 @@ describe('StagedState', () => {
     expect(await base.list()).toEqual(['a']);
   });
 
+  it('rolls back one envelope of a batch, keeping the writes staged before it', async () => {
+    const base = await tempStateStore();
+    await base.set('session', Uint8Array.of(0));
+    await base.set('prekey.10', Uint8Array.of(5));
+    const stage = new StagedState(base);
+    stage.begin(); // envelope 1 decrypts, consuming a one-time prekey
+    stage.set('session', Uint8Array.of(1));
+    stage.delete('prekey.10');
+    stage.begin(); // envelope 2 writes, then turns out undecryptable
+    stage.set('session', Uint8Array.of(2));
+    stage.set('identity', Uint8Array.of(7));
+    stage.delete('session');
+    stage.rollback();
+    expect(await stage.get('session')).toEqual(Uint8Array.of(1));
+    expect(await stage.get('identity')).toBeUndefined();
+    expect(await stage.get('prekey.10')).toBeUndefined();
+    await stage.commit();
+    expect(await base.get('session')).toEqual(Uint8Array.of(1));
+    expect(await base.list()).toEqual(['session']);
+  });
+
+  it('reads each committed value from disk once, and stays true to commits and discards', async () => {
+    const base = await tempStateStore();
+    await base.set('session', Uint8Array.of(1));
+    let reads = 0;
+    const counted = Object.assign(Object.create(base) as typeof base, {
+      get: (name: string) => {
+        reads++;
+        return base.get(name);
+      },
+    });
+    const stage = new StagedState(counted);
+    for (let i = 0; i < 5; i++) expect(await stage.get('session')).toEqual(Uint8Array.of(1));
+    expect(await stage.get('absent')).toBeUndefined();
+    expect(await stage.get('absent')).toBeUndefined();
+    expect(reads).toBe(2);
+    stage.set('session', Uint8Array.of(2));
+    stage.discard();
+    expect(await stage.get('session')).toEqual(Uint8Array.of(1));
+    stage.set('session', Uint8Array.of(3));
+    stage.set('absent', Uint8Array.of(4));
+    await stage.commit();
+    expect(await stage.get('session')).toEqual(Uint8Array.of(3));
+    expect(await stage.get('absent')).toEqual(Uint8Array.of(4));
+    expect(await base.get('session')).toEqual(Uint8Array.of(3));
+    expect(reads).toBe(2);
+  });
+
   it('completes a commit interrupted after its journal was written', async () => {
     const base = await tempStateStore();
     await base.set('old', Uint8Array.of(9));

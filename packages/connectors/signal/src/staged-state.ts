@@ -3,6 +3,8 @@ import { SignalError } from './signal-error.ts';
 
 const JOURNAL = 'journal';
 const APPLY_CONCURRENCY = 16;
+/** Most committed values kept in memory for reads (sessions, identities, prekeys); then it starts over. */
+const CACHE_ENTRIES = 4096;
 
 /**
  * Decrypt-once safety. Signal ciphertext can be decrypted exactly once: decrypting advances
@@ -14,6 +16,10 @@ const APPLY_CONCURRENCY = 16;
  * then applied, then the journal is removed. {@link StagedState.recover} re-applies a journal
  * left by a crash, so state is always "before" or "after" an envelope, never half of it.
  *
+ * Committed values read are kept in memory (the base store is written only through this
+ * stage while the connector runs), so a backlog from one sender reads its session, identity and
+ * prekeys from disk once, not once per envelope.
+ *
  * Outcomes of a crash: before the commit, the envelope is redelivered (it was not
  * acknowledged) and decrypts again with the old state, and its records are recognized as
  * duplicates by their keys; after the commit but before the acknowledgement, the envelope's
@@ -23,6 +29,10 @@ const APPLY_CONCURRENCY = 16;
 export class StagedState {
   readonly #base: StateStore;
   readonly #pending = new Map<string, Uint8Array | null>();
+  /** Undo log of the current envelope's writes (see {@link begin}): name and earlier pending value, `undefined` if none. */
+  #undo: [string, Uint8Array | null | undefined][] | undefined;
+  /** Committed values by name (`undefined`: known absent). */
+  readonly #cache = new Map<string, Uint8Array | undefined>();
   /** A journal was written but not fully applied. */
   #interrupted = false;
 
@@ -33,7 +43,11 @@ export class StagedState {
   async get(name: string): Promise<Uint8Array | undefined> {
     if (this.#interrupted) throw new SignalError('SIGNAL_STATE_CORRUPT', 'a state commit is incomplete; call ensureCommitted() first.');
     if (this.#pending.has(name)) return this.#pending.get(name) ?? undefined;
-    return this.#base.get(name);
+    if (this.#cache.has(name)) return this.#cache.get(name);
+    const value = await this.#base.get(name);
+    if (this.#cache.size >= CACHE_ENTRIES) this.#cache.clear();
+    this.#cache.set(name, value);
+    return value;
   }
 
   async getJson<T>(name: string): Promise<T | undefined> {
@@ -42,6 +56,7 @@ export class StagedState {
   }
 
   set(name: string, value: Uint8Array): void {
+    this.#remember(name);
     this.#pending.set(name, Uint8Array.from(value));
   }
 
@@ -50,7 +65,29 @@ export class StagedState {
   }
 
   delete(name: string): void {
+    this.#remember(name);
     this.#pending.set(name, null);
+  }
+
+  /**
+   * Starts one envelope's writes within a batch: {@link rollback} then undoes exactly them,
+   * keeping the writes of the envelopes staged before it. Each `begin` ends the previous one.
+   */
+  begin(): void {
+    this.#undo = [];
+  }
+
+  /** Undoes the writes since {@link begin} (the envelope was not decrypted after all). */
+  rollback(): void {
+    for (const [name, earlier] of (this.#undo ?? []).reverse()) {
+      if (earlier === undefined) this.#pending.delete(name);
+      else this.#pending.set(name, earlier);
+    }
+    this.#undo = undefined;
+  }
+
+  #remember(name: string): void {
+    this.#undo?.push([name, this.#pending.has(name) ? (this.#pending.get(name) ?? null) : undefined]);
   }
 
   /** Names with uncommitted writes. */
@@ -61,26 +98,31 @@ export class StagedState {
   /** Forgets uncommitted writes (the envelope will be redelivered and decrypted again). */
   discard(): void {
     this.#pending.clear();
+    this.#undo = undefined;
   }
 
   /** Makes the pending writes durable, all or nothing. */
   async commit(): Promise<void> {
     if (this.#pending.size === 0) return;
-    if (this.#pending.size === 1) {
+    const committed = [...this.#pending];
+    // Until it is known what reached the disk, reads go to the disk.
+    for (const [name] of committed) this.#cache.delete(name);
+    this.#pending.clear();
+    this.#undo = undefined;
+    if (committed.length === 1) {
       // One name: a single atomic write or delete, no journal needed.
-      const [[name, value]] = [...this.#pending] as [[string, Uint8Array | null]];
+      const [[name, value]] = committed as [[string, Uint8Array | null]];
       if (value === null) await this.#base.delete(name);
       else await this.#base.set(name, value);
-      this.#pending.clear();
-      return;
+    } else {
+      const entries: [string, string | null][] = committed.map(([name, value]) => [name, value === null ? null : Buffer.from(value).toString('base64')]);
+      await this.#base.setJson(JOURNAL, entries);
+      this.#interrupted = true;
+      await apply(this.#base, entries);
+      await this.#base.delete(JOURNAL);
+      this.#interrupted = false;
     }
-    const entries: [string, string | null][] = [...this.#pending].map(([name, value]) => [name, value === null ? null : Buffer.from(value).toString('base64')]);
-    await this.#base.setJson(JOURNAL, entries);
-    this.#pending.clear();
-    this.#interrupted = true;
-    await apply(this.#base, entries);
-    await this.#base.delete(JOURNAL);
-    this.#interrupted = false;
+    for (const [name, value] of committed) this.#cache.set(name, value ?? undefined);
   }
 
   /**
@@ -90,6 +132,7 @@ export class StagedState {
   async ensureCommitted(): Promise<void> {
     if (!this.#interrupted) return;
     await StagedState.recover(this.#base);
+    this.#cache.clear();
     this.#interrupted = false;
   }
 

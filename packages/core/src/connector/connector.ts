@@ -62,6 +62,23 @@ export interface ConnectorContext {
   readonly logger: Logger;
   /** Aborted when the runner stops the connector. */
   readonly signal: AbortSignal;
+  /**
+   * Reports a connection-state change. The runner may record it as a `system` record
+   * (`connector-<event>`, see docs/record-schema.md) or count it; resolves when that is done.
+   * Optional: contexts built before this existed lack it.
+   */
+  transition?(transition: ConnectorTransition): Promise<void>;
+}
+
+/** A connection-state change a connector reports, with the platform's own reason. */
+export type ConnectorTransitionEvent = 'connected' | 'disconnected' | 'reconnecting' | 'logged-out' | 'banned' | 'replaced' | 'stopped';
+
+export interface ConnectorTransition {
+  readonly event: ConnectorTransitionEvent;
+  /** When it happened (recorder clock), ISO 8601 UTC. */
+  readonly at: string;
+  /** The platform's reason code, e.g. libsignal `DeviceDelinked`, Baileys `401`. Never message text. */
+  readonly reason?: string;
 }
 
 /** Where a connector is in its life. */
@@ -85,12 +102,21 @@ export interface ConnectorStatus {
   readonly since: string;
   /** Human-readable reason or progress note. Never message text or secrets. */
   readonly detail?: string;
-  /** Records captured since start (excluding duplicates). */
+  /**
+   * The counts below are disjoint, one per capture, with one meaning in every connector built on
+   * the runtime (`connector-runtime.ts`).
+   *
+   * New records written, other than `unsupported` / `undecryptable` ones.
+   */
   readonly captured: number;
-  /** Captures that were already archived. */
+  /** Captures whose key was already archived: nothing new written. */
   readonly duplicates: number;
-  /** Events that failed to capture (not acknowledged; will be redelivered or reconciled). */
+  /** Capture attempts that failed (archive unavailable): not acknowledged, retried or redelivered. */
   readonly errors: number;
+  /** Captures kept out by the runner's capture policy: nothing stored, the exclusion counted. */
+  readonly excluded?: number;
+  /** New `unsupported` / `undecryptable` records (the event's raw bytes kept as evidence). */
+  readonly unsupported?: number;
   /** Platform time of the newest captured event, ISO 8601 UTC. */
   readonly lastEventAt?: string;
 }

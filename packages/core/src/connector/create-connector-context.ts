@@ -6,10 +6,8 @@ import { redactingLogger } from '../logger/redacting-logger.ts';
 import type { CaptureInput, CaptureResult } from '../record/capture-input.ts';
 import type { Recorder } from '../recorder/recorder.ts';
 import type { StateStore } from '../state/secret-store.ts';
-import type { Connector, ConnectorContext } from './connector.ts';
-
-/** Error codes that mean "this input can never be recorded as given" (not "the archive failed"). */
-const REJECTED_CODES = new Set(['INVALID_RECORD', 'RECORD_TOO_LARGE', 'NON_CANONICAL_JSON']);
+import type { Connector, ConnectorContext, ConnectorTransition } from './connector.ts';
+import { isRejectedInput } from './connector-error.ts';
 
 /** Format name of the evidence blob written when capture input is rejected. */
 export const REJECTED_INPUT_FORMAT = 'offchannel.capture-input.json';
@@ -28,6 +26,13 @@ export function createConnectorContext(options: {
   readonly state: StateStore;
   readonly logger?: Logger;
   readonly signal: AbortSignal;
+  /** Called with each connection-state change the connector reports. */
+  readonly onTransition?: (transition: ConnectorTransition) => void;
+  /**
+   * Also record each transition as a `system` record `connector-<event>` (fields: `reason`).
+   * Default false. Recording fails quietly when the archive is down (the connector logs it).
+   */
+  readonly recordTransitions?: boolean;
 }): ConnectorContext {
   const { recorder, connector } = options;
   const writer = recorder.writer(connector);
@@ -54,9 +59,8 @@ export function createConnectorContext(options: {
       try {
         return await writer.capture(input);
       } catch (error) {
-        // By code, not instanceof: a second copy of @offchannel/core in the process must behave the same.
-        const rejected = OffchannelError.isInstance(error) && REJECTED_CODES.has(error.code);
-        if (!rejected || (typeof input === 'object' && input !== null && input.kind === 'unsupported' && input.problem?.reason === 'invalid-capture-input')) {
+        // The error says whether the input is at fault; a second copy of core says so too.
+        if (!OffchannelError.isInstance(error) || !isRejectedInput(error) || (typeof input === 'object' && input !== null && input.kind === 'unsupported' && input.problem?.reason === 'invalid-capture-input')) {
           throw error;
         }
         return captureRejected(input, error);
@@ -67,6 +71,15 @@ export function createConnectorContext(options: {
     state: options.state.scope(writer.stream),
     logger,
     signal: options.signal,
+    async transition(transition: ConnectorTransition): Promise<void> {
+      options.onTransition?.(transition);
+      if (options.recordTransitions !== true) return;
+      await writer.capture({
+        kind: 'system',
+        sentAt: transition.at,
+        system: { event: `connector-${transition.event}`, ...(transition.reason === undefined ? {} : { fields: { reason: transition.reason } }) },
+      });
+    },
   };
 }
 

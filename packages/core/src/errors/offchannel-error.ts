@@ -1,6 +1,18 @@
 const marker = Symbol.for('offchannel.error');
 
 /**
+ * What a caller should do about an error, decided by the error itself (never by a list of
+ * codes somewhere else):
+ * - `retryable` — the operation may succeed later unchanged (the archive is unreachable, the
+ *   disk is full); nothing was acknowledged, so retrying is safe;
+ * - `rejected-input` — this input can never succeed as given (invalid record, too large);
+ *   retrying it is pointless — record it as evidence instead;
+ * - `fatal` — the caller cannot continue (another writer owns the stream, the archive is
+ *   corrupt or closed, a bug); stop and report.
+ */
+export type ErrorDisposition = 'retryable' | 'rejected-input' | 'fatal';
+
+/**
  * Base class of every error offchannel throws on purpose.
  *
  * Each error carries a stable, machine-readable {@link OffchannelError.code} (switch on it,
@@ -14,11 +26,14 @@ const marker = Symbol.for('offchannel.error');
 export class OffchannelError extends Error {
   /** Stable error code, e.g. `SINK_CONFLICT`. Part of the public API. */
   readonly code: string;
+  /** What to do about it; see {@link ErrorDisposition}. Default `fatal`. */
+  readonly disposition: ErrorDisposition;
   readonly [marker] = true;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: string, message: string, options?: { cause?: unknown; disposition?: ErrorDisposition }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.disposition = options?.disposition ?? 'fatal';
     this.name = new.target.name;
   }
 

@@ -6,7 +6,7 @@ export class InvalidRecordError extends OffchannelError {
   readonly field: string;
 
   constructor(field: string, problem: string) {
-    super('INVALID_RECORD', `${field} ${problem}. The record was not written; fix the connector's mapping for this field.`);
+    super('INVALID_RECORD', `${field} ${problem}. The record was not written; fix the connector's mapping for this field.`, { disposition: 'rejected-input' });
     this.field = field;
   }
 }
@@ -20,6 +20,7 @@ export class RecordTooLargeError extends OffchannelError {
     super(
       'RECORD_TOO_LARGE',
       `record is ${size} bytes of canonical JSON; the limit is ${limit}. Move large content into blobs (attachments, raw) — long text is moved automatically.`,
+      { disposition: 'rejected-input' },
     );
     this.size = size;
     this.limit = limit;
@@ -29,7 +30,7 @@ export class RecordTooLargeError extends OffchannelError {
 /** Bytes are not the RFC 8785 canonical form of the JSON they contain. */
 export class NonCanonicalJsonError extends OffchannelError {
   constructor(reason: string) {
-    super('NON_CANONICAL_JSON', `not RFC 8785 canonical JSON: ${reason}.`);
+    super('NON_CANONICAL_JSON', `not RFC 8785 canonical JSON: ${reason}.`, { disposition: 'rejected-input' });
   }
 }
 

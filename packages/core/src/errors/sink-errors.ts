@@ -80,6 +80,6 @@ export class ReadOnlySinkError extends OffchannelError {
  */
 export class SinkUnavailableError extends OffchannelError {
   constructor(what: string, options?: { cause?: unknown }) {
-    super('SINK_UNAVAILABLE', `${what}. Nothing was acknowledged; retry when the store is reachable.`, options);
+    super('SINK_UNAVAILABLE', `${what}. Nothing was acknowledged; retry when the store is reachable.`, { ...options, disposition: 'retryable' });
   }
 }

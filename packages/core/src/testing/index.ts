@@ -1,9 +1,12 @@
 /**
  * `@offchannel/core/testing` — tools for testing sinks and connectors:
- * the sink conformance suite, an in-memory sink, and a logger that records what it is given.
+ * the sink conformance suite, the connector conformance harness, an in-memory sink, and a
+ * logger that records what it is given.
  */
 export { batchAfter, chainAfter, fakeRecord, runSinkConformance } from './sink-conformance.ts';
 export type { SinkConformanceOptions, SinkFixture } from './sink-conformance.ts';
 export { MemoryStorage, createMemorySink } from './memory-sink.ts';
 export { createRecordingLogger } from './recording-logger.ts';
 export type { LogLine, RecordingLogger } from './recording-logger.ts';
+export { runConnectorConformance } from './connector-conformance.ts';
+export type { ConnectorConformanceOptions, ConnectorFixture, ConnectorFixtureEnv } from './connector-conformance.ts';

@@ -46,8 +46,8 @@ export interface Party {
   readonly stores: ProtocolStores;
 }
 
-export async function makeParty(deviceId = 1, identity = IdentityKeyPair.generate(), aci: string = randomUUID()): Promise<Party> {
-  const state = new StagedState(await tempStateStore());
+export async function makeParty(deviceId = 1, identity = IdentityKeyPair.generate(), aci: string = randomUUID(), base?: StateStore): Promise<Party> {
+  const state = new StagedState(base ?? (await tempStateStore()));
   const registrationId = 1 + Math.floor(Math.random() * 16000);
   return {
     aci,
@@ -71,9 +71,10 @@ export interface Receiver extends Party {
   bundle(preKeyId: number): PreKeyBundle;
 }
 
-export async function makeReceiver(): Promise<Receiver> {
+/** `base`: the state store to keep its keys in (a connector's scoped store). Default a fresh one. */
+export async function makeReceiver(base?: StateStore): Promise<Receiver> {
   const identity = IdentityKeyPair.generate();
-  const party = await makeParty(2, identity);
+  const party = await makeParty(2, identity, randomUUID(), base);
   const identityChanges: Receiver['identityChanges'] = [];
   const stores = protocolStores(party.state, 'aci', identity, party.registrationId, (serviceId, key) => identityChanges.push({ serviceId, key }));
   const spk = PrivateKey.generate();
