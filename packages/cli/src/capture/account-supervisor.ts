@@ -49,8 +49,8 @@ export interface SupervisorOptions {
   /** Running this long resets the backoff. Default 60,000 ms. */
   readonly stableMs?: number;
   /**
-   * For one-shot commands (reconcile): a failed first start is kept in `startError` and the
-   * account is left `failed`, without records or retries, for the command to report.
+   * For one-shot commands (reconcile): no supervision records, and a failed first start is kept
+   * in `startError` and the account left `failed`, without retries, for the command to report.
    */
   readonly strict?: boolean;
   readonly load?: Loader;
@@ -317,6 +317,7 @@ export class AccountSupervisor {
 
   /** One `system` record of a supervision change; a failure to record is logged, never thrown. */
   async #record(event: string, fields: Record<string, string>): Promise<void> {
+    if (this.#options.strict) return;
     this.#records += 1;
     try {
       await this.#writer.capture({ kind: 'system', key: `capture-state:${this.#options.runId}:${this.#records}`, system: { event, fields: { ...fields, run: this.#options.runId } } });

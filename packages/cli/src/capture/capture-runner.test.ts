@@ -79,7 +79,10 @@ describe('capture runner', () => {
     ]);
     expect(JSON.stringify(policy)).not.toContain('Frank');
     const inScope = demoExchange().length - personal.length;
-    expect(archived).toHaveLength(inScope + 2);
+    const supervision = archived.filter((record) => record.kind === 'system' && record.system?.event.startsWith('capture-'));
+    expect(supervision.map((record) => record.system?.event)).toEqual(['capture-started', 'capture-stopped']);
+    expect(supervision.every((record) => record.source.policy === 'test-policy@1' && record.system?.fields?.run === runner.runId)).toBe(true);
+    expect(archived).toHaveLength(inScope + 2 + supervision.length);
 
     const text = JSON.stringify(logger.lines);
     for (const event of demoExchange()) if (event.text) expect(text).not.toContain(event.text);

@@ -69,7 +69,7 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   await runner.start();
   const started = runner.snapshot().accounts;
   if (started.length === 0) logger.warn({ shard: shard ? shardText(shard) : null }, 'no account of the config is in this shard; waiting for a config reload (SIGHUP)');
-  logger.info({ ...(shard ? { shard: shardText(shard) } : {}), accounts: started.map(({ stream, state }) => ({ stream, state })) }, 'capture running');
+  logger.info({ run: runner.runId, ...(shard ? { shard: shardText(shard) } : {}), accounts: started.map(({ stream, state }) => ({ stream, state })) }, 'capture running');
   const unsubscribe = io.onHangup?.(() => {
     logger.info({}, 'SIGHUP: re-reading the config');
     void reloadConfig(file, runner, logger);
