@@ -150,6 +150,8 @@ export class AccountSupervisor {
     if (this.#stopping) return this.#work;
     this.#stopping = true;
     clearTimeout(this.#retry);
+    // Tell a connector still starting (connecting, syncing) to give up now rather than at the end of its start.
+    this.#abort?.abort();
     return this.#serial(async () => {
       await this.#stopConnector();
       if (this.#claimed) await this.#record('capture-stopped', { reason });
@@ -189,6 +191,7 @@ export class AccountSupervisor {
     if (this.#stopping) return;
     this.#set('starting', undefined);
     const abort = new AbortController();
+    this.#abort = abort;
     let connector: Connector | undefined;
     let policy: CapturePolicy | undefined;
     try {
@@ -209,6 +212,7 @@ export class AccountSupervisor {
       await connector.start(policy.wrap());
     } catch (error) {
       abort.abort();
+      this.#abort = undefined;
       await connector?.stop().catch(() => undefined);
       if (policy) this.#done.excluded += policy.excluded;
       this.#absorb(connector);
@@ -222,7 +226,6 @@ export class AccountSupervisor {
     }
     this.#connector = connector;
     this.#policy = policy;
-    this.#abort = abort;
     this.#runningSince = Date.now();
     this.#set('running', undefined);
     await this.#record('capture-started', { attempt: String(this.#attempt), connector: `${connector.source.package}@${connector.source.version}`, ...(this.#options.shard === undefined ? {} : { shard: this.#options.shard }) });
