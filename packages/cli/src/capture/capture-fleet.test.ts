@@ -77,9 +77,11 @@ function capture(ws: Workspace, args: readonly string[] = [], env: Record<string
   };
 }
 
-async function until(check: () => boolean, what: string, ms = 45_000): Promise<void> {
+/** Waits for `check`; fails at once, with its log, if `run` exited meanwhile. */
+async function until(check: () => boolean, what: string, run: Capture, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {
+    if (run.child.exitCode !== null) throw new Error(`the capture process exited (${run.child.exitCode}) before ${what}:\n${run.stderr().slice(-2000)}`);
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
@@ -101,9 +103,10 @@ async function streams(dir: string): Promise<Map<string, ArchiveRecord[]>> {
 }
 
 /** Waits until `stream` holds `count` records (read-only, beside the running writer). */
-async function untilRecords(ws: Workspace, stream: string, count: number): Promise<void> {
+async function untilRecords(ws: Workspace, run: Capture, stream: string, count: number): Promise<void> {
   const end = Date.now() + 60_000;
   while (((await streams(ws.dir)).get(stream)?.length ?? 0) < count) {
+    if (run.child.exitCode !== null) throw new Error(`the capture process exited (${run.child.exitCode}) before ${stream} held ${count} records:\n${run.stderr().slice(-2000)}`);
     if (Date.now() > end) throw new Error(`timed out waiting for ${count} records in ${stream}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -128,7 +131,7 @@ describe('offchannel capture as a fleet (built CLI, real processes)', () => {
       { channel: 'signal', account: 'carol' },
     ]);
     const run = capture(ws);
-    await until(() => run.logs().some((line) => line.msg === 'capture running'), '"capture running"');
+    await until(() => run.logs().some((line) => line.msg === 'capture running'), '"capture running"', run);
     const running = run.logs().find((line) => line.msg === 'capture running');
     expect(running?.accounts).toEqual([
       { stream: 'whatsapp:bob', state: 'not-linked' },
@@ -136,7 +139,7 @@ describe('offchannel capture as a fleet (built CLI, real processes)', () => {
       { stream: 'signal:carol', state: 'not-linked' },
     ]);
     // The demo account goes on capturing past its exchange while the other two stay parked.
-    await untilRecords(ws, 'demo:alice', demoExchange().length + 10);
+    await untilRecords(ws, run, 'demo:alice', demoExchange().length + 10);
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);
     expect(run.stdout()).toMatch(/stopped: whatsapp:bob not-linked \(WHATSAPP_NOT_LINKED\), 0 records captured.*; demo:alice \d+ records captured.*; signal:carol not-linked \(SIGNAL_NOT_LINKED\)/);
@@ -163,13 +166,13 @@ describe('offchannel capture as a fleet (built CLI, real processes)', () => {
       { channel: 'demo', account: 'bob', intervalMs: 10, repeat: true },
     ]);
     const run = capture(ws);
-    await until(() => run.logs().some((line) => line.msg === 'capture running'), '"capture running"');
-    await untilRecords(ws, 'demo:alice', demoExchange().length + 5);
+    await until(() => run.logs().some((line) => line.msg === 'capture running'), '"capture running"', run);
+    await untilRecords(ws, run, 'demo:alice', demoExchange().length + 5);
 
     // A config that does not parse changes nothing.
     await writeFile(ws.config, '{"connectors": [');
     run.child.kill('SIGHUP');
-    await until(() => run.logs().some((line) => line.msg.startsWith('config not applied')), 'the broken config to be refused');
+    await until(() => run.logs().some((line) => line.msg.startsWith('config not applied')), 'the broken config to be refused', run);
     expect(run.logs().find((line) => line.msg.startsWith('config not applied'))?.code).toBe('CONFIG_INVALID');
 
     await ws.write([
@@ -177,12 +180,12 @@ describe('offchannel capture as a fleet (built CLI, real processes)', () => {
       { channel: 'demo', account: 'carol', intervalMs: 10, repeat: true },
     ]);
     run.child.kill('SIGHUP');
-    await until(() => run.logs().some((line) => line.msg === 'config reloaded'), '"config reloaded"');
+    await until(() => run.logs().some((line) => line.msg === 'config reloaded'), '"config reloaded"', run);
     const reloaded = run.logs().find((line) => line.msg === 'config reloaded');
     expect(reloaded).toMatchObject({ added: ['demo:carol'], removed: ['demo:bob'], restarted: [], retried: [], unchanged: 1 });
     const atReload = (await streams(ws.dir)).get('demo:alice')?.length ?? 0;
-    await untilRecords(ws, 'demo:alice', atReload + 10);
-    await untilRecords(ws, 'demo:carol', demoExchange().length + 5);
+    await untilRecords(ws, run, 'demo:alice', atReload + 10);
+    await untilRecords(ws, run, 'demo:carol', demoExchange().length + 5);
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);
     expect(run.stdout()).toMatch(/^stopped: demo:alice \d+ records captured, 0 already archived; demo:carol \d+ records captured/);
@@ -213,7 +216,7 @@ describe('offchannel capture as a fleet (built CLI, real processes)', () => {
     const accounts = Array.from({ length: 30 }, (_, index) => `desk-${String(index).padStart(2, '0')}`);
     await ws.write(accounts.map((account) => ({ channel: 'demo', account, intervalMs: 0 })));
     const shards = [capture(ws, ['--shard', '0/3']), capture(ws, [], { OFFCHANNEL_SHARD: '1/3' }), capture(ws, ['--shard', '2/3'])];
-    for (const run of shards) await until(() => run.logs().some((line) => line.msg === 'capture running'), '"capture running" of every shard', 60_000);
+    for (const run of shards) await until(() => run.logs().some((line) => line.msg === 'capture running'), '"capture running" of every shard', run);
     const expected = [0, 1, 2].map((shard) => accounts.map((account) => `demo:${account}`).filter((stream) => shardOf(stream, 3) === shard));
     expect(expected.every((list) => list.length > 0)).toBe(true);
     shards.forEach((run, shard) => {
@@ -224,7 +227,7 @@ describe('offchannel capture as a fleet (built CLI, real processes)', () => {
 
     // A second process for shard 1: every account of it is held by the first, so it is refused each, clearly, and writes nothing.
     const second = capture(ws, ['--shard', '1/3']);
-    await until(() => second.logs().some((line) => line.msg === 'capture running'), '"capture running" of the second shard-1 process', 60_000);
+    await until(() => second.logs().some((line) => line.msg === 'capture running'), '"capture running" of the second shard-1 process', second);
     const refused = second.logs().filter((line) => typeof line.msg === 'string' && line.msg.includes('is captured by another process'));
     expect(refused.map((line) => line.stream).sort()).toEqual(expected[1]);
     expect(refused.every((line) => line.code === 'SINK_CONFLICT' && line.msg.includes('check --shard'))).toBe(true);
