@@ -112,7 +112,7 @@ async function untilRecords(ws: Workspace, run: Capture, stream: string, count: 
   }
 }
 
-async function verified(ws: Workspace): Promise<{ ok: boolean; failures: unknown[] }> {
+async function verified(ws: Workspace): Promise<{ ok: boolean; failures: readonly unknown[] }> {
   const sink = await openFsSink({ dir: path.join(ws.dir, 'archive'), readOnly: true });
   const report = await verifyArchive(sink, { verifiers: [ws.key.verifier] }).finally(() => sink.close());
   return { ok: report.ok, failures: report.failures };

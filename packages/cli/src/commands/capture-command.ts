@@ -66,14 +66,29 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   const logger = createLogger(values['log-level'], io.env, config.log.level);
   const runner = new CaptureRunner(config, logger, shard ? { shard } : {});
   if (!config.signing) logger.warn({}, 'no "signing" in the config: checkpoints will not be signed, so deletions at the end of a stream cannot be detected');
-  await runner.start();
-  const started = runner.snapshot().accounts;
-  if (started.length === 0) logger.warn({ shard: shard ? shardText(shard) : null }, 'no account of the config is in this shard; waiting for a config reload (SIGHUP)');
-  logger.info({ run: runner.runId, ...(shard ? { shard: shardText(shard) } : {}), accounts: started.map(({ stream, state }) => ({ stream, state })) }, 'capture running');
-  const unsubscribe = io.onHangup?.(() => {
+  // Subscribed before the start, which can take a while with many accounts: a SIGHUP meanwhile
+  // must not end the process (the default action), it is applied once everything has started.
+  let started = false;
+  let hangupWhileStarting = false;
+  const reload = (): void => {
     logger.info({}, 'SIGHUP: re-reading the config');
     void reloadConfig(file, runner, logger);
+  };
+  const unsubscribe = io.onHangup?.(() => {
+    if (started) reload();
+    else hangupWhileStarting = true;
   });
+  try {
+    await runner.start();
+  } catch (error) {
+    unsubscribe?.();
+    throw error;
+  }
+  started = true;
+  const accounts = runner.snapshot().accounts;
+  if (accounts.length === 0) logger.warn({ shard: shard ? shardText(shard) : null }, 'no account of the config is in this shard; waiting for a config reload (SIGHUP)');
+  logger.info({ run: runner.runId, ...(shard ? { shard: shardText(shard) } : {}), accounts: accounts.map(({ stream, state }) => ({ stream, state })) }, 'capture running');
+  if (hangupWhileStarting) reload();
   const tty = io.stdout.isTTY === true;
   let lastLog = 0;
   const tick = setInterval(() => {
