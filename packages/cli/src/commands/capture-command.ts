@@ -60,7 +60,7 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   if (values.check) {
     for (const entry of config.connectors) await checkConnectorEntry(entry);
     const mine = config.connectors.filter((entry) => inShard(`${entry.channel}:${entry.account}`, shard));
-    io.stdout.write(`config OK: ${file}\n  ${plural(config.connectors.length, 'connector')}: ${config.connectors.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n${shard ? `  shard ${shardText(shard)}: ${mine.length} of them: ${mine.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n` : ''}  archive: ${config.archive.kind === 'dir' ? config.archive.dir : `${config.archive.url} (spool ${config.archive.spool})`}\n  signing: ${config.signing ? config.signing.keyFile : 'none (checkpoints will not be signed)'}\n  policy: ${config.policy.version ?? 'none'}\n`);
+    io.stdout.write(`config OK: ${file}\n  ${plural(config.connectors.length, 'connector')}: ${config.connectors.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n${shard ? `  shard ${shardText(shard)}: ${mine.length === 0 ? 'none of them (this process would wait for a reload)' : `${mine.length} of them: ${mine.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}`}\n` : ''}  archive: ${config.archive.kind === 'dir' ? config.archive.dir : `${config.archive.url} (spool ${config.archive.spool})`}\n  signing: ${config.signing ? config.signing.keyFile : 'none (checkpoints will not be signed)'}\n  policy: ${config.policy.version ?? 'none'}\n`);
     return EXIT_OK;
   }
   const logger = createLogger(values['log-level'], io.env, config.log.level);
