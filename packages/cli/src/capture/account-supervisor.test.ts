@@ -46,6 +46,7 @@ class Scripted implements Connector {
   readonly account: string;
   readonly source = { package: 'scripted-whatsapp', version: '0.0.0' };
   readonly #plan: Error | 'run';
+  #hostile = false;
   #status: ConnectorStatus = { state: 'idle', since: '2026-11-20T09:00:00.000Z', captured: 0, duplicates: 0, errors: 0 };
 
   constructor(account: string, plan: Error | 'run') {
@@ -64,11 +65,19 @@ class Scripted implements Connector {
     this.#status = { ...this.#status, state: 'logged-out' };
   }
 
-  async stop(): Promise<void> {
+  /** A broken connector: `status()` and `stop()` throw synchronously. */
+  breakDown(): void {
+    this.#hostile = true;
+  }
+
+  stop(): Promise<void> {
+    if (this.#hostile) throw new TypeError('stop is broken');
     if (this.#status.state === 'running') this.#status = { ...this.#status, state: 'stopped' };
+    return Promise.resolve();
   }
 
   status(): ConnectorStatus {
+    if (this.#hostile) throw new TypeError('status is broken');
     return this.#status;
   }
 }
@@ -93,7 +102,7 @@ async function until(check: () => boolean, what: string, ms = 30_000): Promise<v
 }
 
 describe('account supervision', () => {
-  it('restarts a throwing connector with backoff (recorded at attempts 1, 2, 4), parks it when logged out, and retries it on reload, while the other account keeps capturing', { timeout: 60_000 }, async () => {
+  it('restarts a throwing connector with backoff (recorded at attempts 1, 2, 4), parks it when logged out, retries it on reload, restarts a broken one, while the other account keeps capturing', { timeout: 60_000 }, async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-supervise-'));
     dirs.push(dir);
     await writeFile(path.join(dir, 'state.key'), `${generateStateKey()}\n`, { mode: 0o600 });
@@ -110,7 +119,7 @@ describe('account supervision', () => {
       file,
     );
     const failures = [new Error('socket closed'), new OffchannelError('SIGNAL_SERVER_REFUSED', 'refused'), new Error('x'), new Error('y'), new Error('z')];
-    const scripted = scriptedPackage([...failures, 'run', 'run']);
+    const scripted = scriptedPackage([...failures, 'run', 'run', 'run']);
     const logger = createRecordingLogger();
     const runner = new CaptureRunner(config, logger, { load: async () => scripted.module, watchEveryMs: 20 });
     await runner.start();
@@ -128,6 +137,9 @@ describe('account supervision', () => {
     const reload = await runner.reload(config);
     expect(reload).toEqual({ added: [], removed: [], restarted: [], retried: ['whatsapp:bob'], unchanged: 1 });
     await until(() => account('whatsapp:bob')?.state === 'running', 'the retry after reload');
+    // A connector whose status() and stop() throw synchronously is restarted; nothing crashes.
+    scripted.connectors[6]?.breakDown();
+    await until(() => account('whatsapp:bob')?.state === 'running' && scripted.connectors.length === 8, 'the restart of a broken connector');
     const capturedBefore = account('demo:alice')?.captured ?? 0;
     await until(() => (account('demo:alice')?.captured ?? 0) > capturedBefore, 'the demo account to keep capturing');
     await runner.stop();
@@ -140,6 +152,8 @@ describe('account supervision', () => {
       ['capture-started', '5', ''],
       ['capture-logged-out', '', 'CONNECTOR_LOGGED_OUT'],
       ['capture-started', '0', ''],
+      ['capture-restarting', '1', 'CONNECTOR_FAILED'],
+      ['capture-started', '1', ''],
       ['capture-stopped', '', ''],
     ]);
     const backoff = bob.slice(0, 3).map((record) => Number(record.system?.fields?.backoffMs));
@@ -154,6 +168,7 @@ describe('account supervision', () => {
     expect(ticks).toEqual(ticks.map((_, index) => index + 1));
     // Logs name the stream and codes, never the thrown messages.
     expect(JSON.stringify(logger.lines)).not.toContain('socket closed');
+    expect(logger.lines.some((line) => JSON.stringify(line).includes('connector stop failed'))).toBe(true);
   });
 
   it('classifies by code: not linked and broken entries park, another writer is "claimed elsewhere", the rest retry', () => {

@@ -161,7 +161,7 @@ export class AccountSupervisor {
   }
 
   snapshot(): AccountSnapshot {
-    const status = this.#connector?.status();
+    const status = statusOf(this.#connector);
     const excluded = this.#done.excluded + (this.#policy?.excluded ?? 0);
     return {
       stream: this.stream,
@@ -213,7 +213,7 @@ export class AccountSupervisor {
     } catch (error) {
       abort.abort();
       this.#abort = undefined;
-      await connector?.stop().catch(() => undefined);
+      if (connector) await stopQuietly(connector);
       if (policy) this.#done.excluded += policy.excluded;
       this.#absorb(connector);
       if (this.#options.strict) {
@@ -239,7 +239,8 @@ export class AccountSupervisor {
   #check(): void {
     const connector = this.#connector;
     if (!connector || this.#stopping) return;
-    const verdict = classifyConnectorState(connector.status().state);
+    // A status() that throws is a connector in trouble: restart it.
+    const verdict = classifyConnectorState(statusOf(connector)?.state ?? 'failed');
     if (!verdict) {
       if (this.#attempt > 0 && Date.now() - this.#runningSince >= (this.#options.stableMs ?? 60_000)) this.#attempt = 0;
       return;
@@ -286,11 +287,8 @@ export class AccountSupervisor {
     const connector = this.#connector;
     if (!connector) return;
     this.#abort?.abort();
-    try {
-      await connector.stop();
-    } catch (error) {
-      this.#logger.error({ stream: this.stream, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'connector stop failed');
-    }
+    const error = await stopQuietly(connector);
+    if (error !== undefined) this.#logger.error({ stream: this.stream, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'connector stop failed');
     const policy = this.#policy;
     if (policy) {
       await policy.report().catch((error: unknown) => {
@@ -305,7 +303,7 @@ export class AccountSupervisor {
   }
 
   #absorb(connector: Connector | undefined): void {
-    const status = connector?.status();
+    const status = statusOf(connector);
     if (!status) return;
     this.#done.captured += status.captured;
     this.#done.duplicates += status.duplicates;
@@ -327,6 +325,25 @@ export class AccountSupervisor {
     } catch (error) {
       this.#logger.error({ stream: this.stream, event, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'could not record the account state change');
     }
+  }
+}
+
+/** The connector's status, or `undefined` if it has none or `status()` throws. */
+function statusOf(connector: Connector | undefined): ConnectorStatus | undefined {
+  try {
+    return connector?.status();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Stops `connector`; resolves with what it threw (synchronously or not), never rejects. */
+async function stopQuietly(connector: Connector): Promise<unknown> {
+  try {
+    await connector.stop();
+    return undefined;
+  } catch (error) {
+    return error ?? new Error('connector stop failed');
   }
 }
 
