@@ -171,6 +171,31 @@ describe('account supervision', () => {
     expect(logger.lines.some((line) => JSON.stringify(line).includes('connector stop failed'))).toBe(true);
   });
 
+  it('reload restarts a changed entry, and refuses a config with a bad entry as a whole', { timeout: 60_000 }, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-reload-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'offchannel.config.json');
+    const config = (connectors: unknown[]) => parseCaptureConfig({ state: { unencrypted: true }, connectors }, file);
+    const alice = { channel: 'demo', account: 'alice', intervalMs: 5, repeat: true };
+    const bob = { channel: 'demo', account: 'bob', intervalMs: 5, repeat: true };
+    const runner = new CaptureRunner(config([alice, bob]), createRecordingLogger(), { watchEveryMs: 20 });
+    await runner.start();
+    await expect(runner.reload(config([alice, { ...bob, intervalMs: 'fast' }]))).rejects.toThrow(/config\.connectors\[1\]\.intervalMs must be a whole number/);
+    await expect(runner.reload(config([{ channel: 'whatsapp', account: 'carol', bogus: true }]))).rejects.toThrow(/config\.connectors\[0\]\.bogus is not a WhatsApp connector setting/);
+    expect(runner.snapshot().accounts.map((account) => [account.stream, account.state])).toEqual([['demo:alice', 'running'], ['demo:bob', 'running']]);
+    expect(await runner.reload(config([alice, { ...bob, intervalMs: 6 }]))).toEqual({ added: [], removed: [], restarted: ['demo:bob'], retried: [], unchanged: 1 });
+    await runner.stop();
+    // Two supervisors of one stream in one run: every state change recorded, none taken for a duplicate.
+    const bobStates = (await records(path.join(dir, 'archive'), 'demo:bob')).filter((record) => record.system?.event.startsWith('capture-'));
+    expect(bobStates.map((record) => [record.system?.event, record.system?.fields?.reason ?? ''])).toEqual([
+      ['capture-started', ''],
+      ['capture-stopped', 'config-changed'],
+      ['capture-started', ''],
+      ['capture-stopped', 'shutdown'],
+    ]);
+    expect((await records(path.join(dir, 'archive'), 'demo:alice')).filter((record) => record.system?.event === 'capture-stopped')).toHaveLength(1);
+  });
+
   it('classifies by code: not linked and broken entries park, another writer is "claimed elsewhere", the rest retry', () => {
     expect(classifyFailure(new OffchannelError('WHATSAPP_NOT_LINKED', ''))).toEqual({ state: 'not-linked', code: 'WHATSAPP_NOT_LINKED' });
     expect(classifyFailure(new OffchannelError('TELEGRAM_NOT_LINKED', '')).state).toBe('not-linked');

@@ -41,6 +41,11 @@ export interface SupervisorOptions {
   readonly policyVersion: string | undefined;
   /** Identifies this process's records (`fields.run`): one random id per capture process. */
   readonly runId: string;
+  /**
+   * The next number for a record key `capture-state:<run>:<n>`: shared by every supervisor of
+   * the process, so a stream supervised twice in one run (a changed entry) never repeats a key.
+   */
+  readonly nextRecord: () => number;
   /** `k/n` when sharded, for `capture-started`. */
   readonly shard?: string;
   readonly restart: { readonly initialMs: number; readonly maxMs: number };
@@ -101,7 +106,6 @@ export class AccountSupervisor {
   #watch: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
   #work: Promise<void> = Promise.resolve();
-  #records = 0;
   #startError: unknown;
   readonly #done: Totals = { captured: 0, duplicates: 0, errors: 0, excluded: 0 };
 
@@ -319,9 +323,8 @@ export class AccountSupervisor {
   /** One `system` record of a supervision change; a failure to record is logged, never thrown. */
   async #record(event: string, fields: Record<string, string>): Promise<void> {
     if (this.#options.strict) return;
-    this.#records += 1;
     try {
-      await this.#writer.capture({ kind: 'system', key: `capture-state:${this.#options.runId}:${this.#records}`, system: { event, fields: { ...fields, run: this.#options.runId } } });
+      await this.#writer.capture({ kind: 'system', key: `capture-state:${this.#options.runId}:${this.#options.nextRecord()}`, system: { event, fields: { ...fields, run: this.#options.runId } } });
     } catch (error) {
       this.#logger.error({ stream: this.stream, event, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'could not record the account state change');
     }

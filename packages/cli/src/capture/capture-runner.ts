@@ -79,6 +79,7 @@ export class CaptureRunner {
   readonly #options: CaptureRunnerOptions;
   readonly #supervisors = new Map<string, AccountSupervisor>();
   readonly #runId = randomUUID();
+  #records = 0;
   #sink: Sink | undefined;
   #forwarder: Forwarder | undefined;
   #recorder: Recorder | undefined;
@@ -265,6 +266,7 @@ export class CaptureRunner {
         logger: this.#logger,
         policyVersion: config.policy.version,
         runId: this.#runId,
+        nextRecord: () => ++this.#records,
         ...(this.#options.shard ? { shard: shardText(this.#options.shard) } : {}),
         restart: { initialMs: config.supervision.restartInitialMs, maxMs: config.supervision.restartMaxMs },
         ...(this.#options.watchEveryMs === undefined ? {} : { watchEveryMs: this.#options.watchEveryMs }),
