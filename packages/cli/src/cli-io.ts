@@ -6,6 +6,11 @@ export interface CliIo {
   readonly cwd: string;
   /** Aborted on SIGINT/SIGTERM. */
   readonly signal: AbortSignal;
+  /**
+   * Subscribes to SIGHUP ("re-read the config") for as long as a command wants it; returns the
+   * unsubscribe. Absent in-process (tests, embedding): nothing to subscribe to.
+   */
+  readonly onHangup?: (listener: () => void) => () => void;
 }
 
 /** Exit codes: 0 success, 1 the archive (or the job) failed a check, 2 the command was used wrongly. */

@@ -68,6 +68,8 @@ export interface CaptureConfig {
   readonly policy: { readonly version?: string; readonly reportEveryMs: number; readonly identifierKeyFile?: string };
   readonly log: { readonly level: string };
   readonly statusEveryMs: number;
+  /** Restart backoff of an account whose connector failed (see account-supervisor.ts). */
+  readonly supervision: { readonly restartInitialMs: number; readonly restartMaxMs: number };
   readonly connectors: readonly ConnectorConfig[];
 }
 
@@ -77,7 +79,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export function parseCaptureConfig(value: unknown, file: string): CaptureConfig {
   const base = path.dirname(path.resolve(file));
   const at = (relative: string): string => path.resolve(base, relative);
-  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'connectors']);
+  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'supervision', 'connectors']);
 
   const archive = parseArchive(root.archive ?? { dir: './archive' }, at);
   const stateConfig = object(root.state ?? {}, 'config.state', ['dir', 'keyFile', 'unencrypted']);
@@ -108,6 +110,10 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
   const identifierKeyFile = optionalString(policy.identifierKeyFile, 'config.policy.identifierKeyFile');
   const log = object(root.log ?? {}, 'config.log', ['level']);
   const status = object(root.status ?? {}, 'config.status', ['everyMs']);
+  const supervision = object(root.supervision ?? {}, 'config.supervision', ['restartInitialMs', 'restartMaxMs']);
+  const restartInitialMs = optionalInteger(supervision.restartInitialMs, 'config.supervision.restartInitialMs', 100, 3_600_000) ?? 1000;
+  const restartMaxMs = optionalInteger(supervision.restartMaxMs, 'config.supervision.restartMaxMs', 1000, 86_400_000) ?? 300_000;
+  if (restartMaxMs < restartInitialMs) throw new ConfigError('config.supervision.restartMaxMs', 'must be at least restartInitialMs');
 
   if (!Array.isArray(root.connectors) || root.connectors.length === 0) throw new ConfigError('config.connectors', 'must be a non-empty list of connectors ({"channel": …, "account": …})');
   const connectors = root.connectors.map((entry, index) => parseConnector(entry, `config.connectors[${index}]`, base));
@@ -135,6 +141,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     },
     log: { level: oneOf(log.level, 'config.log.level', LOG_LEVELS) ?? 'info' },
     statusEveryMs: optionalInteger(status.everyMs, 'config.status.everyMs', 100, 3_600_000) ?? 1000,
+    supervision: { restartInitialMs, restartMaxMs },
     connectors,
   };
 }

@@ -118,7 +118,10 @@ describe('capture runner', () => {
       for (const id of ['+15550199', 'dm:+15550199', hmac('dm:+15550199').slice(0, 12), sha256Text('dm:+15550199').slice(0, 12)]) expect(text).not.toContain(id);
     }
     const inScope = demoExchange().length - personal.length;
-    expect(archived).toHaveLength(inScope + 2);
+    const supervision = archived.filter((record) => record.kind === 'system' && record.system?.event.startsWith('capture-'));
+    expect(supervision.map((record) => record.system?.event)).toEqual(['capture-started', 'capture-stopped']);
+    expect(supervision.every((record) => record.source.policy === 'test-policy@1' && record.system?.fields?.run === runner.runId)).toBe(true);
+    expect(archived).toHaveLength(inScope + 2 + supervision.length);
 
     const text = JSON.stringify(logger.lines);
     for (const event of demoExchange()) if (event.text) expect(text).not.toContain(event.text);

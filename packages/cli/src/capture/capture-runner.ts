@@ -1,9 +1,13 @@
 /**
  * Runs configured connectors into the configured archive until stopped: opens the sink (a
  * directory, or a local spool forwarded to S3), the encrypted state store and the signing key,
- * starts each connector behind its capture policy, and on stop lets captures in flight finish,
- * records pending policy counts, signs final checkpoints and drains the spool.
+ * and hands each account of this process's shard to its own supervisor
+ * (`account-supervisor.ts`), so one account's failure never stops another. `reload` applies a
+ * re-read config (SIGHUP): added accounts start, removed ones stop, unchanged ones are left
+ * alone (a parked one is tried again). On stop, captures in flight finish, pending policy
+ * counts are recorded, final checkpoints are signed and the spool is drained.
  */
+import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import {
@@ -15,7 +19,6 @@ import {
   Recorder,
   type Sink,
   type StateStore,
-  createConnectorContext,
   createTsaClient,
   loadStateKey,
   openStateStore,
@@ -23,9 +26,12 @@ import {
 import { openFsSink } from '@offchannel/sink-fs';
 import { openS3Sink } from '@offchannel/sink-s3';
 import { loadCertificates, loadIdentifierKey, loadSigningKey } from '../keys.ts';
+import { type AccountSnapshot, AccountSupervisor } from './account-supervisor.ts';
 import { type CaptureConfig, type ConnectorConfig, parseCaptureConfig } from './capture-config.ts';
-import { CapturePolicy } from './capture-policy.ts';
-import { type Environment, type Loader, createConnector } from './connector-registry.ts';
+import type { CapturePolicy } from './capture-policy.ts';
+import { type Shard, inShard, shardText } from './capture-shard.ts';
+import { PARKED_STATES } from './classify-failure.ts';
+import { type Environment, type Loader, checkConnectorEntry } from './connector-registry.ts';
 
 export interface RunningConnector {
   readonly stream: string;
@@ -34,47 +40,91 @@ export interface RunningConnector {
 }
 
 export interface CaptureSnapshot {
+  /** Every account of this process's shard, running or not. */
+  readonly accounts: readonly AccountSnapshot[];
+  /** The accounts whose connector runs, with its own status. */
   readonly connectors: readonly { readonly stream: string; readonly status: ConnectorStatus; readonly excluded: number }[];
   /** Per `<target>:<stream>`, the last seq copied from the spool to S3 (S3 archives only). */
   readonly forwarded?: Readonly<Record<string, number>>;
 }
 
+export interface CaptureRunnerOptions {
+  /** Imports connector packages (default: `import()`); tests hand in a local harness. */
+  readonly load?: Loader;
+  /** Capture only the accounts of this shard. */
+  readonly shard?: Shard;
+  /**
+   * One-shot commands (reconcile): `start()` rejects with the first account's start error
+   * instead of supervising it.
+   */
+  readonly strict?: boolean;
+  /** How often supervisors check their connector's status. Default 1,000 ms. */
+  readonly watchEveryMs?: number;
+  /** Where connector secrets named by `<secret>Env` settings are read (default `process.env`). */
+  readonly env?: Environment;
+}
+
+/** How many accounts start at once: a large config starts in waves, not all at one instant. */
+const START_CONCURRENCY = 16;
+
+/** What a reload did, by stream name. */
+export interface ReloadResult {
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  readonly restarted: readonly string[];
+  readonly retried: readonly string[];
+  readonly unchanged: number;
+}
+
 export class CaptureRunner {
-  readonly #config: CaptureConfig;
+  #config: CaptureConfig;
   readonly #logger: Logger;
-  readonly #running: RunningConnector[] = [];
-  readonly #abort = new AbortController();
+  readonly #options: CaptureRunnerOptions;
+  readonly #supervisors = new Map<string, AccountSupervisor>();
+  readonly #runId = randomUUID();
+  #records = 0;
   #sink: Sink | undefined;
   #forwarder: Forwarder | undefined;
   #recorder: Recorder | undefined;
   #state: StateStore | undefined;
   #policyTimer: NodeJS.Timeout | undefined;
-  readonly #load: Loader | undefined;
-  readonly #env: Environment;
+  /** The firm's key for excluded-contact HMACs (`policy.identifierKeyFile`). */
+  #identifierKey: { readonly bytes: Uint8Array; readonly id: string } | undefined;
+  #reloading: Promise<unknown> = Promise.resolve();
+  #stopped = false;
 
-  /**
-   * `load` imports connector packages (default: `import()`); tests hand in a local harness.
-   * `env` is where connector secrets named by `<secret>Env` settings are read (default `process.env`).
-   */
-  constructor(config: CaptureConfig, logger: Logger, options: { readonly load?: Loader; readonly env?: Environment } = {}) {
+  constructor(config: CaptureConfig, logger: Logger, options: CaptureRunnerOptions = {}) {
     this.#config = config;
     this.#logger = logger;
-    this.#load = options.load;
-    this.#env = options.env ?? process.env;
+    this.#options = options;
   }
 
+  /** The accounts whose connector is running now. */
   get connectors(): readonly RunningConnector[] {
-    return this.#running;
+    return [...this.#supervisors.values()].flatMap((supervisor) => {
+      const running = supervisor.running;
+      return running ? [{ stream: supervisor.stream, ...running }] : [];
+    });
   }
 
-  /** Opens everything and starts every connector; on any failure, closes what was opened and rejects. */
+  /** This process's random run id, stamped on its supervision records (`fields.run`). */
+  get runId(): string {
+    return this.#runId;
+  }
+
+  /**
+   * Checks every entry, opens the archive, state store and keys, and starts every account of
+   * the shard. Rejects only when the process as a whole cannot run (config, archive, keys);
+   * an account that cannot start is supervised (retried or parked) and does not reject this.
+   */
   async start(): Promise<void> {
     const config = this.#config;
     try {
+      for (const entry of config.connectors) await checkConnectorEntry(entry, this.#options.load, this.#options.env);
       this.#state = await openConfiguredStateStore(config.state, this.#logger);
       const signer = config.signing ? await loadSigningKey(config.signing.keyFile) : undefined;
+      this.#identifierKey = config.policy.identifierKeyFile === undefined ? undefined : await loadIdentifierKey(config.policy.identifierKeyFile);
       const trusted = config.signing && config.signing.tsaCerts.length > 0 ? await loadCertificates(config.signing.tsaCerts) : undefined;
-      const identifierKey = config.policy.identifierKeyFile === undefined ? undefined : await loadIdentifierKey(config.policy.identifierKeyFile);
       this.#sink = await this.#openSink();
       this.#recorder = new Recorder({
         sink: this.#forwarder?.sink ?? this.#sink,
@@ -91,22 +141,15 @@ export class CaptureRunner {
             }
           : {}),
       });
-      for (const entry of config.connectors) {
-        const connector = await createConnector(entry, this.#load, this.#env);
-        if (connector.channel !== entry.channel || connector.account !== entry.account) throw new ConfigError(entry.key, `the ${entry.channel} package built a connector for ${connector.channel}:${connector.account}`);
-        const source = config.policy.version === undefined ? connector.source : { ...connector.source, policy: config.policy.version };
-        // The context scopes the state store to the stream, `<channel>:<account>`: the scope `offchannel link` writes the session to.
-        const ctx = createConnectorContext({ recorder: this.#recorder, connector: { channel: connector.channel, account: connector.account, source }, state: this.#state, logger: this.#logger, signal: this.#abort.signal });
-        const policy = new CapturePolicy(ctx, entry.policy, config.policy.version, identifierKey);
-        await policy.start();
-        this.#logger.info({ stream: ctx.stream, policy: config.policy.version ?? null, excluding: policy.active }, 'starting connector');
-        await connector.start(policy.wrap());
-        this.#running.push({ stream: ctx.stream, connector, policy });
+      await this.#startAll(this.#mine(config.connectors));
+      if (this.#options.strict) {
+        const failed = [...this.#supervisors.values()].find((supervisor) => supervisor.startError !== undefined);
+        if (failed) throw failed.startError;
       }
       this.#policyTimer = setInterval(() => {
-        for (const { policy, stream } of this.#running) {
-          policy.report().catch((error: unknown) => {
-            this.#logger.error({ stream, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'recording policy counts failed; they stay pending and are retried');
+        for (const supervisor of this.#supervisors.values()) {
+          supervisor.reportPolicy().catch((error: unknown) => {
+            this.#logger.error({ stream: supervisor.stream, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'recording policy counts failed; they stay pending and are retried');
           });
         }
       }, config.policy.reportEveryMs);
@@ -117,20 +160,76 @@ export class CaptureRunner {
     }
   }
 
+  /**
+   * Applies a re-read config: accounts added to this shard start, removed ones stop cleanly,
+   * changed ones restart, parked ones are tried again, the others are not touched. A config
+   * that fails its checks is refused as a whole (`ConfigError`) and nothing changes. Only
+   * `connectors` and `supervision` are re-read; archive, state, signing, policy and log need a
+   * restart (a warning says so).
+   */
+  reload(next: CaptureConfig): Promise<ReloadResult> {
+    const run = this.#reloading.then(() => this.#reload(next));
+    this.#reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reload(next: CaptureConfig): Promise<ReloadResult> {
+    if (this.#stopped || !this.#recorder) throw new ConfigError('config', 'was not applied: capture is stopping');
+    for (const entry of next.connectors) await checkConnectorEntry(entry, this.#options.load, this.#options.env);
+    const current = this.#config;
+    const fixed = (['archive', 'state', 'signing', 'policy', 'log'] as const).filter((key) => JSON.stringify(current[key]) !== JSON.stringify(next[key]));
+    if (fixed.length > 0) this.#logger.warn({ settings: fixed }, 'these settings changed in the config but apply only after a restart; the connector list was applied');
+    this.#config = { ...current, connectors: next.connectors, supervision: next.supervision };
+    const wanted = new Map(this.#mine(next.connectors).map((entry) => [`${entry.channel}:${entry.account}`, entry]));
+    const removed: string[] = [];
+    const restarted: string[] = [];
+    const retried: string[] = [];
+    const added: ConnectorConfig[] = [];
+    let unchanged = 0;
+    const stopping: Promise<void>[] = [];
+    for (const [stream, supervisor] of this.#supervisors) {
+      const entry = wanted.get(stream);
+      if (!entry) {
+        removed.push(stream);
+        stopping.push(supervisor.stop('removed-from-config'));
+        this.#supervisors.delete(stream);
+      } else if (!sameEntry(entry, supervisor.entry)) {
+        restarted.push(stream);
+        added.push(entry);
+        stopping.push(supervisor.stop('config-changed'));
+        this.#supervisors.delete(stream);
+      } else if (PARKED_STATES.has(supervisor.state)) {
+        retried.push(stream);
+        void supervisor.retryIfParked();
+      } else {
+        unchanged++;
+      }
+    }
+    await Promise.all(stopping);
+    for (const [stream, entry] of wanted) if (!this.#supervisors.has(stream) && !added.includes(entry)) added.push(entry);
+    await this.#startAll(added);
+    const result = { added: added.filter((entry) => !restarted.includes(streamOf(entry))).map(streamOf), removed, restarted, retried, unchanged };
+    this.#logger.info(result, 'config reloaded');
+    return result;
+  }
+
   snapshot(): CaptureSnapshot {
     const status = this.#forwarder?.status();
     const forwarded: Record<string, number> = {};
     for (const target of status?.targets ?? []) for (const stream of target.streams) forwarded[`${target.name}:${stream.stream}`] = stream.seq ?? 0;
+    const accounts = [...this.#supervisors.values()].map((supervisor) => supervisor.snapshot());
     return {
-      connectors: this.#running.map(({ stream, connector, policy }) => ({ stream, status: connector.status(), excluded: policy.excluded })),
+      accounts,
+      connectors: accounts.flatMap((account) => (account.connector ? [{ stream: account.stream, status: account.connector, excluded: account.excluded }] : [])),
       ...(status ? { forwarded } : {}),
     };
   }
 
   /** Clean shutdown; idempotent. */
   async stop(): Promise<void> {
-    this.#abort.abort();
+    this.#stopped = true;
     if (this.#policyTimer) clearInterval(this.#policyTimer);
+    await this.#reloading;
     const errors: unknown[] = [];
     const attempt = async (what: string, action: () => Promise<unknown>): Promise<void> => {
       try {
@@ -140,19 +239,55 @@ export class CaptureRunner {
         this.#logger.error({ step: what, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'shutdown step failed');
       }
     };
-    for (const { connector } of this.#running) await attempt(`stop ${connector.channel}`, () => connector.stop());
-    for (const { policy } of this.#running) await attempt('policy counts', () => policy.report());
+    // Supervisors never reject: a connector that fails to stop is logged by its supervisor.
+    await Promise.all([...this.#supervisors.values()].map((supervisor) => supervisor.stop('shutdown')));
     if (this.#recorder) await attempt('recorder close (final checkpoints)', () => (this.#recorder as Recorder).close());
     if (this.#forwarder) {
       await attempt('forward to S3', () => (this.#forwarder as Forwarder).drain({ timeoutMs: 30_000 }));
       await attempt('forwarder stop', () => (this.#forwarder as Forwarder).stop());
     }
     if (this.#sink) await attempt('archive close', () => (this.#sink as Sink).close());
-    this.#running.length = 0;
     this.#recorder = undefined;
     this.#forwarder = undefined;
     this.#sink = undefined;
     if (errors.length > 0) throw errors[0];
+  }
+
+  /** The entries of this process's shard. */
+  #mine(entries: readonly ConnectorConfig[]): ConnectorConfig[] {
+    return entries.filter((entry) => inShard(streamOf(entry), this.#options.shard));
+  }
+
+  /** Starts a supervisor per entry, `START_CONCURRENCY` at a time; resolves when each first attempt settled. */
+  async #startAll(entries: readonly ConnectorConfig[]): Promise<void> {
+    const recorder = this.#recorder;
+    const state = this.#state;
+    if (!recorder || !state) return;
+    const config = this.#config;
+    const queue = entries.map((entry) => {
+      const supervisor = new AccountSupervisor({
+        entry,
+        recorder,
+        state,
+        logger: this.#logger,
+        policyVersion: config.policy.version,
+        runId: this.#runId,
+        nextRecord: () => ++this.#records,
+        ...(this.#options.shard ? { shard: shardText(this.#options.shard) } : {}),
+        restart: { initialMs: config.supervision.restartInitialMs, maxMs: config.supervision.restartMaxMs },
+        ...(this.#options.watchEveryMs === undefined ? {} : { watchEveryMs: this.#options.watchEveryMs }),
+        ...(this.#options.strict ? { strict: true } : {}),
+        ...(this.#options.load ? { load: this.#options.load } : {}),
+        ...(this.#options.env ? { env: this.#options.env } : {}),
+        ...(this.#identifierKey ? { identifierKey: this.#identifierKey } : {}),
+      });
+      this.#supervisors.set(supervisor.stream, supervisor);
+      return supervisor;
+    });
+    const workers = Array.from({ length: Math.min(START_CONCURRENCY, queue.length) }, async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) await next.start();
+    });
+    await Promise.all(workers);
   }
 
   async #openSink(): Promise<Sink> {
@@ -177,6 +312,15 @@ export class CaptureRunner {
       throw error;
     }
   }
+}
+
+function streamOf(entry: ConnectorConfig): string {
+  return `${entry.channel}:${entry.account}`;
+}
+
+/** Same settings and policy: nothing to restart. */
+function sameEntry(a: ConnectorConfig, b: ConnectorConfig): boolean {
+  return JSON.stringify([a.options, a.policy, a.baseDir]) === JSON.stringify([b.options, b.policy, b.baseDir]);
 }
 
 /** The config's secret state store: encrypted with `keyFile`, or unencrypted only when the config says so. */

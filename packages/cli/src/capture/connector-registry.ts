@@ -38,6 +38,19 @@ export type Loader = (name: string) => Promise<unknown>;
 export type Environment = Readonly<Record<string, string | undefined>>;
 
 /**
+ * Checks a config entry without starting anything: its channel's package is installed and
+ * accepts its settings. A problem is a `ConfigError` naming the entry. `offchannel capture`
+ * checks every entry this way before it starts (and on SIGHUP, before it applies a new config).
+ */
+export async function checkConnectorEntry(config: ConnectorConfig, load: Loader = (name) => import(name), env: Environment = process.env): Promise<void> {
+  if (config.channel === 'demo') {
+    DemoConnector.fromConfig(config.options, config.key);
+    return;
+  }
+  await loadConnectorPackage(config, load, env);
+}
+
+/**
  * Loads the package of a config entry's channel and validates the entry with its
  * `parse<Channel>ConnectorConfig`. A channel with no package, a package that is not installed,
  * or one without the parse function is a `ConfigError` naming the entry.

@@ -1,12 +1,14 @@
-import { CONNECTOR_SPEC_VERSION, type CaptureInput, type Connector, type ConnectorContext, type ConnectorStatus, OffchannelError } from '@offchannel/core';
-import { DEMO_ACCOUNT, demoExchange } from '../demo/demo-exchange.ts';
+import { CONNECTOR_SPEC_VERSION, type CaptureInput, ConfigError, type Connector, type ConnectorContext, type ConnectorStatus, OffchannelError } from '@offchannel/core';
+import { DEMO_ACCOUNT, DEMO_RAW_FORMAT, demoExchange } from '../demo/demo-exchange.ts';
 import { CLI_PACKAGE } from '../version.ts';
-import { type Json, object, optionalInteger } from './config-reader.ts';
+import { type Json, object, optionalBoolean, optionalInteger } from './config-reader.ts';
 
 /**
  * The built-in `demo` channel: replays the generated business exchange (the same events as
  * `offchannel demo`) through the real capture path, one event every `intervalMs`. For trying
- * `offchannel capture`, its policy and its shutdown without any platform account.
+ * `offchannel capture`, its policy and its shutdown without any platform account. With
+ * `repeat`, it then keeps sending one numbered desk message per interval (`tick-1`, `tick-2`…,
+ * fixed platform times), to watch a long-running capture: restarts, reloads, shards.
  */
 export class DemoConnector implements Connector {
   readonly specVersion = CONNECTOR_SPEC_VERSION;
@@ -15,20 +17,24 @@ export class DemoConnector implements Connector {
   readonly source = { package: CLI_PACKAGE.name, version: CLI_PACKAGE.version, upstream: 'offchannel-demo-generator@1' };
   readonly #intervalMs: number;
   readonly #events: readonly CaptureInput[];
+  readonly #repeat: boolean;
   #status: ConnectorStatus = { state: 'idle', since: new Date().toISOString(), captured: 0, duplicates: 0, errors: 0 };
   #loop: Promise<void> | undefined;
   #stop = new AbortController();
 
-  constructor(options: { readonly account?: string; readonly intervalMs?: number; readonly events?: readonly CaptureInput[] } = {}) {
+  constructor(options: { readonly account?: string; readonly intervalMs?: number; readonly events?: readonly CaptureInput[]; readonly repeat?: boolean } = {}) {
     this.account = options.account ?? DEMO_ACCOUNT;
     this.#intervalMs = options.intervalMs ?? 200;
     this.#events = options.events ?? demoExchange();
+    this.#repeat = options.repeat ?? false;
   }
 
   static fromConfig(entry: Json, key: string): DemoConnector {
-    const options = object(entry, key, ['account', 'intervalMs']);
+    const options = object(entry, key, ['account', 'intervalMs', 'repeat']);
     const intervalMs = optionalInteger(options.intervalMs, `${key}.intervalMs`, 0, 3_600_000);
-    return new DemoConnector({ account: options.account as string, ...(intervalMs === undefined ? {} : { intervalMs }) });
+    const repeat = optionalBoolean(options.repeat, `${key}.repeat`);
+    if (repeat === true && intervalMs === 0) throw new ConfigError(`${key}.intervalMs`, 'must be at least 1 with "repeat": true (it would send messages as fast as the archive takes them)');
+    return new DemoConnector({ account: options.account as string, ...(intervalMs === undefined ? {} : { intervalMs }), ...(repeat === undefined ? {} : { repeat }) });
   }
 
   async start(ctx: ConnectorContext): Promise<void> {
@@ -37,7 +43,7 @@ export class DemoConnector implements Connector {
   }
 
   async #run(ctx: ConnectorContext): Promise<void> {
-    for (const event of this.#events) {
+    for (const event of this.#replay()) {
       if (this.#stop.signal.aborted || ctx.signal.aborted) break;
       try {
         const result = await ctx.capture(event);
@@ -50,6 +56,11 @@ export class DemoConnector implements Connector {
       if (this.#intervalMs > 0) await sleep(this.#intervalMs, this.#stop.signal);
     }
     if (!this.#stop.signal.aborted) this.#set({ detail: 'all demo events replayed; idle' });
+  }
+
+  *#replay(): Generator<CaptureInput> {
+    yield* this.#events;
+    for (let n = 1; this.#repeat; n++) yield demoTick(n);
   }
 
   async stop(): Promise<void> {
@@ -67,6 +78,17 @@ export class DemoConnector implements Connector {
     const since = change.state !== undefined && change.state !== this.#status.state ? new Date().toISOString() : this.#status.since;
     this.#status = { ...this.#status, ...change, since };
   }
+}
+
+const TICKS_FROM = Date.UTC(2026, 10, 20, 9, 0, 0);
+const desk = { id: 'group:rates-desk', type: 'group', title: 'Rates desk' } as const;
+const dan = { id: 'dan@firm.example', name: 'Dan Okafor' };
+
+/** The `n`th repeated desk message: same key, content and platform time on every run. */
+export function demoTick(n: number): CaptureInput {
+  const id = `tick-${n}`;
+  const event = { kind: 'message', key: `message:${id}`, conversation: desk, sender: dan, direction: 'inbound', native: { id, chat: desk.id }, text: `Desk update ${n}`, sentAt: new Date(TICKS_FROM + n * 1000).toISOString() } as const;
+  return { ...event, raw: { bytes: new TextEncoder().encode(JSON.stringify({ platform: 'demo', event })), format: DEMO_RAW_FORMAT } };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

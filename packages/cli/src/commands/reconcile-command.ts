@@ -80,7 +80,7 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
   if ((entry.options as { route?: unknown }).route === 'business') throw new UsageError(`the telegram connector for "${entry.account}" uses the Bot API Business route, which cannot read chat history; only the user-session route can be reconciled`);
 
   const logger = createLogger(values['log-level'], io.env);
-  const runner = new CaptureRunner({ ...config, connectors: [entry] }, logger, { env: io.env, ...(load ? { load } : {}) });
+  const runner = new CaptureRunner({ ...config, connectors: [entry] }, logger, { strict: true, env: io.env, ...(load ? { load } : {}) });
   try {
     await runner.start();
   } catch (error) {
