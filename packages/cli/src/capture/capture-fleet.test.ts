@@ -42,7 +42,7 @@ async function workspace(): Promise<Workspace> {
   const config = path.join(dir, 'offchannel.config.json');
   const write = async (connectors: readonly Record<string, unknown>[]): Promise<void> => {
     const body = { archive: { dir: './archive' }, state: { dir: './state', keyFile: './state.key' }, signing: { keyFile: './signing.key' }, connectors };
-    await writeFile(config, JSON.stringify(body));
+    await writeFile(config, JSON.stringify(body), { mode: 0o600 });
   };
   return { dir, config, key, write };
 }

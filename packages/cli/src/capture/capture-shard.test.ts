@@ -42,13 +42,13 @@ describe('capture shards', () => {
     try {
       const config = path.join(dir, 'offchannel.config.json');
       const accounts = Array.from({ length: 9 }, (_, index) => `desk-${index}`);
-      await writeFile(config, JSON.stringify({ state: { unencrypted: true }, connectors: accounts.map((account) => ({ channel: 'demo', account })) }));
+      await writeFile(config, JSON.stringify({ state: { unencrypted: true }, connectors: accounts.map((account) => ({ channel: 'demo', account })) }), { mode: 0o600 });
       const checked = await runCli(['capture', '--check', '--shard', '1/3', '--config', config]);
       expect(checked.code).toBe(0);
       const mine = accounts.map((account) => `demo:${account}`).filter((stream) => shardOf(stream, 3) === 1);
       expect(checked.stdout).toContain(`shard 1/3: ${mine.length} of them: ${mine.join(', ')}\n`);
       // A setting only the WhatsApp package knows to refuse: --check loads it and names the key.
-      await writeFile(config, JSON.stringify({ state: { unencrypted: true }, connectors: [{ channel: 'whatsapp', account: 'bob', syncFullHistory: 'yes' }] }));
+      await writeFile(config, JSON.stringify({ state: { unencrypted: true }, connectors: [{ channel: 'whatsapp', account: 'bob', syncFullHistory: 'yes' }] }), { mode: 0o600 });
       const bad = await runCli(['capture', '--check', '--config', config]);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toMatch(/config\.connectors\[0\]\.syncFullHistory must be true or false/);
