@@ -45,6 +45,8 @@ export interface ExportOptions {
   readonly emlMode?: 'message' | 'day';
   /** `X-RSMF-Generator` and footers, e.g. `offchannel 0.1.0`. */
   readonly generator?: string;
+  /** Clock for `exportedAt` in `export-summary.json`. Default: system time. */
+  readonly clock?: () => Date;
   readonly logger?: Logger;
   readonly onProgress?: (progress: { readonly phase: string; readonly done: number; readonly total?: number }) => void;
 }
@@ -150,7 +152,7 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
       format: 'offchannel-export',
       v: 1,
       generator: job.generator,
-      exportedAt: new Date().toISOString(),
+      exportedAt: (options.clock ?? (() => new Date()))().toISOString(),
       selection: { streams, conversations: conversations.map((conversation) => ({ stream: conversation.stream, id: conversation.id ?? null, title: conversation.title ?? null })), from: options.from ?? null, to: options.to ?? null, formats, emlMode: job.emlMode },
       verification: { ok: verification.ok, signedCheckpointsChecked: verifiers !== undefined, streams: verification.streams.map((item) => ({ stream: item.stream, records: item.records, head: item.head, checkpoint: checkpoints.get(item.stream) ?? null })), warnings: verification.warnings.map((warning) => ({ code: warning.code, message: warning.message })) },
       counts,

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CaptureInput, type Ed25519NoteKey, Recorder, type StreamWriter, generateEd25519NoteKey } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { exportArchive } from '../export-archive.ts';
-import { type TradeArchive, alice, bob, client, createTradeArchive, tinyPng } from '../__fixtures__/trade-archive.ts';
+import { type TradeArchive, alice, bob, client, createTradeArchive, fixtureClock, tinyPng } from '../__fixtures__/trade-archive.ts';
 import { RSMF_FIXTURES, errorsOf, rsmfValidator } from '../__fixtures__/rsmf-validator.ts';
 import type { RsmfManifest } from './rsmf-slice.ts';
 
@@ -47,7 +47,7 @@ async function recordArchive(channel: string, fill: (writer: StreamWriter) => Pr
   outs.push(dir);
   const key = generateEd25519NoteKey('rsmf-test.offchannel.example');
   const sink = await openFsSink({ dir });
-  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 5000 } });
+  const recorder = new Recorder({ sink, clock: fixtureClock, checkpoints: { signer: key, everyRecords: 5000 } });
   const writer = recorder.writer({ channel, account: 'alice', source: { package: '@offchannel/export-test', version: '0.0.0' } });
   try {
     await fill(writer);
