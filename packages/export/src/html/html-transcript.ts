@@ -7,6 +7,7 @@
  */
 import type { Party } from '@offchannel/core';
 import type { TranscriptAttachment, TranscriptEvent } from '../model/transcript-event.ts';
+import { displayName } from '../model/attachment-file-name.ts';
 import { partyName } from '../model/transcript-events.ts';
 
 /** Images up to this size are embedded in the page; larger files are linked next to it. */
@@ -159,10 +160,12 @@ function htmlText(text: string): string {
 
 function htmlAttachment(attachment: TranscriptAttachment, src: string | undefined): string {
   if (attachment.status === 'unavailable') {
-    return `<div class="attachment unavailable" data-status="unavailable">Attachment not archived: ${escapeHtml(attachment.reason ?? 'unknown reason')}${attachment.name ? ` · ${escapeHtml(attachment.name)}` : ''}${attachment.mime ? ` · ${escapeHtml(attachment.mime)}` : ''}</div>`;
+    return `<div class="attachment unavailable" data-status="unavailable">Attachment not archived: ${escapeHtml(attachment.reason ?? 'unknown reason')}${attachment.name ? ` · <span class="name">${escapeHtml(attachment.label)}</span>` : ''}${attachment.mime ? ` · ${escapeHtml(displayName(attachment.mime))}` : ''}</div>`;
   }
-  const label = `${escapeHtml(attachment.name ?? attachment.fileName ?? 'attachment')} · ${escapeHtml(attachment.mime ?? '')} · ${attachment.size ?? 0} bytes · sha256 <code>${escapeHtml((attachment.sha256 ?? '').slice(0, 16))}…</code>${attachment.addedBy ? ` · arrived later (record ${escapeHtml(attachment.addedBy)})` : ''}`;
-  const image = src !== undefined && (attachment.mime ?? '').startsWith('image/') ? `<img alt="${escapeHtml(attachment.name ?? 'image')}" src="${escapeHtml(src)}">` : '';
-  const link = src === undefined ? label : `<a href="${escapeHtml(src)}" download="${escapeHtml(attachment.fileName ?? 'attachment')}">${label}</a>`;
-  return `<div class="attachment" data-status="stored">${image}${link}</div>`;
+  // The sender's name is text only; the file (linked, or embedded when an inline image) is
+  // named by its SHA-256 with an inert extension, so opening it cannot run the sender's code.
+  const label = `<span class="name">${escapeHtml(attachment.label)}</span> · ${escapeHtml(displayName(attachment.mime ?? ''))} · ${attachment.size ?? 0} bytes · sha256 <code>${escapeHtml((attachment.sha256 ?? '').slice(0, 16))}…</code>${attachment.addedBy ? ` · arrived later (record ${escapeHtml(attachment.addedBy)})` : ''}`;
+  if (src?.startsWith('data:')) return `<div class="attachment" data-status="stored"><img alt="${escapeHtml(attachment.label)}" src="${escapeHtml(src)}">${label}</div>`;
+  const link = src === undefined ? label : `${label} · <a href="${escapeHtml(src)}" download="${escapeHtml(attachment.fileName ?? 'attachment.bin')}" type="${escapeHtml(attachment.fileType ?? 'application/octet-stream')}">open <code>${escapeHtml(attachment.fileName ?? '')}</code></a>`;
+  return `<div class="attachment" data-status="stored">${link}</div>`;
 }

@@ -19,6 +19,7 @@
 import type { Party } from '@offchannel/core';
 import { type ConversationSummary } from '../index-db/archive-index.ts';
 import type { TranscriptAttachment, TranscriptEvent } from '../model/transcript-event.ts';
+import { displayName } from '../model/attachment-file-name.ts';
 import { partyName } from '../model/transcript-events.ts';
 
 export interface RsmfCustom {
@@ -140,7 +141,7 @@ export class RsmfSlice {
       timestamp: event.at,
       ...(event.deletions.length > 0 ? { deleted: true } : {}),
       ...(event.reactionState.length > 0 ? { reactions: event.reactionState.map((reaction) => ({ value: reaction.value, count: reaction.participants.length, participants: reaction.participants.map((party) => party.id) })) } : {}),
-      ...(stored.length > 0 ? { attachments: stored.map((attachment) => ({ id: attachment.fileName, display: attachment.name ?? attachment.fileName, size: attachment.size })) } : {}),
+      ...(stored.length > 0 ? { attachments: stored.map((attachment) => ({ id: attachment.fileName, display: attachment.label, size: attachment.size })) } : {}),
       ...(event.edits.length > 0 ? { edits: event.edits.map((edit) => ({ participant: edit.by?.id ?? event.sender?.id ?? 'unknown', timestamp: edit.at, previous: edit.previous ?? '', new: edit.text ?? '' })) } : {}),
       ...(event.direction ? { direction: event.direction === 'outbound' ? 'outgoing' : 'incoming' } : {}),
       ...(event.receipts.some((receipt) => receipt.status !== 'played') ? { read_receipts: event.receipts.filter((receipt) => receipt.status !== 'played').map((receipt) => ({ participant: receipt.by?.id ?? 'unknown', timestamp: receipt.at, action: receipt.status })) } : {}),
@@ -166,10 +167,10 @@ export class RsmfSlice {
     event.receipts.forEach((receipt, index) => custom.push({ name: `offchannel.receipt.${index + 1}`, value: `${receipt.id} sha256 ${receipt.hash} ${receipt.status} by ${receipt.by?.id ?? 'unknown'} at ${receipt.at}` }));
     event.attachments
       .filter((attachment) => attachment.status === 'unavailable')
-      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment_unavailable.${index + 1}`, value: [attachment.reason, attachment.name, attachment.mime].filter(Boolean).join('; ') }));
+      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment_unavailable.${index + 1}`, value: [attachment.reason, attachment.name === undefined ? undefined : attachment.label, attachment.mime === undefined ? undefined : displayName(attachment.mime)].filter(Boolean).join('; ') }));
     event.attachments
       .filter((attachment) => attachment.status === 'stored')
-      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment.${index + 1}`, value: `${attachment.fileName ?? ''} sha256 ${attachment.sha256 ?? ''} ${attachment.mime ?? ''}${attachment.addedBy ? ` added by ${attachment.addedBy}` : ''}` }));
+      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment.${index + 1}`, value: `${attachment.fileName ?? ''} sha256 ${attachment.sha256 ?? ''} ${displayName(attachment.mime ?? '')}${attachment.addedBy ? ` added by ${attachment.addedBy}` : ''}` }));
     return nonEmpty(custom);
   }
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import type { Sink } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
+import { readVerifiedBlob } from '../verified-blob.ts';
 import { base64Lines, encodeWords, formatAddress, headerLine, mailboxFor, rfc5322Date } from '../mime/mime-message.ts';
 import { plainTranscript } from '../text/plain-transcript.ts';
 import { type WrittenFile, writeStreamingFile } from '../written-file.ts';
@@ -25,9 +26,8 @@ export async function writeRsmf(path: string, slice: RsmfSlice, sink: Sink, gene
   try {
     await zip.add('rsmf_manifest.json', Buffer.from(`${JSON.stringify(slice.manifest(), null, 2)}\n`, 'utf8'));
     for (const attachment of slice.attachments()) {
-      const bytes = attachment.sha256 ? await sink.getBlob(attachment.sha256) : undefined;
-      if (!bytes) throw new ExportError('EXPORT_UNVERIFIED', `attachment blob ${attachment.sha256 ?? '?'} disappeared from the archive during export; run offchannel verify`);
-      await zip.add(attachment.fileName ?? '', bytes);
+      if (!attachment.sha256 || !attachment.fileName) continue;
+      await zip.add(attachment.fileName, await readVerifiedBlob(sink, attachment.sha256, attachment.size));
     }
     zipInfo = await zip.close();
   } catch (error) {
@@ -43,7 +43,7 @@ export async function writeRsmf(path: string, slice: RsmfSlice, sink: Sink, gene
   const custodian = participants.find((party) => party.id === slice.custodianId) ?? { id: slice.custodianId };
   const text = Buffer.from(`${slice.title}\n${events.length} events, ${first} to ${last}\n\n${plainTranscript(events)}`, 'utf8');
   const boundary = `=_oc${createHash('sha256').update(text).update(zipInfo.sha256).digest('hex').slice(0, 28)}`;
-  const messageId = `<${createHash('sha256').update(`${slice.collectionId}\n${events[0]?.id ?? ''}\n${events.length}`).digest('hex').slice(0, 32)}@rsmf.offchannel.invalid>`;
+  const messageId = `<${createHash('sha256').update(`${slice.collectionId}\n${events[0]?.id ?? ''}\n${events.length}`).digest('hex')}@rsmf.offchannel.invalid>`;
   const headers: [string, string][] = [
     ['From', formatAddress(mailboxFor(custodian.id, slice.channel), custodian.name)],
     ['To', participants.filter((party) => party.id !== custodian.id).map((party) => formatAddress(mailboxFor(party.id, slice.channel), party.name)).join(', ') || formatAddress(mailboxFor(custodian.id, slice.channel))],
