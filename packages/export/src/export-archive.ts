@@ -1,7 +1,7 @@
 import { access, mkdir, readdir, rm, constants } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type Logger, type NoteVerifier, type Sink, type VerificationReport, noopLogger, verifyArchive } from '@offchannel/core';
+import { type Logger, type NoteVerifier, type Sink, type VerificationReport, noopLogger, openNote, parseCheckpoint, verifyArchive } from '@offchannel/core';
 import { exportEml } from './eml/export-eml.ts';
 import { ExportError } from './export-error.ts';
 import { type ExportJob, relative } from './export-job.ts';
@@ -104,7 +104,7 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
   const checkpoints = new Map<string, CheckpointRef>();
   for (const summary of verification.streams) {
     const latest = summary.checkpoints?.at(-1);
-    if (latest) checkpoints.set(summary.stream, { size: latest.size, root: latest.root, signedBy: latest.signedBy });
+    if (latest && verifiers) checkpoints.set(summary.stream, { size: latest.size, root: latest.root, signedBy: latest.signedBy, note: await verifiedNote(options.sink, summary.stream, latest, verifiers) });
   }
   const verificationLines = (stream: string): string[] => {
     const summary = verification.streams.find((item) => item.stream === stream);
@@ -119,7 +119,11 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
     ];
   };
 
-  const index = await ArchiveIndex.build(options.sink, streams, (done) => {
+  // Built from exactly what was verified: every record re-read is checked against the verified
+  // chain and head (archive-index.ts), every blob against its hash (verified-blob.ts).
+  progress('index', 0);
+  const heads = new Map(verification.streams.map((summary) => [summary.stream, summary.head] as const));
+  const index = await ArchiveIndex.build(options.sink, heads, (done) => {
     progress('index', done);
   });
   const files: WrittenFile[] = [];
@@ -165,6 +169,24 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
   } finally {
     await index.close();
   }
+}
+
+/** The newest verified checkpoint's note, read again and checked: signed by a given key, same size and root. */
+async function verifiedNote(sink: Sink, stream: string, checkpoint: { readonly size: number; readonly root: string }, verifiers: readonly NoteVerifier[]): Promise<string> {
+  const changed = (why: string, cause?: unknown): ExportError =>
+    new ExportError('EXPORT_UNVERIFIED', `the signed checkpoint ${checkpoint.size} of stream ${stream} changed between verification and export (${why}); nothing was exported. Run offchannel verify`, cause === undefined ? undefined : { cause });
+  const bytes = await sink.getCheckpoint(stream, checkpoint.size, 'note');
+  if (!bytes) throw changed('it is gone');
+  const note = Buffer.from(bytes).toString('utf8');
+  let opened;
+  try {
+    opened = openNote(note, verifiers);
+  } catch (error) {
+    throw changed('its signature no longer verifies', error);
+  }
+  const parsed = parseCheckpoint(opened.text);
+  if (opened.verified.length === 0 || parsed.size !== checkpoint.size || Buffer.from(parsed.root).toString('hex') !== checkpoint.root) throw changed('it no longer names the verified size and root');
+  return note;
 }
 
 async function prepareOutput(out: string): Promise<void> {

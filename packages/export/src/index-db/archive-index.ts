@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { type ArchiveRecord, type NativeRef, type Sink, canonicalize, decodeRecord } from '@offchannel/core';
+import { type ArchiveRecord, type NativeRef, type Sink, type StreamHead, ZERO_HASH, canonicalize, decodeRecord } from '@offchannel/core';
+import { ExportError } from '../export-error.ts';
 import { sortableTime } from './sortable-time.ts';
 
 /** A record as the exporters see it: where it sits in the archive and its hash. */
@@ -65,8 +66,15 @@ export class ArchiveIndex {
     this.#streamRecords = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? ORDER BY seq');
   }
 
-  /** Reads `streams` of `sink` into a new index in a private temporary directory. */
-  static async build(sink: Sink, streams: readonly string[], onProgress?: (done: number) => void): Promise<ArchiveIndex> {
+  /**
+   * Reads `streams` of `sink` into a new index in a private temporary directory, up to each
+   * stream's verified head and checked against it: every record must continue the hash chain
+   * (its `seq` next, its `prev` the hash of the record before) and the last one must be the
+   * verified head. The archive can change between verification and this read; a chain that ends
+   * in the verified head's hash is, by SHA-256, the very chain that was verified. Records
+   * appended after verification (a live archive) are not read.
+   */
+  static async build(sink: Sink, heads: ReadonlyMap<string, StreamHead>, onProgress?: (done: number) => void): Promise<ArchiveIndex> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-export-'));
     const db = new DatabaseSync(path.join(dir, 'index.sqlite'));
     try {
@@ -76,10 +84,14 @@ export class ArchiveIndex {
           target_seq INTEGER, json TEXT NOT NULL, PRIMARY KEY (stream, seq)) WITHOUT ROWID;`);
       const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)');
       let done = 0;
-      for (const stream of streams) {
+      for (const [stream, head] of heads) {
         db.exec('BEGIN');
+        let last: StreamHead = { seq: 0, hash: ZERO_HASH };
         for await (const stored of sink.read(stream)) {
-          const { record, hash } = decodeRecord(stored.bytes);
+          if (stored.seq > head.seq) break;
+          const { record, hash } = decodeStoredRecord(stream, stored.seq, stored.bytes);
+          if (record.stream !== stream || record.seq !== last.seq + 1 || stored.seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
+          last = { seq: record.seq, hash };
           insert.run(
             stream,
             record.seq,
@@ -95,6 +107,7 @@ export class ArchiveIndex {
           );
           if (++done % 10_000 === 0) onProgress?.(done);
         }
+        if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
         db.exec('COMMIT');
       }
       onProgress?.(done);
@@ -179,6 +192,18 @@ export class ArchiveIndex {
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
     await rm(this.#dir, { recursive: true, force: true });
+  }
+}
+
+function changed(stream: string, seq: number): ExportError {
+  return new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (detected at seq ${seq}); nothing was exported. Run offchannel verify, then export again`);
+}
+
+function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
+  try {
+    return decodeRecord(bytes);
+  } catch (error) {
+    throw new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (seq ${seq} is no longer a valid record); nothing was exported. Run offchannel verify`, { cause: error });
   }
 }
 

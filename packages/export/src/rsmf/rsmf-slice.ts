@@ -32,6 +32,8 @@ export interface CheckpointRef {
   readonly size: number;
   readonly root: string;
   readonly signedBy: string;
+  /** The signed note itself, read again after verification and checked to be the one verified. */
+  readonly note: string;
 }
 
 export interface RsmfManifest {
