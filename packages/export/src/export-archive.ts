@@ -7,6 +7,7 @@ import { ExportError } from './export-error.ts';
 import { type ExportJob, relative } from './export-job.ts';
 import { exportHtml } from './html/export-html.ts';
 import { ArchiveIndex } from './index-db/archive-index.ts';
+import { createExportTempDir } from './export-temp-dir.ts';
 import { parseTimeBound } from './index-db/sortable-time.ts';
 import { exportJsonl } from './jsonl/export-jsonl.ts';
 import { exportRsmf } from './rsmf/export-rsmf.ts';
@@ -48,6 +49,12 @@ export interface ExportOptions {
   /** Clock for `exportedAt` in `export-summary.json`. Default: system time. */
   readonly clock?: () => Date;
   readonly logger?: Logger;
+  /**
+   * Aborting stops the export with `EXPORT_ABORTED` at the next step; its working files are
+   * removed. Without a signal, the export removes its working files on SIGINT / SIGTERM itself
+   * (and the process then terminates as it would have).
+   */
+  readonly signal?: AbortSignal;
   readonly onProgress?: (progress: { readonly phase: string; readonly done: number; readonly total?: number }) => void;
 }
 
@@ -85,17 +92,47 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
   for (const stream of streams) if (!all.includes(stream)) throw new ExportError('EXPORT_OPTIONS', `the archive has no stream "${stream}"; it has: ${all.join(', ') || 'none'}`);
   const out = path.resolve(options.out);
   await prepareOutput(out);
+  const temp = await createExportTempDir(out, options.signal === undefined).catch((error: unknown) => {
+    throw new ExportError('EXPORT_OUTPUT', `cannot create the export's working directory beside ${out} (${(error as { code?: string }).code ?? 'unknown error'}); choose an --out whose parent directory you can write to`, { cause: error });
+  });
+  try {
+    return await verifyAndExport(options, { out, temp: temp.path, formats, streams, verifiers, from, to, logger });
+  } finally {
+    await temp.remove();
+  }
+}
 
-  const progress = (phase: string, done: number, total?: number): void => options.onProgress?.({ phase, done, ...(total === undefined ? {} : { total }) });
+interface Plan {
+  readonly out: string;
+  readonly temp: string;
+  readonly formats: readonly ExportFormat[];
+  readonly streams: readonly string[];
+  readonly verifiers: readonly NoteVerifier[] | undefined;
+  readonly from: string | undefined;
+  readonly to: string | undefined;
+  readonly logger: Logger;
+}
+
+async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<ExportResult> {
+  const { out, formats, streams, verifiers, from, to, logger } = plan;
+  const stopIfAborted = (): void => {
+    if (options.signal?.aborted) throw new ExportError('EXPORT_ABORTED', `the export was interrupted; the files already written in ${out} are incomplete (delete the directory), the working files were removed`);
+  };
+  const report = (phase: string, done: number, total?: number): void => options.onProgress?.({ phase, done, ...(total === undefined ? {} : { total }) });
+  const progress = (phase: string, done: number, total?: number): void => {
+    stopIfAborted();
+    report(phase, done, total);
+  };
   progress('verify', 0);
   const verification = await verifyArchive(options.sink, {
     streams,
     ...(verifiers ? { verifiers } : {}),
     ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
     onProgress: ({ seq }) => {
-      progress('verify', seq);
+      report('verify', seq);
     },
   });
+  stopIfAborted();
   if (!verification.ok) {
     const first = verification.failures[0];
     throw new ExportError('EXPORT_UNVERIFIED', `the archive does not verify, so nothing was exported: ${first?.code ?? 'FAILED'}: ${first?.message ?? 'unknown failure'} (${verification.failures.length} failure${verification.failures.length === 1 ? '' : 's'}; run offchannel verify for all)`);
@@ -123,7 +160,7 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
   // chain and head (archive-index.ts), every blob against its hash (verified-blob.ts).
   progress('index', 0);
   const heads = new Map(verification.streams.map((summary) => [summary.stream, summary.head] as const));
-  const index = await ArchiveIndex.build(options.sink, heads, (done) => {
+  const index = await ArchiveIndex.build(options.sink, heads, plan.temp, (done) => {
     progress('index', done);
   });
   const files: WrittenFile[] = [];
@@ -136,6 +173,7 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
       sink: options.sink,
       index,
       out,
+      temp: plan.temp,
       conversations,
       range: { ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }) },
       checkpoints,

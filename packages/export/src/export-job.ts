@@ -11,6 +11,8 @@ export interface ExportJob {
   readonly index: ArchiveIndex;
   /** Output directory (exists, was empty). */
   readonly out: string;
+  /** The export's private working directory (0700, beside `out`, removed at the end): for temporary files. */
+  readonly temp: string;
   readonly conversations: readonly ConversationSummary[];
   /** `sortableTime` bounds: from inclusive, to exclusive. */
   readonly range: { readonly from?: string; readonly to?: string };

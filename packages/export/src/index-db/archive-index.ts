@@ -1,5 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { type ArchiveRecord, type NativeRef, type Sink, type StreamHead, ZERO_HASH, canonicalize, decodeRecord } from '@offchannel/core';
@@ -44,7 +43,7 @@ const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
  */
 export class ArchiveIndex {
   readonly #db: DatabaseSync;
-  readonly #dir: string;
+  readonly #file: string;
   readonly #byKey: StatementSync;
   readonly #events: StatementSync;
   readonly #modifiers: StatementSync;
@@ -52,9 +51,9 @@ export class ArchiveIndex {
   readonly #byNativeId: StatementSync;
   readonly #streamRecords: StatementSync;
 
-  private constructor(db: DatabaseSync, dir: string) {
+  private constructor(db: DatabaseSync, file: string) {
     this.#db = db;
-    this.#dir = dir;
+    this.#file = file;
     this.#byKey = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
       `SELECT stream, seq, hash, json FROM records WHERE conv = ? AND at >= ? AND at < ?
@@ -67,16 +66,18 @@ export class ArchiveIndex {
   }
 
   /**
-   * Reads `streams` of `sink` into a new index in a private temporary directory, up to each
+   * Reads `streams` of `sink` into a new index file (0600) in `dir` (the export's private
+   * working directory, see export-temp-dir.ts), up to each
    * stream's verified head and checked against it: every record must continue the hash chain
    * (its `seq` next, its `prev` the hash of the record before) and the last one must be the
    * verified head. The archive can change between verification and this read; a chain that ends
    * in the verified head's hash is, by SHA-256, the very chain that was verified. Records
    * appended after verification (a live archive) are not read.
    */
-  static async build(sink: Sink, heads: ReadonlyMap<string, StreamHead>, onProgress?: (done: number) => void): Promise<ArchiveIndex> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-export-'));
-    const db = new DatabaseSync(path.join(dir, 'index.sqlite'));
+  static async build(sink: Sink, heads: ReadonlyMap<string, StreamHead>, dir: string, onProgress?: (done: number) => void): Promise<ArchiveIndex> {
+    const file = path.join(dir, 'index.sqlite');
+    await (await open(file, 'wx', 0o600)).close();
+    const db = new DatabaseSync(file);
     try {
       db.exec(`PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
         CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
@@ -125,10 +126,10 @@ export class ArchiveIndex {
           AND r.native_id = records.target_id AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL AND target_seq IS NULL;
         CREATE INDEX by_target ON records (stream, target_seq, at, seq);`);
-      return new ArchiveIndex(db, dir);
+      return new ArchiveIndex(db, file);
     } catch (error) {
       db.close();
-      await rm(dir, { recursive: true, force: true });
+      await rm(file, { force: true });
       throw error;
     }
   }
@@ -191,7 +192,7 @@ export class ArchiveIndex {
   /** Closes and deletes the index. */
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
-    await rm(this.#dir, { recursive: true, force: true });
+    await rm(this.#file, { force: true });
   }
 }
 
