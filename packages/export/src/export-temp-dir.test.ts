@@ -135,7 +135,7 @@ describe('working files', () => {
 
 /** Starts export-child.ts and waits until it is mid-export with its index on disk. */
 async function startChild(out: string): Promise<{ readonly process: ChildProcess; readonly exited: Promise<unknown[]> }> {
-  const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', CHILD, archive.dir, out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', CHILD, archive.dir, out, 'slow'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = once(child, 'exit');
   let output = '';
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));

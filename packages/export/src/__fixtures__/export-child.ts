@@ -1,7 +1,9 @@
 /**
- * A real process running an export, for the interruption tests: `node export-child.ts <archive>
- * <out>`. It prints `WORKING <temp dir>` once the export's working directory holds the index
- * and then reads the archive slowly, so the test can signal or kill it mid-export.
+ * A real process running an export: `node export-child.ts <archive> <out> slow|rsmf`.
+ * - `slow` (interruption tests): HTML; prints `WORKING <temp dir>` once the export's working
+ *   directory holds the index and then reads the archive slowly, so the test can signal or kill
+ *   it mid-export.
+ * - `rsmf` (memory tests, run under a heap limit): RSMF, then prints `DONE`.
  */
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -10,7 +12,7 @@ import type { Sink } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { exportArchive } from '../export-archive.ts';
 
-const [archive, out] = process.argv.slice(2) as [string, string];
+const [archive, out, mode] = process.argv.slice(2) as [string, string, 'slow' | 'rsmf'];
 const sink = await openFsSink({ dir: archive, readOnly: true });
 let slow = false;
 async function* slowRead(stream: string): AsyncGenerator<Awaited<ReturnType<Sink['read']> extends AsyncIterable<infer T> ? T : never>> {
@@ -29,9 +31,9 @@ const slowSink = new Proxy(sink, {
 await exportArchive({
   sink: slowSink,
   out,
-  formats: ['html'],
+  formats: mode === 'rsmf' ? ['rsmf'] : ['html'],
   onProgress: ({ phase }) => {
-    if (phase !== 'index' || slow) return;
+    if (mode !== 'slow' || phase !== 'index' || slow) return;
     slow = true;
     void readdir(path.dirname(out)).then((names) => {
       const temp = names.find((name) => name.startsWith('.offchannel-export-tmp-'));
