@@ -91,7 +91,7 @@ export function htmlHead(header: HtmlHeader): string {
   const people = header.participants.map((party) => `${escapeHtml(partyName(party))}${party.name && party.name !== party.id ? ` <span class="time">${escapeHtml(party.id)}</span>` : ''}`).join(', ');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'">
 <meta name="generator" content="${escapeHtml(header.generator)}">
 <title>${escapeHtml(header.title)}</title>
 <style>${STYLE}</style></head>
