@@ -217,12 +217,13 @@ async function verifiedNote(sink: Sink, stream: string, checkpoint: { readonly s
   if (!bytes) throw changed('it is gone');
   const note = Buffer.from(bytes).toString('utf8');
   let opened;
+  let parsed;
   try {
     opened = openNote(note, verifiers);
+    parsed = parseCheckpoint(opened.text);
   } catch (error) {
-    throw changed('its signature no longer verifies', error);
+    throw changed('it no longer verifies', error);
   }
-  const parsed = parseCheckpoint(opened.text);
   if (opened.verified.length === 0 || parsed.size !== checkpoint.size || Buffer.from(parsed.root).toString('hex') !== checkpoint.root) throw changed('it no longer names the verified size and root');
   return note;
 }
