@@ -166,6 +166,6 @@ function htmlAttachment(attachment: TranscriptAttachment, src: string | undefine
   // named by its SHA-256 with an inert extension, so opening it cannot run the sender's code.
   const label = `<span class="name">${escapeHtml(attachment.label)}</span> · ${escapeHtml(displayName(attachment.mime ?? ''))} · ${attachment.size ?? 0} bytes · sha256 <code>${escapeHtml((attachment.sha256 ?? '').slice(0, 16))}…</code>${attachment.addedBy ? ` · arrived later (record ${escapeHtml(attachment.addedBy)})` : ''}`;
   if (src?.startsWith('data:')) return `<div class="attachment" data-status="stored"><img alt="${escapeHtml(attachment.label)}" src="${escapeHtml(src)}">${label}</div>`;
-  const link = src === undefined ? label : `${label} · <a href="${escapeHtml(src)}" download="${escapeHtml(attachment.fileName ?? 'attachment.bin')}" type="${escapeHtml(attachment.fileType ?? 'application/octet-stream')}">open <code>${escapeHtml(attachment.fileName ?? '')}</code></a>`;
+  const link = src === undefined ? label : `${label} · <a href="${escapeHtml(src)}" download="${escapeHtml(attachment.fileName ?? 'attachment.bin')}" type="${escapeHtml(attachment.fileType ?? 'application/octet-stream')}" title="attachments/${escapeHtml(attachment.fileName ?? '')}">open file <code>${escapeHtml((attachment.fileName ?? '').replace(/^([0-9a-f]{12})[0-9a-f]+/, '$1…'))}</code></a>`;
   return `<div class="attachment" data-status="stored">${link}</div>`;
 }
