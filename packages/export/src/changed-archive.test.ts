@@ -131,13 +131,14 @@ describe('an archive that changes after verification', () => {
     expect(lines.map((line) => (JSON.parse(line) as { seq: number }).seq)).toEqual([1, 2, 3]);
   });
 
-  it('is refused when an attachment blob was replaced', async () => {
-    const { error } = await exportChanged(['html'], (dir) => {
+  it('is refused when an attachment blob was replaced, leaving no partial file', async () => {
+    const { error, out } = await exportChanged(['html'], (dir) => {
       const blobs = path.join(dir, 'blobs', 'sha256');
       execFileSync('chmod', ['-R', 'u+w', blobs]);
       for (const name of execFileSync('ls', [blobs], { encoding: 'utf8' }).trim().split('\n')) execFileSync('sh', ['-c', 'printf "<svg/>" > "$1"', 'sh', path.join(blobs, name)]);
     });
     expectRefused(error, /blob [0-9a-f]{64} changed in the archive during export/);
+    expect((await readdir(out, { recursive: true })).filter((name) => name.endsWith('.partial'))).toEqual([]);
   });
 
   it('proves JSONL lines with the checkpoint note it verified, even when the note is replaced later', async () => {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { OffchannelError } from '@offchannel/core';
-import { writeFileDurably } from './written-file.ts';
+import { writeFileDurably, writeStreamingFile } from './written-file.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -23,5 +23,16 @@ describe('writeFileDurably', () => {
     expect((error as Error).message).toMatch(/already exists; an export never replaces a file it wrote/);
     expect(await readFile(file, 'utf8')).toBe('first');
     expect(await readdir(dir)).toEqual(['a.txt']);
+  });
+
+  it('removes its partial file when filling it fails', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-written-'));
+    dirs.push(dir);
+    const error = await writeStreamingFile(path.join(dir, 'b.txt'), async (write) => {
+      await write('half of it');
+      throw new Error('the archive went away');
+    }).catch((caught: unknown) => caught);
+    expect((error as Error).message).toBe('the archive went away');
+    expect(await readdir(dir)).toEqual([]);
   });
 });

@@ -18,7 +18,7 @@ export async function writeFileDurably(file: string, bytes: Uint8Array | string)
  * Writes a file chunk by chunk as `fill` produces it, hashing as it goes: to `<file>.partial`
  * (never overwriting), then fsync and move into place — never over an existing file (two
  * outputs that would share a name are an error, not a silent replacement). If `fill` throws,
- * the file is closed and the error passed on; nothing is moved.
+ * the partial file is removed and the error passed on.
  */
 export async function writeStreamingFile(file: string, fill: (write: (chunk: string | Uint8Array) => Promise<void>) => Promise<void>): Promise<WrittenFile> {
   const partial = `${file}.partial`;
@@ -34,12 +34,10 @@ export async function writeStreamingFile(file: string, fill: (write: (chunk: str
       while (written < data.byteLength) written += (await handle.write(data, written)).bytesWritten;
     });
     await handle.sync();
-  } finally {
     await handle.close();
-  }
-  try {
     await placeNew(partial, file);
   } catch (error) {
+    await handle.close().catch(() => undefined);
     await unlink(partial).catch(() => undefined);
     throw error;
   }
