@@ -38,8 +38,9 @@ export class ZipWriter {
     this.#file = file;
   }
 
+  /** Creates `path` (0600: a zip is assembled in the export's private working directory). */
   static async create(path: string): Promise<ZipWriter> {
-    return new ZipWriter(await open(path, 'wx', 0o644));
+    return new ZipWriter(await open(path, 'wx', 0o600));
   }
 
   get size(): number {
