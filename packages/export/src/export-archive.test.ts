@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import PostalMime from 'postal-mime';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { OffchannelError, verifyRecordProof } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type ExportOptions, exportArchive } from './export-archive.ts';
@@ -27,7 +27,14 @@ async function files(dir: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  archive = await createTradeArchive();
+  // A wall clock far from the fixture's times: anything that leaks "now" into an export shows.
+  vi.useFakeTimers({ toFake: ['Date'] });
+  vi.setSystemTime(new Date('2031-06-15T12:00:00Z'));
+  try {
+    archive = await createTradeArchive();
+  } finally {
+    vi.useRealTimers();
+  }
   scratch = await mkdtemp(path.join(os.tmpdir(), 'offchannel-export-'));
 });
 afterAll(async () => {
@@ -108,8 +115,9 @@ describe('HTML', () => {
 
 describe('summary and checksums', () => {
   it('lists every file with its SHA-256; sha256sum -c accepts the export', async () => {
-    const { out, result } = await run({ formats: ['rsmf', 'eml', 'jsonl', 'html'] });
-    const summary = JSON.parse(await readFile(path.join(out, 'export-summary.json'), 'utf8')) as { verification: { ok: boolean; signedCheckpointsChecked: boolean }; files: unknown[] };
+    const { out, result } = await run({ formats: ['rsmf', 'eml', 'jsonl', 'html'], clock: () => new Date('2026-12-01T08:00:00Z') });
+    const summary = JSON.parse(await readFile(path.join(out, 'export-summary.json'), 'utf8')) as { exportedAt: string; verification: { ok: boolean; signedCheckpointsChecked: boolean }; files: unknown[] };
+    expect(summary.exportedAt).toBe('2026-12-01T08:00:00.000Z');
     expect(summary.verification).toMatchObject({ ok: true, signedCheckpointsChecked: true });
     expect(summary.files.length + 1).toBe(result.files.length);
     const check = execFileSync('sha256sum', ['-c', '--strict', 'SHA256SUMS'], { cwd: out, encoding: 'utf8' });

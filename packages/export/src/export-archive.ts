@@ -1,12 +1,13 @@
 import { access, mkdir, readdir, rm, constants } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type Logger, type NoteVerifier, type Sink, type VerificationReport, noopLogger, verifyArchive } from '@offchannel/core';
+import { type Logger, type NoteVerifier, type Sink, type VerificationReport, noopLogger, openNote, parseCheckpoint, verifyArchive } from '@offchannel/core';
 import { exportEml } from './eml/export-eml.ts';
 import { ExportError } from './export-error.ts';
 import { type ExportJob, relative } from './export-job.ts';
 import { exportHtml } from './html/export-html.ts';
 import { ArchiveIndex } from './index-db/archive-index.ts';
+import { createExportTempDir } from './export-temp-dir.ts';
 import { parseTimeBound } from './index-db/sortable-time.ts';
 import { exportJsonl } from './jsonl/export-jsonl.ts';
 import { exportRsmf } from './rsmf/export-rsmf.ts';
@@ -45,7 +46,15 @@ export interface ExportOptions {
   readonly emlMode?: 'message' | 'day';
   /** `X-RSMF-Generator` and footers, e.g. `offchannel 0.1.0`. */
   readonly generator?: string;
+  /** Clock for `exportedAt` in `export-summary.json`. Default: system time. */
+  readonly clock?: () => Date;
   readonly logger?: Logger;
+  /**
+   * Aborting stops the export with `EXPORT_ABORTED` at the next step; its working files are
+   * removed. Without a signal, the export removes its working files on SIGINT / SIGTERM itself
+   * (and the process then terminates as it would have).
+   */
+  readonly signal?: AbortSignal;
   readonly onProgress?: (progress: { readonly phase: string; readonly done: number; readonly total?: number }) => void;
 }
 
@@ -83,17 +92,47 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
   for (const stream of streams) if (!all.includes(stream)) throw new ExportError('EXPORT_OPTIONS', `the archive has no stream "${stream}"; it has: ${all.join(', ') || 'none'}`);
   const out = path.resolve(options.out);
   await prepareOutput(out);
+  const temp = await createExportTempDir(out, options.signal === undefined).catch((error: unknown) => {
+    throw new ExportError('EXPORT_OUTPUT', `cannot create the export's working directory beside ${out} (${(error as { code?: string }).code ?? 'unknown error'}); choose an --out whose parent directory you can write to`, { cause: error });
+  });
+  try {
+    return await verifyAndExport(options, { out, temp: temp.path, formats, streams, verifiers, from, to, logger });
+  } finally {
+    await temp.remove();
+  }
+}
 
-  const progress = (phase: string, done: number, total?: number): void => options.onProgress?.({ phase, done, ...(total === undefined ? {} : { total }) });
+interface Plan {
+  readonly out: string;
+  readonly temp: string;
+  readonly formats: readonly ExportFormat[];
+  readonly streams: readonly string[];
+  readonly verifiers: readonly NoteVerifier[] | undefined;
+  readonly from: string | undefined;
+  readonly to: string | undefined;
+  readonly logger: Logger;
+}
+
+async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<ExportResult> {
+  const { out, formats, streams, verifiers, from, to, logger } = plan;
+  const stopIfAborted = (): void => {
+    if (options.signal?.aborted) throw new ExportError('EXPORT_ABORTED', `the export was interrupted; the files already written in ${out} are incomplete (delete the directory), the working files were removed`);
+  };
+  const report = (phase: string, done: number, total?: number): void => options.onProgress?.({ phase, done, ...(total === undefined ? {} : { total }) });
+  const progress = (phase: string, done: number, total?: number): void => {
+    stopIfAborted();
+    report(phase, done, total);
+  };
   progress('verify', 0);
   const verification = await verifyArchive(options.sink, {
     streams,
     ...(verifiers ? { verifiers } : {}),
     ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
     onProgress: ({ seq }) => {
-      progress('verify', seq);
+      report('verify', seq);
     },
   });
+  stopIfAborted();
   if (!verification.ok) {
     const first = verification.failures[0];
     throw new ExportError('EXPORT_UNVERIFIED', `the archive does not verify, so nothing was exported: ${first?.code ?? 'FAILED'}: ${first?.message ?? 'unknown failure'} (${verification.failures.length} failure${verification.failures.length === 1 ? '' : 's'}; run offchannel verify for all)`);
@@ -102,7 +141,7 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
   const checkpoints = new Map<string, CheckpointRef>();
   for (const summary of verification.streams) {
     const latest = summary.checkpoints?.at(-1);
-    if (latest) checkpoints.set(summary.stream, { size: latest.size, root: latest.root, signedBy: latest.signedBy });
+    if (latest && verifiers) checkpoints.set(summary.stream, { size: latest.size, root: latest.root, signedBy: latest.signedBy, note: await verifiedNote(options.sink, summary.stream, latest, verifiers) });
   }
   const verificationLines = (stream: string): string[] => {
     const summary = verification.streams.find((item) => item.stream === stream);
@@ -117,7 +156,11 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
     ];
   };
 
-  const index = await ArchiveIndex.build(options.sink, streams, (done) => {
+  // Built from exactly what was verified: every record re-read is checked against the verified
+  // chain and head (archive-index.ts), every blob against its hash (verified-blob.ts).
+  progress('index', 0);
+  const heads = new Map(verification.streams.map((summary) => [summary.stream, summary.head] as const));
+  const index = await ArchiveIndex.build(options.sink, heads, plan.temp, (done) => {
     progress('index', done);
   });
   const files: WrittenFile[] = [];
@@ -130,6 +173,7 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
       sink: options.sink,
       index,
       out,
+      temp: plan.temp,
       conversations,
       range: { ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }) },
       checkpoints,
@@ -150,7 +194,7 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
       format: 'offchannel-export',
       v: 1,
       generator: job.generator,
-      exportedAt: new Date().toISOString(),
+      exportedAt: (options.clock ?? (() => new Date()))().toISOString(),
       selection: { streams, conversations: conversations.map((conversation) => ({ stream: conversation.stream, id: conversation.id ?? null, title: conversation.title ?? null })), from: options.from ?? null, to: options.to ?? null, formats, emlMode: job.emlMode },
       verification: { ok: verification.ok, signedCheckpointsChecked: verifiers !== undefined, streams: verification.streams.map((item) => ({ stream: item.stream, records: item.records, head: item.head, checkpoint: checkpoints.get(item.stream) ?? null })), warnings: verification.warnings.map((warning) => ({ code: warning.code, message: warning.message })) },
       counts,
@@ -163,6 +207,25 @@ export async function exportArchive(options: ExportOptions): Promise<ExportResul
   } finally {
     await index.close();
   }
+}
+
+/** The newest verified checkpoint's note, read again and checked: signed by a given key, same size and root. */
+async function verifiedNote(sink: Sink, stream: string, checkpoint: { readonly size: number; readonly root: string }, verifiers: readonly NoteVerifier[]): Promise<string> {
+  const changed = (why: string, cause?: unknown): ExportError =>
+    new ExportError('EXPORT_UNVERIFIED', `the signed checkpoint ${checkpoint.size} of stream ${stream} changed between verification and export (${why}); nothing was exported. Run offchannel verify`, cause === undefined ? undefined : { cause });
+  const bytes = await sink.getCheckpoint(stream, checkpoint.size, 'note');
+  if (!bytes) throw changed('it is gone');
+  const note = Buffer.from(bytes).toString('utf8');
+  let opened;
+  let parsed;
+  try {
+    opened = openNote(note, verifiers);
+    parsed = parseCheckpoint(opened.text);
+  } catch (error) {
+    throw changed('it no longer verifies', error);
+  }
+  if (opened.verified.length === 0 || parsed.size !== checkpoint.size || Buffer.from(parsed.root).toString('hex') !== checkpoint.root) throw changed('it no longer names the verified size and root');
+  return note;
 }
 
 async function prepareOutput(out: string): Promise<void> {

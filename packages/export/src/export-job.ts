@@ -11,6 +11,8 @@ export interface ExportJob {
   readonly index: ArchiveIndex;
   /** Output directory (exists, was empty). */
   readonly out: string;
+  /** The export's private working directory (0700, beside `out`, removed at the end): for temporary files. */
+  readonly temp: string;
   readonly conversations: readonly ConversationSummary[];
   /** `sortableTime` bounds: from inclusive, to exclusive. */
   readonly range: { readonly from?: string; readonly to?: string };
@@ -42,12 +44,12 @@ export function conversationFileName(conversation: ConversationSummary): string 
       .replace(/[^A-Za-z0-9._-]+/g, '_')
       .replace(/^[._]+|_+$/g, '')
       .slice(0, max) || 'x';
-  return `${safe(conversation.stream.replace(':', '_'), 60)}--${safe(label, 40)}--${createHash('sha256').update(conversation.key).digest('hex').slice(0, 8)}`;
+  return `${safe(conversation.stream.replace(':', '_'), 60)}--${safe(label, 40)}--${createHash('sha256').update(conversation.key).digest('hex')}`;
 }
 
 /** Stable id linking every file of one conversation (RSMF `eventcollectionid`). */
 export function collectionId(conversation: ConversationSummary): string {
-  return createHash('sha256').update(`offchannel-conversation\n${conversation.key}`).digest('hex').slice(0, 32);
+  return createHash('sha256').update(`offchannel-conversation\n${conversation.key}`).digest('hex');
 }
 
 /** Everyone who appears in the conversation's selected records (senders, members, reactors), by first appearance. */

@@ -2,6 +2,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../run.ts';
 import { runCli } from '../testing/run-cli.ts';
 
 let work: string;
@@ -36,6 +37,16 @@ describe('offchannel export', () => {
     const result = await runCli(['export', 'tampered', '--format', 'html', '--out', 'never', '--key', 'demo.key.pub'], work);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/does not verify, so nothing was exported: BLOB_\w+.*\[EXPORT_UNVERIFIED\]/);
+  });
+
+  it('stops on SIGINT / SIGTERM (its abort signal): exit 1, working files removed', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    let stderr = '';
+    const code = await run(['export', 'archive', '--format', 'rsmf', '--out', 'interrupted/out', '--key', 'demo.key.pub'], { stdout: { write: () => true }, stderr: { write: (text: string) => (stderr += text) }, env: {}, cwd: work, signal: controller.signal });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/the export was interrupted.*\[EXPORT_ABORTED\]/);
+    expect((await readdir(path.join(work, 'interrupted'))).filter((name) => name.startsWith('.offchannel-export-tmp-'))).toEqual([]);
   });
 
   it('usage errors exit 2', async () => {

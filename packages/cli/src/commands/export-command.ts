@@ -25,7 +25,10 @@ Verifies the archive, then writes the selected conversations for review and prod
          history, deleted messages struck through with their original text, reactions,
          attachments, and the verification result
 Also writes export-summary.json and SHA256SUMS (check with: cd <dir> && sha256sum -c SHA256SUMS).
-An archive that does not verify is not exported (exit 1, naming the first failure).
+An archive that does not verify is not exported (exit 1, naming the first failure). Attachments
+are written as <sha256>.<ext>, the extension from an allowlist of inert types (else .bin).
+Working files (the temporary index) live in a private directory beside --out and are removed
+at the end, on error and on Ctrl-C / SIGTERM.
 
 Options:
   --format <fmt>        rsmf, eml, jsonl, html; repeat or comma-separate (required)
@@ -103,6 +106,8 @@ export async function exportCommand(argv: readonly string[], io: CliIo): Promise
       emlMode,
       generator: `${CLI_PACKAGE.name} ${CLI_PACKAGE.version}`,
       logger,
+      // Ctrl-C / SIGTERM: stop at the next step, remove the working files, exit 1.
+      signal: io.signal,
       onProgress: ({ phase, done, total }) => {
         progress.update(phase === 'verify' ? 'verifying' : phase === 'index' ? 'indexing' : `writing ${phase}`, done, total, phase === 'eml' ? 'files' : phase === 'verify' || phase === 'index' || phase === 'jsonl' ? 'records' : 'events');
       },

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsImport from 'ajv-formats';
 
-/** Relativity's official RSMF 2.0 JSON schema (BSD-2-Clause, see its LICENSE beside it). */
-export const RSMF_FIXTURES = path.resolve(import.meta.dirname, '../../../../../shared/fixtures/rsmf');
+/** Relativity's official RSMF 2.0 JSON schema and samples, kept in the repository (BSD licence: see LICENSE and README.md there). */
+export const RSMF_FIXTURES = path.resolve(import.meta.dirname, '../rsmf/__fixtures__/relativity');
 
 const addFormats = addFormatsImport as unknown as (ajv: Ajv) => Ajv;
 

@@ -21,6 +21,13 @@ export const desk: ConversationRef = { id: '120363@g.us', type: 'group', title: 
 export const HOSTILE_TEXT = '<script>document.title="pwned"</script><img src=x onerror=alert(1)> & "quotes"';
 export const LONG_TEXT = `${'Term sheet clause. '.repeat(2000)}END`;
 
+/**
+ * The recorder clock of every fixture archive: `capturedAt` (and so the time of records without
+ * a platform time, like the policy record) never depends on the day the tests run.
+ */
+export const FIXTURE_NOW = '2026-11-21T10:00:00.000Z';
+export const fixtureClock = (): Date => new Date(FIXTURE_NOW);
+
 export interface TradeArchive {
   readonly dir: string;
   readonly key: Ed25519NoteKey;
@@ -51,7 +58,7 @@ export async function createTradeArchive(): Promise<TradeArchive> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-export-test-'));
   const key = generateEd25519NoteKey('export-test.offchannel.example');
   const sink = await openFsSink({ dir });
-  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 5 } });
+  const recorder = new Recorder({ sink, clock: fixtureClock, checkpoints: { signer: key, everyRecords: 5 } });
   const writer = recorder.writer({ channel: 'whatsapp', account: 'alice', source: { package: '@offchannel/export-test', version: '0.0.0' } });
   const png = tinyPng();
   const pdf = new TextEncoder().encode('%PDF-1.4\n% test term sheet\n%%EOF\n');

@@ -14,9 +14,9 @@ import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { type ArchiveRecord, type Party, canonicalize } from '@offchannel/core';
-import { ExportError } from '../export-error.ts';
 import { channelOf, conversationFileName, conversationParties, type ExportJob } from '../export-job.ts';
 import { writeFileDurably } from '../written-file.ts';
+import { readVerifiedBlob } from '../verified-blob.ts';
 import { htmlEvent, htmlFoot, htmlHead } from '../html/html-transcript.ts';
 import type { ConversationSummary } from '../index-db/archive-index.ts';
 import { type HeaderList, type MimePart, buildMimeMessage, encodeWords, formatAddress, mailboxFor, rfc5322Date } from '../mime/mime-message.ts';
@@ -72,7 +72,7 @@ async function exportDays(job: ExportJob, conversation: ConversationSummary, dir
   const previous: string[] = [];
   const flush = async (): Promise<void> => {
     if (day === undefined || events.length === 0) return;
-    const id = `<${createHash('sha256').update(`day\n${conversation.key}\n${day}`).digest('hex').slice(0, 32)}@${channel}.offchannel.invalid>`;
+    const id = `<${createHash('sha256').update(`day\n${conversation.key}\n${day}`).digest('hex')}@${channel}.offchannel.invalid>`;
     const attachments = (await Promise.all(events.map((event) => attachmentParts(job, event)))).flat();
     const title = conversation.title ?? conversation.id ?? 'account events';
     const plain = Buffer.from(`${title} — ${day} (UTC), ${events.length} events\n\n${events.map(plainEvent).join('\n')}`, 'utf8');
@@ -147,7 +147,7 @@ function checkpointHeader(job: ExportJob, stream: string, seq?: number): [string
 /** Stable Message-ID: hash of stream, kind and native id (or idempotency key). */
 export function messageId(record: ArchiveRecord, channel: string): string {
   const identity = record.native ? canonicalize(record.native) : `key:${record.key}`;
-  return `<${createHash('sha256').update(`${record.stream}\n${record.kind}\n${identity}`).digest('hex').slice(0, 32)}@${channel.replace(/[^a-z0-9-]/g, '') || 'channel'}.offchannel.invalid>`;
+  return `<${createHash('sha256').update(`${record.stream}\n${record.kind}\n${identity}`).digest('hex')}@${channel.replace(/[^a-z0-9-]/g, '') || 'channel'}.offchannel.invalid>`;
 }
 
 function subjectFor(conversation: ConversationSummary, event: TranscriptEvent): string {
@@ -164,9 +164,10 @@ async function attachmentParts(job: ExportJob, event: TranscriptEvent): Promise<
   const parts: MimePart[] = [];
   for (const attachment of event.attachments) {
     if (attachment.status !== 'stored' || !attachment.sha256 || !attachment.fileName) continue;
-    const bytes = await job.sink.getBlob(attachment.sha256);
-    if (!bytes) throw new ExportError('EXPORT_UNVERIFIED', `attachment blob ${attachment.sha256} disappeared from the archive during export; run offchannel verify`);
-    parts.push({ contentType: /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+$/.test(attachment.mime ?? '') ? (attachment.mime ?? '') : 'application/octet-stream', body: bytes, disposition: { type: 'attachment', filename: attachment.fileName } });
+    // Typed and named like every export's files (attachment-file-name.ts): a mail client opens
+    // `<sha256>.bin` as octet-stream, never the sender's `.html` or `.svg`.
+    const bytes = await readVerifiedBlob(job.sink, attachment.sha256, attachment.size);
+    parts.push({ contentType: attachment.fileType ?? 'application/octet-stream', body: bytes, disposition: { type: 'attachment', filename: attachment.fileName } });
   }
   return parts;
 }

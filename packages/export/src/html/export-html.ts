@@ -1,16 +1,18 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Sink } from '@offchannel/core';
-import { ExportError } from '../export-error.ts';
 import { accountOf, channelOf, conversationFileName, conversationParties, custodianId, type ExportJob } from '../export-job.ts';
-import { writeStreamingFile } from '../written-file.ts';
+import { writeFileDurably, writeStreamingFile } from '../written-file.ts';
+import { isInlineImage } from '../model/attachment-file-name.ts';
+import { readVerifiedBlob } from '../verified-blob.ts';
 import type { TranscriptAttachment } from '../model/transcript-event.ts';
 import { transcriptEvents } from '../model/transcript-events.ts';
 import { HTML_EMBED_MAX_BYTES, htmlEvent, htmlFoot, htmlHead } from './html-transcript.ts';
 
 /**
- * `html/<conversation>.html`: one self-contained page per conversation. Images up to 8 MiB are
- * embedded; other stored attachments are written once to `html/attachments/` and linked.
+ * `html/<conversation>.html`: one self-contained page per conversation. PNG, JPEG, GIF and WebP
+ * images up to 8 MiB are embedded; other stored attachments are written once to
+ * `html/attachments/<sha256>.<inert ext>` and linked.
  */
 export async function exportHtml(job: ExportJob): Promise<number> {
   const dir = path.join(job.out, 'html');
@@ -51,17 +53,19 @@ export async function exportHtml(job: ExportJob): Promise<number> {
   return events;
 }
 
+/**
+ * Inline raster images (PNG, JPEG, GIF, WebP up to 8 MiB) become `data:` URIs of exactly that
+ * type; every other stored attachment is written once as `attachments/<sha256>.<inert ext>`
+ * (see attachment-file-name.ts: never the sender's name or extension) and linked.
+ */
 async function attachmentSource(sink: Sink, attachment: TranscriptAttachment, dir: string, copied: Set<string>, job: ExportJob): Promise<string | undefined> {
   if (attachment.status !== 'stored' || !attachment.sha256 || !attachment.fileName) return undefined;
-  const embed = (attachment.mime ?? '').startsWith('image/') && (attachment.size ?? Infinity) <= HTML_EMBED_MAX_BYTES;
+  const embed = isInlineImage(attachment.mime) && (attachment.size ?? Infinity) <= HTML_EMBED_MAX_BYTES;
   if (embed || !copied.has(attachment.fileName)) {
-    const bytes = await sink.getBlob(attachment.sha256);
-    if (!bytes) throw new ExportError('EXPORT_UNVERIFIED', `attachment blob ${attachment.sha256} disappeared from the archive during export; run offchannel verify`);
-    if (embed) return `data:${attachment.mime ?? 'application/octet-stream'};base64,${Buffer.from(bytes).toString('base64')}`;
+    const bytes = await readVerifiedBlob(sink, attachment.sha256, attachment.size);
+    if (embed) return `data:${attachment.fileType ?? 'application/octet-stream'};base64,${Buffer.from(bytes).toString('base64')}`;
     await mkdir(dir, { recursive: true });
-    const file = path.join(dir, attachment.fileName);
-    await writeFile(file, bytes, { flag: 'wx', mode: 0o644 });
-    job.written({ path: file, size: bytes.byteLength, sha256: attachment.sha256 });
+    job.written(await writeFileDurably(path.join(dir, attachment.fileName), bytes));
     copied.add(attachment.fileName);
   }
   return `attachments/${encodeURIComponent(attachment.fileName)}`;

@@ -7,6 +7,7 @@
  */
 import type { Party } from '@offchannel/core';
 import type { TranscriptAttachment, TranscriptEvent } from '../model/transcript-event.ts';
+import { displayName } from '../model/attachment-file-name.ts';
 import { partyName } from '../model/transcript-events.ts';
 
 /** Images up to this size are embedded in the page; larger files are linked next to it. */
@@ -90,7 +91,7 @@ export function htmlHead(header: HtmlHeader): string {
   const people = header.participants.map((party) => `${escapeHtml(partyName(party))}${party.name && party.name !== party.id ? ` <span class="time">${escapeHtml(party.id)}</span>` : ''}`).join(', ');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'">
 <meta name="generator" content="${escapeHtml(header.generator)}">
 <title>${escapeHtml(header.title)}</title>
 <style>${STYLE}</style></head>
@@ -159,10 +160,12 @@ function htmlText(text: string): string {
 
 function htmlAttachment(attachment: TranscriptAttachment, src: string | undefined): string {
   if (attachment.status === 'unavailable') {
-    return `<div class="attachment unavailable" data-status="unavailable">Attachment not archived: ${escapeHtml(attachment.reason ?? 'unknown reason')}${attachment.name ? ` · ${escapeHtml(attachment.name)}` : ''}${attachment.mime ? ` · ${escapeHtml(attachment.mime)}` : ''}</div>`;
+    return `<div class="attachment unavailable" data-status="unavailable">Attachment not archived: ${escapeHtml(attachment.reason ?? 'unknown reason')}${attachment.name ? ` · <span class="name">${escapeHtml(attachment.label)}</span>` : ''}${attachment.mime ? ` · ${escapeHtml(displayName(attachment.mime))}` : ''}</div>`;
   }
-  const label = `${escapeHtml(attachment.name ?? attachment.fileName ?? 'attachment')} · ${escapeHtml(attachment.mime ?? '')} · ${attachment.size ?? 0} bytes · sha256 <code>${escapeHtml((attachment.sha256 ?? '').slice(0, 16))}…</code>${attachment.addedBy ? ` · arrived later (record ${escapeHtml(attachment.addedBy)})` : ''}`;
-  const image = src !== undefined && (attachment.mime ?? '').startsWith('image/') ? `<img alt="${escapeHtml(attachment.name ?? 'image')}" src="${escapeHtml(src)}">` : '';
-  const link = src === undefined ? label : `<a href="${escapeHtml(src)}" download="${escapeHtml(attachment.fileName ?? 'attachment')}">${label}</a>`;
-  return `<div class="attachment" data-status="stored">${image}${link}</div>`;
+  // The sender's name is text only; the file (linked, or embedded when an inline image) is
+  // named by its SHA-256 with an inert extension, so opening it cannot run the sender's code.
+  const label = `<span class="name">${escapeHtml(attachment.label)}</span> · ${escapeHtml(displayName(attachment.mime ?? ''))} · ${attachment.size ?? 0} bytes · sha256 <code>${escapeHtml((attachment.sha256 ?? '').slice(0, 16))}…</code>${attachment.addedBy ? ` · arrived later (record ${escapeHtml(attachment.addedBy)})` : ''}`;
+  if (src?.startsWith('data:')) return `<div class="attachment" data-status="stored"><img alt="${escapeHtml(attachment.label)}" src="${escapeHtml(src)}">${label}</div>`;
+  const link = src === undefined ? label : `${label} · <a href="${escapeHtml(src)}" download="${escapeHtml(attachment.fileName ?? 'attachment.bin')}" type="${escapeHtml(attachment.fileType ?? 'application/octet-stream')}" title="attachments/${escapeHtml(attachment.fileName ?? '')}">open file <code>${escapeHtml((attachment.fileName ?? '').replace(/^([0-9a-f]{12})[0-9a-f]+/, '$1…'))}</code></a>`;
+  return `<div class="attachment" data-status="stored">${link}</div>`;
 }

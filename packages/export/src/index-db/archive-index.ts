@@ -1,8 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { type ArchiveRecord, type NativeRef, type Sink, canonicalize, decodeRecord } from '@offchannel/core';
+import { type ArchiveRecord, type NativeRef, type Sink, type StreamHead, ZERO_HASH, canonicalize, decodeRecord } from '@offchannel/core';
+import { ExportError } from '../export-error.ts';
 import { sortableTime } from './sortable-time.ts';
 
 /** A record as the exporters see it: where it sits in the archive and its hash. */
@@ -43,7 +43,7 @@ const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
  */
 export class ArchiveIndex {
   readonly #db: DatabaseSync;
-  readonly #dir: string;
+  readonly #file: string;
   readonly #byKey: StatementSync;
   readonly #events: StatementSync;
   readonly #modifiers: StatementSync;
@@ -51,9 +51,9 @@ export class ArchiveIndex {
   readonly #byNativeId: StatementSync;
   readonly #streamRecords: StatementSync;
 
-  private constructor(db: DatabaseSync, dir: string) {
+  private constructor(db: DatabaseSync, file: string) {
     this.#db = db;
-    this.#dir = dir;
+    this.#file = file;
     this.#byKey = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
       `SELECT stream, seq, hash, json FROM records WHERE conv = ? AND at >= ? AND at < ?
@@ -65,10 +65,19 @@ export class ArchiveIndex {
     this.#streamRecords = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? ORDER BY seq');
   }
 
-  /** Reads `streams` of `sink` into a new index in a private temporary directory. */
-  static async build(sink: Sink, streams: readonly string[], onProgress?: (done: number) => void): Promise<ArchiveIndex> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-export-'));
-    const db = new DatabaseSync(path.join(dir, 'index.sqlite'));
+  /**
+   * Reads `streams` of `sink` into a new index file (0600) in `dir` (the export's private
+   * working directory, see export-temp-dir.ts), up to each
+   * stream's verified head and checked against it: every record must continue the hash chain
+   * (its `seq` next, its `prev` the hash of the record before) and the last one must be the
+   * verified head. The archive can change between verification and this read; a chain that ends
+   * in the verified head's hash is, by SHA-256, the very chain that was verified. Records
+   * appended after verification (a live archive) are not read.
+   */
+  static async build(sink: Sink, heads: ReadonlyMap<string, StreamHead>, dir: string, onProgress?: (done: number) => void): Promise<ArchiveIndex> {
+    const file = path.join(dir, 'index.sqlite');
+    await (await open(file, 'wx', 0o600)).close();
+    const db = new DatabaseSync(file);
     try {
       db.exec(`PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
         CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
@@ -76,10 +85,14 @@ export class ArchiveIndex {
           target_seq INTEGER, json TEXT NOT NULL, PRIMARY KEY (stream, seq)) WITHOUT ROWID;`);
       const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)');
       let done = 0;
-      for (const stream of streams) {
+      for (const [stream, head] of heads) {
         db.exec('BEGIN');
+        let last: StreamHead = { seq: 0, hash: ZERO_HASH };
         for await (const stored of sink.read(stream)) {
-          const { record, hash } = decodeRecord(stored.bytes);
+          if (stored.seq > head.seq) break;
+          const { record, hash } = decodeStoredRecord(stream, stored.seq, stored.bytes);
+          if (record.stream !== stream || record.seq !== last.seq + 1 || stored.seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
+          last = { seq: record.seq, hash };
           insert.run(
             stream,
             record.seq,
@@ -95,6 +108,7 @@ export class ArchiveIndex {
           );
           if (++done % 10_000 === 0) onProgress?.(done);
         }
+        if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
         db.exec('COMMIT');
       }
       onProgress?.(done);
@@ -112,10 +126,10 @@ export class ArchiveIndex {
           AND r.native_id = records.target_id AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL AND target_seq IS NULL;
         CREATE INDEX by_target ON records (stream, target_seq, at, seq);`);
-      return new ArchiveIndex(db, dir);
+      return new ArchiveIndex(db, file);
     } catch (error) {
       db.close();
-      await rm(dir, { recursive: true, force: true });
+      await rm(file, { force: true });
       throw error;
     }
   }
@@ -178,7 +192,19 @@ export class ArchiveIndex {
   /** Closes and deletes the index. */
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
-    await rm(this.#dir, { recursive: true, force: true });
+    await rm(this.#file, { force: true });
+  }
+}
+
+function changed(stream: string, seq: number): ExportError {
+  return new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (detected at seq ${seq}); nothing was exported. Run offchannel verify, then export again`);
+}
+
+function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
+  try {
+    return decodeRecord(bytes);
+  } catch (error) {
+    throw new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (seq ${seq} is no longer a valid record); nothing was exported. Run offchannel verify`, { cause: error });
   }
 }
 

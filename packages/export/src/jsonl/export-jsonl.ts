@@ -27,8 +27,7 @@ export async function exportJsonl(job: ExportJob): Promise<number> {
   let lines = 0;
   for (const stream of streams) {
     const checkpoint = job.checkpoints.get(stream);
-    const noteBytes = checkpoint ? await job.sink.getCheckpoint(stream, checkpoint.size, 'note') : undefined;
-    const note = noteBytes ? Buffer.from(noteBytes).toString('utf8') : undefined;
+    const note = checkpoint?.note;
     const levels = new MerkleLevels();
     if (checkpoint) {
       for (const entry of job.index.streamRecords(stream)) {

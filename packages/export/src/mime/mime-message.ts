@@ -66,6 +66,18 @@ export function base64Lines(bytes: Uint8Array): string {
   return out;
 }
 
+/** {@link base64Lines} of a byte stream, in whole lines as the chunks allow (a partial group waits for the next chunk). */
+export async function* base64LineStream(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+  let rest: Buffer = Buffer.alloc(0);
+  for await (const chunk of chunks) {
+    const data = rest.byteLength > 0 ? Buffer.concat([rest, chunk]) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const whole = data.byteLength - (data.byteLength % 57);
+    if (whole > 0) yield base64Lines(data.subarray(0, whole));
+    rest = Buffer.from(data.subarray(whole));
+  }
+  if (rest.byteLength > 0) yield base64Lines(rest);
+}
+
 /** `Name: value`, folded before 78 columns at spaces where possible (no trailing CRLF). */
 export function headerLine(name: string, value: string): string {
   if (!/^[\x21-\x39\x3b-\x7e]+$/.test(name)) throw new RangeError(`invalid header name ${JSON.stringify(name)}`);

@@ -17,11 +17,16 @@ export interface TranscriptAttachment {
   readonly sha256?: string;
   readonly size?: number;
   readonly mime?: string;
+  /** The original, sender-chosen name, exactly as recorded: never a path, shown only as {@link label}. */
   readonly name?: string;
+  /** The original name (else the MIME type) as text safe to show: bidi and control characters made visible, cut at 200 characters. */
+  readonly label: string;
   /** Why it could not be archived (unavailable only). */
   readonly reason?: string;
-  /** File name inside the export (`<first 16 hex of sha256>-<safe name>`), stored only. */
+  /** File name inside the export (`<full sha256>.<inert extension or bin>`), stored only. */
   readonly fileName?: string;
+  /** Content type the export gives the file: the recorded type when inert, else `application/octet-stream`. Stored only. */
+  readonly fileType?: string;
   /** Event id (`<stream>/<seq>`) of the later edit record that added this attachment. */
   readonly addedBy?: string;
 }

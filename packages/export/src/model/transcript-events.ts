@@ -18,7 +18,8 @@
  */
 import type { ArchiveRecord, Party, Sink } from '@offchannel/core';
 import type { ArchiveIndex, IndexedRecord } from '../index-db/archive-index.ts';
-import { attachmentFileName } from './attachment-file-name.ts';
+import { readVerifiedBlob } from '../verified-blob.ts';
+import { attachmentFileName, displayName, exportedType } from './attachment-file-name.ts';
 import type { Provenance, TranscriptAttachment, TranscriptEvent } from './transcript-event.ts';
 
 const decoder = new TextDecoder('utf-8', { fatal: false });
@@ -176,16 +177,16 @@ function timeOf(record: ArchiveRecord): string {
 async function textOf(sink: Sink, record: ArchiveRecord): Promise<string | undefined> {
   if (record.text !== undefined) return record.text;
   if (!record.textBlob) return undefined;
-  const bytes = await sink.getBlob(record.textBlob.sha256);
-  // Verification ran first, so a missing blob here means the archive changed under us.
-  return bytes ? decoder.decode(bytes) : `[text blob ${record.textBlob.sha256} missing]`;
+  // Verification ran first: a blob missing or changed now means the archive changed under us.
+  return decoder.decode(await readVerifiedBlob(sink, record.textBlob.sha256, record.textBlob.size));
 }
 
 function exportAttachment(attachment: NonNullable<ArchiveRecord['attachments']>[number]): TranscriptAttachment {
+  const label = displayName(attachment.name ?? attachment.mime ?? 'attachment');
   if (attachment.status === 'stored') {
-    return { status: 'stored', sha256: attachment.sha256, size: attachment.size, mime: attachment.mime, ...(attachment.name === undefined ? {} : { name: attachment.name }), fileName: attachmentFileName(attachment.sha256, attachment.name, attachment.mime) };
+    return { status: 'stored', sha256: attachment.sha256, size: attachment.size, mime: attachment.mime, ...(attachment.name === undefined ? {} : { name: attachment.name }), label, fileName: attachmentFileName(attachment.sha256, attachment.mime), fileType: exportedType(attachment.mime) };
   }
-  return { status: 'unavailable', reason: attachment.reason, ...(attachment.mime === undefined ? {} : { mime: attachment.mime }), ...(attachment.name === undefined ? {} : { name: attachment.name }), ...(attachment.size === undefined ? {} : { size: attachment.size }), ...(attachment.sha256 === undefined ? {} : { sha256: attachment.sha256 }) };
+  return { status: 'unavailable', label, reason: attachment.reason, ...(attachment.mime === undefined ? {} : { mime: attachment.mime }), ...(attachment.name === undefined ? {} : { name: attachment.name }), ...(attachment.size === undefined ? {} : { size: attachment.size }), ...(attachment.sha256 === undefined ? {} : { sha256: attachment.sha256 }) };
 }
 
 function reactionState(reactions: readonly { readonly by: Party | undefined; readonly value: string; readonly action: 'add' | 'remove' }[]): TranscriptEvent['reactionState'] {

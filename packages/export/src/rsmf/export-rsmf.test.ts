@@ -1,14 +1,15 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { unzipSync } from 'fflate';
 import PostalMime from 'postal-mime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CaptureInput, type Ed25519NoteKey, Recorder, type StreamWriter, generateEd25519NoteKey } from '@offchannel/core';
+import { type CaptureInput, type Ed25519NoteKey, type StreamWriter } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { exportArchive } from '../export-archive.ts';
 import { type TradeArchive, alice, bob, client, createTradeArchive, tinyPng } from '../__fixtures__/trade-archive.ts';
+import { type RecordedArchive, recordArchive as recordFixtureArchive } from '../__fixtures__/record-archive.ts';
 import { RSMF_FIXTURES, errorsOf, rsmfValidator } from '../__fixtures__/rsmf-validator.ts';
 import type { RsmfManifest } from './rsmf-slice.ts';
 
@@ -41,21 +42,11 @@ async function openRsmf(file: string): Promise<{ raw: string; email: Awaited<Ret
   return { raw: bytes.toString('latin1'), email, manifest: JSON.parse(Buffer.from(manifestBytes).toString('utf8')) as RsmfManifest, zip };
 }
 
-/** A signed archive of one `channel:alice` stream, filled by `fill` through the real Recorder. */
-async function recordArchive(channel: string, fill: (writer: StreamWriter) => Promise<void>): Promise<{ dir: string; key: Ed25519NoteKey; stream: string }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-rsmf-archive-'));
-  outs.push(dir);
-  const key = generateEd25519NoteKey('rsmf-test.offchannel.example');
-  const sink = await openFsSink({ dir });
-  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 5000 } });
-  const writer = recorder.writer({ channel, account: 'alice', source: { package: '@offchannel/export-test', version: '0.0.0' } });
-  try {
-    await fill(writer);
-    await recorder.close();
-  } finally {
-    await sink.close();
-  }
-  return { dir, key, stream: writer.stream };
+/** A signed archive of one `channel:alice` stream (removed after the tests). */
+async function recordArchive(channel: string, fill: (writer: StreamWriter) => Promise<void>): Promise<RecordedArchive> {
+  const recorded = await recordFixtureArchive(channel, fill);
+  outs.push(recorded.dir);
+  return recorded;
 }
 
 beforeAll(async () => {

@@ -13,23 +13,30 @@ export async function exportRsmf(job: ExportJob): Promise<number> {
   for (const conversation of job.conversations) {
     const base = conversationFileName(conversation);
     const custodian = custodianId(job, conversation);
-    const newSlice = (): RsmfSlice =>
-      new RsmfSlice({ conversation, channel: channelOf(conversation.stream), account: accountOf(conversation.stream), custodianId: custodian, checkpoint: job.checkpoints.get(conversation.stream), collectionId: collectionId(conversation) });
-    let slice = newSlice();
+    const newSlice = (): Promise<RsmfSlice> =>
+      RsmfSlice.create({ conversation, channel: channelOf(conversation.stream), account: accountOf(conversation.stream), custodianId: custodian, checkpoint: job.checkpoints.get(conversation.stream), collectionId: collectionId(conversation), dir: job.temp });
+    let slice = await newSlice();
     let part = 0;
-    const flush = async (): Promise<void> => {
-      if (slice.events.length === 0) return;
-      part += 1;
-      job.written(await writeRsmf(path.join(dir, `${base}-${String(part).padStart(3, '0')}.rsmf`), slice, job.sink, job.generator));
-      slice = newSlice();
+    const flush = async (next: boolean): Promise<void> => {
+      if (slice.count > 0) {
+        part += 1;
+        job.written(await writeRsmf(path.join(dir, `${base}-${String(part).padStart(3, '0')}.rsmf`), slice, job.sink, job.generator, job.temp));
+      }
+      await slice.remove();
+      if (next) slice = await newSlice();
     };
-    for await (const event of transcriptEvents(job.index, job.sink, conversation.key, job.range)) {
-      slice.add(event);
-      events += 1;
-      if (slice.full) await flush();
-      if (events % 1000 === 0) job.progress('rsmf', events);
+    try {
+      for await (const event of transcriptEvents(job.index, job.sink, conversation.key, job.range)) {
+        await slice.add(event);
+        events += 1;
+        if (slice.full) await flush(true);
+        if (events % 1000 === 0) job.progress('rsmf', events);
+      }
+    } catch (error) {
+      await slice.remove();
+      throw error;
     }
-    await flush();
+    await flush(false);
     job.progress('rsmf', events);
   }
   return events;

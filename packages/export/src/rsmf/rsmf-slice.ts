@@ -16,9 +16,14 @@
  *   checkpoint covering it, and the stream/seq/SHA-256 of every edit, deletion and reaction
  *   record folded into it — so a reviewer can prove any line with `offchannel prove`.
  */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import type { Party } from '@offchannel/core';
+import { SpoolFile } from '../spool-file.ts';
+import { plainEvent } from '../text/plain-transcript.ts';
 import { type ConversationSummary } from '../index-db/archive-index.ts';
 import type { TranscriptAttachment, TranscriptEvent } from '../model/transcript-event.ts';
+import { displayName } from '../model/attachment-file-name.ts';
 import { partyName } from '../model/transcript-events.ts';
 
 export interface RsmfCustom {
@@ -31,6 +36,8 @@ export interface CheckpointRef {
   readonly size: number;
   readonly root: string;
   readonly signedBy: string;
+  /** The signed note itself, read again after verification and checked to be the one verified. */
+  readonly note: string;
 }
 
 export interface RsmfManifest {
@@ -43,34 +50,107 @@ export interface RsmfManifest {
 
 export const RSMF_MAX_EVENTS = 10_000;
 
+export interface RsmfSliceOptions {
+  readonly conversation: ConversationSummary;
+  readonly channel: string;
+  readonly account: string;
+  readonly custodianId: string;
+  readonly checkpoint: CheckpointRef | undefined;
+  readonly collectionId: string;
+  /** Where the slice's events are spooled (the export's private working directory). */
+  readonly dir: string;
+}
+
+/** Spooled files are read back in whole base64 lines (57 bytes encode to 76 characters). */
+export const SPOOL_CHUNK = 57 * 4096;
+
+/**
+ * One slice as it is built: each event is mapped when added and spooled to two temporary files
+ * (its manifest JSON, its plain-text transcript block); only the participants, the attachment
+ * list and counters stay in memory, so a 10,000-event slice costs what one event does.
+ */
 export class RsmfSlice {
   readonly conversation: ConversationSummary;
   readonly channel: string;
   readonly account: string;
   readonly checkpoint: CheckpointRef | undefined;
   readonly collectionId: string;
-  readonly events: TranscriptEvent[] = [];
   readonly custodianId: string;
   readonly #parties = new Map<string, Party>();
+  readonly #attachments = new Map<string, TranscriptAttachment>();
+  readonly #manifestEvents: SpoolFile;
+  readonly #transcript: SpoolFile;
+  #count = 0;
+  #attachmentCount = 0;
+  #firstAt: string | undefined;
+  #lastAt: string | undefined;
+  #firstId: string | undefined;
 
-  constructor(options: { readonly conversation: ConversationSummary; readonly channel: string; readonly account: string; readonly custodianId: string; readonly checkpoint: CheckpointRef | undefined; readonly collectionId: string }) {
+  private constructor(options: RsmfSliceOptions, manifestEvents: SpoolFile, transcript: SpoolFile) {
     this.conversation = options.conversation;
     this.custodianId = options.custodianId;
     this.channel = options.channel;
     this.account = options.account;
     this.checkpoint = options.checkpoint;
     this.collectionId = options.collectionId;
+    this.#manifestEvents = manifestEvents;
+    this.#transcript = transcript;
+  }
+
+  static async create(options: RsmfSliceOptions): Promise<RsmfSlice> {
+    const id = randomBytes(8).toString('hex');
+    const events = await SpoolFile.create(path.join(options.dir, `rsmf-${id}-events.json`));
+    try {
+      return new RsmfSlice(options, events, await SpoolFile.create(path.join(options.dir, `rsmf-${id}-transcript.txt`)));
+    } catch (error) {
+      await events.remove();
+      throw error;
+    }
+  }
+
+  get count(): number {
+    return this.#count;
   }
 
   get full(): boolean {
-    return this.events.length >= RSMF_MAX_EVENTS;
+    return this.#count >= RSMF_MAX_EVENTS;
   }
 
-  add(event: TranscriptEvent): void {
-    this.events.push(event);
+  get firstAt(): string {
+    return this.#firstAt ?? this.conversation.firstAt;
+  }
+
+  get lastAt(): string {
+    return this.#lastAt ?? this.conversation.lastAt;
+  }
+
+  /** Id of the slice's first event. */
+  get firstId(): string {
+    return this.#firstId ?? '';
+  }
+
+  /** Stored attachments of all events, counted once per event (`X-RSMF-AttachmentCount`). */
+  get attachmentCount(): number {
+    return this.#attachmentCount;
+  }
+
+  async add(event: TranscriptEvent): Promise<void> {
     this.#see(event.sender);
     for (const member of event.record.membership?.members ?? []) this.#see(member);
     for (const change of [...event.edits, ...event.deletions, ...event.reactions, ...event.receipts]) this.#see(change.by);
+    for (const attachment of event.attachments) {
+      if (!attachment.fileName) continue;
+      this.#attachmentCount += 1;
+      if (!this.#attachments.has(attachment.fileName)) this.#attachments.set(attachment.fileName, attachment);
+    }
+    // Formatted exactly as JSON.stringify(manifest, null, 2) formats an element of `events`.
+    const json = JSON.stringify(this.#event(event, this.conversation.key), null, 2).replace(/\n/g, '\n    ');
+    await this.#manifestEvents.append(`${this.#count === 0 ? '' : ',\n'}    ${json}`);
+    await this.#transcript.append(`${this.#count === 0 ? '' : '\n'}${plainEvent(event)}`);
+    this.#count += 1;
+    this.#firstAt ??= event.at;
+    this.#firstId ??= event.id;
+    this.#lastAt = event.at;
   }
 
   #see(party: Party | undefined): void {
@@ -79,9 +159,26 @@ export class RsmfSlice {
 
   /** Stored attachments of the slice, once each, in order of first appearance. */
   attachments(): TranscriptAttachment[] {
-    const files = new Map<string, TranscriptAttachment>();
-    for (const event of this.events) for (const attachment of event.attachments) if (attachment.fileName && !files.has(attachment.fileName)) files.set(attachment.fileName, attachment);
-    return [...files.values()];
+    return [...this.#attachments.values()];
+  }
+
+  /** `rsmf_manifest.json`, in chunks: the same bytes as `JSON.stringify(manifest, null, 2)` and a newline. */
+  async *manifest(): AsyncGenerator<string | Uint8Array> {
+    const head = JSON.stringify({ ...this.#manifestHead(), events: [] }, null, 2);
+    yield `${head.slice(0, -'[]\n}'.length)}[\n`;
+    yield* this.#manifestEvents.chunks(SPOOL_CHUNK);
+    yield '\n  ]\n}\n';
+  }
+
+  /** The plain-text transcript of the slice's events, in chunks of whole base64 lines. */
+  transcript(): AsyncGenerator<Uint8Array> {
+    return this.#transcript.chunks(SPOOL_CHUNK);
+  }
+
+  /** Deletes the spooled files. */
+  async remove(): Promise<void> {
+    await this.#manifestEvents.remove();
+    await this.#transcript.remove();
   }
 
   participants(): Party[] {
@@ -98,7 +195,7 @@ export class RsmfSlice {
     return others.length > 0 ? others.map(partyName).join(', ') : conversation.id;
   }
 
-  manifest(): RsmfManifest {
+  #manifestHead(): Omit<RsmfManifest, 'events'> {
     const conversationId = this.conversation.key;
     return {
       version: '2.0.0',
@@ -124,7 +221,6 @@ export class RsmfSlice {
           ]),
         },
       ],
-      events: this.events.map((event) => this.#event(event, conversationId)),
     };
   }
 
@@ -140,7 +236,7 @@ export class RsmfSlice {
       timestamp: event.at,
       ...(event.deletions.length > 0 ? { deleted: true } : {}),
       ...(event.reactionState.length > 0 ? { reactions: event.reactionState.map((reaction) => ({ value: reaction.value, count: reaction.participants.length, participants: reaction.participants.map((party) => party.id) })) } : {}),
-      ...(stored.length > 0 ? { attachments: stored.map((attachment) => ({ id: attachment.fileName, display: attachment.name ?? attachment.fileName, size: attachment.size })) } : {}),
+      ...(stored.length > 0 ? { attachments: stored.map((attachment) => ({ id: attachment.fileName, display: attachment.label, size: attachment.size })) } : {}),
       ...(event.edits.length > 0 ? { edits: event.edits.map((edit) => ({ participant: edit.by?.id ?? event.sender?.id ?? 'unknown', timestamp: edit.at, previous: edit.previous ?? '', new: edit.text ?? '' })) } : {}),
       ...(event.direction ? { direction: event.direction === 'outbound' ? 'outgoing' : 'incoming' } : {}),
       ...(event.receipts.some((receipt) => receipt.status !== 'played') ? { read_receipts: event.receipts.filter((receipt) => receipt.status !== 'played').map((receipt) => ({ participant: receipt.by?.id ?? 'unknown', timestamp: receipt.at, action: receipt.status })) } : {}),
@@ -166,10 +262,10 @@ export class RsmfSlice {
     event.receipts.forEach((receipt, index) => custom.push({ name: `offchannel.receipt.${index + 1}`, value: `${receipt.id} sha256 ${receipt.hash} ${receipt.status} by ${receipt.by?.id ?? 'unknown'} at ${receipt.at}` }));
     event.attachments
       .filter((attachment) => attachment.status === 'unavailable')
-      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment_unavailable.${index + 1}`, value: [attachment.reason, attachment.name, attachment.mime].filter(Boolean).join('; ') }));
+      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment_unavailable.${index + 1}`, value: [attachment.reason, attachment.name === undefined ? undefined : attachment.label, attachment.mime === undefined ? undefined : displayName(attachment.mime)].filter(Boolean).join('; ') }));
     event.attachments
       .filter((attachment) => attachment.status === 'stored')
-      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment.${index + 1}`, value: `${attachment.fileName ?? ''} sha256 ${attachment.sha256 ?? ''} ${attachment.mime ?? ''}${attachment.addedBy ? ` added by ${attachment.addedBy}` : ''}` }));
+      .forEach((attachment, index) => custom.push({ name: `offchannel.attachment.${index + 1}`, value: `${attachment.fileName ?? ''} sha256 ${attachment.sha256 ?? ''} ${displayName(attachment.mime ?? '')}${attachment.addedBy ? ` added by ${attachment.addedBy}` : ''}` }));
     return nonEmpty(custom);
   }
 }

@@ -1,4 +1,5 @@
 import type { TranscriptEvent } from '../model/transcript-event.ts';
+import { displayName } from '../model/attachment-file-name.ts';
 import { partyName } from '../model/transcript-events.ts';
 
 /**
@@ -19,8 +20,8 @@ export function plainEvent(event: TranscriptEvent): string {
   for (const attachment of event.attachments) {
     lines.push(
       attachment.status === 'stored'
-        ? `  [attachment] ${attachment.name ?? attachment.fileName ?? ''} (${attachment.mime ?? ''}, ${attachment.size ?? 0} bytes, sha256 ${attachment.sha256 ?? ''})`
-        : `  [attachment not archived: ${attachment.reason ?? 'unknown'}] ${attachment.name ?? ''}`,
+        ? `  [attachment] ${attachment.label} (${displayName(attachment.mime ?? '')}, ${attachment.size ?? 0} bytes, sha256 ${attachment.sha256 ?? ''}; file ${attachment.fileName ?? ''})`
+        : `  [attachment not archived: ${attachment.reason ?? 'unknown'}] ${attachment.name === undefined ? '' : attachment.label}`,
     );
   }
   for (const edit of event.edits) lines.push(`  [edited ${edit.at} by ${edit.by ? partyName(edit.by) : 'unknown'}] now:`, ...indent(edit.text ?? '', '    '));

@@ -1,0 +1,64 @@
+import { type FileHandle, open, rm } from 'node:fs/promises';
+
+/** Text is gathered up to this many bytes before one write. */
+const BUFFER_BYTES = 256 * 1024;
+
+/**
+ * A temporary file (0600, in the export's working directory) that text is appended to and then
+ * read back in chunks: how a 10,000-event RSMF slice is assembled without holding it in memory.
+ */
+export class SpoolFile {
+  readonly path: string;
+  readonly #file: FileHandle;
+  #pending: string[] = [];
+  #pendingBytes = 0;
+  #size = 0;
+
+  private constructor(path: string, file: FileHandle) {
+    this.path = path;
+    this.#file = file;
+  }
+
+  static async create(path: string): Promise<SpoolFile> {
+    return new SpoolFile(path, await open(path, 'wx+', 0o600));
+  }
+
+  /** Bytes appended so far. */
+  get size(): number {
+    return this.#size + this.#pendingBytes;
+  }
+
+  async append(text: string): Promise<void> {
+    this.#pending.push(text);
+    this.#pendingBytes += Buffer.byteLength(text, 'utf8');
+    if (this.#pendingBytes >= BUFFER_BYTES) await this.#flush();
+  }
+
+  /** The whole content, in chunks of `chunkBytes` (the last may be shorter). */
+  async *chunks(chunkBytes: number): AsyncGenerator<Uint8Array> {
+    await this.#flush();
+    const buffer = Buffer.alloc(chunkBytes);
+    for (let position = 0; position < this.#size; ) {
+      const { bytesRead } = await this.#file.read(buffer, 0, Math.min(chunkBytes, this.#size - position), position);
+      if (bytesRead === 0) throw new Error(`temporary file ${this.path} was truncated while it was read back`);
+      position += bytesRead;
+      yield Buffer.from(buffer.subarray(0, bytesRead));
+    }
+  }
+
+  /** Closes and deletes the file. */
+  async remove(): Promise<void> {
+    await this.#file.close().catch(() => undefined);
+    await rm(this.path, { force: true });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    const data = Buffer.from(this.#pending.join(''), 'utf8');
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    let written = 0;
+    while (written < data.byteLength) written += (await this.#file.write(data, written, data.byteLength - written, this.#size + written)).bytesWritten;
+    this.#size += data.byteLength;
+  }
+}
