@@ -55,6 +55,8 @@ export interface DelivererOptions {
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly generator?: string;
   readonly logger?: Logger;
+  /** Called after each receipt is durable (status lines, tests). */
+  readonly onDelivered?: (delivered: { readonly stream: string; readonly seqs: readonly number[]; readonly messageId: string; readonly inDoubt: boolean }) => void;
 }
 
 export interface StreamProgress {
@@ -290,6 +292,7 @@ export class Deliverer {
         );
         this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
         this.#logger.info({ target: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
+        this.#options.onDelivered?.({ stream: message.stream, seqs, messageId: message.messageId, inDoubt });
         return inDoubt;
       }
       this.#sender.close();
