@@ -33,6 +33,9 @@ export interface DeliveryCursor {
   readonly inFlight?: InFlight;
 }
 
+/** Locks this process holds (a second deliverer of a target in the same process is refused too). */
+const HELD = new Set<string>();
+
 export class DeliveryState {
   readonly file: string;
   /** The state directory. */
@@ -63,11 +66,13 @@ export class DeliveryState {
         const fd = openSync(this.#lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
         writeSync(fd, `${process.pid}\n`);
         closeSync(fd);
+        HELD.add(this.#lock);
         return;
       } catch (error) {
         if ((error as { code?: string }).code !== 'EEXIST') throw new DeliveryError('DELIVERY_STATE', `cannot create ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
         const pid = Number(readFileSync(this.#lock, 'utf8').trim());
-        if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) throw new DeliveryError('DELIVERY_STATE', `target ${target} is being delivered by process ${pid} (lock ${this.#lock}); run one deliverer per target`);
+        const held = pid === process.pid ? HELD.has(this.#lock) : Number.isSafeInteger(pid) && pid > 0 && alive(pid);
+        if (held) throw new DeliveryError('DELIVERY_STATE', `target ${target} is being delivered by process ${pid} (lock ${this.#lock}); run one deliverer per target`);
         rmSync(this.#lock, { force: true });
       }
     }
@@ -117,6 +122,7 @@ export class DeliveryState {
 
   /** Releases the lock. */
   close(): void {
+    if (!HELD.delete(this.#lock)) return;
     rmSync(this.#lock, { force: true });
   }
 }
