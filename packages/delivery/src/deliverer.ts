@@ -170,6 +170,9 @@ export class Deliverer {
   }
 
   #remember(receipt: Receipt): void {
+    if (receipt.to !== this.#target.to) {
+      throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) are for another journal address; a different journal needs a new target name (its own cursor and receipts)`);
+    }
     for (const seq of receipt.seqs) this.#delivered.set(`${receipt.stream}/${seq}`, receipt);
     this.#deliveredIds.add(receipt.messageId);
     this.#receiptHead = Math.max(this.#receiptHead, receipt.receiptSeq);
@@ -290,7 +293,7 @@ export class Deliverer {
         const result = await this.#writer.capture(
           receiptCapture({ target: this.#target.name, to: this.#target.to, mode: this.mode, stream: message.stream, records: item.records, messageId: message.messageId, emlSha256: createHash('sha256').update(bytes).digest('hex'), emlSize: bytes.length, reply: outcome.reply, deliveredAt, attempts: attempt, inDoubt }),
         );
-        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
+        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
         this.#logger.info({ target: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
         this.#options.onDelivered?.({ stream: message.stream, seqs, messageId: message.messageId, inDoubt });
         return inDoubt;

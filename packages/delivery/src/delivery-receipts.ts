@@ -25,6 +25,8 @@ export interface Receipt {
   readonly receiptSeq: number;
   readonly stream: string;
   readonly seqs: readonly number[];
+  /** The journal address it went to. */
+  readonly to: string;
   readonly messageId: string;
   /** Record mode: the record's SHA-256. */
   readonly recordHash: string | undefined;
@@ -108,7 +110,7 @@ async function toReceipt(sink: Sink, record: ArchiveRecord): Promise<Receipt | u
     seqs = detail?.records?.map((item) => Number(item.seq)).filter((seq) => Number.isSafeInteger(seq) && seq > 0);
   }
   if (!seqs || seqs.length === 0) return undefined;
-  return { receiptSeq: record.seq, stream, seqs, messageId: fields.messageId ?? '', recordHash: fields.recordHash, deliveredAt: fields.deliveredAt ?? '', reply: fields.reply ?? '', inDoubt: fields.inDoubt === 'true' };
+  return { receiptSeq: record.seq, stream, seqs, to: fields.to ?? '', messageId: fields.messageId ?? '', recordHash: fields.recordHash, deliveredAt: fields.deliveredAt ?? '', reply: fields.reply ?? '', inDoubt: fields.inDoubt === 'true' };
 }
 
 function parseCanonicalLoose(bytes: Uint8Array): unknown {

@@ -49,7 +49,7 @@ export function createSmtpSender(target: DeliveryTarget, endpoint: SmtpEndpoint,
     async send(message) {
       try {
         const info = await transport.sendMail({ envelope: { from: target.from, to: [target.to] }, raw: Buffer.from(message.buffer, message.byteOffset, message.byteLength) });
-        const reply = clip(String(info.response ?? ''));
+        const reply = clip(info.response);
         if (!/^2\d\d/.test(reply) || info.rejected.length > 0) return { status: reply.startsWith('5') ? 'permanent' : 'transient', reply: reply || 'no reply' };
         return { status: 'accepted', reply };
       } catch (error) {

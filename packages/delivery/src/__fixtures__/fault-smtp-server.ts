@@ -65,7 +65,12 @@ export async function startFaultServer(options: { readonly port?: number; readon
     set decide(value) {
       state.decide = value;
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      }),
   };
 }
 

@@ -8,7 +8,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type CaptureInput, type ConversationRef, type Ed25519NoteKey, type Party, Recorder, generateEd25519NoteKey } from '@offchannel/core';
+import { type CaptureInput, type ConversationRef, type Ed25519NoteKey, type Party, type RawInput, Recorder, generateEd25519NoteKey } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 
 export const alice: Party = { id: 'alice@firm.example', name: 'Alice Moreau' };
@@ -38,7 +38,7 @@ export async function createJournalArchive(extra = 0): Promise<JournalArchive> {
   const whatsapp = recorder.writer({ channel: 'whatsapp', account: 'alice', source: { package: '@offchannel/delivery-test', version: '0.0.0' } });
   const signal = recorder.writer({ channel: 'signal', account: 'alice', source: { package: '@offchannel/delivery-test', version: '0.0.0' } });
   const t = (day: number, minute: number): string => new Date(Date.UTC(2026, 10, 19 + day, 9, minute, 0)).toISOString();
-  const raw = (value: unknown): CaptureInput['raw'] => ({ bytes: new TextEncoder().encode(JSON.stringify(value)), format: 'test.json' });
+  const raw = (value: unknown): RawInput => ({ bytes: new TextEncoder().encode(JSON.stringify(value)), format: 'test.json' });
   const message = (conversation: ConversationRef, sender: Party, id: string, at: string, extraFields: Partial<CaptureInput>): CaptureInput => ({
     kind: 'message',
     key: `message:${id}`,
