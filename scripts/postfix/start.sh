@@ -63,5 +63,6 @@ else
   echo "smtpd_tls_security_level = none" >> "$DIR/etc/main.cf"
 fi
 "$POSTFIX" -c "$DIR/etc" set-permissions >/dev/null 2>&1 || true
-"$POSTFIX" -c "$DIR/etc" check
-"$POSTFIX" -c "$DIR/etc" start
+fail() { echo "start.sh: postfix $1 failed (every directory above $DIR must be searchable by the postfix user):" >&2; tail -5 "$DIR/maillog" >&2 2>/dev/null; exit 1; }
+"$POSTFIX" -c "$DIR/etc" check || fail check
+"$POSTFIX" -c "$DIR/etc" start || fail start
