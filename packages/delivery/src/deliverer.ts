@@ -257,7 +257,14 @@ export class Deliverer {
     } else {
       candidates.push(...perRecord.filter((message) => !message.seqs.every((seq) => this.#isDelivered(message.stream, seq))));
     }
-    const send = candidates.map((message) => {
+    // Records appended while this pass rendered (capture keeps writing) wait for the next pass.
+    const read = new Map<string, number>();
+    for (const key of records.keys()) {
+      const slash = key.lastIndexOf('/');
+      read.set(key.slice(0, slash), Math.max(read.get(key.slice(0, slash)) ?? 0, Number(key.slice(slash + 1))));
+    }
+    const current = candidates.filter((message) => message.seqs.every((seq) => seq <= (read.get(message.stream) ?? 0) || this.#isDelivered(message.stream, seq)));
+    const send = current.map((message) => {
       const pending = message.seqs.filter((seq) => !this.#isDelivered(message.stream, seq));
       const list = pending.map((seq) => {
         const record = records.get(`${message.stream}/${seq}`);

@@ -19,6 +19,7 @@
  */
 import path from 'node:path';
 import { ConfigError, assertAccountName, assertChannelName } from '@offchannel/core';
+import { type DeliveryEntry, parseDeliveryConfig } from './capture-deliveries.ts';
 import { type Json, object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString, stringList } from './config-reader.ts';
 
 export type ArchiveConfig =
@@ -67,6 +68,8 @@ export interface CaptureConfig {
   readonly log: { readonly level: string };
   readonly statusEveryMs: number;
   readonly connectors: readonly ConnectorConfig[];
+  /** SMTP journaling targets fed while capturing (docs/delivery.md). */
+  readonly delivery: readonly DeliveryEntry[];
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -75,7 +78,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export function parseCaptureConfig(value: unknown, file: string): CaptureConfig {
   const base = path.dirname(path.resolve(file));
   const at = (relative: string): string => path.resolve(base, relative);
-  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'connectors']);
+  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'connectors', 'delivery']);
 
   const archive = parseArchive(root.archive ?? { dir: './archive' }, at);
   const stateConfig = object(root.state ?? {}, 'config.state', ['dir', 'keyFile', 'unencrypted']);
@@ -125,6 +128,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     log: { level: oneOf(log.level, 'config.log.level', LOG_LEVELS) ?? 'info' },
     statusEveryMs: optionalInteger(status.everyMs, 'config.status.everyMs', 100, 3_600_000) ?? 1000,
     connectors,
+    delivery: parseDeliveryConfig(root.delivery, at),
   };
 }
 

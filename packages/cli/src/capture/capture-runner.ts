@@ -22,7 +22,9 @@ import {
 import { openFsSink } from '@offchannel/sink-fs';
 import { openS3Sink } from '@offchannel/sink-s3';
 import { loadCertificates, loadSigningKey } from '../keys.ts';
+import { CLI_PACKAGE } from '../version.ts';
 import { type CaptureConfig, type ConnectorConfig, parseCaptureConfig } from './capture-config.ts';
+import { CaptureDeliveries, type DeliverySnapshot } from './capture-deliveries.ts';
 import { CapturePolicy } from './capture-policy.ts';
 import { type Loader, createConnector } from './connector-registry.ts';
 
@@ -36,6 +38,8 @@ export interface CaptureSnapshot {
   readonly connectors: readonly { readonly stream: string; readonly status: ConnectorStatus; readonly excluded: number }[];
   /** Per `<target>:<stream>`, the last seq copied from the spool to S3 (S3 archives only). */
   readonly forwarded?: Readonly<Record<string, number>>;
+  /** SMTP journaling targets (config `delivery`): state, backlog, lag. */
+  readonly deliveries?: readonly DeliverySnapshot[];
 }
 
 export class CaptureRunner {
@@ -48,13 +52,17 @@ export class CaptureRunner {
   #recorder: Recorder | undefined;
   #state: StateStore | undefined;
   #policyTimer: NodeJS.Timeout | undefined;
+  #deliveries: CaptureDeliveries | undefined;
+  #deliveryArchive: Sink | undefined;
   readonly #load: Loader | undefined;
+  readonly #env: Readonly<Record<string, string | undefined>>;
 
-  /** `load` imports connector packages (default: `import()`); tests hand in a local harness. */
-  constructor(config: CaptureConfig, logger: Logger, options: { readonly load?: Loader } = {}) {
+  /** `load` imports connector packages (default: `import()`); tests hand in a local harness. `env` supplies OFFCHANNEL_SMTP_PASSWORD. */
+  constructor(config: CaptureConfig, logger: Logger, options: { readonly load?: Loader; readonly env?: Readonly<Record<string, string | undefined>> } = {}) {
     this.#config = config;
     this.#logger = logger;
     this.#load = options.load;
+    this.#env = options.env ?? process.env;
   }
 
   get connectors(): readonly RunningConnector[] {
@@ -96,6 +104,18 @@ export class CaptureRunner {
         await connector.start(policy.wrap());
         this.#running.push({ stream: ctx.stream, connector, policy });
       }
+      if (config.delivery.length > 0) {
+        // Delivery reads records through its own read-only handle and records receipts where capture records.
+        this.#deliveryArchive = await openFsSink({ dir: config.archive.kind === 'dir' ? config.archive.dir : config.archive.spool, readOnly: true, logger: this.#logger });
+        this.#deliveries = await CaptureDeliveries.start(config.delivery, {
+          archive: this.#deliveryArchive,
+          receipts: this.#forwarder?.sink ?? this.#sink,
+          env: this.#env,
+          ...(signer ? { verifiers: [signer.verifier], checkpoints: { signer, memory: this.#state.scope('offchannel-delivery-checkpoints') } } : {}),
+          generator: `${CLI_PACKAGE.name} ${CLI_PACKAGE.version}`,
+          logger: this.#logger,
+        });
+      }
       this.#policyTimer = setInterval(() => {
         for (const { policy, stream } of this.#running) {
           policy.report().catch((error: unknown) => {
@@ -117,6 +137,7 @@ export class CaptureRunner {
     return {
       connectors: this.#running.map(({ stream, connector, policy }) => ({ stream, status: connector.status(), excluded: policy.excluded })),
       ...(status ? { forwarded } : {}),
+      ...(this.#deliveries ? { deliveries: this.#deliveries.snapshot() } : {}),
     };
   }
 
@@ -133,6 +154,10 @@ export class CaptureRunner {
         this.#logger.error({ step: what, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'shutdown step failed');
       }
     };
+    if (this.#deliveries) await attempt('delivery stop', () => (this.#deliveries as CaptureDeliveries).stop());
+    if (this.#deliveryArchive) await attempt('delivery archive close', () => (this.#deliveryArchive as Sink).close());
+    this.#deliveries = undefined;
+    this.#deliveryArchive = undefined;
     for (const { connector } of this.#running) await attempt(`stop ${connector.channel}`, () => connector.stop());
     for (const { policy } of this.#running) await attempt('policy counts', () => policy.report());
     if (this.#recorder) await attempt('recorder close (final checkpoints)', () => (this.#recorder as Recorder).close());

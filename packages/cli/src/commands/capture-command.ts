@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ConnectorStatus } from '@offchannel/core';
 import { parseCaptureConfig } from '../capture/capture-config.ts';
+import type { DeliverySnapshot } from '../capture/capture-deliveries.ts';
 import { CaptureRunner, readConfigJson } from '../capture/capture-runner.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
@@ -44,11 +45,11 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   const file = path.resolve(io.cwd, values.config);
   const config = parseCaptureConfig(await readConfigJson(file), file);
   if (values.check) {
-    io.stdout.write(`config OK: ${file}\n  ${plural(config.connectors.length, 'connector')}: ${config.connectors.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n  archive: ${config.archive.kind === 'dir' ? config.archive.dir : `${config.archive.url} (spool ${config.archive.spool})`}\n  signing: ${config.signing ? config.signing.keyFile : 'none (checkpoints will not be signed)'}\n  policy: ${config.policy.version ?? 'none'}\n`);
+    io.stdout.write(`config OK: ${file}\n  ${plural(config.connectors.length, 'connector')}: ${config.connectors.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n  archive: ${config.archive.kind === 'dir' ? config.archive.dir : `${config.archive.url} (spool ${config.archive.spool})`}\n  signing: ${config.signing ? config.signing.keyFile : 'none (checkpoints will not be signed)'}\n  policy: ${config.policy.version ?? 'none'}\n  delivery: ${config.delivery.map((target) => `${target.name} → ${target.to} (${target.mode})`).join(', ') || 'none'}\n`);
     return EXIT_OK;
   }
   const logger = createLogger(values['log-level'], io.env, config.log.level);
-  const runner = new CaptureRunner(config, logger);
+  const runner = new CaptureRunner(config, logger, { env: io.env });
   if (!config.signing) logger.warn({}, 'no "signing" in the config: checkpoints will not be signed, so deletions at the end of a stream cannot be detected');
   await runner.start();
   logger.info({ connectors: runner.connectors.map((entry) => entry.stream) }, 'capture running');
@@ -57,10 +58,10 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   const tick = setInterval(() => {
     const snapshot = runner.snapshot();
     if (tty) {
-      io.stdout.write(`\r${snapshot.connectors.map(({ stream, status, excluded }) => `${stream} ${statusText(status)}${excluded > 0 ? ` ${excluded} excluded` : ''}`).join(' │ ')}\u001b[K`);
+      io.stdout.write(`\r${[...snapshot.connectors.map(({ stream, status, excluded }) => `${stream} ${statusText(status)}${excluded > 0 ? ` ${excluded} excluded` : ''}`), ...(snapshot.deliveries ?? []).map(deliveryText)].join(' │ ')}\u001b[K`);
     } else if (Date.now() - lastLog >= 60_000) {
       lastLog = Date.now();
-      logger.info({ connectors: snapshot.connectors.map(({ stream, status, excluded }) => ({ stream, state: status.state, captured: status.captured, duplicates: status.duplicates, errors: status.errors, excluded, lastEventAt: status.lastEventAt ?? null })), ...(snapshot.forwarded ? { forwarded: snapshot.forwarded } : {}) }, 'capture status');
+      logger.info({ connectors: snapshot.connectors.map(({ stream, status, excluded }) => ({ stream, state: status.state, captured: status.captured, duplicates: status.duplicates, errors: status.errors, excluded, lastEventAt: status.lastEventAt ?? null })), ...(snapshot.forwarded ? { forwarded: snapshot.forwarded } : {}), ...(snapshot.deliveries ? { deliveries: snapshot.deliveries.map(({ name, state, error, status }) => ({ target: name, state, error: error ?? null, backlog: status?.backlog ?? null, lagMs: status?.lagMs ?? null, delivered: status?.delivered ?? null })) } : {}) }, 'capture status');
     }
   }, config.statusEveryMs);
   await new Promise<void>((resolve) => {
@@ -79,6 +80,11 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   }
   io.stdout.write(`stopped: ${final.connectors.map(({ stream, status, excluded }) => `${stream} ${plural(status.captured, 'record')} captured, ${status.duplicates} already archived${excluded > 0 ? `, ${excluded} excluded by policy` : ''}`).join('; ')}\n`);
   return final.connectors.some(({ status }) => status.state === 'failed') ? EXIT_FAILED : EXIT_OK;
+}
+
+function deliveryText({ name, state, error, status }: DeliverySnapshot): string {
+  if (state !== 'running') return `deliver ${name} ${state}${error ? ` ${error}` : ''}`;
+  return `deliver ${name} backlog ${status?.backlog ?? '?'}${status && status.backlog > 0 ? ` lag ${Math.round(status.lagMs / 1000)}s` : ''}`;
 }
 
 function statusText(status: ConnectorStatus): string {
