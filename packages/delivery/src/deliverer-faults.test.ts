@@ -9,7 +9,7 @@ import { chmod, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { OffchannelError, decodeRecord } from '@offchannel/core';
+import { OffchannelError, Recorder, type Sink, decodeRecord } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type DelivererOptions, Deliverer } from './deliverer.ts';
 import { readReceipts, receiptStream } from './delivery-receipts.ts';
@@ -194,6 +194,48 @@ describe('retries and refusals', () => {
   });
 });
 
+describe('following a live archive', () => {
+  it('leaves records appended while a pass renders for the next pass, in order', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const sink = await openFsSink({ dir: archive.dir });
+    const recorder = new Recorder({ sink });
+    const writer = recorder.writer({ channel: 'whatsapp', account: 'alice', source: { package: '@offchannel/delivery-test', version: '0.0.0' } });
+    let appended = false;
+    // Capture keeps writing: right after the deliverer has read a stream, one more record lands.
+    const live: Sink = Object.create(sink, {
+      read: {
+        value: (stream: string, options?: { readonly fromSeq?: number }) => {
+          const inner = sink.read(stream, options);
+          return (async function* () {
+            yield* inner;
+            if (stream === 'whatsapp:alice' && !appended) {
+              appended = true;
+              await writer.capture({ kind: 'message', key: 'message:late', sentAt: '2026-11-21T10:00:00.000Z', conversation: { id: 'late-chat', type: 'direct' }, sender: { id: 'late@firm.example' }, direction: 'inbound', native: { id: 'late' }, text: 'arrived mid-pass' });
+            }
+          })();
+        },
+      },
+    }) as Sink;
+    try {
+      const deliverer = await Deliverer.open({ archive: live, receipts: sink, target: target(smtp.url), stateDir: await stateDir(), clock: () => NOW });
+      try {
+        const first = await deliverer.deliverPending();
+        expect(first.sent).toBe(total(archive));
+        const second = await deliverer.deliverPending();
+        expect(second).toMatchObject({ sent: 1, backlog: 0 });
+      } finally {
+        await deliverer.close();
+      }
+    } finally {
+      await recorder.close();
+      await sink.close();
+    }
+    const order = smtp.received.filter((item) => streamOf(item.bytes) === 'whatsapp:alice').map((item) => seqOf(item.bytes));
+    expect(order).toEqual(Array.from({ length: (archive.counts['whatsapp:alice'] ?? 0) + 1 }, (_, index) => index + 1));
+  });
+});
+
 describe('state and safety rails', () => {
   it('allows one deliverer per target and state directory', async () => {
     const archive = await createJournalArchive();
@@ -207,6 +249,22 @@ describe('state and safety rails', () => {
       await first.close();
       await sink.close();
     }
+  });
+
+  it('trusts the receipts over the cursor: a lost or stale cursor resends nothing', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await stateDir();
+    await run(archive, { target: target(smtp.url), stateDir: state });
+    const sent = smtp.received.length;
+    const { readFile, rm } = await import('node:fs/promises');
+    const cursor = await readFile(path.join(state, 'journal.cursor.json'), 'utf8');
+    // As if killed after the receipts were durable but before the cursor moved: an older cursor, then none.
+    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, '"receipts":2').replace(/"whatsapp:alice":\d+/, '"whatsapp:alice":1'));
+    expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
+    await rm(path.join(state, 'journal.cursor.json'));
+    expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
+    expect(smtp.received.length).toBe(sent);
   });
 
   it('refuses a state directory that belongs to another archive, and a damaged cursor', async () => {
