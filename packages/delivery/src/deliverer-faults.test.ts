@@ -5,17 +5,16 @@
  * state's safety rails: one deliverer per target, no state from another archive, no unverified
  * archive, no insecure target settings, rate limits honoured.
  */
-import { chmod, mkdtemp, readdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { chmod, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { OffchannelError, Recorder, type Sink, decodeRecord } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type DelivererOptions, Deliverer } from './deliverer.ts';
 import { readReceipts, receiptStream } from './delivery-receipts.ts';
 import { type DeliveryTarget, checkTarget } from './delivery-target.ts';
 import { type FaultServer, seqOf, startFaultServer, streamOf } from './__fixtures__/fault-smtp-server.ts';
-import { type JournalArchive, createJournalArchive } from './__fixtures__/journal-archive.ts';
+import { type JournalArchive, createJournalArchive, removeTempDirs, tempDir } from './__fixtures__/journal-archive.ts';
 import { freePort } from './__fixtures__/postfix-instance.ts';
 
 const NOW = new Date(Date.UTC(2026, 10, 23, 12));
@@ -23,6 +22,7 @@ const servers: FaultServer[] = [];
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => server.close()));
 });
+afterAll(removeTempDirs);
 
 async function server(options: Parameters<typeof startFaultServer>[0] = {}): Promise<FaultServer> {
   const started = await startFaultServer(options);
@@ -62,7 +62,7 @@ async function receiptsOf(archive: JournalArchive, name = 'journal') {
 }
 
 const total = (archive: JournalArchive): number => Object.values(archive.counts).reduce((sum, count) => sum + count, 0);
-const stateDir = (): Promise<string> => mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-state-'));
+const stateDir = (): Promise<string> => tempDir('offchannel-delivery-state-');
 
 describe('retries and refusals', () => {
   it('retries a temporary refusal (4xx) with backoff and delivers after it', async () => {

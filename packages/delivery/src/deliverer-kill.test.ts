@@ -7,15 +7,14 @@
  * once per kill. The kill points come from a seeded generator (printed on failure).
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { exportArchive } from '@offchannel/export';
 import { openFsSink } from '@offchannel/sink-fs';
 import { checkDelivery } from './check-delivery.ts';
 import { readReceipts } from './delivery-receipts.ts';
-import { createJournalArchive } from './__fixtures__/journal-archive.ts';
+import { createJournalArchive, removeTempDirs, tempDir } from './__fixtures__/journal-archive.ts';
 import { type PostfixInstance, startPostfix } from './__fixtures__/postfix-instance.ts';
 
 const CHILD = path.join(import.meta.dirname, '__fixtures__', 'deliver-child.ts');
@@ -28,6 +27,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   await postfix?.stop();
+  await removeTempDirs();
 }, 60_000);
 
 function generator(seed: number): () => number {
@@ -73,7 +73,7 @@ function runChild(env: string, kill: { readonly afterDeliveries: number; readonl
 it(`survives ${TRIALS} SIGKILLs at random moments: every record arrives, receipts match, no silent duplicate`, async () => {
   const archive = await createJournalArchive(60);
   const total = Object.values(archive.counts).reduce((sum, count) => sum + count, 0);
-  const state = await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-kill-'));
+  const state = await tempDir('offchannel-delivery-kill-');
   const env = JSON.stringify({ archive: archive.dir, state, smtp: postfix.url.replace('127.0.0.1', 'localhost'), ca: postfix.ca?.toString('utf8'), verifier: archive.key.verifierKey, now: '2026-11-23T12:00:00Z' });
   const before = (await postfix.messages()).length;
   const random = generator(SEED);
@@ -92,7 +92,7 @@ it(`survives ${TRIALS} SIGKILLs at random moments: every record arrives, receipt
   const expected = new Set<string>();
   const receipts = [];
   try {
-    const out = await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-kill-export-'));
+    const out = await tempDir('offchannel-delivery-kill-export-');
     await exportArchive({ sink, out: path.join(out, 'x'), formats: ['eml'], streams: archive.streams });
     for (const entry of await readdir(path.join(out, 'x', 'eml'), { recursive: true })) {
       if (entry.endsWith('.eml')) expected.add(/^Message-ID: (\S+)/m.exec(await readFile(path.join(out, 'x', 'eml', entry), 'latin1'))?.[1] ?? '');

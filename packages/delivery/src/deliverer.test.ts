@@ -4,8 +4,7 @@
  * with its headers and attachments, and is byte for byte what `export --format eml` writes.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +15,7 @@ import { checkDelivery } from './check-delivery.ts';
 import { type DelivererOptions, Deliverer } from './deliverer.ts';
 import { readReceipts, receiptStream } from './delivery-receipts.ts';
 import type { DeliveryTarget } from './delivery-target.ts';
-import { type JournalArchive, PDF, PNG, createJournalArchive } from './__fixtures__/journal-archive.ts';
+import { type JournalArchive, PDF, PNG, createJournalArchive, removeTempDirs, tempDir } from './__fixtures__/journal-archive.ts';
 import { JOURNAL, type PostfixInstance, startPostfix } from './__fixtures__/postfix-instance.ts';
 
 const AFTER_BOTH_DAYS = new Date(Date.UTC(2026, 10, 23, 12));
@@ -28,6 +27,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   await Promise.all([tls?.stop(), plain?.stop()]);
+  await removeTempDirs();
 }, 60_000);
 
 function target(postfix: PostfixInstance, name: string, extra: Partial<DeliveryTarget> = {}): DeliveryTarget {
@@ -35,7 +35,7 @@ function target(postfix: PostfixInstance, name: string, extra: Partial<DeliveryT
 }
 
 async function deliverAll(archive: JournalArchive, options: Partial<DelivererOptions> & { readonly target: DeliveryTarget }, state?: string): Promise<{ report: Awaited<ReturnType<Deliverer['deliverPending']>>; state: string }> {
-  const dir = state ?? (await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-state-')));
+  const dir = state ?? (await tempDir('offchannel-delivery-state-'));
   const sink = await openFsSink({ dir: archive.dir });
   try {
     const deliverer = await Deliverer.open({ archive: sink, stateDir: dir, verifiers: [archive.key.verifier], checkpoints: { signer: archive.key }, clock: () => AFTER_BOTH_DAYS, retry: { attempts: 3, initialMs: 10 }, ...options });
@@ -82,7 +82,7 @@ describe('delivery into Postfix', () => {
     expect(new Set(ids).size).toBe(total);
 
     // Byte for byte what `export --format eml` writes (the same verified archive, exported now).
-    const out = await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-export-'));
+    const out = await tempDir('offchannel-delivery-export-');
     await withSink(archive.dir, (sink) => exportArchive({ sink, out: path.join(out, 'x'), formats: ['eml'], verifiers: [archive.key.verifier], streams: archive.streams }));
     const exported = new Map<string, Buffer>();
     for (const entry of await readdir(path.join(out, 'x', 'eml'), { recursive: true })) {

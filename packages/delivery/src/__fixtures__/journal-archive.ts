@@ -5,7 +5,7 @@
  * membership change and an account-level policy record. `messages` adds plain messages to
  * make the archive as long as a test needs.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type CaptureInput, type ConversationRef, type Ed25519NoteKey, type Party, type RawInput, Recorder, generateEd25519NoteKey } from '@offchannel/core';
@@ -21,6 +21,20 @@ export const signalChat: ConversationRef = { id: '+15550111', type: 'direct', ti
 export const PDF = new TextEncoder().encode('%PDF-1.4\n% term sheet\n%%EOF\n');
 export const PNG = Uint8Array.from(Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000' + '1f15c4890000000d4944415478da63f8cfc0f01f0005000201' + 'a5f6453e0000000049454e44ae426082', 'hex'));
 
+const created: string[] = [];
+
+/** A fresh temporary directory, removed by {@link removeTempDirs}. */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  created.push(dir);
+  return dir;
+}
+
+/** Removes every directory {@link tempDir} and {@link createJournalArchive} made (call in afterAll). */
+export async function removeTempDirs(): Promise<void> {
+  for (const dir of created.splice(0)) await rm(dir, { recursive: true, force: true });
+}
+
 export interface JournalArchive {
   readonly dir: string;
   readonly key: Ed25519NoteKey;
@@ -31,7 +45,7 @@ export interface JournalArchive {
 
 /** The archive; `extra` plain messages are added to the WhatsApp client chat (on day 2). */
 export async function createJournalArchive(extra = 0): Promise<JournalArchive> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-test-'));
+  const dir = await tempDir('offchannel-delivery-test-');
   const key = generateEd25519NoteKey('delivery-test.offchannel.example');
   const sink = await openFsSink({ dir });
   const recorder = new Recorder({ sink, clock: () => new Date(Date.UTC(2026, 10, 22, 12)), checkpoints: { signer: key, everyRecords: 10 } });
