@@ -236,6 +236,43 @@ describe('following a live archive', () => {
   });
 });
 
+describe('day mode', () => {
+  it('sends a record that arrives after its day went out as its own e-mail, once its day has closed', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await stateDir();
+    const first = await run(archive, { target: target(smtp.url, { mode: 'day' }), stateDir: state });
+    expect(first.backlog).toBe(0);
+    const before = smtp.received.length;
+    // A late record for 2026-11-20 (history sync), captured an hour before "now".
+    const sink = await openFsSink({ dir: archive.dir });
+    const recorder = new Recorder({ sink, clock: () => new Date(NOW.getTime() - 3_600_000) });
+    await recorder.writer({ channel: 'whatsapp', account: 'alice', source: { package: '@offchannel/delivery-test', version: '0.0.0' } }).capture({ kind: 'message', key: 'message:m-late', sentAt: '2026-11-20T09:30:00.000Z', conversation: { id: '+15550100@s.whatsapp.net', type: 'direct' }, sender: { id: '+15550100@s.whatsapp.net' }, direction: 'inbound', native: { id: 'm-late', chat: '+15550100@s.whatsapp.net' }, text: 'late arrival' });
+    await recorder.close();
+    await sink.close();
+    // Before its day has closed by the clock, it waits.
+    const waiting = await run(archive, { target: target(smtp.url, { mode: 'day' }), stateDir: state, clock: () => new Date(Date.UTC(2026, 10, 20, 23, 0)) });
+    expect(waiting).toMatchObject({ sent: 0, notDue: 1, backlog: 1 });
+    const late = await run(archive, { target: target(smtp.url, { mode: 'day' }), stateDir: state });
+    expect(late).toMatchObject({ sent: 1, backlog: 0, lagMs: 0 });
+    const mail = smtp.received.slice(before).map((item) => item.bytes.toString('latin1'));
+    expect(mail).toHaveLength(1);
+    expect(mail[0]).toMatch(/^X-Offchannel-Seq: 12$/m);
+    expect(mail[0]).toMatch(/^X-Offchannel-Native-Id: m-late$/m);
+    const { receipts } = await receiptsOf(archive);
+    expect(receipts.at(-1)).toMatchObject({ stream: 'whatsapp:alice', seqs: [12] });
+  });
+
+  it('reports the lag of the oldest undelivered record', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    // Records were captured at 2026-11-22T12:00Z; a day-mode pass at 23:30 that day has sent nothing of day 22.
+    const report = await run(archive, { target: target(smtp.url, { mode: 'day' }), stateDir: await stateDir(), clock: () => new Date(Date.UTC(2026, 10, 22, 23, 30)) });
+    expect(report.notDue).toBeGreaterThan(0);
+    expect(report.lagMs).toBe(11.5 * 3_600_000);
+  });
+});
+
 describe('state and safety rails', () => {
   it('allows one deliverer per target and state directory', async () => {
     const archive = await createJournalArchive();
