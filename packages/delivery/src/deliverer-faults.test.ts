@@ -263,13 +263,39 @@ describe('day mode', () => {
     expect(receipts.at(-1)).toMatchObject({ stream: 'whatsapp:alice', seqs: [12] });
   });
 
-  it('reports the lag of the oldest undelivered record', async () => {
+  it('reports the lag of the oldest undelivered record and does not re-render while only open days wait', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();
     // Records were captured at 2026-11-22T12:00Z; a day-mode pass at 23:30 that day has sent nothing of day 22.
-    const report = await run(archive, { target: target(smtp.url, { mode: 'day' }), stateDir: await stateDir(), clock: () => new Date(Date.UTC(2026, 10, 22, 23, 30)) });
-    expect(report.notDue).toBeGreaterThan(0);
-    expect(report.lagMs).toBe(11.5 * 3_600_000);
+    let now = Date.UTC(2026, 10, 22, 23, 30);
+    let renders = 0;
+    const sink = await openFsSink({ dir: archive.dir });
+    const counted: Sink = Object.create(sink, {
+      streams: {
+        value: () => {
+          renders++;
+          return sink.streams();
+        },
+      },
+    }) as Sink;
+    const deliverer = await Deliverer.open({ archive: counted, receipts: sink, target: target(smtp.url, { mode: 'day' }), stateDir: await stateDir(), clock: () => new Date(now), sleep: () => Promise.resolve() });
+    try {
+      const report = await deliverer.deliverPending();
+      expect(report.notDue).toBeGreaterThan(0);
+      expect(report.lagMs).toBe(11.5 * 3_600_000);
+      // Nothing new and the day still open: the next pass does not render the archive again.
+      const before = renders;
+      now += 60_000;
+      expect(await deliverer.deliverPending()).toMatchObject({ sent: 0, notDue: report.notDue, lagMs: 11.5 * 3_600_000 + 60_000 });
+      expect(renders - before).toBe(1);
+      // Once the day has closed, it is sent.
+      now = Date.UTC(2026, 10, 23, 0, 16);
+      expect(await deliverer.deliverPending()).toMatchObject({ notDue: 0, backlog: 0 });
+      expect(renders - before).toBeGreaterThan(2);
+    } finally {
+      await deliverer.close();
+      await sink.close();
+    }
   });
 });
 

@@ -111,6 +111,8 @@ export class Deliverer {
   #inFlight: InFlight | undefined;
   #sender: SmtpSender | undefined;
   #lastSend = 0;
+  /** After a pass that left only not-yet-due records: the heads it saw, and when the next day closes. */
+  #idle: { readonly heads: string; readonly until: number; readonly notDue: number; readonly noEmail: number; readonly records: ReadonlyMap<string, { readonly capturedAt: string }> } | undefined;
   #status: DeliveryStatus;
 
   private constructor(options: DelivererOptions, endpoint: SmtpEndpoint, state: DeliveryState) {
@@ -196,6 +198,14 @@ export class Deliverer {
       streams.push({ stream, head, delivered: Math.min(this.#cursor.get(stream) ?? 0, head) });
     }
     const pendingStreams = streams.filter((item) => item.head > item.delivered).map((item) => item.stream);
+    // Nothing new and no day closed since the last pass (day mode): no need to render again.
+    const heads = streams.map((item) => `${item.stream}:${item.head}`).join(' ');
+    const idle = this.#idle;
+    if (idle && idle.heads === heads && this.#clock().getTime() < idle.until) {
+      this.#status = this.#computeStatus(streams, idle.records);
+      return { ...this.#status, sent: 0, notDue: idle.notDue, noEmail: idle.noEmail, inDoubt: 0 };
+    }
+    this.#idle = undefined;
     let sent = 0;
     let notDue = 0;
     let noEmail = 0;
@@ -221,6 +231,7 @@ export class Deliverer {
         }
         for (const progress of streams) this.#advance(progress.stream, progress.head, plan.noEmail);
         this.#writeCursor(undefined);
+        if (plan.notDue > 0) this.#idle = { heads, until: plan.nextDue, notDue: plan.notDue, noEmail: plan.noEmail.size, records };
       } finally {
         await rm(scratch, { recursive: true, force: true });
       }
@@ -230,7 +241,7 @@ export class Deliverer {
   }
 
   /** What to send now, in order; what waits; what has no e-mail form. */
-  async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<{ send: Pending[]; notDue: number; noEmail: Set<string> }> {
+  async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<{ send: Pending[]; notDue: number; nextDue: number; noEmail: Set<string> }> {
     const render = (mode: 'message' | 'day', dir: string): Promise<OutgoingMessage[]> =>
       renderMessages({ sink: this.#options.archive, streams, mode, out: path.join(scratch, dir), ...(this.#options.verifiers ? { verifiers: this.#options.verifiers } : {}), ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}), ...(this.#options.generator ? { generator: this.#options.generator } : {}), logger: this.#logger });
     const perRecord = await render('message', 'message');
@@ -238,7 +249,13 @@ export class Deliverer {
     const noEmail = new Set([...records.keys()].filter((key) => !rendered.has(key)));
     const candidates: OutgoingMessage[] = [];
     let notDue = 0;
-    const due = (day: string): boolean => Date.parse(`${day}T00:00:00Z`) + 86_400_000 + (this.#options.dayCloseMs ?? 15 * 60_000) <= this.#clock().getTime();
+    let nextDue = Number.POSITIVE_INFINITY;
+    const due = (day: string): boolean => {
+      const closes = Date.parse(`${day}T00:00:00Z`) + 86_400_000 + (this.#options.dayCloseMs ?? 15 * 60_000);
+      if (closes <= this.#clock().getTime()) return true;
+      nextDue = Math.min(nextDue, closes);
+      return false;
+    };
     if (this.mode === 'day') {
       const inDayFiles = new Set<string>();
       for (const message of await render('day', 'day')) {
@@ -276,7 +293,7 @@ export class Deliverer {
       }
       return { message, records: list };
     });
-    return { send: send.filter((item) => item.records.length > 0), notDue, noEmail };
+    return { send: send.filter((item) => item.records.length > 0), notDue, nextDue, noEmail };
   }
 
   /** Sends one message until the server accepts it, then records its receipt. Returns whether it was in doubt. */
