@@ -8,8 +8,10 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Recorder } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { JOURNAL, type PostfixInstance, startPostfix } from '../../../delivery/src/__fixtures__/postfix-instance.ts';
+import { run } from '../run.ts';
 import { runCli } from '../testing/run-cli.ts';
 
 let work: string;
@@ -67,6 +69,33 @@ describe('offchannel deliver', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/another journal address.*\[DELIVERY_STATE\]/);
   });
+
+  it('without --once keeps following the archive until stopped, then exits 0', async () => {
+    const before = (await tls.messages()).length;
+    const controller = new AbortController();
+    let stdout = '';
+    const running = run([...base(tls.url.replace('127.0.0.1', 'localhost'), 'state-follow').filter((arg) => arg !== '--once'), '--target', 'follow', '--ca', 'ca.pem', '--poll', '0.2'], {
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: { write: () => true },
+      env: {},
+      cwd: work,
+      signal: controller.signal,
+    });
+    await tls.settle(before + records);
+    // A record captured while it follows is delivered on a later pass.
+    const sink = await openFsSink({ dir: path.join(work, 'archive') });
+    const recorder = new Recorder({ sink });
+    const [stream] = (await sink.streams()).filter((name) => !name.startsWith('delivery:'));
+    const [channel, account] = (stream ?? 'demo:x').split(':') as [string, string];
+    await recorder.writer({ channel, account, source: { package: 'test', version: '0' } }).capture({ kind: 'system', key: 'follow-test', system: { event: 'follow-test' } });
+    await recorder.close();
+    await sink.close();
+    await tls.settle(before + records + 1);
+    controller.abort();
+    expect(await running).toBe(0);
+    expect(stdout).toContain('backlog 0 records');
+    records += 1;
+  }, 60_000);
 
   it('--check lists what was not delivered and exits 1', async () => {
     const check = await runCli(['deliver', 'archive', '--check', '--target', 'never'], work);
