@@ -2,6 +2,7 @@ import { OffchannelError } from '@offchannel/core';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './cli-io.ts';
 import { CAPTURE_USAGE, captureCommand } from './commands/capture-command.ts';
 import { COPY_USAGE, copyCommand } from './commands/copy-command.ts';
+import { DELIVER_USAGE, deliverCommand } from './commands/deliver-command.ts';
 import { DEMO_USAGE, demoCommand } from './commands/demo-command.ts';
 import { EXPORT_USAGE, exportCommand } from './commands/export-command.ts';
 import { KEYGEN_USAGE, keygenCommand } from './commands/keygen-command.ts';
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, { readonly run: (argv: readonly string[], io: Cli
   demo: { run: demoCommand, summary: 'record a generated exchange into an archive and verify it (offline)', usage: DEMO_USAGE },
   verify: { run: verifyCommand, summary: 'check an archive: chain, blobs, seals; with --key, signed checkpoints', usage: VERIFY_USAGE },
   export: { run: exportCommand, summary: 'write RSMF, EML, JSONL (with proofs) or HTML transcripts from a verified archive', usage: EXPORT_USAGE },
+  deliver: { run: deliverCommand, summary: "feed the firm's existing archive by SMTP journaling, with a receipt for every message", usage: DELIVER_USAGE },
   keygen: { run: keygenCommand, summary: 'create a checkpoint signing key (or, with --state, a state-store key)', usage: KEYGEN_USAGE },
   prove: { run: proveCommand, summary: "write a proof that one record is in the archive's signed log", usage: PROVE_USAGE },
   'verify-proof': { run: verifyProofCommand, summary: 'check a record proof with only the verifier key', usage: VERIFY_PROOF_USAGE },

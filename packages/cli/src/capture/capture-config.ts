@@ -20,6 +20,7 @@
  */
 import path from 'node:path';
 import { ConfigError, assertAccountName, assertChannelName } from '@offchannel/core';
+import { type DeliveryEntry, parseDeliveryConfig } from './capture-deliveries.ts';
 import { type Json, object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString, stringList } from './config-reader.ts';
 
 export type ArchiveConfig =
@@ -71,6 +72,8 @@ export interface CaptureConfig {
   /** Restart backoff of an account whose connector failed (see account-supervisor.ts). */
   readonly supervision: { readonly restartInitialMs: number; readonly restartMaxMs: number };
   readonly connectors: readonly ConnectorConfig[];
+  /** SMTP journaling targets fed while capturing (docs/delivery.md). */
+  readonly delivery: readonly DeliveryEntry[];
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -79,7 +82,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export function parseCaptureConfig(value: unknown, file: string): CaptureConfig {
   const base = path.dirname(path.resolve(file));
   const at = (relative: string): string => path.resolve(base, relative);
-  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'supervision', 'connectors']);
+  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'supervision', 'connectors', 'delivery']);
 
   const archive = parseArchive(root.archive ?? { dir: './archive' }, at);
   const stateConfig = object(root.state ?? {}, 'config.state', ['dir', 'keyFile', 'unencrypted']);
@@ -143,6 +146,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     statusEveryMs: optionalInteger(status.everyMs, 'config.status.everyMs', 100, 3_600_000) ?? 1000,
     supervision: { restartInitialMs, restartMaxMs },
     connectors,
+    delivery: parseDeliveryConfig(root.delivery, at),
   };
 }
 

@@ -32,6 +32,8 @@ import type { CapturePolicy } from './capture-policy.ts';
 import { type Shard, inShard, shardText } from './capture-shard.ts';
 import { PARKED_STATES } from './classify-failure.ts';
 import { type Environment, type Loader, checkConnectorEntry } from './connector-registry.ts';
+import { CLI_PACKAGE } from '../version.ts';
+import { CaptureDeliveries, type DeliverySnapshot } from './capture-deliveries.ts';
 
 export interface RunningConnector {
   readonly stream: string;
@@ -46,6 +48,8 @@ export interface CaptureSnapshot {
   readonly connectors: readonly { readonly stream: string; readonly status: ConnectorStatus; readonly excluded: number }[];
   /** Per `<target>:<stream>`, the last seq copied from the spool to S3 (S3 archives only). */
   readonly forwarded?: Readonly<Record<string, number>>;
+  /** SMTP journaling targets (config `delivery`): state, backlog, lag. */
+  readonly deliveries?: readonly DeliverySnapshot[];
 }
 
 export interface CaptureRunnerOptions {
@@ -88,6 +92,8 @@ export class CaptureRunner {
   #recorder: Recorder | undefined;
   #state: StateStore | undefined;
   #policyTimer: NodeJS.Timeout | undefined;
+  #deliveries: CaptureDeliveries | undefined;
+  #deliveryArchive: Sink | undefined;
   /** The firm's key for excluded-contact HMACs (`policy.identifierKeyFile`). */
   #identifierKey: { readonly bytes: Uint8Array; readonly id: string } | undefined;
   #reloading: Promise<unknown> = Promise.resolve();
@@ -146,6 +152,18 @@ export class CaptureRunner {
         const failed = [...this.#supervisors.values()].find((supervisor) => supervisor.startError !== undefined);
         if (failed) throw failed.startError;
       }
+      if (config.delivery.length > 0) {
+        // Delivery reads records through its own read-only handle and records receipts where capture records.
+        this.#deliveryArchive = await openFsSink({ dir: config.archive.kind === 'dir' ? config.archive.dir : config.archive.spool, readOnly: true, logger: this.#logger });
+        this.#deliveries = await CaptureDeliveries.start(config.delivery, {
+          archive: this.#deliveryArchive,
+          receipts: this.#forwarder?.sink ?? this.#sink,
+          env: this.#options.env ?? process.env,
+          ...(signer ? { verifiers: [signer.verifier], checkpoints: { signer, memory: this.#state.scope('offchannel-delivery-checkpoints') } } : {}),
+          generator: `${CLI_PACKAGE.name} ${CLI_PACKAGE.version}`,
+          logger: this.#logger,
+        });
+      }
       this.#policyTimer = setInterval(() => {
         for (const supervisor of this.#supervisors.values()) {
           supervisor.reportPolicy().catch((error: unknown) => {
@@ -164,7 +182,7 @@ export class CaptureRunner {
    * Applies a re-read config: accounts added to this shard start, removed ones stop cleanly,
    * changed ones restart, parked ones are tried again, the others are not touched. A config
    * that fails its checks is refused as a whole (`ConfigError`) and nothing changes. Only
-   * `connectors` and `supervision` are re-read; archive, state, signing, policy and log need a
+   * `connectors` and `supervision` are re-read; archive, state, signing, policy, log and delivery need a
    * restart (a warning says so).
    */
   reload(next: CaptureConfig): Promise<ReloadResult> {
@@ -177,7 +195,7 @@ export class CaptureRunner {
     if (this.#stopped || !this.#recorder) throw new ConfigError('config', 'was not applied: capture is stopping');
     for (const entry of next.connectors) await checkConnectorEntry(entry, this.#options.load, this.#options.env);
     const current = this.#config;
-    const fixed = (['archive', 'state', 'signing', 'policy', 'log'] as const).filter((key) => JSON.stringify(current[key]) !== JSON.stringify(next[key]));
+    const fixed = (['archive', 'state', 'signing', 'policy', 'log', 'delivery'] as const).filter((key) => JSON.stringify(current[key]) !== JSON.stringify(next[key]));
     if (fixed.length > 0) this.#logger.warn({ settings: fixed }, 'these settings changed in the config but apply only after a restart; the connector list was applied');
     this.#config = { ...current, connectors: next.connectors, supervision: next.supervision };
     const wanted = new Map(this.#mine(next.connectors).map((entry) => [`${entry.channel}:${entry.account}`, entry]));
@@ -222,6 +240,7 @@ export class CaptureRunner {
       accounts,
       connectors: accounts.flatMap((account) => (account.connector ? [{ stream: account.stream, status: account.connector, excluded: account.excluded }] : [])),
       ...(status ? { forwarded } : {}),
+      ...(this.#deliveries ? { deliveries: this.#deliveries.snapshot() } : {}),
     };
   }
 
@@ -239,6 +258,10 @@ export class CaptureRunner {
         this.#logger.error({ step: what, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'shutdown step failed');
       }
     };
+    if (this.#deliveries) await attempt('delivery stop', () => (this.#deliveries as CaptureDeliveries).stop());
+    if (this.#deliveryArchive) await attempt('delivery archive close', () => (this.#deliveryArchive as Sink).close());
+    this.#deliveries = undefined;
+    this.#deliveryArchive = undefined;
     // Supervisors never reject: a connector that fails to stop is logged by its supervisor.
     await Promise.all([...this.#supervisors.values()].map((supervisor) => supervisor.stop('shutdown')));
     if (this.#recorder) await attempt('recorder close (final checkpoints)', () => (this.#recorder as Recorder).close());

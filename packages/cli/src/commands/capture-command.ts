@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, type ConnectorStatus, type Logger, OffchannelError } from '@offchannel/core';
 import type { AccountSnapshot } from '../capture/account-supervisor.ts';
 import { parseCaptureConfig } from '../capture/capture-config.ts';
+import type { DeliverySnapshot } from '../capture/capture-deliveries.ts';
 import { CaptureRunner, readConfigJson } from '../capture/capture-runner.ts';
 import { inShard, parseShard, shardText } from '../capture/capture-shard.ts';
 import { checkConnectorEntry } from '../capture/connector-registry.ts';
@@ -60,7 +61,7 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   if (values.check) {
     for (const entry of config.connectors) await checkConnectorEntry(entry);
     const mine = config.connectors.filter((entry) => inShard(`${entry.channel}:${entry.account}`, shard));
-    io.stdout.write(`config OK: ${file}\n  ${plural(config.connectors.length, 'connector')}: ${config.connectors.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n${shard ? `  shard ${shardText(shard)}: ${mine.length === 0 ? 'none of them (this process would wait for a reload)' : `${mine.length} of them: ${mine.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}`}\n` : ''}  archive: ${config.archive.kind === 'dir' ? config.archive.dir : `${config.archive.url} (spool ${config.archive.spool})`}\n  signing: ${config.signing ? config.signing.keyFile : 'none (checkpoints will not be signed)'}\n  policy: ${config.policy.version ?? 'none'}\n`);
+    io.stdout.write(`config OK: ${file}\n  ${plural(config.connectors.length, 'connector')}: ${config.connectors.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n${shard ? `  shard ${shardText(shard)}: ${mine.length === 0 ? 'none of them (this process would wait for a reload)' : `${mine.length} of them: ${mine.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}`}\n` : ''}  archive: ${config.archive.kind === 'dir' ? config.archive.dir : `${config.archive.url} (spool ${config.archive.spool})`}\n  signing: ${config.signing ? config.signing.keyFile : 'none (checkpoints will not be signed)'}\n  policy: ${config.policy.version ?? 'none'}\n  delivery: ${config.delivery.map((target) => `${target.name} → ${target.to} (${target.mode})`).join(', ') || 'none'}\n`);
     return EXIT_OK;
   }
   const logger = createLogger(values['log-level'], io.env, config.log.level);
@@ -94,10 +95,10 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   const tick = setInterval(() => {
     const snapshot = runner.snapshot();
     if (tty) {
-      io.stdout.write(`\r${statusLine(snapshot.accounts)}\u001b[K`);
+      io.stdout.write(`\r${[statusLine(snapshot.accounts), ...(snapshot.deliveries ?? []).map(deliveryText)].join(' │ ')}\u001b[K`);
     } else if (Date.now() - lastLog >= 60_000) {
       lastLog = Date.now();
-      logger.info({ accounts: snapshot.accounts.map((account) => ({ stream: account.stream, state: account.state, code: account.code ?? null, connector: account.connector?.state ?? null, captured: account.captured, duplicates: account.duplicates, errors: account.errors, excluded: account.excluded, lastEventAt: account.connector?.lastEventAt ?? null })), ...(snapshot.forwarded ? { forwarded: snapshot.forwarded } : {}) }, 'capture status');
+      logger.info({ accounts: snapshot.accounts.map((account) => ({ stream: account.stream, state: account.state, code: account.code ?? null, connector: account.connector?.state ?? null, captured: account.captured, duplicates: account.duplicates, errors: account.errors, excluded: account.excluded, lastEventAt: account.connector?.lastEventAt ?? null })), ...(snapshot.forwarded ? { forwarded: snapshot.forwarded } : {}), ...(snapshot.deliveries ? { deliveries: snapshot.deliveries.map(({ name, state, error, status }) => ({ target: name, state, error: error ?? null, backlog: status?.backlog ?? null, lagMs: status?.lagMs ?? null, delivered: status?.delivered ?? null })) } : {}) }, 'capture status');
     }
   }, config.statusEveryMs);
   await new Promise<void>((resolve) => {
@@ -128,6 +129,11 @@ async function reloadConfig(file: string, runner: CaptureRunner, logger: Logger)
     const code = OffchannelError.isInstance(error) ? error.code : 'UNKNOWN';
     logger.error({ code, problem: error instanceof ConfigError ? error.message : undefined }, 'config not applied; capture goes on with the previous one');
   }
+}
+
+function deliveryText({ name, state, error, status }: DeliverySnapshot): string {
+  if (state !== 'running') return `deliver ${name} ${state}${error ? ` ${error}` : ''}`;
+  return `deliver ${name} backlog ${status?.backlog ?? '?'}${status && status.backlog > 0 ? ` lag ${Math.round(status.lagMs / 1000)}s` : ''}`;
 }
 
 function summary(account: AccountSnapshot): string {

@@ -1,0 +1,182 @@
+/**
+ * The `delivery` section of `offchannel.config.json`: SMTP journaling targets that `offchannel
+ * capture` keeps fed while it captures (see docs/delivery.md). Each target runs on its own: a
+ * refusal, TLS or credential failure stops that target (logged, shown in the status) and never
+ * the capture or another target.
+ *
+ * ```json
+ * "delivery": [
+ *   { "name": "journal", "smtp": "smtp://journal.archive.example:587", "to": "journal@archive.example",
+ *     "from": "offchannel@firm.example", "user": "offchannel", "passwordFile": "./smtp.pass",
+ *     "mode": "record", "stateDir": "./delivery-state" }
+ * ]
+ * ```
+ * The password comes from `passwordFile` (0600) or `OFFCHANNEL_SMTP_PASSWORD`; never the config.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { ConfigError, type CheckpointOptions, type Logger, type NoteVerifier, OffchannelError, type Sink } from '@offchannel/core';
+import { type DeliveryStatus, type DeliveryTarget, Deliverer } from '@offchannel/delivery';
+import { object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString } from './config-reader.ts';
+
+export interface DeliveryEntry {
+  readonly name: string;
+  readonly smtp: string;
+  readonly to: string;
+  readonly from: string;
+  readonly mode: 'record' | 'day';
+  readonly user?: string;
+  readonly passwordFile?: string;
+  readonly caFile?: string;
+  readonly allowPlaintextLoopback: boolean;
+  readonly maxPerSecond?: number;
+  readonly pollMs: number;
+  readonly stateDir: string;
+}
+
+/** Parses the `delivery` list; paths resolve with `at` (against the config's directory). */
+export function parseDeliveryConfig(value: unknown, at: (relative: string) => string): DeliveryEntry[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError('config.delivery', 'must be a list of SMTP journaling targets ({"name", "smtp", "to", "from", …})');
+  const names = new Set<string>();
+  return value.map((item, index) => {
+    const key = `config.delivery[${index}]`;
+    if (typeof item === 'object' && item !== null && 'password' in item) throw new ConfigError(`${key}.password`, 'is not allowed: secrets never go in the config; use "passwordFile" (0600) or OFFCHANNEL_SMTP_PASSWORD');
+    const entry = object(item, key, ['name', 'smtp', 'to', 'from', 'mode', 'user', 'passwordFile', 'caFile', 'allowPlaintextLoopback', 'maxPerSecond', 'pollMs', 'stateDir']);
+    const name = optionalString(entry.name, `${key}.name`) ?? 'journal';
+    if (names.has(name)) throw new ConfigError(`${key}.name`, `repeats "${name}": each target needs its own name (it names its receipts stream delivery:<name>)`);
+    names.add(name);
+    const user = optionalString(entry.user, `${key}.user`);
+    const passwordFile = optionalString(entry.passwordFile, `${key}.passwordFile`);
+    const caFile = optionalString(entry.caFile, `${key}.caFile`);
+    const maxPerSecond = optionalInteger(entry.maxPerSecond, `${key}.maxPerSecond`, 1, 10_000);
+    if (passwordFile !== undefined && user === undefined) throw new ConfigError(`${key}.passwordFile`, 'needs "user"');
+    return {
+      name,
+      smtp: requiredString(entry.smtp, `${key}.smtp`),
+      to: requiredString(entry.to, `${key}.to`),
+      from: requiredString(entry.from, `${key}.from`),
+      mode: oneOf(entry.mode, `${key}.mode`, ['record', 'day'] as const) ?? 'record',
+      ...(user === undefined ? {} : { user }),
+      ...(passwordFile === undefined ? {} : { passwordFile: at(passwordFile) }),
+      ...(caFile === undefined ? {} : { caFile: at(caFile) }),
+      allowPlaintextLoopback: optionalBoolean(entry.allowPlaintextLoopback, `${key}.allowPlaintextLoopback`) ?? false,
+      ...(maxPerSecond === undefined ? {} : { maxPerSecond }),
+      pollMs: optionalInteger(entry.pollMs, `${key}.pollMs`, 100, 3_600_000) ?? 5000,
+      stateDir: at(optionalString(entry.stateDir, `${key}.stateDir`) ?? './delivery-state'),
+    };
+  });
+}
+
+/** A target's state for status lines and logs. */
+export interface DeliverySnapshot {
+  readonly name: string;
+  readonly state: 'running' | 'failed' | 'stopped';
+  /** The error code that stopped it (`DELIVERY_REFUSED` …). */
+  readonly error?: string;
+  readonly status: DeliveryStatus | undefined;
+}
+
+interface Running {
+  readonly entry: DeliveryEntry;
+  deliverer: Deliverer | undefined;
+  loop: Promise<void> | undefined;
+  state: DeliverySnapshot['state'];
+  error: string | undefined;
+}
+
+/** Runs every configured target beside capture. */
+export class CaptureDeliveries {
+  readonly #running: Running[] = [];
+  readonly #abort = new AbortController();
+  readonly #logger: Logger;
+
+  private constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  /**
+   * Opens each target (reading records through `archive`, a read-only handle; recording receipts
+   * through `receipts`) and starts following. A target that cannot even open is reported failed.
+   */
+  static async start(entries: readonly DeliveryEntry[], options: { readonly archive: Sink; readonly receipts: Sink; readonly env: Readonly<Record<string, string | undefined>>; readonly verifiers?: readonly NoteVerifier[]; readonly checkpoints?: CheckpointOptions; readonly generator: string; readonly logger: Logger }): Promise<CaptureDeliveries> {
+    const deliveries = new CaptureDeliveries(options.logger);
+    for (const entry of entries) {
+      const running: Running = { entry, deliverer: undefined, loop: undefined, state: 'running', error: undefined };
+      deliveries.#running.push(running);
+      try {
+        running.deliverer = await Deliverer.open({
+          archive: options.archive,
+          receipts: options.receipts,
+          target: await targetOf(entry, options.env),
+          stateDir: entry.stateDir,
+          ...(options.verifiers ? { verifiers: options.verifiers } : {}),
+          ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}),
+          generator: options.generator,
+          logger: options.logger,
+        });
+      } catch (error) {
+        deliveries.#fail(running, error);
+        continue;
+      }
+      const deliverer = running.deliverer;
+      running.loop = deliverer
+        .follow({
+          signal: deliveries.#abort.signal,
+          pollMs: entry.pollMs,
+          onPass: (pass) => {
+            if (pass.sent > 0 || pass.backlog > 0) options.logger.info({ target: entry.name, sent: pass.sent, backlog: pass.backlog, lagMs: pass.lagMs, notDue: pass.notDue, inDoubt: pass.inDoubt }, 'delivery status');
+          },
+        })
+        .catch((error: unknown) => {
+          deliveries.#fail(running, error);
+        });
+    }
+    return deliveries;
+  }
+
+  #fail(running: Running, error: unknown): void {
+    running.state = 'failed';
+    running.error = OffchannelError.isInstance(error) ? error.code : 'UNKNOWN';
+    this.#logger.error({ target: running.entry.name, code: running.error, reason: OffchannelError.isInstance(error) ? error.message : 'unexpected error' }, 'delivery target stopped; capture continues. Fix the cause and restart capture (or run offchannel deliver) to resume from the named record');
+  }
+
+  snapshot(): DeliverySnapshot[] {
+    return this.#running.map((running) => ({ name: running.entry.name, state: running.state, ...(running.error === undefined ? {} : { error: running.error }), status: running.deliverer?.status() }));
+  }
+
+  /** Stops following, waits for the message in flight, and closes every target (signing its receipts). */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    for (const running of this.#running) {
+      await running.loop;
+      await running.deliverer?.close();
+      if (running.state === 'running') running.state = 'stopped';
+    }
+  }
+}
+
+async function targetOf(entry: DeliveryEntry, env: Readonly<Record<string, string | undefined>>): Promise<DeliveryTarget> {
+  let password: string | undefined;
+  if (entry.user !== undefined) {
+    if (entry.passwordFile !== undefined) {
+      const info = await stat(entry.passwordFile).catch(() => undefined);
+      if (!info) throw new ConfigError(`delivery "${entry.name}" passwordFile`, `${entry.passwordFile} cannot be read`);
+      if ((info.mode & 0o077) !== 0) throw new ConfigError(`delivery "${entry.name}" passwordFile`, `${entry.passwordFile} is readable by group or others; run chmod 600 ${entry.passwordFile}`);
+      password = (await readFile(entry.passwordFile, 'utf8')).replace(/\r?\n$/, '');
+    } else {
+      password = env.OFFCHANNEL_SMTP_PASSWORD;
+      if (password === undefined || password === '') throw new ConfigError(`delivery "${entry.name}" user`, 'needs a password: "passwordFile" (0600) or OFFCHANNEL_SMTP_PASSWORD');
+    }
+  }
+  return {
+    name: entry.name,
+    smtp: entry.smtp,
+    to: entry.to,
+    from: entry.from,
+    mode: entry.mode,
+    ...(entry.user !== undefined && password !== undefined ? { user: entry.user, password } : {}),
+    ...(entry.caFile === undefined ? {} : { ca: await readFile(entry.caFile) }),
+    ...(entry.allowPlaintextLoopback ? { allowPlaintextLoopback: true } : {}),
+    ...(entry.maxPerSecond === undefined ? {} : { maxPerSecond: entry.maxPerSecond }),
+  };
+}

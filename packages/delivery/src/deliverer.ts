@@ -1,0 +1,432 @@
+/**
+ * The deliverer of one target: reads what the archive holds beyond the target's cursor,
+ * renders it as the EML `export --format eml` writes (verified first), and sends it over SMTP
+ * to the journaling address, one message at a time, in order per stream.
+ *
+ * Per message: the cursor file names it as in flight → the server accepts it (250) → its
+ * receipt record is durable in `delivery:<target>` → the cursor advances (in the next write).
+ * A crash before the receipt leaves the message in flight; the restart sends it again with the
+ * SAME Message-ID and marks the receipt `inDoubt` (SMTP cannot say whether a message whose 250
+ * was lost was taken, so the journal may hold it twice under one Message-ID, which journaling
+ * archives de-duplicate on; never zero times). At most one message per crash is in doubt.
+ * 4xx replies and connection failures are retried with exponential backoff; a 5xx stops
+ * delivery at that record (recorded as `delivery-refused`), to resume from it once fixed.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { X509Certificate } from 'node:crypto';
+import { type CheckpointOptions, type Logger, type NoteVerifier, Recorder, type Sink, type StreamWriter, decodeRecord, noopLogger } from '@offchannel/core';
+import { DeliveryError } from './delivery-error.ts';
+import { type DeliveryCursor, DeliveryState, type InFlight } from './delivery-state.ts';
+import { type DeliveryTarget, type SmtpEndpoint, checkTarget } from './delivery-target.ts';
+import { RECEIPT_CHANNEL, type Receipt, readReceipts, receiptCapture, receiptStream, refusalCapture } from './delivery-receipts.ts';
+import { type OutgoingMessage, renderMessages } from './render-messages.ts';
+import { type SmtpSender, createSmtpSender } from './smtp-sender.ts';
+
+export const DELIVERY_PACKAGE = { name: '@offchannel/delivery', version: '0.1.0' } as const;
+
+export interface DelivererOptions {
+  /** The archive to deliver from (read only). */
+  readonly archive: Sink;
+  /** Where receipts are recorded (a writable handle on the same archive). Default: `archive`. */
+  readonly receipts?: Sink;
+  readonly target: DeliveryTarget;
+  /** Directory for the cursor, lock and scratch files (created 0700). */
+  readonly stateDir: string;
+  /** Verifier keys: with them every stream's signed checkpoints are checked before sending. */
+  readonly verifiers?: readonly NoteVerifier[];
+  readonly tsaCertificates?: readonly X509Certificate[];
+  /** Sign checkpoints of the receipts stream (the archive's signing key). */
+  readonly checkpoints?: CheckpointOptions;
+  readonly retry?: {
+    /** First backoff. Default 1 s. */
+    readonly initialMs?: number;
+    /** Longest backoff. Default 5 min. */
+    readonly maxMs?: number;
+    /** Attempts per message before `DELIVERY_UNAVAILABLE`. Default: unlimited. */
+    readonly attempts?: number;
+  };
+  /** Day mode: a UTC day is sent this long after it ends. Default 15 min. */
+  readonly dayCloseMs?: number;
+  /** Per SMTP step. Default 60 s. */
+  readonly timeoutMs?: number;
+  readonly clock?: () => Date;
+  readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  readonly generator?: string;
+  readonly logger?: Logger;
+  /** Called after each receipt is durable (status lines, tests). */
+  readonly onDelivered?: (delivered: { readonly stream: string; readonly seqs: readonly number[]; readonly messageId: string; readonly inDoubt: boolean }) => void;
+}
+
+export interface StreamProgress {
+  readonly stream: string;
+  readonly head: number;
+  /** Every seq ≤ this is delivered (or has no e-mail form). */
+  readonly delivered: number;
+}
+
+export interface DeliveryStatus {
+  readonly target: string;
+  /** Records captured but not yet delivered (including days not yet closed). */
+  readonly backlog: number;
+  /** Age of the oldest undelivered record (capture time), ms; 0 when none. */
+  readonly lagMs: number;
+  readonly delivered: number;
+  readonly lastDeliveredAt: string | undefined;
+  readonly streams: readonly StreamProgress[];
+}
+
+export interface DeliveryReport extends DeliveryStatus {
+  /** Messages sent in this pass. */
+  readonly sent: number;
+  /** Records waiting for their UTC day to close (day mode). */
+  readonly notDue: number;
+  /** Records the EML export renders no e-mail for (e.g. an attachment-only edit). */
+  readonly noEmail: number;
+  /** Messages whose receipt says a resend after an unknown outcome. */
+  readonly inDoubt: number;
+}
+
+interface Pending {
+  readonly message: OutgoingMessage;
+  readonly records: readonly { readonly seq: number; readonly hash: string }[];
+}
+
+export class Deliverer {
+  readonly #options: DelivererOptions;
+  readonly #target: DeliveryTarget;
+  readonly #endpoint: SmtpEndpoint;
+  readonly #state: DeliveryState;
+  readonly #recorder: Recorder;
+  readonly #writer: StreamWriter;
+  readonly #logger: Logger;
+  readonly #clock: () => Date;
+  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** `<stream>/<seq>` → receipt. */
+  readonly #delivered = new Map<string, Receipt>();
+  readonly #deliveredIds = new Set<string>();
+  readonly #cursor = new Map<string, number>();
+  #receiptHead = 0;
+  #inFlight: InFlight | undefined;
+  #sender: SmtpSender | undefined;
+  #lastSend = 0;
+  /** After a pass that left only not-yet-due records: the heads it saw, and when the next day closes. */
+  #idle: { readonly heads: string; readonly until: number; readonly notDue: number; readonly noEmail: number; readonly records: ReadonlyMap<string, { readonly capturedAt: string }> } | undefined;
+  #status: DeliveryStatus;
+
+  private constructor(options: DelivererOptions, endpoint: SmtpEndpoint, state: DeliveryState) {
+    this.#options = options;
+    this.#target = options.target;
+    this.#endpoint = endpoint;
+    this.#state = state;
+    this.#logger = options.logger ?? noopLogger;
+    this.#clock = options.clock ?? (() => new Date());
+    this.#sleep = options.sleep ?? abortableSleep;
+    this.#recorder = new Recorder({ sink: options.receipts ?? options.archive, clock: this.#clock, logger: this.#logger, ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}) });
+    this.#writer = this.#recorder.writer({ channel: RECEIPT_CHANNEL, account: options.target.name, source: { package: DELIVERY_PACKAGE.name, version: DELIVERY_PACKAGE.version, upstream: 'nodemailer' } });
+    this.#status = { target: options.target.name, backlog: 0, lagMs: 0, delivered: 0, lastDeliveredAt: undefined, streams: [] };
+  }
+
+  /** Checks the target, takes its lock and reconciles the cursor with the receipts stream. */
+  static async open(options: DelivererOptions): Promise<Deliverer> {
+    const endpoint = checkTarget(options.target);
+    const state = await DeliveryState.open(options.stateDir, options.target.name);
+    const deliverer = new Deliverer(options, endpoint, state);
+    try {
+      await deliverer.#reconcile();
+    } catch (error) {
+      state.close();
+      await deliverer.#recorder.close();
+      throw error;
+    }
+    return deliverer;
+  }
+
+  get mode(): 'record' | 'day' {
+    return this.#target.mode ?? 'record';
+  }
+
+  status(): DeliveryStatus {
+    return this.#status;
+  }
+
+  async #reconcile(): Promise<void> {
+    const stored = this.#state.read();
+    if (stored && (stored.target !== this.#target.name || stored.to !== this.#target.to || stored.mode !== this.mode)) {
+      throw new DeliveryError('DELIVERY_STATE', `the state of target ${this.#target.name} was for ${stored.to} in ${stored.mode} mode; a different journal address or mode needs a new target name (its own cursor and receipts)`);
+    }
+    await this.#readNewReceipts();
+    if (stored && stored.receipts > this.#receiptHead) {
+      throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${receiptStream(this.#target.name)} holds ${this.#receiptHead}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
+    }
+    for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
+    this.#inFlight = stored?.inFlight;
+    if (this.#inFlight) this.#logger.warn({ target: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
+  }
+
+  async #readNewReceipts(): Promise<void> {
+    for await (const receipt of readReceipts(this.#options.receipts ?? this.#options.archive, this.#target.name, this.#receiptHead)) this.#remember(receipt);
+    const head = await (this.#options.receipts ?? this.#options.archive).head(receiptStream(this.#target.name));
+    this.#receiptHead = Math.max(this.#receiptHead, head.seq);
+  }
+
+  #remember(receipt: Receipt): void {
+    if (receipt.to !== this.#target.to) {
+      throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) are for another journal address; a different journal needs a new target name (its own cursor and receipts)`);
+    }
+    for (const seq of receipt.seqs) this.#delivered.set(`${receipt.stream}/${seq}`, receipt);
+    this.#deliveredIds.add(receipt.messageId);
+    this.#receiptHead = Math.max(this.#receiptHead, receipt.receiptSeq);
+  }
+
+  #isDelivered(stream: string, seq: number): boolean {
+    return seq <= (this.#cursor.get(stream) ?? 0) || this.#delivered.has(`${stream}/${seq}`);
+  }
+
+  /**
+   * One pass: delivers everything not yet delivered (day mode: of closed days), then returns.
+   * Throws `DeliveryError` on a permanent refusal (5xx), TLS or auth failure, or when the retry
+   * budget of a temporarily refused message is spent.
+   */
+  async deliverPending(signal?: AbortSignal): Promise<DeliveryReport> {
+    const archive = this.#options.archive;
+    const streams: StreamProgress[] = [];
+    for (const stream of [...(await archive.streams())].sort()) {
+      if (stream.startsWith(`${RECEIPT_CHANNEL}:`)) continue;
+      const head = (await archive.head(stream)).seq;
+      streams.push({ stream, head, delivered: Math.min(this.#cursor.get(stream) ?? 0, head) });
+    }
+    const pendingStreams = streams.filter((item) => item.head > item.delivered).map((item) => item.stream);
+    // Nothing new and no day closed since the last pass (day mode): no need to render again.
+    const heads = streams.map((item) => `${item.stream}:${item.head}`).join(' ');
+    const idle = this.#idle;
+    if (idle && idle.heads === heads && this.#clock().getTime() < idle.until) {
+      this.#status = this.#computeStatus(streams, idle.records);
+      return { ...this.#status, sent: 0, notDue: idle.notDue, noEmail: idle.noEmail, inDoubt: 0 };
+    }
+    this.#idle = undefined;
+    let sent = 0;
+    let notDue = 0;
+    let noEmail = 0;
+    let inDoubt = 0;
+    const records = new Map<string, { readonly hash: string; readonly capturedAt: string }>();
+    if (pendingStreams.length > 0) {
+      for (const stream of pendingStreams) {
+        for await (const stored of archive.read(stream, { fromSeq: (this.#cursor.get(stream) ?? 0) + 1 })) {
+          const { record, hash } = decodeRecord(stored.bytes);
+          records.set(`${stream}/${record.seq}`, { hash, capturedAt: record.capturedAt });
+        }
+      }
+      const scratch = path.join(this.#state.dir, `${this.#target.name}.render`);
+      try {
+        const plan = await this.#plan(pendingStreams, scratch, records);
+        notDue = plan.notDue;
+        noEmail = plan.noEmail.size;
+        for (const item of plan.send) {
+          signal?.throwIfAborted();
+          const doubted = await this.#deliverOne(item, signal);
+          sent += 1;
+          if (doubted) inDoubt += 1;
+        }
+        for (const progress of streams) this.#advance(progress.stream, progress.head, plan.noEmail);
+        this.#writeCursor(undefined);
+        if (plan.notDue > 0) this.#idle = { heads, until: plan.nextDue, notDue: plan.notDue, noEmail: plan.noEmail.size, records };
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    }
+    this.#status = this.#computeStatus(streams, records);
+    return { ...this.#status, sent, notDue, noEmail, inDoubt };
+  }
+
+  /** What to send now, in order; what waits; what has no e-mail form. */
+  async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<{ send: Pending[]; notDue: number; nextDue: number; noEmail: Set<string> }> {
+    const render = (mode: 'message' | 'day', dir: string): Promise<OutgoingMessage[]> =>
+      renderMessages({ sink: this.#options.archive, streams, mode, out: path.join(scratch, dir), ...(this.#options.verifiers ? { verifiers: this.#options.verifiers } : {}), ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}), ...(this.#options.generator ? { generator: this.#options.generator } : {}), logger: this.#logger });
+    const perRecord = await render('message', 'message');
+    const rendered = new Set(perRecord.flatMap((message) => message.seqs.map((seq) => `${message.stream}/${seq}`)));
+    const noEmail = new Set([...records.keys()].filter((key) => !rendered.has(key)));
+    const candidates: OutgoingMessage[] = [];
+    let notDue = 0;
+    let nextDue = Number.POSITIVE_INFINITY;
+    const due = (day: string): boolean => {
+      const closes = Date.parse(`${day}T00:00:00Z`) + 86_400_000 + (this.#options.dayCloseMs ?? 15 * 60_000);
+      if (closes <= this.#clock().getTime()) return true;
+      nextDue = Math.min(nextDue, closes);
+      return false;
+    };
+    if (this.mode === 'day') {
+      const inDayFiles = new Set<string>();
+      for (const message of await render('day', 'day')) {
+        if (this.#deliveredIds.has(message.messageId) || message.seqs.every((seq) => this.#isDelivered(message.stream, seq))) continue;
+        for (const seq of message.seqs) inDayFiles.add(`${message.stream}/${seq}`);
+        if (due(message.day)) candidates.push(message);
+        else notDue += message.seqs.filter((seq) => !this.#isDelivered(message.stream, seq)).length;
+      }
+      for (const message of perRecord) {
+        const seq = message.seqs[0] ?? 0;
+        if (inDayFiles.has(`${message.stream}/${seq}`) || this.#isDelivered(message.stream, seq)) continue;
+        if (due(message.day)) candidates.push(message);
+        else notDue += 1;
+      }
+      candidates.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.day < b.day ? -1 : a.day > b.day ? 1 : a.kind !== b.kind ? (a.kind === 'day' ? -1 : 1) : (a.seqs[0] ?? 0) - (b.seqs[0] ?? 0)));
+    } else {
+      candidates.push(...perRecord.filter((message) => !message.seqs.every((seq) => this.#isDelivered(message.stream, seq))));
+    }
+    // Records appended while this pass rendered (capture keeps writing) wait for the next pass.
+    const read = new Map<string, number>();
+    for (const key of records.keys()) {
+      const slash = key.lastIndexOf('/');
+      read.set(key.slice(0, slash), Math.max(read.get(key.slice(0, slash)) ?? 0, Number(key.slice(slash + 1))));
+    }
+    const current = candidates.filter((message) => message.seqs.every((seq) => seq <= (read.get(message.stream) ?? 0) || this.#isDelivered(message.stream, seq)));
+    const send = current.map((message) => {
+      const pending = message.seqs.filter((seq) => !this.#isDelivered(message.stream, seq));
+      const list = pending.map((seq) => {
+        const record = records.get(`${message.stream}/${seq}`);
+        if (!record) throw new DeliveryError('DELIVERY_UNVERIFIED', `rendered ${message.stream} seq ${seq}, which the archive did not return; run offchannel verify`);
+        return { seq, hash: record.hash };
+      });
+      if (message.recordHash !== undefined && list[0] && message.recordHash !== list[0].hash) {
+        throw new DeliveryError('DELIVERY_UNVERIFIED', `the e-mail for ${message.stream} seq ${list[0].seq} names record hash ${message.recordHash} but the archive holds ${list[0].hash}; nothing was sent for it — run offchannel verify`);
+      }
+      return { message, records: list };
+    });
+    return { send: send.filter((item) => item.records.length > 0), notDue, nextDue, noEmail };
+  }
+
+  /** Sends one message until the server accepts it, then records its receipt. Returns whether it was in doubt. */
+  async #deliverOne(item: Pending, signal: AbortSignal | undefined): Promise<boolean> {
+    const { message } = item;
+    const bytes = await readFile(message.file);
+    const seqs = item.records.map((record) => record.seq);
+    const first = seqs[0] ?? 0;
+    const previous = this.#inFlight;
+    let inDoubt = previous !== undefined && previous.stream === message.stream && previous.messageId === message.messageId;
+    this.#writeCursor({ stream: message.stream, seqs, messageId: message.messageId });
+    const retry = this.#options.retry ?? {};
+    let backoff = retry.initialMs ?? 1000;
+    for (let attempt = 1; ; attempt++) {
+      await this.#rateLimit(signal);
+      this.#sender ??= createSmtpSender(this.#target, this.#endpoint, this.#options.timeoutMs);
+      const outcome = await this.#sender.send(bytes);
+      const where = `${message.stream} seq ${first}${seqs.length > 1 ? ` (+${seqs.length - 1} records)` : ''}, Message-ID ${message.messageId}`;
+      if (outcome.status === 'accepted') {
+        const deliveredAt = this.#clock();
+        const result = await this.#writer.capture(
+          receiptCapture({ target: this.#target.name, to: this.#target.to, mode: this.mode, stream: message.stream, records: item.records, messageId: message.messageId, emlSha256: createHash('sha256').update(bytes).digest('hex'), emlSize: bytes.length, reply: outcome.reply, deliveredAt, attempts: attempt, inDoubt }),
+        );
+        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
+        this.#logger.info({ target: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
+        this.#options.onDelivered?.({ stream: message.stream, seqs, messageId: message.messageId, inDoubt });
+        return inDoubt;
+      }
+      this.#sender.close();
+      this.#sender = undefined;
+      if (outcome.status === 'permanent') {
+        await this.#writer.capture(refusalCapture({ target: this.#target.name, to: this.#target.to, stream: message.stream, seqs, messageId: message.messageId, reply: outcome.reply, at: this.#clock() }));
+        this.#logger.error({ target: this.#target.name, stream: message.stream, seq: first, reply: outcome.reply }, 'the journaling server refused a message permanently; delivery stopped');
+        throw new DeliveryError('DELIVERY_REFUSED', `the journaling server refused ${where} permanently: "${outcome.reply}". Delivery stopped at this record (recorded in ${receiptStream(this.#target.name)}); fix the cause with the journal's operator and run again — it resumes from this record`, { reply: outcome.reply });
+      }
+      if (outcome.status === 'tls') throw new DeliveryError('DELIVERY_TLS', `TLS to ${this.#endpoint.host}:${this.#endpoint.port} failed (${outcome.reply}); the server must offer STARTTLS (or use smtps://) with a certificate that verifies (add its CA with a ca file); nothing was sent`, { reply: outcome.reply });
+      if (outcome.status === 'auth') throw new DeliveryError('DELIVERY_AUTH', `${this.#endpoint.host} refused the credentials of user ${this.#target.user ?? '(none)'} (${outcome.reply}); check the password file or OFFCHANNEL_SMTP_PASSWORD`, { reply: outcome.reply });
+      // A failure without a 4xx reply may have come after the server took the message.
+      if (!/^4\d\d/.test(outcome.reply)) inDoubt = true;
+      if (attempt >= (retry.attempts ?? Number.POSITIVE_INFINITY)) {
+        throw new DeliveryError('DELIVERY_UNAVAILABLE', `gave up on ${where} after ${attempt} attempts (last: "${outcome.reply}"); nothing was skipped — run again later`, { reply: outcome.reply });
+      }
+      this.#logger.warn({ target: this.#target.name, stream: message.stream, seq: first, attempt, reply: outcome.reply, retryInMs: backoff }, 'temporary delivery failure; retrying');
+      await this.#sleep(backoff, signal);
+      backoff = Math.min(backoff * 2, retry.maxMs ?? 300_000);
+    }
+  }
+
+  async #rateLimit(signal: AbortSignal | undefined): Promise<void> {
+    const perSecond = this.#target.maxPerSecond;
+    if (perSecond === undefined) return;
+    const wait = this.#lastSend + 1000 / perSecond - this.#clock().getTime();
+    if (wait > 0) await this.#sleep(wait, signal);
+    this.#lastSend = this.#clock().getTime();
+  }
+
+  /** Moves a stream's cursor over delivered and e-mail-less records. */
+  #advance(stream: string, head: number, noEmail: ReadonlySet<string>): void {
+    let seq = this.#cursor.get(stream) ?? 0;
+    while (seq < head && (this.#delivered.has(`${stream}/${seq + 1}`) || noEmail.has(`${stream}/${seq + 1}`))) seq++;
+    this.#cursor.set(stream, seq);
+  }
+
+  #writeCursor(inFlight: InFlight | undefined): void {
+    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, ...(inFlight ? { inFlight } : {}) };
+    this.#state.write(cursor);
+    this.#inFlight = inFlight;
+  }
+
+  #computeStatus(streams: readonly StreamProgress[], records: ReadonlyMap<string, { readonly capturedAt: string }>): DeliveryStatus {
+    let backlog = 0;
+    let oldest: number | undefined;
+    for (const item of streams) {
+      for (let seq = (this.#cursor.get(item.stream) ?? 0) + 1; seq <= item.head; seq++) {
+        if (this.#delivered.has(`${item.stream}/${seq}`)) continue;
+        backlog++;
+        const at = Date.parse(records.get(`${item.stream}/${seq}`)?.capturedAt ?? '');
+        if (Number.isFinite(at)) oldest = Math.min(oldest ?? at, at);
+      }
+    }
+    const last = [...this.#delivered.values()].reduce<string | undefined>((latest, receipt) => (latest === undefined || receipt.deliveredAt > latest ? receipt.deliveredAt : latest), undefined);
+    return {
+      target: this.#target.name,
+      backlog,
+      lagMs: oldest === undefined ? 0 : Math.max(0, this.#clock().getTime() - oldest),
+      delivered: this.#deliveredIds.size,
+      lastDeliveredAt: last,
+      streams: streams.map((item) => ({ ...item, delivered: Math.min(this.#cursor.get(item.stream) ?? 0, item.head) })),
+    };
+  }
+
+  /**
+   * Keeps delivering until `signal` aborts: a pass, then a wait of `pollMs`. Temporary failures
+   * are retried with backoff inside a pass; a permanent refusal, TLS or auth failure throws.
+   */
+  async follow(options: { readonly signal: AbortSignal; readonly pollMs?: number; readonly onPass?: (report: DeliveryReport) => void }): Promise<void> {
+    while (!options.signal.aborted) {
+      try {
+        options.onPass?.(await this.deliverPending(options.signal));
+      } catch (error) {
+        if (options.signal.aborted) return;
+        throw error;
+      }
+      await this.#sleep(options.pollMs ?? 5000, options.signal).catch(() => undefined);
+    }
+  }
+
+  /** Releases the lock, the SMTP connection and signs the receipts stream's final checkpoint. */
+  async close(): Promise<void> {
+    this.#sender?.close();
+    this.#sender = undefined;
+    try {
+      await this.#recorder.close();
+    } finally {
+      this.#state.close();
+    }
+  }
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason as Error);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason as Error);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

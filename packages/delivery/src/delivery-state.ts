@@ -1,0 +1,137 @@
+/**
+ * The durable delivery cursor of one target: `<state>/<target>.cursor.json`, 0600, replaced
+ * atomically (temp file, fsync, rename, fsync of the directory). It records, per stream, the
+ * highest seq below which every record was delivered, the receipts already counted, and the
+ * message in flight. It is written only after the server accepted a message (250) and its
+ * receipt record is durable. The receipts stream is the source of truth: on start the cursor is
+ * reconciled with it first (a crash between the receipt and the cursor write loses nothing).
+ * `<state>/<target>.lock` keeps a second deliverer of the same target out.
+ */
+import { closeSync, constants, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { DeliveryError } from './delivery-error.ts';
+
+export interface InFlight {
+  readonly stream: string;
+  readonly seqs: readonly number[];
+  readonly messageId: string;
+}
+
+export interface DeliveryCursor {
+  readonly format: 'offchannel-delivery-cursor';
+  readonly v: 1;
+  readonly target: string;
+  /** Journal address and mode the cursor belongs to; a change needs a new target name. */
+  readonly to: string;
+  readonly mode: 'record' | 'day';
+  /** Per stream: every seq ≤ this was delivered. */
+  readonly streams: Readonly<Record<string, number>>;
+  /** Receipts-stream seq up to which receipts are reflected here. */
+  readonly receipts: number;
+  /** Sent (or being sent) when this was written: its outcome is unknown until a receipt says. */
+  readonly inFlight?: InFlight;
+}
+
+/** Locks this process holds (a second deliverer of a target in the same process is refused too). */
+const HELD = new Set<string>();
+
+export class DeliveryState {
+  readonly file: string;
+  /** The state directory. */
+  readonly dir: string;
+  readonly #lock: string;
+
+  private constructor(dir: string, target: string) {
+    this.dir = dir;
+    this.file = path.join(dir, `${target}.cursor.json`);
+    this.#lock = path.join(dir, `${target}.lock`);
+  }
+
+  /** Creates the directory (0700) if needed and takes the target's lock (a stale one, from a dead process, is taken over). */
+  static async open(dir: string, target: string): Promise<DeliveryState> {
+    const state = new DeliveryState(path.resolve(dir), target);
+    try {
+      await mkdir(state.dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new DeliveryError('DELIVERY_STATE', `cannot create the state directory ${state.dir} (${(error as { code?: string }).code ?? 'error'}); choose a directory you can write to`, { cause: error });
+    }
+    state.#takeLock(target);
+    return state;
+  }
+
+  #takeLock(target: string): void {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(this.#lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+        writeSync(fd, `${process.pid}\n`);
+        closeSync(fd);
+        HELD.add(this.#lock);
+        return;
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'EEXIST') throw new DeliveryError('DELIVERY_STATE', `cannot create ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
+        const pid = Number(readFileSync(this.#lock, 'utf8').trim());
+        const held = pid === process.pid ? HELD.has(this.#lock) : Number.isSafeInteger(pid) && pid > 0 && alive(pid);
+        if (held) throw new DeliveryError('DELIVERY_STATE', `target ${target} is being delivered by process ${pid} (lock ${this.#lock}); run one deliverer per target`);
+        rmSync(this.#lock, { force: true });
+      }
+    }
+    throw new DeliveryError('DELIVERY_STATE', `could not take the lock ${this.#lock}; remove it if no deliverer runs`);
+  }
+
+  /** The stored cursor, or undefined before the first delivery. A damaged file is an error, never a silent restart. */
+  read(): DeliveryCursor | undefined {
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return undefined;
+      throw new DeliveryError('DELIVERY_STATE', `cannot read ${this.file} (${(error as { code?: string }).code ?? 'error'})`, { cause: error });
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new DeliveryError('DELIVERY_STATE', `${this.file} is not valid JSON; move it aside — the receipts stream rebuilds the cursor`, { cause: error });
+    }
+    const cursor = value as Partial<DeliveryCursor>;
+    if (cursor.format !== 'offchannel-delivery-cursor' || cursor.v !== 1 || typeof cursor.streams !== 'object' || cursor.streams === null || typeof cursor.receipts !== 'number') {
+      throw new DeliveryError('DELIVERY_STATE', `${this.file} is not a delivery cursor; move it aside — the receipts stream rebuilds the cursor`);
+    }
+    return cursor as DeliveryCursor;
+  }
+
+  /** Atomically replaces the cursor: temp file (0600), fsync, rename, fsync directory. */
+  write(cursor: DeliveryCursor): void {
+    const temp = `${this.file}.${process.pid}.tmp`;
+    const fd = openSync(temp, constants.O_CREAT | constants.O_TRUNC | constants.O_WRONLY, 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(cursor)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, this.file);
+    const dirFd = openSync(this.dir, constants.O_RDONLY);
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  }
+
+  /** Releases the lock. */
+  close(): void {
+    if (!HELD.delete(this.#lock)) return;
+    rmSync(this.#lock, { force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
+  }
+}
