@@ -87,7 +87,7 @@ describe('retries and refusals', () => {
     const state = await stateDir();
     const error = await run(archive, { target: target(smtp.url), stateDir: state }).catch((caught: unknown) => caught);
     expect(OffchannelError.hasCode(error, 'DELIVERY_UNAVAILABLE')).toBe(true);
-    expect((error as Error).message).toMatch(/signal:alice seq 1, Message-ID <[0-9a-f]{32}@signal\.offchannel\.invalid>/);
+    expect((error as Error).message).toMatch(/signal:alice seq 1, Message-ID <[0-9a-f]{64}@signal\.offchannel\.invalid>/);
     expect((await receiptsOf(archive)).receipts).toHaveLength(0);
     smtp.decide = () => 'accept';
     await run(archive, { target: target(smtp.url), stateDir: state });

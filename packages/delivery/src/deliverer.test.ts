@@ -98,15 +98,15 @@ describe('delivery into Postfix', () => {
     const withAttachments = parsed.filter((mail) => mail.attachments.length > 0);
     const attachments = withAttachments.flatMap((mail) => mail.attachments.map((item) => ({ filename: item.filename, contentType: item.contentType, sha256: createHash('sha256').update(item.content).digest('hex') })));
     const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
-    // File names are export's (it prefixes the content hash); the bytes must be the archive's.
+    // File names are export's (the full content hash with an inert extension); the bytes must be the archive's.
     expect(attachments).toHaveLength(3);
     expect(attachments).toEqual(
       expect.arrayContaining([
-        { filename: expect.stringMatching(/term.sheet.*\.pdf$/) as unknown, contentType: 'application/pdf', sha256: sha(PDF) },
-        { filename: expect.stringMatching(/chart\.png$/) as unknown, contentType: 'image/png', sha256: sha(PNG) },
-        { filename: expect.stringMatching(/numbers\.pdf$/) as unknown, contentType: 'application/pdf', sha256: sha(PDF) },
+        { filename: `${sha(PDF)}.pdf`, contentType: 'application/pdf', sha256: sha(PDF) },
+        { filename: `${sha(PNG)}.png`, contentType: 'image/png', sha256: sha(PNG) },
       ]),
     );
+    expect(attachments.filter((item) => item.sha256 === sha(PDF))).toHaveLength(2);
     for (const mail of parsed) {
       expect(mail.headers.get('x-offchannel-record-sha256')).toMatch(/^[0-9a-f]{64}$/);
       expect(mail.messageId).toMatch(/@(whatsapp|signal)\.offchannel\.invalid>$/);

@@ -197,7 +197,18 @@ export class Deliverer {
       const head = (await archive.head(stream)).seq;
       streams.push({ stream, head, delivered: Math.min(this.#cursor.get(stream) ?? 0, head) });
     }
-    const pendingStreams = streams.filter((item) => item.head > item.delivered).map((item) => item.stream);
+    // With verifier keys, a stream is sent only once a signed checkpoint covers it: a young
+    // stream (capture just started it) waits for its first checkpoint, untouched, instead of
+    // failing verification as unprotected.
+    const pendingStreams: string[] = [];
+    for (const item of streams) {
+      if (item.head <= item.delivered) continue;
+      if (this.#options.verifiers && this.#options.verifiers.length > 0 && (await archive.checkpoints(item.stream)).length === 0) {
+        this.#logger.info({ target: this.#target.name, stream: item.stream }, 'no signed checkpoint yet; the stream is delivered once one is signed');
+        continue;
+      }
+      pendingStreams.push(item.stream);
+    }
     // Nothing new and no day closed since the last pass (day mode): no need to render again.
     const heads = streams.map((item) => `${item.stream}:${item.head}`).join(' ');
     const idle = this.#idle;
@@ -229,7 +240,7 @@ export class Deliverer {
           sent += 1;
           if (doubted) inDoubt += 1;
         }
-        for (const progress of streams) this.#advance(progress.stream, progress.head, plan.noEmail);
+        for (const progress of streams) if (pendingStreams.includes(progress.stream)) this.#advance(progress.stream, progress.head, plan.noEmail);
         this.#writeCursor(undefined);
         if (plan.notDue > 0) this.#idle = { heads, until: plan.nextDue, notDue: plan.notDue, noEmail: plan.noEmail.size, records };
       } finally {

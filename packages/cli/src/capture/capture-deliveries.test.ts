@@ -61,6 +61,7 @@ describe('capture with delivery targets', () => {
     );
     const logger = createRecordingLogger();
     const runner = new CaptureRunner(config, logger);
+    let deliveredBeforeStop = 0;
     await runner.start();
     try {
       await until(() => runner.snapshot().connectors[0]?.status.detail === 'all demo events replayed; idle');
@@ -71,6 +72,7 @@ describe('capture with delivery targets', () => {
         return journal?.status?.backlog === 0 && (journal.status.streams[0]?.delivered ?? 0) > 0 && (await tls.messages()).length > 0;
       });
       const snapshot = runner.snapshot().deliveries ?? [];
+      deliveredBeforeStop = snapshot.find((item) => item.name === 'journal')?.status?.streams[0]?.delivered ?? 0;
       expect(snapshot.find((item) => item.name === 'no-tls')).toMatchObject({ state: 'failed', error: 'DELIVERY_TLS' });
       expect(snapshot.find((item) => item.name === 'journal')).toMatchObject({ state: 'running' });
     } finally {
@@ -81,9 +83,17 @@ describe('capture with delivery targets', () => {
     try {
       const records = (await sink.head('demo:alice@firm.example')).seq;
       const check = await checkDelivery({ archive: sink, target: 'journal', verifiers: [key.verifier] });
-      expect(check.ok).toBe(true);
-      expect(check.receipts).toBe(records);
-      await tls.settle(records);
+      // Delivery stops first at shutdown: what capture writes after it (each account's
+      // capture-stopped record) waits for the next run; everything before was delivered, once.
+      expect(check.receipts).toBeGreaterThanOrEqual(deliveredBeforeStop);
+      expect(check.receipts).toBeGreaterThan(0);
+      expect(check.unknownRecords).toEqual([]);
+      for (const stream of check.streams) {
+        expect(stream.hashMismatches).toEqual([]);
+        expect(stream.undelivered.filter((record) => record.hasEmail && record.kind !== "system"), JSON.stringify({ check, deliveredBeforeStop, records })).toEqual([]);
+      }
+      expect(records).toBeGreaterThan(check.receipts);
+      await tls.settle(check.receipts);
       expect(await plain.messages()).toHaveLength(0);
     } finally {
       await sink.close();
