@@ -61,7 +61,7 @@ describe('capture with delivery targets', () => {
     );
     const logger = createRecordingLogger();
     const runner = new CaptureRunner(config, logger);
-    let deliveredBeforeStop = 0;
+    let deliveredBeforeStop: number | undefined;
     await runner.start();
     try {
       await until(() => runner.snapshot().connectors[0]?.status.detail === 'all demo events replayed; idle');
@@ -85,12 +85,12 @@ describe('capture with delivery targets', () => {
       const check = await checkDelivery({ archive: sink, target: 'journal', verifiers: [key.verifier] });
       // Delivery stops first at shutdown: what capture writes after it (each account's
       // capture-stopped record) waits for the next run; everything before was delivered, once.
-      expect(check.receipts).toBeGreaterThanOrEqual(deliveredBeforeStop);
+      expect(check.receipts).toBeGreaterThanOrEqual(deliveredBeforeStop ?? 1);
       expect(check.receipts).toBeGreaterThan(0);
       expect(check.unknownRecords).toEqual([]);
       for (const stream of check.streams) {
         expect(stream.hashMismatches).toEqual([]);
-        expect(stream.undelivered.filter((record) => record.hasEmail && record.kind !== "system"), JSON.stringify({ check, deliveredBeforeStop, records })).toEqual([]);
+        expect(stream.undelivered.filter((record) => record.hasEmail && record.kind !== "system"), JSON.stringify(check)).toEqual([]);
       }
       expect(records).toBeGreaterThan(check.receipts);
       await tls.settle(check.receipts);
