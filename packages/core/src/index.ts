@@ -11,6 +11,7 @@ export {
   BlobMismatchError,
   ClosedError,
   InvalidBatchError,
+  NotRegularFileError,
   ReadOnlySinkError,
   SinkConflictError,
   SinkUnavailableError,

@@ -236,8 +236,10 @@ export interface Sink {
   /**
    * Optional physical self-check (segment seals, file modes, object-lock settings) beyond
    * what the record chain shows. Yields one finding per problem; yields nothing when sound.
+   * With `streams`, a sink may limit its checks to those streams and what is archive-wide
+   * (verification keeps only findings for those streams or for no stream).
    */
-  audit?(): AsyncIterable<AuditFinding>;
+  audit?(options?: { readonly streams?: readonly string[] }): AsyncIterable<AuditFinding>;
 
   /** Flushes nothing (every write is already durable), releases locks and handles. Idempotent. */
   close(): Promise<void>;

@@ -151,7 +151,12 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   const summaries: StreamSummary[] = [];
   let streams: readonly string[] = [];
   try {
-    streams = options.streams ?? (await sink.streams());
+    const stored = await sink.streams();
+    streams = options.streams ?? stored;
+    // A stream asked for by name that the archive does not hold fails: it is not "intact".
+    for (const stream of options.streams ?? []) {
+      if (!stored.includes(stream)) report({ stream, code: 'STREAM_MISSING', message: `stream ${stream} is not in the archive (no records, checkpoints or tiles); check the name against the archive's streams/ directory` });
+    }
   } catch (error) {
     report({ code: 'UNREADABLE', message: `the list of streams cannot be read: ${describeError(error)}` });
   }
@@ -167,9 +172,12 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   } finally {
     await pool?.close();
   }
-  if (sink.audit && options.streams === undefined) {
+  if (sink.audit) {
+    // With selected streams, only findings about them (or about the whole archive) count.
+    const selected = options.streams && new Set(options.streams);
     try {
-      for await (const { severity, ...finding } of sink.audit()) {
+      for await (const { severity, ...finding } of sink.audit(options.streams ? { streams: options.streams } : undefined)) {
+        if (selected && finding.stream !== undefined && !selected.has(finding.stream)) continue;
         if (severity === 'warning') warn(finding);
         else report(finding);
       }
@@ -316,7 +324,9 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
   return finishStream(stream, records, head, ok, complete, checkpoints, context);
 }
 
+/** Our own errors by message and code (their messages name files, streams and seqs only); others by code or name. */
 function describeError(error: unknown): string {
+  if (OffchannelError.isInstance(error)) return `${error.message} [${error.code}]`;
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' ? code : error instanceof Error ? error.name : String(error);
 }

@@ -13,7 +13,7 @@
  */
 import { type Hash, createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, chmod, open, readFile, readdir, stat } from 'node:fs/promises';
+import { type FileHandle, chmod, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
@@ -26,7 +26,7 @@ import {
   sha256Hex,
 } from '@offchannel/core';
 import { type ArchiveLayout, SEAL_FORMAT } from './archive-layout.ts';
-import { createReadOnlyFile, ensureDirectory, readIfExists, syncDirectory, writeFully } from './fs-utils.ts';
+import { createReadOnlyFile, ensureDirectory, readIfExists, readRegularFile, syncDirectory, writeFully } from './fs-utils.ts';
 import { type Seal, type SegmentFile, listSegments, parseSeal, sealBytes, splitLines } from './segments.ts';
 import { type StreamLock, acquireStreamLock } from './stream-lock.ts';
 
@@ -155,7 +155,7 @@ export class StreamAppender {
     let prevHead: StreamHead = { seq: last.firstSeq - 1, hash: ZERO_HASH };
     if (previous) {
       if (!previous.sealed) throw new ArchiveCorruptError(`segment ${previous.firstSeq} of stream ${this.stream} is not the last segment but has no seal`, { stream: this.stream, seq: previous.firstSeq });
-      const seal = parseSeal(await readFile(previous.sealPath), this.stream, previous.firstSeq);
+      const seal = parseSeal(await readRegularFile(previous.sealPath, this.layout.name(previous.sealPath)), this.stream, previous.firstSeq);
       prevHead = { seq: seal.lastSeq, hash: seal.lastHash };
       // A crash between writing its seal and chmod leaves the newest sealed segment writable.
       await chmod(previous.path, 0o444);
@@ -168,8 +168,8 @@ export class StreamAppender {
   }
 
   private async recoverSealed(segment: SegmentFile): Promise<void> {
-    const seal = parseSeal(await readFile(segment.sealPath), this.stream, segment.firstSeq);
-    const content = await readFile(segment.path);
+    const seal = parseSeal(await readRegularFile(segment.sealPath, this.layout.name(segment.sealPath)), this.stream, segment.firstSeq);
+    const content = await readRegularFile(segment.path, this.layout.name(segment.path));
     const { lines, tail } = splitLines(content);
     const lastLine = lines.at(-1);
     if (tail.length > 0 || content.length !== seal.bytes || !lastLine || sha256Hex(lastLine) !== seal.lastHash || segment.firstSeq + lines.length - 1 !== seal.lastSeq) {
@@ -181,7 +181,7 @@ export class StreamAppender {
   }
 
   private async recoverActive(segment: SegmentFile, prevHead: StreamHead): Promise<void> {
-    const content = await readFile(segment.path);
+    const content = await readRegularFile(segment.path, this.layout.name(segment.path));
     const { lines, tail } = splitLines(content);
     let head = prevHead;
     for (const [index, line] of lines.entries()) {
