@@ -93,6 +93,8 @@ export { Recorder } from './recorder/recorder.ts';
 export type { RecorderOptions, RecorderStats, StreamWriter } from './recorder/recorder.ts';
 export { defaultCaptureKey, prepareCapture } from './recorder/prepare-capture.ts';
 export { CheckpointRefusedError } from './recorder/stream-checkpointer.ts';
+export { memoryKeyIndex, openKeyIndex } from './recorder/key-index.ts';
+export type { IndexedHead, IndexedKey, KeyIndex } from './recorder/key-index.ts';
 export type { CheckpointOptions, CheckpointState } from './recorder/stream-checkpointer.ts';
 export type { PendingBlob, PreparedCapture, RecordTemplate } from './recorder/prepare-capture.ts';
 
