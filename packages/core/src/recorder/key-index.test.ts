@@ -59,7 +59,14 @@ describe('openKeyIndex on disk', () => {
   it('refuses a file that is not an index with a typed error saying what to do', async () => {
     const file = path.join(dir, 'not-an-index.sqlite');
     await writeFile(file, 'this is not a SQLite database, it is a text file of some length '.repeat(20));
-    expect(() => openKeyIndex({ file })).toThrow(expect.objectContaining({ code: 'KEY_INDEX_UNAVAILABLE', message: expect.stringMatching(/delete it to have it rebuilt/) }));
+    let error: unknown;
+    try {
+      openKeyIndex({ file });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toMatchObject({ code: 'KEY_INDEX_UNAVAILABLE' });
+    expect((error as Error).message).toMatch(/delete it to have it rebuilt/);
   });
 
   it('is shared by two processes\' worth of handles, each writing its own streams', () => {

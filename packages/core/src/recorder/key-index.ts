@@ -67,8 +67,12 @@ export function memoryKeyIndex(): KeyIndex {
       for (const { key, seq } of keys) found.keys.set(key, seq);
       found.head = head;
     },
-    reset: (stream) => void streams.delete(stream),
-    close: () => streams.clear(),
+    reset: (stream) => {
+      streams.delete(stream);
+    },
+    close: () => {
+      streams.clear();
+    },
   };
 }
 
@@ -128,11 +132,11 @@ export function openKeyIndex(options: { readonly file: string }): KeyIndex {
   return {
     head(stream) {
       const row = readHead.get(stream) as { seq: number; hash: string } | undefined;
-      return row ? { seq: Number(row.seq), hash: row.hash } : { seq: 0, hash: ZERO_HASH };
+      return row ? { seq: row.seq, hash: row.hash } : { seq: 0, hash: ZERO_HASH };
     },
     get(stream, key) {
       const row = readKey.get(stream, key) as { seq: number } | undefined;
-      return row ? Number(row.seq) : undefined;
+      return row?.seq;
     },
     add(stream, keys, head) {
       transaction(() => {

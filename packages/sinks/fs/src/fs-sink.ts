@@ -455,7 +455,13 @@ export class FsSink implements Sink {
       this.appenders.set(stream, opening);
       opening.then(
         (opened) => {
-          if (this.appenders.get(stream) === opening && !this.closed) this.openAppenders.set(stream, opened);
+          if (this.appenders.get(stream) === opening && !this.closed) {
+            this.openAppenders.set(stream, opened);
+            // Recovery found where the newest record starts: a read of it (the recorder's check
+            // of its newest checkpoint) starts there instead of scanning the segment.
+            const newest = opened.newestRecord;
+            if (newest && !this.positions.has(stream)) this.positions.set(stream, newest);
+          }
         },
         // A failed open (locked by another writer, damaged) is retried on the next call.
         () => {

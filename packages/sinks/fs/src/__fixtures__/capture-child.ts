@@ -22,6 +22,12 @@ const flush = (): void => {
   acks = [];
 };
 setInterval(flush, 2);
+if (indexFile) {
+  // Reopen the stream (key index caught up, Merkle state restored) and sign what is there, so
+  // that every kill from here on leaves a signed checkpoint for the next start to restore from.
+  await writer.lookup('warm-up');
+  await recorder.checkpoint();
+}
 process.stdout.write('ready\n');
 let inflight = 0;
 for (let index = Number(startText); ; index++) {
