@@ -18,7 +18,7 @@ import type { ArchiveRecord, BlobRef } from '../record/record.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import { availableParallelism } from 'node:os';
 import { blobRefs } from './blob-refs.ts';
-import { CheckpointCheck, type CheckpointSummary } from './checkpoint-check.ts';
+import { CheckpointCheck, type CheckpointSummary, type VerifiedCheckpoint } from './checkpoint-check.ts';
 import { VerifyPool, verifyStreamParallel } from './parallel-verify.ts';
 
 export type { CheckpointSummary } from './checkpoint-check.ts';
@@ -46,6 +46,14 @@ export interface StreamSummary {
   readonly checkpoints?: readonly CheckpointSummary[];
   /** Worker threads that verified this stream's segments in parallel (absent: verified on one thread). */
   readonly workers?: number;
+  /**
+   * Incremental verification: per stream, the newest checkpoint an earlier audit verified (see
+   * `readVerifiedState`). Needs `verifiers`. For those streams only what came after is read —
+   * the records after that checkpoint, the blobs and tiles they name, the checkpoints at its
+   * size or later, the segments that hold them — and every newer checkpoint must be provably
+   * consistent with it (RFC 9162). Anything that contradicts it fails as critical.
+   */
+  readonly since?: ReadonlyMap<string, VerifiedCheckpoint>;
 }
 
 export interface VerificationReport {
@@ -83,6 +91,14 @@ export interface VerifyOptions {
    * verifies on this thread only). Results are identical either way.
    */
   readonly workers?: number;
+  /**
+   * Incremental verification: per stream, the newest checkpoint an earlier audit verified (see
+   * `readVerifiedState`). Needs `verifiers`. For those streams only what came after is read —
+   * the records after that checkpoint, the blobs and tiles they name, the checkpoints at its
+   * size or later, the segments that hold them — and every newer checkpoint must be provably
+   * consistent with it (RFC 9162). Anything that contradicts it fails as critical.
+   */
+  readonly since?: ReadonlyMap<string, VerifiedCheckpoint>;
 }
 
 type BlobState = { readonly ok: true; readonly size: number } | { readonly ok: false; readonly code: string; readonly detail: string };
@@ -176,7 +192,11 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
     // With selected streams, only findings about them (or about the whole archive) count.
     const selected = options.streams && new Set(options.streams);
     try {
-      for await (const { severity, ...finding } of sink.audit(options.streams ? { streams: options.streams } : undefined)) {
+      const auditOptions = {
+        ...(options.streams ? { streams: options.streams } : {}),
+        ...(options.since ? { since: new Map([...options.since].map(([name, checkpoint]) => [name, checkpoint.size])) } : {}),
+      };
+      for await (const { severity, ...finding } of sink.audit(auditOptions)) {
         if (selected && finding.stream !== undefined && !selected.has(finding.stream)) continue;
         if (severity === 'warning') warn(finding);
         else report(finding);
@@ -190,8 +210,10 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
 
 async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOptions): Promise<CheckpointCheck | undefined> {
   if (!options.verifiers) return undefined;
+  const since = options.since?.get(stream);
   return CheckpointCheck.load(stream, sink, {
     verifiers: options.verifiers,
+    ...(since ? { since } : {}),
     ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}),
     ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
   });
@@ -213,7 +235,7 @@ async function checkRecordBlob(stream: string, seq: number, field: string, ref: 
 
 async function verifyStream(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
   const { options } = context;
-  if (sink.readSegments && (options.workers ?? 2) > 1) {
+  if (sink.readSegments && (options.workers ?? 2) > 1 && !options.since?.has(stream)) {
     const checkpoints = await loadCheckpoints(sink, stream, options);
     const outcome = await verifyStreamParallel(sink, stream, context.pool, checkpoints, (seq) => options.onProgress?.({ stream, seq }));
     if (outcome) {
@@ -257,7 +279,24 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
     complete = false;
   };
 
-  for await (const stored of sink.read(stream)) {
+  // Incremental: resume the tree at the earlier audit's checkpoint, and the chain at its last
+  // record — which must be the leaf that checkpoint signed (read from the stored tiles).
+  const since = options.since?.get(stream);
+  let fromSeq = 1;
+  if (since && checkpoints && since.size > 0 && (await checkpoints.resume(since))) {
+    let last: Uint8Array | undefined;
+    for await (const stored of sink.read(stream, { fromSeq: since.size })) {
+      if (stored.seq === since.size) last = stored.bytes;
+      break;
+    }
+    if (!last || !(await checkpoints.isLeafOf(since, last))) {
+      report({ stream, seq: since.size, code: 'SINCE_MISMATCH', severity: 'critical', message: `stream ${stream} seq ${since.size}: the record at the size verified by the earlier audit is ${last ? 'not the one its checkpoint signed' : 'missing'}: the stream was rewritten or truncated since` });
+      return { stream, records: 0, head, ok: false };
+    }
+    head = { seq: since.size, hash: sha256Hex(last) };
+    fromSeq = since.size + 1;
+  }
+  for await (const stored of sink.read(stream, { fromSeq })) {
     records++;
     let record: ArchiveRecord;
     let hash: string;

@@ -426,9 +426,9 @@ export class FsSink implements Sink {
   }
 
   /** Physical checks: seals match their segments, sealed files are read-only, no stray files. */
-  audit(options?: { readonly streams?: readonly string[] }): AsyncIterable<AuditFinding> {
+  audit(options?: { readonly streams?: readonly string[]; readonly since?: ReadonlyMap<string, number> }): AsyncIterable<AuditFinding> {
     this.assertOpen();
-    return auditArchive(this.layout, options?.streams);
+    return auditArchive(this.layout, options?.streams, options?.since);
   }
 
   async close(): Promise<void> {
