@@ -39,7 +39,7 @@ export function readVerifiedState(text: string): Map<string, VerifiedCheckpoint>
   const state = new Map<string, VerifiedCheckpoint>();
   for (const [stream, entry] of Object.entries(value.streams as Record<string, unknown>)) {
     const { size, root } = (entry ?? {}) as { size?: unknown; root?: unknown };
-    if (!isStreamName(stream)) throw new VerifiedStateError(`names an invalid stream (${JSON.stringify(stream.slice(0, 80))})`);
+    if (!isStreamName(stream)) throw new VerifiedStateError(`names an invalid stream (${JSON.stringify(String(stream).slice(0, 80))})`);
     if (!Number.isSafeInteger(size) || (size as number) < 1) throw new VerifiedStateError(`has no valid size for stream ${stream}`);
     if (typeof root !== 'string' || !/^[0-9a-f]{64}$/.test(root)) throw new VerifiedStateError(`has no valid root for stream ${stream}`);
     state.set(stream, { size: size as number, root: Uint8Array.from(Buffer.from(root, 'hex')) });
