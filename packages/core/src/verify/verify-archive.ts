@@ -19,6 +19,7 @@ import type { Sink, StreamHead } from '../sink/sink.ts';
 import { availableParallelism } from 'node:os';
 import { blobRefs } from './blob-refs.ts';
 import { CheckpointCheck, type CheckpointSummary, type VerifiedCheckpoint } from './checkpoint-check.ts';
+import { KeyFingerprints } from './key-fingerprints.ts';
 import { VerifyPool, verifyStreamParallel } from './parallel-verify.ts';
 
 export type { CheckpointSummary } from './checkpoint-check.ts';
@@ -242,7 +243,9 @@ async function verifyStream(sink: Sink, stream: string, context: Context): Promi
       let ok = true;
       for (const finding of outcome.findings) {
         if (finding.kind === 'duplicate-key') {
-          context.report({ stream, seq: finding.seq, code: 'DUPLICATE_KEY', message: `stream ${stream} seq ${finding.seq}: idempotency key already used by seq ${finding.earlier ?? 0}` });
+          const earlier = await confirmDuplicate(sink, stream, finding.candidates ?? [], finding.key ?? '');
+          if (earlier === undefined) continue; // only the fingerprints collided
+          context.report({ stream, seq: finding.seq, code: 'DUPLICATE_KEY', message: `stream ${stream} seq ${finding.seq}: idempotency key already used by seq ${earlier}` });
           ok = false;
         } else if (!(await checkRecordBlob(stream, finding.seq, finding.field ?? '', { sha256: finding.sha256 ?? '', size: finding.size ?? 0 }, context))) {
           ok = false;
@@ -266,7 +269,7 @@ async function finishStream(stream: string, records: number, head: StreamHead, o
 async function verifyStreamSequential(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
   const { report, options } = context;
   const checkpoints = await loadCheckpoints(sink, stream, options);
-  const keys = new Map<string, number>();
+  const keys = new KeyFingerprints();
   let head: StreamHead = { seq: 0, hash: ZERO_HASH };
   let records = 0;
   let ok = true;
@@ -338,12 +341,12 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
       head = { seq: record.seq, hash };
       continue;
     }
-    const earlier = keys.get(record.key);
+    const candidates = keys.add(record.key, record.seq);
+    const earlier = candidates && (await confirmDuplicate(sink, stream, candidates, record.key));
     if (earlier !== undefined) {
       report({ stream, seq: record.seq, code: 'DUPLICATE_KEY', message: `stream ${stream} seq ${record.seq}: idempotency key already used by seq ${earlier}` });
       ok = false;
     }
-    keys.set(record.key, record.seq);
     for (const [field, ref] of blobRefs(record)) {
       if (!(await checkRecordBlob(stream, record.seq, field, ref, context))) ok = false;
     }
@@ -364,6 +367,23 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
 }
 
 /** Our own errors by message and code (their messages name files, streams and seqs only); others by code or name. */
+/** The first of `candidates` (earlier seqs whose keys share a fingerprint with `key`) whose record really has `key`. */
+async function confirmDuplicate(sink: Sink, stream: string, candidates: readonly number[], key: string): Promise<number | undefined> {
+  for (const seq of candidates) {
+    for await (const stored of sink.read(stream, { fromSeq: seq })) {
+      if (stored.seq === seq) {
+        try {
+          if ((JSON.parse(Buffer.from(stored.bytes).toString('utf8')) as { key?: unknown }).key === key) return seq;
+        } catch {
+          // an earlier record that does not parse was reported when it was read
+        }
+      }
+      break;
+    }
+  }
+  return undefined;
+}
+
 function describeError(error: unknown): string {
   if (OffchannelError.isInstance(error)) return `${error.message} [${error.code}]`;
   const code = (error as { code?: unknown }).code;
