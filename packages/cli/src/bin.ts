@@ -1,10 +1,30 @@
 #!/usr/bin/env node
-import { run } from './run.ts';
+import { writeSync } from 'node:fs';
+import { run, stopsGracefully } from './run.ts';
 
+const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+const argv = process.argv.slice(2);
 const controller = new AbortController();
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => {
-    controller.abort();
+
+/**
+ * Ends the process by `signal` itself, now: listeners are removed so the default action
+ * applies. `process.exit` is not enough — it waits for a file-system call blocked in libuv's
+ * thread pool (an open of a FIFO with no writer), which may never return.
+ */
+function terminate(signal: NodeJS.Signals): void {
+  writeSync(2, `offchannel${argv[0] ? ` ${argv[0]}` : ''}: stopped by ${signal}\n`);
+  for (const name of SIGNALS) process.removeAllListeners(name);
+  process.kill(process.pid, signal);
+}
+
+// A command that handles signals (capture, link, reconcile, copy, deliver) is asked to stop on the first
+// one and stopped at once on the second; every other command is stopped at once.
+for (const signal of SIGNALS) {
+  process.on(signal, () => {
+    if (stopsGracefully(argv[0]) && !controller.signal.aborted) controller.abort();
+    else terminate(signal);
   });
+}
 
 // SIGHUP is handled only while a command subscribes (capture: reload the config); otherwise it ends the process as usual.
 const onHangup = (listener: () => void): (() => void) => {
@@ -12,7 +32,7 @@ const onHangup = (listener: () => void): (() => void) => {
   return () => process.off('SIGHUP', listener);
 };
 
-const code = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), signal: controller.signal, onHangup });
+const code = await run(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), signal: controller.signal, onHangup });
 process.exitCode = code;
 // Exit once stdout and stderr are flushed, even if a library left a handle open (a demo peer's
 // simulator keeps HTTP/2 sessions): the command's work is done and its output written.

@@ -17,18 +17,30 @@ import { KeyLoadError } from './keys.ts';
 import { UsageError } from './usage-error.ts';
 import { CLI_PACKAGE } from './version.ts';
 
-const COMMANDS: Record<string, { readonly run: (argv: readonly string[], io: CliIo) => Promise<number>; readonly summary: string; readonly usage: string }> = {
-  capture: { run: captureCommand, summary: 'run the configured connectors into the archive until stopped (offchannel.config.json)', usage: CAPTURE_USAGE },
-  link: { run: (argv, io) => linkCommand(argv, io), summary: 'link this host to an employee account (WhatsApp, Signal: QR code; Telegram: login)', usage: LINK_USAGE },
-  reconcile: { run: (argv, io) => reconcileCommand(argv, io), summary: "compare a Telegram account's recent history with the archive and record what is missing", usage: RECONCILE_USAGE },
+interface Command {
+  readonly run: (argv: readonly string[], io: CliIo) => Promise<number>;
+  readonly summary: string;
+  readonly usage: string;
+  /**
+   * The command watches `io.signal` and finishes what it must on SIGINT/SIGTERM (capture makes
+   * in-flight records durable; copy finishes the object it is writing). Every other command is
+   * stopped at once by a signal: it only reads, or writes through a temporary file and rename.
+   */
+  readonly stopsGracefully?: true;
+}
+
+const COMMANDS: Record<string, Command> = {
+  capture: { stopsGracefully: true, run: captureCommand, summary: 'run the configured connectors into the archive until stopped (offchannel.config.json)', usage: CAPTURE_USAGE },
+  link: { stopsGracefully: true, run: (argv, io) => linkCommand(argv, io), summary: 'link this host to an employee account (WhatsApp, Signal: QR code; Telegram: login)', usage: LINK_USAGE },
+  reconcile: { stopsGracefully: true, run: (argv, io) => reconcileCommand(argv, io), summary: "compare a Telegram account's recent history with the archive and record what is missing", usage: RECONCILE_USAGE },
   demo: { run: demoCommand, summary: 'record a generated exchange into an archive and verify it (offline)', usage: DEMO_USAGE },
   verify: { run: verifyCommand, summary: 'check an archive: chain, blobs, seals; with --key, signed checkpoints', usage: VERIFY_USAGE },
   export: { run: exportCommand, summary: 'write RSMF, EML, JSONL (with proofs) or HTML transcripts from a verified archive', usage: EXPORT_USAGE },
-  deliver: { run: deliverCommand, summary: "feed the firm's existing archive by SMTP journaling, with a receipt for every message", usage: DELIVER_USAGE },
+  deliver: { stopsGracefully: true, run: deliverCommand, summary: "feed the firm's existing archive by SMTP journaling, with a receipt for every message", usage: DELIVER_USAGE },
   keygen: { run: keygenCommand, summary: 'create a checkpoint signing key (or, with --state, a state-store key)', usage: KEYGEN_USAGE },
   prove: { run: proveCommand, summary: "write a proof that one record is in the archive's signed log", usage: PROVE_USAGE },
   'verify-proof': { run: verifyProofCommand, summary: 'check a record proof with only the verifier key', usage: VERIFY_PROOF_USAGE },
-  copy: { run: copyCommand, summary: 'copy an archive, byte for byte, between directories and S3 buckets (resumable)', usage: COPY_USAGE },
+  copy: { stopsGracefully: true, run: copyCommand, summary: 'copy an archive, byte for byte, between directories and S3 buckets (resumable)', usage: COPY_USAGE },
   'sink-check': { run: sinkCheckCommand, summary: 'check that an S3 store really enforces Object Lock (run before trusting it)', usage: SINK_CHECK_USAGE },
   'legal-hold': { run: legalHoldCommand, summary: 'place or lift an S3 legal hold on a stream or one record', usage: LEGAL_HOLD_USAGE },
 };
@@ -43,6 +55,15 @@ ${Object.entries(COMMANDS)
   .join('\n')}
 
 Run "offchannel <command> --help" for a command's options.`;
+
+/**
+ * Whether the command `name` handles SIGINT/SIGTERM itself (through `io.signal`). If not, the
+ * process is ended by the signal at once, whatever the command is waiting for — a FIFO, a
+ * stalled server, a long verification.
+ */
+export function stopsGracefully(name: string | undefined): boolean {
+  return name !== undefined && COMMANDS[name]?.stopsGracefully === true;
+}
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {

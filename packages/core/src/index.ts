@@ -12,6 +12,7 @@ export {
   BlobMismatchError,
   ClosedError,
   InvalidBatchError,
+  NotRegularFileError,
   ReadOnlySinkError,
   SinkConflictError,
   SinkUnavailableError,
@@ -99,6 +100,8 @@ export { Recorder } from './recorder/recorder.ts';
 export type { RecorderOptions, RecorderStats, StreamWriter } from './recorder/recorder.ts';
 export { defaultCaptureKey, prepareCapture } from './recorder/prepare-capture.ts';
 export { CheckpointRefusedError } from './recorder/stream-checkpointer.ts';
+export { memoryKeyIndex, openKeyIndex } from './recorder/key-index.ts';
+export type { IndexedHead, IndexedKey, KeyIndex } from './recorder/key-index.ts';
 export type { CheckpointOptions, CheckpointState } from './recorder/stream-checkpointer.ts';
 export type { PendingBlob, PreparedCapture, RecordTemplate } from './recorder/prepare-capture.ts';
 
@@ -114,6 +117,8 @@ export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key
 // Verification
 export { blobRefs, verifyArchive } from './verify/verify-archive.ts';
 export { blobNamesIn } from './verify/blob-refs.ts';
+export { VERIFIED_STATE_FORMAT, VerifiedStateError, readVerifiedState, verifiedStateOf } from './verify/verified-state.ts';
+export type { VerifiedCheckpoint } from './verify/checkpoint-check.ts';
 export type { CheckpointSummary, StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
 
 export { RECORD_PROOF_FORMAT, buildRecordProof, verifyRecordProof } from './verify/record-proof.ts';

@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type VerificationReport, canonicalize, sha256Hex, signNote, verifyArchive } from '@offchannel/core';
+import { type VerificationReport, type VerifiedCheckpoint, canonicalize, readVerifiedState, sha256Hex, signNote, verifiedStateOf, verifyArchive } from '@offchannel/core';
 import { S3_OPTIONS, S3_USAGE, openArchiveForCommand } from '../archive-location.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
@@ -27,6 +27,11 @@ Options:
   --report-key <file>   the verifier's own signing key for --report (see offchannel keygen)
   --json                print the full report as JSON on stdout
   --stream <name>       verify only this stream (repeatable)
+  --since <file>        incremental: continue from the state an earlier --save wrote; read only
+                        what came after each stream's saved checkpoint and prove the newer
+                        checkpoints consistent with it (needs --key)
+  --save <file>         after a verification that passed, write the state to continue from
+                        (each stream's newest verified checkpoint; with --since, moved forward)
   --quick               check blobs exist with the right size, without hashing their content
   --log-level <lvl>     diagnostics on stderr (default warn)
   -h, --help            show this help
@@ -48,6 +53,8 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       json: { type: 'boolean', default: false },
       stream: { type: 'string', multiple: true },
       quick: { type: 'boolean', default: false },
+      since: { type: 'string' },
+      save: { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
       ...S3_OPTIONS,
@@ -60,6 +67,8 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
   if (positionals.length !== 1) throw new UsageError('verify needs exactly one <archive-dir> or s3://bucket/prefix');
   if ((values.report === undefined) !== (values['report-key'] === undefined)) throw new UsageError('--report and --report-key go together: the report is signed with your key');
   if ((values.checkpoint?.length || values['tsa-cert']?.length) && !values.key?.length) throw new UsageError('--checkpoint and --tsa-cert need --key');
+  if ((values.since !== undefined || values.save !== undefined) && !values.key?.length) throw new UsageError('--since and --save need --key: the saved state is a signed checkpoint per stream');
+  const since = values.since === undefined ? undefined : await loadVerifiedState(values.since);
   const logger = createLogger(values['log-level'], io.env);
   const verifiers = values.key ? await loadVerifierKeys(values.key) : undefined;
   const tsaCertificates = values['tsa-cert'] ? await loadCertificates(values['tsa-cert']) : undefined;
@@ -84,6 +93,7 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       ...(verifiers ? { verifiers } : {}),
       ...(extraCheckpoints.length > 0 ? { extraCheckpoints } : {}),
       ...(tsaCertificates ? { tsaCertificates } : {}),
+      ...(since ? { since } : {}),
       ...(progress ? { onProgress: ({ stream, seq }) => io.stderr.write(`\r  verifying ${stream} … seq ${seq}\u001b[K`) } : {}),
     });
     if (progress) io.stderr.write('\r\u001b[K');
@@ -105,13 +115,15 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
     const signature = signNote(`offchannel verification report\nsha256 ${digest}\n`, [reportKey]);
     await writeFile(values.report, `${JSON.stringify({ ...body, signature: { verifierKey: reportKey.verifierKey, covers: 'sha256 of the canonical JSON (RFC 8785) of this object without "signature"', note: signature } }, null, 2)}\n`);
   }
+  if (values.save !== undefined && report.ok) await writeFile(values.save, verifiedStateOf(report, new Date(), since));
   if (values.json) io.stdout.write(`${JSON.stringify({ archive: label, ...report }, null, 2)}\n`);
-  else io.stdout.write(humanReport(label, report, verifiers !== undefined));
+  else io.stdout.write(humanReport(label, report, verifiers !== undefined, since !== undefined));
   return report.ok ? EXIT_OK : EXIT_FAILED;
 }
 
-function humanReport(dir: string, report: VerificationReport, checkedCheckpoints: boolean): string {
+function humanReport(dir: string, report: VerificationReport, checkedCheckpoints: boolean, incremental: boolean): string {
   const lines = [`Archive ${dir}`];
+  if (incremental) lines.push('  incremental (--since): records counted are those after the saved checkpoints; earlier ones were verified before');
   const width = Math.max(0, ...report.streams.map((summary) => summary.stream.length));
   for (const summary of report.streams) {
     lines.push(`  ${summary.ok ? 'ok  ' : 'FAIL'}  ${summary.stream.padEnd(width)}  ${plural(summary.records, 'record').padStart(14)}  head ${summary.head.seq} ${shortHash(summary.head.hash)}`);
@@ -136,4 +148,18 @@ function humanReport(dir: string, report: VerificationReport, checkedCheckpoints
     if (rest.length > 20) lines.push(`  … and ${rest.length - 20} more (use --json for all)`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+async function loadVerifiedState(file: string): Promise<ReadonlyMap<string, VerifiedCheckpoint>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new UsageError(`--since ${file} cannot be read; give the file an earlier \`offchannel verify --save\` wrote`);
+  }
+  try {
+    return readVerifiedState(text);
+  } catch (error) {
+    throw new UsageError(`--since ${file}: ${(error as Error).message}`);
+  }
 }

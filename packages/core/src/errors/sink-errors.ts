@@ -65,6 +65,21 @@ export class ArchiveCorruptError extends OffchannelError {
   }
 }
 
+/**
+ * An archive path that should hold a regular file holds a FIFO, device, socket, directory or
+ * symbolic link. Such a file is never opened (a FIFO would block the reader forever, a link
+ * could lead outside the archive). Nothing was read or changed.
+ */
+export class NotRegularFileError extends OffchannelError {
+  /** The path inside the archive, e.g. `blobs/sha256/<hex>`. */
+  readonly file: string;
+
+  constructor(file: string, found: string) {
+    super('FILE_NOT_REGULAR', `${file} is ${found}, not a regular file; an archive holds only regular files. Move it aside and restore the file from a copy, then verify again.`);
+    this.file = file;
+  }
+}
+
 /** A write was attempted on a sink opened read-only. */
 export class ReadOnlySinkError extends OffchannelError {
   constructor(kind: string) {

@@ -139,6 +139,23 @@ export class CompactRange {
   private readonly nodes: { level: number; hash: Uint8Array }[] = [];
   private count = 0;
 
+  /**
+   * The compact range of the first `source.size` leaves, read from stored subtree hashes (one
+   * perfect subtree per set bit of the size) instead of appending every leaf again.
+   */
+  static async fromSource(source: SubtreeSource): Promise<CompactRange> {
+    const range = new CompactRange();
+    let start = 0;
+    for (let level = 52; level >= 0; level--) {
+      const span = 2 ** level;
+      if (source.size - start < span) continue;
+      range.nodes.push({ level, hash: Uint8Array.from(await source.subtree(level, start / span)) });
+      start += span;
+    }
+    range.count = source.size;
+    return range;
+  }
+
   get size(): number {
     return this.count;
   }

@@ -73,6 +73,28 @@ export class TileBuilder {
   private readonly fullTiles: number[] = [];
   private leaves = 0;
 
+  /**
+   * The builder of a tree of `size` leaves, restored from its stored right-edge partial tiles
+   * (the ones written with the checkpoint at that size) instead of appending every leaf again.
+   * Check the result against a signed root before trusting it (the caller does).
+   */
+  static async fromTiles(size: number, load: (tile: TileId) => Promise<Uint8Array | undefined>): Promise<TileBuilder> {
+    const builder = new TileBuilder();
+    for (let level = 0; TILE_WIDTH ** level <= size; level++) {
+      const { full, partialWidth } = tileCounts(size, level);
+      builder.fullTiles[level] = full;
+      builder.widths[level] = partialWidth;
+      const buffer = new Uint8Array(TILE_WIDTH * HASH_BYTES);
+      builder.buffers[level] = buffer;
+      if (partialWidth === 0) continue;
+      const bytes = await load({ level, index: full, width: partialWidth });
+      if (bytes?.length !== partialWidth * HASH_BYTES) throw new RangeError(`partial tile ${tilePath({ level, index: full, width: partialWidth })} is ${bytes ? 'the wrong size' : 'missing'}`);
+      buffer.set(bytes);
+    }
+    builder.leaves = size;
+    return builder;
+  }
+
   get size(): number {
     return this.leaves;
   }

@@ -9,7 +9,10 @@
  * Replays are recorded once: each record carries an idempotency key, and a capture whose key
  * is already in the stream resolves as `duplicate` (after the original is durable, never
  * before). On first use of a stream the recorder reads its head back from the sink and
- * indexes the keys already stored, so dedup survives restarts.
+ * brings its key index up to date, so dedup survives restarts. With a persistent
+ * {@link KeyIndex} (`openKeyIndex`) and signed checkpoints, start-up reads only the records
+ * after the newest checkpoint and after what the index holds: its cost does not grow with
+ * the stream's history.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { ClosedError, SinkUnsuitableError } from '../errors/sink-errors.ts';
@@ -25,6 +28,7 @@ import { SINK_SPEC_VERSION, type Sink } from '../sink/sink.ts';
 import { canonicalize } from '../json/canonical-json.ts';
 import { type PreparedCapture, type RecordTemplate, prepareCapture } from './prepare-capture.ts';
 import type { CheckpointOptions, CheckpointState } from './stream-checkpointer.ts';
+import { type KeyIndex, memoryKeyIndex } from './key-index.ts';
 import { StreamLog } from './stream-log.ts';
 
 export interface RecorderOptions {
@@ -51,6 +55,14 @@ export interface RecorderOptions {
    * the archive can show only that its chain is intact, not that it was never rewritten.
    */
   readonly checkpoints?: CheckpointOptions;
+  /**
+   * Where idempotency keys are kept. Default: in memory, rebuilt by reading every stream from
+   * its first record at start-up (memory and start-up time grow with history). For long-lived
+   * capture use `openKeyIndex({ file })`: a SQLite file on the capture host, checked against
+   * the sink at every start and rebuilt from it when missing or inconsistent. The caller owns
+   * it (close it after the recorder).
+   */
+  readonly keyIndex?: KeyIndex;
 }
 
 /** Captures into one stream with a fixed `source`. What a connector's context wraps. */
@@ -91,6 +103,7 @@ export class Recorder {
   private counts = { recorded: 0, duplicates: 0, failed: 0 };
   private readonly checkpoints: CheckpointOptions | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
+  private readonly keyIndex: KeyIndex;
 
   /**
    * Mounts `sink`. Throws {@link SinkUnsuitableError} if the sink declares another contract
@@ -113,6 +126,7 @@ export class Recorder {
     this.logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'recorder' });
     this.clock = options.clock ?? (() => new Date());
     this.checkpoints = options.checkpoints;
+    this.keyIndex = options.keyIndex ?? memoryKeyIndex();
     if (this.checkpoints) {
       const every = this.checkpoints.everyMs ?? 60_000;
       if (!Number.isInteger(every) || every < 1) throw new RangeError('checkpoints.everyMs must be a positive integer');
@@ -166,7 +180,7 @@ export class Recorder {
     const earlier = log.pending.get(key);
     if (earlier) return earlier.then((result) => this.duplicate(result.stream, key, result.seq));
     if (log.ready) {
-      const seq = log.keys.get(key);
+      const seq = log.seqOf(key);
       if (seq !== undefined) return Promise.resolve(this.duplicate(stream, key, seq));
     }
     let promise: Promise<CaptureResult>;
@@ -210,7 +224,7 @@ export class Recorder {
       const result = await pending;
       return result.seq;
     }
-    return log.keys.get(key);
+    return log.seqOf(key);
   }
 
   /** Resolves when every capture accepted so far has settled. */
@@ -273,6 +287,7 @@ export class Recorder {
         now: this.clock,
         maxBatchRecords: this.maxBatchRecords,
         maxBatchBytes: this.maxBatchBytes,
+        index: this.keyIndex,
         ...(this.checkpoints ? { checkpoints: this.checkpoints } : {}),
       });
       this.logs.set(stream, log);
@@ -292,7 +307,7 @@ export class Recorder {
     const prepared = { ...input, template: detachTemplate(input.template) };
     const { key } = prepared;
     if (!log.ready) await log.resync();
-    const known = log.keys.get(key);
+    const known = log.seqOf(key);
     if (known !== undefined) return this.duplicate(log.stream, key, known);
     // Blobs first: a record must never name a blob that is not durable.
     await Promise.all(prepared.blobs.map((blob) => this.sink.putBlob(blob.sha256, blob.bytes)));
@@ -303,7 +318,7 @@ export class Recorder {
       }
     }
     if (!log.ready) await log.resync();
-    const seq = log.keys.get(key);
+    const seq = log.seqOf(key);
     if (seq !== undefined) return this.duplicate(log.stream, key, seq);
     return log.enqueue(key, prepared.template);
   }

@@ -14,9 +14,17 @@
  * does not match the records (the archive was altered, or a checkpoint forged), this
  * checkpointer refuses to sign anything for the stream and says why.
  *
- * Nothing is signed until the stream's stored records were all read back at startup and the
- * newest stored checkpoint was checked against them (`caughtUp`): signing earlier would sign
- * whatever the archive holds, rewritten or not. The archive's own checkpoints can be deleted by
+ * Nothing is signed until the stream's Merkle state at startup is known to match the newest
+ * stored checkpoint (`caughtUp`): signing earlier would sign whatever the archive holds,
+ * rewritten or not. The state is restored from the stored tiles of that checkpoint when they
+ * reproduce its signed root (`restoreFromTiles`: a few tile reads, whatever the stream's
+ * length), and otherwise rebuilt by reading the stream from its first record and checking it
+ * against the checkpoint. Either way every checkpoint signed later extends exactly the signed
+ * history. After a restore, the stored record at the checkpoint's size must be the signed leaf
+ * (an inclusion proof): a history rewritten with a recomputed chain changes that record and is
+ * refused, as a full read-back would refuse it. A record altered below it without recomputing
+ * the chain breaks the chain, which `offchannel verify` reports (it checks every record against
+ * every checkpoint); the recorder itself goes on extending the signed history only. The archive's own checkpoints can be deleted by
  * whoever rewrites it; with a `memory` the capture host also remembers the last checkpoint it
  * signed for each stream, outside the archive, and refuses to continue a stream whose archive no
  * longer holds it.
@@ -25,9 +33,9 @@ import { OffchannelError } from '../errors/offchannel-error.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { Logger } from '../logger/logger.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
-import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
-import { TILE_WIDTH, type Tile, TileBuilder, TileSource } from '../merkle/tiles.ts';
-import { verifyConsistency } from '../merkle/verify-proofs.ts';
+import { CompactRange, consistencyProof, inclusionProof, treeRoot } from '../merkle/merkle-proofs.ts';
+import { TILE_WIDTH, type Tile, TileBuilder, type TileId, TileSource, tilePath } from '../merkle/tiles.ts';
+import { verifyConsistency, verifyInclusion } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, formatCheckpoint, parseCheckpoint } from '../note/checkpoint.ts';
 import type { NoteSigner, NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, signNote } from '../note/signed-note.ts';
@@ -94,8 +102,8 @@ export class StreamCheckpointer {
   private readonly sink: Sink;
   private readonly options: CheckpointOptions;
   private readonly logger: Logger;
-  private readonly tiles = new TileBuilder();
-  private readonly compact = new CompactRange();
+  private tiles = new TileBuilder();
+  private compact = new CompactRange();
   private readonly tileWrites = new Set<Promise<void>>();
   private failedTiles: Tile[] = [];
   /** The last checkpoint stored for this stream (loaded at start, then each one signed). */
@@ -132,6 +140,54 @@ export class StreamCheckpointer {
       checkpointer.refuse(error.message);
     }
     return checkpointer;
+  }
+
+  /**
+   * Restores the Merkle state at the newest stored checkpoint from its stored tiles, so that only
+   * the records after it need to be read. Used only when the stream holds at least that many
+   * records (`headSeq`), the checkpoint passed the memory check, and the tiles reproduce its
+   * signed root; otherwise nothing changes and the records are read from the start. Returns
+   * the size restored (0 when nothing was).
+   */
+  async restoreFromTiles(headSeq: number): Promise<number> {
+    const expected = this.expected;
+    if (!expected || this.refused !== undefined || this.compact.size > 0 || expected.size > headSeq) return 0;
+    // One read per tile, shared by the root check and the builder: what is checked is what is used.
+    const read = new Map<string, Promise<Uint8Array | undefined>>();
+    const load = (tile: TileId) => {
+      const key = tilePath(tile);
+      let bytes = read.get(key);
+      if (!bytes) read.set(key, (bytes = this.sink.getTile(this.stream, tile)));
+      return bytes;
+    };
+    let last: Uint8Array | undefined;
+    try {
+      const source = new TileSource(expected.size, load);
+      const compact = await CompactRange.fromSource(source);
+      if (!sameHash(compact.root(), expected.root)) throw new Error('the stored tiles do not reproduce its signed root');
+      const tiles = await TileBuilder.fromTiles(expected.size, load);
+      // The stored record at that size must be the signed leaf. Each record carries its
+      // predecessor's hash, so a history rewritten with a recomputed chain changes this record
+      // too: it is caught here, as a full read-back would catch it.
+      for await (const stored of this.sink.read(this.stream, { fromSeq: expected.size })) {
+        if (stored.seq === expected.size) last = stored.bytes;
+        break;
+      }
+      if (!last) throw new Error(`record ${expected.size} cannot be read`);
+      const proof = await inclusionProof(source, expected.size - 1);
+      if (!verifyInclusion(expected.size - 1, expected.size, leafHash(last), proof, expected.root)) {
+        this.refuse(`the records 1–${expected.size} no longer hash to the root of the checkpoint signed at that size — the stream was altered after it was signed`);
+      }
+      this.compact = compact;
+      this.tiles = tiles;
+      this.expected = undefined;
+      this.signed = expected;
+      this.scheduledSize = expected.size;
+      return expected.size;
+    } catch (error) {
+      this.logger.warn({ stream: this.stream, size: expected.size, code: (error as { code?: string }).code }, 'Merkle state not restored from the stored tiles; reading the stream from its first record');
+      return 0;
+    }
   }
 
   /** The newest stored checkpoint with a signature by a trusted key (unknown keys' notes are skipped). */
@@ -222,7 +278,7 @@ export class StreamCheckpointer {
     }
   }
 
-  /** Called when the stream's records were all read at startup: a checkpoint beyond them means records were removed. */
+  /** Called when the stream's records were all read (or restored) at startup: a checkpoint beyond them means records were removed. */
   caughtUp(): void {
     this.caughtUpDone = true;
     if (this.expected && this.expected.size > this.compact.size) {

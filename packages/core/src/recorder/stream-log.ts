@@ -7,6 +7,11 @@
  * If an append fails, every capture in it and behind it is rejected (they chain on it), the
  * in-memory head rolls back to the last durable head, and the next capture resynchronizes
  * from the sink first.
+ *
+ * Start-up reads only what is new: the key index says up to which record it holds the stream's
+ * keys (checked against the sink: that record must still be there with the same hash, or the
+ * index is rebuilt), and the checkpointer restores its Merkle state from the newest checkpoint's
+ * tiles. Only records after the older of the two are read back.
  */
 import { RecordTooLargeError } from '../errors/record-errors.ts';
 import { ArchiveCorruptError } from '../errors/sink-errors.ts';
@@ -16,6 +21,7 @@ import type { Logger } from '../logger/logger.ts';
 import type { CaptureResult } from '../record/capture-input.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
+import type { IndexedKey, KeyIndex } from './key-index.ts';
 import { parseStreamName } from '../record/stream-name.ts';
 import type { RecordTemplate } from './prepare-capture.ts';
 import { type CheckpointOptions, StreamCheckpointer } from './stream-checkpointer.ts';
@@ -37,18 +43,22 @@ export interface StreamLogOptions {
   readonly now: () => Date;
   readonly maxBatchRecords: number;
   readonly maxBatchBytes: number;
+  /** Where the stream's idempotency keys are kept (shared by all streams of a recorder). */
+  readonly index: KeyIndex;
   /** When set, the stream's checkpoints are signed as configured. */
   readonly checkpoints?: CheckpointOptions;
 }
 
 const decoder = new TextDecoder();
+/** Keys written to the index in one transaction while a stream is read back. */
+const INDEX_BATCH = 4096;
 
 export class StreamLog {
   readonly stream: string;
   /** The stream name and its parts, parsed once. */
   readonly names: { readonly stream: string; readonly channel: string; readonly account: string };
-  /** Key → seq of every record durable or queued in this stream. */
-  readonly keys = new Map<string, number>();
+  /** Key → seq of records queued or durable but not yet in the key index (bounded by what is in flight). */
+  private readonly recent = new Map<string, number>();
   /**
    * Captures not yet durable, by key. A second capture of the same key waits for the first
    * and reports `duplicate` only once the first is durable — never before.
@@ -70,6 +80,11 @@ export class StreamLog {
     this.options = options;
     this.stream = options.stream;
     this.names = { stream: options.stream, ...parseStreamName(options.stream) };
+  }
+
+  /** The seq of the record holding `key`, queued or durable; `undefined` if none. Valid once `ready`. */
+  seqOf(key: string): number | undefined {
+    return this.recent.get(key) ?? this.options.index.get(this.stream, key);
   }
 
   /** True when the stream can sequence a record without talking to the sink first. */
@@ -96,23 +111,41 @@ export class StreamLog {
     if (head.seq < this.durable.seq) {
       throw new ArchiveCorruptError(`the sink's head went backwards (was seq ${this.durable.seq}, now ${head.seq})`, { stream, seq: head.seq });
     }
-    if (head.seq > this.durable.seq) {
-      let indexed = 0;
-      for await (const stored of sink.read(stream, { fromSeq: this.durable.seq + 1 })) {
+    let indexed = await this.checkIndex(head);
+    if (checkpointer && !checkpointer.isCaughtUp && checkpointer.size === 0) {
+      const restored = await checkpointer.restoreFromTiles(head.seq);
+      if (restored > 0) logger.debug({ stream, seq: restored }, 'Merkle state restored from the newest checkpoint\'s tiles');
+    }
+    const from = Math.min(indexed, checkpointer ? checkpointer.size : head.seq) + 1;
+    if (from <= head.seq) {
+      let keys: IndexedKey[] = [];
+      let last: { seq: number; bytes: Uint8Array } | undefined;
+      const save = () => {
+        if (!last) return;
+        this.options.index.add(stream, keys, { seq: last.seq, hash: sha256Hex(last.bytes) });
+        indexed = last.seq;
+        keys = [];
+        last = undefined;
+      };
+      for await (const stored of sink.read(stream, { fromSeq: from })) {
         if (stored.seq > head.seq) break;
         // A resync that failed part-way fed some of these already: feed each record exactly once.
         if (checkpointer && stored.seq === checkpointer.size + 1) checkpointer.feed([stored.bytes]);
+        if (stored.seq <= (last?.seq ?? indexed)) continue;
         try {
           const record = JSON.parse(decoder.decode(stored.bytes)) as { key?: unknown; seq?: unknown };
-          if (typeof record.key === 'string' && typeof record.seq === 'number') {
-            this.keys.set(record.key, record.seq);
-            indexed++;
-          }
+          if (typeof record.key === 'string' && typeof record.seq === 'number') keys.push({ key: record.key, seq: record.seq });
         } catch {
           logger.error({ stream, seq: stored.seq }, 'stored record is not JSON; its key cannot be indexed (run offchannel verify)');
         }
+        last = { seq: stored.seq, bytes: stored.bytes };
+        if (keys.length >= INDEX_BATCH) save();
       }
-      logger.debug({ stream, seq: head.seq, indexed }, 'indexed idempotency keys of stored records');
+      save();
+      logger.debug({ stream, seq: head.seq, from, indexed }, 'read the stream\'s records after the key index and the newest checkpoint');
+    }
+    if (indexed !== head.seq) {
+      throw new ArchiveCorruptError(`the sink returned records up to seq ${indexed} but its head is seq ${head.seq}`, { stream, seq: indexed + 1 });
     }
     if (checkpointer && !checkpointer.isCaughtUp) {
       if (checkpointer.size === head.seq) checkpointer.caughtUp();
@@ -122,6 +155,27 @@ export class StreamLog {
     this.head = head;
     this.durable = head;
     this.needsResync = false;
+  }
+
+  /**
+   * The seq up to which the key index holds this stream, after checking it against the sink:
+   * its last record must still be stored with the same hash. An index that is ahead of the sink
+   * or disagrees with it is dropped and rebuilt (a full read of the stream, never a duplicate).
+   */
+  private async checkIndex(head: StreamHead): Promise<number> {
+    const { index, sink, stream, logger } = this.options;
+    const known = index.head(stream);
+    if (known.seq === 0) return 0;
+    if (known.seq === head.seq && known.hash === head.hash) return known.seq;
+    if (known.seq < head.seq) {
+      for await (const stored of sink.read(stream, { fromSeq: known.seq })) {
+        if (stored.seq === known.seq && sha256Hex(stored.bytes) === known.hash) return known.seq;
+        break;
+      }
+    }
+    logger.warn({ stream, seq: known.seq, head: head.seq }, 'the key index disagrees with the archive; rebuilding it from the stream');
+    index.reset(stream);
+    return 0;
   }
 
   /**
@@ -141,7 +195,7 @@ export class StreamLog {
     const hash = sha256Hex(bytes);
     const prev = this.head.hash;
     this.head = { seq, hash };
-    this.keys.set(key, seq);
+    this.recent.set(key, seq);
     const { promise, resolve, reject } = Promise.withResolvers<CaptureResult>();
     this.queue.push({ key, seq, prev, bytes, hash, resolve, reject });
     this.flushing ??= this.flushLoop();
@@ -169,6 +223,7 @@ export class StreamLog {
           continue;
         }
         this.durable = head;
+        this.indexDurable(batch, head);
         this.options.logger.debug({ stream: this.stream, firstSeq: (batch[0] as QueuedRecord).seq, records: batch.length, head: head.seq }, 'batch durable');
         if (this.checkpointer) {
           this.checkpointer.feed(batch.map((entry) => entry.bytes));
@@ -185,6 +240,18 @@ export class StreamLog {
     } finally {
       this.flushing = undefined;
     }
+  }
+
+  /** Moves a durable batch's keys from memory into the key index (in memory they stay on failure). */
+  private indexDurable(batch: readonly QueuedRecord[], head: StreamHead): void {
+    try {
+      this.options.index.add(this.stream, batch.map((entry) => ({ key: entry.key, seq: entry.seq })), head);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      this.options.logger.error({ stream: this.stream, code: typeof code === 'string' ? code : undefined }, 'the key index could not be updated; keys stay in memory and the index catches up at the next start');
+      return;
+    }
+    for (const entry of batch) if (this.recent.get(entry.key) === entry.seq) this.recent.delete(entry.key);
   }
 
   private startAppend(): { batch: QueuedRecord[]; append: Promise<StreamHead> } {
@@ -218,7 +285,7 @@ export class StreamLog {
   private fail(batch: QueuedRecord[], error: unknown): void {
     const dropped = [...batch, ...this.queue.splice(0)];
     for (const entry of dropped) {
-      if (this.keys.get(entry.key) === entry.seq) this.keys.delete(entry.key);
+      if (this.recent.get(entry.key) === entry.seq) this.recent.delete(entry.key);
       entry.reject(error);
     }
     this.head = this.durable;

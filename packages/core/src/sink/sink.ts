@@ -236,8 +236,13 @@ export interface Sink {
   /**
    * Optional physical self-check (segment seals, file modes, object-lock settings) beyond
    * what the record chain shows. Yields one finding per problem; yields nothing when sound.
+   * With `streams`, a sink may limit its checks to those streams and what is archive-wide
+   * (verification keeps only findings for those streams or for no stream). With `since`
+   * (incremental verification: stream → records an earlier audit verified), a sink may skip
+   * re-checking what holds only those records (an fs sink: sealed segments that end at or
+   * before them).
    */
-  audit?(): AsyncIterable<AuditFinding>;
+  audit?(options?: { readonly streams?: readonly string[]; readonly since?: ReadonlyMap<string, number> }): AsyncIterable<AuditFinding>;
 
   /** Flushes nothing (every write is already durable), releases locks and handles. Idempotent. */
   close(): Promise<void>;

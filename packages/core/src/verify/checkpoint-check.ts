@@ -22,10 +22,10 @@ import type { X509Certificate } from 'node:crypto';
 import { NoteError } from '../errors/note-errors.ts';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
-import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
+import { CompactRange, consistencyProof, inclusionProof, treeRoot } from '../merkle/merkle-proofs.ts';
 import { TILE_WIDTH, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
 import { sha256Hex } from '../hash/sha256.ts';
-import { verifyConsistency } from '../merkle/verify-proofs.ts';
+import { verifyConsistency, verifyInclusion } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote } from '../note/signed-note.ts';
@@ -59,6 +59,18 @@ export interface CheckpointCheckOptions {
   readonly verifiers: readonly NoteVerifier[];
   readonly extraCheckpoints?: readonly Uint8Array[];
   readonly tsaCertificates?: readonly X509Certificate[];
+  /**
+   * The checkpoint an earlier audit verified (incremental verification): only checkpoints at its
+   * size or later are read, it is checked like a signed one (same-size checkpoints must agree,
+   * later ones must be provably consistent with it), and the tree can resume from its tiles.
+   */
+  readonly since?: VerifiedCheckpoint;
+}
+
+/** A checkpoint verified by an earlier audit (see `verified-state.ts`). */
+export interface VerifiedCheckpoint {
+  readonly size: number;
+  readonly root: Uint8Array;
 }
 
 export class CheckpointCheck {
@@ -69,8 +81,8 @@ export class CheckpointCheck {
   private readonly verified: Verified[] = [];
   /** Distinct sizes to check against the recomputed tree, ascending. */
   private readonly targets: { size: number; roots: Verified[] }[] = [];
-  private readonly compact = new CompactRange();
-  private readonly tiles = new TileBuilder();
+  private compact = new CompactRange();
+  private tiles = new TileBuilder();
   /** Every full tile the records make: its id and the SHA-256 of its bytes (not the bytes: a stream can be huge). */
   private readonly fullTiles: { readonly id: TileId; readonly digest: string }[] = [];
   private next = 0;
@@ -83,7 +95,11 @@ export class CheckpointCheck {
 
   static async load(stream: string, sink: Sink, options: CheckpointCheckOptions): Promise<CheckpointCheck> {
     const check = new CheckpointCheck(stream, sink);
+    const { since } = options;
+    if (since) check.verified.push({ size: since.size, root: since.root, signedBy: 'an earlier audit', source: 'given' });
     for (const size of await sink.checkpoints(stream)) {
+      // An incremental run does not re-read what the earlier audit checked.
+      if (since && size < since.size) continue;
       const note = await sink.getCheckpoint(stream, size, 'note');
       if (!note) continue;
       const verified = check.open(note, options.verifiers, 'archive', size);
@@ -112,6 +128,37 @@ export class CheckpointCheck {
     for (const entry of check.verified) bySize.set(entry.size, [...(bySize.get(entry.size) ?? []), entry]);
     for (const size of [...bySize.keys()].sort((a, b) => a - b)) if (size > 0) check.targets.push({ size, roots: bySize.get(size) ?? [] });
     return check;
+  }
+
+  /**
+   * Resumes the recomputed tree at the earlier audit's checkpoint from the stored tiles, so
+   * that only the records after it are fed; false (nothing changed) when the tiles are missing
+   * or do not reproduce its root — then the stream is read from its first record.
+   */
+  async resume(since: VerifiedCheckpoint): Promise<boolean> {
+    if (this.compact.size !== 0) return false;
+    const load = (tile: TileId) => this.sink.getTile(this.stream, tile);
+    try {
+      const compact = await CompactRange.fromSource(new TileSource(since.size, load));
+      if (!sameHash(compact.root(), since.root)) return false;
+      const tiles = await TileBuilder.fromTiles(since.size, load);
+      this.compact = compact;
+      this.tiles = tiles;
+      while ((this.targets[this.next]?.size ?? Number.POSITIVE_INFINITY) <= since.size) this.next++;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** True when `bytes` is the record at `size` in the earlier audit's tree (an inclusion proof from the tiles). */
+  async isLeafOf(since: VerifiedCheckpoint, bytes: Uint8Array): Promise<boolean> {
+    try {
+      const source = new TileSource(since.size, (tile) => this.sink.getTile(this.stream, tile));
+      return verifyInclusion(since.size - 1, since.size, leafHash(bytes), await inclusionProof(source, since.size - 1), since.root);
+    } catch {
+      return false;
+    }
   }
 
   /** One verified record, in order. */

@@ -11,6 +11,7 @@ import { HASH_BYTES } from '../merkle/merkle-hash.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import type { CheckpointCheck } from './checkpoint-check.ts';
 import type { VerifyChunkRequest, VerifyChunkResult } from './verify-chunk.ts';
+import { KeyFingerprints } from './key-fingerprints.ts';
 
 /** A finding the parallel pass would report if it completes. */
 export interface PendingFinding {
@@ -19,7 +20,9 @@ export interface PendingFinding {
   readonly field?: string;
   readonly sha256?: string;
   readonly size?: number;
-  readonly earlier?: number;
+  /** For a duplicate key: earlier seqs whose keys share its fingerprint, and the key (to confirm). */
+  readonly candidates?: readonly number[];
+  readonly key?: string;
 }
 
 export interface ParallelOutcome {
@@ -135,11 +138,12 @@ export async function verifyStreamParallel(sink: Sink, stream: string, getPool: 
   submit(second.value);
   let reading = true;
   let head: StreamHead = { seq: 0, hash: '0'.repeat(64) };
-  const keys = new Map<string, number>();
+  const keys = new KeyFingerprints();
   const findings: PendingFinding[] = [];
   try {
     while (inFlight.length > 0) {
-      while (reading && inFlight.length < 2 * 4) {
+      // One segment per worker plus the one being read: memory bounded by the segment size.
+      while (reading && inFlight.length < pool.size + 1) {
         const next = await chunks.next();
         if (next.done) reading = false;
         else submit(next.value);
@@ -151,9 +155,8 @@ export async function verifyStreamParallel(sink: Sink, stream: string, getPool: 
       for (let index = 0; index < result.count; index++) {
         const seq = result.firstSeq + index;
         const key = result.keys[index] as string;
-        const earlier = keys.get(key);
-        if (earlier !== undefined) findings.push({ seq, kind: 'duplicate-key', earlier });
-        keys.set(key, seq);
+        const candidates = keys.add(key, seq);
+        if (candidates) findings.push({ seq, kind: 'duplicate-key', candidates, key });
         // Blob references in record order, after the record's key check (as the sequential pass does).
         for (; blob < result.blobs.length && (result.blobs[blob] as readonly [number, string, string, number])[0] === seq; blob++) {
           const [, field, sha256, size] = result.blobs[blob] as readonly [number, string, string, number];

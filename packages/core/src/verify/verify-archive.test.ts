@@ -130,3 +130,17 @@ describe('verifyArchive', () => {
     expect(seen).toEqual([1]);
   });
 });
+
+describe('selected streams', () => {
+  it('fails for a named stream the archive does not hold, and still verifies the others named', async () => {
+    const report = await verifyArchive(createMemorySink(storage, { readOnly: true }), { streams: ['demo:carol', stream] });
+    expect(report.ok).toBe(false);
+    expect(report.failures).toEqual([expect.objectContaining({ code: 'STREAM_MISSING', stream: 'demo:carol' })]);
+    expect(report.streams.find((summary) => summary.stream === stream)).toMatchObject({ ok: true, records: 11 });
+  });
+
+  it('passes when every named stream is held and intact', async () => {
+    const report = await verifyArchive(createMemorySink(storage, { readOnly: true }), { streams: ['demo:bob'] });
+    expect(report).toMatchObject({ ok: true, failures: [] });
+  });
+});

@@ -18,7 +18,8 @@ import type { ArchiveRecord, BlobRef } from '../record/record.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import { availableParallelism } from 'node:os';
 import { blobRefs } from './blob-refs.ts';
-import { CheckpointCheck, type CheckpointSummary } from './checkpoint-check.ts';
+import { CheckpointCheck, type CheckpointSummary, type VerifiedCheckpoint } from './checkpoint-check.ts';
+import { KeyFingerprints } from './key-fingerprints.ts';
 import { VerifyPool, verifyStreamParallel } from './parallel-verify.ts';
 
 export type { CheckpointSummary } from './checkpoint-check.ts';
@@ -46,6 +47,14 @@ export interface StreamSummary {
   readonly checkpoints?: readonly CheckpointSummary[];
   /** Worker threads that verified this stream's segments in parallel (absent: verified on one thread). */
   readonly workers?: number;
+  /**
+   * Incremental verification: per stream, the newest checkpoint an earlier audit verified (see
+   * `readVerifiedState`). Needs `verifiers`. For those streams only what came after is read —
+   * the records after that checkpoint, the blobs and tiles they name, the checkpoints at its
+   * size or later, the segments that hold them — and every newer checkpoint must be provably
+   * consistent with it (RFC 9162). Anything that contradicts it fails as critical.
+   */
+  readonly since?: ReadonlyMap<string, VerifiedCheckpoint>;
 }
 
 export interface VerificationReport {
@@ -83,6 +92,14 @@ export interface VerifyOptions {
    * verifies on this thread only). Results are identical either way.
    */
   readonly workers?: number;
+  /**
+   * Incremental verification: per stream, the newest checkpoint an earlier audit verified (see
+   * `readVerifiedState`). Needs `verifiers`. For those streams only what came after is read —
+   * the records after that checkpoint, the blobs and tiles they name, the checkpoints at its
+   * size or later, the segments that hold them — and every newer checkpoint must be provably
+   * consistent with it (RFC 9162). Anything that contradicts it fails as critical.
+   */
+  readonly since?: ReadonlyMap<string, VerifiedCheckpoint>;
 }
 
 type BlobState = { readonly ok: true; readonly size: number } | { readonly ok: false; readonly code: string; readonly detail: string };
@@ -151,7 +168,12 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   const summaries: StreamSummary[] = [];
   let streams: readonly string[] = [];
   try {
-    streams = options.streams ?? (await sink.streams());
+    const stored = await sink.streams();
+    streams = options.streams ?? stored;
+    // A stream asked for by name that the archive does not hold fails: it is not "intact".
+    for (const stream of options.streams ?? []) {
+      if (!stored.includes(stream)) report({ stream, code: 'STREAM_MISSING', message: `stream ${stream} is not in the archive (no records, checkpoints or tiles); check the name against the archive's streams/ directory` });
+    }
   } catch (error) {
     report({ code: 'UNREADABLE', message: `the list of streams cannot be read: ${describeError(error)}` });
   }
@@ -167,9 +189,16 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   } finally {
     await pool?.close();
   }
-  if (sink.audit && options.streams === undefined) {
+  if (sink.audit) {
+    // With selected streams, only findings about them (or about the whole archive) count.
+    const selected = options.streams && new Set(options.streams);
     try {
-      for await (const { severity, ...finding } of sink.audit()) {
+      const auditOptions = {
+        ...(options.streams ? { streams: options.streams } : {}),
+        ...(options.since ? { since: new Map([...options.since].map(([name, checkpoint]) => [name, checkpoint.size])) } : {}),
+      };
+      for await (const { severity, ...finding } of sink.audit(auditOptions)) {
+        if (selected && finding.stream !== undefined && !selected.has(finding.stream)) continue;
         if (severity === 'warning') warn(finding);
         else report(finding);
       }
@@ -182,8 +211,10 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
 
 async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOptions): Promise<CheckpointCheck | undefined> {
   if (!options.verifiers) return undefined;
+  const since = options.since?.get(stream);
   return CheckpointCheck.load(stream, sink, {
     verifiers: options.verifiers,
+    ...(since ? { since } : {}),
     ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}),
     ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
   });
@@ -205,14 +236,16 @@ async function checkRecordBlob(stream: string, seq: number, field: string, ref: 
 
 async function verifyStream(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
   const { options } = context;
-  if (sink.readSegments && (options.workers ?? 2) > 1) {
+  if (sink.readSegments && (options.workers ?? 2) > 1 && !options.since?.has(stream)) {
     const checkpoints = await loadCheckpoints(sink, stream, options);
     const outcome = await verifyStreamParallel(sink, stream, context.pool, checkpoints, (seq) => options.onProgress?.({ stream, seq }));
     if (outcome) {
       let ok = true;
       for (const finding of outcome.findings) {
         if (finding.kind === 'duplicate-key') {
-          context.report({ stream, seq: finding.seq, code: 'DUPLICATE_KEY', message: `stream ${stream} seq ${finding.seq}: idempotency key already used by seq ${finding.earlier ?? 0}` });
+          const earlier = await confirmDuplicate(sink, stream, finding.candidates ?? [], finding.key ?? '');
+          if (earlier === undefined) continue; // only the fingerprints collided
+          context.report({ stream, seq: finding.seq, code: 'DUPLICATE_KEY', message: `stream ${stream} seq ${finding.seq}: idempotency key already used by seq ${earlier}` });
           ok = false;
         } else if (!(await checkRecordBlob(stream, finding.seq, finding.field ?? '', { sha256: finding.sha256 ?? '', size: finding.size ?? 0 }, context))) {
           ok = false;
@@ -236,7 +269,7 @@ async function finishStream(stream: string, records: number, head: StreamHead, o
 async function verifyStreamSequential(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
   const { report, options } = context;
   const checkpoints = await loadCheckpoints(sink, stream, options);
-  const keys = new Map<string, number>();
+  const keys = new KeyFingerprints();
   let head: StreamHead = { seq: 0, hash: ZERO_HASH };
   let records = 0;
   let ok = true;
@@ -249,7 +282,24 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
     complete = false;
   };
 
-  for await (const stored of sink.read(stream)) {
+  // Incremental: resume the tree at the earlier audit's checkpoint, and the chain at its last
+  // record — which must be the leaf that checkpoint signed (read from the stored tiles).
+  const since = options.since?.get(stream);
+  let fromSeq = 1;
+  if (since && checkpoints && since.size > 0 && (await checkpoints.resume(since))) {
+    let last: Uint8Array | undefined;
+    for await (const stored of sink.read(stream, { fromSeq: since.size })) {
+      if (stored.seq === since.size) last = stored.bytes;
+      break;
+    }
+    if (!last || !(await checkpoints.isLeafOf(since, last))) {
+      report({ stream, seq: since.size, code: 'SINCE_MISMATCH', severity: 'critical', message: `stream ${stream} seq ${since.size}: the record at the size verified by the earlier audit is ${last ? 'not the one its checkpoint signed' : 'missing'}: the stream was rewritten or truncated since` });
+      return { stream, records: 0, head, ok: false };
+    }
+    head = { seq: since.size, hash: sha256Hex(last) };
+    fromSeq = since.size + 1;
+  }
+  for await (const stored of sink.read(stream, { fromSeq })) {
     records++;
     let record: ArchiveRecord;
     let hash: string;
@@ -291,12 +341,12 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
       head = { seq: record.seq, hash };
       continue;
     }
-    const earlier = keys.get(record.key);
+    const candidates = keys.add(record.key, record.seq);
+    const earlier = candidates && (await confirmDuplicate(sink, stream, candidates, record.key));
     if (earlier !== undefined) {
       report({ stream, seq: record.seq, code: 'DUPLICATE_KEY', message: `stream ${stream} seq ${record.seq}: idempotency key already used by seq ${earlier}` });
       ok = false;
     }
-    keys.set(record.key, record.seq);
     for (const [field, ref] of blobRefs(record)) {
       if (!(await checkRecordBlob(stream, record.seq, field, ref, context))) ok = false;
     }
@@ -316,7 +366,26 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
   return finishStream(stream, records, head, ok, complete, checkpoints, context);
 }
 
+/** Our own errors by message and code (their messages name files, streams and seqs only); others by code or name. */
+/** The first of `candidates` (earlier seqs whose keys share a fingerprint with `key`) whose record really has `key`. */
+async function confirmDuplicate(sink: Sink, stream: string, candidates: readonly number[], key: string): Promise<number | undefined> {
+  for (const seq of candidates) {
+    for await (const stored of sink.read(stream, { fromSeq: seq })) {
+      if (stored.seq === seq) {
+        try {
+          if ((JSON.parse(Buffer.from(stored.bytes).toString('utf8')) as { key?: unknown }).key === key) return seq;
+        } catch {
+          // an earlier record that does not parse was reported when it was read
+        }
+      }
+      break;
+    }
+  }
+  return undefined;
+}
+
 function describeError(error: unknown): string {
+  if (OffchannelError.isInstance(error)) return `${error.message} [${error.code}]`;
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' ? code : error instanceof Error ? error.name : String(error);
 }

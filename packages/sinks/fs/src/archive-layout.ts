@@ -63,6 +63,10 @@ export class ArchiveLayout {
     this.root = path.resolve(root);
   }
 
+  /** `file` relative to the archive root, with `/` separators: how messages name archive files. */
+  name(file: string): string {
+    return path.relative(this.root, file).split(path.sep).join('/');
+  }
   get marker(): string {
     return path.join(this.root, ARCHIVE_MARKER);
   }

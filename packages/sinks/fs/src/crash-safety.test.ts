@@ -2,23 +2,29 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type ArchiveRecord, verifyArchive } from '@offchannel/core';
+import { type ArchiveRecord, ed25519KeyFromSeed, verifyArchive } from '@offchannel/core';
 import { expect, it } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
 
 const child = path.join(import.meta.dirname, '__fixtures__', 'capture-child.ts');
 const TRIALS = 24;
+/** The key the child signs with in its indexed trials. */
+const signer = ed25519KeyFromSeed('crash.example/offchannel', new Uint8Array(32).fill(7));
 
 it(`keeps every acknowledged record through ${TRIALS} SIGKILLs at random moments, without duplicates`, { timeout: 180_000 }, async () => {
   const dir = path.join(await mkdtemp(path.join(tmpdir(), 'offchannel-crash-')), 'archive');
   const t0 = performance.now();
   const acknowledged = new Map<number, number>(); // message index → seq
   let next = 0;
+  let checkpointed = 0;
   try {
     for (let trial = 0; trial < TRIALS; trial++) {
       // Restart a little behind the last acknowledged message: those captures are replays.
       const start = Math.max(0, next - 150);
-      const process_ = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', child, dir, String(start)], {
+      // Alternate trials use a persistent key index and signed checkpoints: the index is then
+      // sometimes behind the archive (a trial without it appended), sometimes torn by the kill.
+      const indexed = trial % 2 === 1 ? [path.join(path.dirname(dir), 'key-index.sqlite')] : [];
+      const process_ = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', child, dir, String(start), ...indexed], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stderr = '';
@@ -64,11 +70,15 @@ it(`keeps every acknowledged record through ${TRIALS} SIGKILLs at random moments
       }
       expect(count).toBe(head.seq);
       for (const [index, seq] of acknowledged) expect(seen.get(`message:{"id":"m-${index}"}`), `acknowledged message ${index} missing after crash ${trial}`).toBe(seq);
-      const report = await verifyArchive(sink);
+      // Once indexed trials have signed checkpoints, they are checked too.
+      const signed = (await sink.checkpoints('demo:crash')).length > 0;
+      if (signed) checkpointed++;
+      const report = await verifyArchive(sink, signed ? { verifiers: [signer.verifier] } : {});
       expect(report.failures).toEqual([]);
       await sink.close();
     }
     expect(acknowledged.size).toBeGreaterThan(TRIALS * 50);
+    expect(checkpointed, 'trials verified against signed checkpoints').toBeGreaterThan(TRIALS / 4);
     const quarantined = await readdir(path.join(dir, 'quarantine', 'demo:crash')).catch(() => []);
     console.log(`crash test: ${acknowledged.size} acknowledged, ${quarantined.length} torn tails recovered, ${(performance.now() - t0).toFixed(0)} ms`);
   } finally {

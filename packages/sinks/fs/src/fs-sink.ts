@@ -8,7 +8,7 @@
  * WORM), `durability: 'fsync'`, `exclusiveWriter: 'lock'` (one writer per stream on a host).
  */
 import type { Dirent } from 'node:fs';
-import { open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
@@ -19,6 +19,7 @@ import {
   ClosedError,
   InvalidBatchError,
   type Logger,
+  MAX_RECORD_BYTES,
   ReadOnlySinkError,
   SINK_SPEC_VERSION,
   type Sink,
@@ -41,7 +42,7 @@ import {
 } from '@offchannel/core';
 import { ARCHIVE_FORMAT, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
 import { auditArchive } from './fs-audit.ts';
-import { createReadOnlyFile, ensureDirectory, isNotFound, readIfExists, syncDirectory, syncFile } from './fs-utils.ts';
+import { createReadOnlyFile, ensureDirectory, isNotFound, openRegularFile, readIfExists, readRegularFile, syncDirectory, syncFile } from './fs-utils.ts';
 import { IoLimit } from './io-limit.ts';
 import { listSegments, parseSeal, splitLines } from './segments.ts';
 import { StreamAppender } from './stream-appender.ts';
@@ -67,7 +68,7 @@ const BLOB_WRITES_AT_ONCE = 64;
 export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
   const layout = new ArchiveLayout(options.dir);
   const readOnly = options.readOnly ?? false;
-  const marker = await readIfExists(layout.marker);
+  const marker = await readIfExists(layout.marker, layout.name(layout.marker));
   if (marker) {
     let parsed: { format?: unknown; version?: unknown };
     try {
@@ -102,37 +103,54 @@ export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
   return new FsSink(layout, readOnly, segmentBytes, redactingLogger(options.logger ?? noopLogger).child({ component: 'sink-fs' }));
 }
 
-/** Reads a segment's lines in 1 MiB chunks (memory stays flat; a caller that stops early stops the read). */
+/** Bytes read at a time; memory stays flat and a caller that stops early stops the read. */
+const READ_CHUNK = 1024 * 1024;
+
 /**
  * The lines of a segment from byte `offset` (a line start) on, each with the offset just past
  * its newline (`next`); a final line without a newline is yielded only with `keepTail`, with
- * `next` -1.
+ * `next` -1. A line longer than any record can be (`MAX_RECORD_BYTES`) is yielded cut to one
+ * byte over the limit — it then fails decoding as too large — and the rest of it is skipped,
+ * not buffered: time and memory stay linear in the file size, whatever the file holds.
  */
-async function* readLines(file: string, keepTail: boolean, offset = 0): AsyncGenerator<{ readonly bytes: Uint8Array; readonly next: number }> {
-  let handle;
+async function* readLines(file: string, name: string, keepTail: boolean, offset = 0): AsyncGenerator<{ readonly bytes: Uint8Array; readonly next: number }> {
+  const handle = await openRegularFile(file, name);
+  if (!handle) return;
   try {
-    handle = await open(file, 'r');
-  } catch (error) {
-    if (isNotFound(error)) return;
-    throw error;
-  }
-  try {
-    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    const chunk = Buffer.allocUnsafe(READ_CHUNK);
+    /** The current line's bytes from earlier reads (never a newline; at most MAX_RECORD_BYTES + 1). */
     let carry: Buffer = Buffer.alloc(0);
+    /** The current line is longer than a record can be; `carry` holds its first bytes. */
+    let overlong = false;
     let position = offset;
     for (;;) {
       const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
       if (bytesRead === 0) break;
-      // `data` starts at file offset `base`.
-      const base = position - carry.length;
+      let read = chunk.subarray(0, bytesRead);
+      let readAt = position;
       position += bytesRead;
-      const data = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : Buffer.from(chunk.subarray(0, bytesRead));
+      if (overlong) {
+        const end = read.indexOf(0x0a);
+        if (end === -1) continue;
+        yield { bytes: new Uint8Array(carry.buffer, carry.byteOffset, carry.length), next: readAt + end + 1 };
+        carry = Buffer.alloc(0);
+        overlong = false;
+        read = read.subarray(end + 1);
+        readAt += end + 1;
+      }
+      // `data` starts at file offset `base`; its first `carry.length` bytes hold no newline.
+      const base = readAt - carry.length;
+      const data = carry.length > 0 ? Buffer.concat([carry, read]) : Buffer.from(read);
       let start = 0;
-      for (let end = data.indexOf(0x0a); end !== -1; end = data.indexOf(0x0a, start)) {
+      for (let end = data.indexOf(0x0a, carry.length); end !== -1; end = data.indexOf(0x0a, start)) {
         yield { bytes: new Uint8Array(data.buffer, data.byteOffset + start, end - start), next: base + end + 1 };
         start = end + 1;
       }
       carry = data.subarray(start);
+      if (carry.length > MAX_RECORD_BYTES) {
+        carry = Buffer.from(carry.subarray(0, MAX_RECORD_BYTES + 1));
+        overlong = true;
+      }
     }
     if (keepTail && carry.length > 0) yield { bytes: new Uint8Array(carry.buffer, carry.byteOffset, carry.length), next: -1 };
   } finally {
@@ -230,7 +248,7 @@ export class FsSink implements Sink {
       const known = this.positions.get(stream);
       const resume = known?.segment === segment.firstSeq && known.seq <= fromSeq;
       let seq = resume ? known.seq : segment.firstSeq;
-      for await (const line of readLines(segment.path, keepTail, resume ? known.offset : 0)) {
+      for await (const line of readLines(segment.path, this.layout.name(segment.path), keepTail, resume ? known.offset : 0)) {
         this.assertOpen();
         if (seq > acknowledged) return;
         seq++;
@@ -248,13 +266,8 @@ export class FsSink implements Sink {
     assertStreamName(stream);
     const segments = await listSegments(this.layout, stream);
     for (const [index, segment] of segments.entries()) {
-      let content: Buffer;
-      try {
-        content = await readFile(segment.path);
-      } catch (error) {
-        if (isNotFound(error)) continue;
-        throw error;
-      }
+      const content = await readIfExists(segment.path, this.layout.name(segment.path));
+      if (!content) continue;
       this.assertOpen();
       // The active segment may end in an append in progress: stop at its last complete record.
       const last = segment.sealed || index < segments.length - 1 ? content.length : content.lastIndexOf(0x0a) + 1;
@@ -329,7 +342,7 @@ export class FsSink implements Sink {
   private async writeOnce(target: string, bytes: Uint8Array): Promise<{ readonly created: boolean } | undefined> {
     await ensureDirectory(path.dirname(target));
     if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) return { created: true };
-    if (!(await readIfExists(target))?.equals(bytes)) return undefined;
+    if (!(await readIfExists(target, this.layout.name(target)))?.equals(bytes)) return undefined;
     await syncFile(target);
     await syncDirectory(path.dirname(target));
     return { created: false };
@@ -343,18 +356,22 @@ export class FsSink implements Sink {
   async getBlob(sha256: string): Promise<Uint8Array | undefined> {
     this.assertOpen();
     assertBlobName(sha256);
-    const bytes = await readIfExists(this.layout.blob(sha256));
+    const target = this.layout.blob(sha256);
+    const bytes = await readIfExists(target, this.layout.name(target));
     return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
   }
 
   async statBlob(sha256: string): Promise<BlobInfo | undefined> {
     this.assertOpen();
     assertBlobName(sha256);
+    // Opened and fstat'd rather than stat'd, so a link or FIFO is refused as it is on reading.
+    const target = this.layout.blob(sha256);
+    const handle = await openRegularFile(target, this.layout.name(target));
+    if (!handle) return undefined;
     try {
-      return { sha256, size: (await stat(this.layout.blob(sha256))).size };
-    } catch (error) {
-      if (isNotFound(error)) return undefined;
-      throw error;
+      return { sha256, size: (await handle.stat()).size };
+    } finally {
+      await handle.close();
     }
   }
 
@@ -370,7 +387,8 @@ export class FsSink implements Sink {
   async getCheckpoint(stream: string, size: number, file: CheckpointFile): Promise<Uint8Array | undefined> {
     this.assertOpen();
     assertCheckpointKey(stream, size, file);
-    const bytes = await readIfExists(this.layout.checkpoint(stream, size, file));
+    const target = this.layout.checkpoint(stream, size, file);
+    const bytes = await readIfExists(target, this.layout.name(target));
     return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
   }
 
@@ -402,14 +420,15 @@ export class FsSink implements Sink {
   async getTile(stream: string, tile: TileId): Promise<Uint8Array | undefined> {
     this.assertOpen();
     assertTileKey(stream, tile);
-    const bytes = await readIfExists(this.layout.tile(stream, tile));
+    const target = this.layout.tile(stream, tile);
+    const bytes = await readIfExists(target, this.layout.name(target));
     return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
   }
 
   /** Physical checks: seals match their segments, sealed files are read-only, no stray files. */
-  audit(): AsyncIterable<AuditFinding> {
+  audit(options?: { readonly streams?: readonly string[]; readonly since?: ReadonlyMap<string, number> }): AsyncIterable<AuditFinding> {
     this.assertOpen();
-    return auditArchive(this.layout);
+    return auditArchive(this.layout, options?.streams, options?.since);
   }
 
   async close(): Promise<void> {
@@ -436,7 +455,13 @@ export class FsSink implements Sink {
       this.appenders.set(stream, opening);
       opening.then(
         (opened) => {
-          if (this.appenders.get(stream) === opening && !this.closed) this.openAppenders.set(stream, opened);
+          if (this.appenders.get(stream) === opening && !this.closed) {
+            this.openAppenders.set(stream, opened);
+            // Recovery found where the newest record starts: a read of it (the recorder's check
+            // of its newest checkpoint) starts there instead of scanning the segment.
+            const newest = opened.newestRecord;
+            if (newest && !this.positions.has(stream)) this.positions.set(stream, newest);
+          }
         },
         // A failed open (locked by another writer, damaged) is retried on the next call.
         () => {
@@ -452,10 +477,10 @@ export class FsSink implements Sink {
     const segments = await listSegments(this.layout, stream);
     for (const segment of segments.reverse()) {
       if (segment.sealed) {
-        const seal = parseSeal(await readFile(segment.sealPath), stream, segment.firstSeq);
+        const seal = parseSeal(await readRegularFile(segment.sealPath, this.layout.name(segment.sealPath)), stream, segment.firstSeq);
         return { seq: seal.lastSeq, hash: seal.lastHash };
       }
-      const { lines } = splitLines(await readFile(segment.path));
+      const { lines } = splitLines(await readRegularFile(segment.path, this.layout.name(segment.path)));
       const last = lines.at(-1);
       if (last) return { seq: segment.firstSeq + lines.length - 1, hash: sha256Hex(last) };
     }
@@ -463,7 +488,7 @@ export class FsSink implements Sink {
   }
 
   private async sameBlobStored(target: string, sha256: string): Promise<boolean> {
-    const existing = await readIfExists(target);
+    const existing = await readIfExists(target, this.layout.name(target));
     if (!existing) return false;
     if (sha256Hex(existing) === sha256) return true;
     this.logger.error({ blob: sha256 }, 'stored blob does not match its name');

@@ -1,7 +1,8 @@
-import { constants } from 'node:fs';
-import { type FileHandle, link, mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { type Stats, constants } from 'node:fs';
+import { type FileHandle, link, mkdir, open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { NotRegularFileError } from '@offchannel/core';
 
 /** fsync a directory so that entries created or removed in it are durable. */
 export async function syncDirectory(dir: string): Promise<void> {
@@ -71,14 +72,60 @@ export async function createReadOnlyFile(tmpDir: string, target: string, bytes: 
   return true;
 }
 
-/** The file's bytes, or `undefined` if it does not exist. */
-export async function readIfExists(file: string): Promise<Buffer | undefined> {
+/**
+ * Opens an archive file for reading only if it is a regular file: a symbolic link is refused
+ * (`O_NOFOLLOW`), and a FIFO or device is opened without blocking (`O_NONBLOCK`, which a
+ * regular file ignores) and then refused, so a planted FIFO cannot hang a reader. `undefined`
+ * if the file does not exist. Throws {@link NotRegularFileError} naming `name`.
+ */
+export async function openRegularFile(file: string, name = file, options: { readonly write?: boolean } = {}): Promise<FileHandle | undefined> {
+  let handle: FileHandle;
   try {
-    return await readFile(file);
+    handle = await open(file, (options.write === true ? constants.O_RDWR : constants.O_RDONLY) | NOFOLLOW | NONBLOCK);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (isNotFound(error)) return undefined;
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new NotRegularFileError(name, 'a symbolic link');
     throw error;
   }
+  let info;
+  try {
+    info = await handle.stat();
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+  if (info.isFile()) return handle;
+  await handle.close();
+  throw new NotRegularFileError(name, describeFileType(info));
+}
+
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+const NONBLOCK = constants.O_NONBLOCK ?? 0;
+
+function describeFileType(info: Stats): string {
+  if (info.isFIFO()) return 'a FIFO (named pipe)';
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
+  if (info.isSocket()) return 'a socket';
+  if (info.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+/** The bytes of a regular file, or `undefined` if it does not exist (see {@link openRegularFile}). */
+export async function readIfExists(file: string, name = file): Promise<Buffer | undefined> {
+  const handle = await openRegularFile(file, name);
+  if (!handle) return undefined;
+  try {
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Like `readFile`, but only for a regular file (see {@link openRegularFile}); ENOENT if missing. */
+export async function readRegularFile(file: string, name = file): Promise<Buffer> {
+  const bytes = await readIfExists(file, name);
+  if (bytes) return bytes;
+  throw Object.assign(new Error(`ENOENT: no such file, open '${file}'`), { code: 'ENOENT', path: file });
 }
 
 export function isNotFound(error: unknown): boolean {

@@ -34,7 +34,7 @@ beforeAll(async () => {
   }
   await recorder.close();
   await sink.close();
-});
+}, 60_000);
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
@@ -56,7 +56,7 @@ async function segments(dir: string): Promise<string[]> {
   return (await readdir(streamDir)).filter((name) => name.endsWith('.jsonl')).sort().map((name) => path.join(streamDir, name));
 }
 
-it('verifies an intact multi-segment archive identically with and without workers', async () => {
+it('verifies an intact multi-segment archive identically with and without workers', { timeout: 60_000 }, async () => {
   expect((await segments(pristine)).length).toBeGreaterThan(20);
   const { parallel, sequential } = await both(pristine);
   expect(parallel.ok).toBe(true);
@@ -65,7 +65,7 @@ it('verifies an intact multi-segment archive identically with and without worker
   expect(withoutWorkers(parallel)).toEqual(sequential);
 });
 
-it('reports the same failures with and without workers, whatever the damage', async () => {
+it('reports the same failures with and without workers, whatever the damage', { timeout: 60_000 }, async () => {
   const damage: [string, (dir: string) => Promise<void>][] = [
     [
       'altered record',

@@ -1,6 +1,6 @@
 /** Segment files of one stream: listing, line splitting, seals. */
-import { readdir } from 'node:fs/promises';
-import { ArchiveCorruptError, canonicalize, isSha256Hex } from '@offchannel/core';
+import { lstat, readdir } from 'node:fs/promises';
+import { ArchiveCorruptError, NotRegularFileError, canonicalize, isSha256Hex } from '@offchannel/core';
 import { type ArchiveLayout, SEAL_FORMAT, parseSealFileName, parseSegmentFileName } from './archive-layout.ts';
 import { isNotFound } from './fs-utils.ts';
 
@@ -34,6 +34,8 @@ export interface Seal {
 export async function listSegments(layout: ArchiveLayout, stream: string): Promise<SegmentFile[]> {
   let names: string[];
   try {
+    // A linked stream directory could lead outside the archive: refuse it (the audit names it).
+    if ((await lstat(layout.streamDir(stream))).isSymbolicLink()) throw new NotRegularFileError(layout.name(layout.streamDir(stream)), 'a symbolic link');
     names = await readdir(layout.streamDir(stream));
   } catch (error) {
     if (isNotFound(error)) return [];

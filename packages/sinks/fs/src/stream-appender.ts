@@ -4,8 +4,10 @@
  * Opening it takes the stream's OS lock and recovers the stream: the head comes from the last
  * segment's seal or from its last complete line; bytes after the last newline of the active
  * segment are a torn, never-acknowledged tail — they are copied to `quarantine/` and cut off.
- * A complete line that does not continue the chain is NOT treated as torn: it may be
+ * A newest complete line that does not continue the chain is NOT treated as torn: it may be
  * acknowledged data, so the writer refuses to open (ArchiveCorruptError) instead of touching it.
+ * Recovery reads the active segment once in fixed-size chunks (its cost is bounded by the
+ * segment size, never by the stream's history); checking every record is verify's job.
  *
  * Appends go to the active segment at its known end, then fdatasync; only then does the
  * append resolve. A segment that reaches the size limit is sealed: its seal (size, SHA-256,
@@ -13,7 +15,7 @@
  */
 import { type Hash, createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, chmod, open, readFile, readdir, stat } from 'node:fs/promises';
+import { type FileHandle, chmod, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
@@ -26,7 +28,7 @@ import {
   sha256Hex,
 } from '@offchannel/core';
 import { type ArchiveLayout, SEAL_FORMAT } from './archive-layout.ts';
-import { createReadOnlyFile, ensureDirectory, readIfExists, syncDirectory, writeFully } from './fs-utils.ts';
+import { createReadOnlyFile, ensureDirectory, openRegularFile, readIfExists, readRegularFile, syncDirectory, writeFully } from './fs-utils.ts';
 import { type Seal, type SegmentFile, listSegments, parseSeal, sealBytes, splitLines } from './segments.ts';
 import { type StreamLock, acquireStreamLock } from './stream-lock.ts';
 
@@ -44,6 +46,8 @@ export class StreamAppender {
   readonly stream: string;
   private head: StreamHead = { seq: 0, hash: ZERO_HASH };
   private active: ActiveSegment | undefined;
+  /** Where the newest record starts in the active segment, as recovery found it. */
+  newestRecord: { readonly segment: number; readonly seq: number; readonly offset: number } | undefined;
   /** Set when the appender can no longer be trusted to continue; the sink reopens (recovers) it. */
   broken: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
@@ -155,7 +159,7 @@ export class StreamAppender {
     let prevHead: StreamHead = { seq: last.firstSeq - 1, hash: ZERO_HASH };
     if (previous) {
       if (!previous.sealed) throw new ArchiveCorruptError(`segment ${previous.firstSeq} of stream ${this.stream} is not the last segment but has no seal`, { stream: this.stream, seq: previous.firstSeq });
-      const seal = parseSeal(await readFile(previous.sealPath), this.stream, previous.firstSeq);
+      const seal = parseSeal(await readRegularFile(previous.sealPath, this.layout.name(previous.sealPath)), this.stream, previous.firstSeq);
       prevHead = { seq: seal.lastSeq, hash: seal.lastHash };
       // A crash between writing its seal and chmod leaves the newest sealed segment writable.
       await chmod(previous.path, 0o444);
@@ -168,8 +172,8 @@ export class StreamAppender {
   }
 
   private async recoverSealed(segment: SegmentFile): Promise<void> {
-    const seal = parseSeal(await readFile(segment.sealPath), this.stream, segment.firstSeq);
-    const content = await readFile(segment.path);
+    const seal = parseSeal(await readRegularFile(segment.sealPath, this.layout.name(segment.sealPath)), this.stream, segment.firstSeq);
+    const content = await readRegularFile(segment.path, this.layout.name(segment.path));
     const { lines, tail } = splitLines(content);
     const lastLine = lines.at(-1);
     if (tail.length > 0 || content.length !== seal.bytes || !lastLine || sha256Hex(lastLine) !== seal.lastHash || segment.firstSeq + lines.length - 1 !== seal.lastSeq) {
@@ -180,40 +184,51 @@ export class StreamAppender {
     this.head = { seq: seal.lastSeq, hash: seal.lastHash };
   }
 
+  /**
+   * Recovers the active segment in one streaming pass whose memory does not depend on the
+   * segment's size: the running SHA-256 (for its seal), the count of complete lines (the head's
+   * seq) and where the last two end. The newest complete record must continue the chain from
+   * the one before it (or from the previous segment's seal); verify checks every other record.
+   */
   private async recoverActive(segment: SegmentFile, prevHead: StreamHead): Promise<void> {
-    const content = await readFile(segment.path);
-    const { lines, tail } = splitLines(content);
-    let head = prevHead;
-    for (const [index, line] of lines.entries()) {
-      const seq = segment.firstSeq + index;
-      let fields: { seq?: unknown; prev?: unknown };
-      try {
-        fields = JSON.parse(line.toString('utf8')) as { seq?: unknown; prev?: unknown };
-      } catch {
-        fields = {};
+    // Only a regular file is opened (no FIFO, device or symbolic link planted as a segment).
+    const handle = await openRegularFile(segment.path, this.layout.name(segment.path), { write: true });
+    if (!handle) throw new ArchiveCorruptError(`stream ${this.stream}: segment ${segment.firstSeq} vanished while it was being recovered`, { stream: this.stream, seq: segment.firstSeq });
+    let keep = false;
+    try {
+      const scan = await scanSegment(handle);
+      let head = prevHead;
+      if (scan.lines > 0) {
+        const seq = segment.firstSeq + scan.lines - 1;
+        const last = await readRange(handle, scan.lastStart, scan.size - 1);
+        const before = scan.lines > 1 ? sha256Hex(await readRange(handle, scan.beforeStart, scan.lastStart - 1)) : prevHead.hash;
+        let fields: { seq?: unknown; prev?: unknown };
+        try {
+          fields = JSON.parse(last.toString('utf8')) as { seq?: unknown; prev?: unknown };
+        } catch {
+          fields = {};
+        }
+        if (fields.seq !== seq || fields.prev !== before) {
+          throw new ArchiveCorruptError(`stream ${this.stream}: the complete record at seq ${seq} does not continue the chain, so it is not a torn write and will not be discarded`, {
+            stream: this.stream,
+            seq,
+          });
+        }
+        head = { seq, hash: sha256Hex(last) };
+        this.newestRecord = { segment: segment.firstSeq, seq, offset: scan.lastStart };
       }
-      if (fields.seq !== seq || fields.prev !== head.hash) {
-        throw new ArchiveCorruptError(`stream ${this.stream}: the complete record at seq ${seq} does not continue the chain, so it is not a torn write and will not be discarded`, {
-          stream: this.stream,
-          seq,
-        });
+      if (scan.tail.length > 0) {
+        await this.quarantine(segment, scan.size, scan.tail);
+        await handle.truncate(scan.size);
+        await handle.sync();
       }
-      head = { seq, hash: sha256Hex(line) };
+      this.active = { firstSeq: segment.firstSeq, path: segment.path, handle, size: scan.size, hash: scan.hash };
+      this.head = head;
+      keep = true;
+    } finally {
+      if (!keep) await handle.close();
     }
-    let size = content.length;
-    if (tail.length > 0) {
-      size -= tail.length;
-      await this.quarantine(segment, size, tail);
-    }
-    const handle = await open(segment.path, constants.O_RDWR);
-    if (tail.length > 0) {
-      await handle.truncate(size);
-      await handle.sync();
-    }
-    const hash = createHash('sha256').update(content.subarray(0, size));
-    this.active = { firstSeq: segment.firstSeq, path: segment.path, handle, size, hash };
-    this.head = head;
-    if (size >= this.segmentBytes) await this.seal(this.active);
+    if (this.active.size >= this.segmentBytes) await this.seal(this.active);
   }
 
   /**
@@ -292,4 +307,66 @@ export class StreamAppender {
       this.logger.error({ stream: this.stream, code: (cause as { code?: unknown }).code }, 'write failed and could not be undone; the stream refuses appends until reopened');
     }
   }
+}
+
+/** What one pass over an active segment learns (see `recoverActive`). */
+interface SegmentScan {
+  /** Complete lines. */
+  readonly lines: number;
+  /** Bytes up to and including the last newline. */
+  readonly size: number;
+  /** Where the last complete line starts, and the one before it. */
+  readonly lastStart: number;
+  readonly beforeStart: number;
+  /** SHA-256 over the first `size` bytes, ready to continue with appends. */
+  readonly hash: Hash;
+  /** Bytes after the last newline: a torn, never-acknowledged write. */
+  readonly tail: Buffer;
+}
+
+const SCAN_CHUNK = 1024 * 1024;
+
+async function scanSegment(handle: FileHandle): Promise<SegmentScan> {
+  const hash = createHash('sha256');
+  const chunk = Buffer.allocUnsafe(SCAN_CHUNK);
+  let position = 0;
+  let lines = 0;
+  let size = 0;
+  let lastStart = 0;
+  let beforeStart = 0;
+  /** Bytes read after the last newline, not yet hashed (a line that spans chunks, or the tail). */
+  let pending: Buffer[] = [];
+  for (;;) {
+    const { bytesRead } = await handle.read(chunk, 0, SCAN_CHUNK, position);
+    if (bytesRead === 0) break;
+    const data = chunk.subarray(0, bytesRead);
+    const lastNewline = data.lastIndexOf(0x0a);
+    if (lastNewline === -1) {
+      pending.push(Buffer.from(data));
+    } else {
+      for (const part of pending) hash.update(part);
+      pending = [];
+      hash.update(data.subarray(0, lastNewline + 1));
+      for (let at = data.indexOf(0x0a); at !== -1 && at <= lastNewline; at = data.indexOf(0x0a, at + 1)) {
+        beforeStart = lastStart;
+        lastStart = size;
+        size = position + at + 1;
+        lines++;
+      }
+      if (lastNewline + 1 < bytesRead) pending.push(Buffer.from(data.subarray(lastNewline + 1)));
+    }
+    position += bytesRead;
+  }
+  return { lines, size, lastStart, beforeStart, hash, tail: Buffer.concat(pending) };
+}
+
+async function readRange(handle: FileHandle, start: number, end: number): Promise<Buffer> {
+  const bytes = Buffer.alloc(end - start);
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesRead } = await handle.read(bytes, done, bytes.length - done, start + done);
+    if (bytesRead === 0) throw new ArchiveCorruptError('a segment shrank while it was being recovered; is another process writing the archive?', {});
+    done += bytesRead;
+  }
+  return bytes;
 }

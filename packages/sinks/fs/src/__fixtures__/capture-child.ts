@@ -3,12 +3,18 @@
  * (hundreds in flight), printing `<index> <seq>` for every capture that resolved. The parent
  * SIGKILLs it at a random moment.
  */
-import { Recorder } from '@offchannel/core';
+import { Recorder, ed25519KeyFromSeed, openKeyIndex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 
-const [dir, startText] = process.argv.slice(2) as [string, string];
+// With an index file: a persistent key index and checkpoints signed every 200 records with a
+// fixed test key, so restarts take the start-up path that reads only what is new.
+const [dir, startText, indexFile] = process.argv.slice(2) as [string, string, string | undefined];
 const sink = await openFsSink({ dir, segmentBytes: 48 * 1024 });
-const writer = new Recorder({ sink }).writer({ channel: 'demo', account: 'crash', source: { package: 'crash-child', version: '0' } });
+const signer = ed25519KeyFromSeed('crash.example/offchannel', new Uint8Array(32).fill(7));
+const recorder = indexFile
+  ? new Recorder({ sink, keyIndex: openKeyIndex({ file: indexFile }), checkpoints: { signer, everyRecords: 200, everyMs: 50 } })
+  : new Recorder({ sink });
+const writer = recorder.writer({ channel: 'demo', account: 'crash', source: { package: 'crash-child', version: '0' } });
 const padding = 'lorem ipsum dolor sit amet '.repeat(30);
 let acks: string[] = [];
 const flush = (): void => {
@@ -16,6 +22,12 @@ const flush = (): void => {
   acks = [];
 };
 setInterval(flush, 2);
+if (indexFile) {
+  // Reopen the stream (key index caught up, Merkle state restored) and sign what is there, so
+  // that every kill from here on leaves a signed checkpoint for the next start to restore from.
+  await writer.lookup('warm-up');
+  await recorder.checkpoint();
+}
 process.stdout.write('ready\n');
 let inflight = 0;
 for (let index = Number(startText); ; index++) {

@@ -1,0 +1,83 @@
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ZERO_HASH } from '../hash/sha256.ts';
+import { type KeyIndex, memoryKeyIndex, openKeyIndex } from './key-index.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'offchannel-key-index-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const h = (n: number) => n.toString(16).padStart(64, '0');
+
+for (const [name, open] of [
+  ['memoryKeyIndex', () => memoryKeyIndex()],
+  ['openKeyIndex', () => openKeyIndex({ file: path.join(dir, 'state', 'keys.sqlite') })],
+] as const) {
+  describe(name, () => {
+    it('holds keys and a head per stream, first record wins, reset forgets one stream', () => {
+      const index: KeyIndex = open();
+      expect(index.head('demo:a')).toEqual({ seq: 0, hash: ZERO_HASH });
+      index.add('demo:a', [{ key: 'k1', seq: 1 }, { key: 'k2', seq: 2 }], { seq: 2, hash: h(2) });
+      index.add('demo:b', [{ key: 'k1', seq: 1 }], { seq: 1, hash: h(1) });
+      index.add('demo:a', [{ key: 'k1', seq: 3 }], { seq: 3, hash: h(3) });
+      expect(index.head('demo:a')).toEqual({ seq: 3, hash: h(3) });
+      expect(index.get('demo:a', 'k2')).toBe(2);
+      expect(index.get('demo:b', 'k2')).toBeUndefined();
+      if (name === 'openKeyIndex') expect(index.get('demo:a', 'k1')).toBe(1);
+      index.reset('demo:a');
+      expect(index.head('demo:a')).toEqual({ seq: 0, hash: ZERO_HASH });
+      expect(index.get('demo:a', 'k2')).toBeUndefined();
+      expect(index.get('demo:b', 'k1')).toBe(1);
+      index.close();
+      index.close();
+    });
+  });
+}
+
+describe('openKeyIndex on disk', () => {
+  it('keeps keys across reopening, in a 0600 file inside a 0700 folder', async () => {
+    const file = path.join(dir, 'state', 'keys.sqlite');
+    const first = openKeyIndex({ file });
+    const keys = Array.from({ length: 10_000 }, (_, i) => ({ key: `message:${i}`, seq: i + 1 }));
+    first.add('demo:a', keys, { seq: 10_000, hash: h(10_000) });
+    first.close();
+    const second = openKeyIndex({ file });
+    expect(second.head('demo:a')).toEqual({ seq: 10_000, hash: h(10_000) });
+    expect(second.get('demo:a', 'message:0')).toBe(1);
+    expect(second.get('demo:a', 'message:9999')).toBe(10_000);
+    second.close();
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect((await stat(path.dirname(file))).mode & 0o777).toBe(0o700);
+  });
+
+  it('refuses a file that is not an index with a typed error saying what to do', async () => {
+    const file = path.join(dir, 'not-an-index.sqlite');
+    await writeFile(file, 'this is not a SQLite database, it is a text file of some length '.repeat(20));
+    let error: unknown;
+    try {
+      openKeyIndex({ file });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toMatchObject({ code: 'KEY_INDEX_UNAVAILABLE' });
+    expect((error as Error).message).toMatch(/delete it to have it rebuilt/);
+  });
+
+  it('is shared by two processes\' worth of handles, each writing its own streams', () => {
+    const file = path.join(dir, 'keys.sqlite');
+    const a = openKeyIndex({ file });
+    const b = openKeyIndex({ file });
+    a.add('demo:a', [{ key: 'x', seq: 1 }], { seq: 1, hash: h(1) });
+    b.add('demo:b', [{ key: 'y', seq: 1 }], { seq: 1, hash: h(1) });
+    expect(b.get('demo:a', 'x')).toBe(1);
+    expect(a.get('demo:b', 'y')).toBe(1);
+    a.close();
+    b.close();
+  });
+});

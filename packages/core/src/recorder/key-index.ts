@@ -1,0 +1,159 @@
+/**
+ * Where the recorder remembers which idempotency keys each stream already holds.
+ *
+ * Dedup must survive restarts and reach back years (a WhatsApp history sync re-delivers old
+ * messages). Re-reading every stream at start-up to rebuild the keys in memory makes start-up
+ * time and memory grow with history, so the recorder keeps them in a {@link KeyIndex}:
+ *
+ * - `openKeyIndex({ file })` — a SQLite file (node:sqlite, WAL) on the capture host: start-up
+ *   reads only the records the index has not seen, and memory stays flat. The index is derived
+ *   data: it is checked against the sink at every start (the last record it indexed must still
+ *   be in the stream, with the same hash) and rebuilt from the archive when it is missing, behind,
+ *   ahead or disagrees. Losing it costs one full read of the stream, never a duplicate record.
+ * - `memoryKeyIndex()` — the default: keys in memory, rebuilt from the sink at every start.
+ *
+ * Rules for implementations: `add` is called after the records are durable in the sink, in
+ * seq order, each record exactly once; `head` is the last record added (or 0). The index may
+ * lose recent additions in a crash (the recorder re-reads what it misses), but it must never
+ * claim a head whose keys it does not hold.
+ */
+import type * as Sqlite from 'node:sqlite';
+import { createRequire } from 'node:module';
+import { chmodSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { OffchannelError } from '../errors/offchannel-error.ts';
+import { ZERO_HASH } from '../hash/sha256.ts';
+
+/** The last record a key index holds for a stream. */
+export interface IndexedHead {
+  readonly seq: number;
+  /** sha256 hex of that record's canonical bytes (64 zeros when `seq` is 0). */
+  readonly hash: string;
+}
+
+/** One durable record's key. */
+export interface IndexedKey {
+  readonly key: string;
+  readonly seq: number;
+}
+
+/** The recorder's store of idempotency keys, per stream. Synchronous: it sits on the capture path. */
+export interface KeyIndex {
+  /** What the index holds for `stream`. */
+  head(stream: string): IndexedHead;
+  /** The seq of the record with `key` in `stream`, if indexed. */
+  get(stream: string, key: string): number | undefined;
+  /** Adds durable records' keys (in seq order, each once) and moves the head to `head`. */
+  add(stream: string, keys: readonly IndexedKey[], head: IndexedHead): void;
+  /** Forgets `stream` (before a rebuild from the sink). */
+  reset(stream: string): void;
+  /** Releases the index. Idempotent. */
+  close(): void;
+}
+
+/** Keys in memory; rebuilt from the sink at every start (the recorder's default). */
+export function memoryKeyIndex(): KeyIndex {
+  const streams = new Map<string, { head: IndexedHead; keys: Map<string, number> }>();
+  const entry = (stream: string) => {
+    let found = streams.get(stream);
+    if (!found) streams.set(stream, (found = { head: { seq: 0, hash: ZERO_HASH }, keys: new Map() }));
+    return found;
+  };
+  return {
+    head: (stream) => streams.get(stream)?.head ?? { seq: 0, hash: ZERO_HASH },
+    get: (stream, key) => streams.get(stream)?.keys.get(key),
+    add(stream, keys, head) {
+      const found = entry(stream);
+      for (const { key, seq } of keys) found.keys.set(key, seq);
+      found.head = head;
+    },
+    reset: (stream) => {
+      streams.delete(stream);
+    },
+    close: () => {
+      streams.clear();
+    },
+  };
+}
+
+const require = createRequire(import.meta.url);
+
+function loadSqlite(): typeof Sqlite {
+  try {
+    return require('node:sqlite') as typeof Sqlite;
+  } catch (error) {
+    throw new OffchannelError('KEY_INDEX_UNAVAILABLE', 'the persistent key index needs node:sqlite: use Node.js 22.13 or newer.', { cause: error });
+  }
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS heads (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS keys (stream TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (stream, key)) WITHOUT ROWID;
+`;
+
+/**
+ * A key index in one SQLite file for all streams of a capture host (mode 0600, its folder
+ * created 0700). WAL with `synchronous = NORMAL`: a crash may lose the newest additions, which
+ * the recorder re-reads from the sink; it cannot leave the index claiming keys it lacks,
+ * because the keys and the head move in one transaction.
+ */
+export function openKeyIndex(options: { readonly file: string }): KeyIndex {
+  const { DatabaseSync } = loadSqlite();
+  mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+  let db: Sqlite.DatabaseSync;
+  try {
+    // Several capture processes may share one host's index (each writes only its own streams).
+    db = new DatabaseSync(options.file, { timeout: 10_000 });
+    chmodSync(options.file, 0o600);
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec('PRAGMA synchronous = NORMAL');
+    db.exec(SCHEMA);
+  } catch (error) {
+    throw new OffchannelError('KEY_INDEX_UNAVAILABLE', `the key index ${options.file} cannot be opened (${(error as Error).message}); delete it to have it rebuilt from the archive.`, { cause: error });
+  }
+  const readHead = db.prepare('SELECT seq, hash FROM heads WHERE stream = ?');
+  const readKey = db.prepare('SELECT seq FROM keys WHERE stream = ? AND key = ?');
+  // The first record with a key wins, as the recorder's dedup does.
+  const writeKey = db.prepare('INSERT OR IGNORE INTO keys (stream, key, seq) VALUES (?, ?, ?)');
+  const writeHead = db.prepare('INSERT OR REPLACE INTO heads (stream, seq, hash) VALUES (?, ?, ?)');
+  const dropKeys = db.prepare('DELETE FROM keys WHERE stream = ?');
+  const dropHead = db.prepare('DELETE FROM heads WHERE stream = ?');
+  let open = true;
+  const transaction = (run: () => void) => {
+    db.exec('BEGIN');
+    try {
+      run();
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
+  };
+  return {
+    head(stream) {
+      const row = readHead.get(stream) as { seq: number; hash: string } | undefined;
+      return row ? { seq: row.seq, hash: row.hash } : { seq: 0, hash: ZERO_HASH };
+    },
+    get(stream, key) {
+      const row = readKey.get(stream, key) as { seq: number } | undefined;
+      return row?.seq;
+    },
+    add(stream, keys, head) {
+      transaction(() => {
+        for (const { key, seq } of keys) writeKey.run(stream, key, seq);
+        writeHead.run(stream, head.seq, head.hash);
+      });
+    },
+    reset(stream) {
+      transaction(() => {
+        dropKeys.run(stream);
+        dropHead.run(stream);
+      });
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      db.close();
+    },
+  };
+}
