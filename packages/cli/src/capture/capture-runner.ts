@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
+import path from 'node:path';
 import {
   type Connector,
   type ConnectorStatus,
@@ -17,10 +18,12 @@ import {
   Forwarder,
   type Logger,
   Recorder,
+  type KeyIndex,
   type Sink,
   type StateStore,
   createTsaClient,
   loadStateKey,
+  openKeyIndex,
   openStateStore,
 } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
@@ -90,6 +93,7 @@ export class CaptureRunner {
   #sink: Sink | undefined;
   #forwarder: Forwarder | undefined;
   #recorder: Recorder | undefined;
+  #keyIndex: KeyIndex | undefined;
   #state: StateStore | undefined;
   #policyTimer: NodeJS.Timeout | undefined;
   #deliveries: CaptureDeliveries | undefined;
@@ -132,8 +136,11 @@ export class CaptureRunner {
       this.#identifierKey = config.policy.identifierKeyFile === undefined ? undefined : await loadIdentifierKey(config.policy.identifierKeyFile);
       const trusted = config.signing && config.signing.tsaCerts.length > 0 ? await loadCertificates(config.signing.tsaCerts) : undefined;
       this.#sink = await this.#openSink();
+      // Idempotency keys live on disk beside the state store: start-up reads only what is new.
+      this.#keyIndex = openKeyIndex({ file: path.join(config.state.dir, 'key-index.sqlite') });
       this.#recorder = new Recorder({
         sink: this.#forwarder?.sink ?? this.#sink,
+        keyIndex: this.#keyIndex,
         logger: this.#logger,
         ...(signer && config.signing
           ? {
@@ -265,6 +272,8 @@ export class CaptureRunner {
     // Supervisors never reject: a connector that fails to stop is logged by its supervisor.
     await Promise.all([...this.#supervisors.values()].map((supervisor) => supervisor.stop('shutdown')));
     if (this.#recorder) await attempt('recorder close (final checkpoints)', () => (this.#recorder as Recorder).close());
+    this.#keyIndex?.close();
+    this.#keyIndex = undefined;
     if (this.#forwarder) {
       await attempt('forward to S3', () => (this.#forwarder as Forwarder).drain({ timeoutMs: 30_000 }));
       await attempt('forwarder stop', () => (this.#forwarder as Forwarder).stop());
