@@ -7,17 +7,20 @@
  *   verify      full verifyArchive with the verifier key (canonical form, schema, chain,
  *               recomputed Merkle roots against every signed checkpoint, tiles, audit)
  *   prove       buildRecordProof for random records against the newest checkpoint
+ *   incremental 10,000 more records captured (and checkpointed) after the full verify, then
+ *               verifyArchive with `since` = the state the full verify saved (verify --since):
+ *               time as a ratio to the full verify (target ≤ 0.05)
  *
  * Usage: pnpm bench:verify [--records N] [--archive <dir>] [--json]
  *   --archive reuses an archive built by an earlier run (its key is <dir>.key).
  */
 import { hash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Recorder, buildRecordProof, generateEd25519NoteKey, parseSignerKey, verifyArchive, verifyRecordProof } from '@offchannel/core';
+import { Recorder, buildRecordProof, generateEd25519NoteKey, parseSignerKey, readVerifiedState, verifiedStateOf, verifyArchive, verifyRecordProof } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { BENCH_SOURCE, benchInput } from '../shared/bench-input.ts';
 
@@ -26,6 +29,7 @@ const { values } = parseArgs({
     records: { type: 'string', default: '1000000' },
     archive: { type: 'string' },
     proofs: { type: 'string', default: '25' },
+    more: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -52,6 +56,18 @@ async function build(dir: string, keyFile: string): Promise<void> {
     };
     launch();
   });
+  await recorder.close();
+  await sink.close();
+}
+
+/** Captures `count` more records into the archive, with checkpoints, as a capture host would. */
+async function append(dir: string, key: ReturnType<typeof parseSignerKey>, from: number, count: number): Promise<void> {
+  const sink = await openFsSink({ dir });
+  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 100_000, everyMs: 3_600_000 } });
+  const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
+  const pending = [];
+  for (let index = from; index < from + count; index++) pending.push(writer.capture(benchInput(index)));
+  await Promise.all(pending);
   await recorder.close();
   await sink.close();
 }
@@ -116,6 +132,21 @@ async function main(): Promise<void> {
     await sink.close();
     timings.sort((a, b) => a - b);
 
+    // The auditor's next visit: 10,000 more records (a copy of the archive, so a reused one stays as built).
+    const grown = `${dir}.grown`;
+    await rm(grown, { recursive: true, force: true });
+    await cp(dir, grown, { recursive: true });
+    const saved = readVerifiedState(verifiedStateOf(report, new Date(0)));
+    const more = values.more === undefined ? 10_000 : Number(values.more);
+    await append(grown, key, lines, more);
+    const grownSink = await openFsSink({ dir: grown, readOnly: true });
+    t0 = performance.now();
+    const incremental = await verifyArchive(grownSink, { verifiers: [key.verifier], since: saved });
+    const incrementalSeconds = (performance.now() - t0) / 1000;
+    await grownSink.close();
+    await rm(grown, { recursive: true, force: true });
+    if (!incremental.ok) throw new Error(`incremental verification failed: ${incremental.failures[0]?.message ?? ''}`);
+
     const mb = bytes / 1024 / 1024;
     Object.assign(results, {
       records: lines,
@@ -126,6 +157,7 @@ async function main(): Promise<void> {
       verify: { seconds: verifySeconds, megabytesPerSecond: mb / verifySeconds, recordsPerSecond: lines / verifySeconds },
       verifyVsSha256: shaSeconds / verifySeconds,
       verifyVsSha256Streaming: streamSeconds / verifySeconds,
+      incremental: { records: more, seconds: incrementalSeconds, vsFullVerify: incrementalSeconds / verifySeconds, memoryMiB: process.memoryUsage().rss / 1024 / 1024 },
       prove: { firstMs: timings.length ? (timings.at(0) ?? 0) : 0, medianMs: timings[Math.floor(timings.length / 2)], maxMs: timings.at(-1), hashes: proofHashes },
     });
     if (values.json) {
@@ -138,6 +170,8 @@ async function main(): Promise<void> {
     console.log(`  sha256 streaming (1 MiB)    ${r.sha256Streaming.megabytesPerSecond.toFixed(0)} MiB/s`);
     console.log(`  full verify --key           ${r.verify.megabytesPerSecond.toFixed(0)} MiB/s  ${Math.round(r.verify.recordsPerSecond).toLocaleString('en-US')} records/s  (${r.verify.seconds.toFixed(1)} s)`);
     console.log(`      = ${(100 * (results.verifyVsSha256 as number)).toFixed(0)}% of per-record sha256, ${(100 * (results.verifyVsSha256Streaming as number)).toFixed(0)}% of streaming sha256`);
+    const inc = results.incremental as { records: number; seconds: number; vsFullVerify: number };
+    console.log(`  incremental verify --since  ${inc.records.toLocaleString('en-US')} new records in ${inc.seconds.toFixed(2)} s = ${inc.vsFullVerify.toFixed(3)} of the full verify (target ≤ 0.05)`);
     console.log(`  prove one record            median ${r.prove.medianMs.toFixed(1)} ms, max ${r.prove.maxMs.toFixed(1)} ms (${r.prove.hashes} hashes)`);
   } finally {
     if (work) await rm(work, { recursive: true, force: true });
