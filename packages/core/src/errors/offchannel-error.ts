@@ -14,11 +14,18 @@ const marker = Symbol.for('offchannel.error');
 export class OffchannelError extends Error {
   /** Stable error code, e.g. `SINK_CONFLICT`. Part of the public API. */
   readonly code: string;
+  /**
+   * The message is built only from our own words, names, seqs, hashes and codes — never from
+   * input or another library's message — so a redacting logger may log it. Default false:
+   * such an error is logged by name and code only.
+   */
+  readonly logSafe: boolean;
   readonly [marker] = true;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: string, message: string, options?: { cause?: unknown; logSafe?: boolean }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.logSafe = options?.logSafe === true;
     this.name = new.target.name;
   }
 
