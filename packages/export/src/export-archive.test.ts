@@ -3,11 +3,14 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import PostalMime from 'postal-mime';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { OffchannelError, verifyRecordProof } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type ExportOptions, exportArchive } from './export-archive.ts';
 import { HOSTILE_TEXT, type TradeArchive, createTradeArchive } from './__fixtures__/trade-archive.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 let archive: TradeArchive;
 let scratch: string;
