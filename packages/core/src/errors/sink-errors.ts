@@ -75,7 +75,7 @@ export class NotRegularFileError extends OffchannelError {
   readonly file: string;
 
   constructor(file: string, found: string) {
-    super('FILE_NOT_REGULAR', `${file} is ${found}, not a regular file; an archive holds only regular files. Move it aside and restore the file from a copy, then verify again.`, { logSafe: true });
+    super('FILE_NOT_REGULAR', `${file} is ${found}, not a regular file; an archive holds only regular files and directories. Move it aside and restore the file from a copy, then verify again.`, { logSafe: true });
     this.file = file;
   }
 }
