@@ -75,7 +75,7 @@ describe('offchannel as a process', () => {
       try {
         const sent = performance.now();
         child.kill(signal);
-        const outcome = await Promise.race([exited, new Promise<undefined>((resolve) => setTimeout(resolve, 5_000))]);
+        const outcome = await Promise.race([exited, new Promise<undefined>((resolve) => setTimeout(() => { resolve(undefined); }, 5_000))]);
         const waited = performance.now() - sent;
         expect(outcome, 'the process ended').toBeDefined();
         expect(waited).toBeLessThan(2_000);
@@ -96,7 +96,7 @@ describe('offchannel as a process', () => {
     await rename(path.join(blobs, blob as string), path.join(work, 'moved-blob'));
     mkfifo(path.join(blobs, blob as string));
     const { child, exited } = start(['verify', copy, '--key', signer.verifierKey]);
-    const outcome = await Promise.race([exited, new Promise<undefined>((resolve) => setTimeout(resolve, 60_000))]);
+    const outcome = await Promise.race([exited, new Promise<undefined>((resolve) => setTimeout(() => { resolve(undefined); }, 60_000))]);
     child.kill('SIGKILL');
     await open(path.join(blobs, blob as string), constants.O_WRONLY | constants.O_NONBLOCK).then((handle) => handle.close(), () => undefined);
     expect(outcome?.code).toBe(1);

@@ -11,7 +11,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, parseSignerKey } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
-import { expect, it } from 'vitest';
+import { expect, it, vi } from 'vitest';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const bin = path.join(import.meta.dirname, '..', 'dist', 'bin.js');
 

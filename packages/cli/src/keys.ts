@@ -4,6 +4,7 @@
  * never appears in an error or a log.
  */
 import { X509Certificate, createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { type Ed25519NoteKey, type NoteVerifier, OffchannelError, parseSignerKey, parseVerifierKey } from '@offchannel/core';
 
@@ -14,8 +15,36 @@ export class KeyLoadError extends OffchannelError {
   }
 }
 
+/**
+ * What kind of key material `value` holds, if it holds any: for a value given where a file
+ * name or a verifier key belongs, so that a message can say what it was without printing it.
+ * `undefined` for anything else (a path, a name).
+ */
+export function describeKeyMaterial(value: string): string | undefined {
+  if (/PRIVATE\+KEY\+/i.test(value)) return 'a signing (private) key';
+  if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(value)) return 'a PEM private key';
+  if (/-----BEGIN [A-Z0-9 ]*PUBLIC KEY-----/.test(value)) return 'a PEM public key';
+  if (VERIFIER_KEY.test(value.trim())) return 'a verifier key';
+  if (/^[A-Za-z0-9+/_-]{40,}={0,2}$/.test(value.trim()) && !existsSync(value)) return 'key material (a long base64 or hex string)';
+  if (/[\r\n]/.test(value)) return 'text of several lines';
+  return undefined;
+}
+
+/**
+ * Refuses key material given where a file belongs (`--signing-key PRIVATE+KEY+…`, a config's
+ * `keyFile`), naming only its kind — the value is never printed, and a private key pasted on a
+ * command line should be treated as exposed.
+ */
+export function assertKeyFileName(option: string, value: string): void {
+  const kind = describeKeyMaterial(value);
+  if (kind === undefined) return;
+  const exposed = /private|key material/.test(kind) ? ' If it is a secret key, consider it exposed (shell history, process list) and replace it.' : '';
+  throw new KeyLoadError(`${option} takes the name of a key file, but was given ${kind} (not printed). Put the key in a file readable only by you (chmod 600) and give that file's name.${exposed}`);
+}
+
 /** Loads a signing key file written by `offchannel keygen`. Refuses a missing, unreadable, shared or malformed file. */
 export async function loadSigningKey(file: string): Promise<Ed25519NoteKey> {
+  assertKeyFileName('the signing key file', file);
   let info;
   try {
     info = await stat(file);
@@ -56,20 +85,30 @@ const VERIFIER_KEY = /^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/;
 /** Verifier keys from `--key` values: each is a key text (`name+id+base64`) or a file of them, one per line. */
 export async function loadVerifierKeys(values: readonly string[]): Promise<NoteVerifier[]> {
   const keys: NoteVerifier[] = [];
-  for (const value of values) {
-    const texts = VERIFIER_KEY.test(value.trim()) ? [value] : await readKeyFile(value);
-    for (const text of texts) {
+  for (const [index, value] of values.entries()) {
+    const given = values.length > 1 ? `--key (the ${ordinal(index + 1)})` : '--key';
+    const inline = VERIFIER_KEY.test(value.trim());
+    const texts = inline ? [value.trim()] : await readKeyFile(value, given);
+    for (const [line, text] of texts.entries()) {
+      const where = inline ? `${given}, a verifier key,` : `--key ${value} (line ${line + 1} of its keys)`;
+      if (describeKeyMaterial(text) !== 'a verifier key') throw new KeyLoadError(`${where} holds ${describeKeyMaterial(text) ?? 'text that is not a key'} (not printed), not a verifier key (name+id+base64, the .pub file offchannel keygen writes)`);
       try {
         keys.push(parseVerifierKey(text));
       } catch (error) {
-        throw new KeyLoadError(`--key ${value}: ${(error as Error).message}`);
+        throw new KeyLoadError(`${where}: ${(error as Error).message}`);
       }
     }
   }
   return keys;
 }
 
-async function readKeyFile(file: string): Promise<string[]> {
+/** The key lines of a `--key` file. A value that is no readable file is never printed if it looks like a key. */
+async function readKeyFile(file: string, given: string): Promise<string[]> {
+  const kind = describeKeyMaterial(file);
+  if (kind !== undefined) {
+    const secret = /private|key material/.test(kind) ? ' Keep a private key secret: if it was typed on a command line, consider it exposed (shell history, process list) and replace it.' : '';
+    throw new KeyLoadError(`${given} was given ${kind} (not printed), but it needs a verifier key (name+id+base64) or a file of them — the .pub file offchannel keygen writes.${secret}`);
+  }
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -81,10 +120,15 @@ async function readKeyFile(file: string): Promise<string[]> {
   return lines;
 }
 
+function ordinal(n: number): string {
+  return `${n}${n % 10 === 1 && n % 100 !== 11 ? 'st' : n % 10 === 2 && n % 100 !== 12 ? 'nd' : n % 10 === 3 && n % 100 !== 13 ? 'rd' : 'th'}`;
+}
+
 /** PEM certificates (one or more per file). */
 export async function loadCertificates(files: readonly string[]): Promise<X509Certificate[]> {
   const certificates: X509Certificate[] = [];
   for (const file of files) {
+    assertKeyFileName('a certificate option', file);
     let text: string;
     try {
       text = await readFile(file, 'utf8');

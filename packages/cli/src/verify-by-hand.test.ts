@@ -9,8 +9,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type ArchiveRecord, Recorder, ZERO_HASH, canonicalBytes, sha256Hex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { runCli } from './testing/run-cli.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const script = path.join(import.meta.dirname, '..', '..', '..', 'docs', 'verify-by-hand.sh');
 let work: string;

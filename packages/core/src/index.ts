@@ -93,7 +93,7 @@ export type { ConnectorEvent, EventSource, EventSourceIo } from './connector/eve
 // Logger
 export { noopLogger } from './logger/logger.ts';
 export type { LogBindings, LogFn, Logger } from './logger/logger.ts';
-export { REDACTED_FIELDS, redactForLog, redactingLogger } from './logger/redacting-logger.ts';
+export { SAFE_LOG_FIELDS, isSafeLogField, redactForLog, redactingLogger } from './logger/redacting-logger.ts';
 
 // Recorder
 export { Recorder } from './recorder/recorder.ts';

@@ -9,6 +9,9 @@ import { openFsSink } from '@offchannel/sink-fs';
 import { type ExportOptions, exportArchive } from './export-archive.ts';
 import { HOSTILE_TEXT, type TradeArchive, createTradeArchive } from './__fixtures__/trade-archive.ts';
 
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
+
 let archive: TradeArchive;
 let scratch: string;
 

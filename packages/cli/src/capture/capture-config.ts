@@ -20,6 +20,7 @@
  */
 import path from 'node:path';
 import { ConfigError, assertAccountName, assertChannelName } from '@offchannel/core';
+import { describeKeyMaterial } from '../keys.ts';
 import { type DeliveryEntry, parseDeliveryConfig } from './capture-deliveries.ts';
 import { type Json, object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString, stringList } from './config-reader.ts';
 
@@ -86,7 +87,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
 
   const archive = parseArchive(root.archive ?? { dir: './archive' }, at);
   const stateConfig = object(root.state ?? {}, 'config.state', ['dir', 'keyFile', 'unencrypted']);
-  const keyFile = optionalString(stateConfig.keyFile, 'config.state.keyFile');
+  const keyFile = keyFileName(optionalString(stateConfig.keyFile, 'config.state.keyFile'), 'config.state.keyFile');
   const unencrypted = optionalBoolean(stateConfig.unencrypted, 'config.state.unencrypted') ?? false;
   if (keyFile === undefined && !unencrypted) throw new ConfigError('config.state.keyFile', 'is required: connector sessions are secrets and are encrypted at rest (create one with: offchannel keygen --state --out state.key). For a throwaway test only, set "unencrypted": true instead');
   if (keyFile !== undefined && unencrypted) throw new ConfigError('config.state.unencrypted', 'cannot be true together with keyFile');
@@ -100,7 +101,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     const everyRecords = optionalInteger(entry.everyRecords, 'config.signing.everyRecords', 1, 10_000_000);
     const everyMs = optionalInteger(entry.everyMs, 'config.signing.everyMs', 1000, 86_400_000);
     signing = {
-      keyFile: at(requiredString(entry.keyFile, 'config.signing.keyFile')),
+      keyFile: at(keyFileName(requiredString(entry.keyFile, 'config.signing.keyFile'), 'config.signing.keyFile')),
       ...(everyRecords === undefined ? {} : { everyRecords }),
       ...(everyMs === undefined ? {} : { everyMs }),
       ...(tsaUrl === undefined ? {} : { tsaUrl }),
@@ -219,4 +220,11 @@ function parsePolicy(value: unknown, key: string): PolicyRules {
   const onlyConversations = stringList(only.conversations, `${key}.only.conversations`);
   if (onlyContacts.length + onlyConversations.length === 0) throw new ConfigError(`${key}.only`, 'must list at least one contact or conversation (or be removed: the default captures everything)');
   return { ...rules, onlyContacts, onlyConversations };
+}
+
+/** A key file's name — never the key itself: secrets do not belong in a config file, and the error does not print it. */
+function keyFileName<T extends string | undefined>(value: T, key: string): T {
+  const kind = value === undefined ? undefined : describeKeyMaterial(value);
+  if (kind !== undefined) throw new ConfigError(key, `must name a key file, but holds ${kind} (not printed). Keys never go in the config: put it in a file readable only by the capture user (chmod 600), name that file here, and if it is a secret key treat it as exposed and replace it`);
+  return value;
 }

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type ArchiveRecord, decodeRecord, generateEd25519NoteKey, generateStateKey, verifyArchive } from '@offchannel/core';
 import { createRecordingLogger } from '@offchannel/core/testing';
 import { openFsSink } from '@offchannel/sink-fs';
@@ -14,6 +14,9 @@ import { parseCaptureConfig } from './capture-config.ts';
 import { keygenCommand } from '../commands/keygen-command.ts';
 import { sha256Text } from './capture-policy.ts';
 import { CaptureRunner } from './capture-runner.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const dirs: string[] = [];
 afterEach(async () => {

@@ -4,9 +4,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type ArchiveRecord, decodeRecord } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { demoExchange } from '../demo/demo-exchange.ts';
 import { runCli } from '../testing/run-cli.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 let work: string;
 beforeEach(async () => {

@@ -10,7 +10,7 @@ import { createLogger } from '../create-logger.ts';
 import { type ChannelDemoResult, loadDemoPeer, playChannelDemos } from '../demo/channel-demos.ts';
 import { DEMO_ACCOUNT, DEMO_CHANNEL, demoExchange } from '../demo/demo-exchange.ts';
 import { formatBytes, plural, shortHash } from '../format.ts';
-import { loadCertificates, loadSigningKey } from '../keys.ts';
+import { assertKeyFileName, loadCertificates, loadSigningKey } from '../keys.ts';
 import { UsageError } from '../usage-error.ts';
 import { CLI_PACKAGE } from '../version.ts';
 import { keygenCommand } from './keygen-command.ts';
@@ -66,6 +66,7 @@ export async function demoCommand(argv: readonly string[], io: CliIo): Promise<n
   const dir = path.resolve(io.cwd, values.archive);
   if (values['create-key'] && values['signing-key'] === undefined) throw new UsageError('--create-key needs --signing-key <file>');
   if ((values['tsa-url'] !== undefined || values['tsa-cert'] !== undefined) && values['signing-key'] === undefined) throw new UsageError('--tsa-url and --tsa-cert timestamp checkpoints: they need --signing-key');
+  if (values['signing-key'] !== undefined) assertKeyFileName('--signing-key', values['signing-key']);
   const keyFile = values['signing-key'] === undefined ? undefined : path.resolve(io.cwd, values['signing-key']);
   if (keyFile && values['create-key'] && !existsSync(keyFile)) {
     const created = await keygenCommand(['--out', keyFile, '--name', 'demo.offchannel.example/archive'], { ...io, stdout: { write: () => true } });

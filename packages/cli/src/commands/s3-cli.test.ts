@@ -4,9 +4,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type CaptureInput, Recorder, generateEd25519NoteKey } from '@offchannel/core';
 import { openS3Sink } from '@offchannel/sink-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createBucket, server } from '../../../sinks/s3/src/__fixtures__/buckets.ts';
 import { runCli } from '../testing/run-cli.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const key = generateEd25519NoteKey('archive.example/offchannel');
 let work: string;

@@ -4,8 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type ArchiveRecord, Recorder, type VerificationReport } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../testing/run-cli.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const stream = 'demo:alice';
 let work: string;
@@ -186,6 +189,30 @@ describe('offchannel verify', () => {
     expect(cli('nonsense').status).toBe(2);
     expect(cli().status).toBe(2);
     expect(cli('--help').status).toBe(0);
+  });
+
+  it('reports a torn tail of the newest segment as a warning with stream and byte offset, in human and JSON output', async () => {
+    const dir = await copy('torn');
+    const last = (await segments(dir)).at(-1) as string;
+    expect(await stat(last.replace('.jsonl', '.seal.json')).catch(() => undefined), 'the newest segment is not sealed').toBeUndefined();
+    const { size } = await stat(last);
+    await writeFile(last, '{"v":1,"stream":"demo:al', { flag: 'a' });
+    const human = await runCli(['verify', dir]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain(`warning: stream ${stream}: streams/${stream}/${path.basename(last)} ends in a partial line of 24 bytes at byte offset ${size}`);
+    expect(human.stdout).toMatch(/\[TORN_TAIL\]/);
+    expect(human.stdout).toMatch(/OK: archive intact — 2 streams, 41 records; 1 warning \(see above\)\./);
+    const { code, report } = await verifyJson(dir);
+    expect(code).toBe(0);
+    expect(report.warnings).toEqual([expect.objectContaining({ code: 'TORN_TAIL', stream, message: expect.stringContaining(`at byte offset ${size}`) as unknown })]);
+  });
+
+  it('exits 1 when a stream named with --stream is not in the archive', async () => {
+    const { code, stdout } = await runCli(['verify', pristine, '--stream', 'demo:nobody']);
+    expect(code).toBe(1);
+    expect(stdout).toContain('FAIL: stream demo:nobody is not in the archive');
+    expect(stdout).toContain('[STREAM_MISSING]');
+    expect((await runCli(['verify', pristine, '--stream', stream])).code).toBe(0);
   });
 
   it('--quick checks blob presence and size without hashing', async () => {

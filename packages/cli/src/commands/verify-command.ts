@@ -140,7 +140,8 @@ function humanReport(dir: string, report: VerificationReport, checkedCheckpoints
   for (const warning of report.warnings.slice(0, 20)) lines.push(`  warning: ${warning.message} [${warning.code}]`);
   const [first, ...rest] = report.failures;
   if (!first) {
-    lines.push(`OK: archive intact — ${plural(report.streams.length, 'stream')}, ${plural(report.streams.reduce((sum, summary) => sum + summary.records, 0), 'record')}${checkedCheckpoints ? ', checkpoints verified' : ''}.`);
+    const warned = report.warnings.length > 0 ? `; ${plural(report.warnings.length, 'warning')} (see above)` : '';
+    lines.push(`OK: archive intact — ${plural(report.streams.length, 'stream')}, ${plural(report.streams.reduce((sum, summary) => sum + summary.records, 0), 'record')}${checkedCheckpoints ? ', checkpoints verified' : ''}${warned}.`);
   } else {
     const tag = (failure: { severity?: string }) => (failure.severity === 'critical' ? 'CRITICAL ' : '');
     lines.push(`FAIL: ${tag(first)}${first.message} [${first.code}]`);

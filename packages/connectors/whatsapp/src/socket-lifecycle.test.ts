@@ -12,12 +12,15 @@ import path from 'node:path';
 import { Recorder, createConnectorContext, openStateStore, type ConnectorStatus } from '@offchannel/core';
 import { createMemorySink, createRecordingLogger } from '@offchannel/core/testing';
 import makeWASocket, { initAuthCreds, makeEventBuffer, type UserFacingSocketConfig } from '@whiskeysockets/baileys';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openAuthState } from './auth-state.ts';
 import { tapEmitter } from './emit-tap.ts';
 import { linkWhatsApp, type LinkIO } from './link-whatsapp.ts';
 import { seedOfflineLink } from './testing/offline-driver.ts';
 import { createWhatsAppConnector, type WhatsAppSocket } from './whatsapp-connector.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 /** A WebSocket endpoint that completes the HTTP upgrade, reads the client's first frame, then closes. */
 async function loopbackWebSocket(onUpgrade: () => void = () => undefined): Promise<{ url: string; firstFrames: Buffer[]; connections: number; close(): Promise<void> }> {

@@ -28,12 +28,19 @@ export class OffchannelError extends Error {
   readonly code: string;
   /** What to do about it; see {@link ErrorDisposition}. Default `fatal`. */
   readonly disposition: ErrorDisposition;
+  /**
+   * The message is built only from our own words, names, seqs, hashes and codes — never from
+   * input or another library's message — so a redacting logger may log it. Default false:
+   * such an error is logged by name and code only.
+   */
+  readonly logSafe: boolean;
   readonly [marker] = true;
 
-  constructor(code: string, message: string, options?: { cause?: unknown; disposition?: ErrorDisposition }) {
+  constructor(code: string, message: string, options?: { cause?: unknown; disposition?: ErrorDisposition; logSafe?: boolean }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.disposition = options?.disposition ?? 'fatal';
+    this.logSafe = options?.logSafe === true;
     this.name = new.target.name;
   }
 

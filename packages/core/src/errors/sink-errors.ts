@@ -15,7 +15,7 @@ export class SinkConflictError extends OffchannelError {
   readonly actual: StreamHead | undefined;
 
   constructor(stream: string, message: string, heads?: { expected?: StreamHead; actual?: StreamHead }) {
-    super('SINK_CONFLICT', `stream ${stream}: ${message}`);
+    super('SINK_CONFLICT', `stream ${stream}: ${message}`, { logSafe: true });
     this.stream = stream;
     this.expected = heads?.expected;
     this.actual = heads?.actual;
@@ -27,7 +27,7 @@ export class BlobMismatchError extends OffchannelError {
   readonly sha256: string;
 
   constructor(sha256: string, problem: string) {
-    super('BLOB_MISMATCH', `blob ${sha256}: ${problem}`);
+    super('BLOB_MISMATCH', `blob ${sha256}: ${problem}`, { logSafe: true });
     this.sha256 = sha256;
   }
 }
@@ -35,14 +35,14 @@ export class BlobMismatchError extends OffchannelError {
 /** A batch handed to a sink is malformed (empty, oversize, a record containing a newline…). */
 export class InvalidBatchError extends OffchannelError {
   constructor(problem: string) {
-    super('INVALID_BATCH', `invalid batch: ${problem}. This is a bug in the writer; nothing was written.`);
+    super('INVALID_BATCH', `invalid batch: ${problem}. This is a bug in the writer; nothing was written.`, { logSafe: true });
   }
 }
 
 /** The sink (or recorder) was closed; open a new one. */
 export class ClosedError extends OffchannelError {
   constructor(what: string) {
-    super('CLOSED', `${what} is closed; open a new one to continue.`);
+    super('CLOSED', `${what} is closed; open a new one to continue.`, { logSafe: true });
   }
 }
 
@@ -59,7 +59,7 @@ export class ArchiveCorruptError extends OffchannelError {
   readonly seq: number | undefined;
 
   constructor(problem: string, where?: { stream?: string; seq?: number }) {
-    super('ARCHIVE_CORRUPT', `${problem}. Run \`offchannel verify <archive>\` for a full report; nothing was changed.`);
+    super('ARCHIVE_CORRUPT', `${problem}. Run \`offchannel verify <archive>\` for a full report; nothing was changed.`, { logSafe: true });
     this.stream = where?.stream;
     this.seq = where?.seq;
   }
@@ -75,7 +75,7 @@ export class NotRegularFileError extends OffchannelError {
   readonly file: string;
 
   constructor(file: string, found: string) {
-    super('FILE_NOT_REGULAR', `${file} is ${found}, not a regular file; an archive holds only regular files. Move it aside and restore the file from a copy, then verify again.`);
+    super('FILE_NOT_REGULAR', `${file} is ${found}, not a regular file; an archive holds only regular files and directories. Move it aside and restore the file from a copy, then verify again.`, { logSafe: true });
     this.file = file;
   }
 }
@@ -83,7 +83,7 @@ export class NotRegularFileError extends OffchannelError {
 /** A write was attempted on a sink opened read-only. */
 export class ReadOnlySinkError extends OffchannelError {
   constructor(kind: string) {
-    super('SINK_READ_ONLY', `the ${kind} sink was opened read-only; open it for writing to store data.`);
+    super('SINK_READ_ONLY', `the ${kind} sink was opened read-only; open it for writing to store data.`, { logSafe: true });
   }
 }
 

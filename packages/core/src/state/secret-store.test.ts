@@ -3,11 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { StateStoreError } from '../errors/state-errors.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
 import { openStateStore } from './secret-store.ts';
 import { generateStateKey, loadStateKey, parseStateKey } from './state-key.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 let dir: string;
 const key = randomBytes(32);

@@ -3,12 +3,15 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { NoteError } from '../errors/note-errors.ts';
 import { type OpensslTsa, startOpensslTsa } from './__fixtures__/openssl-tsa.ts';
 import { type DerNode, TAG, children, encode, readGeneralizedTime, readRoot } from './der.ts';
 import { checkTsaKeyUsage, createTimestampRequest, parseTimestampResponse, verifyTimestampToken } from './rfc3161.ts';
 import { createTsaClient } from './tsa-client.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const note = new TextEncoder().encode('archive.example/offchannel/demo:alice\n42\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— archive.example/offchannel AAAA\n');
 let tsa: OpensslTsa;

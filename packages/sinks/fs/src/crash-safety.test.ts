@@ -3,8 +3,11 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type ArchiveRecord, ed25519KeyFromSeed, verifyArchive } from '@offchannel/core';
-import { expect, it } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const child = path.join(import.meta.dirname, '__fixtures__', 'capture-child.ts');
 const TRIALS = 24;

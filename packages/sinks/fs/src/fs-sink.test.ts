@@ -5,8 +5,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, ZERO_HASH, generateEd25519NoteKey, sha256Hex, verifyArchive } from '@offchannel/core';
 import { batchAfter, runSinkConformance } from '@offchannel/core/testing';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
+
+// These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 async function temporaryArchive(): Promise<string> {
   return path.join(await mkdtemp(path.join(tmpdir(), 'offchannel-fs-')), 'archive');

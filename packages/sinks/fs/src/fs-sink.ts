@@ -8,7 +8,7 @@
  * WORM), `durability: 'fsync'`, `exclusiveWriter: 'lock'` (one writer per stream on a host).
  */
 import type { Dirent } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
@@ -20,6 +20,7 @@ import {
   InvalidBatchError,
   type Logger,
   MAX_RECORD_BYTES,
+  NotRegularFileError,
   ReadOnlySinkError,
   SINK_SPEC_VERSION,
   type Sink,
@@ -92,6 +93,10 @@ export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
     await ensureDirectory(layout.root);
     await ensureDirectory(layout.tmpDir);
     await createReadOnlyFile(layout.tmpDir, layout.marker, Buffer.from(`${JSON.stringify(ARCHIVE_FORMAT)}\n`, 'utf8'));
+  }
+  // A linked archive directory could lead reads (and writes) outside the archive.
+  for (const dir of [layout.streamsDir, path.dirname(layout.blobsDir), layout.blobsDir, path.join(layout.root, 'checkpoints'), path.join(layout.root, 'tiles')]) {
+    await assertNotLinked(dir, layout.name(dir));
   }
   if (!readOnly) {
     await ensureDirectory(layout.tmpDir);
@@ -188,6 +193,8 @@ export class FsSink implements Sink {
   private readonly openAppenders = new Map<string, StreamAppender>();
   /** Blobs this instance stored or fsync'd itself: known durable, no need to check again. */
   private readonly durableBlobs = new Set<string>();
+  /** Streams whose checkpoint and tile directories were found not to be links. */
+  private readonly unlinkedStreams = new Set<string>();
   /** Blob writes at once (each holds up to two file descriptors). */
   private readonly blobIo = new IoLimit(BLOB_WRITES_AT_ONCE);
   private closed = false;
@@ -387,6 +394,7 @@ export class FsSink implements Sink {
   async getCheckpoint(stream: string, size: number, file: CheckpointFile): Promise<Uint8Array | undefined> {
     this.assertOpen();
     assertCheckpointKey(stream, size, file);
+    await this.assertStreamDirsNotLinked(stream);
     const target = this.layout.checkpoint(stream, size, file);
     const bytes = await readIfExists(target, this.layout.name(target));
     return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
@@ -399,6 +407,7 @@ export class FsSink implements Sink {
   async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     this.assertOpen();
     assertStreamName(stream);
+    await this.assertStreamDirsNotLinked(stream);
     const names = await readdir(this.layout.checkpointsDir(stream)).catch((error: unknown) => {
       if (isNotFound(error)) return [];
       throw error;
@@ -420,6 +429,7 @@ export class FsSink implements Sink {
   async getTile(stream: string, tile: TileId): Promise<Uint8Array | undefined> {
     this.assertOpen();
     assertTileKey(stream, tile);
+    await this.assertStreamDirsNotLinked(stream);
     const target = this.layout.tile(stream, tile);
     const bytes = await readIfExists(target, this.layout.name(target));
     return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
@@ -495,6 +505,13 @@ export class FsSink implements Sink {
     throw new BlobMismatchError(sha256, 'the file stored under this name is damaged (its content hashes differently); run offchannel verify');
   }
 
+  /** A stream's checkpoint and tile directories are real directories (checked once per stream). */
+  private async assertStreamDirsNotLinked(stream: string): Promise<void> {
+    if (this.unlinkedStreams.has(stream)) return;
+    for (const dir of [this.layout.checkpointsDir(stream), this.layout.tilesDir(stream)]) await assertNotLinked(dir, this.layout.name(dir));
+    this.unlinkedStreams.add(stream);
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new ClosedError('fs sink');
   }
@@ -513,4 +530,13 @@ async function listDirectories(dir: string): Promise<string[]> {
     if (isNotFound(error)) return [];
     throw error;
   }
+}
+
+/** Throws `NotRegularFileError` if `dir` is a symbolic link (a missing one is fine). */
+async function assertNotLinked(dir: string, name: string): Promise<void> {
+  const info = await lstat(dir).catch((error: unknown) => {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  });
+  if (info?.isSymbolicLink()) throw new NotRegularFileError(name, 'a symbolic link');
 }

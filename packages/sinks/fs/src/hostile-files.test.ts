@@ -145,6 +145,28 @@ describe('files that are not regular files', () => {
     expect(report.failures.map((failure) => failure.message).join('\n')).toContain('symbolic link');
   });
 
+  for (const linked of ['blobs/sha256', 'blobs', 'streams', 'checkpoints', 'tiles']) {
+    it(`a linked ${linked} directory: opening the archive fails, naming it`, { timeout: 60_000 }, async () => {
+      await record();
+      const target = path.join(dir, ...linked.split('/'));
+      await rename(target, path.join(work, 'elsewhere'));
+      await symlink(path.join(work, 'elsewhere'), target);
+      await expect(openFsSink({ dir, readOnly: true })).rejects.toMatchObject({ code: 'FILE_NOT_REGULAR', message: expect.stringContaining(`${linked} is a symbolic link`) as unknown });
+    });
+  }
+
+  for (const sub of ['checkpoints', 'tiles']) {
+    it(`a linked ${sub}/<stream> directory is not read through`, { timeout: 60_000 }, async () => {
+      await record();
+      const target = path.join(dir, sub, stream);
+      await rename(target, path.join(work, 'elsewhere'));
+      await symlink(path.join(work, 'elsewhere'), target);
+      const report = await verifyWithin(20_000, { verifiers: [signer.verifier] });
+      expect(report.ok).toBe(false);
+      expect([...report.failures, ...report.warnings].map((finding) => finding.message).join('\n')).toContain(`${sub}/${stream} is a symbolic link`);
+    });
+  }
+
   it('--quick (blob sizes only) refuses a FIFO blob too', { timeout: 60_000 }, async () => {
     await record();
     await replaceWith(await archiveFile('blob'), 'fifo');
