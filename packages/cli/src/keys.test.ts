@@ -89,7 +89,7 @@ describe('key material in the capture config', () => {
       it(`${key}.keyFile holding ${name}: refused, not printed`, { timeout: 60_000 }, async () => {
         const config = path.join(work, `config-${key}.json`);
         const state = key === 'state' ? { dir: './state', keyFile: text } : { dir: './state', keyFile: './state.key' };
-        await writeFile(config, JSON.stringify({ archive: { dir: './archive' }, state, ...(key === 'signing' ? { signing: { keyFile: text } } : {}), connectors: [{ channel: 'demo', account: 'alice' }] }));
+        await writeFile(config, JSON.stringify({ archive: { dir: './archive' }, state, ...(key === 'signing' ? { signing: { keyFile: text } } : {}), connectors: [{ channel: 'demo', account: 'alice' }] }), { mode: 0o600 });
         const { code, stdout, stderr } = await runCli(['capture', '--config', config, '--check'], work);
         expect(code).toBe(2);
         expect(`${stdout}${stderr}`).not.toContain(secret);

@@ -15,6 +15,9 @@ export const SAFE_LOG_FIELDS: ReadonlySet<string> = new Set([
   'offset', 'root', 'segment', 'seq', 'size', 'stream', 'streams', 'versionId', 'versions',
   // what happened
   'code', 'connectors', 'forwarded', 'kind', 'method', 'on', 'policy', 'reason', 'state', 'status', 'step', 'update',
+  // capture supervision and delivery (stream names, states, codes, counts; never an address)
+  'accounts', 'added', 'attempt', 'backlog', 'connector', 'delivered', 'deliveries', 'event', 'inDoubt', 'noEmail', 'notDue',
+  'problem', 'removed', 'restarted', 'retried', 'run', 'sent', 'settings', 'shard', 'target', 'unchanged',
   // how many, how long
   'bytes', 'captured', 'count', 'cursor', 'duplicates', 'errors', 'excluded', 'excluding', 'indexed', 'offlineDays',
   'pending', 'pqCount', 'recorded', 'records', 'seconds', 'skipped', 'watch',
