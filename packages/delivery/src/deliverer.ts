@@ -162,7 +162,7 @@ export class Deliverer {
     }
     for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
     this.#inFlight = stored?.inFlight;
-    if (this.#inFlight) this.#logger.warn({ target: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
+    if (this.#inFlight) this.#logger.warn({ deliveryTarget: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
   }
 
   async #readNewReceipts(): Promise<void> {
@@ -204,7 +204,7 @@ export class Deliverer {
     for (const item of streams) {
       if (item.head <= item.delivered) continue;
       if (this.#options.verifiers && this.#options.verifiers.length > 0 && (await archive.checkpoints(item.stream)).length === 0) {
-        this.#logger.info({ target: this.#target.name, stream: item.stream }, 'no signed checkpoint yet; the stream is delivered once one is signed');
+        this.#logger.info({ deliveryTarget: this.#target.name, stream: item.stream }, 'no signed checkpoint yet; the stream is delivered once one is signed');
         continue;
       }
       pendingStreams.push(item.stream);
@@ -329,7 +329,7 @@ export class Deliverer {
           receiptCapture({ target: this.#target.name, to: this.#target.to, mode: this.mode, stream: message.stream, records: item.records, messageId: message.messageId, emlSha256: createHash('sha256').update(bytes).digest('hex'), emlSize: bytes.length, reply: outcome.reply, deliveredAt, attempts: attempt, inDoubt }),
         );
         this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
-        this.#logger.info({ target: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
+        this.#logger.info({ deliveryTarget: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
         this.#options.onDelivered?.({ stream: message.stream, seqs, messageId: message.messageId, inDoubt });
         return inDoubt;
       }
@@ -337,7 +337,7 @@ export class Deliverer {
       this.#sender = undefined;
       if (outcome.status === 'permanent') {
         await this.#writer.capture(refusalCapture({ target: this.#target.name, to: this.#target.to, stream: message.stream, seqs, messageId: message.messageId, reply: outcome.reply, at: this.#clock() }));
-        this.#logger.error({ target: this.#target.name, stream: message.stream, seq: first, reply: outcome.reply }, 'the journaling server refused a message permanently; delivery stopped');
+        this.#logger.error({ deliveryTarget: this.#target.name, stream: message.stream, seq: first, reply: outcome.reply }, 'the journaling server refused a message permanently; delivery stopped');
         throw new DeliveryError('DELIVERY_REFUSED', `the journaling server refused ${where} permanently: "${outcome.reply}". Delivery stopped at this record (recorded in ${receiptStream(this.#target.name)}); fix the cause with the journal's operator and run again — it resumes from this record`, { reply: outcome.reply });
       }
       if (outcome.status === 'tls') throw new DeliveryError('DELIVERY_TLS', `TLS to ${this.#endpoint.host}:${this.#endpoint.port} failed (${outcome.reply}); the server must offer STARTTLS (or use smtps://) with a certificate that verifies (add its CA with a ca file); nothing was sent`, { reply: outcome.reply });
@@ -347,7 +347,7 @@ export class Deliverer {
       if (attempt >= (retry.attempts ?? Number.POSITIVE_INFINITY)) {
         throw new DeliveryError('DELIVERY_UNAVAILABLE', `gave up on ${where} after ${attempt} attempts (last: "${outcome.reply}"); nothing was skipped — run again later`, { reply: outcome.reply });
       }
-      this.#logger.warn({ target: this.#target.name, stream: message.stream, seq: first, attempt, reply: outcome.reply, retryInMs: backoff }, 'temporary delivery failure; retrying');
+      this.#logger.warn({ deliveryTarget: this.#target.name, stream: message.stream, seq: first, attempt, reply: outcome.reply, retryInMs: backoff }, 'temporary delivery failure; retrying');
       await this.#sleep(backoff, signal);
       backoff = Math.min(backoff * 2, retry.maxMs ?? 300_000);
     }

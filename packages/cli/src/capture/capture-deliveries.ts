@@ -124,7 +124,7 @@ export class CaptureDeliveries {
           signal: deliveries.#abort.signal,
           pollMs: entry.pollMs,
           onPass: (pass) => {
-            if (pass.sent > 0 || pass.backlog > 0) options.logger.info({ target: entry.name, sent: pass.sent, backlog: pass.backlog, lagMs: pass.lagMs, notDue: pass.notDue, inDoubt: pass.inDoubt }, 'delivery status');
+            if (pass.sent > 0 || pass.backlog > 0) options.logger.info({ deliveryTarget: entry.name, sent: pass.sent, backlog: pass.backlog, lagMs: pass.lagMs, notDue: pass.notDue, inDoubt: pass.inDoubt }, 'delivery status');
           },
         })
         .catch((error: unknown) => {
@@ -137,7 +137,7 @@ export class CaptureDeliveries {
   #fail(running: Running, error: unknown): void {
     running.state = 'failed';
     running.error = OffchannelError.isInstance(error) ? error.code : 'UNKNOWN';
-    this.#logger.error({ target: running.entry.name, code: running.error, reason: OffchannelError.isInstance(error) ? error.message : 'unexpected error' }, 'delivery target stopped; capture continues. Fix the cause and restart capture (or run offchannel deliver) to resume from the named record');
+    this.#logger.error({ deliveryTarget: running.entry.name, code: running.error, reason: OffchannelError.isInstance(error) ? error.message : 'unexpected error' }, 'delivery target stopped; capture continues. Fix the cause and restart capture (or run offchannel deliver) to resume from the named record');
   }
 
   snapshot(): DeliverySnapshot[] {

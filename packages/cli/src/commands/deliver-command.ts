@@ -182,7 +182,7 @@ export async function deliverCommand(argv: readonly string[], io: CliIo): Promis
         pollMs,
         onPass: (pass) => {
           report = pass;
-          logger.info({ target: target.name, sent: pass.sent, backlog: pass.backlog, lagMs: pass.lagMs, notDue: pass.notDue, inDoubt: pass.inDoubt }, 'delivery status');
+          logger.info({ deliveryTarget: target.name, sent: pass.sent, backlog: pass.backlog, lagMs: pass.lagMs, notDue: pass.notDue, inDoubt: pass.inDoubt }, 'delivery status');
           if (io.stderr.isTTY === true) io.stderr.write(`\r${status(pass)}\u001b[K`);
         },
       });
