@@ -21,6 +21,8 @@ const DOTDOT_ARGS = /(?:join|resolve)\(([^)]*)\)/g;
 /** The folder beside the repository, named by its absolute path on the team's machines. */
 const SHARED = /\/work\/shared\b/;
 
+const HOSTILE_MARKER = 'repo-paths: hostile input, never read';
+
 const findings = [];
 
 function walk(dir) {
@@ -44,6 +46,9 @@ function check(file) {
   const dir = path.dirname(file);
   const lines = readFileSync(file, 'utf8').split('\n');
   lines.forEach((line, i) => {
+    // A test's hostile input (a crafted attachment name) is not a path anything reads; such a
+    // line says so with this marker, which a reviewer can grep for.
+    if (line.includes(HOSTILE_MARKER)) return;
     const where = `${path.relative(root, file)}:${i + 1}`;
     if (SHARED.test(line)) findings.push(`${where}: names the shared folder beside the repository by its absolute path`);
     for (const m of line.matchAll(RELATIVE)) {

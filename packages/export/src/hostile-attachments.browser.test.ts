@@ -33,7 +33,7 @@ const HOSTILE = [
   { name: `invoice${RTL}lmth.pdf`, mime: 'TEXT/HTML; charset=utf-8', bytes: html },
   { name: 'photo.png', mime: 'image/png', bytes: html }, // the type lies: the bytes are HTML
   { name: 'notes.txt', mime: 'text/plain', bytes: html },
-  { name: '../../../../tmp/escape.html', mime: 'text/html', bytes: html },
+  { name: '../../../../tmp/escape.html', mime: 'text/html', bytes: html }, // repo-paths: hostile input, never read
   { name: `${'a'.repeat(1000)}.html`, mime: 'application/octet-stream', bytes: html },
   { name: 'run.js', mime: 'application/javascript', bytes: new TextEncoder().encode("console.log('PWNED')") },
   { name: 'no-type', mime: 'x', bytes: html },
@@ -130,7 +130,7 @@ describe('hostile attachments in an export', () => {
       // The original names are shown as text, with the RTL override made visible.
       const names = await transcript.locator('.attachment .name').allInnerTexts();
       expect(names).toContain('invoice[U+202E]lmth.pdf');
-      expect(names).toContain('../../../../tmp/escape.html');
+      expect(names).toContain('../../../../tmp/escape.html'); // repo-paths: hostile input, never read
       expect(names.find((name) => name.startsWith('aaaa'))).toMatch(/^a{200}… \(1005 characters\)$/);
       expect(names.join('')).not.toContain(RTL);
 
