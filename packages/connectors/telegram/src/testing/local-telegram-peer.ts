@@ -104,7 +104,7 @@ export class LocalTelegramPeer {
 
   constructor(options: LocalTelegramPeerOptions = {}) {
     this.account = options.account ?? 'alice';
-    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.server = options.server ?? createLocalServer();
     this.clientFactory = (clientOptions) => {
       const client = new LocalPeerClient(clientOptions, this.server);
