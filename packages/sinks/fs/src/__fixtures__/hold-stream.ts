@@ -5,4 +5,5 @@ const [dir, stream] = process.argv.slice(2) as [string, string];
 const sink = await openFsSink({ dir });
 await sink.head(stream);
 process.stdout.write('holding\n');
-setInterval(() => undefined, 60_000);
+// Keep the sink reachable: its writer lock must not be closed by garbage collection while held.
+setInterval(() => sink.dir, 60_000);
