@@ -24,21 +24,24 @@
  * (an inclusion proof): a history rewritten with a recomputed chain changes that record and is
  * refused, as a full read-back would refuse it. A record altered below it without recomputing
  * the chain breaks the chain, which `offchannel verify` reports (it checks every record against
- * every checkpoint); the recorder itself goes on extending the signed history only. The archive's own checkpoints can be deleted by
- * whoever rewrites it; with a `memory` the capture host also remembers the last checkpoint it
- * signed for each stream, outside the archive, and refuses to continue a stream whose archive no
- * longer holds it.
+ * every checkpoint); the recorder itself goes on extending the signed history only.
+ *
+ * The archive's own checkpoints can be deleted by whoever rewrites it; with a `memory` the
+ * capture host also remembers the last checkpoint it signed for each stream, outside the
+ * archive, and refuses to continue a stream whose archive no longer holds it.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { Logger } from '../logger/logger.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
-import { CompactRange, consistencyProof, inclusionProof, treeRoot } from '../merkle/merkle-proofs.ts';
-import { TILE_WIDTH, type Tile, TileBuilder, type TileId, TileSource, tilePath } from '../merkle/tiles.ts';
-import { verifyConsistency, verifyInclusion } from '../merkle/verify-proofs.ts';
+import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
+import { restoreTree } from '../merkle/restore-tree.ts';
+import { TILE_WIDTH, type Tile, TileBuilder, TileSource } from '../merkle/tiles.ts';
+import { verifyConsistency } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, formatCheckpoint, parseCheckpoint } from '../note/checkpoint.ts';
 import type { NoteSigner, NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, signNote } from '../note/signed-note.ts';
+import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink } from '../sink/sink.ts';
 import type { StateStore } from '../state/secret-store.ts';
 
@@ -152,42 +155,25 @@ export class StreamCheckpointer {
   async restoreFromTiles(headSeq: number): Promise<number> {
     const expected = this.expected;
     if (!expected || this.refused !== undefined || this.compact.size > 0 || expected.size > headSeq) return 0;
-    // One read per tile, shared by the root check and the builder: what is checked is what is used.
-    const read = new Map<string, Promise<Uint8Array | undefined>>();
-    const load = (tile: TileId) => {
-      const key = tilePath(tile);
-      let bytes = read.get(key);
-      if (!bytes) read.set(key, (bytes = this.sink.getTile(this.stream, tile)));
-      return bytes;
-    };
-    let last: Uint8Array | undefined;
-    try {
-      const source = new TileSource(expected.size, load);
-      const compact = await CompactRange.fromSource(source);
-      if (!sameHash(compact.root(), expected.root)) throw new Error('the stored tiles do not reproduce its signed root');
-      const tiles = await TileBuilder.fromTiles(expected.size, load);
-      // The stored record at that size must be the signed leaf. Each record carries its
-      // predecessor's hash, so a history rewritten with a recomputed chain changes this record
-      // too: it is caught here, as a full read-back would catch it.
-      for await (const stored of this.sink.read(this.stream, { fromSeq: expected.size })) {
-        if (stored.seq === expected.size) last = stored.bytes;
-        break;
-      }
-      if (!last) throw new Error(`record ${expected.size} cannot be read`);
-      const proof = await inclusionProof(source, expected.size - 1);
-      if (!verifyInclusion(expected.size - 1, expected.size, leafHash(last), proof, expected.root)) {
-        this.refuse(`the records 1–${expected.size} no longer hash to the root of the checkpoint signed at that size — the stream was altered after it was signed`);
-      }
-      this.compact = compact;
-      this.tiles = tiles;
-      this.expected = undefined;
-      this.signed = expected;
-      this.scheduledSize = expected.size;
-      return expected.size;
-    } catch (error) {
-      this.logger.warn({ stream: this.stream, size: expected.size, code: (error as { code?: string }).code }, 'Merkle state not restored from the stored tiles; reading the stream from its first record');
+    const restored = await restoreTree(expected.size, expected.root, (tile) => this.sink.getTile(this.stream, tile));
+    // The stored record at that size must be the signed leaf. Each record carries its
+    // predecessor's hash, so a history rewritten with a recomputed chain changes this record
+    // too: it is caught here, as a full read-back would catch it.
+    const last = restored && (await readRecordAt(this.sink, this.stream, expected.size));
+    const signedLeaf = last && (await restored?.isLastLeaf(last));
+    if (!restored || !last || signedLeaf === undefined) {
+      this.logger.warn({ stream: this.stream, size: expected.size }, 'Merkle state not restored from the stored tiles; reading the stream from its first record');
       return 0;
     }
+    if (!signedLeaf) {
+      this.refuse(`the records 1–${expected.size} no longer hash to the root of the checkpoint signed at that size — the stream was altered after it was signed`);
+    }
+    this.compact = restored.compact;
+    this.tiles = restored.tiles;
+    this.expected = undefined;
+    this.signed = expected;
+    this.scheduledSize = expected.size;
+    return expected.size;
   }
 
   /** The newest stored checkpoint with a signature by a trusted key (unknown keys' notes are skipped). */

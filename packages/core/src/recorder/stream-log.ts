@@ -20,6 +20,7 @@ import { canonicalBytes } from '../json/canonical-json.ts';
 import type { Logger } from '../logger/logger.ts';
 import type { CaptureResult } from '../record/capture-input.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
+import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import type { IndexedKey, KeyIndex } from './key-index.ts';
 import { parseStreamName } from '../record/stream-name.ts';
@@ -168,10 +169,8 @@ export class StreamLog {
     if (known.seq === 0) return 0;
     if (known.seq === head.seq && known.hash === head.hash) return known.seq;
     if (known.seq < head.seq) {
-      for await (const stored of sink.read(stream, { fromSeq: known.seq })) {
-        if (stored.seq === known.seq && sha256Hex(stored.bytes) === known.hash) return known.seq;
-        break;
-      }
+      const stored = await readRecordAt(sink, stream, known.seq);
+      if (stored && sha256Hex(stored) === known.hash) return known.seq;
     }
     logger.warn({ stream, seq: known.seq, head: head.seq }, 'the key index disagrees with the archive; rebuilding it from the stream');
     index.reset(stream);

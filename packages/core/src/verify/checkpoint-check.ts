@@ -22,10 +22,11 @@ import type { X509Certificate } from 'node:crypto';
 import { NoteError } from '../errors/note-errors.ts';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
-import { CompactRange, consistencyProof, inclusionProof, treeRoot } from '../merkle/merkle-proofs.ts';
+import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
+import { type RestoredTree, restoreTree } from '../merkle/restore-tree.ts';
 import { TILE_WIDTH, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
 import { sha256Hex } from '../hash/sha256.ts';
-import { verifyConsistency, verifyInclusion } from '../merkle/verify-proofs.ts';
+import { verifyConsistency } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote } from '../note/signed-note.ts';
@@ -132,33 +133,18 @@ export class CheckpointCheck {
 
   /**
    * Resumes the recomputed tree at the earlier audit's checkpoint from the stored tiles, so
-   * that only the records after it are fed; false (nothing changed) when the tiles are missing
-   * or do not reproduce its root — then the stream is read from its first record.
+   * that only the records after it are fed. Returns the restored tree (to check the record at
+   * that size with `isLastLeaf`), or `undefined` — nothing changed — when the tiles are missing
+   * or do not reproduce its root: then the stream is read from its first record.
    */
-  async resume(since: VerifiedCheckpoint): Promise<boolean> {
-    if (this.compact.size !== 0) return false;
-    const load = (tile: TileId) => this.sink.getTile(this.stream, tile);
-    try {
-      const compact = await CompactRange.fromSource(new TileSource(since.size, load));
-      if (!sameHash(compact.root(), since.root)) return false;
-      const tiles = await TileBuilder.fromTiles(since.size, load);
-      this.compact = compact;
-      this.tiles = tiles;
-      while ((this.targets[this.next]?.size ?? Number.POSITIVE_INFINITY) <= since.size) this.next++;
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /** True when `bytes` is the record at `size` in the earlier audit's tree (an inclusion proof from the tiles). */
-  async isLeafOf(since: VerifiedCheckpoint, bytes: Uint8Array): Promise<boolean> {
-    try {
-      const source = new TileSource(since.size, (tile) => this.sink.getTile(this.stream, tile));
-      return verifyInclusion(since.size - 1, since.size, leafHash(bytes), await inclusionProof(source, since.size - 1), since.root);
-    } catch {
-      return false;
-    }
+  async resume(since: VerifiedCheckpoint): Promise<RestoredTree | undefined> {
+    if (this.compact.size !== 0) return undefined;
+    const restored = await restoreTree(since.size, since.root, (tile) => this.sink.getTile(this.stream, tile));
+    if (!restored) return undefined;
+    this.compact = restored.compact;
+    this.tiles = restored.tiles;
+    while ((this.targets[this.next]?.size ?? Number.POSITIVE_INFINITY) <= since.size) this.next++;
+    return restored;
   }
 
   /** One verified record, in order. */

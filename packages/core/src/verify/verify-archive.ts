@@ -15,6 +15,7 @@ import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import type { ArchiveRecord, BlobRef } from '../record/record.ts';
+import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import { availableParallelism } from 'node:os';
 import { blobRefs } from './blob-refs.ts';
@@ -286,13 +287,10 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
   // record — which must be the leaf that checkpoint signed (read from the stored tiles).
   const since = options.since?.get(stream);
   let fromSeq = 1;
-  if (since && checkpoints && since.size > 0 && (await checkpoints.resume(since))) {
-    let last: Uint8Array | undefined;
-    for await (const stored of sink.read(stream, { fromSeq: since.size })) {
-      if (stored.seq === since.size) last = stored.bytes;
-      break;
-    }
-    if (!last || !(await checkpoints.isLeafOf(since, last))) {
+  const restored = since && checkpoints && since.size > 0 ? await checkpoints.resume(since) : undefined;
+  if (since && restored) {
+    const last = await readRecordAt(sink, stream, since.size);
+    if (!last || (await restored.isLastLeaf(last)) !== true) {
       report({ stream, seq: since.size, code: 'SINCE_MISMATCH', severity: 'critical', message: `stream ${stream} seq ${since.size}: the record at the size verified by the earlier audit is ${last ? 'not the one its checkpoint signed' : 'missing'}: the stream was rewritten or truncated since` });
       return { stream, records: 0, head, ok: false };
     }
@@ -370,15 +368,12 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
 /** The first of `candidates` (earlier seqs whose keys share a fingerprint with `key`) whose record really has `key`. */
 async function confirmDuplicate(sink: Sink, stream: string, candidates: readonly number[], key: string): Promise<number | undefined> {
   for (const seq of candidates) {
-    for await (const stored of sink.read(stream, { fromSeq: seq })) {
-      if (stored.seq === seq) {
-        try {
-          if ((JSON.parse(Buffer.from(stored.bytes).toString('utf8')) as { key?: unknown }).key === key) return seq;
-        } catch {
-          // an earlier record that does not parse was reported when it was read
-        }
-      }
-      break;
+    const bytes = await readRecordAt(sink, stream, seq);
+    if (!bytes) continue;
+    try {
+      if ((JSON.parse(Buffer.from(bytes).toString('utf8')) as { key?: unknown }).key === key) return seq;
+    } catch {
+      // an earlier record that does not parse was reported when it was read
     }
   }
   return undefined;
