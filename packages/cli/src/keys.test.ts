@@ -16,8 +16,9 @@ const signer = generateEd25519NoteKey('archive.example/offchannel');
 const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const stateKey = generateStateKey();
 /** Secret key texts, and the part of each that must never appear in output. */
+// A signing key's secret is the base64 after `PRIVATE+KEY+<name>+<id>+`, which may itself contain '+'.
 const secrets: { name: string; text: string; secret: string; kind: RegExp }[] = [
-  { name: 'a signing key', text: signer.signerKeyText(), secret: signer.signerKeyText().split('+').at(-1) as string, kind: /signing \(private\) key/ },
+  { name: 'a signing key', text: signer.signerKeyText(), secret: signer.signerKeyText().split('+').slice(4).join('+'), kind: /signing \(private\) key/ },
   { name: 'a PEM private key', text: pem, secret: pem.split('\n')[1] as string, kind: /PEM private key/ },
   { name: 'a state key', text: stateKey, secret: stateKey, kind: /key material/ },
 ];
