@@ -98,3 +98,19 @@ export class SinkUnavailableError extends OffchannelError {
     super('SINK_UNAVAILABLE', `${what}. Nothing was acknowledged; retry when the store is reachable.`, { ...options, disposition: 'retryable' });
   }
 }
+
+/**
+ * Records asked for were pruned from a spool after every forward target held them
+ * (see `PrunableSpool`). Read them from a target (the archive of record) instead.
+ */
+export class RecordsPrunedError extends OffchannelError {
+  readonly stream: string;
+  /** The last pruned seq: records 1 to this one are no longer in the spool. */
+  readonly prunedThrough: number;
+
+  constructor(stream: string, prunedThrough: number) {
+    super('RECORDS_PRUNED', `stream ${stream}: records 1–${prunedThrough} were pruned from this spool after every forward target held them; read them from the archive of record (e.g. offchannel verify s3://…).`, { logSafe: true });
+    this.stream = stream;
+    this.prunedThrough = prunedThrough;
+  }
+}

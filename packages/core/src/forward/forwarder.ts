@@ -49,6 +49,43 @@ export interface ForwarderOptions {
   readonly maxRetryMs?: number;
   /** Called after every batch copied to a target: for metrics and lag. */
   readonly onForwarded?: (event: ForwardedEvent) => void;
+  /**
+   * Bounded spool (off by default: the spool keeps everything). At each poll, per stream, the
+   * spool's oldest sealed segments are dropped once EVERY target holds their records and a
+   * signed checkpoint after them (the newest checkpoint's record and everything after it stay:
+   * start-up and recovery need them), and they were sealed at least `minAgeMs` ago — or,
+   * whatever their age, while the stream's segments in the spool exceed `maxBytes`. Never what
+   * a target has not acknowledged. The spool must implement {@link PrunableSpool}.
+   */
+  readonly prune?: PruneOptions;
+  /** Called after segments were pruned from the spool. */
+  readonly onPruned?: (event: PrunedEvent) => void;
+}
+
+export interface PruneOptions {
+  readonly minAgeMs: number;
+  readonly maxBytes?: number;
+  /** Clock (default `() => new Date()`). */
+  readonly now?: () => Date;
+}
+
+export interface PrunedEvent {
+  readonly stream: string;
+  /** Segments and bytes removed now. */
+  readonly segments: number;
+  readonly bytes: number;
+  /** Records 1 to this seq are no longer in the spool. */
+  readonly throughSeq: number;
+  /** Bytes of the stream's segments still in the spool. */
+  readonly heldBytes: number;
+}
+
+/**
+ * A spool that can drop the oldest sealed segments of a stream (`@offchannel/sink-fs`'s
+ * `FsSink.prune`): only whole segments whose records all lie below `below`, oldest first.
+ */
+export interface PrunableSpool {
+  prune(stream: string, request: { readonly below: number; readonly sealedBefore?: Date; readonly maxBytes?: number; readonly now?: Date }): Promise<Omit<PrunedEvent, 'stream'>>;
 }
 
 export interface ForwardedEvent {
@@ -85,12 +122,15 @@ export class Forwarder {
   private poller: NodeJS.Timeout | undefined;
   private running = false;
   private scanning: Promise<void> | undefined;
+  private pruning: Promise<void> | undefined;
 
   constructor(options: ForwarderOptions) {
     if (options.targets.length === 0) throw new RangeError('the forwarder needs at least one target');
     const names = new Set(options.targets.map((target) => target.name));
     if (names.size !== options.targets.length) throw new RangeError('forward targets must have distinct names');
     for (const target of options.targets) if (target.sink === options.spool) throw new RangeError(`target ${target.name} is the spool itself`);
+    if (options.prune && typeof (options.spool as Partial<PrunableSpool>).prune !== 'function') throw new RangeError(`a ${options.spool.kind} spool cannot be pruned; use the fs sink as the spool`);
+    if (options.prune && !(options.prune.minAgeMs >= 0)) throw new RangeError('prune.minAgeMs must be 0 or more');
     this.options = options;
     this.logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'forwarder' });
     this.sink = spoolingSink(options.spool, (stream) => {
@@ -106,6 +146,7 @@ export class Forwarder {
     this.poller = setInterval(() => {
       this.scan();
       for (const lane of this.lanes.values()) lane.wake();
+      this.pruneSpool();
     }, this.options.pollMs ?? 5000);
     this.poller.unref();
   }
@@ -162,12 +203,59 @@ export class Forwarder {
     };
   }
 
+  /**
+   * Prunes the spool now (as each poll does when `prune` is configured): per stream, what every
+   * target holds below a checkpoint it holds. Resolves with what was removed.
+   */
+  async prune(): Promise<readonly PrunedEvent[]> {
+    const options = this.options.prune;
+    if (!options) return [];
+    const spool = this.options.spool as Sink & PrunableSpool;
+    const now = (options.now ?? (() => new Date()))();
+    const streams = new Set([...this.lanes.values()].map((lane) => lane.stream));
+    const done: PrunedEvent[] = [];
+    for (const stream of [...streams].sort()) {
+      if (!this.running) break;
+      const lanes = this.options.targets.map((target) => this.lanes.get(`${target.name}\u0000${stream}`));
+      // Every target must have been reached and agree with the spool.
+      if (lanes.some((lane) => !lane || lane.diverged || lane.head === undefined)) continue;
+      const below = Math.min(...lanes.map((lane) => Math.min(lane?.checkpoint ?? 0, lane?.head?.seq ?? 0)));
+      if (below <= 1) continue;
+      try {
+        const result = await spool.prune(stream, {
+          below,
+          sealedBefore: new Date(now.getTime() - options.minAgeMs),
+          ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }),
+          now,
+        });
+        if (result.segments > 0) {
+          const event = { stream, ...result };
+          done.push(event);
+          this.options.onPruned?.(event);
+        }
+      } catch (error) {
+        this.logger.warn({ stream, code: (error as { code?: string }).code }, 'could not prune the spool; retrying at the next poll');
+      }
+    }
+    return done;
+  }
+
   /** Stops after the copies in progress finish. Sinks are not closed. */
   async stop(): Promise<void> {
     this.running = false;
     if (this.poller) clearInterval(this.poller);
+    await this.pruning;
     await this.scanning;
     await Promise.all([...this.lanes.values()].map((lane) => lane.stop()));
+  }
+
+  private pruneSpool(): void {
+    if (!this.options.prune || this.pruning) return;
+    this.pruning = this.prune()
+      .then(() => undefined)
+      .finally(() => {
+        this.pruning = undefined;
+      });
   }
 
   private scan(): void {

@@ -6,7 +6,7 @@
  */
 import { leafHash, sameHash } from './merkle-hash.ts';
 import { CompactRange, inclusionProof } from './merkle-proofs.ts';
-import { TileBuilder, type TileId, TileSource, tilePath } from './tiles.ts';
+import { TILE_WIDTH, TileBuilder, type TileId, TileSource, tileCounts, tilePath } from './tiles.ts';
 import { verifyInclusion } from './verify-proofs.ts';
 
 export type TileLoader = (tile: TileId) => Promise<Uint8Array | undefined>;
@@ -45,6 +45,33 @@ export async function restoreTree(size: number, root: Uint8Array, load: TileLoad
       return verifyInclusion(size - 1, size, leafHash(bytes), proof, root);
     };
     return { compact, tiles, isLastLeaf };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The tree of `size` leaves from its stored tiles, vouched for by no root: a pruned spool
+ * continues from here, and the next signed checkpoint's root checks every hash it used.
+ * Tiles are stored at checkpoint sizes, so a partial tile `size` needs is read as the first
+ * entries of the full tile, or of a wider partial tile stored for a later checkpoint
+ * (`laterSizes`). `undefined` when tiles are missing.
+ */
+export async function treeFromTiles(size: number, load: TileLoader, laterSizes: readonly number[]): Promise<{ readonly compact: CompactRange; readonly tiles: TileBuilder } | undefined> {
+  const prefixOf: TileLoader = async (tile) => {
+    const exact = await load(tile);
+    if (exact || tile.width === TILE_WIDTH) return exact;
+    const widths = [TILE_WIDTH, ...laterSizes.map((later) => tileCounts(later, tile.level)).filter((counts) => counts.full === tile.index && counts.partialWidth > tile.width).map((counts) => counts.partialWidth)];
+    for (const width of widths) {
+      const wider = await load({ ...tile, width });
+      if (wider && wider.length === width * 32) return wider.subarray(0, tile.width * 32);
+    }
+    return undefined;
+  };
+  try {
+    const compact = await CompactRange.fromSource(new TileSource(size, prefixOf));
+    const tiles = await TileBuilder.fromTiles(size, prefixOf);
+    return { compact, tiles };
   } catch {
     return undefined;
   }

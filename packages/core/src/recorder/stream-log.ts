@@ -112,12 +112,22 @@ export class StreamLog {
     if (head.seq < this.durable.seq) {
       throw new ArchiveCorruptError(`the sink's head went backwards (was seq ${this.durable.seq}, now ${head.seq})`, { stream, seq: head.seq });
     }
-    let indexed = await this.checkIndex(head);
+    const pruned = await sink.pruned?.(stream);
+    let indexed = await this.checkIndex(head, pruned);
     if (checkpointer && !checkpointer.isCaughtUp && checkpointer.size === 0) {
       const restored = await checkpointer.restoreFromTiles(head.seq);
       if (restored > 0) logger.debug({ stream, seq: restored }, 'Merkle state restored from the newest checkpoint\'s tiles');
     }
-    const from = Math.min(indexed, checkpointer ? checkpointer.size : head.seq) + 1;
+    let from = Math.min(indexed, checkpointer ? checkpointer.size : head.seq) + 1;
+    if (pruned && from <= pruned.seq) {
+      // A spool pruned after forwarding keeps the newest checkpoint's record and everything after.
+      if (checkpointer && checkpointer.size <= pruned.seq) {
+        throw new ArchiveCorruptError(`the Merkle state cannot be rebuilt: records 1–${pruned.seq} were pruned from the spool and the newest checkpoint's tiles are unreadable; restore the spool's tiles from the archive of record`, { stream, seq: pruned.seq });
+      }
+      logger.warn({ stream, seq: pruned.seq, indexed }, 'the key index is rebuilt from after the spool\'s pruned prefix: replays of older messages are found in the archive of record, not here');
+      indexed = pruned.seq;
+      from = pruned.seq + 1;
+    }
     if (from <= head.seq) {
       let keys: IndexedKey[] = [];
       let last: { seq: number; bytes: Uint8Array } | undefined;
@@ -163,11 +173,18 @@ export class StreamLog {
    * its last record must still be stored with the same hash. An index that is ahead of the sink
    * or disagrees with it is dropped and rebuilt (a full read of the stream, never a duplicate).
    */
-  private async checkIndex(head: StreamHead): Promise<number> {
+  private async checkIndex(head: StreamHead, pruned: StreamHead | undefined): Promise<number> {
     const { index, sink, stream, logger } = this.options;
     const known = index.head(stream);
     if (known.seq === 0) return 0;
     if (known.seq === head.seq && known.hash === head.hash) return known.seq;
+    // At or before a spool's pruned prefix the record cannot be read back: trust the index as
+    // far as the prefix's own head confirms it (keys of pruned records stay indexed).
+    if (pruned && known.seq === pruned.seq && known.hash === pruned.hash) return known.seq;
+    if (pruned && known.seq < pruned.seq) {
+      logger.warn({ stream, seq: known.seq, head: pruned.seq }, 'the key index ends inside the spool\'s pruned prefix; keys of the records after it up to the prefix are not indexed');
+      return known.seq;
+    }
     if (known.seq < head.seq) {
       const stored = await readRecordAt(sink, stream, known.seq);
       if (stored && sha256Hex(stored) === known.hash) return known.seq;

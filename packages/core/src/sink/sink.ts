@@ -184,6 +184,15 @@ export interface Sink {
   readSegments?(stream: string): AsyncIterable<{ readonly firstSeq: number; readonly bytes: Uint8Array }>;
 
   /**
+   * Optional, for spools that prune (see `PrunableSpool`): the head at the end of the pruned
+   * prefix — its seq is the last record pruned, its hash that record's SHA-256, the `prev` of
+   * the first record still held — or `undefined` when nothing was pruned. `read` from a seq at
+   * or below it rejects with `RecordsPrunedError`; `readSegments` starts after it. Sinks of
+   * record (S3, an archive directory) never prune and need not implement it.
+   */
+  pruned?(stream: string): Promise<StreamHead | undefined>;
+
+  /**
    * Names of all streams that hold any data — records, checkpoints or tiles — sorted. A stream
    * whose records are gone but whose checkpoints remain MUST be listed: verification reads the
    * list, and must see the stream to report that its signed records were removed.

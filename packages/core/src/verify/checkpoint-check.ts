@@ -23,7 +23,7 @@ import { NoteError } from '../errors/note-errors.ts';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
-import { type RestoredTree, restoreTree } from '../merkle/restore-tree.ts';
+import { type RestoredTree, restoreTree, treeFromTiles } from '../merkle/restore-tree.ts';
 import { TILE_WIDTH, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import { verifyConsistency } from '../merkle/verify-proofs.ts';
@@ -145,6 +145,29 @@ export class CheckpointCheck {
     this.tiles = restored.tiles;
     while ((this.targets[this.next]?.size ?? Number.POSITIVE_INFINITY) <= since.size) this.next++;
     return restored;
+  }
+
+  /**
+   * Continues the tree after a spool's pruned prefix of `size` records, from the stored tiles
+   * (no root vouches for them: the next signed checkpoint after `size` checks every hash used).
+   * The newest checkpoint within the prefix is checked against the tiles instead of records.
+   * False when the tiles are missing: nothing changed.
+   */
+  async resumeAfterPruned(size: number): Promise<boolean> {
+    if (this.compact.size !== 0) return false;
+    const later = (await this.sink.checkpoints(this.stream)).filter((checkpoint) => checkpoint > size);
+    const restored = await treeFromTiles(size, (tile) => this.sink.getTile(this.stream, tile), later);
+    if (!restored) return false;
+    this.compact = restored.compact;
+    this.tiles = restored.tiles;
+    let newest: { size: number; roots: Verified[] } | undefined;
+    while ((this.targets[this.next]?.size ?? Number.POSITIVE_INFINITY) <= size) newest = this.targets[this.next++];
+    for (const checkpoint of newest?.roots ?? []) {
+      if (!(await restoreTree(checkpoint.size, checkpoint.root, (tile) => this.sink.getTile(this.stream, tile)))) {
+        this.fail('CHECKPOINT_ROOT_MISMATCH', checkpoint.size, `the stored tiles do not reproduce the root signed at size ${checkpoint.size} (records 1–${size} were pruned from this spool): the tiles were altered`, true);
+      }
+    }
+    return true;
   }
 
   /** One verified record, in order. */

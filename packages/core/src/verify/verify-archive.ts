@@ -48,6 +48,8 @@ export interface StreamSummary {
   readonly checkpoints?: readonly CheckpointSummary[];
   /** Worker threads that verified this stream's segments in parallel (absent: verified on one thread). */
   readonly workers?: number;
+  /** A spool's pruned prefix: records 1 to this seq were removed after every forward target held them. */
+  readonly pruned?: number;
   /**
    * Incremental verification: per stream, the newest checkpoint an earlier audit verified (see
    * `readVerifiedState`). Needs `verifiers`. For those streams only what came after is read —
@@ -237,6 +239,8 @@ async function checkRecordBlob(stream: string, seq: number, field: string, ref: 
 
 async function verifyStream(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
   const { options } = context;
+  const pruned = await sink.pruned?.(stream);
+  if (pruned) return verifyStreamSequential(sink, stream, context, pruned);
   if (sink.readSegments && (options.workers ?? 2) > 1 && !options.since?.has(stream)) {
     const checkpoints = await loadCheckpoints(sink, stream, options);
     const outcome = await verifyStreamParallel(sink, stream, context.pool, checkpoints, (seq) => options.onProgress?.({ stream, seq }));
@@ -267,7 +271,7 @@ async function finishStream(stream: string, records: number, head: StreamHead, o
   return { stream, records, head, ok: ok && result.failures.length === 0, checkpoints: result.checkpoints };
 }
 
-async function verifyStreamSequential(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
+async function verifyStreamSequential(sink: Sink, stream: string, context: Context, pruned?: StreamHead): Promise<StreamSummary> {
   const { report, options } = context;
   const checkpoints = await loadCheckpoints(sink, stream, options);
   const keys = new KeyFingerprints();
@@ -285,8 +289,21 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
 
   // Incremental: resume the tree at the earlier audit's checkpoint, and the chain at its last
   // record — which must be the leaf that checkpoint signed (read from the stored tiles).
-  const since = options.since?.get(stream);
+  let since = options.since?.get(stream);
   let fromSeq = 1;
+  if (pruned && (!since || since.size < pruned.seq)) {
+    // A spool pruned after forwarding: the chain continues from the pruned prefix's last hash,
+    // the tree from the stored tiles (the next signed checkpoint checks them). The target —
+    // the archive of record — still holds and verifies the pruned records.
+    since = undefined;
+    context.warn({ stream, seq: pruned.seq, code: 'PRUNED', message: `stream ${stream}: records 1–${pruned.seq} were pruned from this spool after every forward target held them; verify the target (e.g. offchannel verify s3://…) for them` });
+    if (checkpoints && !(await checkpoints.resumeAfterPruned(pruned.seq))) {
+      report({ stream, seq: pruned.seq, code: 'TILES_MISSING', severity: 'critical', message: `stream ${stream} seq ${pruned.seq}: the spool was pruned through seq ${pruned.seq} but the Merkle tiles that continue its tree are missing; the records after it cannot be checked against signed checkpoints` });
+      return { stream, records: 0, head: pruned, ok: false, pruned: pruned.seq };
+    }
+    head = pruned;
+    fromSeq = pruned.seq + 1;
+  }
   const restored = since && checkpoints && since.size > 0 ? await checkpoints.resume(since) : undefined;
   if (since && restored) {
     const last = await readRecordAt(sink, stream, since.size);
@@ -361,7 +378,8 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
     });
   }
   options.onProgress?.({ stream, seq: head.seq });
-  return finishStream(stream, records, head, ok, complete, checkpoints, context);
+  const summary = await finishStream(stream, records, head, ok, complete, checkpoints, context);
+  return pruned && fromSeq === pruned.seq + 1 ? { ...summary, pruned: pruned.seq } : summary;
 }
 
 /** Our own errors by message and code (their messages name files, streams and seqs only); others by code or name. */

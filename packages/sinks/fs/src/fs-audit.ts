@@ -14,6 +14,7 @@ import path from 'node:path';
 import { type AuditFinding, MAX_RECORD_BYTES, OffchannelError, isSha256Hex, isStreamName } from '@offchannel/core';
 import { ARCHIVE_MARKER, type ArchiveLayout, parseCheckpointFileName, parseSealFileName, parseSegmentFileName } from './archive-layout.ts';
 import { isNotFound, openRegularFile, readRegularFile } from './fs-utils.ts';
+import { PRUNED_FILE, type PrunedPrefix, readPrunedPrefix } from './pruned-prefix.ts';
 import { listSegments, parseSeal, splitLines } from './segments.ts';
 
 const TOP_LEVEL = new Set([ARCHIVE_MARKER, 'streams', 'blobs', 'checkpoints', 'tiles', 'quarantine', 'locks', 'tmp']);
@@ -108,9 +109,21 @@ async function* auditStream(layout: ArchiveLayout, stream: string, verified: num
     const sealOf = parseSealFileName(name);
     if (sealOf !== undefined && !segmentSeqs.has(sealOf)) {
       yield { code: 'SEGMENT_MISSING', stream, seq: sealOf, message: `stream ${stream} seq ${sealOf}: segment ${name.replace('.seal.json', '.jsonl')} is missing but its seal exists` };
-    } else if (sealOf === undefined && parseSegmentFileName(name) === undefined) {
+    } else if (sealOf === undefined && parseSegmentFileName(name) === undefined && name !== PRUNED_FILE) {
       yield { code: 'UNEXPECTED_FILE', stream, message: `streams/${stream}/${name} is not a segment or seal` };
     }
+  }
+  let prefix: PrunedPrefix | undefined;
+  try {
+    prefix = await readPrunedPrefix(layout, stream);
+  } catch (error) {
+    if (!OffchannelError.isInstance(error)) throw error;
+    yield { code: 'PRUNED_PREFIX_INVALID', stream, message: error.message };
+  }
+  // A pruned spool keeps whole segments from the one after its pruned prefix.
+  const first = segments.find((segment) => segment.firstSeq > (prefix?.throughSeq ?? 0));
+  if (prefix && first && first.firstSeq !== prefix.throughSeq + 1) {
+    yield { code: 'SEGMENT_MISSING', stream, seq: prefix.throughSeq + 1, message: `stream ${stream} seq ${prefix.throughSeq + 1}: the spool was pruned through seq ${prefix.throughSeq} but its next segment starts at seq ${first.firstSeq}` };
   }
   for (const [index, segment] of segments.entries()) {
     const isLast = index === segments.length - 1;

@@ -22,6 +22,7 @@ import {
   MAX_RECORD_BYTES,
   NotRegularFileError,
   ReadOnlySinkError,
+  RecordsPrunedError,
   SINK_SPEC_VERSION,
   type Sink,
   SinkConflictError,
@@ -45,8 +46,31 @@ import { ARCHIVE_FORMAT, ArchiveLayout, parseCheckpointFileName } from './archiv
 import { auditArchive } from './fs-audit.ts';
 import { createReadOnlyFile, ensureDirectory, isNotFound, openRegularFile, readIfExists, readRegularFile, syncDirectory, syncFile } from './fs-utils.ts';
 import { IoLimit } from './io-limit.ts';
+import { type PrunedPrefix, prunedHead, readPrunedPrefix, writePrunedPrefix } from './pruned-prefix.ts';
 import { listSegments, parseSeal, splitLines } from './segments.ts';
 import { StreamAppender } from './stream-appender.ts';
+
+/** What {@link FsSink.prune} may remove (see `PrunableSpool` in core). */
+export interface PruneRequest {
+  /** No record at or above this seq is pruned. */
+  readonly below: number;
+  /** Segments sealed before this time may go. */
+  readonly sealedBefore?: Date;
+  /** Segments may go regardless of age while the stream's segments exceed this many bytes. */
+  readonly maxBytes?: number;
+  /** Clock for the prefix's `at` (default: now). */
+  readonly now?: Date;
+}
+
+export interface PruneResult {
+  /** Segments and bytes removed by this call. */
+  readonly segments: number;
+  readonly bytes: number;
+  /** The last pruned seq after this call (0: nothing pruned, ever). */
+  readonly throughSeq: number;
+  /** Bytes of the stream's segments still in the spool. */
+  readonly heldBytes: number;
+}
 
 export interface FsSinkOptions {
   /** The archive directory. Created (with its marker) when opened for writing. */
@@ -239,6 +263,8 @@ export class FsSink implements Sink {
     this.assertOpen();
     assertStreamName(stream);
     const fromSeq = options?.fromSeq ?? 1;
+    const prefix = await readPrunedPrefix(this.layout, stream);
+    if (prefix && fromSeq <= prefix.throughSeq) throw new RecordsPrunedError(stream, prefix.throughSeq);
     // This instance's own writer knows what is acknowledged: records of an append still in
     // flight (written, not yet synced — it may yet be rolled back) are not returned.
     const writer = this.openAppenders.get(stream);
@@ -272,7 +298,10 @@ export class FsSink implements Sink {
     this.assertOpen();
     assertStreamName(stream);
     const segments = await listSegments(this.layout, stream);
+    const pruned = (await readPrunedPrefix(this.layout, stream))?.throughSeq ?? 0;
     for (const [index, segment] of segments.entries()) {
+      // Left by a prune interrupted after its prefix was written: no longer part of the stream.
+      if (segment.firstSeq <= pruned) continue;
       const content = await readIfExists(segment.path, this.layout.name(segment.path));
       if (!content) continue;
       this.assertOpen();
@@ -280,6 +309,72 @@ export class FsSink implements Sink {
       const last = segment.sealed || index < segments.length - 1 ? content.length : content.lastIndexOf(0x0a) + 1;
       if (last > 0) yield { firstSeq: segment.firstSeq, bytes: new Uint8Array(content.buffer, content.byteOffset, last) };
     }
+  }
+
+  async pruned(stream: string): Promise<StreamHead | undefined> {
+    this.assertOpen();
+    assertStreamName(stream);
+    const prefix = await readPrunedPrefix(this.layout, stream);
+    return prefix ? prunedHead(prefix) : undefined;
+  }
+
+  /**
+   * Spool pruning: removes the oldest sealed segments of `stream` whose records all lie below
+   * `request.below` — which the caller (the forwarder) guarantees every target holds, with a
+   * signed checkpoint at `below` or later — and that are old enough (`sealedBefore`) or that
+   * the stream's spool exceeds `maxBytes` without. Never the stream's last segment, never out
+   * of order (only a prefix goes), never past a segment that does not qualify. The pruned
+   * prefix is written first, durably, then the files are removed (see `pruned-prefix.ts`).
+   * Runs under the stream's writer lock, between appends. Blobs are not pruned.
+   */
+  async prune(stream: string, request: PruneRequest): Promise<PruneResult> {
+    this.assertWritable();
+    assertStreamName(stream);
+    const appender = await this.appender(stream);
+    return appender.exclusive(async () => {
+      this.assertWritable();
+      const before = await readPrunedPrefix(this.layout, stream);
+      const segments = await listSegments(this.layout, stream);
+      const sizes = await Promise.all(segments.map(async (segment) => (await stat(segment.path)).size));
+      let held = 0;
+      for (const [index, segment] of segments.entries()) if (segment.firstSeq > (before?.throughSeq ?? 0)) held += sizes[index] ?? 0;
+      let prefix: PrunedPrefix | undefined = before;
+      const doomed: string[] = [];
+      for (const [index, segment] of segments.entries()) {
+        if (index === segments.length - 1 || !segment.sealed) break;
+        if (segment.firstSeq <= (before?.throughSeq ?? 0)) {
+          doomed.push(segment.path, segment.sealPath); // left by an interrupted prune
+          continue;
+        }
+        const seal = parseSeal(await readRegularFile(segment.sealPath, this.layout.name(segment.sealPath)), stream, segment.firstSeq);
+        if (seal.lastSeq >= request.below) break;
+        const old = request.sealedBefore !== undefined && (await stat(segment.sealPath)).mtimeMs < request.sealedBefore.getTime();
+        const over = request.maxBytes !== undefined && held > request.maxBytes;
+        if (!old && !over) break;
+        held -= seal.bytes;
+        prefix = {
+          v: 1,
+          format: 'offchannel-pruned-prefix',
+          stream,
+          throughSeq: seal.lastSeq,
+          lastHash: seal.lastHash,
+          segments: (prefix?.segments ?? 0) + 1,
+          bytes: (prefix?.bytes ?? 0) + seal.bytes,
+          at: (request.now ?? new Date()).toISOString(),
+        };
+        doomed.push(segment.path, segment.sealPath);
+      }
+      if (prefix && prefix !== before) await writePrunedPrefix(this.layout, prefix);
+      if (doomed.length > 0) {
+        for (const file of doomed) await rm(file, { force: true });
+        await syncDirectory(this.layout.streamDir(stream));
+        this.positions.delete(stream);
+      }
+      const pruned = prefix === before ? 0 : (prefix?.segments ?? 0) - (before?.segments ?? 0);
+      const bytes = prefix === before ? 0 : (prefix?.bytes ?? 0) - (before?.bytes ?? 0);
+      if (pruned > 0) this.logger.info({ stream, seq: prefix?.throughSeq, count: pruned, bytes }, 'pruned forwarded segments from the spool');
+      return { segments: pruned, bytes, throughSeq: prefix?.throughSeq ?? 0, heldBytes: held };
+    });
   }
 
   async streams(): Promise<readonly string[]> {

@@ -4,6 +4,8 @@
  * `sha256sum` and `jq` alone (see docs/storage-format.md).
  */
 export { FsSink, openFsSink } from './fs-sink.ts';
-export type { FsSinkOptions } from './fs-sink.ts';
+export type { FsSinkOptions, PruneRequest, PruneResult } from './fs-sink.ts';
+export { PRUNED_FILE, PRUNED_FORMAT } from './pruned-prefix.ts';
+export type { PrunedPrefix } from './pruned-prefix.ts';
 export { ARCHIVE_MARKER, SEAL_FORMAT, SEQ_DIGITS, parseSegmentFileName, segmentFileName, sealFileName } from './archive-layout.ts';
 export type { Seal } from './segments.ts';

@@ -29,6 +29,7 @@ import {
 } from '@offchannel/core';
 import { type ArchiveLayout, SEAL_FORMAT } from './archive-layout.ts';
 import { createReadOnlyFile, ensureDirectory, openRegularFile, readIfExists, readRegularFile, syncDirectory, writeFully } from './fs-utils.ts';
+import { prunedHead, readPrunedPrefix } from './pruned-prefix.ts';
 import { type Seal, type SegmentFile, listSegments, parseSeal, sealBytes, splitLines } from './segments.ts';
 import { type StreamLock, acquireStreamLock } from './stream-lock.ts';
 
@@ -157,7 +158,11 @@ export class StreamAppender {
     if (!last) return;
     const previous = segments.at(-2);
     let prevHead: StreamHead = { seq: last.firstSeq - 1, hash: ZERO_HASH };
-    if (previous) {
+    const prefix = await readPrunedPrefix(this.layout, this.stream);
+    if (prefix && prefix.throughSeq === last.firstSeq - 1) {
+      // Every segment before the last was pruned (or is left over from an interrupted prune).
+      prevHead = prunedHead(prefix);
+    } else if (previous) {
       if (!previous.sealed) throw new ArchiveCorruptError(`segment ${previous.firstSeq} of stream ${this.stream} is not the last segment but has no seal`, { stream: this.stream, seq: previous.firstSeq });
       const seal = parseSeal(await readRegularFile(previous.sealPath, this.layout.name(previous.sealPath)), this.stream, previous.firstSeq);
       prevHead = { seq: seal.lastSeq, hash: seal.lastHash };
