@@ -37,6 +37,14 @@ describe('capture config', () => {
     expect(config.archive).toEqual({ kind: 's3', url: 's3://bucket/comms', spool: '/srv/spool', endpoint: 'http://127.0.0.1:7480', forcePathStyle: true, retentionYears: 7 });
   });
 
+  it('accepts a bounded spool (spoolPrune) only for an s3 archive, with an age', () => {
+    const config = parseCaptureConfig({ ...base, archive: { url: 's3://bucket/comms', spoolPrune: { minAgeMs: 604_800_000, maxBytes: 10_737_418_240 } } }, '/srv/c.json');
+    expect(config.archive).toMatchObject({ kind: 's3', spoolPrune: { minAgeMs: 604_800_000, maxBytes: 10_737_418_240 } });
+    expect(problem({ ...base, archive: { dir: './a', spoolPrune: { minAgeMs: 0 } } })).toMatch(/^config\.archive\.spoolPrune: .* applies only to an s3:\/\/ archive/);
+    expect(problem({ ...base, archive: { url: 's3://b', spoolPrune: {} } })).toMatch(/^config\.archive\.spoolPrune\.minAgeMs: .*is required/);
+    expect(problem({ ...base, archive: { url: 's3://b', spoolPrune: { minAgeMs: 0, maxBytes: 5 } } })).toMatch(/^config\.archive\.spoolPrune\.maxBytes: /);
+  });
+
   it('names the bad key in every error and never echoes values', () => {
     expect(problem({ ...base, archiv: './a' })).toBe('config.archiv: config.archiv is not a known setting; known here: $schema, archive, state, signing, policy, log, status, supervision, connectors, delivery');
     expect(problem({ ...base, archive: { dir: './a', endpoint: 'http://x' } })).toMatch(/^config\.archive\.endpoint: .* applies only to an s3:\/\/ archive/);

@@ -36,6 +36,12 @@ export type ArchiveConfig =
       readonly profile?: string;
       readonly forcePathStyle?: boolean;
       readonly retentionYears?: number;
+      /**
+       * Bounded spool: drop spooled segments S3 already holds (with a signed checkpoint after
+       * them) once sealed `minAgeMs` ago, or while a stream's spool exceeds `maxBytes`.
+       * Absent: the spool keeps everything.
+       */
+      readonly spoolPrune?: { readonly minAgeMs: number; readonly maxBytes?: number };
     };
 
 /** Who is out of scope for one account (personal contacts and conversations). */
@@ -153,12 +159,12 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
 
 function parseArchive(value: unknown, at: (relative: string) => string): ArchiveConfig {
   if (typeof value === 'string') value = value.startsWith('s3://') ? { url: value } : { dir: value };
-  const entry = object(value, 'config.archive', ['dir', 'url', 'spool', 'endpoint', 'region', 'profile', 'forcePathStyle', 'retentionYears']);
+  const entry = object(value, 'config.archive', ['dir', 'url', 'spool', 'spoolPrune', 'endpoint', 'region', 'profile', 'forcePathStyle', 'retentionYears']);
   const dir = optionalString(entry.dir, 'config.archive.dir');
   const url = optionalString(entry.url, 'config.archive.url');
   if ((dir === undefined) === (url === undefined)) throw new ConfigError('config.archive', 'needs exactly one of "dir" (a local directory) or "url" (s3://bucket/prefix)');
   if (dir !== undefined) {
-    for (const name of ['spool', 'endpoint', 'region', 'profile', 'forcePathStyle', 'retentionYears']) if (entry[name] !== undefined) throw new ConfigError(`config.archive.${name}`, 'applies only to an s3:// archive');
+    for (const name of ['spool', 'spoolPrune', 'endpoint', 'region', 'profile', 'forcePathStyle', 'retentionYears']) if (entry[name] !== undefined) throw new ConfigError(`config.archive.${name}`, 'applies only to an s3:// archive');
     return { kind: 'dir', dir: at(dir) };
   }
   if (!url?.startsWith('s3://') || url.length <= 5) throw new ConfigError('config.archive.url', 'must be s3://bucket[/prefix]');
@@ -169,6 +175,14 @@ function parseArchive(value: unknown, at: (relative: string) => string): Archive
   const profile = optionalString(entry.profile, 'config.archive.profile');
   const forcePathStyle = optionalBoolean(entry.forcePathStyle, 'config.archive.forcePathStyle');
   const retentionYears = optionalInteger(entry.retentionYears, 'config.archive.retentionYears', 1, 100);
+  let spoolPrune: { minAgeMs: number; maxBytes?: number } | undefined;
+  if (entry.spoolPrune !== undefined) {
+    const prune = object(entry.spoolPrune, 'config.archive.spoolPrune', ['minAgeMs', 'maxBytes']);
+    const minAgeMs = optionalInteger(prune.minAgeMs, 'config.archive.spoolPrune.minAgeMs', 0, 10 * 366 * 86_400_000);
+    if (minAgeMs === undefined) throw new ConfigError('config.archive.spoolPrune.minAgeMs', 'is required: how long a forwarded segment stays in the spool (e.g. 604800000 for 7 days)');
+    const maxBytes = optionalInteger(prune.maxBytes, 'config.archive.spoolPrune.maxBytes', 1_048_576, Number.MAX_SAFE_INTEGER);
+    spoolPrune = { minAgeMs, ...(maxBytes === undefined ? {} : { maxBytes }) };
+  }
   return {
     kind: 's3',
     url,
@@ -178,6 +192,7 @@ function parseArchive(value: unknown, at: (relative: string) => string): Archive
     ...(profile === undefined ? {} : { profile }),
     ...(forcePathStyle === undefined ? {} : { forcePathStyle }),
     ...(retentionYears === undefined ? {} : { retentionYears }),
+    ...(spoolPrune === undefined ? {} : { spoolPrune }),
   };
 }
 

@@ -336,7 +336,7 @@ export class CaptureRunner {
         ...(archive.forcePathStyle === undefined ? {} : { forcePathStyle: archive.forcePathStyle }),
         ...(archive.retentionYears === undefined ? {} : { retention: { records: { years: archive.retentionYears }, blobs: { years: archive.retentionYears }, checkpoints: { years: archive.retentionYears }, tiles: { years: archive.retentionYears } } }),
       });
-      this.#forwarder = new Forwarder({ spool, targets: [{ name: 's3', sink: s3 }], logger: this.#logger });
+      this.#forwarder = new Forwarder({ spool, targets: [{ name: 's3', sink: s3 }], logger: this.#logger, ...(archive.spoolPrune ? { prune: archive.spoolPrune } : {}) });
       this.#forwarder.start();
       return spool;
     } catch (error) {
