@@ -36,7 +36,7 @@ function message(index: number) {
 
 async function capture(dir: string, from: number, to: number): Promise<void> {
   const sink = await openFsSink({ dir, segmentBytes: 8_000 });
-  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 70 }, now: () => new Date('2026-11-21T10:00:00Z') });
+  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 70 }, clock: () => new Date('2026-11-21T10:00:00Z') });
   const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
   for (let index = from; index <= to; index++) await writer.capture(message(index));
   await recorder.close();
@@ -137,7 +137,7 @@ describe('FsSink.prune', () => {
     const dir = await copy();
     const { throughSeq } = await prune(dir, { below: 350, sealedBefore: FAR_FUTURE });
     const sink = await openFsSink({ dir, segmentBytes: 8_000 });
-    const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 70 }, now: () => new Date('2026-11-21T11:00:00Z') });
+    const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 70 }, clock: () => new Date('2026-11-21T11:00:00Z') });
     const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
     expect((await writer.capture(message(399))).status).toBe('duplicate');
     for (let index = 401; index <= 480; index++) expect((await writer.capture(message(index))).status).toBe('recorded');
@@ -154,7 +154,7 @@ describe('FsSink.prune', () => {
     const index = openKeyIndex({ file: path.join(work, 'indexed-state', 'key-index.sqlite') });
     const open = async () => {
       const sink = await openFsSink({ dir, segmentBytes: 8_000 });
-      const recorder = new Recorder({ sink, keyIndex: index, checkpoints: { signer: key, everyRecords: 70 }, now: () => new Date('2026-11-21T10:00:00Z') });
+      const recorder = new Recorder({ sink, keyIndex: index, checkpoints: { signer: key, everyRecords: 70 }, clock: () => new Date('2026-11-21T10:00:00Z') });
       return { sink, recorder, writer: recorder.writer({ channel: 'demo', account: 'alice', source }) };
     };
     const first = await open();
