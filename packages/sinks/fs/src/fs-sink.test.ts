@@ -7,6 +7,7 @@ import { Recorder, ZERO_HASH, generateEd25519NoteKey, sha256Hex, verifyArchive }
 import { batchAfter, runSinkConformance } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
+import { syncDirectory } from './fs-utils.ts';
 
 // These tests spawn processes or start servers: ample time on a busy machine (not Vitest's 5 s default).
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
@@ -292,3 +293,25 @@ async function collectAudit(sink: Awaited<ReturnType<typeof openFsSink>>) {
   for await (const finding of sink.audit()) findings.push(finding);
   return findings;
 }
+
+describe('directory fsyncs are coalesced', () => {
+  it('many blobs stored at once are each durable before they resolve, and a failing sync fails only its callers', { timeout: 60_000 }, async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-dirsync-'));
+    try {
+      const sink = await openFsSink({ dir });
+      const blobs = Array.from({ length: 200 }, (_, index) => Buffer.from(`blob ${index}`));
+      const results = await Promise.all(blobs.map((bytes) => sink.putBlob(sha256Hex(bytes), bytes)));
+      expect(results.every((result) => result.created)).toBe(true);
+      await sink.close();
+      const reader = await openFsSink({ dir, readOnly: true });
+      for (const bytes of blobs) expect(Buffer.from((await reader.getBlob(sha256Hex(bytes))) ?? []).equals(bytes)).toBe(true);
+      await reader.close();
+      const missing = path.join(dir, 'no-such-dir');
+      const settled = await Promise.allSettled(Array.from({ length: 5 }, () => syncDirectory(missing)));
+      expect(settled.every((result) => result.status === 'rejected' && (result.reason as { code?: string }).code === 'ENOENT')).toBe(true);
+      await expect(syncDirectory(dir)).resolves.toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -4,8 +4,37 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { NotRegularFileError } from '@offchannel/core';
 
-/** fsync a directory so that entries created or removed in it are durable. */
-export async function syncDirectory(dir: string): Promise<void> {
+/**
+ * fsync a directory so that entries created or removed in it before the call are durable.
+ * Calls on one directory are coalesced (group commit): a call made while an fsync of that
+ * directory is running waits for the next one, which starts after it and serves every call made
+ * meanwhile — so 64 blobs stored at once cost one directory fsync, not 64, and each call still
+ * resolves only after an fsync that began after it was made.
+ */
+export function syncDirectory(dir: string): Promise<void> {
+  const current = directorySyncs.get(dir);
+  if (!current) return startDirectorySync(dir);
+  current.queued ??= current.running.then(ignore, ignore).then(() => startDirectorySync(dir));
+  return current.queued;
+}
+
+interface DirectorySync {
+  running: Promise<void>;
+  queued: Promise<void> | undefined;
+}
+const directorySyncs = new Map<string, DirectorySync>();
+const ignore = (): void => undefined;
+
+function startDirectorySync(dir: string): Promise<void> {
+  const entry: DirectorySync = { running: fsyncDirectory(dir), queued: undefined };
+  directorySyncs.set(dir, entry);
+  void entry.running.then(ignore, ignore).then(() => {
+    if (directorySyncs.get(dir) === entry && entry.queued === undefined) directorySyncs.delete(dir);
+  });
+  return entry.running;
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await handle.sync();
