@@ -78,6 +78,7 @@ describe('mapSignalContent (Content encoded by the Signal simulator)', () => {
       replyTo: { id: String(T - 10), author: SELF },
       mentions: [OTHER],
       meta: {
+        'signal.clientTimestamp': T,
         'signal.envelopeType': 6,
         'signal.sealedSender': true,
         'signal.senderDevice': 1,

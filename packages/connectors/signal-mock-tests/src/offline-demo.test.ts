@@ -17,7 +17,8 @@ it('the offline demo links, records the whole conversation and leaves a verifiab
     expect(uris[0]).toMatch(/^sgnl:\/\/linkdevice\?uuid=[^&]+&pub_key=[A-Za-z0-9%]+$/);
     expect(result).toEqual({ stream: 'signal:demo-trader', acknowledged: 7, captured: 7 });
     const kinds = (await archive.records(result.stream)).map((r) => r.kind);
-    expect(kinds).toEqual(['message', 'message', 'edit', 'reaction', 'message', 'message', 'delete']);
+    // The device's own identity first (the context its records were mapped with), then the conversation.
+    expect(kinds).toEqual(['system', 'message', 'message', 'edit', 'reaction', 'message', 'message', 'delete']);
     expect((await verifyArchive(archive.sink)).ok).toBe(true);
     expect(logger.text()).not.toContain('XYZ');
   } finally {

@@ -17,12 +17,19 @@ export {
   RAW_ENVELOPE_FORMAT,
   RAW_PADDED_PLAINTEXT_FORMAT,
   attachmentPointersOf,
+  mapContentless,
+  mapDeviceUnlinked,
   mapIdentityChange,
+  mapLinkedDevice,
+  mapOfflineGap,
   mapSignalContent,
   mapUndecryptable,
+  mapUnlinkRisk,
   mapUnreadable,
 } from './map-signal-content.ts';
 export type { AttachmentResults, EnvelopeFacts, EnvelopeHeader } from './map-signal-content.ts';
+export { rederiveSignalRecord } from './rederive-signal-record.ts';
+export type { SignalStreamContext } from './rederive-signal-record.ts';
 export { decodeContent, decodeEnvelope } from './proto/signal-content.ts';
 export type { AttachmentPointer, Content, DataMessage, EditMessage, Envelope, SyncMessage, SyncSent } from './proto/signal-content.ts';
 export { addPadding, stripPadding } from './proto/padding.ts';

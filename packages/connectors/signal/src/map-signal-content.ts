@@ -313,6 +313,49 @@ export function mapIdentityChange(facts: Pick<EnvelopeFacts, 'serverTimestamp' |
   };
 }
 
+/**
+ * This linked device's own identity, recorded once per device when capture starts: the `selfAci`
+ * every record's direction (and a receipt's target) was computed with, so re-derivation needs
+ * nothing the archive does not hold.
+ */
+export function mapLinkedDevice(aci: string, deviceId: number, linkedAt: string): CaptureInput {
+  return {
+    kind: 'system',
+    key: `signal:linked-device:${aci}:${deviceId}`,
+    sentAt: linkedAt,
+    sender: { id: aci },
+    system: { event: 'linked-device', fields: { aci, deviceId: String(deviceId) } },
+  };
+}
+
+/** Offline longer than Signal keeps a device's queue (about 30 days): what was queued may be gone. */
+export function mapOfflineGap(from: string, to: string): CaptureInput {
+  return { kind: 'gap', key: `gap:offline:${from}`, sentAt: to, gap: { reason: 'offline-beyond-signal-retention', from, to } };
+}
+
+/**
+ * A warning well before Signal unlinks a device that stays offline (about 30 days): one record
+ * per whole day offline from the warning threshold on, for as long as the outage lasts.
+ */
+export function mapUnlinkRisk(lastOnline: string, at: string, offlineDays: number, unlinkRiskAt: string): CaptureInput {
+  return {
+    kind: 'system',
+    key: `signal:unlink-risk:${lastOnline}:${offlineDays}`,
+    sentAt: at,
+    system: { event: 'unlink-risk', fields: { lastOnline, offlineDays: String(offlineDays), unlinkRiskAt } },
+  };
+}
+
+/** Signal unlinked this device (or refused its credentials): capture stops until it is relinked. */
+export function mapDeviceUnlinked(deviceId: number, at: string, reason: string | undefined): CaptureInput {
+  return {
+    kind: 'system',
+    key: `event:device-unlinked:${at}`,
+    sentAt: at,
+    system: { event: 'device-unlinked', fields: { deviceId: String(deviceId), ...(reason === undefined ? {} : { reason }) } },
+  };
+}
+
 /** What is known of an envelope before (or without) decryption. */
 export interface EnvelopeHeader {
   readonly id: string;
@@ -406,6 +449,7 @@ function attachmentOf(pointer: AttachmentPointer, results: AttachmentResults): A
 
 function envelopeMeta(facts: EnvelopeFacts): Meta {
   return {
+    ...(facts.clientTimestamp === undefined ? {} : { 'signal.clientTimestamp': facts.clientTimestamp }),
     'signal.envelopeType': facts.envelopeType,
     'signal.sealedSender': facts.sealedSender,
     'signal.senderDevice': facts.senderDevice,

@@ -174,10 +174,14 @@ describe('SignalConnector connection handling', () => {
     expect(connector.status().detail).toContain('relink');
     await connector.stop();
     const records = await s.records();
-    expect(records.map((r) => [r.kind, r.system?.event])).toEqual([['system', 'device-unlinked']]);
+    expect(records.map((r) => [r.kind, r.system?.event])).toEqual([
+      ['system', 'linked-device'],
+      ['system', 'device-unlinked'],
+    ]);
+    expect(records[1]?.system?.fields).toMatchObject({ reason: 'DeviceDelinked' });
   });
 
-  it('warns well before the ~30-day unlink when it has been offline, and reports the risk date', async () => {
+  it('warns well before the ~30-day unlink when it has been offline, records the risk, and reports the risk date', async () => {
     const s = await setup({ lastOnlineDaysAgo: 20 });
     const fake = fakeNet({ failConnects: 1000 });
     const connector = createSignalConnector({ account: 'alice', trustRoots: [ROOT], net: fake.net, reconnect: { minMs: 50, maxMs: 50 } });
@@ -187,7 +191,30 @@ describe('SignalConnector connection handling', () => {
     const risk = Date.parse(connector.signalStatus().unlinkRiskAt ?? '');
     expect(Math.round((risk - Date.now()) / 86_400_000)).toBe(10);
     await connector.stop();
-    expect(await s.records()).toEqual([]); // within the retention window: no gap yet
+    // Within the retention window: no gap yet, but the risk is in the archive, not only the log.
+    const records = await s.records();
+    expect(records.map((r) => [r.kind, r.system?.event])).toEqual([
+      ['system', 'linked-device'],
+      ['system', 'unlink-risk'],
+    ]);
+    expect(records[1]?.system?.fields).toMatchObject({ offlineDays: '20' });
+  });
+
+  it('records each whole day offline past the warning once, on an injected clock', async () => {
+    const s = await setup({ lastOnlineDaysAgo: 0 });
+    let now = Date.now();
+    const run = async () => {
+      const connector = createSignalConnector({ account: 'alice', trustRoots: [ROOT], net: fakeNet({ failConnects: 1000 }).net, reconnect: { minMs: 50, maxMs: 50 }, unlinkWarningDays: 7, clock: () => now });
+      await connector.start(s.context(connector));
+      await connector.stop();
+    };
+    now += 6.9 * 86_400_000; // below the warning
+    await run();
+    now += 5 * 86_400_000; // 11.9 days offline: one record, however often it is checked that day
+    await run();
+    await run();
+    const events = (await s.records()).filter((r) => r.system?.event === 'unlink-risk').map((r) => r.system?.fields?.offlineDays);
+    expect(events).toEqual(['11']);
   });
 
   it('records a gap when it was offline longer than Signal keeps a device queue', async () => {
@@ -195,7 +222,7 @@ describe('SignalConnector connection handling', () => {
     const connector = createSignalConnector({ account: 'alice', trustRoots: [ROOT], net: fakeNet().net });
     await connector.start(s.context(connector));
     await connector.stop();
-    const [gap] = await s.records();
+    const gap = (await s.records()).find((r) => r.kind === 'gap');
     expect(gap).toMatchObject({ kind: 'gap', gap: { reason: 'offline-beyond-signal-retention' } });
     expect(Math.round((Date.now() - Date.parse(gap?.gap?.from ?? '')) / 86_400_000)).toBe(40);
   });

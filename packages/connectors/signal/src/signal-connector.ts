@@ -28,7 +28,7 @@ import type { AuthenticatedChatConnection, ChatServerMessageAck, Net } from '@si
 import { type SignalAccount, loadAccount } from './account.ts';
 import { type AttachmentFetcher, DEFAULT_MAX_ATTACHMENT_BYTES, httpsAttachmentFetcher } from './attachments.ts';
 import { EnvelopeProcessor, MAX_BATCH_ENVELOPES } from './envelope-processor.ts';
-import { RAW_ENVELOPE_FORMAT } from './map-signal-content.ts';
+import { RAW_ENVELOPE_FORMAT, mapDeviceUnlinked, mapLinkedDevice, mapOfflineGap, mapUnlinkRisk } from './map-signal-content.ts';
 import { topUpPreKeys } from './prekeys.ts';
 import { type ProtocolStores, StateSenderKeyStore, protocolStores } from './protocol-stores.ts';
 import { SignalError } from './signal-error.ts';
@@ -62,6 +62,8 @@ export interface SignalConnectorOptions {
   readonly net?: Net;
   /** Test seam: throw from here to simulate a crash at that point. */
   readonly fault?: (point: FaultPoint, envelopeId: string) => void;
+  /** Clock for offline-time warnings, gaps and their records (ms since the epoch; default `Date.now`). */
+  readonly clock?: () => number;
 }
 
 /** Signal-specific status beyond {@link ConnectorStatus}. */
@@ -114,6 +116,7 @@ export class SignalConnector implements Connector {
   #backoffMs = 0;
   #lastOnline: number | undefined;
   #lastTopUp = 0;
+  #identityRecorded = false;
   /**
    * Serializes everything that commits the staged state: an envelope batch holds it from its
    * first decryption to its acknowledgement (or abandonment); prekey top-ups take it between.
@@ -208,19 +211,21 @@ export class SignalConnector implements Connector {
       signal: ctx.signal,
       ...(fault === undefined ? {} : { fault: (point: 'after-decrypt' | 'after-capture', id: string) => { this.#fault(point, id); } }),
     });
+    // The device's own identity: the context every record's direction is computed with.
+    await this.#recordIdentity();
     const lastOnline = await ctx.state.getJson<string>(LAST_ONLINE);
     this.#lastOnline = lastOnline === undefined ? Date.parse(account.linkedAt) : Date.parse(lastOnline);
-    this.#checkUnlinkRisk();
-    if (Date.now() - this.#lastOnline > UNLINK_AFTER_DAYS * DAY_MS) {
+    await this.#checkUnlinkRisk();
+    if (this.#now() - this.#lastOnline > UNLINK_AFTER_DAYS * DAY_MS) {
       // Signal keeps a device's queue for about 30 days: older traffic may be gone for good.
-      const from = new Date(this.#lastOnline).toISOString();
-      await ctx.capture({ kind: 'gap', key: `gap:offline:${from}`, sentAt: new Date(), gap: { reason: 'offline-beyond-signal-retention', from, to: new Date().toISOString() } });
+      await ctx.capture(mapOfflineGap(new Date(this.#lastOnline).toISOString(), new Date(this.#now()).toISOString()));
     }
     this.#net = this.#options.net ?? createNet(server);
     await this.#connect();
     this.#healthTimer = setInterval(() => {
-      this.#checkUnlinkRisk();
       this.#spawn(async () => {
+        await this.#recordIdentity();
+        await this.#checkUnlinkRisk();
         if (this.#chat !== undefined) await this.#markOnline();
         await this.#topUp(false);
       });
@@ -231,6 +236,8 @@ export class SignalConnector implements Connector {
   /** Decrypts and maps one envelope into the open batch, opening one (taking the lock) if needed. */
   async #map(envelope: SignalEnvelope) {
     const processor = this.#processor as EnvelopeProcessor;
+    // The archive failed when capture started: record the device's identity as soon as it takes records.
+    if (!this.#identityRecorded) this.#spawn(() => this.#recordIdentity());
     if (this.#batchRelease === undefined) this.#batchRelease = await this.#exclusive();
     try {
       const prepared = await processor.prepare(envelope.raw, envelope.deliveredAt);
@@ -337,7 +344,7 @@ export class SignalConnector implements Connector {
       io.transition('logged-out', reason);
       ctx.logger.error({ code: reason }, 'Signal unlinked this device; capture stopped. Relink with `offchannel link signal`.');
       this.#spawn(async () => {
-        await ctx.capture({ kind: 'system', key: `event:device-unlinked:${Date.now()}`, sentAt: new Date(), system: { event: 'device-unlinked', fields: { deviceId: String(this.#signalAccount?.deviceId ?? 0) } } });
+        await ctx.capture(mapDeviceUnlinked(this.#signalAccount?.deviceId ?? 0, new Date(this.#now()).toISOString(), reason));
       });
       return;
     }
@@ -373,20 +380,39 @@ export class SignalConnector implements Connector {
   async #markOnline(): Promise<void> {
     const ctx = this.#io?.ctx;
     if (ctx === undefined) return;
-    this.#lastOnline = Date.now();
+    this.#lastOnline = this.#now();
     await ctx.state.setJson(LAST_ONLINE, new Date(this.#lastOnline).toISOString());
   }
 
-  #checkUnlinkRisk(): void {
+  /** Records the `linked-device` record once per run (idempotent key); retried hourly if the archive failed. */
+  async #recordIdentity(): Promise<void> {
+    const ctx = this.#io?.ctx;
+    const account = this.#signalAccount;
+    if (ctx === undefined || account === undefined || this.#identityRecorded) return;
+    try {
+      await ctx.capture(mapLinkedDevice(account.aci, account.deviceId, account.linkedAt));
+      this.#identityRecorded = true;
+    } catch (error) {
+      ctx.logger.warn({ code: (error as { code?: string }).code }, 'could not record the linked-device record; retrying within the hour');
+    }
+  }
+
+  /** Offline for `unlinkWarningDays` or more: logged, and recorded once per whole day offline. */
+  async #checkUnlinkRisk(): Promise<void> {
     const ctx = this.#io?.ctx;
     if (ctx === undefined || this.#lastOnline === undefined || this.#chat !== undefined) return;
-    const offlineDays = (Date.now() - this.#lastOnline) / DAY_MS;
-    if (offlineDays >= (this.#options.unlinkWarningDays ?? 14)) {
-      ctx.logger.warn(
-        { offlineDays: Math.floor(offlineDays), unlinkRiskAt: new Date(this.#lastOnline + UNLINK_AFTER_DAYS * DAY_MS).toISOString() },
-        'this Signal linked device has been offline long enough that Signal may unlink it at about 30 days; messages queued for it would be lost. Reconnect it.',
-      );
-    }
+    const offlineDays = Math.floor((this.#now() - this.#lastOnline) / DAY_MS);
+    if (offlineDays < (this.#options.unlinkWarningDays ?? 14)) return;
+    const unlinkRiskAt = new Date(this.#lastOnline + UNLINK_AFTER_DAYS * DAY_MS).toISOString();
+    ctx.logger.warn(
+      { offlineDays, unlinkRiskAt },
+      'this Signal linked device has been offline long enough that Signal may unlink it at about 30 days; messages queued for it would be lost. Reconnect it.',
+    );
+    await ctx.capture(mapUnlinkRisk(new Date(this.#lastOnline).toISOString(), new Date(this.#now()).toISOString(), offlineDays, unlinkRiskAt));
+  }
+
+  #now(): number {
+    return (this.#options.clock ?? Date.now)();
   }
 
   /** Waits for the state lock; resolves with its release. */
