@@ -105,24 +105,25 @@ export class CaptureMetrics {
     });
     if (options.forwarded) {
       const forwarded = options.forwarded;
-      const backlog = new Gauge({ name: 'offchannel_spool_backlog_records', help: 'Records in the local spool not yet copied to S3.', labelNames: ['stream'], registers });
+      // Each gauge computes its own values at collect time: the registry reads them one by one.
+      const backlog = new Gauge({
+        name: 'offchannel_spool_backlog_records',
+        help: 'Records in the local spool not yet copied to S3.',
+        labelNames: ['stream'],
+        registers,
+        collect: () => {
+          backlog.reset();
+          for (const { stream, behind } of this.#behind(forwarded())) backlog.set({ stream }, behind);
+        },
+      });
       const lag = new Gauge({
         name: 'offchannel_forwarder_lag_seconds',
         help: 'Age of the oldest record in the spool not yet copied to S3 (0 when none; at least the time since start for records left by an earlier run).',
         labelNames: ['stream'],
         registers,
         collect: () => {
-          backlog.reset();
           lag.reset();
-          const copied = forwarded();
-          const streams = new Set([...copied.keys(), ...this.#marks.keys()]);
-          for (const stream of streams) {
-            const marks = this.#mark(stream);
-            this.#forwardedTo(marks, copied.get(stream) ?? 0);
-            const behind = Math.max(0, marks.spoolHead - marks.forwardedSeq);
-            backlog.set({ stream }, behind);
-            lag.set({ stream }, behind === 0 ? 0 : this.#age(marks.unforwarded[0]?.at ?? this.#started));
-          }
+          for (const { stream, behind, oldest } of this.#behind(forwarded())) lag.set({ stream }, behind === 0 ? 0 : this.#age(oldest));
         },
       });
     }
@@ -183,6 +184,15 @@ export class CaptureMetrics {
       this.#marks.set(stream, marks);
     }
     return marks;
+  }
+
+  /** Per stream: records not yet copied, and when the oldest of them was written. */
+  #behind(copied: ReadonlyMap<string, number | undefined>): { readonly stream: string; readonly behind: number; readonly oldest: number }[] {
+    return [...new Set([...copied.keys(), ...this.#marks.keys()])].map((stream) => {
+      const marks = this.#mark(stream);
+      this.#forwardedTo(marks, copied.get(stream) ?? 0);
+      return { stream, behind: Math.max(0, marks.spoolHead - marks.forwardedSeq), oldest: marks.unforwarded[0]?.at ?? this.#started };
+    });
   }
 
   #forwardedTo(marks: StreamMarks, seq: number): void {
