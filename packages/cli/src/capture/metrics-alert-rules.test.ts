@@ -103,7 +103,7 @@ describe('example alert rules (docs/metrics.md)', () => {
         return execFileSync(promtool, args, { cwd: dir, timeout: 50_000, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
       } catch (error) {
         const failed = error as { stdout?: Buffer; stderr?: Buffer };
-        throw new Error(`promtool ${args.join(' ')} failed:\n${failed.stdout?.toString() ?? ''}${failed.stderr?.toString() ?? ''}`);
+        throw new Error(`promtool ${args.join(' ')} failed:\n${failed.stdout?.toString() ?? ''}${failed.stderr?.toString() ?? ''}`, { cause: error });
       }
     };
     expect(run(['check', 'rules', 'rules.yml'])).toMatch(/SUCCESS: 7 rules found/);
