@@ -8,6 +8,7 @@ import { ConfigError, generateStateKey } from '@offchannel/core';
 import { createRecordingLogger } from '@offchannel/core/testing';
 import { parseCaptureConfig } from './capture-config.ts';
 import { CaptureRunner } from './capture-runner.ts';
+import { runCli } from '../testing/run-cli.ts';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
@@ -18,7 +19,7 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
-async function workspace(listen = '127.0.0.1:0'): Promise<{ dir: string; config: ReturnType<typeof parseCaptureConfig> }> {
+async function workspace(listen = '127.0.0.1:0'): Promise<{ dir: string; file: string; config: ReturnType<typeof parseCaptureConfig> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-runner-metrics-'));
   dirs.push(dir);
   await writeFile(path.join(dir, 'state.key'), `${generateStateKey()}\n`, { mode: 0o600 });
@@ -29,7 +30,9 @@ async function workspace(listen = '127.0.0.1:0'): Promise<{ dir: string; config:
     metrics: { listen, tokenFile: './metrics.token' },
     connectors: [{ channel: 'demo', account: 'alice@firm.example', intervalMs: 0 }],
   };
-  return { dir, config: parseCaptureConfig(body, path.join(dir, 'offchannel.config.json')) };
+  const file = path.join(dir, 'offchannel.config.json');
+  await writeFile(file, JSON.stringify(body), { mode: 0o600 });
+  return { dir, file, config: parseCaptureConfig(body, file) };
 }
 
 async function scrape(address: { host: string; port: number }): Promise<string> {
@@ -98,5 +101,18 @@ describe('capture runner metrics', () => {
     } finally {
       await new Promise<void>((resolve) => holder.close(() => { resolve(); }));
     }
+  });
+
+  it('capture --check names the endpoint and checks the token file', async () => {
+    const { dir, file } = await workspace('[::1]:9464');
+    const checked = await runCli(['capture', '--check', '--config', file]);
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toContain(`metrics: [::1]:9464 (GET /metrics, bearer token from ${path.join(dir, 'metrics.token')})`);
+    expect(checked.stdout).not.toContain(TOKEN);
+    await chmod(path.join(dir, 'metrics.token'), 0o604);
+    const refused = await runCli(['capture', '--check', '--config', file]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/config\.metrics\.tokenFile.*chmod 600/);
+    expect(refused.stderr + refused.stdout).not.toContain(TOKEN);
   });
 });
