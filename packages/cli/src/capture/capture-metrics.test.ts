@@ -96,6 +96,10 @@ describe('capture metrics', { timeout: 60_000 }, () => {
     expect(sample(text, 'offchannel_seconds_since_last_event', { stream: 'whatsapp:bob' })).toBe(Infinity);
     expect(sample(text, 'offchannel_seconds_since_last_attestation', { stream: STREAM })).toBe(Infinity);
 
+    // Another recorder on the same spool (delivery receipts): its stream's head is not known here.
+    const receipts = new Recorder({ sink: forwarder.sink });
+    await receipts.writer({ channel: 'delivery', account: 'journal', source: { package: 'offchannel', version: '0.0.0' } }).capture({ kind: 'system', system: { event: 'delivered' } });
+    await receipts.close();
     forwarder.start();
     await forwarder.drain({ timeoutMs: 30_000 });
     metrics.noteAttestation(STREAM, new Date(now - 5000));
@@ -109,6 +113,7 @@ describe('capture metrics', { timeout: 60_000 }, () => {
     text = (await metrics.render()).body;
     expect(sample(text, 'offchannel_spool_backlog_records', { stream: STREAM })).toBe(0);
     expect(sample(text, 'offchannel_forwarder_lag_seconds', { stream: STREAM })).toBe(0);
+    expect(text).not.toContain('stream="delivery:journal"');
     expect(sample(text, 'offchannel_seconds_since_last_attestation', { stream: STREAM })).toBe(15);
     expect(sample(text, 'offchannel_connector_failures_total', { stream: 'whatsapp:bob', code: 'WHATSAPP_LOGGED_OUT' })).toBe(1);
     expect(sample(text, 'offchannel_connector_failures_total', { stream: 'whatsapp:bob', code: 'OTHER' })).toBe(1);

@@ -37,8 +37,10 @@ export interface CaptureMetricsOptions {
 interface StreamMarks {
   lastEventAt?: number;
   lastAttestationAt?: number;
-  /** Highest seq this process wrote to the spool. */
+  /** Highest seq this process wrote to the spool (0: it wrote none, so the backlog is unknown). */
   spoolHead: number;
+  /** This process recorded into the stream. */
+  recording: boolean;
   /** Highest seq known copied to S3. */
   forwardedSeq: number;
   /** (seq, time) of the first record written in each second not yet copied: the lag's clock. */
@@ -142,6 +144,7 @@ export class CaptureMetrics {
     if (event.kind !== 'system' && event.kind !== 'policy') marks.lastEventAt = now;
     if (event.status === 'duplicate') this.#duplicates.inc({ stream });
     if (event.status !== 'recorded' || event.seq === undefined) return;
+    marks.recording = true;
     this.#records.inc({ stream, kind: RECORD_KINDS.find((kind) => kind === event.kind) ?? 'unknown' });
     if (event.seq > marks.spoolHead) {
       marks.spoolHead = event.seq;
@@ -180,18 +183,22 @@ export class CaptureMetrics {
   #mark(stream: string): StreamMarks {
     let marks = this.#marks.get(stream);
     if (!marks) {
-      marks = { spoolHead: 0, forwardedSeq: 0, unforwarded: [] };
+      marks = { spoolHead: 0, recording: false, forwardedSeq: 0, unforwarded: [] };
       this.#marks.set(stream, marks);
     }
     return marks;
   }
 
-  /** Per stream: records not yet copied, and when the oldest of them was written. */
+  /**
+   * Per stream this process records into: records not yet copied, and when the oldest of them
+   * was written. Streams others write to the spool (delivery receipts) are left out: their head
+   * is not known here, and a 0 would be a false all-clear.
+   */
   #behind(copied: ReadonlyMap<string, number | undefined>): { readonly stream: string; readonly behind: number; readonly oldest: number }[] {
-    return [...new Set([...copied.keys(), ...this.#marks.keys()])].map((stream) => {
-      const marks = this.#mark(stream);
+    return [...this.#marks].flatMap(([stream, marks]) => {
+      if (!marks.recording) return [];
       this.#forwardedTo(marks, copied.get(stream) ?? 0);
-      return { stream, behind: Math.max(0, marks.spoolHead - marks.forwardedSeq), oldest: marks.unforwarded[0]?.at ?? this.#started };
+      return [{ stream, behind: Math.max(0, marks.spoolHead - marks.forwardedSeq), oldest: marks.unforwarded[0]?.at ?? this.#started }];
     });
   }
 
