@@ -98,7 +98,7 @@ export { SAFE_LOG_FIELDS, isSafeLogField, redactForLog, redactingLogger } from '
 
 // Recorder
 export { Recorder } from './recorder/recorder.ts';
-export type { RecorderOptions, RecorderStats, StreamWriter } from './recorder/recorder.ts';
+export type { CaptureEvent, RecorderOptions, RecorderStats, StreamWriter } from './recorder/recorder.ts';
 export { defaultCaptureKey, prepareCapture } from './recorder/prepare-capture.ts';
 export { CheckpointRefusedError } from './recorder/stream-checkpointer.ts';
 export { memoryKeyIndex, openKeyIndex } from './recorder/key-index.ts';

@@ -63,6 +63,8 @@ export interface SupervisorOptions {
   readonly env?: Environment;
   /** The firm's key for excluded-contact HMACs (`policy.identifierKeyFile`). */
   readonly identifierKey?: { readonly bytes: Uint8Array; readonly id: string };
+  /** Told each failure that restarts or parks the account, by error code (for metrics). */
+  readonly onFailure?: (stream: string, code: string) => void;
 }
 
 /** One account, for status lines and the shutdown summary. */
@@ -264,6 +266,7 @@ export class AccountSupervisor {
   /** Parks the account, or schedules the next attempt. */
   async #failed(verdict: FailureVerdict, error: unknown): Promise<void> {
     if (this.#stopping) return;
+    this.#options.onFailure?.(this.stream, verdict.code);
     if (verdict.state === 'claimed-elsewhere') {
       // Not ours to write: the other process records its own state.
       this.#set('claimed-elsewhere', verdict.code);

@@ -11,6 +11,7 @@
  *   "signing": { "keyFile": "./signing.key", "everyRecords": 1000, "everyMs": 60000 },
  *   "policy": { "version": "firm-comms-policy@2026-11-01", "identifierKeyFile": "./policy-identifier.key" },
  *   "log": { "level": "info" },
+ *   "metrics": { "listen": "127.0.0.1:9464", "tokenFile": "./metrics.token" },
  *   "connectors": [
  *     { "channel": "imessage", "account": "alice@firm.example",
  *       "policy": { "exclude": { "contacts": ["+15550199"] } } }
@@ -22,6 +23,7 @@ import path from 'node:path';
 import { ConfigError, assertAccountName, assertChannelName } from '@offchannel/core';
 import { describeKeyMaterial } from '../keys.ts';
 import { type DeliveryEntry, parseDeliveryConfig } from './capture-deliveries.ts';
+import { type MetricsConfig, parseMetricsConfig } from './metrics-config.ts';
 import { type Json, object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString, stringList } from './config-reader.ts';
 
 export type ArchiveConfig =
@@ -81,6 +83,8 @@ export interface CaptureConfig {
   readonly connectors: readonly ConnectorConfig[];
   /** SMTP journaling targets fed while capturing (docs/delivery.md). */
   readonly delivery: readonly DeliveryEntry[];
+  /** The opt-in Prometheus endpoint (docs/metrics.md); absent: no listener. */
+  readonly metrics?: MetricsConfig;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -89,7 +93,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export function parseCaptureConfig(value: unknown, file: string): CaptureConfig {
   const base = path.dirname(path.resolve(file));
   const at = (relative: string): string => path.resolve(base, relative);
-  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'supervision', 'connectors', 'delivery']);
+  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'supervision', 'connectors', 'delivery', 'metrics']);
 
   const archive = parseArchive(root.archive ?? { dir: './archive' }, at);
   const stateConfig = object(root.state ?? {}, 'config.state', ['dir', 'keyFile', 'unencrypted']);
@@ -139,6 +143,8 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     throw new ConfigError('config.policy.identifierKeyFile', 'is required when any connector excludes contacts or conversations: exclusions are recorded as HMACs under this key, which the firm keeps and can give an examiner (create it with: offchannel keygen --identifier-key --out policy-identifier.key)');
   }
 
+  const metrics = parseMetricsConfig(root.metrics, at);
+
   return {
     file: path.resolve(file),
     archive,
@@ -154,6 +160,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     supervision: { restartInitialMs, restartMaxMs },
     connectors,
     delivery: parseDeliveryConfig(root.delivery, at),
+    ...(metrics ? { metrics } : {}),
   };
 }
 

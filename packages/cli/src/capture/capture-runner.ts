@@ -37,6 +37,9 @@ import { PARKED_STATES } from './classify-failure.ts';
 import { type Environment, type Loader, checkConnectorEntry } from './connector-registry.ts';
 import { CLI_PACKAGE } from '../version.ts';
 import { CaptureDeliveries, type DeliverySnapshot } from './capture-deliveries.ts';
+import { CaptureMetrics } from './capture-metrics.ts';
+import { readMetricsToken } from './metrics-config.ts';
+import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 
 export interface RunningConnector {
   readonly stream: string;
@@ -102,6 +105,9 @@ export class CaptureRunner {
   #identifierKey: { readonly bytes: Uint8Array; readonly id: string } | undefined;
   #reloading: Promise<unknown> = Promise.resolve();
   #stopped = false;
+  /** The Prometheus endpoint (config `metrics`), never in one-shot (`strict`) runs. */
+  #metrics: CaptureMetrics | undefined;
+  #metricsServer: MetricsServer | undefined;
 
   constructor(config: CaptureConfig, logger: Logger, options: CaptureRunnerOptions = {}) {
     this.#config = config;
@@ -122,6 +128,19 @@ export class CaptureRunner {
     return this.#runId;
   }
 
+  /** Where the metrics endpoint listens, when configured. */
+  get metricsAddress(): { readonly host: string; readonly port: number } | undefined {
+    return this.#metricsServer ? { host: this.#metricsServer.host, port: this.#metricsServer.port } : undefined;
+  }
+
+  /**
+   * The attestation hook: `stream` was attested live at `at`. Feeds the metric
+   * `offchannel_seconds_since_last_attestation`; does nothing without a metrics endpoint.
+   */
+  noteAttestation(stream: string, at: Date): void {
+    this.#metrics?.noteAttestation(stream, at);
+  }
+
   /**
    * Checks every entry, opens the archive, state store and keys, and starts every account of
    * the shard. Rejects only when the process as a whole cannot run (config, archive, keys);
@@ -131,6 +150,14 @@ export class CaptureRunner {
     const config = this.#config;
     try {
       for (const entry of config.connectors) await checkConnectorEntry(entry, this.#options.load, this.#options.env);
+      // The token first: a metrics section that cannot be served stops capture before it opens anything.
+      const metricsToken = config.metrics && !this.#options.strict ? await readMetricsToken(config.metrics.tokenFile) : undefined;
+      if (metricsToken !== undefined) {
+        this.#metrics = new CaptureMetrics({
+          accounts: () => [...this.#supervisors.values()].map((supervisor) => supervisor.snapshot()),
+          ...(config.archive.kind === 's3' ? { forwarded: () => this.#forwardedSeqs() } : {}),
+        });
+      }
       this.#state = await openConfiguredStateStore(config.state, this.#logger);
       const signer = config.signing ? await loadSigningKey(config.signing.keyFile) : undefined;
       this.#identifierKey = config.policy.identifierKeyFile === undefined ? undefined : await loadIdentifierKey(config.policy.identifierKeyFile);
@@ -142,6 +169,7 @@ export class CaptureRunner {
         sink: this.#forwarder?.sink ?? this.#sink,
         keyIndex: this.#keyIndex,
         logger: this.#logger,
+        ...(this.#metrics ? { onCapture: this.#metrics.observeCapture } : {}),
         ...(signer && config.signing
           ? {
               checkpoints: {
@@ -154,6 +182,20 @@ export class CaptureRunner {
             }
           : {}),
       });
+      if (this.#metrics && config.metrics && metricsToken !== undefined) {
+        const metrics = this.#metrics;
+        this.#metricsServer = await startMetricsServer({
+          host: config.metrics.host,
+          port: config.metrics.port,
+          token: metricsToken,
+          render: () => metrics.render(),
+          onUnauthorized: () => {
+            metrics.noteUnauthorized();
+          },
+        });
+        const { host, port } = this.#metricsServer;
+        this.#logger.info({ listen: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` }, 'metrics endpoint listening (GET /metrics with the bearer token)');
+      }
       await this.#startAll(this.#mine(config.connectors));
       if (this.#options.strict) {
         const failed = [...this.#supervisors.values()].find((supervisor) => supervisor.startError !== undefined);
@@ -189,7 +231,7 @@ export class CaptureRunner {
    * Applies a re-read config: accounts added to this shard start, removed ones stop cleanly,
    * changed ones restart, parked ones are tried again, the others are not touched. A config
    * that fails its checks is refused as a whole (`ConfigError`) and nothing changes. Only
-   * `connectors` and `supervision` are re-read; archive, state, signing, policy, log and delivery need a
+   * `connectors` and `supervision` are re-read; archive, state, signing, policy, log, delivery and metrics need a
    * restart (a warning says so).
    */
   reload(next: CaptureConfig): Promise<ReloadResult> {
@@ -202,7 +244,7 @@ export class CaptureRunner {
     if (this.#stopped || !this.#recorder) throw new ConfigError('config', 'was not applied: capture is stopping');
     for (const entry of next.connectors) await checkConnectorEntry(entry, this.#options.load, this.#options.env);
     const current = this.#config;
-    const fixed = (['archive', 'state', 'signing', 'policy', 'log', 'delivery'] as const).filter((key) => JSON.stringify(current[key]) !== JSON.stringify(next[key]));
+    const fixed = (['archive', 'state', 'signing', 'policy', 'log', 'delivery', 'metrics'] as const).filter((key) => JSON.stringify(current[key]) !== JSON.stringify(next[key]));
     if (fixed.length > 0) this.#logger.warn({ settings: fixed }, 'these settings changed in the config but apply only after a restart; the connector list was applied');
     this.#config = { ...current, connectors: next.connectors, supervision: next.supervision };
     const wanted = new Map(this.#mine(next.connectors).map((entry) => [`${entry.channel}:${entry.account}`, entry]));
@@ -256,6 +298,8 @@ export class CaptureRunner {
     this.#stopped = true;
     if (this.#policyTimer) clearInterval(this.#policyTimer);
     await this.#reloading;
+    await this.#metricsServer?.close();
+    this.#metricsServer = undefined;
     const errors: unknown[] = [];
     const attempt = async (what: string, action: () => Promise<unknown>): Promise<void> => {
       try {
@@ -285,6 +329,13 @@ export class CaptureRunner {
     if (errors.length > 0) throw errors[0];
   }
 
+  /** Per stream, the last seq the S3 copy is known to hold. */
+  #forwardedSeqs(): Map<string, number | undefined> {
+    const seqs = new Map<string, number | undefined>();
+    for (const target of this.#forwarder?.status().targets ?? []) for (const stream of target.streams) seqs.set(stream.stream, stream.seq);
+    return seqs;
+  }
+
   /** The entries of this process's shard. */
   #mine(entries: readonly ConnectorConfig[]): ConnectorConfig[] {
     return entries.filter((entry) => inShard(streamOf(entry), this.#options.shard));
@@ -312,6 +363,7 @@ export class CaptureRunner {
         ...(this.#options.load ? { load: this.#options.load } : {}),
         ...(this.#options.env ? { env: this.#options.env } : {}),
         ...(this.#identifierKey ? { identifierKey: this.#identifierKey } : {}),
+        ...(this.#metrics ? { onFailure: (stream: string, code: string) => this.#metrics?.noteFailure(stream, code) } : {}),
       });
       this.#supervisors.set(supervisor.stream, supervisor);
       return supervisor;
@@ -336,7 +388,13 @@ export class CaptureRunner {
         ...(archive.forcePathStyle === undefined ? {} : { forcePathStyle: archive.forcePathStyle }),
         ...(archive.retentionYears === undefined ? {} : { retention: { records: { years: archive.retentionYears }, blobs: { years: archive.retentionYears }, checkpoints: { years: archive.retentionYears }, tiles: { years: archive.retentionYears } } }),
       });
-      this.#forwarder = new Forwarder({ spool, targets: [{ name: 's3', sink: s3 }], logger: this.#logger, ...(archive.spoolPrune ? { prune: archive.spoolPrune } : {}) });
+      this.#forwarder = new Forwarder({
+        spool,
+        targets: [{ name: 's3', sink: s3 }],
+        logger: this.#logger,
+        ...(archive.spoolPrune ? { prune: archive.spoolPrune } : {}),
+        ...(this.#metrics ? { onForwarded: this.#metrics.observeForwarded } : {}),
+      });
       this.#forwarder.start();
       return spool;
     } catch (error) {

@@ -7,6 +7,7 @@ import type { DeliverySnapshot } from '../capture/capture-deliveries.ts';
 import { CaptureRunner, readConfigJson } from '../capture/capture-runner.ts';
 import { inShard, parseShard, shardText } from '../capture/capture-shard.ts';
 import { checkConnectorEntry } from '../capture/connector-registry.ts';
+import { readMetricsToken } from '../capture/metrics-config.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
 import { plural } from '../format.ts';
@@ -60,8 +61,9 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
   const config = parseCaptureConfig(await readConfigJson(file), file);
   if (values.check) {
     for (const entry of config.connectors) await checkConnectorEntry(entry);
+    if (config.metrics) await readMetricsToken(config.metrics.tokenFile);
     const mine = config.connectors.filter((entry) => inShard(`${entry.channel}:${entry.account}`, shard));
-    io.stdout.write(`config OK: ${file}\n  ${plural(config.connectors.length, 'connector')}: ${config.connectors.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n${shard ? `  shard ${shardText(shard)}: ${mine.length === 0 ? 'none of them (this process would wait for a reload)' : `${mine.length} of them: ${mine.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}`}\n` : ''}  archive: ${config.archive.kind === 'dir' ? config.archive.dir : `${config.archive.url} (spool ${config.archive.spool})`}\n  signing: ${config.signing ? config.signing.keyFile : 'none (checkpoints will not be signed)'}\n  policy: ${config.policy.version ?? 'none'}\n  delivery: ${config.delivery.map((target) => `${target.name} → ${target.to} (${target.mode})`).join(', ') || 'none'}\n`);
+    io.stdout.write(`config OK: ${file}\n  ${plural(config.connectors.length, 'connector')}: ${config.connectors.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}\n${shard ? `  shard ${shardText(shard)}: ${mine.length === 0 ? 'none of them (this process would wait for a reload)' : `${mine.length} of them: ${mine.map((entry) => `${entry.channel}:${entry.account}`).join(', ')}`}\n` : ''}  archive: ${config.archive.kind === 'dir' ? config.archive.dir : `${config.archive.url} (spool ${config.archive.spool})`}\n  signing: ${config.signing ? config.signing.keyFile : 'none (checkpoints will not be signed)'}\n  policy: ${config.policy.version ?? 'none'}\n  delivery: ${config.delivery.map((target) => `${target.name} → ${target.to} (${target.mode})`).join(', ') || 'none'}\n  metrics: ${config.metrics ? `${config.metrics.host.includes(':') ? `[${config.metrics.host}]` : config.metrics.host}:${config.metrics.port} (GET /metrics, bearer token from ${config.metrics.tokenFile})` : 'none (no listener)'}\n`);
     return EXIT_OK;
   }
   const logger = createLogger(values['log-level'], io.env, config.log.level);

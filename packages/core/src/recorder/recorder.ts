@@ -21,7 +21,7 @@ import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
 import type { CaptureInput, CaptureResult } from '../record/capture-input.ts';
-import type { BlobRef, SourceInfo } from '../record/record.ts';
+import { RECORD_KINDS, type BlobRef, type RecordKind, type SourceInfo } from '../record/record.ts';
 import { streamName } from '../record/stream-name.ts';
 import { MAX_BATCH_RECORDS } from '../sink/check-inputs.ts';
 import { SINK_SPEC_VERSION, type Sink } from '../sink/sink.ts';
@@ -63,6 +63,26 @@ export interface RecorderOptions {
    * it (close it after the recorder).
    */
   readonly keyIndex?: KeyIndex;
+  /**
+   * Told how each capture settled, for metrics: its stream, kind, outcome and how long from
+   * `capture()` to durable (or to the failure). Never given the record's content. Called
+   * synchronously after the capture settles; a throw from it is ignored.
+   */
+  readonly onCapture?: (event: CaptureEvent) => void;
+}
+
+/** How one capture settled (`RecorderOptions.onCapture`). */
+export interface CaptureEvent {
+  readonly stream: string;
+  /** The input's kind when it is one of `RECORD_KINDS` and the capture did not fail; else `undefined`. */
+  readonly kind: RecordKind | undefined;
+  readonly status: CaptureResult['status'] | 'failed';
+  /** The record's seq (not when failed). */
+  readonly seq?: number;
+  /** The error's code when failed (`UNKNOWN` for an error without one). */
+  readonly code?: string;
+  /** From `capture()` to durable (or duplicate, or failed), monotonic clock. */
+  readonly seconds: number;
 }
 
 /** Captures into one stream with a fixed `source`. What a connector's context wraps. */
@@ -104,6 +124,7 @@ export class Recorder {
   private readonly checkpoints: CheckpointOptions | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly keyIndex: KeyIndex;
+  private readonly onCapture: ((event: CaptureEvent) => void) | undefined;
 
   /**
    * Mounts `sink`. Throws {@link SinkUnsuitableError} if the sink declares another contract
@@ -127,6 +148,7 @@ export class Recorder {
     this.clock = options.clock ?? (() => new Date());
     this.checkpoints = options.checkpoints;
     this.keyIndex = options.keyIndex ?? memoryKeyIndex();
+    this.onCapture = options.onCapture;
     if (this.checkpoints) {
       const every = this.checkpoints.everyMs ?? 60_000;
       if (!Number.isInteger(every) || every < 1) throw new RangeError('checkpoints.everyMs must be a positive integer');
@@ -167,6 +189,31 @@ export class Recorder {
    * acknowledge upstream; capturing again later is safe).
    */
   capture(stream: string, source: SourceInfo, input: CaptureInput): Promise<CaptureResult> {
+    const promise = this.record(stream, source, input);
+    const observe = this.onCapture;
+    if (!observe) return promise;
+    const started = performance.now();
+    const declared: unknown = (input as { kind?: unknown } | null)?.kind;
+    const kind = RECORD_KINDS.find((known) => known === declared);
+    const tell = (event: Omit<CaptureEvent, 'stream' | 'seconds'>): void => {
+      try {
+        observe({ stream, ...event, seconds: (performance.now() - started) / 1000 });
+      } catch {
+        // Metrics never change what a capture does.
+      }
+    };
+    promise.then(
+      (result) => {
+        tell({ kind, status: result.status, seq: result.seq });
+      },
+      (error: unknown) => {
+        tell({ kind: undefined, status: 'failed', code: OffchannelError.isInstance(error) ? error.code : 'UNKNOWN' });
+      },
+    );
+    return promise;
+  }
+
+  private record(stream: string, source: SourceInfo, input: CaptureInput): Promise<CaptureResult> {
     let log: StreamLog;
     let prepared: PreparedCapture;
     try {
