@@ -155,4 +155,5 @@ else {
   console.log(`  bare libsignal decrypt          ${result.bareDecryptPerSecond} envelopes/s`);
   console.log(`  one at a time (durable)         ${result.oneAtATimePerSecond} envelopes/s  (${result.oneAtATimeRatio} of bare)`);
   console.log(`  connector, batched (durable)    ${result.connectorPerSecond} envelopes/s  (${result.connectorRatio} of bare; per round ${result.connectorRatioPerRound.join(', ')})`);
+  console.log(`  target ≥ 1,000 envelopes/s end to end: ${result.connectorPerSecond >= 1000 ? 'PASS' : 'FAIL'}`);
 }
