@@ -36,6 +36,8 @@ export interface VerifyChunkResult {
   readonly blobs: readonly (readonly [number, string, string, number])[];
   /** Set when a record in the chunk failed a check; the caller re-verifies sequentially. */
   readonly problem?: string;
+  /** The request's buffer, handed back by the worker for reuse. */
+  readonly returned?: ArrayBuffer;
 }
 
 /** Verifies a chunk's records: canonical, valid, in this stream, contiguous, chained. */
