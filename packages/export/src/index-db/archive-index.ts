@@ -38,7 +38,10 @@ const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
  * A temporary SQLite index over the archive, so export streams with bounded memory: one pass
  * reads every record into the index (on disk, deleted on close); the exporters then walk one
  * conversation at a time and look up the edits, deletes, reactions and receipts of each
- * message by its resolved target. The index is a working copy only — what is exported comes
+ * message by its resolved target. Records are stored in conversation and time order (the
+ * table's key), so walking a conversation reads consecutive pages — with the records kept in
+ * archive order, conversations interleave and every conversation would read the whole file
+ * through SQLite's small page cache. Seq order, for JSONL, goes through the `by_seq` index. The index is a working copy only — what is exported comes
  * from records whose hashes the archive's verification has just checked.
  */
 export class ArchiveIndex {
@@ -54,7 +57,7 @@ export class ArchiveIndex {
   private constructor(db: DatabaseSync, file: string) {
     this.#db = db;
     this.#file = file;
-    this.#byKey = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? AND seq = ?');
+    this.#byKey = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
       `SELECT stream, seq, hash, json FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
@@ -62,7 +65,7 @@ export class ArchiveIndex {
     this.#modifiers = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
     this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#byNativeId = db.prepare("SELECT seq FROM records INDEXED BY by_native_id WHERE conv = ? AND native_id = ? AND kind = 'message' ORDER BY seq LIMIT 1");
-    this.#streamRecords = db.prepare('SELECT stream, seq, hash, json FROM records WHERE stream = ? ORDER BY seq');
+    this.#streamRecords = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_seq WHERE stream = ? ORDER BY seq');
   }
 
   /**
@@ -82,7 +85,7 @@ export class ArchiveIndex {
       db.exec(`PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
         CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
           conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
-          target_seq INTEGER, json TEXT NOT NULL, PRIMARY KEY (stream, seq)) WITHOUT ROWID;`);
+          target_seq INTEGER, json TEXT NOT NULL, PRIMARY KEY (conv, at, seq)) WITHOUT ROWID;`);
       const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)');
       let done = 0;
       for (const [stream, head] of heads) {
@@ -114,9 +117,9 @@ export class ArchiveIndex {
       onProgress?.(done);
       // Full (not partial) indexes, named in the queries: SQLite does not use a partial index for
       // a comparison with a bound parameter, and would otherwise scan (quadratic export time).
-      db.exec(`CREATE INDEX by_native ON records (stream, native, seq);
-        CREATE INDEX by_native_id ON records (conv, native_id, seq);
-        CREATE INDEX by_conv ON records (conv, at, seq);`);
+      db.exec(`CREATE UNIQUE INDEX by_seq ON records (stream, seq);
+        CREATE INDEX by_native ON records (stream, native, seq);
+        CREATE INDEX by_native_id ON records (conv, native_id, seq);`);
       // A modifier's target is the original's native ref; fall back to the bare id within the
       // conversation for connectors whose target carries fewer scope members than the native.
       db.exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native WHERE r.stream = records.stream
@@ -138,12 +141,11 @@ export class ArchiveIndex {
   conversations(): ConversationSummary[] {
     const rows = this.#db
       .prepare('SELECT conv, stream, COUNT(*) AS records, MIN(at) AS firstAt, MAX(at) AS lastAt, MAX(seq) AS lastSeq FROM records GROUP BY conv ORDER BY stream, firstAt, conv')
-      .all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string }[];
-    const latest = this.#db.prepare("SELECT json FROM records WHERE conv = ? AND json LIKE '%\"conversation\":%' ORDER BY seq DESC LIMIT 1");
+      .all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string; lastSeq: number }[];
     return rows.map((row) => {
       const id = row.conv.slice(row.stream.length + 1);
-      const newest = id === '' ? undefined : (latest.get(row.conv) as { json: string } | undefined);
-      const conversation = newest ? (JSON.parse(newest.json) as ArchiveRecord).conversation : undefined;
+      // Every record of a conversation with an id names it: the newest one has its newest title.
+      const conversation = id === '' ? undefined : this.get(row.stream, row.lastSeq)?.record.conversation;
       return {
         key: row.conv,
         stream: row.stream,
