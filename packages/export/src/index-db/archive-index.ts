@@ -1,7 +1,7 @@
 import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { type ArchiveRecord, type NativeRef, type Sink, type StreamHead, ZERO_HASH, canonicalize, decodeRecord } from '@offchannel/core';
+import { type ArchiveRecord, type NativeRef, type Sink, type StreamHead, ZERO_HASH, canonicalize, sha256Hex } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
 import { sortableTime } from './sortable-time.ts';
 
@@ -96,19 +96,26 @@ export class ArchiveIndex {
           const { record, hash } = decodeStoredRecord(stream, stored.seq, stored.bytes);
           if (record.stream !== stream || record.seq !== last.seq + 1 || stored.seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
           last = { seq: record.seq, hash };
-          insert.run(
-            stream,
-            record.seq,
-            hash,
-            record.kind,
-            conversationKey(record),
-            sortableTime(record.sentAt ?? record.capturedAt),
-            record.native ? canonicalize(record.native) : null,
-            record.native?.id ?? null,
-            record.target ? canonicalize(record.target) : null,
-            record.target?.id ?? null,
-            Buffer.from(stored.bytes).toString('utf8'),
-          );
+          let row;
+          try {
+            row = [
+              stream,
+              record.seq,
+              hash,
+              record.kind,
+              conversationKey(record),
+              sortableTime(record.sentAt ?? record.capturedAt),
+              record.native ? canonicalize(record.native) : null,
+              record.native?.id ?? null,
+              record.target ? canonicalize(record.target) : null,
+              record.target?.id ?? null,
+              Buffer.from(stored.bytes.buffer, stored.bytes.byteOffset, stored.bytes.length).toString('utf8'),
+            ] as const;
+            insert.run(...row);
+          } catch (error) {
+            // Fields that are not what a verified record holds: the bytes changed since verification.
+            throw invalid(stream, record.seq, error);
+          }
           if (++done % 10_000 === 0) onProgress?.(done);
         }
         if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
@@ -202,12 +209,25 @@ function changed(stream: string, seq: number): ExportError {
   return new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (detected at seq ${seq}); nothing was exported. Run offchannel verify, then export again`);
 }
 
+/**
+ * A stored record's fields and SHA-256. Parsing is all that is needed: verification validated
+ * every record (canonical form, schema), and the chain checked here, ending in the verified
+ * head, proves by SHA-256 that these are the very bytes it validated — any other bytes stop
+ * the build before anything is exported.
+ */
 function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
+  let record: unknown;
   try {
-    return decodeRecord(bytes);
+    record = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'));
   } catch (error) {
-    throw new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (seq ${seq} is no longer a valid record); nothing was exported. Run offchannel verify`, { cause: error });
+    throw invalid(stream, seq, error);
   }
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) throw invalid(stream, seq);
+  return { record: record as ArchiveRecord, hash: sha256Hex(bytes) };
+}
+
+function invalid(stream: string, seq: number, cause?: unknown): ExportError {
+  return new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (seq ${seq} is no longer a valid record); nothing was exported. Run offchannel verify`, cause === undefined ? undefined : { cause });
 }
 
 /** The index key of a record's conversation: `<stream>|<id>`, or `<stream>|` when it has none. */
