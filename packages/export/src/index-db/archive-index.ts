@@ -53,6 +53,7 @@ export class ArchiveIndex {
   readonly #byNative: StatementSync;
   readonly #byNativeId: StatementSync;
   readonly #streamRecords: StatementSync;
+  readonly #custodian: StatementSync;
 
   private constructor(db: DatabaseSync, file: string) {
     this.#db = db;
@@ -65,6 +66,10 @@ export class ArchiveIndex {
     this.#modifiers = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
     this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#byNativeId = db.prepare("SELECT seq FROM records INDEXED BY by_native_id WHERE conv = ? AND native_id = ? AND kind = 'message' ORDER BY seq LIMIT 1");
+    this.#custodian = db.prepare(
+      `SELECT outbound_sender FROM records INDEXED BY by_outbound WHERE conv = ? AND outbound_sender IS NOT NULL
+       AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq LIMIT 1`,
+    );
     this.#streamRecords = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_seq WHERE stream = ? ORDER BY seq');
   }
 
@@ -85,8 +90,8 @@ export class ArchiveIndex {
       db.exec(`PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
         CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
           conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
-          target_seq INTEGER, json TEXT NOT NULL, PRIMARY KEY (conv, at, seq)) WITHOUT ROWID;`);
-      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)');
+          target_seq INTEGER, outbound_sender TEXT, json TEXT NOT NULL, PRIMARY KEY (conv, at, seq)) WITHOUT ROWID;`);
+      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)');
       let done = 0;
       for (const [stream, head] of heads) {
         db.exec('BEGIN');
@@ -109,6 +114,7 @@ export class ArchiveIndex {
               record.native?.id ?? null,
               record.target ? canonicalize(record.target) : null,
               record.target?.id ?? null,
+              record.direction === 'outbound' && record.sender ? record.sender.id : null,
               Buffer.from(stored.bytes.buffer, stored.bytes.byteOffset, stored.bytes.length).toString('utf8'),
             ] as const;
             insert.run(...row);
@@ -126,7 +132,8 @@ export class ArchiveIndex {
       // a comparison with a bound parameter, and would otherwise scan (quadratic export time).
       db.exec(`CREATE UNIQUE INDEX by_seq ON records (stream, seq);
         CREATE INDEX by_native ON records (stream, native, seq);
-        CREATE INDEX by_native_id ON records (conv, native_id, seq);`);
+        CREATE INDEX by_native_id ON records (conv, native_id, seq);
+        CREATE INDEX by_outbound ON records (conv, at, seq) WHERE outbound_sender IS NOT NULL;`);
       // A modifier's target is the original's native ref; fall back to the bare id within the
       // conversation for connectors whose target carries fewer scope members than the native.
       db.exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native WHERE r.stream = records.stream
@@ -186,6 +193,12 @@ export class ArchiveIndex {
     if (exact) return exact.seq;
     const byId = this.#byNativeId.get(conversation, ref.id) as { seq: number } | undefined;
     return byId ? byId.seq : undefined;
+  }
+
+  /** The sender id of the conversation's first outbound event (as {@link events} orders them), if any. */
+  firstOutboundSender(conversation: string): string | undefined {
+    const row = this.#custodian.get(conversation) as { outbound_sender: string } | undefined;
+    return row?.outbound_sender;
   }
 
   get(stream: string, seq: number): IndexedRecord | undefined {
