@@ -131,6 +131,19 @@ try {
       console.log(`  ratios             export/sha256 ${result.ratios.exportVsSha256}, export/verify ${result.ratios.exportVsVerify}`);
     }
   }
+  // The targets (issue "Years of history"): export at least half as fast as verify, peak RSS at
+  // most 256 MiB and flat (the larger archive's peak within 1.2× of the smaller's).
+  const [small, large] = Object.values(results) as { records: number; export: { peakRssMiB: number }; ratios: { exportVsVerify: number } }[];
+  const line = (pass: boolean, text: string): void => {
+    console.log(`${pass ? 'PASS' : 'FAIL'}  ${text}`);
+  };
+  for (const result of [small, large]) {
+    if (!result) continue;
+    const size = result.records.toLocaleString('en-US');
+    line(result.ratios.exportVsVerify >= 0.5, `export ≥ 0.5 of verify's speed at ${size} records: ${result.ratios.exportVsVerify}`);
+    line(result.export.peakRssMiB <= 256, `export peak RSS ≤ 256 MiB at ${size} records: ${result.export.peakRssMiB} MiB`);
+  }
+  if (small && large) line(large.export.peakRssMiB <= 1.2 * small.export.peakRssMiB, `peak RSS flat: ${large.records.toLocaleString('en-US')} records within 1.2× of ${small.records.toLocaleString('en-US')}: ${(large.export.peakRssMiB / small.export.peakRssMiB).toFixed(2)}×`);
 } finally {
   await rm(work, { recursive: true, force: true });
 }

@@ -93,4 +93,35 @@ describe('parallel verification of large segments', () => {
     expect(summary).toEqual(sequential.streams[0]);
     expect(parallel.failures).toEqual(sequential.failures);
   });
+
+  it('leaves a line longer than a slice to the sequential pass instead of sending it to a worker', { timeout: 60_000 }, async () => {
+    const storage = new MemoryStorage();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 10 } });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/test', version: '0.0.0' } });
+    for (let index = 0; index < 20; index++) {
+      await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index}` });
+    }
+    await recorder.close();
+    const inner = createMemorySink(storage, { readOnly: true });
+    const sink = Object.create(inner) as Sink;
+    Object.assign(sink, {
+      async *readSegments(stream: string) {
+        const records: Uint8Array[] = [];
+        for await (const stored of inner.read(stream)) records.push(stored.bytes);
+        yield { firstSeq: 1, bytes: Buffer.concat(records.slice(0, 10).flatMap((line) => [line, Buffer.from('\n')])) };
+        // A planted line of 5 MiB where records 11… belong.
+        yield { firstSeq: 11, bytes: Buffer.concat([Buffer.alloc(5 * 1024 * 1024, 0x61), Buffer.from('\n')]) };
+      },
+    });
+    const posted: number[] = [];
+    const original = Object.getOwnPropertyDescriptor(Worker.prototype, 'postMessage')?.value as (this: Worker, message: unknown, transfer?: readonly never[]) => void;
+    vi.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (this: Worker, message: unknown, transfer?: readonly never[]) {
+      posted.push((message as { bytes: Uint8Array }).bytes.length);
+      original.call(this, message, transfer);
+    });
+    const report = await verifyArchive(sink, { verifiers: [key.verifier], workers: 2 });
+    expect(Math.max(0, ...posted)).toBeLessThanOrEqual(SLICE_BYTES);
+    expect(report.streams[0]?.workers, 'verified on one thread').toBeUndefined();
+    expect(report.streams[0]?.records).toBe(20);
+  });
 });

@@ -16,7 +16,7 @@ import type { CheckpointCheck } from './checkpoint-check.ts';
 import type { VerifyChunkRequest, VerifyChunkResult } from './verify-chunk.ts';
 import { KeyFingerprints } from './key-fingerprints.ts';
 
-/** Largest slice of a segment sent to a worker (a single longer record is sent whole). */
+/** Largest slice of a segment sent to a worker (a longer line is no record: the sequential pass reports it). */
 export const SLICE_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -29,7 +29,7 @@ export function* lineSlices(firstSeq: number, bytes: Uint8Array, maxBytes = SLIC
   while (start < bytes.length) {
     let end = start + maxBytes >= bytes.length ? bytes.length : bytes.lastIndexOf(0x0a, start + maxBytes - 1) + 1;
     if (end <= start) {
-      // One record longer than maxBytes: send it whole (or the rest, if it has no newline).
+      // One line longer than maxBytes: whole (or the rest, if it has no newline).
       const newline = bytes.indexOf(0x0a, start);
       end = newline === -1 ? bytes.length : newline + 1;
     }
@@ -219,6 +219,8 @@ export async function verifyStreamParallel(
       // (A slice is copied when it is sent, so the segment is let go once it is all sent.)
       while (reading && inFlight.length < pool.size * 2) {
         const next = await slices.next();
+        // A line longer than a slice is longer than any record: the sequential pass names it.
+        if (!next.done && next.value.bytes.length > SLICE_BYTES) return undefined;
         if (next.done) reading = false;
         else submit(next.value);
       }
