@@ -23,7 +23,9 @@ export const SLICE_BYTES = 4 * 1024 * 1024;
  * Cuts `bytes` (whole records, each ending in a newline; the first has seq `firstSeq`) into
  * line-aligned slices of at most `maxBytes` (views of `bytes`, not copies).
  */
-export function* lineSlices(firstSeq: number, bytes: Uint8Array, maxBytes = SLICE_BYTES): Generator<{ firstSeq: number; bytes: Uint8Array }> {
+export function* lineSlices(firstSeq: number, segment: Uint8Array, maxBytes = SLICE_BYTES): Generator<{ firstSeq: number; bytes: Uint8Array }> {
+  // A Buffer view (no copy): its indexOf is a native byte search, a Uint8Array's is not.
+  const bytes = Buffer.from(segment.buffer, segment.byteOffset, segment.byteLength);
   let start = 0;
   let seq = firstSeq;
   while (start < bytes.length) {
