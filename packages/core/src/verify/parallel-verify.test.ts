@@ -76,8 +76,8 @@ describe('parallel verification of large segments', () => {
       },
     });
     const posted: number[] = [];
-    const original = Object.getOwnPropertyDescriptor(Worker.prototype, 'postMessage')?.value as (this: Worker, message: unknown, transfer?: readonly never[]) => void;
-    vi.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (this: Worker, message: unknown, transfer?: readonly never[]) {
+    const original = Object.getOwnPropertyDescriptor(Worker.prototype, 'postMessage')?.value as (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) => void;
+    vi.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) {
       posted.push((message as { bytes: Uint8Array }).bytes.length);
       original.call(this, message, transfer);
     });
@@ -114,8 +114,8 @@ describe('parallel verification of large segments', () => {
       },
     });
     const posted: number[] = [];
-    const original = Object.getOwnPropertyDescriptor(Worker.prototype, 'postMessage')?.value as (this: Worker, message: unknown, transfer?: readonly never[]) => void;
-    vi.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (this: Worker, message: unknown, transfer?: readonly never[]) {
+    const original = Object.getOwnPropertyDescriptor(Worker.prototype, 'postMessage')?.value as (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) => void;
+    vi.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) {
       posted.push((message as { bytes: Uint8Array }).bytes.length);
       original.call(this, message, transfer);
     });
