@@ -8,7 +8,10 @@
  *   export     exportArchive to RSMF, end to end (verify + index + write), in a fresh child
  *              process so its peak RSS (getrusage maxRSS) is the export's alone
  * Peak memory is also measured at N/4 records: a streaming export's peak stays flat as the
- * archive grows; one that holds the archive grows with it.
+ * archive grows; one that holds the archive grows with it. The targets are printed as PASS/FAIL
+ * lines: export at least 0.5 of verify's speed, peak RSS at most 256 MiB, the peak at N within
+ * 1.2× of the peak at N/4. (At 25,000 records the archive is one 32 MiB segment, verified on one
+ * thread: compare flatness from 250,000 records up, i.e. with --records 1000000.)
  *
  * Usage: pnpm bench:export [--records N] [--json]
  */
@@ -131,6 +134,19 @@ try {
       console.log(`  ratios             export/sha256 ${result.ratios.exportVsSha256}, export/verify ${result.ratios.exportVsVerify}`);
     }
   }
+  // The targets (issue "Years of history"): export at least half as fast as verify, peak RSS at
+  // most 256 MiB and flat (the larger archive's peak within 1.2× of the smaller's).
+  const [small, large] = Object.values(results) as { records: number; export: { peakRssMiB: number }; ratios: { exportVsVerify: number } }[];
+  const line = (pass: boolean, text: string): void => {
+    console.log(`${pass ? 'PASS' : 'FAIL'}  ${text}`);
+  };
+  for (const result of [small, large]) {
+    if (!result) continue;
+    const size = result.records.toLocaleString('en-US');
+    line(result.ratios.exportVsVerify >= 0.5, `export ≥ 0.5 of verify's speed at ${size} records: ${result.ratios.exportVsVerify}`);
+    line(result.export.peakRssMiB <= 256, `export peak RSS ≤ 256 MiB at ${size} records: ${result.export.peakRssMiB} MiB`);
+  }
+  if (small && large) line(large.export.peakRssMiB <= 1.2 * small.export.peakRssMiB, `peak RSS flat: ${large.records.toLocaleString('en-US')} records within 1.2× of ${small.records.toLocaleString('en-US')}: ${(large.export.peakRssMiB / small.export.peakRssMiB).toFixed(2)}×`);
 } finally {
   await rm(work, { recursive: true, force: true });
 }

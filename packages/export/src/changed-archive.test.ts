@@ -121,6 +121,34 @@ describe('an archive that changes after verification', () => {
     expectRefused(error, /stream whatsapp:alice changed between verification and export \(detected at seq 3\)/);
   });
 
+  it('is refused, never crashes, when a record was replaced by bytes that are no record at all', { timeout: 60_000 }, async () => {
+    // The index trusts the chain, not a second validation: whatever stands in for a verified
+    // record must still end in EXPORT_UNVERIFIED, as the middle record or as the head.
+    const hostile: [string, (record: Record<string, unknown>) => string][] = [
+      ['a number', () => '5'],
+      ['null', () => 'null'],
+      ['an array', () => '[1,2]'],
+      ['broken JSON', (record) => JSON.stringify(record).slice(0, -3)],
+      ['a float native', (record) => JSON.stringify({ ...record, native: { id: 1.5 } })],
+      ['a number for a time', (record) => JSON.stringify({ ...record, sentAt: 7, capturedAt: 8 })],
+      ['a number for a conversation', (record) => JSON.stringify({ ...record, conversation: 5, target: 'x' })],
+    ];
+    for (const [name, replace] of hostile) {
+      for (const line of [1, 2]) {
+        const { error } = await exportChanged(['rsmf', 'jsonl'], (dir) => {
+          const segments = path.join(dir, 'streams', 'whatsapp:alice');
+          execFileSync('chmod', ['-R', 'u+w', segments]);
+          const file = path.join(segments, execFileSync('ls', [segments], { encoding: 'utf8' }).trim().split('\n')[0] as string);
+          const lines = execFileSync('cat', [file], { encoding: 'utf8' }).split('\n');
+          lines[line] = replace(JSON.parse(lines[line] as string) as Record<string, unknown>);
+          execFileSync('sh', ['-c', 'printf "%s" "$1" > "$2"', 'sh', lines.join('\n'), file]);
+        });
+        expect(error, `${name} at line ${line + 1}`).toBeDefined();
+        expectRefused(error, /stream whatsapp:alice changed between verification and export/);
+      }
+    }
+  });
+
   it('exports only the verified records when more were appended (a live archive)', async () => {
     const { error, out, jsonlLines } = await exportChanged(['jsonl'], (dir) => {
       swapStream(dir, appended.dir);

@@ -68,10 +68,8 @@ export function conversationParties(job: ExportJob, conversation: ConversationSu
 
 /** The custodian's own party id in a conversation: who sent its outbound records, else the account name. */
 export function custodianId(job: ExportJob, conversation: ConversationSummary): string {
-  for (const entry of job.index.events(conversation.key)) {
-    if (entry.record.direction === 'outbound' && entry.record.sender) return entry.record.sender.id;
-  }
-  return accountOf(conversation.stream);
+  // An index lookup: a conversation the custodian never wrote in is not read through.
+  return job.index.firstOutboundSender(conversation.key) ?? accountOf(conversation.stream);
 }
 
 export function relative(job: ExportJob, file: string): string {

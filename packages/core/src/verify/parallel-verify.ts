@@ -1,7 +1,10 @@
 /**
- * Parallel verification of one stream: the sink hands out whole segments, worker threads
- * verify them (verify-chunk.ts), and this thread stitches the results in order — chain across
- * chunks, contiguous seq, unique keys, blobs, Merkle roots against the checkpoints. It gives
+ * Parallel verification of one stream: the sink hands out whole segments, this thread cuts
+ * them into line-aligned slices of at most {@link SLICE_BYTES}, copied into a few buffers that
+ * go to a worker and come back, worker threads verify the slices (verify-chunk.ts), and
+ * this thread stitches the results in order — chain across chunks, contiguous seq, unique
+ * keys, blobs, Merkle roots against the checkpoints. At most two slices per worker are in
+ * flight, so the workers' heaps stay small whatever the segment size. It gives
  * up (returns `undefined`, having reported nothing) when the stream is too small to be worth
  * it or anything looks wrong; the sequential verifier then names the problem precisely.
  */
@@ -12,6 +15,49 @@ import type { Sink, StreamHead } from '../sink/sink.ts';
 import type { CheckpointCheck } from './checkpoint-check.ts';
 import type { VerifyChunkRequest, VerifyChunkResult } from './verify-chunk.ts';
 import { KeyFingerprints } from './key-fingerprints.ts';
+
+/** Largest slice of a segment sent to a worker (a longer line is no record: the sequential pass reports it). */
+export const SLICE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Cuts `bytes` (whole records, each ending in a newline; the first has seq `firstSeq`) into
+ * line-aligned slices of at most `maxBytes` (views of `bytes`, not copies).
+ */
+export function* lineSlices(firstSeq: number, segment: Uint8Array, maxBytes = SLICE_BYTES): Generator<{ firstSeq: number; bytes: Uint8Array }> {
+  // A Buffer view (no copy): its indexOf is a native byte search, a Uint8Array's is not.
+  const bytes = Buffer.from(segment.buffer, segment.byteOffset, segment.byteLength);
+  let start = 0;
+  let seq = firstSeq;
+  while (start < bytes.length) {
+    let end = start + maxBytes >= bytes.length ? bytes.length : bytes.lastIndexOf(0x0a, start + maxBytes - 1) + 1;
+    if (end <= start) {
+      // One line longer than maxBytes: whole (or the rest, if it has no newline).
+      const newline = bytes.indexOf(0x0a, start);
+      end = newline === -1 ? bytes.length : newline + 1;
+    }
+    yield { firstSeq: seq, bytes: bytes.subarray(start, end) };
+    for (let at = bytes.indexOf(0x0a, start); at !== -1 && at < end; at = bytes.indexOf(0x0a, at + 1)) seq++;
+    start = end;
+  }
+}
+
+type Segment = { readonly firstSeq: number; readonly bytes: Uint8Array };
+
+async function firstSegments(segments: AsyncIterator<Segment>, count: number): Promise<Segment[]> {
+  const found: Segment[] = [];
+  while (found.length < count) {
+    const next = await segments.next();
+    if (next.done) break;
+    found.push(next.value);
+  }
+  return found;
+}
+
+/** Every segment of `stream` as slices (see {@link lineSlices}); one segment is held at a time. */
+async function* streamSlices(segments: AsyncIterator<Segment>, pending: Segment[]): AsyncGenerator<{ firstSeq: number; bytes: Uint8Array }> {
+  for (let segment = pending.shift(); segment; segment = pending.shift()) yield* lineSlices(segment.firstSeq, segment.bytes);
+  for (let next = await segments.next(); !next.done; next = await segments.next()) yield* lineSlices(next.value.firstSeq, next.value.bytes);
+}
 
 /** A finding the parallel pass would report if it completes. */
 export interface PendingFinding {
@@ -28,11 +74,36 @@ export interface PendingFinding {
 export interface ParallelOutcome {
   readonly records: number;
   readonly head: StreamHead;
-  /** Duplicate keys and blob references, in seq order, for the caller to check and report. */
+  /** Duplicate-key candidates and unsound blob references, in seq order, for the caller to check and report. */
   readonly findings: readonly PendingFinding[];
   /** Size of the pool that did the work. */
   readonly workers: number;
 }
+
+/**
+ * The buffers slices travel in: transferred to a worker with a slice, transferred back with
+ * its result, and used again. Verification then leaves no garbage buffers for the garbage
+ * collector to free late, in this thread or in the workers.
+ */
+class SliceBuffers {
+  private readonly free: ArrayBuffer[] = [];
+
+  /** A copy of `bytes` in a buffer of its own (a reused one when it fits). */
+  copy(bytes: Uint8Array): Uint8Array {
+    const buffer = bytes.length <= SLICE_BYTES ? (this.free.pop() ?? new ArrayBuffer(SLICE_BYTES)) : new ArrayBuffer(bytes.length);
+    const copy = new Uint8Array(buffer, 0, bytes.length);
+    copy.set(bytes);
+    return copy;
+  }
+
+  /** A buffer back from a worker. */
+  release(buffer: ArrayBuffer | undefined): void {
+    if (buffer?.byteLength === SLICE_BYTES) this.free.push(buffer);
+  }
+}
+
+/** Heap limits of a worker (MiB): ample for one slice, small enough that garbage is collected early. */
+const WORKER_LIMITS = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 };
 
 /** A small pool of verification workers. */
 export class VerifyPool {
@@ -40,6 +111,7 @@ export class VerifyPool {
   private readonly idle: Worker[] = [];
   private readonly waiting: (() => void)[] = [];
   private readonly pending = new Map<number, { resolve: (result: VerifyChunkResult) => void; reject: (error: Error) => void }>();
+  private readonly buffers = new SliceBuffers();
   private broken: Error | undefined;
 
   private constructor() {}
@@ -51,8 +123,10 @@ export class VerifyPool {
     const file = import.meta.url.endsWith('.ts') ? './verify-worker.ts' : './verify-worker.js';
     try {
       for (let index = 0; index < size; index++) {
-        const worker = new Worker(new URL(file, import.meta.url));
+        // A worker holds one slice's records at a time: a small heap makes it collect early.
+        const worker = new Worker(new URL(file, import.meta.url), { resourceLimits: WORKER_LIMITS });
         worker.on('message', (result: VerifyChunkResult) => {
+          pool.buffers.release(result.returned);
           const entry = pool.pending.get(result.id);
           pool.pending.delete(result.id);
           pool.release(worker);
@@ -79,6 +153,7 @@ export class VerifyPool {
     return this.broken === undefined;
   }
 
+  /** Verifies a chunk in a worker; `request.bytes` is copied into a buffer the worker hands back. */
   async run(request: VerifyChunkRequest): Promise<VerifyChunkResult> {
     while (this.idle.length === 0) {
       if (this.broken) throw this.broken;
@@ -88,8 +163,7 @@ export class VerifyPool {
     const worker = this.idle.pop() as Worker;
     const { promise, resolve, reject } = Promise.withResolvers<VerifyChunkResult>();
     this.pending.set(request.id, { resolve, reject });
-    const owned = request.bytes.byteOffset === 0 && request.bytes.byteLength === request.bytes.buffer.byteLength;
-    const bytes = owned ? request.bytes : Uint8Array.from(request.bytes);
+    const bytes = this.buffers.copy(request.bytes);
     worker.postMessage({ ...request, bytes }, [bytes.buffer as ArrayBuffer]);
     return promise;
   }
@@ -112,17 +186,19 @@ export class VerifyPool {
 }
 
 /** Verifies `stream` with the pool; `undefined` when the caller should verify it sequentially. */
-export async function verifyStreamParallel(sink: Sink, stream: string, getPool: () => VerifyPool | undefined, checkpoints: CheckpointCheck | undefined, onProgress?: (seq: number) => void): Promise<ParallelOutcome | undefined> {
+export async function verifyStreamParallel(
+  sink: Sink,
+  stream: string,
+  getPool: () => VerifyPool | undefined,
+  checkpoints: CheckpointCheck | undefined,
+  blobSound: (sha256: string, size: number) => Promise<boolean>,
+  onProgress?: (seq: number) => void,
+): Promise<ParallelOutcome | undefined> {
   if (!sink.readSegments) return undefined;
   const chunks = sink.readSegments(stream)[Symbol.asyncIterator]();
-  const first = await chunks.next();
-  if (first.done) return undefined;
-  const second = await chunks.next();
-  if (second.done) {
-    await chunks.return?.();
-    return undefined; // one segment: not worth the workers
-  }
-  const pool = getPool();
+  // Two segments at least, or it is not worth the workers; held only until they are sliced.
+  const pending = await firstSegments(chunks, 2);
+  const pool = pending.length < 2 ? undefined : getPool();
   if (!pool?.usable) {
     await chunks.return?.();
     return undefined;
@@ -134,20 +210,23 @@ export async function verifyStreamParallel(sink: Sink, stream: string, getPool: 
     result.catch(() => undefined); // awaited below in order; never left unhandled if we stop early
     inFlight.push(result);
   };
-  submit(first.value);
-  submit(second.value);
+  const slices = streamSlices(chunks, pending);
   let reading = true;
   let head: StreamHead = { seq: 0, hash: '0'.repeat(64) };
   const keys = new KeyFingerprints();
   const findings: PendingFinding[] = [];
   try {
-    while (inFlight.length > 0) {
-      // One segment per worker plus the one being read: memory bounded by the segment size.
-      while (reading && inFlight.length < pool.size + 1) {
-        const next = await chunks.next();
+    for (;;) {
+      // Two slices per worker: memory bounded by the slice size, the workers kept busy.
+      // (A slice is copied when it is sent, so the segment is let go once it is all sent.)
+      while (reading && inFlight.length < pool.size * 2) {
+        const next = await slices.next();
+        // A line longer than a slice is longer than any record: the sequential pass names it.
+        if (!next.done && next.value.bytes.length > SLICE_BYTES) return undefined;
         if (next.done) reading = false;
         else submit(next.value);
       }
+      if (inFlight.length === 0) break;
       const result = await (inFlight.shift() as Promise<VerifyChunkResult>);
       if (result.problem !== undefined || result.count === 0) return undefined;
       if (result.firstSeq !== head.seq + 1 || result.firstPrev !== head.hash) return undefined;
@@ -160,7 +239,8 @@ export async function verifyStreamParallel(sink: Sink, stream: string, getPool: 
         // Blob references in record order, after the record's key check (as the sequential pass does).
         for (; blob < result.blobs.length && (result.blobs[blob] as readonly [number, string, string, number])[0] === seq; blob++) {
           const [, field, sha256, size] = result.blobs[blob] as readonly [number, string, string, number];
-          findings.push({ seq, kind: 'blob', field, sha256, size });
+          // Only unsound references are kept (the caller reports them): memory does not grow with the blobs.
+          if (!(await blobSound(sha256, size))) findings.push({ seq, kind: 'blob', field, sha256, size });
         }
         checkpoints?.feedLeaf(result.leaves.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES), seq);
         if (seq % 1000 === 0) onProgress?.(seq);
@@ -170,7 +250,9 @@ export async function verifyStreamParallel(sink: Sink, stream: string, getPool: 
   } catch {
     return undefined;
   } finally {
+    await slices.return(undefined);
     await chunks.return?.();
   }
+  if (head.seq === 0) return undefined;
   return { records: head.seq, head, findings, workers: pool.size };
 }

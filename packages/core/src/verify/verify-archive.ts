@@ -243,7 +243,11 @@ async function verifyStream(sink: Sink, stream: string, context: Context): Promi
   if (pruned) return verifyStreamSequential(sink, stream, context, pruned);
   if (sink.readSegments && (options.workers ?? 2) > 1 && !options.since?.has(stream)) {
     const checkpoints = await loadCheckpoints(sink, stream, options);
-    const outcome = await verifyStreamParallel(sink, stream, context.pool, checkpoints, (seq) => options.onProgress?.({ stream, seq }));
+    const blobSound = async (sha256: string, size: number): Promise<boolean> => {
+      const state = await context.checkBlob(sha256);
+      return state.ok && state.size === size;
+    };
+    const outcome = await verifyStreamParallel(sink, stream, context.pool, checkpoints, blobSound, (seq) => options.onProgress?.({ stream, seq }));
     if (outcome) {
       let ok = true;
       for (const finding of outcome.findings) {

@@ -36,11 +36,15 @@ export interface VerifyChunkResult {
   readonly blobs: readonly (readonly [number, string, string, number])[];
   /** Set when a record in the chunk failed a check; the caller re-verifies sequentially. */
   readonly problem?: string;
+  /** The request's buffer, handed back by the worker for reuse. */
+  readonly returned?: ArrayBuffer;
 }
 
 /** Verifies a chunk's records: canonical, valid, in this stream, contiguous, chained. */
 export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
-  const { bytes, stream, firstSeq, id } = request;
+  const { stream, firstSeq, id } = request;
+  // A Buffer view (no copy): its indexOf is a native byte search, a Uint8Array's is not.
+  const bytes = Buffer.from(request.bytes.buffer, request.bytes.byteOffset, request.bytes.byteLength);
   const keys: string[] = [];
   const blobs: [number, string, string, number][] = [];
   let leaves = new Uint8Array(HASH_BYTES * 1024);

@@ -1,6 +1,7 @@
 /**
  * Worker-thread entry for parallel verification: verifies the chunks it is sent
- * (see verify-chunk.ts) and posts the results back, transferring the leaf hashes.
+ * (see verify-chunk.ts) and posts the results back, transferring the leaf hashes and handing
+ * the chunk's buffer back for reuse.
  */
 import { parentPort } from 'node:worker_threads';
 import { type VerifyChunkRequest, verifyChunk } from './verify-chunk.ts';
@@ -8,5 +9,7 @@ import { type VerifyChunkRequest, verifyChunk } from './verify-chunk.ts';
 parentPort?.on('message', (request: VerifyChunkRequest) => {
   const result = verifyChunk(request);
   const leaves = Uint8Array.from(result.leaves);
-  parentPort?.postMessage({ ...result, leaves }, [leaves.buffer]);
+  // The request's buffer goes back too, for the next slice (see parallel-verify.ts).
+  const returned = request.bytes.buffer as ArrayBuffer;
+  parentPort?.postMessage({ ...result, leaves, returned }, [leaves.buffer, returned]);
 });

@@ -1,0 +1,127 @@
+/**
+ * Parallel verification sends workers bounded, line-aligned slices of a segment (not whole
+ * segments), in a few buffers that come back, and still reports what the sequential pass does.
+ */
+import { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { generateEd25519NoteKey } from '../note/ed25519-key.ts';
+import { Recorder } from '../recorder/recorder.ts';
+import type { Sink } from '../sink/sink.ts';
+import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
+import { SLICE_BYTES, lineSlices } from './parallel-verify.ts';
+import { verifyArchive } from './verify-archive.ts';
+
+const key = generateEd25519NoteKey('archive.example/offchannel');
+const encoder = new TextEncoder();
+
+function lines(...texts: string[]): Uint8Array {
+  return encoder.encode(texts.map((text) => `${text}\n`).join(''));
+}
+
+describe('lineSlices', () => {
+  it('cuts at newlines, never above the limit, and numbers each slice from its first record', () => {
+    const bytes = lines('aaaa', 'bb', 'cccccc', 'd', 'eeeee', 'ff');
+    const slices = [...lineSlices(7, bytes, 10)];
+    expect(slices.map((slice) => new TextDecoder().decode(slice.bytes))).toEqual(['aaaa\nbb\n', 'cccccc\nd\n', 'eeeee\nff\n']);
+    expect(slices.map((slice) => slice.firstSeq)).toEqual([7, 9, 11]);
+    for (const slice of slices) expect(slice.bytes.length).toBeLessThanOrEqual(10);
+  });
+
+  it('sends a record longer than the limit whole, and a tail without a newline as it is', () => {
+    const bytes = encoder.encode('ab\nlonger than ten\ncd\nno newline at the end');
+    const slices = [...lineSlices(1, bytes, 10)].map((slice) => [slice.firstSeq, new TextDecoder().decode(slice.bytes)]);
+    expect(slices).toEqual([
+      [1, 'ab\n'],
+      [2, 'longer than ten\n'],
+      [3, 'cd\n'],
+      [4, 'no newline at the end'],
+    ]);
+  });
+
+  it('gives nothing for nothing', () => {
+    expect([...lineSlices(1, new Uint8Array(0), 10)]).toEqual([]);
+  });
+});
+
+describe('parallel verification of large segments', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('posts slices of at most SLICE_BYTES to the workers and verifies exactly as one thread does', { timeout: 60_000 }, async () => {
+    // 300 records of about 30 KiB in two "segments" of about 4.5 MiB each (over SLICE_BYTES).
+    const storage = new MemoryStorage();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 100 } });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/test', version: '0.0.0' } });
+    const filler = 'x'.repeat(30_000);
+    for (let index = 0; index < 300; index++) {
+      await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `${index} ${filler}` });
+    }
+    await recorder.close();
+    const inner = createMemorySink(storage, { readOnly: true });
+    const sink = Object.create(inner) as Sink;
+    let segmentBytes = 0;
+    Object.assign(sink, {
+      async *readSegments(stream: string) {
+        const records: Uint8Array[] = [];
+        for await (const stored of inner.read(stream)) records.push(stored.bytes);
+        for (const [firstSeq, part] of [
+          [1, records.slice(0, 150)],
+          [151, records.slice(150)],
+        ] as const) {
+          const bytes = Buffer.concat(part.flatMap((line) => [line, Buffer.from('\n')]));
+          segmentBytes += bytes.length;
+          yield { firstSeq, bytes };
+        }
+      },
+    });
+    const posted: number[] = [];
+    const original = Object.getOwnPropertyDescriptor(Worker.prototype, 'postMessage')?.value as (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) => void;
+    vi.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) {
+      posted.push((message as { bytes: Uint8Array }).bytes.length);
+      original.call(this, message, transfer);
+    });
+    const parallel = await verifyArchive(sink, { verifiers: [key.verifier], workers: 2 });
+    const sequential = await verifyArchive(sink, { verifiers: [key.verifier], workers: 0 });
+    expect(parallel.ok).toBe(true);
+    expect(parallel.streams[0]?.workers, 'verified by the workers').toBe(2);
+    expect(parallel.streams[0]?.records).toBe(300);
+    expect(posted.length).toBeGreaterThanOrEqual(4);
+    expect(Math.max(...posted)).toBeLessThanOrEqual(SLICE_BYTES);
+    expect(posted.reduce((sum, size) => sum + size, 0), 'every byte sent once').toBe(segmentBytes);
+    const { workers: _workers, ...summary } = parallel.streams[0] ?? {};
+    expect(summary).toEqual(sequential.streams[0]);
+    expect(parallel.failures).toEqual(sequential.failures);
+  });
+
+  it('leaves a line longer than a slice to the sequential pass instead of sending it to a worker', { timeout: 60_000 }, async () => {
+    const storage = new MemoryStorage();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 10 } });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/test', version: '0.0.0' } });
+    for (let index = 0; index < 20; index++) {
+      await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index}` });
+    }
+    await recorder.close();
+    const inner = createMemorySink(storage, { readOnly: true });
+    const sink = Object.create(inner) as Sink;
+    Object.assign(sink, {
+      async *readSegments(stream: string) {
+        const records: Uint8Array[] = [];
+        for await (const stored of inner.read(stream)) records.push(stored.bytes);
+        yield { firstSeq: 1, bytes: Buffer.concat(records.slice(0, 10).flatMap((line) => [line, Buffer.from('\n')])) };
+        // A planted line of 5 MiB where records 11… belong.
+        yield { firstSeq: 11, bytes: Buffer.concat([Buffer.alloc(5 * 1024 * 1024, 0x61), Buffer.from('\n')]) };
+      },
+    });
+    const posted: number[] = [];
+    const original = Object.getOwnPropertyDescriptor(Worker.prototype, 'postMessage')?.value as (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) => void;
+    vi.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) {
+      posted.push((message as { bytes: Uint8Array }).bytes.length);
+      original.call(this, message, transfer);
+    });
+    const report = await verifyArchive(sink, { verifiers: [key.verifier], workers: 2 });
+    expect(Math.max(0, ...posted)).toBeLessThanOrEqual(SLICE_BYTES);
+    expect(report.streams[0]?.workers, 'verified on one thread').toBeUndefined();
+    expect(report.streams[0]?.records).toBe(20);
+  });
+});
