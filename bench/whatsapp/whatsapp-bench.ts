@@ -84,7 +84,7 @@ function deps(secrets: Map<string, Uint8Array>): MapDependencies {
   return {
     me: { id: JIDS.me, lid: JIDS.meLid },
     aliases: (jid) => (jid === JIDS.alice ? [JIDS.aliceLid] : []),
-    messageSecret: async (_chat, id) => secrets.get(id),
+    secretOf: (_chat, id) => secrets.get(id),
   };
 }
 
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   const inputs: CaptureInput[] = [];
   for (let i = 0; i < envelopes.length; i++) {
     const frozen = freezeMessage(decoded[i] as unknown as Parameters<typeof freezeMessage>[0], envelopes[i]!.origin, { receivedAt: 0 });
-    inputs.push((await mapEnvelope(frozen, d)).input);
+    inputs.push((mapEnvelope(frozen, d)).input);
   }
   const normalizePerSecond = envelopes.length / ((performance.now() - t) / 1000);
 
@@ -119,7 +119,7 @@ async function main(): Promise<void> {
     const inflight: Promise<unknown>[] = [];
     for (let i = 0; i < envelopes.length; i++) {
       const frozen = freezeMessage(decoded[i] as unknown as Parameters<typeof freezeMessage>[0], envelopes[i]!.origin, { receivedAt: 0 });
-      inflight.push(writer.capture((await mapEnvelope(frozen, d)).input));
+      inflight.push(writer.capture((mapEnvelope(frozen, d)).input));
       if (inflight.length >= WINDOW) await inflight.shift();
     }
     await Promise.all(inflight);
@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     t = performance.now();
     for (let i = 0; i < serialCount; i++) {
       const frozen = freezeMessage(decoded[i] as unknown as Parameters<typeof freezeMessage>[0], envelopes[i]!.origin, { receivedAt: 0 });
-      await serialWriter.capture((await mapEnvelope(frozen, d)).input);
+      await serialWriter.capture((mapEnvelope(frozen, d)).input);
     }
     const serialPerSecond = serialCount / ((performance.now() - t) / 1000);
     // the same records without their raw-evidence blobs, to show what one fsync'd blob per record costs

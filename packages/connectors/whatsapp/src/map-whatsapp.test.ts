@@ -36,17 +36,17 @@ function deps(secrets = new Map<string, Uint8Array>()): MapDependencies {
   return {
     me: { id: JIDS.me, lid: JIDS.meLid },
     aliases: (jid) => aliases.get(jid) ?? [],
-    messageSecret: async (chat, id) => secrets.get(`${chat}/${id}`),
+    secretOf: (chat, id) => secrets.get(`${chat}/${id}`),
   };
 }
 
 const t = 1_790_000_000;
-const input = async (env: CapturedEnvelope, d = deps()): Promise<CaptureInput> => (await mapEnvelope(env, d)).input;
+const input = async (env: CapturedEnvelope, d = deps()): Promise<CaptureInput> => (mapEnvelope(env, d)).input;
 const downloader = (options: { maxBytes?: number } = {}) => createMediaDownloader({ ...server.downloaderOptions, timeoutMs: 5000, ...options });
 
 /** Maps a media message, then downloads its media the way the connector does and maps the outcome. */
 async function withMedia(env: CapturedEnvelope, download: MediaDownloader = downloader()): Promise<{ message: CaptureInput; followUp: CaptureInput | undefined }> {
-  const mapped = await mapEnvelope(env, deps());
+  const mapped = mapEnvelope(env, deps());
   if (!mapped.media) return { message: mapped.input, followUp: undefined };
   let outcome: MediaOutcome;
   try {
@@ -62,7 +62,7 @@ describe('mapEnvelope: messages', () => {
   it('maps an inbound direct text with identity, aliases, time and raw evidence', async () => {
     const message = envelope(await textContent('Buy 100 ACME at 12.50', JIDS.alice), { from: JIDS.alice, id: 'T1', t, alt: JIDS.aliceLid, pushName: 'Alice' });
     const env = freezeMessage(message, 'notify');
-    const mapped = await mapEnvelope(env, deps());
+    const mapped = mapEnvelope(env, deps());
     expect(mapped.input).toMatchObject({
       kind: 'message',
       key: `message:${JIDS.alice}:${JIDS.alice}:T1`,
@@ -81,7 +81,7 @@ describe('mapEnvelope: messages', () => {
     expect(raw.format).toBe(RAW_FORMAT);
     const { sidecar, webMessageInfo } = decodeRawEvidence(raw.bytes);
     expect(Buffer.from(webMessageInfo).equals(Buffer.from(env.bytes))).toBe(true);
-    expect(sidecar).toEqual({ origin: 'notify', key: { remoteJidAlt: JIDS.aliceLid, addressingMode: 'pn' } });
+    expect(sidecar).toEqual({ origin: 'notify', key: { remoteJidAlt: JIDS.aliceLid, addressingMode: 'pn' }, receivedAt: env.receivedAt });
     expect(proto.WebMessageInfo.decode(webMessageInfo).message?.extendedTextMessage?.text ?? proto.WebMessageInfo.decode(webMessageInfo).message?.conversation).toBe('Buy 100 ACME at 12.50');
   });
 
@@ -92,7 +92,7 @@ describe('mapEnvelope: messages', () => {
       contextInfo: { stanzaId: 'Q1', participant: JIDS.alice, mentionedJid: [JIDS.alice], isForwarded: true },
     };
     delete (content as { conversation?: unknown }).conversation;
-    const mapped = await mapEnvelope(freezeMessage(envelope(content, { from: JIDS.me, group: JIDS.group, id: 'G1', t }), 'append'), deps());
+    const mapped = mapEnvelope(freezeMessage(envelope(content, { from: JIDS.me, group: JIDS.group, id: 'G1', t }), 'append'), deps());
     expect(mapped.input).toMatchObject({
       kind: 'message',
       direction: 'outbound',
@@ -168,11 +168,11 @@ describe('mapEnvelope: messages', () => {
     // No media key: unavailable at once, nothing to download, no follow-up.
     const viewOnce = mediaContent('image', { ...media, mediaKey: new Uint8Array() }, 'https://mmg.whatsapp.net/x', { viewOnce: true });
     const viewOnceEnv = freezeMessage(envelope(viewOnce, { from: JIDS.alice, id: 'V1', t }), 'notify');
-    const v = await mapEnvelope(viewOnceEnv, deps());
+    const v = mapEnvelope(viewOnceEnv, deps());
     expect(v.input).toMatchObject({ kind: 'message', attachments: [{ status: 'unavailable', reason: 'view-once' }], meta: { viewOnce: true, wrappers: 'viewOnceV2' } });
     expect(v.media).toBeUndefined();
     expect(archiveKeysOf(viewOnceEnv, deps().me)?.attachment).toBeUndefined();
-    const keyless = await mapEnvelope(freezeMessage(envelope(mediaContent('image', { ...media, mediaKey: new Uint8Array() }, 'https://mmg.whatsapp.net/x'), { from: JIDS.alice, id: 'V3', t }), 'notify'), deps());
+    const keyless = mapEnvelope(freezeMessage(envelope(mediaContent('image', { ...media, mediaKey: new Uint8Array() }, 'https://mmg.whatsapp.net/x'), { from: JIDS.alice, id: 'V3', t }), 'notify'), deps());
     expect(keyless.input.attachments).toMatchObject([{ status: 'unavailable', reason: 'no-media-key' }]);
     expect(keyless.media).toBeUndefined();
     const stub = await input(freezeMessage(ciphertextStub('Message absent from node', { from: JIDS.alice, id: 'V2', t }, true), 'notify'));
@@ -249,7 +249,7 @@ describe('mapEnvelope: stubs, groups and bad input', () => {
       sender: { id: JIDS.alice },
       membership: { action: 'add', members: [{ id: JIDS.bobLid, aliases: [JIDS.bob] }] },
     });
-    const subject = await mapEnvelope(freezeMessage(groupStub(proto.WebMessageInfo.StubType.GROUP_CHANGE_SUBJECT, ['Rates desk'], { from: JIDS.alice, group: JIDS.group, id: 'S2', t }), 'append'), deps());
+    const subject = mapEnvelope(freezeMessage(groupStub(proto.WebMessageInfo.StubType.GROUP_CHANGE_SUBJECT, ['Rates desk'], { from: JIDS.alice, group: JIDS.group, id: 'S2', t }), 'append'), deps());
     expect(subject.input).toMatchObject({ kind: 'membership', membership: { action: 'title', value: 'Rates desk' } });
     expect(subject.newTitle).toBe('Rates desk');
     const announce = await input(freezeMessage(groupStub(proto.WebMessageInfo.StubType.GROUP_CHANGE_ANNOUNCE, ['on'], { from: JIDS.alice, group: JIDS.group, id: 'S3', t }), 'append'));
@@ -257,7 +257,7 @@ describe('mapEnvelope: stubs, groups and bad input', () => {
   });
 
   it('maps CIPHERTEXT stubs to undecryptable with the raw bytes', async () => {
-    const stub = await mapEnvelope(freezeMessage(ciphertextStub('Bad MAC', { from: JIDS.alice, id: 'C1', t }), 'notify'), deps());
+    const stub = mapEnvelope(freezeMessage(ciphertextStub('Bad MAC', { from: JIDS.alice, id: 'C1', t }), 'notify'), deps());
     expect(stub.input).toMatchObject({ kind: 'undecryptable', key: `undecryptable:${JIDS.alice}:${JIDS.alice}:C1`, problem: { reason: 'bad-mac' } });
     expect(decodeRawEvidence((stub.input.raw as { bytes: Uint8Array }).bytes).webMessageInfo.length).toBeGreaterThan(10);
   });
