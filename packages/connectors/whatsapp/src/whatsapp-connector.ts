@@ -107,6 +107,8 @@ export interface WhatsAppConnectorOptions {
   readonly historyBoundMs?: number;
   /** Events mapped but not yet durable (the runtime's window). Default 256. */
   readonly maxInFlight?: number;
+  /** Seam: told the message ids (`key.id`) of each run of events the runtime acknowledged (durable). */
+  readonly onAcknowledge?: (messageIds: readonly string[]) => void;
   /** Seam: clock, ms since epoch. Default `Date.now`. */
   readonly clock?: () => number;
   /** Seam: socket factory. Default `makeWASocket`. */
@@ -137,9 +139,12 @@ class EnvelopeEvent implements ConnectorEvent {
   readonly format = RAW_FORMAT;
   after: AfterDurable | undefined;
   readonly envelope: CapturedEnvelope;
+  /** The message's `key.id` as Baileys gave it (for the acknowledgement seam). */
+  readonly id: string | undefined;
   #raw: Uint8Array | undefined;
-  constructor(envelope: CapturedEnvelope) {
+  constructor(envelope: CapturedEnvelope, id: string | undefined) {
     this.envelope = envelope;
+    this.id = id;
   }
   get raw(): Uint8Array {
     this.#raw ??= encodeRawEvidence(this.envelope);
@@ -262,8 +267,16 @@ class BaileysConnector implements WhatsAppConnector {
     this.#auth = auth;
     this.#index = new MessageIndex(ctx.state);
     this.#media.open();
+    // The identity every mapping of this stream uses, recorded before anything else (not a
+    // platform event, so captured here and not counted in status; if the archive is down, it
+    // goes through the runtime like any event and is retried).
     const me = this.#me();
-    this.#deliverEvidence({ type: 'identity', at: this.#iso(), me: { id: me.id, ...(me.lid ? { lid: me.lid } : {}) } });
+    const identity = encodeEventEvidence({ type: 'identity', at: this.#iso(), me: { id: me.id, ...(me.lid ? { lid: me.lid } : {}) } });
+    try {
+      for (const input of mapWhatsAppEvent({ raw: identity, format: EVENT_FORMAT }, this.#deps()).inputs) await ctx.capture(input);
+    } catch {
+      io.deliver({ raw: identity, format: EVENT_FORMAT, evidence: true }); // the archive is down: the runtime retries it
+    }
     const now = this.#now();
     this.#health = (await ctx.state.getJson<Health>(HEALTH)) ?? { linkedAt: now, phoneSeenAt: now };
     this.checkCompleteness();
@@ -284,6 +297,7 @@ class BaileysConnector implements WhatsAppConnector {
       if (media) this.#track(ctx.lookup(media.key).then((seq) => { if (seq === undefined) this.#media.submit(media); }));
     }
     this.#scheduleSave();
+    this.#options.onAcknowledge?.(events.flatMap((event) => (event instanceof EnvelopeEvent && event.id !== undefined ? [event.id] : [])));
   }
 
   async #close(): Promise<void> {
@@ -526,7 +540,8 @@ class BaileysConnector implements WhatsAppConnector {
       this.#io?.deliver({ raw: Uint8Array.from(Buffer.from(json, 'utf8')), format: UNENCODABLE_FORMAT, evidence: true });
       return;
     }
-    this.#io?.deliver(new EnvelopeEvent(envelope));
+    const id = (message as { key?: { id?: unknown } | null }).key?.id;
+    this.#io?.deliver(new EnvelopeEvent(envelope, typeof id === 'string' ? id : undefined));
   }
 
   #tapFailed(error: unknown): void {
