@@ -134,7 +134,7 @@ describe('mapEnvelope: messages', () => {
       conversation: message.conversation,
       sender: message.sender,
       direction: 'inbound',
-      meta: { origin: 'notify', followUp: 'attachment' },
+      meta: { followUp: 'attachment' }, // no origin: a replay may fetch it, and the record derives from the archived message
     });
     expect(followUp?.raw).toBeUndefined(); // the message's raw envelope is the evidence
     expect(followUp?.text).toBeUndefined();

@@ -416,7 +416,7 @@ export function mapMediaOutcome(media: PendingMedia, outcome: MediaOutcome): Cap
     key: media.key,
     target: media.target,
     attachments: [attachment],
-    meta: { origin: media.origin, followUp: 'attachment' },
+    meta: { followUp: 'attachment' },
   };
 }
 

@@ -11,6 +11,7 @@ import { decodeRawEvidence, freezeMessage } from './raw-envelope.ts';
 import { JIDS, ciphertextStub, encryptMedia, envelope, groupStub, mediaContent, secretEditContent, textContent } from './testing/fixtures.ts';
 import { createWhatsAppTestDriver, seedOfflineLink, type WhatsAppTestDriver, type WhatsAppTestDriverOptions } from './testing/offline-driver.ts';
 import { createOfflineSocketFactory } from './testing/offline-socket.ts';
+import { rederiveWhatsAppArchive } from './testing/rederive.ts';
 import { createSignalPeer } from './testing/signal-peer.ts';
 import { createWhatsAppConnector } from './whatsapp-connector.ts';
 
@@ -50,6 +51,13 @@ async function harness(sink?: Sink, storage = new MemoryStorage(), options: What
   });
   const records = () =>
     (storage.streams.get('whatsapp:desk')?.records ?? []).map((bytes) => JSON.parse(Buffer.from(bytes).toString('utf8')) as ArchiveRecord);
+  // Every archive these tests make must re-derive, record for record, from its evidence (runs first: cleanups go in reverse).
+  cleanups.push(async () => {
+    await driver.whenCaptured();
+    const result = rederiveWhatsAppArchive(records(), (sha256) => storage.blobs.get(sha256));
+    expect(result.mismatches).toEqual([]);
+    expect(result.checked + result.withheld).toBe(records().length);
+  });
   return {
     driver,
     storage,
