@@ -50,7 +50,7 @@ export function rederiveWhatsAppArchive(records: readonly ArchiveRecord[], blob:
       if (!record.raw) {
         const derived = followUp(record, messageOf, blob, deps());
         if (derived === undefined) mismatches.push(`${where}: no raw blob and not a media follow-up`);
-        else compare(derived, record, blob, where, mismatches) && checked++;
+        else if (compare(derived, record, blob, where, mismatches)) checked++;
         continue;
       }
       const raw = blob(record.raw.sha256);
