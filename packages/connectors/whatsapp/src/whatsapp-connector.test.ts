@@ -496,3 +496,77 @@ describe('WhatsApp media: never holds up capture', () => {
     expect(h.driver.connector.status().detail).toBeUndefined();
   }, 60_000);
 });
+
+describe('WhatsApp completeness signals, each recorded', () => {
+  const DAY = 86_400_000;
+  const T0 = Date.UTC(2026, 10, 21, 9, 0, 0);
+  const textAt = async (text: string, id: string, t: number) => envelope(await textContent(text, JIDS.alice), { from: JIDS.alice, id, t });
+
+  it('offline delivery: fewer messages than the server announced → a gap naming the window and how many; all announced → a system record; append is live traffic', async () => {
+    let now = T0;
+    const h = await harness(undefined, undefined, { clock: () => now });
+    now += 3_600_000; // an hour offline
+    const socket = h.driver.socket();
+    await socket.offlineDelivery([await textAt('while offline 1', 'OFF-1', 1_790_000_001), await textAt('while offline 2', 'OFF-2', 1_790_000_002)], { announced: 5 });
+    now += 1000;
+    await socket.offlineDelivery([await textAt('while offline 3', 'OFF-3', 1_790_000_003)]);
+    await h.driver.whenCaptured();
+    const records = h.records();
+    // the offline messages came as `append` upserts: captured like live ones, none dropped
+    expect(find(records, 'message').map((r) => [r.native?.id, r.meta?.['origin']])).toEqual([['OFF-1', 'append'], ['OFF-2', 'append'], ['OFF-3', 'append']]);
+    const [gap] = find(records, 'gap');
+    expect(gap).toMatchObject({ gap: { reason: 'offline-count-mismatch', missing: 3, from: new Date(T0).toISOString(), to: new Date(T0 + 3_600_000).toISOString() }, meta: { announced: 5, arrived: 2, recovery: 'history-sync-or-reconcile' } });
+    expect(find(records, 'system', (r) => r.system?.event === 'whatsapp-offline-complete')).toMatchObject([{ system: { fields: { announced: '1', arrived: '1', total: '4' } } }]);
+  });
+
+  it('phone last seen: warnings at 7 and 12 days without a sign of the phone, once each; a message from the phone resets the count', async () => {
+    let now = T0;
+    const h = await harness(undefined, undefined, { clock: () => now });
+    const warnings = () => find(h.records(), 'system', (r) => r.system?.event === 'whatsapp-phone-offline').map((r) => r.system?.fields);
+    now = T0 + 6 * DAY + 23 * 3_600_000;
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings()).toEqual([]);
+    now = T0 + 7 * DAY + 1;
+    h.driver.connector.checkCompleteness();
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings()).toEqual([{ lastSeen: new Date(T0).toISOString(), days: '7', logoutAfterDays: '14' }]);
+    now = T0 + 12 * DAY + 1;
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings().map((w) => w?.['days'])).toEqual(['7', '12']);
+    expect(h.logger.text()).toContain('no sign of the phone');
+    // the custodian sends from the phone: it is alive; the next warning is 7 days after that
+    await h.driver.outgoingText('from the phone');
+    now += 6 * DAY;
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings()).toHaveLength(2);
+    now += DAY;
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings().at(-1)).toEqual({ lastSeen: new Date(T0 + 12 * DAY + 1).toISOString(), days: '7', logoutAfterDays: '14' });
+  });
+
+  it('history sync that does not arrive within the bound after linking → a gap; one that arrives → none', async () => {
+    let now = T0;
+    const h = await harness(undefined, undefined, { clock: () => now, historyBoundMs: 60_000 });
+    now += 59_000;
+    h.driver.connector.checkCompleteness();
+    now += 2000;
+    h.driver.connector.checkCompleteness();
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(find(h.records(), 'gap')).toMatchObject([{ key: `history-missing:${new Date(T0).toISOString()}`, gap: { reason: 'history-sync-missing', to: new Date(T0).toISOString() }, meta: { boundMs: 60_000 } }]);
+
+    let later = T0;
+    const on = await harness(undefined, new MemoryStorage(), { clock: () => later, historyBoundMs: 60_000 });
+    on.driver.socket().history({ syncType: proto.HistorySync.HistorySyncType.INITIAL_BOOTSTRAP, conversations: [{ id: JIDS.alice, messages: [{ message: await textAt('from history', 'HIST-1', 1_780_000_000) }] }] });
+    later += 10 * 60_000;
+    on.driver.connector.checkCompleteness();
+    await on.driver.whenCaptured();
+    expect(find(on.records(), 'gap')).toEqual([]);
+    expect(find(on.records(), 'message').map((r) => r.meta?.['historySyncType'])).toEqual(['INITIAL_BOOTSTRAP']);
+  });
+});

@@ -591,7 +591,7 @@ class BaileysConnector implements WhatsAppConnector {
       const mark = `${health.phoneSeenAt}:${threshold}`;
       if (days < threshold || this.#warned.has(mark)) continue;
       this.#warned.add(mark);
-      this.#io?.ctx.logger.warn({ days: threshold }, 'no sign of the phone: WhatsApp logs the device out after about 14 days; open WhatsApp on the phone');
+      this.#io?.ctx.logger.warn({ reason: `phone-offline-${threshold}d` }, 'no sign of the phone: WhatsApp logs the device out after about 14 days; open WhatsApp on the phone');
       this.#deliverEvidence({ type: 'phone-offline', at: this.#iso(now), lastSeen: this.#iso(health.phoneSeenAt), days: threshold });
     }
     const bound = this.#options.historyBoundMs ?? 30 * 60_000;
