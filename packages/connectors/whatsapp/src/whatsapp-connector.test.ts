@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type ArchiveRecord, type ConnectorTransition, Recorder, createConnectorContext, openStateStore, type Sink, type StateStore } from '@offchannel/core';
 import { MemoryStorage, createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
-import { DisconnectReason, proto, type WAMessage } from '@whiskeysockets/baileys';
+import { BufferJSON, DisconnectReason, initAuthCreds, proto, type WAMessage } from '@whiskeysockets/baileys';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mapEnvelope } from './map-whatsapp.ts';
 import { decodeRawEvidence, freezeMessage } from './raw-envelope.ts';
@@ -568,5 +568,30 @@ describe('WhatsApp completeness signals, each recorded', () => {
     await on.driver.whenCaptured();
     expect(find(on.records(), 'gap')).toEqual([]);
     expect(find(on.records(), 'message').map((r) => r.meta?.['historySyncType'])).toEqual(['INITIAL_BOOTSTRAP']);
+  });
+
+  it('a device linked before these checks existed (history already processed) is not reported as missing history', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const state = await openStateStore({ dir, unencrypted: true });
+    const creds = initAuthCreds();
+    creds.me = { id: JIDS.me, lid: JIDS.meLid, name: 'Custodian' };
+    creds.registered = true;
+    creds.processedHistoryMessages = [{ key: { remoteJid: JIDS.me, id: 'HISTORY-NOTIFICATION-1', fromMe: true }, messageTimestamp: 1_780_000_000 }];
+    await state.scope('whatsapp:old').scope('auth').set('creds', Buffer.from(JSON.stringify(creds, BufferJSON.replacer), 'utf8'));
+    let now = T0;
+    const driver = await createWhatsAppTestDriver({ account: 'old', clock: () => now, historyBoundMs: 60_000 });
+    const storage = new MemoryStorage();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true });
+    cleanups.push(async () => {
+      await driver.close();
+      await recorder.close();
+    });
+    await driver.connector.start(createConnectorContext({ recorder, connector: driver.connector, state, signal: new AbortController().signal }));
+    now += 3_600_000;
+    driver.connector.checkCompleteness();
+    await driver.whenCaptured();
+    const records = (storage.streams.get('whatsapp:old')?.records ?? []).map((bytes) => JSON.parse(Buffer.from(bytes).toString('utf8')) as ArchiveRecord);
+    expect(records.map((r) => r.kind)).toEqual(['system']); // the identity, no gap
   });
 });

@@ -278,7 +278,10 @@ class BaileysConnector implements WhatsAppConnector {
       io.deliver({ raw: identity, format: EVENT_FORMAT, evidence: true }); // the archive is down: the runtime retries it
     }
     const now = this.#now();
-    this.#health = (await ctx.state.getJson<Health>(HEALTH)) ?? { linkedAt: now, phoneSeenAt: now };
+    // First start with these checks: a device that already processed history (linked by an
+    // earlier version) is not reported as missing it.
+    const processed = auth.state.creds.processedHistoryMessages?.length ?? 0;
+    this.#health = (await ctx.state.getJson<Health>(HEALTH)) ?? { linkedAt: now, phoneSeenAt: now, ...(processed > 0 ? { historyAt: now } : {}) };
     this.checkCompleteness();
     this.#healthTimer = setInterval(() => { this.checkCompleteness(); }, 60_000);
     this.#healthTimer.unref();
