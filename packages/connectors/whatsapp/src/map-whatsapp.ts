@@ -545,7 +545,7 @@ export function mapWhatsAppEvent(event: { readonly raw: Uint8Array; readonly for
       return { inputs: [{ kind: 'gap', key: `tap-failure:${sentAt}:${sha256(event.raw)}`, sentAt, gap: { reason: 'serialize-failed' }, meta: { error: clip(evidence.error, 100) }, raw }] };
     case 'offline-count': {
       const facts = { announced: String(evidence.announced), arrived: String(evidence.arrived), ...(evidence.total !== undefined ? { total: String(evidence.total) } : {}) };
-      const key = `offline-count:${evidence.from}:${evidence.to}`;
+      const key = `offline-count:${evidence.from}:${evidence.to}:${evidence.announced}:${evidence.arrived}`;
       if (evidence.arrived >= evidence.announced) {
         return { inputs: [{ kind: 'system', key, sentAt, system: { event: 'whatsapp-offline-complete', fields: facts }, raw }] };
       }

@@ -105,6 +105,11 @@ export interface WhatsAppConnectorOptions {
   readonly phoneWarningDays?: readonly number[];
   /** How long after linking history sync may take before a `history-sync-missing` gap is recorded, ms. Default 30 min. */
   readonly historyBoundMs?: number;
+  /**
+   * After the server's end-of-offline marker, how long without another offline message before
+   * the count is compared (Baileys may still be decrypting the last ones), ms. Default 5 000.
+   */
+  readonly offlineQuietMs?: number;
   /** Events mapped but not yet durable (the runtime's window). Default 256. */
   readonly maxInFlight?: number;
   /** Seam: told the message ids (`key.id`) of each run of events the runtime acknowledged (durable). */
@@ -205,7 +210,8 @@ class BaileysConnector implements WhatsAppConnector {
   #attempt = 0;
   #closed = false;
   /** Open offline delivery: what the server announced, and messages counted since. */
-  #offline: { announced: number; total: number | undefined; arrived: number; from: number } | undefined;
+  #offline: { announced: number; total: number | undefined; arrived: number; from: number; lastArrival: number; ended: boolean } | undefined;
+  #offlineTimer: NodeJS.Timeout | undefined;
   /** phone-offline thresholds already recorded for the current `phoneSeenAt`. */
   #warned = new Set<string>();
   readonly #pending = new Set<Promise<unknown>>();
@@ -398,7 +404,9 @@ class BaileysConnector implements WhatsAppConnector {
   #disconnect(): void {
     const socket = this.#socket;
     this.#socket = undefined;
+    // An offline delivery cut short is announced again on the next connection.
     this.#offline = undefined;
+    clearTimeout(this.#offlineTimer);
     this.#untap?.();
     this.#untap = undefined;
     try {
@@ -464,7 +472,10 @@ class BaileysConnector implements WhatsAppConnector {
     if (event === 'messages.upsert') {
       const upsert = data as BaileysEventMap['messages.upsert'];
       const origin = upsert.type === 'notify' ? 'notify' : 'append';
-      if (origin === 'append' && this.#offline) this.#offline.arrived += upsert.messages.length;
+      if (origin === 'append' && this.#offline) {
+        this.#offline.arrived += upsert.messages.length;
+        this.#offline.lastArrival = performance.now();
+      }
       for (const message of upsert.messages) {
         if (message.key?.fromMe === true) this.#phoneSeen(receivedAt);
         this.#deliverMessage(message, () => freezeMessage(message, origin, { requestId: upsert.requestId, receivedAt }));
@@ -573,13 +584,31 @@ class BaileysConnector implements WhatsAppConnector {
     const total = number(attrs['count']);
     // The server states messages apart from receipts and notifications; with only a total, nothing is compared.
     if (messages === undefined) return;
-    this.#offline = { announced: messages, total, arrived: 0, from: this.#health?.onlineAt ?? this.#now() };
+    clearTimeout(this.#offlineTimer);
+    this.#settleOffline(true); // a window still settling ends where the next begins
+    this.#offline = { announced: messages, total, arrived: 0, from: this.#health?.onlineAt ?? this.#now(), lastArrival: performance.now(), ended: false };
   }
 
   #offlineDone(_node: BinaryNode): void {
+    if (!this.#offline) return;
+    this.#offline.ended = true;
+    this.#settleOffline();
+  }
+
+  /**
+   * Compares once everything announced arrived, or nothing more came for `offlineQuietMs`: the
+   * end marker can overtake the last offline messages, which Baileys decrypts one by one.
+   */
+  #settleOffline(now = false): void {
     const offline = this.#offline;
+    if (!offline?.ended || this.#closed) return;
+    const quiet = this.#options.offlineQuietMs ?? 5000;
+    const waited = performance.now() - offline.lastArrival;
+    if (!now && offline.arrived < offline.announced && waited < quiet) {
+      this.#offlineTimer = setTimeout(() => { this.#settleOffline(); }, Math.min(250, quiet - waited));
+      return;
+    }
     this.#offline = undefined;
-    if (!offline) return;
     const at = this.#iso();
     this.#deliverEvidence({ type: 'offline-count', at, announced: offline.announced, arrived: offline.arrived, ...(offline.total === undefined ? {} : { total: offline.total }), from: this.#iso(offline.from), to: at });
   }

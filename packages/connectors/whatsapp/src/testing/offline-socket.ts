@@ -56,9 +56,10 @@ export interface OfflineSocket extends WhatsAppSocket {
   /**
    * What a reconnect after downtime looks like: the server's `<ib><offline_preview>` announcing
    * `announced` messages (default: as many as given), each message as an offline `append`
-   * upsert, then the `<ib><offline>` end marker — the frames Baileys' socket emits on `ws`.
+   * upsert, then the `<ib><offline>` end marker — the frames Baileys' socket emits on `ws` —
+   * and `late` messages after the marker (still being decrypted when it arrived).
    */
-  offlineDelivery(messages: WAMessage[], options?: { announced?: number }): Promise<void>;
+  offlineDelivery(messages: WAMessage[], options?: { announced?: number; late?: WAMessage[] }): Promise<void>;
 }
 
 /** Factory plus a handle on every socket it made (the connector makes a new one per reconnect). */
@@ -183,6 +184,8 @@ function makeOfflineSocket(config: UserFacingSocketConfig): OfflineSocket {
       for (const message of messages) await socket.deliver(message, 'append');
       ws.emit('CB:ib,,offline', await frame('offline', { count: String(messages.length + 3) }));
       ev.emit('connection.update', { receivedPendingNotifications: true });
+      // Messages Baileys was still decrypting when the end marker arrived.
+      for (const message of options.late ?? []) await socket.deliver(message, 'append');
     },
   };
   return socket;
