@@ -524,7 +524,7 @@ class BaileysConnector implements WhatsAppConnector {
   /** Delivers only what the identity book does not know yet (once per contact, not per sync). */
   #deliverDirectory(source: string, pairs: readonly (readonly [string | null | undefined, string | null | undefined])[], titles: readonly (readonly [string, string])[]): void {
     const book = this.#book;
-    const fresh = pairs.filter((p): p is readonly [string, string] => typeof p[0] === 'string' && typeof p[1] === 'string' && p[0].length > 0 && p[1].length > 0 && p[0] !== p[1] && !(book?.aliases(jidNormalizedUser(p[0]) || p[0]) ?? []).includes(jidNormalizedUser(p[1]) || p[1]));
+    const fresh = pairs.filter((p): p is readonly [string, string] => typeof p[0] === 'string' && typeof p[1] === 'string' && p[0].length > 0 && p[1].length > 0 && p[0] !== p[1] && !(book?.aliases(userOf(p[0])) ?? []).includes(userOf(p[1])));
     const newTitles = titles.filter(([chat, title]) => book?.title(chat) !== title.slice(0, 200));
     if (fresh.length === 0 && newTitles.length === 0) return;
     this.#deliverEvidence({ type: 'directory', at: this.#iso(), source, pairs: fresh.map(([a, b]) => [a, b] as const), titles: newTitles });
@@ -690,6 +690,15 @@ class BaileysConnector implements WhatsAppConnector {
     });
     this.#pending.add(tracked);
     void tracked.finally(() => this.#pending.delete(tracked));
+  }
+}
+
+/** A user JID as the identity book keys it; the string itself if Baileys cannot parse it. */
+function userOf(jid: string): string {
+  try {
+    return jidNormalizedUser(jid) || jid;
+  } catch {
+    return jid;
   }
 }
 
