@@ -9,6 +9,7 @@ describe('parseWhatsAppConnectorConfig', () => {
     ).toEqual({ account: 'desk-42', syncFullHistory: false, media: { maxBytes: 1024, timeoutMs: 5000, concurrency: 2 }, reconnect: { initialDelayMs: 500, maxDelayMs: 30_000 } });
     expect(parseWhatsAppConnectorConfig({ account: 'a' }, 'c')).toEqual({ account: 'a' });
     expect(parseWhatsAppConnectorConfig({ account: 'a', waVersion: [2, 3000, 1] }, 'c')).toEqual({ account: 'a', waVersion: [2, 3000, 1] });
+    expect(parseWhatsAppConnectorConfig({ account: 'a', completeness: { phoneWarningDays: [5, 10], historyBoundMs: 600_000 } }, 'c')).toEqual({ account: 'a', phoneWarningDays: [5, 10], historyBoundMs: 600_000 });
   });
 
   it.each([
@@ -27,6 +28,10 @@ describe('parseWhatsAppConnectorConfig', () => {
     [{ account: 'a', reconnect: 3 }, 'connectors[0].reconnect'],
     [{ account: 'a', waVersion: [2, 3000] }, 'connectors[0].waVersion'],
     [{ account: 'a', waVersion: [2, -1, 'x'] }, 'connectors[0].waVersion'],
+    [{ account: 'a', completeness: { phoneWarningDays: [14] } }, 'connectors[0].completeness.phoneWarningDays'],
+    [{ account: 'a', completeness: { phoneWarningDays: 7 } }, 'connectors[0].completeness.phoneWarningDays'],
+    [{ account: 'a', completeness: { historyBoundMs: 10 } }, 'connectors[0].completeness.historyBoundMs'],
+    [{ account: 'a', completeness: { clock: 1 } }, 'connectors[0].completeness.clock'],
   ])('rejects %j naming %s, without echoing values', (entry, key) => {
     let error: unknown;
     try {

@@ -5,7 +5,8 @@
  * ```json
  * { "account": "desk-42", "syncFullHistory": true, "waVersion": [2, 3000, 1043857760],
  *   "media": { "maxBytes": 268435456, "timeoutMs": 120000, "concurrency": 4 },
- *   "reconnect": { "initialDelayMs": 1000, "maxDelayMs": 60000 } }
+ *   "reconnect": { "initialDelayMs": 1000, "maxDelayMs": 60000 },
+ *   "completeness": { "phoneWarningDays": [7, 12], "historyBoundMs": 1800000 } }
  * ```
  */
 import { ConfigError, assertAccountName, configObject, optionalConfigInteger } from '@offchannel/core';
@@ -13,7 +14,7 @@ import type { WhatsAppConnectorOptions } from './whatsapp-connector.ts';
 
 /** What an unknown key in an entry should have been, for `configObject`'s message. */
 const SETTING = 'a WhatsApp connector setting';
-const TOP = ['account', 'syncFullHistory', 'media', 'reconnect', 'waVersion'] as const;
+const TOP = ['account', 'syncFullHistory', 'media', 'reconnect', 'waVersion', 'completeness'] as const;
 
 export function parseWhatsAppConnectorConfig(entry: unknown, key: string): WhatsAppConnectorOptions {
   const fields = configObject(entry, key, TOP, SETTING);
@@ -52,6 +53,19 @@ export function parseWhatsAppConnectorConfig(entry: unknown, key: string): Whats
       throw new ConfigError(`${key}.reconnect.initialDelayMs`, 'must not be larger than reconnect.maxDelayMs.');
     }
     options.reconnect = { ...initial, ...max };
+  }
+  if (fields['completeness'] !== undefined) {
+    const completeness = configObject(fields['completeness'], `${key}.completeness`, ['phoneWarningDays', 'historyBoundMs'], SETTING);
+    const days = completeness['phoneWarningDays'];
+    if (days !== undefined) {
+      // WhatsApp logs the device out after about 14 days: a warning at 14 or later is too late.
+      if (!Array.isArray(days) || days.length > 8 || !days.every((d) => Number.isSafeInteger(d) && (d as number) >= 1 && (d as number) <= 13)) {
+        throw new ConfigError(`${key}.completeness.phoneWarningDays`, 'must be up to 8 whole days from 1 to 13, e.g. [7, 12] (WhatsApp logs the device out after about 14).');
+      }
+      options.phoneWarningDays = days as number[];
+    }
+    const bound = optionalConfigInteger(completeness, 'historyBoundMs', `${key}.completeness.historyBoundMs`, 60_000, 7 * 86_400_000);
+    if (bound.historyBoundMs !== undefined) options.historyBoundMs = bound.historyBoundMs;
   }
   return options;
 }

@@ -3,8 +3,8 @@ import type { AttachmentInput, CaptureInput } from '@offchannel/core';
 import { proto } from '@whiskeysockets/baileys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaUnavailableError, createMediaDownloader, type MediaDownloader } from './media-download.ts';
-import { archiveKeysOf, mapDeleteForMe, mapEnvelope, mapMediaOutcome, type MapDependencies, type MediaOutcome } from './map-whatsapp.ts';
-import { RAW_FORMAT, decodeRawEvidence, freezeMessage, type CapturedEnvelope } from './raw-envelope.ts';
+import { EVENT_FORMAT, UNENCODABLE_FORMAT, archiveKeysOf, encodeEventEvidence, mapDeleteForMe, mapEnvelope, mapMediaOutcome, mapWhatsAppEvent, type MapDependencies, type MediaOutcome } from './map-whatsapp.ts';
+import { RAW_FORMAT, decodeRawEvidence, encodeRawEvidence, freezeMessage, type CapturedEnvelope } from './raw-envelope.ts';
 import {
   JIDS,
   ciphertextStub,
@@ -36,17 +36,17 @@ function deps(secrets = new Map<string, Uint8Array>()): MapDependencies {
   return {
     me: { id: JIDS.me, lid: JIDS.meLid },
     aliases: (jid) => aliases.get(jid) ?? [],
-    messageSecret: async (chat, id) => secrets.get(`${chat}/${id}`),
+    secretOf: (chat, id) => secrets.get(`${chat}/${id}`),
   };
 }
 
 const t = 1_790_000_000;
-const input = async (env: CapturedEnvelope, d = deps()): Promise<CaptureInput> => (await mapEnvelope(env, d)).input;
+const input = async (env: CapturedEnvelope, d = deps()): Promise<CaptureInput> => (mapEnvelope(env, d)).input;
 const downloader = (options: { maxBytes?: number } = {}) => createMediaDownloader({ ...server.downloaderOptions, timeoutMs: 5000, ...options });
 
 /** Maps a media message, then downloads its media the way the connector does and maps the outcome. */
 async function withMedia(env: CapturedEnvelope, download: MediaDownloader = downloader()): Promise<{ message: CaptureInput; followUp: CaptureInput | undefined }> {
-  const mapped = await mapEnvelope(env, deps());
+  const mapped = mapEnvelope(env, deps());
   if (!mapped.media) return { message: mapped.input, followUp: undefined };
   let outcome: MediaOutcome;
   try {
@@ -62,7 +62,7 @@ describe('mapEnvelope: messages', () => {
   it('maps an inbound direct text with identity, aliases, time and raw evidence', async () => {
     const message = envelope(await textContent('Buy 100 ACME at 12.50', JIDS.alice), { from: JIDS.alice, id: 'T1', t, alt: JIDS.aliceLid, pushName: 'Alice' });
     const env = freezeMessage(message, 'notify');
-    const mapped = await mapEnvelope(env, deps());
+    const mapped = mapEnvelope(env, deps());
     expect(mapped.input).toMatchObject({
       kind: 'message',
       key: `message:${JIDS.alice}:${JIDS.alice}:T1`,
@@ -81,7 +81,7 @@ describe('mapEnvelope: messages', () => {
     expect(raw.format).toBe(RAW_FORMAT);
     const { sidecar, webMessageInfo } = decodeRawEvidence(raw.bytes);
     expect(Buffer.from(webMessageInfo).equals(Buffer.from(env.bytes))).toBe(true);
-    expect(sidecar).toEqual({ origin: 'notify', key: { remoteJidAlt: JIDS.aliceLid, addressingMode: 'pn' } });
+    expect(sidecar).toEqual({ origin: 'notify', key: { remoteJidAlt: JIDS.aliceLid, addressingMode: 'pn' }, receivedAt: env.receivedAt });
     expect(proto.WebMessageInfo.decode(webMessageInfo).message?.extendedTextMessage?.text ?? proto.WebMessageInfo.decode(webMessageInfo).message?.conversation).toBe('Buy 100 ACME at 12.50');
   });
 
@@ -92,7 +92,7 @@ describe('mapEnvelope: messages', () => {
       contextInfo: { stanzaId: 'Q1', participant: JIDS.alice, mentionedJid: [JIDS.alice], isForwarded: true },
     };
     delete (content as { conversation?: unknown }).conversation;
-    const mapped = await mapEnvelope(freezeMessage(envelope(content, { from: JIDS.me, group: JIDS.group, id: 'G1', t }), 'append'), deps());
+    const mapped = mapEnvelope(freezeMessage(envelope(content, { from: JIDS.me, group: JIDS.group, id: 'G1', t }), 'append'), deps());
     expect(mapped.input).toMatchObject({
       kind: 'message',
       direction: 'outbound',
@@ -134,7 +134,7 @@ describe('mapEnvelope: messages', () => {
       conversation: message.conversation,
       sender: message.sender,
       direction: 'inbound',
-      meta: { origin: 'notify', followUp: 'attachment' },
+      meta: { followUp: 'attachment' }, // no origin: a replay may fetch it, and the record derives from the archived message
     });
     expect(followUp?.raw).toBeUndefined(); // the message's raw envelope is the evidence
     expect(followUp?.text).toBeUndefined();
@@ -168,11 +168,11 @@ describe('mapEnvelope: messages', () => {
     // No media key: unavailable at once, nothing to download, no follow-up.
     const viewOnce = mediaContent('image', { ...media, mediaKey: new Uint8Array() }, 'https://mmg.whatsapp.net/x', { viewOnce: true });
     const viewOnceEnv = freezeMessage(envelope(viewOnce, { from: JIDS.alice, id: 'V1', t }), 'notify');
-    const v = await mapEnvelope(viewOnceEnv, deps());
+    const v = mapEnvelope(viewOnceEnv, deps());
     expect(v.input).toMatchObject({ kind: 'message', attachments: [{ status: 'unavailable', reason: 'view-once' }], meta: { viewOnce: true, wrappers: 'viewOnceV2' } });
     expect(v.media).toBeUndefined();
     expect(archiveKeysOf(viewOnceEnv, deps().me)?.attachment).toBeUndefined();
-    const keyless = await mapEnvelope(freezeMessage(envelope(mediaContent('image', { ...media, mediaKey: new Uint8Array() }, 'https://mmg.whatsapp.net/x'), { from: JIDS.alice, id: 'V3', t }), 'notify'), deps());
+    const keyless = mapEnvelope(freezeMessage(envelope(mediaContent('image', { ...media, mediaKey: new Uint8Array() }, 'https://mmg.whatsapp.net/x'), { from: JIDS.alice, id: 'V3', t }), 'notify'), deps());
     expect(keyless.input.attachments).toMatchObject([{ status: 'unavailable', reason: 'no-media-key' }]);
     expect(keyless.media).toBeUndefined();
     const stub = await input(freezeMessage(ciphertextStub('Message absent from node', { from: JIDS.alice, id: 'V2', t }, true), 'notify'));
@@ -249,7 +249,7 @@ describe('mapEnvelope: stubs, groups and bad input', () => {
       sender: { id: JIDS.alice },
       membership: { action: 'add', members: [{ id: JIDS.bobLid, aliases: [JIDS.bob] }] },
     });
-    const subject = await mapEnvelope(freezeMessage(groupStub(proto.WebMessageInfo.StubType.GROUP_CHANGE_SUBJECT, ['Rates desk'], { from: JIDS.alice, group: JIDS.group, id: 'S2', t }), 'append'), deps());
+    const subject = mapEnvelope(freezeMessage(groupStub(proto.WebMessageInfo.StubType.GROUP_CHANGE_SUBJECT, ['Rates desk'], { from: JIDS.alice, group: JIDS.group, id: 'S2', t }), 'append'), deps());
     expect(subject.input).toMatchObject({ kind: 'membership', membership: { action: 'title', value: 'Rates desk' } });
     expect(subject.newTitle).toBe('Rates desk');
     const announce = await input(freezeMessage(groupStub(proto.WebMessageInfo.StubType.GROUP_CHANGE_ANNOUNCE, ['on'], { from: JIDS.alice, group: JIDS.group, id: 'S3', t }), 'append'));
@@ -257,7 +257,7 @@ describe('mapEnvelope: stubs, groups and bad input', () => {
   });
 
   it('maps CIPHERTEXT stubs to undecryptable with the raw bytes', async () => {
-    const stub = await mapEnvelope(freezeMessage(ciphertextStub('Bad MAC', { from: JIDS.alice, id: 'C1', t }), 'notify'), deps());
+    const stub = mapEnvelope(freezeMessage(ciphertextStub('Bad MAC', { from: JIDS.alice, id: 'C1', t }), 'notify'), deps());
     expect(stub.input).toMatchObject({ kind: 'undecryptable', key: `undecryptable:${JIDS.alice}:${JIDS.alice}:C1`, problem: { reason: 'bad-mac' } });
     expect(decodeRawEvidence((stub.input.raw as { bytes: Uint8Array }).bytes).webMessageInfo.length).toBeGreaterThan(10);
   });
@@ -342,5 +342,50 @@ describe('mapEnvelope: stubs, groups and bad input', () => {
       expect(mapped.raw).toMatchObject({ format: RAW_FORMAT });
       expect(mapped.key).toMatch(/^unsupported:/);
     }
+  });
+});
+
+describe('mapWhatsAppEvent: every record from its raw bytes', () => {
+  const at = '2026-11-21T09:00:00.000Z';
+  const event = (evidence: Parameters<typeof encodeEventEvidence>[0]) => ({ raw: encodeEventEvidence(evidence), format: EVENT_FORMAT });
+
+  it('maps an envelope blob exactly as mapEnvelope maps the envelope', async () => {
+    const env = freezeMessage(envelope(await textContent('same either way', JIDS.alice), { from: JIDS.alice, id: 'E1', t, alt: JIDS.aliceLid }), 'notify', { receivedAt: 1 });
+    const direct = mapEnvelope(env, deps());
+    const fromBlob = mapWhatsAppEvent({ raw: encodeRawEvidence(env), format: RAW_FORMAT }, deps());
+    expect(fromBlob.inputs).toEqual([direct.input]);
+    expect(fromBlob.pairs).toEqual([[JIDS.alice, JIDS.aliceLid]]);
+  });
+
+  it('maps each evidence type, with the raw bytes kept, keys that dedupe, and what the book learns', () => {
+    const identity = mapWhatsAppEvent(event({ type: 'identity', at, me: { id: JIDS.me, lid: JIDS.meLid } }), deps());
+    expect(identity.inputs).toMatchObject([{ kind: 'system', key: `identity:${JIDS.me}:${JIDS.meLid}`, sentAt: at, system: { event: 'whatsapp-identity', fields: { id: JIDS.me, lid: JIDS.meLid } }, raw: { format: EVENT_FORMAT } }]);
+    const directory = mapWhatsAppEvent(event({ type: 'directory', at, source: 'contacts', pairs: [[JIDS.bobLid, JIDS.bob]], titles: [[JIDS.group, 'Rates desk']] }), deps());
+    expect(directory).toMatchObject({ pairs: [[JIDS.bobLid, JIDS.bob]], titles: [[JIDS.group, 'Rates desk']], inputs: [{ kind: 'system', system: { event: 'whatsapp-directory', fields: { source: 'contacts', pairs: '1', titles: '1' } } }] });
+    const group = mapWhatsAppEvent(event({ type: 'group-metadata', at, group: { id: JIDS.group, subject: 'Rates desk', participants: [{ id: JIDS.alice, admin: 'admin' }, { id: JIDS.bob }] } }), deps());
+    expect(group).toMatchObject({ titles: [[JIDS.group, 'Rates desk']], inputs: [{ kind: 'membership', conversation: { id: JIDS.group, type: 'group', title: 'Rates desk' }, membership: { action: 'join', members: [{ id: JIDS.alice }, { id: JIDS.bob }], value: 'Rates desk' } }] });
+    const deleted = mapWhatsAppEvent(event({ type: 'delete-for-me', at, key: { remoteJid: JIDS.alice, fromMe: false, id: 'D1', participant: null } }), deps());
+    expect(deleted.inputs).toMatchObject([{ kind: 'delete', key: `delete-for-me:${JIDS.alice}:${JIDS.alice}:D1`, deletion: { scope: 'me' }, raw: { format: EVENT_FORMAT } }]);
+    expect(mapWhatsAppEvent(event({ type: 'delete-for-me', at, key: { remoteJid: JIDS.alice, id: 'bad\u0000id' } }), deps()).inputs).toEqual([]);
+    const offline = (arrived: number) => mapWhatsAppEvent(event({ type: 'offline-count', at, announced: 4, arrived, total: 9, from: '2026-11-21T08:00:00.000Z', to: at }), deps()).inputs[0];
+    expect(offline(1)).toMatchObject({ kind: 'gap', gap: { reason: 'offline-count-mismatch', missing: 3 } });
+    expect(offline(4)).toMatchObject({ kind: 'system', system: { event: 'whatsapp-offline-complete', fields: { announced: '4', arrived: '4', total: '9' } } });
+    expect(mapWhatsAppEvent(event({ type: 'phone-offline', at, lastSeen: '2026-11-14T09:00:00.000Z', days: 7 }), deps()).inputs[0]).toMatchObject({ key: 'phone-offline:2026-11-14T09:00:00.000Z:7' });
+    expect(mapWhatsAppEvent(event({ type: 'history-missing', at, linkedAt: at, boundMs: 60_000 }), deps()).inputs[0]).toMatchObject({ kind: 'gap', gap: { reason: 'history-sync-missing', to: at } });
+    expect(mapWhatsAppEvent(event({ type: 'tap-failure', at, error: 'RangeError' }), deps()).inputs[0]).toMatchObject({ kind: 'gap', gap: { reason: 'serialize-failed' }, meta: { error: 'RangeError' } });
+    expect(mapWhatsAppEvent(event({ type: 'chat-cleared', at, jid: JIDS.group }), deps()).inputs[0]).toMatchObject({ kind: 'system', conversation: { id: JIDS.group, type: 'group' }, system: { event: 'chat-cleared-for-me' } });
+    const json = Buffer.from('{"key":{"id":5}}');
+    expect(mapWhatsAppEvent({ raw: json, format: UNENCODABLE_FORMAT }, deps()).inputs[0]).toMatchObject({ kind: 'unsupported', key: `unsupported:json:${createHash('sha256').update(json).digest('hex')}`, problem: { reason: 'unencodable-message' } });
+  });
+
+  it('throws (the runtime then records the bytes as unsupported) on bytes that are not in their format', () => {
+    const hostile: [Uint8Array, string][] = [
+      [Buffer.from('not json'), EVENT_FORMAT],
+      [Buffer.from('{"type":"no-such-type","at":"2026-11-21T09:00:00.000Z"}'), EVENT_FORMAT],
+      [Buffer.from('{"type":"identity","at":"not a time","me":{"id":"x"}}'), EVENT_FORMAT],
+      [Buffer.from('WAX1\u0000\u0000\u0000\u0009{"x":1}'), RAW_FORMAT],
+      [Buffer.from('{}'), 'whatsapp.unknown.v9'],
+    ];
+    for (const [raw, format] of hostile) expect(() => mapWhatsAppEvent({ raw, format }, deps())).toThrow();
   });
 });

@@ -59,7 +59,7 @@ import type { AttachmentInput, CaptureInput, MembershipDetail, MetaValue, Native
 import { isJidBroadcast, isJidGroup, isJidNewsletter, jidNormalizedUser, proto, toNumber } from '@whiskeysockets/baileys';
 import type { MediaKind, MediaRef } from './media-download.ts';
 import { openSecretMessage } from './message-secret.ts';
-import { RAW_FORMAT, encodeRawEvidence, type CapturedEnvelope } from './raw-envelope.ts';
+import { RAW_FORMAT, decodeEnvelope, encodeRawEvidence, type CapturedEnvelope } from './raw-envelope.ts';
 
 /** The custodian's own WhatsApp identity. */
 export interface WhatsAppIdentity {
@@ -69,15 +69,24 @@ export interface WhatsAppIdentity {
   readonly lid?: string | undefined;
 }
 
-/** What the mapping needs from the outside world. Every member is a seam for tests. */
+/**
+ * The context a mapping reads besides the envelope's own bytes. Every member is itself recorded,
+ * so an auditor can rebuild it from the archive (see "Re-deriving a record" in the README):
+ * `me` from the `whatsapp-identity` record, `aliases` and `title` from the directory records and
+ * envelopes before this one, `secretOf` from the raw blob of the message an encrypted edit
+ * names, `resolves` from the record named in `meta.resolvesUndecryptableKey`. The mapping does
+ * no I/O: the connector looks these up before calling it.
+ */
 export interface MapDependencies {
   readonly me: WhatsAppIdentity;
   /** Other JIDs known for the same user (LID ↔ phone number). */
   aliases(jid: string): readonly string[];
-  /** The `messageSecret` of an earlier message (for encrypted edits), if the connector kept it. */
-  messageSecret(chat: string, id: string): Promise<Uint8Array | undefined>;
+  /** The `messageSecret` of an earlier message (for encrypted edits), if known. Synchronous: a table lookup. */
+  secretOf?(chat: string, id: string): Uint8Array | undefined;
   /** The group's current subject, if known. */
   title?(chat: string): string | undefined;
+  /** The archived `undecryptable` record of this same message, if any (its key is `stubKey`). */
+  readonly resolves?: { readonly seq: number; readonly key: string };
 }
 
 /** A message's media, to be downloaded after the message is archived (see the header). */
@@ -115,6 +124,8 @@ export interface MappedEnvelope {
   readonly newTitle?: string;
   /** Media to download once the message is durable; its outcome becomes a follow-up record. */
   readonly media?: PendingMedia;
+  /** An encrypted edit whose original's secret `secretOf` did not know: look it up and map again. */
+  readonly needsSecret?: { readonly chat: string; readonly id: string };
 }
 
 const Stub = proto.WebMessageInfo.StubType;
@@ -172,8 +183,8 @@ const MEMBERSHIP_STUBS: ReadonlyMap<number, MembershipDetail['action']> = new Ma
   [Stub.GROUP_MEMBERSHIP_JOIN_APPROVAL_REQUEST_NON_ADMIN_ADD, 'other'],
 ]);
 
-/** Maps one frozen message. Never throws for bad input: that becomes `unsupported`. */
-export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependencies): Promise<MappedEnvelope> {
+/** Maps one frozen message. Pure and synchronous; never throws for bad input: that becomes `unsupported`. */
+export function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependencies): MappedEnvelope {
   const raw = (decrypted?: Uint8Array) => ({ bytes: encodeRawEvidence(envelope, decrypted), format: RAW_FORMAT });
   let info: proto.WebMessageInfo;
   try {
@@ -280,7 +291,7 @@ export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependenc
     if (env.secretEncType !== proto.Message.SecretEncryptedMessage.SecretEncType.MESSAGE_EDIT || !target) {
       return { ...common, input: unsupported(envelope, 'unsupported-secret-message', `secretEncType ${env.secretEncType ?? 'unset'}`, raw(), base, native, `unsupported:${suffix}`) };
     }
-    const secret = await deps.messageSecret(chat, target.id);
+    const secret = deps.secretOf?.(chat, target.id);
     const plain =
       secret && env.encPayload && env.encIv
         ? openSecretMessage({
@@ -301,7 +312,7 @@ export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependenc
     const innerEdit = inner?.protocolMessage;
     if (!inner || !innerEdit || innerEdit.type !== Protocol.MESSAGE_EDIT) {
       const reason = !secret ? 'missing-message-secret' : !plain ? 'secret-decrypt-failed' : 'malformed-secret-payload';
-      return { ...common, input: { ...base, kind: 'undecryptable', key: `undecryptable:${suffix}`, native, target, problem: { reason, detail: 'secretEncryptedMessage MESSAGE_EDIT' }, raw: raw() } };
+      return { ...common, ...(secret ? {} : { needsSecret: { chat, id: target.id } }), input: { ...base, kind: 'undecryptable', key: `undecryptable:${suffix}`, native, target, problem: { reason, detail: 'secretEncryptedMessage MESSAGE_EDIT' }, raw: raw() } };
     }
     meta['secretEncrypted'] = true;
     return { ...common, input: editInput(innerEdit, base, native, target, `edit:${suffix}`, raw(plain)) };
@@ -329,6 +340,10 @@ export async function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependenc
   const body = messageBody(content, type, wrappers, meta);
   if (!body) return { ...common, input: unsupported(envelope, 'unknown-message-type', type ?? 'no content field', raw(), base, native, `unsupported:${suffix}`) };
   const context = contextOf(content, type, chat);
+  if (deps.resolves?.key === `undecryptable:${suffix}`) {
+    meta['resolvesUndecryptableSeq'] = deps.resolves.seq;
+    meta['resolvesUndecryptableKey'] = deps.resolves.key;
+  }
   const input: CaptureInput = {
     ...base,
     kind: 'message',
@@ -401,13 +416,18 @@ export function mapMediaOutcome(media: PendingMedia, outcome: MediaOutcome): Cap
     key: media.key,
     target: media.target,
     attachments: [attachment],
-    meta: { origin: media.origin, followUp: 'attachment' },
+    meta: { followUp: 'attachment' },
   };
 }
 
 /** A "delete for me" (app-state sync, `messages.delete`): the custodian hid a message on their devices. */
-export function mapDeleteForMe(key: { remoteJid?: string | null; fromMe?: boolean | null; id?: string | null; participant?: string | null }, deps: Pick<MapDependencies, 'me' | 'aliases'>, at: Date): CaptureInput | undefined {
-  if (!key.id || !key.remoteJid) return undefined;
+export function mapDeleteForMe(
+  key: { remoteJid?: string | null; fromMe?: boolean | null; id?: string | null; participant?: string | null },
+  deps: Pick<MapDependencies, 'me' | 'aliases'>,
+  at: Date,
+  raw?: { readonly bytes: Uint8Array; readonly format: string },
+): CaptureInput | undefined {
+  if (!key.id || !key.remoteJid || !isSaneId(key.id) || !isSaneId(key.remoteJid)) return undefined;
   const chat = userJid(key.remoteJid);
   const group = isJidGroup(chat) === true || isJidBroadcast(chat) === true;
   const me = userJid(deps.me.id);
@@ -423,7 +443,145 @@ export function mapDeleteForMe(key: { remoteJid?: string | null; fromMe?: boolea
     target,
     deletion: { scope: 'me' },
     meta: { origin: 'app-state-sync' },
+    ...(raw ? { raw } : {}),
   };
+}
+
+// ── events that are not messages ──────────────────────────────────────────────────────────
+
+/** `raw.format` of the JSON evidence of every event that is not a message (see {@link WhatsAppEventEvidence}). */
+export const EVENT_FORMAT = 'whatsapp.event.v1';
+/** `raw.format` of a message protobuf could not encode: Baileys' object as JSON (BufferJSON). */
+export const UNENCODABLE_FORMAT = 'whatsapp.WAMessage.json';
+/** WhatsApp logs a linked device out after about this many days without the phone online. */
+export const PHONE_LOGOUT_DAYS = 14;
+
+/** A group as `groups.upsert` states it (the fields recorded). */
+export interface GroupEvidence {
+  readonly id: string;
+  readonly subject?: string;
+  readonly owner?: string;
+  readonly creation?: number;
+  readonly participants: readonly { readonly id: string; readonly admin?: string }[];
+}
+
+/**
+ * The evidence of a non-message event, stored as the record's raw blob (UTF-8 JSON, format
+ * {@link EVENT_FORMAT}). `at` is the connector's clock when the event happened (ISO 8601).
+ */
+export type WhatsAppEventEvidence =
+  /** The linked identity, recorded at every start: the `me` every mapping of the stream used. */
+  | { readonly type: 'identity'; readonly at: string; readonly me: { readonly id: string; readonly lid?: string } }
+  /** LID ↔ phone-number pairs and group subjects learned outside messages (contacts, history, groups.update). */
+  | { readonly type: 'directory'; readonly at: string; readonly source: string; readonly pairs: readonly (readonly [string, string])[]; readonly titles: readonly (readonly [string, string])[] }
+  | { readonly type: 'group-metadata'; readonly at: string; readonly group: GroupEvidence }
+  | { readonly type: 'delete-for-me'; readonly at: string; readonly key: { readonly remoteJid?: string | null; readonly fromMe?: boolean | null; readonly id?: string | null; readonly participant?: string | null } }
+  | { readonly type: 'chat-cleared'; readonly at: string; readonly jid: string }
+  /** An event the tap could not serialize at all (not even as JSON). */
+  | { readonly type: 'tap-failure'; readonly at: string; readonly error: string }
+  /** The server announced `announced` offline messages (`offline_preview`); `arrived` came before its `offline` end marker. */
+  | { readonly type: 'offline-count'; readonly at: string; readonly announced: number; readonly arrived: number; readonly total?: number; readonly from: string; readonly to: string }
+  /** No sign of the phone for `days` days since `lastSeen` (WhatsApp unlinks after {@link PHONE_LOGOUT_DAYS}). */
+  | { readonly type: 'phone-offline'; readonly at: string; readonly lastSeen: string; readonly days: number }
+  /** No history sync arrived within `boundMs` after the device was linked. */
+  | { readonly type: 'history-missing'; readonly at: string; readonly linkedAt: string; readonly boundMs: number };
+
+/** Encodes evidence for {@link EVENT_FORMAT}. */
+export function encodeEventEvidence(evidence: WhatsAppEventEvidence): Uint8Array {
+  return Uint8Array.from(Buffer.from(JSON.stringify(evidence), 'utf8'));
+}
+
+/** Everything one event maps to, plus what the identity book learns from it (applied in event order). */
+export interface MappedEvent {
+  readonly inputs: readonly CaptureInput[];
+  readonly pairs?: readonly (readonly [string, string])[];
+  readonly titles?: readonly (readonly [string, string])[];
+  /** For a message envelope: the full result of {@link mapEnvelope}. */
+  readonly message?: MappedEnvelope;
+}
+
+/**
+ * THE ENTRY POINT: maps any event the connector records, from its raw bytes and format, plus
+ * the recorded context in `deps`. The connector calls exactly this (or, for an envelope it holds
+ * already, {@link mapEnvelope}); an auditor calls it with a record's raw blob to re-derive the
+ * record. Throws on bytes that are not in their format (the runtime records them `unsupported`).
+ */
+export function mapWhatsAppEvent(event: { readonly raw: Uint8Array; readonly format: string }, deps: MapDependencies): MappedEvent {
+  const raw = { bytes: event.raw, format: event.format };
+  if (event.format === RAW_FORMAT) {
+    const message = mapEnvelope(decodeEnvelope(event.raw).envelope, deps);
+    const title = message.newTitle && message.ref ? [[message.ref.chat, message.newTitle] as const] : undefined;
+    return { inputs: [message.input], message, ...(message.aliasPairs ? { pairs: message.aliasPairs } : {}), ...(title ? { titles: title } : {}) };
+  }
+  if (event.format === UNENCODABLE_FORMAT) {
+    const problem = { reason: 'unencodable-message', detail: 'protobuf could not encode the object Baileys emitted' };
+    return { inputs: [{ kind: 'unsupported', key: `unsupported:json:${sha256(event.raw)}`, problem, raw }] };
+  }
+  if (event.format !== EVENT_FORMAT) throw new TypeError(`not a WhatsApp evidence format: ${clip(event.format, 60)}`);
+  const evidence = JSON.parse(Buffer.from(event.raw).toString('utf8')) as WhatsAppEventEvidence;
+  const sentAt = new Date(evidence.at).toISOString();
+  switch (evidence.type) {
+    case 'identity': {
+      const fields = { id: evidence.me.id, ...(evidence.me.lid ? { lid: evidence.me.lid } : {}) };
+      return { inputs: [{ kind: 'system', key: `identity:${evidence.me.id}:${evidence.me.lid ?? ''}`, sentAt, system: { event: 'whatsapp-identity', fields }, raw }] };
+    }
+    case 'directory': {
+      const fields = { source: evidence.source, pairs: String(evidence.pairs.length), titles: String(evidence.titles.length) };
+      const input: CaptureInput = { kind: 'system', key: `directory:${sha256(JSON.stringify([evidence.pairs, evidence.titles]))}`, sentAt, system: { event: 'whatsapp-directory', fields }, raw };
+      return { inputs: [input], pairs: evidence.pairs, titles: evidence.titles };
+    }
+    case 'group-metadata':
+      return mapGroupMetadata(evidence.group, sentAt, raw);
+    case 'delete-for-me': {
+      const input = mapDeleteForMe(evidence.key, deps, new Date(sentAt), raw);
+      return { inputs: input ? [input] : [] };
+    }
+    case 'chat-cleared': {
+      const chat = userJid(evidence.jid) || clip(evidence.jid, 256);
+      const conversation = { id: chat, type: chat.endsWith('@g.us') ? ('group' as const) : ('direct' as const) };
+      return { inputs: [{ kind: 'system', key: `chat-cleared-for-me:${chat}:${sentAt}`, sentAt, conversation, system: { event: 'chat-cleared-for-me' }, raw }] };
+    }
+    case 'tap-failure':
+      return { inputs: [{ kind: 'gap', key: `tap-failure:${sentAt}:${sha256(event.raw)}`, sentAt, gap: { reason: 'serialize-failed' }, meta: { error: clip(evidence.error, 100) }, raw }] };
+    case 'offline-count': {
+      const facts = { announced: String(evidence.announced), arrived: String(evidence.arrived), ...(evidence.total !== undefined ? { total: String(evidence.total) } : {}) };
+      const key = `offline-count:${evidence.from}:${evidence.to}:${evidence.announced}:${evidence.arrived}`;
+      if (evidence.arrived >= evidence.announced) {
+        return { inputs: [{ kind: 'system', key, sentAt, system: { event: 'whatsapp-offline-complete', fields: facts }, raw }] };
+      }
+      const gap = { reason: 'offline-count-mismatch', from: evidence.from, to: evidence.to, missing: evidence.announced - evidence.arrived };
+      return { inputs: [{ kind: 'gap', key, sentAt, gap, meta: { announced: evidence.announced, arrived: evidence.arrived, recovery: 'history-sync-or-reconcile' }, raw }] };
+    }
+    case 'phone-offline': {
+      const fields = { lastSeen: evidence.lastSeen, days: String(evidence.days), logoutAfterDays: String(PHONE_LOGOUT_DAYS) };
+      return { inputs: [{ kind: 'system', key: `phone-offline:${evidence.lastSeen}:${evidence.days}`, sentAt, system: { event: 'whatsapp-phone-offline', fields }, raw }] };
+    }
+    case 'history-missing': {
+      const gap = { reason: 'history-sync-missing', to: evidence.linkedAt };
+      return { inputs: [{ kind: 'gap', key: `history-missing:${evidence.linkedAt}`, sentAt, gap, meta: { boundMs: evidence.boundMs }, raw }] };
+    }
+    default:
+      throw new TypeError(`unknown WhatsApp event type: ${clip(String((evidence as { type?: unknown }).type), 60)}`);
+  }
+}
+
+/** A group's metadata (`groups.upsert`) as a `membership` record; its subject becomes the group's title. */
+function mapGroupMetadata(group: GroupEvidence, sentAt: string, raw: { bytes: Uint8Array; format: string }): MappedEvent {
+  const participants = group.participants.slice(0, 1024);
+  const subject = typeof group.subject === 'string' && group.subject ? group.subject : undefined;
+  const input: CaptureInput = {
+    kind: 'membership',
+    key: `group-metadata:${group.id}:${sha256(JSON.stringify(group))}`,
+    sentAt,
+    conversation: { id: group.id, type: 'group', ...(subject ? { title: clip(subject, 200) } : {}) },
+    membership: { action: 'join', members: participants.map((p) => ({ id: p.id })), ...(subject ? { value: clip(subject, 1000) } : {}) },
+    raw,
+  };
+  return { inputs: [input], ...(subject ? { titles: [[group.id, clip(subject, 200)] as const] } : {}) };
+}
+
+function sha256(bytes: Uint8Array | string): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 // ── helpers (pure) ──────────────────────────────────────────────────────────────────────────

@@ -7,12 +7,12 @@ import { PACKAGE_VERSION } from './version.ts';
 describe('raw evidence format', () => {
   it('is "WAX1" ‖ uint32 length ‖ sorted-key JSON sidecar ‖ WebMessageInfo bytes', async () => {
     const message = envelope(await textContent('x', JIDS.alice), { from: JIDS.alice, group: JIDS.group, id: 'R1', t: 1, alt: JIDS.aliceLid });
-    const env = freezeMessage(message, 'append', { requestId: 'req-1' });
+    const env = freezeMessage(message, 'append', { requestId: 'req-1', receivedAt: 1_790_000_000_123 });
     const blob = Buffer.from(encodeRawEvidence(env));
     expect(blob.subarray(0, 4).toString('latin1')).toBe('WAX1');
     const length = blob.readUInt32BE(4);
     const json = blob.subarray(8, 8 + length).toString('utf8');
-    expect(json).toBe(JSON.stringify({ key: { addressingMode: 'pn', participantAlt: JIDS.aliceLid }, origin: 'append', requestId: 'req-1' }));
+    expect(json).toBe(JSON.stringify({ key: { addressingMode: 'pn', participantAlt: JIDS.aliceLid }, origin: 'append', receivedAt: 1_790_000_000_123, requestId: 'req-1' }));
     expect(blob.subarray(8 + length).equals(Buffer.from(env.bytes))).toBe(true);
     expect(decodeRawEvidence(blob).sidecar.requestId).toBe('req-1');
     expect(RAW_FORMAT).toBe('whatsapp.wmi-ext.v1');

@@ -22,7 +22,7 @@
  * The sidecar holds what the protobuf encoding drops: Baileys v7 adds `remoteJidAlt`,
  * `participantAlt`, `addressingMode`, usernames, `server_id` and `isViewOnce` to the message
  * key from stanza attributes, and they are not protobuf fields. It also says how the message
- * arrived (`origin`) and, for encrypted edits, the decrypted inner `proto.Message` bytes
+ * arrived (`origin`), when the connector saw it (`receivedAt`, ms) and, for encrypted edits, the decrypted inner `proto.Message` bytes
  * (base64) so the edit's text can be re-derived from the blob alone.
  */
 import { proto, type WAMessage } from '@whiskeysockets/baileys';
@@ -66,6 +66,8 @@ export interface RawSidecar {
   readonly decrypted?: string;
   /** Fields removed before encoding (key material), e.g. `message.senderKeyDistributionMessage`. */
   readonly redacted?: readonly string[];
+  /** When the connector saw the message, ms since epoch: its `sentAt` if the message states no time. */
+  readonly receivedAt?: number;
 }
 
 /**
@@ -152,6 +154,7 @@ export function encodeRawEvidence(envelope: CapturedEnvelope, decrypted?: Uint8A
     ...(envelope.historySyncType ? { historySyncType: envelope.historySyncType } : {}),
     ...(decrypted ? { decrypted: Buffer.from(decrypted).toString('base64') } : {}),
     ...(envelope.redacted && envelope.redacted.length > 0 ? { redacted: envelope.redacted } : {}),
+    receivedAt: envelope.receivedAt,
   };
   const json = Buffer.from(JSON.stringify(sortKeys(sidecar)), 'utf8');
   const length = Buffer.alloc(4);
@@ -173,6 +176,25 @@ export function decodeRawEvidence(blob: Uint8Array): { readonly sidecar: RawSide
   }
   if (typeof sidecar !== 'object' || sidecar === null || typeof sidecar.origin !== 'string') throw new TypeError(`${RAW_FORMAT}: bad sidecar`);
   return { sidecar, webMessageInfo: Uint8Array.from(bytes.subarray(8 + length)) };
+}
+
+/**
+ * The envelope a `whatsapp.wmi-ext.v1` blob was made from (what the mapping read), and the
+ * decrypted inner message of an encrypted edit when the blob carries one. Throws `TypeError`
+ * on anything else. `encodeRawEvidence(decodeEnvelope(blob).envelope, decrypted)` is `blob`.
+ */
+export function decodeEnvelope(blob: Uint8Array): { readonly envelope: CapturedEnvelope; readonly decrypted?: Uint8Array } {
+  const { sidecar, webMessageInfo } = decodeRawEvidence(blob);
+  const envelope: CapturedEnvelope = {
+    bytes: webMessageInfo,
+    extras: sidecar.key ?? {},
+    origin: sidecar.origin,
+    ...(sidecar.requestId ? { requestId: sidecar.requestId } : {}),
+    ...(sidecar.historySyncType ? { historySyncType: sidecar.historySyncType } : {}),
+    ...(sidecar.redacted && sidecar.redacted.length > 0 ? { redacted: sidecar.redacted } : {}),
+    receivedAt: typeof sidecar.receivedAt === 'number' ? sidecar.receivedAt : 0,
+  };
+  return { envelope, ...(sidecar.decrypted ? { decrypted: Uint8Array.from(Buffer.from(sidecar.decrypted, 'base64')) } : {}) };
 }
 
 function sortKeys(value: unknown): unknown {

@@ -103,9 +103,10 @@ describe('real makeWASocket on a loopback WebSocket', () => {
     await connector.start(ctx);
     cleanups.push(() => connector.stop());
     await thirdConnection;
-    expect(seen[0]?.state).toBe('starting');
-    expect(seen[1]).toMatchObject({ state: 'reconnecting', detail: 'connection closed (428): reconnecting in 20 ms' });
-    expect(seen[2]).toMatchObject({ state: 'reconnecting', detail: 'connection closed (428): reconnecting in 40 ms' });
+    // The runtime reports `running` once the source is open; the first dial is under way then.
+    expect(seen[0]?.state).toBe('running');
+    expect(seen[1]).toMatchObject({ state: 'reconnecting', detail: 'reconnecting: 428; retry in 20 ms' });
+    expect(seen[2]).toMatchObject({ state: 'reconnecting', detail: 'reconnecting: 428; retry in 40 ms' });
     await connector.stop();
     expect(connector.status().state).toBe('stopped');
     const after = ws.connections;

@@ -2,15 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type ArchiveRecord, Recorder, createConnectorContext, openStateStore, type Sink, type StateStore } from '@offchannel/core';
+import { type ArchiveRecord, type ConnectorTransition, Recorder, createConnectorContext, openStateStore, type Sink, type StateStore } from '@offchannel/core';
 import { MemoryStorage, createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
-import { DisconnectReason, proto, type WAMessage } from '@whiskeysockets/baileys';
+import { BufferJSON, DisconnectReason, initAuthCreds, proto, type WAMessage } from '@whiskeysockets/baileys';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mapEnvelope } from './map-whatsapp.ts';
 import { decodeRawEvidence, freezeMessage } from './raw-envelope.ts';
 import { JIDS, ciphertextStub, encryptMedia, envelope, groupStub, mediaContent, secretEditContent, textContent } from './testing/fixtures.ts';
 import { createWhatsAppTestDriver, seedOfflineLink, type WhatsAppTestDriver, type WhatsAppTestDriverOptions } from './testing/offline-driver.ts';
 import { createOfflineSocketFactory } from './testing/offline-socket.ts';
+import { rederiveWhatsAppArchive } from './testing/rederive.ts';
 import { createSignalPeer } from './testing/signal-peer.ts';
 import { createWhatsAppConnector } from './whatsapp-connector.ts';
 
@@ -21,6 +22,8 @@ interface Harness {
   readonly recorder: Recorder;
   readonly logger: RecordingLogger;
   readonly state: StateStore;
+  /** Transitions the connector reported (the capture runner records each as a `system` record). */
+  readonly transitions: ConnectorTransition[];
   records(): ArchiveRecord[];
   text(key: string): string | undefined;
   blob(sha256: string): Uint8Array | undefined;
@@ -39,7 +42,8 @@ async function harness(sink?: Sink, storage = new MemoryStorage(), options: What
   const logger = createRecordingLogger();
   const driver = await createWhatsAppTestDriver({ account: 'desk', ...options });
   const controller = new AbortController();
-  await driver.connector.start(createConnectorContext({ recorder, connector: driver.connector, state, logger, signal: controller.signal }));
+  const transitions: ConnectorTransition[] = [];
+  await driver.connector.start(createConnectorContext({ recorder, connector: driver.connector, state, logger, signal: controller.signal, onTransition: (t) => transitions.push(t) }));
   cleanups.push(async () => {
     await driver.close();
     await recorder.close();
@@ -47,6 +51,13 @@ async function harness(sink?: Sink, storage = new MemoryStorage(), options: What
   });
   const records = () =>
     (storage.streams.get('whatsapp:desk')?.records ?? []).map((bytes) => JSON.parse(Buffer.from(bytes).toString('utf8')) as ArchiveRecord);
+  // Every archive these tests make must re-derive, record for record, from its evidence (runs first: cleanups go in reverse).
+  cleanups.push(async () => {
+    await driver.whenCaptured();
+    const result = rederiveWhatsAppArchive(records(), (sha256) => storage.blobs.get(sha256));
+    expect(result.mismatches).toEqual([]);
+    expect(result.checked + result.withheld).toBe(records().length);
+  });
   return {
     driver,
     storage,
@@ -54,6 +65,7 @@ async function harness(sink?: Sink, storage = new MemoryStorage(), options: What
     recorder,
     logger,
     state,
+    transitions,
     records,
     text: (key) => records().find((r) => r.key === key)?.text,
     blob: (sha256) => storage.blobs.get(sha256),
@@ -285,10 +297,16 @@ describe('WhatsApp connector, offline through Baileys’ own receive path', () =
     expect(find(h.records(), 'message').map((r) => r.text)).toEqual(['before drop', 'after reconnect']);
 
     driver.socket().close(DisconnectReason.connectionReplaced);
-    expect(driver.connector.status()).toMatchObject({ state: 'failed' });
+    // The runtime parks a replaced session as logged-out (relink or stop the other process).
+    expect(driver.connector.status()).toMatchObject({ state: 'logged-out' });
     expect(driver.connector.status().detail).toContain('440');
     await driver.whenCaptured();
-    expect(find(h.records(), 'system').at(-1)?.system).toEqual({ event: 'session-replaced', fields: { code: '440' } });
+    await until(() => h.transitions.some((t) => t.event === 'replaced'), 30_000, 'the replaced transition');
+    expect(h.transitions.filter((t) => t.event !== 'connected').map((t) => [t.event, t.reason])).toEqual([
+      ['reconnecting', expect.stringContaining('408')],
+      ['reconnecting', '515 restart required'],
+      ['replaced', '440'],
+    ]);
   });
 
   it('retries when the socket cannot even be created, instead of crashing the process', async () => {
@@ -311,19 +329,20 @@ describe('WhatsApp connector, offline through Baileys’ own receive path', () =
     const made = offline.next();
     await connector.start(ctx);
     cleanups.push(() => connector.stop());
-    expect(connector.status()).toMatchObject({ state: 'reconnecting', errors: 1 });
-    expect(connector.status().detail).toContain('could not create the socket (TypeError)');
+    expect(connector.status()).toMatchObject({ state: 'reconnecting' });
+    expect(connector.status().detail).toContain('socket-create-failed TypeError');
     await made;
     expect(calls).toBe(3);
   });
 
-  it('stops on logout (401) with a system record and a logged-out status', async () => {
+  it('stops on logout (401) with a logged-out transition and status', async () => {
     const h = await harness();
     const count = h.driver.sockets.sockets.length;
     h.driver.socket().close(DisconnectReason.loggedOut);
     await h.driver.whenCaptured();
     expect(h.driver.connector.status().state).toBe('logged-out');
-    expect(find(h.records(), 'system')[0]?.system).toEqual({ event: 'logged-out', fields: { code: '401' } });
+    await until(() => h.transitions.some((t) => t.event === 'logged-out'), 30_000, 'the logged-out transition');
+    expect(h.transitions.at(-1)).toMatchObject({ event: 'logged-out', reason: '401' });
     expect(h.driver.sockets.sockets.length).toBe(count); // no reconnect
     expect(await h.state.scope('whatsapp:desk').scope('auth').get('creds')).toBeUndefined(); // dead keys cleared for relinking
   });
@@ -384,7 +403,8 @@ describe('WhatsApp connector, offline through Baileys’ own receive path', () =
     const connector = createWhatsAppConnector({ account: 'nobody' });
     const recorder = new Recorder({ sink: createMemorySink(), allowVolatileSink: true });
     await expect(connector.start(createConnectorContext({ recorder, connector, state, signal: new AbortController().signal }))).rejects.toMatchObject({ code: 'WHATSAPP_NOT_LINKED' });
-    expect(connector.status().state).toBe('logged-out');
+    // The runtime marks a source that cannot open as failed; the capture runner parks it as not linked by the code.
+    expect(connector.status()).toMatchObject({ state: 'failed', detail: 'could not start: WHATSAPP_NOT_LINKED' });
   });
 });
 
@@ -452,7 +472,7 @@ describe('WhatsApp media: never holds up capture', () => {
     const media = await encryptMedia(randomBytes(2000), 'image');
     const photo = envelope(mediaContent('image', media, driver.media.put('crash-photo', media.file)), { from: JIDS.alice, id: 'CRASH', t });
     // The message alone, as a process that ended after capturing it (before the download) left it.
-    const mapped = await mapEnvelope(freezeMessage(structuredClone(photo), 'notify'), { me: driver.me, aliases: () => [], messageSecret: () => Promise.resolve(undefined) });
+    const mapped = mapEnvelope(freezeMessage(structuredClone(photo), 'notify'), { me: driver.me, aliases: () => [] });
     await h.recorder.writer({ channel: 'whatsapp', account: 'desk', source: driver.connector.source }).capture(mapped.input);
     const before = driver.media.requests;
     const sync = { syncType: proto.HistorySync.HistorySyncType.RECENT, conversations: [{ id: JIDS.alice, messages: [{ message: photo }] }] };
@@ -474,5 +494,109 @@ describe('WhatsApp media: never holds up capture', () => {
     expect(find(h.records(), 'edit', (r) => r.target?.id === 'STOPPED')).toMatchObject([{ attachments: [{ status: 'unavailable', reason: 'stopped' }] }]);
     expect(h.driver.connector.status()).toMatchObject({ state: 'stopped' });
     expect(h.driver.connector.status().detail).toBeUndefined();
+  }, 60_000);
+});
+
+describe('WhatsApp completeness signals, each recorded', () => {
+  const DAY = 86_400_000;
+  const T0 = Date.UTC(2026, 10, 21, 9, 0, 0);
+  const textAt = async (text: string, id: string, t: number) => envelope(await textContent(text, JIDS.alice), { from: JIDS.alice, id, t });
+
+  it('offline delivery: fewer messages than the server announced → a gap naming the window and how many; all announced → a system record; append is live traffic', async () => {
+    let now = T0;
+    const h = await harness(undefined, undefined, { clock: () => now, offlineQuietMs: 200 });
+    now += 3_600_000; // an hour offline
+    const socket = h.driver.socket();
+    await socket.offlineDelivery([await textAt('while offline 1', 'OFF-1', 1_790_000_001), await textAt('while offline 2', 'OFF-2', 1_790_000_002)], { announced: 5 });
+    now += 1000; // the next offline delivery starts before the quiet period ends: the first window is compared then
+    await socket.offlineDelivery([await textAt('while offline 3', 'OFF-3', 1_790_000_003)]);
+    // the end marker overtook two messages still being decrypted: they count, no gap
+    now += 1000;
+    await socket.offlineDelivery([await textAt('while offline 4', 'OFF-4', 1_790_000_004)], { announced: 3, late: [await textAt('late 5', 'OFF-5', 1_790_000_005), await textAt('late 6', 'OFF-6', 1_790_000_006)] });
+    await h.driver.whenCaptured();
+    await until(() => find(h.records(), 'system', (r) => r.system?.event === 'whatsapp-offline-complete').length === 2, 30_000, 'the second offline window settles');
+    const records = h.records();
+    // the offline messages came as `append` upserts: captured like live ones, none dropped
+    expect(find(records, 'message').map((r) => [r.native?.id, r.meta?.['origin']])).toEqual(['OFF-1', 'OFF-2', 'OFF-3', 'OFF-4', 'OFF-5', 'OFF-6'].map((id) => [id, 'append']));
+    const [gap] = find(records, 'gap');
+    expect(gap).toMatchObject({ gap: { reason: 'offline-count-mismatch', missing: 3, from: new Date(T0).toISOString(), to: new Date(T0 + 3_601_000).toISOString() }, meta: { announced: 5, arrived: 2, recovery: 'history-sync-or-reconcile' } });
+    expect(find(records, 'gap')).toHaveLength(1);
+    expect(find(records, 'system', (r) => r.system?.event === 'whatsapp-offline-complete')).toMatchObject([{ system: { fields: { announced: '1', arrived: '1', total: '4' } } }, { system: { fields: { announced: '3', arrived: '3', total: '6' } } }]);
+  }, 60_000);
+
+  it('phone last seen: warnings at 7 and 12 days without a sign of the phone, once each; a message from the phone resets the count', async () => {
+    let now = T0;
+    const h = await harness(undefined, undefined, { clock: () => now });
+    const warnings = () => find(h.records(), 'system', (r) => r.system?.event === 'whatsapp-phone-offline').map((r) => r.system?.fields);
+    now = T0 + 6 * DAY + 23 * 3_600_000;
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings()).toEqual([]);
+    now = T0 + 7 * DAY + 1;
+    h.driver.connector.checkCompleteness();
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings()).toEqual([{ lastSeen: new Date(T0).toISOString(), days: '7', logoutAfterDays: '14' }]);
+    now = T0 + 12 * DAY + 1;
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings().map((w) => w?.['days'])).toEqual(['7', '12']);
+    expect(h.logger.text()).toContain('no sign of the phone');
+    // the custodian sends from the phone: it is alive; the next warning is 7 days after that
+    await h.driver.outgoingText('from the phone');
+    now += 6 * DAY;
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings()).toHaveLength(2);
+    now += DAY;
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(warnings().at(-1)).toEqual({ lastSeen: new Date(T0 + 12 * DAY + 1).toISOString(), days: '7', logoutAfterDays: '14' });
+  }, 60_000);
+
+  it('history sync that does not arrive within the bound after linking → a gap; one that arrives → none', async () => {
+    let now = T0;
+    const h = await harness(undefined, undefined, { clock: () => now, historyBoundMs: 60_000 });
+    now += 59_000;
+    h.driver.connector.checkCompleteness();
+    now += 2000;
+    h.driver.connector.checkCompleteness();
+    h.driver.connector.checkCompleteness();
+    await h.driver.whenCaptured();
+    expect(find(h.records(), 'gap')).toMatchObject([{ key: `history-missing:${new Date(T0).toISOString()}`, gap: { reason: 'history-sync-missing', to: new Date(T0).toISOString() }, meta: { boundMs: 60_000 } }]);
+
+    let later = T0;
+    const on = await harness(undefined, new MemoryStorage(), { clock: () => later, historyBoundMs: 60_000 });
+    on.driver.socket().history({ syncType: proto.HistorySync.HistorySyncType.INITIAL_BOOTSTRAP, conversations: [{ id: JIDS.alice, messages: [{ message: await textAt('from history', 'HIST-1', 1_780_000_000) }] }] });
+    later += 10 * 60_000;
+    on.driver.connector.checkCompleteness();
+    await on.driver.whenCaptured();
+    expect(find(on.records(), 'gap')).toEqual([]);
+    expect(find(on.records(), 'message').map((r) => r.meta?.['historySyncType'])).toEqual(['INITIAL_BOOTSTRAP']);
+  }, 60_000);
+
+  it('a device linked before these checks existed (history already processed) is not reported as missing history', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const state = await openStateStore({ dir, unencrypted: true });
+    const creds = initAuthCreds();
+    creds.me = { id: JIDS.me, lid: JIDS.meLid, name: 'Custodian' };
+    creds.registered = true;
+    creds.processedHistoryMessages = [{ key: { remoteJid: JIDS.me, id: 'HISTORY-NOTIFICATION-1', fromMe: true }, messageTimestamp: 1_780_000_000 }];
+    await state.scope('whatsapp:old').scope('auth').set('creds', Buffer.from(JSON.stringify(creds, BufferJSON.replacer), 'utf8'));
+    let now = T0;
+    const driver = await createWhatsAppTestDriver({ account: 'old', clock: () => now, historyBoundMs: 60_000 });
+    const storage = new MemoryStorage();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true });
+    cleanups.push(async () => {
+      await driver.close();
+      await recorder.close();
+    });
+    await driver.connector.start(createConnectorContext({ recorder, connector: driver.connector, state, signal: new AbortController().signal }));
+    now += 3_600_000;
+    driver.connector.checkCompleteness();
+    await driver.whenCaptured();
+    const records = (storage.streams.get('whatsapp:old')?.records ?? []).map((bytes) => JSON.parse(Buffer.from(bytes).toString('utf8')) as ArchiveRecord);
+    expect(records.map((r) => r.kind)).toEqual(['system']); // the identity, no gap
   }, 60_000);
 });

@@ -1,44 +1,51 @@
 /**
- * The WhatsApp connector: one linked device (Baileys) per account, capturing everything the
- * account sends and receives.
+ * The WhatsApp connector: one linked device (Baileys) per account, on core's connector runtime.
+ * This file is the event source; every record is built in map-whatsapp.ts.
  *
  * Data path, in order:
  * 1. `makeWASocket` builds the socket; the connector immediately replaces `sock.ev.emit`
  *    (emit-tap.ts), so it sees every event before Baileys' event buffer can merge or mutate it.
- * 2. In the tap, synchronously, each message of `messages.upsert` (`notify` AND `append`) and
- *    of `messaging-history.set` is serialized to its protobuf bytes (raw-envelope.ts) and
- *    queued. Later mutations of the live object cannot reach the archive.
- * 3. One worker takes the queue in order: maps each envelope (map-whatsapp.ts), captures it,
- *    and only then remembers its messageSecret. History messages already archived (media
- *    follow-up included) are skipped before mapping.
- * 4. Media never waits in that queue: once a message with media is durable, its download goes
- *    to the media queue (media-queue.ts, a few at a time), and the outcome — the file, or why
- *    not — comes back into the worker's queue as the message's follow-up record. stop()
- *    cancels downloads still running; each is recorded unavailable with reason `stopped`.
- * Baileys acknowledges messages to WhatsApp before emitting them, so a crash between the
- * acknowledgement and the durable write can lose a message; full history sync on link and the
- * archive-backed dedupe are the reconciliation (see README, "Limits").
+ * 2. In the tap, synchronously, each message of `messages.upsert` (`notify` AND `append`: an
+ *    offline replay is live traffic) and of `messaging-history.set` is serialized to its
+ *    protobuf bytes (raw-envelope.ts) and delivered to the runtime. Every other event that is
+ *    recorded (delete-for-me, chat cleared, group metadata, LID ↔ phone pairs and subjects the
+ *    identity book learns, completeness signals) is delivered as JSON evidence
+ *    (`whatsapp.event.v1`): the record's raw blob.
+ * 3. The runtime maps events in order (`#map`: state lookups — an encrypted edit's original
+ *    secret, an earlier undecryptable stub — then the pure mapping), issues captures pipelined
+ *    and calls `acknowledge` with each run of events that is durable.
+ * 4. Acknowledging: Baileys acknowledged the messages to WhatsApp before emitting them, so there
+ *    is no upstream ack to send. `acknowledge` is where the connector's own state advances: a
+ *    message's secret (for later encrypted edits) is written to the state store, and its media
+ *    download starts (media-queue.ts, a few at a time; never in the capture path). The outcome —
+ *    the file, or why not — comes back as an event and becomes the message's follow-up record.
+ * A crash between Baileys' acknowledgement and the durable write can lose a message; the
+ * completeness signals (offline count, history sync) make that visible as `gap` records.
  */
-import { createHash } from 'node:crypto';
 import {
   CONNECTOR_SPEC_VERSION,
   OffchannelError,
+  createConnectorRuntime,
   type CaptureInput,
   type Connector,
   type ConnectorContext,
-  type ConnectorState,
+  type ConnectorEvent,
+  type ConnectorRuntime,
   type ConnectorStatus,
+  type EventSourceIo,
   type SourceInfo,
 } from '@offchannel/core';
 import makeWASocket, {
   Browsers,
   BufferJSON,
   DisconnectReason,
+  getBinaryNodeChild,
   jidNormalizedUser,
   makeCacheableSignalKeyStore,
   proto,
   type BaileysEventEmitter,
   type BaileysEventMap,
+  type BinaryNode,
   type UserFacingSocketConfig,
   type WAMessageKey,
 } from '@whiskeysockets/baileys';
@@ -49,13 +56,28 @@ import { IdentityBook } from './identity-book.ts';
 import { createMediaDownloader, type MediaDownloader, type MediaDownloaderOptions } from './media-download.ts';
 import { DEFAULT_MEDIA_CONCURRENCY, MediaQueue } from './media-queue.ts';
 import { MessageIndex } from './message-index.ts';
-import { archiveKeysOf, mapDeleteForMe, mapEnvelope, mapMediaOutcome, type MapDependencies, type MappedEnvelope, type PendingMedia, type WhatsAppIdentity } from './map-whatsapp.ts';
+import {
+  EVENT_FORMAT,
+  UNENCODABLE_FORMAT,
+  encodeEventEvidence,
+  mapEnvelope,
+  mapMediaOutcome,
+  mapWhatsAppEvent,
+  type MapDependencies,
+  type MappedEnvelope,
+  type MediaOutcome,
+  type PendingMedia,
+  type WhatsAppEventEvidence,
+  type WhatsAppIdentity,
+} from './map-whatsapp.ts';
 import { RAW_FORMAT, encodeRawEvidence, freezeMessage, type CapturedEnvelope } from './raw-envelope.ts';
 import { PACKAGE_VERSION, UPSTREAM } from './version.ts';
 
 /** The parts of a Baileys socket the connector uses. `makeWASocket`'s result satisfies it. */
 export interface WhatsAppSocket {
   readonly ev: BaileysEventEmitter;
+  /** The socket's frame emitter (`CB:<tag>,,<child>` events): read for the offline counts. */
+  readonly ws?: { on(event: string, listener: (node: BinaryNode) => void): unknown };
   end(error: Error | undefined): void;
   requestPairingCode?(phoneNumber: string): Promise<string>;
 }
@@ -79,24 +101,84 @@ export interface WhatsAppConnectorOptions {
   readonly waVersion?: readonly [number, number, number];
   /** WebSocket URL override (loopback tests only). */
   readonly waWebSocketUrl?: string;
+  /** Days without a sign of the phone at which a `whatsapp-phone-offline` warning is recorded. Default [7, 12]. */
+  readonly phoneWarningDays?: readonly number[];
+  /** How long after linking history sync may take before a `history-sync-missing` gap is recorded, ms. Default 30 min. */
+  readonly historyBoundMs?: number;
+  /**
+   * After the server's end-of-offline marker, how long without another offline message before
+   * the count is compared (Baileys may still be decrypting the last ones), ms. Default 5 000.
+   */
+  readonly offlineQuietMs?: number;
+  /** Events mapped but not yet durable (the runtime's window). Default 256. */
+  readonly maxInFlight?: number;
+  /** Seam: told the message ids (`key.id`) of each run of events the runtime acknowledged (durable). */
+  readonly onAcknowledge?: (messageIds: readonly string[]) => void;
+  /** Seam: clock, ms since epoch. Default `Date.now`. */
+  readonly clock?: () => number;
   /** Seam: socket factory. Default `makeWASocket`. */
   readonly socketFactory?: WhatsAppSocketFactory;
   /** Seam: media downloader. Default {@link createMediaDownloader}(`media`). */
   readonly download?: MediaDownloader;
 }
 
-type Job = { readonly type: 'envelope'; readonly envelope: CapturedEnvelope } | { readonly type: 'input'; readonly input: CaptureInput };
-
-const SOURCE_PACKAGE = '@offchannel/whatsapp';
-/** Captures waiting for durability at once (group commit); mapping stays sequential. */
-const CAPTURE_WINDOW = 64;
-/** How long learned aliases may wait in memory before they are written to the state store. */
-const BOOK_SAVE_DELAY_MS = 5000;
-
 /** The core Connector, plus a way to wait until everything received so far is archived. */
 export interface WhatsAppConnector extends Connector {
   /** Resolves when every event seen so far has been captured (or stop() gave up on it). */
   whenIdle(): Promise<void>;
+  /** Runs the completeness checks now (phone last seen, history sync); they also run every minute. */
+  checkCompleteness(): void;
+}
+
+/** One event for the runtime: a frozen message, JSON evidence, or a media download's outcome. */
+type WhatsAppEvent = EnvelopeEvent | EvidenceEvent | MediaEvent;
+
+/** What becomes true once the event is durable (done in `acknowledge`). */
+interface AfterDurable {
+  ref?: { readonly chat: string; readonly id: string };
+  entry?: { secret?: Uint8Array; content?: Uint8Array };
+  media?: PendingMedia;
+}
+
+class EnvelopeEvent implements ConnectorEvent {
+  readonly format = RAW_FORMAT;
+  after: AfterDurable | undefined;
+  readonly envelope: CapturedEnvelope;
+  /** The message's `key.id` as Baileys gave it (for the acknowledgement seam). */
+  readonly id: string | undefined;
+  #raw: Uint8Array | undefined;
+  constructor(envelope: CapturedEnvelope, id: string | undefined) {
+    this.envelope = envelope;
+    this.id = id;
+  }
+  get raw(): Uint8Array {
+    this.#raw ??= encodeRawEvidence(this.envelope);
+    return this.#raw;
+  }
+}
+
+interface EvidenceEvent extends ConnectorEvent {
+  readonly evidence: true;
+}
+
+interface MediaEvent extends ConnectorEvent {
+  readonly media: PendingMedia;
+  readonly outcome: MediaOutcome;
+}
+
+const SOURCE_PACKAGE = '@offchannel/whatsapp';
+/** How long learned aliases may wait in memory before they are written to the state store. */
+const BOOK_SAVE_DELAY_MS = 5000;
+const DAY_MS = 86_400_000;
+/** State key of the completeness facts (link time, phone last seen, history received). */
+const HEALTH = 'completeness';
+
+interface Health {
+  linkedAt: number;
+  phoneSeenAt: number;
+  onlineAt?: number;
+  historyAt?: number;
+  historyMissingAt?: number;
 }
 
 /** Creates the connector. Nothing connects until the runner calls `start(ctx)`. */
@@ -112,118 +194,180 @@ class BaileysConnector implements WhatsAppConnector {
   readonly source: SourceInfo = { package: SOURCE_PACKAGE, version: PACKAGE_VERSION, upstream: UPSTREAM };
 
   readonly #options: WhatsAppConnectorOptions;
-  #state: ConnectorState = 'idle';
-  #since = new Date().toISOString();
-  #detail: string | undefined;
-  #captured = 0;
-  #duplicates = 0;
-  #errors = 0;
-  #lastEventAt: string | undefined;
-
-  #ctx: ConnectorContext | undefined;
+  readonly #runtime: ConnectorRuntime<WhatsAppEvent>;
+  readonly #media: MediaQueue;
+  readonly #now: () => number;
+  #io: EventSourceIo<WhatsAppEvent> | undefined;
   #auth: StoredAuthState | undefined;
   #index: MessageIndex | undefined;
   #book: IdentityBook | undefined;
+  #health: Health | undefined;
   #socket: WhatsAppSocket | undefined;
   #untap: (() => void) | undefined;
   #reconnectTimer: NodeJS.Timeout | undefined;
+  #healthTimer: NodeJS.Timeout | undefined;
+  #saveTimer: NodeJS.Timeout | undefined;
   #attempt = 0;
-  #stopping = false;
-  readonly #queue: Job[] = [];
-  #worker: Promise<void> | undefined;
-  #bookTimer: NodeJS.Timeout | undefined;
-  #abandoned = 0;
+  #closed = false;
+  /** Open offline delivery: what the server announced, and messages counted since. */
+  #offline: { announced: number; total: number | undefined; arrived: number; from: number; lastArrival: number; ended: boolean } | undefined;
+  #offlineTimer: NodeJS.Timeout | undefined;
+  /** phone-offline thresholds already recorded for the current `phoneSeenAt`. */
+  #warned = new Set<string>();
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #media: MediaQueue;
 
   constructor(options: WhatsAppConnectorOptions) {
     this.#options = options;
     this.account = options.account;
+    this.#now = options.clock ?? Date.now;
     const download: MediaDownloader = options.download ?? createMediaDownloader(options.media);
-    this.#media = new MediaQueue(download, options.media?.concurrency ?? DEFAULT_MEDIA_CONCURRENCY, (media, outcome) => {
-      this.#enqueue({ type: 'input', input: mapMediaOutcome(media, outcome) });
+    this.#media = new MediaQueue(download, options.media?.concurrency ?? DEFAULT_MEDIA_CONCURRENCY, (media, outcome) => { this.#onMediaOutcome(media, outcome); });
+    this.#runtime = createConnectorRuntime<WhatsAppEvent>({
+      channel: this.channel,
+      account: this.account,
+      source: this.source,
+      ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
+      retry: { minMs: 50, maxMs: 5000 },
+      events: {
+        open: (io) => this.#open(io),
+        acknowledge: (events) => this.#acknowledge(events),
+        close: () => this.#close(),
+      },
+      map: (event) => this.#map(event),
     });
   }
 
+  start(ctx: ConnectorContext): Promise<void> {
+    return this.#runtime.start(ctx);
+  }
+
+  stop(): Promise<void> {
+    return this.#runtime.stop();
+  }
+
   status(): ConnectorStatus {
-    return {
-      state: this.#state,
-      since: this.#since,
-      ...(this.#detail ? { detail: this.#detail } : {}),
-      captured: this.#captured,
-      duplicates: this.#duplicates,
-      errors: this.#errors,
-      ...(this.#lastEventAt ? { lastEventAt: this.#lastEventAt } : {}),
-    };
+    return this.#runtime.status();
   }
 
   async whenIdle(): Promise<void> {
-    while (this.#worker || this.#pending.size > 0 || this.#media.size > 0) {
-      await this.#worker;
-      await this.#media.idle();
-      await Promise.allSettled([...this.#pending]);
+    let quiet = 0;
+    while (quiet < 2) {
+      const busy = this.#runtime.backlog > 0 || this.#media.size > 0 || this.#pending.size > 0;
+      quiet = busy ? 0 : quiet + 1;
+      if (busy) await Promise.allSettled([...this.#pending]);
+      await new Promise((resolve) => setTimeout(resolve, busy ? 1 : 0));
     }
   }
 
-  async start(ctx: ConnectorContext): Promise<void> {
-    if (this.#state !== 'idle' && this.#state !== 'stopped') throw new OffchannelError('WHATSAPP_ALREADY_STARTED', 'this connector is already running; call stop() first.');
-    this.#ctx = ctx;
-    this.#stopping = false;
-    this.#media.open();
-    this.#set('starting');
-    let auth: StoredAuthState;
-    try {
-      auth = await openAuthState(ctx.state.scope('auth'));
-      this.#book = await IdentityBook.load(ctx.state);
-    } catch (error) {
-      this.#set('failed', `cannot read the session state (${OffchannelError.isInstance(error) ? error.code : 'unreadable'})`);
-      throw error;
-    }
+  // ── the event source: open, acknowledge, close ───────────────────────────────────────────
+
+  async #open(io: EventSourceIo<WhatsAppEvent>): Promise<void> {
+    this.#io = io;
+    this.#closed = false;
+    const { ctx } = io;
+    const auth = await openAuthState(ctx.state.scope('auth'));
+    this.#book = await IdentityBook.load(ctx.state);
     if (!auth.existing || !auth.state.creds.me?.id) {
-      this.#set('logged-out', 'not linked: run `offchannel link whatsapp --account <name>` first');
       throw new OffchannelError('WHATSAPP_NOT_LINKED', `WhatsApp account "${this.account}" is not linked. Run \`offchannel link whatsapp --account ${this.account}\` and scan the QR code.`);
     }
     this.#auth = auth;
     this.#index = new MessageIndex(ctx.state);
-    if (ctx.signal.aborted) {
-      this.#set('stopped', 'aborted before start');
-      return;
+    this.#media.open();
+    // The identity every mapping of this stream uses, recorded before anything else (not a
+    // platform event, so captured here and not counted in status; if the archive is down, it
+    // goes through the runtime like any event and is retried).
+    const me = this.#me();
+    const identity = encodeEventEvidence({ type: 'identity', at: this.#iso(), me: { id: me.id, ...(me.lid ? { lid: me.lid } : {}) } });
+    try {
+      for (const input of mapWhatsAppEvent({ raw: identity, format: EVENT_FORMAT }, this.#deps()).inputs) await ctx.capture(input);
+    } catch {
+      io.deliver({ raw: identity, format: EVENT_FORMAT, evidence: true }); // the archive is down: the runtime retries it
     }
-    ctx.signal.addEventListener('abort', () => void this.stop(), { once: true });
+    const now = this.#now();
+    // First start with these checks: a device that already processed history (linked by an
+    // earlier version) is not reported as missing it.
+    const processed = auth.state.creds.processedHistoryMessages?.length ?? 0;
+    this.#health = (await ctx.state.getJson<Health>(HEALTH)) ?? { linkedAt: now, phoneSeenAt: now, ...(processed > 0 ? { historyAt: now } : {}) };
+    this.checkCompleteness();
+    this.#healthTimer = setInterval(() => { this.checkCompleteness(); }, 60_000);
+    this.#healthTimer.unref();
     this.#connect();
   }
 
-  async stop(): Promise<void> {
-    if (this.#stopping || this.#state === 'idle' || this.#state === 'stopped') return;
-    this.#stopping = true;
-    this.#set('stopping');
-    clearTimeout(this.#reconnectTimer);
-    this.#disconnect();
-    // Downloads still running or waiting are recorded unavailable (`stopped`): their follow-up
-    // records join the queue, and the worker drains it (later media is reported at once).
-    this.#media.close();
-    while (this.#worker) await this.#worker;
-    await Promise.allSettled([...this.#pending]);
-    await this.#index?.flush();
-    clearTimeout(this.#bookTimer);
-    this.#bookTimer = undefined;
-    if (this.#ctx && this.#book) await this.#book.save(this.#ctx.state).catch(() => undefined);
-    const lost = this.#queue.length + this.#abandoned;
-    if (lost > 0) {
-      this.#ctx?.logger.error({ pending: lost }, 'stopped with events not yet archived; only history sync can recover them');
-      this.#set('stopped', `${lost} event(s) could not be archived before stop`);
-      return;
+  /** Durable: remember secrets (for later encrypted edits), start media downloads. No upstream ack exists. */
+  async #acknowledge(events: readonly WhatsAppEvent[]): Promise<void> {
+    const ctx = this.#io?.ctx;
+    for (const event of events) {
+      const after = event instanceof EnvelopeEvent ? event.after : undefined;
+      if (!after || !ctx) continue;
+      if (after.ref && after.entry) this.#track(this.#index?.remember(after.ref.chat, after.ref.id, after.entry));
+      const media = after.media;
+      // A replayed message whose follow-up is archived already is not downloaded again.
+      if (media) this.#track(ctx.lookup(media.key).then((seq) => { if (seq === undefined) this.#media.submit(media); }));
     }
-    this.#set('stopped');
+    this.#scheduleSave();
+    this.#options.onAcknowledge?.(events.flatMap((event) => (event instanceof EnvelopeEvent && event.id !== undefined ? [event.id] : [])));
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    clearInterval(this.#healthTimer);
+    this.#disconnect();
+    // Downloads still running or waiting are recorded unavailable (`stopped`), directly: the
+    // runtime takes no more events now.
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    this.#media.close();
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    await this.#index?.flush();
+    clearTimeout(this.#saveTimer);
+    this.#saveTimer = undefined;
+    await this.#save();
+  }
+
+  // ── mapping: state lookups here, the decisions in map-whatsapp.ts ─────────────────────────
+
+  async #map(event: WhatsAppEvent): Promise<readonly CaptureInput[]> {
+    const deps = this.#deps();
+    if ('media' in event) return [mapMediaOutcome(event.media, event.outcome)];
+    if (!(event instanceof EnvelopeEvent)) {
+      const mapped = mapWhatsAppEvent(event, deps);
+      this.#learn(mapped.pairs, mapped.titles);
+      return mapped.inputs;
+    }
+    let mapped = mapEnvelope(event.envelope, deps);
+    if (mapped.needsSecret && this.#index) {
+      const secret = await this.#index.secret(mapped.needsSecret.chat, mapped.needsSecret.id);
+      if (secret) mapped = mapEnvelope(event.envelope, { ...deps, secretOf: () => secret });
+    }
+    if (mapped.input.kind === 'message' && mapped.stubKey) {
+      const seq = await this.#io?.ctx.lookup(mapped.stubKey);
+      if (seq !== undefined) mapped = mapEnvelope(event.envelope, { ...deps, resolves: { seq, key: mapped.stubKey } });
+    }
+    this.#learn(mapped.aliasPairs, mapped.newTitle && mapped.ref ? [[mapped.ref.chat, mapped.newTitle]] : undefined);
+    event.after = afterDurable(mapped);
+    // Visible in memory at once (the next event may be an edit of this message); written once durable.
+    if (event.after?.ref && event.after.entry) this.#index?.note(event.after.ref.chat, event.after.ref.id, event.after.entry);
+    return [mapped.input];
+  }
+
+  #learn(pairs: readonly (readonly [string, string])[] | undefined, titles: readonly (readonly [string, string])[] | undefined): void {
+    for (const [a, b] of pairs ?? []) this.#book?.link(a, b);
+    for (const [chat, title] of titles ?? []) this.#book?.setTitle(chat, title);
+  }
+
+  #deps(): MapDependencies {
+    const book = this.#book;
+    return { me: this.#me(), aliases: (jid) => book?.aliases(jid) ?? [], title: (chat) => book?.title(chat) };
   }
 
   // ── socket lifecycle ──────────────────────────────────────────────────────────────────────
 
   #connect(): void {
-    const ctx = this.#ctx;
+    const io = this.#io;
     const auth = this.#auth;
-    if (!ctx || !auth || this.#stopping) return;
-    const logger = baileysLogger(ctx.logger);
+    if (!io || !auth || this.#closed) return;
+    const logger = baileysLogger(io.ctx.logger);
     const config: UserFacingSocketConfig = {
       auth: { creds: auth.state.creds, keys: makeCacheableSignalKeyStore(auth.state.keys, logger) },
       logger,
@@ -241,15 +385,16 @@ class BaileysConnector implements WhatsAppConnector {
       socket = (this.#options.socketFactory ?? ((c: UserFacingSocketConfig) => makeWASocket(c)))(config);
     } catch (error) {
       // Never let a reconnect attempt crash the process: report it and try again later.
-      this.#errors++;
       const delay = this.#backoff();
-      this.#set('reconnecting', `could not create the socket (${error instanceof Error ? error.name : 'unknown'}): retrying in ${delay} ms`);
+      io.transition('reconnecting', `socket-create-failed ${error instanceof Error ? error.name : 'unknown'}; retry in ${delay} ms`);
       this.#reconnectTimer = setTimeout(() => { this.#connect(); }, delay);
       return;
     }
     this.#socket = socket;
     // FIRST thing after the socket exists: tap the emitter (see emit-tap.ts).
     this.#untap = tapEmitter(socket.ev, (event, data) => { this.#onEvent(event, data); }, (error) => { this.#tapFailed(error); });
+    socket.ws?.on('CB:ib,,offline_preview', (node) => { if (socket === this.#socket) this.#offlinePreview(node); });
+    socket.ws?.on('CB:ib,,offline', (node) => { if (socket === this.#socket) this.#offlineDone(node); });
     socket.ev.on('creds.update', () => {
       if (socket === this.#socket) this.#track(auth.saveCreds());
     });
@@ -259,6 +404,9 @@ class BaileysConnector implements WhatsAppConnector {
   #disconnect(): void {
     const socket = this.#socket;
     this.#socket = undefined;
+    // An offline delivery cut short is announced again on the next connection.
+    this.#offline = undefined;
+    clearTimeout(this.#offlineTimer);
     this.#untap?.();
     this.#untap = undefined;
     try {
@@ -269,44 +417,43 @@ class BaileysConnector implements WhatsAppConnector {
   }
 
   #onConnection(socket: WhatsAppSocket, update: BaileysEventMap['connection.update']): void {
-    const ctx = this.#ctx;
-    if (socket !== this.#socket || this.#stopping || !ctx) return;
+    const io = this.#io;
+    if (socket !== this.#socket || this.#closed || !io) return;
     if (update.qr) {
       // A QR means the stored credentials are not (or no longer) a linked device.
       this.#disconnect();
-      this.#set('logged-out', 'WhatsApp asks for pairing: link the device again with `offchannel link whatsapp`');
+      io.transition('logged-out', 'pairing-requested');
       return;
     }
     if (update.connection === 'open') {
       this.#attempt = 0;
-      this.#set('running', 'connected');
+      io.transition('connected');
+      this.#online();
       // Also persist anything Baileys changed in the credentials before our listener existed.
       if (this.#auth) this.#track(this.#auth.saveCreds());
       return;
     }
     if (update.connection !== 'close') return;
     const code = (update.lastDisconnect?.error as { output?: { statusCode?: number } } | undefined)?.output?.statusCode;
+    this.#online();
     this.#disconnect();
     if (code === DisconnectReason.loggedOut) {
       // The device was removed (on the phone or by WhatsApp): its keys are dead. Clear them so
       // `offchannel link whatsapp` can link a new device.
-      this.#set('logged-out', 'WhatsApp logged this device out (401): capture stopped; link the device again');
-      this.#enqueue({ type: 'input', input: this.#systemInput('logged-out', '401') });
-      this.#track(clearAuthState(ctx.state.scope('auth')));
+      io.transition('logged-out', '401');
+      this.#track(clearAuthState(io.ctx.state.scope('auth')));
       return;
     }
     if (code === DisconnectReason.forbidden) {
-      this.#set('logged-out', 'WhatsApp refused this account (403): capture stopped; check the account on the phone');
-      this.#enqueue({ type: 'input', input: this.#systemInput('logged-out', '403') });
+      io.transition('banned', '403');
       return;
     }
     if (code === DisconnectReason.connectionReplaced) {
-      this.#set('failed', 'another session replaced this one (440): run exactly one capture process per account');
-      this.#enqueue({ type: 'input', input: this.#systemInput('session-replaced', '440') });
+      io.transition('replaced', '440');
       return;
     }
     const delay = code === DisconnectReason.restartRequired ? 0 : this.#backoff();
-    this.#set('reconnecting', code === DisconnectReason.restartRequired ? 'restart required (515): reconnecting' : `connection closed (${code ?? 'no code'}): reconnecting in ${delay} ms`);
+    io.transition('reconnecting', code === DisconnectReason.restartRequired ? '515 restart required' : `${code ?? 'no code'}; retry in ${delay} ms`);
     this.#reconnectTimer = setTimeout(() => { this.#connect(); }, delay);
   }
 
@@ -318,44 +465,76 @@ class BaileysConnector implements WhatsAppConnector {
     return delay;
   }
 
-  // ── the tap: synchronous copies, queued in arrival order ──────────────────────────────────
+  // ── the tap: synchronous copies, delivered in arrival order ───────────────────────────────
 
   #onEvent<E extends keyof BaileysEventMap>(event: E, data: BaileysEventMap[E]): void {
-    const receivedAt = Date.now();
+    const receivedAt = this.#now();
     if (event === 'messages.upsert') {
       const upsert = data as BaileysEventMap['messages.upsert'];
-      for (const message of upsert.messages) this.#enqueueMessage(message, () => freezeMessage(message, upsert.type === 'notify' ? 'notify' : 'append', { requestId: upsert.requestId, receivedAt }));
+      const origin = upsert.type === 'notify' ? 'notify' : 'append';
+      if (origin === 'append' && this.#offline) {
+        this.#offline.arrived += upsert.messages.length;
+        this.#offline.lastArrival = performance.now();
+      }
+      for (const message of upsert.messages) {
+        if (message.key?.fromMe === true) this.#phoneSeen(receivedAt);
+        this.#deliverMessage(message, () => freezeMessage(message, origin, { requestId: upsert.requestId, receivedAt }));
+      }
     } else if (event === 'messaging-history.set') {
       const history = data as BaileysEventMap['messaging-history.set'];
-      for (const pair of history.lidPnMappings ?? []) this.#book?.link(pair.lid, pair.pn);
-      for (const contact of history.contacts) this.#book?.link(contact.lid ?? contact.id, contact.phoneNumber ?? contact.id);
+      this.#phoneSeen(receivedAt);
+      if (this.#health && this.#health.historyAt === undefined) {
+        this.#health.historyAt = receivedAt;
+        this.#scheduleSave();
+      }
+      const pairs = [...(history.lidPnMappings ?? []).map((p) => [p.lid, p.pn] as const), ...history.contacts.map((c) => [c.lid ?? c.id, c.phoneNumber ?? c.id] as const)];
+      this.#deliverDirectory('history', pairs, []);
       const syncType = history.syncType !== undefined && history.syncType !== null ? (proto.HistorySync.HistorySyncType[history.syncType] ?? String(history.syncType)) : undefined;
-      for (const message of history.messages) this.#enqueueMessage(message, () => freezeMessage(message, 'history', { historySyncType: syncType, receivedAt }));
+      for (const message of history.messages) this.#deliverMessage(message, () => freezeMessage(message, 'history', { historySyncType: syncType, receivedAt }));
     } else if (event === 'messages.delete') {
       const deletion = data as BaileysEventMap['messages.delete'];
-      const me = this.#me();
+      this.#phoneSeen(receivedAt);
       if ('keys' in deletion) {
         for (const key of deletion.keys) {
-          const input = mapDeleteForMe({ ...key }, this.#deps(me), new Date(receivedAt));
-          if (input) this.#enqueue({ type: 'input', input });
+          const { remoteJid, fromMe, id, participant } = key;
+          const fields = { remoteJid: remoteJid ?? null, fromMe: fromMe ?? null, id: id ?? null, participant: participant ?? null };
+          this.#deliverEvidence({ type: 'delete-for-me', at: this.#iso(receivedAt), key: fields });
         }
       } else {
-        this.#enqueue({ type: 'input', input: this.#systemInput('chat-cleared-for-me', undefined, deletion.jid) });
+        this.#deliverEvidence({ type: 'chat-cleared', at: this.#iso(receivedAt), jid: deletion.jid });
       }
     } else if (event === 'lid-mapping.update') {
       const pair = data as BaileysEventMap['lid-mapping.update'];
-      this.#book?.link(pair.lid, pair.pn);
+      this.#deliverDirectory('lid-mapping', [[pair.lid, pair.pn]], []);
     } else if (event === 'contacts.upsert' || event === 'contacts.update') {
-      for (const contact of data as BaileysEventMap['contacts.upsert']) this.#book?.link(contact.lid ?? contact.id, contact.phoneNumber ?? contact.id);
-    } else if (event === 'groups.upsert' || event === 'groups.update') {
-      for (const group of data as BaileysEventMap['groups.update']) if (group.id) this.#book?.setTitle(group.id, group.subject);
-      if (event === 'groups.upsert') {
-        for (const group of data as BaileysEventMap['groups.upsert']) this.#enqueue({ type: 'input', input: this.#groupMetadataInput(group, receivedAt) });
+      const contacts = data as BaileysEventMap['contacts.upsert'];
+      this.#deliverDirectory('contacts', contacts.map((c) => [c.lid ?? c.id, c.phoneNumber ?? c.id] as const), []);
+    } else if (event === 'groups.update') {
+      const groups = data as BaileysEventMap['groups.update'];
+      this.#deliverDirectory('groups', [], groups.flatMap((g) => (g.id && typeof g.subject === 'string' && g.subject ? [[g.id, g.subject] as const] : [])));
+    } else if (event === 'groups.upsert') {
+      for (const group of data as BaileysEventMap['groups.upsert']) {
+        const participants = (group.participants ?? []).map((p) => ({ id: p.id, ...(p.admin ? { admin: p.admin } : {}) }));
+        const evidence = { id: group.id, ...(group.subject ? { subject: group.subject } : {}), ...(group.owner ? { owner: group.owner } : {}), ...(typeof group.creation === 'number' ? { creation: group.creation } : {}), participants };
+        this.#deliverEvidence({ type: 'group-metadata', at: this.#iso(receivedAt), group: evidence });
       }
     }
   }
 
-  #enqueueMessage(message: unknown, freeze: () => CapturedEnvelope): void {
+  /** Delivers only what the identity book does not know yet (once per contact, not per sync). */
+  #deliverDirectory(source: string, pairs: readonly (readonly [string | null | undefined, string | null | undefined])[], titles: readonly (readonly [string, string])[]): void {
+    const book = this.#book;
+    const fresh = pairs.filter((p): p is readonly [string, string] => typeof p[0] === 'string' && typeof p[1] === 'string' && p[0].length > 0 && p[1].length > 0 && p[0] !== p[1] && !(book?.aliases(userOf(p[0])) ?? []).includes(userOf(p[1])));
+    const newTitles = titles.filter(([chat, title]) => book?.title(chat) !== title.slice(0, 200));
+    if (fresh.length === 0 && newTitles.length === 0) return;
+    this.#deliverEvidence({ type: 'directory', at: this.#iso(), source, pairs: fresh.map(([a, b]) => [a, b] as const), titles: newTitles });
+  }
+
+  #deliverEvidence(evidence: WhatsAppEventEvidence): void {
+    this.#io?.deliver({ raw: encodeEventEvidence(evidence), format: EVENT_FORMAT, evidence: true });
+  }
+
+  #deliverMessage(message: unknown, freeze: () => CapturedEnvelope): void {
     let envelope: CapturedEnvelope;
     try {
       envelope = freeze();
@@ -372,153 +551,101 @@ class BaileysConnector implements WhatsAppConnector {
         this.#tapFailed(error);
         return;
       }
-      this.#errors++;
-      const problem = { reason: 'unencodable-message', detail: error instanceof Error ? error.name : 'unknown' };
-      const key = `unsupported:json:${createHash('sha256').update(json).digest('hex')}`;
-      this.#enqueue({ type: 'input', input: { kind: 'unsupported', key, problem, raw: { bytes: Buffer.from(json, 'utf8'), format: 'whatsapp.WAMessage.json' } } });
+      this.#io?.deliver({ raw: Uint8Array.from(Buffer.from(json, 'utf8')), format: UNENCODABLE_FORMAT, evidence: true });
       return;
     }
-    this.#enqueue({ type: 'envelope', envelope });
+    const id = (message as { key?: { id?: unknown } | null }).key?.id;
+    this.#io?.deliver(new EnvelopeEvent(envelope, typeof id === 'string' ? id : undefined));
   }
 
   #tapFailed(error: unknown): void {
-    this.#errors++;
-    this.#ctx?.logger.error({ error: error instanceof Error ? error.name : 'unknown' }, 'could not serialize an event in the emitter tap');
-    this.#enqueue({ type: 'input', input: { kind: 'gap', gap: { reason: 'serialize-failed' }, meta: { error: error instanceof Error ? error.name : 'unknown' } } });
+    const name = error instanceof Error ? error.name : 'unknown';
+    this.#io?.ctx.logger.error({ error: name }, 'could not serialize an event in the emitter tap');
+    this.#deliverEvidence({ type: 'tap-failure', at: this.#iso(), error: name });
   }
 
-  #enqueue(job: Job): void {
-    this.#queue.push(job);
-    this.#kick();
-  }
-
-  #kick(): void {
-    if (this.#worker || this.#queue.length === 0) return;
-    this.#worker = this.#drain().finally(() => {
-      this.#worker = undefined;
-      if (!this.#stopping) this.#kick();
-    });
-  }
-
-  // ── the worker: map, capture, remember — one job at a time, in order ──────────────────────
-
-  /**
-   * Takes jobs in arrival order. Mapping is strictly sequential (an edit is mapped after its
-   * original, with the original's secret at hand); captures are issued in that order (so seq
-   * follows arrival) and up to {@link CAPTURE_WINDOW} of them wait for durability together,
-   * which lets the recorder commit them in one group. After an archive failure, the retried
-   * record may land after later ones; `sentAt` and the native ids still give the order.
-   */
-  async #drain(): Promise<void> {
-    const ctx = this.#ctx;
-    if (!ctx) return;
-    const inflight: { readonly job: Job; readonly done: Promise<void> }[] = [];
-    for (;;) {
-      while (inflight.length < CAPTURE_WINDOW && this.#queue.length > 0) {
-        const job = this.#queue[0] as Job;
-        let done: Promise<void>;
-        try {
-          ({ done } = await this.#issue(ctx, job));
-        } catch (error) {
-          done = Promise.reject(error instanceof Error ? error : new Error(String(error)));
-        }
-        done.catch(() => undefined); // handled when it is this job's turn below
-        this.#queue.shift();
-        inflight.push({ job, done });
-      }
-      const oldest = inflight.shift();
-      if (!oldest) return;
-      try {
-        await oldest.done;
-      } catch (error) {
-        await this.#retry(ctx, oldest.job, error);
-      }
+  #onMediaOutcome(media: PendingMedia, outcome: MediaOutcome): void {
+    const raw = Uint8Array.from(Buffer.from(JSON.stringify({ followUp: media.key, ...('reason' in outcome ? { reason: outcome.reason } : {}) }), 'utf8'));
+    if (!this.#closed) {
+      this.#io?.deliver({ raw, format: 'whatsapp.media-outcome.json', media, outcome });
+      return;
     }
+    // Stopping: the runtime takes no more events; record the outcome directly, once.
+    const ctx = this.#io?.ctx;
+    if (ctx) this.#track(ctx.capture(mapMediaOutcome(media, outcome)));
   }
 
-  /** The archive did not take a job (not durable): keep retrying it until it does, or stop() gives up. */
-  async #retry(ctx: ConnectorContext, job: Job, first: unknown): Promise<void> {
-    let error = first;
-    for (let delay = 50; ; delay = Math.min(delay * 2, 5000)) {
-      this.#errors++;
-      ctx.logger.error({ code: OffchannelError.isInstance(error) ? error.code : 'unknown' }, 'capture failed; retrying');
-      if (this.#stopping && delay > 1000) {
-        this.#abandoned++;
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      try {
-        const { done } = await this.#issue(ctx, job);
-        await done;
-        return;
-      } catch (next) {
-        error = next;
-      }
-    }
+  // ── completeness: offline count, phone last seen, history sync ────────────────────────────
+
+  #offlinePreview(node: BinaryNode): void {
+    const attrs = getBinaryNodeChild(node, 'offline_preview')?.attrs ?? {};
+    const number = (value: string | undefined) => (value !== undefined && /^\d{1,9}$/.test(value) ? Number(value) : undefined);
+    const messages = number(attrs['message']);
+    const total = number(attrs['count']);
+    // The server states messages apart from receipts and notifications; with only a total, nothing is compared.
+    if (messages === undefined) return;
+    clearTimeout(this.#offlineTimer);
+    this.#settleOffline(true); // a window still settling ends where the next begins
+    this.#offline = { announced: messages, total, arrived: 0, from: this.#health?.onlineAt ?? this.#now(), lastArrival: performance.now(), ended: false };
+  }
+
+  #offlineDone(_node: BinaryNode): void {
+    if (!this.#offline) return;
+    this.#offline.ended = true;
+    this.#settleOffline();
   }
 
   /**
-   * Maps a job and issues its capture. Resolves (after mapping) with `done`, a promise that
-   * settles when the record is durable and the follow-up state is written. (Wrapped in an object:
-   * an async function cannot resolve to a bare promise.)
+   * Compares once everything announced arrived, or nothing more came for `offlineQuietMs`: the
+   * end marker can overtake the last offline messages, which Baileys decrypts one by one.
    */
-  async #issue(ctx: ConnectorContext, job: Job): Promise<{ readonly done: Promise<void> }> {
-    if (job.type === 'input') {
-      const input = job.input;
-      return {
-        done: ctx.capture(input).then((result) => {
-          this.#count(result, input);
-        }),
-      };
+  #settleOffline(now = false): void {
+    const offline = this.#offline;
+    if (!offline?.ended || this.#closed) return;
+    const quiet = this.#options.offlineQuietMs ?? 5000;
+    const waited = performance.now() - offline.lastArrival;
+    if (!now && offline.arrived < offline.announced && waited < quiet) {
+      this.#offlineTimer = setTimeout(() => { this.#settleOffline(); }, Math.min(250, quiet - waited));
+      return;
     }
-    const envelope = job.envelope;
-    const me = this.#me();
-    if (envelope.origin === 'history') {
-      const keys = archiveKeysOf(envelope, me);
-      const archived = async (key: string | undefined) => key === undefined || (await ctx.lookup(key)) !== undefined;
-      if (keys && (await archived(keys.message)) && (await archived(keys.attachment))) {
-        this.#duplicates++;
-        return { done: Promise.resolve() };
-      }
-    }
-    let mapped: MappedEnvelope;
-    try {
-      mapped = await mapEnvelope(envelope, this.#deps(me));
-    } catch (error) {
-      // A mapping bug must not lose the message: archive its bytes as unsupported.
-      mapped = { input: { kind: 'unsupported', problem: { reason: 'mapping-error', detail: error instanceof Error ? error.name : 'unknown' }, raw: { bytes: encodeRawEvidence(envelope), format: RAW_FORMAT } } };
-    }
-    for (const [a, b] of mapped.aliasPairs ?? []) this.#book?.link(a, b);
-    if (mapped.newTitle && mapped.ref) this.#book?.setTitle(mapped.ref.chat, mapped.newTitle);
-    let input = mapped.input;
-    if (input.kind === 'message' && mapped.stubKey) {
-      const stubSeq = await ctx.lookup(mapped.stubKey);
-      if (stubSeq !== undefined) input = { ...input, meta: { ...input.meta, resolvesUndecryptableSeq: stubSeq, resolvesUndecryptableKey: mapped.stubKey } };
-    }
-    const entry = mapped.ref && (mapped.messageSecret || mapped.ownContent) ? { ...(mapped.messageSecret ? { secret: mapped.messageSecret } : {}), ...(mapped.ownContent ? { content: mapped.ownContent } : {}) } : undefined;
-    // Visible in memory at once (the next job may be an edit of this message)…
-    if (mapped.ref && entry) this.#index?.note(mapped.ref.chat, mapped.ref.id, entry);
-    const ref = mapped.ref;
-    const media = mapped.media;
-    const done = ctx.capture(input).then(async (result) => {
-      this.#count(result, input);
-      // …but written to the state store only once the record is durable.
-      if (ref && entry) this.#track(this.#index?.remember(ref.chat, ref.id, entry));
-      this.#scheduleBookSave();
-      if (media) await this.#fetchMedia(ctx, media);
-    });
-    return { done };
+    this.#offline = undefined;
+    const at = this.#iso();
+    this.#deliverEvidence({ type: 'offline-count', at, announced: offline.announced, arrived: offline.arrived, ...(offline.total === undefined ? {} : { total: offline.total }), from: this.#iso(offline.from), to: at });
   }
 
-  /** After its message is durable: download the media unless its follow-up is archived already (a replay). */
-  async #fetchMedia(ctx: ConnectorContext, media: PendingMedia): Promise<void> {
-    if ((await ctx.lookup(media.key)) === undefined) this.#media.submit(media);
+  checkCompleteness(): void {
+    const health = this.#health;
+    if (!health || this.#closed) return;
+    const now = this.#now();
+    if (this.#socket) this.#online();
+    const days = Math.floor((now - health.phoneSeenAt) / DAY_MS);
+    for (const threshold of this.#options.phoneWarningDays ?? [7, 12]) {
+      const mark = `${health.phoneSeenAt}:${threshold}`;
+      if (days < threshold || this.#warned.has(mark)) continue;
+      this.#warned.add(mark);
+      this.#io?.ctx.logger.warn({ reason: `phone-offline-${threshold}d` }, 'no sign of the phone: WhatsApp logs the device out after about 14 days; open WhatsApp on the phone');
+      this.#deliverEvidence({ type: 'phone-offline', at: this.#iso(now), lastSeen: this.#iso(health.phoneSeenAt), days: threshold });
+    }
+    const bound = this.#options.historyBoundMs ?? 30 * 60_000;
+    if (health.historyAt === undefined && health.historyMissingAt === undefined && now - health.linkedAt > bound) {
+      health.historyMissingAt = now;
+      this.#deliverEvidence({ type: 'history-missing', at: this.#iso(now), linkedAt: this.#iso(health.linkedAt), boundMs: bound });
+      this.#scheduleSave();
+    }
   }
 
-  #count(result: Awaited<ReturnType<ConnectorContext['capture']>>, input: CaptureInput): void {
-    if (result.status === 'duplicate') this.#duplicates++;
-    else this.#captured++;
-    if (input.sentAt) this.#lastEventAt = new Date(input.sentAt).toISOString();
+  #phoneSeen(at: number): void {
+    if (this.#health && at > this.#health.phoneSeenAt) {
+      this.#health.phoneSeenAt = at;
+      this.#scheduleSave();
+    }
+  }
+
+  #online(): void {
+    if (this.#health) {
+      this.#health.onlineAt = this.#now();
+      this.#scheduleSave();
+    }
   }
 
   // ── helpers ───────────────────────────────────────────────────────────────────────────────
@@ -528,15 +655,8 @@ class BaileysConnector implements WhatsAppConnector {
     return { id: me?.id ?? '', lid: me?.lid ?? undefined };
   }
 
-  #deps(me: WhatsAppIdentity): MapDependencies {
-    const book = this.#book;
-    const index = this.#index;
-    return {
-      me,
-      aliases: (jid) => book?.aliases(jid) ?? [],
-      title: (chat) => book?.title(chat),
-      messageSecret: async (chat, id) => index?.secret(chat, id),
-    };
+  #iso(ms = this.#now()): string {
+    return new Date(ms).toISOString();
   }
 
   /** Baileys asks for a message it must re-send (retry receipts). Only own messages are kept; `undefined` on a miss. */
@@ -546,52 +666,45 @@ class BaileysConnector implements WhatsAppConnector {
     return bytes ? proto.Message.decode(bytes) : undefined;
   }
 
-  #systemInput(event: string, code?: string, chat?: string): CaptureInput {
-    return {
-      kind: 'system',
-      sentAt: new Date().toISOString(),
-      ...(chat ? { conversation: { id: chat, type: chat.endsWith('@g.us') ? 'group' : 'direct' } } : {}),
-      system: { event, ...(code ? { fields: { code } } : {}) },
-    };
-  }
-
-  #groupMetadataInput(group: BaileysEventMap['groups.upsert'][number], receivedAt: number): CaptureInput {
-    const participants = (group.participants ?? []).map((p) => ({ id: p.id, ...(p.admin ? { admin: p.admin } : {}) }));
-    const json = JSON.stringify({ id: group.id, subject: group.subject, owner: group.owner, creation: group.creation, participants });
-    return {
-      kind: 'membership',
-      key: `group-metadata:${group.id}:${createHash('sha256').update(json).digest('hex')}`,
-      sentAt: new Date(receivedAt).toISOString(),
-      conversation: { id: group.id, type: 'group', ...(group.subject ? { title: group.subject.slice(0, 200) } : {}) },
-      membership: { action: 'join', members: participants.slice(0, 1024).map((p) => ({ id: p.id })), ...(group.subject ? { value: group.subject.slice(0, 1000) } : {}) },
-      raw: { bytes: Buffer.from(json, 'utf8'), format: 'whatsapp.GroupMetadata.json' },
-    };
-  }
-
-  /** Saves learned aliases and titles at most every few seconds (and on stop), not per message. */
-  #scheduleBookSave(): void {
-    if (this.#bookTimer || this.#stopping) return;
-    this.#bookTimer = setTimeout(() => {
-      this.#bookTimer = undefined;
-      if (this.#ctx && this.#book) this.#track(this.#book.save(this.#ctx.state));
+  /** Saves learned aliases, titles and completeness facts at most every few seconds (and on stop). */
+  #scheduleSave(): void {
+    if (this.#saveTimer || this.#closed) return;
+    this.#saveTimer = setTimeout(() => {
+      this.#saveTimer = undefined;
+      this.#track(this.#save());
     }, BOOK_SAVE_DELAY_MS);
-    this.#bookTimer.unref();
+    this.#saveTimer.unref();
+  }
+
+  async #save(): Promise<void> {
+    const state = this.#io?.ctx.state;
+    if (!state) return;
+    if (this.#book) await this.#book.save(state);
+    if (this.#health) await state.setJson(HEALTH, this.#health);
   }
 
   #track(promise: Promise<unknown> | undefined): void {
     if (!promise) return;
     const tracked = promise.catch((error: unknown) => {
-      this.#errors++;
-      this.#ctx?.logger.error({ code: OffchannelError.isInstance(error) ? error.code : 'unknown' }, 'state write failed');
+      this.#io?.ctx.logger.error({ code: OffchannelError.isInstance(error) ? error.code : 'unknown' }, 'state write failed');
     });
     this.#pending.add(tracked);
     void tracked.finally(() => this.#pending.delete(tracked));
   }
+}
 
-  #set(state: ConnectorState, detail?: string): void {
-    this.#state = state;
-    this.#since = new Date().toISOString();
-    this.#detail = detail;
-    this.#ctx?.logger.info({ state }, detail ?? state);
+/** A user JID as the identity book keys it; the string itself if Baileys cannot parse it. */
+function userOf(jid: string): string {
+  try {
+    return jidNormalizedUser(jid) || jid;
+  } catch {
+    return jid;
   }
+}
+
+/** What to do once a mapped message is durable. */
+function afterDurable(mapped: MappedEnvelope): AfterDurable | undefined {
+  const entry = mapped.ref && (mapped.messageSecret || mapped.ownContent) ? { ...(mapped.messageSecret ? { secret: mapped.messageSecret } : {}), ...(mapped.ownContent ? { content: mapped.ownContent } : {}) } : undefined;
+  if (!entry && !mapped.media) return undefined;
+  return { ...(mapped.ref ? { ref: mapped.ref } : {}), ...(entry ? { entry } : {}), ...(mapped.media ? { media: mapped.media } : {}) };
 }

@@ -12,6 +12,8 @@ export type { SignalPeer } from './signal-peer.ts';
 export { startMediaServer } from './media-server.ts';
 export type { MediaServer } from './media-server.ts';
 export { createTestCertificate } from './test-certificate.ts';
+export { rederiveWhatsAppArchive } from './rederive.ts';
+export type { RederiveResult } from './rederive.ts';
 export type { TestCertificate } from './test-certificate.ts';
 export {
   JIDS,

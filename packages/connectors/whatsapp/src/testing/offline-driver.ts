@@ -93,6 +93,7 @@ export async function createWhatsAppTestDriver(options: WhatsAppTestDriverOption
     stop: () => inner.stop(),
     status: () => inner.status(),
     whenIdle: () => inner.whenIdle(),
+    checkCompleteness: () => { inner.checkCompleteness(); },
   };
   const me = { id: JIDS.me, lid: JIDS.meLid };
   let clock = options.startTime ?? Date.UTC(2026, 10, 21, 9, 0, 0) / 1000;

@@ -25,6 +25,7 @@ import {
   type UserFacingSocketConfig,
   type WAMessage,
 } from '@whiskeysockets/baileys';
+import { EventEmitter } from 'node:events';
 import processMessage from '@whiskeysockets/baileys/lib/Utils/process-message.js';
 import type { ILogger } from '@whiskeysockets/baileys/lib/Utils/logger.js';
 import type { WhatsAppSocket, WhatsAppSocketFactory } from '../whatsapp-connector.ts';
@@ -52,6 +53,13 @@ export interface OfflineSocket extends WhatsAppSocket {
   history(sync: proto.IHistorySync): void;
   /** An app-state "delete for me". */
   deleteForMe(keys: proto.IMessageKey[]): void;
+  /**
+   * What a reconnect after downtime looks like: the server's `<ib><offline_preview>` announcing
+   * `announced` messages (default: as many as given), each message as an offline `append`
+   * upsert, then the `<ib><offline>` end marker — the frames Baileys' socket emits on `ws` —
+   * and `late` messages after the marker (still being decrypted when it arrived).
+   */
+  offlineDelivery(messages: WAMessage[], options?: { announced?: number; late?: WAMessage[] }): Promise<void>;
 }
 
 /** Factory plus a handle on every socket it made (the connector makes a new one per reconnect). */
@@ -96,6 +104,7 @@ function makeOfflineSocket(config: UserFacingSocketConfig): OfflineSocket {
   const keys = addTransactionCapability(auth.keys, silent, { maxCommitRetries: 3, delayBetweenTriesMs: 10 });
   const signal = (config.makeSignalRepository ?? DEFAULT_CONNECTION_CONFIG.makeSignalRepository)({ creds, keys }, silent, async () => []);
   let ended = false;
+  const ws = new EventEmitter();
 
   const upsert = ev.createBufferedFunction(async (message: WAMessage, type: MessageUpsertType) => {
     ev.emit('messages.upsert', { messages: [message], type });
@@ -113,6 +122,7 @@ function makeOfflineSocket(config: UserFacingSocketConfig): OfflineSocket {
 
   const socket: OfflineSocket = {
     ev,
+    ws,
     signal,
     keys,
     config,
@@ -166,6 +176,16 @@ function makeOfflineSocket(config: UserFacingSocketConfig): OfflineSocket {
     },
     deleteForMe(deleted) {
       ev.emit('messages.delete', { keys: deleted });
+    },
+    async offlineDelivery(messages, options = {}) {
+      const announced = options.announced ?? messages.length;
+      const frame = (tag: string, attrs: Record<string, string>): Promise<BinaryNode> => decodeBinaryNode(encodeBinaryNode({ tag: 'ib', attrs: {}, content: [{ tag, attrs }] }));
+      ws.emit('CB:ib,,offline_preview', await frame('offline_preview', { count: String(announced + 3), message: String(announced), receipt: '3', notification: '0' }));
+      for (const message of messages) await socket.deliver(message, 'append');
+      ws.emit('CB:ib,,offline', await frame('offline', { count: String(messages.length + 3) }));
+      ev.emit('connection.update', { receivedPendingNotifications: true });
+      // Messages Baileys was still decrypting when the end marker arrived.
+      for (const message of options.late ?? []) await socket.deliver(message, 'append');
     },
   };
   return socket;
