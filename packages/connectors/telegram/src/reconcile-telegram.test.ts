@@ -205,12 +205,18 @@ describe('reconcileTelegram', () => {
       if (n % 10 === 9) peer.historyOnlyMedia({ bytes: png, mime: 'image/png', name: `later-${n}.png` }, { chat: 'supergroup' });
       else peer.historyOnlyText(`later ${n}`, { chat: 'supergroup' });
     }
+    const download = peer.server.holdNext('upload.getFile');
     const partial = peer.connector.reconcile({ chats: [`-100${String(LOCAL_IDS.supergroup)}`] });
-    await peer.waitFor((input) => input.text === 'later 12');
-    await peer.stop();
+    // The chat is one step of the pipeline: stop while its first download is in progress.
+    await download.held;
+    const stopping = peer.stop();
+    download.release();
+    await stopping;
     expect(await partial).toMatchObject({ interrupted: true });
     const attachments = (await r.records()).flatMap((record) => record.attachments ?? []);
-    expect(attachments.length).toBeGreaterThan(6);
+    // A download cut short by stopping is not recorded as unavailable: that message waits for the next run.
+    expect(attachments.length).toBeGreaterThanOrEqual(6);
     expect(attachments.every((attachment) => attachment.status === 'stored')).toBe(true);
   });
 });
+
