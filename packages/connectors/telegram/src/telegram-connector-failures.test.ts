@@ -1,9 +1,11 @@
 import { OffchannelError, SinkUnavailableError, type Sink } from '@offchannel/core';
 import { createMemorySink } from '@offchannel/core/testing';
+import { Long, type tl } from '@mtcute/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createConnectorContext } from '@offchannel/core';
 import { telegramStateScope } from './link-telegram.ts';
 import { createTelegramConnector } from './telegram-connector.ts';
+import { encodeTl } from './tl-evidence.ts';
 import { createLocalTelegramPeer, LOCAL_API } from './testing/index.ts';
 import { createTestRig, type TestRig } from './test-support.ts';
 
@@ -137,6 +139,27 @@ describe('Telegram connector: gaps, flood waits, sessions', () => {
     const error = await connector.start(ctx).catch((caught: unknown) => caught);
     expect(OffchannelError.hasCode(error, 'TELEGRAM_NOT_LINKED')).toBe(true);
     expect(connector.status().state).toBe('failed');
+  });
+});
+
+describe('Telegram connector: secret chats', () => {
+  it('records a secret-chat message as undecryptable with its TL bytes (not as a mapping failure)', async () => {
+    const r = await rig();
+    const peer = createLocalTelegramPeer();
+    peer.server.qts = 100; // a used account (mtcute applies no qts update whose predecessor is 0)
+    await peer.start({ recorder: r.recorder, state: r.state });
+    peer.server.qts++;
+    const update: tl.RawUpdateNewEncryptedMessage = {
+      _: 'updateNewEncryptedMessage',
+      message: { _: 'encryptedMessage', randomId: Long.fromNumber(7), chatId: 77, date: 1_700_000_100, bytes: new Uint8Array([0xde, 0xad]), file: { _: 'encryptedFileEmpty' } },
+      qts: peer.server.qts,
+    };
+    peer.pushUpdate(update);
+    const { input } = await peer.waitFor((candidate) => candidate.kind === 'undecryptable' || candidate.kind === 'unsupported');
+    await peer.stop();
+    expect(input).toMatchObject({ kind: 'undecryptable', key: `undecryptable:secret:77:${update.qts}`, problem: { reason: 'secret-chat' } });
+    const [record] = await r.records();
+    expect(await r.blob(record?.raw?.sha256 ?? '')).toEqual(encodeTl(update));
   });
 });
 

@@ -313,6 +313,8 @@ class TelegramConnector implements TelegramConnectorHandle {
       if (!self) throw new OffchannelError('TELEGRAM_NOT_LINKED', `the Telegram session for "${this.account}" has no user; link the account again.`);
       this.#selfId = self.userId;
       await client.startUpdatesLoop(); // catch-up (getDifference from the stored pts) runs in the background
+      this.#connected = true;
+      io.transition('connected');
       this.#reconciling = new AbortController();
       this.#scheduleReconcile();
     } catch (error) {
@@ -461,7 +463,8 @@ class TelegramConnector implements TelegramConnectorHandle {
   async #mapUpdate(update: tl.TypeUpdate, peers: PeerLookup, raw: Uint8Array, receivedAt: Date, source: string | undefined, remember: [number, MessageMemory][]): Promise<CaptureInput[]> {
     const ctx = (this.#io as EventSourceIo<TelegramEvent>).ctx;
     const memory = this.#index.memoryFor(update);
-    const message = 'message' in update && typeof update.message === 'object' && update.message !== null && '_' in update.message ? (update.message as tl.TypeMessage) : undefined;
+    // Only message updates carry a `message` (a secret chat's `encryptedMessage` is not one).
+    const message = update._ === 'updateNewMessage' || update._ === 'updateNewChannelMessage' || update._ === 'updateEditMessage' || update._ === 'updateEditChannelMessage' ? update.message : undefined;
     let inputs: CaptureInput[];
     try {
       const attachments = [];
