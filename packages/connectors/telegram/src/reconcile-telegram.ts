@@ -7,8 +7,8 @@
  * For each chat (the given ones, or the most recent dialogs):
  * - `messages.getHistory` (newest first, up to `limit`);
  * - a message whose `message:<peer>:<id>` key is not archived is recorded through the normal
- *   pipeline (media downloaded, raw = the message's own TL bytes, `meta.source =
- *   "messages.getHistory"`);
+ *   pipeline (media downloaded, raw = a one-message `messages.messages` with its users and chats,
+ *   `meta.source = "messages.getHistory"`);
  * - an archived message whose content fingerprint changed is recorded as an edit;
  * - a message in our index that Telegram no longer returns is recorded as deleted
  *   (`meta.detectedBy = "reconcile"`) if it is newer than the oldest message fetched, or at all
@@ -20,6 +20,7 @@ import { OffchannelError, type ConnectorContext } from '@offchannel/core';
 import { Long, PeersIndex, getMarkedPeerId, parseMarkedPeerId, type tl } from '@mtcute/core';
 import type { BaseTelegramClient } from '@mtcute/core/client.js';
 import { errorCode } from './error-code.ts';
+import { historyEvidence } from './map-telegram.ts';
 import { type MessageIndex, isChannelPeer } from './message-index.ts';
 
 export interface ReconcileTelegramOptions {
@@ -66,6 +67,8 @@ export interface ReconcileHost {
   queue<T>(task: (record: ReconcileRecord) => Promise<T>): Promise<{ readonly value: T; readonly recorded: readonly number[] }>;
   readonly ctx: ConnectorContext;
   readonly index: MessageIndex;
+  /** The custodian's Telegram user id. */
+  readonly selfId: number;
   encode(object: tl.TlObject): Uint8Array;
 }
 
@@ -188,7 +191,7 @@ async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly 
       report.messagesChecked++;
       const key = message._ === 'messageService' ? `membership:${chat}:${message.id}` : `message:${chat}:${message.id}`;
       const archived = (await host.ctx.lookup(key)) !== undefined;
-      const raw = host.encode(message);
+      const raw = historyEvidence(message, peers, host.selfId);
       const channel = message.peerId._ === 'peerChannel';
       if (!archived) {
         const update: tl.TypeUpdate = channel ? { _: 'updateNewChannelMessage', message, pts: 0, ptsCount: 0 } : { _: 'updateNewMessage', message, pts: 0, ptsCount: 0 };

@@ -10,7 +10,7 @@ import { Long, type tl } from '@mtcute/core';
 import { describe, it } from 'vitest';
 import { telegramStateScope } from './link-telegram.ts';
 import { createLocalTelegramPeer, LOCAL_IDS } from './testing/index.ts';
-import { encodeTl } from './tl-evidence.ts';
+import { peersOf, updateEvidence } from './map-telegram.ts';
 
 /** The int32 mtcute keeps under `key` in its key-value store, as our storage driver saved it. */
 function storedInt(kv: Record<string, string> | undefined, key: string): number {
@@ -69,7 +69,9 @@ describe('Telegram connector conformance', () => {
           const id = `secret:${update.qts}`;
           peer.pushUpdate(update);
           sent.push({ box: 'qts', at: update.qts, id });
-          return { id, bytes: encodeTl(update) };
+          // The evidence: the update in an `updates` container with the users it names (the custodian).
+          const peers = peersOf({ users: [...peer.server.users.values(), peer.server.self], chats: [...peer.server.chats.values()] });
+          return { id, bytes: updateEvidence(update, peers, LOCAL_IDS.self) };
         },
         async redeliver(id) {
           const message = messages.get(id);

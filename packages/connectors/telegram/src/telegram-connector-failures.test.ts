@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createConnectorContext } from '@offchannel/core';
 import { telegramStateScope } from './link-telegram.ts';
 import { createTelegramConnector } from './telegram-connector.ts';
-import { encodeTl } from './tl-evidence.ts';
+import { decodeTl, encodeTl } from './tl-evidence.ts';
 import { createLocalTelegramPeer, LOCAL_API } from './testing/index.ts';
 import { createTestRig, type TestRig } from './test-support.ts';
 
@@ -159,7 +159,8 @@ describe('Telegram connector: secret chats', () => {
     await peer.stop();
     expect(input).toMatchObject({ kind: 'undecryptable', key: `undecryptable:secret:77:${update.qts}`, problem: { reason: 'secret-chat' } });
     const [record] = await r.records();
-    expect(await r.blob(record?.raw?.sha256 ?? '')).toEqual(encodeTl(update));
+    const container = decodeTl((await r.blob(record?.raw?.sha256 ?? '')) ?? new Uint8Array()) as tl.RawUpdates;
+    expect(container.updates.map((one) => encodeTl(one))).toEqual([encodeTl(update)]);
   });
 });
 

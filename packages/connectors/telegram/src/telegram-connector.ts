@@ -26,7 +26,7 @@ import { clientOptions, defaultClientFactory, type TelegramClientFactory } from 
 import { captureAttachment, type MediaDownloader } from './media.ts';
 import { MessageIndex } from './message-index.ts';
 import { runReconcile, type ReconcileHost, type ReconcileRecord, type ReconcileTelegramOptions, type ReconcileTelegramReport } from './reconcile-telegram.ts';
-import { contentFingerprint, conversationOf, gapInput, mapTelegramUpdate, mediaOf, reactionSet, unsupportedUpdate, type MessageMemory, type PeerLookup } from './map-telegram.ts';
+import { contentFingerprint, conversationOf, gapInput, mapTelegramUpdate, mediaOf, memoryAfter, ptsOf, sessionInput, unsupportedUpdate, updateEvidence, type MessageMemory, type PeerLookup } from './map-telegram.ts';
 import { SessionLease } from './session-lease.ts';
 import { StateStoreStorage, hasTelegramSession, storedApiHash } from './state-storage.ts';
 import { MTCUTE_JSON_FORMAT, TL_RAW_FORMAT, encodeTl, jsonEvidence } from './tl-evidence.ts';
@@ -206,7 +206,8 @@ class TelegramConnector implements TelegramConnectorHandle {
 
   status(): ConnectorStatus {
     const status = this.#runtime.status();
-    return this.#floodNote !== undefined && status.state === 'running' && status.detail === undefined ? { ...status, detail: this.#floodNote } : status;
+    const quiet = status.detail === undefined || status.detail === 'connected';
+    return this.#floodNote !== undefined && status.state === 'running' && quiet ? { ...status, detail: this.#floodNote } : status;
   }
 
   /** Waits until every update delivered so far has been acknowledged or abandoned. */
@@ -312,6 +313,9 @@ class TelegramConnector implements TelegramConnectorHandle {
       const self = await client.storage.self.fetch();
       if (!self) throw new OffchannelError('TELEGRAM_NOT_LINKED', `the Telegram session for "${this.account}" has no user; link the account again.`);
       this.#selfId = self.userId;
+      // The mapping's one piece of account context, recorded once per stream (duplicate after),
+      // before any update can be delivered.
+      await ctx.capture(sessionInput(self.userId));
       await client.startUpdatesLoop(); // catch-up (getDifference from the stored pts) runs in the background
       this.#connected = true;
       io.transition('connected');
@@ -415,7 +419,7 @@ class TelegramConnector implements TelegramConnectorHandle {
     let raw: Uint8Array;
     try {
       // Serialized now, in mtcute's dispatch tick, before anything can mutate the object.
-      raw = encodeTl(info.update);
+      raw = updateEvidence(info.update, info.peers, this.#selfId);
     } catch {
       // Not expressible in this TL layer (should not happen for objects mtcute parsed): keep a
       // JSON rendering as evidence instead of losing the update.
@@ -474,33 +478,18 @@ class TelegramConnector implements TelegramConnectorHandle {
       // A download cut short by stopping is not "unavailable" for good: the update is abandoned
       // (not acknowledged) and fetched again on the next start.
       if (ctx.signal.aborted || this.#reconciling.signal.aborted) throw new OffchannelError('CONNECTOR_STOPPED', 'stopped while mapping an update; it is fetched again on the next start.');
-      inputs = mapTelegramUpdate(update, { selfId: this.#selfId, peers, raw, attachments, memory, receivedAt, ...(source ? { source } : {}), ...('pts' in update && typeof update.pts === 'number' && update.pts > 0 ? { pts: update.pts } : {}) });
+      const pts = ptsOf(update);
+      inputs = mapTelegramUpdate(update, { selfId: this.#selfId, peers, raw, attachments, memory, receivedAt, ...(source ? { source } : {}), ...(pts === undefined ? {} : { pts }) });
     } catch (error) {
       if (OffchannelError.hasCode(error, 'CONNECTOR_STOPPED')) throw error;
       ctx.logger.warn({ update: update._, code: errorCode(error) }, 'update could not be mapped; recording it as unsupported');
       return [unsupportedUpdate(raw, 'mapping-failed', `${update._}: ${errorCode(error)}`)];
     }
-    const stage = (id: number, next: MessageMemory): void => {
+    for (const [id, next] of memoryAfter(update, { selfId: this.#selfId, peers, memory }, inputs)) {
       this.#index.stage(id, next);
       remember.push([id, next]);
-    };
-    if (message && message._ !== 'messageEmpty') stage(message.id, this.#memoryOf(message, peers));
-    else if (update._ === 'updateMessageReactions') {
-      const known = memory.get(update.msgId);
-      if (known) stage(update.msgId, { ...known, reactions: [...reactionSet(update.reactions, this.#selfId).keys()] });
     }
     return inputs;
-  }
-
-  #memoryOf(message: tl.RawMessage | tl.RawMessageService, peers: PeerLookup): MessageMemory {
-    const conversation = conversationOf(message.peerId, peers, message.post === true);
-    return {
-      peer: conversation.id,
-      type: conversation.type,
-      direction: message.out === true ? 'outbound' : 'inbound',
-      fingerprint: message._ === 'message' ? contentFingerprint(message) : 'service',
-      reactions: [...reactionSet(message.reactions, this.#selfId).keys()],
-    };
   }
 
   /** The periodic reconciliation of `options.reconcile`; one run at a time, counts logged. */
@@ -532,6 +521,7 @@ class TelegramConnector implements TelegramConnectorHandle {
       client,
       ctx,
       index: this.#index,
+      selfId: this.#selfId,
       encode: encodeTl,
       queue: <T>(task: (record: ReconcileRecord) => Promise<T>) =>
         new Promise<{ value: T; recorded: number[] }>((resolve, reject) => {
