@@ -727,3 +727,49 @@ function singleUpdate(object: tl.TlObject): tl.TypeUpdate | undefined {
   }
   return tl.isAnyUpdate(object) ? object : undefined;
 }
+
+/*
+ * Completeness signals: `system` records about the update stream itself (see
+ * docs/record-schema.md, "Telegram completeness signals"). Their fields are their evidence.
+ */
+
+/** Why mtcute fetched a difference: the start-up catch-up, a gap or keepalive while running, or our liveness probe. */
+export type DifferenceTrigger = 'start' | 'running' | 'probe';
+
+/** What `updates.getDifference` brought back: recovered updates, from one pts to another. */
+export function differenceInput(trigger: DifferenceTrigger, fromPts: number, toPts: number, messages: number, otherUpdates: number, at: Date): CaptureInput {
+  return {
+    kind: 'system',
+    key: `difference:${trigger}:${fromPts}:${toPts}:${at.toISOString()}`,
+    sentAt: at,
+    system: { event: 'difference-fetched', fields: { trigger, fromPts: String(fromPts), toPts: String(toPts), messages: String(messages), otherUpdates: String(otherUpdates) } },
+  };
+}
+
+/** Telegram ended the session (`code`: its RPC error, e.g. `AUTH_KEY_UNREGISTERED`, `SESSION_REVOKED`). */
+export function sessionEndedInput(code: string, at: Date): CaptureInput {
+  return { kind: 'system', key: `session-ended:${code}:${at.getTime()}`, sentAt: at, system: { event: 'logged-out', fields: { code } } };
+}
+
+/** Telegram answered with a `FROZEN_*` error: the account is frozen (read-only, scheduled for review or deletion). */
+export function accountFrozenInput(code: string, method: string, at: Date): CaptureInput {
+  return { kind: 'system', key: `account-frozen:${code}:${at.toISOString()}`, sentAt: at, system: { event: 'account-frozen', fields: { code, method } } };
+}
+
+/**
+ * The liveness probe after a quiet period: the server's pts was ahead of what the updates
+ * engine had processed (updates stopped arriving; a getDifference was forced), or the probe
+ * itself failed (`code`).
+ */
+export function updatesStalledInput(detail: { readonly localPts?: number; readonly serverPts?: number; readonly code?: string; readonly quietMs: number }, at: Date): CaptureInput {
+  const fields: Record<string, string> = { quietMs: String(detail.quietMs) };
+  if (detail.localPts !== undefined) fields['localPts'] = String(detail.localPts);
+  if (detail.serverPts !== undefined) fields['serverPts'] = String(detail.serverPts);
+  if (detail.code !== undefined) fields['code'] = detail.code;
+  return { kind: 'system', key: `updates-stalled:${at.toISOString()}`, sentAt: at, system: { event: detail.code === undefined ? 'updates-behind' : 'updates-probe-failed', fields } };
+}
+
+/** What reconciliation recovered after the gap record with key `gapKey`. */
+export function gapBackfilledInput(gapKey: string, recorded: number, at: Date): CaptureInput {
+  return { kind: 'system', key: `gap-backfilled:${gapKey}:${at.toISOString()}`, sentAt: at, system: { event: 'gap-backfilled', fields: { gap: gapKey, recorded: String(recorded), method: 'messages.getHistory' } } };
+}

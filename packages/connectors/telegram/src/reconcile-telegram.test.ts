@@ -50,7 +50,11 @@ describe('reconcileTelegram', () => {
     const { input } = await peer.waitFor((candidate) => candidate.kind === 'gap');
     await missed.recorded;
     await peer.waitFor((candidate) => candidate.text === 'after the gap');
+    // What the backfill recovered says so, naming the gap record.
+    const backfilled = await peer.waitFor((candidate) => candidate.system?.event === 'gap-backfilled');
     await peer.stop();
+    // Both messages of the channel's history after the gap came back (the second before its own update).
+    expect(backfilled.input.system?.fields).toEqual({ gap: input.key, recorded: '2', method: 'messages.getHistory' });
     expect(input).toMatchObject({ gap: { reason: 'channel-too-long', from: '2', to: '4', missing: 2 }, conversation: { id: `-100${LOCAL_IDS.supergroup}`, type: 'group', title: 'Trading floor' } });
     expect(peer.server.calls).toContain('updates.getChannelDifference');
     expect(peer.server.calls).toContain('messages.getHistory');

@@ -13,13 +13,16 @@ import { createMemorySink, createRecordingLogger, type RecordingLogger } from '@
 import { canonicalize } from '@offchannel/core';
 import { rederiveTelegramRecord } from './rederive-telegram.ts';
 
+/** `system` records about the stream that most tests do not look at: `records()` leaves them out. */
+const STREAM_SIGNALS: ReadonlySet<string> = new Set(['telegram-session', 'difference-fetched']);
+
 export interface TestRig {
   readonly sink: Sink;
   readonly recorder: Recorder;
   readonly state: StateStore;
   readonly logger: RecordingLogger;
   readonly dir: string;
-  /** The stream's records, without the `telegram-session` record unless `all`. */
+  /** The stream's records, without the session and catch-up signals ({@link STREAM_SIGNALS}) unless `all`. */
   records(stream?: string, options?: { readonly all?: boolean }): Promise<ArchiveRecord[]>;
   blob(sha256: string): Promise<Uint8Array | undefined>;
   /** A second recorder + state over the same (or another) sink and the same state directory: a restart. */
@@ -45,7 +48,7 @@ export async function createTestRig(existing?: { sink: Sink; dir?: string; key?:
     async records(stream = 'telegram:alice', options = {}) {
       const out: ArchiveRecord[] = [];
       for await (const stored of sink.read(stream)) out.push(decodeRecord(stored.bytes).record);
-      return options.all === true ? out : out.filter((record) => record.system?.event !== 'telegram-session');
+      return options.all === true ? out : out.filter((record) => !STREAM_SIGNALS.has(record.system?.event ?? ''));
     },
     async blob(sha256) {
       return sink.getBlob(sha256);

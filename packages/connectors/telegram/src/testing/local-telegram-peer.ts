@@ -48,6 +48,8 @@ export interface LocalTelegramPeerOptions {
   readonly retry?: TelegramConnectorOptions['retry'];
   /** Pipelining window, as the connector option of that name. */
   readonly maxInFlight?: number;
+  /** Liveness probe, as the connector option of that name. */
+  readonly liveness?: TelegramConnectorOptions['liveness'];
 }
 
 /** A file sent in a scripted message (`available: false`: the server will not serve its bytes). */
@@ -128,6 +130,7 @@ export class LocalTelegramPeer {
       ...(options.reconcile === undefined ? {} : { reconcile: options.reconcile }),
       ...(options.retry === undefined ? {} : { retry: options.retry }),
       ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
+      ...(options.liveness === undefined ? {} : { liveness: options.liveness }),
       onCapture: (input, result) => {
         this.captured.push({ input, result });
         for (const wake of this.#waiters) wake();
