@@ -64,7 +64,8 @@ it('the built binary runs the full demo of the README (pnpm demo): every connect
     expect(demo.stdout).toMatch(/whatsapp: played 7 scripted steps through the real connector/);
     expect(demo.stdout).toMatch(/telegram: played 9 scripted steps through the real connector/);
     expect(demo.stdout).toMatch(/verify: OK — 5 streams/);
-    expect(demo.stdout).toMatch(/export: 10 RSMF files \(Relativity\) and 10 HTML transcripts/);
+    // 10 conversations, and Telegram's account-level records (session, catch-up) as their own.
+    expect(demo.stdout).toMatch(/export: 11 RSMF files \(Relativity\) and 11 HTML transcripts/);
     expect(Date.now() - started).toBeLessThan(60_000);
   } finally {
     await rm(work, { recursive: true, force: true });
