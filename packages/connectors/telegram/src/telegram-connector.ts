@@ -15,7 +15,7 @@
  * rule: staged when an update is mapped, committed when it is acknowledged, persisted only then.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { OffchannelError, createConnectorRuntime, isRetryable, type CaptureInput, type CaptureResult, type Connector, type ConnectorContext, type ConnectorEvent, type ConnectorRuntime, type ConnectorStatus, type EventSourceIo, type SourceInfo } from '@offchannel/core';
+import { OffchannelError, createConnectorRuntime, type CaptureInput, type CaptureResult, type Connector, type ConnectorContext, type ConnectorEvent, type ConnectorRuntime, type ConnectorStatus, type EventSourceIo, type SourceInfo } from '@offchannel/core';
 import { getMarkedPeerId, type RawUpdateInfo, type RpcCallMiddleware, type tl } from '@mtcute/core';
 import type { BaseTelegramClient } from '@mtcute/core/client.js';
 import { downloadAsBuffer } from '@mtcute/core/methods.js';
@@ -27,10 +27,8 @@ import { captureAttachment, type MediaDownloader } from './media.ts';
 import { MessageIndex } from './message-index.ts';
 import { runReconcile, type ReconcileHost, type ReconcileRecord, type ReconcileTelegramOptions, type ReconcileTelegramReport } from './reconcile-telegram.ts';
 import {
-  accountFrozenInput,
   contentFingerprint,
   conversationOf,
-  differenceInput,
   gapBackfilledInput,
   gapInput,
   mapTelegramUpdate,
@@ -41,12 +39,11 @@ import {
   sessionInput,
   unsupportedUpdate,
   updateEvidence,
-  updatesStalledInput,
-  type DifferenceTrigger,
   type MessageMemory,
   type PeerLookup,
 } from './map-telegram.ts';
 import { SessionLease } from './session-lease.ts';
+import { UpdateStreamWatch } from './update-stream-watch.ts';
 import { StateStoreStorage, hasTelegramSession, storedApiHash } from './state-storage.ts';
 import { MTCUTE_JSON_FORMAT, TL_RAW_FORMAT, encodeTl, jsonEvidence } from './tl-evidence.ts';
 import { PACKAGE_NAME, PACKAGE_VERSION, UPSTREAM } from './version.ts';
@@ -67,17 +64,8 @@ const SESSION_ENDED: ReadonlyMap<string, 'logged-out' | 'banned' | 'replaced'> =
   ['AUTH_KEY_DUPLICATED', 'replaced'],
 ]);
 
-/** Liveness defaults: probe after 20 min without an update or difference (mtcute's own keepalive is 15 min). */
-const QUIET_MS = 20 * 60_000;
-const CHECK_EVERY_MS = 60_000;
 /** Longest wait in start for the catch-up's first answer to be recorded. */
 const START_CATCH_UP_MS = 30_000;
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((done) => (resolve = done));
-  return { promise, resolve };
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -217,21 +205,10 @@ class TelegramConnector implements TelegramConnectorHandle {
   #floodNote: string | undefined;
   #connected: boolean | undefined;
   #sessionEnded = false;
-  #frozenReported = false;
   /** An update reached us after delivery closed: the stored cursor must not advance past it. */
   #dropped = false;
-  /** Resolves when the start-up catch-up is recorded, failed, or the session ended (open waits, bounded). */
-  #startCaughtUp: { promise: Promise<void>; resolve: () => void } = deferred();
-  /** Completeness signals being recorded, in order. */
-  #signals: Promise<void> = Promise.resolve();
-  /** The getDifference sequence in progress (slices until the final answer). */
-  #difference: { trigger: DifferenceTrigger; fromPts: number; messages: number; other: number } | undefined;
-  #caughtUp = false;
-  #probeForced = false;
-  /** Last proof that updates flow: an update delivered or a difference answered (ms). */
-  #lastProof = 0;
-  #probing = false;
-  #livenessTimer: NodeJS.Timeout | undefined;
+  /** Completeness signals (catch-up, frozen, liveness); one per open. */
+  #watch: UpdateStreamWatch | undefined;
   /** Gap record key per channel, for the backfill record that follows it. */
   readonly #channelGaps = new Map<number, string>();
   /** Aborted at stop, so a reconciliation in progress ends between chats instead of holding stop up. */
@@ -332,7 +309,14 @@ class TelegramConnector implements TelegramConnectorHandle {
     const { ctx } = io;
     this.#io = io;
     this.#closed = false;
-    this.#startCaughtUp = deferred();
+    const watch = new UpdateStreamWatch({
+      ctx,
+      client: () => this.#client,
+      running: () => !this.#closed && this.#runtime.status().state === 'running',
+      ...(this.#options.liveness?.quietMs === undefined ? {} : { quietMs: this.#options.liveness.quietMs }),
+      ...(this.#options.liveness?.checkEveryMs === undefined ? {} : { checkEveryMs: this.#options.liveness.checkEveryMs }),
+    });
+    this.#watch = watch;
     const lease = new SessionLease(ctx.state, this.#options.leaseTtlMs === undefined ? {} : { ttlMs: this.#options.leaseTtlMs });
     await lease.acquire((error) => {
       // Another process took the account over: stop at once rather than both being revoked.
@@ -392,12 +376,12 @@ class TelegramConnector implements TelegramConnectorHandle {
       await client.startUpdatesLoop(); // catch-up (getDifference from the stored pts) runs in the background
       // Catch-up runs in the background; start resolves once its first answer is recorded
       // (what it recovered is captured meanwhile), or after START_CATCH_UP_MS at most.
-      await Promise.race([this.#startCaughtUp.promise, sleep(START_CATCH_UP_MS)]);
+      await Promise.race([watch.started, sleep(START_CATCH_UP_MS)]);
       this.#connected = true;
       if (!this.#sessionEnded) io.transition('connected');
       this.#reconciling = new AbortController();
       this.#scheduleReconcile();
-      this.#watchLiveness();
+      watch.watch();
     } catch (error) {
       await this.#close();
       throw error;
@@ -407,24 +391,22 @@ class TelegramConnector implements TelegramConnectorHandle {
   /** Rule 6: stops delivery and disconnects. The runtime has settled everything in flight. */
   async #close(): Promise<void> {
     this.#closed = true;
-    this.#startCaughtUp.resolve();
     clearInterval(this.#reconcileTimer);
     this.#reconcileTimer = undefined;
-    clearInterval(this.#livenessTimer);
-    this.#livenessTimer = undefined;
     this.#reconciling.abort();
+    const watched = this.#watch?.close(); // no more probes or retries; signals in progress settle
     this.#wakeWaiters();
     const client = this.#client;
     this.#client = undefined;
     if (client) {
       await client.stopUpdatesLoop().catch(() => undefined);
-      await this.#signals;
       try {
         await client.destroy(); // saves storage through the barrier, then disconnects
       } catch (error) {
         this.#io?.ctx.logger.warn({ code: errorCode(error) }, 'telegram client did not close cleanly; the stored cursor stays at the last durable point');
       }
     }
+    await watched;
     await this.#lease?.release().catch(() => undefined);
     this.#lease = undefined;
   }
@@ -501,7 +483,7 @@ class TelegramConnector implements TelegramConnectorHandle {
 
   #onUpdate(info: RawUpdateInfo): void {
     const receivedAt = new Date();
-    this.#lastProof = receivedAt.getTime();
+    this.#watch?.updateSeen();
     let raw: Uint8Array;
     try {
       // Serialized now, in mtcute's dispatch tick, before anything can mutate the object.
@@ -635,13 +617,13 @@ class TelegramConnector implements TelegramConnectorHandle {
       const result = await next(mctx);
       const request = mctx.request;
       if (isTlRpcError(result)) {
-        if (request._ === 'updates.getDifference') this.#startCaughtUp.resolve(); // start need not wait for retries
+        if (request._ === 'updates.getDifference') this.#watch?.startSettled(); // start need not wait for retries
         if (SESSION_ENDED.has(result.errorMessage)) this.#endSession(result.errorMessage);
-        else if (result.errorMessage.startsWith('FROZEN_')) this.#accountFrozen(result.errorMessage, request._);
+        else if (result.errorMessage.startsWith('FROZEN_')) this.#watch?.frozen(result.errorMessage, request._);
         return result;
       }
       const kind = typeof result === 'object' && result !== null ? (result as { _?: unknown })._ : undefined;
-      if (request._ === 'updates.getDifference') this.#onDifference(request.pts, result as tl.updates.TypeDifference);
+      if (request._ === 'updates.getDifference') this.#watch?.difference(request.pts, result as tl.updates.TypeDifference);
       if (request._ === 'updates.getDifference' && kind === 'updates.differenceTooLong') {
         const to = (result as tl.updates.RawDifferenceTooLong).pts;
         this.#deliverInput(gapInput('common', 'difference-too-long', request.pts, to));
@@ -667,7 +649,7 @@ class TelegramConnector implements TelegramConnectorHandle {
     const gapKey = this.#channelGaps.get(channelId);
     const backfill = runReconcile(host, { chats: [marked], signal: this.#reconciling.signal }).then((report) => {
       // What was recovered says so, naming the gap it follows.
-      if (gapKey !== undefined && !report.interrupted) this.#signal(gapBackfilledInput(gapKey, report.missingRecorded, new Date()));
+      if (gapKey !== undefined && !report.interrupted) this.#watch?.record(gapBackfilledInput(gapKey, report.missingRecorded, new Date()));
       this.#io?.ctx.logger.info({ recorded: report.missingRecorded }, 'channel backfilled from history after channelDifferenceTooLong');
     });
     backfill.catch((error: unknown) => {
@@ -679,99 +661,11 @@ class TelegramConnector implements TelegramConnectorHandle {
     const io = this.#io;
     if (!io || this.#sessionEnded) return;
     this.#sessionEnded = true;
-    this.#startCaughtUp.resolve();
-    this.#signal(sessionEndedInput(code, new Date()));
+    this.#watch?.startSettled();
+    this.#watch?.record(sessionEndedInput(code, new Date()));
     io.transition(SESSION_ENDED.get(code) ?? 'logged-out', code);
     io.ctx.logger.error({ code }, 'Telegram ended the session; capture stopped. Relink with `offchannel link telegram`.');
     this.#client?.stopUpdatesLoop().catch(() => undefined);
-  }
-
-  /**
-   * Records a completeness signal (a `system` record about the update stream, not a platform
-   * event: nothing is acknowledged by it, and it is not counted as captured). Recorded in order,
-   * retried with backoff while the archive is unavailable, until the connector stops.
-   */
-  #signal(input: CaptureInput): void {
-    const ctx = this.#io?.ctx;
-    if (!ctx) return;
-    const stopped = this.#reconciling.signal;
-    this.#signals = this.#signals.then(async () => {
-      for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 30_000)) {
-        try {
-          await ctx.capture(input);
-          return;
-        } catch (error) {
-          if (stopped.aborted || !isRetryable(error)) {
-            ctx.logger.warn({ code: errorCode(error), event: input.system?.event }, 'completeness signal not recorded');
-            return;
-          }
-          await new Promise((resolve) => {
-            const timer = setTimeout(resolve, delayMs);
-            stopped.addEventListener('abort', () => { clearTimeout(timer); resolve(undefined); }, { once: true });
-          });
-        }
-      }
-    });
-  }
-
-  /** Follows a getDifference sequence and records what it recovered (always at start: catch-up ran). */
-  #onDifference(requestPts: number, result: tl.updates.TypeDifference): void {
-    this.#lastProof = Date.now();
-    const trigger: DifferenceTrigger = !this.#caughtUp ? 'start' : this.#probeForced ? 'probe' : 'running';
-    const run = (this.#difference ??= { trigger, fromPts: requestPts, messages: 0, other: 0 });
-    if (result._ === 'updates.differenceSlice' || result._ === 'updates.difference') {
-      run.messages += result.newMessages.length + result.newEncryptedMessages.length;
-      run.other += result.otherUpdates.length;
-    }
-    if (result._ === 'updates.differenceSlice') return; // more to come
-    const toPts = result._ === 'updates.difference' ? result.state.pts : result._ === 'updates.differenceTooLong' ? result.pts : requestPts;
-    this.#difference = undefined;
-    this.#caughtUp = true;
-    this.#probeForced = false;
-    if (run.trigger === 'start' || run.messages + run.other > 0) this.#signal(differenceInput(run.trigger, run.fromPts, toPts, run.messages, run.other, new Date()));
-    const caughtUp = this.#startCaughtUp;
-    this.#signals = this.#signals.then(() => { caughtUp.resolve(); });
-  }
-
-  #accountFrozen(code: string, method: string): void {
-    if (this.#frozenReported) return;
-    this.#frozenReported = true;
-    this.#io?.ctx.logger.warn({ code, method }, 'Telegram says this account is frozen; capture continues while updates arrive');
-    this.#signal(accountFrozenInput(code, method, new Date()));
-  }
-
-  /** Updates that silently stop (see the `liveness` option). */
-  #watchLiveness(): void {
-    const quietMs = this.#options.liveness?.quietMs ?? QUIET_MS;
-    this.#lastProof = Date.now();
-    this.#livenessTimer = setInterval(() => {
-      if (this.#probing || this.#closed || this.#runtime.status().state !== 'running' || Date.now() - this.#lastProof < quietMs) return;
-      this.#probing = true;
-      void this.#probe(quietMs).finally(() => {
-        this.#probing = false;
-      });
-    }, this.#options.liveness?.checkEveryMs ?? CHECK_EVERY_MS);
-    this.#livenessTimer.unref();
-  }
-
-  async #probe(quietMs: number): Promise<void> {
-    const client = this.#client;
-    if (!client) return;
-    try {
-      const state = await client.call({ _: 'updates.getState' });
-      const localPts = client.updates?.pts;
-      this.#lastProof = Date.now();
-      if (localPts === undefined || state.pts <= localPts) return; // quiet, not behind
-      this.#io?.ctx.logger.warn({ localPts, serverPts: state.pts }, 'updates stopped arriving; forcing getDifference');
-      this.#signal(updatesStalledInput({ localPts, serverPts: state.pts, quietMs }, new Date()));
-      this.#probeForced = true;
-      client.updates?.catchUp();
-    } catch (error) {
-      const code = errorCode(error);
-      this.#io?.ctx.logger.warn({ code }, 'liveness probe failed; mtcute keeps reconnecting');
-      this.#lastProof = Date.now(); // one record per quiet period
-      this.#signal(updatesStalledInput({ code, quietMs }, new Date()));
-    }
   }
 
   #onClientError(error: Error): void {
