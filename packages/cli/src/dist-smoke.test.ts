@@ -64,8 +64,9 @@ it('the built binary runs the full demo of the README (pnpm demo): every connect
     expect(demo.stdout).toMatch(/whatsapp: played 7 scripted steps through the real connector/);
     expect(demo.stdout).toMatch(/telegram: played 9 scripted steps through the real connector/);
     expect(demo.stdout).toMatch(/verify: OK — 5 streams/);
-    // Signal's linked-device and WhatsApp's identity records each add an account-events transcript.
-    expect(demo.stdout).toMatch(/export: 12 RSMF files \(Relativity\) and 12 HTML transcripts/);
+    // Account-level records (Signal's linked-device, WhatsApp's identity, Telegram's session and
+    // catch-up) have no conversation: each of those streams adds an account-events transcript.
+    expect(demo.stdout).toMatch(/export: 13 RSMF files \(Relativity\) and 13 HTML transcripts/);
     expect(Date.now() - started).toBeLessThan(60_000);
   } finally {
     await rm(work, { recursive: true, force: true });

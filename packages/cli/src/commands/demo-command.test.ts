@@ -35,8 +35,9 @@ describe('offchannel demo', () => {
     // The generated exchange, then each installed connector's script through the real connector.
     expect(first.stdout).toContain('imessage: played 13 scripted steps through the real connector → stream imessage:alice@firm.example (13 records)');
     expect(first.stdout).toContain('whatsapp: played 7 scripted steps through the real connector → stream whatsapp:alice@firm.example (9 records)'); // the document's file follows its message as its own record; the linked identity is recorded first
-    expect(first.stdout).toContain('telegram: played 9 scripted steps through the real connector → stream telegram:alice@firm.example (9 records)');
-    expect(first.stdout).toMatch(/verify: OK — 4 streams, 50 records/);
+    // Telegram's 9 records plus its completeness signals: telegram-session and the catch-up records.
+    expect(first.stdout).toContain('telegram: played 9 scripted steps through the real connector → stream telegram:alice@firm.example (12 records)');
+    expect(first.stdout).toMatch(/verify: OK — 4 streams, 53 records/);
     expect(first.stdout).toMatch(/export: \d+ RSMF files \(Relativity\) and \d+ HTML transcripts → \.\/demo-export/);
     const again = await runCli(['demo', '--archive', 'demo-archive'], work);
     expect(again.code).toBe(0);
@@ -44,7 +45,7 @@ describe('offchannel demo', () => {
     expect(again.stdout).toContain('imessage: already played into this archive (stream imessage:alice@firm.example, 13 records)');
     expect(again.stdout).toContain('whatsapp: already played into this archive');
     expect(again.stdout).toContain('telegram: already played into this archive');
-    expect(again.stdout).toMatch(/verify: OK — 4 streams, 50 records/);
+    expect(again.stdout).toMatch(/verify: OK — 4 streams, 53 records/);
     expect((await runCli(['verify', path.join(work, 'demo-archive')])).code).toBe(0);
   });
 

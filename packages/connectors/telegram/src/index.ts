@@ -20,8 +20,30 @@ export { DEFAULT_MAX_MEDIA_BYTES } from './media.ts';
 export type { MediaDownloader } from './media.ts';
 
 // The MTProto mapping and its evidence format
-export { IGNORED_UPDATES, TL_MEDIA_MIME, contentFingerprint, conversationOf, gapInput, mapTelegramRaw, mapTelegramUpdate, mediaOf, partyOf, reactionSet, unsupportedUpdate } from './map-telegram.ts';
-export type { MediaDescriptor, MessageMemory, PeerLookup, TelegramMapEnv } from './map-telegram.ts';
+export {
+  IGNORED_UPDATES,
+  TL_MEDIA_MIME,
+  contentFingerprint,
+  conversationOf,
+  evidenceOf,
+  gapInput,
+  historyEvidence,
+  mapTelegramRaw,
+  mapTelegramUpdate,
+  mediaOf,
+  memoryAfter,
+  memoryFromRecords,
+  partyOf,
+  peersOf,
+  ptsOf,
+  reactionSet,
+  sessionInput,
+  unsupportedUpdate,
+  updateEvidence,
+} from './map-telegram.ts';
+export type { MediaDescriptor, MessageMemory, PeerLookup, RecordedEvidence, TelegramMapEnv } from './map-telegram.ts';
+export { rederiveTelegramRecord } from './rederive-telegram.ts';
+export type { RederivedTelegramRecord, TelegramArchiveReader } from './rederive-telegram.ts';
 export { MAX_TL_BYTES, TL_LAYER, TL_RAW_FORMAT, TelegramDecodeError, constructorIdOf, decodeTl, encodeTl } from './tl-evidence.ts';
 
 // Bot API Business route

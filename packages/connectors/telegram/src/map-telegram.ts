@@ -10,7 +10,20 @@
  *   supergroups and channels `-100123…`;
  * - a message's `native` is `{ id: <message id>, peer: <conversation id> }`; edits, deletes and
  *   reactions name it as `target`;
- * - every record's `raw` is the update's TL bytes (see `tl-evidence.ts`).
+ * - every record's `raw` is TL bytes (see `tl-evidence.ts`): a live update as an `updates`
+ *   container holding that one update and the users and chats it references ({@link updateEvidence}),
+ *   a message found in history as a one-message `messages.messages` ({@link historyEvidence}),
+ *   a delete found by reconciliation as the history page that no longer holds the message.
+ *
+ * Recorded context. A decision that depends on what was recorded before names that record in
+ * `meta`, so it can be re-derived from the archive alone ({@link evidenceOf}, {@link memoryFromRecords}):
+ * - an `edit` names the record whose content it was compared with: `meta.comparedWith`
+ *   (or says `meta.previousUnknown`);
+ * - a `reaction` compared with an earlier reaction set names the record holding that set
+ *   (`meta.comparedWith`);
+ * - a `delete` whose chat or direction came from an earlier record names it (`meta.resolvedFrom`);
+ * - `selfId` (the custodian's Telegram user id) is recorded once per stream in the `system`
+ *   record `telegram-session` ({@link sessionInput}).
  */
 import type { AttachmentInput, CaptureInput, ConversationRef, MembershipDetail, NativeRef, Party } from '@offchannel/core';
 import { sha256Hex } from '@offchannel/core';
@@ -36,6 +49,10 @@ export interface MessageMemory {
   readonly reactions: readonly string[];
   readonly direction: 'inbound' | 'outbound';
   readonly type: ConversationRef['type'];
+  /** Key of the record whose raw bytes hold the content last recorded (absent in indexes older than this field). */
+  readonly contentKey?: string;
+  /** Key of the record whose raw bytes hold the reaction set last recorded. */
+  readonly reactionsKey?: string;
 }
 
 /** Everything the mapping needs besides the update itself. */
@@ -118,7 +135,7 @@ function mapLiveUpdate(update: tl.TypeUpdate, env: TelegramMapEnv): CaptureInput
     }
     case 'updateMessageReactions':
       // Reactions on one message changed (groups and channels; private chats may also use edits).
-      return reactionChanges(update.msgId, String(getMarkedPeerId(update.peer)), update.reactions, env, env.memory?.get(update.msgId)?.reactions ?? [], update.peer);
+      return reactionChanges(update.msgId, String(getMarkedPeerId(update.peer)), update.reactions, env, env.memory?.get(update.msgId)?.reactions ?? [], update.peer, env.memory?.get(update.msgId)?.reactionsKey);
     case 'updateEncryption':
       return [secretChatSeen(update.chat, update.date, env)];
     case 'updateNewEncryptedMessage':
@@ -150,8 +167,62 @@ export function mapTelegramRaw(bytes: Uint8Array, env: Omit<TelegramMapEnv, 'raw
     const unknown = error instanceof TelegramDecodeError && error.code === 'TELEGRAM_TL_UNKNOWN_CONSTRUCTOR';
     return [unsupportedUpdate(bytes, unknown ? 'unknown-constructor' : 'malformed-tl', unknown ? `constructor ${error.constructorId ?? '?'} is not in layer ${TL_LAYER}` : `not a valid layer ${TL_LAYER} TL object`)];
   }
+  if (object._ === 'updates' && object.updates.length === 1 && object.updates[0]) {
+    return mapTelegramUpdate(object.updates[0], { ...env, raw: bytes, peers: peersOf(object) });
+  }
   if (!tl.isAnyUpdate(object)) return [unsupportedUpdate(bytes, 'not-an-update', `constructor ${object._}`)];
   return mapTelegramUpdate(object, { ...env, raw: bytes });
+}
+
+/** The users and chats of a TL answer (an `updates` container, a history page) as a lookup. */
+export function peersOf(object: { readonly users: readonly tl.TypeUser[]; readonly chats: readonly tl.TypeChat[] }): PeerLookup {
+  return { users: new Map(object.users.map((user) => [user.id, user])), chats: new Map(object.chats.map((chat) => [chat.id, chat])) };
+}
+
+/**
+ * The evidence for a live update: an `updates` container holding the update and the users and
+ * chats delivered with it that it references (names, titles and channel kinds in the record
+ * come from them). Container `date` and `seq` are 0: not used by the mapping.
+ */
+export function updateEvidence(update: tl.TypeUpdate, peers: PeerLookup, selfId: number): Uint8Array {
+  const { users, chats } = referencedPeers(update, peers, selfId);
+  return encodeTl({ _: 'updates', updates: [update], users, chats, date: 0, seq: 0 });
+}
+
+/** The evidence for a message found in history: a one-message `messages.messages` with its users and chats. */
+export function historyEvidence(message: tl.TypeMessage, peers: PeerLookup, selfId: number): Uint8Array {
+  const { users, chats } = referencedPeers(message, peers, selfId);
+  return encodeTl({ _: 'messages.messages', messages: [message], users, chats, topics: [] });
+}
+
+/**
+ * Users and chats from `peers` whose ids the object mentions anywhere, and the custodian (the
+ * sender of an outgoing private message that names no sender). Over-inclusion is harmless.
+ */
+function referencedPeers(object: unknown, peers: PeerLookup, selfId: number): { users: tl.TypeUser[]; chats: tl.TypeChat[] } {
+  const users = new Map<number, tl.TypeUser>();
+  const chats = new Map<number, tl.TypeChat>();
+  const self = peers.users.get(selfId);
+  if (self) users.set(selfId, self);
+  const visit = (value: unknown, depth: number): void => {
+    if (depth > 32 || typeof value !== 'object' || value === null || value instanceof Uint8Array) return;
+    if (Array.isArray(value)) {
+      for (const item of value) visit(item, depth + 1);
+      return;
+    }
+    for (const [field, item] of Object.entries(value)) {
+      const ids = typeof item === 'number' ? [item] : Array.isArray(item) && item.every((id) => typeof id === 'number') ? (item) : [];
+      for (const id of ids) {
+        const user = field === 'userId' || field === 'users' || field === 'viaBotId' ? peers.users.get(id) : undefined;
+        const chat = field === 'chatId' || field === 'channelId' ? peers.chats.get(id) : undefined;
+        if (user) users.set(id, user);
+        if (chat) chats.set(id, chat);
+      }
+      visit(item, depth + 1);
+    }
+  };
+  visit(object, 0);
+  return { users: [...users.values()], chats: [...chats.values()] };
 }
 
 /** A new message (`message`) or service message (`messageService`) in any kind of chat. */
@@ -195,10 +266,10 @@ function mapEditedMessage(message: tl.TypeMessage, env: TelegramMapEnv): Capture
       sentAt: new Date((message.editDate ?? message.date) * 1000),
       target: { id: String(message.id), peer: common.peer },
       ...body(message, env),
-      meta: { ...common.fields.meta, ...(previous ? {} : { previousUnknown: true }) },
+      meta: { ...common.fields.meta, ...(previous ? (previous.contentKey === undefined ? {} : { comparedWith: previous.contentKey }) : { previousUnknown: true }) },
     });
   }
-  out.push(...reactionChanges(message.id, common.peer, message.reactions, env, previous?.reactions ?? []));
+  out.push(...reactionChanges(message.id, common.peer, message.reactions, env, previous?.reactions ?? [], undefined, previous?.reactionsKey));
   return out;
 }
 
@@ -261,6 +332,7 @@ function mapCommonBoxDelete(id: number, env: TelegramMapEnv): CaptureInput {
 }
 
 function mapDelete(id: number, peer: string, conversation: ConversationRef, env: TelegramMapEnv, channel: boolean): CaptureInput {
+  const resolvedFrom = env.memory?.get(id)?.contentKey;
   return {
     kind: 'delete',
     key: `delete:${peer}:${id}`,
@@ -273,7 +345,7 @@ function mapDelete(id: number, peer: string, conversation: ConversationRef, env:
     // Channel deletes are always for everyone. In private chats and basic groups Telegram sends
     // the same update for "delete for everyone" and for the custodian deleting on another device.
     deletion: { scope: 'everyone' },
-    meta: { scopeCertain: channel, sentAtIsReceipt: true },
+    meta: { scopeCertain: channel, sentAtIsReceipt: true, ...(resolvedFrom === undefined ? {} : { resolvedFrom }) },
     raw: rawOf(env),
   };
 }
@@ -286,6 +358,7 @@ function reactionChanges(
   env: TelegramMapEnv,
   before: readonly string[],
   peerObject?: tl.TypePeer,
+  comparedWith?: string,
 ): CaptureInput[] {
   const now = reactionSet(reactions, env.selfId);
   const previous = new Set(before);
@@ -306,7 +379,7 @@ function reactionChanges(
       target: { id: String(msgId), peer },
       reaction: { value, action },
       raw: rawOf(env),
-      ...(date === undefined ? { meta: { sentAtIsReceipt: true } } : {}),
+      ...(date === undefined || comparedWith !== undefined ? { meta: { ...(date === undefined ? { sentAtIsReceipt: true } : {}), ...(comparedWith === undefined ? {} : { comparedWith }) } } : {}),
     });
   };
   for (const [pair, date] of now) if (!previous.has(pair)) record(pair, 'add', date);
@@ -526,4 +599,177 @@ export function gapInput(scope: string, reason: string, from: number | undefined
 
 function rawOf(env: TelegramMapEnv): { bytes: Uint8Array; format: string } {
   return { bytes: env.raw, format: TL_RAW_FORMAT };
+}
+
+/** The `system` record naming the custodian's Telegram user id: the `selfId` of every mapping in the stream. */
+export function sessionInput(selfId: number): CaptureInput {
+  return { kind: 'system', key: `telegram-session:${selfId}`, system: { event: 'telegram-session', fields: { userId: String(selfId) } } };
+}
+
+/** The message an update carries, if it is a message update. */
+function messageOf(update: tl.TypeUpdate): tl.TypeMessage | undefined {
+  return update._ === 'updateNewMessage' || update._ === 'updateNewChannelMessage' || update._ === 'updateEditMessage' || update._ === 'updateEditChannelMessage' ? update.message : undefined;
+}
+
+/**
+ * What the message index remembers after an update was mapped to `inputs`: always exactly what
+ * the raw bytes of the records named by `contentKey` / `reactionsKey` say (see
+ * {@link memoryFromRecords}), so a later decision can name them. An update that produced no
+ * record changes nothing but where the message is.
+ */
+export function memoryAfter(update: tl.TypeUpdate, env: Pick<TelegramMapEnv, 'selfId' | 'peers' | 'memory'>, inputs: readonly CaptureInput[]): [number, MessageMemory][] {
+  const message = messageOf(update);
+  if (message && message._ !== 'messageEmpty') {
+    const previous = env.memory?.get(message.id);
+    const conversation = conversationOf(message.peerId, env.peers, message.post === true);
+    const content = inputs.find((input) => input.kind === 'message' || input.kind === 'edit' || input.kind === 'membership');
+    const holder = content ?? inputs.find((input) => input.kind === 'reaction');
+    const contentKey = content?.key ?? previous?.contentKey;
+    const reactionsKey = holder?.key ?? previous?.reactionsKey;
+    const fresh = previous === undefined;
+    return [
+      [
+        message.id,
+        {
+          peer: conversation.id,
+          type: conversation.type,
+          direction: message.out === true ? 'outbound' : 'inbound',
+          fingerprint: content || fresh ? (message._ === 'message' ? contentFingerprint(message) : 'service') : previous.fingerprint,
+          reactions: holder || fresh ? [...reactionSet(message.reactions, env.selfId).keys()] : previous.reactions,
+          ...(contentKey === undefined ? {} : { contentKey }),
+          ...(reactionsKey === undefined ? {} : { reactionsKey }),
+        },
+      ],
+    ];
+  }
+  if (update._ === 'updateMessageReactions') {
+    const known = env.memory?.get(update.msgId);
+    const reaction = inputs.find((input) => input.kind === 'reaction');
+    if (known && reaction?.key !== undefined) return [[update.msgId, { ...known, reactions: [...reactionSet(update.reactions, env.selfId).keys()], reactionsKey: reaction.key }]];
+  }
+  return [];
+}
+
+/** A record an auditor holds: the fields the re-derivation reads, and its raw bytes. */
+export interface RecordedEvidence {
+  readonly record: { readonly key: string; readonly kind: string; readonly direction?: 'inbound' | 'outbound'; readonly conversation?: ConversationRef };
+  readonly raw: Uint8Array;
+}
+
+/**
+ * What the index knew about message `id` when a record named `named` (its `meta.comparedWith`
+ * or `meta.resolvedFrom`): re-derived from that record alone.
+ */
+export function memoryFromRecords(id: number, named: RecordedEvidence, selfId: number): MessageMemory {
+  const object: tl.TlObject = decodeTl(named.raw);
+  const inner = singleUpdate(object);
+  let message: tl.TypeMessage | undefined;
+  let reactions: tl.TypeMessageReactions | undefined;
+  if (inner !== undefined) {
+    if (inner._ === 'updateMessageReactions') reactions = inner.reactions;
+    else message = messageOf(inner);
+  } else if (object._ === 'messages.messages') {
+    message = (object).messages.find((candidate) => candidate.id === id);
+  }
+  if (message && message._ !== 'messageEmpty') reactions = message.reactions;
+  const conversation = named.record.conversation;
+  return {
+    peer: conversation?.id ?? '',
+    type: conversation?.type ?? 'direct',
+    direction: named.record.direction ?? 'inbound',
+    fingerprint: message?._ === 'message' ? contentFingerprint(message) : 'service',
+    reactions: [...reactionSet(reactions, selfId).keys()],
+    contentKey: named.record.key,
+    reactionsKey: named.record.key,
+  };
+}
+
+/**
+ * The update and peers a record was mapped from, read back from its raw bytes: a live update's
+ * `updates` container (or, in records older than it, the bare update); a history message
+ * wrapped as reconciliation wrapped it (new, or an edit when the record is one or names what it
+ * compared with); a reconciliation delete as the delete of the record's target, whose evidence
+ * is the history page that no longer holds it.
+ */
+export function evidenceOf(raw: Uint8Array, record: { readonly kind: string; readonly target?: NativeRef; readonly meta?: { readonly [name: string]: unknown } }): { update: tl.TypeUpdate; peers: PeerLookup } | undefined {
+  const object = decodeTl(raw);
+  if (object._ === 'updates' && object.updates.length === 1 && object.updates[0]) return { update: object.updates[0], peers: peersOf(object) };
+  if (tl.isAnyUpdate(object)) return { update: object, peers: { users: new Map(), chats: new Map() } };
+  if (object._ !== 'messages.messages' && object._ !== 'messages.messagesSlice' && object._ !== 'messages.channelMessages') return undefined;
+  const peers = peersOf(object);
+  if (record.kind === 'delete' && record.meta?.['source'] === 'reconcile' && record.target) {
+    const id = Number(record.target.id);
+    const peer = parsePeer(record.target.peer ?? '');
+    return peer._ === 'peerChannel'
+      ? { update: { _: 'updateDeleteChannelMessages', channelId: peer.channelId, messages: [id], pts: 0, ptsCount: 0 }, peers }
+      : { update: { _: 'updateDeleteMessages', messages: [id], pts: 0, ptsCount: 0 }, peers };
+  }
+  const message = object.messages[0];
+  if (!message || message._ === 'messageEmpty' || object.messages.length !== 1) return undefined;
+  const channel = message.peerId._ === 'peerChannel';
+  const edit = record.kind === 'edit' || record.meta?.['comparedWith'] !== undefined;
+  const update: tl.TypeUpdate = edit
+    ? channel ? { _: 'updateEditChannelMessage', message, pts: 0, ptsCount: 0 } : { _: 'updateEditMessage', message, pts: 0, ptsCount: 0 }
+    : channel ? { _: 'updateNewChannelMessage', message, pts: 0, ptsCount: 0 } : { _: 'updateNewMessage', message, pts: 0, ptsCount: 0 };
+  return { update, peers };
+}
+
+/** `pts` of an update as the connector passes it to the mapping (keys of id-only deletes). */
+export function ptsOf(update: tl.TypeUpdate): number | undefined {
+  return 'pts' in update && typeof update.pts === 'number' && update.pts > 0 ? update.pts : undefined;
+}
+
+/** The update in an `updates` container of one, or a bare update. */
+function singleUpdate(object: tl.TlObject): tl.TypeUpdate | undefined {
+  if (object._ === 'updates') {
+    const { updates } = object;
+    return updates.length === 1 ? updates[0] : undefined;
+  }
+  return tl.isAnyUpdate(object) ? object : undefined;
+}
+
+/*
+ * Completeness signals: `system` records about the update stream itself (see
+ * docs/record-schema.md, "Telegram completeness signals"). Their fields are their evidence.
+ */
+
+/** Why mtcute fetched a difference: the start-up catch-up, a gap or keepalive while running, or our liveness probe. */
+export type DifferenceTrigger = 'start' | 'running' | 'probe';
+
+/** What `updates.getDifference` brought back: recovered updates, from one pts to another. */
+export function differenceInput(trigger: DifferenceTrigger, fromPts: number, toPts: number, messages: number, otherUpdates: number, at: Date): CaptureInput {
+  return {
+    kind: 'system',
+    key: `difference:${trigger}:${fromPts}:${toPts}:${at.toISOString()}`,
+    sentAt: at,
+    system: { event: 'difference-fetched', fields: { trigger, fromPts: String(fromPts), toPts: String(toPts), messages: String(messages), otherUpdates: String(otherUpdates) } },
+  };
+}
+
+/** Telegram ended the session (`code`: its RPC error, e.g. `AUTH_KEY_UNREGISTERED`, `SESSION_REVOKED`). */
+export function sessionEndedInput(code: string, at: Date): CaptureInput {
+  return { kind: 'system', key: `session-ended:${code}:${at.getTime()}`, sentAt: at, system: { event: 'logged-out', fields: { code } } };
+}
+
+/** Telegram answered with a `FROZEN_*` error: the account is frozen (read-only, scheduled for review or deletion). */
+export function accountFrozenInput(code: string, method: string, at: Date): CaptureInput {
+  return { kind: 'system', key: `account-frozen:${code}:${at.toISOString()}`, sentAt: at, system: { event: 'account-frozen', fields: { code, method } } };
+}
+
+/**
+ * The liveness probe after a quiet period: the server's pts was ahead of what the updates
+ * engine had processed (updates stopped arriving; a getDifference was forced), or the probe
+ * itself failed (`code`).
+ */
+export function updatesStalledInput(detail: { readonly localPts?: number; readonly serverPts?: number; readonly code?: string; readonly quietMs: number }, at: Date): CaptureInput {
+  const fields: Record<string, string> = { quietMs: String(detail.quietMs) };
+  if (detail.localPts !== undefined) fields['localPts'] = String(detail.localPts);
+  if (detail.serverPts !== undefined) fields['serverPts'] = String(detail.serverPts);
+  if (detail.code !== undefined) fields['code'] = detail.code;
+  return { kind: 'system', key: `updates-stalled:${at.toISOString()}`, sentAt: at, system: { event: detail.code === undefined ? 'updates-behind' : 'updates-probe-failed', fields } };
+}
+
+/** What reconciliation recovered after the gap record with key `gapKey`. */
+export function gapBackfilledInput(gapKey: string, recorded: number, at: Date): CaptureInput {
+  return { kind: 'system', key: `gap-backfilled:${gapKey}:${at.toISOString()}`, sentAt: at, system: { event: 'gap-backfilled', fields: { gap: gapKey, recorded: String(recorded), method: 'messages.getHistory' } } };
 }

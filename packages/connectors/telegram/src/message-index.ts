@@ -6,8 +6,10 @@
  * - whether an edit changed the content (fingerprint) and which reactions are new.
  *
  * Kept in memory, bounded (oldest entries evicted first), and persisted to the state store in
- * shards — only changed shards are written, and only when the connector says the records they
- * describe are durable.
+ * shards — only changed shards are written. Two layers: what the mapping of an update learned is
+ * *staged* at once (the next update in the pipeline needs it), and *committed* only when the
+ * records it describes are durable (the connector's acknowledgement). Only committed entries
+ * are persisted, so a crash never leaves the index ahead of the archive.
  */
 import type { StateStore } from '@offchannel/core';
 import { getBasicPeerType, getMarkedPeerId, type tl } from '@mtcute/core';
@@ -36,6 +38,9 @@ export class MessageIndex {
   /** Common-box message id → peer (users and basic groups only). */
   readonly #commonBox = new Map<number, string>();
   readonly #dirty = new Set<number>();
+  /** Mapped, records not yet durable: consulted first, never persisted. */
+  readonly #staged = new Map<string, MessageMemory>();
+  readonly #stagedCommonBox = new Map<number, string>();
 
   constructor(capacity = DEFAULT_INDEX_CAPACITY) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError('message index capacity must be a positive integer');
@@ -61,12 +66,13 @@ export class MessageIndex {
 
   /** What was recorded for message `id` in `peer`. */
   get(peer: string, id: number): MessageMemory | undefined {
-    return this.#entries.get(`${peer}:${id}`);
+    const key = `${peer}:${id}`;
+    return this.#staged.get(key) ?? this.#entries.get(key);
   }
 
   /** The recorded message with this common-box id (private chats and basic groups). */
   getCommonBox(id: number): MessageMemory | undefined {
-    const peer = this.#commonBox.get(id);
+    const peer = this.#stagedCommonBox.get(id) ?? this.#commonBox.get(id);
     return peer === undefined ? undefined : this.get(peer, id);
   }
 
@@ -104,13 +110,37 @@ export class MessageIndex {
   /** Message ids remembered for one conversation. */
   idsFor(peer: string): number[] {
     const prefix = `${peer}:`;
-    const ids: number[] = [];
-    for (const key of this.#entries.keys()) if (key.startsWith(prefix)) ids.push(Number(key.slice(prefix.length)));
-    return ids;
+    const ids = new Set<number>();
+    for (const layer of [this.#entries, this.#staged]) for (const key of layer.keys()) if (key.startsWith(prefix)) ids.add(Number(key.slice(prefix.length)));
+    return [...ids];
   }
 
+  /** Remembers a message at once (committed: its records are already durable). */
   set(id: number, memory: MessageMemory): void {
     this.#put(`${memory.peer}:${id}`, memory, true);
+  }
+
+  /** Remembers a message for the mapping of later updates; {@link commit} once its records are durable. */
+  stage(id: number, memory: MessageMemory): void {
+    const key = `${memory.peer}:${id}`;
+    this.#staged.delete(key);
+    this.#staged.set(key, memory);
+    if (!isChannelPeer(memory.peer)) this.#stagedCommonBox.set(id, memory.peer);
+  }
+
+  /** The records behind a staged entry are durable: it may now be persisted. */
+  commit(id: number, memory: MessageMemory): void {
+    const key = `${memory.peer}:${id}`;
+    this.#put(key, memory, true);
+    if (this.#staged.get(key) !== memory) return; // staged again since: the newer one stays staged
+    this.#staged.delete(key);
+    if (this.#stagedCommonBox.get(id) === memory.peer) this.#stagedCommonBox.delete(id);
+  }
+
+  /** Forgets everything staged (its updates were abandoned and will be delivered again). */
+  discardStaged(): void {
+    this.#staged.clear();
+    this.#stagedCommonBox.clear();
   }
 
   /** Writes the changed shards. Call only once the records they describe are durable. */

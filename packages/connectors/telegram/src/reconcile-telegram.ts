@@ -7,8 +7,8 @@
  * For each chat (the given ones, or the most recent dialogs):
  * - `messages.getHistory` (newest first, up to `limit`);
  * - a message whose `message:<peer>:<id>` key is not archived is recorded through the normal
- *   pipeline (media downloaded, raw = the message's own TL bytes, `meta.source =
- *   "messages.getHistory"`);
+ *   pipeline (media downloaded, raw = a one-message `messages.messages` with its users and chats,
+ *   `meta.source = "messages.getHistory"`);
  * - an archived message whose content fingerprint changed is recorded as an edit;
  * - a message in our index that Telegram no longer returns is recorded as deleted
  *   (`meta.detectedBy = "reconcile"`) if it is newer than the oldest message fetched, or at all
@@ -20,6 +20,7 @@ import { OffchannelError, type ConnectorContext } from '@offchannel/core';
 import { Long, PeersIndex, getMarkedPeerId, parseMarkedPeerId, type tl } from '@mtcute/core';
 import type { BaseTelegramClient } from '@mtcute/core/client.js';
 import { errorCode } from './error-code.ts';
+import { historyEvidence } from './map-telegram.ts';
 import { type MessageIndex, isChannelPeer } from './message-index.ts';
 
 export interface ReconcileTelegramOptions {
@@ -50,19 +51,24 @@ export interface ReconcileTelegramReport {
   readonly interrupted: boolean;
 }
 
+/** Maps one update found by reconciliation through the live pipeline, queueing its records. */
+export type ReconcileRecord = (update: tl.TypeUpdate, peers: PeersIndex, raw: Uint8Array, source: string) => Promise<void>;
+
 /** What reconciliation needs from a running connector (kept internal to the package). */
 export interface ReconcileHost {
   readonly client: BaseTelegramClient;
   /**
-   * Runs `task` in the connector's capture queue, after every update dispatched so far. Each
-   * chat is one task: live updates are captured between chats, never in the middle of one
-   * (so a message that arrives during a chat's check cannot look deleted).
+   * Runs `task` as one step of the connector's capture pipeline, after every update delivered
+   * before it has been mapped; live updates delivered meanwhile are mapped after it (so a message
+   * that arrives during a chat's check cannot look deleted). `record` maps an update there.
+   * Resolves once everything the step recorded is durable, with the task's value and, per call
+   * of `record` in order, how many new records it wrote.
    */
-  queue<T>(task: () => Promise<T>): Promise<T>;
+  queue<T>(task: (record: ReconcileRecord) => Promise<T>): Promise<{ readonly value: T; readonly recorded: readonly number[] }>;
   readonly ctx: ConnectorContext;
   readonly index: MessageIndex;
-  /** Runs one update through the live pipeline; resolves to the number of records written. */
-  handle(update: tl.TypeUpdate, peers: PeersIndex, raw: Uint8Array, source: string): Promise<number>;
+  /** The custodian's Telegram user id. */
+  readonly selfId: number;
   encode(object: tl.TlObject): Uint8Array;
 }
 
@@ -86,13 +92,13 @@ export async function runReconcile(host: ReconcileHost, options: ReconcileTelegr
       report.interrupted = true;
       break;
     }
-    let skipped = await host.queue(() => reconcileOne(host, chat, limit, options.signal, report));
+    let skipped = await checkChat(host, chat, limit, options.signal, report);
     if (skipped === 'PEER_NOT_CACHED' && !dialogsLoaded) {
       // A chat named by id that this session has not seen yet: its access hash comes with the
       // dialog list (the client caches the peers of every answer). Load it once, then retry.
       dialogsLoaded = true;
       await recentDialogs(host.client, PEER_LOOKUP_DIALOGS).catch(() => undefined);
-      skipped = await host.queue(() => reconcileOne(host, chat, limit, options.signal, report));
+      skipped = await checkChat(host, chat, limit, options.signal, report);
     }
     if (skipped) report.skipped.push({ chat, code: skipped });
     options.onProgress?.({ done: index + 1, total: chats.length });
@@ -102,8 +108,28 @@ export async function runReconcile(host: ReconcileHost, options: ReconcileTelegr
   return report;
 }
 
+/** What each `record` call of a chat's check was for: counted once its records are durable. */
+type Finding = 'missing' | 'edit' | 'delete';
+
+/** Checks one chat as one pipeline step; resolves to the error code when it could not be read. */
+async function checkChat(host: ReconcileHost, chat: string, limit: number, signal: AbortSignal | undefined, report: Counts): Promise<string | undefined> {
+  const findings: Finding[] = [];
+  const { value, recorded } = await host.queue((record) => reconcileOne(host, chat, limit, signal, report, async (finding, ...args) => {
+    findings.push(finding);
+    await record(...args);
+  }));
+  for (const [index, finding] of findings.entries()) {
+    const count = recorded[index] ?? 0;
+    if (finding === 'delete') report.deletesRecorded += count;
+    else if (count > 0) report[finding === 'missing' ? 'missingRecorded' : 'editsRecorded']++;
+  }
+  return value;
+}
+
+type RecordFinding = (finding: Finding, ...args: Parameters<ReconcileRecord>) => Promise<void>;
+
 /** Checks one chat; resolves to the error code when it could not be read. */
-async function reconcileOne(host: ReconcileHost, chat: string, limit: number, signal: AbortSignal | undefined, report: Counts): Promise<string | undefined> {
+async function reconcileOne(host: ReconcileHost, chat: string, limit: number, signal: AbortSignal | undefined, report: Counts, record: RecordFinding): Promise<string | undefined> {
   const marked = Number(chat);
   const input = Number.isSafeInteger(marked) ? await host.client.storage.peers.getById(marked) : null;
   if (!input) return 'PEER_NOT_CACHED';
@@ -113,7 +139,7 @@ async function reconcileOne(host: ReconcileHost, chat: string, limit: number, si
   } catch (error) {
     return errorCode(error);
   }
-  await reconcileChat(host, chat, fetched.pages, fetched.complete, report, signal);
+  await reconcileChat(host, chat, fetched.pages, fetched.complete, report, signal, record);
   return undefined;
 }
 
@@ -153,7 +179,7 @@ async function history(client: BaseTelegramClient, peer: tl.TypeInputPeer, limit
   return { pages, complete: false };
 }
 
-async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly HistoryPage[], complete: boolean, report: Counts, signal: AbortSignal | undefined): Promise<void> {
+async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly HistoryPage[], complete: boolean, report: Counts, signal: AbortSignal | undefined, record: RecordFinding): Promise<void> {
   const present = new Set<number>();
   // Oldest page first, oldest message first: records appear in the order the chat had them.
   for (const { result, peers } of [...pages].reverse()) {
@@ -165,14 +191,14 @@ async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly 
       report.messagesChecked++;
       const key = message._ === 'messageService' ? `membership:${chat}:${message.id}` : `message:${chat}:${message.id}`;
       const archived = (await host.ctx.lookup(key)) !== undefined;
-      const raw = host.encode(message);
+      const raw = historyEvidence(message, peers, host.selfId);
       const channel = message.peerId._ === 'peerChannel';
       if (!archived) {
         const update: tl.TypeUpdate = channel ? { _: 'updateNewChannelMessage', message, pts: 0, ptsCount: 0 } : { _: 'updateNewMessage', message, pts: 0, ptsCount: 0 };
-        if ((await host.handle(update, peers, raw, 'messages.getHistory')) > 0) report.missingRecorded++;
+        await record('missing', update, peers, raw, 'messages.getHistory');
       } else if (message._ === 'message' && message.editDate !== undefined) {
         const update: tl.TypeUpdate = channel ? { _: 'updateEditChannelMessage', message, pts: 0, ptsCount: 0 } : { _: 'updateEditMessage', message, pts: 0, ptsCount: 0 };
-        if ((await host.handle(update, peers, raw, 'messages.getHistory')) > 0) report.editsRecorded++;
+        await record('edit', update, peers, raw, 'messages.getHistory');
       }
     }
   }
@@ -193,7 +219,7 @@ async function reconcileChat(host: ReconcileHost, chat: string, pages: readonly 
     ? { _: 'updateDeleteChannelMessages', channelId: parseMarkedPeerId(Number(chat))[1], messages: gone, pts: 0, ptsCount: 0 }
     : { _: 'updateDeleteMessages', messages: gone, pts: 0, ptsCount: 0 };
   // The evidence for a delete found this way is the newest history page that no longer holds it.
-  report.deletesRecorded += await host.handle(update, newest.peers, host.encode(newest.result), 'reconcile');
+  await record('delete', update, newest.peers, host.encode(newest.result), 'reconcile');
 }
 
 /** The `count` most recent dialogs, newest first, 100 per request (Telegram's offset paging). */

@@ -1,5 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { tl } from '@mtcute/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { telegramStateScope } from './link-telegram.ts';
 import { MessageIndex } from './message-index.ts';
@@ -53,12 +54,15 @@ describe('Telegram connector on the real mtcute updates engine', () => {
       [{ id: String(inSuper.id), peer: inSuper.peer }, inSuper.peer, true],
     ]);
 
-    // Raw evidence: the blob is the TL update, decodable and re-encodable byte for byte.
+    // Raw evidence: an `updates` container of the one update and the users it names.
     const raw = messages[0]?.raw;
     expect(raw?.format).toBe(TL_RAW_FORMAT);
     const bytes = await r.blob(raw?.sha256 ?? '');
-    const update = decodeTl(bytes ?? new Uint8Array());
-    expect(update._).toBe('updateNewMessage');
+    const container = decodeTl(bytes ?? new Uint8Array());
+    expect(container._).toBe('updates');
+    const { updates, users } = container as tl.RawUpdates;
+    expect(updates.map((update) => update._)).toEqual(['updateNewMessage']);
+    expect(users.map((user) => user.id).sort()).toEqual([LOCAL_IDS.self, LOCAL_IDS.client]);
     expect(r.logger.text()).not.toContain('ACME');
     expect(peer.connector.status()).toMatchObject({ state: 'stopped', errors: 0 });
   });

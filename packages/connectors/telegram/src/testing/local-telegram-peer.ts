@@ -44,6 +44,12 @@ export interface LocalTelegramPeerOptions {
   readonly server?: LocalTelegramServer;
   /** Periodic reconciliation, as the connector option of that name. */
   readonly reconcile?: TelegramConnectorOptions['reconcile'];
+  /** Archive retry backoff, as the connector option of that name. */
+  readonly retry?: TelegramConnectorOptions['retry'];
+  /** Pipelining window, as the connector option of that name. */
+  readonly maxInFlight?: number;
+  /** Liveness probe, as the connector option of that name. */
+  readonly liveness?: TelegramConnectorOptions['liveness'];
 }
 
 /** A file sent in a scripted message (`available: false`: the server will not serve its bytes). */
@@ -122,6 +128,9 @@ export class LocalTelegramPeer {
       ...(options.maxMediaBytes === undefined ? {} : { maxMediaBytes: options.maxMediaBytes }),
       ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
       ...(options.reconcile === undefined ? {} : { reconcile: options.reconcile }),
+      ...(options.retry === undefined ? {} : { retry: options.retry }),
+      ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
+      ...(options.liveness === undefined ? {} : { liveness: options.liveness }),
       onCapture: (input, result) => {
         this.captured.push({ input, result });
         for (const wake of this.#waiters) wake();

@@ -50,6 +50,8 @@ export class LocalTelegramServer {
   /** Two-step verification, when set with {@link LocalTelegramServer.setPassword}. */
   #password: LocalSrpVerifier | undefined;
 
+  readonly #holds = new Map<string, { gate: Promise<void>; reached: () => void }[]>();
+
   constructor(self: tl.RawUser) {
     this.self = self;
     this.users.set(self.id, self);
@@ -103,6 +105,18 @@ export class LocalTelegramServer {
     this.#failures.set(method, queue);
   }
 
+  /** The next call of `method` waits until the returned function is called (then answers normally). */
+  holdNext(method: string): { readonly held: Promise<void>; release(): void } {
+    let release!: () => void;
+    let reached!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const held = new Promise<void>((resolve) => (reached = resolve));
+    const queue = this.#holds.get(method) ?? [];
+    queue.push({ gate, reached });
+    this.#holds.set(method, queue);
+    return { held, release };
+  }
+
   /** The next `updates.getDifference` says the gap is too long to replay (`differenceTooLong`). */
   forgetHistory(): void {
     this.#differenceTooLong = true;
@@ -137,6 +151,11 @@ export class LocalTelegramServer {
   async answer(request: tl.RpcMethod): Promise<unknown> {
     this.calls.push(request._);
     this.requests.push(request);
+    const hold = this.#holds.get(request._)?.shift();
+    if (hold) {
+      hold.reached();
+      await hold.gate;
+    }
     const failure = this.#failures.get(request._)?.shift();
     if (failure) return { _: 'mt_rpc_error', errorCode: failure.code, errorMessage: failure.message };
     switch (request._) {
