@@ -18,6 +18,8 @@ export const SAFE_LOG_FIELDS: ReadonlySet<string> = new Set([
   // capture supervision and delivery (stream names, states, codes, counts; never an address)
   'accounts', 'added', 'attempt', 'backlog', 'connector', 'delivered', 'deliveries', 'event', 'inDoubt', 'noEmail', 'notDue',
   'deliveryTarget', 'problem', 'removed', 'restarted', 'retried', 'run', 'sent', 'settings', 'shard', 'unchanged',
+  // independent witnesses: the witness key's name (a host name the operator configured)
+  'witness',
   // how many, how long
   'bytes', 'captured', 'count', 'cursor', 'duplicates', 'errors', 'excluded', 'excluding', 'indexed', 'offlineDays',
   'pending', 'pqCount', 'recorded', 'records', 'seconds', 'skipped', 'watch',

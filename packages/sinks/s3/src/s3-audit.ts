@@ -7,7 +7,7 @@
  * warnings: the locked oldest versions are intact. A timestamp token without its checkpoint
  * note means the note was removed.
  */
-import { type AuditFinding, isSha256Hex, isStreamName } from '@offchannel/core';
+import { type AuditFinding, type CheckpointFile, isSha256Hex, isStreamName } from '@offchannel/core';
 import type { ObjectStore, Version } from './object-store.ts';
 import { PROBE_FOLDER } from './object-lock-probe.ts';
 import { type S3Layout, parseBatchName, parseCheckpointName } from './s3-layout.ts';
@@ -50,7 +50,7 @@ async function* auditSettings(objects: ObjectStore): AsyncIterable<AuditFinding>
 
 type Kind =
   | { readonly type: 'batch'; readonly stream: string }
-  | { readonly type: 'checkpoint'; readonly stream: string; readonly size: number; readonly file: 'note' | 'rfc3161' }
+  | { readonly type: 'checkpoint'; readonly stream: string; readonly size: number; readonly file: CheckpointFile }
   | { readonly type: 'blob' | 'tile' | 'hold' | 'scratch' | 'unexpected'; readonly stream?: string };
 
 function classify(relative: string): Kind {
