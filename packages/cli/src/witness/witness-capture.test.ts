@@ -15,6 +15,12 @@ import { openFsSink } from '@offchannel/sink-fs';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const BIN = path.join(import.meta.dirname, '..', '..', 'dist', 'bin.js');
+const BY_HAND = path.join(import.meta.dirname, '..', '..', '..', '..', 'docs', 'verify-by-hand.sh');
+
+function byHand(cwd: string, args: readonly string[]): { code: number | null; stdout: string } {
+  const result = spawnSync('bash', [BY_HAND, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+  return { code: result.status, stdout: result.stdout + result.stderr };
+}
 const dirs: string[] = [];
 const children: ChildProcessWithoutNullStreams[] = [];
 
@@ -149,6 +155,19 @@ describe('independent witnesses (real processes on loopback)', () => {
     const passed = cli(['verify', 'archive', '--key', 'log.pub', ...witnessArgs, '--quorum', '2'], dir);
     expect(passed.stdout).toMatch(/latest cosigned by 2 witnesses/);
     expect(passed.code).toBe(0);
+    // The same by hand: bash, coreutils, jq and openssl (docs/verify-by-hand.sh).
+    const manual = byHand(dir, ['archive', 'log.pub', 'w1.key.pub', 'w2.key.pub']);
+    expect(manual.stdout).toMatch(/cosigned by w1\.witness\.example at \d{4}-/);
+    expect(manual.stdout).toMatch(/cosigned by w2\.witness\.example at /);
+    expect(manual.code).toBe(0);
+    // A single record's proof carries the cosignatures; verify-proof applies the same policy.
+    expect(cli(['prove', 'archive', 'demo:alice', '3', '--out', 'proof.json'], dir).code).toBe(0);
+    const proof = cli(['verify-proof', 'proof.json', '--key', 'log.pub', ...witnessArgs], dir);
+    expect([proof.code, proof.stdout]).toEqual([0, expect.stringMatching(/cosigned by w1\.witness\.example at .*, w2\.witness\.example at /)]);
+    const stranger = cli(['keygen', '--witness', '--name', 'w3.witness.example', '--out', 'w3.key'], dir).stdout.trim().split('\n').at(-1) as string;
+    const short = cli(['verify-proof', 'proof.json', '--key', 'log.pub', ...witnessArgs, '--witness', stranger], dir);
+    expect([short.code, short.stdout]).toEqual([1, expect.stringMatching(/2 valid witness cosignatures, the policy needs 3 \(missing: w3\.witness\.example\)/)]);
+    expect(cli(['verify-proof', 'proof.json', '--key', 'log.pub', ...witnessArgs, '--witness', stranger, '--quorum', '2'], dir).code).toBe(0);
 
     // Delete the newest checkpoint and its cosignatures (an attacker with write access would
     // then rewrite the records after the last remaining one).
@@ -162,6 +181,8 @@ describe('independent witnesses (real processes on loopback)', () => {
     const withWitness = cli(['verify', 'archive', '--key', 'log.pub', ...witnessArgs], dir);
     expect(withWitness.code).toBe(1);
     expect(withWitness.stdout).toMatch(/UNWITNESSED_RECORDS/);
+    const manualAfter = byHand(dir, ['archive', 'log.pub', 'w1.key.pub']);
+    expect([manualAfter.code, manualAfter.stdout]).toEqual([1, expect.stringMatching(/are not witnessed/)]);
     one.proc.child.kill('SIGTERM');
     two.proc.child.kill('SIGTERM');
     expect(await one.proc.exited).toBe(0);
