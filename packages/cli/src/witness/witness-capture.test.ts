@@ -95,7 +95,7 @@ async function witness(dir: string, name: string, port = 0, keyText?: string): P
     const made = cli(['keygen', '--witness', '--name', `${name}.witness.example`, '--out', keyFile], dir);
     expect(made.code).toBe(0);
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
-    vkey = made.stdout.trim().split('\n').at(-1) as string;
+    vkey = made.stdout.trim().split('\n').at(-1);
     expect(vkey).toMatch(new RegExp(`^${name}\\.witness\\.example\\+[0-9a-f]{8}\\+B`));
   }
   const proc = start(['witness', 'serve', '--key', keyFile, '--state', path.join(dir, `${name}-state`), '--listen', `127.0.0.1:${port}`, '--accept', path.join(dir, 'log.pub')], dir);
