@@ -174,7 +174,12 @@ describe('independent witnesses (real processes on loopback)', () => {
     const newest = Math.max(...files.keys());
     const folder = path.join(dir, 'archive', 'checkpoints', 'demo:alice');
     await chmod(folder, 0o755);
-    for (const kind of files.get(newest) ?? []) await unlink(path.join(folder, `${String(newest).padStart(16, '0')}.${kind}`));
+    const named = (kind: string): string => path.join(folder, `${String(newest).padStart(16, '0')}.${kind}`);
+    // The note alone removed: its cosigned copies give it away.
+    await unlink(named('note'));
+    const lone = cli(['verify', 'archive', '--key', 'log.pub'], dir);
+    expect([lone.code, lone.stdout]).toEqual([1, expect.stringMatching(/CHECKPOINT_NOTE_MISSING/)]);
+    for (const kind of files.get(newest) ?? []) if (kind !== 'note') await unlink(named(kind));
     const keyOnly = cli(['verify', 'archive', '--key', 'log.pub'], dir);
     expect(keyOnly.code).toBe(0);
     expect(keyOnly.stdout).toMatch(/not yet covered by a signed checkpoint|NOT_CHECKPOINTED/);
