@@ -240,7 +240,7 @@ function keyFileName<T extends string | undefined>(value: T, key: string): T {
 }
 
 /** `signing.witnesses`: `[{ "url": …, "key": <witness verifier key> }]`, each key once. */
-function parseWitnesses(value: Json | undefined): WitnessEndpoint[] {
+function parseWitnesses(value: unknown): WitnessEndpoint[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw new ConfigError('config.signing.witnesses', 'must be a list of {"url": …, "key": <witness verifier key>}');
   const seen = new Set<string>();

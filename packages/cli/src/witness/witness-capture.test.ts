@@ -102,6 +102,7 @@ async function witness(dir: string, name: string, port = 0, keyText?: string): P
   await until(() => /serving (http:\/\/[^/]+)\/add-checkpoint/.test(proc.out()) || proc.child.exitCode !== null, `witness ${name} to listen`);
   const url = /serving (http:\/\/[^/]+)\/add-checkpoint/.exec(proc.out())?.[1];
   if (!url) throw new Error(`witness ${name} did not start: ${proc.err()}`);
+  if (vkey === undefined) throw new Error('no verifier key');
   expect(proc.out().trim().split('\n').at(-1)).toBe(vkey);
   return { proc, url, vkey };
 }

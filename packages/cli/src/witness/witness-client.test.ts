@@ -104,7 +104,7 @@ describe('witness client', () => {
     const logger = createRecordingLogger();
     await run(storage, new WitnessClient({ witnesses: [{ url: server.url, key: key.verifier }], sink: createMemorySink(storage), logger }), 12);
     expect(await createMemorySink(storage).checkpoints(STREAM)).toEqual([5, 10, 12]);
-    expect(logger.lines.filter((line) => /the witness refuses this log \(unknown origin\)/.test(line.message)).map((line) => line.level)).toEqual(['error']);
+    expect(logger.lines.filter((line) => /the witness refuses this log \(unknown origin\)/.test(line.message ?? '')).map((line) => line.level)).toEqual(['error']);
     const report = await verifyArchive(createMemorySink(storage), { verifiers: [LOG_KEY.verifier], witnesses: [key.verifier] });
     expect(report.failures.map((failure) => failure.code)).toEqual(['WITNESS_QUORUM', 'UNWITNESSED_RECORDS']);
     expect(report.failures[0]?.message).toMatch(/has 0 valid witness cosignatures, the policy needs 1 \(missing: witness\.example\/w1\)/);
@@ -134,7 +134,7 @@ describe('witness client', () => {
     expect(performance.now() - began).toBeLessThan(20_000);
     const files = [...storage.checkpoints.keys()].filter((name) => name.includes('cosigned'));
     expect(files).toEqual([]);
-    expect(logger.lines.some((line) => /without a valid cosignature by its configured key/.test(line.message))).toBe(true);
+    expect(logger.lines.some((line) => /without a valid cosignature by its configured key/.test(line.message ?? ''))).toBe(true);
   });
 
   it('refuses witness URLs that are not https or loopback http, or carry credentials', () => {
