@@ -83,13 +83,20 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
   const state = await WitnessState.open(values.state, values.journal);
   const counts = new Map<number, number>();
   const service = new WitnessService({ key, accept, state });
-  const server = await startWitnessServer({ service, host, port: Number(listen[2]), tls, rate, onAnswer: (status) => counts.set(status, (counts.get(status) ?? 0) + 1) });
+  let server;
+  try {
+    server = await startWitnessServer({ service, host, port: Number(listen[2]), tls, rate, onAnswer: (status) => counts.set(status, (counts.get(status) ?? 0) + 1) });
+  } catch (error) {
+    state.close();
+    throw error;
+  }
   io.stdout.write(`witness ${key.name} serving ${server.url}/add-checkpoint for ${accept.length} log key(s), ${state.logCount} log(s) known\n${key.verifierKey}\n`);
   await new Promise<void>((resolve) => {
     if (io.signal.aborted) resolve();
     else io.signal.addEventListener('abort', () => { resolve(); }, { once: true });
   });
   await server.close();
+  state.close();
   const summary = [...counts.entries()].sort(([a], [b]) => a - b).map(([status, count]) => `${status}: ${count}`).join(', ');
   io.stdout.write(`witness stopped (answers ${summary || 'none'})\n`);
   return EXIT_OK;

@@ -39,10 +39,12 @@ afterEach(async () => {
 
 async function witness(key: Cosigner, accept = [LOG_KEY.verifier]): Promise<RunningWitnessServer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-witness-client-'));
-  const service = new WitnessService({ key, accept, state: await WitnessState.open(dir), now: () => 1_765_000_000 });
+  const state = await WitnessState.open(dir);
+  const service = new WitnessService({ key, accept, state, now: () => 1_765_000_000 });
   const server = await startWitnessServer({ service, host: '127.0.0.1', port: 0 });
   cleanups.push(async () => {
     await server.close();
+    state.close();
     await rm(dir, { recursive: true, force: true });
   });
   return server;

@@ -16,6 +16,7 @@ const ORIGIN = 'archive.example/offchannel/demo:alice';
 let dir: string;
 let server: RunningWitnessServer;
 let goodBody: string;
+let state: WitnessState;
 
 function post(url: string, body: string | Buffer, method = 'POST', headers: Record<string, string> = {}): Promise<{ status: number; body: string; type: string }> {
   return new Promise((resolve, reject) => {
@@ -37,7 +38,8 @@ async function stateSnapshot(): Promise<string> {
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'offchannel-witness-http-'));
-  const service = new WitnessService({ key: WITNESS, accept: [LOG_KEY.verifier], state: await WitnessState.open(dir), now: () => 1_765_000_000 });
+  state = await WitnessState.open(dir);
+  const service = new WitnessService({ key: WITNESS, accept: [LOG_KEY.verifier], state, now: () => 1_765_000_000 });
   server = await startWitnessServer({ service, host: '127.0.0.1', port: 0, rate: { perSecond: 50, burst: 100 } });
   const levels = new MerkleLevels();
   for (let index = 0; index < 3; index++) levels.append(leafHash(Buffer.from(`r${index}`)));
@@ -47,6 +49,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.close();
+  state.close();
   await rm(dir, { recursive: true, force: true });
 });
 

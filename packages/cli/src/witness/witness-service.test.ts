@@ -48,7 +48,19 @@ class TestLog {
 }
 
 const dirs: string[] = [];
+const states: WitnessState[] = [];
+/** Closes every state opened so far: a restarted witness is a new process. */
+function closeStates(): void {
+  for (const state of states.splice(0)) state.close();
+}
+async function openState(dir: string, journal?: string): Promise<WitnessState> {
+  closeStates();
+  const state = await WitnessState.open(dir, journal);
+  states.push(state);
+  return state;
+}
 afterEach(async () => {
+  closeStates();
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
 async function tempDir(): Promise<string> {
@@ -57,7 +69,7 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 async function service(dir: string, journal?: string): Promise<WitnessService> {
-  return new WitnessService({ key: WITNESS, accept: [LOG_KEY.verifier], state: await WitnessState.open(dir, journal), now: () => NOW });
+  return new WitnessService({ key: WITNESS, accept: [LOG_KEY.verifier], state: await openState(dir, journal), now: () => NOW });
 }
 
 describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
@@ -187,9 +199,10 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     const journal = path.join(dir, 'journal');
     const intact = await readFile(journal, 'utf8');
     await writeFile(journal, `${intact}${originId(ORIGIN)} 9 AAAA`);
-    const reopened = await WitnessState.open(dir);
+    const reopened = await openState(dir);
     expect(reopened.head(ORIGIN)?.size).toBe(3);
     expect(await readFile(journal, 'utf8')).toBe(intact);
+    closeStates();
     await writeFile(journal, `${intact}garbage\n`);
     await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE' });
     await writeFile(journal, intact);
@@ -197,5 +210,13 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     const text = await readFile(stateFile, 'utf8');
     await writeFile(stateFile, text.replace(/\n[^\n]+\n$/, `\n${Buffer.alloc(32, 9).toString('base64')}\n`));
     await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+  });
+
+  it('one witness per state folder: a second process is refused until the first closes', async () => {
+    const dir = await tempDir();
+    const first = await openState(dir);
+    await expect(WitnessState.open(dir)).rejects.toThrow(/another witness process holds the state folder/);
+    first.close();
+    (await WitnessState.open(dir)).close();
   });
 });

@@ -13,11 +13,16 @@
  * an old copy cannot roll a log back while the journal is kept, and a crash between the two
  * writes loses nothing (the journal already has the line). A last journal line without its
  * newline is an append that never completed (no cosignature was returned for it): it is cut off.
+ *
+ * One witness process per state folder: it holds an exclusive SQLite (POSIX advisory) lock on
+ * `<state>/lock` while open — two processes answering for one state could each advance a log
+ * from the same size. The kernel releases the lock however the process ends.
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type * as Sqlite from 'node:sqlite';
 import { WitnessError } from '@offchannel/core';
 
 /** The latest cosigned checkpoint of one log. */
@@ -35,17 +40,40 @@ export class WitnessState {
   /** Journal high-water marks for logs not (yet) in `logs/` (origin unknown until it is sent again). */
   readonly #journalOnly = new Map<string, { readonly size: number; readonly root: string }>();
 
+  #lock: Sqlite.DatabaseSync | undefined;
+
   private constructor(dir: string, journal: string) {
     this.#dir = dir;
     this.#journal = journal;
   }
 
-  /** Opens (creating if needed, mode 0700) the state folder and the journal. */
+  /** Opens (creating if needed, mode 0700) the state folder and the journal, and locks the folder. */
   static async open(dir: string, journal = path.join(dir, 'journal')): Promise<WitnessState> {
     await mkdir(path.join(dir, 'logs'), { recursive: true, mode: 0o700 });
     const state = new WitnessState(dir, journal);
-    await state.#load();
+    const { DatabaseSync } = await import('node:sqlite');
+    const lock = new DatabaseSync(path.join(dir, 'lock'), { timeout: 0 });
+    try {
+      lock.exec('PRAGMA locking_mode = EXCLUSIVE');
+      lock.exec('BEGIN EXCLUSIVE');
+    } catch {
+      lock.close();
+      throw new WitnessError('WITNESS_STATE', `another witness process holds the state folder ${dir}; one witness per state folder — stop the other one first`);
+    }
+    state.#lock = lock;
+    try {
+      await state.#load();
+    } catch (error) {
+      state.close();
+      throw error;
+    }
     return state;
+  }
+
+  /** Releases the state folder's lock. */
+  close(): void {
+    this.#lock?.close();
+    this.#lock = undefined;
   }
 
   /** The latest cosigned head of `origin`, if any. */
