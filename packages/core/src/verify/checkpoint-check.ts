@@ -315,7 +315,7 @@ export class CheckpointCheck {
     }
     const witnessedSize = witnessed.at(-1)?.size ?? 0;
     if (records > witnessedSize) {
-      this.fail('UNWITNESSED_RECORDS', witnessedSize + 1, `records ${witnessedSize + 1}–${records} are not covered by a checkpoint that ${this.quorum} witness${this.quorum === 1 ? '' : 'es'} cosigned: they may have been rewritten after the newest witnessed checkpoints were deleted (or capture has not been stopped cleanly since)`, false);
+      this.fail('UNWITNESSED_RECORDS', witnessedSize + 1, `${witnessedSize > 0 ? `the witnessed state is stale: the newest checkpoint ${this.quorum} witness${this.quorum === 1 ? '' : 'es'} cosigned is at size ${witnessedSize}, and ` : ''}records ${witnessedSize + 1}–${records} are not covered by a checkpoint that ${this.quorum} witness${this.quorum === 1 ? '' : 'es'} cosigned: they may have been rewritten after the newest witnessed checkpoints were deleted (or capture has not been stopped cleanly since)`, false);
     }
   }
 
