@@ -1,4 +1,4 @@
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -11,6 +11,7 @@ import {
   formatAddCheckpoint,
   formatCheckpoint,
   leafHash,
+  openNote,
   signNote,
   treeRoot,
 } from '@offchannel/core';
@@ -104,6 +105,10 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     const sameSize = await witness.addCheckpoint(await fork.request(8, 8));
     expect(sameSize).toEqual({ status: 409, body: '8\n', contentType: 'text/x.tlog.size' });
     expect(await readFile(path.join(dir, 'journal'), 'utf8')).toBe(before);
+    // Both refused checkpoints are kept as evidence: the log signed them.
+    const evidence = (await readdir(path.join(dir, 'evidence'))).sort();
+    expect(evidence.map((name) => name.split('.').slice(0, 2).join('.'))).toEqual([`${originId(ORIGIN)}.20`, `${originId(ORIGIN)}.8`]);
+    for (const name of evidence) expect(openNote(await readFile(path.join(dir, 'evidence', name), 'utf8'), [LOG_KEY.verifier]).verified).toHaveLength(1);
     // The honest log still advances.
     expect((await witness.addCheckpoint(await honest.grow(9).request(8))).status).toBe(200);
   });

@@ -73,8 +73,14 @@ export class WitnessService {
       const latest = head?.size ?? 0;
       if (request.oldSize !== latest) return { status: 409, body: `${latest}\n`, contentType: 'text/x.tlog.size' } as const;
       if (head && request.oldSize === checkpoint.size) {
-        if (!sameHash(head.root, checkpoint.root)) return { status: 409, body: `${latest}\n`, contentType: 'text/x.tlog.size' } as const;
+        if (!sameHash(head.root, checkpoint.root)) {
+          await this.#options.state.keepEvidence(checkpoint.origin, checkpoint.size, request.note);
+          return { status: 409, body: `${latest}\n`, contentType: 'text/x.tlog.size' } as const;
+        }
       } else if (head && !verifyConsistency(head.size, checkpoint.size, head.root, checkpoint.root, request.proof)) {
+        // The spec lets a witness keep such a request: signed by the log, it proves misbehaviour
+        // (or a broken proof — the note and the witness's cosigned size tell which).
+        await this.#options.state.keepEvidence(checkpoint.origin, checkpoint.size, request.note);
         return answer(422, `the consistency proof from size ${head.size} does not verify: this checkpoint is not an extension of the one this witness cosigned\n`);
       }
       if (!head || checkpoint.size > head.size) await this.#options.state.advance({ origin: checkpoint.origin, size: checkpoint.size, root: checkpoint.root });

@@ -25,6 +25,9 @@ import path from 'node:path';
 import type * as Sqlite from 'node:sqlite';
 import { WitnessError } from '@offchannel/core';
 
+/** Most refused-checkpoint evidence files kept (the key holder could otherwise fill the disk). */
+const MAX_EVIDENCE = 1000;
+
 /** The latest cosigned checkpoint of one log. */
 export interface LogHead {
   readonly origin: string;
@@ -68,6 +71,30 @@ export class WitnessState {
       throw error;
     }
     return state;
+  }
+
+  /**
+   * Keeps a refused checkpoint that a trusted key signed but that contradicts what this witness
+   * cosigned — the log's own signed evidence that it forked — as
+   * `evidence/<sha256(origin)>.<size>.<sha256(note) hex, 16>.note` (0600, write-once, at most
+   * MAX_EVIDENCE files). Best effort: never fails the request.
+   */
+  async keepEvidence(origin: string, size: number, note: string): Promise<void> {
+    const dir = path.join(this.#dir, 'evidence');
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      if ((await readdir(dir)).length >= MAX_EVIDENCE) return;
+      const name = `${originId(origin)}.${size}.${createHash('sha256').update(note).digest('hex').slice(0, 16)}.note`;
+      const file = await open(path.join(dir, name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      try {
+        await file.write(note);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+    } catch {
+      // Already kept, or the disk refuses: the refusal itself stands either way.
+    }
   }
 
   /** Releases the state folder's lock. */
