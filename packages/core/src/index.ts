@@ -92,7 +92,6 @@ export {
   cosignatureTime,
   cosignerFromSeed,
   generateCosigner,
-  isCosignatureVerifierKey,
   parseCosignatureVerifierKey,
   parseCosignatures,
   parseCosignerKey,

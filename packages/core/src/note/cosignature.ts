@@ -102,12 +102,6 @@ export function parseCosignatureVerifierKey(text: string): CosignatureVerifier {
   return cosignatureVerifier(name, key);
 }
 
-/** True when `text` is a verifier key of the cosignature type (without checking it further). */
-export function isCosignatureVerifierKey(text: string): boolean {
-  const encoded = text.trim().split('+').slice(2).join('+');
-  return Buffer.from(encoded, 'base64')[0] === COSIGNATURE_V1_TYPE;
-}
-
 function cosignatureVerifier(name: string, publicKey: Uint8Array): CosignatureVerifier {
   const plain = ed25519Verifier(name, publicKey);
   const keyId = ed25519KeyId(name, publicKey, COSIGNATURE_V1_TYPE);
