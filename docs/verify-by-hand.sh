@@ -5,11 +5,20 @@
 # record): use it to convince yourself, and `offchannel verify` for large archives.
 # Exit 0 when intact, 1 at the first failure (printed with stream and seq).
 #
-#   docs/verify-by-hand.sh ./demo-archive [<verifier key>|<file holding it>]
+#   docs/verify-by-hand.sh ./demo-archive [<verifier key>|<file holding it> [<witness key> …]]
+#
+# With witness verifier keys (offchannel keygen --witness) after the log's key, step 6 also
+# requires each stream's newest checkpoint to carry a valid cosignature (c2sp.org/tlog-cosignature)
+# from every witness named, and to cover every record.
 set -euo pipefail
-archive=${1:?usage: verify-by-hand.sh <archive-dir> [verifier-key]}
+archive=${1:?usage: verify-by-hand.sh <archive-dir> [verifier-key [witness-key …]]}
 vkey=${2:-}
 if [ -n "$vkey" ] && [ -f "$vkey" ]; then vkey=$(head -n1 "$vkey"); fi
+witnesses=()
+for wkey in "${@:3}"; do
+  if [ -f "$wkey" ]; then wkey=$(head -n1 "$wkey"); fi
+  witnesses+=("$wkey")
+done
 cd "$archive"
 zero=0000000000000000000000000000000000000000000000000000000000000000
 fail() { echo "FAIL $*"; exit 1; }
@@ -94,8 +103,32 @@ for dir in streams/*/; do
     [ "$(mth 0 "$size")" = "$root" ] || fail "$stream seq $size: records 1–$size do not hash to the root signed at size $size"
     count=$((count + 1))
   done
-  rm -rf "$work"
   [ "$count" -gt 0 ] || [ "${#leaves[@]}" -eq 0 ] || fail "$stream: records but no checkpoint"
   echo "ok $stream: $count checkpoints signed by $name match the records"
+
+  # 6. With witness keys: the newest checkpoint covers every record, and each witness's copy of
+  #    it (<size>.cosigned-<witness key id>) holds the same three lines and a cosignature line
+  #    "— <witness> base64(key id ‖ 8-byte big-endian time ‖ Ed25519 signature)" over
+  #    "cosignature/v1\ntime <time>\n" followed by those lines.
+  [ "${#witnesses[@]}" -gt 0 ] || { rm -rf "$work"; continue; }
+  newest=$(ls checkpoints/"$stream"/*.note | sort | tail -n1)
+  head -n 3 "$newest" > "$work/text"
+  size=$(sed -n 2p "$work/text")
+  [ "$size" -eq "${#leaves[@]}" ] || fail "$stream seq $((size + 1)): records after the newest checkpoint (size $size) are not witnessed"
+  for wkey in "${witnesses[@]}"; do
+    wname=${wkey%%+*}; wrest=${wkey#*+}; wid=${wrest%%+*}
+    { printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; printf '%s' "${wrest#*+}" | base64 -d | tail -c 32; } > "$work/wkey.der"
+    copy="${newest%.note}.cosigned-$wid"
+    [ -e "$copy" ] || fail "$stream seq $size: the newest checkpoint has no cosignature by witness $wname"
+    cmp -s <(head -n 3 "$copy") "$work/text" || fail "$stream seq $size: witness $wname cosigned another checkpoint at this size (a fork)"
+    grep -F "— $wname " "$copy" | head -n1 | cut -d' ' -f3 | base64 -d > "$work/cosignature"
+    [ "$(head -c 4 "$work/cosignature" | od -An -tx1 | tr -d ' \n')" = "$wid" ] || fail "$stream seq $size: the cosignature of $wname names another key id"
+    time=$(head -c 12 "$work/cosignature" | tail -c 8 | od -An -tu8 --endian=big | tr -d ' ')
+    { printf 'cosignature/v1\ntime %s\n' "$time"; cat "$work/text"; } > "$work/cosigned"
+    tail -c 64 "$work/cosignature" > "$work/wsig"
+    openssl pkeyutl -verify -pubin -inkey "$work/wkey.der" -keyform DER -rawin -in "$work/cosigned" -sigfile "$work/wsig" > /dev/null 2>&1 || fail "$stream seq $size: the cosignature of witness $wname does not verify"
+    echo "ok $stream: checkpoint at size $size cosigned by $wname at $(date -u -d "@$time" +%Y-%m-%dT%H:%M:%SZ)"
+  done
+  rm -rf "$work"
 done
 echo "OK: $records records verified by hand"

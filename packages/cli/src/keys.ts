@@ -6,7 +6,17 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { type Ed25519NoteKey, type NoteVerifier, OffchannelError, parseSignerKey, parseVerifierKey } from '@offchannel/core';
+import {
+  type CosignatureVerifier,
+  type Cosigner,
+  type Ed25519NoteKey,
+  type NoteVerifier,
+  OffchannelError,
+  parseCosignatureVerifierKey,
+  parseCosignerKey,
+  parseSignerKey,
+  parseVerifierKey,
+} from '@offchannel/core';
 
 /** A key, certificate or option could not be loaded. Exit code 2. */
 export class KeyLoadError extends OffchannelError {
@@ -57,6 +67,43 @@ export async function loadSigningKey(file: string): Promise<Ed25519NoteKey> {
   } catch (error) {
     throw new KeyLoadError(`signing key file ${file} is not a signing key (${(error as Error).message}).`);
   }
+}
+
+/** Loads a witness key file written by `offchannel keygen --witness`. Refuses a missing, shared or malformed file. */
+export async function loadWitnessKey(file: string): Promise<Cosigner> {
+  assertKeyFileName('the witness key file', file);
+  let info;
+  try {
+    info = await stat(file);
+  } catch {
+    throw new KeyLoadError(`witness key file ${file} cannot be read; create one with \`offchannel keygen --witness --out ${file}\`.`);
+  }
+  if ((info.mode & 0o077) !== 0) throw new KeyLoadError(`witness key file ${file} is readable by group or others; run \`chmod 600 ${file}\`.`);
+  if (!info.isFile() || info.size > 4096) throw new KeyLoadError(`witness key file ${file} is not a witness key.`);
+  try {
+    return parseCosignerKey(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new KeyLoadError(`witness key file ${file} is not a witness key (${(error as Error).message}).`);
+  }
+}
+
+/** Witness verifier keys (type 0x04) from `--witness` values: key texts or files of them, one per line. */
+export async function loadWitnessVerifierKeys(values: readonly string[], option = '--witness'): Promise<CosignatureVerifier[]> {
+  const keys: CosignatureVerifier[] = [];
+  for (const value of values) {
+    const inline = VERIFIER_KEY.test(value.trim());
+    const texts = inline ? [value.trim()] : await readKeyFile(value, option);
+    for (const [line, text] of texts.entries()) {
+      const where = inline ? `${option}, a witness verifier key,` : `${option} ${value} (line ${line + 1})`;
+      if (describeKeyMaterial(text) !== 'a verifier key') throw new KeyLoadError(`${where} holds ${describeKeyMaterial(text) ?? 'text that is not a key'} (not printed), not a witness verifier key (the last line \`offchannel keygen --witness\` prints)`);
+      try {
+        keys.push(parseCosignatureVerifierKey(text));
+      } catch (error) {
+        throw new KeyLoadError(`${where}: ${(error as Error).message}`);
+      }
+    }
+  }
+  return keys;
 }
 
 /**

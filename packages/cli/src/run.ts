@@ -13,6 +13,7 @@ import { PROVE_USAGE, proveCommand } from './commands/prove-command.ts';
 import { RECONCILE_USAGE, reconcileCommand } from './commands/reconcile-command.ts';
 import { VERIFY_USAGE, verifyCommand } from './commands/verify-command.ts';
 import { VERIFY_PROOF_USAGE, verifyProofCommand } from './commands/verify-proof-command.ts';
+import { WITNESS_USAGE, witnessCommand } from './commands/witness-command.ts';
 import { KeyLoadError } from './keys.ts';
 import { UsageError } from './usage-error.ts';
 import { CLI_PACKAGE } from './version.ts';
@@ -37,11 +38,12 @@ const COMMANDS: Record<string, Command> = {
   verify: { run: verifyCommand, summary: 'check an archive: chain, blobs, seals; with --key, signed checkpoints', usage: VERIFY_USAGE },
   export: { run: exportCommand, summary: 'write RSMF, EML, JSONL (with proofs) or HTML transcripts from a verified archive', usage: EXPORT_USAGE },
   deliver: { stopsGracefully: true, run: deliverCommand, summary: "feed the firm's existing archive by SMTP journaling, with a receipt for every message", usage: DELIVER_USAGE },
-  keygen: { run: keygenCommand, summary: 'create a checkpoint signing key (or, with --state, a state-store key)', usage: KEYGEN_USAGE },
+  keygen: { run: keygenCommand, summary: 'create a checkpoint signing key (or a state-store, identifier or witness key)', usage: KEYGEN_USAGE },
   prove: { run: proveCommand, summary: "write a proof that one record is in the archive's signed log", usage: PROVE_USAGE },
   'verify-proof': { run: verifyProofCommand, summary: 'check a record proof with only the verifier key', usage: VERIFY_PROOF_USAGE },
   copy: { stopsGracefully: true, run: copyCommand, summary: 'copy an archive, byte for byte, between directories and S3 buckets (resumable)', usage: COPY_USAGE },
   'sink-check': { run: sinkCheckCommand, summary: 'check that an S3 store really enforces Object Lock (run before trusting it)', usage: SINK_CHECK_USAGE },
+  witness: { stopsGracefully: true, run: witnessCommand, summary: 'run an independent witness that cosigns consistent checkpoints (C2SP tlog-witness)', usage: WITNESS_USAGE },
   'legal-hold': { run: legalHoldCommand, summary: 'place or lift an S3 legal hold on a stream or one record', usage: LEGAL_HOLD_USAGE },
 };
 

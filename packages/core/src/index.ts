@@ -74,12 +74,30 @@ export { verifyConsistency, verifyInclusion } from './merkle/verify-proofs.ts';
 
 // Signed notes, keys, checkpoints
 export { NoteError } from './errors/note-errors.ts';
-export { assertKeyName, ed25519KeyFromSeed, ed25519KeyId, generateEd25519NoteKey, parseSignerKey, parseVerifierKey } from './note/ed25519-key.ts';
+export { WitnessError } from './errors/witness-errors.ts';
+export { MAX_ADD_CHECKPOINT_BYTES, MAX_PROOF_LINES, formatAddCheckpoint, parseAddCheckpoint, parseConflictSize } from './witness/add-checkpoint.ts';
+export type { AddCheckpointRequest } from './witness/add-checkpoint.ts';
+export { WitnessClient, assertWitnessUrl, cosignedFile } from './witness/witness-client.ts';
+export type { WitnessClientOptions, WitnessEndpoint, WitnessedCheckpoint } from './witness/witness-client.ts';
+export { ED25519_NOTE_TYPE, assertKeyName, ed25519KeyFromSeed, ed25519KeyId, generateEd25519NoteKey, parseSignerKey, parseVerifierKey } from './note/ed25519-key.ts';
 export type { Ed25519NoteKey, NoteSigner, NoteVerifier } from './note/ed25519-key.ts';
 export { MAX_NOTE_BYTES, MAX_NOTE_SIGNATURES, assertNoteText, openNote, parseNote, signNote } from './note/signed-note.ts';
 export type { NoteSignature, OpenedNote } from './note/signed-note.ts';
 export { checkpointOrigin, formatCheckpoint, parseCheckpoint } from './note/checkpoint.ts';
 export type { Checkpoint } from './note/checkpoint.ts';
+export {
+  COSIGNATURE_V1_TYPE,
+  addSignatureLines,
+  checkCosignatures,
+  cosignatureMessage,
+  cosignatureTime,
+  cosignerFromSeed,
+  generateCosigner,
+  parseCosignatureVerifierKey,
+  parseCosignatures,
+  parseCosignerKey,
+} from './note/cosignature.ts';
+export type { Cosignature, CosignatureStatus, CosignatureVerifier, Cosigner } from './note/cosignature.ts';
 
 // Connector contract
 export { CONNECTOR_SPEC_VERSION } from './connector/connector.ts';

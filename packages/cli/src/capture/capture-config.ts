@@ -8,7 +8,8 @@
  * {
  *   "archive": { "dir": "./archive" },
  *   "state": { "dir": "./state", "keyFile": "./state.key" },
- *   "signing": { "keyFile": "./signing.key", "everyRecords": 1000, "everyMs": 60000 },
+ *   "signing": { "keyFile": "./signing.key", "everyRecords": 1000, "everyMs": 60000,
+ *                "witnesses": [{ "url": "http://127.0.0.1:7380", "key": "witness.example+1a2b3c4d+BA…" }] },
  *   "policy": { "version": "firm-comms-policy@2026-11-01", "identifierKeyFile": "./policy-identifier.key" },
  *   "log": { "level": "info" },
  *   "metrics": { "listen": "127.0.0.1:9464", "tokenFile": "./metrics.token" },
@@ -20,7 +21,7 @@
  * ```
  */
 import path from 'node:path';
-import { ConfigError, assertAccountName, assertChannelName } from '@offchannel/core';
+import { ConfigError, type WitnessEndpoint, assertAccountName, assertChannelName, assertWitnessUrl, parseCosignatureVerifierKey } from '@offchannel/core';
 import { describeKeyMaterial } from '../keys.ts';
 import { type DeliveryEntry, parseDeliveryConfig } from './capture-deliveries.ts';
 import { type MetricsConfig, parseMetricsConfig } from './metrics-config.ts';
@@ -73,7 +74,15 @@ export interface CaptureConfig {
   readonly file: string;
   readonly archive: ArchiveConfig;
   readonly state: { readonly dir: string; readonly keyFile?: string; readonly unencrypted: boolean };
-  readonly signing?: { readonly keyFile: string; readonly everyRecords?: number; readonly everyMs?: number; readonly tsaUrl?: string; readonly tsaCerts: readonly string[] };
+  readonly signing?: {
+    readonly keyFile: string;
+    readonly everyRecords?: number;
+    readonly everyMs?: number;
+    readonly tsaUrl?: string;
+    readonly tsaCerts: readonly string[];
+    /** Independent witnesses each checkpoint is submitted to (c2sp.org/tlog-witness). */
+    readonly witnesses: readonly WitnessEndpoint[];
+  };
   /** `identifierKeyFile`: the key excluded identifiers are HMACed with (required when anything is excluded). */
   readonly policy: { readonly version?: string; readonly reportEveryMs: number; readonly identifierKeyFile?: string };
   readonly log: { readonly level: string };
@@ -104,7 +113,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
 
   let signing: CaptureConfig['signing'];
   if (root.signing !== undefined) {
-    const entry = object(root.signing, 'config.signing', ['keyFile', 'everyRecords', 'everyMs', 'tsaUrl', 'tsaCerts']);
+    const entry = object(root.signing, 'config.signing', ['keyFile', 'everyRecords', 'everyMs', 'tsaUrl', 'tsaCerts', 'witnesses']);
     const tsaUrl = optionalString(entry.tsaUrl, 'config.signing.tsaUrl');
     if (tsaUrl !== undefined && !/^https?:\/\//.test(tsaUrl)) throw new ConfigError('config.signing.tsaUrl', 'must be an http(s) URL of an RFC 3161 timestamp authority');
     if (tsaUrl !== undefined) refuseCredentials(tsaUrl, 'config.signing.tsaUrl');
@@ -116,6 +125,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
       ...(everyMs === undefined ? {} : { everyMs }),
       ...(tsaUrl === undefined ? {} : { tsaUrl }),
       tsaCerts: stringList(entry.tsaCerts, 'config.signing.tsaCerts').map(at),
+      witnesses: parseWitnesses(entry.witnesses),
     };
   }
 
@@ -249,4 +259,33 @@ function keyFileName<T extends string | undefined>(value: T, key: string): T {
   const kind = value === undefined ? undefined : describeKeyMaterial(value);
   if (kind !== undefined) throw new ConfigError(key, `must name a key file, but holds ${kind} (not printed). Keys never go in the config: put it in a file readable only by the capture user (chmod 600), name that file here, and if it is a secret key treat it as exposed and replace it`);
   return value;
+}
+
+/** `signing.witnesses`: `[{ "url": …, "key": <witness verifier key> }]`, each key once. */
+function parseWitnesses(value: unknown): WitnessEndpoint[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError('config.signing.witnesses', 'must be a list of {"url": …, "key": <witness verifier key>}');
+  const seen = new Set<string>();
+  return value.map((item, index) => {
+    const where = `config.signing.witnesses[${index}]`;
+    const entry = object(item, where, ['url', 'key']);
+    const url = requiredString(entry.url, `${where}.url`);
+    refuseCredentials(url, `${where}.url`);
+    try {
+      assertWitnessUrl(url);
+    } catch (error) {
+      throw new ConfigError(`${where}.url`, (error as Error).message);
+    }
+    const text = requiredString(entry.key, `${where}.key`);
+    if (describeKeyMaterial(text) !== 'a verifier key') throw new ConfigError(`${where}.key`, `must be a witness verifier key (the last line \`offchannel keygen --witness\` prints), not ${describeKeyMaterial(text) ?? 'this'} (not printed)`);
+    let key;
+    try {
+      key = parseCosignatureVerifierKey(text);
+    } catch (error) {
+      throw new ConfigError(`${where}.key`, (error as Error).message);
+    }
+    if (seen.has(key.verifierKey)) throw new ConfigError(`${where}.key`, 'names a witness already listed');
+    seen.add(key.verifierKey);
+    return { url, key };
+  });
 }

@@ -18,6 +18,7 @@ import {
   Forwarder,
   type Logger,
   Recorder,
+  WitnessClient,
   type KeyIndex,
   type Sink,
   type StateStore,
@@ -108,6 +109,7 @@ export class CaptureRunner {
   /** The Prometheus endpoint (config `metrics`), never in one-shot (`strict`) runs. */
   #metrics: CaptureMetrics | undefined;
   #metricsServer: MetricsServer | undefined;
+  #witnesses: WitnessClient | undefined;
 
   constructor(config: CaptureConfig, logger: Logger, options: CaptureRunnerOptions = {}) {
     this.#config = config;
@@ -165,6 +167,9 @@ export class CaptureRunner {
       this.#sink = await this.#openSink();
       // Idempotency keys live on disk beside the state store: start-up reads only what is new.
       this.#keyIndex = openKeyIndex({ file: path.join(config.state.dir, 'key-index.sqlite') });
+      if (config.signing && config.signing.witnesses.length > 0) {
+        this.#witnesses = new WitnessClient({ witnesses: config.signing.witnesses, sink: this.#forwarder?.sink ?? this.#sink, logger: this.#logger });
+      }
       this.#recorder = new Recorder({
         sink: this.#forwarder?.sink ?? this.#sink,
         keyIndex: this.#keyIndex,
@@ -178,6 +183,7 @@ export class CaptureRunner {
                 ...(config.signing.everyRecords === undefined ? {} : { everyRecords: config.signing.everyRecords }),
                 ...(config.signing.everyMs === undefined ? {} : { everyMs: config.signing.everyMs }),
                 ...(config.signing.tsaUrl ? { timestamp: createTsaClient({ url: config.signing.tsaUrl, ...(trusted ? { trusted } : {}) }) } : {}),
+                ...(this.#witnesses ? { witnesses: this.#witnesses } : {}),
               },
             }
           : {}),
@@ -316,6 +322,12 @@ export class CaptureRunner {
     // Supervisors never reject: a connector that fails to stop is logged by its supervisor.
     await Promise.all([...this.#supervisors.values()].map((supervisor) => supervisor.stop('shutdown')));
     if (this.#recorder) await attempt('recorder close (final checkpoints)', () => (this.#recorder as Recorder).close());
+    if (this.#witnesses) {
+      // The final checkpoints' cosignatures, if the witnesses answer promptly; never a long wait.
+      const witnesses = this.#witnesses;
+      await Promise.race([witnesses.settled(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      witnesses.close();
+    }
     this.#keyIndex?.close();
     this.#keyIndex = undefined;
     if (this.#forwarder) {

@@ -3,13 +3,14 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { assertKeyName, generateEd25519NoteKey, generateStateKey } from '@offchannel/core';
+import { assertKeyName, generateCosigner, generateEd25519NoteKey, generateStateKey } from '@offchannel/core';
 import { type CliIo, EXIT_OK } from '../cli-io.ts';
 import { UsageError } from '../usage-error.ts';
 
 export const KEYGEN_USAGE = `Usage: offchannel keygen --out <file> [--name <key-name>]
        offchannel keygen --state --out <file>
        offchannel keygen --identifier-key --out <file>
+       offchannel keygen --witness --out <file> [--name <witness-name>]
 
 Writes a new Ed25519 signing key for checkpoints (C2SP signed-note format) to <file>, mode 0600,
 and the matching verifier key to <file>.pub. Prints the verifier key as the last line: give it
@@ -19,6 +20,9 @@ With --state, writes a new 32-byte key for the encrypted session-state store ins
 With --identifier-key, writes the capture policy's identifier key (32 random bytes as hex):
 excluded contacts and conversations are recorded only as HMAC-SHA256 under it. Keep a copy
 with the firm's records; an examiner given it can check whether a contact was excluded.
+With --witness, writes a witness key (C2SP tlog-cosignature, type 0x04) for
+\`offchannel witness serve\` and prints its verifier key as the last line: put it in the capture
+config's signing.witnesses and give it to verifiers (\`verify --witness\`).
 Never overwrites an existing file.
 
 Options:
@@ -26,6 +30,7 @@ Options:
   --name <name>      the key's name, e.g. archive.firm.example/offchannel (default offchannel.<hostname>)
   --state            write a state-store key instead of a signing key
   --identifier-key   write a capture-policy identifier key instead of a signing key
+  --witness          write a witness key (default name witness.<hostname>)
   -h, --help         show this help`;
 
 export async function keygenCommand(argv: readonly string[], io: CliIo): Promise<number> {
@@ -37,6 +42,7 @@ export async function keygenCommand(argv: readonly string[], io: CliIo): Promise
       name: { type: 'string' },
       state: { type: 'boolean', default: false },
       'identifier-key': { type: 'boolean', default: false },
+      witness: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -46,7 +52,7 @@ export async function keygenCommand(argv: readonly string[], io: CliIo): Promise
   }
   if (positionals.length > 0) throw new UsageError('keygen takes no positional arguments');
   if (values.out === undefined) throw new UsageError('keygen needs --out <file>');
-  if (values.state && values['identifier-key']) throw new UsageError('give --state or --identifier-key, not both');
+  if ([values.state, values['identifier-key'], values.witness].filter(Boolean).length > 1) throw new UsageError('give one of --state, --identifier-key and --witness');
   if (values['identifier-key']) {
     if (values.name !== undefined) throw new UsageError('--name applies to signing keys, not --identifier-key keys');
     await writeSecret(values.out, `${randomBytes(32).toString('hex')}\n`);
@@ -59,11 +65,19 @@ export async function keygenCommand(argv: readonly string[], io: CliIo): Promise
     io.stdout.write(`Wrote a state-store key to ${values.out} (mode 0600). Keep it with the capture host's secrets; without it the session state cannot be read.\n`);
     return EXIT_OK;
   }
-  const name = values.name ?? `offchannel.${hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-')}`;
+  const host = hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-');
+  const name = values.name ?? (values.witness ? `witness.${host}` : `offchannel.${host}`);
   try {
     assertKeyName(name);
   } catch (error) {
     throw new UsageError((error as Error).message);
+  }
+  if (values.witness) {
+    const witness = generateCosigner(name);
+    await writeSecret(values.out, `${witness.signerKeyText()}\n`);
+    await writePublic(`${values.out}.pub`, `${witness.verifierKey}\n`);
+    io.stdout.write(`Wrote witness key ${name} to ${values.out} (mode 0600) and its verifier key to ${values.out}.pub.\nKeep the witness key secret. Capture hosts and verifiers need the verifier key:\n${witness.verifierKey}\n`);
+    return EXIT_OK;
   }
   const key = generateEd25519NoteKey(name);
   await writeSecret(values.out, `${key.signerKeyText()}\n`);

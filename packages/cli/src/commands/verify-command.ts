@@ -1,11 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type VerificationReport, type VerifiedCheckpoint, canonicalize, readVerifiedState, sha256Hex, signNote, verifiedStateOf, verifyArchive } from '@offchannel/core';
+import { type CosignatureVerifier, type VerificationReport, type VerifiedCheckpoint, canonicalize, readVerifiedState, sha256Hex, signNote, verifiedStateOf, verifyArchive } from '@offchannel/core';
 import { S3_OPTIONS, S3_USAGE, openArchiveForCommand } from '../archive-location.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
 import { formatBytes, plural, shortHash } from '../format.ts';
-import { loadCertificates, loadSigningKey, loadVerifierKeys } from '../keys.ts';
+import { loadCertificates, loadSigningKey, loadVerifierKeys, loadWitnessVerifierKeys } from '../keys.ts';
 import { UsageError } from '../usage-error.ts';
 import { CLI_PACKAGE } from '../version.ts';
 
@@ -17,12 +17,18 @@ seq, unique keys, every referenced blob's SHA-256 and size, and the archive's ph
 With --key it also checks the signed checkpoints: every signature, that each signed root is
 the root of the records, consistency between successive checkpoints, equivocation, and RFC 3161
 timestamps; a stream with records but no valid checkpoint then fails.
+With --witness it also applies a witness policy: each stream's newest checkpoint must carry
+valid cosignatures from --quorum of the named witnesses (default: all), and every record must
+be covered by such a checkpoint (records after it may have been rewritten after the newest
+checkpoints were deleted). Missing, invalid and replaced cosignatures are named.
 Reads only; needs no secrets and no access to the capture host. See docs/verification.md.
 
 Options:
   --key <key|file>      verifier key (name+id+base64) or a file of them (repeatable)
   --checkpoint <file>   a checkpoint note obtained elsewhere, checked for equivocation (repeatable)
   --tsa-cert <file>     trusted TSA certificate(s), PEM, for RFC 3161 tokens (repeatable)
+  --witness <key|file>  a witness verifier key (keygen --witness), or a file of them (repeatable)
+  --quorum <n>          cosignatures needed from the --witness keys (default: every one named)
   --report <file>       write the JSON report, signed with --report-key, to <file>
   --report-key <file>   the verifier's own signing key for --report (see offchannel keygen)
   --json                print the full report as JSON on stdout
@@ -48,6 +54,8 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       key: { type: 'string', multiple: true },
       checkpoint: { type: 'string', multiple: true },
       'tsa-cert': { type: 'string', multiple: true },
+      witness: { type: 'string', multiple: true },
+      quorum: { type: 'string' },
       report: { type: 'string' },
       'report-key': { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -72,6 +80,7 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
   const logger = createLogger(values['log-level'], io.env);
   const verifiers = values.key ? await loadVerifierKeys(values.key) : undefined;
   const tsaCertificates = values['tsa-cert'] ? await loadCertificates(values['tsa-cert']) : undefined;
+  const { witnesses, quorum } = await witnessPolicy(values.witness, values.quorum, values.key?.length ?? 0);
   const reportKey = values['report-key'] === undefined ? undefined : await loadSigningKey(values['report-key']);
   const extraCheckpoints: Uint8Array[] = [];
   for (const file of values.checkpoint ?? []) {
@@ -93,6 +102,7 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       ...(verifiers ? { verifiers } : {}),
       ...(extraCheckpoints.length > 0 ? { extraCheckpoints } : {}),
       ...(tsaCertificates ? { tsaCertificates } : {}),
+      ...(witnesses.length > 0 ? { witnesses, quorum } : {}),
       ...(since ? { since } : {}),
       ...(progress ? { onProgress: ({ stream, seq }) => io.stderr.write(`\r  verifying ${stream} … seq ${seq}\u001b[K`) } : {}),
     });
@@ -109,6 +119,7 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       archive: label,
       keys: (verifiers ?? []).map((verifier) => verifier.name),
       tsaCertificates: (tsaCertificates ?? []).map((certificate) => certificate.fingerprint256),
+      ...(witnesses.length > 0 ? { witnesses: witnesses.map((witness) => witness.verifierKey), quorum } : {}),
       report,
     };
     const digest = sha256Hex(Buffer.from(canonicalize(body), 'utf8'));
@@ -119,6 +130,17 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
   if (values.json) io.stdout.write(`${JSON.stringify({ archive: label, ...report }, null, 2)}\n`);
   else io.stdout.write(humanReport(label, report, verifiers !== undefined, since !== undefined));
   return report.ok ? EXIT_OK : EXIT_FAILED;
+}
+
+/** `--witness` keys and `--quorum` (default: all named). Shared with verify-proof. */
+export async function witnessPolicy(values: readonly string[] | undefined, quorumText: string | undefined, logKeys: number): Promise<{ witnesses: CosignatureVerifier[]; quorum: number }> {
+  const witnesses = values?.length ? await loadWitnessVerifierKeys(values) : [];
+  if (quorumText !== undefined && witnesses.length === 0) throw new UsageError('--quorum needs --witness <witness verifier key>');
+  if (witnesses.length === 0) return { witnesses, quorum: 0 };
+  if (witnesses.length > 0 && logKeys === 0) throw new UsageError('--witness needs --key <log verifier key>: witnesses cosign the checkpoints that key signed');
+  const quorum = quorumText === undefined ? witnesses.length : Number(quorumText);
+  if (!Number.isInteger(quorum) || quorum < 1 || quorum > witnesses.length) throw new UsageError(`--quorum is a whole number from 1 to the number of --witness keys (${witnesses.length})`);
+  return { witnesses, quorum };
 }
 
 function humanReport(dir: string, report: VerificationReport, checkedCheckpoints: boolean, incremental: boolean): string {
@@ -132,6 +154,10 @@ function humanReport(dir: string, report: VerificationReport, checkedCheckpoints
     if (latest) {
       const stamped = checkpoints.filter((checkpoint) => checkpoint.timestamp).length;
       lines.push(`        ${' '.repeat(width)}  ${plural(checkpoints.length, 'checkpoint')}, latest at size ${latest.size} signed by ${latest.signedBy}${stamped > 0 ? `, ${stamped} timestamped (latest ${latest.timestamp?.genTime ?? 'none'})` : ''}`);
+      if (latest.cosignedBy) {
+        const cosigned = latest.cosignedBy.map((entry) => `${entry.witness} at ${entry.time}`).join(', ');
+        lines.push(`        ${' '.repeat(width)}  latest cosigned by ${latest.cosignedBy.length} witness${latest.cosignedBy.length === 1 ? '' : 'es'}${cosigned ? `: ${cosigned}` : ''}`);
+      }
     }
   }
   if (report.streams.length === 0) lines.push('  (no streams)');

@@ -1,11 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { OffchannelError, verifyRecordProof } from '@offchannel/core';
+import { NoteError, OffchannelError, checkCosignatures, verifyRecordProof } from '@offchannel/core';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { loadVerifierKeys } from '../keys.ts';
 import { UsageError } from '../usage-error.ts';
+import { witnessPolicy } from './verify-command.ts';
 
-export const VERIFY_PROOF_USAGE = `Usage: offchannel verify-proof <proof.json> --key <verifier-key> [--json]
+export const VERIFY_PROOF_USAGE = `Usage: offchannel verify-proof <proof.json> --key <verifier-key> [--witness <key> …] [--quorum N] [--json]
 
 Checks a record proof made by \`offchannel prove\`: the record is canonical and names its
 stream and seq, the checkpoint is signed by the given key for that stream's log, and the
@@ -13,6 +14,9 @@ inclusion proof puts exactly this record at that position in the signed tree. Ne
 
 Options:
   --key <key|file>   verifier key text (name+id+base64) or a file of them (repeatable, required)
+  --witness <key>    a witness verifier key (or file): the checkpoint must carry its cosignature
+                     (repeatable; the proof's checkpoint carries the cosignatures prove found)
+  --quorum <n>       cosignatures needed from the --witness keys (default: every one named)
   --json             print the result as JSON
   -h, --help         show this help
 
@@ -22,7 +26,13 @@ export async function verifyProofCommand(argv: readonly string[], io: CliIo): Pr
   const { values, positionals } = parseArgs({
     args: [...argv],
     allowPositionals: true,
-    options: { key: { type: 'string', multiple: true }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+    options: {
+      key: { type: 'string', multiple: true },
+      witness: { type: 'string', multiple: true },
+      quorum: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
   });
   if (values.help) {
     io.stdout.write(`${VERIFY_PROOF_USAGE}\n`);
@@ -31,6 +41,7 @@ export async function verifyProofCommand(argv: readonly string[], io: CliIo): Pr
   if (positionals.length !== 1) throw new UsageError('verify-proof needs exactly one <proof.json>');
   if (!values.key?.length) throw new UsageError('verify-proof needs --key <verifier-key>: a proof means nothing without the key it must be signed by');
   const verifiers = await loadVerifierKeys(values.key);
+  const { witnesses, quorum } = await witnessPolicy(values.witness, values.quorum, values.key.length);
   let proof: unknown;
   try {
     const text = await readFile(positionals[0] as string, 'utf8');
@@ -41,11 +52,20 @@ export async function verifyProofCommand(argv: readonly string[], io: CliIo): Pr
   }
   try {
     const { record, checkpoint, signedBy } = verifyRecordProof(proof, verifiers);
-    const result = { ok: true, stream: record.stream, seq: record.seq, kind: record.kind, sentAt: record.sentAt, treeSize: checkpoint.size, root: Buffer.from(checkpoint.root).toString('hex'), signedBy };
+    const cosignatures = witnesses.length > 0 ? checkCosignatures((proof as { checkpoint: string }).checkpoint, witnesses) : [];
+    const valid = cosignatures.filter((status) => status.state === 'valid');
+    const invalid = cosignatures.filter((status) => status.state === 'invalid').map((status) => status.witness);
+    if (invalid.length > 0) throw new NoteError('PROOF_INVALID', `the cosignature of witness ${invalid.join(', ')} on the checkpoint does not verify: the checkpoint or the cosignature was altered`);
+    if (valid.length < quorum) {
+      const missing = cosignatures.filter((status) => status.state === 'missing').map((status) => status.witness);
+      throw new NoteError('PROOF_INVALID', `the checkpoint has ${valid.length} valid witness cosignature${valid.length === 1 ? '' : 's'}, the policy needs ${quorum} (missing: ${missing.join(', ')})`);
+    }
+    const cosignedBy = valid.map((status) => ({ witness: status.witness, time: status.state === 'valid' ? new Date(status.time * 1000).toISOString() : '' }));
+    const result = { ok: true, stream: record.stream, seq: record.seq, kind: record.kind, sentAt: record.sentAt, treeSize: checkpoint.size, root: Buffer.from(checkpoint.root).toString('hex'), signedBy, ...(witnesses.length > 0 ? { cosignedBy } : {}) };
     if (values.json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       io.stdout.write(
-        `OK: record seq ${record.seq} of stream ${record.stream} (${record.kind}${record.sentAt ? `, sent ${record.sentAt}` : ''}) is in the log signed by ${signedBy.join(', ')} at tree size ${checkpoint.size}, root ${result.root}.\n`,
+        `OK: record seq ${record.seq} of stream ${record.stream} (${record.kind}${record.sentAt ? `, sent ${record.sentAt}` : ''}) is in the log signed by ${signedBy.join(', ')} at tree size ${checkpoint.size}, root ${result.root}${cosignedBy.length > 0 ? `, cosigned by ${cosignedBy.map((entry) => `${entry.witness} at ${entry.time}`).join(', ')}` : ''}.\n`,
       );
     }
     return EXIT_OK;

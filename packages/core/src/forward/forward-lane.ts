@@ -26,6 +26,8 @@ function prevOf(record: Uint8Array): string | undefined {
 }
 /** Timestamp tokens arrive just after their note; keep looking for them this long. */
 const TOKEN_GRACE_MS = 10 * 60 * 1000;
+/** How long after its note a witness's cosigned copy is still looked for (a witness may be down). */
+const COSIGNED_GRACE_MS = 60 * 60 * 1000;
 
 /** One stream to one target: a loop that copies while there is work, then sleeps until woken. */
 export class ForwardLane {
@@ -50,6 +52,11 @@ export class ForwardLane {
   private readonly fullTiles: number[] = [];
   /** Checkpoints copied without a timestamp token: size → when (the token may still come). */
   private readonly tokensDue = new Map<number, number>();
+  /** Checkpoint sizes whose witness cosigned copies may still appear in the spool, and since when. */
+  private readonly cosignedDue = new Map<number, number>();
+  /** `<size>.<file>` of cosigned copies already on the target. */
+  private readonly cosignedCopied = new Set<string>();
+  private cosignedScannedAt = 0;
   /** Blobs known to be on the target (bounded). */
   private readonly blobsKnown = new Set<string>();
 
@@ -200,6 +207,9 @@ export class ForwardLane {
         else this.tokensDue.set(size, Date.now());
       }
     }
+    // Witness cosignatures of the newest copied checkpoint may have arrived while this was down.
+    const newest = copied.at(-1);
+    if (newest !== undefined) this.cosignedDue.set(newest, Date.now());
     this.head = head;
   }
 
@@ -236,7 +246,9 @@ export class ForwardLane {
       await sink.putCheckpoint(this.stream, size, 'note', note);
       this.checkpoint = size;
       this.tokensDue.set(size, Date.now());
+      this.cosignedDue.set(size, Date.now());
     }
+    await this.copyCosigned();
     for (const [size, since] of this.tokensDue) {
       const token = await spool.getCheckpoint(this.stream, size, 'rfc3161');
       if (token) {
@@ -245,6 +257,34 @@ export class ForwardLane {
         this.tokensOnTarget.add(size);
       } else if (Date.now() - since > TOKEN_GRACE_MS) this.tokensDue.delete(size);
     }
+  }
+
+  /**
+   * Copies witnesses' cosigned copies (`cosigned-<id>`, written when a witness answers, possibly
+   * long after the note) of recently copied checkpoints. Needs a spool that lists its files.
+   */
+  private async copyCosigned(): Promise<void> {
+    const { spool } = this.options;
+    if (this.cosignedDue.size === 0 || !spool.checkpointFiles) return;
+    // One listing per poll at most: appends wake the lane far more often.
+    if (Date.now() - this.cosignedScannedAt < (this.options.pollMs ?? 5000)) return;
+    this.cosignedScannedAt = Date.now();
+    const files = await spool.checkpointFiles(this.stream);
+    for (const entry of files) {
+      const name = `${entry.size}.${entry.file}`;
+      if (!entry.file.startsWith('cosigned-') || !this.cosignedDue.has(entry.size) || this.cosignedCopied.has(name)) continue;
+      const bytes = await spool.getCheckpoint(this.stream, entry.size, entry.file);
+      if (!bytes) continue;
+      try {
+        await this.target.sink.putCheckpoint(this.stream, entry.size, entry.file, bytes);
+      } catch (error) {
+        if (!OffchannelError.hasCode(error, 'SINK_CONFLICT')) throw error;
+        // Another copy is already there: verify reports a copy of another checkpoint.
+      }
+      this.cosignedCopied.add(name);
+    }
+    const now = Date.now();
+    for (const [size, since] of this.cosignedDue) if (now - since > COSIGNED_GRACE_MS) this.cosignedDue.delete(size);
   }
 
   /** The full tiles completed up to `size` and the partial tiles of `size` (each tile is derived data; a missing one is skipped). */

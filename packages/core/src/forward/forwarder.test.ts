@@ -246,6 +246,26 @@ describe('Forwarder', () => {
     await forwarder.stop();
   });
 
+  it("copies a witness's cosigned copy that arrives after its checkpoint was copied", async () => {
+    const spool = new MemoryStorage();
+    const remote = new MemoryStorage();
+    const forwarder = new Forwarder({ spool: createMemorySink(spool), targets: [{ name: 'r', sink: createMemorySink(remote) }], pollMs: 20 });
+    const recorder = new Recorder({ sink: forwarder.sink, allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 10 } });
+    forwarder.start();
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    for (let index = 0; index < 10; index++) await writer.capture(message(index));
+    await recorder.close();
+    await forwarder.drain({ timeoutMs: 5000 });
+    expect(remote.checkpoints.has('demo:alice/10.note')).toBe(true);
+    // The witness answers late: its copy lands in the spool only now.
+    const copy = Uint8Array.from(Buffer.from(`${Buffer.from(spool.checkpoints.get('demo:alice/10.note') as Uint8Array).toString()}— witness.example/w1 AAAA\n`));
+    await createMemorySink(spool).putCheckpoint('demo:alice', 10, 'cosigned-0123abcd', copy);
+    const deadline = Date.now() + 5000;
+    while (!remote.checkpoints.has('demo:alice/10.cosigned-0123abcd') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(remote.checkpoints.get('demo:alice/10.cosigned-0123abcd')).toEqual(copy);
+    await forwarder.stop();
+  });
+
   it('after a restart, copies every timestamp token the target is missing — and drain waits for them', async () => {
     const spool = new MemoryStorage();
     const spoolSink = createMemorySink(spool);

@@ -20,6 +20,8 @@ export const SAFE_LOG_FIELDS: ReadonlySet<string> = new Set([
   'deliveryTarget', 'problem', 'removed', 'restarted', 'retried', 'run', 'sent', 'settings', 'shard', 'unchanged',
   // where an operator-configured listener is bound (an IP literal and port, never a client's address)
   'listen',
+  // independent witnesses: the witness key's name (a host name the operator configured)
+  'witness',
   // how many, how long
   'bytes', 'captured', 'count', 'cursor', 'duplicates', 'errors', 'excluded', 'excluding', 'indexed', 'offlineDays',
   'pending', 'pqCount', 'recorded', 'records', 'seconds', 'skipped', 'watch',

@@ -13,7 +13,9 @@ import { type KeyObject, createHash, createPrivateKey, createPublicKey, randomBy
 import { NoteError } from '../errors/note-errors.ts';
 import { hasControlCharacter } from './signed-note.ts';
 
-const ED25519 = 0x01;
+/** Signature type byte of plain Ed25519 note signatures (logs). */
+export const ED25519_NOTE_TYPE = 0x01;
+const ED25519 = ED25519_NOTE_TYPE;
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
@@ -30,12 +32,16 @@ export interface NoteSigner {
 export interface NoteVerifier {
   readonly name: string;
   readonly keyId: number;
+  /** The raw 32-byte Ed25519 public key. */
+  readonly publicKey?: Uint8Array;
   verify(message: Uint8Array, signature: Uint8Array): boolean;
 }
 
 /** An Ed25519 signer with its verifier and both key texts. */
 export interface Ed25519NoteKey extends NoteSigner {
   readonly verifier: NoteVerifier;
+  /** The raw 32-byte Ed25519 public key. */
+  readonly publicKey: Uint8Array;
   /** `<name>+<id>+<base64>` — give this to auditors. */
   readonly verifierKey: string;
   /** `PRIVATE+KEY+…` — secret: store 0600, never log. */
@@ -49,9 +55,12 @@ export function assertKeyName(name: string): void {
   }
 }
 
-/** The C2SP key id of an Ed25519 public key under `name`. */
-export function ed25519KeyId(name: string, publicKey: Uint8Array): number {
-  return createHash('sha256').update(name, 'utf8').update(Buffer.from([0x0a, ED25519])).update(publicKey).digest().readUInt32BE(0);
+/**
+ * The C2SP key id of an Ed25519 public key under `name`: SHA-256(name ‖ 0x0A ‖ type ‖ key)[:4].
+ * `type` is 0x01 for note signatures, 0x04 for timestamped cosignatures (cosignature.ts).
+ */
+export function ed25519KeyId(name: string, publicKey: Uint8Array, type: number = ED25519): number {
+  return createHash('sha256').update(name, 'utf8').update(Buffer.from([0x0a, type])).update(publicKey).digest().readUInt32BE(0);
 }
 
 /** A signer from a 32-byte seed. */
@@ -67,6 +76,7 @@ export function ed25519KeyFromSeed(name: string, seed: Uint8Array): Ed25519NoteK
     name,
     keyId,
     verifier,
+    publicKey: new Uint8Array(publicKey),
     verifierKey: formatVerifierKey(name, keyId, publicKey),
     sign: (message) => new Uint8Array(sign(null, message, privateKey)),
     signerKeyText: () => `PRIVATE+KEY+${name}+${hex8(keyId)}+${Buffer.concat([Buffer.from([ED25519]), seedCopy]).toString('base64')}`,
@@ -80,36 +90,43 @@ export function generateEd25519NoteKey(name: string): Ed25519NoteKey {
 
 /** Parses `PRIVATE+KEY+<name>+<id>+<base64>`, checking the id. Errors never echo the key. */
 export function parseSignerKey(text: string): Ed25519NoteKey {
-  const parts = splitFields(text.trim(), 5);
-  if (parts.length !== 5 || parts[0] !== 'PRIVATE' || parts[1] !== 'KEY') {
-    throw new NoteError('KEY_MALFORMED', 'a signer key has the form PRIVATE+KEY+<name>+<id>+<base64>; generate one with `offchannel keygen`');
-  }
-  const [, , name, id, encoded] = parts as [string, string, string, string, string];
-  const bytes = decodeKeyBytes(encoded);
-  const key = ed25519KeyFromSeed(name, bytes.subarray(1));
-  if (hex8(key.keyId) !== id) throw new NoteError('KEY_MALFORMED', `the key id in signer key "${name}" does not match its key`);
-  return key;
+  const { name, key: seed } = parseKeyText(text, 'signer', ED25519);
+  return ed25519KeyFromSeed(name, seed);
 }
 
 /** Parses `<name>+<id>+<base64(0x01 ‖ public key)>`, checking the id. */
 export function parseVerifierKey(text: string): NoteVerifier & { readonly verifierKey: string } {
-  const parts = splitFields(text.trim(), 3);
-  if (parts.length !== 3) throw new NoteError('KEY_MALFORMED', 'a verifier key has the form <name>+<8 hex id>+<base64>');
-  const [name, id, encoded] = parts as [string, string, string];
-  assertKeyName(name);
-  if (!/^[0-9a-f]{8}$/.test(id)) throw new NoteError('KEY_MALFORMED', 'the key id of a verifier key is 8 lowercase hex digits');
-  const bytes = decodeKeyBytes(encoded);
-  const publicKey = bytes.subarray(1);
-  const keyId = ed25519KeyId(name, publicKey);
-  if (hex8(keyId) !== id) throw new NoteError('KEY_MALFORMED', `the key id in verifier key "${name}" does not match its key`);
-  return { ...ed25519Verifier(name, publicKey), verifierKey: formatVerifierKey(name, keyId, publicKey) };
+  const { name, key: publicKey } = parseKeyText(text, 'verifier', ED25519);
+  return { ...ed25519Verifier(name, publicKey), verifierKey: formatVerifierKey(name, ed25519KeyId(name, publicKey), publicKey) };
 }
 
-function ed25519Verifier(name: string, publicKey: Uint8Array): NoteVerifier {
+/**
+ * Splits a signer (`PRIVATE+KEY+…`) or verifier key text of signature type `type` into its
+ * name and 32 key bytes (the seed or the public key), checking the key id. For cosignature.ts.
+ */
+export function parseKeyText(text: string, kind: 'signer' | 'verifier', type: number): { readonly name: string; readonly key: Buffer } {
+  const signer = kind === 'signer';
+  const parts = splitFields(text.trim(), signer ? 5 : 3);
+  if (signer && (parts.length !== 5 || parts[0] !== 'PRIVATE' || parts[1] !== 'KEY')) {
+    throw new NoteError('KEY_MALFORMED', 'a signer key has the form PRIVATE+KEY+<name>+<id>+<base64>; generate one with `offchannel keygen`');
+  }
+  if (!signer && parts.length !== 3) throw new NoteError('KEY_MALFORMED', 'a verifier key has the form <name>+<8 hex id>+<base64>');
+  const [name, id, encoded] = parts.slice(-3) as [string, string, string];
+  assertKeyName(name);
+  if (!/^[0-9a-f]{8}$/.test(id)) throw new NoteError('KEY_MALFORMED', `the key id of a ${kind} key is 8 lowercase hex digits`);
+  const key = decodeKeyBytes(encoded, type).subarray(1);
+  const publicKey = signer ? ed25519KeyFromSeed(name, key).publicKey : key;
+  if (hex8(ed25519KeyId(name, publicKey, type)) !== id) throw new NoteError('KEY_MALFORMED', `the key id in ${kind} key "${name}" does not match its key`);
+  return { name, key };
+}
+
+/** A verifier of plain Ed25519 signatures by `publicKey` (32 bytes) under `name`. */
+export function ed25519Verifier(name: string, publicKey: Uint8Array): NoteVerifier {
   const keyObject: KeyObject = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
   return {
     name,
     keyId: ed25519KeyId(name, publicKey),
+    publicKey: new Uint8Array(publicKey),
     verify: (message, signature) => signature.length === 64 && verify(null, message, keyObject, signature),
   };
 }
@@ -128,19 +145,26 @@ function splitFields(text: string, count: number): string[] {
   return parts;
 }
 
-function decodeKeyBytes(encoded: string): Buffer {
+function decodeKeyBytes(encoded: string, type: number): Buffer {
   if (!BASE64.test(encoded)) throw new NoteError('KEY_MALFORMED', 'the key material is not base64');
   const bytes = Buffer.from(encoded, 'base64');
-  if (bytes.length !== 33 || bytes[0] !== ED25519 || bytes.toString('base64') !== encoded) {
-    throw new NoteError('KEY_MALFORMED', 'the key material must be 0x01 followed by 32 bytes (an Ed25519 key)');
+  const hex = `0x${type.toString(16).padStart(2, '0')}`;
+  if (bytes.length === 33 && bytes[0] !== type && bytes.toString('base64') === encoded) {
+    const kinds: Record<number, string> = { 1: 'a log (note) key', 4: 'a witness (cosignature) key' };
+    throw new NoteError('KEY_MALFORMED', `this is ${kinds[bytes[0] ?? 0] ?? 'a key of another signature type'}; a key of type ${hex} is needed here`);
+  }
+  if (bytes.length !== 33 || bytes.toString('base64') !== encoded) {
+    throw new NoteError('KEY_MALFORMED', `the key material must be ${hex} followed by 32 bytes (an Ed25519 key)`);
   }
   return bytes;
 }
 
-function formatVerifierKey(name: string, keyId: number, publicKey: Uint8Array): string {
-  return `${name}+${hex8(keyId)}+${Buffer.concat([Buffer.from([ED25519]), publicKey]).toString('base64')}`;
+/** `<name>+<id>+<base64(type ‖ public key)>`. */
+export function formatVerifierKey(name: string, keyId: number, publicKey: Uint8Array, type: number = ED25519): string {
+  return `${name}+${hex8(keyId)}+${Buffer.concat([Buffer.from([type]), publicKey]).toString('base64')}`;
 }
 
-function hex8(keyId: number): string {
+/** A key id as 8 lowercase hex digits. */
+export function hex8(keyId: number): string {
   return keyId.toString(16).padStart(8, '0');
 }

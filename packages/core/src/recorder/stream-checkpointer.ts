@@ -44,6 +44,7 @@ import { openNote, signNote } from '../note/signed-note.ts';
 import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink } from '../sink/sink.ts';
 import type { StateStore } from '../state/secret-store.ts';
+import type { WitnessClient } from '../witness/witness-client.ts';
 
 /** How and when the recorder signs checkpoints. */
 export interface CheckpointOptions {
@@ -73,6 +74,12 @@ export interface CheckpointOptions {
    * newest checkpoints and have the recorder sign the rewritten history.
    */
   readonly memory?: StateStore;
+  /**
+   * Independent witnesses (c2sp.org/tlog-witness): every checkpoint signed, and at start the
+   * newest one stored, is submitted to each in the background (see witness-client.ts). A
+   * witness that shows the log forked stops signing for the stream.
+   */
+  readonly witnesses?: WitnessClient;
 }
 
 /** Where a stream's checkpointing stands. */
@@ -270,6 +277,29 @@ export class StreamCheckpointer {
     if (this.expected && this.expected.size > this.compact.size) {
       this.refuse(`a checkpoint was signed at size ${this.expected.size} but the stream has only ${this.compact.size} records — records were removed`);
     }
+    // Cosignatures missing from before a restart (a witness was down) are asked for again.
+    const signed = this.signed;
+    if (signed && this.refused === undefined && this.options.witnesses) {
+      void this.sink.getCheckpoint(this.stream, signed.size, 'note').then(
+        (note) => {
+          if (note) this.witness(signed.size, note);
+        },
+        () => undefined,
+      );
+    }
+  }
+
+  /** Hands a stored checkpoint to the witnesses (background). */
+  private witness(size: number, note: Uint8Array): void {
+    this.options.witnesses?.submit({
+      stream: this.stream,
+      size,
+      note,
+      proof: (from) => consistencyProof(new TileSource(size, (tile) => this.sink.getTile(this.stream, tile)), from, size),
+      onFork: (reason) => {
+        this.refuse(reason);
+      },
+    });
   }
 
   /** True when the schedule says a checkpoint is due. */
@@ -342,6 +372,7 @@ export class StreamCheckpointer {
     this.lastSignedAt = Date.now();
     this.lastError = undefined;
     this.logger.info({ stream: this.stream, size, root: Buffer.from(root).toString('hex'), note: sha256Hex(note) }, 'checkpoint signed');
+    this.witness(size, note);
     if (this.options.memory) {
       try {
         await this.options.memory.setJson(this.stream, { size, root: Buffer.from(root).toString('hex') });

@@ -59,5 +59,7 @@ export function assertTileKey(stream: string, tile: TileId, bytes?: Uint8Array):
 export function assertCheckpointKey(stream: string, size: number, file?: CheckpointFile): void {
   assertStreamName(stream);
   if (!Number.isSafeInteger(size) || size < 1) throw new InvalidBatchError('checkpoint size must be a safe integer ≥ 1');
-  if (file !== undefined && file !== 'note' && file !== 'rfc3161') throw new InvalidBatchError('checkpoint file must be "note" or "rfc3161"');
+  if (file !== undefined && file !== 'note' && file !== 'rfc3161' && !/^cosigned-[0-9a-f]{8}$/.test(file)) {
+    throw new InvalidBatchError('checkpoint file must be "note", "rfc3161" or "cosigned-<8 hex witness key id>"');
+  }
 }

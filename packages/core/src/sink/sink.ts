@@ -74,7 +74,13 @@ export type CheckpointFile =
   /** C2SP signed note (tlog-checkpoint). */
   | 'note'
   /** RFC 3161 timestamp token over the note. */
-  | 'rfc3161';
+  | 'rfc3161'
+  /**
+   * The note again with one witness's cosignature added (c2sp.org/tlog-cosignature), named
+   * by the witness key's id (8 hex digits). Write-once like the others: the note file itself is
+   * never rewritten, and each witness's answer is its own object.
+   */
+  | `cosigned-${string}`;
 
 
 /** A problem found by a sink's own physical checks (see {@link Sink.audit}). */

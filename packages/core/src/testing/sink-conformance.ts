@@ -392,6 +392,25 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     await assert.rejects(sink.putCheckpoint(stream, 0, 'note', note), isCode('INVALID_BATCH'));
   });
 
+  define('stores witness cosigned copies of a checkpoint write-once, beside its note', async (fixture) => {
+    const sink = await fixture.open();
+    const stream = 'demo:alice';
+    const copy = encoder.encode('origin\n10\nroot\n\n— sig\n— witness cosig\n');
+    assert.deepEqual(await sink.putCheckpoint(stream, 10, 'note', encoder.encode('origin\n10\nroot\n\n— sig\n')), { created: true });
+    assert.deepEqual(await sink.putCheckpoint(stream, 10, 'cosigned-0123abcd', copy), { created: true });
+    assert.deepEqual(await sink.putCheckpoint(stream, 10, 'cosigned-0123abcd', copy), { created: false });
+    await assert.rejects(sink.putCheckpoint(stream, 10, 'cosigned-0123abcd', encoder.encode('other')), isCode('SINK_CONFLICT'));
+    assert.ok(Buffer.from((await sink.getCheckpoint(stream, 10, 'cosigned-0123abcd')) as Uint8Array).equals(copy));
+    assert.equal(await sink.getCheckpoint(stream, 10, 'cosigned-89abcdef'), undefined);
+    assert.deepEqual(await sink.checkpoints(stream), [10]);
+    if (sink.checkpointFiles) {
+      const files = await sink.checkpointFiles(stream);
+      assert.ok(files.some((entry) => entry.size === 10 && entry.file === 'cosigned-0123abcd'), 'checkpointFiles lists the cosigned copy');
+    }
+    await assert.rejects(sink.putCheckpoint(stream, 10, 'cosigned-XYZ', copy), isCode('INVALID_BATCH'));
+    await assert.rejects(sink.putCheckpoint(stream, 10, 'cosigned-0123abcd/../x', copy), isCode('INVALID_BATCH'));
+  });
+
   define('stores Merkle tiles write-once, checking their length', async (fixture) => {
     const sink = await fixture.open();
     const stream = 'demo:alice';

@@ -29,7 +29,9 @@ import { sha256Hex } from '../hash/sha256.ts';
 import { verifyConsistency } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
-import { openNote } from '../note/signed-note.ts';
+import { type CosignatureStatus, type CosignatureVerifier, checkCosignatures } from '../note/cosignature.ts';
+import { openNote, parseNote } from '../note/signed-note.ts';
+import { cosignedFile } from '../witness/witness-client.ts';
 import type { Sink } from '../sink/sink.ts';
 import { verifyTimestampToken } from '../timestamp/rfc3161.ts';
 import type { VerificationFailure } from './verify-archive.ts';
@@ -45,6 +47,8 @@ export interface CheckpointSummary {
   readonly source: 'archive' | 'given';
   /** RFC 3161 time, when a token verified. */
   readonly timestamp?: { readonly genTime: string; readonly trusted: boolean; readonly tsa: string };
+  /** Valid witness cosignatures (with `witnesses` given): who, and when (ISO 8601) it cosigned. */
+  readonly cosignedBy?: readonly { readonly witness: string; readonly time: string }[];
 }
 
 interface Verified {
@@ -54,6 +58,7 @@ interface Verified {
   readonly source: 'archive' | 'given';
   genTime?: Date;
   timestamp?: CheckpointSummary['timestamp'];
+  cosignatures?: readonly CosignatureStatus[];
 }
 
 export interface CheckpointCheckOptions {
@@ -66,6 +71,12 @@ export interface CheckpointCheckOptions {
    * later ones must be provably consistent with it), and the tree can resume from its tiles.
    */
   readonly since?: VerifiedCheckpoint;
+  /**
+   * Witness policy: the newest checkpoint must carry valid cosignatures from at least `quorum`
+   * of these witnesses (default: all), and every record must be covered by such a checkpoint.
+   */
+  readonly witnesses?: readonly CosignatureVerifier[];
+  readonly quorum?: number;
 }
 
 /** A checkpoint verified by an earlier audit (see `verified-state.ts`). */
@@ -88,6 +99,8 @@ export class CheckpointCheck {
   private readonly fullTiles: { readonly id: TileId; readonly digest: string }[] = [];
   private next = 0;
   private unstamped: number[] = [];
+  private witnesses: readonly CosignatureVerifier[] = [];
+  private quorum = 0;
 
   private constructor(stream: string, sink: Sink) {
     this.stream = stream;
@@ -97,6 +110,8 @@ export class CheckpointCheck {
   static async load(stream: string, sink: Sink, options: CheckpointCheckOptions): Promise<CheckpointCheck> {
     const check = new CheckpointCheck(stream, sink);
     const { since } = options;
+    check.witnesses = options.witnesses ?? [];
+    check.quorum = options.quorum ?? check.witnesses.length;
     if (since) check.verified.push({ size: since.size, root: since.root, signedBy: 'an earlier audit', source: 'given' });
     for (const size of await sink.checkpoints(stream)) {
       // An incremental run does not re-read what the earlier audit checked.
@@ -108,6 +123,7 @@ export class CheckpointCheck {
       const token = await sink.getCheckpoint(stream, size, 'rfc3161');
       if (token) check.checkToken(verified, note, token, options.tsaCertificates ?? []);
       else check.unstamped.push(size);
+      if (options.witnesses?.length) verified.cosignatures = await check.readCosignatures(size, note, options.witnesses);
       check.verified.push(verified);
     }
     for (const note of options.extraCheckpoints ?? []) {
@@ -206,6 +222,7 @@ export class CheckpointCheck {
       }
       await this.checkConsistency(sizes.filter((size) => size <= records));
       await this.checkFullTiles(covered);
+      if (this.witnesses.length > 0) this.checkWitnessPolicy(records);
     }
     return {
       failures: this.failures,
@@ -218,6 +235,9 @@ export class CheckpointCheck {
           signedBy: entry.signedBy,
           source: entry.source,
           ...(entry.timestamp ? { timestamp: entry.timestamp } : {}),
+          ...(entry.cosignatures
+            ? { cosignedBy: entry.cosignatures.flatMap((status) => (status.state === 'valid' ? [{ witness: status.witness, time: new Date(status.time * 1000).toISOString() }] : [])) }
+            : {}),
         })),
     };
   }
@@ -253,6 +273,73 @@ export class CheckpointCheck {
       return undefined;
     }
     return { size: checkpoint.size, root: checkpoint.root, signedBy: matching, source };
+  }
+
+  /**
+   * Each named witness's cosignature of the checkpoint filed at `size`: lines in the note itself
+   * and the witness's own copy (`<size>.cosigned-<id>`), which must be a copy of exactly this
+   * checkpoint. A cosignature line that does not verify is reported (the note or the line was
+   * altered), as is a witness copy of another checkpoint (the checkpoint was replaced after it
+   * was witnessed).
+   */
+  private async readCosignatures(size: number, note: Uint8Array, witnesses: readonly CosignatureVerifier[]): Promise<CosignatureStatus[]> {
+    const text = parseNote(note).text;
+    return Promise.all(
+      witnesses.map(async (witness): Promise<CosignatureStatus> => {
+        const sources: Uint8Array[] = [note];
+        const copy = await this.sink.getCheckpoint(this.stream, size, cosignedFile(witness));
+        if (copy) {
+          let copyText: string | undefined;
+          try {
+            copyText = parseNote(copy).text;
+          } catch {
+            copyText = undefined;
+          }
+          if (copyText === text) sources.push(copy);
+          else {
+            this.fail('COSIGNED_COPY_MISMATCH', size, `the copy cosigned by witness ${witness.name} at size ${size} is not of this checkpoint: the checkpoint was replaced after it was witnessed (a fork)`, true);
+            return { witness: witness.name, state: 'invalid' };
+          }
+        }
+        const statuses = sources.map((source) => checkCosignatures(source, [witness])[0] as CosignatureStatus);
+        const invalid = statuses.find((status) => status.state === 'invalid');
+        if (invalid) {
+          this.fail('COSIGNATURE_INVALID', size, `the cosignature of witness ${witness.name} on the checkpoint at size ${size} does not verify: the checkpoint or the cosignature was altered`, true);
+          return invalid;
+        }
+        const valid = statuses.filter((status) => status.state === 'valid');
+        return valid.length > 0 ? valid.reduce((a, b) => (a.state === 'valid' && b.state === 'valid' && b.time < a.time ? b : a)) : { witness: witness.name, state: 'missing' };
+      }),
+    );
+  }
+
+  /**
+   * The witness policy once the stream was read: the newest checkpoint needs `quorum` valid
+   * cosignatures, and records after the newest checkpoint that has them are a failure — they
+   * may have been rewritten after deleting the checkpoints the witnesses saw (docs/witnessing.md).
+   */
+  private checkWitnessPolicy(records: number): void {
+    const archive = this.verified.filter((entry) => entry.source === 'archive' && entry.cosignatures).sort((a, b) => a.size - b.size);
+    const valid = (entry: Verified): number => (entry.cosignatures ?? []).filter((status) => status.state === 'valid').length;
+    const newest = archive.at(-1);
+    const witnessed = archive.filter((entry) => valid(entry) >= this.quorum);
+    if (newest && valid(newest) < this.quorum) {
+      const missing = (newest.cosignatures ?? []).filter((status) => status.state === 'missing').map((status) => status.witness);
+      this.fail('WITNESS_QUORUM', newest.size, `the newest checkpoint (size ${newest.size}) has ${valid(newest)} valid witness cosignature${valid(newest) === 1 ? '' : 's'}, the policy needs ${this.quorum}${missing.length > 0 ? ` (missing: ${missing.join(', ')})` : ''}`, false);
+    }
+    const older = archive.filter((entry) => entry !== newest && valid(entry) < this.quorum).map((entry) => entry.size);
+    if (older.length > 0) {
+      this.warnings.push({
+        stream: this.stream,
+        seq: older[0] as number,
+        code: 'COSIGNATURE_MISSING',
+        message: `stream ${this.stream}: ${older.length} older checkpoint${older.length === 1 ? ' has' : 's have'} fewer than ${this.quorum} cosignatures (size${older.length === 1 ? '' : 's'} ${older.slice(0, 5).join(', ')}${older.length > 5 ? ', …' : ''}); they are covered by the consistency proofs to a newer witnessed checkpoint`,
+      });
+    }
+    const witnessedSize = witnessed.at(-1)?.size ?? 0;
+    if (records > witnessedSize) {
+      this.fail('UNWITNESSED_RECORDS', witnessedSize + 1, `${witnessedSize > 0 ? `the witnessed state is stale: the newest checkpoint ${this.quorum} witness${this.quorum === 1 ? '' : 'es'} cosigned is at size ${witnessedSize}, and ` : ''}records ${witnessedSize + 1}–${records} are not covered by a checkpoint that ${this.quorum} witness${this.quorum === 1 ? '' : 'es'} cosigned: they may have been rewritten after the newest witnessed checkpoints were deleted (or capture has not been stopped cleanly since)`, false);
+    }
   }
 
   private checkToken(verified: Verified, note: Uint8Array, token: Uint8Array, trusted: readonly X509Certificate[]): void {

@@ -20,6 +20,7 @@ import { MerkleLevels, inclusionProof } from '../merkle/merkle-proofs.ts';
 import { TileSource } from '../merkle/tiles.ts';
 import { verifyInclusion } from '../merkle/verify-proofs.ts';
 import { type Checkpoint, checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
+import { addSignatureLines } from '../note/cosignature.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, parseNote } from '../note/signed-note.ts';
 import { decodeRecord } from '../record/encode-record.ts';
@@ -68,8 +69,20 @@ export async function buildRecordProof(sink: Sink, stream: string, seq: number, 
   if (seq > size) throw new NoteError('PROOF_MALFORMED', `seq ${seq} is not covered by the newest checkpoint (size ${size}); wait for the next checkpoint`);
   const noteBytes = await sink.getCheckpoint(stream, size, 'note');
   if (!noteBytes) throw new NoteError('PROOF_MALFORMED', `the checkpoint of stream ${stream} at size ${size} disappeared while the proof was built`);
-  const note = decoder.decode(noteBytes);
-  const checkpoint = parseCheckpoint(parseNote(note).text);
+  let note = decoder.decode(noteBytes);
+  const text = parseNote(note).text;
+  const checkpoint = parseCheckpoint(text);
+  // Witness cosignatures stored beside the note join it, as C2SP intends (extra signature lines).
+  for (const entry of (await sink.checkpointFiles?.(stream)) ?? []) {
+    if (entry.size !== size || !entry.file.startsWith('cosigned-')) continue;
+    const copy = await sink.getCheckpoint(stream, size, entry.file);
+    try {
+      const parsed = copy && parseNote(copy);
+      if (parsed && parsed.text === text) note = addSignatureLines(note, decoder.decode(copy).slice(text.length + 1).split('\n').filter(Boolean));
+    } catch {
+      // A damaged copy adds nothing; verify reports it.
+    }
+  }
 
   let record: Uint8Array | undefined;
   for await (const stored of sink.read(stream, { fromSeq: seq })) {

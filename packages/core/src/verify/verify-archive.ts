@@ -12,6 +12,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import type { CosignatureVerifier } from '../note/cosignature.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import type { ArchiveRecord, BlobRef } from '../record/record.ts';
@@ -90,6 +91,10 @@ export interface VerifyOptions {
   readonly extraCheckpoints?: readonly Uint8Array[];
   /** Trusted TSA certificates for RFC 3161 tokens. */
   readonly tsaCertificates?: readonly X509Certificate[];
+  /** Witness policy (needs `verifiers`): see `CheckpointCheckOptions.witnesses`. */
+  readonly witnesses?: readonly CosignatureVerifier[];
+  /** Cosignatures needed from `witnesses` (default: all of them). */
+  readonly quorum?: number;
   /**
    * Worker threads for streams the sink can hand out in segments (default: one per CPU; 0 or 1
    * verifies on this thread only). Results are identical either way.
@@ -220,6 +225,7 @@ async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOption
     ...(since ? { since } : {}),
     ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}),
     ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
+    ...(options.witnesses?.length ? { witnesses: options.witnesses, ...(options.quorum === undefined ? {} : { quorum: options.quorum }) } : {}),
   });
 }
 

@@ -8,7 +8,7 @@
  *   streams/<stream>/<firstSeq:16>.jsonl             segment: one canonical record per line
  *   streams/<stream>/<firstSeq:16>.seal.json         seal of a full segment (size, sha256, last seq/hash)
  *   blobs/sha256/<sha256>                            content-addressed blob
- *   checkpoints/<stream>/<size:16>.note|.rfc3161     signed checkpoints and their timestamps
+ *   checkpoints/<stream>/<size:16>.note|.rfc3161|.cosigned-<id>  signed checkpoints, timestamps, witness cosignatures
  *   tiles/<stream>/<L>/<N>[.p/<W>]                   Merkle tiles (c2sp.org/tlog-tiles paths)
  *   quarantine/<stream>/…                            torn tails moved aside at recovery (never acknowledged)
  *   locks/, tmp/                                     writer locks and staging; not archive content
@@ -25,7 +25,7 @@ export const SEQ_DIGITS = 16;
 
 const SEGMENT = /^(\d{16})\.jsonl$/;
 const SEAL = /^(\d{16})\.seal\.json$/;
-const CHECKPOINT = /^(\d{16})\.(note|rfc3161)$/;
+const CHECKPOINT = /^(\d{16})\.(note|rfc3161|cosigned-[0-9a-f]{8})$/;
 
 export function padSeq(seq: number): string {
   return String(seq).padStart(SEQ_DIGITS, '0');

@@ -67,7 +67,7 @@ async function* auditStreamFiles(layout: ArchiveLayout, stream: string, verified
 
 async function* auditCheckpoints(layout: ArchiveLayout, stream: string): AsyncIterable<AuditFinding> {
   const notes = new Set<number>();
-  const tokens: number[] = [];
+  const tokens = new Set<number>();
   for (const entry of await direntries(layout.checkpointsDir(stream))) {
     const name = entry.name;
     const parsed = parseCheckpointFileName(name);
@@ -77,11 +77,11 @@ async function* auditCheckpoints(layout: ArchiveLayout, stream: string): AsyncIt
     }
     if (!entry.isFile()) yield { ...notRegular(`checkpoints/${stream}/${name}`, entry), stream, seq: parsed.size };
     if (parsed.file === 'note') notes.add(parsed.size);
-    else tokens.push(parsed.size);
+    else tokens.add(parsed.size);
   }
-  // A token is stored only after its note: a token alone means the note was removed.
+  // A token or a witness's cosigned copy is stored only after its note: alone, the note was removed.
   for (const size of tokens) {
-    if (!notes.has(size)) yield { code: 'CHECKPOINT_NOTE_MISSING', stream, seq: size, message: `stream ${stream}: the checkpoint at size ${size} has a timestamp token but its signed note is missing — it was removed` };
+    if (!notes.has(size)) yield { code: 'CHECKPOINT_NOTE_MISSING', stream, seq: size, message: `stream ${stream}: the checkpoint at size ${size} has a timestamp token or a witness cosignature but its signed note is missing — it was removed` };
   }
 }
 

@@ -7,7 +7,7 @@
  * warnings: the locked oldest versions are intact. A timestamp token without its checkpoint
  * note means the note was removed.
  */
-import { type AuditFinding, isSha256Hex, isStreamName } from '@offchannel/core';
+import { type AuditFinding, type CheckpointFile, isSha256Hex, isStreamName } from '@offchannel/core';
 import type { ObjectStore, Version } from './object-store.ts';
 import { PROBE_FOLDER } from './object-lock-probe.ts';
 import { type S3Layout, parseBatchName, parseCheckpointName } from './s3-layout.ts';
@@ -17,7 +17,7 @@ type Group = { readonly key: string; readonly versions: readonly Version[]; read
 export async function* auditBucket(objects: ObjectStore, layout: S3Layout): AsyncIterable<AuditFinding> {
   yield* auditSettings(objects);
   const notes = new Set<string>();
-  const tokens: { stream: string; size: number }[] = [];
+  const tokens = new Map<string, { stream: string; size: number }>();
   let pending: Promise<AuditFinding[]>[] = [];
   // Under a prefix everything is the archive's; at the bucket root only its own folders are
   // (a bucket may hold other archives under prefixes of their own).
@@ -27,7 +27,7 @@ export async function* auditBucket(objects: ObjectStore, layout: S3Layout): Asyn
     const kind = classify(relative);
     if (kind.type === 'checkpoint') {
       if (kind.file === 'note') notes.add(`${kind.stream}/${kind.size}`);
-      else tokens.push({ stream: kind.stream, size: kind.size });
+      else tokens.set(`${kind.stream}/${kind.size}`, { stream: kind.stream, size: kind.size });
     }
     if (kind.type !== 'scratch') pending.push(auditObject(objects, group, relative, kind));
     if (pending.length >= 64) {
@@ -36,8 +36,8 @@ export async function* auditBucket(objects: ObjectStore, layout: S3Layout): Asyn
     }
   }
   for (const findings of await Promise.all(pending)) yield* findings;
-  for (const { stream, size } of tokens) {
-    if (!notes.has(`${stream}/${size}`)) yield { code: 'CHECKPOINT_NOTE_MISSING', stream, seq: size, message: `stream ${stream}: the checkpoint at size ${size} has a timestamp token but its signed note is missing — it was removed` };
+  for (const { stream, size } of tokens.values()) {
+    if (!notes.has(`${stream}/${size}`)) yield { code: 'CHECKPOINT_NOTE_MISSING', stream, seq: size, message: `stream ${stream}: the checkpoint at size ${size} has a timestamp token or a witness cosignature but its signed note is missing — it was removed` };
   }
 }
 
@@ -50,7 +50,7 @@ async function* auditSettings(objects: ObjectStore): AsyncIterable<AuditFinding>
 
 type Kind =
   | { readonly type: 'batch'; readonly stream: string }
-  | { readonly type: 'checkpoint'; readonly stream: string; readonly size: number; readonly file: 'note' | 'rfc3161' }
+  | { readonly type: 'checkpoint'; readonly stream: string; readonly size: number; readonly file: CheckpointFile }
   | { readonly type: 'blob' | 'tile' | 'hold' | 'scratch' | 'unexpected'; readonly stream?: string };
 
 function classify(relative: string): Kind {

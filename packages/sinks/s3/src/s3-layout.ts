@@ -21,7 +21,7 @@ import { S3SinkError } from './s3-errors.ts';
 export const SEQ_DIGITS = 16;
 
 const BATCH = /^(\d{16})\.jsonl$/;
-const CHECKPOINT = /^(\d{16})\.(note|rfc3161)$/;
+const CHECKPOINT = /^(\d{16})\.(note|rfc3161|cosigned-[0-9a-f]{8})$/;
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
 export function padSeq(seq: number): string {

@@ -1,0 +1,37 @@
+import { ConfigError, cosignerFromSeed, ed25519KeyFromSeed } from '@offchannel/core';
+import { describe, expect, it } from 'vitest';
+import { parseCaptureConfig } from './capture-config.ts';
+
+const WITNESS = cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2));
+const LOG = ed25519KeyFromSeed('archive.example/offchannel', new Uint8Array(32).fill(1));
+const base = { state: { keyFile: 'state.key' }, connectors: [{ channel: 'demo', account: 'alice@firm.example' }] };
+
+function problem(witnesses: unknown): string {
+  try {
+    parseCaptureConfig({ ...base, signing: { keyFile: 'signing.key', witnesses } }, '/etc/offchannel/offchannel.config.json');
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message;
+    throw error;
+  }
+  return 'accepted';
+}
+
+describe('capture config: signing.witnesses', () => {
+  it('accepts witnesses by url and verifier key; none by default', () => {
+    const config = parseCaptureConfig({ ...base, signing: { keyFile: 'signing.key', witnesses: [{ url: 'http://127.0.0.1:7380', key: WITNESS.verifierKey }] } }, '/etc/offchannel/c.json');
+    expect(config.signing?.witnesses.map((entry) => [entry.url, entry.key.verifierKey])).toEqual([['http://127.0.0.1:7380', WITNESS.verifierKey]]);
+    expect(parseCaptureConfig({ ...base, signing: { keyFile: 'signing.key' } }, '/c.json').signing?.witnesses).toEqual([]);
+  });
+
+  it('refuses bad entries, naming the key and never echoing key material', () => {
+    expect(problem({ url: 'http://127.0.0.1:1' })).toMatch(/^config\.signing\.witnesses must be a list/);
+    expect(problem([{ url: 'http://witness.example', key: WITNESS.verifierKey }])).toMatch(/^config\.signing\.witnesses\[0\]\.url .*https/);
+    expect(problem([{ url: 'https://u:p@witness.example', key: WITNESS.verifierKey }])).toMatch(/^config\.signing\.witnesses\[0\]\.url/);
+    expect(problem([{ url: 'https://witness.example', key: LOG.verifierKey }])).toMatch(/^config\.signing\.witnesses\[0\]\.key this is a log \(note\) key/);
+    const secret = problem([{ url: 'https://witness.example', key: WITNESS.signerKeyText() }]);
+    expect(secret).toMatch(/^config\.signing\.witnesses\[0\]\.key must be a witness verifier key .*a signing \(private\) key \(not printed\)/);
+    expect(secret).not.toContain(WITNESS.signerKeyText().split('+').at(-1));
+    expect(problem([{ url: 'https://a.example', key: WITNESS.verifierKey }, { url: 'https://b.example', key: WITNESS.verifierKey }])).toMatch(/witnesses\[1\]\.key names a witness already listed/);
+    expect(problem([{ url: 'https://a.example', key: WITNESS.verifierKey, token: 'x' }])).toMatch(/witnesses\[0\]/);
+  });
+});

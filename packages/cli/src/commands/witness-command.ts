@@ -1,0 +1,103 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { type CliIo, EXIT_OK } from '../cli-io.ts';
+import { assertKeyFileName, loadVerifierKeys, loadWitnessKey } from '../keys.ts';
+import { UsageError } from '../usage-error.ts';
+import { isLoopback, startWitnessServer } from '../witness/witness-server.ts';
+import { WitnessService } from '../witness/witness-service.ts';
+import { WitnessState } from '../witness/witness-state.ts';
+
+export const WITNESS_USAGE = `Usage: offchannel witness serve --key <witness.key> --state <dir> --listen <host:port>
+                                --accept <log verifier key> [--accept …] [options]
+
+Runs an independent witness (c2sp.org/tlog-witness): it keeps the latest checkpoint it
+cosigned for each log and cosigns a new one only if a consistency proof shows it extends that
+one. Run it where the capture host's operators cannot change it (a D3P, the compliance team).
+It serves POST /add-checkpoint and nothing else.
+
+Logs accepted: for each --accept key, the log whose origin is the key's name, and the
+per-stream logs <key name>/<stream> that offchannel capture writes.
+
+Options:
+  --key <file>          the witness key (offchannel keygen --witness; mode 0600)
+  --state <dir>         latest size and root per log (created 0700)
+  --journal <file>      append-only journal of every cosigned size (default <state>/journal).
+                        Never restore it from a backup: it is what stops a witness restored
+                        from an old copy of its state from cosigning a rolled-back log
+  --listen <host:port>  address (loopback HTTP; any other address needs --tls-cert/--tls-key)
+  --accept <key|file>   a log verifier key, or a file of them (repeatable, required)
+  --tls-cert <file>     PEM certificate chain: serve HTTPS
+  --tls-key <file>      PEM private key for --tls-cert
+  --rate <n>            requests per second per client address (default 20, bursts of 100)
+  -h, --help            show this help`;
+
+export async function witnessCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === '-h' || sub === '--help' || sub === undefined) {
+    io.stdout.write(`${WITNESS_USAGE}\n`);
+    return sub === undefined ? 2 : EXIT_OK;
+  }
+  if (sub !== 'serve') throw new UsageError(`unknown witness subcommand "${sub}"; the only one is "serve"`);
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      key: { type: 'string' },
+      state: { type: 'string' },
+      journal: { type: 'string' },
+      listen: { type: 'string' },
+      accept: { type: 'string', multiple: true },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      rate: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    io.stdout.write(`${WITNESS_USAGE}\n`);
+    return EXIT_OK;
+  }
+  if (positionals.length > 0) throw new UsageError('witness serve takes no positional arguments');
+  if (values.key === undefined) throw new UsageError('witness serve needs --key <witness.key> (offchannel keygen --witness)');
+  if (values.state === undefined) throw new UsageError('witness serve needs --state <dir>');
+  if (values.listen === undefined) throw new UsageError('witness serve needs --listen <host:port>, e.g. 127.0.0.1:7380');
+  if (!values.accept?.length) throw new UsageError('witness serve needs at least one --accept <log verifier key>');
+  const listen = /^(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(values.listen);
+  if (!listen || Number(listen[2]) > 65535) throw new UsageError('--listen is <host>:<port>, e.g. 127.0.0.1:7380');
+  const host = (listen[1] as string).replace(/^\[|\]$/g, '');
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('give both --tls-cert and --tls-key, or neither');
+  if (values['tls-cert'] === undefined && !isLoopback(host)) throw new UsageError(`--listen ${values.listen} is not a loopback address: serve HTTPS there (--tls-cert, --tls-key) or listen on 127.0.0.1`);
+  let rate;
+  if (values.rate !== undefined) {
+    const perSecond = Number(values.rate);
+    if (!Number.isInteger(perSecond) || perSecond < 1 || perSecond > 100_000) throw new UsageError('--rate is a whole number of requests per second, 1 to 100000');
+    rate = { perSecond, burst: perSecond * 5 };
+  }
+  const key = await loadWitnessKey(values.key);
+  const accept = await loadVerifierKeys(values.accept);
+  let tls;
+  if (values['tls-cert'] !== undefined && values['tls-key'] !== undefined) {
+    assertKeyFileName('--tls-key', values['tls-key']);
+    tls = { cert: await readFile(values['tls-cert'], 'utf8'), key: await readFile(values['tls-key'], 'utf8') };
+  }
+  const state = await WitnessState.open(values.state, values.journal);
+  const counts = new Map<number, number>();
+  const service = new WitnessService({ key, accept, state });
+  let server;
+  try {
+    server = await startWitnessServer({ service, host, port: Number(listen[2]), tls, rate, onAnswer: (status) => counts.set(status, (counts.get(status) ?? 0) + 1) });
+  } catch (error) {
+    state.close();
+    throw error;
+  }
+  io.stdout.write(`witness ${key.name} serving ${server.url}/add-checkpoint for ${accept.length} log key(s), ${state.logCount} log(s) known\n${key.verifierKey}\n`);
+  await new Promise<void>((resolve) => {
+    if (io.signal.aborted) resolve();
+    else io.signal.addEventListener('abort', () => { resolve(); }, { once: true });
+  });
+  await server.close();
+  state.close();
+  const summary = [...counts.entries()].sort(([a], [b]) => a - b).map(([status, count]) => `${status}: ${count}`).join(', ');
+  io.stdout.write(`witness stopped (answers ${summary || 'none'})\n`);
+  return EXIT_OK;
+}
