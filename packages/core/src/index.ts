@@ -125,7 +125,8 @@ export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key
 // Verification
 export { blobRefs, verifyArchive } from './verify/verify-archive.ts';
 export { blobNamesIn } from './verify/blob-refs.ts';
-export { VERIFIED_STATE_FORMAT, VerifiedStateError, readVerifiedState, verifiedStateOf } from './verify/verified-state.ts';
+export { VERIFIED_STATE_FORMAT, VerifiedStateError, readVerifiedAttestations, readVerifiedState, verifiedStateOf } from './verify/verified-state.ts';
+export type { AttestationSummary, VerifiedAttestation } from './verify/attestation-check.ts';
 export type { VerifiedCheckpoint } from './verify/checkpoint-check.ts';
 export type { CheckpointSummary, StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
 
