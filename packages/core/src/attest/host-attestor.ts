@@ -7,15 +7,18 @@
 import { SinkConflictError, SinkUnsuitableError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import type { NoteSigner } from '../note/ed25519-key.ts';
-import { signNote } from '../note/signed-note.ts';
+import { NoteError } from '../errors/note-errors.ts';
+import { parseNote, signNote } from '../note/signed-note.ts';
 import type { Sink } from '../sink/sink.ts';
-import { type AttestationId, type StreamAttestation, attestationDay, formatAttestation, isHostId } from './attestation.ts';
+import { type AttestationId, type StreamAttestation, attestationDay, formatAttestation, isHostId, parseAttestation } from './attestation.ts';
 
 /** The newest attestation of a host chain. */
 export interface AttestationLink {
   readonly id: AttestationId;
   /** SHA-256 (hex) of its note file. */
   readonly hash: string;
+  /** When it was made, ISO 8601 UTC (absent when the stored note cannot be parsed). */
+  readonly time?: string;
 }
 
 export interface HostAttestorOptions {
@@ -78,13 +81,23 @@ export class HostAttestor {
       if (error instanceof SinkConflictError) await this.#reload();
       throw error;
     }
-    this.#last = { id, hash: sha256Hex(bytes) };
+    this.#last = { id, hash: sha256Hex(bytes), time: time.toISOString().replace('.000Z', 'Z') };
     return this.#last;
   }
 
   async #reload(): Promise<void> {
     const id = (await this.#sink.attestations(this.host)).reduce<AttestationId | undefined>((newest, candidate) => (newest === undefined || candidate.seq > newest.seq ? candidate : newest), undefined);
     const bytes = id && (await this.#sink.getAttestation(id));
-    this.#last = id && bytes ? { id, hash: sha256Hex(bytes) } : undefined;
+    this.#last = id && bytes ? { id, hash: sha256Hex(bytes), ...timeOf(bytes) } : undefined;
+  }
+}
+
+/** The time a stored note states (not verified: it is only echoed in the next run's first records). */
+function timeOf(bytes: Uint8Array): { time?: string } {
+  try {
+    return { time: parseAttestation(parseNote(bytes).text).attestation.time };
+  } catch (error) {
+    if (error instanceof NoteError) return {};
+    throw error;
   }
 }
