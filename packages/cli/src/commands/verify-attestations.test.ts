@@ -94,7 +94,7 @@ describe('offchannel verify --key with host attestations', () => {
     const saved = await copy('saved');
     const state = path.join(work, 'state.json');
     expect((await runCli(['verify', saved, '--key', vkey, '--save', state])).code).toBe(0);
-    expect(JSON.parse(await readFile(state, 'utf8')).attestations).toEqual({ 'cap-1': { seq: 6, hash: expect.stringMatching(/^[0-9a-f]{64}$/) as string } });
+    expect((JSON.parse(await readFile(state, 'utf8')) as { attestations?: unknown }).attestations).toEqual({ 'cap-1': { seq: 6, hash: expect.stringMatching(/^[0-9a-f]{64}$/) as string } });
     const again = await runCli(['verify', saved, '--key', vkey, '--since', state]);
     expect(again.code, again.stdout).toBe(0);
     expect(again.stdout).toContain('attestations of host cap-1: 0 verified since the saved state, latest #6');

@@ -103,7 +103,8 @@ export function formatAttestation(keyName: string, attestation: HostAttestation)
   const lines = [attestationOrigin(keyName, attestation.host), `seq ${attestation.seq}`, `time ${Math.floor(ms / 1000)}`, `prev ${attestation.prev}`];
   const sorted = [...attestation.streams].sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : 0));
   for (const [index, line] of sorted.entries()) {
-    if (!isStreamName(line.stream)) throw malformed(`"${String(line.stream as unknown).slice(0, 80)}" is not a stream name`);
+    const shown = line.stream.slice(0, 80);
+    if (!isStreamName(line.stream)) throw malformed(`"${shown}" is not a stream name`);
     if (index > 0 && sorted[index - 1]?.stream === line.stream) throw malformed(`stream ${line.stream} is attested twice`);
     if (!Number.isSafeInteger(line.size) || line.size < 0) throw malformed(`stream ${line.stream}: size is an integer ≥ 0`);
     if (Buffer.from(line.root, 'base64').length !== HASH_BYTES || Buffer.from(line.root, 'base64').toString('base64') !== line.root) throw malformed(`stream ${line.stream}: root is base64 of 32 bytes`);

@@ -50,7 +50,8 @@ export class HostAttestor {
   /** Opens the chain of `host`. Throws `SinkUnsuitableError` when the sink cannot store attestations. */
   static async open(options: HostAttestorOptions): Promise<HostAttestor> {
     const { sink } = options;
-    if (!isHostId(options.host)) throw new SinkUnsuitableError(`"${options.host}" is not a host id: use 1–63 characters of a-z, 0-9, "." and "-" (config coverage.host)`);
+    const shown = options.host.slice(0, 80);
+    if (!isHostId(options.host)) throw new SinkUnsuitableError(`"${shown}" is not a host id: use 1–63 characters of a-z, 0-9, "." and "-" (config coverage.host)`);
     if (!sink.putAttestation || !sink.getAttestation || !sink.attestations) {
       throw new SinkUnsuitableError(`the ${sink.kind} sink does not store host attestations; use an archive directory (or its spool)`);
     }

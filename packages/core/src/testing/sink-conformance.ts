@@ -444,7 +444,7 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
 
   define('stores host attestations write-once, listed by host, day and seq (when implemented)', async (fixture) => {
     const sink = await fixture.open();
-    const methods = [sink.putAttestation, sink.getAttestation, sink.attestationHosts, sink.attestations].filter((method) => method !== undefined).length;
+    const methods = (['putAttestation', 'getAttestation', 'attestationHosts', 'attestations'] as const).filter((name) => sink[name] !== undefined).length;
     assert.ok(methods === 0 || methods === 4, 'a sink implements all four attestation methods or none');
     if (!sink.putAttestation || !sink.getAttestation || !sink.attestationHosts || !sink.attestations) return;
     assert.deepEqual(await sink.attestationHosts(), []);

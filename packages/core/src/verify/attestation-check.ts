@@ -66,7 +66,9 @@ export async function checkAttestations(
   const heads = new Map<string, Map<number, AttestedHead[]>>();
   const hosts: AttestationSummary[] = [];
   if (!sink.attestationHosts || !sink.attestations || !sink.getAttestation) return { heads: new Map(), hosts };
-  const fail = (code: string, message: string, critical: boolean): void => report({ code, message, ...(critical ? { severity: 'critical' as const } : {}) });
+  const fail = (code: string, message: string, critical: boolean): void => {
+    report({ code, message, ...(critical ? { severity: 'critical' as const } : {}) });
+  };
   const listed = new Set(await sink.attestationHosts());
   for (const host of since?.keys() ?? []) {
     if (!listed.has(host)) fail('ATTESTATION_MISSING', `attestations of host ${host}: none are stored, but an earlier audit verified up to #${since?.get(host)?.seq ?? 0}: they were deleted`, true);
