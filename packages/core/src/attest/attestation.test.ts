@@ -140,4 +140,14 @@ describe('HostAttestor and readAttestations', () => {
     await expect(b.attest(lines)).rejects.toBeInstanceOf(SinkConflictError);
     expect((await b.attest(lines)).id.seq).toBe(2);
   });
+
+  it('refuses an attestation too large for a note, saying to shard, and stores nothing', async () => {
+    const key = generateEd25519NoteKey('archive.example');
+    const storage = new MemoryStorage();
+    const attestor = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(T0) });
+    const many = Array.from({ length: 15_000 }, (_, index) => ({ stream: `whatsapp:custodian-${String(index).padStart(6, '0')}`, size: 1_000_000, root: rootOf(1), state: 'connected' }));
+    await expect(attestor.attest(many)).rejects.toThrow(/over the 1048576-byte note limit: split the streams over more capture processes \(--shard\)/);
+    expect(storage.attestations.size).toBe(0);
+    expect((await attestor.attest(many.slice(0, 10_000))).id.seq).toBe(1);
+  });
 });

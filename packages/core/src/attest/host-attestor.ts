@@ -8,7 +8,7 @@ import { SinkConflictError, SinkUnsuitableError } from '../errors/sink-errors.ts
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import type { NoteSigner } from '../note/ed25519-key.ts';
 import { NoteError } from '../errors/note-errors.ts';
-import { parseNote, signNote } from '../note/signed-note.ts';
+import { MAX_NOTE_BYTES, parseNote, signNote } from '../note/signed-note.ts';
 import type { Sink } from '../sink/sink.ts';
 import { type AttestationId, type StreamAttestation, attestationDay, formatAttestation, isHostId, parseAttestation } from './attestation.ts';
 
@@ -75,6 +75,9 @@ export class HostAttestor {
     const seq = (this.#last?.id.seq ?? 0) + 1;
     const text = formatAttestation(this.#signer.name, { host: this.host, time: time.toISOString(), seq, prev: this.#last?.hash ?? ZERO_HASH, streams });
     const bytes = new TextEncoder().encode(signNote(text, [this.#signer]));
+    if (bytes.length > MAX_NOTE_BYTES) {
+      throw new NoteError('NOTE_MALFORMED', `an attestation of ${streams.length} streams is ${bytes.length} bytes, over the ${MAX_NOTE_BYTES}-byte note limit: split the streams over more capture processes (--shard)`);
+    }
     const id: AttestationId = { host: this.host, day: attestationDay(time), seq };
     try {
       await this.#sink.putAttestation(id, bytes);

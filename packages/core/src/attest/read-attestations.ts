@@ -3,6 +3,7 @@
  * other tools build on. This API is stable: fields may be added, none removed or changed.
  */
 import { NoteError } from '../errors/note-errors.ts';
+import { OffchannelError } from '../errors/offchannel-error.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, parseNote } from '../note/signed-note.ts';
@@ -37,8 +38,9 @@ export interface ReadAttestationsOptions {
  * Every stored host attestation in the period, host by host (sorted by host id), each host's in
  * chain order (seq ascending). Yields nothing for a sink that does not store attestations.
  * Reads only the days the period touches. A stored note that is malformed, filed under another
- * host, seq or day, or (with `verifier`) not signed by that key is skipped and reported to
- * `onInvalid`; it never ends the iteration. Storage errors reject.
+ * host, seq or day, or (with `verifier`) not signed by that key — or is not a regular file —
+ * is skipped and reported to `onInvalid`; it never ends the iteration. Other storage errors
+ * (archive unreachable) reject.
  *
  * ```ts
  * for await (const attestation of readAttestations(sink, { from, to, verifier })) {
@@ -52,7 +54,15 @@ export async function* readAttestations(sink: Sink, options: ReadAttestationsOpt
   const range = { ...(options.from ? { fromDay: attestationDay(options.from) } : {}), ...(options.to ? { toDay: attestationDay(options.to) } : {}) };
   for (const host of hosts) {
     for (const id of await sink.attestations(host, range)) {
-      const bytes = await sink.getAttestation(id);
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = await sink.getAttestation(id);
+      } catch (error) {
+        // A FIFO, device or link planted where a note belongs: reported, never read.
+        if (!OffchannelError.isInstance(error) || error.code !== 'FILE_NOT_REGULAR') throw error;
+        options.onInvalid?.(id, new NoteError('NOTE_MALFORMED', `attestation: ${error.message}`));
+        continue;
+      }
       if (!bytes) continue;
       let attestation: HostAttestation;
       try {

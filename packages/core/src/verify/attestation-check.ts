@@ -19,6 +19,7 @@
  * ones are read, and the first must name its hash.
  */
 import { NoteError } from '../errors/note-errors.ts';
+import { OffchannelError } from '../errors/offchannel-error.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import { EMPTY_ROOT, sameHash } from '../merkle/merkle-hash.ts';
 import type { NoteVerifier } from '../note/ed25519-key.ts';
@@ -103,7 +104,14 @@ export async function checkAttestations(
         prev = undefined;
       }
       expected = id.seq + 1;
-      const bytes = await sink.getAttestation(id);
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = await sink.getAttestation(id);
+      } catch (error) {
+        fail(OffchannelError.isInstance(error) && error.code === 'FILE_NOT_REGULAR' ? 'FILE_NOT_REGULAR' : 'UNREADABLE', `${where} cannot be read: ${error instanceof Error ? error.message : String(error)}`, false);
+        prev = undefined;
+        continue;
+      }
       if (!bytes) continue;
       const hash = sha256Hex(bytes);
       let attestation: HostAttestation;
