@@ -19,6 +19,7 @@ import {
   Forwarder,
   HostAttestor,
   type NoteSigner,
+  isAttestedState,
   type StreamAttestation,
   type Logger,
   Recorder,
@@ -335,15 +336,17 @@ export class CaptureRunner {
       const attestor = this.#attestor;
       const recorder = this.#recorder;
       if (!attestor || !recorder) return;
-      const heads = new Map(recorder.merkleHeads().map((head) => [head.stream, head]));
-      const lines: StreamAttestation[] = [];
-      for (const supervisor of this.#supervisors.values()) {
-        const head = heads.get(supervisor.stream);
-        // Not held by this process (claimed elsewhere) or not yet read back: nothing to state.
-        if (!head || supervisor.state === 'claimed-elsewhere') continue;
-        lines.push({ stream: supervisor.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state: supervisor.attestedState });
-      }
       try {
+        const heads = new Map(recorder.merkleHeads().map((head) => [head.stream, head]));
+        const lines: StreamAttestation[] = [];
+        for (const supervisor of this.#supervisors.values()) {
+          const head = heads.get(supervisor.stream);
+          // Not held by this process (claimed elsewhere) or not yet read back: nothing to state.
+          if (!head || supervisor.state === 'claimed-elsewhere') continue;
+          // A third-party connector's status word that is not one lowercase word is `unknown`.
+          const state = isAttestedState(supervisor.attestedState) ? supervisor.attestedState : 'unknown';
+          lines.push({ stream: supervisor.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state });
+        }
         await attestor.attest(lines);
       } catch (error) {
         this.#logger.error({ host: attestor.host, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'host attestation not written; the next interval tries again');
