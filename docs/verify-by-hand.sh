@@ -127,7 +127,8 @@ if [ -n "$vkey" ] && [ -d attestations ]; then
     host=$(basename "$hostdir")
     n=0
     prevhash=$zero
-    for note in "$hostdir"*/*.note; do
+    # In seq order (the file name), whatever day a clock set back filed one under.
+    while read -r note; do
       [ -e "$note" ] || continue
       n=$((n + 1))
       awk 'NF == 0 { exit } { print }' "$note" > "$work/text"
@@ -144,7 +145,7 @@ if [ -n "$vkey" ] && [ -d attestations ]; then
         [ "$size" = 0 ] || [ -d "streams/$attested" ] || fail "$attested: attestation $host #$n states $size records, but the stream is gone"
       done < <(tail -n +5 "$work/text" | cut -d' ' -f1,2)
       prevhash=$(sha256sum < "$note" | cut -d' ' -f1)
-    done
+    done < <(printf '%s\n' "$hostdir"*/*.note | sort -t/ -k4,4)
     echo "ok attestations of $host: $n signed by $name, chained"
   done
   rm -rf "$work"

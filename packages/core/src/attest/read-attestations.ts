@@ -53,7 +53,8 @@ export async function* readAttestations(sink: Sink, options: ReadAttestationsOpt
   const hosts = options.host === undefined ? await sink.attestationHosts() : [options.host];
   const range = { ...(options.from ? { fromDay: attestationDay(options.from) } : {}), ...(options.to ? { toDay: attestationDay(options.to) } : {}) };
   for (const host of hosts) {
-    for (const id of await sink.attestations(host, range)) {
+    // Chain order is seq order, whatever day a clock set back filed one under.
+    for (const id of [...(await sink.attestations(host, range))].sort((a, b) => a.seq - b.seq)) {
       let bytes: Uint8Array | undefined;
       try {
         bytes = await sink.getAttestation(id);

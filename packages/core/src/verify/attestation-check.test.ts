@@ -135,4 +135,18 @@ describe('host attestations in verify', () => {
     const after = await verifyArchive(createMemorySink(storage, { readOnly: true }), { verifiers: [key.verifier], workers: 0, sinceAttestations: saved });
     expect(after.failures.map((failure) => failure.code)).toEqual(['ATTESTATION_MISSING']);
   });
+
+  it('a clock set back over midnight is a time-order finding, not a hole in the chain', async () => {
+    const storage = new MemoryStorage();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key } });
+    await recorder.writer({ channel: 'demo', account: 'alice', source }).capture(message(0));
+    const times = [Date.parse('2026-11-21T23:58:00Z'), Date.parse('2026-11-22T00:01:00Z'), Date.parse('2026-11-21T23:59:00Z')];
+    let index = 0;
+    const attestor = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(times[index] as number) });
+    for (; index < times.length; index++) await attestor.attest(recorder.merkleHeads().map((head) => ({ stream: head.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state: 'connected' })));
+    await recorder.close();
+    expect([...storage.attestations.keys()].sort()).toEqual(['cap-1/2026-11-21/0000000000000001', 'cap-1/2026-11-21/0000000000000003', 'cap-1/2026-11-22/0000000000000002']);
+    const report = await verify(storage);
+    expect(report.failures.map((failure) => [failure.code, failure.severity])).toEqual([['ATTESTATION_TIME_ORDER', undefined]]);
+  });
 });

@@ -76,7 +76,8 @@ export async function checkAttestations(
   }
   for (const host of listed) {
     const saved = since?.get(host);
-    const ids = await sink.attestations(host);
+    // Chain order is seq order (a clock set back over midnight files a later seq under an earlier day).
+    const ids = [...(await sink.attestations(host))].sort((a, b) => a.seq - b.seq);
     let expected = 1;
     let prev: string | undefined;
     let lastTime: string | undefined;
