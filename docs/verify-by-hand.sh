@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Verify an offchannel file-system archive with nothing but bash, coreutils, sha256sum and jq
-# (and openssl, to check signed checkpoints) — no offchannel code. This is the procedure of
+# (and openssl, to check signed checkpoints and host attestations) — no offchannel code. This is the procedure of
 # docs/storage-format.md and docs/verification.md, runnable. It is slow (several processes per
 # record): use it to convince yourself, and `offchannel verify` for large archives.
 # Exit 0 when intact, 1 at the first failure (printed with stream and seq).
@@ -106,7 +106,20 @@ for dir in streams/*/; do
   [ "$count" -gt 0 ] || [ "${#leaves[@]}" -eq 0 ] || fail "$stream: records but no checkpoint"
   echo "ok $stream: $count checkpoints signed by $name match the records"
 
-  # 6. With witness keys: the newest checkpoint covers every record, and each witness's copy of
+  # 6. Every head a host attested for this stream (attestations/<host>/<day>/<seq>.note, the
+  #    lines "<stream> <size> <base64 root> <state>" of the signed text) is the Merkle root of
+  #    its first <size> records. Each distinct head is checked once.
+  heads=0
+  while read -r size aroot; do
+    [ -n "$size" ] || continue
+    root=$(printf '%s' "$aroot" | base64 -d | od -An -tx1 | tr -d ' \n')
+    [ "$size" -le "${#leaves[@]}" ] || fail "$stream seq $((${#leaves[@]} + 1)): an attestation states $size records but only ${#leaves[@]} remain"
+    if [ "$size" -eq 0 ]; then expected_root=$(printf '' | sha256sum | cut -d' ' -f1); else expected_root=$(mth 0 "$size"); fi
+    [ "$expected_root" = "$root" ] || fail "$stream seq $size: records 1–$size do not hash to the root attested at size $size"
+    heads=$((heads + 1))
+  done < <(if [ -d attestations ]; then find attestations -name '*.note' -type f -exec awk -v s="$stream" 'FNR == 1 { t = 1 } NF == 0 { t = 0 } t && $1 == s { print $2, $3 }' {} + | sort -u; fi)
+  [ "$heads" -eq 0 ] || echo "ok $stream: $heads attested heads match the records"
+  # 7. With witness keys: the newest checkpoint covers every record, and each witness's copy of
   #    it (<size>.cosigned-<witness key id>) holds the same three lines and a cosignature line
   #    "— <witness> base64(key id ‖ 8-byte big-endian time ‖ Ed25519 signature)" over
   #    "cosignature/v1\ntime <time>\n" followed by those lines.
@@ -131,4 +144,42 @@ for dir in streams/*/; do
   done
   rm -rf "$work"
 done
+
+# 6b. With a verifier key: each host's attestations are signed by that key, numbered 1, 2, 3…
+#     without a hole, and each names the SHA-256 of the file before it; a stream they attest
+#     with records still exists.
+if [ -n "$vkey" ] && [ -d attestations ]; then
+  name=${vkey%%+*}
+  rest=${vkey#*+}
+  id=${rest%%+*}
+  work=$(mktemp -d)
+  { printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; printf '%s' "${rest#*+}" | base64 -d | tail -c 32; } > "$work/key.der"
+  for hostdir in attestations/*/; do
+    [ -d "$hostdir" ] || continue
+    host=$(basename "$hostdir")
+    n=0
+    prevhash=$zero
+    # In seq order (the file name), whatever day a clock set back filed one under.
+    while read -r note; do
+      [ -e "$note" ] || continue
+      n=$((n + 1))
+      awk 'NF == 0 { exit } { print }' "$note" > "$work/text"
+      [ "$(sed -n 1p "$work/text")" = "$name/attestations/$host" ] || fail "attestation $note: its origin is not $name/attestations/$host"
+      [ "$(sed -n 2p "$work/text")" = "seq $n" ] && [ "$(basename "$note" .note)" = "$(printf '%016d' "$n")" ] || fail "attestations of $host: #$n is missing or out of place (found $note)"
+      [ "$(sed -n 4p "$work/text")" = "prev $prevhash" ] || fail "attestation $host #$n does not name the SHA-256 of #$((n - 1)): one of them was altered or replaced"
+      signature=$(grep -F "— $name " "$note" | head -n1 | cut -d' ' -f3)
+      [ -n "$signature" ] || fail "attestation $host #$n is not signed by $name"
+      printf '%s' "$signature" | base64 -d > "$work/signature"
+      [ "$(head -c 4 "$work/signature" | od -An -tx1 | tr -d ' \n')" = "$id" ] || fail "attestation $host #$n names another key id"
+      tail -c 64 "$work/signature" > "$work/sig"
+      openssl pkeyutl -verify -pubin -inkey "$work/key.der" -keyform DER -rawin -in "$work/text" -sigfile "$work/sig" > /dev/null 2>&1 || fail "attestation $host #$n: the signature does not verify"
+      while read -r attested size; do
+        [ "$size" = 0 ] || [ -d "streams/$attested" ] || fail "$attested: attestation $host #$n states $size records, but the stream is gone"
+      done < <(tail -n +5 "$work/text" | cut -d' ' -f1,2)
+      prevhash=$(sha256sum < "$note" | cut -d' ' -f1)
+    done < <(printf '%s\n' "$hostdir"*/*.note | sort -t/ -k4,4)
+    echo "ok attestations of $host: $n signed by $name, chained"
+  done
+  rm -rf "$work"
+fi
 echo "OK: $records records verified by hand"

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { chmod, cp, mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type ArchiveRecord, Recorder, ZERO_HASH, canonicalBytes, sha256Hex } from '@offchannel/core';
+import { type ArchiveRecord, HostAttestor, Recorder, ZERO_HASH, canonicalBytes, formatAttestation, parseSignerKey, sha256Hex, signNote } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { runCli } from './testing/run-cli.ts';
@@ -122,4 +122,55 @@ it('checks signed checkpoints with openssl and sha256sum, and catches the whole-
   await runCli(['keygen', '--out', other, '--name', 'archive.firm.example/offchannel']);
   const forged = spawnSync('bash', [script, path.join(work, 'archive'), `${other}.pub`], { encoding: 'utf8' });
   expect(forged.status).toBe(1);
+});
+
+it('checks host attestations with openssl and sha256sum: signature, chain, and every attested head', async () => {
+  const keyFile = path.join(work, 'attest-signing.key');
+  expect((await runCli(['keygen', '--out', keyFile, '--name', 'archive.firm.example/offchannel'])).code).toBe(0);
+  const signer = parseSignerKey(await readFile(keyFile, 'utf8'));
+  const dir = path.join(work, 'attested');
+  const sink = await openFsSink({ dir });
+  let now = Date.parse('2026-11-21T23:55:00Z');
+  const recorder = new Recorder({ sink, clock: () => new Date(now), checkpoints: { signer, everyRecords: 5 } });
+  const writer = recorder.writer({ channel: 'demo', account: 'attested', source: { package: 'test', version: '0' } });
+  const attestor = await HostAttestor.open({ sink, host: 'cap-1', signer, clock: () => new Date(now) });
+  for (let round = 0; round < 3; round++) {
+    for (let index = 0; index < 3; index++) {
+      await writer.capture({ kind: 'message', sentAt: '2026-11-21T10:00:00Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'x' }, direction: 'inbound', native: { id: `m${round}-${index}` }, text: `message ${round}.${index}` });
+    }
+    await attestor.attest(recorder.merkleHeads().map((head) => ({ stream: head.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state: 'connected' })));
+    now += 300_000;
+  }
+  await recorder.close();
+  await sink.close();
+  const run = (archiveDir: string) => spawnSync('bash', [script, archiveDir, `${keyFile}.pub`], { encoding: 'utf8' });
+  const intact = run(dir);
+  expect(intact.status, intact.stdout + intact.stderr).toBe(0);
+  expect(intact.stdout).toContain('ok demo:attested: 3 attested heads match the records');
+  expect(intact.stdout).toContain('ok attestations of cap-1: 3 signed by archive.firm.example/offchannel, chained');
+
+  const note = (base: string, day: string, seq: number): string => path.join(base, 'attestations', 'cap-1', day, `${String(seq).padStart(16, '0')}.note`);
+  const rewrite = async (file: string, text: string): Promise<void> => {
+    await chmod(file, 0o644);
+    await writeFile(file, text);
+  };
+  const altered = path.join(work, 'attested-altered');
+  await cp(dir, altered, { recursive: true });
+  await rewrite(note(altered, '2026-11-22', 2), (await readFile(note(altered, '2026-11-22', 2), 'utf8')).replace(' connected', ' restarting'));
+  expect(run(altered).stdout).toContain('FAIL attestation cap-1 #2: the signature does not verify');
+
+  const deleted = path.join(work, 'attested-deleted');
+  await cp(dir, deleted, { recursive: true });
+  await rm(note(deleted, '2026-11-22', 2));
+  expect(run(deleted).stdout).toMatch(/FAIL attestations of cap-1: #2 is missing or out of place/);
+
+  const wrong = path.join(work, 'attested-wrong');
+  await cp(dir, wrong, { recursive: true });
+  const last = await readFile(note(wrong, '2026-11-22', 3), 'utf8');
+  const prev = /^prev ([0-9a-f]{64})$/m.exec(last)?.[1] as string;
+  const fake = formatAttestation(signer.name, { host: 'cap-1', time: '2026-11-22T00:05:00Z', seq: 3, prev, streams: [{ stream: 'demo:attested', size: 8, root: Buffer.alloc(32, 9).toString('base64'), state: 'connected' }] });
+  await rewrite(note(wrong, '2026-11-22', 3), signNote(fake, [signer]));
+  const caught = run(wrong);
+  expect(caught.status).toBe(1);
+  expect(caught.stdout).toContain('FAIL demo:attested seq 8: records 1–8 do not hash to the root attested at size 8');
 });

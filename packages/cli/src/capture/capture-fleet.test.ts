@@ -149,7 +149,10 @@ describe('offchannel capture as a fleet (built CLI, real processes)', () => {
     const archive = await streams(ws.dir);
     expect(events(archive.get('whatsapp:bob') ?? [])).toEqual(['capture-not-linked', 'capture-stopped']);
     expect(events(archive.get('signal:carol') ?? [])).toEqual(['capture-not-linked', 'capture-stopped']);
-    expect(archive.get('signal:carol')?.[0]?.system?.fields).toEqual({ code: 'SIGNAL_NOT_LINKED', run: running?.run });
+    // The process's first record in each stream also says the process started (no earlier attestation here).
+    // (Signal runs on the connector runtime: its own `connector-stopped`, with the reason, comes first.)
+    expect(archive.get('signal:carol')?.map((record) => record.system?.event)[0]).toBe('connector-stopped');
+    expect(archive.get('signal:carol')?.find((record) => record.system?.event === 'capture-not-linked')?.system?.fields).toEqual({ code: 'SIGNAL_NOT_LINKED', run: running?.run, processStart: 'true', attestationHost: expect.stringMatching(/^h-[0-9a-f]{12}$/) as string });
     const alice = archive.get('demo:alice') ?? [];
     expect(events(alice)).toEqual(['capture-started', 'capture-stopped']);
     expect(ticks(alice).length).toBeGreaterThan(5);

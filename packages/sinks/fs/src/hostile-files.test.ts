@@ -9,7 +9,7 @@ import { constants } from 'node:fs';
 import { appendFile, mkdtemp, open, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { MAX_RECORD_BYTES, Recorder, type VerificationReport, generateEd25519NoteKey, verifyArchive } from '@offchannel/core';
+import { HostAttestor, MAX_RECORD_BYTES, Recorder, type VerificationReport, generateEd25519NoteKey, readAttestations, verifyArchive } from '@offchannel/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
 
@@ -240,5 +240,65 @@ describe('verifying selected streams', () => {
     const other = await verifyWithin(20_000, { streams: ['demo:bob'] });
     expect(other.ok).toBe(true);
     expect(codes(other)).toEqual([]);
+  });
+});
+
+describe('hostile attestation files', () => {
+  /** Two attestations of host cap-1 over the recorded stream. */
+  async function attest(): Promise<string> {
+    await record();
+    const sink = await openFsSink({ dir });
+    const recorder = new Recorder({ sink, clock, checkpoints: { signer } });
+    await recorder.writer({ channel: 'demo', account: 'alice', source: { package: 'test', version: '0' } }).lookup('open');
+    const attestor = await HostAttestor.open({ sink, host: 'cap-1', signer, clock });
+    const lines = () => recorder.merkleHeads().map((head) => ({ stream: head.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state: 'connected' }));
+    expect(lines()).toHaveLength(1);
+    await attestor.attest(lines());
+    await attestor.attest(lines());
+    await recorder.close();
+    await sink.close();
+    return path.join(dir, 'attestations', 'cap-1', '2026-11-21');
+  }
+
+  it('a FIFO or device where a note belongs is named and never read; the other notes still count', { timeout: 60_000 }, async () => {
+    for (const what of ['fifo', 'device'] as const) {
+      const day = await attest();
+      const file = path.join(day, '0000000000000002.note');
+      await rm(file, { force: true });
+      const made = spawnSync('mknod', what === 'fifo' ? [file, 'p'] : [file, 'c', '1', '3'], { timeout: 10_000 });
+      if (made.status !== 0) {
+        expect(what).toBe('device'); // mknod of a device needs privileges some runners lack
+        continue;
+      }
+      if (what === 'fifo') fifos.push(file);
+      const report = await verifyWithin(20_000, { verifiers: [signer.verifier] });
+      expect(codes(report)).toEqual(['FILE_NOT_REGULAR']);
+      expect(report.failures[0]?.message).toContain('attestation cap-1 #2');
+      const sink = await openFsSink({ dir, readOnly: true });
+      const invalid: number[] = [];
+      const read: number[] = [];
+      for await (const attestation of readAttestations(sink, { verifier: signer.verifier, onInvalid: (id) => invalid.push(id.seq) })) read.push(attestation.seq);
+      await sink.close();
+      expect([read, invalid]).toEqual([[1], [2]]);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a symbolic link in place of attestations/ or a host directory is refused, not followed', { timeout: 60_000 }, async () => {
+    const day = await attest();
+    const outside = path.join(work, 'outside');
+    await rename(path.join(dir, 'attestations'), outside);
+    await symlink(outside, path.join(dir, 'attestations'));
+    const report = await verifyWithin(20_000, { verifiers: [signer.verifier] });
+    expect(codes(report)).toContain('UNREADABLE');
+    expect(report.failures.find((failure) => failure.code === 'UNREADABLE')?.message).toMatch(/attestations is a symbolic link/);
+    await rm(path.join(dir, 'attestations'));
+    await rename(outside, path.join(dir, 'attestations'));
+    await rename(path.join(dir, 'attestations', 'cap-1'), path.join(work, 'host'));
+    await symlink(path.join(work, 'host'), path.join(dir, 'attestations', 'cap-1'));
+    const sink = await openFsSink({ dir, readOnly: true });
+    await expect(sink.attestations?.('cap-1')).rejects.toMatchObject({ code: 'FILE_NOT_REGULAR' });
+    await sink.close();
+    expect(day).toContain('2026-11-21');
   });
 });
