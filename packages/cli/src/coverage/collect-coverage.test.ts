@@ -190,7 +190,7 @@ describe('collectCoverage', () => {
     expect(report.evidence).toBe('verified');
     const [alice, unsigned] = report.streams;
     expect(alice?.gaps).toEqual([{ from: at(10), to: at(120), cause: 'logged out', detail: 'capture-logged-out (CONNECTOR_LOGGED_OUT)', open: true }]);
-    expect(unsigned).toMatchObject({ stream: 'demo:unsigned', state: 'no evidence', covered: false, records: 0 });
+    expect(unsigned).toMatchObject({ stream: 'demo:unsigned', state: 'unverified', covered: false, records: 0 });
   });
 });
 

@@ -3,7 +3,7 @@
  * into a few continuous spans per stream), then each stream's records in seq order. Reads
  * only; needs only the archive (and, for verified evidence, what `verifyArchive` found).
  */
-import { type ArchiveRecord, type Sink, validateRecord } from '@offchannel/core';
+import { type ArchiveRecord, type Sink, isStreamName, validateRecord } from '@offchannel/core';
 import { type StreamCoverageReport, StreamCoverage } from './stream-coverage.ts';
 
 /** What coverage needs of one host attestation (the shape `readAttestations` yields). */
@@ -80,7 +80,9 @@ export async function collectCoverage(sink: Sink, options: CoverageOptions): Pro
       }
     }
     for (; next < pending.length; next++) coverage.attested(pending[next]?.from ?? 0, pending[next]?.to ?? 0);
-    reports.push(coverage.finish());
+    const report = coverage.finish();
+    // With --key, a stream whose records are not under a verified checkpoint proves nothing.
+    reports.push(limit === 0 && (await hasStream(sink, stream)) ? { ...report, state: 'unverified', covered: false } : report);
   }
   return { from: iso(options.from), to: iso(options.to), evidence: options.verifiedThrough ? 'verified' : 'unverified', attestEveryMs: options.attestEveryMs, toleranceMs, streams: reports, unreadable };
 }
@@ -93,7 +95,8 @@ async function attestedSpans(options: CoverageOptions, toleranceMs: number, incl
     const at = Date.parse(attestation.time);
     if (Number.isNaN(at) || at < options.from - toleranceMs || at > options.to) continue;
     for (const { stream } of attestation.streams) {
-      if (!include(stream)) continue;
+      // Names come from a signed object of the archive, still checked like any stream name.
+      if (!isStreamName(stream) || !include(stream)) continue;
       let list = spans.get(stream);
       if (!list) spans.set(stream, (list = []));
       const last = list.at(-1);

@@ -63,7 +63,11 @@ export interface StreamCoverageReport {
   readonly to: string;
   /** No gap in the period. */
   readonly covered: boolean;
-  /** Where the stream stood at the end of the period: `live`, a gap cause, or `no evidence`. */
+  /**
+   * Where the stream stood at the end of the period: `live`, a gap cause, `not captured yet`
+   * (no evidence up to the end: the account was added later), or `unverified` (with --key: the
+   * stream has records but none under a verified signed checkpoint; never covered).
+   */
   readonly state: string;
   /** Whether host attestations of this stream were found (liveness between records). */
   readonly attested: boolean;
@@ -180,8 +184,8 @@ export class StreamCoverage {
       account: account ?? '',
       from: iso(Math.min(start, end)),
       to: iso(end),
-      covered: gaps.length === 0 && state.kind !== 'unknown',
-      state: state.kind === 'unknown' ? 'no evidence' : state.kind === 'live' ? 'live' : state.cause,
+      covered: gaps.length === 0,
+      state: state.kind === 'unknown' ? 'not captured yet' : state.kind === 'live' ? 'live' : state.cause,
       attested: this.#attested,
       liveMs: this.#live.reduce((sum, span) => sum + (span.to - span.from), 0),
       live: this.#live.map((span) => ({ from: iso(span.from), to: iso(span.to) })),
@@ -246,7 +250,7 @@ export class StreamCoverage {
     });
   }
 
-  #pushGap(gap: { from: number; to: number; cause: GapCause; detail: string; open?: true; positions?: CoverageGap['positions']; missing?: number; seq?: number; recovered?: string }): void {
+  #pushGap(gap: Omit<CoverageGap, 'from' | 'to'> & { readonly from: number; readonly to: number }): void {
     const from = Math.max(gap.from, this.#from);
     const to = Math.min(gap.to, this.#to);
     // A loss the platform reported at one instant is kept as a zero-length gap; other gaps must overlap the period.
