@@ -9,6 +9,14 @@ import { runCli } from '../testing/run-cli.ts';
 const T0 = Date.UTC(2026, 10, 2, 9, 0, 0);
 const MIN = 60_000;
 const at = (minutes: number) => new Date(T0 + minutes * MIN).toISOString();
+/** What the tests read of the --json report. */
+interface JsonReport {
+  readonly format: string;
+  readonly evidence: string;
+  readonly keys: readonly string[];
+  readonly streams: readonly { readonly stream: string; readonly state: string; readonly gaps: readonly unknown[] }[];
+}
+const parse = (text: string) => JSON.parse(text) as JsonReport;
 const HOSTILE = '<img src=x onerror=alert(1)>"\u001b[31m';
 
 let dir: string;
@@ -56,9 +64,9 @@ describe('offchannel coverage', () => {
   it('--json lists each stream with its gaps (from, to, cause); exit 1 on any gap', async () => {
     const { code, stdout } = await runCli(['coverage', archive, ...period, '--json']);
     expect(code).toBe(1);
-    const report = JSON.parse(stdout);
+    const report = parse(stdout);
     expect(report).toMatchObject({ format: 'offchannel-coverage-report', evidence: 'unverified', from: at(0), to: at(120), ok: false });
-    const gaps = Object.fromEntries(report.streams.map((stream: { stream: string; gaps: unknown[] }) => [stream.stream, stream.gaps]));
+    const gaps = Object.fromEntries(report.streams.map((stream) => [stream.stream, stream.gaps]));
     expect(gaps['whatsapp:alice']).toEqual([expect.objectContaining({ from: at(10), to: at(40), cause: 'process down' })]);
     expect(gaps['demo:bob']).toEqual([expect.objectContaining({ from: at(20), to: at(40), cause: 'logged out', detail: `connector-logged-out (${HOSTILE})` })]);
     expect(gaps['demo:carol']).toEqual([expect.objectContaining({ from: at(50), to: at(50), cause: 'platform-reported loss', missing: 8 })]);
@@ -85,15 +93,15 @@ describe('offchannel coverage', () => {
 
   it('--key counts only signed evidence, and says so; with the wrong key nothing is evidence', async () => {
     const verified = await runCli(['coverage', archive, ...period, '--key', keyFile, '--json']);
-    const report = JSON.parse(verified.stdout);
+    const report = parse(verified.stdout);
     expect(report.evidence).toBe('verified');
     expect(report.keys).toEqual(['coverage-test.offchannel.example']);
-    expect(report.streams.find((stream: { stream: string }) => stream.stream === 'whatsapp:alice').gaps).toHaveLength(1);
+    expect(report.streams.find((stream) => stream.stream === 'whatsapp:alice')?.gaps).toHaveLength(1);
     const text = await runCli(['coverage', archive, ...period, '--key', keyFile]);
     expect(text.stdout).toContain('evidence  verified with coverage-test.offchannel.example');
     const forged = await runCli(['coverage', archive, ...period, '--key', otherKeyFile, '--json', '--fail-on-gap', '7d']);
     expect(forged.code).toBe(1);
-    expect(JSON.parse(forged.stdout).streams.map((stream: { state: string }) => stream.state)).toEqual(['unverified', 'unverified', 'unverified']);
+    expect(parse(forged.stdout).streams.map((stream) => stream.state)).toEqual(['unverified', 'unverified', 'unverified']);
   });
 
   it('--html writes one page with a strict CSP and everything from the archive escaped', async () => {

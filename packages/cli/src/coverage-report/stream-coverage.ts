@@ -176,7 +176,7 @@ export class StreamCoverage {
     if (state.kind === 'down') this.#pushGap({ from: state.since, to: end, cause: state.cause, detail: state.detail, open: true });
     const gaps = this.#gaps.sort((a, b) => a.from.localeCompare(b.from));
     for (const gap of gaps) this.#day(Date.parse(gap.from)).gaps++;
-    const [channel = '', account = ''] = this.#channel === undefined ? splitStream(this.stream) : [this.#channel, this.#account];
+    const [channel, account] = this.#channel === undefined ? splitStream(this.stream) : [this.#channel, this.#account];
     const start = this.#firstEvidence === undefined ? this.#from : Math.max(this.#from, this.#firstEvidence);
     return {
       stream: this.stream,

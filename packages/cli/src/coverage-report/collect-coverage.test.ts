@@ -68,7 +68,8 @@ describe('collectCoverage', () => {
     await sink.close();
     const [stream] = report.streams;
     expect(stream?.stream).toBe('demo:alice');
-    expect(stream?.gaps).toEqual([{ from: at(20), to: at(50), cause: 'process down', detail: expect.stringContaining('without recording capture-stopped') }]);
+    expect(stream?.gaps.map((gap) => [gap.from, gap.to, gap.cause, gap.open])).toEqual([[at(20), at(50), 'process down', undefined]]);
+    expect(stream?.gaps[0]?.detail).toContain('without recording capture-stopped');
     expect(stream?.covered).toBe(false);
     expect(stream?.state).toBe('live');
     expect(stream?.live).toEqual([
