@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import type { CoverageReport } from './collect-coverage.ts';
 import { COUNT_NAMES, byCustodian, dailyTotals, liveShare, totals } from './coverage-summary.ts';
 import { evidenceSentence } from './coverage-text.ts';
+import { plural } from '../format.ts';
 import { formatDuration } from './parse-duration.ts';
 import type { GapCause } from './stream-coverage.ts';
 
@@ -46,13 +47,13 @@ export function coverageHtml(report: CoverageReport, label: string, keys: readon
   const legend = `<ul class="legend"><li><span class="swatch live-swatch c-live"></span>capturing</li>${CAUSES.map(({ slug, cause, meaning }) => `<li title="${escapeHtml(meaning)}"><span class="swatch c-${slug}"></span>${escapeHtml(cause)}</li>`).join('')}<li><span class="swatch none-swatch"></span>no evidence (not yet captured, or not verified)</li></ul>`;
   const custodians = byCustodian(report).map((custodian) => {
     const gaps = custodian.streams.flatMap((stream) => stream.gaps.map((gap) => ({ stream, gap })));
-    const gapRows = gaps.map(({ stream, gap }) => `<tr class="gap" data-cause="${escapeHtml(gap.cause)}"><td>${escapeHtml(stream.channel)}</td><td><time datetime="${gap.from}">${gap.from}</time></td><td><time datetime="${gap.to}">${gap.to}</time>${gap.open ? ' (open)' : ''}</td><td class="n">${formatDuration(Date.parse(gap.to) - Date.parse(gap.from))}</td><td><span class="swatch c-${slugOf(gap.cause)}"></span> ${escapeHtml(gap.cause)}</td><td>${escapeHtml(gap.detail)}${gap.missing === undefined ? '' : `; ${gap.missing} missing`}${gap.recovered === undefined ? '' : `; recovered: ${escapeHtml(gap.recovered)}`}</td></tr>`);
+    const gapRows = gaps.map(({ stream, gap }) => `<tr class="gap" data-cause="${escapeHtml(gap.cause)}"><td>${escapeHtml(stream.channel)}</td><td><time datetime="${gap.from}">${shown(gap.from)}</time></td><td><time datetime="${gap.to}">${shown(gap.to)}</time>${gap.open ? ' (open)' : ''}</td><td class="n">${formatDuration(Date.parse(gap.to) - Date.parse(gap.from))}</td><td><span class="swatch c-${slugOf(gap.cause)}"></span> ${escapeHtml(gap.cause)}</td><td>${escapeHtml(gap.detail)}${gap.missing === undefined ? '' : `; ${gap.missing} missing`}${gap.recovered === undefined ? '' : `; recovered: ${escapeHtml(gap.recovered)}`}</td></tr>`);
     const days = dailyTotals(custodian.streams);
     const dayRows = days.map((day) => `<tr><td>${day.day}</td>${COUNT_NAMES.map((name) => `<td class="n">${day[name]}</td>`).join('')}</tr>`);
     const sum = totals(days);
     return `<section class="custodian" data-account="${escapeHtml(custodian.account)}">
 <h2>Custodian ${escapeHtml(custodian.account)}</h2>
-<p class="meta">${custodian.streams.map((stream) => `${escapeHtml(stream.channel)}: live ${(liveShare(stream) * 100).toFixed(1)}%, ${stream.gaps.length} gaps, now ${escapeHtml(stream.state)}${stream.attested ? '' : ' (records only, no attestations)'}`).join(' · ')}</p>
+<p class="meta">${custodian.streams.map((stream) => `${escapeHtml(stream.channel)}: live ${(liveShare(stream) * 100).toFixed(1)}%, ${plural(stream.gaps.length, 'gap')}, now ${escapeHtml(stream.state)}${stream.attested ? '' : ' (records only, no attestations)'}`).join(' · ')}</p>
 ${timeline(report, custodian.streams)}
 ${gapRows.length === 0 ? '<p class="no-gaps">No gaps.</p>' : `<table class="gaps"><thead><tr><th>channel</th><th>from</th><th>to</th><th class="n">length</th><th>cause</th><th>detail</th></tr></thead><tbody>${gapRows.join('')}</tbody></table>`}
 <table class="daily"><thead><tr><th>day (UTC)</th>${COUNT_NAMES.map((name) => `<th class="n">${name}</th>`).join('')}</tr></thead><tbody>${dayRows.join('')}</tbody><tfoot><tr><th>total</th>${COUNT_NAMES.map((name) => `<th class="n">${sum[name]}</th>`).join('')}</tr></tfoot></table>
@@ -97,6 +98,7 @@ function timeline(report: CoverageReport, streams: CoverageReport['streams']): s
   const step = Math.max(1, Math.ceil(span / dayMs / 10)) * dayMs;
   for (let t = Math.ceil(from / dayMs) * dayMs; t <= from + span; t += step) {
     const at = LABEL + ((t - from) / span) * plot;
+    if (at > WIDTH - 40) break;
     ticks.push(`<line class="grid" x1="${at.toFixed(1)}" x2="${at.toFixed(1)}" y1="14" y2="${height}"/><text x="${(at + 2).toFixed(1)}" y="11">${new Date(t).toISOString().slice(5, 10)}</text>`);
   }
   const rows = streams.map((stream, index) => {
@@ -110,6 +112,11 @@ function timeline(report: CoverageReport, streams: CoverageReport['streams']): s
     return `<g class="row" data-stream="${escapeHtml(stream.stream)}"><text x="0" y="${y + 13}">${escapeHtml(clip(stream.channel, 22))}</text>${bars.join('')}</g>`;
   });
   return `<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${WIDTH} ${height}" role="img" aria-label="capture timeline">${ticks.join('')}${rows.join('')}</svg>`;
+}
+
+/** `2026-11-03 06:00:00 UTC`: the instant, readable (the `datetime` attribute keeps ISO 8601). */
+function shown(iso: string): string {
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
 }
 
 function slugOf(cause: GapCause): string {
