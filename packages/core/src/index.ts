@@ -61,7 +61,7 @@ export type { AttachmentInput, BlobInput, CaptureInput, CaptureResult, RawInput 
 // Sink contract
 export { SINK_SPEC_VERSION } from './sink/sink.ts';
 export type { AppendBatch, AuditFinding, BlobInfo, CheckpointFile, Sink, SinkGuarantees, StoredRecord, StreamHead } from './sink/sink.ts';
-export { MAX_BATCH_RECORDS, assertAppendBatch, assertBlobName, assertCheckpointKey, assertTileKey } from './sink/check-inputs.ts';
+export { MAX_BATCH_RECORDS, assertAppendBatch, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey } from './sink/check-inputs.ts';
 
 // Merkle log, tiles, proofs
 export { EMPTY_ROOT, HASH_BYTES, leafHash, nodeHash, sameHash } from './merkle/merkle-hash.ts';
@@ -79,6 +79,14 @@ export { MAX_NOTE_BYTES, MAX_NOTE_SIGNATURES, assertNoteText, openNote, parseNot
 export type { NoteSignature, OpenedNote } from './note/signed-note.ts';
 export { checkpointOrigin, formatCheckpoint, parseCheckpoint } from './note/checkpoint.ts';
 export type { Checkpoint } from './note/checkpoint.ts';
+
+// Host attestations (coverage evidence)
+export { attestationDay, attestationOrigin, formatAttestation, isAttestationDay, isAttestedState, isHostId, parseAttestation } from './attest/attestation.ts';
+export type { AttestationId, HostAttestation, StreamAttestation } from './attest/attestation.ts';
+export { openAttestation, readAttestations } from './attest/read-attestations.ts';
+export type { ReadAttestationsOptions, StoredAttestation } from './attest/read-attestations.ts';
+export { HostAttestor } from './attest/host-attestor.ts';
+export type { AttestationLink, HostAttestorOptions } from './attest/host-attestor.ts';
 
 // Connector contract
 export { CONNECTOR_SPEC_VERSION } from './connector/connector.ts';
@@ -117,7 +125,8 @@ export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key
 // Verification
 export { blobRefs, verifyArchive } from './verify/verify-archive.ts';
 export { blobNamesIn } from './verify/blob-refs.ts';
-export { VERIFIED_STATE_FORMAT, VerifiedStateError, readVerifiedState, verifiedStateOf } from './verify/verified-state.ts';
+export { VERIFIED_STATE_FORMAT, VerifiedStateError, readVerifiedAttestations, readVerifiedState, verifiedStateOf } from './verify/verified-state.ts';
+export type { AttestationSummary, VerifiedAttestation } from './verify/attestation-check.ts';
 export type { VerifiedCheckpoint } from './verify/checkpoint-check.ts';
 export type { CheckpointSummary, StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
 

@@ -13,12 +13,17 @@
  * Every change of state is one `system` record in the account's own stream
  * (`capture-started`, `capture-restarting`, `capture-not-linked`, `capture-logged-out`,
  * `capture-failed`, `capture-stopped`; see docs/record-schema.md). Restarts are recorded at
- * attempts 1, 2, 4, 8, …, so a year of retries adds a handful of records, not a storm.
+ * attempts 1, 2, 4, 8, …, so a year of retries adds a handful of records, not a storm. Each
+ * connection change the connector reports (`ctx.transition`: connected, disconnected,
+ * reconnecting, logged-out, banned, replaced, stopped) is a `connector-<event>` record with the
+ * platform's reason code. The first record of a process names the host's last attestation
+ * before it started (`processStart`), so a reader can tell the process was down in between.
  * Logs carry the stream name and error codes only.
  */
 import {
   type Connector,
   type ConnectorStatus,
+  type ConnectorTransition,
   ConfigError,
   type Logger,
   type Recorder,
@@ -63,6 +68,12 @@ export interface SupervisorOptions {
   readonly env?: Environment;
   /** The firm's key for excluded-contact HMACs (`policy.identifierKeyFile`). */
   readonly identifierKey?: { readonly bytes: Uint8Array; readonly id: string };
+  /**
+   * Fields added to this supervisor's first record when it starts with the process: the host's
+   * last attestation before this process (`lastAttestation`, `lastAttestationHash`,
+   * `lastAttestationAt`) and `processStart: "true"`.
+   */
+  readonly processStart?: Readonly<Record<string, string>>;
 }
 
 /** One account, for status lines and the shutdown summary. */
@@ -111,6 +122,9 @@ export class AccountSupervisor {
   #retry: NodeJS.Timeout | undefined;
   #work: Promise<void> = Promise.resolve();
   #startError: unknown;
+  /** The last connection change the running connector reported. */
+  #transition: ConnectorTransition['event'] | undefined;
+  #processStart: Readonly<Record<string, string>> | undefined;
   readonly #done: Totals = { captured: 0, duplicates: 0, errors: 0, excluded: 0 };
 
   constructor(options: SupervisorOptions) {
@@ -118,12 +132,23 @@ export class AccountSupervisor {
     this.entry = options.entry;
     this.stream = `${options.entry.channel}:${options.entry.account}`;
     this.#logger = options.logger;
+    this.#processStart = options.processStart;
     const source = { package: CLI_PACKAGE.name, version: CLI_PACKAGE.version, ...(options.policyVersion === undefined ? {} : { policy: options.policyVersion }) };
     this.#writer = options.recorder.writer({ channel: options.entry.channel, account: options.entry.account, source });
   }
 
   get state(): AccountState {
     return this.#state;
+  }
+
+  /**
+   * One word for host attestations: the connector's last reported connection change
+   * (`connected`, `disconnected`, `logged-out`…) while it runs, else its status, else this
+   * supervisor's state (`starting`, `restarting`, `not-linked`, `failed`, `stopped`…).
+   */
+  get attestedState(): string {
+    if (this.#state !== 'running') return this.#state;
+    return this.#transition ?? statusOf(this.#connector)?.state ?? 'running';
   }
 
   /** The running connector and its policy, if any. */
@@ -213,7 +238,19 @@ export class AccountSupervisor {
       if (connector.channel !== entry.channel || connector.account !== entry.account) throw new ConfigError(entry.key, `the ${entry.channel} package built a connector for another stream; check its version`);
       const version = this.#options.policyVersion;
       const source = version === undefined ? connector.source : { ...connector.source, policy: version };
-      const ctx = createConnectorContext({ recorder: this.#options.recorder, connector: { channel: connector.channel, account: connector.account, source }, state: this.#options.state, logger: this.#logger, signal: abort.signal });
+      this.#transition = undefined;
+      const ctx = createConnectorContext({
+        recorder: this.#options.recorder,
+        connector: { channel: connector.channel, account: connector.account, source },
+        state: this.#options.state,
+        logger: this.#logger,
+        signal: abort.signal,
+        // Every connection change is a record with the platform's reason (not for one-shot commands).
+        recordTransitions: this.#options.strict !== true,
+        onTransition: (transition) => {
+          if (this.#abort === abort) this.#transition = transition.event;
+        },
+      });
       policy = new CapturePolicy(ctx, entry.policy, version, this.#options.identifierKey);
       await policy.start();
       this.#logger.info({ stream: this.stream, policy: version ?? null, excluding: policy.active, attempt: this.#attempt }, 'starting connector');
@@ -327,9 +364,12 @@ export class AccountSupervisor {
   /** One `system` record of a supervision change; a failure to record is logged, never thrown. */
   async #record(event: string, fields: Record<string, string>): Promise<void> {
     if (this.#options.strict) return;
+    const start = this.#processStart ?? {};
+    this.#processStart = undefined;
     try {
-      await this.#writer.capture({ kind: 'system', key: `capture-state:${this.#options.runId}:${this.#options.nextRecord()}`, system: { event, fields: { ...fields, run: this.#options.runId } } });
+      await this.#writer.capture({ kind: 'system', key: `capture-state:${this.#options.runId}:${this.#options.nextRecord()}`, system: { event, fields: { ...start, ...fields, run: this.#options.runId } } });
     } catch (error) {
+      if (Object.keys(start).length > 0) this.#processStart = start; // the next record carries it
       this.#logger.error({ stream: this.stream, event, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'could not record the account state change');
     }
   }

@@ -38,7 +38,11 @@ describe('capture config', () => {
   });
 
   it('names the bad key in every error and never echoes values', () => {
-    expect(problem({ ...base, archiv: './a' })).toBe('config.archiv: config.archiv is not a known setting; known here: $schema, archive, state, signing, policy, log, status, supervision, connectors, delivery');
+    expect(problem({ ...base, archiv: './a' })).toBe('config.archiv: config.archiv is not a known setting; known here: $schema, archive, state, signing, policy, log, status, supervision, connectors, delivery, coverage');
+    expect(problem({ ...base, coverage: { attestEveryMs: 500 } })).toMatch(/^config\.coverage\.attestEveryMs: .*0 \(off\) or at least 1000/);
+    expect(problem({ ...base, coverage: { host: 'Alice Smith' } })).toMatch(/^config\.coverage\.host: .*never a person/);
+    expect(problem({ ...base, coverage: { host: 'Alice Smith' } })).not.toContain('Alice');
+    expect(problem({ ...base, coverage: { host: '../x' } })).toMatch(/^config\.coverage\.host: /);
     expect(problem({ ...base, archive: { dir: './a', endpoint: 'http://x' } })).toMatch(/^config\.archive\.endpoint: .* applies only to an s3:\/\/ archive/);
     expect(problem({ ...base, archive: { url: 'https://bucket' } })).toMatch(/^config\.archive\.url: .*must be s3:\/\/bucket/);
     expect(problem({ ...base, state: {} })).toMatch(/^config\.state\.keyFile: .*is required: connector sessions are secrets/);

@@ -19,7 +19,7 @@
  * ```
  */
 import path from 'node:path';
-import { ConfigError, assertAccountName, assertChannelName } from '@offchannel/core';
+import { ConfigError, assertAccountName, assertChannelName, isHostId } from '@offchannel/core';
 import { describeKeyMaterial } from '../keys.ts';
 import { type DeliveryEntry, parseDeliveryConfig } from './capture-deliveries.ts';
 import { type Json, object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString, stringList } from './config-reader.ts';
@@ -66,6 +66,12 @@ export interface CaptureConfig {
   readonly archive: ArchiveConfig;
   readonly state: { readonly dir: string; readonly keyFile?: string; readonly unencrypted: boolean };
   readonly signing?: { readonly keyFile: string; readonly everyRecords?: number; readonly everyMs?: number; readonly tsaUrl?: string; readonly tsaCerts: readonly string[] };
+  /**
+   * Host attestations (needs `signing`): every `attestEveryMs` (default 300,000; 0 turns them
+   * off) one signed note for all streams of this process, under host id `host` (default derived
+   * from a hash of the machine's hostname, see docs/capture.md).
+   */
+  readonly coverage: { readonly attestEveryMs: number; readonly host?: string };
   /** `identifierKeyFile`: the key excluded identifiers are HMACed with (required when anything is excluded). */
   readonly policy: { readonly version?: string; readonly reportEveryMs: number; readonly identifierKeyFile?: string };
   readonly log: { readonly level: string };
@@ -83,7 +89,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export function parseCaptureConfig(value: unknown, file: string): CaptureConfig {
   const base = path.dirname(path.resolve(file));
   const at = (relative: string): string => path.resolve(base, relative);
-  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'supervision', 'connectors', 'delivery']);
+  const root = object(value, 'config', ['$schema', 'archive', 'state', 'signing', 'policy', 'log', 'status', 'supervision', 'connectors', 'delivery', 'coverage']);
 
   const archive = parseArchive(root.archive ?? { dir: './archive' }, at);
   const stateConfig = object(root.state ?? {}, 'config.state', ['dir', 'keyFile', 'unencrypted']);
@@ -118,6 +124,11 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
   const restartInitialMs = optionalInteger(supervision.restartInitialMs, 'config.supervision.restartInitialMs', 100, 3_600_000) ?? 1000;
   const restartMaxMs = optionalInteger(supervision.restartMaxMs, 'config.supervision.restartMaxMs', 1000, 86_400_000) ?? 300_000;
   if (restartMaxMs < restartInitialMs) throw new ConfigError('config.supervision.restartMaxMs', 'must be at least restartInitialMs');
+  const coverageEntry = object(root.coverage ?? {}, 'config.coverage', ['attestEveryMs', 'host']);
+  const attestEveryMs = optionalInteger(coverageEntry.attestEveryMs, 'config.coverage.attestEveryMs', 0, 86_400_000) ?? 300_000;
+  if (attestEveryMs > 0 && attestEveryMs < 1000) throw new ConfigError('config.coverage.attestEveryMs', 'must be 0 (off) or at least 1000');
+  const attestHost = optionalString(coverageEntry.host, 'config.coverage.host');
+  if (attestHost !== undefined && !isHostId(attestHost)) throw new ConfigError('config.coverage.host', 'must be 1–63 characters of a-z, 0-9, "." and "-" (a machine\'s name, never a person\'s)');
 
   if (!Array.isArray(root.connectors) || root.connectors.length === 0) throw new ConfigError('config.connectors', 'must be a non-empty list of connectors ({"channel": …, "account": …})');
   const connectors = root.connectors.map((entry, index) => parseConnector(entry, `config.connectors[${index}]`, base));
@@ -146,6 +157,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     log: { level: oneOf(log.level, 'config.log.level', LOG_LEVELS) ?? 'info' },
     statusEveryMs: optionalInteger(status.everyMs, 'config.status.everyMs', 100, 3_600_000) ?? 1000,
     supervision: { restartInitialMs, restartMaxMs },
+    coverage: { attestEveryMs, ...(attestHost === undefined ? {} : { host: attestHost }) },
     connectors,
     delivery: parseDeliveryConfig(root.delivery, at),
   };

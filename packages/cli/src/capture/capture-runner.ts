@@ -7,7 +7,8 @@
  * alone (a parked one is tried again). On stop, captures in flight finish, pending policy
  * counts are recorded, final checkpoints are signed and the spool is drained.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,6 +17,9 @@ import {
   type ConnectorStatus,
   ConfigError,
   Forwarder,
+  HostAttestor,
+  type NoteSigner,
+  type StreamAttestation,
   type Logger,
   Recorder,
   type KeyIndex,
@@ -96,6 +100,9 @@ export class CaptureRunner {
   #keyIndex: KeyIndex | undefined;
   #state: StateStore | undefined;
   #policyTimer: NodeJS.Timeout | undefined;
+  #attestor: HostAttestor | undefined;
+  #attestTimer: NodeJS.Timeout | undefined;
+  #attesting: Promise<void> = Promise.resolve();
   #deliveries: CaptureDeliveries | undefined;
   #deliveryArchive: Sink | undefined;
   /** The firm's key for excluded-contact HMACs (`policy.identifierKeyFile`). */
@@ -154,7 +161,14 @@ export class CaptureRunner {
             }
           : {}),
       });
-      await this.#startAll(this.#mine(config.connectors));
+      const processStart = signer && !this.#options.strict && config.coverage.attestEveryMs > 0 ? await this.#openAttestor(signer) : undefined;
+      await this.#startAll(this.#mine(config.connectors), processStart);
+      if (this.#attestor) {
+        // The first attestation says at once that this process runs; then one per interval.
+        await this.#attest();
+        this.#attestTimer = setInterval(() => void this.#attest(), config.coverage.attestEveryMs);
+        this.#attestTimer.unref();
+      }
       if (this.#options.strict) {
         const failed = [...this.#supervisors.values()].find((supervisor) => supervisor.startError !== undefined);
         if (failed) throw failed.startError;
@@ -269,8 +283,13 @@ export class CaptureRunner {
     if (this.#deliveryArchive) await attempt('delivery archive close', () => (this.#deliveryArchive as Sink).close());
     this.#deliveries = undefined;
     this.#deliveryArchive = undefined;
+    if (this.#attestTimer) clearInterval(this.#attestTimer);
+    await this.#attesting;
     // Supervisors never reject: a connector that fails to stop is logged by its supervisor.
     await Promise.all([...this.#supervisors.values()].map((supervisor) => supervisor.stop('shutdown')));
+    // The last attestation of a clean stop: every stream `stopped`, at its final head.
+    if (this.#attestor) await this.#attest();
+    this.#attestor = undefined;
     if (this.#recorder) await attempt('recorder close (final checkpoints)', () => (this.#recorder as Recorder).close());
     this.#keyIndex?.close();
     this.#keyIndex = undefined;
@@ -290,8 +309,52 @@ export class CaptureRunner {
     return entries.filter((entry) => inShard(streamOf(entry), this.#options.shard));
   }
 
+  /**
+   * Opens this host's attestation chain; returns the fields each stream's first record carries
+   * (the last attestation before this process: a reader sees the process was down since then).
+   */
+  async #openAttestor(signer: NoteSigner): Promise<Record<string, string>> {
+    const host = this.#config.coverage.host ?? defaultHostId(this.#options.shard);
+    const attestor = await HostAttestor.open({ sink: this.#forwarder?.sink ?? (this.#sink as Sink), host, signer });
+    this.#attestor = attestor;
+    const last = attestor.last;
+    this.#logger.info({ host, attestEveryMs: this.#config.coverage.attestEveryMs }, 'host attestations on');
+    return {
+      processStart: 'true',
+      attestationHost: host,
+      ...(last ? { lastAttestation: String(last.id.seq), lastAttestationHash: last.hash, ...(last.time ? { lastAttestationAt: last.time } : {}) } : {}),
+    };
+  }
+
+  /**
+   * Signs and stores one attestation for every stream this process supervises and holds the
+   * Merkle state of. Serialized; a failure is logged and the next interval tries again.
+   */
+  #attest(): Promise<void> {
+    const run = this.#attesting.then(async () => {
+      const attestor = this.#attestor;
+      const recorder = this.#recorder;
+      if (!attestor || !recorder) return;
+      const heads = new Map(recorder.merkleHeads().map((head) => [head.stream, head]));
+      const lines: StreamAttestation[] = [];
+      for (const supervisor of this.#supervisors.values()) {
+        const head = heads.get(supervisor.stream);
+        // Not held by this process (claimed elsewhere) or not yet read back: nothing to state.
+        if (!head || supervisor.state === 'claimed-elsewhere') continue;
+        lines.push({ stream: supervisor.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state: supervisor.attestedState });
+      }
+      try {
+        await attestor.attest(lines);
+      } catch (error) {
+        this.#logger.error({ host: attestor.host, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'host attestation not written; the next interval tries again');
+      }
+    });
+    this.#attesting = run;
+    return run;
+  }
+
   /** Starts a supervisor per entry, `START_CONCURRENCY` at a time; resolves when each first attempt settled. */
-  async #startAll(entries: readonly ConnectorConfig[]): Promise<void> {
+  async #startAll(entries: readonly ConnectorConfig[], processStart?: Readonly<Record<string, string>>): Promise<void> {
     const recorder = this.#recorder;
     const state = this.#state;
     if (!recorder || !state) return;
@@ -312,6 +375,7 @@ export class CaptureRunner {
         ...(this.#options.load ? { load: this.#options.load } : {}),
         ...(this.#options.env ? { env: this.#options.env } : {}),
         ...(this.#identifierKey ? { identifierKey: this.#identifierKey } : {}),
+        ...(processStart ? { processStart } : {}),
       });
       this.#supervisors.set(supervisor.stream, supervisor);
       return supervisor;
@@ -344,6 +408,16 @@ export class CaptureRunner {
       throw error;
     }
   }
+}
+
+/**
+ * The default host id: `h-` and 12 hex digits of the SHA-256 of the machine's hostname (a
+ * hostname can name a person; the hash cannot be read back, but the operator can recompute it),
+ * with `-s<k>of<n>` for a shard so that each capture process keeps its own chain.
+ */
+export function defaultHostId(shard?: Shard, name = hostname()): string {
+  const id = `h-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
+  return shard ? `${id}-s${shard.index}of${shard.count}` : id;
 }
 
 function streamOf(entry: ConnectorConfig): string {

@@ -1,6 +1,17 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type VerificationReport, type VerifiedCheckpoint, canonicalize, readVerifiedState, sha256Hex, signNote, verifiedStateOf, verifyArchive } from '@offchannel/core';
+import {
+  type VerificationReport,
+  type VerifiedAttestation,
+  type VerifiedCheckpoint,
+  canonicalize,
+  readVerifiedAttestations,
+  readVerifiedState,
+  sha256Hex,
+  signNote,
+  verifiedStateOf,
+  verifyArchive,
+} from '@offchannel/core';
 import { S3_OPTIONS, S3_USAGE, openArchiveForCommand } from '../archive-location.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
@@ -16,7 +27,9 @@ seq, unique keys, every referenced blob's SHA-256 and size, and the archive's ph
 (segment seals on disk; Object Lock state of every object in S3).
 With --key it also checks the signed checkpoints: every signature, that each signed root is
 the root of the records, consistency between successive checkpoints, equivocation, and RFC 3161
-timestamps; a stream with records but no valid checkpoint then fails.
+timestamps; a stream with records but no valid checkpoint then fails. It also checks the host
+attestations (attestations/): every signature, each host's chain (none deleted, altered or
+replaced), and that every attested stream head is the root of that stream's records.
 Reads only; needs no secrets and no access to the capture host. See docs/verification.md.
 
 Options:
@@ -31,7 +44,8 @@ Options:
                         what came after each stream's saved checkpoint and prove the newer
                         checkpoints consistent with it (needs --key)
   --save <file>         after a verification that passed, write the state to continue from
-                        (each stream's newest verified checkpoint; with --since, moved forward)
+                        (each stream's newest verified checkpoint and each host's newest
+                        attestation; with --since, moved forward)
   --quick               check blobs exist with the right size, without hashing their content
   --log-level <lvl>     diagnostics on stderr (default warn)
   -h, --help            show this help
@@ -68,7 +82,8 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
   if ((values.report === undefined) !== (values['report-key'] === undefined)) throw new UsageError('--report and --report-key go together: the report is signed with your key');
   if ((values.checkpoint?.length || values['tsa-cert']?.length) && !values.key?.length) throw new UsageError('--checkpoint and --tsa-cert need --key');
   if ((values.since !== undefined || values.save !== undefined) && !values.key?.length) throw new UsageError('--since and --save need --key: the saved state is a signed checkpoint per stream');
-  const since = values.since === undefined ? undefined : await loadVerifiedState(values.since);
+  const saved = values.since === undefined ? undefined : await loadVerifiedState(values.since);
+  const since = saved?.streams;
   const logger = createLogger(values['log-level'], io.env);
   const verifiers = values.key ? await loadVerifierKeys(values.key) : undefined;
   const tsaCertificates = values['tsa-cert'] ? await loadCertificates(values['tsa-cert']) : undefined;
@@ -94,6 +109,7 @@ export async function verifyCommand(argv: readonly string[], io: CliIo): Promise
       ...(extraCheckpoints.length > 0 ? { extraCheckpoints } : {}),
       ...(tsaCertificates ? { tsaCertificates } : {}),
       ...(since ? { since } : {}),
+      ...(saved ? { sinceAttestations: saved.attestations } : {}),
       ...(progress ? { onProgress: ({ stream, seq }) => io.stderr.write(`\r  verifying ${stream} … seq ${seq}\u001b[K`) } : {}),
     });
     if (progress) io.stderr.write('\r\u001b[K');
@@ -135,6 +151,10 @@ function humanReport(dir: string, report: VerificationReport, checkedCheckpoints
     }
   }
   if (report.streams.length === 0) lines.push('  (no streams)');
+  for (const host of report.attestations ?? []) {
+    const last = host.last ? `, latest #${host.last.seq}${host.last.time ? ` at ${host.last.time}` : ''}` : '';
+    lines.push(`  attestations of host ${host.host}: ${host.verified} verified${incremental ? ' since the saved state' : ''}${last}`);
+  }
   lines.push(`  blobs: ${report.blobsChecked} hashed (${formatBytes(report.blobBytes)})`);
   if (!checkedCheckpoints) lines.push('  checkpoints: not checked (give --key <verifier key> to check signatures and detect rewrites)');
   for (const warning of report.warnings.slice(0, 20)) lines.push(`  warning: ${warning.message} [${warning.code}]`);
@@ -151,7 +171,7 @@ function humanReport(dir: string, report: VerificationReport, checkedCheckpoints
   return `${lines.join('\n')}\n`;
 }
 
-async function loadVerifiedState(file: string): Promise<ReadonlyMap<string, VerifiedCheckpoint>> {
+async function loadVerifiedState(file: string): Promise<{ readonly streams: ReadonlyMap<string, VerifiedCheckpoint>; readonly attestations: ReadonlyMap<string, VerifiedAttestation> }> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -159,7 +179,7 @@ async function loadVerifiedState(file: string): Promise<ReadonlyMap<string, Veri
     throw new UsageError(`--since ${file} cannot be read; give the file an earlier \`offchannel verify --save\` wrote`);
   }
   try {
-    return readVerifiedState(text);
+    return { streams: readVerifiedState(text), attestations: readVerifiedAttestations(text) };
   } catch (error) {
     throw new UsageError(`--since ${file}: ${(error as Error).message}`);
   }

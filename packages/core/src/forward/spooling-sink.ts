@@ -37,6 +37,14 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void): Si
     ...sink,
     ...(spool.readSegments ? { readSegments: (stream: string) => (spool.readSegments as NonNullable<Sink['readSegments']>).call(spool, stream) } : {}),
     ...(spool.audit ? { audit: () => (spool.audit as NonNullable<Sink['audit']>).call(spool) } : {}),
+    ...(spool.putAttestation && spool.getAttestation && spool.attestationHosts && spool.attestations
+      ? {
+          putAttestation: spool.putAttestation.bind(spool),
+          getAttestation: spool.getAttestation.bind(spool),
+          attestationHosts: spool.attestationHosts.bind(spool),
+          attestations: spool.attestations.bind(spool),
+        }
+      : {}),
     ...(spool.checkpointFiles ? { checkpointFiles: (stream: string) => (spool.checkpointFiles as NonNullable<Sink['checkpointFiles']>).call(spool, stream) } : {}),
   };
 }

@@ -17,7 +17,7 @@ export const SAFE_LOG_FIELDS: ReadonlySet<string> = new Set([
   'code', 'connectors', 'forwarded', 'kind', 'method', 'on', 'policy', 'reason', 'state', 'status', 'step', 'update',
   // capture supervision and delivery (stream names, states, codes, counts; never an address)
   'accounts', 'added', 'attempt', 'backlog', 'connector', 'delivered', 'deliveries', 'event', 'inDoubt', 'noEmail', 'notDue',
-  'deliveryTarget', 'problem', 'removed', 'restarted', 'retried', 'run', 'sent', 'settings', 'shard', 'unchanged',
+  'deliveryTarget', 'host', 'problem', 'removed', 'restarted', 'retried', 'run', 'sent', 'settings', 'shard', 'unchanged',
   // how many, how long
   'bytes', 'captured', 'count', 'cursor', 'duplicates', 'errors', 'excluded', 'excluding', 'indexed', 'offlineDays',
   'pending', 'pqCount', 'recorded', 'records', 'seconds', 'skipped', 'watch',

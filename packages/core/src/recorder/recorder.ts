@@ -266,6 +266,17 @@ export class Recorder {
     if (this.checkpoints) await this.checkpoint();
   }
 
+  /**
+   * The Merkle head (size, root) of every stream this recorder has open and caught up, for host
+   * attestations. Needs `checkpoints` (the signing schedule keeps the tree); empty without.
+   */
+  merkleHeads(): { readonly stream: string; readonly size: number; readonly root: Uint8Array }[] {
+    return [...this.logs.entries()].flatMap(([stream, log]) => {
+      const head = log.checkpointer?.merkleHead;
+      return head ? [{ stream, ...head }] : [];
+    });
+  }
+
   private checkpointDue(): void {
     for (const log of this.logs.values()) {
       // Failures are logged and kept in the checkpointer's state.

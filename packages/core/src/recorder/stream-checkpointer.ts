@@ -244,6 +244,15 @@ export class StreamCheckpointer {
     };
   }
 
+  /**
+   * The Merkle head of the durable records (size and root), once caught up and unless the
+   * stream was refused; `undefined` otherwise (nothing trustworthy to attest).
+   */
+  get merkleHead(): { readonly size: number; readonly root: Uint8Array } | undefined {
+    if (!this.caughtUpDone || this.refused !== undefined) return undefined;
+    return { size: this.compact.size, root: this.compact.root() };
+  }
+
   /** Records fed so far (the next record fed must have seq `size + 1`). */
   get size(): number {
     return this.compact.size;

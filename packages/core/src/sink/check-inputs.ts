@@ -1,3 +1,4 @@
+import { type AttestationId, isAttestationDay, isHostId } from '../attest/attestation.ts';
 /**
  * Input checks every sink runs before touching storage. Sinks call these so that the
  * rules (and their error messages) are the same everywhere.
@@ -60,4 +61,12 @@ export function assertCheckpointKey(stream: string, size: number, file?: Checkpo
   assertStreamName(stream);
   if (!Number.isSafeInteger(size) || size < 1) throw new InvalidBatchError('checkpoint size must be a safe integer ≥ 1');
   if (file !== undefined && file !== 'note' && file !== 'rfc3161') throw new InvalidBatchError('checkpoint file must be "note" or "rfc3161"');
+}
+
+/** Throws {@link InvalidBatchError} unless `id` names a valid attestation (host id, `yyyy-mm-dd` day, seq ≥ 1). */
+export function assertAttestationId(id: AttestationId): void {
+  if (typeof id !== 'object' || id === null) throw new InvalidBatchError('an attestation id is {host, day, seq}');
+  if (!isHostId(id.host)) throw new InvalidBatchError('an attestation host id is 1–63 characters of a-z, 0-9, "." and "-"');
+  if (!isAttestationDay(id.day)) throw new InvalidBatchError('an attestation day is yyyy-mm-dd');
+  if (!Number.isSafeInteger(id.seq) || id.seq < 1) throw new InvalidBatchError('an attestation seq is a safe integer ≥ 1');
 }

@@ -18,6 +18,7 @@
  * that record's bytes (seq 0 and 64 zeros for an empty stream).
  */
 
+import type { AttestationId } from '../attest/attestation.ts';
 import type { TileId } from '../merkle/tiles.ts';
 
 /** Version of this contract. A sink declares it; the recorder refuses any other value. */
@@ -232,6 +233,25 @@ export interface Sink {
 
   /** A stored tile, or `undefined`. */
   getTile(stream: string, tile: TileId): Promise<Uint8Array | undefined>;
+
+  /**
+   * Optional (all four or none): host attestations, one signed note per capture host and
+   * interval (see `attest/attestation.ts`), stored as `attestations/<host>/<day>/<seq>.note`.
+   * Write-once like checkpoints: identical bytes again resolve with `{created: false}`,
+   * different bytes MUST reject with `SinkConflictError`. MUST reject an invalid id (host, day,
+   * seq; see `assertAttestationId`) with `InvalidBatchError` before touching storage. MUST be
+   * durable before it resolves.
+   */
+  putAttestation?(id: AttestationId, bytes: Uint8Array): Promise<{ readonly created: boolean }>;
+
+  /** A stored attestation note, or `undefined`. */
+  getAttestation?(id: AttestationId): Promise<Uint8Array | undefined>;
+
+  /** Host ids that have stored attestations, sorted. */
+  attestationHosts?(): Promise<readonly string[]>;
+
+  /** `host`'s stored attestations, by day then seq, limited to days in `fromDay`–`toDay` (inclusive). */
+  attestations?(host: string, range?: { readonly fromDay?: string; readonly toDay?: string }): Promise<readonly AttestationId[]>;
 
   /**
    * Optional physical self-check (segment seals, file modes, object-lock settings) beyond

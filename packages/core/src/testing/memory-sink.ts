@@ -7,7 +7,8 @@ import { BlobMismatchError, ClosedError, InvalidBatchError, ReadOnlySinkError, S
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import { assertStreamName } from '../record/stream-name.ts';
 import { type TileId, tilePath } from '../merkle/tiles.ts';
-import { assertAppendBatch, assertBlobName, assertCheckpointKey, assertTileKey } from '../sink/check-inputs.ts';
+import type { AttestationId } from '../attest/attestation.ts';
+import { assertAppendBatch, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey } from '../sink/check-inputs.ts';
 import {
   type AppendBatch,
   type BlobInfo,
@@ -25,6 +26,8 @@ export class MemoryStorage {
   readonly blobs = new Map<string, Uint8Array>();
   readonly checkpoints = new Map<string, Uint8Array>();
   readonly tiles = new Map<string, Uint8Array>();
+  /** Attestation notes by `<host>/<day>/<seq:16>`. */
+  readonly attestations = new Map<string, Uint8Array>();
 }
 
 class MemorySink implements Sink {
@@ -101,6 +104,45 @@ class MemorySink implements Sink {
     assertBlobName(sha256);
     const bytes = this.storage.blobs.get(sha256);
     return bytes ? { sha256, size: bytes.length } : undefined;
+  }
+
+  async putAttestation(id: AttestationId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    await this.writable();
+    assertAttestationId(id);
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InvalidBatchError('attestation bytes must be a non-empty Uint8Array');
+    const key = attestationKey(id);
+    const existing = this.storage.attestations.get(key);
+    if (existing) {
+      if (Buffer.from(existing).equals(bytes)) return { created: false };
+      throw new SinkConflictError(`attestations/${id.host}`, `a different attestation ${id.seq} is already stored`);
+    }
+    this.storage.attestations.set(key, Uint8Array.from(bytes));
+    return { created: true };
+  }
+
+  async getAttestation(id: AttestationId): Promise<Uint8Array | undefined> {
+    await this.ready();
+    assertAttestationId(id);
+    const bytes = this.storage.attestations.get(attestationKey(id));
+    return bytes ? Uint8Array.from(bytes) : undefined;
+  }
+
+  async attestationHosts(): Promise<readonly string[]> {
+    await this.ready();
+    return [...new Set([...this.storage.attestations.keys()].map((key) => key.slice(0, key.indexOf('/'))))].sort();
+  }
+
+  async attestations(host: string, range?: { readonly fromDay?: string; readonly toDay?: string }): Promise<readonly AttestationId[]> {
+    await this.ready();
+    assertAttestationId({ host, day: '1970-01-01', seq: 1 });
+    return [...this.storage.attestations.keys()]
+      .filter((key) => key.startsWith(`${host}/`))
+      .sort()
+      .map((key) => {
+        const [, day = '', seq = ''] = key.split('/');
+        return { host, day, seq: Number(seq) };
+      })
+      .filter((id) => (range?.fromDay === undefined || id.day >= range.fromDay) && (range?.toDay === undefined || id.day <= range.toDay));
   }
 
   async putCheckpoint(stream: string, size: number, file: CheckpointFile, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
@@ -186,4 +228,8 @@ class MemorySink implements Sink {
 /** A sink over `storage` (a fresh one by default). */
 export function createMemorySink(storage: MemoryStorage = new MemoryStorage(), options?: { readonly readOnly?: boolean }): Sink {
   return new MemorySink(storage, options?.readOnly ?? false);
+}
+
+function attestationKey(id: AttestationId): string {
+  return `${id.host}/${id.day}/${String(id.seq).padStart(16, '0')}`;
 }

@@ -441,4 +441,48 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     await assert.rejects(reader.putBlob(sha256Hex(new Uint8Array(1)), new Uint8Array(1)), isCode('SINK_READ_ONLY'));
     await assert.rejects(reader.putCheckpoint(stream, 2, 'note', encoder.encode('x')), isCode('SINK_READ_ONLY'));
   });
+
+  define('stores host attestations write-once, listed by host, day and seq (when implemented)', async (fixture) => {
+    const sink = await fixture.open();
+    const methods = [sink.putAttestation, sink.getAttestation, sink.attestationHosts, sink.attestations].filter((method) => method !== undefined).length;
+    assert.ok(methods === 0 || methods === 4, 'a sink implements all four attestation methods or none');
+    if (!sink.putAttestation || !sink.getAttestation || !sink.attestationHosts || !sink.attestations) return;
+    assert.deepEqual(await sink.attestationHosts(), []);
+    assert.deepEqual(await sink.attestations('cap-1'), []);
+    const note = (text: string): Uint8Array => encoder.encode(`${text}\n`);
+    const ids = [
+      { host: 'cap-1', day: '2026-03-02', seq: 3 },
+      { host: 'cap-1', day: '2026-03-01', seq: 1 },
+      { host: 'cap-1', day: '2026-03-01', seq: 2 },
+      { host: 'cap-2.example', day: '2026-03-01', seq: 1 },
+    ];
+    for (const id of ids) assert.deepEqual(await sink.putAttestation(id, note(`${id.host} ${id.seq}`)), { created: true });
+    assert.deepEqual(await sink.putAttestation(ids[0] as (typeof ids)[0], note('cap-1 3')), { created: false });
+    await assert.rejects(sink.putAttestation(ids[0] as (typeof ids)[0], note('cap-1 3, rewritten')), isCode('SINK_CONFLICT'));
+    const reopened = await fixture.open();
+    assert.deepEqual(await (reopened.attestationHosts?.() ?? []), ['cap-1', 'cap-2.example']);
+    assert.deepEqual(await (reopened.attestations?.('cap-1') ?? []), [ids[1], ids[2], ids[0]]);
+    assert.deepEqual(await (reopened.attestations?.('cap-1', { fromDay: '2026-03-02' }) ?? []), [ids[0]]);
+    assert.deepEqual(await (reopened.attestations?.('cap-1', { toDay: '2026-03-01' }) ?? []), [ids[1], ids[2]]);
+    assert.ok(Buffer.from((await reopened.getAttestation?.(ids[0] as (typeof ids)[0])) ?? []).equals(note('cap-1 3')));
+    assert.equal(await reopened.getAttestation?.({ host: 'cap-1', day: '2026-03-01', seq: 9 }), undefined);
+    const hostile = [
+      { host: '../cap', day: '2026-03-01', seq: 1 },
+      { host: 'cap/1', day: '2026-03-01', seq: 1 },
+      { host: '', day: '2026-03-01', seq: 1 },
+      { host: 'Cap', day: '2026-03-01', seq: 1 },
+      { host: 'cap', day: '../../streams', seq: 1 },
+      { host: 'cap', day: '2026-02-30', seq: 1 },
+      { host: 'cap', day: '2026-03-01', seq: 0 },
+      { host: 'cap', day: '2026-03-01', seq: 1.5 },
+    ];
+    for (const id of hostile) {
+      await assert.rejects(sink.putAttestation(id, note('x')), isCode('INVALID_BATCH'), JSON.stringify(id));
+      await assert.rejects(sink.getAttestation(id), isCode('INVALID_BATCH'), JSON.stringify(id));
+    }
+    await assert.rejects(sink.attestations('../cap'), isCode('INVALID_BATCH'));
+    await assert.rejects(sink.putAttestation({ host: 'cap', day: '2026-03-01', seq: 1 }, new Uint8Array(0)), isCode('INVALID_BATCH'));
+    const reader = await fixture.openReadOnly();
+    await assert.rejects(reader.putAttestation?.({ host: 'cap-3', day: '2026-03-01', seq: 1 }, note('x')) ?? Promise.reject(new Error('missing')), isCode('SINK_READ_ONLY'));
+  });
 }

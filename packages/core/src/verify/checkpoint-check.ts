@@ -32,6 +32,7 @@ import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote } from '../note/signed-note.ts';
 import type { Sink } from '../sink/sink.ts';
 import { verifyTimestampToken } from '../timestamp/rfc3161.ts';
+import type { AttestedHead } from './attestation-check.ts';
 import type { VerificationFailure } from './verify-archive.ts';
 
 /** A checkpoint that verified, as reported. */
@@ -66,6 +67,8 @@ export interface CheckpointCheckOptions {
    * later ones must be provably consistent with it), and the tree can resume from its tiles.
    */
   readonly since?: VerifiedCheckpoint;
+  /** Heads of this stream that host attestations signed (see `attestation-check.ts`), ascending by size. */
+  readonly attested?: readonly AttestedHead[];
 }
 
 /** A checkpoint verified by an earlier audit (see `verified-state.ts`). */
@@ -87,6 +90,9 @@ export class CheckpointCheck {
   /** Every full tile the records make: its id and the SHA-256 of its bytes (not the bytes: a stream can be huge). */
   private readonly fullTiles: { readonly id: TileId; readonly digest: string }[] = [];
   private next = 0;
+  /** Attested heads still to compare, ascending by size. */
+  private attested: AttestedHead[] = [];
+  private nextAttested = 0;
   private unstamped: number[] = [];
 
   private constructor(stream: string, sink: Sink) {
@@ -97,6 +103,7 @@ export class CheckpointCheck {
   static async load(stream: string, sink: Sink, options: CheckpointCheckOptions): Promise<CheckpointCheck> {
     const check = new CheckpointCheck(stream, sink);
     const { since } = options;
+    check.attested = (options.attested ?? []).filter((head) => head.size > 0).sort((a, b) => a.size - b.size);
     if (since) check.verified.push({ size: since.size, root: since.root, signedBy: 'an earlier audit', source: 'given' });
     for (const size of await sink.checkpoints(stream)) {
       // An incremental run does not re-read what the earlier audit checked.
@@ -144,7 +151,32 @@ export class CheckpointCheck {
     this.compact = restored.compact;
     this.tiles = restored.tiles;
     while ((this.targets[this.next]?.size ?? Number.POSITIVE_INFINITY) <= since.size) this.next++;
+    this.skipAttestedBelow(since);
     return restored;
+  }
+
+  /**
+   * Attested heads at or below the size an incremental run resumes from: one at that size is
+   * compared with its root; smaller ones cannot be recomputed without reading the records again
+   * and are reported as unchecked (an attestation made after the earlier audit should not
+   * state a head older than a checkpoint that audit already saw).
+   */
+  private skipAttestedBelow(since: VerifiedCheckpoint): void {
+    const skipped: AttestedHead[] = [];
+    while ((this.attested[this.nextAttested]?.size ?? Number.POSITIVE_INFINITY) <= since.size) {
+      const head = this.attested[this.nextAttested++] as AttestedHead;
+      if (head.size === since.size) this.compareAttested(head, since.root, since.size);
+      else if (head.size > 0) skipped.push(head);
+    }
+    if (skipped.length > 0) {
+      this.warnings.push({ stream: this.stream, seq: skipped[0]?.size as number, code: 'ATTESTATION_UNCHECKED', message: `stream ${this.stream}: ${skipped.length} attested head${skipped.length === 1 ? '' : 's'} (first at size ${skipped[0]?.size ?? 0}, in attestation ${skipped[0]?.by ?? ''}) lie before the checkpoint the earlier audit verified and were not recomputed; verify without --since to check them` });
+    }
+  }
+
+  private compareAttested(head: AttestedHead, root: Uint8Array, seq: number): void {
+    if (!sameHash(root, head.root)) {
+      this.fail('ATTESTATION_ROOT_MISMATCH', seq, `records 1–${head.size} do not hash to the root attested at that size in attestation ${head.by}: the stream was rewritten, or the attestation altered, after it was signed`, true);
+    }
   }
 
   /** One verified record, in order. */
@@ -156,6 +188,10 @@ export class CheckpointCheck {
   feedLeaf(leaf: Uint8Array, seq: number): void {
     this.compact.append(leaf);
     for (const tile of this.tiles.append(leaf)) this.fullTiles.push({ id: { level: tile.level, index: tile.index, width: tile.width }, digest: sha256Hex(tile.bytes) });
+    if (this.attested[this.nextAttested]?.size === this.compact.size) {
+      const root = this.compact.root();
+      while (this.attested[this.nextAttested]?.size === this.compact.size) this.compareAttested(this.attested[this.nextAttested++] as AttestedHead, root, seq);
+    }
     const target = this.targets[this.next];
     if (target?.size !== this.compact.size) return;
     this.next++;
@@ -174,6 +210,10 @@ export class CheckpointCheck {
       const beyond = sizes.filter((size) => size > records);
       if (beyond.length > 0) {
         this.fail('CHECKPOINT_BEYOND_STREAM', records + 1, `a checkpoint was signed at size ${beyond.at(-1) ?? 0} but the stream has only ${records} records: records were removed after they were signed`, true);
+      }
+      const attestedBeyond = this.attested.filter((head) => head.size > records).at(-1);
+      if (attestedBeyond) {
+        this.fail('ATTESTATION_BEYOND_STREAM', records + 1, `attestation ${attestedBeyond.by} states ${attestedBeyond.size} records but the stream has only ${records}: records were removed after they were attested`, true);
       }
       const covered = sizes.filter((size) => size <= records).at(-1) ?? 0;
       if (records > 0 && this.verified.length === 0) {

@@ -9,10 +9,16 @@
  * Format (JSON, `format` first):
  *   { "format": "offchannel-verified-state/1",
  *     "verifiedAt": "<ISO 8601, when it was written>",
- *     "streams": { "<stream>": { "size": <records>, "root": "<64 hex>" }, … } }
+ *     "streams": { "<stream>": { "size": <records>, "root": "<64 hex>" }, … },
+ *     "attestations": { "<host>": { "seq": <n>, "hash": "<64 hex>" }, … } }
+ *
+ * `attestations` (optional; absent in files of earlier versions): per capture host, the newest
+ * host attestation verified, so the next audit reads only later ones.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { isStreamName } from '../record/stream-name.ts';
+import { isHostId } from '../attest/attestation.ts';
+import type { VerifiedAttestation } from './attestation-check.ts';
 import type { VerifiedCheckpoint } from './checkpoint-check.ts';
 import type { VerificationReport } from './verify-archive.ts';
 
@@ -47,6 +53,23 @@ export function readVerifiedState(text: string): Map<string, VerifiedCheckpoint>
   return state;
 }
 
+/** The host attestations part of a saved state (empty for files without one). Throws {@link VerifiedStateError}. */
+export function readVerifiedAttestations(text: string): Map<string, VerifiedAttestation> {
+  readVerifiedState(text);
+  const { attestations } = JSON.parse(text) as { attestations?: unknown };
+  const state = new Map<string, VerifiedAttestation>();
+  if (attestations === undefined) return state;
+  if (typeof attestations !== 'object' || attestations === null || Array.isArray(attestations)) throw new VerifiedStateError('has an "attestations" entry that is not an object');
+  for (const [host, entry] of Object.entries(attestations as Record<string, unknown>)) {
+    const { seq, hash } = (entry ?? {}) as { seq?: unknown; hash?: unknown };
+    if (!isHostId(host)) throw new VerifiedStateError(`names an invalid attestation host (${JSON.stringify(String(host).slice(0, 80))})`);
+    if (!Number.isSafeInteger(seq) || (seq as number) < 1) throw new VerifiedStateError(`has no valid seq for attestation host ${host}`);
+    if (typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) throw new VerifiedStateError(`has no valid hash for attestation host ${host}`);
+    state.set(host, { seq: seq as number, hash });
+  }
+  return state;
+}
+
 /**
  * The state to save after `report` passed: for each stream, its newest checkpoint that verified
  * against the records (signed by a given key, or the earlier audit's own). Streams that were
@@ -61,5 +84,8 @@ export function verifiedStateOf(report: VerificationReport, at: Date, previous?:
     if (newest) streams[summary.stream] = { size: newest.size, root: newest.root };
   }
   const sorted = Object.fromEntries(Object.entries(streams).sort(([a], [b]) => (a < b ? -1 : 1)));
-  return `${JSON.stringify({ format: VERIFIED_STATE_FORMAT, verifiedAt: at.toISOString(), streams: sorted }, null, 2)}\n`;
+  const attestations: Record<string, VerifiedAttestation> = {};
+  for (const host of report.attestations ?? []) if (host.last) attestations[host.host] = { seq: host.last.seq, hash: host.last.hash };
+  const hosts = Object.keys(attestations).length > 0 ? { attestations: Object.fromEntries(Object.entries(attestations).sort(([a], [b]) => (a < b ? -1 : 1))) } : {};
+  return `${JSON.stringify({ format: VERIFIED_STATE_FORMAT, verifiedAt: at.toISOString(), streams: sorted, ...hosts }, null, 2)}\n`;
 }

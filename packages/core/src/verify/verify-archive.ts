@@ -19,6 +19,7 @@ import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import { availableParallelism } from 'node:os';
 import { blobRefs } from './blob-refs.ts';
+import { type AttestationSummary, type AttestedHead, type VerifiedAttestation, checkAttestations } from './attestation-check.ts';
 import { CheckpointCheck, type CheckpointSummary, type VerifiedCheckpoint } from './checkpoint-check.ts';
 import { KeyFingerprints } from './key-fingerprints.ts';
 import { VerifyPool, verifyStreamParallel } from './parallel-verify.ts';
@@ -68,6 +69,8 @@ export interface VerificationReport {
   readonly failures: readonly VerificationFailure[];
   /** Findings that do not fail verification (records not yet checkpointed, untrusted TSA…). */
   readonly warnings: readonly VerificationFailure[];
+  /** Host attestation chains checked, per host (only when verifier keys were given and the sink stores attestations). */
+  readonly attestations?: readonly AttestationSummary[];
 }
 
 export interface VerifyOptions {
@@ -101,6 +104,12 @@ export interface VerifyOptions {
    * consistent with it (RFC 9162). Anything that contradicts it fails as critical.
    */
   readonly since?: ReadonlyMap<string, VerifiedCheckpoint>;
+  /**
+   * Incremental verification of host attestations: per host, the newest attestation an earlier
+   * audit verified (see `readVerifiedAttestations`). Only later ones are read; the first must
+   * name its hash, and it must still be stored unchanged.
+   */
+  readonly sinceAttestations?: ReadonlyMap<string, VerifiedAttestation>;
 }
 
 type BlobState = { readonly ok: true; readonly size: number } | { readonly ok: false; readonly code: string; readonly detail: string };
@@ -112,6 +121,8 @@ interface Context {
   readonly checkBlob: (sha256: string) => Promise<BlobState>;
   /** The worker pool, started on first use (undefined when parallel verification is off or unavailable). */
   readonly pool: () => VerifyPool | undefined;
+  /** Stream heads signed by host attestations (verifier keys given). */
+  readonly attested: ReadonlyMap<string, readonly AttestedHead[]>;
 }
 
 /** Verifies every stream (or `options.streams`) and the sink's audit. Never throws for damaged data. */
@@ -151,6 +162,17 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
     blobs.set(sha256, state);
     return state;
   };
+  let attested: ReadonlyMap<string, readonly AttestedHead[]> = new Map();
+  let attestations: readonly AttestationSummary[] | undefined;
+  if (options.verifiers && sink.attestationHosts) {
+    try {
+      const result = await checkAttestations(sink, options.verifiers, report, options.sinceAttestations);
+      attested = result.heads;
+      attestations = result.hosts;
+    } catch (error) {
+      report({ code: 'UNREADABLE', message: `the host attestations cannot be read: ${describeError(error)}` });
+    }
+  }
   let pool: VerifyPool | undefined;
   let poolTried = false;
   const workers = options.workers ?? availableParallelism();
@@ -159,6 +181,7 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
     report,
     warn,
     checkBlob,
+    attested,
     pool: () => {
       if (!poolTried && workers > 1) pool = VerifyPool.create(workers);
       poolTried = true;
@@ -190,9 +213,17 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
   } finally {
     await pool?.close();
   }
+  const selected = options.streams && new Set(options.streams);
+  const verified = new Set(streams);
+  for (const [stream, heads] of attested) {
+    if ((selected && !selected.has(stream)) || verified.has(stream)) continue;
+    const largest = heads.at(-1);
+    if (largest && largest.size > 0) {
+      report({ stream, seq: 1, code: 'ATTESTED_STREAM_MISSING', severity: 'critical', message: `stream ${stream}: attestation ${largest.by} states ${largest.size} records, but the archive holds none of this stream: its records were removed` });
+    }
+  }
   if (sink.audit) {
     // With selected streams, only findings about them (or about the whole archive) count.
-    const selected = options.streams && new Set(options.streams);
     try {
       const auditOptions = {
         ...(options.streams ? { streams: options.streams } : {}),
@@ -207,13 +238,15 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
       report({ code: 'UNREADABLE', message: `the archive's physical audit could not finish: ${describeError(error)}` });
     }
   }
-  return { ok: failures.length === 0, streams: summaries, failures, warnings, ...totals };
+  return { ok: failures.length === 0, streams: summaries, failures, warnings, ...totals, ...(attestations ? { attestations } : {}) };
 }
 
-async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOptions): Promise<CheckpointCheck | undefined> {
+async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOptions, attested: ReadonlyMap<string, readonly AttestedHead[]>): Promise<CheckpointCheck | undefined> {
   if (!options.verifiers) return undefined;
   const since = options.since?.get(stream);
+  const heads = attested.get(stream);
   return CheckpointCheck.load(stream, sink, {
+    ...(heads ? { attested: heads } : {}),
     verifiers: options.verifiers,
     ...(since ? { since } : {}),
     ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}),
@@ -238,7 +271,7 @@ async function checkRecordBlob(stream: string, seq: number, field: string, ref: 
 async function verifyStream(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
   const { options } = context;
   if (sink.readSegments && (options.workers ?? 2) > 1 && !options.since?.has(stream)) {
-    const checkpoints = await loadCheckpoints(sink, stream, options);
+    const checkpoints = await loadCheckpoints(sink, stream, options, context.attested);
     const outcome = await verifyStreamParallel(sink, stream, context.pool, checkpoints, (seq) => options.onProgress?.({ stream, seq }));
     if (outcome) {
       let ok = true;
@@ -269,7 +302,7 @@ async function finishStream(stream: string, records: number, head: StreamHead, o
 
 async function verifyStreamSequential(sink: Sink, stream: string, context: Context): Promise<StreamSummary> {
   const { report, options } = context;
-  const checkpoints = await loadCheckpoints(sink, stream, options);
+  const checkpoints = await loadCheckpoints(sink, stream, options, context.attested);
   const keys = new KeyFingerprints();
   let head: StreamHead = { seq: 0, hash: ZERO_HASH };
   let records = 0;

@@ -10,12 +10,13 @@
  *   blobs/sha256/<sha256>                            content-addressed blob
  *   checkpoints/<stream>/<size:16>.note|.rfc3161     signed checkpoints and their timestamps
  *   tiles/<stream>/<L>/<N>[.p/<W>]                   Merkle tiles (c2sp.org/tlog-tiles paths)
+ *   attestations/<host>/<yyyy-mm-dd>/<seq:16>.note   host attestations (signed notes)
  *   quarantine/<stream>/…                            torn tails moved aside at recovery (never acknowledged)
  *   locks/, tmp/                                     writer locks and staging; not archive content
  * ```
  */
 import path from 'node:path';
-import { type CheckpointFile, type TileId, tilePath } from '@offchannel/core';
+import { type AttestationId, type CheckpointFile, type TileId, tilePath } from '@offchannel/core';
 
 export const ARCHIVE_MARKER = 'offchannel-archive.json';
 export const ARCHIVE_FORMAT = { format: 'offchannel-archive', version: 1 } as const;
@@ -26,6 +27,8 @@ export const SEQ_DIGITS = 16;
 const SEGMENT = /^(\d{16})\.jsonl$/;
 const SEAL = /^(\d{16})\.seal\.json$/;
 const CHECKPOINT = /^(\d{16})\.(note|rfc3161)$/;
+/** An attestation file name: its seq. */
+export const ATTESTATION_FILE = /^(\d{16})\.note$/;
 
 export function padSeq(seq: number): string {
   return String(seq).padStart(SEQ_DIGITS, '0');
@@ -105,6 +108,12 @@ export class ArchiveLayout {
   }
   tile(stream: string, tile: TileId): string {
     return path.join(this.tilesDir(stream), ...tilePath(tile).split('/'));
+  }
+  get attestationsDir(): string {
+    return path.join(this.root, 'attestations');
+  }
+  attestation(id: AttestationId): string {
+    return path.join(this.attestationsDir, id.host, id.day, `${padSeq(id.seq)}.note`);
   }
   lock(stream: string): string {
     return path.join(this.locksDir, `${stream}.lock`);

@@ -16,7 +16,7 @@ import { ARCHIVE_MARKER, type ArchiveLayout, parseCheckpointFileName, parseSealF
 import { isNotFound, openRegularFile, readRegularFile } from './fs-utils.ts';
 import { listSegments, parseSeal, splitLines } from './segments.ts';
 
-const TOP_LEVEL = new Set([ARCHIVE_MARKER, 'streams', 'blobs', 'checkpoints', 'tiles', 'quarantine', 'locks', 'tmp']);
+const TOP_LEVEL = new Set(['attestations', ARCHIVE_MARKER, 'streams', 'blobs', 'checkpoints', 'tiles', 'quarantine', 'locks', 'tmp']);
 
 /**
  * Audits the whole archive, or with `streams` only those streams' files. With `since` (stream →

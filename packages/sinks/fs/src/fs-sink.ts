@@ -12,6 +12,7 @@ import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
+  type AttestationId,
   type AuditFinding,
   BlobMismatchError,
   type BlobInfo,
@@ -31,17 +32,20 @@ import {
   type TileId,
   ZERO_HASH,
   assertAppendBatch,
+  assertAttestationId,
   assertBlobName,
   assertCheckpointKey,
   assertStreamName,
   assertTileKey,
+  isAttestationDay,
+  isHostId,
   isStreamName,
   noopLogger,
   redactingLogger,
   sha256Hex,
   tilePath,
 } from '@offchannel/core';
-import { ARCHIVE_FORMAT, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
+import { ARCHIVE_FORMAT, ATTESTATION_FILE, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
 import { auditArchive } from './fs-audit.ts';
 import { createReadOnlyFile, ensureDirectory, isNotFound, openRegularFile, readIfExists, readRegularFile, syncDirectory, syncFile } from './fs-utils.ts';
 import { IoLimit } from './io-limit.ts';
@@ -439,6 +443,56 @@ export class FsSink implements Sink {
   audit(options?: { readonly streams?: readonly string[]; readonly since?: ReadonlyMap<string, number> }): AsyncIterable<AuditFinding> {
     this.assertOpen();
     return auditArchive(this.layout, options?.streams, options?.since);
+  }
+
+  async putAttestation(id: AttestationId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    this.assertWritable();
+    assertAttestationId(id);
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InvalidBatchError('attestation bytes must be a non-empty Uint8Array');
+    await this.assertAttestationDirsNotLinked(id.host);
+    const stored = await this.writeOnce(this.layout.attestation(id), bytes);
+    if (stored) return stored;
+    throw new SinkConflictError(`attestations/${id.host}`, `a different attestation ${id.seq} is already stored`);
+  }
+
+  async getAttestation(id: AttestationId): Promise<Uint8Array | undefined> {
+    this.assertOpen();
+    assertAttestationId(id);
+    await this.assertAttestationDirsNotLinked(id.host);
+    const target = this.layout.attestation(id);
+    const bytes = await readIfExists(target, this.layout.name(target));
+    return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
+  }
+
+  async attestationHosts(): Promise<readonly string[]> {
+    this.assertOpen();
+    await assertNotLinked(this.layout.attestationsDir, 'attestations');
+    return (await listDirectories(this.layout.attestationsDir)).filter((name) => isHostId(name)).sort();
+  }
+
+  async attestations(host: string, range?: { readonly fromDay?: string; readonly toDay?: string }): Promise<readonly AttestationId[]> {
+    this.assertOpen();
+    assertAttestationId({ host, day: '1970-01-01', seq: 1 });
+    await this.assertAttestationDirsNotLinked(host);
+    const hostDir = path.join(this.layout.attestationsDir, host);
+    const days = (await listDirectories(hostDir))
+      .filter((day) => isAttestationDay(day) && (range?.fromDay === undefined || day >= range.fromDay) && (range?.toDay === undefined || day <= range.toDay))
+      .sort();
+    const ids: AttestationId[] = [];
+    for (const day of days) {
+      await assertNotLinked(path.join(hostDir, day), `attestations/${host}/${day}`);
+      const names = (await readdir(path.join(hostDir, day))).sort();
+      for (const name of names) {
+        const match = ATTESTATION_FILE.exec(name);
+        if (match) ids.push({ host, day, seq: Number(match[1]) });
+      }
+    }
+    return ids;
+  }
+
+  private async assertAttestationDirsNotLinked(host: string): Promise<void> {
+    await assertNotLinked(this.layout.attestationsDir, 'attestations');
+    await assertNotLinked(path.join(this.layout.attestationsDir, host), `attestations/${host}`);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import { NoteError } from '../errors/note-errors.ts';
+import { SinkConflictError } from '../errors/sink-errors.ts';
+import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import { leafHash } from '../merkle/merkle-hash.ts';
+import { CompactRange } from '../merkle/merkle-proofs.ts';
+import { generateEd25519NoteKey } from '../note/ed25519-key.ts';
+import { signNote } from '../note/signed-note.ts';
+import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
+import { type AttestationId, type StreamAttestation, formatAttestation, parseAttestation } from './attestation.ts';
+import { HostAttestor } from './host-attestor.ts';
+import { readAttestations } from './read-attestations.ts';
+
+const T0 = Date.parse('2026-03-01T23:50:00Z');
+
+function rootOf(count: number): string {
+  const range = new CompactRange();
+  for (let index = 0; index < count; index++) range.append(leafHash(new TextEncoder().encode(`record ${index}`)));
+  return Buffer.from(range.root()).toString('base64');
+}
+
+const lines: StreamAttestation[] = [
+  { stream: 'whatsapp:alice', size: 3, root: rootOf(3), state: 'connected', lastEventAt: '2026-03-01T23:49:10Z' },
+  { stream: 'signal:bob', size: 0, root: rootOf(0), state: 'logged-out' },
+];
+
+function code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof NoteError) return error.code;
+    throw error;
+  }
+  return undefined;
+}
+
+describe('attestation format', () => {
+  it('formats one line per stream, sorted, and parses back', () => {
+    const text = formatAttestation('archive.example', { host: 'cap-1', time: new Date(T0).toISOString(), seq: 1, prev: ZERO_HASH, streams: lines });
+    expect(text).toBe(
+      [
+        'archive.example/attestations/cap-1',
+        'seq 1',
+        `time ${T0 / 1000}`,
+        `prev ${ZERO_HASH}`,
+        `signal:bob 0 ${rootOf(0)} logged-out`,
+        `whatsapp:alice 3 ${rootOf(3)} connected ${Date.parse('2026-03-01T23:49:10Z') / 1000}`,
+        '',
+      ].join('\n'),
+    );
+    const { keyName, attestation } = parseAttestation(text);
+    expect(keyName).toBe('archive.example');
+    expect(attestation).toEqual({ host: 'cap-1', time: '2026-03-01T23:50:00Z', seq: 1, prev: ZERO_HASH, streams: [lines[1], lines[0]] });
+  });
+
+  it('refuses hostile or malformed text with NOTE_MALFORMED', () => {
+    const good = formatAttestation('k', { host: 'h', time: new Date(T0).toISOString(), seq: 2, prev: 'a'.repeat(64), streams: lines });
+    const variants = [
+      good.replace('k/attestations/h', 'k/attestations/../h'),
+      good.replace('k/attestations/h', 'k/attestations/H'),
+      good.replace('seq 2', 'seq 02'),
+      good.replace('seq 2', 'seq 1'), // seq 1 must have a zero prev
+      good.replace(/time \d+/, 'time -5'),
+      good.replace(/prev a+/, 'prev xyz'),
+      good.replace('signal:bob 0', 'signal:bob -1'),
+      good.replace('signal:bob', '../etc:passwd'),
+      good.replace('logged-out', 'Logged Out'),
+      `${good}signal:bob 0 ${rootOf(0)} connected\n`, // unsorted / twice
+      good.replace(rootOf(3), 'AAAA'),
+      good.slice(0, -1),
+    ];
+    for (const text of variants) expect(code(() => parseAttestation(text)), text).toBe('NOTE_MALFORMED');
+    expect(code(() => formatAttestation('k', { host: 'h/../x', time: new Date(T0).toISOString(), seq: 1, prev: ZERO_HASH, streams: [] }))).toBe('NOTE_MALFORMED');
+    expect(code(() => formatAttestation('k', { host: 'h', time: new Date(T0).toISOString(), seq: 1, prev: ZERO_HASH, streams: [lines[0] as StreamAttestation, lines[0] as StreamAttestation] }))).toBe('NOTE_MALFORMED');
+  });
+});
+
+describe('HostAttestor and readAttestations', () => {
+  it('chains attestations per host across days and restarts, and reads them back verified', async () => {
+    const key = generateEd25519NoteKey('archive.example');
+    const storage = new MemoryStorage();
+    let now = T0;
+    const clock = (): Date => new Date(now);
+    const first = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock });
+    await first.attest(lines);
+    now += 300_000;
+    await first.attest(lines);
+    // A restarted process continues the chain.
+    const second = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock });
+    expect(second.last?.id).toEqual({ host: 'cap-1', day: '2026-03-01', seq: 2 });
+    now += 300_000; // 00:00 UTC: the next day's directory
+    await second.attest([]);
+    const read = [];
+    for await (const attestation of readAttestations(createMemorySink(storage), { verifier: key.verifier })) read.push(attestation);
+    expect(read.map((entry) => [entry.id.day, entry.seq, entry.time])).toEqual([
+      ['2026-03-01', 1, '2026-03-01T23:50:00Z'],
+      ['2026-03-01', 2, '2026-03-01T23:55:00Z'],
+      ['2026-03-02', 3, '2026-03-02T00:00:00Z'],
+    ]);
+    expect(read[1]?.prev).toBe(read[0]?.hash);
+    expect(read[2]?.prev).toBe(read[1]?.hash);
+    expect(read[0]?.streams.map((line) => line.stream)).toEqual(['signal:bob', 'whatsapp:alice']);
+    // The period limits what is read.
+    const later = [];
+    for await (const attestation of readAttestations(createMemorySink(storage), { from: new Date(T0 + 1000), to: new Date(T0 + 300_000) })) later.push(attestation.seq);
+    expect(later).toEqual([2]);
+  });
+
+  it('skips and reports notes forged with another key, altered, or misfiled', async () => {
+    const key = generateEd25519NoteKey('archive.example');
+    const other = generateEd25519NoteKey('archive.example');
+    const storage = new MemoryStorage();
+    const sink = createMemorySink(storage);
+    const attestor = await HostAttestor.open({ sink, host: 'cap-1', signer: key, clock: () => new Date(T0) });
+    await attestor.attest(lines);
+    const forged = signNote(formatAttestation('archive.example', { host: 'cap-1', time: new Date(T0).toISOString(), seq: 2, prev: attestor.last?.hash ?? '', streams: [] }), [other]);
+    await sink.putAttestation?.({ host: 'cap-1', day: '2026-03-01', seq: 2 }, new TextEncoder().encode(forged));
+    const genuine = storage.attestations.get('cap-1/2026-03-01/0000000000000001') as Uint8Array;
+    const altered = new TextEncoder().encode(new TextDecoder().decode(genuine).replace('connected', 'restarting'));
+    await sink.putAttestation?.({ host: 'cap-1', day: '2026-03-01', seq: 3 }, altered);
+    await sink.putAttestation?.({ host: 'cap-2', day: '2026-03-01', seq: 1 }, genuine);
+    const invalid: [AttestationId, string][] = [];
+    const read = [];
+    for await (const attestation of readAttestations(sink, { verifier: key.verifier, onInvalid: (id, error) => invalid.push([id, error.code]) })) read.push(attestation.seq);
+    expect(read).toEqual([1]);
+    expect(invalid).toEqual([
+      [{ host: 'cap-1', day: '2026-03-01', seq: 2 }, 'NOTE_UNVERIFIED'],
+      [{ host: 'cap-1', day: '2026-03-01', seq: 3 }, 'NOTE_BAD_SIGNATURE'],
+      [{ host: 'cap-2', day: '2026-03-01', seq: 1 }, 'NOTE_MISFILED'],
+    ]);
+    expect(sha256Hex(genuine)).toBe(attestor.last?.hash);
+  });
+
+  it('reports a second writer under the same host id as a conflict and continues after it', async () => {
+    const key = generateEd25519NoteKey('archive.example');
+    const storage = new MemoryStorage();
+    const a = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(T0) });
+    const b = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(T0 + 1000) });
+    await a.attest(lines);
+    await expect(b.attest(lines)).rejects.toBeInstanceOf(SinkConflictError);
+    expect((await b.attest(lines)).id.seq).toBe(2);
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * Writes one host's attestation chain: each call signs one note for all the host's streams
+ * and stores it write-once as the next seq, naming the SHA-256 of the previous note. On open it
+ * continues the chain already in the sink (the newest stored attestation of this host), so a
+ * restarted process carries on where the last one stopped.
+ */
+import { SinkConflictError, SinkUnsuitableError } from '../errors/sink-errors.ts';
+import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import type { NoteSigner } from '../note/ed25519-key.ts';
+import { NoteError } from '../errors/note-errors.ts';
+import { parseNote, signNote } from '../note/signed-note.ts';
+import type { Sink } from '../sink/sink.ts';
+import { type AttestationId, type StreamAttestation, attestationDay, formatAttestation, isHostId, parseAttestation } from './attestation.ts';
+
+/** The newest attestation of a host chain. */
+export interface AttestationLink {
+  readonly id: AttestationId;
+  /** SHA-256 (hex) of its note file. */
+  readonly hash: string;
+  /** When it was made, ISO 8601 UTC (absent when the stored note cannot be parsed). */
+  readonly time?: string;
+}
+
+export interface HostAttestorOptions {
+  readonly sink: Sink;
+  /** The host id (`coverage.host`): `a-z 0-9 . -`, never a person's identifier. */
+  readonly host: string;
+  /** The archive's checkpoint signing key. */
+  readonly signer: NoteSigner;
+  /** Default: the system clock. */
+  readonly clock?: () => Date;
+}
+
+type AttestationSink = Sink & Required<Pick<Sink, 'putAttestation' | 'getAttestation' | 'attestations'>>;
+
+export class HostAttestor {
+  readonly host: string;
+  readonly #sink: AttestationSink;
+  readonly #signer: NoteSigner;
+  readonly #clock: () => Date;
+  #last: AttestationLink | undefined;
+
+  private constructor(options: HostAttestorOptions, sink: AttestationSink) {
+    this.host = options.host;
+    this.#sink = sink;
+    this.#signer = options.signer;
+    this.#clock = options.clock ?? (() => new Date());
+  }
+
+  /** Opens the chain of `host`. Throws `SinkUnsuitableError` when the sink cannot store attestations. */
+  static async open(options: HostAttestorOptions): Promise<HostAttestor> {
+    const { sink } = options;
+    if (!isHostId(options.host)) throw new SinkUnsuitableError(`"${options.host}" is not a host id: use 1–63 characters of a-z, 0-9, "." and "-" (config coverage.host)`);
+    if (!sink.putAttestation || !sink.getAttestation || !sink.attestations) {
+      throw new SinkUnsuitableError(`the ${sink.kind} sink does not store host attestations; use an archive directory (or its spool)`);
+    }
+    const attestor = new HostAttestor(options, sink as AttestationSink);
+    await attestor.#reload();
+    return attestor;
+  }
+
+  /** The newest attestation of the chain, or `undefined` before the first. */
+  get last(): AttestationLink | undefined {
+    return this.#last;
+  }
+
+  /**
+   * Signs and stores the next attestation over `streams`. Resolves when it is durable. On a
+   * conflict (another process wrote the same seq under this host id) the chain is re-read and
+   * the error rethrown: the next call continues after the other writer's attestation.
+   */
+  async attest(streams: readonly StreamAttestation[]): Promise<AttestationLink> {
+    const time = new Date(Math.floor(this.#clock().getTime() / 1000) * 1000);
+    const seq = (this.#last?.id.seq ?? 0) + 1;
+    const text = formatAttestation(this.#signer.name, { host: this.host, time: time.toISOString(), seq, prev: this.#last?.hash ?? ZERO_HASH, streams });
+    const bytes = new TextEncoder().encode(signNote(text, [this.#signer]));
+    const id: AttestationId = { host: this.host, day: attestationDay(time), seq };
+    try {
+      await this.#sink.putAttestation(id, bytes);
+    } catch (error) {
+      if (error instanceof SinkConflictError) await this.#reload();
+      throw error;
+    }
+    this.#last = { id, hash: sha256Hex(bytes), time: time.toISOString().replace('.000Z', 'Z') };
+    return this.#last;
+  }
+
+  async #reload(): Promise<void> {
+    const id = (await this.#sink.attestations(this.host)).reduce<AttestationId | undefined>((newest, candidate) => (newest === undefined || candidate.seq > newest.seq ? candidate : newest), undefined);
+    const bytes = id && (await this.#sink.getAttestation(id));
+    this.#last = id && bytes ? { id, hash: sha256Hex(bytes), ...timeOf(bytes) } : undefined;
+  }
+}
+
+/** The time a stored note states (not verified: it is only echoed in the next run's first records). */
+function timeOf(bytes: Uint8Array): { time?: string } {
+  try {
+    return { time: parseAttestation(parseNote(bytes).text).attestation.time };
+  } catch (error) {
+    if (error instanceof NoteError) return {};
+    throw error;
+  }
+}
