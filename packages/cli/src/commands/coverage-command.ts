@@ -1,7 +1,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type NoteVerifier, type Sink, verifyArchive } from '@offchannel/core';
+import { type NoteVerifier, type Sink, readAttestations, verifyArchive } from '@offchannel/core';
 import { S3_OPTIONS, S3_USAGE, openArchiveForCommand } from '../archive-location.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { type AttestationEvidence, type CoverageReport, collectCoverage } from '../coverage-report/collect-coverage.ts';
@@ -121,7 +121,18 @@ async function verifiedSeqs(sink: Sink, verifiers: readonly NoteVerifier[], stre
   return through;
 }
 
-/** Host attestations over the period (none in archives written before they existed). */
-function attestationsOf(_sink: Sink, _from: number, _to: number, _verifiers: readonly NoteVerifier[] | undefined): { readonly attestations?: AsyncIterable<AttestationEvidence> } {
-  return {};
+/**
+ * Host attestations over the period (none in archives written before they existed). With
+ * verifier keys, only notes whose signature verifies under one of them; the others are skipped.
+ */
+function attestationsOf(sink: Sink, from: number, to: number, verifiers: readonly NoteVerifier[] | undefined): { readonly attestations: AsyncIterable<AttestationEvidence> } {
+  const period = { from: new Date(from - DAY_MS), to: new Date(to) };
+  async function* all(): AsyncIterable<AttestationEvidence> {
+    if (!verifiers) {
+      yield* readAttestations(sink, period);
+      return;
+    }
+    for (const verifier of verifiers) yield* readAttestations(sink, { ...period, verifier });
+  }
+  return { attestations: all() };
 }

@@ -104,7 +104,17 @@ async function attestedSpans(options: CoverageOptions, toleranceMs: number, incl
       else list.push({ from: at, to: at });
     }
   }
-  for (const list of spans.values()) list.sort((a, b) => a.from - b.from);
+  // Several hosts (or keys) may attest one stream: their spans are sorted and merged.
+  for (const [stream, list] of spans) {
+    list.sort((a, b) => a.from - b.from);
+    const merged: { from: number; to: number }[] = [];
+    for (const span of list) {
+      const last = merged.at(-1);
+      if (last && span.from - last.to <= toleranceMs) last.to = Math.max(last.to, span.to);
+      else merged.push({ ...span });
+    }
+    spans.set(stream, merged);
+  }
   return spans;
 }
 

@@ -2,7 +2,8 @@
  * Must-show: a signing `offchannel capture` of demo connectors is SIGKILLed and started again
  * three real minutes later. `offchannel coverage --json` reports one gap per account covering
  * the downtime, cause "process down"; `--fail-on-gap 2m` exits 1 and `--fail-on-gap 10m` exits 0.
- * Waits three real minutes: the capture process runs the real clock (10-minute timeout).
+ * The host attests every 5 s (coverage.attestEveryMs). Waits three real minutes: the capture
+ * process runs the real clock (10-minute timeout).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Process, type Workspace, events, records, runBuilt, start, until, workspace } from '../testing/capture-process.ts';
@@ -21,7 +22,7 @@ describe('offchannel coverage, capture killed', () => {
   it('reports the downtime of a SIGKILLed capture as "process down", and --fail-on-gap decides the exit status', async () => {
     ws = await workspace('offchannel-coverage-kill-');
     const current = ws;
-    await ws.write({ connectors: STREAMS.map((stream) => ({ channel: 'demo', account: stream.slice('demo:'.length), intervalMs: 250, repeat: true })) });
+    await ws.write({ coverage: { attestEveryMs: 5000, host: 'capture-1' }, connectors: STREAMS.map((stream) => ({ channel: 'demo', account: stream.slice('demo:'.length), intervalMs: 250, repeat: true })) });
     const from = new Date(Date.now() - 60_000).toISOString();
     const capture = () => {
       const run = start(['capture', '--config', current.config, '--log-level', 'info'], current.dir);
@@ -44,18 +45,19 @@ describe('offchannel coverage, capture killed', () => {
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
 
-    const coverage = await runBuilt(['coverage', current.archive, '--from', from, '--to', to, '--key', current.verifierFile, '--json'], current.dir);
+    const coverage = await runBuilt(['coverage', current.archive, '--from', from, '--to', to, '--key', current.verifierFile, '--attest-every', '5s', '--json'], current.dir);
     expect(coverage.code).toBe(1);
-    const report = JSON.parse(coverage.stdout) as { evidence: string; streams: { stream: string; gaps: { from: string; to: string; cause: string }[] }[] };
+    const report = JSON.parse(coverage.stdout) as { evidence: string; streams: { stream: string; attested: boolean; gaps: { from: string; to: string; cause: string }[] }[] };
     expect(report.evidence).toBe('verified');
     expect(report.streams.map((stream) => stream.stream)).toEqual(STREAMS);
     for (const stream of report.streams) {
+      expect(stream.attested).toBe(true);
       expect(stream.gaps.map((gap) => gap.cause)).toEqual(['process down']);
       const gap = stream.gaps[0];
       const gapFrom = Date.parse(gap?.from ?? '');
       const gapTo = Date.parse(gap?.to ?? '');
-      // Starts at the last record before the kill (one demo interval, 250 ms, plus a group commit),
-      // ends when the new process recorded capture-started: the downtime, within seconds.
+      // Starts at the last record or attestation before the kill (within one attestation
+      // interval, 5 s), ends when the new process recorded capture-started.
       expect(gapFrom).toBeLessThanOrEqual(killedAt);
       expect(killedAt - gapFrom).toBeLessThan(5_000);
       expect(gapTo).toBeGreaterThanOrEqual(restartedAt);
@@ -63,7 +65,7 @@ describe('offchannel coverage, capture killed', () => {
       expect(gapTo - gapFrom).toBeGreaterThanOrEqual(DOWN_MS);
     }
 
-    const args = ['coverage', current.archive, '--from', from, '--to', to, '--key', current.verifierFile];
+    const args = ['coverage', current.archive, '--from', from, '--to', to, '--key', current.verifierFile, '--attest-every', '5s'];
     const strict = await runBuilt([...args, '--fail-on-gap', '2m'], current.dir);
     expect(strict.code).toBe(1);
     expect(strict.stdout).toContain('FAIL: 2 streams have a gap of 2m or longer.');

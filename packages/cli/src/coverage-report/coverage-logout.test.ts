@@ -21,7 +21,7 @@ describe('offchannel coverage, logged out and back', () => {
   it('reports the time the demo account was logged out as a gap with cause "logged out"', async () => {
     ws = await workspace('offchannel-coverage-logout-');
     const control = path.join(ws.dir, 'logged-out');
-    await ws.write({ connectors: [{ channel: 'demo', account: 'alice@firm.example', intervalMs: 100, repeat: true, loggedOutWhile: './logged-out' }] });
+    await ws.write({ coverage: { attestEveryMs: 5000, host: 'capture-1' }, connectors: [{ channel: 'demo', account: 'alice@firm.example', intervalMs: 100, repeat: true, loggedOutWhile: './logged-out' }] });
     const from = new Date(Date.now() - 60_000).toISOString();
     const run = start(['capture', '--config', ws.config, '--log-level', 'info'], ws.dir);
     capture = run;
@@ -43,7 +43,7 @@ describe('offchannel coverage, logged out and back', () => {
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
 
-    const coverage = await runBuilt(['coverage', ws.archive, '--from', from, '--to', to, '--key', ws.verifierFile, '--json'], ws.dir);
+    const coverage = await runBuilt(['coverage', ws.archive, '--from', from, '--to', to, '--key', ws.verifierFile, '--attest-every', '5s', '--json'], ws.dir);
     expect(coverage.stderr).toBe('');
     expect(coverage.code).toBe(1);
     const report = JSON.parse(coverage.stdout) as { evidence: string; streams: { stream: string; state: string; gaps: { from: string; to: string; cause: string; detail: string }[] }[] };
@@ -58,7 +58,7 @@ describe('offchannel coverage, logged out and back', () => {
     expect(Date.parse(gap?.to ?? '')).toBeGreaterThanOrEqual(relinkedAt);
     expect(Date.parse(gap?.to ?? '') - Date.parse(gap?.from ?? '')).toBeGreaterThanOrEqual(3000);
 
-    const table = await runBuilt(['coverage', ws.archive, '--from', from, '--to', to, '--key', ws.verifierFile], ws.dir);
+    const table = await runBuilt(['coverage', ws.archive, '--from', from, '--to', to, '--key', ws.verifierFile, '--attest-every', '5s'], ws.dir);
     expect(table.stdout).toMatch(/logged out: capture-logged-out \(CONNECTOR_LOGGED_OUT\)|logged out: connector-logged-out \(demo-control-file\)/);
   }, 120_000);
 });

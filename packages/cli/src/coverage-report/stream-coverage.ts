@@ -80,12 +80,15 @@ export interface StreamCoverageReport {
   readonly lastEvidenceAt?: string;
 }
 
-/** State events: what each one means for coverage (`live`, or the cause of a gap). */
+/**
+ * State events: what each one means for coverage (`live`, or the cause of a gap).
+ * `connector-stopped` is not one: the supervisor's record beside it says why (stopped, logged
+ * out, restarting).
+ */
 const STATE_EVENTS: Readonly<Record<string, GapCause | 'live'>> = {
   'capture-started': 'live',
   'connector-connected': 'live',
   'capture-stopped': 'process down',
-  'connector-stopped': 'process down',
   'capture-restarting': 'disconnected',
   'connector-disconnected': 'disconnected',
   'connector-reconnecting': 'disconnected',
