@@ -157,6 +157,22 @@ describe('collectCoverage', () => {
     ]);
   });
 
+  it('a restart whose first attestation (stamped to the second) comes just before its capture-started is one gap', async () => {
+    const sink = await archive(async (write) => {
+      await write(0, state('capture-started', { run: 'a', attempt: '0' }));
+      await write(1, message('m1', 1));
+      await write(30.5, state('capture-started', { run: 'b', attempt: '0' }));
+    });
+    async function* attestations(): AsyncIterable<AttestationEvidence> {
+      for (const minutes of [0, 0.5, 1, 30]) yield { host: 'h1', time: at(minutes), streams: [{ stream: 'demo:alice', state: 'connected' }] };
+    }
+    const report = await collectCoverage(sink, { ...period, attestEveryMs: 30_000, to: T0 + 31 * MIN, attestations: attestations() });
+    await sink.close();
+    const gaps = report.streams[0]?.gaps ?? [];
+    expect(gaps.map((gap) => [gap.from, gap.to, gap.cause])).toEqual([[at(1), at(30.5), 'process down']]);
+    expect(gaps[0]?.detail).toMatch(/without recording capture-stopped.*; no attestation or record for 1740s/);
+  });
+
   it('clips to the period, starts at the first evidence, and counts excluded and problem records per day', async () => {
     const sink = await archive(async (write) => {
       await write(-60, state('capture-started', { run: 'a', attempt: '0' }));

@@ -258,6 +258,13 @@ export class StreamCoverage {
     const to = Math.min(gap.to, this.#to);
     // A loss the platform reported at one instant is kept as a zero-length gap; other gaps must overlap the period.
     if (from > to || (from === to && gap.cause !== 'platform-reported loss')) return;
+    // One outage seen twice (an attestation, stamped to the second, just before the new
+    // process's capture-started) stays one gap.
+    const last = this.#gaps.at(-1);
+    if (last && last.cause === gap.cause && gap.cause !== 'platform-reported loss' && Date.parse(last.to) >= from) {
+      this.#gaps[this.#gaps.length - 1] = { ...last, to: iso(Math.max(Date.parse(last.to), to)), detail: last.detail === gap.detail ? last.detail : `${gap.detail}; ${last.detail}` };
+      return;
+    }
     this.#gaps.push({ ...gap, from: iso(from), to: iso(to) });
   }
 
