@@ -84,6 +84,7 @@ try {
   const runCoverage = async (extra: string[]) => {
     let stdout = '';
     const started = performance.now();
+    const cpu = process.cpuUsage();
     const code = await run(['coverage', dir, '--from', new Date(T0).toISOString(), '--to', new Date(T0 + minutes * MIN).toISOString(), '--attest-every', `${EVERY_MIN}m`, '--json', ...extra], {
       stdout: { write: (text: string) => (stdout += text) },
       stderr: { write: (text: string) => process.stderr.write(text) },
@@ -92,8 +93,10 @@ try {
       signal: new AbortController().signal,
     });
     const ms = performance.now() - started;
+    const used = process.cpuUsage(cpu);
+    const cpuMs = (used.user + used.system) / 1000;
     const report = JSON.parse(stdout) as { streams: { gaps: { cause: string }[] }[] };
-    return { code, ms, gaps: report.streams.reduce((sum, stream) => sum + stream.gaps.length, 0) };
+    return { code, ms, cpuMs, gaps: report.streams.reduce((sum, stream) => sum + stream.gaps.length, 0) };
   };
   const unverified = await runCoverage([]);
   const verified = await runCoverage(['--key', path.join(work, 'key.pub')]);
@@ -109,15 +112,17 @@ try {
     buildS: Number((buildMs / 1000).toFixed(1)),
     coverageS: Number((unverified.ms / 1000).toFixed(2)),
     coverageVerifiedS: Number((verified.ms / 1000).toFixed(2)),
+    coverageCpuS: Number((unverified.cpuMs / 1000).toFixed(2)),
+    coverageVerifiedCpuS: Number((verified.cpuMs / 1000).toFixed(2)),
     rssMb: Math.round(process.memoryUsage().rss / 1e6),
   };
   if (values.json) console.log(JSON.stringify(result));
   else {
     console.log(`coverage: ${STREAMS} streams × ${DAYS} days, ${result.records} records, ${result.attestations} attestations (every ${EVERY_MIN} min), ${result.gaps} gaps`);
     console.log(`  archive built in   ${result.buildS} s (injected clock)`);
-    console.log(`  coverage           ${result.coverageS} s`);
-    console.log(`  coverage --key     ${result.coverageVerifiedS} s (verified evidence: verify's pass included)`);
-    console.log(`  process RSS after  ${result.rssMb} MB`);
+    console.log(`  coverage           ${result.coverageS} s (${result.coverageCpuS} s CPU)`);
+    console.log(`  coverage --key     ${result.coverageVerifiedS} s (${result.coverageVerifiedCpuS} s CPU; verified evidence: verify's pass included)`);
+    console.log(`  process RSS after  ${result.rssMb} MB (the whole bench, building the archive included)`);
   }
 } finally {
   await rm(work, { recursive: true, force: true });
