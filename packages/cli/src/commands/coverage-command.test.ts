@@ -134,6 +134,13 @@ describe('offchannel coverage', () => {
     expect(stderr).toMatch(/e\.g\. 90s, 15m, 2h, 7d|must be longer than 0|write 2026-11-01/);
   });
 
+  it('ends a period that reaches into the future now: nothing after now is reported', async () => {
+    const { stdout } = await runCli(['coverage', archive, '--from', at(0), '--to', '2999-01-01', '--stream', 'demo:carol', '--json']);
+    const report = JSON.parse(stdout) as { to: string };
+    expect(Date.parse(report.to)).toBeLessThanOrEqual(Date.now());
+    expect(Date.parse(report.to)).toBeGreaterThan(Date.now() - 60_000);
+  });
+
   it('refuses a period that ends before it starts, and a missing archive argument', async () => {
     expect((await runCli(['coverage', archive, '--from', at(10), '--to', at(0)])).code).toBe(2);
     expect((await runCli(['coverage'])).code).toBe(2);

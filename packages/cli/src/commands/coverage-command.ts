@@ -24,7 +24,7 @@ Reads only the archive (and the verifier key). See docs/coverage.md.
 Options:
   --from <date>           start of the period: 2026-11-01 (midnight UTC) or 2026-11-01T09:00:00Z
                           (default: one day before --to)
-  --to <date>             end of the period (default: now)
+  --to <date>             end of the period (default and at most: now)
   --stream <name>         only this stream, e.g. whatsapp:+15550100 (repeatable)
   --key <key|file>        verifier key(s): only records under a verified signed checkpoint and
                           attestations that verify count as evidence (repeatable)
@@ -68,7 +68,8 @@ export async function coverageCommand(argv: readonly string[], io: CliIo, clock:
     return EXIT_OK;
   }
   if (positionals.length !== 1) throw new UsageError('coverage needs exactly one <archive-dir> or s3://bucket/prefix');
-  const to = values.to === undefined ? clock().getTime() : parseInstant(values.to, '--to');
+  // The report cannot vouch for the future: a --to after now ends the period now.
+  const to = Math.min(clock().getTime(), values.to === undefined ? Number.POSITIVE_INFINITY : parseInstant(values.to, '--to'));
   const from = values.from === undefined ? to - DAY_MS : parseInstant(values.from, '--from');
   if (from >= to) throw new UsageError('--from must be before --to');
   const attestEveryMs = values['attest-every'] === undefined ? 5 * 60_000 : parseDuration(values['attest-every'], '--attest-every');
