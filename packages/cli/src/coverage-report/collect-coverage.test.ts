@@ -117,6 +117,8 @@ describe('collectCoverage', () => {
     expect(signal?.stream).toBe('signal:bob');
     expect(signal?.gaps).toEqual([{ from: at(70), to: at(120), cause: 'unlinked', detail: 'device-unlinked', open: true }]);
     expect(signal?.state).toBe('unlinked');
+    expect(signal?.reconciliation).toMatch(/^not possible: Signal gives a linked device no message history/);
+    expect(demo?.reconciliation).toBeUndefined();
   });
 
   it('reports gap records as platform-reported loss with window, positions, count and what was recovered', async () => {

@@ -13,6 +13,13 @@ import { type CaptureInput, Recorder, generateEd25519NoteKey } from '@offchannel
 import { openFsSink } from '@offchannel/sink-fs';
 import { runCli } from '../testing/run-cli.ts';
 
+declare module 'vitest' {
+  // Provided by @offchannel/export's Chromium global setup (packages/cli/vitest.config.ts).
+  export interface ProvidedContext {
+    chromium: string;
+  }
+}
+
 const CHROMIUM = inject('chromium');
 const ARTIFACTS = path.resolve(import.meta.dirname, '../../test-artifacts');
 const T0 = Date.UTC(2026, 10, 2, 0, 0, 0);
@@ -99,6 +106,7 @@ describe('coverage page in Chromium', () => {
       expect(Math.abs((gapBox?.x ?? 0) - (bar?.x ?? 0) - ((bar?.width ?? 0) * 19) / 72)).toBeLessThan(2);
       expect(Math.abs((gapBox?.width ?? 0) - (bar?.width ?? 0) / 72)).toBeLessThan(2);
       expect(await tab.locator('section.custodian[data-account="bob@firm.example"] rect.gap').getAttribute('data-cause')).toBe('logged out');
+      expect(await alice.locator('.reconciliation[data-channel="signal"]').innerText()).toBe('signal reconciliation: not possible: Signal gives a linked device no message history; a gap cannot be recovered by offchannel');
       expect(await tab.locator('section.custodian[data-account="carol@firm.example"] tr.gap').innerText()).toMatch(/platform-reported loss\s+chat-db-rows-missing; 12 missing; recovered: all/);
 
       // Hostile text from the archive is shown as text, never run or rendered as markup.

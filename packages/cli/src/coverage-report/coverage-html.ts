@@ -55,6 +55,7 @@ export function coverageHtml(report: CoverageReport, label: string, keys: readon
 <h2>Custodian ${escapeHtml(custodian.account)}</h2>
 <p class="meta">${custodian.streams.map((stream) => `${escapeHtml(stream.channel)}: live ${(liveShare(stream) * 100).toFixed(1)}%, ${plural(stream.gaps.length, 'gap')}, now ${escapeHtml(stream.state)}${stream.attested ? '' : ' (records only, no attestations)'}`).join(' · ')}</p>
 ${timeline(report, custodian.streams)}
+${custodian.streams.filter((stream) => stream.gaps.length > 0 && stream.reconciliation !== undefined).map((stream) => `<p class="meta reconciliation" data-channel="${escapeHtml(stream.channel)}">${escapeHtml(stream.channel)} reconciliation: ${escapeHtml(stream.reconciliation ?? '')}</p>`).join('')}
 ${gapRows.length === 0 ? '<p class="no-gaps">No gaps.</p>' : `<table class="gaps"><thead><tr><th>channel</th><th>from</th><th>to</th><th class="n">length</th><th>cause</th><th>detail</th></tr></thead><tbody>${gapRows.join('')}</tbody></table>`}
 <table class="daily"><thead><tr><th>day (UTC)</th>${COUNT_NAMES.map((name) => `<th class="n">${name}</th>`).join('')}</tr></thead><tbody>${dayRows.join('')}</tbody><tfoot><tr><th>total</th>${COUNT_NAMES.map((name) => `<th class="n">${sum[name]}</th>`).join('')}</tr></tfoot></table>
 </section>`;

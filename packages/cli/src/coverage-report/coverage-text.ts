@@ -24,6 +24,7 @@ export function coverageText(report: CoverageReport, label: string, keys: readon
       const longest = stream.gaps.length > 0 || stream.state === 'unverified' ? formatDuration(longestGapMs(stream)) : '-';
       const attested = stream.attested ? '' : ' (records only: no attestations)';
       lines.push(`  ${printable(stream.channel).padEnd(width)}  ${share.padStart(7)}  ${String(stream.gaps.length).padStart(4)}  ${longest.padStart(8)}  ${String(totals(stream.daily).messages).padStart(8)}  ${stream.state}${attested}`);
+      if (stream.gaps.length > 0 && stream.reconciliation !== undefined) lines.push(`    reconciliation: ${stream.reconciliation}`);
       for (const gap of stream.gaps) {
         const length = formatDuration(Date.parse(gap.to) - Date.parse(gap.from));
         const extra = [gap.missing === undefined ? '' : `${gap.missing} missing`, gap.recovered === undefined ? '' : `recovered: ${printable(gap.recovered)}`, gap.open ? 'still open' : ''].filter(Boolean).join(', ');

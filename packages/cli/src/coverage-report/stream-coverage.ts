@@ -78,7 +78,15 @@ export interface StreamCoverageReport {
   /** Records read as evidence (with --key: only those under a verified checkpoint). */
   readonly records: number;
   readonly lastEvidenceAt?: string;
+  /** How this channel can look back after a gap, when it cannot (Signal) or how it does. */
+  readonly reconciliation?: string;
 }
+
+/** What reconciliation can do per channel, for the report (a channel not listed: see its docs). */
+export const RECONCILIATION: Readonly<Record<string, string>> = {
+  signal: 'not possible: Signal gives a linked device no message history; a gap cannot be recovered by offchannel',
+  telegram: 'history fetch (messages.getHistory): offchannel reconcile telegram, or scheduled in capture',
+};
 
 /**
  * State events: what each one means for coverage (`live`, or the cause of a gap).
@@ -196,6 +204,7 @@ export class StreamCoverage {
       daily: [...this.#daily.values()].sort((a, b) => a.day.localeCompare(b.day)),
       records: this.#records,
       ...(Number.isFinite(this.#lastAlive) ? { lastEvidenceAt: iso(Math.min(this.#lastAlive, end)) } : {}),
+      ...(RECONCILIATION[channel] === undefined ? {} : { reconciliation: RECONCILIATION[channel] }),
     };
   }
 
