@@ -2,6 +2,7 @@ import { OffchannelError } from '@offchannel/core';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from './cli-io.ts';
 import { CAPTURE_USAGE, captureCommand } from './commands/capture-command.ts';
 import { COPY_USAGE, copyCommand } from './commands/copy-command.ts';
+import { COVERAGE_USAGE, coverageCommand } from './commands/coverage-command.ts';
 import { DELIVER_USAGE, deliverCommand } from './commands/deliver-command.ts';
 import { DEMO_USAGE, demoCommand } from './commands/demo-command.ts';
 import { EXPORT_USAGE, exportCommand } from './commands/export-command.ts';
@@ -36,6 +37,7 @@ const COMMANDS: Record<string, Command> = {
   reconcile: { stopsGracefully: true, run: (argv, io) => reconcileCommand(argv, io), summary: "compare a Telegram account's recent history with the archive and record what is missing", usage: RECONCILE_USAGE },
   demo: { run: demoCommand, summary: 'record a generated exchange into an archive and verify it (offline)', usage: DEMO_USAGE },
   verify: { run: verifyCommand, summary: 'check an archive: chain, blobs, seals; with --key, signed checkpoints', usage: VERIFY_USAGE },
+  coverage: { run: (argv, io) => coverageCommand(argv, io), summary: 'show per custodian and channel whether capture ran over a period: gaps with cause, daily counts', usage: COVERAGE_USAGE },
   export: { run: exportCommand, summary: 'write RSMF, EML, JSONL (with proofs) or HTML transcripts from a verified archive', usage: EXPORT_USAGE },
   deliver: { stopsGracefully: true, run: deliverCommand, summary: "feed the firm's existing archive by SMTP journaling, with a receipt for every message", usage: DELIVER_USAGE },
   keygen: { run: keygenCommand, summary: 'create a checkpoint signing key (or a state-store, identifier or witness key)', usage: KEYGEN_USAGE },

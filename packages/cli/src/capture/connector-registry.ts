@@ -25,7 +25,7 @@ export const CONNECTOR_PACKAGES: Readonly<Record<string, ConnectorPackage>> = {
 
 /** Builds the connector for one config entry; every problem is a `ConfigError` naming the entry. */
 export async function createConnector(config: ConnectorConfig, load: Loader = (name) => import(name), env: Environment = process.env): Promise<Connector> {
-  if (config.channel === 'demo') return DemoConnector.fromConfig(config.options, config.key);
+  if (config.channel === 'demo') return DemoConnector.fromConfig(config.options, config.key, config.baseDir);
   const { module, known, options } = await loadConnectorPackage(config, load, env);
   const create = module[known.create];
   if (typeof create !== 'function') throw new ConfigError(`${config.key}.channel`, `${known.name} does not export ${known.create}; is it a matching version?`);
@@ -44,7 +44,7 @@ export type Environment = Readonly<Record<string, string | undefined>>;
  */
 export async function checkConnectorEntry(config: ConnectorConfig, load: Loader = (name) => import(name), env: Environment = process.env): Promise<void> {
   if (config.channel === 'demo') {
-    DemoConnector.fromConfig(config.options, config.key);
+    DemoConnector.fromConfig(config.options, config.key, config.baseDir);
     return;
   }
   await loadConnectorPackage(config, load, env);

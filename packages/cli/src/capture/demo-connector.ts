@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { CONNECTOR_SPEC_VERSION, type CaptureInput, ConfigError, type Connector, type ConnectorContext, type ConnectorStatus, OffchannelError } from '@offchannel/core';
 import { DEMO_ACCOUNT, DEMO_RAW_FORMAT, demoExchange } from '../demo/demo-exchange.ts';
 import { CLI_PACKAGE } from '../version.ts';
@@ -9,6 +11,12 @@ import { type Json, object, optionalBoolean, optionalInteger } from './config-re
  * `offchannel capture`, its policy and its shutdown without any platform account. With
  * `repeat`, it then keeps sending one numbered desk message per interval (`tick-1`, `tick-2`…,
  * fixed platform times), to watch a long-running capture: restarts, reloads, shards.
+ *
+ * With `loggedOutWhile` (a file path), the demo account is logged out while that file exists,
+ * checked before each event: the connector reports the transition `logged-out` (reason
+ * `demo-control-file`) and the state `logged-out`, as a platform ending the session would, and
+ * its supervisor parks it. Remove the file and send SIGHUP to "relink". For trying (and testing)
+ * what `offchannel coverage` reports for a logged-out account.
  */
 export class DemoConnector implements Connector {
   readonly specVersion = CONNECTOR_SPEC_VERSION;
@@ -18,23 +26,33 @@ export class DemoConnector implements Connector {
   readonly #intervalMs: number;
   readonly #events: readonly CaptureInput[];
   readonly #repeat: boolean;
+  readonly #loggedOutWhile: string | undefined;
   #status: ConnectorStatus = { state: 'idle', since: new Date().toISOString(), captured: 0, duplicates: 0, errors: 0 };
   #loop: Promise<void> | undefined;
   #stop = new AbortController();
 
-  constructor(options: { readonly account?: string; readonly intervalMs?: number; readonly events?: readonly CaptureInput[]; readonly repeat?: boolean } = {}) {
+  constructor(options: { readonly account?: string; readonly intervalMs?: number; readonly events?: readonly CaptureInput[]; readonly repeat?: boolean; readonly loggedOutWhile?: string } = {}) {
     this.account = options.account ?? DEMO_ACCOUNT;
+    this.#loggedOutWhile = options.loggedOutWhile;
     this.#intervalMs = options.intervalMs ?? 200;
     this.#events = options.events ?? demoExchange();
     this.#repeat = options.repeat ?? false;
   }
 
-  static fromConfig(entry: Json, key: string): DemoConnector {
-    const options = object(entry, key, ['account', 'intervalMs', 'repeat']);
+  /** `baseDir`: where a relative `loggedOutWhile` path starts (the config file's directory). */
+  static fromConfig(entry: Json, key: string, baseDir = '.'): DemoConnector {
+    const options = object(entry, key, ['account', 'intervalMs', 'repeat', 'loggedOutWhile']);
+    const control = options.loggedOutWhile;
+    if (control !== undefined && (typeof control !== 'string' || control === '' || control.includes('\0'))) throw new ConfigError(`${key}.loggedOutWhile`, 'must be a file path: while that file exists, the demo account is logged out');
     const intervalMs = optionalInteger(options.intervalMs, `${key}.intervalMs`, 0, 3_600_000);
     const repeat = optionalBoolean(options.repeat, `${key}.repeat`);
     if (repeat === true && intervalMs === 0) throw new ConfigError(`${key}.intervalMs`, 'must be at least 1 with "repeat": true (it would send messages as fast as the archive takes them)');
-    return new DemoConnector({ account: options.account as string, ...(intervalMs === undefined ? {} : { intervalMs }), ...(repeat === undefined ? {} : { repeat }) });
+    return new DemoConnector({
+      account: options.account as string,
+      ...(intervalMs === undefined ? {} : { intervalMs }),
+      ...(repeat === undefined ? {} : { repeat }),
+      ...(typeof control === 'string' ? { loggedOutWhile: path.resolve(baseDir, control) } : {}),
+    });
   }
 
   async start(ctx: ConnectorContext): Promise<void> {
@@ -45,6 +63,10 @@ export class DemoConnector implements Connector {
   async #run(ctx: ConnectorContext): Promise<void> {
     for (const event of this.#replay()) {
       if (this.#stop.signal.aborted || ctx.signal.aborted) break;
+      if (this.#loggedOutWhile !== undefined && existsSync(this.#loggedOutWhile)) {
+        await this.#logOut(ctx);
+        return;
+      }
       try {
         const result = await ctx.capture(event);
         if (result.status === 'recorded') this.#set({ captured: this.#status.captured + 1, ...(event.sentAt ? { lastEventAt: new Date(event.sentAt).toISOString() } : {}) });
@@ -56,6 +78,16 @@ export class DemoConnector implements Connector {
       if (this.#intervalMs > 0) await sleep(this.#intervalMs, this.#stop.signal);
     }
     if (!this.#stop.signal.aborted) this.#set({ detail: 'all demo events replayed; idle' });
+  }
+
+  /** The control file says the platform ended the session: report it, as a real connector does. */
+  async #logOut(ctx: ConnectorContext): Promise<void> {
+    try {
+      await ctx.transition?.({ event: 'logged-out', at: new Date().toISOString(), reason: 'demo-control-file' });
+    } catch (error) {
+      ctx.logger.error({ code: OffchannelError.isInstance(error) ? error.code : 'UNKNOWN' }, 'demo could not record its logout');
+    }
+    this.#set({ state: 'logged-out', detail: 'logged out by the control file (loggedOutWhile)' });
   }
 
   *#replay(): Generator<CaptureInput> {
