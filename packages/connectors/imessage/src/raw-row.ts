@@ -13,6 +13,7 @@
  * message_summary_info, payload_data…). Columns appear in the table's own order, so the blob
  * also records which columns this Mac's schema has.
  */
+import { OffchannelError } from '@offchannel/core';
 import type { RowBundle, SqlRow, SqlValue } from './chat-db/chat-db.ts';
 
 /** Format name of the raw blob. */
@@ -44,4 +45,32 @@ function encodeValue(value: SqlValue): unknown {
   if (typeof value === 'bigint') return { int: value.toString() };
   if (typeof value === 'number') return Number.isInteger(value) ? { int: String(value) } : { real: value };
   return { base64: Buffer.from(value).toString('base64') };
+}
+
+/** A message row bundle back from its raw blob (what an auditor re-runs the mapping on). */
+export function decodeRawRow(bytes: Uint8Array): RowBundle {
+  const json = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+  if (json['format'] !== RAW_ROW_FORMAT || json['version'] !== 1 || typeof json['message'] !== 'object') throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', `not an ${RAW_ROW_FORMAT} message blob`);
+  const row = (value: unknown): SqlRow | undefined => (value === null || value === undefined ? undefined : decodeRow(value));
+  const handle = row(json['handle']);
+  const chat = row(json['chat']);
+  const otherHandle = row(json['otherHandle']);
+  const attachments = Array.isArray(json['attachments']) ? json['attachments'].map(decodeRow) : [];
+  return { message: decodeRow(json['message']), attachments, ...(handle ? { handle } : {}), ...(chat ? { chat } : {}), ...(otherHandle ? { otherHandle } : {}) };
+}
+
+/** One row back from its encoded form. */
+export function decodeRow(value: unknown): SqlRow {
+  const out: Record<string, SqlValue> = {};
+  for (const [name, cell] of Object.entries(value as Record<string, unknown>)) out[name] = decodeValue(cell);
+  return out;
+}
+
+function decodeValue(cell: unknown): SqlValue {
+  if (cell === null || typeof cell === 'string') return cell;
+  const tagged = cell as { int?: string; real?: number; base64?: string };
+  if (typeof tagged.int === 'string') return BigInt(tagged.int);
+  if (typeof tagged.real === 'number') return tagged.real;
+  if (typeof tagged.base64 === 'string') return new Uint8Array(Buffer.from(tagged.base64, 'base64'));
+  throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', 'a column value in the raw row is not null, text, {int}, {real} or {base64}');
 }

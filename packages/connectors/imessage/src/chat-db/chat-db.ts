@@ -108,6 +108,11 @@ export class ChatDb {
     return this.#all(`SELECT ${this.#messageColumns} FROM message WHERE ROWID > ? ORDER BY ROWID LIMIT ?`, cursor, BigInt(limit));
   }
 
+  /** ROWIDs and GUIDs of message rows in (`after`, `upto`], oldest first (the sweep's scan: the primary key only). */
+  guidsBetween(after: bigint, upto: bigint, limit: number): { rowid: bigint; guid: string }[] {
+    return this.#all('SELECT ROWID AS rowid, guid FROM message WHERE ROWID > ? AND ROWID <= ? ORDER BY ROWID LIMIT ?', after, upto, BigInt(limit)).map((row) => ({ rowid: row['rowid'] as bigint, guid: String(row['guid']) }));
+  }
+
   /** The row with this ROWID, with its joined rows, or `undefined` when it is gone. */
   bundle(rowid: bigint): RowBundle | undefined {
     const message = this.#all(`SELECT ${this.#messageColumns} FROM message WHERE ROWID = ?`, rowid)[0];
