@@ -7,6 +7,7 @@
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
+import { moveBelowCursor } from './__fixtures__/chat-db-surgery.ts';
 import { rederiveAll } from './__fixtures__/rederive.ts';
 import { createChatDbFixture, playDemoConversation, waitForKeys, type ChatDbFixture } from './testing/index.ts';
 
@@ -71,19 +72,3 @@ describe('re-deriving every record from its raw evidence', () => {
     await expect(rederiveAll(bare, blob, 'alice@firm.example')).rejects.toThrow(/has no raw evidence/);
   }, 60_000);
 });
-
-/**
- * Moves a row to the ROWID of another row, which is deleted (as a restore or a sync can leave
- * chat.db): the row now sits below the relay's cursor, where reading forward never finds it.
- */
-export function moveBelowCursor(file: string, guid: string, replacing: string): void {
-  const sql = new DatabaseSync(file, { enableForeignKeyConstraints: false });
-  const rowid = (g: string) => sql.prepare('SELECT ROWID AS r FROM message WHERE guid = ?').get(g)?.['r'] as number;
-  const from = rowid(guid);
-  const to = rowid(replacing);
-  sql.prepare('DELETE FROM chat_message_join WHERE message_id = ?').run(to);
-  sql.prepare('DELETE FROM message WHERE ROWID = ?').run(to);
-  sql.prepare('UPDATE message SET ROWID = ? WHERE ROWID = ?').run(to, from);
-  sql.prepare('UPDATE chat_message_join SET message_id = ? WHERE message_id = ?').run(to, from);
-  sql.close();
-}
