@@ -8,7 +8,6 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
 import { moveBelowCursor, plantUnsentRow } from './__fixtures__/chat-db-surgery.ts';
-import type { IMessageConnector } from './imessage-connector.ts';
 import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
 
 let harness: RelayHarness;
@@ -51,12 +50,12 @@ describe('the chat.db sweep', () => {
 
     // On demand, while running: a row unsent before any capture saw it, written below the cursor.
     const ghost = plantUnsentRow(db.path, after.guid, first.guid);
-    const report = await (relay.connector as IMessageConnector).reconcile();
+    const report = await relay.connector.reconcile();
     expect(report).toMatchObject({ trigger: 'on-demand', recovered: 1, unsentBeforeCapture: 1 });
     expect(await harness.byKey(`row:${ghost}`)).toMatchObject({ kind: 'gap', gap: { reason: 'unsent-before-capture' } });
 
     // Nothing left to find: a second sweep recovers nothing and records nothing twice.
-    const again = await (relay.connector as IMessageConnector).reconcile();
+    const again = await relay.connector.reconcile();
     expect(again).toMatchObject({ recovered: 0 });
     const keys = (await harness.records()).map((record) => record.key);
     expect(new Set(keys).size).toBe(keys.length);
@@ -67,7 +66,7 @@ describe('the chat.db sweep', () => {
     db = await createChatDbFixture(`${harness.dir}/mac`);
     const old = await db.receive({ from: '+15550100', text: 'history before the first start' });
     relay = await harness.start(db, { startAt: 'now' });
-    const report = await (relay.connector as IMessageConnector).reconcile();
+    const report = await relay.connector.reconcile();
     expect(report).toMatchObject({ recovered: 0, checked: 0 });
     expect(await relay.ctx.lookup(old.key)).toBeUndefined();
   }, 60_000);
@@ -84,7 +83,7 @@ describe('the chat.db sweep', () => {
       reads++;
       return read(...args);
     };
-    const report = await (relay.connector as IMessageConnector).reconcile();
+    const report = await relay.connector.reconcile();
     harness.sink.read = read;
     expect(report).toMatchObject({ checked: 20, recovered: 0 });
     expect(reads).toBe(0);

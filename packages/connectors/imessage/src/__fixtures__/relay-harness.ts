@@ -5,14 +5,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Recorder, SinkUnavailableError, createConnectorContext, openStateStore, parseStateKey, generateStateKey, type ArchiveRecord, type Connector, type ConnectorContext, type Sink, type StateStore } from '@offchannel/core';
+import { Recorder, SinkUnavailableError, createConnectorContext, openStateStore, parseStateKey, generateStateKey, type ArchiveRecord, type ConnectorContext, type Sink, type StateStore } from '@offchannel/core';
 import { MemoryStorage, createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
-import { createIMessageConnector, type IMessageConnectorOptions } from '../index.ts';
+import { createIMessageConnector, type IMessageConnector, type IMessageConnectorOptions } from '../index.ts';
 import type { ChatDbFixture } from '../testing/index.ts';
 import { rederiveAll, type Rederived } from './rederive.ts';
 
 export interface RunningRelay {
-  readonly connector: Connector;
+  readonly connector: IMessageConnector;
   readonly ctx: ConnectorContext;
   stop(): Promise<void>;
 }
