@@ -32,8 +32,13 @@ export interface ChatDbEvent extends ConnectorEvent {
   readonly effect?: (state: SavedState) => void;
   /** The message GUID the event is about, if any. */
   readonly guid?: string;
-  /** Settles an on-demand sweep once its report is durable. */
+  /** Runs once the sweep report it carries is durable. */
   readonly settles?: (report: SweepReport) => void;
+}
+
+/** What an on-demand sweep reports: its own findings, and every sweep's since the relay started. */
+export interface ReconcileReport extends SweepReport {
+  readonly sinceStart: { readonly recovered: number; readonly unsentBeforeCapture: number; readonly editedWithoutHistory: number };
 }
 
 /** Rows read per query while catching up. */
@@ -71,7 +76,8 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
   #lastPollAt: string | undefined;
   #nextFullSweep = 0;
   #nextReconcile = 0;
-  readonly #sweepWaiters: ((report: SweepReport) => void)[] = [];
+  readonly #sweepWaiters: { resolve: (report: ReconcileReport) => void; reject: (error: Error) => void }[] = [];
+  readonly #sinceStart = { recovered: 0, unsentBeforeCapture: 0, editedWithoutHistory: 0 };
   readonly #room: (() => void)[] = [];
   readonly #fingerprints = new Map<string, string>();
   readonly #heldSince = new Map<bigint, number>();
@@ -139,13 +145,13 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
     this.#wake();
     await this.#running;
     this.#db?.close();
-    for (const waiter of this.#sweepWaiters.splice(0)) waiter({ startedAt: new Date().toISOString(), trigger: 'on-demand', checked: 0, recovered: 0, unsentBeforeCapture: 0, editedWithoutHistory: 0 });
+    for (const waiter of this.#sweepWaiters.splice(0)) waiter.reject(new OffchannelError('CONNECTOR_STOPPED', 'the iMessage relay stopped before the sweep finished; run it again (nothing is recorded twice)'));
   }
 
   /** Runs a sweep now; resolves with its report once the report record is durable. */
-  sweepNow(): Promise<SweepReport> {
+  sweepNow(): Promise<ReconcileReport> {
     if (this.#closed || this.#io === undefined) return Promise.reject(new OffchannelError('CONNECTOR_STOPPED', 'the iMessage relay is not running; start it before reconciling'));
-    const done = new Promise<SweepReport>((resolve) => this.#sweepWaiters.push(resolve));
+    const done = new Promise<ReconcileReport>((resolve, reject) => this.#sweepWaiters.push({ resolve, reject }));
     this.#schedule();
     return done;
   }
@@ -228,7 +234,7 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
       this.#nextFullSweep = Date.now() + this.#options.fullSweepMs;
     }
     await this.#pendingAttachments(db, read);
-    if (this.#sweepWaiters.length > 0 || Date.now() >= this.#nextReconcile) await this.#sweep(db, this.#sweepWaiters.length > 0 ? 'on-demand' : 'scheduled');
+    if (this.#sweepWaiters.length > 0 || Date.now() >= this.#nextReconcile) await this.#sweep(db);
   }
 
   async #newChats(db: ChatDb, read: SavedState): Promise<void> {
@@ -338,9 +344,12 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
    * lacks (inserted below the cursor while the relay was stopped, missed by a watcher) is
    * captured now, and one `chat-db-sweep` record says what was checked, recovered and lost.
    */
-  async #sweep(db: ChatDb, trigger: SweepReport['trigger']): Promise<void> {
+  async #sweep(db: ChatDb): Promise<void> {
     this.#nextReconcile = Date.now() + this.#options.reconcileMs;
     await this.#drained(); // only what is durable counts as recorded
+    // Served by this sweep: requests made before it began checking. Later ones get the next.
+    const waiters = this.#sweepWaiters.splice(0);
+    const trigger = waiters.length > 0 ? 'on-demand' : 'scheduled';
     const ctx = (this.#io as EventSourceIo<ChatDbEvent>).ctx;
     const acked = this.#acked as SavedState;
     const upto = BigInt(acked.rowid);
@@ -366,12 +375,14 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
       if (page.length < SWEEP_PAGE) break;
       after = (page.at(-1) as { rowid: bigint }).rowid;
     }
-    const waiters = this.#sweepWaiters.splice(0);
     if (report.recovered > 0) ctx.logger.warn({ recovered: report.recovered, checked: report.checked }, 'sweep found chat.db rows the archive lacked; recorded them now');
     // A scheduled sweep that found nothing leaves no record (it runs hourly); any other does.
     if (report.recovered === 0 && waiters.length === 0) return;
     await this.#observe({ event: 'chat-db-sweep', ...report }, undefined, (done) => {
-      for (const waiter of waiters) waiter(done);
+      this.#sinceStart.recovered += done.recovered;
+      this.#sinceStart.unsentBeforeCapture += done.unsentBeforeCapture;
+      this.#sinceStart.editedWithoutHistory += done.editedWithoutHistory;
+      for (const waiter of waiters) waiter.resolve({ ...done, sinceStart: { ...this.#sinceStart } });
     });
   }
 

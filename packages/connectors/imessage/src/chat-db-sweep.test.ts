@@ -7,7 +7,7 @@
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
-import { moveBelowCursor, plantUnsentRow } from './__fixtures__/chat-db-surgery.ts';
+import { moveBelowCursor, plantUnsentRow } from './testing/index.ts';
 import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
 
 let harness: RelayHarness;
@@ -42,7 +42,9 @@ describe('the chat.db sweep', () => {
     relay = await harness.start(db, { reconcileMs: 3_600_000 });
     await waitForKeys((key) => relay!.ctx.lookup(key), [after.key, below.key], { timeoutMs: 10_000 });
     // The start-up sweep found the row below the cursor and said so.
-    const sweeps = (await harness.records()).filter((record) => record.system?.event === 'chat-db-sweep');
+    const sweepRecords = async () => (await harness.records()).filter((record) => record.system?.event === 'chat-db-sweep');
+    for (const deadline = Date.now() + 10_000; (await sweepRecords()).length === 0 && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+    const sweeps = await sweepRecords();
     expect(sweeps).toHaveLength(1);
     expect(sweeps[0]).toMatchObject({ kind: 'system', system: { fields: { trigger: 'scheduled', recovered: '1', unsentBeforeCapture: '0' } } });
     expect(Number(sweeps[0]!.system!.fields!['checked'])).toBeGreaterThanOrEqual(2);

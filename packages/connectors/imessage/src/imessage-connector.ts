@@ -6,9 +6,9 @@
  * captures them pipelined and hands back what is durable.
  */
 import { CONNECTOR_SPEC_VERSION, createConnectorRuntime, type Connector, type ConnectorContext, type ConnectorRuntime, type ConnectorStatus, type SourceInfo } from '@offchannel/core';
-import { ChatDbSource, type ChatDbEvent } from './chat-db-source.ts';
+import { ChatDbSource, type ChatDbEvent, type ReconcileReport } from './chat-db-source.ts';
 import { resolveOptions, type IMessageConnectorOptions, type ResolvedOptions } from './config.ts';
-import { mapChatDbEvent, type SweepReport } from './map-chat-db-row.ts';
+import { mapChatDbEvent } from './map-chat-db-row.ts';
 import { PACKAGE_VERSION } from './version.ts';
 
 /** Events mapped and not yet acknowledged (one group commit's worth, and then some). */
@@ -57,9 +57,11 @@ export class IMessageConnector implements Connector {
   /**
    * Compares chat.db with the archive now (`offchannel reconcile imessage`): captures every row up
    * to the cursor the archive lacks and records a `chat-db-sweep` system record saying what was
-   * checked and recovered. Resolves with that report once it is durable.
+   * checked and recovered. Resolves with that report (and the totals of every sweep since the
+   * relay started, the start-up sweep included) once it is durable; rejects with
+   * `CONNECTOR_STOPPED` if the relay stops first.
    */
-  reconcile(): Promise<SweepReport> {
+  reconcile(): Promise<ReconcileReport> {
     return this.#events.sweepNow();
   }
 }

@@ -5,7 +5,7 @@
  * `node:sqlite` only. The row → record mapping is in `map-chat-db-row.ts`.
  */
 export { IMessageConnector, createIMessageConnector } from './imessage-connector.ts';
-export type { ChatDbEvent } from './chat-db-source.ts';
+export type { ChatDbEvent, ReconcileReport } from './chat-db-source.ts';
 export { parseIMessageConnectorConfig } from './config.ts';
 export type { IMessageConnectorOptions } from './config.ts';
 export { BplistError, ChatDbError, TypedstreamError } from './errors.ts';

@@ -7,7 +7,7 @@
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
-import { moveBelowCursor } from './__fixtures__/chat-db-surgery.ts';
+import { moveBelowCursor } from './testing/index.ts';
 import { rederiveAll } from './__fixtures__/rederive.ts';
 import { createChatDbFixture, playDemoConversation, waitForKeys, type ChatDbFixture } from './testing/index.ts';
 

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
-import { encodeBplist } from '../testing/index.ts';
+import { encodeBplist } from '../bplist/bplist-writer.ts';
 
 /** Moves the row `guid` to the ROWID of the row `replacing`, which is deleted. */
 export function moveBelowCursor(file: string, guid: string, replacing: string): void {
