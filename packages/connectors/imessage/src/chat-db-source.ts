@@ -51,6 +51,8 @@ const CHAT_JOIN_GRACE_MS = 5000;
 const PAUSE_MS = 30_000;
 /** File events come in bursts while Messages writes a commit; wait this long for the burst to end. */
 const SETTLE_MS = 15;
+/** Longest a streaming backlog's acknowledgements wait for one cursor write. */
+const SAVE_EVERY_MS = 250;
 /** Thrown inside a pass when the source closes mid-way; the pass ends quietly. */
 class Closed extends Error {}
 
@@ -79,6 +81,10 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
   readonly #sweepWaiters: { resolve: (report: ReconcileReport) => void; reject: (error: Error) => void }[] = [];
   readonly #sinceStart = { recovered: 0, unsentBeforeCapture: 0, editedWithoutHistory: 0 };
   readonly #room: (() => void)[] = [];
+  /** GUIDs acknowledged since the cursor was last written. */
+  readonly #unsaved: string[] = [];
+  #savedAt = 0;
+  #saveTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #fingerprints = new Map<string, string>();
   readonly #heldSince = new Map<bigint, number>();
   readonly #pauses: { from: number; to: number }[] = [];
@@ -120,15 +126,31 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
 
   async acknowledge(events: readonly ChatDbEvent[]): Promise<void> {
     const acked = this.#acked as SavedState;
-    const guids: string[] = [];
     for (const event of events) {
       event.effect?.(acked);
-      if (event.guid !== undefined) guids.push(event.guid);
+      if (event.guid !== undefined) this.#unsaved.push(event.guid);
     }
-    await this.#io?.ctx.state.setJson(STATE_NAME, acked);
-    if (guids.length > 0) this.#options.onAcknowledge?.(guids);
     for (const event of events) if (event.evidence.type === 'observation' && event.evidence.observation.event === 'chat-db-sweep') event.settles?.(event.evidence.observation);
+    // One cursor write (an fsync) per SAVE_EVERY_MS at most while a backlog streams in: saving
+    // less often only means more duplicates to skip after a crash, never a lost row.
+    if (performance.now() - this.#savedAt >= SAVE_EVERY_MS) await this.#save();
+    else this.#saveTimer ??= setTimeout(() => void this.#save().catch((error: unknown) => this.#io?.ctx.logger.warn({ code: OffchannelError.isInstance(error) ? error.code : 'STATE_WRITE_FAILED' }, 'saving the iMessage cursor failed; retrying with the next acknowledgement')), SAVE_EVERY_MS);
     this.#wake();
+  }
+
+  /** Writes the acknowledged cursor now. */
+  async #save(): Promise<void> {
+    clearTimeout(this.#saveTimer);
+    this.#saveTimer = undefined;
+    const guids = this.#unsaved.splice(0);
+    this.#savedAt = performance.now();
+    try {
+      await this.#io?.ctx.state.setJson(STATE_NAME, this.#acked);
+    } catch (error) {
+      this.#unsaved.unshift(...guids);
+      throw error;
+    }
+    if (guids.length > 0) this.#options.onAcknowledge?.(guids);
   }
 
   async abandon(): Promise<void> {
@@ -145,6 +167,7 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
     this.#wake();
     await this.#running;
     this.#db?.close();
+    if (this.#acked !== undefined) await this.#save(); // whatever was acknowledged since the last write
     for (const waiter of this.#sweepWaiters.splice(0)) waiter.reject(new OffchannelError('CONNECTOR_STOPPED', 'the iMessage relay stopped before the sweep finished; run it again (nothing is recorded twice)'));
   }
 
@@ -253,11 +276,14 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
 
   async #newRows(db: ChatDb, read: SavedState): Promise<void> {
     for (;;) {
-      const rows = db.rowsAfter(BigInt(read.rowid), BATCH);
-      for (const row of rows) {
-        const rowid = row['ROWID'] as bigint;
-        const bundle = db.bundleOf(row);
+      const { bundles, fingerprints } = db.readBatch(BigInt(read.rowid), BATCH);
+      for (const bundle of bundles) {
+        const rowid = bundle.message['ROWID'] as bigint;
         if (bundle.chat === undefined && this.#holdForChat(rowid)) return;
+        // Its changes so far are read with it: the change check looks only for later ones.
+        const guid = String(bundle.message['guid']);
+        const fingerprint = fingerprints.get(guid);
+        if (fingerprint !== undefined) this.#fingerprints.set(guid, fingerprint);
         this.#heldSince.delete(rowid);
         const previous = BigInt(read.rowid);
         if (previous > 0n && rowid > previous + 1n) {
@@ -266,7 +292,7 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
         }
         await this.#deliverRow(bundle, true);
       }
-      if (rows.length < BATCH) return;
+      if (bundles.length < BATCH) return;
     }
   }
 

@@ -19,8 +19,20 @@ import type { RowBundle, SqlRow, SqlValue } from './chat-db/chat-db.ts';
 /** Format name of the raw blob. */
 export const RAW_ROW_FORMAT = 'imessage.chat-db-row.json';
 
-/** Serializes a message row bundle as the raw evidence blob. */
+/** Blobs already encoded, by bundle: every record of a row carries the same bytes. */
+const encoded = new WeakMap<RowBundle, Uint8Array>();
+
+/** Serializes a message row bundle as the raw evidence blob (the same bytes for the same bundle object). */
 export function encodeRawRow(bundle: RowBundle): Uint8Array {
+  let bytes = encoded.get(bundle);
+  if (bytes === undefined) {
+    bytes = encodeBundle(bundle);
+    encoded.set(bundle, bytes);
+  }
+  return bytes;
+}
+
+function encodeBundle(bundle: RowBundle): Uint8Array {
   const json = {
     format: RAW_ROW_FORMAT,
     version: 1,
