@@ -401,7 +401,7 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
       if (page.length < SWEEP_PAGE) break;
       after = (page.at(-1) as { rowid: bigint }).rowid;
     }
-    if (report.recovered > 0) ctx.logger.warn({ recovered: report.recovered, checked: report.checked }, 'sweep found chat.db rows the archive lacked; recorded them now');
+    if (report.recovered > 0) ctx.logger.warn({ count: report.recovered, records: report.checked }, 'sweep found chat.db rows the archive lacked (count) among the rows checked (records); recording them now');
     // A scheduled sweep that found nothing leaves no record (it runs hourly); any other does.
     if (report.recovered === 0 && waiters.length === 0) return;
     await this.#observe({ event: 'chat-db-sweep', ...report }, undefined, (done) => {
