@@ -201,7 +201,7 @@ async function firstImport(count: number): Promise<{ messages: number; seconds: 
 
 const IMPORT_TARGET = 5000;
 const imported = await firstImport(Number(values.import));
-const importLine = `import   first import of ${imported.messages} messages: ${imported.perSecond}/s end to end (${imported.seconds} s, fsync'd archive), bare node:sqlite read + decode ${imported.barePerSecond}/s, ratio ${imported.ratio} — target ≥ ${IMPORT_TARGET}/s: ${imported.perSecond >= IMPORT_TARGET ? 'PASS' : 'FAIL'}`;
+const importLine = `import   first import of ${imported.messages} messages: ${imported.perSecond}/s end to end (${imported.seconds} s, ${values.sink === 'memory' ? 'in-memory archive: diagnosis only, no fsync' : "fsync'd file-system archive"}), bare node:sqlite read + decode ${imported.barePerSecond}/s, ratio ${imported.ratio} — target ≥ ${IMPORT_TARGET}/s: ${imported.perSecond >= IMPORT_TARGET ? 'PASS' : 'FAIL'}`;
 if (values.only === 'import') {
   if (values.json) console.log(JSON.stringify({ import: { ...imported, target: IMPORT_TARGET, pass: imported.perSecond >= IMPORT_TARGET } }));
   else console.log(importLine);
