@@ -9,17 +9,25 @@
  *   latency   a separate writer process commits a message to a WAL chat.db; time until the
  *             relay's record is durable in a file-system archive (fsync'd), p50/p99, with the
  *             directory watch on (default) and with the 1 s data_version poll alone
+ *   import    first import of a chat.db of `--import` messages (default 100,000; built with the
+ *             fixtures' own schema and writer: 50 contacts, a third attributedBody-only) through
+ *             the whole relay on the connector runtime into an fsync'd file-system archive, from
+ *             start until every row's record is durable; against the bare cost of reading the
+ *             same rows with node:sqlite and decoding their attributedBody in the same run.
+ *             Target (issue "One connector runtime"): ≥ 5,000 messages/s end to end.
  *
- * Usage: node --conditions=@offchannel/source bench/imessage/imessage-bench.ts [--blobs N] [--messages N] [--json]
+ * Usage: node --conditions=@offchannel/source bench/imessage/imessage-bench.ts [--blobs N] [--messages N] [--import N] [--only import] [--json]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
 import { Recorder, createConnectorContext, generateStateKey, openStateStore, parseStateKey, type CaptureInput } from '@offchannel/core';
 import { createIMessageConnector, decodeAttributedBody } from '@offchannel/imessage';
-import { createChatDbFixture, encodeAttributedBody, type WritableRun } from '@offchannel/imessage/testing';
+import { ChatDbWriter, chatDbSchemaSql, createChatDbFixture, encodeAttributedBody, type WritableRun } from '@offchannel/imessage/testing';
+import { createMemorySink } from '@offchannel/core/testing';
 import { openFsSink } from '@offchannel/sink-fs';
 import { Unarchiver } from 'node-typedstream';
 
@@ -27,6 +35,9 @@ const { values } = parseArgs({
   options: {
     blobs: { type: 'string', default: '3000' },
     messages: { type: 'string', default: '50' },
+    import: { type: 'string', default: '100000' },
+    only: { type: 'string' },
+    sink: { type: 'string', default: 'fs' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -123,6 +134,80 @@ async function latency(messages: number, watch: boolean): Promise<{ p50: number;
   }
 }
 
+/** Builds a chat.db of `count` messages with the fixtures' schema and writer, in this process. */
+function buildChatDb(file: string, count: number): void {
+  const db = new DatabaseSync(file);
+  db.exec(chatDbSchemaSql('macos26'));
+  db.exec('PRAGMA synchronous = OFF'); // building the input is not what is measured
+  const writer = new ChatDbWriter(db, 'me@firm.example', path.join(path.dirname(file), 'Attachments'));
+  const words = 'Please confirm the allocation and settlement date for the block we discussed this morning. ';
+  for (let i = 0; i < count; i++) {
+    const text = `${i}: ${words.repeat(1 + (i % 3))}`.slice(0, 40 + ((i * 37) % 200));
+    writer.apply({ op: 'message', fromMe: i % 4 === 0, peer: `+1555010${String(i % 50).padStart(4, '0')}`, text, bodyOnly: i % 3 === 0 });
+  }
+  db.close();
+}
+
+/** The bare cost: every row read with node:sqlite and its attributedBody decoded, nothing else. */
+function bareRead(file: string): number {
+  const db = new DatabaseSync(file, { readOnly: true });
+  const select = db.prepare('SELECT * FROM message WHERE ROWID > ? ORDER BY ROWID LIMIT 200');
+  select.setReadBigInts(true);
+  let cursor = 0n;
+  let rows = 0;
+  const start = performance.now();
+  for (;;) {
+    const batch = select.all(cursor);
+    for (const row of batch) {
+      const body = row['attributedBody'];
+      if (body instanceof Uint8Array) decodeAttributedBody(body);
+      cursor = row['ROWID'] as bigint;
+      rows++;
+    }
+    if (batch.length < 200) break;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  db.close();
+  return rows / seconds;
+}
+
+async function firstImport(count: number): Promise<{ messages: number; seconds: number; perSecond: number; barePerSecond: number; ratio: number; records: number }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-imessage-import-'));
+  try {
+    const file = path.join(dir, 'chat.db');
+    buildChatDb(file, count);
+    // `--sink memory` isolates the relay's own cost from the archive's fsyncs (diagnosis only).
+    const sink = values.sink === 'memory' ? createMemorySink() : await openFsSink({ dir: path.join(dir, 'archive') });
+    const recorder = new Recorder({ sink, allowVolatileSink: values.sink === 'memory' });
+    const state = await openStateStore({ dir: path.join(dir, 'state'), key: parseStateKey(generateStateKey()) });
+    const connector = createIMessageConnector({ account: 'alice@firm.example', chatDb: file, attachmentsDir: path.join(dir, 'Attachments'), watch: false, pollMs: 1000 });
+    const controller = new AbortController();
+    const ctx = createConnectorContext({ recorder, connector, state, signal: controller.signal });
+    const start = performance.now();
+    await connector.start(ctx);
+    while (connector.status().captured < count) await new Promise((resolve) => setTimeout(resolve, 20));
+    const seconds = (performance.now() - start) / 1000;
+    const records = connector.status().captured;
+    await connector.stop();
+    controller.abort();
+    await recorder.close();
+    await sink.close();
+    const barePerSecond = bareRead(file);
+    return { messages: count, seconds: Number(seconds.toFixed(2)), perSecond: Math.round(count / seconds), barePerSecond: Math.round(barePerSecond), ratio: Number((count / seconds / barePerSecond).toFixed(3)), records };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const IMPORT_TARGET = 5000;
+const imported = await firstImport(Number(values.import));
+const importLine = `import   first import of ${imported.messages} messages: ${imported.perSecond}/s end to end (${imported.seconds} s, ${values.sink === 'memory' ? 'in-memory archive: diagnosis only, no fsync' : "fsync'd file-system archive"}), bare node:sqlite read + decode ${imported.barePerSecond}/s, ratio ${imported.ratio} — target ≥ ${IMPORT_TARGET}/s: ${imported.perSecond >= IMPORT_TARGET ? 'PASS' : 'FAIL'}`;
+if (values.only === 'import') {
+  if (values.json) console.log(JSON.stringify({ import: { ...imported, target: IMPORT_TARGET, pass: imported.perSecond >= IMPORT_TARGET } }));
+  else console.log(importLine);
+  process.exit(0);
+}
+
 const blobs = corpus(Number(values.blobs));
 const decode = compare(
   blobs,
@@ -134,12 +219,14 @@ const polled = await latency(Number(values.messages), false);
 const result = {
   decode: { blobs: blobs.length, meanBytes: Math.round(blobs.reduce((sum, b) => sum + b.length, 0) / blobs.length), oursPerSecond: Math.round(decode.ours), nodeTypedstreamPerSecond: Math.round(decode.baseline), ratio: Number(decode.ratio.toFixed(2)) },
   latencyMs: { directoryWatch: round(watched), pollOnly1s: round(polled) },
+  import: { ...imported, target: IMPORT_TARGET, pass: imported.perSecond >= IMPORT_TARGET },
 };
 if (values.json) console.log(JSON.stringify(result));
 else {
   console.log(`decode   ${result.decode.blobs} blobs (mean ${result.decode.meanBytes} B): ours ${result.decode.oursPerSecond}/s, node-typedstream ${result.decode.nodeTypedstreamPerSecond}/s, ratio ${result.decode.ratio}x`);
   console.log(`latency  commit → durable, directory watch: p50 ${result.latencyMs.directoryWatch.p50} ms, p99 ${result.latencyMs.directoryWatch.p99} ms, max ${result.latencyMs.directoryWatch.max} ms`);
   console.log(`latency  commit → durable, 1 s poll only:   p50 ${result.latencyMs.pollOnly1s.p50} ms, p99 ${result.latencyMs.pollOnly1s.p99} ms, max ${result.latencyMs.pollOnly1s.max} ms`);
+  console.log(importLine);
 }
 
 function round(stats: { p50: number; p99: number; max: number }): { p50: number; p99: number; max: number } {

@@ -1,4 +1,8 @@
 /**
+ * `offchannel reconcile imessage --account <name>`: starts that one relay, lets it catch up on
+ * chat.db, then sweeps: every row up to its cursor that the archive lacks is recorded, with a
+ * `chat-db-sweep` record saying what was checked, recovered and lost.
+ *
  * `offchannel reconcile telegram --account <name>`: starts that one connector of the config
  * (its session, archive stream, state store, signing key and capture policy, exactly as
  * `offchannel capture` would), lets it catch up on updates, compares each recent chat's history
@@ -8,6 +12,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { OffchannelError } from '@offchannel/core';
+import type { ReconcileReport } from '@offchannel/imessage';
 import type { ReconcileTelegramOptions, ReconcileTelegramReport } from '@offchannel/telegram';
 import { CaptureRunner, readConnectorEntry } from '../capture/capture-runner.ts';
 import type { Loader } from '../capture/connector-registry.ts';
@@ -18,7 +23,17 @@ import { ProgressLine } from '../progress-line.ts';
 import { UsageError } from '../usage-error.ts';
 
 export const RECONCILE_USAGE = `Usage: offchannel reconcile telegram --account <name> [--config offchannel.config.json] [options]
+       offchannel reconcile imessage --account <name> [--config offchannel.config.json] [--json]
 
+iMessage: compares every row of the account's chat.db (up to what the relay has read) with the
+archive, through the archive's key index, and records the rows it never recorded — written
+while the relay was stopped below its cursor, restored from a backup, or missed by a watcher —
+with one "chat-db-sweep" system record saying how many rows were checked, recovered, and lost
+(unsent, or edited with no earlier versions left, before any capture saw them). The relay does
+the same after every start and every "reconcileMs" (default 1 h) while capturing; running this
+next to a capture of the same account is refused by the archive (one writer per stream).
+
+Telegram:
 Compares the recent history of the account's chats on Telegram with the archive and records
 what the archive is missing: messages it never received (sent before linking, or lost in a
 "difference too long" gap), edits made while nothing listened, and messages deleted without a
@@ -46,6 +61,11 @@ interface Reconcilable {
   reconcile(options: ReconcileTelegramOptions): Promise<ReconcileTelegramReport>;
 }
 
+/** What the command needs of the iMessage relay. */
+interface SweepsChatDb {
+  reconcile(): Promise<ReconcileReport>;
+}
+
 export async function reconcileCommand(argv: readonly string[], io: CliIo, load?: Loader): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...argv],
@@ -65,8 +85,12 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
     io.stdout.write(`${RECONCILE_USAGE}\n`);
     return EXIT_OK;
   }
-  if (positionals.length !== 1 || positionals[0] !== 'telegram') throw new UsageError('reconcile needs one channel: telegram (the other connectors catch up on start by themselves)');
+  if (positionals.length !== 1 || (positionals[0] !== 'telegram' && positionals[0] !== 'imessage')) throw new UsageError('reconcile needs one channel: telegram or imessage (WhatsApp and Signal catch up on start by themselves)');
   if (values.account === undefined) throw new UsageError('--account <name> is required');
+  if (positionals[0] === 'imessage') {
+    if (values.chat !== undefined || values.dialogs !== undefined || values.limit !== undefined) throw new UsageError('--chat, --dialogs and --limit are for telegram; an iMessage sweep checks every row of chat.db');
+    return reconcileIMessage(values.account, values.config, values.json, values['log-level'], io, load);
+  }
   const chats = values.chat?.map((chat) => {
     if (!/^-?[1-9][0-9]{0,18}$/.test(chat)) throw new UsageError(`--chat takes a marked chat id such as 123456, -4001 or -1001500000001, not "${chat}"`);
     return chat;
@@ -120,6 +144,37 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
   if (values.json) io.stdout.write(`${JSON.stringify({ stream: running.stream, ...report, recordsWritten: written })}\n`);
   else io.stdout.write(describe(running.stream, report, written));
   return report.skipped.length > 0 || report.interrupted ? EXIT_FAILED : EXIT_OK;
+}
+
+async function reconcileIMessage(account: string, configFile: string, json: boolean, logLevel: string | undefined, io: CliIo, load?: Loader): Promise<number> {
+  const { config, entry } = await readConnectorEntry(path.resolve(io.cwd, configFile), 'imessage', account);
+  const runner = new CaptureRunner({ ...config, connectors: [entry] }, createLogger(logLevel, io.env), { strict: true, env: io.env, ...(load ? { load } : {}) });
+  await runner.start();
+  const running = runner.connectors[0];
+  let report: ReconcileReport;
+  try {
+    if (!running || typeof (running.connector as Partial<SweepsChatDb>).reconcile !== 'function') throw new OffchannelError('RECONCILE_UNSUPPORTED', 'this version of @offchannel/imessage cannot reconcile; update it to the version of this CLI.');
+    const sweeping = (running.connector as unknown as SweepsChatDb).reconcile();
+    const stopped = new Promise<never>((_, reject) => { io.signal.addEventListener('abort', () => { reject(new OffchannelError('RECONCILE_INTERRUPTED', 'interrupted before the sweep finished: run it again (nothing is recorded twice)')); }, { once: true }); });
+    report = await Promise.race([sweeping, stopped]);
+  } catch (error) {
+    await runner.stop().catch(() => undefined);
+    throw error;
+  }
+  const written = runner.snapshot().connectors[0]?.status.captured ?? 0;
+  try {
+    await runner.stop();
+  } catch {
+    io.stderr.write('offchannel reconcile: shutdown did not complete cleanly; see the log. What was recorded is durable: run reconcile again to finish.\n');
+    return EXIT_FAILED;
+  }
+  if (json) io.stdout.write(`${JSON.stringify({ stream: running.stream, ...report, recordsWritten: written })}\n`);
+  else {
+    const found = report.sinceStart;
+    const lost = found.unsentBeforeCapture + found.editedWithoutHistory;
+    io.stdout.write(`reconciled ${running.stream}: ${plural(report.checked, 'chat.db row')} compared with the archive\n  recorded: ${found.recovered} missing (${lost} of them with content lost before any capture: ${found.unsentBeforeCapture} unsent, ${found.editedWithoutHistory} edited without history), ${plural(written, 'record')} written in all\n`);
+  }
+  return EXIT_OK;
 }
 
 function describe(stream: string, report: ReconcileTelegramReport, written: number): string {

@@ -32,12 +32,19 @@ export interface IMessageConnectorOptions {
   readonly maxAttachmentBytes?: number;
   /** Watch chat.db's directory for changes (default true); the poll runs either way. */
   readonly watch?: boolean;
+  /**
+   * How often to compare chat.db with the archive and capture rows it never recorded, in ms
+   * (1,000 – 7 days). Default 1 h. A sweep also runs once right after every start.
+   */
+  readonly reconcileMs?: number;
+  /** Observes acknowledgements: the message GUIDs each cursor save covers (tests, metrics). Not a config-file option. */
+  readonly onAcknowledge?: (guids: readonly string[]) => void;
 }
 
 /** The options with every default filled in. */
-export type ResolvedOptions = Required<Omit<IMessageConnectorOptions, 'attachmentsDir'>> & { readonly attachmentsDir?: string };
+export type ResolvedOptions = Required<Omit<IMessageConnectorOptions, 'attachmentsDir' | 'onAcknowledge'>> & Pick<IMessageConnectorOptions, 'attachmentsDir' | 'onAcknowledge'>;
 
-const KNOWN = ['account', 'chatDb', 'attachmentsDir', 'pollMs', 'self', 'startAt', 'sweepLookbackMs', 'fullSweepMs', 'maxAttachmentBytes', 'watch'];
+const KNOWN = ['account', 'chatDb', 'attachmentsDir', 'pollMs', 'self', 'startAt', 'sweepLookbackMs', 'fullSweepMs', 'maxAttachmentBytes', 'watch', 'reconcileMs'];
 const DAY = 86_400_000;
 
 /**
@@ -92,5 +99,7 @@ export function resolveOptions(options: IMessageConnectorOptions, key = 'options
     fullSweepMs: integer('fullSweepMs', options.fullSweepMs, 1000, DAY, 600_000),
     maxAttachmentBytes: integer('maxAttachmentBytes', options.maxAttachmentBytes, 1, 4 * 1024 ** 3, 256 * 1024 ** 2),
     watch: options.watch ?? true,
+    reconcileMs: integer('reconcileMs', options.reconcileMs, 1000, 7 * DAY, 3_600_000),
+    ...(options.onAcknowledge === undefined ? {} : { onAcknowledge: options.onAcknowledge }),
   };
 }

@@ -48,7 +48,156 @@ export const keys = {
   chat: (chatGuid: string) => `chat:${chatGuid}`,
   /** A row whose changes could not be mapped, per state of the row (SHA-256 of its raw bytes). */
   changes: (guid: string, rawSha256: string) => `changes:${guid}:${rawSha256}`,
+  paused: (from: string) => `paused:${from}`,
+  generation: (previousCursor: string, at: string) => `generation:${previousCursor}:${at}`,
+  deleted: (after: string, before: string) => `deleted:${after}:${before}`,
+  sweep: (startedAt: string) => `sweep:${startedAt}`,
+  attachmentGone: (guid: string, attachmentGuid: string) => `attachment-gone:${guid}:${attachmentGuid}`,
+  /** The connector runtime's key for an event whose mapping threw (SHA-256 of its raw bytes). */
+  unmappable: (rawSha256: string) => `unmappable:${rawSha256}`,
 };
+
+/**
+ * What the event source observed, as the mapping gets it: every record below is built from one
+ * of these and nothing else. Rows come with the chat.db rows joined to them (their raw blob);
+ * the relay's own observations (a pause, a new database generation, ROWIDs that vanished, a
+ * sweep's result) are recorded with their own raw blob, format {@link OBSERVATION_FORMAT}.
+ */
+export type ChatDbEvidence =
+  /** A row read for the first time (`firstSeen`) or again by a sweep (`recovered`). `completed`: attachments finished since an earlier read recorded the row. */
+  | { readonly type: 'row'; readonly bundle: RowBundle; readonly completed?: readonly string[] }
+  /** A row already recorded whose change columns moved. */
+  | { readonly type: 'changes'; readonly bundle: RowBundle }
+  /** An attachment of a recorded row whose transfer completed. */
+  | { readonly type: 'attachment'; readonly bundle: RowBundle; readonly attachment: string }
+  /** A group chat seen for the first time, at `seenAt` (ISO). */
+  | { readonly type: 'chat'; readonly chat: SqlRow; readonly members: readonly SqlRow[]; readonly seenAt: string }
+  | { readonly type: 'observation'; readonly observation: Observation }
+  /** Nothing to record (the cursor alone moves, e.g. a full sweep's marks). */
+  | { readonly type: 'none' };
+
+/** The relay's own observations; each is recorded with itself as raw evidence. */
+export type Observation =
+  /** The relay did not run between `from` and `to` (the Mac slept): a quick unsend may have been missed. */
+  | { readonly event: 'relay-paused'; readonly from: string; readonly to: string }
+  /** chat.db's ROWIDs went backwards: a replaced database; re-read, known GUIDs dedupe. */
+  | { readonly event: 'chat-db-generation-changed'; readonly previousCursor: string; readonly at: string }
+  /** Message ROWIDs between `after` and `before` (exclusive) were gone from chat.db when first read. */
+  | { readonly event: 'rows-deleted-before-capture'; readonly after: string; readonly before: string; readonly at: string }
+  /** A pending attachment's row was removed before its transfer completed. */
+  | { readonly event: 'attachment-removed-before-transfer'; readonly message: string; readonly attachment: string; readonly at: string }
+  /** A sweep compared chat.db with the archive (see {@link SweepReport}). */
+  | ({ readonly event: 'chat-db-sweep' } & SweepReport);
+
+/** What one sweep found: rows checked, rows missing from the archive and recovered, and what was lost. */
+export interface SweepReport {
+  readonly startedAt: string;
+  readonly trigger: 'scheduled' | 'on-demand';
+  /** Rows of chat.db up to the cursor compared with the archive. */
+  readonly checked: number;
+  /** Rows not in the archive, now captured (ROWIDs, first and last). */
+  readonly recovered: number;
+  readonly firstRecovered?: string;
+  readonly lastRecovered?: string;
+  /** Of those, rows whose content was already gone (unsent before any capture saw them). */
+  readonly unsentBeforeCapture: number;
+  /** Of those, edited rows whose earlier versions chat.db no longer holds. */
+  readonly editedWithoutHistory: number;
+}
+
+/** Format name of an observation's raw blob. */
+export const OBSERVATION_FORMAT = 'imessage.relay-observation.json';
+
+/** Every record for one piece of evidence, in order. Never throws: a mapping bug becomes `unsupported` with the raw row. */
+export function mapChatDbEvent(evidence: ChatDbEvidence, context: MapContext): CaptureInput[] {
+  switch (evidence.type) {
+    case 'row': {
+      const { bundle } = evidence;
+      const out = [safely(bundle, () => mapNewRow(bundle, context))];
+      for (const attachment of evidence.completed ?? []) out.push(safely(bundle, () => mapAttachmentCompleted(bundle, attachment, context.files.get(attachment) ?? unavailableGuid(attachment), context)));
+      return [...out, ...changesSafely(bundle, context)];
+    }
+    case 'changes':
+      return changesSafely(evidence.bundle, context);
+    case 'attachment':
+      return [safely(evidence.bundle, () => mapAttachmentCompleted(evidence.bundle, evidence.attachment, context.files.get(evidence.attachment) ?? unavailableGuid(evidence.attachment), context))];
+    case 'chat':
+      return [mapNewChat(evidence.chat, evidence.members, new Date(evidence.seenAt))];
+    case 'observation':
+      return [mapObservation(evidence.observation)];
+    case 'none':
+      return [];
+  }
+}
+
+/** An observation of the relay as a `system` or `gap` record, the observation itself as raw evidence. */
+export function mapObservation(o: Observation): CaptureInput {
+  const raw = { format: OBSERVATION_FORMAT, bytes: encodeObservation(o) };
+  switch (o.event) {
+    case 'relay-paused':
+      return { kind: 'system', key: keys.paused(o.from), sentAt: o.to, raw, system: { event: o.event, fields: { from: o.from, to: o.to, seconds: String(Math.round((Date.parse(o.to) - Date.parse(o.from)) / 1000)) } } };
+    case 'chat-db-generation-changed':
+      return { kind: 'system', key: keys.generation(o.previousCursor, o.at), sentAt: o.at, raw, system: { event: o.event, fields: { previousCursor: o.previousCursor } } };
+    case 'rows-deleted-before-capture': {
+      const missing = Number(BigInt(o.before) - BigInt(o.after) - 1n);
+      return { kind: 'gap', key: keys.deleted(o.after, o.before), sentAt: o.at, raw, gap: { reason: o.event, from: o.after, to: o.before, ...(Number.isSafeInteger(missing) ? { missing } : {}) } };
+    }
+    case 'attachment-removed-before-transfer':
+      return { kind: 'gap', key: keys.attachmentGone(o.message, o.attachment), sentAt: o.at, raw, target: { id: o.message }, gap: { reason: o.event }, meta: { 'imessage.attachment': short(o.attachment) } };
+    case 'chat-db-sweep': {
+      const fields: Record<string, string> = { trigger: o.trigger, checked: String(o.checked), recovered: String(o.recovered), unsentBeforeCapture: String(o.unsentBeforeCapture), editedWithoutHistory: String(o.editedWithoutHistory) };
+      if (o.firstRecovered !== undefined) fields['firstRecoveredRowid'] = o.firstRecovered;
+      if (o.lastRecovered !== undefined) fields['lastRecoveredRowid'] = o.lastRecovered;
+      return { kind: 'system', key: keys.sweep(o.startedAt), sentAt: o.startedAt, raw, system: { event: o.event, fields } };
+    }
+  }
+}
+
+/** An observation's raw bytes (canonical: fields in a fixed order). */
+export function encodeObservation(o: Observation): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ format: OBSERVATION_FORMAT, version: 1, ...o }));
+}
+
+/** An observation back from its raw bytes. */
+export function decodeObservation(bytes: Uint8Array): Observation {
+  const { format, version, ...rest } = JSON.parse(new TextDecoder().decode(bytes)) as { format?: unknown; version?: unknown };
+  if (format !== OBSERVATION_FORMAT || version !== 1) throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', `not an ${OBSERVATION_FORMAT} blob`);
+  return rest as Observation;
+}
+
+/** A mapping bug must not lose the row: `unsupported` with the raw row, under the row's own key. */
+function safely(bundle: RowBundle, map: () => CaptureInput): CaptureInput {
+  try {
+    return map();
+  } catch (error) {
+    const guid = str(bundle.message['guid']) ?? '';
+    return { kind: 'unsupported', key: keys.row(guid), native: { id: guid }, problem: { reason: 'mapping-failed', detail: codeOf(error) }, raw: { format: RAW_ROW_FORMAT, bytes: encodeRawRow(bundle) } };
+  }
+}
+
+/** A row's later changes; if mapping them fails, one `unsupported` per state of the row, so capture passes it. */
+function changesSafely(bundle: RowBundle, context: MapContext): CaptureInput[] {
+  try {
+    return mapRowChanges(bundle, context);
+  } catch (error) {
+    const guid = str(bundle.message['guid']) ?? '';
+    const raw = encodeRawRow(bundle);
+    return [{ kind: 'unsupported', key: keys.changes(guid, sha256Hex(raw)), target: { id: guid }, problem: { reason: 'mapping-failed', detail: codeOf(error) }, raw: { format: RAW_ROW_FORMAT, bytes: raw } }];
+  }
+}
+
+function unavailableGuid(attachment: string): AttachmentInput {
+  return { status: 'unavailable', reason: 'not-read', mime: 'application/octet-stream', name: short(attachment) };
+}
+
+/** What of a row's history chat.db no longer holds: its content (unsent) or its earlier versions (edited, no version list). */
+export function lostHistory(bundle: RowBundle): 'unsent' | 'edit-history' | undefined {
+  const m = bundle.message;
+  if (isRetracted(m) && bodyOf(m['text'], m['attributedBody']).text === undefined && bundle.attachments.length === 0) return 'unsent';
+  const blob = m['message_summary_info'];
+  if (isSet(m['date_edited']) && !(blob instanceof Uint8Array && blob.length > 0)) return 'edit-history';
+  return undefined;
+}
 
 /** The one record for a row seen for the first time. */
 export function mapNewRow(bundle: RowBundle, context: MapContext): CaptureInput {

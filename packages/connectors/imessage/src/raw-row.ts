@@ -13,23 +13,44 @@
  * message_summary_info, payload_data…). Columns appear in the table's own order, so the blob
  * also records which columns this Mac's schema has.
  */
+import { OffchannelError } from '@offchannel/core';
 import type { RowBundle, SqlRow, SqlValue } from './chat-db/chat-db.ts';
 
 /** Format name of the raw blob. */
 export const RAW_ROW_FORMAT = 'imessage.chat-db-row.json';
 
-/** Serializes a message row bundle as the raw evidence blob. */
+/** Blobs already encoded, by bundle: every record of a row carries the same bytes. */
+const encoded = new WeakMap<RowBundle, Uint8Array>();
+
+/** Serializes a message row bundle as the raw evidence blob (the same bytes for the same bundle object). */
 export function encodeRawRow(bundle: RowBundle): Uint8Array {
-  const json = {
-    format: RAW_ROW_FORMAT,
-    version: 1,
-    message: encodeRow(bundle.message),
-    handle: bundle.handle ? encodeRow(bundle.handle) : null,
-    chat: bundle.chat ? encodeRow(bundle.chat) : null,
-    otherHandle: bundle.otherHandle ? encodeRow(bundle.otherHandle) : null,
-    attachments: bundle.attachments.map(encodeRow),
-  };
-  return new TextEncoder().encode(JSON.stringify(json));
+  let bytes = encoded.get(bundle);
+  if (bytes === undefined) {
+    bytes = encodeBundle(bundle);
+    encoded.set(bundle, bytes);
+  }
+  return bytes;
+}
+
+/** The same JSON as `JSON.stringify` of the object form, written directly (the first import's hot path). */
+function encodeBundle(bundle: RowBundle): Uint8Array {
+  const row = (value: SqlRow | undefined): string => (value === undefined ? 'null' : rowJson(value));
+  const json = `{"format":${JSON.stringify(RAW_ROW_FORMAT)},"version":1,"message":${rowJson(bundle.message)},"handle":${row(bundle.handle)},"chat":${row(bundle.chat)},"otherHandle":${row(bundle.otherHandle)},"attachments":[${bundle.attachments.map(rowJson).join(',')}]}`;
+  return Buffer.from(json, 'utf8');
+}
+
+function rowJson(row: SqlRow): string {
+  let out = '';
+  for (const name in row) out += `${out === '' ? '{' : ','}${JSON.stringify(name)}:${valueJson(row[name] as SqlValue)}`;
+  return out === '' ? '{}' : `${out}}`;
+}
+
+function valueJson(value: SqlValue): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'bigint') return `{"int":"${value.toString()}"}`;
+  if (typeof value === 'number') return Number.isInteger(value) ? `{"int":"${String(value)}"}` : `{"real":${JSON.stringify(value)}}`;
+  return `{"base64":"${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}"}`;
 }
 
 /** Serializes one row (used alone for chat rows). */
@@ -44,4 +65,32 @@ function encodeValue(value: SqlValue): unknown {
   if (typeof value === 'bigint') return { int: value.toString() };
   if (typeof value === 'number') return Number.isInteger(value) ? { int: String(value) } : { real: value };
   return { base64: Buffer.from(value).toString('base64') };
+}
+
+/** A message row bundle back from its raw blob (what an auditor re-runs the mapping on). */
+export function decodeRawRow(bytes: Uint8Array): RowBundle {
+  const json = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+  if (json['format'] !== RAW_ROW_FORMAT || json['version'] !== 1 || typeof json['message'] !== 'object') throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', `not an ${RAW_ROW_FORMAT} message blob`);
+  const row = (value: unknown): SqlRow | undefined => (value === null || value === undefined ? undefined : decodeRow(value));
+  const handle = row(json['handle']);
+  const chat = row(json['chat']);
+  const otherHandle = row(json['otherHandle']);
+  const attachments = Array.isArray(json['attachments']) ? json['attachments'].map(decodeRow) : [];
+  return { message: decodeRow(json['message']), attachments, ...(handle ? { handle } : {}), ...(chat ? { chat } : {}), ...(otherHandle ? { otherHandle } : {}) };
+}
+
+/** One row back from its encoded form. */
+export function decodeRow(value: unknown): SqlRow {
+  const out: Record<string, SqlValue> = {};
+  for (const [name, cell] of Object.entries(value as Record<string, unknown>)) out[name] = decodeValue(cell);
+  return out;
+}
+
+function decodeValue(cell: unknown): SqlValue {
+  if (cell === null || typeof cell === 'string') return cell;
+  const tagged = cell as { int?: string; real?: number; base64?: string };
+  if (typeof tagged.int === 'string') return BigInt(tagged.int);
+  if (typeof tagged.real === 'number') return tagged.real;
+  if (typeof tagged.base64 === 'string') return new Uint8Array(Buffer.from(tagged.base64, 'base64'));
+  throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', 'a column value in the raw row is not null, text, {int}, {real} or {base64}');
 }

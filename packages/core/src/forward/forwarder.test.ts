@@ -93,7 +93,8 @@ describe('Forwarder', () => {
     forwarder.start();
     for (const account of ['alice', 'bob']) {
       const writer = recorder.writer({ channel: 'demo', account, source });
-      await Promise.all(Array.from({ length: 450 }, (_, index) => writer.capture(message(index))));
+      // Three group commits of 150 (concurrent captures are sequenced together): a checkpoint after each.
+      for (let from = 0; from < 450; from += 150) await Promise.all(Array.from({ length: 150 }, (_, index) => writer.capture(message(from + index))));
     }
     await recorder.close();
     await forwarder.drain({ timeoutMs: 10_000 });

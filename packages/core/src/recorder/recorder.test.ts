@@ -276,3 +276,36 @@ describe('Recorder', () => {
     expect(logger.text()).not.toContain(secret);
   });
 });
+
+describe('capture order', () => {
+  it('sequences records in the order they were captured even when an earlier blob takes longer to store', async () => {
+    const inner = createMemorySink();
+    const slow = new Set<string>();
+    const sink = new Proxy(inner, {
+      get(target, property) {
+        if (property === 'putBlob') {
+          return async (sha256: string, bytes: Uint8Array) => {
+            if (slow.has(sha256)) await new Promise((resolve) => setTimeout(resolve, 50));
+            return target.putBlob(sha256, bytes);
+          };
+        }
+        const value: unknown = Reflect.get(target, property);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const recorder = new Recorder({ sink, allowVolatileSink: true });
+    const writer = recorder.writer(target);
+    const big = new Uint8Array(64).fill(1);
+    slow.add(sha256Hex(big));
+    const results = await Promise.all([
+      writer.capture(message(1, { raw: { bytes: big, format: 'test.raw' } })),
+      writer.capture(message(2, { raw: { bytes: new Uint8Array([2]), format: 'test.raw' } })),
+      writer.capture(message(3)),
+    ]);
+    expect(results.map((result) => result.seq)).toEqual([1, 2, 3]);
+    const texts: (string | undefined)[] = [];
+    for await (const stored of inner.read('demo:alice')) texts.push(decodeRecord(stored.bytes).record.text);
+    expect(texts).toEqual(['message 1', 'message 2', 'message 3']);
+    await recorder.close();
+  });
+});

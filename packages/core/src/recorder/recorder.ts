@@ -119,6 +119,13 @@ export class Recorder {
   private readonly maxBatchRecords: number;
   private readonly maxBatchBytes: number;
   private readonly logs = new Map<string, StreamLog>();
+  /**
+   * Per stream, captures that store blobs (or wait for a resync) before they are sequenced, in
+   * the order they were captured. Blobs are stored in parallel; records are sequenced in capture
+   * order, all that are ready at once (one group commit), so a pipelining connector's records
+   * keep the order it captured them in.
+   */
+  private readonly waiting = new Map<StreamLog, Turn[]>();
   private closed = false;
   private counts = { recorded: 0, duplicates: 0, failed: 0 };
   private readonly checkpoints: CheckpointOptions | undefined;
@@ -231,7 +238,7 @@ export class Recorder {
       if (seq !== undefined) return Promise.resolve(this.duplicate(stream, key, seq));
     }
     let promise: Promise<CaptureResult>;
-    if (log.ready && prepared.blobs.length === 0 && prepared.existingBlobs.length === 0) {
+    if (log.ready && prepared.blobs.length === 0 && prepared.existingBlobs.length === 0 && (this.waiting.get(log)?.length ?? 0) === 0) {
       try {
         promise = log.enqueue(key, prepared.template); // fast path: sequenced synchronously
       } catch (error) {
@@ -358,26 +365,81 @@ export class Recorder {
     return { status: 'duplicate', stream, key, seq };
   }
 
-  private async store(log: StreamLog, input: PreparedCapture): Promise<CaptureResult> {
+  private store(log: StreamLog, input: PreparedCapture): Promise<CaptureResult> {
     // This capture is sequenced only after awaiting. Detach it from the caller's objects now,
     // in the caller's tick, so a platform library mutating them meanwhile cannot change what
     // was validated (the fast path sequences synchronously and needs no copy).
     const prepared = { ...input, template: detachTemplate(input.template) };
     const { key } = prepared;
-    if (!log.ready) await log.resync();
-    const known = log.seqOf(key);
-    if (known !== undefined) return this.duplicate(log.stream, key, known);
-    // Blobs first: a record must never name a blob that is not durable.
-    await Promise.all(prepared.blobs.map((blob) => this.sink.putBlob(blob.sha256, blob.bytes)));
-    for (const ref of prepared.existingBlobs) {
-      const stored = await this.sink.statBlob(ref.sha256);
-      if (stored?.size !== ref.size) {
-        throw new OffchannelError('BLOB_MISSING', `blob ${ref.sha256} (${ref.size} bytes) named by the capture is not in the sink; store it with putBlob first.`);
-      }
-    }
-    if (!log.ready) await log.resync();
-    const seq = log.seqOf(key);
-    if (seq !== undefined) return this.duplicate(log.stream, key, seq);
-    return log.enqueue(key, prepared.template);
+    const { promise, resolve, reject } = Promise.withResolvers<CaptureResult>();
+    const turn: Turn = {
+      ready: false,
+      sequence: () => {
+        try {
+          const seq = log.seqOf(key);
+          resolve(seq === undefined ? log.enqueue(key, prepared.template) : this.duplicate(log.stream, key, seq));
+        } catch (error) {
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }
+      },
+      fail: (error) => {
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    };
+    const queue = this.waiting.get(log) ?? [];
+    this.waiting.set(log, queue);
+    queue.push(turn);
+    void this.prepareTurn(log, prepared, turn);
+    return promise;
   }
+
+  /** Makes a turn ready to be sequenced: resynced, blobs durable. Never rejects (the turn fails instead). */
+  private async prepareTurn(log: StreamLog, prepared: PreparedCapture, turn: Turn): Promise<void> {
+    try {
+      if (!log.ready) await log.resync();
+      if (log.seqOf(prepared.key) === undefined) {
+        // Blobs first: a record must never name a blob that is not durable.
+        if (prepared.blobs.length > 0) await Promise.all(prepared.blobs.map((blob) => this.sink.putBlob(blob.sha256, blob.bytes)));
+        for (const ref of prepared.existingBlobs) {
+          const stored = await this.sink.statBlob(ref.sha256);
+          if (stored?.size !== ref.size) {
+            throw new OffchannelError('BLOB_MISSING', `blob ${ref.sha256} (${ref.size} bytes) named by the capture is not in the sink; store it with putBlob first.`);
+          }
+        }
+      }
+      turn.ready = true;
+    } catch (error) {
+      const queue = this.waiting.get(log) ?? [];
+      queue.splice(queue.indexOf(turn), 1);
+      turn.fail(error);
+    }
+    this.sequenceReady(log);
+  }
+
+  /** Sequences, in capture order, every waiting turn that is ready, up to the first that is not. */
+  private sequenceReady(log: StreamLog): void {
+    const queue = this.waiting.get(log) ?? [];
+    while (queue[0]?.ready === true) {
+      if (!log.ready) {
+        void log.resync().then(
+          () => {
+            this.sequenceReady(log);
+          },
+          (error: unknown) => {
+            while (queue[0]?.ready === true) (queue.shift() as Turn).fail(error);
+            this.sequenceReady(log);
+          },
+        );
+        return;
+      }
+      (queue.shift() as Turn).sequence();
+    }
+  }
+}
+
+/** A capture waiting in {@link Recorder.waiting} for its turn to be sequenced. */
+interface Turn {
+  ready: boolean;
+  sequence(): void;
+  fail(error: unknown): void;
 }

@@ -5,13 +5,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Recorder, SinkUnavailableError, createConnectorContext, openStateStore, parseStateKey, generateStateKey, type ArchiveRecord, type Connector, type ConnectorContext, type Sink, type StateStore } from '@offchannel/core';
+import { Recorder, SinkUnavailableError, createConnectorContext, openStateStore, parseStateKey, generateStateKey, type ArchiveRecord, type ConnectorContext, type Sink, type StateStore } from '@offchannel/core';
 import { MemoryStorage, createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
-import { createIMessageConnector, type IMessageConnectorOptions } from '../index.ts';
+import { createIMessageConnector, type IMessageConnector, type IMessageConnectorOptions } from '../index.ts';
 import type { ChatDbFixture } from '../testing/index.ts';
+import { rederiveAll, type Rederived } from './rederive.ts';
 
 export interface RunningRelay {
-  readonly connector: Connector;
+  readonly connector: IMessageConnector;
   readonly ctx: ConnectorContext;
   stop(): Promise<void>;
 }
@@ -85,7 +86,20 @@ export class RelayHarness {
     return JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
   }
 
-  async dispose(): Promise<void> {
-    await rm(this.dir, { recursive: true, force: true });
+  /**
+   * Re-derives every record in the archive from its raw evidence with the exported mapping
+   * (see rederive.ts); throws on the first record that differs.
+   */
+  async rederive(): Promise<Rederived> {
+    return rederiveAll(await this.records(), (sha256) => this.sink.getBlob(sha256), 'alice@firm.example');
+  }
+
+  /** Checks that every record re-derives (unless told not to), then removes the folder. */
+  async dispose(options: { readonly rederive?: boolean } = {}): Promise<void> {
+    try {
+      if (options.rederive !== false) await this.rederive();
+    } finally {
+      await rm(this.dir, { recursive: true, force: true });
+    }
   }
 }

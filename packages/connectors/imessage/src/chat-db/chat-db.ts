@@ -108,6 +108,11 @@ export class ChatDb {
     return this.#all(`SELECT ${this.#messageColumns} FROM message WHERE ROWID > ? ORDER BY ROWID LIMIT ?`, cursor, BigInt(limit));
   }
 
+  /** ROWIDs and GUIDs of message rows in (`after`, `upto`], oldest first (the sweep's scan: the primary key only). */
+  guidsBetween(after: bigint, upto: bigint, limit: number): { rowid: bigint; guid: string }[] {
+    return this.#all('SELECT ROWID AS rowid, guid FROM message WHERE ROWID > ? AND ROWID <= ? ORDER BY ROWID LIMIT ?', after, upto, BigInt(limit)).map((row) => ({ rowid: row['rowid'] as bigint, guid: String(row['guid']) }));
+  }
+
   /** The row with this ROWID, with its joined rows, or `undefined` when it is gone. */
   bundle(rowid: bigint): RowBundle | undefined {
     const message = this.#all(`SELECT ${this.#messageColumns} FROM message WHERE ROWID = ?`, rowid)[0];
@@ -148,10 +153,7 @@ export class ChatDb {
    * with `marks`, of rows edited or retracted after those marks (a full scan, run rarely).
    */
   fingerprints(maxRowid: bigint, window: { readonly sinceDate: bigint } | { readonly editedAfter: bigint; readonly retractedAfter: bigint }): RowFingerprint[] {
-    const parts = CHANGE_COLUMNS.filter((c) => this.has(c)).map((c) => `COALESCE(m.${c}, 0)`);
-    if (this.has('message_summary_info')) parts.push("COALESCE(hex(substr(m.message_summary_info, -64)) || length(m.message_summary_info), '')");
-    parts.push("(SELECT COALESCE(group_concat(a.ROWID || ':' || COALESCE(a.transfer_state, ''), ','), '') FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id WHERE j.message_id = m.ROWID)");
-    const select = `SELECT m.ROWID AS rowid, m.guid AS guid, ${parts.join(" || '|' || ")} AS fingerprint FROM message m WHERE m.ROWID <= ?`;
+    const select = `${this.#fingerprintSelect()} WHERE m.ROWID <= ?`;
     let rows: SqlRow[];
     if ('sinceDate' in window) {
       rows = this.#all(`${select} AND m.date > ?`, maxRowid, window.sinceDate);
@@ -161,6 +163,29 @@ export class ChatDb {
       rows = this.#all(`${select} AND ((${edited}) OR (${retracted}))`, maxRowid, window.editedAfter, window.retractedAfter);
     }
     return rows.map((row) => ({ rowid: row['rowid'] as bigint, guid: String(row['guid']), fingerprint: String(row['fingerprint']) }));
+  }
+
+  /**
+   * The next message rows after `cursor` with their joined rows and fingerprints, read in one
+   * read transaction: each fingerprint is of exactly the row state read.
+   */
+  readBatch(cursor: bigint, limit: number): { readonly bundles: RowBundle[]; readonly fingerprints: ReadonlyMap<string, string> } {
+    this.#db.exec('BEGIN');
+    try {
+      const bundles = this.rowsAfter(cursor, limit).map((row) => this.bundleOf(row));
+      const last = bundles.at(-1)?.message['ROWID'];
+      const rows = typeof last === 'bigint' ? this.#all(`${this.#fingerprintSelect()} WHERE m.ROWID > ? AND m.ROWID <= ?`, cursor, last) : [];
+      return { bundles, fingerprints: new Map(rows.map((row) => [String(row['guid']), String(row['fingerprint'])])) };
+    } finally {
+      this.#db.exec('COMMIT');
+    }
+  }
+
+  #fingerprintSelect(): string {
+    const parts = CHANGE_COLUMNS.filter((c) => this.has(c)).map((c) => `COALESCE(m.${c}, 0)`);
+    if (this.has('message_summary_info')) parts.push("COALESCE(hex(substr(m.message_summary_info, -64)) || length(m.message_summary_info), '')");
+    parts.push("(SELECT COALESCE(group_concat(a.ROWID || ':' || COALESCE(a.transfer_state, ''), ','), '') FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id WHERE j.message_id = m.ROWID)");
+    return `SELECT m.ROWID AS rowid, m.guid AS guid, ${parts.join(" || '|' || ")} AS fingerprint FROM message m`;
   }
 
   /** The largest `date_edited` and `date_retracted` among rows up to `maxRowid`. */

@@ -12,3 +12,6 @@ export type { EncodeAttributedBodyOptions, WritableRun, WritableValue } from '..
 export { encodeBplist } from '../bplist/bplist-writer.ts';
 export { playDemoConversation } from './demo-conversation.ts';
 export type { DemoOptions, DemoStep } from './demo-conversation.ts';
+export { moveBelowCursor, plantUnsentRow } from './chat-db-surgery.ts';
+export { ChatDbWriter } from './chat-db-writer.ts';
+export type { WriterOp, WriterResult } from './chat-db-writer.ts';
