@@ -19,6 +19,7 @@
 import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
+import type { AttestationId } from '../attest/attestation.ts';
 import type { Sink } from '../sink/sink.ts';
 import { ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
 import { ForwardLane } from './forward-lane.ts';
@@ -123,6 +124,9 @@ export class Forwarder {
   private running = false;
   private scanning: Promise<void> | undefined;
   private pruning: Promise<void> | undefined;
+  private attesting: Promise<void> | undefined;
+  /** Per target and host: the newest attestation the target holds (`null`: none). */
+  private readonly attestationsCopied = new Map<string, AttestationId | null>();
 
   constructor(options: ForwarderOptions) {
     if (options.targets.length === 0) throw new RangeError('the forwarder needs at least one target');
@@ -147,6 +151,7 @@ export class Forwarder {
       this.scan();
       for (const lane of this.lanes.values()) lane.wake();
       this.pruneSpool();
+      this.forwardAttestations();
     }, this.options.pollMs ?? 5000);
     this.poller.unref();
   }
@@ -188,7 +193,12 @@ export class Forwarder {
           }
         }
       }
-      if (behind.length === 0) return;
+      if (behind.length === 0) {
+        // The host attestations too (a clean stop's last one says `stopped`); failures are logged.
+        await this.attesting;
+        await this.copyAttestations();
+        return;
+      }
       if (Date.now() > deadline) throw new ForwardTimeoutError(behind.slice(0, 5).join(', '));
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
@@ -245,8 +255,57 @@ export class Forwarder {
     this.running = false;
     if (this.poller) clearInterval(this.poller);
     await this.pruning;
+    await this.attesting;
     await this.scanning;
     await Promise.all([...this.lanes.values()].map((lane) => lane.stop()));
+  }
+
+  /**
+   * Copies host attestations (one signed note per host and interval, `attest/attestation.ts`)
+   * from the spool to every target that stores them, in seq order per host, resuming after the
+   * newest each target holds. A target that is down is retried at the next poll.
+   */
+  private async copyAttestations(): Promise<void> {
+    const { spool } = this.options;
+    if (!spool.attestationHosts || !spool.attestations || !spool.getAttestation) return;
+    let hosts: readonly string[];
+    try {
+      hosts = await spool.attestationHosts();
+    } catch (error) {
+      this.logger.warn({ code: (error as { code?: string }).code }, 'could not list the spool\'s attestations; retrying at the next poll');
+      return;
+    }
+    for (const host of hosts) {
+      for (const target of this.options.targets) {
+        const { sink } = target;
+        if (!sink.putAttestation || !sink.attestations) continue;
+        const key = `${target.name}\u0000${host}`;
+        try {
+          let last = this.attestationsCopied.get(key);
+          if (last === undefined) {
+            last = (await sink.attestations(host)).at(-1) ?? null;
+            this.attestationsCopied.set(key, last);
+          }
+          for (const id of await spool.attestations(host, last ? { fromDay: last.day } : undefined)) {
+            if (last && id.seq <= last.seq) continue;
+            const bytes = await spool.getAttestation(id);
+            if (!bytes) continue;
+            await sink.putAttestation(id, bytes);
+            last = id;
+            this.attestationsCopied.set(key, id);
+          }
+        } catch (error) {
+          this.logger.warn({ host, code: (error as { code?: string }).code }, 'could not copy host attestations to a forward target; retrying at the next poll');
+        }
+      }
+    }
+  }
+
+  private forwardAttestations(): void {
+    if (this.attesting) return;
+    this.attesting = this.copyAttestations().finally(() => {
+      this.attesting = undefined;
+    });
   }
 
   private pruneSpool(): void {

@@ -10,7 +10,7 @@
 import { type AuditFinding, type CheckpointFile, isSha256Hex, isStreamName } from '@offchannel/core';
 import type { ObjectStore, Version } from './object-store.ts';
 import { PROBE_FOLDER } from './object-lock-probe.ts';
-import { type S3Layout, parseBatchName, parseCheckpointName } from './s3-layout.ts';
+import { type S3Layout, parseAttestationName, parseBatchName, parseCheckpointName } from './s3-layout.ts';
 
 type Group = { readonly key: string; readonly versions: readonly Version[]; readonly deleteMarkers: number };
 
@@ -21,7 +21,7 @@ export async function* auditBucket(objects: ObjectStore, layout: S3Layout): Asyn
   let pending: Promise<AuditFinding[]>[] = [];
   // Under a prefix everything is the archive's; at the bucket root only its own folders are
   // (a bucket may hold other archives under prefixes of their own).
-  const roots = layout.prefix === '' ? ['blobs/', 'checkpoints/', 'legal-holds/', PROBE_FOLDER, 'streams/', 'tiles/'] : [layout.prefix];
+  const roots = layout.prefix === '' ? ['attestations/', 'blobs/', 'checkpoints/', 'legal-holds/', PROBE_FOLDER, 'streams/', 'tiles/'] : [layout.prefix];
   for (const root of roots) for await (const group of objects.groups(root)) {
     const relative = group.key.slice(layout.prefix.length);
     const kind = classify(relative);
@@ -51,7 +51,7 @@ async function* auditSettings(objects: ObjectStore): AsyncIterable<AuditFinding>
 type Kind =
   | { readonly type: 'batch'; readonly stream: string }
   | { readonly type: 'checkpoint'; readonly stream: string; readonly size: number; readonly file: CheckpointFile }
-  | { readonly type: 'blob' | 'tile' | 'hold' | 'scratch' | 'unexpected'; readonly stream?: string };
+  | { readonly type: 'blob' | 'tile' | 'hold' | 'attestation' | 'scratch' | 'unexpected'; readonly stream?: string };
 
 function classify(relative: string): Kind {
   const [root, first, ...rest] = relative.split('/');
@@ -64,6 +64,7 @@ function classify(relative: string): Kind {
   if (root === 'blobs' && first === 'sha256' && isSha256Hex(name)) return { type: 'blob' };
   if (root === 'tiles' && first && isStreamName(first) && /^\d+\/(x\d{3}\/)*\d{3}(\.p\/\d+)?$/.test(name)) return { type: 'tile', stream: first };
   if (root === 'legal-holds' && first?.endsWith('.json') && rest.length === 0) return { type: 'hold' };
+  if (root === 'attestations' && first !== undefined && parseAttestationName([first, ...rest].join('/')) !== undefined) return { type: 'attestation' };
   // Left by `offchannel sink-check` (short retention, deleted when it finishes): not archive content.
   if (`${root ?? ''}/` === PROBE_FOLDER) return { type: 'scratch' };
   return { type: 'unexpected' };

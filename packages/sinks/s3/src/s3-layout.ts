@@ -8,13 +8,14 @@
  * <prefix>checkpoints/<stream>/<size:16>.note|.rfc3161 signed checkpoints and their timestamps
  * <prefix>tiles/<stream>/<L>/<N>[.p/<W>]               Merkle tiles (c2sp.org/tlog-tiles paths)
  * <prefix>legal-holds/<time>-<id>.json                 log of legal hold changes
+ * <prefix>attestations/<host>/<yyyy-mm-dd>/<seq:16>.note host attestations (signed notes)
  * ```
  *
  * Every object is written once, with Object Lock COMPLIANCE retention. When a key has several
  * versions (a writer lost an append race on a store without conditional writes), the OLDEST
  * version is the object; the others are ignored by readers and reported by the audit.
  */
-import { type CheckpointFile, type TileId, tilePath } from '@offchannel/core';
+import { type AttestationId, type CheckpointFile, type TileId, isAttestationDay, isHostId, tilePath } from '@offchannel/core';
 import { S3SinkError } from './s3-errors.ts';
 
 /** Seqs are padded to 16 digits (Number.MAX_SAFE_INTEGER has 16), so keys sort numerically. */
@@ -22,6 +23,7 @@ export const SEQ_DIGITS = 16;
 
 const BATCH = /^(\d{16})\.jsonl$/;
 const CHECKPOINT = /^(\d{16})\.(note|rfc3161|cosigned-[0-9a-f]{8})$/;
+const ATTESTATION = /^(\d{16})\.note$/;
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
 export function padSeq(seq: number): string {
@@ -94,6 +96,12 @@ export class S3Layout {
   get blobsPrefix(): string {
     return `${this.prefix}blobs/sha256/`;
   }
+  get attestationsRoot(): string {
+    return `${this.prefix}attestations/`;
+  }
+  attestation(id: AttestationId): string {
+    return `${this.attestationsRoot}${id.host}/${id.day}/${padSeq(id.seq)}.note`;
+  }
   get checkpointsRoot(): string {
     return `${this.prefix}checkpoints/`;
   }
@@ -124,4 +132,13 @@ export class S3Layout {
   tile(stream: string, tile: TileId): string {
     return `${this.tilesPrefix(stream)}${tilePath(tile)}`;
   }
+}
+
+/** An attestation's key below the attestations root (`<host>/<day>/<seq>.note`), parsed; else `undefined`. */
+export function parseAttestationName(name: string): AttestationId | undefined {
+  const [host, day, file, ...rest] = name.split('/');
+  const match = file === undefined ? null : ATTESTATION.exec(file);
+  const seq = match ? Number(match[1]) : Number.NaN;
+  if (rest.length > 0 || host === undefined || day === undefined || !isHostId(host) || !isAttestationDay(day) || !Number.isSafeInteger(seq) || seq < 1) return undefined;
+  return { host, day, seq };
 }

@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
   type AppendBatch,
+  type AttestationId,
   type AuditFinding,
   BlobMismatchError,
   type BlobInfo,
@@ -32,11 +33,13 @@ import {
   type StreamHead,
   type TileId,
   assertAppendBatch,
+  assertAttestationId,
   assertBlobName,
   assertCheckpointKey,
   assertStreamName,
   assertTileKey,
   blobNamesIn,
+  isHostId,
   isStreamName,
   noopLogger,
   redactingLogger,
@@ -46,7 +49,7 @@ import { type KeyVersions, ObjectStore, type Version } from './object-store.ts';
 import { type ObjectClass, type RetentionOptions, RetentionPolicy } from './retention.ts';
 import { type S3ClientOptions, createS3Client } from './s3-client.ts';
 import { S3SinkError, isTransient, toSinkError } from './s3-errors.ts';
-import { S3Layout, assertBucketName, normalizePrefix, parseCheckpointName, parseS3Url } from './s3-layout.ts';
+import { S3Layout, assertBucketName, normalizePrefix, parseAttestationName, parseCheckpointName, parseS3Url } from './s3-layout.ts';
 import { auditBucket } from './s3-audit.ts';
 import { StreamObjects, countLines, frame, splitLines } from './stream-objects.ts';
 import { type LegalHoldTarget, applyLegalHold } from './legal-hold.ts';
@@ -310,6 +313,44 @@ export class S3Sink implements Sink {
     this.assertOpen();
     assertTileKey(stream, tile);
     return this.getOnce(this.layout.tile(stream, tile));
+  }
+
+  /** Host attestations: write-once objects under Object Lock, like checkpoints (see `Sink.putAttestation`). */
+  async putAttestation(id: AttestationId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    this.assertWritable();
+    assertAttestationId(id);
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InvalidBatchError('attestation bytes must be a non-empty Uint8Array');
+    const conflict = () => new SinkConflictError(`attestations/${id.host}`, `a different attestation ${id.seq} is already stored`);
+    const { created } = await this.putOnce(this.layout.attestation(id), bytes, 'checkpoints', undefined, this.holdAll, conflict);
+    return { created };
+  }
+
+  async getAttestation(id: AttestationId): Promise<Uint8Array | undefined> {
+    this.assertOpen();
+    assertAttestationId(id);
+    return this.getOnce(this.layout.attestation(id));
+  }
+
+  async attestationHosts(): Promise<readonly string[]> {
+    this.assertOpen();
+    return (await this.objects.children(this.layout.attestationsRoot)).filter((host) => isHostId(host)).sort();
+  }
+
+  async attestations(host: string, range?: { readonly fromDay?: string; readonly toDay?: string }): Promise<readonly AttestationId[]> {
+    this.assertOpen();
+    assertAttestationId({ host, day: '1970-01-01', seq: 1 });
+    const prefix = `${this.layout.attestationsRoot}${host}/`;
+    const ids: AttestationId[] = [];
+    // Days sort as text: start the listing at the first day asked for instead of the host's first.
+    const after = range?.fromDay === undefined ? undefined : `${prefix}${range.fromDay}`;
+    for await (const entry of this.objects.keys(prefix, after === undefined ? {} : { after })) {
+      const id = parseAttestationName(entry.key.slice(this.layout.attestationsRoot.length));
+      if (!id || id.host !== host) continue;
+      if (range?.toDay !== undefined && id.day > range.toDay) break;
+      if (range?.fromDay !== undefined && id.day < range.fromDay) continue;
+      ids.push(id);
+    }
+    return ids.sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : a.seq - b.seq));
   }
 
   /** Object Lock and layout checks of everything under the prefix (see `s3-audit.ts`). */
