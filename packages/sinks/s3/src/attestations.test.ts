@@ -29,7 +29,7 @@ describe('host attestations on a real Ceph RGW', () => {
       let now = T0;
       const attestor = await HostAttestor.open({ sink: forwarder.sink, host: 'h-s3test', signer: key, clock: () => new Date(now) });
       for (let round = 0; round < 4; round++) {
-        for (let index = 0; index < 5; index++) await writer.capture({ kind: 'message', key: `m-${round}-${index}`, sentAt: new Date(T0).toISOString(), conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', text: `round ${round}` });
+        for (let index = 0; index < 5; index++) await writer.capture({ kind: 'message', key: `m-${round}-${index}`, sentAt: new Date(T0).toISOString(), conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m-${round}-${index}` }, text: `round ${round}` });
         await recorder.checkpoint();
         const [head] = recorder.merkleHeads();
         await attestor.attest(head ? [{ stream: 'demo:alice', size: head.size, root: Buffer.from(head.root).toString('base64'), state: 'connected' }] : []);
