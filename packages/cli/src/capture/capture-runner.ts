@@ -410,7 +410,9 @@ export class CaptureRunner {
           const state = isAttestedState(supervisor.attestedState) ? supervisor.attestedState : 'unknown';
           lines.push({ stream: supervisor.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state });
         }
-        await attestor.attest(lines);
+        const link = await attestor.attest(lines);
+        const at = link.time === undefined ? new Date() : new Date(link.time);
+        for (const line of lines) this.noteAttestation(line.stream, at);
       } catch (error) {
         this.#logger.error({ host: attestor.host, code: (error as { code?: string }).code ?? 'UNKNOWN' }, 'host attestation not written; the next interval tries again');
       }
