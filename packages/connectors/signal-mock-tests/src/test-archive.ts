@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type ArchiveRecord, type Logger, Recorder, type StateStore, decodeRecord, openStateStore, prepareCapture } from '@offchannel/core';
+import { type ArchiveRecord, type Logger, Recorder, type StateStore, canonicalize, decodeRecord, openStateStore, prepareCapture } from '@offchannel/core';
 import { rederiveSignalRecord } from '@offchannel/signal';
 import { type FsSink, openFsSink } from '@offchannel/sink-fs';
 
@@ -60,15 +60,10 @@ export async function rederiveAll(archive: TestArchive, stream: string): Promise
     if (input === undefined) throw new Error(`${stream} seq ${record.seq} (${record.kind}, ${record.raw.format}): the mapping does not make this record from its raw bytes`);
     const { template } = prepareCapture(input, { stream, channel, account }, record.source);
     const strip = ({ seq: _seq, prev: _prev, capturedAt: _capturedAt, ...rest }: ArchiveRecord) => rest;
-    const [expected, actual] = [JSON.stringify(sorted(strip(template))), JSON.stringify(sorted(strip(record)))];
+    const [expected, actual] = [canonicalize(strip(template)), canonicalize(strip(record))];
     if (expected !== actual) throw new Error(`${stream} seq ${record.seq} (${record.key}) re-derives differently:\n  stored  ${actual}\n  derived ${expected}`);
     derived++;
   }
   return derived;
 }
 
-function sorted(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sorted);
-  if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, inner]) => [key, sorted(inner)]));
-}

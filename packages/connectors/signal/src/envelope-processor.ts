@@ -20,7 +20,7 @@ import { ProtocolAddress, type PublicKey, SenderKeyDistributionMessage, processS
 import { type AttachmentFetcher, fetchAttachments } from './attachments.ts';
 import { type DecryptContext, UndecryptableError, decryptEnvelope } from './decrypt-envelope.ts';
 import {
-  type EnvelopeHeader,
+  envelopeHeader,
   RAW_CONTENT_FORMAT,
   RAW_PADDED_PLAINTEXT_FORMAT,
   attachmentPointersOf,
@@ -175,7 +175,7 @@ export class EnvelopeProcessor {
     } catch (error) {
       return done([mapUndecryptable({ id: fallbackId }, bytes, 'malformed-envelope', (error as Error).message)], fallbackId, false);
     }
-    const header = headerOf(envelope, fallbackId);
+    const header = envelopeHeader(envelope, fallbackId);
     if (processed.includes(header.id) || batch.includes(header.id)) return { status: 'already-processed', id: header.id };
     if (envelope.type === EnvelopeType.ServerDeliveryReceipt) return done([mapContentless(header, bytes)], header.id, false);
 
@@ -239,18 +239,6 @@ export class EnvelopeProcessor {
     if (inputs.length === 0) o.logger.debug({ fields: content.fields.join(','), serverGuid: envelope.serverGuid }, 'content not archived by policy (typing, null or key-only message)');
     return done([...identityRecords, ...inputs], header.id, true);
   }
-}
-
-function headerOf(envelope: Envelope, fallbackId: string): EnvelopeHeader {
-  return {
-    id: envelope.serverGuid ?? fallbackId,
-    type: envelope.type,
-    ...(envelope.sourceServiceId === undefined ? {} : { sourceServiceId: envelope.sourceServiceId }),
-    ...(envelope.sourceDevice === undefined ? {} : { sourceDevice: envelope.sourceDevice }),
-    ...(envelope.clientTimestamp === undefined ? {} : { clientTimestamp: envelope.clientTimestamp }),
-    ...(envelope.serverTimestamp === undefined ? {} : { serverTimestamp: envelope.serverTimestamp }),
-    ...(envelope.serverGuid === undefined ? {} : { serverGuid: envelope.serverGuid }),
-  };
 }
 
 /** Retry requests (plaintext content) may or may not be padded. */

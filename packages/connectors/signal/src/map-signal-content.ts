@@ -26,6 +26,7 @@ import {
   type DataMessage,
   DataMessageFlags,
   type EditMessage,
+  type Envelope,
   type ReceiptMessage,
   ReceiptType,
   type SyncSent,
@@ -365,6 +366,19 @@ export interface EnvelopeHeader {
   readonly clientTimestamp?: number;
   readonly serverTimestamp?: number;
   readonly serverGuid?: string;
+}
+
+/** An envelope's header: its server guid is its id, or `fallbackId` (a hash of its bytes) without one. */
+export function envelopeHeader(envelope: Envelope, fallbackId: string): EnvelopeHeader {
+  return {
+    id: envelope.serverGuid ?? fallbackId,
+    type: envelope.type,
+    ...(envelope.sourceServiceId === undefined ? {} : { sourceServiceId: envelope.sourceServiceId }),
+    ...(envelope.sourceDevice === undefined ? {} : { sourceDevice: envelope.sourceDevice }),
+    ...(envelope.clientTimestamp === undefined ? {} : { clientTimestamp: envelope.clientTimestamp }),
+    ...(envelope.serverTimestamp === undefined ? {} : { serverTimestamp: envelope.serverTimestamp }),
+    ...(envelope.serverGuid === undefined ? {} : { serverGuid: envelope.serverGuid }),
+  };
 }
 
 /** An envelope that could not be decrypted: its encrypted bytes are the evidence. */

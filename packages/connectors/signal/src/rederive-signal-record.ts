@@ -18,6 +18,7 @@ import {
   RAW_CONTENT_FORMAT,
   RAW_ENVELOPE_FORMAT,
   attachmentPointersOf,
+  envelopeHeader,
   mapContentless,
   mapSignalContent,
   mapUndecryptable,
@@ -51,7 +52,7 @@ export function rederiveSignalRecord(record: ArchiveRecord, raw: Uint8Array, con
     return derived.find((input) => input.key === record.key);
   }
   if (format === RAW_ENVELOPE_FORMAT) {
-    const header = problem !== undefined && UNPARSED.has(problem.reason) ? { id: idOf(record) } : headerOf(record, raw);
+    const header = problem !== undefined && UNPARSED.has(problem.reason) ? { id: idOf(record) } : envelopeHeader(decodeEnvelope(raw), idOf(record));
     if (record.kind === 'undecryptable') return mapUndecryptable(header, raw, record.problem?.reason ?? '', record.problem?.detail ?? '');
     if (record.kind === 'system') return mapContentless(header, raw);
   }
@@ -105,19 +106,5 @@ function headerFromMeta(record: ArchiveRecord): EnvelopeHeader {
     ...(serverTimestamp === undefined ? {} : { serverTimestamp }),
     // sentAt is the client timestamp when there was one, else the server's.
     ...(sentAt === undefined || sentAt === serverTimestamp ? {} : { clientTimestamp: sentAt }),
-  };
-}
-
-/** An undecryptable envelope's header, from the envelope bytes themselves. */
-function headerOf(record: ArchiveRecord, raw: Uint8Array): EnvelopeHeader {
-  const envelope = decodeEnvelope(raw);
-  return {
-    id: idOf(record),
-    ...(envelope.type === undefined ? {} : { type: envelope.type }),
-    ...(envelope.sourceServiceId === undefined ? {} : { sourceServiceId: envelope.sourceServiceId }),
-    ...(envelope.sourceDevice === undefined ? {} : { sourceDevice: envelope.sourceDevice }),
-    ...(envelope.clientTimestamp === undefined ? {} : { clientTimestamp: envelope.clientTimestamp }),
-    ...(envelope.serverTimestamp === undefined ? {} : { serverTimestamp: envelope.serverTimestamp }),
-    ...(envelope.serverGuid === undefined ? {} : { serverGuid: envelope.serverGuid }),
   };
 }
