@@ -9,7 +9,6 @@
  *
  * Usage: node --expose-gc --conditions=@offchannel/source bench/signal/signal-rss.ts [--counts 1,50] [--messages 50] [--json]
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,6 +19,7 @@ import { openFsSink } from '@offchannel/sink-fs';
 import { linkedDevice, TEST_TRUST_ROOT } from '../../packages/connectors/signal/src/__fixtures__/linked-device.ts';
 import { tempStateStore } from '../../packages/connectors/signal/src/__fixtures__/signal-parties.ts';
 import { createSignalConnector } from '../../packages/connectors/signal/src/signal-connector.ts';
+import { measurePerAccount, reportSettledMemory } from '../shared/rss-per-account.ts';
 
 const { values } = parseArgs({ options: { counts: { type: 'string', default: '1,50' }, messages: { type: 'string', default: '50' }, child: { type: 'string' }, json: { type: 'boolean', default: false } } });
 const MESSAGES = Number(values.messages);
@@ -44,12 +44,7 @@ async function child(accounts: number): Promise<void> {
       for (const id of ids) device.deliver(id);
       while (device.acknowledged.length < MESSAGES) await new Promise((resolve) => setTimeout(resolve, 2));
     }
-    for (let i = 0; i < 3; i++) {
-      (globalThis as { gc?: () => void }).gc?.();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const { rss, heapUsed } = process.memoryUsage();
-    process.stdout.write(JSON.stringify({ accounts, rss, heapUsed }));
+    await reportSettledMemory(accounts);
     for (const { connector } of running) await connector.stop();
     await recorder.close();
     await sink.close();
@@ -61,20 +56,5 @@ async function child(accounts: number): Promise<void> {
 if (values.child !== undefined) {
   await child(Number(values.child));
 } else {
-  const self = fileURLToPath(import.meta.url);
-  const runs = values.counts.split(',').map(Number).map((accounts) => {
-    const out = execFileSync(process.execPath, ['--expose-gc', '--conditions=@offchannel/source', self, '--child', String(accounts), '--messages', String(MESSAGES)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-    return JSON.parse(out) as { accounts: number; rss: number; heapUsed: number };
-  });
-  const first = runs[0];
-  const last = runs.at(-1);
-  const mib = (bytes: number) => bytes / 1024 / 1024;
-  const perAccount = first && last && last.accounts > first.accounts ? (last.rss - first.rss) / (last.accounts - first.accounts) : Number.NaN;
-  const result = { node: process.version, messagesPerAccount: MESSAGES, runs, perAccountMiB: Number(mib(perAccount).toFixed(2)), accountsPer24GiBAt50Percent: Math.floor((24 * 1024 * 0.5) / mib(perAccount)) };
-  if (values.json) console.log(JSON.stringify(result));
-  else {
-    console.log(`Signal memory per connected account (libsignal fake chat, ${MESSAGES} messages each), ${result.node}`);
-    for (const run of runs) console.log(`  ${String(run.accounts).padStart(3)} account(s): RSS ${mib(run.rss).toFixed(1)} MiB, heap ${mib(run.heapUsed).toFixed(1)} MiB`);
-    console.log(`  per account: ${result.perAccountMiB} MiB RSS → about ${result.accountsPer24GiBAt50Percent.toLocaleString('en-US')} accounts on a 24 GiB host at half its memory`);
-  }
+  measurePerAccount({ script: fileURLToPath(import.meta.url), counts: values.counts, args: ['--messages', String(MESSAGES)], title: `Signal memory per connected account (libsignal fake chat, ${MESSAGES} messages each)`, json: values.json, extra: { messagesPerAccount: MESSAGES } });
 }

@@ -8,7 +8,6 @@
  *
  * Usage: node --expose-gc --conditions=@offchannel/source bench/whatsapp/whatsapp-rss.ts [--counts 1,50] [--messages 100] [--json]
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +18,7 @@ import { Recorder, createConnectorContext, openStateStore } from '@offchannel/co
 import { openFsSink } from '@offchannel/sink-fs';
 import { createWhatsAppConnector } from '../../packages/connectors/whatsapp/src/index.ts';
 import { JIDS, createOfflineSocketFactory, envelope, seedOfflineLink, textContent } from '../../packages/connectors/whatsapp/src/testing/index.ts';
+import { measurePerAccount, reportSettledMemory } from '../shared/rss-per-account.ts';
 
 const { values } = parseArgs({ options: { counts: { type: 'string', default: '1,50' }, messages: { type: 'string', default: '100' }, child: { type: 'string' }, json: { type: 'boolean', default: false } } });
 const MESSAGES = Number(values.messages);
@@ -44,12 +44,7 @@ async function child(accounts: number): Promise<void> {
       }
       await connector.whenIdle();
     }
-    for (let i = 0; i < 3; i++) {
-      (globalThis as { gc?: () => void }).gc?.();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const { rss, heapUsed } = process.memoryUsage();
-    process.stdout.write(JSON.stringify({ accounts, rss, heapUsed }));
+    await reportSettledMemory(accounts);
     for (const { connector } of running) await connector.stop();
     await recorder.close();
   } finally {
@@ -60,20 +55,5 @@ async function child(accounts: number): Promise<void> {
 if (values.child !== undefined) {
   await child(Number(values.child));
 } else {
-  const self = fileURLToPath(import.meta.url);
-  const runs = values.counts.split(',').map(Number).map((accounts) => {
-    const out = execFileSync(process.execPath, ['--expose-gc', '--conditions=@offchannel/source', self, '--child', String(accounts), '--messages', String(MESSAGES)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-    return JSON.parse(out) as { accounts: number; rss: number; heapUsed: number };
-  });
-  const first = runs[0];
-  const last = runs.at(-1);
-  const mib = (bytes: number) => bytes / 1024 / 1024;
-  const perAccount = first && last && last.accounts > first.accounts ? (last.rss - first.rss) / (last.accounts - first.accounts) : Number.NaN;
-  const result = { node: process.version, messagesPerAccount: MESSAGES, runs, perAccountMiB: Number(mib(perAccount).toFixed(2)), accountsPer24GiBAt50Percent: Math.floor((24 * 1024 * 0.5) / mib(perAccount)) };
-  if (values.json) console.log(JSON.stringify(result));
-  else {
-    console.log(`WhatsApp memory per connected account (offline sockets, ${MESSAGES} messages each), ${result.node}`);
-    for (const run of runs) console.log(`  ${String(run.accounts).padStart(3)} account(s): RSS ${mib(run.rss).toFixed(1)} MiB, heap ${mib(run.heapUsed).toFixed(1)} MiB`);
-    console.log(`  per account: ${result.perAccountMiB} MiB RSS → about ${result.accountsPer24GiBAt50Percent.toLocaleString('en-US')} accounts on a 24 GiB host at half its memory`);
-  }
+  measurePerAccount({ script: fileURLToPath(import.meta.url), counts: values.counts, args: ['--messages', String(MESSAGES)], title: `WhatsApp memory per connected account (offline sockets, ${MESSAGES} messages each)`, json: values.json, extra: { messagesPerAccount: MESSAGES } });
 }
