@@ -226,7 +226,7 @@ export class Forwarder {
     const done: PrunedEvent[] = [];
     for (const stream of [...streams].sort()) {
       if (!this.running) break;
-      const lanes = this.options.targets.map((target) => this.lanes.get(`${target.name}\u0000${stream}`));
+      const lanes = this.options.targets.map((target) => this.lanes.get(laneKey(target, stream)));
       // Every target must have been reached and agree with the spool.
       if (lanes.some((lane) => !lane || lane.diverged || lane.head === undefined)) continue;
       const below = Math.min(...lanes.map((lane) => Math.min(lane?.checkpoint ?? 0, lane?.head?.seq ?? 0)));
@@ -279,7 +279,7 @@ export class Forwarder {
       for (const target of this.options.targets) {
         const { sink } = target;
         if (!sink.putAttestation || !sink.attestations) continue;
-        const key = `${target.name}\u0000${host}`;
+        const key = laneKey(target, host);
         try {
           let last = this.attestationsCopied.get(key);
           if (last === undefined) {
@@ -334,7 +334,7 @@ export class Forwarder {
   }
 
   private lane(target: ForwardTarget, stream: string): ForwardLane {
-    const key = `${target.name}\u0000${stream}`;
+    const key = laneKey(target, stream);
     let lane = this.lanes.get(key);
     if (!lane) {
       lane = new ForwardLane(target, stream, this.options, this.logger, () => this.running);
@@ -342,4 +342,9 @@ export class Forwarder {
     }
     return lane;
   }
+}
+
+/** The key of one target's copy of a stream (or of a host's attestations). */
+function laneKey(target: ForwardTarget, name: string): string {
+  return `${target.name}\u0000${name}`;
 }
