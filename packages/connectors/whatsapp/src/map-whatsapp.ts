@@ -58,6 +58,7 @@ import { createHash } from 'node:crypto';
 import type { AttachmentInput, CaptureInput, MembershipDetail, MetaValue, NativeRef, Party } from '@offchannel/core';
 import { isJidBroadcast, isJidGroup, isJidNewsletter, jidNormalizedUser, proto, toNumber } from '@whiskeysockets/baileys';
 import type { MediaKind, MediaRef } from './media-download.ts';
+import { checkHistoryPayload } from './history-payload.ts';
 import { openSecretMessage } from './message-secret.ts';
 import { RAW_FORMAT, decodeEnvelope, encodeRawEvidence, type CapturedEnvelope } from './raw-envelope.ts';
 
@@ -218,6 +219,8 @@ export function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependencies): 
   if (seconds === undefined) meta['sentAtSource'] = 'received';
   if (envelope.extras.addressingMode) meta['addressingMode'] = envelope.extras.addressingMode;
   if (envelope.historySyncType) meta['historySyncType'] = envelope.historySyncType;
+  // Returned by the phone for reconciliation (history-reconcile.ts): counted as recovered in coverage.
+  if (envelope.historySyncType === 'ON_DEMAND') meta['recoveredBy'] = 'history-on-demand';
   const base = { sentAt, conversation, sender, direction: fromMe ? ('outbound' as const) : ('inbound' as const), meta };
   const ref = { chat, id: key.id };
   const suffix = `${chat}:${senderId}:${key.id}`;
@@ -453,6 +456,8 @@ export function mapDeleteForMe(
 export const EVENT_FORMAT = 'whatsapp.event.v1';
 /** `raw.format` of a message protobuf could not encode: Baileys' object as JSON (BufferJSON). */
 export const UNENCODABLE_FORMAT = 'whatsapp.WAMessage.json';
+/** A history-sync notification's inline payload (zlib-deflated `HistorySync`) that could not be read, as the phone sent it. */
+export const HISTORY_PAYLOAD_FORMAT = 'whatsapp.HistorySync.zlib';
 /** WhatsApp logs a linked device out after about this many days without the phone online. */
 export const PHONE_LOGOUT_DAYS = 14;
 
@@ -484,7 +489,25 @@ export type WhatsAppEventEvidence =
   /** No sign of the phone for `days` days since `lastSeen` (WhatsApp unlinks after {@link PHONE_LOGOUT_DAYS}). */
   | { readonly type: 'phone-offline'; readonly at: string; readonly lastSeen: string; readonly days: number }
   /** No history sync arrived within `boundMs` after the device was linked. */
-  | { readonly type: 'history-missing'; readonly at: string; readonly linkedAt: string; readonly boundMs: number };
+  | { readonly type: 'history-missing'; readonly at: string; readonly linkedAt: string; readonly boundMs: number }
+  /** One reconciliation attempt of the gap record with key `gap` (history-reconcile.ts): what the phone answered and what was new. */
+  | {
+      readonly type: 'gap-reconciled';
+      readonly at: string;
+      readonly gap: string;
+      readonly outcome: 'backfilled' | 'not-recovered';
+      readonly reason?: string;
+      readonly chats: number;
+      readonly answered: number;
+      readonly returned: number;
+      readonly recorded: number;
+      readonly attempt: number;
+    };
+
+/** The idempotency key of an offline-count record (the reconciler names the gap by it). */
+export function offlineCountKey(evidence: { readonly from: string; readonly to: string; readonly announced: number; readonly arrived: number }): string {
+  return `offline-count:${evidence.from}:${evidence.to}:${evidence.announced}:${evidence.arrived}`;
+}
 
 /** Encodes evidence for {@link EVENT_FORMAT}. */
 export function encodeEventEvidence(evidence: WhatsAppEventEvidence): Uint8Array {
@@ -517,6 +540,10 @@ export function mapWhatsAppEvent(event: { readonly raw: Uint8Array; readonly for
     const problem = { reason: 'unencodable-message', detail: 'protobuf could not encode the object Baileys emitted' };
     return { inputs: [{ kind: 'unsupported', key: `unsupported:json:${sha256(event.raw)}`, problem, raw }] };
   }
+  if (event.format === HISTORY_PAYLOAD_FORMAT) {
+    const reason = checkHistoryPayload({ initialHistBootstrapInlinePayload: event.raw })?.reason ?? 'history-payload-refused';
+    return { inputs: [{ kind: 'unsupported', key: `unsupported:history-payload:${sha256(event.raw)}`, problem: { reason, detail: 'inline history-sync payload from the phone' }, raw }] };
+  }
   if (event.format !== EVENT_FORMAT) throw new TypeError(`not a WhatsApp evidence format: ${clip(event.format, 60)}`);
   const evidence = JSON.parse(Buffer.from(event.raw).toString('utf8')) as WhatsAppEventEvidence;
   const sentAt = new Date(evidence.at).toISOString();
@@ -545,7 +572,7 @@ export function mapWhatsAppEvent(event: { readonly raw: Uint8Array; readonly for
       return { inputs: [{ kind: 'gap', key: `tap-failure:${sentAt}:${sha256(event.raw)}`, sentAt, gap: { reason: 'serialize-failed' }, meta: { error: clip(evidence.error, 100) }, raw }] };
     case 'offline-count': {
       const facts = { announced: String(evidence.announced), arrived: String(evidence.arrived), ...(evidence.total !== undefined ? { total: String(evidence.total) } : {}) };
-      const key = `offline-count:${evidence.from}:${evidence.to}:${evidence.announced}:${evidence.arrived}`;
+      const key = offlineCountKey(evidence);
       if (evidence.arrived >= evidence.announced) {
         return { inputs: [{ kind: 'system', key, sentAt, system: { event: 'whatsapp-offline-complete', fields: facts }, raw }] };
       }
@@ -559,6 +586,12 @@ export function mapWhatsAppEvent(event: { readonly raw: Uint8Array; readonly for
     case 'history-missing': {
       const gap = { reason: 'history-sync-missing', to: evidence.linkedAt };
       return { inputs: [{ kind: 'gap', key: `history-missing:${evidence.linkedAt}`, sentAt, gap, meta: { boundMs: evidence.boundMs }, raw }] };
+    }
+    case 'gap-reconciled': {
+      const fields: Record<string, string> = { gap: clip(evidence.gap, 400), method: 'fetchMessageHistory', attempt: String(evidence.attempt), chats: String(evidence.chats), answered: String(evidence.answered), returned: String(evidence.returned), recorded: String(evidence.recorded) };
+      if (evidence.reason !== undefined) fields['reason'] = clip(evidence.reason, 100);
+      const event = evidence.outcome === 'backfilled' ? 'gap-backfilled' : 'gap-not-recovered';
+      return { inputs: [{ kind: 'system', key: `${event}:${clip(evidence.gap, 400)}:${evidence.attempt}:${sentAt}`, sentAt, system: { event, fields }, raw }] };
     }
     default:
       throw new TypeError(`unknown WhatsApp event type: ${clip(String((evidence as { type?: unknown }).type), 60)}`);

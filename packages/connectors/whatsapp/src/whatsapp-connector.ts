@@ -55,12 +55,16 @@ import { tapEmitter } from './emit-tap.ts';
 import { IdentityBook } from './identity-book.ts';
 import { createMediaDownloader, type MediaDownloader, type MediaDownloaderOptions } from './media-download.ts';
 import { DEFAULT_MEDIA_CONCURRENCY, MediaQueue } from './media-queue.ts';
+import { HistoryReconciler, type FetchMessageHistory, type ReconcileWhatsAppOptions, type ReconcileWhatsAppReport } from './history-reconcile.ts';
+import { checkHistoryPayload } from './history-payload.ts';
 import { MessageIndex } from './message-index.ts';
 import {
   EVENT_FORMAT,
+  HISTORY_PAYLOAD_FORMAT,
   UNENCODABLE_FORMAT,
   encodeEventEvidence,
   mapEnvelope,
+  offlineCountKey,
   mapMediaOutcome,
   mapWhatsAppEvent,
   type MapDependencies,
@@ -80,6 +84,8 @@ export interface WhatsAppSocket {
   readonly ws?: { on(event: string, listener: (node: BinaryNode) => void): unknown };
   end(error: Error | undefined): void;
   requestPairingCode?(phoneNumber: string): Promise<string>;
+  /** Asks the phone for a chat's history before a message (reconciliation); resolves with the request id. */
+  fetchMessageHistory?: FetchMessageHistory;
 }
 
 /** Builds a socket; the default is Baileys' `makeWASocket`. Tests and the demo pass an offline one. */
@@ -110,6 +116,13 @@ export interface WhatsAppConnectorOptions {
    * the count is compared (Baileys may still be decrypting the last ones), ms. Default 5 000.
    */
   readonly offlineQuietMs?: number;
+  /**
+   * Reconciliation after a gap (history-reconcile.ts): ask the phone for the history of the
+   * chats around it `afterGapMs` after the gap is detected (default 60 000) and every `everyMs`
+   * while gaps are pending (default 3 600 000); `timeoutMs` per answer (default 60 000), `count`
+   * messages per page (default 50). `false` turns the scheduled attempts off (`reconcile()` still works).
+   */
+  readonly reconcile?: false | { readonly everyMs?: number; readonly afterGapMs?: number; readonly timeoutMs?: number; readonly count?: number };
   /** Events mapped but not yet durable (the runtime's window). Default 256. */
   readonly maxInFlight?: number;
   /** Seam: told the message ids (`key.id`) of each run of events the runtime acknowledged (durable). */
@@ -128,6 +141,8 @@ export interface WhatsAppConnector extends Connector {
   whenIdle(): Promise<void>;
   /** Runs the completeness checks now (phone last seen, history sync); they also run every minute. */
   checkCompleteness(): void;
+  /** Asks the phone for the history around every pending gap, records what comes back and each gap's outcome. */
+  reconcile(options?: ReconcileWhatsAppOptions): Promise<ReconcileWhatsAppReport>;
 }
 
 /** One event for the runtime: a frozen message, JSON evidence, or a media download's outcome. */
@@ -202,7 +217,14 @@ class BaileysConnector implements WhatsAppConnector {
   #index: MessageIndex | undefined;
   #book: IdentityBook | undefined;
   #health: Health | undefined;
+  #reconciler: HistoryReconciler | undefined;
+  #reconcileTimers: NodeJS.Timeout[] = [];
+  /** A scheduled run in progress (not in `#pending`: a run waits for `whenIdle`), and what stops it. */
+  #reconciling: Promise<void> | undefined;
+  #reconcileAbort = new AbortController();
   #socket: WhatsAppSocket | undefined;
+  /** The socket once WhatsApp opened it (requests to the phone need an open connection). */
+  #openSocket: WhatsAppSocket | undefined;
   #untap: (() => void) | undefined;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #healthTimer: NodeJS.Timeout | undefined;
@@ -259,6 +281,29 @@ class BaileysConnector implements WhatsAppConnector {
     }
   }
 
+  reconcile(options: ReconcileWhatsAppOptions = {}): Promise<ReconcileWhatsAppReport> {
+    const reconciler = this.#reconciler;
+    if (!reconciler || this.#closed) return Promise.reject(new OffchannelError('WHATSAPP_NOT_STARTED', 'start the connector before reconciling'));
+    const settings = this.#options.reconcile || {};
+    const socket = this.#openSocket;
+    const fetch = socket?.fetchMessageHistory ? socket.fetchMessageHistory.bind(socket) : undefined;
+    return reconciler.run(fetch, () => this.whenIdle(), (outcome) => { this.#deliverEvidence({ type: 'gap-reconciled', at: this.#iso(), ...outcome }); }, {
+      ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }),
+      ...(settings.count === undefined ? {} : { count: settings.count }),
+      ...options,
+    });
+  }
+
+  /** A scheduled attempt (after a gap, or periodic while gaps are pending): outcomes are records; here only counts are logged. */
+  #scheduledReconcile(): void {
+    if (this.#closed || !this.#reconciler || this.#reconciler.pending === 0 || !this.#openSocket) return;
+    const logger = this.#io?.ctx.logger;
+    this.#reconciling ??= this.reconcile({ signal: this.#reconcileAbort.signal }).then(
+      (report) => { logger?.info({ count: report.gaps, recorded: report.recorded, pending: report.notRecovered.length }, 'scheduled reconciliation done'); },
+      (error: unknown) => { logger?.warn({ code: OffchannelError.isInstance(error) ? error.code : 'unknown' }, 'scheduled reconciliation did not finish; the gaps stay pending'); },
+    ).finally(() => { this.#reconciling = undefined; });
+  }
+
   // ── the event source: open, acknowledge, close ───────────────────────────────────────────
 
   async #open(io: EventSourceIo<WhatsAppEvent>): Promise<void> {
@@ -272,6 +317,8 @@ class BaileysConnector implements WhatsAppConnector {
     }
     this.#auth = auth;
     this.#index = new MessageIndex(ctx.state);
+    this.#reconciler = await HistoryReconciler.load(ctx.state);
+    this.#reconcileAbort = new AbortController();
     this.#media.open();
     // The identity every mapping of this stream uses, recorded before anything else (not a
     // platform event, so captured here and not counted in status; if the archive is down, it
@@ -291,6 +338,11 @@ class BaileysConnector implements WhatsAppConnector {
     this.checkCompleteness();
     this.#healthTimer = setInterval(() => { this.checkCompleteness(); }, 60_000);
     this.#healthTimer.unref();
+    if (this.#options.reconcile !== false) {
+      const every = setInterval(() => { this.#scheduledReconcile(); }, this.#options.reconcile?.everyMs ?? 3_600_000);
+      every.unref();
+      this.#reconcileTimers.push(every);
+    }
     this.#connect();
   }
 
@@ -313,7 +365,10 @@ class BaileysConnector implements WhatsAppConnector {
     this.#closed = true;
     clearTimeout(this.#reconnectTimer);
     clearInterval(this.#healthTimer);
+    for (const timer of this.#reconcileTimers.splice(0)) clearTimeout(timer);
+    this.#reconcileAbort.abort();
     this.#disconnect();
+    await this.#reconciling;
     // Downloads still running or waiting are recorded unavailable (`stopped`), directly: the
     // runtime takes no more events now.
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
@@ -336,6 +391,8 @@ class BaileysConnector implements WhatsAppConnector {
       return mapped.inputs;
     }
     let mapped = mapEnvelope(event.envelope, deps);
+    // A message the phone returned for reconciliation: counted when it is not archived yet.
+    if (event.envelope.historySyncType === 'ON_DEMAND' && mapped.ref && (await this.#io?.ctx.lookup(mapped.input.key ?? '')) === undefined) this.#reconciler?.countNew(mapped.ref.chat);
     if (mapped.needsSecret && this.#index) {
       const secret = await this.#index.secret(mapped.needsSecret.chat, mapped.needsSecret.id);
       if (secret) mapped = mapEnvelope(event.envelope, { ...deps, secretOf: () => secret });
@@ -373,7 +430,9 @@ class BaileysConnector implements WhatsAppConnector {
       logger,
       browser: Browsers.macOS('Desktop'),
       syncFullHistory: this.#options.syncFullHistory ?? true,
-      shouldSyncHistoryMessage: () => true,
+      // Every history chunk is recorded; an inline payload that does not inflate and decode is
+      // recorded `unsupported` with its bytes instead of being handed to Baileys (history-payload.ts).
+      shouldSyncHistoryMessage: (notification) => this.#acceptHistory(notification),
       markOnlineOnConnect: false,
       emitOwnEvents: true,
       getMessage: (key) => this.#getMessage(key),
@@ -404,6 +463,7 @@ class BaileysConnector implements WhatsAppConnector {
   #disconnect(): void {
     const socket = this.#socket;
     this.#socket = undefined;
+    this.#openSocket = undefined;
     // An offline delivery cut short is announced again on the next connection.
     this.#offline = undefined;
     clearTimeout(this.#offlineTimer);
@@ -427,6 +487,7 @@ class BaileysConnector implements WhatsAppConnector {
     }
     if (update.connection === 'open') {
       this.#attempt = 0;
+      this.#openSocket = socket;
       io.transition('connected');
       this.#online();
       // Also persist anything Baileys changed in the credentials before our listener existed.
@@ -478,6 +539,7 @@ class BaileysConnector implements WhatsAppConnector {
       }
       for (const message of upsert.messages) {
         if (message.key?.fromMe === true) this.#phoneSeen(receivedAt);
+        if (this.#reconciler?.seen(message)) this.#scheduleSave();
         this.#deliverMessage(message, () => freezeMessage(message, origin, { requestId: upsert.requestId, receivedAt }));
       }
     } else if (event === 'messaging-history.set') {
@@ -491,6 +553,7 @@ class BaileysConnector implements WhatsAppConnector {
       this.#deliverDirectory('history', pairs, []);
       const syncType = history.syncType !== undefined && history.syncType !== null ? (proto.HistorySync.HistorySyncType[history.syncType] ?? String(history.syncType)) : undefined;
       for (const message of history.messages) this.#deliverMessage(message, () => freezeMessage(message, 'history', { historySyncType: syncType, receivedAt }));
+      if (history.syncType === proto.HistorySync.HistorySyncType.ON_DEMAND) this.#reconciler?.answered(history);
     } else if (event === 'messages.delete') {
       const deletion = data as BaileysEventMap['messages.delete'];
       this.#phoneSeen(receivedAt);
@@ -587,6 +650,7 @@ class BaileysConnector implements WhatsAppConnector {
     clearTimeout(this.#offlineTimer);
     this.#settleOffline(true); // a window still settling ends where the next begins
     this.#offline = { announced: messages, total, arrived: 0, from: this.#health?.onlineAt ?? this.#now(), lastArrival: performance.now(), ended: false };
+    this.#reconciler?.openWindow();
   }
 
   #offlineDone(_node: BinaryNode): void {
@@ -610,7 +674,15 @@ class BaileysConnector implements WhatsAppConnector {
     }
     this.#offline = undefined;
     const at = this.#iso();
-    this.#deliverEvidence({ type: 'offline-count', at, announced: offline.announced, arrived: offline.arrived, ...(offline.total === undefined ? {} : { total: offline.total }), from: this.#iso(offline.from), to: at });
+    const evidence = { type: 'offline-count', at, announced: offline.announced, arrived: offline.arrived, ...(offline.total === undefined ? {} : { total: offline.total }), from: this.#iso(offline.from), to: at } as const;
+    this.#deliverEvidence(evidence);
+    const lost = offline.arrived < offline.announced;
+    this.#track(this.#reconciler?.settleWindow(lost ? { key: offlineCountKey(evidence), from: evidence.from, to: at, missing: offline.announced - offline.arrived } : undefined));
+    if (lost && this.#options.reconcile !== false) {
+      const timer = setTimeout(() => { this.#scheduledReconcile(); }, this.#options.reconcile?.afterGapMs ?? 60_000);
+      timer.unref();
+      this.#reconcileTimers.push(timer);
+    }
   }
 
   checkCompleteness(): void {
@@ -632,6 +704,15 @@ class BaileysConnector implements WhatsAppConnector {
       this.#deliverEvidence({ type: 'history-missing', at: this.#iso(now), linkedAt: this.#iso(health.linkedAt), boundMs: bound });
       this.#scheduleSave();
     }
+  }
+
+  /** Baileys' `shouldSyncHistoryMessage`: false (and an `unsupported` record) for an inline payload that is not a history sync. */
+  #acceptHistory(notification: proto.Message.IHistorySyncNotification): boolean {
+    const problem = checkHistoryPayload(notification);
+    if (!problem) return true;
+    this.#io?.ctx.logger.warn({ reason: problem.reason }, 'a history-sync payload from the phone could not be read; recorded unsupported');
+    this.#io?.deliver({ raw: problem.bytes, format: HISTORY_PAYLOAD_FORMAT, evidence: true });
+    return false;
   }
 
   #phoneSeen(at: number): void {
@@ -681,6 +762,7 @@ class BaileysConnector implements WhatsAppConnector {
     if (!state) return;
     if (this.#book) await this.#book.save(state);
     if (this.#health) await state.setJson(HEALTH, this.#health);
+    await this.#reconciler?.save();
   }
 
   #track(promise: Promise<unknown> | undefined): void {

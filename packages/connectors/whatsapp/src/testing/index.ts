@@ -4,9 +4,9 @@
  * CDN, and fixture builders made with Baileys' own message builders.
  */
 export { createWhatsAppTestDriver, seedOfflineLink } from './offline-driver.ts';
-export type { WhatsAppTestDriver, WhatsAppTestDriverOptions } from './offline-driver.ts';
+export type { TestPhone, WhatsAppTestDriver, WhatsAppTestDriverOptions } from './offline-driver.ts';
 export { createOfflineSocketFactory } from './offline-socket.ts';
-export type { OfflineSocket, OfflineSocketFactory } from './offline-socket.ts';
+export type { HistoryRequest, OfflineSocket, OfflineSocketFactory } from './offline-socket.ts';
 export { createSignalPeer } from './signal-peer.ts';
 export type { SignalPeer } from './signal-peer.ts';
 export { startMediaServer } from './media-server.ts';

@@ -19,16 +19,30 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ConnectorContext, StateStore } from '@offchannel/core';
-import { BufferJSON, initAuthCreds, proto, type WAMessageKey } from '@whiskeysockets/baileys';
+import { BufferJSON, initAuthCreds, jidNormalizedUser, proto, type WAMessage, type WAMessageKey } from '@whiskeysockets/baileys';
 import { createWhatsAppConnector, type WhatsAppConnector, type WhatsAppConnectorOptions } from '../whatsapp-connector.ts';
 import { JIDS, editContent, encryptMedia, envelope, groupStub, mediaContent, reactionContent, revokeContent, secretEditContent, textContent } from './fixtures.ts';
 import { startMediaServer, type MediaServer } from './media-server.ts';
-import { createOfflineSocketFactory, type OfflineSocket, type OfflineSocketFactory } from './offline-socket.ts';
+import { createOfflineSocketFactory, type HistoryRequest, type OfflineSocket, type OfflineSocketFactory } from './offline-socket.ts';
 import { createSignalPeer, type SignalPeer } from './signal-peer.ts';
 
 export interface WhatsAppTestDriverOptions extends Partial<Omit<WhatsAppConnectorOptions, 'socketFactory'>> {
   /** First timestamp (seconds) for injected messages; each injection adds one second. Default 2026-11-21T09:00:00Z. */
   readonly startTime?: number;
+}
+
+/**
+ * The custodian's phone, as far as reconciliation needs it: it keeps every message of every
+ * chat (including those the linked device never received) and answers history requests.
+ */
+export interface TestPhone {
+  /** An offline phone never answers (the default is online). */
+  online: boolean;
+  /** Replaces the inline payload of the next answers (hostile or broken phones); `undefined` sends the real one. */
+  payload: ((request: HistoryRequest) => Uint8Array | undefined) | undefined;
+  /** Every request the phone received, and how many it answered. */
+  readonly requests: HistoryRequest[];
+  answered: number;
 }
 
 export interface WhatsAppTestDriver {
@@ -40,6 +54,13 @@ export interface WhatsAppTestDriver {
   readonly me: { readonly id: string; readonly lid: string };
   /** The socket the connector is using now. */
   socket(): OfflineSocket;
+  /** The phone: its history and whether it answers history requests. */
+  readonly phone: TestPhone;
+  /**
+   * A text message the phone has but that is not delivered to the connector (yet): hand it to
+   * `socket().offlineDelivery(...)` or leave it out to simulate a message lost while disconnected.
+   */
+  offlineText(text: string, options?: { from?: string; to?: string; group?: string }): Promise<WAMessage>;
   /** A message from a contact, through real Signal encryption (pairwise, or sender keys in groups) unless `encrypted: false`. */
   incomingText(text: string, options?: { from?: string; group?: string; encrypted?: boolean; id?: string }): Promise<WAMessageKey>;
   /** A message the custodian sent from their phone (arrives as `append`, like Baileys' own-send echo). */
@@ -72,7 +93,34 @@ export async function seedOfflineLink(state: StateStore, me: { id: string; lid: 
 
 export async function createWhatsAppTestDriver(options: WhatsAppTestDriverOptions = {}): Promise<WhatsAppTestDriver> {
   const media = await startMediaServer();
-  const sockets = createOfflineSocketFactory();
+  const phone: TestPhone = { online: true, payload: undefined, requests: [], answered: 0 };
+  /** The phone's copy of every chat, oldest first (what an ON_DEMAND answer is cut from). */
+  const history = new Map<string, proto.IWebMessageInfo[]>();
+  const keep = (message: proto.IWebMessageInfo) => {
+    const chat = jidNormalizedUser(message.key?.remoteJid ?? '');
+    const copy = proto.WebMessageInfo.decode(proto.WebMessageInfo.encode(message).finish());
+    history.set(chat, [...(history.get(chat) ?? []), copy]);
+  };
+  // The phone answers like WhatsApp's: the `count` messages of the chat before the anchor.
+  const answer = (socket: OfflineSocket, request: HistoryRequest) => {
+    phone.requests.push(request);
+    if (!phone.online) return;
+    const chat = jidNormalizedUser(request.oldestKey.remoteJid ?? '');
+    const all = history.get(chat) ?? [];
+    const at = all.findIndex((m) => m.key?.id === request.oldestKey.id);
+    const before = at >= 0 ? all.slice(0, at) : all.filter((m) => Number(m.messageTimestamp) * 1000 < request.oldestTimestampMs);
+    const page = before.slice(-request.count);
+    const sync: proto.IHistorySync = {
+      syncType: proto.HistorySync.HistorySyncType.ON_DEMAND,
+      conversations: [{ id: chat, messages: page.map((message, i) => ({ message, msgOrderId: i + 1 })) }],
+      chunkOrder: 0,
+      progress: 100,
+    };
+    phone.answered++;
+    const payload = phone.payload?.(request);
+    void socket.historyNotification(sync, { sessionId: request.id, ...(payload ? { payload } : {}) }).catch(() => undefined);
+  };
+  const sockets = createOfflineSocketFactory({ onHistoryRequest: answer });
   const inner = createWhatsAppConnector({
     account: options.account ?? 'demo',
     ...options,
@@ -94,6 +142,7 @@ export async function createWhatsAppTestDriver(options: WhatsAppTestDriverOption
     status: () => inner.status(),
     whenIdle: () => inner.whenIdle(),
     checkCompleteness: () => { inner.checkCompleteness(); },
+    reconcile: (o) => inner.reconcile(o),
   };
   const me = { id: JIDS.me, lid: JIDS.meLid };
   let clock = options.startTime ?? Date.UTC(2026, 10, 21, 9, 0, 0) / 1000;
@@ -123,6 +172,7 @@ export async function createWhatsAppTestDriver(options: WhatsAppTestDriverOption
     const id = where.id ?? nextId();
     const t = ++clock;
     const mine = where.from === me.id;
+    keep(envelope(content, { ...where, id, t }));
     if (encrypted && !mine) {
       const sender = await peer(where.from);
       const stanza = where.group ? await sender.groupStanza(where.group, content, { id, t }) : await sender.stanza(content, { id, t });
@@ -140,6 +190,14 @@ export async function createWhatsAppTestDriver(options: WhatsAppTestDriverOption
     media,
     me,
     socket,
+    phone,
+    async offlineText(text, opts = {}) {
+      const from = opts.from ?? JIDS.alice;
+      const where = { from, id: nextId(), t: ++clock, ...(opts.group ? { group: opts.group } : {}), ...(opts.to ? { to: opts.to } : {}) };
+      const message = envelope(await textContent(text, from), where);
+      keep(message);
+      return message;
+    },
     async incomingText(text, opts = {}) {
       const from = opts.from ?? JIDS.alice;
       const secret = randomBytes(32);

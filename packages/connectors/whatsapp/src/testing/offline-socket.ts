@@ -10,27 +10,42 @@
  */
 import {
   DEFAULT_CONNECTION_CONFIG,
+  PROCESSABLE_HISTORY_TYPES,
   addTransactionCapability,
   cleanMessage,
   decodeBinaryNode,
   decryptMessageNode,
   encodeBinaryNode,
+  generateMessageIDV2,
+  getHistoryMsg,
   makeEventBuffer,
   processHistoryMessage,
   proto,
+  jidNormalizedUser,
   type BinaryNode,
   type MessageUpsertType,
   type SignalKeyStoreWithTransaction,
   type SignalRepositoryWithLIDStore,
   type UserFacingSocketConfig,
   type WAMessage,
+  type WAMessageKey,
 } from '@whiskeysockets/baileys';
 import { EventEmitter } from 'node:events';
+import { deflateSync } from 'node:zlib';
 import processMessage from '@whiskeysockets/baileys/lib/Utils/process-message.js';
 import type { ILogger } from '@whiskeysockets/baileys/lib/Utils/logger.js';
 import type { WhatsAppSocket, WhatsAppSocketFactory } from '../whatsapp-connector.ts';
 
 const silent: ILogger = { level: 'silent', child: () => silent, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+/** What `fetchMessageHistory` sent the phone (a `HISTORY_SYNC_ON_DEMAND` peer-data operation). */
+export interface HistoryRequest {
+  /** The request message's id: the phone's answer carries it as `peerDataRequestSessionId`. */
+  readonly id: string;
+  readonly count: number;
+  readonly oldestKey: WAMessageKey;
+  readonly oldestTimestampMs: number;
+}
 
 /** A socket the test (or demo) drives by hand. */
 export interface OfflineSocket extends WhatsAppSocket {
@@ -51,6 +66,15 @@ export interface OfflineSocket extends WhatsAppSocket {
   catchUp(work: () => Promise<void>): Promise<void>;
   /** A history-sync chunk, through a real HistorySync protobuf round trip and `processHistoryMessage`. */
   history(sync: proto.IHistorySync): void;
+  /**
+   * What the phone's answer to a history request looks like: a `HISTORY_SYNC_NOTIFICATION`
+   * protocol message from the custodian's own device carrying the `HistorySync` zlib-deflated
+   * inline (`payload` replaces those bytes, e.g. with hostile ones), through Baileys'
+   * `processMessage` history path.
+   */
+  historyNotification(sync: proto.IHistorySync, options?: { readonly sessionId?: string; readonly payload?: Uint8Array }): Promise<void>;
+  /** Every history request the connector sent on this socket. */
+  readonly historyRequests: readonly HistoryRequest[];
   /** An app-state "delete for me". */
   deleteForMe(keys: proto.IMessageKey[]): void;
   /**
@@ -72,11 +96,11 @@ export interface OfflineSocketFactory {
   next(): Promise<OfflineSocket>;
 }
 
-export function createOfflineSocketFactory(options: { readonly autoOpen?: boolean } = {}): OfflineSocketFactory {
+export function createOfflineSocketFactory(options: { readonly autoOpen?: boolean; readonly onHistoryRequest?: (socket: OfflineSocket, request: HistoryRequest) => void } = {}): OfflineSocketFactory {
   const sockets: OfflineSocket[] = [];
   const waiters: ((socket: OfflineSocket) => void)[] = [];
   const factory: WhatsAppSocketFactory = (config) => {
-    const socket = makeOfflineSocket(config);
+    const socket = makeOfflineSocket(config, options.onHistoryRequest);
     sockets.push(socket);
     for (const waiter of waiters.splice(0)) waiter(socket);
     if (options.autoOpen !== false) queueMicrotask(() => { socket.open(); });
@@ -94,7 +118,7 @@ export function createOfflineSocketFactory(options: { readonly autoOpen?: boolea
   };
 }
 
-function makeOfflineSocket(config: UserFacingSocketConfig): OfflineSocket {
+function makeOfflineSocket(config: UserFacingSocketConfig, onHistoryRequest?: (socket: OfflineSocket, request: HistoryRequest) => void): OfflineSocket {
   const auth = config.auth;
   if (!auth) throw new Error('offline socket needs config.auth');
   const creds = auth.creds;
@@ -105,11 +129,16 @@ function makeOfflineSocket(config: UserFacingSocketConfig): OfflineSocket {
   const signal = (config.makeSignalRepository ?? DEFAULT_CONNECTION_CONFIG.makeSignalRepository)({ creds, keys }, silent, async () => []);
   let ended = false;
   const ws = new EventEmitter();
+  const historyRequests: HistoryRequest[] = [];
+  const shouldSync = config.shouldSyncHistoryMessage ?? (() => true);
 
   const upsert = ev.createBufferedFunction(async (message: WAMessage, type: MessageUpsertType) => {
     ev.emit('messages.upsert', { messages: [message], type });
+    // As Baileys' upsertMessage decides (Socket/chats.js).
+    const historyMsg = message.message ? getHistoryMsg(message.message) : undefined;
+    const shouldProcessHistoryMsg = historyMsg ? shouldSync(historyMsg) && historyMsg.syncType != null && (PROCESSABLE_HISTORY_TYPES as readonly number[]).includes(historyMsg.syncType) : false;
     await processMessage(message, {
-      shouldProcessHistoryMsg: false,
+      shouldProcessHistoryMsg,
       ev,
       creds,
       keyStore: keys,
@@ -173,6 +202,35 @@ function makeOfflineSocket(config: UserFacingSocketConfig): OfflineSocket {
         progress: data.progress ?? null,
         isLatest: true,
       });
+    },
+    historyRequests,
+    // As Baileys' messages-recv.js builds the request; the "phone" (onHistoryRequest) answers or not.
+    fetchMessageHistory(count, oldestKey, oldestTimestampMs) {
+      const request: HistoryRequest = { id: generateMessageIDV2(me.id), count, oldestKey: { ...oldestKey }, oldestTimestampMs };
+      historyRequests.push(request);
+      if (onHistoryRequest) setImmediate(() => { onHistoryRequest(socket, request); });
+      return Promise.resolve(request.id);
+    },
+    async historyNotification(sync, options = {}) {
+      const payload = options.payload ?? Uint8Array.from(deflateSync(proto.HistorySync.encode(sync).finish()));
+      const self = jidNormalizedUser(me.id);
+      const message = proto.WebMessageInfo.fromObject({
+        key: { remoteJid: self, fromMe: true, id: generateMessageIDV2(me.id) },
+        messageTimestamp: sync.conversations?.[0]?.messages?.[0]?.message?.messageTimestamp ?? 0,
+        message: {
+          protocolMessage: {
+            type: proto.Message.ProtocolMessage.Type.HISTORY_SYNC_NOTIFICATION,
+            historySyncNotification: {
+              syncType: sync.syncType ?? proto.HistorySync.HistorySyncType.ON_DEMAND,
+              chunkOrder: sync.chunkOrder ?? 0,
+              progress: sync.progress ?? 100,
+              initialHistBootstrapInlinePayload: payload,
+              ...(options.sessionId ? { peerDataRequestSessionId: options.sessionId } : {}),
+            },
+          },
+        },
+      }) as WAMessage;
+      await socket.deliver(message, 'notify');
     },
     deleteForMe(deleted) {
       ev.emit('messages.delete', { keys: deleted });

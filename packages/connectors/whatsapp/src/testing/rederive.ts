@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import type { ArchiveRecord, CaptureInput } from '@offchannel/core';
 import { proto } from '@whiskeysockets/baileys';
 import { IdentityBook } from '../identity-book.ts';
-import { EVENT_FORMAT, UNENCODABLE_FORMAT, mapEnvelope, mapMediaOutcome, mapWhatsAppEvent, type MapDependencies, type WhatsAppIdentity } from '../map-whatsapp.ts';
+import { EVENT_FORMAT, HISTORY_PAYLOAD_FORMAT, UNENCODABLE_FORMAT, mapEnvelope, mapMediaOutcome, mapWhatsAppEvent, type MapDependencies, type WhatsAppIdentity } from '../map-whatsapp.ts';
 import { RAW_FORMAT, decodeEnvelope } from '../raw-envelope.ts';
 
 export interface RederiveResult {
@@ -70,7 +70,7 @@ export function rederiveWhatsAppArchive(records: readonly ArchiveRecord[], blob:
         if (mapped.newTitle && mapped.ref) book.setTitle(mapped.ref.chat, mapped.newTitle);
         continue;
       }
-      if (record.raw.format !== EVENT_FORMAT && record.raw.format !== UNENCODABLE_FORMAT) {
+      if (record.raw.format !== EVENT_FORMAT && record.raw.format !== UNENCODABLE_FORMAT && record.raw.format !== HISTORY_PAYLOAD_FORMAT) {
         mismatches.push(`${where}: raw format ${record.raw.format} is not a WhatsApp evidence format`);
         continue;
       }
