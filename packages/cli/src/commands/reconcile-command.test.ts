@@ -114,7 +114,11 @@ describe('offchannel reconcile telegram', () => {
       expect(result.code).toBe(2);
       return result.stderr;
     };
-    expect(await usage(['whatsapp', '--account', ACCOUNT])).toMatch(/reconcile needs one channel: telegram/);
+    expect(await usage(['signal', '--account', ACCOUNT])).toMatch(/Signal cannot be reconciled: it gives a linked device no message history/);
+    expect(await usage(['matrix', '--account', ACCOUNT])).toMatch(/reconcile needs one channel: telegram, imessage or whatsapp/);
+    expect(await usage(['whatsapp', '--account', ACCOUNT, '--limit', '5'])).toMatch(/--chat, --dialogs and --limit are for telegram/);
+    expect(await usage(['whatsapp', '--account', ACCOUNT, '--timeout', '5'])).toMatch(/--timeout "5" is not a duration/);
+    expect(await usage(['telegram', '--account', ACCOUNT, '--count', '5'])).toMatch(/--timeout and --count are for whatsapp/);
     expect(await usage(['telegram'])).toMatch(/--account <name> is required/);
     expect(await usage(['telegram', '--account', ACCOUNT, '--limit', '0'])).toMatch(/--limit takes a whole number from 1 to 10000, not "0"/);
     expect(await usage(['telegram', '--account', ACCOUNT, '--chat', 'dana'])).toMatch(/--chat takes a marked chat id/);

@@ -8,22 +8,41 @@
  * `offchannel capture` would), lets it catch up on updates, compares each recent chat's history
  * on Telegram with the archive, records what is missing (messages, edits, deletes) and stops:
  * final checkpoints signed, the S3 spool drained. Running it twice records nothing twice.
+ *
+ * `offchannel reconcile whatsapp --account <name>`: starts that one connector, lets the server
+ * deliver what queued while it was away, then asks the phone (on-demand history fetch) for the
+ * history around every gap still pending and records what comes back; one `gap-backfilled` or
+ * `gap-not-recovered` record per gap. Signal cannot be reconciled: it has no history API.
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { OffchannelError } from '@offchannel/core';
 import type { ReconcileReport } from '@offchannel/imessage';
 import type { ReconcileTelegramOptions, ReconcileTelegramReport } from '@offchannel/telegram';
+import type { ReconcileWhatsAppOptions, ReconcileWhatsAppReport } from '@offchannel/whatsapp';
 import { CaptureRunner, readConnectorEntry } from '../capture/capture-runner.ts';
 import type { Loader } from '../capture/connector-registry.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { createLogger } from '../create-logger.ts';
+import { parseDuration } from '../coverage-report/parse-duration.ts';
 import { plural } from '../format.ts';
 import { ProgressLine } from '../progress-line.ts';
 import { UsageError } from '../usage-error.ts';
 
 export const RECONCILE_USAGE = `Usage: offchannel reconcile telegram --account <name> [--config offchannel.config.json] [options]
        offchannel reconcile imessage --account <name> [--config offchannel.config.json] [--json]
+       offchannel reconcile whatsapp --account <name> [--config offchannel.config.json] [--timeout 60s] [--count 50] [--json]
+
+WhatsApp: the phone holds the history, not WhatsApp's servers. For every gap still pending in
+the account's stream (the server announced more offline messages than arrived), asks the phone
+for the history of each chat active since the gap, page by page (--count messages each) back to
+before it, and records what the archive lacks (marked recovered; what it holds already is not
+recorded twice). One "gap-backfilled" record per gap the phone answered, or "gap-not-recovered"
+when it did not answer within --timeout (a phone offline is common; the gap stays pending and
+capture tries again by itself after each gap and every hour: "reconcile" in the connector entry).
+Stop "offchannel capture" for this account first (one writer per stream).
+
+Signal cannot be reconciled: it gives a linked device no message history.
 
 iMessage: compares every row of the account's chat.db (up to what the relay has read) with the
 archive, through the archive's key index, and records the rows it never recorded — written
@@ -49,6 +68,8 @@ Options:
   --chat <id>        a marked chat id to check (repeatable; default: the most recent dialogs)
   --dialogs <n>      how many recent dialogs to check (default 50)
   --limit <n>        how many recent messages to compare per chat (default 100, at most 10000)
+  --timeout <dur>    WhatsApp: how long to wait for each answer from the phone (default 60s)
+  --count <n>        WhatsApp: messages asked per page (default 50, at most 500)
   --json             print the report as JSON
   --log-level <lvl>  JSON logs on stderr (default warn)
   -h, --help         show this help
@@ -59,6 +80,11 @@ the archive failed (run it again: nothing is recorded twice), 2 bad arguments or
 /** What the command needs of the connector (the package is loaded only when used). */
 interface Reconcilable {
   reconcile(options: ReconcileTelegramOptions): Promise<ReconcileTelegramReport>;
+}
+
+/** What the command needs of the WhatsApp connector. */
+interface AsksThePhone {
+  reconcile(options: ReconcileWhatsAppOptions): Promise<ReconcileWhatsAppReport>;
 }
 
 /** What the command needs of the iMessage relay. */
@@ -76,6 +102,8 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
       chat: { type: 'string', multiple: true },
       dialogs: { type: 'string' },
       limit: { type: 'string' },
+      timeout: { type: 'string' },
+      count: { type: 'string' },
       json: { type: 'boolean', default: false },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -85,8 +113,18 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
     io.stdout.write(`${RECONCILE_USAGE}\n`);
     return EXIT_OK;
   }
-  if (positionals.length !== 1 || (positionals[0] !== 'telegram' && positionals[0] !== 'imessage')) throw new UsageError('reconcile needs one channel: telegram or imessage (WhatsApp and Signal catch up on start by themselves)');
+  if (positionals[0] === 'signal') throw new UsageError('Signal cannot be reconciled: it gives a linked device no message history, so what was sent while capture was down cannot be fetched (see docs/coverage.md)');
+  if (positionals.length !== 1 || (positionals[0] !== 'telegram' && positionals[0] !== 'imessage' && positionals[0] !== 'whatsapp')) throw new UsageError('reconcile needs one channel: telegram, imessage or whatsapp (Signal has no history to reconcile with)');
   if (values.account === undefined) throw new UsageError('--account <name> is required');
+  if (positionals[0] !== 'whatsapp' && (values.timeout !== undefined || values.count !== undefined)) throw new UsageError('--timeout and --count are for whatsapp');
+  if (positionals[0] === 'whatsapp') {
+    if (values.chat !== undefined || values.dialogs !== undefined || values.limit !== undefined) throw new UsageError('--chat, --dialogs and --limit are for telegram; WhatsApp asks the phone about the chats around each pending gap');
+    const options = {
+      ...(values.timeout === undefined ? {} : { timeoutMs: Math.min(parseDuration(values.timeout, '--timeout'), 600_000) }),
+      ...(values.count === undefined ? {} : { count: count(values.count, '--count', 500) ?? 50 }),
+    };
+    return reconcileWhatsApp(values.account, values.config, options, values.json, values['log-level'], io, load);
+  }
   if (positionals[0] === 'imessage') {
     if (values.chat !== undefined || values.dialogs !== undefined || values.limit !== undefined) throw new UsageError('--chat, --dialogs and --limit are for telegram; an iMessage sweep checks every row of chat.db');
     return reconcileIMessage(values.account, values.config, values.json, values['log-level'], io, load);
@@ -175,6 +213,38 @@ async function reconcileIMessage(account: string, configFile: string, json: bool
     io.stdout.write(`reconciled ${running.stream}: ${plural(report.checked, 'chat.db row')} compared with the archive\n  recorded: ${found.recovered} missing (${lost} of them with content lost before any capture: ${found.unsentBeforeCapture} unsent, ${found.editedWithoutHistory} edited without history), ${plural(written, 'record')} written in all\n`);
   }
   return EXIT_OK;
+}
+
+async function reconcileWhatsApp(account: string, configFile: string, options: ReconcileWhatsAppOptions, json: boolean, logLevel: string | undefined, io: CliIo, load?: Loader): Promise<number> {
+  const { config, entry } = await readConnectorEntry(path.resolve(io.cwd, configFile), 'whatsapp', account);
+  const runner = new CaptureRunner({ ...config, connectors: [entry] }, createLogger(logLevel, io.env), { strict: true, env: io.env, ...(load ? { load } : {}) });
+  await runner.start();
+  const running = runner.connectors[0];
+  let report: ReconcileWhatsAppReport;
+  try {
+    if (!running || typeof (running.connector as Partial<AsksThePhone>).reconcile !== 'function') throw new OffchannelError('RECONCILE_UNSUPPORTED', 'this version of @offchannel/whatsapp cannot reconcile; update it to the version of this CLI.');
+    report = await (running.connector as unknown as AsksThePhone).reconcile({ ...options, signal: io.signal });
+  } catch (error) {
+    await runner.stop().catch(() => undefined);
+    throw error;
+  }
+  const written = runner.snapshot().connectors[0]?.status.captured ?? 0;
+  try {
+    await runner.stop();
+  } catch {
+    io.stderr.write('offchannel reconcile: shutdown did not complete cleanly; see the log. What was recorded is durable: run reconcile again to finish.\n');
+    return EXIT_FAILED;
+  }
+  if (json) io.stdout.write(`${JSON.stringify({ stream: running.stream, ...report, recordsWritten: written })}\n`);
+  else {
+    const lines = [
+      `reconciled ${running.stream}: ${plural(report.gaps, 'pending gap')}, ${report.chatsAnswered} of ${plural(report.chatsAsked, 'chat')} answered by the phone`,
+      `  recovered: ${report.recovered} of ${plural(report.gaps, 'gap')}; ${report.recorded} missing of ${plural(report.returned, 'message')} returned recorded (${plural(written, 'record')} written in all)`,
+    ];
+    for (const { gap, reason } of report.notRecovered) lines.push(`  not recovered: gap ${gap} (${reason}); it stays pending: run again when the phone is online`);
+    io.stdout.write(`${lines.join('\n')}\n`);
+  }
+  return report.notRecovered.length > 0 ? EXIT_FAILED : EXIT_OK;
 }
 
 function describe(stream: string, report: ReconcileTelegramReport, written: number): string {

@@ -137,6 +137,32 @@ describe('collectCoverage', () => {
     expect(report.streams[0]?.daily[0]).toMatchObject({ messages: 1, recovered: 1, gaps: 2 });
   });
 
+  it('shows against each gap what reconciliation did, from the gap-backfilled / gap-not-recovered records naming its key', async () => {
+    const gapInput = (key: string, minutes: number): CaptureInput => ({ kind: 'gap', key, gap: { reason: 'offline-count-mismatch', from: at(minutes - 5), to: at(minutes), missing: 2 } });
+    const outcome = (event: string, gap: string, fields: Record<string, string>): CaptureInput => ({ kind: 'system', key: `${event}:${gap}:${++n}`, system: { event, fields: { gap, method: 'fetchMessageHistory', ...fields } } });
+    const sink = await archive(async (write) => {
+      await write(0, state('capture-started', { run: 'a', attempt: '0' }));
+      await write(10, gapInput('offline-count:a', 10));
+      await write(20, gapInput('offline-count:b', 20));
+      await write(30, gapInput('offline-count:c', 30));
+      // a: the phone was offline, then answered; b: answered in two parts; c: never answered.
+      await write(40, outcome('gap-not-recovered', 'offline-count:a', { reason: 'phone-did-not-answer', attempt: '1', recorded: '0' }));
+      await write(41, outcome('gap-not-recovered', 'offline-count:c', { reason: 'phone-did-not-answer', attempt: '1', recorded: '0' }));
+      await write(50, outcome('gap-backfilled', 'offline-count:a', { attempt: '2', recorded: '2' }));
+      await write(51, outcome('gap-backfilled', 'offline-count:b', { attempt: '1', recorded: '1', reason: 'some-chats-did-not-answer' }));
+      await write(52, outcome('gap-backfilled', 'offline-count:b', { attempt: '2', recorded: '3' }));
+      await write(53, outcome('gap-not-recovered', 'offline-count:b', { reason: 'phone-did-not-answer', attempt: '3', recorded: '0' }));
+      await write(54, outcome('gap-backfilled', 'offline-count:unknown', { recorded: '9' }));
+    });
+    const report = await collectCoverage(sink, period);
+    await sink.close();
+    expect(report.streams[0]?.gaps.map((g) => [g.from, g.recovered])).toEqual([
+      [at(5), '2 recovered (fetchMessageHistory)'],
+      [at(15), '4 recovered (fetchMessageHistory)'],
+      [at(25), 'not recovered: phone-did-not-answer (attempt 1)'],
+    ]);
+  });
+
   it('with attestations, silence longer than the tolerance is "process down", also at the end of the period', async () => {
     const sink = await archive(async (write) => {
       await write(0, state('capture-started', { run: 'a', attempt: '0' }));

@@ -12,7 +12,9 @@
  *   gap runs from the last evidence of the old run to the new start. When the stream is
  *   attested, silence (no record, no attestation) longer than the tolerance is a gap too, also
  *   at the end of the period.
- * - **Platform-reported loss**: each `gap` record, with its reason, window and count.
+ * - **Platform-reported loss**: each `gap` record, with its reason, window and count; what
+ *   reconciliation did about it comes from the `gap-backfilled` / `gap-not-recovered` records
+ *   that name the gap record's key (`fields.gap`).
  * Coverage starts at the stream's first evidence: an account not yet captured has no gap.
  */
 import type { ArchiveRecord } from '@offchannel/core';
@@ -32,7 +34,11 @@ export interface CoverageGap {
   readonly positions?: { readonly from?: string; readonly to?: string };
   readonly missing?: number;
   readonly seq?: number;
-  /** `gap` records: what reconciliation says it recovered (`meta.recovered`), when it says so. */
+  /**
+   * `gap` records: what reconciliation did about it — from the `gap-backfilled` records naming
+   * this gap (`"3 recovered (fetchMessageHistory)"`), or the last `gap-not-recovered` one
+   * (`"not recovered: phone-did-not-answer (attempt 1)"`), or the gap's own `meta.recovered`.
+   */
   readonly recovered?: string;
 }
 
@@ -86,6 +92,8 @@ export interface StreamCoverageReport {
 export const RECONCILIATION: Readonly<Record<string, string>> = {
   signal: 'not possible: Signal gives a linked device no message history; a gap cannot be recovered by offchannel',
   telegram: 'history fetch (messages.getHistory): offchannel reconcile telegram, or scheduled in capture',
+  whatsapp: 'on-demand history fetch from the phone (fetchMessageHistory) for each offline-count gap: offchannel reconcile whatsapp, or by capture after each gap and hourly; needs the phone online',
+  imessage: 'chat.db sweep: offchannel reconcile imessage, or by the relay after each start and hourly',
 };
 
 /**
@@ -127,6 +135,8 @@ export class StreamCoverage {
   #channel: string | undefined;
   #account: string | undefined;
   readonly #gaps: CoverageGap[] = [];
+  /** Platform gaps by their record's key, and records recovered for each (from `gap-backfilled`). */
+  readonly #gapByKey = new Map<string, { readonly gap: CoverageGap; recorded: number }>();
   readonly #live: { from: number; to: number }[] = [];
   readonly #daily = new Map<string, DailyCounts>();
 
@@ -173,6 +183,7 @@ export class StreamCoverage {
     if (meaning === 'live') this.#goLive(at);
     else if (meaning !== undefined) this.#goDown(at, meaning, describeEvent(record));
     if (record.kind === 'gap') this.#platformGap(record, at);
+    if (event === 'gap-backfilled' || event === 'gap-not-recovered') this.#reconciled(record, event);
     this.#count(record, at);
   }
 
@@ -250,6 +261,7 @@ export class StreamCoverage {
     const from = isoInstant(gap.from) ?? at;
     const to = Math.max(from, isoInstant(gap.to) ?? at);
     const recovered = record.meta?.recovered;
+    const before = this.#gaps.length;
     this.#pushGap({
       from,
       to,
@@ -260,6 +272,29 @@ export class StreamCoverage {
       seq: record.seq,
       ...(recovered === undefined ? {} : { recovered: String(recovered) }),
     });
+    const pushed = this.#gaps.length > before ? this.#gaps.at(-1) : undefined;
+    if (pushed) this.#gapByKey.set(record.key, { gap: pushed, recorded: 0 });
+  }
+
+  /** A reconciliation outcome for the gap record whose key it names. */
+  #reconciled(record: ArchiveRecord, event: 'gap-backfilled' | 'gap-not-recovered'): void {
+    const fields = record.system?.fields ?? {};
+    const entry = fields['gap'] === undefined ? undefined : this.#gapByKey.get(fields['gap']);
+    if (!entry) return;
+    const index = this.#gaps.indexOf(entry.gap);
+    if (index < 0) return;
+    let recovered: string;
+    if (event === 'gap-backfilled') {
+      const n = Number(fields['recorded']);
+      entry.recorded += Number.isSafeInteger(n) && n >= 0 ? n : 0;
+      recovered = `${entry.recorded} recovered (${fields['method'] ?? 'reconciliation'}${fields['reason'] === undefined ? '' : `, partial: ${fields['reason']}`})`;
+    } else {
+      if (entry.recorded > 0) return;
+      recovered = `not recovered: ${fields['reason'] ?? 'unknown'}${fields['attempt'] === undefined ? '' : ` (attempt ${fields['attempt']})`}`;
+    }
+    const updated = { ...entry.gap, recovered };
+    this.#gaps[index] = updated;
+    this.#gapByKey.set(fields['gap'] as string, { gap: updated, recorded: entry.recorded });
   }
 
   #pushGap(gap: Omit<CoverageGap, 'from' | 'to'> & { readonly from: number; readonly to: number }): void {

@@ -10,6 +10,8 @@ describe('parseWhatsAppConnectorConfig', () => {
     expect(parseWhatsAppConnectorConfig({ account: 'a' }, 'c')).toEqual({ account: 'a' });
     expect(parseWhatsAppConnectorConfig({ account: 'a', waVersion: [2, 3000, 1] }, 'c')).toEqual({ account: 'a', waVersion: [2, 3000, 1] });
     expect(parseWhatsAppConnectorConfig({ account: 'a', completeness: { phoneWarningDays: [5, 10], historyBoundMs: 600_000 } }, 'c')).toEqual({ account: 'a', phoneWarningDays: [5, 10], historyBoundMs: 600_000 });
+    expect(parseWhatsAppConnectorConfig({ account: 'a', reconcile: { afterGapMs: 0, everyMs: 60_000, timeoutMs: 1000, count: 500 } }, 'c')).toEqual({ account: 'a', reconcile: { afterGapMs: 0, everyMs: 60_000, timeoutMs: 1000, count: 500 } });
+    expect(parseWhatsAppConnectorConfig({ account: 'a', reconcile: false }, 'c')).toEqual({ account: 'a', reconcile: false });
   });
 
   it.each([
@@ -32,6 +34,11 @@ describe('parseWhatsAppConnectorConfig', () => {
     [{ account: 'a', completeness: { phoneWarningDays: 7 } }, 'connectors[0].completeness.phoneWarningDays'],
     [{ account: 'a', completeness: { historyBoundMs: 10 } }, 'connectors[0].completeness.historyBoundMs'],
     [{ account: 'a', completeness: { clock: 1 } }, 'connectors[0].completeness.clock'],
+    [{ account: 'a', reconcile: true }, 'connectors[0].reconcile'],
+    [{ account: 'a', reconcile: { everyMs: 1000 } }, 'connectors[0].reconcile.everyMs'],
+    [{ account: 'a', reconcile: { timeoutMs: 0 } }, 'connectors[0].reconcile.timeoutMs'],
+    [{ account: 'a', reconcile: { count: 501 } }, 'connectors[0].reconcile.count'],
+    [{ account: 'a', reconcile: { window: 1 } }, 'connectors[0].reconcile.window'],
   ])('rejects %j naming %s, without echoing values', (entry, key) => {
     let error: unknown;
     try {

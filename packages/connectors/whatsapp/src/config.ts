@@ -6,7 +6,8 @@
  * { "account": "desk-42", "syncFullHistory": true, "waVersion": [2, 3000, 1043857760],
  *   "media": { "maxBytes": 268435456, "timeoutMs": 120000, "concurrency": 4 },
  *   "reconnect": { "initialDelayMs": 1000, "maxDelayMs": 60000 },
- *   "completeness": { "phoneWarningDays": [7, 12], "historyBoundMs": 1800000 } }
+ *   "completeness": { "phoneWarningDays": [7, 12], "historyBoundMs": 1800000 },
+ *   "reconcile": { "afterGapMs": 60000, "everyMs": 3600000, "timeoutMs": 60000, "count": 50 } }
  * ```
  */
 import { ConfigError, assertAccountName, configObject, optionalConfigInteger } from '@offchannel/core';
@@ -14,7 +15,7 @@ import type { WhatsAppConnectorOptions } from './whatsapp-connector.ts';
 
 /** What an unknown key in an entry should have been, for `configObject`'s message. */
 const SETTING = 'a WhatsApp connector setting';
-const TOP = ['account', 'syncFullHistory', 'media', 'reconnect', 'waVersion', 'completeness'] as const;
+const TOP = ['account', 'syncFullHistory', 'media', 'reconnect', 'waVersion', 'completeness', 'reconcile'] as const;
 
 export function parseWhatsAppConnectorConfig(entry: unknown, key: string): WhatsAppConnectorOptions {
   const fields = configObject(entry, key, TOP, SETTING);
@@ -66,6 +67,16 @@ export function parseWhatsAppConnectorConfig(entry: unknown, key: string): Whats
     }
     const bound = optionalConfigInteger(completeness, 'historyBoundMs', `${key}.completeness.historyBoundMs`, 60_000, 7 * 86_400_000);
     if (bound.historyBoundMs !== undefined) options.historyBoundMs = bound.historyBoundMs;
+  }
+  if (fields['reconcile'] === false) options.reconcile = false;
+  else if (fields['reconcile'] !== undefined) {
+    const reconcile = configObject(fields['reconcile'], `${key}.reconcile`, ['afterGapMs', 'everyMs', 'timeoutMs', 'count'], SETTING);
+    options.reconcile = {
+      ...optionalConfigInteger(reconcile, 'afterGapMs', `${key}.reconcile.afterGapMs`, 0, 86_400_000),
+      ...optionalConfigInteger(reconcile, 'everyMs', `${key}.reconcile.everyMs`, 60_000, 30 * 86_400_000),
+      ...optionalConfigInteger(reconcile, 'timeoutMs', `${key}.reconcile.timeoutMs`, 1000, 600_000),
+      ...optionalConfigInteger(reconcile, 'count', `${key}.reconcile.count`, 1, 500),
+    };
   }
   return options;
 }

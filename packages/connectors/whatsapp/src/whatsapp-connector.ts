@@ -225,6 +225,8 @@ class BaileysConnector implements WhatsAppConnector {
   #socket: WhatsAppSocket | undefined;
   /** The socket once WhatsApp opened it (requests to the phone need an open connection). */
   #openSocket: WhatsAppSocket | undefined;
+  /** The server finished delivering what queued while the device was away (Baileys' `receivedPendingNotifications`). */
+  #caughtUp = false;
   #untap: (() => void) | undefined;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #healthTimer: NodeJS.Timeout | undefined;
@@ -285,13 +287,20 @@ class BaileysConnector implements WhatsAppConnector {
     const reconciler = this.#reconciler;
     if (!reconciler || this.#closed) return Promise.reject(new OffchannelError('WHATSAPP_NOT_STARTED', 'start the connector before reconciling'));
     const settings = this.#options.reconcile || {};
-    const socket = this.#openSocket;
-    const fetch = socket?.fetchMessageHistory ? socket.fetchMessageHistory.bind(socket) : undefined;
-    return reconciler.run(fetch, () => this.whenIdle(), (outcome) => { this.#deliverEvidence({ type: 'gap-reconciled', at: this.#iso(), ...outcome }); }, {
-      ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }),
-      ...(settings.count === undefined ? {} : { count: settings.count }),
-      ...options,
+    const merged = { ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }), ...(settings.count === undefined ? {} : { count: settings.count }), ...options };
+    return this.#caughtUpOrTimeout(merged.timeoutMs ?? 60_000, merged.signal).then(() => {
+      const socket = this.#openSocket;
+      const fetch = socket?.fetchMessageHistory ? socket.fetchMessageHistory.bind(socket) : undefined;
+      return reconciler.run(fetch, () => this.whenIdle(), (outcome) => { this.#deliverEvidence({ type: 'gap-reconciled', at: this.#iso(), ...outcome }); }, merged);
     });
+  }
+
+  /** Waits (up to `ms`) until connected and the offline delivery is in and counted: its gap is then known. */
+  async #caughtUpOrTimeout(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = performance.now() + ms;
+    while ((!this.#openSocket || !this.#caughtUp || this.#offline) && performance.now() < deadline && !this.#closed && !signal?.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   /** A scheduled attempt (after a gap, or periodic while gaps are pending): outcomes are records; here only counts are logged. */
@@ -464,6 +473,7 @@ class BaileysConnector implements WhatsAppConnector {
     const socket = this.#socket;
     this.#socket = undefined;
     this.#openSocket = undefined;
+    this.#caughtUp = false;
     // An offline delivery cut short is announced again on the next connection.
     this.#offline = undefined;
     clearTimeout(this.#offlineTimer);
@@ -485,6 +495,7 @@ class BaileysConnector implements WhatsAppConnector {
       io.transition('logged-out', 'pairing-requested');
       return;
     }
+    if (update.receivedPendingNotifications === true) this.#caughtUp = true;
     if (update.connection === 'open') {
       this.#attempt = 0;
       this.#openSocket = socket;
