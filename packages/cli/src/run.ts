@@ -34,7 +34,7 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   capture: { stopsGracefully: true, run: captureCommand, summary: 'run the configured connectors into the archive until stopped (offchannel.config.json)', usage: CAPTURE_USAGE },
   link: { stopsGracefully: true, run: (argv, io) => linkCommand(argv, io), summary: 'link this host to an employee account (WhatsApp, Signal: QR code; Telegram: login)', usage: LINK_USAGE },
-  reconcile: { stopsGracefully: true, run: (argv, io) => reconcileCommand(argv, io), summary: "compare a Telegram account's recent history, or an iMessage chat.db, with the archive and record what is missing", usage: RECONCILE_USAGE },
+  reconcile: { stopsGracefully: true, run: (argv, io) => reconcileCommand(argv, io), summary: "compare a Telegram account's recent history, an iMessage chat.db, or (asking the phone) a WhatsApp account's chats around each gap, with the archive and record what is missing", usage: RECONCILE_USAGE },
   demo: { run: demoCommand, summary: 'record a generated exchange into an archive and verify it (offline)', usage: DEMO_USAGE },
   verify: { run: verifyCommand, summary: 'check an archive: chain, blobs, seals; with --key, signed checkpoints', usage: VERIFY_USAGE },
   coverage: { run: (argv, io) => coverageCommand(argv, io), summary: 'show per custodian and channel whether capture ran over a period: gaps with cause, daily counts', usage: COVERAGE_USAGE },

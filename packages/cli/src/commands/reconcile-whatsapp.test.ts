@@ -38,7 +38,7 @@ function cliIo(cwd: string) {
 async function driverWithOutage(): Promise<WhatsAppTestDriver> {
   const driver = await createWhatsAppTestDriver({ account: ACCOUNT, offlineQuietMs: 100 });
   cleanup.push(() => driver.media.close());
-  const start = driver.connector.start;
+  const start = driver.connector.start.bind(driver.connector);
   (driver.connector as { start: (ctx: ConnectorContext) => Promise<void> }).start = async (ctx) => {
     await start(ctx);
     await driver.incomingText('before the outage');
@@ -92,7 +92,7 @@ describe('offchannel reconcile whatsapp', () => {
     const result = await run(dir, driver, ['--timeout', '1s']);
     expect(performance.now() - started).toBeLessThan(30_000);
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/^reconciled whatsapp:desk-42: 1 pending gap, 0 of 2 chats answered by the phone\n  recovered: 0 of 1 gap; 0 missing of 0 messages returned recorded \(\d+ records written in all\)\n  not recovered: gap offline-count:\S+ \(phone-did-not-answer\); it stays pending: run again when the phone is online\n$/);
+    expect(result.stdout).toMatch(/^reconciled whatsapp:desk-42: 1 pending gap, 0 of 2 chats answered by the phone\n {2}recovered: 0 of 1 gap; 0 missing of 0 messages returned recorded \(\d+ records written in all\)\n {2}not recovered: gap offline-count:\S+ \(phone-did-not-answer\); it stays pending: run again when the phone is online\n$/);
     const { stream } = await coverageGaps(dir);
     expect(stream?.gaps).toEqual([expect.objectContaining({ detail: 'offline-count-mismatch', recovered: 'not recovered: phone-did-not-answer (attempt 1)' })]);
   }, 60_000);

@@ -44,7 +44,7 @@ export function checkHistoryPayload(notification: proto.Message.IHistorySyncNoti
   }
   // Baileys reads every message's key while processing the chunk: one without would throw there.
   for (const conversation of sync.conversations) {
-    if (!conversation.id || conversation.messages.some((m) => !m.message?.key)) return { reason: 'history-payload-malformed', bytes };
+    if (!conversation.id || (conversation.messages ?? []).some((m) => !m.message?.key)) return { reason: 'history-payload-malformed', bytes };
   }
   return undefined;
 }

@@ -23,7 +23,7 @@
  * up to {@link MAX_ATTEMPTS}.
  */
 import { OffchannelError, type StateStore } from '@offchannel/core';
-import { jidNormalizedUser, proto, type BaileysEventMap, type WAMessageKey } from '@whiskeysockets/baileys';
+import { jidNormalizedUser, type BaileysEventMap, type proto, type WAMessageKey } from '@whiskeysockets/baileys';
 
 /** The socket call that asks the phone (Baileys' `fetchMessageHistory`; resolves with the request's message id). */
 export type FetchMessageHistory = (count: number, oldestKey: WAMessageKey, oldestTimestampMs: number) => Promise<string>;
@@ -208,7 +208,7 @@ export class HistoryReconciler {
       report.returned += returned;
       report.recorded += recorded;
       // Chats that answered need not be asked again; the others stay as the gap's anchors.
-      chats.forEach(([chat], i) => { if (answers[i] !== undefined) delete gap.anchors[chat]; });
+      gap.anchors = Object.fromEntries(chats.filter((_, i) => answers[i] === undefined));
       const complete = reason === undefined && answered.length === chats.length;
       if (complete || gap.attempts >= MAX_ATTEMPTS) this.#gaps = this.#gaps.filter((g) => g !== gap);
       if (complete) report.recovered++;

@@ -136,7 +136,7 @@ function makeOfflineSocket(config: UserFacingSocketConfig, onHistoryRequest?: (s
     ev.emit('messages.upsert', { messages: [message], type });
     // As Baileys' upsertMessage decides (Socket/chats.js).
     const historyMsg = message.message ? getHistoryMsg(message.message) : undefined;
-    const shouldProcessHistoryMsg = historyMsg ? shouldSync(historyMsg) && historyMsg.syncType != null && (PROCESSABLE_HISTORY_TYPES as readonly number[]).includes(historyMsg.syncType) : false;
+    const shouldProcessHistoryMsg = historyMsg ? shouldSync(historyMsg) && historyMsg.syncType !== null && historyMsg.syncType !== undefined && (PROCESSABLE_HISTORY_TYPES as readonly number[]).includes(historyMsg.syncType) : false;
     await processMessage(message, {
       shouldProcessHistoryMsg,
       ev,
