@@ -112,6 +112,36 @@ describe('WhatsApp reconciliation (on-demand history fetch after a gap)', () => 
     expect(h.records()).toHaveLength(count);
   }, 60_000);
 
+  it('a gap found by capture is recovered by a later process (pending in the state store); answers matched by chat when the phone gives no session id', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-reconcile-restart-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const state = await openStateStore({ dir, key: randomBytes(32) });
+    const storage = new MemoryStorage();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true });
+    cleanups.push(() => recorder.close());
+    const records = () => (storage.streams.get('whatsapp:desk')?.records ?? []).map((bytes) => JSON.parse(Buffer.from(bytes).toString('utf8')) as ArchiveRecord);
+    const start = async () => {
+      const driver = await createWhatsAppTestDriver({ account: 'desk', startTime: T0 / 1000, clock: () => T0, offlineQuietMs: 100, reconcile: false });
+      await driver.connector.start(createConnectorContext({ recorder, connector: driver.connector, state, logger: createRecordingLogger(), signal: new AbortController().signal }));
+      return driver;
+    };
+    // Capture: the outage and its gap; then the process stops.
+    const first = await start();
+    await outage({ driver: first, storage, state, records, at: () => undefined });
+    await first.close();
+    // Reconcile, later: another connector on the same state and archive; the same phone.
+    const second = await start();
+    cleanups.push(() => second.close());
+    for (const [chat, messages] of first.phone.history) second.phone.history.set(chat, messages);
+    second.phone.sessionIds = 'unrelated';
+    const report = await second.connector.reconcile({ timeoutMs: 30_000 });
+    await second.whenCaptured();
+    expect(report).toMatchObject({ gaps: 1, recovered: 1, chatsAnswered: 2, returned: 3, recorded: 2 });
+    expect(texts(records()).sort()).toEqual(['before the outage', 'delivered from alice', 'delivered from bob', 'lost from alice', 'lost from bob'].sort());
+    const result = rederiveWhatsAppArchive(records(), (sha256) => storage.blobs.get(sha256));
+    expect(result.mismatches).toEqual([]);
+  }, 60_000);
+
   it('pages back through a chat until the answer reaches before the gap', async () => {
     const h = await harness();
     await h.driver.incomingText('before the outage'); // sent at T0 + 1 s

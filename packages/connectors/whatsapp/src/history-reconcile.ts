@@ -151,17 +151,19 @@ export class HistoryReconciler {
     return changed;
   }
 
-  /** An ON_DEMAND history set arrived: resolves the requests it answers. */
+  /**
+   * An ON_DEMAND history set arrived: resolves the requests it answers — the one whose id is its
+   * `peerDataRequestSessionId`, or (no such request, or no id) those for the chats it holds.
+   */
   answered(history: BaileysEventMap['messaging-history.set']): void {
     const session = typeof history.peerDataRequestSessionId === 'string' ? history.peerDataRequestSessionId : undefined;
-    for (const waiter of [...this.#waiters]) {
-      const mine = history.messages.filter((m) => typeof m.key?.remoteJid === 'string' && chatOf(m.key.remoteJid) === waiter.chat);
-      // The request's id is the answer's session id; without one (or before the id is known), the chat decides.
-      const match = session !== undefined && waiter.requestId !== '' ? session === waiter.requestId : mine.length > 0;
-      if (match) {
-        this.#waiters.delete(waiter);
-        waiter.resolve(mine);
-      }
+    const ofChat = (waiter: Waiter) => history.messages.filter((m) => typeof m.key?.remoteJid === 'string' && chatOf(m.key.remoteJid) === waiter.chat);
+    const waiters = [...this.#waiters];
+    const bySession = session === undefined ? [] : waiters.filter((w) => w.requestId === session);
+    const matched = bySession.length > 0 ? bySession : waiters.filter((w) => ofChat(w).length > 0);
+    for (const waiter of matched) {
+      this.#waiters.delete(waiter);
+      waiter.resolve(ofChat(waiter));
     }
   }
 

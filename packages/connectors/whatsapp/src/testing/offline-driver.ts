@@ -40,8 +40,12 @@ export interface TestPhone {
   online: boolean;
   /** Replaces the inline payload of the next answers (hostile or broken phones); `undefined` sends the real one. */
   payload: ((request: HistoryRequest) => Uint8Array | undefined) | undefined;
+  /** What the answers carry as `peerDataRequestSessionId`: the request's id (default), nothing, or an id of its own. */
+  sessionIds: 'request' | 'none' | 'unrelated';
   /** Every request the phone received, and how many it answered. */
   readonly requests: HistoryRequest[];
+  /** The phone's copy of every chat (normalized chat JID → messages, oldest first). */
+  readonly history: Map<string, proto.IWebMessageInfo[]>;
   answered: number;
 }
 
@@ -93,9 +97,9 @@ export async function seedOfflineLink(state: StateStore, me: { id: string; lid: 
 
 export async function createWhatsAppTestDriver(options: WhatsAppTestDriverOptions = {}): Promise<WhatsAppTestDriver> {
   const media = await startMediaServer();
-  const phone: TestPhone = { online: true, payload: undefined, requests: [], answered: 0 };
   /** The phone's copy of every chat, oldest first (what an ON_DEMAND answer is cut from). */
   const history = new Map<string, proto.IWebMessageInfo[]>();
+  const phone: TestPhone = { online: true, payload: undefined, sessionIds: 'request', requests: [], answered: 0, history };
   const keep = (message: proto.IWebMessageInfo) => {
     const chat = jidNormalizedUser(message.key?.remoteJid ?? '');
     const copy = proto.WebMessageInfo.decode(proto.WebMessageInfo.encode(message).finish());
@@ -118,7 +122,8 @@ export async function createWhatsAppTestDriver(options: WhatsAppTestDriverOption
     };
     phone.answered++;
     const payload = phone.payload?.(request);
-    void socket.historyNotification(sync, { sessionId: request.id, ...(payload ? { payload } : {}) }).catch(() => undefined);
+    const sessionId = phone.sessionIds === 'request' ? request.id : phone.sessionIds === 'unrelated' ? `${request.id}-other` : undefined;
+    void socket.historyNotification(sync, { ...(sessionId ? { sessionId } : {}), ...(payload ? { payload } : {}) }).catch(() => undefined);
   };
   const sockets = createOfflineSocketFactory({ onHistoryRequest: answer });
   const inner = createWhatsAppConnector({
