@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -196,7 +196,7 @@ describe('WhatsApp reconciliation (on-demand history fetch after a gap)', () => 
       const report = await h.driver.connector.reconcile({ timeoutMs: 500 });
       await h.driver.whenCaptured();
       expect(report.recovered, name).toBe(0);
-      const sha = (await import('node:crypto')).createHash('sha256').update(payload).digest('hex');
+      const sha = createHash('sha256').update(payload).digest('hex');
       const record = h.records().find((r) => r.kind === 'unsupported' && r.raw?.sha256 === sha);
       expect(record, name).toMatchObject({ raw: { format: HISTORY_PAYLOAD_FORMAT, size: payload.length }, problem: { reason: expected[name as keyof typeof expected] } });
       expect(Buffer.from(h.storage.blobs.get(sha) ?? []).equals(Buffer.from(payload)), name).toBe(true);
