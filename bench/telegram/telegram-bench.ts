@@ -14,12 +14,14 @@
  *                 connector was away, fetched by mtcute's real updates engine (getDifference),
  *                 mapped, and recorded into the fs sink with real fsync through the connector
  *                 runtime's pipelining (the backlog case); target ≥ 5,000 updates/s
+ *   engine-mem    the same backlog through the same path into an in-memory sink: what the
+ *                 Telegram side (engine, evidence, mapping, index, runtime) costs without fsync
  *   reconcile     the real connector reconciling one chat of N messages that exist only in
  *                 history (pages of 100 from the local Telegram server; memory sink): first
  *                 run records each, the second finds everything archived (compare only)
  * Reported as updates/s and as the ratio to `decode` (CPU-only paths: best of `--rounds`).
  *
- * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--engine N] [--reconcile N] [--rounds N] [--json]
+ * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--engine N] [--in-flight N] [--only engine] [--reconcile N] [--rounds N] [--json]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -33,12 +35,14 @@ import { LOCAL_IDS, createLocalTelegramPeer } from '@offchannel/telegram/testing
 import { Long, PeersIndex, type tl } from '@mtcute/core';
 import { deserializeObject } from '@mtcute/core/utils.js';
 
-const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, engine: { type: 'string', default: '5000' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, engine: { type: 'string', default: '5000' }, 'in-flight': { type: 'string' }, only: { type: 'string' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
 const ROUNDS = Number(values.rounds);
 const UPDATES = Number(values.updates);
 const FS_UPDATES = Number(values.fs);
 const RECONCILE = Number(values.reconcile);
 const ENGINE = Number(values.engine);
+/** The connector's pipelining window in the engine rows (omitted: the connector's default). */
+const IN_FLIGHT = values['in-flight'] === undefined ? undefined : Number(values['in-flight']);
 /** Issue "One connector runtime", deliver 5: Telegram through the real updates engine. */
 const ENGINE_TARGET = 5000;
 const SELF = 5_000_001;
@@ -72,7 +76,7 @@ function update(index: number): tl.TypeUpdate {
   return peerId._ === 'peerChannel' ? { _: 'updateNewChannelMessage', message, pts: index, ptsCount: 1 } : { _: 'updateNewMessage', message, pts: index, ptsCount: 1 };
 }
 
-const corpus = Array.from({ length: UPDATES }, (_, index) => encodeTl(update(index)));
+const corpus = values.only === 'engine' ? [] : Array.from({ length: UPDATES }, (_, index) => encodeTl(update(index)));
 const memory = new Map<number, MessageMemory>(Array.from({ length: UPDATES }, (_, index) => [index, { peer: '-4001', fingerprint: '', reactions: [], direction: 'inbound', type: 'group' }]));
 const receivedAt = new Date('2026-11-21T09:30:00.000Z');
 
@@ -90,11 +94,11 @@ function rate(count: number, started: number): number {
  * the client misses them; one pushed update reveals the gap; mtcute fetches the backlog with
  * getDifference and the connector records it into the fs sink (real fsync, group commit).
  */
-async function engineRate(work: string): Promise<number> {
-  const dir = path.join(work, 'engine');
+async function engineRate(work: string, sink: 'fs' | 'memory'): Promise<{ perSecond: number; cpuMicros: number }> {
+  const dir = path.join(work, `engine-${sink}`);
   const state = await openStateStore({ dir: path.join(dir, 'state'), unencrypted: true });
-  const recorder = new Recorder({ sink: await openFsSink({ dir: path.join(dir, 'archive') }) });
-  const peer = createLocalTelegramPeer({ account: 'engine', timeoutMs: 600_000 });
+  const recorder = sink === 'fs' ? new Recorder({ sink: await openFsSink({ dir: path.join(dir, 'archive') }) }) : new Recorder({ sink: createMemorySink(), allowVolatileSink: true });
+  const peer = createLocalTelegramPeer({ account: 'engine', timeoutMs: 600_000, ...(IN_FLIGHT === undefined ? {} : { maxInFlight: IN_FLIGHT }) });
   await peer.start({ recorder, state });
   const client: tl.TypePeer = { _: 'peerUser', userId: LOCAL_IDS.client };
   for (let index = 0; index < ENGINE; index++) {
@@ -102,16 +106,34 @@ async function engineRate(work: string): Promise<number> {
     peer.server.logCommon({ _: 'updateNewMessage', message, pts: 0, ptsCount: 1 });
   }
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const last = peer.incomingText('the update that reveals the gap');
   await last;
-  await peer.waitFor(() => peer.captured.filter((entry) => entry.input.kind === 'message').length >= ENGINE + 1);
+  // Counted as they arrive (each capture is offered to the predicate once).
+  let messages = 0;
+  await peer.waitFor((input) => input.kind === 'message' && ++messages >= ENGINE + 1);
   const perSecond = rate(ENGINE, started);
+  const used = process.cpuUsage(cpu);
   await peer.stop();
   await recorder.close();
-  return perSecond;
+  // CPU time per update (user + system, this process): steadier than the rate on a busy machine.
+  return { perSecond, cpuMicros: (used.user + used.system) / ENGINE };
+}
+
+/** `--only engine`: just the two engine rows (for profiling with `node --cpu-prof`). */
+async function engineOnly(): Promise<void> {
+  const work = await mkdtemp(path.join(tmpdir(), 'offchannel-telegram-bench-'));
+  try {
+    const memory = await engineRate(work, 'memory');
+    const fs = await engineRate(work, 'fs');
+    console.log(JSON.stringify({ engine: ENGINE, inFlight: IN_FLIGHT ?? 'connector default', engineMemoryPerSecond: Math.round(memory.perSecond), engineFsPerSecond: Math.round(fs.perSecond), engineMemoryCpuMicrosPerUpdate: Math.round(memory.cpuMicros), engineFsCpuMicrosPerUpdate: Math.round(fs.cpuMicros) }));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 async function main(): Promise<void> {
+  if (values.only === 'engine') return engineOnly();
   const results: Record<string, number | string> = { node: process.version, updates: UPDATES, meanUpdateBytes: Math.round(corpus.reduce((sum, bytes) => sum + bytes.length, 0) / UPDATES) };
   // Warm up the JIT on every path.
   for (const bytes of corpus.slice(0, 2000)) normalize(bytes);
@@ -164,7 +186,10 @@ async function main(): Promise<void> {
     const recordFsPipelined = rate(FS_UPDATES * 5, t0);
     await fsRecorder.close();
 
-    const engine = await engineRate(work);
+    const engineMemoryRun = await engineRate(work, 'memory');
+    const engineFsRun = await engineRate(work, 'fs');
+    const engineMemory = engineMemoryRun.perSecond;
+    const engine = engineFsRun.perSecond;
 
     const peerState = await openStateStore({ dir: path.join(work, 'state'), unencrypted: true });
     const reconcileRecorder = new Recorder({ sink: createMemorySink(), allowVolatileSink: true });
@@ -187,10 +212,15 @@ async function main(): Promise<void> {
       recordMemoryPerSecond: Math.round(recordMemory),
       recordFsSequentialPerSecond: Math.round(recordFs),
       recordFsPipelinedPerSecond: Math.round(recordFsPipelined),
+      engineMemoryPerSecond: Math.round(engineMemory),
       engineFsPerSecond: Math.round(engine),
+      engineInFlight: IN_FLIGHT ?? 'connector default',
+      engineMemoryCpuMicrosPerUpdate: Math.round(engineMemoryRun.cpuMicros),
+      engineFsCpuMicrosPerUpdate: Math.round(engineFsRun.cpuMicros),
       engineTarget: ENGINE_TARGET,
       engineVerdict: engine >= ENGINE_TARGET ? 'PASS' : 'FAIL',
       ratioEngineToDecode: Number((engine / decode).toFixed(4)),
+      ratioEngineMemoryToDecode: Number((engineMemory / decode).toFixed(4)),
       reconcileRecordPerSecond: Math.round(reconcileRecord),
       reconcileComparePerSecond: Math.round(reconcileCompare),
       capturesPerUpdate: Number((inputs / UPDATES).toFixed(2)),
@@ -215,7 +245,8 @@ async function main(): Promise<void> {
   console.log(`  decode + map + Recorder/mem ${String(results['recordMemoryPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordMemoryToDecode'])}`);
   console.log(`  same, fs sink, sequential   ${String(results['recordFsSequentialPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsToDecode'])}  (${FS_UPDATES} updates, one fsync each)`);
   console.log(`  same, fs sink, 64 in flight ${String(results['recordFsPipelinedPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsPipelinedToDecode'])}  (${FS_UPDATES * 5} updates, group commit)`);
-  console.log(`  engine → runtime → fs sink  ${String(results['engineFsPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineToDecode'])}  (${ENGINE} missed messages via getDifference, pipelined; target ${ENGINE_TARGET}: ${String(results['engineVerdict'])})`);
+  console.log(`  engine → runtime → mem sink ${String(results['engineMemoryPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineMemoryToDecode'])}  (the same backlog into an in-memory sink: the Telegram side's ceiling; ${String(results['engineMemoryCpuMicrosPerUpdate'])} µs CPU each)`);
+  console.log(`  engine → runtime → fs sink  ${String(results['engineFsPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineToDecode'])}  (${ENGINE} missed messages via getDifference, pipelined, ${String(results['engineFsCpuMicrosPerUpdate'])} µs CPU each; target ${ENGINE_TARGET}: ${String(results['engineVerdict'])})`);
   console.log(`  reconcile, recording        ${String(results['reconcileRecordPerSecond']).padStart(9)} messages/s  ${String(results['ratioReconcileRecordToDecode'])}  (${RECONCILE} history-only messages, memory sink)`);
   console.log(`  reconcile, all archived     ${String(results['reconcileComparePerSecond']).padStart(9)} messages/s  ${String(results['ratioReconcileCompareToDecode'])}  (compare only)`);
 }

@@ -28,7 +28,7 @@
 import type { AttachmentInput, CaptureInput, ConversationRef, MembershipDetail, NativeRef, Party } from '@offchannel/core';
 import { sha256Hex } from '@offchannel/core';
 import { getMarkedPeerId, tl } from '@mtcute/core';
-import { TL_LAYER, TL_RAW_FORMAT, TelegramDecodeError, decodeTl, encodeTl } from './tl-evidence.ts';
+import { TL_LAYER, TL_RAW_FORMAT, TelegramDecodeError, decodeTl, encodeTl, encodeUpdatesContainer } from './tl-evidence.ts';
 
 /** MIME type of an attachment that holds a media object's TL bytes (locations, contacts, polls, link previews…). */
 export const TL_MEDIA_MIME = 'application/x-telegram-tl';
@@ -186,8 +186,17 @@ export function peersOf(object: { readonly users: readonly tl.TypeUser[]; readon
  */
 export function updateEvidence(update: tl.TypeUpdate, peers: PeerLookup, selfId: number): Uint8Array {
   const { users, chats } = referencedPeers(update, peers, selfId);
-  return encodeTl({ _: 'updates', updates: [update], users, chats, date: 0, seq: 0 });
+  // The same bytes as encodeTl of the container; each user and chat of a batch encoded once.
+  let cache = encodedPeers.get(peers);
+  if (cache === undefined) {
+    cache = new WeakMap();
+    encodedPeers.set(peers, cache);
+  }
+  return encodeUpdatesContainer(update, users, chats, cache);
 }
+
+/** Per batch of peers (one RPC answer), the TL bytes of its users and chats already encoded. */
+const encodedPeers = new WeakMap<PeerLookup, WeakMap<object, Uint8Array>>();
 
 /** The evidence for a message found in history: a one-message `messages.messages` with its users and chats. */
 export function historyEvidence(message: tl.TypeMessage, peers: PeerLookup, selfId: number): Uint8Array {
@@ -421,8 +430,10 @@ function reactionValue(reaction: tl.TypeReaction): string {
  */
 export function contentFingerprint(message: tl.RawMessage): string {
   const entities = (message.entities ?? []).map((entity) => [entity._, entity.offset, entity.length, 'url' in entity ? entity.url : '', entity._ === 'messageEntityMentionName' ? String(entity.userId) : '']);
-  return sha256Hex(new TextEncoder().encode(JSON.stringify([message.message, entities, mediaIdentity(message.media)])));
+  return sha256Hex(UTF8.encode(JSON.stringify([message.message, entities, mediaIdentity(message.media)])));
 }
+
+const UTF8 = new TextEncoder();
 
 function mediaIdentity(media: tl.TypeMessageMedia | undefined): string {
   if (!media || media._ === 'messageMediaWebPage' || media._ === 'messageMediaEmpty') return '';

@@ -541,7 +541,7 @@ class TelegramConnector implements TelegramConnectorHandle {
     try {
       const attachments = [];
       const media = message ? mediaOf(message) : undefined;
-      const unchanged = message?._ === 'message' && memory.get(message.id)?.fingerprint === contentFingerprint(message);
+      const unchanged = media !== undefined && message?._ === 'message' && memory.get(message.id)?.fingerprint === contentFingerprint(message);
       if (media && !unchanged) attachments.push(await captureAttachment(media, this.#downloader(), this.#options.maxMediaBytes, ctx));
       // A download cut short by stopping is not "unavailable" for good: the update is abandoned
       // (not acknowledged) and fetched again on the next start.

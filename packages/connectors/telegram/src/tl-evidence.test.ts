@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { PeersIndex, type tl } from '@mtcute/core';
+import { Long, PeersIndex, type tl } from '@mtcute/core';
 import { describe, expect, it } from 'vitest';
-import { mapTelegramRaw } from './map-telegram.ts';
-import { MAX_TL_BYTES, TL_LAYER, TL_RAW_FORMAT, TelegramDecodeError, constructorIdOf, decodeTl, encodeTl } from './tl-evidence.ts';
+import { mapTelegramRaw, updateEvidence } from './map-telegram.ts';
+import { MAX_TL_BYTES, TL_LAYER, TL_RAW_FORMAT, TelegramDecodeError, constructorIdOf, decodeTl, encodeTl, encodeUpdatesContainer } from './tl-evidence.ts';
 
 const update: tl.TypeUpdate = {
   _: 'updateNewMessage',
@@ -31,6 +31,36 @@ describe('TL evidence', () => {
     expect(back).toMatchObject({ _: 'updateNewMessage', pts: 101, message: { id: 1001, message: 'Buy 100 ACME @ 12.34 — confirm?' } });
     expect(encodeTl(back)).toEqual(bytes);
     expect(TL_RAW_FORMAT).toBe(`telegram.mtproto-tl.layer${TL_LAYER}`);
+  });
+
+  it('builds an update’s container evidence byte for byte as mtcute serializes it, encoding shared peers once', () => {
+    const users: tl.TypeUser[] = [
+      { _: 'user', id: 1, self: true, accessHash: Long.fromNumber(7), firstName: 'Self', phone: '15550000000' },
+      { _: 'user', id: 123456789, accessHash: Long.fromNumber(-9), firstName: 'Client', lastName: 'Ünïcode ✓', username: 'client' },
+      { _: 'userEmpty', id: 55 },
+    ];
+    const chats: tl.TypeChat[] = [
+      { _: 'chat', id: 4001, title: 'Deal desk', photo: { _: 'chatPhotoEmpty' }, participantsCount: 3, date: 1_700_000_000, version: 1 },
+      { _: 'channel', id: 1_500_000_001, megagroup: true, accessHash: Long.fromNumber(9), title: 'Floor', photo: { _: 'chatPhotoEmpty' }, date: 1_700_000_000 },
+    ];
+    const peers = PeersIndex.from({ users, chats });
+    const updates: tl.TypeUpdate[] = [
+      update,
+      { _: 'updateNewChannelMessage', message: { _: 'message', id: 7, peerId: { _: 'peerChannel', channelId: 1_500_000_001 }, fromId: { _: 'peerUser', userId: 123456789 }, date: 1_700_000_001, message: 'x' }, pts: 3, ptsCount: 1 },
+      { _: 'updateNewMessage', message: { _: 'message', id: 8, peerId: { _: 'peerChat', chatId: 4001 }, fromId: { _: 'peerUser', userId: 55 }, date: 1_700_000_002, message: '' }, pts: 4, ptsCount: 1 },
+      { _: 'updateDeleteMessages', messages: [1, 2, 3], pts: 5, ptsCount: 3 },
+      { _: 'updateUserTyping', userId: 123456789, action: { _: 'sendMessageTypingAction' } },
+    ];
+    for (const item of updates) {
+      // Every combination of what the container can hold, empty vectors included.
+      for (const [someUsers, someChats] of [[[], []], [users, []], [[], chats], [users, chats]] as const) {
+        const cache = new WeakMap<object, Uint8Array>();
+        const expected = encodeTl({ _: 'updates', updates: [item], users: [...someUsers], chats: [...someChats], date: 0, seq: 0 });
+        expect(encodeUpdatesContainer(item, someUsers, someChats, cache)).toEqual(expected);
+        expect(encodeUpdatesContainer(item, someUsers, someChats, cache)).toEqual(expected); // from the cache
+      }
+      expect(updateEvidence(item, peers, 1)).toEqual(updateEvidenceByMtcute(item, peers));
+    }
   });
 
   it('rejects truncated, misaligned, trailing-garbage and oversized input with a typed error', () => {
@@ -80,3 +110,9 @@ describe('TL evidence', () => {
     }
   });
 });
+
+/** The container `updateEvidence` must produce, built the plain way: decode its peers back and re-encode. */
+function updateEvidenceByMtcute(item: tl.TypeUpdate, peers: PeersIndex): Uint8Array {
+  const decoded = decodeTl(updateEvidence(item, peers, 1)) as tl.RawUpdates;
+  return encodeTl({ _: 'updates', updates: [item], users: decoded.users, chats: decoded.chats, date: 0, seq: 0 });
+}

@@ -33,6 +33,42 @@ export function encodeTl(object: tl.TlObject): Uint8Array {
   return serializeObject(object);
 }
 
+/** `updates { updates: [], users: [], chats: [], date: 0, seq: 0 }`: the framing below is cut from mtcute's own bytes. */
+const EMPTY_UPDATES = serializeObject({ _: 'updates', updates: [], users: [], chats: [], date: 0, seq: 0 });
+const UPDATES_ID = EMPTY_UPDATES.subarray(0, 4);
+const VECTOR_ID = EMPTY_UPDATES.subarray(4, 8);
+const DATE_AND_SEQ = EMPTY_UPDATES.subarray(EMPTY_UPDATES.length - 8);
+
+/**
+ * Exactly the bytes {@link encodeTl} writes for `updates { updates: [update], users, chats,
+ * date: 0, seq: 0 }`, with each user and chat serialized once per `cache`: the updates of one
+ * batch (a getDifference of thousands of messages) share their users and chats, which would
+ * otherwise be re-encoded for every update.
+ */
+export function encodeUpdatesContainer(update: tl.TypeUpdate, users: readonly tl.TypeUser[], chats: readonly tl.TypeChat[], cache: WeakMap<object, Uint8Array>): Uint8Array {
+  const encoded = (object: tl.TypeUser | tl.TypeChat): Uint8Array => {
+    let bytes = cache.get(object);
+    if (bytes === undefined) {
+      bytes = serializeObject(object);
+      cache.set(object, bytes);
+    }
+    return bytes;
+  };
+  const count = (n: number): Uint8Array => {
+    const word = new Uint8Array(4);
+    new DataView(word.buffer).setUint32(0, n, true);
+    return word;
+  };
+  const parts = [UPDATES_ID, VECTOR_ID, count(1), serializeObject(update), VECTOR_ID, count(users.length), ...users.map(encoded), VECTOR_ID, count(chats.length), ...chats.map(encoded), DATE_AND_SEQ];
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
 /**
  * Parses bytes written by {@link encodeTl}. Throws {@link TelegramDecodeError} for truncated,
  * malformed, oversized or trailing-garbage input and for constructors this layer does not know.

@@ -124,6 +124,73 @@ describe('connector runtime', () => {
     await h.cleanup();
   });
 
+  it('refills a full window as its oldest events become durable, without waiting for the whole window to drain', async () => {
+    // Captures settle only when the test says so; the window holds 2 events.
+    const gates = new Map<string, () => void>();
+    const mapped: number[] = [];
+    const acks: number[] = [];
+    let io: EventSourceIo<TestEvent> | undefined;
+    const runtime = createConnectorRuntime<TestEvent>({
+      channel: 'test',
+      account: 'alice',
+      source: SOURCE,
+      maxInFlight: 2,
+      events: {
+        async open(opened) {
+          io = opened;
+        },
+        async acknowledge(events) {
+          acks.push(...events.map((e) => e.n));
+        },
+        close: async () => undefined,
+      },
+      map: (e) => {
+        mapped.push(e.n);
+        return [message(e.n)];
+      },
+    });
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-runtime-'));
+    const state = await openStateStore({ dir, key: new Uint8Array(32).fill(3) });
+    const recorder = new Recorder({ sink: createMemorySink(), allowVolatileSink: true });
+    const real = createConnectorContext({ recorder, connector: runtime, state, logger: createRecordingLogger(), signal: new AbortController().signal });
+    const ctx = {
+      stream: real.stream,
+      channel: real.channel,
+      account: real.account,
+      state: real.state,
+      logger: real.logger,
+      signal: real.signal,
+      putBlob: (bytes: Uint8Array) => real.putBlob(bytes),
+      lookup: (key: string) => real.lookup(key),
+      capture: async (input: Parameters<typeof real.capture>[0]) => {
+        await new Promise<void>((resolve) => gates.set(input.key ?? '', resolve));
+        return real.capture(input);
+      },
+    };
+    await runtime.start(ctx);
+    const until = async (condition: () => boolean) => {
+      for (let i = 0; i < 4000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(condition()).toBe(true);
+    };
+    for (let n = 1; n <= 4; n++) io?.deliver(event(n));
+    await until(() => gates.size === 2);
+    expect(mapped).toEqual([1, 2]); // the window is full
+    gates.get('message:1')?.();
+    // Event 1 is durable and acknowledged: event 3 is mapped while event 2 is still in flight.
+    await until(() => mapped.includes(3));
+    expect(acks).toEqual([1]);
+    expect(mapped).toEqual([1, 2, 3]);
+    gates.get('message:2')?.();
+    await until(() => mapped.includes(4));
+    gates.get('message:3')?.();
+    gates.get('message:4')?.();
+    await until(() => acks.length === 4);
+    expect(acks).toEqual([1, 2, 3, 4]);
+    await runtime.stop();
+    await recorder.close();
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
   it('staged: maps a batch, acknowledges it whole after it is durable, maps nothing newer before', async () => {
     const h = await harness({ staged: true, maxInFlight: 64 });
     for (let n = 1; n <= 150; n++) h.deliver(n);

@@ -82,18 +82,23 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
   readonly #maxInFlight: number;
   #ctx: ConnectorContext | undefined;
   #status: { -readonly [K in Exclude<keyof ConnectorStatus, 'detail' | 'lastEventAt'>]-?: NonNullable<ConnectorStatus[K]> } & { detail: string | undefined; lastEventAt: string | undefined };
-  /** Delivered, not yet mapped. */
+  /** Delivered, not yet mapped: `#queue` from `#head` on (taken by index, so a backlog of n costs O(n), not O(n²)). */
   #queue: E[] = [];
+  #head = 0;
   /** Mapped, captures issued, not yet acknowledged or abandoned; in delivery order. */
   #window: Slot<E>[] = [];
   #wake: (() => void) | undefined;
+  /** Wakes the pump when the window gets room (an acknowledgement or abandonment shrank it). */
+  #room: (() => void) | undefined;
   #closing = false;
   #failed = false;
   #backoffMs = 0;
   #retryWait: Promise<void> | undefined;
   #sleepers = new Set<() => void>();
   #pump: Promise<void> = Promise.resolve();
+  /** The one acknowledgement loop, while it runs (`#acking`); it takes every event pushed meanwhile. */
   #acks: Promise<void> = Promise.resolve();
+  #acking = false;
   #transitions: Promise<void> = Promise.resolve();
   #stopping: Promise<void> | undefined;
 
@@ -151,7 +156,7 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
 
   /** Events delivered and not yet acknowledged or abandoned (queued and in flight). */
   get backlog(): number {
-    return this.#queue.length + this.#window.length;
+    return this.#queue.length - this.#head + this.#window.length;
   }
 
   async #stop(): Promise<void> {
@@ -160,10 +165,13 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
       if (!failed) this.#setState('stopping');
       this.#closing = true;
       this.#wake?.();
+      this.#room?.();
       for (const wake of this.#sleepers) wake();
       await this.#pump;
       await this.#acks;
-      const unmapped = this.#queue.splice(0);
+      const unmapped = this.#queue.splice(this.#head);
+      this.#queue = [];
+      this.#head = 0;
       if (unmapped.length > 0) await this.#abandon(unmapped);
       await this.#o.events.close().catch((error: unknown) => this.#ctx?.logger.warn({ code: codeOf(error) }, 'event source did not close cleanly'));
     }
@@ -177,22 +185,44 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
   async #run(): Promise<void> {
     const staged = this.#o.events.staged === true;
     for (;;) {
-      while (this.#queue.length === 0 && !this.#closing) await new Promise<void>((resolve) => (this.#wake = resolve));
+      while (this.#queue.length === this.#head && !this.#closing) await new Promise<void>((resolve) => (this.#wake = resolve));
       this.#wake = undefined;
       if (this.#closing) return;
-      const batch = this.#queue.splice(0, staged ? this.#maxInFlight : 1);
+      const batch = this.#take(staged ? this.#maxInFlight : 1);
       for (const [index, event] of batch.entries()) {
-        while (this.#window.length >= this.#maxInFlight && !this.#closing) await this.#acks;
+        while (this.#window.length >= this.#maxInFlight && !this.#closing) await new Promise<void>((resolve) => (this.#room = resolve));
+        this.#room = undefined;
         const inputs = this.#closing ? undefined : await this.#map(event);
         if (inputs === undefined) {
-          this.#queue.unshift(...batch.slice(index)); // stopped or failed: abandoned with the queue
+          this.#untake(batch, batch.length - index); // stopped or failed: abandoned with the queue
           break;
         }
         this.#window.push({ event, done: this.#captureAll(inputs) });
       }
-      this.#acks = this.#acknowledge(staged);
+      if (!this.#acking) {
+        this.#acking = true;
+        this.#acks = this.#acknowledge(staged);
+      }
       if (staged) await this.#acks; // nothing newer is mapped before the batch is acknowledged
     }
+  }
+
+  /** Takes up to `count` queued events; drops the consumed prefix once it is most of the array. */
+  #take(count: number): E[] {
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    const batch = this.#queue.slice(this.#head, this.#head + count);
+    this.#queue.fill(undefined as unknown as E, this.#head, this.#head + batch.length); // no longer held here
+    this.#head += batch.length;
+    return batch;
+  }
+
+  /** Puts back the last `count` events taken (not mapped after all: stopped or failed). */
+  #untake(batch: readonly E[], count: number): void {
+    this.#head -= count;
+    this.#queue.splice(this.#head, count, ...batch.slice(batch.length - count));
   }
 
   /** The event's capture inputs, an `unsupported` record if mapping threw, or undefined to abandon it. */
@@ -250,9 +280,20 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
     }
   }
 
-  /** Acknowledges settled events in order (whole window when staged); abandons from the first failure on. */
+  /**
+   * Acknowledges settled events in order (whole window when staged); abandons from the first
+   * failure on. One loop at a time: it runs until the window is empty, taking the events mapped
+   * meanwhile, and clears `#acking` in the same tick it finds the window empty.
+   */
   async #acknowledge(staged: boolean): Promise<void> {
-    await this.#acks;
+    try {
+      await this.#acknowledgeWindow(staged);
+    } finally {
+      this.#acking = false;
+    }
+  }
+
+  async #acknowledgeWindow(staged: boolean): Promise<void> {
     while (this.#window.length > 0) {
       const window = this.#window;
       const ready = staged ? window.length : 1;
@@ -263,11 +304,13 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
       if (count === 0) {
         // Abandoned (stopped mid-retry, or failed): nothing from here on is acknowledged.
         const rest = window.splice(0);
+        this.#room?.();
         await Promise.all(rest.map((slot) => slot.done));
         await this.#abandon(rest.map((slot) => slot.event));
         return;
       }
       const done = window.splice(0, count).map((slot) => slot.event);
+      this.#room?.();
       try {
         await this.#o.events.acknowledge(done);
       } catch (error) {
@@ -304,6 +347,7 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
     this.#setState('failed', `capture stopped: ${codeOf(error)}`);
     this.#ctx?.logger.error({ code: codeOf(error) }, 'capture stopped; nothing newer is acknowledged. Fix the cause and restart.');
     this.#wake?.();
+    this.#room?.();
     for (const wake of this.#sleepers) wake();
   }
 

@@ -264,12 +264,18 @@ export class LocalTelegramPeer {
   /** Resolves with the first capture (past or future) matching `predicate`; rejects after the timeout. */
   waitFor(predicate: (input: CaptureInput, result: CaptureResult) => boolean, timeoutMs = this.#timeoutMs): Promise<{ input: CaptureInput; result: CaptureResult }> {
     return new Promise((resolve, reject) => {
+      // Each capture is tested once: a waiter scans only what arrived since it last looked, so a
+      // backlog of N captures costs N checks, not N² (the bench waits on thousands).
+      let seen = 0;
       const check = (): boolean => {
-        const found = this.captured.find((entry) => predicate(entry.input, entry.result));
-        if (!found) return false;
-        cleanup();
-        resolve(found);
-        return true;
+        for (; seen < this.captured.length; seen++) {
+          const entry = this.captured[seen] as (typeof this.captured)[number];
+          if (!predicate(entry.input, entry.result)) continue;
+          cleanup();
+          resolve(entry);
+          return true;
+        }
+        return false;
       };
       const timer = setTimeout(() => {
         cleanup();
@@ -297,12 +303,16 @@ export class LocalTelegramPeer {
         this.#waiters.delete(wake);
         reject(new OffchannelError('TIMEOUT', `no matching update dispatched within ${timeoutMs} ms`));
       }, timeoutMs);
+      let seen = 0;
       const wake = (): void => {
-        const found = this.dispatched.find(predicate);
-        if (!found) return;
-        clearTimeout(timer);
-        this.#waiters.delete(wake);
-        resolve(found);
+        for (; seen < this.dispatched.length; seen++) {
+          const update = this.dispatched[seen] as tl.TypeUpdate;
+          if (!predicate(update)) continue;
+          clearTimeout(timer);
+          this.#waiters.delete(wake);
+          resolve(update);
+          return;
+        }
       };
       this.#waiters.add(wake);
       wake();

@@ -299,7 +299,9 @@ export class LocalTelegramServer {
     if (message._ === 'messageEmpty') return;
     const key = historyKey(message.peerId);
     const list = this.#history.get(key) ?? [];
-    const at = list.findIndex((existing) => existing.id === message.id);
+    // A new message (ids only grow) goes last without a search: logging n messages stays O(n).
+    const newest = list.at(-1);
+    const at = newest === undefined || newest.id < message.id ? -1 : list.findIndex((existing) => existing.id === message.id);
     if (at >= 0) list[at] = message;
     else list.push(message);
     this.#history.set(key, list);
