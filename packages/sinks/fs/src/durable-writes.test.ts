@@ -122,8 +122,7 @@ it('a durable write that fails mid-run rejects its batch and everything behind i
   for (const outcome of settled.slice(firstRejected)) expect(outcome).toMatchObject({ status: 'rejected', reason: { code: 'EIO' } });
 
   // The stream goes on: the rejected captures, captured again, are recorded after the others.
-  const retried: CaptureResult[] = [];
-  for (let index = firstRejected + 1; index <= TOTAL; index++) retried.push(await writer.capture(message(index)));
+  const retried: CaptureResult[] = await Promise.all(Array.from({ length: TOTAL - firstRejected }, (_, offset) => writer.capture(message(firstRejected + 1 + offset))));
   expect(retried.every((result) => result.status === 'recorded')).toBe(true);
   await recorder.close();
   await sink.close();
