@@ -9,6 +9,7 @@ import type { AppendBatch, Sink } from '../sink/sink.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
 import { verifyArchive } from '../verify/verify-archive.ts';
+import { type KeyIndex, memoryKeyIndex } from './key-index.ts';
 import { Recorder } from './recorder.ts';
 
 const source = { package: '@offchannel/test', version: '0.0.0' };
@@ -307,5 +308,29 @@ describe('capture order', () => {
     for await (const stored of inner.read('demo:alice')) texts.push(decodeRecord(stored.bytes).record.text);
     expect(texts).toEqual(['message 1', 'message 2', 'message 3']);
     await recorder.close();
+  });
+});
+
+describe('group commit pipeline', () => {
+  it('starts writing the next batch before indexing the keys of the one that became durable', async () => {
+    const spy = spySink();
+    const memory = memoryKeyIndex();
+    /** Per `add`, how many appends had been started by then. */
+    const appendsAtIndex: number[] = [];
+    const keyIndex: KeyIndex = {
+      ...memory,
+      add(stream, keys, head) {
+        appendsAtIndex.push(spy.batches.length);
+        memory.add(stream, keys, head);
+      },
+    };
+    const writer = new Recorder({ sink: spy.sink, keyIndex, maxBatchRecords: 2 }).writer(target);
+    const results = await Promise.all(Array.from({ length: 6 }, (_, index) => writer.capture(message(index))));
+    expect(results.map((result) => result.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(spy.calls).toEqual(['append:1+2', 'append:3+2', 'append:5+2']);
+    // Batch 1's keys are indexed after batch 2's write started, batch 2's after batch 3's.
+    expect(appendsAtIndex).toEqual([2, 3, 3]);
+    // Still exactly as strong: every key is indexed once its record is durable.
+    expect(results.map((result) => memory.get('demo:alice', result.key))).toEqual([1, 2, 3, 4, 5, 6]);
   });
 });

@@ -239,6 +239,10 @@ export class StreamLog {
           continue;
         }
         this.durable = head;
+        // Start the next write first, so the disk works on it while this batch is indexed and
+        // its captures resolved (and the callbacks of those captures, and the new captures they
+        // make, use the CPU). It chains on this batch, which is durable.
+        current = this.queue.length > 0 ? this.startAppend() : undefined;
         this.indexDurable(batch, head);
         this.options.logger.debug({ stream: this.stream, firstSeq: (batch[0] as QueuedRecord).seq, records: batch.length, head: head.seq }, 'batch durable');
         if (this.checkpointer) {
@@ -246,9 +250,6 @@ export class StreamLog {
           // Failures are logged and kept in the checkpointer's state; capture goes on.
           if (this.checkpointer.due()) this.checkpointer.checkpoint().catch(() => undefined);
         }
-        // Start the next write before resolving this batch, so the disk works while the
-        // resolved captures' callbacks (and the new captures they trigger) use the CPU.
-        current = this.queue.length > 0 ? this.startAppend() : undefined;
         for (const entry of batch) {
           entry.resolve({ status: 'recorded', stream: this.stream, key: entry.key, seq: entry.seq, hash: entry.hash });
         }
@@ -261,7 +262,8 @@ export class StreamLog {
   /** Moves a durable batch's keys from memory into the key index (in memory they stay on failure). */
   private indexDurable(batch: readonly QueuedRecord[], head: StreamHead): void {
     try {
-      this.options.index.add(this.stream, batch.map((entry) => ({ key: entry.key, seq: entry.seq })), head);
+      // A queued record is an IndexedKey ({key, seq}): no copy of the batch.
+      this.options.index.add(this.stream, batch, head);
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       this.options.logger.error({ stream: this.stream, code: typeof code === 'string' ? code : undefined }, 'the key index could not be updated; keys stay in memory and the index catches up at the next start');

@@ -107,10 +107,10 @@ export async function createReadOnlyFile(tmpDir: string, target: string, bytes: 
  * regular file ignores) and then refused, so a planted FIFO cannot hang a reader. `undefined`
  * if the file does not exist. Throws {@link NotRegularFileError} naming `name`.
  */
-export async function openRegularFile(file: string, name = file, options: { readonly write?: boolean } = {}): Promise<FileHandle | undefined> {
+export async function openRegularFile(file: string, name = file, options: { readonly write?: boolean; readonly flags?: number } = {}): Promise<FileHandle | undefined> {
   let handle: FileHandle;
   try {
-    handle = await open(file, (options.write === true ? constants.O_RDWR : constants.O_RDONLY) | NOFOLLOW | NONBLOCK);
+    handle = await open(file, (options.write === true ? constants.O_RDWR : constants.O_RDONLY) | NOFOLLOW | NONBLOCK | (options.flags ?? 0));
   } catch (error) {
     if (isNotFound(error)) return undefined;
     if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new NotRegularFileError(name, 'a symbolic link');

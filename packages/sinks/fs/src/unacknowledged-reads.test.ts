@@ -15,19 +15,24 @@ const stream = 'demo:alice';
 let dir: string;
 let restore: (() => void) | undefined;
 
-/** Makes the next datasync run `during` and then fail with EIO (the write itself went through). */
+/**
+ * Makes the next durable write go through and then, after `during`, fail with EIO: what an
+ * O_DSYNC write whose sync fails looks like (its bytes are in the file, not acknowledged).
+ */
 async function failNextSync(during: () => Promise<void>): Promise<void> {
   const probe: FileHandle = await open(path.join(path.dirname(dir), 'probe'), 'w');
-  const prototype = Object.getPrototypeOf(probe) as { datasync: (this: FileHandle) => Promise<void> };
+  type Write = (this: FileHandle, ...args: unknown[]) => Promise<{ bytesWritten: number }>;
+  const prototype = Object.getPrototypeOf(probe) as { write: Write };
   await probe.close();
-  const real = prototype.datasync;
-  prototype.datasync = async function (this: FileHandle) {
-    prototype.datasync = real;
+  const real = prototype.write;
+  prototype.write = async function (this: FileHandle, ...args: unknown[]) {
+    prototype.write = real;
+    await real.apply(this, args);
     await during();
     throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
   };
   restore = () => {
-    prototype.datasync = real;
+    prototype.write = real;
   };
 }
 
