@@ -55,7 +55,7 @@ import { tapEmitter } from './emit-tap.ts';
 import { IdentityBook } from './identity-book.ts';
 import { createMediaDownloader, type MediaDownloader, type MediaDownloaderOptions } from './media-download.ts';
 import { DEFAULT_MEDIA_CONCURRENCY, MediaQueue } from './media-queue.ts';
-import { MessageIndex } from './message-index.ts';
+import { MessageIndex, type IndexEntry } from './message-index.ts';
 import {
   EVENT_FORMAT,
   UNENCODABLE_FORMAT,
@@ -294,17 +294,23 @@ class BaileysConnector implements WhatsAppConnector {
     this.#connect();
   }
 
-  /** Durable: remember secrets (for later encrypted edits), start media downloads. No upstream ack exists. */
+  /**
+   * Durable: remember secrets (for later encrypted edits), start media downloads. No upstream
+   * ack exists; the run counts as acknowledged once its secrets are durable too (one batch).
+   */
   async #acknowledge(events: readonly WhatsAppEvent[]): Promise<void> {
     const ctx = this.#io?.ctx;
+    const entries: IndexEntry[] = [];
     for (const event of events) {
       const after = event instanceof EnvelopeEvent ? event.after : undefined;
       if (!after || !ctx) continue;
-      if (after.ref && after.entry) this.#track(this.#index?.remember(after.ref.chat, after.ref.id, after.entry));
+      if (after.ref && after.entry) entries.push({ chat: after.ref.chat, id: after.ref.id, entry: after.entry });
       const media = after.media;
       // A replayed message whose follow-up is archived already is not downloaded again.
       if (media) this.#track(ctx.lookup(media.key).then((seq) => { if (seq === undefined) this.#media.submit(media); }));
     }
+    // A failed write throws: the runtime stops, nothing newer is acknowledged (no secret is lost silently).
+    if (entries.length > 0) await this.#index?.rememberAll(entries);
     this.#scheduleSave();
     this.#options.onAcknowledge?.(events.flatMap((event) => (event instanceof EnvelopeEvent && event.id !== undefined ? [event.id] : [])));
   }
@@ -319,7 +325,7 @@ class BaileysConnector implements WhatsAppConnector {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     this.#media.close();
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
-    await this.#index?.flush();
+    await this.#index?.close();
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
     await this.#save();
