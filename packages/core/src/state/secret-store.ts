@@ -116,11 +116,25 @@ class Sealer {
     return this.key !== undefined;
   }
 
+  /** Random nonces drawn 256 at a time (one getrandom call, not one per value); each used once. */
+  private nonces = Buffer.alloc(0);
+  private nonceOffset = 0;
+
+  private nonce(): Buffer {
+    if (this.nonceOffset + NONCE_BYTES > this.nonces.length) {
+      this.nonces = randomBytes(NONCE_BYTES * 256);
+      this.nonceOffset = 0;
+    }
+    const nonce = this.nonces.subarray(this.nonceOffset, this.nonceOffset + NONCE_BYTES);
+    this.nonceOffset += NONCE_BYTES;
+    return nonce;
+  }
+
   seal(relative: string, value: Uint8Array): Buffer {
     const header = Buffer.from([...MAGIC, FORMAT_VERSION, this.key ? ALG_AES_256_GCM : ALG_NONE]);
     const aad = Buffer.concat([header, Buffer.from(relative, 'utf8')]);
     if (!this.key) return Buffer.concat([header, createHash('sha256').update(aad).update(value).digest(), value]);
-    const nonce = randomBytes(NONCE_BYTES);
+    const nonce = this.nonce();
     const cipher = createCipheriv('aes-256-gcm', this.key, nonce);
     cipher.setAAD(aad);
     const body = Buffer.concat([cipher.update(value), cipher.final()]);
