@@ -28,9 +28,9 @@ describe('MessageIndex', () => {
     const secret = randomBytes(32);
     const content = randomBytes(40);
     await index.rememberAll([
-      { chat: JIDS.alice, id: 'A1', entry: { secret } },
-      { chat: JIDS.group, id: 'A2', entry: { secret, content } },
-      { chat: JIDS.alice, id: 'A3', entry: {} },
+      { hash: MessageIndex.hashOf(JIDS.alice, 'A1'), entry: { secret } },
+      { hash: MessageIndex.hashOf(JIDS.group, 'A2'), entry: { secret, content } },
+      { hash: MessageIndex.hashOf(JIDS.alice, 'A3'), entry: {} },
     ]);
     await index.close();
     const reopened = new MessageIndex((await openStateStore({ dir, key })).scope('whatsapp:alice'));

@@ -14,7 +14,7 @@
  * Entries written by earlier versions (one state file each, `~messages/~b<2 hex>/m<hash>`) are
  * still read.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { StateStore, StateTable } from '@offchannel/core';
 
 interface Entry {
@@ -22,10 +22,9 @@ interface Entry {
   readonly content?: Uint8Array;
 }
 
-/** One message to remember: its chat, id and what to keep. */
+/** One message to remember: its {@link MessageIndex.hashOf} and what to keep. */
 export interface IndexEntry {
-  readonly chat: string;
-  readonly id: string;
+  readonly hash: string;
   readonly entry: Entry;
 }
 
@@ -43,17 +42,23 @@ export class MessageIndex {
     this.#limit = options.cacheEntries ?? 20_000;
   }
 
-  /** Makes an entry visible in memory only (before its record is durable). */
-  note(chat: string, id: string, entry: Entry): void {
-    if (entry.secret || entry.content) this.#touch(digest(chat, id), entry);
+  /** The row name of a message: sha256(chat ‖ 0x00 ‖ id), hex. */
+  static hashOf(chat: string, id: string): string {
+    return hash('sha256', `${chat}\u0000${id}`);
+  }
+
+  /** Makes an entry visible in memory only (before its record is durable); returns its hash for {@link rememberAll}. */
+  note(chat: string, id: string, entry: Entry): string {
+    const key = MessageIndex.hashOf(chat, id);
+    if (entry.secret || entry.content) this.#touch(key, entry);
+    return key;
   }
 
   /** Remembers a run of messages in one batch; resolves when all are durable (in memory at once). */
   rememberAll(entries: readonly IndexEntry[]): Promise<void> {
     const rows: [string, Uint8Array][] = [];
-    for (const { chat, id, entry } of entries) {
+    for (const { hash, entry } of entries) {
       if (!entry.secret && !entry.content) continue;
-      const hash = digest(chat, id);
       this.#touch(hash, entry);
       const json = JSON.stringify({
         ...(entry.secret ? { s: Buffer.from(entry.secret).toString('base64') } : {}),
@@ -91,7 +96,7 @@ export class MessageIndex {
   }
 
   async #get(chat: string, id: string): Promise<Entry | undefined> {
-    const hash = digest(chat, id);
+    const hash = MessageIndex.hashOf(chat, id);
     const cached = this.#cache.get(hash);
     if (cached) return cached;
     const bytes = (await this.#table.get(`m${hash}`)) ?? (await this.#legacy.scope(`b${hash.slice(0, 2)}`).get(`m${hash}`));
@@ -113,8 +118,4 @@ export class MessageIndex {
       if (!oldest.done) this.#cache.delete(oldest.value);
     }
   }
-}
-
-function digest(chat: string, id: string): string {
-  return createHash('sha256').update(chat).update('\u0000').update(id).digest('hex');
 }

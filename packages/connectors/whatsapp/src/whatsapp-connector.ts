@@ -137,6 +137,8 @@ type WhatsAppEvent = EnvelopeEvent | EvidenceEvent | MediaEvent;
 interface AfterDurable {
   ref?: { readonly chat: string; readonly id: string };
   entry?: { secret?: Uint8Array; content?: Uint8Array };
+  /** The entry's row in the message index (set when it is noted). */
+  hash?: string | undefined;
   media?: PendingMedia;
 }
 
@@ -304,7 +306,7 @@ class BaileysConnector implements WhatsAppConnector {
     for (const event of events) {
       const after = event instanceof EnvelopeEvent ? event.after : undefined;
       if (!after || !ctx) continue;
-      if (after.ref && after.entry) entries.push({ chat: after.ref.chat, id: after.ref.id, entry: after.entry });
+      if (after.hash && after.entry) entries.push({ hash: after.hash, entry: after.entry });
       const media = after.media;
       // A replayed message whose follow-up is archived already is not downloaded again.
       if (media) this.#track(ctx.lookup(media.key).then((seq) => { if (seq === undefined) this.#media.submit(media); }));
@@ -353,7 +355,7 @@ class BaileysConnector implements WhatsAppConnector {
     this.#learn(mapped.aliasPairs, mapped.newTitle && mapped.ref ? [[mapped.ref.chat, mapped.newTitle]] : undefined);
     event.after = afterDurable(mapped);
     // Visible in memory at once (the next event may be an edit of this message); written once durable.
-    if (event.after?.ref && event.after.entry) this.#index?.note(event.after.ref.chat, event.after.ref.id, event.after.entry);
+    if (event.after?.ref && event.after.entry) event.after.hash = this.#index?.note(event.after.ref.chat, event.after.ref.id, event.after.entry);
     return [mapped.input];
   }
 
