@@ -38,6 +38,10 @@ describe('StateStore.table', () => {
     expect(await table.get('m2')).toBeUndefined();
     expect(await table.get('never')).toBeUndefined();
     await table.write([]);
+    await table.write([['m3', bytes('three')]]);
+    await table.clear();
+    expect(await table.get('m3')).toBeUndefined();
+    await table.write([['m1', bytes('uno')]]);
     await table.close();
     const reopened = await openStateStore({ dir, key });
     expect(text(await reopened.scope('whatsapp:alice').table('messages').get('m1'))).toBe('uno');

@@ -32,6 +32,8 @@ export interface StateTable {
    * Later writes apply after earlier ones; reads see a write as soon as it was called.
    */
   write(entries: Iterable<readonly [key: string, value: Uint8Array | null]>): Promise<void>;
+  /** Removes every row in one transaction; resolves when durable. */
+  clear(): Promise<void>;
   /** Waits for writes in progress, then closes the file (the next call opens it again). */
   close(): Promise<void>;
 }
@@ -104,6 +106,10 @@ export class SqliteStateTable implements StateTable {
     return new Uint8Array(value.buffer, value.byteOffset, value.length);
   }
 
+  clear(): Promise<void> {
+    return this.#commit((db) => { db.exec('DELETE FROM kv'); });
+  }
+
   write(entries: Iterable<readonly [string, Uint8Array | null]>): Promise<void> {
     let rows: [string, Buffer | null][];
     try {
@@ -117,17 +123,24 @@ export class SqliteStateTable implements StateTable {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     if (rows.length === 0) return this.#chain.then(() => this.#durable(this.#committed));
+    return this.#commit((db) => {
+      this.#upsert ??= db.prepare('INSERT INTO kv(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v');
+      this.#remove ??= db.prepare('DELETE FROM kv WHERE k = ?');
+      for (const [key, sealed] of rows) {
+        if (sealed === null) this.#remove.run(key);
+        else this.#upsert.run(key, sealed);
+      }
+    });
+  }
+
+  /** Runs `change` in one transaction after every earlier write; resolves when it is durable. */
+  #commit(change: (db: Sqlite.DatabaseSync) => void): Promise<void> {
     const commit = this.#chain.then(async () => {
       if (this.#failed) throw this.#failed;
       const db = await this.#open();
-      this.#upsert ??= db.prepare('INSERT INTO kv(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v');
-      this.#remove ??= db.prepare('DELETE FROM kv WHERE k = ?');
       db.exec('BEGIN IMMEDIATE');
       try {
-        for (const [key, sealed] of rows) {
-          if (sealed === null) this.#remove.run(key);
-          else this.#upsert.run(key, sealed);
-        }
+        change(db);
         db.exec('COMMIT');
       } catch (error) {
         if (db.isTransaction) db.exec('ROLLBACK');
