@@ -64,6 +64,9 @@ describe('auth state in the secret state store', () => {
       const bytes = await readFile(file);
       expect(bytes.toString('latin1')).not.toContain(secret);
       expect(bytes.toString('latin1')).not.toContain('noiseKey');
+      // key ids name contacts: not in clear, not hex-encoded either (table rows are digests)
+      expect(bytes.toString('latin1')).not.toContain('15550000002');
+      expect(bytes.toString('latin1')).not.toContain(Buffer.from('15550000002').toString('hex'));
       if (!file.endsWith('.offchannel-state.json')) expect((await stat(file)).mode & 0o777).toBe(0o600);
     }
     await expect(openStateStore({ dir, key: randomBytes(32) })).rejects.toMatchObject({ code: 'STATE_KEY_WRONG' });

@@ -5,8 +5,8 @@
  *
  * Layout inside the connector's state scope:
  *   `creds`                      AuthenticationCreds, JSON with Baileys' BufferJSON encoding
- *   state table `keys`           one row per Signal key: `<type>:<id-name>`, `<id-name>` = `h` +
- *                                hex(id), or `s` + sha256(id) for long ids; an empty value is a
+ *   state table `keys`           one row per Signal key: `<type>:<sha256(id)>` (ids name
+ *                                contacts: never in clear at rest); an empty value is a
  *                                deletion (it hides a key an earlier version kept as a file)
  *   `~keys/~<type>/<id-name>`    Signal keys as earlier versions wrote them (one file each),
  *                                still read when the table has no row for the key
@@ -145,10 +145,9 @@ function typeScope(keysScope: StateStore, type: string): StateStore {
   return keysScope.scope(type);
 }
 
-/** The table row of a key: `<type>:<id-name>` (at most 194 characters). */
+/** The table row of a key: `<type>:<sha256(id)>` (at most 129 characters). */
 function rowName(type: string, id: string): string {
-  const hex = Buffer.from(id, 'utf8').toString('hex');
-  return `${type}:${hex.length <= 128 ? `h${hex}` : `s${createHash('sha256').update(id).digest('hex')}`}`;
+  return `${type}:${createHash('sha256').update(id).digest('hex')}`;
 }
 
 /** A state-store name for any key id (ids contain `_`, `/`, `:`… which names may not). */

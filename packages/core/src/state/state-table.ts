@@ -102,7 +102,13 @@ export class SqliteStateTable implements StateTable {
     this.#select ??= db.prepare('SELECT v FROM kv WHERE k = ?');
     const row = this.#select.get(key) as { v: Uint8Array } | undefined;
     if (!row) return undefined;
-    const value = this.#host.open(this.#rowPath(key), Buffer.from(row.v));
+    let value: Buffer;
+    try {
+      value = this.#host.open(this.#rowPath(key), Buffer.from(row.v));
+    } catch {
+      // The row's key is left out (also as a cause): callers' keys may be derived from identifiers.
+      throw new StateStoreError('STATE_CORRUPT', `a row of state table "${this.#host.relative}" does not open (damaged, moved to another key, or written with another key); restore the table from backup or delete it to start that state again.`);
+    }
     return new Uint8Array(value.buffer, value.byteOffset, value.length);
   }
 
