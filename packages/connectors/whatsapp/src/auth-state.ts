@@ -56,7 +56,7 @@ export async function openAuthState(store: StateStore): Promise<StoredAuthState>
         ids.map(async (id) => {
           const row = await table.get(rowName(type, id));
           if (row !== undefined && row.length === 0) return; // deleted
-          let value = row === undefined ? await readJson<SignalDataTypeMap[typeof type]>(scope, idName(id)) : parseJson<SignalDataTypeMap[typeof type]>(row);
+          let value = row === undefined ? await readJson<SignalDataTypeMap[typeof type]>(scope, idName(id)) : (parseJson(row) as SignalDataTypeMap[typeof type]);
           if (value === undefined || value === null) return;
           if (type === 'app-state-sync-key') value = proto.Message.AppStateSyncKeyData.fromObject(value as Record<string, unknown>) as unknown as SignalDataTypeMap[typeof type];
           out[id] = value;
@@ -162,9 +162,9 @@ function encode(value: unknown): Uint8Array {
 
 async function readJson<T>(store: StateStore, name: string): Promise<T | undefined> {
   const bytes = await store.get(name);
-  return bytes === undefined ? undefined : parseJson<T>(bytes);
+  return bytes === undefined ? undefined : (parseJson(bytes) as T);
 }
 
-function parseJson<T>(bytes: Uint8Array): T {
-  return JSON.parse(Buffer.from(bytes).toString('utf8'), BufferJSON.reviver) as T;
+function parseJson(bytes: Uint8Array): unknown {
+  return JSON.parse(Buffer.from(bytes).toString('utf8'), BufferJSON.reviver);
 }
