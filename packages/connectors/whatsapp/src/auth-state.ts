@@ -36,6 +36,8 @@ export interface StoredAuthState {
   saveCreds(): Promise<void>;
   /** True when credentials were loaded (the device was linked before). */
   readonly existing: boolean;
+  /** Waits for key writes in progress, then closes the keys table's file (reopened on next use). */
+  close(): Promise<void>;
 }
 
 /** Opens (or initializes) the auth state kept in `store`. Replays an interrupted key write first. */
@@ -75,6 +77,10 @@ export async function openAuthState(store: StateStore): Promise<StoredAuthState>
     state: { creds, keys },
     existing: saved !== undefined,
     saveCreds: () => store.set(CREDS, encode(creds)),
+    close: async () => {
+      await chain;
+      await table.close();
+    },
   };
 }
 

@@ -328,6 +328,7 @@ class BaileysConnector implements WhatsAppConnector {
     this.#media.close();
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     await this.#index?.close();
+    await this.#auth?.close();
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
     await this.#save();
