@@ -100,8 +100,10 @@ async function main(): Promise<void> {
   // Baileys' own decode (baseline)
   let t = performance.now();
   let types = 0;
+  const decodeCpu = process.cpuUsage();
   for (const e of envelopes) if (getContentType(normalizeMessageContent(proto.WebMessageInfo.decode(e.bytes).message))) types++;
   const decodePerSecond = envelopes.length / ((performance.now() - t) / 1000);
+  const decodeCpuUs = cpuMicros(decodeCpu) / envelopes.length;
 
   // normalize only: tap encode + mapping
   const decoded = envelopes.map((e) => proto.WebMessageInfo.decode(e.bytes));
@@ -154,7 +156,7 @@ async function main(): Promise<void> {
     // the whole connector: offline socket (Baileys' cleanMessage + event buffer + processMessage),
     // emitter tap, runtime (pipelined mapping, group commit), Recorder + FsSink, secret index in
     // the state store; then the same into a memory sink, to separate the connector from the disk
-    const wholeConnector = async (sink: Sink, name: string): Promise<number> => {
+    const wholeConnector = async (sink: Sink, name: string): Promise<{ perSecond: number; cpuUs: number }> => {
       const connectorRecorder = new Recorder({ sink, allowVolatileSink: true });
       const state = await openStateStore({ dir: path.join(dir, `state-${name}`), key: randomBytes(32) });
       const sockets = createOfflineSocketFactory();
@@ -164,18 +166,20 @@ async function main(): Promise<void> {
       await connector.start(ctx);
       const socket = sockets.current();
       const started = performance.now();
+      const cpu = process.cpuUsage();
       for (let i = 0; i < envelopes.length; i++) {
         const message = proto.WebMessageInfo.decode(envelopes[i]!.bytes) as unknown as Parameters<typeof socket.deliver>[0];
         await socket.deliver(message, envelopes[i]!.origin === 'append' ? 'append' : 'notify');
       }
       await connector.whenIdle();
       const perSecond = envelopes.length / ((performance.now() - started) / 1000);
+      const cpuUs = cpuMicros(cpu) / envelopes.length;
       await connector.stop();
       await connectorRecorder.close();
-      return perSecond;
+      return { perSecond, cpuUs };
     };
-    const connectorPerSecond = await wholeConnector(await openFsSink({ dir: path.join(dir, 'connector') }), 'fs');
-    const connectorMemoryPerSecond = await wholeConnector(createMemorySink(), 'memory');
+    const { perSecond: connectorPerSecond } = await wholeConnector(await openFsSink({ dir: path.join(dir, 'connector') }), 'fs');
+    const { perSecond: connectorMemoryPerSecond, cpuUs: connectorMemoryCpuUs } = await wholeConnector(createMemorySink(), 'memory');
 
     const kinds: Record<string, number> = {};
     for (const input of inputs) kinds[input.kind] = (kinds[input.kind] ?? 0) + 1;
@@ -191,6 +195,10 @@ async function main(): Promise<void> {
       recordedOneAtATimePerSecond: Math.round(serialPerSecond),
       connectorPerSecond: Math.round(connectorPerSecond),
       connectorMemorySinkPerSecond: Math.round(connectorMemoryPerSecond),
+      // CPU time (all threads) per message: what a quiet core could do, less sensitive to a shared machine
+      decodeCpuMicrosPerMessage: Number(decodeCpuUs.toFixed(2)),
+      connectorMemorySinkCpuMicrosPerMessage: Number(connectorMemoryCpuUs.toFixed(1)),
+      connectorMemorySinkPerCpuSecond: Math.round(1e6 / connectorMemoryCpuUs),
       connectorCostVsDecode: Number((decodePerSecond / connectorPerSecond).toFixed(1)),
       connectorShareOfDecode: Number((connectorPerSecond / decodePerSecond).toFixed(4)),
       target: TARGET_PER_SECOND,
@@ -208,11 +216,18 @@ async function main(): Promise<void> {
       console.log(`  one capture at a time     ${result.recordedOneAtATimePerSecond.toLocaleString('en-US')} records/s  (no group commit)`);
       console.log(`  whole connector, offline  ${result.connectorPerSecond.toLocaleString('en-US')} records/s  (${result.connectorCostVsDecode}x the decode cost; includes Baileys' processMessage)`);
       console.log(`  same, into a memory sink  ${result.connectorMemorySinkPerSecond.toLocaleString('en-US')} records/s  (the connector and runtime without the disk)`);
+      console.log(`  CPU per message           memory-sink connector ${result.connectorMemorySinkCpuMicrosPerMessage} µs (${result.connectorMemorySinkPerCpuSecond.toLocaleString('en-US')} msg per CPU-second); decode ${result.decodeCpuMicrosPerMessage} µs`);
       console.log(`  end to end vs decode      ${result.connectorShareOfDecode} of Baileys' decode rate; target ${TARGET_PER_SECOND.toLocaleString('en-US')} msg/s: ${result.pass ? 'PASS' : 'FAIL'}`);
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** CPU time (user + system, all threads) since `since`, µs. */
+function cpuMicros(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
 }
 
 await main();

@@ -139,6 +139,7 @@ export type { ForwardStreamStatus, ForwardTarget, ForwardedEvent, ForwarderOptio
 // Secret state store
 export { openStateStore } from './state/secret-store.ts';
 export type { StateStore, StateStoreOptions } from './state/secret-store.ts';
+export type { StateTable } from './state/state-table.ts';
 export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key.ts';
 
 // Verification

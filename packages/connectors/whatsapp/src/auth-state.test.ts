@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -63,6 +64,9 @@ describe('auth state in the secret state store', () => {
       const bytes = await readFile(file);
       expect(bytes.toString('latin1')).not.toContain(secret);
       expect(bytes.toString('latin1')).not.toContain('noiseKey');
+      // key ids name contacts: not in clear, not hex-encoded either (table rows are digests)
+      expect(bytes.toString('latin1')).not.toContain('15550000002');
+      expect(bytes.toString('latin1')).not.toContain(Buffer.from('15550000002').toString('hex'));
       if (!file.endsWith('.offchannel-state.json')) expect((await stat(file)).mode & 0o777).toBe(0o600);
     }
     await expect(openStateStore({ dir, key: randomBytes(32) })).rejects.toMatchObject({ code: 'STATE_KEY_WRONG' });
@@ -90,5 +94,56 @@ describe('auth state in the secret state store', () => {
     await clearAuthState(state);
     expect(await hasAuthState(state)).toBe(false);
     expect(await state.scope('keys').scope('session').list()).toEqual([]);
+    expect(await (await openAuthState(state)).state.keys.get('session', ['s'])).toEqual({});
+  });
+
+  it('reads keys an earlier version kept as files; a deletion hides them for good', async () => {
+    const { state, dir, key } = await store();
+    await state.scope('keys').scope('pre-key').set(`h${Buffer.from('9').toString('hex')}`, Buffer.from(JSON.stringify({ public: 'old' })));
+    const auth = await openAuthState(state);
+    expect((await auth.state.keys.get('pre-key', ['9']))['9']).toEqual({ public: 'old' });
+    await auth.state.keys.set({ 'pre-key': { '9': null }, session: { 'b.0': Buffer.from('new') } });
+    expect(await auth.state.keys.get('pre-key', ['9'])).toEqual({});
+    const reopened = await openAuthState(await openStateStore({ dir, key }));
+    expect(await reopened.state.keys.get('pre-key', ['9'])).toEqual({});
+    expect(Buffer.from((await reopened.state.keys.get('session', ['b.0']))['b.0'] ?? []).toString()).toBe('new');
+  });
+
+  it('SIGKILLed mid-run: every transaction keys.set resolved is whole, and none is half there', { timeout: 90_000 }, async () => {
+    const { dir, key } = await store();
+    const script = path.join(import.meta.dirname, '__fixtures__', 'auth-key-writer.ts');
+    for (let trial = 0; trial < 5; trial++) {
+      const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', script, dir, Buffer.from(key).toString('hex'), String(trial)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let done = 0;
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => {
+        done = Math.max(done, ...chunk.trim().split('\n').map(Number));
+      });
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      await new Promise<void>((resolve) => {
+        const wait = (): void => {
+          if (done >= 20) setTimeout(resolve, Math.random() * 30);
+          else setTimeout(wait, 2);
+        };
+        wait();
+      });
+      child.kill('SIGKILL');
+      await exited;
+      const auth = await openAuthState((await openStateStore({ dir, key })).scope('whatsapp:alice'));
+      const get = async (id: string): Promise<string | undefined> => {
+        const value = (await auth.state.keys.get('session', [id]))[id];
+        return value === undefined ? undefined : Buffer.from(value).toString();
+      };
+      // Transactions commit in order: 1…last are there (last ≥ every one reported), none after.
+      let last = 0;
+      while ((await get(`other${trial}-${last + 1}.0`)) !== undefined) last++;
+      expect(last).toBeGreaterThanOrEqual(done);
+      for (let n = 1; n <= last; n++) expect(await get(`other${trial}-${n}.0`)).toBe(`session ${n}`);
+      // …and each is whole: the shared sessions hold the newest committed transaction's value.
+      for (let r = 0; r < 5; r++) {
+        const newest = last - ((((last - r) % 5) + 5) % 5);
+        expect(await get(`peer${trial}-${r}.0`)).toBe(newest >= 1 ? `session ${newest}` : undefined);
+      }
+    }
   });
 });

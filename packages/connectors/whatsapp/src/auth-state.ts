@@ -5,23 +5,28 @@
  *
  * Layout inside the connector's state scope:
  *   `creds`                      AuthenticationCreds, JSON with Baileys' BufferJSON encoding
- *   `~keys/~<type>/<id-name>`    one Signal key per value; `<id-name>` = `h` + hex(id), or
- *                                `s` + sha256(id) for very long ids
- *   `keys-journal`               a pending multi-key write (see below)
+ *   state table `keys`           one row per Signal key: `<type>:<sha256(id)>` (ids name
+ *                                contacts: never in clear at rest); an empty value is a
+ *                                deletion (it hides a key an earlier version kept as a file)
+ *   `~keys/~<type>/<id-name>`    Signal keys as earlier versions wrote them (one file each),
+ *                                still read when the table has no row for the key
+ *   `keys-journal`               an earlier version's interrupted multi-key write (see below)
  *
  * Atomicity across keys: Baileys commits a transaction as ONE `keys.set(data)` call (a session
  * update plus the pre-key it consumed, for example). Losing half of it corrupts the Signal
- * ratchet ("Bad MAC"). So `set` first writes the whole change set to `keys-journal` (atomic,
- * fsync'd), then applies it key by key, then deletes the journal. If the process dies midway,
- * the next open finds the journal and applies it again: all of the set lands, or (if the crash
- * came before the journal was durable) none of it.
+ * ratchet ("Bad MAC"). `set` writes the whole change set as one table transaction, durable (one
+ * fsync) when it resolves: after a crash all of it is there or none of it. Earlier versions
+ * wrote a journal, then the files; a journal they left is applied to the files at open.
  */
 import { createHash } from 'node:crypto';
-import type { StateStore } from '@offchannel/core';
+import type { StateStore, StateTable } from '@offchannel/core';
 import { BufferJSON, initAuthCreds, proto, type AuthenticationCreds, type AuthenticationState, type SignalDataSet, type SignalDataTypeMap, type SignalKeyStore } from '@whiskeysockets/baileys';
 
 const CREDS = 'creds';
 const JOURNAL = 'keys-journal';
+const KEYS_TABLE = 'keys';
+/** A row with this (empty) value: the key was deleted. */
+const DELETED = new Uint8Array(0);
 const TYPE_NAME = /^[a-z][a-z0-9-]{0,63}$/;
 
 /** The auth state plus the function that persists credential updates (`creds.update`). */
@@ -31,11 +36,14 @@ export interface StoredAuthState {
   saveCreds(): Promise<void>;
   /** True when credentials were loaded (the device was linked before). */
   readonly existing: boolean;
+  /** Waits for key writes in progress, then closes the keys table's file (reopened on next use). */
+  close(): Promise<void>;
 }
 
 /** Opens (or initializes) the auth state kept in `store`. Replays an interrupted key write first. */
 export async function openAuthState(store: StateStore): Promise<StoredAuthState> {
   const keysScope = store.scope('keys');
+  const table = store.table(KEYS_TABLE);
   await replayJournal(store, keysScope);
   const saved = await readJson<AuthenticationCreds>(store, CREDS);
   const creds = saved ?? initAuthCreds();
@@ -48,7 +56,9 @@ export async function openAuthState(store: StateStore): Promise<StoredAuthState>
       const out: { [id: string]: SignalDataTypeMap[typeof type] } = {};
       await Promise.all(
         ids.map(async (id) => {
-          let value = await readJson<SignalDataTypeMap[typeof type]>(scope, idName(id));
+          const row = await table.get(rowName(type, id));
+          if (row !== undefined && row.length === 0) return; // deleted
+          let value = row === undefined ? await readJson<SignalDataTypeMap[typeof type]>(scope, idName(id)) : (parseJson(row) as SignalDataTypeMap[typeof type]);
           if (value === undefined || value === null) return;
           if (type === 'app-state-sync-key') value = proto.Message.AppStateSyncKeyData.fromObject(value as Record<string, unknown>) as unknown as SignalDataTypeMap[typeof type];
           out[id] = value;
@@ -57,7 +67,7 @@ export async function openAuthState(store: StateStore): Promise<StoredAuthState>
       return out;
     },
     set(data) {
-      const write = chain.then(() => commit(store, keysScope, data));
+      const write = chain.then(() => commit(table, data));
       chain = write.catch(() => undefined);
       return write;
     },
@@ -67,6 +77,10 @@ export async function openAuthState(store: StateStore): Promise<StoredAuthState>
     state: { creds, keys },
     existing: saved !== undefined,
     saveCreds: () => store.set(CREDS, encode(creds)),
+    close: async () => {
+      await chain;
+      await table.close();
+    },
   };
 }
 
@@ -78,6 +92,7 @@ export async function hasAuthState(store: StateStore): Promise<boolean> {
 /** Removes the credentials and every key (after a logout: the device must be linked again). */
 export async function clearAuthState(store: StateStore): Promise<void> {
   await store.delete(JOURNAL);
+  await store.table(KEYS_TABLE).clear();
   const keysScope = store.scope('keys');
   for (const type of KEY_TYPES) {
     const scope = keysScope.scope(type);
@@ -99,12 +114,11 @@ const KEY_TYPES = [
   'identity-key',
 ] as const;
 
-async function commit(store: StateStore, keysScope: StateStore, data: SignalDataSet): Promise<void> {
+async function commit(table: StateTable, data: SignalDataSet): Promise<void> {
   const entries = flatten(data);
   if (entries.length === 0) return;
-  if (entries.length > 1) await store.set(JOURNAL, encode(data));
-  await apply(keysScope, entries);
-  if (entries.length > 1) await store.delete(JOURNAL);
+  for (const { type } of entries) if (!TYPE_NAME.test(type)) throw new TypeError('invalid Signal key type');
+  await table.write(entries.map(({ type, id, value }) => [rowName(type, id), value === null || value === undefined ? DELETED : encode(value)] as const));
 }
 
 async function replayJournal(store: StateStore, keysScope: StateStore): Promise<void> {
@@ -137,6 +151,11 @@ function typeScope(keysScope: StateStore, type: string): StateStore {
   return keysScope.scope(type);
 }
 
+/** The table row of a key: `<type>:<sha256(id)>` (at most 129 characters). */
+function rowName(type: string, id: string): string {
+  return `${type}:${createHash('sha256').update(id).digest('hex')}`;
+}
+
 /** A state-store name for any key id (ids contain `_`, `/`, `:`… which names may not). */
 function idName(id: string): string {
   const hex = Buffer.from(id, 'utf8').toString('hex');
@@ -149,6 +168,9 @@ function encode(value: unknown): Uint8Array {
 
 async function readJson<T>(store: StateStore, name: string): Promise<T | undefined> {
   const bytes = await store.get(name);
-  if (bytes === undefined) return undefined;
-  return JSON.parse(Buffer.from(bytes).toString('utf8'), BufferJSON.reviver) as T;
+  return bytes === undefined ? undefined : (parseJson(bytes) as T);
+}
+
+function parseJson(bytes: Uint8Array): unknown {
+  return JSON.parse(Buffer.from(bytes).toString('utf8'), BufferJSON.reviver);
 }

@@ -122,6 +122,7 @@ export async function linkWhatsApp(options: LinkWhatsAppOptions): Promise<Linked
     throw outcome === 'restart' ? new OffchannelError('WHATSAPP_LINK_FAILED', 'WhatsApp kept asking for restarts; run the command again.') : outcome;
   }
   await auth.saveCreds();
+  await auth.close();
   const me = auth.state.creds.me;
   if (!me?.id) throw new OffchannelError('WHATSAPP_LINK_FAILED', 'the connection opened but WhatsApp sent no account identity; run the command again.');
   options.io.status('linked');

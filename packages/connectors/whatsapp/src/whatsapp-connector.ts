@@ -57,7 +57,7 @@ import { createMediaDownloader, type MediaDownloader, type MediaDownloaderOption
 import { DEFAULT_MEDIA_CONCURRENCY, MediaQueue } from './media-queue.ts';
 import { HistoryReconciler, type FetchMessageHistory, type ReconcileWhatsAppOptions, type ReconcileWhatsAppReport } from './history-reconcile.ts';
 import { checkHistoryPayload } from './history-payload.ts';
-import { MessageIndex } from './message-index.ts';
+import { MessageIndex, type IndexEntry } from './message-index.ts';
 import {
   EVENT_FORMAT,
   HISTORY_PAYLOAD_FORMAT,
@@ -152,6 +152,8 @@ type WhatsAppEvent = EnvelopeEvent | EvidenceEvent | MediaEvent;
 interface AfterDurable {
   ref?: { readonly chat: string; readonly id: string };
   entry?: { secret?: Uint8Array; content?: Uint8Array };
+  /** The entry's row in the message index (set when it is noted). */
+  hash?: string | undefined;
   media?: PendingMedia;
 }
 
@@ -355,17 +357,23 @@ class BaileysConnector implements WhatsAppConnector {
     this.#connect();
   }
 
-  /** Durable: remember secrets (for later encrypted edits), start media downloads. No upstream ack exists. */
+  /**
+   * Durable: remember secrets (for later encrypted edits), start media downloads. No upstream
+   * ack exists; the run counts as acknowledged once its secrets are durable too (one batch).
+   */
   async #acknowledge(events: readonly WhatsAppEvent[]): Promise<void> {
     const ctx = this.#io?.ctx;
+    const entries: IndexEntry[] = [];
     for (const event of events) {
       const after = event instanceof EnvelopeEvent ? event.after : undefined;
       if (!after || !ctx) continue;
-      if (after.ref && after.entry) this.#track(this.#index?.remember(after.ref.chat, after.ref.id, after.entry));
+      if (after.hash && after.entry) entries.push({ hash: after.hash, entry: after.entry });
       const media = after.media;
       // A replayed message whose follow-up is archived already is not downloaded again.
       if (media) this.#track(ctx.lookup(media.key).then((seq) => { if (seq === undefined) this.#media.submit(media); }));
     }
+    // A failed write throws: the runtime stops, nothing newer is acknowledged (no secret is lost silently).
+    if (entries.length > 0) await this.#index?.rememberAll(entries);
     this.#scheduleSave();
     this.#options.onAcknowledge?.(events.flatMap((event) => (event instanceof EnvelopeEvent && event.id !== undefined ? [event.id] : [])));
   }
@@ -383,7 +391,8 @@ class BaileysConnector implements WhatsAppConnector {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     this.#media.close();
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
-    await this.#index?.flush();
+    await this.#index?.close();
+    await this.#auth?.close();
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
     await this.#save();
@@ -413,7 +422,7 @@ class BaileysConnector implements WhatsAppConnector {
     this.#learn(mapped.aliasPairs, mapped.newTitle && mapped.ref ? [[mapped.ref.chat, mapped.newTitle]] : undefined);
     event.after = afterDurable(mapped);
     // Visible in memory at once (the next event may be an edit of this message); written once durable.
-    if (event.after?.ref && event.after.entry) this.#index?.note(event.after.ref.chat, event.after.ref.id, event.after.entry);
+    if (event.after?.ref && event.after.entry) event.after.hash = this.#index?.note(event.after.ref.chat, event.after.ref.id, event.after.entry);
     return [mapped.input];
   }
 

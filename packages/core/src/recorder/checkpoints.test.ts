@@ -384,6 +384,9 @@ function memoryStore(): StateStore {
     delete: async (name) => void values.delete(name),
     list: async () => [...values.keys()].sort(),
     scope: () => store,
+    table: () => {
+      throw new Error('the recorder uses no state tables');
+    },
   };
   return store;
 }

@@ -13,7 +13,7 @@
  *   open, before anything is read or written.
  * - Nothing here logs names' values or key material; errors name files, never contents.
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,6 +21,7 @@ import { StateStoreError } from '../errors/state-errors.ts';
 import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
+import { SqliteStateTable, type StateTable } from './state-table.ts';
 
 /** What connectors see: a small key-value store of secret bytes, scoped per account. */
 export interface StateStore {
@@ -38,6 +39,11 @@ export interface StateStore {
   list(): Promise<string[]>;
   /** A nested store whose names cannot collide with this one's (e.g. `whatsapp:alice`). */
   scope(name: string): StateStore;
+  /**
+   * Many small values under `name`, written in durable batches (one transaction and one fsync
+   * per batch instead of per value): see state-table.ts. Separate from this scope's values.
+   */
+  table(name: string): StateTable;
 }
 
 export type StateStoreOptions = {
@@ -94,26 +100,41 @@ export async function openStateStore(options: StateStoreOptions): Promise<StateS
   await checkMarker(dir, sealer);
   await removeTemporaryFiles(dir);
   logger.debug({ encrypted: key !== undefined }, 'state store opened');
-  return new DirectoryStore(dir, '', sealer, logger, new Map());
+  return new DirectoryStore(dir, '', sealer, logger, { chains: new Map(), tables: new Map() });
 }
 
 /** Encrypts/decrypts one file's content, binding it to the file's relative path. */
 class Sealer {
-  private readonly key: Buffer | undefined;
+  /** A KeyObject, made once: passing raw key bytes makes every cipher import the key again. */
+  private readonly key: KeyObject | undefined;
 
   constructor(key: Buffer | undefined) {
-    this.key = key;
+    this.key = key === undefined ? undefined : createSecretKey(key);
   }
 
   get encrypted(): boolean {
     return this.key !== undefined;
   }
 
+  /** Random nonces drawn 256 at a time (one getrandom call, not one per value); each used once. */
+  private nonces = Buffer.alloc(0);
+  private nonceOffset = 0;
+
+  private nonce(): Buffer {
+    if (this.nonceOffset + NONCE_BYTES > this.nonces.length) {
+      this.nonces = randomBytes(NONCE_BYTES * 256);
+      this.nonceOffset = 0;
+    }
+    const nonce = this.nonces.subarray(this.nonceOffset, this.nonceOffset + NONCE_BYTES);
+    this.nonceOffset += NONCE_BYTES;
+    return nonce;
+  }
+
   seal(relative: string, value: Uint8Array): Buffer {
     const header = Buffer.from([...MAGIC, FORMAT_VERSION, this.key ? ALG_AES_256_GCM : ALG_NONE]);
     const aad = Buffer.concat([header, Buffer.from(relative, 'utf8')]);
     if (!this.key) return Buffer.concat([header, createHash('sha256').update(aad).update(value).digest(), value]);
-    const nonce = randomBytes(NONCE_BYTES);
+    const nonce = this.nonce();
     const cipher = createCipheriv('aes-256-gcm', this.key, nonce);
     cipher.setAAD(aad);
     const body = Buffer.concat([cipher.update(value), cipher.final()]);
@@ -159,14 +180,17 @@ class DirectoryStore implements StateStore {
   private readonly logger: Logger;
   /** Per-file write chains, shared by all scopes, so writes to one name apply in call order. */
   private readonly chains: Map<string, Promise<void>>;
+  /** Open tables, shared by all scopes, so one file has one connection and one write order. */
+  private readonly tables: Map<string, StateTable>;
   private ready: Promise<void> | undefined;
 
-  constructor(dir: string, prefix: string, sealer: Sealer, logger: Logger, chains: Map<string, Promise<void>>) {
+  constructor(dir: string, prefix: string, sealer: Sealer, logger: Logger, shared: { chains: Map<string, Promise<void>>; tables: Map<string, StateTable> }) {
     this.dir = dir;
     this.prefix = prefix;
     this.sealer = sealer;
     this.logger = logger;
-    this.chains = chains;
+    this.chains = shared.chains;
+    this.tables = shared.tables;
   }
 
   async get(name: string): Promise<Uint8Array | undefined> {
@@ -262,7 +286,26 @@ class DirectoryStore implements StateStore {
     checkName(name, 'scope');
     // Scope directories are named "~<scope>": "~" is never part of a value name, so a value and a
     // scope of the same name cannot collide.
-    return new DirectoryStore(this.dir, path.join(this.prefix, `~${name}`), this.sealer, this.logger, this.chains);
+    return new DirectoryStore(this.dir, path.join(this.prefix, `~${name}`), this.sealer, this.logger, { chains: this.chains, tables: this.tables });
+  }
+
+  table(name: string): StateTable {
+    checkName(name, 'table');
+    // ".table-…" files: never listed as values, never a scope ("~…"), never a temp file (".tmp-…").
+    const relative = path.join(this.prefix, `.table-${name}.sqlite`);
+    let table = this.tables.get(relative);
+    if (!table) {
+      const sealer = this.sealer;
+      table = new SqliteStateTable({
+        file: path.join(this.dir, relative),
+        relative,
+        seal: (where, value) => sealer.seal(where, value),
+        open: (where, sealed) => sealer.open(where, sealed),
+        ready: () => this.ensureDirectory(),
+      });
+      this.tables.set(relative, table);
+    }
+    return table;
   }
 
   private relative(name: string): string {
