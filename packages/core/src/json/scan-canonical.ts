@@ -11,8 +11,8 @@
  *   before (ASCII byte order is UTF-16 code-unit order; strictly greater rules out duplicate
  *   names), never `__proto__`;
  * - strings whose escapes are exactly the ones `JSON.stringify` writes (`\" \\ \b \f \n \r \t`,
- *   and lowercase `\u00xx` for the other control characters); raw bytes 0x20 and above
- *   except `"` and `\` (a raw control character is not JSON);
+ *   and lowercase `\u00xx` for the other control characters); a raw control character is
+ *   not JSON, so the native parser that then builds the value refuses it;
  * - integers in canonical form (`0`, or an optional `-` and digits without a leading zero;
  *   not `-0`) within the safe range, whose `Number#toString` is their own digits;
  * - `true`, `false`, `null`; nesting up to {@link MAX_JSON_DEPTH} levels.
@@ -33,9 +33,6 @@ const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
 const COLON = 0x3a;
 
-/** The plain run of a string: no quote, backslash or control character (a native scan). */
-const PLAIN = /[^"\\\x00-\x1f]*/y;
-
 /**
  * The value `bytes` hold when they are certainly the RFC 8785 canonical form of it;
  * `undefined` when the scan cannot tell (the caller falls back to `parseCanonical`).
@@ -45,9 +42,12 @@ export function scanCanonical(bytes: Uint8Array): JsonValue | undefined {
   // Valid UTF-8 decodes without replacement characters, so the text is exactly the bytes.
   if (buffer.length === 0 || !isUtf8(buffer)) return undefined;
   const text = buffer.toString('utf8');
+  backslash = -1;
+  backslashFrom = Number.POSITIVE_INFINITY;
   if (value(text, 0, 0) !== text.length) return undefined;
   try {
-    // Canonical JSON without duplicate names: the native parser builds exactly its value.
+    // Canonical JSON without duplicate names: the native parser builds exactly its value
+    // (and throws on a raw control character in a string, which the scan does not look for).
     return JSON.parse(text) as JsonValue;
   } catch {
     return undefined;
@@ -109,22 +109,32 @@ function unicodeEscape(text: string, at: number): boolean {
   return code < 0x20 && code !== 0x08 && code !== 0x09 && code !== 0x0a && code !== 0x0c && code !== 0x0d;
 }
 
-/** A string (at its opening quote). */
+/** The first backslash at or after `backslashFrom` (-1: none): kept per scan, so strings do not search the rest of the text again each. */
+let backslash = -1;
+let backslashFrom = 0;
+
+/** The first backslash at or after `from` (-1: none); `from` only grows during a scan. */
+function nextBackslash(text: string, from: number): number {
+  if (backslashFrom > from || (backslash !== -1 && backslash < from)) {
+    backslash = text.indexOf('\\', from);
+    backslashFrom = from;
+  }
+  return backslash;
+}
+
+/**
+ * A string (at its opening quote): its end found by native searches for the quote and the
+ * backslash. A raw control character inside is not looked for here: the native parser that
+ * builds the value refuses it (it is not JSON), which leaves the line to the full routine.
+ */
 function string(text: string, at: number): number {
   let index = at + 1;
   for (;;) {
-    // Short runs character by character; a long one (message text) by the native scan.
-    let code = text.charCodeAt(index);
-    for (let left = 32; left > 0 && code >= 0x20 && code !== QUOTE && code !== BACKSLASH; left--) code = text.charCodeAt(++index);
-    if (code >= 0x20 && code !== QUOTE && code !== BACKSLASH) {
-      PLAIN.lastIndex = index;
-      PLAIN.test(text);
-      index = PLAIN.lastIndex;
-      code = text.charCodeAt(index);
-    }
-    if (code === QUOTE) return index + 1;
-    // A control character, or the end of the text inside a string.
-    if (code !== BACKSLASH) return -1;
+    const quote = text.indexOf('"', index);
+    if (quote === -1) return -1;
+    const slash = nextBackslash(text, index);
+    if (slash === -1 || slash > quote) return quote + 1;
+    index = slash;
     if (shortEscape(text.charCodeAt(index + 1))) index += 2;
     else if (unicodeEscape(text, index + 1)) index += 6;
     else return -1;
