@@ -8,7 +8,7 @@
  * stream sequentially to name it precisely, so parallel and sequential verification always
  * report the same failures.
  */
-import { HASH_BYTES, leafHash } from '../merkle/merkle-hash.ts';
+import { HASH_BYTES, writeLeafHash } from '../merkle/merkle-hash.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import { blobRefs } from './blob-refs.ts';
 import { keyFingerprint } from './key-fingerprints.ts';
@@ -51,7 +51,7 @@ export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
   // A Buffer view (no copy): its indexOf is a native byte search, a Uint8Array's is not.
   const bytes = Buffer.from(request.bytes.buffer, request.bytes.byteOffset, request.bytes.byteLength);
   const blobs: [number, string, string, number][] = [];
-  let leaves = new Uint8Array(HASH_BYTES * 1024);
+  let leaves = Buffer.alloc(HASH_BYTES * 1024);
   let fingerprints = new Float64Array(1024);
   let count = 0;
   let firstPrev = '';
@@ -73,14 +73,14 @@ export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
     if (count === 0) firstPrev = record.prev;
     else if (record.prev !== lastHash) return result(`seq ${seq} does not chain`);
     if (count === fingerprints.length) {
-      const grownLeaves = new Uint8Array(leaves.length * 2);
+      const grownLeaves = Buffer.alloc(leaves.length * 2);
       grownLeaves.set(leaves);
       leaves = grownLeaves;
       const grownFingerprints = new Float64Array(fingerprints.length * 2);
       grownFingerprints.set(fingerprints);
       fingerprints = grownFingerprints;
     }
-    leaves.set(leafHash(line), count * HASH_BYTES);
+    writeLeafHash(line, leaves, count * HASH_BYTES);
     fingerprints[count] = keyFingerprint(record.key);
     if (record.raw !== undefined || record.textBlob !== undefined || record.attachments !== undefined) {
       for (const [field, ref] of blobRefs(record)) blobs.push([seq, field, ref.sha256, ref.size]);
