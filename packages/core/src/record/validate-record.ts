@@ -27,7 +27,6 @@ type Fields = Record<string, unknown>;
 const FIELDS_BY_KIND = new Map<string, { readonly allowed: ReadonlySet<string>; readonly required: readonly string[] }>(
   RECORD_KINDS.map((kind) => [kind, { allowed: new Set<string>([...COMMON_FIELDS, ...KIND_RULES[kind].allowed]), required: [...COMMON_FIELDS, ...KIND_RULES[kind].required] }]),
 );
-const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /**
  * Throws {@link InvalidRecordError} unless `value` is a valid schema v1 record.
@@ -54,7 +53,7 @@ export function validateRecord(value: unknown): asserts value is ArchiveRecord {
   if (record.account !== stream[2]) fail('record.account', 'must equal the account part of record.stream');
   const seq = integer('record.seq', record.seq);
   if (seq < 1) fail('record.seq', 'must be 1 or more');
-  if (typeof record.prev !== 'string' || !SHA256_HEX.test(record.prev)) fail('record.prev', 'must be 64 lowercase hex characters');
+  if (!isSha256Hex(record.prev)) fail('record.prev', 'must be 64 lowercase hex characters');
   shortString('record.key', record.key);
   timestamp('record.capturedAt', record.capturedAt);
   source(record.source);
