@@ -28,7 +28,7 @@ export const EMPTY_ROOT: Uint8Array = new Uint8Array(hash('sha256', new Uint8Arr
 const digestScratch = Buffer.alloc(HASH_BYTES_CONST);
 
 function sha256Of(data: Uint8Array): Uint8Array {
-  digestScratch.write(hash('sha256', data, 'latin1'), 0, HASH_BYTES_CONST, 'latin1');
+  digestScratch.write(hash('sha256', data, 'binary'), 0, HASH_BYTES_CONST, 'latin1');
   return new Uint8Array(digestScratch);
 }
 
@@ -47,7 +47,7 @@ export function leafHash(entry: Uint8Array): Uint8Array {
 
 /** {@link leafHash} written into `target` at byte `offset`, allocating nothing. */
 export function writeLeafHash(entry: Uint8Array, target: Buffer, offset: number): void {
-  target.write(hash('sha256', prefixedLeaf(entry), 'latin1'), offset, HASH_BYTES_CONST, 'latin1');
+  target.write(hash('sha256', prefixedLeaf(entry), 'binary'), offset, HASH_BYTES_CONST, 'latin1');
 }
 
 /** SHA-256(0x01 ‖ left ‖ right). */
