@@ -20,12 +20,34 @@ const nodeScratch = Buffer.alloc(1 + 2 * HASH_BYTES_CONST);
 /** Root of the empty tree: SHA-256 of nothing. */
 export const EMPTY_ROOT: Uint8Array = new Uint8Array(hash('sha256', new Uint8Array(0), 'buffer'));
 
-/** SHA-256(0x00 ‖ entry). */
-export function leafHash(entry: Uint8Array): Uint8Array {
+/**
+ * Where digests are decoded. `hash(…, 'buffer')` allocates an ArrayBuffer outside the heap for
+ * every 32-byte digest, which costs more than hashing a short input; a latin1 string (one
+ * character per byte, exact) written into this scratch and copied into a small heap array does not.
+ */
+const digestScratch = Buffer.alloc(HASH_BYTES_CONST);
+
+function sha256Of(data: Uint8Array): Uint8Array {
+  digestScratch.write(hash('sha256', data, 'binary'), 0, HASH_BYTES_CONST, 'latin1');
+  return new Uint8Array(digestScratch);
+}
+
+/** The prefixed entry in the scratch buffer. */
+function prefixedLeaf(entry: Uint8Array): Buffer {
   if (entry.length + 1 > leafScratch.length) leafScratch = Buffer.alloc(entry.length + 1);
   leafScratch[0] = 0x00;
   leafScratch.set(entry, 1);
-  return hash('sha256', leafScratch.subarray(0, entry.length + 1), 'buffer');
+  return leafScratch.subarray(0, entry.length + 1);
+}
+
+/** SHA-256(0x00 ‖ entry). */
+export function leafHash(entry: Uint8Array): Uint8Array {
+  return sha256Of(prefixedLeaf(entry));
+}
+
+/** {@link leafHash} written into `target` at byte `offset`, allocating nothing. */
+export function writeLeafHash(entry: Uint8Array, target: Buffer, offset: number): void {
+  target.write(hash('sha256', prefixedLeaf(entry), 'binary'), offset, HASH_BYTES_CONST, 'latin1');
 }
 
 /** SHA-256(0x01 ‖ left ‖ right). */
@@ -36,7 +58,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
   nodeScratch[0] = 0x01;
   nodeScratch.set(left, 1);
   nodeScratch.set(right, 1 + HASH_BYTES);
-  return hash('sha256', nodeScratch, 'buffer');
+  return sha256Of(nodeScratch);
 }
 
 /** Constant-length comparison of two hashes (they are public values; this is about correctness, not timing). */

@@ -160,14 +160,22 @@ export class CompactRange {
     return this.count;
   }
 
-  append(leaf: Uint8Array): void {
+  /**
+   * Appends a leaf. With `level`: returns the root of the perfect subtree of 2^level leaves
+   * this leaf completes (the last 2^level leaves, when the size becomes a multiple of 2^level),
+   * which the append computes anyway — a tile builder then need not hash that subtree again.
+   */
+  append(leaf: Uint8Array, level?: number): Uint8Array | undefined {
     let node = { level: 0, hash: leaf };
+    let completed = level === 0 ? leaf : undefined;
     for (let last = this.nodes.at(-1); last?.level === node.level; last = this.nodes.at(-1)) {
       this.nodes.pop();
       node = { level: node.level + 1, hash: nodeHash(last.hash, node.hash) };
+      if (node.level === level) completed = node.hash;
     }
     this.nodes.push(node);
     this.count++;
+    return completed;
   }
 
   /** MTH of all leaves appended so far. */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { leafHash } from './merkle-hash.ts';
-import { MerkleLevels, consistencyProof, inclusionProof, treeRoot } from './merkle-proofs.ts';
-import { type Tile, TileBuilder, TileSource, tileCounts, tilePath } from './tiles.ts';
+import { CompactRange, MerkleLevels, consistencyProof, inclusionProof, treeRoot } from './merkle-proofs.ts';
+import { type Tile, TileBuilder, type TileId, TileSource, tileCounts, tilePath } from './tiles.ts';
 
 const toHex = (value: Uint8Array): string => Buffer.from(value).toString('hex');
 
@@ -15,6 +15,44 @@ describe('tlog tiles', () => {
     expect(() => tilePath({ level: 0, index: -1, width: 256 })).toThrow(RangeError);
     expect(() => tilePath({ level: 0, index: 0, width: 0 })).toThrow(RangeError);
     expect(() => tilePath({ level: 64, index: 0, width: 1 })).toThrow(RangeError);
+  });
+
+  it('builds the same tiles with the level-0 roots a compact range completes, from the start and after a restore', async () => {
+    const leaves = Array.from({ length: 70_000 }, (_, index) => leafHash(Buffer.from(`leaf ${index}`)));
+    const plain = new TileBuilder();
+    const stored = new Map<string, Uint8Array>();
+    const plainTiles: Tile[] = [];
+    for (const leaf of leaves) plainTiles.push(...plain.append(leaf));
+    for (const tile of [...plainTiles, ...plain.partialTiles()]) stored.set(tilePath(tile), tile.bytes);
+    const compact = new CompactRange();
+    const shared = new TileBuilder();
+    const sharedTiles: Tile[] = [];
+    let roots = 0;
+    for (const leaf of leaves) {
+      const root = compact.append(leaf, 8);
+      if (root) roots++;
+      sharedTiles.push(...shared.append(leaf, root));
+    }
+    expect(roots).toBe(Math.floor(70_000 / 256));
+    expect(sharedTiles.map((tile) => [tilePath(tile), toHex(tile.bytes)])).toEqual(plainTiles.map((tile) => [tilePath(tile), toHex(tile.bytes)]));
+    // Resumed at an unaligned size from stored tiles (as verify --since does), then fed the rest.
+    for (const size of [1000, 65_537, 69_999]) {
+      const { tiles: restoredTiles, compact: restoredCompact } = await restore(size);
+      const after: Tile[] = [];
+      for (const leaf of leaves.slice(size)) after.push(...restoredTiles.append(leaf, restoredCompact.append(leaf, 8)));
+      expect(after.map((tile) => toHex(tile.bytes)), `from ${size}`).toEqual(plainTiles.filter((tile) => (tile.index + 1) * 256 ** (tile.level + 1) > size).map((tile) => toHex(tile.bytes)));
+      expect(toHex(restoredCompact.root())).toBe(toHex(compact.root()));
+    }
+
+    async function restore(size: number): Promise<{ tiles: TileBuilder; compact: CompactRange }> {
+      const prefix = new TileBuilder();
+      const prefixTiles: Tile[] = [];
+      for (const leaf of leaves.slice(0, size)) prefixTiles.push(...prefix.append(leaf));
+      const at = new Map<string, Uint8Array>();
+      for (const tile of [...prefixTiles, ...prefix.partialTiles()]) at.set(tilePath(tile), tile.bytes);
+      const load = async (tile: TileId): Promise<Uint8Array | undefined> => at.get(tilePath(tile)) ?? stored.get(tilePath(tile));
+      return { tiles: await TileBuilder.fromTiles(size, load), compact: await CompactRange.fromSource(new TileSource(size, load)) };
+    }
   });
 
   it('splits a tree of 70,000 leaves into the tiles the spec lists', () => {

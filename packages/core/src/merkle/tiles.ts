@@ -99,7 +99,12 @@ export class TileBuilder {
     return this.leaves;
   }
 
-  append(leaf: Uint8Array): Tile[] {
+  /**
+   * Appends a leaf; returns the tiles it completes. `tileRoot`, when given, is the root of the
+   * level-0 tile this leaf completes (from a {@link CompactRange} of the same leaves, see its
+   * `append`), so that the tile's 255 interior hashes are not computed twice.
+   */
+  append(leaf: Uint8Array, tileRoot?: Uint8Array): Tile[] {
     this.leaves++;
     const completed: Tile[] = [];
     let level = 0;
@@ -114,7 +119,7 @@ export class TileBuilder {
       completed.push({ level, index, width: TILE_WIDTH, bytes: Uint8Array.from(buffer) });
       this.fullTiles[level] = index + 1;
       this.widths[level] = 0;
-      hash = perfectRoot(buffer, 0, TILE_WIDTH);
+      hash = level === 0 && tileRoot !== undefined ? tileRoot : perfectRoot(buffer, 0, TILE_WIDTH);
       level++;
     }
   }

@@ -1,7 +1,7 @@
-import { isUtf8 } from 'node:buffer';
 import { RecordTooLargeError } from '../errors/record-errors.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import { canonicalBytes, parseCanonical } from '../json/canonical-json.ts';
+import { scanCanonical } from '../json/scan-canonical.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from './record.ts';
 import { validateRecord } from './validate-record.ts';
 
@@ -30,51 +30,14 @@ export function encodeRecord(record: ArchiveRecord): EncodedRecord {
  * limit and valid schema v1. Throws `NonCanonicalJsonError`, `RecordTooLargeError` or
  * `InvalidRecordError`.
  *
- * Fast path, exactly equivalent for valid records: a record that passes schema validation
- * has only ASCII, letter-initial member names (so JavaScript keeps parsed members in source
- * order — no integer-like names), only safe integers and only well-formed strings; for such a
- * value RFC 8785 and `JSON.stringify` produce the same text once members are sorted. So the
- * bytes are canonical exactly when they are valid UTF-8, `JSON.stringify(JSON.parse(text))`
- * reproduces them, and every object's members are in sorted order. Anything that fails the
- * fast path is decided by the full RFC 8785 routine, which also words the error.
+ * Fast path, exactly equivalent: a validating scan (scan-canonical.ts) accepts only bytes
+ * that are certainly the canonical form of the value it returns, so nothing is serialized
+ * again to compare. Whatever it does not decide — every non-canonical line among them — is
+ * decided by the full RFC 8785 routine, which also words the error.
  */
 export function decodeRecord(bytes: Uint8Array): EncodedRecord {
   if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(bytes.length, MAX_RECORD_BYTES);
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  if (isUtf8(buffer)) {
-    const text = buffer.toString('utf8');
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      value = undefined;
-    }
-    if (value !== undefined && isValid(value) && JSON.stringify(value) === text && membersSorted(value, 0)) {
-      return { record: value, bytes, hash: sha256Hex(bytes) };
-    }
-  }
-  const record = parseCanonical(bytes);
+  const record = scanCanonical(bytes) ?? parseCanonical(bytes);
   validateRecord(record);
   return { record, bytes, hash: sha256Hex(bytes) };
-}
-
-function isValid(value: unknown): value is ArchiveRecord {
-  try {
-    validateRecord(value);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** True when every object's member names are in strictly ascending UTF-16 order. */
-function membersSorted(value: unknown, depth: number): boolean {
-  if (typeof value !== 'object' || value === null || depth > 64) return true;
-  if (Array.isArray(value)) return value.every((item: unknown) => membersSorted(item, depth + 1));
-  const keys = Object.keys(value);
-  for (let index = 0; index < keys.length; index++) {
-    if (index > 0 && !((keys[index - 1] as string) < (keys[index] as string))) return false;
-    if (!membersSorted((value as Record<string, unknown>)[keys[index] as string], depth + 1)) return false;
-  }
-  return true;
 }

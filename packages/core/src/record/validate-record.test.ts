@@ -63,6 +63,12 @@ describe('validateRecord', () => {
     expect(decoded.record).toEqual(record);
   });
 
+  it.each(['2024-02-29T00:00:00Z', '2000-02-29T23:59:59.999999999Z', '2026-12-31T23:59:59.5Z', '0001-01-01T00:00:00Z'])('accepts the real date and time %s', (sentAt) => {
+    expect(() => {
+      validateRecord({ ...valid.message, sentAt });
+    }).not.toThrow();
+  });
+
   it.each([
     ['v', { ...valid.message, v: 2 }, 'record.v'],
     ['kind', { ...valid.message, kind: 'chat' }, 'record.kind'],
@@ -81,6 +87,14 @@ describe('validateRecord', () => {
     ['capturedAt offset', { ...valid.message, capturedAt: '2026-11-21T09:30:00+01:00' }, 'record.capturedAt'],
     ['sentAt impossible date', { ...valid.message, sentAt: '2026-02-30T00:00:00Z' }, 'record.sentAt'],
     ['sentAt hour 24', { ...valid.message, sentAt: '2026-02-01T24:00:00Z' }, 'record.sentAt'],
+    ['sentAt minute 60', { ...valid.message, sentAt: '2026-02-01T23:60:00Z' }, 'record.sentAt'],
+    ['sentAt second 60', { ...valid.message, sentAt: '2026-02-01T23:59:60Z' }, 'record.sentAt'],
+    ['sentAt month 13', { ...valid.message, sentAt: '2026-13-01T00:00:00Z' }, 'record.sentAt'],
+    ['sentAt month 00', { ...valid.message, sentAt: '2026-00-01T00:00:00Z' }, 'record.sentAt'],
+    ['sentAt day 00', { ...valid.message, sentAt: '2026-01-00T00:00:00Z' }, 'record.sentAt'],
+    ['sentAt April 31', { ...valid.message, sentAt: '2026-04-31T00:00:00Z' }, 'record.sentAt'],
+    ['sentAt February 29 of a non-leap year', { ...valid.message, sentAt: '2100-02-29T00:00:00Z' }, 'record.sentAt'],
+    ['sentAt ten fraction digits', { ...valid.message, sentAt: '2026-02-01T00:00:00.0000000000Z' }, 'record.sentAt'],
     ['conversation type', { ...valid.message, conversation: { id: 'x', type: 'dm' } }, 'record.conversation.type'],
     ['empty sender id', { ...valid.message, sender: { id: '' } }, 'record.sender.id'],
     ['alias not string', { ...valid.message, sender: { id: 'x', aliases: [5] } }, 'record.sender.aliases[0]'],

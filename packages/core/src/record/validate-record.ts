@@ -17,7 +17,7 @@ import { STREAM_PATTERN } from './stream-name.ts';
 /** Longest id, name, key, reason or format string, in UTF-16 code units. */
 export const MAX_SHORT_STRING = 1024;
 
-const ISO_UTC = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?Z$/;
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/;
 const META_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 const NATIVE_SCOPE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 
@@ -27,7 +27,6 @@ type Fields = Record<string, unknown>;
 const FIELDS_BY_KIND = new Map<string, { readonly allowed: ReadonlySet<string>; readonly required: readonly string[] }>(
   RECORD_KINDS.map((kind) => [kind, { allowed: new Set<string>([...COMMON_FIELDS, ...KIND_RULES[kind].allowed]), required: [...COMMON_FIELDS, ...KIND_RULES[kind].required] }]),
 );
-const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /**
  * Throws {@link InvalidRecordError} unless `value` is a valid schema v1 record.
@@ -54,7 +53,7 @@ export function validateRecord(value: unknown): asserts value is ArchiveRecord {
   if (record.account !== stream[2]) fail('record.account', 'must equal the account part of record.stream');
   const seq = integer('record.seq', record.seq);
   if (seq < 1) fail('record.seq', 'must be 1 or more');
-  if (typeof record.prev !== 'string' || !SHA256_HEX.test(record.prev)) fail('record.prev', 'must be 64 lowercase hex characters');
+  if (!isSha256Hex(record.prev)) fail('record.prev', 'must be 64 lowercase hex characters');
   shortString('record.key', record.key);
   timestamp('record.capturedAt', record.capturedAt);
   source(record.source);
@@ -148,16 +147,23 @@ function oneOf(field: string, value: unknown, options: readonly string[]): void 
 
 function timestamp(field: string, value: unknown): void {
   if (typeof value !== 'string') fail(field, `must be an ISO 8601 UTC timestamp string (got ${describe(value)})`);
-  const match = ISO_UTC.exec(value);
-  if (!match) fail(field, 'must be an ISO 8601 UTC timestamp like 2026-11-21T09:30:00.000Z');
-  const year = Number(match[1]);
-  const month = Number(match[2]);
-  const day = Number(match[3]);
+  if (!ISO_UTC.test(value)) fail(field, 'must be an ISO 8601 UTC timestamp like 2026-11-21T09:30:00.000Z');
+  // The pattern fixes where each part is: YYYY-MM-DDTHH:MM:SS (read without allocating).
+  const year = digits(value, 0, 4);
+  const month = digits(value, 5, 2);
+  const day = digits(value, 8, 2);
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   const days = month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
-  if (month < 1 || month > 12 || day < 1 || day > days || Number(match[4]) > 23 || Number(match[5]) > 59 || Number(match[6]) > 59) {
+  if (month < 1 || month > 12 || day < 1 || day > days || digits(value, 11, 2) > 23 || digits(value, 14, 2) > 59 || digits(value, 17, 2) > 59) {
     fail(field, 'is not a real date and time');
   }
+}
+
+/** The decimal number written by the `count` ASCII digits of `text` at `start`. */
+function digits(text: string, start: number, count: number): number {
+  let number = 0;
+  for (let index = start; index < start + count; index++) number = number * 10 + text.charCodeAt(index) - 0x30;
+  return number;
 }
 
 function sha256(field: string, value: unknown): void {

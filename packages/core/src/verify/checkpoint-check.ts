@@ -24,7 +24,7 @@ import { OffchannelError } from '../errors/offchannel-error.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
 import { type RestoredTree, restoreTree, treeFromTiles } from '../merkle/restore-tree.ts';
-import { TILE_WIDTH, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
+import { TILE_HEIGHT, TILE_WIDTH, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import { verifyConsistency } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
@@ -226,8 +226,9 @@ export class CheckpointCheck {
 
   /** The leaf hash of one verified record, in order. */
   feedLeaf(leaf: Uint8Array, seq: number): void {
-    this.compact.append(leaf);
-    for (const tile of this.tiles.append(leaf)) this.fullTiles.push({ id: { level: tile.level, index: tile.index, width: tile.width }, digest: sha256Hex(tile.bytes) });
+    // The compact range completes each level-0 tile's subtree as it goes: the tile builder reuses its root.
+    const tileRoot = this.compact.append(leaf, TILE_HEIGHT);
+    for (const tile of this.tiles.append(leaf, this.compact.size === this.tiles.size + 1 ? tileRoot : undefined)) this.fullTiles.push({ id: { level: tile.level, index: tile.index, width: tile.width }, digest: sha256Hex(tile.bytes) });
     if (this.attested[this.nextAttested]?.size === this.compact.size) {
       const root = this.compact.root();
       while (this.attested[this.nextAttested]?.size === this.compact.size) this.compareAttested(this.attested[this.nextAttested++] as AttestedHead, root, seq);

@@ -46,8 +46,12 @@ export class KeyFingerprints {
    * case). Every key is kept, so a collision never hides a later real duplicate.
    */
   add(key: string, seq: number): number[] | undefined {
+    return this.addFingerprint(this.fingerprint(key), seq);
+  }
+
+  /** {@link add} for a key whose fingerprint was computed elsewhere (a verification worker). */
+  addFingerprint(fingerprint: number, seq: number): number[] | undefined {
     if ((this.count + 1) * 2 > this.hashes.length) this.grow();
-    const fingerprint = this.fingerprint(key);
     const mask = this.hashes.length - 1;
     let candidates: number[] | undefined;
     for (let slot = fingerprint & mask; ; slot = (slot + 1) & mask) {

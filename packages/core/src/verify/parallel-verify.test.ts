@@ -4,6 +4,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import { canonicalBytes } from '../json/canonical-json.ts';
 import { generateEd25519NoteKey } from '../note/ed25519-key.ts';
 import { Recorder } from '../recorder/recorder.ts';
 import type { Sink } from '../sink/sink.ts';
@@ -123,5 +125,31 @@ describe('parallel verification of large segments', () => {
     expect(Math.max(0, ...posted)).toBeLessThanOrEqual(SLICE_BYTES);
     expect(report.streams[0]?.workers, 'verified on one thread').toBeUndefined();
     expect(report.streams[0]?.records).toBe(20);
+  });
+
+  it('finds a reused idempotency key from the workers\' key fingerprints, across slices, as one thread does', { timeout: 60_000 }, async () => {
+    // A well-linked chain of 40 records whose record 31 reuses record 3's key, in two segments.
+    const sink = createMemorySink();
+    const records: Uint8Array[] = [];
+    let prev = ZERO_HASH;
+    for (let seq = 1; seq <= 40; seq++) {
+      const record = { v: 1, kind: 'message', stream: 'demo:alice', seq, prev, key: seq === 31 ? 'message:m3' : `message:m${seq}`, channel: 'demo', account: 'alice', capturedAt: '2026-11-21T09:00:00.000Z', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', source: { package: '@offchannel/test', version: '0.0.0' }, native: { id: `m${seq}` }, text: `message ${seq}` };
+      const bytes = canonicalBytes(record);
+      records.push(bytes);
+      prev = sha256Hex(bytes);
+    }
+    await sink.appendBatch({ stream: 'demo:alice', firstSeq: 1, prev: ZERO_HASH, records });
+    const segmented = Object.create(sink) as Sink;
+    Object.assign(segmented, {
+      async *readSegments() {
+        yield { firstSeq: 1, bytes: Buffer.concat(records.slice(0, 20).flatMap((line) => [line, Buffer.from('\n')])) };
+        yield { firstSeq: 21, bytes: Buffer.concat(records.slice(20).flatMap((line) => [line, Buffer.from('\n')])) };
+      },
+    });
+    const parallel = await verifyArchive(segmented, { workers: 2 });
+    const sequential = await verifyArchive(segmented, { workers: 0 });
+    expect(parallel.streams[0]?.workers, 'verified by the workers').toBe(2);
+    expect(parallel.failures).toEqual([expect.objectContaining({ stream: 'demo:alice', seq: 31, code: 'DUPLICATE_KEY', message: 'stream demo:alice seq 31: idempotency key already used by seq 3' })]);
+    expect(parallel.failures).toEqual(sequential.failures);
   });
 });

@@ -66,9 +66,8 @@ export interface PendingFinding {
   readonly field?: string;
   readonly sha256?: string;
   readonly size?: number;
-  /** For a duplicate key: earlier seqs whose keys share its fingerprint, and the key (to confirm). */
+  /** For a duplicate key: earlier seqs whose keys share its fingerprint (to confirm by reading both records' keys). */
   readonly candidates?: readonly number[];
-  readonly key?: string;
 }
 
 export interface ParallelOutcome {
@@ -233,9 +232,8 @@ export async function verifyStreamParallel(
       let blob = 0;
       for (let index = 0; index < result.count; index++) {
         const seq = result.firstSeq + index;
-        const key = result.keys[index] as string;
-        const candidates = keys.add(key, seq);
-        if (candidates) findings.push({ seq, kind: 'duplicate-key', candidates, key });
+        const candidates = keys.addFingerprint(result.fingerprints[index] as number, seq);
+        if (candidates) findings.push({ seq, kind: 'duplicate-key', candidates });
         // Blob references in record order, after the record's key check (as the sequential pass does).
         for (; blob < result.blobs.length && (result.blobs[blob] as readonly [number, string, string, number])[0] === seq; blob++) {
           const [, field, sha256, size] = result.blobs[blob] as readonly [number, string, string, number];

@@ -291,7 +291,14 @@ async function verifyStream(sink: Sink, stream: string, context: Context): Promi
       let ok = true;
       for (const finding of outcome.findings) {
         if (finding.kind === 'duplicate-key') {
-          const earlier = await confirmDuplicate(sink, stream, finding.candidates ?? [], finding.key ?? '');
+          // The workers send key fingerprints only: the key itself is read back to compare.
+          const key = await recordKeyAt(sink, stream, finding.seq);
+          if (key === undefined) {
+            context.report({ stream, seq: finding.seq, code: 'UNREADABLE', message: `stream ${stream} seq ${finding.seq}: the record could not be read again to compare its idempotency key; verify again` });
+            ok = false;
+            continue;
+          }
+          const earlier = await confirmDuplicate(sink, stream, finding.candidates ?? [], key);
           if (earlier === undefined) continue; // only the fingerprints collided
           context.report({ stream, seq: finding.seq, code: 'DUPLICATE_KEY', message: `stream ${stream} seq ${finding.seq}: idempotency key already used by seq ${earlier}` });
           ok = false;
@@ -429,15 +436,22 @@ async function verifyStreamSequential(sink: Sink, stream: string, context: Conte
 /** The first of `candidates` (earlier seqs whose keys share a fingerprint with `key`) whose record really has `key`. */
 async function confirmDuplicate(sink: Sink, stream: string, candidates: readonly number[], key: string): Promise<number | undefined> {
   for (const seq of candidates) {
-    const bytes = await readRecordAt(sink, stream, seq);
-    if (!bytes) continue;
-    try {
-      if ((JSON.parse(Buffer.from(bytes).toString('utf8')) as { key?: unknown }).key === key) return seq;
-    } catch {
-      // an earlier record that does not parse was reported when it was read
-    }
+    // (an earlier record that does not parse was reported when it was read)
+    if ((await recordKeyAt(sink, stream, seq)) === key) return seq;
   }
   return undefined;
+}
+
+/** The idempotency key of the stored record `seq`, or `undefined` when it cannot be read or parsed. */
+async function recordKeyAt(sink: Sink, stream: string, seq: number): Promise<string | undefined> {
+  const bytes = await readRecordAt(sink, stream, seq);
+  if (!bytes) return undefined;
+  try {
+    const key = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { key?: unknown }).key;
+    return typeof key === 'string' ? key : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function describeError(error: unknown): string {

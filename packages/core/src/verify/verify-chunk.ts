@@ -8,9 +8,10 @@
  * stream sequentially to name it precisely, so parallel and sequential verification always
  * report the same failures.
  */
-import { HASH_BYTES, leafHash } from '../merkle/merkle-hash.ts';
+import { HASH_BYTES, writeLeafHash } from '../merkle/merkle-hash.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import { blobRefs } from './blob-refs.ts';
+import { keyFingerprint } from './key-fingerprints.ts';
 
 /** A chunk to verify: `bytes` holds whole records, each followed by a newline; the first has seq `firstSeq`. */
 export interface VerifyChunkRequest {
@@ -30,8 +31,12 @@ export interface VerifyChunkResult {
   readonly lastHash: string;
   /** Leaf hashes (RFC 9162) of the records, 32 bytes each, in order. */
   readonly leaves: Uint8Array;
-  /** Idempotency keys, in order. */
-  readonly keys: readonly string[];
+  /**
+   * Fingerprints of the idempotency keys (see key-fingerprints.ts), in order: numbers in one
+   * buffer instead of a string per record to copy between threads. A fingerprint seen before
+   * is only a candidate; the caller confirms it by reading both records' keys.
+   */
+  readonly fingerprints: Float64Array;
   /** Blobs the records name: [seq, field, sha256, size]. */
   readonly blobs: readonly (readonly [number, string, string, number])[];
   /** Set when a record in the chunk failed a check; the caller re-verifies sequentially. */
@@ -45,14 +50,14 @@ export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
   const { stream, firstSeq, id } = request;
   // A Buffer view (no copy): its indexOf is a native byte search, a Uint8Array's is not.
   const bytes = Buffer.from(request.bytes.buffer, request.bytes.byteOffset, request.bytes.byteLength);
-  const keys: string[] = [];
   const blobs: [number, string, string, number][] = [];
-  let leaves = new Uint8Array(HASH_BYTES * 1024);
+  let leaves = Buffer.alloc(HASH_BYTES * 1024);
+  let fingerprints = new Float64Array(1024);
   let count = 0;
   let firstPrev = '';
   let lastHash = '';
   let start = 0;
-  const result = (problem?: string): VerifyChunkResult => ({ id, firstSeq, count, firstPrev, lastHash, leaves: leaves.subarray(0, count * HASH_BYTES), keys, blobs, ...(problem ? { problem } : {}) });
+  const result = (problem?: string): VerifyChunkResult => ({ id, firstSeq, count, firstPrev, lastHash, leaves: leaves.subarray(0, count * HASH_BYTES), fingerprints: fingerprints.subarray(0, count), blobs, ...(problem ? { problem } : {}) });
   for (let end = bytes.indexOf(0x0a, start); end !== -1; end = bytes.indexOf(0x0a, start)) {
     const line = bytes.subarray(start, end);
     start = end + 1;
@@ -67,14 +72,19 @@ export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
     if (record.stream !== stream || record.seq !== seq) return result(`seq ${seq} is out of place`);
     if (count === 0) firstPrev = record.prev;
     else if (record.prev !== lastHash) return result(`seq ${seq} does not chain`);
-    if ((count + 1) * HASH_BYTES > leaves.length) {
-      const grown = new Uint8Array(leaves.length * 2);
-      grown.set(leaves);
-      leaves = grown;
+    if (count === fingerprints.length) {
+      const grownLeaves = Buffer.alloc(leaves.length * 2);
+      grownLeaves.set(leaves);
+      leaves = grownLeaves;
+      const grownFingerprints = new Float64Array(fingerprints.length * 2);
+      grownFingerprints.set(fingerprints);
+      fingerprints = grownFingerprints;
     }
-    leaves.set(leafHash(line), count * HASH_BYTES);
-    keys.push(record.key);
-    for (const [field, ref] of blobRefs(record)) blobs.push([seq, field, ref.sha256, ref.size]);
+    writeLeafHash(line, leaves, count * HASH_BYTES);
+    fingerprints[count] = keyFingerprint(record.key);
+    if (record.raw !== undefined || record.textBlob !== undefined || record.attachments !== undefined) {
+      for (const [field, ref] of blobRefs(record)) blobs.push([seq, field, ref.sha256, ref.size]);
+    }
     lastHash = hash;
     count++;
   }
