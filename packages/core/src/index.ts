@@ -78,6 +78,9 @@ export { WitnessError } from './errors/witness-errors.ts';
 export { MAX_ADD_CHECKPOINT_BYTES, MAX_PROOF_LINES, formatAddCheckpoint, parseAddCheckpoint, parseConflictSize } from './witness/add-checkpoint.ts';
 export type { AddCheckpointRequest } from './witness/add-checkpoint.ts';
 export { WitnessClient, assertWitnessUrl, cosignedFile } from './witness/witness-client.ts';
+export { ARCHIVE_LOG, archiveLogName, assertLogName, isArchiveLogName } from './sink/log-name.ts';
+export { ArchiveLog, archiveLogOrigin, readLeaves } from './witness/archive-log.ts';
+export type { ArchiveLogOptions } from './witness/archive-log.ts';
 export type { WitnessClientOptions, WitnessEndpoint, WitnessedCheckpoint } from './witness/witness-client.ts';
 export { ED25519_NOTE_TYPE, assertKeyName, ed25519KeyFromSeed, ed25519KeyId, generateEd25519NoteKey, parseSignerKey, parseVerifierKey } from './note/ed25519-key.ts';
 export type { Ed25519NoteKey, NoteSigner, NoteVerifier } from './note/ed25519-key.ts';
@@ -147,6 +150,8 @@ export { blobNamesIn } from './verify/blob-refs.ts';
 export { VERIFIED_STATE_FORMAT, VerifiedStateError, readVerifiedAttestations, readVerifiedState, verifiedStateOf } from './verify/verified-state.ts';
 export type { AttestationSummary, VerifiedAttestation } from './verify/attestation-check.ts';
 export type { VerifiedCheckpoint } from './verify/checkpoint-check.ts';
+export { checkArchiveLog } from './verify/archive-log-check.ts';
+export type { ArchiveLogCheck, ArchiveLogCheckOptions, ArchiveLogSummary } from './verify/archive-log-check.ts';
 export type { CheckpointSummary, StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
 
 export { RECORD_PROOF_FORMAT, buildRecordProof, verifyRecordProof } from './verify/record-proof.ts';

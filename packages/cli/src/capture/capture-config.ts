@@ -82,6 +82,12 @@ export interface CaptureConfig {
     readonly tsaCerts: readonly string[];
     /** Independent witnesses each checkpoint is submitted to (c2sp.org/tlog-witness). */
     readonly witnesses: readonly WitnessEndpoint[];
+    /**
+     * Witness the archive log instead of each stream (docs/witnessing.md): every stream
+     * checkpoint becomes an entry of one log, checkpointed every `everyMs` (default 60,000) and
+     * submitted to the witnesses — one request per witness per interval, whatever the streams.
+     */
+    readonly archiveLog?: { readonly everyMs: number };
   };
   /**
    * Host attestations (needs `signing`): every `attestEveryMs` (default 300,000; 0 turns them
@@ -119,7 +125,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
 
   let signing: CaptureConfig['signing'];
   if (root.signing !== undefined) {
-    const entry = object(root.signing, 'config.signing', ['keyFile', 'everyRecords', 'everyMs', 'tsaUrl', 'tsaCerts', 'witnesses']);
+    const entry = object(root.signing, 'config.signing', ['keyFile', 'everyRecords', 'everyMs', 'tsaUrl', 'tsaCerts', 'witnesses', 'archiveLog']);
     const tsaUrl = optionalString(entry.tsaUrl, 'config.signing.tsaUrl');
     if (tsaUrl !== undefined && !/^https?:\/\//.test(tsaUrl)) throw new ConfigError('config.signing.tsaUrl', 'must be an http(s) URL of an RFC 3161 timestamp authority');
     if (tsaUrl !== undefined) refuseCredentials(tsaUrl, 'config.signing.tsaUrl');
@@ -132,7 +138,12 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
       ...(tsaUrl === undefined ? {} : { tsaUrl }),
       tsaCerts: stringList(entry.tsaCerts, 'config.signing.tsaCerts').map(at),
       witnesses: parseWitnesses(entry.witnesses),
+      ...parseArchiveLog(entry.archiveLog),
     };
+  }
+
+  if (signing?.archiveLog && archive.kind === 's3') {
+    throw new ConfigError('config.signing.archiveLog', 'is not yet available with an S3 archive (the forwarder does not copy the archive log yet); witness each stream (leave archiveLog out) or capture to a directory');
   }
 
   const policy = object(root.policy ?? {}, 'config.policy', ['version', 'reportEveryMs', 'identifierKeyFile']);
@@ -271,6 +282,14 @@ function keyFileName<T extends string | undefined>(value: T, key: string): T {
   const kind = value === undefined ? undefined : describeKeyMaterial(value);
   if (kind !== undefined) throw new ConfigError(key, `must name a key file, but holds ${kind} (not printed). Keys never go in the config: put it in a file readable only by the capture user (chmod 600), name that file here, and if it is a secret key treat it as exposed and replace it`);
   return value;
+}
+
+/** `signing.archiveLog`: `true`, or `{ "everyMs": <ms> }` (1 s – 1 day); absent or `false`: each stream is witnessed on its own. */
+function parseArchiveLog(value: unknown): { archiveLog?: { everyMs: number } } {
+  if (value === undefined || value === false) return {};
+  if (value === true) return { archiveLog: { everyMs: 60_000 } };
+  const entry = object(value, 'config.signing.archiveLog', ['everyMs']);
+  return { archiveLog: { everyMs: optionalInteger(entry.everyMs, 'config.signing.archiveLog.everyMs', 1000, 86_400_000) ?? 60_000 } };
 }
 
 /** `signing.witnesses`: `[{ "url": …, "key": <witness verifier key> }]`, each key once. */

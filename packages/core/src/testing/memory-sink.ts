@@ -6,6 +6,7 @@
 import { BlobMismatchError, ClosedError, InvalidBatchError, ReadOnlySinkError, SinkConflictError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import { assertStreamName } from '../record/stream-name.ts';
+import { assertLogName } from '../sink/log-name.ts';
 import { type TileId, tilePath } from '../merkle/tiles.ts';
 import type { AttestationId } from '../attest/attestation.ts';
 import { assertAppendBatch, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey } from '../sink/check-inputs.ts';
@@ -168,7 +169,7 @@ class MemorySink implements Sink {
 
   async checkpoints(stream: string): Promise<readonly number[]> {
     await this.ready();
-    assertStreamName(stream);
+    assertLogName(stream);
     const prefix = `${stream}/`;
     return [...this.storage.checkpoints.keys()]
       .filter((key) => key.startsWith(prefix) && key.endsWith('.note'))
@@ -178,7 +179,7 @@ class MemorySink implements Sink {
 
   async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     await this.ready();
-    assertStreamName(stream);
+    assertLogName(stream);
     const prefix = `${stream}/`;
     return [...this.storage.checkpoints.keys()]
       .filter((key) => key.startsWith(prefix))

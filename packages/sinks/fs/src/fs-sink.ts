@@ -36,6 +36,7 @@ import {
   assertAttestationId,
   assertBlobName,
   assertCheckpointKey,
+  assertLogName,
   assertStreamName,
   assertTileKey,
   isAttestationDay,
@@ -505,7 +506,7 @@ export class FsSink implements Sink {
 
   async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     this.assertOpen();
-    assertStreamName(stream);
+    assertLogName(stream);
     await this.assertStreamDirsNotLinked(stream);
     const names = await readdir(this.layout.checkpointsDir(stream)).catch((error: unknown) => {
       if (isNotFound(error)) return [];

@@ -36,6 +36,7 @@ import {
   assertAttestationId,
   assertBlobName,
   assertCheckpointKey,
+  assertLogName,
   assertStreamName,
   assertTileKey,
   blobNamesIn,
@@ -291,7 +292,7 @@ export class S3Sink implements Sink {
 
   async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     this.assertOpen();
-    assertStreamName(stream);
+    assertLogName(stream);
     const prefix = this.layout.checkpointsPrefix(stream);
     const files: { size: number; file: CheckpointFile }[] = [];
     for await (const entry of this.objects.keys(prefix)) {
