@@ -6,7 +6,7 @@
 import { BlobMismatchError, ClosedError, InvalidBatchError, ReadOnlySinkError, SinkConflictError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import { assertStreamName } from '../record/stream-name.ts';
-import { assertLogName } from '../sink/log-name.ts';
+import { assertLogName, isArchiveLogName } from '../sink/log-name.ts';
 import { type TileId, tilePath } from '../merkle/tiles.ts';
 import type { AttestationId } from '../attest/attestation.ts';
 import { assertAppendBatch, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey } from '../sink/check-inputs.ts';
@@ -81,7 +81,8 @@ class MemorySink implements Sink {
     await this.ready();
     const names = new Set(this.storage.streams.keys());
     for (const key of [...this.storage.checkpoints.keys(), ...this.storage.tiles.keys()]) names.add(key.slice(0, key.indexOf('/')));
-    return [...names].sort();
+    // An archive log's checkpoints and tiles are not a stream's (see sink/log-name.ts).
+    return [...names].filter((name) => !isArchiveLogName(name)).sort();
   }
 
   async putBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
