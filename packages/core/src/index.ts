@@ -151,6 +151,8 @@ export { VERIFIED_STATE_FORMAT, VerifiedStateError, readVerifiedAttestations, re
 export type { AttestationSummary, VerifiedAttestation } from './verify/attestation-check.ts';
 export type { VerifiedCheckpoint } from './verify/checkpoint-check.ts';
 export { checkArchiveLog } from './verify/archive-log-check.ts';
+export { buildArchiveLogInclusion, verifyArchiveLogInclusion } from './verify/archive-log-proof.ts';
+export type { ArchiveLogInclusion } from './verify/archive-log-proof.ts';
 export type { ArchiveLogCheck, ArchiveLogCheckOptions, ArchiveLogSummary } from './verify/archive-log-check.ts';
 export type { CheckpointSummary, StreamSummary, VerificationFailure, VerificationReport, VerifyOptions } from './verify/verify-archive.ts';
 

@@ -7,7 +7,7 @@
  * whatever the number of streams (200 streams measured against per-stream witnessing).
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { type Server, createServer } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -180,6 +180,14 @@ describe('the archive log, witnessed (real processes on loopback)', () => {
     const passed = cli(['verify', 'archive', '--key', 'log.pub', ...witnessArgs, '--quorum', '2'], dir);
     expect(passed.stdout).toMatch(/archive log archive-log: \d+ entries; witnessed archive checkpoint at size \d+ cosigned by w1\.witness\.example, w2\.witness\.example/);
     expect(passed.code).toBe(0);
+    // A single record's proof carries its checkpoint's inclusion in the witnessed archive checkpoint.
+    expect(cli(['prove', 'archive', 'demo:u000', '3', '--out', 'proof.json'], dir).code).toBe(0);
+    const proof = cli(['verify-proof', 'proof.json', '--key', 'log.pub', ...witnessArgs, '--quorum', '2'], dir);
+    expect([proof.code, proof.stdout]).toEqual([0, expect.stringMatching(/that checkpoint is entry \d+ of archive log archive-log at size \d+, cosigned by w1\.witness\.example at .*, w2\.witness\.example at /)]);
+    const json = JSON.parse(await readFile(path.join(dir, 'proof.json'), 'utf8')) as { archiveLog: { index: number; treeSize: number } };
+    await writeFile(path.join(dir, 'moved.json'), JSON.stringify({ ...json, archiveLog: { ...json.archiveLog, index: (json.archiveLog.index + 1) % json.archiveLog.treeSize } }));
+    const moved = cli(['verify-proof', 'moved.json', '--key', 'log.pub', ...witnessArgs], dir);
+    expect([moved.code, moved.stdout]).toEqual([1, expect.stringMatching(/is not entry \d+ of the archive log signed at size \d+: the proof was altered \[PROOF_INVALID\]/)]);
 
     // An attacker deletes demo:u001's newest checkpoint (to rewrite the records after the previous one).
     const stream = await files(dir, 'archive', 'demo:u001');
