@@ -55,10 +55,10 @@ describe('capture config: signing.archiveLog', () => {
     expect(parse({ everyMs: 5000 }).signing?.archiveLog).toEqual({ everyMs: 5000 });
   });
 
-  it('refuses bad values, and an S3 archive (the forwarder does not copy the archive log yet)', () => {
+  it('refuses bad values; takes an S3 archive (the forwarder copies the archive log)', () => {
     expect(refusal({ everyMs: 10 })).toMatch(/^config\.signing\.archiveLog\.everyMs/);
     expect(refusal({ every: 5000 })).toMatch(/^config\.signing\.archiveLog/);
     expect(refusal('yes')).toMatch(/^config\.signing\.archiveLog/);
-    expect(refusal(true, { url: 's3://bucket/comms', endpoint: 'http://127.0.0.1:7480', forcePathStyle: true })).toMatch(/^config\.signing\.archiveLog is not yet available with an S3 archive/);
+    expect(parse(true, { url: 's3://bucket/comms', endpoint: 'http://127.0.0.1:7480', forcePathStyle: true }).signing?.archiveLog).toEqual({ everyMs: 60_000 });
   });
 });

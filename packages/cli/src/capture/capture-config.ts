@@ -142,10 +142,6 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
     };
   }
 
-  if (signing?.archiveLog && archive.kind === 's3') {
-    throw new ConfigError('config.signing.archiveLog', 'is not yet available with an S3 archive (the forwarder does not copy the archive log yet); witness each stream (leave archiveLog out) or capture to a directory');
-  }
-
   const policy = object(root.policy ?? {}, 'config.policy', ['version', 'reportEveryMs', 'identifierKeyFile']);
   const version = optionalString(policy.version, 'config.policy.version');
   const identifierKeyFile = optionalString(policy.identifierKeyFile, 'config.policy.identifierKeyFile');

@@ -495,6 +495,7 @@ export class CaptureRunner {
         logger: this.#logger,
         ...(archive.spoolPrune ? { prune: archive.spoolPrune } : {}),
         ...(this.#metrics ? { onForwarded: this.#metrics.observeForwarded } : {}),
+        ...(this.#config.signing?.archiveLog ? { archiveLogs: [archiveLogName(this.#options.shard)] } : {}),
       });
       this.#forwarder.start();
       return spool;

@@ -91,7 +91,7 @@ function checkShape(value: unknown): ArchiveLogInclusion {
   for (const name of Object.keys(fields)) if (!known.includes(name)) throw bad(`unknown field "${name.slice(0, 40)}"`);
   if (!isArchiveLogName(fields.log)) throw bad('log must name an archive log');
   if (!Number.isSafeInteger(fields.treeSize) || !Number.isSafeInteger(fields.index) || (fields.index as number) < 0 || (fields.index as number) >= (fields.treeSize as number)) throw bad('index must be an integer below treeSize');
-  for (const name of ['entry', 'checkpoint'] as const) if (typeof fields[name] !== 'string' || (fields[name] as string).length > 1024 * 1024) throw bad(`${name} must be a signed note`);
+  for (const name of ['entry', 'checkpoint'] as const) if (typeof fields[name] !== 'string' || fields[name].length > 1024 * 1024) throw bad(`${name} must be a signed note`);
   if (!Array.isArray(fields.inclusion) || fields.inclusion.length > 64) throw bad('inclusion must be an array of at most 64 hashes');
   for (const hash of fields.inclusion) {
     if (typeof hash !== 'string' || Buffer.from(hash, 'base64').length !== HASH_BYTES || Buffer.from(hash, 'base64').toString('base64') !== hash) throw bad('each inclusion hash is base64 of 32 bytes');

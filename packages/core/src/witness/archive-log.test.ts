@@ -11,6 +11,7 @@ import { Recorder } from '../recorder/recorder.ts';
 import { ARCHIVE_LOG } from '../sink/log-name.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
+import { buildArchiveLogInclusion, verifyArchiveLogInclusion } from '../verify/archive-log-proof.ts';
 import { verifyArchive } from '../verify/verify-archive.ts';
 import { ArchiveLog, readLeaves } from './archive-log.ts';
 import { type WitnessedCheckpoint, cosignedFile } from './witness-client.ts';
@@ -32,7 +33,7 @@ class Submissions {
 
 async function cosign(storage: MemoryStorage, witness: Cosigner, size: number): Promise<void> {
   const sink = createMemorySink(storage);
-  const note = new TextDecoder().decode((await sink.getCheckpoint(ARCHIVE_LOG, size, 'note')) as Uint8Array);
+  const note = new TextDecoder().decode(await sink.getCheckpoint(ARCHIVE_LOG, size, 'note'));
   const { text } = parseNote(note);
   await sink.putCheckpoint(ARCHIVE_LOG, size, cosignedFile(witness.verifier), new TextEncoder().encode(`${note}${witness.cosign(text, TIME)}`));
 }
@@ -194,6 +195,34 @@ describe('the archive log', () => {
       await capture(storage, key, 1, 4, undefined, 500);
       const report = await verifyArchive(createMemorySink(storage, { readOnly: true }), policy(key, witness));
       expect(report.failures.map((failure) => [failure.code, failure.stream])).toEqual([['ARCHIVE_LOG_INCLUSION_MISSING', 'demo:u000'], ['UNWITNESSED_RECORDS', 'demo:u000']]);
+    });
+
+    it('proves a stream checkpoint\'s inclusion in the cosigned archive checkpoint, from the proof alone', async () => {
+      const { key, witness, storage, size } = await witnessedArchive();
+      const sink = createMemorySink(storage, { readOnly: true });
+      const inclusion = await buildArchiveLogInclusion(sink, 'demo:u002', 4);
+      if (!inclusion) throw new Error('no inclusion');
+      const streamNote = new TextDecoder().decode(await sink.getCheckpoint('demo:u002', 4, 'note'));
+      const verified = verifyArchiveLogInclusion(JSON.parse(JSON.stringify(inclusion)), streamNote, [key.verifier]);
+      expect([verified.checkpoint.size, verified.log]).toEqual([size, ARCHIVE_LOG]);
+      // The cosignature travels with the archive checkpoint in the proof.
+      expect(verified.note).toContain('\u2014 w1.witness.example ');
+      const refused = (change: object, note = streamNote): string => {
+        try {
+          verifyArchiveLogInclusion({ ...inclusion, ...change }, note, [key.verifier]);
+        } catch (error) {
+          return (error as { code: string }).code;
+        }
+        return 'accepted';
+      };
+      expect(refused({ index: (inclusion.index + 1) % size })).toBe('PROOF_INVALID');
+      expect(refused({ inclusion: [...inclusion.inclusion].reverse() })).toBe(inclusion.inclusion.length > 1 ? 'PROOF_INVALID' : 'accepted');
+      expect(refused({}, new TextDecoder().decode(await sink.getCheckpoint('demo:u000', 4, 'note')))).toBe('PROOF_INVALID');
+      expect(refused({ log: '../x' })).toBe('PROOF_MALFORMED');
+      expect(refused({ index: size })).toBe('PROOF_MALFORMED');
+      expect(refused({ extra: 1 })).toBe('PROOF_MALFORMED');
+      // Signed by another key: not this archive's log.
+      expect(() => verifyArchiveLogInclusion(inclusion, streamNote, [generateEd25519NoteKey('archive.example/offchannel').verifier])).toThrow(/no signature from a trusted key/);
     });
 
     it('fails when the archive log is forked or altered', async () => {

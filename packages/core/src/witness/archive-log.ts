@@ -129,7 +129,9 @@ export class ArchiveLog {
       checkpoint.onFork(this.#refused);
       return;
     }
-    this.#onFork.set(checkpoint.stream, checkpoint.onFork);
+    this.#onFork.set(checkpoint.stream, (reason) => {
+      checkpoint.onFork(reason);
+    });
     this.#append(leafHash(checkpoint.note));
   }
 
