@@ -198,7 +198,7 @@ describe('the archive log', () => {
     });
 
     it('proves a stream checkpoint\'s inclusion in the cosigned archive checkpoint, from the proof alone', async () => {
-      const { key, witness, storage, size } = await witnessedArchive();
+      const { key, storage, size } = await witnessedArchive();
       const sink = createMemorySink(storage, { readOnly: true });
       const inclusion = await buildArchiveLogInclusion(sink, 'demo:u002', 4);
       if (!inclusion) throw new Error('no inclusion');
