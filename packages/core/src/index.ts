@@ -150,7 +150,7 @@ export { blobNamesIn } from './verify/blob-refs.ts';
 export { VERIFIED_STATE_FORMAT, VerifiedStateError, readVerifiedAttestations, readVerifiedState, verifiedStateOf } from './verify/verified-state.ts';
 export type { AttestationSummary, VerifiedAttestation } from './verify/attestation-check.ts';
 export type { VerifiedCheckpoint } from './verify/checkpoint-check.ts';
-export { checkArchiveLog } from './verify/archive-log-check.ts';
+export { checkArchiveLog, checkArchiveLogs } from './verify/archive-log-check.ts';
 export { buildArchiveLogInclusion, verifyArchiveLogInclusion } from './verify/archive-log-proof.ts';
 export type { ArchiveLogInclusion } from './verify/archive-log-proof.ts';
 export type { ArchiveLogCheck, ArchiveLogCheckOptions, ArchiveLogSummary } from './verify/archive-log-check.ts';

@@ -172,15 +172,14 @@ function humanReport(dir: string, report: VerificationReport, checkedCheckpoints
       const stamped = checkpoints.filter((checkpoint) => checkpoint.timestamp).length;
       lines.push(`        ${' '.repeat(width)}  ${plural(checkpoints.length, 'checkpoint')}, latest at size ${latest.size} signed by ${latest.signedBy}${stamped > 0 ? `, ${stamped} timestamped (latest ${latest.timestamp?.genTime ?? 'none'})` : ''}`);
       // Under an archive log a stream checkpoint is witnessed by inclusion (summary below), not cosigned itself.
-      if (latest.cosignedBy && !(report.archiveLog && latest.cosignedBy.length === 0)) {
+      if (latest.cosignedBy && !(report.archiveLogs && latest.cosignedBy.length === 0)) {
         const cosigned = latest.cosignedBy.map((entry) => `${entry.witness} at ${entry.time}`).join(', ');
         lines.push(`        ${' '.repeat(width)}  latest cosigned by ${latest.cosignedBy.length} witness${latest.cosignedBy.length === 1 ? '' : 'es'}${cosigned ? `: ${cosigned}` : ''}`);
       }
     }
   }
   if (report.streams.length === 0) lines.push('  (no streams)');
-  const log = report.archiveLog;
-  if (log) {
+  for (const log of report.archiveLogs ?? []) {
     const by = log.witnesses.length > 0 ? ` cosigned by ${log.witnesses.join(', ')}` : '';
     lines.push(`  archive log ${log.log}: ${log.size} entr${log.size === 1 ? 'y' : 'ies'}; witnessed archive checkpoint at size ${log.witnessedSize}${by}; stream checkpoints are witnessed by inclusion in it`);
   }

@@ -66,7 +66,7 @@ describe('Forwarder and the archive log', () => {
       expect(await target.getCheckpoint(ARCHIVE_LOG, size, cosignedFile(witness.verifier))).toBeDefined();
       const report = await verifyArchive(target, { verifiers: [key.verifier], witnesses: [witness.verifier], quorum: 1 });
       expect(report.failures).toEqual([]);
-      expect(report.archiveLog?.witnessedSize).toBe(size);
+      expect(report.archiveLogs?.map((log) => log.witnessedSize)).toEqual([size]);
     }
   });
 });

@@ -129,6 +129,12 @@ class MemorySink implements Sink {
     return bytes ? Uint8Array.from(bytes) : undefined;
   }
 
+  async archiveLogs(): Promise<readonly string[]> {
+    await this.ready();
+    const names = new Set([...this.storage.checkpoints.keys()].map((key) => key.slice(0, key.indexOf('/'))));
+    return [...names].filter((name) => isArchiveLogName(name)).sort();
+  }
+
   async attestationHosts(): Promise<readonly string[]> {
     await this.ready();
     return [...new Set([...this.storage.attestations.keys()].map((key) => key.slice(0, key.indexOf('/'))))].sort();

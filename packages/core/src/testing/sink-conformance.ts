@@ -427,6 +427,7 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
       await assert.rejects(sink.appendBatch({ stream: log, firstSeq: 1, prev: ZERO_HASH, records: [fakeRecord(log, 1, ZERO_HASH)] }), isCode('INVALID_STREAM_NAME'));
     }
     assert.deepEqual(await sink.streams(), []);
+    if (sink.archiveLogs) assert.deepEqual(await sink.archiveLogs(), ['archive-log', 'archive-log.s2of3']);
     for (const name of ['archive-log/../x', 'archive-log.s0of2', 'archive-log.s3of2', 'archive-log.', 'archive-logs', '../archive-log']) {
       await assert.rejects(sink.putCheckpoint(name, 1, 'note', note), isCode('INVALID_STREAM_NAME'));
       await assert.rejects(sink.putTile(name, { level: 0, index: 0, width: 1 }, new Uint8Array(32)), isCode('INVALID_STREAM_NAME'));

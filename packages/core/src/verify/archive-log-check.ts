@@ -46,14 +46,48 @@ export interface ArchiveLogCheckOptions {
   readonly verifiers: readonly NoteVerifier[];
   readonly witnesses: readonly CosignatureVerifier[];
   readonly quorum: number;
-  readonly log?: string;
   readonly report: (failure: VerificationFailure) => void;
+}
+
+/** Stream checkpoint notes by leaf hash (hex): what archive-log entries must be. */
+type StreamNotes = ReadonlyMap<string, { readonly stream: string; readonly size: number }>;
+
+/**
+ * Checks every archive log of the archive (one per capture host: `archive-log`, or one per
+ * shard); undefined when it has none. `included` merges them: each host's log includes its own
+ * streams' checkpoints.
+ */
+export async function checkArchiveLogs(sink: Sink, options: ArchiveLogCheckOptions): Promise<{ readonly summaries: readonly ArchiveLogSummary[]; readonly included: ReadonlyMap<string, ReadonlySet<number>> } | undefined> {
+  const logs = sink.archiveLogs ? await sink.archiveLogs() : (await sink.checkpoints(ARCHIVE_LOG)).length > 0 ? [ARCHIVE_LOG] : [];
+  if (logs.length === 0) return undefined;
+  const notes = await streamNotes(sink, options.verifiers);
+  const summaries: ArchiveLogSummary[] = [];
+  const included = new Map<string, Set<number>>();
+  for (const log of logs) {
+    const checked = await checkArchiveLog(sink, { ...options, log }, notes);
+    if (!checked) continue;
+    summaries.push(checked.summary);
+    for (const [stream, sizes] of checked.included) included.set(stream, new Set([...(included.get(stream) ?? []), ...sizes]));
+  }
+  return { summaries, included };
+}
+
+/** Every stored stream checkpoint that a given key signed, by leaf hash. */
+async function streamNotes(sink: Sink, verifiers: readonly NoteVerifier[]): Promise<StreamNotes> {
+  const notes = new Map<string, { stream: string; size: number }>();
+  for (const stream of await sink.streams()) {
+    for (const size of await sink.checkpoints(stream)) {
+      const note = await sink.getCheckpoint(stream, size, 'note');
+      if (note && isStreamCheckpoint(note, stream, size, verifiers)) notes.set(hex(leafHash(note)), { stream, size });
+    }
+  }
+  return notes;
 }
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 
 /** Checks archive log `options.log` (default `archive-log`); undefined when the archive has none. */
-export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOptions): Promise<ArchiveLogCheck | undefined> {
+export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOptions & { readonly log?: string }, known?: StreamNotes): Promise<ArchiveLogCheck | undefined> {
   const log = options.log ?? ARCHIVE_LOG;
   const sizes = await sink.checkpoints(log);
   if (sizes.length === 0) return undefined;
@@ -114,13 +148,7 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
   }
 
   // Every entry is a stream checkpoint still in the archive, signed by a given key.
-  const notes = new Map<string, { stream: string; size: number }>();
-  for (const stream of await sink.streams()) {
-    for (const size of await sink.checkpoints(stream)) {
-      const note = await sink.getCheckpoint(stream, size, 'note');
-      if (note && isStreamCheckpoint(note, stream, size, options.verifiers)) notes.set(hex(leafHash(note)), { stream, size });
-    }
-  }
+  const notes = known ?? (await streamNotes(sink, options.verifiers));
   const included = new Map<string, Set<number>>();
   let missing = 0;
   leaves.forEach((leaf, index) => {

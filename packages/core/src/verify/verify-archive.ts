@@ -20,7 +20,7 @@ import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import { availableParallelism } from 'node:os';
 import { blobRefs } from './blob-refs.ts';
-import { type ArchiveLogSummary, checkArchiveLog } from './archive-log-check.ts';
+import { type ArchiveLogSummary, checkArchiveLogs } from './archive-log-check.ts';
 import { type AttestationSummary, type AttestedHead, type VerifiedAttestation, checkAttestations } from './attestation-check.ts';
 import { CheckpointCheck, type CheckpointSummary, type VerifiedCheckpoint } from './checkpoint-check.ts';
 import { KeyFingerprints } from './key-fingerprints.ts';
@@ -75,8 +75,8 @@ export interface VerificationReport {
   readonly warnings: readonly VerificationFailure[];
   /** Host attestation chains checked, per host (only when verifier keys were given and the sink stores attestations). */
   readonly attestations?: readonly AttestationSummary[];
-  /** The archive log checked (only under a witness policy, when the archive has one; see docs/witnessing.md). */
-  readonly archiveLog?: ArchiveLogSummary;
+  /** The archive logs checked, one per capture host (only under a witness policy, when the archive has any; see docs/witnessing.md). */
+  readonly archiveLogs?: readonly ArchiveLogSummary[];
 }
 
 export interface VerifyOptions {
@@ -185,10 +185,10 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
       report({ code: 'UNREADABLE', message: `the host attestations cannot be read: ${describeError(error)}` });
     }
   }
-  let archiveLog: Awaited<ReturnType<typeof checkArchiveLog>>;
+  let archiveLog: Awaited<ReturnType<typeof checkArchiveLogs>>;
   if (options.verifiers && options.witnesses?.length) {
     try {
-      archiveLog = await checkArchiveLog(sink, { verifiers: options.verifiers, witnesses: options.witnesses, quorum: options.quorum ?? options.witnesses.length, report });
+      archiveLog = await checkArchiveLogs(sink, { verifiers: options.verifiers, witnesses: options.witnesses, quorum: options.quorum ?? options.witnesses.length, report });
     } catch (error) {
       report({ code: 'UNREADABLE', message: `the archive log cannot be read: ${describeError(error)}` });
     }
@@ -258,7 +258,7 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
       report({ code: 'UNREADABLE', message: `the archive's physical audit could not finish: ${describeError(error)}` });
     }
   }
-  return { ok: failures.length === 0, streams: summaries, failures, warnings, ...totals, ...(attestations ? { attestations } : {}), ...(archiveLog ? { archiveLog: archiveLog.summary } : {}) };
+  return { ok: failures.length === 0, streams: summaries, failures, warnings, ...totals, ...(attestations ? { attestations } : {}), ...(archiveLog ? { archiveLogs: archiveLog.summaries } : {}) };
 }
 
 async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOptions, attested: ReadonlyMap<string, readonly AttestedHead[]>): Promise<CheckpointCheck | undefined> {

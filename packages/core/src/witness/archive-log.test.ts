@@ -8,7 +8,7 @@ import { type Ed25519NoteKey, generateEd25519NoteKey } from '../note/ed25519-key
 import { openNote, parseNote } from '../note/signed-note.ts';
 import type { CaptureInput } from '../record/capture-input.ts';
 import { Recorder } from '../recorder/recorder.ts';
-import { ARCHIVE_LOG } from '../sink/log-name.ts';
+import { ARCHIVE_LOG, archiveLogName } from '../sink/log-name.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
 import { buildArchiveLogInclusion, verifyArchiveLogInclusion } from '../verify/archive-log-proof.ts';
@@ -148,6 +148,42 @@ describe('the archive log', () => {
     expect(await createMemorySink(storage).checkpoints(ARCHIVE_LOG)).toEqual([300]);
   });
 
+  it('shards: each capture process has its own archive log, never another\'s streams; verify checks them all', async () => {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const witness = generateCosigner('w1.witness.example');
+    const storage = new MemoryStorage();
+    const shards = [1, 2].map((index) => ({ log: archiveLogName({ index, count: 2 }), owns: (stream: string) => Number(stream.slice(-1)) % 2 === index - 1 }));
+    for (const { log, owns } of shards) {
+      const archiveLog = await ArchiveLog.open({ sink: createMemorySink(storage), signer: key, logger: createRecordingLogger(), everyMs: 3_600_000, log, owns });
+      const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 2, witnesses: archiveLog } });
+      for (let stream = 0; stream < 6; stream++) {
+        if (!owns(`demo:u00${stream}`)) continue;
+        const writer = recorder.writer({ channel: 'demo', account: `u00${stream}`, source });
+        for (let index = 0; index < 2; index++) await writer.capture(message(index));
+      }
+      await recorder.close();
+      await archiveLog.close();
+      expect(archiveLog.origin).toBe(`archive.example/offchannel/${log}`);
+      expect(archiveLog.size).toBe(3);
+      // A restart of this shard appends nothing of the other shard's streams.
+      expect((await ArchiveLog.open({ sink: createMemorySink(storage), signer: key, logger: createRecordingLogger(), everyMs: 3_600_000, log, owns })).size).toBe(3);
+    }
+    const sink = createMemorySink(storage, { readOnly: true });
+    expect(await sink.archiveLogs?.()).toEqual(['archive-log.s1of2', 'archive-log.s2of2']);
+    const cosignLog = async (log: string): Promise<void> => {
+      const note = new TextDecoder().decode(await sink.getCheckpoint(log, 3, 'note'));
+      await createMemorySink(storage).putCheckpoint(log, 3, cosignedFile(witness.verifier), new TextEncoder().encode(`${note}${witness.cosign(parseNote(note).text, TIME)}`));
+    };
+    await cosignLog('archive-log.s1of2');
+    const half = await verifyArchive(sink, { verifiers: [key.verifier], witnesses: [witness.verifier], quorum: 1 });
+    // The second shard's log is not witnessed: its streams' checkpoints are not either.
+    expect(half.failures.filter((failure) => failure.code === 'ARCHIVE_LOG_INCLUSION_MISSING').map((failure) => failure.stream)).toEqual(['demo:u001', 'demo:u003', 'demo:u005']);
+    await cosignLog('archive-log.s2of2');
+    const report = await verifyArchive(sink, { verifiers: [key.verifier], witnesses: [witness.verifier], quorum: 1 });
+    expect(report.failures).toEqual([]);
+    expect(report.archiveLogs?.map((log) => [log.log, log.witnessedSize])).toEqual([['archive-log.s1of2', 3], ['archive-log.s2of2', 3]]);
+  });
+
   describe('verification under a witness policy', () => {
     async function witnessedArchive() {
       const key = generateEd25519NoteKey('archive.example/offchannel');
@@ -165,7 +201,7 @@ describe('the archive log', () => {
       const { key, witness, storage, size } = await witnessedArchive();
       const report = await verifyArchive(createMemorySink(storage, { readOnly: true }), policy(key, witness));
       expect(report.failures).toEqual([]);
-      expect(report.archiveLog).toEqual({ log: ARCHIVE_LOG, size, witnessedSize: size, witnesses: ['w1.witness.example'] });
+      expect(report.archiveLogs).toEqual([{ log: ARCHIVE_LOG, size, witnessedSize: size, witnesses: ['w1.witness.example'] }]);
       // Without the archive log's cosignature the same archive fails: the inclusion is what witnessed it.
       storage.checkpoints.delete(`${ARCHIVE_LOG}/${size}.${cosignedFile(witness.verifier)}`);
       const unwitnessed = await verifyArchive(createMemorySink(storage, { readOnly: true }), policy(key, witness));

@@ -39,6 +39,7 @@ import {
   assertLogName,
   assertStreamName,
   assertTileKey,
+  isArchiveLogName,
   isAttestationDay,
   isHostId,
   isStreamName,
@@ -558,6 +559,11 @@ export class FsSink implements Sink {
     const target = this.layout.attestation(id);
     const bytes = await readIfExists(target, this.layout.name(target));
     return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
+  }
+
+  async archiveLogs(): Promise<readonly string[]> {
+    this.assertOpen();
+    return (await listDirectories(path.join(this.layout.root, 'checkpoints'))).filter((name) => isArchiveLogName(name)).sort();
   }
 
   async attestationHosts(): Promise<readonly string[]> {

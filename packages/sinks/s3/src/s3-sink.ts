@@ -40,6 +40,7 @@ import {
   assertStreamName,
   assertTileKey,
   blobNamesIn,
+  isArchiveLogName,
   isHostId,
   isStreamName,
   noopLogger,
@@ -330,6 +331,11 @@ export class S3Sink implements Sink {
     this.assertOpen();
     assertAttestationId(id);
     return this.getOnce(this.layout.attestation(id));
+  }
+
+  async archiveLogs(): Promise<readonly string[]> {
+    this.assertOpen();
+    return (await this.objects.children(this.layout.checkpointsRoot)).filter((name) => isArchiveLogName(name)).sort();
   }
 
   async attestationHosts(): Promise<readonly string[]> {
