@@ -257,7 +257,8 @@ describe('the archive log, witnessed (real processes on loopback)', () => {
     console.log(`witness requests per 2 s interval, 200 streams: per-stream ${rate(perStream).toFixed(1)}, archive log ${rate(archiveLog).toFixed(1)}, ratio ${(rate(perStream) / Math.max(rate(archiveLog), 0.1)).toFixed(0)}`);
     expect(archiveLog.requests).toBeLessThanOrEqual(Math.ceil(archiveLog.intervals) + 1);
     expect(archiveLog.requests).toBeGreaterThanOrEqual(1);
-    expect(perStream.requests).toBeGreaterThan(50 * perStream.intervals);
+    // Per stream, every stream that signed in the interval costs a request (fewer sign when the machine is busy).
+    expect(rate(perStream)).toBeGreaterThan(10 * rate(archiveLog));
     one.proc.child.kill('SIGTERM');
   });
 });
