@@ -148,6 +148,24 @@ describe('the archive log', () => {
     expect(await createMemorySink(storage).checkpoints(ARCHIVE_LOG)).toEqual([300]);
   });
 
+  it('on start, ignores an archive checkpoint no key of ours signed, and refuses one our key signed that its tiles contradict', async () => {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const storage = new MemoryStorage();
+    const first = await openLog(storage, key);
+    await capture(storage, key, 2, 2, first);
+    await first.close();
+    const { signNote } = await import('../note/signed-note.ts');
+    const { formatCheckpoint } = await import('../note/checkpoint.ts');
+    const other = generateEd25519NoteKey('archive.example/offchannel');
+    const planted = signNote(formatCheckpoint({ origin: key.name, size: 9000, root: new Uint8Array(32) }), [other]);
+    await createMemorySink(storage).putCheckpoint(ARCHIVE_LOG, 9000, 'note', new TextEncoder().encode(planted));
+    const reopened = await openLog(storage, key);
+    expect([reopened.refused, reopened.size, reopened.signedSize]).toEqual([undefined, 2, 2]);
+    // Signed by our key at a size whose tiles do not exist: the host will not sign past it.
+    await createMemorySink(storage).putCheckpoint(ARCHIVE_LOG, 9001, 'note', new TextEncoder().encode(signNote(formatCheckpoint({ origin: key.name, size: 9001, root: new Uint8Array(32) }), [key])));
+    expect((await openLog(storage, key)).refused).toMatch(/does not verify with this key, or its tiles do not reproduce its root/);
+  });
+
   it('shards: each capture process has its own archive log, never another\'s streams; verify checks them all', async () => {
     const key = generateEd25519NoteKey('archive.example/offchannel');
     const witness = generateCosigner('w1.witness.example');

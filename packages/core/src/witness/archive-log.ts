@@ -15,6 +15,7 @@
  * checkpoint (a crash between writing tiles and signing), then by stream name and size — so no
  * stream checkpoint is ever left out, and the order is deterministic.
  */
+import { OffchannelError } from '../errors/offchannel-error.ts';
 import type { Logger } from '../logger/logger.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
@@ -205,16 +206,25 @@ export class ArchiveLog {
   async #restore(): Promise<void> {
     const { sink, signer, logger } = this.#options;
     const sizes = await sink.checkpoints(this.log);
-    const newest = sizes.at(-1);
-    if (newest !== undefined) {
-      const bytes = await sink.getCheckpoint(this.log, newest, 'note');
-      let root: Uint8Array | undefined;
+    // The newest archive checkpoint this key signed; notes no key of ours signed are skipped (verify reports them).
+    let newest: number | undefined;
+    let root: Uint8Array | undefined;
+    for (let index = sizes.length - 1; index >= 0 && newest === undefined; index--) {
+      const size = sizes[index] as number;
+      const bytes = await sink.getCheckpoint(this.log, size, 'note');
       try {
         const checkpoint = parseCheckpoint(openNote(bytes ?? new Uint8Array(), [signer.verifier]).text);
-        if (checkpoint.origin === this.origin && checkpoint.size === newest) root = checkpoint.root;
-      } catch {
-        root = undefined;
+        newest = size;
+        if (checkpoint.origin === this.origin && checkpoint.size === size) root = checkpoint.root;
+      } catch (error) {
+        if (OffchannelError.hasCode(error, 'NOTE_UNVERIFIED')) {
+          logger.warn({ stream: this.log, size }, 'a stored archive checkpoint is signed by no key this host knows; ignored (offchannel verify reports it)');
+          continue;
+        }
+        newest = size;
       }
+    }
+    if (newest !== undefined) {
       const leaves = root && (await readLeaves(newest, (tile) => sink.getTile(this.log, tile)));
       const range = new CompactRange();
       for (const leaf of leaves ?? []) range.append(leaf);
