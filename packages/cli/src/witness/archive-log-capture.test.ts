@@ -16,6 +16,13 @@ import { openFsSink } from '@offchannel/sink-fs';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const BIN = path.join(import.meta.dirname, '..', '..', 'dist', 'bin.js');
+const BY_HAND = path.join(import.meta.dirname, '..', '..', '..', '..', 'docs', 'verify-by-hand.sh');
+
+/** docs/verify-by-hand.sh: bash, coreutils, jq, xxd and openssl, no offchannel code. */
+function byHand(cwd: string, args: readonly string[]): { code: number | null; stdout: string } {
+  const result = spawnSync('bash', [BY_HAND, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+  return { code: result.status, stdout: result.stdout + result.stderr };
+}
 const dirs: string[] = [];
 const children: ChildProcessWithoutNullStreams[] = [];
 const servers: Server[] = [];
@@ -180,6 +187,10 @@ describe('the archive log, witnessed (real processes on loopback)', () => {
     const passed = cli(['verify', 'archive', '--key', 'log.pub', ...witnessArgs, '--quorum', '2'], dir);
     expect(passed.stdout).toMatch(/archive log archive-log: \d+ entries; witnessed archive checkpoint at size \d+ cosigned by w1\.witness\.example, w2\.witness\.example/);
     expect(passed.code).toBe(0);
+    const manual = byHand(dir, ['archive', 'log.pub', 'w1.key.pub', 'w2.key.pub']);
+    expect(manual.stdout).toMatch(/ok archive log: checkpoint at size \d+ cosigned by w1\.witness\.example at /);
+    expect(manual.stdout).toMatch(/ok demo:u002: checkpoint at size \d+ is an entry of the witnessed archive log/);
+    expect(manual.code).toBe(0);
     // A single record's proof carries its checkpoint's inclusion in the witnessed archive checkpoint.
     expect(cli(['prove', 'archive', 'demo:u000', '3', '--out', 'proof.json'], dir).code).toBe(0);
     const proof = cli(['verify-proof', 'proof.json', '--key', 'log.pub', ...witnessArgs, '--quorum', '2'], dir);
@@ -200,6 +211,8 @@ describe('the archive log, witnessed (real processes on loopback)', () => {
     expect(failed.code).toBe(1);
     expect(failed.stdout).toMatch(/ARCHIVE_LOG_ENTRY_MISSING/);
     expect(failed.stdout).toMatch(/UNWITNESSED_RECORDS/);
+    const manualAfter = byHand(dir, ['archive', 'log.pub', 'w1.key.pub']);
+    expect([manualAfter.code, manualAfter.stdout]).toEqual([1, expect.stringMatching(/FAIL demo:u001 seq \d+: (records after the newest checkpoint|the newest checkpoint is not in the witnessed archive log)/)]);
     one.proc.child.kill('SIGTERM');
     two.proc.child.kill('SIGTERM');
     expect(await one.proc.exited).toBe(0);
