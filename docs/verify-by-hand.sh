@@ -7,9 +7,10 @@
 #
 #   docs/verify-by-hand.sh ./demo-archive [<verifier key>|<file holding it> [<witness key> …]]
 #
-# With witness verifier keys (offchannel keygen --witness) after the log's key, step 6 also
+# With witness verifier keys (offchannel keygen --witness) after the log's key, step 7 also
 # requires each stream's newest checkpoint to carry a valid cosignature (c2sp.org/tlog-cosignature)
-# from every witness named, and to cover every record.
+# from every witness named — or, with an archive log, to be an entry of its newest checkpoint,
+# which every witness named cosigned (step 0) — and to cover every record.
 set -euo pipefail
 archive=${1:?usage: verify-by-hand.sh <archive-dir> [verifier-key [witness-key …]]}
 vkey=${2:-}
@@ -40,6 +41,57 @@ mth() {
   while [ $((k * 2)) -lt "$n" ]; do k=$((k * 2)); done
   node "$(mth "$start" $((start + k)))" "$(mth $((start + k)) "$end")"
 }
+
+# Checks that witness key $1 cosigned the checkpoint note $2 (its first three lines: $3): the
+# copy <size>.cosigned-<witness key id> holds the same lines and a cosignature line
+# "— <witness> base64(key id ‖ 8-byte big-endian time ‖ Ed25519 signature)" over
+# "cosignature/v1\ntime <time>\n" followed by those lines. Prints the time. $4 names it in failures.
+cosigned() {
+  local wkey=$1 note=$2 text=$3 what=$4 wname wrest wid copy time dir
+  wname=${wkey%%+*}; wrest=${wkey#*+}; wid=${wrest%%+*}; dir=$(mktemp -d)
+  { printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; printf '%s' "${wrest#*+}" | base64 -d | tail -c 32; } > "$dir/wkey.der"
+  copy="${note%.note}.cosigned-$wid"
+  [ -e "$copy" ] || fail "$what has no cosignature by witness $wname"
+  cmp -s <(head -n 3 "$copy") "$text" || fail "$what: witness $wname cosigned another checkpoint at this size (a fork)"
+  grep -F "— $wname " "$copy" | head -n1 | cut -d' ' -f3 | base64 -d > "$dir/cosignature"
+  [ "$(head -c 4 "$dir/cosignature" | od -An -tx1 | tr -d ' \n')" = "$wid" ] || fail "$what: the cosignature of $wname names another key id"
+  time=$(head -c 12 "$dir/cosignature" | tail -c 8 | od -An -tu8 --endian=big | tr -d ' ')
+  { printf 'cosignature/v1\ntime %s\n' "$time"; cat "$text"; } > "$dir/cosigned"
+  tail -c 64 "$dir/cosignature" > "$dir/wsig"
+  openssl pkeyutl -verify -pubin -inkey "$dir/wkey.der" -keyform DER -rawin -in "$dir/cosigned" -sigfile "$dir/wsig" > /dev/null 2>&1 || fail "$what: the cosignature of witness $wname does not verify"
+  rm -rf "$dir"
+  date -u -d "@$time" +%Y-%m-%dT%H:%M:%SZ
+}
+
+# 0. With witness keys and an archive log (signing.archiveLog, docs/witnessing.md): its newest
+#    checkpoint is signed by the key with the key's name as origin, its entries (the level-0
+#    tiles) hash to its root, and every witness cosigned it. Step 7 then asks, per stream, that
+#    the newest checkpoint be one of its entries: SHA-256(0x00 ‖ the .note file). (Up to 256,000
+#    entries: larger logs' tile paths have "x" segments, c2sp.org/tlog-tiles.)
+archive_entries=""
+if [ -n "$vkey" ] && [ "${#witnesses[@]}" -gt 0 ] && [ -d checkpoints/archive-log ]; then
+  name=${vkey%%+*}; rest=${vkey#*+}; id=${rest%%+*}
+  work=$(mktemp -d)
+  { printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; printf '%s' "${rest#*+}" | base64 -d | tail -c 32; } > "$work/key.der"
+  anote=$(ls checkpoints/archive-log/*.note | sort | tail -n1)
+  head -n 3 "$anote" > "$work/atext"
+  [ "$(sed -n 1p "$work/atext")" = "$name" ] || fail "archive log: its newest checkpoint's origin is not $name"
+  asize=$(sed -n 2p "$work/atext"); aroot=$(sed -n 3p "$work/atext" | base64 -d | od -An -tx1 | tr -d ' \n')
+  grep -F "— $name " "$anote" | head -n1 | cut -d' ' -f3 | base64 -d > "$work/signature"
+  [ "$(head -c 4 "$work/signature" | od -An -tx1 | tr -d ' \n')" = "$id" ] || fail "archive log size $asize: not signed by $name"
+  tail -c 64 "$work/signature" > "$work/sig"
+  openssl pkeyutl -verify -pubin -inkey "$work/key.der" -keyform DER -rawin -in "$work/atext" -sigfile "$work/sig" > /dev/null 2>&1 || fail "archive log size $asize: the signature does not verify"
+  leaves=()
+  full=$((asize / 256)); part=$((asize % 256))
+  for ((t = 0; t < full; t++)); do mapfile -t -O "${#leaves[@]}" leaves < <(xxd -p -c 32 "tiles/archive-log/0/$(printf '%03d' "$t")"); done
+  [ "$part" -eq 0 ] || mapfile -t -O "${#leaves[@]}" leaves < <(xxd -p -c 32 "tiles/archive-log/0/$(printf '%03d' "$full").p/$part")
+  [ "${#leaves[@]}" -eq "$asize" ] && [ "$(mth 0 "$asize")" = "$aroot" ] || fail "archive log size $asize: its entries do not hash to its signed root"
+  for wkey in "${witnesses[@]}"; do
+    echo "ok archive log: checkpoint at size $asize cosigned by ${wkey%%+*} at $(cosigned "$wkey" "$anote" "$work/atext" "archive log size $asize")"
+  done
+  archive_entries=$(printf '%s\n' "${leaves[@]}")
+  rm -rf "$work"
+fi
 
 records=0
 for dir in streams/*/; do
@@ -128,6 +180,13 @@ for dir in streams/*/; do
   head -n 3 "$newest" > "$work/text"
   size=$(sed -n 2p "$work/text")
   [ "$size" -eq "${#leaves[@]}" ] || fail "$stream seq $((size + 1)): records after the newest checkpoint (size $size) are not witnessed"
+  if [ -n "$archive_entries" ]; then
+    entry=$( { printf '\x00'; cat "$newest"; } | sha256sum | cut -d' ' -f1)
+    grep -qx "$entry" <<<"$archive_entries" || fail "$stream seq $size: the newest checkpoint is not in the witnessed archive log"
+    echo "ok $stream: checkpoint at size $size is an entry of the witnessed archive log"
+    rm -rf "$work"
+    continue
+  fi
   for wkey in "${witnesses[@]}"; do
     wname=${wkey%%+*}; wrest=${wkey#*+}; wid=${wrest%%+*}
     { printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; printf '%s' "${wrest#*+}" | base64 -d | tail -c 32; } > "$work/wkey.der"

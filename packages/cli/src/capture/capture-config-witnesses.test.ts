@@ -35,3 +35,30 @@ describe('capture config: signing.witnesses', () => {
     expect(problem([{ url: 'https://a.example', key: WITNESS.verifierKey, token: 'x' }])).toMatch(/witnesses\[0\]/);
   });
 });
+
+describe('capture config: signing.archiveLog', () => {
+  const parse = (archiveLog: unknown, archive: unknown = { dir: './archive' }) => parseCaptureConfig({ ...base, archive, signing: { keyFile: 'signing.key', archiveLog } }, '/etc/offchannel/c.json');
+  const refusal = (archiveLog: unknown, archive?: unknown): string => {
+    try {
+      parse(archiveLog, archive);
+    } catch (error) {
+      if (error instanceof ConfigError) return error.message;
+      throw error;
+    }
+    return 'accepted';
+  };
+
+  it('is off by default (each stream witnessed); true or {everyMs} turns it on', () => {
+    expect(parseCaptureConfig({ ...base, signing: { keyFile: 'signing.key' } }, '/c.json').signing?.archiveLog).toBeUndefined();
+    expect(parse(false).signing?.archiveLog).toBeUndefined();
+    expect(parse(true).signing?.archiveLog).toEqual({ everyMs: 60_000 });
+    expect(parse({ everyMs: 5000 }).signing?.archiveLog).toEqual({ everyMs: 5000 });
+  });
+
+  it('refuses bad values; takes an S3 archive (the forwarder copies the archive log)', () => {
+    expect(refusal({ everyMs: 10 })).toMatch(/^config\.signing\.archiveLog\.everyMs/);
+    expect(refusal({ every: 5000 })).toMatch(/^config\.signing\.archiveLog/);
+    expect(refusal('yes')).toMatch(/^config\.signing\.archiveLog/);
+    expect(parse(true, { url: 's3://bucket/comms', endpoint: 'http://127.0.0.1:7480', forcePathStyle: true }).signing?.archiveLog).toEqual({ everyMs: 60_000 });
+  });
+});

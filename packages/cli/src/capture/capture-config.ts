@@ -9,7 +9,8 @@
  *   "archive": { "dir": "./archive" },
  *   "state": { "dir": "./state", "keyFile": "./state.key" },
  *   "signing": { "keyFile": "./signing.key", "everyRecords": 1000, "everyMs": 60000,
- *                "witnesses": [{ "url": "http://127.0.0.1:7380", "key": "witness.example+1a2b3c4d+BA…" }] },
+ *                "witnesses": [{ "url": "http://127.0.0.1:7380", "key": "witness.example+1a2b3c4d+BA…" }],
+ *                "archiveLog": { "everyMs": 60000 } },
  *   "policy": { "version": "firm-comms-policy@2026-11-01", "identifierKeyFile": "./policy-identifier.key" },
  *   "log": { "level": "info" },
  *   "metrics": { "listen": "127.0.0.1:9464", "tokenFile": "./metrics.token" },
@@ -82,6 +83,12 @@ export interface CaptureConfig {
     readonly tsaCerts: readonly string[];
     /** Independent witnesses each checkpoint is submitted to (c2sp.org/tlog-witness). */
     readonly witnesses: readonly WitnessEndpoint[];
+    /**
+     * Witness the archive log instead of each stream (docs/witnessing.md): every stream
+     * checkpoint becomes an entry of one log, checkpointed every `everyMs` (default 60,000) and
+     * submitted to the witnesses — one request per witness per interval, whatever the streams.
+     */
+    readonly archiveLog?: { readonly everyMs: number };
   };
   /**
    * Host attestations (needs `signing`): every `attestEveryMs` (default 300,000; 0 turns them
@@ -119,7 +126,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
 
   let signing: CaptureConfig['signing'];
   if (root.signing !== undefined) {
-    const entry = object(root.signing, 'config.signing', ['keyFile', 'everyRecords', 'everyMs', 'tsaUrl', 'tsaCerts', 'witnesses']);
+    const entry = object(root.signing, 'config.signing', ['keyFile', 'everyRecords', 'everyMs', 'tsaUrl', 'tsaCerts', 'witnesses', 'archiveLog']);
     const tsaUrl = optionalString(entry.tsaUrl, 'config.signing.tsaUrl');
     if (tsaUrl !== undefined && !/^https?:\/\//.test(tsaUrl)) throw new ConfigError('config.signing.tsaUrl', 'must be an http(s) URL of an RFC 3161 timestamp authority');
     if (tsaUrl !== undefined) refuseCredentials(tsaUrl, 'config.signing.tsaUrl');
@@ -132,6 +139,7 @@ export function parseCaptureConfig(value: unknown, file: string): CaptureConfig 
       ...(tsaUrl === undefined ? {} : { tsaUrl }),
       tsaCerts: stringList(entry.tsaCerts, 'config.signing.tsaCerts').map(at),
       witnesses: parseWitnesses(entry.witnesses),
+      ...parseArchiveLog(entry.archiveLog),
     };
   }
 
@@ -271,6 +279,14 @@ function keyFileName<T extends string | undefined>(value: T, key: string): T {
   const kind = value === undefined ? undefined : describeKeyMaterial(value);
   if (kind !== undefined) throw new ConfigError(key, `must name a key file, but holds ${kind} (not printed). Keys never go in the config: put it in a file readable only by the capture user (chmod 600), name that file here, and if it is a secret key treat it as exposed and replace it`);
   return value;
+}
+
+/** `signing.archiveLog`: `true`, or `{ "everyMs": <ms> }` (1 s – 1 day); absent or `false`: each stream is witnessed on its own. */
+function parseArchiveLog(value: unknown): { archiveLog?: { everyMs: number } } {
+  if (value === undefined || value === false) return {};
+  if (value === true) return { archiveLog: { everyMs: 60_000 } };
+  const entry = object(value, 'config.signing.archiveLog', ['everyMs']);
+  return { archiveLog: { everyMs: optionalInteger(entry.everyMs, 'config.signing.archiveLog.everyMs', 1000, 86_400_000) ?? 60_000 } };
 }
 
 /** `signing.witnesses`: `[{ "url": …, "key": <witness verifier key> }]`, each key once. */

@@ -24,6 +24,8 @@ import {
   type Logger,
   Recorder,
   WitnessClient,
+  ArchiveLog,
+  archiveLogName,
   type KeyIndex,
   type Sink,
   type StateStore,
@@ -118,6 +120,8 @@ export class CaptureRunner {
   #metrics: CaptureMetrics | undefined;
   #metricsServer: MetricsServer | undefined;
   #witnesses: WitnessClient | undefined;
+  /** With `signing.archiveLog`: what the stream checkpoints go to, and what is witnessed. */
+  #archiveLog: ArchiveLog | undefined;
 
   constructor(config: CaptureConfig, logger: Logger, options: CaptureRunnerOptions = {}) {
     this.#config = config;
@@ -178,6 +182,19 @@ export class CaptureRunner {
       if (config.signing && config.signing.witnesses.length > 0) {
         this.#witnesses = new WitnessClient({ witnesses: config.signing.witnesses, sink: this.#forwarder?.sink ?? this.#sink, logger: this.#logger });
       }
+      if (signer && config.signing?.archiveLog) {
+        const shard = this.#options.shard;
+        this.#archiveLog = await ArchiveLog.open({
+          sink: this.#forwarder?.sink ?? this.#sink,
+          signer,
+          log: archiveLogName(shard),
+          everyMs: config.signing.archiveLog.everyMs,
+          logger: this.#logger,
+          ...(shard ? { owns: (stream: string) => inShard(stream, shard) } : {}),
+          ...(this.#witnesses ? { witnesses: this.#witnesses } : {}),
+        });
+      }
+      const checkpointWitnesses = this.#archiveLog ?? this.#witnesses;
       this.#recorder = new Recorder({
         sink: this.#forwarder?.sink ?? this.#sink,
         keyIndex: this.#keyIndex,
@@ -191,7 +208,7 @@ export class CaptureRunner {
                 ...(config.signing.everyRecords === undefined ? {} : { everyRecords: config.signing.everyRecords }),
                 ...(config.signing.everyMs === undefined ? {} : { everyMs: config.signing.everyMs }),
                 ...(config.signing.tsaUrl ? { timestamp: createTsaClient({ url: config.signing.tsaUrl, ...(trusted ? { trusted } : {}) }) } : {}),
-                ...(this.#witnesses ? { witnesses: this.#witnesses } : {}),
+                ...(checkpointWitnesses ? { witnesses: checkpointWitnesses } : {}),
               },
             }
           : {}),
@@ -342,6 +359,9 @@ export class CaptureRunner {
     if (this.#attestor) await this.#attest();
     this.#attestor = undefined;
     if (this.#recorder) await attempt('recorder close (final checkpoints)', () => (this.#recorder as Recorder).close());
+    // The last archive checkpoint includes the final stream checkpoints.
+    if (this.#archiveLog) await attempt('archive log close (final archive checkpoint)', () => (this.#archiveLog as ArchiveLog).close());
+    this.#archiveLog = undefined;
     if (this.#witnesses) {
       // The final checkpoints' cosignatures, if the witnesses answer promptly; never a long wait.
       const witnesses = this.#witnesses;
@@ -475,6 +495,7 @@ export class CaptureRunner {
         logger: this.#logger,
         ...(archive.spoolPrune ? { prune: archive.spoolPrune } : {}),
         ...(this.#metrics ? { onForwarded: this.#metrics.observeForwarded } : {}),
+        ...(this.#config.signing?.archiveLog ? { archiveLogs: [archiveLogName(this.#options.shard)] } : {}),
       });
       this.#forwarder.start();
       return spool;

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { OffchannelError, buildRecordProof } from '@offchannel/core';
+import { OffchannelError, buildArchiveLogInclusion, buildRecordProof } from '@offchannel/core';
 import { S3_OPTIONS, S3_USAGE, openArchiveForCommand } from '../archive-location.ts';
 import { createLogger } from '../create-logger.ts';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
@@ -40,7 +40,10 @@ export async function proveCommand(argv: readonly string[], io: CliIo): Promise<
   if (opened === EXIT_USAGE) return EXIT_USAGE;
   const { sink } = opened;
   try {
-    const proof = await buildRecordProof(sink, stream, seq, size === undefined ? {} : { size });
+    const built = await buildRecordProof(sink, stream, seq, size === undefined ? {} : { size });
+    // With an archive log, the checkpoint's inclusion in the newest (witnessed) archive checkpoint.
+    const archiveLog = await buildArchiveLogInclusion(sink, stream, built.treeSize);
+    const proof = archiveLog ? { ...built, archiveLog } : built;
     const text = `${JSON.stringify(proof, null, 2)}\n`;
     if (values.out === undefined) io.stdout.write(text);
     else {

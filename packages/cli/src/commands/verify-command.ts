@@ -171,13 +171,18 @@ function humanReport(dir: string, report: VerificationReport, checkedCheckpoints
     if (latest) {
       const stamped = checkpoints.filter((checkpoint) => checkpoint.timestamp).length;
       lines.push(`        ${' '.repeat(width)}  ${plural(checkpoints.length, 'checkpoint')}, latest at size ${latest.size} signed by ${latest.signedBy}${stamped > 0 ? `, ${stamped} timestamped (latest ${latest.timestamp?.genTime ?? 'none'})` : ''}`);
-      if (latest.cosignedBy) {
+      // Under an archive log a stream checkpoint is witnessed by inclusion (summary below), not cosigned itself.
+      if (latest.cosignedBy && !(report.archiveLogs && latest.cosignedBy.length === 0)) {
         const cosigned = latest.cosignedBy.map((entry) => `${entry.witness} at ${entry.time}`).join(', ');
         lines.push(`        ${' '.repeat(width)}  latest cosigned by ${latest.cosignedBy.length} witness${latest.cosignedBy.length === 1 ? '' : 'es'}${cosigned ? `: ${cosigned}` : ''}`);
       }
     }
   }
   if (report.streams.length === 0) lines.push('  (no streams)');
+  for (const log of report.archiveLogs ?? []) {
+    const by = log.witnesses.length > 0 ? ` cosigned by ${log.witnesses.join(', ')}` : '';
+    lines.push(`  archive log ${log.log}: ${log.size} entr${log.size === 1 ? 'y' : 'ies'}; witnessed archive checkpoint at size ${log.witnessedSize}${by}; stream checkpoints are witnessed by inclusion in it`);
+  }
   for (const host of report.attestations ?? []) {
     const last = host.last ? `, latest #${host.last.seq}${host.last.time ? ` at ${host.last.time}` : ''}` : '';
     lines.push(`  attestations of host ${host.host}: ${host.verified} verified${incremental ? ' since the saved state' : ''}${last}`);

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { NoteError, OffchannelError, checkCosignatures, verifyRecordProof } from '@offchannel/core';
+import { NoteError, OffchannelError, checkCosignatures, verifyArchiveLogInclusion, verifyRecordProof } from '@offchannel/core';
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli-io.ts';
 import { loadVerifierKeys } from '../keys.ts';
 import { UsageError } from '../usage-error.ts';
@@ -15,7 +15,9 @@ inclusion proof puts exactly this record at that position in the signed tree. Ne
 Options:
   --key <key|file>   verifier key text (name+id+base64) or a file of them (repeatable, required)
   --witness <key>    a witness verifier key (or file): the checkpoint must carry its cosignature
-                     (repeatable; the proof's checkpoint carries the cosignatures prove found)
+                     (repeatable; the proof's checkpoint carries the cosignatures prove found).
+                     With an archive log the proof also carries the checkpoint's inclusion in
+                     an archive checkpoint: that one must carry the cosignatures
   --quorum <n>       cosignatures needed from the --witness keys (default: every one named)
   --json             print the result as JSON
   -h, --help         show this help
@@ -52,7 +54,10 @@ export async function verifyProofCommand(argv: readonly string[], io: CliIo): Pr
   }
   try {
     const { record, checkpoint, signedBy } = verifyRecordProof(proof, verifiers);
-    const cosignatures = witnesses.length > 0 ? checkCosignatures((proof as { checkpoint: string }).checkpoint, witnesses) : [];
+    // With an archive log the witnesses cosigned the archive checkpoint that includes this one.
+    const archiveLogPart = (proof as { archiveLog?: unknown }).archiveLog;
+    const archiveLog = witnesses.length > 0 && archiveLogPart !== undefined ? verifyArchiveLogInclusion(archiveLogPart, (proof as { checkpoint: string }).checkpoint, verifiers) : undefined;
+    const cosignatures = witnesses.length > 0 ? checkCosignatures(archiveLog?.note ?? (proof as { checkpoint: string }).checkpoint, witnesses) : [];
     const valid = cosignatures.filter((status) => status.state === 'valid');
     const invalid = cosignatures.filter((status) => status.state === 'invalid').map((status) => status.witness);
     if (invalid.length > 0) throw new NoteError('PROOF_INVALID', `the cosignature of witness ${invalid.join(', ')} on the checkpoint does not verify: the checkpoint or the cosignature was altered`);
@@ -61,11 +66,12 @@ export async function verifyProofCommand(argv: readonly string[], io: CliIo): Pr
       throw new NoteError('PROOF_INVALID', `the checkpoint has ${valid.length} valid witness cosignature${valid.length === 1 ? '' : 's'}, the policy needs ${quorum} (missing: ${missing.join(', ')})`);
     }
     const cosignedBy = valid.map((status) => ({ witness: status.witness, time: status.state === 'valid' ? new Date(status.time * 1000).toISOString() : '' }));
-    const result = { ok: true, stream: record.stream, seq: record.seq, kind: record.kind, sentAt: record.sentAt, treeSize: checkpoint.size, root: Buffer.from(checkpoint.root).toString('hex'), signedBy, ...(witnesses.length > 0 ? { cosignedBy } : {}) };
+    const included = archiveLog ? { archiveLog: { log: archiveLog.log, entry: archiveLog.index + 1, treeSize: archiveLog.checkpoint.size } } : {};
+    const result = { ok: true, stream: record.stream, seq: record.seq, kind: record.kind, sentAt: record.sentAt, treeSize: checkpoint.size, root: Buffer.from(checkpoint.root).toString('hex'), signedBy, ...included, ...(witnesses.length > 0 ? { cosignedBy } : {}) };
     if (values.json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       io.stdout.write(
-        `OK: record seq ${record.seq} of stream ${record.stream} (${record.kind}${record.sentAt ? `, sent ${record.sentAt}` : ''}) is in the log signed by ${signedBy.join(', ')} at tree size ${checkpoint.size}, root ${result.root}${cosignedBy.length > 0 ? `, cosigned by ${cosignedBy.map((entry) => `${entry.witness} at ${entry.time}`).join(', ')}` : ''}.\n`,
+        `OK: record seq ${record.seq} of stream ${record.stream} (${record.kind}${record.sentAt ? `, sent ${record.sentAt}` : ''}) is in the log signed by ${signedBy.join(', ')} at tree size ${checkpoint.size}, root ${result.root}${archiveLog ? `; that checkpoint is entry ${archiveLog.index + 1} of archive log ${archiveLog.log} at size ${archiveLog.checkpoint.size}` : ''}${cosignedBy.length > 0 ? `, cosigned by ${cosignedBy.map((entry) => `${entry.witness} at ${entry.time}`).join(', ')}` : ''}.\n`,
       );
     }
     return EXIT_OK;

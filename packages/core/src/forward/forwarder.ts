@@ -20,6 +20,7 @@ import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
 import type { AttestationId } from '../attest/attestation.ts';
+import { ArchiveLogCopier } from './archive-log-copier.ts';
 import type { Sink } from '../sink/sink.ts';
 import { ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
 import { ForwardLane } from './forward-lane.ts';
@@ -61,6 +62,8 @@ export interface ForwarderOptions {
   readonly prune?: PruneOptions;
   /** Called after segments were pruned from the spool. */
   readonly onPruned?: (event: PrunedEvent) => void;
+  /** Archive logs to copy (`archive-log`, or a shard's; see `witness/archive-log.ts`): checkpoints, cosigned copies, tiles. */
+  readonly archiveLogs?: readonly string[];
 }
 
 export interface PruneOptions {
@@ -127,6 +130,7 @@ export class Forwarder {
   private attesting: Promise<void> | undefined;
   /** Per target and host: the newest attestation the target holds (`null`: none). */
   private readonly attestationsCopied = new Map<string, AttestationId | null>();
+  private readonly archiveLogCopier = new ArchiveLogCopier();
 
   constructor(options: ForwarderOptions) {
     if (options.targets.length === 0) throw new RangeError('the forwarder needs at least one target');
@@ -197,6 +201,7 @@ export class Forwarder {
         // The host attestations too (a clean stop's last one says `stopped`); failures are logged.
         await this.attesting;
         await this.copyAttestations();
+        await this.copyArchiveLogs();
         return;
       }
       if (Date.now() > deadline) throw new ForwardTimeoutError(behind.slice(0, 5).join(', '));
@@ -301,9 +306,13 @@ export class Forwarder {
     }
   }
 
+  private async copyArchiveLogs(): Promise<void> {
+    if (this.options.archiveLogs?.length) await this.archiveLogCopier.copy(this.options.spool, this.options.targets, this.options.archiveLogs, this.logger);
+  }
+
   private forwardAttestations(): void {
     if (this.attesting) return;
-    this.attesting = this.copyAttestations().finally(() => {
+    this.attesting = this.copyAttestations().then(() => this.copyArchiveLogs()).finally(() => {
       this.attesting = undefined;
     });
   }

@@ -77,9 +77,10 @@ export interface CheckpointOptions {
   /**
    * Independent witnesses (c2sp.org/tlog-witness): every checkpoint signed, and at start the
    * newest one stored, is submitted to each in the background (see witness-client.ts). A
-   * witness that shows the log forked stops signing for the stream.
+   * witness that shows the log forked stops signing for the stream. Or the archive log
+   * (`witness/archive-log.ts`), which takes each checkpoint as an entry and is witnessed as one log.
    */
-  readonly witnesses?: WitnessClient;
+  readonly witnesses?: Pick<WitnessClient, 'submit'>;
 }
 
 /** Where a stream's checkpointing stands. */

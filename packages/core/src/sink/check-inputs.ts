@@ -8,6 +8,7 @@ import { isSha256Hex } from '../hash/sha256.ts';
 import { MAX_RECORD_BYTES } from '../record/record.ts';
 import { assertStreamName } from '../record/stream-name.ts';
 import { HASH_BYTES } from '../merkle/merkle-hash.ts';
+import { assertLogName } from './log-name.ts';
 import { type TileId, assertTileId } from '../merkle/tiles.ts';
 import type { AppendBatch, CheckpointFile } from './sink.ts';
 
@@ -43,9 +44,9 @@ export function assertBlobName(sha256: string): void {
   if (!isSha256Hex(sha256)) throw new BlobMismatchError(String(sha256).slice(0, 80), 'is not 64 lowercase hex characters');
 }
 
-/** Throws `InvalidStreamNameError` or {@link InvalidBatchError} unless the tile id (and bytes, if given) are valid. */
+/** Throws `InvalidStreamNameError` (the log is a stream or an archive log, see `log-name.ts`) or {@link InvalidBatchError} unless the tile id (and bytes, if given) are valid. */
 export function assertTileKey(stream: string, tile: TileId, bytes?: Uint8Array): void {
-  assertStreamName(stream);
+  assertLogName(stream);
   try {
     assertTileId(tile);
   } catch (error) {
@@ -58,7 +59,7 @@ export function assertTileKey(stream: string, tile: TileId, bytes?: Uint8Array):
 
 /** Throws {@link InvalidBatchError} unless `size` is a safe integer ≥ 1 and `file` is known. */
 export function assertCheckpointKey(stream: string, size: number, file?: CheckpointFile): void {
-  assertStreamName(stream);
+  assertLogName(stream);
   if (!Number.isSafeInteger(size) || size < 1) throw new InvalidBatchError('checkpoint size must be a safe integer ≥ 1');
   if (file !== undefined && file !== 'note' && file !== 'rfc3161' && !/^cosigned-[0-9a-f]{8}$/.test(file)) {
     throw new InvalidBatchError('checkpoint file must be "note", "rfc3161" or "cosigned-<8 hex witness key id>"');

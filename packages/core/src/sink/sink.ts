@@ -226,6 +226,13 @@ export interface Sink {
    */
   putCheckpoint(stream: string, size: number, file: CheckpointFile, bytes: Uint8Array): Promise<{ readonly created: boolean }>;
 
+  /**
+   * Optional: names of the archive logs (`archive-log`, `archive-log.s<k>of<n>`; see
+   * `sink/log-name.ts`) that have checkpoints, sorted. Their checkpoints and tiles are stored
+   * through the checkpoint and tile methods like a stream's; `streams()` never lists them.
+   */
+  archiveLogs?(): Promise<readonly string[]>;
+
   /** A stored checkpoint file, or `undefined`. */
   getCheckpoint(stream: string, size: number, file: CheckpointFile): Promise<Uint8Array | undefined>;
 

@@ -6,6 +6,7 @@
 import { BlobMismatchError, ClosedError, InvalidBatchError, ReadOnlySinkError, SinkConflictError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import { assertStreamName } from '../record/stream-name.ts';
+import { assertLogName, isArchiveLogName } from '../sink/log-name.ts';
 import { type TileId, tilePath } from '../merkle/tiles.ts';
 import type { AttestationId } from '../attest/attestation.ts';
 import { assertAppendBatch, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey } from '../sink/check-inputs.ts';
@@ -80,7 +81,8 @@ class MemorySink implements Sink {
     await this.ready();
     const names = new Set(this.storage.streams.keys());
     for (const key of [...this.storage.checkpoints.keys(), ...this.storage.tiles.keys()]) names.add(key.slice(0, key.indexOf('/')));
-    return [...names].sort();
+    // An archive log's checkpoints and tiles are not a stream's (see sink/log-name.ts).
+    return [...names].filter((name) => !isArchiveLogName(name)).sort();
   }
 
   async putBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
@@ -127,6 +129,12 @@ class MemorySink implements Sink {
     return bytes ? Uint8Array.from(bytes) : undefined;
   }
 
+  async archiveLogs(): Promise<readonly string[]> {
+    await this.ready();
+    const names = new Set([...this.storage.checkpoints.keys()].map((key) => key.slice(0, key.indexOf('/'))));
+    return [...names].filter((name) => isArchiveLogName(name)).sort();
+  }
+
   async attestationHosts(): Promise<readonly string[]> {
     await this.ready();
     return [...new Set([...this.storage.attestations.keys()].map((key) => key.slice(0, key.indexOf('/'))))].sort();
@@ -168,7 +176,7 @@ class MemorySink implements Sink {
 
   async checkpoints(stream: string): Promise<readonly number[]> {
     await this.ready();
-    assertStreamName(stream);
+    assertLogName(stream);
     const prefix = `${stream}/`;
     return [...this.storage.checkpoints.keys()]
       .filter((key) => key.startsWith(prefix) && key.endsWith('.note'))
@@ -178,7 +186,7 @@ class MemorySink implements Sink {
 
   async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     await this.ready();
-    assertStreamName(stream);
+    assertLogName(stream);
     const prefix = `${stream}/`;
     return [...this.storage.checkpoints.keys()]
       .filter((key) => key.startsWith(prefix))

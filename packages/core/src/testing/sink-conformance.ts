@@ -411,6 +411,30 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     await assert.rejects(sink.putCheckpoint(stream, 10, 'cosigned-0123abcd/../x', copy), isCode('INVALID_BATCH'));
   });
 
+  define('stores an archive log\'s checkpoints and tiles (never listed as a stream, never appended to)', async (fixture) => {
+    const sink = await fixture.open();
+    const note = encoder.encode('archive.example\n5\nroot\n\n— sig\n');
+    for (const log of ['archive-log', 'archive-log.s2of3']) {
+      assert.deepEqual(await sink.putCheckpoint(log, 5, 'note', note), { created: true });
+      assert.deepEqual(await sink.putCheckpoint(log, 5, 'note', note), { created: false });
+      await assert.rejects(sink.putCheckpoint(log, 5, 'note', encoder.encode('other')), isCode('SINK_CONFLICT'));
+      assert.deepEqual(await sink.putCheckpoint(log, 5, 'cosigned-0123abcd', encoder.encode('cosigned')), { created: true });
+      assert.ok(Buffer.from((await sink.getCheckpoint(log, 5, 'note')) as Uint8Array).equals(note));
+      assert.deepEqual(await sink.checkpoints(log), [5]);
+      assert.deepEqual(await sink.putTile(log, { level: 0, index: 0, width: 5 }, new Uint8Array(5 * 32).fill(7)), { created: true });
+      assert.equal((await sink.getTile(log, { level: 0, index: 0, width: 5 }))?.length, 5 * 32);
+      await assert.rejects(sink.head(log), isCode('INVALID_STREAM_NAME'));
+      await assert.rejects(sink.appendBatch({ stream: log, firstSeq: 1, prev: ZERO_HASH, records: [fakeRecord(log, 1, ZERO_HASH)] }), isCode('INVALID_STREAM_NAME'));
+    }
+    assert.deepEqual(await sink.streams(), []);
+    if (sink.archiveLogs) assert.deepEqual(await sink.archiveLogs(), ['archive-log', 'archive-log.s2of3']);
+    for (const name of ['archive-log/../x', 'archive-log.s0of2', 'archive-log.s3of2', 'archive-log.', 'archive-logs', '../archive-log']) {
+      await assert.rejects(sink.putCheckpoint(name, 1, 'note', note), isCode('INVALID_STREAM_NAME'));
+      await assert.rejects(sink.putTile(name, { level: 0, index: 0, width: 1 }, new Uint8Array(32)), isCode('INVALID_STREAM_NAME'));
+      await assert.rejects(sink.checkpoints(name), isCode('INVALID_STREAM_NAME'));
+    }
+  });
+
   define('stores Merkle tiles write-once, checking their length', async (fixture) => {
     const sink = await fixture.open();
     const stream = 'demo:alice';

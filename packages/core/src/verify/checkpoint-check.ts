@@ -78,6 +78,12 @@ export interface CheckpointCheckOptions {
    */
   readonly witnesses?: readonly CosignatureVerifier[];
   readonly quorum?: number;
+  /**
+   * Sizes of this stream's checkpoints included in an archive-log checkpoint that carries the
+   * quorum (`archive-log-check.ts`): witnessed like a cosigned checkpoint. Given whenever the
+   * archive has an archive log (empty when none of this stream's is included).
+   */
+  readonly archiveLogIncluded?: ReadonlySet<number>;
   /** Heads of this stream that host attestations signed (see `attestation-check.ts`), ascending by size. */
   readonly attested?: readonly AttestedHead[];
 }
@@ -107,6 +113,7 @@ export class CheckpointCheck {
   private unstamped: number[] = [];
   private witnesses: readonly CosignatureVerifier[] = [];
   private quorum = 0;
+  private archiveLogIncluded: ReadonlySet<number> | undefined;
 
   private constructor(stream: string, sink: Sink) {
     this.stream = stream;
@@ -118,6 +125,7 @@ export class CheckpointCheck {
     const { since } = options;
     check.witnesses = options.witnesses ?? [];
     check.quorum = options.quorum ?? check.witnesses.length;
+    check.archiveLogIncluded = options.archiveLogIncluded;
     check.attested = (options.attested ?? []).filter((head) => head.size > 0).sort((a, b) => a.size - b.size);
     if (since) check.verified.push({ size: since.size, root: since.root, signedBy: 'an earlier audit', source: 'given' });
     for (const size of await sink.checkpoints(stream)) {
@@ -364,12 +372,16 @@ export class CheckpointCheck {
     const archive = this.verified.filter((entry) => entry.source === 'archive' && entry.cosignatures).sort((a, b) => a.size - b.size);
     const valid = (entry: Verified): number => (entry.cosignatures ?? []).filter((status) => status.state === 'valid').length;
     const newest = archive.at(-1);
-    const witnessed = archive.filter((entry) => valid(entry) >= this.quorum);
-    if (newest && valid(newest) < this.quorum) {
+    const included = this.archiveLogIncluded;
+    const isWitnessed = (entry: Verified): boolean => valid(entry) >= this.quorum || included?.has(entry.size) === true;
+    const witnessed = archive.filter(isWitnessed);
+    if (newest && !isWitnessed(newest) && included) {
+      this.fail('ARCHIVE_LOG_INCLUSION_MISSING', newest.size, `the newest checkpoint (size ${newest.size}) is not included in an archive-log checkpoint that ${this.quorum} witness${this.quorum === 1 ? '' : 'es'} cosigned, and has ${valid(newest)} cosignature${valid(newest) === 1 ? '' : 's'} of its own`, false);
+    } else if (newest && !isWitnessed(newest)) {
       const missing = (newest.cosignatures ?? []).filter((status) => status.state === 'missing').map((status) => status.witness);
       this.fail('WITNESS_QUORUM', newest.size, `the newest checkpoint (size ${newest.size}) has ${valid(newest)} valid witness cosignature${valid(newest) === 1 ? '' : 's'}, the policy needs ${this.quorum}${missing.length > 0 ? ` (missing: ${missing.join(', ')})` : ''}`, false);
     }
-    const older = archive.filter((entry) => entry !== newest && valid(entry) < this.quorum).map((entry) => entry.size);
+    const older = archive.filter((entry) => entry !== newest && !isWitnessed(entry)).map((entry) => entry.size);
     if (older.length > 0) {
       this.warnings.push({
         stream: this.stream,

@@ -27,6 +27,7 @@ import { decodeRecord } from '../record/encode-record.ts';
 import { MAX_RECORD_BYTES, type ArchiveRecord } from '../record/record.ts';
 import { assertStreamName } from '../record/stream-name.ts';
 import type { Sink } from '../sink/sink.ts';
+import type { ArchiveLogInclusion } from './archive-log-proof.ts';
 
 export const RECORD_PROOF_FORMAT = 'offchannel-record-proof';
 
@@ -43,6 +44,8 @@ export interface RecordProof {
   readonly inclusion: readonly string[];
   /** The signed checkpoint note. */
   readonly checkpoint: string;
+  /** With an archive log: the checkpoint's inclusion in a witnessed archive checkpoint (see `archive-log-proof.ts`). */
+  readonly archiveLog?: ArchiveLogInclusion;
 }
 
 /** What a verified proof establishes. */
@@ -154,7 +157,7 @@ function checkShape(proof: unknown): RecordProof {
   const bad = (why: string): NoteError => new NoteError('PROOF_MALFORMED', `not an offchannel record proof: ${why}`);
   if (typeof proof !== 'object' || proof === null || Array.isArray(proof)) throw bad('expected a JSON object');
   const fields = proof as Record<string, unknown>;
-  const known = ['format', 'v', 'stream', 'seq', 'record', 'treeSize', 'inclusion', 'checkpoint'];
+  const known = ['format', 'v', 'stream', 'seq', 'record', 'treeSize', 'inclusion', 'checkpoint', 'archiveLog'];
   for (const name of Object.keys(fields)) if (!known.includes(name)) throw bad(`unknown field "${name.slice(0, 40)}"`);
   if (fields.format !== RECORD_PROOF_FORMAT || fields.v !== 1) throw bad(`format must be "${RECORD_PROOF_FORMAT}" version 1`);
   if (typeof fields.stream !== 'string') throw bad('stream must be a string');

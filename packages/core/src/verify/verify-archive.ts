@@ -20,6 +20,7 @@ import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import { availableParallelism } from 'node:os';
 import { blobRefs } from './blob-refs.ts';
+import { type ArchiveLogSummary, checkArchiveLogs } from './archive-log-check.ts';
 import { type AttestationSummary, type AttestedHead, type VerifiedAttestation, checkAttestations } from './attestation-check.ts';
 import { CheckpointCheck, type CheckpointSummary, type VerifiedCheckpoint } from './checkpoint-check.ts';
 import { KeyFingerprints } from './key-fingerprints.ts';
@@ -74,6 +75,8 @@ export interface VerificationReport {
   readonly warnings: readonly VerificationFailure[];
   /** Host attestation chains checked, per host (only when verifier keys were given and the sink stores attestations). */
   readonly attestations?: readonly AttestationSummary[];
+  /** The archive logs checked, one per capture host (only under a witness policy, when the archive has any; see docs/witnessing.md). */
+  readonly archiveLogs?: readonly ArchiveLogSummary[];
 }
 
 export interface VerifyOptions {
@@ -98,6 +101,8 @@ export interface VerifyOptions {
   readonly witnesses?: readonly CosignatureVerifier[];
   /** Cosignatures needed from `witnesses` (default: all of them). */
   readonly quorum?: number;
+  /** Internal: per stream, the checkpoint sizes a witnessed archive checkpoint includes (set by `verifyArchive`). */
+  readonly archiveLogIncluded?: ReadonlyMap<string, ReadonlySet<number>>;
   /**
    * Worker threads for streams the sink can hand out in segments (default: one per CPU; 0 or 1
    * verifies on this thread only). Results are identical either way.
@@ -180,11 +185,19 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
       report({ code: 'UNREADABLE', message: `the host attestations cannot be read: ${describeError(error)}` });
     }
   }
+  let archiveLog: Awaited<ReturnType<typeof checkArchiveLogs>>;
+  if (options.verifiers && options.witnesses?.length) {
+    try {
+      archiveLog = await checkArchiveLogs(sink, { verifiers: options.verifiers, witnesses: options.witnesses, quorum: options.quorum ?? options.witnesses.length, report });
+    } catch (error) {
+      report({ code: 'UNREADABLE', message: `the archive log cannot be read: ${describeError(error)}` });
+    }
+  }
   let pool: VerifyPool | undefined;
   let poolTried = false;
   const workers = options.workers ?? availableParallelism();
   const context: Context = {
-    options,
+    options: archiveLog ? { ...options, archiveLogIncluded: archiveLog.included } : options,
     report,
     warn,
     checkBlob,
@@ -245,7 +258,7 @@ export async function verifyArchive(sink: Sink, options: VerifyOptions = {}): Pr
       report({ code: 'UNREADABLE', message: `the archive's physical audit could not finish: ${describeError(error)}` });
     }
   }
-  return { ok: failures.length === 0, streams: summaries, failures, warnings, ...totals, ...(attestations ? { attestations } : {}) };
+  return { ok: failures.length === 0, streams: summaries, failures, warnings, ...totals, ...(attestations ? { attestations } : {}), ...(archiveLog ? { archiveLogs: archiveLog.summaries } : {}) };
 }
 
 async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOptions, attested: ReadonlyMap<string, readonly AttestedHead[]>): Promise<CheckpointCheck | undefined> {
@@ -259,6 +272,7 @@ async function loadCheckpoints(sink: Sink, stream: string, options: VerifyOption
     ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}),
     ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
     ...(options.witnesses?.length ? { witnesses: options.witnesses, ...(options.quorum === undefined ? {} : { quorum: options.quorum }) } : {}),
+    ...(options.archiveLogIncluded ? { archiveLogIncluded: options.archiveLogIncluded.get(stream) ?? new Set<number>() } : {}),
   });
 }
 

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { type AuditFinding, MAX_RECORD_BYTES, OffchannelError, isSha256Hex, isStreamName } from '@offchannel/core';
+import { type AuditFinding, MAX_RECORD_BYTES, OffchannelError, isArchiveLogName, isSha256Hex, isStreamName } from '@offchannel/core';
 import { ARCHIVE_MARKER, type ArchiveLayout, parseCheckpointFileName, parseSealFileName, parseSegmentFileName } from './archive-layout.ts';
 import { isNotFound, openRegularFile, readRegularFile } from './fs-utils.ts';
 import { PRUNED_FILE, type PrunedPrefix, readPrunedPrefix } from './pruned-prefix.ts';
@@ -50,11 +50,11 @@ export async function* auditArchive(layout: ArchiveLayout, streams?: readonly st
       yield { code: 'UNEXPECTED_FILE', message: `checkpoints/${stream} is not a directory` };
       continue;
     }
-    if (isStreamName(stream)) yield* auditCheckpoints(layout, stream);
-    else yield { code: 'UNEXPECTED_FILE', message: `checkpoints/${String(stream)} is not named by a stream` };
+    if (isStreamName(stream) || isArchiveLogName(stream)) yield* auditCheckpoints(layout, stream);
+    else yield { code: 'UNEXPECTED_FILE', message: `checkpoints/${String(stream)} is not named by a stream or an archive log` };
   }
   for (const stream of await entries(path.join(layout.root, 'tiles'))) {
-    if (isStreamName(stream)) yield* auditTiles(layout, stream);
+    if (isStreamName(stream) || isArchiveLogName(stream)) yield* auditTiles(layout, stream);
   }
 }
 

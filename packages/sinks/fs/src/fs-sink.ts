@@ -36,8 +36,10 @@ import {
   assertAttestationId,
   assertBlobName,
   assertCheckpointKey,
+  assertLogName,
   assertStreamName,
   assertTileKey,
+  isArchiveLogName,
   isAttestationDay,
   isHostId,
   isStreamName,
@@ -505,7 +507,7 @@ export class FsSink implements Sink {
 
   async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     this.assertOpen();
-    assertStreamName(stream);
+    assertLogName(stream);
     await this.assertStreamDirsNotLinked(stream);
     const names = await readdir(this.layout.checkpointsDir(stream)).catch((error: unknown) => {
       if (isNotFound(error)) return [];
@@ -557,6 +559,11 @@ export class FsSink implements Sink {
     const target = this.layout.attestation(id);
     const bytes = await readIfExists(target, this.layout.name(target));
     return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
+  }
+
+  async archiveLogs(): Promise<readonly string[]> {
+    this.assertOpen();
+    return (await listDirectories(path.join(this.layout.root, 'checkpoints'))).filter((name) => isArchiveLogName(name)).sort();
   }
 
   async attestationHosts(): Promise<readonly string[]> {

@@ -36,9 +36,11 @@ import {
   assertAttestationId,
   assertBlobName,
   assertCheckpointKey,
+  assertLogName,
   assertStreamName,
   assertTileKey,
   blobNamesIn,
+  isArchiveLogName,
   isHostId,
   isStreamName,
   noopLogger,
@@ -291,7 +293,7 @@ export class S3Sink implements Sink {
 
   async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     this.assertOpen();
-    assertStreamName(stream);
+    assertLogName(stream);
     const prefix = this.layout.checkpointsPrefix(stream);
     const files: { size: number; file: CheckpointFile }[] = [];
     for await (const entry of this.objects.keys(prefix)) {
@@ -329,6 +331,11 @@ export class S3Sink implements Sink {
     this.assertOpen();
     assertAttestationId(id);
     return this.getOnce(this.layout.attestation(id));
+  }
+
+  async archiveLogs(): Promise<readonly string[]> {
+    this.assertOpen();
+    return (await this.objects.children(this.layout.checkpointsRoot)).filter((name) => isArchiveLogName(name)).sort();
   }
 
   async attestationHosts(): Promise<readonly string[]> {

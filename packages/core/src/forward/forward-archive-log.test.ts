@@ -1,0 +1,72 @@
+/**
+ * The archive log written to the spool reaches every forward target — tiles, notes, and the
+ * witnesses' cosigned copies that arrive later — and verifies there under the witness policy;
+ * a target that was down receives what it missed.
+ */
+import { describe, expect, it } from 'vitest';
+import { generateCosigner } from '../note/cosignature.ts';
+import { generateEd25519NoteKey } from '../note/ed25519-key.ts';
+import { parseNote } from '../note/signed-note.ts';
+import { Recorder } from '../recorder/recorder.ts';
+import { ARCHIVE_LOG } from '../sink/log-name.ts';
+import type { Sink } from '../sink/sink.ts';
+import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
+import { createRecordingLogger } from '../testing/recording-logger.ts';
+import { verifyArchive } from '../verify/verify-archive.ts';
+import { ArchiveLog } from '../witness/archive-log.ts';
+import { cosignedFile } from '../witness/witness-client.ts';
+import { Forwarder } from './forwarder.ts';
+
+const key = generateEd25519NoteKey('archive.example/offchannel');
+const witness = generateCosigner('w1.witness.example');
+const source = { package: '@offchannel/test', version: '0.0.0' };
+
+/** A sink that fails every call while `down.value` is true. */
+function flaky(sink: Sink, down: { value: boolean }): Sink {
+  return new Proxy(sink, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== 'function' || property === 'close') return value;
+      return (...args: unknown[]) => (down.value ? Promise.reject(Object.assign(new Error('down'), { code: 'SINK_UNAVAILABLE' })) : (value as (...a: unknown[]) => unknown).apply(target, args));
+    },
+  });
+}
+
+describe('Forwarder and the archive log', () => {
+  it('copies the archive log (tiles, notes, late cosignatures) to every target, where it verifies; a target that was down catches up', { timeout: 30_000 }, async () => {
+    const spool = createMemorySink(new MemoryStorage());
+    const upStorage = new MemoryStorage();
+    const laggingStorage = new MemoryStorage();
+    const down = { value: true };
+    const forwarder = new Forwarder({ spool, targets: [{ name: 'up', sink: createMemorySink(upStorage) }, { name: 'lagging', sink: flaky(createMemorySink(laggingStorage), down) }], archiveLogs: [ARCHIVE_LOG], pollMs: 3_600_000, minRetryMs: 10, maxRetryMs: 20 });
+    forwarder.start();
+    const archiveLog = await ArchiveLog.open({ sink: forwarder.sink, signer: key, logger: createRecordingLogger(), everyMs: 3_600_000 });
+    const recorder = new Recorder({ sink: forwarder.sink, allowVolatileSink: true, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 2, witnesses: archiveLog } });
+    // 300 streams: the archive log's first level-0 tile is full, so full and partial tiles both travel.
+    for (let stream = 0; stream < 300; stream++) {
+      const writer = recorder.writer({ channel: 'demo', account: `u${String(stream).padStart(3, '0')}`, source });
+      for (let index = 0; index < 2; index++) await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index}` });
+    }
+    await recorder.close();
+    await archiveLog.close();
+    const size = archiveLog.signedSize;
+    expect(size).toBe(300);
+    await expect(forwarder.drain({ timeoutMs: 500 })).rejects.toThrow();
+    down.value = false;
+    await forwarder.drain({ timeoutMs: 20_000 });
+    expect(await createMemorySink(laggingStorage).checkpoints(ARCHIVE_LOG)).toEqual([size]);
+    // The witness answers after the note was copied: its cosigned copy follows.
+    const note = new TextDecoder().decode(await spool.getCheckpoint(ARCHIVE_LOG, size, 'note'));
+    await forwarder.sink.putCheckpoint(ARCHIVE_LOG, size, cosignedFile(witness.verifier), new TextEncoder().encode(`${note}${witness.cosign(parseNote(note).text, 1_795_000_000)}`));
+    await forwarder.drain({ timeoutMs: 20_000 });
+    await forwarder.stop();
+    for (const storage of [upStorage, laggingStorage]) {
+      const target = createMemorySink(storage, { readOnly: true });
+      expect(await target.checkpoints(ARCHIVE_LOG)).toEqual([size]);
+      expect(await target.getCheckpoint(ARCHIVE_LOG, size, cosignedFile(witness.verifier))).toBeDefined();
+      const report = await verifyArchive(target, { verifiers: [key.verifier], witnesses: [witness.verifier], quorum: 1 });
+      expect(report.failures).toEqual([]);
+      expect(report.archiveLogs?.map((log) => log.witnessedSize)).toEqual([size]);
+    }
+  });
+});

@@ -1,0 +1,284 @@
+/**
+ * The archive log: one Merkle log per capture host whose entries are the streams' signed
+ * checkpoint notes (leaf = SHA-256(0x00 ‖ note bytes), RFC 6962), checkpointed on its own
+ * schedule and witnessed as ONE log — one add-checkpoint request per witness per interval,
+ * whatever the number of streams (docs/witnessing.md).
+ *
+ * Its origin is the signing key's name (C2SP tlog-checkpoint's SHOULD), its checkpoints are
+ * stored as `checkpoints/archive-log/<size>.note` (and `.cosigned-<id>`), its tree as tiles in
+ * `tiles/archive-log/`. The level-0 tiles are the entries: the leaf hashes in order. A stream
+ * checkpoint is witnessed once an archive checkpoint carrying the quorum includes its leaf.
+ *
+ * Crash safety: entries not yet in a signed archive checkpoint live in memory only. On start,
+ * every stored stream checkpoint whose leaf is not in the archive log is appended again —
+ * first in the order of any full level-0 tile already stored past the newest archive
+ * checkpoint (a crash between writing tiles and signing), then by stream name and size — so no
+ * stream checkpoint is ever left out, and the order is deterministic.
+ */
+import { OffchannelError } from '../errors/offchannel-error.ts';
+import type { Logger } from '../logger/logger.ts';
+import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
+import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
+import { TILE_WIDTH, type Tile, TileBuilder, type TileId, TileSource, tileCounts } from '../merkle/tiles.ts';
+import { checkpointOrigin, formatCheckpoint, parseCheckpoint } from '../note/checkpoint.ts';
+import type { NoteSigner, NoteVerifier } from '../note/ed25519-key.ts';
+import { openNote, signNote } from '../note/signed-note.ts';
+import { ARCHIVE_LOG } from '../sink/log-name.ts';
+import type { Sink } from '../sink/sink.ts';
+import type { WitnessClient, WitnessedCheckpoint } from './witness-client.ts';
+
+export interface ArchiveLogOptions {
+  readonly sink: Sink;
+  /** The archive's signing key: its name is the archive log's origin. */
+  readonly signer: NoteSigner & { readonly verifier: NoteVerifier };
+  /** The log's name in the archive (`archive-log`, or `archive-log.s<k>of<n>` for a shard). */
+  readonly log?: string;
+  /** Where archive checkpoints are submitted (the per-stream checkpoints are not). */
+  readonly witnesses?: Pick<WitnessClient, 'submit'>;
+  readonly logger: Logger;
+  /** Sign an archive checkpoint this often (ms) when entries were added. Default 60,000. */
+  readonly everyMs?: number;
+  /** The streams this host captures (a shard's); default all. Others' checkpoints are never appended at start. */
+  readonly owns?: (stream: string) => boolean;
+}
+
+/** The origin of archive log `log` for a key named `keyName`: the key name itself for `archive-log`. */
+export function archiveLogOrigin(keyName: string, log: string = ARCHIVE_LOG): string {
+  return log === ARCHIVE_LOG ? keyName : `${keyName}/${log}`;
+}
+
+/** The leaf hashes of a tree of `size` leaves, from its level-0 tiles; undefined when one is missing. */
+export async function readLeaves(size: number, load: (tile: TileId) => Promise<Uint8Array | undefined>): Promise<Uint8Array[] | undefined> {
+  const { full, partialWidth } = tileCounts(size, 0);
+  const leaves: Uint8Array[] = [];
+  for (let index = 0; index <= full; index++) {
+    const width = index < full ? TILE_WIDTH : partialWidth;
+    if (width === 0) break;
+    const bytes = await load({ level: 0, index, width });
+    if (bytes?.length !== width * 32) return undefined;
+    for (let at = 0; at < width; at++) leaves.push(bytes.subarray(at * 32, at * 32 + 32));
+  }
+  return leaves;
+}
+
+const encoder = new TextEncoder();
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
+
+interface Pending {
+  readonly stream: string;
+  readonly size: number;
+  readonly leaf: Uint8Array;
+}
+
+/** One capture host's archive log. Feed it every stream checkpoint signed (it is the checkpointer's `witnesses`). */
+export class ArchiveLog {
+  readonly log: string;
+  readonly origin: string;
+  readonly #options: ArchiveLogOptions;
+  readonly #leaves: Uint8Array[] = [];
+  readonly #included = new Set<string>();
+  readonly #compact = new CompactRange();
+  readonly #tiles = new TileBuilder();
+  #fullTiles: Tile[] = [];
+  /** The newest stream checkpoint's fork callback, per stream: a fork of the archive log stops every stream. */
+  readonly #onFork = new Map<string, (reason: string) => void>();
+  #signed: { size: number; root: Uint8Array } | undefined;
+  #refused: string | undefined;
+  #signing: Promise<void> = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+
+  private constructor(options: ArchiveLogOptions) {
+    this.#options = options;
+    this.log = options.log ?? ARCHIVE_LOG;
+    this.origin = archiveLogOrigin(options.signer.name, this.log);
+  }
+
+  /**
+   * Loads the newest archive checkpoint and its tiles, appends every stored stream checkpoint
+   * not yet included (see the file comment), submits the newest archive checkpoint to the
+   * witnesses again (cosignatures missing from before a restart), and starts the schedule.
+   */
+  static async open(options: ArchiveLogOptions): Promise<ArchiveLog> {
+    const archiveLog = new ArchiveLog(options);
+    await archiveLog.#restore();
+    const every = options.everyMs ?? 60_000;
+    archiveLog.#timer = setInterval(() => {
+      archiveLog.checkpoint().catch(() => undefined);
+    }, every);
+    archiveLog.#timer.unref();
+    return archiveLog;
+  }
+
+  /** Entries appended so far. */
+  get size(): number {
+    return this.#leaves.length;
+  }
+
+  /** Size of the newest archive checkpoint signed (0 if none). */
+  get signedSize(): number {
+    return this.#signed?.size ?? 0;
+  }
+
+  /** Why the archive log stopped signing, if it did. */
+  get refused(): string | undefined {
+    return this.#refused;
+  }
+
+  /** A stream checkpoint was signed and stored: append its note as an entry (once). Returns at once. */
+  submit(checkpoint: WitnessedCheckpoint): void {
+    if (this.#refused !== undefined) {
+      checkpoint.onFork(this.#refused);
+      return;
+    }
+    this.#onFork.set(checkpoint.stream, (reason) => {
+      checkpoint.onFork(reason);
+    });
+    this.#append(leafHash(checkpoint.note));
+  }
+
+  /** Signs an archive checkpoint at the current size (unless nothing was added) and submits it to the witnesses. Serialized. */
+  checkpoint(): Promise<void> {
+    const run = this.#signing.then(() => this.#sign());
+    this.#signing = run.catch((error: unknown) => {
+      const code = (error as { code?: unknown }).code;
+      this.#options.logger.error({ stream: this.log, code: typeof code === 'string' ? code : undefined }, 'archive checkpoint not signed; retried at the next interval');
+    });
+    return run;
+  }
+
+  /** Stops the schedule after a last archive checkpoint (a clean stop). */
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.checkpoint().catch(() => undefined);
+  }
+
+  #append(leaf: Uint8Array): void {
+    const id = hex(leaf);
+    if (this.#included.has(id)) return;
+    this.#included.add(id);
+    this.#leaves.push(leaf);
+    this.#compact.append(leaf);
+    this.#fullTiles.push(...this.#tiles.append(leaf));
+  }
+
+  async #sign(): Promise<void> {
+    if (this.#refused !== undefined) return;
+    const size = this.#leaves.length;
+    if (size === 0 || size === this.#signed?.size) return;
+    const { sink, signer, logger } = this.#options;
+    const root = this.#compact.root();
+    const tiles = [...this.#fullTiles, ...this.#tiles.partialTiles()];
+    for (const tile of tiles) await sink.putTile(this.log, tile, tile.bytes);
+    this.#fullTiles = this.#fullTiles.filter((tile) => !tiles.includes(tile));
+    const stored = new TileSource(size, (tile) => sink.getTile(this.log, tile));
+    if (!sameHash(await treeRoot(stored), root)) {
+      this.#refuse(`the stored tiles do not reproduce the archive log's root at size ${size}`);
+      return;
+    }
+    const note = encoder.encode(signNote(formatCheckpoint({ origin: this.origin, size, root }), [signer]));
+    await sink.putCheckpoint(this.log, size, 'note', note);
+    this.#signed = { size, root };
+    logger.info({ stream: this.log, size, root: hex(root) }, 'archive checkpoint signed');
+    this.#witness(size, note);
+  }
+
+  #witness(size: number, note: Uint8Array): void {
+    this.#options.witnesses?.submit({
+      stream: this.log,
+      size,
+      note,
+      proof: (from) => consistencyProof(new TileSource(size, (tile) => this.#options.sink.getTile(this.log, tile)), from, size),
+      onFork: (reason) => {
+        this.#refuse(reason);
+      },
+    });
+  }
+
+  #refuse(reason: string): void {
+    if (this.#refused !== undefined) return;
+    this.#refused = reason;
+    clearInterval(this.#timer);
+    this.#options.logger.error({ stream: this.log }, `archive log stopped signing: ${reason}`);
+    // A fork of the archive log forks what every stream checkpoint relies on: stop them all.
+    for (const onFork of this.#onFork.values()) onFork(`the archive log: ${reason}`);
+  }
+
+  async #restore(): Promise<void> {
+    const { sink, signer, logger } = this.#options;
+    const sizes = await sink.checkpoints(this.log);
+    // The newest archive checkpoint this key signed; notes no key of ours signed are skipped (verify reports them).
+    let newest: number | undefined;
+    let root: Uint8Array | undefined;
+    for (let index = sizes.length - 1; index >= 0 && newest === undefined; index--) {
+      const size = sizes[index] as number;
+      const bytes = await sink.getCheckpoint(this.log, size, 'note');
+      try {
+        const checkpoint = parseCheckpoint(openNote(bytes ?? new Uint8Array(), [signer.verifier]).text);
+        newest = size;
+        if (checkpoint.origin === this.origin && checkpoint.size === size) root = checkpoint.root;
+      } catch (error) {
+        if (OffchannelError.hasCode(error, 'NOTE_UNVERIFIED')) {
+          logger.warn({ stream: this.log, size }, 'a stored archive checkpoint is signed by no key this host knows; ignored (offchannel verify reports it)');
+          continue;
+        }
+        newest = size;
+      }
+    }
+    if (newest !== undefined) {
+      const leaves = root && (await readLeaves(newest, (tile) => sink.getTile(this.log, tile)));
+      const range = new CompactRange();
+      for (const leaf of leaves ?? []) range.append(leaf);
+      if (!root || !leaves || !sameHash(range.root(), root)) {
+        this.#refuse(`the newest archive checkpoint (size ${newest}) does not verify with this key, or its tiles do not reproduce its root — run offchannel verify`);
+        return;
+      }
+      for (const leaf of leaves) this.#append(Uint8Array.from(leaf));
+      this.#signed = { size: newest, root };
+    }
+    // Every stored stream checkpoint not yet included, newest first per stream until one is.
+    const pending = new Map<string, Pending>();
+    for (const stream of await sink.streams()) {
+      if (this.#options.owns && !this.#options.owns(stream)) continue;
+      const streamSizes = await sink.checkpoints(stream);
+      for (let index = streamSizes.length - 1; index >= 0; index--) {
+        const size = streamSizes[index] as number;
+        const note = await sink.getCheckpoint(stream, size, 'note');
+        if (!note || !this.#isStreamCheckpoint(note, stream, size)) continue;
+        const leaf = leafHash(note);
+        if (this.#included.has(hex(leaf))) break;
+        pending.set(hex(leaf), { stream, size, leaf });
+      }
+    }
+    // Full tiles written past the newest archive checkpoint fix the order of their entries.
+    for (let index = Math.floor(this.#leaves.length / TILE_WIDTH); ; index++) {
+      const tile = await sink.getTile(this.log, { level: 0, index, width: TILE_WIDTH });
+      if (!tile) break;
+      for (let at = this.#leaves.length - index * TILE_WIDTH; at < TILE_WIDTH; at++) {
+        const leaf = Uint8Array.from(tile.subarray(at * 32, at * 32 + 32));
+        if (!pending.delete(hex(leaf))) {
+          this.#refuse(`a stored archive-log tile holds entry ${index * TILE_WIDTH + at} whose stream checkpoint is not in the archive — run offchannel verify`);
+          return;
+        }
+        this.#append(leaf);
+      }
+    }
+    const rest = [...pending.values()].sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.size - b.size));
+    for (const entry of rest) this.#append(entry.leaf);
+    if (rest.length > 0) logger.info({ stream: this.log, count: rest.length }, 'stream checkpoints not yet in the archive log appended');
+    if (this.#signed) {
+      const note = await sink.getCheckpoint(this.log, this.#signed.size, 'note');
+      if (note) this.#witness(this.#signed.size, note);
+    }
+  }
+
+  /** True when `note` is `stream`'s checkpoint at `size`, signed by this archive's key. */
+  #isStreamCheckpoint(note: Uint8Array, stream: string, size: number): boolean {
+    try {
+      const { signer } = this.#options;
+      const checkpoint = parseCheckpoint(openNote(note, [signer.verifier]).text);
+      return checkpoint.origin === checkpointOrigin(signer.name, stream) && checkpoint.size === size;
+    } catch {
+      return false;
+    }
+  }
+}
