@@ -24,8 +24,6 @@ async function* slowRead(stream: string): AsyncGenerator<Awaited<ReturnType<Sink
 const slowSink = new Proxy(sink, {
   get(target, property) {
     if (property === 'read') return slowRead;
-    // Without bulk reads, the index is built through the slowed `read`.
-    if (property === 'readSegments') return undefined;
     const value: unknown = Reflect.get(target, property, target);
     return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
   },

@@ -239,32 +239,11 @@ function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { r
   return { record: record as ArchiveRecord, hash: sha256Hex(bytes), text };
 }
 
-/**
- * Calls `add` with each stored record of `stream` up to seq `through`, in order. From the sink's
- * bulk reads where it has them (one wait per piece of several MiB, not one per record); through
- * `read` otherwise, and for a spool with a pruned prefix (which `read` refuses, as before). What
- * is read is whatever is stored: `add` checks it against the verified chain.
- */
+/** Calls `add` with each stored record of `stream` up to seq `through`, in order: whatever is stored (`add` checks it against the verified chain). */
 async function readStoredRecords(sink: Sink, stream: string, through: number, add: (seq: number, bytes: Uint8Array) => void): Promise<void> {
-  if (!sink.readSegments || (await sink.pruned?.(stream)) !== undefined) {
-    for await (const stored of sink.read(stream)) {
-      if (stored.seq > through) return;
-      add(stored.seq, stored.bytes);
-    }
-    return;
-  }
-  for await (const piece of sink.readSegments(stream)) {
-    const bytes = Buffer.from(piece.bytes.buffer, piece.bytes.byteOffset, piece.bytes.byteLength);
-    let seq = piece.firstSeq;
-    let start = 0;
-    while (start < bytes.byteLength) {
-      if (seq > through) return;
-      const newline = bytes.indexOf(0x0a, start);
-      const end = newline === -1 ? bytes.byteLength : newline;
-      add(seq, bytes.subarray(start, end));
-      seq += 1;
-      start = end + 1;
-    }
+  for await (const stored of sink.read(stream)) {
+    if (stored.seq > through) return;
+    add(stored.seq, stored.bytes);
   }
 }
 

@@ -8,7 +8,7 @@
  * WORM), `durability: 'fsync'`, `exclusiveWriter: 'lock'` (one writer per stream on a host).
  */
 import type { Dirent } from 'node:fs';
-import { type FileHandle, lstat, readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
@@ -297,12 +297,7 @@ export class FsSink implements Sink {
     }
   }
 
-  /**
-   * Whole records in line-aligned pieces of about {@link SEGMENT_PIECE_BYTES}, for fast bulk
-   * verification (see `Sink.readSegments`): a verifier holds a piece or two at a time, not whole
-   * 32 MiB segments (three of which were alive at once, about 100 MiB of a 1,000,000-record
-   * verify or export).
-   */
+  /** Whole segments, for fast bulk verification (see `Sink.readSegments`). */
   async *readSegments(stream: string): AsyncIterable<{ readonly firstSeq: number; readonly bytes: Uint8Array }> {
     this.assertOpen();
     assertStreamName(stream);
@@ -311,16 +306,12 @@ export class FsSink implements Sink {
     for (const [index, segment] of segments.entries()) {
       // Left by a prune interrupted after its prefix was written: no longer part of the stream.
       if (segment.firstSeq <= pruned) continue;
-      const handle = await openRegularFile(segment.path, this.layout.name(segment.path));
-      if (!handle) continue;
-      try {
-        // The active segment may end in an append in progress: stop at its last complete record.
-        yield* segmentPieces(handle, segment.firstSeq, segment.sealed || index < segments.length - 1, () => {
-          this.assertOpen();
-        });
-      } finally {
-        await handle.close();
-      }
+      const content = await readIfExists(segment.path, this.layout.name(segment.path));
+      if (!content) continue;
+      this.assertOpen();
+      // The active segment may end in an append in progress: stop at its last complete record.
+      const last = segment.sealed || index < segments.length - 1 ? content.length : content.lastIndexOf(0x0a) + 1;
+      if (last > 0) yield { firstSeq: segment.firstSeq, bytes: new Uint8Array(content.buffer, content.byteOffset, last) };
     }
   }
 
@@ -697,37 +688,4 @@ async function assertNotLinked(dir: string, name: string): Promise<void> {
     throw error;
   });
   if (info?.isSymbolicLink()) throw new NotRegularFileError(name, 'a symbolic link');
-}
-
-/** Bytes read at a time by `readSegments`. */
-export const SEGMENT_PIECE_BYTES = 8 * 1024 * 1024;
-
-/**
- * A segment's bytes in pieces that end at a newline, each with the seq of its first record.
- * `complete`: the segment's last bytes are returned even without a final newline (damaged data
- * as stored, for the verifier to report); otherwise they are an append in progress and left
- * out. A line longer than a piece is returned whole (the verifier rejects it).
- */
-export async function* segmentPieces(handle: FileHandle, firstSeq: number, complete: boolean, check: () => void, pieceBytes = SEGMENT_PIECE_BYTES): AsyncGenerator<{ readonly firstSeq: number; readonly bytes: Uint8Array }> {
-  let seq = firstSeq;
-  let carry = Buffer.alloc(0);
-  for (;;) {
-    // Doubling for a line longer than a piece: copying it stays linear in its length.
-    const room = Math.max(pieceBytes, carry.byteLength);
-    const buffer = Buffer.allocUnsafe(carry.byteLength + room);
-    carry.copy(buffer);
-    const { bytesRead } = await handle.read(buffer, carry.byteLength, room, null);
-    check();
-    const data = buffer.subarray(0, carry.byteLength + bytesRead);
-    const end = bytesRead === 0;
-    const cut = end && complete ? data.byteLength : data.lastIndexOf(0x0a) + 1;
-    if (cut > 0) {
-      const bytes = data.subarray(0, cut);
-      yield { firstSeq: seq, bytes };
-      for (let at = bytes.indexOf(0x0a); at !== -1; at = bytes.indexOf(0x0a, at + 1)) seq++;
-    }
-    if (end) return;
-    // The start of the next record: copied, so the piece's buffer is not held by it.
-    carry = cut === 0 ? data : Buffer.from(data.subarray(cut));
-  }
 }
