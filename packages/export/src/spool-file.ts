@@ -10,7 +10,8 @@ const BUFFER_BYTES = 256 * 1024;
 export class SpoolFile {
   readonly path: string;
   readonly #file: FileHandle;
-  #pending: string[] = [];
+  /** Appended text not yet written, encoded in place (one buffer for the file's life: no garbage per append). */
+  readonly #pending = Buffer.allocUnsafe(BUFFER_BYTES);
   #pendingBytes = 0;
   #size = 0;
 
@@ -29,9 +30,10 @@ export class SpoolFile {
   }
 
   async append(text: string): Promise<void> {
-    this.#pending.push(text);
-    this.#pendingBytes += Buffer.byteLength(text, 'utf8');
-    if (this.#pendingBytes >= BUFFER_BYTES) await this.#flush();
+    // A UTF-16 code unit is at most 3 bytes of UTF-8: text that might not fit goes after a flush.
+    if (this.#pendingBytes + text.length * 3 > BUFFER_BYTES) await this.#flush();
+    if (text.length * 3 > BUFFER_BYTES) await this.#write(Buffer.from(text, 'utf8'));
+    else this.#pendingBytes += this.#pending.write(text, this.#pendingBytes, 'utf8');
   }
 
   /** The whole content, in chunks of `chunkBytes` (the last may be shorter). */
@@ -54,9 +56,12 @@ export class SpoolFile {
 
   async #flush(): Promise<void> {
     if (this.#pendingBytes === 0) return;
-    const data = Buffer.from(this.#pending.join(''), 'utf8');
-    this.#pending = [];
+    const data = this.#pending.subarray(0, this.#pendingBytes);
+    await this.#write(data);
     this.#pendingBytes = 0;
+  }
+
+  async #write(data: Uint8Array): Promise<void> {
     let written = 0;
     while (written < data.byteLength) written += (await this.#file.write(data, written, data.byteLength - written, this.#size + written)).bytesWritten;
     this.#size += data.byteLength;

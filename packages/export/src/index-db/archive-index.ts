@@ -97,14 +97,12 @@ export class ArchiveIndex {
       for (const [stream, head] of heads) {
         db.exec('BEGIN');
         let last: StreamHead = { seq: 0, hash: ZERO_HASH };
-        for await (const stored of sink.read(stream)) {
-          if (stored.seq > head.seq) break;
-          const { record, hash } = decodeStoredRecord(stream, stored.seq, stored.bytes);
-          if (record.stream !== stream || record.seq !== last.seq + 1 || stored.seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
+        const add = (seq: number, bytes: Uint8Array): void => {
+          const { record, hash, text } = decodeStoredRecord(stream, seq, bytes);
+          if (record.stream !== stream || record.seq !== last.seq + 1 || seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
           last = { seq: record.seq, hash };
-          let row;
           try {
-            row = [
+            insert.run(
               stream,
               record.seq,
               hash,
@@ -116,15 +114,15 @@ export class ArchiveIndex {
               record.target ? canonicalize(record.target) : null,
               record.target?.id ?? null,
               record.direction === 'outbound' && record.sender ? record.sender.id : null,
-              Buffer.from(stored.bytes.buffer, stored.bytes.byteOffset, stored.bytes.length).toString('utf8'),
-            ] as const;
-            insert.run(...row);
+              text,
+            );
           } catch (error) {
             // Fields that are not what a verified record holds: the bytes changed since verification.
             throw invalid(stream, record.seq, error);
           }
           if (++done % 10_000 === 0) onProgress?.(done);
-        }
+        };
+        await readStoredRecords(sink, stream, head.seq, add);
         if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
         db.exec('COMMIT');
       }
@@ -229,15 +227,24 @@ function changed(stream: string, seq: number): ExportError {
  * head, proves by SHA-256 that these are the very bytes it validated — any other bytes stop
  * the build before anything is exported.
  */
-function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
+function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string; text: string } {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
   let record: unknown;
   try {
-    record = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'));
+    record = JSON.parse(text);
   } catch (error) {
     throw invalid(stream, seq, error);
   }
   if (typeof record !== 'object' || record === null || Array.isArray(record)) throw invalid(stream, seq);
-  return { record: record as ArchiveRecord, hash: sha256Hex(bytes) };
+  return { record: record as ArchiveRecord, hash: sha256Hex(bytes), text };
+}
+
+/** Calls `add` with each stored record of `stream` up to seq `through`, in order: whatever is stored (`add` checks it against the verified chain). */
+async function readStoredRecords(sink: Sink, stream: string, through: number, add: (seq: number, bytes: Uint8Array) => void): Promise<void> {
+  for await (const stored of sink.read(stream)) {
+    if (stored.seq > through) return;
+    add(stored.seq, stored.bytes);
+  }
 }
 
 function invalid(stream: string, seq: number, cause?: unknown): ExportError {

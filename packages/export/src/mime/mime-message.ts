@@ -60,22 +60,44 @@ function writePart(part: MimePart, out: Buffer[]): void {
 
 /** Base64 in 76-character CRLF-terminated lines (RFC 2045). Whole 57-byte groups encode to whole lines. */
 export function base64Lines(bytes: Uint8Array): string {
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
-  let out = '';
-  for (let at = 0; at < text.length; at += 76) out += text.slice(at, at + 76) + CRLF;
+  return base64LineBytes(bytes).toString('latin1');
+}
+
+/** Bytes encoded at a time: their base64 text (78 KiB) stays a short-lived young-generation string. */
+const BASE64_PIECE = 57 * 1024;
+
+/**
+ * {@link base64Lines} as bytes, built in one buffer of the exact size: no string of the whole
+ * output is made (a large string goes straight to V8's old generation and stays until a full
+ * collection — with a chunk per spooled block, that garbage grew the heap by 100 MiB and more).
+ */
+export function base64LineBytes(bytes: Uint8Array): Buffer {
+  const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const whole = Math.floor(source.byteLength / 57);
+  const tail = source.byteLength % 57;
+  const out = Buffer.allocUnsafe(whole * 78 + (tail === 0 ? 0 : Math.ceil(tail / 3) * 4 + 2));
+  let position = 0;
+  for (let at = 0; at < source.byteLength; at += BASE64_PIECE) {
+    const text = source.toString('base64', at, Math.min(source.byteLength, at + BASE64_PIECE));
+    for (let line = 0; line < text.length; line += 76) {
+      position += out.write(text.slice(line, line + 76), position, 'latin1');
+      out[position++] = 0x0d;
+      out[position++] = 0x0a;
+    }
+  }
   return out;
 }
 
-/** {@link base64Lines} of a byte stream, in whole lines as the chunks allow (a partial group waits for the next chunk). */
-export async function* base64LineStream(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+/** {@link base64LineBytes} of a byte stream, in whole lines as the chunks allow (a partial group waits for the next chunk). */
+export async function* base64LineStream(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
   let rest: Buffer = Buffer.alloc(0);
   for await (const chunk of chunks) {
     const data = rest.byteLength > 0 ? Buffer.concat([rest, chunk]) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const whole = data.byteLength - (data.byteLength % 57);
-    if (whole > 0) yield base64Lines(data.subarray(0, whole));
+    if (whole > 0) yield base64LineBytes(data.subarray(0, whole));
     rest = Buffer.from(data.subarray(whole));
   }
-  if (rest.byteLength > 0) yield base64Lines(rest);
+  if (rest.byteLength > 0) yield base64LineBytes(rest);
 }
 
 /** `Name: value`, folded before 78 columns at spaces where possible (no trailing CRLF). */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Sink } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
 import { readVerifiedBlob } from '../verified-blob.ts';
-import { base64LineStream, base64Lines, encodeWords, formatAddress, headerLine, mailboxFor, rfc5322Date } from '../mime/mime-message.ts';
+import { base64LineBytes, base64LineStream, encodeWords, formatAddress, headerLine, mailboxFor, rfc5322Date } from '../mime/mime-message.ts';
 import { type WrittenFile, writeStreamingFile } from '../written-file.ts';
 import { ZipWriter } from '../zip/zip-writer.ts';
 import { type RsmfSlice, SPOOL_CHUNK } from './rsmf-slice.ts';
@@ -77,7 +77,7 @@ export async function writeRsmf(file: string, slice: RsmfSlice, sink: Sink, gene
       for (let position = 0; position < zipInfo.size; ) {
         const { bytesRead } = await zipIn.read(buffer, 0, Math.min(SPOOL_CHUNK, zipInfo.size - position), position);
         if (bytesRead === 0) throw new ExportError('EXPORT_OUTPUT', `the temporary zip ${zipPath} was truncated while it was read back`);
-        await write(base64Lines(buffer.subarray(0, bytesRead)));
+        await write(base64LineBytes(buffer.subarray(0, bytesRead)));
         position += bytesRead;
       }
       await write(`${CRLF}--${boundary}--${CRLF}`);
