@@ -1,0 +1,52 @@
+/**
+ * Size and SHA-256 of sealed segments as the verify pass read them (`readSegments`), kept
+ * for the physical audit that follows, so the audit's seal check does not read and hash
+ * every sealed segment a second time. The hash runs off the JavaScript thread (WebCrypto's
+ * digest runs in libuv's thread pool) while the workers verify the records.
+ *
+ * It is exactly as strong as a second read: the audit uses a digest only while the file is
+ * still the one that was read — same device, inode, size, modification and change time
+ * (nanoseconds), taken before the read, so any write during or after it makes the audit read
+ * and hash the file again — and a digest that does not match the seal is never trusted alone
+ * (the audit reads the file again and names what it finds). Each digest is used once; the
+ * audit forgets them all when it ends.
+ */
+import { lstat } from 'node:fs/promises';
+import { webcrypto } from 'node:crypto';
+
+export interface SegmentDigest {
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export class SegmentDigests {
+  private readonly known = new Map<string, { readonly identity: string; readonly digest: Promise<SegmentDigest | undefined> }>();
+
+  /** The file's identity, to take before reading it (`undefined` if it cannot be stat'ed). */
+  async identify(file: string): Promise<string | undefined> {
+    const stats = await lstat(file, { bigint: true }).catch(() => undefined);
+    return stats && `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+  }
+
+  /** Starts hashing `bytes`, read from `file` after {@link identify} returned `identity`. */
+  remember(file: string, identity: string, bytes: Uint8Array): void {
+    const digest = webcrypto.subtle.digest('SHA-256', bytes).then(
+      (hash) => ({ bytes: bytes.length, sha256: Buffer.from(hash).toString('hex') }),
+      () => undefined,
+    );
+    this.known.set(file, { identity, digest });
+  }
+
+  /** The digest of `file` as it was read, if it is unchanged since (used once). */
+  async take(file: string): Promise<SegmentDigest | undefined> {
+    const entry = this.known.get(file);
+    if (!entry) return undefined;
+    this.known.delete(file);
+    const digest = await entry.digest;
+    return (await this.identify(file)) === entry.identity ? digest : undefined;
+  }
+
+  clear(): void {
+    this.known.clear();
+  }
+}
