@@ -153,3 +153,11 @@ it('hands out the size and SHA-256 of what was read, once, and only while the fi
   digests.remember(file, 'another file', bytes);
   expect(await digests.take(file), 'not the file that was read').toBeUndefined();
 });
+
+it('keeps at most as many digests as it is allowed; the audit hashes the others itself', async () => {
+  const [first, second] = (await sealedSegments(pristine)) as [string, string];
+  const digests = new SegmentDigests(1);
+  for (const file of [first, second]) digests.remember(file, (await digests.identify(file)) as string, await readFile(file));
+  expect(await digests.take(first)).toBeDefined();
+  expect(await digests.take(second), 'over the limit').toBeUndefined();
+});

@@ -10,7 +10,8 @@
  * (nanoseconds), taken before the read, so any write during or after it makes the audit read
  * and hash the file again — and a digest that does not match the seal is never trusted alone
  * (the audit reads the file again and names what it finds). Each digest is used once; the
- * audit forgets them all when it ends.
+ * audit forgets them all when it ends. At most {@link MAX_SEGMENT_DIGESTS} are kept, so memory
+ * stays bounded however large the archive; the audit reads and hashes any other segment itself.
  */
 import { lstat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -20,8 +21,16 @@ export interface SegmentDigest {
   readonly sha256: string;
 }
 
+/** Digests kept at most (a few hundred bytes each; 2 TiB of 32 MiB segments). */
+export const MAX_SEGMENT_DIGESTS = 65_536;
+
 export class SegmentDigests {
   private readonly known = new Map<string, { readonly identity: string; readonly digest: SegmentDigest }>();
+  private readonly max: number;
+
+  constructor(max = MAX_SEGMENT_DIGESTS) {
+    this.max = max;
+  }
 
   /** The file's identity, to take before reading it (`undefined` if it cannot be stat'ed). */
   async identify(file: string): Promise<string | undefined> {
@@ -31,6 +40,7 @@ export class SegmentDigests {
 
   /** Hashes `bytes`, read from `file` after {@link identify} returned `identity`. */
   remember(file: string, identity: string, bytes: Uint8Array): void {
+    if (this.known.size >= this.max) return; // the audit hashes this one itself
     this.known.set(file, { identity, digest: { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') } });
   }
 
