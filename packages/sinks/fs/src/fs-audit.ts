@@ -15,6 +15,7 @@ import { type AuditFinding, MAX_RECORD_BYTES, OffchannelError, isArchiveLogName,
 import { ARCHIVE_MARKER, type ArchiveLayout, parseCheckpointFileName, parseSealFileName, parseSegmentFileName } from './archive-layout.ts';
 import { isNotFound, openRegularFile, readRegularFile } from './fs-utils.ts';
 import { PRUNED_FILE, type PrunedPrefix, readPrunedPrefix } from './pruned-prefix.ts';
+import type { SegmentDigests } from './segment-digests.ts';
 import { listSegments, parseSeal, splitLines } from './segments.ts';
 
 const TOP_LEVEL = new Set(['attestations', ARCHIVE_MARKER, 'streams', 'blobs', 'checkpoints', 'tiles', 'quarantine', 'locks', 'tmp']);
@@ -22,12 +23,21 @@ const TOP_LEVEL = new Set(['attestations', ARCHIVE_MARKER, 'streams', 'blobs', '
 /**
  * Audits the whole archive, or with `streams` only those streams' files. With `since` (stream →
  * records an earlier audit verified), a sealed segment that ends at or before that record is
- * not hashed again (its seal and file mode still are checked).
+ * not hashed again (its seal and file mode still are checked). With `digests`, a sealed segment
+ * the verify pass hashed as it read it, unchanged since, is not read again (segment-digests.ts).
  */
-export async function* auditArchive(layout: ArchiveLayout, streams?: readonly string[], since?: ReadonlyMap<string, number>): AsyncIterable<AuditFinding> {
+export async function* auditArchive(layout: ArchiveLayout, streams?: readonly string[], since?: ReadonlyMap<string, number>, digests?: SegmentDigests): AsyncIterable<AuditFinding> {
+  try {
+    yield* auditFiles(layout, streams, since, digests);
+  } finally {
+    digests?.clear();
+  }
+}
+
+async function* auditFiles(layout: ArchiveLayout, streams: readonly string[] | undefined, since: ReadonlyMap<string, number> | undefined, digests: SegmentDigests | undefined): AsyncIterable<AuditFinding> {
   if (streams) {
     for (const stream of streams) {
-      if (isStreamName(stream)) yield* auditStreamFiles(layout, stream, since?.get(stream) ?? 0);
+      if (isStreamName(stream)) yield* auditStreamFiles(layout, stream, since?.get(stream) ?? 0, digests);
     }
     return;
   }
@@ -39,7 +49,7 @@ export async function* auditArchive(layout: ArchiveLayout, streams?: readonly st
       yield { code: 'UNEXPECTED_FILE', message: `streams/${stream} is not a stream directory` };
       continue;
     }
-    yield* auditStream(layout, stream, since?.get(stream) ?? 0);
+    yield* auditStream(layout, stream, since?.get(stream) ?? 0, digests);
   }
   for (const entry of await direntries(layout.blobsDir)) {
     if (!isSha256Hex(entry.name)) yield { code: 'UNEXPECTED_FILE', message: `blobs/sha256/${String(entry.name)} is not named by a SHA-256` };
@@ -59,8 +69,8 @@ export async function* auditArchive(layout: ArchiveLayout, streams?: readonly st
 }
 
 /** One stream's segments, seals, checkpoints and tiles. */
-async function* auditStreamFiles(layout: ArchiveLayout, stream: string, verified: number): AsyncIterable<AuditFinding> {
-  if (await isDirectory(layout.streamDir(stream))) yield* auditStream(layout, stream, verified);
+async function* auditStreamFiles(layout: ArchiveLayout, stream: string, verified: number, digests: SegmentDigests | undefined): AsyncIterable<AuditFinding> {
+  if (await isDirectory(layout.streamDir(stream))) yield* auditStream(layout, stream, verified, digests);
   if (await isDirectory(layout.checkpointsDir(stream))) yield* auditCheckpoints(layout, stream);
   yield* auditTiles(layout, stream);
 }
@@ -98,7 +108,7 @@ async function* auditTiles(layout: ArchiveLayout, stream: string): AsyncIterable
   }
 }
 
-async function* auditStream(layout: ArchiveLayout, stream: string, verified: number): AsyncIterable<AuditFinding> {
+async function* auditStream(layout: ArchiveLayout, stream: string, verified: number, digests: SegmentDigests | undefined): AsyncIterable<AuditFinding> {
   const names = await entries(layout.streamDir(stream));
   const segments = await listSegments(layout, stream);
   const segmentSeqs = new Set(segments.map((segment) => segment.firstSeq));
@@ -134,9 +144,12 @@ async function* auditStream(layout: ArchiveLayout, stream: string, verified: num
     }
     let seal;
     let content;
+    let read;
     try {
       seal = parseSeal(await readRegularFile(segment.sealPath, layout.name(segment.sealPath)), stream, segment.firstSeq);
-      if (seal.lastSeq <= verified) content = undefined; // hashed by the earlier audit
+      // Hashed by the earlier audit, or by this verify pass as it read the records (unchanged since).
+      read = seal.lastSeq <= verified ? undefined : await digests?.take(segment.path);
+      if (seal.lastSeq <= verified || (read?.bytes === seal.bytes && read.sha256 === seal.sha256)) content = undefined;
       else content = await readRegularFile(segment.path, layout.name(segment.path));
     } catch (error) {
       if (OffchannelError.hasCode(error, 'FILE_NOT_REGULAR')) continue; // reported above
@@ -151,6 +164,10 @@ async function* auditStream(layout: ArchiveLayout, stream: string, verified: num
       const seq = content.length < seal.bytes ? seal.firstSeq + intact : seal.firstSeq;
       const what = content.length < seal.bytes ? `truncated to ${content.length} of ${seal.bytes} bytes` : `altered (${content.length} bytes, SHA-256 ${digest}; seal says ${seal.bytes} bytes, ${seal.sha256})`;
       yield { code: 'SEGMENT_SEAL_MISMATCH', stream, seq, message: `stream ${stream} seq ${seq}: sealed segment ${path.basename(segment.path)} ${what}` };
+    } else if (content && read && (read.bytes !== seal.bytes || read.sha256 !== seal.sha256)) {
+      // The records were verified from bytes that do not match the seal; the file matches it again now.
+      const what = `altered while it was verified (${read.bytes} bytes, SHA-256 ${read.sha256} when its records were read; seal says ${seal.bytes} bytes, ${seal.sha256})`;
+      yield { code: 'SEGMENT_SEAL_MISMATCH', stream, seq: seal.firstSeq, message: `stream ${stream} seq ${seal.firstSeq}: sealed segment ${path.basename(segment.path)} ${what}` };
     }
     for (const file of [segment.path, segment.sealPath]) {
       if (((await lstat(file)).mode & 0o222) !== 0) {

@@ -50,6 +50,7 @@ import {
 } from '@offchannel/core';
 import { ARCHIVE_FORMAT, ATTESTATION_FILE, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
 import { auditArchive } from './fs-audit.ts';
+import { SegmentDigests } from './segment-digests.ts';
 import { createReadOnlyFile, ensureDirectory, isNotFound, openRegularFile, readIfExists, readRegularFile, syncDirectory, syncFile } from './fs-utils.ts';
 import { IoLimit } from './io-limit.ts';
 import { type PrunedPrefix, prunedHead, readPrunedPrefix, writePrunedPrefix } from './pruned-prefix.ts';
@@ -215,6 +216,8 @@ export class FsSink implements Sink {
   readonly dir: string;
   private readonly layout: ArchiveLayout;
   private readonly segmentBytes: number;
+  /** Sealed segments as `readSegments` read them, for the audit (see segment-digests.ts). */
+  private readonly segmentDigests = new SegmentDigests();
   /** Per stream: where the record `seq` starts in segment `segment` (from the last read). */
   private readonly positions = new Map<string, { segment: number; seq: number; offset: number }>();
   private readonly logger: Logger;
@@ -308,9 +311,12 @@ export class FsSink implements Sink {
     for (const [index, segment] of segments.entries()) {
       // Left by a prune interrupted after its prefix was written: no longer part of the stream.
       if (segment.firstSeq <= pruned) continue;
+      // A sealed segment is hashed as it is read, for the audit's seal check (segment-digests.ts).
+      const identity = segment.sealed ? await this.segmentDigests.identify(segment.path) : undefined;
       const content = await readIfExists(segment.path, this.layout.name(segment.path));
       if (!content) continue;
       this.assertOpen();
+      if (identity) this.segmentDigests.remember(segment.path, identity, content);
       // The active segment may end in an append in progress: stop at its last complete record.
       const last = segment.sealed || index < segments.length - 1 ? content.length : content.lastIndexOf(0x0a) + 1;
       if (last > 0) yield { firstSeq: segment.firstSeq, bytes: new Uint8Array(content.buffer, content.byteOffset, last) };
@@ -539,7 +545,7 @@ export class FsSink implements Sink {
   /** Physical checks: seals match their segments, sealed files are read-only, no stray files. */
   audit(options?: { readonly streams?: readonly string[]; readonly since?: ReadonlyMap<string, number> }): AsyncIterable<AuditFinding> {
     this.assertOpen();
-    return auditArchive(this.layout, options?.streams, options?.since);
+    return auditArchive(this.layout, options?.streams, options?.since, this.segmentDigests);
   }
 
   async putAttestation(id: AttestationId, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
