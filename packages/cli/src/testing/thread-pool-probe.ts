@@ -22,7 +22,9 @@ const report = (text: string): void => {
   writeSync(1, `${text}\n`);
   process.kill(process.pid, 'SIGKILL'); // the blocked opens never return: end without waiting for them
 };
-const timer = setTimeout(() => report('blocked'), 10_000);
+const timer = setTimeout(() => {
+  report('blocked');
+}, 10_000);
 stat(dir, () => {
   clearTimeout(timer);
   report('free');
