@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: sizes libuv's thread pool for blob writes before anything starts the pool.
+import './thread-pool.ts';
 import { writeSync } from 'node:fs';
 import { run, stopsGracefully } from './run.ts';
 

@@ -5,7 +5,7 @@
  */
 import { InvalidRecordError, RecordTooLargeError } from '../errors/record-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
-import { canonicalBytes, canonicalize } from '../json/canonical-json.ts';
+import { canonicalize } from '../json/canonical-json.ts';
 import type { AttachmentInput, BlobInput, CaptureInput } from '../record/capture-input.ts';
 import {
   type ArchiveRecord,
@@ -37,6 +37,12 @@ export interface PreparedCapture {
   readonly blobs: readonly PendingBlob[];
   /** Blob refs given by the connector as already stored; the recorder checks they exist. */
   readonly existingBlobs: readonly BlobRef[];
+  /**
+   * The template's canonical JSON, when it names blobs (computed for the size check anyway): the
+   * recorder detaches the template from the caller's objects by parsing it back, instead of
+   * serializing the template a second time.
+   */
+  readonly canonical?: string;
 }
 
 const encoder = new TextEncoder();
@@ -112,8 +118,10 @@ export function prepareCapture(input: CaptureInput, stream: { stream: string; ch
   const template: RecordTemplate = fields;
   if (blobs.length > 0 || existingBlobs.length > 0) {
     // Check the size now, before any blob is stored, so a rejected record leaves nothing behind.
-    const bytes = canonicalBytes(template);
-    if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(bytes.length, MAX_RECORD_BYTES);
+    const canonical = canonicalize(template);
+    const size = Buffer.byteLength(canonical, 'utf8');
+    if (size > MAX_RECORD_BYTES) throw new RecordTooLargeError(size, MAX_RECORD_BYTES);
+    return { key, template, blobs, existingBlobs, canonical };
   }
   return { key, template, blobs, existingBlobs };
 }

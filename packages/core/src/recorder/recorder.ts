@@ -107,9 +107,12 @@ export interface RecorderStats {
 
 const RETENTION_RANK = { none: 0, 'append-only': 1, 'compliance-lock': 2 } as const;
 
-/** A deep copy of a validated template: JSON data only, so a canonical round trip is exact. */
-function detachTemplate(template: RecordTemplate): RecordTemplate {
-  return JSON.parse(canonicalize(template)) as RecordTemplate;
+/**
+ * A deep copy of a validated template: JSON data only, so a canonical round trip is exact
+ * (`canonical`: the template's canonical JSON when already computed, see `PreparedCapture`).
+ */
+function detachTemplate(template: RecordTemplate, canonical = canonicalize(template)): RecordTemplate {
+  return JSON.parse(canonical) as RecordTemplate;
 }
 
 export class Recorder {
@@ -369,7 +372,7 @@ export class Recorder {
     // This capture is sequenced only after awaiting. Detach it from the caller's objects now,
     // in the caller's tick, so a platform library mutating them meanwhile cannot change what
     // was validated (the fast path sequences synchronously and needs no copy).
-    const prepared = { ...input, template: detachTemplate(input.template) };
+    const prepared = { ...input, template: detachTemplate(input.template, input.canonical) };
     const { key } = prepared;
     const { promise, resolve, reject } = Promise.withResolvers<CaptureResult>();
     const turn: Turn = {

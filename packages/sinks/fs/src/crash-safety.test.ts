@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type ArchiveRecord, ed25519KeyFromSeed, verifyArchive } from '@offchannel/core';
+import { type ArchiveRecord, ed25519KeyFromSeed, sha256Hex, verifyArchive } from '@offchannel/core';
 import { expect, it, vi } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
 
@@ -14,7 +14,7 @@ const TRIALS = 24;
 /** The key the child signs with in its indexed trials. */
 const signer = ed25519KeyFromSeed('crash.example/offchannel', new Uint8Array(32).fill(7));
 
-it(`keeps every acknowledged record through ${TRIALS} SIGKILLs at random moments, without duplicates`, { timeout: 180_000 }, async () => {
+it(`keeps every acknowledged record and its blobs through ${TRIALS} SIGKILLs at random moments, without duplicates`, { timeout: 180_000 }, async () => {
   const dir = path.join(await mkdtemp(path.join(tmpdir(), 'offchannel-crash-')), 'archive');
   const t0 = performance.now();
   const acknowledged = new Map<number, number>(); // message index → seq
@@ -70,6 +70,15 @@ it(`keeps every acknowledged record through ${TRIALS} SIGKILLs at random moments
         expect(seen.has(record.key), `key ${record.key} recorded twice`).toBe(false);
         seen.set(record.key, record.seq);
         count++;
+        // Every record names its blobs, and each is there, complete, under its hash.
+        const named = [record.raw, ...(record.attachments ?? []).filter((item) => item.status === 'stored')];
+        expect(record.raw, `record ${record.seq} lost its raw blob ref`).toBeDefined();
+        for (const ref of named) {
+          const bytes = await sink.getBlob(ref?.sha256 as string);
+          expect(bytes, `blob of record ${record.seq} missing after crash ${trial}`).toBeDefined();
+          expect(sha256Hex(bytes as Uint8Array)).toBe(ref?.sha256);
+          expect(bytes?.length).toBe(ref?.size);
+        }
       }
       expect(count).toBe(head.seq);
       for (const [index, seq] of acknowledged) expect(seen.get(`message:{"id":"m-${index}"}`), `acknowledged message ${index} missing after crash ${trial}`).toBe(seq);
@@ -80,7 +89,8 @@ it(`keeps every acknowledged record through ${TRIALS} SIGKILLs at random moments
       expect(report.failures).toEqual([]);
       await sink.close();
     }
-    expect(acknowledged.size).toBeGreaterThan(TRIALS * 50);
+    // Each capture also writes a blob: on a busy machine a trial acknowledges a few dozen.
+    expect(acknowledged.size).toBeGreaterThan(TRIALS * 25);
     expect(checkpointed, 'trials verified against signed checkpoints').toBeGreaterThan(TRIALS / 4);
     const quarantined = await readdir(path.join(dir, 'quarantine', 'demo:crash')).catch(() => []);
     console.log(`crash test: ${acknowledged.size} acknowledged, ${quarantined.length} torn tails recovered, ${(performance.now() - t0).toFixed(0)} ms`);

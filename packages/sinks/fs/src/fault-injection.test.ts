@@ -85,3 +85,29 @@ it('a failed fsync while creating a segment does not wedge the stream', async ()
   for await (const finding of reader.audit()) expect.fail(finding.message);
   await reader.close();
 });
+
+it('a blob whose directory fsync failed after it was linked is not named by a record until a retry made it durable', async () => {
+  const sink = await openFsSink({ dir });
+  const writer = new Recorder({ sink }).writer({ channel: 'demo', account: 'alice', source: { package: 'test', version: '0' } });
+  const input = {
+    kind: 'message',
+    sentAt: '2026-11-21T10:00:00Z',
+    conversation: { id: 'c', type: 'direct' },
+    sender: { id: 'b' },
+    direction: 'inbound',
+    native: { id: 'm1' },
+    text: 'with raw evidence',
+    raw: { bytes: new TextEncoder().encode('raw platform bytes'), format: 'test' },
+  } as const;
+  faults.createReadOnlyFile = 1; // the blob's file is written and linked, then its directory entry "fails"
+  await expect(writer.capture(input)).rejects.toMatchObject({ code: 'EIO' });
+  expect(faults.createReadOnlyFile, 'the injected failure was hit').toBe(0);
+  expect((await sink.head(stream)).seq, 'no record names a blob that is not known durable').toBe(0);
+  // The retry finds the linked file (EEXIST), checks it, fsyncs it and its directory, then appends.
+  const result = await writer.capture(input);
+  expect(result).toMatchObject({ status: 'recorded', seq: 1 });
+  await sink.close();
+  const staged = await readdir(path.join(dir, 'tmp'));
+  expect(staged, 'no staged file left behind').toEqual([]);
+  await intact();
+});

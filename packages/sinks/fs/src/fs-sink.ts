@@ -435,7 +435,10 @@ export class FsSink implements Sink {
     this.assertWritable(); // the sink may have been closed while this write waited for a slot
     const target = this.layout.blob(sha256);
     if (this.durableBlobs.has(sha256)) return { created: false };
-    if (!(await this.sameBlobStored(target, sha256)) && (await createReadOnlyFile(this.layout.tmpDir, target, bytes))) {
+    // Written first, checked after: in a backlog nearly every blob is new, and looking for it
+    // first cost one more thread-pool call (and a thrown ENOENT) per blob. The hard link never
+    // replaces a file that is there (EEXIST): then that file is checked instead.
+    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) {
       this.rememberDurable(sha256);
       return { created: true };
     }

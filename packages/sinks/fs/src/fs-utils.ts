@@ -75,17 +75,28 @@ export async function writeFully(handle: FileHandle, bytes: Uint8Array, position
   }
 }
 
+/** `O_DSYNC` where the platform has it (0 on Windows). */
+const DSYNC = constants.O_DSYNC ?? 0;
+
 /**
  * Creates `target` with exactly `bytes`, read-only, durably, never replacing an existing file:
- * stage in `tmpDir`, fsync, chmod 0444, hard-link into place (fails if present), fsync the
- * directory. Returns `false` (and leaves the existing file alone) if `target` already exists.
+ * stage in `tmpDir` (created 0444, written with `O_DSYNC`), hard-link into place (fails if
+ * present), fsync the directory. Returns `false` (and leaves the existing file alone) if
+ * `target` already exists.
+ *
+ * `O_DSYNC` makes each write return only once its data, and the metadata needed to read it
+ * back, are on stable storage — what `write` then `fdatasync` give (POSIX "synchronized I/O
+ * data integrity completion") in one call instead of two. Every blob is written this way, and
+ * every call holds one of libuv's thread-pool threads while it waits for the disk: fewer calls
+ * per file leave more threads waiting on the disk at once (docs/storage-format.md, "Blob writes").
  */
 export async function createReadOnlyFile(tmpDir: string, target: string, bytes: Uint8Array): Promise<boolean> {
   const staged = path.join(tmpDir, `${path.basename(target)}.${randomBytes(6).toString('hex')}`);
-  const handle = await open(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o444);
+  const handle = await open(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | DSYNC, 0o444);
   try {
     await writeFully(handle, bytes, 0);
-    await handle.datasync();
+    // Where the platform has no O_DSYNC (Windows), sync explicitly.
+    if (DSYNC === 0) await handle.datasync();
   } finally {
     await handle.close();
   }

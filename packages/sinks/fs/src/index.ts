@@ -3,6 +3,7 @@
  * fsync'd segment files, content-addressed blobs and checkpoints, verifiable with
  * `sha256sum` and `jq` alone (see docs/storage-format.md).
  */
+export { BLOB_WRITE_THREADS, requestBlobWriteThreads } from './blob-write-threads.ts';
 export { FsSink, openFsSink } from './fs-sink.ts';
 export type { FsSinkOptions, PruneRequest, PruneResult } from './fs-sink.ts';
 export { PRUNED_FILE, PRUNED_FORMAT } from './pruned-prefix.ts';

@@ -1,10 +1,14 @@
 /**
  * Test child for the crash-safety test: captures messages into an fs archive as fast as it can
- * (hundreds in flight), printing `<index> <seq>` for every capture that resolved. The parent
+ * (hundreds in flight, each with a raw-evidence blob, some with an attachment), printing
+ * `<index> <seq>` for every capture that resolved. The parent
  * SIGKILLs it at a random moment.
  */
 import { Recorder, ed25519KeyFromSeed, openKeyIndex } from '@offchannel/core';
-import { openFsSink } from '@offchannel/sink-fs';
+import { openFsSink, requestBlobWriteThreads } from '@offchannel/sink-fs';
+
+// As the CLI does: many blob fsyncs in flight at once, so kills land among them.
+requestBlobWriteThreads();
 
 // With an index file: a persistent key index and checkpoints signed every 200 records with a
 // fixed test key, so restarts take the start-up path that reads only what is new.
@@ -43,6 +47,8 @@ for (let index = Number(startText); ; index++) {
       direction: index % 3 === 0 ? 'outbound' : 'inbound',
       native: { id: `m-${index}` },
       text: `message ${index}: ${padding}`,
+      // Every connector's records carry their raw platform bytes: one blob per record.
+      raw: { bytes: new TextEncoder().encode(`raw evidence of message ${index}`), format: 'crash-raw' },
       ...(attachment ? { attachments: attachment } : {}),
     })
     .then(

@@ -1,0 +1,113 @@
+/**
+ * Blob staging in the recorder: a pipelining connector's captures store their blobs all at once
+ * (the sink, not the recorder, bounds how many), finish in any order, and are still recorded in
+ * capture order — and a record is appended only after every blob it names is durable.
+ */
+import { expect, it } from 'vitest';
+import { sha256Hex } from '../hash/sha256.ts';
+import type { CaptureInput } from '../record/capture-input.ts';
+import { decodeRecord } from '../record/encode-record.ts';
+import type { Sink } from '../sink/sink.ts';
+import { createMemorySink } from '../testing/memory-sink.ts';
+import { Recorder } from './recorder.ts';
+
+const source = { package: '@offchannel/test', version: '0.0.0' };
+const COUNT = 32;
+
+function message(index: number): CaptureInput & { conversation: { id: string; type: 'direct'; title: string } } {
+  return {
+    kind: 'message',
+    sentAt: '2026-11-21T09:00:00Z',
+    conversation: { id: 'chat-1', type: 'direct', title: 'Deal desk' },
+    sender: { id: 'bob' },
+    direction: 'inbound',
+    native: { id: `m${index}` },
+    text: `message ${index}`,
+    raw: { bytes: new TextEncoder().encode(`raw ${index}`), format: 'test' },
+  };
+}
+
+/** A sink whose blob writes wait until released, so a test decides the order they finish in. */
+function heldBlobSink() {
+  const inner = createMemorySink();
+  const held: { sha256: string; release: () => void }[] = [];
+  const events: string[] = [];
+  let inFlight = 0;
+  let mostInFlight = 0;
+  const sink: Sink = {
+    ...inner,
+    guarantees: { ...inner.guarantees, durability: 'fsync' },
+    head: (stream) => inner.head(stream),
+    read: (stream, options) => inner.read(stream, options),
+    streams: () => inner.streams(),
+    getBlob: (sha256) => inner.getBlob(sha256),
+    statBlob: (sha256) => inner.statBlob(sha256),
+    async appendBatch(batch) {
+      for (const bytes of batch.records) {
+        const record = decodeRecord(bytes).record;
+        events.push(`append:${record.native?.id}`);
+        // The durability rule: every blob a record names is durable before the record is appended.
+        expect(await inner.getBlob(record.raw?.sha256 as string), `blob of ${record.native?.id} durable first`).toBeDefined();
+      }
+      return inner.appendBatch(batch);
+    },
+    async putBlob(sha256, bytes) {
+      inFlight++;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      await new Promise<void>((release) => held.push({ sha256, release }));
+      inFlight--;
+      const result = await inner.putBlob(sha256, bytes);
+      events.push(`blob:${sha256}`);
+      return result;
+    },
+  };
+  return { sink, held, events, mostInFlight: () => mostInFlight };
+}
+
+it('stores the blobs of captures in flight all at once and records them in capture order, whatever order the blobs finish in', async () => {
+  const spy = heldBlobSink();
+  const writer = new Recorder({ sink: spy.sink }).writer({ channel: 'demo', account: 'alice', source });
+  const captures = Array.from({ length: COUNT }, (_, index) => writer.capture(message(index)));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  // Not one blob write after another: every capture's blob is with the sink before any finishes.
+  expect(spy.held).toHaveLength(COUNT);
+  expect(spy.mostInFlight()).toBe(COUNT);
+  // Finish them last first.
+  for (const blob of [...spy.held].reverse()) {
+    blob.release();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const results = await Promise.all(captures);
+  expect(results.map((result) => result.seq)).toEqual(Array.from({ length: COUNT }, (_, index) => index + 1));
+  const appended = spy.events.filter((event) => event.startsWith('append:'));
+  expect(appended).toEqual(Array.from({ length: COUNT }, (_, index) => `append:m${index}`));
+});
+
+it('a capture whose blob write failed is not recorded; the ones after it are, in order', async () => {
+  const spy = heldBlobSink();
+  const failing = { ...spy.sink, putBlob: async (sha256: string, bytes: Uint8Array) => {
+    if (sha256 === sha256Hex(new TextEncoder().encode('raw 2'))) throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
+    return spy.sink.putBlob(sha256, bytes);
+  } } satisfies Sink;
+  const writer = new Recorder({ sink: failing }).writer({ channel: 'demo', account: 'alice', source });
+  const captures = Array.from({ length: 5 }, (_, index) => writer.capture(message(index)));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  for (const blob of spy.held) blob.release();
+  const settled = await Promise.allSettled(captures);
+  expect(settled.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+  expect(spy.events.filter((event) => event.startsWith('append:'))).toEqual(['append:m0', 'append:m1', 'append:m3', 'append:m4']);
+});
+
+it('a capture waiting for its blob records what was captured, not what the caller changed afterwards', async () => {
+  const spy = heldBlobSink();
+  const writer = new Recorder({ sink: spy.sink }).writer({ channel: 'demo', account: 'alice', source });
+  const input = message(1);
+  const capture = writer.capture(input);
+  input.conversation.title = 'changed by the platform library'; // a nested object the template shares
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  for (const blob of spy.held) blob.release();
+  await capture;
+  const stored = [];
+  for await (const record of spy.sink.read('demo:alice')) stored.push(decodeRecord(record.bytes).record);
+  expect(stored[0]?.conversation).toEqual({ id: 'chat-1', type: 'direct', title: 'Deal desk' });
+});
