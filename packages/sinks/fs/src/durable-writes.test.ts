@@ -136,3 +136,10 @@ it('a durable write that fails mid-run rejects its batch and everything behind i
   expect(report.failures).toEqual([]);
   await reader.close();
 });
+
+it('uses O_DSYNC only on Linux: on macOS fdatasync is F_FULLFSYNC and O_DSYNC is weaker', async () => {
+  const { syncWriteFlag } = await import('./fs-utils.ts');
+  expect(syncWriteFlag('linux')).toBe(constants.O_DSYNC);
+  expect(constants.O_DSYNC).toBeGreaterThan(0);
+  for (const platform of ['darwin', 'win32', 'freebsd'] as const) expect(syncWriteFlag(platform)).toBe(0);
+});

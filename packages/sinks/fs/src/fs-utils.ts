@@ -75,8 +75,18 @@ export async function writeFully(handle: FileHandle, bytes: Uint8Array, position
   }
 }
 
-/** `O_DSYNC` where the platform has it (0 on Windows). */
-const DSYNC = constants.O_DSYNC ?? 0;
+/**
+ * The open flag that makes a write durable when it returns: `O_DSYNC` on Linux, 0 elsewhere
+ * (then the caller follows the write with `datasync()`). Not on macOS: there libuv's
+ * `fdatasync` is `fcntl(F_FULLFSYNC)`, which also flushes the drive's write cache, and
+ * `O_DSYNC` does not — an acknowledged record could be lost in a power cut. Not on Windows:
+ * no `O_DSYNC`.
+ */
+export function syncWriteFlag(platform: NodeJS.Platform = process.platform): number {
+  return platform === 'linux' ? (constants.O_DSYNC ?? 0) : 0;
+}
+
+const DSYNC = syncWriteFlag();
 
 /**
  * Creates `target` with exactly `bytes`, read-only, durably, never replacing an existing file:
@@ -95,7 +105,7 @@ export async function createReadOnlyFile(tmpDir: string, target: string, bytes: 
   const handle = await open(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | DSYNC, 0o444);
   try {
     await writeFully(handle, bytes, 0);
-    // Where the platform has no O_DSYNC (Windows), sync explicitly.
+    // Without O_DSYNC (every platform but Linux, see syncWriteFlag), sync explicitly.
     if (DSYNC === 0) await handle.datasync();
   } finally {
     await handle.close();

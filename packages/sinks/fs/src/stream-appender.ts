@@ -14,7 +14,8 @@
  * done what fdatasync does for it (POSIX synchronized I/O data integrity completion). Write and
  * sync are one operation on libuv's thread pool: the disk works on a batch while the main thread
  * acknowledges the previous one, instead of the fdatasync waiting for the main thread to be free
- * between write and sync. Where O_DSYNC does not exist (Windows) the write is followed by fdatasync. A segment that reaches the size limit is sealed: its seal (size, SHA-256,
+ * between write and sync. On every platform but Linux (macOS: fdatasync is F_FULLFSYNC
+ * there and O_DSYNC is weaker; Windows: no O_DSYNC) the write is followed by fdatasync. A segment that reaches the size limit is sealed: its seal (size, SHA-256,
  * last seq and hash) is written read-only, then the segment is made read-only.
  */
 import { type Hash, createHash } from 'node:crypto';
@@ -32,7 +33,7 @@ import {
   sha256Hex,
 } from '@offchannel/core';
 import { type ArchiveLayout, SEAL_FORMAT } from './archive-layout.ts';
-import { createReadOnlyFile, ensureDirectory, openRegularFile, readIfExists, readRegularFile, syncDirectory, writeFully } from './fs-utils.ts';
+import { createReadOnlyFile, ensureDirectory, openRegularFile, readIfExists, readRegularFile, syncDirectory, syncWriteFlag, writeFully } from './fs-utils.ts';
 import { prunedHead, readPrunedPrefix } from './pruned-prefix.ts';
 import { type Seal, type SegmentFile, listSegments, parseSeal, sealBytes, splitLines } from './segments.ts';
 import { type StreamLock, acquireStreamLock } from './stream-lock.ts';
@@ -46,8 +47,8 @@ interface ActiveSegment {
 }
 
 const NEWLINE = Buffer.from('\n');
-/** Writes to the active segment are durable on return (see the module comment); 0 where unsupported. */
-const DSYNC = constants.O_DSYNC ?? 0;
+/** Writes to the active segment are durable on return (see the module comment); 0 off Linux. */
+const DSYNC = syncWriteFlag();
 
 export class StreamAppender {
   readonly stream: string;
