@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -97,6 +97,35 @@ describe('StateStore.table', () => {
     await table.close();
   });
 
+  it('resolves a write only after the WAL file it committed to was fdatasync\'d', async () => {
+    const table = (await openStateStore({ dir, key })).scope('whatsapp:alice').table('messages');
+    await table.write([['warm', bytes('open the WAL handle')]]);
+    const probe = await open(path.join(path.dirname(dir), 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { datasync: (this: FileHandle) => Promise<void> };
+    await probe.close();
+    const real = proto.datasync;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    let synced = 0;
+    const spy = vi.spyOn(proto, 'datasync').mockImplementation(async function (this: FileHandle) {
+      await gate;
+      await real.call(this);
+      synced++;
+    });
+    try {
+      let resolved = false;
+      const write = table.write([['m1', bytes('one')]]).then(() => { resolved = true; });
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(resolved, 'write resolved before any fdatasync').toBe(false);
+      release();
+      await write;
+      expect(synced).toBeGreaterThan(0);
+    } finally {
+      spy.mockRestore();
+      await table.close();
+    }
+  });
+
   it('SIGKILLed mid-batch: every batch reported durable is there, and no batch is half there', { timeout: 60_000 }, async () => {
     const script = path.join(import.meta.dirname, '__fixtures__', 'table-writer.ts');
     const size = 40;
@@ -107,16 +136,23 @@ describe('StateStore.table', () => {
       child.stdout.on('data', (chunk: string) => {
         durable = Math.max(durable, ...chunk.trim().split('\n').map(Number));
       });
+      const exit = new Promise<void>((resolve) => {
+        child.once('exit', () => { resolve(); });
+      });
+      let exited = false;
+      void exit.then(() => { exited = true; });
       const reached = durable;
       await new Promise<void>((resolve) => {
         const wait = (): void => {
-          if (durable > reached) setTimeout(resolve, Math.random() * 100);
+          if (durable > reached || exited) setTimeout(resolve, Math.random() * 100);
           else setTimeout(wait, 5);
         };
         wait();
       });
+      // A child that died on its own (not by our kill) is a failure, not a 60 s wait.
+      expect(exited, 'the writer exited before it was killed').toBe(false);
       child.kill('SIGKILL');
-      await new Promise((resolve) => child.once('exit', resolve));
+      await exit;
       const table = (await openStateStore({ dir, key })).scope('whatsapp:alice').table('messages');
       // Each trial restarts at batch 1 and overwrites: check the batches this child reported, and the next one.
       for (let batch = 1; batch <= durable + 1; batch++) {
