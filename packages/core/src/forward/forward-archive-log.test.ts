@@ -150,4 +150,61 @@ describe('Forwarder and the archive log', () => {
       expect(report.archiveLogs?.map((log) => log.witnessedSize)).toEqual([size]);
     }
   });
+
+  it('after a restart, a newer archive checkpoint waits behind a lagging lane while the older one stays; none is copied out of order', { timeout: 60_000 }, async () => {
+    const spoolStorage = new MemoryStorage();
+    const targetStorage = new MemoryStorage();
+    const held = { value: false };
+    const rounds = { value: 0 };
+    const open = () => new Forwarder({ spool: counting(createMemorySink(spoolStorage), rounds), targets: [{ name: 't', sink: holding(createMemorySink(targetStorage), 'demo:b', held) }], archiveLogs: [ARCHIVE_LOG], pollMs: 20, minRetryMs: 10, maxRetryMs: 20 });
+    const capture = async (sink: Sink, from: number) => {
+      const archiveLog = await ArchiveLog.open({ sink, signer: key, logger: createRecordingLogger(), everyMs: 3_600_000 });
+      const recorder = new Recorder({ sink, allowVolatileSink: true, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 2, witnesses: archiveLog } });
+      for (const account of ['a', 'b']) {
+        const writer = recorder.writer({ channel: 'demo', account, source });
+        for (let index = from; index < from + 2; index++) await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index}` });
+      }
+      await recorder.close();
+      await archiveLog.close();
+      const size = archiveLog.signedSize;
+      const note = new TextDecoder().decode(await sink.getCheckpoint(ARCHIVE_LOG, size, 'note'));
+      await sink.putCheckpoint(ARCHIVE_LOG, size, cosignedFile(witness.verifier), new TextEncoder().encode(`${note}${witness.cosign(parseNote(note).text, 1_795_000_000)}`));
+      return size;
+    };
+    const first = open();
+    first.start();
+    expect(await capture(first.sink, 0)).toBe(2);
+    await first.drain({ timeoutMs: 20_000 });
+    await first.stop();
+    const target = createMemorySink(targetStorage, { readOnly: true });
+    expect(await target.checkpoints(ARCHIVE_LOG)).toEqual([2]);
+    // Captured while no forwarder ran; the new one finds demo:b's lane held back.
+    expect(await capture(createMemorySink(spoolStorage), 2)).toBe(4);
+    held.value = true;
+    const second = open();
+    second.start();
+    const deadline = Date.now() + 30_000;
+    while ((await target.checkpoints('demo:a')).at(-1) !== 4) {
+      if (Date.now() > deadline) throw new Error('the forwarder made no progress');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const after = rounds.value;
+    while (rounds.value < after + 2) {
+      if (Date.now() > deadline) throw new Error('no copy round ran');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await target.checkpoints(ARCHIVE_LOG)).toEqual([2]);
+    expect(await target.getTile(ARCHIVE_LOG, { level: 0, index: 0, width: 4 })).toBeUndefined();
+    const policy = { verifiers: [key.verifier], witnesses: [witness.verifier], quorum: 1 };
+    // True and not critical: demo:a's newest checkpoint on the target is not witnessed there yet. No entry is missing.
+    const before = await verifyArchive(target, policy);
+    expect(before.failures.map((failure) => `${failure.code} ${failure.stream}`)).toEqual(['ARCHIVE_LOG_INCLUSION_MISSING demo:a', 'UNWITNESSED_RECORDS demo:a']);
+    held.value = false;
+    await second.drain({ timeoutMs: 20_000 });
+    await second.stop();
+    expect(await target.checkpoints(ARCHIVE_LOG)).toEqual([2, 4]);
+    const report = await verifyArchive(target, policy);
+    expect(report.failures).toEqual([]);
+    expect(report.archiveLogs?.map((log) => log.witnessedSize)).toEqual([4]);
+  });
 });
