@@ -5,11 +5,13 @@
  * they appear. A target holds an archive checkpoint only once it holds the tiles that prove it,
  * and only once the target's lanes hold the stream checkpoints it may include: else the target
  * would hold archive-log entries whose notes it lacks, which verify reports as deleted stream
- * checkpoints (`ARCHIVE_LOG_ENTRY_MISSING`, critical) — a false tamper alarm. When an archive
- * checkpoint is first listed, the spool's newest stream checkpoint per stream is read (after the
- * listing: a stream checkpoint is stored before it is appended to the archive log, so this covers
- * every entry); that archive checkpoint waits on each target until the target's lane of every
- * stream has copied a checkpoint at least that size, and later ones wait behind it.
+ * checkpoints (`ARCHIVE_LOG_ENTRY_MISSING`, critical) — a false tamper alarm. When a target's
+ * next archive checkpoint is first considered, the spool's newest stream checkpoint per stream
+ * is read (after the listing: a stream checkpoint is stored before it is appended to the
+ * archive log, so this covers every entry); the archive checkpoint waits on that target until
+ * the target's lane of every stream has copied a checkpoint at least that size, and later ones
+ * wait behind it. Only the archive checkpoint a target waits for keeps a snapshot (memory: one
+ * per target, however long it is down); the next one gets its own when its turn comes.
  * What a target holds is listed once per process; a target that is down is retried at the next poll.
  */
 import type { Logger } from '../logger/logger.ts';
@@ -52,8 +54,8 @@ function tilesOf(size: number): TileId[] {
 export class ArchiveLogCopier {
   /** Per target and log: `<size>.<file>` and `tile <path>` of what the target holds. */
   readonly #copied = new Map<string, Set<string>>();
-  /** Per log and archive checkpoint size not yet on every target: per stream, the stream checkpoint size a target must hold first. */
-  readonly #needs = new Map<string, ReadonlyMap<string, number>>();
+  /** Per target and log: the archive checkpoint it waits for, and per stream the checkpoint size its lane must have copied first. */
+  readonly #waiting = new Map<string, { readonly size: number; readonly need: ReadonlyMap<string, number> }>();
 
   async copy(spool: Sink, targets: readonly ForwardTarget[], logs: readonly string[], logger: Logger, forwarded: ForwardedCheckpoint): Promise<void> {
     for (const log of logs) {
@@ -64,66 +66,43 @@ export class ArchiveLogCopier {
         logger.warn({ stream: log, code: (error as { code?: string }).code }, 'could not list the spool\'s archive log; retrying at the next poll');
         continue;
       }
-      const reached: ForwardTarget[] = [];
+      // Read after the listing, at most once per round: it covers every entry of what was listed.
+      let snapshot: Promise<ReadonlyMap<string, number>> | undefined;
+      const newest = () => (snapshot ??= newestStreamCheckpoints(spool));
       for (const target of targets) {
         try {
-          await this.#load(target, log);
-          reached.push(target);
-        } catch (error) {
-          logger.warn({ stream: log, code: (error as { code?: string }).code }, 'could not list a forward target\'s archive log; retrying at the next poll');
-        }
-      }
-      const notes = files.filter((entry) => entry.file === 'note');
-      const onEvery = (size: number) => reached.length === targets.length && reached.every((target) => this.#copiedTo(target, log).has(`${size}.note`));
-      // Read after the listing: every stream checkpoint these archive checkpoints include is in it.
-      const fresh = notes.filter((entry) => !onEvery(entry.size) && !this.#needs.has(needKey(log, entry.size)));
-      if (fresh.length > 0) {
-        try {
-          const newest = await newestStreamCheckpoints(spool);
-          for (const entry of fresh) this.#needs.set(needKey(log, entry.size), newest);
-        } catch (error) {
-          logger.warn({ stream: log, code: (error as { code?: string }).code }, 'could not list the spool\'s stream checkpoints; retrying at the next poll');
-          continue;
-        }
-      }
-      for (const target of reached) {
-        try {
-          await this.#copyTo(spool, target, log, files, forwarded);
+          await this.#copyTo(spool, target, log, files, { forwarded, newest });
         } catch (error) {
           logger.warn({ stream: log, code: (error as { code?: string }).code }, 'could not copy the archive log to a forward target; retrying at the next poll');
         }
       }
-      for (const entry of notes) if (onEvery(entry.size)) this.#needs.delete(needKey(log, entry.size));
     }
   }
 
-  async #load(target: ForwardTarget, log: string): Promise<void> {
-    const key = copiedKey(target, log);
-    if (!this.#copied.has(key)) this.#copied.set(key, new Set((await listFiles(target.sink, log)).map((entry) => `${entry.size}.${entry.file}`)));
-  }
-
-  #copiedTo(target: ForwardTarget, log: string): Set<string> {
-    const copied = this.#copied.get(copiedKey(target, log));
-    if (!copied) throw new Error(`the archive log on ${target.name} was not listed`);
-    return copied;
-  }
-
-  /** True when every stream checkpoint the archive checkpoint of `size` may include is on the target. */
-  #ready(target: ForwardTarget, log: string, size: number, forwarded: ForwardedCheckpoint): boolean {
-    const need = this.#needs.get(needKey(log, size));
-    if (!need) return false;
-    for (const [stream, checkpoint] of need) if (forwarded(target, stream) < checkpoint) return false;
+  /** True once the target's lanes hold every stream checkpoint the archive checkpoint of `size` may include. */
+  async #ready(key: string, target: ForwardTarget, size: number, streams: Streams): Promise<boolean> {
+    let waiting = this.#waiting.get(key);
+    if (waiting?.size !== size) {
+      waiting = { size, need: await streams.newest() };
+      this.#waiting.set(key, waiting);
+    }
+    for (const [stream, checkpoint] of waiting.need) if (streams.forwarded(target, stream) < checkpoint) return false;
     return true;
   }
 
-  async #copyTo(spool: Sink, target: ForwardTarget, log: string, files: readonly FileEntry[], forwarded: ForwardedCheckpoint): Promise<void> {
-    const copied = this.#copiedTo(target, log);
+  async #copyTo(spool: Sink, target: ForwardTarget, log: string, files: readonly FileEntry[], streams: Streams): Promise<void> {
+    const key = `${target.name}\u0000${log}`;
+    let copied = this.#copied.get(key);
+    if (!copied) {
+      copied = new Set((await listFiles(target.sink, log)).map((entry) => `${entry.size}.${entry.file}`));
+      this.#copied.set(key, copied);
+    }
     for (const entry of files) {
       const name = `${entry.size}.${entry.file}`;
       if (copied.has(name)) continue;
       if (entry.file === 'note') {
         // In size order: a checkpoint that must wait holds back the later ones (they include it).
-        if (!this.#ready(target, log, entry.size, forwarded)) return;
+        if (!(await this.#ready(key, target, entry.size, streams))) return;
         for (const tile of tilesOf(entry.size)) {
           const id = `tile ${tilePath(tile)}`;
           if (copied.has(id)) continue;
@@ -140,14 +119,13 @@ export class ArchiveLogCopier {
       if (!bytes) continue;
       await target.sink.putCheckpoint(log, entry.size, entry.file, bytes);
       copied.add(name);
+      if (entry.file === 'note') this.#waiting.delete(key);
     }
   }
 }
 
-function copiedKey(target: ForwardTarget, log: string): string {
-  return `${target.name}\u0000${log}`;
-}
-
-function needKey(log: string, size: number): string {
-  return `${log}\u0000${size}`;
+/** What a target's lanes hold, and the spool's newest stream checkpoints (read once per round). */
+interface Streams {
+  readonly forwarded: ForwardedCheckpoint;
+  readonly newest: () => Promise<ReadonlyMap<string, number>>;
 }
