@@ -2,15 +2,39 @@
  * Internal: the forwarder's copy of the archive log(s) (`witness/archive-log.ts`) from the spool
  * to every target — per archive checkpoint, in size order: its tiles first (the full ones not yet
  * copied, the partial ones at its size), then its note, then the witnesses' cosigned copies as
- * they appear. A target holds an archive checkpoint only once it holds the tiles that prove it.
+ * they appear. A target holds an archive checkpoint only once it holds the tiles that prove it,
+ * and only once the target's lanes hold the stream checkpoints it may include: else the target
+ * would hold archive-log entries whose notes it lacks, which verify reports as deleted stream
+ * checkpoints (`ARCHIVE_LOG_ENTRY_MISSING`, critical) — a false tamper alarm. When a target's
+ * next archive checkpoint is first considered, the spool's newest stream checkpoint per stream
+ * is read (after the listing: a stream checkpoint is stored before it is appended to the
+ * archive log, so this covers every entry); the archive checkpoint waits on that target until
+ * the target's lane of every stream has copied a checkpoint at least that size, and later ones
+ * wait behind it. Only the archive checkpoint a target waits for keeps a snapshot (memory: one
+ * per target, however long it is down); the next one gets its own when its turn comes.
  * What a target holds is listed once per process; a target that is down is retried at the next poll.
  */
 import type { Logger } from '../logger/logger.ts';
 import { TILE_WIDTH, type TileId, tileCounts, tilePath } from '../merkle/tiles.ts';
+import { isArchiveLogName } from '../sink/log-name.ts';
 import type { CheckpointFile, Sink } from '../sink/sink.ts';
 import type { ForwardTarget } from './forwarder.ts';
 
 type FileEntry = { readonly size: number; readonly file: CheckpointFile };
+
+/** Per stream, the largest checkpoint size a target's lane has copied (0 if none, or diverged). */
+export type ForwardedCheckpoint = (target: ForwardTarget, stream: string) => number;
+
+/** Per stream of the spool, the size of its newest stream checkpoint. */
+async function newestStreamCheckpoints(spool: Sink): Promise<ReadonlyMap<string, number>> {
+  const newest = new Map<string, number>();
+  for (const stream of await spool.streams()) {
+    if (isArchiveLogName(stream)) continue;
+    const size = (await spool.checkpoints(stream)).reduce((max, each) => Math.max(max, each), 0);
+    if (size > 0) newest.set(stream, size);
+  }
+  return newest;
+}
 
 async function listFiles(sink: Sink, log: string): Promise<readonly FileEntry[]> {
   return sink.checkpointFiles ? sink.checkpointFiles(log) : (await sink.checkpoints(log)).map((size) => ({ size, file: 'note' as const }));
@@ -30,8 +54,10 @@ function tilesOf(size: number): TileId[] {
 export class ArchiveLogCopier {
   /** Per target and log: `<size>.<file>` and `tile <path>` of what the target holds. */
   readonly #copied = new Map<string, Set<string>>();
+  /** Per target and log: the archive checkpoint it waits for, and per stream the checkpoint size its lane must have copied first. */
+  readonly #waiting = new Map<string, { readonly size: number; readonly need: ReadonlyMap<string, number> }>();
 
-  async copy(spool: Sink, targets: readonly ForwardTarget[], logs: readonly string[], logger: Logger): Promise<void> {
+  async copy(spool: Sink, targets: readonly ForwardTarget[], logs: readonly string[], logger: Logger, forwarded: ForwardedCheckpoint): Promise<void> {
     for (const log of logs) {
       let files: readonly FileEntry[];
       try {
@@ -40,9 +66,12 @@ export class ArchiveLogCopier {
         logger.warn({ stream: log, code: (error as { code?: string }).code }, 'could not list the spool\'s archive log; retrying at the next poll');
         continue;
       }
+      // Read after the listing, at most once per round: it covers every entry of what was listed.
+      let snapshot: Promise<ReadonlyMap<string, number>> | undefined;
+      const newest = () => (snapshot ??= newestStreamCheckpoints(spool));
       for (const target of targets) {
         try {
-          await this.#copyTo(spool, target, log, files);
+          await this.#copyTo(spool, target, log, files, { forwarded, newest });
         } catch (error) {
           logger.warn({ stream: log, code: (error as { code?: string }).code }, 'could not copy the archive log to a forward target; retrying at the next poll');
         }
@@ -50,7 +79,18 @@ export class ArchiveLogCopier {
     }
   }
 
-  async #copyTo(spool: Sink, target: ForwardTarget, log: string, files: readonly FileEntry[]): Promise<void> {
+  /** True once the target's lanes hold every stream checkpoint the archive checkpoint of `size` may include. */
+  async #ready(key: string, target: ForwardTarget, size: number, streams: Streams): Promise<boolean> {
+    let waiting = this.#waiting.get(key);
+    if (waiting?.size !== size) {
+      waiting = { size, need: await streams.newest() };
+      this.#waiting.set(key, waiting);
+    }
+    for (const [stream, checkpoint] of waiting.need) if (streams.forwarded(target, stream) < checkpoint) return false;
+    return true;
+  }
+
+  async #copyTo(spool: Sink, target: ForwardTarget, log: string, files: readonly FileEntry[], streams: Streams): Promise<void> {
     const key = `${target.name}\u0000${log}`;
     let copied = this.#copied.get(key);
     if (!copied) {
@@ -61,6 +101,8 @@ export class ArchiveLogCopier {
       const name = `${entry.size}.${entry.file}`;
       if (copied.has(name)) continue;
       if (entry.file === 'note') {
+        // In size order: a checkpoint that must wait holds back the later ones (they include it).
+        if (!(await this.#ready(key, target, entry.size, streams))) return;
         for (const tile of tilesOf(entry.size)) {
           const id = `tile ${tilePath(tile)}`;
           if (copied.has(id)) continue;
@@ -73,9 +115,17 @@ export class ArchiveLogCopier {
         continue;
       }
       const bytes = await spool.getCheckpoint(log, entry.size, entry.file);
+      if (!bytes && entry.file === 'note') return;
       if (!bytes) continue;
       await target.sink.putCheckpoint(log, entry.size, entry.file, bytes);
       copied.add(name);
+      if (entry.file === 'note') this.#waiting.delete(key);
     }
   }
+}
+
+/** What a target's lanes hold, and the spool's newest stream checkpoints (read once per round). */
+interface Streams {
+  readonly forwarded: ForwardedCheckpoint;
+  readonly newest: () => Promise<ReadonlyMap<string, number>>;
 }

@@ -62,7 +62,11 @@ export interface ForwarderOptions {
   readonly prune?: PruneOptions;
   /** Called after segments were pruned from the spool. */
   readonly onPruned?: (event: PrunedEvent) => void;
-  /** Archive logs to copy (`archive-log`, or a shard's; see `witness/archive-log.ts`): checkpoints, cosigned copies, tiles. */
+  /**
+   * Archive logs to copy (`archive-log`, or a shard's; see `witness/archive-log.ts`): checkpoints,
+   * cosigned copies, tiles. An archive checkpoint reaches a target only after the stream
+   * checkpoints it may include (`forward/archive-log-copier.ts`).
+   */
   readonly archiveLogs?: readonly string[];
 }
 
@@ -307,7 +311,12 @@ export class Forwarder {
   }
 
   private async copyArchiveLogs(): Promise<void> {
-    if (this.options.archiveLogs?.length) await this.archiveLogCopier.copy(this.options.spool, this.options.targets, this.options.archiveLogs, this.logger);
+    if (!this.options.archiveLogs?.length) return;
+    await this.archiveLogCopier.copy(this.options.spool, this.options.targets, this.options.archiveLogs, this.logger, (target, stream) => {
+      // A diverged target does not hold the spool's checkpoints; one not yet reached holds none we know of.
+      const lane = this.lanes.get(laneKey(target, stream));
+      return lane && !lane.diverged ? lane.checkpoint : 0;
+    });
   }
 
   private forwardAttestations(): void {

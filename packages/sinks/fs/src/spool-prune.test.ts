@@ -7,8 +7,8 @@
 import { cp, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Forwarder, type PrunedEvent, Recorder, generateEd25519NoteKey, openKeyIndex, verifyArchive } from '@offchannel/core';
-import { MemoryStorage, createMemorySink } from '@offchannel/core/testing';
+import { ARCHIVE_LOG, ArchiveLog, Forwarder, type PrunedEvent, Recorder, type Sink, cosignedFile, generateCosigner, generateEd25519NoteKey, openKeyIndex, parseNote, verifyArchive } from '@offchannel/core';
+import { MemoryStorage, createMemorySink, createRecordingLogger } from '@offchannel/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
 import { readPrunedPrefix, writePrunedPrefix } from './pruned-prefix.ts';
@@ -274,6 +274,83 @@ describe('Forwarder with prune', () => {
       expect(report.streams[0]?.head.seq).toBe(400);
     }
     expect((await verify(dir)).ok).toBe(true);
+  });
+
+  it('with the archive log: a pruned spool still holds back an archive checkpoint until a lagging lane has copied what it includes', { timeout: 60_000 }, async () => {
+    const dir = path.join(work, 'archive-log');
+    const witness = generateCosigner('w1.witness.example');
+    {
+      const sink = await openFsSink({ dir, segmentBytes: 8_000 });
+      const archiveLog = await ArchiveLog.open({ sink, signer: key, logger: createRecordingLogger(), everyMs: 3_600_000 });
+      const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 70, witnesses: archiveLog }, clock: () => new Date('2026-11-21T10:00:00Z') });
+      for (const account of ['alice', 'bob']) {
+        const writer = recorder.writer({ channel: 'demo', account, source });
+        for (let index = 1; index <= 300; index++) await writer.capture(message(index));
+      }
+      await recorder.close();
+      await archiveLog.close();
+      const size = (await sink.checkpoints(ARCHIVE_LOG)).at(-1) ?? 0;
+      const note = new TextDecoder().decode(await sink.getCheckpoint(ARCHIVE_LOG, size, 'note'));
+      await sink.putCheckpoint(ARCHIVE_LOG, size, cosignedFile(witness.verifier), new TextEncoder().encode(`${note}${witness.cosign(parseNote(note).text, 1_795_000_000)}`));
+      await sink.close();
+    }
+    const fsSpool = await openFsSink({ dir, segmentBytes: 8_000 });
+    const rounds = { value: 0 };
+    // The spool, counting its listings of the archive log (one per copy round).
+    const spool = new Proxy(fsSpool, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          if (property === 'checkpointFiles' && args[0] === ARCHIVE_LOG) rounds.value++;
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    let held = true;
+    // A target whose copy of demo:bob fails while `held`.
+    const heldStorage = new MemoryStorage();
+    const lagging: Sink = new Proxy(createMemorySink(heldStorage), {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (typeof value !== 'function' || property === 'close') return value;
+        return (...args: unknown[]) => {
+          const about = args[0] === 'demo:bob' || (args[0] as { stream?: unknown } | undefined)?.stream === 'demo:bob';
+          if (held && about) return Promise.reject(Object.assign(new Error('down'), { code: 'SINK_UNAVAILABLE' }));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const upStorage = new MemoryStorage();
+    const forwarder = new Forwarder({ spool, targets: [{ name: 'up', sink: createMemorySink(upStorage) }, { name: 'held', sink: lagging }], archiveLogs: [ARCHIVE_LOG], pollMs: 20, minRetryMs: 10, maxRetryMs: 20, prune: { minAgeMs: 0, now: () => FAR_FUTURE } });
+    forwarder.start();
+    const up = createMemorySink(upStorage, { readOnly: true });
+    const heldView = createMemorySink(heldStorage, { readOnly: true });
+    const deadline = Date.now() + 30_000;
+    const until = async (done: () => Promise<boolean>) => {
+      while (!(await done())) {
+        if (Date.now() > deadline) throw new Error('no progress');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    await until(async () => (await heldView.checkpoints('demo:alice')).at(-1) === 300 && (await up.checkpoints(ARCHIVE_LOG)).length > 0);
+    // demo:alice is on both targets: it is pruned from the spool (its checkpoint notes stay).
+    await until(async () => (await fsSpool.pruned('demo:alice')) !== undefined);
+    expect(await fsSpool.pruned('demo:bob')).toBeUndefined();
+    const after = rounds.value;
+    await until(() => Promise.resolve(rounds.value >= after + 2));
+    expect(await heldView.checkpointFiles?.(ARCHIVE_LOG)).toEqual([]);
+    const policy = { verifiers: [key.verifier], witnesses: [witness.verifier], quorum: 1 };
+    expect((await verifyArchive(heldView, policy)).failures.filter((failure) => failure.code.startsWith('ARCHIVE_LOG'))).toEqual([]);
+    held = false;
+    await forwarder.drain({ timeoutMs: 30_000 });
+    await forwarder.stop();
+    await fsSpool.close();
+    for (const target of [up, heldView]) {
+      const report = await verifyArchive(target, { ...policy, workers: 0 });
+      expect(report.failures).toEqual([]);
+      expect(report.archiveLogs?.map((log) => log.witnessedSize)).toEqual([(await target.checkpoints(ARCHIVE_LOG)).at(-1)]);
+    }
   });
 
   it('refuses a spool that cannot prune', () => {
