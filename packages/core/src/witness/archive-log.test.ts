@@ -451,7 +451,9 @@ describe('the archive log\'s start-up cost and its index', () => {
     };
     const current = `${file}.current`;
     copyFileSync(file, current);
-    const trusted = await rebuilt(() => copyFileSync(current, file));
+    const trusted = await rebuilt(() => {
+      copyFileSync(current, file);
+    });
     expect([trusted.size, trusted.warned]).toEqual([expected, false]);
     const deleted = await rebuilt(() => {
       for (const suffix of ['', '-wal', '-shm']) rmSync(`${file}${suffix}`, { force: true });

@@ -287,44 +287,8 @@ export class ArchiveLog {
       this.#tiles = restored.tiles;
       this.#signed = { size: newest, root };
     }
-    // Which stream checkpoints are included: from the index, or from every entry (no or a stale index).
-    const indexed = this.#indexed(newest ?? 0, root);
-    let entries: Set<string> | undefined;
-    if (!indexed && newest !== undefined) {
-      const leaves = await readLeaves(newest, load);
-      const range = new CompactRange();
-      for (const leaf of leaves ?? []) range.append(leaf);
-      if (!root || !leaves || !sameHash(range.root(), root)) {
-        this.#refuse(`the newest archive checkpoint (size ${newest}) does not verify with this key, or its tiles do not reproduce its root — run offchannel verify`);
-        return;
-      }
-      entries = new Set(leaves.map(hex));
-    }
-    const included = indexed ?? new Map<string, number>();
-    // Every stored stream checkpoint not yet included, newest first per stream until one is.
-    const pending = new Map<string, Pending>();
-    for (const stream of await sink.streams()) {
-      if (this.#options.owns && !this.#options.owns(stream)) continue;
-      const known = indexed?.get(stream);
-      const streamSizes = await sink.checkpoints(stream);
-      for (let index = streamSizes.length - 1; index >= 0; index--) {
-        const size = streamSizes[index] as number;
-        if (known !== undefined && size <= known) break;
-        const note = await sink.getCheckpoint(stream, size, 'note');
-        if (!note || !this.#isStreamCheckpoint(note, stream, size)) continue;
-        const leaf = leafHash(note);
-        if (entries?.has(hex(leaf))) {
-          included.set(stream, size);
-          break;
-        }
-        pending.set(hex(leaf), { stream, size, leaf });
-      }
-    }
-    entries = undefined;
-    for (const [stream, size] of included) this.#included.set(stream, size);
-    if (!indexed && newest !== undefined && root) {
-      this.#remember(newest, root, [...included].map(([stream, size]) => ({ stream, size })), true);
-    }
+    const pending = await this.#notIncluded(newest, root);
+    if (!pending) return;
     // Full tiles written past the newest archive checkpoint fix the order of their entries.
     for (let index = Math.floor(this.size / TILE_WIDTH); ; index++) {
       const tile = await sink.getTile(this.log, { level: 0, index, width: TILE_WIDTH });
@@ -347,6 +311,53 @@ export class ArchiveLog {
       const note = await sink.getCheckpoint(this.log, this.#signed.size, 'note');
       if (note) this.#witness(this.#signed.size, note);
     }
+  }
+
+  /**
+   * Every stored stream checkpoint of ours not in archive checkpoint `newest`, by leaf (hex),
+   * and `#included` set to what it includes — from the index, or from all its entries when
+   * there is no index valid for it (the entries are dropped when this returns).
+   * Undefined when the archive log refused (its entries do not reproduce the root).
+   */
+  async #notIncluded(newest: number | undefined, root: Uint8Array | undefined): Promise<Map<string, Pending> | undefined> {
+    const { sink } = this.#options;
+    const indexed = this.#indexed(newest ?? 0, root);
+    let entries: Set<string> | undefined;
+    if (!indexed && newest !== undefined) {
+      const leaves = await readLeaves(newest, (tile) => sink.getTile(this.log, tile));
+      const range = new CompactRange();
+      for (const leaf of leaves ?? []) range.append(leaf);
+      if (!root || !leaves || !sameHash(range.root(), root)) {
+        this.#refuse(`the newest archive checkpoint (size ${newest}) does not verify with this key, or its tiles do not reproduce its root — run offchannel verify`);
+        return undefined;
+      }
+      entries = new Set(leaves.map(hex));
+    }
+    const included = indexed ?? new Map<string, number>();
+    // Newest first per stream until an included one: with the index, down to its included size.
+    const pending = new Map<string, Pending>();
+    for (const stream of await sink.streams()) {
+      if (this.#options.owns && !this.#options.owns(stream)) continue;
+      const known = indexed?.get(stream);
+      const streamSizes = await sink.checkpoints(stream);
+      for (let index = streamSizes.length - 1; index >= 0; index--) {
+        const size = streamSizes[index] as number;
+        if (known !== undefined && size <= known) break;
+        const note = await sink.getCheckpoint(stream, size, 'note');
+        if (!note || !this.#isStreamCheckpoint(note, stream, size)) continue;
+        const leaf = leafHash(note);
+        if (entries?.has(hex(leaf))) {
+          included.set(stream, size);
+          break;
+        }
+        pending.set(hex(leaf), { stream, size, leaf });
+      }
+    }
+    for (const [stream, size] of included) this.#included.set(stream, size);
+    if (!indexed && newest !== undefined && root) {
+      this.#remember(newest, root, [...included].map(([stream, size]) => ({ stream, size })), true);
+    }
+    return pending;
   }
 
   /** True when `note` is `stream`'s checkpoint at `size`, signed by this archive's key. */
