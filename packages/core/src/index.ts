@@ -81,6 +81,8 @@ export { WitnessClient, assertWitnessUrl, cosignedFile } from './witness/witness
 export { ARCHIVE_LOG, archiveLogName, assertLogName, isArchiveLogName } from './sink/log-name.ts';
 export { ArchiveLog, archiveLogOrigin, readLeaves } from './witness/archive-log.ts';
 export type { ArchiveLogOptions } from './witness/archive-log.ts';
+export { openArchiveLogIndex } from './witness/archive-log-index.ts';
+export type { ArchiveLogIndex, ArchiveLogIndexHead } from './witness/archive-log-index.ts';
 export type { WitnessClientOptions, WitnessEndpoint, WitnessedCheckpoint } from './witness/witness-client.ts';
 export { ED25519_NOTE_TYPE, assertKeyName, ed25519KeyFromSeed, ed25519KeyId, generateEd25519NoteKey, parseSignerKey, parseVerifierKey } from './note/ed25519-key.ts';
 export type { Ed25519NoteKey, NoteSigner, NoteVerifier } from './note/ed25519-key.ts';

@@ -25,12 +25,14 @@ import {
   Recorder,
   WitnessClient,
   ArchiveLog,
+  type ArchiveLogIndex,
   archiveLogName,
   type KeyIndex,
   type Sink,
   type StateStore,
   createTsaClient,
   loadStateKey,
+  openArchiveLogIndex,
   openKeyIndex,
   openStateStore,
 } from '@offchannel/core';
@@ -122,6 +124,7 @@ export class CaptureRunner {
   #witnesses: WitnessClient | undefined;
   /** With `signing.archiveLog`: what the stream checkpoints go to, and what is witnessed. */
   #archiveLog: ArchiveLog | undefined;
+  #archiveLogIndex: ArchiveLogIndex | undefined;
 
   constructor(config: CaptureConfig, logger: Logger, options: CaptureRunnerOptions = {}) {
     this.#config = config;
@@ -192,6 +195,8 @@ export class CaptureRunner {
           logger: this.#logger,
           ...(shard ? { owns: (stream: string) => inShard(stream, shard) } : {}),
           ...(this.#witnesses ? { witnesses: this.#witnesses } : {}),
+          // What the archive log includes, beside the key index: start-up reads only its right edge.
+          index: (this.#archiveLogIndex = openArchiveLogIndex({ file: path.join(config.state.dir, 'archive-log-index.sqlite') })),
         });
       }
       const checkpointWitnesses = this.#archiveLog ?? this.#witnesses;
@@ -370,6 +375,8 @@ export class CaptureRunner {
     }
     this.#keyIndex?.close();
     this.#keyIndex = undefined;
+    this.#archiveLogIndex?.close();
+    this.#archiveLogIndex = undefined;
     if (this.#forwarder) {
       await attempt('forward to S3', () => (this.#forwarder as Forwarder).drain({ timeoutMs: 30_000 }));
       await attempt('forwarder stop', () => (this.#forwarder as Forwarder).stop());

@@ -7,11 +7,11 @@
  * whatever the number of streams (200 streams measured against per-stream witnessing).
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { type Server, createServer } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { generateEd25519NoteKey, generateStateKey, openStateStore } from '@offchannel/core';
+import { generateEd25519NoteKey, generateStateKey, openArchiveLogIndex, openStateStore } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -183,6 +183,15 @@ describe('the archive log, witnessed (real processes on loopback)', () => {
     // The streams' own checkpoints are not sent to the witnesses.
     expect(cosignedCount(await files(dir, 'archive', 'demo:u000'))).toBe(0);
     expect((await files(dir, 'archive', 'demo:u000')).size).toBeGreaterThan(0);
+    // What the archive log includes is kept beside the key index (0600), for the newest archive checkpoint.
+    const indexFile = path.join(dir, 'archive-state', 'archive-log-index.sqlite');
+    expect((await stat(indexFile)).mode & 0o777).toBe(0o600);
+    const index = openArchiveLogIndex({ file: indexFile });
+    expect(index.head('archive-log')?.size).toBe(newest);
+    expect([...index.streams('archive-log').keys()].sort()).toEqual(['demo:u000', 'demo:u001', 'demo:u002']);
+    // A clean stop includes each stream's final checkpoint.
+    expect(index.streams('archive-log').get('demo:u000')).toBe(Math.max(...(await files(dir, 'archive', 'demo:u000')).keys()));
+    index.close();
     const witnessArgs = ['--witness', one.vkey, '--witness', two.vkey];
     const passed = cli(['verify', 'archive', '--key', 'log.pub', ...witnessArgs, '--quorum', '2'], dir);
     expect(passed.stdout).toMatch(/archive log archive-log: \d+ entries; witnessed archive checkpoint at size \d+ cosigned by w1\.witness\.example, w2\.witness\.example/);

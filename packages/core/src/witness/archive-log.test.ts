@@ -1,4 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, treeRoot } from '../merkle/merkle-proofs.ts';
 import { TileSource } from '../merkle/tiles.ts';
@@ -9,10 +12,12 @@ import { openNote, parseNote } from '../note/signed-note.ts';
 import type { CaptureInput } from '../record/capture-input.ts';
 import { Recorder } from '../recorder/recorder.ts';
 import { ARCHIVE_LOG, archiveLogName } from '../sink/log-name.ts';
+import type { Sink } from '../sink/sink.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
-import { createRecordingLogger } from '../testing/recording-logger.ts';
+import { type RecordingLogger, createRecordingLogger } from '../testing/recording-logger.ts';
 import { buildArchiveLogInclusion, verifyArchiveLogInclusion } from '../verify/archive-log-proof.ts';
 import { verifyArchive } from '../verify/verify-archive.ts';
+import { type ArchiveLogIndex, openArchiveLogIndex } from './archive-log-index.ts';
 import { ArchiveLog, readLeaves } from './archive-log.ts';
 import { type WitnessedCheckpoint, cosignedFile } from './witness-client.ts';
 
@@ -302,5 +307,188 @@ describe('the archive log', () => {
       expect(report.failures.map((failure) => failure.code)).toEqual(expect.arrayContaining(['ARCHIVE_LOG_INCONSISTENT', 'ARCHIVE_LOG_ENTRY_MISSING']));
       expect(size).toBe(3);
     });
+  });
+});
+
+describe('the archive log\'s start-up cost and its index', () => {
+  const dirs: string[] = [];
+  const indexes: ArchiveLogIndex[] = [];
+  const closeIndexes = (): void => {
+    for (const index of indexes.splice(0)) index.close();
+  };
+  afterEach(() => {
+    closeIndexes();
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  const indexFile = (): string => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'archive-log-index-'));
+    dirs.push(dir);
+    return path.join(dir, 'archive-log-index.sqlite');
+  };
+
+  /** A sink counting the archive log's tile reads. */
+  function counting(storage: MemoryStorage): { sink: Sink; reads: () => number } {
+    const sink = createMemorySink(storage);
+    let reads = 0;
+    const wrapped = new Proxy(sink, {
+      get(target, property, receiver) {
+        if (property === 'getTile') {
+          return (log: string, ...rest: Parameters<Sink['getTile']> extends [string, ...infer R] ? R : never) => {
+            if (log === ARCHIVE_LOG) reads++;
+            return target.getTile(log, ...rest);
+          };
+        }
+        const value: unknown = Reflect.get(target, property, receiver);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    return { sink: wrapped, reads: () => reads };
+  }
+
+  async function open(storage: MemoryStorage, key: Ed25519NoteKey, file: string | undefined, logger: RecordingLogger = createRecordingLogger(), sink: Sink = createMemorySink(storage)): Promise<ArchiveLog> {
+    const index = file === undefined ? undefined : openArchiveLogIndex({ file });
+    if (index) indexes.push(index);
+    return ArchiveLog.open({ sink, signer: key, logger, everyMs: 3_600_000, ...(index ? { index } : {}) });
+  }
+
+  /** `entries` streams of one record and one checkpoint each: `entries` archive log entries, signed, the index beside. */
+  async function history(entries: number): Promise<{ storage: MemoryStorage; key: Ed25519NoteKey; file: string }> {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const storage = new MemoryStorage();
+    const file = indexFile();
+    const index = openArchiveLogIndex({ file });
+    const archiveLog = await ArchiveLog.open({ sink: createMemorySink(storage), signer: key, logger: createRecordingLogger(), everyMs: 3_600_000, index });
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 1, witnesses: archiveLog } });
+    for (let stream = 0; stream < entries; stream++) await recorder.writer({ channel: 'demo', account: `u${String(stream).padStart(4, '0')}`, source }).capture(message(stream));
+    await recorder.close();
+    await archiveLog.close();
+    index.close();
+    expect(archiveLog.size).toBe(entries);
+    return { storage, key, file };
+  }
+
+  const leavesOf = async (storage: MemoryStorage, size: number): Promise<string[]> => {
+    const sink = createMemorySink(storage);
+    return ((await readLeaves(size, (tile) => sink.getTile(ARCHIVE_LOG, tile))) as Uint8Array[]).map((leaf) => Buffer.from(leaf).toString('hex'));
+  };
+
+  it('with its index, a restart reads only the right edge: the tile reads do not grow with the entries', async () => {
+    const reads: number[] = [];
+    for (const entries of [300, 3000]) {
+      const { storage, key, file } = await history(entries);
+      const { sink, reads: count } = counting(storage);
+      const logger = createRecordingLogger();
+      const reopened = await open(storage, key, file, logger, sink);
+      expect([reopened.size, reopened.signedSize, reopened.refused]).toEqual([entries, entries, undefined]);
+      expect(logger.lines.filter((line) => line.level === 'warn')).toEqual([]);
+      reads.push(count());
+      // Without the index, every level-0 tile is read (the fallback for library users).
+      const { sink: scanned, reads: scans } = counting(storage);
+      expect((await open(storage, key, undefined, createRecordingLogger(), scanned)).size).toBe(entries);
+      expect(scans()).toBeGreaterThanOrEqual(Math.ceil(entries / 256));
+    }
+    const [small, large] = reads as [number, number];
+    expect(large).toBeLessThanOrEqual(small + 2);
+    expect(large).toBeLessThan(Math.ceil(3000 / 256));
+  }, 60_000);
+
+  it('a crash between stream checkpoints and the archive checkpoint: each is appended again exactly once', async () => {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const storage = new MemoryStorage();
+    const file = indexFile();
+    const index = openArchiveLogIndex({ file });
+    const first = await ArchiveLog.open({ sink: createMemorySink(storage), signer: key, logger: createRecordingLogger(), everyMs: 3_600_000, index });
+    await capture(storage, key, 3, 2, first);
+    await first.checkpoint();
+    // The process dies after these stream checkpoints were stored, before an archive checkpoint includes them.
+    await capture(storage, key, 5, 2, first, 100);
+    index.close();
+    const logger = createRecordingLogger();
+    const reopened = await open(storage, key, file, logger);
+    expect(logger.lines.filter((line) => line.level === 'warn')).toEqual([]);
+    const all = await streamLeaves(storage);
+    expect(reopened.size).toBe(all.size);
+    await reopened.checkpoint();
+    const leaves = await leavesOf(storage, reopened.size);
+    expect(new Set(leaves)).toEqual(all);
+    expect(new Set(leaves).size).toBe(leaves.length);
+    // The index moved with the archive checkpoint: the next start appends nothing.
+    expect((await open(storage, key, file)).size).toBe(reopened.size);
+  });
+
+  it('an index deleted, behind or disagreeing is rebuilt from the archive once, with the same result', async () => {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const storage = new MemoryStorage();
+    const file = indexFile();
+    const first = await open(storage, key, file);
+    await capture(storage, key, 3, 2, first);
+    await first.close();
+    closeIndexes();
+    const stale = `${file}.stale`;
+    copyFileSync(file, stale);
+    const second = await open(storage, key, file);
+    expect(second.size).toBe(3);
+    await capture(storage, key, 3, 2, second, 100);
+    await second.close();
+    // Signed stream checkpoints the archive log has not included yet (a crash): the rebuild must find them too.
+    await capture(storage, key, 2, 2, undefined, 200);
+    const expected = (await streamLeaves(storage)).size;
+    closeIndexes();
+    expect(second.size).toBe(6);
+    const rebuilt = async (prepare: () => void): Promise<{ size: number; warned: boolean; note: string }> => {
+      const copy = clone(storage);
+      closeIndexes();
+      prepare();
+      const logger = createRecordingLogger();
+      const archiveLog = await open(copy, key, file, logger);
+      await archiveLog.checkpoint();
+      const warned = logger.lines.some((line) => line.level === 'warn' && /rebuilding it from all entries/.test(line.message ?? ''));
+      // Once rebuilt, the index is trusted at the next start.
+      const again = createRecordingLogger();
+      expect((await open(copy, key, file, again)).size).toBe(archiveLog.size);
+      expect(again.lines.filter((line) => line.level === 'warn')).toEqual([]);
+      return { size: archiveLog.size, warned, note: parseNote((await createMemorySink(copy).getCheckpoint(ARCHIVE_LOG, archiveLog.size, 'note')) as Uint8Array).text };
+    };
+    const current = `${file}.current`;
+    copyFileSync(file, current);
+    const trusted = await rebuilt(() => {
+      copyFileSync(current, file);
+    });
+    expect([trusted.size, trusted.warned]).toEqual([expected, false]);
+    const deleted = await rebuilt(() => {
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${file}${suffix}`, { force: true });
+    });
+    const behind = await rebuilt(() => {
+      for (const suffix of ['-wal', '-shm']) rmSync(`${file}${suffix}`, { force: true });
+      copyFileSync(stale, file);
+    });
+    const disagreeing = await rebuilt(() => {
+      copyFileSync(current, file);
+      const index = openArchiveLogIndex({ file });
+      // The right size, another root: not this archive's index.
+      index.record(ARCHIVE_LOG, { size: 6, root: '00'.repeat(32) }, new Map([['demo:u000', 99]]));
+      index.close();
+    });
+    for (const result of [deleted, behind, disagreeing]) expect(result).toEqual({ ...trusted, warned: true });
+  });
+
+  it('a stream checkpoint submitted twice, or an older one after a newer, is one entry', async () => {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const storage = new MemoryStorage();
+    const archiveLog = await openLog(storage, key);
+    const seen: WitnessedCheckpoint[] = [];
+    const twice = {
+      submit(checkpoint: WitnessedCheckpoint): void {
+        archiveLog.submit(checkpoint);
+        archiveLog.submit(checkpoint);
+        for (const earlier of seen) archiveLog.submit(earlier);
+        seen.push(checkpoint);
+      },
+    };
+    await capture(storage, key, 2, 3, twice);
+    await capture(storage, key, 2, 3, twice, 100);
+    expect(archiveLog.size).toBe(4);
+    await archiveLog.close();
+    expect(new Set(await leavesOf(storage, 4))).toEqual(await streamLeaves(storage));
   });
 });

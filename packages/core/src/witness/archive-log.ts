@@ -10,21 +10,29 @@
  * checkpoint is witnessed once an archive checkpoint carrying the quorum includes its leaf.
  *
  * Crash safety: entries not yet in a signed archive checkpoint live in memory only. On start,
- * every stored stream checkpoint whose leaf is not in the archive log is appended again —
- * first in the order of any full level-0 tile already stored past the newest archive
- * checkpoint (a crash between writing tiles and signing), then by stream name and size — so no
- * stream checkpoint is ever left out, and the order is deterministic.
+ * every stored stream checkpoint not in the archive log is appended again — first in the order
+ * of any full level-0 tile already stored past the newest archive checkpoint (a crash between
+ * writing tiles and signing), then by stream name and size — so no stream checkpoint is ever
+ * left out, and the order is deterministic.
+ *
+ * Cost does not grow with history: memory holds the tree's right edge (a compact range and the
+ * partial tiles) and, per stream, the largest checkpoint size appended — a stream's checkpoints
+ * grow monotonically, so that size is the dedup. Start-up restores the right edge from the
+ * newest archive checkpoint's tiles and learns what is included from an {@link ArchiveLogIndex}
+ * valid for that checkpoint; only without one (or when it is stale) are all entries read.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import type { Logger } from '../logger/logger.ts';
 import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
+import { restoreTree } from '../merkle/restore-tree.ts';
 import { TILE_WIDTH, type Tile, TileBuilder, type TileId, TileSource, tileCounts } from '../merkle/tiles.ts';
 import { checkpointOrigin, formatCheckpoint, parseCheckpoint } from '../note/checkpoint.ts';
 import type { NoteSigner, NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, signNote } from '../note/signed-note.ts';
 import { ARCHIVE_LOG } from '../sink/log-name.ts';
 import type { Sink } from '../sink/sink.ts';
+import type { ArchiveLogIndex } from './archive-log-index.ts';
 import type { WitnessClient, WitnessedCheckpoint } from './witness-client.ts';
 
 export interface ArchiveLogOptions {
@@ -40,6 +48,11 @@ export interface ArchiveLogOptions {
   readonly everyMs?: number;
   /** The streams this host captures (a shard's); default all. Others' checkpoints are never appended at start. */
   readonly owns?: (stream: string) => boolean;
+  /**
+   * Where the included stream checkpoints are remembered across restarts (the capture host
+   * opens one beside its key index). Without it, every start reads all entries.
+   */
+  readonly index?: ArchiveLogIndex;
 }
 
 /** The origin of archive log `log` for a key named `keyName`: the key name itself for `archive-log`. */
@@ -75,10 +88,12 @@ export class ArchiveLog {
   readonly log: string;
   readonly origin: string;
   readonly #options: ArchiveLogOptions;
-  readonly #leaves: Uint8Array[] = [];
-  readonly #included = new Set<string>();
-  readonly #compact = new CompactRange();
-  readonly #tiles = new TileBuilder();
+  /** Per stream, the largest checkpoint size appended: bounded by the number of streams. */
+  readonly #included = new Map<string, number>();
+  /** The entries appended since the newest archive checkpoint signed, in order. */
+  #unsigned: { readonly stream: string; readonly size: number }[] = [];
+  #compact = new CompactRange();
+  #tiles = new TileBuilder();
   #fullTiles: Tile[] = [];
   /** The newest stream checkpoint's fork callback, per stream: a fork of the archive log stops every stream. */
   readonly #onFork = new Map<string, (reason: string) => void>();
@@ -111,7 +126,7 @@ export class ArchiveLog {
 
   /** Entries appended so far. */
   get size(): number {
-    return this.#leaves.length;
+    return this.#compact.size;
   }
 
   /** Size of the newest archive checkpoint signed (0 if none). */
@@ -133,7 +148,7 @@ export class ArchiveLog {
     this.#onFork.set(checkpoint.stream, (reason) => {
       checkpoint.onFork(reason);
     });
-    this.#append(leafHash(checkpoint.note));
+    this.#append(checkpoint.stream, checkpoint.size, leafHash(checkpoint.note));
   }
 
   /** Signs an archive checkpoint at the current size (unless nothing was added) and submits it to the witnesses. Serialized. */
@@ -152,18 +167,19 @@ export class ArchiveLog {
     await this.checkpoint().catch(() => undefined);
   }
 
-  #append(leaf: Uint8Array): void {
-    const id = hex(leaf);
-    if (this.#included.has(id)) return;
-    this.#included.add(id);
-    this.#leaves.push(leaf);
+  #append(stream: string, size: number, leaf: Uint8Array): void {
+    const known = this.#included.get(stream);
+    if (known !== undefined && size <= known) return;
+    this.#included.set(stream, size);
+    this.#unsigned.push({ stream, size });
     this.#compact.append(leaf);
     this.#fullTiles.push(...this.#tiles.append(leaf));
   }
 
   async #sign(): Promise<void> {
     if (this.#refused !== undefined) return;
-    const size = this.#leaves.length;
+    const size = this.#compact.size;
+    const entries = this.#unsigned.length;
     if (size === 0 || size === this.#signed?.size) return;
     const { sink, signer, logger } = this.#options;
     const root = this.#compact.root();
@@ -179,7 +195,42 @@ export class ArchiveLog {
     await sink.putCheckpoint(this.log, size, 'note', note);
     this.#signed = { size, root };
     logger.info({ stream: this.log, size, root: hex(root) }, 'archive checkpoint signed');
+    this.#remember(size, root, this.#unsigned.splice(0, entries));
     this.#witness(size, note);
+  }
+
+  /** Records in the index what archive checkpoint `size` includes; a failure only costs a rebuild at the next start. */
+  #remember(size: number, root: Uint8Array, entries: readonly { stream: string; size: number }[], replace = false): void {
+    const { index, logger } = this.#options;
+    if (!index) return;
+    const included = new Map<string, number>();
+    for (const entry of entries) included.set(entry.stream, Math.max(entry.size, included.get(entry.stream) ?? 0));
+    try {
+      index.record(this.log, { size, root: hex(root) }, included, replace);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      logger.warn({ stream: this.log, size, code: typeof code === 'string' ? code : undefined }, 'archive log index not updated; it is rebuilt from the archive at the next start');
+    }
+  }
+
+  /** What the index says archive checkpoint `size` includes, when it is valid for exactly that checkpoint. */
+  #indexed(size: number, root: Uint8Array | undefined): Map<string, number> | undefined {
+    const { index, logger } = this.#options;
+    if (!index) return undefined;
+    try {
+      const head = index.head(this.log);
+      if (size === 0) {
+        // Nothing signed yet: an index that says otherwise is for an archive that is gone.
+        if (head !== undefined && head.size !== 0) index.record(this.log, { size: 0, root: '' }, new Map(), true);
+        return new Map();
+      }
+      if (root && head?.size === size && head.root === hex(root)) return index.streams(this.log);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      logger.warn({ stream: this.log, code: typeof code === 'string' ? code : undefined }, 'archive log index unreadable');
+    }
+    logger.warn({ stream: this.log, size }, 'archive log index missing or not for the newest archive checkpoint; rebuilding it from all entries of the archive log');
+    return undefined;
   }
 
   #witness(size: number, note: Uint8Array): void {
@@ -224,51 +275,89 @@ export class ArchiveLog {
         newest = size;
       }
     }
+    const load = (tile: TileId) => sink.getTile(this.log, tile);
     if (newest !== undefined) {
-      const leaves = root && (await readLeaves(newest, (tile) => sink.getTile(this.log, tile)));
-      const range = new CompactRange();
-      for (const leaf of leaves ?? []) range.append(leaf);
-      if (!root || !leaves || !sameHash(range.root(), root)) {
+      // The right edge only: a few tile reads whatever the size, checked against the signed root.
+      const restored = root && (await restoreTree(newest, root, load));
+      if (!root || !restored) {
         this.#refuse(`the newest archive checkpoint (size ${newest}) does not verify with this key, or its tiles do not reproduce its root — run offchannel verify`);
         return;
       }
-      for (const leaf of leaves) this.#append(Uint8Array.from(leaf));
+      this.#compact = restored.compact;
+      this.#tiles = restored.tiles;
       this.#signed = { size: newest, root };
     }
-    // Every stored stream checkpoint not yet included, newest first per stream until one is.
-    const pending = new Map<string, Pending>();
-    for (const stream of await sink.streams()) {
-      if (this.#options.owns && !this.#options.owns(stream)) continue;
-      const streamSizes = await sink.checkpoints(stream);
-      for (let index = streamSizes.length - 1; index >= 0; index--) {
-        const size = streamSizes[index] as number;
-        const note = await sink.getCheckpoint(stream, size, 'note');
-        if (!note || !this.#isStreamCheckpoint(note, stream, size)) continue;
-        const leaf = leafHash(note);
-        if (this.#included.has(hex(leaf))) break;
-        pending.set(hex(leaf), { stream, size, leaf });
-      }
-    }
+    const pending = await this.#notIncluded(newest, root);
+    if (!pending) return;
     // Full tiles written past the newest archive checkpoint fix the order of their entries.
-    for (let index = Math.floor(this.#leaves.length / TILE_WIDTH); ; index++) {
+    for (let index = Math.floor(this.size / TILE_WIDTH); ; index++) {
       const tile = await sink.getTile(this.log, { level: 0, index, width: TILE_WIDTH });
       if (!tile) break;
-      for (let at = this.#leaves.length - index * TILE_WIDTH; at < TILE_WIDTH; at++) {
+      for (let at = this.size - index * TILE_WIDTH; at < TILE_WIDTH; at++) {
         const leaf = Uint8Array.from(tile.subarray(at * 32, at * 32 + 32));
-        if (!pending.delete(hex(leaf))) {
+        const entry = pending.get(hex(leaf));
+        if (!entry) {
           this.#refuse(`a stored archive-log tile holds entry ${index * TILE_WIDTH + at} whose stream checkpoint is not in the archive — run offchannel verify`);
           return;
         }
-        this.#append(leaf);
+        pending.delete(hex(leaf));
+        this.#append(entry.stream, entry.size, leaf);
       }
     }
     const rest = [...pending.values()].sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.size - b.size));
-    for (const entry of rest) this.#append(entry.leaf);
+    for (const entry of rest) this.#append(entry.stream, entry.size, entry.leaf);
     if (rest.length > 0) logger.info({ stream: this.log, count: rest.length }, 'stream checkpoints not yet in the archive log appended');
     if (this.#signed) {
       const note = await sink.getCheckpoint(this.log, this.#signed.size, 'note');
       if (note) this.#witness(this.#signed.size, note);
     }
+  }
+
+  /**
+   * Every stored stream checkpoint of ours not in archive checkpoint `newest`, by leaf (hex),
+   * and `#included` set to what it includes — from the index, or from all its entries when
+   * there is no index valid for it (the entries are dropped when this returns).
+   * Undefined when the archive log refused (its entries do not reproduce the root).
+   */
+  async #notIncluded(newest: number | undefined, root: Uint8Array | undefined): Promise<Map<string, Pending> | undefined> {
+    const { sink } = this.#options;
+    const indexed = this.#indexed(newest ?? 0, root);
+    let entries: Set<string> | undefined;
+    if (!indexed && newest !== undefined) {
+      const leaves = await readLeaves(newest, (tile) => sink.getTile(this.log, tile));
+      const range = new CompactRange();
+      for (const leaf of leaves ?? []) range.append(leaf);
+      if (!root || !leaves || !sameHash(range.root(), root)) {
+        this.#refuse(`the newest archive checkpoint (size ${newest}) does not verify with this key, or its tiles do not reproduce its root — run offchannel verify`);
+        return undefined;
+      }
+      entries = new Set(leaves.map(hex));
+    }
+    const included = indexed ?? new Map<string, number>();
+    // Newest first per stream until an included one: with the index, down to its included size.
+    const pending = new Map<string, Pending>();
+    for (const stream of await sink.streams()) {
+      if (this.#options.owns && !this.#options.owns(stream)) continue;
+      const known = indexed?.get(stream);
+      const streamSizes = await sink.checkpoints(stream);
+      for (let index = streamSizes.length - 1; index >= 0; index--) {
+        const size = streamSizes[index] as number;
+        if (known !== undefined && size <= known) break;
+        const note = await sink.getCheckpoint(stream, size, 'note');
+        if (!note || !this.#isStreamCheckpoint(note, stream, size)) continue;
+        const leaf = leafHash(note);
+        if (entries?.has(hex(leaf))) {
+          included.set(stream, size);
+          break;
+        }
+        pending.set(hex(leaf), { stream, size, leaf });
+      }
+    }
+    for (const [stream, size] of included) this.#included.set(stream, size);
+    if (!indexed && newest !== undefined && root) {
+      this.#remember(newest, root, [...included].map(([stream, size]) => ({ stream, size })), true);
+    }
+    return pending;
   }
 
   /** True when `note` is `stream`'s checkpoint at `size`, signed by this archive's key. */
