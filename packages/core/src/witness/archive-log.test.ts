@@ -153,6 +153,32 @@ describe('the archive log', () => {
     expect(await createMemorySink(storage).checkpoints(ARCHIVE_LOG)).toEqual([300]);
   });
 
+  it('a crash between writing a partial tile and signing: the stored partial tile fixes the order (no conflict on the next sign)', async () => {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const storage = new MemoryStorage();
+    const archiveLog = await openLog(storage, key);
+    const record = async (accounts: string[]): Promise<void> => {
+      const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 1, witnesses: archiveLog } });
+      for (const account of accounts) await recorder.writer({ channel: 'demo', account, source }).capture(message(1));
+      await recorder.close();
+    };
+    // Three signed, then three more fed in reverse name order: not the order a restart would choose.
+    await record(['a', 'b', 'c']);
+    await archiveLog.checkpoint();
+    expect(archiveLog.signedSize).toBe(3);
+    await record(['z', 'y', 'x']);
+    await archiveLog.checkpoint();
+    // Simulate the crash: the partial tile of width 6 was written, the note at 6 was not.
+    storage.checkpoints.delete(`${ARCHIVE_LOG}/6.note`);
+    expect(await createMemorySink(storage).checkpoints(ARCHIVE_LOG)).toEqual([3]);
+    const reopened = await openLog(storage, key);
+    expect(reopened.size).toBe(6);
+    await reopened.checkpoint();
+    expect(reopened.refused).toBeUndefined();
+    expect(reopened.signedSize).toBe(6);
+    expect(await createMemorySink(storage).checkpoints(ARCHIVE_LOG)).toEqual([3, 6]);
+  });
+
   it('on start, ignores an archive checkpoint no key of ours signed, and refuses one our key signed that its tiles contradict', async () => {
     const key = generateEd25519NoteKey('archive.example/offchannel');
     const storage = new MemoryStorage();

@@ -11,9 +11,10 @@
  *
  * Crash safety: entries not yet in a signed archive checkpoint live in memory only. On start,
  * every stored stream checkpoint not in the archive log is appended again — first in the order
- * of any full level-0 tile already stored past the newest archive checkpoint (a crash between
- * writing tiles and signing), then by stream name and size — so no stream checkpoint is ever
- * left out, and the order is deterministic.
+ * of any level-0 tile (full, then the widest partial one) already stored past the newest archive
+ * checkpoint (a crash between writing tiles and signing: tiles are write-once, so the next note
+ * must agree with them), then by stream name and size — so no stream checkpoint is ever left
+ * out, and the order is deterministic.
  *
  * Cost does not grow with history: memory holds the tree's right edge (a compact range and the
  * partial tiles) and, per stream, the largest checkpoint size appended — a stream's checkpoints
@@ -289,20 +290,35 @@ export class ArchiveLog {
     }
     const pending = await this.#notIncluded(newest, root);
     if (!pending) return;
-    // Full tiles written past the newest archive checkpoint fix the order of their entries.
-    for (let index = Math.floor(this.size / TILE_WIDTH); ; index++) {
-      const tile = await sink.getTile(this.log, { level: 0, index, width: TILE_WIDTH });
-      if (!tile) break;
-      for (let at = this.size - index * TILE_WIDTH; at < TILE_WIDTH; at++) {
+    // Tiles written past the newest archive checkpoint (a crash between its tiles and its note)
+    // fix the order of their entries: tiles are write-once, so the next note must match them.
+    // First the full ones, then the widest partial tile after them.
+    const takeOrder = (tile: Uint8Array, index: number, width: number): boolean => {
+      for (let at = this.size - index * TILE_WIDTH; at < width; at++) {
         const leaf = Uint8Array.from(tile.subarray(at * 32, at * 32 + 32));
         const entry = pending.get(hex(leaf));
         if (!entry) {
           this.#refuse(`a stored archive-log tile holds entry ${index * TILE_WIDTH + at} whose stream checkpoint is not in the archive — run offchannel verify`);
-          return;
+          return false;
         }
         pending.delete(hex(leaf));
         this.#append(entry.stream, entry.size, leaf);
       }
+      return true;
+    };
+    for (let index = Math.floor(this.size / TILE_WIDTH); ; index++) {
+      const tile = await sink.getTile(this.log, { level: 0, index, width: TILE_WIDTH });
+      if (!tile) break;
+      if (!takeOrder(tile, index, TILE_WIDTH)) return;
+    }
+    // A partial tile can hold at most the entries still pending: no probe when none are.
+    const edge = Math.floor(this.size / TILE_WIDTH);
+    const taken = this.size - edge * TILE_WIDTH;
+    for (let width = Math.min(TILE_WIDTH - 1, taken + pending.size); width > taken; width--) {
+      const tile = await sink.getTile(this.log, { level: 0, index: edge, width });
+      if (!tile) continue;
+      if (!takeOrder(tile, edge, width)) return;
+      break;
     }
     const rest = [...pending.values()].sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.size - b.size));
     for (const entry of rest) this.#append(entry.stream, entry.size, entry.leaf);
