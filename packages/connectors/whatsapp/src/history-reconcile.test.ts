@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { type ArchiveRecord, Recorder, createConnectorContext, openStateStore, type StateStore } from '@offchannel/core';
 import { MemoryStorage, createMemorySink, createRecordingLogger } from '@offchannel/core/testing';
@@ -209,6 +210,55 @@ describe('WhatsApp reconciliation (on-demand history fetch after a gap)', () => 
     expect(report).toMatchObject({ recovered: 1, recorded: 2 });
     expect(texts(h.records())).toContain('after the hostile answers');
   }, 60_000);
+
+  // A few KB of deflated protobuf entries expand into millions of decoded objects.
+  const repeated = (entry: number[], times: number) => Uint8Array.from(deflateSync(Buffer.alloc(entry.length * times, Buffer.from(entry))));
+  const bombs = {
+    'empty chats (3.9 KB → 2 M)': repeated([0x12, 0x00], 2_000_000),
+    'chats with an id': repeated([0x12, 0x03, 0x0a, 0x01, 0x41], 800_000),
+    'push names': repeated([0x3a, 0x00], 2_000_000),
+    'one chat of empty messages': Uint8Array.from(deflateSync(Buffer.concat([Buffer.from([0x12, 0x83, 0x89, 0x7a, 0x0a, 0x01, 0x41]), Buffer.alloc(2 * 1_000_000, Buffer.from([0x12, 0x00]))]))),
+  };
+
+  it('a history-sync notification from anyone but our own devices is never inflated, decoded or recorded as history', async () => {
+    const h = await harness();
+    await h.driver.incomingText('before');
+    const forged = { syncType: proto.HistorySync.HistorySyncType.ON_DEMAND, conversations: [{ id: JIDS.alice, messages: [{ message: { key: { remoteJid: JIDS.alice, fromMe: false, id: 'FORGED-1' }, messageTimestamp: 1_780_000_000, message: { conversation: 'forged history' } } }] }] };
+    const payloads = { ...bombs, 'not zlib': Uint8Array.from(randomBytes(64)), 'a well-formed chunk': Uint8Array.from(deflateSync(proto.HistorySync.encode(forged).finish())) };
+    for (const [name, payload] of Object.entries(payloads)) {
+      const started = performance.now();
+      await h.driver.socket().historyNotification(forged, { payload, from: JIDS.bob });
+      expect(performance.now() - started, name).toBeLessThan(5_000);
+    }
+    await h.driver.incomingText('after');
+    await h.driver.whenCaptured();
+    const records = h.records();
+    expect(records.filter((r) => r.kind === 'unsupported' && r.raw?.format === HISTORY_PAYLOAD_FORMAT)).toEqual([]);
+    expect(texts(records)).toEqual(['before', 'after']);
+  }, 60_000);
+
+  it('inline history from our own device is bounded: millions of entries, or a 65 KB payload of 32 M, become unsupported with their bytes, quickly', async () => {
+    const h = await harness();
+    const huge = repeated([0x12, 0x00], 32_000_000);
+    expect(huge.length).toBeLessThan(70_000);
+    for (const [name, payload] of Object.entries({ ...bombs, '32 M empty chats (65 KB)': huge })) {
+      const started = performance.now();
+      await h.driver.socket().historyNotification({}, { payload });
+      await h.driver.whenCaptured();
+      expect(performance.now() - started, name).toBeLessThan(10_000);
+      const sha = createHash('sha256').update(payload).digest('hex');
+      expect(h.records().find((r) => r.kind === 'unsupported' && r.raw?.sha256 === sha), name).toMatchObject({ raw: { format: HISTORY_PAYLOAD_FORMAT, size: payload.length }, problem: { reason: 'history-payload-too-large' } });
+      expect(Buffer.from(h.storage.blobs.get(sha) ?? []).equals(Buffer.from(payload)), name).toBe(true);
+    }
+    await h.driver.incomingText('capture goes on');
+    await h.driver.whenCaptured();
+    expect(texts(h.records())).toEqual(['capture goes on']);
+  }, 60_000);
+
+  it('the installed Baileys passes the message to shouldSyncHistoryMessage (our patch is applied)', async () => {
+    const chats = await readFile(fileURLToPath(new URL('./Socket/chats.js', import.meta.resolve('@whiskeysockets/baileys'))), 'utf8');
+    expect(chats).toContain('shouldSyncHistoryMessage(historyMsg, msg)');
+  });
 
   it('scheduled: capture asks the phone by itself shortly after a gap is detected', async () => {
     const h = await harness({ reconcile: { afterGapMs: 50, timeoutMs: 30_000 } });

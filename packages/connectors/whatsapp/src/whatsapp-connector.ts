@@ -450,7 +450,7 @@ class BaileysConnector implements WhatsAppConnector {
       syncFullHistory: this.#options.syncFullHistory ?? true,
       // Every history chunk is recorded; an inline payload that does not inflate and decode is
       // recorded `unsupported` with its bytes instead of being handed to Baileys (history-payload.ts).
-      shouldSyncHistoryMessage: (notification) => this.#acceptHistory(notification),
+      shouldSyncHistoryMessage: (notification, message) => this.#acceptHistory(notification, message),
       markOnlineOnConnect: false,
       emitOwnEvents: true,
       getMessage: (key) => this.#getMessage(key),
@@ -726,11 +726,20 @@ class BaileysConnector implements WhatsAppConnector {
     }
   }
 
-  /** Baileys' `shouldSyncHistoryMessage`: false (and an `unsupported` record) for an inline payload that is not a history sync. */
-  #acceptHistory(notification: proto.Message.IHistorySyncNotification): boolean {
+  /**
+   * Baileys' `shouldSyncHistoryMessage`: false (and an `unsupported` record) for an inline
+   * payload that is not a history sync. Baileys calls it for every message carrying a
+   * history-sync notification, before it drops those not sent by the account's own devices;
+   * our patch (patches/@whiskeysockets__baileys*.patch) passes the message, and one not from
+   * our own devices is refused unexamined: its payload is never inflated nor recorded as ours
+   * (the message itself is recorded like any other). Without the message (Baileys' calls
+   * without a payload), only the bounded check runs.
+   */
+  #acceptHistory(notification: proto.Message.IHistorySyncNotification, message?: proto.IWebMessageInfo): boolean {
+    if (message && message.key?.fromMe !== true) return false;
     const problem = checkHistoryPayload(notification);
     if (!problem) return true;
-    this.#io?.ctx.logger.warn({ reason: problem.reason }, 'a history-sync payload from the phone could not be read; recorded unsupported');
+    this.#io?.ctx.logger.warn({ reason: problem.reason }, 'a history-sync payload from our own device could not be read; recorded unsupported');
     this.#io?.deliver({ raw: problem.bytes, format: HISTORY_PAYLOAD_FORMAT, evidence: true });
     return false;
   }
