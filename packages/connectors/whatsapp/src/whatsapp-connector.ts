@@ -409,8 +409,9 @@ class BaileysConnector implements WhatsAppConnector {
       return mapped.inputs;
     }
     let mapped = mapEnvelope(event.envelope, deps);
-    // A message the phone returned for reconciliation: counted when it is not archived yet.
-    if (event.envelope.historySyncType === 'ON_DEMAND' && mapped.ref && (await this.#io?.ctx.lookup(mapped.input.key ?? '')) === undefined) this.#reconciler?.countNew(mapped.ref.chat);
+    // A message the phone returned for reconciliation, within the gap: counted when it is not archived yet.
+    const recoveredFor = mapped.input.meta?.['recoveredFor'];
+    if (typeof recoveredFor === 'string' && (await this.#io?.ctx.lookup(mapped.input.key ?? '')) === undefined) this.#reconciler?.countRecovered(recoveredFor);
     if (mapped.needsSecret && this.#index) {
       const secret = await this.#index.secret(mapped.needsSecret.chat, mapped.needsSecret.id);
       if (secret) mapped = mapEnvelope(event.envelope, { ...deps, secretOf: () => secret });
@@ -572,7 +573,8 @@ class BaileysConnector implements WhatsAppConnector {
       const pairs = [...(history.lidPnMappings ?? []).map((p) => [p.lid, p.pn] as const), ...history.contacts.map((c) => [c.lid ?? c.id, c.phoneNumber ?? c.id] as const)];
       this.#deliverDirectory('history', pairs, []);
       const syncType = history.syncType !== undefined && history.syncType !== null ? (proto.HistorySync.HistorySyncType[history.syncType] ?? String(history.syncType)) : undefined;
-      for (const message of history.messages) this.#deliverMessage(message, () => freezeMessage(message, 'history', { historySyncType: syncType, receivedAt }));
+      const recovering = history.syncType === proto.HistorySync.HistorySyncType.ON_DEMAND ? this.#reconciler?.recovering : undefined;
+      for (const message of history.messages) this.#deliverMessage(message, () => freezeMessage(message, 'history', { historySyncType: syncType, recovering, receivedAt }));
       if (history.syncType === proto.HistorySync.HistorySyncType.ON_DEMAND) this.#reconciler?.answered(history);
     } else if (event === 'messages.delete') {
       const deletion = data as BaileysEventMap['messages.delete'];
