@@ -33,20 +33,28 @@ function cliIo(cwd: string) {
 /**
  * The config's WhatsApp connector is the real one on the offline driver. When it connects, the
  * server delivers what queued while it was away: it announces 4 messages and delivers 2 (one of
- * Alice's and one of Bob's are lost), after one live message before the outage.
+ * Alice's and one of Bob's are lost), after one live message before the outage. The connector's
+ * clock follows the messages' (the driver sends message n at T0 + n s): only messages sent within
+ * the gap count as recovered.
  */
 async function driverWithOutage(): Promise<WhatsAppTestDriver> {
-  const driver = await createWhatsAppTestDriver({ account: ACCOUNT, offlineQuietMs: 100 });
+  // Coverage reports up to the wall clock: the outage is a minute ago (whole seconds).
+  const T0 = Math.floor(Date.now() / 1000) * 1000 - 60_000;
+  let now = T0;
+  const driver = await createWhatsAppTestDriver({ account: ACCOUNT, offlineQuietMs: 100, startTime: T0 / 1000, clock: () => now });
   cleanup.push(() => driver.media.close());
   const start = driver.connector.start.bind(driver.connector);
   (driver.connector as { start: (ctx: ConnectorContext) => Promise<void> }).start = async (ctx) => {
     await start(ctx);
     await driver.incomingText('before the outage');
     await driver.whenCaptured();
+    now = T0 + 1500; // last seen online: the gap begins here
+    driver.connector.checkCompleteness();
     await driver.offlineText('LOST: BUY 300 ACME');
     const kept = await driver.offlineText('delivered from alice');
     await driver.offlineText('LOST: SELL 40 ACME', { from: JIDS.bob });
     const keptBob = await driver.offlineText('delivered from bob', { from: JIDS.bob });
+    now = T0 + 6000;
     await driver.socket().offlineDelivery([kept, keptBob], { announced: 4 });
   };
   return driver;

@@ -145,6 +145,7 @@ describe('collectCoverage', () => {
       await write(10, gapInput('offline-count:a', 10));
       await write(20, gapInput('offline-count:b', 20));
       await write(30, gapInput('offline-count:c', 30));
+      await write(35, gapInput('offline-count:d', 35));
       // a: the phone was offline, then answered; b: answered in two parts; c: never answered.
       await write(40, outcome('gap-not-recovered', 'offline-count:a', { reason: 'phone-did-not-answer', attempt: '1', recorded: '0' }));
       await write(41, outcome('gap-not-recovered', 'offline-count:c', { reason: 'phone-did-not-answer', attempt: '1', recorded: '0' }));
@@ -153,6 +154,8 @@ describe('collectCoverage', () => {
       await write(52, outcome('gap-backfilled', 'offline-count:b', { attempt: '2', recorded: '3' }));
       await write(53, outcome('gap-not-recovered', 'offline-count:b', { reason: 'phone-did-not-answer', attempt: '3', recorded: '0' }));
       await write(54, outcome('gap-backfilled', 'offline-count:unknown', { recorded: '9' }));
+      // d: one contact filled the chat slots; the chats left over are counted.
+      await write(55, outcome('gap-backfilled', 'offline-count:d', { attempt: '1', recorded: '1', reason: 'some-chats-not-asked', notAsked: '4', unaskedChats: 'possible' }));
     });
     const report = await collectCoverage(sink, period);
     await sink.close();
@@ -160,6 +163,7 @@ describe('collectCoverage', () => {
       [at(5), '2 recovered (fetchMessageHistory)'],
       [at(15), '4 recovered (fetchMessageHistory)'],
       [at(25), 'not recovered: phone-did-not-answer (attempt 1)'],
+      [at(30), '1 recovered (fetchMessageHistory, partial: some-chats-not-asked; 4 messages in chats not asked)'],
     ]);
   });
 

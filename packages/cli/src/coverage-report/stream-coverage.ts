@@ -287,7 +287,10 @@ export class StreamCoverage {
     if (event === 'gap-backfilled') {
       const n = Number(fields['recorded']);
       entry.recorded += Number.isSafeInteger(n) && n >= 0 ? n : 0;
-      recovered = `${entry.recorded} recovered (${fields['method'] ?? 'reconciliation'}${fields['reason'] === undefined ? '' : `, partial: ${fields['reason']}`})`;
+      // WhatsApp: messages in chats the limits left unasked at this attempt (asked at a later one).
+      const notAsked = Number(fields['notAsked']);
+      const unasked = Number.isSafeInteger(notAsked) && notAsked > 0 ? `; ${notAsked} messages in chats not asked` : '';
+      recovered = `${entry.recorded} recovered (${fields['method'] ?? 'reconciliation'}${fields['reason'] === undefined ? '' : `, partial: ${fields['reason']}`}${unasked})`;
     } else {
       if (entry.recorded > 0) return;
       recovered = `not recovered: ${fields['reason'] ?? 'unknown'}${fields['attempt'] === undefined ? '' : ` (attempt ${fields['attempt']})`}`;

@@ -24,6 +24,7 @@
  */
 import { OffchannelError, type StateStore } from '@offchannel/core';
 import { jidNormalizedUser, type BaileysEventMap, type proto, type WAMessageKey } from '@whiskeysockets/baileys';
+import type { RecoveryWindow } from './raw-envelope.ts';
 
 /** The socket call that asks the phone (Baileys' `fetchMessageHistory`; resolves with the request's message id). */
 export type FetchMessageHistory = (count: number, oldestKey: WAMessageKey, oldestTimestampMs: number) => Promise<string>;
@@ -60,6 +61,8 @@ export interface GapOutcome {
   readonly returned: number;
   readonly recorded: number;
   readonly attempt: number;
+  /** Messages since the gap began in chats left unasked by the anchor limits (their chats are asked later). */
+  readonly notAsked: number;
 }
 
 interface Anchor {
@@ -78,12 +81,16 @@ interface PendingGap {
   readonly missing: number;
   anchors: Record<string, Anchor>;
   attempts: number;
+  /** Messages since the gap began whose chat got no anchor (limits): the gap is not complete while there are any. */
+  notAsked?: number;
 }
 
 /** State key of the pending gaps. */
 const STATE = 'reconcile';
 /** Chats anchored per gap, gaps kept pending, pages per chat: bounds on what a hostile stream can make us hold or ask. */
 const MAX_ANCHORS = 200;
+/** Chats one sender (other than the custodian) can anchor per gap: no one contact takes every slot. */
+const MAX_ANCHORS_PER_SENDER = 10;
 const MAX_GAPS = 50;
 const MAX_PAGES = 20;
 /** Attempts before a gap is given up (its last `gap-not-recovered` record says so). */
@@ -98,11 +105,12 @@ interface Waiter {
 export class HistoryReconciler {
   readonly #state: StateStore;
   #gaps: PendingGap[] = [];
-  /** Open offline window (between `offline_preview` and the count): first message per chat. */
-  #window: Map<string, Anchor> | undefined;
+  /** Open offline window (between `offline_preview` and the count): first message per chat, and those left without one. */
+  #window: { anchors: Record<string, Anchor>; notAsked?: number } | undefined;
   #waiters = new Set<Waiter>();
-  /** New (not yet archived) on-demand messages per chat, counted by the connector's mapping. */
-  #newByChat = new Map<string, number>();
+  /** The gap being asked about, and its new (not yet archived) messages within it, counted by the connector's mapping. */
+  #current: PendingGap | undefined;
+  #recovered = 0;
   #running: Promise<ReconcileWhatsAppReport> | undefined;
 
   private constructor(state: StateStore) {
@@ -122,7 +130,7 @@ export class HistoryReconciler {
 
   /** The server began an offline delivery: anchor the chats that receive messages from now on. */
   openWindow(): void {
-    this.#window = new Map();
+    this.#window = { anchors: {} };
   }
 
   /** The offline count settled: a mismatch is a gap to reconcile (`key` = the gap record's key). */
@@ -130,7 +138,7 @@ export class HistoryReconciler {
     const window = this.#window;
     this.#window = undefined;
     if (!gap || this.#gaps.some((g) => g.key === gap.key)) return undefined;
-    this.#gaps.push({ ...gap, anchors: Object.fromEntries(window ?? []), attempts: 0 });
+    this.#gaps.push({ ...gap, anchors: window?.anchors ?? {}, attempts: 0, ...(window?.notAsked ? { notAsked: window.notAsked } : {}) });
     if (this.#gaps.length > MAX_GAPS) this.#gaps.shift();
     return this.#save();
   }
@@ -141,12 +149,11 @@ export class HistoryReconciler {
     const anchor = anchorOf(message);
     if (!anchor) return false;
     const chat = chatOf(anchor.remoteJid);
-    if (this.#window && !this.#window.has(chat) && this.#window.size < MAX_ANCHORS) this.#window.set(chat, anchor);
+    if (this.#window) addAnchor(this.#window, chat, anchor);
     let changed = false;
     for (const gap of this.#gaps) {
-      if (gap.anchors[chat] || Object.keys(gap.anchors).length >= MAX_ANCHORS || anchor.t * 1000 < Date.parse(gap.from)) continue;
-      gap.anchors[chat] = anchor;
-      changed = true;
+      if (anchor.t * 1000 < Date.parse(gap.from)) continue;
+      changed = addAnchor(gap, chat, anchor) || changed;
     }
     return changed;
   }
@@ -167,9 +174,15 @@ export class HistoryReconciler {
     }
   }
 
-  /** The mapping saw an on-demand message that was not archived yet. */
-  countNew(chat: string): void {
-    this.#newByChat.set(chat, (this.#newByChat.get(chat) ?? 0) + 1);
+  /** The gap being asked about now: the phone's answers carry it, so the mapping can tell what falls within it. */
+  get recovering(): RecoveryWindow | undefined {
+    const gap = this.#current;
+    return gap ? { gap: gap.key, from: gap.from, to: gap.to } : undefined;
+  }
+
+  /** The mapping saw an on-demand message within this gap that was not archived yet. */
+  countRecovered(gap: string): void {
+    if (gap === this.#current?.key) this.#recovered++;
   }
 
   save(): Promise<void> {
@@ -181,7 +194,10 @@ export class HistoryReconciler {
    * archived (so the counts are final); `record` writes each gap's outcome. One run at a time.
    */
   run(fetch: FetchMessageHistory | undefined, settled: () => Promise<void>, record: (outcome: GapOutcome) => void, options: ReconcileWhatsAppOptions = {}): Promise<ReconcileWhatsAppReport> {
-    this.#running ??= this.#run(fetch, settled, record, options).finally(() => { this.#running = undefined; });
+    this.#running ??= this.#run(fetch, settled, record, options).finally(() => {
+      this.#running = undefined;
+      this.#current = undefined;
+    });
     return this.#running;
   }
 
@@ -194,7 +210,8 @@ export class HistoryReconciler {
       if (options.signal?.aborted) throw new OffchannelError('RECONCILE_INTERRUPTED', 'interrupted before every gap was tried: run it again (nothing is recorded twice)');
       gap.attempts++;
       const chats = Object.entries(gap.anchors);
-      this.#newByChat.clear();
+      this.#current = gap;
+      this.#recovered = 0;
       let reason: string | undefined;
       const answers = fetch === undefined ? [] : await Promise.all(chats.map(([chat, anchor]) => this.#askChat(fetch, chat, anchor, Date.parse(gap.from), count, timeoutMs, options.signal)));
       if (options.signal?.aborted) throw new OffchannelError('RECONCILE_INTERRUPTED', 'interrupted while waiting for the phone: run it again (nothing is recorded twice)');
@@ -204,19 +221,24 @@ export class HistoryReconciler {
       const returned = answered.reduce((sum, n) => sum + n, 0);
       if (!reason && answered.length === 0) reason = 'phone-did-not-answer';
       await settled();
-      const recorded = [...this.#newByChat.values()].reduce((sum, n) => sum + n, 0);
+      const recorded = this.#recovered;
+      this.#current = undefined;
       report.chatsAsked += chats.length;
       report.chatsAnswered += answered.length;
       report.returned += returned;
       report.recorded += recorded;
       // Chats that answered need not be asked again; the others stay as the gap's anchors.
       gap.anchors = Object.fromEntries(chats.filter((_, i) => answers[i] === undefined));
-      const complete = reason === undefined && answered.length === chats.length;
+      // Chats left without an anchor (limits) are asked next time: not complete until then.
+      const notAsked = gap.notAsked ?? 0;
+      delete gap.notAsked;
+      const partial = answered.length < chats.length ? 'some-chats-did-not-answer' : 'some-chats-not-asked';
+      const complete = reason === undefined && answered.length === chats.length && notAsked === 0;
       if (complete || gap.attempts >= MAX_ATTEMPTS) this.#gaps = this.#gaps.filter((g) => g !== gap);
       if (complete) report.recovered++;
-      else report.notRecovered.push({ gap: gap.key, reason: reason ?? 'some-chats-did-not-answer' });
+      else report.notRecovered.push({ gap: gap.key, reason: reason ?? partial });
       const outcome = reason === undefined ? 'backfilled' : 'not-recovered';
-      record({ gap: gap.key, outcome, ...(complete ? {} : { reason: reason ?? 'some-chats-did-not-answer' }), chats: chats.length, answered: answered.length, returned, recorded, attempt: gap.attempts });
+      record({ gap: gap.key, outcome, ...(complete ? {} : { reason: reason ?? partial }), chats: chats.length, answered: answered.length, returned, recorded, attempt: gap.attempts, notAsked });
       await this.#save();
     }
     return report;
@@ -281,6 +303,25 @@ export function chatOf(jid: string): string {
 }
 
 /** A message the phone keeps in a chat's history (not a protocol message, reaction or stub), as a request anchor. */
+/** Anchors `chat` unless it has one; false (and counted) when the limits leave it without. */
+function addAnchor(into: { anchors: Record<string, Anchor>; notAsked?: number }, chat: string, anchor: Anchor): boolean {
+  if (into.anchors[chat]) return false;
+  const anchors = Object.values(into.anchors);
+  const sender = senderOf(anchor);
+  const bySender = sender === undefined ? 0 : anchors.filter((a) => senderOf(a) === sender).length;
+  if (anchors.length >= MAX_ANCHORS || bySender >= MAX_ANCHORS_PER_SENDER) {
+    into.notAsked = (into.notAsked ?? 0) + 1;
+    return true;
+  }
+  into.anchors[chat] = anchor;
+  return true;
+}
+
+/** Who sent it, unless the custodian did (their own messages anchor any number of chats). */
+function senderOf(anchor: Anchor): string | undefined {
+  return anchor.fromMe ? undefined : jidNormalizedUser(anchor.participant ?? anchor.remoteJid);
+}
+
 function anchorOf(message: proto.IWebMessageInfo): Anchor | undefined {
   const key = message.key;
   const content = message.message;

@@ -12,7 +12,7 @@ export type { StoredAuthState } from './auth-state.ts';
 export { EVENT_FORMAT, HISTORY_PAYLOAD_FORMAT, PHONE_LOGOUT_DAYS, UNENCODABLE_FORMAT, archiveKeysOf, encodeEventEvidence, mapDeleteForMe, mapEnvelope, mapMediaOutcome, mapWhatsAppEvent, offlineCountKey } from './map-whatsapp.ts';
 export { HistoryReconciler, MAX_ATTEMPTS } from './history-reconcile.ts';
 export type { FetchMessageHistory, GapOutcome, ReconcileWhatsAppOptions, ReconcileWhatsAppReport } from './history-reconcile.ts';
-export { MAX_HISTORY_INFLATED_BYTES, checkHistoryPayload } from './history-payload.ts';
+export { MAX_HISTORY_ENTRIES, MAX_HISTORY_INFLATED_BYTES, MAX_HISTORY_MESSAGES, checkHistoryPayload } from './history-payload.ts';
 export type { HistoryPayloadProblem } from './history-payload.ts';
 export type { GroupEvidence, MapDependencies, MappedEnvelope, MappedEvent, MediaOutcome, PendingMedia, WhatsAppEventEvidence, WhatsAppIdentity } from './map-whatsapp.ts';
 export { RAW_FORMAT, decodeEnvelope, decodeRawEvidence, encodeRawEvidence, freezeMessage, keyExtras } from './raw-envelope.ts';

@@ -219,8 +219,14 @@ export function mapEnvelope(envelope: CapturedEnvelope, deps: MapDependencies): 
   if (seconds === undefined) meta['sentAtSource'] = 'received';
   if (envelope.extras.addressingMode) meta['addressingMode'] = envelope.extras.addressingMode;
   if (envelope.historySyncType) meta['historySyncType'] = envelope.historySyncType;
-  // Returned by the phone for reconciliation (history-reconcile.ts): counted as recovered in coverage.
-  if (envelope.historySyncType === 'ON_DEMAND') meta['recoveredBy'] = 'history-on-demand';
+  // Returned by the phone for reconciliation (history-reconcile.ts) and sent within the gap it
+  // was asked about (the window is recorded in the envelope): counted as recovered in coverage.
+  // Older messages the last page reaches back to are history like any other.
+  const window = envelope.historySyncType === 'ON_DEMAND' ? envelope.recovering : undefined;
+  if (window && seconds !== undefined && seconds >= Math.floor(Date.parse(window.from) / 1000) && seconds <= Math.ceil(Date.parse(window.to) / 1000)) {
+    meta['recoveredBy'] = 'history-on-demand';
+    meta['recoveredFor'] = clip(window.gap, 400);
+  }
   const base = { sentAt, conversation, sender, direction: fromMe ? ('outbound' as const) : ('inbound' as const), meta };
   const ref = { chat, id: key.id };
   const suffix = `${chat}:${senderId}:${key.id}`;
@@ -502,6 +508,8 @@ export type WhatsAppEventEvidence =
       readonly returned: number;
       readonly recorded: number;
       readonly attempt: number;
+      /** Messages since the gap in chats left unasked by the anchor limits (absent in records before it was counted). */
+      readonly notAsked?: number;
     };
 
 /** The idempotency key of an offline-count record (the reconciler names the gap by it). */
@@ -590,6 +598,8 @@ export function mapWhatsAppEvent(event: { readonly raw: Uint8Array; readonly for
     case 'gap-reconciled': {
       const fields: Record<string, string> = { gap: clip(evidence.gap, 400), method: 'fetchMessageHistory', attempt: String(evidence.attempt), chats: String(evidence.chats), answered: String(evidence.answered), returned: String(evidence.returned), recorded: String(evidence.recorded) };
       if (evidence.reason !== undefined) fields['reason'] = clip(evidence.reason, 100);
+      // Only chats with a message since the gap began can be asked: one whose only messages were lost may exist.
+      if (evidence.notAsked !== undefined) Object.assign(fields, { notAsked: String(evidence.notAsked), unaskedChats: 'possible' });
       const event = evidence.outcome === 'backfilled' ? 'gap-backfilled' : 'gap-not-recovered';
       return { inputs: [{ kind: 'system', key: `${event}:${clip(evidence.gap, 400)}:${evidence.attempt}:${sentAt}`, sentAt, system: { event, fields }, raw }] };
     }

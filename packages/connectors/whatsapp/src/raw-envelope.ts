@@ -54,6 +54,13 @@ export interface KeyExtras {
   readonly isViewOnce?: boolean;
 }
 
+/** A gap being reconciled: its record's key and its span (ISO times, as in the gap record). */
+export interface RecoveryWindow {
+  readonly gap: string;
+  readonly from: string;
+  readonly to: string;
+}
+
 /** The sidecar JSON (all members optional except `origin`). */
 export interface RawSidecar {
   readonly origin: EnvelopeOrigin;
@@ -62,6 +69,8 @@ export interface RawSidecar {
   readonly requestId?: string;
   /** History sync type name (`INITIAL_BOOTSTRAP`, `RECENT`, `FULL`, `ON_DEMAND`…). */
   readonly historySyncType?: string;
+  /** The gap reconciliation was asking the phone about when this ON_DEMAND message arrived. */
+  readonly recovering?: RecoveryWindow;
   /** Base64 of the decrypted inner `proto.Message` of a `secretEncryptedMessage`. */
   readonly decrypted?: string;
   /** Fields removed before encoding (key material), e.g. `message.senderKeyDistributionMessage`. */
@@ -81,6 +90,7 @@ export interface CapturedEnvelope {
   readonly origin: EnvelopeOrigin;
   readonly requestId?: string;
   readonly historySyncType?: string;
+  readonly recovering?: RecoveryWindow;
   /** Connector clock when the tap saw it (ms since epoch); used only if the message has no timestamp. */
   readonly receivedAt: number;
   /** Key-material fields removed before encoding. */
@@ -98,7 +108,7 @@ const KEY_MATERIAL = ['senderKeyDistributionMessage', 'fastRatchetKeySenderKeyDi
 export function freezeMessage(
   message: WAMessage,
   origin: EnvelopeOrigin,
-  extra: { readonly requestId?: string | undefined; readonly historySyncType?: string | undefined; readonly receivedAt?: number } = {},
+  extra: { readonly requestId?: string | undefined; readonly historySyncType?: string | undefined; readonly recovering?: RecoveryWindow | undefined; readonly receivedAt?: number } = {},
 ): CapturedEnvelope {
   const content = message.message as Record<string, unknown> | null | undefined;
   const redacted = content ? KEY_MATERIAL.filter((field) => content[field] !== null && content[field] !== undefined) : [];
@@ -116,6 +126,7 @@ export function freezeMessage(
     ...(redacted.length > 0 ? { redacted: redacted.map((field) => `message.${field}`) } : {}),
     ...(extra.requestId ? { requestId: extra.requestId } : {}),
     ...(extra.historySyncType ? { historySyncType: extra.historySyncType } : {}),
+    ...(extra.recovering ? { recovering: extra.recovering } : {}),
     receivedAt: extra.receivedAt ?? Date.now(),
   };
 }
@@ -152,6 +163,7 @@ export function encodeRawEvidence(envelope: CapturedEnvelope, decrypted?: Uint8A
     ...(Object.keys(envelope.extras).length > 0 ? { key: envelope.extras } : {}),
     ...(envelope.requestId ? { requestId: envelope.requestId } : {}),
     ...(envelope.historySyncType ? { historySyncType: envelope.historySyncType } : {}),
+    ...(envelope.recovering ? { recovering: envelope.recovering } : {}),
     ...(decrypted ? { decrypted: Buffer.from(decrypted).toString('base64') } : {}),
     ...(envelope.redacted && envelope.redacted.length > 0 ? { redacted: envelope.redacted } : {}),
     receivedAt: envelope.receivedAt,
@@ -191,6 +203,7 @@ export function decodeEnvelope(blob: Uint8Array): { readonly envelope: CapturedE
     origin: sidecar.origin,
     ...(sidecar.requestId ? { requestId: sidecar.requestId } : {}),
     ...(sidecar.historySyncType ? { historySyncType: sidecar.historySyncType } : {}),
+    ...(isRecoveryWindow(sidecar.recovering) ? { recovering: sidecar.recovering } : {}),
     ...(sidecar.redacted && sidecar.redacted.length > 0 ? { redacted: sidecar.redacted } : {}),
     receivedAt: typeof sidecar.receivedAt === 'number' ? sidecar.receivedAt : 0,
   };
@@ -207,4 +220,9 @@ function sortKeys(value: unknown): unknown {
     );
   }
   return value;
+}
+
+function isRecoveryWindow(value: unknown): value is RecoveryWindow {
+  const w = value as Partial<RecoveryWindow> | null | undefined;
+  return typeof w === 'object' && w !== null && typeof w.gap === 'string' && typeof w.from === 'string' && typeof w.to === 'string';
 }

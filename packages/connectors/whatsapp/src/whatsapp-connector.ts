@@ -409,8 +409,9 @@ class BaileysConnector implements WhatsAppConnector {
       return mapped.inputs;
     }
     let mapped = mapEnvelope(event.envelope, deps);
-    // A message the phone returned for reconciliation: counted when it is not archived yet.
-    if (event.envelope.historySyncType === 'ON_DEMAND' && mapped.ref && (await this.#io?.ctx.lookup(mapped.input.key ?? '')) === undefined) this.#reconciler?.countNew(mapped.ref.chat);
+    // A message the phone returned for reconciliation, within the gap: counted when it is not archived yet.
+    const recoveredFor = mapped.input.meta?.['recoveredFor'];
+    if (typeof recoveredFor === 'string' && (await this.#io?.ctx.lookup(mapped.input.key ?? '')) === undefined) this.#reconciler?.countRecovered(recoveredFor);
     if (mapped.needsSecret && this.#index) {
       const secret = await this.#index.secret(mapped.needsSecret.chat, mapped.needsSecret.id);
       if (secret) mapped = mapEnvelope(event.envelope, { ...deps, secretOf: () => secret });
@@ -450,7 +451,7 @@ class BaileysConnector implements WhatsAppConnector {
       syncFullHistory: this.#options.syncFullHistory ?? true,
       // Every history chunk is recorded; an inline payload that does not inflate and decode is
       // recorded `unsupported` with its bytes instead of being handed to Baileys (history-payload.ts).
-      shouldSyncHistoryMessage: (notification) => this.#acceptHistory(notification),
+      shouldSyncHistoryMessage: (notification, message) => this.#acceptHistory(notification, message),
       markOnlineOnConnect: false,
       emitOwnEvents: true,
       getMessage: (key) => this.#getMessage(key),
@@ -572,7 +573,8 @@ class BaileysConnector implements WhatsAppConnector {
       const pairs = [...(history.lidPnMappings ?? []).map((p) => [p.lid, p.pn] as const), ...history.contacts.map((c) => [c.lid ?? c.id, c.phoneNumber ?? c.id] as const)];
       this.#deliverDirectory('history', pairs, []);
       const syncType = history.syncType !== undefined && history.syncType !== null ? (proto.HistorySync.HistorySyncType[history.syncType] ?? String(history.syncType)) : undefined;
-      for (const message of history.messages) this.#deliverMessage(message, () => freezeMessage(message, 'history', { historySyncType: syncType, receivedAt }));
+      const recovering = history.syncType === proto.HistorySync.HistorySyncType.ON_DEMAND ? this.#reconciler?.recovering : undefined;
+      for (const message of history.messages) this.#deliverMessage(message, () => freezeMessage(message, 'history', { historySyncType: syncType, recovering, receivedAt }));
       if (history.syncType === proto.HistorySync.HistorySyncType.ON_DEMAND) this.#reconciler?.answered(history);
     } else if (event === 'messages.delete') {
       const deletion = data as BaileysEventMap['messages.delete'];
@@ -726,11 +728,20 @@ class BaileysConnector implements WhatsAppConnector {
     }
   }
 
-  /** Baileys' `shouldSyncHistoryMessage`: false (and an `unsupported` record) for an inline payload that is not a history sync. */
-  #acceptHistory(notification: proto.Message.IHistorySyncNotification): boolean {
+  /**
+   * Baileys' `shouldSyncHistoryMessage`: false (and an `unsupported` record) for an inline
+   * payload that is not a history sync. Baileys calls it for every message carrying a
+   * history-sync notification, before it drops those not sent by the account's own devices;
+   * our patch (patches/@whiskeysockets__baileys*.patch) passes the message, and one not from
+   * our own devices is refused unexamined: its payload is never inflated nor recorded as ours
+   * (the message itself is recorded like any other). Without the message (Baileys' calls
+   * without a payload), only the bounded check runs.
+   */
+  #acceptHistory(notification: proto.Message.IHistorySyncNotification, message?: proto.IWebMessageInfo): boolean {
+    if (message && message.key?.fromMe !== true) return false;
     const problem = checkHistoryPayload(notification);
     if (!problem) return true;
-    this.#io?.ctx.logger.warn({ reason: problem.reason }, 'a history-sync payload from the phone could not be read; recorded unsupported');
+    this.#io?.ctx.logger.warn({ reason: problem.reason }, 'a history-sync payload from our own device could not be read; recorded unsupported');
     this.#io?.deliver({ raw: problem.bytes, format: HISTORY_PAYLOAD_FORMAT, evidence: true });
     return false;
   }

@@ -70,9 +70,9 @@ export interface OfflineSocket extends WhatsAppSocket {
    * What the phone's answer to a history request looks like: a `HISTORY_SYNC_NOTIFICATION`
    * protocol message from the custodian's own device carrying the `HistorySync` zlib-deflated
    * inline (`payload` replaces those bytes, e.g. with hostile ones), through Baileys'
-   * `processMessage` history path.
+   * `processMessage` history path. `from` sends it from that contact instead (a spoofed one).
    */
-  historyNotification(sync: proto.IHistorySync, options?: { readonly sessionId?: string; readonly payload?: Uint8Array }): Promise<void>;
+  historyNotification(sync: proto.IHistorySync, options?: { readonly sessionId?: string; readonly payload?: Uint8Array; readonly from?: string }): Promise<void>;
   /** Every history request the connector sent on this socket. */
   readonly historyRequests: readonly HistoryRequest[];
   /** An app-state "delete for me". */
@@ -134,9 +134,9 @@ function makeOfflineSocket(config: UserFacingSocketConfig, onHistoryRequest?: (s
 
   const upsert = ev.createBufferedFunction(async (message: WAMessage, type: MessageUpsertType) => {
     ev.emit('messages.upsert', { messages: [message], type });
-    // As Baileys' upsertMessage decides (Socket/chats.js).
+    // As Baileys' upsertMessage decides (Socket/chats.js, with our patch passing the message).
     const historyMsg = message.message ? getHistoryMsg(message.message) : undefined;
-    const shouldProcessHistoryMsg = historyMsg ? shouldSync(historyMsg) && historyMsg.syncType !== null && historyMsg.syncType !== undefined && (PROCESSABLE_HISTORY_TYPES as readonly number[]).includes(historyMsg.syncType) : false;
+    const shouldProcessHistoryMsg = historyMsg ? shouldSync(historyMsg, message) && historyMsg.syncType !== null && historyMsg.syncType !== undefined && (PROCESSABLE_HISTORY_TYPES as readonly number[]).includes(historyMsg.syncType) : false;
     await processMessage(message, {
       shouldProcessHistoryMsg,
       ev,
@@ -215,7 +215,7 @@ function makeOfflineSocket(config: UserFacingSocketConfig, onHistoryRequest?: (s
       const payload = options.payload ?? Uint8Array.from(deflateSync(proto.HistorySync.encode(sync).finish()));
       const self = jidNormalizedUser(me.id);
       const message = proto.WebMessageInfo.fromObject({
-        key: { remoteJid: self, fromMe: true, id: generateMessageIDV2(me.id) },
+        key: options.from ? { remoteJid: options.from, fromMe: false, id: generateMessageIDV2() } : { remoteJid: self, fromMe: true, id: generateMessageIDV2(me.id) },
         messageTimestamp: sync.conversations?.[0]?.messages?.[0]?.message?.messageTimestamp ?? 0,
         message: {
           protocolMessage: {
