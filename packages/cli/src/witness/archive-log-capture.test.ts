@@ -20,7 +20,7 @@ const BY_HAND = path.join(import.meta.dirname, '..', '..', '..', '..', 'docs', '
 
 /** docs/verify-by-hand.sh: bash, coreutils, jq, xxd and openssl, no offchannel code. */
 function byHand(cwd: string, args: readonly string[]): { code: number | null; stdout: string } {
-  const result = spawnSync('bash', [BY_HAND, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+  const result = spawnSync('bash', [BY_HAND, ...args], { cwd, encoding: 'utf8', timeout: 300_000 });
   return { code: result.status, stdout: result.stdout + result.stderr };
 }
 const dirs: string[] = [];
@@ -169,7 +169,7 @@ async function stopCapture(proc: Proc): Promise<void> {
 }
 
 describe('the archive log, witnessed (real processes on loopback)', () => {
-  it('two witnesses cosign the archive log, not each stream; verify --quorum 2 passes; a deleted newest stream checkpoint fails it', { timeout: 180_000 }, async () => {
+  it('two witnesses cosign the archive log, not each stream; verify --quorum 2 passes; a deleted newest stream checkpoint fails it', { timeout: 600_000 }, async () => {
     const { dir, logKey } = await workspace();
     const one = await witness(dir, 'w1');
     const two = await witness(dir, 'w2');
@@ -227,7 +227,7 @@ describe('the archive log, witnessed (real processes on loopback)', () => {
     expect(await one.proc.exited).toBe(0);
   });
 
-  it('a forked archive log (same key, another history) is refused with 422; signing stops; verify --quorum 1 fails on the fork', { timeout: 180_000 }, async () => {
+  it('a forked archive log (same key, another history) is refused with 422; signing stops; verify --quorum 1 fails on the fork', { timeout: 300_000 }, async () => {
     const { dir, logKey } = await workspace();
     const one = await witness(dir, 'w1');
     const honestConfig = await captureConfig(dir, 'honest', logKey, [one]);
