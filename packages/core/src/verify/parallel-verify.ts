@@ -1,5 +1,6 @@
 /**
- * Parallel verification of one stream: the sink hands out whole segments, this thread cuts
+ * Parallel verification of one stream: the sink hands out chunks (segments, or pieces of them
+ * in a buffer the sink reuses), this thread cuts
  * them into line-aligned slices of at most {@link SLICE_BYTES}, copied into a few buffers that
  * go to a worker and come back, worker threads verify the slices (verify-chunk.ts), and
  * this thread stitches the results in order — chain across chunks, contiguous seq, unique
@@ -48,7 +49,8 @@ async function firstSegments(segments: AsyncIterator<Segment>, count: number): P
   while (found.length < count) {
     const next = await segments.next();
     if (next.done) break;
-    found.push(next.value);
+    // Copied: the sink may use the buffer again for the next chunk (see `Sink.readSegments`).
+    found.push({ firstSeq: next.value.firstSeq, bytes: new Uint8Array(next.value.bytes) });
   }
   return found;
 }
@@ -152,8 +154,17 @@ export class VerifyPool {
     return this.broken === undefined;
   }
 
-  /** Verifies a chunk in a worker; `request.bytes` is copied into a buffer the worker hands back. */
-  async run(request: VerifyChunkRequest): Promise<VerifyChunkResult> {
+  /**
+   * Verifies a chunk in a worker; `request.bytes` is copied, before this returns, into a
+   * buffer the worker hands back.
+   */
+  run(request: VerifyChunkRequest): Promise<VerifyChunkResult> {
+    // Copied now, before waiting for a worker: the sink may reuse `request.bytes` for its next chunk.
+    return this.send({ ...request, bytes: this.buffers.copy(request.bytes) });
+  }
+
+  private async send(request: VerifyChunkRequest): Promise<VerifyChunkResult> {
+    const bytes = request.bytes;
     while (this.idle.length === 0) {
       if (this.broken) throw this.broken;
       await new Promise<void>((resolve) => this.waiting.push(resolve));
@@ -162,7 +173,6 @@ export class VerifyPool {
     const worker = this.idle.pop() as Worker;
     const { promise, resolve, reject } = Promise.withResolvers<VerifyChunkResult>();
     this.pending.set(request.id, { resolve, reject });
-    const bytes = this.buffers.copy(request.bytes);
     worker.postMessage({ ...request, bytes }, [bytes.buffer as ArrayBuffer]);
     return promise;
   }
@@ -195,7 +205,7 @@ export async function verifyStreamParallel(
 ): Promise<ParallelOutcome | undefined> {
   if (!sink.readSegments) return undefined;
   const chunks = sink.readSegments(stream)[Symbol.asyncIterator]();
-  // Two segments at least, or it is not worth the workers; held only until they are sliced.
+  // Two chunks at least, or it is not worth the workers; held (copied) only until they are sliced.
   const pending = await firstSegments(chunks, 2);
   const pool = pending.length < 2 ? undefined : getPool();
   if (!pool?.usable) {
