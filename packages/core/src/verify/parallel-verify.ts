@@ -37,6 +37,7 @@ export function* lineSlices(firstSeq: number, segment: Uint8Array, maxBytes = SL
       end = newline === -1 ? bytes.length : newline + 1;
     }
     yield { firstSeq: seq, bytes: bytes.subarray(start, end) };
+    if (end === bytes.length) break; // no next slice to number (a sink's piece is often one slice)
     for (let at = bytes.indexOf(0x0a, start); at !== -1 && at < end; at = bytes.indexOf(0x0a, at + 1)) seq++;
     start = end;
   }
