@@ -12,8 +12,8 @@
  * Peak memory is also measured at N/4 records: a streaming export's peak stays flat as the
  * archive grows; one that holds the archive grows with it. The targets are printed as PASS/FAIL
  * lines: export at least 0.5 of verify's speed, peak RSS at most 256 MiB, the peak at N within
- * 1.2× of the peak at N/4. (At 25,000 records the archive is one 32 MiB segment, verified on one
- * thread: compare flatness from 250,000 records up, i.e. with --records 1000000.)
+ * 1.2× of the peak at N/4. (At 25,000 records the archive is one 32 MiB segment: compare
+ * flatness from 250,000 records up, i.e. with --records 1000000.)
  *
  * Usage: pnpm build && pnpm bench:export [--records N] [--source] [--json]
  */

@@ -187,6 +187,8 @@ export interface Sink {
    * Optional bulk read for fast verification: the stream's records as large chunks (e.g. whole
    * segments), each chunk whole records each followed by a newline (0x0A), the first with seq
    * `firstSeq`. Damaged data is returned as stored. Sinks without it are read with `read()`.
+   * A chunk's bytes may be a view of a buffer the sink uses again for the next chunk (so that
+   * memory stays small): they are valid only until the iterator is advanced; copy to keep them.
    */
   readSegments?(stream: string): AsyncIterable<{ readonly firstSeq: number; readonly bytes: Uint8Array }>;
 

@@ -18,6 +18,14 @@ describe('KeyFingerprints', () => {
     expect(set.add('b', 3)).toEqual([1, 2]); // the real duplicate of b is among the candidates
   });
 
+  it('returns seqs beyond 2^32 exactly, and the smaller ones kept before them', () => {
+    const set = new KeyFingerprints(4, () => 7);
+    expect(set.add('a', 4_294_967_295)).toBeUndefined();
+    expect(set.add('b', 4_294_967_296)).toEqual([4_294_967_295]);
+    for (let seq = 4_294_967_297; seq < 4_294_967_307; seq++) set.add(`k${seq}`, seq); // grows the table
+    expect(set.add('a', 2 ** 53 - 1)?.sort((x, y) => x - y)).toEqual(Array.from({ length: 12 }, (_, index) => 4_294_967_295 + index));
+  });
+
   it('fingerprints are non-zero integers below 2^53', () => {
     for (const key of ['', 'a', 'ä', '😀', 'x'.repeat(10_000)]) {
       const value = keyFingerprint(key);

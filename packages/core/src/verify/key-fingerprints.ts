@@ -1,10 +1,11 @@
 /**
- * Internal: the idempotency keys verification has seen in a stream, in 16 bytes per key.
+ * Internal: the idempotency keys verification has seen in a stream, in 12 bytes per key.
  *
  * Checking that no key repeats needs every key of the stream at hand; as strings in a Map that
  * is over 100 bytes per record, so verifying a stream of millions of records would grow to
  * gigabytes. This set keeps a 53-bit fingerprint and the seq of each key in flat typed arrays
- * (open addressing). A fingerprint seen again only makes a *candidate*: the caller confirms it
+ * (open addressing; a seq takes 4 bytes until one exceeds 2^32 − 1, then 8). A fingerprint
+ * seen again only makes a *candidate*: the caller confirms it
  * by comparing the two keys themselves (reading the earlier record back), so a fingerprint
  * collision can never be reported as a duplicate, and a real duplicate is never missed.
  */
@@ -25,14 +26,14 @@ export function keyFingerprint(key: string): number {
 
 export class KeyFingerprints {
   private hashes: Float64Array;
-  private seqs: Float64Array;
+  private seqs: Uint32Array | Float64Array;
   private count = 0;
   private readonly fingerprint: (key: string) => number;
 
   /** `fingerprint` must return an integer in 1…2^53 − 1 (tests force collisions with it). */
   constructor(capacity = 1 << 12, fingerprint: (key: string) => number = keyFingerprint) {
     this.hashes = new Float64Array(capacity);
-    this.seqs = new Float64Array(capacity);
+    this.seqs = new Uint32Array(capacity);
     this.fingerprint = fingerprint;
   }
 
@@ -52,6 +53,7 @@ export class KeyFingerprints {
   /** {@link add} for a key whose fingerprint was computed elsewhere (a verification worker). */
   addFingerprint(fingerprint: number, seq: number): number[] | undefined {
     if ((this.count + 1) * 2 > this.hashes.length) this.grow();
+    if (seq > 0xffff_ffff && this.seqs instanceof Uint32Array) this.seqs = Float64Array.from(this.seqs);
     const mask = this.hashes.length - 1;
     let candidates: number[] | undefined;
     for (let slot = fingerprint & mask; ; slot = (slot + 1) & mask) {
@@ -69,7 +71,7 @@ export class KeyFingerprints {
   private grow(): void {
     const { hashes, seqs } = this;
     this.hashes = new Float64Array(hashes.length * 2);
-    this.seqs = new Float64Array(hashes.length * 2);
+    this.seqs = seqs instanceof Uint32Array ? new Uint32Array(hashes.length * 2) : new Float64Array(hashes.length * 2);
     const mask = this.hashes.length - 1;
     for (let index = 0; index < hashes.length; index++) {
       const fingerprint = hashes[index] as number;

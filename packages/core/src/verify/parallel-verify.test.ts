@@ -96,6 +96,39 @@ describe('parallel verification of large segments', () => {
     expect(parallel.failures).toEqual(sequential.failures);
   });
 
+  it('verifies chunks that a sink hands out in one buffer it reuses for the next chunk', { timeout: 60_000 }, async () => {
+    // A sink may yield views of one reused buffer (the fs sink does, to bound memory): each
+    // chunk is valid only until the next is asked for, so the pass must copy what it keeps.
+    const storage = new MemoryStorage();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 50 } });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/test', version: '0.0.0' } });
+    for (let index = 0; index < 200; index++) {
+      await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index} `.repeat(index % 40) });
+    }
+    await recorder.close();
+    const inner = createMemorySink(storage, { readOnly: true });
+    const sink = Object.create(inner) as Sink;
+    Object.assign(sink, {
+      async *readSegments(stream: string) {
+        const records: Uint8Array[] = [];
+        for await (const stored of inner.read(stream)) records.push(stored.bytes);
+        const shared = Buffer.alloc(1024 * 1024);
+        for (let at = 0; at < records.length; at += 20) {
+          const chunk = Buffer.concat(records.slice(at, at + 20).flatMap((line) => [line, Buffer.from('\n')]));
+          shared.fill(0x7a); // what is left of the previous chunk is gone
+          chunk.copy(shared);
+          yield { firstSeq: at + 1, bytes: shared.subarray(0, chunk.length) };
+        }
+      },
+    });
+    const parallel = await verifyArchive(sink, { verifiers: [key.verifier], workers: 2 });
+    const sequential = await verifyArchive(sink, { verifiers: [key.verifier], workers: 0 });
+    expect(parallel.failures).toEqual([]);
+    expect(parallel.streams[0]?.workers, 'verified by the workers, not left to the sequential pass').toBe(2);
+    const { workers: _workers, ...summary } = parallel.streams[0] ?? {};
+    expect(summary).toEqual(sequential.streams[0]);
+  });
+
   it('leaves a line longer than a slice to the sequential pass instead of sending it to a worker', { timeout: 60_000 }, async () => {
     const storage = new MemoryStorage();
     const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 10 } });

@@ -1,5 +1,6 @@
 /**
- * Parallel verification of one stream: the sink hands out whole segments, this thread cuts
+ * Parallel verification of one stream: the sink hands out chunks (segments, or pieces of them
+ * in a buffer the sink reuses), this thread cuts
  * them into line-aligned slices of at most {@link SLICE_BYTES}, copied into a few buffers that
  * go to a worker and come back, worker threads verify the slices (verify-chunk.ts), and
  * this thread stitches the results in order — chain across chunks, contiguous seq, unique
@@ -36,6 +37,7 @@ export function* lineSlices(firstSeq: number, segment: Uint8Array, maxBytes = SL
       end = newline === -1 ? bytes.length : newline + 1;
     }
     yield { firstSeq: seq, bytes: bytes.subarray(start, end) };
+    if (end === bytes.length) break; // no next slice to number (a sink's piece is often one slice)
     for (let at = bytes.indexOf(0x0a, start); at !== -1 && at < end; at = bytes.indexOf(0x0a, at + 1)) seq++;
     start = end;
   }
@@ -48,7 +50,8 @@ async function firstSegments(segments: AsyncIterator<Segment>, count: number): P
   while (found.length < count) {
     const next = await segments.next();
     if (next.done) break;
-    found.push(next.value);
+    // Copied: the sink may use the buffer again for the next chunk (see `Sink.readSegments`).
+    found.push({ firstSeq: next.value.firstSeq, bytes: new Uint8Array(next.value.bytes) });
   }
   return found;
 }
@@ -152,8 +155,17 @@ export class VerifyPool {
     return this.broken === undefined;
   }
 
-  /** Verifies a chunk in a worker; `request.bytes` is copied into a buffer the worker hands back. */
-  async run(request: VerifyChunkRequest): Promise<VerifyChunkResult> {
+  /**
+   * Verifies a chunk in a worker; `request.bytes` is copied, before this returns, into a
+   * buffer the worker hands back.
+   */
+  run(request: VerifyChunkRequest): Promise<VerifyChunkResult> {
+    // Copied now, before waiting for a worker: the sink may reuse `request.bytes` for its next chunk.
+    return this.send({ ...request, bytes: this.buffers.copy(request.bytes) });
+  }
+
+  private async send(request: VerifyChunkRequest): Promise<VerifyChunkResult> {
+    const bytes = request.bytes;
     while (this.idle.length === 0) {
       if (this.broken) throw this.broken;
       await new Promise<void>((resolve) => this.waiting.push(resolve));
@@ -162,7 +174,6 @@ export class VerifyPool {
     const worker = this.idle.pop() as Worker;
     const { promise, resolve, reject } = Promise.withResolvers<VerifyChunkResult>();
     this.pending.set(request.id, { resolve, reject });
-    const bytes = this.buffers.copy(request.bytes);
     worker.postMessage({ ...request, bytes }, [bytes.buffer as ArrayBuffer]);
     return promise;
   }
@@ -195,7 +206,7 @@ export async function verifyStreamParallel(
 ): Promise<ParallelOutcome | undefined> {
   if (!sink.readSegments) return undefined;
   const chunks = sink.readSegments(stream)[Symbol.asyncIterator]();
-  // Two segments at least, or it is not worth the workers; held only until they are sliced.
+  // Two chunks at least, or it is not worth the workers; held (copied) only until they are sliced.
   const pending = await firstSegments(chunks, 2);
   const pool = pending.length < 2 ? undefined : getPool();
   if (!pool?.usable) {

@@ -7,6 +7,7 @@
  * could still change them — tampering is detectable, not prevented; use S3 Object Lock for
  * WORM), `durability: 'fsync'`, `exclusiveWriter: 'lock'` (one writer per stream on a host).
  */
+import { createHash } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -51,6 +52,7 @@ import {
 import { ARCHIVE_FORMAT, ATTESTATION_FILE, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
 import { auditArchive } from './fs-audit.ts';
 import { SegmentDigests } from './segment-digests.ts';
+import { SegmentPieces, countLines } from './segment-pieces.ts';
 import { createReadOnlyFile, ensureDirectory, isNotFound, openRegularFile, readIfExists, readRegularFile, syncDirectory, syncFile } from './fs-utils.ts';
 import { IoLimit } from './io-limit.ts';
 import { type PrunedPrefix, prunedHead, readPrunedPrefix, writePrunedPrefix } from './pruned-prefix.ts';
@@ -302,24 +304,39 @@ export class FsSink implements Sink {
     }
   }
 
-  /** Whole segments, for fast bulk verification (see `Sink.readSegments`). */
+  /**
+   * The segments in line-aligned pieces of at most 4 MiB, for fast bulk verification (see
+   * `Sink.readSegments`): each piece is a view of one buffer used again for the next piece
+   * (segment-pieces.ts), so memory stays a few MiB whatever the segment size.
+   */
   async *readSegments(stream: string): AsyncIterable<{ readonly firstSeq: number; readonly bytes: Uint8Array }> {
     this.assertOpen();
     assertStreamName(stream);
     const segments = await listSegments(this.layout, stream);
     const pruned = (await readPrunedPrefix(this.layout, stream))?.throughSeq ?? 0;
+    const pieces = new SegmentPieces();
     for (const [index, segment] of segments.entries()) {
       // Left by a prune interrupted after its prefix was written: no longer part of the stream.
       if (segment.firstSeq <= pruned) continue;
       // A sealed segment is hashed as it is read, for the audit's seal check (segment-digests.ts).
       const identity = segment.sealed ? await this.segmentDigests.identify(segment.path) : undefined;
-      const content = await readIfExists(segment.path, this.layout.name(segment.path));
-      if (!content) continue;
-      this.assertOpen();
-      if (identity) this.segmentDigests.remember(segment.path, identity, content);
-      // The active segment may end in an append in progress: stop at its last complete record.
-      const last = segment.sealed || index < segments.length - 1 ? content.length : content.lastIndexOf(0x0a) + 1;
-      if (last > 0) yield { firstSeq: segment.firstSeq, bytes: new Uint8Array(content.buffer, content.byteOffset, last) };
+      const handle = await openRegularFile(segment.path, this.layout.name(segment.path));
+      if (!handle) continue;
+      try {
+        const digest = identity ? createHash('sha256') : undefined;
+        // The active segment may end in an append in progress: stop at its last complete record.
+        const whole = segment.sealed || index < segments.length - 1;
+        let firstSeq = segment.firstSeq;
+        for await (const bytes of pieces.read(handle, whole, digest)) {
+          this.assertOpen();
+          yield { firstSeq, bytes };
+          firstSeq += countLines(bytes);
+        }
+        this.assertOpen();
+        if (identity && digest) this.segmentDigests.rememberDigest(segment.path, identity, { bytes: pieces.bytesRead, sha256: digest.digest('hex') });
+      } finally {
+        await handle.close();
+      }
     }
   }
 

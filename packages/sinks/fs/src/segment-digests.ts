@@ -2,8 +2,8 @@
  * Size and SHA-256 of sealed segments as the verify pass read them (`readSegments`), kept
  * for the physical audit that follows, so the audit's seal check does not read and hash
  * every sealed segment a second time: reading a segment costs about as much CPU as hashing it.
- * The hash is taken on the bytes already in memory (no copy), while the workers verify the
- * records, instead of in a serial phase after them.
+ * The hash is taken incrementally on the pieces as they are read (no copy, no second read),
+ * while the workers verify the records, instead of in a serial phase after them.
  *
  * It is exactly as strong as a second read: the audit uses a digest only while the file is
  * still the one that was read — same device, inode, size, modification and change time
@@ -41,7 +41,13 @@ export class SegmentDigests {
   /** Hashes `bytes`, read from `file` after {@link identify} returned `identity`. */
   remember(file: string, identity: string, bytes: Uint8Array): void {
     if (this.known.size >= this.max) return; // the audit hashes this one itself
-    this.known.set(file, { identity, digest: { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') } });
+    this.rememberDigest(file, identity, { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+  }
+
+  /** Keeps `digest`, taken of all of `file`'s bytes as read after {@link identify} returned `identity`. */
+  rememberDigest(file: string, identity: string, digest: SegmentDigest): void {
+    if (this.known.size >= this.max) return; // the audit hashes this one itself
+    this.known.set(file, { identity, digest });
   }
 
   /** The digest of `file` as it was read, if it is unchanged since (used once). */
