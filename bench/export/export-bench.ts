@@ -8,7 +8,8 @@
  *   export     exportArchive to RSMF, end to end (verify + index + write), in a fresh child
  *              process so its peak RSS (getrusage maxRSS) is the export's alone; the child runs
  *              the built packages, as `offchannel export` does (`pnpm build` first; `--source`
- *              runs the TypeScript sources instead, which adds about 100 MiB of RSS)
+ *              runs the TypeScript sources instead, which adds about 100 MiB of RSS) and with the
+ *              V8 flag the CLI runs export under (a 32 MiB young generation)
  * Peak memory is also measured at N/4 records: a streaming export's peak stays flat as the
  * archive grows; one that holds the archive grows with it. The targets are printed as PASS/FAIL
  * lines: export at least 0.5 of verify's speed, peak RSS at most 256 MiB, the peak at N within
@@ -18,6 +19,7 @@
  * Usage: pnpm build && pnpm bench:export [--records N] [--source] [--json]
  */
 import { execFileSync } from 'node:child_process';
+import { EXPORT_V8_FLAG } from '../../packages/cli/src/young-generation.ts';
 import { hash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -93,7 +95,8 @@ function child(archive: string, keyFile: string, out: string): { ms: number; eve
   // The export runs from the built packages (what `offchannel export` runs; `pnpm build` first),
   // unless --source: loading the TypeScript sources adds about 100 MiB of RSS that users never pay.
   const conditions = values.source ? ['--conditions=@offchannel/source'] : [];
-  const stdout = execFileSync(process.execPath, [...conditions, import.meta.filename, '--child', [archive, keyFile, out].join('\n')], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  // With the young-generation bound `offchannel export` runs under (packages/cli/src/young-generation.ts).
+  const stdout = execFileSync(process.execPath, [...conditions, EXPORT_V8_FLAG, import.meta.filename, '--child', [archive, keyFile, out].join('\n')], { encoding: 'utf8', maxBuffer: 1 << 20 });
   return JSON.parse(stdout) as { ms: number; events: number; files: number; maxRssKiB: number };
 }
 

@@ -3,9 +3,17 @@
 import './thread-pool.ts';
 import { writeSync } from 'node:fs';
 import { run, stopsGracefully } from './run.ts';
+import { needsBoundedYoung, runWithBoundedYoung } from './young-generation.ts';
 
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 const argv = process.argv.slice(2);
+
+// `export` runs again in a child with a bounded young generation (see young-generation.ts).
+if (needsBoundedYoung(argv, process.execArgv, process.env)) {
+  const { code, signal } = await runWithBoundedYoung();
+  if (signal) process.kill(process.pid, signal);
+  process.exit(code ?? 1);
+}
 const controller = new AbortController();
 
 /**
