@@ -7,8 +7,9 @@
  * Then opens the ArchiveLog:
  *   indexed   with the index: the right edge restored from the newest checkpoint's tiles
  *   scan      without it (the fallback, and a rebuild): every level-0 tile read
- * and prints the open time, the archive log's tile reads and the heap the open keeps
- * (heapUsed after a GC, before and after; run with --expose-gc, as the package script does).
+ * and prints the open time, the archive log's tile reads, the heap the open keeps (heapUsed
+ * plus array buffers, after a GC, before and after; run with --expose-gc, as the package script does) and the peak
+ * heap during the open (sampled between tile reads), which a rebuild must keep bounded.
  *
  * Usage: pnpm bench:archive-log [--entries 10000,1000000] [--runs 3] [--json]
  */
@@ -35,6 +36,7 @@ interface Measurement {
   readonly ms: number;
   readonly tileReads: number;
   readonly heapMiB: number;
+  readonly peakMiB: number;
 }
 
 async function build(dir: string, entries: number, key: ReturnType<typeof generateEd25519NoteKey>): Promise<void> {
@@ -74,18 +76,35 @@ async function measure(dir: string, key: ReturnType<typeof generateEd25519NoteKe
   });
   const index = indexed ? openArchiveLogIndex({ file: path.join(dir, 'state', 'archive-log-index.sqlite') }) : undefined;
   gc?.();
-  const before = process.memoryUsage().heapUsed;
+  const before = held();
+  // The open awaits each tile read, so a sampler sees the heap between them: its peak is what
+  // the open held at once (garbage included), which is what a rebuild must keep bounded.
+  let peak = before;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, held());
+  }, 2);
   const started = performance.now();
   const archiveLog = await ArchiveLog.open({ sink: counted, signer: key, logger: silent, everyMs: 3_600_000, ...(index ? { index } : {}) });
   const ms = performance.now() - started;
+  clearInterval(sampler);
+  peak = Math.max(peak, held());
+  const peakMiB = (peak - before) / 2 ** 20;
+  // Twice: array buffers are freed after the collection that finds them unreachable.
   gc?.();
-  const heapMiB = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+  gc?.();
+  const heapMiB = (held() - before) / 2 ** 20;
   if (archiveLog.refused !== undefined || archiveLog.signedSize === 0) throw new Error(`archive log not restored: ${archiveLog.refused ?? 'nothing signed'}`);
   // No close(): it would sign; the schedule is unref'd.
   index?.close();
   await sink.close();
-  return { ms, tileReads, heapMiB };
+  return { ms, tileReads, heapMiB, peakMiB };
 }
+
+/** JS heap plus array-buffer backing stores (tiles and flat arrays live outside the heap). */
+const held = (): number => {
+  const usage = process.memoryUsage();
+  return usage.heapUsed + usage.arrayBuffers;
+};
 
 const best = (runs: Measurement[]): Measurement => runs.reduce((a, b) => (b.ms < a.ms ? b : a));
 
@@ -121,7 +140,7 @@ async function main(): Promise<void> {
     console.log(`  ${row.entries.toLocaleString('en')} entries (built in ${row.buildSeconds.toFixed(1)} s)`);
     for (const mode of ['indexed', 'scan'] as const) {
       const m = row[mode];
-      console.log(`    ${mode.padEnd(8)} ${m.ms.toFixed(1).padStart(8)} ms ${String(m.tileReads).padStart(6)} tile reads ${m.heapMiB.toFixed(2).padStart(8)} MiB heap kept`);
+      console.log(`    ${mode.padEnd(8)} ${m.ms.toFixed(1).padStart(8)} ms ${String(m.tileReads).padStart(6)} tile reads ${m.heapMiB.toFixed(2).padStart(8)} MiB heap kept, ${m.peakMiB.toFixed(1).padStart(7)} MiB peak during open`);
     }
   }
 }

@@ -22,7 +22,7 @@ import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, parseNote } from '../note/signed-note.ts';
 import { ARCHIVE_LOG } from '../sink/log-name.ts';
 import type { Sink } from '../sink/sink.ts';
-import { archiveLogOrigin, readLeaves } from '../witness/archive-log.ts';
+import { archiveLogOrigin, forEachLeaf } from '../witness/archive-log.ts';
 import { cosignedFile } from '../witness/witness-client.ts';
 import type { VerificationFailure } from './verify-archive.ts';
 
@@ -124,15 +124,12 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
   if (!newest) return { summary: { log, size: 0, witnessedSize: 0, witnesses: [] }, included: new Map() };
 
   // One tree: the tiles of the newest checkpoint reproduce every checkpoint's root.
-  const leaves = await readLeaves(newest.size, (tile) => sink.getTile(log, tile));
-  if (!leaves) {
-    fail('ARCHIVE_LOG_TILES_MISSING', newest.size, `the level-0 tiles of the archive checkpoint at size ${newest.size} are missing or the wrong size: its entries cannot be checked`);
-    return { summary: { log, size: newest.size, witnessedSize: 0, witnesses: [] }, included: new Map() };
-  }
+  // Two passes over the level-0 tiles, one tile in memory at a time: roots, then entries.
+  const load = (tile: Parameters<Sink['getTile']>[1]) => sink.getTile(log, tile);
   const range = new CompactRange();
   let next = 0;
   const consistent: typeof checkpoints = [];
-  for (const leaf of leaves) {
+  const whole = await forEachLeaf(newest.size, load, (leaf) => {
     range.append(leaf);
     while (checkpoints[next]?.size === range.size) {
       const checkpoint = checkpoints[next] as (typeof checkpoints)[number];
@@ -140,6 +137,10 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
       else fail('ARCHIVE_LOG_INCONSISTENT', checkpoint.size, `the archive checkpoint at size ${checkpoint.size} is not a prefix of the one at size ${newest.size}: the archive log was forked or altered`);
       next++;
     }
+  });
+  if (!whole) {
+    fail('ARCHIVE_LOG_TILES_MISSING', newest.size, `the level-0 tiles of the archive checkpoint at size ${newest.size} are missing or the wrong size: its entries cannot be checked`);
+    return { summary: { log, size: newest.size, witnessedSize: 0, witnesses: [] }, included: new Map() };
   }
   const witnessed = consistent.filter((checkpoint) => checkpoint.witnesses.length >= options.quorum).at(-1);
   if (newest.witnesses.length < options.quorum) {
@@ -151,7 +152,7 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
   const notes = known ?? (await streamNotes(sink, options.verifiers));
   const included = new Map<string, Set<number>>();
   let missing = 0;
-  leaves.forEach((leaf, index) => {
+  const again = await forEachLeaf(newest.size, load, (leaf, index) => {
     const entry = notes.get(hex(leaf));
     if (!entry) {
       if (missing++ < 10) fail('ARCHIVE_LOG_ENTRY_MISSING', index + 1, `entry ${index + 1} (leaf ${hex(leaf)}) is a stream checkpoint that is no longer in the archive, or no longer verifies: it was deleted or replaced — the records after the previous checkpoint of that stream may have been rewritten`);
@@ -164,6 +165,7 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
     }
   });
   if (missing > 10) fail('ARCHIVE_LOG_ENTRY_MISSING', 0, `${missing - 10} more entries are missing`);
+  if (!again) fail('ARCHIVE_LOG_TILES_MISSING', newest.size, `a level-0 tile of the archive checkpoint at size ${newest.size} went missing while it was checked: its later entries were not checked`);
   return { summary: { log, size: newest.size, witnessedSize: witnessed?.size ?? 0, witnesses: witnessed?.witnesses ?? [] }, included };
 }
 

@@ -16,7 +16,7 @@ import type { NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, parseNote } from '../note/signed-note.ts';
 import { ARCHIVE_LOG, isArchiveLogName } from '../sink/log-name.ts';
 import type { Sink } from '../sink/sink.ts';
-import { archiveLogOrigin, readLeaves } from '../witness/archive-log.ts';
+import { archiveLogOrigin, forEachLeaf } from '../witness/archive-log.ts';
 
 export interface ArchiveLogInclusion {
   readonly log: string;
@@ -42,9 +42,13 @@ export async function buildArchiveLogInclusion(sink: Sink, stream: string, size:
   const entry = await sink.getCheckpoint(stream, size, 'note');
   if (treeSize === undefined || !entry) return undefined;
   const load = (tile: Parameters<Sink['getTile']>[1]) => sink.getTile(log, tile);
-  const leaves = await readLeaves(treeSize, load);
   const leaf = leafHash(entry);
-  const index = leaves?.findIndex((candidate) => sameHash(candidate, leaf)) ?? -1;
+  let index = -1;
+  // One tile in memory at a time; the first match is the entry (a log never repeats one).
+  const whole = await forEachLeaf(treeSize, load, (candidate, at) => {
+    if (index < 0 && sameHash(candidate, leaf)) index = at;
+  });
+  if (!whole) index = -1;
   const noteBytes = await sink.getCheckpoint(log, treeSize, 'note');
   if (index < 0 || !noteBytes) return undefined;
   let note = decoder.decode(noteBytes);

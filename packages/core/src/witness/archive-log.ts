@@ -20,7 +20,8 @@
  * partial tiles) and, per stream, the largest checkpoint size appended — a stream's checkpoints
  * grow monotonically, so that size is the dedup. Start-up restores the right edge from the
  * newest archive checkpoint's tiles and learns what is included from an {@link ArchiveLogIndex}
- * valid for that checkpoint; only without one (or when it is stale) are all entries read.
+ * valid for that checkpoint; only without one (or when it is stale) are all entries read, a
+ * tile at a time, into a flat set of their hashes (about 40 bytes an entry).
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import type { Logger } from '../logger/logger.ts';
@@ -34,6 +35,7 @@ import { openNote, signNote } from '../note/signed-note.ts';
 import { ARCHIVE_LOG } from '../sink/log-name.ts';
 import type { Sink } from '../sink/sink.ts';
 import type { ArchiveLogIndex } from './archive-log-index.ts';
+import { LeafSet } from './leaf-set.ts';
 import type { WitnessClient, WitnessedCheckpoint } from './witness-client.ts';
 
 export interface ArchiveLogOptions {
@@ -61,18 +63,27 @@ export function archiveLogOrigin(keyName: string, log: string = ARCHIVE_LOG): st
   return log === ARCHIVE_LOG ? keyName : `${keyName}/${log}`;
 }
 
-/** The leaf hashes of a tree of `size` leaves, from its level-0 tiles; undefined when one is missing. */
-export async function readLeaves(size: number, load: (tile: TileId) => Promise<Uint8Array | undefined>): Promise<Uint8Array[] | undefined> {
+/**
+ * Calls `visit` with each leaf hash of a tree of `size` leaves, in order, from its level-0
+ * tiles, one tile in memory at a time (a leaf is a view into its tile: copy it to keep it).
+ * False, after visiting the leaves before it, when a tile is missing or the wrong size.
+ */
+export async function forEachLeaf(size: number, load: (tile: TileId) => Promise<Uint8Array | undefined>, visit: (leaf: Uint8Array, index: number) => void): Promise<boolean> {
   const { full, partialWidth } = tileCounts(size, 0);
-  const leaves: Uint8Array[] = [];
   for (let index = 0; index <= full; index++) {
     const width = index < full ? TILE_WIDTH : partialWidth;
     if (width === 0) break;
     const bytes = await load({ level: 0, index, width });
-    if (bytes?.length !== width * 32) return undefined;
-    for (let at = 0; at < width; at++) leaves.push(bytes.subarray(at * 32, at * 32 + 32));
+    if (bytes?.length !== width * 32) return false;
+    for (let at = 0; at < width; at++) visit(bytes.subarray(at * 32, at * 32 + 32), index * TILE_WIDTH + at);
   }
-  return leaves;
+  return true;
+}
+
+/** The leaf hashes of a tree of `size` leaves, from its level-0 tiles; undefined when one is missing. Holds them all: prefer {@link forEachLeaf}. */
+export async function readLeaves(size: number, load: (tile: TileId) => Promise<Uint8Array | undefined>): Promise<Uint8Array[] | undefined> {
+  const leaves: Uint8Array[] = [];
+  return (await forEachLeaf(size, load, (leaf) => leaves.push(leaf))) ? leaves : undefined;
 }
 
 const encoder = new TextEncoder();
@@ -338,16 +349,20 @@ export class ArchiveLog {
   async #notIncluded(newest: number | undefined, root: Uint8Array | undefined): Promise<Map<string, Pending> | undefined> {
     const { sink } = this.#options;
     const indexed = this.#indexed(newest ?? 0, root);
-    let entries: Set<string> | undefined;
+    let entries: LeafSet | undefined;
     if (!indexed && newest !== undefined) {
-      const leaves = await readLeaves(newest, (tile) => sink.getTile(this.log, tile));
+      // One tile at a time into a flat set: about 40 bytes an entry (docs/witnessing.md).
       const range = new CompactRange();
-      for (const leaf of leaves ?? []) range.append(leaf);
-      if (!root || !leaves || !sameHash(range.root(), root)) {
+      const set = new LeafSet(newest);
+      const whole = await forEachLeaf(newest, (tile) => sink.getTile(this.log, tile), (leaf) => {
+        range.append(leaf);
+        set.add(leaf);
+      });
+      if (!root || !whole || !sameHash(range.root(), root)) {
         this.#refuse(`the newest archive checkpoint (size ${newest}) does not verify with this key, or its tiles do not reproduce its root — run offchannel verify`);
         return undefined;
       }
-      entries = new Set(leaves.map(hex));
+      entries = set;
     }
     const included = indexed ?? new Map<string, number>();
     // Newest first per stream until an included one: with the index, down to its included size.
@@ -362,7 +377,7 @@ export class ArchiveLog {
         const note = await sink.getCheckpoint(stream, size, 'note');
         if (!note || !this.#isStreamCheckpoint(note, stream, size)) continue;
         const leaf = leafHash(note);
-        if (entries?.has(hex(leaf))) {
+        if (entries?.has(leaf)) {
           included.set(stream, size);
           break;
         }
