@@ -184,17 +184,27 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
   return report.skipped.length > 0 || report.interrupted ? EXIT_FAILED : EXIT_OK;
 }
 
-async function reconcileIMessage(account: string, configFile: string, json: boolean, logLevel: string | undefined, io: CliIo, load?: Loader): Promise<number> {
-  const { config, entry } = await readConnectorEntry(path.resolve(io.cwd, configFile), 'imessage', account);
+/** What one reconcile run gives back: its stream, the connector's report and the records written. */
+interface Reconciled<T> {
+  readonly stream: string;
+  readonly report: T;
+  readonly written: number;
+}
+
+/**
+ * Runs one account's connector (strict: a start failure throws), has `reconcile` ask it, then
+ * stops it. The shared lifecycle of the iMessage and WhatsApp runs (Telegram's is in
+ * `reconcileCommand`). Returns EXIT_FAILED when the shutdown did not complete cleanly.
+ */
+async function withConnector<T>(kind: 'imessage' | 'whatsapp', account: string, configFile: string, logLevel: string | undefined, io: CliIo, load: Loader | undefined, reconcile: (connector: object) => Promise<T>): Promise<Reconciled<T> | typeof EXIT_FAILED> {
+  const { config, entry } = await readConnectorEntry(path.resolve(io.cwd, configFile), kind, account);
   const runner = new CaptureRunner({ ...config, connectors: [entry] }, createLogger(logLevel, io.env), { strict: true, env: io.env, ...(load ? { load } : {}) });
   await runner.start();
   const running = runner.connectors[0];
-  let report: ReconcileReport;
+  let report: T;
   try {
-    if (!running || typeof (running.connector as Partial<SweepsChatDb>).reconcile !== 'function') throw new OffchannelError('RECONCILE_UNSUPPORTED', 'this version of @offchannel/imessage cannot reconcile; update it to the version of this CLI.');
-    const sweeping = (running.connector as unknown as SweepsChatDb).reconcile();
-    const stopped = new Promise<never>((_, reject) => { io.signal.addEventListener('abort', () => { reject(new OffchannelError('RECONCILE_INTERRUPTED', 'interrupted before the sweep finished: run it again (nothing is recorded twice)')); }, { once: true }); });
-    report = await Promise.race([sweeping, stopped]);
+    if (!running) throw new OffchannelError('RECONCILE_UNSUPPORTED', `no ${kind} connector started for this account; check the config.`);
+    report = await reconcile(running.connector);
   } catch (error) {
     await runner.stop().catch(() => undefined);
     throw error;
@@ -206,39 +216,38 @@ async function reconcileIMessage(account: string, configFile: string, json: bool
     io.stderr.write('offchannel reconcile: shutdown did not complete cleanly; see the log. What was recorded is durable: run reconcile again to finish.\n');
     return EXIT_FAILED;
   }
-  if (json) io.stdout.write(`${JSON.stringify({ stream: running.stream, ...report, recordsWritten: written })}\n`);
+  return { stream: running.stream, report, written };
+}
+
+async function reconcileIMessage(account: string, configFile: string, json: boolean, logLevel: string | undefined, io: CliIo, load?: Loader): Promise<number> {
+  const done = await withConnector<ReconcileReport>('imessage', account, configFile, logLevel, io, load, (connector) => {
+    if (typeof (connector as Partial<SweepsChatDb>).reconcile !== 'function') throw new OffchannelError('RECONCILE_UNSUPPORTED', 'this version of @offchannel/imessage cannot reconcile; update it to the version of this CLI.');
+    const sweeping = (connector as SweepsChatDb).reconcile();
+    const stopped = new Promise<never>((_, reject) => { io.signal.addEventListener('abort', () => { reject(new OffchannelError('RECONCILE_INTERRUPTED', 'interrupted before the sweep finished: run it again (nothing is recorded twice)')); }, { once: true }); });
+    return Promise.race([sweeping, stopped]);
+  });
+  if (done === EXIT_FAILED) return done;
+  const { stream, report, written } = done;
+  if (json) io.stdout.write(`${JSON.stringify({ stream, ...report, recordsWritten: written })}\n`);
   else {
     const found = report.sinceStart;
     const lost = found.unsentBeforeCapture + found.editedWithoutHistory;
-    io.stdout.write(`reconciled ${running.stream}: ${plural(report.checked, 'chat.db row')} compared with the archive\n  recorded: ${found.recovered} missing (${lost} of them with content lost before any capture: ${found.unsentBeforeCapture} unsent, ${found.editedWithoutHistory} edited without history), ${plural(written, 'record')} written in all\n`);
+    io.stdout.write(`reconciled ${stream}: ${plural(report.checked, 'chat.db row')} compared with the archive\n  recorded: ${found.recovered} missing (${lost} of them with content lost before any capture: ${found.unsentBeforeCapture} unsent, ${found.editedWithoutHistory} edited without history), ${plural(written, 'record')} written in all\n`);
   }
   return EXIT_OK;
 }
 
 async function reconcileWhatsApp(account: string, configFile: string, options: ReconcileWhatsAppOptions, json: boolean, logLevel: string | undefined, io: CliIo, load?: Loader): Promise<number> {
-  const { config, entry } = await readConnectorEntry(path.resolve(io.cwd, configFile), 'whatsapp', account);
-  const runner = new CaptureRunner({ ...config, connectors: [entry] }, createLogger(logLevel, io.env), { strict: true, env: io.env, ...(load ? { load } : {}) });
-  await runner.start();
-  const running = runner.connectors[0];
-  let report: ReconcileWhatsAppReport;
-  try {
-    if (!running || typeof (running.connector as Partial<AsksThePhone>).reconcile !== 'function') throw new OffchannelError('RECONCILE_UNSUPPORTED', 'this version of @offchannel/whatsapp cannot reconcile; update it to the version of this CLI.');
-    report = await (running.connector as unknown as AsksThePhone).reconcile({ ...options, signal: io.signal });
-  } catch (error) {
-    await runner.stop().catch(() => undefined);
-    throw error;
-  }
-  const written = runner.snapshot().connectors[0]?.status.captured ?? 0;
-  try {
-    await runner.stop();
-  } catch {
-    io.stderr.write('offchannel reconcile: shutdown did not complete cleanly; see the log. What was recorded is durable: run reconcile again to finish.\n');
-    return EXIT_FAILED;
-  }
-  if (json) io.stdout.write(`${JSON.stringify({ stream: running.stream, ...report, recordsWritten: written })}\n`);
+  const done = await withConnector<ReconcileWhatsAppReport>('whatsapp', account, configFile, logLevel, io, load, (connector) => {
+    if (typeof (connector as Partial<AsksThePhone>).reconcile !== 'function') throw new OffchannelError('RECONCILE_UNSUPPORTED', 'this version of @offchannel/whatsapp cannot reconcile; update it to the version of this CLI.');
+    return (connector as AsksThePhone).reconcile({ ...options, signal: io.signal });
+  });
+  if (done === EXIT_FAILED) return done;
+  const { stream, report, written } = done;
+  if (json) io.stdout.write(`${JSON.stringify({ stream, ...report, recordsWritten: written })}\n`);
   else {
     const lines = [
-      `reconciled ${running.stream}: ${plural(report.gaps, 'pending gap')}, ${report.chatsAnswered} of ${plural(report.chatsAsked, 'chat')} answered by the phone`,
+      `reconciled ${stream}: ${plural(report.gaps, 'pending gap')}, ${report.chatsAnswered} of ${plural(report.chatsAsked, 'chat')} answered by the phone`,
       `  recovered: ${report.recovered} of ${plural(report.gaps, 'gap')}; ${report.recorded} missing of ${plural(report.returned, 'message')} returned recorded (${plural(written, 'record')} written in all)`,
     ];
     for (const { gap, reason } of report.notRecovered) lines.push(`  not recovered: gap ${gap} (${reason}); it stays pending: run again when the phone is online`);
