@@ -1,5 +1,5 @@
 import fs, { type Stats, constants } from 'node:fs';
-import { type FileHandle, link, mkdir, open, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { NotRegularFileError } from '@offchannel/core';
@@ -19,8 +19,8 @@ export function syncDirectory(dir: string): Promise<void> {
     syncer = { waiting: [], running: false };
     directorySyncers.set(dir, syncer);
   }
-  const { promise, resolve, reject } = Promise.withResolvers<void>();
-  syncer.waiting.push({ resolve, reject });
+  const { promise, resolve, reject } = Promise.withResolvers<undefined>();
+  syncer.waiting.push({ resolve: () => { resolve(undefined); }, reject });
   if (!syncer.running) void runDirectorySyncs(dir, syncer);
   return promise;
 }
@@ -134,16 +134,12 @@ export async function createReadOnlyFile(tmpDir: string, target: string, bytes: 
     throw error;
   }
   await fsCall((done) => { fs.close(fd, done); });
-  let linked: unknown;
   try {
     await fsCall((done) => { fs.link(staged, target, done); });
   } catch (error) {
-    linked = error;
-  }
-  if (linked !== undefined) {
     await fsCall((done) => { fs.unlink(staged, done); });
-    if ((linked as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw linked;
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
   }
   // The staged name goes while the directory is synced: it is in tmp/, not archive content.
   const [removed, synced] = await Promise.allSettled([fsCall((done) => { fs.unlink(staged, done); }), syncDirectory(path.dirname(target))]);
