@@ -11,6 +11,8 @@ import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { sha256Hex } from '@offchannel/core';
+import { openFsSink } from './fs-sink.ts';
 import { createReadOnlyFile, syncDirectory } from './fs-utils.ts';
 
 const probe = vi.hoisted(() => ({
@@ -20,6 +22,10 @@ const probe = vi.hoisted(() => ({
   beforeSync: undefined as (() => Promise<void>) | undefined,
   /** The directory fsync with this number (from 1) fails with EIO, after the real one ran. */
   failSync: 0,
+  /** The next fsync of this directory fails with EIO, after the real one ran. */
+  failNextSyncOf: undefined as string | undefined,
+  /** Directory fsyncs per directory. */
+  syncsOf: new Map<string, number>(),
   /** Before the next staging open: plant a file at the name it is about to create. */
   plantAtStaging: undefined as string | undefined,
   /** The next staged write fails with ENOSPC. */
@@ -36,9 +42,12 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     const sync = handle.sync.bind(handle);
     handle.sync = async () => {
       const number = ++probe.directorySyncs;
+      probe.syncsOf.set(String(file), (probe.syncsOf.get(String(file)) ?? 0) + 1);
       await probe.beforeSync?.();
       await sync();
-      if (number === probe.failSync) {
+      const failNext = probe.failNextSyncOf === String(file);
+      if (failNext) probe.failNextSyncOf = undefined;
+      if (number === probe.failSync || failNext) {
         throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
       }
     };
@@ -72,7 +81,7 @@ vi.mock('node:fs', async (importOriginal) => {
 let work: string;
 beforeEach(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'offchannel-fs-utils-'));
-  Object.assign(probe, { directoryOpens: 0, directorySyncs: 0, beforeSync: undefined, failSync: 0, plantAtStaging: undefined, failWrite: false });
+  Object.assign(probe, { directoryOpens: 0, directorySyncs: 0, beforeSync: undefined, failSync: 0, failNextSyncOf: undefined, syncsOf: new Map(), plantAtStaging: undefined, failWrite: false });
 });
 afterEach(async () => {
   await rm(work, { recursive: true, force: true });
@@ -180,4 +189,31 @@ it('a staged write that fails leaves neither a blob nor a staged file behind', a
   expect(await readdir(tmp)).toEqual([]);
   // The same blob then stores normally.
   expect(await createReadOnlyFile(tmp, target, new TextEncoder().encode('the blob'))).toBe(true);
+});
+
+it('blobs whose shared directory fsync failed are not known durable: storing one again syncs it, unlike a blob stored durably', async () => {
+  const sink = await openFsSink({ dir: path.join(work, 'archive') });
+  const blobsDir = path.join(work, 'archive', 'blobs', 'sha256');
+  const blobs = Array.from({ length: 16 }, (_, index) => new TextEncoder().encode(`raw bytes ${index}`));
+  probe.failNextSyncOf = blobsDir;
+  const results = await Promise.allSettled(blobs.map(async (bytes) => sink.putBlob(sha256Hex(bytes), bytes)));
+  expect(probe.failNextSyncOf, 'the injected failure was hit').toBeUndefined();
+  const failed = blobs.filter((_, index) => results[index]!.status === 'rejected');
+  const stored = blobs.filter((_, index) => results[index]!.status === 'fulfilled');
+  expect(failed.length, 'the failed fsync served at least one blob').toBeGreaterThan(0);
+  for (const result of results) if (result.status === 'rejected') expect(result.reason).toMatchObject({ code: 'EIO' });
+  // A blob the failed fsync served is on disk but not known durable: a retry checks it and syncs
+  // its directory again before it resolves (the record naming it may be appended only then).
+  for (const bytes of failed) {
+    const before = probe.syncsOf.get(blobsDir) ?? 0;
+    await expect(sink.putBlob(sha256Hex(bytes), bytes)).resolves.toEqual({ created: false });
+    expect(probe.syncsOf.get(blobsDir), 'the retry synced the directory').toBeGreaterThan(before);
+  }
+  // A blob stored durably is known so: storing it again costs no fsync.
+  const before = probe.syncsOf.get(blobsDir) ?? 0;
+  for (const bytes of stored) await expect(sink.putBlob(sha256Hex(bytes), bytes)).resolves.toEqual({ created: false });
+  expect(probe.syncsOf.get(blobsDir) ?? 0).toBe(before);
+  for (const bytes of blobs) expect(await sink.getBlob(sha256Hex(bytes))).toEqual(bytes);
+  await sink.close();
+  expect(await readdir(path.join(work, 'archive', 'tmp')), 'no staged name left').toEqual([]);
 });
