@@ -119,7 +119,7 @@ const DSYNC = syncWriteFlag();
  * every call holds one of libuv's thread-pool threads while it waits for the disk: fewer calls
  * per file leave more threads waiting on the disk at once (docs/storage-format.md, "Blob writes").
  * The calls go through `node:fs` callbacks on a plain descriptor, not `FileHandle` promises:
- * the same system calls for about a third less of the main thread's time.
+ * the same system calls for less of the main thread's time (`pnpm bench:blobs`).
  */
 export async function createReadOnlyFile(tmpDir: string, target: string, bytes: Uint8Array): Promise<boolean> {
   const { staged, fd } = await createStaged(tmpDir, path.basename(target));
