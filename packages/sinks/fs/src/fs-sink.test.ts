@@ -144,10 +144,14 @@ describe('fs sink layout and recovery', () => {
     await sink.close();
     const stale = path.join(dir, 'tmp', 'abc.jsonl.0123456789ab');
     const fresh = path.join(dir, 'tmp', 'def.jsonl.0123456789ab');
+    // Staged names are `<name>.<per-process prefix><counter>` (fs-utils.ts); cleanup goes by age.
+    const staleBlob = path.join(dir, 'tmp', `${'e'.repeat(64)}.0123456789ab2s`);
     await writeFile(stale, 'half');
+    await writeFile(staleBlob, 'half');
     await writeFile(fresh, 'in progress');
     const old = new Date(Date.now() - 3_600_000);
     await utimes(stale, old, old);
+    await utimes(staleBlob, old, old);
     const reopened = await openFsSink({ dir });
     expect((await readdir(path.join(dir, 'tmp'))).sort()).toEqual(['def.jsonl.0123456789ab']);
     await reopened.close();
