@@ -1,7 +1,8 @@
 /**
  * Read-only access to chat.db through `node:sqlite` (no native build). The database is opened
  * in place, read-only, never copied and never with `immutable=1`, so SQLite reads the WAL
- * like Messages does. Every query is a single autocommit statement: no read transaction stays
+ * like Messages does. Every query is a single autocommit statement, except a batch of new rows
+ * ({@link ChatDb.readBatch}: a few queries in one short read transaction); no read transaction stays
  * open to hold back Messages' checkpoints. Integers come back as BigInt (dates exceed 2^53).
  *
  * Columns are discovered with `PRAGMA table_info` once at open: they differ by macOS version
