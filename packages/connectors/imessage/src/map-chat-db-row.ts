@@ -242,7 +242,9 @@ export function mapNewRow(bundle: RowBundle, context: MapContext): CaptureInput 
 export function mapRowChanges(bundle: RowBundle, context: MapContext): CaptureInput[] {
   const m = bundle.message;
   const guid = str(m['guid']) ?? '';
-  const base = { ...common(bundle, context), target: { id: guid } };
+  // Most rows have no changes: what every change record shares is built only for the first one.
+  let shared: ReturnType<typeof common> & { target: { id: string } } | undefined;
+  const base = () => (shared ??= { ...common(bundle, context), target: { id: guid } });
   const out: CaptureInput[] = [];
   let summary: SummaryInfo | undefined;
   const blob = m['message_summary_info'];
@@ -250,37 +252,37 @@ export function mapRowChanges(bundle: RowBundle, context: MapContext): CaptureIn
     try {
       summary = parseSummaryInfo(blob);
     } catch (error) {
-      out.push({ ...base, kind: 'unsupported', key: `summary:${guid}:${sha256Hex(blob)}`, problem: { reason: 'summary-info-undecodable', detail: codeOf(error) } });
+      out.push({ ...base(), kind: 'unsupported', key: `summary:${guid}:${sha256Hex(blob)}`, problem: { reason: 'summary-info-undecodable', detail: codeOf(error) } });
     }
   }
   for (const [part, versions] of summary?.edits ?? []) {
     for (const version of versions.slice(1)) {
       const body = version.body ? bodyOf(null, version.body) : undefined;
       out.push({
-        ...base,
+        ...base(),
         kind: 'edit',
         key: keys.edit(guid, part, version.index),
-        ...at(appleSecondsToIso(version.seconds) ?? base.sentAt),
+        ...at(appleSecondsToIso(version.seconds) ?? base().sentAt),
         ...(body?.text === undefined ? {} : { text: body.text }),
         ...(body && body.mentions.length > 0 ? { mentions: body.mentions } : {}),
-        meta: { ...base.meta, ...body?.meta, 'imessage.part': part, 'imessage.version': version.index, ...(version.backwardsCompatibilityGuid ? { 'imessage.bcg': version.backwardsCompatibilityGuid } : {}) },
+        meta: { ...base().meta, ...body?.meta, 'imessage.part': part, 'imessage.version': version.index, ...(version.backwardsCompatibilityGuid ? { 'imessage.bcg': version.backwardsCompatibilityGuid } : {}) },
       });
     }
   }
-  const changedAt = appleDateToIso(m['date_edited']) ?? appleDateToIso(m['date_retracted']) ?? base.sentAt;
-  const unsend = (part: number | 'all'): CaptureInput => ({ ...base, kind: 'delete', key: keys.unsend(guid, part), ...at(changedAt), deletion: { scope: 'everyone' }, meta: { ...base.meta, 'imessage.part': String(part) } });
+  const changedAt = () => appleDateToIso(m['date_edited']) ?? appleDateToIso(m['date_retracted']) ?? base().sentAt;
+  const unsend = (part: number | 'all'): CaptureInput => ({ ...base(), kind: 'delete', key: keys.unsend(guid, part), ...at(changedAt()), deletion: { scope: 'everyone' }, meta: { ...base().meta, 'imessage.part': String(part) } });
   for (const part of summary?.retractedParts ?? []) out.push(unsend(part));
   if ((summary?.retractedParts.length ?? 0) === 0 && isSet(m['date_retracted'])) out.push(unsend('all'));
   if (summary === undefined && isSet(m['date_edited']) && !isRetracted(m)) {
     const body = bodyOf(m['text'], m['attributedBody']);
-    out.push({ ...base, kind: 'edit', key: keys.edit(guid, 'at', String(m['date_edited'])), ...at(changedAt), ...(body.text === undefined ? {} : { text: body.text }), meta: { ...base.meta, ...body.meta } });
+    out.push({ ...base(), kind: 'edit', key: keys.edit(guid, 'at', String(m['date_edited'])), ...at(changedAt()), ...(body.text === undefined ? {} : { text: body.text }), meta: { ...base().meta, ...body.meta } });
   }
   const isMessage = int(m['item_type']) === 0 && int(m['associated_message_type']) < 1000;
   if (isMessage && int(m['is_from_me']) === 1 && bundle.handle && bundle.chat && int(bundle.chat['style']) !== 43) {
     const recipient = partyOf(bundle.handle);
     for (const [status, column] of [['delivered', 'date_delivered'], ['read', 'date_read']] as const) {
       const when = appleDateToIso(m[column]);
-      if (when) out.push({ ...base, kind: 'receipt', key: keys.receipt(guid, status), sentAt: when, sender: recipient, direction: 'inbound', receipt: { status } });
+      if (when) out.push({ ...base(), kind: 'receipt', key: keys.receipt(guid, status), sentAt: when, sender: recipient, direction: 'inbound', receipt: { status } });
     }
   }
   return out;
@@ -449,7 +451,10 @@ function isSet(value: SqlValue | undefined): boolean {
   return (typeof value === 'bigint' && value > 0n) || (typeof value === 'number' && value > 0);
 }
 
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 function int(value: SqlValue | undefined): number {
-  if (typeof value === 'bigint') return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : 0;
+  if (typeof value === 'bigint') return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : 0;
   return typeof value === 'number' && Number.isSafeInteger(value) ? value : 0;
 }

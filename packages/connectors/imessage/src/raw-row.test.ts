@@ -1,11 +1,27 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
-import type { RowBundle, SqlRow } from './chat-db/chat-db.ts';
+import { ChatDb, type RowBundle, type SqlRow, type SqlValue } from './chat-db/chat-db.ts';
+import { chatDbSchemaSql } from './testing/chat-db-schema.ts';
 import { RAW_ROW_FORMAT, decodeRawRow, encodeRawRow, encodeRow } from './raw-row.ts';
 
-/** The raw-row format as first defined: JSON.stringify of the object form. */
+/**
+ * The raw-row format as first defined: JSON.stringify of the object form. Each value is
+ * encodeRow's; the row object is built with own properties (a column named `__proto__`
+ * included, as node:sqlite's rows and the encoder have always had it).
+ */
 function reference(bundle: RowBundle): string {
-  const row = (value: SqlRow | undefined) => (value === undefined ? null : encodeRow(value));
-  return JSON.stringify({ format: RAW_ROW_FORMAT, version: 1, message: encodeRow(bundle.message), handle: row(bundle.handle), chat: row(bundle.chat), otherHandle: row(bundle.otherHandle), attachments: bundle.attachments.map(encodeRow) });
+  const form = (value: SqlRow): Record<string, unknown> => Object.fromEntries(Object.entries(value).map(([name, cell]) => [name, encodeRow({ cell })['cell']]));
+  const row = (value: SqlRow | undefined) => (value === undefined ? null : form(value));
+  const json = JSON.stringify({ format: RAW_ROW_FORMAT, version: 1, message: form(bundle.message), handle: row(bundle.handle), chat: row(bundle.chat), otherHandle: row(bundle.otherHandle), attachments: bundle.attachments.map(form) });
+  const rows = [bundle.message, bundle.handle, bundle.chat, bundle.otherHandle, ...bundle.attachments];
+  if (rows.every((value) => value === undefined || !Object.hasOwn(value, '__proto__'))) {
+    const plain = (value: SqlRow | undefined) => (value === undefined ? null : encodeRow(value));
+    expect(JSON.stringify({ format: RAW_ROW_FORMAT, version: 1, message: encodeRow(bundle.message), handle: plain(bundle.handle), chat: plain(bundle.chat), otherHandle: plain(bundle.otherHandle), attachments: bundle.attachments.map(encodeRow) })).toBe(json);
+  }
+  return json;
 }
 
 describe('the raw row blob', () => {
@@ -25,6 +41,69 @@ describe('the raw row blob', () => {
     for (const bundle of [...bundles.slice(1), { message: readable, attachments: [readable], chat: readable }]) {
       const bytes = encodeRawRow(bundle);
       expect(Buffer.from(encodeRawRow(decodeRawRow(bytes)))).toEqual(Buffer.from(bytes));
+    }
+  });
+
+  it('is the JSON of its object form for every value kind a column holds, in rows shaped as node:sqlite returns them', () => {
+    const hostileRow = Object.assign(Object.create(null) as Record<string, unknown>, {
+      '1': 1n,
+      ROWID: 1n,
+      zero: 0n,
+      zeroNumber: 0,
+      minusZero: -0,
+      negative: -5n,
+      negativeNumber: -7,
+      big: 2n ** 63n - 1n,
+      small: -(2n ** 63n),
+      beyond: 2n ** 53n + 1n,
+      real: -0.1,
+      tiny: 5e-324,
+      huge: 1.7976931348623157e308,
+      wholeReal: 3.0,
+      infinite: Number.POSITIVE_INFINITY,
+      empty: '',
+      quotes: 'say "hi" \\ back\\slash /',
+      control: Array.from({ length: 32 }, (_, code) => String.fromCharCode(code)).join('') + '\u007f',
+      separators: '\u2028\u2029',
+      loneHigh: 'a\ud800b',
+      loneLow: '\udc00',
+      pair: '👍',
+      nul: null,
+      emptyBlob: new Uint8Array(0),
+      blob: new Uint8Array([0, 255, 34, 92]),
+      '': 'empty name',
+      'we"ird\\': 'name with a quote and a backslash',
+      'new\nline\u2028': 'name with control characters',
+      ['__proto__']: 'a column named __proto__',
+      'ünï👍': 'non-ASCII name',
+    }) as SqlRow;
+    const bundle: RowBundle = { message: hostileRow, attachments: [hostileRow, hostileRow], handle: hostileRow, chat: hostileRow, otherHandle: hostileRow };
+    expect(Object.keys(hostileRow)).toContain('__proto__');
+    expect(new TextDecoder().decode(encodeRawRow(bundle))).toBe(reference(bundle));
+    // Past the column-name cache's bound (a database with thousands of columns): still the same bytes.
+    const wide: Record<string, SqlValue> = {};
+    for (let i = 0; i < 5000; i++) wide[`c${i}"`] = i % 3 === 0 ? null : i % 3 === 1 ? 0n : `v${i}`;
+    for (const message of [wide, hostileRow, wide]) expect(new TextDecoder().decode(encodeRawRow({ message, attachments: [] }))).toBe(reference({ message, attachments: [] }));
+  });
+
+  it('is the JSON of its object form for rows read from a chat.db whose columns and values are hostile', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-raw-row-'));
+    try {
+      const file = path.join(dir, 'chat.db');
+      const writer = new DatabaseSync(file);
+      writer.exec(chatDbSchemaSql('macos26'));
+      for (const column of ['we"ird', 'new\nline', '__proto__', '1', 'ünï']) writer.exec(`ALTER TABLE message ADD COLUMN "${column.replaceAll('"', '""')}"`);
+      const insert = writer.prepare('INSERT INTO message (guid, date, is_from_me, handle_id, text, "we""ird", "new\nline", "__proto__", "1", "ünï") VALUES (?, ?, 0, 0, ?, ?, ?, ?, ?, ?)');
+      const values = [null, 0, -0, 1.5, -1e300, 2n ** 62n, -(2n ** 63n), 9_007_199_254_740_993n, '', 'a"b\\c\u0000\u001f\u2028', 'x\ud800y', new Uint8Array(0), new Uint8Array([0, 1, 2, 254, 255])] as const;
+      values.forEach((value, i) => insert.run(`G${i}`, BigInt(i), `text ${i} "quoted"`, value, values[(i + 1) % values.length] as never, values[(i + 2) % values.length] as never, values[(i + 3) % values.length] as never, values[(i + 4) % values.length] as never));
+      writer.close();
+      const db = ChatDb.open(file);
+      const { bundles } = db.readBatch(0n, 100);
+      db.close();
+      expect(bundles).toHaveLength(values.length);
+      for (const bundle of bundles) expect(new TextDecoder().decode(encodeRawRow(bundle))).toBe(reference(bundle));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

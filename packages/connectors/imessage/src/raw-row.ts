@@ -35,20 +35,58 @@ export function encodeRawRow(bundle: RowBundle): Uint8Array {
 /** The same JSON as `JSON.stringify` of the object form, written directly (the first import's hot path). */
 function encodeBundle(bundle: RowBundle): Uint8Array {
   const row = (value: SqlRow | undefined): string => (value === undefined ? 'null' : rowJson(value));
-  const json = `{"format":${JSON.stringify(RAW_ROW_FORMAT)},"version":1,"message":${rowJson(bundle.message)},"handle":${row(bundle.handle)},"chat":${row(bundle.chat)},"otherHandle":${row(bundle.otherHandle)},"attachments":[${bundle.attachments.map(rowJson).join(',')}]}`;
+  let attachments = '';
+  for (const attachment of bundle.attachments) attachments += (attachments === '' ? '' : ',') + rowJson(attachment);
+  const json = `{"format":${FORMAT_JSON},"version":1,"message":${rowJson(bundle.message)},"handle":${row(bundle.handle)},"chat":${row(bundle.chat)},"otherHandle":${row(bundle.otherHandle)},"attachments":[${attachments}]}`;
   return Buffer.from(json, 'utf8');
 }
 
+const FORMAT_JSON = JSON.stringify(RAW_ROW_FORMAT);
+
+/**
+ * A column's JSON pieces, escaped once rather than per row: `"<name>":` alone, and with the
+ * values most columns hold (NULL and 0), each without and with the leading comma.
+ */
+interface ColumnJson {
+  readonly key: readonly [string, string];
+  readonly nul: readonly [string, string];
+  readonly zero: readonly [string, string];
+}
+/** By column name: chat.db's few hundred names. */
+const columnJson = new Map<string, ColumnJson>();
+/** More names than any Messages schema has (a hostile database's own): start the cache over. */
+const COLUMN_CACHE_LIMIT = 4096;
+const ZERO_JSON = '{"int":"0"}';
+
+function columnOf(name: string): ColumnJson {
+  let column = columnJson.get(name);
+  if (column === undefined) {
+    if (columnJson.size >= COLUMN_CACHE_LIMIT) columnJson.clear();
+    const key = `${JSON.stringify(name)}:`;
+    column = { key: [key, `,${key}`], nul: [`${key}null`, `,${key}null`], zero: [`${key}${ZERO_JSON}`, `,${key}${ZERO_JSON}`] };
+    columnJson.set(name, column);
+  }
+  return column;
+}
+
 function rowJson(row: SqlRow): string {
-  let out = '';
-  for (const name in row) out += `${out === '' ? '{' : ','}${JSON.stringify(name)}:${valueJson(row[name] as SqlValue)}`;
-  return out === '' ? '{}' : `${out}}`;
+  let out = '{';
+  let comma = 0;
+  for (const name in row) {
+    const column = columnOf(name);
+    const value = row[name] as SqlValue;
+    if (value === null) out += column.nul[comma] as string;
+    else if (value === 0n) out += column.zero[comma] as string;
+    else out += (column.key[comma] as string) + valueJson(value);
+    comma = 1;
+  }
+  return `${out}}`;
 }
 
 function valueJson(value: SqlValue): string {
   if (value === null) return 'null';
-  if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'bigint') return `{"int":"${value.toString()}"}`;
+  if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number') return Number.isInteger(value) ? `{"int":"${String(value)}"}` : `{"real":${JSON.stringify(value)}}`;
   return `{"base64":"${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}"}`;
 }

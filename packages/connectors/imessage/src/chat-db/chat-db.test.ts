@@ -5,7 +5,9 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ChatDbError } from '../errors.ts';
 import { chatDbSchemaSql } from '../testing/chat-db-schema.ts';
-import { ChatDb } from './chat-db.ts';
+import { encodeRawRow } from '../raw-row.ts';
+import { ChatDbWriter } from '../testing/chat-db-writer.ts';
+import { ChatDb, type RowBundle } from './chat-db.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -45,5 +47,84 @@ describe('ChatDb', () => {
     db.close();
     writer.close();
     expect((await stat(file)).ino).toBe(before.ino);
+  });
+});
+
+describe('ChatDb.readBatch', () => {
+  /**
+   * A chat.db written by the fixtures' writer, then given what real and damaged databases hold:
+   * messages in several chats (and joins to chats that are gone), 0, 1 and many attachments
+   * (joined out of ROWID order, one shared by two messages, one join to a deleted attachment),
+   * handle_id 0, handles that are gone, and other_handle set.
+   */
+  function buildChatDb(file: string): void {
+    const db = new DatabaseSync(file);
+    db.exec(chatDbSchemaSql('macos26'));
+    const writer = new ChatDbWriter(db, 'me@firm.example', path.join(dir, 'Attachments'));
+    const group = writer.apply({ op: 'group', name: 'Desk', members: ['+15550100', '+15550101'] }).chat as string;
+    for (let i = 0; i < 40; i++) {
+      const peer = `+1555010${i % 4}`;
+      if (i % 5 === 0) writer.apply({ op: 'message', fromMe: true, chat: group, text: `to the desk ${i}` });
+      else if (i % 7 === 0) writer.apply({ op: 'message', fromMe: false, peer, text: `file ${i}`, attachment: { name: `f${i}.pdf`, mime: 'application/pdf' } });
+      else writer.apply({ op: 'message', fromMe: i % 3 === 0, peer, text: `hello ${i}`, bodyOnly: i % 2 === 0 });
+    }
+    db.exec('PRAGMA foreign_keys = OFF'); // damage the references, as a hand-edited or half-synced database has them
+    const run = (sql: string, ...params: (number | bigint | string)[]): void => void db.prepare(sql).run(...params);
+    const chats = db.prepare('SELECT ROWID AS r FROM chat ORDER BY ROWID').all().map((row) => Number(row['r']));
+    run('INSERT INTO chat_message_join (chat_id, message_id) VALUES (?, 3), (?, 3)', chats.at(-1) as number, chats[0] as number); // several chats: the lowest ROWID wins
+    run('INSERT INTO chat_message_join (chat_id, message_id) VALUES (900, 4), (1, 4)'); // one gone (900)
+    run('DELETE FROM chat_message_join WHERE message_id IN (5, 6)');
+    run('INSERT INTO chat_message_join (chat_id, message_id) VALUES (901, 6)'); // only a gone chat
+    run('UPDATE message SET handle_id = 777 WHERE ROWID IN (7, 8)'); // handles that are gone
+    run('UPDATE message SET other_handle = 1 WHERE ROWID IN (9, 30)');
+    run('UPDATE message SET other_handle = 778 WHERE ROWID = 10');
+    for (let a = 0; a < 4; a++) run("INSERT INTO attachment (guid, original_guid, mime_type, transfer_state) VALUES (?, ?, 'image/png', 5)", `EXTRA-${a}`, `EXTRA-${a}`);
+    const extra = db.prepare("SELECT ROWID AS r FROM attachment WHERE guid LIKE 'EXTRA-%' ORDER BY ROWID").all().map((row) => Number(row['r']));
+    for (const rowid of [...extra].reverse()) run('INSERT INTO message_attachment_join (message_id, attachment_id) VALUES (11, ?)', rowid); // many, joined in reverse order
+    run('INSERT INTO message_attachment_join (message_id, attachment_id) VALUES (12, ?), (12, 555), (12, ?)', extra[2] as number, extra[1] as number); // shared with 11, and one gone
+    run('INSERT INTO message_attachment_join (message_id, attachment_id) VALUES (13, 556)'); // only gone ones
+    run('DELETE FROM handle WHERE ROWID = 4');
+    run('DELETE FROM chat WHERE ROWID = ?', chats[1] as number);
+    db.close();
+  }
+
+  it('reads per batch exactly the joined rows that the per-row queries read, at any cursor and batch size', () => {
+    const file = path.join(dir, 'chat.db');
+    buildChatDb(file);
+    const db = ChatDb.open(file);
+    const max = db.maxRowId();
+    const seen = { chats: 0, noChat: 0, handles: 0, noHandle: 0, other: 0, attachments: new Set<number>() };
+    for (const limit of [1, 3, 7, 200]) {
+      for (const start of [0n, 2n, 10n]) {
+        let cursor = start;
+        let read = 0;
+        for (;;) {
+          const { bundles, fingerprints } = db.readBatch(cursor, limit);
+          for (const bundle of bundles) {
+            const rowid = bundle.message['ROWID'] as bigint;
+            const single = db.bundle(rowid);
+            expect(bundle).toStrictEqual(single);
+            expect(Object.keys(bundle)).toEqual(Object.keys(single ?? {}));
+            expect(Buffer.from(encodeRawRow(bundle))).toEqual(Buffer.from(encodeRawRow(single as RowBundle)));
+            expect(fingerprints.has(String(bundle.message['guid']))).toBe(true);
+            seen[bundle.chat ? 'chats' : 'noChat']++;
+            seen[bundle.handle ? 'handles' : 'noHandle']++;
+            if (bundle.otherHandle) seen.other++;
+            seen.attachments.add(bundle.attachments.length);
+          }
+          read += bundles.length;
+          if (bundles.length < limit) break;
+          cursor = bundles.at(-1)?.message['ROWID'] as bigint;
+        }
+        expect(BigInt(read)).toBe(max - start);
+      }
+    }
+    // The damaged cases above were all read: without a chat, without a handle, with 0, 1, many attachments.
+    expect(seen.noChat).toBeGreaterThan(0);
+    expect(seen.noHandle).toBeGreaterThan(0);
+    expect(seen.other).toBeGreaterThan(0);
+    expect([...seen.attachments].sort()).toEqual([0, 1, 2, 4]);
+    expect(db.readBatch(max, 10).bundles).toEqual([]);
+    db.close();
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Read-only access to chat.db through `node:sqlite` (no native build). The database is opened
  * in place, read-only, never copied and never with `immutable=1`, so SQLite reads the WAL
- * like Messages does. Every query is a single autocommit statement: no read transaction stays
+ * like Messages does. Every query is a single autocommit statement, except a batch of new rows
+ * ({@link ChatDb.readBatch}: a few queries in one short read transaction); no read transaction stays
  * open to hold back Messages' checkpoints. Integers come back as BigInt (dates exceed 2^53).
  *
  * Columns are discovered with `PRAGMA table_info` once at open: they differ by macOS version
@@ -119,13 +120,14 @@ export class ChatDb {
     return message === undefined ? undefined : this.bundleOf(message);
   }
 
+  /** One row's joined rows, a query each (what {@link readBatch} does per batch). */
   bundleOf(message: SqlRow): RowBundle {
     const rowid = message['ROWID'] as bigint;
     const handle = this.handle(message['handle_id']);
     const chat = this.#all('SELECT c.* FROM chat_message_join j JOIN chat c ON c.ROWID = j.chat_id WHERE j.message_id = ? ORDER BY c.ROWID LIMIT 1', rowid)[0];
     const otherHandle = this.has('other_handle') ? this.handle(message['other_handle']) : undefined;
     const attachments = this.#all('SELECT a.* FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id WHERE j.message_id = ? ORDER BY a.ROWID', rowid);
-    return { message, attachments, ...(handle ? { handle } : {}), ...(chat ? { chat } : {}), ...(otherHandle ? { otherHandle } : {}) };
+    return bundleFrom(message, handle, chat, otherHandle, attachments);
   }
 
   handle(rowid: SqlValue | undefined): SqlRow | undefined {
@@ -167,18 +169,65 @@ export class ChatDb {
 
   /**
    * The next message rows after `cursor` with their joined rows and fingerprints, read in one
-   * read transaction: each fingerprint is of exactly the row state read.
+   * read transaction: each fingerprint is of exactly the row state read. The joined rows are
+   * the ones {@link bundleOf} reads, fetched per batch instead of per row (the first import's
+   * hot path): one query for the chat joins of the ROWID range, one for its attachment joins,
+   * and each handle, chat and attachment row read once per batch.
    */
   readBatch(cursor: bigint, limit: number): { readonly bundles: RowBundle[]; readonly fingerprints: ReadonlyMap<string, string> } {
     this.#db.exec('BEGIN');
     try {
-      const bundles = this.rowsAfter(cursor, limit).map((row) => this.bundleOf(row));
-      const last = bundles.at(-1)?.message['ROWID'];
-      const rows = typeof last === 'bigint' ? this.#all(`${this.#fingerprintSelect()} WHERE m.ROWID > ? AND m.ROWID <= ?`, cursor, last) : [];
+      const messages = this.rowsAfter(cursor, limit);
+      const last = messages.at(-1)?.['ROWID'];
+      if (typeof last !== 'bigint') return { bundles: [], fingerprints: new Map() };
+      const bundles = this.#bundlesOf(messages, cursor, last);
+      const rows = this.#all(`${this.#fingerprintSelect()} WHERE m.ROWID > ? AND m.ROWID <= ?`, cursor, last);
       return { bundles, fingerprints: new Map(rows.map((row) => [String(row['guid']), String(row['fingerprint'])])) };
     } finally {
       this.#db.exec('COMMIT');
     }
+  }
+
+  /** {@link bundleOf} for every message row with a ROWID in (`after`, `upto`], inside the caller's read transaction. */
+  #bundlesOf(messages: readonly SqlRow[], after: bigint, upto: bigint): RowBundle[] {
+    // Keyed by the decimal ROWID: the join tables' message_id compares with ROWIDs as SQLite
+    // compares them, whatever JS type a value comes back as.
+    const chatOf = new Map<string, bigint>();
+    for (const row of this.#all('SELECT j.message_id AS m, MIN(c.ROWID) AS c FROM chat_message_join j JOIN chat c ON c.ROWID = j.chat_id WHERE j.message_id > ? AND j.message_id <= ? GROUP BY j.message_id', after, upto)) {
+      chatOf.set(String(row['m']), row['c'] as bigint);
+    }
+    const attachmentsOf = new Map<string, bigint[]>();
+    for (const row of this.#all('SELECT j.message_id AS m, a.ROWID AS a FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id WHERE j.message_id > ? AND j.message_id <= ? ORDER BY j.message_id, a.ROWID', after, upto)) {
+      const key = String(row['m']);
+      const list = attachmentsOf.get(key);
+      if (list === undefined) attachmentsOf.set(key, [row['a'] as bigint]);
+      else list.push(row['a'] as bigint);
+    }
+    const handles = new Map<bigint, SqlRow | undefined>();
+    const handle = (rowid: SqlValue | undefined): SqlRow | undefined => {
+      if (typeof rowid !== 'bigint' || rowid <= 0n) return undefined;
+      if (!handles.has(rowid)) handles.set(rowid, this.handle(rowid));
+      return handles.get(rowid);
+    };
+    const chats = new Map<bigint, SqlRow | undefined>();
+    const attachments = new Map<bigint, SqlRow | undefined>();
+    const hasOther = this.has('other_handle');
+    return messages.map((message) => {
+      const key = String(message['ROWID']);
+      const chatRowid = chatOf.get(key);
+      let chat: SqlRow | undefined;
+      if (chatRowid !== undefined) {
+        if (!chats.has(chatRowid)) chats.set(chatRowid, this.#all('SELECT * FROM chat WHERE ROWID = ?', chatRowid)[0]);
+        chat = chats.get(chatRowid);
+      }
+      const rows: SqlRow[] = [];
+      for (const rowid of attachmentsOf.get(key) ?? []) {
+        if (!attachments.has(rowid)) attachments.set(rowid, this.#all('SELECT * FROM attachment WHERE ROWID = ?', rowid)[0]);
+        const row = attachments.get(rowid);
+        if (row !== undefined) rows.push(row);
+      }
+      return bundleFrom(message, handle(message['handle_id']), chat, hasOther ? handle(message['other_handle']) : undefined, rows);
+    });
   }
 
   #fingerprintSelect(): string {
@@ -224,4 +273,8 @@ export class ChatDb {
     }
     return statement;
   }
+}
+
+function bundleFrom(message: SqlRow, handle: SqlRow | undefined, chat: SqlRow | undefined, otherHandle: SqlRow | undefined, attachments: SqlRow[]): RowBundle {
+  return { message, attachments, ...(handle ? { handle } : {}), ...(chat ? { chat } : {}), ...(otherHandle ? { otherHandle } : {}) };
 }

@@ -91,7 +91,8 @@ class TypedstreamReader {
   readonly #shared: Uint8Array[] = [];
   /** Object table: objects, classes and C strings in order of first appearance. */
   readonly #objects: (TsObject | TsClass | Uint8Array)[] = [];
-  readonly #encodings = new Map<Uint8Array, readonly TypeNode[]>();
+  /** Parsed type encodings, by the shared string's bytes (a group reuses the same array). */
+  readonly #encodings = new Map<Uint8Array, { readonly encoding: string; readonly types: readonly TypeNode[] }>();
 
   constructor(bytes: Uint8Array) {
     if (!(bytes instanceof Uint8Array)) throw new TypedstreamError('TYPEDSTREAM_INVALID', 'input is not a byte array');
@@ -123,13 +124,14 @@ class TypedstreamReader {
     const start = this.#pos;
     const encoding = this.#sharedString();
     if (encoding === null) this.#fail('TYPEDSTREAM_INVALID', 'group without a type encoding', start);
-    let types = this.#encodings.get(encoding);
-    if (types === undefined) {
-      types = parseTypeEncoding(encoding, (problem) => this.#fail('TYPEDSTREAM_INVALID', problem, start));
-      this.#encodings.set(encoding, types);
+    let parsed = this.#encodings.get(encoding);
+    if (parsed === undefined) {
+      parsed = { encoding: latin1(encoding), types: parseTypeEncoding(encoding, (problem) => this.#fail('TYPEDSTREAM_INVALID', problem, start)) };
+      this.#encodings.set(encoding, parsed);
     }
+    const { types } = parsed;
     const values = types.map((type) => this.#value(type));
-    return { encoding: latin1(encoding), types, values };
+    return { encoding: parsed.encoding, types, values };
   }
 
   #value(type: TypeNode): TsValue {
