@@ -93,7 +93,8 @@ function valueJson(value: SqlValue): string {
 
 /** Serializes one row (used alone for chat rows). */
 export function encodeRow(row: SqlRow): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  // No prototype: a column named `__proto__` is a column like any other, not a setter.
+  const out = Object.create(null) as Record<string, unknown>;
   for (const [name, value] of Object.entries(row)) out[name] = encodeValue(value);
   return out;
 }
@@ -119,7 +120,7 @@ export function decodeRawRow(bytes: Uint8Array): RowBundle {
 
 /** One row back from its encoded form. */
 export function decodeRow(value: unknown): SqlRow {
-  const out: Record<string, SqlValue> = {};
+  const out = Object.create(null) as Record<string, SqlValue>;
   for (const [name, cell] of Object.entries(value as Record<string, unknown>)) out[name] = decodeValue(cell);
   return out;
 }
