@@ -129,6 +129,36 @@ describe('Recorder', () => {
     expect((await verifyArchive(spy.sink)).ok).toBe(true);
   });
 
+  it('answers a replay of a record still in flight only once the record is durable, and counts each outcome once', async () => {
+    const spy = spySink();
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const gated: Sink = { ...spy.sink, appendBatch: async (batch) => gate.then(() => spy.sink.appendBatch(batch)) };
+    const recorder = new Recorder({ sink: gated });
+    const writer = recorder.writer(target);
+    const settled: string[] = [];
+    const first = writer.capture(message(1)).then((result) => (settled.push(`first:${result.status}`), result));
+    const again = writer.capture(message(1)).then((result) => (settled.push(`again:${result.status}`), result));
+    const lookup = writer.lookup('message:{"id":"m1"}').then((seq) => (settled.push(`lookup:${String(seq)}`), seq));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(settled).toEqual([]);
+    open();
+    expect(await lookup).toBe(1);
+    expect(await again).toMatchObject({ status: 'duplicate', seq: 1 });
+    expect(await first).toMatchObject({ status: 'recorded', seq: 1 });
+    expect(settled.slice(0, 2)).toEqual(['first:recorded', 'again:duplicate']);
+    // A replay whose original's append fails fails with it (nothing was acknowledged); counted once.
+    spy.failNext(1);
+    const failing = [writer.capture(message(2)), writer.capture(message(2)), writer.capture(message(3))];
+    const outcomes = await Promise.allSettled(failing);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(recorder.stats).toEqual({ recorded: 1, duplicates: 1, failed: 2 });
+    expect(await writer.capture(message(2))).toMatchObject({ status: 'recorded', seq: 2 });
+    expect(recorder.stats).toEqual({ recorded: 2, duplicates: 1, failed: 2 });
+  });
+
   it('resolves each capture with the hash of its stored record', async () => {
     const spy = spySink();
     const writer = new Recorder({ sink: spy.sink }).writer(target);
