@@ -58,7 +58,8 @@ export interface AppendBatch {
    * forms cannot differ: `assertAppendBatch` checks this from the views' offsets (never reading
    * the bytes twice) and rejects anything else with `InvalidBatchError`. A sink that does not
    * know it ignores it — `records` always holds the whole batch. The recorder sets it; batches
-   * built from `read()` (the forwarder's) do not.
+   * built from `read()` (the forwarder's) do not. A sink that keeps bytes in memory after the
+   * append resolves copies them (the caller owns the buffer).
    */
   readonly lines?: Uint8Array;
 }
