@@ -259,7 +259,8 @@ export class StreamLog {
     const end = start + batch.buffer.write(text, start);
     if (end - start > MAX_RECORD_BYTES) throw new RecordTooLargeError(end - start, MAX_RECORD_BYTES);
     batch.buffer[end] = 0x0a;
-    const hash = sha256Hex(batch.buffer.subarray(start, end));
+    // A plain view for hashing (cheaper to make than a Buffer, and gone at once).
+    const hash = sha256Hex(new Uint8Array(batch.buffer.buffer, batch.buffer.byteOffset + start, end - start));
     batch.size = end + 1;
     if (batch.entries.length === 0) this.queue.push(batch);
     const { promise, resolve, reject } = Promise.withResolvers<CaptureResult>();
