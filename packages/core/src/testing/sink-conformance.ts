@@ -69,12 +69,14 @@ export function batchAfter(stream: string, head: StreamHead, count: number, tag 
 
 /**
  * `batch` as the recorder hands it over: its records framed into one buffer (`lines`, each record
- * followed by a newline) and each record a view of that buffer.
+ * followed by a newline) and each record a view of that buffer. Like the recorder's, `lines` is a
+ * view inside a larger buffer (here with junk around it): a sink must store the view, not its
+ * whole `ArrayBuffer`.
  */
 export function withLines(batch: AppendBatch): AppendBatch {
   let size = 0;
   for (const record of batch.records) size += record.length + 1;
-  const lines = new Uint8Array(size);
+  const lines = new Uint8Array(size + 32).fill(0x7b).subarray(16, 16 + size);
   const records: Uint8Array[] = [];
   let offset = 0;
   for (const record of batch.records) {
@@ -307,7 +309,7 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
       // A copy of lines: equal bytes, yet not the buffer the records view.
       { ...good, lines: copy },
       // lines longer or shorter than the records and their newlines.
-      { ...good, lines: new Uint8Array(lines.buffer, 0, lines.length - 1) },
+      { ...good, lines: lines.subarray(0, lines.length - 1) },
       { ...withLines({ ...good, records: good.records.slice(0, 1) }), records: good.records },
       // Records in the wrong order within lines.
       { ...good, records: [...good.records].reverse() },
