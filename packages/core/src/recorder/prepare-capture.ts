@@ -80,7 +80,9 @@ export function prepareCapture(input: CaptureInput, stream: { stream: string; ch
     account: stream.account,
     source,
   };
-  for (const [name, value] of Object.entries(input)) {
+  // Own enumerable string keys, as Object.entries gives them, without an array per field.
+  for (const name of Object.keys(input)) {
+    const value: unknown = input[name as keyof CaptureInput];
     if (value === undefined || name === 'key' || name === 'kind') continue;
     if (RECORDER_FIELDS.has(name)) throw new InvalidRecordError(`input.${name}`, 'is assigned by the recorder and must not be set by a connector');
     switch (name) {

@@ -95,6 +95,70 @@ describe('Recorder', () => {
     expect(report.streams[0]?.head.seq).toBe(500);
   });
 
+  it.each([
+    // Mixed sizes and scripts (UTF-8 longer than UTF-16), and one record alone above maxBatchBytes.
+    { maxBatchRecords: 7, maxBatchBytes: 4096, texts: Array.from({ length: 60 }, (_, index) => (index === 30 ? 'ä'.repeat(3000) : `${'Grüße 世界 🌍 '.repeat(index % 9)}#${index}`)) },
+    // Batches that outgrow their first buffer (16 KiB) up to maxBatchBytes.
+    { maxBatchRecords: 4096, maxBatchBytes: 100_000, texts: Array.from({ length: 400 }, (_, index) => `${'€ and 5y at 4.12 '.repeat(1 + (index % 40))}#${index}`) },
+  ])('hands each batch over as stored lines, every record a view of them, within the batch limits ($maxBatchBytes bytes)', async ({ maxBatchRecords, maxBatchBytes, texts }) => {
+    const spy = spySink();
+    const writer = new Recorder({ sink: spy.sink, maxBatchRecords, maxBatchBytes }).writer(target);
+    const results = await Promise.all(texts.map((text, index) => writer.capture(message(index, { text }))));
+    expect(results.map((result) => result.seq)).toEqual(texts.map((_, index) => index + 1));
+    let seq = 1;
+    for (const batch of spy.batches) {
+      const lines = batch.lines as Uint8Array;
+      expect(lines).toBeInstanceOf(Uint8Array);
+      expect(batch.firstSeq).toBe(seq);
+      expect(batch.records.length).toBeLessThanOrEqual(maxBatchRecords);
+      if (batch.records.length > 1) expect(lines.length).toBeLessThanOrEqual(maxBatchBytes);
+      expect(Buffer.from(lines).equals(Buffer.concat(batch.records.flatMap((record) => [record, Buffer.from('\n')])))).toBe(true);
+      let offset = 0;
+      for (const record of batch.records) {
+        expect(record.buffer).toBe(lines.buffer);
+        expect(record.byteOffset).toBe(lines.byteOffset + offset);
+        offset += record.length + 1;
+      }
+      seq += batch.records.length;
+    }
+    const longest = Math.max(...spy.batches.map((batch) => (batch.lines as Uint8Array).length));
+    if (maxBatchBytes < 10_000) expect(spy.batches.some((batch) => batch.records.length === 1 && (batch.lines as Uint8Array).length > maxBatchBytes)).toBe(true);
+    else expect(longest).toBeGreaterThan(64 * 1024);
+    const stored = await records(spy.sink);
+    expect(stored.map((record) => record.text)).toEqual(texts);
+    expect((await verifyArchive(spy.sink)).ok).toBe(true);
+  });
+
+  it('answers a replay of a record still in flight only once the record is durable, and counts each outcome once', async () => {
+    const spy = spySink();
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const gated: Sink = { ...spy.sink, appendBatch: async (batch) => gate.then(() => spy.sink.appendBatch(batch)) };
+    const recorder = new Recorder({ sink: gated });
+    const writer = recorder.writer(target);
+    const settled: string[] = [];
+    const first = writer.capture(message(1)).then((result) => (settled.push(`first:${result.status}`), result));
+    const again = writer.capture(message(1)).then((result) => (settled.push(`again:${result.status}`), result));
+    const lookup = writer.lookup('message:{"id":"m1"}').then((seq) => (settled.push(`lookup:${String(seq)}`), seq));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(settled).toEqual([]);
+    open();
+    expect(await lookup).toBe(1);
+    expect(await again).toMatchObject({ status: 'duplicate', seq: 1 });
+    expect(await first).toMatchObject({ status: 'recorded', seq: 1 });
+    expect(settled.slice(0, 2)).toEqual(['first:recorded', 'again:duplicate']);
+    // A replay whose original's append fails fails with it (nothing was acknowledged); counted once.
+    spy.failNext(1);
+    const failing = [writer.capture(message(2)), writer.capture(message(2)), writer.capture(message(3))];
+    const outcomes = await Promise.allSettled(failing);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(recorder.stats).toEqual({ recorded: 1, duplicates: 1, failed: 2 });
+    expect(await writer.capture(message(2))).toMatchObject({ status: 'recorded', seq: 2 });
+    expect(recorder.stats).toEqual({ recorded: 2, duplicates: 1, failed: 2 });
+  });
+
   it('resolves each capture with the hash of its stored record', async () => {
     const spy = spySink();
     const writer = new Recorder({ sink: spy.sink }).writer(target);

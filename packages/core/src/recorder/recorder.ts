@@ -130,7 +130,7 @@ export class Recorder {
    */
   private readonly waiting = new Map<StreamLog, Turn[]>();
   private closed = false;
-  private counts = { recorded: 0, duplicates: 0, failed: 0 };
+  private readonly counts = { recorded: 0, duplicates: 0, failed: 0 };
   private readonly checkpoints: CheckpointOptions | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly keyIndex: KeyIndex;
@@ -234,33 +234,23 @@ export class Recorder {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     const { key } = prepared;
-    const earlier = log.pending.get(key);
+    const earlier = log.pending.get(key) ?? log.find(key);
+    if (typeof earlier === 'number') return Promise.resolve(this.duplicate(stream, key, earlier));
     if (earlier) return earlier.then((result) => this.duplicate(result.stream, key, result.seq));
-    if (log.ready) {
-      const seq = log.seqOf(key);
-      if (seq !== undefined) return Promise.resolve(this.duplicate(stream, key, seq));
-    }
-    let promise: Promise<CaptureResult>;
     if (log.ready && prepared.blobs.length === 0 && prepared.existingBlobs.length === 0 && (this.waiting.get(log)?.length ?? 0) === 0) {
+      // Fast path: sequenced synchronously. The log counts it and finds it while in flight.
       try {
-        promise = log.enqueue(key, prepared.template); // fast path: sequenced synchronously
+        return log.enqueue(key, prepared.template);
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
-    } else {
-      promise = this.store(log, prepared);
     }
+    const promise = this.store(log, prepared);
     log.pending.set(key, promise);
-    promise.then(
-      (result) => {
-        log.pending.delete(key);
-        if (result.status === 'recorded') this.counts.recorded++;
-      },
-      () => {
-        log.pending.delete(key);
-        this.counts.failed++;
-      },
-    );
+    const settled = (): void => {
+      log.pending.delete(key);
+    };
+    promise.then(settled, settled);
     return promise;
   }
 
@@ -276,7 +266,7 @@ export class Recorder {
   async lookup(stream: string, key: string): Promise<number | undefined> {
     const log = this.log(stream);
     if (!log.ready) await log.resync();
-    const pending = log.pending.get(key);
+    const pending = log.pending.get(key) ?? log.inFlight(key);
     if (pending) {
       const result = await pending;
       return result.seq;
@@ -356,6 +346,7 @@ export class Recorder {
         maxBatchRecords: this.maxBatchRecords,
         maxBatchBytes: this.maxBatchBytes,
         index: this.keyIndex,
+        counts: this.counts,
         ...(this.checkpoints ? { checkpoints: this.checkpoints } : {}),
       });
       this.logs.set(stream, log);
@@ -382,10 +373,12 @@ export class Recorder {
           const seq = log.seqOf(key);
           resolve(seq === undefined ? log.enqueue(key, prepared.template) : this.duplicate(log.stream, key, seq));
         } catch (error) {
+          this.counts.failed++;
           reject(error instanceof Error ? error : new Error(String(error)));
         }
       },
       fail: (error) => {
+        this.counts.failed++;
         reject(error instanceof Error ? error : new Error(String(error)));
       },
     };

@@ -2,8 +2,11 @@
  * Internal: one stream's sequencing state and group-commit loop.
  *
  * Records are sequenced (seq, prev, hash) synchronously when they enter the queue, so the
- * chain order is the queue order. A single flush loop per stream appends everything queued
- * as one batch (one durable write for many records), resolves those captures, and repeats.
+ * chain order is the queue order. Each record's canonical bytes are written once, with their
+ * newline, straight into the buffer of the batch being filled — the buffer the sink stores as
+ * it is (`AppendBatch.lines`) — and hashed there. A single flush loop per stream appends the
+ * oldest filled batch (one durable write for many records), resolves those captures, and
+ * repeats. Per record it keeps one small entry and its capture's promise, nothing else.
  * If an append fails, every capture in it and behind it is rejected (they chain on it), the
  * in-memory head rolls back to the last durable head, and the next capture resynchronizes
  * from the sink first.
@@ -16,7 +19,7 @@
 import { RecordTooLargeError } from '../errors/record-errors.ts';
 import { ArchiveCorruptError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
-import { canonicalBytes } from '../json/canonical-json.ts';
+import { canonicalize } from '../json/canonical-json.ts';
 import type { Logger } from '../logger/logger.ts';
 import type { CaptureResult } from '../record/capture-input.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
@@ -30,12 +33,28 @@ import { type CheckpointOptions, StreamCheckpointer } from './stream-checkpointe
 interface QueuedRecord {
   readonly key: string;
   readonly seq: number;
-  readonly prev: string;
-  readonly bytes: Uint8Array;
+  /** Where the record's canonical bytes are in its batch's buffer (its newline is at `end`). */
+  readonly start: number;
+  readonly end: number;
   readonly hash: string;
+  /** The capture's promise: a replay of the key waits for it while the record is not durable. */
+  readonly promise: Promise<CaptureResult>;
   readonly resolve: (result: CaptureResult) => void;
   readonly reject: (error: unknown) => void;
 }
+
+/** A batch being filled: its records' canonical bytes, each followed by 0x0A, in one buffer. */
+interface OpenBatch {
+  buffer: Buffer;
+  /** Bytes used. */
+  size: number;
+  /** The hash the first record's `prev` carries. */
+  readonly prev: string;
+  readonly entries: QueuedRecord[];
+}
+
+/** Smallest batch buffer (at a trickle of captures a batch holds one record). */
+const MIN_BATCH_BUFFER = 16 * 1024;
 
 export interface StreamLogOptions {
   readonly sink: Sink;
@@ -48,6 +67,8 @@ export interface StreamLogOptions {
   readonly index: KeyIndex;
   /** When set, the stream's checkpoints are signed as configured. */
   readonly checkpoints?: CheckpointOptions;
+  /** Counters the log adds to: records it made durable, records whose append failed. */
+  readonly counts: { recorded: number; failed: number };
 }
 
 const decoder = new TextDecoder();
@@ -58,18 +79,23 @@ export class StreamLog {
   readonly stream: string;
   /** The stream name and its parts, parsed once. */
   readonly names: { readonly stream: string; readonly channel: string; readonly account: string };
-  /** Key → seq of records queued or durable but not yet in the key index (bounded by what is in flight). */
-  private readonly recent = new Map<string, number>();
+  /** Key → records queued, or durable but not yet in the key index (bounded by what is in flight). */
+  private readonly recent = new Map<string, QueuedRecord>();
   /**
-   * Captures not yet durable, by key. A second capture of the same key waits for the first
+   * Captures not yet sequenced (storing blobs first), by key: the recorder's. With
+   * {@link inFlight} for sequenced ones, a second capture of the same key waits for the first
    * and reports `duplicate` only once the first is durable — never before.
    */
   readonly pending = new Map<string, Promise<CaptureResult>>();
   /** Last sequenced record (may be ahead of the sink while a batch is in flight). */
-  private head: StreamHead = { seq: 0, hash: ZERO_HASH };
+  private headSeq = 0;
+  private headHash = ZERO_HASH;
   /** Last record the sink acknowledged. */
   private durable: StreamHead = { seq: 0, hash: ZERO_HASH };
-  private queue: QueuedRecord[] = [];
+  /** Batches waiting for their append, oldest first; records are added to the last one. */
+  private queue: OpenBatch[] = [];
+  /** Size of the next new batch buffer: follows the size of recent batches. */
+  private nextBuffer = MIN_BATCH_BUFFER;
   private flushing: Promise<void> | undefined;
   private needsResync = true;
   private resyncing: Promise<void> | undefined;
@@ -85,7 +111,24 @@ export class StreamLog {
 
   /** The seq of the record holding `key`, queued or durable; `undefined` if none. Valid once `ready`. */
   seqOf(key: string): number | undefined {
-    return this.recent.get(key) ?? this.options.index.get(this.stream, key);
+    return this.recent.get(key)?.seq ?? this.options.index.get(this.stream, key);
+  }
+
+  /** The capture of `key` when it is sequenced but not yet durable (wait for it), else `undefined`. */
+  inFlight(key: string): Promise<CaptureResult> | undefined {
+    const entry = this.recent.get(key);
+    return entry !== undefined && entry.seq > this.durable.seq ? entry.promise : undefined;
+  }
+
+  /**
+   * One lookup for a new capture of `key`: the capture to wait for when the key's record is
+   * sequenced but not yet durable; else the seq of its durable record (looked up in the key
+   * index only once `ready`); else `undefined`.
+   */
+  find(key: string): Promise<CaptureResult> | number | undefined {
+    const entry = this.recent.get(key);
+    if (entry !== undefined) return entry.seq > this.durable.seq ? entry.promise : entry.seq;
+    return this.needsResync ? undefined : this.options.index.get(this.stream, key);
   }
 
   /** True when the stream can sequence a record without talking to the sink first. */
@@ -163,7 +206,8 @@ export class StreamLog {
       else throw new ArchiveCorruptError(`the sink returned records up to seq ${checkpointer.size} but its head is seq ${head.seq}`, { stream, seq: checkpointer.size + 1 });
     }
     logger.debug({ stream, seq: head.seq, hash: head.hash }, 'stream head read from sink');
-    this.head = head;
+    this.headSeq = head.seq;
+    this.headHash = head.hash;
     this.durable = head;
     this.needsResync = false;
   }
@@ -200,22 +244,58 @@ export class StreamLog {
    * consuming a seq.
    */
   enqueue(key: string, template: RecordTemplate): Promise<CaptureResult> {
-    const seq = this.head.seq + 1;
+    const seq = this.headSeq + 1;
+    const prev = this.headHash;
     // The template is this capture's own object: fill in the sequencing fields in place.
     const record = template as { -readonly [field in keyof ArchiveRecord]: ArchiveRecord[field] };
     record.seq = seq;
-    record.prev = this.head.hash;
+    record.prev = prev;
     record.capturedAt = this.options.now().toISOString();
-    const bytes = canonicalBytes(record);
-    if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(bytes.length, MAX_RECORD_BYTES);
-    const hash = sha256Hex(bytes);
-    const prev = this.head.hash;
-    this.head = { seq, hash };
-    this.recent.set(key, seq);
+    const text = canonicalize(record);
+    // UTF-8 takes at least one byte per UTF-16 unit.
+    if (text.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(Buffer.byteLength(text, 'utf8'), MAX_RECORD_BYTES);
+    const batch = this.batchFor(text, prev);
+    const start = batch.size;
+    const end = start + batch.buffer.write(text, start);
+    if (end - start > MAX_RECORD_BYTES) throw new RecordTooLargeError(end - start, MAX_RECORD_BYTES);
+    batch.buffer[end] = 0x0a;
+    // A plain view for hashing (cheaper to make than a Buffer, and gone at once).
+    const hash = sha256Hex(new Uint8Array(batch.buffer.buffer, batch.buffer.byteOffset + start, end - start));
+    batch.size = end + 1;
+    if (batch.entries.length === 0) this.queue.push(batch);
     const { promise, resolve, reject } = Promise.withResolvers<CaptureResult>();
-    this.queue.push({ key, seq, prev, bytes, hash, resolve, reject });
+    const entry: QueuedRecord = { key, seq, start, end, hash, promise, resolve, reject };
+    batch.entries.push(entry);
+    this.headSeq = seq;
+    this.headHash = hash;
+    this.recent.set(key, entry);
     this.flushing ??= this.flushLoop();
     return promise;
+  }
+
+  /**
+   * The batch `text` goes into, with room for it: the newest queued one while it stays within
+   * `maxBatchRecords` and `maxBatchBytes` (a lone record may exceed the latter), else a new one
+   * (queued by the caller once the record is in it).
+   */
+  private batchFor(text: string, prev: string): OpenBatch {
+    const { maxBatchRecords, maxBatchBytes } = this.options;
+    // UTF-8 takes at most three bytes per UTF-16 unit; the exact size is computed only near the end of a buffer.
+    const worst = text.length * 3 + 1;
+    const open = this.queue.at(-1);
+    if (open && open.entries.length < maxBatchRecords) {
+      if (open.size + worst <= Math.min(open.buffer.length, maxBatchBytes)) return open;
+      const needed = open.size + Buffer.byteLength(text, 'utf8') + 1;
+      if (needed <= maxBatchBytes) {
+        if (needed > open.buffer.length) {
+          const grown = Buffer.allocUnsafe(Math.min(maxBatchBytes, Math.max(needed, open.buffer.length * 2)));
+          open.buffer.copy(grown, 0, 0, open.size);
+          open.buffer = grown;
+        }
+        return open;
+      }
+    }
+    return { buffer: Buffer.allocUnsafe(Math.max(worst, this.nextBuffer)), size: 0, prev, entries: [] };
   }
 
   /** Resolves when everything queued so far is durable (or has failed). */
@@ -229,7 +309,7 @@ export class StreamLog {
     try {
       let current = this.queue.length > 0 ? this.startAppend() : undefined;
       while (current) {
-        const { batch, append } = current;
+        const { batch, records, append } = current;
         let head: StreamHead;
         try {
           head = await append;
@@ -246,10 +326,11 @@ export class StreamLog {
         this.indexDurable(batch, head);
         this.options.logger.debug({ stream: this.stream, firstSeq: (batch[0] as QueuedRecord).seq, records: batch.length, head: head.seq }, 'batch durable');
         if (this.checkpointer) {
-          this.checkpointer.feed(batch.map((entry) => entry.bytes));
+          this.checkpointer.feed(records);
           // Failures are logged and kept in the checkpointer's state; capture goes on.
           if (this.checkpointer.due()) this.checkpointer.checkpoint().catch(() => undefined);
         }
+        this.options.counts.recorded += batch.length;
         for (const entry of batch) {
           entry.resolve({ status: 'recorded', stream: this.stream, key: entry.key, seq: entry.seq, hash: entry.hash });
         }
@@ -269,44 +350,36 @@ export class StreamLog {
       this.options.logger.error({ stream: this.stream, code: typeof code === 'string' ? code : undefined }, 'the key index could not be updated; keys stay in memory and the index catches up at the next start');
       return;
     }
-    for (const entry of batch) if (this.recent.get(entry.key) === entry.seq) this.recent.delete(entry.key);
+    for (const entry of batch) if (this.recent.get(entry.key) === entry) this.recent.delete(entry.key);
   }
 
-  private startAppend(): { batch: QueuedRecord[]; append: Promise<StreamHead> } {
-    const batch = this.takeBatch();
-    const first = batch[0] as QueuedRecord;
+  /** Appends the oldest queued batch: its buffer as the stored lines, each record a view of it. */
+  private startAppend(): { batch: QueuedRecord[]; records: Uint8Array[]; append: Promise<StreamHead> } {
+    const { buffer, size, prev, entries } = this.queue.shift() as OpenBatch;
+    this.nextBuffer = Math.max(MIN_BATCH_BUFFER, Math.min(this.options.maxBatchBytes, 2 * size));
+    const lines = buffer.subarray(0, size);
+    const records = entries.map((entry) => lines.subarray(entry.start, entry.end));
     let append: Promise<StreamHead>;
     try {
-      append = this.options.sink.appendBatch({ stream: this.stream, firstSeq: first.seq, prev: first.prev, records: batch.map((entry) => entry.bytes) });
+      append = this.options.sink.appendBatch({ stream: this.stream, firstSeq: (entries[0] as QueuedRecord).seq, prev, records, lines });
     } catch (error) {
       append = Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     // Observed in flushLoop; this only keeps an early rejection from being reported as unhandled.
     append.catch(() => undefined);
-    return { batch, append };
-  }
-
-  private takeBatch(): QueuedRecord[] {
-    const { maxBatchRecords, maxBatchBytes } = this.options;
-    let count = 0;
-    let bytes = 0;
-    while (count < this.queue.length && count < maxBatchRecords) {
-      const size = (this.queue[count] as QueuedRecord).bytes.length + 1;
-      if (count > 0 && bytes + size > maxBatchBytes) break;
-      bytes += size;
-      count++;
-    }
-    return this.queue.splice(0, count);
+    return { batch: entries, records, append };
   }
 
   /** The batch failed: reject it and everything chained behind it, roll back, resync next time. */
   private fail(batch: QueuedRecord[], error: unknown): void {
-    const dropped = [...batch, ...this.queue.splice(0)];
+    const dropped = [...batch, ...this.queue.splice(0).flatMap((queued) => queued.entries)];
+    this.options.counts.failed += dropped.length;
     for (const entry of dropped) {
-      if (this.recent.get(entry.key) === entry.seq) this.recent.delete(entry.key);
+      if (this.recent.get(entry.key) === entry) this.recent.delete(entry.key);
       entry.reject(error);
     }
-    this.head = this.durable;
+    this.headSeq = this.durable.seq;
+    this.headHash = this.durable.hash;
     this.needsResync = true;
     const code = (error as { code?: unknown }).code;
     this.options.logger.error(

@@ -37,6 +37,43 @@ export function assertAppendBatch(batch: AppendBatch): void {
     }
     if (bytes.includes(0x0a)) throw new InvalidBatchError(`record ${index} contains a newline byte`);
   }
+  if (batch.lines !== undefined) assertLines(batch.lines, batch.records);
+}
+
+/**
+ * `lines` must be exactly `records`, each followed by 0x0A, with every record a view of `lines`
+ * at its place: checked from the views' buffers and offsets, without comparing bytes.
+ */
+function assertLines(lines: unknown, records: readonly Uint8Array[]): void {
+  if (!(lines instanceof Uint8Array)) throw new InvalidBatchError('lines must be a Uint8Array when present');
+  let position = 0;
+  for (let index = 0; index < records.length; index++) {
+    const bytes = records[index] as Uint8Array;
+    if (bytes.buffer !== lines.buffer || bytes.byteOffset !== lines.byteOffset + position || lines[position + bytes.length] !== 0x0a) {
+      throw new InvalidBatchError(`record ${index} is not the view of lines at offset ${position}; lines, when present, must be the records each followed by a newline, and each record a view of it`);
+    }
+    position += bytes.length + 1;
+  }
+  if (position !== lines.length) throw new InvalidBatchError(`lines is ${lines.length} bytes but the records and their newlines are ${position}`);
+}
+
+/**
+ * The batch as stored lines (each record followed by 0x0A): `batch.lines` when the caller
+ * supplied it (no copy), else the records framed into one new buffer. Call after
+ * {@link assertAppendBatch}.
+ */
+export function batchLines(batch: AppendBatch): Uint8Array {
+  if (batch.lines !== undefined) return batch.lines;
+  let size = 0;
+  for (const record of batch.records) size += record.length + 1;
+  const lines = Buffer.allocUnsafe(size);
+  let offset = 0;
+  for (const record of batch.records) {
+    lines.set(record, offset);
+    offset += record.length;
+    lines[offset++] = 0x0a;
+  }
+  return lines;
 }
 
 /** Throws {@link BlobMismatchError} unless `sha256` is 64 lowercase hex characters. */

@@ -50,6 +50,18 @@ export interface AppendBatch {
    * recovers after a crash, and the verifier always checks it.
    */
   readonly records: readonly Uint8Array[];
+  /**
+   * Optional: the same records framed as stores keep them — each record followed by 0x0A, one
+   * after the other — in one buffer, so that a sink storing line-framed records (segment files,
+   * batch objects) writes it as it is instead of copying every record again (`batchLines`).
+   * When present, every `records[i]` MUST be a view of `lines` at its place in it, so the two
+   * forms cannot differ: `assertAppendBatch` checks this from the views' offsets (never reading
+   * the bytes twice) and rejects anything else with `InvalidBatchError`. A sink that does not
+   * know it ignores it — `records` always holds the whole batch. The recorder sets it; batches
+   * built from `read()` (the forwarder's) do not. A sink that keeps bytes in memory after the
+   * append resolves copies them (the caller owns the buffer).
+   */
+  readonly lines?: Uint8Array;
 }
 
 /** One stored record as read back. */

@@ -3,7 +3,7 @@
  * the sink conformance suite, the connector conformance harness, an in-memory sink, and a
  * logger that records what it is given.
  */
-export { batchAfter, chainAfter, fakeRecord, runSinkConformance } from './sink-conformance.ts';
+export { batchAfter, chainAfter, fakeRecord, runSinkConformance, withLines } from './sink-conformance.ts';
 export type { SinkConformanceOptions, SinkFixture } from './sink-conformance.ts';
 export { MemoryStorage, createMemorySink } from './memory-sink.ts';
 export { createRecordingLogger } from './recording-logger.ts';

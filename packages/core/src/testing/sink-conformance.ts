@@ -67,6 +67,27 @@ export function batchAfter(stream: string, head: StreamHead, count: number, tag 
   return chainAfter(stream, head, Array.from({ length: count }, (_, index) => `${tag}#${index}`));
 }
 
+/**
+ * `batch` as the recorder hands it over: its records framed into one buffer (`lines`, each record
+ * followed by a newline) and each record a view of that buffer. Like the recorder's, `lines` is a
+ * view inside a larger buffer (here with junk around it): a sink must store the view, not its
+ * whole `ArrayBuffer`.
+ */
+export function withLines(batch: AppendBatch): AppendBatch {
+  let size = 0;
+  for (const record of batch.records) size += record.length + 1;
+  const lines = new Uint8Array(size + 32).fill(0x7b).subarray(16, 16 + size);
+  const records: Uint8Array[] = [];
+  let offset = 0;
+  for (const record of batch.records) {
+    lines.set(record, offset);
+    records.push(lines.subarray(offset, offset + record.length));
+    offset += record.length;
+    lines[offset++] = 0x0a;
+  }
+  return { ...batch, records, lines };
+}
+
 const HOSTILE_STREAMS = [
   '',
   'demo',
@@ -255,6 +276,51 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
       assert.deepEqual(await sink.head(stream), head);
       assert.equal((await collect(sink, stream)).length, 2);
     }
+  });
+
+  define('stores a batch given as lines (the recorder\'s form) byte-identical, and continues it either way', async (fixture) => {
+    const sink = await fixture.open();
+    const stream = 'demo:alice';
+    const first = withLines(chainAfter(stream, { seq: 0, hash: ZERO_HASH }, ['a', 'Grüße, 世界 🌍', { extra: 'big', size: MAX_RECORD_BYTES }]));
+    const head = await sink.appendBatch(first);
+    assert.deepEqual(head, { seq: 3, hash: sha256Hex(first.records[2] as Uint8Array) });
+    const plain = batchAfter(stream, head, 2, 'plain');
+    const last = await sink.appendBatch(plain);
+    const framed = withLines(batchAfter(stream, last, 1, 'framed'));
+    await sink.appendBatch(framed);
+    await sink.close();
+    const reader = await fixture.open();
+    sameBytes(await collect(reader, stream), [...first.records, ...plain.records, ...framed.records]);
+  });
+
+  define('rejects a batch whose lines could differ from its records, and writes nothing', async (fixture) => {
+    const sink = await fixture.open();
+    const stream = 'demo:alice';
+    const zero = { seq: 0, hash: ZERO_HASH };
+    const good = withLines(batchAfter(stream, zero, 2));
+    const lines = good.lines as Uint8Array;
+    const other = batchAfter(stream, zero, 2, 'other');
+    const copy = Uint8Array.from(lines);
+    const bad: AppendBatch[] = [
+      // The same bytes, but the records are not views of lines: they could differ.
+      { ...good, records: batchAfter(stream, zero, 2).records },
+      // lines holds other records than `records`.
+      { ...other, lines },
+      // A copy of lines: equal bytes, yet not the buffer the records view.
+      { ...good, lines: copy },
+      // lines longer or shorter than the records and their newlines.
+      { ...good, lines: lines.subarray(0, lines.length - 1) },
+      { ...withLines({ ...good, records: good.records.slice(0, 1) }), records: good.records },
+      // Records in the wrong order within lines.
+      { ...good, records: [...good.records].reverse() },
+      { ...good, lines: 'text' as unknown as Uint8Array },
+    ];
+    for (const batch of bad) await assert.rejects(sink.appendBatch(batch), isCode('INVALID_BATCH'));
+    assert.deepEqual(await sink.head(stream), zero);
+    assert.deepEqual(await sink.streams(), []);
+    const head = await sink.appendBatch(good);
+    assert.equal(head.seq, 2);
+    sameBytes(await collect(sink, stream), batchAfter(stream, zero, 2).records);
   });
 
   define('rejects hostile stream names everywhere, before touching storage', async (fixture) => {

@@ -30,6 +30,7 @@ import {
   SinkConflictError,
   type StreamHead,
   ZERO_HASH,
+  batchLines,
   sha256Hex,
 } from '@offchannel/core';
 import { type ArchiveLayout, SEAL_FORMAT } from './archive-layout.ts';
@@ -46,7 +47,6 @@ interface ActiveSegment {
   readonly hash: Hash;
 }
 
-const NEWLINE = Buffer.from('\n');
 /** Writes to the active segment are durable on return (see the module comment); 0 off Linux. */
 const DSYNC = syncWriteFlag();
 
@@ -123,9 +123,8 @@ export class StreamAppender {
       });
     }
     const segment = this.active ?? (await this.createSegment(batch.firstSeq));
-    const parts: Uint8Array[] = [];
-    for (const record of batch.records) parts.push(record, NEWLINE);
-    const bytes = Buffer.concat(parts);
+    // The recorder hands the lines ready to store (`batch.lines`): written as they are, no copy.
+    const bytes = batchLines(batch);
     try {
       await writeFully(segment.handle, bytes, segment.size);
       if (DSYNC === 0) await segment.handle.datasync();

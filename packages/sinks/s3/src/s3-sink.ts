@@ -39,6 +39,7 @@ import {
   assertLogName,
   assertStreamName,
   assertTileKey,
+  batchLines,
   blobNamesIn,
   isArchiveLogName,
   isHostId,
@@ -53,7 +54,7 @@ import { type S3ClientOptions, createS3Client } from './s3-client.ts';
 import { S3SinkError, isTransient, toSinkError } from './s3-errors.ts';
 import { S3Layout, assertBucketName, normalizePrefix, parseAttestationName, parseCheckpointName, parseS3Url } from './s3-layout.ts';
 import { auditBucket } from './s3-audit.ts';
-import { StreamObjects, countLines, frame, splitLines } from './stream-objects.ts';
+import { StreamObjects, countLines, splitLines } from './stream-objects.ts';
 import { type LegalHoldTarget, applyLegalHold } from './legal-hold.ts';
 
 export interface S3SinkOptions extends S3ClientOptions {
@@ -414,7 +415,7 @@ export class S3Sink implements Sink {
     if (!continues(head)) {
       throw new SinkConflictError(stream, `append at seq ${firstSeq} refused: the stream's head is seq ${head.seq}`, { expected: { seq: firstSeq - 1, hash: batch.prev }, actual: head });
     }
-    const body = frame(records);
+    const body = batchLines(batch);
     if (body.length > MAX_OBJECT_BYTES) throw new InvalidBatchError(`the batch is ${body.length} bytes; an S3 object holds at most 5 GiB — split it`);
     // Blobs the records name are held before the records exist, like the records themselves.
     if (this.holds(stream) && !this.holdAll) await this.holdBlobsOf(records);

@@ -123,20 +123,6 @@ export class StreamObjects {
   }
 }
 
-/** Records as stored: each followed by a newline. */
-export function frame(records: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const record of records) size += record.length + 1;
-  const body = Buffer.allocUnsafe(size);
-  let offset = 0;
-  for (const record of records) {
-    body.set(record, offset);
-    offset += record.length;
-    body[offset++] = NEWLINE;
-  }
-  return body;
-}
-
 /** The records in a batch object; a final fragment without a newline is returned as stored. */
 export function splitLines(bytes: Uint8Array): Uint8Array[] {
   const lines: Uint8Array[] = [];
