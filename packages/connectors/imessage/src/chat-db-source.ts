@@ -85,6 +85,7 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
   readonly #unsaved: string[] = [];
   #savedAt = 0;
   #saveTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Change fingerprints of rows read, by GUID: the rows sent within `sweepLookbackMs` only. */
   readonly #fingerprints = new Map<string, string>();
   readonly #heldSince = new Map<bigint, number>();
   readonly #pauses: { from: number; to: number }[] = [];
@@ -275,6 +276,9 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
   }
 
   async #newRows(db: ChatDb, read: SavedState): Promise<void> {
+    // Only rows inside the change window are remembered: #changes forgets the others right
+    // after (the window only moves forward), so a first import of years holds no more than it.
+    const windowStart = unixMsToAppleNs(Date.now() - this.#options.sweepLookbackMs);
     for (;;) {
       const { bundles, fingerprints } = db.readBatch(BigInt(read.rowid), BATCH);
       for (const bundle of bundles) {
@@ -283,7 +287,8 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
         // Its changes so far are read with it: the change check looks only for later ones.
         const guid = String(bundle.message['guid']);
         const fingerprint = fingerprints.get(guid);
-        if (fingerprint !== undefined) this.#fingerprints.set(guid, fingerprint);
+        const date = bundle.message['date'];
+        if (fingerprint !== undefined && typeof date === 'bigint' && date > windowStart) this.#fingerprints.set(guid, fingerprint);
         this.#heldSince.delete(rowid);
         const previous = BigInt(read.rowid);
         if (previous > 0n && rowid > previous + 1n) {
