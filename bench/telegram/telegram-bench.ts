@@ -35,12 +35,14 @@ import { LOCAL_IDS, createLocalTelegramPeer } from '@offchannel/telegram/testing
 import { Long, PeersIndex, type tl } from '@mtcute/core';
 import { deserializeObject } from '@mtcute/core/utils.js';
 
-const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, engine: { type: 'string', default: '5000' }, 'in-flight': { type: 'string' }, only: { type: 'string' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, engine: { type: 'string', default: '5000' }, slice: { type: 'string', default: '1000' }, 'in-flight': { type: 'string' }, only: { type: 'string' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
 const ROUNDS = Number(values.rounds);
 const UPDATES = Number(values.updates);
 const FS_UPDATES = Number(values.fs);
 const RECONCILE = Number(values.reconcile);
 const ENGINE = Number(values.engine);
+/** Updates per `getDifference` answer in the engine rows (Telegram slices a long difference; 0: one answer). */
+const SLICE = Number(values.slice) > 0 ? Number(values.slice) : Number.POSITIVE_INFINITY;
 /** The connector's pipelining window in the engine rows (omitted: the connector's default). */
 const IN_FLIGHT = values['in-flight'] === undefined ? undefined : Number(values['in-flight']);
 /** Issue "One connector runtime", deliver 5: Telegram through the real updates engine. */
@@ -99,6 +101,7 @@ async function engineRate(work: string, sink: 'fs' | 'memory'): Promise<{ perSec
   const state = await openStateStore({ dir: path.join(dir, 'state'), unencrypted: true });
   const recorder = sink === 'fs' ? new Recorder({ sink: await openFsSink({ dir: path.join(dir, 'archive') }) }) : new Recorder({ sink: createMemorySink(), allowVolatileSink: true });
   const peer = createLocalTelegramPeer({ account: 'engine', timeoutMs: 600_000, ...(IN_FLIGHT === undefined ? {} : { maxInFlight: IN_FLIGHT }) });
+  peer.server.differenceSliceSize = SLICE;
   await peer.start({ recorder, state });
   const client: tl.TypePeer = { _: 'peerUser', userId: LOCAL_IDS.client };
   for (let index = 0; index < ENGINE; index++) {
@@ -126,7 +129,7 @@ async function engineOnly(): Promise<void> {
   try {
     const memory = await engineRate(work, 'memory');
     const fs = await engineRate(work, 'fs');
-    console.log(JSON.stringify({ engine: ENGINE, inFlight: IN_FLIGHT ?? 'connector default', engineMemoryPerSecond: Math.round(memory.perSecond), engineFsPerSecond: Math.round(fs.perSecond), engineMemoryCpuMicrosPerUpdate: Math.round(memory.cpuMicros), engineFsCpuMicrosPerUpdate: Math.round(fs.cpuMicros) }));
+    console.log(JSON.stringify({ engine: ENGINE, slice: Number.isFinite(SLICE) ? SLICE : 'none', inFlight: IN_FLIGHT ?? 'connector default', engineMemoryPerSecond: Math.round(memory.perSecond), engineFsPerSecond: Math.round(fs.perSecond), engineMemoryCpuMicrosPerUpdate: Math.round(memory.cpuMicros), engineFsCpuMicrosPerUpdate: Math.round(fs.cpuMicros) }));
   } finally {
     await rm(work, { recursive: true, force: true });
   }
