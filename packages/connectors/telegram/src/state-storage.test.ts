@@ -51,13 +51,17 @@ describe('StateStoreStorage', () => {
     await settle();
     expect(second).toBe(false); // never more than one slice ahead
     barrier.release();
-    await vi.waitFor(() => expect(second).toBe(true), { timeout: 60_000, interval: 5 });
+    await vi.waitFor(() => {
+      expect(second).toBe(true);
+    }, { timeout: 60_000, interval: 5 });
     expect(await storedPts(rig)).toBe(Buffer.from(pts(1)).toString('base64')); // the first call's cursor, not the current one
     barrier.release(false); // the second slice will never be durable
     await settle();
     expect(await storedPts(rig)).toBe(Buffer.from(pts(1)).toString('base64'));
     const destroyed = storage.driver.destroy();
-    await vi.waitFor(() => expect(barrier.waiting).toBe(1), { timeout: 60_000, interval: 5 });
+    await vi.waitFor(() => {
+      expect(barrier.waiting).toBe(1);
+    }, { timeout: 60_000, interval: 5 });
     barrier.release(false);
     await destroyed;
     expect(await storedPts(rig)).toBe(Buffer.from(pts(1)).toString('base64'));
@@ -80,7 +84,9 @@ describe('StateStoreStorage', () => {
     await settle();
     expect(saved).toBe(false);
     barrier.release();
-    await vi.waitFor(() => expect(saved).toBe(true), { timeout: 60_000, interval: 5 });
+    await vi.waitFor(() => {
+      expect(saved).toBe(true);
+    }, { timeout: 60_000, interval: 5 });
     expect(await storedPts(rig)).toBe(Buffer.from(pts(7)).toString('base64'));
   });
 });
