@@ -77,13 +77,13 @@ export class MessageIndex {
   /** Loads the persisted shards (missing shards are empty), then replays the journal. */
   static async load(state: StateStore, capacity?: number): Promise<MessageIndex> {
     const index = new MessageIndex(capacity);
-    for (let shard = 0; shard < SHARDS; shard++) index.#putAll(await state.getJson<unknown>(`${SHARD_PREFIX}${shard}`));
+    for (let shard = 0; shard < SHARDS; shard++) index.#putAll(await state.getJson(`${SHARD_PREFIX}${shard}`));
     const base = await state.getJson<{ through?: unknown }>(BASE);
     index.#through = typeof base?.through === 'number' && Number.isSafeInteger(base.through) ? base.through : 0;
     index.#segment = index.#through;
     for (const segment of await journalSegments(state)) {
       if (segment <= index.#through) continue; // already in the shards (a compaction cut short)
-      const entries = await state.getJson<unknown>(`${JOURNAL_PREFIX}${segment}`);
+      const entries = await state.getJson(`${JOURNAL_PREFIX}${segment}`);
       index.#journaled += index.#putAll(entries);
       index.#segment = segment;
     }
