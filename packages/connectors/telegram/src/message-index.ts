@@ -5,11 +5,21 @@
  *   only ids; those ids are unique per account, in the "common message box");
  * - whether an edit changed the content (fingerprint) and which reactions are new.
  *
- * Kept in memory, bounded (oldest entries evicted first), and persisted to the state store in
- * shards — only changed shards are written. Two layers: what the mapping of an update learned is
- * *staged* at once (the next update in the pipeline needs it), and *committed* only when the
- * records it describes are durable (the connector's acknowledgement). Only committed entries
- * are persisted, so a crash never leaves the index ahead of the archive.
+ * Kept in memory, bounded (oldest entries evicted first), and persisted to the state store as
+ * 32 shards plus a journal: each persist writes only the entries committed since the last one,
+ * into the journal's open segment (a segment holds up to 512 entries; the next starts when it is
+ * full). Once the journal holds as many entries as the index, the shards are rewritten from
+ * memory and the journal is dropped (compaction), so writing costs a bounded amount per entry
+ * however large the index is. Loading reads the shards, then replays the journal in order. Two
+ * layers: what the mapping of an update learned is *staged* at once (the next update in the
+ * pipeline needs it), and *committed* only when the records it describes are durable (the
+ * connector's acknowledgement). Only committed entries are persisted, so a crash never leaves
+ * the index ahead of the archive.
+ *
+ * Crash safety of compaction: the pending entries are journaled first, then every shard is
+ * written, then `message-index.base` records which segments the shards hold, then those are
+ * deleted. A crash in between replays segments the shards already hold: each key ends at its
+ * last journaled value, which is what the shards hold too.
  */
 import type { StateStore } from '@offchannel/core';
 import { getBasicPeerType, getMarkedPeerId, type tl } from '@mtcute/core';
@@ -17,6 +27,13 @@ import type { MessageMemory } from './map-telegram.ts';
 
 const SHARDS = 32;
 const SHARD_PREFIX = 'message-index.';
+const JOURNAL_PREFIX = 'message-index.journal.';
+/** Which journal segments the shards hold: `{ through: <last segment folded in> }`. */
+const BASE = 'message-index.base';
+/** Entries per journal segment. */
+const SEGMENT_ENTRIES = 512;
+/** Journal entries (at least) before compaction; more when the index is larger. */
+const COMPACT_MIN = 4096;
 
 /** Default number of messages remembered. */
 export const DEFAULT_INDEX_CAPACITY = 200_000;
@@ -37,7 +54,17 @@ export class MessageIndex {
   readonly #entries = new Map<string, MessageMemory>();
   /** Common-box message id → peer (users and basic groups only). */
   readonly #commonBox = new Map<number, string>();
-  readonly #dirty = new Set<number>();
+  /** Committed since the last persist (latest value, in commit order). */
+  readonly #fresh = new Map<string, MessageMemory>();
+  /** The journal's open segment (rewritten with what each persist adds, until full). */
+  #open = new Map<string, MessageMemory>();
+  /** The open segment's number; segments up to `#through` are in the shards. */
+  #segment = 1;
+  #through = 0;
+  /** Entries written to the journal since the last compaction (segments beyond `#through`). */
+  #journaled = 0;
+  /** Persists run one at a time. */
+  #persisting: Promise<void> = Promise.resolve();
   /** Mapped, records not yet durable: consulted first, never persisted. */
   readonly #staged = new Map<string, MessageMemory>();
   readonly #stagedCommonBox = new Map<number, string>();
@@ -47,16 +74,21 @@ export class MessageIndex {
     this.#capacity = capacity;
   }
 
-  /** Loads the persisted shards (missing shards are empty). */
+  /** Loads the persisted shards (missing shards are empty), then replays the journal. */
   static async load(state: StateStore, capacity?: number): Promise<MessageIndex> {
     const index = new MessageIndex(capacity);
-    for (let shard = 0; shard < SHARDS; shard++) {
-      const entries = await state.getJson<Entry[]>(`${SHARD_PREFIX}${shard}`);
-      if (!Array.isArray(entries)) continue;
-      for (const entry of entries) {
-        if (Array.isArray(entry) && typeof entry[0] === 'string' && isMemory(entry[1])) index.#put(entry[0], entry[1], false);
-      }
+    for (let shard = 0; shard < SHARDS; shard++) index.#putAll(await state.getJson(`${SHARD_PREFIX}${shard}`));
+    const base = await state.getJson<{ through?: unknown }>(BASE);
+    index.#through = typeof base?.through === 'number' && Number.isSafeInteger(base.through) ? base.through : 0;
+    index.#segment = index.#through;
+    for (const segment of await journalSegments(state)) {
+      if (segment <= index.#through) continue; // already in the shards (a compaction cut short)
+      const entries = await state.getJson(`${JOURNAL_PREFIX}${segment}`);
+      index.#journaled += index.#putAll(entries);
+      index.#segment = segment;
     }
+    // New entries start a new segment: the last one read may be full, and is never rewritten.
+    index.#segment++;
     return index;
   }
 
@@ -143,20 +175,68 @@ export class MessageIndex {
     this.#stagedCommonBox.clear();
   }
 
-  /** Writes the changed shards. Call only once the records they describe are durable. */
-  async persist(state: StateStore): Promise<void> {
-    const dirty = [...this.#dirty];
-    this.#dirty.clear();
-    if (dirty.length === 0) return;
-    const shards = new Map<number, Entry[]>(dirty.map((shard) => [shard, []]));
-    for (const [key, memory] of this.#entries) shards.get(shardOf(key))?.push([key, memory]);
+  /**
+   * Writes what was committed since the last persist (journal), or compacts. Call only once the
+   * records it describes are durable. Persists run one at a time, in call order.
+   */
+  persist(state: StateStore): Promise<void> {
+    const run = this.#persisting.then(
+      () => this.#persist(state),
+      () => this.#persist(state),
+    );
+    this.#persisting = run;
+    return run;
+  }
+
+  async #persist(state: StateStore): Promise<void> {
+    if (this.#fresh.size === 0) return;
+    const fresh = [...this.#fresh];
+    this.#fresh.clear();
     try {
-      // Shards are separate values: written side by side, one fsync wait instead of one each.
-      await Promise.all([...shards].map(([shard, entries]) => state.setJson(`${SHARD_PREFIX}${shard}`, entries)));
+      if (this.#open.size + fresh.length > SEGMENT_ENTRIES && this.#open.size > 0) {
+        this.#segment++;
+        this.#open = new Map();
+      }
+      for (const [key, memory] of fresh) {
+        this.#open.delete(key);
+        this.#open.set(key, memory);
+      }
+      await state.setJson(`${JOURNAL_PREFIX}${this.#segment}`, [...this.#open]);
+      this.#journaled += fresh.length;
+      if (this.#journaled >= Math.max(COMPACT_MIN, this.#entries.size)) await this.#compact(state);
     } catch (error) {
-      for (const shard of dirty) this.#dirty.add(shard);
+      // Not (all) written: the next persist writes these again (newer commits stay newer).
+      for (const [key, memory] of fresh) if (!this.#fresh.has(key)) this.#fresh.set(key, memory);
       throw error;
     }
+  }
+
+  /** Every shard from memory, then the base marker, then the journal it replaces is dropped. */
+  async #compact(state: StateStore): Promise<void> {
+    const through = this.#segment;
+    const shards: Entry[][] = Array.from({ length: SHARDS }, () => []);
+    for (const [key, memory] of this.#entries) shards[shardOf(key)]?.push([key, memory]);
+    // Shards are separate values: written side by side, one fsync wait instead of one each.
+    await Promise.all(shards.map((entries, shard) => state.setJson(`${SHARD_PREFIX}${shard}`, entries)));
+    await state.setJson(BASE, { through });
+    this.#through = through;
+    this.#segment = through + 1;
+    this.#open = new Map();
+    this.#journaled = 0;
+    const stale = (await journalSegments(state)).filter((segment) => segment <= through);
+    await Promise.all(stale.map((segment) => state.delete(`${JOURNAL_PREFIX}${segment}`)));
+  }
+
+  /** Puts the valid entries of a stored shard or segment; answers how many. */
+  #putAll(entries: unknown): number {
+    if (!Array.isArray(entries)) return 0;
+    let count = 0;
+    for (const entry of entries as unknown[]) {
+      if (!Array.isArray(entry) || typeof entry[0] !== 'string' || !isMemory(entry[1])) continue;
+      this.#put(entry[0], entry[1], false);
+      count++;
+    }
+    return count;
   }
 
   #put(key: string, memory: MessageMemory, dirty: boolean): void {
@@ -164,16 +244,29 @@ export class MessageIndex {
     this.#entries.set(key, memory);
     const id = Number(key.slice(key.lastIndexOf(':') + 1));
     if (!isChannelPeer(memory.peer)) this.#commonBox.set(id, memory.peer);
-    if (dirty) this.#dirty.add(shardOf(key));
+    if (dirty) {
+      this.#fresh.delete(key);
+      this.#fresh.set(key, memory);
+    }
     while (this.#entries.size > this.#capacity) {
       const oldest = this.#entries.keys().next().value;
       if (oldest === undefined) break;
       this.#entries.delete(oldest);
       const oldId = Number(oldest.slice(oldest.lastIndexOf(':') + 1));
       if (this.#commonBox.get(oldId) === oldest.slice(0, oldest.lastIndexOf(':'))) this.#commonBox.delete(oldId);
-      this.#dirty.add(shardOf(oldest));
     }
   }
+}
+
+/** The journal segments stored, in order. */
+async function journalSegments(state: StateStore): Promise<number[]> {
+  const segments = [];
+  for (const name of await state.list()) {
+    if (!name.startsWith(JOURNAL_PREFIX)) continue;
+    const segment = Number(name.slice(JOURNAL_PREFIX.length));
+    if (Number.isSafeInteger(segment) && segment > 0) segments.push(segment);
+  }
+  return segments.sort((a, b) => a - b);
 }
 
 function shardOf(key: string): number {

@@ -5,11 +5,14 @@
  * mtcute works on in-memory repositories (its own `Memory*Repository` classes); this driver
  * loads them from the state store and writes the changed parts back on `save()`. mtcute calls
  * `save()` after each batch of updates, right after it has advanced its `pts`/`qts` cursors.
- * Before writing, `save()` awaits the connector's {@link StateStoreStorageOptions.beforeSave}
- * barrier — the captures of every update dispatched so far — so the persisted cursor never gets
- * ahead of the archive. If the barrier answers `false` (a capture failed), nothing is written:
- * the stored cursor stays at the last durable point and a restart replays the rest through
- * `updates.getDifference`. mtcute's updates loop itself keeps running.
+ * `save()` takes the cursor as it is at that call, then waits for the connector's
+ * {@link StateStoreStorageOptions.beforeSave} barrier — the captures of every update dispatched
+ * before the call — before writing it, so the persisted cursor never gets ahead of the archive.
+ * If the barrier answers `false` (a capture failed), nothing is written: the stored cursor stays
+ * at the last durable point and a restart replays the rest through `updates.getDifference`.
+ * mtcute's updates loop itself keeps running. Saves are written one after another, in call
+ * order; with {@link StateStoreStorageOptions.overlap} mtcute may go on to the next batch (the
+ * next `getDifference` slice) while one save waits for its barrier.
  *
  * Stored names (in the account's scope): `mtcute.kv` (update state, current user, DC options),
  * `mtcute.auth` (permanent auth keys: the session secret), `mtcute.peers` (access hashes).
@@ -26,8 +29,26 @@ interface StoredPeer extends Omit<PeerInfo, 'complete'> {
 }
 
 export interface StateStoreStorageOptions {
-  /** Resolves `true` once everything dispatched so far is durable, `false` when it is not (then nothing is saved). */
-  readonly beforeSave?: () => Promise<boolean>;
+  /**
+   * Called as `save()` begins: resolves `true` once everything dispatched so far is durable,
+   * `false` when it never will be (then nothing is saved). Returning `false` itself skips this
+   * save at once (nothing written, nothing awaited).
+   */
+  readonly beforeSave?: () => Promise<boolean> | false;
+  /**
+   * `save()` resolves once the save before it is done instead of its own: mtcute fetches and
+   * dispatches its next batch while this one waits for its barrier (the capture pipeline stays
+   * full across `getDifference` slices), and never runs more than one batch ahead. What is
+   * written is still the state of the `save()` call, after its barrier. For capture only: a
+   * caller that needs its save on disk when `save()` returns (linking) leaves this off.
+   */
+  readonly overlap?: boolean;
+}
+
+/** What one `save()` writes: the parts changed before the call, the key-value state as it was then. */
+interface SaveJob {
+  readonly parts: readonly Part[];
+  readonly kv: Record<string, string> | undefined;
 }
 
 /** Loads and saves the in-memory repositories (which keep their data in a `MemoryStorageDriver`). */
@@ -40,6 +61,8 @@ class StateStoreDriver implements IStorageDriver {
   /** Set by `destroy()`: the client is gone and nothing more may be written. */
   #closed = false;
   readonly #saving = new Set<Promise<void>>();
+  /** The last save queued: each is written after the one before it. */
+  #last: Promise<void> = Promise.resolve();
 
   constructor(state: StateStore, options: StateStoreStorageOptions, dirty: Set<Part>) {
     this.#state = state;
@@ -67,9 +90,7 @@ class StateStoreDriver implements IStorageDriver {
   /** mtcute calls this after advancing its cursors (not always awaiting it); a no-op once destroyed. */
   save(): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    const saving = this.#save().finally(() => this.#saving.delete(saving));
-    this.#saving.add(saving);
-    return saving;
+    return this.#queue(this.#options.overlap === true);
   }
 
   /**
@@ -82,27 +103,57 @@ class StateStoreDriver implements IStorageDriver {
     if (this.#closed) return;
     this.#closed = true; // from now on mtcute's saves are dropped; the one below covers them
     await Promise.allSettled([...this.#saving]);
-    await this.#save();
+    await this.#queue(false);
   }
 
-  async #save(): Promise<void> {
-    const durable = (await this.#options.beforeSave?.()) ?? true;
+  /**
+   * Takes the barrier and the state now, writes them after the saves before (in call order).
+   * Resolves when this save is done, or with `overlap` when the one before it is.
+   */
+  #queue(overlap: boolean): Promise<void> {
+    const barrier = this.#options.beforeSave ? this.#options.beforeSave() : Promise.resolve(true);
     const owner = this.#owner;
-    if (!owner || !durable) return;
+    if (barrier === false || !owner) return Promise.resolve();
     const parts = [...this.dirty];
     this.dirty.clear();
-    try {
-      for (const part of parts) await this.#write(owner, part);
-    } catch (error) {
-      for (const part of parts) this.dirty.add(part);
-      throw error;
-    }
+    const job: SaveJob = { parts, kv: parts.includes('kv') ? kvJson(owner) : undefined };
+    const previous = this.#last;
+    const saving = previous.then(
+      () => this.#write(owner, job, barrier),
+      () => this.#write(owner, job, barrier),
+    );
+    this.#last = saving;
+    this.#saving.add(saving);
+    // Settled either way: a failure is reported to whoever awaits it (mtcute, one save later with `overlap`).
+    saving.then(
+      () => this.#saving.delete(saving),
+      () => this.#saving.delete(saving),
+    );
+    return overlap ? previous : saving;
   }
 
-  async #write(owner: StateStoreStorage, part: Part): Promise<void> {
+  async #write(owner: StateStoreStorage, job: SaveJob, barrier: Promise<boolean>): Promise<void> {
+    try {
+      if (await barrier) {
+        for (const part of job.parts) await this.#writePart(owner, part, job);
+        return;
+      }
+    } catch (error) {
+      this.#unwritten(job);
+      throw error;
+    }
+    this.#unwritten(job); // not durable: nothing written
+  }
+
+  /** The next save writes these parts (the key-value state as it is then). */
+  #unwritten(job: SaveJob): void {
+    for (const part of job.parts) this.dirty.add(part);
+  }
+
+  async #writePart(owner: StateStoreStorage, part: Part, job: SaveJob): Promise<void> {
     switch (part) {
       case 'kv':
-        await this.#state.setJson('mtcute.kv', Object.fromEntries([...owner.kv.state].map(([key, value]) => [key, toBase64(value)])));
+        await this.#state.setJson('mtcute.kv', job.kv ?? kvJson(owner));
         return;
       case 'auth':
         await this.#state.setJson('mtcute.auth', Object.fromEntries([...owner.authKeys.state.authKeys].map(([dc, key]) => [String(dc), toBase64(key)])));
@@ -222,6 +273,11 @@ function isStoredPeer(value: unknown): value is StoredPeer {
   if (typeof value !== 'object' || value === null) return false;
   const peer = value as Partial<Record<keyof StoredPeer, unknown>>;
   return typeof peer.id === 'number' && typeof peer.accessHash === 'string' && typeof peer.complete === 'string' && Array.isArray(peer.usernames) && typeof peer.updated === 'number' && (peer.isMin === undefined || typeof peer.isMin === 'boolean');
+}
+
+/** The key-value repository (update state, self, DC options) as stored. */
+function kvJson(owner: StateStoreStorage): Record<string, string> {
+  return Object.fromEntries([...owner.kv.state].map(([key, value]) => [key, toBase64(value)]));
 }
 
 function toBase64(bytes: Uint8Array): string {

@@ -196,4 +196,42 @@ describe('Telegram connector: durability', () => {
     await restarted.stop();
     expect((await second.records()).map((record) => record.text)).toEqual(['durable', 'during outage']);
   });
+
+  it('fetches a backlog in getDifference slices; when the archive fails mid-backlog no cursor past the durable point is saved, and a restart records every message once', async () => {
+    const memory = createMemorySink();
+    let appended = 0;
+    let down = false;
+    const flaky = Object.create(memory) as Sink;
+    Object.assign(flaky, {
+      appendBatch: async (batch: Parameters<Sink['appendBatch']>[0]) => {
+        if (down) throw new SinkUnavailableError('test outage');
+        const result = await memory.appendBatch(batch);
+        appended += batch.records.length;
+        down = appended >= 35; // partway through the fourth slice
+        return result;
+      },
+    });
+    const first = await rig(flaky);
+    const peer = createLocalTelegramPeer({ retry: { minMs: 20, maxMs: 50 }, maxInFlight: 4 });
+    peer.server.differenceSliceSize = 10;
+    await peer.start({ recorder: first.recorder, state: first.state });
+    const client: tl.TypePeer = { _: 'peerUser', userId: 5_000_002 };
+    const texts = Array.from({ length: 60 }, (_, index) => `backlog ${index}`);
+    for (const text of texts) peer.server.logCommon({ _: 'updateNewMessage', message: { _: 'message', id: peer.server.messageId(), peerId: client, fromId: client, date: peer.server.tick(), message: text }, pts: 0, ptsCount: 1 });
+    peer.pushUpdate({ _: 'updateNewMessage', message: { _: 'message', id: peer.server.messageId(), peerId: client, fromId: client, date: peer.server.tick(), message: 'reveals the gap' }, pts: 0, ptsCount: 1 });
+    while (peer.connector.status().errors < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(peer.server.calls.filter((call) => call === 'updates.getDifference').length).toBeGreaterThanOrEqual(4);
+    await peer.stop();
+    down = false;
+
+    const second = await first.reopen(memory);
+    rigs.push(second);
+    const restarted = createLocalTelegramPeer({ server: peer.server });
+    await restarted.start({ recorder: second.recorder, state: second.state });
+    await restarted.waitFor((input) => input.text === 'reveals the gap');
+    await restarted.stop();
+    const recorded = (await second.records()).filter((record) => record.kind === 'message').map((record) => record.text);
+    expect(recorded).toEqual([...texts, 'reveals the gap']);
+  });
 });
+

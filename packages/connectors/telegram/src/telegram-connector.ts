@@ -333,7 +333,8 @@ class TelegramConnector implements TelegramConnectorHandle {
         throw new OffchannelError('TELEGRAM_API_HASH_MISSING', `no api_hash for account "${this.account}": set apiHashFile or apiHashEnv in its config entry, or run \`offchannel link telegram --account ${this.account} --replace\`, which keeps it encrypted in the state store.`);
       }
       this.#index = await MessageIndex.load(ctx.state, this.#options.indexCapacity);
-      const storage = new StateStoreStorage(ctx.state, { beforeSave: () => this.#barrier() });
+      // overlap: mtcute fetches the next difference slice while the last one's captures finish.
+      const storage = new StateStoreStorage(ctx.state, { beforeSave: () => this.#barrier(), overlap: true });
       const client = (this.#options.clientFactory ?? defaultClientFactory)(
         clientOptions({
           apiId: this.#options.apiId,
@@ -438,14 +439,16 @@ class TelegramConnector implements TelegramConnectorHandle {
    * The storage driver's save barrier: every update delivered when the save began is durable
    * (then the committed index is persisted too), or `false` (nothing is saved). A save
    * triggered from inside the pipeline itself (an RPC made while downloading or reconciling) is
-   * skipped: waiting would deadlock; its changes are written by the next regular save.
+   * skipped at once (`false`, not a promise): waiting would deadlock; its changes are written by
+   * the next regular save.
    */
-  async #barrier(): Promise<boolean> {
+  #barrier(): Promise<boolean> | false {
     if (this.#pipeline.getStore() === true) return false;
-    if (!(await this.#settled(this.#delivered))) return false;
-    const ctx = this.#io?.ctx;
-    if (ctx) await this.#index.persist(ctx.state);
-    return true;
+    return this.#settled(this.#delivered).then(async (durable) => {
+      const ctx = this.#io?.ctx;
+      if (durable && ctx) await this.#index.persist(ctx.state);
+      return durable;
+    });
   }
 
   /** True once delivery `n` is acknowledged; false if it never will be (abandoned, or closed first). */

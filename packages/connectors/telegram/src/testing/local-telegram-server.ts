@@ -44,6 +44,11 @@ export class LocalTelegramServer {
   readonly #files = new Map<string, Uint8Array>();
   readonly #failures = new Map<string, InjectedRpcError[]>();
   #differenceTooLong = false;
+  /**
+   * Most updates one `updates.getDifference` answers with; more pending → `updates.differenceSlice`
+   * (with the intermediate state), as Telegram slices a long difference. Default: no limit.
+   */
+  differenceSliceSize = Number.POSITIVE_INFINITY;
   readonly #channelTooLong = new Set<number>();
   /** The login code the server accepts. */
   loginCode = '12345';
@@ -199,15 +204,19 @@ export class LocalTelegramServer {
       this.#differenceTooLong = false;
       return { _: 'updates.differenceTooLong', pts: this.pts };
     }
-    const missed = this.#commonLog.filter((entry) => entry.pts > request.pts);
-    if (missed.length === 0) return { _: 'updates.differenceEmpty', date: this.#clock, seq: this.seq };
+    const pending = this.#commonLog.filter((entry) => entry.pts > request.pts);
+    if (pending.length === 0) return { _: 'updates.differenceEmpty', date: this.#clock, seq: this.seq };
+    const missed = pending.slice(0, this.differenceSliceSize);
     const newMessages: tl.TypeMessage[] = [];
     const otherUpdates: tl.TypeUpdate[] = [];
     for (const { update } of missed) {
       if (update._ === 'updateNewMessage') newMessages.push(update.message);
       else otherUpdates.push(update);
     }
-    return { _: 'updates.difference', newMessages, newEncryptedMessages: [], otherUpdates, users: [...this.users.values()], chats: [...this.chats.values()], state: this.#state() };
+    const common = { newMessages, newEncryptedMessages: [], otherUpdates, users: [...this.users.values()], chats: [...this.chats.values()] };
+    if (missed.length === pending.length) return { _: 'updates.difference', ...common, state: this.#state() };
+    const last = missed[missed.length - 1] as LoggedUpdate;
+    return { _: 'updates.differenceSlice', ...common, intermediateState: { ...this.#state(), pts: last.pts } };
   }
 
   #channelDifference(request: tl.updates.RawGetChannelDifferenceRequest): tl.updates.TypeChannelDifference {
