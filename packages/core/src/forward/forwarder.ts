@@ -150,7 +150,7 @@ export class Forwarder {
   /** Per target and host: the newest attestation the target holds (`null`: none). */
   private readonly attestationsCopied = new Map<string, AttestationId | null>();
   private readonly archiveLogCopier = new ArchiveLogCopier();
-  /** A blob pass is due: at the first prune, after segments were pruned, after a failed pass. */
+  /** A blob pass is due: at the first prune, after segments were pruned, while another writer kept one from running. */
   private blobPassDue = true;
 
   constructor(options: ForwarderOptions) {
@@ -278,23 +278,28 @@ export class Forwarder {
     return done;
   }
 
-  /** One blob pass (see `prune`); a failure leaves it due for the next poll. */
+  /**
+   * One blob pass (see `prune`). A pass that fails (a target unreachable) is tried again after
+   * the next segments are pruned, not at every poll: each pass reads the spool's records once.
+   */
   private async pruneBlobs(spool: PrunableSpool, modifiedBefore: Date): Promise<void> {
     if (!spool.pruneBlobs) return;
     const held = async (sha256: string, size: number): Promise<boolean> => {
       for (const target of this.options.targets) if ((await target.sink.statBlob(sha256))?.size !== size) return false;
       return true;
     };
+    this.blobPassDue = false;
     try {
       const result = await spool.pruneBlobs({ modifiedBefore, held });
       if (result.skipped !== undefined) {
+        // Cheap to ask again (one lock attempt, before any reading).
+        this.blobPassDue = true;
         this.logger.info({ code: result.skipped }, 'blobs not pruned: another capture process has the spool open; retrying at the next poll');
         return;
       }
-      this.blobPassDue = false;
       if (result.blobs > 0) this.options.onBlobsPruned?.({ blobs: result.blobs, bytes: result.bytes });
     } catch (error) {
-      this.logger.warn({ code: (error as { code?: string }).code }, 'could not prune blobs from the spool; retrying at the next poll');
+      this.logger.warn({ code: (error as { code?: string }).code }, 'could not prune blobs from the spool; retrying after the next segments are pruned');
     }
   }
 

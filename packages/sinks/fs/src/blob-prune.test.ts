@@ -159,7 +159,10 @@ describe('captures racing blob pruning', () => {
     const held = async (sha256: string, size: number) => (await s3.statBlob(sha256))?.size === size;
     const pause = (turns: number) => new Promise<void>((resolve) => {
       let left = turns;
-      const step = () => (left-- <= 0 ? resolve() : setImmediate(step));
+      const step = (): void => {
+        if (left-- <= 0) resolve();
+        else setImmediate(step);
+      };
       step();
     });
     let refused = 0;

@@ -62,6 +62,8 @@ export interface BlobPruneHost {
   assertOpen(): void;
 }
 
+/** Targets asked about this many blobs at once (S3 HEAD requests). */
+const HELD_AT_ONCE = 16;
 /** Candidates checked per scan of the spool's records. */
 const CHUNK = 100_000;
 const SHA_MEMBER = Buffer.from('"sha256":"');
@@ -168,16 +170,22 @@ export class BlobPruneGuard {
           await forgetNamed(host, candidates);
           for (const sha256 of marked) if (!candidates.has(sha256)) marked.delete(sha256);
           let removed = false;
-          for (const [sha256, size] of candidates) {
+          const entries = [...candidates];
+          for (let at = 0; at < entries.length; at += HELD_AT_ONCE) {
             host.assertOpen();
-            if (this.putting.has(sha256) || !(await request.held(sha256, size))) continue;
-            await unlink(layout.blob(sha256)).catch((error: unknown) => {
-              if (!isNotFound(error)) throw error;
-            });
-            host.forgetDurable(sha256);
-            removed = true;
-            blobs++;
-            bytes += size;
+            const batch = entries.slice(at, at + HELD_AT_ONCE);
+            const answers = await Promise.all(batch.map(([sha256, size]) => request.held(sha256, size)));
+            for (const [index, [sha256, size]] of batch.entries()) {
+              // A put of it still writing: someone is about to name it.
+              if (answers[index] !== true || this.putting.has(sha256)) continue;
+              await unlink(layout.blob(sha256)).catch((error: unknown) => {
+                if (!isNotFound(error)) throw error;
+              });
+              host.forgetDurable(sha256);
+              removed = true;
+              blobs++;
+              bytes += size;
+            }
           }
           if (removed) await syncDirectory(layout.blobsDir);
         } finally {
