@@ -27,7 +27,7 @@
  * once per 100,000 candidates — all bounded by what the spool holds, not by the archive. Memory:
  * the candidates of one chunk (≤ 100,000 names, ~10 MB) and a 1 MiB read buffer.
  */
-import { lstat, readdir, unlink } from 'node:fs/promises';
+import { lstat, opendir, readdir, unlink } from 'node:fs/promises';
 import type * as Sqlite from 'node:sqlite';
 import { OffchannelError, blobNamesIn, isSha256Hex, isStreamName } from '@offchannel/core';
 import type { ArchiveLayout } from './archive-layout.ts';
@@ -147,13 +147,9 @@ export class BlobPruneGuard {
       this.active = true;
       const { layout } = host;
       const cutoff = request.modifiedBefore.getTime();
-      const names = (await readdir(layout.blobsDir).catch((error: unknown) => {
-        if (isNotFound(error)) return [];
-        throw error;
-      })).filter((name) => isSha256Hex(name));
-      for (let start = 0; start < names.length; start += CHUNK) {
+      for await (const chunk of candidateChunks(layout.blobsDir)) {
         const candidates = new Map<string, number>();
-        for (const name of names.slice(start, start + CHUNK)) {
+        for (const name of chunk) {
           const info = await lstat(layout.blob(name)).catch(() => undefined);
           if (info?.isFile() && info.mtimeMs < cutoff) candidates.set(name, info.size);
         }
@@ -198,6 +194,30 @@ export class BlobPruneGuard {
     }
     return { blobs, bytes };
   }
+}
+
+/**
+ * The blob names in `dir`, read as a stream, in chunks of at most {@link CHUNK}: memory stays
+ * bounded whatever the directory holds. (Entries removed meanwhile are never read twice.)
+ */
+async function* candidateChunks(dir: string): AsyncGenerator<string[]> {
+  let handle;
+  try {
+    handle = await opendir(dir, { bufferSize: 256 });
+  } catch (error) {
+    if (isNotFound(error)) return;
+    throw error;
+  }
+  let chunk: string[] = [];
+  for await (const entry of handle) {
+    if (!isSha256Hex(entry.name)) continue;
+    chunk.push(entry.name);
+    if (chunk.length >= CHUNK) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield chunk;
 }
 
 /** Removes from `candidates` every blob a record still in the spool may name (any stream). */
