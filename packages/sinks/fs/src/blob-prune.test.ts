@@ -11,6 +11,8 @@ import path from 'node:path';
 import { type BlobsPrunedEvent, Forwarder, Recorder, type Sink, blobNamesIn, generateEd25519NoteKey, sha256Hex, verifyArchive } from '@offchannel/core';
 import { MemoryStorage, createMemorySink } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ArchiveLayout } from './archive-layout.ts';
+import { BlobPruneGuard, SpoolPresence } from './blob-prune.ts';
 import { type FsSink, openFsSink } from './fs-sink.ts';
 
 const key = generateEd25519NoteKey('archive.example/offchannel');
@@ -220,6 +222,49 @@ describe('captures racing blob pruning', () => {
     expect(pruned).toBeGreaterThan(0);
     console.info(`blob-prune race: ${ROUNDS} rounds, ${pruned} blobs pruned, ${refused} captures refused and retried`);
     await spool.close();
+  });
+});
+
+describe('BlobPruneGuard in chunks', () => {
+  it('decides about every blob when the candidates take several scans of the records', { timeout: 60_000 }, async () => {
+    const dir = path.join(work, 'spool');
+    const sink = await openFsSink({ dir });
+    const recorder = new Recorder({ sink, clock });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    // 20 blobs named by records, 25 named by none; S3 holds every other blob.
+    const named = Array.from({ length: 20 }, (_, index) => bytesOf(`named ${index}`));
+    for (const [index, bytes] of named.entries()) await writer.capture(message('alice', index, [bytes]));
+    await recorder.close();
+    const loose = Array.from({ length: 25 }, (_, index) => bytesOf(`loose ${index}`));
+    for (const bytes of loose) await sink.putBlob(sha256Hex(bytes), bytes);
+    await sink.close();
+    const layout = new ArchiveLayout(dir);
+    const presence = await SpoolPresence.open(layout);
+    const held = new Set([...named, ...loose].map((bytes) => sha256Hex(bytes)).filter((_, index) => index % 2 === 0));
+    let barriers = 0;
+    const result = await new BlobPruneGuard(7).prune(
+      {
+        layout,
+        forgetDurable: () => undefined,
+        barrier: () => {
+          barriers++;
+          return Promise.resolve();
+        },
+        assertOpen: () => undefined,
+      },
+      presence,
+      { modifiedBefore: FAR_FUTURE, held: (sha256) => Promise.resolve(held.has(sha256)) },
+    );
+    presence.release();
+    expect(barriers).toBe(Math.ceil(45 / 7));
+    const expected = loose.filter((bytes) => held.has(sha256Hex(bytes)));
+    expect(result).toEqual({ blobs: expected.length, bytes: expected.reduce((sum, bytes) => sum + bytes.length, 0) });
+    const left = await blobNames(dir);
+    for (const bytes of named) expect(left.has(sha256Hex(bytes))).toBe(true);
+    for (const bytes of loose) expect(left.has(sha256Hex(bytes))).toBe(!held.has(sha256Hex(bytes)));
+    const reopened = await openFsSink({ dir, readOnly: true });
+    await verifyOk(reopened, false);
+    await reopened.close();
   });
 });
 

@@ -79,6 +79,12 @@ export class BlobPruneGuard {
   /** Puts in flight past the mark check, per blob. */
   private readonly putting = new Map<string, number>();
   private running: Promise<unknown> | undefined;
+  /** Candidates per scan of the records (a test makes it small to exercise several). */
+  private readonly chunk: number;
+
+  constructor(chunk = CHUNK) {
+    this.chunk = chunk;
+  }
 
   /** For `putBlob`: a promise to wait on (then put again) when `sha256` is being pruned. */
   beforePut(sha256: string): Promise<void> | undefined {
@@ -147,7 +153,7 @@ export class BlobPruneGuard {
       this.active = true;
       const { layout } = host;
       const cutoff = request.modifiedBefore.getTime();
-      for await (const chunk of candidateChunks(layout.blobsDir)) {
+      for await (const chunk of candidateChunks(layout.blobsDir, this.chunk)) {
         const candidates = new Map<string, number>();
         for (const name of chunk) {
           const info = await lstat(layout.blob(name)).catch(() => undefined);
@@ -197,10 +203,10 @@ export class BlobPruneGuard {
 }
 
 /**
- * The blob names in `dir`, read as a stream, in chunks of at most {@link CHUNK}: memory stays
+ * The blob names in `dir`, read as a stream, in chunks of at most `size`: memory stays
  * bounded whatever the directory holds. (Entries removed meanwhile are never read twice.)
  */
-async function* candidateChunks(dir: string): AsyncGenerator<string[]> {
+async function* candidateChunks(dir: string, size: number): AsyncGenerator<string[]> {
   let handle;
   try {
     handle = await opendir(dir, { bufferSize: 256 });
@@ -212,7 +218,7 @@ async function* candidateChunks(dir: string): AsyncGenerator<string[]> {
   for await (const entry of handle) {
     if (!isSha256Hex(entry.name)) continue;
     chunk.push(entry.name);
-    if (chunk.length >= CHUNK) {
+    if (chunk.length >= size) {
       yield chunk;
       chunk = [];
     }
