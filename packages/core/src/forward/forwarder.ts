@@ -152,6 +152,7 @@ export class Forwarder {
   private readonly archiveLogCopier = new ArchiveLogCopier();
   /** A blob pass is due: at the first prune, after segments were pruned, while another writer kept one from running. */
   private blobPassDue = true;
+  private blobPassSkipped = false;
 
   constructor(options: ForwarderOptions) {
     if (options.targets.length === 0) throw new RangeError('the forwarder needs at least one target');
@@ -292,11 +293,13 @@ export class Forwarder {
     try {
       const result = await spool.pruneBlobs({ modifiedBefore, held });
       if (result.skipped !== undefined) {
-        // Cheap to ask again (one lock attempt, before any reading).
+        // Cheap to ask again (one lock attempt, before any reading); said once, not every poll.
         this.blobPassDue = true;
-        this.logger.info({ code: result.skipped }, 'blobs not pruned: another capture process has the spool open; retrying at the next poll');
+        if (!this.blobPassSkipped) this.logger.info({ code: result.skipped }, 'blobs not pruned: another capture process has the spool open; retrying at each poll');
+        this.blobPassSkipped = true;
         return;
       }
+      this.blobPassSkipped = false;
       if (result.blobs > 0) this.options.onBlobsPruned?.({ blobs: result.blobs, bytes: result.bytes });
     } catch (error) {
       this.logger.warn({ code: (error as { code?: string }).code }, 'could not prune blobs from the spool; retrying after the next segments are pruned');

@@ -9,7 +9,7 @@ import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BlobsPrunedEvent, Forwarder, Recorder, type Sink, blobNamesIn, generateEd25519NoteKey, sha256Hex, verifyArchive } from '@offchannel/core';
-import { MemoryStorage, createMemorySink } from '@offchannel/core/testing';
+import { MemoryStorage, createMemorySink, createRecordingLogger } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ArchiveLayout } from './archive-layout.ts';
 import { BlobPruneGuard, SpoolPresence } from './blob-prune.ts';
@@ -297,6 +297,27 @@ describe('another writer on the spool', () => {
       await new Promise((resolve) => holder.once('exit', resolve));
     }
     expect(await spool.pruneBlobs({ modifiedBefore: FAR_FUTURE, held: () => Promise.resolve(true) })).toEqual({ blobs: 1, bytes: bytes.length });
+    await spool.close();
+  });
+
+  it('the forwarder keeps a skipped pass due, says so once, and runs it when the other writer is gone', { timeout: 60_000 }, async () => {
+    const dir = path.join(work, 'spool');
+    const spool = await openFsSink({ dir });
+    const bytes = bytesOf('stored by a capture whose record S3 holds');
+    await spool.putBlob(sha256Hex(bytes), bytes);
+    const target = createMemorySink();
+    await target.putBlob(sha256Hex(bytes), bytes);
+    const logger = createRecordingLogger();
+    const forwarder = new Forwarder({ spool, targets: [{ name: 't', sink: target }], pollMs: 60_000, logger, prune: { minAgeMs: 0, now: () => FAR_FUTURE } });
+    forwarder.start();
+    const other = await openFsSink({ dir });
+    for (let poll = 0; poll < 3; poll++) await forwarder.prune();
+    expect(logger.lines.filter((line) => line.message?.startsWith('blobs not pruned') === true)).toHaveLength(1);
+    expect((await blobNames(dir)).has(sha256Hex(bytes))).toBe(true);
+    await other.close();
+    await forwarder.prune();
+    await forwarder.stop();
+    expect((await blobNames(dir)).has(sha256Hex(bytes))).toBe(false);
     await spool.close();
   });
 
