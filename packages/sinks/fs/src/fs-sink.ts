@@ -139,7 +139,8 @@ export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
   }
   const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
   if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 1) throw new InvalidBatchError('segmentBytes must be a positive integer');
-  // Every writer is present on the spool while open: another's blob pruning waits for none (blob-prune.ts).
+  // A writable sink holds the spool's shared writer lock while open: a blob-pruning pass runs
+  // only while no other sink holds it (blob-prune.ts).
   const presence = readOnly ? undefined : await SpoolPresence.open(layout);
   return new FsSink(layout, readOnly, segmentBytes, redactingLogger(options.logger ?? noopLogger).child({ component: 'sink-fs' }), presence);
 }
