@@ -139,7 +139,7 @@ export type { PendingBlob, PreparedCapture, RecordTemplate } from './recorder/pr
 
 // Spool and replication
 export { ForwardDivergedError, ForwardStoppedError, ForwardTimeoutError, Forwarder } from './forward/forwarder.ts';
-export type { ForwardStreamStatus, ForwardTarget, ForwardedEvent, ForwarderOptions, ForwarderStatus, PrunableSpool, PruneOptions, PrunedEvent } from './forward/forwarder.ts';
+export type { BlobsPrunedEvent, ForwardStreamStatus, ForwardTarget, ForwardedEvent, ForwarderOptions, ForwarderStatus, PrunableSpool, PruneOptions, PrunedEvent } from './forward/forwarder.ts';
 
 // Secret state store
 export { openStateStore } from './state/secret-store.ts';

@@ -224,8 +224,11 @@ export class ForwardLane {
     for (const sha256 of wanted) {
       if (worm || !(await sink.statBlob(sha256))) {
         const bytes = await spool.getBlob(sha256);
-        if (!bytes) throw new Error(`blob ${sha256} named by a record is missing from the spool (run offchannel verify on it)`);
-        await sink.putBlob(sha256, bytes);
+        if (bytes) await sink.putBlob(sha256, bytes);
+        else if (!(await sink.statBlob(sha256))) throw new Error(`blob ${sha256} named by a record is missing from the spool (run offchannel verify on it)`);
+        // Pruned from the spool (another process's pass, or an older version) but the target
+        // holds it: go on rather than stall; its retention is not extended for this record.
+        else this.logger.warn({ blob: sha256 }, 'a blob named by a record is no longer in the spool but the target holds it; copying the record');
       }
       if (worm) continue;
       if (this.blobsKnown.size >= 100_000) this.blobsKnown.clear();

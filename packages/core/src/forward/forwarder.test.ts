@@ -332,6 +332,33 @@ describe('Forwarder', () => {
     await recorder.close();
   });
 
+  it('copies a record whose blob is gone from the spool when the WORM target already holds it, rather than stall; stalls (and says why) when no one holds it', async () => {
+    const spool = new MemoryStorage();
+    const remote = new MemoryStorage();
+    const remoteSink = createMemorySink(remote);
+    const worm: Sink = { ...flaky(remoteSink, () => false), guarantees: { ...remoteSink.guarantees, retention: 'compliance-lock' } };
+    const recorder = new Recorder({ sink: createMemorySink(spool), allowVolatileSink: true });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    const held = { bytes: new TextEncoder().encode('pruned from the spool, held by S3'), mime: 'text/plain' };
+    const lost = { bytes: new TextEncoder().encode('held by no one'), mime: 'text/plain' };
+    await writer.capture({ ...message(1), attachments: [held] });
+    await writer.capture({ ...message(2), attachments: [lost] });
+    await recorder.close();
+    // Another process pruned both blobs from the spool; the target got the first one earlier.
+    await remoteSink.putBlob(sha256Hex(held.bytes), held.bytes);
+    spool.blobs.delete(sha256Hex(held.bytes));
+    spool.blobs.delete(sha256Hex(lost.bytes));
+    const logger = createRecordingLogger();
+    const forwarder = new Forwarder({ spool: createMemorySink(spool), targets: [{ name: 'worm', sink: worm }], maxBatchRecords: 1, minRetryMs: 5, maxRetryMs: 20, logger });
+    forwarder.start();
+    await expect(forwarder.drain({ timeoutMs: 1000 })).rejects.toMatchObject({ code: 'FORWARD_TIMEOUT' });
+    // Record 1 went through; record 2 waits for a blob that exists nowhere.
+    expect((await remoteSink.head('demo:alice')).seq).toBe(1);
+    expect(forwarder.status().targets[0]?.streams[0]).toMatchObject({ state: 'retrying', lastError: expect.stringMatching(/blob [0-9a-f]{64} named by a record is missing from the spool/) as string });
+    expect(logger.text()).toContain('no longer in the spool but the target holds it');
+    await forwarder.stop();
+  });
+
   it('refuses a target that is the spool, and duplicate target names', () => {
     const spool = createMemorySink();
     expect(() => new Forwarder({ spool, targets: [] })).toThrow(/at least one target/);

@@ -58,10 +58,16 @@ export interface ForwarderOptions {
    * start-up and recovery need them), and they were sealed at least `minAgeMs` ago — or,
    * whatever their age, while the stream's segments in the spool exceed `maxBytes`. Never what
    * a target has not acknowledged. The spool must implement {@link PrunableSpool}.
+   *
+   * Blobs too, when the spool can (`pruneBlobs`): after a poll that pruned segments (and at the
+   * first poll), blobs written at least `minAgeMs` ago that no record still in the spool names,
+   * of any stream, go once EVERY target confirms it holds them (`statBlob`, same size).
    */
   readonly prune?: PruneOptions;
   /** Called after segments were pruned from the spool. */
   readonly onPruned?: (event: PrunedEvent) => void;
+  /** Called after blobs were pruned from the spool. */
+  readonly onBlobsPruned?: (event: BlobsPrunedEvent) => void;
   /**
    * Archive logs to copy (`archive-log`, or a shard's; see `witness/archive-log.ts`): checkpoints,
    * cosigned copies, tiles. An archive checkpoint reaches a target only after the stream
@@ -88,12 +94,21 @@ export interface PrunedEvent {
   readonly heldBytes: number;
 }
 
+/** Blobs removed from the spool by one pass. */
+export interface BlobsPrunedEvent {
+  readonly blobs: number;
+  readonly bytes: number;
+}
+
 /**
  * A spool that can drop the oldest sealed segments of a stream (`@offchannel/sink-fs`'s
- * `FsSink.prune`): only whole segments whose records all lie below `below`, oldest first.
+ * `FsSink.prune`): only whole segments whose records all lie below `below`, oldest first; and,
+ * optionally, blobs no record it still holds names (`FsSink.pruneBlobs`), written before
+ * `modifiedBefore`, that `held` says every target holds.
  */
 export interface PrunableSpool {
   prune(stream: string, request: { readonly below: number; readonly sealedBefore?: Date; readonly maxBytes?: number; readonly now?: Date }): Promise<Omit<PrunedEvent, 'stream'>>;
+  pruneBlobs?(request: { readonly modifiedBefore: Date; readonly held: (sha256: string, size: number) => Promise<boolean> }): Promise<BlobsPrunedEvent & { readonly skipped?: string }>;
 }
 
 export interface ForwardedEvent {
@@ -135,6 +150,9 @@ export class Forwarder {
   /** Per target and host: the newest attestation the target holds (`null`: none). */
   private readonly attestationsCopied = new Map<string, AttestationId | null>();
   private readonly archiveLogCopier = new ArchiveLogCopier();
+  /** A blob pass is due: at the first prune, after segments were pruned, while another writer kept one from running. */
+  private blobPassDue = true;
+  private blobPassSkipped = false;
 
   constructor(options: ForwarderOptions) {
     if (options.targets.length === 0) throw new RangeError('the forwarder needs at least one target');
@@ -256,7 +274,36 @@ export class Forwarder {
         this.logger.warn({ stream, code: (error as { code?: string }).code }, 'could not prune the spool; retrying at the next poll');
       }
     }
+    if (done.length > 0) this.blobPassDue = true;
+    if (this.blobPassDue && this.running) await this.pruneBlobs(spool, new Date(now.getTime() - options.minAgeMs));
     return done;
+  }
+
+  /**
+   * One blob pass (see `prune`). A pass that fails (a target unreachable) is tried again after
+   * the next segments are pruned, not at every poll: each pass reads the spool's records once.
+   */
+  private async pruneBlobs(spool: PrunableSpool, modifiedBefore: Date): Promise<void> {
+    if (!spool.pruneBlobs) return;
+    const held = async (sha256: string, size: number): Promise<boolean> => {
+      for (const target of this.options.targets) if ((await target.sink.statBlob(sha256))?.size !== size) return false;
+      return true;
+    };
+    this.blobPassDue = false;
+    try {
+      const result = await spool.pruneBlobs({ modifiedBefore, held });
+      if (result.skipped !== undefined) {
+        // Cheap to ask again (one lock attempt, before any reading); said once, not every poll.
+        this.blobPassDue = true;
+        if (!this.blobPassSkipped) this.logger.info({ code: result.skipped }, 'blobs not pruned: another capture process has the spool open; retrying at each poll');
+        this.blobPassSkipped = true;
+        return;
+      }
+      this.blobPassSkipped = false;
+      if (result.blobs > 0) this.options.onBlobsPruned?.({ blobs: result.blobs, bytes: result.bytes });
+    } catch (error) {
+      this.logger.warn({ code: (error as { code?: string }).code }, 'could not prune blobs from the spool; retrying after the next segments are pruned');
+    }
   }
 
   /** Stops after the copies in progress finish. Sinks are not closed. */

@@ -50,6 +50,7 @@ import {
   tilePath,
 } from '@offchannel/core';
 import { ARCHIVE_FORMAT, ATTESTATION_FILE, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
+import { type BlobPruneRequest, type BlobPruneResult, BlobPruneGuard, SpoolPresence } from './blob-prune.ts';
 import { auditArchive } from './fs-audit.ts';
 import { SegmentDigests } from './segment-digests.ts';
 import { SegmentPieces, countLines } from './segment-pieces.ts';
@@ -138,7 +139,10 @@ export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
   }
   const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
   if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 1) throw new InvalidBatchError('segmentBytes must be a positive integer');
-  return new FsSink(layout, readOnly, segmentBytes, redactingLogger(options.logger ?? noopLogger).child({ component: 'sink-fs' }));
+  // A writable sink holds the spool's shared writer lock while open: a blob-pruning pass runs
+  // only while no other sink holds it (blob-prune.ts).
+  const presence = readOnly ? undefined : await SpoolPresence.open(layout);
+  return new FsSink(layout, readOnly, segmentBytes, redactingLogger(options.logger ?? noopLogger).child({ component: 'sink-fs' }), presence);
 }
 
 /** Bytes read at a time; memory stays flat and a caller that stops early stops the read. */
@@ -232,11 +236,15 @@ export class FsSink implements Sink {
   private readonly unlinkedStreams = new Set<string>();
   /** Blob writes at once (each holds up to two file descriptors). */
   private readonly blobIo = new IoLimit(BLOB_WRITES_AT_ONCE);
+  /** Blob pruning's marks and checks (blob-prune.ts). */
+  private readonly blobGuard = new BlobPruneGuard();
+  private readonly presence: SpoolPresence | undefined;
   private closed = false;
 
   /** Use {@link openFsSink}. */
-  constructor(layout: ArchiveLayout, readOnly: boolean, segmentBytes: number, logger: Logger) {
+  constructor(layout: ArchiveLayout, readOnly: boolean, segmentBytes: number, logger: Logger, presence?: SpoolPresence) {
     this.layout = layout;
+    this.presence = presence;
     this.dir = layout.root;
     this.readOnly = readOnly;
     this.segmentBytes = segmentBytes;
@@ -260,6 +268,8 @@ export class FsSink implements Sink {
     const appender = open && !open.broken ? open : await this.appender(batch.stream);
     return appender.exclusive(async () => {
       this.assertWritable();
+      const blobsChecked = this.blobGuard.beforeAppend(batch.records, (sha256) => this.durableBlobs.has(sha256), async (sha256) => (await this.statBlob(sha256)) !== undefined);
+      if (blobsChecked) await blobsChecked;
       try {
         return await appender.append(batch);
       } catch (error) {
@@ -354,7 +364,7 @@ export class FsSink implements Sink {
    * the stream's spool exceeds `maxBytes` without. Never the stream's last segment, never out
    * of order (only a prefix goes), never past a segment that does not qualify. The pruned
    * prefix is written first, durably, then the files are removed (see `pruned-prefix.ts`).
-   * Runs under the stream's writer lock, between appends. Blobs are not pruned.
+   * Runs under the stream's writer lock, between appends. Blobs go by {@link pruneBlobs}.
    */
   async prune(stream: string, request: PruneRequest): Promise<PruneResult> {
     this.assertWritable();
@@ -406,6 +416,33 @@ export class FsSink implements Sink {
     });
   }
 
+  /**
+   * Blob pruning: removes blobs no record still in the spool names (any stream), written before
+   * `request.modifiedBefore`, that `request.held` confirms every forward target holds. Safe
+   * against captures in this sink storing or naming the same blobs meanwhile; skipped while
+   * another writable sink has the spool open. See blob-prune.ts.
+   */
+  async pruneBlobs(request: BlobPruneRequest): Promise<BlobPruneResult> {
+    this.assertWritable();
+    const presence = this.presence as SpoolPresence;
+    const result = await this.blobGuard.prune(
+      {
+        layout: this.layout,
+        forgetDurable: (sha256) => this.durableBlobs.delete(sha256),
+        barrier: async () => {
+          await Promise.all([...this.openAppenders.values()].map((appender) => appender.exclusive(async () => undefined)));
+        },
+        assertOpen: () => {
+          this.assertOpen();
+        },
+      },
+      presence,
+      request,
+    );
+    if (result.blobs > 0) this.logger.info({ count: result.blobs, bytes: result.bytes }, 'pruned forwarded blobs from the spool');
+    return result;
+  }
+
   async streams(): Promise<readonly string[]> {
     this.assertOpen();
     let entries: Dirent[] = [];
@@ -444,8 +481,11 @@ export class FsSink implements Sink {
     assertBlobName(sha256);
     if (!(bytes instanceof Uint8Array)) throw new BlobMismatchError(sha256, 'bytes must be a Uint8Array');
     if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
+    // Being pruned: wait for the pass, then store it again (never the fast path; blob-prune.ts).
+    const pruning = this.blobGuard.beforePut(sha256);
+    if (pruning) return pruning.then(() => this.putBlob(sha256, bytes));
     if (this.durableBlobs.has(sha256)) return { created: false };
-    return this.blobIo.run(() => this.storeBlob(sha256, bytes));
+    return this.blobGuard.track(sha256, this.blobIo.run(() => this.storeBlob(sha256, bytes)));
   }
 
   private async storeBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
@@ -626,10 +666,12 @@ export class FsSink implements Sink {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.blobGuard.idle();
     const appenders = await Promise.allSettled(this.appenders.values());
     this.appenders.clear();
     this.openAppenders.clear();
     for (const result of appenders) if (result.status === 'fulfilled') await result.value.close();
+    this.presence?.release();
   }
 
   private async appender(stream: string): Promise<StreamAppender> {

@@ -15,7 +15,8 @@ export interface StreamLock {
 
 let sqlite: Promise<typeof Sqlite> | undefined;
 
-async function loadSqlite(): Promise<typeof Sqlite> {
+/** node:sqlite, loaded once (also for the spool's writer presence, blob-prune.ts). */
+export async function loadSqlite(): Promise<typeof Sqlite> {
   sqlite ??= import('node:sqlite').catch((error: unknown) => {
     sqlite = undefined;
     throw new Error('the fs sink needs node:sqlite for its writer lock: use Node.js 22.13 or newer (or run Node 22.12 with --experimental-sqlite).', { cause: error });

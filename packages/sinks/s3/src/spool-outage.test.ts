@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { type CaptureInput, Forwarder, type PrunedEvent, Recorder, type StreamHead, generateEd25519NoteKey, verifyArchive } from '@offchannel/core';
+import { type BlobsPrunedEvent, type CaptureInput, Forwarder, type PrunedEvent, blobNamesIn, Recorder, type StreamHead, generateEd25519NoteKey, verifyArchive } from '@offchannel/core';
 import { createRecordingLogger } from '@offchannel/core/testing';
 import { openFsSink } from '@offchannel/sink-fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -137,7 +137,7 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
     }
   });
 
-  it('a bounded spool grows while radosgw is down and shrinks after it returns; nothing is lost, both verify', async () => {
+  it('a bounded spool — segments and blobs — grows while radosgw is down and shrinks after it returns; nothing is lost, both verify', async () => {
     const bucket = await createBucket();
     const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-bounded-'));
     const logger = createRecordingLogger();
@@ -149,10 +149,25 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
       }
       return total;
     };
+    // Raw evidence is most of a spool's bytes: every fourth message carries a 4 KiB attachment of
+    // its own, and every hundredth one both custodians received (one blob, named by two streams).
+    const blobBytes = async () => {
+      let total = 0;
+      for (const name of await readdir(path.join(dir, 'blobs', 'sha256'))) total += (await stat(path.join(dir, 'blobs', 'sha256', name))).size;
+      return total;
+    };
+    const evidence = (account: string, index: number): CaptureInput => {
+      const attachments = [
+        ...(index % 4 === 0 ? [{ bytes: new TextEncoder().encode(`evidence ${account} ${index} `.repeat(200).slice(0, 4096)), mime: 'application/octet-stream' }] : []),
+        ...(index % 100 === 7 ? [{ bytes: new TextEncoder().encode(`shared evidence ${index} `.repeat(100)), mime: 'application/octet-stream' }] : []),
+      ];
+      return { ...message(account, index), ...(attachments.length > 0 ? { attachments } : {}) };
+    };
     try {
       const spool = await openFsSink({ dir, segmentBytes: 16_000 });
       const remote = await openS3Sink(sinkOptions(bucket, { endpoint, maxAttempts: 1, requestTimeoutMs: 5000 }));
       const pruned: PrunedEvent[] = [];
+      const blobsPruned: BlobsPrunedEvent[] = [];
       const forwarder = new Forwarder({
         spool,
         targets: [{ name: 'ceph', sink: remote }],
@@ -163,19 +178,21 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
         // Segments may go as soon as S3 holds them (a real deployment keeps days: minAgeMs).
         prune: { minAgeMs: 0, now: () => new Date('2100-01-01T00:00:00Z') },
         onPruned: (event) => pruned.push(event),
+        onBlobsPruned: (event) => blobsPruned.push(event),
       });
       const recorder = new Recorder({ sink: forwarder.sink, logger, checkpoints: { signer: key, everyRecords: 100 } });
       forwarder.start();
       const writers = ['dave', 'erin'].map((account) => recorder.writer({ channel: 'demo', account, source }));
       const capture = async (from: number, to: number) => {
         for (let index = from; index < to; index++) {
-          for (const result of await Promise.all(writers.map((writer) => writer.capture(message(writer.account, index))))) expect(result.status).toBe('recorded');
+          for (const result of await Promise.all(writers.map((writer) => writer.capture(evidence(writer.account, index))))) expect(result.status).toBe('recorded');
         }
       };
       await capture(0, 400);
       await forwarder.drain({ timeoutMs: 60_000 });
       await forwarder.prune();
       const before = await spoolBytes();
+      const blobsBefore = await blobBytes();
       const prunedBefore = (await spool.pruned('demo:dave'))?.seq ?? 0;
       expect(prunedBefore).toBeGreaterThan(0);
 
@@ -184,13 +201,16 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
       expect(held).toBe(400);
       await rgw('stop', name);
       let during: number;
+      let blobsDuring: number;
       try {
         await capture(400, 1400);
         await new Promise((resolve) => setTimeout(resolve, 600)); // several polls with the target down
         await forwarder.prune();
         during = await spoolBytes();
+        blobsDuring = await blobBytes();
         for (const stream of ['demo:dave', 'demo:erin']) expect((await spool.pruned(stream))?.seq ?? 0).toBeLessThan(held);
         expect(during).toBeGreaterThan(before * 2);
+        expect(blobsDuring).toBeGreaterThan(blobsBefore * 2);
       } finally {
         await rgw('start', name, String(port));
       }
@@ -199,8 +219,11 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
       await forwarder.prune();
       await forwarder.stop();
       const after = await spoolBytes();
+      const blobsAfter = await blobBytes();
       expect(after).toBeLessThan(during / 3);
+      expect(blobsAfter).toBeLessThan(blobsDuring / 3);
       expect(pruned.length).toBeGreaterThan(0);
+      expect(blobsPruned.reduce((sum, event) => sum + event.bytes, 0)).toBeGreaterThan(blobsDuring / 2);
 
       const reader = await openS3Sink(sinkOptions(bucket, { readOnly: true }));
       const inBucket = await verifyArchive(reader, { verifiers: [key.verifier] });
@@ -209,6 +232,18 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
         ['demo:dave', 1400, undefined],
         ['demo:erin', 1400, undefined],
       ]);
+      // Nothing lost: every blob a record in S3 names is in S3, whole (verify checks each too).
+      let named = 0;
+      for (const stream of ['demo:dave', 'demo:erin']) {
+        for await (const stored of reader.read(stream)) {
+          for (const sha256 of blobNamesIn(stored.bytes)) {
+            named++;
+            expect(await reader.statBlob(sha256), `${stream} seq ${stored.seq}`).toBeDefined();
+          }
+        }
+      }
+      expect(named).toBeGreaterThan(700);
+      // The spool verifies alone: every record it still holds names a blob it still holds.
       const inSpool = await verifyArchive(spool, { verifiers: [key.verifier] });
       expect(inSpool.failures).toEqual([]);
       expect(inSpool.warnings.filter((warning) => warning.code === 'PRUNED')).toHaveLength(2);
@@ -217,7 +252,7 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
       await reader.close();
       await remote.close();
       await spool.close();
-      console.info(`bounded spool: ${before} bytes before the outage, ${during} during, ${after} after (${(after / during).toFixed(2)} of the peak)`);
+      console.info(`bounded spool: segments ${before} bytes before the outage, ${during} during, ${after} after (${(after / during).toFixed(2)} of the peak); blobs ${blobsBefore}, ${blobsDuring}, ${blobsAfter} (${(blobsAfter / blobsDuring).toFixed(2)})`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
