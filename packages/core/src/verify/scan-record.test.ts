@@ -84,10 +84,13 @@ let decided = 0;
 
 /** What verify-chunk concludes now: the scan, or decodeRecord where it does not decide. */
 function current(line: Buffer): Verdict {
-  const scanned = scanner.scan(line);
+  // Scanned where verify-chunk finds it: between other records' bytes.
+  const bytes = Buffer.concat([Buffer.from('{"x":1}\n'), line, Buffer.from('\n,"x":1}\n')]);
+  const scanned = scanner.scan(bytes, 8, 8 + line.length);
+  expect(scanner.scan(line), 'same answer without the bytes around').toEqual(scanned && { ...scanned, prevAt: scanned.prevAt - 8 });
   if (!scanned) return reference(line);
   decided++;
-  const prev = line.latin1Slice(scanned.prevAt, scanned.prevAt + 64);
+  const prev = bytes.latin1Slice(scanned.prevAt, scanned.prevAt + 64);
   return { ok: true, facts: { seq: scanned.seq, prev, fingerprint: scanned.keyFingerprint, blobs: scanned.blobs ?? [] } };
 }
 
@@ -115,7 +118,8 @@ function mutate(value: unknown, path: readonly (string | number)[], change: (par
 
 const REPLACEMENTS: unknown[] = [0, 1, -1, 1.5, 2 ** 53, 1e21, '', 'x', 'x'.repeat(1024), 'x'.repeat(1025), 'é'.repeat(1024), '😀'.repeat(512), '😀'.repeat(513), 'a\u0000b', true, false, null, [], {}, ['a'], { a: 'b' }, { id: 'x' }, [{ a: 1 }], PREV, PREV.toUpperCase(), '2026-02-29T00:00:00Z', '2026-13-01T00:00:00Z', '2026-11-21T24:00:00Z', '2026-11-21T09:30:00.Z', '2026-11-21T09:30:00.1234567890Z', 'stored', 'unavailable', 'bench:alice', 'whatsapp', 'alice', 'message', 'system'];
 
-describe('RecordScanner', () => {
+// Thousands of cases each: ample time on a busy machine.
+describe('RecordScanner', { timeout: 120_000 }, () => {
   it('decides every valid record it knows (all but membership and system details), with the same facts', () => {
     for (const record of VALID) {
       const bytes = line(record);

@@ -29,7 +29,7 @@ export type ScannedBlob = readonly [field: string, sha256: string, size: number]
 
 export interface ScannedRecord {
   readonly seq: number;
-  /** Offset in the line of `prev`'s 64 lowercase hex characters. */
+  /** Offset in the bytes scanned of `prev`'s 64 lowercase hex characters. */
   readonly prevAt: number;
   /** `keyFingerprint(record.key)`. */
   readonly keyFingerprint: number;
@@ -104,7 +104,7 @@ const INBOUND_OUTBOUND = ['inbound', 'outbound'].map(ascii);
 const TRUE = ascii('true');
 const FALSE = ascii('false');
 
-// The line being scanned, the position in it, and the span of the last string read.
+// The bytes being scanned, the position in them, and the span of the last string read.
 const EMPTY = Buffer.alloc(0);
 let line: Buffer = EMPTY;
 let at = 0;
@@ -128,14 +128,18 @@ export class RecordScanner {
     this.account = ascii(parts?.[2] ?? '');
   }
 
-  /** The facts of `bytes` (one stored record, no newline), or `undefined`: decode it with `decodeRecord`. */
-  scan(bytes: Uint8Array): ScannedRecord | undefined {
-    if (!this.stream || bytes.length > MAX_RECORD_BYTES) return undefined;
-    line = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    at = 0;
+  /**
+   * The facts of the record in `bytes` from `start` to `end` (one stored record, without its
+   * newline; offsets in the result are in `bytes`), or `undefined`: decode it with
+   * `decodeRecord`. Nothing past `end` is accepted as part of the record.
+   */
+  scan(bytes: Buffer, start = 0, end = bytes.length): ScannedRecord | undefined {
+    if (!this.stream || end - start > MAX_RECORD_BYTES || start < 0 || end > bytes.length) return undefined;
+    line = bytes;
+    at = start;
     try {
       const facts = this.record();
-      return at === line.length ? facts : undefined;
+      return at === end ? facts : undefined;
     } catch {
       // UNDECIDED, or anything unforeseen: decodeRecord decides.
       return undefined;
