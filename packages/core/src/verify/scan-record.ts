@@ -46,8 +46,9 @@ const COLON = 0x3a;
 const CLASS = new Uint8Array(256);
 for (let byte = 0; byte < 256; byte++) CLASS[byte] = byte < 0x20 ? 3 : byte === QUOTE ? 1 : byte === BACKSLASH ? 2 : byte >= 0x80 ? 4 : 0;
 
-/** Thrown (never out of this file) when the scan cannot prove the line valid. */
-const UNDECIDED = Symbol('undecided');
+/** Thrown (never out of this file) when the scan cannot prove the line valid; made once. */
+class Undecided extends Error {}
+const UNDECIDED = new Undecided('not decided by the record scan');
 function undecided(): never {
   throw UNDECIDED;
 }
@@ -73,12 +74,13 @@ const TEXT_BLOB = bit('textBlob');
 const ATTACHMENTS = bit('attachments');
 const MESSAGE = KIND_MASKS.get('message');
 const KIND_NAMES = RECORD_KINDS.map(ascii);
+const KIND_MASK_LIST = RECORD_KINDS.map((kind) => KIND_MASKS.get(kind));
 
 /** The kind's masks. */
 function kindMasks(): readonly [number, number] {
   string();
   if (!spanPlain) undecided();
-  for (const [index, name] of KIND_NAMES.entries()) if (equalAt(name, spanStart, spanEnd)) return KIND_MASKS.get(RECORD_KINDS[index] as string) as readonly [number, number];
+  for (const [index, name] of KIND_NAMES.entries()) if (equalAt(name, spanStart, spanEnd)) return KIND_MASK_LIST[index] as readonly [number, number];
   return undecided();
 }
 
@@ -181,7 +183,10 @@ export class RecordScanner {
           conversation();
           break;
         case 'deletion':
-          fixed(DELETION, 0b10, (name) => (name === 'admin' ? boolean() : oneOf(EVERYONE_ME)));
+          fixed(DELETION, 0b10, (name) => {
+    if (name === 'admin') boolean();
+    else oneOf(EVERYONE_ME);
+  });
           break;
         case 'direction':
           oneOf(INBOUND_OUTBOUND);
@@ -190,7 +195,10 @@ export class RecordScanner {
           literal(TRUE);
           break;
         case 'gap':
-          fixed(GAP, 0b0100, (name) => (name === 'missing' ? integer() : shortString()));
+          fixed(GAP, 0b0100, (name) => {
+    if (name === 'missing') integer();
+    else shortString();
+  });
           break;
         case 'key':
           fingerprint = key();
@@ -214,16 +222,19 @@ export class RecordScanner {
           prevAt = spanStart;
           break;
         case 'problem':
-          fixed(PROBLEM, 0b10, () => shortString());
+          fixed(PROBLEM, 0b10, () => { shortString(); });
           break;
         case 'raw':
           raw = blobRef('raw', RAW, 0b111);
           break;
         case 'reaction':
-          fixed(REACTION, 0b11, (name) => (name === 'action' ? oneOf(ADD_REMOVE) : shortString()));
+          fixed(REACTION, 0b11, (name) => {
+    if (name === 'action') oneOf(ADD_REMOVE);
+    else shortString();
+  });
           break;
         case 'receipt':
-          fixed(RECEIPT, 0b1, () => oneOf(DELIVERED_READ_PLAYED));
+          fixed(RECEIPT, 0b1, () => { oneOf(DELIVERED_READ_PLAYED); });
           break;
         case 'sender':
           party();
@@ -233,7 +244,7 @@ export class RecordScanner {
           if (seq < 1) undecided();
           break;
         case 'source':
-          fixed(SOURCE, 0b1001, () => shortString());
+          fixed(SOURCE, 0b1001, () => { shortString(); });
           break;
         case 'stream':
           same(this.stream as Buffer);
@@ -399,7 +410,7 @@ function utf8(lead: number): number {
 /** The last string's text (it is plain ASCII). */
 function spanText(): string {
   if (!spanPlain) undecided();
-  return line.latin1Slice(spanStart, spanEnd);
+  return line.toString('latin1', spanStart, spanEnd);
 }
 
 /** A string of 1 to 1024 UTF-16 units (validate-record's short string). */
@@ -457,7 +468,7 @@ function sha256(): void {
 /** {@link sha256}, as a string. */
 function sha256Text(): string {
   sha256();
-  return line.latin1Slice(spanStart, spanEnd);
+  return line.toString('latin1', spanStart, spanEnd);
 }
 
 /** `YYYY-MM-DDTHH:MM:SS(.f{1,9})?Z` naming a real UTC date and time. */
@@ -522,12 +533,18 @@ function fixed(list: readonly Buffer[], required: number, value: (name: string) 
 
 function conversation(): void {
   // names: id, title, type
-  fixed(CONVERSATION, 0b101, (name) => (name === 'type' ? oneOf(DIRECT_GROUP_CHANNEL) : shortString()));
+  fixed(CONVERSATION, 0b101, (name) => {
+    if (name === 'type') oneOf(DIRECT_GROUP_CHANNEL);
+    else shortString();
+  });
 }
 
 function party(): void {
   // names: aliases, id, name
-  fixed(PARTY, 0b010, (name) => (name === 'aliases' ? stringList(64) : shortString()));
+  fixed(PARTY, 0b010, (name) => {
+    if (name === 'aliases') stringList(64);
+    else shortString();
+  });
 }
 
 /** A blob reference (`raw`: format, sha256, size; `textBlob`: sha256, size). */

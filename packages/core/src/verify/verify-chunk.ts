@@ -90,7 +90,7 @@ export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
     if (scanned) {
       if (scanned.seq !== seq) return result(`seq ${seq} is out of place`);
       hash = sha256Hex(line);
-      if (count === 0) firstPrev = bytes.latin1Slice(scanned.prevAt, scanned.prevAt + HEX_CHARS);
+      if (count === 0) firstPrev = bytes.toString('latin1', scanned.prevAt, scanned.prevAt + HEX_CHARS);
       else if (!hexAt(bytes, scanned.prevAt, lastHash)) return result(`seq ${seq} does not chain`);
       fingerprints[count] = scanned.keyFingerprint;
       for (const [field, sha256, size] of scanned.blobs ?? []) blobs.push([seq, field, sha256, size]);
