@@ -93,7 +93,7 @@ export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
       if (count === 0) firstPrev = bytes.toString('latin1', scanned.prevAt, scanned.prevAt + HEX_CHARS);
       else if (!hexAt(bytes, scanned.prevAt, lastHash)) return result(`seq ${seq} does not chain`);
       fingerprints[count] = scanned.keyFingerprint;
-      for (const [field, sha256, size] of scanned.blobs ?? []) blobs.push([seq, field, sha256, size]);
+      if (scanned.blobs) for (const [field, sha256, size] of scanned.blobs) blobs.push([seq, field, sha256, size]);
     } else {
       let decoded;
       try {
