@@ -6,9 +6,9 @@
  *
  * Like scan-canonical.ts, it only ever *accepts*: whatever it cannot prove — a kind or field
  * it does not know (membership and system details), a fraction, a negative number, an escape
- * JSON.stringify would not write, invalid UTF-8, an order problem, a key it cannot read
- * as plain ASCII, anything wrong at all — makes it return `undefined`, and the caller decodes
- * the line with `decodeRecord`, which decides and names the problem. So it can make
+ * JSON.stringify would not write, invalid UTF-8, an order problem, a stream other than the
+ * one being verified, anything wrong at all — makes it return `undefined`, and the caller
+ * decodes the line with `decodeRecord`, which decides and names the problem. So it can make
  * verification faster but never changes what is accepted: it accepts only bytes that
  * `decodeRecord` accepts, with the same seq, prev, key and blobs (scan-record.test.ts checks
  * this against `decodeRecord` on valid records and hostile mutations of them).
@@ -18,6 +18,9 @@
  * - strings: valid UTF-8 (checked per sequence, as WHATWG's decoder does), no raw control
  *   character, only the escapes JSON.stringify writes; lengths counted in UTF-16 units;
  * - numbers: non-negative integers in canonical form within the safe range.
+ *
+ * A rule added to validate-record.ts must be added here too, or its field left to
+ * `decodeRecord` (a `case` that calls `undecided()`); a new field name already is.
  */
 import { MAX_RECORD_BYTES, COMMON_FIELDS, KIND_RULES, RECORD_KINDS, RECORD_VERSION } from '../record/record.ts';
 import { MAX_SHORT_STRING } from '../record/validate-record.ts';
