@@ -113,3 +113,48 @@ it('reports the same failures with and without workers, whatever the damage', { 
     if (name === 'missing blob') expect(parallel.streams[0]?.workers, 'a missing blob is found by the parallel pass itself').toBe(2);
   }
 });
+
+it('verifies records of every kind identically with and without workers (the workers\' record scan and its fallback)', { timeout: 60_000 }, async () => {
+  // Kinds and details the workers' record scan reads itself (with non-ASCII text, escapes and
+  // keys), and ones it leaves to decodeRecord (membership and system details), in one stream.
+  const dir = path.join(work, 'kinds');
+  const sink = await openFsSink({ dir, segmentBytes: 4_000 });
+  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 40 } });
+  const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: 't', version: '0' } });
+  const context = { sentAt: '2026-11-21T10:00:00Z', conversation: { id: 'g', type: 'group', title: 'Désk' }, sender: { id: 'bob', name: 'Zoë', aliases: ['b@lid'] }, direction: 'outbound' } as const;
+  for (let index = 1; index <= 30; index++) {
+    await writer.capture({ ...context, kind: 'message', ...(index % 3 === 0 ? { key: `clé:${index}:😀` } : {}), native: { id: `m${index}`, chat: 'g' }, text: `ça va? "quoted" \\ \t ${index} 中文 😀 \u0007`, replyTo: { id: 'm1' }, forwarded: true, mentions: ['bob'], meta: { 'demo.n': index, 'demo.flag': index % 2 === 0, 'demo.s': 'x' }, raw: { format: 'demo', bytes: Buffer.from(`raw ${index}`) } });
+    await writer.capture({ ...context, kind: 'edit', target: { id: `m${index}` }, text: 'edited' });
+    await writer.capture({ ...context, kind: 'reaction', target: { id: `m${index}` }, reaction: { value: '👍', action: 'add' } });
+    await writer.capture({ ...context, kind: 'delete', target: { id: `m${index}` }, deletion: { scope: 'everyone', admin: true } });
+    await writer.capture({ ...context, kind: 'receipt', target: { id: `m${index}` }, receipt: { status: 'read' } });
+    await writer.capture({ kind: 'membership', sentAt: '2026-11-21T10:00:00Z', conversation: { id: 'g', type: 'group' }, membership: { action: 'add', members: [{ id: `p${index}` }] } });
+    await writer.capture({ kind: 'system', system: { event: 'demo', fields: { n: String(index) } } });
+    await writer.capture({ kind: 'gap', gap: { reason: 'offline', missing: index } });
+    await writer.capture({ kind: 'unsupported', problem: { reason: 'demo' }, raw: { format: 'demo', bytes: Buffer.from(`u ${index}`) } });
+  }
+  await recorder.close();
+  await sink.close();
+  expect((await segments(dir)).length).toBeGreaterThan(5);
+  const { parallel, sequential } = await both(dir);
+  expect(parallel.ok, parallel.failures[0]?.message).toBe(true);
+  expect(parallel.streams[0]?.records).toBe(270);
+  expect(parallel.streams[0]?.workers, 'verified by worker threads').toBe(2);
+  expect(withoutWorkers(parallel)).toEqual(sequential);
+  // A membership record (left to decodeRecord) and a message (read by the scan) altered: the same failures.
+  for (const [from, to] of [['"action":"add","members"', '"action":"ad","members"'], ['"demo.n":7', '"demo.n":7.0']] as const) {
+    const damaged = path.join(work, `kinds-damaged-${from.length}`);
+    await cp(dir, damaged, { recursive: true });
+    for (const file of await segments(damaged)) {
+      const text = await readFile(file, 'utf8');
+      if (text.includes(from)) {
+        await chmod(file, 0o600);
+        await writeFile(file, text.replace(from, to));
+        break;
+      }
+    }
+    const result = await both(damaged);
+    expect(result.parallel.ok).toBe(false);
+    expect(withoutWorkers(result.parallel)).toEqual(result.sequential);
+  }
+});
