@@ -35,7 +35,7 @@ export type FromRsmfWorker =
  * Heap limits of the worker (MiB): it holds one event and one slice's participants and
  * attachment list at a time; a small young generation keeps its resident memory small.
  */
-const WORKER_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 8 };
+const WORKER_LIMITS = { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 16 };
 
 /**
  * The second thread of an RSMF export: writes whole conversations from the index (opened
