@@ -67,7 +67,7 @@ export function conversationParties(job: ExportJob, conversation: ConversationSu
 }
 
 /** The custodian's own party id in a conversation: who sent its outbound records, else the account name. */
-export function custodianId(job: Pick<ExportJob, 'index'>, conversation: ConversationSummary): string {
+export function custodianId(job: ExportJob, conversation: ConversationSummary): string {
   // An index lookup: a conversation the custodian never wrote in is not read through.
   return job.index.firstOutboundSender(conversation.key) ?? accountOf(conversation.stream);
 }

@@ -2,15 +2,12 @@ import { createHash } from 'node:crypto';
 import type { Sink } from '@offchannel/core';
 import { ExportError } from './export-error.ts';
 
-/** Where blobs are read from: the archive's sink, or (in an RSMF worker thread) the main thread reading it. */
-export type BlobSource = Pick<Sink, 'getBlob'>;
-
 /**
  * A blob's bytes, hashed as they are read: what an export writes must be what verification
  * checked, and the archive may change between the two reads. A blob that is missing, or whose
  * SHA-256 (or size, when known) is not the one the verified record names, stops the export.
  */
-export async function readVerifiedBlob(sink: BlobSource, sha256: string, size?: number): Promise<Uint8Array> {
+export async function readVerifiedBlob(sink: Sink, sha256: string, size?: number): Promise<Uint8Array> {
   const bytes = await sink.getBlob(sha256);
   if (!bytes) throw new ExportError('EXPORT_UNVERIFIED', `blob ${sha256} disappeared from the archive during export; nothing more was written. Run offchannel verify, then export again`);
   const actual = createHash('sha256').update(bytes).digest('hex');

@@ -54,13 +54,10 @@ export class ArchiveIndex {
   readonly #byNativeId: StatementSync;
   readonly #streamRecords: StatementSync;
   readonly #custodian: StatementSync;
-  /** Whether {@link close} deletes the file: the index that built it, not a reader opened with {@link open}. */
-  readonly #owner: boolean;
 
-  private constructor(db: DatabaseSync, file: string, owner = true) {
+  private constructor(db: DatabaseSync, file: string) {
     this.#db = db;
     this.#file = file;
-    this.#owner = owner;
     this.#byKey = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
       `SELECT stream, seq, hash, json FROM records WHERE conv = ? AND at >= ? AND at < ?
@@ -153,19 +150,6 @@ export class ArchiveIndex {
     }
   }
 
-  /** The index file (for {@link open} in another thread). */
-  get file(): string {
-    return this.#file;
-  }
-
-  /**
-   * Opens an index another thread built, read-only (an RSMF worker thread reads the
-   * conversations it writes from it). Closing it leaves the file to its builder.
-   */
-  static open(file: string): ArchiveIndex {
-    return new ArchiveIndex(new DatabaseSync(file, { readOnly: true }), file, false);
-  }
-
   /** Every conversation, ordered by stream then first event time. */
   conversations(): ConversationSummary[] {
     const rows = this.#db
@@ -226,10 +210,10 @@ export class ArchiveIndex {
     for (const row of this.#streamRecords.iterate(stream)) yield toIndexed(row);
   }
 
-  /** Closes the index; the builder's also deletes it. */
+  /** Closes and deletes the index. */
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
-    if (this.#owner) await rm(this.#file, { force: true });
+    await rm(this.#file, { force: true });
   }
 }
 

@@ -16,9 +16,9 @@
  *   anything else (title, description, settings, promote, demote, other) → `notice`.
  * - `undecryptable`, `unsupported`, `gap`, `system`, `policy` → `notice` with a description.
  */
-import type { ArchiveRecord, Party } from '@offchannel/core';
+import type { ArchiveRecord, Party, Sink } from '@offchannel/core';
 import type { ArchiveIndex, IndexedRecord } from '../index-db/archive-index.ts';
-import { type BlobSource, readVerifiedBlob } from '../verified-blob.ts';
+import { readVerifiedBlob } from '../verified-blob.ts';
 import { attachmentFileName, displayName, exportedType } from './attachment-file-name.ts';
 import type { Provenance, TranscriptAttachment, TranscriptEvent } from './transcript-event.ts';
 
@@ -27,13 +27,13 @@ const decoder = new TextDecoder('utf-8', { fatal: false });
 const PENDING = 'download-pending';
 
 /** The events of one conversation (index key), in time order, with their modifiers folded in. */
-export async function* transcriptEvents(index: ArchiveIndex, sink: BlobSource, conversation: string, range: { readonly from?: string; readonly to?: string } = {}): AsyncGenerator<TranscriptEvent> {
+export async function* transcriptEvents(index: ArchiveIndex, sink: Sink, conversation: string, range: { readonly from?: string; readonly to?: string } = {}): AsyncGenerator<TranscriptEvent> {
   for (const entry of index.events(conversation, range.from, range.to)) {
     yield await toEvent(index, sink, conversation, entry);
   }
 }
 
-async function toEvent(index: ArchiveIndex, sink: BlobSource, conversation: string, entry: IndexedRecord): Promise<TranscriptEvent> {
+async function toEvent(index: ArchiveIndex, sink: Sink, conversation: string, entry: IndexedRecord): Promise<TranscriptEvent> {
   const { record } = entry;
   const base = {
     ...provenance(entry),
@@ -174,7 +174,7 @@ function timeOf(record: ArchiveRecord): string {
   return record.sentAt ?? record.capturedAt;
 }
 
-async function textOf(sink: BlobSource, record: ArchiveRecord): Promise<string | undefined> {
+async function textOf(sink: Sink, record: ArchiveRecord): Promise<string | undefined> {
   if (record.text !== undefined) return record.text;
   if (!record.textBlob) return undefined;
   // Verification ran first: a blob missing or changed now means the archive changed under us.

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { Sink } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
-import { type BlobSource, readVerifiedBlob } from '../verified-blob.ts';
+import { readVerifiedBlob } from '../verified-blob.ts';
 import { base64LineBytes, base64LineStream, encodeWords, formatAddress, headerLine, mailboxFor, rfc5322Date } from '../mime/mime-message.ts';
 import { type WrittenFile, writeStreamingFile } from '../written-file.ts';
 import { ZipWriter } from '../zip/zip-writer.ts';
@@ -17,7 +18,7 @@ const CRLF = '\r\n';
  * is built in the export's working directory `temp`, then streamed into the message: memory
  * holds one chunk and one attachment at a time. Byte-for-byte deterministic for the same slice.
  */
-export async function writeRsmf(file: string, slice: RsmfSlice, sink: BlobSource, generator: string, temp: string): Promise<WrittenFile> {
+export async function writeRsmf(file: string, slice: RsmfSlice, sink: Sink, generator: string, temp: string): Promise<WrittenFile> {
   const zipPath = path.join(temp, `${path.basename(file)}.zip`);
   const zip = await ZipWriter.create(zipPath);
   let zipInfo: { size: number; sha256: string };
