@@ -158,7 +158,7 @@ export class ZipWriter {
       end.writeUInt32LE(start, 16);
       if (this.#entries.length > 0xffff) throw new RangeError('too many zip entries');
       await this.#write(end);
-      await this.#file.sync();
+      // No fsync: the zip is a working file, read back at once into the `.rsmf` file, which is synced.
       return { size: this.#offset, sha256: this.#hash.digest('hex') };
     } finally {
       await this.#file.close();
