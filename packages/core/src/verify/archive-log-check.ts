@@ -152,7 +152,11 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
   const notes = known ?? (await streamNotes(sink, options.verifiers));
   const included = new Map<string, Set<number>>();
   let missing = 0;
+  // The second read is checked against the signed root too: a store that answers differently
+  // the second time must not slip unproven entries into what counts as witnessed.
+  const reread = new CompactRange();
   const again = await forEachLeaf(newest.size, load, (leaf, index) => {
+    reread.append(leaf);
     const entry = notes.get(hex(leaf));
     if (!entry) {
       if (missing++ < 10) fail('ARCHIVE_LOG_ENTRY_MISSING', index + 1, `entry ${index + 1} (leaf ${hex(leaf)}) is a stream checkpoint that is no longer in the archive, or no longer verifies: it was deleted or replaced — the records after the previous checkpoint of that stream may have been rewritten`);
@@ -166,6 +170,11 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
   });
   if (missing > 10) fail('ARCHIVE_LOG_ENTRY_MISSING', 0, `${missing - 10} more entries are missing`);
   if (!again) fail('ARCHIVE_LOG_TILES_MISSING', newest.size, `a level-0 tile of the archive checkpoint at size ${newest.size} went missing while it was checked: its later entries were not checked`);
+  // (Only when the first read reproduced the newest root: otherwise that was reported already.)
+  if (!again || (consistent.includes(newest) && !sameHash(reread.root(), newest.root))) {
+    if (again) fail('ARCHIVE_LOG_INCONSISTENT', newest.size, `the level-0 tiles of the archive checkpoint at size ${newest.size} changed while they were checked: its entries cannot be trusted — run verify again on a quiet archive`);
+    return { summary: { log, size: newest.size, witnessedSize: 0, witnesses: [] }, included: new Map() };
+  }
   return { summary: { log, size: newest.size, witnessedSize: witnessed?.size ?? 0, witnesses: witnessed?.witnesses ?? [] }, included };
 }
 

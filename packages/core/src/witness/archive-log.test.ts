@@ -333,6 +333,31 @@ describe('the archive log', () => {
       expect(report.failures.map((failure) => failure.code)).toEqual(expect.arrayContaining(['ARCHIVE_LOG_INCONSISTENT', 'ARCHIVE_LOG_ENTRY_MISSING']));
       expect(size).toBe(3);
     });
+
+    it('trusts no entry when the archive log\'s tiles answer differently on the second read', async () => {
+      const { key, witness, storage } = await witnessedArchive();
+      const honest = createMemorySink(storage, { readOnly: true });
+      // A store that swaps the level-0 tile after its first read (a hostile endpoint or mount).
+      let reads = 0;
+      const fickle = new Proxy(honest, {
+        get(target, property) {
+          if (property === 'getTile') {
+            return async (stream: string, tile: Parameters<typeof honest.getTile>[1]) => {
+              const bytes = await target.getTile(stream, tile);
+              if (stream !== ARCHIVE_LOG || tile.level !== 0 || !bytes || reads++ === 0) return bytes;
+              const swapped = Uint8Array.from(bytes);
+              swapped[0] = (swapped[0] ?? 0) ^ 1;
+              return swapped;
+            };
+          }
+          const value: unknown = Reflect.get(target, property);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      const report = await verifyArchive(fickle, policy(key, witness));
+      expect(report.failures.map((failure) => failure.code)).toEqual(expect.arrayContaining(['ARCHIVE_LOG_INCONSISTENT', 'ARCHIVE_LOG_INCLUSION_MISSING']));
+      expect(report.archiveLogs?.[0]?.witnessedSize).toBe(0);
+    });
   });
 });
 

@@ -21,7 +21,10 @@
  * Across processes: a pass runs only while no other writable sink has the spool open. Every
  * writable sink holds a shared SQLite lock on `locks/spool-writers.lock` for as long as it is
  * open; a pass swaps its own for the exclusive lock (refused while any other sink holds its shared
- * one: the pass is skipped), and a sink opened meanwhile waits for the pass to end.
+ * one: the pass is skipped), and a sink opened meanwhile waits for the pass to end. Every change
+ * of that lock (take it at open, swap it for the exclusive one, take the shared one back) happens
+ * while holding a second, exclusive lock, `locks/spool-writers.gate`, held only for the swap: a
+ * sink is never without its lock at a moment another can become sole.
  *
  * Cost: the blob directory is listed and each blob lstat'd, then the spool's segments are read
  * once per 100,000 candidates — all bounded by what the spool holds, not by the archive. Memory:
@@ -69,6 +72,8 @@ const CHUNK = 100_000;
 const SHA_MEMBER = Buffer.from('"sha256":"');
 const READ_CHUNK = 1024 * 1024;
 const PRESENCE_FILE = 'spool-writers.lock';
+/** Held exclusively, briefly, around every change of a sink's presence lock. */
+const GATE_FILE = 'spool-writers.gate';
 const SQLITE_BUSY = 5;
 
 /** The in-process side: marks, puts in flight, the append check. One per writable sink. */
@@ -122,7 +127,11 @@ export class BlobPruneGuard {
     const names = new Set<string>();
     for (const record of records) for (const sha256 of blobNamesIn(record)) names.add(sha256);
     for (const sha256 of names) {
-      while (this.pass?.marked.has(sha256) === true) await this.pass.done;
+      // Never wait for the pass here: this runs inside the writer's turn, and the pass waits for
+      // that turn (its barrier) before it ends. Refuse instead; the retry's put waits for the pass.
+      if (this.pass?.marked.has(sha256) === true) {
+        throw new OffchannelError('BLOB_MISSING', `blob ${sha256} named by a record is being pruned from the spool; nothing was written — retry the capture (it stores the blob again).`, { disposition: 'retryable', logSafe: true });
+      }
       if (!(await present(sha256))) {
         throw new OffchannelError('BLOB_MISSING', `blob ${sha256} named by a record was pruned from the spool after it was stored; nothing was written — retry the capture (it stores the blob again).`, { disposition: 'retryable', logSafe: true });
       }
@@ -291,15 +300,17 @@ export function* shaMembers(bytes: Uint8Array): Generator<string> {
 export class SpoolPresence {
   private db: Sqlite.DatabaseSync | undefined;
   private readonly file: string;
+  private readonly gateFile: string;
 
-  private constructor(file: string) {
+  private constructor(file: string, gateFile: string) {
     this.file = file;
+    this.gateFile = gateFile;
   }
 
   /** Takes the shared lock, waiting (up to `waitMs`) while another sink's blob pass holds it exclusively. */
   static async open(layout: ArchiveLayout, waitMs = 10 * 60_000): Promise<SpoolPresence> {
     await ensureDirectory(layout.locksDir);
-    const presence = new SpoolPresence(`${layout.locksDir}/${PRESENCE_FILE}`);
+    const presence = new SpoolPresence(`${layout.locksDir}/${PRESENCE_FILE}`, `${layout.locksDir}/${GATE_FILE}`);
     await presence.share(waitMs);
     return presence;
   }
@@ -307,44 +318,79 @@ export class SpoolPresence {
   /** Swaps the shared lock for the exclusive one; false (shared again) while another sink is open. */
   async becomeSole(): Promise<boolean> {
     const { DatabaseSync: Database } = await loadSqlite();
-    this.release();
-    const db = new Database(this.file, { timeout: 0 });
-    try {
-      db.exec('BEGIN EXCLUSIVE');
-      this.db = db;
-      return true;
-    } catch (error) {
-      db.close();
-      await this.share();
-      if (isBusy(error)) return false;
-      throw error;
-    }
-  }
-
-  /** Holds the shared lock again (after {@link becomeSole}), waiting while another pass runs. */
-  async share(waitMs = 10 * 60_000): Promise<void> {
-    const { DatabaseSync: Database } = await loadSqlite();
-    this.release();
-    const deadline = Date.now() + waitMs;
-    for (;;) {
+    return this.gated(() => {
+      this.release();
       const db = new Database(this.file, { timeout: 0 });
       try {
-        db.exec('BEGIN');
-        db.prepare('SELECT count(*) FROM sqlite_master').get();
+        db.exec('BEGIN EXCLUSIVE');
         this.db = db;
-        return;
+        return true;
       } catch (error) {
         db.close();
-        if (!isBusy(error)) throw error;
-        if (Date.now() > deadline) throw new OffchannelError('SINK_CONFLICT', 'another process has been pruning blobs from this spool for too long; check for a stuck capture process, then open the spool again.', { disposition: 'retryable', logSafe: true });
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        // Nobody can hold it exclusively now (that takes the gate we hold): shared again at once.
+        this.db = this.tryShared(Database);
+        if (isBusy(error) && this.db) return false;
+        throw error;
       }
+    });
+  }
+
+  /** Holds the shared lock again (at open, or after {@link becomeSole}), waiting while another pass runs. */
+  async share(waitMs = 10 * 60_000): Promise<void> {
+    const { DatabaseSync: Database } = await loadSqlite();
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      // The gate is released between tries: the pass being waited for needs it to end.
+      const held = await this.gated(() => {
+        this.release();
+        this.db = this.tryShared(Database);
+        return this.db !== undefined;
+      }, deadline);
+      if (held) return;
+      if (Date.now() > deadline) throw new OffchannelError('SINK_CONFLICT', 'another process has been pruning blobs from this spool for too long; check for a stuck capture process, then open the spool again.', { disposition: 'retryable', logSafe: true });
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
   release(): void {
     this.db?.close();
     this.db = undefined;
+  }
+
+  /** The shared lock on a new connection, or undefined while another holds it exclusively. */
+  private tryShared(Database: typeof Sqlite.DatabaseSync): Sqlite.DatabaseSync | undefined {
+    const db = new Database(this.file, { timeout: 0 });
+    try {
+      db.exec('BEGIN');
+      db.prepare('SELECT count(*) FROM sqlite_master').get();
+      return db;
+    } catch (error) {
+      db.close();
+      if (isBusy(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Runs `swap` holding the gate exclusively (held for microseconds: retried every 5 ms). */
+  private async gated<T>(swap: () => T, deadline = Date.now() + 10 * 60_000): Promise<T> {
+    const { DatabaseSync: Database } = await loadSqlite();
+    for (;;) {
+      const gate = new Database(this.gateFile, { timeout: 0 });
+      try {
+        gate.exec('BEGIN EXCLUSIVE');
+      } catch (error) {
+        gate.close();
+        if (!isBusy(error)) throw error;
+        if (Date.now() > deadline) throw new OffchannelError('SINK_CONFLICT', `${GATE_FILE} has been held for too long by another process; check for a stuck capture process, then open the spool again.`, { disposition: 'retryable', logSafe: true });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        continue;
+      }
+      try {
+        return swap();
+      } finally {
+        gate.close();
+      }
+    }
   }
 }
 

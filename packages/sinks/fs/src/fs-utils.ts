@@ -138,7 +138,9 @@ export async function createReadOnlyFile(tmpDir: string, target: string, bytes: 
   // not archive content) — two waits on the thread pool instead of four.
   const [closed, linked] = await Promise.allSettled([fsCall((done) => { fs.close(fd, done); }), fsCall((done) => { fs.link(staged, target, done); })]);
   if (linked.status === 'rejected') {
-    await fsCall((done) => { fs.unlink(staged, done); });
+    // tmp/ is not archive content (stale staged files are removed at open): a failed unlink
+    // must not hide the answer that matters, e.g. EEXIST (the blob is there: check it).
+    await fsCall((done) => { fs.unlink(staged, done); }).catch(() => undefined);
     if (closed.status === 'rejected') throw asError(closed.reason);
     if ((linked.reason as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw asError(linked.reason);
