@@ -17,7 +17,8 @@
  *               verifyArchive with `since` = the state the full verify saved (verify --since):
  *               time as a ratio to the full verify (target ≤ 0.05)
  *
- * Usage: pnpm bench:verify [--records N] [--archive <dir>] [--json]
+ * Usage: pnpm bench:verify [--records N] [--archive <dir>] [--workers N] [--json]
+ *   --workers sets verify's worker threads (default: one per CPU, as `offchannel verify`).
  *   --archive reuses an archive built by an earlier run (its key is <dir>.key).
  */
 import { hash } from 'node:crypto';
@@ -34,6 +35,7 @@ const { values } = parseArgs({
   options: {
     records: { type: 'string', default: '1000000' },
     archive: { type: 'string' },
+    workers: { type: 'string' },
     proofs: { type: 'string', default: '25' },
     more: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
     const sink = await openFsSink({ dir, readOnly: true });
     cpu0 = process.cpuUsage();
     t0 = performance.now();
-    const report = await verifyArchive(sink, { verifiers: [key.verifier] });
+    const report = await verifyArchive(sink, { verifiers: [key.verifier], ...(values.workers === undefined ? {} : { workers: Number(values.workers) }) });
     const verifySeconds = (performance.now() - t0) / 1000;
     const verifyCpuSeconds = cpuSeconds(process.cpuUsage(cpu0));
     if (!report.ok) throw new Error(`verification failed: ${report.failures[0]?.message ?? ''}`);
