@@ -169,11 +169,15 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
     }
   });
   if (missing > 10) fail('ARCHIVE_LOG_ENTRY_MISSING', 0, `${missing - 10} more entries are missing`);
-  if (!again) fail('ARCHIVE_LOG_TILES_MISSING', newest.size, `a level-0 tile of the archive checkpoint at size ${newest.size} went missing while it was checked: its later entries were not checked`);
-  // (Only when the first read reproduced the newest root: otherwise that was reported already.)
-  if (!again || (consistent.includes(newest) && !sameHash(reread.root(), newest.root))) {
-    if (again) fail('ARCHIVE_LOG_INCONSISTENT', newest.size, `the level-0 tiles of the archive checkpoint at size ${newest.size} changed while they were checked: its entries cannot be trusted — run verify again on a quiet archive`);
-    return { summary: { log, size: newest.size, witnessedSize: 0, witnesses: [] }, included: new Map() };
+  const untrusted = { summary: { log, size: newest.size, witnessedSize: 0, witnesses: [] }, included: new Map() };
+  if (!again) {
+    fail('ARCHIVE_LOG_TILES_MISSING', newest.size, `a level-0 tile of the archive checkpoint at size ${newest.size} went missing while it was checked: its later entries were not checked`);
+    return untrusted;
+  }
+  // Only when the first read reproduced the newest root: otherwise that was reported already.
+  if (consistent.includes(newest) && !sameHash(reread.root(), newest.root)) {
+    fail('ARCHIVE_LOG_INCONSISTENT', newest.size, `the level-0 tiles of the archive checkpoint at size ${newest.size} changed while they were checked: its entries cannot be trusted — run verify again on a quiet archive`);
+    return untrusted;
   }
   return { summary: { log, size: newest.size, witnessedSize: witnessed?.size ?? 0, witnesses: witnessed?.witnesses ?? [] }, included };
 }

@@ -317,8 +317,7 @@ export class SpoolPresence {
 
   /** Swaps the shared lock for the exclusive one; false (shared again) while another sink is open. */
   async becomeSole(): Promise<boolean> {
-    const { DatabaseSync: Database } = await loadSqlite();
-    return this.gated(() => {
+    return this.gated((Database) => {
       this.release();
       const db = new Database(this.file, { timeout: 0 });
       try {
@@ -337,11 +336,10 @@ export class SpoolPresence {
 
   /** Holds the shared lock again (at open, or after {@link becomeSole}), waiting while another pass runs. */
   async share(waitMs = 10 * 60_000): Promise<void> {
-    const { DatabaseSync: Database } = await loadSqlite();
     const deadline = Date.now() + waitMs;
     for (;;) {
       // The gate is released between tries: the pass being waited for needs it to end.
-      const held = await this.gated(() => {
+      const held = await this.gated((Database) => {
         this.release();
         this.db = this.tryShared(Database);
         return this.db !== undefined;
@@ -372,7 +370,7 @@ export class SpoolPresence {
   }
 
   /** Runs `swap` holding the gate exclusively (held for microseconds: retried every 5 ms). */
-  private async gated<T>(swap: () => T, deadline = Date.now() + 10 * 60_000): Promise<T> {
+  private async gated<T>(swap: (Database: typeof Sqlite.DatabaseSync) => T, deadline = Date.now() + 10 * 60_000): Promise<T> {
     const { DatabaseSync: Database } = await loadSqlite();
     for (;;) {
       const gate = new Database(this.gateFile, { timeout: 0 });
@@ -386,7 +384,7 @@ export class SpoolPresence {
         continue;
       }
       try {
-        return swap();
+        return swap(Database);
       } finally {
         gate.close();
       }
