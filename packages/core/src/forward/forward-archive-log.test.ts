@@ -123,15 +123,8 @@ describe('Forwarder and the archive log', () => {
     const lagging = createMemorySink(heldStorage, { readOnly: true });
     // Wait until demo:a is on the held target and two more copy rounds have run after that.
     const deadline = Date.now() + 30_000;
-    while ((await lagging.checkpoints('demo:a')).length === 0 || (await up.checkpoints(ARCHIVE_LOG)).length === 0) {
-      if (Date.now() > deadline) throw new Error('the forwarder made no progress');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    const after = rounds.value;
-    while (rounds.value < after + 2) {
-      if (Date.now() > deadline) throw new Error('no copy round ran');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitUntil(async () => (await lagging.checkpoints('demo:a')).length > 0 && (await up.checkpoints(ARCHIVE_LOG)).length > 0, deadline, 'the forwarder made no progress');
+    await twoMoreRounds(rounds, deadline);
     // The target that is up holds everything; the held one holds demo:a but neither demo:b nor the archive checkpoint (nor its tiles).
     expect(await up.checkpoints(ARCHIVE_LOG)).toEqual([size]);
     expect(await lagging.checkpoints('demo:b')).toEqual([]);
@@ -184,15 +177,8 @@ describe('Forwarder and the archive log', () => {
     const second = open();
     second.start();
     const deadline = Date.now() + 30_000;
-    while ((await target.checkpoints('demo:a')).at(-1) !== 4) {
-      if (Date.now() > deadline) throw new Error('the forwarder made no progress');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    const after = rounds.value;
-    while (rounds.value < after + 2) {
-      if (Date.now() > deadline) throw new Error('no copy round ran');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitUntil(async () => (await target.checkpoints('demo:a')).at(-1) === 4, deadline, 'the forwarder made no progress');
+    await twoMoreRounds(rounds, deadline);
     expect(await target.checkpoints(ARCHIVE_LOG)).toEqual([2]);
     expect(await target.getTile(ARCHIVE_LOG, { level: 0, index: 0, width: 4 })).toBeUndefined();
     const policy = { verifiers: [key.verifier], witnesses: [witness.verifier], quorum: 1 };
@@ -208,3 +194,17 @@ describe('Forwarder and the archive log', () => {
     expect(report.archiveLogs?.map((log) => log.witnessedSize)).toEqual([4]);
   });
 });
+
+/** Polls `done` every 10 ms until it holds; throws `message` after `deadline` (ms since the epoch). */
+async function waitUntil(done: () => Promise<boolean> | boolean, deadline: number, message: string): Promise<void> {
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(message);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Waits until two more copy rounds than now have run. */
+async function twoMoreRounds(rounds: { readonly value: number }, deadline: number): Promise<void> {
+  const after = rounds.value;
+  await waitUntil(() => rounds.value >= after + 2, deadline, 'no copy round ran');
+}

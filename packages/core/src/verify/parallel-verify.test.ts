@@ -20,6 +20,18 @@ function lines(...texts: string[]): Uint8Array {
   return encoder.encode(texts.map((text) => `${text}\n`).join(''));
 }
 
+/** A memory archive of `count` messages from demo:alice with signed checkpoints every `everyRecords`. */
+async function recordedArchive(count: number, everyRecords: number, text: (index: number) => string): Promise<MemoryStorage> {
+  const storage = new MemoryStorage();
+  const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords } });
+  const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/test', version: '0.0.0' } });
+  for (let index = 0; index < count; index++) {
+    await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: text(index) });
+  }
+  await recorder.close();
+  return storage;
+}
+
 describe('lineSlices', () => {
   it('cuts at newlines, never above the limit, and numbers each slice from its first record', () => {
     const bytes = lines('aaaa', 'bb', 'cccccc', 'd', 'eeeee', 'ff');
@@ -52,14 +64,8 @@ describe('parallel verification of large segments', () => {
 
   it('posts slices of at most SLICE_BYTES to the workers and verifies exactly as one thread does', { timeout: 60_000 }, async () => {
     // 300 records of about 30 KiB in two "segments" of about 4.5 MiB each (over SLICE_BYTES).
-    const storage = new MemoryStorage();
-    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 100 } });
-    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/test', version: '0.0.0' } });
     const filler = 'x'.repeat(30_000);
-    for (let index = 0; index < 300; index++) {
-      await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `${index} ${filler}` });
-    }
-    await recorder.close();
+    const storage = await recordedArchive(300, 100, (index) => `${index} ${filler}`);
     const inner = createMemorySink(storage, { readOnly: true });
     const sink = Object.create(inner) as Sink;
     let segmentBytes = 0;
@@ -99,13 +105,7 @@ describe('parallel verification of large segments', () => {
   it('verifies chunks that a sink hands out in one buffer it reuses for the next chunk', { timeout: 60_000 }, async () => {
     // A sink may yield views of one reused buffer (the fs sink does, to bound memory): each
     // chunk is valid only until the next is asked for, so the pass must copy what it keeps.
-    const storage = new MemoryStorage();
-    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 50 } });
-    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/test', version: '0.0.0' } });
-    for (let index = 0; index < 200; index++) {
-      await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index} `.repeat(index % 40) });
-    }
-    await recorder.close();
+    const storage = await recordedArchive(200, 50, (index) => `message ${index} `.repeat(index % 40));
     const inner = createMemorySink(storage, { readOnly: true });
     const sink = Object.create(inner) as Sink;
     Object.assign(sink, {
@@ -130,13 +130,7 @@ describe('parallel verification of large segments', () => {
   });
 
   it('leaves a line longer than a slice to the sequential pass instead of sending it to a worker', { timeout: 60_000 }, async () => {
-    const storage = new MemoryStorage();
-    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key, everyRecords: 10 } });
-    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/test', version: '0.0.0' } });
-    for (let index = 0; index < 20; index++) {
-      await writer.capture({ kind: 'message', sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index}` });
-    }
-    await recorder.close();
+    const storage = await recordedArchive(20, 10, (index) => `message ${index}`);
     const inner = createMemorySink(storage, { readOnly: true });
     const sink = Object.create(inner) as Sink;
     Object.assign(sink, {
