@@ -115,7 +115,7 @@ export type { AttestationLink, HostAttestorOptions } from './attest/host-attesto
 // Connector contract
 export { CONNECTOR_SPEC_VERSION } from './connector/connector.ts';
 export type { Connector, ConnectorContext, ConnectorState, ConnectorStatus, ConnectorTransition, ConnectorTransitionEvent } from './connector/connector.ts';
-export { REJECTED_INPUT_FORMAT, createConnectorContext } from './connector/create-connector-context.ts';
+export { REJECTED_INPUT_BYTES_FORMAT, REJECTED_INPUT_FORMAT, createConnectorContext } from './connector/create-connector-context.ts';
 export { ConnectorError, dispositionOf, isRejectedInput, isRetryable } from './connector/connector-error.ts';
 export type { ConnectorErrorCode } from './connector/connector-error.ts';
 export { ConnectorRuntime, createConnectorRuntime } from './connector/connector-runtime.ts';

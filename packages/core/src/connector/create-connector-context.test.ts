@@ -8,7 +8,7 @@ import { Recorder } from '../recorder/recorder.ts';
 import { openStateStore } from '../state/secret-store.ts';
 import { createMemorySink } from '../testing/memory-sink.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
-import { REJECTED_INPUT_FORMAT, createConnectorContext } from './create-connector-context.ts';
+import { REJECTED_INPUT_BYTES_FORMAT, REJECTED_INPUT_FORMAT, createConnectorContext } from './create-connector-context.ts';
 
 const connector = { channel: 'demo', account: 'alice', source: { package: '@offchannel/demo', version: '1.0.0', upstream: 'demo-lib@2' } };
 
@@ -43,16 +43,35 @@ describe('createConnectorContext', () => {
     expect(again.status).toBe('duplicate');
     const records = [];
     for await (const stored of sink.read('demo:alice')) records.push(decodeRecord(stored.bytes).record);
-    expect(records).toHaveLength(1);
-    const [record] = records;
+    // The 10,000-byte attachment is the raw of a record of its own, so a record names its blob
+    // (forwarded, verified, kept by spool pruning), then the evidence naming it.
+    expect(records).toHaveLength(2);
+    const [part, record] = records;
+    expect(part).toMatchObject({ kind: 'unsupported', problem: { reason: 'invalid-capture-input' }, raw: { format: REJECTED_INPUT_BYTES_FORMAT, size: 10_000 } });
     expect(record).toMatchObject({ kind: 'unsupported', problem: { reason: 'invalid-capture-input' }, raw: { format: REJECTED_INPUT_FORMAT } });
     expect(record?.problem?.detail).toMatch(/INVALID_RECORD at record\.(sender\.id|conversation|sentAt|direction)/);
     const evidence = JSON.parse(Buffer.from((await sink.getBlob(record?.raw?.sha256 ?? '')) ?? []).toString('utf8')) as { text: string; attachments: [{ bytes: { $blob: { sha256: string } } }]; raw: { bytes: { $base64: string } } };
     expect(evidence.text).toBe(secret);
     expect(evidence.raw.bytes.$base64).toBe('AQI=');
-    expect((await sink.getBlob(evidence.attachments[0].bytes.$blob.sha256))?.length).toBe(10_000);
+    const named = evidence.attachments[0].bytes.$blob.sha256;
+    expect(part?.raw?.sha256).toBe(named);
+    expect((await sink.getBlob(named))?.length).toBe(10_000);
     expect(logger.text()).not.toContain(secret);
     expect(logger.lines.some((line) => line.level === 'warn')).toBe(true);
+    await rm(dir, { recursive: true });
+  });
+
+  it('keeps an own __proto__ member of rejected input as data, and records repeated bytes once', async () => {
+    const { dir, sink, ctx } = await setup();
+    const big = new Uint8Array(5_000).fill(7);
+    const native = JSON.parse('{"id":"y","__proto__":{"polluted":"SECRET-MEMBER"}}') as unknown;
+    const bad = { kind: 'message', native, text: 'x', sender: { id: '' }, attachments: [{ bytes: big, mime: 'a/b' }, { bytes: big, mime: 'a/b' }] } as unknown as CaptureInput;
+    expect((await ctx.capture(bad)).status).toBe('recorded');
+    const records = [];
+    for await (const stored of sink.read('demo:alice')) records.push(decodeRecord(stored.bytes).record);
+    expect(records.map((record) => record.raw?.format)).toEqual([REJECTED_INPUT_BYTES_FORMAT, REJECTED_INPUT_FORMAT]);
+    const text = Buffer.from((await sink.getBlob(records[1]?.raw?.sha256 ?? '')) ?? []).toString('utf8');
+    expect(text).toContain('"__proto__":{"polluted":"SECRET-MEMBER"}');
     await rm(dir, { recursive: true });
   });
 

@@ -13,12 +13,20 @@ import { isRejectedInput } from './connector-error.ts';
 export const REJECTED_INPUT_FORMAT = 'offchannel.capture-input.json';
 
 /**
+ * Format name of one byte array (over 4 KiB) of a rejected input: recorded as the `raw` of its
+ * own `unsupported` record, which the evidence names by `{"$blob": {sha256, size}}`.
+ */
+export const REJECTED_INPUT_BYTES_FORMAT = 'offchannel.capture-input.bytes';
+
+/**
  * Builds the context a connector's `start(ctx)` receives: captures go through `recorder` into
  * the connector's stream, state is scoped to the stream, logs are redacted and tagged.
  *
  * `ctx.capture` never loses an event to a mapping bug: if the input is rejected as invalid or
- * too large, the input itself (blobs stored separately, so nothing is lost) is stored as
- * evidence and an `unsupported` record naming the validation error is captured instead.
+ * too large, the input itself is stored as evidence and an `unsupported` record naming the
+ * validation error is captured instead. Byte arrays over 4 KiB are each recorded first as the
+ * `raw` of an `unsupported` record of their own, so that a record names every blob the evidence
+ * names: the forwarder copies it to every target, verify checks it, spool pruning keeps it.
  */
 export function createConnectorContext(options: {
   readonly recorder: Recorder;
@@ -39,7 +47,16 @@ export function createConnectorContext(options: {
   const logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'connector', stream: writer.stream });
 
   const captureRejected = async (input: CaptureInput, error: OffchannelError): Promise<CaptureResult> => {
-    const evidence = await evidenceOf(input, (bytes) => writer.putBlob(bytes));
+    const parts = new Map<string, Uint8Array>();
+    const evidence = evidenceOf(input, parts);
+    for (const [sha256, bytes] of parts) {
+      await writer.capture({
+        kind: 'unsupported',
+        key: `rejected-input-bytes:${sha256}`,
+        problem: { reason: 'invalid-capture-input', detail: 'bytes of a rejected input, named by its evidence' },
+        raw: { bytes, format: REJECTED_INPUT_BYTES_FORMAT },
+      });
+    }
     const named = (error as { field?: unknown }).field;
     const field = typeof named === 'string' ? named : undefined;
     logger.warn({ code: error.code, field }, 'capture input rejected; recording it as unsupported with the input as evidence');
@@ -84,15 +101,19 @@ export function createConnectorContext(options: {
 }
 
 /**
- * Serializes rejected input as JSON evidence. Byte arrays over 4 KiB are stored as blobs
- * and replaced by `{"$blob": {sha256, size}}`; smaller ones become `{"$base64": "…"}`.
+ * Serializes rejected input as JSON evidence. Byte arrays over 4 KiB are replaced by
+ * `{"$blob": {sha256, size}}` and added to `parts` (recorded by the caller before the evidence);
+ * smaller ones become `{"$base64": "…"}`.
  */
-async function evidenceOf(input: unknown, putBlob: (bytes: Uint8Array) => Promise<{ sha256: string; size: number }>): Promise<Uint8Array> {
+function evidenceOf(input: unknown, parts: Map<string, Uint8Array>): Uint8Array {
   /** Objects on the current path only: a shared (non-cyclic) reference is serialized each time. */
   const ancestors = new Set<object>();
-  const transform = async (value: unknown, depth: number): Promise<unknown> => {
+  const transform = (value: unknown, depth: number): unknown => {
     if (value instanceof Uint8Array) {
-      return value.length > 4096 ? { $blob: await putBlob(value) } : { $base64: Buffer.from(value).toString('base64') };
+      if (value.length <= 4096) return { $base64: Buffer.from(value).toString('base64') };
+      const sha256 = sha256Hex(value);
+      parts.set(sha256, value);
+      return { $blob: { sha256, size: value.length } };
     }
     if (typeof value === 'bigint') return { $bigint: value.toString() };
     if (typeof value === 'number') return Number.isFinite(value) ? value : { $number: String(value) };
@@ -103,15 +124,16 @@ async function evidenceOf(input: unknown, putBlob: (bytes: Uint8Array) => Promis
     if (ancestors.has(value)) return { $cycle: true };
     ancestors.add(value);
     try {
-      if (Array.isArray(value)) return await Promise.all(value.map((item: unknown) => transform(item, depth + 1)));
-      if (value instanceof Map) return { $map: await Promise.all([...value.entries()].map(async ([key, item]) => [await transform(key, depth + 1), await transform(item, depth + 1)])) };
-      if (value instanceof Set) return { $set: await Promise.all([...value].map((item: unknown) => transform(item, depth + 1))) };
-      const out: Record<string, unknown> = {};
-      for (const [key, item] of Object.entries(value)) out[key] = await transform(item, depth + 1);
+      if (Array.isArray(value)) return value.map((item: unknown) => transform(item, depth + 1));
+      if (value instanceof Map) return { $map: [...value.entries()].map(([key, item]) => [transform(key, depth + 1), transform(item, depth + 1)]) };
+      if (value instanceof Set) return { $set: [...value].map((item: unknown) => transform(item, depth + 1)) };
+      // Null prototype: an own `__proto__` member (JSON.parse makes one) is kept as data.
+      const out = Object.create(null) as Record<string, unknown>;
+      for (const [key, item] of Object.entries(value)) out[key] = transform(item, depth + 1);
       return out;
     } finally {
       ancestors.delete(value);
     }
   };
-  return Buffer.from(JSON.stringify(await transform(input, 0)), 'utf8');
+  return Buffer.from(JSON.stringify(transform(input, 0)), 'utf8');
 }
