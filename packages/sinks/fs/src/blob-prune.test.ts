@@ -113,6 +113,31 @@ describe('FsSink.pruneBlobs through the forwarder', () => {
     await spool.close();
   });
 
+  it('keeps a blob handed out again by putBlob (older file) for a capture naming it by reference', { timeout: 60_000 }, async () => {
+    const dir = path.join(work, 'spool');
+    const OLD = new Date('2026-01-01T00:00:00Z');
+    const CUTOFF = new Date('2026-06-01T00:00:00Z');
+    const bytes = bytesOf('shared attachment, stored long ago');
+    const first = await openFsSink({ dir });
+    await first.putBlob(sha256Hex(bytes), bytes);
+    await first.close();
+    await utimes(path.join(dir, 'blobs', 'sha256', sha256Hex(bytes)), OLD, OLD);
+    // Reopened (the file is found, not written) and again (the in-memory fast path).
+    for (const round of [1, 2]) {
+      const spool = await openFsSink({ dir });
+      const recorder = new Recorder({ sink: spool, clock });
+      const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+      const ref = await writer.putBlob(bytes);
+      if (round === 2) await writer.putBlob(bytes);
+      expect(await spool.pruneBlobs({ modifiedBefore: CUTOFF, held: () => Promise.resolve(true) })).toEqual({ blobs: 0, bytes: 0 });
+      const result = await writer.capture({ ...message('alice', round, []), attachments: [{ blob: ref, mime: 'text/plain' }] });
+      expect(result.status).toBe('recorded');
+      await recorder.close();
+      await spool.close();
+      await utimes(path.join(dir, 'blobs', 'sha256', sha256Hex(bytes)), OLD, OLD);
+    }
+  });
+
   it('keeps blobs written after `modifiedBefore`, and runs a pass only after segments were pruned (or at the first prune)', { timeout: 60_000 }, async () => {
     const dir = path.join(work, 'spool');
     const spool = await openFsSink({ dir, segmentBytes: 8_000 });

@@ -75,6 +75,8 @@ const PRESENCE_FILE = 'spool-writers.lock';
 /** Held exclusively, briefly, around every change of a sink's presence lock. */
 const GATE_FILE = 'spool-writers.gate';
 const SQLITE_BUSY = 5;
+/** Blobs handed out again remembered per sink (~10 MB); a pass forgets those older than its cutoff. */
+const HANDED_OUT_MAX = 100_000;
 
 /** The in-process side: marks, puts in flight, the append check. One per writable sink. */
 export class BlobPruneGuard {
@@ -83,6 +85,12 @@ export class BlobPruneGuard {
   private pass: { readonly marked: Set<string>; readonly done: Promise<void> } | undefined;
   /** Puts in flight past the mark check, per blob. */
   private readonly putting = new Map<string, number>();
+  /**
+   * When each blob that was already stored was last handed out again by `putBlob` (its file's
+   * mtime is older): the caller may name it by reference (`capture({ blob })`) after a pass, so
+   * a pass treats this time as the blob's age. Oldest first; at most {@link HANDED_OUT_MAX}.
+   */
+  private readonly handedOut = new Map<string, number>();
   private running: Promise<unknown> | undefined;
   /** Candidates per scan of the records (a test makes it small to exercise several). */
   private readonly chunk: number;
@@ -94,6 +102,18 @@ export class BlobPruneGuard {
   /** For `putBlob`: a promise to wait on (then put again) when `sha256` is being pruned. */
   beforePut(sha256: string): Promise<void> | undefined {
     return this.pass?.marked.has(sha256) === true ? this.pass.done : undefined;
+  }
+
+  /** For `putBlob`, when the blob was already stored: it counts as written `now` (ms). */
+  handOut(sha256: string, now: number): void {
+    this.handedOut.delete(sha256);
+    if (this.handedOut.size >= HANDED_OUT_MAX) {
+      for (const oldest of this.handedOut.keys()) {
+        this.handedOut.delete(oldest);
+        break;
+      }
+    }
+    this.handedOut.set(sha256, now);
   }
 
   /** For `putBlob`'s slow path: while it runs, the blob is never unlinked. */
@@ -162,6 +182,7 @@ export class BlobPruneGuard {
       this.active = true;
       const { layout } = host;
       const cutoff = request.modifiedBefore.getTime();
+      for (const [sha256, at] of this.handedOut) if (at < cutoff) this.handedOut.delete(sha256);
       for await (const chunk of candidateChunks(layout.blobsDir, this.chunk)) {
         const candidates = new Map<string, number>();
         for (const name of chunk) {
@@ -187,8 +208,9 @@ export class BlobPruneGuard {
             const batch = entries.slice(at, at + HELD_AT_ONCE);
             const answers = await Promise.all(batch.map(([sha256, size]) => request.held(sha256, size)));
             for (const [index, [sha256, size]] of batch.entries()) {
-              // A put of it still writing: someone is about to name it.
-              if (answers[index] !== true || this.putting.has(sha256)) continue;
+              // A put of it still writing, or handed out again since the cutoff: someone may
+              // be about to name it.
+              if (answers[index] !== true || this.putting.has(sha256) || (this.handedOut.get(sha256) ?? -Infinity) >= cutoff) continue;
               await unlink(layout.blob(sha256)).catch((error: unknown) => {
                 if (!isNotFound(error)) throw error;
               });

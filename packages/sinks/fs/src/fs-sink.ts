@@ -484,8 +484,13 @@ export class FsSink implements Sink {
     // Being pruned: wait for the pass, then store it again (never the fast path; blob-prune.ts).
     const pruning = this.blobGuard.beforePut(sha256);
     if (pruning) return pruning.then(() => this.putBlob(sha256, bytes));
-    if (this.durableBlobs.has(sha256)) return { created: false };
-    return this.blobGuard.track(sha256, this.blobIo.run(() => this.storeBlob(sha256, bytes)));
+    if (this.durableBlobs.has(sha256)) {
+      this.blobGuard.handOut(sha256, Date.now());
+      return { created: false };
+    }
+    const stored = await this.blobGuard.track(sha256, this.blobIo.run(() => this.storeBlob(sha256, bytes)));
+    if (!stored.created) this.blobGuard.handOut(sha256, Date.now());
+    return stored;
   }
 
   private async storeBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
