@@ -137,6 +137,19 @@ describe('capture metrics', { timeout: 60_000 }, () => {
     await remote.close();
   });
 
+  it('counts what spool pruning dropped, segments and blobs apart', async () => {
+    const metrics = new CaptureMetrics({ accounts: () => [], now: () => T0, processMetrics: false });
+    expect((await metrics.render()).body).not.toMatch(/offchannel_spool_pruned_total\{/);
+    metrics.observePruned({ stream: STREAM, segments: 3, bytes: 3_000, throughSeq: 90, heldBytes: 500 });
+    metrics.observePruned({ stream: 'whatsapp:bob', segments: 1, bytes: 700, throughSeq: 10, heldBytes: 0 });
+    metrics.observeBlobsPruned({ blobs: 40, bytes: 123_456 });
+    const text = (await metrics.render()).body;
+    expect(sample(text, 'offchannel_spool_pruned_total', { what: 'segments' })).toBe(4);
+    expect(sample(text, 'offchannel_spool_pruned_bytes_total', { what: 'segments' })).toBe(3_700);
+    expect(sample(text, 'offchannel_spool_pruned_total', { what: 'blobs' })).toBe(40);
+    expect(sample(text, 'offchannel_spool_pruned_bytes_total', { what: 'blobs' })).toBe(123_456);
+  });
+
   it('adds Node.js process metrics by default', async () => {
     const metrics = new CaptureMetrics({ accounts: () => [] });
     const text = (await metrics.render()).body;

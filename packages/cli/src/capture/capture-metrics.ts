@@ -7,7 +7,7 @@
  * codes), the forwarder (`onForwarded`: spool backlog and lag) and the capture runner
  * (`noteAttestation`). States and ages are read when Prometheus scrapes.
  */
-import { type CaptureEvent, type ForwardedEvent, RECORD_KINDS } from '@offchannel/core';
+import { type BlobsPrunedEvent, type CaptureEvent, type ForwardedEvent, type PrunedEvent, RECORD_KINDS } from '@offchannel/core';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AccountSnapshot } from './account-supervisor.ts';
 
@@ -59,6 +59,8 @@ export class CaptureMetrics {
   readonly #failures: Counter<'stream' | 'code'>;
   readonly #latency: Histogram<'stream'>;
   readonly #unauthorized: Counter;
+  readonly #prunedBytes: Counter<'what'>;
+  readonly #pruned: Counter<'what'>;
 
   constructor(options: CaptureMetricsOptions) {
     this.#options = options;
@@ -71,6 +73,8 @@ export class CaptureMetrics {
     this.#captureErrors = new Counter({ name: 'offchannel_capture_errors_total', help: 'Captures that failed (not durable, not acknowledged upstream), by error code.', labelNames: ['stream', 'code'], registers });
     this.#failures = new Counter({ name: 'offchannel_connector_failures_total', help: 'Connector failures that restarted or parked an account, by error code.', labelNames: ['stream', 'code'], registers });
     this.#latency = new Histogram({ name: 'offchannel_capture_latency_seconds', help: 'From the connector handing an event to the recorder to the record being durable.', labelNames: ['stream'], buckets: LATENCY_BUCKETS, registers });
+    this.#prunedBytes = new Counter({ name: 'offchannel_spool_pruned_bytes_total', help: 'Bytes dropped from the local spool once S3 held them: what="segments" (records) or "blobs".', labelNames: ['what'], registers });
+    this.#pruned = new Counter({ name: 'offchannel_spool_pruned_total', help: 'Files dropped from the local spool once S3 held them: what="segments" or "blobs".', labelNames: ['what'], registers });
     this.#unauthorized = new Counter({ name: 'offchannel_metrics_unauthorized_requests_total', help: 'Requests to the metrics endpoint refused for a missing or wrong bearer token.', registers });
     const state = new Gauge({
       name: 'offchannel_connector_state',
@@ -156,6 +160,18 @@ export class CaptureMetrics {
   /** `ForwarderOptions.onForwarded`. */
   readonly observeForwarded = (event: ForwardedEvent): void => {
     this.#forwardedTo(this.#mark(event.stream), event.lastSeq);
+  };
+
+  /** `ForwarderOptions.onPruned`: sealed segments dropped from the spool. */
+  readonly observePruned = (event: PrunedEvent): void => {
+    this.#pruned.inc({ what: 'segments' }, event.segments);
+    this.#prunedBytes.inc({ what: 'segments' }, event.bytes);
+  };
+
+  /** `ForwarderOptions.onBlobsPruned`: blobs dropped from the spool. */
+  readonly observeBlobsPruned = (event: BlobsPrunedEvent): void => {
+    this.#pruned.inc({ what: 'blobs' }, event.blobs);
+    this.#prunedBytes.inc({ what: 'blobs' }, event.bytes);
   };
 
   /** An account's connector failed; it restarts or is parked (`code`: the error's code). */

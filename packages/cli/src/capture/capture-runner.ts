@@ -501,7 +501,7 @@ export class CaptureRunner {
         targets: [{ name: 's3', sink: s3 }],
         logger: this.#logger,
         ...(archive.spoolPrune ? { prune: archive.spoolPrune } : {}),
-        ...(this.#metrics ? { onForwarded: this.#metrics.observeForwarded } : {}),
+        ...(this.#metrics ? { onForwarded: this.#metrics.observeForwarded, onPruned: this.#metrics.observePruned, onBlobsPruned: this.#metrics.observeBlobsPruned } : {}),
         ...(this.#config.signing?.archiveLog ? { archiveLogs: [archiveLogName(this.#options.shard)] } : {}),
       });
       this.#forwarder.start();
