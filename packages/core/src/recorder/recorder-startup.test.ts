@@ -68,7 +68,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('Recorder start-up with a persistent key index', () => {
+describe('Recorder start-up with a persistent key index', { timeout: 60_000 }, () => {
   it('reads no old record at start, yet dedups a replay of the very first message', async () => {
     const storage = new MemoryStorage();
     const file = path.join(dir, 'keys.sqlite');
