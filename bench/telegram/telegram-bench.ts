@@ -25,9 +25,17 @@
  *                 run records each, the second finds everything archived (compare only)
  * Reported as updates/s and as the ratio to `decode` (CPU-only paths: best of `--rounds`).
  *
- * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--engine N] [--slice N] [--index N] [--in-flight N] [--only engine] [--reconcile N] [--rounds N] [--json]
+ * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--engine N] [--slice N] [--index N] [--in-flight N] [--only engine] [--reconcile N] [--rounds N] [--dir DIR] [--json]
+ *
+ * `--dir` puts the bench's working directory (state, archive) under DIR instead of the system's
+ * temporary directory. CPU per update is reported split into user and system time: on ext4
+ * mounted without a journal, creating a file can cost 100+ µs of system CPU when its block group
+ * holds recently deleted inodes (the kernel skips them one by one), so the fs rows there swing
+ * from run to run with what other processes deleted; the JSON's `workFilesystem` says which
+ * kind of file system the run used (docs/capture.md, "Backlog throughput").
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -39,7 +47,7 @@ import { LOCAL_IDS, createLocalTelegramPeer } from '@offchannel/telegram/testing
 import { Long, PeersIndex, type tl } from '@mtcute/core';
 import { deserializeObject } from '@mtcute/core/utils.js';
 
-const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, engine: { type: 'string', default: '20000' }, slice: { type: 'string', default: '1000' }, index: { type: 'string', default: '0' }, 'in-flight': { type: 'string' }, only: { type: 'string' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, engine: { type: 'string', default: '20000' }, slice: { type: 'string', default: '1000' }, index: { type: 'string', default: '0' }, 'in-flight': { type: 'string' }, only: { type: 'string' }, rounds: { type: 'string', default: '3' }, dir: { type: 'string' }, json: { type: 'boolean', default: false } } });
 const ROUNDS = Number(values.rounds);
 const UPDATES = Number(values.updates);
 const FS_UPDATES = Number(values.fs);
@@ -102,7 +110,7 @@ function rate(count: number, started: number): number {
  * the client misses them; one pushed update reveals the gap; mtcute fetches the backlog with
  * getDifference and the connector records it into the fs sink (real fsync, group commit).
  */
-async function engineRate(work: string, sink: 'fs' | 'memory'): Promise<{ perSecond: number; cpuMicros: number }> {
+async function engineRate(work: string, sink: 'fs' | 'memory'): Promise<EngineRun> {
   const dir = path.join(work, `engine-${sink}`);
   const state = await openStateStore({ dir: path.join(dir, 'state'), unencrypted: true });
   const recorder = sink === 'fs' ? new Recorder({ sink: await openFsSink({ dir: path.join(dir, 'archive') }) }) : new Recorder({ sink: createMemorySink(), allowVolatileSink: true });
@@ -125,6 +133,7 @@ async function engineRate(work: string, sink: 'fs' | 'memory'): Promise<{ perSec
   }
   const started = performance.now();
   const cpu = process.cpuUsage();
+  const switches = process.resourceUsage();
   const last = peer.incomingText('the update that reveals the gap');
   await last;
   // Counted as they arrive (each capture is offered to the predicate once).
@@ -132,19 +141,75 @@ async function engineRate(work: string, sink: 'fs' | 'memory'): Promise<{ perSec
   await peer.waitFor((input) => input.kind === 'message' && ++messages >= ENGINE + 1);
   const perSecond = rate(ENGINE, started);
   const used = process.cpuUsage(cpu);
+  const { voluntaryContextSwitches, involuntaryContextSwitches } = process.resourceUsage();
   await peer.stop();
   await recorder.close();
   // CPU time per update (user + system, this process): steadier than the rate on a busy machine.
-  return { perSecond, cpuMicros: (used.user + used.system) / ENGINE };
+  return {
+    perSecond,
+    cpuMicros: (used.user + used.system) / ENGINE,
+    userMicros: used.user / ENGINE,
+    systemMicros: used.system / ENGINE,
+    contextSwitches: (voluntaryContextSwitches + involuntaryContextSwitches - switches.voluntaryContextSwitches - switches.involuntaryContextSwitches) / ENGINE,
+  };
+}
+
+interface EngineRun {
+  readonly perSecond: number;
+  /** CPU (user + system) of this process per update, µs. */
+  readonly cpuMicros: number;
+  readonly userMicros: number;
+  readonly systemMicros: number;
+  /** Context switches of this process (all threads) per update. */
+  readonly contextSwitches: number;
+}
+
+/** The engine rows' per-update CPU, split (the fs row's system time depends on the file system). */
+function engineCpu(memory: EngineRun, fs: EngineRun): Record<string, number> {
+  const round = (value: number): number => Math.round(value);
+  return {
+    engineMemoryCpuMicrosPerUpdate: round(memory.cpuMicros),
+    engineFsCpuMicrosPerUpdate: round(fs.cpuMicros),
+    engineMemoryUserMicrosPerUpdate: round(memory.userMicros),
+    engineMemorySystemMicrosPerUpdate: round(memory.systemMicros),
+    engineFsUserMicrosPerUpdate: round(fs.userMicros),
+    engineFsSystemMicrosPerUpdate: round(fs.systemMicros),
+    engineFsContextSwitchesPerUpdate: Number(fs.contextSwitches.toFixed(1)),
+  };
+}
+
+/**
+ * The file system holding `dir` as `<type>` (Linux: from /proc/self/mountinfo), with
+ * `, no journal` for ext4 mounted without one (its sysfs `journal_task` reads `<none>`); `unknown`
+ * elsewhere. Reported with the figures because it decides their system-CPU share.
+ */
+async function workFilesystem(dir: string): Promise<string> {
+  try {
+    let best: { point: string; type: string; source: string } | undefined;
+    for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
+      const [left, right] = line.split(' - ');
+      const point = left?.split(' ')[4];
+      const [type, source] = right?.split(' ') ?? [];
+      if (point === undefined || type === undefined || source === undefined) continue;
+      const inside = dir === point || dir.startsWith(point === '/' ? '/' : `${point}/`);
+      if (inside && (best === undefined || point.length >= best.point.length)) best = { point, type, source };
+    }
+    if (best === undefined) return 'unknown';
+    if (best.type !== 'ext4') return best.type;
+    const task = await readFile(`/sys/fs/ext4/${path.basename(best.source)}/journal_task`, 'utf8').catch(() => '');
+    return task.trim() === '<none>' ? 'ext4, no journal' : 'ext4';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** `--only engine`: just the two engine rows (for profiling with `node --cpu-prof`). */
 async function engineOnly(): Promise<void> {
-  const work = await mkdtemp(path.join(tmpdir(), 'offchannel-telegram-bench-'));
+  const work = await mkdtemp(path.join(values.dir ?? tmpdir(), 'offchannel-telegram-bench-'));
   try {
     const memory = await engineRate(work, 'memory');
     const fs = await engineRate(work, 'fs');
-    console.log(JSON.stringify({ engine: ENGINE, index: INDEX, slice: Number.isFinite(SLICE) ? SLICE : 'none', inFlight: IN_FLIGHT ?? 'connector default', engineMemoryPerSecond: Math.round(memory.perSecond), engineFsPerSecond: Math.round(fs.perSecond), engineMemoryCpuMicrosPerUpdate: Math.round(memory.cpuMicros), engineFsCpuMicrosPerUpdate: Math.round(fs.cpuMicros) }));
+    console.log(JSON.stringify({ engine: ENGINE, index: INDEX, slice: Number.isFinite(SLICE) ? SLICE : 'none', inFlight: IN_FLIGHT ?? 'connector default', engineMemoryPerSecond: Math.round(memory.perSecond), engineFsPerSecond: Math.round(fs.perSecond), ...engineCpu(memory, fs), workFilesystem: await workFilesystem(work) }));
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -182,7 +247,7 @@ async function main(): Promise<void> {
   const recordMemory = rate(UPDATES, t0);
   await memoryRecorder.close();
 
-  const work = await mkdtemp(path.join(tmpdir(), 'offchannel-telegram-bench-'));
+  const work = await mkdtemp(path.join(values.dir ?? tmpdir(), 'offchannel-telegram-bench-'));
   try {
     const fsSink = await openFsSink({ dir: work });
     const fsRecorder = new Recorder({ sink: fsSink });
@@ -235,8 +300,8 @@ async function main(): Promise<void> {
       engineInFlight: IN_FLIGHT ?? 'connector default',
       engineSlice: Number.isFinite(SLICE) ? SLICE : 'none',
       engineIndex: INDEX,
-      engineMemoryCpuMicrosPerUpdate: Math.round(engineMemoryRun.cpuMicros),
-      engineFsCpuMicrosPerUpdate: Math.round(engineFsRun.cpuMicros),
+      ...engineCpu(engineMemoryRun, engineFsRun),
+      workFilesystem: await workFilesystem(work),
       engineTarget: ENGINE_TARGET,
       engineVerdict: engine >= ENGINE_TARGET ? 'PASS' : 'FAIL',
       ratioEngineToDecode: Number((engine / decode).toFixed(4)),
@@ -266,7 +331,7 @@ async function main(): Promise<void> {
   console.log(`  same, fs sink, sequential   ${String(results['recordFsSequentialPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsToDecode'])}  (${FS_UPDATES} updates, one fsync each)`);
   console.log(`  same, fs sink, 64 in flight ${String(results['recordFsPipelinedPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsPipelinedToDecode'])}  (${FS_UPDATES * 5} updates, group commit)`);
   console.log(`  engine → runtime → mem sink ${String(results['engineMemoryPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineMemoryToDecode'])}  (the same backlog into an in-memory sink: the Telegram side's ceiling; ${String(results['engineMemoryCpuMicrosPerUpdate'])} µs CPU each)`);
-  console.log(`  engine → runtime → fs sink  ${String(results['engineFsPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineToDecode'])}  (${ENGINE} missed messages via getDifference in slices of ${String(results['engineSlice'])}, pipelined, ${String(results['engineFsCpuMicrosPerUpdate'])} µs CPU each; target ${ENGINE_TARGET}: ${String(results['engineVerdict'])})`);
+  console.log(`  engine → runtime → fs sink  ${String(results['engineFsPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineToDecode'])}  (${ENGINE} missed messages via getDifference in slices of ${String(results['engineSlice'])}, pipelined, ${String(results['engineFsCpuMicrosPerUpdate'])} µs CPU each = ${String(results['engineFsUserMicrosPerUpdate'])} user + ${String(results['engineFsSystemMicrosPerUpdate'])} system, on ${String(results['workFilesystem'])}; target ${ENGINE_TARGET}: ${String(results['engineVerdict'])})`);
   console.log(`  reconcile, recording        ${String(results['reconcileRecordPerSecond']).padStart(9)} messages/s  ${String(results['ratioReconcileRecordToDecode'])}  (${RECONCILE} history-only messages, memory sink)`);
   console.log(`  reconcile, all archived     ${String(results['reconcileComparePerSecond']).padStart(9)} messages/s  ${String(results['ratioReconcileCompareToDecode'])}  (compare only)`);
 }
