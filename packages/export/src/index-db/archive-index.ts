@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
@@ -35,18 +36,23 @@ export interface ConversationSummary {
 const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
 
 /**
- * A temporary SQLite index over the archive, so export streams with bounded memory: one pass
- * reads every record into the index (on disk, deleted on close); the exporters then walk one
- * conversation at a time and look up the edits, deletes, reactions and receipts of each
- * message by its resolved target. Records are stored in conversation and time order (the
- * table's key), so walking a conversation reads consecutive pages — with the records kept in
- * archive order, conversations interleave and every conversation would read the whole file
- * through SQLite's small page cache. Seq order, for JSONL, goes through the `by_seq` index. The index is a working copy only — what is exported comes
- * from records whose hashes the archive's verification has just checked.
+ * A temporary index over the archive, so export streams with bounded memory: one pass reads
+ * every record into it (on disk, deleted on close); the exporters then walk one conversation
+ * at a time and look up the edits, deletes, reactions and receipts of each message by its
+ * resolved target. Two files: the records' stored bytes, appended as they are read to
+ * `records.bin` (one sequential write, no conversion), and a SQLite table of the few fields
+ * the lookups need plus where each record's bytes are — rows of a hundred bytes, not of the
+ * whole record, so inserting them and building the lookup indexes scan a table a tenth the
+ * size. Rows are kept in conversation and time order (the table's key) and each record is
+ * read back by its offset (a positional read of exactly its bytes: no page of other
+ * conversations' records is read with it). Seq order, for JSONL, goes through the `by_seq`
+ * index. The index is a working copy only — what is exported comes from records whose hashes
+ * the archive's verification has just checked.
  */
 export class ArchiveIndex {
   readonly #db: DatabaseSync;
   readonly #file: string;
+  readonly #bodies: RecordBodies;
   readonly #byKey: StatementSync;
   readonly #events: StatementSync;
   readonly #modifiers: StatementSync;
@@ -55,22 +61,23 @@ export class ArchiveIndex {
   readonly #streamRecords: StatementSync;
   readonly #custodian: StatementSync;
 
-  private constructor(db: DatabaseSync, file: string) {
+  private constructor(db: DatabaseSync, file: string, bodies: RecordBodies) {
     this.#db = db;
     this.#file = file;
-    this.#byKey = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
+    this.#bodies = bodies;
+    this.#byKey = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
-      `SELECT stream, seq, hash, json FROM records WHERE conv = ? AND at >= ? AND at < ?
+      `SELECT stream, seq, hash, body_at, body_bytes FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
     );
-    this.#modifiers = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
+    this.#modifiers = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
     this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#byNativeId = db.prepare("SELECT seq FROM records INDEXED BY by_native_id WHERE conv = ? AND native_id = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#custodian = db.prepare(
       `SELECT outbound_sender FROM records INDEXED BY by_outbound WHERE conv = ? AND outbound_sender IS NOT NULL
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq LIMIT 1`,
     );
-    this.#streamRecords = db.prepare('SELECT stream, seq, hash, json FROM records INDEXED BY by_seq WHERE stream = ? ORDER BY seq');
+    this.#streamRecords = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_seq WHERE stream = ? ORDER BY seq');
   }
 
   /**
@@ -86,19 +93,21 @@ export class ArchiveIndex {
     const file = path.join(dir, 'index.sqlite');
     await (await open(file, 'wx', 0o600)).close();
     const db = new DatabaseSync(file);
+    const bodies = RecordBodies.create(path.join(dir, 'records.bin'));
     try {
       // 16 KiB pages: rows of about a kilobyte each, a third less CPU building the index than 4 KiB pages.
       db.exec(`PRAGMA page_size = 16384; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
         CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
           conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
-          target_seq INTEGER, outbound_sender TEXT, json TEXT NOT NULL, PRIMARY KEY (conv, at, seq)) WITHOUT ROWID;`);
-      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)');
+          target_seq INTEGER, outbound_sender TEXT, body_at INTEGER NOT NULL, body_bytes INTEGER NOT NULL,
+          PRIMARY KEY (conv, at, seq)) WITHOUT ROWID;`);
+      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)');
       let done = 0;
       for (const [stream, head] of heads) {
         db.exec('BEGIN');
         let last: StreamHead = { seq: 0, hash: ZERO_HASH };
         const add = (seq: number, bytes: Uint8Array): void => {
-          const { record, hash, text } = decodeStoredRecord(stream, seq, bytes);
+          const { record, hash } = decodeStoredRecord(stream, seq, bytes);
           if (record.stream !== stream || record.seq !== last.seq + 1 || seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
           last = { seq: record.seq, hash };
           try {
@@ -114,7 +123,8 @@ export class ArchiveIndex {
               record.target ? canonicalize(record.target) : null,
               record.target?.id ?? null,
               record.direction === 'outbound' && record.sender ? record.sender.id : null,
-              text,
+              bodies.append(bytes),
+              bytes.byteLength,
             );
           } catch (error) {
             // Fields that are not what a verified record holds: the bytes changed since verification.
@@ -126,6 +136,7 @@ export class ArchiveIndex {
         if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
         db.exec('COMMIT');
       }
+      bodies.finish();
       onProgress?.(done);
       // Full (not partial) indexes, named in the queries: SQLite does not use a partial index for
       // a comparison with a bound parameter, and would otherwise scan (quadratic export time).
@@ -142,9 +153,10 @@ export class ArchiveIndex {
           AND r.native_id = records.target_id AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL AND target_seq IS NULL;
         CREATE INDEX by_target ON records (stream, target_seq, at, seq);`);
-      return new ArchiveIndex(db, file);
+      return new ArchiveIndex(db, file, bodies);
     } catch (error) {
       db.close();
+      await bodies.remove();
       await rm(file, { force: true });
       throw error;
     }
@@ -178,12 +190,12 @@ export class ArchiveIndex {
    * {@link sortableTime} strings.
    */
   *events(conversation: string, from = '', to = '\uffff'): Generator<IndexedRecord> {
-    for (const row of this.#events.iterate(conversation, from, to)) yield toIndexed(row);
+    for (const row of this.#events.iterate(conversation, from, to)) yield this.#toIndexed(row);
   }
 
   /** Edits, deletes, reactions and receipts whose target is record `seq` of `stream`, in time order. */
   modifiersOf(stream: string, seq: number): IndexedRecord[] {
-    return this.#modifiers.all(stream, seq).map(toIndexed);
+    return this.#modifiers.all(stream, seq).map((row) => this.#toIndexed(row));
   }
 
   /** The message record a ref (reply, quote, target) names, if it is in the archive. */
@@ -202,18 +214,24 @@ export class ArchiveIndex {
 
   get(stream: string, seq: number): IndexedRecord | undefined {
     const row = this.#byKey.get(stream, seq);
-    return row ? toIndexed(row) : undefined;
+    return row ? this.#toIndexed(row) : undefined;
   }
 
   /** All records of `stream` in seq order. */
   *streamRecords(stream: string): Generator<IndexedRecord> {
-    for (const row of this.#streamRecords.iterate(stream)) yield toIndexed(row);
+    for (const row of this.#streamRecords.iterate(stream)) yield this.#toIndexed(row);
   }
 
   /** Closes and deletes the index. */
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
+    await this.#bodies.remove();
     await rm(this.#file, { force: true });
+  }
+
+  #toIndexed(row: Record<string, unknown>): IndexedRecord {
+    const text = this.#bodies.read(Number(row.body_at), Number(row.body_bytes));
+    return { stream: row.stream as string, seq: Number(row.seq), hash: row.hash as string, record: JSON.parse(text) as ArchiveRecord, text };
   }
 }
 
@@ -227,7 +245,7 @@ function changed(stream: string, seq: number): ExportError {
  * head, proves by SHA-256 that these are the very bytes it validated — any other bytes stop
  * the build before anything is exported.
  */
-function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string; text: string } {
+function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
   let record: unknown;
   try {
@@ -236,7 +254,7 @@ function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { r
     throw invalid(stream, seq, error);
   }
   if (typeof record !== 'object' || record === null || Array.isArray(record)) throw invalid(stream, seq);
-  return { record: record as ArchiveRecord, hash: sha256Hex(bytes), text };
+  return { record: record as ArchiveRecord, hash: sha256Hex(bytes) };
 }
 
 /** Calls `add` with each stored record of `stream` up to seq `through`, in order: whatever is stored (`add` checks it against the verified chain). */
@@ -256,7 +274,71 @@ export function conversationKey(record: ArchiveRecord): string {
   return `${record.stream}|${record.conversation?.id ?? ''}`;
 }
 
-function toIndexed(row: Record<string, unknown>): IndexedRecord {
-  const text = row.json as string;
-  return { stream: row.stream as string, seq: Number(row.seq), hash: row.hash as string, record: JSON.parse(text) as ArchiveRecord, text };
+/** Appended writes go out in pieces of this size. */
+const BODY_BUFFER_BYTES = 1 << 20;
+
+/**
+ * The index's record bytes: one file (0600, in the export's private working directory) the
+ * stored records are appended to in archive order, read back one record at a time by offset.
+ * Synchronous, as SQLite is: the build and the exporters' lookups never wait on each other.
+ */
+class RecordBodies {
+  readonly #path: string;
+  readonly #fd: number;
+  readonly #pending = Buffer.allocUnsafe(BODY_BUFFER_BYTES);
+  #pendingBytes = 0;
+  #size = 0;
+  #read = Buffer.allocUnsafe(64 * 1024);
+  #open = true;
+
+  private constructor(path: string, fd: number) {
+    this.#path = path;
+    this.#fd = fd;
+  }
+
+  static create(file: string): RecordBodies {
+    return new RecordBodies(file, openSync(file, 'wx+', 0o600));
+  }
+
+  /** Appends one record's bytes; returns their offset. */
+  append(bytes: Uint8Array): number {
+    const at = this.#size + this.#pendingBytes;
+    if (this.#pendingBytes + bytes.byteLength > BODY_BUFFER_BYTES) this.finish();
+    if (bytes.byteLength > BODY_BUFFER_BYTES) this.#write(bytes);
+    else {
+      this.#pending.set(bytes, this.#pendingBytes);
+      this.#pendingBytes += bytes.byteLength;
+    }
+    return at;
+  }
+
+  /** Writes what is still buffered (before the first read). */
+  finish(): void {
+    if (this.#pendingBytes === 0) return;
+    this.#write(this.#pending.subarray(0, this.#pendingBytes));
+    this.#pendingBytes = 0;
+  }
+
+  /** The record stored at `at`, `bytes` long, as text. */
+  read(at: number, bytes: number): string {
+    if (this.#read.byteLength < bytes) this.#read = Buffer.allocUnsafe(Math.max(bytes, this.#read.byteLength * 2));
+    for (let done = 0; done < bytes; ) {
+      const got = readSync(this.#fd, this.#read, done, bytes - done, at + done);
+      if (got === 0) throw new ExportError('EXPORT_OUTPUT', `the export's working file ${this.#path} was truncated while it was read back`);
+      done += got;
+    }
+    return this.#read.toString('utf8', 0, bytes);
+  }
+
+  /** Closes and deletes the file. */
+  async remove(): Promise<void> {
+    if (this.#open) closeSync(this.#fd);
+    this.#open = false;
+    await rm(this.#path, { force: true });
+  }
+
+  #write(bytes: Uint8Array): void {
+    for (let done = 0; done < bytes.byteLength; ) done += writeSync(this.#fd, bytes, done, bytes.byteLength - done, this.#size + done);
+    this.#size += bytes.byteLength;
+  }
 }
