@@ -1,9 +1,9 @@
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { type ArchiveRecord, type NativeRef, type Sink, type StreamHead, ZERO_HASH, canonicalize, sha256Hex } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
+import { RecordBodies } from './record-bodies.ts';
 import { sortableTime } from './sortable-time.ts';
 
 /** A record as the exporters see it: where it sits in the archive and its hash. */
@@ -272,73 +272,4 @@ function invalid(stream: string, seq: number, cause?: unknown): ExportError {
 /** The index key of a record's conversation: `<stream>|<id>`, or `<stream>|` when it has none. */
 export function conversationKey(record: ArchiveRecord): string {
   return `${record.stream}|${record.conversation?.id ?? ''}`;
-}
-
-/** Appended writes go out in pieces of this size. */
-const BODY_BUFFER_BYTES = 1 << 20;
-
-/**
- * The index's record bytes: one file (0600, in the export's private working directory) the
- * stored records are appended to in archive order, read back one record at a time by offset.
- * Synchronous, as SQLite is: the build and the exporters' lookups never wait on each other.
- */
-class RecordBodies {
-  readonly #path: string;
-  readonly #fd: number;
-  readonly #pending = Buffer.allocUnsafe(BODY_BUFFER_BYTES);
-  #pendingBytes = 0;
-  #size = 0;
-  #read = Buffer.allocUnsafe(64 * 1024);
-  #open = true;
-
-  private constructor(path: string, fd: number) {
-    this.#path = path;
-    this.#fd = fd;
-  }
-
-  static create(file: string): RecordBodies {
-    return new RecordBodies(file, openSync(file, 'wx+', 0o600));
-  }
-
-  /** Appends one record's bytes; returns their offset. */
-  append(bytes: Uint8Array): number {
-    const at = this.#size + this.#pendingBytes;
-    if (this.#pendingBytes + bytes.byteLength > BODY_BUFFER_BYTES) this.finish();
-    if (bytes.byteLength > BODY_BUFFER_BYTES) this.#write(bytes);
-    else {
-      this.#pending.set(bytes, this.#pendingBytes);
-      this.#pendingBytes += bytes.byteLength;
-    }
-    return at;
-  }
-
-  /** Writes what is still buffered (before the first read). */
-  finish(): void {
-    if (this.#pendingBytes === 0) return;
-    this.#write(this.#pending.subarray(0, this.#pendingBytes));
-    this.#pendingBytes = 0;
-  }
-
-  /** The record stored at `at`, `bytes` long, as text. */
-  read(at: number, bytes: number): string {
-    if (this.#read.byteLength < bytes) this.#read = Buffer.allocUnsafe(Math.max(bytes, this.#read.byteLength * 2));
-    for (let done = 0; done < bytes; ) {
-      const got = readSync(this.#fd, this.#read, done, bytes - done, at + done);
-      if (got === 0) throw new ExportError('EXPORT_OUTPUT', `the export's working file ${this.#path} was truncated while it was read back`);
-      done += got;
-    }
-    return this.#read.toString('utf8', 0, bytes);
-  }
-
-  /** Closes and deletes the file. */
-  async remove(): Promise<void> {
-    if (this.#open) closeSync(this.#fd);
-    this.#open = false;
-    await rm(this.#path, { force: true });
-  }
-
-  #write(bytes: Uint8Array): void {
-    for (let done = 0; done < bytes.byteLength; ) done += writeSync(this.#fd, bytes, done, bytes.byteLength - done, this.#size + done);
-    this.#size += bytes.byteLength;
-  }
 }
