@@ -24,7 +24,7 @@ function record(n: number, size: number): string {
   // JSON-ish text with 1- to 4-byte UTF-8 characters, `size` characters long.
   const alphabet = ['a', 'é', '€', '😀', '"', '\\'];
   let text = `{"seq":${n},"text":"`;
-  while (text.length < size) text += alphabet[(text.length + n) % alphabet.length];
+  while (text.length < size) text += alphabet[(text.length + n) % alphabet.length] ?? 'a';
   return `${text}"}`;
 }
 

@@ -68,7 +68,12 @@ export class RecordBodies {
   }
 
   #write(bytes: Uint8Array): void {
-    for (let done = 0; done < bytes.byteLength; ) done += writeSync(this.#fd, bytes, done, bytes.byteLength - done, this.#size + done);
+    try {
+      for (let done = 0; done < bytes.byteLength; ) done += writeSync(this.#fd, bytes, done, bytes.byteLength - done, this.#size + done);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? 'unknown error';
+      throw new ExportError('EXPORT_OUTPUT', `cannot write the export's working file ${this.#path} (${code}); make room on the file system of --out (the index holds a copy of every selected record) and export again`, { cause: error });
+    }
     this.#size += bytes.byteLength;
   }
 }
