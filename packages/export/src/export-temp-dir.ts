@@ -1,6 +1,7 @@
 /**
- * The export's private working directory: the SQLite index (plaintext of every selected
- * record) and the RSMF parts being assembled. It lives beside `--out` — on the file system the
+ * The export's private working directory: the index (`index.sqlite`, the records' fields, and
+ * `records.bin`, the stored bytes — plaintext — of every selected record) and the RSMF parts
+ * being assembled. It lives beside `--out` — on the file system the
  * operator chose for the production, not in a shared `/tmp` — as
  * `.offchannel-export-tmp-<host>-<pid>-<random>`, mode 0700 (files in it 0600), and is removed:
  * when the export ends (success, error, or its abort signal), on process exit, and — unless the

@@ -49,14 +49,18 @@ export function createConnectorContext(options: {
   const captureRejected = async (input: CaptureInput, error: OffchannelError): Promise<CaptureResult> => {
     const parts = new Map<string, Uint8Array>();
     const evidence = evidenceOf(input, parts);
-    for (const [sha256, bytes] of parts) {
-      await writer.capture({
-        kind: 'unsupported',
-        key: `rejected-input-bytes:${sha256}`,
-        problem: { reason: 'invalid-capture-input', detail: 'bytes of a rejected input, named by its evidence' },
-        raw: { bytes, format: REJECTED_INPUT_BYTES_FORMAT },
-      });
-    }
+    // Copies taken as they were hashed (a platform library may reuse its buffers); issued
+    // together, so they share one group commit.
+    await Promise.all(
+      [...parts].map(([sha256, bytes]) =>
+        writer.capture({
+          kind: 'unsupported',
+          key: `rejected-input-bytes:${sha256}`,
+          problem: { reason: 'invalid-capture-input', detail: 'bytes of a rejected input, named by its evidence' },
+          raw: { bytes, format: REJECTED_INPUT_BYTES_FORMAT },
+        }),
+      ),
+    );
     const named = (error as { field?: unknown }).field;
     const field = typeof named === 'string' ? named : undefined;
     logger.warn({ code: error.code, field }, 'capture input rejected; recording it as unsupported with the input as evidence');
@@ -111,8 +115,9 @@ function evidenceOf(input: unknown, parts: Map<string, Uint8Array>): Uint8Array 
   const transform = (value: unknown, depth: number): unknown => {
     if (value instanceof Uint8Array) {
       if (value.length <= 4096) return { $base64: Buffer.from(value).toString('base64') };
-      const sha256 = sha256Hex(value);
-      parts.set(sha256, value);
+      const copy = value.slice();
+      const sha256 = sha256Hex(copy);
+      parts.set(sha256, copy);
       return { $blob: { sha256, size: value.length } };
     }
     if (typeof value === 'bigint') return { $bigint: value.toString() };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { ExportError } from '../export-error.ts';
@@ -44,20 +45,36 @@ export class RecordBodies {
   /** Writes what is still buffered (a read does so first). */
   finish(): void {
     if (this.#pendingBytes === 0) return;
+    if (!this.#open) throw new ExportError('EXPORT_OUTPUT', `the export's working file ${this.#path} was written after it was removed (a bug); export again`);
     this.#write(this.#pending.subarray(0, this.#pendingBytes));
     this.#pendingBytes = 0;
   }
 
-  /** The record stored at `at`, `bytes` long, as text. */
-  read(at: number, bytes: number): string {
+  /**
+   * The record stored at `at`, `bytes` long, as text — only if its bytes still hash to `sha256`
+   * (the hash the verified chain gave them): whatever changed the working file after the build
+   * (a failing disk, another process) stops the export instead of reaching the production.
+   */
+  read(at: number, bytes: number, sha256: string): string {
+    if (!this.#open) throw new ExportError('EXPORT_OUTPUT', `the export's working file ${this.#path} was read after it was removed (a bug); export again`);
     this.finish();
     if (this.#read.byteLength < bytes) this.#read = Buffer.allocUnsafe(Math.max(bytes, this.#read.byteLength * 2));
     for (let done = 0; done < bytes; ) {
-      const got = readSync(this.#fd, this.#read, done, bytes - done, at + done);
+      let got: number;
+      try {
+        got = readSync(this.#fd, this.#read, done, bytes - done, at + done);
+      } catch (error) {
+        const code = (error as { code?: string }).code ?? 'unknown error';
+        throw new ExportError('EXPORT_OUTPUT', `cannot read the export's working file ${this.#path} back (${code}); check the file system of --out and export again`, { cause: error });
+      }
       if (got === 0) throw new ExportError('EXPORT_OUTPUT', `the export's working file ${this.#path} was truncated while it was read back`);
       done += got;
     }
-    return this.#read.toString('utf8', 0, bytes);
+    const view = this.#read.subarray(0, bytes);
+    if (createHash('sha256').update(view).digest('hex') !== sha256) {
+      throw new ExportError('EXPORT_UNVERIFIED', `the export's working file ${this.#path} changed after the archive was verified (a record read back does not hash to the verified chain); nothing more is exported. Check the file system of --out and export again`);
+    }
+    return view.toString('utf8');
   }
 
   /** Closes and deletes the file. */

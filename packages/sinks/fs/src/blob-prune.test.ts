@@ -122,20 +122,22 @@ describe('FsSink.pruneBlobs through the forwarder', () => {
     await first.putBlob(sha256Hex(bytes), bytes);
     await first.close();
     await utimes(path.join(dir, 'blobs', 'sha256', sha256Hex(bytes)), OLD, OLD);
-    // Reopened (the file is found, not written) and again (the in-memory fast path).
-    for (const round of [1, 2]) {
-      const spool = await openFsSink({ dir });
-      const recorder = new Recorder({ sink: spool, clock });
-      const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
-      const ref = await writer.putBlob(bytes);
-      if (round === 2) await writer.putBlob(bytes);
-      expect(await spool.pruneBlobs({ modifiedBefore: CUTOFF, held: () => Promise.resolve(true) })).toEqual({ blobs: 0, bytes: 0 });
-      const result = await writer.capture({ ...message('alice', round, []), attachments: [{ blob: ref, mime: 'text/plain' }] });
-      expect(result.status).toBe('recorded');
-      await recorder.close();
-      await spool.close();
-      await utimes(path.join(dir, 'blobs', 'sha256', sha256Hex(bytes)), OLD, OLD);
-    }
+    // Reopened: the file is found, not written.
+    const spool = await openFsSink({ dir });
+    const recorder = new Recorder({ sink: spool, clock });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    const ref = await writer.putBlob(bytes);
+    expect(await spool.pruneBlobs({ modifiedBefore: CUTOFF, held: () => Promise.resolve(true) })).toEqual({ blobs: 0, bytes: 0 });
+    expect((await writer.capture({ ...message('alice', 1, []), attachments: [{ blob: ref, mime: 'text/plain' }] })).status).toBe('recorded');
+    // The in-memory fast path: stored by this sink (a new file), aged, handed out again.
+    const other = bytesOf('another attachment, stored by this process');
+    const otherRef = await writer.putBlob(other);
+    await utimes(path.join(dir, 'blobs', 'sha256', otherRef.sha256), OLD, OLD);
+    expect(await writer.putBlob(other)).toEqual(otherRef);
+    expect(await spool.pruneBlobs({ modifiedBefore: CUTOFF, held: () => Promise.resolve(true) })).toEqual({ blobs: 0, bytes: 0 });
+    expect((await writer.capture({ ...message('alice', 2, []), attachments: [{ blob: otherRef, mime: 'text/plain' }] })).status).toBe('recorded');
+    await recorder.close();
+    await spool.close();
   });
 
   it('keeps blobs written after `modifiedBefore`, and runs a pass only after segments were pruned (or at the first prune)', { timeout: 60_000 }, async () => {

@@ -488,9 +488,12 @@ export class FsSink implements Sink {
       this.blobGuard.handOut(sha256, Date.now());
       return { created: false };
     }
-    const stored = await this.blobGuard.track(sha256, this.blobIo.run(() => this.storeBlob(sha256, bytes)));
-    if (!stored.created) this.blobGuard.handOut(sha256, Date.now());
-    return stored;
+    // Handed out while still tracked as a put in flight: never a moment a pass could take it.
+    const store = this.blobIo.run(() => this.storeBlob(sha256, bytes)).then((stored) => {
+      if (!stored.created) this.blobGuard.handOut(sha256, Date.now());
+      return stored;
+    });
+    return this.blobGuard.track(sha256, store);
   }
 
   private async storeBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
