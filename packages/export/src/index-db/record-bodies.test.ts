@@ -83,7 +83,7 @@ describe('RecordBodies', () => {
       removed = true;
       expect(() => bodies.read(at, Buffer.byteLength(text), sha(text))).toThrow(expect.objectContaining({ code: 'EXPORT_OUTPUT' }) as Error);
       bodies.append(Buffer.from(text));
-      expect(() => bodies.finish()).toThrow(expect.objectContaining({ code: 'EXPORT_OUTPUT' }) as Error);
+      expect(() => { bodies.finish(); }).toThrow(expect.objectContaining({ code: 'EXPORT_OUTPUT' }) as Error);
     } finally {
       if (!removed) await bodies.remove();
     }
