@@ -74,7 +74,9 @@ function request(contents: Uint8Array[], dir = blobs): BlobBatchRequest {
   let size = 0;
   for (const bytes of contents) ends.push((size += bytes.length));
   const packed = new Uint8Array(size);
-  contents.forEach((bytes, index) => packed.set(bytes, index === 0 ? 0 : ends[index - 1]));
+  contents.forEach((bytes, index) => {
+    packed.set(bytes, index === 0 ? 0 : ends[index - 1]);
+  });
   return { id: 7, tmpDir: tmp, prefix: 'test', targets: contents.map((bytes) => path.join(dir, sha(bytes))), ends, bytes: packed };
 }
 

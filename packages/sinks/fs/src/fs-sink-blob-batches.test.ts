@@ -20,7 +20,7 @@ const staged = vi.hoisted(() => ({ opens: 0 }));
 vi.mock('node:fs', async (importOriginal) => {
   const real = await importOriginal<typeof Fs>();
   const open = ((file: string, ...rest: unknown[]) => {
-    if (String(file).includes(`${path.sep}tmp${path.sep}`)) staged.opens++;
+    if (file.includes(`${path.sep}tmp${path.sep}`)) staged.opens++;
     (real.open as (...args: unknown[]) => void)(file, ...rest);
   }) as typeof real.open;
   const fs = { ...real, open };
