@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { BLOB_BATCH_MAX, BLOB_BATCH_WORKERS, BlobBatchWriter } from './blob-batch-writer.ts';
+import { createReadOnlyFile } from './fs-utils.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
@@ -22,12 +23,20 @@ beforeEach(async () => {
   blobs = path.join(root, 'blobs');
   await mkdir(tmp);
   await mkdir(blobs);
+  alone = 0;
 });
 afterEach(async () => {
   await writer?.close();
   writer = undefined;
   await rm(root, { recursive: true, force: true });
 });
+
+/** Writes one blob without the workers, counting the calls. */
+let alone = 0;
+const writeAlone = (target: string, bytes: Uint8Array): Promise<boolean> => {
+  alone++;
+  return createReadOnlyFile(tmp, target, bytes);
+};
 
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 const blob = (index: number): Uint8Array => new TextEncoder().encode(`message ${index} `.repeat(1 + (index % 50)));
@@ -44,7 +53,7 @@ it('resolves a blob only once a directory fsync begun after its link has finishe
     const { promise, resolve } = Promise.withResolvers<undefined>();
     syncs.push({ dir, linked: await readdir(dir), release: () => { resolve(undefined); } });
     await promise;
-  });
+  }, writeAlone);
   const bytes = blob(1);
   const created = writer.create(path.join(blobs, sha(bytes)), bytes);
   while (syncs.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -58,10 +67,11 @@ it('resolves a blob only once a directory fsync begun after its link has finishe
 
 it('writes the blobs asked for in one turn in a few batches, one directory fsync each', async () => {
   const dirs: string[] = [];
-  writer = new BlobBatchWriter(tmp, async (dir) => { dirs.push(dir); });
+  writer = new BlobBatchWriter(tmp, async (dir) => { dirs.push(dir); }, writeAlone);
   const contents = Array.from({ length: 100 }, (_, index) => blob(index));
   const results = await Promise.all(contents.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)));
   expect(results.every(Boolean)).toBe(true);
+  expect(alone, 'all written by the workers').toBe(0);
   expect(dirs.length).toBeLessThanOrEqual(Math.max(BLOB_BATCH_WORKERS, Math.ceil(100 / BLOB_BATCH_MAX)));
   expect((await readdir(blobs)).sort()).toEqual(contents.map(sha).sort());
   for (const bytes of contents) expect(new Uint8Array(await readFile(path.join(blobs, sha(bytes))))).toEqual(bytes);
@@ -69,7 +79,7 @@ it('writes the blobs asked for in one turn in a few batches, one directory fsync
 });
 
 it('answers false for a name already taken, and leaves that file alone', async () => {
-  writer = new BlobBatchWriter(tmp, async () => undefined);
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
   const bytes = blob(3);
   await writeFile(path.join(blobs, sha(bytes)), 'other');
   expect(await writer.create(path.join(blobs, sha(bytes)), bytes)).toBe(false);
@@ -79,14 +89,14 @@ it('answers false for a name already taken, and leaves that file alone', async (
 it('a failed directory fsync rejects every blob it would have made durable, with its code', async () => {
   writer = new BlobBatchWriter(tmp, async () => {
     throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
-  });
+  }, writeAlone);
   const contents = [blob(4), blob(5), blob(6)];
   const results = await Promise.allSettled(contents.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)));
   for (const result of results) expect(result).toMatchObject({ status: 'rejected', reason: { code: 'EIO' } });
 });
 
 it('a write error reaches its blob alone (a missing directory: ENOENT), the others are stored', async () => {
-  writer = new BlobBatchWriter(tmp, async () => undefined);
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
   const good = blob(7);
   const lost = blob(8);
   const [stored, failed] = await Promise.allSettled([writer.create(path.join(blobs, sha(good)), good), writer.create(path.join(root, 'missing', sha(lost)), lost)]);
@@ -95,9 +105,17 @@ it('a write error reaches its blob alone (a missing directory: ENOENT), the othe
 });
 
 it('refuses writes once closed', async () => {
-  writer = new BlobBatchWriter(tmp, async () => undefined);
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
   const bytes = blob(9);
   expect(await writer.create(path.join(blobs, sha(bytes)), bytes)).toBe(true);
   await writer.close();
   await expect(writer.create(path.join(blobs, 'x'), bytes)).rejects.toThrow(/closed/);
+});
+
+it('with no threads, writes every blob alone, the same way', async () => {
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 0);
+  const contents = [blob(10), blob(11)];
+  expect(await Promise.all(contents.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)))).toEqual([true, true]);
+  expect(alone).toBe(2);
+  for (const bytes of contents) expect(new Uint8Array(await readFile(path.join(blobs, sha(bytes))))).toEqual(bytes);
 });

@@ -38,20 +38,28 @@ interface Slot {
 export class BlobBatchWriter {
   readonly #tmpDir: string;
   readonly #syncDirectory: (dir: string) => Promise<void>;
+  readonly #alone: (target: string, bytes: Uint8Array) => Promise<boolean>;
   readonly #workers: number;
   readonly #slots: Slot[] = [];
   #queue: Entry[] = [];
   #scheduled = false;
   #nextId = 0;
   #closed = false;
+  /** Set once a worker could not start or died: from then on every blob is written alone. */
+  #broken = false;
 
   /**
    * `syncDirectory` makes the links durable: one call per batch and directory, after its links
    * (fs-utils' group commit serves the batches of every worker linked meanwhile at once).
+   * `alone` writes one blob the same way without the workers (`createReadOnlyFile`): used for
+   * every blob once a worker could not start or died, and for the batch it held — whose blobs
+   * may be linked already: `alone` then finds them (false), for the caller to check and sync.
    */
-  constructor(tmpDir: string, syncDirectory: (dir: string) => Promise<void>, workers = BLOB_BATCH_WORKERS) {
+  constructor(tmpDir: string, syncDirectory: (dir: string) => Promise<void>, alone: (target: string, bytes: Uint8Array) => Promise<boolean>, workers = BLOB_BATCH_WORKERS) {
     this.#tmpDir = tmpDir;
     this.#syncDirectory = syncDirectory;
+    this.#alone = alone;
+    this.#broken = workers < 1; // no threads: every blob alone
     this.#workers = workers;
   }
 
@@ -62,6 +70,7 @@ export class BlobBatchWriter {
    */
   create(target: string, bytes: Uint8Array): Promise<boolean> {
     if (this.#closed) return Promise.reject(new Error('the blob writer is closed'));
+    if (this.#broken) return this.#alone(target, bytes);
     const { promise, resolve, reject } = Promise.withResolvers<boolean>();
     this.#queue.push({ target, bytes, resolve, reject });
     if (!this.#scheduled) {
@@ -84,8 +93,13 @@ export class BlobBatchWriter {
 
   /** Hands queued blobs to idle workers, starting workers up to the limit. */
   #dispatch(): void {
+    if (this.#broken) {
+      this.#writeAlone(this.#queue.splice(0));
+      return;
+    }
     while (this.#queue.length > 0) {
       const slot = this.#slots.find((candidate) => candidate.batch === undefined) ?? this.#start();
+      if (this.#broken) return; // #start could not start a worker, and wrote the queue alone
       if (!slot) return;
       const idle = this.#slots.filter((candidate) => candidate.batch === undefined).length + (this.#workers - this.#slots.length);
       // Spread what is queued over the idle workers: more writes on the disk at once.
@@ -140,10 +154,32 @@ export class BlobBatchWriter {
     }
   }
 
+  #writeAlone(entries: readonly Entry[]): void {
+    for (const entry of entries) this.#alone(entry.target, entry.bytes).then(entry.resolve, entry.reject);
+  }
+
+  /** Gives up on the workers: what they held and what is queued is written alone. */
+  #breakDown(held: readonly Entry[]): void {
+    this.#broken = true;
+    const slots = this.#slots.splice(0);
+    for (const slot of slots) {
+      if (slot.batch) held = [...held, ...slot.batch];
+      slot.batch = undefined;
+      void slot.worker.terminate();
+    }
+    this.#writeAlone([...held, ...this.#queue.splice(0)]);
+  }
+
   #start(): Slot | undefined {
     if (this.#slots.length >= this.#workers || this.#closed) return undefined;
     const file = import.meta.url.endsWith('.ts') ? './blob-batch-worker.ts' : './blob-batch-worker.js';
-    const worker = new Worker(new URL(file, import.meta.url), { resourceLimits: WORKER_LIMITS });
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL(file, import.meta.url), { resourceLimits: WORKER_LIMITS });
+    } catch {
+      this.#breakDown([]);
+      return undefined;
+    }
     const slot: Slot = { worker, prefix: `${randomBytes(6).toString('hex')}w`, batch: undefined };
     worker.on('message', (result: BlobBatchResult) => {
       const batch = slot.batch ?? [];
@@ -152,19 +188,14 @@ export class BlobBatchWriter {
       this.#dispatch();
       this.#settle(batch, result);
     });
-    const lost = (error: Error): void => {
-      // The worker died: its batch fails (a retry finds any linked file, checks and syncs it).
-      const index = this.#slots.indexOf(slot);
-      if (index >= 0) this.#slots.splice(index, 1);
-      const batch = slot.batch ?? [];
+    const lost = (): void => {
+      if (this.#closed || !this.#slots.includes(slot)) return;
+      const held = slot.batch ?? [];
       slot.batch = undefined;
-      for (const entry of batch) entry.reject(error);
-      if (!this.#closed) this.#dispatch();
+      this.#breakDown(held);
     };
     worker.on('error', lost);
-    worker.on('exit', (code) => {
-      lost(Object.assign(new Error(`the blob writer thread exited (code ${code})`), { code: 'EIO' }));
-    });
+    worker.on('exit', lost);
     worker.unref();
     this.#slots.push(slot);
     return slot;

@@ -525,7 +525,7 @@ export class FsSink implements Sink {
    */
   private createBlobFile(target: string, bytes: Uint8Array): Promise<boolean> {
     if (bytes.length > BATCHED_BLOB_BYTES) return createReadOnlyFile(this.layout.tmpDir, target, bytes);
-    this.blobFiles ??= new BlobBatchWriter(this.layout.tmpDir, syncDirectory);
+    this.blobFiles ??= new BlobBatchWriter(this.layout.tmpDir, syncDirectory, (file, blob) => createReadOnlyFile(this.layout.tmpDir, file, blob));
     return this.blobFiles.create(target, bytes);
   }
 
