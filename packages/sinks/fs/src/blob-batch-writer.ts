@@ -141,7 +141,9 @@ export class BlobBatchWriter {
       const outcome = result.outcomes[index];
       if (outcome === 'linked') {
         const dir = path.dirname(entry.target);
-        linked.set(dir, [...(linked.get(dir) ?? []), entry]);
+        const entries = linked.get(dir);
+        if (entries) entries.push(entry);
+        else linked.set(dir, [entry]);
       } else if (outcome === 'exists') entry.resolve(false);
       else entry.reject(Object.assign(new Error(outcome?.message ?? 'the blob writer gave no answer'), { code: outcome?.code ?? 'EIO' }));
     }
