@@ -119,3 +119,24 @@ it('with no threads, writes every blob alone, the same way', async () => {
   expect(alone).toBe(2);
   for (const bytes of contents) expect(new Uint8Array(await readFile(path.join(blobs, sha(bytes))))).toEqual(bytes);
 });
+
+it('a worker that dies mid-batch: its blobs (already linked) and every later one are written alone, none lost or hung', async () => {
+  const dying = new URL('./__fixtures__/dying-blob-worker.ts', import.meta.url);
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 1, dying);
+  const held = [blob(12), blob(13), blob(14)];
+  const results = await Promise.all(held.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)));
+  // Linked by the worker before it died: found by the single-blob path, for the sink to check and sync.
+  expect(results).toEqual([false, false, false]);
+  expect(alone).toBe(3);
+  for (const bytes of held) expect(new Uint8Array(await readFile(path.join(blobs, sha(bytes))))).toEqual(bytes);
+  const later = blob(15);
+  expect(await writer.create(path.join(blobs, sha(later)), later)).toBe(true);
+  expect(alone).toBe(4);
+});
+
+it('a worker that cannot start: every blob is written alone', async () => {
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 2, new URL('./__fixtures__/no-such-worker.ts', import.meta.url));
+  const contents = [blob(16), blob(17)];
+  expect(await Promise.all(contents.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)))).toEqual([true, true]);
+  expect(alone).toBe(2);
+});

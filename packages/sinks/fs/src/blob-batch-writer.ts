@@ -22,6 +22,9 @@ const BATCH_BYTES = 1024 * 1024;
 /** A worker's heap: it holds one batch's outcomes at a time (the bytes are transferred, off-heap). */
 const WORKER_LIMITS = { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 };
 
+/** The worker's entry module, beside this one (sources or the built package). */
+const WORKER_FILE = new URL(import.meta.url.endsWith('.ts') ? './blob-batch-worker.ts' : './blob-batch-worker.js', import.meta.url);
+
 interface Entry {
   readonly target: string;
   readonly bytes: Uint8Array;
@@ -40,6 +43,7 @@ export class BlobBatchWriter {
   readonly #syncDirectory: (dir: string) => Promise<void>;
   readonly #alone: (target: string, bytes: Uint8Array) => Promise<boolean>;
   readonly #workers: number;
+  readonly #workerFile: URL;
   readonly #slots: Slot[] = [];
   #queue: Entry[] = [];
   #scheduled = false;
@@ -55,11 +59,12 @@ export class BlobBatchWriter {
    * every blob once a worker could not start or died, and for the batch it held — whose blobs
    * may be linked already: `alone` then finds them (false), for the caller to check and sync.
    */
-  constructor(tmpDir: string, syncDirectory: (dir: string) => Promise<void>, alone: (target: string, bytes: Uint8Array) => Promise<boolean>, workers = BLOB_BATCH_WORKERS) {
+  constructor(tmpDir: string, syncDirectory: (dir: string) => Promise<void>, alone: (target: string, bytes: Uint8Array) => Promise<boolean>, workers = BLOB_BATCH_WORKERS, workerFile = WORKER_FILE) {
     this.#tmpDir = tmpDir;
     this.#syncDirectory = syncDirectory;
     this.#alone = alone;
     this.#broken = workers < 1; // no threads: every blob alone
+    this.#workerFile = workerFile;
     this.#workers = workers;
   }
 
@@ -174,10 +179,9 @@ export class BlobBatchWriter {
 
   #start(): Slot | undefined {
     if (this.#slots.length >= this.#workers || this.#closed) return undefined;
-    const file = import.meta.url.endsWith('.ts') ? './blob-batch-worker.ts' : './blob-batch-worker.js';
     let worker: Worker;
     try {
-      worker = new Worker(new URL(file, import.meta.url), { resourceLimits: WORKER_LIMITS });
+      worker = new Worker(this.#workerFile, { resourceLimits: WORKER_LIMITS });
     } catch {
       this.#breakDown([]);
       return undefined;
