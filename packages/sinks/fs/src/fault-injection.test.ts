@@ -86,7 +86,13 @@ it('a failed fsync while creating a segment does not wedge the stream', async ()
   await reader.close();
 });
 
-it('a blob whose directory fsync failed after it was linked is not named by a record until a retry made it durable', async () => {
+// A small blob is linked on a blob writer thread and its directory fsync'd by the main thread
+// (the injected fsync fails); a large one is written by createReadOnlyFile (which "fails" after
+// its link).
+it.each([
+  { blob: 'small', bytes: new TextEncoder().encode('raw platform bytes') },
+  { blob: 'large', bytes: new Uint8Array(300 * 1024).fill(7) },
+])('a $blob blob whose directory fsync failed after it was linked is not named by a record until a retry made it durable', async ({ blob, bytes }) => {
   const sink = await openFsSink({ dir });
   const writer = new Recorder({ sink }).writer({ channel: 'demo', account: 'alice', source: { package: 'test', version: '0' } });
   const input = {
@@ -97,11 +103,14 @@ it('a blob whose directory fsync failed after it was linked is not named by a re
     direction: 'inbound',
     native: { id: 'm1' },
     text: 'with raw evidence',
-    raw: { bytes: new TextEncoder().encode('raw platform bytes'), format: 'test' },
+    raw: { bytes, format: 'test' },
   } as const;
-  faults.createReadOnlyFile = 1; // the blob's file is written and linked, then its directory entry "fails"
+  // The blob's file is written and linked, then its directory entry "fails".
+  if (blob === 'small') faults.syncDirectory = 1;
+  else faults.createReadOnlyFile = 1;
   await expect(writer.capture(input)).rejects.toMatchObject({ code: 'EIO' });
-  expect(faults.createReadOnlyFile, 'the injected failure was hit').toBe(0);
+  expect(faults.createReadOnlyFile + faults.syncDirectory, 'the injected failure was hit').toBe(0);
+  expect(await readdir(path.join(dir, 'blobs', 'sha256')), 'the blob was linked').toHaveLength(1);
   expect((await sink.head(stream)).seq, 'no record names a blob that is not known durable').toBe(0);
   // The retry finds the linked file (EEXIST), checks it, fsyncs it and its directory, then appends.
   const result = await writer.capture(input);

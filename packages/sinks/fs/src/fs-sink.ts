@@ -50,6 +50,7 @@ import {
   tilePath,
 } from '@offchannel/core';
 import { ARCHIVE_FORMAT, ATTESTATION_FILE, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
+import { BlobBatchWriter } from './blob-batch-writer.ts';
 import { type BlobPruneRequest, type BlobPruneResult, BlobPruneGuard, SpoolPresence } from './blob-prune.ts';
 import { auditArchive } from './fs-audit.ts';
 import { SegmentDigests } from './segment-digests.ts';
@@ -95,6 +96,10 @@ export interface FsSinkOptions {
 const DEFAULT_SEGMENT_BYTES = 32 * 1024 * 1024;
 /** Blob writes in flight per sink: enough to keep the disk busy, far below a 1,024 descriptor limit. */
 const BLOB_WRITES_AT_ONCE = 64;
+/** Blobs up to this size are written in batches on worker threads; larger ones one by one. */
+const BATCHED_BLOB_BYTES = 256 * 1024;
+/** Small blob writes in flight per sink: enough to fill every batch writer thread's next batch. */
+const SMALL_BLOB_WRITES_AT_ONCE = 256;
 
 /**
  * Opens the archive in `options.dir`. For writing, creates it if missing (a non-empty
@@ -236,6 +241,10 @@ export class FsSink implements Sink {
   private readonly unlinkedStreams = new Set<string>();
   /** Blob writes at once (each holds up to two file descriptors). */
   private readonly blobIo = new IoLimit(BLOB_WRITES_AT_ONCE);
+  /** Small blob writes at once: batched, they hold at most a worker batch's descriptors each. */
+  private readonly smallBlobIo = new IoLimit(SMALL_BLOB_WRITES_AT_ONCE);
+  /** Writes small blobs in batches on worker threads; started with the first one. */
+  private blobFiles: BlobBatchWriter | undefined;
   /** Blob pruning's marks and checks (blob-prune.ts). */
   private readonly blobGuard = new BlobPruneGuard();
   private readonly presence: SpoolPresence | undefined;
@@ -488,8 +497,9 @@ export class FsSink implements Sink {
       this.blobGuard.handOut(sha256, Date.now());
       return { created: false };
     }
+    const limit = bytes.length > BATCHED_BLOB_BYTES ? this.blobIo : this.smallBlobIo;
     // Handed out while still tracked as a put in flight: never a moment a pass could take it.
-    const store = this.blobIo.run(() => this.storeBlob(sha256, bytes)).then((stored) => {
+    const store = limit.run(() => this.storeBlob(sha256, bytes)).then((stored) => {
       if (!stored.created) this.blobGuard.handOut(sha256, Date.now());
       return stored;
     });
@@ -503,7 +513,7 @@ export class FsSink implements Sink {
     // Written first, checked after: in a backlog nearly every blob is new, and looking for it
     // first cost one more thread-pool call (and a thrown ENOENT) per blob. The hard link never
     // replaces a file that is there (EEXIST): then that file is checked instead.
-    if (await createReadOnlyFile(this.layout.tmpDir, target, bytes)) {
+    if (await this.createBlobFile(target, bytes)) {
       this.rememberDurable(sha256);
       return { created: true };
     }
@@ -514,6 +524,17 @@ export class FsSink implements Sink {
     await syncDirectory(this.layout.blobsDir);
     this.rememberDurable(sha256);
     return { created: false };
+  }
+
+  /**
+   * A new blob file, durable (`createReadOnlyFile`'s steps): small ones in batches on the blob
+   * writer's threads (blob-batch-writer.ts), large ones alone on libuv's pool. False if a file
+   * already has the name.
+   */
+  private createBlobFile(target: string, bytes: Uint8Array): Promise<boolean> {
+    if (bytes.length > BATCHED_BLOB_BYTES) return createReadOnlyFile(this.layout.tmpDir, target, bytes);
+    this.blobFiles ??= new BlobBatchWriter(this.layout.tmpDir, syncDirectory, (file, blob) => createReadOnlyFile(this.layout.tmpDir, file, blob));
+    return this.blobFiles.create(target, bytes);
   }
 
   /**
@@ -675,6 +696,7 @@ export class FsSink implements Sink {
     if (this.closed) return;
     this.closed = true;
     await this.blobGuard.idle();
+    await this.blobFiles?.close();
     const appenders = await Promise.allSettled(this.appenders.values());
     this.appenders.clear();
     this.openAppenders.clear();
