@@ -154,6 +154,40 @@ describe('parallel verification of large segments', () => {
     expect(report.streams[0]?.records).toBe(20);
   });
 
+  it('reads the next slices while it stitches results, and falls back to one thread when a read fails midway', { timeout: 60_000 }, async () => {
+    const storage = await recordedArchive(240, 60, (index) => `message ${index} `.repeat(1 + (index % 7)));
+    const inner = createMemorySink(storage, { readOnly: true });
+    const chunked = (failAfter: number | undefined): Sink => {
+      const sink = Object.create(inner) as Sink;
+      Object.assign(sink, {
+        async *readSegments(stream: string) {
+          const records: Uint8Array[] = [];
+          for await (const stored of inner.read(stream)) records.push(stored.bytes);
+          for (let at = 0; at < records.length; at += 12) {
+            if (failAfter !== undefined && at >= failAfter) throw Object.assign(new Error('read failed'), { code: 'EIO' });
+            // Slow reads (file I/O): the results of the slices already sent arrive meanwhile.
+            await new Promise((resolve) => setTimeout(resolve, 2));
+            yield { firstSeq: at + 1, bytes: Buffer.concat(records.slice(at, at + 12).flatMap((line) => [line, Buffer.from('\n')])) };
+          }
+        },
+      });
+      return sink;
+    };
+    const sequential = await verifyArchive(inner, { verifiers: [key.verifier], workers: 0 });
+    const parallel = await verifyArchive(chunked(undefined), { verifiers: [key.verifier], workers: 2 });
+    expect(parallel.failures).toEqual([]);
+    expect(parallel.streams[0]?.workers, 'verified by the workers').toBe(2);
+    const { workers: _workers, ...summary } = parallel.streams[0] ?? {};
+    expect(summary).toEqual(sequential.streams[0]);
+    // A read that fails after some slices were sent and verified: nothing half-done is reported.
+    for (const failAfter of [24, 120, 228]) {
+      const failed = await verifyArchive(chunked(failAfter), { verifiers: [key.verifier], workers: 2 });
+      expect(failed.streams[0]?.workers, `read failing after ${failAfter} records: verified on one thread`).toBeUndefined();
+      expect(failed.streams[0]).toEqual(sequential.streams[0]);
+      expect(failed.failures).toEqual(sequential.failures);
+    }
+  });
+
   it('finds a reused idempotency key from the workers\' key fingerprints, across slices, as one thread does', { timeout: 60_000 }, async () => {
     // A well-linked chain of 40 records whose record 31 reuses record 3's key, in two segments.
     const sink = createMemorySink();
