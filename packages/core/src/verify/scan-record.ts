@@ -396,8 +396,10 @@ const WORD_RUN = 16;
  * on byte by byte from there. Reads four bytes at a time (a long text is most of a record),
  * only whole words before the record's end. A word is skipped only when none of its bytes is
  * ≥ 0x80 (its sign bits), < 0x20, a quote or a backslash: the last three by the exact
- * "has a byte below n" / "has a zero byte" tests on 32 bits (a borrow can only follow a byte
- * that matched, so no match is missed; a false match only stops the run early).
+ * "has a byte below n" / "has a zero byte" tests on 32 bits — `(x - 0x01…01) & ~x` — whose
+ * `& ~x` can go: it only clears sign bits of bytes ≥ 0x80, and a word with one already stops
+ * the run (a borrow can only follow a byte that matched, so no match is missed; a false match
+ * only stops the run early).
  */
 function plainRun(index: number): number {
   if (lineEnd - index < WORD_RUN) return index;
@@ -410,10 +412,7 @@ function plainRun(index: number): number {
   const last = (wordBase + lineEnd) >>> 2;
   for (; word < last; word++) {
     const value = words[word] as number;
-    const quote = value ^ 0x22222222;
-    const backslash = value ^ 0x5c5c5c5c;
-    const found = value | ((value - 0x20202020) & ~value) | ((quote - 0x01010101) & ~quote) | ((backslash - 0x01010101) & ~backslash);
-    if ((found & 0x80808080) !== 0) break;
+    if (((value | (value - 0x20202020) | ((value ^ 0x22222222) - 0x01010101) | ((value ^ 0x5c5c5c5c) - 0x01010101)) & 0x80808080) !== 0) break;
   }
   return word * 4 - wordBase;
 }
