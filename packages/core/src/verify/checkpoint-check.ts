@@ -21,10 +21,10 @@
 import type { X509Certificate } from 'node:crypto';
 import { NoteError } from '../errors/note-errors.ts';
 import { OffchannelError } from '../errors/offchannel-error.ts';
-import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
+import { HASH_BYTES, leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
 import { type RestoredTree, restoreTree, treeFromTiles } from '../merkle/restore-tree.ts';
-import { TILE_HEIGHT, TILE_WIDTH, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
+import { TILE_HEIGHT, TILE_WIDTH, type Tile, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import { verifyConsistency } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
@@ -236,7 +236,53 @@ export class CheckpointCheck {
   feedLeaf(leaf: Uint8Array, seq: number): void {
     // The compact range completes each level-0 tile's subtree as it goes: the tile builder reuses its root.
     const tileRoot = this.compact.append(leaf, TILE_HEIGHT);
-    for (const tile of this.tiles.append(leaf, this.compact.size === this.tiles.size + 1 ? tileRoot : undefined)) this.fullTiles.push({ id: { level: tile.level, index: tile.index, width: tile.width }, digest: sha256Hex(tile.bytes) });
+    this.keepTiles(this.tiles.append(leaf, this.compact.size === this.tiles.size + 1 ? tileRoot : undefined));
+    this.reached(seq);
+  }
+
+  /**
+   * The leaf hashes (`leaves`, 32 bytes each) of `count` verified records in order, the first
+   * of record `firstSeq`, as {@link feedLeaf} of each would take them. `tileRoots` has the root
+   * of every level-0 tile that lies wholly among them, in order (hashed by the thread that
+   * hashed the leaves, see verify-chunk.ts): such a tile is taken whole — its leaves kept for
+   * the tile check, its root added to the tree — unless a signed or attested size falls inside
+   * it, where the roots must be compared leaf by leaf.
+   */
+  feedLeaves(leaves: Uint8Array, count: number, firstSeq: number, tileRoots?: Uint8Array): void {
+    const first = (TILE_WIDTH - ((firstSeq - 1) % TILE_WIDTH)) % TILE_WIDTH;
+    for (let index = 0; index < count; ) {
+      const size = this.compact.size;
+      const tile = (index - first) / TILE_WIDTH;
+      const end = size + TILE_WIDTH;
+      const whole =
+        tileRoots !== undefined &&
+        size === firstSeq - 1 + index &&
+        this.tiles.size === size &&
+        index >= first &&
+        Number.isInteger(tile) &&
+        (tile + 1) * HASH_BYTES <= tileRoots.length &&
+        index + TILE_WIDTH <= count &&
+        (this.targets[this.next]?.size ?? end) >= end &&
+        (this.attested[this.nextAttested]?.size ?? end) >= end;
+      if (!whole) {
+        this.feedLeaf(leaves.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES), firstSeq + index);
+        index++;
+        continue;
+      }
+      const root = tileRoots.slice(tile * HASH_BYTES, (tile + 1) * HASH_BYTES);
+      this.compact.appendSubtree(TILE_HEIGHT, root);
+      this.keepTiles(this.tiles.appendTile(leaves.subarray(index * HASH_BYTES, (index + TILE_WIDTH) * HASH_BYTES), root));
+      index += TILE_WIDTH;
+      this.reached(firstSeq + index - 1);
+    }
+  }
+
+  private keepTiles(tiles: readonly Tile[]): void {
+    for (const tile of tiles) this.fullTiles.push({ id: { level: tile.level, index: tile.index, width: tile.width }, digest: sha256Hex(tile.bytes) });
+  }
+
+  /** Compares the roots due at the tree's size (record `seq` was the last leaf added). */
+  private reached(seq: number): void {
     if (this.attested[this.nextAttested]?.size === this.compact.size) {
       const root = this.compact.root();
       while (this.attested[this.nextAttested]?.size === this.compact.size) this.compareAttested(this.attested[this.nextAttested++] as AttestedHead, root, seq);

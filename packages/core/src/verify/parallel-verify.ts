@@ -13,7 +13,6 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { HASH_BYTES } from '../merkle/merkle-hash.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import type { CheckpointCheck } from './checkpoint-check.ts';
 import type { VerifyChunkRequest, VerifyChunkResult } from './verify-chunk.ts';
@@ -326,9 +325,9 @@ export async function verifyStreamParallel(
           // Only unsound references are kept (the caller reports them): memory does not grow with the blobs.
           if (!(await blobSound(sha256, size))) findings.push({ seq, kind: 'blob', field, sha256, size });
         }
-        checkpoints?.feedLeaf(result.leaves.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES), seq);
         if (seq % 1000 === 0) onProgress?.(seq);
       }
+      checkpoints?.feedLeaves(result.leaves, result.count, result.firstSeq, result.tileRoots);
       head = { seq: result.firstSeq + result.count - 1, hash: result.lastHash };
     }
     if (reader.failed) return undefined;

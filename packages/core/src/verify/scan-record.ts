@@ -123,7 +123,7 @@ let lineEnd = 0;
  * The bytes' whole buffer as 32-bit words, for {@link plainRun}; `wordBase` is where `line`
  * starts in it. Made once per buffer (verification scans a chunk's records from one buffer).
  */
-let words = new Int32Array(0);
+let words: Int32Array = new Int32Array(0);
 let wordsOf: ArrayBufferLike | undefined;
 let wordBase = 0;
 let spanStart = 0;
