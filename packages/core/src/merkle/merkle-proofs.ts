@@ -178,6 +178,23 @@ export class CompactRange {
     return completed;
   }
 
+  /**
+   * Appends a perfect subtree of 2^`level` leaves whose root (hashed elsewhere, e.g. a level-0
+   * tile's root from the thread that hashed its leaves) is `hash`; the size must be a multiple
+   * of 2^`level`, as the subtree's own leaves appended one by one would leave it.
+   */
+  appendSubtree(level: number, hash: Uint8Array): void {
+    const span = 2 ** level;
+    if (this.count % span !== 0) throw new RangeError(`a subtree of ${span} leaves cannot follow ${this.count} leaves`);
+    let node = { level, hash };
+    for (let last = this.nodes.at(-1); last?.level === node.level; last = this.nodes.at(-1)) {
+      this.nodes.pop();
+      node = { level: node.level + 1, hash: nodeHash(last.hash, node.hash) };
+    }
+    this.nodes.push(node);
+    this.count += span;
+  }
+
   /** MTH of all leaves appended so far. */
   root(): Uint8Array {
     let root: Uint8Array | undefined;

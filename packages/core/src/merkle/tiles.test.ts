@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { leafHash } from './merkle-hash.ts';
 import { CompactRange, MerkleLevels, consistencyProof, inclusionProof, treeRoot } from './merkle-proofs.ts';
-import { type Tile, TileBuilder, type TileId, TileSource, tileCounts, tilePath } from './tiles.ts';
+import { type Tile, TileBuilder, type TileId, TileSource, perfectRoot, tileCounts, tilePath } from './tiles.ts';
 
 const toHex = (value: Uint8Array): string => Buffer.from(value).toString('hex');
 
@@ -53,6 +53,45 @@ describe('tlog tiles', () => {
       const load = async (tile: TileId): Promise<Uint8Array | undefined> => at.get(tilePath(tile)) ?? stored.get(tilePath(tile));
       return { tiles: await TileBuilder.fromTiles(size, load), compact: await CompactRange.fromSource(new TileSource(size, load)) };
     }
+  });
+
+  it('takes whole level-0 tiles with roots hashed elsewhere exactly as their leaves one by one', () => {
+    const leaves = Array.from({ length: 256 * 260 + 77 }, (_, index) => leafHash(Buffer.from(`leaf ${index}`)));
+    const oneByOne = { range: new CompactRange(), tiles: new TileBuilder(), built: [] as Tile[] };
+    const whole = { range: new CompactRange(), tiles: new TileBuilder(), built: [] as Tile[] };
+    for (const leaf of leaves) {
+      const root = oneByOne.range.append(leaf, 8);
+      oneByOne.built.push(...oneByOne.tiles.append(leaf, oneByOne.range.size === oneByOne.tiles.size + 1 ? root : undefined));
+    }
+    // Whole tiles, with a few leaf-by-leaf stretches between them (a signed size inside a tile).
+    for (let index = 0; index < leaves.length; ) {
+      if (index % 256 === 0 && index + 256 <= leaves.length && index % (256 * 7) !== 0) {
+        const bytes = Buffer.concat(leaves.slice(index, index + 256));
+        const root = perfectRoot(bytes, 0, 256);
+        whole.range.appendSubtree(8, root);
+        whole.built.push(...whole.tiles.appendTile(bytes, root));
+        index += 256;
+      } else {
+        const leaf = leaves[index++] as Uint8Array;
+        const root = whole.range.append(leaf, 8);
+        whole.built.push(...whole.tiles.append(leaf, whole.range.size === whole.tiles.size + 1 ? root : undefined));
+      }
+    }
+    expect(whole.range.size).toBe(leaves.length);
+    expect(whole.range.root()).toEqual(oneByOne.range.root());
+    expect(whole.tiles.size).toBe(leaves.length);
+    expect(whole.built).toEqual(oneByOne.built);
+    expect(whole.built.filter((tile) => tile.level === 1)).toHaveLength(1);
+    expect(whole.tiles.partialTiles()).toEqual(oneByOne.tiles.partialTiles());
+    // Only at a tile boundary.
+    const misaligned = new CompactRange();
+    misaligned.append(leaves[0] as Uint8Array);
+    expect(() => {
+      misaligned.appendSubtree(8, leaves[1] as Uint8Array);
+    }).toThrow(RangeError);
+    const builder = new TileBuilder();
+    builder.append(leaves[0] as Uint8Array);
+    expect(() => builder.appendTile(Buffer.concat(leaves.slice(0, 256)), leaves[1] as Uint8Array)).toThrow(RangeError);
   });
 
   it('splits a tree of 70,000 leaves into the tiles the spec lists', () => {

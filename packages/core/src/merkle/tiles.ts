@@ -106,9 +106,26 @@ export class TileBuilder {
    */
   append(leaf: Uint8Array, tileRoot?: Uint8Array): Tile[] {
     this.leaves++;
-    const completed: Tile[] = [];
-    let level = 0;
-    let hash = leaf;
+    return this.carry(0, leaf, [], tileRoot);
+  }
+
+  /**
+   * Appends a whole level-0 tile at a tile boundary: its 256 leaf hashes (`leaves`) and its
+   * root, hashed elsewhere (the thread that hashed the leaves). Returns the tiles it completes,
+   * as 256 calls of {@link append} would.
+   */
+  appendTile(leaves: Uint8Array, root: Uint8Array): Tile[] {
+    if ((this.widths[0] ?? 0) !== 0 || leaves.length !== TILE_WIDTH * HASH_BYTES) throw new RangeError('a whole tile goes at a tile boundary, with 256 leaf hashes');
+    this.leaves += TILE_WIDTH;
+    const index = this.fullTiles[0] ?? 0;
+    this.fullTiles[0] = index + 1;
+    return this.carry(1, root, [{ level: 0, index, width: TILE_WIDTH, bytes: Uint8Array.from(leaves) }]);
+  }
+
+  /** Adds `hash` to the tile being built at `level`, and what a tile it completes adds above. */
+  private carry(from: number, first: Uint8Array, completed: Tile[], tileRoot?: Uint8Array): Tile[] {
+    let level = from;
+    let hash = first;
     for (;;) {
       const buffer = (this.buffers[level] ??= new Uint8Array(TILE_WIDTH * HASH_BYTES));
       const width = this.widths[level] ?? 0;

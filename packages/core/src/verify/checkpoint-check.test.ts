@@ -9,6 +9,8 @@ import type { CaptureInput } from '../record/capture-input.ts';
 import type { ArchiveRecord } from '../record/record.ts';
 import { Recorder } from '../recorder/recorder.ts';
 import type { CheckpointOptions } from '../recorder/stream-checkpointer.ts';
+import type { TileId } from '../merkle/tiles.ts';
+import type { Sink } from '../sink/sink.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
 import { type OpensslTsa, startOpensslTsa } from '../timestamp/__fixtures__/openssl-tsa.ts';
 import { createTsaClient } from '../timestamp/tsa-client.ts';
@@ -156,6 +158,41 @@ describe('verifyArchive with verifier keys', () => {
     expect(missing.ok).toBe(true);
     expect(missing.warnings.map((warning) => warning.code)).toEqual(['TILES_MISSING']);
     expect(missing.warnings[0]?.message).toMatch(/1 of the 2 full Merkle tiles/);
+  });
+
+  it('reads the stored tiles while the records are still being read, and still reports every altered or missing one in order', async () => {
+    const storage = await archive(key, 1300, { everyRecords: 600 });
+    for (const name of [`${stream}/0/001`, `${stream}/0/003`]) {
+      const altered = Uint8Array.from(storage.tiles.get(name) as Uint8Array);
+      altered[7] = (altered[7] as number) ^ 1;
+      storage.tiles.set(name, altered);
+    }
+    storage.tiles.delete(`${stream}/0/002`);
+    const inner = createMemorySink(storage, { readOnly: true });
+    let read = 0;
+    const readAtTile: number[] = [];
+    const sink = Object.create(inner) as Sink;
+    Object.assign(sink, {
+      async *read(name: string, options?: Parameters<Sink['read']>[1]) {
+        for await (const stored of inner.read(name, options)) {
+          read++;
+          yield stored;
+        }
+      },
+      getTile(name: string, tile: TileId) {
+        if (tile.level === 0) readAtTile.push(read);
+        return inner.getTile(name, tile);
+      },
+    });
+    const report = await verifyArchive(sink, { verifiers: [key.verifier], workers: 0 });
+    expect(readAtTile[0], 'the first tile read before the last record').toBeLessThan(1300);
+    expect(report.failures.map((failure) => [failure.code, failure.seq])).toEqual([
+      ['TILE_MISMATCH', 257],
+      ['TILE_MISMATCH', 769],
+    ]);
+    const full = report.warnings.filter((warning) => warning.message.includes('full Merkle tiles'));
+    expect(full.map((warning) => warning.code)).toEqual(['TILES_MISSING']);
+    expect(full[0]?.message).toMatch(/1 of the 5 full Merkle tiles/);
   });
 
   it('verifies a stream whose records are all gone but whose checkpoints remain', async () => {

@@ -21,10 +21,10 @@
 import type { X509Certificate } from 'node:crypto';
 import { NoteError } from '../errors/note-errors.ts';
 import { OffchannelError } from '../errors/offchannel-error.ts';
-import { leafHash, sameHash } from '../merkle/merkle-hash.ts';
+import { HASH_BYTES, leafHash, sameHash } from '../merkle/merkle-hash.ts';
 import { CompactRange, consistencyProof, treeRoot } from '../merkle/merkle-proofs.ts';
 import { type RestoredTree, restoreTree, treeFromTiles } from '../merkle/restore-tree.ts';
-import { TILE_HEIGHT, TILE_WIDTH, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
+import { TILE_HEIGHT, TILE_WIDTH, type Tile, TileBuilder, type TileId, TileSource } from '../merkle/tiles.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import { verifyConsistency } from '../merkle/verify-proofs.ts';
 import { checkpointOrigin, parseCheckpoint } from '../note/checkpoint.ts';
@@ -88,6 +88,16 @@ export interface CheckpointCheckOptions {
   readonly attested?: readonly AttestedHead[];
 }
 
+/** Stored tiles read at once while a stream is verified. */
+const TILE_READS = 8;
+
+/** A recomputed full tile, and what its stored copy turned out to be once read. */
+interface StoredTileCheck {
+  readonly id: TileId;
+  readonly digest: string;
+  stored?: 'same' | 'different' | 'missing';
+}
+
 /** A checkpoint verified by an earlier audit (see `verified-state.ts`). */
 export interface VerifiedCheckpoint {
   readonly size: number;
@@ -105,7 +115,11 @@ export class CheckpointCheck {
   private compact = new CompactRange();
   private tiles = new TileBuilder();
   /** Every full tile the records make: its id and the SHA-256 of its bytes (not the bytes: a stream can be huge). */
-  private readonly fullTiles: { readonly id: TileId; readonly digest: string }[] = [];
+  private readonly fullTiles: StoredTileCheck[] = [];
+  /** Recomputed tiles whose stored copy is yet to be read, and the reads under way (see `readTile`). */
+  private readonly tileQueue: StoredTileCheck[] = [];
+  private readonly tileReaders = new Set<Promise<void>>();
+  private abandoned = false;
   private next = 0;
   /** Attested heads still to compare, ascending by size. */
   private attested: AttestedHead[] = [];
@@ -236,7 +250,57 @@ export class CheckpointCheck {
   feedLeaf(leaf: Uint8Array, seq: number): void {
     // The compact range completes each level-0 tile's subtree as it goes: the tile builder reuses its root.
     const tileRoot = this.compact.append(leaf, TILE_HEIGHT);
-    for (const tile of this.tiles.append(leaf, this.compact.size === this.tiles.size + 1 ? tileRoot : undefined)) this.fullTiles.push({ id: { level: tile.level, index: tile.index, width: tile.width }, digest: sha256Hex(tile.bytes) });
+    this.keepTiles(this.tiles.append(leaf, this.compact.size === this.tiles.size + 1 ? tileRoot : undefined));
+    this.reached(seq);
+  }
+
+  /**
+   * The leaf hashes (`leaves`, 32 bytes each) of `count` verified records in order, the first
+   * of record `firstSeq`, as {@link feedLeaf} of each would take them. `tileRoots` has the root
+   * of every level-0 tile that lies wholly among them, in order (hashed by the thread that
+   * hashed the leaves, see verify-chunk.ts): such a tile is taken whole — its leaves kept for
+   * the tile check, its root added to the tree — unless a signed or attested size falls inside
+   * it, where the roots must be compared leaf by leaf.
+   */
+  feedLeaves(leaves: Uint8Array, count: number, firstSeq: number, tileRoots?: Uint8Array): void {
+    const first = (TILE_WIDTH - ((firstSeq - 1) % TILE_WIDTH)) % TILE_WIDTH;
+    for (let index = 0; index < count; ) {
+      const size = this.compact.size;
+      const tile = (index - first) / TILE_WIDTH;
+      const end = size + TILE_WIDTH;
+      const whole =
+        tileRoots !== undefined &&
+        size === firstSeq - 1 + index &&
+        this.tiles.size === size &&
+        index >= first &&
+        Number.isInteger(tile) &&
+        (tile + 1) * HASH_BYTES <= tileRoots.length &&
+        index + TILE_WIDTH <= count &&
+        (this.targets[this.next]?.size ?? end) >= end &&
+        (this.attested[this.nextAttested]?.size ?? end) >= end;
+      if (!whole) {
+        this.feedLeaf(leaves.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES), firstSeq + index);
+        index++;
+        continue;
+      }
+      const root = tileRoots.slice(tile * HASH_BYTES, (tile + 1) * HASH_BYTES);
+      this.compact.appendSubtree(TILE_HEIGHT, root);
+      this.keepTiles(this.tiles.appendTile(leaves.subarray(index * HASH_BYTES, (index + TILE_WIDTH) * HASH_BYTES), root));
+      index += TILE_WIDTH;
+      this.reached(firstSeq + index - 1);
+    }
+  }
+
+  private keepTiles(tiles: readonly Tile[]): void {
+    for (const tile of tiles) {
+      const entry: StoredTileCheck = { id: { level: tile.level, index: tile.index, width: tile.width }, digest: sha256Hex(tile.bytes) };
+      this.fullTiles.push(entry);
+      this.readTile(entry);
+    }
+  }
+
+  /** Compares the roots due at the tree's size (record `seq` was the last leaf added). */
+  private reached(seq: number): void {
     if (this.attested[this.nextAttested]?.size === this.compact.size) {
       const root = this.compact.root();
       while (this.attested[this.nextAttested]?.size === this.compact.size) this.compareAttested(this.attested[this.nextAttested++] as AttestedHead, root, seq);
@@ -255,6 +319,8 @@ export class CheckpointCheck {
   /** Final checks once the stream was read (`records` verified records; `complete` when nothing stopped the read early). */
   async finish(records: number, complete: boolean): Promise<{ failures: VerificationFailure[]; warnings: VerificationFailure[]; checkpoints: CheckpointSummary[] }> {
     const sizes = this.targets.map((target) => target.size);
+    if (!complete) this.abandon();
+    await this.tileReadsDone();
     if (complete) {
       const beyond = sizes.filter((size) => size > records);
       if (beyond.length > 0) {
@@ -454,32 +520,62 @@ export class CheckpointCheck {
     }
   }
 
+  /**
+   * Starts reading the stored copy of a tile just recomputed, while the records are still being
+   * read: the reads (one file each) then overlap the record checks instead of all waiting for
+   * the end. At most {@link TILE_READS} at once; {@link checkFullTiles} waits for them all.
+   */
+  private readTile(entry: StoredTileCheck): void {
+    this.tileQueue.push(entry);
+    if (this.tileReaders.size >= TILE_READS || this.abandoned) return;
+    const reader = (async () => {
+      for (let next = this.tileQueue.shift(); next && !this.abandoned; next = this.tileQueue.shift()) {
+        try {
+          const bytes = await this.sink.getTile(this.stream, next.id);
+          next.stored = bytes === undefined ? 'missing' : sha256Hex(bytes) === next.digest ? 'same' : 'different';
+        } catch {
+          next.stored = 'missing';
+        }
+      }
+    })();
+    this.tileReaders.add(reader);
+    void reader.finally(() => this.tileReaders.delete(reader));
+  }
+
+  /** Waits for the tile reads started so far (and reads any left in the queue). */
+  private async tileReadsDone(): Promise<void> {
+    while (this.tileReaders.size > 0) await Promise.all([...this.tileReaders]);
+    if (this.tileQueue.length > 0 && !this.abandoned) {
+      const left = this.tileQueue.splice(0);
+      for (const entry of left) this.readTile(entry);
+      await this.tileReadsDone();
+    }
+  }
+
+  /**
+   * This check will not be finished (the stream is verified again from the start, on one
+   * thread): no more tile reads are started; those under way end on their own.
+   */
+  abandon(): void {
+    this.abandoned = true;
+    this.tileQueue.length = 0;
+  }
+
   /** Every stored full tile must equal the recomputed one; those within checkpointed records must exist. */
   private async checkFullTiles(covered: number): Promise<void> {
+    await this.tileReadsDone();
     let missing = 0;
     let mismatched = 0;
-    const check = async (entry: { readonly id: TileId; readonly digest: string }): Promise<void> => {
-      let bytes: Uint8Array | undefined;
-      try {
-        bytes = await this.sink.getTile(this.stream, entry.id);
-      } catch {
-        bytes = undefined;
-      }
+    for (const entry of this.fullTiles) {
       const end = (entry.id.index + 1) * TILE_WIDTH ** (entry.id.level + 1);
-      if (bytes === undefined) {
+      if (entry.stored === 'missing') {
         if (end <= covered) missing++;
-      } else if (sha256Hex(bytes) !== entry.digest) {
+      } else if (entry.stored === 'different') {
         if (mismatched++ < 5) {
           this.fail('TILE_MISMATCH', entry.id.index * TILE_WIDTH ** (entry.id.level + 1) + 1, `the stored Merkle tile ${entry.id.level}/${entry.id.index} does not match the records it covers: inclusion proofs built from it would fail`, false);
         }
       }
-    };
-    const queue = [...this.fullTiles];
-    await Promise.all(
-      Array.from({ length: Math.min(8, queue.length) }, async () => {
-        for (let entry = queue.shift(); entry; entry = queue.shift()) await check(entry);
-      }),
-    );
+    }
     if (mismatched > 5) this.fail('TILE_MISMATCH', undefined, `${mismatched - 5} more stored Merkle tiles do not match the records`, false);
     if (missing > 0) {
       this.warnings.push({ stream: this.stream, code: 'TILES_MISSING', message: `stream ${this.stream}: ${missing} of the ${this.fullTiles.length} full Merkle tiles of signed records are missing; proofs will be recomputed from the records` });

@@ -9,6 +9,7 @@ import { canonicalBytes } from '../json/canonical-json.ts';
 import { generateEd25519NoteKey } from '../note/ed25519-key.ts';
 import { Recorder } from '../recorder/recorder.ts';
 import type { Sink } from '../sink/sink.ts';
+import { TileBuilder } from '../merkle/tiles.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
 import { SLICE_BYTES, lineSlices } from './parallel-verify.ts';
 import { verifyArchive } from './verify-archive.ts';
@@ -152,6 +153,78 @@ describe('parallel verification of large segments', () => {
     expect(Math.max(0, ...posted)).toBeLessThanOrEqual(SLICE_BYTES);
     expect(report.streams[0]?.workers, 'verified on one thread').toBeUndefined();
     expect(report.streams[0]?.records).toBe(20);
+  });
+
+  it('reads the next slices while it stitches results, and falls back to one thread when a read fails midway', { timeout: 60_000 }, async () => {
+    const storage = await recordedArchive(240, 60, (index) => `message ${index} `.repeat(1 + (index % 7)));
+    const inner = createMemorySink(storage, { readOnly: true });
+    const chunked = (failAfter: number | undefined): Sink => {
+      const sink = Object.create(inner) as Sink;
+      Object.assign(sink, {
+        async *readSegments(stream: string) {
+          const records: Uint8Array[] = [];
+          for await (const stored of inner.read(stream)) records.push(stored.bytes);
+          for (let at = 0; at < records.length; at += 12) {
+            if (failAfter !== undefined && at >= failAfter) throw Object.assign(new Error('read failed'), { code: 'EIO' });
+            // Slow reads (file I/O): the results of the slices already sent arrive meanwhile.
+            await new Promise((resolve) => setTimeout(resolve, 2));
+            yield { firstSeq: at + 1, bytes: Buffer.concat(records.slice(at, at + 12).flatMap((line) => [line, Buffer.from('\n')])) };
+          }
+        },
+      });
+      return sink;
+    };
+    const sequential = await verifyArchive(inner, { verifiers: [key.verifier], workers: 0 });
+    const parallel = await verifyArchive(chunked(undefined), { verifiers: [key.verifier], workers: 2 });
+    expect(parallel.failures).toEqual([]);
+    expect(parallel.streams[0]?.workers, 'verified by the workers').toBe(2);
+    const { workers: _workers, ...summary } = parallel.streams[0] ?? {};
+    expect(summary).toEqual(sequential.streams[0]);
+    // A read that fails after some slices were sent and verified: nothing half-done is reported.
+    for (const failAfter of [24, 120, 228]) {
+      const failed = await verifyArchive(chunked(failAfter), { verifiers: [key.verifier], workers: 2 });
+      expect(failed.streams[0]?.workers, `read failing after ${failAfter} records: verified on one thread`).toBeUndefined();
+      expect(failed.streams[0]).toEqual(sequential.streams[0]);
+      expect(failed.failures).toEqual(sequential.failures);
+    }
+  });
+
+  it('takes the tiles the workers hashed whole, and still finds a rewritten stream at every signed size', { timeout: 60_000 }, async () => {
+    const appendTile = vi.spyOn(TileBuilder.prototype, 'appendTile');
+    /** `records`' sink, in chunks of 600 records (whole tiles in each), with `signed`'s checkpoints and tiles. */
+    const chunked = (records: MemoryStorage, signed: MemoryStorage): Sink => {
+      const inner = createMemorySink(records, { readOnly: true });
+      const sink = Object.create(createMemorySink(signed, { readOnly: true })) as Sink;
+      Object.assign(sink, {
+        read: inner.read.bind(inner),
+        async *readSegments(stream: string) {
+          const lines: Uint8Array[] = [];
+          for await (const stored of inner.read(stream)) lines.push(stored.bytes);
+          for (let at = 0; at < lines.length; at += 600) yield { firstSeq: at + 1, bytes: Buffer.concat(lines.slice(at, at + 600).flatMap((line) => [line, Buffer.from('\n')])) };
+        },
+      });
+      return sink;
+    };
+    // Signed every 512 records (at tile ends: compared after a whole tile) and every 300 (inside tiles: leaf by leaf).
+    for (const every of [512, 300]) {
+      const storage = await recordedArchive(1100, every, (index) => `message ${index}`);
+      // The same messages recorded again: each record differs (capture time), the chain is intact.
+      const rewritten = await recordedArchive(1100, every, (index) => `message ${index}`);
+      appendTile.mockClear();
+      const intact = await verifyArchive(chunked(storage, storage), { verifiers: [key.verifier], workers: 2 });
+      const sequential = await verifyArchive(chunked(storage, storage), { verifiers: [key.verifier], workers: 0 });
+      expect(intact.failures, `every ${every}`).toEqual([]);
+      expect(intact.streams[0]?.workers).toBe(2);
+      const { workers: _workers, ...summary } = intact.streams[0] ?? {};
+      expect(summary).toEqual(sequential.streams[0]);
+      expect(appendTile.mock.calls.length, 'whole tiles taken from the workers').toBeGreaterThan(0);
+      const parallel = await verifyArchive(chunked(rewritten, storage), { verifiers: [key.verifier], workers: 2 });
+      const alone = await verifyArchive(chunked(rewritten, storage), { verifiers: [key.verifier], workers: 0 });
+      expect(parallel.streams[0]?.workers).toBe(2);
+      const mismatches = parallel.failures.filter((failure) => failure.code === 'CHECKPOINT_ROOT_MISMATCH').map((failure) => failure.seq);
+      expect(mismatches, `every ${every}: each signed size`).toEqual(every === 512 ? [512, 1024, 1100] : [300, 600, 900, 1100]);
+      expect(parallel.failures).toEqual(alone.failures);
+    }
   });
 
   it('finds a reused idempotency key from the workers\' key fingerprints, across slices, as one thread does', { timeout: 60_000 }, async () => {

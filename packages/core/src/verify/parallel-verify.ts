@@ -4,14 +4,15 @@
  * them into line-aligned slices of at most {@link SLICE_BYTES}, copied into a few buffers that
  * go to a worker and come back, worker threads verify the slices (verify-chunk.ts), and
  * this thread stitches the results in order — chain across chunks, contiguous seq, unique
- * keys, blobs, Merkle roots against the checkpoints. At most two slices per worker are in
- * flight, so the workers' heaps stay small whatever the segment size. It gives
+ * keys, blobs, Merkle roots against the checkpoints. Reading and sending slices runs on its
+ * own ({@link SliceReader}) while results are stitched, so file reads and stitching overlap.
+ * At most two slices per worker are in flight, so the workers' heaps stay small whatever the
+ * segment size. It gives
  * up (returns `undefined`, having reported nothing) when the stream is too small to be worth
  * it or anything looks wrong; the sequential verifier then names the problem precisely.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { HASH_BYTES } from '../merkle/merkle-hash.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import type { CheckpointCheck } from './checkpoint-check.ts';
 import type { VerifyChunkRequest, VerifyChunkResult } from './verify-chunk.ts';
@@ -195,6 +196,82 @@ export class VerifyPool {
   }
 }
 
+/**
+ * Reads the slices and sends them to the workers (`submit`) whenever `room()` allows, on its
+ * own, while the caller waits for and stitches the results: reading a piece (file I/O) and
+ * stitching a result then overlap instead of taking turns, and the workers wait less. It
+ * stops at the end, at an error or a line longer than a slice (`failed`: the caller verifies
+ * sequentially), or when told to.
+ */
+class SliceReader {
+  /** The slices ended, or reading stopped: no more will be sent. */
+  finished = false;
+  /** Set when reading failed or a line was longer than a slice. */
+  failed = false;
+  private stopped = false;
+  private wakeReader: (() => void) | undefined;
+  private wakeCaller: (() => void) | undefined;
+  private readonly running: Promise<void>;
+  private readonly slices: AsyncGenerator<{ firstSeq: number; bytes: Uint8Array }>;
+  private readonly submit: (slice: { firstSeq: number; bytes: Uint8Array }) => void;
+  private readonly room: () => boolean;
+
+  constructor(slices: AsyncGenerator<{ firstSeq: number; bytes: Uint8Array }>, submit: (slice: { firstSeq: number; bytes: Uint8Array }) => void, room: () => boolean) {
+    this.slices = slices;
+    this.submit = submit;
+    this.room = room;
+    this.running = this.run();
+  }
+
+  private async run(): Promise<void> {
+    try {
+      for (;;) {
+        while (!this.stopped && !this.room()) await new Promise<void>((resolve) => (this.wakeReader = resolve));
+        if (this.stopped) return;
+        const next = await this.slices.next();
+        if (next.done || this.stopped) return;
+        // A line longer than a slice is longer than any record: the sequential pass names it.
+        if (next.value.bytes.length > SLICE_BYTES) {
+          this.failed = true;
+          return;
+        }
+        this.submit(next.value);
+        this.arrived();
+      }
+    } catch {
+      this.failed = true;
+    } finally {
+      this.finished = true;
+      this.arrived();
+    }
+  }
+
+  private arrived(): void {
+    const wake = this.wakeCaller;
+    this.wakeCaller = undefined;
+    wake?.();
+  }
+
+  /** A result was taken: there may be room for another slice. */
+  wake(): void {
+    const wake = this.wakeReader;
+    this.wakeReader = undefined;
+    wake?.();
+  }
+
+  /** Waits until a slice was sent or reading ended. */
+  async arrival(): Promise<void> {
+    if (!this.finished) await new Promise<void>((resolve) => (this.wakeCaller = resolve));
+  }
+
+  /** Stops reading (at the next slice) and waits for the reader to let go of the slices. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake();
+    await this.running;
+  }
+}
+
 /** Verifies `stream` with the pool; `undefined` when the caller should verify it sequentially. */
 export async function verifyStreamParallel(
   sink: Sink,
@@ -221,24 +298,21 @@ export async function verifyStreamParallel(
     inFlight.push(result);
   };
   const slices = streamSlices(chunks, pending);
-  let reading = true;
+  const reader = new SliceReader(slices, submit, () => inFlight.length < pool.size * 2);
   let head: StreamHead = { seq: 0, hash: '0'.repeat(64) };
   const keys = new KeyFingerprints();
   const findings: PendingFinding[] = [];
   try {
     for (;;) {
-      // Two slices per worker: memory bounded by the slice size, the workers kept busy.
-      // (A slice is copied when it is sent, so the segment is let go once it is all sent.)
-      while (reading && inFlight.length < pool.size * 2) {
-        const next = await slices.next();
-        // A line longer than a slice is longer than any record: the sequential pass names it.
-        if (!next.done && next.value.bytes.length > SLICE_BYTES) return undefined;
-        if (next.done) reading = false;
-        else submit(next.value);
+      // The next result in order, while the reader reads and sends the slices after it.
+      if (inFlight.length === 0) {
+        if (reader.finished) break;
+        await reader.arrival();
+        continue;
       }
-      if (inFlight.length === 0) break;
       const result = await (inFlight.shift() as Promise<VerifyChunkResult>);
-      if (result.problem !== undefined || result.count === 0) return undefined;
+      reader.wake();
+      if (reader.failed || result.problem !== undefined || result.count === 0) return undefined;
       if (result.firstSeq !== head.seq + 1 || result.firstPrev !== head.hash) return undefined;
       let blob = 0;
       for (let index = 0; index < result.count; index++) {
@@ -251,14 +325,16 @@ export async function verifyStreamParallel(
           // Only unsound references are kept (the caller reports them): memory does not grow with the blobs.
           if (!(await blobSound(sha256, size))) findings.push({ seq, kind: 'blob', field, sha256, size });
         }
-        checkpoints?.feedLeaf(result.leaves.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES), seq);
         if (seq % 1000 === 0) onProgress?.(seq);
       }
+      checkpoints?.feedLeaves(result.leaves, result.count, result.firstSeq, result.tileRoots);
       head = { seq: result.firstSeq + result.count - 1, hash: result.lastHash };
     }
+    if (reader.failed) return undefined;
   } catch {
     return undefined;
   } finally {
+    await reader.stop();
     await slices.return(undefined);
     await chunks.return?.();
   }

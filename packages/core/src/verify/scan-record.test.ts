@@ -257,6 +257,37 @@ describe('RecordScanner', { timeout: 120_000 }, () => {
     check(line({ ...bodiless, attachments: Array.from({ length: 257 }, () => ({ status: 'stored', sha256: BLOB, size: 1, mime: 'a/b' })) }));
   });
 
+  it('reads long strings four bytes at a time yet stops at every byte that matters, at every alignment', () => {
+    const base = VALID[0] as Record<string, unknown>;
+    const text = 'Indicative levels for the 5y: 4.12 / 4.15, size up to 50m. '.repeat(2);
+    const plain = line({ ...base, text });
+    const textAt = plain.indexOf(text);
+    // Raw bytes a string may not hold (or that need their own checks), in place of one text byte.
+    const inserts = [[0x00], [0x01], [0x1f], [0x20], [0x22], [0x5c], [0x5c, 0x75], [0x7f], [0x80], [0xc3, 0xa9], [0xc3], [0xed, 0xa0, 0x80], [0xf0, 0x9f, 0x98, 0x80], [0xff], [0x0a]];
+    let cases = 0;
+    for (let position = 0; position < 40; position++) {
+      for (const insert of inserts) {
+        const bytes = Buffer.concat([plain.subarray(0, textAt + position), Buffer.from(insert), plain.subarray(textAt + position + 1)]);
+        // The record at each offset in its buffer: the words fall differently on the string.
+        for (let offset = 0; offset < 4; offset++) {
+          const buffer = Buffer.alloc(offset + bytes.length + 8, 0x61);
+          bytes.copy(buffer, offset);
+          const scanned = scanner.scan(buffer, offset, offset + bytes.length);
+          const expected = reference(bytes);
+          expect(scanned !== undefined && { seq: scanned.seq, fingerprint: scanned.keyFingerprint }, `${insert.join(',')} at ${position}+${offset}`).toEqual(expected.ok && { seq: expected.facts.seq, fingerprint: expected.facts.fingerprint });
+          cases++;
+        }
+      }
+    }
+    expect(cases).toBe(40 * inserts.length * 4);
+    // A string the record does not close, followed in the buffer by plain bytes and a quote: never read past the record's end.
+    for (let cut = 1; cut <= 24; cut++) {
+      const open = plain.subarray(0, textAt + text.length - cut);
+      const buffer = Buffer.concat([open, Buffer.from(`${'a'.repeat(cut)}","v":1}`)]);
+      expect(scanner.scan(buffer, 0, open.length)).toBeUndefined();
+    }
+  });
+
   it('never decides for a stream name that is no valid record stream', () => {
     for (const stream of ['Bad:alice', 'whatsapp:a..b', 'whatsapp', '']) {
       expect(new RecordScanner(stream).scan(line({ ...(VALID[0] as object), stream }))).toBeUndefined();

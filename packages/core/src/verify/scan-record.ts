@@ -49,6 +49,10 @@ const COLON = 0x3a;
 const CLASS = new Uint8Array(256);
 for (let byte = 0; byte < 256; byte++) CLASS[byte] = byte < 0x20 ? 3 : byte === QUOTE ? 1 : byte === BACKSLASH ? 2 : byte >= 0x80 ? 4 : 0;
 
+/** 1 for the lowercase hex digits 0-9 a-f. */
+const HEX = new Uint8Array(256);
+for (let byte = 0; byte < 256; byte++) HEX[byte] = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66) ? 1 : 0;
+
 /** Thrown (never out of this file) when the scan cannot prove the line valid; made once. */
 class Undecided extends Error {}
 const UNDECIDED = new Undecided('not decided by the record scan');
@@ -113,6 +117,15 @@ const FALSE = ascii('false');
 const EMPTY = Buffer.alloc(0);
 let line: Buffer = EMPTY;
 let at = 0;
+/** Where the record being scanned ends (its newline, or the end of the bytes). */
+let lineEnd = 0;
+/**
+ * The bytes' whole buffer as 32-bit words, for {@link plainRun}; `wordBase` is where `line`
+ * starts in it. Made once per buffer (verification scans a chunk's records from one buffer).
+ */
+let words: Int32Array = new Int32Array(0);
+let wordsOf: ArrayBufferLike | undefined;
+let wordBase = 0;
 let spanStart = 0;
 let spanEnd = 0;
 /** The last string was ASCII without escapes: its bytes are its UTF-16 code units. */
@@ -142,6 +155,12 @@ export class RecordScanner {
     if (!this.stream || end - start > MAX_RECORD_BYTES || start < 0 || end > bytes.length) return undefined;
     line = bytes;
     at = start;
+    lineEnd = end;
+    if (bytes.buffer !== wordsOf) {
+      wordsOf = bytes.buffer;
+      words = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >>> 2);
+    }
+    wordBase = bytes.byteOffset;
     try {
       const facts = this.record();
       return at === end ? facts : undefined;
@@ -225,7 +244,7 @@ export class RecordScanner {
           prevAt = spanStart;
           break;
         case 'problem':
-          fixed(PROBLEM, 0b10, () => { shortString(); });
+          fixed(PROBLEM, 0b10, shortString);
           break;
         case 'raw':
           raw = blobRef('raw', RAW, 0b111);
@@ -247,7 +266,7 @@ export class RecordScanner {
           if (seq < 1) undecided();
           break;
         case 'source':
-          fixed(SOURCE, 0b1001, () => { shortString(); });
+          fixed(SOURCE, 0b1001, shortString);
           break;
         case 'stream':
           same(this.stream as Buffer);
@@ -289,12 +308,15 @@ function expect(byte: number): void {
 function member(list: readonly Buffer[], from: number): number {
   expect(QUOTE);
   const start = at;
-  while (CLASS[line[at] as number] === 0) at++;
-  const end = at;
-  expect(QUOTE);
-  expect(COLON);
+  // The names are ASCII without quotes: a name followed by a quote is the whole member name.
   for (let index = from; index < list.length; index++) {
-    if (equalAt(list[index] as Buffer, start, end)) return index;
+    const name = list[index] as Buffer;
+    const end = start + name.length;
+    if (line[end] === QUOTE && equalAt(name, start, end)) {
+      at = end + 1;
+      expect(COLON);
+      return index;
+    }
   }
   return undecided();
 }
@@ -347,7 +369,7 @@ function string(): number {
   const bytes = line;
   for (;;) {
     const from = at;
-    let index = at;
+    let index = plainRun(at);
     while (CLASS[bytes[index] as number] === 0) index++;
     at = index;
     units += index - from;
@@ -363,6 +385,36 @@ function string(): number {
   spanPlain = plain;
   at++;
   return units;
+}
+
+/** Bytes in a run before {@link plainRun} reads words: shorter runs are cheaper byte by byte. */
+const WORD_RUN = 16;
+
+/**
+ * Where the run of plain string bytes (printable ASCII other than quote and backslash, class 0)
+ * that starts at `index` ends, or an earlier position — never a later one: the caller reads
+ * on byte by byte from there. Reads four bytes at a time (a long text is most of a record),
+ * only whole words before the record's end. A word is skipped only when none of its bytes is
+ * ≥ 0x80 (its sign bits), < 0x20, a quote or a backslash: the last three by the exact
+ * "has a byte below n" / "has a zero byte" tests on 32 bits — `(x - 0x01…01) & ~x` — whose
+ * `& ~x` can go: it only clears sign bits of bytes ≥ 0x80, and a word with one already stops
+ * the run (a borrow can only follow a byte that matched, so no match is missed; a false match
+ * only stops the run early).
+ */
+function plainRun(index: number): number {
+  if (lineEnd - index < WORD_RUN) return index;
+  const bytes = line;
+  while (((wordBase + index) & 3) !== 0) {
+    if (CLASS[bytes[index] as number] !== 0) return index;
+    index++;
+  }
+  let word = (wordBase + index) >>> 2;
+  const last = (wordBase + lineEnd) >>> 2;
+  for (; word < last; word++) {
+    const value = words[word] as number;
+    if (((value | (value - 0x20202020) | ((value ^ 0x22222222) - 0x01010101) | ((value ^ 0x5c5c5c5c) - 0x01010101)) & 0x80808080) !== 0) break;
+  }
+  return word * 4 - wordBase;
 }
 
 /** After a backslash: the escapes JSON.stringify writes (short forms, `\u00xx` for other control characters). */
@@ -462,10 +514,7 @@ function sha256(): void {
   string();
   if (spanEnd - spanStart !== 64) undecided();
   const bytes = line;
-  for (let index = spanStart; index < spanEnd; index++) {
-    const code = bytes[index] as number;
-    if (!((code >= 0x30 && code <= 0x39) || (code >= 0x61 && code <= 0x66))) undecided();
-  }
+  for (let index = spanStart; index < spanEnd; index++) if (HEX[bytes[index] as number] === 0) undecided();
 }
 
 /** {@link sha256}, as a string. */
@@ -534,20 +583,24 @@ function fixed(list: readonly Buffer[], required: number, value: (name: string) 
   return present;
 }
 
+function conversationMember(name: string): void {
+  if (name === 'type') oneOf(DIRECT_GROUP_CHANNEL);
+  else shortString();
+}
+
+function partyMember(name: string): void {
+  if (name === 'aliases') stringList(64);
+  else shortString();
+}
+
 function conversation(): void {
   // names: id, title, type
-  fixed(CONVERSATION, 0b101, (name) => {
-    if (name === 'type') oneOf(DIRECT_GROUP_CHANNEL);
-    else shortString();
-  });
+  fixed(CONVERSATION, 0b101, conversationMember);
 }
 
 function party(): void {
   // names: aliases, id, name
-  fixed(PARTY, 0b010, (name) => {
-    if (name === 'aliases') stringList(64);
-    else shortString();
-  });
+  fixed(PARTY, 0b010, partyMember);
 }
 
 /** A blob reference (`raw`: format, sha256, size; `textBlob`: sha256, size). */

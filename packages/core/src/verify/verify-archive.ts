@@ -323,6 +323,8 @@ async function verifyStream(sink: Sink, stream: string, context: Context): Promi
       options.onProgress?.({ stream, seq: outcome.head.seq });
       return { ...(await finishStream(stream, outcome.records, outcome.head, ok, true, checkpoints, context)), workers: outcome.workers };
     }
+    // Verified again from the start on this thread, with a check of its own.
+    checkpoints?.abandon();
   }
   return verifyStreamSequential(sink, stream, context);
 }

@@ -9,6 +9,7 @@
  * report the same failures.
  */
 import { HASH_BYTES, writeLeafHash } from '../merkle/merkle-hash.ts';
+import { TILE_WIDTH, perfectRoot } from '../merkle/tiles.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import { blobRefs } from './blob-refs.ts';
 import { sha256Hex } from '../hash/sha256.ts';
@@ -43,6 +44,12 @@ export interface VerifyChunkResult {
   /** Leaf hashes (RFC 9162) of the records, 32 bytes each, in order. */
   readonly leaves: Uint8Array;
   /**
+   * Roots of the level-0 tiles (256 leaves from a multiple of 256) wholly in the chunk, in
+   * order, 32 bytes each: this thread hashed their leaves, so it hashes their subtrees too
+   * (see `CheckpointCheck.feedLeaves`). Empty when the chunk has a problem.
+   */
+  readonly tileRoots: Uint8Array;
+  /**
    * Fingerprints of the idempotency keys (see key-fingerprints.ts), in order: numbers in one
    * buffer instead of a string per record to copy between threads. A fingerprint seen before
    * is only a candidate; the caller confirms it by reading both records' keys.
@@ -54,6 +61,15 @@ export interface VerifyChunkResult {
   readonly problem?: string;
   /** The request's buffer, handed back by the worker for reuse. */
   readonly returned?: ArrayBuffer;
+}
+
+/** The roots of the level-0 tiles wholly among `count` leaves, the first of record `firstSeq`. */
+export function tileRoots(firstSeq: number, leaves: Uint8Array, count: number): Uint8Array {
+  const first = (TILE_WIDTH - ((firstSeq - 1) % TILE_WIDTH)) % TILE_WIDTH;
+  const tiles = count > first ? Math.floor((count - first) / TILE_WIDTH) : 0;
+  const roots = new Uint8Array(tiles * HASH_BYTES);
+  for (let tile = 0; tile < tiles; tile++) roots.set(perfectRoot(leaves, first + tile * TILE_WIDTH, TILE_WIDTH), tile * HASH_BYTES);
+  return roots;
 }
 
 /** Verifies a chunk's records: canonical, valid, in this stream, contiguous, chained. */
@@ -69,7 +85,7 @@ export function verifyChunk(request: VerifyChunkRequest): VerifyChunkResult {
   let lastHash = '';
   let start = 0;
   const scanner = new RecordScanner(stream);
-  const result = (problem?: string): VerifyChunkResult => ({ id, firstSeq, count, firstPrev, lastHash, leaves: leaves.subarray(0, count * HASH_BYTES), fingerprints: fingerprints.subarray(0, count), blobs, ...(problem ? { problem } : {}) });
+  const result = (problem?: string): VerifyChunkResult => ({ id, firstSeq, count, firstPrev, lastHash, leaves: leaves.subarray(0, count * HASH_BYTES), tileRoots: problem ? new Uint8Array(0) : tileRoots(firstSeq, leaves, count), fingerprints: fingerprints.subarray(0, count), blobs, ...(problem ? { problem } : {}) });
   for (let end = bytes.indexOf(0x0a, start); end !== -1; end = bytes.indexOf(0x0a, start)) {
     // A plain view: cheaper to make than a Buffer (made for every record).
     const line = new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start);

@@ -12,5 +12,6 @@ parentPort?.on('message', (request: VerifyChunkRequest) => {
   const fingerprints = Float64Array.from(result.fingerprints);
   // The request's buffer goes back too, for the next slice (see parallel-verify.ts).
   const returned = request.bytes.buffer as ArrayBuffer;
-  parentPort?.postMessage({ ...result, leaves, fingerprints, returned }, [leaves.buffer, fingerprints.buffer, returned]);
+  const tileRoots = Uint8Array.from(result.tileRoots);
+  parentPort?.postMessage({ ...result, leaves, tileRoots, fingerprints, returned }, [leaves.buffer, tileRoots.buffer, fingerprints.buffer, returned]);
 });
