@@ -568,7 +568,8 @@ export class CheckpointCheck {
     let mismatched = 0;
     for (const entry of this.fullTiles) {
       const end = (entry.id.index + 1) * TILE_WIDTH ** (entry.id.level + 1);
-      if (entry.stored === 'missing') {
+      // Never read (only after the check was abandoned): counted as missing, never as a match.
+      if (entry.stored === 'missing' || entry.stored === undefined) {
         if (end <= covered) missing++;
       } else if (entry.stored === 'different') {
         if (mismatched++ < 5) {

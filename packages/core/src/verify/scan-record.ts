@@ -156,7 +156,8 @@ export class RecordScanner {
     line = bytes;
     at = start;
     lineEnd = end;
-    if (bytes.buffer !== wordsOf) {
+    // Same buffer object and same length (a resizable buffer that changed size is re-viewed).
+    if (bytes.buffer !== wordsOf || words.length !== bytes.buffer.byteLength >>> 2) {
       wordsOf = bytes.buffer;
       words = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >>> 2);
     }

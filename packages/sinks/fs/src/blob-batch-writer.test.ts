@@ -112,6 +112,35 @@ it('refuses writes once closed', async () => {
   await expect(writer.create(path.join(blobs, 'x'), bytes)).rejects.toThrow(/closed/);
 });
 
+it('closing settles every blob: the queued ones are refused (CLOSED), the ones on the disk come back stored', async () => {
+  const within = <T>(promise: Promise<T>): Promise<T | 'hung'> => Promise.race([promise, new Promise<'hung'>((resolve) => setTimeout(() => { resolve('hung'); }, 10_000))]);
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
+  // Closed in the turn they were asked for: none reached a worker.
+  const queued = Array.from({ length: 40 }, (_, index) => blob(100 + index)).map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes));
+  const queuedSettled = Promise.allSettled(queued);
+  await writer.close();
+  const early = await within(queuedSettled);
+  expect(early).not.toBe('hung');
+  for (const result of early as PromiseSettledResult<boolean>[]) expect(result).toMatchObject({ status: 'rejected', reason: { code: 'CLOSED' } });
+  expect((early as unknown[]).length).toBe(queued.length);
+  expect(await readdir(blobs)).toEqual([]);
+  // Closed once they were handed to the workers: every one is stored and resolves.
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
+  const contents = Array.from({ length: 200 }, (_, index) => blob(300 + index));
+  const sent = contents.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes));
+  const sentSettled = Promise.allSettled(sent);
+  await new Promise((resolve) => setImmediate(resolve));
+  await writer.close();
+  const late = await within(sentSettled);
+  expect(late).not.toBe('hung');
+  const stored = (late as PromiseSettledResult<boolean>[]).filter((result) => result.status === 'fulfilled');
+  expect(stored.length).toBeGreaterThan(0);
+  for (const [index, result] of (late as PromiseSettledResult<boolean>[]).entries()) {
+    if (result.status === 'fulfilled') expect(new Uint8Array(await readFile(path.join(blobs, sha(contents[index] as Uint8Array))))).toEqual(contents[index]);
+    else expect(result.reason).toMatchObject({ code: 'CLOSED' });
+  }
+});
+
 it('with no threads, writes every blob alone, the same way', async () => {
   writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 0);
   const contents = [blob(10), blob(11)];
@@ -122,7 +151,9 @@ it('with no threads, writes every blob alone, the same way', async () => {
 
 it('a worker that dies mid-batch: its blobs (already linked) and every later one are written alone, none lost or hung', async () => {
   const dying = new URL('./__fixtures__/dying-blob-worker.ts', import.meta.url);
-  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 1, dying);
+  let broken = 0;
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 1, dying, () => broken++);
+  expect(writer.broken).toBe(false);
   const held = [blob(12), blob(13), blob(14)];
   const results = await Promise.all(held.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)));
   // Linked by the worker before it died: found by the single-blob path, for the sink to check and sync.
@@ -132,6 +163,9 @@ it('a worker that dies mid-batch: its blobs (already linked) and every later one
   const later = blob(15);
   expect(await writer.create(path.join(blobs, sha(later)), later)).toBe(true);
   expect(alone).toBe(4);
+  // Told once (the sink logs it and bounds these writes as the thread pool's).
+  expect(broken).toBe(1);
+  expect(writer.broken).toBe(true);
 });
 
 it('a worker that cannot start: every blob is written alone', async () => {

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { ClosedError } from '@offchannel/core';
 import type { BlobBatchRequest, BlobBatchResult } from './blob-batch.ts';
 
 /** Worker threads per writer: each has one batch on the disk at a time. */
@@ -36,7 +37,12 @@ interface Slot {
   readonly worker: Worker;
   readonly prefix: string;
   batch: Entry[] | undefined;
+  /** Resolves when the batch on the disk has come back (or its worker was lost). */
+  back: PromiseWithResolvers<undefined> | undefined;
 }
+
+/** A blob refused because the sink closed before it was written: nothing stored. */
+const closedError = (): Error => new ClosedError('fs sink (this blob was not stored)');
 
 export class BlobBatchWriter {
   readonly #tmpDir: string;
@@ -51,6 +57,12 @@ export class BlobBatchWriter {
   #closed = false;
   /** Set once a worker could not start or died: from then on every blob is written alone. */
   #broken = false;
+  readonly #onBroken: (() => void) | undefined;
+
+  /** Whether every blob is now written alone (no threads, or they failed). */
+  get broken(): boolean {
+    return this.#broken;
+  }
 
   /**
    * `syncDirectory` makes the links durable: one call per batch and directory, after its links
@@ -59,7 +71,16 @@ export class BlobBatchWriter {
    * every blob once a worker could not start or died, and for the batch it held — whose blobs
    * may be linked already: `alone` then finds them (false), for the caller to check and sync.
    */
-  constructor(tmpDir: string, syncDirectory: (dir: string) => Promise<void>, alone: (target: string, bytes: Uint8Array) => Promise<boolean>, workers = BLOB_BATCH_WORKERS, workerFile = WORKER_FILE) {
+  constructor(
+    tmpDir: string,
+    syncDirectory: (dir: string) => Promise<void>,
+    alone: (target: string, bytes: Uint8Array) => Promise<boolean>,
+    workers = BLOB_BATCH_WORKERS,
+    workerFile = WORKER_FILE,
+    /** Called once, when the writer gives up on its threads (for the sink to log). */
+    onBroken?: () => void,
+  ) {
+    this.#onBroken = onBroken;
     this.#tmpDir = tmpDir;
     this.#syncDirectory = syncDirectory;
     this.#alone = alone;
@@ -74,7 +95,7 @@ export class BlobBatchWriter {
    * the caller to check). Rejects with the failed call's error (its `code` kept).
    */
   create(target: string, bytes: Uint8Array): Promise<boolean> {
-    if (this.#closed) return Promise.reject(new Error('the blob writer is closed'));
+    if (this.#closed) return Promise.reject(closedError());
     if (this.#broken) return this.#alone(target, bytes);
     const { promise, resolve, reject } = Promise.withResolvers<boolean>();
     this.#queue.push({ target, bytes, resolve, reject });
@@ -89,9 +110,14 @@ export class BlobBatchWriter {
     return promise;
   }
 
-  /** Stops the workers (call once nothing is being written). */
+  /**
+   * Refuses the blobs still queued (`CLOSED`), waits for the batches on the disk to come back
+   * (their blobs settle as usual), then stops the workers: no put is left unsettled.
+   */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const entry of this.#queue.splice(0)) entry.reject(closedError());
+    await Promise.all(this.#slots.map((slot) => slot.back?.promise ?? Promise.resolve()));
     const slots = this.#slots.splice(0);
     await Promise.all(slots.map((slot) => slot.worker.terminate()));
   }
@@ -135,6 +161,7 @@ export class BlobBatchWriter {
     for (let index = 0, at = 0; index < batch.length; at = ends[index] as number, index++) bytes.set((batch[index] as Entry).bytes, at);
     const request: BlobBatchRequest = { id: this.#nextId++, tmpDir: this.#tmpDir, prefix: slot.prefix, targets: batch.map((entry) => entry.target), ends, bytes };
     slot.batch = batch;
+    slot.back = Promise.withResolvers<undefined>();
     slot.worker.ref();
     slot.worker.postMessage(request, [bytes.buffer]);
   }
@@ -167,6 +194,7 @@ export class BlobBatchWriter {
 
   /** Gives up on the workers: what they held and what is queued is written alone. */
   #breakDown(held: readonly Entry[]): void {
+    if (!this.#broken) this.#onBroken?.();
     this.#broken = true;
     const slots = this.#slots.splice(0);
     for (const slot of slots) {
@@ -186,19 +214,23 @@ export class BlobBatchWriter {
       this.#breakDown([]);
       return undefined;
     }
-    const slot: Slot = { worker, prefix: `${randomBytes(6).toString('hex')}w`, batch: undefined };
+    const slot: Slot = { worker, prefix: `${randomBytes(6).toString('hex')}w`, batch: undefined, back: undefined };
     worker.on('message', (result: BlobBatchResult) => {
       const batch = slot.batch ?? [];
       slot.batch = undefined;
       worker.unref(); // an idle worker never keeps the process alive
       this.#dispatch();
       this.#settle(batch, result);
+      slot.back?.resolve(undefined);
     });
     const lost = (): void => {
-      if (this.#closed || !this.#slots.includes(slot)) return;
+      if (!this.#slots.includes(slot)) return;
       const held = slot.batch ?? [];
       slot.batch = undefined;
-      this.#breakDown(held);
+      slot.back?.resolve(undefined);
+      // Closing: nothing more is written; what the lost worker held is refused, never left hanging.
+      if (this.#closed) for (const entry of held) entry.reject(closedError());
+      else this.#breakDown(held);
     };
     worker.on('error', lost);
     worker.on('exit', lost);

@@ -14,6 +14,7 @@
  *
  * Imports only `node:` modules: it runs in the worker as it is.
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -55,7 +56,9 @@ export function writeBlobBatch(request: BlobBatchRequest): BlobBatchResult {
     let fd: number | undefined;
     try {
       for (let attempt = 1; fd === undefined; attempt++) {
-        name = path.join(request.tmpDir, `${path.basename(targets[index] as string)}.${request.prefix}${(counter++).toString(36)}`);
+        // After a name was taken, a fresh random part: a name seen in tmp/ predicts none after it.
+        const prefix = attempt === 1 ? request.prefix : `${randomBytes(6).toString('hex')}r`;
+        name = path.join(request.tmpDir, `${path.basename(targets[index] as string)}.${prefix}${(counter++).toString(36)}`);
         try {
           fd = fs.openSync(name, O_WRONLY | O_CREAT | O_EXCL, 0o444);
         } catch (error) {
