@@ -78,8 +78,6 @@ class SegmentHasher {
   private constructor() {
     const file = import.meta.url.endsWith('.ts') ? './segment-hash-worker.ts' : './segment-hash-worker.js';
     this.worker = new Worker(new URL(file, import.meta.url));
-    // Idle, it never keeps the process alive; while a digest is awaited it does (see digest).
-    this.worker.unref();
     this.worker.on('message', ({ id, hex }: { id: number; hex: string }) => {
       const waiter = this.pending.get(id);
       this.pending.delete(id);
@@ -95,6 +93,9 @@ class SegmentHasher {
     this.worker.on('exit', (code) => {
       fail(new Error(`the segment-hash worker exited (code ${code})`));
     });
+    // Idle, it never keeps the process alive; while a digest is awaited it does (see digest).
+    // After the listeners: adding a 'message' listener refs the worker again.
+    this.worker.unref();
   }
 
   open(): number {

@@ -1,13 +1,14 @@
 /**
- * Test child for segment-hasher.test.ts: records into an fs archive with tiny segments (so
- * several are sealed, each seal waiting for the segment-hash worker), closes, prints `done`, and
- * then must exit by itself — the worker never keeps a finished process alive.
+ * Test child for segment-hasher.test.ts: records into an fs archive, closes, prints `done`, and
+ * then must exit by itself — the segment-hash worker never keeps a finished process alive.
+ * `sealed`: tiny segments, several sealed (each seal waits for the worker), recorder closed.
+ * `unsealed`: one segment that is never sealed (no digest is ever asked for), only the sink closed.
  */
 import { Recorder } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 
-const [dir] = process.argv.slice(2) as [string];
-const sink = await openFsSink({ dir, segmentBytes: 2048 });
+const [dir, mode] = process.argv.slice(2) as [string, 'sealed' | 'unsealed'];
+const sink = await openFsSink({ dir, segmentBytes: mode === 'sealed' ? 2048 : 1024 * 1024 });
 const recorder = new Recorder({ sink });
 const writer = recorder.writer({ channel: 'demo', account: 'exit', source: { package: 'exit-child', version: '0' } });
 // Waves of five: one batch each, so a segment fills and is sealed every few waves.
@@ -18,6 +19,6 @@ for (let wave = 0; wave < 12; wave++) {
   }
   await Promise.all(captures);
 }
-await recorder.close();
+if (mode === 'sealed') await recorder.close();
 await sink.close();
 process.stdout.write('done\n');
