@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NonCanonicalJsonError } from '../errors/record-errors.ts';
-import { canonicalBytes, canonicalize, parseCanonical } from './canonical-json.ts';
+import { canonicalBytes, canonicalize, canonicalizeRecord, parseCanonical } from './canonical-json.ts';
 
 const encoder = new TextEncoder();
 
@@ -152,5 +152,71 @@ describe('parseCanonical', () => {
   it('rejects invalid UTF-8', () => {
     expect(() => parseCanonical(Uint8Array.from([0x22, 0xc3, 0x28, 0x22]))).toThrow(/not valid UTF-8/);
     expect(() => parseCanonical(Uint8Array.from([0x22, 0xed, 0xa0, 0x80, 0x22]))).toThrow(/not valid UTF-8/);
+  });
+});
+
+/** What a serializer made of `value`: its text, or the error's class and message. */
+function outcome(serialize: (value: unknown) => string, value: unknown): string {
+  try {
+    return `ok ${serialize(value)}`;
+  } catch (error) {
+    return `${(error as Error).constructor.name} ${(error as Error).message}`;
+  }
+}
+
+/** Hostile JSON-ish values from a seeded generator: shapes repeat, in every member order. */
+function hostileValues(seed: number, count: number): unknown[] {
+  let state = seed;
+  const next = (): number => {
+    state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0;
+    return state / 2 ** 32;
+  };
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
+  const names = ['a', 'b', 'id', 'type', 'text', '10', '2', '', '\u00e9', '\ud83d\ude00', 'é', 'Z', '__proto__', 'constructor', 'a'.repeat(70), '\ud800'];
+  const strings = ['', 'x', 'line\nbreak', '\u0000\u001f"\\', '\u2028', '\ud800', 'tail \udc00', '😀', 'é'.repeat(300)];
+  const scalars: unknown[] = [0, -0, 1, -1.5, 1e21, 5e-324, Number.NaN, Number.POSITIVE_INFINITY, true, false, null, undefined, 10n, Symbol('s'), () => 1, new Date(0), new Uint8Array(2), new Map()];
+  const value = (depth: number): unknown => {
+    const roll = next();
+    if (depth > 6 || roll < 0.35) return next() < 0.5 ? pick(strings) : pick(scalars);
+    if (roll < 0.5) return Array.from({ length: Math.floor(next() * 4) }, () => value(depth + 1));
+    if (roll < 0.53) {
+      let deep: unknown = {};
+      for (let level = 0; level < 60 + Math.floor(next() * 8); level++) deep = next() < 0.5 ? [deep] : { a: deep };
+      return deep;
+    }
+    if (roll < 0.55) return Object.fromEntries(Array.from({ length: 65 + Math.floor(next() * 3) }, (_, index) => [`k${index}`, index]));
+    const keys = [...new Set(Array.from({ length: Math.floor(next() * 5) }, () => pick(names)))];
+    // The same key sets again and again, in shuffled orders.
+    for (let index = keys.length - 1; index > 0; index--) {
+      const other = Math.floor(next() * (index + 1));
+      [keys[index], keys[other]] = [keys[other] as string, keys[index] as string];
+    }
+    const target: Record<string, unknown> = next() < 0.1 ? (Object.create(null) as Record<string, unknown>) : {};
+    for (const key of keys) Object.defineProperty(target, key, { value: value(depth + 1), enumerable: true, writable: true, configurable: true });
+    return target;
+  };
+  return Array.from({ length: count }, () => value(0));
+}
+
+describe('canonicalizeRecord', () => {
+  it('gives exactly what canonicalize gives — text or error — for hostile values, first sight and remembered', () => {
+    const values = hostileValues(17, 4000);
+    for (const pass of [1, 2]) {
+      for (const [index, value] of values.entries()) {
+        expect(outcome(canonicalizeRecord, value), `value ${index}, pass ${pass}`).toBe(outcome(canonicalize, value));
+      }
+    }
+  });
+
+  it('keeps the order of objects that have the same names in another order apart', () => {
+    expect(canonicalizeRecord({ b: 1, a: 2 })).toBe('{"a":2,"b":1}');
+    expect(canonicalizeRecord({ a: 3, b: 4 })).toBe('{"a":3,"b":4}');
+    expect(canonicalizeRecord({ b: 5, a: 6, c: { b: 7, a: 8 } })).toBe('{"a":6,"b":5,"c":{"a":8,"b":7}}');
+  });
+
+  it('reports the path of a problem as canonicalize does', () => {
+    const record = { text: 'ok', sender: { id: '\ud800' } };
+    canonicalizeRecord({ text: 'ok', sender: { id: 'x' } });
+    expect(() => canonicalizeRecord(record)).toThrow(new NonCanonicalJsonError('$.sender.id contains a lone surrogate'));
   });
 });

@@ -71,6 +71,91 @@ export function parseCanonical(bytes: Uint8Array): JsonValue {
   return value;
 }
 
+/**
+ * {@link canonicalize} for many values of the same few shapes (the recorder's records): the
+ * same text, and the same errors, for any value. The sorted member order of each object, with
+ * each member's quoted name, is remembered for the last few key lists seen, so an object of a
+ * known shape is not sorted again.
+ */
+export function canonicalizeRecord(value: unknown): string {
+  const path: (string | number)[] = [];
+  try {
+    return serializeShaped(value, path);
+  } catch (error) {
+    if (error instanceof Problem) throw new NonCanonicalJsonError(`${formatPath(path)} ${error.message}`);
+    throw error;
+  }
+}
+
+/** {@link serialize} with remembered member orders for objects; everything else as `serialize`. */
+function serializeShaped(value: unknown, path: (string | number)[]): string {
+  if (typeof value !== 'object' || value === null) return serialize(value, path);
+  if (path.length >= MAX_JSON_DEPTH) throw new Problem(`nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let index = 0; index < value.length; index++) {
+      if (index > 0) out += ',';
+      path.push(index);
+      out += serializeShaped(value[index], path);
+      path.pop();
+    }
+    return `${out}]`;
+  }
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) throw new Problem('is a class instance, not a plain JSON object');
+  const object = value as Record<string, unknown>;
+  const order = memberOrder(Object.keys(object));
+  // A shape not worth remembering (or with a malformed name): sorted and checked as canonicalize does.
+  if (order === undefined) return serialize(value, path);
+  const { names, prefixes } = order;
+  let out = '{';
+  for (let index = 0; index < names.length; index++) {
+    const key = names[index] as string;
+    path.push(key);
+    out += prefixes[index] as string;
+    out += serializeShaped(object[key], path);
+    path.pop();
+  }
+  return `${out}}`;
+}
+
+/** A key list's sorted names, each with what precedes its value: `,"name":` (no comma first). */
+interface MemberOrder {
+  /** The key list as `Object.keys` gave it (compared name by name). */
+  readonly keys: readonly string[];
+  readonly names: readonly string[];
+  readonly prefixes: readonly string[];
+}
+
+/** Remembered key lists: a record and its nested objects are a handful of shapes. */
+const memberOrders: MemberOrder[] = [];
+const MEMBER_ORDERS = 32;
+let nextSlot = 0;
+/** Only small shapes with short names are remembered (hostile input cannot make it hold much). */
+const MAX_REMEMBERED_KEYS = 64;
+const MAX_REMEMBERED_NAME = 64;
+
+/** The sorted order of `keys` (remembered), or `undefined` when not remembered. */
+function memberOrder(keys: readonly string[]): MemberOrder | undefined {
+  for (let slot = 0; slot < memberOrders.length; slot++) {
+    const known = memberOrders[slot] as MemberOrder;
+    if (sameKeys(known.keys, keys)) return known;
+  }
+  if (keys.length > MAX_REMEMBERED_KEYS) return undefined;
+  for (const key of keys) if (key.length > MAX_REMEMBERED_NAME || !key.isWellFormed()) return undefined;
+  const names = [...keys].sort();
+  const order: MemberOrder = { keys: [...keys], names, prefixes: names.map((name, index) => `${index > 0 ? ',' : ''}${JSON.stringify(name)}:`) };
+  memberOrders[nextSlot] = order;
+  nextSlot = (nextSlot + 1) % MEMBER_ORDERS;
+  return order;
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
+}
+
 /** A serialization problem; `canonicalize` adds where it happened. */
 class Problem extends Error {}
 

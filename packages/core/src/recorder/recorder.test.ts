@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidRecordError, InvalidStreamNameError, RecordTooLargeError } from '../errors/record-errors.ts';
 import { SinkUnsuitableError } from '../errors/sink-errors.ts';
 import { sha256Hex } from '../hash/sha256.ts';
+import { canonicalize } from '../json/canonical-json.ts';
 import type { CaptureInput } from '../record/capture-input.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import { TEXT_INLINE_MAX_BYTES } from '../record/record.ts';
@@ -292,6 +293,37 @@ describe('Recorder', () => {
     const writer = new Recorder({ sink: spySink().sink }).writer(target);
     const missing = { status: 'stored', sha256: sha256Hex(new Uint8Array([7])), size: 1, mime: 'image/png' } as const;
     await expect(writer.capture(message(1, { attachments: [missing as unknown as { status: 'unavailable'; reason: string }] }))).rejects.toMatchObject({ code: 'BLOB_MISSING' });
+  });
+
+  it('stamps each record with its own clock reading, within a millisecond and across them', async () => {
+    const sink = createMemorySink();
+    const base = Date.UTC(2026, 10, 21, 9, 30, 0, 0);
+    // Two captures in each millisecond, then the clock steps: every record has its own time.
+    const times = [base, base, base + 1, base + 1, base + 1000, base + 1000 + 0.5, base + 86_400_000];
+    let call = 0;
+    const recorder = new Recorder({ sink, allowVolatileSink: true, clock: () => new Date(times[Math.min(call++, times.length - 1)] as number) });
+    const writer = recorder.writer(target);
+    for (let index = 0; index < times.length; index++) await writer.capture(message(index));
+    const stored = await records(sink);
+    expect(stored.map((record) => record.capturedAt)).toEqual(times.map((time) => new Date(time).toISOString()));
+    // An invalid date is refused as before (RangeError), never replaced by the last good time.
+    const broken = new Recorder({ sink: createMemorySink(), allowVolatileSink: true, clock: () => new Date(Number.NaN) });
+    await expect(broken.writer(target).capture(message(99))).rejects.toThrow(RangeError);
+  });
+
+  it('serializes records of changing shapes exactly as canonicalize does', async () => {
+    const sink = createMemorySink();
+    const recorder = new Recorder({ sink, allowVolatileSink: true });
+    const writer = recorder.writer(target);
+    // The same fields in other orders, and fields that come and go: the stored bytes are canonical.
+    await writer.capture(message(1));
+    await writer.capture({ text: 'b', native: { id: 'x2' }, sentAt: '2026-11-21T09:00:00Z', direction: 'outbound', sender: { id: 'bob' }, conversation: { type: 'direct', id: 'chat-1' }, kind: 'message' });
+    await writer.capture({ ...message(3), replyTo: { id: 'm1' }, forwarded: true });
+    await writer.capture(message(4));
+    for await (const stored of sink.read('demo:alice')) {
+      expect(new TextDecoder().decode(stored.bytes)).toBe(canonicalize(JSON.parse(new TextDecoder().decode(stored.bytes))));
+    }
+    expect((await verifyArchive(sink)).ok).toBe(true);
   });
 
   it('refuses nonsensical batch limits', () => {

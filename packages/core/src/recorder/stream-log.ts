@@ -19,7 +19,7 @@
 import { RecordTooLargeError } from '../errors/record-errors.ts';
 import { ArchiveCorruptError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
-import { canonicalize } from '../json/canonical-json.ts';
+import { canonicalizeRecord } from '../json/canonical-json.ts';
 import type { Logger } from '../logger/logger.ts';
 import type { CaptureResult } from '../record/capture-input.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
@@ -100,6 +100,9 @@ export class StreamLog {
   private needsResync = true;
   private resyncing: Promise<void> | undefined;
   private readonly options: StreamLogOptions;
+  /** The last `capturedAt` and its time value (see {@link capturedAt}). */
+  private lastTime = Number.NaN;
+  private lastIso = '';
   /** Signs this stream's checkpoints (when configured); sees every durable record once, in order. */
   checkpointer: StreamCheckpointer | undefined;
 
@@ -250,8 +253,9 @@ export class StreamLog {
     const record = template as { -readonly [field in keyof ArchiveRecord]: ArchiveRecord[field] };
     record.seq = seq;
     record.prev = prev;
-    record.capturedAt = this.options.now().toISOString();
-    const text = canonicalize(record);
+    record.capturedAt = this.capturedAt();
+    // Records of a stream share a few shapes: their member order is remembered, not re-sorted.
+    const text = canonicalizeRecord(record);
     // UTF-8 takes at least one byte per UTF-16 unit.
     if (text.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(Buffer.byteLength(text, 'utf8'), MAX_RECORD_BYTES);
     const batch = this.batchFor(text, prev);
@@ -296,6 +300,21 @@ export class StreamLog {
       }
     }
     return { buffer: Buffer.allocUnsafe(Math.max(worst, this.nextBuffer)), size: 0, prev, entries: [] };
+  }
+
+  /**
+   * The clock's time as an ISO string. Records captured in the same millisecond share one
+   * string: formatting a date costs more than the rest of sequencing, and the string depends
+   * only on the time value (an invalid date is never reused: NaN equals nothing, so it throws
+   * as `toISOString` does).
+   */
+  private capturedAt(): string {
+    const time = this.options.now().getTime();
+    if (time !== this.lastTime) {
+      this.lastIso = new Date(time).toISOString();
+      this.lastTime = time;
+    }
+    return this.lastIso;
   }
 
   /** Resolves when everything queued so far is durable (or has failed). */
@@ -358,7 +377,8 @@ export class StreamLog {
     const { buffer, size, prev, entries } = this.queue.shift() as OpenBatch;
     this.nextBuffer = Math.max(MIN_BATCH_BUFFER, Math.min(this.options.maxBatchBytes, 2 * size));
     const lines = buffer.subarray(0, size);
-    const records = entries.map((entry) => lines.subarray(entry.start, entry.end));
+    // Plain views (a Buffer view costs more to make, and a sink needs only Uint8Array).
+    const records = entries.map((entry) => new Uint8Array(buffer.buffer, buffer.byteOffset + entry.start, entry.end - entry.start));
     let append: Promise<StreamHead>;
     try {
       append = this.options.sink.appendBatch({ stream: this.stream, firstSeq: (entries[0] as QueuedRecord).seq, prev, records, lines });

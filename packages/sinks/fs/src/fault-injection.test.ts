@@ -3,7 +3,8 @@
  * the archive must never end up with records in a sealed segment, a wedged stream, or a
  * record acknowledged before it is durable.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, ZERO_HASH, verifyArchive } from '@offchannel/core';
@@ -11,8 +12,31 @@ import { batchAfter } from '@offchannel/core/testing';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
 import type * as FsUtils from './fs-utils.ts';
+import type * as SegmentHasher from './segment-hasher.ts';
 
-const faults = vi.hoisted(() => ({ syncDirectory: 0, createReadOnlyFile: 0 }));
+const faults = vi.hoisted(() => ({ syncDirectory: 0, createReadOnlyFile: 0, segmentDigest: 0 }));
+
+vi.mock('./segment-hasher.ts', async (importOriginal) => {
+  const real = await importOriginal<typeof SegmentHasher>();
+  return {
+    ...real,
+    // As if the segment-hash worker died: the digest a seal waits for rejects.
+    workerSegmentHash: (fallback: Parameters<typeof real.workerSegmentHash>[0]) => {
+      const hash = real.workerSegmentHash(fallback);
+      return {
+        ...hash,
+        digest: async () => {
+          if (faults.segmentDigest > 0) {
+            faults.segmentDigest--;
+            hash.discard();
+            throw new Error('the segment-hash worker exited (code 1)');
+          }
+          return hash.digest();
+        },
+      };
+    },
+  };
+});
 
 vi.mock('./fs-utils.ts', async (importOriginal) => {
   const real = await importOriginal<typeof FsUtils>();
@@ -44,6 +68,7 @@ beforeEach(async () => {
 afterEach(async () => {
   faults.syncDirectory = 0;
   faults.createReadOnlyFile = 0;
+  faults.segmentDigest = 0;
   await rm(path.dirname(dir), { recursive: true, force: true });
 });
 
@@ -66,6 +91,33 @@ it('a seal that fails after its file was linked never lets records into the seal
   await sink.close();
   const segments = (await readdir(path.join(dir, 'streams', stream))).filter((name) => name.endsWith('.jsonl'));
   expect(segments.length).toBeGreaterThan(3);
+  await intact();
+});
+
+it('a seal whose digest failed (the hash worker died) is finished by recovery from the file, and capture goes on', async () => {
+  const sink = await openFsSink({ dir, segmentBytes: 600 });
+  const writer = new Recorder({ sink }).writer({ channel: 'demo', account: 'alice', source: { package: 'test', version: '0' } });
+  const capture = (index: number) =>
+    writer.capture({ kind: 'message', sentAt: '2026-11-21T10:00:00Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'b' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index} `.repeat(10) });
+  await capture(1);
+  faults.segmentDigest = 2; // the next two seals find no digest
+  const results = [];
+  for (let index = 2; index <= 12; index++) results.push(await capture(index));
+  expect(faults.segmentDigest, 'the injected failures were hit').toBe(0);
+  expect(results.map((result) => result.seq)).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  await sink.close();
+  const names = await readdir(path.join(dir, 'streams', stream));
+  const segments = names.filter((name) => name.endsWith('.jsonl'));
+  expect(segments.length).toBeGreaterThan(3);
+  // Every segment but the last is sealed (recovery wrote the seals the failed digests could not),
+  // each with the SHA-256 of its file.
+  const seals = names.filter((name) => name.endsWith('.seal.json'));
+  expect(seals.length).toBeGreaterThanOrEqual(segments.length - 1);
+  for (const name of seals) {
+    const seal = JSON.parse(await readFile(path.join(dir, 'streams', stream, name), 'utf8')) as { sha256: string };
+    const content = await readFile(path.join(dir, 'streams', stream, name.replace('.seal.json', '.jsonl')));
+    expect(seal.sha256).toBe(createHash('sha256').update(content).digest('hex'));
+  }
   await intact();
 });
 

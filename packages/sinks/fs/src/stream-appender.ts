@@ -16,7 +16,8 @@
  * acknowledges the previous one, instead of the fdatasync waiting for the main thread to be free
  * between write and sync. On every platform but Linux (macOS: fdatasync is F_FULLFSYNC
  * there and O_DSYNC is weaker; Windows: no O_DSYNC) the write is followed by fdatasync. A segment that reaches the size limit is sealed: its seal (size, SHA-256,
- * last seq and hash) is written read-only, then the segment is made read-only.
+ * last seq and hash) is written read-only, then the segment is made read-only. The segment's
+ * SHA-256 runs on a worker thread as batches are appended (segment-hasher.ts); a seal waits for it.
  */
 import { type Hash, createHash } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -36,6 +37,7 @@ import {
 import { type ArchiveLayout, SEAL_FORMAT } from './archive-layout.ts';
 import { createReadOnlyFile, ensureDirectory, openRegularFile, readIfExists, readRegularFile, syncDirectory, syncWriteFlag, writeFully } from './fs-utils.ts';
 import { prunedHead, readPrunedPrefix } from './pruned-prefix.ts';
+import { type SegmentHash, localSegmentHash, workerSegmentHash } from './segment-hasher.ts';
 import { type Seal, type SegmentFile, listSegments, parseSeal, sealBytes, splitLines } from './segments.ts';
 import { type StreamLock, acquireStreamLock } from './stream-lock.ts';
 
@@ -44,7 +46,8 @@ interface ActiveSegment {
   readonly path: string;
   handle: FileHandle;
   size: number;
-  readonly hash: Hash;
+  /** The running SHA-256 for the seal: on the worker for a new segment, local for a recovered one. */
+  readonly hash: SegmentHash;
 }
 
 /** Writes to the active segment are durable on return (see the module comment); 0 off Linux. */
@@ -154,6 +157,7 @@ export class StreamAppender {
     await this.queue;
     const active = this.active;
     this.active = undefined;
+    active?.hash.discard();
     await active?.handle.close();
     this.lock.release();
   }
@@ -233,7 +237,7 @@ export class StreamAppender {
         await handle.truncate(scan.size);
         await handle.sync();
       }
-      this.active = { firstSeq: segment.firstSeq, path: segment.path, handle, size: scan.size, hash: scan.hash };
+      this.active = { firstSeq: segment.firstSeq, path: segment.path, handle, size: scan.size, hash: localSegmentHash(scan.hash) };
       this.head = head;
       keep = true;
     } finally {
@@ -275,7 +279,7 @@ export class StreamAppender {
       }
       throw error;
     }
-    const active: ActiveSegment = { firstSeq, path: file, handle, size: 0, hash: createHash('sha256') };
+    const active: ActiveSegment = { firstSeq, path: file, handle, size: 0, hash: workerSegmentHash(() => createHash('sha256')) };
     this.active = active;
     // The new file's directory entry must be durable before anything in it is acknowledged.
     await syncDirectory(path.dirname(file));
@@ -293,7 +297,7 @@ export class StreamAppender {
       lastSeq: this.head.seq,
       lastHash: this.head.hash,
       bytes: segment.size,
-      sha256: segment.hash.copy().digest('hex'),
+      sha256: await segment.hash.digest(),
     };
     await ensureDirectory(this.layout.tmpDir);
     const sealPath = this.layout.seal(this.stream, segment.firstSeq);
