@@ -8,7 +8,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, ZERO_HASH, verifyArchive } from '@offchannel/core';
-import { batchAfter } from '@offchannel/core/testing';
+import { batchAfter, createRecordingLogger } from '@offchannel/core/testing';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
 import type * as FsUtils from './fs-utils.ts';
@@ -94,8 +94,9 @@ it('a seal that fails after its file was linked never lets records into the seal
   await intact();
 });
 
-it('a seal whose digest failed (the hash worker died) is finished by recovery from the file, and capture goes on', async () => {
-  const sink = await openFsSink({ dir, segmentBytes: 600 });
+it('a seal whose digest failed (the hash worker died) hashes the file itself, and capture goes on', async () => {
+  const logger = createRecordingLogger();
+  const sink = await openFsSink({ dir, segmentBytes: 600, logger });
   const writer = new Recorder({ sink }).writer({ channel: 'demo', account: 'alice', source: { package: 'test', version: '0' } });
   const capture = (index: number) =>
     writer.capture({ kind: 'message', sentAt: '2026-11-21T10:00:00Z', conversation: { id: 'c', type: 'direct' }, sender: { id: 'b' }, direction: 'inbound', native: { id: `m${index}` }, text: `message ${index} `.repeat(10) });
@@ -109,8 +110,9 @@ it('a seal whose digest failed (the hash worker died) is finished by recovery fr
   const names = await readdir(path.join(dir, 'streams', stream));
   const segments = names.filter((name) => name.endsWith('.jsonl'));
   expect(segments.length).toBeGreaterThan(3);
-  // Every segment but the last is sealed (recovery wrote the seals the failed digests could not),
-  // each with the SHA-256 of its file.
+  // The seal did not fail (no reopen, no error logged): it hashed the segment's file instead.
+  expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
+  // Every segment but the last is sealed, each with the SHA-256 of its file.
   const seals = names.filter((name) => name.endsWith('.seal.json'));
   expect(seals.length).toBeGreaterThanOrEqual(segments.length - 1);
   for (const name of seals) {

@@ -9,9 +9,9 @@
  * is sealed.
  *
  * Nothing about durability depends on it: the seal is written after the digest arrives, and a
- * segment is never acknowledged on its seal. If the worker fails, every pending digest rejects,
- * the seal fails, and the sink reopens the stream, whose recovery hashes the segment from the
- * file and seals it (see stream-appender.ts). A segment recovered at open keeps its hash on the
+ * segment is never acknowledged on its seal. If the worker fails, every pending digest rejects
+ * and the seal hashes the segment's file instead (stream-appender.ts); a worker that failed before
+ * it came online is not started again in this process (every segment then hashes locally). A segment recovered at open keeps its hash on the
  * main thread ({@link localSegmentHash}): the state of a running hash cannot be handed over.
  */
 import type { Hash } from 'node:crypto';
@@ -65,20 +65,31 @@ export function workerSegmentHash(fallback: () => Hash): SegmentHash {
 /** One worker thread for all segments of the process; replaced after a failure. */
 class SegmentHasher {
   private static current: SegmentHasher | undefined;
+  /** Set when a worker failed before it ever came online (its file missing, a bundle without it). */
+  private static unavailable = false;
   private readonly worker: Worker;
+  private online = false;
   private readonly pending = new Map<number, { resolve: (hex: string) => void; reject: (error: Error) => void }>();
   private nextId = 1;
   private failed: Error | undefined;
 
   static shared(): SegmentHasher {
-    if (!SegmentHasher.current || SegmentHasher.current.failed) SegmentHasher.current = new SegmentHasher();
+    const current = SegmentHasher.current;
+    if (current?.failed && !current.online) SegmentHasher.unavailable = true;
+    // A worker that cannot start never will in this process: the caller hashes on its thread.
+    if (SegmentHasher.unavailable) throw new Error('no segment-hash worker in this process');
+    if (!current || current.failed) SegmentHasher.current = new SegmentHasher();
     return SegmentHasher.current;
   }
 
   private constructor() {
     const file = import.meta.url.endsWith('.ts') ? './segment-hash-worker.ts' : './segment-hash-worker.js';
     this.worker = new Worker(new URL(file, import.meta.url));
+    this.worker.on('online', () => {
+      this.online = true;
+    });
     this.worker.on('message', ({ id, hex }: { id: number; hex: string }) => {
+      this.online = true;
       const waiter = this.pending.get(id);
       this.pending.delete(id);
       if (this.pending.size === 0) this.worker.unref();

@@ -297,7 +297,8 @@ export class StreamAppender {
       lastSeq: this.head.seq,
       lastHash: this.head.hash,
       bytes: segment.size,
-      sha256: await segment.hash.digest(),
+      // The worker's digest, or (it failed) the file's own bytes hashed here: same value.
+      sha256: await segment.hash.digest().catch(() => hashFilePrefix(segment.handle, segment.size)),
     };
     await ensureDirectory(this.layout.tmpDir);
     const sealPath = this.layout.seal(this.stream, segment.firstSeq);
@@ -384,4 +385,17 @@ async function readRange(handle: FileHandle, start: number, end: number): Promis
     done += bytesRead;
   }
   return bytes;
+}
+
+/** The SHA-256 of the first `size` bytes of an open file (a seal's hash when the worker failed). */
+async function hashFilePrefix(handle: FileHandle, size: number): Promise<string> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(Math.min(size, 1024 * 1024) || 1);
+  for (let position = 0; position < size; ) {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - position), position);
+    if (bytesRead === 0) throw new ArchiveCorruptError(`a segment is shorter than its acknowledged ${size} bytes while it is being sealed`, {});
+    hash.update(buffer.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+  return hash.digest('hex');
 }
