@@ -78,8 +78,10 @@ class SegmentHasher {
     if (current?.failed && !current.online) SegmentHasher.unavailable = true;
     // A worker that cannot start never will in this process: the caller hashes on its thread.
     if (SegmentHasher.unavailable) throw new Error('no segment-hash worker in this process');
-    if (!current || current.failed) SegmentHasher.current = new SegmentHasher();
-    return SegmentHasher.current;
+    if (current && !current.failed) return current;
+    const started = new SegmentHasher();
+    SegmentHasher.current = started;
+    return started;
   }
 
   private constructor() {
