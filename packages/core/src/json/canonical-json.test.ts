@@ -208,6 +208,20 @@ describe('canonicalizeRecord', () => {
     }
   });
 
+  it('asks an object for its keys once, as canonicalize does (an object whose key list changes between calls)', () => {
+    const many = Array.from({ length: 65 }, (_, index) => `k${index}`);
+    // A fresh proxy per call: 65 keys (too many to remember) on the first ask, one key after.
+    const shifty = (): object => {
+      let asked = 0;
+      return new Proxy({}, {
+        ownKeys: () => (asked++ === 0 ? many : ['a']),
+        getOwnPropertyDescriptor: (_, key) => ({ value: String(key), enumerable: true, configurable: true, writable: true }),
+        get: (_, key) => String(key),
+      });
+    };
+    expect(canonicalizeRecord({ x: shifty() })).toBe(canonicalize({ x: shifty() }));
+  });
+
   it('keeps the order of objects that have the same names in another order apart', () => {
     expect(canonicalizeRecord({ b: 1, a: 2 })).toBe('{"a":2,"b":1}');
     expect(canonicalizeRecord({ a: 3, b: 4 })).toBe('{"a":3,"b":4}');

@@ -104,9 +104,11 @@ function serializeShaped(value: unknown, path: (string | number)[]): string {
   const prototype: unknown = Object.getPrototypeOf(value);
   if (prototype !== Object.prototype && prototype !== null) throw new Problem('is a class instance, not a plain JSON object');
   const object = value as Record<string, unknown>;
-  const order = memberOrder(Object.keys(object));
-  // A shape not worth remembering (or with a malformed name): sorted and checked as canonicalize does.
-  if (order === undefined) return serialize(value, path);
+  const keys = Object.keys(object);
+  const order = memberOrder(keys);
+  // A shape not worth remembering (or with a malformed name): sorted and checked as canonicalize
+  // does, from the keys already read (an object is asked for its keys once, as canonicalize asks).
+  if (order === undefined) return serializeMembers(object, keys.sort(), path);
   const { names, prefixes } = order;
   let out = '{';
   for (let index = 0; index < names.length; index++) {
@@ -196,8 +198,11 @@ function serialize(value: unknown, path: (string | number)[]): string {
   }
   const prototype: unknown = Object.getPrototypeOf(value);
   if (prototype !== Object.prototype && prototype !== null) throw new Problem('is a class instance, not a plain JSON object');
-  const object = value as Record<string, unknown>;
-  const keys = Object.keys(object).sort();
+  return serializeMembers(value as Record<string, unknown>, Object.keys(value).sort(), path);
+}
+
+/** A plain object's members in the order of `keys` (sorted), each value as {@link serialize}. */
+function serializeMembers(object: Record<string, unknown>, keys: readonly string[], path: (string | number)[]): string {
   let out = '{';
   for (let index = 0; index < keys.length; index++) {
     const key = keys[index] as string;
