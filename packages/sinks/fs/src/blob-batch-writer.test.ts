@@ -168,6 +168,21 @@ it('a worker that dies mid-batch: its blobs (already linked) and every later one
   expect(writer.broken).toBe(true);
 });
 
+it('when one worker dies, a batch another worker is still writing comes back from it, not written twice', async () => {
+  const picky = new URL('./__fixtures__/picky-blob-worker.ts', import.meta.url);
+  let broken = 0;
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 2, picky, () => broken++);
+  // One turn, two idle workers: the first 20 go to one (it dies), the last 20 to the other (slow).
+  const contents = Array.from({ length: 40 }, (_, index) => blob(500 + index));
+  const names = contents.map((bytes, index) => path.join(blobs, `${index < 20 ? 'dead' : 'live'}-${sha(bytes)}`));
+  const results = await Promise.all(contents.map((bytes, index) => (writer as BlobBatchWriter).create(names[index] as string, bytes)));
+  // The dead worker's batch was linked before it died: found by the single-blob path (false).
+  expect(results).toEqual([...Array.from({ length: 20 }, () => false), ...Array.from({ length: 20 }, () => true)]);
+  expect(alone).toBe(20);
+  expect(broken).toBe(1);
+  for (const [index, bytes] of contents.entries()) expect(new Uint8Array(await readFile(names[index] as string))).toEqual(bytes);
+});
+
 it('a worker that cannot start: every blob is written alone', async () => {
   writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 2, new URL('./__fixtures__/no-such-worker.ts', import.meta.url));
   const contents = [blob(16), blob(17)];

@@ -192,14 +192,17 @@ export class BlobBatchWriter {
     for (const entry of entries) this.#alone(entry.target, entry.bytes).then(entry.resolve, entry.reject);
   }
 
-  /** Gives up on the workers: what they held and what is queued is written alone. */
+  /**
+   * Gives up on the workers: what the lost one held and what is queued is written alone. A
+   * worker still writing a batch finishes it (its answer settles the batch, then it stops): its
+   * open files are closed by its own code, and its blobs are not written twice.
+   */
   #breakDown(held: readonly Entry[]): void {
     if (!this.#broken) this.#onBroken?.();
     this.#broken = true;
-    const slots = this.#slots.splice(0);
-    for (const slot of slots) {
-      if (slot.batch) held = [...held, ...slot.batch];
-      slot.batch = undefined;
+    for (const slot of [...this.#slots]) {
+      if (slot.batch !== undefined) continue; // stops once its batch is back (see #start)
+      this.#slots.splice(this.#slots.indexOf(slot), 1);
       void slot.worker.terminate();
     }
     this.#writeAlone([...held, ...this.#queue.splice(0)]);
@@ -219,6 +222,11 @@ export class BlobBatchWriter {
       const batch = slot.batch ?? [];
       slot.batch = undefined;
       worker.unref(); // an idle worker never keeps the process alive
+      if (this.#broken && this.#slots.includes(slot)) {
+        // The writer gave up on its threads while this one finished its batch: stop it now.
+        this.#slots.splice(this.#slots.indexOf(slot), 1);
+        void worker.terminate();
+      }
       this.#dispatch();
       this.#settle(batch, result);
       slot.back?.resolve(undefined);
