@@ -110,7 +110,9 @@ describe('account supervision', () => {
     const config = parseCaptureConfig(
       {
         state: { keyFile: './state.key' },
-        supervision: { restartInitialMs: 100, restartMaxMs: 1000 },
+        // 400 ms first: the check right after start() must not race the first restart (start() takes
+        // ~100–250 ms on a loaded 2-core machine; 100 ms with ±20 % jitter did).
+        supervision: { restartInitialMs: 400, restartMaxMs: 4000 },
         connectors: [
           { channel: 'whatsapp', account: 'bob' },
           { channel: 'demo', account: 'alice', intervalMs: 5, repeat: true },
@@ -157,8 +159,8 @@ describe('account supervision', () => {
       ['capture-stopped', '', ''],
     ]);
     const backoff = bob.slice(0, 3).map((record) => Number(record.system?.fields?.backoffMs));
-    // 100 ms doubling per attempt (attempt 4: 800 ms), ±20 % jitter.
-    [100, 200, 800].forEach((base, index) => {
+    // 400 ms doubling per attempt (attempt 4: 3,200 ms), ±20 % jitter.
+    [400, 800, 3200].forEach((base, index) => {
       expect(backoff[index]).toBeGreaterThanOrEqual(base * 0.8);
       expect(backoff[index]).toBeLessThanOrEqual(base * 1.2);
     });

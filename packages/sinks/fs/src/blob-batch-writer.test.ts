@@ -54,6 +54,7 @@ it('resolves a blob only once a directory fsync begun after its link has finishe
     syncs.push({ dir, linked: await readdir(dir), release: () => { resolve(undefined); } });
     await promise;
   }, writeAlone);
+  await writer.ready();
   const bytes = blob(1);
   const created = writer.create(path.join(blobs, sha(bytes)), bytes);
   while (syncs.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -68,6 +69,7 @@ it('resolves a blob only once a directory fsync begun after its link has finishe
 it('writes the blobs asked for in one turn in a few batches, one directory fsync each', async () => {
   const dirs: string[] = [];
   writer = new BlobBatchWriter(tmp, async (dir) => { dirs.push(dir); }, writeAlone);
+  await writer.ready();
   const contents = Array.from({ length: 100 }, (_, index) => blob(index));
   const results = await Promise.all(contents.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)));
   expect(results.every(Boolean)).toBe(true);
@@ -78,8 +80,20 @@ it('writes the blobs asked for in one turn in a few batches, one directory fsync
   expect(await readdir(tmp)).toEqual([]);
 });
 
+it('never makes a blob wait for a thread to start: until one runs, blobs are written alone', async () => {
+  writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
+  const bytes = blob(42);
+  expect(await writer.create(path.join(blobs, sha(bytes)), bytes)).toBe(true);
+  expect(alone).toBe(1);
+  await writer.ready();
+  const next = blob(43);
+  expect(await writer.create(path.join(blobs, sha(next)), next)).toBe(true);
+  expect(alone, 'a running thread wrote the next one').toBe(1);
+});
+
 it('answers false for a name already taken, and leaves that file alone', async () => {
   writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
+  await writer.ready();
   const bytes = blob(3);
   await writeFile(path.join(blobs, sha(bytes)), 'other');
   expect(await writer.create(path.join(blobs, sha(bytes)), bytes)).toBe(false);
@@ -90,6 +104,7 @@ it('a failed directory fsync rejects every blob it would have made durable, with
   writer = new BlobBatchWriter(tmp, async () => {
     throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
   }, writeAlone);
+  await writer.ready();
   const contents = [blob(4), blob(5), blob(6)];
   const results = await Promise.allSettled(contents.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)));
   for (const result of results) expect(result).toMatchObject({ status: 'rejected', reason: { code: 'EIO' } });
@@ -97,6 +112,7 @@ it('a failed directory fsync rejects every blob it would have made durable, with
 
 it('a write error reaches its blob alone (a missing directory: ENOENT), the others are stored', async () => {
   writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
+  await writer.ready();
   const good = blob(7);
   const lost = blob(8);
   const [stored, failed] = await Promise.allSettled([writer.create(path.join(blobs, sha(good)), good), writer.create(path.join(root, 'missing', sha(lost)), lost)]);
@@ -115,6 +131,7 @@ it('refuses writes once closed', async () => {
 it('closing settles every blob: the queued ones are refused (CLOSED), the ones on the disk come back stored', async () => {
   const within = <T>(promise: Promise<T>): Promise<T | 'hung'> => Promise.race([promise, new Promise<'hung'>((resolve) => setTimeout(() => { resolve('hung'); }, 10_000))]);
   writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
+  await writer.ready();
   // Closed in the turn they were asked for: none reached a worker.
   const queued = Array.from({ length: 40 }, (_, index) => blob(100 + index)).map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes));
   const queuedSettled = Promise.allSettled(queued);
@@ -126,6 +143,7 @@ it('closing settles every blob: the queued ones are refused (CLOSED), the ones o
   expect(await readdir(blobs)).toEqual([]);
   // Closed once they were handed to the workers: every one is stored and resolves.
   writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone);
+  await writer.ready();
   const contents = Array.from({ length: 200 }, (_, index) => blob(300 + index));
   const sent = contents.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes));
   const sentSettled = Promise.allSettled(sent);
@@ -153,6 +171,7 @@ it('a worker that dies mid-batch: its blobs (already linked) and every later one
   const dying = new URL('./__fixtures__/dying-blob-worker.ts', import.meta.url);
   let broken = 0;
   writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 1, dying, () => broken++);
+  await writer.ready();
   expect(writer.broken).toBe(false);
   const held = [blob(12), blob(13), blob(14)];
   const results = await Promise.all(held.map((bytes) => (writer as BlobBatchWriter).create(path.join(blobs, sha(bytes)), bytes)));
@@ -172,6 +191,7 @@ it('when one worker dies, a batch another worker is still writing comes back fro
   const picky = new URL('./__fixtures__/picky-blob-worker.ts', import.meta.url);
   let broken = 0;
   writer = new BlobBatchWriter(tmp, async () => undefined, writeAlone, 2, picky, () => broken++);
+  await writer.ready();
   // One turn, two idle workers: the first 20 go to one (it dies), the last 20 to the other (slow).
   const contents = Array.from({ length: 40 }, (_, index) => blob(500 + index));
   const names = contents.map((bytes, index) => path.join(blobs, `${index < 20 ? 'dead' : 'live'}-${sha(bytes)}`));

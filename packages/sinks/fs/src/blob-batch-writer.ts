@@ -37,6 +37,8 @@ interface Slot {
   readonly worker: Worker;
   readonly prefix: string;
   batch: Entry[] | undefined;
+  /** Set once the thread is running: until then nothing is sent to it. */
+  online: boolean;
   /** Resolves when the batch on the disk has come back (or its worker was lost). */
   back: PromiseWithResolvers<undefined> | undefined;
 }
@@ -62,6 +64,11 @@ export class BlobBatchWriter {
   /** Whether every blob is now written alone (no threads, or they failed). */
   get broken(): boolean {
     return this.#broken;
+  }
+
+  /** Whether blobs go in batches now (a thread runs); if not, they are written alone. */
+  get batching(): boolean {
+    return !this.#broken && this.#slots.some((slot) => slot.online);
   }
 
   /**
@@ -122,17 +129,36 @@ export class BlobBatchWriter {
     await Promise.all(slots.map((slot) => slot.worker.terminate()));
   }
 
-  /** Hands queued blobs to idle workers, starting workers up to the limit. */
+  /**
+   * Starts every writer thread and resolves once they run (or there will be none): blobs asked
+   * for from then on go in batches. For a caller about to write a backlog, and for tests.
+   */
+  async ready(): Promise<void> {
+    while (!this.#broken && !this.#closed && this.#slots.length < this.#workers) this.#start();
+    while (!this.#broken && !this.#closed && !this.#slots.every((slot) => slot.online)) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /**
+   * Hands queued blobs to idle running workers, starting workers up to the limit. A blob never
+   * waits for a thread to start: while none is running yet, what is queued is written alone.
+   */
   #dispatch(): void {
     if (this.#broken) {
       this.#writeAlone(this.#queue.splice(0));
       return;
     }
     while (this.#queue.length > 0) {
-      const slot = this.#slots.find((candidate) => candidate.batch === undefined) ?? this.#start();
-      if (this.#broken) return; // #start could not start a worker, and wrote the queue alone
-      if (!slot) return;
-      const idle = this.#slots.filter((candidate) => candidate.batch === undefined).length + (this.#workers - this.#slots.length);
+      const slot = this.#slots.find((candidate) => candidate.online && candidate.batch === undefined);
+      if (!slot) {
+        // None idle and running: one more starts (its 'online' dispatches again).
+        if (this.#slots.length < this.#workers) this.#start();
+        if (this.#broken) return; // #start could not start a worker, and wrote the queue alone
+        if (!this.#slots.some((candidate) => candidate.online)) this.#writeAlone(this.#queue.splice(0));
+        return;
+      }
+      const idle = this.#slots.filter((candidate) => candidate.online && candidate.batch === undefined).length;
       // Spread what is queued over the idle workers: more writes on the disk at once.
       const share = Math.min(BLOB_BATCH_MAX, Math.ceil(this.#queue.length / Math.max(1, idle)));
       this.#send(slot, this.#take(share));
@@ -217,7 +243,11 @@ export class BlobBatchWriter {
       this.#breakDown([]);
       return undefined;
     }
-    const slot: Slot = { worker, prefix: `${randomBytes(6).toString('hex')}w`, batch: undefined, back: undefined };
+    const slot: Slot = { worker, prefix: `${randomBytes(6).toString('hex')}w`, batch: undefined, online: false, back: undefined };
+    worker.on('online', () => {
+      slot.online = true;
+      if (!this.#closed) this.#dispatch();
+    });
     worker.on('message', (result: BlobBatchResult) => {
       const batch = slot.batch ?? [];
       slot.batch = undefined;

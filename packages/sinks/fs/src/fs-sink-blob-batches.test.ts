@@ -40,6 +40,7 @@ const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).di
 
 it('stores a burst of small blobs with no per-blob file-system call on the main thread', async () => {
   const sink = await openFsSink({ dir });
+  await sink.prepareBlobWriters();
   staged.opens = 0; // the archive marker, staged at creation
   const contents = Array.from({ length: 300 }, (_, index) => new Uint8Array(randomBytes(200 + index * 7)));
   const results = await Promise.all(contents.map((bytes) => sink.putBlob(sha(bytes), bytes)));
@@ -56,6 +57,16 @@ it('stores a burst of small blobs with no per-blob file-system call on the main 
   expect((await again.putBlob(sha(contents[1] as Uint8Array), contents[1] as Uint8Array)).created).toBe(false);
   await again.close();
   expect(await readdir(path.join(dir, 'tmp'))).toEqual([]);
+});
+
+it('never makes a first blob wait for a writer thread to start: it is written alone meanwhile', async () => {
+  const sink = await openFsSink({ dir });
+  staged.opens = 0; // the archive marker, staged at creation
+  const bytes = new Uint8Array(randomBytes(500));
+  expect((await sink.putBlob(sha(bytes), bytes)).created).toBe(true);
+  expect(staged.opens, 'staged by the main thread: no thread was running yet').toBe(1);
+  expect(await sink.getBlob(sha(bytes))).toEqual(bytes);
+  await sink.close();
 });
 
 it('writes a large blob alone on the thread pool, as before', async () => {

@@ -497,8 +497,8 @@ export class FsSink implements Sink {
       this.blobGuard.handOut(sha256, Date.now());
       return { created: false };
     }
-    // Written alone (large, or the writer threads are gone): the thread pool's bound.
-    const limit = bytes.length > BATCHED_BLOB_BYTES || this.blobFiles?.broken === true ? this.blobIo : this.smallBlobIo;
+    // Written alone (large, or no writer thread runs: not yet, or no more): the thread pool's bound.
+    const limit = bytes.length > BATCHED_BLOB_BYTES || this.blobFiles?.batching !== true ? this.blobIo : this.smallBlobIo;
     // Handed out while still tracked as a put in flight: never a moment a pass could take it.
     const store = limit.run(() => this.storeBlob(sha256, bytes)).then((stored) => {
       if (!stored.created) this.blobGuard.handOut(sha256, Date.now());
@@ -534,10 +534,24 @@ export class FsSink implements Sink {
    */
   private createBlobFile(target: string, bytes: Uint8Array): Promise<boolean> {
     if (bytes.length > BATCHED_BLOB_BYTES) return createReadOnlyFile(this.layout.tmpDir, target, bytes);
+    return this.blobWriter().create(target, bytes);
+  }
+
+  /**
+   * Starts the small-blob writer threads and resolves once they run. Optional: blobs put before
+   * the threads run are written one by one (a first blob never waits for a thread to start);
+   * a caller about to write a backlog can call this first so that all of it goes in batches.
+   */
+  async prepareBlobWriters(): Promise<void> {
+    this.assertWritable();
+    await this.blobWriter().ready();
+  }
+
+  private blobWriter(): BlobBatchWriter {
     this.blobFiles ??= new BlobBatchWriter(this.layout.tmpDir, syncDirectory, (file, blob) => createReadOnlyFile(this.layout.tmpDir, file, blob), undefined, undefined, () => {
       this.logger.warn({}, 'a blob writer thread could not start or died; every blob is now written alone on the thread pool (slower, same durability) until the sink is reopened');
     });
-    return this.blobFiles.create(target, bytes);
+    return this.blobFiles;
   }
 
   /**
