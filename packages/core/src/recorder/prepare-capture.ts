@@ -5,7 +5,7 @@
  */
 import { InvalidRecordError, RecordTooLargeError } from '../errors/record-errors.ts';
 import { hashedBlobCopy } from '../hash/hashed-blob.ts';
-import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import { ZERO_HASH } from '../hash/sha256.ts';
 import { canonicalize } from '../json/canonical-json.ts';
 import type { AttachmentInput, BlobInput, CaptureInput } from '../record/capture-input.ts';
 import {

@@ -66,6 +66,41 @@ describe('blobs the recorder stores in the fs sink', () => {
     await sink.close();
   });
 
+  it('are stored as captured when the caller changes its array right after a capture on a ready stream', async () => {
+    const dir = path.join(work, 'archive');
+    const sink = await openFsSink({ dir });
+    const recorder = new Recorder({ sink, clock });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    // The first capture makes the stream ready: the next puts its blob in the same turn.
+    expect((await writer.capture(message(0, new TextEncoder().encode('first')))).status).toBe('recorded');
+    const reused = new Uint8Array(600).fill(7);
+    const expected = new Uint8Array(reused);
+    const capture = writer.capture(message(1, reused));
+    reused.fill(9); // before the sink's writer threads copy it
+    expect((await capture).status).toBe('recorded');
+    const stored = new Uint8Array(await readFile(new ArchiveLayout(dir).blob(sha256Hex(expected))));
+    expect(stored).toEqual(expected);
+    await recorder.close();
+    await sink.close();
+  });
+
+  it('are stored as given by Recorder.putBlob and by a direct putBlob, though the caller changes its array at once', async () => {
+    const dir = path.join(work, 'archive');
+    const sink = await openFsSink({ dir });
+    const recorder = new Recorder({ sink, clock });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    const viaRecorder = new Uint8Array(500).fill(3);
+    const viaSink = new Uint8Array(500).fill(4);
+    const expected = [new Uint8Array(viaRecorder), new Uint8Array(viaSink)];
+    const puts = [writer.putBlob(viaRecorder), sink.putBlob(sha256Hex(viaSink), viaSink)];
+    viaRecorder.fill(5);
+    viaSink.fill(6);
+    await Promise.all(puts);
+    for (const bytes of expected) expect(new Uint8Array(await readFile(new ArchiveLayout(dir).blob(sha256Hex(bytes))))).toEqual(bytes);
+    await recorder.close();
+    await sink.close();
+  });
+
   it('are still hashed by the sink when given by any other caller, and refused under a wrong name', async () => {
     const sink = await openFsSink({ dir: path.join(work, 'archive') });
     const bytes = new TextEncoder().encode('a caller-supplied blob');
