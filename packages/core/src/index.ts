@@ -28,6 +28,7 @@ export type { ConfigSecretContext, ConfigSecretShape } from './errors/config-rea
 export { MAX_JSON_DEPTH, canonicalBytes, canonicalize, parseCanonical } from './json/canonical-json.ts';
 export type { JsonValue } from './json/canonical-json.ts';
 export { ZERO_HASH, isSha256Hex, sha256Hex } from './hash/sha256.ts';
+export { knownBlobSha256 } from './hash/hashed-blob.ts';
 
 // Record schema v1
 export { COMMON_FIELDS, KIND_RULES, MAX_RECORD_BYTES, RECORD_KINDS, RECORD_VERSION, TEXT_INLINE_MAX_BYTES } from './record/record.ts';

@@ -4,7 +4,8 @@
  * Pure and synchronous: hashing happens here, storage happens in the recorder.
  */
 import { InvalidRecordError, RecordTooLargeError } from '../errors/record-errors.ts';
-import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
+import { hashedBlobCopy } from '../hash/hashed-blob.ts';
+import { ZERO_HASH } from '../hash/sha256.ts';
 import { canonicalize } from '../json/canonical-json.ts';
 import type { AttachmentInput, BlobInput, CaptureInput } from '../record/capture-input.ts';
 import {
@@ -160,10 +161,11 @@ function blobInput(field: string, input: BlobInput, blobs: PendingBlob[], existi
   throw new InvalidRecordError(field, 'needs either bytes or blob');
 }
 
+/** Hashes a private copy of the bytes (hashed-blob.ts): the sink stores exactly what was hashed, without hashing it again. */
 function addBlob(blobs: PendingBlob[], bytes: Uint8Array): BlobRef {
-  const sha256 = sha256Hex(bytes);
-  if (!blobs.some((blob) => blob.sha256 === sha256)) blobs.push({ sha256, bytes });
-  return { sha256, size: bytes.length };
+  const blob = hashedBlobCopy(bytes);
+  if (!blobs.some((pending) => pending.sha256 === blob.sha256)) blobs.push(blob);
+  return { sha256: blob.sha256, size: blob.bytes.length };
 }
 
 function isoOrFail(field: string, date: Date): string {

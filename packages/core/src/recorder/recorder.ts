@@ -15,8 +15,9 @@
  * the stream's history.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
+import { InvalidRecordError } from '../errors/record-errors.ts';
 import { ClosedError, SinkUnsuitableError } from '../errors/sink-errors.ts';
-import { sha256Hex } from '../hash/sha256.ts';
+import { hashedBlobCopy } from '../hash/hashed-blob.ts';
 import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
@@ -257,9 +258,11 @@ export class Recorder {
   /** Stores `bytes` as a blob durably and returns its ref. */
   async putBlob(bytes: Uint8Array): Promise<BlobRef> {
     if (this.closed) throw new ClosedError('recorder');
-    const sha256 = sha256Hex(bytes);
-    await this.sink.putBlob(sha256, bytes);
-    return { sha256, size: bytes.length };
+    if (!(bytes instanceof Uint8Array)) throw new InvalidRecordError('bytes', 'must be a Uint8Array');
+    // A private copy (hashed-blob.ts): the sink stores what was hashed, and need not hash it again.
+    const blob = hashedBlobCopy(bytes);
+    await this.sink.putBlob(blob.sha256, blob.bytes);
+    return { sha256: blob.sha256, size: blob.bytes.length };
   }
 
   /** The seq of the durable record with `key` in `stream`, or `undefined`. */

@@ -44,6 +44,7 @@ import {
   isAttestationDay,
   isHostId,
   isStreamName,
+  knownBlobSha256,
   noopLogger,
   redactingLogger,
   sha256Hex,
@@ -489,7 +490,12 @@ export class FsSink implements Sink {
     this.assertWritable();
     assertBlobName(sha256);
     if (!(bytes instanceof Uint8Array)) throw new BlobMismatchError(sha256, 'bytes must be a Uint8Array');
-    if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
+    if (knownBlobSha256(bytes) !== sha256) {
+      // Not the recorder's own hashed copy (hashed-blob.ts): copied, then hashed, because the
+      // bytes are written a turn or more later and the caller may change its array meanwhile.
+      bytes = new Uint8Array(bytes);
+      if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
+    }
     // Being pruned: wait for the pass, then store it again (never the fast path; blob-prune.ts).
     const pruning = this.blobGuard.beforePut(sha256);
     if (pruning) return pruning.then(() => this.putBlob(sha256, bytes));
