@@ -86,11 +86,12 @@ class MemorySink implements Sink {
   }
 
   async putBlob(sha256: string, bytes: Uint8Array): Promise<{ readonly created: boolean }> {
+    const own = bytes instanceof Uint8Array ? Uint8Array.from(bytes) : bytes; // before any await: the caller may reuse its array
     await this.writable();
     assertBlobName(sha256);
-    if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
+    if (sha256Hex(own) !== sha256) throw new BlobMismatchError(sha256, 'bytes do not hash to this name; nothing was stored');
     if (this.storage.blobs.has(sha256)) return { created: false };
-    this.storage.blobs.set(sha256, Uint8Array.from(bytes));
+    this.storage.blobs.set(sha256, own);
     return { created: true };
   }
 

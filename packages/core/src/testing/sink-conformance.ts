@@ -367,6 +367,20 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     assert.ok(Buffer.from((await sink.getBlob(sha256Hex(big))) as Uint8Array).equals(big));
   });
 
+  define('stores a blob as it was when put, even if the caller changes its array right after', async (fixture) => {
+    const sink = await fixture.open();
+    for (const size of [100, 3 * 1024 * 1024]) {
+      const bytes = new Uint8Array(size).map((_, index) => (index * 13) % 256);
+      const original = Uint8Array.from(bytes);
+      const hash = sha256Hex(bytes);
+      const put = sink.putBlob(hash, bytes);
+      bytes.fill(0x41); // the caller reuses its buffer as soon as the call returns
+      assert.deepEqual(await put, { created: true });
+      const stored = await sink.getBlob(hash);
+      assert.ok(stored && Buffer.from(stored).equals(original), `the ${size}-byte blob reads back as it was when put`);
+    }
+  });
+
   define('concurrent puts of one blob all succeed and store it once', async (fixture) => {
     const sinks = [await fixture.open(), await fixture.open()];
     const bytes = new Uint8Array(256 * 1024).map((_, index) => (index * 7) % 256);

@@ -44,6 +44,7 @@ import {
   isArchiveLogName,
   isHostId,
   isStreamName,
+  knownBlobSha256,
   noopLogger,
   redactingLogger,
   sha256Hex,
@@ -234,7 +235,12 @@ export class S3Sink implements Sink {
     this.assertWritable();
     assertBlobName(sha256);
     if (!(bytes instanceof Uint8Array)) throw new BlobMismatchError(sha256, 'bytes must be a Uint8Array');
-    if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'the bytes do not hash to this name; nothing was stored');
+    if (knownBlobSha256(bytes) !== sha256) {
+      // Not the recorder's own hashed copy (hashed-blob.ts in core): copied, then hashed, because
+      // the upload starts after a listing request and the caller may change its array meanwhile.
+      bytes = new Uint8Array(bytes);
+      if (sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, 'the bytes do not hash to this name; nothing was stored');
+    }
     // The same blob stored twice at once through this sink (an attachment in two streams) is
     // uploaded once: on stores without conditional writes a second upload is a second version.
     const running = this.blobPuts.get(sha256);
