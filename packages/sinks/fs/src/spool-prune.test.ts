@@ -98,7 +98,9 @@ describe('FsSink.prune', () => {
     await expect(async () => {
       for await (const _ of sink.read(stream, { fromSeq: result.throughSeq })) break;
     }).rejects.toMatchObject({ code: 'RECORDS_PRUNED', prunedThrough: result.throughSeq });
-    const first = await sink.read(stream, { fromSeq: result.throughSeq + 1 })[Symbol.asyncIterator]().next();
+    const reader = sink.read(stream, { fromSeq: result.throughSeq + 1 })[Symbol.asyncIterator]();
+    const first = await reader.next();
+    await reader.return?.(); // closes the segment the read holds open
     const firstKept = first.value as { bytes: Uint8Array } | undefined;
     expect((JSON.parse(Buffer.from(firstKept?.bytes ?? []).toString()) as { prev: string }).prev).toBe(prefix?.hash);
     await sink.close();
