@@ -6,12 +6,20 @@ import path from 'node:path';
 import { openStateStore, type StateStore } from '@offchannel/core';
 import { BufferJSON, Curve, proto } from '@whiskeysockets/baileys';
 import { afterEach, describe, expect, it } from 'vitest';
-import { clearAuthState, hasAuthState, openAuthState } from './auth-state.ts';
+import { clearAuthState, hasAuthState, openAuthState, type StoredAuthState } from './auth-state.ts';
 
 const dirs: string[] = [];
+const opened: StoredAuthState[] = [];
 afterEach(async () => {
+  for (const auth of opened.splice(0)) await auth.close(); // their keys tables hold a file open
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
+
+async function openAuth(state: StateStore): Promise<StoredAuthState> {
+  const auth = await openAuthState(state);
+  opened.push(auth);
+  return auth;
+}
 
 async function store(key = randomBytes(32)): Promise<{ state: StateStore; dir: string; key: Uint8Array }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-auth-'));
@@ -28,7 +36,7 @@ async function files(dir: string): Promise<string[]> {
 describe('auth state in the secret state store', () => {
   it('round-trips credentials and every Signal key type, encrypted at rest with 0600 files', async () => {
     const { state, dir, key } = await store();
-    const first = await openAuthState(state);
+    const first = await openAuth(state);
     expect(first.existing).toBe(false);
     first.state.creds.me = { id: '15550000001@s.whatsapp.net', lid: '100000000000001@lid' };
     await first.saveCreds();
@@ -41,7 +49,7 @@ describe('auth state in the secret state store', () => {
       'lid-mapping': { '15550000002': '200000000000002' },
     });
 
-    const reopened = await openAuthState(await openStateStore({ dir, key }));
+    const reopened = await openAuth(await openStateStore({ dir, key }));
     expect(reopened.existing).toBe(true);
     expect(reopened.state.creds.me?.lid).toBe('100000000000001@lid');
     expect(Buffer.from(reopened.state.creds.noiseKey.private).equals(Buffer.from(first.state.creds.noiseKey.private))).toBe(true);
@@ -74,12 +82,12 @@ describe('auth state in the secret state store', () => {
 
   it('replays an interrupted multi-key write on the next open (all of the transaction lands)', async () => {
     const { state, dir, key } = await store();
-    await openAuthState(state);
+    await openAuth(state);
     // A crash after the journal was made durable but before the keys were applied:
     const pending = { session: { 'a.0': Buffer.from('new session') }, 'pre-key': { '7': null } };
     await state.set('keys-journal', Buffer.from(JSON.stringify(pending, BufferJSON.replacer), 'utf8'));
     await state.scope('keys').scope('pre-key').set(`h${Buffer.from('7').toString('hex')}`, Buffer.from(JSON.stringify({ public: 'x' })));
-    const reopened = await openAuthState(await openStateStore({ dir, key }));
+    const reopened = await openAuth(await openStateStore({ dir, key }));
     expect(Buffer.from((await reopened.state.keys.get('session', ['a.0']))['a.0'] ?? []).toString()).toBe('new session');
     expect(await reopened.state.keys.get('pre-key', ['7'])).toEqual({});
     expect(await state.get('keys-journal')).toBeUndefined();
@@ -87,24 +95,24 @@ describe('auth state in the secret state store', () => {
 
   it('clears everything after a logout', async () => {
     const { state } = await store();
-    const auth = await openAuthState(state);
+    const auth = await openAuth(state);
     await auth.saveCreds();
     await auth.state.keys.set({ session: { s: Buffer.from('x') } });
     expect(await hasAuthState(state)).toBe(true);
     await clearAuthState(state);
     expect(await hasAuthState(state)).toBe(false);
     expect(await state.scope('keys').scope('session').list()).toEqual([]);
-    expect(await (await openAuthState(state)).state.keys.get('session', ['s'])).toEqual({});
+    expect(await (await openAuth(state)).state.keys.get('session', ['s'])).toEqual({});
   });
 
   it('reads keys an earlier version kept as files; a deletion hides them for good', async () => {
     const { state, dir, key } = await store();
     await state.scope('keys').scope('pre-key').set(`h${Buffer.from('9').toString('hex')}`, Buffer.from(JSON.stringify({ public: 'old' })));
-    const auth = await openAuthState(state);
+    const auth = await openAuth(state);
     expect((await auth.state.keys.get('pre-key', ['9']))['9']).toEqual({ public: 'old' });
     await auth.state.keys.set({ 'pre-key': { '9': null }, session: { 'b.0': Buffer.from('new') } });
     expect(await auth.state.keys.get('pre-key', ['9'])).toEqual({});
-    const reopened = await openAuthState(await openStateStore({ dir, key }));
+    const reopened = await openAuth(await openStateStore({ dir, key }));
     expect(await reopened.state.keys.get('pre-key', ['9'])).toEqual({});
     expect(Buffer.from((await reopened.state.keys.get('session', ['b.0']))['b.0'] ?? []).toString()).toBe('new');
   });
@@ -129,7 +137,7 @@ describe('auth state in the secret state store', () => {
       });
       child.kill('SIGKILL');
       await exited;
-      const auth = await openAuthState((await openStateStore({ dir, key })).scope('whatsapp:alice'));
+      const auth = await openAuth((await openStateStore({ dir, key })).scope('whatsapp:alice'));
       const get = async (id: string): Promise<string | undefined> => {
         const value = (await auth.state.keys.get('session', [id]))[id];
         return value === undefined ? undefined : Buffer.from(value).toString();

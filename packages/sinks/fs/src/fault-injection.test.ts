@@ -4,7 +4,7 @@
  * record acknowledged before it is durable.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, ZERO_HASH, verifyArchive } from '@offchannel/core';
@@ -69,8 +69,17 @@ afterEach(async () => {
   faults.syncDirectory = 0;
   faults.createReadOnlyFile = 0;
   faults.segmentDigest = 0;
+  // Whatever failed, a closed sink holds no file of its archive open (Linux: /proc/self/fd).
+  expect(await openFilesUnder(path.dirname(dir))).toEqual([]);
   await rm(path.dirname(dir), { recursive: true, force: true });
 });
+
+/** Paths under `root` this process has open. */
+async function openFilesUnder(root: string): Promise<string[]> {
+  const names = await readdir('/proc/self/fd').catch(() => [] as string[]);
+  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
+  return targets.filter((target) => target.startsWith(`${root}/`));
+}
 
 async function intact(): Promise<void> {
   const reader = await openFsSink({ dir, readOnly: true });
@@ -88,8 +97,11 @@ it('a seal that fails after its file was linked never lets records into the seal
   faults.createReadOnlyFile = 1; // the next seal's file is linked, then "fails"
   for (let index = 2; index <= 12; index++) await capture(index);
   expect(faults.createReadOnlyFile, 'the injected failure was hit').toBe(0);
-  await sink.close();
+  // The segment whose seal failed is closed too: only the active (newest) one stays open.
+  const open = (await openFilesUnder(path.dirname(dir))).filter((file) => file.endsWith('.jsonl'));
   const segments = (await readdir(path.join(dir, 'streams', stream))).filter((name) => name.endsWith('.jsonl'));
+  expect(open.map((file) => path.basename(file)).filter((name) => name !== segments.sort().at(-1))).toEqual([]);
+  await sink.close();
   expect(segments.length).toBeGreaterThan(3);
   await intact();
 });

@@ -289,6 +289,20 @@ export class StreamAppender {
   private async seal(segment: ActiveSegment): Promise<void> {
     // From here on nothing is ever written to this segment again, whatever fails below.
     this.active = undefined;
+    try {
+      await this.writeSeal(segment);
+    } catch (error) {
+      await segment.handle.close().catch(() => undefined); // no longer the active one: close it here
+      throw error;
+    }
+    await segment.handle.close();
+    await chmod(segment.path, 0o444);
+    await syncDirectory(path.dirname(segment.path));
+    this.logger.debug({ stream: this.stream, segment: segment.firstSeq, lastSeq: this.head.seq, bytes: segment.size }, 'segment sealed');
+  }
+
+  /** The seal file of `segment` (its bytes, last record and SHA-256), durable, or the same one already there. */
+  private async writeSeal(segment: ActiveSegment): Promise<void> {
     const seal: Seal = {
       v: 1,
       format: SEAL_FORMAT,
@@ -306,10 +320,6 @@ export class StreamAppender {
       const existing = await readIfExists(sealPath);
       if (!existing?.equals(sealBytes(seal))) throw new ArchiveCorruptError(`stream ${this.stream}: a different seal for segment ${segment.firstSeq} already exists`, { stream: this.stream, seq: segment.firstSeq });
     }
-    await segment.handle.close();
-    await chmod(segment.path, 0o444);
-    await syncDirectory(path.dirname(segment.path));
-    this.logger.debug({ stream: this.stream, segment: segment.firstSeq, lastSeq: seal.lastSeq, bytes: seal.bytes }, 'segment sealed');
   }
 
   /** After a failed write nothing may remain past the acknowledged end; if that cannot be ensured, stop. */
