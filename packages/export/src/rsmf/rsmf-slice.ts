@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Party } from '@offchannel/core';
 import { SpoolFile } from '../spool-file.ts';
-import { plainEvent } from '../text/plain-transcript.ts';
+import { plainEventParts } from '../text/plain-transcript.ts';
 import { type ConversationSummary } from '../index-db/archive-index.ts';
 import type { TranscriptAttachment, TranscriptEvent } from '../model/transcript-event.ts';
 import { displayName } from '../model/attachment-file-name.ts';
@@ -151,7 +151,9 @@ export class RsmfSlice {
     // event stringified at that depth (its lines indented by four spaces), without the wrapper.
     const json = JSON.stringify({ events: [this.#event(event, this.conversation.key)] }, null, 2).slice(EVENT_PREFIX.length, -EVENT_SUFFIX.length);
     await this.#manifestEvents.append(this.#count === 0 ? json : `,\n${json}`);
-    await this.#transcript.append(`${this.#count === 0 ? '' : '\n'}${plainEvent(event)}`);
+    const [heading, rest] = plainEventParts(event);
+    await this.#transcript.append(this.#count === 0 ? heading : `\n${heading}`);
+    await this.#transcript.append(rest);
     this.#count += 1;
     this.#firstAt ??= event.at;
     this.#firstId ??= event.id;
