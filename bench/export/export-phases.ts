@@ -64,7 +64,16 @@ if (values.build !== undefined) {
     mark = process.cpuUsage();
     phase = next;
   };
-  const result = await exportArchive({ sink, out: path.join(out, 'export'), formats: ['rsmf'], verifiers: [key.verifier], clock: () => new Date(0), onProgress: ({ phase: next }) => enter(next) });
+  const result = await exportArchive({
+    sink,
+    out: path.join(out, 'export'),
+    formats: ['rsmf'],
+    verifiers: [key.verifier],
+    clock: () => new Date(0),
+    onProgress: ({ phase: next }) => {
+      enter(next);
+    },
+  });
   enter('done');
   await sink.close();
   if (values.out === undefined) await rm(out, { recursive: true, force: true });

@@ -51,7 +51,7 @@ afterAll(async () => {
 /** The sink, with its reads counted and its bulk read replaced by `pieces` (if given). */
 function watched(pieces?: (stream: string) => AsyncIterable<{ readonly firstSeq: number; readonly bytes: Uint8Array }>): { sink: Sink; calls: { read: number; readSegments: number } } {
   const calls = { read: 0, readSegments: 0 };
-  const overrides: Partial<Sink> = {
+  const overrides: { readonly [K in keyof Sink]?: Sink[K] | undefined } = {
     read: (stream: string, options?: { readonly fromSeq?: number }) => {
       calls.read += 1;
       return sink.read(stream, options);
@@ -66,7 +66,7 @@ function watched(pieces?: (stream: string) => AsyncIterable<{ readonly firstSeq:
 }
 
 /** The real sink, but for `overrides` (its own methods called on itself). */
-function withOverrides(overrides: Partial<Sink>): Sink {
+function withOverrides(overrides: { readonly [K in keyof Sink]?: Sink[K] | undefined }): Sink {
   return new Proxy(sink, {
     get(target, name, receiver) {
       if (Object.hasOwn(overrides, name)) return overrides[name as keyof Sink];
