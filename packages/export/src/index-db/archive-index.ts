@@ -260,12 +260,44 @@ function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { r
   return { record: record as ArchiveRecord, hash: sha256Hex(bytes) };
 }
 
-/** Calls `add` with each stored record of `stream` up to seq `through`, in order: whatever is stored (`add` checks it against the verified chain). */
+/**
+ * Calls `add` with each stored record of `stream` up to seq `through`, in order: whatever is
+ * stored (`add` checks it against the verified chain). Through the sink's bulk read when it has
+ * one (whole segments in large pieces, split into lines here: no async step per record), else
+ * record by record; a stream whose first records were pruned is read record by record, so the
+ * sink's own error says so.
+ */
 async function readStoredRecords(sink: Sink, stream: string, through: number, add: (seq: number, bytes: Uint8Array) => void): Promise<void> {
+  if (sink.readSegments && (await sink.pruned?.(stream)) === undefined) {
+    let first = true;
+    for await (const piece of sink.readSegments(stream)) {
+      if (first && piece.firstSeq !== 1) break;
+      first = false;
+      if (splitRecords(piece.firstSeq, piece.bytes, through, add)) return;
+    }
+    if (!first) return;
+  }
   for await (const stored of sink.read(stream)) {
     if (stored.seq > through) return;
     add(stored.seq, stored.bytes);
   }
+}
+
+/**
+ * Calls `add` with each record of a bulk-read piece (records each followed by a newline; a
+ * damaged last one may lack it: passed on as it is, for `add` to reject). True once past `through`.
+ */
+function splitRecords(firstSeq: number, bytes: Uint8Array, through: number, add: (seq: number, bytes: Uint8Array) => void): boolean {
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let seq = firstSeq;
+  for (let start = 0; start < data.length; seq++) {
+    if (seq > through) return true;
+    const newline = data.indexOf(0x0a, start);
+    const end = newline === -1 ? data.length : newline;
+    add(seq, data.subarray(start, end));
+    start = end + 1;
+  }
+  return seq > through;
 }
 
 function invalid(stream: string, seq: number, cause?: unknown): ExportError {

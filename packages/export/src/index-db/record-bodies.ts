@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { ExportError } from '../export-error.ts';
@@ -71,7 +71,7 @@ export class RecordBodies {
       done += got;
     }
     const view = this.#read.subarray(0, bytes);
-    if (createHash('sha256').update(view).digest('hex') !== sha256) {
+    if (hash('sha256', view, 'hex') !== sha256) {
       throw new ExportError('EXPORT_UNVERIFIED', `the export's working file ${this.#path} changed after the archive was verified (a record read back does not hash to the verified chain); nothing more is exported. Check the file system of --out and export again`);
     }
     return view.toString('utf8');

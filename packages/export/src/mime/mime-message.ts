@@ -78,12 +78,19 @@ export function base64LineBytes(bytes: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(whole * 78 + (tail === 0 ? 0 : Math.ceil(tail / 3) * 4 + 2));
   let position = 0;
   for (let at = 0; at < source.byteLength; at += BASE64_PIECE) {
-    const text = source.toString('base64', at, Math.min(source.byteLength, at + BASE64_PIECE));
-    for (let line = 0; line < text.length; line += 76) {
-      position += out.write(text.slice(line, line + 76), position, 'latin1');
-      out[position++] = 0x0d;
-      out[position++] = 0x0a;
+    // The piece's text is written where its first line goes, then its lines are moved apart for
+    // their CRLFs, last line first (each moves onto room only lines already moved were using).
+    const chars = out.write(source.toString('base64', at, Math.min(source.byteLength, at + BASE64_PIECE)), position, 'latin1');
+    const lines = Math.ceil(chars / 76);
+    for (let line = lines - 1; line >= 0; line--) {
+      const from = position + line * 76;
+      const length = Math.min(76, chars - line * 76);
+      const to = position + line * 78;
+      out.copyWithin(to, from, from + length);
+      out[to + length] = 0x0d;
+      out[to + length + 1] = 0x0a;
     }
+    position += chars + 2 * lines;
   }
   return out;
 }

@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Party } from '@offchannel/core';
 import { SpoolFile } from '../spool-file.ts';
-import { plainEvent } from '../text/plain-transcript.ts';
+import { plainEventParts } from '../text/plain-transcript.ts';
 import { type ConversationSummary } from '../index-db/archive-index.ts';
 import type { TranscriptAttachment, TranscriptEvent } from '../model/transcript-event.ts';
 import { displayName } from '../model/attachment-file-name.ts';
@@ -60,6 +60,10 @@ export interface RsmfSliceOptions {
   /** Where the slice's events are spooled (the export's private working directory). */
   readonly dir: string;
 }
+
+/** What `JSON.stringify({ events: [event] }, null, 2)` puts around the event's (indented) lines. */
+const EVENT_PREFIX = '{\n  "events": [\n';
+const EVENT_SUFFIX = '\n  ]\n}';
 
 /** Spooled files are read back in whole base64 lines (57 bytes encode to 76 characters). */
 export const SPOOL_CHUNK = 57 * 4096;
@@ -143,10 +147,13 @@ export class RsmfSlice {
       this.#attachmentCount += 1;
       if (!this.#attachments.has(attachment.fileName)) this.#attachments.set(attachment.fileName, attachment);
     }
-    // Formatted exactly as JSON.stringify(manifest, null, 2) formats an element of `events`.
-    const json = JSON.stringify(this.#event(event, this.conversation.key), null, 2).replace(/\n/g, '\n    ');
-    await this.#manifestEvents.append(`${this.#count === 0 ? '' : ',\n'}    ${json}`);
-    await this.#transcript.append(`${this.#count === 0 ? '' : '\n'}${plainEvent(event)}`);
+    // Formatted exactly as JSON.stringify(manifest, null, 2) formats an element of `events`: the
+    // event stringified at that depth (its lines indented by four spaces), without the wrapper.
+    const json = JSON.stringify({ events: [this.#event(event, this.conversation.key)] }, null, 2).slice(EVENT_PREFIX.length, -EVENT_SUFFIX.length);
+    await this.#manifestEvents.append(this.#count === 0 ? json : `,\n${json}`);
+    const [heading, rest] = plainEventParts(event);
+    await this.#transcript.append(this.#count === 0 ? heading : `\n${heading}`);
+    await this.#transcript.append(rest);
     this.#count += 1;
     this.#firstAt ??= event.at;
     this.#firstId ??= event.id;

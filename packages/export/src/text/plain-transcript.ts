@@ -12,9 +12,21 @@ export function plainTranscript(events: readonly TranscriptEvent[]): string {
 }
 
 export function plainEvent(event: TranscriptEvent): string {
+  const [heading, rest] = plainEventParts(event);
+  return `${heading}${rest}`;
+}
+
+/**
+ * {@link plainEvent} in two parts: the heading line (its arrow makes it a two-byte string in
+ * V8), then the rest, from the heading's newline on — one-byte when the text is ASCII, so
+ * it is not copied into a two-byte string to be encoded (RSMF spools the parts one by one).
+ */
+export function plainEventParts(event: TranscriptEvent): readonly [heading: string, rest: string] {
   const who = event.sender ? partyName(event.sender) : 'system';
   const arrow = event.direction === 'outbound' ? '→' : event.direction === 'inbound' ? '←' : '·';
-  const lines = [`[${event.at}] ${arrow} ${who}${event.forwarded ? ' (forwarded)' : ''}${event.parent ? ` (reply to ${event.parent})` : ''}`];
+  const heading = `[${event.at}] ${arrow} ${who}${event.forwarded ? ' (forwarded)' : ''}${event.parent ? ` (reply to ${event.parent})` : ''}`;
+  // The heading's place: the rest starts with its newline.
+  const lines = [''];
   if (event.type !== 'message') lines.push(`  ${event.notice ?? ''}`);
   if (event.type === 'message' || event.text !== undefined) lines.push(...indent(event.text ?? ''));
   for (const attachment of event.attachments) {
@@ -29,7 +41,7 @@ export function plainEvent(event: TranscriptEvent): string {
   for (const reaction of event.reactions) lines.push(`  [reaction ${reaction.action === 'add' ? 'added' : 'removed'} ${reaction.value} by ${reaction.by ? partyName(reaction.by) : 'unknown'} ${reaction.at}]`);
   for (const receipt of event.receipts) lines.push(`  [${receipt.status} by ${receipt.by ? partyName(receipt.by) : 'unknown'} ${receipt.at}]`);
   lines.push(`  (record ${event.id}, sha256 ${event.hash})`);
-  return `${lines.join('\n')}\n`;
+  return [heading, `${lines.join('\n')}\n`];
 }
 
 function indent(text: string, prefix = '  '): string[] {
