@@ -235,7 +235,7 @@ function referencedPeers(object: unknown, peers: PeerLookup, selfId: number): { 
       const item = fields[field];
       if (typeof item === 'number') note(field, item);
       else if (typeof item === 'object' && item !== null) {
-        if (Array.isArray(item) && item.every((id) => typeof id === 'number')) for (const id of item as number[]) note(field, id);
+        if (Array.isArray(item) && item.every((id) => typeof id === 'number')) for (const id of item) note(field, id);
         visit(item, depth + 1);
       }
     }
