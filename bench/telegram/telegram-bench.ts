@@ -32,10 +32,12 @@
  * mounted without a journal, creating a file can cost 100+ µs of system CPU when its block group
  * holds recently deleted inodes (the kernel skips them one by one), so the fs rows there swing
  * from run to run with what other processes deleted; the JSON's `workFilesystem` says which
- * kind of file system the run used (docs/capture.md, "Backlog throughput").
+ * kind of file system the run used (docs/capture.md, "Backlog throughput"), and
+ * `engineFsArchiveFilesPerUpdate` how many files the archive holds per update afterwards (each
+ * created and fsynced once: one blob of raw TL bytes per update, plus a few segment, checkpoint
+ * and directory files per thousand).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -146,6 +148,9 @@ async function engineRate(work: string, sink: 'fs' | 'memory'): Promise<EngineRu
   await recorder.close();
   // CPU time per update (user + system, this process): steadier than the rate on a busy machine.
   return {
+    // What stays on disk per update (archive and state): each file was created, and fsynced, once.
+    filesPerUpdate: (await countFiles(path.join(dir, 'archive'))) / ENGINE,
+    stateFilesPerUpdate: (await countFiles(path.join(dir, 'state'))) / ENGINE,
     perSecond,
     cpuMicros: (used.user + used.system) / ENGINE,
     userMicros: used.user / ENGINE,
@@ -154,8 +159,17 @@ async function engineRate(work: string, sink: 'fs' | 'memory'): Promise<EngineRu
   };
 }
 
+/** Regular files under `dir` (0 if it does not exist). */
+async function countFiles(dir: string): Promise<number> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((entry) => entry.isFile()).length;
+}
+
 interface EngineRun {
   readonly perSecond: number;
+  /** Files left in the archive (blobs, segments, checkpoints…) and in the state store, per update. */
+  readonly filesPerUpdate: number;
+  readonly stateFilesPerUpdate: number;
   /** CPU (user + system) of this process per update, µs. */
   readonly cpuMicros: number;
   readonly userMicros: number;
@@ -175,6 +189,8 @@ function engineCpu(memory: EngineRun, fs: EngineRun): Record<string, number> {
     engineFsUserMicrosPerUpdate: round(fs.userMicros),
     engineFsSystemMicrosPerUpdate: round(fs.systemMicros),
     engineFsContextSwitchesPerUpdate: Number(fs.contextSwitches.toFixed(1)),
+    engineFsArchiveFilesPerUpdate: Number(fs.filesPerUpdate.toFixed(3)),
+    engineFsStateFilesPerUpdate: Number(fs.stateFilesPerUpdate.toFixed(3)),
   };
 }
 
@@ -331,7 +347,7 @@ async function main(): Promise<void> {
   console.log(`  same, fs sink, sequential   ${String(results['recordFsSequentialPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsToDecode'])}  (${FS_UPDATES} updates, one fsync each)`);
   console.log(`  same, fs sink, 64 in flight ${String(results['recordFsPipelinedPerSecond']).padStart(9)} updates/s   ${String(results['ratioRecordFsPipelinedToDecode'])}  (${FS_UPDATES * 5} updates, group commit)`);
   console.log(`  engine → runtime → mem sink ${String(results['engineMemoryPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineMemoryToDecode'])}  (the same backlog into an in-memory sink: the Telegram side's ceiling; ${String(results['engineMemoryCpuMicrosPerUpdate'])} µs CPU each)`);
-  console.log(`  engine → runtime → fs sink  ${String(results['engineFsPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineToDecode'])}  (${ENGINE} missed messages via getDifference in slices of ${String(results['engineSlice'])}, pipelined, ${String(results['engineFsCpuMicrosPerUpdate'])} µs CPU each = ${String(results['engineFsUserMicrosPerUpdate'])} user + ${String(results['engineFsSystemMicrosPerUpdate'])} system, on ${String(results['workFilesystem'])}; target ${ENGINE_TARGET}: ${String(results['engineVerdict'])})`);
+  console.log(`  engine → runtime → fs sink  ${String(results['engineFsPerSecond']).padStart(9)} updates/s   ${String(results['ratioEngineToDecode'])}  (${ENGINE} missed messages via getDifference in slices of ${String(results['engineSlice'])}, pipelined, ${String(results['engineFsCpuMicrosPerUpdate'])} µs CPU each = ${String(results['engineFsUserMicrosPerUpdate'])} user + ${String(results['engineFsSystemMicrosPerUpdate'])} system, on ${String(results['workFilesystem'])}, ${String(results['engineFsArchiveFilesPerUpdate'])} archive files per update; target ${ENGINE_TARGET}: ${String(results['engineVerdict'])})`);
   console.log(`  reconcile, recording        ${String(results['reconcileRecordPerSecond']).padStart(9)} messages/s  ${String(results['ratioReconcileRecordToDecode'])}  (${RECONCILE} history-only messages, memory sink)`);
   console.log(`  reconcile, all archived     ${String(results['reconcileComparePerSecond']).padStart(9)} messages/s  ${String(results['ratioReconcileCompareToDecode'])}  (compare only)`);
 }

@@ -170,6 +170,24 @@ describe('mapTelegramUpdate: edits, deletes, reactions', () => {
     expect(unknown.records[0]).toMatchObject({ kind: 'edit', meta: { previousUnknown: true } });
   });
 
+  it('keeps content fingerprints exactly as stored indexes hold them (text, entities, media identity; any Unicode)', () => {
+    // Fingerprints are persisted in the message index: a changed formula would turn every
+    // re-delivered message of an upgraded account into a spurious edit. Values from 3bc7f04.
+    const base = { _: 'message', id: 1, peerId: { _: 'peerUser', userId: 2 }, date: 1_700_000_000 } as const;
+    const messages: tl.RawMessage[] = [
+      { ...base, message: 'Buy 100 ACME @ 12.34 — confirm?' },
+      { ...base, message: 'lone \ud800 surrogate, emoji 😀, NUL \u0000 and "quotes"', entities: [{ _: 'messageEntityTextUrl', offset: 0, length: 4, url: 'https://example.com/ü' }, { _: 'messageEntityMentionName', offset: 5, length: 4, userId: 123456789 }] },
+      { ...base, message: '', media: { _: 'messageMediaDocument', document: { _: 'document', id: Long.fromString('9007199254740993'), accessHash: Long.ZERO, fileReference: new Uint8Array(0), date: 0, mimeType: 'application/pdf', size: 5, dcId: 2, attributes: [] } } },
+      { ...base, message: 'at', media: { _: 'messageMediaGeo', geo: { _: 'geoPoint', long: 13.4, lat: 52.5, accessHash: Long.ZERO } } },
+    ];
+    expect(messages.map((message) => contentFingerprint(message))).toEqual([
+      '079c8140840567daac03e2a0918bbdea6acd92cb6b79a69b67dafc187511cfcd',
+      '568d488a331bcbb264945af15cfc0f6149dcd3d4af4996ae680934f3dc425d76',
+      'fd12c7fc8dc5df746998c2271f452852d1a0dee8de9832a15fd0a8bb07c87b06',
+      '31623c3db617857f8fc2f6d62c7481baf79e4f232422a463d5ac765c16ac57aa',
+    ]);
+  });
+
   it('turns reaction-only edits into reaction records (add, then remove in a private chat)', async () => {
     const reactions: tl.TypeMessageReactions = {
       _: 'messageReactions',

@@ -25,6 +25,7 @@
  * - `selfId` (the custodian's Telegram user id) is recorded once per stream in the `system`
  *   record `telegram-session` ({@link sessionInput}).
  */
+import { hash } from 'node:crypto';
 import type { AttachmentInput, CaptureInput, ConversationRef, MembershipDetail, NativeRef, Party } from '@offchannel/core';
 import { sha256Hex } from '@offchannel/core';
 import { getMarkedPeerId, tl } from '@mtcute/core';
@@ -213,21 +214,30 @@ function referencedPeers(object: unknown, peers: PeerLookup, selfId: number): { 
   const chats = new Map<number, tl.TypeChat>();
   const self = peers.users.get(selfId);
   if (self) users.set(selfId, self);
+  const note = (field: string, id: number): void => {
+    if (field === 'userId' || field === 'users' || field === 'viaBotId') {
+      const user = peers.users.get(id);
+      if (user) users.set(id, user);
+    } else if (field === 'chatId' || field === 'channelId') {
+      const chat = peers.chats.get(id);
+      if (chat) chats.set(id, chat);
+    }
+  };
+  // Runs once per update in a backlog: one key list per object, no array per field.
   const visit = (value: unknown, depth: number): void => {
     if (depth > 32 || typeof value !== 'object' || value === null || value instanceof Uint8Array) return;
     if (Array.isArray(value)) {
       for (const item of value) visit(item, depth + 1);
       return;
     }
-    for (const [field, item] of Object.entries(value)) {
-      const ids = typeof item === 'number' ? [item] : Array.isArray(item) && item.every((id) => typeof id === 'number') ? (item) : [];
-      for (const id of ids) {
-        const user = field === 'userId' || field === 'users' || field === 'viaBotId' ? peers.users.get(id) : undefined;
-        const chat = field === 'chatId' || field === 'channelId' ? peers.chats.get(id) : undefined;
-        if (user) users.set(id, user);
-        if (chat) chats.set(id, chat);
+    const fields = value as Record<string, unknown>;
+    for (const field of Object.keys(fields)) {
+      const item = fields[field];
+      if (typeof item === 'number') note(field, item);
+      else if (typeof item === 'object' && item !== null) {
+        if (Array.isArray(item) && item.every((id) => typeof id === 'number')) for (const id of item) note(field, id);
+        visit(item, depth + 1);
       }
-      visit(item, depth + 1);
     }
   };
   visit(object, 0);
@@ -430,10 +440,9 @@ function reactionValue(reaction: tl.TypeReaction): string {
  */
 export function contentFingerprint(message: tl.RawMessage): string {
   const entities = (message.entities ?? []).map((entity) => [entity._, entity.offset, entity.length, 'url' in entity ? entity.url : '', entity._ === 'messageEntityMentionName' ? String(entity.userId) : '']);
-  return sha256Hex(UTF8.encode(JSON.stringify([message.message, entities, mediaIdentity(message.media)])));
+  // The SHA-256 of the JSON's UTF-8 bytes (hashed from the string: no byte copy per message).
+  return hash('sha256', JSON.stringify([message.message, entities, mediaIdentity(message.media)]), 'hex');
 }
-
-const UTF8 = new TextEncoder();
 
 function mediaIdentity(media: tl.TypeMessageMedia | undefined): string {
   if (!media || media._ === 'messageMediaWebPage' || media._ === 'messageMediaEmpty') return '';

@@ -192,8 +192,9 @@ class TelegramConnector implements TelegramConnectorHandle {
   #selfId = 0;
   readonly #pipeline = new AsyncLocalStorage<true>();
   readonly #pending = new WeakMap<TelegramEvent, Pending>();
-  /** Results of captures, by input (task counting). */
+  /** Results of the captures of reconciliation steps (task counting), by input; only theirs are kept. */
   readonly #results = new WeakMap<CaptureInput, CaptureResult>();
+  readonly #counted = new WeakSet<CaptureInput>();
   /** Deliveries so far, and the last one acknowledged. */
   #delivered = 0;
   #acknowledged = 0;
@@ -294,7 +295,7 @@ class TelegramConnector implements TelegramConnectorHandle {
       ...(transition === undefined ? {} : { transition }),
       capture: async (input) => {
         const result = await ctx.capture(input);
-        this.#results.set(input, result);
+        if (this.#counted.has(input)) this.#results.set(input, result);
         try {
           onCapture?.(input, result);
         } catch {
@@ -521,6 +522,7 @@ class TelegramConnector implements TelegramConnectorHandle {
         this.#pending.set(event, pending);
         const record: ReconcileRecord = async (update, peers, raw, source) => {
           const inputs = await this.#mapUpdate(update, peers, raw, new Date(), source, pending.remember);
+          for (const input of inputs) this.#counted.add(input);
           pending.groups?.push(inputs);
         };
         try {

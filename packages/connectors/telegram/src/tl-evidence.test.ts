@@ -63,6 +63,50 @@ describe('TL evidence', () => {
     }
   });
 
+  it('puts in an update’s evidence the custodian and exactly the users and chats it names, in the order it names them', () => {
+    const user = (id: number): tl.TypeUser => ({ _: 'user', id, accessHash: Long.fromNumber(id), firstName: `User ${id}` });
+    const channel = (id: number): tl.TypeChat => ({ _: 'channel', id, accessHash: Long.fromNumber(id), title: `Channel ${id}`, photo: { _: 'chatPhotoEmpty' }, date: 1_700_000_000 });
+    const peers = PeersIndex.from({
+      users: [user(1), user(55), user(77), user(88), user(99), user(123456789)],
+      chats: [{ _: 'chat', id: 4001, title: 'Deal desk', photo: { _: 'chatPhotoEmpty' }, participantsCount: 3, date: 1_700_000_000, version: 1 }, channel(1_500_000_001), channel(1_500_000_002), channel(1_500_000_003)],
+    });
+    const idsOf = (item: tl.TypeUpdate, selfId: number): [number[], number[]] => {
+      const container = decodeTl(updateEvidence(item, peers, selfId)) as tl.RawUpdates;
+      expect(container.updates.map((one) => encodeTl(one))).toEqual([encodeTl(item)]);
+      return [container.users.map((one) => one.id), container.chats.map((one) => one.id)];
+    };
+    const created: tl.TypeUpdate = {
+      _: 'updateNewMessage',
+      message: { _: 'messageService', id: 9, peerId: { _: 'peerChat', chatId: 4001 }, fromId: { _: 'peerUser', userId: 123456789 }, date: 1_700_000_000, action: { _: 'messageActionChatCreate', title: 't', users: [55, 123456789, 404] } },
+      pts: 1,
+      ptsCount: 1,
+    };
+    expect(idsOf(created, 1)).toEqual([[1, 123456789, 55], [4001]]);
+    expect(idsOf(created, 404)).toEqual([[123456789, 55], [4001]]); // a custodian not in the answer is not invented
+    const forwarded: tl.TypeUpdate = {
+      _: 'updateNewChannelMessage',
+      message: {
+        _: 'message',
+        id: 7,
+        peerId: { _: 'peerChannel', channelId: 1_500_000_001 },
+        fromId: { _: 'peerUser', userId: 99 },
+        fwdFrom: { _: 'messageFwdHeader', fromId: { _: 'peerChannel', channelId: 1_500_000_002 }, date: 1_699_000_000 },
+        viaBotId: 88,
+        replyTo: { _: 'messageReplyHeader', replyToMsgId: 3, replyToPeerId: { _: 'peerChannel', channelId: 1_500_000_003 } },
+        date: 1_700_000_001,
+        message: 'fwd',
+        entities: [{ _: 'messageEntityMentionName', offset: 0, length: 3, userId: 77 }],
+        reactions: { _: 'messageReactions', results: [], recentReactions: [{ _: 'messagePeerReaction', peerId: { _: 'peerUser', userId: 55 }, date: 1_700_000_002, reaction: { _: 'reactionEmoji', emoticon: '👍' } }] },
+      },
+      pts: 2,
+      ptsCount: 1,
+    };
+    expect(idsOf(forwarded, 1)).toEqual([[1, 99, 88, 77, 55], [1_500_000_001, 1_500_000_002, 1_500_000_003]]);
+    // Ids under other names (message ids, pts, dates) are not peers, even when a peer has the same number.
+    expect(idsOf({ _: 'updateDeleteMessages', messages: [55, 77], pts: 88, ptsCount: 99 }, 1)).toEqual([[1], []]);
+    expect(idsOf({ _: 'updateDeleteChannelMessages', channelId: 1_500_000_002, messages: [4001], pts: 3, ptsCount: 1 }, 1)).toEqual([[1], [1_500_000_002]]);
+  });
+
   it('rejects truncated, misaligned, trailing-garbage and oversized input with a typed error', () => {
     const bytes = encodeTl(update);
     expectDecodeError(bytes.subarray(0, bytes.length - 4), 'TELEGRAM_TL_MALFORMED');

@@ -54,18 +54,29 @@ export function encodeUpdatesContainer(update: tl.TypeUpdate, users: readonly tl
     }
     return bytes;
   };
-  const count = (n: number): Uint8Array => {
-    const word = new Uint8Array(4);
-    new DataView(word.buffer).setUint32(0, n, true);
-    return word;
-  };
-  const parts = [UPDATES_ID, VECTOR_ID, count(1), serializeObject(update), VECTOR_ID, count(users.length), ...users.map(encoded), VECTOR_ID, count(chats.length), ...chats.map(encoded), DATE_AND_SEQ];
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
+  const body = serializeObject(update);
+  const peers = [...users.map(encoded), ...chats.map(encoded)];
+  let size = 3 * 8 + 4 + body.length + 8;
+  for (const bytes of peers) size += bytes.length;
+  // Written in place (runs once per update in a backlog): one allocation, no part arrays.
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out.set(UPDATES_ID, 0);
+  out.set(VECTOR_ID, 4);
+  view.setUint32(8, 1, true);
+  out.set(body, 12);
+  let at = 12 + body.length;
+  for (const [count, from, to] of [[users.length, 0, users.length], [chats.length, users.length, peers.length]] as const) {
+    out.set(VECTOR_ID, at);
+    view.setUint32(at + 4, count, true);
+    at += 8;
+    for (let index = from; index < to; index++) {
+      const bytes = peers[index] as Uint8Array;
+      out.set(bytes, at);
+      at += bytes.length;
+    }
   }
+  out.set(DATE_AND_SEQ, at);
   return out;
 }
 
