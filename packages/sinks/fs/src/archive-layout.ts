@@ -61,29 +61,27 @@ export function parseCheckpointFileName(name: string): { size: number; file: Che
 /** Paths inside one archive. Stream names are validated before they reach these. */
 export class ArchiveLayout {
   readonly root: string;
+  readonly marker: string;
+  readonly streamsDir: string;
+  readonly blobsDir: string;
+  readonly tmpDir: string;
+  readonly locksDir: string;
+  readonly attestationsDir: string;
 
   constructor(root: string) {
     this.root = path.resolve(root);
+    // Joined once: blob() runs for every blob put (in a backlog, every record).
+    this.marker = path.join(this.root, ARCHIVE_MARKER);
+    this.streamsDir = path.join(this.root, 'streams');
+    this.blobsDir = path.join(this.root, 'blobs', 'sha256');
+    this.tmpDir = path.join(this.root, 'tmp');
+    this.locksDir = path.join(this.root, 'locks');
+    this.attestationsDir = path.join(this.root, 'attestations');
   }
 
   /** `file` relative to the archive root, with `/` separators: how messages name archive files. */
   name(file: string): string {
     return path.relative(this.root, file).split(path.sep).join('/');
-  }
-  get marker(): string {
-    return path.join(this.root, ARCHIVE_MARKER);
-  }
-  get streamsDir(): string {
-    return path.join(this.root, 'streams');
-  }
-  get blobsDir(): string {
-    return path.join(this.root, 'blobs', 'sha256');
-  }
-  get tmpDir(): string {
-    return path.join(this.root, 'tmp');
-  }
-  get locksDir(): string {
-    return path.join(this.root, 'locks');
   }
   streamDir(stream: string): string {
     return path.join(this.streamsDir, stream);
@@ -108,9 +106,6 @@ export class ArchiveLayout {
   }
   tile(stream: string, tile: TileId): string {
     return path.join(this.tilesDir(stream), ...tilePath(tile).split('/'));
-  }
-  get attestationsDir(): string {
-    return path.join(this.root, 'attestations');
   }
   attestation(id: AttestationId): string {
     return path.join(this.attestationsDir, id.host, id.day, `${padSeq(id.seq)}.note`);
