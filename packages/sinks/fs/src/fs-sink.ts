@@ -734,6 +734,9 @@ export class FsSink implements Sink {
       this.openAppenders.delete(stream);
       this.appenders.delete(stream);
       await current.close();
+      // close() may have run meanwhile and missed the reopen: it would hold the stream's lock
+      // and segment with nothing left to close them.
+      this.assertOpen();
     }
     let appender = this.appenders.get(stream);
     if (!appender) {
