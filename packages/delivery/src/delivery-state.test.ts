@@ -3,6 +3,7 @@
  * the target's lock and its cursor fail with DELIVERY_STATE and leave no descriptor open — a
  * plain file descriptor is never closed by garbage collection — and no lock behind.
  */
+import type * as NodeFs from 'node:fs';
 import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,7 @@ import { type DeliveryCursor, DeliveryState } from './delivery-state.ts';
 const faults = vi.hoisted(() => ({ writeSync: 0 }));
 
 vi.mock('node:fs', async (importOriginal) => {
-  const fs = await importOriginal<typeof import('node:fs')>();
+  const fs = await importOriginal<typeof NodeFs>();
   const writeSync = ((...args: Parameters<typeof fs.writeSync>) => {
     if (faults.writeSync > 0) {
       faults.writeSync--;
