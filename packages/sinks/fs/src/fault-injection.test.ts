@@ -14,7 +14,7 @@ import { openFsSink } from './fs-sink.ts';
 import type * as FsUtils from './fs-utils.ts';
 import type * as SegmentHasher from './segment-hasher.ts';
 
-const faults = vi.hoisted(() => ({ syncDirectory: 0, createReadOnlyFile: 0, segmentDigest: 0, writeUndone: 0 }));
+const faults = vi.hoisted(() => ({ syncDirectory: 0, createReadOnlyFile: 0, segmentDigest: 0, writeUndone: 0, closeFails: 0 }));
 
 vi.mock('./segment-hasher.ts', async (importOriginal) => {
   const real = await importOriginal<typeof SegmentHasher>();
@@ -51,6 +51,15 @@ vi.mock('./fs-utils.ts', async (importOriginal) => {
     },
     // A write that fails, and whose undo (truncating the segment back) fails too.
     writeFully: async (handle: FileHandle, bytes: Uint8Array, position: number) => {
+      if (faults.closeFails > 0) {
+        // close(2) reporting EIO (NFS, some FUSE file systems): the descriptor is gone all the same.
+        faults.closeFails--;
+        const close = handle.close.bind(handle);
+        handle.close = async () => {
+          await close();
+          throw Object.assign(new Error('injected EIO on close'), { code: 'EIO' });
+        };
+      }
       if (faults.writeUndone > 0) {
         faults.writeUndone--;
         const truncate = handle.truncate.bind(handle);
@@ -83,6 +92,7 @@ afterEach(async () => {
   faults.createReadOnlyFile = 0;
   faults.segmentDigest = 0;
   faults.writeUndone = 0;
+  faults.closeFails = 0;
   // Whatever failed, a closed sink holds no file of its archive open (Linux: /proc/self/fd).
   expect(await openFilesUnder(path.dirname(dir))).toEqual([]);
   await rm(path.dirname(dir), { recursive: true, force: true });
@@ -193,6 +203,19 @@ it.each([
   const reader = await openFsSink({ dir, readOnly: true });
   for await (const finding of reader.audit()) expect.fail(finding.message);
   await reader.close();
+});
+
+it('a stream whose segment fails to close still lets go of its lock, and the sink closes every other stream', async () => {
+  const sink = await openFsSink({ dir });
+  const streams = ['demo:alice', 'demo:bob', 'demo:carol'];
+  faults.closeFails = 1; // the first stream's segment will report EIO when it is closed
+  for (const name of streams) await sink.appendBatch(batchAfter(name, { seq: 0, hash: ZERO_HASH }, 2));
+  await expect(sink.close()).rejects.toMatchObject({ code: 'EIO' });
+  expect(await openFilesUnder(path.dirname(dir))).toEqual([]);
+  // Every stream's writer lock went with the sink: another writer takes each at once.
+  const next = await openFsSink({ dir });
+  for (const name of streams) expect((await next.appendBatch(batchAfter(name, await next.head(name), 1))).seq).toBe(3);
+  await next.close();
 });
 
 // A small blob is linked on a blob writer thread and its directory fsync'd by the main thread
