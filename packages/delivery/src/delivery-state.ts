@@ -62,19 +62,28 @@ export class DeliveryState {
 
   #takeLock(target: string): void {
     for (let attempt = 0; attempt < 2; attempt++) {
+      let fd: number;
       try {
-        const fd = openSync(this.#lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
-        writeSync(fd, `${process.pid}\n`);
-        closeSync(fd);
-        HELD.add(this.#lock);
-        return;
+        fd = openSync(this.#lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
       } catch (error) {
         if ((error as { code?: string }).code !== 'EEXIST') throw new DeliveryError('DELIVERY_STATE', `cannot create ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
         const pid = Number(readFileSync(this.#lock, 'utf8').trim());
         const held = pid === process.pid ? HELD.has(this.#lock) : Number.isSafeInteger(pid) && pid > 0 && alive(pid);
         if (held) throw new DeliveryError('DELIVERY_STATE', `target ${target} is being delivered by process ${pid} (lock ${this.#lock}); run one deliverer per target`);
         rmSync(this.#lock, { force: true });
+        continue;
       }
+      // The descriptor is closed whatever happens: a plain fd is never closed for us.
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } catch (error) {
+        closeSync(fd);
+        rmSync(this.#lock, { force: true }); // created here, holds no pid: not a lock
+        throw new DeliveryError('DELIVERY_STATE', `cannot write ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}; check the disk (full?)`, { cause: error });
+      }
+      closeSync(fd);
+      HELD.add(this.#lock);
+      return;
     }
     throw new DeliveryError('DELIVERY_STATE', `could not take the lock ${this.#lock}; remove it if no deliverer runs`);
   }

@@ -63,68 +63,72 @@ export async function linkWhatsApp(options: LinkWhatsAppOptions): Promise<Linked
     throw new OffchannelError('WHATSAPP_BAD_PHONE_NUMBER', 'the phone number must be 6 to 15 digits including the country code, e.g. 15551234567.');
   }
   const auth = await openAuthState(options.state.scope('auth'));
-  if (auth.existing && auth.state.creds.me?.id && auth.state.creds.account) {
-    throw new OffchannelError('WHATSAPP_ALREADY_LINKED', 'this account already has a linked device; unlink it on the phone and remove its state before linking again.');
-  }
-  const logger = baileysLogger(options.logger ?? noopLogger);
-  const factory = options.socketFactory ?? ((config: UserFacingSocketConfig) => makeWASocket(config));
-  const deadline = Date.now() + (options.timeoutMs ?? 180_000);
-  let restarts = 0;
-  const writes: Promise<void>[] = [];
+  // Closed however linking ends: Baileys stores keys while it links, which opens the keys table.
+  try {
+    if (auth.existing && auth.state.creds.me?.id && auth.state.creds.account) {
+      throw new OffchannelError('WHATSAPP_ALREADY_LINKED', 'this account already has a linked device; unlink it on the phone and remove its state before linking again.');
+    }
+    const logger = baileysLogger(options.logger ?? noopLogger);
+    const factory = options.socketFactory ?? ((config: UserFacingSocketConfig) => makeWASocket(config));
+    const deadline = Date.now() + (options.timeoutMs ?? 180_000);
+    let restarts = 0;
+    const writes: Promise<void>[] = [];
 
-  for (;;) {
-    const socket: WhatsAppSocket = factory({
-      auth: { creds: auth.state.creds, keys: makeCacheableSignalKeyStore(auth.state.keys, logger) },
-      logger,
-      browser: Browsers.macOS('Desktop'),
-      syncFullHistory: options.syncFullHistory ?? true,
-      markOnlineOnConnect: false,
-      ...(options.waWebSocketUrl ? { waWebSocketUrl: options.waWebSocketUrl } : {}),
-    });
-    socket.ev.on('creds.update', () => writes.push(auth.saveCreds()));
-    const outcome = await new Promise<'open' | 'restart' | Error>((resolve) => {
-      const timer = setTimeout(() => { resolve(new OffchannelError('WHATSAPP_LINK_TIMEOUT', 'the phone did not confirm the link in time; run the command again.')); }, Math.max(0, deadline - Date.now()));
-      let asked = false;
-      socket.ev.on('connection.update', (update: BaileysEventMap['connection.update']) => {
-        if (update.qr) {
-          if (phone && !asked && socket.requestPairingCode) {
-            asked = true;
-            socket.requestPairingCode(phone).then(
-              (code) => { options.io.showPairingCode(code); },
-              () => { resolve(new OffchannelError('WHATSAPP_LINK_FAILED', 'WhatsApp refused the pairing-code request; check the number or use the QR code.')); },
-            );
-          } else if (!phone) {
-            options.io.showQr(update.qr, renderUnicodeCompact(update.qr));
-          }
-        }
-        if (update.connection === 'open') {
-          clearTimeout(timer);
-          resolve('open');
-        } else if (update.connection === 'close') {
-          clearTimeout(timer);
-          const code = (update.lastDisconnect?.error as { output?: { statusCode?: number } } | undefined)?.output?.statusCode;
-          resolve(code === DisconnectReason.restartRequired ? 'restart' : new OffchannelError('WHATSAPP_LINK_FAILED', `WhatsApp closed the connection while linking (${code ?? 'no code'}); run the command again.`));
-        }
+    for (;;) {
+      const socket: WhatsAppSocket = factory({
+        auth: { creds: auth.state.creds, keys: makeCacheableSignalKeyStore(auth.state.keys, logger) },
+        logger,
+        browser: Browsers.macOS('Desktop'),
+        syncFullHistory: options.syncFullHistory ?? true,
+        markOnlineOnConnect: false,
+        ...(options.waWebSocketUrl ? { waWebSocketUrl: options.waWebSocketUrl } : {}),
       });
-    });
-    try {
-      socket.end(undefined);
-    } catch {
-      // already closed
+      socket.ev.on('creds.update', () => writes.push(auth.saveCreds()));
+      const outcome = await new Promise<'open' | 'restart' | Error>((resolve) => {
+        const timer = setTimeout(() => { resolve(new OffchannelError('WHATSAPP_LINK_TIMEOUT', 'the phone did not confirm the link in time; run the command again.')); }, Math.max(0, deadline - Date.now()));
+        let asked = false;
+        socket.ev.on('connection.update', (update: BaileysEventMap['connection.update']) => {
+          if (update.qr) {
+            if (phone && !asked && socket.requestPairingCode) {
+              asked = true;
+              socket.requestPairingCode(phone).then(
+                (code) => { options.io.showPairingCode(code); },
+                () => { resolve(new OffchannelError('WHATSAPP_LINK_FAILED', 'WhatsApp refused the pairing-code request; check the number or use the QR code.')); },
+              );
+            } else if (!phone) {
+              options.io.showQr(update.qr, renderUnicodeCompact(update.qr));
+            }
+          }
+          if (update.connection === 'open') {
+            clearTimeout(timer);
+            resolve('open');
+          } else if (update.connection === 'close') {
+            clearTimeout(timer);
+            const code = (update.lastDisconnect?.error as { output?: { statusCode?: number } } | undefined)?.output?.statusCode;
+            resolve(code === DisconnectReason.restartRequired ? 'restart' : new OffchannelError('WHATSAPP_LINK_FAILED', `WhatsApp closed the connection while linking (${code ?? 'no code'}); run the command again.`));
+          }
+        });
+      });
+      try {
+        socket.end(undefined);
+      } catch {
+        // already closed
+      }
+      await Promise.all(writes);
+      if (outcome === 'open') break;
+      if (outcome === 'restart' && auth.state.creds.me?.id) break; // paired: capture does the first login
+      if (outcome === 'restart' && restarts++ < 3) {
+        options.io.status('WhatsApp asked for a restart before pairing; reconnecting');
+        continue;
+      }
+      throw outcome === 'restart' ? new OffchannelError('WHATSAPP_LINK_FAILED', 'WhatsApp kept asking for restarts; run the command again.') : outcome;
     }
-    await Promise.all(writes);
-    if (outcome === 'open') break;
-    if (outcome === 'restart' && auth.state.creds.me?.id) break; // paired: capture does the first login
-    if (outcome === 'restart' && restarts++ < 3) {
-      options.io.status('WhatsApp asked for a restart before pairing; reconnecting');
-      continue;
-    }
-    throw outcome === 'restart' ? new OffchannelError('WHATSAPP_LINK_FAILED', 'WhatsApp kept asking for restarts; run the command again.') : outcome;
+    await auth.saveCreds();
+    const me = auth.state.creds.me;
+    if (!me?.id) throw new OffchannelError('WHATSAPP_LINK_FAILED', 'the connection opened but WhatsApp sent no account identity; run the command again.');
+    options.io.status('linked');
+    return { id: me.id, ...(me.lid ? { lid: me.lid } : {}), ...(me.name ? { name: me.name } : {}) };
+  } finally {
+    await auth.close();
   }
-  await auth.saveCreds();
-  await auth.close();
-  const me = auth.state.creds.me;
-  if (!me?.id) throw new OffchannelError('WHATSAPP_LINK_FAILED', 'the connection opened but WhatsApp sent no account identity; run the command again.');
-  options.io.status('linked');
-  return { id: me.id, ...(me.lid ? { lid: me.lid } : {}), ...(me.name ? { name: me.name } : {}) };
 }

@@ -4,7 +4,7 @@
  * reconnects; linking reports a failed connection clearly.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -62,6 +62,13 @@ async function tempState() {
   const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-ws-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   return openStateStore({ dir, key: randomBytes(32) });
+}
+
+/** Paths under `root` this process has open (Linux: /proc/self/fd). */
+async function openFilesUnder(root: string): Promise<string[]> {
+  const names = await readdir('/proc/self/fd').catch(() => [] as string[]);
+  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
+  return targets.filter((target) => target.startsWith(`${root}/`));
 }
 
 const silent = { level: 'silent', child: () => silent, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
@@ -163,6 +170,32 @@ describe('linkWhatsApp with a scripted socket (the events Baileys emits while pa
     expect(configs[0]?.markOnlineOnConnect).toBe(false);
     expect(notes.at(-1)).toBe('linked');
     await expect(linkWhatsApp({ state, io: { showQr: () => undefined, showPairingCode: () => undefined, status: () => undefined }, socketFactory: pairingFactory([]) })).rejects.toMatchObject({ code: 'WHATSAPP_ALREADY_LINKED' });
+  });
+
+  // Baileys stores keys (pre-keys, sessions) while it links: they open the keys table's file.
+  it.each([
+    { outcome: 'WhatsApp closes the connection', code: 'WHATSAPP_LINK_FAILED', timeoutMs: 60_000, close: true },
+    { outcome: 'the phone never confirms', code: 'WHATSAPP_LINK_TIMEOUT', timeoutMs: 300, close: false },
+  ])('a link that fails after keys were stored ($outcome) leaves no state file open', async ({ code, timeoutMs, close }) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-link-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const state = await openStateStore({ dir, key: randomBytes(32) });
+    const factory = (config: UserFacingSocketConfig): WhatsAppSocket => {
+      const ev = makeEventBuffer(silent);
+      setImmediate(() => {
+        void (async () => {
+          ev.emit('connection.update', { qr: '2@offline-test-qr,abc,def' });
+          await config.auth?.keys.set({ 'pre-key': { '1': { public: new Uint8Array(32).fill(1), private: new Uint8Array(32).fill(2) } } });
+          if (!close) return;
+          const error = Object.assign(new Error('connection failure'), { output: { statusCode: 500 } });
+          ev.emit('connection.update', { connection: 'close', lastDisconnect: { error, date: new Date() } });
+        })();
+      });
+      return { ev, end: () => undefined };
+    };
+    const io: LinkIO = { showQr: () => undefined, showPairingCode: () => undefined, status: () => undefined };
+    await expect(linkWhatsApp({ state, io, socketFactory: factory, timeoutMs })).rejects.toMatchObject({ code });
+    expect(await openFilesUnder(dir)).toEqual([]);
   });
 
   it('supports the phone-number pairing code and validates the number', async () => {

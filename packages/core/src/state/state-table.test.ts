@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, readFile, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -22,6 +22,13 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(path.dirname(dir), { recursive: true, force: true });
 });
+
+/** Paths under `root` this process has open (Linux: /proc/self/fd). */
+async function openFilesUnder(root: string): Promise<string[]> {
+  const names = await readdir('/proc/self/fd').catch(() => [] as string[]);
+  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
+  return targets.filter((target) => target.startsWith(`${root}/`));
+}
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
   await expect(promise).rejects.toSatisfy((error: unknown) => error instanceof StateStoreError && error.code === code);
@@ -78,6 +85,30 @@ describe('StateStore.table', () => {
     await expect(table.get('m2')).rejects.toSatisfy((error: Error) => !error.message.includes('m2') && error.cause === undefined);
     expect(text(await table.get('m1'))).toBe('one');
     await table.close();
+  });
+
+  it('close() waits for a read that is opening the file, then closes it: nothing stays open', async () => {
+    const store = await openStateStore({ dir, key });
+    const table = store.scope('whatsapp:alice').table('messages');
+    await table.write([['m1', bytes('one')]]);
+    await table.close();
+    // Each read below is issued before close(); its open of the file is still under way when close() runs.
+    for (const reads of [['m1'], ['m1', 'never', 'm1']]) {
+      const pending = reads.map((row) => table.get(row));
+      await table.close();
+      expect((await Promise.all(pending)).map(text)).toEqual(reads.map((row) => (row === 'm1' ? 'one' : undefined)));
+      expect(await openFilesUnder(dir)).toEqual([]);
+    }
+    // A write issued with them too.
+    const read = table.get('m1');
+    const written = table.write([['m2', bytes('two')]]);
+    await table.close();
+    expect(text(await read)).toBe('one');
+    await written;
+    expect(await openFilesUnder(dir)).toEqual([]);
+    expect(text(await table.get('m2'))).toBe('two'); // reopened on the next use
+    await table.close();
+    expect(await openFilesUnder(dir)).toEqual([]);
   });
 
   it('rejects bad keys and values before writing anything', async () => {

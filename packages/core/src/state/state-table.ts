@@ -34,7 +34,7 @@ export interface StateTable {
   write(entries: Iterable<readonly [key: string, value: Uint8Array | null]>): Promise<void>;
   /** Removes every row in one transaction; resolves when durable. */
   clear(): Promise<void>;
-  /** Waits for writes in progress, then closes the file (the next call opens it again). */
+  /** Waits for the writes and reads called before it, then closes the file (the next call opens it again). */
   close(): Promise<void>;
 }
 
@@ -160,6 +160,8 @@ export class SqliteStateTable implements StateTable {
 
   async close(): Promise<void> {
     await this.#chain;
+    // A read issued before this call may be opening the file: wait for it, then close what it opened.
+    await this.#opening?.catch(() => undefined);
     while (this.#syncing) await this.#syncing.catch(() => undefined);
     const db = this.#db;
     this.#db = undefined;

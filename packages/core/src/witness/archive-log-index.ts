@@ -64,15 +64,23 @@ export function openArchiveLogIndex(options: { readonly file: string }): Archive
     throw new OffchannelError('ARCHIVE_LOG_INDEX_UNAVAILABLE', 'the archive log index needs node:sqlite: use Node.js 22.13 or newer.', { cause: error });
   }
   mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+  const unavailable = (error: unknown): OffchannelError =>
+    new OffchannelError('ARCHIVE_LOG_INDEX_UNAVAILABLE', `the archive log index ${options.file} cannot be opened (${(error as Error).message}); delete it to have it rebuilt from the archive.`, { cause: error });
   let db: Sqlite.DatabaseSync;
   try {
     db = new sqlite.DatabaseSync(options.file, { timeout: 10_000 });
+  } catch (error) {
+    throw unavailable(error);
+  }
+  try {
     chmodSync(options.file, 0o600);
     db.exec('PRAGMA journal_mode = WAL');
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec(SCHEMA);
   } catch (error) {
-    throw new OffchannelError('ARCHIVE_LOG_INDEX_UNAVAILABLE', `the archive log index ${options.file} cannot be opened (${(error as Error).message}); delete it to have it rebuilt from the archive.`, { cause: error });
+    // Opened but unusable (a damaged file): closed now, not left open until garbage collection.
+    db.close();
+    throw unavailable(error);
   }
   const readHead = db.prepare('SELECT size, root FROM archive_log_heads WHERE log = ?');
   const readStreams = db.prepare('SELECT stream, size FROM archive_log_streams WHERE log = ?');

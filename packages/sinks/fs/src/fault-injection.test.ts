@@ -4,7 +4,7 @@
  * record acknowledged before it is durable.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, ZERO_HASH, verifyArchive } from '@offchannel/core';
@@ -14,7 +14,7 @@ import { openFsSink } from './fs-sink.ts';
 import type * as FsUtils from './fs-utils.ts';
 import type * as SegmentHasher from './segment-hasher.ts';
 
-const faults = vi.hoisted(() => ({ syncDirectory: 0, createReadOnlyFile: 0, segmentDigest: 0 }));
+const faults = vi.hoisted(() => ({ syncDirectory: 0, createReadOnlyFile: 0, segmentDigest: 0, writeUndone: 0, closeFails: 0 }));
 
 vi.mock('./segment-hasher.ts', async (importOriginal) => {
   const real = await importOriginal<typeof SegmentHasher>();
@@ -49,6 +49,28 @@ vi.mock('./fs-utils.ts', async (importOriginal) => {
       }
       return real.syncDirectory(dir);
     },
+    // A write that fails, and whose undo (truncating the segment back) fails too.
+    writeFully: async (handle: FileHandle, bytes: Uint8Array, position: number) => {
+      if (faults.closeFails > 0) {
+        // close(2) reporting EIO (NFS, some FUSE file systems): the descriptor is gone all the same.
+        faults.closeFails--;
+        const close = handle.close.bind(handle);
+        handle.close = async () => {
+          await close();
+          throw Object.assign(new Error('injected EIO on close'), { code: 'EIO' });
+        };
+      }
+      if (faults.writeUndone > 0) {
+        faults.writeUndone--;
+        const truncate = handle.truncate.bind(handle);
+        handle.truncate = async () => {
+          handle.truncate = truncate;
+          throw Object.assign(new Error('injected EIO on truncate'), { code: 'EIO' });
+        };
+        throw Object.assign(new Error('injected EIO on write'), { code: 'EIO' });
+      }
+      return real.writeFully(handle, bytes, position);
+    },
     createReadOnlyFile: async (tmp: string, target: string, bytes: Uint8Array) => {
       const created = await real.createReadOnlyFile(tmp, target, bytes);
       if (faults.createReadOnlyFile > 0) {
@@ -69,6 +91,8 @@ afterEach(async () => {
   faults.syncDirectory = 0;
   faults.createReadOnlyFile = 0;
   faults.segmentDigest = 0;
+  faults.writeUndone = 0;
+  faults.closeFails = 0;
   // Whatever failed, a closed sink holds no file of its archive open (Linux: /proc/self/fd).
   expect(await openFilesUnder(path.dirname(dir))).toEqual([]);
   await rm(path.dirname(dir), { recursive: true, force: true });
@@ -150,6 +174,48 @@ it('a failed fsync while creating a segment does not wedge the stream', async ()
   expect(seqs).toEqual([1, 2]);
   for await (const finding of reader.audit()) expect.fail(finding.message);
   await reader.close();
+});
+
+// A stream left broken is reopened by its next append: the sink's close() must not miss the
+// appender that reopen creates (its segment and writer lock would stay open). Both ways a stream
+// breaks: a seal that failed (no segment left open), a write that could not be undone (its
+// segment still open, so closing the broken appender takes a trip to the disk).
+it.each([
+  { broken: 'by a failed seal', segmentBytes: 200, fault: 'createReadOnlyFile' },
+  { broken: 'by a write that could not be undone', segmentBytes: 1 << 20, fault: 'writeUndone' },
+] as const)('an append that reopens a stream broken $broken while the sink closes leaves nothing open or locked', async ({ segmentBytes, fault }) => {
+  const sink = await openFsSink({ dir, segmentBytes });
+  let head = await sink.appendBatch(batchAfter(stream, { seq: 0, hash: ZERO_HASH }, 1));
+  faults[fault] = 1;
+  // The seal's batch is acknowledged (the seal failing after); the failed write's is not.
+  if (fault === 'writeUndone') await expect(sink.appendBatch(batchAfter(stream, head, 3))).rejects.toMatchObject({ code: 'EIO' });
+  else head = await sink.appendBatch(batchAfter(stream, head, 3));
+  expect(faults[fault], 'the injected failure was hit').toBe(0);
+  // The next append reopens the stream (recovery repairs it) while close() runs.
+  const appending = sink.appendBatch(batchAfter(stream, head, 1));
+  await sink.close();
+  await expect(appending).rejects.toMatchObject({ code: 'CLOSED' });
+  expect(await openFilesUnder(path.dirname(dir))).toEqual([]);
+  // The stream's writer lock went with the sink: another writer takes it at once.
+  const next = await openFsSink({ dir });
+  expect((await next.appendBatch(batchAfter(stream, head, 1))).seq).toBe(head.seq + 1);
+  await next.close();
+  const reader = await openFsSink({ dir, readOnly: true });
+  for await (const finding of reader.audit()) expect.fail(finding.message);
+  await reader.close();
+});
+
+it('a stream whose segment fails to close still lets go of its lock, and the sink closes every other stream', async () => {
+  const sink = await openFsSink({ dir });
+  const streams = ['demo:alice', 'demo:bob', 'demo:carol'];
+  faults.closeFails = 1; // the first stream's segment will report EIO when it is closed
+  for (const name of streams) await sink.appendBatch(batchAfter(name, { seq: 0, hash: ZERO_HASH }, 2));
+  await expect(sink.close()).rejects.toMatchObject({ code: 'EIO' });
+  expect(await openFilesUnder(path.dirname(dir))).toEqual([]);
+  // Every stream's writer lock went with the sink: another writer takes each at once.
+  const next = await openFsSink({ dir });
+  for (const name of streams) expect((await next.appendBatch(batchAfter(name, await next.head(name), 1))).seq).toBe(3);
+  await next.close();
 });
 
 // A small blob is linked on a blob writer thread and its directory fsync'd by the main thread

@@ -723,8 +723,11 @@ export class FsSink implements Sink {
     const appenders = await Promise.allSettled(this.appenders.values());
     this.appenders.clear();
     this.openAppenders.clear();
-    for (const result of appenders) if (result.status === 'fulfilled') await result.value.close();
+    // Every stream is closed even if one fails (its error is passed on once all are).
+    const closed = await Promise.allSettled(appenders.flatMap((result) => (result.status === 'fulfilled' ? [result.value.close()] : [])));
     this.presence?.release();
+    const failed = closed.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   private async appender(stream: string): Promise<StreamAppender> {
@@ -734,6 +737,9 @@ export class FsSink implements Sink {
       this.openAppenders.delete(stream);
       this.appenders.delete(stream);
       await current.close();
+      // close() may have run meanwhile and missed the reopen: it would hold the stream's lock
+      // and segment with nothing left to close them.
+      this.assertOpen();
     }
     let appender = this.appenders.get(stream);
     if (!appender) {

@@ -157,9 +157,13 @@ export class StreamAppender {
     await this.queue;
     const active = this.active;
     this.active = undefined;
-    active?.hash.discard();
-    await active?.handle.close();
-    this.lock.release();
+    try {
+      active?.hash.discard();
+      await active?.handle.close();
+    } finally {
+      // Also when the close failed (EIO from close(2): the descriptor is gone all the same).
+      this.lock.release();
+    }
   }
 
   private async recover(): Promise<void> {
