@@ -25,7 +25,7 @@ import type { CaptureResult } from '../record/capture-input.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
 import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
-import type { IndexedKey, KeyIndex } from './key-index.ts';
+import { type IndexedKey, type KeyIndex, type LentKeys, lendKeys } from './key-index.ts';
 import { parseStreamName } from '../record/stream-name.ts';
 import type { RecordTemplate } from './prepare-capture.ts';
 import { type CheckpointOptions, StreamCheckpointer } from './stream-checkpointer.ts';
@@ -79,8 +79,15 @@ export class StreamLog {
   readonly stream: string;
   /** The stream name and its parts, parsed once. */
   readonly names: { readonly stream: string; readonly channel: string; readonly account: string };
-  /** Key → records queued, or durable but not yet in the key index (bounded by what is in flight). */
-  private readonly recent = new Map<string, QueuedRecord>();
+  /**
+   * Key → its record while queued, or durable but not yet in the key index. With a memory key
+   * index this is the index's own map of the stream ({@link LentKeys}): a durable key's entry is
+   * replaced by its seq, and the map holds every key of the stream once `ready`. Otherwise it is
+   * bounded by what is in flight, and durable keys are looked up in the index.
+   */
+  private readonly keys: Map<string, QueuedRecord | number>;
+  /** The memory index's state of this stream when it lends its map, else `undefined`. */
+  private readonly lent: LentKeys | undefined;
   /**
    * Captures not yet sequenced (storing blobs first), by key: the recorder's. With
    * {@link inFlight} for sequenced ones, a second capture of the same key waits for the first
@@ -110,17 +117,21 @@ export class StreamLog {
     this.options = options;
     this.stream = options.stream;
     this.names = { stream: options.stream, ...parseStreamName(options.stream) };
+    this.lent = lendKeys(options.index, options.stream);
+    this.keys = (this.lent?.keys as Map<string, QueuedRecord | number> | undefined) ?? new Map<string, QueuedRecord | number>();
   }
 
   /** The seq of the record holding `key`, queued or durable; `undefined` if none. Valid once `ready`. */
   seqOf(key: string): number | undefined {
-    return this.recent.get(key)?.seq ?? this.options.index.get(this.stream, key);
+    const found = this.keys.get(key);
+    if (found !== undefined) return typeof found === 'number' ? found : found.seq;
+    return this.lent ? undefined : this.options.index.get(this.stream, key);
   }
 
   /** The capture of `key` when it is sequenced but not yet durable (wait for it), else `undefined`. */
   inFlight(key: string): Promise<CaptureResult> | undefined {
-    const entry = this.recent.get(key);
-    return entry !== undefined && entry.seq > this.durable.seq ? entry.promise : undefined;
+    const found = this.keys.get(key);
+    return typeof found === 'object' && found.seq > this.durable.seq ? found.promise : undefined;
   }
 
   /**
@@ -129,9 +140,14 @@ export class StreamLog {
    * index only once `ready`); else `undefined`.
    */
   find(key: string): Promise<CaptureResult> | number | undefined {
-    const entry = this.recent.get(key);
-    if (entry !== undefined) return entry.seq > this.durable.seq ? entry.promise : entry.seq;
-    return this.needsResync ? undefined : this.options.index.get(this.stream, key);
+    // A lent map holds what the index held before it was checked against the sink.
+    if (this.needsResync && this.lent) return undefined;
+    const found = this.keys.get(key);
+    if (found !== undefined) {
+      if (typeof found === 'number') return found;
+      return found.seq > this.durable.seq ? found.promise : found.seq;
+    }
+    return this.needsResync || this.lent ? undefined : this.options.index.get(this.stream, key);
   }
 
   /** True when the stream can sequence a record without talking to the sink first. */
@@ -272,7 +288,7 @@ export class StreamLog {
     batch.entries.push(entry);
     this.headSeq = seq;
     this.headHash = hash;
-    this.recent.set(key, entry);
+    this.keys.set(key, entry);
     this.flushing ??= this.flushLoop();
     return promise;
   }
@@ -361,6 +377,12 @@ export class StreamLog {
 
   /** Moves a durable batch's keys from memory into the key index (in memory they stay on failure). */
   private indexDurable(batch: readonly QueuedRecord[], head: StreamHead): void {
+    if (this.lent) {
+      // The map is the index: each key's entry becomes its seq (a key is queued only when absent).
+      for (const entry of batch) this.keys.set(entry.key, entry.seq);
+      this.lent.head = head;
+      return;
+    }
     try {
       // A queued record is an IndexedKey ({key, seq}): no copy of the batch.
       this.options.index.add(this.stream, batch, head);
@@ -369,7 +391,7 @@ export class StreamLog {
       this.options.logger.error({ stream: this.stream, code: typeof code === 'string' ? code : undefined }, 'the key index could not be updated; keys stay in memory and the index catches up at the next start');
       return;
     }
-    for (const entry of batch) if (this.recent.get(entry.key) === entry) this.recent.delete(entry.key);
+    for (const entry of batch) if (this.keys.get(entry.key) === entry) this.keys.delete(entry.key);
   }
 
   /** Appends the oldest queued batch: its buffer as the stored lines, each record a view of it. */
@@ -395,7 +417,7 @@ export class StreamLog {
     const dropped = [...batch, ...this.queue.splice(0).flatMap((queued) => queued.entries)];
     this.options.counts.failed += dropped.length;
     for (const entry of dropped) {
-      if (this.recent.get(entry.key) === entry) this.recent.delete(entry.key);
+      if (this.keys.get(entry.key) === entry) this.keys.delete(entry.key);
       entry.reject(error);
     }
     this.headSeq = this.durable.seq;
