@@ -19,7 +19,7 @@
 import { RecordTooLargeError } from '../errors/record-errors.ts';
 import { ArchiveCorruptError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
-import { canonicalizeRecord } from '../json/canonical-json.ts';
+import { canonicalRecordParts } from '../json/canonical-json.ts';
 import type { Logger } from '../logger/logger.ts';
 import type { CaptureResult } from '../record/capture-input.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
@@ -51,6 +51,13 @@ interface OpenBatch {
   /** The hash the first record's `prev` carries. */
   readonly prev: string;
   readonly entries: QueuedRecord[];
+}
+
+/** UTF-8 bytes of the concatenation of `parts` (each part is well-formed: it is canonical JSON). */
+function utf8Length(parts: readonly string[]): number {
+  let bytes = 0;
+  for (const part of parts) bytes += Buffer.byteLength(part, 'utf8');
+  return bytes;
 }
 
 /** Smallest batch buffer (at a trickle of captures a batch holds one record). */
@@ -271,12 +278,16 @@ export class StreamLog {
     record.prev = prev;
     record.capturedAt = this.capturedAt();
     // Records of a stream share a few shapes: their member order is remembered, not re-sorted.
-    const text = canonicalizeRecord(record);
+    // The text comes in parts (a long message text is one), each written into the buffer as it is.
+    const parts = canonicalRecordParts(record);
+    let length = 0;
+    for (const part of parts) length += part.length;
     // UTF-8 takes at least one byte per UTF-16 unit.
-    if (text.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(Buffer.byteLength(text, 'utf8'), MAX_RECORD_BYTES);
-    const batch = this.batchFor(text, prev);
+    if (length > MAX_RECORD_BYTES) throw new RecordTooLargeError(utf8Length(parts), MAX_RECORD_BYTES);
+    const batch = this.batchFor(parts, length, prev);
     const start = batch.size;
-    const end = start + batch.buffer.write(text, start);
+    let end = start;
+    for (const part of parts) end += batch.buffer.write(part, end);
     if (end - start > MAX_RECORD_BYTES) throw new RecordTooLargeError(end - start, MAX_RECORD_BYTES);
     batch.buffer[end] = 0x0a;
     // A plain view for hashing (cheaper to make than a Buffer, and gone at once).
@@ -294,18 +305,18 @@ export class StreamLog {
   }
 
   /**
-   * The batch `text` goes into, with room for it: the newest queued one while it stays within
+   * The batch a record's `parts` (`length` UTF-16 units) go into, with room for them: the newest queued one while it stays within
    * `maxBatchRecords` and `maxBatchBytes` (a lone record may exceed the latter), else a new one
    * (queued by the caller once the record is in it).
    */
-  private batchFor(text: string, prev: string): OpenBatch {
+  private batchFor(parts: readonly string[], length: number, prev: string): OpenBatch {
     const { maxBatchRecords, maxBatchBytes } = this.options;
     // UTF-8 takes at most three bytes per UTF-16 unit; the exact size is computed only near the end of a buffer.
-    const worst = text.length * 3 + 1;
+    const worst = length * 3 + 1;
     const open = this.queue.at(-1);
     if (open && open.entries.length < maxBatchRecords) {
       if (open.size + worst <= Math.min(open.buffer.length, maxBatchBytes)) return open;
-      const needed = open.size + Buffer.byteLength(text, 'utf8') + 1;
+      const needed = open.size + utf8Length(parts) + 1;
       if (needed <= maxBatchBytes) {
         if (needed > open.buffer.length) {
           const grown = Buffer.allocUnsafe(Math.min(maxBatchBytes, Math.max(needed, open.buffer.length * 2)));
