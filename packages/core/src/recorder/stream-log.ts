@@ -67,7 +67,8 @@ export interface StreamLogOptions {
   readonly sink: Sink;
   readonly stream: string;
   readonly logger: Logger;
-  readonly now: () => Date;
+  /** The recorder clock's time value (ms since the epoch) for `capturedAt`. */
+  readonly now: () => number;
   readonly maxBatchRecords: number;
   readonly maxBatchBytes: number;
   /** Where the stream's idempotency keys are kept (shared by all streams of a recorder). */
@@ -336,7 +337,7 @@ export class StreamLog {
    * as `toISOString` does).
    */
   private capturedAt(): string {
-    const time = this.options.now().getTime();
+    const time = this.options.now();
     if (time !== this.lastTime) {
       this.lastIso = new Date(time).toISOString();
       this.lastTime = time;
