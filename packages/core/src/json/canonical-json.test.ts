@@ -91,6 +91,17 @@ describe('canonicalize', () => {
     expect(canonicalize('\b\t\n\f\r\u0000\u001f"\\/\u007f\u2028')).toBe('"\\b\\t\\n\\f\\r\\u0000\\u001f\\"\\\\/\u007f\u2028"');
   });
 
+  it('quotes every UTF-16 code unit as JSON.stringify does, short and long strings alike, and refuses lone surrogates', () => {
+    for (let code = 0; code <= 0xffff; code++) {
+      const unit = String.fromCharCode(code);
+      for (const text of [unit, `ab${unit}cd`, `${'x'.repeat(70)}${unit}`]) {
+        if (code >= 0xd800 && code <= 0xdfff) expect(() => canonicalize(text)).toThrow(NonCanonicalJsonError);
+        else expect(canonicalize(text)).toBe(JSON.stringify(text));
+      }
+    }
+    expect(canonicalize('\ud83d\ude00 ok')).toBe('"\ud83d\ude00 ok"');
+  });
+
   it('sorts nested objects and keeps array order', () => {
     expect(canonicalize({ b: [3, { z: 1, a: 2 }], a: null, c: { y: true, x: false } })).toBe('{"a":null,"b":[3,{"a":2,"z":1}],"c":{"x":false,"y":true}}');
   });

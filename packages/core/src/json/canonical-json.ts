@@ -171,6 +171,7 @@ function formatPath(path: readonly (string | number)[]): string {
 function serialize(value: unknown, path: (string | number)[], shaped: boolean, parts?: string[]): string {
   switch (typeof value) {
     case 'string':
+      if (value.length <= PLAIN_STRING && isPlain(value)) return `"${value}"`;
       if (!value.isWellFormed()) throw new Problem('contains a lone surrogate');
       return JSON.stringify(value);
     case 'number':
@@ -233,6 +234,21 @@ function serialize(value: unknown, path: (string | number)[], shaped: boolean, p
     path.pop();
   }
   return `${out}}`;
+}
+
+/** Longest string checked by {@link isPlain} (a longer one is quoted by JSON.stringify, faster per character). */
+const PLAIN_STRING = 64;
+
+/**
+ * True when `text` has nothing JSON escapes and no surrogate: its JSON text is then the text
+ * in quotes. A short string is checked faster here than JSON.stringify is called.
+ */
+function isPlain(text: string): boolean {
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code < 0x20 || code === 0x22 || code === 0x5c || (code >= 0xd800 && code <= 0xdfff)) return false;
+  }
+  return true;
 }
 
 /** Quoted member names, memoized: records reuse the same few dozen names millions of times. */
