@@ -259,7 +259,7 @@ describe('canonicalizeRecord', () => {
   });
 
   it('serializes each member\'s own value when values change under a remembered shape', () => {
-    const values = ['ab', 'ac', 'ab', 'a"', 'a\n', `${'a'}b`, 'ab'.repeat(40), 'x'.repeat(64), 'x'.repeat(65), 'x'.repeat(63) + 'y', '\ud800', 'ab'];
+    const values = ['ab', 'ac', 'ab', 'a"', 'a\n', ['a', 'b'].join(''), 'ab'.repeat(40), 'x'.repeat(64), 'x'.repeat(65), 'x'.repeat(63) + 'y', '\ud800', 'ab'];
     for (const [index, value] of values.entries()) {
       const record = { s: value, n: index, t: { id: value } };
       expect(outcome(canonicalizeRecord, record), `value ${index}`).toBe(outcome(canonicalize, record));
