@@ -193,3 +193,21 @@ describe('validateRecord, record after record', () => {
     }).not.toThrow();
   });
 });
+
+describe('validateRecord, re-entered', () => {
+  it('compares channel and account with the record\'s own stream even when a getter validates another record first', () => {
+    validateRecord(valid.message);
+    const other = { ...valid.message, stream: 'signal:bob', channel: 'signal', account: 'bob' };
+    const record = { ...valid.message };
+    Object.defineProperty(record, 'channel', {
+      enumerable: true,
+      get: () => {
+        validateRecord(other);
+        return 'signal';
+      },
+    });
+    expect(() => {
+      validateRecord(record);
+    }).toThrow(expect.objectContaining({ field: 'record.channel' }) as Error);
+  });
+});

@@ -62,8 +62,10 @@ export function validateRecord(value: unknown): asserts value is ArchiveRecord {
     valid.channel = stream[1] as string;
     valid.account = stream[2] as string;
   }
-  if (record.channel !== valid.channel) fail('record.channel', 'must equal the channel part of record.stream');
-  if (record.account !== valid.account) fail('record.account', 'must equal the account part of record.stream');
+  // Read before the record's members are (a getter could validate another record meanwhile).
+  const { channel, account } = valid;
+  if (record.channel !== channel) fail('record.channel', 'must equal the channel part of record.stream');
+  if (record.account !== account) fail('record.account', 'must equal the account part of record.stream');
   const seq = integer('record.seq', record.seq);
   if (seq < 1) fail('record.seq', 'must be 1 or more');
   if (!isSha256Hex(record.prev)) fail('record.prev', 'must be 64 lowercase hex characters');
