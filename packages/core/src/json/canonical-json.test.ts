@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NonCanonicalJsonError } from '../errors/record-errors.ts';
-import { canonicalBytes, canonicalize, canonicalizeRecord, parseCanonical } from './canonical-json.ts';
+import { canonicalBytes, canonicalRecordParts, canonicalize, canonicalizeRecord, parseCanonical } from './canonical-json.ts';
 
 const encoder = new TextEncoder();
 
@@ -91,6 +91,17 @@ describe('canonicalize', () => {
     expect(canonicalize('\b\t\n\f\r\u0000\u001f"\\/\u007f\u2028')).toBe('"\\b\\t\\n\\f\\r\\u0000\\u001f\\"\\\\/\u007f\u2028"');
   });
 
+  it('quotes every UTF-16 code unit as JSON.stringify does, short and long strings alike, and refuses lone surrogates', () => {
+    for (let code = 0; code <= 0xffff; code++) {
+      const unit = String.fromCharCode(code);
+      for (const text of [unit, `ab${unit}cd`, `${'x'.repeat(70)}${unit}`]) {
+        if (code >= 0xd800 && code <= 0xdfff) expect(() => canonicalize(text)).toThrow(NonCanonicalJsonError);
+        else expect(canonicalize(text)).toBe(JSON.stringify(text));
+      }
+    }
+    expect(canonicalize('\ud83d\ude00 ok')).toBe('"\ud83d\ude00 ok"');
+  });
+
   it('sorts nested objects and keeps array order', () => {
     expect(canonicalize({ b: [3, { z: 1, a: 2 }], a: null, c: { y: true, x: false } })).toBe('{"a":null,"b":[3,{"a":2,"z":1}],"c":{"x":false,"y":true}}');
   });
@@ -173,7 +184,7 @@ function hostileValues(seed: number, count: number): unknown[] {
   };
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
   const names = ['a', 'b', 'id', 'type', 'text', '10', '2', '', '\u00e9', '\ud83d\ude00', 'é', 'Z', '__proto__', 'constructor', 'a'.repeat(70), '\ud800'];
-  const strings = ['', 'x', 'line\nbreak', '\u0000\u001f"\\', '\u2028', '\ud800', 'tail \udc00', '😀', 'é'.repeat(300)];
+  const strings = ['', 'x', 'line\nbreak', '\u0000\u001f"\\', '\u2028', '\ud800', 'tail \udc00', '😀', 'é'.repeat(300), '"\n😀'.repeat(100), `${'x'.repeat(300)}\ud800`, 'y'.repeat(255), 'z'.repeat(256)];
   const scalars: unknown[] = [0, -0, 1, -1.5, 1e21, 5e-324, Number.NaN, Number.POSITIVE_INFINITY, true, false, null, undefined, 10n, Symbol('s'), () => 1, new Date(0), new Uint8Array(2), new Map()];
   const value = (depth: number): unknown => {
     const roll = next();
@@ -208,6 +219,25 @@ describe('canonicalizeRecord', () => {
     }
   });
 
+  it('gives parts that join to that text, each long top-level string member a part of its own', () => {
+    const values = hostileValues(23, 4000);
+    let split = 0;
+    for (const [index, value] of values.entries()) {
+      const parts = outcome((input) => JSON.stringify(canonicalRecordParts(input)), value);
+      const text = outcome(canonicalize, value);
+      if (!parts.startsWith('ok ')) {
+        expect(parts, `value ${index}`).toBe(text);
+        continue;
+      }
+      const list = JSON.parse(parts.slice(3)) as string[];
+      expect(`ok ${list.join('')}`, `value ${index}`).toBe(text);
+      if (list.length > 1) split++;
+    }
+    expect(split).toBeGreaterThan(10);
+    const record = { a: 'short', text: 'é'.repeat(300), z: { long: 'q'.repeat(400) }, zz: 'w'.repeat(256) };
+    expect(canonicalRecordParts(record)).toEqual(['{"a":"short","text":', `"${'é'.repeat(300)}"`, `,"z":{"long":"${'q'.repeat(400)}"},"zz":`, `"${'w'.repeat(256)}"`, '}']);
+  });
+
   it('asks an object for its keys once, as canonicalize does (an object whose key list changes between calls)', () => {
     const many = Array.from({ length: 65 }, (_, index) => `k${index}`);
     // A fresh proxy per call: 65 keys (too many to remember) on the first ask, one key after.
@@ -226,6 +256,14 @@ describe('canonicalizeRecord', () => {
     expect(canonicalizeRecord({ b: 1, a: 2 })).toBe('{"a":2,"b":1}');
     expect(canonicalizeRecord({ a: 3, b: 4 })).toBe('{"a":3,"b":4}');
     expect(canonicalizeRecord({ b: 5, a: 6, c: { b: 7, a: 8 } })).toBe('{"a":6,"b":5,"c":{"a":8,"b":7}}');
+  });
+
+  it('serializes each member\'s own value when values change under a remembered shape', () => {
+    const values = ['ab', 'ac', 'ab', 'a"', 'a\n', ['a', 'b'].join(''), 'ab'.repeat(40), 'x'.repeat(64), 'x'.repeat(65), 'x'.repeat(63) + 'y', '\ud800', 'ab'];
+    for (const [index, value] of values.entries()) {
+      const record = { s: value, n: index, t: { id: value } };
+      expect(outcome(canonicalizeRecord, record), `value ${index}`).toBe(outcome(canonicalize, record));
+    }
   });
 
   it('reports the path of a problem as canonicalize does', () => {

@@ -35,7 +35,7 @@ const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 export function canonicalize(value: unknown): string {
   const path: (string | number)[] = [];
   try {
-    return serialize(value, path);
+    return serialize(value, path, false);
   } catch (error) {
     if (error instanceof Problem) throw new NonCanonicalJsonError(`${formatPath(path)} ${error.message}`);
     throw error;
@@ -78,48 +78,29 @@ export function parseCanonical(bytes: Uint8Array): JsonValue {
  * known shape is not sorted again.
  */
 export function canonicalizeRecord(value: unknown): string {
+  return canonicalRecordParts(value).join('');
+}
+
+/**
+ * {@link canonicalizeRecord}'s text in parts whose concatenation is the text: each long string
+ * member of a top-level object (a message's text) is a part of its own, so a caller writing
+ * the parts into a buffer copies it once, instead of first flattening the whole text into one
+ * new string.
+ */
+export function canonicalRecordParts(value: unknown): string[] {
   const path: (string | number)[] = [];
+  const parts: string[] = [];
   try {
-    return serializeShaped(value, path);
+    parts.push(serialize(value, path, true, parts));
   } catch (error) {
     if (error instanceof Problem) throw new NonCanonicalJsonError(`${formatPath(path)} ${error.message}`);
     throw error;
   }
+  return parts;
 }
 
-/** {@link serialize} with remembered member orders for objects; everything else as `serialize`. */
-function serializeShaped(value: unknown, path: (string | number)[]): string {
-  if (typeof value !== 'object' || value === null) return serialize(value, path);
-  if (path.length >= MAX_JSON_DEPTH) throw new Problem(`nests deeper than ${MAX_JSON_DEPTH} levels`);
-  if (Array.isArray(value)) {
-    let out = '[';
-    for (let index = 0; index < value.length; index++) {
-      if (index > 0) out += ',';
-      path.push(index);
-      out += serializeShaped(value[index], path);
-      path.pop();
-    }
-    return `${out}]`;
-  }
-  const prototype: unknown = Object.getPrototypeOf(value);
-  if (prototype !== Object.prototype && prototype !== null) throw new Problem('is a class instance, not a plain JSON object');
-  const object = value as Record<string, unknown>;
-  const keys = Object.keys(object);
-  const order = memberOrder(keys);
-  // A shape not worth remembering (or with a malformed name): sorted and checked as canonicalize
-  // does, from the keys already read (an object is asked for its keys once, as canonicalize asks).
-  if (order === undefined) return serializeMembers(object, keys.sort(), path);
-  const { names, prefixes } = order;
-  let out = '{';
-  for (let index = 0; index < names.length; index++) {
-    const key = names[index] as string;
-    path.push(key);
-    out += prefixes[index] as string;
-    out += serializeShaped(object[key], path);
-    path.pop();
-  }
-  return `${out}}`;
-}
+/** A top-level string member at least this long is a part of its own (see canonicalRecordParts). */
+const LONG_STRING = 256;
 
 /** A key list's sorted names, each with what precedes its value: `,"name":` (no comma first). */
 interface MemberOrder {
@@ -127,7 +108,17 @@ interface MemberOrder {
   readonly keys: readonly string[];
   readonly names: readonly string[];
   readonly prefixes: readonly string[];
+  /**
+   * Per member, the last short string value serialized there and its JSON text: records of a
+   * stream repeat most of theirs (stream, account, source, kind, conversation type, a capture
+   * time within one millisecond), and a string's JSON text depends only on the string.
+   */
+  readonly lastValues: (string | undefined)[];
+  readonly lastTexts: string[];
 }
+
+/** Longest string value remembered per member (see MemberOrder.lastValues). */
+const MAX_REMEMBERED_VALUE = 64;
 
 /** Remembered key lists: a record and its nested objects are a handful of shapes. */
 const memberOrders: MemberOrder[] = [];
@@ -146,7 +137,13 @@ function memberOrder(keys: readonly string[]): MemberOrder | undefined {
   if (keys.length > MAX_REMEMBERED_KEYS) return undefined;
   for (const key of keys) if (key.length > MAX_REMEMBERED_NAME || !key.isWellFormed()) return undefined;
   const names = [...keys].sort();
-  const order: MemberOrder = { keys: [...keys], names, prefixes: names.map((name, index) => `${index > 0 ? ',' : ''}${JSON.stringify(name)}:`) };
+  const order: MemberOrder = {
+    keys: [...keys],
+    names,
+    prefixes: names.map((name, index) => `${index > 0 ? ',' : ''}${JSON.stringify(name)}:`),
+    lastValues: names.map(() => undefined),
+    lastTexts: names.map(() => ''),
+  };
   memberOrders[nextSlot] = order;
   nextSlot = (nextSlot + 1) % MEMBER_ORDERS;
   return order;
@@ -167,16 +164,20 @@ function formatPath(path: readonly (string | number)[]): string {
 
 /**
  * Serializes `value`; `path` is the position being serialized (pushed and popped as it goes,
- * so it names the offending member when a Problem is thrown).
+ * so it names the offending member when a Problem is thrown). `shaped`: objects use remembered
+ * member orders ({@link memberOrder}). `parts` (top level only): long string members of an
+ * object are pushed to it, with the text before them, and the rest is returned.
  */
-function serialize(value: unknown, path: (string | number)[]): string {
+function serialize(value: unknown, path: (string | number)[], shaped: boolean, parts?: string[]): string {
   switch (typeof value) {
     case 'string':
+      if (value.length <= PLAIN_STRING && isPlain(value)) return `"${value}"`;
       if (!value.isWellFormed()) throw new Problem('contains a lone surrogate');
       return JSON.stringify(value);
     case 'number':
       if (!Number.isFinite(value)) throw new Problem(`is ${String(value)}, which JSON cannot represent`);
-      return JSON.stringify(value);
+      // What JSON.stringify gives a finite number (ECMA-262 SerializeJSONProperty), without its call.
+      return String(value);
     case 'boolean':
       return value ? 'true' : 'false';
     case 'object':
@@ -191,29 +192,63 @@ function serialize(value: unknown, path: (string | number)[]): string {
     for (let index = 0; index < value.length; index++) {
       if (index > 0) out += ',';
       path.push(index);
-      out += serialize(value[index], path);
+      out += serialize(value[index], path, shaped);
       path.pop();
     }
     return `${out}]`;
   }
   const prototype: unknown = Object.getPrototypeOf(value);
   if (prototype !== Object.prototype && prototype !== null) throw new Problem('is a class instance, not a plain JSON object');
-  return serializeMembers(value as Record<string, unknown>, Object.keys(value).sort(), path);
-}
-
-/** A plain object's members in the order of `keys` (sorted), each value as {@link serialize}. */
-function serializeMembers(object: Record<string, unknown>, keys: readonly string[], path: (string | number)[]): string {
+  const object = value as Record<string, unknown>;
+  // An object is asked for its keys once (a proxy could answer differently each time).
+  const keys = Object.keys(object);
+  // A shape not remembered (or with a malformed name) is sorted here, and its names checked.
+  const order = shaped ? memberOrder(keys) : undefined;
+  const names = order === undefined ? keys.sort() : order.names;
   let out = '{';
-  for (let index = 0; index < keys.length; index++) {
-    const key = keys[index] as string;
-    if (index > 0) out += ',';
+  for (let index = 0; index < names.length; index++) {
+    const key = names[index] as string;
     path.push(key);
-    out += quoteKey(key);
-    out += ':';
-    out += serialize(object[key], path);
+    if (order === undefined) {
+      if (index > 0) out += ',';
+      out += quoteKey(key);
+      out += ':';
+    } else {
+      out += order.prefixes[index] as string;
+    }
+    const member = object[key];
+    if (typeof member !== 'string') {
+      out += serialize(member, path, shaped);
+    } else if (order !== undefined && member.length <= MAX_REMEMBERED_VALUE) {
+      if (order.lastValues[index] !== member) {
+        order.lastTexts[index] = serialize(member, path, shaped);
+        order.lastValues[index] = member;
+      }
+      out += order.lastTexts[index] as string;
+    } else if (parts !== undefined && member.length >= LONG_STRING) {
+      parts.push(out, serialize(member, path, shaped));
+      out = '';
+    } else {
+      out += serialize(member, path, shaped);
+    }
     path.pop();
   }
   return `${out}}`;
+}
+
+/** Longest string checked by {@link isPlain} (a longer one is quoted by JSON.stringify, faster per character). */
+const PLAIN_STRING = 64;
+
+/**
+ * True when `text` has nothing JSON escapes and no surrogate: its JSON text is then the text
+ * in quotes. A short string is checked faster here than JSON.stringify is called.
+ */
+function isPlain(text: string): boolean {
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code < 0x20 || code === 0x22 || code === 0x5c || (code >= 0xd800 && code <= 0xdfff)) return false;
+  }
+  return true;
 }
 
 /** Quoted member names, memoized: records reuse the same few dozen names millions of times. */

@@ -164,3 +164,50 @@ describe('validateRecord', () => {
     expect(() => decodeRecord(new TextEncoder().encode(text))).toThrow(/canonical/);
   });
 });
+
+describe('validateRecord, record after record', () => {
+  it('checks each record\'s stream, channel, account and times, whatever the records before it held', () => {
+    const ok = valid.message;
+    const problems: [Record<string, unknown>, string][] = [
+      [{ ...ok, channel: 'signal' }, 'record.channel'],
+      [{ ...ok, account: 'bob' }, 'record.account'],
+      [{ ...ok, stream: 'whatsapp:../alice' }, 'record.stream'],
+      [{ ...ok, stream: 'whatsapp:bob' }, 'record.account'],
+      [{ ...ok, stream: 42 }, 'record.stream'],
+      [{ ...ok, capturedAt: '2026-11-21T09:30:00.123' }, 'record.capturedAt'],
+      [{ ...ok, capturedAt: '2026-02-30T09:30:00.123Z' }, 'record.capturedAt'],
+      [{ ...ok, sentAt: '2026-11-21T24:29:59.000Z' }, 'record.sentAt'],
+      [{ ...ok, sentAt: 1 }, 'record.sentAt'],
+    ];
+    for (const [record, field] of problems) {
+      // The same valid record just before: its stream and times were found valid a moment ago.
+      validateRecord({ ...ok, capturedAt: ['2026-11-21T09:30:00.12', '3Z'].join('') });
+      expect(() => {
+        validateRecord(record);
+      }).toThrow(expect.objectContaining({ field }) as Error);
+      validateRecord(ok);
+    }
+    validateRecord({ ...ok, stream: 'signal:bob', channel: 'signal', account: 'bob' });
+    expect(() => {
+      validateRecord(ok);
+    }).not.toThrow();
+  });
+});
+
+describe('validateRecord, re-entered', () => {
+  it('compares channel and account with the record\'s own stream even when a getter validates another record first', () => {
+    validateRecord(valid.message);
+    const other = { ...valid.message, stream: 'signal:bob', channel: 'signal', account: 'bob' };
+    const record = { ...valid.message };
+    Object.defineProperty(record, 'channel', {
+      enumerable: true,
+      get: () => {
+        validateRecord(other);
+        return 'signal';
+      },
+    });
+    expect(() => {
+      validateRecord(record);
+    }).toThrow(expect.objectContaining({ field: 'record.channel' }) as Error);
+  });
+});

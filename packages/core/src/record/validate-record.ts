@@ -23,6 +23,13 @@ const NATIVE_SCOPE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 
 type Fields = Record<string, unknown>;
 
+/**
+ * The last stream name found valid, with its parts, and the last two timestamps found valid:
+ * records of a stream repeat their stream, and a capture time or placeholder, so these are
+ * checked once, not per record (a value equal to one found valid is valid).
+ */
+const valid = { stream: undefined as string | undefined, channel: '', account: '', time: undefined as string | undefined, otherTime: undefined as string | undefined };
+
 /** Allowed and required field names per kind, computed once. */
 const FIELDS_BY_KIND = new Map<string, { readonly allowed: ReadonlySet<string>; readonly required: readonly string[] }>(
   RECORD_KINDS.map((kind) => [kind, { allowed: new Set<string>([...COMMON_FIELDS, ...KIND_RULES[kind].allowed]), required: [...COMMON_FIELDS, ...KIND_RULES[kind].required] }]),
@@ -47,10 +54,18 @@ export function validateRecord(value: unknown): asserts value is ArchiveRecord {
     if (record[name] === undefined) fail(`record.${name}`, `is required in a ${String(kind)} record`);
   }
 
-  const stream = typeof record.stream === 'string' ? STREAM_PATTERN.exec(record.stream) : null;
-  if (!stream || (stream[2] as string).includes('..')) fail('record.stream', 'must be "<channel>:<account>" with valid names');
-  if (record.channel !== stream[1]) fail('record.channel', 'must equal the channel part of record.stream');
-  if (record.account !== stream[2]) fail('record.account', 'must equal the account part of record.stream');
+  const name = record.stream;
+  if (typeof name !== 'string' || name !== valid.stream) {
+    const stream = typeof name === 'string' ? STREAM_PATTERN.exec(name) : null;
+    if (!stream || (stream[2] as string).includes('..')) fail('record.stream', 'must be "<channel>:<account>" with valid names');
+    valid.stream = name as string;
+    valid.channel = stream[1] as string;
+    valid.account = stream[2] as string;
+  }
+  // Read before the record's members are (a getter could validate another record meanwhile).
+  const { channel, account } = valid;
+  if (record.channel !== channel) fail('record.channel', 'must equal the channel part of record.stream');
+  if (record.account !== account) fail('record.account', 'must equal the account part of record.stream');
   const seq = integer('record.seq', record.seq);
   if (seq < 1) fail('record.seq', 'must be 1 or more');
   if (!isSha256Hex(record.prev)) fail('record.prev', 'must be 64 lowercase hex characters');
@@ -147,6 +162,7 @@ function oneOf(field: string, value: unknown, options: readonly string[]): void 
 
 function timestamp(field: string, value: unknown): void {
   if (typeof value !== 'string') fail(field, `must be an ISO 8601 UTC timestamp string (got ${describe(value)})`);
+  if (value === valid.time || value === valid.otherTime) return;
   if (!ISO_UTC.test(value)) fail(field, 'must be an ISO 8601 UTC timestamp like 2026-11-21T09:30:00.000Z');
   // The pattern fixes where each part is: YYYY-MM-DDTHH:MM:SS (read without allocating).
   const year = digits(value, 0, 4);
@@ -157,6 +173,8 @@ function timestamp(field: string, value: unknown): void {
   if (month < 1 || month > 12 || day < 1 || day > days || digits(value, 11, 2) > 23 || digits(value, 14, 2) > 59 || digits(value, 17, 2) > 59) {
     fail(field, 'is not a real date and time');
   }
+  valid.otherTime = valid.time;
+  valid.time = value;
 }
 
 /** The decimal number written by the `count` ASCII digits of `text` at `start`. */

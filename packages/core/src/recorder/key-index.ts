@@ -51,29 +51,56 @@ export interface KeyIndex {
   close(): void;
 }
 
+/**
+ * A memory index's keys of one stream, lent to the recorder's stream log (module-internal, not
+ * exported from the package): the log keeps its records in flight in the same map — key → its
+ * queued entry until durable, then the seq — so a capture costs one map and one look-up, not
+ * an in-flight map and the index. The index's own `get` answers only durable keys (numbers).
+ */
+export interface LentKeys {
+  readonly keys: Map<string, unknown>;
+  head: IndexedHead;
+}
+
+const lenders = new WeakMap<KeyIndex, (stream: string) => LentKeys>();
+
+/** The stream's lent keys when `index` is a {@link memoryKeyIndex}, else `undefined`. */
+export function lendKeys(index: KeyIndex, stream: string): LentKeys | undefined {
+  return lenders.get(index)?.(stream);
+}
+
 /** Keys in memory; rebuilt from the sink at every start (the recorder's default). */
 export function memoryKeyIndex(): KeyIndex {
-  const streams = new Map<string, { head: IndexedHead; keys: Map<string, number> }>();
-  const entry = (stream: string) => {
+  const streams = new Map<string, LentKeys>();
+  const entry = (stream: string): LentKeys => {
     let found = streams.get(stream);
     if (!found) streams.set(stream, (found = { head: { seq: 0, hash: ZERO_HASH }, keys: new Map() }));
     return found;
   };
-  return {
+  const index: KeyIndex = {
     head: (stream) => streams.get(stream)?.head ?? { seq: 0, hash: ZERO_HASH },
-    get: (stream, key) => streams.get(stream)?.keys.get(key),
+    get(stream, key) {
+      const seq = streams.get(stream)?.keys.get(key);
+      return typeof seq === 'number' ? seq : undefined;
+    },
     add(stream, keys, head) {
       const found = entry(stream);
       for (const { key, seq } of keys) found.keys.set(key, seq);
       found.head = head;
     },
     reset: (stream) => {
-      streams.delete(stream);
+      // In place: a stream log holding the lent map keeps using it.
+      const found = streams.get(stream);
+      if (!found) return;
+      found.keys.clear();
+      found.head = { seq: 0, hash: ZERO_HASH };
     },
     close: () => {
       streams.clear();
     },
   };
+  lenders.set(index, entry);
+  return index;
 }
 
 const require = createRequire(import.meta.url);

@@ -430,3 +430,44 @@ describe('group commit pipeline', () => {
     expect(results.map((result) => memory.get('demo:alice', result.key))).toEqual([1, 2, 3, 4, 5, 6]);
   });
 });
+
+describe('memory key index', () => {
+  it('holds only durable keys while records are in flight, and another recorder resumes from it without re-reading', async () => {
+    const storage = new MemoryStorage();
+    const keyIndex = memoryKeyIndex();
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const inner = spySink(createMemorySink(storage)).sink;
+    const gated: Sink = { ...inner, appendBatch: async (batch) => gate.then(() => inner.appendBatch(batch)) };
+    const first = new Recorder({ sink: gated, keyIndex, allowVolatileSink: true });
+    const writer = first.writer(target);
+    const captures = [writer.capture(message(1)), writer.capture(message(2))];
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // In flight: the index answers nothing and its head has not moved; a replay waits.
+    expect(keyIndex.get('demo:alice', 'message:{"id":"m1"}')).toBeUndefined();
+    expect(keyIndex.head('demo:alice').seq).toBe(0);
+    const replay = writer.capture(message(1));
+    open();
+    expect((await Promise.all(captures)).map((result) => result.seq)).toEqual([1, 2]);
+    expect(await replay).toMatchObject({ status: 'duplicate', seq: 1 });
+    expect(keyIndex.get('demo:alice', 'message:{"id":"m2"}')).toBe(2);
+    expect(keyIndex.head('demo:alice')).toEqual({ seq: 2, hash: (await inner.head('demo:alice')).hash });
+    await first.close();
+
+    let reads = 0;
+    const counted: Sink = { ...inner, read: (stream, options) => (reads++, inner.read(stream, options)) };
+    const second = new Recorder({ sink: counted, keyIndex, allowVolatileSink: true }).writer(target);
+    expect(await second.capture(message(2))).toMatchObject({ status: 'duplicate', seq: 2 });
+    expect(await second.capture(message(3))).toMatchObject({ status: 'recorded', seq: 3 });
+    expect(reads).toBe(0);
+    // An index that disagrees with the archive is rebuilt in place: dedup stays exact.
+    keyIndex.reset('demo:alice');
+    keyIndex.add('demo:alice', [{ key: 'message:{"id":"m9"}', seq: 3 }], { seq: 3, hash: '0'.repeat(63) + '1' });
+    const third = new Recorder({ sink: inner, keyIndex, allowVolatileSink: true }).writer(target);
+    expect(await third.capture(message(9))).toMatchObject({ status: 'recorded', seq: 4 });
+    expect(await third.capture(message(1))).toMatchObject({ status: 'duplicate', seq: 1 });
+    expect((await verifyArchive(inner)).ok).toBe(true);
+  });
+});

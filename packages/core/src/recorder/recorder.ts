@@ -119,7 +119,8 @@ function detachTemplate(template: RecordTemplate, canonical = canonicalize(templ
 export class Recorder {
   readonly sink: Sink;
   private readonly logger: Logger;
-  private readonly clock: () => Date;
+  /** The clock's time value (ms since the epoch; the default reads it without making a Date). */
+  private readonly now: () => number;
   private readonly maxBatchRecords: number;
   private readonly maxBatchBytes: number;
   private readonly logs = new Map<string, StreamLog>();
@@ -156,7 +157,8 @@ export class Recorder {
     }
     this.sink = sink;
     this.logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'recorder' });
-    this.clock = options.clock ?? (() => new Date());
+    const { clock } = options;
+    this.now = clock ? () => clock().getTime() : Date.now;
     this.checkpoints = options.checkpoints;
     this.keyIndex = options.keyIndex ?? memoryKeyIndex();
     this.onCapture = options.onCapture;
@@ -235,7 +237,7 @@ export class Recorder {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     const { key } = prepared;
-    const earlier = log.pending.get(key) ?? log.find(key);
+    const earlier = (log.pending.size > 0 ? log.pending.get(key) : undefined) ?? log.find(key);
     if (typeof earlier === 'number') return Promise.resolve(this.duplicate(stream, key, earlier));
     if (earlier) return earlier.then((result) => this.duplicate(result.stream, key, result.seq));
     if (log.ready && prepared.blobs.length === 0 && prepared.existingBlobs.length === 0 && (this.waiting.get(log)?.length ?? 0) === 0) {
@@ -345,7 +347,7 @@ export class Recorder {
         sink: this.sink,
         stream,
         logger: this.logger,
-        now: this.clock,
+        now: this.now,
         maxBatchRecords: this.maxBatchRecords,
         maxBatchBytes: this.maxBatchBytes,
         index: this.keyIndex,

@@ -19,13 +19,13 @@
 import { RecordTooLargeError } from '../errors/record-errors.ts';
 import { ArchiveCorruptError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
-import { canonicalizeRecord } from '../json/canonical-json.ts';
+import { canonicalRecordParts } from '../json/canonical-json.ts';
 import type { Logger } from '../logger/logger.ts';
 import type { CaptureResult } from '../record/capture-input.ts';
 import { type ArchiveRecord, MAX_RECORD_BYTES } from '../record/record.ts';
 import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
-import type { IndexedKey, KeyIndex } from './key-index.ts';
+import { type IndexedKey, type KeyIndex, type LentKeys, lendKeys } from './key-index.ts';
 import { parseStreamName } from '../record/stream-name.ts';
 import type { RecordTemplate } from './prepare-capture.ts';
 import { type CheckpointOptions, StreamCheckpointer } from './stream-checkpointer.ts';
@@ -53,6 +53,13 @@ interface OpenBatch {
   readonly entries: QueuedRecord[];
 }
 
+/** UTF-8 bytes of the concatenation of `parts` (each part is well-formed: it is canonical JSON). */
+function utf8Length(parts: readonly string[]): number {
+  let bytes = 0;
+  for (const part of parts) bytes += Buffer.byteLength(part, 'utf8');
+  return bytes;
+}
+
 /** Smallest batch buffer (at a trickle of captures a batch holds one record). */
 const MIN_BATCH_BUFFER = 16 * 1024;
 
@@ -60,7 +67,8 @@ export interface StreamLogOptions {
   readonly sink: Sink;
   readonly stream: string;
   readonly logger: Logger;
-  readonly now: () => Date;
+  /** The recorder clock's time value (ms since the epoch) for `capturedAt`. */
+  readonly now: () => number;
   readonly maxBatchRecords: number;
   readonly maxBatchBytes: number;
   /** Where the stream's idempotency keys are kept (shared by all streams of a recorder). */
@@ -79,8 +87,15 @@ export class StreamLog {
   readonly stream: string;
   /** The stream name and its parts, parsed once. */
   readonly names: { readonly stream: string; readonly channel: string; readonly account: string };
-  /** Key → records queued, or durable but not yet in the key index (bounded by what is in flight). */
-  private readonly recent = new Map<string, QueuedRecord>();
+  /**
+   * Key → its record while queued, or durable but not yet in the key index. With a memory key
+   * index this is the index's own map of the stream ({@link LentKeys}): a durable key's entry is
+   * replaced by its seq, and the map holds every key of the stream once `ready`. Otherwise it is
+   * bounded by what is in flight, and durable keys are looked up in the index.
+   */
+  private readonly keys: Map<string, QueuedRecord | number>;
+  /** The memory index's state of this stream when it lends its map, else `undefined`. */
+  private readonly lent: LentKeys | undefined;
   /**
    * Captures not yet sequenced (storing blobs first), by key: the recorder's. With
    * {@link inFlight} for sequenced ones, a second capture of the same key waits for the first
@@ -110,17 +125,21 @@ export class StreamLog {
     this.options = options;
     this.stream = options.stream;
     this.names = { stream: options.stream, ...parseStreamName(options.stream) };
+    this.lent = lendKeys(options.index, options.stream);
+    this.keys = (this.lent?.keys as Map<string, QueuedRecord | number> | undefined) ?? new Map<string, QueuedRecord | number>();
   }
 
   /** The seq of the record holding `key`, queued or durable; `undefined` if none. Valid once `ready`. */
   seqOf(key: string): number | undefined {
-    return this.recent.get(key)?.seq ?? this.options.index.get(this.stream, key);
+    const found = this.keys.get(key);
+    if (found !== undefined) return typeof found === 'number' ? found : found.seq;
+    return this.lent ? undefined : this.options.index.get(this.stream, key);
   }
 
   /** The capture of `key` when it is sequenced but not yet durable (wait for it), else `undefined`. */
   inFlight(key: string): Promise<CaptureResult> | undefined {
-    const entry = this.recent.get(key);
-    return entry !== undefined && entry.seq > this.durable.seq ? entry.promise : undefined;
+    const found = this.keys.get(key);
+    return typeof found === 'object' && found.seq > this.durable.seq ? found.promise : undefined;
   }
 
   /**
@@ -129,9 +148,14 @@ export class StreamLog {
    * index only once `ready`); else `undefined`.
    */
   find(key: string): Promise<CaptureResult> | number | undefined {
-    const entry = this.recent.get(key);
-    if (entry !== undefined) return entry.seq > this.durable.seq ? entry.promise : entry.seq;
-    return this.needsResync ? undefined : this.options.index.get(this.stream, key);
+    // A lent map holds what the index held before it was checked against the sink.
+    if (this.needsResync && this.lent) return undefined;
+    const found = this.keys.get(key);
+    if (found !== undefined) {
+      if (typeof found === 'number') return found;
+      return found.seq > this.durable.seq ? found.promise : found.seq;
+    }
+    return this.needsResync || this.lent ? undefined : this.options.index.get(this.stream, key);
   }
 
   /** True when the stream can sequence a record without talking to the sink first. */
@@ -255,12 +279,16 @@ export class StreamLog {
     record.prev = prev;
     record.capturedAt = this.capturedAt();
     // Records of a stream share a few shapes: their member order is remembered, not re-sorted.
-    const text = canonicalizeRecord(record);
+    // The text comes in parts (a long message text is one), each written into the buffer as it is.
+    const parts = canonicalRecordParts(record);
+    let length = 0;
+    for (const part of parts) length += part.length;
     // UTF-8 takes at least one byte per UTF-16 unit.
-    if (text.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(Buffer.byteLength(text, 'utf8'), MAX_RECORD_BYTES);
-    const batch = this.batchFor(text, prev);
+    if (length > MAX_RECORD_BYTES) throw new RecordTooLargeError(utf8Length(parts), MAX_RECORD_BYTES);
+    const batch = this.batchFor(parts, length, prev);
     const start = batch.size;
-    const end = start + batch.buffer.write(text, start);
+    let end = start;
+    for (const part of parts) end += batch.buffer.write(part, end);
     if (end - start > MAX_RECORD_BYTES) throw new RecordTooLargeError(end - start, MAX_RECORD_BYTES);
     batch.buffer[end] = 0x0a;
     // A plain view for hashing (cheaper to make than a Buffer, and gone at once).
@@ -272,24 +300,24 @@ export class StreamLog {
     batch.entries.push(entry);
     this.headSeq = seq;
     this.headHash = hash;
-    this.recent.set(key, entry);
+    this.keys.set(key, entry);
     this.flushing ??= this.flushLoop();
     return promise;
   }
 
   /**
-   * The batch `text` goes into, with room for it: the newest queued one while it stays within
+   * The batch a record's `parts` (`length` UTF-16 units) go into, with room for them: the newest queued one while it stays within
    * `maxBatchRecords` and `maxBatchBytes` (a lone record may exceed the latter), else a new one
    * (queued by the caller once the record is in it).
    */
-  private batchFor(text: string, prev: string): OpenBatch {
+  private batchFor(parts: readonly string[], length: number, prev: string): OpenBatch {
     const { maxBatchRecords, maxBatchBytes } = this.options;
     // UTF-8 takes at most three bytes per UTF-16 unit; the exact size is computed only near the end of a buffer.
-    const worst = text.length * 3 + 1;
+    const worst = length * 3 + 1;
     const open = this.queue.at(-1);
     if (open && open.entries.length < maxBatchRecords) {
       if (open.size + worst <= Math.min(open.buffer.length, maxBatchBytes)) return open;
-      const needed = open.size + Buffer.byteLength(text, 'utf8') + 1;
+      const needed = open.size + utf8Length(parts) + 1;
       if (needed <= maxBatchBytes) {
         if (needed > open.buffer.length) {
           const grown = Buffer.allocUnsafe(Math.min(maxBatchBytes, Math.max(needed, open.buffer.length * 2)));
@@ -309,7 +337,7 @@ export class StreamLog {
    * as `toISOString` does).
    */
   private capturedAt(): string {
-    const time = this.options.now().getTime();
+    const time = this.options.now();
     if (time !== this.lastTime) {
       this.lastIso = new Date(time).toISOString();
       this.lastTime = time;
@@ -361,6 +389,12 @@ export class StreamLog {
 
   /** Moves a durable batch's keys from memory into the key index (in memory they stay on failure). */
   private indexDurable(batch: readonly QueuedRecord[], head: StreamHead): void {
+    if (this.lent) {
+      // The map is the index: each key's entry becomes its seq (a key is queued only when absent).
+      for (const entry of batch) this.keys.set(entry.key, entry.seq);
+      this.lent.head = head;
+      return;
+    }
     try {
       // A queued record is an IndexedKey ({key, seq}): no copy of the batch.
       this.options.index.add(this.stream, batch, head);
@@ -369,7 +403,7 @@ export class StreamLog {
       this.options.logger.error({ stream: this.stream, code: typeof code === 'string' ? code : undefined }, 'the key index could not be updated; keys stay in memory and the index catches up at the next start');
       return;
     }
-    for (const entry of batch) if (this.recent.get(entry.key) === entry) this.recent.delete(entry.key);
+    for (const entry of batch) if (this.keys.get(entry.key) === entry) this.keys.delete(entry.key);
   }
 
   /** Appends the oldest queued batch: its buffer as the stored lines, each record a view of it. */
@@ -395,7 +429,7 @@ export class StreamLog {
     const dropped = [...batch, ...this.queue.splice(0).flatMap((queued) => queued.entries)];
     this.options.counts.failed += dropped.length;
     for (const entry of dropped) {
-      if (this.recent.get(entry.key) === entry) this.recent.delete(entry.key);
+      if (this.keys.get(entry.key) === entry) this.keys.delete(entry.key);
       entry.reject(error);
     }
     this.headSeq = this.durable.seq;

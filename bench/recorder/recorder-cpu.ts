@@ -1,0 +1,66 @@
+/**
+ * bench/recorder — main-thread CPU per record, for A/B comparisons on a busy machine.
+ *
+ * Wall-clock rates swing with whatever else runs; the CPU time of this thread per record
+ * (`process.threadCpuUsage`) swings much less. Prints, in one process: the ceiling (build +
+ * RFC 8785 canonicalize + SHA-256, as `pnpm bench` times it) and the Recorder with the fs sink
+ * (real fdatasync, 4,096 captures in flight), each as µs of main-thread CPU per record, and
+ * their ratio. Run old and new code alternately (a `git worktree` of each) and compare ratios.
+ *
+ * Usage: node --conditions=@offchannel/source bench/recorder/recorder-cpu.ts [--records N]
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Recorder, ZERO_HASH, canonicalBytes, sha256Hex } from '@offchannel/core';
+import { openFsSink } from '@offchannel/sink-fs';
+import { BENCH_SOURCE, benchInput, naiveRecord } from '../shared/bench-input.ts';
+
+const { values } = parseArgs({ options: { records: { type: 'string', default: '200000' } } });
+const RECORDS = Number(values.records);
+const INFLIGHT = 4096;
+
+/** Milliseconds of CPU this thread has used. */
+function cpu(): number {
+  const usage = process.threadCpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(path.join(tmpdir(), 'offchannel-bench-cpu-'));
+  try {
+    let prev = ZERO_HASH;
+    let started = cpu();
+    for (let index = 0; index < RECORDS; index++) prev = sha256Hex(canonicalBytes(naiveRecord(index, prev, 'alice')));
+    const ceiling = ((cpu() - started) / RECORDS) * 1000;
+
+    const sink = await openFsSink({ dir: path.join(work, 'sustained') });
+    const recorder = new Recorder({ sink });
+    const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
+    await writer.capture(benchInput(-1)); // open the stream outside the timing
+    let next = 0;
+    let done = 0;
+    started = cpu();
+    await new Promise<void>((resolve, reject) => {
+      const launch = (): void => {
+        while (next < RECORDS && next - done < INFLIGHT) {
+          writer.capture(benchInput(next++)).then(() => {
+            done++;
+            if (done === RECORDS) resolve();
+            else launch();
+          }, reject);
+        }
+      };
+      launch();
+    });
+    const recorded = ((cpu() - started) / RECORDS) * 1000;
+    await recorder.close();
+    await sink.close();
+    console.log(JSON.stringify({ node: process.version, records: RECORDS, ceilingCpuMicros: +ceiling.toFixed(3), recorderCpuMicros: +recorded.toFixed(3), recorderOverCeiling: +(recorded / ceiling).toFixed(3) }));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();
