@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -14,6 +14,13 @@ afterEach(async () => {
 });
 
 const h = (n: number) => n.toString(16).padStart(64, '0');
+
+/** Paths under `root` this process has open (Linux: /proc/self/fd). */
+async function openFilesUnder(root: string): Promise<string[]> {
+  const names = await readdir('/proc/self/fd').catch(() => [] as string[]);
+  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
+  return targets.filter((target) => target.startsWith(`${root}/`));
+}
 
 for (const [name, open] of [
   ['memoryKeyIndex', () => memoryKeyIndex()],
@@ -67,6 +74,19 @@ describe('openKeyIndex on disk', () => {
     }
     expect(error).toMatchObject({ code: 'KEY_INDEX_UNAVAILABLE' });
     expect((error as Error).message).toMatch(/delete it to have it rebuilt/);
+    // Refused and closed: the file the message says to delete is not held open by this process.
+    expect(await openFilesUnder(dir)).toEqual([]);
+    await rm(file);
+    openKeyIndex({ file }).close();
+  });
+
+  it('refuses a database whose names clash with the index\'s tables, and leaves it closed', async () => {
+    const file = path.join(dir, 'clash.sqlite');
+    const db = new (await import('node:sqlite')).DatabaseSync(file);
+    db.exec('CREATE TABLE t (x); CREATE INDEX keys ON t (x);');
+    db.close();
+    expect(() => openKeyIndex({ file })).toThrow(expect.objectContaining({ code: 'KEY_INDEX_UNAVAILABLE' }));
+    expect(await openFilesUnder(dir)).toEqual([]);
   });
 
   it('is shared by two processes\' worth of handles, each writing its own streams', () => {

@@ -127,16 +127,24 @@ CREATE TABLE IF NOT EXISTS keys (stream TEXT NOT NULL, key TEXT NOT NULL, seq IN
 export function openKeyIndex(options: { readonly file: string }): KeyIndex {
   const { DatabaseSync } = loadSqlite();
   mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+  const unavailable = (error: unknown): OffchannelError =>
+    new OffchannelError('KEY_INDEX_UNAVAILABLE', `the key index ${options.file} cannot be opened (${(error as Error).message}); delete it to have it rebuilt from the archive.`, { cause: error });
   let db: Sqlite.DatabaseSync;
   try {
     // Several capture processes may share one host's index (each writes only its own streams).
     db = new DatabaseSync(options.file, { timeout: 10_000 });
+  } catch (error) {
+    throw unavailable(error);
+  }
+  try {
     chmodSync(options.file, 0o600);
     db.exec('PRAGMA journal_mode = WAL');
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec(SCHEMA);
   } catch (error) {
-    throw new OffchannelError('KEY_INDEX_UNAVAILABLE', `the key index ${options.file} cannot be opened (${(error as Error).message}); delete it to have it rebuilt from the archive.`, { cause: error });
+    // Opened but unusable (a damaged file): closed now, not left open until garbage collection.
+    db.close();
+    throw unavailable(error);
   }
   const readHead = db.prepare('SELECT seq, hash FROM heads WHERE stream = ?');
   const readKey = db.prepare('SELECT seq FROM keys WHERE stream = ? AND key = ?');
