@@ -11,7 +11,7 @@ import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { OffchannelError } from '@offchannel/core';
 import { type DeliveryCursor, DeliveryState } from './delivery-state.ts';
 
-const faults = vi.hoisted(() => ({ writeSync: 0 }));
+const faults = vi.hoisted(() => ({ writeSync: 0, closeSync: 0 }));
 
 vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof NodeFs>();
@@ -22,7 +22,15 @@ vi.mock('node:fs', async (importOriginal) => {
     }
     return (fs.writeSync as (...a: Parameters<typeof fs.writeSync>) => number)(...args);
   }) as typeof fs.writeSync;
-  return { ...fs, writeSync, default: { ...fs, writeSync } };
+  // As close(2) can: the descriptor is freed, and then EIO says earlier writes may be lost.
+  const closeSync = ((fd: number) => {
+    fs.closeSync(fd);
+    if (faults.closeSync > 0) {
+      faults.closeSync--;
+      throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO', errno: -5, syscall: 'close' });
+    }
+  }) as typeof fs.closeSync;
+  return { ...fs, writeSync, closeSync, default: { ...fs, writeSync, closeSync } };
 });
 
 let dir: string;
@@ -33,13 +41,15 @@ beforeEach(async () => {
 
 afterEach(async () => {
   faults.writeSync = 0;
+  faults.closeSync = 0;
   expect(await openFilesUnder(dir)).toEqual([]);
   await rm(dir, { recursive: true, force: true });
 });
 
 /** Paths under `root` this process has open (Linux: /proc/self/fd). */
 async function openFilesUnder(root: string): Promise<string[]> {
-  const names = await readdir('/proc/self/fd').catch(() => [] as string[]);
+  // Linux only: elsewhere there is no /proc to ask, and the check is vacuous.
+  const names = process.platform === 'linux' ? await readdir('/proc/self/fd') : [];
   const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
   return targets.filter((target) => target.startsWith(`${root}/`));
 }
@@ -56,6 +66,16 @@ it('a lock that cannot be written is refused, closed and removed; the next open 
   expect(await readdir(dir)).toEqual([]);
   const state = await DeliveryState.open(dir, 'journal');
   expect((await readFile(path.join(dir, 'journal.lock'), 'utf8')).trim()).toBe(String(process.pid));
+  state.close();
+});
+
+it('a lock whose close reports an I/O error is refused with DELIVERY_STATE and removed; the next open takes it', async () => {
+  faults.closeSync = 1;
+  const error = await DeliveryState.open(dir, 'journal').catch((caught: unknown) => caught);
+  expect(faults.closeSync, 'the injected failure was hit').toBe(0);
+  expect(OffchannelError.hasCode(error, 'DELIVERY_STATE'), String(error)).toBe(true);
+  expect(await readdir(dir)).toEqual([]);
+  const state = await DeliveryState.open(dir, 'journal');
   state.close();
 });
 

@@ -75,13 +75,15 @@ export class DeliveryState {
       }
       // The descriptor is closed whatever happens: a plain fd is never closed for us.
       try {
-        writeSync(fd, `${process.pid}\n`);
+        try {
+          writeSync(fd, `${process.pid}\n`);
+        } finally {
+          closeSync(fd); // throws after freeing the descriptor (EIO): then the pid may not be on disk
+        }
       } catch (error) {
-        closeSync(fd);
-        rmSync(this.#lock, { force: true }); // created here, holds no pid: not a lock
+        rmSync(this.#lock, { force: true }); // created here, may hold no pid: not a lock
         throw new DeliveryError('DELIVERY_STATE', `cannot write ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}; check the disk (full?)`, { cause: error });
       }
-      closeSync(fd);
       HELD.add(this.#lock);
       return;
     }

@@ -115,7 +115,15 @@ interface MemberOrder {
    */
   readonly lastValues: (string | undefined)[];
   readonly lastTexts: string[];
+  /** Per member, false for a content member (message text, names, titles): never remembered. */
+  readonly remember: readonly boolean[];
 }
+
+/**
+ * Members whose values are message content or people's names: not kept in module memory after
+ * the record is written (a heap dump of a capture host must not yield recent message text).
+ */
+const CONTENT_MEMBERS: ReadonlySet<string> = new Set(['text', 'title', 'name', 'caption', 'body', 'subject']);
 
 /** Longest string value remembered per member (see MemberOrder.lastValues). */
 const MAX_REMEMBERED_VALUE = 64;
@@ -143,6 +151,7 @@ function memberOrder(keys: readonly string[]): MemberOrder | undefined {
     prefixes: names.map((name, index) => `${index > 0 ? ',' : ''}${JSON.stringify(name)}:`),
     lastValues: names.map(() => undefined),
     lastTexts: names.map(() => ''),
+    remember: names.map((name) => !CONTENT_MEMBERS.has(name)),
   };
   memberOrders[nextSlot] = order;
   nextSlot = (nextSlot + 1) % MEMBER_ORDERS;
@@ -219,7 +228,7 @@ function serialize(value: unknown, path: (string | number)[], shaped: boolean, p
     const member = object[key];
     if (typeof member !== 'string') {
       out += serialize(member, path, shaped);
-    } else if (order !== undefined && member.length <= MAX_REMEMBERED_VALUE) {
+    } else if (order !== undefined && member.length <= MAX_REMEMBERED_VALUE && order.remember[index] === true) {
       if (order.lastValues[index] !== member) {
         order.lastTexts[index] = serialize(member, path, shaped);
         order.lastValues[index] = member;

@@ -136,23 +136,28 @@ export function openKeyIndex(options: { readonly file: string }): KeyIndex {
   } catch (error) {
     throw unavailable(error);
   }
+  let statements: Record<'readHead' | 'readKey' | 'writeKey' | 'writeHead' | 'dropKeys' | 'dropHead', Sqlite.StatementSync>;
   try {
     chmodSync(options.file, 0o600);
     db.exec('PRAGMA journal_mode = WAL');
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec(SCHEMA);
+    statements = {
+      readHead: db.prepare('SELECT seq, hash FROM heads WHERE stream = ?'),
+      readKey: db.prepare('SELECT seq FROM keys WHERE stream = ? AND key = ?'),
+      // The first record with a key wins, as the recorder's dedup does.
+      writeKey: db.prepare('INSERT OR IGNORE INTO keys (stream, key, seq) VALUES (?, ?, ?)'),
+      writeHead: db.prepare('INSERT OR REPLACE INTO heads (stream, seq, hash) VALUES (?, ?, ?)'),
+      dropKeys: db.prepare('DELETE FROM keys WHERE stream = ?'),
+      dropHead: db.prepare('DELETE FROM heads WHERE stream = ?'),
+    };
   } catch (error) {
-    // Opened but unusable (a damaged file): closed now, not left open until garbage collection.
+    // Opened but unusable (a damaged file, or tables of that name with other columns): closed
+    // now, not left open until garbage collection.
     db.close();
     throw unavailable(error);
   }
-  const readHead = db.prepare('SELECT seq, hash FROM heads WHERE stream = ?');
-  const readKey = db.prepare('SELECT seq FROM keys WHERE stream = ? AND key = ?');
-  // The first record with a key wins, as the recorder's dedup does.
-  const writeKey = db.prepare('INSERT OR IGNORE INTO keys (stream, key, seq) VALUES (?, ?, ?)');
-  const writeHead = db.prepare('INSERT OR REPLACE INTO heads (stream, seq, hash) VALUES (?, ?, ?)');
-  const dropKeys = db.prepare('DELETE FROM keys WHERE stream = ?');
-  const dropHead = db.prepare('DELETE FROM heads WHERE stream = ?');
+  const { readHead, readKey, writeKey, writeHead, dropKeys, dropHead } = statements;
   let open = true;
   const transaction = (run: () => void) => {
     db.exec('BEGIN');

@@ -72,21 +72,26 @@ export function openArchiveLogIndex(options: { readonly file: string }): Archive
   } catch (error) {
     throw unavailable(error);
   }
+  let statements: Record<'readHead' | 'readStreams' | 'writeHead' | 'writeStream' | 'dropStreams', Sqlite.StatementSync>;
   try {
     chmodSync(options.file, 0o600);
     db.exec('PRAGMA journal_mode = WAL');
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec(SCHEMA);
+    statements = {
+      readHead: db.prepare('SELECT size, root FROM archive_log_heads WHERE log = ?'),
+      readStreams: db.prepare('SELECT stream, size FROM archive_log_streams WHERE log = ?'),
+      writeHead: db.prepare('INSERT OR REPLACE INTO archive_log_heads (log, size, root) VALUES (?, ?, ?)'),
+      writeStream: db.prepare('INSERT INTO archive_log_streams (log, stream, size) VALUES (?, ?, ?) ON CONFLICT (log, stream) DO UPDATE SET size = MAX(size, excluded.size)'),
+      dropStreams: db.prepare('DELETE FROM archive_log_streams WHERE log = ?'),
+    };
   } catch (error) {
-    // Opened but unusable (a damaged file): closed now, not left open until garbage collection.
+    // Opened but unusable (a damaged file, or tables of that name with other columns): closed
+    // now, not left open until garbage collection.
     db.close();
     throw unavailable(error);
   }
-  const readHead = db.prepare('SELECT size, root FROM archive_log_heads WHERE log = ?');
-  const readStreams = db.prepare('SELECT stream, size FROM archive_log_streams WHERE log = ?');
-  const writeHead = db.prepare('INSERT OR REPLACE INTO archive_log_heads (log, size, root) VALUES (?, ?, ?)');
-  const writeStream = db.prepare('INSERT INTO archive_log_streams (log, stream, size) VALUES (?, ?, ?) ON CONFLICT (log, stream) DO UPDATE SET size = MAX(size, excluded.size)');
-  const dropStreams = db.prepare('DELETE FROM archive_log_streams WHERE log = ?');
+  const { readHead, readStreams, writeHead, writeStream, dropStreams } = statements;
   let open = true;
   return {
     head(log) {
