@@ -21,14 +21,14 @@ vi.mock('./segment-hasher.ts', async (importOriginal) => {
   return {
     ...real,
     // As if the segment-hash worker died: the digest a seal waits for rejects.
-    workerSegmentHash: (fallback: Parameters<typeof real.workerSegmentHash>[0]) => {
-      const hash = real.workerSegmentHash(fallback);
+    workerSegmentHash: (...args: Parameters<typeof real.workerSegmentHash>) => {
+      const hash = real.workerSegmentHash(...args);
       return {
         ...hash,
         digest: async () => {
           if (faults.segmentDigest > 0) {
             faults.segmentDigest--;
-            hash.discard();
+            await hash.discard();
             throw new Error('the segment-hash worker exited (code 1)');
           }
           return hash.digest();

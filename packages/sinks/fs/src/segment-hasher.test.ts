@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, verifyArchive } from '@offchannel/core';
@@ -17,27 +17,59 @@ afterEach(async () => {
 });
 
 describe('workerSegmentHash', () => {
-  it('hashes what was added, in order, per segment, even when the caller reuses its buffer at once', async () => {
+  it('hashes what was appended, in order, per segment, read back from each file, even when the caller reuses its buffer at once', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-segment-hash-'));
+    dirs.push(dir);
     const buffer = Buffer.alloc(64 * 1024);
-    const segments = Array.from({ length: 3 }, () => ({ hash: workerSegmentHash(() => createHash('sha256')), local: localSegmentHash(createHash('sha256')), expected: createHash('sha256') }));
+    const segments = await Promise.all(
+      Array.from({ length: 3 }, async (_, index) => {
+        const file = await open(path.join(dir, `segment-${index}`), 'w+');
+        return { file, size: 0, hash: workerSegmentHash(() => createHash('sha256'), file.fd), local: localSegmentHash(createHash('sha256')), expected: createHash('sha256') };
+      }),
+    );
     for (let round = 0; round < 200; round++) {
       const segment = segments[round % segments.length] as (typeof segments)[number];
       const size = 1 + ((round * 7919) % buffer.length);
       randomBytes(size).copy(buffer);
       // A view into a larger buffer at an offset, as the sink's batches are.
       const bytes = buffer.subarray(round % 5, size);
-      segment.hash.update(bytes);
-      segment.local.update(bytes);
+      await segment.file.write(bytes, 0, bytes.length, segment.size);
+      segment.hash.update(bytes, segment.size);
+      segment.local.update(bytes, segment.size);
       segment.expected.update(bytes);
+      segment.size += bytes.length;
       buffer.fill(round); // the caller's next batch overwrites the buffer
     }
-    const discarded = workerSegmentHash(() => createHash('sha256'));
-    discarded.update(Buffer.from('never sealed'));
-    discarded.discard();
+    const spare = await open(path.join(dir, 'discarded'), 'w+');
+    await spare.write(Buffer.from('never sealed'), 0, 12, 0);
+    const discarded = workerSegmentHash(() => createHash('sha256'), spare.fd);
+    discarded.update(Buffer.from('never sealed'), 0);
+    await discarded.discard();
+    await spare.close();
     for (const segment of segments) {
       const expected = segment.expected.digest('hex');
       expect(await segment.hash.digest()).toBe(expected);
       expect(await segment.local.digest()).toBe(expected);
+      await segment.file.close();
+    }
+  });
+
+  it('refuses a digest when a batch cannot be read back (the file is shorter than appended), so the seal hashes the file', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-segment-hash-'));
+    dirs.push(dir);
+    const file = await open(path.join(dir, 'segment'), 'w+');
+    try {
+      await file.write(Buffer.from('0123456789'), 0, 10, 0);
+      const hash = workerSegmentHash(() => createHash('sha256'), file.fd);
+      hash.update(Buffer.from('0123456789'), 0);
+      hash.update(Buffer.from('abcdef'), 10); // never written
+      await expect(hash.digest()).rejects.toThrow(/could not read the segment back.*ended at 10/);
+      // Another segment on the same worker is unaffected.
+      const other = workerSegmentHash(() => createHash('sha256'), file.fd);
+      other.update(Buffer.from('0123456789'), 0);
+      expect(await other.digest()).toBe(createHash('sha256').update('0123456789').digest('hex'));
+    } finally {
+      await file.close();
     }
   });
 

@@ -3,29 +3,34 @@
  *
  * Every byte appended to a segment is hashed once more for the seal (the recorder has already
  * hashed each record for the chain). On the main thread that second pass cost about as much as
- * anything else the sink does per record; here the main thread only copies each batch once
- * (memcpy, no hashing) and posts it, and one worker per process hashes the bytes in the order
- * they were sent, in parallel with the next batch. The digest is asked for only when the segment
- * is sealed.
+ * anything else the sink does per record. Here the main thread only tells the worker where each
+ * appended batch lies in the file (descriptor, offset, length: no copy of the bytes, nothing
+ * transferred) and the worker reads them back and hashes them, in the order they were sent, in
+ * parallel with the next batch. The digest is asked for only when the segment is sealed, and
+ * the descriptor is closed only after the worker answered (digest) or acknowledged (discard).
  *
  * Nothing about durability depends on it: the seal is written after the digest arrives, and a
- * segment is never acknowledged on its seal. If the worker fails, every pending digest rejects
- * and the seal hashes the segment's file instead (stream-appender.ts); a worker that failed before
- * it came online is not started again in this process (every segment then hashes locally). A segment recovered at open keeps its hash on the
- * main thread ({@link localSegmentHash}): the state of a running hash cannot be handed over.
+ * segment is never acknowledged on its seal. If the worker fails or a read back fails, the digest
+ * rejects and the seal hashes the segment's file instead (stream-appender.ts); a worker that
+ * failed before it came online is not started again in this process (every segment then hashes
+ * locally). A segment recovered at open keeps its hash on the main thread
+ * ({@link localSegmentHash}): the state of a running hash cannot be handed over.
  */
 import type { Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import type { SegmentHashRequest } from './segment-hash-worker.ts';
+import type { SegmentHashReply, SegmentHashRequest } from './segment-hash-worker.ts';
 
 /** A segment's running SHA-256. */
 export interface SegmentHash {
-  /** Adds appended bytes (copied at once: the caller may reuse its buffer). */
-  update(bytes: Uint8Array): void;
+  /**
+   * Adds `bytes`, just written durably at offset `at` of the segment's file (appends are
+   * contiguous: `at` is the size before them). Used at once, never kept: the caller may reuse them.
+   */
+  update(bytes: Uint8Array, at: number): void;
   /** The hex digest of everything added; call once, when the segment is sealed. */
   digest(): Promise<string>;
-  /** Forgets the hash without a digest (the segment is closed unsealed). */
-  discard(): void;
+  /** Forgets the hash without a digest (the segment is closed unsealed); close the file after. */
+  discard(): Promise<void>;
 }
 
 /** A running hash kept on the calling thread (a recovered segment's). */
@@ -35,15 +40,16 @@ export function localSegmentHash(hash: Hash): SegmentHash {
       hash.update(bytes);
     },
     digest: async () => hash.copy().digest('hex'),
-    discard: () => undefined,
+    discard: async () => undefined,
   };
 }
 
 /**
- * A running hash kept on the process's segment-hash worker — or, when no worker can be started,
- * on the calling thread (`fallback`).
+ * A running hash of the file open as descriptor `fd`, kept on the process's segment-hash worker
+ * — or, when no worker can be started, on the calling thread (`fallback`). The descriptor must
+ * stay open until `digest` or `discard` has settled.
  */
-export function workerSegmentHash(fallback: () => Hash): SegmentHash {
+export function workerSegmentHash(fallback: () => Hash, fd: number): SegmentHash {
   let hasher: SegmentHasher;
   try {
     hasher = SegmentHasher.shared();
@@ -52,13 +58,11 @@ export function workerSegmentHash(fallback: () => Hash): SegmentHash {
   }
   const id = hasher.open();
   return {
-    update: (bytes) => {
-      hasher.update(id, bytes);
+    update: (bytes, at) => {
+      hasher.update(id, fd, at, bytes.length);
     },
     digest: () => hasher.digest(id),
-    discard: () => {
-      hasher.discard(id);
-    },
+    discard: () => hasher.discard(id),
   };
 }
 
@@ -69,6 +73,7 @@ class SegmentHasher {
   private static unavailable = false;
   private readonly worker: Worker;
   private online = false;
+  /** Digests and discards awaited, by segment id (a discard resolves with an empty string). */
   private readonly pending = new Map<number, { resolve: (hex: string) => void; reject: (error: Error) => void }>();
   private nextId = 1;
   private failed: Error | undefined;
@@ -90,12 +95,13 @@ class SegmentHasher {
     this.worker.on('online', () => {
       this.online = true;
     });
-    this.worker.on('message', ({ id, hex }: { id: number; hex: string }) => {
+    this.worker.on('message', (reply: SegmentHashReply) => {
       this.online = true;
-      const waiter = this.pending.get(id);
-      this.pending.delete(id);
+      const waiter = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
       if (this.pending.size === 0) this.worker.unref();
-      waiter?.resolve(hex);
+      if ('error' in reply) waiter?.reject(new Error(`the segment-hash worker could not read the segment back: ${reply.error}`));
+      else waiter?.resolve('hex' in reply ? reply.hex : '');
     });
     const fail = (error: Error): void => {
       this.failed ??= error;
@@ -115,23 +121,27 @@ class SegmentHasher {
     return this.nextId++;
   }
 
-  update(id: number, bytes: Uint8Array): void {
+  update(id: number, fd: number, at: number, length: number): void {
     if (this.failed) return; // the digest will reject
-    // A copy of exactly these bytes, whose memory moves to the worker (no second copy).
-    const copy = new Uint8Array(bytes);
-    this.worker.postMessage({ id, bytes: copy } satisfies SegmentHashRequest, [copy.buffer]);
+    this.worker.postMessage({ id, fd, at, length } satisfies SegmentHashRequest);
   }
 
-  discard(id: number): void {
-    if (!this.failed) this.worker.postMessage({ id, discard: true } satisfies SegmentHashRequest);
+  /** Resolves once the worker is done with segment `id` (at once if the worker failed). */
+  async discard(id: number): Promise<void> {
+    if (this.failed) return;
+    await this.ask(id, { id, discard: true }).catch(() => undefined); // failed: it reads no more
   }
 
   digest(id: number): Promise<string> {
     if (this.failed) return Promise.reject(this.failed);
+    return this.ask(id, { id, digest: true });
+  }
+
+  private ask(id: number, request: SegmentHashRequest): Promise<string> {
     const { promise, resolve, reject } = Promise.withResolvers<string>();
     if (this.pending.size === 0) this.worker.ref();
     this.pending.set(id, { resolve, reject });
-    this.worker.postMessage({ id, digest: true } satisfies SegmentHashRequest);
+    this.worker.postMessage(request);
     return promise;
   }
 }

@@ -135,8 +135,8 @@ export class StreamAppender {
       await this.undoPartialWrite(segment, error);
       throw error;
     }
+    segment.hash.update(bytes, segment.size);
     segment.size += bytes.length;
-    segment.hash.update(bytes);
     this.head = { seq: batch.firstSeq + batch.records.length - 1, hash: sha256Hex(batch.records[batch.records.length - 1] as Uint8Array) };
     if (segment.size >= this.segmentBytes) {
       // The batch is durable whatever happens to the seal: resolve it. A failed seal leaves the
@@ -158,7 +158,7 @@ export class StreamAppender {
     const active = this.active;
     this.active = undefined;
     try {
-      active?.hash.discard();
+      await active?.hash.discard(); // the worker reads the file by its descriptor: done first
       await active?.handle.close();
     } finally {
       // Also when the close failed (EIO from close(2): the descriptor is gone all the same).
@@ -283,7 +283,7 @@ export class StreamAppender {
       }
       throw error;
     }
-    const active: ActiveSegment = { firstSeq, path: file, handle, size: 0, hash: workerSegmentHash(() => createHash('sha256')) };
+    const active: ActiveSegment = { firstSeq, path: file, handle, size: 0, hash: workerSegmentHash(() => createHash('sha256'), handle.fd) };
     this.active = active;
     // The new file's directory entry must be durable before anything in it is acknowledged.
     await syncDirectory(path.dirname(file));
