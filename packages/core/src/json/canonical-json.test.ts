@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NonCanonicalJsonError } from '../errors/record-errors.ts';
-import { canonicalBytes, canonicalRecordParts, canonicalize, canonicalizeRecord, parseCanonical } from './canonical-json.ts';
+import { canonicalBytes, canonicalMembers, canonicalRecordParts, canonicalize, canonicalizeRecord, parseCanonical } from './canonical-json.ts';
 
 const encoder = new TextEncoder();
 
@@ -208,6 +208,29 @@ function hostileValues(seed: number, count: number): unknown[] {
   };
   return Array.from({ length: count }, () => value(0));
 }
+
+describe('canonicalMembers', () => {
+  it('gives member texts that, joined in braces, are exactly what canonicalize gives — text or error — for hostile objects', () => {
+    const objects = hostileValues(29, 4000).filter((value) => typeof value === 'object' && value !== null && !Array.isArray(value));
+    expect(objects.length).toBeGreaterThan(500);
+    for (const pass of [1, 2]) {
+      for (const [index, value] of objects.entries()) {
+        const joined = (input: unknown): string => {
+          const { names, texts } = canonicalMembers(input as object);
+          expect(texts.map((text, at) => text.startsWith(`${JSON.stringify(names[at])}:`))).not.toContain(false);
+          return `{${texts.join(',')}}`;
+        };
+        expect(outcome(joined, value), `value ${index}, pass ${pass}`).toBe(outcome(canonicalize, value));
+      }
+    }
+  });
+
+  it('refuses arrays and class instances at the top', () => {
+    expect(() => canonicalMembers([1, 2])).toThrow(/is an array, not a JSON object/);
+    expect(() => canonicalMembers(new Date(0))).toThrow(/not a plain JSON object/);
+    expect(canonicalMembers(Object.assign(Object.create(null) as object, { b: 1, a: [true] }))).toEqual({ names: ['a', 'b'], texts: ['"a":[true]', '"b":1'] });
+  });
+});
 
 describe('canonicalizeRecord', () => {
   it('gives exactly what canonicalize gives — text or error — for hostile values, first sight and remembered', () => {

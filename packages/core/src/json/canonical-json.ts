@@ -99,6 +99,34 @@ export function canonicalRecordParts(value: unknown): string[] {
   return parts;
 }
 
+/**
+ * The members of a plain JSON object, each as canonical text `"name":value`, in canonical
+ * order: `{` + their texts joined by `,` + `}` is exactly {@link canonicalize}'s text of the
+ * object (same errors too). The recorder splits a record there, to set its sequencing fields
+ * into text it serialized once.
+ */
+export function canonicalMembers(value: object): { readonly names: readonly string[]; readonly texts: readonly string[] } {
+  const path: (string | number)[] = [];
+  try {
+    const prototype: unknown = Object.getPrototypeOf(value);
+    if (Array.isArray(value)) throw new Problem('is an array, not a JSON object');
+    if (prototype !== Object.prototype && prototype !== null) throw new Problem('is a class instance, not a plain JSON object');
+    const object = value as Record<string, unknown>;
+    // Asked for its keys once, as serialize does.
+    const names = Object.keys(object).sort();
+    const texts: string[] = [];
+    for (const name of names) {
+      path.push(name);
+      texts.push(`${quoteKey(name)}:${serialize(object[name], path, true)}`);
+      path.pop();
+    }
+    return { names, texts };
+  } catch (error) {
+    if (error instanceof Problem) throw new NonCanonicalJsonError(`${formatPath(path)} ${error.message}`);
+    throw error;
+  }
+}
+
 /** A top-level string member at least this long is a part of its own (see canonicalRecordParts). */
 const LONG_STRING = 256;
 

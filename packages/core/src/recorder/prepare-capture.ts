@@ -6,7 +6,7 @@
 import { InvalidRecordError, RecordTooLargeError } from '../errors/record-errors.ts';
 import { hashedBlobCopy } from '../hash/hashed-blob.ts';
 import { ZERO_HASH } from '../hash/sha256.ts';
-import { canonicalize } from '../json/canonical-json.ts';
+import { canonicalMembers, canonicalize } from '../json/canonical-json.ts';
 import type { AttachmentInput, BlobInput, CaptureInput } from '../record/capture-input.ts';
 import {
   type ArchiveRecord,
@@ -39,12 +39,25 @@ export interface PreparedCapture {
   /** Blob refs given by the connector as already stored; the recorder checks they exist. */
   readonly existingBlobs: readonly BlobRef[];
   /**
-   * The template's canonical JSON, when it names blobs (computed for the size check anyway): the
-   * recorder detaches the template from the caller's objects by parsing it back, instead of
-   * serializing the template a second time.
+   * When the template names blobs: its canonical JSON (computed for the size check anyway) cut
+   * where the values of `capturedAt`, `prev` and `seq` go, in that order (see
+   * {@link SplicedRecord}). The recorder sequences this text, not the template: the record is
+   * serialized once, and nothing the caller still holds can change it while its blobs are stored.
    */
-  readonly canonical?: string;
+  readonly spliced?: SplicedRecord;
 }
+
+/**
+ * A record's canonical text without the values of its three sequencing members, which canonical
+ * order puts in this order: the text before `capturedAt`'s value, between it and `prev`'s,
+ * between that and `seq`'s, and after it. Their values contain nothing JSON escapes (an ISO
+ * time, lowercase hex, digits), so the record's text is the four parts with the three values
+ * between them.
+ */
+export type SplicedRecord = readonly [string, string, string, string];
+
+/** The members a {@link SplicedRecord} leaves out, in canonical (sorted) order. */
+const SEQUENCING = ['capturedAt', 'prev', 'seq'] as const;
 
 const encoder = new TextEncoder();
 /** Fields only the recorder may set. */
@@ -120,13 +133,38 @@ export function prepareCapture(input: CaptureInput, stream: { stream: string; ch
   validateRecord(fields);
   const template: RecordTemplate = fields;
   if (blobs.length > 0 || existingBlobs.length > 0) {
-    // Check the size now, before any blob is stored, so a rejected record leaves nothing behind.
-    const canonical = canonicalize(template);
-    const size = Buffer.byteLength(canonical, 'utf8');
+    // Check the size now, before any blob is stored, so a rejected record leaves nothing behind
+    // (the placeholders are as long as the longest real values: an upper bound).
+    const spliced = splice(template);
+    const size = Buffer.byteLength(spliced.join(''), 'utf8') + PLACEHOLDER_BYTES;
     if (size > MAX_RECORD_BYTES) throw new RecordTooLargeError(size, MAX_RECORD_BYTES);
-    return { key, template, blobs, existingBlobs, canonical };
+    return { key, template, blobs, existingBlobs, spliced };
   }
   return { key, template, blobs, existingBlobs };
+}
+
+/** UTF-8 bytes of the placeholders' values in canonical text: `"…time…"`, `"…hash…"` and the seq. */
+const PLACEHOLDER_BYTES = PLACEHOLDER_TIME.length + 2 + ZERO_HASH.length + 2 + String(PLACEHOLDER_SEQ).length;
+
+/** The template's canonical text, cut where its sequencing members' values are. */
+function splice(template: RecordTemplate): SplicedRecord {
+  const { names, texts } = canonicalMembers(template);
+  const parts: string[] = [];
+  let text = '{';
+  for (let index = 0; index < names.length; index++) {
+    const name = names[index] as string;
+    const member = texts[index] as string;
+    if (index > 0) text += ',';
+    if (name === SEQUENCING[parts.length]) {
+      // The member's name and colon stay; its value is left out.
+      parts.push(text + member.slice(0, name.length + 3));
+      text = '';
+    } else {
+      text += member;
+    }
+  }
+  if (parts.length !== SEQUENCING.length) throw new Error('a record template lacks its sequencing members'); // cannot happen: set above
+  return [parts[0] as string, parts[1] as string, parts[2] as string, `${text}}`];
 }
 
 function attachment(item: AttachmentInput, index: number, blobs: PendingBlob[], existing: BlobRef[]): Attachment | AttachmentInput {

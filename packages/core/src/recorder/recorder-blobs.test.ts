@@ -111,3 +111,34 @@ it('a capture waiting for its blob records what was captured, not what the calle
   for await (const record of spy.sink.read('demo:alice')) stored.push(decodeRecord(record.bytes).record);
   expect(stored[0]?.conversation).toEqual({ id: 'chat-1', type: 'direct', title: 'Deal desk' });
 });
+
+it('sequences a record naming blobs from its text serialized once: the same bytes as the record canonicalized whole, whatever look-alike members it carries', async () => {
+  const { canonicalize } = await import('../json/canonical-json.ts');
+  const { ZERO_HASH } = await import('../hash/sha256.ts');
+  const { verifyArchive } = await import('../verify/verify-archive.ts');
+  const sink = createMemorySink();
+  let now = Date.parse('2026-11-21T09:00:00.000Z');
+  const recorder = new Recorder({ sink, allowVolatileSink: true, clock: () => new Date((now += 1234)) });
+  const decoys = { capturedAt: '2000-01-01T00:00:00.000Z', prev: ZERO_HASH, seq: String(Number.MAX_SAFE_INTEGER), note: '"seq":9007199254740991' };
+  const inputs: CaptureInput[] = [
+    message(1),
+    { ...message(2), text: `"capturedAt":"2000-01-01T00:00:00.000Z","prev":"${ZERO_HASH}","seq":9007199254740991}` },
+    { ...message(3), native: { id: 'm3', ...decoys }, sender: { id: 'bob', name: 'seq' } },
+    { ...message(4), text: 'ü€𝄞 '.repeat(400), attachments: [{ bytes: new Uint8Array([1, 2, 3]), mime: 'application/octet-stream', name: 'prev' }] },
+  ];
+  const results = await Promise.all(inputs.map((input) => recorder.capture('demo:alice', source, input)));
+  expect(results.map((result) => result.seq)).toEqual([1, 2, 3, 4]);
+  const stored: Uint8Array[] = [];
+  for await (const record of sink.read('demo:alice')) stored.push(record.bytes);
+  for (const [index, bytes] of stored.entries()) {
+    const parsed = JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
+    // The exact canonical text of what was parsed, with the recorder's own seq, prev and time.
+    expect(Buffer.from(bytes).toString('utf8'), `record ${index + 1}`).toBe(canonicalize(parsed));
+    expect(parsed.seq).toBe(index + 1);
+    expect(parsed.prev).toBe(index === 0 ? ZERO_HASH : sha256Hex(stored[index - 1] as Uint8Array));
+    expect(parsed.capturedAt).toBe(new Date(Date.parse('2026-11-21T09:00:00.000Z') + 1234 * (index + 1)).toISOString());
+  }
+  expect((JSON.parse(Buffer.from(stored[2] as Uint8Array).toString('utf8')) as { native: unknown }).native).toEqual({ id: 'm3', ...decoys });
+  expect((await verifyArchive(sink)).ok).toBe(true);
+  await recorder.close();
+});

@@ -108,12 +108,9 @@ export interface RecorderStats {
 
 const RETENTION_RANK = { none: 0, 'append-only': 1, 'compliance-lock': 2 } as const;
 
-/**
- * A deep copy of a validated template: JSON data only, so a canonical round trip is exact
- * (`canonical`: the template's canonical JSON when already computed, see `PreparedCapture`).
- */
-function detachTemplate(template: RecordTemplate, canonical = canonicalize(template)): RecordTemplate {
-  return JSON.parse(canonical) as RecordTemplate;
+/** A deep copy of a validated template: JSON data only, so a canonical round trip is exact. */
+function detachTemplate(template: RecordTemplate): RecordTemplate {
+  return JSON.parse(canonicalize(template)) as RecordTemplate;
 }
 
 export class Recorder {
@@ -367,8 +364,10 @@ export class Recorder {
   private store(log: StreamLog, input: PreparedCapture): Promise<CaptureResult> {
     // This capture is sequenced only after awaiting. Detach it from the caller's objects now,
     // in the caller's tick, so a platform library mutating them meanwhile cannot change what
-    // was validated (the fast path sequences synchronously and needs no copy).
-    const prepared = { ...input, template: detachTemplate(input.template, input.canonical) };
+    // was validated (the fast path sequences synchronously and needs no copy). A record naming
+    // blobs already is: its canonical text (`spliced`) is what will be sequenced.
+    const prepared = input.spliced ? input : { ...input, template: detachTemplate(input.template) };
+    const record = prepared.spliced ?? prepared.template;
     const { key } = prepared;
     const { promise, resolve, reject } = Promise.withResolvers<CaptureResult>();
     const turn: Turn = {
@@ -376,7 +375,7 @@ export class Recorder {
       sequence: () => {
         try {
           const seq = log.seqOf(key);
-          resolve(seq === undefined ? log.enqueue(key, prepared.template) : this.duplicate(log.stream, key, seq));
+          resolve(seq === undefined ? log.enqueue(key, record) : this.duplicate(log.stream, key, seq));
         } catch (error) {
           this.counts.failed++;
           reject(error instanceof Error ? error : new Error(String(error)));

@@ -27,7 +27,7 @@ import { readRecordAt } from '../sink/read-record-at.ts';
 import type { Sink, StreamHead } from '../sink/sink.ts';
 import { type IndexedKey, type KeyIndex, type LentKeys, lendKeys } from './key-index.ts';
 import { parseStreamName } from '../record/stream-name.ts';
-import type { RecordTemplate } from './prepare-capture.ts';
+import type { RecordTemplate, SplicedRecord } from './prepare-capture.ts';
 import { type CheckpointOptions, StreamCheckpointer } from './stream-checkpointer.ts';
 
 interface QueuedRecord {
@@ -270,17 +270,25 @@ export class StreamLog {
    * seq and prev are fixed before this returns. Throws `RecordTooLargeError` without
    * consuming a seq.
    */
-  enqueue(key: string, template: RecordTemplate): Promise<CaptureResult> {
+  enqueue(key: string, template: RecordTemplate | SplicedRecord): Promise<CaptureResult> {
     const seq = this.headSeq + 1;
     const prev = this.headHash;
-    // The template is this capture's own object: fill in the sequencing fields in place.
-    const record = template as { -readonly [field in keyof ArchiveRecord]: ArchiveRecord[field] };
-    record.seq = seq;
-    record.prev = prev;
-    record.capturedAt = this.capturedAt();
-    // Records of a stream share a few shapes: their member order is remembered, not re-sorted.
-    // The text comes in parts (a long message text is one), each written into the buffer as it is.
-    const parts = canonicalRecordParts(record);
+    let parts: string[];
+    if (Array.isArray(template)) {
+      // Canonical text already (a record naming blobs): the three values go between its parts.
+      // None has anything JSON escapes, so each one's JSON text is itself in quotes, or digits.
+      const [beforeTime, beforePrev, beforeSeq, rest] = template as SplicedRecord;
+      parts = [beforeTime, `"${this.capturedAt()}"`, beforePrev, `"${prev}"`, beforeSeq, String(seq), rest];
+    } else {
+      // The template is this capture's own object: fill in the sequencing fields in place.
+      const record = template as { -readonly [field in keyof ArchiveRecord]: ArchiveRecord[field] };
+      record.seq = seq;
+      record.prev = prev;
+      record.capturedAt = this.capturedAt();
+      // Records of a stream share a few shapes: their member order is remembered, not re-sorted.
+      // The text comes in parts (a long message text is one), each written into the buffer as it is.
+      parts = canonicalRecordParts(record);
+    }
     let length = 0;
     for (const part of parts) length += part.length;
     // UTF-8 takes at least one byte per UTF-16 unit.
