@@ -95,29 +95,6 @@ describe('the raw row blob', () => {
     for (const message of [wide, hostileRow, wide]) expect(new TextDecoder().decode(encodeRawRow({ message, attachments: [] }))).toBe(reference({ message, attachments: [] }));
   });
 
-  it('is the JSON of its object form when the rows of a kind change columns from one bundle to the next, and for joined rows shared by bundles', () => {
-    // The encoder remembers the last row's columns per kind and a shared joined row's JSON: a
-    // renamed, reordered, dropped or added column, and a row object seen before, change nothing.
-    const rows: SqlRow[] = [
-      { ROWID: 1n, guid: 'a', text: 'x', date: 0n },
-      { ROWID: 2n, guid: 'b', text: null, date: 5n },
-      { guid: 'c', ROWID: 3n, date: 1n, text: 'y' },
-      { ROWID: 4n, guid: 'd' },
-      { ROWID: 5n, guid: 'e', text: 'z', date: 2n, extra: new Uint8Array([1]) },
-      { ROWID: 6n, GUID: 'f', text: 'w', date: 0n },
-      { ROWID: 7n, 'guid"': 'g', text: 'v', date: 3n },
-      {},
-      { ROWID: 8n, guid: 'h', text: 'u', date: 4n },
-    ];
-    const chat: SqlRow = { ROWID: 1n, guid: 'chat', style: 45n };
-    const otherChat: SqlRow = { ROWID: 2n, style: 43n, guid: 'group' };
-    for (const [i, message] of rows.entries()) {
-      const handle = rows[(i + 3) % rows.length] as SqlRow;
-      const bundle: RowBundle = { message, attachments: i % 2 === 0 ? [message, chat] : [], handle, chat: i % 3 === 0 ? otherChat : chat, otherHandle: rows[(i + 5) % rows.length] as SqlRow };
-      expect(new TextDecoder().decode(encodeRawRow(bundle))).toBe(reference(bundle));
-    }
-  });
-
   it('is the JSON of its object form for rows read from a chat.db whose columns and values are hostile', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-raw-row-'));
     try {

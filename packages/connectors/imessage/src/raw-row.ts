@@ -34,27 +34,11 @@ export function encodeRawRow(bundle: RowBundle): Uint8Array {
 
 /** The same JSON as `JSON.stringify` of the object form, written directly (the first import's hot path). */
 function encodeBundle(bundle: RowBundle): Uint8Array {
-  const joined = (value: SqlRow | undefined, shape: Shape): string => (value === undefined ? 'null' : joinedRowJson(value, shape));
+  const row = (value: SqlRow | undefined): string => (value === undefined ? 'null' : rowJson(value));
   let attachments = '';
-  for (const attachment of bundle.attachments) attachments += (attachments === '' ? '' : ',') + joinedRowJson(attachment, shapes.attachment);
-  const json = `{"format":${FORMAT_JSON},"version":1,"message":${rowJson(bundle.message, shapes.message)},"handle":${joined(bundle.handle, shapes.handle)},"chat":${joined(bundle.chat, shapes.chat)},"otherHandle":${joined(bundle.otherHandle, shapes.handle)},"attachments":[${attachments}]}`;
+  for (const attachment of bundle.attachments) attachments += (attachments === '' ? '' : ',') + rowJson(attachment);
+  const json = `{"format":${FORMAT_JSON},"version":1,"message":${rowJson(bundle.message)},"handle":${row(bundle.handle)},"chat":${row(bundle.chat)},"otherHandle":${row(bundle.otherHandle)},"attachments":[${attachments}]}`;
   return Buffer.from(json, 'utf8');
-}
-
-/**
- * A joined row's JSON, by row object: a batch of new rows shares one object per handle, chat
- * and attachment (chat-db.ts), so a chat's JSON is written once per batch, not once per message.
- * Rows are never changed after they are read (`SqlRow` is read-only).
- */
-const joinedJson = new WeakMap<SqlRow, string>();
-
-function joinedRowJson(row: SqlRow, shape: Shape): string {
-  let json = joinedJson.get(row);
-  if (json === undefined) {
-    json = rowJson(row, shape);
-    joinedJson.set(row, json);
-  }
-  return json;
 }
 
 const FORMAT_JSON = JSON.stringify(RAW_ROW_FORMAT);
@@ -85,36 +69,11 @@ function columnOf(name: string): ColumnJson {
   return column;
 }
 
-/**
- * The columns of the last row of a kind, in order, with their JSON pieces: rows of one kind
- * come from the same few queries, so the next row's names are compared with these (the same
- * string objects: cheap) before the by-name cache is asked. Any name that differs is looked up.
- */
-interface Shape {
-  readonly names: string[];
-  readonly columns: ColumnJson[];
-}
-const shape = (): Shape => ({ names: [], columns: [] });
-const shapes = { message: shape(), handle: shape(), chat: shape(), attachment: shape() };
-/** No Messages table has this many columns (SQLite's default limit is 2,000). */
-const SHAPE_LIMIT = 4096;
-
-function rowJson(row: SqlRow, shape: Shape): string {
-  const { names, columns } = shape;
+function rowJson(row: SqlRow): string {
   let out = '{';
   let comma = 0;
-  let index = 0;
   for (const name in row) {
-    let column: ColumnJson;
-    if (names[index] === name) column = columns[index] as ColumnJson;
-    else {
-      column = columnOf(name);
-      if (index < SHAPE_LIMIT) {
-        names[index] = name;
-        columns[index] = column;
-      }
-    }
-    index++;
+    const column = columnOf(name);
     const value = row[name] as SqlValue;
     if (value === null) out += column.nul[comma] as string;
     else if (value === 0n) out += column.zero[comma] as string;
