@@ -18,12 +18,16 @@
  *             Also reported: the process's CPU time per message over the import (user + system, all threads),
  *             and the main thread's share of it.
  *
- * Usage: node --conditions=@offchannel/source bench/imessage/imessage-bench.ts [--blobs N] [--messages N] [--import N] [--only import] [--json]
+ * Usage: node --conditions=@offchannel/source bench/imessage/imessage-bench.ts [--blobs N] [--messages N] [--import N] [--chat-db FILE] [--only import] [--json]
+ *
+ * `--chat-db FILE` keeps the import's chat.db at FILE and reuses it on later runs (building it takes
+ * longer than the import; the import only reads it).
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
 import { Recorder, createConnectorContext, generateStateKey, openStateStore, parseStateKey, type CaptureInput } from '@offchannel/core';
@@ -41,6 +45,8 @@ const { values } = parseArgs({
     messages: { type: 'string', default: '50' },
     import: { type: 'string', default: '100000' },
     only: { type: 'string' },
+    // Reuse (or build once, then keep) the import's chat.db at this path: building it takes longer than the import.
+    'chat-db': { type: 'string' },
     sink: { type: 'string', default: 'fs' },
     json: { type: 'boolean', default: false },
   },
@@ -175,18 +181,53 @@ function bareRead(file: string): number {
   return rows / seconds;
 }
 
-async function firstImport(count: number): Promise<{ messages: number; seconds: number; perSecond: number; cpuMicrosPerMessage: number; mainThreadCpuMicrosPerMessage: number | undefined; barePerSecond: number; ratio: number; records: number }> {
+interface ImportResult {
+  messages: number;
+  seconds: number;
+  perSecond: number;
+  cpuMicrosPerMessage: number;
+  /** User and system CPU per message, all threads. */
+  cpu: { user: number; system: number };
+  mainThreadCpuMicrosPerMessage: number | undefined;
+  /** User and system CPU per message, main thread. */
+  mainThread: { user: number; system: number } | undefined;
+  /** The main thread's garbage-collection pauses, µs per message. */
+  gcMicrosPerMessage: number;
+  barePerSecond: number;
+  ratio: number;
+  records: number;
+}
+
+/** A kept chat.db is used only if it holds `count` messages (a bench built it). */
+function keptChatDb(file: string, count: number): boolean {
+  if (!existsSync(file)) return false;
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    return Number(db.prepare('SELECT count(*) AS n FROM message').get()?.['n']) === count;
+  } finally {
+    db.close();
+  }
+}
+
+async function firstImport(count: number): Promise<ImportResult> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-imessage-import-'));
   try {
-    const file = path.join(dir, 'chat.db');
-    buildChatDb(file, count);
+    const kept = values['chat-db'];
+    const file = kept === undefined ? path.join(dir, 'chat.db') : path.resolve(kept);
+    if (kept === undefined || !keptChatDb(file, count)) {
+      if (kept !== undefined) await rm(file, { force: true });
+      buildChatDb(file, count);
+    }
     // `--sink memory` isolates the relay's own cost from the archive's fsyncs (diagnosis only).
     const sink = values.sink === 'memory' ? createMemorySink() : await openFsSink({ dir: path.join(dir, 'archive') });
     const recorder = new Recorder({ sink, allowVolatileSink: values.sink === 'memory' });
     const state = await openStateStore({ dir: path.join(dir, 'state'), key: parseStateKey(generateStateKey()) });
-    const connector = createIMessageConnector({ account: 'alice@firm.example', chatDb: file, attachmentsDir: path.join(dir, 'Attachments'), watch: false, pollMs: 1000 });
+    const connector = createIMessageConnector({ account: 'alice@firm.example', chatDb: file, attachmentsDir: path.join(path.dirname(file), 'Attachments'), watch: false, pollMs: 1000 });
     const controller = new AbortController();
     const ctx = createConnectorContext({ recorder, connector, state, signal: controller.signal });
+    let gcMs = 0; // the main thread's garbage-collection pauses over the import
+    const gc = new PerformanceObserver((list) => { for (const entry of list.getEntries()) gcMs += entry.duration; });
+    gc.observe({ entryTypes: ['gc'] });
     const start = performance.now();
     const cpuStart = process.cpuUsage();
     const mainStart = threadCpu?.();
@@ -197,13 +238,15 @@ async function firstImport(count: number): Promise<{ messages: number; seconds: 
     const cpu = process.cpuUsage(cpuStart);
     // The main thread's share: what bounds the rate once the other threads have a core of their own.
     const main = mainStart ? threadCpu?.(mainStart) : undefined;
+    gc.disconnect();
     const records = connector.status().captured;
     await connector.stop();
     controller.abort();
     await recorder.close();
     await sink.close();
     const barePerSecond = bareRead(file);
-    return { messages: count, seconds: Number(seconds.toFixed(2)), perSecond: Math.round(count / seconds), cpuMicrosPerMessage: Math.round((cpu.user + cpu.system) / count), mainThreadCpuMicrosPerMessage: main ? Math.round((main.user + main.system) / count) : undefined, barePerSecond: Math.round(barePerSecond), ratio: Number((count / seconds / barePerSecond).toFixed(3)), records };
+    const per = (usage: NodeJS.CpuUsage): { user: number; system: number } => ({ user: Math.round(usage.user / count), system: Math.round(usage.system / count) });
+    return { messages: count, seconds: Number(seconds.toFixed(2)), perSecond: Math.round(count / seconds), cpuMicrosPerMessage: Math.round((cpu.user + cpu.system) / count), cpu: per(cpu), mainThreadCpuMicrosPerMessage: main ? Math.round((main.user + main.system) / count) : undefined, mainThread: main ? per(main) : undefined, gcMicrosPerMessage: Math.round((gcMs * 1000) / count), barePerSecond: Math.round(barePerSecond), ratio: Number((count / seconds / barePerSecond).toFixed(3)), records };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -211,7 +254,7 @@ async function firstImport(count: number): Promise<{ messages: number; seconds: 
 
 const IMPORT_TARGET = 5000;
 const imported = await firstImport(Number(values.import));
-const importLine = `import   first import of ${imported.messages} messages: ${imported.perSecond}/s end to end (${imported.seconds} s, ${imported.cpuMicrosPerMessage} µs CPU per message, ${imported.mainThreadCpuMicrosPerMessage ?? '?'} on the main thread, ${values.sink === 'memory' ? 'in-memory archive: diagnosis only, no fsync' : "fsync'd file-system archive"}), bare node:sqlite read + decode ${imported.barePerSecond}/s, ratio ${imported.ratio} — target ≥ ${IMPORT_TARGET}/s: ${imported.perSecond >= IMPORT_TARGET ? 'PASS' : 'FAIL'}`;
+const importLine = `import   first import of ${imported.messages} messages: ${imported.perSecond}/s end to end (${imported.seconds} s, ${imported.cpuMicrosPerMessage} µs CPU per message [user ${imported.cpu.user} + system ${imported.cpu.system}], ${imported.mainThreadCpuMicrosPerMessage ?? '?'} on the main thread [${imported.mainThread ? `user ${imported.mainThread.user} + system ${imported.mainThread.system}` : '?'}] of which ${imported.gcMicrosPerMessage} in GC pauses, ${values.sink === 'memory' ? 'in-memory archive: diagnosis only, no fsync' : "fsync'd file-system archive"}), bare node:sqlite read + decode ${imported.barePerSecond}/s, ratio ${imported.ratio} — target ≥ ${IMPORT_TARGET}/s: ${imported.perSecond >= IMPORT_TARGET ? 'PASS' : 'FAIL'}`;
 if (values.only === 'import') {
   if (values.json) console.log(JSON.stringify({ import: { ...imported, target: IMPORT_TARGET, pass: imported.perSecond >= IMPORT_TARGET } }));
   else console.log(importLine);

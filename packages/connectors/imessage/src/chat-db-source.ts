@@ -34,7 +34,19 @@ export interface ChatDbEvent extends ConnectorEvent {
   readonly guid?: string;
   /** Runs once the sweep report it carries is durable. */
   readonly settles?: (report: SweepReport) => void;
+  /**
+   * Called once the event is mapped: it lets go of the rows and files it was read with, keeping
+   * what acknowledging it needs. Until its records are durable an event waits in the runtime's
+   * window, and a message's rows are most of what a message in flight holds on the heap.
+   */
+  readonly mapped?: () => void;
 }
+
+/** What a mapped row event holds instead of its rows. */
+const MAPPED: ChatDbEvidence = { type: 'none' };
+const NO_FILES: ReadonlyMap<string, AttachmentInput> = new Map();
+/** Left in a read batch's array in place of a row delivered from it. */
+const NO_BUNDLE: RowBundle = { message: {}, attachments: [] };
 
 /** What an on-demand sweep reports: its own findings, and every sweep's since the relay started. */
 export interface ReconcileReport extends SweepReport {
@@ -281,7 +293,10 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
     const windowStart = unixMsToAppleNs(Date.now() - this.#options.sweepLookbackMs);
     for (;;) {
       const { bundles, fingerprints } = db.readBatch(BigInt(read.rowid), BATCH);
-      for (const bundle of bundles) {
+      const count = bundles.length;
+      for (let index = 0; index < count; index++) {
+        const bundle = bundles[index] as RowBundle;
+        bundles[index] = NO_BUNDLE; // the event holds it from here, until it is mapped
         const rowid = bundle.message['ROWID'] as bigint;
         if (bundle.chat === undefined && this.#holdForChat(rowid)) return;
         // Its changes so far are read with it: the change check looks only for later ones.
@@ -297,7 +312,7 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
         }
         await this.#deliverRow(bundle, true);
       }
-      if (bundles.length < BATCH) return;
+      if (count < BATCH) return;
     }
   }
 
@@ -321,16 +336,25 @@ export class ChatDbSource implements EventSource<ChatDbEvent> {
       for (const attachment of incomplete) if (!state.pending.some((entry) => entry.attachment === attachment)) state.pending.push({ rowid, attachment });
     };
     let raw: Uint8Array | undefined;
-    await this.#deliver({
+    let held: RowBundle | undefined = bundle;
+    const event: { -readonly [K in keyof ChatDbEvent]: ChatDbEvent[K] } = {
       evidence: { type: 'row', bundle, ...(completed.length > 0 ? { completed } : {}) },
       files,
       get raw() {
-        return (raw ??= encodeRawRow(bundle));
+        return (raw ??= encodeRawRow(held as RowBundle));
       },
       format: RAW_ROW_FORMAT,
       effect,
       guid,
-    });
+      mapped: () => {
+        if (held === undefined) return;
+        raw ??= encodeRawRow(held); // the same bytes, kept should anything ask again
+        held = undefined;
+        event.evidence = MAPPED;
+        event.files = NO_FILES;
+      },
+    };
+    await this.#deliver(event);
   }
 
   /** Messages writes the chat join a moment after some rows; wait a little for it, in ROWID order. */

@@ -36,7 +36,11 @@ export class IMessageConnector implements Connector {
       source: this.source,
       maxInFlight: MAX_IN_FLIGHT,
       events: this.#events,
-      map: (event) => mapChatDbEvent(event.evidence, { self: options.self, files: event.files }),
+      map: (event) => {
+        const inputs = mapChatDbEvent(event.evidence, { self: options.self, files: event.files });
+        event.mapped?.(); // the inputs hold what the records need; the rows can go before they are durable
+        return inputs;
+      },
     });
   }
 
