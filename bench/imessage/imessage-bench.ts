@@ -18,7 +18,7 @@
  *             Also reported: the process's CPU time per message over the import (user + system, all threads),
  *             and the main thread's share of it.
  *
- * Usage: node --conditions=@offchannel/source bench/imessage/imessage-bench.ts [--blobs N] [--messages N] [--import N] [--chat-db FILE] [--only import] [--json]
+ * Usage: node --conditions=@offchannel/source bench/imessage/imessage-bench.ts [--blobs N] [--messages N] [--import N] [--chat-db FILE] [--keep] [--only import] [--json]
  *
  * `--chat-db FILE` keeps the import's chat.db at FILE and reuses it on later runs (building it takes
  * longer than the import; the import only reads it).
@@ -47,6 +47,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     // Reuse (or build once, then keep) the import's chat.db at this path: building it takes longer than the import.
     'chat-db': { type: 'string' },
+    keep: { type: 'boolean', default: false },
     sink: { type: 'string', default: 'fs' },
     json: { type: 'boolean', default: false },
   },
@@ -248,7 +249,10 @@ async function firstImport(count: number): Promise<ImportResult> {
     const per = (usage: NodeJS.CpuUsage): { user: number; system: number } => ({ user: Math.round(usage.user / count), system: Math.round(usage.system / count) });
     return { messages: count, seconds: Number(seconds.toFixed(2)), perSecond: Math.round(count / seconds), cpuMicrosPerMessage: Math.round((cpu.user + cpu.system) / count), cpu: per(cpu), mainThreadCpuMicrosPerMessage: main ? Math.round((main.user + main.system) / count) : undefined, mainThread: main ? per(main) : undefined, gcMicrosPerMessage: Math.round((gcMs * 1000) / count), barePerSecond: Math.round(barePerSecond), ratio: Number((count / seconds / barePerSecond).toFixed(3)), records };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    // `--keep` leaves the archive (its path is printed): on ext4 without a journal, removing its
+    // 100,000+ files slows every file created in the next minutes, i.e. the next run.
+    if (values.keep) console.error(`kept ${dir}`);
+    else await rm(dir, { recursive: true, force: true });
   }
 }
 

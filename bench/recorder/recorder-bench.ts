@@ -16,7 +16,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Recorder, ZERO_HASH, canonicalBytes, generateEd25519NoteKey, sha256Hex } from '@offchannel/core';
+import { Recorder, ZERO_HASH, canonicalBytes, generateEd25519NoteKey, openKeyIndex, sha256Hex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { BENCH_SOURCE, benchInput, naiveRecord, percentile } from '../shared/bench-input.ts';
 
@@ -67,10 +67,13 @@ async function main(): Promise<void> {
     const naivePerSecond = NAIVE / ((performance.now() - t0) / 1000);
     await handle.close();
 
-    // recorder: sustained, INFLIGHT captures in flight — without, then with signed checkpoints
-    for (const signed of [false, true]) {
-      const sink = await openFsSink({ dir: path.join(work, signed ? 'sustained-signed' : 'sustained') });
-      const recorder = new Recorder({ sink, ...(signed ? { checkpoints: { signer: generateEd25519NoteKey('bench.example/archive'), everyRecords: 1000 } } : {}) });
+    // recorder: sustained, INFLIGHT captures in flight — the default (keys in memory), with
+    // signed checkpoints, and with the persistent key index `offchannel capture` uses
+    for (const mode of ['sustained', 'sustainedSigned', 'sustainedKeyIndex'] as const) {
+      const signed = mode === 'sustainedSigned';
+      const keyIndex = mode === 'sustainedKeyIndex' ? openKeyIndex({ file: path.join(work, 'state', 'key-index.sqlite') }) : undefined;
+      const sink = await openFsSink({ dir: path.join(work, mode) });
+      const recorder = new Recorder({ sink, ...(keyIndex ? { keyIndex } : {}), ...(signed ? { checkpoints: { signer: generateEd25519NoteKey('bench.example/archive'), everyRecords: 1000 } } : {}) });
       const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
       await writer.capture(benchInput(-1)); // open the stream (lock, head) outside the timing
       const latencies = new Float64Array(RECORDS);
@@ -97,9 +100,10 @@ async function main(): Promise<void> {
       });
       const seconds = (performance.now() - t0) / 1000;
       latencies.sort();
-      results[signed ? 'sustainedSigned' : 'sustained'] = { recordsPerSecond: RECORDS / seconds, p50ms: percentile(latencies, 50), p99ms: percentile(latencies, 99), inflight: INFLIGHT };
+      results[mode] = { recordsPerSecond: RECORDS / seconds, p50ms: percentile(latencies, 50), p99ms: percentile(latencies, 99), inflight: INFLIGHT };
       await recorder.close();
       await sink.close();
+      keyIndex?.close();
     }
 
     // offered load: open loop at RATE records/s
@@ -150,6 +154,8 @@ async function main(): Promise<void> {
     console.log(`      = ${(sustained.recordsPerSecond / naivePerSecond).toFixed(1)}× naive, ${((100 * sustained.recordsPerSecond) / ceilingPerSecond).toFixed(0)}% of ceiling`);
     const signed = results.sustainedSigned as { recordsPerSecond: number; p50ms: number; p99ms: number };
     console.log(`  … with signed checkpoints   ${rate(signed.recordsPerSecond)}   p50 ${signed.p50ms.toFixed(2)} ms, p99 ${signed.p99ms.toFixed(2)} ms (tiles + a checkpoint every 1,000 records)`);
+    const indexed = results.sustainedKeyIndex as { recordsPerSecond: number; p50ms: number; p99ms: number };
+    console.log(`  … with a persistent key index ${rate(indexed.recordsPerSecond)}   p50 ${indexed.p50ms.toFixed(2)} ms, p99 ${indexed.p99ms.toFixed(2)} ms (SQLite, as offchannel capture runs; ${((100 * indexed.recordsPerSecond) / ceilingPerSecond).toFixed(0)}% of ceiling)`);
     console.log(`  offered ${RATE.toLocaleString('en-US')} records/s for ${SECONDS} s   p50 ${offered.p50ms.toFixed(2)} ms, p99 ${offered.p99ms.toFixed(2)} ms, max ${offered.maxMs.toFixed(2)} ms (achieved ${Math.round(offered.achievedPerSecond)}/s)`);
   } finally {
     await rm(work, { recursive: true, force: true });

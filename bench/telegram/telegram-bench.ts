@@ -25,7 +25,7 @@
  *                 run records each, the second finds everything archived (compare only)
  * Reported as updates/s and as the ratio to `decode` (CPU-only paths: best of `--rounds`).
  *
- * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--engine N] [--slice N] [--index N] [--in-flight N] [--only engine] [--reconcile N] [--rounds N] [--dir DIR] [--json]
+ * Usage: node --conditions=@offchannel/source bench/telegram/telegram-bench.ts [--updates N] [--fs N] [--engine N] [--slice N] [--index N] [--in-flight N] [--only engine] [--reconcile N] [--rounds N] [--dir DIR] [--keep] [--json]
  *
  * `--dir` puts the bench's working directory (state, archive) under DIR instead of the system's
  * temporary directory. CPU per update is reported split into user and system time: on ext4
@@ -49,7 +49,7 @@ import { LOCAL_IDS, createLocalTelegramPeer } from '@offchannel/telegram/testing
 import { Long, PeersIndex, type tl } from '@mtcute/core';
 import { deserializeObject } from '@mtcute/core/utils.js';
 
-const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, engine: { type: 'string', default: '20000' }, slice: { type: 'string', default: '1000' }, index: { type: 'string', default: '0' }, 'in-flight': { type: 'string' }, only: { type: 'string' }, rounds: { type: 'string', default: '3' }, dir: { type: 'string' }, json: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { updates: { type: 'string', default: '50000' }, fs: { type: 'string', default: '1000' }, reconcile: { type: 'string', default: '5000' }, engine: { type: 'string', default: '20000' }, slice: { type: 'string', default: '1000' }, index: { type: 'string', default: '0' }, 'in-flight': { type: 'string' }, only: { type: 'string' }, rounds: { type: 'string', default: '3' }, dir: { type: 'string' }, keep: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
 const ROUNDS = Number(values.rounds);
 const UPDATES = Number(values.updates);
 const FS_UPDATES = Number(values.fs);
@@ -227,7 +227,9 @@ async function engineOnly(): Promise<void> {
     const fs = await engineRate(work, 'fs');
     console.log(JSON.stringify({ engine: ENGINE, index: INDEX, slice: Number.isFinite(SLICE) ? SLICE : 'none', inFlight: IN_FLIGHT ?? 'connector default', engineMemoryPerSecond: Math.round(memory.perSecond), engineFsPerSecond: Math.round(fs.perSecond), ...engineCpu(memory, fs), workFilesystem: await workFilesystem(work) }));
   } finally {
-    await rm(work, { recursive: true, force: true });
+    // `--keep`: see bench/imessage (removing many files slows the next run on journal-less ext4).
+    if (values.keep) console.error(`kept ${work}`);
+    else await rm(work, { recursive: true, force: true });
   }
 }
 
@@ -334,7 +336,9 @@ async function main(): Promise<void> {
       checksum: sink,
     });
   } finally {
-    await rm(work, { recursive: true, force: true });
+    // `--keep`: see bench/imessage (removing many files slows the next run on journal-less ext4).
+    if (values.keep) console.error(`kept ${work}`);
+    else await rm(work, { recursive: true, force: true });
   }
   if (values.json) {
     console.log(JSON.stringify(results, null, 2));
