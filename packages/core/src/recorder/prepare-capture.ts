@@ -192,9 +192,11 @@ function blobInput(field: string, input: BlobInput, blobs: PendingBlob[], existi
   if ('blob' in input) {
     const blob = input.blob as unknown;
     if (typeof blob !== 'object' || blob === null) throw new InvalidRecordError(`${field}.blob`, 'must be a blob ref {sha256, size}');
-    const ref = blob as BlobRef;
+    // Copied in the caller's tick: the existence check runs after an await, and must check the
+    // very blob the record names, whatever the caller does with its object meanwhile.
+    const ref: BlobRef = { sha256: (blob as BlobRef).sha256, size: (blob as BlobRef).size };
     existing.push(ref);
-    return { sha256: ref.sha256, size: ref.size };
+    return ref;
   }
   throw new InvalidRecordError(field, 'needs either bytes or blob');
 }

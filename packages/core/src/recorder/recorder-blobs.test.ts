@@ -142,3 +142,19 @@ it('sequences a record naming blobs from its text serialized once: the same byte
   expect((await verifyArchive(sink)).ok).toBe(true);
   await recorder.close();
 });
+
+it('checks the very blob a record names, even if the caller changes its blob ref right after capture()', async () => {
+  const sink = createMemorySink();
+  const recorder = new Recorder({ sink, allowVolatileSink: true });
+  const stored = await recorder.putBlob(new TextEncoder().encode('stored raw bytes'));
+  const missing = { sha256: sha256Hex(new TextEncoder().encode('never stored')), size: 12 };
+  const ref = { ...missing };
+  // The stream's first capture waits for its resync before the blob check: the window.
+  const capture = recorder.capture('demo:alice', source, { ...message(1), raw: { blob: ref, format: 'test' } });
+  Object.assign(ref, stored);
+  await expect(capture).rejects.toMatchObject({ code: 'BLOB_MISSING' });
+  const records: unknown[] = [];
+  for await (const record of sink.read('demo:alice')) records.push(record);
+  expect(records).toEqual([]);
+  await recorder.close();
+});
