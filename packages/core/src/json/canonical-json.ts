@@ -151,7 +151,7 @@ interface MemberOrder {
  * Members whose values are message content or people's names: not kept in module memory after
  * the record is written (a heap dump of a capture host must not yield recent message text).
  */
-const CONTENT_MEMBERS: ReadonlySet<string> = new Set(['text', 'title', 'name', 'caption', 'body', 'subject']);
+const CONTENT_MEMBERS: ReadonlySet<string> = new Set(['text', 'title', 'name', 'caption', 'body', 'subject', 'value']);
 
 /** Longest string value remembered per member (see MemberOrder.lastValues). */
 const MAX_REMEMBERED_VALUE = 64;
