@@ -6,4 +6,6 @@ export default packageProject('@offchannel/sink-s3', {
   globalSetup: ['src/__fixtures__/ceph-global-setup.ts'],
   setupFiles: ['src/__fixtures__/s3-test-env.ts'],
   testTimeout: 120_000,
+  // Hooks start and stop radosgw instances and buckets: seconds, more on a busy machine.
+  hookTimeout: 120_000,
 });

@@ -466,7 +466,15 @@ export class FsSink implements Sink {
     const streams = new Set<string>();
     for (const name of names) {
       for (const segment of await listSegments(this.layout, name)) {
-        if ((await stat(segment.path)).size > 0) {
+        // A segment listed a moment ago may be gone: a pruning pass removes old sealed ones.
+        const size = await stat(segment.path).then(
+          (info) => info.size,
+          (error: unknown) => {
+            if (isNotFound(error)) return 0;
+            throw error;
+          },
+        );
+        if (size > 0) {
           streams.add(name);
           break;
         }

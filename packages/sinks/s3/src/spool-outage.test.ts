@@ -45,10 +45,11 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
     name = `o${port}`;
     endpoint = `http://127.0.0.1:${port}`;
     await rgw('start', name, String(port));
-  });
+  }, 120_000);
+  // Starting and stopping a radosgw takes seconds, more on a busy machine: ample headroom.
   afterAll(async () => {
     await rgw('stop', name);
-  });
+  }, 120_000);
 
   it('radosgw stops mid-capture: capture keeps acknowledging from the spool, forwarding completes after restart, nothing lost or duplicated; spool and two buckets verify', async () => {
     const bucket = await createBucket();
