@@ -4,11 +4,12 @@
  * plain file descriptor is never closed by garbage collection — and no lock behind.
  */
 import type * as NodeFs from 'node:fs';
-import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { OffchannelError } from '@offchannel/core';
+import { openFilesUnder } from '@offchannel/core/testing';
 import { type DeliveryCursor, DeliveryState } from './delivery-state.ts';
 
 const faults = vi.hoisted(() => ({ writeSync: 0, closeSync: 0 }));
@@ -45,14 +46,6 @@ afterEach(async () => {
   expect(await openFilesUnder(dir)).toEqual([]);
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Paths under `root` this process has open (Linux: /proc/self/fd). */
-async function openFilesUnder(root: string): Promise<string[]> {
-  // Linux only: elsewhere there is no /proc to ask, and the check is vacuous.
-  const names = process.platform === 'linux' ? await readdir('/proc/self/fd') : [];
-  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
-  return targets.filter((target) => target.startsWith(`${root}/`));
-}
 
 const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: 'journal', to: 'journal@archive.test', mode: 'record', streams: { 'demo:alice': 3 }, receipts: 1 };
 

@@ -4,13 +4,13 @@
  * reconnects; linking reports a failed connection clearly.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, createConnectorContext, openStateStore, type ConnectorStatus } from '@offchannel/core';
-import { createMemorySink, createRecordingLogger } from '@offchannel/core/testing';
+import { createMemorySink, createRecordingLogger, openFilesUnder } from '@offchannel/core/testing';
 import makeWASocket, { initAuthCreds, makeEventBuffer, type UserFacingSocketConfig } from '@whiskeysockets/baileys';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openAuthState } from './auth-state.ts';
@@ -62,14 +62,6 @@ async function tempState() {
   const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-wa-ws-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   return openStateStore({ dir, key: randomBytes(32) });
-}
-
-/** Paths under `root` this process has open (Linux: /proc/self/fd). */
-async function openFilesUnder(root: string): Promise<string[]> {
-  // Linux only: elsewhere there is no /proc to ask, and the check is vacuous.
-  const names = process.platform === 'linux' ? await readdir('/proc/self/fd') : [];
-  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
-  return targets.filter((target) => target.startsWith(`${root}/`));
 }
 
 const silent = { level: 'silent', child: () => silent, trace() {}, debug() {}, info() {}, warn() {}, error() {} };

@@ -1,9 +1,10 @@
-import { mkdtemp, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ZERO_HASH } from '../hash/sha256.ts';
 import { type KeyIndex, memoryKeyIndex, openKeyIndex } from './key-index.ts';
+import { openFilesUnder } from '../testing/open-files.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -14,14 +15,6 @@ afterEach(async () => {
 });
 
 const h = (n: number) => n.toString(16).padStart(64, '0');
-
-/** Paths under `root` this process has open (Linux: /proc/self/fd). */
-async function openFilesUnder(root: string): Promise<string[]> {
-  // Linux only: elsewhere there is no /proc to ask, and the check is vacuous.
-  const names = process.platform === 'linux' ? await readdir('/proc/self/fd') : [];
-  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
-  return targets.filter((target) => target.startsWith(`${root}/`));
-}
 
 for (const [name, open] of [
   ['memoryKeyIndex', () => memoryKeyIndex()],

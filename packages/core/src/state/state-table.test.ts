@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, mkdtemp, open, readFile, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { StateStoreError } from '../errors/state-errors.ts';
 import { openStateStore } from './secret-store.ts';
+import { openFilesUnder } from '../testing/open-files.ts';
 
 // These tests spawn processes: ample time on a busy machine (not Vitest's 5 s default).
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
@@ -22,14 +23,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(path.dirname(dir), { recursive: true, force: true });
 });
-
-/** Paths under `root` this process has open (Linux: /proc/self/fd). */
-async function openFilesUnder(root: string): Promise<string[]> {
-  // Linux only: elsewhere there is no /proc to ask, and the check is vacuous.
-  const names = process.platform === 'linux' ? await readdir('/proc/self/fd') : [];
-  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
-  return targets.filter((target) => target.startsWith(`${root}/`));
-}
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
   await expect(promise).rejects.toSatisfy((error: unknown) => error instanceof StateStoreError && error.code === code);

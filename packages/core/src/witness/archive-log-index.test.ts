@@ -2,7 +2,7 @@
  * An archive log index that cannot be opened (a damaged file) is refused with a typed error and
  * leaves nothing open: the file the error says to delete is not held by this process.
  */
-import { mkdtemp, readdir, readlink, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +10,7 @@ import type * as Sqlite from 'node:sqlite';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { openArchiveLogIndex } from './archive-log-index.ts';
+import { openFilesUnder } from '../testing/open-files.ts';
 
 const { DatabaseSync } = createRequire(import.meta.url)('node:sqlite') as typeof Sqlite;
 
@@ -24,14 +25,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Paths under `root` this process has open (Linux: /proc/self/fd). */
-async function openFilesUnder(root: string): Promise<string[]> {
-  // Linux only: elsewhere there is no /proc to ask, and the check is vacuous.
-  const names = process.platform === 'linux' ? await readdir('/proc/self/fd') : [];
-  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
-  return targets.filter((target) => target.startsWith(`${root}/`));
-}
 
 function refusal(): unknown {
   try {

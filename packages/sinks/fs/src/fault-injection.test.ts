@@ -4,11 +4,11 @@
  * record acknowledged before it is durable.
  */
 import { createHash } from 'node:crypto';
-import { type FileHandle, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Recorder, ZERO_HASH, verifyArchive } from '@offchannel/core';
-import { batchAfter, createRecordingLogger } from '@offchannel/core/testing';
+import { batchAfter, createRecordingLogger, openFilesUnder } from '@offchannel/core/testing';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { openFsSink } from './fs-sink.ts';
 import type * as FsUtils from './fs-utils.ts';
@@ -97,14 +97,6 @@ afterEach(async () => {
   expect(await openFilesUnder(path.dirname(dir))).toEqual([]);
   await rm(path.dirname(dir), { recursive: true, force: true });
 });
-
-/** Paths under `root` this process has open. */
-async function openFilesUnder(root: string): Promise<string[]> {
-  // Linux only: elsewhere there is no /proc to ask, and the check is vacuous.
-  const names = process.platform === 'linux' ? await readdir('/proc/self/fd') : [];
-  const targets = await Promise.all(names.map((name) => readlink(path.join('/proc/self/fd', name)).catch(() => '')));
-  return targets.filter((target) => target.startsWith(`${root}/`));
-}
 
 async function intact(): Promise<void> {
   const reader = await openFsSink({ dir, readOnly: true });
