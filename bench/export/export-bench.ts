@@ -21,14 +21,14 @@
 import { execFileSync } from 'node:child_process';
 import { EXPORT_V8_FLAG } from '../../packages/cli/src/young-generation.ts';
 import { hash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type CaptureInput, Recorder, generateEd25519NoteKey, parseSignerKey, verifyArchive } from '@offchannel/core';
+import { parseSignerKey, verifyArchive } from '@offchannel/core';
 import { exportArchive } from '@offchannel/export';
 import { openFsSink } from '@offchannel/sink-fs';
-import { BENCH_TEXT } from '../shared/bench-input.ts';
+import { buildExportBenchArchive } from './export-bench-archive.ts';
 
 const { values } = parseArgs({ options: { records: { type: 'string', default: '100000' }, json: { type: 'boolean', default: false }, source: { type: 'boolean', default: false }, child: { type: 'string' } } });
 
@@ -43,34 +43,6 @@ if (values.child !== undefined) {
   await sink.close();
   process.stdout.write(JSON.stringify({ ms, events: result.counts.rsmf ?? 0, files: result.files.length, maxRssKiB: process.resourceUsage().maxRSS }));
   process.exit(0);
-}
-
-function input(index: number): CaptureInput {
-  const chat = `chat-${index % 20}`;
-  const kind = index % 20;
-  const target = { id: `m-${index - 20}`, chat };
-  const common = { sentAt: new Date(Date.UTC(2026, 10, 1) + index * 1000).toISOString(), conversation: { id: chat, type: 'direct' as const }, sender: { id: `party-${index % 20}`, name: `Party ${index % 20}` }, direction: index % 2 === 0 ? ('inbound' as const) : ('outbound' as const) };
-  if (index >= 20 && kind === 3) return { ...common, kind: 'edit', key: `edit:${index}`, target, text: `${BENCH_TEXT.slice(0, 200)} (edited)` };
-  if (index >= 20 && kind === 7) return { ...common, kind: 'reaction', key: `reaction:${index}`, target, reaction: { value: '👍', action: 'add' } };
-  if (index >= 20 && kind === 11) return { ...common, kind: 'delete', key: `delete:${index}`, target, deletion: { scope: 'everyone' } };
-  return { ...common, kind: 'message', key: `message:${index}`, native: { id: `m-${index}`, chat }, text: BENCH_TEXT };
-}
-
-async function build(dir: string, keyFile: string, records: number): Promise<void> {
-  const key = generateEd25519NoteKey('bench.offchannel.example/archive');
-  await writeFile(keyFile, `${key.signerKeyText()}\n`, { mode: 0o600 });
-  const sink = await openFsSink({ dir });
-  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 50_000, everyMs: 3_600_000 } });
-  const writer = recorder.writer({ channel: 'bench', account: 'alice', source: { package: '@offchannel-bench/bench', version: '0' } });
-  const inflight = new Set<Promise<unknown>>();
-  for (let index = 0; index < records; index++) {
-    const capture = writer.capture(input(index)).finally(() => inflight.delete(capture));
-    inflight.add(capture);
-    if (inflight.size >= 2048) await Promise.race(inflight);
-  }
-  await Promise.all(inflight);
-  await recorder.close();
-  await sink.close();
 }
 
 async function sha256Baseline(dir: string): Promise<{ ms: number; bytes: number; lines: number }> {
@@ -108,7 +80,7 @@ try {
     const dir = path.join(work, `archive-${size}`);
     const keyFile = `${dir}.key`;
     const builtAt = performance.now();
-    await build(dir, keyFile, size);
+    await buildExportBenchArchive(dir, keyFile, size);
     const buildMs = performance.now() - builtAt;
     const key = parseSignerKey(await readFile(keyFile, 'utf8'));
     const baseline = await sha256Baseline(dir);

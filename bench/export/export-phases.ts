@@ -10,45 +10,19 @@
  *     exports DIR to RSMF (from the built packages, as `offchannel export` runs) and prints the
  *     process CPU time (user + system, worker threads included) spent in verify, index and rsmf
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type CaptureInput, Recorder, generateEd25519NoteKey, parseSignerKey } from '@offchannel/core';
+import { parseSignerKey } from '@offchannel/core';
 import { exportArchive } from '@offchannel/export';
 import { openFsSink } from '@offchannel/sink-fs';
-import { BENCH_TEXT } from '../shared/bench-input.ts';
+import { buildExportBenchArchive } from './export-bench-archive.ts';
 
 const { values } = parseArgs({ options: { build: { type: 'string' }, run: { type: 'string' }, records: { type: 'string', default: '100000' }, out: { type: 'string' } } });
 
-/** The records of export-bench.ts: 1 KiB messages in 20 conversations, with edits, reactions and deletions. */
-function input(index: number): CaptureInput {
-  const chat = `chat-${index % 20}`;
-  const kind = index % 20;
-  const target = { id: `m-${index - 20}`, chat };
-  const common = { sentAt: new Date(Date.UTC(2026, 10, 1) + index * 1000).toISOString(), conversation: { id: chat, type: 'direct' as const }, sender: { id: `party-${index % 20}`, name: `Party ${index % 20}` }, direction: index % 2 === 0 ? ('inbound' as const) : ('outbound' as const) };
-  if (index >= 20 && kind === 3) return { ...common, kind: 'edit', key: `edit:${index}`, target, text: `${BENCH_TEXT.slice(0, 200)} (edited)` };
-  if (index >= 20 && kind === 7) return { ...common, kind: 'reaction', key: `reaction:${index}`, target, reaction: { value: '👍', action: 'add' } };
-  if (index >= 20 && kind === 11) return { ...common, kind: 'delete', key: `delete:${index}`, target, deletion: { scope: 'everyone' } };
-  return { ...common, kind: 'message', key: `message:${index}`, native: { id: `m-${index}`, chat }, text: BENCH_TEXT };
-}
-
 if (values.build !== undefined) {
-  const dir = values.build;
-  const key = generateEd25519NoteKey('bench.offchannel.example/archive');
-  await writeFile(`${dir}.key`, `${key.signerKeyText()}\n`, { mode: 0o600 });
-  const sink = await openFsSink({ dir });
-  const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 50_000, everyMs: 3_600_000 } });
-  const writer = recorder.writer({ channel: 'bench', account: 'alice', source: { package: '@offchannel-bench/bench', version: '0' } });
-  const inflight = new Set<Promise<unknown>>();
-  for (let index = 0; index < Number(values.records); index++) {
-    const capture = writer.capture(input(index)).finally(() => inflight.delete(capture));
-    inflight.add(capture);
-    if (inflight.size >= 2048) await Promise.race(inflight);
-  }
-  await Promise.all(inflight);
-  await recorder.close();
-  await sink.close();
+  await buildExportBenchArchive(values.build, `${values.build}.key`, Number(values.records));
 } else if (values.run !== undefined) {
   const dir = values.run;
   const key = parseSignerKey(await readFile(`${dir}.key`, 'utf8'));
