@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Recorder, ZERO_HASH, canonicalBytes, sha256Hex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
-import { BENCH_SOURCE, benchInput, naiveRecord } from '../shared/bench-input.ts';
+import { BENCH_SOURCE, benchInput, captureBenchRecords, naiveRecord } from '../shared/bench-input.ts';
 
 const { values } = parseArgs({ options: { records: { type: 'string', default: '200000' } } });
 const RECORDS = Number(values.records);
@@ -39,21 +39,8 @@ async function main(): Promise<void> {
     const recorder = new Recorder({ sink });
     const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
     await writer.capture(benchInput(-1)); // open the stream outside the timing
-    let next = 0;
-    let done = 0;
     started = cpu();
-    await new Promise<void>((resolve, reject) => {
-      const launch = (): void => {
-        while (next < RECORDS && next - done < INFLIGHT) {
-          writer.capture(benchInput(next++)).then(() => {
-            done++;
-            if (done === RECORDS) resolve();
-            else launch();
-          }, reject);
-        }
-      };
-      launch();
-    });
+    await captureBenchRecords(writer, RECORDS, INFLIGHT);
     const recorded = ((cpu() - started) / RECORDS) * 1000;
     await recorder.close();
     await sink.close();

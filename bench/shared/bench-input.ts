@@ -31,3 +31,24 @@ export function naiveRecord(index: number, prev: string, account: string) {
 export function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
+
+/**
+ * Captures bench records 0 to `count` − 1 with `writer`, at most `inFlight` at a time, each next
+ * one launched as one finishes; resolves when all are durable, rejects on the first failure.
+ */
+export function captureBenchRecords(writer: { capture(input: CaptureInput): Promise<unknown> }, count: number, inFlight: number): Promise<void> {
+  let next = 0;
+  let done = 0;
+  return new Promise<void>((resolve, reject) => {
+    const launch = (): void => {
+      while (next < count && next - done < inFlight) {
+        writer.capture(benchInput(next++)).then(() => {
+          done++;
+          if (done === count) resolve();
+          else launch();
+        }, reject);
+      }
+    };
+    launch();
+  });
+}

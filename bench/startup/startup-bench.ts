@@ -21,7 +21,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Recorder, generateEd25519NoteKey, memoryKeyIndex, openKeyIndex, parseSignerKey } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
-import { BENCH_SOURCE, benchInput } from '../shared/bench-input.ts';
+import { BENCH_SOURCE, benchInput, captureBenchRecords } from '../shared/bench-input.ts';
 
 const { values } = parseArgs({
   options: {
@@ -44,20 +44,7 @@ async function build(dir: string, records: number): Promise<void> {
   const keyIndex = openKeyIndex({ file: path.join(dir, 'state', 'key-index.sqlite') });
   const recorder = new Recorder({ sink, keyIndex, checkpoints: { signer: key, everyRecords: 100_000, everyMs: 3_600_000 } });
   const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
-  let next = 0;
-  let done = 0;
-  await new Promise<void>((resolve, reject) => {
-    const launch = (): void => {
-      while (next < records && next - done < 4096) {
-        writer.capture(benchInput(next++)).then(() => {
-          done++;
-          if (done === records) resolve();
-          else launch();
-        }, reject);
-      }
-    };
-    launch();
-  });
+  await captureBenchRecords(writer, records, 4096);
   await recorder.close();
   keyIndex.close();
   await sink.close();

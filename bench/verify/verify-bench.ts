@@ -29,7 +29,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Recorder, buildRecordProof, generateEd25519NoteKey, parseSignerKey, readVerifiedState, verifiedStateOf, verifyArchive, verifyRecordProof } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
-import { BENCH_SOURCE, benchInput } from '../shared/bench-input.ts';
+import { BENCH_SOURCE, benchInput, captureBenchRecords } from '../shared/bench-input.ts';
 
 const { values } = parseArgs({
   options: {
@@ -50,20 +50,7 @@ async function build(dir: string, keyFile: string): Promise<void> {
   const sink = await openFsSink({ dir });
   const recorder = new Recorder({ sink, checkpoints: { signer: key, everyRecords: 100_000, everyMs: 3_600_000 } });
   const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
-  let next = 0;
-  let done = 0;
-  await new Promise<void>((resolve, reject) => {
-    const launch = (): void => {
-      while (next < RECORDS && next - done < 4096) {
-        writer.capture(benchInput(next++)).then(() => {
-          done++;
-          if (done === RECORDS) resolve();
-          else launch();
-        }, reject);
-      }
-    };
-    launch();
-  });
+  await captureBenchRecords(writer, RECORDS, 4096);
   await recorder.close();
   await sink.close();
 }
