@@ -7,17 +7,20 @@
  * (real fdatasync, 4,096 captures in flight), each as µs of main-thread CPU per record, and
  * their ratio. Run old and new code alternately (a `git worktree` of each) and compare ratios.
  *
- * Usage: node --conditions=@offchannel/source bench/recorder/recorder-cpu.ts [--records N]
+ * `--key-index` runs the Recorder with the persistent SQLite key index `offchannel capture` uses
+ * (`openKeyIndex`) instead of the default in-memory one.
+ *
+ * Usage: node --conditions=@offchannel/source bench/recorder/recorder-cpu.ts [--records N] [--key-index]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Recorder, ZERO_HASH, canonicalBytes, sha256Hex } from '@offchannel/core';
+import { Recorder, ZERO_HASH, canonicalBytes, openKeyIndex, sha256Hex } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { BENCH_SOURCE, benchInput, captureBenchRecords, naiveRecord } from '../shared/bench-input.ts';
 
-const { values } = parseArgs({ options: { records: { type: 'string', default: '200000' } } });
+const { values } = parseArgs({ options: { records: { type: 'string', default: '200000' }, 'key-index': { type: 'boolean', default: false } } });
 const RECORDS = Number(values.records);
 const INFLIGHT = 4096;
 
@@ -36,7 +39,8 @@ async function main(): Promise<void> {
     const ceiling = ((cpu() - started) / RECORDS) * 1000;
 
     const sink = await openFsSink({ dir: path.join(work, 'sustained') });
-    const recorder = new Recorder({ sink });
+    const keyIndex = values['key-index'] ? openKeyIndex({ file: path.join(work, 'state', 'key-index.sqlite') }) : undefined;
+    const recorder = new Recorder({ sink, ...(keyIndex ? { keyIndex } : {}) });
     const writer = recorder.writer({ channel: 'bench', account: 'alice', source: BENCH_SOURCE });
     await writer.capture(benchInput(-1)); // open the stream outside the timing
     started = cpu();
@@ -44,7 +48,8 @@ async function main(): Promise<void> {
     const recorded = ((cpu() - started) / RECORDS) * 1000;
     await recorder.close();
     await sink.close();
-    console.log(JSON.stringify({ node: process.version, records: RECORDS, ceilingCpuMicros: +ceiling.toFixed(3), recorderCpuMicros: +recorded.toFixed(3), recorderOverCeiling: +(recorded / ceiling).toFixed(3) }));
+    keyIndex?.close();
+    console.log(JSON.stringify({ node: process.version, records: RECORDS, keyIndex: keyIndex ? 'sqlite' : 'memory', ceilingCpuMicros: +ceiling.toFixed(3), recorderCpuMicros: +recorded.toFixed(3), recorderOverCeiling: +(recorded / ceiling).toFixed(3) }));
   } finally {
     await rm(work, { recursive: true, force: true });
   }
