@@ -97,4 +97,46 @@ describe('openKeyIndex on disk', () => {
     a.close();
     b.close();
   });
+
+  it('keeps the first of equal keys within one add of many rows (64 per INSERT, then one by one)', () => {
+    const index = openKeyIndex({ file: path.join(dir, 'keys.sqlite') });
+    // 200 rows: three full INSERTs and eight single ones; "dup" in the first INSERT, again in
+    // the second and among the single rows; "late" twice among the single rows.
+    const keys = Array.from({ length: 200 }, (_, i) => ({ key: `k${i}`, seq: i + 1 }));
+    keys[3] = { key: 'dup', seq: 4 };
+    keys[70] = { key: 'dup', seq: 71 };
+    keys[195] = { key: 'dup', seq: 196 };
+    keys[193] = { key: 'late', seq: 194 };
+    keys[198] = { key: 'late', seq: 199 };
+    index.add('demo:a', keys, { seq: 200, hash: h(200) });
+    expect(index.get('demo:a', 'dup')).toBe(4);
+    expect(index.get('demo:a', 'late')).toBe(194);
+    expect(index.get('demo:a', 'k0')).toBe(1);
+    expect(index.get('demo:a', 'k191')).toBe(192);
+    expect(index.get('demo:a', 'k199')).toBe(200);
+    expect(index.get('demo:a', 'k3')).toBeUndefined();
+    index.close();
+  });
+
+  it('sees its own additions in the same turn as earlier look-ups, and ends its read transaction in a microtask', async () => {
+    const file = path.join(dir, 'keys.sqlite');
+    const index = openKeyIndex({ file });
+    const other = new (await import('node:sqlite')).DatabaseSync(file);
+    const checkpoint = () => other.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get() as { busy: number };
+    // Look-ups, then an add, then look-ups, in one turn: the read transaction never spans the write.
+    expect(index.get('demo:a', 'x')).toBeUndefined();
+    index.add('demo:a', [{ key: 'x', seq: 1 }], { seq: 1, hash: h(1) });
+    expect(index.get('demo:a', 'x')).toBe(1);
+    expect(index.head('demo:a')).toEqual({ seq: 1, hash: h(1) });
+    // The look-ups' read transaction is still open in this turn: a truncating checkpoint must wait for it…
+    expect(checkpoint().busy).toBe(1);
+    await Promise.resolve();
+    // …and is over after the turn's microtasks: nothing holds the file's WAL.
+    expect(checkpoint().busy).toBe(0);
+    // Closing with a read open ends it first.
+    expect(index.get('demo:a', 'y')).toBeUndefined();
+    index.close();
+    expect(checkpoint().busy).toBe(0);
+    other.close();
+  });
 });

@@ -118,11 +118,22 @@ CREATE TABLE IF NOT EXISTS heads (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL,
 CREATE TABLE IF NOT EXISTS keys (stream TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (stream, key)) WITHOUT ROWID;
 `;
 
+/** Keys written by one multi-row INSERT (a statement prepared once; the rest go one by one). */
+const KEYS_PER_INSERT = 64;
+
 /**
  * A key index in one SQLite file for all streams of a capture host (mode 0600, its folder
  * created 0700). WAL with `synchronous = NORMAL`: a crash may lose the newest additions, which
  * the recorder re-reads from the sink; it cannot leave the index claiming keys it lacks,
  * because the keys and the head move in one transaction.
+ *
+ * Cost per record on the capture path: look-ups made in one turn of the event loop share one
+ * read transaction (ended in a microtask, or before any write), instead of one implicit
+ * transaction — and its shared-memory locks — each; a batch's keys go in one transaction, 64
+ * rows per INSERT. A read transaction sees the file as of its first look-up, so it never
+ * spans a write of this handle: `add` and `reset` end it first, and the recorder writes a
+ * stream's keys only after they are durable, from this same handle. Another process (or
+ * handle) writes only its own streams, which this one does not look up.
  */
 export function openKeyIndex(options: { readonly file: string }): KeyIndex {
   const { DatabaseSync } = loadSqlite();
@@ -136,17 +147,19 @@ export function openKeyIndex(options: { readonly file: string }): KeyIndex {
   } catch (error) {
     throw unavailable(error);
   }
-  let statements: Record<'readHead' | 'readKey' | 'writeKey' | 'writeHead' | 'dropKeys' | 'dropHead', Sqlite.StatementSync>;
+  let statements: Record<'readHead' | 'readKey' | 'writeKey' | 'writeKeys' | 'writeHead' | 'dropKeys' | 'dropHead', Sqlite.StatementSync>;
   try {
     chmodSync(options.file, 0o600);
     db.exec('PRAGMA journal_mode = WAL');
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec(SCHEMA);
+    // The first record with a key wins, as the recorder's dedup does.
+    const insertKeys = 'INSERT OR IGNORE INTO keys (stream, key, seq) VALUES ';
     statements = {
       readHead: db.prepare('SELECT seq, hash FROM heads WHERE stream = ?'),
       readKey: db.prepare('SELECT seq FROM keys WHERE stream = ? AND key = ?'),
-      // The first record with a key wins, as the recorder's dedup does.
-      writeKey: db.prepare('INSERT OR IGNORE INTO keys (stream, key, seq) VALUES (?, ?, ?)'),
+      writeKey: db.prepare(`${insertKeys}(?, ?, ?)`),
+      writeKeys: db.prepare(insertKeys + Array.from({ length: KEYS_PER_INSERT }, () => '(?, ?, ?)').join(', ')),
       writeHead: db.prepare('INSERT OR REPLACE INTO heads (stream, seq, hash) VALUES (?, ?, ?)'),
       dropKeys: db.prepare('DELETE FROM keys WHERE stream = ?'),
       dropHead: db.prepare('DELETE FROM heads WHERE stream = ?'),
@@ -157,9 +170,31 @@ export function openKeyIndex(options: { readonly file: string }): KeyIndex {
     db.close();
     throw unavailable(error);
   }
-  const { readHead, readKey, writeKey, writeHead, dropKeys, dropHead } = statements;
+  const { readHead, readKey, writeKey, writeKeys, writeHead, dropKeys, dropHead } = statements;
   let open = true;
+  /** A read transaction is open (see {@link read}). */
+  let reading = false;
+  const endRead = (): void => {
+    if (!reading) return;
+    reading = false;
+    if (db.isTransaction) db.exec('COMMIT');
+  };
+  /** Opens a read transaction for this turn's look-ups, if none is; it ends in a microtask. */
+  const read = (): void => {
+    if (reading) return;
+    db.exec('BEGIN');
+    reading = true;
+    queueMicrotask(() => {
+      if (!open) return;
+      try {
+        endRead();
+      } catch {
+        // Ending a read cannot lose data; if it fails, the next write's BEGIN reports the state.
+      }
+    });
+  };
   const transaction = (run: () => void) => {
+    endRead();
     db.exec('BEGIN');
     try {
       run();
@@ -169,20 +204,38 @@ export function openKeyIndex(options: { readonly file: string }): KeyIndex {
       throw error;
     }
   };
+  const args: (string | number)[] = new Array<string | number>(3 * KEYS_PER_INSERT);
   return {
     head(stream) {
+      read();
       const row = readHead.get(stream) as { seq: number; hash: string } | undefined;
       return row ? { seq: row.seq, hash: row.hash } : { seq: 0, hash: ZERO_HASH };
     },
     get(stream, key) {
+      read();
       const row = readKey.get(stream, key) as { seq: number } | undefined;
       return row?.seq;
     },
     add(stream, keys, head) {
       transaction(() => {
-        for (const { key, seq } of keys) writeKey.run(stream, key, seq);
+        let next = 0;
+        for (; next + KEYS_PER_INSERT <= keys.length; next += KEYS_PER_INSERT) {
+          for (let row = 0; row < KEYS_PER_INSERT; row++) {
+            const { key, seq } = keys[next + row] as IndexedKey;
+            args[3 * row] = stream;
+            args[3 * row + 1] = key;
+            args[3 * row + 2] = seq;
+          }
+          writeKeys.run(...args);
+        }
+        // Rows of one INSERT go in in order, so the first of equal keys still wins.
+        for (; next < keys.length; next++) {
+          const { key, seq } = keys[next] as IndexedKey;
+          writeKey.run(stream, key, seq);
+        }
         writeHead.run(stream, head.seq, head.hash);
       });
+      args.fill(0);
     },
     reset(stream) {
       transaction(() => {
@@ -193,6 +246,7 @@ export function openKeyIndex(options: { readonly file: string }): KeyIndex {
     close() {
       if (!open) return;
       open = false;
+      endRead();
       db.close();
     },
   };
