@@ -177,7 +177,18 @@ export function openKeyIndex(options: { readonly file: string }): KeyIndex {
   const endRead = (): void => {
     if (!reading) return;
     reading = false;
-    if (db.isTransaction) db.exec('COMMIT');
+    try {
+      db.exec('COMMIT');
+    } catch {
+      // Ended already (SQLite rolls back on some errors). Out of it in any case: a write's
+      // BEGIN that still finds a transaction open fails loudly. (No `db.isTransaction`:
+      // Node.js 22 before 22.16 lacks it.)
+      try {
+        db.exec('ROLLBACK');
+      } catch {
+        // No transaction was open.
+      }
+    }
   };
   /** Opens a read transaction for this turn's look-ups, if none is; it ends in a microtask. */
   const read = (): void => {
@@ -185,12 +196,7 @@ export function openKeyIndex(options: { readonly file: string }): KeyIndex {
     db.exec('BEGIN');
     reading = true;
     queueMicrotask(() => {
-      if (!open) return;
-      try {
-        endRead();
-      } catch {
-        // Ending a read cannot lose data; if it fails, the next write's BEGIN reports the state.
-      }
+      if (open) endRead();
     });
   };
   const transaction = (run: () => void) => {
