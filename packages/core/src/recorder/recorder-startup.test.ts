@@ -156,4 +156,32 @@ describe('Recorder start-up with a persistent key index', { timeout: 60_000 }, (
     expect(state).toMatchObject({ size: 701, signedSize: 701 });
     await recorder.close();
   });
+
+  it('dedups against keys the index took in while look-ups of the same turns were open, batch after batch', async () => {
+    // Small batches, so most keys are durable (in the index, out of memory) while others are
+    // still being captured; every capture looks its key up in the index's shared read transaction.
+    const storage = new MemoryStorage();
+    const index = openKeyIndex({ file: path.join(dir, 'keys.sqlite') });
+    const logger = createRecordingLogger();
+    const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, keyIndex: index, logger, maxBatchRecords: 16 });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source });
+    const first = await Promise.all(Array.from({ length: 300 }, (_, i) => writer.capture(message(i))));
+    expect(first.map((result) => result.seq)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    // Each capture launched as the previous one settles: replays of old keys (by then in the
+    // index only), interleaved with new keys whose batches become durable meanwhile.
+    const replayed: { status: string; seq: number }[] = [];
+    for (let i = 0; i < 300; i++) {
+      const [old, fresh] = await Promise.all([writer.capture(message(i)), writer.capture(message(300 + i))]);
+      replayed.push(old, fresh);
+      if (i % 50 === 0) expect(await writer.capture(message(300 + i))).toMatchObject({ status: 'duplicate', seq: fresh.seq });
+    }
+    expect(replayed.filter((_, n) => n % 2 === 0).map(({ status, seq }) => ({ status, seq }))).toEqual(Array.from({ length: 300 }, (_, i) => ({ status: 'duplicate', seq: i + 1 })));
+    expect(replayed.filter((_, n) => n % 2 === 1).map((result) => result.seq)).toEqual(Array.from({ length: 300 }, (_, i) => 301 + i));
+    await recorder.close();
+    // Every batch's keys went into the index (none left in memory after a failed update).
+    expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
+    expect(index.head(stream).seq).toBe(600);
+    for (let i = 0; i < 600; i++) expect(index.get(stream, `message:{"id":"m${i}"}`)).toBe(i + 1);
+    index.close();
+  });
 });
