@@ -171,8 +171,8 @@ it('checks the size of a record naming blobs in UTF-8 bytes, not UTF-16 units: o
     return { ...message(0), native: { id }, mentions };
   };
   const first = await writer.capture(withEuros('m1', 21_000));
-  const [stored] = await Array.fromAsync(sink.read('demo:sizes', { fromSeq: 1 }));
-  const bytes = stored?.bytes ?? new Uint8Array();
+  let bytes: Uint8Array = new Uint8Array();
+  for await (const stored of sink.read('demo:sizes', { fromSeq: 1 })) if (stored.seq === first.seq) bytes = stored.bytes;
   const length = bytes.at(-1) === 0x0a ? bytes.length - 1 : bytes.length;
   // The check runs before seq is known: it counts the longest seq (16 digits, here 1).
   const checked = length + String(Number.MAX_SAFE_INTEGER).length - String(first.seq).length;
