@@ -149,6 +149,8 @@ interface UpdateEvent extends ConnectorEvent {
   readonly update: tl.TypeUpdate;
   readonly peers: PeerLookup;
   readonly receivedAt: Date;
+  /** Set by the mapping: what is left to do once the event is durable. */
+  pending?: Pending;
 }
 
 /** A record built outside an update: gaps and session events seen in RPC results. */
@@ -164,6 +166,8 @@ interface TaskEvent extends ConnectorEvent {
   readonly n: number;
   readonly run: (record: ReconcileRecord) => Promise<unknown>;
   readonly settle: (outcome: { value?: unknown; error?: unknown; recorded: number[] }) => void;
+  /** Set by the mapping: what is left to do once the event is durable. */
+  pending?: Pending;
 }
 
 /** What one event's mapping left to do once it is durable. */
@@ -191,7 +195,6 @@ class TelegramConnector implements TelegramConnectorHandle {
   #index = new MessageIndex();
   #selfId = 0;
   readonly #pipeline = new AsyncLocalStorage<true>();
-  readonly #pending = new WeakMap<TelegramEvent, Pending>();
   /** Results of the captures of reconciliation steps (task counting), by input; only theirs are kept. */
   readonly #results = new WeakMap<CaptureInput, CaptureResult>();
   readonly #counted = new WeakSet<CaptureInput>();
@@ -416,7 +419,7 @@ class TelegramConnector implements TelegramConnectorHandle {
   /** Rule 2: these events are durable. Their index entries may be persisted, the cursor saved. */
   #acknowledge(events: readonly TelegramEvent[]): void {
     for (const event of events) {
-      const pending = this.#pending.get(event);
+      const pending = event.type === 'input' ? undefined : event.pending;
       for (const [id, memory] of pending?.remember ?? []) this.#index.commit(id, memory);
       if (event.type === 'task') {
         const recorded = (pending?.groups ?? []).map((inputs) => inputs.filter((input) => this.#results.get(input)?.status === 'recorded').length);
@@ -514,12 +517,12 @@ class TelegramConnector implements TelegramConnectorHandle {
         return [event.input];
       case 'update': {
         const remember: [number, MessageMemory][] = [];
-        this.#pending.set(event, { remember });
+        event.pending = { remember };
         return this.#mapUpdate(event.update, event.peers, event.raw, event.receivedAt, undefined, remember);
       }
       case 'task': {
         const pending: Pending = { remember: [], groups: [] };
-        this.#pending.set(event, pending);
+        event.pending = pending;
         const record: ReconcileRecord = async (update, peers, raw, source) => {
           const inputs = await this.#mapUpdate(update, peers, raw, new Date(), source, pending.remember);
           for (const input of inputs) this.#counted.add(input);

@@ -46,38 +46,55 @@ const DATE_AND_SEQ = EMPTY_UPDATES.subarray(EMPTY_UPDATES.length - 8);
  * otherwise be re-encoded for every update.
  */
 export function encodeUpdatesContainer(update: tl.TypeUpdate, users: readonly tl.TypeUser[], chats: readonly tl.TypeChat[], cache: WeakMap<object, Uint8Array>): Uint8Array {
-  const encoded = (object: tl.TypeUser | tl.TypeChat): Uint8Array => {
-    let bytes = cache.get(object);
-    if (bytes === undefined) {
-      bytes = serializeObject(object);
-      cache.set(object, bytes);
-    }
-    return bytes;
-  };
   const body = serializeObject(update);
-  const peers = [...users.map(encoded), ...chats.map(encoded)];
   let size = 3 * 8 + 4 + body.length + 8;
-  for (const bytes of peers) size += bytes.length;
+  const peers: Uint8Array[] = [];
+  for (const user of users) size += encodedPeer(user, cache, peers);
+  for (const chat of chats) size += encodedPeer(chat, cache, peers);
   // Written in place (runs once per update in a backlog): one allocation, no part arrays.
   const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
   out.set(UPDATES_ID, 0);
   out.set(VECTOR_ID, 4);
-  view.setUint32(8, 1, true);
+  writeUint32(out, 8, 1);
   out.set(body, 12);
-  let at = 12 + body.length;
-  for (const [count, from, to] of [[users.length, 0, users.length], [chats.length, users.length, peers.length]] as const) {
-    out.set(VECTOR_ID, at);
-    view.setUint32(at + 4, count, true);
-    at += 8;
-    for (let index = from; index < to; index++) {
-      const bytes = peers[index] as Uint8Array;
-      out.set(bytes, at);
-      at += bytes.length;
-    }
-  }
+  let at = vectorHeader(out, 12 + body.length, users.length);
+  for (let index = 0; index < users.length; index++) at = put(out, at, peers[index] as Uint8Array);
+  at = vectorHeader(out, at, chats.length);
+  for (let index = users.length; index < peers.length; index++) at = put(out, at, peers[index] as Uint8Array);
   out.set(DATE_AND_SEQ, at);
   return out;
+}
+
+/** Appends a user's or chat's TL bytes (serialized once per `cache`) to `peers`; answers their length. */
+function encodedPeer(object: tl.TypeUser | tl.TypeChat, cache: WeakMap<object, Uint8Array>, peers: Uint8Array[]): number {
+  let bytes = cache.get(object);
+  if (bytes === undefined) {
+    bytes = serializeObject(object);
+    cache.set(object, bytes);
+  }
+  peers.push(bytes);
+  return bytes.length;
+}
+
+/** Writes a vector's constructor id and element count at `at`; answers where its elements start. */
+function vectorHeader(out: Uint8Array, at: number, count: number): number {
+  out.set(VECTOR_ID, at);
+  writeUint32(out, at + 4, count);
+  return at + 8;
+}
+
+/** Copies `bytes` to `at`; answers where the next part starts. */
+function put(out: Uint8Array, at: number, bytes: Uint8Array): number {
+  out.set(bytes, at);
+  return at + bytes.length;
+}
+
+/** A TL `int` (32 bits, little-endian). */
+function writeUint32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value & 0xff;
+  out[at + 1] = (value >>> 8) & 0xff;
+  out[at + 2] = (value >>> 16) & 0xff;
+  out[at + 3] = (value >>> 24) & 0xff;
 }
 
 /**

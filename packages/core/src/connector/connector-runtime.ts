@@ -250,9 +250,10 @@ export class ConnectorRuntime<E extends ConnectorEvent> implements Connector {
   }
 
   /** Resolves true once every input is settled durably; false if abandoned (stop or fatal error). */
-  async #captureAll(inputs: readonly CaptureInput[]): Promise<boolean> {
-    const settled = await Promise.all(inputs.map((input) => this.#capture(input)));
-    return settled.every(Boolean);
+  #captureAll(inputs: readonly CaptureInput[]): Promise<boolean> {
+    // Most events map to one input: its capture's own promise, without a Promise.all around it.
+    if (inputs.length === 1) return this.#capture(inputs[0] as CaptureInput);
+    return Promise.all(inputs.map((input) => this.#capture(input))).then((settled) => settled.every(Boolean));
   }
 
   async #capture(input: CaptureInput): Promise<boolean> {

@@ -112,12 +112,17 @@ export function canonicalMembers(value: object): { readonly names: readonly stri
     if (Array.isArray(value)) throw new Problem('is an array, not a JSON object');
     if (prototype !== Object.prototype && prototype !== null) throw new Problem('is a class instance, not a plain JSON object');
     const object = value as Record<string, unknown>;
-    // Asked for its keys once, as serialize does.
-    const names = Object.keys(object).sort();
+    // Asked for its keys once, as serialize does. A remembered shape (records of a stream share
+    // a few) is not sorted again, and its names are quoted already.
+    const keys = Object.keys(object);
+    const order = memberOrder(keys);
+    const names = order === undefined ? keys.sort() : order.names;
     const texts: string[] = [];
-    for (const name of names) {
+    for (let index = 0; index < names.length; index++) {
+      const name = names[index] as string;
       path.push(name);
-      texts.push(`${quoteKey(name)}:${serialize(object[name], path, true)}`);
+      const head = order === undefined ? `${quoteKey(name)}:` : (order.heads[index] as string);
+      texts.push(head + serialize(object[name], path, true));
       path.pop();
     }
     return { names, texts };
@@ -136,6 +141,8 @@ interface MemberOrder {
   readonly keys: readonly string[];
   readonly names: readonly string[];
   readonly prefixes: readonly string[];
+  /** Per member, `"name":` (a prefix without its comma). */
+  readonly heads: readonly string[];
   /**
    * Per member, the last short string value serialized there and its JSON text: records of a
    * stream repeat most of theirs (stream, account, source, kind, conversation type, a capture
@@ -177,6 +184,7 @@ function memberOrder(keys: readonly string[]): MemberOrder | undefined {
     keys: [...keys],
     names,
     prefixes: names.map((name, index) => `${index > 0 ? ',' : ''}${JSON.stringify(name)}:`),
+    heads: names.map((name) => `${JSON.stringify(name)}:`),
     lastValues: names.map(() => undefined),
     lastTexts: names.map(() => ''),
     remember: names.map((name) => !CONTENT_MEMBERS.has(name)),

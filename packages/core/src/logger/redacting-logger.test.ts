@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ArchiveCorruptError } from '../errors/sink-errors.ts';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
+import { type Logger, noopLogger } from './logger.ts';
 import { SAFE_LOG_FIELDS, redactForLog, redactingLogger } from './redacting-logger.ts';
 
 /**
@@ -81,6 +82,44 @@ describe('redactingLogger', () => {
     let deep: unknown = { seq: 1 };
     for (let index = 0; index < 20; index++) deep = { head: deep };
     expect(JSON.stringify(redactForLog(deep))).toContain('[nested]');
+  });
+
+  it('does not redact a line the inner logger drops: the no-op logger, or below a pino-style logger\'s level (checked per line)', () => {
+    // Counts how often redaction reads the line's fields.
+    let reads = 0;
+    const fields = {
+      get stream() {
+        reads++;
+        return 'telegram:desk';
+      },
+      text: 'confidential',
+    };
+    redactingLogger(noopLogger).debug(fields, 'batch durable');
+    expect(redactingLogger(noopLogger)).toBe(noopLogger);
+    expect(reads).toBe(0);
+    // pino's levels: a line is written when its level is at or above the logger's.
+    const order = ['debug', 'info', 'warn', 'error'];
+    const recording = createRecordingLogger();
+    const pinoLike: Logger & { level: string; isLevelEnabled(level: string): boolean } = {
+      ...recording,
+      level: 'warn',
+      isLevelEnabled(level) {
+        return order.indexOf(level) >= order.indexOf(this.level);
+      },
+    };
+    const logger = redactingLogger(pinoLike);
+    logger.debug(fields, 'batch durable');
+    logger.info(fields, 'state written');
+    expect(reads).toBe(0);
+    expect(recording.lines).toEqual([]);
+    logger.warn(fields, 'kept');
+    pinoLike.level = 'debug';
+    logger.debug(fields, 'now kept');
+    expect(reads).toBe(2);
+    expect(recording.lines.map((line) => [line.level, line.message, line.fields])).toEqual([
+      ['warn', 'kept', { stream: 'telegram:desk', text: '[redacted]' }],
+      ['debug', 'now kept', { stream: 'telegram:desk', text: '[redacted]' }],
+    ]);
   });
 
   it('passes plain string messages through', () => {

@@ -1,5 +1,5 @@
 import { OffchannelError } from '../errors/offchannel-error.ts';
-import type { LogBindings, LogFn, Logger } from './logger.ts';
+import { type LogBindings, type LogFn, type Logger, noopLogger } from './logger.ts';
 
 /**
  * The only field names whose values are logged, at any depth: stream names, seqs, hashes,
@@ -90,21 +90,26 @@ function redactError(error: Error): Record<string, string> {
 
 /**
  * Wraps `inner` so every structured field passes through {@link redactForLog} first.
- * The recorder, state store and connectors log only through a redacting logger.
+ * The recorder, state store and connectors log only through a redacting logger. A line the
+ * inner logger would drop costs nothing: the {@link noopLogger} is returned as it is, and a
+ * line below a pino logger's level (its `isLevelEnabled`) is neither redacted nor passed on.
  */
 export function redactingLogger(inner: Logger): Logger {
+  if (inner === noopLogger) return noopLogger;
+  const enabled = (inner as { isLevelEnabled?: unknown }).isLevelEnabled;
   const wrap =
-    (method: LogFn): LogFn =>
+    (method: LogFn, level: 'error' | 'warn' | 'info' | 'debug'): LogFn =>
     (first: object | string, message?: string) => {
+      if (typeof enabled === 'function' && enabled.call(inner, level) === false) return;
       if (typeof first === 'string') method(first);
       else if (message === undefined) method(redactForLog(first) as object);
       else method(redactForLog(first) as object, message);
     };
   return {
-    error: wrap(inner.error.bind(inner)),
-    warn: wrap(inner.warn.bind(inner)),
-    info: wrap(inner.info.bind(inner)),
-    debug: wrap(inner.debug.bind(inner)),
+    error: wrap(inner.error.bind(inner), 'error'),
+    warn: wrap(inner.warn.bind(inner), 'warn'),
+    info: wrap(inner.info.bind(inner), 'info'),
+    debug: wrap(inner.debug.bind(inner), 'debug'),
     child: (bindings: LogBindings) => redactingLogger(inner.child(redactForLog(bindings) as LogBindings)),
   };
 }

@@ -136,8 +136,14 @@ export function prepareCapture(input: CaptureInput, stream: { stream: string; ch
     // Check the size now, before any blob is stored, so a rejected record leaves nothing behind
     // (the placeholders are as long as the longest real values: an upper bound).
     const spliced = splice(template);
-    const size = Buffer.byteLength(spliced.join(''), 'utf8') + PLACEHOLDER_BYTES;
-    if (size > MAX_RECORD_BYTES) throw new RecordTooLargeError(size, MAX_RECORD_BYTES);
+    let length = 0;
+    for (const part of spliced) length += part.length;
+    // UTF-8 takes at most three bytes per UTF-16 unit: counted exactly only when that could be too many.
+    if (length * 3 + PLACEHOLDER_BYTES > MAX_RECORD_BYTES) {
+      let size = PLACEHOLDER_BYTES;
+      for (const part of spliced) size += Buffer.byteLength(part, 'utf8');
+      if (size > MAX_RECORD_BYTES) throw new RecordTooLargeError(size, MAX_RECORD_BYTES);
+    }
     return { key, template, blobs, existingBlobs, spliced };
   }
   return { key, template, blobs, existingBlobs };

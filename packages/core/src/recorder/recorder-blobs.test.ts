@@ -9,6 +9,8 @@ import type { CaptureInput } from '../record/capture-input.ts';
 import { decodeRecord } from '../record/encode-record.ts';
 import type { Sink } from '../sink/sink.ts';
 import { createMemorySink } from '../testing/memory-sink.ts';
+import { RecordTooLargeError } from '../errors/record-errors.ts';
+import { MAX_RECORD_BYTES } from '../record/record.ts';
 import { Recorder } from './recorder.ts';
 
 const source = { package: '@offchannel/test', version: '0.0.0' };
@@ -157,4 +159,27 @@ it('checks the very blob a record names, even if the caller changes its blob ref
   for await (const record of sink.read('demo:alice')) records.push(record);
   expect(records).toEqual([]);
   await recorder.close();
+});
+
+it('checks the size of a record naming blobs in UTF-8 bytes, not UTF-16 units: one character past the limit is refused, the largest that fits is recorded', async () => {
+  const sink = createMemorySink();
+  const writer = new Recorder({ sink, allowVolatileSink: true }).writer({ channel: 'demo', account: 'sizes', source });
+  // '€' is one UTF-16 unit and three UTF-8 bytes: these records are ~22,000 units, ~65,500 bytes.
+  const withEuros = (id: string, count: number): CaptureInput => {
+    const mentions = Array.from({ length: Math.floor(count / 1000) }, () => '€'.repeat(1000));
+    mentions.push(`x${'€'.repeat(count % 1000)}`);
+    return { ...message(0), native: { id }, mentions };
+  };
+  const first = await writer.capture(withEuros('m1', 21_000));
+  let bytes: Uint8Array = new Uint8Array();
+  for await (const stored of sink.read('demo:sizes', { fromSeq: 1 })) if (stored.seq === first.seq) bytes = stored.bytes;
+  const length = bytes.at(-1) === 0x0a ? bytes.length - 1 : bytes.length;
+  // The check runs before seq is known: it counts the longest seq (16 digits, here 1).
+  const checked = length + String(Number.MAX_SAFE_INTEGER).length - String(first.seq).length;
+  expect(checked).toBeLessThan(MAX_RECORD_BYTES);
+  const fits = 21_000 + Math.floor((MAX_RECORD_BYTES - checked) / 3);
+  expect(await writer.capture(withEuros('m2', fits))).toMatchObject({ status: 'recorded', seq: 2 });
+  const refused = await writer.capture(withEuros('m3', fits + 1)).catch((error: unknown) => error);
+  expect(refused).toBeInstanceOf(RecordTooLargeError);
+  expect(refused).toMatchObject({ size: checked + 3 * (fits + 1 - 21_000) });
 });
