@@ -1,7 +1,7 @@
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, StatementSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ChatDbError } from '../errors.ts';
 import { chatDbSchemaSql } from '../testing/chat-db-schema.ts';
@@ -169,7 +169,22 @@ describe('ChatDb message rows', () => {
   }
 
   it('are node:sqlite’s own rows column for column: same keys in the same order, same values, same raw bytes, same records', { timeout: 60_000 }, () => {
-    for (const [variant, columns] of Object.entries(TABLES)) {
+    for (const [variant, columns] of Object.entries(TABLES)) check(variant, columns, true);
+  });
+
+  it('are the same rows on a Node without StatementSync.setReturnArrays (22.13–22.15)', { timeout: 60_000 }, () => {
+    const saved = Object.getOwnPropertyDescriptor(StatementSync.prototype, 'setReturnArrays') as PropertyDescriptor;
+    Object.defineProperty(StatementSync.prototype, 'setReturnArrays', { value: undefined, configurable: true });
+    try {
+      check('reordered', TABLES['reordered'] as string[], false);
+    } finally {
+      Object.defineProperty(StatementSync.prototype, 'setReturnArrays', saved);
+    }
+  });
+
+  /** `arrays`: whether ChatDb builds the rows itself (Object.prototype) or hands on node:sqlite's (null prototype). */
+  function check(variant: string, columns: string[], arrays: boolean): void {
+    {
       const file = path.join(dir, `${variant}.db`);
       const names = build(file, columns);
       // What node:sqlite itself returns for the relay's SELECT (its row objects, not arrays).
@@ -182,6 +197,7 @@ describe('ChatDb message rows', () => {
       const batch = db.readBatch(0n, 10).bundles;
       expect(batch.map((bundle) => bundle.message), variant).toEqual(db.rowsAfter(0n, 10));
       expect(batch).toHaveLength(4);
+      expect(Object.getPrototypeOf(batch[0]?.message)).toBe(arrays ? Object.prototype : null);
       for (const [index, bundle] of batch.entries()) {
         const want = expected[index] as SqlRow;
         const rows = [bundle.message, db.bundle(want['ROWID'] as bigint)?.message as SqlRow];
@@ -199,5 +215,5 @@ describe('ChatDb message rows', () => {
       }
       db.close();
     }
-  });
+  }
 });

@@ -48,7 +48,7 @@ export class ChatDb {
   readonly #messageColumns: string;
   readonly #statements = new Map<string, StatementSync>();
   /** Message-row statements read as arrays, with the shape their rows are built from. */
-  readonly #rowStatements = new Map<string, { readonly statement: StatementSync; readonly shape: RowShape }>();
+  readonly #rowStatements = new Map<string, { readonly statement: StatementSync; readonly shape: RowShape | undefined }>();
   #closed = false;
 
   private constructor(db: DatabaseSync, columns: ReadonlySet<string>, hasSequence: boolean) {
@@ -273,11 +273,14 @@ export class ChatDb {
     if (entry === undefined) {
       const statement = this.#db.prepare(sql);
       statement.setReadBigInts(true);
-      statement.setReturnArrays(true);
-      entry = { statement, shape: rowShape(statement.columns().map((column) => column.name)) };
+      // Node 22.13–22.15 has neither: node:sqlite's own rows there, the same rows, only slower.
+      const arrays = typeof statement.setReturnArrays === 'function' && typeof statement.columns === 'function';
+      if (arrays) statement.setReturnArrays(true);
+      entry = { statement, shape: arrays ? rowShape(statement.columns().map((column) => column.name)) : undefined };
       this.#rowStatements.set(sql, entry);
     }
     const { statement, shape } = entry;
+    if (shape === undefined) return statement.all(...params);
     return (statement.all(...params) as unknown as SqlValue[][]).map((values) => rowOf(shape, values));
   }
 
