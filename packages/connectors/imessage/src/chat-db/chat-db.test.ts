@@ -93,6 +93,16 @@ describe('ChatDb.readBatch', () => {
     const file = path.join(dir, 'chat.db');
     buildChatDb(file);
     const db = ChatDb.open(file);
+    // The joined rows are node:sqlite's own, key for key and byte for byte (ChatDb builds its own objects of them).
+    const native = new DatabaseSync(file, { readOnly: true });
+    const sameAsNative = (row: SqlRow | undefined, table: string): void => {
+      const select = native.prepare(`SELECT * FROM ${table} WHERE ROWID = ?`);
+      select.setReadBigInts(true);
+      const want = select.get(row?.['ROWID'] as bigint) as SqlRow;
+      expect(Object.keys(row ?? {}), table).toEqual(Object.keys(want));
+      expect({ ...row }, table).toEqual({ ...want });
+      expect(Buffer.from(encodeRawRow({ message: row as SqlRow, attachments: [] })).equals(Buffer.from(encodeRawRow({ message: want, attachments: [] }))), table).toBe(true);
+    };
     const max = db.maxRowId();
     const seen = { chats: 0, noChat: 0, handles: 0, noHandle: 0, other: 0, attachments: new Set<number>() };
     for (const limit of [1, 3, 7, 200]) {
@@ -108,6 +118,10 @@ describe('ChatDb.readBatch', () => {
             expect(Object.keys(bundle)).toEqual(Object.keys(single ?? {}));
             expect(Buffer.from(encodeRawRow(bundle))).toEqual(Buffer.from(encodeRawRow(single as RowBundle)));
             expect(fingerprints.has(String(bundle.message['guid']))).toBe(true);
+            if (bundle.handle) sameAsNative(bundle.handle, 'handle');
+            if (bundle.otherHandle) sameAsNative(bundle.otherHandle, 'handle');
+            if (bundle.chat) sameAsNative(bundle.chat, 'chat');
+            for (const attachment of bundle.attachments) sameAsNative(attachment, 'attachment');
             seen[bundle.chat ? 'chats' : 'noChat']++;
             seen[bundle.handle ? 'handles' : 'noHandle']++;
             if (bundle.otherHandle) seen.other++;
@@ -126,6 +140,7 @@ describe('ChatDb.readBatch', () => {
     expect(seen.other).toBeGreaterThan(0);
     expect([...seen.attachments].sort()).toEqual([0, 1, 2, 4]);
     expect(db.readBatch(max, 10).bundles).toEqual([]);
+    native.close();
     db.close();
   });
 });
