@@ -1,13 +1,14 @@
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, StatementSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ChatDbError } from '../errors.ts';
 import { chatDbSchemaSql } from '../testing/chat-db-schema.ts';
-import { encodeRawRow } from '../raw-row.ts';
+import { mapChatDbEvent } from '../map-chat-db-row.ts';
+import { decodeRawRow, encodeRawRow } from '../raw-row.ts';
 import { ChatDbWriter } from '../testing/chat-db-writer.ts';
-import { ChatDb, type RowBundle } from './chat-db.ts';
+import { ChatDb, type RowBundle, type SqlRow } from './chat-db.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -92,6 +93,16 @@ describe('ChatDb.readBatch', () => {
     const file = path.join(dir, 'chat.db');
     buildChatDb(file);
     const db = ChatDb.open(file);
+    // The joined rows are node:sqlite's own, key for key and byte for byte (ChatDb builds its own objects of them).
+    const native = new DatabaseSync(file, { readOnly: true });
+    const sameAsNative = (row: SqlRow | undefined, table: string): void => {
+      const select = native.prepare(`SELECT * FROM ${table} WHERE ROWID = ?`);
+      select.setReadBigInts(true);
+      const want = select.get(row?.['ROWID'] as bigint) as SqlRow;
+      expect(Object.keys(row ?? {}), table).toEqual(Object.keys(want));
+      expect({ ...row }, table).toEqual({ ...want });
+      expect(Buffer.from(encodeRawRow({ message: row as SqlRow, attachments: [] })).equals(Buffer.from(encodeRawRow({ message: want, attachments: [] }))), table).toBe(true);
+    };
     const max = db.maxRowId();
     const seen = { chats: 0, noChat: 0, handles: 0, noHandle: 0, other: 0, attachments: new Set<number>() };
     for (const limit of [1, 3, 7, 200]) {
@@ -107,6 +118,10 @@ describe('ChatDb.readBatch', () => {
             expect(Object.keys(bundle)).toEqual(Object.keys(single ?? {}));
             expect(Buffer.from(encodeRawRow(bundle))).toEqual(Buffer.from(encodeRawRow(single as RowBundle)));
             expect(fingerprints.has(String(bundle.message['guid']))).toBe(true);
+            if (bundle.handle) sameAsNative(bundle.handle, 'handle');
+            if (bundle.otherHandle) sameAsNative(bundle.otherHandle, 'handle');
+            if (bundle.chat) sameAsNative(bundle.chat, 'chat');
+            for (const attachment of bundle.attachments) sameAsNative(attachment, 'attachment');
             seen[bundle.chat ? 'chats' : 'noChat']++;
             seen[bundle.handle ? 'handles' : 'noHandle']++;
             if (bundle.otherHandle) seen.other++;
@@ -125,6 +140,95 @@ describe('ChatDb.readBatch', () => {
     expect(seen.other).toBeGreaterThan(0);
     expect([...seen.attachments].sort()).toEqual([0, 1, 2, 4]);
     expect(db.readBatch(max, 10).bundles).toEqual([]);
+    native.close();
     db.close();
   });
+});
+
+describe('ChatDb message rows', () => {
+  const OTHER_TABLES = [
+    'CREATE TABLE handle (ROWID INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, uncanonicalized_id TEXT)',
+    'CREATE TABLE chat (ROWID INTEGER PRIMARY KEY AUTOINCREMENT, guid TEXT, style INTEGER, display_name TEXT)',
+    'CREATE TABLE chat_message_join (chat_id INTEGER, message_id INTEGER)',
+    'CREATE TABLE chat_handle_join (chat_id INTEGER, handle_id INTEGER)',
+    'CREATE TABLE attachment (ROWID INTEGER PRIMARY KEY AUTOINCREMENT, guid TEXT, transfer_state INTEGER)',
+    'CREATE TABLE message_attachment_join (message_id INTEGER, attachment_id INTEGER)',
+  ].join(';');
+  const quote = (name: string): string => `"${name.replaceAll('"', '""')}"`;
+  /** Message tables as no Mac writes them: the required columns alone, reordered among odd names, far wider than any schema. */
+  const TABLES: Record<string, string[]> = {
+    minimal: ['ROWID INTEGER PRIMARY KEY AUTOINCREMENT', 'guid TEXT', 'date INTEGER', 'is_from_me INTEGER', 'handle_id INTEGER'],
+    // ROWID amid the others; names that are array indexes, Object.prototype members, quotes, non-ASCII, empty.
+    reordered: ['date_edited INTEGER', '"42" TEXT', 'text TEXT', '"__proto__" TEXT', 'ROWID INTEGER PRIMARY KEY', 'guid TEXT', '"toString" TEXT', '"1" INTEGER', 'handle_id INTEGER', '"we""ird" BLOB', '"ü ß" TEXT', '"" TEXT', 'date INTEGER', 'is_from_me INTEGER', 'attributedBody BLOB', 'constructor TEXT', '"4294967295" TEXT', '"-1" TEXT', '"01" TEXT'],
+    wide: ['ROWID INTEGER PRIMARY KEY', 'guid TEXT', 'date INTEGER', 'is_from_me INTEGER', 'handle_id INTEGER', 'text TEXT', ...Array.from({ length: 1500 }, (_, i) => `c${i} INTEGER`)],
+  };
+
+  function build(file: string, columns: string[]): string[] {
+    const db = new DatabaseSync(file);
+    db.exec(`CREATE TABLE message (${columns.join(', ')}); ${OTHER_TABLES}`);
+    const names = db.prepare('PRAGMA table_info(message)').all().map((row) => String(row['name']));
+    // Every type in every column, the wrong ones included: a BLOB guid, a TEXT date, a REAL flag, huge values.
+    const values: unknown[][] = [
+      [null, 0, 1, -1, 'x'],
+      ['G1', 785000000123456789n, 0.5, 9223372036854775807n, -9223372036854775808n],
+      [new Uint8Array([0, 255, 1]), 'not a date', -2.5e-300, '𝄞 ', 'x'.repeat(300)],
+      [], // and one huge value: 1 MiB in the first column that is not ROWID
+    ];
+    for (const row of values) {
+      const huge = names.find((name) => name !== 'ROWID');
+      const cells = names.map((name, i) => (name === 'ROWID' ? null : row.length === 0 ? (name === huge ? 'x'.repeat(1 << 20) : null) : row[i % row.length]));
+      db.prepare(`INSERT INTO message (${names.map(quote).join(', ')}) VALUES (${names.map(() => '?').join(', ')})`).run(...(cells as (null | bigint | number | string | Uint8Array)[]));
+    }
+    db.close();
+    return names;
+  }
+
+  it('are node:sqlite’s own rows column for column: same keys in the same order, same values, same raw bytes, same records', { timeout: 60_000 }, () => {
+    for (const [variant, columns] of Object.entries(TABLES)) check(variant, columns, true);
+  });
+
+  it('are the same rows on a Node without StatementSync.setReturnArrays (22.13–22.15)', { timeout: 60_000 }, () => {
+    const saved = Object.getOwnPropertyDescriptor(StatementSync.prototype, 'setReturnArrays') as PropertyDescriptor;
+    Object.defineProperty(StatementSync.prototype, 'setReturnArrays', { value: undefined, configurable: true });
+    try {
+      check('reordered', TABLES['reordered'] as string[], false);
+    } finally {
+      Object.defineProperty(StatementSync.prototype, 'setReturnArrays', saved);
+    }
+  });
+
+  /** `arrays`: whether ChatDb builds the rows itself (Object.prototype) or hands on node:sqlite's (null prototype). */
+  function check(variant: string, columns: string[], arrays: boolean): void {
+    {
+      const file = path.join(dir, `${variant}.db`);
+      const names = build(file, columns);
+      // What node:sqlite itself returns for the relay's SELECT (its row objects, not arrays).
+      const native = new DatabaseSync(file, { readOnly: true });
+      const select = native.prepare(`SELECT ${[...new Set(['ROWID', ...names])].map(quote).join(', ')} FROM message ORDER BY ROWID`);
+      select.setReadBigInts(true);
+      const expected = select.all();
+      native.close();
+      const db = ChatDb.open(file);
+      const batch = db.readBatch(0n, 10).bundles;
+      expect(batch.map((bundle) => bundle.message), variant).toEqual(db.rowsAfter(0n, 10));
+      expect(batch).toHaveLength(4);
+      expect(Object.getPrototypeOf(batch[0]?.message)).toBe(arrays ? Object.prototype : null);
+      for (const [index, bundle] of batch.entries()) {
+        const want = expected[index] as SqlRow;
+        const rows = [bundle.message, db.bundle(want['ROWID'] as bigint)?.message as SqlRow];
+        for (const row of rows) {
+          expect(Object.keys(row), variant).toEqual(Object.keys(want));
+          for (const key of Object.keys(want)) expect(row[key], `${variant} ${key}`).toEqual(want[key]);
+          const bytes = encodeRawRow({ message: row, attachments: [] });
+          expect(Buffer.from(bytes).equals(Buffer.from(encodeRawRow({ message: want, attachments: [] }))), variant).toBe(true);
+          // The records the relay makes of it are the ones an auditor re-derives from its raw bytes.
+          const context = { self: 'me@firm.example', files: new Map() };
+          const records = mapChatDbEvent({ type: 'row', bundle: { message: row, attachments: [] } }, context);
+          expect(records.length).toBeGreaterThan(0);
+          expect(records).toEqual(mapChatDbEvent({ type: 'row', bundle: decodeRawRow(bytes) }, context));
+        }
+      }
+      db.close();
+    }
+  }
 });

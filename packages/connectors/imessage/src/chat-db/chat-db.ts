@@ -47,6 +47,8 @@ export class ChatDb {
   /** `message` columns as this Mac's schema has them, quoted, for every SELECT of a full row. */
   readonly #messageColumns: string;
   readonly #statements = new Map<string, StatementSync>();
+  /** Whole-row statements (a row's evidence) read as arrays, with the shape their rows are built from. */
+  readonly #rowStatements = new Map<string, { readonly statement: StatementSync; readonly shape: RowShape | undefined }>();
   #closed = false;
 
   private constructor(db: DatabaseSync, columns: ReadonlySet<string>, hasSequence: boolean) {
@@ -106,7 +108,7 @@ export class ChatDb {
 
   /** Message rows after `cursor`, oldest first. */
   rowsAfter(cursor: bigint, limit: number): SqlRow[] {
-    return this.#all(`SELECT ${this.#messageColumns} FROM message WHERE ROWID > ? ORDER BY ROWID LIMIT ?`, cursor, BigInt(limit));
+    return this.#rows(`SELECT ${this.#messageColumns} FROM message WHERE ROWID > ? ORDER BY ROWID LIMIT ?`, cursor, BigInt(limit));
   }
 
   /** ROWIDs and GUIDs of message rows in (`after`, `upto`], oldest first (the sweep's scan: the primary key only). */
@@ -116,7 +118,7 @@ export class ChatDb {
 
   /** The row with this ROWID, with its joined rows, or `undefined` when it is gone. */
   bundle(rowid: bigint): RowBundle | undefined {
-    const message = this.#all(`SELECT ${this.#messageColumns} FROM message WHERE ROWID = ?`, rowid)[0];
+    const message = this.#rows(`SELECT ${this.#messageColumns} FROM message WHERE ROWID = ?`, rowid)[0];
     return message === undefined ? undefined : this.bundleOf(message);
   }
 
@@ -124,15 +126,15 @@ export class ChatDb {
   bundleOf(message: SqlRow): RowBundle {
     const rowid = message['ROWID'] as bigint;
     const handle = this.handle(message['handle_id']);
-    const chat = this.#all('SELECT c.* FROM chat_message_join j JOIN chat c ON c.ROWID = j.chat_id WHERE j.message_id = ? ORDER BY c.ROWID LIMIT 1', rowid)[0];
+    const chat = this.#rows('SELECT c.* FROM chat_message_join j JOIN chat c ON c.ROWID = j.chat_id WHERE j.message_id = ? ORDER BY c.ROWID LIMIT 1', rowid)[0];
     const otherHandle = this.has('other_handle') ? this.handle(message['other_handle']) : undefined;
-    const attachments = this.#all('SELECT a.* FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id WHERE j.message_id = ? ORDER BY a.ROWID', rowid);
+    const attachments = this.#rows('SELECT a.* FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id WHERE j.message_id = ? ORDER BY a.ROWID', rowid);
     return bundleFrom(message, handle, chat, otherHandle, attachments);
   }
 
   handle(rowid: SqlValue | undefined): SqlRow | undefined {
     if (typeof rowid !== 'bigint' || rowid <= 0n) return undefined;
-    return this.#all('SELECT * FROM handle WHERE ROWID = ?', rowid)[0];
+    return this.#rows('SELECT * FROM handle WHERE ROWID = ?', rowid)[0];
   }
 
   /** The largest chat ROWID. */
@@ -217,12 +219,12 @@ export class ChatDb {
       const chatRowid = chatOf.get(key);
       let chat: SqlRow | undefined;
       if (chatRowid !== undefined) {
-        if (!chats.has(chatRowid)) chats.set(chatRowid, this.#all('SELECT * FROM chat WHERE ROWID = ?', chatRowid)[0]);
+        if (!chats.has(chatRowid)) chats.set(chatRowid, this.#rows('SELECT * FROM chat WHERE ROWID = ?', chatRowid)[0]);
         chat = chats.get(chatRowid);
       }
       const rows: SqlRow[] = [];
       for (const rowid of attachmentsOf.get(key) ?? []) {
-        if (!attachments.has(rowid)) attachments.set(rowid, this.#all('SELECT * FROM attachment WHERE ROWID = ?', rowid)[0]);
+        if (!attachments.has(rowid)) attachments.set(rowid, this.#rows('SELECT * FROM attachment WHERE ROWID = ?', rowid)[0]);
         const row = attachments.get(rowid);
         if (row !== undefined) rows.push(row);
       }
@@ -260,6 +262,29 @@ export class ChatDb {
     return this.#statement(sql).all(...params);
   }
 
+  /**
+   * Whole rows — message, handle, chat, attachment: every record's evidence, and the first import
+   * reads 100,000s — read as arrays and built into objects of one shape per statement, which V8
+   * keeps in fast mode, where node:sqlite's own row objects (a message row has ~95 columns) are
+   * hash tables: slower to build, to read by name and to walk in the raw-row encoder. Same columns,
+   * same order, same values: the same rows and the same raw bytes.
+   */
+  #rows(sql: string, ...params: bigint[]): SqlRow[] {
+    let entry = this.#rowStatements.get(sql);
+    if (entry === undefined) {
+      const statement = this.#db.prepare(sql);
+      statement.setReadBigInts(true);
+      // Node 22.13–22.15 has neither: node:sqlite's own rows there, the same rows, only slower.
+      const arrays = typeof statement.setReturnArrays === 'function' && typeof statement.columns === 'function';
+      if (arrays) statement.setReturnArrays(true);
+      entry = { statement, shape: arrays ? rowShape(statement.columns().map((column) => column.name)) : undefined };
+      this.#rowStatements.set(sql, entry);
+    }
+    const { statement, shape } = entry;
+    if (shape === undefined) return statement.all(...params);
+    return (statement.all(...params) as unknown as SqlValue[][]).map((values) => rowOf(shape, values));
+  }
+
   #get(sql: string, ...params: (bigint | string)[]): Record<string, SqlValue> {
     return (this.#statement(sql).get(...params) ?? {});
   }
@@ -273,6 +298,32 @@ export class ChatDb {
     }
     return statement;
   }
+}
+
+/** The columns of a statement's rows, and an object with every one of them (null) to copy per row. */
+interface RowShape {
+  readonly names: readonly string[];
+  readonly template: Readonly<Record<string, null>>;
+}
+
+function rowShape(names: readonly string[]): RowShape {
+  // JSON.parse builds the template in V8's fast mode, keys in the order an object of these
+  // columns has them (as node:sqlite's rows do), `__proto__` an own column like any other;
+  // spreading it copies that shape.
+  return { names, template: JSON.parse(JSON.stringify(Object.fromEntries(names.map((name) => [name, null])))) as Record<string, null> };
+}
+
+/**
+ * One row as an object of its statement's shape. Unlike node:sqlite's rows its prototype is
+ * Object.prototype (a null prototype would cost V8's fast mode): rows are read by column name,
+ * own keys only (`for…in` and `Object.entries` see the columns alone, Object.prototype has no
+ * enumerable keys), and no column the relay reads is named like an Object.prototype member.
+ */
+function rowOf(shape: RowShape, values: readonly SqlValue[]): SqlRow {
+  const row: Record<string, SqlValue> = { ...shape.template };
+  const { names } = shape;
+  for (let index = 0; index < names.length; index++) row[names[index] as string] = values[index] as SqlValue;
+  return row;
 }
 
 function bundleFrom(message: SqlRow, handle: SqlRow | undefined, chat: SqlRow | undefined, otherHandle: SqlRow | undefined, attachments: SqlRow[]): RowBundle {
