@@ -39,14 +39,13 @@ const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
  * A temporary index over the archive, so export streams with bounded memory: one pass reads
  * every record into it (on disk, deleted on close); the exporters then walk one conversation
  * at a time and look up the edits, deletes, reactions and receipts of each message by its
- * resolved target. Two files: the records' stored bytes, appended as they are read to
- * `records.bin` (one sequential write, no conversion), and a SQLite table of the few fields
- * the lookups need plus where each record's bytes are — rows of a hundred bytes, not of the
- * whole record, so inserting them and building the lookup indexes scan a table a tenth the
- * size. Rows are kept in conversation and time order (the table's key) and each record is
- * read back by its offset (a positional read of exactly its bytes: no page of other
- * conversations' records is read with it). Seq order, for JSONL, goes through the `by_seq`
- * index. The index is a working copy only — what is exported comes from records whose hashes
+ * resolved target. Two files: the records' stored bytes, written as they are read to
+ * `records.bin` in blocks of one conversation each where it pays (no conversion; see
+ * record-bodies.ts), and a SQLite table of the few fields the lookups need plus where each
+ * record's bytes are — rows of a hundred bytes, not of the whole record, so inserting them and
+ * building the lookup indexes scan a table a tenth the size. Rows are kept in conversation and
+ * time order (the table's key), so a conversation's records are read back a block at a time.
+ * Seq order, for JSONL, goes through the `by_seq` index. The index is a working copy only — what is exported comes from records whose hashes
  * the archive's verification has just checked.
  */
 export class ArchiveIndex {
@@ -112,14 +111,15 @@ export class ArchiveIndex {
           const { record, hash } = decodeStoredRecord(stream, seq, bytes);
           if (record.stream !== stream || record.seq !== last.seq + 1 || seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
           last = { seq: record.seq, hash };
-          const at = store.append(bytes);
+          const conv = conversationKey(record);
+          const at = store.append(bytes, conv);
           try {
             insert.run(
               stream,
               record.seq,
               hash,
               record.kind,
-              conversationKey(record),
+              conv,
               sortableTime(record.sentAt ?? record.capturedAt),
               record.native ? canonicalize(record.native) : null,
               record.native?.id ?? null,
