@@ -15,6 +15,8 @@ export interface IndexedRecord {
   readonly record: ArchiveRecord;
   /** The record exactly as stored: its canonical JSON text. */
   readonly text: string;
+  /** An edit, delete, reaction or receipt in the index targets this record ({@link ArchiveIndex.modifiersOf} is not empty). */
+  readonly modified: boolean;
 }
 
 /** One conversation of one stream (records without a conversation form the stream's "account" conversation). */
@@ -64,19 +66,19 @@ export class ArchiveIndex {
     this.#db = db;
     this.#file = file;
     this.#bodies = bodies;
-    this.#byKey = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
+    this.#byKey = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
-      `SELECT stream, seq, hash, body_at, body_bytes FROM records WHERE conv = ? AND at >= ? AND at < ?
+      `SELECT stream, seq, hash, body_at, body_bytes, modified FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
     );
-    this.#modifiers = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
+    this.#modifiers = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
     this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#byNativeId = db.prepare("SELECT seq FROM records INDEXED BY by_native_id WHERE conv = ? AND native_id = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#custodian = db.prepare(
       `SELECT outbound_sender FROM records INDEXED BY by_outbound WHERE conv = ? AND outbound_sender IS NOT NULL
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq LIMIT 1`,
     );
-    this.#streamRecords = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_seq WHERE stream = ? ORDER BY seq');
+    this.#streamRecords = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_seq WHERE stream = ? ORDER BY seq');
   }
 
   /**
@@ -100,9 +102,9 @@ export class ArchiveIndex {
       db.exec(`PRAGMA page_size = 16384; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
         CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
           conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
-          target_seq INTEGER, outbound_sender TEXT, body_at INTEGER NOT NULL, body_bytes INTEGER NOT NULL,
+          target_seq INTEGER, outbound_sender TEXT, body_at INTEGER NOT NULL, body_bytes INTEGER NOT NULL, modified INTEGER,
           PRIMARY KEY (conv, at, seq)) WITHOUT ROWID;`);
-      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)');
+      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)');
       let done = 0;
       for (const [stream, head] of heads) {
         db.exec('BEGIN');
@@ -149,13 +151,16 @@ export class ArchiveIndex {
         CREATE INDEX by_outbound ON records (conv, at, seq) WHERE outbound_sender IS NOT NULL;`);
       // A modifier's target is the original's native ref; fall back to the bare id within the
       // conversation for connectors whose target carries fewer scope members than the native.
+      // Targets are then marked `modified`, so the exporters look modifiers up only for them.
       db.exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native WHERE r.stream = records.stream
           AND r.native = records.target AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL;
         UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native_id WHERE r.conv = records.conv
           AND r.native_id = records.target_id AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL AND target_seq IS NULL;
-        CREATE INDEX by_target ON records (stream, target_seq, at, seq);`);
+        CREATE INDEX by_target ON records (stream, target_seq, at, seq);
+        UPDATE records SET modified = 1 WHERE (stream, seq) IN (SELECT stream, target_seq FROM records INDEXED BY by_target
+          WHERE target_seq IS NOT NULL) AND kind = 'message';`);
       return new ArchiveIndex(db, file, store);
     } catch (error) {
       db.close();
@@ -196,9 +201,13 @@ export class ArchiveIndex {
     for (const row of this.#events.iterate(conversation, from, to)) yield this.#toIndexed(row);
   }
 
-  /** Edits, deletes, reactions and receipts whose target is record `seq` of `stream`, in time order. */
-  modifiersOf(stream: string, seq: number): IndexedRecord[] {
-    return this.#modifiers.all(stream, seq).map((row) => this.#toIndexed(row));
+  /**
+   * Edits, deletes, reactions and receipts whose target is `entry`, in time order. Looked up
+   * only for a record marked {@link IndexedRecord.modified} (most are not: no query for them).
+   */
+  modifiersOf(entry: IndexedRecord): IndexedRecord[] {
+    if (!entry.modified) return [];
+    return this.#modifiers.all(entry.stream, entry.seq).map((row) => this.#toIndexed(row));
   }
 
   /** The message record a ref (reply, quote, target) names, if it is in the archive. */
@@ -234,7 +243,7 @@ export class ArchiveIndex {
 
   #toIndexed(row: Record<string, unknown>): IndexedRecord {
     const text = this.#bodies.read(Number(row.body_at), Number(row.body_bytes), row.hash as string);
-    return { stream: row.stream as string, seq: Number(row.seq), hash: row.hash as string, record: JSON.parse(text) as ArchiveRecord, text };
+    return { stream: row.stream as string, seq: Number(row.seq), hash: row.hash as string, record: JSON.parse(text) as ArchiveRecord, text, modified: row.modified === 1 };
   }
 }
 
