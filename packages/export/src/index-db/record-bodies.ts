@@ -28,8 +28,9 @@ interface OpenBlock {
  * first {@link OWN_GROUPS} to reach {@link OWN_AFTER} records — fill blocks of their own, the
  * others share blocks, so a conversation read in order is read a block (many records) at a
  * time, not one positional read per record across the whole file. Memory stays bounded: one
- * open block per group with blocks of its own, {@link CACHED_BLOCKS} blocks read back, and
- * 13 bytes per written block (where it is, its length, whether it is one group's).
+ * open block per group with blocks of its own, {@link CACHED_BLOCKS} blocks read back,
+ * 13 bytes per written block (where it is, its length, whether it is one group's), and a count
+ * per group only until the own groups are given out.
  *
  * A block of one group is read whole (and kept, most recently used first); a record of a shared
  * block, or larger than a block, is read alone. Either way each record is used only if its bytes
@@ -124,17 +125,22 @@ export class RecordBodies {
     await rm(this.#path, { force: true });
   }
 
-  /** Own groups by first reaching {@link OWN_AFTER} records; counts are kept for the others. */
+  /**
+   * Own groups by first reaching {@link OWN_AFTER} records: the others' records are counted
+   * until every own group is given out (then only the own groups are remembered).
+   */
   #bucketOf(group: string): number {
     const seen = this.#groups.get(group) ?? 0;
     if (seen < 0) return -seen - 1;
-    if (seen + 1 >= OWN_AFTER && this.#ownGroups < OWN_GROUPS) {
-      const bucket = this.#ownGroups++;
-      this.#groups.set(group, -bucket - 1);
-      return bucket;
+    if (this.#ownGroups === OWN_GROUPS) return SHARED;
+    if (seen + 1 < OWN_AFTER) {
+      this.#groups.set(group, seen + 1);
+      return SHARED;
     }
-    this.#groups.set(group, seen + 1);
-    return SHARED;
+    const bucket = this.#ownGroups++;
+    this.#groups.set(group, -bucket - 1);
+    if (this.#ownGroups === OWN_GROUPS) for (const [name, count] of this.#groups) if (count > 0) this.#groups.delete(name);
+    return bucket;
   }
 
   /** A block of one group (in a buffer of {@link BLOCK_BYTES}), read whole once, then cached. */
