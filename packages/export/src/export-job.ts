@@ -61,7 +61,7 @@ export function conversationParties(job: ExportJob, conversation: ConversationSu
   for (const entry of job.index.events(conversation.key, job.range.from, job.range.to)) {
     see(entry.record.sender);
     for (const member of entry.record.membership?.members ?? []) see(member);
-    if (entry.record.kind === 'message') for (const modifier of job.index.modifiersOf(entry.stream, entry.seq)) see(modifier.record.sender);
+    if (entry.record.kind === 'message') for (const modifier of job.index.modifiersOf(entry)) see(modifier.record.sender);
   }
   return [...parties.values()];
 }

@@ -21,7 +21,7 @@ afterAll(async () => {
 async function roundTrip(name: string, parts: readonly string[], chunkBytes: number): Promise<Buffer> {
   const spool = await SpoolFile.create(path.join(dir, name));
   try {
-    for (const part of parts) await spool.append(part);
+    for (const part of parts) spool.append(part);
     expect(spool.size).toBe(Buffer.byteLength(parts.join(''), 'utf8'));
     const chunks: Uint8Array[] = [];
     for await (const chunk of spool.chunks(chunkBytes)) {

@@ -4,6 +4,8 @@
  * it indexes must be exactly what the record-by-record read gives, up to the verified head and
  * no further; a piece whose records are not the verified chain stops the build; a bulk read
  * that does not start at seq 1 (a pruned spool) leaves the stream to the record-by-record read.
+ * Exactly the messages that an edit, delete, reaction or receipt targets are marked `modified`
+ * (the exporters look modifiers up for those only).
  * Real archives recorded through the Recorder into a real file-system sink.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,7 +16,7 @@ import { type CaptureInput, type Sink, type StreamHead, verifyArchive } from '@o
 import { openFsSink } from '@offchannel/sink-fs';
 import { ExportError } from '../export-error.ts';
 import { type RecordedArchive, recordArchive } from '../__fixtures__/record-archive.ts';
-import { bob, client } from '../__fixtures__/trade-archive.ts';
+import { bob, client, createTradeArchive } from '../__fixtures__/trade-archive.ts';
 import { ArchiveIndex } from './archive-index.ts';
 
 const message = (n: number): CaptureInput => ({
@@ -171,6 +173,32 @@ describe('ArchiveIndex.build', () => {
       await index.close();
     }
   });
+
+  it('marks exactly the messages that modifiers target, and finds their modifiers', async () => {
+    const trade = await createTradeArchive();
+    const tradeSink = await openFsSink({ dir: trade.dir, readOnly: true });
+    try {
+      const report = await verifyArchive(tradeSink, { verifiers: [trade.key.verifier] });
+      expect(report.ok).toBe(true);
+      const index = await build(tradeSink, new Map(report.streams.map((summary) => [summary.stream, summary.head] as const)));
+      try {
+        const entries = [...index.streamRecords(trade.stream)];
+        // Reactions on m2 (three), edits of m3 (two), the deletion of m5; the edit of "old" targets nothing here.
+        const modified = entries.filter((entry) => entry.modified).map((entry) => [entry.record.native?.id, index.modifiersOf(entry).map((item) => item.record.kind)]);
+        expect(modified).toEqual([
+          ['m2', ['reaction', 'reaction', 'reaction']],
+          ['m3', ['edit', 'edit']],
+          ['m5', ['delete']],
+        ]);
+        expect(entries.filter((entry) => !entry.modified).every((entry) => index.modifiersOf(entry).length === 0)).toBe(true);
+      } finally {
+        await index.close();
+      }
+    } finally {
+      await tradeSink.close();
+      await rm(trade.dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 /** The verified chain's hash of record `seq` (the prev of the record after it). */

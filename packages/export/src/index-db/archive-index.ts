@@ -15,6 +15,8 @@ export interface IndexedRecord {
   readonly record: ArchiveRecord;
   /** The record exactly as stored: its canonical JSON text. */
   readonly text: string;
+  /** An edit, delete, reaction or receipt in the index targets this record ({@link ArchiveIndex.modifiersOf} is not empty). */
+  readonly modified: boolean;
 }
 
 /** One conversation of one stream (records without a conversation form the stream's "account" conversation). */
@@ -39,14 +41,13 @@ const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
  * A temporary index over the archive, so export streams with bounded memory: one pass reads
  * every record into it (on disk, deleted on close); the exporters then walk one conversation
  * at a time and look up the edits, deletes, reactions and receipts of each message by its
- * resolved target. Two files: the records' stored bytes, appended as they are read to
- * `records.bin` (one sequential write, no conversion), and a SQLite table of the few fields
- * the lookups need plus where each record's bytes are — rows of a hundred bytes, not of the
- * whole record, so inserting them and building the lookup indexes scan a table a tenth the
- * size. Rows are kept in conversation and time order (the table's key) and each record is
- * read back by its offset (a positional read of exactly its bytes: no page of other
- * conversations' records is read with it). Seq order, for JSONL, goes through the `by_seq`
- * index. The index is a working copy only — what is exported comes from records whose hashes
+ * resolved target. Two files: the records' stored bytes, written as they are read to
+ * `records.bin` in blocks of one conversation each where it pays (no conversion; see
+ * record-bodies.ts), and a SQLite table of the few fields the lookups need plus where each
+ * record's bytes are — rows of a hundred bytes, not of the whole record, so inserting them and
+ * building the lookup indexes scan a table a tenth the size. Rows are kept in conversation and
+ * time order (the table's key), so a conversation's records are read back a block at a time.
+ * Seq order, for JSONL, goes through the `by_seq` index. The index is a working copy only — what is exported comes from records whose hashes
  * the archive's verification has just checked.
  */
 export class ArchiveIndex {
@@ -65,19 +66,19 @@ export class ArchiveIndex {
     this.#db = db;
     this.#file = file;
     this.#bodies = bodies;
-    this.#byKey = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
+    this.#byKey = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
-      `SELECT stream, seq, hash, body_at, body_bytes FROM records WHERE conv = ? AND at >= ? AND at < ?
+      `SELECT stream, seq, hash, body_at, body_bytes, modified FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
     );
-    this.#modifiers = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
+    this.#modifiers = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
     this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#byNativeId = db.prepare("SELECT seq FROM records INDEXED BY by_native_id WHERE conv = ? AND native_id = ? AND kind = 'message' ORDER BY seq LIMIT 1");
     this.#custodian = db.prepare(
       `SELECT outbound_sender FROM records INDEXED BY by_outbound WHERE conv = ? AND outbound_sender IS NOT NULL
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq LIMIT 1`,
     );
-    this.#streamRecords = db.prepare('SELECT stream, seq, hash, body_at, body_bytes FROM records INDEXED BY by_seq WHERE stream = ? ORDER BY seq');
+    this.#streamRecords = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_seq WHERE stream = ? ORDER BY seq');
   }
 
   /**
@@ -101,9 +102,9 @@ export class ArchiveIndex {
       db.exec(`PRAGMA page_size = 16384; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
         CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
           conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
-          target_seq INTEGER, outbound_sender TEXT, body_at INTEGER NOT NULL, body_bytes INTEGER NOT NULL,
+          target_seq INTEGER, outbound_sender TEXT, body_at INTEGER NOT NULL, body_bytes INTEGER NOT NULL, modified INTEGER,
           PRIMARY KEY (conv, at, seq)) WITHOUT ROWID;`);
-      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)');
+      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)');
       let done = 0;
       for (const [stream, head] of heads) {
         db.exec('BEGIN');
@@ -112,14 +113,15 @@ export class ArchiveIndex {
           const { record, hash } = decodeStoredRecord(stream, seq, bytes);
           if (record.stream !== stream || record.seq !== last.seq + 1 || seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
           last = { seq: record.seq, hash };
-          const at = store.append(bytes);
+          const conv = conversationKey(record);
+          const at = store.append(bytes, conv);
           try {
             insert.run(
               stream,
               record.seq,
               hash,
               record.kind,
-              conversationKey(record),
+              conv,
               sortableTime(record.sentAt ?? record.capturedAt),
               record.native ? canonicalize(record.native) : null,
               record.native?.id ?? null,
@@ -149,13 +151,16 @@ export class ArchiveIndex {
         CREATE INDEX by_outbound ON records (conv, at, seq) WHERE outbound_sender IS NOT NULL;`);
       // A modifier's target is the original's native ref; fall back to the bare id within the
       // conversation for connectors whose target carries fewer scope members than the native.
+      // Targets are then marked `modified`, so the exporters look modifiers up only for them.
       db.exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native WHERE r.stream = records.stream
           AND r.native = records.target AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL;
         UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native_id WHERE r.conv = records.conv
           AND r.native_id = records.target_id AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL AND target_seq IS NULL;
-        CREATE INDEX by_target ON records (stream, target_seq, at, seq);`);
+        CREATE INDEX by_target ON records (stream, target_seq, at, seq);
+        UPDATE records SET modified = 1 WHERE (stream, seq) IN (SELECT stream, target_seq FROM records INDEXED BY by_target
+          WHERE target_seq IS NOT NULL) AND kind = 'message';`);
       return new ArchiveIndex(db, file, store);
     } catch (error) {
       db.close();
@@ -196,9 +201,13 @@ export class ArchiveIndex {
     for (const row of this.#events.iterate(conversation, from, to)) yield this.#toIndexed(row);
   }
 
-  /** Edits, deletes, reactions and receipts whose target is record `seq` of `stream`, in time order. */
-  modifiersOf(stream: string, seq: number): IndexedRecord[] {
-    return this.#modifiers.all(stream, seq).map((row) => this.#toIndexed(row));
+  /**
+   * Edits, deletes, reactions and receipts whose target is `entry`, in time order. Looked up
+   * only for a record marked {@link IndexedRecord.modified} (most are not: no query for them).
+   */
+  modifiersOf(entry: IndexedRecord): IndexedRecord[] {
+    if (!entry.modified) return [];
+    return this.#modifiers.all(entry.stream, entry.seq).map((row) => this.#toIndexed(row));
   }
 
   /** The message record a ref (reply, quote, target) names, if it is in the archive. */
@@ -234,7 +243,7 @@ export class ArchiveIndex {
 
   #toIndexed(row: Record<string, unknown>): IndexedRecord {
     const text = this.#bodies.read(Number(row.body_at), Number(row.body_bytes), row.hash as string);
-    return { stream: row.stream as string, seq: Number(row.seq), hash: row.hash as string, record: JSON.parse(text) as ArchiveRecord, text };
+    return { stream: row.stream as string, seq: Number(row.seq), hash: row.hash as string, record: JSON.parse(text) as ArchiveRecord, text, modified: row.modified === 1 };
   }
 }
 

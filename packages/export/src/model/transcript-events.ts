@@ -46,7 +46,7 @@ async function toEvent(index: ArchiveIndex, sink: Sink, conversation: string, en
   const none = { edits: [], deletions: [], reactions: [], reactionState: [], receipts: [], parent: undefined, parentPreview: undefined, replyToMissing: undefined };
   if (record.kind === 'message') {
     const text = await textOf(sink, record);
-    const modifiers = index.modifiersOf(entry.stream, entry.seq);
+    const modifiers = index.modifiersOf(entry);
     const edits: TranscriptEvent['edits'][number][] = [];
     const attachments = [...base.attachments];
     let current = text;

@@ -27,7 +27,7 @@ export async function exportRsmf(job: ExportJob): Promise<number> {
     };
     try {
       for await (const event of transcriptEvents(job.index, job.sink, conversation.key, job.range)) {
-        await slice.add(event);
+        slice.add(event);
         events += 1;
         if (slice.full) await flush(true);
         if (events % 1000 === 0) job.progress('rsmf', events);

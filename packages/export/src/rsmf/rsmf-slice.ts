@@ -138,7 +138,7 @@ export class RsmfSlice {
     return this.#attachmentCount;
   }
 
-  async add(event: TranscriptEvent): Promise<void> {
+  add(event: TranscriptEvent): void {
     this.#see(event.sender);
     for (const member of event.record.membership?.members ?? []) this.#see(member);
     for (const change of [...event.edits, ...event.deletions, ...event.reactions, ...event.receipts]) this.#see(change.by);
@@ -150,10 +150,10 @@ export class RsmfSlice {
     // Formatted exactly as JSON.stringify(manifest, null, 2) formats an element of `events`: the
     // event stringified at that depth (its lines indented by four spaces), without the wrapper.
     const json = JSON.stringify({ events: [this.#event(event, this.conversation.key)] }, null, 2).slice(EVENT_PREFIX.length, -EVENT_SUFFIX.length);
-    await this.#manifestEvents.append(this.#count === 0 ? json : `,\n${json}`);
+    this.#manifestEvents.append(this.#count === 0 ? json : `,\n${json}`);
     const [heading, rest] = plainEventParts(event);
-    await this.#transcript.append(this.#count === 0 ? heading : `\n${heading}`);
-    await this.#transcript.append(rest);
+    this.#transcript.append(this.#count === 0 ? heading : `\n${heading}`);
+    this.#transcript.append(rest);
     this.#count += 1;
     this.#firstAt ??= event.at;
     this.#firstId ??= event.id;
