@@ -38,7 +38,7 @@ describe('the raw row blob', () => {
     const row = JSON.parse('{"ROWID":1,"__proto__":"kept","constructor":"too"}') as SqlRow;
     const form = encodeRow(row);
     expect(Object.keys(form)).toEqual(['ROWID', '__proto__', 'constructor']);
-    expect(JSON.stringify(form)).toBe('{"ROWID":{"int":"1"},"__proto__":"kept","constructor":"too"}');
+    expect(JSON.stringify(form)).toBe('{"ROWID":{"real":1},"__proto__":"kept","constructor":"too"}');
     const back = decodeRawRow(encodeRawRow({ message: row, attachments: [row] }));
     expect(Object.keys(back.message)).toEqual(['ROWID', '__proto__', 'constructor']);
     expect(back.message['__proto__']).toBe('kept');
@@ -114,5 +114,61 @@ describe('the raw row blob', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+  it('tags every REAL as real, whole ones and infinities too, and reads each back as the number chat.db holds', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-raw-row-real-'));
+    try {
+      const file = path.join(dir, 'chat.db');
+      const writer = new DatabaseSync(file);
+      writer.exec(chatDbSchemaSql('macos26'));
+      writer.exec('ALTER TABLE message ADD COLUMN score REAL');
+      const insert = writer.prepare('INSERT INTO message (guid, date, is_from_me, handle_id, text, score) VALUES (?, 1, 0, 0, NULL, ?)');
+      const reals = [3, 0, 1e21, 1.7976931348623157e308, -1e308, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 0.5];
+      reals.forEach((value, i) => insert.run(`R${i}`, value));
+      writer.close();
+      const db = ChatDb.open(file);
+      const { bundles } = db.readBatch(0n, 100);
+      db.close();
+      expect(bundles.map((bundle) => bundle.message['score'])).toEqual(reals);
+      for (const bundle of bundles) {
+        const bytes = encodeRawRow(bundle);
+        const score = (JSON.parse(new TextDecoder().decode(bytes)) as { message: { score: unknown } }).message.score;
+        expect(score).toHaveProperty('real');
+        const back = decodeRawRow(bytes);
+        expect(back.message["score"]).toBe(bundle.message["score"]);
+        expect(Buffer.from(encodeRawRow(back))).toEqual(Buffer.from(bytes));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads blobs written before whole REALs were tagged real: "3" as an INTEGER, "1e+308" as the REAL it was', () => {
+    const blob = (message: string): Uint8Array => new TextEncoder().encode(`{"format":"${RAW_ROW_FORMAT}","version":1,"message":${message},"handle":null,"chat":null,"otherHandle":null,"attachments":[]}`);
+    expect(decodeRawRow(blob('{"a":{"int":"3"},"b":{"int":"1e+308"},"c":{"int":"-1.5e+21"}}')).message).toEqual({ a: 3n, b: 1e308, c: -1.5e21 });
+  });
+
+  it('refuses a damaged or crafted blob with IMESSAGE_EVIDENCE_INVALID, never a bare SyntaxError or TypeError', () => {
+    const blob = (message: string, attachments = '[]'): Uint8Array => new TextEncoder().encode(`{"format":"${RAW_ROW_FORMAT}","version":1,"message":${message},"handle":null,"chat":null,"otherHandle":null,"attachments":${attachments}}`);
+    const crafted = [
+      new TextEncoder().encode('{"format":'),
+      new TextEncoder().encode('null'),
+      new Uint8Array([0xff, 0xfe, 0x00]),
+      blob('null'),
+      blob('[]'),
+      blob('{}', '[null]'),
+      blob('{}', '[7]'),
+      blob('{"a":{"int":"12abc"}}'),
+      blob('{"a":{"int":"0x10"}}'),
+      blob(`{"a":{"int":"${'9'.repeat(100_000)}"}}`),
+      blob('{"a":{"int":"1e+999"}}'),
+      blob('{"a":{"int":3}}'),
+      blob('{"a":{"real":null}}'),
+      blob('{"a":{"real":"NaN"}}'),
+      blob('{"a":7}'),
+      blob('{"a":[1]}'),
+      blob('{"a":{"base64":5}}'),
+    ];
+    for (const bytes of crafted) expect(() => decodeRawRow(bytes), new TextDecoder().decode(bytes).slice(0, 80)).toThrow(expect.objectContaining({ code: 'IMESSAGE_EVIDENCE_INVALID' }));
   });
 });

@@ -9,7 +9,8 @@
  * ```
  *
  * Column values: NULL → `null`; INTEGER → `{"int":"<decimal>"}` (dates exceed 2^53); REAL →
- * `{"real":<number>}`; TEXT → the string; BLOB → `{"base64":"…"}` (attributedBody,
+ * `{"real":<number>}` (a whole-number REAL too: `{"real":3}`; ±infinity, which JSON cannot write,
+ * as `{"real":"Infinity"}` / `{"real":"-Infinity"}`); TEXT → the string; BLOB → `{"base64":"…"}` (attributedBody,
  * message_summary_info, payload_data…). Columns appear in the table's own order, so the blob
  * also records which columns this Mac's schema has.
  */
@@ -87,8 +88,16 @@ function valueJson(value: SqlValue): string {
   if (value === null) return 'null';
   if (typeof value === 'bigint') return `{"int":"${value.toString()}"}`;
   if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number') return Number.isInteger(value) ? `{"int":"${String(value)}"}` : `{"real":${JSON.stringify(value)}}`;
+  if (typeof value === 'number') return `{"real":${realJson(value)}}`;
   return `{"base64":"${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}"}`;
+}
+
+/**
+ * A REAL's JSON. The chat.db statements read INTEGERs as BigInts, so every number is a REAL —
+ * whole or not (blobs written before 0.x.y tagged whole REALs `{"int":…}`; see decodeValue).
+ */
+function realJson(value: number): string {
+  return Number.isFinite(value) ? JSON.stringify(value) : `"${String(value)}"`;
 }
 
 /** Serializes one row (used alone for chat rows). */
@@ -102,14 +111,19 @@ export function encodeRow(row: SqlRow): Record<string, unknown> {
 function encodeValue(value: SqlValue): unknown {
   if (value === null || typeof value === 'string') return value;
   if (typeof value === 'bigint') return { int: value.toString() };
-  if (typeof value === 'number') return Number.isInteger(value) ? { int: String(value) } : { real: value };
+  if (typeof value === 'number') return { real: Number.isFinite(value) ? value : String(value) };
   return { base64: Buffer.from(value).toString('base64') };
 }
 
 /** A message row bundle back from its raw blob (what an auditor re-runs the mapping on). */
 export function decodeRawRow(bytes: Uint8Array): RowBundle {
-  const json = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
-  if (json['format'] !== RAW_ROW_FORMAT || json['version'] !== 1 || typeof json['message'] !== 'object') throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', `not an ${RAW_ROW_FORMAT} message blob`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+  } catch (error) {
+    throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', `not an ${RAW_ROW_FORMAT} message blob: it is not JSON`, { cause: error });
+  }
+  if (typeof json !== 'object' || json === null || json['format'] !== RAW_ROW_FORMAT || json['version'] !== 1 || typeof json['message'] !== 'object') throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', `not an ${RAW_ROW_FORMAT} message blob`);
   const row = (value: unknown): SqlRow | undefined => (value === null || value === undefined ? undefined : decodeRow(value));
   const handle = row(json['handle']);
   const chat = row(json['chat']);
@@ -120,6 +134,7 @@ export function decodeRawRow(bytes: Uint8Array): RowBundle {
 
 /** One row back from its encoded form. */
 export function decodeRow(value: unknown): SqlRow {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', 'a row in the raw row blob is not a JSON object of columns');
   const out = Object.create(null) as Record<string, SqlValue>;
   for (const [name, cell] of Object.entries(value as Record<string, unknown>)) out[name] = decodeValue(cell);
   return out;
@@ -127,9 +142,16 @@ export function decodeRow(value: unknown): SqlRow {
 
 function decodeValue(cell: unknown): SqlValue {
   if (cell === null || typeof cell === 'string') return cell;
-  const tagged = cell as { int?: string; real?: number; base64?: string };
-  if (typeof tagged.int === 'string') return BigInt(tagged.int);
+  const tagged = cell as { int?: unknown; real?: unknown; base64?: unknown };
+  if (typeof tagged.int === 'string') {
+    if (/^-?\d{1,20}$/.test(tagged.int)) return BigInt(tagged.int);
+    // Blobs written before whole REALs were tagged `real` hold one of 1e21 or more as `"1e+21"`.
+    const legacy = Number(tagged.int);
+    if (/^-?\d(\.\d+)?e\+\d+$/.test(tagged.int) && Number.isInteger(legacy)) return legacy;
+    throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', 'an {int} column value in the raw row is not a decimal integer');
+  }
   if (typeof tagged.real === 'number') return tagged.real;
+  if (tagged.real === 'Infinity' || tagged.real === '-Infinity') return Number(tagged.real);
   if (typeof tagged.base64 === 'string') return new Uint8Array(Buffer.from(tagged.base64, 'base64'));
   throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', 'a column value in the raw row is not null, text, {int}, {real} or {base64}');
 }
