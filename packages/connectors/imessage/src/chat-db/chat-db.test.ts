@@ -52,6 +52,24 @@ describe('ChatDb', () => {
 });
 
 describe('ChatDb.readBatch', () => {
+  it('reads a message table that does not declare its ROWID (the implicit rowid), under the name ROWID', () => {
+    const file = path.join(dir, 'undeclared.db');
+    const writer = new DatabaseSync(file);
+    writer.exec(chatDbSchemaSql('macos26'));
+    writer.exec('PRAGMA foreign_keys = OFF; DROP TABLE message; CREATE TABLE message (guid TEXT, date INTEGER, is_from_me INTEGER, handle_id INTEGER, text TEXT)');
+    writer.exec("INSERT INTO message VALUES ('G1', 1, 0, 0, 'one'), ('G2', 2, 1, 0, 'two')");
+    writer.close();
+    const db = ChatDb.open(file);
+    try {
+      const { bundles } = db.readBatch(0n, 10);
+      expect(bundles.map((bundle) => [bundle.message['ROWID'], bundle.message['guid']])).toEqual([[1n, 'G1'], [2n, 'G2']]);
+      expect(Object.keys(bundles[0]?.message ?? {})).toEqual(['ROWID', 'guid', 'date', 'is_from_me', 'handle_id', 'text']);
+      expect(db.bundle(2n)?.message['guid']).toBe('G2');
+    } finally {
+      db.close();
+    }
+  });
+
   /**
    * A chat.db written by the fixtures' writer, then given what real and damaged databases hold:
    * messages in several chats (and joins to chats that are gone), 0, 1 and many attachments

@@ -55,7 +55,8 @@ export class ChatDb {
     this.#db = db;
     this.#columns = columns;
     this.#hasSequence = hasSequence;
-    this.#messageColumns = [...columns].map((name) => `"${name.replaceAll('"', '""')}"`).join(', ');
+    // `ROWID AS "ROWID"`: a message table that does not declare its ROWID would name it `rowid`.
+    this.#messageColumns = [...columns].map((name) => (name === 'ROWID' ? 'ROWID AS "ROWID"' : `"${name.replaceAll('"', '""')}"`)).join(', ');
   }
 
   /** Opens chat.db read-only. Throws {@link ChatDbError} when it cannot (missing Full Disk Access, wrong path). */
