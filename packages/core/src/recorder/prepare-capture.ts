@@ -136,7 +136,8 @@ export function prepareCapture(input: CaptureInput, stream: { stream: string; ch
     // Check the size now, before any blob is stored, so a rejected record leaves nothing behind
     // (the placeholders are as long as the longest real values: an upper bound).
     const spliced = splice(template);
-    const size = Buffer.byteLength(spliced.join(''), 'utf8') + PLACEHOLDER_BYTES;
+    let size = PLACEHOLDER_BYTES;
+    for (const part of spliced) size += Buffer.byteLength(part, 'utf8');
     if (size > MAX_RECORD_BYTES) throw new RecordTooLargeError(size, MAX_RECORD_BYTES);
     return { key, template, blobs, existingBlobs, spliced };
   }
