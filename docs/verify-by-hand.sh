@@ -23,6 +23,18 @@ done
 cd "$archive"
 zero=0000000000000000000000000000000000000000000000000000000000000000
 fail() { echo "FAIL $*"; exit 1; }
+# The c2sp.org/tlog-tiles path of tile index $1 (below a level): groups of three digits, every
+# group but the last prefixed with "x" — 67 → 067, 1234067 → x001/x234/067.
+tile_path() {
+  local n=$1 path
+  path=$(printf '%03d' $((n % 1000)))
+  n=$((n / 1000))
+  while [ "$n" -gt 0 ]; do
+    path=$(printf 'x%03d' $((n % 1000)))/$path
+    n=$((n / 1000))
+  done
+  printf '%s' "$path"
+}
 
 # 1. Every blob is named by the SHA-256 of its bytes.
 for blob in blobs/sha256/*; do
@@ -66,8 +78,8 @@ cosigned() {
 # 0. With witness keys and an archive log (signing.archiveLog, docs/witnessing.md): its newest
 #    checkpoint is signed by the key with the key's name as origin, its entries (the level-0
 #    tiles) hash to its root, and every witness cosigned it. Step 7 then asks, per stream, that
-#    the newest checkpoint be one of its entries: SHA-256(0x00 ‖ the .note file). (Up to 256,000
-#    entries: larger logs' tile paths have "x" segments, c2sp.org/tlog-tiles.)
+#    the newest checkpoint be one of its entries: SHA-256(0x00 ‖ the .note file). Tile paths
+#    past index 999 (logs over 256,000 entries) have "x" segments: see tile_path.
 archive_entries=""
 if [ -n "$vkey" ] && [ "${#witnesses[@]}" -gt 0 ] && [ -d checkpoints/archive-log ]; then
   name=${vkey%%+*}; rest=${vkey#*+}; id=${rest%%+*}
@@ -83,8 +95,8 @@ if [ -n "$vkey" ] && [ "${#witnesses[@]}" -gt 0 ] && [ -d checkpoints/archive-lo
   openssl pkeyutl -verify -pubin -inkey "$work/key.der" -keyform DER -rawin -in "$work/atext" -sigfile "$work/sig" > /dev/null 2>&1 || fail "archive log size $asize: the signature does not verify"
   leaves=()
   full=$((asize / 256)); part=$((asize % 256))
-  for ((t = 0; t < full; t++)); do mapfile -t -O "${#leaves[@]}" leaves < <(xxd -p -c 32 "tiles/archive-log/0/$(printf '%03d' "$t")"); done
-  [ "$part" -eq 0 ] || mapfile -t -O "${#leaves[@]}" leaves < <(xxd -p -c 32 "tiles/archive-log/0/$(printf '%03d' "$full").p/$part")
+  for ((t = 0; t < full; t++)); do mapfile -t -O "${#leaves[@]}" leaves < <(xxd -p -c 32 "tiles/archive-log/0/$(tile_path "$t")"); done
+  [ "$part" -eq 0 ] || mapfile -t -O "${#leaves[@]}" leaves < <(xxd -p -c 32 "tiles/archive-log/0/$(tile_path "$full").p/$part")
   [ "${#leaves[@]}" -eq "$asize" ] && [ "$(mth 0 "$asize")" = "$aroot" ] || fail "archive log size $asize: its entries do not hash to its signed root"
   for wkey in "${witnesses[@]}"; do
     echo "ok archive log: checkpoint at size $asize cosigned by ${wkey%%+*} at $(cosigned "$wkey" "$anote" "$work/atext" "archive log size $asize")"

@@ -16,6 +16,7 @@ import {
   parseCosignerKey,
   parseSignerKey,
   parseVerifierKey,
+  readSmallFile,
 } from '@offchannel/core';
 
 /** A key, certificate or option could not be loaded. Exit code 2. */
@@ -62,8 +63,9 @@ export async function loadSigningKey(file: string): Promise<Ed25519NoteKey> {
     throw new KeyLoadError(`signing key file ${file} cannot be read; create one with \`offchannel keygen --out ${file}\`. Nothing is signed without it.`);
   }
   if ((info.mode & 0o077) !== 0) throw new KeyLoadError(`signing key file ${file} is readable by group or others; run \`chmod 600 ${file}\`.`);
+  const text = await readKeyText(file, 'signing key file', 'offchannel keygen');
   try {
-    return parseSignerKey(await readFile(file, 'utf8'));
+    return parseSignerKey(text);
   } catch (error) {
     throw new KeyLoadError(`signing key file ${file} is not a signing key (${(error as Error).message}).`);
   }
@@ -80,8 +82,9 @@ export async function loadWitnessKey(file: string): Promise<Cosigner> {
   }
   if ((info.mode & 0o077) !== 0) throw new KeyLoadError(`witness key file ${file} is readable by group or others; run \`chmod 600 ${file}\`.`);
   if (!info.isFile() || info.size > 4096) throw new KeyLoadError(`witness key file ${file} is not a witness key.`);
+  const text = await readKeyText(file, 'witness key file', 'offchannel keygen --witness');
   try {
-    return parseCosignerKey(await readFile(file, 'utf8'));
+    return parseCosignerKey(text);
   } catch (error) {
     throw new KeyLoadError(`witness key file ${file} is not a witness key (${(error as Error).message}).`);
   }
@@ -121,10 +124,28 @@ export async function loadIdentifierKey(file: string): Promise<{ readonly bytes:
   }
   if ((info.mode & 0o077) !== 0) throw new KeyLoadError(`identifier key file ${file} is readable by group or others; run \`chmod 600 ${file}\`.`);
   if (!info.isFile() || info.size > 1024) throw new KeyLoadError(`identifier key file ${file} is not an identifier key (64 hexadecimal characters).`);
-  const text = (await readFile(file, 'utf8')).trim();
+  const text = (await readKeyText(file, 'identifier key file', 'offchannel keygen --identifier-key')).trim();
   if (!/^[0-9a-fA-F]{64}$/.test(text)) throw new KeyLoadError(`identifier key file ${file} is not an identifier key (64 hexadecimal characters, from \`offchannel keygen --identifier-key\`).`);
   const bytes = new Uint8Array(Buffer.from(text, 'hex'));
   return { bytes, id: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+}
+
+/** Largest key file read: a key is one line. */
+const MAX_KEY_FILE_BYTES = 4096;
+
+/**
+ * The text of a private key file: only a small regular file is read. A FIFO in its place is
+ * refused, never waited on (the stat before it says nothing: the file can be swapped); a link is
+ * followed (mounted secrets are links) and what it points at is checked the same way.
+ */
+async function readKeyText(file: string, what: string, writer: string): Promise<string> {
+  const refuse = (problem: string): KeyLoadError => new KeyLoadError(`${what} ${file} ${problem}; it must be a regular file of at most ${MAX_KEY_FILE_BYTES} bytes, as \`${writer}\` writes it.`);
+  try {
+    return (await readSmallFile(file, { maxBytes: MAX_KEY_FILE_BYTES, followLinks: true, refuse })).toString('utf8');
+  } catch (error) {
+    if (error instanceof KeyLoadError) throw error;
+    throw new KeyLoadError(`${what} ${file} cannot be read (${(error as { code?: string }).code ?? 'error'}); check the path and its permissions.`);
+  }
 }
 
 const VERIFIER_KEY = /^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/;

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { chmod, cp, mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type ArchiveRecord, HostAttestor, Recorder, ZERO_HASH, canonicalBytes, formatAttestation, parseSignerKey, sha256Hex, signNote } from '@offchannel/core';
+import { type ArchiveRecord, HostAttestor, Recorder, ZERO_HASH, canonicalBytes, formatAttestation, parseSignerKey, sha256Hex, signNote, tilePath } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { runCli } from './testing/run-cli.ts';
@@ -173,4 +173,17 @@ it('checks host attestations with openssl and sha256sum: signature, chain, and e
   const caught = run(wrong);
   expect(caught.status).toBe(1);
   expect(caught.stdout).toContain('FAIL demo:attested seq 8: records 1–8 do not hash to the root attested at size 8');
+});
+
+it('names archive-log tiles as c2sp.org/tlog-tiles does past 256,000 entries (x segments), as offchannel writes them', () => {
+  // Building a log that large is too slow for a test: the script's own tile_path function is
+  // taken out of it and run in bash, against the tile paths the archive log writes.
+  const indexes = [0, 7, 999, 1000, 1001, 1234, 999_999, 1_000_000, 1_234_067, 4_294_967_295, 35_184_372_088_831];
+  for (let index = 0; index < 5000; index += 97) indexes.push(index);
+  const result = spawnSync('bash', ['-c', `eval "$(sed -n '/^tile_path() {$/,/^}$/p' "$0")"; for i in "$@"; do tile_path "$i"; echo; done`, script, ...indexes.map(String)], { encoding: 'utf8' });
+  expect(result.stderr).toBe('');
+  expect(result.stdout.trimEnd().split('\n')).toEqual(indexes.map((index) => tilePath({ level: 0, index, width: 256 }).slice('0/'.length)));
+  // The example of the spec, and an archive log of 256,001 entries: its last tile is partial.
+  expect(result.stdout.split('\n')[indexes.indexOf(1_234_067)]).toBe('x001/x234/067');
+  expect(tilePath({ level: 0, index: Math.floor(256_001 / 256), width: 256_001 % 256 })).toBe('0/x001/000.p/1');
 });

@@ -22,6 +22,8 @@ export {
 export { StateStoreError } from './errors/state-errors.ts';
 export { ConfigError } from './errors/config-error.ts';
 export { MAX_SECRET_FILE_BYTES, configObject, configSecret, optionalConfigInteger } from './errors/config-readers.ts';
+export { readSmallFile, readSmallFileSync } from './fs/read-small-file.ts';
+export type { SmallFileOptions } from './fs/read-small-file.ts';
 export type { ConfigSecretContext, ConfigSecretShape } from './errors/config-readers.ts';
 
 // Canonical JSON and hashing

@@ -7,9 +7,10 @@
  * reconciled with it first (a crash between the receipt and the cursor write loses nothing).
  * `<state>/<target>.lock` keeps a second deliverer of the same target out.
  */
-import { closeSync, constants, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { readSmallFileSync } from '@offchannel/core';
 import { DeliveryError } from './delivery-error.ts';
 
 export interface InFlight {
@@ -32,6 +33,11 @@ export interface DeliveryCursor {
   /** Sent (or being sent) when this was written: its outcome is unknown until a receipt says. */
   readonly inFlight?: InFlight;
 }
+
+/** Largest lock file read: it holds a process id and a newline. */
+const MAX_LOCK_BYTES = 64;
+/** Largest cursor read: a seq per stream (a hundred bytes each), for half a million streams and more. */
+export const MAX_CURSOR_BYTES = 64 * 1024 * 1024;
 
 /** Locks this process holds (a second deliverer of a target in the same process is refused too). */
 const HELD = new Set<string>();
@@ -67,7 +73,7 @@ export class DeliveryState {
         fd = openSync(this.#lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
       } catch (error) {
         if ((error as { code?: string }).code !== 'EEXIST') throw new DeliveryError('DELIVERY_STATE', `cannot create ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
-        const pid = Number(readFileSync(this.#lock, 'utf8').trim());
+        const pid = Number(this.#readLock().trim());
         const held = pid === process.pid ? HELD.has(this.#lock) : Number.isSafeInteger(pid) && pid > 0 && alive(pid);
         if (held) throw new DeliveryError('DELIVERY_STATE', `target ${target} is being delivered by process ${pid} (lock ${this.#lock}); run one deliverer per target`);
         rmSync(this.#lock, { force: true });
@@ -90,12 +96,36 @@ export class DeliveryState {
     throw new DeliveryError('DELIVERY_STATE', `could not take the lock ${this.#lock}; remove it if no deliverer runs`);
   }
 
-  /** The stored cursor, or undefined before the first delivery. A damaged file is an error, never a silent restart. */
+  /**
+   * The lock's pid text. A FIFO, link or anything but a small regular file in its place is
+   * refused (never waited on nor read whole): it is no lock this code wrote.
+   */
+  #readLock(): string {
+    const refuse = (problem: string): DeliveryError =>
+      new DeliveryError('DELIVERY_STATE', `the lock ${this.#lock} ${problem}; a deliverer's lock is a small regular file holding its pid: remove it if no deliverer runs`);
+    try {
+      return readSmallFileSync(this.#lock, { maxBytes: MAX_LOCK_BYTES, refuse }).toString('utf8');
+    } catch (error) {
+      if (error instanceof DeliveryError) throw error;
+      // Removed between our create and this read: an empty pid, taken over below.
+      if ((error as { code?: string }).code === 'ENOENT') return '';
+      throw new DeliveryError('DELIVERY_STATE', `cannot read the lock ${this.#lock} (${(error as { code?: string }).code ?? 'error'})`, { cause: error });
+    }
+  }
+
+  /**
+   * The stored cursor, or undefined before the first delivery. A damaged file is an error, never
+   * a silent restart; so is a FIFO, link, directory or file over {@link MAX_CURSOR_BYTES} in its
+   * place (refused, never waited on nor read whole).
+   */
   read(): DeliveryCursor | undefined {
     let text: string;
+    const refuse = (problem: string): DeliveryError =>
+      new DeliveryError('DELIVERY_STATE', `${this.file} ${problem}; a delivery cursor is a regular file this deliverer writes: move it aside — the receipts stream rebuilds the cursor`);
     try {
-      text = readFileSync(this.file, 'utf8');
+      text = readSmallFileSync(this.file, { maxBytes: MAX_CURSOR_BYTES, refuse }).toString('utf8');
     } catch (error) {
+      if (error instanceof DeliveryError) throw error;
       if ((error as { code?: string }).code === 'ENOENT') return undefined;
       throw new DeliveryError('DELIVERY_STATE', `cannot read ${this.file} (${(error as { code?: string }).code ?? 'error'})`, { cause: error });
     }

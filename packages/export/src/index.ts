@@ -10,7 +10,7 @@ export { UNPROVEN_RECORD_FORMAT } from './jsonl/export-jsonl.ts';
 export { RSMF_MAX_EVENTS } from './rsmf/rsmf-slice.ts';
 export type { RsmfManifest } from './rsmf/rsmf-slice.ts';
 export { ArchiveIndex } from './index-db/archive-index.ts';
-export type { ConversationSummary, IndexedRecord } from './index-db/archive-index.ts';
+export type { ConversationSummary, IndexLimits, IndexedRecord } from './index-db/archive-index.ts';
 export { describe as describeRecord, transcriptEvents } from './model/transcript-events.ts';
 export type { TranscriptAttachment, TranscriptEvent } from './model/transcript-event.ts';
 export { HTML_EMBED_MAX_BYTES } from './html/html-transcript.ts';

@@ -13,8 +13,8 @@
  * ```
  * The password comes from `passwordFile` (0600) or `OFFCHANNEL_SMTP_PASSWORD`; never the config.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { ConfigError, type CheckpointOptions, type Logger, type NoteVerifier, OffchannelError, type Sink } from '@offchannel/core';
+import { stat } from 'node:fs/promises';
+import { ConfigError, type CheckpointOptions, type Logger, MAX_SECRET_FILE_BYTES, type NoteVerifier, OffchannelError, type Sink, readSmallFile } from '@offchannel/core';
 import { type DeliveryStatus, type DeliveryTarget, Deliverer } from '@offchannel/delivery';
 import { object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString } from './config-reader.ts';
 
@@ -155,6 +155,22 @@ export class CaptureDeliveries {
   }
 }
 
+/** Largest CA file read: a bundle of PEM certificates (a system's whole bundle is a few hundred KiB). */
+const MAX_CA_FILE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A file a delivery entry names: only a regular file up to `maxBytes` is read; a FIFO in its
+ * place is refused, never waited on (links are followed: mounted secrets are links).
+ */
+async function readConfigFile(file: string, maxBytes: number, refuse: (problem: string) => ConfigError): Promise<Buffer> {
+  try {
+    return await readSmallFile(file, { maxBytes, followLinks: true, refuse });
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw refuse(`cannot be read (${(error as { code?: string }).code ?? 'error'})`);
+  }
+}
+
 async function targetOf(entry: DeliveryEntry, env: Readonly<Record<string, string | undefined>>): Promise<DeliveryTarget> {
   let password: string | undefined;
   if (entry.user !== undefined) {
@@ -162,7 +178,8 @@ async function targetOf(entry: DeliveryEntry, env: Readonly<Record<string, strin
       const info = await stat(entry.passwordFile).catch(() => undefined);
       if (!info) throw new ConfigError(`delivery "${entry.name}" passwordFile`, `${entry.passwordFile} cannot be read`);
       if ((info.mode & 0o077) !== 0) throw new ConfigError(`delivery "${entry.name}" passwordFile`, `${entry.passwordFile} is readable by group or others; run chmod 600 ${entry.passwordFile}`);
-      password = (await readFile(entry.passwordFile, 'utf8')).replace(/\r?\n$/, '');
+      const refuse = (problem: string): ConfigError => new ConfigError(`delivery "${entry.name}" passwordFile`, `${entry.passwordFile} ${problem}; it must be a regular file holding only the password (chmod 600)`);
+      password = (await readConfigFile(entry.passwordFile, MAX_SECRET_FILE_BYTES, refuse)).toString('utf8').replace(/\r?\n$/, '');
     } else {
       password = env.OFFCHANNEL_SMTP_PASSWORD;
       if (password === undefined || password === '') throw new ConfigError(`delivery "${entry.name}" user`, 'needs a password: "passwordFile" (0600) or OFFCHANNEL_SMTP_PASSWORD');
@@ -175,7 +192,7 @@ async function targetOf(entry: DeliveryEntry, env: Readonly<Record<string, strin
     from: entry.from,
     mode: entry.mode,
     ...(entry.user !== undefined && password !== undefined ? { user: entry.user, password } : {}),
-    ...(entry.caFile === undefined ? {} : { ca: await readFile(entry.caFile) }),
+    ...(entry.caFile === undefined ? {} : { ca: await readConfigFile(entry.caFile, MAX_CA_FILE_BYTES, (problem) => new ConfigError(`delivery "${entry.name}" caFile`, `${entry.caFile} ${problem}; it must be a regular file of PEM certificates`)) }),
     ...(entry.allowPlaintextLoopback ? { allowPlaintextLoopback: true } : {}),
     ...(entry.maxPerSecond === undefined ? {} : { maxPerSecond: entry.maxPerSecond }),
   };

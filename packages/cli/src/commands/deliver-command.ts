@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Sink } from '@offchannel/core';
+import { MAX_SECRET_FILE_BYTES, type Sink, readSmallFile } from '@offchannel/core';
 import { DELIVERY_MODES, type DeliveryMode, type DeliveryReport, type DeliveryTarget, Deliverer, checkDelivery } from '@offchannel/delivery';
 import { openFsSink } from '@offchannel/sink-fs';
 import { openS3Sink } from '@offchannel/sink-s3';
@@ -215,7 +215,15 @@ async function readPassword(user: string | undefined, file: string | undefined, 
       throw new KeyLoadError(`password file ${resolved} cannot be read`);
     }
     if ((info.mode & 0o077) !== 0) throw new KeyLoadError(`password file ${resolved} is readable by group or others; run \`chmod 600 ${resolved}\``);
-    const text = (await readFile(resolved, 'utf8')).replace(/\r?\n$/, '');
+    // Only a regular file: a FIFO in its place is refused, never waited on.
+    const refuse = (problem: string): KeyLoadError => new KeyLoadError(`password file ${resolved} ${problem}; it must be a regular file holding only the password (chmod 600)`);
+    let text: string;
+    try {
+      text = (await readSmallFile(resolved, { maxBytes: MAX_SECRET_FILE_BYTES, followLinks: true, refuse })).toString('utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      if (error instanceof KeyLoadError) throw error;
+      throw new KeyLoadError(`password file ${resolved} cannot be read (${(error as { code?: string }).code ?? 'error'})`);
+    }
     if (text === '') throw new KeyLoadError(`password file ${resolved} is empty`);
     return text;
   }

@@ -20,10 +20,10 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Sqlite from 'node:sqlite';
-import { WitnessError } from '@offchannel/core';
+import { WitnessError, readSmallFile } from '@offchannel/core';
 
 /** Most refused-checkpoint evidence files kept (the key holder could otherwise fill the disk). */
 const MAX_EVIDENCE = 1000;
@@ -34,6 +34,9 @@ export interface LogHead {
   readonly size: number;
   readonly root: Uint8Array;
 }
+
+/** Largest per-log state file read: an origin line, a size and a root. */
+const MAX_LOG_STATE_BYTES = 64 * 1024;
 
 /** The witness's persistent state. */
 export class WitnessState {
@@ -148,7 +151,8 @@ export class WitnessState {
     const logs = path.join(this.#dir, 'logs');
     for (const name of await readdir(logs)) {
       if (!/^[0-9a-f]{64}$/.test(name)) continue;
-      const text = await readFile(path.join(logs, name), 'utf8');
+      const refuse = (problem: string): WitnessError => new WitnessError('WITNESS_STATE', `witness state file logs/${name} ${problem}; the witness writes only regular files: restore it or delete it (the journal keeps the log's high-water mark)`);
+      const text = (await readSmallFile(path.join(logs, name), { maxBytes: MAX_LOG_STATE_BYTES, refuse })).toString('utf8');
       const [origin, sizeText, root] = text.split('\n');
       if (origin === undefined || originId(origin) !== name || !/^[0-9]{1,16}$/.test(sizeText ?? '') || Buffer.from(root ?? '', 'base64').length !== 32) {
         throw new WitnessError('WITNESS_STATE', `witness state file logs/${name} is damaged; restore it or delete it (the journal keeps the log's high-water mark)`);
@@ -174,8 +178,9 @@ export class WitnessState {
     const marks = new Map<string, { size: number; root: string }>();
     let bytes: Buffer;
     try {
-      if (!(await stat(this.#journal)).isFile()) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is not a regular file`);
-      bytes = await readFile(this.#journal);
+      // A FIFO, link or device in its place is refused, never waited on or followed.
+      const refuse = (problem: string): WitnessError => new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; the witness will not serve without its journal: restore it from a copy`);
+      bytes = await readSmallFile(this.#journal, { maxBytes: Number.MAX_SAFE_INTEGER, refuse });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return marks;
       throw error;

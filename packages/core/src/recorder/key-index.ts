@@ -17,11 +17,7 @@
  * lose recent additions in a crash (the recorder re-reads what it misses), but it must never
  * claim a head whose keys it does not hold.
  */
-import type * as Sqlite from 'node:sqlite';
-import { createRequire } from 'node:module';
-import { chmodSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { OffchannelError } from '../errors/offchannel-error.ts';
+import { openSqliteIndex } from '../state/open-sqlite-index.ts';
 import { ZERO_HASH } from '../hash/sha256.ts';
 
 /** The last record a key index holds for a stream. */
@@ -103,16 +99,6 @@ export function memoryKeyIndex(): KeyIndex {
   return index;
 }
 
-const require = createRequire(import.meta.url);
-
-function loadSqlite(): typeof Sqlite {
-  try {
-    return require('node:sqlite') as typeof Sqlite;
-  } catch (error) {
-    throw new OffchannelError('KEY_INDEX_UNAVAILABLE', 'the persistent key index needs node:sqlite: use Node.js 22.13 or newer.', { cause: error });
-  }
-}
-
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS heads (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keys (stream TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (stream, key)) WITHOUT ROWID;
@@ -136,40 +122,24 @@ const KEYS_PER_INSERT = 64;
  * handle) writes only its own streams, which this one does not look up.
  */
 export function openKeyIndex(options: { readonly file: string }): KeyIndex {
-  const { DatabaseSync } = loadSqlite();
-  mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
-  const unavailable = (error: unknown): OffchannelError =>
-    new OffchannelError('KEY_INDEX_UNAVAILABLE', `the key index ${options.file} cannot be opened (${(error as Error).message}); delete it to have it rebuilt from the archive.`, { cause: error });
-  let db: Sqlite.DatabaseSync;
-  try {
-    // Several capture processes may share one host's index (each writes only its own streams).
-    db = new DatabaseSync(options.file, { timeout: 10_000 });
-  } catch (error) {
-    throw unavailable(error);
-  }
-  let statements: Record<'readHead' | 'readKey' | 'writeKey' | 'writeKeys' | 'writeHead' | 'dropKeys' | 'dropHead', Sqlite.StatementSync>;
-  try {
-    chmodSync(options.file, 0o600);
-    db.exec('PRAGMA journal_mode = WAL');
-    db.exec('PRAGMA synchronous = NORMAL');
-    db.exec(SCHEMA);
-    // The first record with a key wins, as the recorder's dedup does.
-    const insertKeys = 'INSERT OR IGNORE INTO keys (stream, key, seq) VALUES ';
-    statements = {
-      readHead: db.prepare('SELECT seq, hash FROM heads WHERE stream = ?'),
-      readKey: db.prepare('SELECT seq FROM keys WHERE stream = ? AND key = ?'),
-      writeKey: db.prepare(`${insertKeys}(?, ?, ?)`),
-      writeKeys: db.prepare(insertKeys + Array.from({ length: KEYS_PER_INSERT }, () => '(?, ?, ?)').join(', ')),
-      writeHead: db.prepare('INSERT OR REPLACE INTO heads (stream, seq, hash) VALUES (?, ?, ?)'),
-      dropKeys: db.prepare('DELETE FROM keys WHERE stream = ?'),
-      dropHead: db.prepare('DELETE FROM heads WHERE stream = ?'),
-    };
-  } catch (error) {
-    // Opened but unusable (a damaged file, or tables of that name with other columns): closed
-    // now, not left open until garbage collection.
-    db.close();
-    throw unavailable(error);
-  }
+  // The first record with a key wins, as the recorder's dedup does.
+  const insertKeys = 'INSERT OR IGNORE INTO keys (stream, key, seq) VALUES ';
+  const { db, statements } = openSqliteIndex({
+    file: options.file,
+    code: 'KEY_INDEX_UNAVAILABLE',
+    needs: 'the persistent key index',
+    title: 'the key index',
+    schema: SCHEMA,
+    statements: {
+      readHead: 'SELECT seq, hash FROM heads WHERE stream = ?',
+      readKey: 'SELECT seq FROM keys WHERE stream = ? AND key = ?',
+      writeKey: `${insertKeys}(?, ?, ?)`,
+      writeKeys: insertKeys + Array.from({ length: KEYS_PER_INSERT }, () => '(?, ?, ?)').join(', '),
+      writeHead: 'INSERT OR REPLACE INTO heads (stream, seq, hash) VALUES (?, ?, ?)',
+      dropKeys: 'DELETE FROM keys WHERE stream = ?',
+      dropHead: 'DELETE FROM heads WHERE stream = ?',
+    },
+  });
   const { readHead, readKey, writeKey, writeKeys, writeHead, dropKeys, dropHead } = statements;
   let open = true;
   /** A read transaction is open (see {@link read}). */

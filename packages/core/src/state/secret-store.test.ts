@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -199,6 +200,58 @@ describe('openStateStore', () => {
   });
 });
 
+/**
+ * What stands in place of a state file is not trusted. `plant` replaces `file` by a FIFO, a
+ * link or a directory. A read that waited on the FIFO would hang: the check gives up after
+ * 10 s ("hung") and then opens the FIFO for writing, so a blocked reader (the old code) wakes up.
+ */
+const plants: [string, (file: string) => Promise<void>, RegExp][] = [
+  ['a FIFO', async (file) => void execFileSync('mkfifo', ['-m', '600', file], { timeout: 10_000 }), /is a FIFO \(named pipe\), not a regular file/],
+  ['a symbolic link', async (file) => symlink(path.join(path.dirname(file), 'elsewhere'), file), /is a symbolic link/],
+  ['a directory', async (file) => mkdir(file), /is a directory, not a regular file/],
+];
+
+async function settleOrHang(file: string, promise: Promise<unknown>): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise((resolve) => {
+    timer = setTimeout(() => {
+      resolve('hung');
+    }, 10_000);
+  });
+  try {
+    return await Promise.race([promise.then(() => 'read', (error: unknown) => error), hung]);
+  } finally {
+    clearTimeout(timer);
+    try {
+      closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK)); // wakes a reader blocked on the FIFO
+    } catch {
+      // no FIFO, or no reader waiting on it
+    }
+  }
+}
+
+describe('files in place of state files', () => {
+  it.each(plants)('refuses %s in place of a value, and of the marker, with STATE_CORRUPT, without waiting on it', async (_name, plant, problem) => {
+    const store = await openStateStore({ dir, key });
+    await store.scope('whatsapp:alice').setJson('creds', { me: 'alice' });
+    const file = path.join(dir, '~whatsapp:alice', 'creds');
+    await rm(file);
+    await plant(file);
+    const error = await settleOrHang(file, store.scope('whatsapp:alice').get('creds'));
+    expect(error).toBeInstanceOf(StateStoreError);
+    expect((error as StateStoreError).code).toBe('STATE_CORRUPT');
+    expect((error as Error).message).toMatch(problem);
+
+    const marker = path.join(dir, '.offchannel-state.json');
+    await rm(marker);
+    await plant(marker);
+    const markerError = await settleOrHang(marker, openStateStore({ dir, key }));
+    expect(markerError).toBeInstanceOf(StateStoreError);
+    expect((markerError as StateStoreError).code).toBe('STATE_CORRUPT');
+    expect((markerError as Error).message).toMatch(problem);
+  });
+});
+
 describe('state keys', () => {
   it('parses base64 and hex keys and refuses anything else without echoing it', async () => {
     const generated = generateStateKey();
@@ -225,5 +278,21 @@ describe('state keys', () => {
     expect(Buffer.from((await loadStateKey({ env: key.toString('hex') })) as Uint8Array)).toEqual(key);
     expect(await loadStateKey({ env: undefined })).toBeUndefined();
     await expect(loadStateKey({ file: path.join(dir, 'missing') })).rejects.toMatchObject({ code: 'STATE_KEY_MISSING' });
+  });
+
+  it('refuses a FIFO or an oversized file as the key file, and follows a link to a key file', async () => {
+    await mkdir(dir, { recursive: true });
+    const fifo = path.join(dir, 'fifo.key');
+    execFileSync('mkfifo', ['-m', '600', fifo], { timeout: 10_000 });
+    const error = await settleOrHang(fifo, loadStateKey({ file: fifo }));
+    expect(error).toMatchObject({ code: 'STATE_KEY_INVALID' });
+    expect((error as Error).message).toContain('is a FIFO (named pipe), not a regular file');
+    const big = path.join(dir, 'big.key');
+    await writeFile(big, `${key.toString('base64')}\n${' '.repeat(8192)}`, { mode: 0o600 });
+    await expect(loadStateKey({ file: big })).rejects.toMatchObject({ code: 'STATE_KEY_INVALID', message: expect.stringContaining('is larger than 4096 bytes') as unknown });
+    const real = path.join(dir, 'real.key');
+    await writeFile(real, `${key.toString('base64')}\n`, { mode: 0o600 });
+    await symlink(real, path.join(dir, 'linked.key'));
+    expect(Buffer.from((await loadStateKey({ file: path.join(dir, 'linked.key') })) as Uint8Array)).toEqual(key);
   });
 });

@@ -15,9 +15,10 @@
  */
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { StateStoreError } from '../errors/state-errors.ts';
+import { readSmallFile } from '../fs/read-small-file.ts';
 import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
@@ -198,7 +199,11 @@ class DirectoryStore implements StateStore {
     await this.chains.get(relative);
     let file: Buffer;
     try {
-      file = await readFile(path.join(this.dir, relative));
+      // Only a regular file the store wrote: a FIFO, link or device in its place is refused, never waited on or followed.
+      file = await readSmallFile(path.join(this.dir, relative), {
+        maxBytes: MAX_STATE_FILE_BYTES,
+        refuse: (problem) => new StateStoreError('STATE_CORRUPT', `state file ${relative} ${problem}; the store writes only regular files: move it aside and restore it from backup (or re-link the account).`),
+      });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
@@ -359,12 +364,19 @@ async function secureDirectory(dir: string): Promise<void> {
   if ((info.mode & 0o777) !== 0o700) await chmod(dir, 0o700);
 }
 
+/** Largest marker read: a few fields. */
+const MAX_MARKER_BYTES = 64 * 1024;
+/** Largest state file read: far above any session, cursor or key a connector keeps. */
+const MAX_STATE_FILE_BYTES = 1024 * 1024 * 1024;
+
 async function checkMarker(dir: string, sealer: Sealer): Promise<void> {
   const file = path.join(dir, MARKER);
   let marker: Marker | undefined;
   try {
-    marker = JSON.parse(await readFile(file, 'utf8')) as Marker;
+    const refuse = (problem: string): StateStoreError => new StateStoreError('STATE_CORRUPT', `${MARKER} in ${dir} ${problem}; restore it from backup.`);
+    marker = JSON.parse((await readSmallFile(file, { maxBytes: MAX_MARKER_BYTES, refuse })).toString('utf8')) as Marker;
   } catch (error) {
+    if (error instanceof StateStoreError) throw error;
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new StateStoreError('STATE_CORRUPT', `${MARKER} in ${dir} is unreadable; restore it from backup.`);
     }

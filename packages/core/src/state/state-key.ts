@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { StateStoreError } from '../errors/state-errors.ts';
+import { readSmallFile } from '../fs/read-small-file.ts';
 
 /**
  * Parses a 32-byte state key written as base64 (44 chars, or 43 without padding) or hex
@@ -16,6 +17,9 @@ export function parseStateKey(text: string): Uint8Array {
   }
   return bytes;
 }
+
+/** Largest state key file read: the key is one line of base64 or hex. */
+const MAX_STATE_KEY_FILE_BYTES = 4096;
 
 /**
  * Loads the operator's state key from a file (preferred) or an environment variable.
@@ -33,7 +37,10 @@ export async function loadStateKey(source: { readonly file?: string; readonly en
     if ((info.mode & 0o077) !== 0) {
       throw new StateStoreError('STATE_KEY_INVALID', `state key file ${source.file} is readable by group or others; run chmod 600 on it.`);
     }
-    return parseStateKey(await readFile(source.file, 'utf8'));
+    // A FIFO in its place is refused, not waited on; a link is followed (mounted secrets are links).
+    const refuse = (problem: string): StateStoreError =>
+      new StateStoreError('STATE_KEY_INVALID', `state key file ${source.file} ${problem}; it must be a regular file holding only the key (offchannel state-key writes one).`);
+    return parseStateKey((await readSmallFile(source.file, { maxBytes: MAX_STATE_KEY_FILE_BYTES, followLinks: true, refuse })).toString('utf8'));
   }
   if (source.env !== undefined && source.env !== '') return parseStateKey(source.env);
   return undefined;

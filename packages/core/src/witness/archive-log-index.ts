@@ -13,11 +13,7 @@
  * from the archive otherwise. Losing it costs one full read of the archive log's entries,
  * never an entry left out or appended twice.
  */
-import type * as Sqlite from 'node:sqlite';
-import { createRequire } from 'node:module';
-import { chmodSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { OffchannelError } from '../errors/offchannel-error.ts';
+import { openSqliteIndex } from '../state/open-sqlite-index.ts';
 
 /** The archive checkpoint an index is valid for. */
 export interface ArchiveLogIndexHead {
@@ -42,8 +38,6 @@ export interface ArchiveLogIndex {
   close(): void;
 }
 
-const require = createRequire(import.meta.url);
-
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS archive_log_heads (log TEXT PRIMARY KEY, size INTEGER NOT NULL, root TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS archive_log_streams (log TEXT NOT NULL, stream TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (log, stream)) WITHOUT ROWID;
@@ -57,40 +51,20 @@ CREATE TABLE IF NOT EXISTS archive_log_streams (log TEXT NOT NULL, stream TEXT N
  * transaction, so it cannot claim a head whose streams it lacks.
  */
 export function openArchiveLogIndex(options: { readonly file: string }): ArchiveLogIndex {
-  let sqlite: typeof Sqlite;
-  try {
-    sqlite = require('node:sqlite') as typeof Sqlite;
-  } catch (error) {
-    throw new OffchannelError('ARCHIVE_LOG_INDEX_UNAVAILABLE', 'the archive log index needs node:sqlite: use Node.js 22.13 or newer.', { cause: error });
-  }
-  mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
-  const unavailable = (error: unknown): OffchannelError =>
-    new OffchannelError('ARCHIVE_LOG_INDEX_UNAVAILABLE', `the archive log index ${options.file} cannot be opened (${(error as Error).message}); delete it to have it rebuilt from the archive.`, { cause: error });
-  let db: Sqlite.DatabaseSync;
-  try {
-    db = new sqlite.DatabaseSync(options.file, { timeout: 10_000 });
-  } catch (error) {
-    throw unavailable(error);
-  }
-  let statements: Record<'readHead' | 'readStreams' | 'writeHead' | 'writeStream' | 'dropStreams', Sqlite.StatementSync>;
-  try {
-    chmodSync(options.file, 0o600);
-    db.exec('PRAGMA journal_mode = WAL');
-    db.exec('PRAGMA synchronous = NORMAL');
-    db.exec(SCHEMA);
-    statements = {
-      readHead: db.prepare('SELECT size, root FROM archive_log_heads WHERE log = ?'),
-      readStreams: db.prepare('SELECT stream, size FROM archive_log_streams WHERE log = ?'),
-      writeHead: db.prepare('INSERT OR REPLACE INTO archive_log_heads (log, size, root) VALUES (?, ?, ?)'),
-      writeStream: db.prepare('INSERT INTO archive_log_streams (log, stream, size) VALUES (?, ?, ?) ON CONFLICT (log, stream) DO UPDATE SET size = MAX(size, excluded.size)'),
-      dropStreams: db.prepare('DELETE FROM archive_log_streams WHERE log = ?'),
-    };
-  } catch (error) {
-    // Opened but unusable (a damaged file, or tables of that name with other columns): closed
-    // now, not left open until garbage collection.
-    db.close();
-    throw unavailable(error);
-  }
+  const { db, statements } = openSqliteIndex({
+    file: options.file,
+    code: 'ARCHIVE_LOG_INDEX_UNAVAILABLE',
+    needs: 'the archive log index',
+    title: 'the archive log index',
+    schema: SCHEMA,
+    statements: {
+      readHead: 'SELECT size, root FROM archive_log_heads WHERE log = ?',
+      readStreams: 'SELECT stream, size FROM archive_log_streams WHERE log = ?',
+      writeHead: 'INSERT OR REPLACE INTO archive_log_heads (log, size, root) VALUES (?, ?, ?)',
+      writeStream: 'INSERT INTO archive_log_streams (log, stream, size) VALUES (?, ?, ?) ON CONFLICT (log, stream) DO UPDATE SET size = MAX(size, excluded.size)',
+      dropStreams: 'DELETE FROM archive_log_streams WHERE log = ?',
+    },
+  });
   const { readHead, readStreams, writeHead, writeStream, dropStreams } = statements;
   let open = true;
   return {

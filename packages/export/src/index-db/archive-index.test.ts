@@ -8,7 +8,7 @@
  * (the exporters look modifiers up for those only).
  * Real archives recorded through the Recorder into a real file-system sink.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -160,6 +160,84 @@ describe('ArchiveIndex.build', () => {
       expect((error as ExportError).code, name).toBe('EXPORT_UNVERIFIED');
     }
   });
+
+  it('keeps a record whose fields no verified record holds EXPORT_UNVERIFIED (an SQLite constraint or a value SQLite cannot take)', async () => {
+    // The chain links still hold (stream, seq, prev are kept), so only the insert can tell.
+    const cases: [string, (record: Record<string, unknown>) => void][] = [
+      ['a null kind (NOT NULL constraint)', (record) => {
+        record.kind = null;
+      }],
+      ['an object for a kind (not bindable)', (record) => {
+        record.kind = { message: true };
+      }],
+    ];
+    for (const [name, change] of cases) {
+      const edit = (seq: number, line: Buffer): Buffer => {
+        if (seq !== 17) return line;
+        const record = JSON.parse(line.toString('utf8')) as Record<string, unknown>;
+        change(record);
+        return Buffer.from(`${JSON.stringify(record)}\n`);
+      };
+      const error = await build(watched((stream) => recordPieces(stream, 6, edit)).sink).then(
+        async (index) => {
+          await index.close();
+          return undefined;
+        },
+        (caught: unknown) => caught,
+      );
+      expect(error, name).toBeInstanceOf(ExportError);
+      expect((error as ExportError).code, name).toBe('EXPORT_UNVERIFIED');
+      expect((error as ExportError).message, name).toContain('seq 17 is no longer a valid record');
+    }
+  });
+
+  it('reports a full working index as EXPORT_OUTPUT saying to make room on --out, not as an archive that changed', async () => {
+    // SQLite's max_page_count makes the working index full exactly as a full file system does
+    // (SQLITE_FULL). Two pages hold the 40 rows (one leaf) but not the lookup indexes: the
+    // build fails creating them, after every record went in (progress reached 40).
+    const dir = await mkdtemp(path.join(scratch, 'full-'));
+    const progress: number[] = [];
+    const error = await ArchiveIndex.build(sink, heads, dir, (done) => progress.push(done), { maxPages: 2 }).then(
+      async (index) => {
+        await index.close();
+        return undefined;
+      },
+      (caught: unknown) => caught,
+    );
+    expect(progress).toEqual([40]);
+    expect(error).toBeInstanceOf(ExportError);
+    expect((error as ExportError).code).toBe('EXPORT_OUTPUT');
+    expect((error as ExportError).message).toMatch(/working index .* failed \(database or disk is full\).*make room on the file system of --out/);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('reports a working index that fills up while records go in as EXPORT_OUTPUT too', async () => {
+    // 400 rows need more than one 16 KiB page: the insert itself fails with SQLITE_FULL.
+    const big = await recordArchive('whatsapp', async (writer) => {
+      for (let n = 1; n <= 400; n++) await writer.capture({ ...message(n % 40), key: `message:${n}`, native: { id: `m${n}`, chat: client.id } });
+    });
+    const bigSink = await openFsSink({ dir: big.dir, readOnly: true });
+    try {
+      const report = await verifyArchive(bigSink, { verifiers: [big.key.verifier] });
+      const bigHeads = new Map(report.streams.map((summary) => [summary.stream, summary.head] as const));
+      const dir = await mkdtemp(path.join(scratch, 'full-'));
+      const progress: number[] = [];
+      const error = await ArchiveIndex.build(bigSink, bigHeads, dir, (done) => progress.push(done), { maxPages: 2 }).then(
+        async (index) => {
+          await index.close();
+          return undefined;
+        },
+        (caught: unknown) => caught,
+      );
+      expect(progress).toEqual([]);
+      expect((error as ExportError).code).toBe('EXPORT_OUTPUT');
+      expect((error as ExportError).message).toContain('make room on the file system of --out');
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      await bigSink.close();
+      await rm(big.dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('reads record by record when the bulk read does not start at seq 1', async () => {
     const skipped = watched(async function* (stream) {

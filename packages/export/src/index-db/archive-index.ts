@@ -90,24 +90,37 @@ export class ArchiveIndex {
    * in the verified head's hash is, by SHA-256, the very chain that was verified. Records
    * appended after verification (a live archive) are not read.
    */
-  static async build(sink: Sink, heads: ReadonlyMap<string, StreamHead>, dir: string, onProgress?: (done: number) => void): Promise<ArchiveIndex> {
+  static async build(sink: Sink, heads: ReadonlyMap<string, StreamHead>, dir: string, onProgress?: (done: number) => void, limits: IndexLimits = {}): Promise<ArchiveIndex> {
     const file = path.join(dir, 'index.sqlite');
     await (await open(file, 'wx', 0o600)).close();
-    const db = new DatabaseSync(file);
+    let db: DatabaseSync;
+    try {
+      db = working(file, () => new DatabaseSync(file));
+    } catch (error) {
+      await rm(file, { force: true });
+      throw error;
+    }
+    // Every statement on the working index: its SQLite failures are the output's (see `working`).
+    const exec = (sql: string): void => {
+      working(file, () => {
+        db.exec(sql);
+      });
+    };
     let bodies: RecordBodies | undefined;
     try {
       const store = RecordBodies.create(path.join(dir, 'records.bin'));
       bodies = store;
       // 16 KiB pages: a third less CPU building the index than 4 KiB pages (measured when rows held the record text).
-      db.exec(`PRAGMA page_size = 16384; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+      exec(`PRAGMA page_size = 16384; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
         CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
           conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
           target_seq INTEGER, outbound_sender TEXT, body_at INTEGER NOT NULL, body_bytes INTEGER NOT NULL, modified INTEGER,
           PRIMARY KEY (conv, at, seq)) WITHOUT ROWID;`);
-      const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)');
+      if (limits.maxPages !== undefined) exec(`PRAGMA max_page_count = ${Math.trunc(limits.maxPages)}`);
+      const insert = working(file, () => db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)'));
       let done = 0;
       for (const [stream, head] of heads) {
-        db.exec('BEGIN');
+        exec('BEGIN');
         let last: StreamHead = { seq: 0, hash: ZERO_HASH };
         const add = (seq: number, bytes: Uint8Array): void => {
           const { record, hash } = decodeStoredRecord(stream, seq, bytes);
@@ -132,6 +145,8 @@ export class ArchiveIndex {
               bytes.byteLength,
             );
           } catch (error) {
+            // The working index's file system failed (full, I/O error): not the archive's fault.
+            if (isWorkingFileError(error)) throw outputFailed(file, error);
             // Fields that are not what a verified record holds: the bytes changed since verification.
             throw invalid(stream, record.seq, error);
           }
@@ -139,20 +154,20 @@ export class ArchiveIndex {
         };
         await readStoredRecords(sink, stream, head.seq, add);
         if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
-        db.exec('COMMIT');
+        exec('COMMIT');
       }
       store.finish();
       onProgress?.(done);
       // Full (not partial) indexes, named in the queries: SQLite does not use a partial index for
       // a comparison with a bound parameter, and would otherwise scan (quadratic export time).
-      db.exec(`CREATE UNIQUE INDEX by_seq ON records (stream, seq);
+      exec(`CREATE UNIQUE INDEX by_seq ON records (stream, seq);
         CREATE INDEX by_native ON records (stream, native, seq);
         CREATE INDEX by_native_id ON records (conv, native_id, seq);
         CREATE INDEX by_outbound ON records (conv, at, seq) WHERE outbound_sender IS NOT NULL;`);
       // A modifier's target is the original's native ref; fall back to the bare id within the
       // conversation for connectors whose target carries fewer scope members than the native.
       // Targets are then marked `modified`, so the exporters look modifiers up only for them.
-      db.exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native WHERE r.stream = records.stream
+      exec(`UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native WHERE r.stream = records.stream
           AND r.native = records.target AND r.kind = 'message' ORDER BY r.seq LIMIT 1)
         WHERE kind IN (${MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ')}) AND target IS NOT NULL;
         UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native_id WHERE r.conv = records.conv
@@ -245,6 +260,46 @@ export class ArchiveIndex {
     const text = this.#bodies.read(Number(row.body_at), Number(row.body_bytes), row.hash as string);
     return { stream: row.stream as string, seq: Number(row.seq), hash: row.hash as string, record: JSON.parse(text) as ArchiveRecord, text, modified: row.modified === 1 };
   }
+}
+
+/** Limits of the working index. */
+export interface IndexLimits {
+  /**
+   * The most pages (16 KiB each) the working index may grow to; SQLite then fails with
+   * SQLITE_FULL, exactly as on a full file system. For tests; default: no limit.
+   */
+  readonly maxPages?: number;
+}
+
+/**
+ * SQLite result codes (primary, the low byte of the extended code) that say a record is not
+ * what a verified record holds: a constraint (NOT NULL, UNIQUE), a type mismatch, a value too
+ * big or out of range. Every other SQLite failure is the working index's own (its file system
+ * is full, an I/O error, it cannot be opened): an output problem, not an archive that changed.
+ */
+const RECORD_RESULT_CODES = new Set([18 /* TOOBIG */, 19 /* CONSTRAINT */, 20 /* MISMATCH */, 25 /* RANGE */]);
+
+function isWorkingFileError(error: unknown): boolean {
+  const { code, errcode } = error as { code?: unknown; errcode?: unknown };
+  return code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && !RECORD_RESULT_CODES.has(errcode & 0xff);
+}
+
+/** Runs one step on the working index; an SQLite failure of it is an `EXPORT_OUTPUT`. */
+function working<T>(file: string, step: () => T): T {
+  try {
+    return step();
+  } catch (error) {
+    if (isWorkingFileError(error)) throw outputFailed(file, error);
+    throw error;
+  }
+}
+
+function outputFailed(file: string, error: unknown): ExportError {
+  const { errcode, errstr } = error as { errcode?: unknown; errstr?: unknown };
+  const code = typeof errcode === 'number' ? errcode & 0xff : undefined;
+  const what = typeof errstr === 'string' ? errstr : 'an SQLite error';
+  const next = code === 13 /* FULL */ ? 'make room on the file system of --out (the working files sit beside it) or choose an --out on a larger one' : 'check that the file system of --out (the working files sit beside it) is writable, healthy and has room';
+  return new ExportError('EXPORT_OUTPUT', `the export's working index ${file} failed (${what}); nothing was exported. ${next}, then export again`, { cause: error });
 }
 
 function changed(stream: string, seq: number): ExportError {

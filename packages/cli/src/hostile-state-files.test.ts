@@ -1,0 +1,126 @@
+/**
+ * A FIFO, a link or an oversized file in place of a file the CLI reads from its own state or a
+ * path its config names — the signing key, the witness's per-log state and journal, an SMTP
+ * password file — is refused with a typed error naming the file, never waited on, followed (in
+ * a state folder) or read whole. A read that waited on a FIFO would hang: each check gives up
+ * after 10 s ("hung") and then opens the FIFO for writing, which wakes a blocked reader.
+ */
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { OffchannelError, generateEd25519NoteKey } from '@offchannel/core';
+import { createMemorySink, createRecordingLogger } from '@offchannel/core/testing';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CaptureDeliveries } from './capture/capture-deliveries.ts';
+import { loadSigningKey } from './keys.ts';
+import { runCli } from './testing/run-cli.ts';
+import { WitnessState, originId } from './witness/witness-state.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'offchannel-hostile-state-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function mkfifo(file: string): void {
+  execFileSync('mkfifo', ['-m', '600', file], { timeout: 10_000 });
+}
+
+/** The error `promise` rejects with, `{ value }` if it resolves, 'hung' if it is still waiting after 10 s. */
+async function settleOrHang(fifo: string, promise: Promise<unknown>): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise((resolve) => {
+    timer = setTimeout(() => {
+      resolve('hung');
+    }, 10_000);
+  });
+  try {
+    return await Promise.race([promise.then((value: unknown) => ({ value }), (error: unknown) => error), hung]);
+  } finally {
+    clearTimeout(timer);
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)); // wakes a reader blocked on the FIFO
+    } catch {
+      // no reader waiting on it
+    }
+  }
+}
+
+describe('key files', () => {
+  it('refuses a FIFO and an oversized file as the signing key, and follows a link to a real one', { timeout: 60_000 }, async () => {
+    const fifo = path.join(dir, 'fifo.key');
+    mkfifo(fifo);
+    const error = await settleOrHang(fifo, loadSigningKey(fifo));
+    expect(OffchannelError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toMatch(/signing key file .*fifo\.key is a FIFO \(named pipe\), not a regular file/);
+
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const big = path.join(dir, 'big.key');
+    await writeFile(big, `${key.signerKeyText()}\n${'#'.repeat(8192)}`, { mode: 0o600 });
+    await expect(loadSigningKey(big)).rejects.toThrow(/is larger than 4096 bytes/);
+
+    const real = path.join(dir, 'real.key');
+    await writeFile(real, `${key.signerKeyText()}\n`, { mode: 0o600 });
+    await symlink(real, path.join(dir, 'linked.key'));
+    expect((await loadSigningKey(path.join(dir, 'linked.key'))).verifierKey).toBe(key.verifierKey);
+  });
+});
+
+describe('the witness state folder', () => {
+  it('refuses a FIFO in place of a log state file and a link in place of the journal', { timeout: 60_000 }, async () => {
+    const state = path.join(dir, 'witness');
+    await mkdir(path.join(state, 'logs'), { recursive: true });
+    const logFile = path.join(state, 'logs', originId('archive.example/offchannel'));
+    mkfifo(logFile);
+    const error = await settleOrHang(logFile, WitnessState.open(state));
+    expect(OffchannelError.hasCode(error, 'WITNESS_STATE')).toBe(true);
+    expect((error as Error).message).toContain('is a FIFO (named pipe), not a regular file');
+    await rm(logFile);
+
+    await writeFile(path.join(dir, 'elsewhere'), '');
+    await symlink(path.join(dir, 'elsewhere'), path.join(state, 'journal'));
+    const linked = await WitnessState.open(state).then(
+      (opened) => {
+        opened.close();
+        return 'read';
+      },
+      (caught: unknown) => caught,
+    );
+    expect(OffchannelError.hasCode(linked, 'WITNESS_STATE')).toBe(true);
+    expect((linked as Error).message).toContain('is a symbolic link');
+  });
+});
+
+describe('SMTP password files', () => {
+  it('capture: a FIFO as a delivery target\'s passwordFile stops that target with CONFIG_INVALID, without waiting on it', { timeout: 60_000 }, async () => {
+    const fifo = path.join(dir, 'smtp.pass');
+    mkfifo(fifo);
+    const logger = createRecordingLogger();
+    const sink = createMemorySink();
+    const entry = { name: 'journal', smtp: 'smtp://127.0.0.1:2525', to: 'journal@firm.example', from: 'offchannel@firm.example', mode: 'record' as const, user: 'svc', passwordFile: fifo, allowPlaintextLoopback: false, pollMs: 5000, stateDir: path.join(dir, 'delivery') };
+    const started = await settleOrHang(fifo, CaptureDeliveries.start([entry], { archive: sink, receipts: sink, env: {}, generator: 'test', logger }));
+    expect(started).toMatchObject({ value: expect.any(CaptureDeliveries) as unknown });
+    const deliveries = (started as { value: CaptureDeliveries }).value;
+    try {
+      expect(deliveries.snapshot()).toMatchObject([{ name: 'journal', state: 'failed', error: 'CONFIG_INVALID' }]);
+      expect(JSON.stringify(logger.lines)).toContain('is a FIFO (named pipe), not a regular file');
+    } finally {
+      await deliveries.stop();
+    }
+  });
+
+  it('offchannel deliver: a FIFO as --password-file is refused, without waiting on it', { timeout: 60_000 }, async () => {
+    const fifo = path.join(dir, 'smtp.pass');
+    mkfifo(fifo);
+    const argv = ['deliver', path.join(dir, 'archive'), '--smtp', 'smtp://127.0.0.1:2525', '--to', 'journal@firm.example', '--from', 'offchannel@firm.example', '--state', path.join(dir, 'delivery'), '--user', 'svc', '--password-file', fifo];
+    const outcome = await settleOrHang(fifo, runCli(argv, dir));
+    expect(outcome).toHaveProperty('value');
+    const { value: result } = outcome as { value: { code: number; stderr: string } };
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/password file .*smtp\.pass is a FIFO \(named pipe\), not a regular file/);
+  });
+});
