@@ -146,6 +146,24 @@ describe('the raw row blob', () => {
   it('reads blobs written before whole REALs were tagged real: "3" as an INTEGER, "1e+308" as the REAL it was', () => {
     const blob = (message: string): Uint8Array => new TextEncoder().encode(`{"format":"${RAW_ROW_FORMAT}","version":1,"message":${message},"handle":null,"chat":null,"otherHandle":null,"attachments":[]}`);
     expect(decodeRawRow(blob('{"a":{"int":"3"},"b":{"int":"1e+308"},"c":{"int":"-1.5e+21"}}')).message).toEqual({ a: 3n, b: 1e308, c: -1.5e21 });
+    // A whole REAL below 1e21 was written with all its digits (21 at most).
+    const digits = `{"a":{"int":"${String(1e20)}"},"b":{"int":"${String(-999999999999999900000)}"}}`;
+    const old = blob(digits);
+    expect(decodeRawRow(old).message).toEqual({ a: 10n ** 20n, b: -999999999999999900000n });
+    expect(Buffer.from(encodeRawRow(decodeRawRow(old)))).toEqual(Buffer.from(old));
+  });
+
+  it('writes the own columns of a row only, whatever enumerable keys Object.prototype has', () => {
+    const row = { ROWID: 5n, guid: 'G' } as SqlRow;
+    const before = new TextDecoder().decode(encodeRawRow({ message: { ...row }, attachments: [] }));
+    const proto = Object.prototype as Record<string, unknown>;
+    proto['polluted'] = 'injected';
+    try {
+      expect(new TextDecoder().decode(encodeRawRow({ message: { ...row }, attachments: [{ ...row }], chat: { ...row } }))).not.toContain('polluted');
+      expect(new TextDecoder().decode(encodeRawRow({ message: { ...row }, attachments: [] }))).toBe(before);
+    } finally {
+      delete proto['polluted'];
+    }
   });
 
   it('refuses a damaged or crafted blob with IMESSAGE_EVIDENCE_INVALID, never a bare SyntaxError or TypeError', () => {

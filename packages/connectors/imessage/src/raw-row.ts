@@ -73,7 +73,9 @@ function columnOf(name: string): ColumnJson {
 function rowJson(row: SqlRow): string {
   let out = '{';
   let comma = 0;
-  for (const name in row) {
+  // Own keys only: a row's prototype is Object.prototype (chat-db.ts), whose enumerable keys, if
+  // something in the process ever added one, are no column.
+  for (const name of Object.keys(row)) {
     const column = columnOf(name);
     const value = row[name] as SqlValue;
     if (value === null) out += column.nul[comma] as string;
@@ -144,7 +146,7 @@ function decodeValue(cell: unknown): SqlValue {
   if (cell === null || typeof cell === 'string') return cell;
   const tagged = cell as { int?: unknown; real?: unknown; base64?: unknown };
   if (typeof tagged.int === 'string') {
-    if (/^-?\d{1,20}$/.test(tagged.int)) return BigInt(tagged.int);
+    if (/^-?\d{1,21}$/.test(tagged.int)) return BigInt(tagged.int); // 21 digits: a whole REAL below 1e21, as written before
     // Blobs written before whole REALs were tagged `real` hold one of 1e21 or more as `"1e+21"`.
     const legacy = Number(tagged.int);
     if (/^-?\d(\.\d+)?e\+\d+$/.test(tagged.int) && Number.isInteger(legacy)) return legacy;

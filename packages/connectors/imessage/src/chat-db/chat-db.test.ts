@@ -107,6 +107,43 @@ describe('ChatDb.readBatch', () => {
     db.close();
   }
 
+  it('follows a schema change made while it is open: a column added, a table rebuilt with its columns in another order', () => {
+    const file = path.join(dir, 'migrating.db');
+    buildChatDb(file);
+    const db = ChatDb.open(file);
+    const other = new DatabaseSync(file);
+    try {
+      const own = (query: string, rowid: number): SqlRow | undefined => {
+        const statement = other.prepare(query);
+        statement.setReadBigInts(true);
+        return statement.get(rowid);
+      };
+      const withAttachment = (bundles: readonly RowBundle[]) => bundles.find((bundle) => bundle.attachments.length > 0);
+      const withHandle = (bundles: readonly RowBundle[]) => bundles.find((bundle) => bundle.handle !== undefined);
+      const before = db.readBatch(0n, 100).bundles;
+      const attachmentRowid = Number(withAttachment(before)?.attachments[0]?.['ROWID']);
+      expect(withHandle(before)).toBeDefined();
+      // Messages migrates: attachment gains columns; handle is rebuilt with its columns reversed.
+      other.exec("ALTER TABLE attachment ADD COLUMN migrated_flag INTEGER DEFAULT 7; ALTER TABLE attachment ADD COLUMN note TEXT DEFAULT 'n'");
+      const columns = other.prepare('PRAGMA table_info(handle)').all().map((row) => String(row['name']));
+      const reversed = [...columns].reverse().map((name) => `"${name}"`).join(', ');
+      other.exec(`PRAGMA foreign_keys = OFF; CREATE TABLE handle_new AS SELECT ${reversed} FROM handle; DROP TABLE handle; ALTER TABLE handle_new RENAME TO handle`);
+      const afterBatch = db.readBatch(0n, 100).bundles;
+      const attachment = withAttachment(afterBatch)?.attachments.find((row) => Number(row['ROWID']) === attachmentRowid);
+      expect(attachment).toEqual({ ...own('SELECT * FROM attachment WHERE ROWID = ?', attachmentRowid) });
+      expect(attachment?.['migrated_flag']).toBe(7n);
+      const after = withHandle(afterBatch);
+      const handleRowid = Number(after?.handle?.['ROWID']);
+      expect(Object.keys(after?.handle ?? {})).toEqual([...columns].reverse());
+      expect(after?.handle).toEqual({ ...own('SELECT * FROM handle WHERE ROWID = ?', handleRowid) });
+      // The per-row path outside a batch too.
+      expect(db.handle(BigInt(handleRowid))).toEqual(after?.handle);
+    } finally {
+      other.close();
+      db.close();
+    }
+  });
+
   it('reads per batch exactly the joined rows that the per-row queries read, at any cursor and batch size', () => {
     const file = path.join(dir, 'chat.db');
     buildChatDb(file);

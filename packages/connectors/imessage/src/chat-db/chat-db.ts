@@ -50,6 +50,9 @@ export class ChatDb {
   /** Whole-row statements (a row's evidence) read as arrays, with the shape their rows are built from. */
   readonly #rowStatements = new Map<string, { readonly statement: StatementSync; readonly shape: RowShape | undefined }>();
   #closed = false;
+  /** Inside a read transaction whose schema {@link #startReading} checked. */
+  #reading = false;
+  #schemaVersion: SqlValue | undefined;
 
   private constructor(db: DatabaseSync, columns: ReadonlySet<string>, hasSequence: boolean) {
     this.#db = db;
@@ -180,6 +183,7 @@ export class ChatDb {
   readBatch(cursor: bigint, limit: number): { readonly bundles: RowBundle[]; readonly fingerprints: ReadonlyMap<string, string> } {
     this.#db.exec('BEGIN');
     try {
+      this.#startReading();
       const messages = this.rowsAfter(cursor, limit);
       const last = messages.at(-1)?.['ROWID'];
       if (typeof last !== 'bigint') return { bundles: [], fingerprints: new Map() };
@@ -187,6 +191,7 @@ export class ChatDb {
       const rows = this.#all(`${this.#fingerprintSelect()} WHERE m.ROWID > ? AND m.ROWID <= ?`, cursor, last);
       return { bundles, fingerprints: new Map(rows.map((row) => [String(row['guid']), String(row['fingerprint'])])) };
     } finally {
+      this.#reading = false;
       this.#db.exec('COMMIT');
     }
   }
@@ -271,6 +276,34 @@ export class ChatDb {
    * same order, same values: the same rows and the same raw bytes.
    */
   #rows(sql: string, ...params: bigint[]): SqlRow[] {
+    if (this.#reading) return this.#rowsNow(sql, params);
+    // One read transaction: the schema checked is the schema the query runs on.
+    this.#db.exec('BEGIN');
+    try {
+      this.#startReading();
+      return this.#rowsNow(sql, params);
+    } finally {
+      this.#reading = false;
+      this.#db.exec('COMMIT');
+    }
+  }
+
+  /**
+   * Called first in each read transaction. Row shapes hold a statement's column names, but
+   * SQLite re-prepares a statement after a schema change and `SELECT *` then returns the
+   * table's new columns (Messages migrates chat.db after an OS update, while the relay runs):
+   * when `schema_version` moved, the statements and their shapes are made again.
+   */
+  #startReading(): void {
+    const version = this.#statement('PRAGMA schema_version').get()?.['schema_version'];
+    if (version !== this.#schemaVersion) {
+      this.#rowStatements.clear();
+      this.#schemaVersion = version;
+    }
+    this.#reading = true;
+  }
+
+  #rowsNow(sql: string, params: readonly bigint[]): SqlRow[] {
     let entry = this.#rowStatements.get(sql);
     if (entry === undefined) {
       const statement = this.#db.prepare(sql);
@@ -317,8 +350,8 @@ function rowShape(names: readonly string[]): RowShape {
 /**
  * One row as an object of its statement's shape. Unlike node:sqlite's rows its prototype is
  * Object.prototype (a null prototype would cost V8's fast mode): rows are read by column name,
- * own keys only (`for…in` and `Object.entries` see the columns alone, Object.prototype has no
- * enumerable keys), and no column the relay reads is named like an Object.prototype member.
+ * their columns walked as own keys only (the raw-row encoder uses `Object.keys`), and no column
+ * the relay reads is named like an Object.prototype member.
  */
 function rowOf(shape: RowShape, values: readonly SqlValue[]): SqlRow {
   const row: Record<string, SqlValue> = { ...shape.template };
