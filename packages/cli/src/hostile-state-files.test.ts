@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OffchannelError, generateEd25519NoteKey } from '@offchannel/core';
@@ -92,6 +92,24 @@ describe('the witness state folder', () => {
     );
     expect(OffchannelError.hasCode(linked, 'WITNESS_STATE')).toBe(true);
     expect((linked as Error).message).toContain('is a symbolic link');
+  });
+
+  it('refuses a journal over 1 GiB (a sparse 3 GiB file) with WITNESS_STATE saying how to compact it, without reading it', { timeout: 60_000 }, async () => {
+    const state = path.join(dir, 'witness-big');
+    await mkdir(path.join(state, 'logs'), { recursive: true });
+    const journal = await open(path.join(state, 'journal'), 'w', 0o600);
+    await journal.truncate(3 * 1024 ** 3);
+    await journal.close();
+    const error = await WitnessState.open(state).then(
+      (opened) => {
+        opened.close();
+        return 'read';
+      },
+      (caught: unknown) => caught,
+    );
+    expect(OffchannelError.hasCode(error, 'WITNESS_STATE')).toBe(true);
+    expect((error as Error).message).toMatch(/is larger than 1073741824 bytes; only each log's highest line matters/);
+    expect(process.memoryUsage().rss).toBeLessThan(1024 ** 3);
   });
 });
 

@@ -73,7 +73,11 @@ export class DeliveryState {
         fd = openSync(this.#lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
       } catch (error) {
         if ((error as { code?: string }).code !== 'EEXIST') throw new DeliveryError('DELIVERY_STATE', `cannot create ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
-        const pid = Number(this.#readLock().trim());
+        const text = this.#readLock();
+        // Removed between our create and this read: try the exclusive create again, removing
+        // nothing (the lock there now may be a new deliverer's).
+        if (text === undefined) continue;
+        const pid = Number(text.trim());
         const held = pid === process.pid ? HELD.has(this.#lock) : Number.isSafeInteger(pid) && pid > 0 && alive(pid);
         if (held) throw new DeliveryError('DELIVERY_STATE', `target ${target} is being delivered by process ${pid} (lock ${this.#lock}); run one deliverer per target`);
         rmSync(this.#lock, { force: true });
@@ -97,18 +101,17 @@ export class DeliveryState {
   }
 
   /**
-   * The lock's pid text. A FIFO, link or anything but a small regular file in its place is
+   * The lock's pid text (undefined when it is gone). A FIFO, link or anything but a small regular file in its place is
    * refused (never waited on nor read whole): it is no lock this code wrote.
    */
-  #readLock(): string {
+  #readLock(): string | undefined {
     const refuse = (problem: string): DeliveryError =>
       new DeliveryError('DELIVERY_STATE', `the lock ${this.#lock} ${problem}; a deliverer's lock is a small regular file holding its pid: remove it if no deliverer runs`);
     try {
       return readSmallFileSync(this.#lock, { maxBytes: MAX_LOCK_BYTES, refuse }).toString('utf8');
     } catch (error) {
       if (error instanceof DeliveryError) throw error;
-      // Removed between our create and this read: an empty pid, taken over below.
-      if ((error as { code?: string }).code === 'ENOENT') return '';
+      if ((error as { code?: string }).code === 'ENOENT') return undefined;
       throw new DeliveryError('DELIVERY_STATE', `cannot read the lock ${this.#lock} (${(error as { code?: string }).code ?? 'error'})`, { cause: error });
     }
   }

@@ -37,6 +37,11 @@ export interface LogHead {
 
 /** Largest per-log state file read: an origin line, a size and a root. */
 const MAX_LOG_STATE_BYTES = 64 * 1024;
+/**
+ * The journal is read whole at start: 1 GiB is about eight million cosigned sizes (a line is
+ * ~127 bytes). Only each log's highest line matters, so a journal that large can be compacted.
+ */
+const MAX_JOURNAL_BYTES = 1024 * 1024 * 1024;
 
 /** The witness's persistent state. */
 export class WitnessState {
@@ -179,8 +184,11 @@ export class WitnessState {
     let bytes: Buffer;
     try {
       // A FIFO, link or device in its place is refused, never waited on or followed.
-      const refuse = (problem: string): WitnessError => new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; the witness will not serve without its journal: restore it from a copy`);
-      bytes = await readSmallFile(this.#journal, { maxBytes: Number.MAX_SAFE_INTEGER, refuse });
+      const refuse = (problem: string): WitnessError =>
+        problem.startsWith('is larger')
+          ? new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; only each log's highest line matters: with the witness stopped, keep the last line of each log (tac journal | awk '!seen[$1]++' | tac > journal.new, then fsync and rename it over journal) and start it again`)
+          : new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; the witness will not serve without its journal: restore it from a copy`);
+      bytes = await readSmallFile(this.#journal, { maxBytes: MAX_JOURNAL_BYTES, refuse });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return marks;
       throw error;

@@ -88,28 +88,37 @@ function redactError(error: Error): Record<string, string> {
   return { name, ...(typeof code === 'string' && ERROR_NAME.test(code) ? { code } : {}), ...(safe ? { message: error.message } : {}) };
 }
 
+/** A logger that can say whether it writes a level (pino's `isLevelEnabled`). */
+type LevelAware = Logger & { isLevelEnabled?: (level: string) => boolean };
+
 /**
  * Wraps `inner` so every structured field passes through {@link redactForLog} first.
  * The recorder, state store and connectors log only through a redacting logger. A line the
  * inner logger would drop costs nothing: the {@link noopLogger} is returned as it is, and a
- * line below a pino logger's level (its `isLevelEnabled`) is neither redacted nor passed on.
+ * line below a pino logger's level (its `isLevelEnabled`, asked per line) is neither redacted
+ * nor passed on. The wrapper answers `isLevelEnabled` for its inner logger, so a redacting
+ * logger wrapped again (the CLI's logger inside the recorder's) skips dropped lines too. The
+ * inner logger's method is looked up per line: pino replaces them when its level changes.
  */
 export function redactingLogger(inner: Logger): Logger {
   if (inner === noopLogger) return noopLogger;
-  const enabled = (inner as { isLevelEnabled?: unknown }).isLevelEnabled;
+  const aware = inner as LevelAware;
+  const levelAware = typeof aware.isLevelEnabled === 'function';
   const wrap =
-    (method: LogFn, level: 'error' | 'warn' | 'info' | 'debug'): LogFn =>
+    (level: 'error' | 'warn' | 'info' | 'debug'): LogFn =>
     (first: object | string, message?: string) => {
-      if (typeof enabled === 'function' && enabled.call(inner, level) === false) return;
-      if (typeof first === 'string') method(first);
-      else if (message === undefined) method(redactForLog(first) as object);
-      else method(redactForLog(first) as object, message);
+      if (levelAware && aware.isLevelEnabled?.(level) === false) return;
+      if (typeof first === 'string') inner[level](first);
+      else if (message === undefined) inner[level](redactForLog(first) as object);
+      else inner[level](redactForLog(first) as object, message);
     };
-  return {
-    error: wrap(inner.error.bind(inner), 'error'),
-    warn: wrap(inner.warn.bind(inner), 'warn'),
-    info: wrap(inner.info.bind(inner), 'info'),
-    debug: wrap(inner.debug.bind(inner), 'debug'),
+  const logger: LevelAware = {
+    error: wrap('error'),
+    warn: wrap('warn'),
+    info: wrap('info'),
+    debug: wrap('debug'),
     child: (bindings: LogBindings) => redactingLogger(inner.child(redactForLog(bindings) as LogBindings)),
   };
+  if (levelAware) logger.isLevelEnabled = (level: string) => aware.isLevelEnabled?.(level) !== false;
+  return logger;
 }
