@@ -38,8 +38,9 @@ export interface LogHead {
 /** Largest per-log state file read: an origin line, a size and a root. */
 const MAX_LOG_STATE_BYTES = 64 * 1024;
 /**
- * The journal is read whole at start: 1 GiB is about eight million cosigned sizes (a line is
- * ~127 bytes). Only each log's highest line matters, so a journal that large can be compacted.
+ * The journal is read whole at start (and parsed a line at a time: a string that long is past
+ * V8's limit): 1 GiB is about eight million cosigned sizes (a line is ~127 bytes). Only each
+ * log's highest line matters, so a journal that large can be compacted.
  */
 const MAX_JOURNAL_BYTES = 1024 * 1024 * 1024;
 
@@ -186,7 +187,7 @@ export class WitnessState {
       // A FIFO, link or device in its place is refused, never waited on or followed.
       const refuse = (problem: string): WitnessError =>
         problem.startsWith('is larger')
-          ? new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; only each log's highest line matters: with the witness stopped, keep the last line of each log (tac journal | awk '!seen[$1]++' | tac > journal.new, then fsync and rename it over journal) and start it again`)
+          ? new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; only each log's highest line matters: with the witness stopped, keep a copy of the journal, then write each log's last complete line to a new file (docs/witnessing.md, "Compacting the journal"), fsync it, rename it over the journal (chattr -a first if it is append-only, +a after) and start the witness again`)
           : new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; the witness will not serve without its journal: restore it from a copy`);
       bytes = await readSmallFile(this.#journal, { maxBytes: MAX_JOURNAL_BYTES, refuse });
     } catch (error) {
@@ -203,8 +204,11 @@ export class WitnessState {
         await handle.close();
       }
     }
-    const lines = bytes.subarray(0, end).toString('utf8').split('\n').slice(0, -1);
-    for (const [index, line] of lines.entries()) {
+    // A line at a time from the bytes: the whole journal as one string could pass V8's limit.
+    for (let start = 0, index = 0; start < end; index++) {
+      const newline = bytes.indexOf(0x0a, start);
+      const line = bytes.toString('utf8', start, newline);
+      start = newline + 1;
       const match = /^([0-9a-f]{64}) (0|[1-9][0-9]{0,15}) ([A-Za-z0-9+/]{43}=)$/.exec(line);
       if (!match) throw new WitnessError('WITNESS_STATE', `witness journal ${this.#journal} line ${index + 1} is damaged; the witness will not serve without its full journal`);
       const [, id, sizeText, root] = match as unknown as [string, string, string, string];

@@ -176,6 +176,8 @@ describe('the raw row blob', () => {
       blob('[]'),
       blob('{}', '[null]'),
       blob('{}', '[7]'),
+      blob('{}', '{"0":{}}'),
+      blob('{}', '"none"'),
       blob('{"a":{"int":"12abc"}}'),
       blob('{"a":{"int":"0x10"}}'),
       blob(`{"a":{"int":"${'9'.repeat(100_000)}"}}`),

@@ -96,7 +96,7 @@ function valueJson(value: SqlValue): string {
 
 /**
  * A REAL's JSON. The chat.db statements read INTEGERs as BigInts, so every number is a REAL —
- * whole or not (blobs written before 0.x.y tagged whole REALs `{"int":…}`; see decodeValue).
+ * whole or not (blobs of earlier versions tagged whole REALs `{"int":…}`; see decodeValue).
  */
 function realJson(value: number): string {
   return Number.isFinite(value) ? JSON.stringify(value) : `"${String(value)}"`;
@@ -130,7 +130,9 @@ export function decodeRawRow(bytes: Uint8Array): RowBundle {
   const handle = row(json['handle']);
   const chat = row(json['chat']);
   const otherHandle = row(json['otherHandle']);
-  const attachments = Array.isArray(json['attachments']) ? json['attachments'].map(decodeRow) : [];
+  const listed = json['attachments'];
+  if (listed !== undefined && !Array.isArray(listed)) throw new OffchannelError('IMESSAGE_EVIDENCE_INVALID', `not an ${RAW_ROW_FORMAT} message blob: attachments is not a list`);
+  const attachments = listed === undefined ? [] : listed.map(decodeRow);
   return { message: decodeRow(json['message']), attachments, ...(handle ? { handle } : {}), ...(chat ? { chat } : {}), ...(otherHandle ? { otherHandle } : {}) };
 }
 

@@ -138,6 +138,20 @@ describe('ChatDb.readBatch', () => {
       expect(after?.handle).toEqual({ ...own('SELECT * FROM handle WHERE ROWID = ?', handleRowid) });
       // The per-row path outside a batch too.
       expect(db.handle(BigInt(handleRowid))).toEqual(after?.handle);
+      // The message table itself gains a column; then a joined table changes and is read first.
+      other.exec("ALTER TABLE message ADD COLUMN migrated_note TEXT DEFAULT 'm'");
+      const message = db.readBatch(0n, 1).bundles[0]?.message;
+      expect(Object.keys(message ?? {}).at(-1)).toBe('migrated_note');
+      expect(message?.['migrated_note']).toBe('m');
+      expect(db.has('migrated_note')).toBe(true);
+      other.exec("ALTER TABLE handle ADD COLUMN late TEXT DEFAULT 'h'");
+      expect(db.handle(BigInt(handleRowid))?.['late']).toBe('h');
+      expect(db.bundle(message?.['ROWID'] as bigint)?.message['migrated_note']).toBe('m');
+      // A column the relay needs is gone: a typed error, and the read transaction is ended.
+      other.exec('ALTER TABLE message DROP COLUMN is_from_me');
+      expect(() => db.readBatch(0n, 1)).toThrow(expect.objectContaining({ code: 'CHAT_DB_UNSUPPORTED' }));
+      other.exec('ALTER TABLE message ADD COLUMN is_from_me INTEGER DEFAULT 0');
+      expect(db.readBatch(0n, 1).bundles).toHaveLength(1);
     } finally {
       other.close();
       db.close();

@@ -1,12 +1,15 @@
 /**
  * Read-only access to chat.db through `node:sqlite` (no native build). The database is opened
  * in place, read-only, never copied and never with `immutable=1`, so SQLite reads the WAL
- * like Messages does. Every query is a single autocommit statement, except a batch of new rows
- * ({@link ChatDb.readBatch}: a few queries in one short read transaction); no read transaction stays
+ * like Messages does. Whole rows (a record's evidence) are read in short read transactions — a
+ * batch of new rows ({@link ChatDb.readBatch}), one row and its joined rows ({@link ChatDb.bundle}),
+ * one joined row — other queries are single autocommit statements; no read transaction stays
  * open to hold back Messages' checkpoints. Integers come back as BigInt (dates exceed 2^53).
  *
- * Columns are discovered with `PRAGMA table_info` once at open: they differ by macOS version
- * and by upgrade history, so optional columns are only used when present.
+ * The message table's columns are discovered with `PRAGMA table_info` at open and again whenever
+ * Messages changes the schema while the relay runs (each read transaction checks
+ * `schema_version` first): they differ by macOS version and by upgrade history, so optional
+ * columns are only used when present.
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { ChatDbError } from '../errors.ts';
@@ -42,10 +45,10 @@ const CHANGE_COLUMNS = ['date_edited', 'date_retracted', 'date_delivered', 'date
 /** A read-only connection to chat.db. */
 export class ChatDb {
   readonly #db: DatabaseSync;
-  readonly #columns: ReadonlySet<string>;
+  #columns: ReadonlySet<string>;
   readonly #hasSequence: boolean;
   /** `message` columns as this Mac's schema has them, quoted, for every SELECT of a full row. */
-  readonly #messageColumns: string;
+  #messageColumns: string;
   readonly #statements = new Map<string, StatementSync>();
   /** Whole-row statements (a row's evidence) read as arrays, with the shape their rows are built from. */
   readonly #rowStatements = new Map<string, { readonly statement: StatementSync; readonly shape: RowShape | undefined }>();
@@ -57,9 +60,8 @@ export class ChatDb {
   private constructor(db: DatabaseSync, columns: ReadonlySet<string>, hasSequence: boolean) {
     this.#db = db;
     this.#columns = columns;
+    this.#messageColumns = selectList(columns);
     this.#hasSequence = hasSequence;
-    // `ROWID AS "ROWID"`: a message table that does not declare its ROWID would name it `rowid`.
-    this.#messageColumns = [...columns].map((name) => (name === 'ROWID' ? 'ROWID AS "ROWID"' : `"${name.replaceAll('"', '""')}"`)).join(', ');
   }
 
   /** Opens chat.db read-only. Throws {@link ChatDbError} when it cannot (missing Full Disk Access, wrong path). */
@@ -74,11 +76,7 @@ export class ChatDb {
       const tables = new Set(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((row) => String(row['name'])));
       const missing = REQUIRED_TABLES.filter((table) => !tables.has(table));
       if (missing.length > 0) throw new ChatDbError('CHAT_DB_UNSUPPORTED', `not a Messages database: missing tables ${missing.join(', ')}`);
-      const columns = new Set(['ROWID', ...db.prepare('PRAGMA table_info(message)').all().map((row) => String(row['name']))]);
-      for (const column of ['guid', 'date', 'is_from_me', 'handle_id']) {
-        if (!columns.has(column)) throw new ChatDbError('CHAT_DB_UNSUPPORTED', `message table has no ${column} column`);
-      }
-      return new ChatDb(db, columns, tables.has('sqlite_sequence'));
+      return new ChatDb(db, messageColumns(db), tables.has('sqlite_sequence'));
     } catch (error) {
       db.close();
       if (error instanceof ChatDbError) throw error;
@@ -122,8 +120,10 @@ export class ChatDb {
 
   /** The row with this ROWID, with its joined rows, or `undefined` when it is gone. */
   bundle(rowid: bigint): RowBundle | undefined {
-    const message = this.#rows(`SELECT ${this.#messageColumns} FROM message WHERE ROWID = ?`, rowid)[0];
-    return message === undefined ? undefined : this.bundleOf(message);
+    return this.#read(() => {
+      const message = this.#rows(`SELECT ${this.#messageColumns} FROM message WHERE ROWID = ?`, rowid)[0];
+      return message === undefined ? undefined : this.bundleOf(message);
+    });
   }
 
   /** One row's joined rows, a query each (what {@link readBatch} does per batch). */
@@ -181,19 +181,14 @@ export class ChatDb {
    * and each handle, chat and attachment row read once per batch.
    */
   readBatch(cursor: bigint, limit: number): { readonly bundles: RowBundle[]; readonly fingerprints: ReadonlyMap<string, string> } {
-    this.#db.exec('BEGIN');
-    try {
-      this.#startReading();
+    return this.#read(() => {
       const messages = this.rowsAfter(cursor, limit);
       const last = messages.at(-1)?.['ROWID'];
-      if (typeof last !== 'bigint') return { bundles: [], fingerprints: new Map() };
+      if (typeof last !== 'bigint') return { bundles: [], fingerprints: new Map<string, string>() };
       const bundles = this.#bundlesOf(messages, cursor, last);
       const rows = this.#all(`${this.#fingerprintSelect()} WHERE m.ROWID > ? AND m.ROWID <= ?`, cursor, last);
       return { bundles, fingerprints: new Map(rows.map((row) => [String(row['guid']), String(row['fingerprint'])])) };
-    } finally {
-      this.#reading = false;
-      this.#db.exec('COMMIT');
-    }
+    });
   }
 
   /** {@link bundleOf} for every message row with a ROWID in (`after`, `upto`], inside the caller's read transaction. */
@@ -276,15 +271,31 @@ export class ChatDb {
    * same order, same values: the same rows and the same raw bytes.
    */
   #rows(sql: string, ...params: bigint[]): SqlRow[] {
-    if (this.#reading) return this.#rowsNow(sql, params);
-    // One read transaction: the schema checked is the schema the query runs on.
+    return this.#read(() => this.#rowsNow(sql, params));
+  }
+
+  /**
+   * Runs `read` in one read transaction (or in the one already open): every query in it sees
+   * one snapshot, the schema checked first. The transaction is ended however `read` ends; a
+   * failure to end it never hides `read`'s own error.
+   */
+  #read<T>(read: () => T): T {
+    if (this.#reading) return read();
     this.#db.exec('BEGIN');
     try {
       this.#startReading();
-      return this.#rowsNow(sql, params);
+      return read();
     } finally {
       this.#reading = false;
-      this.#db.exec('COMMIT');
+      try {
+        this.#db.exec('COMMIT');
+      } catch {
+        try {
+          this.#db.exec('ROLLBACK'); // SQLite may have ended it already (an I/O error)
+        } catch {
+          // None open: nothing to end.
+        }
+      }
     }
   }
 
@@ -292,11 +303,20 @@ export class ChatDb {
    * Called first in each read transaction. Row shapes hold a statement's column names, but
    * SQLite re-prepares a statement after a schema change and `SELECT *` then returns the
    * table's new columns (Messages migrates chat.db after an OS update, while the relay runs):
-   * when `schema_version` moved, the statements and their shapes are made again.
+   * when `schema_version` moved, the message table's columns are read again and the statements
+   * and their shapes made again.
    */
   #startReading(): void {
     const version = this.#statement('PRAGMA schema_version').get()?.['schema_version'];
     if (version !== this.#schemaVersion) {
+      if (this.#schemaVersion !== undefined) {
+        // A statement reading a table makes this connection load the new schema (PRAGMA
+        // schema_version reads the file's counter, not the schema); then the columns.
+        this.#db.prepare('SELECT 1 FROM message LIMIT 1').all();
+        this.#columns = messageColumns(this.#db);
+        this.#messageColumns = selectList(this.#columns);
+        this.#statements.clear();
+      }
       this.#rowStatements.clear();
       this.#schemaVersion = version;
     }
@@ -332,6 +352,20 @@ export class ChatDb {
     }
     return statement;
   }
+}
+
+/** The message table's columns (`ROWID` first); throws when one the relay needs is missing. */
+function messageColumns(db: DatabaseSync): ReadonlySet<string> {
+  const columns = new Set(['ROWID', ...db.prepare('PRAGMA table_info(message)').all().map((row) => String(row['name']))]);
+  for (const column of ['guid', 'date', 'is_from_me', 'handle_id']) {
+    if (!columns.has(column)) throw new ChatDbError('CHAT_DB_UNSUPPORTED', `message table has no ${column} column`);
+  }
+  return columns;
+}
+
+/** The SELECT list of a whole message row. `ROWID AS "ROWID"`: an undeclared ROWID would be named `rowid`. */
+function selectList(columns: ReadonlySet<string>): string {
+  return [...columns].map((name) => (name === 'ROWID' ? 'ROWID AS "ROWID"' : `"${name.replaceAll('"', '""')}"`)).join(', ');
 }
 
 /** The columns of a statement's rows, and an object with every one of them (null) to copy per row. */
