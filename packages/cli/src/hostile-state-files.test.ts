@@ -5,13 +5,11 @@
  * a state folder) or read whole. A read that waited on a FIFO would hang: each check gives up
  * after 10 s ("hung") and then opens the FIFO for writing, which wakes a blocked reader.
  */
-import { execFileSync } from 'node:child_process';
-import { closeSync, constants, openSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OffchannelError, generateEd25519NoteKey } from '@offchannel/core';
-import { createMemorySink, createRecordingLogger } from '@offchannel/core/testing';
+import { createMemorySink, createRecordingLogger, mkfifo, settleOrHang } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CaptureDeliveries } from './capture/capture-deliveries.ts';
 import { loadSigningKey } from './keys.ts';
@@ -25,30 +23,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-function mkfifo(file: string): void {
-  execFileSync('mkfifo', ['-m', '600', file], { timeout: 10_000 });
-}
-
-/** The error `promise` rejects with, `{ value }` if it resolves, 'hung' if it is still waiting after 10 s. */
-async function settleOrHang(fifo: string, promise: Promise<unknown>): Promise<unknown> {
-  let timer: NodeJS.Timeout | undefined;
-  const hung = new Promise((resolve) => {
-    timer = setTimeout(() => {
-      resolve('hung');
-    }, 10_000);
-  });
-  try {
-    return await Promise.race([promise.then((value: unknown) => ({ value }), (error: unknown) => error), hung]);
-  } finally {
-    clearTimeout(timer);
-    try {
-      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)); // wakes a reader blocked on the FIFO
-    } catch {
-      // no reader waiting on it
-    }
-  }
-}
 
 describe('key files', () => {
   it('refuses a FIFO and an oversized file as the signing key, and follows a link to a real one', { timeout: 60_000 }, async () => {

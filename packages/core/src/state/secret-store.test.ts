@@ -1,11 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, constants, openSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { StateStoreError } from '../errors/state-errors.ts';
+import { mkfifo, settleOrHang } from '../testing/fifo.ts';
 import { createRecordingLogger } from '../testing/recording-logger.ts';
 import { openStateStore } from './secret-store.ts';
 import { generateStateKey, loadStateKey, parseStateKey } from './state-key.ts';
@@ -206,29 +206,12 @@ describe('openStateStore', () => {
  * 10 s ("hung") and then opens the FIFO for writing, so a blocked reader (the old code) wakes up.
  */
 const plants: [string, (file: string) => Promise<void>, RegExp][] = [
-  ['a FIFO', async (file) => void execFileSync('mkfifo', ['-m', '600', file], { timeout: 10_000 }), /is a FIFO \(named pipe\), not a regular file/],
+  ['a FIFO', async (file) => {
+    mkfifo(file);
+  }, /is a FIFO \(named pipe\), not a regular file/],
   ['a symbolic link', async (file) => symlink(path.join(path.dirname(file), 'elsewhere'), file), /is a symbolic link/],
   ['a directory', async (file) => mkdir(file), /is a directory, not a regular file/],
 ];
-
-async function settleOrHang(file: string, promise: Promise<unknown>): Promise<unknown> {
-  let timer: NodeJS.Timeout | undefined;
-  const hung = new Promise((resolve) => {
-    timer = setTimeout(() => {
-      resolve('hung');
-    }, 10_000);
-  });
-  try {
-    return await Promise.race([promise.then(() => 'read', (error: unknown) => error), hung]);
-  } finally {
-    clearTimeout(timer);
-    try {
-      closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK)); // wakes a reader blocked on the FIFO
-    } catch {
-      // no FIFO, or no reader waiting on it
-    }
-  }
-}
 
 describe('files in place of state files', () => {
   it.each(plants)('refuses %s in place of a value, and of the marker, with STATE_CORRUPT, without waiting on it', async (_name, plant, problem) => {
@@ -283,7 +266,7 @@ describe('state keys', () => {
   it('refuses a FIFO or an oversized file as the key file, and follows a link to a key file', async () => {
     await mkdir(dir, { recursive: true });
     const fifo = path.join(dir, 'fifo.key');
-    execFileSync('mkfifo', ['-m', '600', fifo], { timeout: 10_000 });
+    mkfifo(fifo);
     const error = await settleOrHang(fifo, loadStateKey({ file: fifo }));
     expect(error).toMatchObject({ code: 'STATE_KEY_INVALID' });
     expect((error as Error).message).toContain('is a FIFO (named pipe), not a regular file');

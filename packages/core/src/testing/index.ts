@@ -8,6 +8,7 @@ export type { SinkConformanceOptions, SinkFixture } from './sink-conformance.ts'
 export { MemoryStorage, createMemorySink } from './memory-sink.ts';
 export { createRecordingLogger } from './recording-logger.ts';
 export { openFilesUnder } from './open-files.ts';
+export { mkfifo, settleOrHang } from './fifo.ts';
 export type { LogLine, RecordingLogger } from './recording-logger.ts';
 export { runConnectorConformance } from './connector-conformance.ts';
 export type { ConnectorConformanceOptions, ConnectorFixture, ConnectorFixtureEnv } from './connector-conformance.ts';
