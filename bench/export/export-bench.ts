@@ -5,6 +5,10 @@
  * conversations, with edits, reactions and deletions folded into their messages), then:
  *   sha256     node:crypto SHA-256 of every stored record line (the floor: reading the archive)
  *   verify     verifyArchive with the key (what export must do first)
+ *   floor      the render floor (render-floor.ts): the least CPU any RSMF writer of these records
+ *              spends with every check left out, and from it the best export/verify ratio any
+ *              design could reach on this machine's cores (verification's CPU plus the floor's,
+ *              spread perfectly over every core; "fused": the floor's decode shared with verify's)
  *   export     exportArchive to RSMF, end to end (verify + index + write), in a fresh child
  *              process so its peak RSS (getrusage maxRSS) is the export's alone; the child runs
  *              the built packages, as `offchannel export` does (`pnpm build` first; `--source`
@@ -22,13 +26,14 @@ import { execFileSync } from 'node:child_process';
 import { EXPORT_V8_FLAG } from '../../packages/cli/src/young-generation.ts';
 import { hash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseSignerKey, verifyArchive } from '@offchannel/core';
 import { exportArchive } from '@offchannel/export';
 import { openFsSink } from '@offchannel/sink-fs';
 import { buildExportBenchArchive } from './export-bench-archive.ts';
+import { renderFloor } from './render-floor.ts';
 
 const { values } = parseArgs({ options: { records: { type: 'string', default: '100000' }, json: { type: 'boolean', default: false }, source: { type: 'boolean', default: false }, child: { type: 'string' } } });
 
@@ -86,10 +91,17 @@ try {
     const baseline = await sha256Baseline(dir);
     const sink = await openFsSink({ dir, readOnly: true });
     const verifyStarted = performance.now();
+    const verifyCpuStarted = process.cpuUsage(); // the whole process: verification's worker threads too
     const report = await verifyArchive(sink, { verifiers: [key.verifier] });
+    const verifyCpu = process.cpuUsage(verifyCpuStarted);
     const verifyMs = performance.now() - verifyStarted;
+    const verifyCpuMs = (verifyCpu.user + verifyCpu.system) / 1000;
     await sink.close();
     if (!report.ok) throw new Error(`bench archive does not verify: ${report.failures[0]?.message ?? ''}`);
+    const floor = await renderFloor(dir);
+    // The best any export could do: verification plus the floor, spread perfectly over every core.
+    const cores = availableParallelism();
+    const best = (cpuMs: number): number => +(verifyMs / Math.max(verifyMs, cpuMs / cores)).toFixed(3);
     const exported = child(dir, keyFile, path.join(work, `out-${size}`));
     const archiveBytes = baseline.bytes;
     results[String(size)] = {
@@ -98,6 +110,7 @@ try {
       archiveMiB: +(archiveBytes / 2 ** 20).toFixed(1),
       sha256: { ms: Math.round(baseline.ms), recordsPerSecond: Math.round(baseline.lines / (baseline.ms / 1000)) },
       verify: { ms: Math.round(verifyMs), recordsPerSecond: Math.round(size / (verifyMs / 1000)) },
+      floor: { cpuUsPerRecord: +((floor.cpuMs * 1000) / floor.records).toFixed(2), decodeCpuUsPerRecord: +((floor.decodeCpuMs * 1000) / floor.records).toFixed(2), verifyCpuUsPerRecord: +((verifyCpuMs * 1000) / size).toFixed(2), cores, bestExportVsVerify: best(verifyCpuMs + floor.cpuMs), bestFusedExportVsVerify: best(verifyCpuMs + floor.cpuMs - floor.decodeCpuMs) },
       export: { ms: Math.round(exported.ms), rsmfEvents: exported.events, files: exported.files, eventsPerSecond: Math.round(exported.events / (exported.ms / 1000)), recordsPerSecond: Math.round(size / (exported.ms / 1000)), peakRssMiB: +(exported.maxRssKiB / 1024).toFixed(0) },
       ratios: { exportVsSha256: +(baseline.ms / exported.ms).toFixed(3), exportVsVerify: +(verifyMs / exported.ms).toFixed(3) },
     };
@@ -106,10 +119,11 @@ try {
   }
   if (values.json) console.log(JSON.stringify(results, null, 2));
   else {
-    for (const result of Object.values(results) as { records: number; archiveMiB: number; sha256: { recordsPerSecond: number }; verify: { recordsPerSecond: number }; export: { ms: number; rsmfEvents: number; eventsPerSecond: number; recordsPerSecond: number; peakRssMiB: number }; ratios: { exportVsSha256: number; exportVsVerify: number } }[]) {
+    for (const result of Object.values(results) as { records: number; archiveMiB: number; sha256: { recordsPerSecond: number }; verify: { recordsPerSecond: number }; floor: { cpuUsPerRecord: number; decodeCpuUsPerRecord: number; verifyCpuUsPerRecord: number; cores: number; bestExportVsVerify: number; bestFusedExportVsVerify: number }; export: { ms: number; rsmfEvents: number; eventsPerSecond: number; recordsPerSecond: number; peakRssMiB: number }; ratios: { exportVsSha256: number; exportVsVerify: number } }[]) {
       console.log(`${result.records.toLocaleString('en-US')} records (${result.archiveMiB} MiB of records):`);
       console.log(`  sha256 of records  ${result.sha256.recordsPerSecond.toLocaleString('en-US')} records/s`);
-      console.log(`  verify (with key)  ${result.verify.recordsPerSecond.toLocaleString('en-US')} records/s`);
+      console.log(`  verify (with key)  ${result.verify.recordsPerSecond.toLocaleString('en-US')} records/s, ${result.floor.verifyCpuUsPerRecord} µs CPU/record (all threads)`);
+      console.log(`  render floor       ${result.floor.cpuUsPerRecord} µs CPU/record (decode ${result.floor.decodeCpuUsPerRecord}); best export/verify on ${result.floor.cores} cores: ${result.floor.bestExportVsVerify} (fused: ${result.floor.bestFusedExportVsVerify})`);
       console.log(`  RSMF export        ${result.export.rsmfEvents.toLocaleString('en-US')} events in ${(result.export.ms / 1000).toFixed(2)} s = ${result.export.eventsPerSecond.toLocaleString('en-US')} events/s (${result.export.recordsPerSecond.toLocaleString('en-US')} records/s, verify included); peak RSS ${result.export.peakRssMiB} MiB`);
       console.log(`  ratios             export/sha256 ${result.ratios.exportVsSha256}, export/verify ${result.ratios.exportVsVerify}`);
     }
