@@ -173,12 +173,7 @@ export async function reconcileCommand(argv: readonly string[], io: CliIo, load?
   }
   progress.done();
   const written = runner.snapshot().connectors[0]?.status.captured ?? 0;
-  try {
-    await runner.stop();
-  } catch {
-    io.stderr.write('offchannel reconcile: shutdown did not complete cleanly; see the log. What was recorded is durable: run reconcile again to finish.\n');
-    return EXIT_FAILED;
-  }
+  if (!(await stopCleanly(runner, io))) return EXIT_FAILED;
   if (values.json) io.stdout.write(`${JSON.stringify({ stream: running.stream, ...report, recordsWritten: written })}\n`);
   else io.stdout.write(describe(running.stream, report, written));
   return report.skipped.length > 0 || report.interrupted ? EXIT_FAILED : EXIT_OK;
@@ -210,13 +205,19 @@ async function withConnector<T>(kind: 'imessage' | 'whatsapp', account: string, 
     throw error;
   }
   const written = runner.snapshot().connectors[0]?.status.captured ?? 0;
+  if (!(await stopCleanly(runner, io))) return EXIT_FAILED;
+  return { stream: running.stream, report, written };
+}
+
+/** Stops the runner; false, having said so on stderr, when the shutdown did not complete cleanly. */
+async function stopCleanly(runner: CaptureRunner, io: CliIo): Promise<boolean> {
   try {
     await runner.stop();
+    return true;
   } catch {
     io.stderr.write('offchannel reconcile: shutdown did not complete cleanly; see the log. What was recorded is durable: run reconcile again to finish.\n');
-    return EXIT_FAILED;
+    return false;
   }
-  return { stream: running.stream, report, written };
 }
 
 async function reconcileIMessage(account: string, configFile: string, json: boolean, logLevel: string | undefined, io: CliIo, load?: Loader): Promise<number> {

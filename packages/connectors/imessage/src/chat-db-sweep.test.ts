@@ -8,27 +8,20 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
 import { moveBelowCursor, plantUnsentRow } from './testing/index.ts';
-import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+import { waitForKeys } from './testing/index.ts';
 
 let harness: RelayHarness;
-let db: ChatDbFixture | undefined;
 let relay: RunningRelay | undefined;
 
 beforeEach(async () => {
   harness = await RelayHarness.create();
 });
 
-afterEach(async () => {
-  await relay?.stop();
-  await db?.close();
-  await harness.dispose();
-  relay = undefined;
-  db = undefined;
-});
+afterEach(() => harness.dispose());
 
 describe('the chat.db sweep', () => {
   it('recovers rows inserted while the relay was stopped, including below the cursor, and reports them', async () => {
-    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const db = await harness.chatDb();
     relay = await harness.start(db);
     const first = await db.receive({ from: '+15550100', text: 'captured live' });
     const replaced = await db.receive({ from: '+15550100', text: 'captured, then replaced by a restore' });
@@ -65,7 +58,7 @@ describe('the chat.db sweep', () => {
   }, 60_000);
 
   it('does not sweep the history a "now" start skipped', async () => {
-    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const db = await harness.chatDb();
     const old = await db.receive({ from: '+15550100', text: 'history before the first start' });
     relay = await harness.start(db, { startAt: 'now' });
     const report = await relay.connector.reconcile();
@@ -74,7 +67,7 @@ describe('the chat.db sweep', () => {
   }, 60_000);
 
   it('checks rows through the key index, without reading the archive back', async () => {
-    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const db = await harness.chatDb();
     relay = await harness.start(db);
     const rows = [];
     for (let index = 0; index < 20; index++) rows.push(await db.receive({ from: '+15550100', text: `row ${index}` }));
@@ -94,7 +87,7 @@ describe('the chat.db sweep', () => {
 
 describe('a row deleted before the relay read it', () => {
   it('is a gap record with the ROWID window', async () => {
-    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const db = await harness.chatDb();
     relay = await harness.start(db);
     const first = await db.receive({ from: '+15550100', text: 'one' });
     await waitForKeys((key) => relay!.ctx.lookup(key), [first.key], { timeoutMs: 10_000 });

@@ -3,26 +3,19 @@ import path from 'node:path';
 import { verifyArchive, type ArchiveRecord } from '@offchannel/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
-import { createChatDbFixture, playDemoConversation, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+import { playDemoConversation, waitForKeys } from './testing/index.ts';
 
 /** Every event must be archived within this long of its commit by the writer process. */
 const WITHIN_MS = 2000;
 
 let harness: RelayHarness;
-let db: ChatDbFixture | undefined;
 let relay: RunningRelay | undefined;
 
 beforeEach(async () => {
   harness = await RelayHarness.create();
 });
 
-afterEach(async () => {
-  await relay?.stop();
-  await db?.close();
-  await harness.dispose();
-  relay = undefined;
-  db = undefined;
-});
+afterEach(() => harness.dispose());
 
 const captured = async (key: string): Promise<ArchiveRecord> => {
   await waitForKeys((k) => relay!.ctx.lookup(k), [key], { timeoutMs: WITHIN_MS });
@@ -31,7 +24,7 @@ const captured = async (key: string): Promise<ArchiveRecord> => {
 
 describe('iMessage relay on a live macOS 26 chat.db changed by another process', () => {
   it('records each event as the right record within 2 s, exactly once, and the archive verifies', async () => {
-    db = await createChatDbFixture(harness.dir + '/mac', { schema: 'macos26' });
+    const db = await harness.chatDb('mac', { schema: 'macos26' });
     relay = await harness.start(db);
 
     const hello = await db.receive({ from: '+15550100', text: 'Can you confirm the block trade?' });
@@ -108,7 +101,7 @@ describe('iMessage relay on a live macOS 26 chat.db changed by another process',
   });
 
   it('records a hostile attributedBody as unsupported with the raw row, keeps running, and stores a huge body as a text blob', async () => {
-    db = await createChatDbFixture(harness.dir + '/mac', { schema: 'macos26' });
+    const db = await harness.chatDb('mac', { schema: 'macos26' });
     relay = await harness.start(db);
     const hostile = await db.receive({ from: '+15550100', text: '', body: Uint8Array.from([4, 11, ...new TextEncoder().encode('streamtyped'), 0x81, 0xe8, 0x03, 0x84, 0x01, 0x40, 0x84, 0x84, 0x84, 0xff, 0xff]) });
     const rejected = await captured(hostile.key);
@@ -128,7 +121,7 @@ describe('iMessage relay on a live macOS 26 chat.db changed by another process',
 
 describe('rows as real Macs and hostile writers leave them', () => {
   it('records a message whose text column is the empty string from its attributedBody', async () => {
-    db = await createChatDbFixture(harness.dir + '/mac', { schema: 'macos26' });
+    const db = await harness.chatDb('mac', { schema: 'macos26' });
     relay = await harness.start(db);
     const event = await db.receive({ from: '+15550100', text: 'only in the body', emptyText: true });
     const record = await captured(event.key);
@@ -137,7 +130,7 @@ describe('rows as real Macs and hostile writers leave them', () => {
   });
 
   it('records an attachment row naming a file outside the attachments directory as unavailable, and keeps capturing', async () => {
-    db = await createChatDbFixture(harness.dir + '/mac', { schema: 'macos26' });
+    const db = await harness.chatDb('mac', { schema: 'macos26' });
     const key = path.join(harness.dir, 'signing.key');
     await writeFile(key, 'PRIVATE KEY MATERIAL');
     relay = await harness.start(db);
@@ -159,7 +152,7 @@ describe('rows as real Macs and hostile writers leave them', () => {
 
 describe('the demo script', () => {
   it('plays a whole scripted day that the relay records step by step, and the archive verifies', async () => {
-    db = await createChatDbFixture(harness.dir + '/mac');
+    const db = await harness.chatDb();
     relay = await harness.start(db);
     const lookup = (key: string) => relay!.ctx.lookup(key);
     const steps = await playDemoConversation(db, { captured: (key) => waitForKeys(lookup, [key], { timeoutMs: WITHIN_MS }) });
@@ -174,14 +167,13 @@ describe('the demo script', () => {
 
 describe('restart in the middle', () => {
   it('misses nothing and duplicates nothing across a stop, writes while stopped, and a start', async () => {
-    db = await createChatDbFixture(harness.dir + '/mac', { schema: 'macos26' });
+    let db = await harness.chatDb('mac', { schema: 'macos26' });
     relay = await harness.start(db);
     const first = await db.receive({ from: '+15550100', text: 'before the restart' });
     await captured(first.key);
     await relay.stop();
-    relay = undefined;
     await db.close(); // Messages restarts too: a new writer process on the same database
-    db = await createChatDbFixture(harness.dir + '/mac', { reopen: true });
+    db = await harness.chatDb('mac', { reopen: true });
 
     const whileDown = await db.receive({ from: '+15550100', text: 'while the relay was down', bodyOnly: true });
     const edited = await db.edit(first.guid, 'before the restart (edited)');
@@ -208,7 +200,7 @@ describe('restart in the middle', () => {
 
 describe('older macOS layout (no edit/unsend columns, upgraded in place)', () => {
   it('discovers the columns and records messages, tapbacks and groups', async () => {
-    db = await createChatDbFixture(harness.dir + '/mac', { schema: 'macos12' });
+    const db = await harness.chatDb('mac', { schema: 'macos12' });
     relay = await harness.start(db);
     const hello = await db.receive({ from: 'carol@client.example', text: 'old Mac, same capture', bodyOnly: true });
     expect(await captured(hello.key)).toMatchObject({ kind: 'message', text: 'old Mac, same capture' });

@@ -9,27 +9,20 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
 import { moveBelowCursor } from './testing/index.ts';
 import { rederiveAll } from './__fixtures__/rederive.ts';
-import { createChatDbFixture, playDemoConversation, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+import { playDemoConversation, waitForKeys } from './testing/index.ts';
 
 let harness: RelayHarness;
-let db: ChatDbFixture | undefined;
 let relay: RunningRelay | undefined;
 
 beforeEach(async () => {
   harness = await RelayHarness.create();
 });
 
-afterEach(async () => {
-  await relay?.stop();
-  await db?.close();
-  await harness.dispose({ rederive: false });
-  relay = undefined;
-  db = undefined;
-});
+afterEach(() => harness.dispose({ rederive: false }));
 
 describe('re-deriving every record from its raw evidence', () => {
   it('gives back every record of a whole archive, of every kind the relay writes', async () => {
-    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const db = await harness.chatDb();
     relay = await harness.start(db);
     const lookup = (key: string) => relay!.ctx.lookup(key);
     await playDemoConversation(db, { captured: (key) => waitForKeys(lookup, [key], { timeoutMs: 10_000 }) });
@@ -59,7 +52,7 @@ describe('re-deriving every record from its raw evidence', () => {
   }, 60_000);
 
   it('fails on a record that is not what the mapping makes of its evidence', async () => {
-    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const db = await harness.chatDb();
     relay = await harness.start(db);
     const message = await db.receive({ from: '+15550100', text: 'the original words' });
     await waitForKeys((key) => relay!.ctx.lookup(key), [message.key], { timeoutMs: 10_000 });

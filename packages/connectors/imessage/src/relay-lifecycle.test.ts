@@ -2,10 +2,9 @@ import { DatabaseSync } from 'node:sqlite';
 import { OffchannelError } from '@offchannel/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
-import { createChatDbFixture, encodeAttributedBody, encodeBplist, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+import { encodeAttributedBody, encodeBplist, waitForKeys } from './testing/index.ts';
 
 let harness: RelayHarness;
-const open: ChatDbFixture[] = [];
 let relay: RunningRelay | undefined;
 
 beforeEach(async () => {
@@ -14,28 +13,19 @@ beforeEach(async () => {
 
 afterEach(async () => {
   vi.restoreAllMocks();
-  await relay?.stop();
-  for (const db of open.splice(0)) await db.close();
   await harness.dispose();
-  relay = undefined;
 });
-
-async function fixture(name: string, options: Parameters<typeof createChatDbFixture>[1] = {}): Promise<ChatDbFixture> {
-  const db = await createChatDbFixture(`${harness.dir}/${name}`, options);
-  open.push(db);
-  return db;
-}
 
 describe('relay lifecycle', () => {
   it('fails to start with a clear error and a failed status when chat.db cannot be opened', async () => {
-    const db = await fixture('mac');
+    const db = await harness.chatDb('mac');
     const missing = { ...db, path: `${harness.dir}/nowhere/chat.db` };
     const error = await harness.start(missing).catch((caught: unknown) => caught);
     expect(OffchannelError.hasCode(error, 'CHAT_DB_UNAVAILABLE')).toBe(true);
   });
 
   it('starts once, stops idempotently, and reports liveness while running', async () => {
-    const db = await fixture('mac');
+    const db = await harness.chatDb('mac');
     relay = await harness.start(db);
     await expect(relay.connector.start(relay.ctx)).rejects.toThrow(/already started/);
     const hello = await db.receive({ from: '+15550100', text: 'status check' });
@@ -48,7 +38,7 @@ describe('relay lifecycle', () => {
   });
 
   it('records a pause when the Mac slept between polls (the unsend window may have been missed)', async () => {
-    const db = await fixture('mac');
+    const db = await harness.chatDb('mac');
     relay = await harness.start(db);
     const before = await db.receive({ from: '+15550100', text: 'before sleep' });
     await waitForKeys((key) => relay!.ctx.lookup(key), [before.key]);
@@ -62,14 +52,14 @@ describe('relay lifecycle', () => {
   });
 
   it('treats a replaced chat.db (ROWIDs going backwards) as a new generation and records each GUID once', async () => {
-    const first = await fixture('old');
+    const first = await harness.chatDb('old');
     relay = await harness.start(first);
     const events = [];
     for (const text of ['one', 'two', 'three']) events.push(await first.receive({ from: '+15550100', text }));
     await waitForKeys((key) => relay!.ctx.lookup(key), events.map((e) => e.key));
     await relay.stop();
 
-    const rebuilt = await fixture('rebuilt');
+    const rebuilt = await harness.chatDb('rebuilt');
     const again = await rebuilt.receive({ from: '+15550100', text: 'after the rebuild' });
     relay = await harness.start(rebuilt);
     await waitForKeys((key) => relay!.ctx.lookup(key), [again.key]);
@@ -79,7 +69,7 @@ describe('relay lifecycle', () => {
   });
 
   it('does not advance its cursor while the archive is down, and records everything once it is back', async () => {
-    const db = await fixture('mac');
+    const db = await harness.chatDb('mac');
     relay = await harness.start(db);
     harness.failAppends = true;
     const during = await db.receive({ from: '+15550100', text: 'sent during the outage' });
@@ -95,7 +85,7 @@ describe('relay lifecycle', () => {
 
   for (const watch of [true, false]) {
     it(`keeps capturing across WAL checkpoints ${watch ? 'with the directory watch' : 'with the data_version poll alone'}`, async () => {
-      const db = await fixture('mac');
+      const db = await harness.chatDb('mac');
       relay = await harness.start(db, { watch, pollMs: 300 });
       for (const text of ['before', 'after one checkpoint', 'after two']) {
         const event = await db.receive({ from: '+15550100', text });
@@ -107,7 +97,7 @@ describe('relay lifecycle', () => {
   }
 
   it('with startAt "now", skips the history already in chat.db on the first start', async () => {
-    const db = await fixture('mac');
+    const db = await harness.chatDb('mac');
     const old = await db.receive({ from: '+15550100', text: 'history' });
     await db.createGroup({ name: 'Old group', members: ['+15550100'] });
     relay = await harness.start(db, { startAt: 'now' });
@@ -122,7 +112,7 @@ describe('relay lifecycle', () => {
     const ascii = (text: string): number[] => [...new TextEncoder().encode(text)];
     const encoding = ascii('[100[100[100[100[0c]]]]]');
     const bomb = Uint8Array.from([4, 11, ...ascii('streamtyped'), 0x81, 0xe8, 0x03, 0x84, encoding.length, ...encoding, 0x84, 0x06, ...ascii('[100c]'), ...new Array<number>(100).fill(0x20)]);
-    const db = await fixture('mac');
+    const db = await harness.chatDb('mac');
     const before = await db.receive({ from: '+15550100', text: 'before the bomb' });
     const hostile = await db.receive({ from: '+15550100', text: 'ignored', body: bomb });
     const after = await db.receive({ from: '+15550100', text: 'after the bomb', bodyOnly: true });
@@ -150,7 +140,7 @@ describe('relay lifecycle', () => {
   }, 60_000);
 
   it('keeps capturing past a row whose message_summary_info holds an absurd edit date', async () => {
-    const db = await fixture('mac');
+    const db = await harness.chatDb('mac');
     const before = await db.receive({ from: '+15550100', text: 'before' });
     const hostile = await db.receive({ from: '+15550100', text: 'original' });
     // Messages writes `d` as a real; 1e20 seconds is past any date JavaScript can print.
@@ -170,10 +160,9 @@ describe('relay lifecycle', () => {
   }, 60_000);
 
   it('refuses a damaged saved cursor instead of silently starting over', async () => {
-    const db = await fixture('mac');
+    const db = await harness.chatDb('mac');
     relay = await harness.start(db);
     await relay.stop();
-    relay = undefined;
     await harness.stateStore().then((state) => state.scope('imessage:alice@firm.example').setJson('imessage-cursor', { v: 1, rowid: 'NaN' }));
     await expect(harness.start(db)).rejects.toThrow(/damaged/);
   });

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
 import type * as Mapping from './map-chat-db-row.ts';
-import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+import { waitForKeys } from './testing/index.ts';
 
 // A mapping bug, injected: the mapping throws for one row. Nothing in today's mapping is known
 // to throw (hostile rows are fuzzed in map-chat-db-row.test.ts); this checks the net the
@@ -20,24 +20,17 @@ vi.mock('./map-chat-db-row.ts', async (importOriginal) => {
 });
 
 let harness: RelayHarness;
-let db: ChatDbFixture | undefined;
 let relay: RunningRelay | undefined;
 
 beforeEach(async () => {
   harness = await RelayHarness.create();
 });
 
-afterEach(async () => {
-  await relay?.stop();
-  await db?.close();
-  await harness.dispose();
-  relay = undefined;
-  db = undefined;
-});
+afterEach(() => harness.dispose());
 
 describe('a row the mapping cannot handle', () => {
   it('is recorded once as unsupported with the raw row, and capture goes on past it and across a restart', async () => {
-    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const db = await harness.chatDb();
     const before = await db.receive({ from: '+15550100', text: 'before' });
     const poison = await db.receive({ from: '+15550100', text: POISON });
     const after = await db.receive({ from: '+15550100', text: 'after' });

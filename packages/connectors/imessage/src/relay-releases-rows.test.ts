@@ -3,7 +3,7 @@ import type * as Core from '@offchannel/core';
 import { sha256Hex } from '@offchannel/core';
 import { RelayHarness, type RunningRelay } from './__fixtures__/relay-harness.ts';
 import type { ChatDbEvent } from './chat-db-source.ts';
-import { createChatDbFixture, waitForKeys, type ChatDbFixture } from './testing/index.ts';
+import { waitForKeys } from './testing/index.ts';
 
 // Every event the connector runtime maps, as it stands once its map function returned: a first
 // import holds hundreds of events in flight, and their rows were most of its heap.
@@ -28,7 +28,6 @@ vi.mock('@offchannel/core', async (importOriginal) => {
 });
 
 let harness: RelayHarness;
-let db: ChatDbFixture | undefined;
 let relay: RunningRelay | undefined;
 
 beforeEach(async () => {
@@ -36,17 +35,11 @@ beforeEach(async () => {
   mapped.length = 0;
 });
 
-afterEach(async () => {
-  await relay?.stop();
-  await db?.close();
-  await harness.dispose();
-  relay = undefined;
-  db = undefined;
-});
+afterEach(() => harness.dispose());
 
 describe('a row event once mapped', () => {
   it('lets go of its rows and files, keeps its raw bytes, and is still acknowledged', async () => {
-    db = await createChatDbFixture(`${harness.dir}/mac`);
+    const db = await harness.chatDb();
     const received = [];
     for (let i = 0; i < 5; i++) received.push(await db.receive({ from: '+15550100', text: `message ${i}`, bodyOnly: i % 2 === 0 }));
     received.push(await db.receiveAttachment({ from: '+15550100', name: 'photo.jpg', mime: 'image/jpeg', text: 'a photo' }));

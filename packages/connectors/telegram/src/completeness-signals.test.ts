@@ -3,20 +3,12 @@
  * catch-up and what it recovered, sessions Telegram ended (with its code, as the transition),
  * frozen accounts, and updates that silently stop (liveness probe, forced getDifference).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createLocalTelegramPeer, type LocalTelegramPeer } from './testing/index.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs, type TestRig } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
-
-async function rig(): Promise<TestRig> {
-  const created = await createTestRig();
-  rigs.push(created);
-  return created;
-}
+const rigs = testRigs();
+const rig = (): Promise<TestRig> => rigs.create();
 
 /**
  * A message reaches the server but not the client: the next pushed update has a pts gap of one,

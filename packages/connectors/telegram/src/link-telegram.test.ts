@@ -1,23 +1,19 @@
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { OffchannelError, createConnectorContext } from '@offchannel/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { linkTelegram, telegramStateScope } from './link-telegram.ts';
 import { parseTelegramConnectorConfig } from './config.ts';
 import { hasTelegramSession, storedApiHash } from './state-storage.ts';
 import { createTelegramConnector } from './telegram-connector.ts';
 import { createLocalTelegramPeer, LOCAL_API } from './testing/index.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
+const rigs = testRigs();
 
 describe('linkTelegram', () => {
   it('logs in with phone and code (retrying a wrong code), stores the session and the update state, and logs no secrets', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     const state = telegramStateScope(r.state, 'alice');
     const codes = ['00000', peer.server.loginCode];
@@ -45,8 +41,7 @@ describe('linkTelegram', () => {
   });
 
   it('asks for the two-step verification password, checks it with real SRP, and retries a wrong one', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     peer.server.setPassword('correct horse battery staple', 'the usual');
     const passwords = ['wrong password', 'correct horse battery staple'];
@@ -66,8 +61,7 @@ describe('linkTelegram', () => {
   });
 
   it('refuses to overwrite a linked session unless asked, and gives up after too many wrong codes', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     const state = telegramStateScope(r.state, 'alice');
     await peer.link(state);
@@ -82,8 +76,7 @@ describe('linkTelegram', () => {
   });
 
   it('the state-store route: link keeps the api_hash encrypted, and a connector whose config names no source uses it', { timeout: 60_000 }, async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const hash = 'c0ffee00c0ffee00c0ffee00c0ffee00';
     const peer = createLocalTelegramPeer();
     const state = telegramStateScope(r.state, 'alice');
@@ -107,8 +100,7 @@ describe('linkTelegram', () => {
   });
 
   it('a connector with no api_hash anywhere fails to start, saying where to put one', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     await peer.link(telegramStateScope(r.state, 'alice')); // linked without keeping the hash
     const connector = createTelegramConnector({ account: 'alice', apiId: 1, clientFactory: peer.clientFactory });

@@ -1,12 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { StateStore } from '@offchannel/core';
 import { MessageIndex, isChannelPeer } from './message-index.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
+const rigs = testRigs();
 
 /** The real store, counting the index entries each write carries; `failOn` makes writes of that name fail. */
 function counting(state: StateStore, failOn?: string): { store: StateStore; written: () => number } {
@@ -32,8 +29,7 @@ const entry = (peer: string) => ({ peer, fingerprint: 'f', reactions: [], direct
 
 describe('MessageIndex', () => {
   it('resolves common-box ids, keeps channel ids per channel, persists, and survives damage', async () => {
-    const rig = await createTestRig();
-    rigs.push(rig);
+    const rig = await rigs.create();
     const state = rig.state.scope('telegram:alice');
     const index = new MessageIndex(3);
     index.set(1, entry('5000002'));
@@ -66,8 +62,7 @@ describe('MessageIndex', () => {
   });
 
   it('writes only what was committed since the last persist, however large the index', async () => {
-    const rig = await createTestRig();
-    rigs.push(rig);
+    const rig = await rigs.create();
     const state = rig.state.scope('telegram:alice');
     const index = new MessageIndex(10_000);
     for (let id = 1; id <= 5_000; id++) index.set(id, entry(String(6_000_000 + (id % 50))));
@@ -86,8 +81,7 @@ describe('MessageIndex', () => {
   });
 
   it('compacts the journal into the shards, keeps the latest value of each key, and loads right after a compaction cut short', async () => {
-    const rig = await createTestRig();
-    rigs.push(rig);
+    const rig = await rigs.create();
     const state = rig.state.scope('telegram:alice');
     const index = new MessageIndex(100_000);
     // Many small persists (a live account) with the same messages edited again and again.

@@ -1,17 +1,13 @@
 import { Long, type tl } from '@mtcute/core';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createLocalTelegramPeer, LOCAL_IDS } from './testing/index.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
+const rigs = testRigs();
 
 describe('reconcileTelegram', () => {
   it('records messages, edits and deletes that never arrived as updates, once', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     await peer.start({ recorder: r.recorder, state: r.state });
     const a = await peer.incomingText('A: live');
@@ -39,8 +35,7 @@ describe('reconcileTelegram', () => {
   });
 
   it('records a gap and backfills from history when a channel difference is too long', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     await peer.start({ recorder: r.recorder, state: r.state });
     await peer.incomingText('floor open', { chat: 'supergroup' });
@@ -61,8 +56,7 @@ describe('reconcileTelegram', () => {
   });
 
   it('pages through long histories and many dialogs, oldest first, reporting progress; an abort stops between chats', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     await peer.start({ recorder: r.recorder, state: r.state });
     const history = Array.from({ length: 250 }, (_, n) => peer.historyOnlyText(`history ${n}`));
@@ -102,8 +96,7 @@ describe('reconcileTelegram', () => {
   }, 60_000);
 
   it('reconciles on a schedule while capturing, and stop ends a reconciliation in progress', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer({ reconcile: { everyMs: 100, dialogs: 10 } });
     await peer.start({ recorder: r.recorder, state: r.state, logger: r.logger });
     await peer.incomingText('live');
@@ -124,8 +117,7 @@ describe('reconcileTelegram', () => {
   });
 
   it('after a restart, resolves chats from the persisted peer cache (access hashes survive)', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const first = createLocalTelegramPeer();
     await first.start({ recorder: r.recorder, state: r.state });
     await first.incomingText('floor open', { chat: 'supergroup' });
@@ -144,8 +136,7 @@ describe('reconcileTelegram', () => {
   });
 
   it('resolves a chat named by id that the session has never seen, through the dialog list', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     await peer.start({ recorder: r.recorder, state: r.state });
     const old = peer.historyOnlyText('sent before linking', { chat: 'supergroup' });
@@ -157,8 +148,7 @@ describe('reconcileTelegram', () => {
   });
 
   it('in a supergroup, takes a message missing before the oldest one returned as hidden, not deleted', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     await peer.start({ recorder: r.recorder, state: r.state });
     const [a, b, c, d] = [await peer.incomingText('a', { chat: 'supergroup' }), await peer.incomingText('b', { chat: 'supergroup' }), await peer.incomingText('c', { chat: 'supergroup' }), await peer.incomingText('d', { chat: 'supergroup' })];
@@ -173,8 +163,7 @@ describe('reconcileTelegram', () => {
   });
 
   it('captures a live update after the chat being checked, and a stop mid-chat records no attachment as unavailable', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     await peer.start({ recorder: r.recorder, state: r.state });
     const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);

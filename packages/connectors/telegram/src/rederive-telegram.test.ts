@@ -3,20 +3,16 @@
  * mapping. (Every test that uses the shared rig checks this over its whole archive when the rig
  * closes; this one drives every decision that depends on earlier records.)
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rederiveTelegramRecord } from './rederive-telegram.ts';
 import { createLocalTelegramPeer, LOCAL_IDS } from './testing/index.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
+const rigs = testRigs();
 
 describe('re-deriving Telegram records from the archive alone', () => {
   it('re-derives edits, reactions and deletes from the records they name, and notices a wrong one', async () => {
-    const r = await createTestRig();
-    rigs.push(r);
+    const r = await rigs.create();
     const peer = createLocalTelegramPeer();
     await peer.start({ recorder: r.recorder, state: r.state });
     const order = await peer.incomingText('Buy 100 ACME');

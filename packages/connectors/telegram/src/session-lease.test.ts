@@ -1,17 +1,13 @@
 import os from 'node:os';
 import { OffchannelError } from '@offchannel/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SessionLease } from './session-lease.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
+const rigs = testRigs();
 
 async function state() {
-  const rig = await createTestRig();
-  rigs.push(rig);
+  const rig = await rigs.create();
   return rig.state.scope('telegram:alice');
 }
 

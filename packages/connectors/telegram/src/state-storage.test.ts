@@ -1,11 +1,8 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { StateStoreStorage } from './state-storage.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs, type TestRig } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
+const rigs = testRigs();
 
 /** Lets every pending promise callback and I/O turn run. */
 async function settle(): Promise<void> {
@@ -33,8 +30,7 @@ async function storedPts(rig: TestRig): Promise<string | undefined> {
 
 describe('StateStoreStorage', () => {
   it('with overlap, lets mtcute fetch the next slice while a save waits for its barrier, and writes the cursor of the call', async () => {
-    const rig = await createTestRig();
-    rigs.push(rig);
+    const rig = await rigs.create();
     const barrier = barriers();
     const storage = new StateStoreStorage(rig.state.scope('telegram:alice'), { beforeSave: barrier.beforeSave, overlap: true });
     await storage.driver.load();
@@ -68,8 +64,7 @@ describe('StateStoreStorage', () => {
   });
 
   it('without overlap, save() resolves once its own barrier passed and it is written; a barrier of `false` skips at once', async () => {
-    const rig = await createTestRig();
-    rigs.push(rig);
+    const rig = await rigs.create();
     const barrier = barriers();
     let skip = false;
     const storage = new StateStoreStorage(rig.state.scope('telegram:alice'), { beforeSave: () => (skip ? false : barrier.beforeSave()) });

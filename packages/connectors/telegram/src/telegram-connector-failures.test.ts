@@ -1,24 +1,16 @@
 import { OffchannelError, SinkUnavailableError, type Sink } from '@offchannel/core';
 import { createMemorySink } from '@offchannel/core/testing';
 import { Long, type tl } from '@mtcute/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createConnectorContext } from '@offchannel/core';
 import { telegramStateScope } from './link-telegram.ts';
 import { createTelegramConnector } from './telegram-connector.ts';
 import { decodeTl, encodeTl } from './tl-evidence.ts';
 import { createLocalTelegramPeer, LOCAL_API } from './testing/index.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs, type TestRig } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
-
-async function rig(sink?: Sink): Promise<TestRig> {
-  const created = await createTestRig(sink ? { sink } : undefined);
-  rigs.push(created);
-  return created;
-}
+const rigs = testRigs();
+const rig = (sink?: Sink): Promise<TestRig> => rigs.create(sink ? { sink } : undefined);
 
 describe('Telegram connector: media', () => {
   it('downloads media through mtcute’s real download path, stores it by hash, and records failures as unavailable', async () => {

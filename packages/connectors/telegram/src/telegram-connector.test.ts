@@ -1,23 +1,15 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { tl } from '@mtcute/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { telegramStateScope } from './link-telegram.ts';
 import { MessageIndex } from './message-index.ts';
 import { decodeTl, TL_RAW_FORMAT } from './tl-evidence.ts';
 import { createLocalTelegramPeer, LOCAL_IDS } from './testing/index.ts';
-import { createTestRig, type TestRig } from './test-support.ts';
+import { testRigs, type TestRig } from './test-support.ts';
 
-const rigs: TestRig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) await rig.close();
-});
-
-async function rig(): Promise<TestRig> {
-  const created = await createTestRig();
-  rigs.push(created);
-  return created;
-}
+const rigs = testRigs();
+const rig = (): Promise<TestRig> => rigs.create();
 
 describe('Telegram connector on the real mtcute updates engine', () => {
   it('records messages in every chat kind with their TL bytes, and resolves id-only deletes through its own index', async () => {

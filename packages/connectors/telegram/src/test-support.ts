@@ -3,11 +3,13 @@
  * encrypted state store in a temporary directory, and a reader for the archived records.
  * Closing a rig re-derives every Telegram record it archived from its raw bytes and the records
  * it names (`rederive-telegram.ts`) and throws if one comes out different: every test that uses
- * a rig is also a re-derivation test over its archive.
+ * a rig is also a re-derivation test over its archive. {@link testRigs} closes a file's rigs
+ * after each of its tests.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { afterEach } from 'vitest';
 import { Recorder, decodeRecord, generateStateKey, openStateStore, parseStateKey, type ArchiveRecord, type Sink, type StateStore } from '@offchannel/core';
 import { createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
 import { canonicalize } from '@offchannel/core';
@@ -67,6 +69,32 @@ export async function createTestRig(existing?: { sink: Sink; dir?: string; key?:
     },
   };
   return rig;
+}
+
+/** The rigs a test made: {@link TestRigs.create} makes one, {@link TestRigs.push} takes one made by `reopen()`. */
+export class TestRigs {
+  readonly #open: TestRig[] = [];
+
+  async create(existing?: Parameters<typeof createTestRig>[0]): Promise<TestRig> {
+    return this.push(await createTestRig(existing));
+  }
+
+  push(rig: TestRig): TestRig {
+    this.#open.push(rig);
+    return rig;
+  }
+
+  /** Closes (and so re-derives) every rig, in the order they came; throws on the first that fails. */
+  async close(): Promise<void> {
+    for (const rig of this.#open.splice(0)) await rig.close();
+  }
+}
+
+/** The rigs of one test file, all closed after each test. Call once, at the top of the file. */
+export function testRigs(): TestRigs {
+  const rigs = new TestRigs();
+  afterEach(() => rigs.close());
+  return rigs;
 }
 
 /** Re-derives every record of every `telegram:` stream in `sink`; throws on the first difference. */

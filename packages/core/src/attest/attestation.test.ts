@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { NoteError } from '../errors/note-errors.ts';
 import { SinkConflictError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import { leafHash } from '../merkle/merkle-hash.ts';
@@ -7,6 +6,7 @@ import { CompactRange } from '../merkle/merkle-proofs.ts';
 import { generateEd25519NoteKey } from '../note/ed25519-key.ts';
 import { signNote } from '../note/signed-note.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
+import { noteErrorCode as code } from '../testing/note-error-code.ts';
 import { type AttestationId, type StreamAttestation, formatAttestation, parseAttestation } from './attestation.ts';
 import { HostAttestor } from './host-attestor.ts';
 import { readAttestations } from './read-attestations.ts';
@@ -23,16 +23,6 @@ const lines: StreamAttestation[] = [
   { stream: 'whatsapp:alice', size: 3, root: rootOf(3), state: 'connected', lastEventAt: '2026-03-01T23:49:10Z' },
   { stream: 'signal:bob', size: 0, root: rootOf(0), state: 'logged-out' },
 ];
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof NoteError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
 
 describe('attestation format', () => {
   it('formats one line per stream, sorted, and parses back', () => {

@@ -15,36 +15,12 @@ import { createRecordingLogger } from '../testing/recording-logger.ts';
 import { verifyArchive } from '../verify/verify-archive.ts';
 import { ArchiveLog } from '../witness/archive-log.ts';
 import { cosignedFile } from '../witness/witness-client.ts';
+import { outageSink } from './__fixtures__/outage-sink.ts';
 import { Forwarder } from './forwarder.ts';
 
 const key = generateEd25519NoteKey('archive.example/offchannel');
 const witness = generateCosigner('w1.witness.example');
 const source = { package: '@offchannel/test', version: '0.0.0' };
-
-/** A sink that fails every call while `down.value` is true. */
-function flaky(sink: Sink, down: { value: boolean }): Sink {
-  return new Proxy(sink, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== 'function' || property === 'close') return value;
-      return (...args: unknown[]) => (down.value ? Promise.reject(Object.assign(new Error('down'), { code: 'SINK_UNAVAILABLE' })) : (value as (...a: unknown[]) => unknown).apply(target, args));
-    },
-  });
-}
-
-/** A sink that fails every call about `stream` (its name, or a batch of it) while `held.value` is true. */
-function holding(sink: Sink, stream: string, held: { value: boolean }): Sink {
-  return new Proxy(sink, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== 'function' || property === 'close') return value;
-      return (...args: unknown[]) => {
-        const about = args[0] === stream || (args[0] as { stream?: unknown } | undefined)?.stream === stream;
-        return held.value && about ? Promise.reject(Object.assign(new Error('down'), { code: 'SINK_UNAVAILABLE' })) : (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-}
 
 /** The spool, counting its listings of the archive log (one per copy round). */
 function counting(sink: Sink, rounds: { value: number }): Sink {
@@ -66,7 +42,7 @@ describe('Forwarder and the archive log', () => {
     const upStorage = new MemoryStorage();
     const laggingStorage = new MemoryStorage();
     const down = { value: true };
-    const forwarder = new Forwarder({ spool, targets: [{ name: 'up', sink: createMemorySink(upStorage) }, { name: 'lagging', sink: flaky(createMemorySink(laggingStorage), down) }], archiveLogs: [ARCHIVE_LOG], pollMs: 3_600_000, minRetryMs: 10, maxRetryMs: 20 });
+    const forwarder = new Forwarder({ spool, targets: [{ name: 'up', sink: createMemorySink(upStorage) }, { name: 'lagging', sink: outageSink(createMemorySink(laggingStorage), down) }], archiveLogs: [ARCHIVE_LOG], pollMs: 3_600_000, minRetryMs: 10, maxRetryMs: 20 });
     forwarder.start();
     const archiveLog = await ArchiveLog.open({ sink: forwarder.sink, signer: key, logger: createRecordingLogger(), everyMs: 3_600_000 });
     const recorder = new Recorder({ sink: forwarder.sink, allowVolatileSink: true, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 2, witnesses: archiveLog } });
@@ -104,7 +80,7 @@ describe('Forwarder and the archive log', () => {
     const upStorage = new MemoryStorage();
     const heldStorage = new MemoryStorage();
     const held = { value: true };
-    const forwarder = new Forwarder({ spool, targets: [{ name: 'up', sink: createMemorySink(upStorage) }, { name: 'held', sink: holding(createMemorySink(heldStorage), 'demo:b', held) }], archiveLogs: [ARCHIVE_LOG], pollMs: 20, minRetryMs: 10, maxRetryMs: 20 });
+    const forwarder = new Forwarder({ spool, targets: [{ name: 'up', sink: createMemorySink(upStorage) }, { name: 'held', sink: outageSink(createMemorySink(heldStorage), held, 'demo:b') }], archiveLogs: [ARCHIVE_LOG], pollMs: 20, minRetryMs: 10, maxRetryMs: 20 });
     forwarder.start();
     const archiveLog = await ArchiveLog.open({ sink: forwarder.sink, signer: key, logger: createRecordingLogger(), everyMs: 3_600_000 });
     const recorder = new Recorder({ sink: forwarder.sink, allowVolatileSink: true, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 2, witnesses: archiveLog } });
@@ -149,7 +125,7 @@ describe('Forwarder and the archive log', () => {
     const targetStorage = new MemoryStorage();
     const held = { value: false };
     const rounds = { value: 0 };
-    const open = () => new Forwarder({ spool: counting(createMemorySink(spoolStorage), rounds), targets: [{ name: 't', sink: holding(createMemorySink(targetStorage), 'demo:b', held) }], archiveLogs: [ARCHIVE_LOG], pollMs: 20, minRetryMs: 10, maxRetryMs: 20 });
+    const open = () => new Forwarder({ spool: counting(createMemorySink(spoolStorage), rounds), targets: [{ name: 't', sink: outageSink(createMemorySink(targetStorage), held, 'demo:b') }], archiveLogs: [ARCHIVE_LOG], pollMs: 20, minRetryMs: 10, maxRetryMs: 20 });
     const capture = async (sink: Sink, from: number) => {
       const archiveLog = await ArchiveLog.open({ sink, signer: key, logger: createRecordingLogger(), everyMs: 3_600_000 });
       const recorder = new Recorder({ sink, allowVolatileSink: true, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 2, witnesses: archiveLog } });

@@ -8,6 +8,7 @@ import { readAttestations } from '../attest/read-attestations.ts';
 import { generateEd25519NoteKey } from '../note/ed25519-key.ts';
 import type { Sink } from '../sink/sink.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
+import { outageSink } from './__fixtures__/outage-sink.ts';
 import { Forwarder } from './forwarder.ts';
 
 const key = generateEd25519NoteKey('archive.example/offchannel');
@@ -20,24 +21,13 @@ async function seqs(sink: Sink): Promise<number[]> {
   return out;
 }
 
-/** A sink that fails every call while `down.value` is true. */
-function flaky(sink: Sink, down: { value: boolean }): Sink {
-  return new Proxy(sink, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== 'function' || property === 'close') return value;
-      return (...args: unknown[]) => (down.value ? Promise.reject(Object.assign(new Error('down'), { code: 'SINK_UNAVAILABLE' })) : (value as (...a: unknown[]) => unknown).apply(target, args));
-    },
-  });
-}
-
 describe('Forwarder and host attestations', () => {
   it('copies every attestation to every target, across days, and catches up a target that was down', { timeout: 30_000 }, async () => {
     const spool = createMemorySink(new MemoryStorage());
     const up = createMemorySink(new MemoryStorage());
     const down = { value: true };
     const laggingStorage = new MemoryStorage();
-    const lagging = flaky(createMemorySink(laggingStorage), down);
+    const lagging = outageSink(createMemorySink(laggingStorage), down);
     let now = T0;
     const attestor = await HostAttestor.open({ sink: spool, host: 'h-test', signer: key, clock: () => new Date(now) });
     const forwarder = new Forwarder({ spool, targets: [{ name: 'up', sink: up }, { name: 'lagging', sink: lagging }], pollMs: 20 });

@@ -1,6 +1,6 @@
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { NoteError } from '../errors/note-errors.ts';
+import { noteErrorCode as code } from '../testing/note-error-code.ts';
 import { formatCheckpoint } from './checkpoint.ts';
 import {
   COSIGNATURE_V1_TYPE,
@@ -30,16 +30,6 @@ const TDEV_SIGNATURE = 'ZGhGuQAAAABm/qTPeyKXD+R2rzyQsxPiP8mXum7qq/iF0u4vanlqJyoc
 
 const SEED = createHash('sha256').update('offchannel cosignature test seed').digest();
 const TEXT = formatCheckpoint({ origin: 'archive.example/offchannel', size: 5, root: new Uint8Array(32).fill(7) });
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof NoteError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
 
 describe('cosignatures (c2sp.org/tlog-cosignature)', () => {
   it('builds the signed message of the spec example byte for byte', () => {

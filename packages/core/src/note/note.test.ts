@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NoteError } from '../errors/note-errors.ts';
+import { noteErrorCode as code } from '../testing/note-error-code.ts';
 import { checkpointOrigin, formatCheckpoint, parseCheckpoint } from './checkpoint.ts';
 import { ed25519KeyFromSeed, generateEd25519NoteKey, parseSignerKey, parseVerifierKey } from './ed25519-key.ts';
 import { openNote, parseNote, signNote } from './signed-note.ts';
@@ -9,16 +10,6 @@ const GO_SIGNER = 'PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7
 const GO_VERIFIER = 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW';
 const GO_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const GO_SIGNATURE = '— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n';
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof NoteError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
 
 describe('signed notes', () => {
   it('reproduces the Go sumdb/note Ed25519 vector byte for byte', () => {

@@ -1,7 +1,7 @@
 /**
  * `@offchannel/core/testing` — tools for testing sinks and connectors:
- * the sink conformance suite, the connector conformance harness, an in-memory sink, and a
- * logger that records what it is given.
+ * the sink conformance suite, the connector conformance harness, an in-memory sink, a
+ * logger that records what it is given, and small helpers (FIFOs, the code of a NoteError).
  */
 export { batchAfter, chainAfter, fakeRecord, runSinkConformance, withLines } from './sink-conformance.ts';
 export type { SinkConformanceOptions, SinkFixture } from './sink-conformance.ts';
@@ -9,6 +9,7 @@ export { MemoryStorage, createMemorySink } from './memory-sink.ts';
 export { createRecordingLogger } from './recording-logger.ts';
 export { openFilesUnder } from './open-files.ts';
 export { mkfifo, settleOrHang } from './fifo.ts';
+export { noteErrorCode } from './note-error-code.ts';
 export type { LogLine, RecordingLogger } from './recording-logger.ts';
 export { runConnectorConformance } from './connector-conformance.ts';
 export type { ConnectorConformanceOptions, ConnectorFixture, ConnectorFixtureEnv } from './connector-conformance.ts';

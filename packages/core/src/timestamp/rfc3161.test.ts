@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { NoteError } from '../errors/note-errors.ts';
+import { noteErrorCode as timestampCode } from '../testing/note-error-code.ts';
 import { type OpensslTsa, startOpensslTsa } from './__fixtures__/openssl-tsa.ts';
 import { type DerNode, TAG, children, encode, readGeneralizedTime, readRoot } from './der.ts';
 import { checkTsaKeyUsage, createTimestampRequest, parseTimestampResponse, verifyTimestampToken } from './rfc3161.ts';
@@ -29,16 +30,6 @@ afterAll(async () => {
   await tsa.close();
   await other.close();
 });
-
-function timestampCode(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof NoteError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
 
 describe('RFC 3161 with a real TSA (openssl ts -reply on loopback)', () => {
   it('gets a token whose imprint, signature, nonce and certificate verify', () => {

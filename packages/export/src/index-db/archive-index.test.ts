@@ -102,6 +102,17 @@ async function build(from: Sink, verified = heads): Promise<ArchiveIndex> {
   return ArchiveIndex.build(from, verified, await mkdtemp(path.join(scratch, 'index-')));
 }
 
+/** The error `building` rejects with, or undefined if it builds (the index is then closed). */
+async function buildError(building: Promise<ArchiveIndex>): Promise<unknown> {
+  return building.then(
+    async (index) => {
+      await index.close();
+      return undefined;
+    },
+    (caught: unknown) => caught,
+  );
+}
+
 describe('ArchiveIndex.build', () => {
   it('reads through the bulk read, and indexes what the record-by-record read gives', async () => {
     const bulk = watched();
@@ -149,13 +160,7 @@ describe('ArchiveIndex.build', () => {
       ['the last record cut short', (seq, line) => (seq === 40 ? line.subarray(0, -20) : line)],
     ];
     for (const [name, edit] of cases) {
-      const error = await build(watched((stream) => recordPieces(stream, 6, edit)).sink).then(
-        async (index) => {
-          await index.close();
-          return undefined;
-        },
-        (caught: unknown) => caught,
-      );
+      const error = await buildError(build(watched((stream) => recordPieces(stream, 6, edit)).sink));
       expect(error, name).toBeInstanceOf(ExportError);
       expect((error as ExportError).code, name).toBe('EXPORT_UNVERIFIED');
     }
@@ -178,13 +183,7 @@ describe('ArchiveIndex.build', () => {
         change(record);
         return Buffer.from(`${JSON.stringify(record)}\n`);
       };
-      const error = await build(watched((stream) => recordPieces(stream, 6, edit)).sink).then(
-        async (index) => {
-          await index.close();
-          return undefined;
-        },
-        (caught: unknown) => caught,
-      );
+      const error = await buildError(build(watched((stream) => recordPieces(stream, 6, edit)).sink));
       expect(error, name).toBeInstanceOf(ExportError);
       expect((error as ExportError).code, name).toBe('EXPORT_UNVERIFIED');
       expect((error as ExportError).message, name).toContain('seq 17 is no longer a valid record');
@@ -197,13 +196,7 @@ describe('ArchiveIndex.build', () => {
     // build fails creating them, after every record went in (progress reached 40).
     const dir = await mkdtemp(path.join(scratch, 'full-'));
     const progress: number[] = [];
-    const error = await ArchiveIndex.build(sink, heads, dir, (done) => progress.push(done), { maxPages: 2 }).then(
-      async (index) => {
-        await index.close();
-        return undefined;
-      },
-      (caught: unknown) => caught,
-    );
+    const error = await buildError(ArchiveIndex.build(sink, heads, dir, (done) => progress.push(done), { maxPages: 2 }));
     expect(progress).toEqual([40]);
     expect(error).toBeInstanceOf(ExportError);
     expect((error as ExportError).code).toBe('EXPORT_OUTPUT');
@@ -222,13 +215,7 @@ describe('ArchiveIndex.build', () => {
       const bigHeads = new Map(report.streams.map((summary) => [summary.stream, summary.head] as const));
       const dir = await mkdtemp(path.join(scratch, 'full-'));
       const progress: number[] = [];
-      const error = await ArchiveIndex.build(bigSink, bigHeads, dir, (done) => progress.push(done), { maxPages: 2 }).then(
-        async (index) => {
-          await index.close();
-          return undefined;
-        },
-        (caught: unknown) => caught,
-      );
+      const error = await buildError(ArchiveIndex.build(bigSink, bigHeads, dir, (done) => progress.push(done), { maxPages: 2 }));
       expect(progress).toEqual([]);
       expect((error as ExportError).code).toBe('EXPORT_OUTPUT');
       expect((error as ExportError).message).toContain('make room on the file system of --out');

@@ -1,6 +1,8 @@
 /**
  * Runs the real iMessage connector against a fixture chat.db into an in-memory archive, with
  * a real encrypted state store, so tests can stop and restart it on the same archive and state.
+ * The harness owns what it starts and opens: {@link RelayHarness.dispose} stops every relay and
+ * closes every chat.db (both idempotent, so a test may stop or close them itself first).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +10,7 @@ import path from 'node:path';
 import { Recorder, SinkUnavailableError, createConnectorContext, openStateStore, parseStateKey, generateStateKey, type ArchiveRecord, type ConnectorContext, type Sink, type StateStore } from '@offchannel/core';
 import { MemoryStorage, createMemorySink, createRecordingLogger, type RecordingLogger } from '@offchannel/core/testing';
 import { createIMessageConnector, type IMessageConnector, type IMessageConnectorOptions } from '../index.ts';
-import type { ChatDbFixture } from '../testing/index.ts';
+import { createChatDbFixture, type ChatDbFixture, type ChatDbFixtureOptions } from '../testing/index.ts';
 import { rederiveAll, type Rederived } from './rederive.ts';
 
 export interface RunningRelay {
@@ -33,6 +35,8 @@ export class RelayHarness {
   readonly logger: RecordingLogger = createRecordingLogger();
   readonly dir: string;
   #state: StateStore | undefined;
+  readonly #relays: RunningRelay[] = [];
+  readonly #chatDbs: ChatDbFixture[] = [];
   readonly #key = parseStateKey(generateStateKey());
 
   private constructor(dir: string) {
@@ -49,6 +53,14 @@ export class RelayHarness {
     return this.#state;
   }
 
+  /** A fixture chat.db (and its writer process) in `<dir>/<name>`, closed at {@link dispose}. */
+  async chatDb(name = 'mac', options: ChatDbFixtureOptions = {}): Promise<ChatDbFixture> {
+    const db = await createChatDbFixture(path.join(this.dir, name), options);
+    this.#chatDbs.push(db);
+    return db;
+  }
+
+  /** Starts the relay on `db`; {@link dispose} stops it if the test has not. */
   async start(db: ChatDbFixture, options: Partial<IMessageConnectorOptions> = {}): Promise<RunningRelay> {
     const state = await this.stateStore();
     const recorder = new Recorder({ sink: this.flakySink, allowVolatileSink: true });
@@ -56,7 +68,7 @@ export class RelayHarness {
     const controller = new AbortController();
     const ctx = createConnectorContext({ recorder, connector, state, logger: this.logger, signal: controller.signal });
     await connector.start(ctx);
-    return {
+    const running: RunningRelay = {
       connector,
       ctx,
       stop: async () => {
@@ -65,6 +77,8 @@ export class RelayHarness {
         await recorder.close();
       },
     };
+    this.#relays.push(running);
+    return running;
   }
 
   /** Every record of the iMessage stream, decoded. */
@@ -94,9 +108,14 @@ export class RelayHarness {
     return rederiveAll(await this.records(), (sha256) => this.sink.getBlob(sha256), 'alice@firm.example');
   }
 
-  /** Checks that every record re-derives (unless told not to), then removes the folder. */
+  /**
+   * Stops every relay it started, closes every chat.db it opened, checks that every record
+   * re-derives (unless told not to), then removes the folder.
+   */
   async dispose(options: { readonly rederive?: boolean } = {}): Promise<void> {
     try {
+      for (const relay of this.#relays.splice(0)) await relay.stop();
+      for (const db of this.#chatDbs.splice(0)) await db.close();
       if (options.rederive !== false) await this.rederive();
     } finally {
       await rm(this.dir, { recursive: true, force: true });
