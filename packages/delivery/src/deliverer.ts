@@ -16,11 +16,11 @@ import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type CheckpointOptions, type Logger, type NoteVerifier, Recorder, type Sink, type StreamWriter, decodeRecord, noopLogger } from '@offchannel/core';
+import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, Recorder, type Sink, type StreamWriter, decodeRecord, noopLogger, openKeyIndex } from '@offchannel/core';
 import { DeliveryError } from './delivery-error.ts';
 import { type DeliveryCursor, DeliveryState, type InFlight } from './delivery-state.ts';
 import { type DeliveryTarget, type SmtpEndpoint, checkTarget } from './delivery-target.ts';
-import { RECEIPT_CHANNEL, type Receipt, readReceipts, receiptCapture, receiptStream, refusalCapture } from './delivery-receipts.ts';
+import { RECEIPT_CHANNEL, RECEIPT_EVENT, type Receipt, readReceipts, receiptCapture, receiptStream, refusalCapture } from './delivery-receipts.ts';
 import { type OutgoingMessage, renderMessages } from './render-messages.ts';
 import { type SmtpSender, createSmtpSender } from './smtp-sender.ts';
 
@@ -99,13 +99,22 @@ export class Deliverer {
   readonly #endpoint: SmtpEndpoint;
   readonly #state: DeliveryState;
   readonly #recorder: Recorder;
+  /** The receipts' idempotency keys, on disk in the state directory: start-up reads only new receipts. */
+  readonly #keyIndex: KeyIndex;
   readonly #writer: StreamWriter;
   readonly #logger: Logger;
   readonly #clock: () => Date;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
-  /** `<stream>/<seq>` → receipt. */
-  readonly #delivered = new Map<string, Receipt>();
+  /**
+   * `<stream>/<seq>` of delivered records above their stream's cursor (entries at or below it
+   * are dropped as the cursor passes them, so this stays as small as what is new).
+   */
+  readonly #delivered = new Set<string>();
+  /** Day mode only: the `Message-ID`s of every delivered e-mail (a sent transcript is never sent again). */
   readonly #deliveredIds = new Set<string>();
+  /** Messages whose receipts this deliverer read or wrote since it opened. */
+  #deliveredCount = 0;
+  #lastDeliveredAt: string | undefined;
   readonly #cursor = new Map<string, number>();
   #receiptHead = 0;
   #inFlight: InFlight | undefined;
@@ -123,7 +132,8 @@ export class Deliverer {
     this.#logger = options.logger ?? noopLogger;
     this.#clock = options.clock ?? (() => new Date());
     this.#sleep = options.sleep ?? abortableSleep;
-    this.#recorder = new Recorder({ sink: options.receipts ?? options.archive, clock: this.#clock, logger: this.#logger, ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}) });
+    this.#keyIndex = openKeyIndex({ file: path.join(state.dir, `${options.target.name}.receipt-keys.sqlite`) });
+    this.#recorder = new Recorder({ sink: options.receipts ?? options.archive, clock: this.#clock, logger: this.#logger, keyIndex: this.#keyIndex, ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}) });
     this.#writer = this.#recorder.writer({ channel: RECEIPT_CHANNEL, account: options.target.name, source: { package: DELIVERY_PACKAGE.name, version: DELIVERY_PACKAGE.version, upstream: 'nodemailer' } });
     this.#status = { target: options.target.name, backlog: 0, lagMs: 0, delivered: 0, lastDeliveredAt: undefined, streams: [] };
   }
@@ -132,12 +142,22 @@ export class Deliverer {
   static async open(options: DelivererOptions): Promise<Deliverer> {
     const endpoint = checkTarget(options.target);
     const state = await DeliveryState.open(options.stateDir, options.target.name);
-    const deliverer = new Deliverer(options, endpoint, state);
+    let deliverer: Deliverer;
+    try {
+      deliverer = new Deliverer(options, endpoint, state);
+    } catch (error) {
+      state.close();
+      throw error;
+    }
     try {
       await deliverer.#reconcile();
     } catch (error) {
-      state.close();
-      await deliverer.#recorder.close();
+      try {
+        await deliverer.#recorder.close();
+      } finally {
+        deliverer.#keyIndex.close();
+        state.close();
+      }
       throw error;
     }
     return deliverer;
@@ -156,11 +176,21 @@ export class Deliverer {
     if (stored && (stored.target !== this.#target.name || stored.to !== this.#target.to || stored.mode !== this.mode)) {
       throw new DeliveryError('DELIVERY_STATE', `the state of target ${this.#target.name} was for ${stored.to} in ${stored.mode} mode; a different journal address or mode needs a new target name (its own cursor and receipts)`);
     }
-    await this.#readNewReceipts();
-    if (stored && stored.receipts > this.#receiptHead) {
-      throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${receiptStream(this.#target.name)} holds ${this.#receiptHead}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
+    const receipts = this.#options.receipts ?? this.#options.archive;
+    const head = (await receipts.head(receiptStream(this.#target.name))).seq;
+    if (stored && stored.receipts > head) {
+      throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${receiptStream(this.#target.name)} holds ${head}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
     }
     for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
+    // Record mode: the receipts up to the cursor's count were read (and checked) by the run
+    // that wrote it; a record they delivered above its stream's cursor (a pass that stopped
+    // midway) is found by its receipt's idempotency key (#lookUpDelivered), not by reading
+    // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all.
+    const from = stored && this.mode === 'record' ? stored.receipts : 0;
+    if (from > 0) this.#lastDeliveredAt = await this.#deliveredAtOf(receipts, from);
+    this.#receiptHead = from;
+    await this.#readNewReceipts();
+    for (const stream of this.#cursor.keys()) this.#forgetBelowCursor(stream);
     this.#inFlight = stored?.inFlight;
     if (this.#inFlight) this.#logger.warn({ deliveryTarget: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
   }
@@ -175,9 +205,42 @@ export class Deliverer {
     if (receipt.to !== this.#target.to) {
       throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) are for another journal address; a different journal needs a new target name (its own cursor and receipts)`);
     }
-    for (const seq of receipt.seqs) this.#delivered.set(`${receipt.stream}/${seq}`, receipt);
-    this.#deliveredIds.add(receipt.messageId);
+    const cursor = this.#cursor.get(receipt.stream) ?? 0;
+    for (const seq of receipt.seqs) if (seq > cursor) this.#delivered.add(`${receipt.stream}/${seq}`);
+    if (this.mode === 'day') this.#deliveredIds.add(receipt.messageId);
+    this.#deliveredCount += 1;
+    if (this.#lastDeliveredAt === undefined || receipt.deliveredAt > this.#lastDeliveredAt) this.#lastDeliveredAt = receipt.deliveredAt;
     this.#receiptHead = Math.max(this.#receiptHead, receipt.receiptSeq);
+  }
+
+  /** The `deliveredAt` of the receipt at `seq` (one record read), if it is a receipt. */
+  async #deliveredAtOf(receipts: Sink, seq: number): Promise<string | undefined> {
+    for await (const stored of receipts.read(receiptStream(this.#target.name), { fromSeq: seq })) {
+      const { record } = decodeRecord(stored.bytes);
+      return record.system?.event === RECEIPT_EVENT ? record.system.fields?.deliveredAt : undefined;
+    }
+    return undefined;
+  }
+
+  /**
+   * Record mode: marks as delivered the records above their stream's cursor that a receipt
+   * already names — one key-index lookup per record that is new since the cursor, never a read
+   * of the receipts stream.
+   */
+  async #lookUpDelivered(messages: readonly OutgoingMessage[]): Promise<void> {
+    for (const message of messages) {
+      const seq = message.seqs[0] ?? 0;
+      if (this.#isDelivered(message.stream, seq)) continue;
+      if ((await this.#writer.lookup(`${RECEIPT_EVENT}:${message.stream}:${seq}`)) !== undefined) this.#delivered.add(`${message.stream}/${seq}`);
+    }
+  }
+
+  #forgetBelowCursor(stream: string): void {
+    const cursor = this.#cursor.get(stream) ?? 0;
+    for (const key of this.#delivered) {
+      const slash = key.lastIndexOf('/');
+      if (key.slice(0, slash) === stream && Number(key.slice(slash + 1)) <= cursor) this.#delivered.delete(key);
+    }
   }
 
   #isDelivered(stream: string, seq: number): boolean {
@@ -283,6 +346,7 @@ export class Deliverer {
       }
       candidates.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.day < b.day ? -1 : a.day > b.day ? 1 : a.kind !== b.kind ? (a.kind === 'day' ? -1 : 1) : (a.seqs[0] ?? 0) - (b.seqs[0] ?? 0)));
     } else {
+      await this.#lookUpDelivered(perRecord);
       candidates.push(...perRecord.filter((message) => !message.seqs.every((seq) => this.#isDelivered(message.stream, seq))));
     }
     // Records appended while this pass rendered (capture keeps writing) wait for the next pass.
@@ -366,6 +430,7 @@ export class Deliverer {
     let seq = this.#cursor.get(stream) ?? 0;
     while (seq < head && (this.#delivered.has(`${stream}/${seq + 1}`) || noEmail.has(`${stream}/${seq + 1}`))) seq++;
     this.#cursor.set(stream, seq);
+    this.#forgetBelowCursor(stream);
   }
 
   #writeCursor(inFlight: InFlight | undefined): void {
@@ -385,13 +450,12 @@ export class Deliverer {
         if (Number.isFinite(at)) oldest = Math.min(oldest ?? at, at);
       }
     }
-    const last = [...this.#delivered.values()].reduce<string | undefined>((latest, receipt) => (latest === undefined || receipt.deliveredAt > latest ? receipt.deliveredAt : latest), undefined);
     return {
       target: this.#target.name,
       backlog,
       lagMs: oldest === undefined ? 0 : Math.max(0, this.#clock().getTime() - oldest),
-      delivered: this.#deliveredIds.size,
-      lastDeliveredAt: last,
+      delivered: this.#deliveredCount,
+      lastDeliveredAt: this.#lastDeliveredAt,
       streams: streams.map((item) => ({ ...item, delivered: Math.min(this.#cursor.get(item.stream) ?? 0, item.head) })),
     };
   }
@@ -419,6 +483,7 @@ export class Deliverer {
     try {
       await this.#recorder.close();
     } finally {
+      this.#keyIndex.close();
       this.#state.close();
     }
   }

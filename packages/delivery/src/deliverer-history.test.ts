@@ -1,0 +1,181 @@
+/**
+ * Cost that must not grow with history: a restart of a record-mode deliverer reads only the
+ * receipts written since its cursor (plus the one the cursor counted last), never the whole
+ * `delivery:<target>` stream; a record delivered above its stream's cursor by a pass that
+ * stopped midway is found by its receipt's idempotency key, so it is still never sent twice —
+ * also when the on-disk key index was lost (it is rebuilt from the archive).
+ */
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Recorder, type Sink, decodeRecord } from '@offchannel/core';
+import { openFsSink } from '@offchannel/sink-fs';
+import { type DelivererOptions, Deliverer } from './deliverer.ts';
+import { readReceipts, receiptStream } from './delivery-receipts.ts';
+import type { DeliveryTarget } from './delivery-target.ts';
+import { type FaultServer, seqOf, startFaultServer, streamOf } from './__fixtures__/fault-smtp-server.ts';
+import { type JournalArchive, alice, bob, client, createJournalArchive, removeTempDirs, tempDir } from './__fixtures__/journal-archive.ts';
+
+const NOW = new Date(Date.UTC(2026, 10, 23, 12));
+const RECEIPTS = receiptStream('journal');
+const servers: FaultServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+afterAll(removeTempDirs);
+
+async function server(): Promise<FaultServer> {
+  const started = await startFaultServer();
+  servers.push(started);
+  return started;
+}
+
+function target(url: string): DeliveryTarget {
+  return { name: 'journal', smtp: url, to: 'journal@archive.test', from: 'offchannel@firm.example', allowPlaintextLoopback: true };
+}
+
+/** Where each read of the receipts stream started (`readSegments` reads from seq 1). */
+type Reads = number[];
+
+/** The archive's own fs sink, with every read of the receipts stream noted. */
+function noting(sink: Sink, reads: Reads): Sink {
+  return new Proxy(sink, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target) as unknown;
+      if (typeof value !== 'function') return value;
+      if (property === 'read') {
+        return (stream: string, options?: { readonly fromSeq?: number }) => {
+          if (stream === RECEIPTS) reads.push(options?.fromSeq ?? 1);
+          return sink.read(stream, options);
+        };
+      }
+      if (property === 'readSegments') {
+        return (stream: string) => {
+          if (stream === RECEIPTS) reads.push(1);
+          return (value as (stream: string) => unknown).call(target, stream);
+        };
+      }
+      return (value as (...args: unknown[]) => unknown).bind(target);
+    },
+  });
+}
+
+async function run(archive: JournalArchive, options: Partial<DelivererOptions> & { readonly target: DeliveryTarget; readonly stateDir: string }, reads?: Reads) {
+  const opened = await openFsSink({ dir: archive.dir });
+  const sink = reads ? noting(opened, reads) : opened;
+  try {
+    const deliverer = await Deliverer.open({ archive: sink, verifiers: [archive.key.verifier], checkpoints: { signer: archive.key }, clock: () => NOW, sleep: () => Promise.resolve(), retry: { attempts: 2, initialMs: 10 }, ...options });
+    try {
+      return await deliverer.deliverPending();
+    } finally {
+      await deliverer.close();
+    }
+  } finally {
+    await opened.close();
+  }
+}
+
+/** Capture goes on: `count` more WhatsApp messages, under a signed checkpoint. */
+async function captureMore(archive: JournalArchive, count: number, from: number): Promise<void> {
+  const sink = await openFsSink({ dir: archive.dir });
+  const recorder = new Recorder({ sink, clock: () => new Date(Date.UTC(2026, 10, 22, 13)), checkpoints: { signer: archive.key, everyRecords: 10 } });
+  const whatsapp = recorder.writer({ channel: 'whatsapp', account: 'alice', source: { package: '@offchannel/delivery-test', version: '0.0.0' } });
+  for (let index = from; index < from + count; index++) {
+    const id = `later${index}`;
+    await whatsapp.capture({ kind: 'message', key: `message:${id}`, sentAt: new Date(Date.UTC(2026, 10, 21, 15, index % 60)).toISOString(), conversation: client, sender: index % 2 === 0 ? bob : alice, direction: index % 2 === 0 ? 'inbound' : 'outbound', native: { id, chat: client.id }, text: `Later ${index}.`, raw: { bytes: new TextEncoder().encode(JSON.stringify({ id })), format: 'test.json' } });
+  }
+  await recorder.close();
+  await sink.close();
+}
+
+/** Every receipt, and how many receipts name each record. */
+async function receiptsOf(archive: JournalArchive): Promise<{ readonly count: number; readonly perRecord: Map<string, number>; readonly head: number }> {
+  const sink = await openFsSink({ dir: archive.dir, readOnly: true });
+  try {
+    const perRecord = new Map<string, number>();
+    let count = 0;
+    for await (const receipt of readReceipts(sink, 'journal')) {
+      count++;
+      for (const seq of receipt.seqs) perRecord.set(`${receipt.stream}/${seq}`, (perRecord.get(`${receipt.stream}/${seq}`) ?? 0) + 1);
+    }
+    return { count, perRecord, head: (await sink.head(RECEIPTS)).seq };
+  } finally {
+    await sink.close();
+  }
+}
+
+describe('delivery cost does not grow with the receipts already written', () => {
+  it('a restart reads only the receipts after its cursor, sends only what is new, and still reports the last delivery', async () => {
+    const archive = await createJournalArchive(60);
+    const smtp = await server();
+    const state = await tempDir('offchannel-delivery-state-');
+    const first = await run(archive, { target: target(smtp.url), stateDir: state });
+    const written = await receiptsOf(archive);
+    expect(first.sent).toBe(written.count);
+    expect(written.count).toBeGreaterThan(60);
+
+    // Nothing new: the restart reads at most the receipt its cursor counted last.
+    const idleReads: Reads = [];
+    const idle = await run(archive, { target: target(smtp.url), stateDir: state }, idleReads);
+    expect(idle.sent).toBe(0);
+    expect(idle.lastDeliveredAt).toBe(NOW.toISOString());
+    expect(Math.min(...idleReads)).toBeGreaterThanOrEqual(written.head);
+
+    await captureMore(archive, 3, 0);
+    const reads: Reads = [];
+    const from = smtp.received.length;
+    const second = await run(archive, { target: target(smtp.url), stateDir: state }, reads);
+    expect(second.sent).toBe(3);
+    expect(second.backlog).toBe(0);
+    expect(smtp.received.slice(from).map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).toEqual([72, 73, 74].map((seq) => `whatsapp:alice/${seq}`));
+    // None of the receipts before the cursor's last one was read again (the old deliverer read
+    // the whole stream from seq 1 at every start, and its recorder read it a second time).
+    expect(reads.length).toBeGreaterThan(0);
+    expect(Math.min(...reads)).toBeGreaterThanOrEqual(written.head);
+    const after = await receiptsOf(archive);
+    expect(after.count).toBe(written.count + 3);
+    expect([...after.perRecord.values()].every((count) => count === 1)).toBe(true);
+  }, 120_000);
+
+  it('records delivered above the cursor by a pass that stopped midway are not sent again, even with the key index lost', async () => {
+    const archive = await createJournalArchive(5);
+    const smtp = await server();
+    // The pass stops at whatsapp:alice seq 4 (a permanent refusal), after signal 1–3 and
+    // whatsapp 1–3 went out: the cursor still says 0 for both streams but counts their receipts.
+    smtp.decide = (message) => (streamOf(message) === 'whatsapp:alice' && seqOf(message) === 4 ? { code: 554, text: '5.7.1 Message rejected by policy' } : 'accept');
+    const state = await tempDir('offchannel-delivery-state-');
+    await expect(run(archive, { target: target(smtp.url), stateDir: state })).rejects.toMatchObject({ code: 'DELIVERY_REFUSED' });
+    expect((await receiptsOf(archive)).count).toBe(6);
+
+    for (const lost of [false, true]) {
+      if (lost) {
+        // Derived data: without it the first lookup rebuilds it from the receipts stream.
+        await rm(path.join(state, 'journal.receipt-keys.sqlite'), { force: true });
+        await rm(path.join(state, 'journal.receipt-keys.sqlite-wal'), { force: true });
+        await rm(path.join(state, 'journal.receipt-keys.sqlite-shm'), { force: true });
+      }
+      const from = smtp.received.length;
+      await expect(run(archive, { target: target(smtp.url), stateDir: state })).rejects.toMatchObject({ code: 'DELIVERY_REFUSED' });
+      expect(smtp.received.slice(from).map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).toEqual(['whatsapp:alice/4']);
+    }
+
+    smtp.decide = () => 'accept';
+    const from = smtp.received.length;
+    const report = await run(archive, { target: target(smtp.url), stateDir: state });
+    const resent = smtp.received.slice(from).map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`);
+    expect(resent[0]).toBe('whatsapp:alice/4');
+    expect(resent.filter((key) => key.startsWith('signal:') || /\/[1-3]$/.test(key))).toEqual([]);
+    expect(report.backlog).toBe(0);
+    const receipts = await receiptsOf(archive);
+    expect([...receipts.perRecord.values()].every((count) => count === 1)).toBe(true);
+    const sink = await openFsSink({ dir: archive.dir, readOnly: true });
+    try {
+      let records = 0;
+      for (const stream of archive.streams) for await (const stored of sink.read(stream)) if (decodeRecord(stored.bytes).record.seq > 0) records++;
+      // Every record has one receipt, except those the export renders no e-mail for.
+      expect(receipts.perRecord.size).toBe(records - report.noEmail);
+    } finally {
+      await sink.close();
+    }
+  }, 120_000);
+});
