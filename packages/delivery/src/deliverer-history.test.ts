@@ -5,10 +5,11 @@
  * stopped midway is found by its receipt's idempotency key, so it is still never sent twice —
  * also when the on-disk key index was lost (it is rebuilt from the archive).
  */
-import { rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Recorder, type Sink, decodeRecord } from '@offchannel/core';
+import { OffchannelError, Recorder, type Sink, decodeRecord } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type DelivererOptions, Deliverer } from './deliverer.ts';
 import { readReceipts, receiptStream } from './delivery-receipts.ts';
@@ -177,5 +178,33 @@ describe('delivery cost does not grow with the receipts already written', () => 
     } finally {
       await sink.close();
     }
+  }, 120_000);
+
+  it('refuses a link, FIFO or directory in place of the receipt key index, and rebuilds it once moved aside', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const elsewhere = await tempDir('offchannel-delivery-elsewhere-');
+    await writeFile(path.join(elsewhere, 'victim'), 'not an index');
+    const plants: Record<string, (file: string) => Promise<void>> = {
+      link: (file) => symlink(path.join(elsewhere, 'victim'), file),
+      fifo: (file) => Promise.resolve(void execFileSync('mkfifo', [file])),
+      directory: (file) => mkdir(file),
+    };
+    let sent = 0;
+    for (const [kind, plant] of Object.entries(plants)) {
+      const state = await tempDir('offchannel-delivery-state-');
+      await plant(path.join(state, 'journal.receipt-keys.sqlite'));
+      const error = await run(archive, { target: target(smtp.url), stateDir: state }).catch((caught: unknown) => caught);
+      expect(OffchannelError.hasCode(error, 'DELIVERY_STATE'), kind).toBe(true);
+      expect((error as Error).message).toContain('journal.receipt-keys.sqlite');
+      expect(smtp.received, kind).toHaveLength(sent);
+      // Moved aside, the same state directory works (the refusal released the target's lock)
+      // and the index is rebuilt from the receipts: nothing already delivered goes out again.
+      await rm(path.join(state, 'journal.receipt-keys.sqlite'), { recursive: true, force: true });
+      expect((await run(archive, { target: target(smtp.url), stateDir: state })).backlog, kind).toBe(0);
+      sent = smtp.received.length;
+    }
+    expect(smtp.received.map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).toHaveLength(new Set(smtp.received.map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).size);
+    expect((await receiptsOf(archive)).count).toBe(sent);
   }, 120_000);
 });
