@@ -73,7 +73,12 @@ export interface DeliveryStatus {
   readonly backlog: number;
   /** Age of the oldest undelivered record (capture time), ms; 0 when none. */
   readonly lagMs: number;
+  /**
+   * Messages delivered since this deliverer opened, plus the receipts it read at start (record
+   * mode: those after the cursor's count; day mode: all).
+   */
   readonly delivered: number;
+  /** When the newest receipt this deliverer knows of was recorded. */
   readonly lastDeliveredAt: string | undefined;
   readonly streams: readonly StreamProgress[];
 }
