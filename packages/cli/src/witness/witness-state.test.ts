@@ -212,12 +212,12 @@ describe('witness start-up reads only the journal after its snapshot', () => {
     const sizes = Array.from({ length: 1_200 }, (_, log) => 1 + (log % 3));
     await Promise.all(sizes.map(async (size, log) => state.advance({ origin: origin(log), size, root: root(log, size) })));
     const snapshot = await readSnapshot(path.join(dir, 'journal.snapshot'));
-    expect(snapshot).toMatchObject({ offset: expect.any(Number) as unknown });
-    const offset = (snapshot as { offset: number }).offset;
+    if (snapshot === undefined || 'problem' in snapshot) throw new Error(`no usable snapshot: ${JSON.stringify(snapshot)}`);
+    const { offset } = snapshot;
     expect(offset).toBeGreaterThan(0);
     const text = (await readFile(path.join(dir, 'journal'), 'latin1')).slice(0, offset);
     expect(text.endsWith('\n')).toBe(true);
-    expect([...(snapshot as { marks: Map<string, unknown> }).marks.keys()].sort()).toEqual(text.trimEnd().split('\n').map((entry) => entry.split(' ')[0]).sort());
+    expect([...snapshot.marks.keys()].sort()).toEqual(text.trimEnd().split('\n').map((entry) => entry.split(' ')[0]).sort());
     state = await openState(dir);
     expect(state.startup.snapshot).toBe('used');
     expectHeads(state, sizes);

@@ -87,8 +87,7 @@ export class WitnessState {
   #snapshotBytes = 0;
   #snapshotting = false;
   #startup: WitnessStartup = { snapshot: 'none', journalBytesRead: 0 };
-  /** The last snapshot write's failure, if the latest one failed. */
-  snapshotError: unknown;
+  #snapshotError: unknown;
 
   #lock: Sqlite.DatabaseSync | undefined;
 
@@ -148,6 +147,11 @@ export class WitnessState {
   close(): void {
     this.#lock?.close();
     this.#lock = undefined;
+  }
+
+  /** Why the latest snapshot write failed, if it did (the next start then reads a longer tail). */
+  get snapshotError(): unknown {
+    return this.#snapshotError;
   }
 
   /** How this state's start read the journal. */
@@ -257,9 +261,9 @@ export class WitnessState {
       if (!windows) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is shorter than this process wrote; was it replaced while the witness ran?`);
       this.#snapshotBytes = await writeSnapshot(path.join(this.#dir, 'journal.snapshot'), { offset, ...windows, marks });
       this.#snapshotOffset = offset;
-      this.snapshotError = undefined;
+      this.#snapshotError = undefined;
     } catch (error) {
-      this.snapshotError = error;
+      this.#snapshotError = error;
     } finally {
       this.#snapshotting = false;
     }
