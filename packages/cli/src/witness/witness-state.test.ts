@@ -6,7 +6,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
-import { appendFile, cp, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, open, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -294,6 +294,27 @@ describe('crashes and append-only journals', () => {
     } finally {
       execFileSync('chattr', ['-a', journal], { timeout: 10_000 });
     }
+  });
+
+  it('after a failed journal write it appends nothing more until a restart (a partial line may be on disk)', async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    const state = await openState(dir);
+    await state.advance({ origin: origin(1), size: 1, root: root(1, 1) });
+    const intact = await readFile(journal);
+    // The journal cannot be written (a directory in its place): the write fails.
+    await rm(journal);
+    await mkdir(journal);
+    await expect(state.advance({ origin: origin(1), size: 2, root: root(1, 2) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/restart the witness/) as unknown });
+    await rmdir(journal);
+    await writeFile(journal, intact);
+    // The journal is writable again, but what the failed write left is unknown: still refused.
+    await expect(state.advance({ origin: origin(2), size: 1, root: root(2, 1) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    expect(await readFile(journal)).toEqual(intact);
+    expect(state.head(origin(1))?.size).toBe(1);
+    const restarted = await openState(dir);
+    await restarted.advance({ origin: origin(2), size: 1, root: root(2, 1) });
+    expect(restarted.head(origin(2))?.size).toBe(1);
   });
 
   it('keeps working when the state folder is copied elsewhere with its journal', async () => {
