@@ -231,7 +231,9 @@ export class WitnessState {
         }
         this.#journalEnd += text.length;
         for (const line of batch) {
-          this.#mark(line.id, line.mark.size, line.mark.root);
+          // The service advances a log only past its head, which is at least its mark: never a conflict here.
+          const known = this.#marks.get(line.id);
+          if (!known || line.mark.size > known.size) this.#marks.set(line.id, line.mark);
           line.resolve();
         }
       }
