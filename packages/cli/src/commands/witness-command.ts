@@ -90,6 +90,10 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
     state.close();
     throw error;
   }
+  const { snapshot, reason, journalBytesRead } = state.startup;
+  const read = snapshot === 'used' ? 'after its snapshot' : `whole (${reason ?? 'no snapshot yet'})`;
+  io.stdout.write(`journal read ${read}: ${journalBytesRead} bytes\n`);
+  if (state.snapshotError !== undefined) io.stderr.write(`warning: the journal snapshot could not be written (${(state.snapshotError as Error).message}); the next start reads more of the journal\n`);
   io.stdout.write(`witness ${key.name} serving ${server.url}/add-checkpoint for ${accept.length} log key(s), ${state.logCount} log(s) known\n${key.verifierKey}\n`);
   await new Promise<void>((resolve) => {
     if (io.signal.aborted) resolve();

@@ -3,16 +3,24 @@
  * it cosigned. Two copies, written in this order before any cosignature is returned:
  *
  * 1. the journal — one line `<sha256(origin) hex> <size> <base64 root>` appended and fsync'd
- *    for every cosigned checkpoint that grew a log. Append-only, never rewritten: it is the
- *    witness's high-water mark. Keep it on media the operator never restores from backup
- *    (`--journal`, e.g. a separate disk or a file with `chattr +a`);
+ *    for every cosigned checkpoint that grew a log (witness-journal.ts). Append-only, never
+ *    rewritten: it is the witness's high-water mark. Keep it on media the operator never
+ *    restores from backup (`--journal`, e.g. a separate disk or a file with `chattr +a`);
  * 2. `logs/<sha256(origin) hex>` — `<origin>\n<size>\n<base64 root>\n`, replaced atomically
  *    (temporary file, fsync, rename, fsync directory).
  *
  * On start the witness takes, per log, the larger of the two. So a state folder restored from
  * an old copy cannot roll a log back while the journal is kept, and a crash between the two
- * writes loses nothing (the journal already has the line). A last journal line without its
- * newline is an append that never completed (no cosignature was returned for it): it is cut off.
+ * writes loses nothing (the journal already has the line).
+ *
+ * Start-up does not read the whole journal: `journal.snapshot` (witness-snapshot.ts) holds each
+ * log's highest journal line up to a byte offset, and only the journal after it is read. It is
+ * rewritten once the journal has grown by as many bytes as the snapshot holds (at least 64 KiB)
+ * since the last one, and at start when the journal had grown, so a start reads O(logs) bytes,
+ * never O(cosignatures). A snapshot that is missing, damaged or not from this journal (it checks
+ * the journal's bytes at both ends of its offset) is ignored: the journal is read whole — a chunk
+ * at a time, memory per log — and a new snapshot written. Its marks still count as a lower bound,
+ * as the `logs/` files do: they are sizes this witness cosigned.
  *
  * One witness process per state folder: it holds an exclusive SQLite (POSIX advisory) lock on
  * `<state>/lock` while open — two processes answering for one state could each advance a log
@@ -24,9 +32,13 @@ import { mkdir, open, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Sqlite from 'node:sqlite';
 import { WitnessError, readSmallFile } from '@offchannel/core';
+import { type JournalMark, journalLength, journalLine, journalWindows, scanJournal } from './witness-journal.ts';
+import { type JournalSnapshot, readSnapshot, writeSnapshot } from './witness-snapshot.ts';
 
 /** Most refused-checkpoint evidence files kept (the key holder could otherwise fill the disk). */
 const MAX_EVIDENCE = 1000;
+/** The journal grows by at least this much between two snapshots. */
+const MIN_SNAPSHOT_INTERVAL = 64 * 1024;
 
 /** The latest cosigned checkpoint of one log. */
 export interface LogHead {
@@ -35,22 +47,47 @@ export interface LogHead {
   readonly root: Uint8Array;
 }
 
+/** How the last start read the journal. */
+export interface WitnessStartup {
+  /** `used`: only the journal after the snapshot was read; otherwise it was read whole. */
+  readonly snapshot: 'used' | 'none' | 'mismatch' | 'unusable';
+  /** Why the snapshot was not used (`mismatch`, `unusable`). */
+  readonly reason?: string;
+  /** Journal bytes read. */
+  readonly journalBytesRead: number;
+}
+
 /** Largest per-log state file read: an origin line, a size and a root. */
 const MAX_LOG_STATE_BYTES = 64 * 1024;
-/**
- * The journal is read whole at start (and parsed a line at a time: a string that long is past
- * V8's limit): 1 GiB is about eight million cosigned sizes (a line is ~127 bytes). Only each
- * log's highest line matters, so a journal that large can be compacted.
- */
-const MAX_JOURNAL_BYTES = 1024 * 1024 * 1024;
+
+interface PendingLine {
+  readonly id: string;
+  readonly mark: JournalMark;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
 
 /** The witness's persistent state. */
 export class WitnessState {
   readonly #dir: string;
   readonly #journal: string;
   readonly #heads = new Map<string, LogHead>();
+  /** The journal's (and the snapshot's) highest mark per origin id: what the next snapshot holds. */
+  readonly #marks = new Map<string, JournalMark>();
   /** Journal high-water marks for logs not (yet) in `logs/` (origin unknown until it is sent again). */
-  readonly #journalOnly = new Map<string, { readonly size: number; readonly root: string }>();
+  readonly #journalOnly = new Map<string, JournalMark>();
+  /** Offset after the last line this process knows complete and durable; `#marks` covers `[0, #journalEnd)`. */
+  #journalEnd = 0;
+  /** Lines waiting for the next journal write (one write and one fsync for all of them). */
+  #pending: PendingLine[] = [];
+  #writing = false;
+  /** Set when a journal write failed: what is on disk past `#journalEnd` is unknown until a restart. */
+  #broken: WitnessError | undefined;
+  #snapshotOffset = -1;
+  #snapshotBytes = 0;
+  #snapshotting = false;
+  #startup: WitnessStartup = { snapshot: 'none', journalBytesRead: 0 };
+  #snapshotError: unknown;
 
   #lock: Sqlite.DatabaseSync | undefined;
 
@@ -112,6 +149,16 @@ export class WitnessState {
     this.#lock = undefined;
   }
 
+  /** Why the latest snapshot write failed, if it did (the next start then reads a longer tail). */
+  get snapshotError(): unknown {
+    return this.#snapshotError;
+  }
+
+  /** How this state's start read the journal. */
+  get startup(): WitnessStartup {
+    return this.#startup;
+  }
+
   /** The latest cosigned head of `origin`, if any. */
   head(origin: string): LogHead | undefined {
     const head = this.#heads.get(origin);
@@ -125,17 +172,15 @@ export class WitnessState {
     return this.#heads.size + this.#journalOnly.size;
   }
 
-  /** Records `head` as cosigned: journal line first, then the log's file. Resolves when both are durable. */
+  /**
+   * Records `head` as cosigned: journal line first, then the log's file. Resolves when both are
+   * durable; then writes a snapshot if one is due (its failure does not fail the cosignature:
+   * the journal has the line, and the next start reads a longer tail).
+   */
   async advance(head: LogHead): Promise<void> {
     const id = originId(head.origin);
     const root = Buffer.from(head.root).toString('base64');
-    const journal = await open(this.#journal, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
-    try {
-      await journal.write(`${id} ${head.size} ${root}\n`);
-      await journal.sync();
-    } finally {
-      await journal.close();
-    }
+    await this.#append(id, { size: head.size, root });
     const logs = path.join(this.#dir, 'logs');
     const target = path.join(logs, id);
     const temporary = `${target}.tmp`;
@@ -150,11 +195,86 @@ export class WitnessState {
     await syncDirectory(logs);
     this.#heads.set(head.origin, { origin: head.origin, size: head.size, root: new Uint8Array(head.root) });
     this.#journalOnly.delete(id);
+    if (this.#journalEnd - this.#snapshotOffset >= Math.max(MIN_SNAPSHOT_INTERVAL, this.#snapshotBytes)) await this.#snapshot();
+  }
+
+  /** Appends a journal line: lines waiting together share one write and one fsync, in order. */
+  async #append(id: string, mark: JournalMark): Promise<void> {
+    if (this.#broken) throw this.#broken;
+    await new Promise<void>((resolve, reject) => {
+      this.#pending.push({ id, mark, resolve, reject });
+      if (!this.#writing) void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending.splice(0);
+        const text = batch.map((line) => journalLine(line.id, line.mark.size, line.mark.root)).join('');
+        try {
+          if (this.#broken) throw this.#broken;
+          const journal = await open(this.#journal, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
+          try {
+            const { bytesWritten } = await journal.write(text);
+            if (bytesWritten !== text.length) throw new Error(`wrote ${bytesWritten} of ${text.length} bytes`);
+            await journal.sync();
+          } finally {
+            await journal.close();
+          }
+        } catch (error) {
+          // Part of the batch may be on disk, without its newline: no line may follow it now.
+          this.#broken ??= new WitnessError('WITNESS_STATE', `writing the witness journal ${this.#journal} failed (${(error as Error).message}); no cosignature was returned for it: fix the cause and restart the witness (a torn last line is cut at start)`);
+          for (const line of batch) line.reject(this.#broken);
+          continue;
+        }
+        this.#journalEnd += text.length;
+        for (const line of batch) {
+          // The service advances a log only past its head, which is at least its mark: never a conflict here.
+          const known = this.#marks.get(line.id);
+          if (!known || line.mark.size > known.size) this.#marks.set(line.id, line.mark);
+          line.resolve();
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /** Raises `id`'s mark to (size, root); refuses a second root at the marked size. */
+  #mark(id: string, size: number, root: string, where?: string): void {
+    const known = this.#marks.get(id);
+    if (known && known.size === size && known.root !== root) {
+      throw new WitnessError('WITNESS_STATE', `witness journal ${this.#journal} holds two roots for one log at size ${size}${where ?? ''}; investigate before serving`);
+    }
+    if (!known || size > known.size) this.#marks.set(id, { size, root });
+  }
+
+  /** Writes the snapshot of `[0, #journalEnd)`, unless one is being written. */
+  async #snapshot(): Promise<void> {
+    if (this.#snapshotting) return;
+    this.#snapshotting = true;
+    try {
+      // Marks and offset are taken together, before any await: the marks cover exactly that prefix.
+      const offset = this.#journalEnd;
+      const marks = new Map(this.#marks);
+      const windows = await journalWindows(this.#journal, offset);
+      if (!windows) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is shorter than this process wrote; was it replaced while the witness ran?`);
+      this.#snapshotBytes = await writeSnapshot(path.join(this.#dir, 'journal.snapshot'), { offset, ...windows, marks });
+      this.#snapshotOffset = offset;
+      this.#snapshotError = undefined;
+    } catch (error) {
+      this.#snapshotError = error;
+    } finally {
+      this.#snapshotting = false;
+    }
   }
 
   async #load(): Promise<void> {
-    const marks = await this.#readJournal();
+    const from = await this.#readJournal();
     const logs = path.join(this.#dir, 'logs');
+    const marks = new Map(this.#marks);
     for (const name of await readdir(logs)) {
       if (!/^[0-9a-f]{64}$/.test(name)) continue;
       const refuse = (problem: string): WitnessError => new WitnessError('WITNESS_STATE', `witness state file logs/${name} ${problem}; the witness writes only regular files: restore it or delete it (the journal keeps the log's high-water mark)`);
@@ -177,49 +297,44 @@ export class WitnessState {
       }
     }
     for (const [id, mark] of marks) this.#journalOnly.set(id, mark);
+    if (from !== this.#journalEnd || this.#startup.snapshot !== 'used') await this.#snapshot();
   }
 
-  /** The highest (size, root) per origin id in the journal; cuts off a torn last line. */
-  async #readJournal(): Promise<Map<string, { size: number; root: string }>> {
-    const marks = new Map<string, { size: number; root: string }>();
-    let bytes: Buffer;
-    try {
-      // A FIFO, link or device in its place is refused, never waited on or followed.
-      const refuse = (problem: string): WitnessError =>
-        problem.startsWith('is larger')
-          ? new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; only each log's highest line matters: with the witness stopped, keep a copy of the journal, then write each log's last complete line to a new file (docs/witnessing.md, "Compacting the journal"), fsync it, rename it over the journal (chattr -a first if it is append-only, +a after) and start the witness again`)
-          : new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} ${problem}; the witness will not serve without its journal: restore it from a copy`);
-      bytes = await readSmallFile(this.#journal, { maxBytes: MAX_JOURNAL_BYTES, refuse });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return marks;
-      throw error;
-    }
-    const end = bytes.lastIndexOf(0x0a) + 1;
-    if (end < bytes.length) {
-      const handle = await open(this.#journal, constants.O_WRONLY);
-      try {
-        await handle.truncate(end);
-        await handle.sync();
-      } finally {
-        await handle.close();
+  /**
+   * Fills `#marks` from the snapshot and the journal after it (or the whole journal if the
+   * snapshot cannot be used); cuts off a torn last line. Returns the offset the read started at.
+   */
+  async #readJournal(): Promise<number> {
+    const found = await readSnapshot(path.join(this.#dir, 'journal.snapshot'));
+    let from = 0;
+    let lowerBound: JournalSnapshot | undefined;
+    if (found === undefined) {
+      this.#startup = { snapshot: 'none', journalBytesRead: 0 };
+    } else if ('problem' in found) {
+      this.#startup = { snapshot: 'unusable', reason: `journal.snapshot ${found.problem}`, journalBytesRead: 0 };
+    } else {
+      const windows = await journalWindows(this.#journal, found.offset);
+      if (windows && windows.first === found.first && windows.last === found.last) {
+        for (const [id, mark] of found.marks) this.#marks.set(id, mark);
+        from = found.offset;
+        this.#snapshotOffset = found.offset;
+        this.#snapshotBytes = found.marks.size * 128;
+        this.#startup = { snapshot: 'used', journalBytesRead: 0 };
+      } else {
+        lowerBound = found;
+        const length = await journalLength(this.#journal);
+        const reason = length < found.offset ? `the journal is shorter (${length} bytes) than the snapshot's offset ${found.offset}: compacted, or restored from an older copy` : 'the journal differs from the one the snapshot was written from (compacted or replaced)';
+        this.#startup = { snapshot: 'mismatch', reason, journalBytesRead: 0 };
       }
     }
-    // A line at a time from the bytes: the whole journal as one string could pass V8's limit.
-    for (let start = 0, index = 0; start < end; index++) {
-      const newline = bytes.indexOf(0x0a, start);
-      const line = bytes.toString('utf8', start, newline);
-      start = newline + 1;
-      const match = /^([0-9a-f]{64}) (0|[1-9][0-9]{0,15}) ([A-Za-z0-9+/]{43}=)$/.exec(line);
-      if (!match) throw new WitnessError('WITNESS_STATE', `witness journal ${this.#journal} line ${index + 1} is damaged; the witness will not serve without its full journal`);
-      const [, id, sizeText, root] = match as unknown as [string, string, string, string];
-      const size = Number(sizeText);
-      const known = marks.get(id);
-      if (known && known.size === size && known.root !== root) {
-        throw new WitnessError('WITNESS_STATE', `witness journal ${this.#journal} holds two roots for one log at size ${size} (line ${index + 1}); investigate before serving`);
-      }
-      if (!known || size >= known.size) marks.set(id, { size, root });
-    }
-    return marks;
+    const scan = await scanJournal(this.#journal, from, (id, size, root, at) => {
+      this.#mark(id, size, root, ` (line at byte ${at})`);
+    });
+    this.#journalEnd = scan.end;
+    this.#startup = { ...this.#startup, journalBytesRead: scan.bytesRead };
+    // A snapshot not from this journal still records sizes this witness cosigned: a lower bound.
+    for (const [id, mark] of lowerBound?.marks ?? []) this.#mark(id, mark.size, mark.root, ' (the journal and journal.snapshot)');
+    return from;
   }
 }
 

@@ -1,0 +1,330 @@
+/**
+ * The witness's start-up reads the journal after its snapshot, not the whole journal: real
+ * files, real journals as the previous version wrote them, real crashes (a child process killed
+ * while it rewrites the snapshot).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import { appendFile, cp, mkdir, mkdtemp, open, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WitnessState, originId } from './witness-state.ts';
+import { readSnapshot } from './witness-snapshot.ts';
+
+const dirs: string[] = [];
+const states: WitnessState[] = [];
+afterEach(async () => {
+  for (const state of states.splice(0)) state.close();
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-witness-state-'));
+  dirs.push(dir);
+  return dir;
+}
+async function openState(dir: string, journal?: string): Promise<WitnessState> {
+  for (const state of states.splice(0)) state.close();
+  const state = await WitnessState.open(dir, journal);
+  states.push(state);
+  return state;
+}
+
+const origin = (log: number): string => `archive.example/offchannel/demo:s${log}`;
+const root = (log: number, size: number): Uint8Array => createHash('sha256').update(`${log}:${size}`).digest();
+const line = (log: number, size: number): string => `${originId(origin(log))} ${size} ${Buffer.from(root(log, size)).toString('base64')}\n`;
+
+/**
+ * A journal as the previous version wrote it: `entries` lines over `logs` logs, each log's
+ * size growing by one per line. Returns each log's final size.
+ */
+async function writeJournal(file: string, entries: number, logs: number): Promise<number[]> {
+  const sizes = Array.from({ length: logs }, () => 0);
+  const handle = await open(file, 'w', 0o600);
+  try {
+    for (let start = 0; start < entries; start += 10_000) {
+      let text = '';
+      for (let entry = start; entry < Math.min(entries, start + 10_000); entry++) {
+        const log = entry % logs;
+        sizes[log] = (sizes[log] ?? 0) + 1;
+        text += line(log, sizes[log]);
+      }
+      await handle.write(text);
+    }
+  } finally {
+    await handle.close();
+  }
+  return sizes;
+}
+
+function expectHeads(state: WitnessState, sizes: readonly number[]): void {
+  expect(state.logCount).toBe(sizes.length);
+  for (const [log, size] of sizes.entries()) {
+    const head = state.head(origin(log));
+    expect([log, head?.size, Buffer.from(head?.root ?? []).toString('hex')]).toEqual([log, size, Buffer.from(root(log, size)).toString('hex')]);
+  }
+}
+
+/**
+ * Overwrites the first byte of the journal line that starts after `near` with a character no
+ * line may hold; returns the line's offset.
+ */
+async function damageLineAfter(journal: string, near: number): Promise<number> {
+  const at = (await readFile(journal)).indexOf(0x0a, near) + 1;
+  const handle = await open(journal, 'r+');
+  try {
+    await handle.write('X', at);
+  } finally {
+    await handle.close();
+  }
+  return at;
+}
+
+describe('witness start-up reads only the journal after its snapshot', () => {
+  it('a previous version\'s folder (journal only) is read whole once and gets a snapshot; later starts read only the tail and never touch the lines it covers', async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    const sizes = await writeJournal(journal, 20_000, 50);
+    const length = (await stat(journal)).size;
+
+    let state = await openState(dir);
+    expect(state.startup).toEqual({ snapshot: 'none', journalBytesRead: length });
+    expectHeads(state, sizes);
+    const snapshot = await readSnapshot(path.join(dir, 'journal.snapshot'));
+    expect(snapshot).toMatchObject({ offset: length });
+
+    // Grow three logs through the witness itself, then restart.
+    let tail = 0;
+    for (const log of [3, 7, 3]) {
+      sizes[log] = (sizes[log] ?? 0) + 1;
+      tail += line(log, sizes[log]).length;
+      await state.advance({ origin: origin(log), size: sizes[log], root: root(log, sizes[log]) });
+    }
+    state = await openState(dir);
+    expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: tail });
+    expectHeads(state, sizes);
+
+    // A line in the middle of the journal is covered by the snapshot (and outside the 4 KiB it
+    // checks at each end of its prefix): damaging it does not stop the start, which never reads it.
+    const damaged = await damageLineAfter(journal, Math.floor(length / 2));
+    state = await openState(dir);
+    expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: 0 });
+    expectHeads(state, sizes);
+
+    // Without the snapshot the whole journal is read, and the damaged line stops the witness.
+    state.close();
+    await rm(path.join(dir, 'journal.snapshot'));
+    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringContaining(`line at byte ${damaged} is damaged`) as unknown });
+  });
+
+  it('a snapshot that does not match its journal (compacted, or a line within its prefix replaced) is ignored: the journal is read whole', async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    const sizes = await writeJournal(journal, 5_000, 20);
+    await openState(dir);
+
+    // Compaction as docs/witnessing.md shows it: each log's last line, in the journal's order.
+    const lines = (await readFile(journal, 'utf8')).trimEnd().split('\n');
+    const last = new Map(lines.map((text) => [text.split(' ')[0], text]));
+    const compacted = `${[...last.values()].join('\n')}\n`;
+    await writeFile(journal, compacted);
+    let state = await openState(dir);
+    expect(state.startup).toMatchObject({ snapshot: 'mismatch', journalBytesRead: compacted.length, reason: expect.stringMatching(/shorter/) as unknown });
+    expectHeads(state, sizes);
+    expect(await readSnapshot(path.join(dir, 'journal.snapshot'))).toMatchObject({ offset: compacted.length });
+
+    // Same length, one early line's root changed to another well-formed root: the prefix check
+    // catches it, and the full read checks every line again.
+    state.close();
+    const full = await writeJournal(journal, 5_000, 20);
+    await openState(dir);
+    const text = await readFile(journal, 'utf8');
+    const altered = text.replace(line(0, 1), line(0, 1).replace(/ \S+\n$/, ` ${Buffer.alloc(32, 7).toString('base64')}\n`));
+    expect(altered.length).toBe(text.length);
+    await writeFile(journal, altered);
+    state = await openState(dir);
+    expect(state.startup).toMatchObject({ snapshot: 'mismatch', journalBytesRead: altered.length, reason: expect.stringMatching(/differs/) as unknown });
+    expectHeads(state, full);
+  });
+
+  it('a journal restored from an older copy no longer rolls a log back while the snapshot is kept', async () => {
+    const dir = await tempDir();
+    const state = await openState(dir);
+    await state.advance({ origin: origin(1), size: 5, root: root(1, 5) });
+    const olderJournal = await readFile(path.join(dir, 'journal'));
+    const olderLog = await readFile(path.join(dir, 'logs', originId(origin(1))));
+    await state.advance({ origin: origin(1), size: 10, root: root(1, 10) });
+    await openState(dir); // the restart writes the snapshot of both lines
+    await writeFile(path.join(dir, 'journal'), olderJournal);
+    await writeFile(path.join(dir, 'logs', originId(origin(1))), olderLog);
+    const restored = await openState(dir);
+    expect(restored.startup.snapshot).toBe('mismatch');
+    expect(restored.head(origin(1))?.size).toBe(10);
+  });
+
+  it('cuts a torn last line after the snapshot, and refuses a damaged one, a line with a second root at a marked size', async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    const sizes = await writeJournal(journal, 1_000, 10);
+    await openState(dir);
+    const intact = await readFile(journal, 'utf8');
+    await appendFile(journal, line(4, 500).slice(0, 70));
+    let state = await openState(dir);
+    expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: 70 });
+    expectHeads(state, sizes);
+    expect(await readFile(journal, 'utf8')).toBe(intact);
+
+    state.close();
+    await appendFile(journal, `${line(4, 500).slice(0, 70)}\n`);
+    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/line at byte \d+ is damaged/) as unknown });
+    await writeFile(journal, intact);
+    // A second root for log 4 at its marked size, after the snapshot: a fork in the journal.
+    await appendFile(journal, line(4, sizes[4] ?? 0).replace(/ \S+\n$/, ` ${Buffer.alloc(32, 7).toString('base64')}\n`));
+    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/two roots for one log/) as unknown });
+    await writeFile(journal, intact);
+    state = await openState(dir);
+    expectHeads(state, sizes);
+  });
+
+  it('a damaged snapshot or a leftover temporary file is ignored; the journal is read whole and the snapshot replaced', async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    const sizes = await writeJournal(journal, 2_000, 10);
+    await openState(dir);
+    const file = path.join(dir, 'journal.snapshot');
+    const good = await readFile(file);
+    for (const bad of [good.subarray(0, good.length - 30), Buffer.concat([good.subarray(0, 200), Buffer.from('x'), good.subarray(201)]), Buffer.alloc(0)]) {
+      await writeFile(file, bad);
+      await writeFile(`${file}.tmp`, good.subarray(0, 100));
+      const state = await openState(dir);
+      expect(state.startup).toMatchObject({ snapshot: 'unusable', journalBytesRead: (await stat(journal)).size });
+      expectHeads(state, sizes);
+      expect(await readFile(file)).toEqual(good);
+    }
+  });
+
+  it('concurrent advances share journal writes; a snapshot written meanwhile covers exactly its prefix', { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    let state = await openState(dir);
+    // 1,200 logs × ~127 bytes: the journal passes 64 KiB while writes are still in flight.
+    const sizes = Array.from({ length: 1_200 }, (_, log) => 1 + (log % 3));
+    await Promise.all(sizes.map(async (size, log) => state.advance({ origin: origin(log), size, root: root(log, size) })));
+    const snapshot = await readSnapshot(path.join(dir, 'journal.snapshot'));
+    if (snapshot === undefined || 'problem' in snapshot) throw new Error(`no usable snapshot: ${JSON.stringify(snapshot)}`);
+    const { offset } = snapshot;
+    expect(offset).toBeGreaterThan(0);
+    const text = (await readFile(path.join(dir, 'journal'), 'latin1')).slice(0, offset);
+    expect(text.endsWith('\n')).toBe(true);
+    expect([...snapshot.marks.keys()].sort()).toEqual(text.trimEnd().split('\n').map((entry) => entry.split(' ')[0]).sort());
+    state = await openState(dir);
+    expect(state.startup.snapshot).toBe('used');
+    expectHeads(state, sizes);
+  });
+});
+
+describe('crashes and append-only journals', () => {
+  const snapshotModule = fileURLToPath(new URL('./witness-snapshot.ts', import.meta.url));
+
+  it('a process killed while it rewrites the snapshot leaves a state that starts with the right heads', { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    const sizes = await writeJournal(path.join(dir, 'journal'), 40_000, 4_000);
+    (await openState(dir)).close();
+    // The child rewrites the (512 KB) snapshot in a loop, as the witness does, until killed.
+    const script = `
+      import { readSnapshot, writeSnapshot } from ${JSON.stringify(snapshotModule)};
+      const file = ${JSON.stringify(path.join(dir, 'journal.snapshot'))};
+      const snapshot = await readSnapshot(file);
+      for (let round = 0; ; round++) {
+        await writeSnapshot(file, snapshot);
+        if (round === 2) process.stdout.write('writing\\n');
+      }`;
+    for (const delay of [0, 7, 23]) {
+      const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', () => { resolve(); });
+        child.on('exit', (code) => { reject(new Error(`the child exited (${code})`)); });
+      });
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+      const state = await openState(dir);
+      expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: 0 });
+      expectHeads(state, sizes);
+    }
+  });
+
+  /** Whether this machine lets the test make a file append-only (root, a file system that has the flag). */
+  const chattr = ((): boolean => {
+    const probe = path.join(tmpdir(), `offchannel-chattr-probe-${process.pid}`);
+    try {
+      writeFileSync(probe, '');
+      execFileSync('chattr', ['+a', probe], { stdio: 'ignore', timeout: 10_000 });
+      execFileSync('chattr', ['-a', probe], { stdio: 'ignore', timeout: 10_000 });
+      return true;
+    } catch {
+      return false;
+    } finally {
+      rmSync(probe, { force: true });
+    }
+  })();
+
+  it.skipIf(!chattr)('works with an append-only (chattr +a) journal, and says what to do with a torn line it may not cut', { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    const sizes = await writeJournal(journal, 1_000, 10);
+    execFileSync('chattr', ['+a', journal], { timeout: 10_000 });
+    try {
+      let state = await openState(dir);
+      for (let round = 0; round < 3; round++) {
+        sizes[2] = (sizes[2] ?? 0) + 1;
+        await state.advance({ origin: origin(2), size: sizes[2], root: root(2, sizes[2]) });
+      }
+      state = await openState(dir);
+      expect(state.startup.snapshot).toBe('used');
+      expectHeads(state, sizes);
+      state.close();
+      await appendFile(journal, line(4, 900).slice(0, 40));
+      await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/chattr -a/) as unknown });
+      execFileSync('chattr', ['-a', journal], { timeout: 10_000 });
+      state = await openState(dir);
+      expectHeads(state, sizes);
+    } finally {
+      execFileSync('chattr', ['-a', journal], { timeout: 10_000 });
+    }
+  });
+
+  it('after a failed journal write it appends nothing more until a restart (a partial line may be on disk)', async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    const state = await openState(dir);
+    await state.advance({ origin: origin(1), size: 1, root: root(1, 1) });
+    const intact = await readFile(journal);
+    // The journal cannot be written (a directory in its place): the write fails.
+    await rm(journal);
+    await mkdir(journal);
+    await expect(state.advance({ origin: origin(1), size: 2, root: root(1, 2) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/restart the witness/) as unknown });
+    await rmdir(journal);
+    await writeFile(journal, intact);
+    // The journal is writable again, but what the failed write left is unknown: still refused.
+    await expect(state.advance({ origin: origin(2), size: 1, root: root(2, 1) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    expect(await readFile(journal)).toEqual(intact);
+    expect(state.head(origin(1))?.size).toBe(1);
+    const restarted = await openState(dir);
+    await restarted.advance({ origin: origin(2), size: 1, root: root(2, 1) });
+    expect(restarted.head(origin(2))?.size).toBe(1);
+  });
+
+  it('keeps working when the state folder is copied elsewhere with its journal', async () => {
+    const dir = await tempDir();
+    const sizes = await writeJournal(path.join(dir, 'journal'), 3_000, 30);
+    (await openState(dir)).close();
+    const copy = await tempDir();
+    await cp(dir, copy, { recursive: true });
+    const state = await openState(copy);
+    expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: 0 });
+    expectHeads(state, sizes);
+  });
+});
