@@ -7,7 +7,7 @@
  */
 import { type ChildProcessByStdio, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { type Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -107,9 +107,11 @@ describe('takeOsLock', () => {
     const lock = takeOsLock(lockFile);
     const third = contender();
     expect(await line(third)).toBe('OS_LOCK_HELD');
+    expect((await stat(`${lockFile}-journal`)).mode & 0o777, 'SQLite\'s journal beside it').toBe(0o600);
     lock.release();
     expect((await stat(lockFile)).size, 'nothing is written to a lock').toBe(0);
     expect((await stat(lockFile)).mode & 0o777).toBe(0o600);
+    expect(await readdir(dir)).toEqual(['target.lock']);
   }, 60_000);
 
   it('says held to a second attempt of the same process, which leaves the first lock in force', async () => {

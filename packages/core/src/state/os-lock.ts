@@ -8,7 +8,9 @@
  *
  * How: `new DatabaseSync(file, { timeout: 0 })`, `PRAGMA locking_mode = EXCLUSIVE`, `BEGIN
  * EXCLUSIVE`. Nothing is ever written: the file stays empty (SQLite creates it if needed; it is
- * set to mode 0600). SQLite answers SQLITE_BUSY at once when the lock is held — by another
+ * set to mode 0600). While the lock is held SQLite keeps a 512-byte `<file>-journal` beside it
+ * (same mode, a header and no data), removed at release; one left by a killed holder is harmless
+ * and reused. SQLite answers SQLITE_BUSY at once when the lock is held — by another
  * process, or by another connection of this same process (SQLite tracks its locks per file
  * inside a process, where POSIX locks alone would not see them) — and that is `OS_LOCK_HELD`.
  *
@@ -16,7 +18,9 @@
  * FIFO, a symbolic link, a directory, a device or a socket is refused (`OS_LOCK_REFUSED`) without
  * waiting on it, and a file holding other data (not empty, not SQLite) is refused by SQLite. After
  * the lock is taken the path must still be the regular file seen before (or, if there was none,
- * a regular file): a swap in between is refused too.
+ * a regular file): a swap in between is refused too. (The check is by `lstat`, so it cannot hang;
+ * a FIFO swapped in between the look and SQLite's open fails in SQLite with an I/O error, and
+ * never blocks: SQLite opens read-write and reads nothing from an empty file.)
  *
  * Never open the lock file yourself while this process holds the lock: POSIX drops a process's
  * locks on a file when ANY descriptor of that file is closed. This helper opens nothing itself
@@ -54,13 +58,12 @@ export function takeOsLock(file: string): OsLock {
     throw new OsLockError('OS_LOCK_FAILED', file, `cannot be opened (${messageOf(error)})`, { cause: error });
   }
   try {
+    const opened = same(file, before);
+    // Before the lock, so that the journal SQLite creates next to it gets the same mode.
+    if ((opened.mode & 0o777) !== 0o600) chmodSync(file, 0o600);
     db.exec('PRAGMA locking_mode = EXCLUSIVE');
     db.exec('BEGIN EXCLUSIVE');
-    const after = inspect(file);
-    if (after === undefined || (before !== undefined && (after.dev !== before.dev || after.ino !== before.ino))) {
-      throw new OsLockError('OS_LOCK_REFUSED', file, 'was removed or replaced while it was being locked');
-    }
-    if ((after.mode & 0o777) !== 0o600) chmodSync(file, 0o600);
+    same(file, opened);
   } catch (error) {
     db.close();
     if (error instanceof OsLockError) throw error;
@@ -103,6 +106,15 @@ function inspect(file: string): Stats | undefined {
   const problem = problemOf(info);
   if (problem !== undefined) throw new OsLockError('OS_LOCK_REFUSED', file, problem);
   return info;
+}
+
+/** The file's `lstat`: a regular file, the one seen before (if any), else refused. */
+function same(file: string, before: Stats | undefined): Stats {
+  const now = inspect(file);
+  if (now === undefined || (before !== undefined && (now.dev !== before.dev || now.ino !== before.ino))) {
+    throw new OsLockError('OS_LOCK_REFUSED', file, 'was removed or replaced while it was being locked');
+  }
+  return now;
 }
 
 function problemOf(info: Stats): string | undefined {
