@@ -35,7 +35,11 @@ import { OsLockError } from '../errors/os-lock-error.ts';
 export interface OsLock {
   /** The lock file. */
   readonly file: string;
-  /** Releases the lock (idempotent). The file stays: removing it could drop a newer holder's lock. */
+  /**
+   * Releases the lock (idempotent). The file stays: removing it could drop a newer holder's lock.
+   * Keep the handle referenced while the lock must hold: a handle that is garbage collected
+   * closes its database, and the lock is released with it.
+   */
   release(): void;
 }
 
