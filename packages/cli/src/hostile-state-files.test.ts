@@ -1,6 +1,6 @@
 /**
  * A FIFO, a link or an oversized file in place of a file the CLI reads from its own state or a
- * path its config names — the signing key, the witness's per-log state and journal, an SMTP
+ * path its config names — the signing key, the witness's per-log state, journal and lock, an SMTP
  * password file — is refused with a typed error naming the file, never waited on, followed (in
  * a state folder) or read whole. A read that waited on a FIFO would hang: each check gives up
  * after 10 s ("hung") and then opens the FIFO for writing, which wakes a blocked reader.
@@ -66,6 +66,32 @@ describe('the witness state folder', () => {
     );
     expect(OffchannelError.hasCode(linked, 'WITNESS_STATE')).toBe(true);
     expect((linked as Error).message).toContain('is a symbolic link');
+  });
+
+  it('refuses a FIFO or a link in place of its lock (never waited on, nor followed to lock another file), and a second witness', { timeout: 60_000 }, async () => {
+    const state = path.join(dir, 'witness-lock');
+    await mkdir(state, { recursive: true });
+    const lock = path.join(state, 'lock');
+    mkfifo(lock);
+    const error = await settleOrHang(lock, WitnessState.open(state));
+    expect(OffchannelError.hasCode(error, 'WITNESS_STATE'), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/lock .* is a FIFO \(named pipe\), not a regular file; .*remove it if no witness runs/);
+    await rm(lock);
+
+    await writeFile(path.join(dir, 'elsewhere.lock'), '');
+    await symlink(path.join(dir, 'elsewhere.lock'), lock);
+    const linked = await WitnessState.open(state).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
+    expect(OffchannelError.hasCode(linked, 'WITNESS_STATE'), String(linked)).toBe(true);
+    expect((linked as Error).message).toContain('is a symbolic link');
+    await rm(lock);
+
+    const first = await WitnessState.open(state);
+    try {
+      const second = await WitnessState.open(state).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
+      expect((second as Error).message).toContain('another witness process holds the state folder');
+    } finally {
+      first.close();
+    }
   });
 
   it('refuses a 3 GiB journal that is no journal (a sparse file of zeros) with WITNESS_STATE at its first line, without reading it whole', { timeout: 60_000 }, async () => {

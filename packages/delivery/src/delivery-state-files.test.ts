@@ -1,6 +1,7 @@
 /**
  * What is in place of the delivery state's files is not trusted: a FIFO, a symbolic link, a
- * directory or an oversized file where the target's lock or cursor should be is refused with
+ * directory, a file of other data or an oversized file where the target's lock (or the pid-file
+ * lock of an earlier version) or cursor should be is refused with
  * DELIVERY_STATE saying what to do — never waited on (a FIFO would block the open until a
  * writer appears), never followed, never read whole. Each case runs in a child process with a
  * deadline: a synchronous read blocked on a FIFO cannot be interrupted in the test's own thread,
@@ -53,6 +54,21 @@ const plants: [string, Plant, RegExp][] = [
 ];
 
 describe('the lock', () => {
+  it.each([...plants, ['a file holding other data', async (file: string) => writeFile(file, `${process.pid}\n`), /holds other data, not a lock/] as const])(
+    'is refused when %s is in its place',
+    async (_name, plant, problem) => {
+      await plant(path.join(dir, 'journal.lock.db'));
+      const outcome = openInChild();
+      expect(outcome.code).toBe('DELIVERY_STATE');
+      expect(outcome.message).toMatch(problem);
+      expect(outcome.message).toContain('journal.lock.db');
+      expect(outcome.message).toContain('remove it if no deliverer runs');
+    },
+    60_000,
+  );
+});
+
+describe('the pid-file lock of an earlier version', () => {
   it.each([...plants, ['an oversized file', async (file: string) => writeFile(file, `${process.pid}\n${' '.repeat(4096)}`), /is larger than 64 bytes/] as const])(
     'is refused when %s is in its place',
     async (_name, plant, problem) => {

@@ -5,12 +5,15 @@
  * message in flight. It is written only after the server accepted a message (250) and its
  * receipt record is durable. The receipts stream is the source of truth: on start the cursor is
  * reconciled with it first (a crash between the receipt and the cursor write loses nothing).
- * `<state>/<target>.lock` keeps a second deliverer of the same target out.
+ * `<state>/<target>.lock.db` keeps a second deliverer of the same target out: an exclusive lock the
+ * kernel holds for the deliverer's process and releases however it ends (`takeOsLock`), so it is
+ * never stale. The file is empty and stays when the deliverer stops. (Earlier versions used a
+ * pid file, `<target>.lock`; it is removed once its process is gone.)
  */
 import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { readSmallFileSync } from '@offchannel/core';
+import { type OsLock, OffchannelError, OsLockError, readSmallFileSync, takeOsLock } from '@offchannel/core';
 import { DeliveryError } from './delivery-error.ts';
 
 export interface InFlight {
@@ -34,27 +37,29 @@ export interface DeliveryCursor {
   readonly inFlight?: InFlight;
 }
 
-/** Largest lock file read: it holds a process id and a newline. */
-const MAX_LOCK_BYTES = 64;
+/** Largest lock file of an earlier version read: it holds a process id and a newline. */
+const MAX_OLD_LOCK_BYTES = 64;
 /** Largest cursor read: a seq per stream (a hundred bytes each), for half a million streams and more. */
 export const MAX_CURSOR_BYTES = 64 * 1024 * 1024;
-
-/** Locks this process holds (a second deliverer of a target in the same process is refused too). */
-const HELD = new Set<string>();
 
 export class DeliveryState {
   readonly file: string;
   /** The state directory. */
   readonly dir: string;
-  readonly #lock: string;
+  /** The kernel-held lock file. */
+  readonly #lockFile: string;
+  /** The pid file earlier versions used as the lock. */
+  readonly #oldLock: string;
+  #lock: OsLock | undefined;
 
   private constructor(dir: string, target: string) {
     this.dir = dir;
     this.file = path.join(dir, `${target}.cursor.json`);
-    this.#lock = path.join(dir, `${target}.lock`);
+    this.#lockFile = path.join(dir, `${target}.lock.db`);
+    this.#oldLock = path.join(dir, `${target}.lock`);
   }
 
-  /** Creates the directory (0700) if needed and takes the target's lock (a stale one, from a dead process, is taken over). */
+  /** Creates the directory (0700) if needed and takes the target's lock. */
   static async open(dir: string, target: string): Promise<DeliveryState> {
     const state = new DeliveryState(path.resolve(dir), target);
     try {
@@ -63,57 +68,57 @@ export class DeliveryState {
       throw new DeliveryError('DELIVERY_STATE', `cannot create the state directory ${state.dir} (${(error as { code?: string }).code ?? 'error'}); choose a directory you can write to`, { cause: error });
     }
     state.#takeLock(target);
+    try {
+      state.#retireOldLock(target);
+    } catch (error) {
+      state.close();
+      throw error;
+    }
     return state;
   }
 
+  /**
+   * The kernel-held lock ({@link takeOsLock}): held while this deliverer runs, released by the
+   * kernel however the process ends — never stale, never taken over, no pid to be fooled by.
+   */
   #takeLock(target: string): void {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      let fd: number;
-      try {
-        fd = openSync(this.#lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'EEXIST') throw new DeliveryError('DELIVERY_STATE', `cannot create ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
-        const text = this.#readLock();
-        // Removed between our create and this read: try the exclusive create again, removing
-        // nothing (the lock there now may be a new deliverer's).
-        if (text === undefined) continue;
-        const pid = Number(text.trim());
-        const held = pid === process.pid ? HELD.has(this.#lock) : Number.isSafeInteger(pid) && pid > 0 && alive(pid);
-        if (held) throw new DeliveryError('DELIVERY_STATE', `target ${target} is being delivered by process ${pid} (lock ${this.#lock}); run one deliverer per target`);
-        rmSync(this.#lock, { force: true });
-        continue;
+    try {
+      this.#lock = takeOsLock(this.#lockFile);
+    } catch (error) {
+      if (!OffchannelError.isInstance(error)) throw error;
+      const problem = error instanceof OsLockError ? error.problem : error.message;
+      if (error.code === 'OS_LOCK_HELD') {
+        throw new DeliveryError('DELIVERY_STATE', `target ${target} is being delivered by another process or by this one (lock ${this.#lockFile}); run one deliverer per target`, { cause: error });
       }
-      // The descriptor is closed whatever happens: a plain fd is never closed for us.
-      try {
-        try {
-          writeSync(fd, `${process.pid}\n`);
-        } finally {
-          closeSync(fd); // throws after freeing the descriptor (EIO): then the pid may not be on disk
-        }
-      } catch (error) {
-        rmSync(this.#lock, { force: true }); // created here, may hold no pid: not a lock
-        throw new DeliveryError('DELIVERY_STATE', `cannot write ${this.#lock}: ${(error as { code?: string }).code ?? 'error'}; check the disk (full?)`, { cause: error });
+      if (error.code === 'OS_LOCK_REFUSED') {
+        throw new DeliveryError('DELIVERY_STATE', `the lock ${this.#lockFile} ${problem}; a deliverer's lock is an empty regular file it creates: remove it if no deliverer runs`, { cause: error });
       }
-      HELD.add(this.#lock);
-      return;
+      throw new DeliveryError('DELIVERY_STATE', `cannot take the lock ${this.#lockFile}: it ${problem}; check the state directory`, { cause: error });
     }
-    throw new DeliveryError('DELIVERY_STATE', `could not take the lock ${this.#lock}; remove it if no deliverer runs`);
   }
 
   /**
-   * The lock's pid text (undefined when it is gone). A FIFO, link or anything but a small regular file in its place is
-   * refused (never waited on nor read whole): it is no lock this code wrote.
+   * Earlier versions locked a target with a pid file, `<target>.lock`. With the new lock held, such
+   * a file is removed if its process is gone — no deliverer of this version can race on it. If its
+   * process runs, it may be a deliverer of the earlier version: refused, so the two never deliver
+   * together (stop the old one; if the pid was reused by another program, remove the file).
    */
-  #readLock(): string | undefined {
+  #retireOldLock(target: string): void {
     const refuse = (problem: string): DeliveryError =>
-      new DeliveryError('DELIVERY_STATE', `the lock ${this.#lock} ${problem}; a deliverer's lock is a small regular file holding its pid: remove it if no deliverer runs`);
+      new DeliveryError('DELIVERY_STATE', `the lock ${this.#oldLock} ${problem}; a deliverer's lock of an earlier version is a small regular file holding its pid: remove it if no deliverer runs`);
+    let text: string;
     try {
-      return readSmallFileSync(this.#lock, { maxBytes: MAX_LOCK_BYTES, refuse }).toString('utf8');
+      text = readSmallFileSync(this.#oldLock, { maxBytes: MAX_OLD_LOCK_BYTES, refuse }).toString('utf8');
     } catch (error) {
       if (error instanceof DeliveryError) throw error;
-      if ((error as { code?: string }).code === 'ENOENT') return undefined;
-      throw new DeliveryError('DELIVERY_STATE', `cannot read the lock ${this.#lock} (${(error as { code?: string }).code ?? 'error'})`, { cause: error });
+      if ((error as { code?: string }).code === 'ENOENT') return;
+      throw new DeliveryError('DELIVERY_STATE', `cannot read the lock ${this.#oldLock} (${(error as { code?: string }).code ?? 'error'})`, { cause: error });
     }
+    const pid = Number(text.trim());
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      throw new DeliveryError('DELIVERY_STATE', `target ${target} may be being delivered by process ${pid} of an earlier offchannel version (lock ${this.#oldLock}); run one deliverer per target: stop it first, or remove the file if no deliverer runs`);
+    }
+    rmSync(this.#oldLock, { force: true });
   }
 
   /**
@@ -164,13 +169,14 @@ export class DeliveryState {
     }
   }
 
-  /** Releases the lock. */
+  /** Releases the lock (the empty lock file stays: removing it could drop a newer deliverer's lock). */
   close(): void {
-    if (!HELD.delete(this.#lock)) return;
-    rmSync(this.#lock, { force: true });
+    this.#lock?.release();
+    this.#lock = undefined;
   }
 }
 
+/** Only for the pid file of an earlier version (see `#retireOldLock`). */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -1,7 +1,8 @@
 /**
  * The export's working files (the SQLite index holds the plaintext of every selected record)
  * live beside `--out`, private (0700 / 0600), and never outlive the export: not after success,
- * an error, an abort, SIGINT or SIGTERM; and what a killed export left is removed by the next.
+ * an error, an abort, SIGINT or SIGTERM; and what a killed export left is removed by the next —
+ * judged by the kernel lock a running export holds on its directory, never by a process id.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -131,6 +132,36 @@ describe('working files', () => {
     expect(await exportTo(path.join(parent, 'next'))).toBeUndefined();
     expect((await leftovers(parent)).sort()).toEqual([live, otherHost].sort());
   });
+
+  it('are judged by their lock, not by a pid: a dead export\'s is removed though its pid runs again; a running export\'s is kept though its pid does not run here', { timeout: 120_000 }, async () => {
+    const parent = await mkdtemp(path.join(scratch, 'locks-'));
+    const host = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+    const dirName = (pid: number, n: number): string => `.offchannel-export-tmp-${host}-${pid}-${String(n).repeat(16)}`;
+    const make = async (name: string): Promise<string> => {
+      const dir = path.join(parent, name);
+      await mkdir(dir);
+      await writeFile(path.join(dir, 'index.sqlite'), 'plaintext');
+      await writeFile(path.join(dir, 'lock'), '');
+      return dir;
+    };
+    // Left by a killed export whose pid now belongs to a running process (here, our parent).
+    const reused = dirName(process.ppid, 1);
+    await make(reused);
+    // Held by running exports in another PID namespace (a container sharing the folder): their
+    // pids are dead here, or are this process's own.
+    const elsewhere = [dirName(await deadPid(), 2), dirName(process.pid, 3)];
+    const holder = await holdLocks(await Promise.all(elsewhere.map(async (name) => path.join(await make(name), 'lock'))));
+    try {
+      expect(await exportTo(path.join(parent, 'next'))).toBeUndefined();
+      expect((await leftovers(parent)).sort()).toEqual([...elsewhere].sort());
+    } finally {
+      holder.kill('SIGKILL');
+      await once(holder, 'exit');
+    }
+    // Their exports killed outright: the next export removes both.
+    expect(await exportTo(path.join(parent, 'after'))).toBeUndefined();
+    expect(await leftovers(parent)).toEqual([]);
+  });
 });
 
 /** Starts export-child.ts and waits until it is mid-export with its index on disk. */
@@ -153,4 +184,24 @@ async function startChild(out: string): Promise<{ readonly process: ChildProcess
   for (let tries = 0; !existsSync(index) && tries < 300; tries++) await new Promise((resolve) => setTimeout(resolve, 100));
   expect((await stat(index)).mode & 0o777).toBe(0o600);
   return { process: child, exited };
+}
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+  await once(child, 'exit');
+  return child.pid as number;
+}
+
+/** A process holding the kernel locks on `files` (as running exports hold their directories'). */
+async function holdLocks(files: readonly string[]): Promise<ChildProcess> {
+  const script = `
+    import { takeOsLock } from '@offchannel/core';
+    const locks = ${JSON.stringify(files)}.map((file) => takeOsLock(file));
+    console.log('held');
+    setInterval(() => locks.length, 1000); // referenced: a collected handle releases its lock`;
+  const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { cwd: import.meta.dirname, stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout, 'data')) as [Buffer];
+  expect(line.toString().trim()).toBe('held');
+  return child;
 }

@@ -8,15 +8,24 @@
  * caller handles interruption itself through an abort signal — on SIGINT / SIGTERM, after which
  * the signal's default action (termination) still happens. A directory
  * left by an export that was killed outright (SIGKILL, power loss) is removed by the next export
- * beside it, once its process is gone.
+ * beside it: while an export runs, it holds a kernel lock on the directory's `lock` file
+ * (`takeOsLock`), released however the process ends, so a directory whose lock can be taken
+ * belongs to no running export. No process id is trusted: a reused pid cannot keep a dead
+ * export's plaintext on disk, and an export in another PID namespace (a container sharing the
+ * folder and the host name) is never mistaken for a dead one. A directory without a `lock` (left
+ * by an earlier version, or by an export killed between creating it and locking it) is judged by
+ * the pid in its name, as earlier versions did.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { type OsLock, OffchannelError, takeOsLock } from '@offchannel/core';
 
 const PREFIX = '.offchannel-export-tmp-';
+/** The file in a working directory whose kernel lock its export holds while it runs. */
+const LOCK = 'lock';
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 /** This host, so a directory on a shared file system is judged only by the host that made it. */
 const HOST = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
@@ -36,13 +45,11 @@ export interface ExportTempDir {
 export async function createExportTempDir(out: string, signals: boolean): Promise<ExportTempDir> {
   const parent = path.dirname(out);
   await removeLeftovers(parent);
-  const dir = path.join(parent, `${PREFIX}${HOST}-${process.pid}-${randomBytes(8).toString('hex')}`);
-  await mkdir(dir, { mode: 0o700 });
-  await chmod(dir, 0o700);
-  active.add(dir);
+  const { dir, lock } = await lockedDir(parent);
   const removeNow = (): void => {
     active.delete(dir);
     rmSync(dir, { recursive: true, force: true });
+    lock.release();
   };
   const onSignal = (signal: NodeJS.Signals): void => {
     removeNow();
@@ -61,12 +68,37 @@ export async function createExportTempDir(out: string, signals: boolean): Promis
     remove: async () => {
       stop();
       active.delete(dir);
-      await rm(dir, { recursive: true, force: true });
+      try {
+        await rm(dir, { recursive: true, force: true });
+      } finally {
+        lock.release(); // after the removal: until then no other export judges the directory abandoned
+      }
     },
   };
 }
 
-/** `.offchannel-export-tmp-*` directories of this host whose process no longer runs. */
+/**
+ * Creates this export's directory (0700) and locks it. Another export's clean-up may, in the
+ * instant between the two, judge it (a directory without a lock, by its pid: wrong across PID
+ * namespaces) and remove it; then the lock fails and a new directory is made.
+ */
+async function lockedDir(parent: string): Promise<{ dir: string; lock: OsLock }> {
+  for (let attempt = 1; ; attempt++) {
+    const dir = path.join(parent, `${PREFIX}${HOST}-${process.pid}-${randomBytes(8).toString('hex')}`);
+    await mkdir(dir, { mode: 0o700 });
+    active.add(dir);
+    try {
+      await chmod(dir, 0o700);
+      return { dir, lock: takeOsLock(path.join(dir, LOCK)) };
+    } catch (error) {
+      active.delete(dir);
+      await rm(dir, { recursive: true, force: true });
+      if (attempt >= 3 || !OffchannelError.isInstance(error)) throw error;
+    }
+  }
+}
+
+/** `.offchannel-export-tmp-*` directories of this host that no running export holds. */
 async function removeLeftovers(parent: string): Promise<void> {
   let names: string[];
   try {
@@ -78,11 +110,35 @@ async function removeLeftovers(parent: string): Promise<void> {
     const match = new RegExp(`^${PREFIX.replace('.', '\\.')}([0-9a-f]{8})-(\\d+)-[0-9a-f]{16}$`).exec(name);
     if (!match || match[1] !== HOST) continue;
     const dir = path.join(parent, name);
-    if (active.has(dir) || running(Number(match[2]))) continue;
-    await rm(dir, { recursive: true, force: true });
+    if (active.has(dir)) continue;
+    if (await exists(path.join(dir, LOCK))) {
+      let lock: OsLock;
+      try {
+        lock = takeOsLock(path.join(dir, LOCK));
+      } catch {
+        continue; // held: a running export's (or not a lock: not ours to judge)
+      }
+      try {
+        await rm(dir, { recursive: true, force: true });
+      } finally {
+        lock.release();
+      }
+    } else if (!running(Number(match[2]))) {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 }
 
+async function exists(file: string): Promise<boolean> {
+  try {
+    await lstat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Only for a directory without a lock (see the top of this file). */
 function running(pid: number): boolean {
   if (pid === process.pid) return false; // not one of ours (those are in `active`): a reused pid
   try {

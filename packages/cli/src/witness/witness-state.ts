@@ -24,14 +24,14 @@
  *
  * One witness process per state folder: it holds an exclusive SQLite (POSIX advisory) lock on
  * `<state>/lock` while open — two processes answering for one state could each advance a log
- * from the same size. The kernel releases the lock however the process ends.
+ * from the same size. The kernel releases the lock however the process ends (core's
+ * `takeOsLock`, shared with the fs sink's stream writers and delivery targets).
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
-import type * as Sqlite from 'node:sqlite';
-import { WitnessError, readSmallFile } from '@offchannel/core';
+import { type OsLock, OffchannelError, OsLockError, WitnessError, readSmallFile, takeOsLock } from '@offchannel/core';
 import { type JournalMark, journalLength, journalLine, journalWindows, scanJournal } from './witness-journal.ts';
 import { type JournalSnapshot, readSnapshot, writeSnapshot } from './witness-snapshot.ts';
 
@@ -89,7 +89,7 @@ export class WitnessState {
   #startup: WitnessStartup = { snapshot: 'none', journalBytesRead: 0 };
   #snapshotError: unknown;
 
-  #lock: Sqlite.DatabaseSync | undefined;
+  #lock: OsLock | undefined;
 
   private constructor(dir: string, journal: string) {
     this.#dir = dir;
@@ -100,16 +100,15 @@ export class WitnessState {
   static async open(dir: string, journal = path.join(dir, 'journal')): Promise<WitnessState> {
     await mkdir(path.join(dir, 'logs'), { recursive: true, mode: 0o700 });
     const state = new WitnessState(dir, journal);
-    const { DatabaseSync } = await import('node:sqlite');
-    const lock = new DatabaseSync(path.join(dir, 'lock'), { timeout: 0 });
     try {
-      lock.exec('PRAGMA locking_mode = EXCLUSIVE');
-      lock.exec('BEGIN EXCLUSIVE');
-    } catch {
-      lock.close();
-      throw new WitnessError('WITNESS_STATE', `another witness process holds the state folder ${dir}; one witness per state folder — stop the other one first`);
+      state.#lock = takeOsLock(path.join(dir, 'lock'));
+    } catch (error) {
+      if (OffchannelError.hasCode(error, 'OS_LOCK_HELD')) {
+        throw new WitnessError('WITNESS_STATE', `another witness process holds the state folder ${dir}; one witness per state folder — stop the other one first`, { cause: error });
+      }
+      const problem = error instanceof OsLockError ? error.problem : 'cannot be taken';
+      throw new WitnessError('WITNESS_STATE', `the witness's lock ${path.join(dir, 'lock')} ${problem}; it is an empty regular file the witness creates: remove it if no witness runs`, { cause: error });
     }
-    state.#lock = lock;
     try {
       await state.#load();
     } catch (error) {
@@ -145,7 +144,7 @@ export class WitnessState {
 
   /** Releases the state folder's lock. */
   close(): void {
-    this.#lock?.close();
+    this.#lock?.release();
     this.#lock = undefined;
   }
 

@@ -2,12 +2,11 @@
  * One writer per stream, enforced by the operating system: the writer holds an exclusive
  * SQLite lock (POSIX advisory lock) on `locks/<stream>.lock` for as long as it has the stream
  * open. The kernel releases it when the process exits in any way — including SIGKILL and
- * power loss — so there are no stale locks to break, and pid reuse cannot fool it.
+ * power loss — so there are no stale locks to break, and pid reuse cannot fool it. The lock
+ * itself is core's `takeOsLock`, shared with the delivery target and witness locks.
  */
 import type * as Sqlite from 'node:sqlite';
-import { SinkConflictError } from '@offchannel/core';
-
-const SQLITE_BUSY = 5;
+import { OffchannelError, SinkConflictError, takeOsLock } from '@offchannel/core';
 
 export interface StreamLock {
   release(): void;
@@ -24,28 +23,19 @@ export async function loadSqlite(): Promise<typeof Sqlite> {
   return sqlite;
 }
 
-/** Takes the stream's writer lock, or rejects with `SinkConflictError` if another writer has it. */
+/**
+ * Takes the stream's writer lock (`takeOsLock` from core), or rejects with `SinkConflictError` if
+ * another writer has it. Anything but a regular file in the lock's place is refused
+ * (`OsLockError`, `OS_LOCK_REFUSED`), never waited on nor followed.
+ */
 export async function acquireStreamLock(file: string, stream: string): Promise<StreamLock> {
-  const { DatabaseSync: Database } = await loadSqlite();
-  let db: Sqlite.DatabaseSync | undefined;
+  await loadSqlite(); // without node:sqlite, say so in the sink's words
   try {
-    db = new Database(file, { timeout: 0 });
-    db.exec('PRAGMA locking_mode = EXCLUSIVE');
-    db.exec('BEGIN EXCLUSIVE');
+    return takeOsLock(file);
   } catch (error) {
-    db?.close();
-    if ((error as { errcode?: unknown }).errcode === SQLITE_BUSY) {
+    if (OffchannelError.hasCode(error, 'OS_LOCK_HELD')) {
       throw new SinkConflictError(stream, 'another writer (this or another process) holds this stream; a stream has exactly one writer — stop the other capture process for this account first.');
     }
     throw error;
   }
-  const held = db;
-  let released = false;
-  return {
-    release() {
-      if (released) return;
-      released = true;
-      held.close();
-    },
-  };
 }

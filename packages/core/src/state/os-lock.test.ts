@@ -1,0 +1,199 @@
+/**
+ * The kernel-held lock, with real processes: a child that holds it keeps everyone else out (other
+ * processes and other attempts of this one); a child killed with SIGKILL leaves the lock free at
+ * once; of many processes released at the same instant exactly one gets it; whatever is planted
+ * in the lock file's place is refused without waiting on it. A failed attempt of the holder's own
+ * process never drops its lock (closing any descriptor of a file drops a process's POSIX locks).
+ */
+import { type ChildProcessByStdio, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { type Server, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { OffchannelError } from '../errors/offchannel-error.ts';
+import { takeOsLock } from './os-lock.ts';
+
+const module = fileURLToPath(new URL('./os-lock.ts', import.meta.url));
+type Child = ChildProcessByStdio<Writable, Readable, null>;
+
+let dir: string;
+let lockFile: string;
+const children: Child[] = [];
+const servers: Server[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'os-lock-'));
+  lockFile = path.join(dir, 'target.lock');
+});
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const server of servers.splice(0)) server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * A child that tries the lock once and prints `held` or the error's code; it holds the lock until
+ * its stdin ends. With `ready`, it first prints `ready` and waits (a blocking read) for a line on
+ * its stdin, so that contenders all start at one instant.
+ */
+function contender(ready = false): Child {
+  const script = `
+    import { readSync } from 'node:fs';
+    import { takeOsLock } from ${JSON.stringify(module)};
+    if (${String(ready)}) { console.log('ready'); readSync(0, Buffer.alloc(3)); }
+    try {
+      const lock = takeOsLock(${JSON.stringify(lockFile)});
+      console.log('held');
+      process.stdin.resume();
+      process.stdin.on('end', () => { lock.release(); });
+    } catch (error) {
+      console.log(error.code);
+    }`;
+  const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  return child;
+}
+
+/** The child's next output line (its stdout is read once, line by line, from the start). */
+const pending = new WeakMap<Child, { lines: string[]; wake?: () => void }>();
+async function line(child: Child): Promise<string> {
+  let state = pending.get(child);
+  if (state === undefined) {
+    const created: { lines: string[]; wake?: () => void; text: string } = { lines: [], text: '' };
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      created.text += chunk;
+      const parts = created.text.split('\n');
+      created.text = parts.pop() ?? '';
+      created.lines.push(...parts);
+      created.wake?.();
+    });
+    child.once('exit', () => created.wake?.());
+    pending.set(child, created);
+    state = created;
+  }
+  while (state.lines.length === 0) {
+    if (child.exitCode !== null || child.signalCode !== null) return `exited ${child.exitCode ?? child.signalCode}`;
+    await new Promise<void>((resolve) => {
+      state.wake = resolve;
+    });
+  }
+  return state.lines.shift() as string;
+}
+
+const code = (action: () => unknown): string => {
+  try {
+    action();
+    return 'taken';
+  } catch (error) {
+    expect(OffchannelError.isInstance(error), String(error)).toBe(true);
+    return (error as OffchannelError).code;
+  }
+};
+
+describe('takeOsLock', () => {
+  it('keeps other processes out while held, and is free the moment its holder is killed (SIGKILL)', async () => {
+    const holder = contender();
+    expect(await line(holder)).toBe('held');
+    expect(code(() => takeOsLock(lockFile))).toBe('OS_LOCK_HELD');
+    const other = contender();
+    expect(await line(other)).toBe('OS_LOCK_HELD');
+    holder.kill('SIGKILL');
+    await once(holder, 'exit');
+    // No waiting, no stale lock to break: the kernel released it with the process.
+    const lock = takeOsLock(lockFile);
+    const third = contender();
+    expect(await line(third)).toBe('OS_LOCK_HELD');
+    expect((await stat(`${lockFile}-journal`)).mode & 0o777, 'SQLite\'s journal beside it').toBe(0o600);
+    lock.release();
+    expect((await stat(lockFile)).size, 'nothing is written to a lock').toBe(0);
+    expect((await stat(lockFile)).mode & 0o777).toBe(0o600);
+    expect(await readdir(dir)).toEqual(['target.lock']);
+  }, 60_000);
+
+  it('says held to a second attempt of the same process, which leaves the first lock in force', async () => {
+    const first = takeOsLock(lockFile);
+    expect(code(() => takeOsLock(lockFile))).toBe('OS_LOCK_HELD');
+    // Also through another name of the same file.
+    await symlink(dir, path.join(dir, 'alias'));
+    expect(code(() => takeOsLock(path.join(dir, 'alias', 'target.lock')))).toBe('OS_LOCK_HELD');
+    // The failed attempts closed nothing that held the lock: another process is still kept out.
+    const other = contender();
+    expect(await line(other)).toBe('OS_LOCK_HELD');
+    first.release();
+    first.release(); // idempotent
+    const next = contender();
+    expect(await line(next)).toBe('held');
+    expect(code(() => takeOsLock(lockFile))).toBe('OS_LOCK_HELD');
+    next.stdin.end();
+    await once(next, 'exit');
+    takeOsLock(lockFile).release();
+  }, 60_000);
+
+  it('lets exactly one of many processes released at the same instant take it, round after round', async () => {
+    for (let round = 0; round < 8; round++) {
+      const list = Array.from({ length: 4 }, () => contender(true));
+      await Promise.all(list.map(async (child) => { expect(await line(child)).toBe('ready'); }));
+      for (const child of list) child.stdin.write('go\n');
+      const results = await Promise.all(list.map(line));
+      expect(results.filter((result) => result === 'held'), results.join(',')).toHaveLength(1);
+      expect(results.filter((result) => result === 'OS_LOCK_HELD')).toHaveLength(3);
+      for (const child of list) {
+        child.stdin.end();
+        if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+      }
+    }
+  }, 120_000);
+});
+
+describe('what is in the lock file’s place', () => {
+  /** Tries the lock in a child with a deadline: a hang kills it and fails the test. */
+  function tryInChild(): { code?: string; message: string } {
+    const script = `
+      import { takeOsLock } from ${JSON.stringify(module)};
+      try { takeOsLock(${JSON.stringify(lockFile)}).release(); console.log(JSON.stringify({ message: 'taken' })); }
+      catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }`;
+    const child = spawnSync(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { timeout: 30_000, encoding: 'utf8' });
+    expect(child.signal, `the child hung and was killed (${child.stderr})`).toBeNull();
+    return JSON.parse(child.stdout) as { code?: string; message: string };
+  }
+
+  const plants: [string, (file: string) => Promise<unknown>, RegExp][] = [
+    ['a FIFO', async (file) => execFileSync('mkfifo', [file], { timeout: 10_000 }), /is a FIFO \(named pipe\), not a regular file/],
+    ['a symbolic link', async (file) => {
+      await writeFile(path.join(dir, 'elsewhere'), '');
+      await symlink(path.join(dir, 'elsewhere'), file);
+    }, /is a symbolic link/],
+    ['a dangling symbolic link', async (file) => symlink(path.join(dir, 'nowhere'), file), /is a symbolic link/],
+    ['a directory', async (file) => mkdir(file), /is a directory, not a regular file/],
+    ['a socket', async (file) => {
+      const server = createServer().listen(file);
+      servers.push(server);
+      await once(server, 'listening');
+    }, /is a socket, not a regular file/],
+    ['a file holding other data (a pid file of an older version)', async (file) => writeFile(file, '12345\n'), /holds other data, not a lock/],
+  ];
+
+  it.each(plants)('refuses %s (OS_LOCK_REFUSED), without waiting on it', async (_name, plant, problem) => {
+    await plant(lockFile);
+    const outcome = tryInChild();
+    expect(outcome.code).toBe('OS_LOCK_REFUSED');
+    expect(outcome.message).toMatch(problem);
+    expect(outcome.message).toContain(lockFile);
+  }, 60_000);
+
+  it('leaves what a link points at untouched', async () => {
+    await writeFile(path.join(dir, 'elsewhere'), 'keep');
+    await symlink(path.join(dir, 'elsewhere'), lockFile);
+    expect(tryInChild().code).toBe('OS_LOCK_REFUSED');
+    expect(await readFile(path.join(dir, 'elsewhere'), 'utf8')).toBe('keep');
+  }, 60_000);
+
+  it('reports a lock in a missing or unwritable folder as OS_LOCK_FAILED, not as held', async () => {
+    lockFile = path.join(dir, 'missing', 'target.lock');
+    expect(tryInChild().code).toBe('OS_LOCK_FAILED');
+  }, 60_000);
+});

@@ -1,0 +1,138 @@
+/**
+ * A lock the kernel holds for us: an exclusive SQLite lock (a POSIX advisory lock) on one file,
+ * held for as long as the returned handle is open. The kernel releases it however the process
+ * ends — exit, crash, SIGKILL, power loss — so a lock is never stale, nothing has to be "taken
+ * over", and a reused process id cannot fool it (no pid is involved). Users: a stream's writer
+ * (`@offchannel/sink-fs`), a delivery target, a witness's state folder, an export's working
+ * directory.
+ *
+ * How: `new DatabaseSync(file, { timeout: 0 })`, `PRAGMA locking_mode = EXCLUSIVE`, `BEGIN
+ * EXCLUSIVE`. Nothing is ever written: the file stays empty (SQLite creates it if needed; it is
+ * set to mode 0600). While the lock is held SQLite keeps a 512-byte `<file>-journal` beside it
+ * (same mode, a header and no data), removed at release; one left by a killed holder is harmless
+ * and reused. SQLite answers SQLITE_BUSY at once when the lock is held — by another
+ * process, or by another connection of this same process (SQLite tracks its locks per file
+ * inside a process, where POSIX locks alone would not see them) — and that is `OS_LOCK_HELD`.
+ *
+ * What is in the file's place is not trusted: it is `lstat`ed first, never opened by us — a
+ * FIFO, a symbolic link, a directory, a device or a socket is refused (`OS_LOCK_REFUSED`) without
+ * waiting on it, and a file holding other data (not empty, not SQLite) is refused by SQLite. After
+ * the lock is taken the path must still be the regular file seen before (or, if there was none,
+ * a regular file): a swap in between is refused too. (The check is by `lstat`, so it cannot hang;
+ * a FIFO swapped in between the look and SQLite's open fails in SQLite with an I/O error, and
+ * never blocks: SQLite opens read-write and reads nothing from an empty file.)
+ *
+ * Never open the lock file yourself while this process holds the lock: POSIX drops a process's
+ * locks on a file when ANY descriptor of that file is closed. This helper opens nothing itself
+ * for that reason (SQLite keeps such descriptors open until the lock is released).
+ */
+import type * as Sqlite from 'node:sqlite';
+import { type Stats, chmodSync, lstatSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { OsLockError } from '../errors/os-lock-error.ts';
+
+/** A held lock. */
+export interface OsLock {
+  /** The lock file. */
+  readonly file: string;
+  /**
+   * Releases the lock (idempotent). The file stays: removing it could drop a newer holder's lock.
+   * Keep the handle referenced while the lock must hold: a handle that is garbage collected
+   * closes its database, and the lock is released with it.
+   */
+  release(): void;
+}
+
+const SQLITE_BUSY = 5;
+const SQLITE_NOTADB = 26;
+const require = createRequire(import.meta.url);
+
+/**
+ * Takes the exclusive lock on `file` (its directory must exist), or throws {@link OsLockError}:
+ * `OS_LOCK_HELD` when another process or this one holds it, `OS_LOCK_REFUSED` when something
+ * other than a lock file is in its place, `OS_LOCK_FAILED` otherwise.
+ */
+export function takeOsLock(file: string): OsLock {
+  const sqlite = loadSqlite(file);
+  const before = inspect(file);
+  let db: Sqlite.DatabaseSync;
+  try {
+    db = new sqlite.DatabaseSync(file, { timeout: 0 });
+  } catch (error) {
+    throw new OsLockError('OS_LOCK_FAILED', file, `cannot be opened (${messageOf(error)})`, { cause: error });
+  }
+  try {
+    const opened = same(file, before);
+    // Before the lock, so that the journal SQLite creates next to it gets the same mode.
+    if ((opened.mode & 0o777) !== 0o600) chmodSync(file, 0o600);
+    db.exec('PRAGMA locking_mode = EXCLUSIVE');
+    db.exec('BEGIN EXCLUSIVE');
+    same(file, opened);
+  } catch (error) {
+    db.close();
+    if (error instanceof OsLockError) throw error;
+    const errcode = (error as { errcode?: unknown }).errcode;
+    if (errcode === SQLITE_BUSY) throw new OsLockError('OS_LOCK_HELD', file, 'is held by another process or by this one', { cause: error });
+    if (errcode === SQLITE_NOTADB) throw new OsLockError('OS_LOCK_REFUSED', file, 'holds other data, not a lock (a lock file is empty)', { cause: error });
+    // Swapped for a FIFO or the like after the first look: say what is there now.
+    inspect(file);
+    throw new OsLockError('OS_LOCK_FAILED', file, `cannot be locked (${messageOf(error)})`, { cause: error });
+  }
+  const held = db;
+  let released = false;
+  return {
+    file,
+    release() {
+      if (released) return;
+      released = true;
+      held.close();
+    },
+  };
+}
+
+function loadSqlite(file: string): typeof Sqlite {
+  try {
+    return require('node:sqlite') as typeof Sqlite;
+  } catch (error) {
+    throw new OsLockError('OS_LOCK_FAILED', file, 'needs node:sqlite to be taken: use Node.js 22.13 or newer', { cause: error });
+  }
+}
+
+/** The file's `lstat`, undefined when it does not exist; anything but a regular file is refused. */
+function inspect(file: string): Stats | undefined {
+  let info: Stats;
+  try {
+    info = lstatSync(file);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') return undefined;
+    throw new OsLockError('OS_LOCK_FAILED', file, `cannot be examined (${(error as { code?: string }).code ?? 'error'})`, { cause: error });
+  }
+  const problem = problemOf(info);
+  if (problem !== undefined) throw new OsLockError('OS_LOCK_REFUSED', file, problem);
+  return info;
+}
+
+/** The file's `lstat`: a regular file, the one seen before (if any), else refused. */
+function same(file: string, before: Stats | undefined): Stats {
+  const now = inspect(file);
+  if (now === undefined || (before !== undefined && (now.dev !== before.dev || now.ino !== before.ino))) {
+    throw new OsLockError('OS_LOCK_REFUSED', file, 'was removed or replaced while it was being locked');
+  }
+  return now;
+}
+
+function problemOf(info: Stats): string | undefined {
+  if (info.isFile()) return undefined;
+  if (info.isSymbolicLink()) return 'is a symbolic link, not a regular file';
+  if (info.isFIFO()) return 'is a FIFO (named pipe), not a regular file';
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'is a device, not a regular file';
+  if (info.isSocket()) return 'is a socket, not a regular file';
+  if (info.isDirectory()) return 'is a directory, not a regular file';
+  return 'is not a regular file';
+}
+
+/** SQLite's own words ("database is locked", "disk I/O error"): never input, safe to show. */
+function messageOf(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return error instanceof Error ? error.message : typeof code === 'string' ? code : 'error';
+}

@@ -1,0 +1,206 @@
+/**
+ * One deliverer per target, with real processes. The target's lock is held by the kernel for the
+ * deliverer's process: a deliverer killed with SIGKILL leaves it free at once, and after such a
+ * crash, deliverers started at the same instant never both win — the pid-file lock of earlier
+ * versions let two of them "take over" the dead one's lock together (one removing the other's
+ * fresh lock), and both delivered the same target. A pid file left by an earlier version is
+ * removed when its process is gone, and refused while a process of that pid runs.
+ */
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { OffchannelError } from '@offchannel/core';
+import { DeliveryState } from './delivery-state.ts';
+
+const module = fileURLToPath(new URL('./delivery-state.ts', import.meta.url));
+type Child = ChildProcessByStdio<Writable, Readable, null>;
+
+let dir: string;
+const children: Child[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'delivery-lock-'));
+});
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * A deliverer's state in a child: it prints `ready` and waits for a line on its stdin (so that
+ * contenders start at one instant), opens the target's state, prints `open` or the error's code
+ * (`: message`), and holds the state until its stdin ends. With `again`, a refused one prints
+ * `ready` and waits for the next line to try again.
+ */
+function deliverer(again = false): Child {
+  const script = `
+    import { readSync } from 'node:fs';
+    import { DeliveryState } from ${JSON.stringify(module)};
+    for (;;) {
+      console.log('ready');
+      if (readSync(0, Buffer.alloc(3)) === 0) break;
+      try {
+        const state = await DeliveryState.open(${JSON.stringify(dir)}, 'journal');
+        console.log('open');
+        process.stdin.resume();
+        process.stdin.on('end', () => { state.close(); });
+        break;
+      } catch (error) {
+        console.log(error.code + ': ' + error.message);
+        if (!${String(again)}) break;
+      }
+    }`;
+  const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  return child;
+}
+
+const readers = new WeakMap<Child, { lines: string[]; wake?: () => void }>();
+/** The child's next output line. */
+async function line(child: Child): Promise<string> {
+  let reader = readers.get(child);
+  if (reader === undefined) {
+    const created: { lines: string[]; wake?: () => void; text: string } = { lines: [], text: '' };
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      created.text += chunk;
+      const parts = created.text.split('\n');
+      created.text = parts.pop() ?? '';
+      created.lines.push(...parts);
+      created.wake?.();
+    });
+    child.once('exit', () => created.wake?.());
+    readers.set(child, created);
+    reader = created;
+  }
+  while (reader.lines.length === 0) {
+    if (child.exitCode !== null || child.signalCode !== null) return `exited ${child.exitCode ?? child.signalCode}`;
+    await new Promise<void>((resolve) => {
+      reader.wake = resolve;
+    });
+  }
+  return reader.lines.shift() as string;
+}
+
+/** Starts deliverers, releases them at one instant, and returns what each printed. */
+async function race(count: number): Promise<{ list: Child[]; results: string[] }> {
+  const list = Array.from({ length: count }, () => deliverer());
+  for (const child of list) expect(await line(child)).toBe('ready');
+  for (const child of list) child.stdin.write('go\n');
+  return { list, results: await Promise.all(list.map(line)) };
+}
+
+async function endAll(list: readonly Child[]): Promise<void> {
+  for (const child of list) {
+    child.stdin.end();
+    if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+  }
+}
+
+/** A deliverer that opened the target's state and was then killed outright. */
+async function crashedDeliverer(): Promise<void> {
+  const { list, results } = await race(1);
+  expect(results).toEqual(['open']);
+  const [child] = list as [Child];
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+}
+
+const failure = async (promise: Promise<unknown>): Promise<OffchannelError> => {
+  const error = await promise.then(() => undefined, (caught: unknown) => caught);
+  expect(OffchannelError.isInstance(error), String(error)).toBe(true);
+  return error as OffchannelError;
+};
+
+describe('the target lock', () => {
+  it('is free the moment a deliverer is killed (SIGKILL), and keeps others out while held', async () => {
+    await crashedDeliverer();
+    const state = await DeliveryState.open(dir, 'journal');
+    try {
+      const { list, results } = await race(1);
+      expect(results[0]).toMatch(/^DELIVERY_STATE: target journal is being delivered by another process.*journal\.lock\.db.*run one deliverer per target$/);
+      await endAll(list);
+    } finally {
+      state.close();
+    }
+  }, 60_000);
+
+  it('after a crash, lets exactly one of the deliverers started at the same instant win, every time', async () => {
+    // Four waiting deliverers (each tries again at every line on its stdin); every round, the
+    // winner is killed outright — a crash — and replaced, and the others try again at once.
+    await crashedDeliverer();
+    let pool = Array.from({ length: 4 }, () => deliverer(true));
+    for (let round = 0; round < 25; round++) {
+      for (const child of pool) expect(await line(child)).toBe('ready');
+      for (const child of pool) child.stdin.write('go\n');
+      const results = await Promise.all(pool.map(line));
+      expect(results.filter((result) => result === 'open'), `round ${round}: ${results.join(' | ')}`).toHaveLength(1);
+      const next: Child[] = [];
+      for (const [index, child] of pool.entries()) {
+        if (results[index] === 'open') {
+          child.kill('SIGKILL');
+          await once(child, 'exit');
+          next.push(deliverer(true));
+        } else {
+          expect(results[index]).toMatch(/^DELIVERY_STATE: .*run one deliverer per target$/);
+          next.push(child);
+        }
+      }
+      pool = next;
+    }
+    await endAll(pool);
+  }, 240_000);
+
+  it('is refused to a second deliverer of the same process, and free again after close', async () => {
+    const first = await DeliveryState.open(dir, 'journal');
+    const error = await failure(DeliveryState.open(dir, 'journal'));
+    expect(error.code).toBe('DELIVERY_STATE');
+    expect(error.message).toContain('run one deliverer per target');
+    // The refused attempt did not drop the first one's lock for other processes.
+    const { list, results } = await race(1);
+    expect(results[0]).toMatch(/^DELIVERY_STATE: /);
+    await endAll(list);
+    first.close();
+    const again = await DeliveryState.open(dir, 'journal');
+    again.close();
+    expect((await readdir(dir)).sort()).toEqual(['journal.lock.db']);
+  }, 60_000);
+});
+
+describe('the pid-file lock of an earlier version', () => {
+  /** The pid of a process that has exited. */
+  async function deadPid(): Promise<number> {
+    const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+    await once(child, 'exit');
+    return child.pid as number;
+  }
+
+  it('is removed when its process is gone; the new lock is taken', async () => {
+    await writeFile(path.join(dir, 'journal.lock'), `${await deadPid()}\n`, { mode: 0o600 });
+    const state = await DeliveryState.open(dir, 'journal');
+    state.close();
+    expect(await readdir(dir)).toEqual(['journal.lock.db']);
+  }, 60_000);
+
+  it('is refused while a process of its pid runs (an earlier deliverer may be delivering), and kept', async () => {
+    const running = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      await writeFile(path.join(dir, 'journal.lock'), `${running.pid}\n`, { mode: 0o600 });
+      const error = await failure(DeliveryState.open(dir, 'journal'));
+      expect(error.code).toBe('DELIVERY_STATE');
+      expect(error.message).toContain(`process ${running.pid} of an earlier offchannel version`);
+      expect(error.message).toContain('run one deliverer per target');
+      expect((await readdir(dir)).sort()).toEqual(['journal.lock', 'journal.lock.db']);
+      // The refusal released the new lock.
+      const { list, results } = await race(1);
+      expect(results[0]).toMatch(/^DELIVERY_STATE: .*earlier offchannel version/);
+      await endAll(list);
+    } finally {
+      running.kill('SIGKILL');
+    }
+  }, 60_000);
+});

@@ -1,0 +1,46 @@
+/**
+ * The stream writer lock is core's kernel-held lock: a second writer (here, in the same process)
+ * is a `SinkConflictError`; a FIFO or a link in the lock's place is refused without waiting on it
+ * or locking what it points at. (Separate processes and SIGKILL: core's os-lock.test.ts and this
+ * package's crash-safety.test.ts.)
+ */
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { OffchannelError, SinkConflictError } from '@offchannel/core';
+import { mkfifo, settleOrHang } from '@offchannel/core/testing';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { acquireStreamLock } from './stream-lock.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'stream-lock-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+it('refuses a second writer of the stream while the first holds it, and lets the next one in after release', async () => {
+  const file = path.join(dir, 'demo%3Aalice.lock');
+  const first = await acquireStreamLock(file, 'demo:alice');
+  const second = await acquireStreamLock(file, 'demo:alice').catch((caught: unknown) => caught);
+  expect(second).toBeInstanceOf(SinkConflictError);
+  expect((second as Error).message).toContain('a stream has exactly one writer');
+  first.release();
+  (await acquireStreamLock(file, 'demo:alice')).release();
+}, 60_000);
+
+it('refuses a FIFO in place of the lock without waiting on it, and a link without locking what it points at', async () => {
+  const fifo = path.join(dir, 'fifo.lock');
+  mkfifo(fifo);
+  const error = await settleOrHang(fifo, acquireStreamLock(fifo, 'demo:alice'));
+  expect(OffchannelError.hasCode(error, 'OS_LOCK_REFUSED'), String(error)).toBe(true);
+  expect((error as Error).message).toContain('is a FIFO (named pipe), not a regular file');
+
+  const target = path.join(dir, 'target.lock');
+  await writeFile(target, '');
+  await symlink(target, path.join(dir, 'linked.lock'));
+  const linked = await acquireStreamLock(path.join(dir, 'linked.lock'), 'demo:alice').catch((caught: unknown) => caught);
+  expect(OffchannelError.hasCode(linked, 'OS_LOCK_REFUSED'), String(linked)).toBe(true);
+  (await acquireStreamLock(target, 'demo:alice')).release();
+}, 60_000);
