@@ -136,6 +136,43 @@ describe('validateRecord', () => {
     expectField({ ...valid.message, conversation: new Map() }, 'record.conversation');
   });
 
+  // Party and native members are checked without building their path first; the error must be
+  // the one shortString gives, naming the member, for every way a short string can be wrong.
+  it.each([
+    [undefined, 'must be a string (got a undefined)'],
+    [5, 'must be a string (got a number)'],
+    [null, 'must be a string (got null)'],
+    [{ id: 'x' }, 'must be a string (got an object)'],
+    ['', 'must not be empty'],
+    ['x'.repeat(1025), 'must be at most 1024 characters'],
+    ['a\ud800', 'must be well-formed Unicode (no lone surrogates)'],
+    ['\udc00b', 'must be well-formed Unicode (no lone surrogates)'],
+  ])('rejects the party or native member %j with its path and problem', (value, problem) => {
+    const cases: [unknown, string][] = [
+      [{ ...valid.message, sender: { id: value } }, 'record.sender.id'],
+      [{ ...valid.message, sender: { id: 'x', name: value } }, 'record.sender.name'],
+      [{ ...valid.message, native: { id: value } }, 'record.native.id'],
+      [{ ...valid.message, native: { id: 'x', chat: value } }, 'record.native.chat'],
+      [{ ...valid.edit, target: { id: 'x', participant: value } }, 'record.target.participant'],
+      [{ ...valid.message, replyTo: { id: value } }, 'record.replyTo.id'],
+    ];
+    for (const [record, field] of cases) {
+      // An absent name is allowed (it is optional).
+      if (value === undefined && field === 'record.sender.name') continue;
+      expectField(record, field);
+      expect(() => {
+        validateRecord(record);
+      }).toThrow(`${field} ${problem}.`);
+    }
+  });
+
+  it('accepts a zero prev and 1,024-character members, and rejects a prev one character off', () => {
+    expect(() => {
+      validateRecord({ ...valid.message, prev: ZERO_HASH, sender: { id: 'x'.repeat(1024), name: 'ж' }, native: { id: 'x', chat: 'x'.repeat(1024) } });
+    }).not.toThrow();
+    for (const prev of [ZERO_HASH.slice(1), `${ZERO_HASH}0`, `${ZERO_HASH.slice(1)}g`, `${ZERO_HASH.slice(1)}A`, 0]) expectField({ ...valid.message, prev }, 'record.prev');
+  });
+
   it('never echoes field values in errors', () => {
     const secret = 'CONFIDENTIAL-DEAL-TERMS';
     for (const record of [
