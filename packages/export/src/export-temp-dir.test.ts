@@ -22,6 +22,8 @@ const CHILD = path.join(import.meta.dirname, '__fixtures__', 'export-child.ts');
 const TEMP = /^\.offchannel-export-tmp-/;
 let archive: RecordedArchive;
 let scratch: string;
+/** Export children started here; any a failed test left holding are released at the end. */
+const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   archive = await recordArchive('whatsapp', async (writer) => {
@@ -33,6 +35,7 @@ beforeAll(async () => {
   scratch = await mkdtemp(path.join(os.tmpdir(), 'offchannel-temp-'));
 }, 60_000);
 afterAll(async () => {
+  for (const child of children) child.kill('SIGKILL');
   await rm(archive.dir, { recursive: true, force: true });
   await rm(scratch, { recursive: true, force: true });
 });
@@ -164,9 +167,13 @@ describe('working files', () => {
   });
 });
 
-/** Starts export-child.ts and waits until it is mid-export with its index on disk. */
+/**
+ * Starts export-child.ts and waits until it is mid-export with its index on disk: the child
+ * holds there (it does not go on until its stdin closes), however loaded the machine is.
+ */
 async function startChild(out: string): Promise<{ readonly process: ChildProcess; readonly exited: Promise<unknown[]> }> {
-  const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', CHILD, archive.dir, out, 'slow'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--experimental-strip-types', '--no-warnings', CHILD, archive.dir, out, 'hold'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  children.push(child);
   const exited = once(child, 'exit');
   let output = '';
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -181,7 +188,6 @@ async function startChild(out: string): Promise<{ readonly process: ChildProcess
     });
   });
   const index = path.join(path.dirname(out), working, 'index.sqlite');
-  for (let tries = 0; !existsSync(index) && tries < 300; tries++) await new Promise((resolve) => setTimeout(resolve, 100));
   expect((await stat(index)).mode & 0o777).toBe(0o600);
   return { process: child, exited };
 }

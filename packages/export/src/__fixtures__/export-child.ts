@@ -1,44 +1,53 @@
 /**
- * A real process running an export: `node export-child.ts <archive> <out> slow|rsmf`.
- * - `slow` (interruption tests): HTML; prints `WORKING <temp dir>` once the export's working
- *   directory holds the index and then reads the archive slowly, so the test can signal or kill
- *   it mid-export.
+ * A real process running an export: `node export-child.ts <archive> <out> hold|rsmf`.
+ * - `hold` (interruption tests): HTML; once the export has created its working directory and
+ *   the index in it, its first read of the archive for the index waits: the child prints
+ *   `WORKING <temp dir>` and holds there, mid-export, until its stdin closes (the test ends or
+ *   dies), so the test can signal or kill it at that point however slowly it runs. (It once
+ *   slept per record read instead; when the index came to be built from bulk reads, the export
+ *   no longer waited, and a loaded test saw it finish before it could look.)
  * - `rsmf` (memory tests, run under a heap limit): RSMF, then prints `DONE`.
  */
+import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Sink } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { exportArchive } from '../export-archive.ts';
 
-const [archive, out, mode] = process.argv.slice(2) as [string, string, 'slow' | 'rsmf'];
+const [archive, out, mode] = process.argv.slice(2) as [string, string, 'hold' | 'rsmf'];
 const sink = await openFsSink({ dir: archive, readOnly: true });
-let slow = false;
-async function* slowRead(stream: string): AsyncGenerator<Awaited<ReturnType<Sink['read']> extends AsyncIterable<infer T> ? T : never>> {
-  for await (const stored of sink.read(stream)) {
-    if (slow) await sleep(200);
-    yield stored;
-  }
+let indexing = false;
+let held = false;
+/** The first archive read of the index phase: report the working directory, then wait. */
+async function hold(): Promise<void> {
+  if (mode !== 'hold' || !indexing || held) return;
+  held = true;
+  const names = await readdir(path.dirname(out));
+  const temp = names.find((name) => name.startsWith('.offchannel-export-tmp-'));
+  process.stdout.write(`WORKING ${temp ?? 'none'}\n`);
+  process.stdin.resume();
+  await once(process.stdin, 'end');
 }
-const slowSink = new Proxy(sink, {
+/** Every way of reading records (record by record, bulk) holds first. */
+const READS = new Set<PropertyKey>(['read', 'readSegments']);
+const heldSink = new Proxy(sink, {
   get(target, property) {
-    if (property === 'read') return slowRead;
     const value: unknown = Reflect.get(target, property, target);
-    return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    if (typeof value !== 'function') return value;
+    const method = (value as (...args: unknown[]) => unknown).bind(target);
+    if (!READS.has(property)) return method;
+    return async function* (...args: unknown[]): AsyncGenerator {
+      await hold();
+      yield* method(...args) as AsyncIterable<unknown>;
+    };
   },
 });
 await exportArchive({
-  sink: slowSink,
+  sink: mode === 'hold' ? heldSink : sink,
   out,
   formats: mode === 'rsmf' ? ['rsmf'] : ['html'],
   onProgress: ({ phase }) => {
-    if (mode !== 'slow' || phase !== 'index' || slow) return;
-    slow = true;
-    void readdir(path.dirname(out)).then((names) => {
-      const temp = names.find((name) => name.startsWith('.offchannel-export-tmp-'));
-      process.stdout.write(`WORKING ${temp ?? 'none'}\n`);
-    });
+    if (phase === 'index') indexing = true;
   },
 });
 process.stdout.write('DONE\n');
