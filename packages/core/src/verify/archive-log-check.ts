@@ -123,18 +123,44 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
   const newest = checkpoints.at(-1);
   if (!newest) return { summary: { log, size: 0, witnessedSize: 0, witnesses: [] }, included: new Map() };
 
-  // One tree: the tiles of the newest checkpoint reproduce every checkpoint's root.
-  // Two passes over the level-0 tiles, one tile in memory at a time: roots, then entries.
-  const load = (tile: Parameters<Sink['getTile']>[1]) => sink.getTile(log, tile);
+  // One pass over the level-0 tiles of the newest checkpoint, one tile in memory at a time: they
+  // reproduce every checkpoint's root (one tree), and each entry is looked up as it goes by.
+  // Read once, so the entries checked are the very leaves that reproduced the roots.
+  const notes = known ?? (await streamNotes(sink, options.verifiers));
+  // What counts as witnessed: the entries below the largest consistent checkpoint with the
+  // quorum. Entries wait in `pending` until such a checkpoint is reached and found consistent;
+  // none are kept past the largest checkpoint with the quorum.
+  const quorate = checkpoints.filter((checkpoint) => checkpoint.witnesses.length >= options.quorum);
+  const lastQuorate = quorate.at(-1)?.size ?? 0;
+  const included = new Map<string, Set<number>>();
+  let pending: { readonly stream: string; readonly size: number }[] = [];
+  let witnessed: (typeof checkpoints)[number] | undefined;
+  const consistent: typeof checkpoints = [];
+  /** The first ten missing entries, reported once the tiles are known whole (then the rest counted). */
+  const missingEntries: { readonly index: number; readonly leaf: string }[] = [];
+  let missing = 0;
   const range = new CompactRange();
   let next = 0;
-  const consistent: typeof checkpoints = [];
-  const whole = await forEachLeaf(newest.size, load, (leaf) => {
+  const whole = await forEachLeaf(newest.size, (tile) => sink.getTile(log, tile), (leaf, index) => {
+    const entry = notes.get(hex(leaf));
+    if (!entry) {
+      if (missing++ < 10) missingEntries.push({ index, leaf: hex(leaf) });
+    } else if (index < lastQuorate) pending.push(entry);
     range.append(leaf);
     while (checkpoints[next]?.size === range.size) {
       const checkpoint = checkpoints[next] as (typeof checkpoints)[number];
-      if (sameHash(range.root(), checkpoint.root)) consistent.push(checkpoint);
-      else fail('ARCHIVE_LOG_INCONSISTENT', checkpoint.size, `the archive checkpoint at size ${checkpoint.size} is not a prefix of the one at size ${newest.size}: the archive log was forked or altered`);
+      if (sameHash(range.root(), checkpoint.root)) {
+        consistent.push(checkpoint);
+        if (checkpoint.witnesses.length >= options.quorum) {
+          witnessed = checkpoint;
+          for (const { stream, size } of pending) {
+            const sizes = included.get(stream) ?? new Set<number>();
+            sizes.add(size);
+            included.set(stream, sizes);
+          }
+          pending = [];
+        }
+      } else fail('ARCHIVE_LOG_INCONSISTENT', checkpoint.size, `the archive checkpoint at size ${checkpoint.size} is not a prefix of the one at size ${newest.size}: the archive log was forked or altered`);
       next++;
     }
   });
@@ -142,43 +168,13 @@ export async function checkArchiveLog(sink: Sink, options: ArchiveLogCheckOption
     fail('ARCHIVE_LOG_TILES_MISSING', newest.size, `the level-0 tiles of the archive checkpoint at size ${newest.size} are missing or the wrong size: its entries cannot be checked`);
     return { summary: { log, size: newest.size, witnessedSize: 0, witnesses: [] }, included: new Map() };
   }
-  const witnessed = consistent.filter((checkpoint) => checkpoint.witnesses.length >= options.quorum).at(-1);
   if (newest.witnesses.length < options.quorum) {
-    const missing = options.witnesses.map((witness) => witness.name).filter((name) => !newest.witnesses.includes(name));
-    fail('ARCHIVE_LOG_QUORUM', newest.size, `the newest archive checkpoint (size ${newest.size}) has ${newest.witnesses.length} valid witness cosignature${newest.witnesses.length === 1 ? '' : 's'}, the policy needs ${options.quorum} (missing: ${missing.join(', ')})`, false);
+    const absent = options.witnesses.map((witness) => witness.name).filter((name) => !newest.witnesses.includes(name));
+    fail('ARCHIVE_LOG_QUORUM', newest.size, `the newest archive checkpoint (size ${newest.size}) has ${newest.witnesses.length} valid witness cosignature${newest.witnesses.length === 1 ? '' : 's'}, the policy needs ${options.quorum} (missing: ${absent.join(', ')})`, false);
   }
-
   // Every entry is a stream checkpoint still in the archive, signed by a given key.
-  const notes = known ?? (await streamNotes(sink, options.verifiers));
-  const included = new Map<string, Set<number>>();
-  let missing = 0;
-  // The second read is checked against the signed root too: a store that answers differently
-  // the second time must not slip unproven entries into what counts as witnessed.
-  const reread = new CompactRange();
-  const again = await forEachLeaf(newest.size, load, (leaf, index) => {
-    reread.append(leaf);
-    const entry = notes.get(hex(leaf));
-    if (!entry) {
-      if (missing++ < 10) fail('ARCHIVE_LOG_ENTRY_MISSING', index + 1, `entry ${index + 1} (leaf ${hex(leaf)}) is a stream checkpoint that is no longer in the archive, or no longer verifies: it was deleted or replaced — the records after the previous checkpoint of that stream may have been rewritten`);
-      return;
-    }
-    if (witnessed && index < witnessed.size) {
-      const sizes = included.get(entry.stream) ?? new Set<number>();
-      sizes.add(entry.size);
-      included.set(entry.stream, sizes);
-    }
-  });
+  for (const { index, leaf } of missingEntries) fail('ARCHIVE_LOG_ENTRY_MISSING', index + 1, `entry ${index + 1} (leaf ${leaf}) is a stream checkpoint that is no longer in the archive, or no longer verifies: it was deleted or replaced — the records after the previous checkpoint of that stream may have been rewritten`);
   if (missing > 10) fail('ARCHIVE_LOG_ENTRY_MISSING', 0, `${missing - 10} more entries are missing`);
-  const untrusted = { summary: { log, size: newest.size, witnessedSize: 0, witnesses: [] }, included: new Map() };
-  if (!again) {
-    fail('ARCHIVE_LOG_TILES_MISSING', newest.size, `a level-0 tile of the archive checkpoint at size ${newest.size} went missing while it was checked: its later entries were not checked`);
-    return untrusted;
-  }
-  // Only when the first read reproduced the newest root: otherwise that was reported already.
-  if (consistent.includes(newest) && !sameHash(reread.root(), newest.root)) {
-    fail('ARCHIVE_LOG_INCONSISTENT', newest.size, `the level-0 tiles of the archive checkpoint at size ${newest.size} changed while they were checked: its entries cannot be trusted — run verify again on a quiet archive`);
-    return untrusted;
-  }
   return { summary: { log, size: newest.size, witnessedSize: witnessed?.size ?? 0, witnesses: witnessed?.witnesses ?? [] }, included };
 }
 

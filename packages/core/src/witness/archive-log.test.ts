@@ -334,17 +334,30 @@ describe('the archive log', () => {
       expect(size).toBe(3);
     });
 
-    it('trusts no entry when the archive log\'s tiles answer differently on the second read', async () => {
-      const { key, witness, storage } = await witnessedArchive();
-      const honest = createMemorySink(storage, { readOnly: true });
-      // A store that swaps the level-0 tile after its first read (a hostile endpoint or mount).
-      let reads = 0;
-      const fickle = new Proxy(honest, {
+    it('reads each of the archive log\'s tiles once: what reproduces the signed roots is what the entries are checked on', async () => {
+      const key = generateEd25519NoteKey('archive.example/offchannel');
+      const witness = generateCosigner('w1.witness.example');
+      const storage = new MemoryStorage();
+      const archiveLog = await openLog(storage, key);
+      // 300 streams, each checkpointed: a full level-0 tile of 256 entries and a partial one of 44.
+      await capture(storage, key, 300, 1, archiveLog);
+      await archiveLog.close();
+      await cosign(storage, witness, archiveLog.size);
+      expect(archiveLog.size).toBe(300);
+      const reads = new Map<string, number>();
+      let changed = 0;
+      // Counts the archive log's tile reads; any read after the first answers with another leaf (a
+      // hostile store or mount): a second read would show up as a failure, not only in the count.
+      const counting = new Proxy(createMemorySink(storage, { readOnly: true }), {
         get(target, property) {
           if (property === 'getTile') {
-            return async (stream: string, tile: Parameters<typeof honest.getTile>[1]) => {
+            return async (stream: string, tile: Parameters<Sink['getTile']>[1]) => {
               const bytes = await target.getTile(stream, tile);
-              if (stream !== ARCHIVE_LOG || tile.level !== 0 || !bytes || reads++ === 0) return bytes;
+              if (stream !== ARCHIVE_LOG || !bytes) return bytes;
+              const name = `${tile.level}/${tile.index}/${tile.width}`;
+              reads.set(name, (reads.get(name) ?? 0) + 1);
+              if ((reads.get(name) ?? 0) === 1) return bytes;
+              changed++;
               const swapped = Uint8Array.from(bytes);
               swapped[0] = (swapped[0] ?? 0) ^ 1;
               return swapped;
@@ -354,9 +367,25 @@ describe('the archive log', () => {
           return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
         },
       });
-      const report = await verifyArchive(fickle, policy(key, witness));
-      expect(report.failures.map((failure) => failure.code)).toEqual(expect.arrayContaining(['ARCHIVE_LOG_INCONSISTENT', 'ARCHIVE_LOG_INCLUSION_MISSING']));
-      expect(report.archiveLogs?.[0]?.witnessedSize).toBe(0);
+      const report = await verifyArchive(counting, policy(key, witness));
+      expect(Object.fromEntries(reads)).toEqual({ '0/0/256': 1, '0/1/44': 1 });
+      expect(changed).toBe(0);
+      expect(report.failures).toEqual([]);
+      expect(report.archiveLogs).toEqual([{ log: ARCHIVE_LOG, size: 300, witnessedSize: 300, witnesses: ['w1.witness.example'] }]);
+    });
+
+    it('counts as witnessed only the entries below the newest consistent checkpoint with the quorum', async () => {
+      const { key, witness, storage, size } = await witnessedArchive();
+      // Three more streams checkpointed and archive-checkpointed after the cosigned one, not cosigned.
+      const archiveLog = await openLog(storage, key);
+      await capture(storage, key, 3, 4, archiveLog, 500);
+      await archiveLog.close();
+      expect(archiveLog.size).toBe(size + 3);
+      const report = await verifyArchive(createMemorySink(storage, { readOnly: true }), policy(key, witness));
+      expect(report.archiveLogs).toEqual([{ log: ARCHIVE_LOG, size: size + 3, witnessedSize: size, witnesses: ['w1.witness.example'] }]);
+      // The newer stream checkpoints are included only in the uncosigned archive checkpoint.
+      expect(report.failures.map((failure) => failure.code)).toEqual(expect.arrayContaining(['ARCHIVE_LOG_QUORUM', 'ARCHIVE_LOG_INCLUSION_MISSING']));
+      expect(report.failures.filter((failure) => failure.code === 'ARCHIVE_LOG_INCLUSION_MISSING').map((failure) => failure.stream).sort()).toEqual(['demo:u000', 'demo:u001', 'demo:u002']);
     });
   });
 });
