@@ -28,6 +28,7 @@ import {
   ArchiveCorruptError,
   InvalidStreamNameError,
   type Logger,
+  OffchannelError,
   SinkConflictError,
   type StreamHead,
   ZERO_HASH,
@@ -316,7 +317,10 @@ export class StreamAppender {
       lastHash: this.head.hash,
       bytes: segment.size,
       // The worker's digest, or (it failed) the file's own bytes hashed here: same value.
-      sha256: await segment.hash.digest().catch(() => hashFilePrefix(segment.handle, segment.size)),
+      sha256: await segment.hash.digest().catch((error: unknown) => {
+        if (OffchannelError.hasCode(error, 'SEGMENT_HASH_TIMEOUT')) this.logger.warn({ stream: this.stream, segment: segment.firstSeq, code: error.code }, error.message);
+        return hashFilePrefix(segment.handle, segment.size);
+      }),
     };
     await ensureDirectory(this.layout.tmpDir);
     const sealPath = this.layout.seal(this.stream, segment.firstSeq);
