@@ -35,8 +35,8 @@ function flaky(file: string, failing: () => boolean): { index: KeyIndex; attempt
       if (failing()) throw new OffchannelError('KEY_INDEX_UNAVAILABLE', 'database or disk is full');
       inner.add(name, keys, head);
     },
-    reset: (name) => inner.reset(name),
-    close: () => inner.close(),
+    reset: (name) => { inner.reset(name); },
+    close: () => { inner.close(); },
   };
   return { index, attempts };
 }
