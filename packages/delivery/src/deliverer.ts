@@ -13,7 +13,6 @@
  * delivery at that record (recorded as `delivery-refused`), to resume from it once fixed.
  */
 import { createHash } from 'node:crypto';
-import { lstatSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
@@ -138,7 +137,7 @@ export class Deliverer {
     this.#logger = options.logger ?? noopLogger;
     this.#clock = options.clock ?? (() => new Date());
     this.#sleep = options.sleep ?? abortableSleep;
-    this.#keyIndex = openKeyIndex({ file: receiptKeysFile(state.dir, options.target.name) });
+    this.#keyIndex = openReceiptKeys(state.dir, options.target.name);
     this.#recorder = new Recorder({ sink: options.receipts ?? options.archive, clock: this.#clock, logger: this.#logger, keyIndex: this.#keyIndex, ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}) });
     this.#writer = this.#recorder.writer({ channel: RECEIPT_CHANNEL, account: options.target.name, source: { package: DELIVERY_PACKAGE.name, version: DELIVERY_PACKAGE.version, upstream: 'nodemailer' } });
     this.#status = { target: options.target.name, backlog: 0, lagMs: 0, delivered: 0, lastDeliveredAt: undefined, streams: [] };
@@ -496,19 +495,16 @@ export class Deliverer {
 }
 
 /**
- * `<state>/<target>.receipt-keys.sqlite`, refused (`DELIVERY_STATE`) when something other than a
- * regular file is in its place: a link would have SQLite write wherever it points.
+ * The receipt key index `<state>/<target>.receipt-keys.sqlite`. Core's index refuses anything but
+ * a regular file at it, its `-wal` or its `-shm` (a link would have SQLite write wherever it
+ * points); any failure to open it is a problem of the state directory (`DELIVERY_STATE`).
  */
-function receiptKeysFile(dir: string, target: string): string {
-  const file = path.join(dir, `${target}.receipt-keys.sqlite`);
-  let stats: ReturnType<typeof lstatSync> | undefined;
+function openReceiptKeys(dir: string, target: string): KeyIndex {
   try {
-    stats = lstatSync(file);
+    return openKeyIndex({ file: path.join(dir, `${target}.receipt-keys.sqlite`) });
   } catch (error) {
-    if ((error as { code?: string }).code !== 'ENOENT') throw new DeliveryError('DELIVERY_STATE', `cannot inspect ${file} (${(error as { code?: string }).code ?? 'error'}); move it aside — it is rebuilt from the receipts`, { cause: error });
+    throw new DeliveryError('DELIVERY_STATE', (error as Error).message, { cause: error });
   }
-  if (stats && !stats.isFile()) throw new DeliveryError('DELIVERY_STATE', `${file} is not a regular file (a link, FIFO or directory); move it aside — it is rebuilt from the receipts`);
-  return file;
 }
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
