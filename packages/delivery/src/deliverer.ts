@@ -111,10 +111,10 @@ export class Deliverer {
   readonly #clock: () => Date;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   /**
-   * `<stream>/<seq>` of delivered records above their stream's cursor (entries at or below it
-   * are dropped as the cursor passes them, so this stays as small as what is new).
+   * Per stream, the seqs of delivered records above its cursor (each dropped as the cursor
+   * passes it, so this stays as small as what is new).
    */
-  readonly #delivered = new Set<string>();
+  readonly #delivered = new Map<string, Set<number>>();
   /** Day mode only: the `Message-ID`s of every delivered e-mail (a sent transcript is never sent again). */
   readonly #deliveredIds = new Set<string>();
   /** Messages whose receipts this deliverer read or wrote since it opened. */
@@ -195,7 +195,6 @@ export class Deliverer {
     if (from > 0) this.#lastDeliveredAt = await this.#deliveredAtOf(receipts, from);
     this.#receiptHead = from;
     await this.#readNewReceipts();
-    for (const stream of this.#cursor.keys()) this.#forgetBelowCursor(stream);
     this.#inFlight = stored?.inFlight;
     if (this.#inFlight) this.#logger.warn({ deliveryTarget: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
   }
@@ -211,7 +210,7 @@ export class Deliverer {
       throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) are for another journal address; a different journal needs a new target name (its own cursor and receipts)`);
     }
     const cursor = this.#cursor.get(receipt.stream) ?? 0;
-    for (const seq of receipt.seqs) if (seq > cursor) this.#delivered.add(`${receipt.stream}/${seq}`);
+    for (const seq of receipt.seqs) if (seq > cursor) this.#markDelivered(receipt.stream, seq);
     if (this.mode === 'day') this.#deliveredIds.add(receipt.messageId);
     this.#deliveredCount += 1;
     if (this.#lastDeliveredAt === undefined || receipt.deliveredAt > this.#lastDeliveredAt) this.#lastDeliveredAt = receipt.deliveredAt;
@@ -236,20 +235,24 @@ export class Deliverer {
     for (const message of messages) {
       const seq = message.seqs[0] ?? 0;
       if (this.#isDelivered(message.stream, seq)) continue;
-      if ((await this.#writer.lookup(`${RECEIPT_EVENT}:${message.stream}:${seq}`)) !== undefined) this.#delivered.add(`${message.stream}/${seq}`);
+      if ((await this.#writer.lookup(`${RECEIPT_EVENT}:${message.stream}:${seq}`)) !== undefined) this.#markDelivered(message.stream, seq);
     }
   }
 
-  #forgetBelowCursor(stream: string): void {
-    const cursor = this.#cursor.get(stream) ?? 0;
-    for (const key of this.#delivered) {
-      const slash = key.lastIndexOf('/');
-      if (key.slice(0, slash) === stream && Number(key.slice(slash + 1)) <= cursor) this.#delivered.delete(key);
-    }
+  /** Remembers a delivered record above its stream's cursor. */
+  #markDelivered(stream: string, seq: number): void {
+    let seqs = this.#delivered.get(stream);
+    if (!seqs) this.#delivered.set(stream, (seqs = new Set()));
+    seqs.add(seq);
+  }
+
+  /** A record above its stream's cursor that a receipt names. */
+  #deliveredAbove(stream: string, seq: number): boolean {
+    return this.#delivered.get(stream)?.has(seq) === true;
   }
 
   #isDelivered(stream: string, seq: number): boolean {
-    return seq <= (this.#cursor.get(stream) ?? 0) || this.#delivered.has(`${stream}/${seq}`);
+    return seq <= (this.#cursor.get(stream) ?? 0) || this.#deliveredAbove(stream, seq);
   }
 
   /**
@@ -430,12 +433,16 @@ export class Deliverer {
     this.#lastSend = this.#clock().getTime();
   }
 
-  /** Moves a stream's cursor over delivered and e-mail-less records. */
+  /**
+   * Moves a stream's cursor over delivered and e-mail-less records, forgetting each delivered
+   * one it passes (only records above the cursor are ever remembered: cost is what it passes).
+   */
   #advance(stream: string, head: number, noEmail: ReadonlySet<string>): void {
     let seq = this.#cursor.get(stream) ?? 0;
-    while (seq < head && (this.#delivered.has(`${stream}/${seq + 1}`) || noEmail.has(`${stream}/${seq + 1}`))) seq++;
+    const delivered = this.#delivered.get(stream);
+    while (seq < head && (delivered?.delete(seq + 1) === true || noEmail.has(`${stream}/${seq + 1}`))) seq++;
+    if (delivered?.size === 0) this.#delivered.delete(stream);
     this.#cursor.set(stream, seq);
-    this.#forgetBelowCursor(stream);
   }
 
   #writeCursor(inFlight: InFlight | undefined): void {
@@ -449,7 +456,7 @@ export class Deliverer {
     let oldest: number | undefined;
     for (const item of streams) {
       for (let seq = (this.#cursor.get(item.stream) ?? 0) + 1; seq <= item.head; seq++) {
-        if (this.#delivered.has(`${item.stream}/${seq}`)) continue;
+        if (this.#deliveredAbove(item.stream, seq)) continue;
         backlog++;
         const at = Date.parse(records.get(`${item.stream}/${seq}`)?.capturedAt ?? '');
         if (Number.isFinite(at)) oldest = Math.min(oldest ?? at, at);
