@@ -314,6 +314,33 @@ describe('state and safety rails', () => {
     }
   });
 
+  it('keeps the last delivery time across refusals and restarts', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    smtp.decide = (message) => (streamOf(message) === 'whatsapp:alice' && seqOf(message) === 4 ? { code: 554, text: '5.7.1 Message rejected by policy' } : 'accept');
+    const state = await stateDir();
+    let at = NOW;
+    const open = async () => {
+      const sink = await openFsSink({ dir: archive.dir });
+      const deliverer = await Deliverer.open({ archive: sink, target: target(smtp.url), stateDir: state, verifiers: [archive.key.verifier], checkpoints: { signer: archive.key }, clock: () => at, sleep: () => Promise.resolve(), retry: { attempts: 2, initialMs: 10 } });
+      return { deliverer, close: async () => { await deliverer.close(); await sink.close(); } };
+    };
+    // Refused, and refused again an hour later (each refusal is a receipt-stream record of its own).
+    for (let pass = 0; pass < 3; pass++) {
+      const { deliverer, close } = await open();
+      try {
+        if (pass > 0) expect(deliverer.status().lastDeliveredAt, `after restart ${pass}`).toBe(NOW.toISOString());
+        await expect(deliverer.deliverPending()).rejects.toMatchObject({ code: 'DELIVERY_REFUSED' });
+        expect(deliverer.status().lastDeliveredAt).toBe(NOW.toISOString());
+      } finally {
+        await close();
+      }
+      at = new Date(at.getTime() + 3_600_000);
+    }
+    const { events } = await receiptsOf(archive);
+    expect(events.slice(-3).map((event) => event?.event)).toEqual(['delivery-refused', 'delivery-refused', 'delivery-refused']);
+  });
+
   it('trusts the receipts over the cursor: a lost or stale cursor resends nothing', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();

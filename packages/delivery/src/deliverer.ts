@@ -156,6 +156,7 @@ export class Deliverer {
     }
     try {
       await deliverer.#reconcile();
+      deliverer.#status = { ...deliverer.#status, delivered: deliverer.#deliveredCount, lastDeliveredAt: deliverer.#lastDeliveredAt };
     } catch (error) {
       try {
         await deliverer.#recorder.close();
@@ -192,7 +193,8 @@ export class Deliverer {
     // midway) is found by its receipt's idempotency key (#lookUpDelivered), not by reading
     // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all.
     const from = stored && this.mode === 'record' ? stored.receipts : 0;
-    if (from > 0) this.#lastDeliveredAt = await this.#deliveredAtOf(receipts, from);
+    // The newest delivery time is kept in the cursor: the receipt at its count may be a refusal.
+    if (from > 0) this.#lastDeliveredAt = stored?.lastDeliveredAt ?? (await this.#deliveredAtOf(receipts, from));
     this.#receiptHead = from;
     await this.#readNewReceipts();
     this.#inFlight = stored?.inFlight;
@@ -314,6 +316,10 @@ export class Deliverer {
         for (const progress of streams) if (pendingStreams.includes(progress.stream)) this.#advance(progress.stream, progress.head, plan.noEmail);
         this.#writeCursor(undefined);
         if (plan.notDue > 0) this.#idle = { heads, until: plan.nextDue, notDue: plan.notDue, noEmail: plan.noEmail.size, records };
+      } catch (error) {
+        // A pass stopped (a refusal, an abort): the status still counts what it delivered.
+        this.#status = { ...this.#status, delivered: this.#deliveredCount, lastDeliveredAt: this.#lastDeliveredAt };
+        throw error;
       } finally {
         await rm(scratch, { recursive: true, force: true });
       }
@@ -446,7 +452,7 @@ export class Deliverer {
   }
 
   #writeCursor(inFlight: InFlight | undefined): void {
-    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, ...(inFlight ? { inFlight } : {}) };
+    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, ...(this.#lastDeliveredAt !== undefined ? { lastDeliveredAt: this.#lastDeliveredAt } : {}), ...(inFlight ? { inFlight } : {}) };
     this.#state.write(cursor);
     this.#inFlight = inFlight;
   }
