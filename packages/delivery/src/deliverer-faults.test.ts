@@ -349,8 +349,16 @@ describe('state and safety rails', () => {
     const sent = smtp.received.length;
     const { readFile, rm } = await import('node:fs/promises');
     const cursor = await readFile(path.join(state, 'journal.cursor.json'), 'utf8');
-    // As if killed after the receipts were durable but before the cursor moved: an older cursor, then none.
-    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, '"receipts":2').replace(/"whatsapp:alice":\d+/, '"whatsapp:alice":1'));
+    // As if killed after the receipts were durable but before the cursor moved: an older cursor
+    // (counting two receipts, with the second one's hash), then none.
+    const sink = await openFsSink({ dir: archive.dir, readOnly: true });
+    let second = '';
+    for await (const stored of sink.read(receiptStream('journal'), { fromSeq: 2 })) {
+      second = decodeRecord(stored.bytes).hash;
+      break;
+    }
+    await sink.close();
+    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, '"receipts":2').replace(/"receiptsHash":"[0-9a-f]{64}"/, `"receiptsHash":"${second}"`).replace(/"whatsapp:alice":\d+/, '"whatsapp:alice":1'));
     expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
     await rm(path.join(state, 'journal.cursor.json'));
     expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
@@ -367,6 +375,39 @@ describe('state and safety rails', () => {
     await expect(run(one, { target: target(smtp.url, { to: 'other@archive.test' }), stateDir: state })).rejects.toMatchObject({ code: 'DELIVERY_STATE' });
     await writeFile(path.join(state, 'journal.cursor.json'), '{"format":"offchannel-delivery-cursor",');
     await expect(run(one, { target: target(smtp.url), stateDir: state })).rejects.toMatchObject({ code: 'DELIVERY_STATE' });
+    expect(smtp.received.length).toBe(sent);
+  });
+
+  it('refuses the cursor of another archive whose receipts stream is as long (by the counted receipt\'s hash)', async () => {
+    const [one, two] = [await createJournalArchive(), await createJournalArchive()];
+    const smtp = await server();
+    const [stateOne, stateTwo] = [await stateDir(), await stateDir()];
+    await run(one, { target: target(smtp.url), stateDir: stateOne });
+    // The same records delivered a day later: as many receipts, other records.
+    await run(two, { target: target(smtp.url), stateDir: stateTwo, clock: () => new Date(NOW.getTime() + 86_400_000) });
+    const sent = smtp.received.length;
+    const error = await run(two, { target: target(smtp.url), stateDir: stateOne }).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'DELIVERY_STATE')).toBe(true);
+    expect((error as Error).message).toContain('belongs to another archive');
+    expect((error as Error).message).toContain('journal.cursor.json');
+    expect(smtp.received.length).toBe(sent);
+    // Each with its own state directory: nothing to send, nothing refused.
+    expect((await run(one, { target: target(smtp.url), stateDir: stateOne })).sent).toBe(0);
+    expect((await run(two, { target: target(smtp.url), stateDir: stateTwo })).sent).toBe(0);
+  });
+
+  it.each([-1, 1.5, 2 ** 53, 1e300])('refuses a cursor counting %s receipts', async (count) => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await stateDir();
+    await run(archive, { target: target(smtp.url), stateDir: state });
+    const sent = smtp.received.length;
+    const { readFile } = await import('node:fs/promises');
+    const cursor = await readFile(path.join(state, 'journal.cursor.json'), 'utf8');
+    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, `"receipts":${JSON.stringify(count)}`));
+    const error = await run(archive, { target: target(smtp.url), stateDir: state }).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'DELIVERY_STATE')).toBe(true);
+    expect((error as Error).message).toContain('is not a delivery cursor');
     expect(smtp.received.length).toBe(sent);
   });
 

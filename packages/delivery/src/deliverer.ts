@@ -121,7 +121,9 @@ export class Deliverer {
   #deliveredCount = 0;
   #lastDeliveredAt: string | undefined;
   readonly #cursor = new Map<string, number>();
+  /** The last receipts-stream record this deliverer read or wrote: its seq and hash. */
   #receiptHead = 0;
+  #receiptHash: string | undefined;
   #inFlight: InFlight | undefined;
   #sender: SmtpSender | undefined;
   #lastSend = 0;
@@ -187,24 +189,47 @@ export class Deliverer {
     if (stored && stored.receipts > head) {
       throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${receiptStream(this.#target.name)} holds ${head}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
     }
+    if (stored && stored.receipts > 0) await this.#checkCountedReceipt(receipts, stored);
     for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
     // Record mode: the receipts up to the cursor's count were read (and checked) by the run
     // that wrote it; a record they delivered above its stream's cursor (a pass that stopped
     // midway) is found by its receipt's idempotency key (#lookUpDelivered), not by reading
     // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all.
     const from = stored && this.mode === 'record' ? stored.receipts : 0;
-    // The newest delivery time is kept in the cursor: the receipt at its count may be a refusal.
-    if (from > 0) this.#lastDeliveredAt = stored?.lastDeliveredAt ?? (await this.#deliveredAtOf(receipts, from));
+    if (from === 0) this.#receiptHash = undefined;
     this.#receiptHead = from;
     await this.#readNewReceipts();
     this.#inFlight = stored?.inFlight;
     if (this.#inFlight) this.#logger.warn({ deliveryTarget: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
   }
 
+  /** Reads the receipts after the last one counted; the count moves to the last record read. */
   async #readNewReceipts(): Promise<void> {
-    for await (const receipt of readReceipts(this.#options.receipts ?? this.#options.archive, this.#target.name, this.#receiptHead)) this.#remember(receipt);
-    const head = await (this.#options.receipts ?? this.#options.archive).head(receiptStream(this.#target.name));
-    this.#receiptHead = Math.max(this.#receiptHead, head.seq);
+    const seen = (seq: number, hash: string): void => {
+      this.#receiptHead = seq;
+      this.#receiptHash = hash;
+    };
+    for await (const receipt of readReceipts(this.#options.receipts ?? this.#options.archive, this.#target.name, this.#receiptHead, seen)) this.#remember(receipt);
+  }
+
+  /**
+   * The record at the cursor's count must be the one the cursor saw (same hash): a state
+   * directory of another archive whose receipts stream is as long is refused. Record mode also
+   * takes the newest delivery time from it when the cursor does not keep one (an older cursor).
+   */
+  async #checkCountedReceipt(receipts: Sink, stored: DeliveryCursor): Promise<void> {
+    const stream = receiptStream(this.#target.name);
+    for await (const item of receipts.read(stream, { fromSeq: stored.receipts })) {
+      const { record, hash } = decodeRecord(item.bytes);
+      if (stored.receiptsHash !== undefined && hash !== stored.receiptsHash) {
+        throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts, but the archive's ${stream} seq ${stored.receipts} is another record (hash ${hash}, the cursor saw ${stored.receiptsHash}): this state directory belongs to another archive — point --state at this archive's own state directory, or move ${this.#state.file} aside to have the receipts rebuild it; nothing was sent`);
+      }
+      this.#receiptHash = hash;
+      // The newest delivery time is kept in the cursor: the receipt at its count may be a refusal.
+      this.#lastDeliveredAt = stored.lastDeliveredAt ?? (record.system?.event === RECEIPT_EVENT ? record.system.fields?.deliveredAt : undefined);
+      return;
+    }
+    throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${stream} returned none at seq ${stored.receipts}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
   }
 
   #remember(receipt: Receipt): void {
@@ -216,16 +241,6 @@ export class Deliverer {
     if (this.mode === 'day') this.#deliveredIds.add(receipt.messageId);
     this.#deliveredCount += 1;
     if (this.#lastDeliveredAt === undefined || receipt.deliveredAt > this.#lastDeliveredAt) this.#lastDeliveredAt = receipt.deliveredAt;
-    this.#receiptHead = Math.max(this.#receiptHead, receipt.receiptSeq);
-  }
-
-  /** The `deliveredAt` of the receipt at `seq` (one record read), if it is a receipt. */
-  async #deliveredAtOf(receipts: Sink, seq: number): Promise<string | undefined> {
-    for await (const stored of receipts.read(receiptStream(this.#target.name), { fromSeq: seq })) {
-      const { record } = decodeRecord(stored.bytes);
-      return record.system?.event === RECEIPT_EVENT ? record.system.fields?.deliveredAt : undefined;
-    }
-    return undefined;
   }
 
   /**
@@ -406,6 +421,10 @@ export class Deliverer {
         const result = await this.#writer.capture(
           receiptCapture({ target: this.#target.name, to: this.#target.to, mode: this.mode, stream: message.stream, records: item.records, messageId: message.messageId, emlSha256: createHash('sha256').update(bytes).digest('hex'), emlSize: bytes.length, reply: outcome.reply, deliveredAt, attempts: attempt, inDoubt }),
         );
+        if (result.status === 'recorded' && result.seq > this.#receiptHead) {
+          this.#receiptHead = result.seq;
+          this.#receiptHash = result.hash;
+        }
         this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
         this.#logger.info({ deliveryTarget: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
         this.#options.onDelivered?.({ stream: message.stream, seqs, messageId: message.messageId, inDoubt });
@@ -452,7 +471,7 @@ export class Deliverer {
   }
 
   #writeCursor(inFlight: InFlight | undefined): void {
-    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, ...(this.#lastDeliveredAt !== undefined ? { lastDeliveredAt: this.#lastDeliveredAt } : {}), ...(inFlight ? { inFlight } : {}) };
+    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, ...(this.#receiptHash !== undefined && this.#receiptHead > 0 ? { receiptsHash: this.#receiptHash } : {}), ...(this.#lastDeliveredAt !== undefined ? { lastDeliveredAt: this.#lastDeliveredAt } : {}), ...(inFlight ? { inFlight } : {}) };
     this.#state.write(cursor);
     this.#inFlight = inFlight;
   }

@@ -88,12 +88,16 @@ export function refusalCapture(input: { readonly target: string; readonly to: st
   };
 }
 
-/** Reads the receipts of `delivery:<target>` after `afterSeq`, in order. */
-export async function* readReceipts(sink: Sink, target: string, afterSeq = 0): AsyncGenerator<Receipt> {
+/**
+ * Reads the receipts of `delivery:<target>` after `afterSeq`, in order. `seen`, when given, is
+ * told the seq and hash of every record read (refusals too), before its receipt is yielded.
+ */
+export async function* readReceipts(sink: Sink, target: string, afterSeq = 0, seen?: (seq: number, hash: string) => void): AsyncGenerator<Receipt> {
   const stream = receiptStream(target);
   if (!(await sink.streams()).includes(stream)) return;
   for await (const stored of sink.read(stream, { fromSeq: afterSeq + 1 })) {
-    const { record } = decodeRecord(stored.bytes);
+    const { record, hash } = decodeRecord(stored.bytes);
+    seen?.(record.seq, hash);
     const receipt = await toReceipt(sink, record);
     if (receipt) yield receipt;
   }
