@@ -411,6 +411,25 @@ describe('state and safety rails', () => {
     expect(smtp.received.length).toBe(sent);
   });
 
+  it.each([['record', 'day'], ['day', 'record']] as const)('refuses receipts written in %s mode when the cursor is gone and the target now says %s', async (before, after) => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await stateDir();
+    // The first record arrives on 2026-11-20: the day after its day closes, every day is due.
+    const later = { clock: () => new Date(Date.UTC(2026, 11, 1)) };
+    await run(archive, { target: target(smtp.url, { mode: before }), stateDir: state, ...later });
+    const sent = smtp.received.length;
+    expect(sent).toBeGreaterThan(0);
+    const { rm } = await import('node:fs/promises');
+    await rm(path.join(state, 'journal.cursor.json'));
+    const error = await run(archive, { target: target(smtp.url, { mode: after }), stateDir: state, ...later }).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'DELIVERY_STATE')).toBe(true);
+    expect((error as Error).message).toContain(`written in ${before} mode, not ${after}`);
+    expect(smtp.received.length).toBe(sent);
+    // The mode it was delivered in still finds everything delivered.
+    expect((await run(archive, { target: target(smtp.url, { mode: before }), stateDir: state, ...later })).sent).toBe(0);
+  });
+
   it('sends nothing from an archive that does not verify', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();

@@ -236,6 +236,9 @@ export class Deliverer {
     if (receipt.to !== this.#target.to) {
       throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) are for another journal address; a different journal needs a new target name (its own cursor and receipts)`);
     }
+    if (receipt.mode !== undefined && receipt.mode !== this.mode) {
+      throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) were written in ${receipt.mode} mode, not ${this.mode}; another mode needs a new target name (its own cursor and receipts); nothing was sent`);
+    }
     const cursor = this.#cursor.get(receipt.stream) ?? 0;
     for (const seq of receipt.seqs) if (seq > cursor) this.#markDelivered(receipt.stream, seq);
     if (this.mode === 'day') this.#deliveredIds.add(receipt.messageId);
@@ -425,7 +428,7 @@ export class Deliverer {
           this.#receiptHead = result.seq;
           this.#receiptHash = result.hash;
         }
-        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
+        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, mode: this.mode, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
         this.#logger.info({ deliveryTarget: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
         this.#options.onDelivered?.({ stream: message.stream, seqs, messageId: message.messageId, inDoubt });
         return inDoubt;

@@ -27,6 +27,8 @@ export interface Receipt {
   readonly seqs: readonly number[];
   /** The journal address it went to. */
   readonly to: string;
+  /** The mode it was delivered in (`undefined` for a receipt that does not say). */
+  readonly mode: 'record' | 'day' | undefined;
   readonly messageId: string;
   /** Record mode: the record's SHA-256. */
   readonly recordHash: string | undefined;
@@ -114,7 +116,8 @@ async function toReceipt(sink: Sink, record: ArchiveRecord): Promise<Receipt | u
     seqs = detail?.records?.map((item) => Number(item.seq)).filter((seq) => Number.isSafeInteger(seq) && seq > 0);
   }
   if (!seqs || seqs.length === 0) return undefined;
-  return { receiptSeq: record.seq, stream, seqs, to: fields.to ?? '', messageId: fields.messageId ?? '', recordHash: fields.recordHash, deliveredAt: fields.deliveredAt ?? '', reply: fields.reply ?? '', inDoubt: fields.inDoubt === 'true' };
+  const mode = fields.mode === 'record' || fields.mode === 'day' ? fields.mode : undefined;
+  return { receiptSeq: record.seq, stream, seqs, to: fields.to ?? '', mode, messageId: fields.messageId ?? '', recordHash: fields.recordHash, deliveredAt: fields.deliveredAt ?? '', reply: fields.reply ?? '', inDoubt: fields.inDoubt === 'true' };
 }
 
 function parseCanonicalLoose(bytes: Uint8Array): unknown {
