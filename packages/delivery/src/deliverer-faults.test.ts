@@ -430,6 +430,32 @@ describe('state and safety rails', () => {
     expect((await run(archive, { target: target(smtp.url, { mode: before }), stateDir: state, ...later })).sent).toBe(0);
   });
 
+  it('closes the receipt key index and releases the lock when the receipts sink is refused', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await stateDir();
+    const index = path.join(state, 'journal.receipt-keys.sqlite');
+    const { readdir: list, readlink } = await import('node:fs/promises');
+    /** Descriptors this process holds on the index (Linux: /proc/self/fd). */
+    const held = async (): Promise<number> => {
+      let count = 0;
+      for (const fd of await list('/proc/self/fd')) {
+        const to = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+        if (to.startsWith(index)) count++;
+      }
+      return count;
+    };
+    const readOnly = await openFsSink({ dir: archive.dir, readOnly: true });
+    try {
+      const error = await run(archive, { target: target(smtp.url), stateDir: state, receipts: readOnly }).catch((caught: unknown) => caught);
+      expect(OffchannelError.hasCode(error, 'SINK_UNSUITABLE'), String(error)).toBe(true);
+      expect(await held()).toBe(0);
+    } finally {
+      await readOnly.close();
+    }
+    expect((await run(archive, { target: target(smtp.url), stateDir: state })).backlog).toBe(0);
+  });
+
   it('sends nothing from an archive that does not verify', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();

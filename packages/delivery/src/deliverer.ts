@@ -140,7 +140,13 @@ export class Deliverer {
     this.#clock = options.clock ?? (() => new Date());
     this.#sleep = options.sleep ?? abortableSleep;
     this.#keyIndex = openReceiptKeys(state.dir, options.target.name);
-    this.#recorder = new Recorder({ sink: options.receipts ?? options.archive, clock: this.#clock, logger: this.#logger, keyIndex: this.#keyIndex, ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}) });
+    try {
+      this.#recorder = new Recorder({ sink: options.receipts ?? options.archive, clock: this.#clock, logger: this.#logger, keyIndex: this.#keyIndex, ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}) });
+    } catch (error) {
+      // Not left open until garbage collection (the caller releases the lock and rethrows).
+      this.#keyIndex.close();
+      throw error;
+    }
     this.#writer = this.#recorder.writer({ channel: RECEIPT_CHANNEL, account: options.target.name, source: { package: DELIVERY_PACKAGE.name, version: DELIVERY_PACKAGE.version, upstream: 'nodemailer' } });
     this.#status = { target: options.target.name, backlog: 0, lagMs: 0, delivered: 0, lastDeliveredAt: undefined, streams: [] };
   }
