@@ -5,9 +5,10 @@
  * stopped midway is found by its receipt's idempotency key, so it is still never sent twice —
  * also when the on-disk key index was lost (it is rebuilt from the archive).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { OffchannelError, Recorder, type Sink, decodeRecord } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
@@ -120,6 +121,8 @@ describe('delivery cost does not grow with the receipts already written', () => 
     const idle = await run(archive, { target: target(smtp.url), stateDir: state }, idleReads);
     expect(idle.sent).toBe(0);
     expect(idle.lastDeliveredAt).toBe(NOW.toISOString());
+    // It did read (the receipt its cursor counted, to check it is the same): Math.min of no reads is Infinity.
+    expect(idleReads.length).toBeGreaterThan(0);
     expect(Math.min(...idleReads)).toBeGreaterThanOrEqual(written.head);
 
     await captureMore(archive, 3, 0);
@@ -180,14 +183,13 @@ describe('delivery cost does not grow with the receipts already written', () => 
     }
   }, 120_000);
 
-  it('refuses a link, FIFO or directory in place of the receipt key index, and rebuilds it once moved aside', async () => {
+  it('refuses a link or directory in place of the receipt key index, and rebuilds it once moved aside', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();
     const elsewhere = await tempDir('offchannel-delivery-elsewhere-');
     await writeFile(path.join(elsewhere, 'victim'), 'not an index');
     const plants: Record<string, (file: string) => Promise<void>> = {
       link: (file) => symlink(path.join(elsewhere, 'victim'), file),
-      fifo: (file) => Promise.resolve(void execFileSync('mkfifo', [file])),
       directory: (file) => mkdir(file),
     };
     let sent = 0;
@@ -207,4 +209,32 @@ describe('delivery cost does not grow with the receipts already written', () => 
     expect(smtp.received.map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).toHaveLength(new Set(smtp.received.map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).size);
     expect((await receiptsOf(archive)).count).toBe(sent);
   }, 120_000);
+
+  it.each(['', '-wal', '-shm'])('refuses a FIFO at the receipt key index%s without waiting on it (in a child with a deadline)', async (suffix) => {
+    // SQLite blocked reading a FIFO cannot be interrupted in the test's own thread: a hang
+    // kills the child and fails the test.
+    const archive = await createJournalArchive();
+    const state = await tempDir('offchannel-delivery-state-');
+    const fifo = path.join(state, `journal.receipt-keys.sqlite${suffix}`);
+    execFileSync('mkfifo', ['-m', '600', fifo], { timeout: 10_000 });
+    const script = `
+      import { openFsSink } from '@offchannel/sink-fs';
+      import { Deliverer } from ${JSON.stringify(fileURLToPath(new URL('./deliverer.ts', import.meta.url)))};
+      const sink = await openFsSink({ dir: ${JSON.stringify(archive.dir)}, readOnly: true });
+      try {
+        const deliverer = await Deliverer.open({ archive: sink, target: ${JSON.stringify(target('smtp://127.0.0.1:2525'))}, stateDir: ${JSON.stringify(state)} });
+        await deliverer.close();
+        console.log(JSON.stringify({ message: 'opened' }));
+      } catch (error) {
+        console.log(JSON.stringify({ code: error.code, message: error.message }));
+      } finally {
+        await sink.close();
+      }`;
+    const child = spawnSync(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('..', import.meta.url)), timeout: 30_000, encoding: 'utf8' });
+    expect(child.signal, `the child hung and was killed (${child.stderr})`).toBeNull();
+    const outcome = JSON.parse(child.stdout) as { code?: string; message: string };
+    expect(outcome.code, outcome.message).toBe('DELIVERY_STATE');
+    expect(outcome.message).toContain(`${fifo} is a FIFO`);
+    expect(outcome.message).toContain('journal.receipt-keys.sqlite-wal');
+  }, 60_000);
 });
