@@ -358,7 +358,7 @@ describe('state and safety rails', () => {
       break;
     }
     await sink.close();
-    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, '"receipts":2').replace(/"receiptsHash":"[0-9a-f]{64}"/, `"receiptsHash":"${second}"`).replace(/"whatsapp:alice":\d+/, '"whatsapp:alice":1'));
+    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, '"receipts":2').replace(/"delivered":\d+/, '"delivered":2').replace(/"receiptsHash":"[0-9a-f]{64}"/, `"receiptsHash":"${second}"`).replace(/"whatsapp:alice":\d+/, '"whatsapp:alice":1'));
     expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
     await rm(path.join(state, 'journal.cursor.json'));
     expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);

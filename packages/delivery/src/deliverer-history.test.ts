@@ -121,6 +121,8 @@ describe('delivery cost does not grow with the receipts already written', () => 
     const idle = await run(archive, { target: target(smtp.url), stateDir: state }, idleReads);
     expect(idle.sent).toBe(0);
     expect(idle.lastDeliveredAt).toBe(NOW.toISOString());
+    // Every message delivered to the target, all time — not only what this start read.
+    expect(idle.delivered).toBe(written.count);
     // It did read (the receipt its cursor counted, to check it is the same): Math.min of no reads is Infinity.
     expect(idleReads.length).toBeGreaterThan(0);
     expect(Math.min(...idleReads)).toBeGreaterThanOrEqual(written.head);
@@ -130,6 +132,7 @@ describe('delivery cost does not grow with the receipts already written', () => 
     const from = smtp.received.length;
     const second = await run(archive, { target: target(smtp.url), stateDir: state }, reads);
     expect(second.sent).toBe(3);
+    expect(second.delivered).toBe(written.count + 3);
     expect(second.backlog).toBe(0);
     expect(smtp.received.slice(from).map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).toEqual([72, 73, 74].map((seq) => `whatsapp:alice/${seq}`));
     // None of the receipts before the cursor's last one was read again (the old deliverer read
@@ -181,6 +184,26 @@ describe('delivery cost does not grow with the receipts already written', () => 
     } finally {
       await sink.close();
     }
+  }, 120_000);
+
+  it('counts every delivery of a cursor written before it kept the count by reading the receipts once', async () => {
+    const archive = await createJournalArchive(10);
+    const smtp = await server();
+    const state = await tempDir('offchannel-delivery-state-');
+    await run(archive, { target: target(smtp.url), stateDir: state });
+    const written = await receiptsOf(archive);
+    const file = path.join(state, 'journal.cursor.json');
+    const { readFile } = await import('node:fs/promises');
+    await writeFile(file, (await readFile(file, 'utf8')).replace(/"delivered":\d+,/, ''));
+    const reads: Reads = [];
+    const upgraded = await run(archive, { target: target(smtp.url), stateDir: state }, reads);
+    expect(upgraded).toMatchObject({ sent: 0, delivered: written.count, lastDeliveredAt: NOW.toISOString() });
+    expect(reads).toContain(1);
+    // The cursor keeps the count from then on: the next start reads only from its last receipt.
+    const after: Reads = [];
+    expect(await run(archive, { target: target(smtp.url), stateDir: state }, after)).toMatchObject({ sent: 0, delivered: written.count });
+    expect(after.length).toBeGreaterThan(0);
+    expect(Math.min(...after)).toBeGreaterThanOrEqual(written.head);
   }, 120_000);
 
   it('refuses a link or directory in place of the receipt key index, and rebuilds it once moved aside', async () => {

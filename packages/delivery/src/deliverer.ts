@@ -73,11 +73,11 @@ export interface DeliveryStatus {
   /** Age of the oldest undelivered record (capture time), ms; 0 when none. */
   readonly lagMs: number;
   /**
-   * Messages delivered since this deliverer opened, plus the receipts it read at start (record
-   * mode: those after the cursor's count; day mode: all).
+   * Messages delivered to this target, all time: its delivery receipts (one per e-mail, a
+   * receipt is never recorded twice), counted in the cursor so a start need not read them all.
    */
   readonly delivered: number;
-  /** When the newest receipt this deliverer knows of was recorded. */
+  /** When the newest delivery receipt of this target was recorded (kept across refusals and restarts). */
   readonly lastDeliveredAt: string | undefined;
   readonly streams: readonly StreamProgress[];
 }
@@ -117,7 +117,7 @@ export class Deliverer {
   readonly #delivered = new Map<string, Set<number>>();
   /** Day mode only: the `Message-ID`s of every delivered e-mail (a sent transcript is never sent again). */
   readonly #deliveredIds = new Set<string>();
-  /** Messages whose receipts this deliverer read or wrote since it opened. */
+  /** Delivery receipts in the receipts stream up to {@link #receiptHead}: messages delivered to this target. */
   #deliveredCount = 0;
   #lastDeliveredAt: string | undefined;
   readonly #cursor = new Map<string, number>();
@@ -200,12 +200,16 @@ export class Deliverer {
     // Record mode: the receipts up to the cursor's count were read (and checked) by the run
     // that wrote it; a record they delivered above its stream's cursor (a pass that stopped
     // midway) is found by its receipt's idempotency key (#lookUpDelivered), not by reading
-    // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all.
-    const from = stored && this.mode === 'record' ? stored.receipts : 0;
+    // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all;
+    // so does a cursor written before it kept the count of deliveries (once).
+    const from = stored?.delivered !== undefined && this.mode === 'record' ? stored.receipts : 0;
     if (from === 0) this.#receiptHash = undefined;
+    this.#deliveredCount = from > 0 ? (stored?.delivered ?? 0) : 0;
     this.#receiptHead = from;
     await this.#readNewReceipts();
     this.#inFlight = stored?.inFlight;
+    // A cursor from before the count was kept: write it with the count now, so the receipts are read once.
+    if (stored && stored.delivered === undefined && this.mode === 'record') this.#writeCursor(stored.inFlight);
     if (this.#inFlight) this.#logger.warn({ deliveryTarget: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
   }
 
@@ -238,7 +242,8 @@ export class Deliverer {
     throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${stream} returned none at seq ${stored.receipts}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
   }
 
-  #remember(receipt: Receipt): void {
+  /** Takes in a delivery receipt; `counted` is false for one recorded before (a capture that was a duplicate). */
+  #remember(receipt: Receipt, counted = true): void {
     if (receipt.to !== this.#target.to) {
       throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) are for another journal address; a different journal needs a new target name (its own cursor and receipts)`);
     }
@@ -248,7 +253,7 @@ export class Deliverer {
     const cursor = this.#cursor.get(receipt.stream) ?? 0;
     for (const seq of receipt.seqs) if (seq > cursor) this.#markDelivered(receipt.stream, seq);
     if (this.mode === 'day') this.#deliveredIds.add(receipt.messageId);
-    this.#deliveredCount += 1;
+    if (counted) this.#deliveredCount += 1;
     if (this.#lastDeliveredAt === undefined || receipt.deliveredAt > this.#lastDeliveredAt) this.#lastDeliveredAt = receipt.deliveredAt;
   }
 
@@ -434,7 +439,7 @@ export class Deliverer {
           this.#receiptHead = result.seq;
           this.#receiptHash = result.hash;
         }
-        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, mode: this.mode, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
+        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, mode: this.mode, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt }, result.status === 'recorded');
         this.#logger.info({ deliveryTarget: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
         this.#options.onDelivered?.({ stream: message.stream, seqs, messageId: message.messageId, inDoubt });
         return inDoubt;
@@ -480,7 +485,7 @@ export class Deliverer {
   }
 
   #writeCursor(inFlight: InFlight | undefined): void {
-    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, ...(this.#receiptHash !== undefined && this.#receiptHead > 0 ? { receiptsHash: this.#receiptHash } : {}), ...(this.#lastDeliveredAt !== undefined ? { lastDeliveredAt: this.#lastDeliveredAt } : {}), ...(inFlight ? { inFlight } : {}) };
+    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, delivered: this.#deliveredCount, ...(this.#receiptHash !== undefined && this.#receiptHead > 0 ? { receiptsHash: this.#receiptHash } : {}), ...(this.#lastDeliveredAt !== undefined ? { lastDeliveredAt: this.#lastDeliveredAt } : {}), ...(inFlight ? { inFlight } : {}) };
     this.#state.write(cursor);
     this.#inFlight = inFlight;
   }
