@@ -206,6 +206,47 @@ describe('delivery cost does not grow with the receipts already written', () => 
     expect(Math.min(...after)).toBeGreaterThanOrEqual(written.head);
   }, 120_000);
 
+  it('refuses to rebuild a lost receipt key index from a spool whose older receipts were pruned', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await tempDir('offchannel-delivery-state-');
+    await run(archive, { target: target(smtp.url), stateDir: state });
+    const written = await receiptsOf(archive);
+    const sent = smtp.received.length;
+    // The receipts as a spool that forwarded and pruned all but the newest receipt would hold them.
+    const spool = await openFsSink({ dir: archive.dir });
+    let prunedHash = '';
+    for await (const stored of spool.read(RECEIPTS, { fromSeq: written.head - 1 })) {
+      prunedHash = decodeRecord(stored.bytes).hash;
+      break;
+    }
+    const prunedHead = { seq: written.head - 1, hash: prunedHash };
+    const pruning = new Proxy(spool, {
+      get(inner, property) {
+        if (property === 'pruned') return (stream: string) => Promise.resolve(stream === RECEIPTS ? prunedHead : undefined);
+        const value = Reflect.get(inner, property, inner) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(inner) : value;
+      },
+    });
+    try {
+      // With the index: the start goes on (nothing new to send).
+      expect((await run(archive, { target: target(smtp.url), stateDir: state, receipts: pruning })).sent).toBe(0);
+      await rm(path.join(state, 'journal.receipt-keys.sqlite'));
+      await rm(path.join(state, 'journal.receipt-keys.sqlite-wal'), { force: true });
+      await rm(path.join(state, 'journal.receipt-keys.sqlite-shm'), { force: true });
+      const error = await run(archive, { target: target(smtp.url), stateDir: state, receipts: pruning }).catch((caught: unknown) => caught);
+      expect(OffchannelError.hasCode(error, 'DELIVERY_STATE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(`seqs 1–${written.head - 1} were pruned`);
+      expect((error as Error).message).toContain('journal.receipt-keys.sqlite');
+      expect(smtp.received).toHaveLength(sent);
+    } finally {
+      await spool.close();
+    }
+    // From the archive of record the index is rebuilt: nothing is sent again.
+    expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
+    expect(smtp.received).toHaveLength(sent);
+  }, 120_000);
+
   it('refuses a link or directory in place of the receipt key index, and rebuilds it once moved aside', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();

@@ -195,6 +195,7 @@ export class Deliverer {
     if (stored && stored.receipts > head) {
       throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${receiptStream(this.#target.name)} holds ${head}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
     }
+    await this.#checkPrunedReceipts(receipts);
     if (stored && stored.receipts > 0) await this.#checkCountedReceipt(receipts, stored);
     for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
     // Record mode: the receipts up to the cursor's count were read (and checked) by the run
@@ -211,6 +212,21 @@ export class Deliverer {
     // A cursor from before the count was kept: write it with the count now, so the receipts are read once.
     if (stored && stored.delivered === undefined && this.mode === 'record') this.#writeCursor(stored.inFlight);
     if (this.#inFlight) this.#logger.warn({ deliveryTarget: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
+  }
+
+  /**
+   * Receipts recorded on a spool that prunes after forwarding (capture's deliveries): the key
+   * index can be rebuilt only from after the pruned prefix, so an index that is lost or behind
+   * it would miss the keys of pruned receipts — and a record delivered above its stream's
+   * cursor by one of them would be sent again. Refused instead, saying what to do.
+   */
+  async #checkPrunedReceipts(receipts: Sink): Promise<void> {
+    const stream = receiptStream(this.#target.name);
+    const pruned = await receipts.pruned?.(stream);
+    if (!pruned || pruned.seq === 0) return;
+    const indexed = this.#keyIndex.head(stream).seq;
+    if (indexed >= pruned.seq) return;
+    throw new DeliveryError('DELIVERY_STATE', `the receipt key index of target ${this.#target.name} holds ${stream} up to seq ${indexed}, but seqs 1–${pruned.seq} were pruned from the spool after forwarding and cannot be read back to rebuild it: restore ${this.#target.name}.receipt-keys.sqlite (and its -wal and -shm) in the state directory from a backup, or deliver from the archive of record (\`offchannel deliver <archive>\`), whose receipts are complete; nothing was sent`);
   }
 
   /** Reads the receipts after the last one counted; the count moves to the last record read. */
