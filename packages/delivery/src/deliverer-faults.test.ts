@@ -314,6 +314,33 @@ describe('state and safety rails', () => {
     }
   });
 
+  it('keeps the last delivery time across refusals and restarts', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    smtp.decide = (message) => (streamOf(message) === 'whatsapp:alice' && seqOf(message) === 4 ? { code: 554, text: '5.7.1 Message rejected by policy' } : 'accept');
+    const state = await stateDir();
+    let at = NOW;
+    const open = async () => {
+      const sink = await openFsSink({ dir: archive.dir });
+      const deliverer = await Deliverer.open({ archive: sink, target: target(smtp.url), stateDir: state, verifiers: [archive.key.verifier], checkpoints: { signer: archive.key }, clock: () => at, sleep: () => Promise.resolve(), retry: { attempts: 2, initialMs: 10 } });
+      return { deliverer, close: async () => { await deliverer.close(); await sink.close(); } };
+    };
+    // Refused, and refused again an hour later (each refusal is a receipt-stream record of its own).
+    for (let pass = 0; pass < 3; pass++) {
+      const { deliverer, close } = await open();
+      try {
+        if (pass > 0) expect(deliverer.status().lastDeliveredAt, `after restart ${pass}`).toBe(NOW.toISOString());
+        await expect(deliverer.deliverPending()).rejects.toMatchObject({ code: 'DELIVERY_REFUSED' });
+        expect(deliverer.status().lastDeliveredAt).toBe(NOW.toISOString());
+      } finally {
+        await close();
+      }
+      at = new Date(at.getTime() + 3_600_000);
+    }
+    const { events } = await receiptsOf(archive);
+    expect(events.slice(-3).map((event) => event?.event)).toEqual(['delivery-refused', 'delivery-refused', 'delivery-refused']);
+  });
+
   it('trusts the receipts over the cursor: a lost or stale cursor resends nothing', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();
@@ -322,8 +349,16 @@ describe('state and safety rails', () => {
     const sent = smtp.received.length;
     const { readFile, rm } = await import('node:fs/promises');
     const cursor = await readFile(path.join(state, 'journal.cursor.json'), 'utf8');
-    // As if killed after the receipts were durable but before the cursor moved: an older cursor, then none.
-    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, '"receipts":2').replace(/"whatsapp:alice":\d+/, '"whatsapp:alice":1'));
+    // As if killed after the receipts were durable but before the cursor moved: an older cursor
+    // (counting two receipts, with the second one's hash), then none.
+    const sink = await openFsSink({ dir: archive.dir, readOnly: true });
+    let second = '';
+    for await (const stored of sink.read(receiptStream('journal'), { fromSeq: 2 })) {
+      second = decodeRecord(stored.bytes).hash;
+      break;
+    }
+    await sink.close();
+    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, '"receipts":2').replace(/"delivered":\d+/, '"delivered":2').replace(/"receiptsHash":"[0-9a-f]{64}"/, `"receiptsHash":"${second}"`).replace(/"whatsapp:alice":\d+/, '"whatsapp:alice":1'));
     expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
     await rm(path.join(state, 'journal.cursor.json'));
     expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
@@ -341,6 +376,84 @@ describe('state and safety rails', () => {
     await writeFile(path.join(state, 'journal.cursor.json'), '{"format":"offchannel-delivery-cursor",');
     await expect(run(one, { target: target(smtp.url), stateDir: state })).rejects.toMatchObject({ code: 'DELIVERY_STATE' });
     expect(smtp.received.length).toBe(sent);
+  });
+
+  it('refuses the cursor of another archive whose receipts stream is as long (by the counted receipt\'s hash)', async () => {
+    const [one, two] = [await createJournalArchive(), await createJournalArchive()];
+    const smtp = await server();
+    const [stateOne, stateTwo] = [await stateDir(), await stateDir()];
+    await run(one, { target: target(smtp.url), stateDir: stateOne });
+    // The same records delivered a day later: as many receipts, other records.
+    await run(two, { target: target(smtp.url), stateDir: stateTwo, clock: () => new Date(NOW.getTime() + 86_400_000) });
+    const sent = smtp.received.length;
+    const error = await run(two, { target: target(smtp.url), stateDir: stateOne }).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'DELIVERY_STATE')).toBe(true);
+    expect((error as Error).message).toContain('belongs to another archive');
+    expect((error as Error).message).toContain('journal.cursor.json');
+    expect(smtp.received.length).toBe(sent);
+    // Each with its own state directory: nothing to send, nothing refused.
+    expect((await run(one, { target: target(smtp.url), stateDir: stateOne })).sent).toBe(0);
+    expect((await run(two, { target: target(smtp.url), stateDir: stateTwo })).sent).toBe(0);
+  });
+
+  it.each([-1, 1.5, 2 ** 53, 1e300])('refuses a cursor counting %s receipts', async (count) => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await stateDir();
+    await run(archive, { target: target(smtp.url), stateDir: state });
+    const sent = smtp.received.length;
+    const { readFile } = await import('node:fs/promises');
+    const cursor = await readFile(path.join(state, 'journal.cursor.json'), 'utf8');
+    await writeFile(path.join(state, 'journal.cursor.json'), cursor.replace(/"receipts":\d+/, `"receipts":${JSON.stringify(count)}`));
+    const error = await run(archive, { target: target(smtp.url), stateDir: state }).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'DELIVERY_STATE')).toBe(true);
+    expect((error as Error).message).toContain('is not a delivery cursor');
+    expect(smtp.received.length).toBe(sent);
+  });
+
+  it.each([['record', 'day'], ['day', 'record']] as const)('refuses receipts written in %s mode when the cursor is gone and the target now says %s', async (before, after) => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await stateDir();
+    // The first record arrives on 2026-11-20: the day after its day closes, every day is due.
+    const later = { clock: () => new Date(Date.UTC(2026, 11, 1)) };
+    await run(archive, { target: target(smtp.url, { mode: before }), stateDir: state, ...later });
+    const sent = smtp.received.length;
+    expect(sent).toBeGreaterThan(0);
+    const { rm } = await import('node:fs/promises');
+    await rm(path.join(state, 'journal.cursor.json'));
+    const error = await run(archive, { target: target(smtp.url, { mode: after }), stateDir: state, ...later }).catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'DELIVERY_STATE')).toBe(true);
+    expect((error as Error).message).toContain(`written in ${before} mode, not ${after}`);
+    expect(smtp.received.length).toBe(sent);
+    // The mode it was delivered in still finds everything delivered.
+    expect((await run(archive, { target: target(smtp.url, { mode: before }), stateDir: state, ...later })).sent).toBe(0);
+  });
+
+  it('closes the receipt key index and releases the lock when the receipts sink is refused', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await stateDir();
+    const index = path.join(state, 'journal.receipt-keys.sqlite');
+    const { readdir: list, readlink } = await import('node:fs/promises');
+    /** Descriptors this process holds on the index (Linux: /proc/self/fd). */
+    const held = async (): Promise<number> => {
+      let count = 0;
+      for (const fd of await list('/proc/self/fd')) {
+        const to = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+        if (to.startsWith(index)) count++;
+      }
+      return count;
+    };
+    const readOnly = await openFsSink({ dir: archive.dir, readOnly: true });
+    try {
+      const error = await run(archive, { target: target(smtp.url), stateDir: state, receipts: readOnly }).catch((caught: unknown) => caught);
+      expect(OffchannelError.hasCode(error, 'SINK_UNSUITABLE'), String(error)).toBe(true);
+      expect(await held()).toBe(0);
+    } finally {
+      await readOnly.close();
+    }
+    expect((await run(archive, { target: target(smtp.url), stateDir: state })).backlog).toBe(0);
   });
 
   it('sends nothing from an archive that does not verify', async () => {

@@ -5,9 +5,10 @@
  * stopped midway is found by its receipt's idempotency key, so it is still never sent twice —
  * also when the on-disk key index was lost (it is rebuilt from the archive).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { OffchannelError, Recorder, type Sink, decodeRecord } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
@@ -120,6 +121,10 @@ describe('delivery cost does not grow with the receipts already written', () => 
     const idle = await run(archive, { target: target(smtp.url), stateDir: state }, idleReads);
     expect(idle.sent).toBe(0);
     expect(idle.lastDeliveredAt).toBe(NOW.toISOString());
+    // Every message delivered to the target, all time — not only what this start read.
+    expect(idle.delivered).toBe(written.count);
+    // It did read (the receipt its cursor counted, to check it is the same): Math.min of no reads is Infinity.
+    expect(idleReads.length).toBeGreaterThan(0);
     expect(Math.min(...idleReads)).toBeGreaterThanOrEqual(written.head);
 
     await captureMore(archive, 3, 0);
@@ -127,6 +132,7 @@ describe('delivery cost does not grow with the receipts already written', () => 
     const from = smtp.received.length;
     const second = await run(archive, { target: target(smtp.url), stateDir: state }, reads);
     expect(second.sent).toBe(3);
+    expect(second.delivered).toBe(written.count + 3);
     expect(second.backlog).toBe(0);
     expect(smtp.received.slice(from).map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).toEqual([72, 73, 74].map((seq) => `whatsapp:alice/${seq}`));
     // None of the receipts before the cursor's last one was read again (the old deliverer read
@@ -180,14 +186,74 @@ describe('delivery cost does not grow with the receipts already written', () => 
     }
   }, 120_000);
 
-  it('refuses a link, FIFO or directory in place of the receipt key index, and rebuilds it once moved aside', async () => {
+  it('counts every delivery of a cursor written before it kept the count by reading the receipts once', async () => {
+    const archive = await createJournalArchive(10);
+    const smtp = await server();
+    const state = await tempDir('offchannel-delivery-state-');
+    await run(archive, { target: target(smtp.url), stateDir: state });
+    const written = await receiptsOf(archive);
+    const file = path.join(state, 'journal.cursor.json');
+    const { readFile } = await import('node:fs/promises');
+    await writeFile(file, (await readFile(file, 'utf8')).replace(/"delivered":\d+,/, ''));
+    const reads: Reads = [];
+    const upgraded = await run(archive, { target: target(smtp.url), stateDir: state }, reads);
+    expect(upgraded).toMatchObject({ sent: 0, delivered: written.count, lastDeliveredAt: NOW.toISOString() });
+    expect(reads).toContain(1);
+    // The cursor keeps the count from then on: the next start reads only from its last receipt.
+    const after: Reads = [];
+    expect(await run(archive, { target: target(smtp.url), stateDir: state }, after)).toMatchObject({ sent: 0, delivered: written.count });
+    expect(after.length).toBeGreaterThan(0);
+    expect(Math.min(...after)).toBeGreaterThanOrEqual(written.head);
+  }, 120_000);
+
+  it('refuses to rebuild a lost receipt key index from a spool whose older receipts were pruned', async () => {
+    const archive = await createJournalArchive();
+    const smtp = await server();
+    const state = await tempDir('offchannel-delivery-state-');
+    await run(archive, { target: target(smtp.url), stateDir: state });
+    const written = await receiptsOf(archive);
+    const sent = smtp.received.length;
+    // The receipts as a spool that forwarded and pruned all but the newest receipt would hold them.
+    const spool = await openFsSink({ dir: archive.dir });
+    let prunedHash = '';
+    for await (const stored of spool.read(RECEIPTS, { fromSeq: written.head - 1 })) {
+      prunedHash = decodeRecord(stored.bytes).hash;
+      break;
+    }
+    const prunedHead = { seq: written.head - 1, hash: prunedHash };
+    const pruning = new Proxy(spool, {
+      get(inner, property) {
+        if (property === 'pruned') return (stream: string) => Promise.resolve(stream === RECEIPTS ? prunedHead : undefined);
+        const value = Reflect.get(inner, property, inner) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(inner) : value;
+      },
+    });
+    try {
+      // With the index: the start goes on (nothing new to send).
+      expect((await run(archive, { target: target(smtp.url), stateDir: state, receipts: pruning })).sent).toBe(0);
+      await rm(path.join(state, 'journal.receipt-keys.sqlite'));
+      await rm(path.join(state, 'journal.receipt-keys.sqlite-wal'), { force: true });
+      await rm(path.join(state, 'journal.receipt-keys.sqlite-shm'), { force: true });
+      const error = await run(archive, { target: target(smtp.url), stateDir: state, receipts: pruning }).catch((caught: unknown) => caught);
+      expect(OffchannelError.hasCode(error, 'DELIVERY_STATE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(`seqs 1–${written.head - 1} were pruned`);
+      expect((error as Error).message).toContain('journal.receipt-keys.sqlite');
+      expect(smtp.received).toHaveLength(sent);
+    } finally {
+      await spool.close();
+    }
+    // From the archive of record the index is rebuilt: nothing is sent again.
+    expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
+    expect(smtp.received).toHaveLength(sent);
+  }, 120_000);
+
+  it('refuses a link or directory in place of the receipt key index, and rebuilds it once moved aside', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();
     const elsewhere = await tempDir('offchannel-delivery-elsewhere-');
     await writeFile(path.join(elsewhere, 'victim'), 'not an index');
     const plants: Record<string, (file: string) => Promise<void>> = {
       link: (file) => symlink(path.join(elsewhere, 'victim'), file),
-      fifo: (file) => Promise.resolve(void execFileSync('mkfifo', [file])),
       directory: (file) => mkdir(file),
     };
     let sent = 0;
@@ -207,4 +273,32 @@ describe('delivery cost does not grow with the receipts already written', () => 
     expect(smtp.received.map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).toHaveLength(new Set(smtp.received.map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).size);
     expect((await receiptsOf(archive)).count).toBe(sent);
   }, 120_000);
+
+  it.each(['', '-wal', '-shm'])('refuses a FIFO at the receipt key index%s without waiting on it (in a child with a deadline)', async (suffix) => {
+    // SQLite blocked reading a FIFO cannot be interrupted in the test's own thread: a hang
+    // kills the child and fails the test.
+    const archive = await createJournalArchive();
+    const state = await tempDir('offchannel-delivery-state-');
+    const fifo = path.join(state, `journal.receipt-keys.sqlite${suffix}`);
+    execFileSync('mkfifo', ['-m', '600', fifo], { timeout: 10_000 });
+    const script = `
+      import { openFsSink } from '@offchannel/sink-fs';
+      import { Deliverer } from ${JSON.stringify(fileURLToPath(new URL('./deliverer.ts', import.meta.url)))};
+      const sink = await openFsSink({ dir: ${JSON.stringify(archive.dir)}, readOnly: true });
+      try {
+        const deliverer = await Deliverer.open({ archive: sink, target: ${JSON.stringify(target('smtp://127.0.0.1:2525'))}, stateDir: ${JSON.stringify(state)} });
+        await deliverer.close();
+        console.log(JSON.stringify({ message: 'opened' }));
+      } catch (error) {
+        console.log(JSON.stringify({ code: error.code, message: error.message }));
+      } finally {
+        await sink.close();
+      }`;
+    const child = spawnSync(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('..', import.meta.url)), timeout: 30_000, encoding: 'utf8' });
+    expect(child.signal, `the child hung and was killed (${child.stderr})`).toBeNull();
+    const outcome = JSON.parse(child.stdout) as { code?: string; message: string };
+    expect(outcome.code, outcome.message).toBe('DELIVERY_STATE');
+    expect(outcome.message).toContain(`${fifo} is a FIFO`);
+    expect(outcome.message).toContain('journal.receipt-keys.sqlite-wal');
+  }, 60_000);
 });

@@ -13,7 +13,6 @@
  * delivery at that record (recorded as `delivery-refused`), to resume from it once fixed.
  */
 import { createHash } from 'node:crypto';
-import { lstatSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
@@ -74,11 +73,11 @@ export interface DeliveryStatus {
   /** Age of the oldest undelivered record (capture time), ms; 0 when none. */
   readonly lagMs: number;
   /**
-   * Messages delivered since this deliverer opened, plus the receipts it read at start (record
-   * mode: those after the cursor's count; day mode: all).
+   * Messages delivered to this target, all time: its delivery receipts (one per e-mail, a
+   * receipt is never recorded twice), counted in the cursor so a start need not read them all.
    */
   readonly delivered: number;
-  /** When the newest receipt this deliverer knows of was recorded. */
+  /** When the newest delivery receipt of this target was recorded (kept across refusals and restarts). */
   readonly lastDeliveredAt: string | undefined;
   readonly streams: readonly StreamProgress[];
 }
@@ -112,17 +111,19 @@ export class Deliverer {
   readonly #clock: () => Date;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   /**
-   * `<stream>/<seq>` of delivered records above their stream's cursor (entries at or below it
-   * are dropped as the cursor passes them, so this stays as small as what is new).
+   * Per stream, the seqs of delivered records above its cursor (each dropped as the cursor
+   * passes it, so this stays as small as what is new).
    */
-  readonly #delivered = new Set<string>();
+  readonly #delivered = new Map<string, Set<number>>();
   /** Day mode only: the `Message-ID`s of every delivered e-mail (a sent transcript is never sent again). */
   readonly #deliveredIds = new Set<string>();
-  /** Messages whose receipts this deliverer read or wrote since it opened. */
+  /** Delivery receipts in the receipts stream up to {@link #receiptHead}: messages delivered to this target. */
   #deliveredCount = 0;
   #lastDeliveredAt: string | undefined;
   readonly #cursor = new Map<string, number>();
+  /** The last receipts-stream record this deliverer read or wrote: its seq and hash. */
   #receiptHead = 0;
+  #receiptHash: string | undefined;
   #inFlight: InFlight | undefined;
   #sender: SmtpSender | undefined;
   #lastSend = 0;
@@ -138,8 +139,14 @@ export class Deliverer {
     this.#logger = options.logger ?? noopLogger;
     this.#clock = options.clock ?? (() => new Date());
     this.#sleep = options.sleep ?? abortableSleep;
-    this.#keyIndex = openKeyIndex({ file: receiptKeysFile(state.dir, options.target.name) });
-    this.#recorder = new Recorder({ sink: options.receipts ?? options.archive, clock: this.#clock, logger: this.#logger, keyIndex: this.#keyIndex, ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}) });
+    this.#keyIndex = openReceiptKeys(state.dir, options.target.name);
+    try {
+      this.#recorder = new Recorder({ sink: options.receipts ?? options.archive, clock: this.#clock, logger: this.#logger, keyIndex: this.#keyIndex, ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}) });
+    } catch (error) {
+      // Not left open until garbage collection (the caller releases the lock and rethrows).
+      this.#keyIndex.close();
+      throw error;
+    }
     this.#writer = this.#recorder.writer({ channel: RECEIPT_CHANNEL, account: options.target.name, source: { package: DELIVERY_PACKAGE.name, version: DELIVERY_PACKAGE.version, upstream: 'nodemailer' } });
     this.#status = { target: options.target.name, backlog: 0, lagMs: 0, delivered: 0, lastDeliveredAt: undefined, streams: [] };
   }
@@ -157,6 +164,7 @@ export class Deliverer {
     }
     try {
       await deliverer.#reconcile();
+      deliverer.#status = { ...deliverer.#status, delivered: deliverer.#deliveredCount, lastDeliveredAt: deliverer.#lastDeliveredAt };
     } catch (error) {
       try {
         await deliverer.#recorder.close();
@@ -187,45 +195,82 @@ export class Deliverer {
     if (stored && stored.receipts > head) {
       throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${receiptStream(this.#target.name)} holds ${head}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
     }
+    await this.#checkPrunedReceipts(receipts);
+    if (stored && stored.receipts > 0) await this.#checkCountedReceipt(receipts, stored);
     for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
     // Record mode: the receipts up to the cursor's count were read (and checked) by the run
     // that wrote it; a record they delivered above its stream's cursor (a pass that stopped
     // midway) is found by its receipt's idempotency key (#lookUpDelivered), not by reading
-    // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all.
-    const from = stored && this.mode === 'record' ? stored.receipts : 0;
-    if (from > 0) this.#lastDeliveredAt = await this.#deliveredAtOf(receipts, from);
+    // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all;
+    // so does a cursor written before it kept the count of deliveries (once).
+    const from = stored?.delivered !== undefined && this.mode === 'record' ? stored.receipts : 0;
+    if (from === 0) this.#receiptHash = undefined;
+    this.#deliveredCount = from > 0 ? (stored?.delivered ?? 0) : 0;
     this.#receiptHead = from;
     await this.#readNewReceipts();
-    for (const stream of this.#cursor.keys()) this.#forgetBelowCursor(stream);
     this.#inFlight = stored?.inFlight;
+    // A cursor from before the count was kept: write it with the count now, so the receipts are read once.
+    if (stored && stored.delivered === undefined && this.mode === 'record') this.#writeCursor(stored.inFlight);
     if (this.#inFlight) this.#logger.warn({ deliveryTarget: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
   }
 
-  async #readNewReceipts(): Promise<void> {
-    for await (const receipt of readReceipts(this.#options.receipts ?? this.#options.archive, this.#target.name, this.#receiptHead)) this.#remember(receipt);
-    const head = await (this.#options.receipts ?? this.#options.archive).head(receiptStream(this.#target.name));
-    this.#receiptHead = Math.max(this.#receiptHead, head.seq);
+  /**
+   * Receipts recorded on a spool that prunes after forwarding (capture's deliveries): the key
+   * index can be rebuilt only from after the pruned prefix, so an index that is lost or behind
+   * it would miss the keys of pruned receipts — and a record delivered above its stream's
+   * cursor by one of them would be sent again. Refused instead, saying what to do.
+   */
+  async #checkPrunedReceipts(receipts: Sink): Promise<void> {
+    const stream = receiptStream(this.#target.name);
+    const pruned = await receipts.pruned?.(stream);
+    if (!pruned || pruned.seq === 0) return;
+    const indexed = this.#keyIndex.head(stream).seq;
+    if (indexed >= pruned.seq) return;
+    throw new DeliveryError('DELIVERY_STATE', `the receipt key index of target ${this.#target.name} holds ${stream} up to seq ${indexed}, but seqs 1–${pruned.seq} were pruned from the spool after forwarding and cannot be read back to rebuild it: restore ${this.#target.name}.receipt-keys.sqlite (and its -wal and -shm) in the state directory from a backup, or deliver from the archive of record (\`offchannel deliver <archive>\`), whose receipts are complete; nothing was sent`);
   }
 
-  #remember(receipt: Receipt): void {
+  /** Reads the receipts after the last one counted; the count moves to the last record read. */
+  async #readNewReceipts(): Promise<void> {
+    const seen = (seq: number, hash: string): void => {
+      this.#receiptHead = seq;
+      this.#receiptHash = hash;
+    };
+    for await (const receipt of readReceipts(this.#options.receipts ?? this.#options.archive, this.#target.name, this.#receiptHead, seen)) this.#remember(receipt);
+  }
+
+  /**
+   * The record at the cursor's count must be the one the cursor saw (same hash): a state
+   * directory of another archive whose receipts stream is as long is refused. Record mode also
+   * takes the newest delivery time from it when the cursor does not keep one (an older cursor).
+   */
+  async #checkCountedReceipt(receipts: Sink, stored: DeliveryCursor): Promise<void> {
+    const stream = receiptStream(this.#target.name);
+    for await (const item of receipts.read(stream, { fromSeq: stored.receipts })) {
+      const { record, hash } = decodeRecord(item.bytes);
+      if (stored.receiptsHash !== undefined && hash !== stored.receiptsHash) {
+        throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts, but the archive's ${stream} seq ${stored.receipts} is another record (hash ${hash}, the cursor saw ${stored.receiptsHash}): this state directory belongs to another archive — point --state at this archive's own state directory, or move ${this.#state.file} aside to have the receipts rebuild it; nothing was sent`);
+      }
+      this.#receiptHash = hash;
+      // The newest delivery time is kept in the cursor: the receipt at its count may be a refusal.
+      this.#lastDeliveredAt = stored.lastDeliveredAt ?? (record.system?.event === RECEIPT_EVENT ? record.system.fields?.deliveredAt : undefined);
+      return;
+    }
+    throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${stream} returned none at seq ${stored.receipts}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
+  }
+
+  /** Takes in a delivery receipt; `counted` is false for one recorded before (a capture that was a duplicate). */
+  #remember(receipt: Receipt, counted = true): void {
     if (receipt.to !== this.#target.to) {
       throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) are for another journal address; a different journal needs a new target name (its own cursor and receipts)`);
     }
-    const cursor = this.#cursor.get(receipt.stream) ?? 0;
-    for (const seq of receipt.seqs) if (seq > cursor) this.#delivered.add(`${receipt.stream}/${seq}`);
-    if (this.mode === 'day') this.#deliveredIds.add(receipt.messageId);
-    this.#deliveredCount += 1;
-    if (this.#lastDeliveredAt === undefined || receipt.deliveredAt > this.#lastDeliveredAt) this.#lastDeliveredAt = receipt.deliveredAt;
-    this.#receiptHead = Math.max(this.#receiptHead, receipt.receiptSeq);
-  }
-
-  /** The `deliveredAt` of the receipt at `seq` (one record read), if it is a receipt. */
-  async #deliveredAtOf(receipts: Sink, seq: number): Promise<string | undefined> {
-    for await (const stored of receipts.read(receiptStream(this.#target.name), { fromSeq: seq })) {
-      const { record } = decodeRecord(stored.bytes);
-      return record.system?.event === RECEIPT_EVENT ? record.system.fields?.deliveredAt : undefined;
+    if (receipt.mode !== undefined && receipt.mode !== this.mode) {
+      throw new DeliveryError('DELIVERY_STATE', `the receipts of target ${this.#target.name} (${receiptStream(this.#target.name)} seq ${receipt.receiptSeq}) were written in ${receipt.mode} mode, not ${this.mode}; another mode needs a new target name (its own cursor and receipts); nothing was sent`);
     }
-    return undefined;
+    const cursor = this.#cursor.get(receipt.stream) ?? 0;
+    for (const seq of receipt.seqs) if (seq > cursor) this.#markDelivered(receipt.stream, seq);
+    if (this.mode === 'day') this.#deliveredIds.add(receipt.messageId);
+    if (counted) this.#deliveredCount += 1;
+    if (this.#lastDeliveredAt === undefined || receipt.deliveredAt > this.#lastDeliveredAt) this.#lastDeliveredAt = receipt.deliveredAt;
   }
 
   /**
@@ -237,20 +282,24 @@ export class Deliverer {
     for (const message of messages) {
       const seq = message.seqs[0] ?? 0;
       if (this.#isDelivered(message.stream, seq)) continue;
-      if ((await this.#writer.lookup(`${RECEIPT_EVENT}:${message.stream}:${seq}`)) !== undefined) this.#delivered.add(`${message.stream}/${seq}`);
+      if ((await this.#writer.lookup(`${RECEIPT_EVENT}:${message.stream}:${seq}`)) !== undefined) this.#markDelivered(message.stream, seq);
     }
   }
 
-  #forgetBelowCursor(stream: string): void {
-    const cursor = this.#cursor.get(stream) ?? 0;
-    for (const key of this.#delivered) {
-      const slash = key.lastIndexOf('/');
-      if (key.slice(0, slash) === stream && Number(key.slice(slash + 1)) <= cursor) this.#delivered.delete(key);
-    }
+  /** Remembers a delivered record above its stream's cursor. */
+  #markDelivered(stream: string, seq: number): void {
+    let seqs = this.#delivered.get(stream);
+    if (!seqs) this.#delivered.set(stream, (seqs = new Set()));
+    seqs.add(seq);
+  }
+
+  /** A record above its stream's cursor that a receipt names. */
+  #deliveredAbove(stream: string, seq: number): boolean {
+    return this.#delivered.get(stream)?.has(seq) === true;
   }
 
   #isDelivered(stream: string, seq: number): boolean {
-    return seq <= (this.#cursor.get(stream) ?? 0) || this.#delivered.has(`${stream}/${seq}`);
+    return seq <= (this.#cursor.get(stream) ?? 0) || this.#deliveredAbove(stream, seq);
   }
 
   /**
@@ -312,6 +361,10 @@ export class Deliverer {
         for (const progress of streams) if (pendingStreams.includes(progress.stream)) this.#advance(progress.stream, progress.head, plan.noEmail);
         this.#writeCursor(undefined);
         if (plan.notDue > 0) this.#idle = { heads, until: plan.nextDue, notDue: plan.notDue, noEmail: plan.noEmail.size, records };
+      } catch (error) {
+        // A pass stopped (a refusal, an abort): the status still counts what it delivered.
+        this.#status = { ...this.#status, delivered: this.#deliveredCount, lastDeliveredAt: this.#lastDeliveredAt };
+        throw error;
       } finally {
         await rm(scratch, { recursive: true, force: true });
       }
@@ -398,7 +451,11 @@ export class Deliverer {
         const result = await this.#writer.capture(
           receiptCapture({ target: this.#target.name, to: this.#target.to, mode: this.mode, stream: message.stream, records: item.records, messageId: message.messageId, emlSha256: createHash('sha256').update(bytes).digest('hex'), emlSize: bytes.length, reply: outcome.reply, deliveredAt, attempts: attempt, inDoubt }),
         );
-        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt });
+        if (result.status === 'recorded' && result.seq > this.#receiptHead) {
+          this.#receiptHead = result.seq;
+          this.#receiptHash = result.hash;
+        }
+        this.#remember({ receiptSeq: result.seq, stream: message.stream, seqs, to: this.#target.to, mode: this.mode, messageId: message.messageId, recordHash: seqs.length === 1 ? item.records[0]?.hash : undefined, deliveredAt: deliveredAt.toISOString(), reply: outcome.reply, inDoubt }, result.status === 'recorded');
         this.#logger.info({ deliveryTarget: this.#target.name, stream: message.stream, seq: first, records: seqs.length, attempt }, 'delivered');
         this.#options.onDelivered?.({ stream: message.stream, seqs, messageId: message.messageId, inDoubt });
         return inDoubt;
@@ -431,16 +488,20 @@ export class Deliverer {
     this.#lastSend = this.#clock().getTime();
   }
 
-  /** Moves a stream's cursor over delivered and e-mail-less records. */
+  /**
+   * Moves a stream's cursor over delivered and e-mail-less records, forgetting each delivered
+   * one it passes (only records above the cursor are ever remembered: cost is what it passes).
+   */
   #advance(stream: string, head: number, noEmail: ReadonlySet<string>): void {
     let seq = this.#cursor.get(stream) ?? 0;
-    while (seq < head && (this.#delivered.has(`${stream}/${seq + 1}`) || noEmail.has(`${stream}/${seq + 1}`))) seq++;
+    const delivered = this.#delivered.get(stream);
+    while (seq < head && (delivered?.delete(seq + 1) === true || noEmail.has(`${stream}/${seq + 1}`))) seq++;
+    if (delivered?.size === 0) this.#delivered.delete(stream);
     this.#cursor.set(stream, seq);
-    this.#forgetBelowCursor(stream);
   }
 
   #writeCursor(inFlight: InFlight | undefined): void {
-    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, ...(inFlight ? { inFlight } : {}) };
+    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, delivered: this.#deliveredCount, ...(this.#receiptHash !== undefined && this.#receiptHead > 0 ? { receiptsHash: this.#receiptHash } : {}), ...(this.#lastDeliveredAt !== undefined ? { lastDeliveredAt: this.#lastDeliveredAt } : {}), ...(inFlight ? { inFlight } : {}) };
     this.#state.write(cursor);
     this.#inFlight = inFlight;
   }
@@ -450,7 +511,7 @@ export class Deliverer {
     let oldest: number | undefined;
     for (const item of streams) {
       for (let seq = (this.#cursor.get(item.stream) ?? 0) + 1; seq <= item.head; seq++) {
-        if (this.#delivered.has(`${item.stream}/${seq}`)) continue;
+        if (this.#deliveredAbove(item.stream, seq)) continue;
         backlog++;
         const at = Date.parse(records.get(`${item.stream}/${seq}`)?.capturedAt ?? '');
         if (Number.isFinite(at)) oldest = Math.min(oldest ?? at, at);
@@ -496,19 +557,16 @@ export class Deliverer {
 }
 
 /**
- * `<state>/<target>.receipt-keys.sqlite`, refused (`DELIVERY_STATE`) when something other than a
- * regular file is in its place: a link would have SQLite write wherever it points.
+ * The receipt key index `<state>/<target>.receipt-keys.sqlite`. Core's index refuses anything but
+ * a regular file at it, its `-wal` or its `-shm` (a link would have SQLite write wherever it
+ * points); any failure to open it is a problem of the state directory (`DELIVERY_STATE`).
  */
-function receiptKeysFile(dir: string, target: string): string {
-  const file = path.join(dir, `${target}.receipt-keys.sqlite`);
-  let stats: ReturnType<typeof lstatSync> | undefined;
+function openReceiptKeys(dir: string, target: string): KeyIndex {
   try {
-    stats = lstatSync(file);
+    return openKeyIndex({ file: path.join(dir, `${target}.receipt-keys.sqlite`) });
   } catch (error) {
-    if ((error as { code?: string }).code !== 'ENOENT') throw new DeliveryError('DELIVERY_STATE', `cannot inspect ${file} (${(error as { code?: string }).code ?? 'error'}); move it aside — it is rebuilt from the receipts`, { cause: error });
+    throw new DeliveryError('DELIVERY_STATE', (error as Error).message, { cause: error });
   }
-  if (stats && !stats.isFile()) throw new DeliveryError('DELIVERY_STATE', `${file} is not a regular file (a link, FIFO or directory); move it aside — it is rebuilt from the receipts`);
-  return file;
 }
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {

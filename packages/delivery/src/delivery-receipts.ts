@@ -27,6 +27,8 @@ export interface Receipt {
   readonly seqs: readonly number[];
   /** The journal address it went to. */
   readonly to: string;
+  /** The mode it was delivered in (`undefined` for a receipt that does not say). */
+  readonly mode: 'record' | 'day' | undefined;
   readonly messageId: string;
   /** Record mode: the record's SHA-256. */
   readonly recordHash: string | undefined;
@@ -88,12 +90,16 @@ export function refusalCapture(input: { readonly target: string; readonly to: st
   };
 }
 
-/** Reads the receipts of `delivery:<target>` after `afterSeq`, in order. */
-export async function* readReceipts(sink: Sink, target: string, afterSeq = 0): AsyncGenerator<Receipt> {
+/**
+ * Reads the receipts of `delivery:<target>` after `afterSeq`, in order. `seen`, when given, is
+ * told the seq and hash of every record read (refusals too), before its receipt is yielded.
+ */
+export async function* readReceipts(sink: Sink, target: string, afterSeq = 0, seen?: (seq: number, hash: string) => void): AsyncGenerator<Receipt> {
   const stream = receiptStream(target);
   if (!(await sink.streams()).includes(stream)) return;
   for await (const stored of sink.read(stream, { fromSeq: afterSeq + 1 })) {
-    const { record } = decodeRecord(stored.bytes);
+    const { record, hash } = decodeRecord(stored.bytes);
+    seen?.(record.seq, hash);
     const receipt = await toReceipt(sink, record);
     if (receipt) yield receipt;
   }
@@ -110,7 +116,8 @@ async function toReceipt(sink: Sink, record: ArchiveRecord): Promise<Receipt | u
     seqs = detail?.records?.map((item) => Number(item.seq)).filter((seq) => Number.isSafeInteger(seq) && seq > 0);
   }
   if (!seqs || seqs.length === 0) return undefined;
-  return { receiptSeq: record.seq, stream, seqs, to: fields.to ?? '', messageId: fields.messageId ?? '', recordHash: fields.recordHash, deliveredAt: fields.deliveredAt ?? '', reply: fields.reply ?? '', inDoubt: fields.inDoubt === 'true' };
+  const mode = fields.mode === 'record' || fields.mode === 'day' ? fields.mode : undefined;
+  return { receiptSeq: record.seq, stream, seqs, to: fields.to ?? '', mode, messageId: fields.messageId ?? '', recordHash: fields.recordHash, deliveredAt: fields.deliveredAt ?? '', reply: fields.reply ?? '', inDoubt: fields.inDoubt === 'true' };
 }
 
 function parseCanonicalLoose(bytes: Uint8Array): unknown {

@@ -33,6 +33,15 @@ export interface DeliveryCursor {
   readonly streams: Readonly<Record<string, number>>;
   /** Receipts-stream seq up to which receipts are reflected here. */
   readonly receipts: number;
+  /**
+   * SHA-256 of the receipts-stream record at `receipts` (absent when `receipts` is 0, or in a
+   * cursor written before it was kept): a state directory of another archive is refused.
+   */
+  readonly receiptsHash?: string;
+  /** Delivery receipts among the receipts-stream records it counts (absent in a cursor written before it was kept). */
+  readonly delivered?: number;
+  /** When the newest delivery receipt counted here was written (kept across refusals, which are receipts too). */
+  readonly lastDeliveredAt?: string;
   /** Sent (or being sent) when this was written: its outcome is unknown until a receipt says. */
   readonly inFlight?: InFlight;
 }
@@ -144,7 +153,7 @@ export class DeliveryState {
       throw new DeliveryError('DELIVERY_STATE', `${this.file} is not valid JSON; move it aside — the receipts stream rebuilds the cursor`, { cause: error });
     }
     const cursor = value as Partial<DeliveryCursor>;
-    if (cursor.format !== 'offchannel-delivery-cursor' || cursor.v !== 1 || typeof cursor.streams !== 'object' || cursor.streams === null || typeof cursor.receipts !== 'number') {
+    if (cursor.format !== 'offchannel-delivery-cursor' || cursor.v !== 1 || typeof cursor.streams !== 'object' || cursor.streams === null || !Number.isSafeInteger(cursor.receipts) || (cursor.receipts as number) < 0 || (cursor.delivered !== undefined && (!Number.isSafeInteger(cursor.delivered) || cursor.delivered < 0 || cursor.delivered > (cursor.receipts as number))) || (cursor.receiptsHash !== undefined && (typeof cursor.receiptsHash !== 'string' || !/^[0-9a-f]{64}$/.test(cursor.receiptsHash))) || (cursor.lastDeliveredAt !== undefined && typeof cursor.lastDeliveredAt !== 'string')) {
       throw new DeliveryError('DELIVERY_STATE', `${this.file} is not a delivery cursor; move it aside — the receipts stream rebuilds the cursor`);
     }
     return cursor as DeliveryCursor;

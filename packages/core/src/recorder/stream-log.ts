@@ -107,6 +107,12 @@ export class StreamLog {
   private headHash = ZERO_HASH;
   /** Last record the sink acknowledged. */
   private durable: StreamHead = { seq: 0, hash: ZERO_HASH };
+  /**
+   * Durable records whose keys the key index has not taken (an update failed), in seq order,
+   * and how many batches they came in: see {@link indexDurable}. Their keys stay in {@link keys}.
+   */
+  private unindexed: QueuedRecord[] = [];
+  private unindexedBatches = 0;
   /** Batches waiting for their append, oldest first; records are added to the last one. */
   private queue: OpenBatch[] = [];
   /** Size of the next new batch buffer: follows the size of recent batches. */
@@ -395,7 +401,14 @@ export class StreamLog {
     }
   }
 
-  /** Moves a durable batch's keys from memory into the key index (in memory they stay on failure). */
+  /**
+   * Moves a durable batch's keys from memory into the key index. The index must never claim a
+   * head whose keys it lacks: when an update fails, the batch's keys stay in memory and in
+   * {@link unindexed}, and each later update writes them first, with its own batch, in one
+   * transaction (the head moves past them only with them). While the index keeps failing it is
+   * retried at every doubling of the batches waiting, so a full disk costs O(records), not
+   * O(records²); what never got in is read back from the sink at the next start.
+   */
   private indexDurable(batch: readonly QueuedRecord[], head: StreamHead): void {
     if (this.lent) {
       // The map is the index: each key's entry becomes its seq (a key is queued only when absent).
@@ -403,15 +416,32 @@ export class StreamLog {
       this.lent.head = head;
       return;
     }
+    let keys = batch;
+    if (this.unindexed.length > 0) {
+      for (const entry of batch) this.unindexed.push(entry);
+      keys = this.unindexed;
+      this.unindexedBatches++;
+      // Retry at 2, 4, 8, … batches waiting.
+      if ((this.unindexedBatches & (this.unindexedBatches - 1)) !== 0) return;
+    }
     try {
       // A queued record is an IndexedKey ({key, seq}): no copy of the batch.
-      this.options.index.add(this.stream, batch, head);
+      this.options.index.add(this.stream, keys, head);
     } catch (error) {
+      if (keys === batch) {
+        this.unindexed = [...batch];
+        this.unindexedBatches = 1;
+      }
       const code = (error as { code?: unknown }).code;
-      this.options.logger.error({ stream: this.stream, code: typeof code === 'string' ? code : undefined }, 'the key index could not be updated; keys stay in memory and the index catches up at the next start');
+      this.options.logger.error(
+        { stream: this.stream, records: keys.length, code: typeof code === 'string' ? code : undefined },
+        'the key index could not be updated; keys stay in memory, the update is retried with later batches, and the index catches up at the next start',
+      );
       return;
     }
-    for (const entry of batch) if (this.keys.get(entry.key) === entry) this.keys.delete(entry.key);
+    for (const entry of keys) if (this.keys.get(entry.key) === entry) this.keys.delete(entry.key);
+    this.unindexed = [];
+    this.unindexedBatches = 0;
   }
 
   /** Appends the oldest queued batch: its buffer as the stored lines, each record a view of it. */
