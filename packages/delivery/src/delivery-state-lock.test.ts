@@ -1,8 +1,8 @@
 /**
  * One deliverer per target, with real processes. The target's lock is held by the kernel for the
  * deliverer's process: a deliverer killed with SIGKILL leaves it free at once, and after such a
- * crash, deliverers started at the same instant never both win — the pid-file lock of earlier
- * versions let two of them "take over" the dead one's lock together (one removing the other's
+ * crash, deliverers started at the same instant never both win, nor all lose — the pid-file
+ * lock of earlier versions let two of them "take over" the dead one's lock together (one removing the other's
  * fresh lock), and both delivered the same target. A pid file left by an earlier version is
  * removed when its process is gone, and refused while a process of that pid runs.
  */
@@ -138,7 +138,9 @@ describe('the target lock', () => {
       for (const child of pool) expect(await line(child)).toBe('ready');
       for (const child of pool) child.stdin.write('go\n');
       const results = await Promise.all(pool.map(line));
+      // Never two at once, and never none: the losers retried while a collision lasted.
       expect(results.filter((result) => result === 'open'), `round ${round}: ${results.join(' | ')}`).toHaveLength(1);
+      expect((await failure(DeliveryState.open(dir, 'journal'))).message).toMatch(/run one deliverer per target$/);
       const next: Child[] = [];
       for (const [index, child] of pool.entries()) {
         if (results[index] === 'open') {
