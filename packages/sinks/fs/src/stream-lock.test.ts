@@ -1,13 +1,14 @@
 /**
  * The stream writer lock is core's kernel-held lock: a second writer (here, in the same process)
  * is a `SinkConflictError`; a FIFO or a link in the lock's place is refused without waiting on it
- * or locking what it points at. (Separate processes and SIGKILL: core's os-lock.test.ts and this
+ * or locking what it points at (fatal); a lock that cannot be taken for another reason is
+ * `SINK_UNAVAILABLE`, retryable, as it was before core's lock. (Separate processes and SIGKILL: core's os-lock.test.ts and this
  * package's crash-safety.test.ts.)
  */
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { OffchannelError, SinkConflictError } from '@offchannel/core';
+import { OffchannelError, SinkConflictError, dispositionOf } from '@offchannel/core';
 import { mkfifo, settleOrHang } from '@offchannel/core/testing';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { acquireStreamLock } from './stream-lock.ts';
@@ -43,4 +44,29 @@ it('refuses a FIFO in place of the lock without waiting on it, and a link withou
   const linked = await acquireStreamLock(path.join(dir, 'linked.lock'), 'demo:alice').catch((caught: unknown) => caught);
   expect(OffchannelError.hasCode(linked, 'OS_LOCK_REFUSED'), String(linked)).toBe(true);
   (await acquireStreamLock(target, 'demo:alice')).release();
+}, 60_000);
+
+it('says unavailable (retryable), not fatal, when the lock cannot be taken for another reason', async () => {
+  const gone = path.join(dir, 'removed');
+  await mkdir(gone);
+  await rm(gone, { recursive: true });
+  await writeFile(path.join(dir, 'a-file'), '');
+  // The lock folder removed under the sink; a file where the folder should be.
+  for (const file of [path.join(gone, 'demo%3Aalice.lock'), path.join(dir, 'a-file', 'demo%3Aalice.lock')]) {
+    const error = await acquireStreamLock(file, 'demo:alice').catch((caught: unknown) => caught);
+    expect(OffchannelError.hasCode(error, 'SINK_UNAVAILABLE'), String(error)).toBe(true);
+    expect(dispositionOf(error)).toBe('retryable');
+    expect((error as Error).message).toContain(file);
+    expect(OffchannelError.hasCode((error as Error).cause, 'OS_LOCK_FAILED')).toBe(true);
+  }
+  // Held and refused keep their meaning: a conflict, and a fatal refusal.
+  const file = path.join(dir, 'held.lock');
+  const held = await acquireStreamLock(file, 'demo:alice');
+  expect(await acquireStreamLock(file, 'demo:alice').catch((caught: unknown) => caught)).toBeInstanceOf(SinkConflictError);
+  held.release();
+  const fifo = path.join(dir, 'refused.lock');
+  mkfifo(fifo);
+  const refused = await settleOrHang(fifo, acquireStreamLock(fifo, 'demo:alice'));
+  expect(OffchannelError.hasCode(refused, 'OS_LOCK_REFUSED')).toBe(true);
+  expect(dispositionOf(refused)).toBe('fatal');
 }, 60_000);
