@@ -4,11 +4,12 @@
  * crash, deliverers started at the same instant never both win, nor all lose — the pid-file
  * lock of earlier versions let two of them "take over" the dead one's lock together (one removing the other's
  * fresh lock), and both delivered the same target. A pid file left by an earlier version is
- * removed when its process is gone, and refused while a process of that pid runs.
+ * removed when its process is gone, and refused while a process of that pid runs; while this
+ * version runs it keeps such a file itself, so that an earlier version started beside it stays out.
  */
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -180,6 +181,59 @@ describe('the pid-file lock of an earlier version', () => {
     await once(child, 'exit');
     return child.pid as number;
   }
+
+  /**
+   * A deliverer of an earlier version, as it took its lock: create `journal.lock` (`O_EXCL`) with
+   * its pid; if it exists, refuse while the pid in it runs, else take it over. Prints `taken`
+   * (and holds it until its stdin ends, then removes it) or `refused`.
+   */
+  function earlierDeliverer(): Child {
+    const script = `
+      import { closeSync, constants, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+      const file = ${JSON.stringify(path.join(dir, 'journal.lock'))};
+      const alive = (pid) => { try { process.kill(pid, 0); return true; } catch (e) { return e.code === 'EPERM'; } };
+      for (;;) {
+        try {
+          const fd = openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+          writeSync(fd, process.pid + '\\n');
+          closeSync(fd);
+          console.log('taken');
+          process.stdin.resume();
+          process.stdin.on('end', () => { rmSync(file, { force: true }); });
+          break;
+        } catch (error) {
+          if (error.code !== 'EEXIST') throw error;
+          const pid = Number(readFileSync(file, 'utf8').trim());
+          if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) { console.log('refused'); break; }
+          rmSync(file, { force: true });
+        }
+      }`;
+    const child = spawn(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(child);
+    return child;
+  }
+
+  it('is kept, holding this deliverer’s pid, while it runs: an earlier version started beside it stays out', async () => {
+    const state = await DeliveryState.open(dir, 'journal');
+    expect(await readFile(path.join(dir, 'journal.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    expect((await stat(path.join(dir, 'journal.lock'))).mode & 0o777).toBe(0o600);
+    expect(await line(earlierDeliverer())).toBe('refused');
+    state.close();
+    expect(await readdir(dir)).toEqual(['journal.lock.db']);
+    // Stopped, it lets an earlier version in again (a rollback), which keeps this one out.
+    const earlier = earlierDeliverer();
+    expect(await line(earlier)).toBe('taken');
+    expect((await failure(DeliveryState.open(dir, 'journal'))).message).toContain('of an earlier offchannel version');
+    await endAll([earlier]);
+    // Killed, it leaves its pid file, which the next deliverer retires and replaces with its own.
+    await crashedDeliverer();
+    expect((await readdir(dir)).sort()).toEqual(['journal.lock', 'journal.lock.db']);
+    const next = await DeliveryState.open(dir, 'journal');
+    expect(await readFile(path.join(dir, 'journal.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    expect(await line(earlierDeliverer())).toBe('refused');
+    next.close();
+    expect(await readdir(dir)).toEqual(['journal.lock.db']);
+  }, 60_000);
 
   it('is removed when its process is gone; the new lock is taken', async () => {
     await writeFile(path.join(dir, 'journal.lock'), `${await deadPid()}\n`, { mode: 0o600 });

@@ -7,10 +7,12 @@
  * reconciled with it first (a crash between the receipt and the cursor write loses nothing).
  * `<state>/<target>.lock.db` keeps a second deliverer of the same target out: an exclusive lock the
  * kernel holds for the deliverer's process and releases however it ends (`takeOsLock`), so it is
- * never stale. The file is empty and stays when the deliverer stops. (Earlier versions used a
- * pid file, `<target>.lock`; it is removed once its process is gone.)
+ * never stale. The file is empty and stays when the deliverer stops. Earlier versions used a
+ * pid file, `<target>.lock`: while the kernel lock is held this version also keeps such a file,
+ * holding its own pid, so that an earlier deliverer started beside it stays out (see
+ * `#holdOldLock`); one whose process is gone is removed.
  */
-import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { type OsLock, OffchannelError, OsLockError, readSmallFileSync, takeOsLock } from '@offchannel/core';
@@ -51,6 +53,8 @@ export class DeliveryState {
   /** The pid file earlier versions used as the lock. */
   readonly #oldLock: string;
   #lock: OsLock | undefined;
+  /** The pid file this deliverer created (device and inode), removed at close. */
+  #pidFile: { readonly dev: number; readonly ino: number } | undefined;
 
   private constructor(dir: string, target: string) {
     this.dir = dir;
@@ -69,7 +73,7 @@ export class DeliveryState {
     }
     state.#takeLock(target);
     try {
-      state.#retireOldLock(target);
+      state.#holdOldLock(target);
     } catch (error) {
       state.close();
       throw error;
@@ -94,6 +98,67 @@ export class DeliveryState {
         throw new DeliveryError('DELIVERY_STATE', `the lock ${this.#lockFile} ${problem}; a deliverer's lock is an empty regular file it creates: remove it if no deliverer runs`, { cause: error });
       }
       throw new DeliveryError('DELIVERY_STATE', `cannot take the lock ${this.#lockFile}: it ${problem}; check the state directory`, { cause: error });
+    }
+  }
+
+  /**
+   * Keeps deliverers of earlier versions out, for a release or two while they may still be run
+   * beside this one (remove it then): under the kernel lock, `<target>.lock` is created holding
+   * this process's pid (0600; written to a new file, `O_EXCL | O_NOFOLLOW`, then hard-linked into
+   * place, which fails if the name exists), as earlier versions created their lock; one of theirs
+   * sees a live pid and refuses to start. A pid file already there is first retired (see
+   * `#retireOldLock`). Removed at {@link close}. It carries the pid file's limits for those
+   * earlier versions only: another PID namespace, a pid reused after a crash (docs/delivery.md).
+   */
+  #holdOldLock(target: string): void {
+    // Written whole under another name first, then linked into place (fails if it exists): an
+    // earlier deliverer never sees it empty, which it would take for a dead one's.
+    const temp = `${this.#oldLock}.${process.pid}.tmp`;
+    rmSync(temp, { force: true });
+    let fd: number;
+    try {
+      fd = openSync(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+    } catch (error) {
+      throw new DeliveryError('DELIVERY_STATE', `cannot create ${temp} (${(error as { code?: string }).code ?? 'error'}); check the state directory`, { cause: error });
+    }
+    try {
+      try {
+        writeSync(fd, `${process.pid}\n`);
+        const { dev, ino } = fstatSync(fd);
+        this.#pidFile = { dev, ino };
+      } finally {
+        closeSync(fd);
+      }
+      for (let attempt = 0; attempt < 3; attempt++) {
+        this.#retireOldLock(target);
+        try {
+          linkSync(temp, this.#oldLock);
+          return;
+        } catch (error) {
+          // An earlier deliverer created it since: look again.
+          if ((error as { code?: string }).code !== 'EEXIST') throw error;
+        }
+      }
+      throw new DeliveryError('DELIVERY_STATE', `target ${target}: ${this.#oldLock} keeps reappearing (a deliverer of an earlier offchannel version starting?); run one deliverer per target`);
+    } catch (error) {
+      this.#pidFile = undefined;
+      if (error instanceof DeliveryError) throw error;
+      throw new DeliveryError('DELIVERY_STATE', `cannot create ${this.#oldLock} (${(error as { code?: string }).code ?? 'error'}); check the state directory and the disk (full?)`, { cause: error });
+    } finally {
+      rmSync(temp, { force: true });
+    }
+  }
+
+  /** Removes the pid file this deliverer created, if that file is still there (never another). */
+  #removePidFile(): void {
+    const created = this.#pidFile;
+    this.#pidFile = undefined;
+    if (created === undefined) return;
+    try {
+      const now = lstatSync(this.#oldLock);
+      if (now.dev === created.dev && now.ino === created.ino) rmSync(this.#oldLock, { force: true });
+    } catch {
+      // Gone already, or unreadable: nothing of ours to remove.
     }
   }
 
@@ -169,8 +234,12 @@ export class DeliveryState {
     }
   }
 
-  /** Releases the lock (the empty lock file stays: removing it could drop a newer deliverer's lock). */
+  /**
+   * Removes the pid file kept for earlier versions, then releases the lock (the empty lock file
+   * stays: removing it could drop a newer deliverer's lock).
+   */
   close(): void {
+    this.#removePidFile();
     this.#lock?.release();
     this.#lock = undefined;
   }
