@@ -5,7 +5,7 @@
  * a state folder) or read whole. A read that waited on a FIFO would hang: each check gives up
  * after 10 s ("hung") and then opens the FIFO for writing, which wakes a blocked reader.
  */
-import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OffchannelError, generateEd25519NoteKey } from '@offchannel/core';
@@ -92,6 +92,21 @@ describe('the witness state folder', () => {
     } finally {
       first.close();
     }
+  });
+
+  it('refuses its own lock as the journal (the same file, by its path or a hard link), which it would unlock by opening it', { timeout: 60_000 }, async () => {
+    const state = path.join(dir, 'witness-journal-lock');
+    const lock = path.join(state, 'lock');
+    (await WitnessState.open(state)).close();
+    await link(lock, path.join(dir, 'journal-link'));
+    for (const journal of [lock, path.join(state, '..', 'witness-journal-lock', 'lock'), path.join(dir, 'journal-link')]) {
+      const error = await WitnessState.open(state, journal).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
+      expect(OffchannelError.hasCode(error, 'WITNESS_STATE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(`the witness journal ${journal} is the state folder's lock`);
+    }
+    // Refused before anything was read or written: the lock is still an empty file, and free.
+    expect((await stat(lock)).size).toBe(0);
+    (await WitnessState.open(state, path.join(state, 'journal'))).close();
   });
 
   it('refuses a 3 GiB journal that is no journal (a sparse file of zeros) with WITNESS_STATE at its first line, without reading it whole', { timeout: 60_000 }, async () => {

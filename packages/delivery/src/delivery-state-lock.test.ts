@@ -9,7 +9,7 @@
  */
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { link, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -171,6 +171,39 @@ describe('the target lock', () => {
     const again = await DeliveryState.open(dir, 'journal');
     again.close();
     expect((await readdir(dir)).sort()).toEqual(['journal.lock.db']);
+  }, 60_000);
+});
+
+describe('another name of the lock (a hard link)', () => {
+  // Opening and closing any name of the lock file in the holding process drops its POSIX lock.
+  it('is refused as the pid file of an earlier version, never opened; so is a pid file with other names', async () => {
+    (await DeliveryState.open(dir, 'journal')).close();
+    await link(path.join(dir, 'journal.lock.db'), path.join(dir, 'journal.lock'));
+    const error = await failure(DeliveryState.open(dir, 'journal'));
+    expect(error.code).toBe('DELIVERY_STATE');
+    expect(error.message).toContain('journal.lock.db under another name (a hard link)');
+    await rm(path.join(dir, 'journal.lock'));
+    await writeFile(path.join(dir, 'elsewhere'), '1\n');
+    await link(path.join(dir, 'elsewhere'), path.join(dir, 'journal.lock'));
+    expect((await failure(DeliveryState.open(dir, 'journal'))).message).toContain('has other names (2 hard links)');
+    // The refusals released the lock: a deliverer of another process gets in.
+    await rm(path.join(dir, 'journal.lock'));
+    const { list, results } = await race(1);
+    expect(results).toEqual(['open']);
+    await endAll(list);
+  }, 60_000);
+
+  it('is refused as the cursor, never opened: the lock keeps other deliverers out', async () => {
+    const state = await DeliveryState.open(dir, 'journal');
+    try {
+      await link(path.join(dir, 'journal.lock.db'), path.join(dir, 'journal.cursor.json'));
+      expect(() => state.read()).toThrow(/journal\.cursor\.json is the lock .*journal\.lock\.db under another name/);
+      const { list, results } = await race(1);
+      expect(results[0]).toMatch(/^DELIVERY_STATE: .*run one deliverer per target$/);
+      await endAll(list);
+    } finally {
+      state.close();
+    }
   }, 60_000);
 });
 

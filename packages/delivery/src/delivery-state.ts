@@ -163,6 +163,26 @@ export class DeliveryState {
   }
 
   /**
+   * Why `file` must not be opened while the lock is held, or undefined: it is the lock file under
+   * another name (a hard link) — this process opening and closing it would drop its own lock,
+   * POSIX locks being per process and file — or, with `links`, it has other names at all. Looked
+   * at with `lstat`, never opened. A file that does not exist is no alias.
+   */
+  #aliasOfLock(file: string, { links }: { links: boolean }): string | undefined {
+    let info;
+    let lock;
+    try {
+      info = lstatSync(file);
+      lock = lstatSync(this.#lockFile);
+    } catch {
+      return undefined; // gone (the read says so), or unexaminable (the read fails the same way)
+    }
+    if (info.dev === lock.dev && info.ino === lock.ino) return `is the lock ${this.#lockFile} under another name (a hard link), which must never be opened`;
+    if (links && info.isFile() && info.nlink > 1) return `has other names (${info.nlink} hard links), which no lock of an earlier version had`;
+    return undefined;
+  }
+
+  /**
    * Earlier versions locked a target with a pid file, `<target>.lock`. With the new lock held, such
    * a file is removed if its process is gone — no deliverer of this version can race on it. If its
    * process runs, it may be a deliverer of the earlier version: refused, so the two never deliver
@@ -173,6 +193,8 @@ export class DeliveryState {
       new DeliveryError('DELIVERY_STATE', `the lock ${this.#oldLock} ${problem}; a deliverer's lock of an earlier version is a small regular file holding its pid: remove it if no deliverer runs`);
     let text: string;
     try {
+      const alias = this.#aliasOfLock(this.#oldLock, { links: true });
+      if (alias !== undefined) throw refuse(alias);
       text = readSmallFileSync(this.#oldLock, { maxBytes: MAX_OLD_LOCK_BYTES, refuse }).toString('utf8');
     } catch (error) {
       if (error instanceof DeliveryError) throw error;
@@ -196,6 +218,8 @@ export class DeliveryState {
     const refuse = (problem: string): DeliveryError =>
       new DeliveryError('DELIVERY_STATE', `${this.file} ${problem}; a delivery cursor is a regular file this deliverer writes: move it aside — the receipts stream rebuilds the cursor`);
     try {
+      const alias = this.#aliasOfLock(this.file, { links: false });
+      if (alias !== undefined) throw refuse(alias);
       text = readSmallFileSync(this.file, { maxBytes: MAX_CURSOR_BYTES, refuse }).toString('utf8');
     } catch (error) {
       if (error instanceof DeliveryError) throw error;

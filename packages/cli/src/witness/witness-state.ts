@@ -29,7 +29,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, rename } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { type OsLock, OffchannelError, OsLockError, WitnessError, readSmallFile, takeOsLock } from '@offchannel/core';
 import { type JournalMark, journalLength, journalLine, journalWindows, scanJournal } from './witness-journal.ts';
@@ -110,6 +110,12 @@ export class WitnessState {
       throw new WitnessError('WITNESS_STATE', `the witness's lock ${path.join(dir, 'lock')} ${problem}; it is an empty regular file the witness creates: remove it if no witness runs`, { cause: error });
     }
     try {
+      // The journal must not be the lock under another name: opening and closing it in this
+      // process would drop the lock (POSIX locks are per process and file). Looked at, not opened.
+      const [named, held] = await Promise.all([lstat(journal).catch(() => undefined), lstat(path.join(dir, 'lock'))]);
+      if (named !== undefined && named.dev === held.dev && named.ino === held.ino) {
+        throw new WitnessError('WITNESS_STATE', `the witness journal ${journal} is the state folder's lock ${path.join(dir, 'lock')} (the same file); give --journal a file of its own`);
+      }
       await state.#load();
     } catch (error) {
       state.close();
