@@ -6,8 +6,10 @@
  * after 10 s ("hung") and then opens the FIFO for writing, which wakes a blocked reader.
  */
 import { link, mkdir, mkdtemp, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { OffchannelError, generateEd25519NoteKey } from '@offchannel/core';
 import { createMemorySink, createRecordingLogger, mkfifo, settleOrHang } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -92,6 +94,25 @@ describe('the witness state folder', () => {
     } finally {
       first.close();
     }
+  });
+
+  it('says a lock it cannot take (no descriptor left) is a failure to check, not a file to remove', { timeout: 60_000 }, () => {
+    // A child limited to 128 descriptors uses them all, then opens the witness's state.
+    const state = path.join(dir, 'witness-emfile');
+    const script = `
+      import { openSync } from 'node:fs';
+      import { WitnessState } from ${JSON.stringify(fileURLToPath(new URL('./witness/witness-state.ts', import.meta.url)))};
+      const held = [];
+      try { for (;;) held.push(openSync('/dev/null', 'r')); } catch {}
+      try { (await WitnessState.open(${JSON.stringify(state)})).close(); console.log(JSON.stringify({ message: 'opened' })); }
+      catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }`;
+    const child = spawnSync('sh', ['-c', 'ulimit -n 128 && exec "$0" "$@"', process.execPath, '--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { timeout: 30_000, encoding: 'utf8' });
+    expect(child.signal, child.stderr).toBeNull();
+    const outcome = JSON.parse(child.stdout) as { code?: string; message: string };
+    expect(outcome.code).toBe('WITNESS_STATE');
+    expect(outcome.message).toContain(`cannot take the witness's lock ${path.join(state, 'lock')}: it cannot be opened`);
+    expect(outcome.message).toContain('check the state folder');
+    expect(outcome.message).not.toContain('remove it if no witness runs');
   });
 
   it('refuses its own lock as the journal (the same file, by its path or a hard link), which it would unlock by opening it', { timeout: 60_000 }, async () => {

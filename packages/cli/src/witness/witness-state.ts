@@ -107,7 +107,10 @@ export class WitnessState {
         throw new WitnessError('WITNESS_STATE', `another witness process holds the state folder ${dir}; one witness per state folder — stop the other one first`, { cause: error });
       }
       const problem = error instanceof OsLockError ? error.problem : 'cannot be taken';
-      throw new WitnessError('WITNESS_STATE', `the witness's lock ${path.join(dir, 'lock')} ${problem}; it is an empty regular file the witness creates: remove it if no witness runs`, { cause: error });
+      if (OffchannelError.hasCode(error, 'OS_LOCK_REFUSED')) {
+        throw new WitnessError('WITNESS_STATE', `the witness's lock ${path.join(dir, 'lock')} ${problem}; it is an empty regular file the witness creates: remove it if no witness runs`, { cause: error });
+      }
+      throw new WitnessError('WITNESS_STATE', `cannot take the witness's lock ${path.join(dir, 'lock')}: it ${problem}; check the state folder (permissions, free space, open files) — do not remove the lock while a witness may run`, { cause: error });
     }
     try {
       // The journal must not be the lock under another name: opening and closing it in this
