@@ -5,9 +5,11 @@
  * `SINK_UNAVAILABLE`, retryable, as it was before core's lock. (Separate processes and SIGKILL: core's os-lock.test.ts and this
  * package's crash-safety.test.ts.)
  */
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { OffchannelError, SinkConflictError, dispositionOf } from '@offchannel/core';
 import { mkfifo, settleOrHang } from '@offchannel/core/testing';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -69,4 +71,22 @@ it('says unavailable (retryable), not fatal, when the lock cannot be taken for a
   const refused = await settleOrHang(fifo, acquireStreamLock(fifo, 'demo:alice'));
   expect(OffchannelError.hasCode(refused, 'OS_LOCK_REFUSED')).toBe(true);
   expect(dispositionOf(refused)).toBe('fatal');
+}, 60_000);
+
+it('says unavailable (retryable) when no file descriptor is left for the lock (EMFILE)', () => {
+  // A child limited to 128 descriptors uses them all, then takes a stream's lock.
+  const script = `
+    import { openSync } from 'node:fs';
+    import { dispositionOf } from '@offchannel/core';
+    import { acquireStreamLock } from ${JSON.stringify(fileURLToPath(new URL('./stream-lock.ts', import.meta.url)))};
+    const held = [];
+    try { for (;;) held.push(openSync('/dev/null', 'r')); } catch {}
+    try { (await acquireStreamLock(${JSON.stringify(path.join(dir, 'demo%3Aalice.lock'))}, 'demo:alice')).release(); console.log(JSON.stringify({ message: 'taken' })); }
+    catch (error) { console.log(JSON.stringify({ code: error.code, disposition: dispositionOf(error), message: error.message })); }`;
+  const child = spawnSync('sh', ['-c', 'ulimit -n 128 && exec "$0" "$@"', process.execPath, '--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { cwd: import.meta.dirname, timeout: 30_000, encoding: 'utf8' });
+  expect(child.signal, child.stderr).toBeNull();
+  const outcome = JSON.parse(child.stdout) as { code?: string; disposition?: string; message: string };
+  expect(outcome.code, outcome.message).toBe('SINK_UNAVAILABLE');
+  expect(outcome.disposition).toBe('retryable');
+  expect(outcome.message).toContain('could not be taken');
 }, 60_000);
