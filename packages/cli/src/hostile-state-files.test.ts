@@ -5,9 +5,11 @@
  * a state folder) or read whole. A read that waited on a FIFO would hang: each check gives up
  * after 10 s ("hung") and then opens the FIFO for writing, which wakes a blocked reader.
  */
-import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { OffchannelError, generateEd25519NoteKey } from '@offchannel/core';
 import { createMemorySink, createRecordingLogger, mkfifo, settleOrHang } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -92,6 +94,40 @@ describe('the witness state folder', () => {
     } finally {
       first.close();
     }
+  });
+
+  it('says a lock it cannot take (no descriptor left) is a failure to check, not a file to remove', { timeout: 60_000 }, () => {
+    // A child limited to 128 descriptors uses them all, then opens the witness's state.
+    const state = path.join(dir, 'witness-emfile');
+    const script = `
+      import { openSync } from 'node:fs';
+      import { WitnessState } from ${JSON.stringify(fileURLToPath(new URL('./witness/witness-state.ts', import.meta.url)))};
+      const held = [];
+      try { for (;;) held.push(openSync('/dev/null', 'r')); } catch {}
+      try { (await WitnessState.open(${JSON.stringify(state)})).close(); console.log(JSON.stringify({ message: 'opened' })); }
+      catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }`;
+    const child = spawnSync('sh', ['-c', 'ulimit -n 128 && exec "$0" "$@"', process.execPath, '--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { timeout: 30_000, encoding: 'utf8' });
+    expect(child.signal, child.stderr).toBeNull();
+    const outcome = JSON.parse(child.stdout) as { code?: string; message: string };
+    expect(outcome.code).toBe('WITNESS_STATE');
+    expect(outcome.message).toContain(`cannot take the witness's lock ${path.join(state, 'lock')}: it cannot be opened`);
+    expect(outcome.message).toContain('check the state folder');
+    expect(outcome.message).not.toContain('remove it if no witness runs');
+  });
+
+  it('refuses its own lock as the journal (the same file, by its path or a hard link), which it would unlock by opening it', { timeout: 60_000 }, async () => {
+    const state = path.join(dir, 'witness-journal-lock');
+    const lock = path.join(state, 'lock');
+    (await WitnessState.open(state)).close();
+    await link(lock, path.join(dir, 'journal-link'));
+    for (const journal of [lock, path.join(state, '..', 'witness-journal-lock', 'lock'), path.join(dir, 'journal-link')]) {
+      const error = await WitnessState.open(state, journal).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
+      expect(OffchannelError.hasCode(error, 'WITNESS_STATE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(`the witness journal ${journal} is the state folder's lock`);
+    }
+    // Refused before anything was read or written: the lock is still an empty file, and free.
+    expect((await stat(lock)).size).toBe(0);
+    (await WitnessState.open(state, path.join(state, 'journal'))).close();
   });
 
   it('refuses a 3 GiB journal that is no journal (a sparse file of zeros) with WITNESS_STATE at its first line, without reading it whole', { timeout: 60_000 }, async () => {

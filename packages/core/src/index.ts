@@ -149,7 +149,7 @@ export { openStateStore } from './state/secret-store.ts';
 export type { StateStore, StateStoreOptions } from './state/secret-store.ts';
 export type { StateTable } from './state/state-table.ts';
 export { takeOsLock } from './state/os-lock.ts';
-export type { OsLock } from './state/os-lock.ts';
+export type { OsLock, OsLockOptions } from './state/os-lock.ts';
 export { OsLockError } from './errors/os-lock-error.ts';
 export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key.ts';
 

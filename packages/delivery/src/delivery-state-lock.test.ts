@@ -1,14 +1,15 @@
 /**
  * One deliverer per target, with real processes. The target's lock is held by the kernel for the
  * deliverer's process: a deliverer killed with SIGKILL leaves it free at once, and after such a
- * crash, deliverers started at the same instant never both win — the pid-file lock of earlier
- * versions let two of them "take over" the dead one's lock together (one removing the other's
+ * crash, deliverers started at the same instant never both win, nor all lose — the pid-file
+ * lock of earlier versions let two of them "take over" the dead one's lock together (one removing the other's
  * fresh lock), and both delivered the same target. A pid file left by an earlier version is
- * removed when its process is gone, and refused while a process of that pid runs.
+ * removed when its process is gone, and refused while a process of that pid runs; while this
+ * version runs it keeps such a file itself, so that an earlier version started beside it stays out.
  */
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { link, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -138,7 +139,9 @@ describe('the target lock', () => {
       for (const child of pool) expect(await line(child)).toBe('ready');
       for (const child of pool) child.stdin.write('go\n');
       const results = await Promise.all(pool.map(line));
+      // Never two at once, and never none: the losers retried while a collision lasted.
       expect(results.filter((result) => result === 'open'), `round ${round}: ${results.join(' | ')}`).toHaveLength(1);
+      expect((await failure(DeliveryState.open(dir, 'journal'))).message).toMatch(/run one deliverer per target$/);
       const next: Child[] = [];
       for (const [index, child] of pool.entries()) {
         if (results[index] === 'open') {
@@ -171,6 +174,39 @@ describe('the target lock', () => {
   }, 60_000);
 });
 
+describe('another name of the lock (a hard link)', () => {
+  // Opening and closing any name of the lock file in the holding process drops its POSIX lock.
+  it('is refused as the pid file of an earlier version, never opened; so is a pid file with other names', async () => {
+    (await DeliveryState.open(dir, 'journal')).close();
+    await link(path.join(dir, 'journal.lock.db'), path.join(dir, 'journal.lock'));
+    const error = await failure(DeliveryState.open(dir, 'journal'));
+    expect(error.code).toBe('DELIVERY_STATE');
+    expect(error.message).toContain('journal.lock.db under another name (a hard link)');
+    await rm(path.join(dir, 'journal.lock'));
+    await writeFile(path.join(dir, 'elsewhere'), '1\n');
+    await link(path.join(dir, 'elsewhere'), path.join(dir, 'journal.lock'));
+    expect((await failure(DeliveryState.open(dir, 'journal'))).message).toContain('has other names (2 hard links)');
+    // The refusals released the lock: a deliverer of another process gets in.
+    await rm(path.join(dir, 'journal.lock'));
+    const { list, results } = await race(1);
+    expect(results).toEqual(['open']);
+    await endAll(list);
+  }, 60_000);
+
+  it('is refused as the cursor, never opened: the lock keeps other deliverers out', async () => {
+    const state = await DeliveryState.open(dir, 'journal');
+    try {
+      await link(path.join(dir, 'journal.lock.db'), path.join(dir, 'journal.cursor.json'));
+      expect(() => state.read()).toThrow(/journal\.cursor\.json is the lock .*journal\.lock\.db under another name/);
+      const { list, results } = await race(1);
+      expect(results[0]).toMatch(/^DELIVERY_STATE: .*run one deliverer per target$/);
+      await endAll(list);
+    } finally {
+      state.close();
+    }
+  }, 60_000);
+});
+
 describe('the pid-file lock of an earlier version', () => {
   /** The pid of a process that has exited. */
   async function deadPid(): Promise<number> {
@@ -178,6 +214,59 @@ describe('the pid-file lock of an earlier version', () => {
     await once(child, 'exit');
     return child.pid as number;
   }
+
+  /**
+   * A deliverer of an earlier version, as it took its lock: create `journal.lock` (`O_EXCL`) with
+   * its pid; if it exists, refuse while the pid in it runs, else take it over. Prints `taken`
+   * (and holds it until its stdin ends, then removes it) or `refused`.
+   */
+  function earlierDeliverer(): Child {
+    const script = `
+      import { closeSync, constants, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+      const file = ${JSON.stringify(path.join(dir, 'journal.lock'))};
+      const alive = (pid) => { try { process.kill(pid, 0); return true; } catch (e) { return e.code === 'EPERM'; } };
+      for (;;) {
+        try {
+          const fd = openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+          writeSync(fd, process.pid + '\\n');
+          closeSync(fd);
+          console.log('taken');
+          process.stdin.resume();
+          process.stdin.on('end', () => { rmSync(file, { force: true }); });
+          break;
+        } catch (error) {
+          if (error.code !== 'EEXIST') throw error;
+          const pid = Number(readFileSync(file, 'utf8').trim());
+          if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) { console.log('refused'); break; }
+          rmSync(file, { force: true });
+        }
+      }`;
+    const child = spawn(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(child);
+    return child;
+  }
+
+  it('is kept, holding this deliverer’s pid, while it runs: an earlier version started beside it stays out', async () => {
+    const state = await DeliveryState.open(dir, 'journal');
+    expect(await readFile(path.join(dir, 'journal.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    expect((await stat(path.join(dir, 'journal.lock'))).mode & 0o777).toBe(0o600);
+    expect(await line(earlierDeliverer())).toBe('refused');
+    state.close();
+    expect(await readdir(dir)).toEqual(['journal.lock.db']);
+    // Stopped, it lets an earlier version in again (a rollback), which keeps this one out.
+    const earlier = earlierDeliverer();
+    expect(await line(earlier)).toBe('taken');
+    expect((await failure(DeliveryState.open(dir, 'journal'))).message).toContain('of an earlier offchannel version');
+    await endAll([earlier]);
+    // Killed, it leaves its pid file, which the next deliverer retires and replaces with its own.
+    await crashedDeliverer();
+    expect((await readdir(dir)).sort()).toEqual(['journal.lock', 'journal.lock.db']);
+    const next = await DeliveryState.open(dir, 'journal');
+    expect(await readFile(path.join(dir, 'journal.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    expect(await line(earlierDeliverer())).toBe('refused');
+    next.close();
+    expect(await readdir(dir)).toEqual(['journal.lock.db']);
+  }, 60_000);
 
   it('is removed when its process is gone; the new lock is taken', async () => {
     await writeFile(path.join(dir, 'journal.lock'), `${await deadPid()}\n`, { mode: 0o600 });

@@ -7,10 +7,12 @@
  * reconciled with it first (a crash between the receipt and the cursor write loses nothing).
  * `<state>/<target>.lock.db` keeps a second deliverer of the same target out: an exclusive lock the
  * kernel holds for the deliverer's process and releases however it ends (`takeOsLock`), so it is
- * never stale. The file is empty and stays when the deliverer stops. (Earlier versions used a
- * pid file, `<target>.lock`; it is removed once its process is gone.)
+ * never stale. The file is empty and stays when the deliverer stops. Earlier versions used a
+ * pid file, `<target>.lock`: while the kernel lock is held this version also keeps such a file,
+ * holding its own pid, so that an earlier deliverer started beside it stays out (see
+ * `#holdOldLock`); one whose process is gone is removed.
  */
-import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { type OsLock, OffchannelError, OsLockError, readSmallFileSync, takeOsLock } from '@offchannel/core';
@@ -60,6 +62,8 @@ export class DeliveryState {
   /** The pid file earlier versions used as the lock. */
   readonly #oldLock: string;
   #lock: OsLock | undefined;
+  /** The pid file this deliverer created (device and inode), removed at close. */
+  #pidFile: { readonly dev: number; readonly ino: number } | undefined;
 
   private constructor(dir: string, target: string) {
     this.dir = dir;
@@ -78,7 +82,7 @@ export class DeliveryState {
     }
     state.#takeLock(target);
     try {
-      state.#retireOldLock(target);
+      state.#holdOldLock(target);
     } catch (error) {
       state.close();
       throw error;
@@ -107,6 +111,87 @@ export class DeliveryState {
   }
 
   /**
+   * Keeps deliverers of earlier versions out, for a release or two while they may still be run
+   * beside this one (remove it then): under the kernel lock, `<target>.lock` is created holding
+   * this process's pid (0600; written to a new file, `O_EXCL | O_NOFOLLOW`, then hard-linked into
+   * place, which fails if the name exists), as earlier versions created their lock; one of theirs
+   * sees a live pid and refuses to start. A pid file already there is first retired (see
+   * `#retireOldLock`). Removed at {@link close}. It carries the pid file's limits for those
+   * earlier versions only: another PID namespace, a pid reused after a crash (docs/delivery.md).
+   */
+  #holdOldLock(target: string): void {
+    // Written whole under another name first, then linked into place (fails if it exists): an
+    // earlier deliverer never sees it empty, which it would take for a dead one's.
+    const temp = `${this.#oldLock}.${process.pid}.tmp`;
+    rmSync(temp, { force: true });
+    let fd: number;
+    try {
+      fd = openSync(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+    } catch (error) {
+      throw new DeliveryError('DELIVERY_STATE', `cannot create ${temp} (${(error as { code?: string }).code ?? 'error'}); check the state directory`, { cause: error });
+    }
+    try {
+      try {
+        writeSync(fd, `${process.pid}\n`);
+        const { dev, ino } = fstatSync(fd);
+        this.#pidFile = { dev, ino };
+      } finally {
+        closeSync(fd);
+      }
+      for (let attempt = 0; attempt < 3; attempt++) {
+        this.#retireOldLock(target);
+        try {
+          linkSync(temp, this.#oldLock);
+          return;
+        } catch (error) {
+          // An earlier deliverer created it since: look again.
+          if ((error as { code?: string }).code !== 'EEXIST') throw error;
+        }
+      }
+      throw new DeliveryError('DELIVERY_STATE', `target ${target}: ${this.#oldLock} keeps reappearing (a deliverer of an earlier offchannel version starting?); run one deliverer per target`);
+    } catch (error) {
+      this.#pidFile = undefined;
+      if (error instanceof DeliveryError) throw error;
+      throw new DeliveryError('DELIVERY_STATE', `cannot create ${this.#oldLock} (${(error as { code?: string }).code ?? 'error'}); check the state directory and the disk (full?)`, { cause: error });
+    } finally {
+      rmSync(temp, { force: true });
+    }
+  }
+
+  /** Removes the pid file this deliverer created, if that file is still there (never another). */
+  #removePidFile(): void {
+    const created = this.#pidFile;
+    this.#pidFile = undefined;
+    if (created === undefined) return;
+    try {
+      const now = lstatSync(this.#oldLock);
+      if (now.dev === created.dev && now.ino === created.ino) rmSync(this.#oldLock, { force: true });
+    } catch {
+      // Gone already, or unreadable: nothing of ours to remove.
+    }
+  }
+
+  /**
+   * Why `file` must not be opened while the lock is held, or undefined: it is the lock file under
+   * another name (a hard link) — this process opening and closing it would drop its own lock,
+   * POSIX locks being per process and file — or, with `links`, it has other names at all. Looked
+   * at with `lstat`, never opened. A file that does not exist is no alias.
+   */
+  #aliasOfLock(file: string, { links }: { links: boolean }): string | undefined {
+    let info;
+    let lock;
+    try {
+      info = lstatSync(file);
+      lock = lstatSync(this.#lockFile);
+    } catch {
+      return undefined; // gone (the read says so), or unexaminable (the read fails the same way)
+    }
+    if (info.dev === lock.dev && info.ino === lock.ino) return `is the lock ${this.#lockFile} under another name (a hard link), which must never be opened`;
+    if (links && info.isFile() && info.nlink > 1) return `has other names (${info.nlink} hard links), which no lock of an earlier version had`;
+    return undefined;
+  }
+
+  /**
    * Earlier versions locked a target with a pid file, `<target>.lock`. With the new lock held, such
    * a file is removed if its process is gone — no deliverer of this version can race on it. If its
    * process runs, it may be a deliverer of the earlier version: refused, so the two never deliver
@@ -117,6 +202,8 @@ export class DeliveryState {
       new DeliveryError('DELIVERY_STATE', `the lock ${this.#oldLock} ${problem}; a deliverer's lock of an earlier version is a small regular file holding its pid: remove it if no deliverer runs`);
     let text: string;
     try {
+      const alias = this.#aliasOfLock(this.#oldLock, { links: true });
+      if (alias !== undefined) throw refuse(alias);
       text = readSmallFileSync(this.#oldLock, { maxBytes: MAX_OLD_LOCK_BYTES, refuse }).toString('utf8');
     } catch (error) {
       if (error instanceof DeliveryError) throw error;
@@ -140,6 +227,8 @@ export class DeliveryState {
     const refuse = (problem: string): DeliveryError =>
       new DeliveryError('DELIVERY_STATE', `${this.file} ${problem}; a delivery cursor is a regular file this deliverer writes: move it aside — the receipts stream rebuilds the cursor`);
     try {
+      const alias = this.#aliasOfLock(this.file, { links: false });
+      if (alias !== undefined) throw refuse(alias);
       text = readSmallFileSync(this.file, { maxBytes: MAX_CURSOR_BYTES, refuse }).toString('utf8');
     } catch (error) {
       if (error instanceof DeliveryError) throw error;
@@ -178,8 +267,12 @@ export class DeliveryState {
     }
   }
 
-  /** Releases the lock (the empty lock file stays: removing it could drop a newer deliverer's lock). */
+  /**
+   * Removes the pid file kept for earlier versions, then releases the lock (the empty lock file
+   * stays: removing it could drop a newer deliverer's lock).
+   */
   close(): void {
+    this.#removePidFile();
     this.#lock?.release();
     this.#lock = undefined;
   }

@@ -13,17 +13,23 @@
  * belongs to no running export. No process id is trusted: a reused pid cannot keep a dead
  * export's plaintext on disk, and an export in another PID namespace (a container sharing the
  * folder and the host name) is never mistaken for a dead one. A directory without a `lock` (left
- * by an earlier version, or by an export killed between creating it and locking it) is judged by
- * the pid in its name, as earlier versions did.
+ * by an earlier version) is judged by the pid in its name, as earlier versions did. A directory is
+ * made and locked under a name the clean-up ignores (`.offchannel-export-new-…`) and only then
+ * renamed to the name it scans, so no clean-up ever sees it unlocked: one that judged it by its
+ * pid from another PID namespace would have removed it under the running export. An export killed
+ * in that instant leaves an empty `.offchannel-export-new-…` directory (nothing is written to it
+ * before the rename).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type OsLock, OffchannelError, takeOsLock } from '@offchannel/core';
 
 const PREFIX = '.offchannel-export-tmp-';
+/** Where a directory is made and locked before it is renamed to `PREFIX…`: never scanned. */
+const STAGING = '.offchannel-export-new-';
 /** The file in a working directory whose kernel lock its export holds while it runs. */
 const LOCK = 'lock';
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
@@ -78,22 +84,29 @@ export async function createExportTempDir(out: string, signals: boolean): Promis
 }
 
 /**
- * Creates this export's directory (0700) and locks it. Another export's clean-up may, in the
- * instant between the two, judge it (a directory without a lock, by its pid: wrong across PID
- * namespaces) and remove it; then the lock fails and a new directory is made.
+ * Creates this export's directory (0700) under a name the clean-up ignores, locks it, and renames
+ * it to the name the clean-up scans: from then on its lock says it is in use. A directory that
+ * vanished in between (ENOENT: removed by hand, or the lock failed) is made again, three times.
  */
 async function lockedDir(parent: string): Promise<{ dir: string; lock: OsLock }> {
   for (let attempt = 1; ; attempt++) {
-    const dir = path.join(parent, `${PREFIX}${HOST}-${process.pid}-${randomBytes(8).toString('hex')}`);
-    await mkdir(dir, { mode: 0o700 });
-    active.add(dir);
+    const name = `${HOST}-${process.pid}-${randomBytes(8).toString('hex')}`;
+    const staging = path.join(parent, `${STAGING}${name}`);
+    const dir = path.join(parent, `${PREFIX}${name}`);
+    await mkdir(staging, { mode: 0o700 });
+    let lock: OsLock | undefined;
     try {
-      await chmod(dir, 0o700);
-      return { dir, lock: takeOsLock(path.join(dir, LOCK)) };
+      await chmod(staging, 0o700);
+      lock = takeOsLock(path.join(staging, LOCK));
+      active.add(dir);
+      await rename(staging, dir);
+      return { dir, lock };
     } catch (error) {
       active.delete(dir);
-      await rm(dir, { recursive: true, force: true });
-      if (attempt >= 3 || !OffchannelError.isInstance(error)) throw error;
+      await rm(staging, { recursive: true, force: true });
+      lock?.release();
+      const vanished = (error as { code?: string }).code === 'ENOENT' || OffchannelError.isInstance(error);
+      if (attempt >= 3 || !vanished) throw error;
     }
   }
 }

@@ -29,7 +29,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, rename } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { type OsLock, OffchannelError, OsLockError, WitnessError, readSmallFile, takeOsLock } from '@offchannel/core';
 import { type JournalMark, journalLength, journalLine, journalWindows, scanJournal } from './witness-journal.ts';
@@ -107,9 +107,18 @@ export class WitnessState {
         throw new WitnessError('WITNESS_STATE', `another witness process holds the state folder ${dir}; one witness per state folder — stop the other one first`, { cause: error });
       }
       const problem = error instanceof OsLockError ? error.problem : 'cannot be taken';
-      throw new WitnessError('WITNESS_STATE', `the witness's lock ${path.join(dir, 'lock')} ${problem}; it is an empty regular file the witness creates: remove it if no witness runs`, { cause: error });
+      if (OffchannelError.hasCode(error, 'OS_LOCK_REFUSED')) {
+        throw new WitnessError('WITNESS_STATE', `the witness's lock ${path.join(dir, 'lock')} ${problem}; it is an empty regular file the witness creates: remove it if no witness runs`, { cause: error });
+      }
+      throw new WitnessError('WITNESS_STATE', `cannot take the witness's lock ${path.join(dir, 'lock')}: it ${problem}; check the state folder (permissions, free space, open files) — do not remove the lock while a witness may run`, { cause: error });
     }
     try {
+      // The journal must not be the lock under another name: opening and closing it in this
+      // process would drop the lock (POSIX locks are per process and file). Looked at, not opened.
+      const [named, held] = await Promise.all([lstat(journal).catch(() => undefined), lstat(path.join(dir, 'lock'))]);
+      if (named !== undefined && named.dev === held.dev && named.ino === held.ino) {
+        throw new WitnessError('WITNESS_STATE', `the witness journal ${journal} is the state folder's lock ${path.join(dir, 'lock')} (the same file); give --journal a file of its own`);
+      }
       await state.#load();
     } catch (error) {
       state.close();

@@ -4,6 +4,8 @@
  * once; of many processes released at the same instant exactly one gets it; whatever is planted
  * in the lock file's place is refused without waiting on it. A failed attempt of the holder's own
  * process never drops its lock (closing any descriptor of a file drops a process's POSIX locks).
+ * Contenders that collide mid-climb retry instead of leaving the lock to nobody; the lock file
+ * protocol of earlier versions (a `-journal` on disk) and this one exclude each other.
  */
 import { type ChildProcessByStdio, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { takeOsLock } from './os-lock.ts';
@@ -107,7 +110,7 @@ describe('takeOsLock', () => {
     const lock = takeOsLock(lockFile);
     const third = contender();
     expect(await line(third)).toBe('OS_LOCK_HELD');
-    expect((await stat(`${lockFile}-journal`)).mode & 0o777, 'SQLite\'s journal beside it').toBe(0o600);
+    expect(await readdir(dir), 'no -journal beside a held lock').toEqual(['target.lock']);
     lock.release();
     expect((await stat(lockFile)).size, 'nothing is written to a lock').toBe(0);
     expect((await stat(lockFile)).mode & 0o777).toBe(0o600);
@@ -141,12 +144,105 @@ describe('takeOsLock', () => {
       const results = await Promise.all(list.map(line));
       expect(results.filter((result) => result === 'held'), results.join(',')).toHaveLength(1);
       expect(results.filter((result) => result === 'OS_LOCK_HELD')).toHaveLength(3);
+      // The winner really holds it: never two at once, never none.
+      expect(code(() => takeOsLock(lockFile, { retryForMs: 0 }))).toBe('OS_LOCK_HELD');
       for (const child of list) {
         child.stdin.end();
         if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
       }
     }
   }, 120_000);
+});
+
+describe('contention', () => {
+  it('outlasts another attempt caught mid-climb (its SHARED lock), instead of leaving the lock to nobody', () => {
+    // What a colliding contender holds until it closes: SQLite's SHARED lock, kept in EXCLUSIVE
+    // locking mode after a failed climb. Earlier, the lock then went to nobody: both failed.
+    const other = new DatabaseSync(lockFile, { timeout: 0 });
+    other.exec('PRAGMA locking_mode = EXCLUSIVE');
+    other.exec('BEGIN');
+    other.prepare('SELECT count(*) FROM sqlite_master').get();
+    const pauses: number[] = [];
+    const lock = takeOsLock(lockFile, {
+      random: () => 0.55,
+      pause: (ms) => {
+        pauses.push(ms);
+        if (pauses.length === 3) other.close(); // the other attempt gives up and closes
+      },
+    });
+    expect(pauses).toEqual([6, 6, 6]);
+    expect(code(() => takeOsLock(lockFile, { retryForMs: 0 }))).toBe('OS_LOCK_HELD');
+    lock.release();
+  });
+
+  it('says held only after its retries, and leaves a real holder’s lock in force', async () => {
+    const holder = contender();
+    expect(await line(holder)).toBe('held');
+    const pauses: number[] = [];
+    let draw = 0;
+    const outcome = code(() => takeOsLock(lockFile, { pause: (ms) => pauses.push(ms), random: () => (draw++ % 10) / 10 }));
+    expect(outcome).toBe('OS_LOCK_HELD');
+    expect(pauses.slice(0, 10)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const total = pauses.reduce((sum, ms) => sum + ms, 0);
+    expect(total).toBeGreaterThanOrEqual(250);
+    expect(total).toBeLessThan(260);
+    expect(await line(contender())).toBe('OS_LOCK_HELD');
+    holder.stdin.end();
+    await once(holder, 'exit');
+    takeOsLock(lockFile).release();
+  }, 60_000);
+});
+
+describe('the lock file protocol of earlier versions (a -journal on disk)', () => {
+  /** A child that locks the file as earlier versions did, prints `held` or `busy`, holds until stdin ends. */
+  function olderVersion(): Child {
+    const script = `
+      import { DatabaseSync } from 'node:sqlite';
+      let db;
+      try {
+        db = new DatabaseSync(${JSON.stringify(lockFile)}, { timeout: 0 });
+        db.exec('PRAGMA locking_mode = EXCLUSIVE');
+        db.exec('BEGIN EXCLUSIVE');
+        console.log('held');
+        process.stdin.resume();
+        process.stdin.on('end', () => { db.close(); });
+      } catch (error) {
+        console.log(error.errcode === 5 ? 'busy' : String(error));
+      }`;
+    const child = spawn(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(child);
+    return child;
+  }
+
+  it('keeps an older version out while held, and is kept out by it', async () => {
+    const lock = takeOsLock(lockFile);
+    expect(await line(olderVersion())).toBe('busy');
+    lock.release();
+    const older = olderVersion();
+    expect(await line(older)).toBe('held');
+    expect(code(() => takeOsLock(lockFile, { retryForMs: 20 }))).toBe('OS_LOCK_HELD');
+    expect(await line(contender())).toBe('OS_LOCK_HELD');
+    // Killed, it leaves its -journal; the next lock is taken and SQLite removes it.
+    older.kill('SIGKILL');
+    await once(older, 'exit');
+    expect((await readdir(dir)).sort()).toEqual(['target.lock', 'target.lock-journal']);
+    const next = takeOsLock(lockFile);
+    expect(await readdir(dir)).toEqual(['target.lock']);
+    expect(await line(olderVersion())).toBe('busy');
+    next.release();
+    expect((await stat(lockFile)).size).toBe(0);
+  }, 60_000);
+
+  it('neither creates nor follows a symbolic link planted as its -journal', async () => {
+    await symlink(path.join(dir, 'planted'), `${lockFile}-journal`);
+    const lock = takeOsLock(lockFile);
+    expect(await line(contender())).toBe('OS_LOCK_HELD');
+    lock.release();
+    expect((await readdir(dir)).sort()).toEqual(['target.lock', 'target.lock-journal']);
+    await writeFile(path.join(dir, 'planted'), 'keep');
+    takeOsLock(lockFile).release();
+    expect(await readFile(path.join(dir, 'planted'), 'utf8')).toBe('keep');
+  }, 60_000);
 });
 
 describe('what is in the lock file’s place', () => {

@@ -6,17 +6,38 @@
  * (`@offchannel/sink-fs`), a delivery target, a witness's state folder, an export's working
  * directory.
  *
- * How: `new DatabaseSync(file, { timeout: 0 })`, `PRAGMA locking_mode = EXCLUSIVE`, `BEGIN
- * EXCLUSIVE`. Nothing is ever written: the file stays empty (SQLite creates it if needed; it is
- * set to mode 0600). While the lock is held SQLite keeps a 512-byte `<file>-journal` beside it
- * (same mode, a header and no data), removed at release; one left by a killed holder is harmless
- * and reused. SQLite answers SQLITE_BUSY at once when the lock is held — by another
- * process, or by another connection of this same process (SQLite tracks its locks per file
- * inside a process, where POSIX locks alone would not see them) — and that is `OS_LOCK_HELD`.
+ * How: `new DatabaseSync(file, { timeout: 0 })`, `PRAGMA locking_mode = EXCLUSIVE`, `PRAGMA
+ * journal_mode = MEMORY`, `BEGIN EXCLUSIVE`. Nothing is ever written: the file stays empty (SQLite
+ * creates it if needed; it is set to mode 0600), and with the journal in memory SQLite creates no
+ * `<file>-journal` beside it and writes nothing to disk at all. The locks SQLite takes on the file
+ * are the same as with a journal on disk, so an older offchannel, which kept a `-journal`, and this
+ * one exclude each other on the same lock file; a `-journal` an older holder left when it was
+ * killed is removed by SQLite at the next lock (an empty database has no hot journal to replay;
+ * SQLite unlinks the name, never what a symbolic link there points at).
+ *
+ * Contenders: `BEGIN EXCLUSIVE` climbs SHARED → RESERVED → EXCLUSIVE, and a failed climb keeps its
+ * SHARED lock until the connection is closed. Two processes trying at one instant can thus make
+ * each other fail (both SHARED; one RESERVED, fails EXCLUSIVE on the other's SHARED) and leave
+ * the lock to nobody. So SQLITE_BUSY closes the connection and tries again after a random pause
+ * of 1–10 ms, for about 250 ms of pauses in all, before saying `OS_LOCK_HELD`: a real holder keeps
+ * its EXCLUSIVE lock throughout, so the answer is the same, only later; colliding contenders part
+ * and exactly one of them gets the lock. The pauses block the thread (the helper is synchronous);
+ * they happen only while the lock is contended.
+ *
+ * SQLite answers SQLITE_BUSY when the lock is held — by another process, or by another
+ * connection of this same process (SQLite tracks its locks per file inside a process, where POSIX
+ * locks alone would not see them).
+ *
+ * File systems: these are `fcntl` locks, which hold on a local file system. On NFS they hold only
+ * with working NFS locking (NFSv4, or NFSv3 with lockd): a crashed client's lock lasts until its
+ * lease expires (NFSv4, typically 90 s), and a mount with `nolock`, as well as some SMB, FUSE, 9p
+ * and WSL `drvfs` mounts, does not lock across hosts at all — two hosts could then both "hold" it.
+ * Keep lock files on a local file system.
  *
  * What is in the file's place is not trusted: it is `lstat`ed first, never opened by us — a
  * FIFO, a symbolic link, a directory, a device or a socket is refused (`OS_LOCK_REFUSED`) without
- * waiting on it, and a file holding other data (not empty, not SQLite) is refused by SQLite. After
+ * waiting on it, and a file holding other data is refused by SQLite unless it is an SQLite database
+ * (one is locked like an empty file and left unchanged: nothing is written to it). After
  * the lock is taken the path must still be the regular file seen before (or, if there was none,
  * a regular file): a swap in between is refused too. (The check is by `lstat`, so it cannot hang;
  * a FIFO swapped in between the look and SQLite's open fails in SQLite with an I/O error, and
@@ -43,17 +64,45 @@ export interface OsLock {
   release(): void;
 }
 
+/** How {@link takeOsLock} waits out contenders; the defaults suit every caller. */
+export interface OsLockOptions {
+  /** Milliseconds of pauses after which SQLITE_BUSY is `OS_LOCK_HELD` (default 250). */
+  readonly retryForMs?: number;
+  /** Blocks the thread for `ms` (default: `Atomics.wait`); tests inject their own. */
+  readonly pause?: (ms: number) => void;
+  /** A number in [0, 1) that draws each pause (default `Math.random`). */
+  readonly random?: () => number;
+}
+
 const SQLITE_BUSY = 5;
 const SQLITE_NOTADB = 26;
+const RETRY_FOR_MS = 250;
 const require = createRequire(import.meta.url);
 
 /**
  * Takes the exclusive lock on `file` (its directory must exist), or throws {@link OsLockError}:
- * `OS_LOCK_HELD` when another process or this one holds it, `OS_LOCK_REFUSED` when something
- * other than a lock file is in its place, `OS_LOCK_FAILED` otherwise.
+ * `OS_LOCK_HELD` when another process or this one holds it (after about 250 ms of retries, see
+ * the header), `OS_LOCK_REFUSED` when something other than a lock file is in its place,
+ * `OS_LOCK_FAILED` otherwise.
  */
-export function takeOsLock(file: string): OsLock {
+export function takeOsLock(file: string, options: OsLockOptions = {}): OsLock {
   const sqlite = loadSqlite(file);
+  const budget = options.retryForMs ?? RETRY_FOR_MS;
+  const pause = options.pause ?? sleep;
+  const random = options.random ?? Math.random;
+  let waited = 0;
+  for (;;) {
+    const outcome = attempt(sqlite, file);
+    if (!(outcome instanceof Error)) return outcome;
+    if (waited >= budget) throw new OsLockError('OS_LOCK_HELD', file, 'is held by another process or by this one', { cause: outcome });
+    const ms = 1 + Math.min(9, Math.floor(random() * 10));
+    pause(ms);
+    waited += ms;
+  }
+}
+
+/** One try: the lock, or SQLite's busy error (its connection closed, so it holds nothing). */
+function attempt(sqlite: typeof Sqlite, file: string): OsLock | Error {
   const before = inspect(file);
   let db: Sqlite.DatabaseSync;
   try {
@@ -63,16 +112,18 @@ export function takeOsLock(file: string): OsLock {
   }
   try {
     const opened = same(file, before);
-    // Before the lock, so that the journal SQLite creates next to it gets the same mode.
     if ((opened.mode & 0o777) !== 0o600) chmodSync(file, 0o600);
     db.exec('PRAGMA locking_mode = EXCLUSIVE');
+    // No `-journal` beside the lock, and nothing written to disk; the locks are the same.
+    db.exec('PRAGMA journal_mode = MEMORY');
     db.exec('BEGIN EXCLUSIVE');
     same(file, opened);
   } catch (error) {
+    // Closing drops the SHARED lock a failed climb keeps, which would block a contender.
     db.close();
     if (error instanceof OsLockError) throw error;
     const errcode = (error as { errcode?: unknown }).errcode;
-    if (errcode === SQLITE_BUSY) throw new OsLockError('OS_LOCK_HELD', file, 'is held by another process or by this one', { cause: error });
+    if (errcode === SQLITE_BUSY) return error as Error;
     if (errcode === SQLITE_NOTADB) throw new OsLockError('OS_LOCK_REFUSED', file, 'holds other data, not a lock (a lock file is empty)', { cause: error });
     // Swapped for a FIFO or the like after the first look: say what is there now.
     inspect(file);
@@ -88,6 +139,10 @@ export function takeOsLock(file: string): OsLock {
       held.close();
     },
   };
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function loadSqlite(file: string): typeof Sqlite {

@@ -6,7 +6,7 @@
  * itself is core's `takeOsLock`, shared with the delivery target and witness locks.
  */
 import type * as Sqlite from 'node:sqlite';
-import { OffchannelError, SinkConflictError, takeOsLock } from '@offchannel/core';
+import { OffchannelError, SinkConflictError, SinkUnavailableError, takeOsLock } from '@offchannel/core';
 
 export interface StreamLock {
   release(): void;
@@ -26,7 +26,10 @@ export async function loadSqlite(): Promise<typeof Sqlite> {
 /**
  * Takes the stream's writer lock (`takeOsLock` from core), or rejects with `SinkConflictError` if
  * another writer has it. Anything but a regular file in the lock's place is refused
- * (`OsLockError`, `OS_LOCK_REFUSED`), never waited on nor followed.
+ * (`OsLockError`, `OS_LOCK_REFUSED`, fatal), never waited on nor followed. A lock that could not
+ * be taken for another reason (`OS_LOCK_FAILED`: no descriptor left, disk full, the folder gone)
+ * is `SinkUnavailableError`, retryable: nothing was written, and the recorder tries again later
+ * instead of stopping capture.
  */
 export async function acquireStreamLock(file: string, stream: string): Promise<StreamLock> {
   await loadSqlite(); // without node:sqlite, say so in the sink's words
@@ -35,6 +38,9 @@ export async function acquireStreamLock(file: string, stream: string): Promise<S
   } catch (error) {
     if (OffchannelError.hasCode(error, 'OS_LOCK_HELD')) {
       throw new SinkConflictError(stream, 'another writer (this or another process) holds this stream; a stream has exactly one writer — stop the other capture process for this account first.');
+    }
+    if (OffchannelError.hasCode(error, 'OS_LOCK_FAILED')) {
+      throw new SinkUnavailableError(`the writer lock of stream ${stream} could not be taken: ${(error as Error).message}`, { cause: error });
     }
     throw error;
   }
