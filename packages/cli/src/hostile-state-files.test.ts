@@ -8,13 +8,16 @@
 import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { OffchannelError, generateEd25519NoteKey } from '@offchannel/core';
+import { OffchannelError, cosignerFromSeed, generateEd25519NoteKey } from '@offchannel/core';
 import { createMemorySink, createRecordingLogger, mkfifo, settleOrHang } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CaptureDeliveries } from './capture/capture-deliveries.ts';
 import { loadSigningKey } from './keys.ts';
 import { runCli } from './testing/run-cli.ts';
+import { SnapshotKey } from './witness/witness-snapshot.ts';
 import { WitnessState, originId } from './witness/witness-state.ts';
+
+const SNAPSHOT_KEY = SnapshotKey.fromCosigner(cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2)));
 
 let dir: string;
 beforeEach(async () => {
@@ -50,14 +53,14 @@ describe('the witness state folder', () => {
     await mkdir(path.join(state, 'logs'), { recursive: true });
     const logFile = path.join(state, 'logs', originId('archive.example/offchannel'));
     mkfifo(logFile);
-    const error = await settleOrHang(logFile, WitnessState.open(state));
+    const error = await settleOrHang(logFile, WitnessState.open(state, { key: SNAPSHOT_KEY }));
     expect(OffchannelError.hasCode(error, 'WITNESS_STATE')).toBe(true);
     expect((error as Error).message).toContain('is a FIFO (named pipe), not a regular file');
     await rm(logFile);
 
     await writeFile(path.join(dir, 'elsewhere'), '');
     await symlink(path.join(dir, 'elsewhere'), path.join(state, 'journal'));
-    const linked = await WitnessState.open(state).then(
+    const linked = await WitnessState.open(state, { key: SNAPSHOT_KEY }).then(
       (opened) => {
         opened.close();
         return 'read';
@@ -74,7 +77,7 @@ describe('the witness state folder', () => {
     const journal = await open(path.join(state, 'journal'), 'w', 0o600);
     await journal.truncate(3 * 1024 ** 3);
     await journal.close();
-    const error = await WitnessState.open(state).then(
+    const error = await WitnessState.open(state, { key: SNAPSHOT_KEY }).then(
       (opened) => {
         opened.close();
         return 'read';

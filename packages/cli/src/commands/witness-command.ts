@@ -5,6 +5,7 @@ import { assertKeyFileName, loadVerifierKeys, loadWitnessKey } from '../keys.ts'
 import { UsageError } from '../usage-error.ts';
 import { isLoopback, startWitnessServer } from '../witness/witness-server.ts';
 import { WitnessService } from '../witness/witness-service.ts';
+import { SnapshotKey } from '../witness/witness-snapshot.ts';
 import { WitnessState } from '../witness/witness-state.ts';
 
 export const WITNESS_USAGE = `Usage: offchannel witness serve --key <witness.key> --state <dir> --listen <host:port>
@@ -80,7 +81,8 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
     assertKeyFileName('--tls-key', values['tls-key']);
     tls = { cert: await readFile(values['tls-cert'], 'utf8'), key: await readFile(values['tls-key'], 'utf8') };
   }
-  const state = await WitnessState.open(values.state, values.journal);
+  // The snapshot key is derived from the witness key here and the key goes no further than the service.
+  const state = await WitnessState.open(values.state, { key: SnapshotKey.fromCosigner(key), journal: values.journal });
   const counts = new Map<number, number>();
   const service = new WitnessService({ key, accept, state });
   let server;

@@ -17,10 +17,12 @@ import {
 } from '@offchannel/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WitnessService } from './witness-service.ts';
+import { SnapshotKey } from './witness-snapshot.ts';
 import { WitnessState, originId } from './witness-state.ts';
 
 const LOG_KEY = ed25519KeyFromSeed('archive.example/offchannel', new Uint8Array(32).fill(1));
 const WITNESS = cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2));
+const SNAPSHOT_KEY = SnapshotKey.fromCosigner(WITNESS);
 const ORIGIN = 'archive.example/offchannel/demo:alice';
 const NOW = 1_765_000_000;
 
@@ -56,7 +58,7 @@ function closeStates(): void {
 }
 async function openState(dir: string, journal?: string): Promise<WitnessState> {
   closeStates();
-  const state = await WitnessState.open(dir, journal);
+  const state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, journal });
   states.push(state);
   return state;
 }
@@ -209,19 +211,19 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     expect(await readFile(journal, 'utf8')).toBe(intact);
     closeStates();
     await writeFile(journal, `${intact}garbage\n`);
-    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
     await writeFile(journal, intact);
     const stateFile = path.join(dir, 'logs', originId(ORIGIN));
     const text = await readFile(stateFile, 'utf8');
     await writeFile(stateFile, text.replace(/\n[^\n]+\n$/, `\n${Buffer.alloc(32, 9).toString('base64')}\n`));
-    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
   });
 
   it('one witness per state folder: a second process is refused until the first closes', async () => {
     const dir = await tempDir();
     const first = await openState(dir);
-    await expect(WitnessState.open(dir)).rejects.toThrow(/another witness process holds the state folder/);
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toThrow(/another witness process holds the state folder/);
     first.close();
-    (await WitnessState.open(dir)).close();
+    (await WitnessState.open(dir, { key: SNAPSHOT_KEY })).close();
   });
 });

@@ -33,7 +33,7 @@ import path from 'node:path';
 import type * as Sqlite from 'node:sqlite';
 import { WitnessError, readSmallFile } from '@offchannel/core';
 import { type JournalMark, journalLength, journalLine, journalWindows, scanJournal } from './witness-journal.ts';
-import { type JournalSnapshot, readSnapshot, writeSnapshot } from './witness-snapshot.ts';
+import { type JournalSnapshot, type SnapshotKey, readSnapshot, writeSnapshot } from './witness-snapshot.ts';
 
 /** Most refused-checkpoint evidence files kept (the key holder could otherwise fill the disk). */
 const MAX_EVIDENCE = 1000;
@@ -57,6 +57,14 @@ export interface WitnessStartup {
   readonly journalBytesRead: number;
 }
 
+/** How to open the witness's state. */
+export interface WitnessStateOptions {
+  /** Authenticates `journal.snapshot`: derived from the witness's signing key (SnapshotKey.fromCosigner). */
+  readonly key: SnapshotKey;
+  /** The journal (default `<state>/journal`). */
+  readonly journal?: string | undefined;
+}
+
 /** Largest per-log state file read: an origin line, a size and a root. */
 const MAX_LOG_STATE_BYTES = 64 * 1024;
 
@@ -71,6 +79,7 @@ interface PendingLine {
 export class WitnessState {
   readonly #dir: string;
   readonly #journal: string;
+  readonly #key: SnapshotKey;
   readonly #heads = new Map<string, LogHead>();
   /** The journal's (and the snapshot's) highest mark per origin id: what the next snapshot holds. */
   readonly #marks = new Map<string, JournalMark>();
@@ -91,15 +100,16 @@ export class WitnessState {
 
   #lock: Sqlite.DatabaseSync | undefined;
 
-  private constructor(dir: string, journal: string) {
+  private constructor(dir: string, journal: string, key: SnapshotKey) {
     this.#dir = dir;
     this.#journal = journal;
+    this.#key = key;
   }
 
   /** Opens (creating if needed, mode 0700) the state folder and the journal, and locks the folder. */
-  static async open(dir: string, journal = path.join(dir, 'journal')): Promise<WitnessState> {
+  static async open(dir: string, options: WitnessStateOptions): Promise<WitnessState> {
     await mkdir(path.join(dir, 'logs'), { recursive: true, mode: 0o700 });
-    const state = new WitnessState(dir, journal);
+    const state = new WitnessState(dir, options.journal ?? path.join(dir, 'journal'), options.key);
     const { DatabaseSync } = await import('node:sqlite');
     const lock = new DatabaseSync(path.join(dir, 'lock'), { timeout: 0 });
     try {
@@ -261,7 +271,7 @@ export class WitnessState {
       const marks = new Map(this.#marks);
       const windows = await journalWindows(this.#journal, offset);
       if (!windows) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is shorter than this process wrote; was it replaced while the witness ran?`);
-      this.#snapshotBytes = await writeSnapshot(path.join(this.#dir, 'journal.snapshot'), { offset, ...windows, marks });
+      this.#snapshotBytes = await writeSnapshot(path.join(this.#dir, 'journal.snapshot'), { offset, ...windows, marks }, this.#key);
       this.#snapshotOffset = offset;
       this.#snapshotError = undefined;
     } catch (error) {
@@ -305,7 +315,7 @@ export class WitnessState {
    * snapshot cannot be used); cuts off a torn last line. Returns the offset the read started at.
    */
   async #readJournal(): Promise<number> {
-    const found = await readSnapshot(path.join(this.#dir, 'journal.snapshot'));
+    const found = await readSnapshot(path.join(this.#dir, 'journal.snapshot'), this.#key);
     let from = 0;
     let lowerBound: JournalSnapshot | undefined;
     if (found === undefined) {
@@ -321,6 +331,7 @@ export class WitnessState {
         this.#snapshotBytes = found.marks.size * 128;
         this.#startup = { snapshot: 'used', journalBytesRead: 0 };
       } else {
+        // Authenticated by this witness's key, so sizes it cosigned: a lower bound.
         lowerBound = found;
         const length = await journalLength(this.#journal);
         const reason = length < found.offset ? `the journal is shorter (${length} bytes) than the snapshot's offset ${found.offset}: compacted, or restored from an older copy` : 'the journal differs from the one the snapshot was written from (compacted or replaced)';
@@ -332,7 +343,7 @@ export class WitnessState {
     });
     this.#journalEnd = scan.end;
     this.#startup = { ...this.#startup, journalBytesRead: scan.bytesRead };
-    // A snapshot not from this journal still records sizes this witness cosigned: a lower bound.
+    // An authenticated snapshot not from this journal still records sizes this witness cosigned: a lower bound.
     for (const [id, mark] of lowerBound?.marks ?? []) this.#mark(id, mark.size, mark.root, ' (the journal and journal.snapshot)');
     return from;
   }
