@@ -95,6 +95,11 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
   const { snapshot, reason, journalBytesRead } = state.startup;
   const read = snapshot === 'used' ? 'after its snapshot' : `whole (${reason ?? 'no snapshot yet'})`;
   io.stdout.write(`journal read ${read}: ${journalBytesRead} bytes\n`);
+  const { raised = [] } = state.startup;
+  if (raised.length > 0) {
+    const shown = raised.slice(0, 20).join(', ') + (raised.length > 20 ? ` and ${raised.length - 20} more` : '');
+    io.stderr.write(`warning: journal.snapshot (authenticated by this witness's key) holds larger sizes than the journal for ${raised.length} log(s), kept as their marks: ${shown}; was the journal restored from an older copy?\n`);
+  }
   if (state.snapshotError !== undefined) io.stderr.write(`warning: the journal snapshot could not be written (${(state.snapshotError as Error).message}); the next start reads more of the journal\n`);
   io.stdout.write(`witness ${key.name} serving ${server.url}/add-checkpoint for ${accept.length} log key(s), ${state.logCount} log(s) known\n${key.verifierKey}\n`);
   await new Promise<void>((resolve) => {

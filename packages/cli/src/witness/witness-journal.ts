@@ -66,10 +66,10 @@ function unusable(file: string, problem: string): WitnessError {
   return new WitnessError('WITNESS_STATE', `the witness journal ${file} ${problem}; the witness will not serve without its journal: restore it from a copy`);
 }
 
-/** The journal's length in bytes (0 if it does not exist), refusing anything but a regular file. */
-export async function journalLength(file: string): Promise<number> {
+/** The journal's length in bytes (undefined if it does not exist), refusing anything but a regular file. */
+export async function journalLength(file: string): Promise<number | undefined> {
   const handle = await openJournal(file);
-  if (!handle) return 0;
+  if (!handle) return undefined;
   try {
     return (await handle.stat()).size;
   } finally {

@@ -416,4 +416,55 @@ describe('journal.snapshot is authenticated with a key derived from the witness 
       expect(state.head(origin(1))?.size).toBe(10);
     }
   });
+
+  it('a snapshot from another witness\'s state folder (another key) is no lower bound; this witness\'s own is, and the logs it raises are reported', async () => {
+    const mine = await tempDir();
+    let state = await openState(mine);
+    await state.advance({ origin: origin(1), size: 5, root: root(1, 5) });
+    const theirs = await tempDir();
+    const foreign = await WitnessState.open(theirs, { key: other });
+    await foreign.advance({ origin: origin(1), size: 50, root: root(1, 50) });
+    await foreign.advance({ origin: origin(2), size: 7, root: root(2, 7) });
+    foreign.close();
+    (await WitnessState.open(theirs, { key: other })).close(); // its snapshot
+    state.close();
+    await cp(path.join(theirs, 'journal.snapshot'), path.join(mine, 'journal.snapshot'));
+    state = await openState(mine);
+    expect(state.startup).toMatchObject({ snapshot: 'unusable', reason: expect.stringMatching(/another witness key/) as unknown });
+    expect(state.startup.raised).toBeUndefined();
+    expect(state.head(origin(1))?.size).toBe(5);
+    expect(state.head(origin(2))).toBeUndefined();
+    expect(state.logCount).toBe(1);
+
+    // This witness's own snapshot, its journal restored from an older copy: a lower bound, reported.
+    await state.advance({ origin: origin(1), size: 8, root: root(1, 8) });
+    const older = await readFile(path.join(mine, 'journal'));
+    await state.advance({ origin: origin(1), size: 9, root: root(1, 9) });
+    await state.advance({ origin: origin(3), size: 2, root: root(3, 2) });
+    (await openState(mine)).close();
+    await writeFile(path.join(mine, 'journal'), older);
+    await rm(path.join(mine, 'logs', originId(origin(3))));
+    state = await openState(mine);
+    expect(state.startup).toMatchObject({ snapshot: 'mismatch', raised: [origin(1), originId(origin(3))] });
+    expect(state.head(origin(1))?.size).toBe(9);
+    expect(state.head(origin(3))?.size).toBe(2);
+  });
+
+  it('refuses to start when the journal is missing but this witness\'s snapshot covers some of it (an unmounted disk); starts from an empty journal created on purpose, keeping the marks', async () => {
+    const dir = await tempDir();
+    const journal = path.join(await tempDir(), 'journal');
+    let state = await openState(dir, journal);
+    await state.advance({ origin: origin(1), size: 4, root: root(1, 4) });
+    (await openState(dir, journal)).close();
+    await rm(journal);
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY, journal })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/does not exist, but journal\.snapshot .* covers \d+ bytes.*create it empty/) as unknown });
+    await expect(stat(journal)).rejects.toMatchObject({ code: 'ENOENT' });
+    await writeFile(journal, '', { mode: 0o600 });
+    await rm(path.join(dir, 'logs', originId(origin(1))));
+    state = await openState(dir, journal);
+    expect(state.startup).toMatchObject({ snapshot: 'mismatch', raised: [originId(origin(1))] });
+    expect(state.head(origin(1))?.size).toBe(4);
+    // A new folder (no snapshot) still starts without a journal.
+    (await openState(await tempDir(), path.join(await tempDir(), 'journal'))).close();
+  });
 });

@@ -55,6 +55,11 @@ export interface WitnessStartup {
   readonly reason?: string;
   /** Journal bytes read. */
   readonly journalBytesRead: number;
+  /**
+   * Logs (origin, or `sha256(origin)` hex when no `logs/` file names it) whose mark an
+   * authenticated snapshot that did not match the journal raised above what the journal holds.
+   */
+  readonly raised?: readonly string[];
 }
 
 /** How to open the witness's state. */
@@ -307,6 +312,10 @@ export class WitnessState {
       }
     }
     for (const [id, mark] of marks) this.#journalOnly.set(id, mark);
+    if (this.#startup.raised) {
+      const origins = new Map([...this.#heads.keys()].map((origin) => [originId(origin), origin]));
+      this.#startup = { ...this.#startup, raised: this.#startup.raised.map((id) => origins.get(id) ?? id) };
+    }
     if (from !== this.#journalEnd || this.#startup.snapshot !== 'used') await this.#snapshot();
   }
 
@@ -334,6 +343,9 @@ export class WitnessState {
         // Authenticated by this witness's key, so sizes it cosigned: a lower bound.
         lowerBound = found;
         const length = await journalLength(this.#journal);
+        if (length === undefined) {
+          throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} does not exist, but journal.snapshot (written by this witness) covers ${found.offset} bytes of it: is its disk mounted? Restore the journal; if it is truly lost, create it empty (install -m 600 /dev/null ${this.#journal}) and start again — the snapshot's marks are kept`);
+        }
         const reason = length < found.offset ? `the journal is shorter (${length} bytes) than the snapshot's offset ${found.offset}: compacted, or restored from an older copy` : 'the journal differs from the one the snapshot was written from (compacted or replaced)';
         this.#startup = { snapshot: 'mismatch', reason, journalBytesRead: 0 };
       }
@@ -344,7 +356,12 @@ export class WitnessState {
     this.#journalEnd = scan.end;
     this.#startup = { ...this.#startup, journalBytesRead: scan.bytesRead };
     // An authenticated snapshot not from this journal still records sizes this witness cosigned: a lower bound.
-    for (const [id, mark] of lowerBound?.marks ?? []) this.#mark(id, mark.size, mark.root, ' (the journal and journal.snapshot)');
+    const raised: string[] = [];
+    for (const [id, mark] of lowerBound?.marks ?? []) {
+      if ((this.#marks.get(id)?.size ?? -1) < mark.size) raised.push(id);
+      this.#mark(id, mark.size, mark.root, ' (the journal and journal.snapshot)');
+    }
+    if (raised.length > 0) this.#startup = { ...this.#startup, raised };
     return from;
   }
 }
