@@ -1,4 +1,4 @@
-import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -217,6 +217,33 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     const text = await readFile(stateFile, 'utf8');
     await writeFile(stateFile, text.replace(/\n[^\n]+\n$/, `\n${Buffer.alloc(32, 9).toString('base64')}\n`));
     await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+  });
+
+  it('when the log\'s file cannot be written after its journal line, the head is the journal\'s: a fork at that size is refused, before and after a restart', async () => {
+    const dir = await tempDir();
+    const witness = await service(dir);
+    const log = new TestLog('a').grow(5);
+    expect((await witness.addCheckpoint(await log.request(0))).status).toBe(200);
+    // The log's state file cannot be replaced: a directory (not empty) where its temporary file goes.
+    const blocker = path.join(dir, 'logs', `${originId(ORIGIN)}.tmp`);
+    await mkdir(blocker);
+    await writeFile(path.join(blocker, 'x'), '');
+    await expect(witness.addCheckpoint(await log.grow(10).request(5))).rejects.toThrow();
+    // The journal has (10, A), durable: no cosignature was returned, but size 10 is the mark now.
+    expect((await readFile(path.join(dir, 'journal'), 'utf8')).trimEnd().split('\n')).toHaveLength(2);
+    // The failure was passing (the disk is writable again).
+    await rm(blocker, { recursive: true });
+    const fork = new TestLog('a').grow(5);
+    fork.levels.append(leafHash(Buffer.from('rewritten 5')));
+    fork.grow(10);
+    expect(await witness.addCheckpoint(await fork.request(5))).toEqual({ status: 409, body: '10\n', contentType: 'text/x.tlog.size' });
+    expect(await witness.addCheckpoint(await fork.request(10))).toEqual({ status: 409, body: '10\n', contentType: 'text/x.tlog.size' });
+    const state = states[0] as WitnessState;
+    await expect(state.advance({ origin: ORIGIN, size: 10, root: await treeRoot(fork.levels) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/another root/) as unknown });
+    await expect(state.advance({ origin: ORIGIN, size: 7, root: await treeRoot(fork.levels, 7) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    const restarted = await service(dir);
+    expect(await restarted.addCheckpoint(await fork.request(5))).toEqual({ status: 409, body: '10\n', contentType: 'text/x.tlog.size' });
+    expect((await restarted.addCheckpoint(await log.grow(11).request(10))).status).toBe(200);
   });
 
   it('one witness per state folder: a second process is refused until the first closes', async () => {

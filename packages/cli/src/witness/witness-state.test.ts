@@ -410,6 +410,7 @@ describe('journal.snapshot is authenticated with a key derived from the witness 
       expect(state.startup).toMatchObject({ snapshot: 'unusable', journalBytesRead: (await stat(journal)).size, reason: expect.stringMatching(/not (an )?authenticated/) as unknown });
       expect([lowered, state.head(origin(1))?.size]).toEqual([lowered, 10]);
       expect(Buffer.from(state.head(origin(1))?.root ?? []).toString('hex')).toBe(Buffer.from(root(1, 10)).toString('hex'));
+      await expect(state.advance({ origin: origin(1), size: 10, root: root(9, 10) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
       // The rewritten snapshot is authentic again and used.
       state = await openState(dir);
       expect(state.startup.snapshot).toBe('used');

@@ -177,9 +177,10 @@ export class WitnessState {
   /** The latest cosigned head of `origin`, if any. */
   head(origin: string): LogHead | undefined {
     const head = this.#heads.get(origin);
-    if (head) return head;
-    const mark = this.#journalOnly.get(originId(origin));
-    return mark ? { origin, size: mark.size, root: new Uint8Array(Buffer.from(mark.root, 'base64')) } : undefined;
+    // The journal's mark counts even if the log's file was not written after it (a failed write).
+    const mark = this.#marks.get(originId(origin));
+    if (mark && (!head || mark.size > head.size)) return { origin, size: mark.size, root: new Uint8Array(Buffer.from(mark.root, 'base64')) };
+    return head;
   }
 
   /** How many logs the witness knows. */
@@ -196,6 +197,9 @@ export class WitnessState {
     const id = originId(head.origin);
     const root = Buffer.from(head.root).toString('base64');
     await this.#append(id, { size: head.size, root });
+    // Durable in the journal: the head is this size now, whether or not the file below is written.
+    this.#heads.set(head.origin, { origin: head.origin, size: head.size, root: new Uint8Array(head.root) });
+    this.#journalOnly.delete(id);
     const logs = path.join(this.#dir, 'logs');
     const target = path.join(logs, id);
     const temporary = `${target}.tmp`;
@@ -208,14 +212,18 @@ export class WitnessState {
     }
     await rename(temporary, target);
     await syncDirectory(logs);
-    this.#heads.set(head.origin, { origin: head.origin, size: head.size, root: new Uint8Array(head.root) });
-    this.#journalOnly.delete(id);
     if (this.#journalEnd - this.#snapshotOffset >= Math.max(MIN_SNAPSHOT_INTERVAL, this.#snapshotBytes)) await this.#snapshot();
   }
 
   /** Appends a journal line: lines waiting together share one write and one fsync, in order. */
   async #append(id: string, mark: JournalMark): Promise<void> {
     if (this.#broken) throw this.#broken;
+    // Never a second root at a marked size, never below a mark (the service checks this too).
+    for (const known of [this.#marks.get(id), ...this.#pending.filter((line) => line.id === id).map((line) => line.mark)]) {
+      if (known && (mark.size < known.size || (mark.size === known.size && mark.root !== known.root))) {
+        throw new WitnessError('WITNESS_STATE', `refusing to record size ${mark.size} for a log the journal already marks at size ${known.size}${mark.size === known.size ? ' with another root' : ''}: a fork or a rollback; the checkpoint was not cosigned`);
+      }
+    }
     await new Promise<void>((resolve, reject) => {
       this.#pending.push({ id, mark, resolve, reject });
       if (!this.#writing) void this.#flush();
