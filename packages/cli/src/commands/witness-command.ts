@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type CliIo, EXIT_OK } from '../cli-io.ts';
+import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { assertKeyFileName, loadVerifierKeys, loadWitnessKey } from '../keys.ts';
 import { UsageError } from '../usage-error.ts';
 import { isLoopback, startWitnessServer } from '../witness/witness-server.ts';
@@ -82,7 +82,16 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
     tls = { cert: await readFile(values['tls-cert'], 'utf8'), key: await readFile(values['tls-key'], 'utf8') };
   }
   // The snapshot key is derived from the witness key here and the key goes no further than the service.
-  const state = await WitnessState.open(values.state, { key: SnapshotKey.fromCosigner(key), journal: values.journal });
+  // A journal write that may have left part of a line stops the witness: a supervisor restarts
+  // it, and the start cuts the torn line. Until then every request would fail anyway.
+  let stop: ((error: Error) => void) | undefined;
+  const broken = new Promise<Error>((resolve) => { stop = resolve; });
+  const state = await WitnessState.open(values.state, {
+    key: SnapshotKey.fromCosigner(key),
+    journal: values.journal,
+    onBroken: (error) => stop?.(error),
+    onSnapshotError: (error) => { io.stderr.write(`warning: the journal snapshot could not be written (${(error as Error).message}); the next start reads more of the journal\n`); },
+  });
   const counts = new Map<number, number>();
   const service = new WitnessService({ key, accept, state });
   let server;
@@ -102,12 +111,19 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
   }
   if (state.snapshotError !== undefined) io.stderr.write(`warning: the journal snapshot could not be written (${(state.snapshotError as Error).message}); the next start reads more of the journal\n`);
   io.stdout.write(`witness ${key.name} serving ${server.url}/add-checkpoint for ${accept.length} log key(s), ${state.logCount} log(s) known\n${key.verifierKey}\n`);
-  await new Promise<void>((resolve) => {
-    if (io.signal.aborted) resolve();
-    else io.signal.addEventListener('abort', () => { resolve(); }, { once: true });
-  });
+  const failed = await Promise.race([
+    broken,
+    new Promise<undefined>((resolve) => {
+      if (io.signal.aborted) resolve(undefined);
+      else io.signal.addEventListener('abort', () => { resolve(undefined); }, { once: true });
+    }),
+  ]);
   await server.close();
   state.close();
+  if (failed !== undefined) {
+    io.stderr.write(`error: ${failed.message}; the witness stopped (exit ${EXIT_FAILED}) so that a restart can cut the torn line\n`);
+    return EXIT_FAILED;
+  }
   const summary = [...counts.entries()].sort(([a], [b]) => a - b).map(([status, count]) => `${status}: ${count}`).join(', ');
   io.stdout.write(`witness stopped (answers ${summary || 'none'})\n`);
   return EXIT_OK;

@@ -329,10 +329,12 @@ describe('crashes and append-only journals', () => {
     }
   });
 
-  it('after a failed journal write it appends nothing more until a restart (a partial line may be on disk)', async () => {
+  it('after a failed journal write it appends nothing more until a restart (a partial line may be on disk), and says so once', async () => {
     const dir = await tempDir();
     const journal = path.join(dir, 'journal');
-    const state = await openState(dir);
+    const broken: Error[] = [];
+    const state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, onBroken: (error) => broken.push(error) });
+    states.push(state);
     await state.advance({ origin: origin(1), size: 1, root: root(1, 1) });
     const intact = await readFile(journal);
     // The journal cannot be written (a directory in its place): the write fails.
@@ -345,9 +347,46 @@ describe('crashes and append-only journals', () => {
     await expect(state.advance({ origin: origin(2), size: 1, root: root(2, 1) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
     expect(await readFile(journal)).toEqual(intact);
     expect(state.head(origin(1))?.size).toBe(1);
+    expect(broken.map((error) => error.message)).toEqual([expect.stringMatching(/no longer the one the witness opened/) as unknown]);
     const restarted = await openState(dir);
     await restarted.advance({ origin: origin(2), size: 1, root: root(2, 1) });
     expect(restarted.head(origin(2))?.size).toBe(1);
+  });
+
+  it('appends through the descriptor opened at start: bytes another writer appended, or a journal replaced while it runs, stop it', async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    let state = await openState(dir);
+    await state.advance({ origin: origin(1), size: 1, root: root(1, 1) });
+    // Another writer appends a line: the journal no longer ends where this process expects.
+    await appendFile(journal, line(2, 1));
+    await expect(state.advance({ origin: origin(1), size: 2, root: root(1, 2) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/something else writes to it.*restart/) as unknown });
+    await expect(state.advance({ origin: origin(3), size: 1, root: root(3, 1) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    // The restart reads what is there (the other line included) and appends again.
+    state = await openState(dir);
+    expect(state.head(origin(1))?.size).toBe(2);
+    expect(state.head(origin(2))?.size).toBe(1);
+    // Replaced by a copy with the same bytes (a restore while running): the witness's lines would
+    // land in the file no longer named journal; refused.
+    const copy = await readFile(journal);
+    await rm(journal);
+    await writeFile(journal, copy);
+    await expect(state.advance({ origin: origin(1), size: 3, root: root(1, 3) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/moved, replaced or deleted/) as unknown });
+    expect(await readFile(journal)).toEqual(copy);
+  });
+
+  it('a snapshot write that fails while serving is reported, and fails no cosignature', { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    const errors: unknown[] = [];
+    const state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, onSnapshotError: (error) => errors.push(error) });
+    states.push(state);
+    // A directory (not empty) where the snapshot's temporary file goes: it cannot be replaced.
+    await mkdir(path.join(dir, 'journal.snapshot.tmp', 'x'), { recursive: true });
+    const sizes = Array.from({ length: 600 }, () => 1);
+    await Promise.all(sizes.map(async (size, log) => state.advance({ origin: origin(log), size, root: root(log, size) })));
+    expect(errors.length).toBeGreaterThan(0);
+    expect(state.snapshotError).toBe(errors.at(-1));
+    expectHeads(state, sizes);
   });
 
   it('keeps working when the state folder is copied elsewhere with its journal', async () => {

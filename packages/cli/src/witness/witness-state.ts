@@ -27,9 +27,10 @@
  * from the same size. The kernel releases the lock however the process ends.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, readdir, rename } from 'node:fs/promises';
+import { closeSync, constants, fstat, fsync, open as openFd, write } from 'node:fs';
+import { lstat, mkdir, open, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type * as Sqlite from 'node:sqlite';
 import { WitnessError, readSmallFile } from '@offchannel/core';
 import { type JournalMark, journalLength, journalLine, journalWindows, scanJournal } from './witness-journal.ts';
@@ -68,7 +69,21 @@ export interface WitnessStateOptions {
   readonly key: SnapshotKey;
   /** The journal (default `<state>/journal`). */
   readonly journal?: string | undefined;
+  /**
+   * Called once if a journal write fails after bytes may have reached it: the state then refuses
+   * every further advance, and the process should stop (a restart cuts a torn line).
+   */
+  readonly onBroken?: ((error: WitnessError) => void) | undefined;
+  /** Called when a snapshot write while serving fails (the next start reads a longer tail). */
+  readonly onSnapshotError?: ((error: unknown) => void) | undefined;
 }
+
+/** How the journal is kept open for appending: never through a link, never waiting on a FIFO. */
+const APPEND_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0) | (constants.O_NOCTTY ?? 0);
+const openAsync = promisify(openFd);
+const fstatAsync = promisify(fstat);
+const fsyncAsync = promisify(fsync);
+const writeAsync = promisify(write);
 
 /** Largest per-log state file read: an origin line, a size and a root. */
 const MAX_LOG_STATE_BYTES = 64 * 1024;
@@ -85,6 +100,11 @@ export class WitnessState {
   readonly #dir: string;
   readonly #journal: string;
   readonly #key: SnapshotKey;
+  readonly #onBroken: ((error: WitnessError) => void) | undefined;
+  readonly #onSnapshotError: ((error: unknown) => void) | undefined;
+  /** The journal, open for appending from start to close; its device and inode. */
+  #fd: number | undefined;
+  #file: { readonly dev: number; readonly ino: number } | undefined;
   readonly #heads = new Map<string, LogHead>();
   /** The journal's (and the snapshot's) highest mark per origin id: what the next snapshot holds. */
   readonly #marks = new Map<string, JournalMark>();
@@ -102,19 +122,23 @@ export class WitnessState {
   #snapshotting = false;
   #startup: WitnessStartup = { snapshot: 'none', journalBytesRead: 0 };
   #snapshotError: unknown;
+  /** Set once the start is done: later snapshot failures are reported through onSnapshotError. */
+  #serving = false;
 
   #lock: Sqlite.DatabaseSync | undefined;
 
-  private constructor(dir: string, journal: string, key: SnapshotKey) {
+  private constructor(dir: string, journal: string, options: WitnessStateOptions) {
     this.#dir = dir;
     this.#journal = journal;
-    this.#key = key;
+    this.#key = options.key;
+    this.#onBroken = options.onBroken;
+    this.#onSnapshotError = options.onSnapshotError;
   }
 
   /** Opens (creating if needed, mode 0700) the state folder and the journal, and locks the folder. */
   static async open(dir: string, options: WitnessStateOptions): Promise<WitnessState> {
     await mkdir(path.join(dir, 'logs'), { recursive: true, mode: 0o700 });
-    const state = new WitnessState(dir, options.journal ?? path.join(dir, 'journal'), options.key);
+    const state = new WitnessState(dir, options.journal ?? path.join(dir, 'journal'), options);
     const { DatabaseSync } = await import('node:sqlite');
     const lock = new DatabaseSync(path.join(dir, 'lock'), { timeout: 0 });
     try {
@@ -158,8 +182,10 @@ export class WitnessState {
     }
   }
 
-  /** Releases the state folder's lock. */
+  /** Closes the journal and releases the state folder's lock. */
   close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
     this.#lock?.close();
     this.#lock = undefined;
   }
@@ -235,26 +261,16 @@ export class WitnessState {
     try {
       while (this.#pending.length > 0) {
         const batch = this.#pending.splice(0);
-        const text = batch.map((line) => journalLine(line.id, line.mark.size, line.mark.root)).join('');
+        const text = Buffer.from(batch.map((line) => journalLine(line.id, line.mark.size, line.mark.root)).join(''), 'latin1');
         try {
-          if (this.#broken) throw this.#broken;
-          const journal = await open(this.#journal, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
-          try {
-            const { bytesWritten } = await journal.write(text);
-            if (bytesWritten !== text.length) throw new Error(`wrote ${bytesWritten} of ${text.length} bytes`);
-            await journal.sync();
-          } finally {
-            await journal.close();
-          }
+          await this.#write(text);
         } catch (error) {
-          // Part of the batch may be on disk, without its newline: no line may follow it now.
-          this.#broken ??= new WitnessError('WITNESS_STATE', `writing the witness journal ${this.#journal} failed (${(error as Error).message}); no cosignature was returned for it: fix the cause and restart the witness (a torn last line is cut at start)`);
-          for (const line of batch) line.reject(this.#broken);
+          for (const line of batch) line.reject(error);
           continue;
         }
         this.#journalEnd += text.length;
         for (const line of batch) {
-          // The service advances a log only past its head, which is at least its mark: never a conflict here.
+          // #append refused a second root at a marked size: here a line only raises its mark.
           const known = this.#marks.get(line.id);
           if (!known || line.mark.size > known.size) this.#marks.set(line.id, line.mark);
           line.resolve();
@@ -262,6 +278,36 @@ export class WitnessState {
       }
     } finally {
       this.#writing = false;
+    }
+  }
+
+  /**
+   * Appends `text` to the journal through the descriptor opened at start, fsyncs it, and checks
+   * that the journal is still the file read at start and ends where this process expects. A
+   * failure that left the journal as it was (nothing appended) fails only this batch; any other
+   * latches the state: part of a line may be on disk, and no line may follow it until a restart.
+   */
+  async #write(text: Buffer): Promise<void> {
+    if (this.#broken) throw this.#broken;
+    const fd = this.#fd;
+    if (fd === undefined) throw new WitnessError('WITNESS_STATE', 'the witness state is closed');
+    const expected = this.#journalEnd + text.length;
+    try {
+      const { bytesWritten } = await writeAsync(fd, text, 0, text.length);
+      if (bytesWritten !== text.length) throw new Error(`wrote ${bytesWritten} of ${text.length} bytes`);
+      await fsyncAsync(fd);
+      const { size } = await fstatAsync(fd);
+      if (size !== expected) throw new Error(`it is ${size} bytes long where ${expected} were expected: something else writes to it`);
+      const named = await lstat(this.#journal).catch(() => undefined);
+      if (named?.dev !== this.#file?.dev || named?.ino !== this.#file?.ino) throw new Error('the file at its path is no longer the one the witness opened at start: it was moved, replaced or deleted');
+    } catch (error) {
+      const size = await fstatAsync(fd).then((info) => info.size, () => -1);
+      if (size === this.#journalEnd && !(error as Error).message.startsWith('the file at its path')) {
+        throw new WitnessError('WITNESS_STATE', `writing the witness journal ${this.#journal} failed (${(error as Error).message}) before any byte was written; no cosignature was returned for it: retry`);
+      }
+      this.#broken ??= new WitnessError('WITNESS_STATE', `writing the witness journal ${this.#journal} failed (${(error as Error).message}); no cosignature was returned for it: fix the cause and restart the witness (a torn last line is cut at start)`);
+      this.#onBroken?.(this.#broken);
+      throw this.#broken;
     }
   }
 
@@ -289,6 +335,7 @@ export class WitnessState {
       this.#snapshotError = undefined;
     } catch (error) {
       this.#snapshotError = error;
+      if (this.#serving) this.#onSnapshotError?.(error);
     } finally {
       this.#snapshotting = false;
     }
@@ -324,7 +371,35 @@ export class WitnessState {
       const origins = new Map([...this.#heads.keys()].map((origin) => [originId(origin), origin]));
       this.#startup = { ...this.#startup, raised: this.#startup.raised.map((id) => origins.get(id) ?? id) };
     }
+    // Last, so that a start refused above creates no journal.
+    await this.#openAppender();
     if (from !== this.#journalEnd || this.#startup.snapshot !== 'used') await this.#snapshot();
+    this.#serving = true;
+  }
+
+  /**
+   * Opens the journal for appending, once: `O_APPEND | O_NOFOLLOW | O_NONBLOCK`, a regular file,
+   * the same file (device and inode) that was just read, and as long as it was read. A journal
+   * created here has its directory fsync'd, so the file itself survives a crash.
+   */
+  async #openAppender(): Promise<void> {
+    let fd;
+    try {
+      fd = await openAsync(this.#journal, APPEND_FLAGS, 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is a symbolic link; the witness will not serve without its journal: restore it from a copy`);
+      throw error;
+    }
+    this.#fd = fd;
+    const info = await fstatAsync(fd);
+    if (!info.isFile()) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is not a regular file; the witness will not serve without its journal: restore it from a copy`);
+    if (this.#file === undefined) {
+      if (info.size !== 0) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} appeared while the witness started; start it again`);
+      this.#file = { dev: info.dev, ino: info.ino };
+      await syncDirectory(path.dirname(this.#journal));
+    } else if (info.dev !== this.#file.dev || info.ino !== this.#file.ino || info.size !== this.#journalEnd) {
+      throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} was replaced or written to while the witness started; start it again`);
+    }
   }
 
   /**
@@ -362,6 +437,7 @@ export class WitnessState {
       this.#mark(id, size, root, ` (line at byte ${at})`);
     });
     this.#journalEnd = scan.end;
+    this.#file = scan.file;
     this.#startup = { ...this.#startup, journalBytesRead: scan.bytesRead };
     // An authenticated snapshot not from this journal still records sizes this witness cosigned: a lower bound.
     const raised: string[] = [];
