@@ -5,12 +5,13 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
-import { appendFile, cp, mkdir, mkdtemp, open, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { closeSync, constants, openSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFile, cp, mkdir, mkdtemp, open, readFile, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cosignerFromSeed } from '@offchannel/core';
+import { mkfifo } from '@offchannel/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { journalWindows } from './witness-journal.ts';
 import { WitnessState, originId } from './witness-state.ts';
@@ -255,6 +256,7 @@ describe('crashes and append-only journals', () => {
     // The child replaces the (512 KB) snapshot with the other one in a loop, as the witness does, until killed.
     const script = `
       import { cosignerFromSeed } from '@offchannel/core';
+import { mkfifo } from '@offchannel/core/testing';
       import { SnapshotKey, readSnapshot, writeSnapshot } from ${JSON.stringify(snapshotModule)};
       const key = SnapshotKey.fromCosigner(cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2)));
       const file = ${JSON.stringify(path.join(dir, 'journal.snapshot'))};
@@ -387,6 +389,33 @@ describe('crashes and append-only journals', () => {
     expect(errors.length).toBeGreaterThan(0);
     expect(state.snapshotError).toBe(errors.at(-1));
     expectHeads(state, sizes);
+  });
+
+  it('a link, FIFO or file in place of a log\'s temporary state file is removed, never opened: nothing is written outside the folder, nothing hangs', { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    const outside = path.join(await tempDir(), 'outside');
+    await writeFile(outside, 'untouched\n');
+    const state = await openState(dir);
+    const temporary = path.join(dir, 'logs', `${originId(origin(1))}.tmp`);
+    await symlink(outside, temporary);
+    await state.advance({ origin: origin(1), size: 1, root: root(1, 1) });
+    expect(await readFile(outside, 'utf8')).toBe('untouched\n');
+    mkfifo(temporary);
+    try {
+      const settled = await Promise.race([state.advance({ origin: origin(1), size: 2, root: root(1, 2) }).then(() => 'written'), new Promise((resolve) => setTimeout(resolve, 20_000, 'hung'))]);
+      expect(settled).toBe('written');
+    } finally {
+      // Wake a writer blocked on the FIFO (the old code), if it is still there.
+      try {
+        closeSync(openSync(temporary, constants.O_RDONLY | constants.O_NONBLOCK));
+      } catch {
+        // removed, as it should be
+      }
+    }
+    await writeFile(temporary, 'a leftover write cut short');
+    await state.advance({ origin: origin(1), size: 3, root: root(1, 3) });
+    expect(await readFile(path.join(dir, 'logs', originId(origin(1))), 'utf8')).toBe(`${origin(1)}\n3\n${Buffer.from(root(1, 3)).toString('base64')}\n`);
+    expect(await readFile(outside, 'utf8')).toBe('untouched\n');
   });
 
   it('keeps working when the state folder is copied elsewhere with its journal', async () => {

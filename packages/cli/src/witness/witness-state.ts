@@ -28,7 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstat, fsync, open as openFd, write } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type * as Sqlite from 'node:sqlite';
@@ -80,6 +80,8 @@ export interface WitnessStateOptions {
 
 /** How the journal is kept open for appending: never through a link, never waiting on a FIFO. */
 const APPEND_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0) | (constants.O_NOCTTY ?? 0);
+/** A new temporary file, never through a link, never waiting on a FIFO. */
+const TEMPORARY_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 const openAsync = promisify(openFd);
 const fstatAsync = promisify(fstat);
 const fsyncAsync = promisify(fsync);
@@ -229,7 +231,9 @@ export class WitnessState {
     const logs = path.join(this.#dir, 'logs');
     const target = path.join(logs, id);
     const temporary = `${target}.tmp`;
-    const file = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+    // Whatever is in its place (a write cut short, a link, a FIFO) is removed, never opened.
+    await rm(temporary, { force: true });
+    const file = await open(temporary, TEMPORARY_FLAGS, 0o600);
     try {
       await file.write(`${head.origin}\n${head.size}\n${root}\n`);
       await file.sync();
