@@ -25,6 +25,9 @@ Options:
   --journal <file>      append-only journal of every cosigned size (default <state>/journal).
                         Never restore it from a backup: it is what stops a witness restored
                         from an old copy of its state from cosigning a rolled-back log
+  --read-whole-journal  read and check every journal line at this start, not only those after
+                        journal.snapshot (its sizes still count); after restoring or moving the
+                        journal, or from time to time
   --listen <host:port>  address (loopback HTTP; any other address needs --tls-cert/--tls-key)
   --accept <key|file>   a log verifier key, or a file of them (repeatable, required)
   --tls-cert <file>     PEM certificate chain: serve HTTPS
@@ -46,6 +49,7 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
       key: { type: 'string' },
       state: { type: 'string' },
       journal: { type: 'string' },
+      'read-whole-journal': { type: 'boolean', default: false },
       listen: { type: 'string' },
       accept: { type: 'string', multiple: true },
       'tls-cert': { type: 'string' },
@@ -89,6 +93,7 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
   const state = await WitnessState.open(values.state, {
     key: SnapshotKey.fromCosigner(key),
     journal: values.journal,
+    readWholeJournal: values['read-whole-journal'],
     onBroken: (error) => stop?.(error),
     onSnapshotError: (error) => { io.stderr.write(`warning: the journal snapshot could not be written (${(error as Error).message}); the next start reads more of the journal\n`); },
   });

@@ -115,10 +115,22 @@ describe('witness start-up reads only the journal after its snapshot', () => {
 
     // A line in the middle of the journal is covered by the snapshot (and outside the 4 KiB it
     // checks at each end of its prefix): damaging it does not stop the start, which never reads it.
+    const undamaged = await readFile(journal);
     const damaged = await damageLineAfter(journal, Math.floor(length / 2));
     state = await openState(dir);
     expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: 0 });
     expectHeads(state, sizes);
+
+    // A whole read asked for checks every line: the damaged one stops the witness, snapshot kept.
+    state.close();
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY, readWholeJournal: true })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringContaining(`line at byte ${damaged} is damaged`) as unknown });
+    await writeFile(journal, undamaged);
+    // Restored, the whole read passes; the snapshot is ignored for reading but stays a lower bound.
+    state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, readWholeJournal: true });
+    states.push(state);
+    expect(state.startup).toMatchObject({ snapshot: 'ignored', journalBytesRead: (await stat(journal)).size });
+    expectHeads(state, sizes);
+    expect(await damageLineAfter(journal, Math.floor(length / 2))).toBe(damaged);
 
     // Without the snapshot the whole journal is read, and the damaged line stops the witness.
     state.close();

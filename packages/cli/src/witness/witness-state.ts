@@ -51,7 +51,7 @@ export interface LogHead {
 /** How the last start read the journal. */
 export interface WitnessStartup {
   /** `used`: only the journal after the snapshot was read; otherwise it was read whole. */
-  readonly snapshot: 'used' | 'none' | 'mismatch' | 'unusable';
+  readonly snapshot: 'used' | 'none' | 'mismatch' | 'unusable' | 'ignored';
   /** Why the snapshot was not used (`mismatch`, `unusable`). */
   readonly reason?: string;
   /** Journal bytes read. */
@@ -74,6 +74,11 @@ export interface WitnessStateOptions {
    * every further advance, and the process should stop (a restart cuts a torn line).
    */
   readonly onBroken?: ((error: WitnessError) => void) | undefined;
+  /**
+   * Read the journal whole (and check every line) even if the snapshot matches; an authentic
+   * snapshot still counts as a lower bound.
+   */
+  readonly readWholeJournal?: boolean | undefined;
   /** Called when a snapshot write while serving fails (the next start reads a longer tail). */
   readonly onSnapshotError?: ((error: unknown) => void) | undefined;
 }
@@ -104,6 +109,7 @@ export class WitnessState {
   readonly #key: SnapshotKey;
   readonly #onBroken: ((error: WitnessError) => void) | undefined;
   readonly #onSnapshotError: ((error: unknown) => void) | undefined;
+  readonly #readWhole: boolean;
   /** The journal, open for appending from start to close; its device and inode. */
   #fd: number | undefined;
   #file: { readonly dev: number; readonly ino: number } | undefined;
@@ -135,6 +141,7 @@ export class WitnessState {
     this.#key = options.key;
     this.#onBroken = options.onBroken;
     this.#onSnapshotError = options.onSnapshotError;
+    this.#readWhole = options.readWholeJournal ?? false;
   }
 
   /** Opens (creating if needed, mode 0700) the state folder and the journal, and locks the folder. */
@@ -420,7 +427,10 @@ export class WitnessState {
       this.#startup = { snapshot: 'unusable', reason: `journal.snapshot ${found.problem}`, journalBytesRead: 0 };
     } else {
       const windows = await journalWindows(this.#journal, found.offset);
-      if (windows && windows.first === found.first && windows.last === found.last) {
+      if (this.#readWhole && windows && windows.first === found.first && windows.last === found.last) {
+        lowerBound = found;
+        this.#startup = { snapshot: 'ignored', reason: 'a whole read was asked for', journalBytesRead: 0 };
+      } else if (windows && windows.first === found.first && windows.last === found.last) {
         for (const [id, mark] of found.marks) this.#marks.set(id, mark);
         from = found.offset;
         this.#snapshotOffset = found.offset;
