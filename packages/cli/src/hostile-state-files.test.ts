@@ -5,7 +5,7 @@
  * a state folder) or read whole. A read that waited on a FIFO would hang: each check gives up
  * after 10 s ("hung") and then opens the FIFO for writing, which wakes a blocked reader.
  */
-import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, lstat, mkdir, mkdtemp, open, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OffchannelError, cosignerFromSeed, generateEd25519NoteKey } from '@offchannel/core';
@@ -69,6 +69,42 @@ describe('the witness state folder', () => {
     );
     expect(OffchannelError.hasCode(linked, 'WITNESS_STATE')).toBe(true);
     expect((linked as Error).message).toContain('is a symbolic link');
+  });
+
+  it('a FIFO, link or directory in place of journal.snapshot or its temporary file is not read, followed or waited on: the journal is read whole', { timeout: 60_000 }, async () => {
+    const state = path.join(dir, 'witness-snapshot');
+    const head = { origin: 'archive.example/offchannel/demo:s1', size: 3, root: new Uint8Array(32).fill(7) };
+    const first = await WitnessState.open(state, { key: SNAPSHOT_KEY });
+    await first.advance(head);
+    first.close();
+    (await WitnessState.open(state, { key: SNAPSHOT_KEY })).close(); // writes the snapshot
+    const snapshot = path.join(state, 'journal.snapshot');
+    const valid = path.join(dir, 'valid.snapshot');
+    await rename(snapshot, valid);
+    const hostile: [string, () => Promise<void>][] = [
+      ['a FIFO', async () => { mkfifo(snapshot); }],
+      ['a link to a valid snapshot', async () => { await symlink(valid, snapshot); }],
+      ['a directory', async () => { await mkdir(path.join(snapshot, 'x'), { recursive: true }); }],
+      ['a FIFO as the temporary file', async () => { await cp(valid, snapshot); mkfifo(`${snapshot}.tmp`); }],
+      ['a link as the temporary file', async () => { await cp(valid, snapshot); await symlink(path.join(dir, 'outside'), `${snapshot}.tmp`); }],
+    ];
+    for (const [what, plant] of hostile) {
+      await rm(snapshot, { recursive: true, force: true });
+      await rm(`${snapshot}.tmp`, { force: true });
+      await plant();
+      const opened = await settleOrHang(what.includes('temporary') ? `${snapshot}.tmp` : snapshot, WitnessState.open(state, { key: SNAPSHOT_KEY, readWholeJournal: what.includes('temporary') }));
+      if (!(opened instanceof Object) || !('value' in opened)) throw new Error(`${what}: ${String(opened)}`);
+      const witness = opened.value as WitnessState;
+      witness.close();
+      expect([what, witness.head(head.origin)?.size]).toEqual([what, 3]);
+      // A whole read rewrites the snapshot through its temporary file: what was there is removed.
+      if (what.includes('temporary')) {
+        expect([what, witness.startup.snapshot, witness.snapshotError]).toEqual([what, 'ignored', undefined]);
+        expect((await lstat(snapshot)).isFile()).toBe(true);
+        await expect(lstat(`${snapshot}.tmp`)).rejects.toMatchObject({ code: 'ENOENT' });
+      } else expect([what, witness.startup.snapshot]).toEqual([what, 'unusable']);
+    }
+    await expect(stat(path.join(dir, 'outside'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('refuses a 3 GiB journal that is no journal (a sparse file of zeros) with WITNESS_STATE at its first line, without reading it whole', { timeout: 60_000 }, async () => {

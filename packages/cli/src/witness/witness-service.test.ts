@@ -181,6 +181,35 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     expect((await witness.addCheckpoint(await log.grow(11).request(10))).status).toBe(200);
   });
 
+  it('restarted from an old copy of its state folder that includes an older journal.snapshot (non-zero offset), with its journal kept, it does not cosign a fork', async () => {
+    const dir = await tempDir();
+    const log = new TestLog('a').grow(5);
+    let witness = await service(dir);
+    expect((await witness.addCheckpoint(await log.request(0))).status).toBe(200);
+    witness = await service(dir); // the restart writes a snapshot of the first line
+    const backup = await tempDir();
+    await cp(path.join(dir, 'logs'), path.join(backup, 'logs'), { recursive: true });
+    await cp(path.join(dir, 'journal.snapshot'), path.join(backup, 'journal.snapshot'));
+    const line = (await readFile(path.join(dir, 'journal'))).length;
+    expect(line).toBeGreaterThan(0);
+    expect((await witness.addCheckpoint(await log.grow(10).request(5))).status).toBe(200);
+    await service(dir); // a snapshot of both lines
+    closeStates();
+    // Restore the old copy of the state folder, its snapshot included; keep the journal.
+    await rm(path.join(dir, 'logs'), { recursive: true });
+    await cp(path.join(backup, 'logs'), path.join(dir, 'logs'), { recursive: true });
+    await cp(path.join(backup, 'journal.snapshot'), path.join(dir, 'journal.snapshot'));
+    witness = await service(dir);
+    // The older snapshot still matches the journal's first bytes: only the line after it is read.
+    expect(states[0]?.startup).toEqual({ snapshot: 'used', journalBytesRead: (await readFile(path.join(dir, 'journal'))).length - line });
+    const fork = new TestLog('a').grow(5);
+    fork.levels.append(leafHash(Buffer.from('rewritten 5')));
+    fork.grow(10);
+    expect(await witness.addCheckpoint(await fork.request(5))).toEqual({ status: 409, body: '10\n', contentType: 'text/x.tlog.size' });
+    expect((await witness.addCheckpoint(await fork.request(10))).status).toBe(409);
+    expect((await witness.addCheckpoint(await log.grow(11).request(10))).status).toBe(200);
+  });
+
   it('without the journal line, the restored witness would have cosigned the fork (what the journal protects)', async () => {
     const dir = await tempDir();
     const log = new TestLog('a').grow(5);

@@ -234,11 +234,12 @@ describe('witness start-up reads only the journal after its snapshot', () => {
     if (snapshot === undefined || 'problem' in snapshot) throw new Error(`no usable snapshot: ${JSON.stringify(snapshot)}`);
     const { offset } = snapshot;
     expect(offset).toBeGreaterThan(0);
-    const text = (await readFile(path.join(dir, 'journal'), 'latin1')).slice(0, offset);
+    const whole = await readFile(path.join(dir, 'journal'), 'latin1');
+    const text = whole.slice(0, offset);
     expect(text.endsWith('\n')).toBe(true);
     expect([...snapshot.marks.keys()].sort()).toEqual(text.trimEnd().split('\n').map((entry) => entry.split(' ')[0]).sort());
     state = await openState(dir);
-    expect(state.startup.snapshot).toBe('used');
+    expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: whole.length - offset });
     expectHeads(state, sizes);
   });
 });
