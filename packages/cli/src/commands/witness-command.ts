@@ -123,6 +123,8 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
       else io.signal.addEventListener('abort', () => { resolve(undefined); }, { once: true });
     }),
   ]);
+  // After a journal failure, the requests in flight (failing fast) get their 500 before the stop.
+  if (failed !== undefined) await new Promise((resolve) => setTimeout(resolve, 1000));
   await server.close();
   state.close();
   if (failed !== undefined) {
