@@ -16,7 +16,11 @@ import { appendFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { cosignerFromSeed } from '@offchannel/core';
+import { SnapshotKey } from '../../packages/cli/src/witness/witness-snapshot.ts';
 import { WitnessState, originId } from '../../packages/cli/src/witness/witness-state.ts';
+
+const KEY = SnapshotKey.fromCosigner(cosignerFromSeed('bench.example/witness', new Uint8Array(32).fill(5)));
 
 const { values } = parseArgs({
   options: {
@@ -60,7 +64,7 @@ async function measure(dir: string): Promise<Measurement> {
   gc?.();
   const before = process.memoryUsage().heapUsed;
   const started = performance.now();
-  const state = await WitnessState.open(dir);
+  const state = await WitnessState.open(dir, { key: KEY });
   const ms = performance.now() - started;
   gc?.();
   const heapMiB = (process.memoryUsage().heapUsed - before) / 2 ** 20;

@@ -5,18 +5,21 @@
  * a state folder) or read whole. A read that waited on a FIFO would hang: each check gives up
  * after 10 s ("hung") and then opens the FIFO for writing, which wakes a blocked reader.
  */
-import { link, mkdir, mkdtemp, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
+import { cp, link, lstat, mkdir, mkdtemp, open, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { OffchannelError, generateEd25519NoteKey } from '@offchannel/core';
+import { OffchannelError, cosignerFromSeed, generateEd25519NoteKey } from '@offchannel/core';
 import { createMemorySink, createRecordingLogger, mkfifo, settleOrHang } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CaptureDeliveries } from './capture/capture-deliveries.ts';
 import { loadSigningKey } from './keys.ts';
 import { runCli } from './testing/run-cli.ts';
+import { SnapshotKey } from './witness/witness-snapshot.ts';
 import { WitnessState, originId } from './witness/witness-state.ts';
+
+const SNAPSHOT_KEY = SnapshotKey.fromCosigner(cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2)));
 
 let dir: string;
 beforeEach(async () => {
@@ -52,14 +55,14 @@ describe('the witness state folder', () => {
     await mkdir(path.join(state, 'logs'), { recursive: true });
     const logFile = path.join(state, 'logs', originId('archive.example/offchannel'));
     mkfifo(logFile);
-    const error = await settleOrHang(logFile, WitnessState.open(state));
+    const error = await settleOrHang(logFile, WitnessState.open(state, { key: SNAPSHOT_KEY }));
     expect(OffchannelError.hasCode(error, 'WITNESS_STATE')).toBe(true);
     expect((error as Error).message).toContain('is a FIFO (named pipe), not a regular file');
     await rm(logFile);
 
     await writeFile(path.join(dir, 'elsewhere'), '');
     await symlink(path.join(dir, 'elsewhere'), path.join(state, 'journal'));
-    const linked = await WitnessState.open(state).then(
+    const linked = await WitnessState.open(state, { key: SNAPSHOT_KEY }).then(
       (opened) => {
         opened.close();
         return 'read';
@@ -75,21 +78,21 @@ describe('the witness state folder', () => {
     await mkdir(state, { recursive: true });
     const lock = path.join(state, 'lock');
     mkfifo(lock);
-    const error = await settleOrHang(lock, WitnessState.open(state));
+    const error = await settleOrHang(lock, WitnessState.open(state, { key: SNAPSHOT_KEY }));
     expect(OffchannelError.hasCode(error, 'WITNESS_STATE'), String(error)).toBe(true);
     expect((error as Error).message).toMatch(/lock .* is a FIFO \(named pipe\), not a regular file; .*remove it if no witness runs/);
     await rm(lock);
 
     await writeFile(path.join(dir, 'elsewhere.lock'), '');
     await symlink(path.join(dir, 'elsewhere.lock'), lock);
-    const linked = await WitnessState.open(state).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
+    const linked = await WitnessState.open(state, { key: SNAPSHOT_KEY }).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
     expect(OffchannelError.hasCode(linked, 'WITNESS_STATE'), String(linked)).toBe(true);
     expect((linked as Error).message).toContain('is a symbolic link');
     await rm(lock);
 
-    const first = await WitnessState.open(state);
+    const first = await WitnessState.open(state, { key: SNAPSHOT_KEY });
     try {
-      const second = await WitnessState.open(state).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
+      const second = await WitnessState.open(state, { key: SNAPSHOT_KEY }).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
       expect((second as Error).message).toContain('another witness process holds the state folder');
     } finally {
       first.close();
@@ -101,10 +104,13 @@ describe('the witness state folder', () => {
     const state = path.join(dir, 'witness-emfile');
     const script = `
       import { openSync } from 'node:fs';
+      import { cosignerFromSeed } from '@offchannel/core';
+      import { SnapshotKey } from ${JSON.stringify(fileURLToPath(new URL('./witness/witness-snapshot.ts', import.meta.url)))};
       import { WitnessState } from ${JSON.stringify(fileURLToPath(new URL('./witness/witness-state.ts', import.meta.url)))};
+      const key = SnapshotKey.fromCosigner(cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2)));
       const held = [];
       try { for (;;) held.push(openSync('/dev/null', 'r')); } catch {}
-      try { (await WitnessState.open(${JSON.stringify(state)})).close(); console.log(JSON.stringify({ message: 'opened' })); }
+      try { (await WitnessState.open(${JSON.stringify(state)}, { key })).close(); console.log(JSON.stringify({ message: 'opened' })); }
       catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }`;
     const child = spawnSync('sh', ['-c', 'ulimit -n 128 && exec "$0" "$@"', process.execPath, '--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { timeout: 30_000, encoding: 'utf8' });
     expect(child.signal, child.stderr).toBeNull();
@@ -118,16 +124,52 @@ describe('the witness state folder', () => {
   it('refuses its own lock as the journal (the same file, by its path or a hard link), which it would unlock by opening it', { timeout: 60_000 }, async () => {
     const state = path.join(dir, 'witness-journal-lock');
     const lock = path.join(state, 'lock');
-    (await WitnessState.open(state)).close();
+    (await WitnessState.open(state, { key: SNAPSHOT_KEY })).close();
     await link(lock, path.join(dir, 'journal-link'));
     for (const journal of [lock, path.join(state, '..', 'witness-journal-lock', 'lock'), path.join(dir, 'journal-link')]) {
-      const error = await WitnessState.open(state, journal).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
+      const error = await WitnessState.open(state, { key: SNAPSHOT_KEY, journal }).then((opened) => { opened.close(); return 'opened'; }, (caught: unknown) => caught);
       expect(OffchannelError.hasCode(error, 'WITNESS_STATE'), String(error)).toBe(true);
       expect((error as Error).message).toContain(`the witness journal ${journal} is the state folder's lock`);
     }
     // Refused before anything was read or written: the lock is still an empty file, and free.
     expect((await stat(lock)).size).toBe(0);
-    (await WitnessState.open(state, path.join(state, 'journal'))).close();
+    (await WitnessState.open(state, { key: SNAPSHOT_KEY, journal: path.join(state, 'journal') })).close();
+  });
+
+  it('a FIFO, link or directory in place of journal.snapshot or its temporary file is not read, followed or waited on: the journal is read whole', { timeout: 60_000 }, async () => {
+    const state = path.join(dir, 'witness-snapshot');
+    const head = { origin: 'archive.example/offchannel/demo:s1', size: 3, root: new Uint8Array(32).fill(7) };
+    const first = await WitnessState.open(state, { key: SNAPSHOT_KEY });
+    await first.advance(head);
+    first.close();
+    (await WitnessState.open(state, { key: SNAPSHOT_KEY })).close(); // writes the snapshot
+    const snapshot = path.join(state, 'journal.snapshot');
+    const valid = path.join(dir, 'valid.snapshot');
+    await rename(snapshot, valid);
+    const hostile: [string, () => Promise<void>][] = [
+      ['a FIFO', async () => { mkfifo(snapshot); }],
+      ['a link to a valid snapshot', async () => { await symlink(valid, snapshot); }],
+      ['a directory', async () => { await mkdir(path.join(snapshot, 'x'), { recursive: true }); }],
+      ['a FIFO as the temporary file', async () => { await cp(valid, snapshot); mkfifo(`${snapshot}.tmp`); }],
+      ['a link as the temporary file', async () => { await cp(valid, snapshot); await symlink(path.join(dir, 'outside'), `${snapshot}.tmp`); }],
+    ];
+    for (const [what, plant] of hostile) {
+      await rm(snapshot, { recursive: true, force: true });
+      await rm(`${snapshot}.tmp`, { force: true });
+      await plant();
+      const opened = await settleOrHang(what.includes('temporary') ? `${snapshot}.tmp` : snapshot, WitnessState.open(state, { key: SNAPSHOT_KEY, readWholeJournal: what.includes('temporary') }));
+      if (!(opened instanceof Object) || !('value' in opened)) throw new Error(`${what}: ${String(opened)}`);
+      const witness = opened.value as WitnessState;
+      witness.close();
+      expect([what, witness.head(head.origin)?.size]).toEqual([what, 3]);
+      // A whole read rewrites the snapshot through its temporary file: what was there is removed.
+      if (what.includes('temporary')) {
+        expect([what, witness.startup.snapshot, witness.snapshotError]).toEqual([what, 'ignored', undefined]);
+        expect((await lstat(snapshot)).isFile()).toBe(true);
+        await expect(lstat(`${snapshot}.tmp`)).rejects.toMatchObject({ code: 'ENOENT' });
+      } else expect([what, witness.startup.snapshot]).toEqual([what, 'unusable']);
+    }
+    await expect(stat(path.join(dir, 'outside'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('refuses a 3 GiB journal that is no journal (a sparse file of zeros) with WITNESS_STATE at its first line, without reading it whole', { timeout: 60_000 }, async () => {
@@ -136,7 +178,7 @@ describe('the witness state folder', () => {
     const journal = await open(path.join(state, 'journal'), 'w', 0o600);
     await journal.truncate(3 * 1024 ** 3);
     await journal.close();
-    const error = await WitnessState.open(state).then(
+    const error = await WitnessState.open(state, { key: SNAPSHOT_KEY }).then(
       (opened) => {
         opened.close();
         return 'read';

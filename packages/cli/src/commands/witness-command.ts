@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type CliIo, EXIT_OK } from '../cli-io.ts';
+import { type CliIo, EXIT_FAILED, EXIT_OK } from '../cli-io.ts';
 import { assertKeyFileName, loadVerifierKeys, loadWitnessKey } from '../keys.ts';
 import { UsageError } from '../usage-error.ts';
 import { isLoopback, startWitnessServer } from '../witness/witness-server.ts';
 import { WitnessService } from '../witness/witness-service.ts';
+import { SnapshotKey } from '../witness/witness-snapshot.ts';
 import { WitnessState } from '../witness/witness-state.ts';
 
 export const WITNESS_USAGE = `Usage: offchannel witness serve --key <witness.key> --state <dir> --listen <host:port>
@@ -24,6 +25,9 @@ Options:
   --journal <file>      append-only journal of every cosigned size (default <state>/journal).
                         Never restore it from a backup: it is what stops a witness restored
                         from an old copy of its state from cosigning a rolled-back log
+  --read-whole-journal  read and check every journal line at this start, not only those after
+                        journal.snapshot (its sizes still count); after restoring or moving the
+                        journal, or from time to time
   --listen <host:port>  address (loopback HTTP; any other address needs --tls-cert/--tls-key)
   --accept <key|file>   a log verifier key, or a file of them (repeatable, required)
   --tls-cert <file>     PEM certificate chain: serve HTTPS
@@ -45,6 +49,7 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
       key: { type: 'string' },
       state: { type: 'string' },
       journal: { type: 'string' },
+      'read-whole-journal': { type: 'boolean', default: false },
       listen: { type: 'string' },
       accept: { type: 'string', multiple: true },
       'tls-cert': { type: 'string' },
@@ -80,7 +85,18 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
     assertKeyFileName('--tls-key', values['tls-key']);
     tls = { cert: await readFile(values['tls-cert'], 'utf8'), key: await readFile(values['tls-key'], 'utf8') };
   }
-  const state = await WitnessState.open(values.state, values.journal);
+  // The snapshot key is derived from the witness key here and the key goes no further than the service.
+  // A journal write that may have left part of a line stops the witness: a supervisor restarts
+  // it, and the start cuts the torn line. Until then every request would fail anyway.
+  let stop: ((error: Error) => void) | undefined;
+  const broken = new Promise<Error>((resolve) => { stop = resolve; });
+  const state = await WitnessState.open(values.state, {
+    key: SnapshotKey.fromCosigner(key),
+    journal: values.journal,
+    readWholeJournal: values['read-whole-journal'],
+    onBroken: (error) => stop?.(error),
+    onSnapshotError: (error) => { io.stderr.write(`warning: the journal snapshot could not be written (${(error as Error).message}); the next start reads more of the journal\n`); },
+  });
   const counts = new Map<number, number>();
   const service = new WitnessService({ key, accept, state });
   let server;
@@ -93,14 +109,28 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
   const { snapshot, reason, journalBytesRead } = state.startup;
   const read = snapshot === 'used' ? 'after its snapshot' : `whole (${reason ?? 'no snapshot yet'})`;
   io.stdout.write(`journal read ${read}: ${journalBytesRead} bytes\n`);
+  const { raised = [] } = state.startup;
+  if (raised.length > 0) {
+    const shown = raised.slice(0, 20).join(', ') + (raised.length > 20 ? ` and ${raised.length - 20} more` : '');
+    io.stderr.write(`warning: journal.snapshot (authenticated by this witness's key) holds larger sizes than the journal for ${raised.length} log(s), kept as their marks: ${shown}; was the journal restored from an older copy?\n`);
+  }
   if (state.snapshotError !== undefined) io.stderr.write(`warning: the journal snapshot could not be written (${(state.snapshotError as Error).message}); the next start reads more of the journal\n`);
   io.stdout.write(`witness ${key.name} serving ${server.url}/add-checkpoint for ${accept.length} log key(s), ${state.logCount} log(s) known\n${key.verifierKey}\n`);
-  await new Promise<void>((resolve) => {
-    if (io.signal.aborted) resolve();
-    else io.signal.addEventListener('abort', () => { resolve(); }, { once: true });
-  });
+  const failed = await Promise.race([
+    broken,
+    new Promise<undefined>((resolve) => {
+      if (io.signal.aborted) resolve(undefined);
+      else io.signal.addEventListener('abort', () => { resolve(undefined); }, { once: true });
+    }),
+  ]);
+  // After a journal failure, the requests in flight (failing fast) get their 500 before the stop.
+  if (failed !== undefined) await new Promise((resolve) => setTimeout(resolve, 1000));
   await server.close();
   state.close();
+  if (failed !== undefined) {
+    io.stderr.write(`error: ${failed.message}; the witness stopped (exit ${EXIT_FAILED}) so that a restart can cut the torn line\n`);
+    return EXIT_FAILED;
+  }
   const summary = [...counts.entries()].sort(([a], [b]) => a - b).map(([status, count]) => `${status}: ${count}`).join(', ');
   io.stdout.write(`witness stopped (answers ${summary || 'none'})\n`);
   return EXIT_OK;

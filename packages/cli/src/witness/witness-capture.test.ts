@@ -6,11 +6,11 @@
  * checkpoints is caught by the witness policy where `verify --key` alone only warns.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { generateEd25519NoteKey, generateStateKey, openStateStore } from '@offchannel/core';
+import { MerkleLevels, consistencyProof, formatAddCheckpoint, formatCheckpoint, generateEd25519NoteKey, generateStateKey, leafHash, openStateStore, signNote, treeRoot } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -239,4 +239,28 @@ describe('independent witnesses (real processes on loopback)', () => {
     expect(cli(['verify', 'honest', '--key', 'log.pub', '--witness', one.vkey, '--quorum', '1'], dir).code).toBe(0);
     one.proc.child.kill('SIGTERM');
   });
+
+  it('a witness whose journal is replaced while it runs refuses to cosign, prints why and exits 1 (for its supervisor to restart it)', { timeout: 120_000 }, async () => {
+    const { dir, logKey } = await workspace();
+    const served = await witness(dir, 'w1');
+    const request = async (size: number): Promise<number> => {
+      const levels = new MerkleLevels();
+      for (let index = 0; index < size; index++) levels.append(leafHash(Buffer.from(`r${index}`)));
+      const note = signNote(formatCheckpoint({ origin: logKey.name, size, root: await treeRoot(levels) }), [logKey]);
+      const body = formatAddCheckpoint({ oldSize: size === 2 ? 0 : 2, proof: size === 2 ? [] : await consistencyProof(levels, 2, size), note });
+      const answer = await fetch(`${served.url}/add-checkpoint`, { method: 'POST', body });
+      await answer.text();
+      return answer.status;
+    };
+    expect(await request(2)).toBe(200);
+    const journal = path.join(dir, 'w1-state', 'journal');
+    const copy = await readFile(journal);
+    await unlink(journal);
+    await writeFile(journal, copy, { mode: 0o600 });
+    expect(await request(3)).toBe(500);
+    expect(await served.proc.exited).toBe(1);
+    expect(served.proc.err()).toMatch(/moved, replaced or deleted.*the witness stopped \(exit 1\)/);
+    expect(served.proc.err()).not.toContain(logKey.name);
+  });
 });
+

@@ -22,6 +22,7 @@ import { MemoryStorage, createMemorySink, createRecordingLogger } from '@offchan
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RunningWitnessServer, startWitnessServer } from './witness-server.ts';
 import { WitnessService } from './witness-service.ts';
+import { SnapshotKey } from './witness-snapshot.ts';
 import { WitnessState } from './witness-state.ts';
 
 const LOG_KEY = ed25519KeyFromSeed('archive.example/offchannel', new Uint8Array(32).fill(1));
@@ -39,7 +40,7 @@ afterEach(async () => {
 
 async function witness(key: Cosigner, accept = [LOG_KEY.verifier]): Promise<RunningWitnessServer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-witness-client-'));
-  const state = await WitnessState.open(dir);
+  const state = await WitnessState.open(dir, { key: SnapshotKey.fromCosigner(key) });
   const service = new WitnessService({ key, accept, state, now: () => 1_765_000_000 });
   const server = await startWitnessServer({ service, host: '127.0.0.1', port: 0 });
   cleanups.push(async () => {

@@ -36,6 +36,8 @@ export interface JournalScan {
   readonly end: number;
   /** Bytes read from the journal. */
   readonly bytesRead: number;
+  /** The file read (undefined if there was no journal): the witness appends only to this file. */
+  readonly file?: { readonly dev: number; readonly ino: number };
 }
 
 /** The journal line for `id` at `size` with `root` (base64). */
@@ -66,10 +68,10 @@ function unusable(file: string, problem: string): WitnessError {
   return new WitnessError('WITNESS_STATE', `the witness journal ${file} ${problem}; the witness will not serve without its journal: restore it from a copy`);
 }
 
-/** The journal's length in bytes (0 if it does not exist), refusing anything but a regular file. */
-export async function journalLength(file: string): Promise<number> {
+/** The journal's length in bytes (undefined if it does not exist), refusing anything but a regular file. */
+export async function journalLength(file: string): Promise<number | undefined> {
   const handle = await openJournal(file);
-  if (!handle) return 0;
+  if (!handle) return undefined;
   try {
     return (await handle.stat()).size;
   } finally {
@@ -113,6 +115,7 @@ export async function journalWindows(file: string, offset: number): Promise<{ fi
 export async function scanJournal(file: string, from: number, onLine: (id: string, size: number, root: string, at: number) => void): Promise<JournalScan> {
   const handle = await openJournal(file);
   if (!handle) return { end: 0, bytesRead: 0 };
+  const { dev, ino } = await handle.stat();
   let end = from;
   let bytesRead = 0;
   try {
@@ -138,7 +141,7 @@ export async function scanJournal(file: string, from: number, onLine: (id: strin
       carry = Buffer.from(bytes.subarray(start));
     }
     if (carry.length > 0) await cutTornLine(file, end);
-    return { end, bytesRead };
+    return { end, bytesRead, file: { dev, ino } };
   } finally {
     await handle.close();
   }

@@ -7,10 +7,12 @@ import { MerkleLevels, cosignerFromSeed, ed25519KeyFromSeed, formatAddCheckpoint
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningWitnessServer, startWitnessServer } from './witness-server.ts';
 import { WitnessService } from './witness-service.ts';
+import { SnapshotKey } from './witness-snapshot.ts';
 import { WitnessState } from './witness-state.ts';
 
 const LOG_KEY = ed25519KeyFromSeed('archive.example/offchannel', new Uint8Array(32).fill(1));
 const WITNESS = cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2));
+const SNAPSHOT_KEY = SnapshotKey.fromCosigner(WITNESS);
 const ORIGIN = 'archive.example/offchannel/demo:alice';
 
 let dir: string;
@@ -38,7 +40,7 @@ async function stateSnapshot(): Promise<string> {
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'offchannel-witness-http-'));
-  state = await WitnessState.open(dir);
+  state = await WitnessState.open(dir, { key: SNAPSHOT_KEY });
   const service = new WitnessService({ key: WITNESS, accept: [LOG_KEY.verifier], state, now: () => 1_765_000_000 });
   server = await startWitnessServer({ service, host: '127.0.0.1', port: 0, rate: { perSecond: 50, burst: 100 } });
   const levels = new MerkleLevels();

@@ -1,4 +1,4 @@
-import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -17,10 +17,12 @@ import {
 } from '@offchannel/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WitnessService } from './witness-service.ts';
+import { SnapshotKey } from './witness-snapshot.ts';
 import { WitnessState, originId } from './witness-state.ts';
 
 const LOG_KEY = ed25519KeyFromSeed('archive.example/offchannel', new Uint8Array(32).fill(1));
 const WITNESS = cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2));
+const SNAPSHOT_KEY = SnapshotKey.fromCosigner(WITNESS);
 const ORIGIN = 'archive.example/offchannel/demo:alice';
 const NOW = 1_765_000_000;
 
@@ -56,7 +58,7 @@ function closeStates(): void {
 }
 async function openState(dir: string, journal?: string): Promise<WitnessState> {
   closeStates();
-  const state = await WitnessState.open(dir, journal);
+  const state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, journal });
   states.push(state);
   return state;
 }
@@ -179,6 +181,35 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     expect((await witness.addCheckpoint(await log.grow(11).request(10))).status).toBe(200);
   });
 
+  it('restarted from an old copy of its state folder that includes an older journal.snapshot (non-zero offset), with its journal kept, it does not cosign a fork', async () => {
+    const dir = await tempDir();
+    const log = new TestLog('a').grow(5);
+    let witness = await service(dir);
+    expect((await witness.addCheckpoint(await log.request(0))).status).toBe(200);
+    witness = await service(dir); // the restart writes a snapshot of the first line
+    const backup = await tempDir();
+    await cp(path.join(dir, 'logs'), path.join(backup, 'logs'), { recursive: true });
+    await cp(path.join(dir, 'journal.snapshot'), path.join(backup, 'journal.snapshot'));
+    const line = (await readFile(path.join(dir, 'journal'))).length;
+    expect(line).toBeGreaterThan(0);
+    expect((await witness.addCheckpoint(await log.grow(10).request(5))).status).toBe(200);
+    await service(dir); // a snapshot of both lines
+    closeStates();
+    // Restore the old copy of the state folder, its snapshot included; keep the journal.
+    await rm(path.join(dir, 'logs'), { recursive: true });
+    await cp(path.join(backup, 'logs'), path.join(dir, 'logs'), { recursive: true });
+    await cp(path.join(backup, 'journal.snapshot'), path.join(dir, 'journal.snapshot'));
+    witness = await service(dir);
+    // The older snapshot still matches the journal's first bytes: only the line after it is read.
+    expect(states[0]?.startup).toEqual({ snapshot: 'used', journalBytesRead: (await readFile(path.join(dir, 'journal'))).length - line });
+    const fork = new TestLog('a').grow(5);
+    fork.levels.append(leafHash(Buffer.from('rewritten 5')));
+    fork.grow(10);
+    expect(await witness.addCheckpoint(await fork.request(5))).toEqual({ status: 409, body: '10\n', contentType: 'text/x.tlog.size' });
+    expect((await witness.addCheckpoint(await fork.request(10))).status).toBe(409);
+    expect((await witness.addCheckpoint(await log.grow(11).request(10))).status).toBe(200);
+  });
+
   it('without the journal line, the restored witness would have cosigned the fork (what the journal protects)', async () => {
     const dir = await tempDir();
     const log = new TestLog('a').grow(5);
@@ -209,19 +240,46 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     expect(await readFile(journal, 'utf8')).toBe(intact);
     closeStates();
     await writeFile(journal, `${intact}garbage\n`);
-    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
     await writeFile(journal, intact);
     const stateFile = path.join(dir, 'logs', originId(ORIGIN));
     const text = await readFile(stateFile, 'utf8');
     await writeFile(stateFile, text.replace(/\n[^\n]+\n$/, `\n${Buffer.alloc(32, 9).toString('base64')}\n`));
-    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+  });
+
+  it('when the log\'s file cannot be written after its journal line, the head is the journal\'s: a fork at that size is refused, before and after a restart', async () => {
+    const dir = await tempDir();
+    const witness = await service(dir);
+    const log = new TestLog('a').grow(5);
+    expect((await witness.addCheckpoint(await log.request(0))).status).toBe(200);
+    // The log's state file cannot be replaced: a directory (not empty) where its temporary file goes.
+    const blocker = path.join(dir, 'logs', `${originId(ORIGIN)}.tmp`);
+    await mkdir(blocker);
+    await writeFile(path.join(blocker, 'x'), '');
+    await expect(witness.addCheckpoint(await log.grow(10).request(5))).rejects.toThrow();
+    // The journal has (10, A), durable: no cosignature was returned, but size 10 is the mark now.
+    expect((await readFile(path.join(dir, 'journal'), 'utf8')).trimEnd().split('\n')).toHaveLength(2);
+    // The failure was passing (the disk is writable again).
+    await rm(blocker, { recursive: true });
+    const fork = new TestLog('a').grow(5);
+    fork.levels.append(leafHash(Buffer.from('rewritten 5')));
+    fork.grow(10);
+    expect(await witness.addCheckpoint(await fork.request(5))).toEqual({ status: 409, body: '10\n', contentType: 'text/x.tlog.size' });
+    expect(await witness.addCheckpoint(await fork.request(10))).toEqual({ status: 409, body: '10\n', contentType: 'text/x.tlog.size' });
+    const state = states[0] as WitnessState;
+    await expect(state.advance({ origin: ORIGIN, size: 10, root: await treeRoot(fork.levels) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/another root/) as unknown });
+    await expect(state.advance({ origin: ORIGIN, size: 7, root: await treeRoot(fork.levels, 7) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    const restarted = await service(dir);
+    expect(await restarted.addCheckpoint(await fork.request(5))).toEqual({ status: 409, body: '10\n', contentType: 'text/x.tlog.size' });
+    expect((await restarted.addCheckpoint(await log.grow(11).request(10))).status).toBe(200);
   });
 
   it('one witness per state folder: a second process is refused until the first closes', async () => {
     const dir = await tempDir();
     const first = await openState(dir);
-    await expect(WitnessState.open(dir)).rejects.toThrow(/another witness process holds the state folder/);
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toThrow(/another witness process holds the state folder/);
     first.close();
-    (await WitnessState.open(dir)).close();
+    (await WitnessState.open(dir, { key: SNAPSHOT_KEY })).close();
   });
 });

@@ -5,14 +5,21 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
-import { appendFile, cp, mkdir, mkdtemp, open, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { closeSync, constants, openSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFile, cp, mkdir, mkdtemp, open, readFile, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cosignerFromSeed } from '@offchannel/core';
+import { mkfifo } from '@offchannel/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
+import { journalWindows } from './witness-journal.ts';
 import { WitnessState, originId } from './witness-state.ts';
-import { readSnapshot } from './witness-snapshot.ts';
+import { SnapshotKey, formatSnapshot, readSnapshot as readSnapshotWith } from './witness-snapshot.ts';
+
+const WITNESS = cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2));
+const SNAPSHOT_KEY = SnapshotKey.fromCosigner(WITNESS);
+const readSnapshot = async (file: string): ReturnType<typeof readSnapshotWith> => readSnapshotWith(file, SNAPSHOT_KEY);
 
 const dirs: string[] = [];
 const states: WitnessState[] = [];
@@ -27,7 +34,7 @@ async function tempDir(): Promise<string> {
 }
 async function openState(dir: string, journal?: string): Promise<WitnessState> {
   for (const state of states.splice(0)) state.close();
-  const state = await WitnessState.open(dir, journal);
+  const state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, journal });
   states.push(state);
   return state;
 }
@@ -108,15 +115,27 @@ describe('witness start-up reads only the journal after its snapshot', () => {
 
     // A line in the middle of the journal is covered by the snapshot (and outside the 4 KiB it
     // checks at each end of its prefix): damaging it does not stop the start, which never reads it.
+    const undamaged = await readFile(journal);
     const damaged = await damageLineAfter(journal, Math.floor(length / 2));
     state = await openState(dir);
     expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: 0 });
     expectHeads(state, sizes);
 
+    // A whole read asked for checks every line: the damaged one stops the witness, snapshot kept.
+    state.close();
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY, readWholeJournal: true })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringContaining(`line at byte ${damaged} is damaged`) as unknown });
+    await writeFile(journal, undamaged);
+    // Restored, the whole read passes; the snapshot is ignored for reading but stays a lower bound.
+    state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, readWholeJournal: true });
+    states.push(state);
+    expect(state.startup).toMatchObject({ snapshot: 'ignored', journalBytesRead: (await stat(journal)).size });
+    expectHeads(state, sizes);
+    expect(await damageLineAfter(journal, Math.floor(length / 2))).toBe(damaged);
+
     // Without the snapshot the whole journal is read, and the damaged line stops the witness.
     state.close();
     await rm(path.join(dir, 'journal.snapshot'));
-    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringContaining(`line at byte ${damaged} is damaged`) as unknown });
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringContaining(`line at byte ${damaged} is damaged`) as unknown });
   });
 
   it('a snapshot that does not match its journal (compacted, or a line within its prefix replaced) is ignored: the journal is read whole', async () => {
@@ -178,11 +197,11 @@ describe('witness start-up reads only the journal after its snapshot', () => {
 
     state.close();
     await appendFile(journal, `${line(4, 500).slice(0, 70)}\n`);
-    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/line at byte \d+ is damaged/) as unknown });
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/line at byte \d+ is damaged/) as unknown });
     await writeFile(journal, intact);
     // A second root for log 4 at its marked size, after the snapshot: a fork in the journal.
     await appendFile(journal, line(4, sizes[4] ?? 0).replace(/ \S+\n$/, ` ${Buffer.alloc(32, 7).toString('base64')}\n`));
-    await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/two roots for one log/) as unknown });
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/two roots for one log/) as unknown });
     await writeFile(journal, intact);
     state = await openState(dir);
     expectHeads(state, sizes);
@@ -215,33 +234,54 @@ describe('witness start-up reads only the journal after its snapshot', () => {
     if (snapshot === undefined || 'problem' in snapshot) throw new Error(`no usable snapshot: ${JSON.stringify(snapshot)}`);
     const { offset } = snapshot;
     expect(offset).toBeGreaterThan(0);
-    const text = (await readFile(path.join(dir, 'journal'), 'latin1')).slice(0, offset);
+    const whole = await readFile(path.join(dir, 'journal'), 'latin1');
+    const text = whole.slice(0, offset);
     expect(text.endsWith('\n')).toBe(true);
     expect([...snapshot.marks.keys()].sort()).toEqual(text.trimEnd().split('\n').map((entry) => entry.split(' ')[0]).sort());
     state = await openState(dir);
-    expect(state.startup.snapshot).toBe('used');
+    expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: whole.length - offset });
     expectHeads(state, sizes);
   });
 });
 
 describe('crashes and append-only journals', () => {
   const snapshotModule = fileURLToPath(new URL('./witness-snapshot.ts', import.meta.url));
+  const packageDir = fileURLToPath(new URL('../..', import.meta.url));
 
-  it('a process killed while it rewrites the snapshot leaves a state that starts with the right heads', { timeout: 60_000 }, async () => {
+  it('a process killed while it replaces the snapshot with a different one leaves a state that starts with the right heads', { timeout: 60_000 }, async () => {
     const dir = await tempDir();
-    const sizes = await writeJournal(path.join(dir, 'journal'), 40_000, 4_000);
+    const journal = path.join(dir, 'journal');
+    const sizes = await writeJournal(journal, 40_000, 4_000);
     (await openState(dir)).close();
-    // The child rewrites the (512 KB) snapshot in a loop, as the witness does, until killed.
+    const full = await readSnapshot(path.join(dir, 'journal.snapshot'));
+    if (full === undefined || 'problem' in full) throw new Error('no snapshot');
+    // A second valid snapshot of the same journal: its first half (other offset, other marks).
+    const half = (await readFile(journal, 'latin1')).slice(0, 20_000 * line(0, 1).length);
+    const halfMarks = new Map<string, { size: number; root: string }>();
+    for (const entry of half.trimEnd().split('\n')) {
+      const [id, size, mark] = entry.split(' ') as [string, string, string];
+      halfMarks.set(id, { size: Number(size), root: mark });
+    }
+    const windows = await journalWindows(journal, half.length);
+    const halfText = formatSnapshot({ offset: half.length, ...(windows as { first: string; last: string }), marks: halfMarks }, SNAPSHOT_KEY);
+    const fullText = formatSnapshot(full, SNAPSHOT_KEY);
+    expect(halfText).not.toBe(fullText);
+    // The child replaces the (512 KB) snapshot with the other one in a loop, as the witness does, until killed.
     const script = `
-      import { readSnapshot, writeSnapshot } from ${JSON.stringify(snapshotModule)};
+      import { cosignerFromSeed } from '@offchannel/core';
+import { mkfifo } from '@offchannel/core/testing';
+      import { SnapshotKey, readSnapshot, writeSnapshot } from ${JSON.stringify(snapshotModule)};
+      const key = SnapshotKey.fromCosigner(cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2)));
       const file = ${JSON.stringify(path.join(dir, 'journal.snapshot'))};
-      const snapshot = await readSnapshot(file);
+      const snapshots = [await readSnapshot(file, key), await readSnapshot(file + '.half', key)];
       for (let round = 0; ; round++) {
-        await writeSnapshot(file, snapshot);
+        await writeSnapshot(file, snapshots[round % 2], key);
         if (round === 2) process.stdout.write('writing\\n');
       }`;
-    for (const delay of [0, 7, 23]) {
-      const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await writeFile(path.join(dir, 'journal.snapshot.half'), halfText);
+    const seen = new Set<number>();
+    for (const delay of [0, 7, 23, 41]) {
+      const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { cwd: packageDir, stdio: ['ignore', 'pipe', 'inherit'] });
       await new Promise<void>((resolve, reject) => {
         child.stdout.on('data', () => { resolve(); });
         child.on('exit', (code) => { reject(new Error(`the child exited (${code})`)); });
@@ -250,10 +290,18 @@ describe('crashes and append-only journals', () => {
       const exited = new Promise((resolve) => child.on('exit', resolve));
       child.kill('SIGKILL');
       await exited;
+      const text = await readFile(path.join(dir, 'journal.snapshot'), 'latin1');
+      // Always one whole snapshot or the other, never a mix.
+      expect([halfText, fullText]).toContain(text);
+      seen.add(text === halfText ? half.length : full.offset);
       const state = await openState(dir);
-      expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: 0 });
+      expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: text === halfText ? full.offset - half.length : 0 });
       expectHeads(state, sizes);
+      state.close();
+      // The restart rewrote the snapshot if it read a tail: put the full one back for the next round.
+      await writeFile(path.join(dir, 'journal.snapshot'), fullText);
     }
+    expect(seen.size).toBeGreaterThan(0);
   });
 
   /** Whether this machine lets the test make a file append-only (root, a file system that has the flag). */
@@ -287,7 +335,7 @@ describe('crashes and append-only journals', () => {
       expectHeads(state, sizes);
       state.close();
       await appendFile(journal, line(4, 900).slice(0, 40));
-      await expect(WitnessState.open(dir)).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/chattr -a/) as unknown });
+      await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/chattr -a/) as unknown });
       execFileSync('chattr', ['-a', journal], { timeout: 10_000 });
       state = await openState(dir);
       expectHeads(state, sizes);
@@ -296,10 +344,12 @@ describe('crashes and append-only journals', () => {
     }
   });
 
-  it('after a failed journal write it appends nothing more until a restart (a partial line may be on disk)', async () => {
+  it('after a failed journal write it appends nothing more until a restart (a partial line may be on disk), and says so once', async () => {
     const dir = await tempDir();
     const journal = path.join(dir, 'journal');
-    const state = await openState(dir);
+    const broken: Error[] = [];
+    const state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, onBroken: (error) => broken.push(error) });
+    states.push(state);
     await state.advance({ origin: origin(1), size: 1, root: root(1, 1) });
     const intact = await readFile(journal);
     // The journal cannot be written (a directory in its place): the write fails.
@@ -312,9 +362,73 @@ describe('crashes and append-only journals', () => {
     await expect(state.advance({ origin: origin(2), size: 1, root: root(2, 1) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
     expect(await readFile(journal)).toEqual(intact);
     expect(state.head(origin(1))?.size).toBe(1);
+    expect(broken.map((error) => error.message)).toEqual([expect.stringMatching(/no longer the one the witness opened/) as unknown]);
     const restarted = await openState(dir);
     await restarted.advance({ origin: origin(2), size: 1, root: root(2, 1) });
     expect(restarted.head(origin(2))?.size).toBe(1);
+  });
+
+  it('appends through the descriptor opened at start: bytes another writer appended, or a journal replaced while it runs, stop it', async () => {
+    const dir = await tempDir();
+    const journal = path.join(dir, 'journal');
+    let state = await openState(dir);
+    await state.advance({ origin: origin(1), size: 1, root: root(1, 1) });
+    // Another writer appends a line: the journal no longer ends where this process expects.
+    await appendFile(journal, line(2, 1));
+    await expect(state.advance({ origin: origin(1), size: 2, root: root(1, 2) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/something else writes to it.*restart/) as unknown });
+    await expect(state.advance({ origin: origin(3), size: 1, root: root(3, 1) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+    // The restart reads what is there (the other line included) and appends again.
+    state = await openState(dir);
+    expect(state.head(origin(1))?.size).toBe(2);
+    expect(state.head(origin(2))?.size).toBe(1);
+    // Replaced by a copy with the same bytes (a restore while running): the witness's lines would
+    // land in the file no longer named journal; refused.
+    const copy = await readFile(journal);
+    await rm(journal);
+    await writeFile(journal, copy);
+    await expect(state.advance({ origin: origin(1), size: 3, root: root(1, 3) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/moved, replaced or deleted/) as unknown });
+    expect(await readFile(journal)).toEqual(copy);
+  });
+
+  it('a snapshot write that fails while serving is reported, and fails no cosignature', { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    const errors: unknown[] = [];
+    const state = await WitnessState.open(dir, { key: SNAPSHOT_KEY, onSnapshotError: (error) => errors.push(error) });
+    states.push(state);
+    // A directory (not empty) where the snapshot's temporary file goes: it cannot be replaced.
+    await mkdir(path.join(dir, 'journal.snapshot.tmp', 'x'), { recursive: true });
+    const sizes = Array.from({ length: 600 }, () => 1);
+    await Promise.all(sizes.map(async (size, log) => state.advance({ origin: origin(log), size, root: root(log, size) })));
+    expect(errors.length).toBeGreaterThan(0);
+    expect(state.snapshotError).toBe(errors.at(-1));
+    expectHeads(state, sizes);
+  });
+
+  it('a link, FIFO or file in place of a log\'s temporary state file is removed, never opened: nothing is written outside the folder, nothing hangs', { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    const outside = path.join(await tempDir(), 'outside');
+    await writeFile(outside, 'untouched\n');
+    const state = await openState(dir);
+    const temporary = path.join(dir, 'logs', `${originId(origin(1))}.tmp`);
+    await symlink(outside, temporary);
+    await state.advance({ origin: origin(1), size: 1, root: root(1, 1) });
+    expect(await readFile(outside, 'utf8')).toBe('untouched\n');
+    mkfifo(temporary);
+    try {
+      const settled = await Promise.race([state.advance({ origin: origin(1), size: 2, root: root(1, 2) }).then(() => 'written'), new Promise((resolve) => setTimeout(resolve, 20_000, 'hung'))]);
+      expect(settled).toBe('written');
+    } finally {
+      // Wake a writer blocked on the FIFO (the old code), if it is still there.
+      try {
+        closeSync(openSync(temporary, constants.O_RDONLY | constants.O_NONBLOCK));
+      } catch {
+        // removed, as it should be
+      }
+    }
+    await writeFile(temporary, 'a leftover write cut short');
+    await state.advance({ origin: origin(1), size: 3, root: root(1, 3) });
+    expect(await readFile(path.join(dir, 'logs', originId(origin(1))), 'utf8')).toBe(`${origin(1)}\n3\n${Buffer.from(root(1, 3)).toString('base64')}\n`);
+    expect(await readFile(outside, 'utf8')).toBe('untouched\n');
   });
 
   it('keeps working when the state folder is copied elsewhere with its journal', async () => {
@@ -326,5 +440,113 @@ describe('crashes and append-only journals', () => {
     const state = await openState(copy);
     expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: 0 });
     expectHeads(state, sizes);
+  });
+});
+
+describe('journal.snapshot is authenticated with a key derived from the witness key', () => {
+  /** The snapshot at `file` with log `log`'s mark set to `size` (a lower one, or none), re-sealed by `seal`. */
+  async function forge(file: string, log: number, size: number | undefined, seal: (body: string) => string): Promise<void> {
+    const snapshot = await readSnapshot(file);
+    if (snapshot === undefined || 'problem' in snapshot) throw new Error('no snapshot to forge from');
+    const marks = new Map(snapshot.marks);
+    if (size === undefined) marks.delete(originId(origin(log)));
+    else marks.set(originId(origin(log)), { size, root: Buffer.from(root(log, size)).toString('base64') });
+    const lines = [...marks].sort(([a], [b]) => (a < b ? -1 : 1)).map(([id, mark]) => `${id} ${mark.size} ${mark.root}\n`).join('');
+    await writeFile(file, seal(`journal ${snapshot.offset} ${snapshot.first} ${snapshot.last}\n${lines}`));
+  }
+  const sha256 = (text: string): string => createHash('sha256').update(text, 'latin1').digest('hex');
+  const other = SnapshotKey.fromCosigner(cosignerFromSeed('witness.example/w2', new Uint8Array(32).fill(9)));
+  const forgeries: Record<string, (rest: string) => string> = {
+    // The format of the previous commits: a plain SHA-256 anyone can recompute.
+    'sha256-sealed (previous format)': (rest) => {
+      const body = `offchannel witness journal snapshot 1\n${rest}`;
+      return `${body}sha256 ${sha256(body)}\n`;
+    },
+    'plain SHA-256 in place of the HMAC': (rest) => {
+      const body = `offchannel witness journal snapshot 2\nwitness ${SNAPSHOT_KEY.witness}\n${rest}`;
+      return `${body}hmac-sha256 ${sha256(body)}\n`;
+    },
+    'HMAC with another witness key, naming this one': (rest) => {
+      const body = `offchannel witness journal snapshot 2\nwitness ${SNAPSHOT_KEY.witness}\n${rest}`;
+      return `${body}hmac-sha256 ${other.mac(body)}\n`;
+    },
+  };
+
+  it.each(Object.entries(forgeries))('a forged snapshot (%s) that lowers or drops a log, with logs/ lowered too, does not roll the log back: it is ignored and the journal read whole', async (_, seal) => {
+    for (const lowered of [5, undefined]) {
+      const dir = await tempDir();
+      const journal = path.join(dir, 'journal');
+      let state = await openState(dir);
+      await state.advance({ origin: origin(1), size: 5, root: root(1, 5) });
+      const olderLog = await readFile(path.join(dir, 'logs', originId(origin(1))));
+      await state.advance({ origin: origin(1), size: 10, root: root(1, 10) });
+      await state.advance({ origin: origin(2), size: 3, root: root(2, 3) });
+      state = await openState(dir); // writes the snapshot of the three lines
+      state.close();
+      // Whoever can write the state folder (not the journal): a lowered snapshot and log file.
+      await forge(path.join(dir, 'journal.snapshot'), 1, lowered, seal);
+      if (lowered === undefined) await rm(path.join(dir, 'logs', originId(origin(1))));
+      else await writeFile(path.join(dir, 'logs', originId(origin(1))), olderLog);
+      state = await openState(dir);
+      expect(state.startup).toMatchObject({ snapshot: 'unusable', journalBytesRead: (await stat(journal)).size, reason: expect.stringMatching(/not (an )?authenticated/) as unknown });
+      expect([lowered, state.head(origin(1))?.size]).toEqual([lowered, 10]);
+      expect(Buffer.from(state.head(origin(1))?.root ?? []).toString('hex')).toBe(Buffer.from(root(1, 10)).toString('hex'));
+      await expect(state.advance({ origin: origin(1), size: 10, root: root(9, 10) })).rejects.toMatchObject({ code: 'WITNESS_STATE' });
+      // The rewritten snapshot is authentic again and used.
+      state = await openState(dir);
+      expect(state.startup.snapshot).toBe('used');
+      expect(state.head(origin(1))?.size).toBe(10);
+    }
+  });
+
+  it('a snapshot from another witness\'s state folder (another key) is no lower bound; this witness\'s own is, and the logs it raises are reported', async () => {
+    const mine = await tempDir();
+    let state = await openState(mine);
+    await state.advance({ origin: origin(1), size: 5, root: root(1, 5) });
+    const theirs = await tempDir();
+    const foreign = await WitnessState.open(theirs, { key: other });
+    await foreign.advance({ origin: origin(1), size: 50, root: root(1, 50) });
+    await foreign.advance({ origin: origin(2), size: 7, root: root(2, 7) });
+    foreign.close();
+    (await WitnessState.open(theirs, { key: other })).close(); // its snapshot
+    state.close();
+    await cp(path.join(theirs, 'journal.snapshot'), path.join(mine, 'journal.snapshot'));
+    state = await openState(mine);
+    expect(state.startup).toMatchObject({ snapshot: 'unusable', reason: expect.stringMatching(/another witness key/) as unknown });
+    expect(state.startup.raised).toBeUndefined();
+    expect(state.head(origin(1))?.size).toBe(5);
+    expect(state.head(origin(2))).toBeUndefined();
+    expect(state.logCount).toBe(1);
+
+    // This witness's own snapshot, its journal restored from an older copy: a lower bound, reported.
+    await state.advance({ origin: origin(1), size: 8, root: root(1, 8) });
+    const older = await readFile(path.join(mine, 'journal'));
+    await state.advance({ origin: origin(1), size: 9, root: root(1, 9) });
+    await state.advance({ origin: origin(3), size: 2, root: root(3, 2) });
+    (await openState(mine)).close();
+    await writeFile(path.join(mine, 'journal'), older);
+    await rm(path.join(mine, 'logs', originId(origin(3))));
+    state = await openState(mine);
+    expect(state.startup).toMatchObject({ snapshot: 'mismatch', raised: [origin(1), originId(origin(3))] });
+    expect(state.head(origin(1))?.size).toBe(9);
+    expect(state.head(origin(3))?.size).toBe(2);
+  });
+
+  it('refuses to start when the journal is missing but this witness\'s snapshot covers some of it (an unmounted disk); starts from an empty journal created on purpose, keeping the marks', async () => {
+    const dir = await tempDir();
+    const journal = path.join(await tempDir(), 'journal');
+    let state = await openState(dir, journal);
+    await state.advance({ origin: origin(1), size: 4, root: root(1, 4) });
+    (await openState(dir, journal)).close();
+    await rm(journal);
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY, journal })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/does not exist, but journal\.snapshot .* covers \d+ bytes.*create it empty/) as unknown });
+    await expect(stat(journal)).rejects.toMatchObject({ code: 'ENOENT' });
+    await writeFile(journal, '', { mode: 0o600 });
+    await rm(path.join(dir, 'logs', originId(origin(1))));
+    state = await openState(dir, journal);
+    expect(state.startup).toMatchObject({ snapshot: 'mismatch', raised: [originId(origin(1))] });
+    expect(state.head(origin(1))?.size).toBe(4);
+    // A new folder (no snapshot) still starts without a journal.
+    (await openState(await tempDir(), path.join(await tempDir(), 'journal'))).close();
   });
 });

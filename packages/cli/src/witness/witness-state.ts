@@ -28,12 +28,13 @@
  * `takeOsLock`, shared with the fs sink's stream writers and delivery targets).
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename } from 'node:fs/promises';
+import { closeSync, constants, fstat, fsync, open as openFd, write } from 'node:fs';
+import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { type OsLock, OffchannelError, OsLockError, WitnessError, readSmallFile, takeOsLock } from '@offchannel/core';
 import { type JournalMark, journalLength, journalLine, journalWindows, scanJournal } from './witness-journal.ts';
-import { type JournalSnapshot, readSnapshot, writeSnapshot } from './witness-snapshot.ts';
+import { type JournalSnapshot, type SnapshotKey, readSnapshot, writeSnapshot } from './witness-snapshot.ts';
 
 /** Most refused-checkpoint evidence files kept (the key holder could otherwise fill the disk). */
 const MAX_EVIDENCE = 1000;
@@ -50,12 +51,46 @@ export interface LogHead {
 /** How the last start read the journal. */
 export interface WitnessStartup {
   /** `used`: only the journal after the snapshot was read; otherwise it was read whole. */
-  readonly snapshot: 'used' | 'none' | 'mismatch' | 'unusable';
+  readonly snapshot: 'used' | 'none' | 'mismatch' | 'unusable' | 'ignored';
   /** Why the snapshot was not used (`mismatch`, `unusable`). */
   readonly reason?: string;
   /** Journal bytes read. */
   readonly journalBytesRead: number;
+  /**
+   * Logs (origin, or `sha256(origin)` hex when no `logs/` file names it) whose mark an
+   * authenticated snapshot that did not match the journal raised above what the journal holds.
+   */
+  readonly raised?: readonly string[];
 }
+
+/** How to open the witness's state. */
+export interface WitnessStateOptions {
+  /** Authenticates `journal.snapshot`: derived from the witness's signing key (SnapshotKey.fromCosigner). */
+  readonly key: SnapshotKey;
+  /** The journal (default `<state>/journal`). */
+  readonly journal?: string | undefined;
+  /**
+   * Called once if a journal write fails after bytes may have reached it: the state then refuses
+   * every further advance, and the process should stop (a restart cuts a torn line).
+   */
+  readonly onBroken?: ((error: WitnessError) => void) | undefined;
+  /**
+   * Read the journal whole (and check every line) even if the snapshot matches; an authentic
+   * snapshot still counts as a lower bound.
+   */
+  readonly readWholeJournal?: boolean | undefined;
+  /** Called when a snapshot write while serving fails (the next start reads a longer tail). */
+  readonly onSnapshotError?: ((error: unknown) => void) | undefined;
+}
+
+/** How the journal is kept open for appending: never through a link, never waiting on a FIFO. */
+const APPEND_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0) | (constants.O_NOCTTY ?? 0);
+/** A new temporary file, never through a link, never waiting on a FIFO. */
+const TEMPORARY_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
+const openAsync = promisify(openFd);
+const fstatAsync = promisify(fstat);
+const fsyncAsync = promisify(fsync);
+const writeAsync = promisify(write);
 
 /** Largest per-log state file read: an origin line, a size and a root. */
 const MAX_LOG_STATE_BYTES = 64 * 1024;
@@ -71,6 +106,13 @@ interface PendingLine {
 export class WitnessState {
   readonly #dir: string;
   readonly #journal: string;
+  readonly #key: SnapshotKey;
+  readonly #onBroken: ((error: WitnessError) => void) | undefined;
+  readonly #onSnapshotError: ((error: unknown) => void) | undefined;
+  readonly #readWhole: boolean;
+  /** The journal, open for appending from start to close; its device and inode. */
+  #fd: number | undefined;
+  #file: { readonly dev: number; readonly ino: number } | undefined;
   readonly #heads = new Map<string, LogHead>();
   /** The journal's (and the snapshot's) highest mark per origin id: what the next snapshot holds. */
   readonly #marks = new Map<string, JournalMark>();
@@ -88,18 +130,25 @@ export class WitnessState {
   #snapshotting = false;
   #startup: WitnessStartup = { snapshot: 'none', journalBytesRead: 0 };
   #snapshotError: unknown;
+  /** Set once the start is done: later snapshot failures are reported through onSnapshotError. */
+  #serving = false;
 
   #lock: OsLock | undefined;
 
-  private constructor(dir: string, journal: string) {
+  private constructor(dir: string, journal: string, options: WitnessStateOptions) {
     this.#dir = dir;
     this.#journal = journal;
+    this.#key = options.key;
+    this.#onBroken = options.onBroken;
+    this.#onSnapshotError = options.onSnapshotError;
+    this.#readWhole = options.readWholeJournal ?? false;
   }
 
   /** Opens (creating if needed, mode 0700) the state folder and the journal, and locks the folder. */
-  static async open(dir: string, journal = path.join(dir, 'journal')): Promise<WitnessState> {
+  static async open(dir: string, options: WitnessStateOptions): Promise<WitnessState> {
     await mkdir(path.join(dir, 'logs'), { recursive: true, mode: 0o700 });
-    const state = new WitnessState(dir, journal);
+    const journal = options.journal ?? path.join(dir, 'journal');
+    const state = new WitnessState(dir, journal, options);
     try {
       state.#lock = takeOsLock(path.join(dir, 'lock'));
     } catch (error) {
@@ -151,8 +200,10 @@ export class WitnessState {
     }
   }
 
-  /** Releases the state folder's lock. */
+  /** Closes the journal and releases the state folder's lock. */
   close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
     this.#lock?.release();
     this.#lock = undefined;
   }
@@ -170,9 +221,10 @@ export class WitnessState {
   /** The latest cosigned head of `origin`, if any. */
   head(origin: string): LogHead | undefined {
     const head = this.#heads.get(origin);
-    if (head) return head;
-    const mark = this.#journalOnly.get(originId(origin));
-    return mark ? { origin, size: mark.size, root: new Uint8Array(Buffer.from(mark.root, 'base64')) } : undefined;
+    // The journal's mark counts even if the log's file was not written after it (a failed write).
+    const mark = this.#marks.get(originId(origin));
+    if (mark && (!head || mark.size > head.size)) return { origin, size: mark.size, root: new Uint8Array(Buffer.from(mark.root, 'base64')) };
+    return head;
   }
 
   /** How many logs the witness knows. */
@@ -189,10 +241,15 @@ export class WitnessState {
     const id = originId(head.origin);
     const root = Buffer.from(head.root).toString('base64');
     await this.#append(id, { size: head.size, root });
+    // Durable in the journal: the head is this size now, whether or not the file below is written.
+    this.#heads.set(head.origin, { origin: head.origin, size: head.size, root: new Uint8Array(head.root) });
+    this.#journalOnly.delete(id);
     const logs = path.join(this.#dir, 'logs');
     const target = path.join(logs, id);
     const temporary = `${target}.tmp`;
-    const file = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+    // Whatever is in its place (a write cut short, a link, a FIFO) is removed, never opened.
+    await rm(temporary, { force: true });
+    const file = await open(temporary, TEMPORARY_FLAGS, 0o600);
     try {
       await file.write(`${head.origin}\n${head.size}\n${root}\n`);
       await file.sync();
@@ -201,14 +258,18 @@ export class WitnessState {
     }
     await rename(temporary, target);
     await syncDirectory(logs);
-    this.#heads.set(head.origin, { origin: head.origin, size: head.size, root: new Uint8Array(head.root) });
-    this.#journalOnly.delete(id);
     if (this.#journalEnd - this.#snapshotOffset >= Math.max(MIN_SNAPSHOT_INTERVAL, this.#snapshotBytes)) await this.#snapshot();
   }
 
   /** Appends a journal line: lines waiting together share one write and one fsync, in order. */
   async #append(id: string, mark: JournalMark): Promise<void> {
     if (this.#broken) throw this.#broken;
+    // Never a second root at a marked size, never below a mark (the service checks this too).
+    for (const known of [this.#marks.get(id), ...this.#pending.filter((line) => line.id === id).map((line) => line.mark)]) {
+      if (known && (mark.size < known.size || (mark.size === known.size && mark.root !== known.root))) {
+        throw new WitnessError('WITNESS_STATE', `refusing to record size ${mark.size} for a log the journal already marks at size ${known.size}${mark.size === known.size ? ' with another root' : ''}: a fork or a rollback; the checkpoint was not cosigned`);
+      }
+    }
     await new Promise<void>((resolve, reject) => {
       this.#pending.push({ id, mark, resolve, reject });
       if (!this.#writing) void this.#flush();
@@ -220,26 +281,16 @@ export class WitnessState {
     try {
       while (this.#pending.length > 0) {
         const batch = this.#pending.splice(0);
-        const text = batch.map((line) => journalLine(line.id, line.mark.size, line.mark.root)).join('');
+        const text = Buffer.from(batch.map((line) => journalLine(line.id, line.mark.size, line.mark.root)).join(''), 'latin1');
         try {
-          if (this.#broken) throw this.#broken;
-          const journal = await open(this.#journal, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
-          try {
-            const { bytesWritten } = await journal.write(text);
-            if (bytesWritten !== text.length) throw new Error(`wrote ${bytesWritten} of ${text.length} bytes`);
-            await journal.sync();
-          } finally {
-            await journal.close();
-          }
+          await this.#write(text);
         } catch (error) {
-          // Part of the batch may be on disk, without its newline: no line may follow it now.
-          this.#broken ??= new WitnessError('WITNESS_STATE', `writing the witness journal ${this.#journal} failed (${(error as Error).message}); no cosignature was returned for it: fix the cause and restart the witness (a torn last line is cut at start)`);
-          for (const line of batch) line.reject(this.#broken);
+          for (const line of batch) line.reject(error);
           continue;
         }
         this.#journalEnd += text.length;
         for (const line of batch) {
-          // The service advances a log only past its head, which is at least its mark: never a conflict here.
+          // #append refused a second root at a marked size: here a line only raises its mark.
           const known = this.#marks.get(line.id);
           if (!known || line.mark.size > known.size) this.#marks.set(line.id, line.mark);
           line.resolve();
@@ -247,6 +298,36 @@ export class WitnessState {
       }
     } finally {
       this.#writing = false;
+    }
+  }
+
+  /**
+   * Appends `text` to the journal through the descriptor opened at start, fsyncs it, and checks
+   * that the journal is still the file read at start and ends where this process expects. A
+   * failure that left the journal as it was (nothing appended) fails only this batch; any other
+   * latches the state: part of a line may be on disk, and no line may follow it until a restart.
+   */
+  async #write(text: Buffer): Promise<void> {
+    if (this.#broken) throw this.#broken;
+    const fd = this.#fd;
+    if (fd === undefined) throw new WitnessError('WITNESS_STATE', 'the witness state is closed');
+    const expected = this.#journalEnd + text.length;
+    try {
+      const { bytesWritten } = await writeAsync(fd, text, 0, text.length);
+      if (bytesWritten !== text.length) throw new Error(`wrote ${bytesWritten} of ${text.length} bytes`);
+      await fsyncAsync(fd);
+      const { size } = await fstatAsync(fd);
+      if (size !== expected) throw new Error(`it is ${size} bytes long where ${expected} were expected: something else writes to it`);
+      const named = await lstat(this.#journal).catch(() => undefined);
+      if (named?.dev !== this.#file?.dev || named?.ino !== this.#file?.ino) throw new Error('the file at its path is no longer the one the witness opened at start: it was moved, replaced or deleted');
+    } catch (error) {
+      const size = await fstatAsync(fd).then((info) => info.size, () => -1);
+      if (size === this.#journalEnd && !(error as Error).message.startsWith('the file at its path')) {
+        throw new WitnessError('WITNESS_STATE', `writing the witness journal ${this.#journal} failed (${(error as Error).message}) before any byte was written; no cosignature was returned for it: retry`);
+      }
+      this.#broken ??= new WitnessError('WITNESS_STATE', `writing the witness journal ${this.#journal} failed (${(error as Error).message}); no cosignature was returned for it: fix the cause and restart the witness (a torn last line is cut at start)`);
+      this.#onBroken?.(this.#broken);
+      throw this.#broken;
     }
   }
 
@@ -269,11 +350,12 @@ export class WitnessState {
       const marks = new Map(this.#marks);
       const windows = await journalWindows(this.#journal, offset);
       if (!windows) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is shorter than this process wrote; was it replaced while the witness ran?`);
-      this.#snapshotBytes = await writeSnapshot(path.join(this.#dir, 'journal.snapshot'), { offset, ...windows, marks });
+      this.#snapshotBytes = await writeSnapshot(path.join(this.#dir, 'journal.snapshot'), { offset, ...windows, marks }, this.#key);
       this.#snapshotOffset = offset;
       this.#snapshotError = undefined;
     } catch (error) {
       this.#snapshotError = error;
+      if (this.#serving) this.#onSnapshotError?.(error);
     } finally {
       this.#snapshotting = false;
     }
@@ -305,7 +387,39 @@ export class WitnessState {
       }
     }
     for (const [id, mark] of marks) this.#journalOnly.set(id, mark);
+    if (this.#startup.raised) {
+      const origins = new Map([...this.#heads.keys()].map((origin) => [originId(origin), origin]));
+      this.#startup = { ...this.#startup, raised: this.#startup.raised.map((id) => origins.get(id) ?? id) };
+    }
+    // Last, so that a start refused above creates no journal.
+    await this.#openAppender();
     if (from !== this.#journalEnd || this.#startup.snapshot !== 'used') await this.#snapshot();
+    this.#serving = true;
+  }
+
+  /**
+   * Opens the journal for appending, once: `O_APPEND | O_NOFOLLOW | O_NONBLOCK`, a regular file,
+   * the same file (device and inode) that was just read, and as long as it was read. A journal
+   * created here has its directory fsync'd, so the file itself survives a crash.
+   */
+  async #openAppender(): Promise<void> {
+    let fd;
+    try {
+      fd = await openAsync(this.#journal, APPEND_FLAGS, 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is a symbolic link; the witness will not serve without its journal: restore it from a copy`);
+      throw error;
+    }
+    this.#fd = fd;
+    const info = await fstatAsync(fd);
+    if (!info.isFile()) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is not a regular file; the witness will not serve without its journal: restore it from a copy`);
+    if (this.#file === undefined) {
+      if (info.size !== 0) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} appeared while the witness started; start it again`);
+      this.#file = { dev: info.dev, ino: info.ino };
+      await syncDirectory(path.dirname(this.#journal));
+    } else if (info.dev !== this.#file.dev || info.ino !== this.#file.ino || info.size !== this.#journalEnd) {
+      throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} was replaced or written to while the witness started; start it again`);
+    }
   }
 
   /**
@@ -313,7 +427,7 @@ export class WitnessState {
    * snapshot cannot be used); cuts off a torn last line. Returns the offset the read started at.
    */
   async #readJournal(): Promise<number> {
-    const found = await readSnapshot(path.join(this.#dir, 'journal.snapshot'));
+    const found = await readSnapshot(path.join(this.#dir, 'journal.snapshot'), this.#key);
     let from = 0;
     let lowerBound: JournalSnapshot | undefined;
     if (found === undefined) {
@@ -322,15 +436,22 @@ export class WitnessState {
       this.#startup = { snapshot: 'unusable', reason: `journal.snapshot ${found.problem}`, journalBytesRead: 0 };
     } else {
       const windows = await journalWindows(this.#journal, found.offset);
-      if (windows && windows.first === found.first && windows.last === found.last) {
+      if (this.#readWhole && windows && windows.first === found.first && windows.last === found.last) {
+        lowerBound = found;
+        this.#startup = { snapshot: 'ignored', reason: 'a whole read was asked for', journalBytesRead: 0 };
+      } else if (windows && windows.first === found.first && windows.last === found.last) {
         for (const [id, mark] of found.marks) this.#marks.set(id, mark);
         from = found.offset;
         this.#snapshotOffset = found.offset;
         this.#snapshotBytes = found.marks.size * 128;
         this.#startup = { snapshot: 'used', journalBytesRead: 0 };
       } else {
+        // Authenticated by this witness's key, so sizes it cosigned: a lower bound.
         lowerBound = found;
         const length = await journalLength(this.#journal);
+        if (length === undefined) {
+          throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} does not exist, but journal.snapshot (written by this witness) covers ${found.offset} bytes of it: is its disk mounted? Restore the journal; if it is truly lost, create it empty (install -m 600 /dev/null ${this.#journal}) and start again — the snapshot's marks are kept`);
+        }
         const reason = length < found.offset ? `the journal is shorter (${length} bytes) than the snapshot's offset ${found.offset}: compacted, or restored from an older copy` : 'the journal differs from the one the snapshot was written from (compacted or replaced)';
         this.#startup = { snapshot: 'mismatch', reason, journalBytesRead: 0 };
       }
@@ -339,9 +460,15 @@ export class WitnessState {
       this.#mark(id, size, root, ` (line at byte ${at})`);
     });
     this.#journalEnd = scan.end;
+    this.#file = scan.file;
     this.#startup = { ...this.#startup, journalBytesRead: scan.bytesRead };
-    // A snapshot not from this journal still records sizes this witness cosigned: a lower bound.
-    for (const [id, mark] of lowerBound?.marks ?? []) this.#mark(id, mark.size, mark.root, ' (the journal and journal.snapshot)');
+    // An authenticated snapshot not from this journal still records sizes this witness cosigned: a lower bound.
+    const raised: string[] = [];
+    for (const [id, mark] of lowerBound?.marks ?? []) {
+      if ((this.#marks.get(id)?.size ?? -1) < mark.size) raised.push(id);
+      this.#mark(id, mark.size, mark.root, ' (the journal and journal.snapshot)');
+    }
+    if (raised.length > 0) this.#startup = { ...this.#startup, raised };
     return from;
   }
 }
