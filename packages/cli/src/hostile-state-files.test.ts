@@ -104,10 +104,10 @@ describe('the witness state folder', () => {
     const state = path.join(dir, 'witness-emfile');
     const script = `
       import { openSync } from 'node:fs';
-      import { cosignerFromSeed } from '@offchannel/core';
       import { SnapshotKey } from ${JSON.stringify(fileURLToPath(new URL('./witness/witness-snapshot.ts', import.meta.url)))};
       import { WitnessState } from ${JSON.stringify(fileURLToPath(new URL('./witness/witness-state.ts', import.meta.url)))};
-      const key = SnapshotKey.fromCosigner(cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2)));
+      // Only the key's name, id and text feed the snapshot key; the lock is refused before any snapshot is read.
+      const key = SnapshotKey.fromCosigner({ name: 'witness.example/w1', keyId: 1, signerKeyText: () => 'test-only' });
       const held = [];
       try { for (;;) held.push(openSync('/dev/null', 'r')); } catch {}
       try { (await WitnessState.open(${JSON.stringify(state)}, { key })).close(); console.log(JSON.stringify({ message: 'opened' })); }
