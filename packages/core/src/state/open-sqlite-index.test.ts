@@ -98,6 +98,37 @@ describe('openSqliteIndex', () => {
     db.close();
   });
 
+  it('keeps SQLite\'s lock on the index file: another process cannot take it exclusively while this one has it open', { timeout: 60_000 }, async () => {
+    // Closing any descriptor of a file drops every POSIX lock the process holds on it. Were the
+    // opener to close a descriptor of its own after SQLite opened the file, SQLite's shared lock
+    // on it would be gone, and another process could take the file exclusively (and, closing
+    // last as it would think, checkpoint and delete the WAL this one still uses). A child that
+    // asks for an exclusive lock (locking_mode EXCLUSIVE, then a read) must be refused — for a
+    // new index and for an existing one.
+    const probe = (file: string): string => {
+      const script = `
+        import { DatabaseSync } from 'node:sqlite';
+        const db = new DatabaseSync(${JSON.stringify(file)}, { timeout: 0 });
+        try { db.exec('PRAGMA locking_mode = EXCLUSIVE'); db.prepare('SELECT count(*) FROM items').get(); console.log('taken'); }
+        catch (error) { console.log(error.message); } finally { db.close(); }`;
+      const child = spawnSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], { timeout: 20_000, encoding: 'utf8' });
+      expect(child.signal, `the child hung and was killed (${child.stderr})`).toBeNull();
+      return child.stdout.trim();
+    };
+    for (const fresh of [true, false]) {
+      const file = path.join(dir, `shared-${fresh}.sqlite`);
+      if (!fresh) openSqliteIndex(options(file)).db.close();
+      const { db, statements } = openSqliteIndex(options(file));
+      try {
+        statements.add.run('here');
+        expect([fresh, probe(file)]).toEqual([fresh, 'database is locked']);
+      } finally {
+        db.close();
+      }
+      expect([fresh, probe(file)]).toEqual([fresh, 'taken']);
+    }
+  });
+
   it('is the check of every index that uses it: the key index and the archive log index', async () => {
     const keys = path.join(dir, 'key-index.sqlite');
     const log = path.join(dir, 'archive-log-index.sqlite');

@@ -9,14 +9,15 @@
  * The index lives in a state folder, whose files are opened without following links: anything
  * but a regular file (or nothing) at `file`, `file-wal` or `file-shm` — a symbolic link, a FIFO,
  * a directory — is refused before SQLite sees it (SQLite would open, create or truncate the file
- * a link points to, and block reading a FIFO). The file is created or opened here with
- * `O_NOFOLLOW` and made 0600 through that descriptor (`fchmod`, never a path that could be
- * swapped for a link), and once SQLite has it open the path must still name that same file
- * (device and inode), with regular files (or nothing) at `-wal` and `-shm`.
+ * a link points to, and block reading a FIFO). An absent file is created here 0600 with `O_EXCL`
+ * and `O_NOFOLLOW` (and that descriptor closed before SQLite opens it); an existing one is never
+ * opened here (closing a descriptor of it would drop SQLite's POSIX locks on it). Once SQLite has
+ * it open the path must still name that same file (device and inode), with regular files (or
+ * nothing) at `-wal` and `-shm`.
  */
 import type * as Sqlite from 'node:sqlite';
 import { createRequire } from 'node:module';
-import { type Stats, closeSync, constants, fchmodSync, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { type Stats, chmodSync, closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { OffchannelError } from '../errors/offchannel-error.ts';
 
@@ -51,7 +52,7 @@ export function openSqliteIndex<S extends string>(options: SqliteIndexOptions<S>
   mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
   const unavailable = (error: unknown): OffchannelError =>
     new OffchannelError(options.code, `${options.title} ${options.file} cannot be opened (${(error as Error).message}); delete it to have it rebuilt from the archive.`, { cause: error });
-  const fd = openRegularFile(options);
+  const prepared = prepareFile(options);
   let db: Sqlite.DatabaseSync | undefined;
   try {
     // Several capture processes of a host may share one index (each writes only its own rows).
@@ -67,11 +68,10 @@ export function openSqliteIndex<S extends string>(options: SqliteIndexOptions<S>
     } catch (error) {
       throw unavailable(error);
     }
-    // The path SQLite opened is still the file made 0600 above, and nothing it created beside it
-    // (the WAL and its shared memory) is a link or other non-file.
-    const opened = fstatSync(fd);
+    // The path SQLite opened is still the file checked (or made 0600) above, and nothing it
+    // created beside it (the WAL and its shared memory) is a link or other non-file.
     const now = statOf(options, options.file);
-    if (now === undefined || now.dev !== opened.dev || now.ino !== opened.ino) throw refused(options, options.file, 'was replaced while it was opened');
+    if (now === undefined || now.dev !== prepared.dev || now.ino !== prepared.ino) throw refused(options, options.file, 'was replaced while it was opened');
     for (const suffix of SIDE_FILES) statOf(options, options.file + suffix);
     try {
       const statements = {} as Record<S, Sqlite.StatementSync>;
@@ -83,8 +83,6 @@ export function openSqliteIndex<S extends string>(options: SqliteIndexOptions<S>
   } catch (error) {
     db?.close();
     throw error;
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -122,27 +120,47 @@ function statOf(options: SqliteIndexOptions<string>, file: string): Stats | unde
 }
 
 /**
- * Checks `file`, `file-wal` and `file-shm`, then opens (or creates) `file` without following a
- * link or waiting on a FIFO, and makes it 0600 through the descriptor. The caller closes it.
+ * Checks `file`, `file-wal` and `file-shm` and returns the status of `file`, creating it first
+ * (0600, `O_EXCL`, never through a link) when it is absent. The descriptor that creates it is
+ * closed before SQLite opens the file: closing any descriptor of a file drops every POSIX lock
+ * the process holds on it, SQLite's own (in WAL mode, the shared lock that tells other
+ * processes the database is in use) included — so an existing index is never opened here.
  */
-function openRegularFile(options: SqliteIndexOptions<string>): number {
-  statOf(options, options.file);
+function prepareFile(options: SqliteIndexOptions<string>): Stats {
   for (const suffix of SIDE_FILES) statOf(options, options.file + suffix);
-  let fd: number;
-  try {
-    fd = openSync(options.file, constants.O_RDWR | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0), 0o600);
-  } catch (error) {
-    // Swapped for a link (ELOOP) or a directory (EISDIR) since it was checked.
-    if ((error as { code?: string }).code === 'ELOOP') throw refused(options, options.file, 'is a symbolic link');
-    throw new OffchannelError(options.code, `${options.title} ${options.file} cannot be opened (${(error as Error).message}); move it aside — it is rebuilt from the archive.`, { cause: error });
+  const existing = statOf(options, options.file);
+  if (existing !== undefined) {
+    // Made 0600 when it was created; a looser mode (set by hand) is tightened by path: the
+    // check above refused a link, and the folder is the process's own (0700).
+    if ((existing.mode & 0o077) !== 0) failing(options, () => {
+      chmodSync(options.file, 0o600);
+    });
+    return existing;
   }
+  let fd: number | undefined;
   try {
-    const info = fstatSync(fd);
-    if (!info.isFile()) throw refused(options, options.file, problemOf(info));
+    fd = openSync(options.file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0), 0o600);
     fchmodSync(fd, 0o600);
-    return fd;
   } catch (error) {
-    closeSync(fd);
-    throw error;
+    const code = (error as { code?: string }).code;
+    // Another process created it meanwhile (EEXIST), or something was put there: checked again below.
+    if (code !== 'EEXIST' && code !== 'ELOOP' && code !== 'EISDIR') throw unavailableFile(options, error);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+  const created = statOf(options, options.file);
+  if (created === undefined) throw refused(options, options.file, 'was removed while it was created');
+  return created;
+}
+
+function failing(options: SqliteIndexOptions<string>, step: () => void): void {
+  try {
+    step();
+  } catch (error) {
+    throw unavailableFile(options, error);
+  }
+}
+
+function unavailableFile(options: SqliteIndexOptions<string>, error: unknown): OffchannelError {
+  return new OffchannelError(options.code, `${options.title} ${options.file} cannot be opened (${(error as Error).message}); move it aside — it is rebuilt from the archive.`, { cause: error });
 }
