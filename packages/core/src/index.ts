@@ -148,8 +148,8 @@ export type { BlobsPrunedEvent, ForwardStreamStatus, ForwardTarget, ForwardedEve
 export { openStateStore } from './state/secret-store.ts';
 export type { StateStore, StateStoreOptions } from './state/secret-store.ts';
 export type { StateTable } from './state/state-table.ts';
-export { takeOsLock } from './state/os-lock.ts';
-export type { OsLock, OsLockOptions } from './state/os-lock.ts';
+export { takeOsLock, takeOsLockAsync } from './state/os-lock.ts';
+export type { OsLock, OsLockAsyncOptions, OsLockOptions } from './state/os-lock.ts';
 export { OsLockError } from './errors/os-lock-error.ts';
 export { generateStateKey, loadStateKey, parseStateKey } from './state/state-key.ts';
 

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OffchannelError } from '../errors/offchannel-error.ts';
-import { takeOsLock } from './os-lock.ts';
+import { takeOsLock, takeOsLockAsync } from './os-lock.ts';
 
 const module = fileURLToPath(new URL('./os-lock.ts', import.meta.url));
 type Child = ChildProcessByStdio<Writable, Readable, null>;
@@ -190,6 +190,34 @@ describe('contention', () => {
     holder.stdin.end();
     await once(holder, 'exit');
     takeOsLock(lockFile).release();
+  }, 60_000);
+});
+
+describe('takeOsLockAsync', () => {
+  it('waits on timers while another process holds the lock: the event loop runs meanwhile, and it still says held', async () => {
+    const holder = contender();
+    expect(await line(holder)).toBe('held');
+    let ticks = 0;
+    const timer = setInterval(() => (ticks += 1), 1);
+    try {
+      const outcome = await takeOsLockAsync(lockFile).then(
+        (lock) => {
+          lock.release();
+          return 'taken';
+        },
+        (error: unknown) => (error as { code?: string }).code,
+      );
+      expect(outcome).toBe('OS_LOCK_HELD');
+      // The blocking form would have held the loop for its whole ~250 ms budget: no tick at all.
+      expect(ticks).toBeGreaterThan(5);
+    } finally {
+      clearInterval(timer);
+      holder.stdin.end();
+      await once(holder, 'exit');
+    }
+    const lock = await takeOsLockAsync(lockFile);
+    expect(await line(contender())).toBe('OS_LOCK_HELD');
+    lock.release();
   }, 60_000);
 });
 

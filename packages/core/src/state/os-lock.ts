@@ -87,21 +87,46 @@ const require = createRequire(import.meta.url);
  */
 export function takeOsLock(file: string, options: OsLockOptions = {}): OsLock {
   const sqlite = loadSqlite(file);
-  const budget = options.retryForMs ?? RETRY_FOR_MS;
   const pause = options.pause ?? sleep;
-  const random = options.random ?? Math.random;
   let waited = 0;
   for (;;) {
     const outcome = attempt(sqlite, file);
     if (!(outcome instanceof Error)) return outcome;
-    if (waited >= budget) throw new OsLockError('OS_LOCK_HELD', file, 'is held by another process or by this one', { cause: outcome });
-    const ms = 1 + Math.min(9, Math.floor(random() * 10));
+    const ms = nextPause(file, outcome, waited, options);
     pause(ms);
     waited += ms;
   }
 }
 
-/** One try: the lock, or SQLite's busy error (its connection closed, so it holds nothing). */
+export interface OsLockAsyncOptions extends Omit<OsLockOptions, 'pause'> {
+  /** Resolves after `ms` (default: a timer); tests inject their own. */
+  readonly pause?: (ms: number) => Promise<void>;
+}
+
+/**
+ * {@link takeOsLock} for a running service: the pauses between attempts are timers, so a
+ * contended lock (another process holds it) never blocks the event loop — a capture process
+ * opening the streams of accounts another process holds keeps its other accounts running.
+ */
+export async function takeOsLockAsync(file: string, options: OsLockAsyncOptions = {}): Promise<OsLock> {
+  const sqlite = loadSqlite(file);
+  const pause = options.pause ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  let waited = 0;
+  for (;;) {
+    const outcome = attempt(sqlite, file);
+    if (!(outcome instanceof Error)) return outcome;
+    const ms = nextPause(file, outcome, waited, options);
+    await pause(ms);
+    waited += ms;
+  }
+}
+
+/** The next pause (1–10 ms) after a busy attempt, or `OS_LOCK_HELD` once the budget is spent. */
+function nextPause(file: string, busy: Error, waited: number, options: { readonly retryForMs?: number; readonly random?: () => number }): number {
+  if (waited >= (options.retryForMs ?? RETRY_FOR_MS)) throw new OsLockError('OS_LOCK_HELD', file, 'is held by another process or by this one', { cause: busy });
+  return 1 + Math.min(9, Math.floor((options.random ?? Math.random)() * 10));
+}
+
 function attempt(sqlite: typeof Sqlite, file: string): OsLock | Error {
   const before = inspect(file);
   let db: Sqlite.DatabaseSync;

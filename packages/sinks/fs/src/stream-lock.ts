@@ -3,10 +3,10 @@
  * SQLite lock (POSIX advisory lock) on `locks/<stream>.lock` for as long as it has the stream
  * open. The kernel releases it when the process exits in any way — including SIGKILL and
  * power loss — so there are no stale locks to break, and pid reuse cannot fool it. The lock
- * itself is core's `takeOsLock`, shared with the delivery target and witness locks.
+ * itself is core's `takeOsLock` (its async form), shared with the delivery target and witness locks.
  */
 import type * as Sqlite from 'node:sqlite';
-import { OffchannelError, SinkConflictError, SinkUnavailableError, takeOsLock } from '@offchannel/core';
+import { OffchannelError, SinkConflictError, SinkUnavailableError, takeOsLockAsync } from '@offchannel/core';
 
 export interface StreamLock {
   release(): void;
@@ -24,7 +24,8 @@ export async function loadSqlite(): Promise<typeof Sqlite> {
 }
 
 /**
- * Takes the stream's writer lock (`takeOsLock` from core), or rejects with `SinkConflictError` if
+ * Takes the stream's writer lock (`takeOsLockAsync` from core: its retries of a busy lock wait on
+ * timers, never blocking the capture process's other accounts), or rejects with `SinkConflictError` if
  * another writer has it. Anything but a regular file in the lock's place is refused
  * (`OsLockError`, `OS_LOCK_REFUSED`, fatal), never waited on nor followed. A lock that could not
  * be taken for another reason (`OS_LOCK_FAILED`: no descriptor left, disk full, the folder gone)
@@ -34,7 +35,7 @@ export async function loadSqlite(): Promise<typeof Sqlite> {
 export async function acquireStreamLock(file: string, stream: string): Promise<StreamLock> {
   await loadSqlite(); // without node:sqlite, say so in the sink's words
   try {
-    return takeOsLock(file);
+    return await takeOsLockAsync(file);
   } catch (error) {
     if (OffchannelError.hasCode(error, 'OS_LOCK_HELD')) {
       throw new SinkConflictError(stream, 'another writer (this or another process) holds this stream; a stream has exactly one writer — stop the other capture process for this account first.');
