@@ -269,7 +269,6 @@ describe('crashes and append-only journals', () => {
     // The child replaces the (512 KB) snapshot with the other one in a loop, as the witness does, until killed.
     const script = `
       import { cosignerFromSeed } from '@offchannel/core';
-import { mkfifo } from '@offchannel/core/testing';
       import { SnapshotKey, readSnapshot, writeSnapshot } from ${JSON.stringify(snapshotModule)};
       const key = SnapshotKey.fromCosigner(cosignerFromSeed('witness.example/w1', new Uint8Array(32).fill(2)));
       const file = ${JSON.stringify(path.join(dir, 'journal.snapshot'))};
@@ -279,7 +278,6 @@ import { mkfifo } from '@offchannel/core/testing';
         if (round === 2) process.stdout.write('writing\\n');
       }`;
     await writeFile(path.join(dir, 'journal.snapshot.half'), halfText);
-    const seen = new Set<number>();
     for (const delay of [0, 7, 23, 41]) {
       const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { cwd: packageDir, stdio: ['ignore', 'pipe', 'inherit'] });
       await new Promise<void>((resolve, reject) => {
@@ -293,7 +291,6 @@ import { mkfifo } from '@offchannel/core/testing';
       const text = await readFile(path.join(dir, 'journal.snapshot'), 'latin1');
       // Always one whole snapshot or the other, never a mix.
       expect([halfText, fullText]).toContain(text);
-      seen.add(text === halfText ? half.length : full.offset);
       const state = await openState(dir);
       expect(state.startup).toEqual({ snapshot: 'used', journalBytesRead: text === halfText ? full.offset - half.length : 0 });
       expectHeads(state, sizes);
@@ -301,7 +298,6 @@ import { mkfifo } from '@offchannel/core/testing';
       // The restart rewrote the snapshot if it read a tail: put the full one back for the next round.
       await writeFile(path.join(dir, 'journal.snapshot'), fullText);
     }
-    expect(seen.size).toBeGreaterThan(0);
   });
 
   /** Whether this machine lets the test make a file append-only (root, a file system that has the flag). */

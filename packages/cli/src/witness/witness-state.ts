@@ -19,8 +19,9 @@
  * since the last one, and at start when the journal had grown, so a start reads O(logs) bytes,
  * never O(cosignatures). A snapshot that is missing, damaged or not from this journal (it checks
  * the journal's bytes at both ends of its offset) is ignored: the journal is read whole — a chunk
- * at a time, memory per log — and a new snapshot written. Its marks still count as a lower bound,
- * as the `logs/` files do: they are sizes this witness cosigned.
+ * at a time, memory per log — and a new snapshot written. An authenticated snapshot's marks (its
+ * HMAC is keyed from this witness's key) still count as a lower bound, as the `logs/` files do:
+ * they are sizes this witness cosigned; an unauthenticated one counts for nothing.
  *
  * One witness process per state folder: it holds an exclusive SQLite (POSIX advisory) lock on
  * `<state>/lock` while open — two processes answering for one state could each advance a log
@@ -348,8 +349,12 @@ export class WitnessState {
       // Marks and offset are taken together, before any await: the marks cover exactly that prefix.
       const offset = this.#journalEnd;
       const marks = new Map(this.#marks);
+      // The check bytes are read by path: it must still name the file opened at start, before and
+      // after, or the snapshot would vouch for a replacement's bytes with the original's marks.
+      await this.#sameJournal();
       const windows = await journalWindows(this.#journal, offset);
       if (!windows) throw new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is shorter than this process wrote; was it replaced while the witness ran?`);
+      await this.#sameJournal();
       this.#snapshotBytes = await writeSnapshot(path.join(this.#dir, 'journal.snapshot'), { offset, ...windows, marks }, this.#key);
       this.#snapshotOffset = offset;
       this.#snapshotError = undefined;
@@ -359,6 +364,15 @@ export class WitnessState {
     } finally {
       this.#snapshotting = false;
     }
+  }
+
+  /** Latches the state unless the journal's path still names the file opened at start. */
+  async #sameJournal(): Promise<void> {
+    const named = await lstat(this.#journal).catch(() => undefined);
+    if (named?.dev === this.#file?.dev && named?.ino === this.#file?.ino) return;
+    this.#broken ??= new WitnessError('WITNESS_STATE', `the witness journal ${this.#journal} is no longer the file the witness opened at start (moved, replaced or deleted while it ran); no snapshot was written and no cosignature is given until a restart: stop the witness before moving, rotating or restoring its journal`);
+    this.#onBroken?.(this.#broken);
+    throw this.#broken;
   }
 
   async #load(): Promise<void> {
