@@ -249,7 +249,7 @@ describe('the pid-file lock of an earlier version', () => {
   it('is kept, holding this deliverer’s pid, while it runs: an earlier version started beside it stays out', async () => {
     const state = await DeliveryState.open(dir, 'journal');
     expect(await readFile(path.join(dir, 'journal.lock'), 'utf8')).toBe(`${process.pid}\n`);
-    expect((await stat(path.join(dir, 'journal.lock'))).mode & 0o777).toBe(0o600);
+    expect((await stat(path.join(dir, 'journal.lock'))).mode & 0o777).toBe(0o400); // this version's (an earlier version's is 0600)
     expect(await line(earlierDeliverer())).toBe('refused');
     state.close();
     expect(await readdir(dir)).toEqual(['journal.lock.db']);
@@ -273,6 +273,23 @@ describe('the pid-file lock of an earlier version', () => {
     const state = await DeliveryState.open(dir, 'journal');
     state.close();
     expect(await readdir(dir)).toEqual(['journal.lock.db']);
+  }, 60_000);
+
+  it('is removed when this version wrote it (mode 0400) and a crash left it, even if its pid now runs: never stale after a reboot', async () => {
+    const running = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      // What a deliverer of this version killed between linking its pid file and removing the
+      // temporary name leaves: the pid file (0400, two names), its pid now someone else's.
+      await writeFile(path.join(dir, 'journal.lock.4242.tmp'), `${running.pid}\n`, { mode: 0o400 });
+      await link(path.join(dir, 'journal.lock.4242.tmp'), path.join(dir, 'journal.lock'));
+      const state = await DeliveryState.open(dir, 'journal');
+      expect(await readFile(path.join(dir, 'journal.lock'), 'utf8')).toBe(`${process.pid}\n`);
+      expect(((await stat(path.join(dir, 'journal.lock'))).mode & 0o777)).toBe(0o400);
+      state.close();
+      expect(await readdir(dir)).toEqual(['journal.lock.db']);
+    } finally {
+      running.kill('SIGKILL');
+    }
   }, 60_000);
 
   it('is refused while a process of its pid runs (an earlier deliverer may be delivering), and kept', async () => {

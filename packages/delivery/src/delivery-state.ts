@@ -12,7 +12,7 @@
  * holding its own pid, so that an earlier deliverer started beside it stays out (see
  * `#holdOldLock`); one whose process is gone is removed.
  */
-import { closeSync, constants, fstatSync, fsyncSync, linkSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { type OsLock, OffchannelError, OsLockError, readSmallFileSync, takeOsLock } from '@offchannel/core';
@@ -50,6 +50,8 @@ export interface DeliveryCursor {
 
 /** Largest lock file of an earlier version read: it holds a process id and a newline. */
 const MAX_OLD_LOCK_BYTES = 64;
+/** The mode of the pid file this version keeps for earlier versions (theirs is 0600): how a stale one of ours is told apart. */
+const OWN_PID_FILE_MODE = 0o400;
 /** Largest cursor read: a seq per stream (a hundred bytes each), for half a million streams and more. */
 export const MAX_CURSOR_BYTES = 64 * 1024 * 1024;
 
@@ -123,7 +125,8 @@ export class DeliveryState {
     // Written whole under another name first, then linked into place (fails if it exists): an
     // earlier deliverer never sees it empty, which it would take for a dead one's.
     const temp = `${this.#oldLock}.${process.pid}.tmp`;
-    rmSync(temp, { force: true });
+    this.#removeTempPidFiles();
+    if (this.#ownStalePidFile()) rmSync(this.#oldLock, { force: true }); // before its other name is judged
     let fd: number;
     try {
       fd = openSync(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
@@ -133,6 +136,8 @@ export class DeliveryState {
     try {
       try {
         writeSync(fd, `${process.pid}\n`);
+        // Mode 0400 marks it as this version's (an earlier version's is 0600): see #retireOldLock.
+        fchmodSync(fd, OWN_PID_FILE_MODE);
         const { dev, ino } = fstatSync(fd);
         this.#pidFile = { dev, ino };
       } finally {
@@ -192,6 +197,30 @@ export class DeliveryState {
   }
 
   /**
+   * Whether `<target>.lock` is a pid file this version wrote (mode 0400; an earlier version's is
+   * 0600). With the kernel lock held here it is stale: its writer held that lock while it existed,
+   * so it is gone, whatever process now has its pid (a pid reused after a crash or reboot no longer
+   * blocks a start). Its other name, if a crash left one (see {@link #removeTempPidFiles}), goes too.
+   */
+  #ownStalePidFile(): boolean {
+    try {
+      const info = lstatSync(this.#oldLock);
+      return info.isFile() && (info.mode & 0o777) === OWN_PID_FILE_MODE;
+    } catch {
+      return false; // absent, or unexaminable (the read says so)
+    }
+  }
+
+  /** Removes `<target>.lock.<pid>.tmp` files a crash between writing and linking a pid file left. */
+  #removeTempPidFiles(): void {
+    const dir = path.dirname(this.#oldLock);
+    const base = path.basename(this.#oldLock);
+    for (const name of readdirSync(dir)) {
+      if (name.startsWith(`${base}.`) && /^\.\d+\.tmp$/.test(name.slice(base.length))) rmSync(path.join(dir, name), { force: true });
+    }
+  }
+
+  /**
    * Earlier versions locked a target with a pid file, `<target>.lock`. With the new lock held, such
    * a file is removed if its process is gone — no deliverer of this version can race on it. If its
    * process runs, it may be a deliverer of the earlier version: refused, so the two never deliver
@@ -200,6 +229,10 @@ export class DeliveryState {
   #retireOldLock(target: string): void {
     const refuse = (problem: string): DeliveryError =>
       new DeliveryError('DELIVERY_STATE', `the lock ${this.#oldLock} ${problem}; a deliverer's lock of an earlier version is a small regular file holding its pid: remove it if no deliverer runs`);
+    if (this.#ownStalePidFile()) {
+      rmSync(this.#oldLock, { force: true });
+      return;
+    }
     let text: string;
     try {
       const alias = this.#aliasOfLock(this.#oldLock, { links: true });
