@@ -205,6 +205,20 @@ describe('another name of the lock (a hard link)', () => {
       state.close();
     }
   }, 60_000);
+
+  it('never writes the cursor through a hard link to the lock planted as its temporary file: the lock keeps other deliverers out', async () => {
+    const state = await DeliveryState.open(dir, 'journal');
+    try {
+      await link(path.join(dir, 'journal.lock.db'), path.join(dir, `journal.cursor.json.${process.pid}.tmp`));
+      state.write({ format: 'offchannel-delivery-cursor', v: 1, target: 'journal', to: 'journal@example.com', mode: 'record', receipts: 0, streams: {} });
+      expect((await stat(path.join(dir, 'journal.lock.db'))).size).toBe(0);
+      const { list, results } = await race(1);
+      expect(results[0]).toMatch(/^DELIVERY_STATE: .*run one deliverer per target$/);
+      await endAll(list);
+    } finally {
+      state.close();
+    }
+  }, 60_000);
 });
 
 describe('the pid-file lock of an earlier version', () => {

@@ -284,7 +284,10 @@ export class DeliveryState {
   /** Atomically replaces the cursor: temp file (0600), fsync, rename, fsync directory. */
   write(cursor: DeliveryCursor): void {
     const temp = `${this.file}.${process.pid}.tmp`;
-    const fd = openSync(temp, constants.O_CREAT | constants.O_TRUNC | constants.O_WRONLY, 0o600);
+    // Removed, then created anew (never through a link, never an existing file: a hard link to the
+    // lock there would be truncated, and closing it would drop this process's lock).
+    rmSync(temp, { force: true });
+    const fd = openSync(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0), 0o600);
     try {
       writeSync(fd, `${JSON.stringify(cursor)}\n`);
       fsyncSync(fd);
