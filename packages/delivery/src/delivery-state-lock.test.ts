@@ -16,6 +16,7 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OffchannelError } from '@offchannel/core';
+import { nextLine as line } from '@offchannel/core/testing';
 import { DeliveryState } from './delivery-state.ts';
 
 const module = fileURLToPath(new URL('./delivery-state.ts', import.meta.url));
@@ -60,33 +61,6 @@ function deliverer(again = false): Child {
   return child;
 }
 
-const readers = new WeakMap<Child, { lines: string[]; wake?: () => void }>();
-/** The child's next output line. */
-async function line(child: Child): Promise<string> {
-  let reader = readers.get(child);
-  if (reader === undefined) {
-    const created: { lines: string[]; wake?: () => void; text: string } = { lines: [], text: '' };
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      created.text += chunk;
-      const parts = created.text.split('\n');
-      created.text = parts.pop() ?? '';
-      created.lines.push(...parts);
-      created.wake?.();
-    });
-    child.once('exit', () => created.wake?.());
-    readers.set(child, created);
-    reader = created;
-  }
-  while (reader.lines.length === 0) {
-    if (child.exitCode !== null || child.signalCode !== null) return `exited ${child.exitCode ?? child.signalCode}`;
-    await new Promise<void>((resolve) => {
-      reader.wake = resolve;
-    });
-  }
-  return reader.lines.shift() as string;
-}
-
 /** Starts deliverers, releases them at one instant, and returns what each printed. */
 async function race(count: number): Promise<{ list: Child[]; results: string[] }> {
   const list = Array.from({ length: count }, () => deliverer());
@@ -117,14 +91,19 @@ const failure = async (promise: Promise<unknown>): Promise<OffchannelError> => {
   return error as OffchannelError;
 };
 
+/** What one more deliverer, started now, printed (`open`, or its error's code and message); it is stopped. */
+async function anotherDeliverer(): Promise<string> {
+  const { list, results } = await race(1);
+  await endAll(list);
+  return results[0] as string;
+}
+
 describe('the target lock', () => {
   it('is free the moment a deliverer is killed (SIGKILL), and keeps others out while held', async () => {
     await crashedDeliverer();
     const state = await DeliveryState.open(dir, 'journal');
     try {
-      const { list, results } = await race(1);
-      expect(results[0]).toMatch(/^DELIVERY_STATE: target journal is being delivered by another process.*journal\.lock\.db.*run one deliverer per target$/);
-      await endAll(list);
+      expect(await anotherDeliverer()).toMatch(/^DELIVERY_STATE: target journal is being delivered by another process.*journal\.lock\.db.*run one deliverer per target$/);
     } finally {
       state.close();
     }
@@ -164,9 +143,7 @@ describe('the target lock', () => {
     expect(error.code).toBe('DELIVERY_STATE');
     expect(error.message).toContain('run one deliverer per target');
     // The refused attempt did not drop the first one's lock for other processes.
-    const { list, results } = await race(1);
-    expect(results[0]).toMatch(/^DELIVERY_STATE: /);
-    await endAll(list);
+    expect(await anotherDeliverer()).toMatch(/^DELIVERY_STATE: /);
     first.close();
     const again = await DeliveryState.open(dir, 'journal');
     again.close();
@@ -188,9 +165,7 @@ describe('another name of the lock (a hard link)', () => {
     expect((await failure(DeliveryState.open(dir, 'journal'))).message).toContain('has other names (2 hard links)');
     // The refusals released the lock: a deliverer of another process gets in.
     await rm(path.join(dir, 'journal.lock'));
-    const { list, results } = await race(1);
-    expect(results).toEqual(['open']);
-    await endAll(list);
+    expect(await anotherDeliverer()).toBe('open');
   }, 60_000);
 
   it('is refused as the cursor, never opened: the lock keeps other deliverers out', async () => {
@@ -198,9 +173,7 @@ describe('another name of the lock (a hard link)', () => {
     try {
       await link(path.join(dir, 'journal.lock.db'), path.join(dir, 'journal.cursor.json'));
       expect(() => state.read()).toThrow(/journal\.cursor\.json is the lock .*journal\.lock\.db under another name/);
-      const { list, results } = await race(1);
-      expect(results[0]).toMatch(/^DELIVERY_STATE: .*run one deliverer per target$/);
-      await endAll(list);
+      expect(await anotherDeliverer()).toMatch(/^DELIVERY_STATE: .*run one deliverer per target$/);
     } finally {
       state.close();
     }
@@ -212,9 +185,7 @@ describe('another name of the lock (a hard link)', () => {
       await link(path.join(dir, 'journal.lock.db'), path.join(dir, `journal.cursor.json.${process.pid}.tmp`));
       state.write({ format: 'offchannel-delivery-cursor', v: 1, target: 'journal', to: 'journal@example.com', mode: 'record', receipts: 0, streams: {} });
       expect((await stat(path.join(dir, 'journal.lock.db'))).size).toBe(0);
-      const { list, results } = await race(1);
-      expect(results[0]).toMatch(/^DELIVERY_STATE: .*run one deliverer per target$/);
-      await endAll(list);
+      expect(await anotherDeliverer()).toMatch(/^DELIVERY_STATE: .*run one deliverer per target$/);
     } finally {
       state.close();
     }
@@ -316,9 +287,7 @@ describe('the pid-file lock of an earlier version', () => {
       expect(error.message).toContain('run one deliverer per target');
       expect((await readdir(dir)).sort()).toEqual(['journal.lock', 'journal.lock.db']);
       // The refusal released the new lock.
-      const { list, results } = await race(1);
-      expect(results[0]).toMatch(/^DELIVERY_STATE: .*earlier offchannel version/);
-      await endAll(list);
+      expect(await anotherDeliverer()).toMatch(/^DELIVERY_STATE: .*earlier offchannel version/);
     } finally {
       running.kill('SIGKILL');
     }

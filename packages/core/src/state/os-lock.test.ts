@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OffchannelError } from '../errors/offchannel-error.ts';
+import { nextLine as line } from '../testing/child-lines.ts';
 import { takeOsLock, takeOsLockAsync } from './os-lock.ts';
 
 const module = fileURLToPath(new URL('./os-lock.ts', import.meta.url));
@@ -58,33 +59,6 @@ function contender(ready = false): Child {
   const child = spawn(process.execPath, ['--conditions=@offchannel/source', '--no-warnings', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
   children.push(child);
   return child;
-}
-
-/** The child's next output line (its stdout is read once, line by line, from the start). */
-const pending = new WeakMap<Child, { lines: string[]; wake?: () => void }>();
-async function line(child: Child): Promise<string> {
-  let state = pending.get(child);
-  if (state === undefined) {
-    const created: { lines: string[]; wake?: () => void; text: string } = { lines: [], text: '' };
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      created.text += chunk;
-      const parts = created.text.split('\n');
-      created.text = parts.pop() ?? '';
-      created.lines.push(...parts);
-      created.wake?.();
-    });
-    child.once('exit', () => created.wake?.());
-    pending.set(child, created);
-    state = created;
-  }
-  while (state.lines.length === 0) {
-    if (child.exitCode !== null || child.signalCode !== null) return `exited ${child.exitCode ?? child.signalCode}`;
-    await new Promise<void>((resolve) => {
-      state.wake = resolve;
-    });
-  }
-  return state.lines.shift() as string;
 }
 
 const code = (action: () => unknown): string => {
