@@ -126,7 +126,6 @@ export class DeliveryState {
     // earlier deliverer never sees it empty, which it would take for a dead one's.
     const temp = `${this.#oldLock}.${process.pid}.tmp`;
     this.#removeTempPidFiles();
-    if (this.#ownStalePidFile()) rmSync(this.#oldLock, { force: true }); // before its other name is judged
     let fd: number;
     try {
       fd = openSync(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
