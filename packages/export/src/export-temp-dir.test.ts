@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -164,6 +164,37 @@ describe('working files', () => {
     // Their exports killed outright: the next export removes both.
     expect(await exportTo(path.join(parent, 'after'))).toBeUndefined();
     expect(await leftovers(parent)).toEqual([]);
+  });
+
+  it('left half-made (killed between making and renaming it) are removed by the next export once no export can be making them', { timeout: 120_000 }, async () => {
+    const parent = await mkdtemp(path.join(scratch, 'staging-'));
+    const host = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+    const name = (n: number, of = host): string => `.offchannel-export-new-${of}-${process.pid}-${String(n).repeat(16)}`;
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const make = async (dirName: string, options: { readonly lock: boolean; readonly old: boolean }): Promise<string> => {
+      const dir = path.join(parent, dirName);
+      await mkdir(dir, { mode: 0o700 });
+      if (options.lock) await writeFile(path.join(dir, 'lock'), '');
+      if (options.old) await utimes(dir, hourAgo, hourAgo);
+      return dir;
+    };
+    await make(name(1), { lock: true, old: false }); // locked by nobody now: its export is dead
+    await make(name(2), { lock: false, old: true }); // killed before it took its lock, long ago
+    await make(name(3), { lock: false, old: false }); // may be an export's about to lock it: kept
+    const held = await make(name(4), { lock: true, old: true }); // an export holds it: kept
+    await make(name(5, host === 'ffffffff' ? 'eeeeeeee' : 'ffffffff'), { lock: false, old: true }); // another host's
+    await symlink(os.tmpdir(), path.join(parent, name(6))); // not a directory: never followed
+    const holder = await holdLocks([path.join(held, 'lock')]);
+    try {
+      expect(await exportTo(path.join(parent, 'next'))).toBeUndefined();
+      const staged = (await readdir(parent)).filter((entry) => entry.startsWith('.offchannel-export-new-')).sort();
+      expect(staged).toEqual([name(3), name(4), name(5, host === 'ffffffff' ? 'eeeeeeee' : 'ffffffff'), name(6)].sort());
+    } finally {
+      holder.kill('SIGKILL');
+      await once(holder, 'exit');
+    }
+    expect(await exportTo(path.join(parent, 'after'))).toBeUndefined();
+    expect((await readdir(parent)).filter((entry) => entry.startsWith('.offchannel-export-new-')).sort()).toEqual([name(3), name(5, host === 'ffffffff' ? 'eeeeeeee' : 'ffffffff'), name(6)].sort());
   });
 });
 

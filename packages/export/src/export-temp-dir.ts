@@ -18,7 +18,9 @@
  * renamed to the name it scans, so no clean-up ever sees it unlocked: one that judged it by its
  * pid from another PID namespace would have removed it under the running export. An export killed
  * in that instant leaves an empty `.offchannel-export-new-…` directory (nothing is written to it
- * before the rename).
+ * before the rename but its `lock`); the next export removes it once its lock can be taken, or —
+ * killed before it took the lock — once it is a minute old (a younger one may be an export's that
+ * is about to lock it; removing it then would only make that export make another).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -30,6 +32,8 @@ import { type OsLock, OffchannelError, takeOsLock } from '@offchannel/core';
 const PREFIX = '.offchannel-export-tmp-';
 /** Where a directory is made and locked before it is renamed to `PREFIX…`: never scanned. */
 const STAGING = '.offchannel-export-new-';
+/** A staging directory without a lock is an abandoned one once it is this old (ms). */
+const STAGING_GRACE_MS = 60_000;
 /** The file in a working directory whose kernel lock its export holds while it runs. */
 const LOCK = 'lock';
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
@@ -111,7 +115,10 @@ async function lockedDir(parent: string): Promise<{ dir: string; lock: OsLock }>
   }
 }
 
-/** `.offchannel-export-tmp-*` directories of this host that no running export holds. */
+/**
+ * `.offchannel-export-tmp-*` directories of this host that no running export holds, and
+ * `.offchannel-export-new-*` ones an export was killed while making (see the top of this file).
+ */
 async function removeLeftovers(parent: string): Promise<void> {
   let names: string[];
   try {
@@ -120,6 +127,11 @@ async function removeLeftovers(parent: string): Promise<void> {
     return; // the parent does not exist yet: nothing was left there
   }
   for (const name of names) {
+    const staging = new RegExp(`^${STAGING.replace('.', '\\.')}([0-9a-f]{8})-\\d+-[0-9a-f]{16}$`).exec(name);
+    if (staging) {
+      if (staging[1] === HOST) await removeStaging(path.join(parent, name));
+      continue;
+    }
     const match = new RegExp(`^${PREFIX.replace('.', '\\.')}([0-9a-f]{8})-(\\d+)-[0-9a-f]{16}$`).exec(name);
     if (!match || match[1] !== HOST) continue;
     const dir = path.join(parent, name);
@@ -139,6 +151,26 @@ async function removeLeftovers(parent: string): Promise<void> {
     } else if (!running(Number(match[2]))) {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+}
+
+/** A staging directory whose lock no export holds, or that never got one and is a minute old. */
+async function removeStaging(dir: string): Promise<void> {
+  let lock: OsLock | undefined;
+  if (await exists(path.join(dir, LOCK))) {
+    try {
+      lock = takeOsLock(path.join(dir, LOCK));
+    } catch {
+      return; // held: an export is making it right now
+    }
+  } else {
+    const made = await lstat(dir).catch(() => undefined);
+    if (!made?.isDirectory() || Date.now() - made.mtimeMs < STAGING_GRACE_MS) return;
+  }
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } finally {
+    lock?.release();
   }
 }
 
