@@ -126,7 +126,10 @@ export async function witnessCommand(argv: readonly string[], io: CliIo): Promis
   // After a journal failure, the requests in flight (failing fast) get their 500 before the stop.
   if (failed !== undefined) await new Promise((resolve) => setTimeout(resolve, 1000));
   await server.close();
+  // Cosignatures still being made (their connections are gone) finish first: the journal is
+  // closed, and the folder released, once none is in flight.
   state.close();
+  await state.closed();
   if (failed !== undefined) {
     io.stderr.write(`error: ${failed.message}; the witness stopped (exit ${EXIT_FAILED}) so that a restart can cut the torn line\n`);
     return EXIT_FAILED;

@@ -364,6 +364,23 @@ describe('crashes and append-only journals', () => {
     expect(restarted.head(origin(2))?.size).toBe(1);
   });
 
+  it('a close while cosignatures are being recorded lets them finish (journal line, log file), then releases the folder; later ones are refused', { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    const state = await WitnessState.open(dir, { key: SNAPSHOT_KEY });
+    const sizes = Array.from({ length: 300 }, (_, log) => 1 + (log % 2));
+    const advancing = sizes.map(async (size, log) => state.advance({ origin: origin(log), size, root: root(log, size) }));
+    state.close(); // the first journal write and fsync are in flight
+    await expect(state.advance({ origin: origin(999), size: 1, root: root(999, 1) })).rejects.toMatchObject({ code: 'WITNESS_STATE', message: expect.stringMatching(/stopping.*send it again/) as unknown });
+    // Another witness cannot take the folder while they are in flight.
+    await expect(WitnessState.open(dir, { key: SNAPSHOT_KEY })).rejects.toThrow();
+    expect((await Promise.allSettled(advancing)).map((result) => result.status)).toEqual(sizes.map(() => 'fulfilled'));
+    await state.closed();
+    const text = await readFile(path.join(dir, 'journal'), 'latin1');
+    expect(text.trimEnd().split('\n').sort()).toEqual(sizes.map((size, log) => line(log, size).trimEnd()).sort());
+    const reopened = await openState(dir);
+    expectHeads(reopened, sizes);
+  });
+
   it('appends through the descriptor opened at start: bytes another writer appended, or a journal replaced while it runs, stop it', async () => {
     const dir = await tempDir();
     const journal = path.join(dir, 'journal');

@@ -135,12 +135,22 @@ export class WitnessState {
   #serving = false;
 
   #lock: OsLock | undefined;
+  /** `close()` was called: no new advance starts; the last one in flight releases the state. */
+  #closing = false;
+  /** Advances started and not yet finished (journal line, log file, snapshot). */
+  #inFlight = 0;
+  /** Resolves once the journal is closed and the folder's lock released. */
+  readonly #released: Promise<void>;
+  #release!: () => void;
 
   private constructor(dir: string, journal: string, options: WitnessStateOptions) {
     this.#dir = dir;
     this.#journal = journal;
     this.#key = options.key;
     this.#onBroken = options.onBroken;
+    this.#released = new Promise((resolve) => {
+      this.#release = resolve;
+    });
     this.#onSnapshotError = options.onSnapshotError;
     this.#readWhole = options.readWholeJournal ?? false;
   }
@@ -201,12 +211,29 @@ export class WitnessState {
     }
   }
 
-  /** Closes the journal and releases the state folder's lock. */
+  /**
+   * Closes the journal and releases the state folder's lock — at once when no advance is in
+   * flight, else when the last one has finished: its write and fsync still use the descriptor
+   * (closed under them, the number could be reused by another file and the line land there), and
+   * its log file and snapshot are written while this process still holds the folder. Advances
+   * asked for after this are refused. `closed()` resolves when it is done.
+   */
   close(): void {
+    this.#closing = true;
+    if (this.#inFlight === 0) this.#closeNow();
+  }
+
+  /** Resolves once `close()` has closed the journal and released the folder's lock. */
+  closed(): Promise<void> {
+    return this.#released;
+  }
+
+  #closeNow(): void {
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
     this.#lock?.release();
     this.#lock = undefined;
+    this.#release();
   }
 
   /** Why the latest snapshot write failed, if it did (the next start then reads a longer tail). */
@@ -239,6 +266,17 @@ export class WitnessState {
    * the journal has the line, and the next start reads a longer tail).
    */
   async advance(head: LogHead): Promise<void> {
+    if (this.#closing) throw new WitnessError('WITNESS_STATE', 'the witness is stopping: the checkpoint was not cosigned; send it again once it has restarted');
+    this.#inFlight++;
+    try {
+      await this.#advance(head);
+    } finally {
+      this.#inFlight--;
+      if (this.#closing && this.#inFlight === 0) this.#closeNow();
+    }
+  }
+
+  async #advance(head: LogHead): Promise<void> {
     const id = originId(head.origin);
     const root = Buffer.from(head.root).toString('base64');
     await this.#append(id, { size: head.size, root });
