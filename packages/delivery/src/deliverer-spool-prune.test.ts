@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { readdir } from 'node:fs/promises';
-import { Forwarder, type PrunedEvent, Recorder, type StreamWriter, blobRefs, decodeRecord, generateEd25519NoteKey } from '@offchannel/core';
+import { Forwarder, type PrunedEvent, Recorder, type Sink, type StreamWriter, blobRefs, decodeRecord, generateEd25519NoteKey } from '@offchannel/core';
 import { createRecordingLogger } from '@offchannel/core/testing';
 import { type FsSink, openFsSink } from '@offchannel/sink-fs';
 import { Deliverer } from './deliverer.ts';
@@ -112,9 +112,9 @@ class Host {
     return (await this.spool.pruned(stream))?.seq ?? 0;
   }
 
-  deliverer(smtp: string, extra: Partial<DeliveryTarget> = {}, clock: () => Date = () => NOW): Promise<Deliverer> {
+  deliverer(smtp: string, extra: Partial<DeliveryTarget> = {}, clock: () => Date = () => NOW, archive: Sink = this.archive): Promise<Deliverer> {
     const target: DeliveryTarget = { name: 'journal', smtp, to: 'journal@archive.test', from: 'offchannel@firm.example', allowPlaintextLoopback: true, ...extra };
-    return Deliverer.open({ archive: this.archive, receipts: this.forwarder.sink, target, stateDir: this.stateDir, verifiers: [key.verifier], checkpoints: { signer: key }, clock, sleep: () => Promise.resolve(), retry: { attempts: 2, initialMs: 1 }, logger: this.logger });
+    return Deliverer.open({ archive, receipts: this.forwarder.sink, target, stateDir: this.stateDir, verifiers: [key.verifier], checkpoints: { signer: key }, clock, sleep: () => Promise.resolve(), retry: { attempts: 2, initialMs: 1 }, logger: this.logger });
   }
 
   /** The events of the receipts stream `delivery:journal` on `sink`. */
@@ -316,5 +316,39 @@ describe('delivery from a spool the forwarder prunes', () => {
       await host.close();
     }
     expect(await receiptSeqs(host)).toEqual(seqs(1, 40));
+  });
+
+  it('a prune that runs while a pass reads the spool starts the pass again; it is not an archive that fails to verify', { timeout: 60_000 }, async () => {
+    const host = await Host.open();
+    const up = await server();
+    let deliverer = await host.deliverer(up.url);
+    host.hold = (stream) => deliverer.holdFrom(stream);
+    let raced = 0;
+    // A forwarder that asked for the holds just before the pass began, pruning in the middle of
+    // the pass's verified export (between its look at the pruned prefix and its bulk read).
+    const racing = new Proxy(host.archive, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (property !== 'readSegments') return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        return async function* (stream: string) {
+          if (stream === STREAM && raced === 0) raced = (await host.spool.prune(STREAM, { below: 41, sealedBefore: PRUNE_NOW })).segments;
+          yield* target.readSegments(stream);
+        };
+      },
+    });
+    try {
+      await host.capture(0, 40);
+      expect(await deliverer.deliverPending()).toMatchObject({ sent: 40 });
+      await deliverer.close();
+      deliverer = await host.deliverer(up.url, {}, () => NOW, racing);
+      await host.capture(40, 10);
+      expect(await deliverer.deliverPending()).toMatchObject({ sent: 10, backlog: 0, missed: [] });
+      expect(raced).toBeGreaterThan(0);
+      expect(host.logger.lines.filter((line) => line.message === 'the spool was pruned while a delivery pass read it; starting the pass again')).toHaveLength(1);
+    } finally {
+      await deliverer.close();
+      await host.close();
+    }
+    expect(up.received.map((item) => seqOf(item.bytes))).toEqual(seqs(1, 50));
   });
 });

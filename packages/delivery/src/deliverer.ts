@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, OffchannelError, Recorder, type Sink, type StreamWriter, decodeRecord, noopLogger, openKeyIndex } from '@offchannel/core';
+import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, Recorder, type Sink, type StreamWriter, decodeRecord, noopLogger, openKeyIndex } from '@offchannel/core';
 import { DeliveryError } from './delivery-error.ts';
 import { type DeliveryCursor, DeliveryState, type InFlight } from './delivery-state.ts';
 import { type DeliveryTarget, type SmtpEndpoint, checkTarget } from './delivery-target.ts';
@@ -108,6 +108,14 @@ export interface DeliveryReport extends DeliveryStatus {
 interface Pending {
   readonly message: OutgoingMessage;
   readonly records: readonly { readonly seq: number; readonly hash: string }[];
+}
+
+/** What a pass sends now, in order; how many records wait for their day; which have no e-mail form. */
+interface Plan {
+  readonly send: Pending[];
+  readonly notDue: number;
+  readonly nextDue: number;
+  readonly noEmail: Set<string>;
 }
 
 export class Deliverer {
@@ -348,8 +356,10 @@ export class Deliverer {
       try {
         return await this.#pass(signal);
       } catch (error) {
-        // Only the spool's size cap prunes what a pass reads: the next pass records the gap.
-        if (attempt >= 3 || !OffchannelError.hasCode(error, 'RECORDS_PRUNED')) throw error;
+        // A prune took records from under the pass (see #readAndPlan): the next pass starts
+        // after it (and records a gap if the size cap took undelivered ones).
+        if (!(error instanceof SpoolPrunedWhileReading)) throw error;
+        if (attempt >= 3) throw error.cause;
         this.#logger.warn({ deliveryTarget: this.#target.name }, 'the spool was pruned while a delivery pass read it; starting the pass again');
       }
     }
@@ -390,22 +400,9 @@ export class Deliverer {
     let inDoubt = 0;
     const records = new Map<string, { readonly hash: string; readonly capturedAt: string }>();
     if (pendingStreams.length > 0) {
-      this.#reading = true;
-      try {
-        for (const stream of pendingStreams) {
-          for await (const stored of archive.read(stream, { fromSeq: (this.#cursor.get(stream) ?? 0) + 1 })) {
-            const { record, hash } = decodeRecord(stored.bytes);
-            records.set(`${stream}/${record.seq}`, { hash, capturedAt: record.capturedAt });
-          }
-        }
-      } catch (error) {
-        this.#reading = false;
-        throw error;
-      }
       const scratch = path.join(this.#state.dir, `${this.#target.name}.render`);
       try {
-        const plan = await this.#plan(pendingStreams, scratch, records);
-        this.#reading = false;
+        const plan = await this.#readAndPlan(pendingStreams, scratch, records);
         notDue = plan.notDue;
         noEmail = plan.noEmail.size;
         for (const item of plan.send) {
@@ -422,7 +419,6 @@ export class Deliverer {
         this.#status = { ...this.#status, delivered: this.#deliveredCount, lastDeliveredAt: this.#lastDeliveredAt, missed: this.#missedList() };
         throw error;
       } finally {
-        this.#reading = false;
         await rm(scratch, { recursive: true, force: true });
       }
     }
@@ -472,8 +468,46 @@ export class Deliverer {
     this.#writeCursor(this.#inFlight);
   }
 
+  /**
+   * Reads the records after each cursor and renders what is to be sent, holding the whole spool
+   * meanwhile ({@link holdFrom}): the export reads each stream from the first record the spool
+   * holds. A prune that ran all the same — one that asked for the holds just before this began,
+   * or the size cap — can take records from under the export, which then fails to read or
+   * verify them. When the pruned prefix of a stream moved during the attempt, that failure is
+   * a {@link SpoolPrunedWhileReading} (the pass starts again), not an archive that does not verify.
+   */
+  async #readAndPlan(streams: readonly string[], scratch: string, records: Map<string, { readonly hash: string; readonly capturedAt: string }>): Promise<Plan> {
+    this.#reading = true;
+    try {
+      const before = await this.#prunedPrefixes(streams);
+      try {
+        for (const stream of streams) {
+          for await (const stored of this.#options.archive.read(stream, { fromSeq: (this.#cursor.get(stream) ?? 0) + 1 })) {
+            const { record, hash } = decodeRecord(stored.bytes);
+            records.set(`${stream}/${record.seq}`, { hash, capturedAt: record.capturedAt });
+          }
+        }
+        return await this.#plan(streams, scratch, records);
+      } catch (error) {
+        if ((await this.#prunedPrefixes(streams)) !== before) throw new SpoolPrunedWhileReading(error);
+        throw error;
+      }
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  /** Where each stream's pruned prefix ends (a spool that prunes; otherwise nothing). */
+  async #prunedPrefixes(streams: readonly string[]): Promise<string> {
+    const archive = this.#options.archive;
+    if (!archive.pruned) return '';
+    const ends: number[] = [];
+    for (const stream of streams) ends.push((await archive.pruned(stream))?.seq ?? 0);
+    return ends.join(' ');
+  }
+
   /** What to send now, in order; what waits; what has no e-mail form. */
-  async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<{ send: Pending[]; notDue: number; nextDue: number; noEmail: Set<string> }> {
+  async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<Plan> {
     const render = (mode: 'message' | 'day', dir: string): Promise<OutgoingMessage[]> =>
       renderMessages({ sink: this.#options.archive, streams, mode, out: path.join(scratch, dir), ...(this.#options.verifiers ? { verifiers: this.#options.verifiers } : {}), ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}), ...(this.#options.generator ? { generator: this.#options.generator } : {}), logger: this.#logger });
     const perRecord = await render('message', 'message');
@@ -658,6 +692,13 @@ export class Deliverer {
       this.#keyIndex.close();
       this.#state.close();
     }
+  }
+}
+
+/** A pass's read of the spool met a prune that ran meanwhile (see `#readAndPlan`); `cause` is what failed. */
+class SpoolPrunedWhileReading extends Error {
+  constructor(cause: unknown) {
+    super('the spool was pruned while a delivery pass read it', { cause });
   }
 }
 
