@@ -462,7 +462,7 @@ export class Deliverer {
       }
       const before = this.#missed.get(stream);
       this.#missed.set(stream, before === undefined ? seqs : `${before} ${seqs}`);
-      this.#logger.error({ deliveryTarget: this.#target.name, stream, fromSeq: cursor + 1, throughSeq: through }, `records were pruned from the spool before this target delivered them (the spool reached spoolPrune.maxBytes); they were NOT delivered and have no receipt. Deliver them from the archive of record: offchannel deliver <s3://… archive> --check --target ${this.#target.name} lists them`);
+      this.#logger.error({ deliveryTarget: this.#target.name, stream, fromSeq: cursor + 1, throughSeq: through }, `records were pruned from the spool before this target delivered them (capture's spoolPrune.maxBytes passes delivery holds; a deliverer run outside capture holds nothing); they were NOT delivered and have no receipt. Deliver them from the archive of record: offchannel deliver <s3://… archive> --check --target ${this.#target.name} lists them`);
     }
     this.#cursor.set(stream, through);
     this.#writeCursor(this.#inFlight);
