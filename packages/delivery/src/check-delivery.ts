@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { type NoteVerifier, type Sink, decodeRecord } from '@offchannel/core';
-import { RECEIPT_CHANNEL, REFUSAL_EVENT, type Receipt, readReceipts, receiptStream } from './delivery-receipts.ts';
+import { MISSED_EVENT, RECEIPT_CHANNEL, REFUSAL_EVENT, type Receipt, readReceipts, receiptStream } from './delivery-receipts.ts';
 import { renderMessages } from './render-messages.ts';
 
 export interface UndeliveredRecord {
@@ -33,6 +33,11 @@ export interface DeliveryCheck {
   readonly receipts: number;
   readonly refusals: number;
   readonly inDoubt: number;
+  /**
+   * Gaps the target recorded (`delivery-missed`): records pruned from capture's spool before it
+   * delivered them. They have no receipt, so they are also listed as not delivered.
+   */
+  readonly missed: readonly { readonly stream: string; readonly seqs: string }[];
   /** Receipts naming a record the archive does not hold. */
   readonly unknownRecords: readonly { readonly stream: string; readonly seq: number }[];
   readonly streams: readonly StreamCheck[];
@@ -51,8 +56,13 @@ export async function checkDelivery(options: { readonly archive: Sink; readonly 
     for (const seq of receipt.seqs) byRecord.set(`${receipt.stream}/${seq}`, receipt);
   }
   let refusals = 0;
+  const missed: { stream: string; seqs: string }[] = [];
   if ((await archive.streams()).includes(receiptStream(target))) {
-    for await (const stored of archive.read(receiptStream(target))) if (decodeRecord(stored.bytes).record.system?.event === REFUSAL_EVENT) refusals++;
+    for await (const stored of archive.read(receiptStream(target))) {
+      const { system } = decodeRecord(stored.bytes).record;
+      if (system?.event === REFUSAL_EVENT) refusals++;
+      if (system?.event === MISSED_EVENT) missed.push({ stream: system.fields?.stream ?? '', seqs: system.fields?.seqs ?? '' });
+    }
   }
   const streams = (await archive.streams()).filter((stream) => !stream.startsWith(`${RECEIPT_CHANNEL}:`)).sort();
   const scratch = await mkdtemp(path.join(tmpdir(), 'offchannel-delivery-check-'));
@@ -90,5 +100,5 @@ export async function checkDelivery(options: { readonly archive: Sink; readonly 
     return { stream: key.slice(0, slash), seq: Number(key.slice(slash + 1)) };
   });
   const ok = unknownRecords.length === 0 && checks.every((check) => check.hashMismatches.length === 0 && check.undelivered.every((item) => !item.hasEmail));
-  return { target, receipts, refusals, inDoubt, unknownRecords, streams: checks, ok };
+  return { target, receipts, refusals, inDoubt, missed, unknownRecords, streams: checks, ok };
 }

@@ -20,7 +20,7 @@ import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, 
 import { DeliveryError } from './delivery-error.ts';
 import { type DeliveryCursor, DeliveryState, type InFlight } from './delivery-state.ts';
 import { type DeliveryTarget, type SmtpEndpoint, checkTarget } from './delivery-target.ts';
-import { RECEIPT_CHANNEL, RECEIPT_EVENT, type Receipt, readReceipts, receiptCapture, receiptStream, refusalCapture } from './delivery-receipts.ts';
+import { RECEIPT_CHANNEL, RECEIPT_EVENT, type Receipt, missedCapture, readReceipts, receiptCapture, receiptStream, refusalCapture } from './delivery-receipts.ts';
 import { type OutgoingMessage, renderMessages } from './render-messages.ts';
 import { type SmtpSender, createSmtpSender } from './smtp-sender.ts';
 
@@ -62,8 +62,15 @@ export interface DelivererOptions {
 export interface StreamProgress {
   readonly stream: string;
   readonly head: number;
-  /** Every seq ≤ this is delivered (or has no e-mail form). */
+  /** Every seq ≤ this is delivered (or has no e-mail form, or is in `DeliveryStatus.missed`). */
   readonly delivered: number;
+}
+
+/** Records pruned from capture's spool before this target delivered them: never delivered by it. */
+export interface MissedRecords {
+  readonly stream: string;
+  /** Seq ranges, `1-35 40`. */
+  readonly seqs: string;
 }
 
 export interface DeliveryStatus {
@@ -80,6 +87,11 @@ export interface DeliveryStatus {
   /** When the newest delivery receipt of this target was recorded (kept across refusals and restarts). */
   readonly lastDeliveredAt: string | undefined;
   readonly streams: readonly StreamProgress[];
+  /**
+   * Records the spool lost before this target delivered them (capture's `spoolPrune.maxBytes`
+   * overriding its hold), all time: deliver them from the archive of record. Empty when none.
+   */
+  readonly missed: readonly MissedRecords[];
 }
 
 export interface DeliveryReport extends DeliveryStatus {
@@ -96,6 +108,14 @@ export interface DeliveryReport extends DeliveryStatus {
 interface Pending {
   readonly message: OutgoingMessage;
   readonly records: readonly { readonly seq: number; readonly hash: string }[];
+}
+
+/** What a pass sends now, in order; how many records wait for their day; which have no e-mail form. */
+interface Plan {
+  readonly send: Pending[];
+  readonly notDue: number;
+  readonly nextDue: number;
+  readonly noEmail: Set<string>;
 }
 
 export class Deliverer {
@@ -121,6 +141,12 @@ export class Deliverer {
   #deliveredCount = 0;
   #lastDeliveredAt: string | undefined;
   readonly #cursor = new Map<string, number>();
+  /** Per stream, the seq ranges pruned from the spool before they were delivered (kept in the cursor). */
+  readonly #missed = new Map<string, string>();
+  /** The receipts count of the cursor on disk: where the next start reads the receipts stream from. */
+  #savedReceipts = 0;
+  /** A pass is reading the archive (records, render): spool pruning waits (see {@link holdFrom}). */
+  #reading = false;
   /** The last receipts-stream record this deliverer read or wrote: its seq and hash. */
   #receiptHead = 0;
   #receiptHash: string | undefined;
@@ -148,7 +174,7 @@ export class Deliverer {
       throw error;
     }
     this.#writer = this.#recorder.writer({ channel: RECEIPT_CHANNEL, account: options.target.name, source: { package: DELIVERY_PACKAGE.name, version: DELIVERY_PACKAGE.version, upstream: 'nodemailer' } });
-    this.#status = { target: options.target.name, backlog: 0, lagMs: 0, delivered: 0, lastDeliveredAt: undefined, streams: [] };
+    this.#status = { target: options.target.name, backlog: 0, lagMs: 0, delivered: 0, lastDeliveredAt: undefined, streams: [], missed: [] };
   }
 
   /** Checks the target, takes its lock and reconciles the cursor with the receipts stream. */
@@ -164,7 +190,7 @@ export class Deliverer {
     }
     try {
       await deliverer.#reconcile();
-      deliverer.#status = { ...deliverer.#status, delivered: deliverer.#deliveredCount, lastDeliveredAt: deliverer.#lastDeliveredAt };
+      deliverer.#status = { ...deliverer.#status, delivered: deliverer.#deliveredCount, lastDeliveredAt: deliverer.#lastDeliveredAt, missed: deliverer.#missedList() };
     } catch (error) {
       try {
         await deliverer.#recorder.close();
@@ -185,6 +211,22 @@ export class Deliverer {
     return this.#status;
   }
 
+  /**
+   * The lowest seq of `stream` this target still needs, for a spool that prunes (capture's
+   * `PruneOptions.holds`): a captured stream's first record the cursor has not passed (in day
+   * mode too — the records of a day not yet sent are not passed); for its own receipts stream,
+   * the receipt a restart reads first (the one at the cursor's count; day mode reads every
+   * receipt at start, so all of them). `undefined` for streams it never reads (other targets'
+   * receipts). While a pass reads the archive, everything: its export reads each stream from
+   * the first record the spool holds. From memory only: the cursor moves and is written in one
+   * synchronous step.
+   */
+  holdFrom(stream: string): number | undefined {
+    if (stream === receiptStream(this.#target.name)) return this.mode === 'day' ? 1 : Math.max(1, this.#savedReceipts);
+    if (stream.startsWith(`${RECEIPT_CHANNEL}:`)) return undefined;
+    return this.#reading ? 1 : (this.#cursor.get(stream) ?? 0) + 1;
+  }
+
   async #reconcile(): Promise<void> {
     const stored = this.#state.read();
     if (stored && (stored.target !== this.#target.name || stored.to !== this.#target.to || stored.mode !== this.mode)) {
@@ -198,12 +240,14 @@ export class Deliverer {
     await this.#checkPrunedReceipts(receipts);
     if (stored && stored.receipts > 0) await this.#checkCountedReceipt(receipts, stored);
     for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
+    for (const [stream, seqs] of Object.entries(stored?.missed ?? {})) this.#missed.set(stream, seqs);
     // Record mode: the receipts up to the cursor's count were read (and checked) by the run
     // that wrote it; a record they delivered above its stream's cursor (a pass that stopped
     // midway) is found by its receipt's idempotency key (#lookUpDelivered), not by reading
     // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all;
     // so does a cursor written before it kept the count of deliveries (once).
     const from = stored?.delivered !== undefined && this.mode === 'record' ? stored.receipts : 0;
+    this.#savedReceipts = from;
     if (from === 0) this.#receiptHash = undefined;
     this.#deliveredCount = from > 0 ? (stored?.delivered ?? 0) : 0;
     this.#receiptHead = from;
@@ -308,11 +352,26 @@ export class Deliverer {
    * budget of a temporarily refused message is spent.
    */
   async deliverPending(signal?: AbortSignal): Promise<DeliveryReport> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#pass(signal);
+      } catch (error) {
+        // A prune took records from under the pass (see #readAndPlan): the next pass starts
+        // after it (and records a gap if the size cap took undelivered ones).
+        if (!(error instanceof SpoolPrunedWhileReading)) throw error;
+        if (attempt >= 3) throw error.cause;
+        this.#logger.warn({ deliveryTarget: this.#target.name }, 'the spool was pruned while a delivery pass read it; starting the pass again');
+      }
+    }
+  }
+
+  async #pass(signal: AbortSignal | undefined): Promise<DeliveryReport> {
     const archive = this.#options.archive;
     const streams: StreamProgress[] = [];
     for (const stream of [...(await archive.streams())].sort()) {
       if (stream.startsWith(`${RECEIPT_CHANNEL}:`)) continue;
       const head = (await archive.head(stream)).seq;
+      if (head > (this.#cursor.get(stream) ?? 0)) await this.#passPruned(stream);
       streams.push({ stream, head, delivered: Math.min(this.#cursor.get(stream) ?? 0, head) });
     }
     // With verifier keys, a stream is sent only once a signed checkpoint covers it: a young
@@ -341,15 +400,9 @@ export class Deliverer {
     let inDoubt = 0;
     const records = new Map<string, { readonly hash: string; readonly capturedAt: string }>();
     if (pendingStreams.length > 0) {
-      for (const stream of pendingStreams) {
-        for await (const stored of archive.read(stream, { fromSeq: (this.#cursor.get(stream) ?? 0) + 1 })) {
-          const { record, hash } = decodeRecord(stored.bytes);
-          records.set(`${stream}/${record.seq}`, { hash, capturedAt: record.capturedAt });
-        }
-      }
       const scratch = path.join(this.#state.dir, `${this.#target.name}.render`);
       try {
-        const plan = await this.#plan(pendingStreams, scratch, records);
+        const plan = await this.#readAndPlan(pendingStreams, scratch, records);
         notDue = plan.notDue;
         noEmail = plan.noEmail.size;
         for (const item of plan.send) {
@@ -363,7 +416,7 @@ export class Deliverer {
         if (plan.notDue > 0) this.#idle = { heads, until: plan.nextDue, notDue: plan.notDue, noEmail: plan.noEmail.size, records };
       } catch (error) {
         // A pass stopped (a refusal, an abort): the status still counts what it delivered.
-        this.#status = { ...this.#status, delivered: this.#deliveredCount, lastDeliveredAt: this.#lastDeliveredAt };
+        this.#status = { ...this.#status, delivered: this.#deliveredCount, lastDeliveredAt: this.#lastDeliveredAt, missed: this.#missedList() };
         throw error;
       } finally {
         await rm(scratch, { recursive: true, force: true });
@@ -373,8 +426,88 @@ export class Deliverer {
     return { ...this.#status, sent, notDue, noEmail, inDoubt };
   }
 
+  /**
+   * Records of `stream` the spool pruned before this target delivered them (the size cap of
+   * capture's spool overrode the hold): said loudly and durably, never skipped in silence — a
+   * `delivery-missed` record in the receipts stream (not a receipt: `--check` on the archive of
+   * record lists them as not delivered), an error in the log with the stream and seqs, the
+   * cursor's and the status's `missed`. Then the cursor passes them, so delivery goes on with
+   * what the spool still holds. Records delivered above the cursor (a receipt names them) are
+   * not counted as missed.
+   */
+  async #passPruned(stream: string): Promise<void> {
+    const through = (await this.#options.archive.pruned?.(stream))?.seq ?? 0;
+    const cursor = this.#cursor.get(stream) ?? 0;
+    if (through <= cursor) return;
+    const delivered = this.#delivered.get(stream) ?? new Set<number>();
+    if (this.mode === 'record' && through - cursor <= MAX_MISSED_LOOKUPS) {
+      // Receipts of a pass that stopped midway are found by key, as `#lookUpDelivered` does.
+      for (let seq = cursor + 1; seq <= through; seq++) if (!delivered.has(seq) && (await this.#writer.lookup(`${RECEIPT_EVENT}:${stream}:${seq}`)) !== undefined) delivered.add(seq);
+    }
+    const ranges: string[] = [];
+    let from = cursor + 1;
+    for (const seq of [...delivered].filter((item) => item > cursor && item <= through).sort((a, b) => a - b)) {
+      if (seq > from) ranges.push(seq - 1 > from ? `${from}-${seq - 1}` : `${from}`);
+      from = seq + 1;
+      delivered.delete(seq);
+    }
+    if (from <= through) ranges.push(through > from ? `${from}-${through}` : `${from}`);
+    if (delivered.size === 0) this.#delivered.delete(stream);
+    if (ranges.length > 0) {
+      const seqs = ranges.join(' ');
+      const result = await this.#writer.capture(missedCapture({ target: this.#target.name, to: this.#target.to, stream, seqs, at: this.#clock() }));
+      if (result.status === 'recorded' && result.seq > this.#receiptHead) {
+        this.#receiptHead = result.seq;
+        this.#receiptHash = result.hash;
+      }
+      const before = this.#missed.get(stream);
+      this.#missed.set(stream, before === undefined ? seqs : `${before} ${seqs}`);
+      this.#logger.error({ deliveryTarget: this.#target.name, stream, fromSeq: cursor + 1, throughSeq: through }, `records were pruned from the spool before this target delivered them (capture's spoolPrune.maxBytes passes delivery holds; a deliverer run outside capture holds nothing); they were NOT delivered and have no receipt. Deliver them from the archive of record: offchannel deliver <s3://… archive> --check --target ${this.#target.name} lists them`);
+    }
+    this.#cursor.set(stream, through);
+    this.#writeCursor(this.#inFlight);
+  }
+
+  /**
+   * Reads the records after each cursor and renders what is to be sent, holding the whole spool
+   * meanwhile ({@link holdFrom}): the export reads each stream from the first record the spool
+   * holds. A prune that ran all the same — one that asked for the holds just before this began,
+   * or the size cap — can take records from under the export, which then fails to read or
+   * verify them. When the pruned prefix of a stream moved during the attempt, that failure is
+   * a {@link SpoolPrunedWhileReading} (the pass starts again), not an archive that does not verify.
+   */
+  async #readAndPlan(streams: readonly string[], scratch: string, records: Map<string, { readonly hash: string; readonly capturedAt: string }>): Promise<Plan> {
+    this.#reading = true;
+    try {
+      const before = await this.#prunedPrefixes(streams);
+      try {
+        for (const stream of streams) {
+          for await (const stored of this.#options.archive.read(stream, { fromSeq: (this.#cursor.get(stream) ?? 0) + 1 })) {
+            const { record, hash } = decodeRecord(stored.bytes);
+            records.set(`${stream}/${record.seq}`, { hash, capturedAt: record.capturedAt });
+          }
+        }
+        return await this.#plan(streams, scratch, records);
+      } catch (error) {
+        if ((await this.#prunedPrefixes(streams)) !== before) throw new SpoolPrunedWhileReading(error);
+        throw error;
+      }
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  /** Where each stream's pruned prefix ends (a spool that prunes; otherwise nothing). */
+  async #prunedPrefixes(streams: readonly string[]): Promise<string> {
+    const archive = this.#options.archive;
+    if (!archive.pruned) return '';
+    const ends: number[] = [];
+    for (const stream of streams) ends.push((await archive.pruned(stream))?.seq ?? 0);
+    return ends.join(' ');
+  }
+
   /** What to send now, in order; what waits; what has no e-mail form. */
-  async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<{ send: Pending[]; notDue: number; nextDue: number; noEmail: Set<string> }> {
+  async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<Plan> {
     const render = (mode: 'message' | 'day', dir: string): Promise<OutgoingMessage[]> =>
       renderMessages({ sink: this.#options.archive, streams, mode, out: path.join(scratch, dir), ...(this.#options.verifiers ? { verifiers: this.#options.verifiers } : {}), ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}), ...(this.#options.generator ? { generator: this.#options.generator } : {}), logger: this.#logger });
     const perRecord = await render('message', 'message');
@@ -501,8 +634,9 @@ export class Deliverer {
   }
 
   #writeCursor(inFlight: InFlight | undefined): void {
-    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), receipts: this.#receiptHead, delivered: this.#deliveredCount, ...(this.#receiptHash !== undefined && this.#receiptHead > 0 ? { receiptsHash: this.#receiptHash } : {}), ...(this.#lastDeliveredAt !== undefined ? { lastDeliveredAt: this.#lastDeliveredAt } : {}), ...(inFlight ? { inFlight } : {}) };
+    const cursor: DeliveryCursor = { format: 'offchannel-delivery-cursor', v: 1, target: this.#target.name, to: this.#target.to, mode: this.mode, streams: Object.fromEntries([...this.#cursor].sort()), ...(this.#missed.size > 0 ? { missed: Object.fromEntries([...this.#missed].sort()) } : {}), receipts: this.#receiptHead, delivered: this.#deliveredCount, ...(this.#receiptHash !== undefined && this.#receiptHead > 0 ? { receiptsHash: this.#receiptHash } : {}), ...(this.#lastDeliveredAt !== undefined ? { lastDeliveredAt: this.#lastDeliveredAt } : {}), ...(inFlight ? { inFlight } : {}) };
     this.#state.write(cursor);
+    this.#savedReceipts = this.#receiptHead;
     this.#inFlight = inFlight;
   }
 
@@ -524,7 +658,12 @@ export class Deliverer {
       delivered: this.#deliveredCount,
       lastDeliveredAt: this.#lastDeliveredAt,
       streams: streams.map((item) => ({ ...item, delivered: Math.min(this.#cursor.get(item.stream) ?? 0, item.head) })),
+      missed: this.#missedList(),
     };
+  }
+
+  #missedList(): MissedRecords[] {
+    return [...this.#missed].sort().map(([stream, seqs]) => ({ stream, seqs }));
   }
 
   /**
@@ -555,6 +694,16 @@ export class Deliverer {
     }
   }
 }
+
+/** A pass's read of the spool met a prune that ran meanwhile (see `#readAndPlan`); `cause` is what failed. */
+class SpoolPrunedWhileReading extends Error {
+  constructor(cause: unknown) {
+    super('the spool was pruned while a delivery pass read it', { cause });
+  }
+}
+
+/** Most records of one gap whose receipts are looked up by key (record mode); larger gaps count only what is in memory. */
+const MAX_MISSED_LOOKUPS = 100_000;
 
 /**
  * The receipt key index `<state>/<target>.receipt-keys.sqlite`. Core's index refuses anything but

@@ -13,6 +13,8 @@ import { type ArchiveRecord, type CaptureInput, type Sink, decodeRecord, parseCa
 export const RECEIPT_CHANNEL = 'delivery';
 export const RECEIPT_EVENT = 'delivered';
 export const REFUSAL_EVENT = 'delivery-refused';
+/** Records pruned from capture's spool before this target delivered them (never a receipt). */
+export const MISSED_EVENT = 'delivery-missed';
 export const RECEIPT_RAW_FORMAT = 'offchannel.delivery-receipt.json';
 
 export function receiptStream(target: string): string {
@@ -87,6 +89,19 @@ export function refusalCapture(input: { readonly target: string; readonly to: st
     kind: 'system',
     sentAt: input.at,
     system: { event: REFUSAL_EVENT, fields: { target: input.target, to: input.to, stream: input.stream, seqs: seqRanges(input.seqs).slice(0, 1000), messageId: input.messageId, reply: input.reply, at: input.at.toISOString() } },
+  };
+}
+
+/**
+ * A gap: `seqs` (a range list) of `stream` were pruned from the spool this target delivers
+ * from before it delivered them. Keyed by the gap, so a restart records it once.
+ */
+export function missedCapture(input: { readonly target: string; readonly to: string; readonly stream: string; readonly seqs: string; readonly at: Date }): CaptureInput {
+  return {
+    kind: 'system',
+    key: `${MISSED_EVENT}:${input.stream}:${input.seqs.split(' ')[0] ?? ''}`,
+    sentAt: input.at,
+    system: { event: MISSED_EVENT, fields: { target: input.target, to: input.to, stream: input.stream, seqs: input.seqs.slice(0, 10_000), reason: 'pruned-from-spool-before-delivery', at: input.at.toISOString() } },
   };
 }
 

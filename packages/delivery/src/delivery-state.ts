@@ -31,8 +31,16 @@ export interface DeliveryCursor {
   /** Journal address and mode the cursor belongs to; a change needs a new target name. */
   readonly to: string;
   readonly mode: 'record' | 'day';
-  /** Per stream: every seq ≤ this was delivered. */
+  /**
+   * Per stream: every seq ≤ this was delivered — or has no e-mail form, or is listed in
+   * `missed` (pruned from capture's spool before it was delivered; never delivered by this target).
+   */
   readonly streams: Readonly<Record<string, number>>;
+  /**
+   * Per stream, the records the spool lost before this target delivered them (`1-35 40`):
+   * each gap also has a `delivery-missed` record in the receipts stream. Absent when none.
+   */
+  readonly missed?: Readonly<Record<string, string>>;
   /** Receipts-stream seq up to which receipts are reflected here. */
   readonly receipts: number;
   /**
@@ -274,7 +282,7 @@ export class DeliveryState {
       throw new DeliveryError('DELIVERY_STATE', `${this.file} is not valid JSON; move it aside — the receipts stream rebuilds the cursor`, { cause: error });
     }
     const cursor = value as Partial<DeliveryCursor>;
-    if (cursor.format !== 'offchannel-delivery-cursor' || cursor.v !== 1 || typeof cursor.streams !== 'object' || cursor.streams === null || !Number.isSafeInteger(cursor.receipts) || (cursor.receipts as number) < 0 || (cursor.delivered !== undefined && (!Number.isSafeInteger(cursor.delivered) || cursor.delivered < 0 || cursor.delivered > (cursor.receipts as number))) || (cursor.receiptsHash !== undefined && (typeof cursor.receiptsHash !== 'string' || !/^[0-9a-f]{64}$/.test(cursor.receiptsHash))) || (cursor.lastDeliveredAt !== undefined && typeof cursor.lastDeliveredAt !== 'string')) {
+    if (cursor.format !== 'offchannel-delivery-cursor' || cursor.v !== 1 || typeof cursor.streams !== 'object' || cursor.streams === null || !Number.isSafeInteger(cursor.receipts) || (cursor.receipts as number) < 0 || (cursor.delivered !== undefined && (!Number.isSafeInteger(cursor.delivered) || cursor.delivered < 0 || cursor.delivered > (cursor.receipts as number))) || (cursor.receiptsHash !== undefined && (typeof cursor.receiptsHash !== 'string' || !/^[0-9a-f]{64}$/.test(cursor.receiptsHash))) || (cursor.lastDeliveredAt !== undefined && typeof cursor.lastDeliveredAt !== 'string') || !validMissed(cursor.missed)) {
       throw new DeliveryError('DELIVERY_STATE', `${this.file} is not a delivery cursor; move it aside — the receipts stream rebuilds the cursor`);
     }
     return cursor as DeliveryCursor;
@@ -321,4 +329,11 @@ function alive(pid: number): boolean {
   } catch (error) {
     return (error as { code?: string }).code === 'EPERM';
   }
+}
+
+/** The cursor's `missed`: absent, or per stream a list of seq ranges (`1-35 40`). */
+function validMissed(missed: unknown): boolean {
+  if (missed === undefined) return true;
+  if (typeof missed !== 'object' || missed === null || Array.isArray(missed)) return false;
+  return Object.values(missed).every((ranges) => typeof ranges === 'string' && /^\d+(-\d+)?( \d+(-\d+)?)*$/.test(ranges));
 }

@@ -47,6 +47,9 @@ export async function renderMessages(options: RenderOptions): Promise<OutgoingMe
       formats: ['eml'],
       streams: options.streams,
       emlMode: options.mode,
+      // Capture's deliveries read its spool: records pruned from it are behind the cursor (held
+      // until delivered) or were recorded as missed (Deliverer #passPruned).
+      prunedSpool: true,
       ...(options.verifiers && options.verifiers.length > 0 ? { verifiers: options.verifiers } : {}),
       ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
       ...(options.generator === undefined ? {} : { generator: options.generator }),

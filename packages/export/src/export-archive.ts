@@ -56,6 +56,13 @@ export interface ExportOptions {
    */
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: { readonly phase: string; readonly done: number; readonly total?: number }) => void;
+  /**
+   * A spool pruned after forwarding (capture's delivery targets read one): a stream whose first
+   * records were pruned is exported from the first record the spool still holds, its chain
+   * verified from the pruned prefix (verification warns `PRUNED`). Without it such a stream
+   * is refused (`RECORDS_PRUNED`): an export is normally of the whole archive of record.
+   */
+  readonly prunedSpool?: boolean;
 }
 
 export interface ExportResult {
@@ -160,9 +167,17 @@ async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<Expo
   // chain and head (archive-index.ts), every blob against its hash (verified-blob.ts).
   progress('index', 0);
   const heads = new Map(verification.streams.map((summary) => [summary.stream, summary.head] as const));
-  const index = await ArchiveIndex.build(options.sink, heads, plan.temp, (done) => {
-    progress('index', done);
-  });
+  const pruned = new Set(options.prunedSpool === true ? verification.streams.filter((summary) => summary.pruned !== undefined).map((summary) => summary.stream) : []);
+  const index = await ArchiveIndex.build(
+    options.sink,
+    heads,
+    plan.temp,
+    (done) => {
+      progress('index', done);
+    },
+    {},
+    pruned,
+  );
   const files: WrittenFile[] = [];
   const counts: Partial<Record<ExportFormat, number>> = {};
   try {

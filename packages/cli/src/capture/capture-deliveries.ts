@@ -140,6 +140,21 @@ export class CaptureDeliveries {
     this.#logger.error({ deliveryTarget: running.entry.name, code: running.error, reason: OffchannelError.isInstance(error) ? error.message : 'unexpected error' }, 'delivery target stopped; capture continues. Fix the cause and restart capture (or run offchannel deliver) to resume from the named record');
   }
 
+  /**
+   * For spool pruning (`PruneOptions.holds`): the lowest seq of `stream` any target still needs.
+   * A target that stopped on an error holds where it stopped (it resumes there after a restart);
+   * one that could not even open holds everything (its cursor is unknown). Only the spool's size
+   * cap passes a hold, and each target then records the records it lost (`status.missed`).
+   */
+  holdFrom(stream: string): number | undefined {
+    let hold: number | undefined;
+    for (const running of this.#running) {
+      const seq = running.deliverer ? running.deliverer.holdFrom(stream) : 1;
+      if (seq !== undefined) hold = Math.min(hold ?? seq, seq);
+    }
+    return hold;
+  }
+
   snapshot(): DeliverySnapshot[] {
     return this.#running.map((running) => ({ name: running.entry.name, state: running.state, ...(running.error === undefined ? {} : { error: running.error }), status: running.deliverer?.status() }));
   }

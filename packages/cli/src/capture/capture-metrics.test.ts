@@ -142,10 +142,14 @@ describe('capture metrics', { timeout: 60_000 }, () => {
     expect((await metrics.render()).body).not.toMatch(/offchannel_spool_pruned_total\{/);
     metrics.observePruned({ stream: STREAM, segments: 3, bytes: 3_000, throughSeq: 90, heldBytes: 500 });
     metrics.observePruned({ stream: 'whatsapp:bob', segments: 1, bytes: 700, throughSeq: 10, heldBytes: 0 });
+    expect(sample((await metrics.render()).body, 'offchannel_spool_pruned_undelivered_records_total', { stream: STREAM })).toBeUndefined();
+    // The size cap passed a delivery target's hold at seq 4: records 4–12 were not delivered.
+    metrics.observePruned({ stream: STREAM, segments: 1, bytes: 900, throughSeq: 12, heldBytes: 500, passedHold: { fromSeq: 4, throughSeq: 12 } });
     metrics.observeBlobsPruned({ blobs: 40, bytes: 123_456 });
     const text = (await metrics.render()).body;
-    expect(sample(text, 'offchannel_spool_pruned_total', { what: 'segments' })).toBe(4);
-    expect(sample(text, 'offchannel_spool_pruned_bytes_total', { what: 'segments' })).toBe(3_700);
+    expect(sample(text, 'offchannel_spool_pruned_total', { what: 'segments' })).toBe(5);
+    expect(sample(text, 'offchannel_spool_pruned_bytes_total', { what: 'segments' })).toBe(4_600);
+    expect(sample(text, 'offchannel_spool_pruned_undelivered_records_total', { stream: STREAM })).toBe(9);
     expect(sample(text, 'offchannel_spool_pruned_total', { what: 'blobs' })).toBe(40);
     expect(sample(text, 'offchannel_spool_pruned_bytes_total', { what: 'blobs' })).toBe(123_456);
   });

@@ -61,6 +61,7 @@ export class CaptureMetrics {
   readonly #unauthorized: Counter;
   readonly #prunedBytes: Counter<'what'>;
   readonly #pruned: Counter<'what'>;
+  readonly #prunedUndelivered: Counter<'stream'>;
 
   constructor(options: CaptureMetricsOptions) {
     this.#options = options;
@@ -75,6 +76,7 @@ export class CaptureMetrics {
     this.#latency = new Histogram({ name: 'offchannel_capture_latency_seconds', help: 'From the connector handing an event to the recorder to the record being durable.', labelNames: ['stream'], buckets: LATENCY_BUCKETS, registers });
     this.#prunedBytes = new Counter({ name: 'offchannel_spool_pruned_bytes_total', help: 'Bytes dropped from the local spool once S3 held them: what="segments" (records) or "blobs".', labelNames: ['what'], registers });
     this.#pruned = new Counter({ name: 'offchannel_spool_pruned_total', help: 'Files dropped from the local spool once S3 held them: what="segments" or "blobs".', labelNames: ['what'], registers });
+    this.#prunedUndelivered = new Counter({ name: 'offchannel_spool_pruned_undelivered_records_total', help: 'Records the spool size cap (spoolPrune.maxBytes) dropped before a delivery target had delivered them; each target records them as delivery-missed. Deliver them from S3.', labelNames: ['stream'], registers });
     this.#unauthorized = new Counter({ name: 'offchannel_metrics_unauthorized_requests_total', help: 'Requests to the metrics endpoint refused for a missing or wrong bearer token.', registers });
     const state = new Gauge({
       name: 'offchannel_connector_state',
@@ -166,6 +168,7 @@ export class CaptureMetrics {
   readonly observePruned = (event: PrunedEvent): void => {
     this.#pruned.inc({ what: 'segments' }, event.segments);
     this.#prunedBytes.inc({ what: 'segments' }, event.bytes);
+    if (event.passedHold) this.#prunedUndelivered.inc({ stream: event.stream }, event.passedHold.throughSeq - event.passedHold.fromSeq + 1);
   };
 
   /** `ForwarderOptions.onBlobsPruned`: blobs dropped from the spool. */

@@ -482,6 +482,14 @@ export class CaptureRunner {
     await Promise.all(workers);
   }
 
+  /**
+   * The delivery targets read the spool: pruning keeps what they still need — everything while
+   * they are not running (before they start, after they stop).
+   */
+  #deliveryHold(stream: string): number | undefined {
+    return this.#deliveries ? this.#deliveries.holdFrom(stream) : 1;
+  }
+
   async #openSink(): Promise<Sink> {
     const archive = this.#config.archive;
     if (archive.kind === 'dir') return openFsSink({ dir: archive.dir, logger: this.#logger });
@@ -500,7 +508,7 @@ export class CaptureRunner {
         spool,
         targets: [{ name: 's3', sink: s3 }],
         logger: this.#logger,
-        ...(archive.spoolPrune ? { prune: archive.spoolPrune } : {}),
+        ...(archive.spoolPrune ? { prune: { ...archive.spoolPrune, ...(this.#config.delivery.length > 0 ? { holds: (stream: string) => this.#deliveryHold(stream) } : {}) } } : {}),
         ...(this.#metrics ? { onForwarded: this.#metrics.observeForwarded, onPruned: this.#metrics.observePruned, onBlobsPruned: this.#metrics.observeBlobsPruned } : {}),
         ...(this.#config.signing?.archiveLog ? { archiveLogs: [archiveLogName(this.#options.shard)] } : {}),
       });

@@ -100,7 +100,7 @@ export async function captureCommand(argv: readonly string[], io: CliIo): Promis
       io.stdout.write(`\r${[statusLine(snapshot.accounts), ...(snapshot.deliveries ?? []).map(deliveryText)].join(' │ ')}\u001b[K`);
     } else if (Date.now() - lastLog >= 60_000) {
       lastLog = Date.now();
-      logger.info({ accounts: snapshot.accounts.map((account) => ({ stream: account.stream, state: account.state, code: account.code ?? null, connector: account.connector?.state ?? null, captured: account.captured, duplicates: account.duplicates, errors: account.errors, excluded: account.excluded, lastEventAt: account.connector?.lastEventAt ?? null })), ...(snapshot.forwarded ? { forwarded: snapshot.forwarded } : {}), ...(snapshot.deliveries ? { deliveries: snapshot.deliveries.map(({ name, state, error, status }) => ({ deliveryTarget: name, state, error: error ?? null, backlog: status?.backlog ?? null, lagMs: status?.lagMs ?? null, delivered: status?.delivered ?? null })) } : {}) }, 'capture status');
+      logger.info({ accounts: snapshot.accounts.map((account) => ({ stream: account.stream, state: account.state, code: account.code ?? null, connector: account.connector?.state ?? null, captured: account.captured, duplicates: account.duplicates, errors: account.errors, excluded: account.excluded, lastEventAt: account.connector?.lastEventAt ?? null })), ...(snapshot.forwarded ? { forwarded: snapshot.forwarded } : {}), ...(snapshot.deliveries ? { deliveries: snapshot.deliveries.map(({ name, state, error, status }) => ({ deliveryTarget: name, state, error: error ?? null, backlog: status?.backlog ?? null, lagMs: status?.lagMs ?? null, delivered: status?.delivered ?? null, missed: status?.missed.length ? status.missed : null })) } : {}) }, 'capture status');
     }
   }, config.statusEveryMs);
   await new Promise<void>((resolve) => {
@@ -134,8 +134,10 @@ async function reloadConfig(file: string, runner: CaptureRunner, logger: Logger)
 }
 
 function deliveryText({ name, state, error, status }: DeliverySnapshot): string {
-  if (state !== 'running') return `deliver ${name} ${state}${error ? ` ${error}` : ''}`;
-  return `deliver ${name} backlog ${status?.backlog ?? '?'}${status && status.backlog > 0 ? ` lag ${Math.round(status.lagMs / 1000)}s` : ''}`;
+  // Records the spool lost before delivery stay on the line until the target's state is reset.
+  const missed = status?.missed.length ? ` MISSED ${status.missed.map((gap) => `${gap.stream} ${gap.seqs}`).join(', ')}` : '';
+  if (state !== 'running') return `deliver ${name} ${state}${error ? ` ${error}` : ''}${missed}`;
+  return `deliver ${name} backlog ${status?.backlog ?? '?'}${status && status.backlog > 0 ? ` lag ${Math.round(status.lagMs / 1000)}s` : ''}${missed}`;
 }
 
 function summary(account: AccountSnapshot): string {

@@ -118,6 +118,7 @@ export async function deliverCommand(argv: readonly string[], io: CliIo): Promis
           for (const mismatch of stream.hashMismatches) lines.push(`  ${stream.stream} seq ${mismatch.seq}: receipt names record ${mismatch.receipt} but the archive holds ${mismatch.archive}`);
         }
         for (const unknown of result.unknownRecords) lines.push(`  receipt for ${unknown.stream} seq ${unknown.seq}, which the archive does not hold`);
+        for (const gap of result.missed) lines.push(`  ${gap.stream} seq ${gap.seqs}: pruned from capture's spool before this target delivered them (recorded as missed); deliver them from this archive`);
         io.stdout.write(`${lines.join('\n')}\n`);
       }
       return result.ok ? EXIT_OK : EXIT_FAILED;

@@ -57,7 +57,8 @@ export interface ForwarderOptions {
    * signed checkpoint after them (the newest checkpoint's record and everything after it stay:
    * start-up and recovery need them), and they were sealed at least `minAgeMs` ago — or,
    * whatever their age, while the stream's segments in the spool exceed `maxBytes`. Never what
-   * a target has not acknowledged. The spool must implement {@link PrunableSpool}.
+   * a target has not acknowledged, and, by age, never what another reader of the spool still
+   * needs (`holds`). The spool must implement {@link PrunableSpool}.
    *
    * Blobs too, when the spool can (`pruneBlobs`): after a poll that pruned segments (and at the
    * first poll), blobs written at least `minAgeMs` ago that no record still in the spool names,
@@ -81,6 +82,17 @@ export interface PruneOptions {
   readonly maxBytes?: number;
   /** Clock (default `() => new Date()`). */
   readonly now?: () => Date;
+  /**
+   * Other readers of the spool (capture's SMTP delivery targets): per stream, the lowest seq one
+   * of them still needs, or `undefined` when none needs any. Asked at every poll for every
+   * stream pruning would touch, so it must answer from memory (cursors), never by reading the
+   * stream. Pruning by age never passes it (`below` is at most the hold). `maxBytes` does: a
+   * spool that fills the disk stops capture, which loses messages; what it then prunes that a
+   * reader still needed is reported (`PrunedEvent.passedHold`, a warning), and the reader must
+   * notice the gap itself (the delivery target records it and says what to do). A hold that
+   * throws keeps the whole stream this poll.
+   */
+  readonly holds?: (stream: string) => number | undefined | Promise<number | undefined>;
 }
 
 export interface PrunedEvent {
@@ -92,6 +104,11 @@ export interface PrunedEvent {
   readonly throughSeq: number;
   /** Bytes of the stream's segments still in the spool. */
   readonly heldBytes: number;
+  /**
+   * Records a reader still needed (`PruneOptions.holds`) that the size cap (`maxBytes`) pruned
+   * all the same: `fromSeq` (the hold) to `throughSeq`.
+   */
+  readonly passedHold?: { readonly fromSeq: number; readonly throughSeq: number };
 }
 
 /** Blobs removed from the spool by one pass. */
@@ -256,17 +273,11 @@ export class Forwarder {
       const lanes = this.options.targets.map((target) => this.lanes.get(laneKey(target, stream)));
       // Every target must have been reached and agree with the spool.
       if (lanes.some((lane) => !lane || lane.diverged || lane.head === undefined)) continue;
-      const below = Math.min(...lanes.map((lane) => Math.min(lane?.checkpoint ?? 0, lane?.head?.seq ?? 0)));
-      if (below <= 1) continue;
+      const forwarded = Math.min(...lanes.map((lane) => Math.min(lane?.checkpoint ?? 0, lane?.head?.seq ?? 0)));
+      if (forwarded <= 1) continue;
       try {
-        const result = await spool.prune(stream, {
-          below,
-          sealedBefore: new Date(now.getTime() - options.minAgeMs),
-          ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }),
-          now,
-        });
-        if (result.segments > 0) {
-          const event = { stream, ...result };
+        const event = await this.pruneStream(spool, stream, forwarded, now, options);
+        if (event) {
           done.push(event);
           this.options.onPruned?.(event);
         }
@@ -277,6 +288,31 @@ export class Forwarder {
     if (done.length > 0) this.blobPassDue = true;
     if (this.blobPassDue && this.running) await this.pruneBlobs(spool, new Date(now.getTime() - options.minAgeMs));
     return done;
+  }
+
+  /**
+   * Prunes one stream below `forwarded` (what every target holds under a checkpoint): by age
+   * and size up to the readers' hold, then — only while the stream still exceeds `maxBytes` —
+   * by size past it, reporting what a reader still needed.
+   */
+  private async pruneStream(spool: PrunableSpool, stream: string, forwarded: number, now: Date, options: PruneOptions): Promise<PrunedEvent | undefined> {
+    const hold = await options.holds?.(stream);
+    const below = hold === undefined ? forwarded : Math.min(forwarded, Math.max(1, hold));
+    const maxBytes = options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes };
+    const first = below > 1 ? await spool.prune(stream, { below, sealedBefore: new Date(now.getTime() - options.minAgeMs), ...maxBytes, now }) : undefined;
+    let result = first;
+    let passedHold: PrunedEvent['passedHold'];
+    if (options.maxBytes !== undefined && below < forwarded && (first === undefined || first.heldBytes > options.maxBytes)) {
+      // Only the size cap may go past a hold (no `sealedBefore`: age alone never does).
+      const over = await spool.prune(stream, { below: forwarded, maxBytes: options.maxBytes, now });
+      if (over.segments > 0) {
+        passedHold = { fromSeq: below, throughSeq: over.throughSeq };
+        result = { segments: (first?.segments ?? 0) + over.segments, bytes: (first?.bytes ?? 0) + over.bytes, throughSeq: over.throughSeq, heldBytes: over.heldBytes };
+        this.logger.warn({ stream, fromSeq: below, throughSeq: over.throughSeq }, 'the spool exceeded maxBytes: pruned records a reader of the spool (a delivery target) had not read yet; it reports them');
+      }
+    }
+    if (!result || result.segments === 0) return undefined;
+    return { stream, ...result, ...(passedHold ? { passedHold } : {}) };
   }
 
   /**

@@ -89,8 +89,12 @@ export class ArchiveIndex {
    * verified head. The archive can change between verification and this read; a chain that ends
    * in the verified head's hash is, by SHA-256, the very chain that was verified. Records
    * appended after verification (a live archive) are not read.
+   *
+   * `pruned` names the streams of a spool pruned after forwarding that verification continued
+   * from their pruned prefix (`Sink.pruned`): each is read from the record after it, its chain
+   * continuing the prefix's hash. Any other stream whose first records are gone is refused.
    */
-  static async build(sink: Sink, heads: ReadonlyMap<string, StreamHead>, dir: string, onProgress?: (done: number) => void, limits: IndexLimits = {}): Promise<ArchiveIndex> {
+  static async build(sink: Sink, heads: ReadonlyMap<string, StreamHead>, dir: string, onProgress?: (done: number) => void, limits: IndexLimits = {}, pruned: ReadonlySet<string> = new Set()): Promise<ArchiveIndex> {
     const file = path.join(dir, 'index.sqlite');
     await (await open(file, 'wx', 0o600)).close();
     let db: DatabaseSync;
@@ -121,7 +125,9 @@ export class ArchiveIndex {
       let done = 0;
       for (const [stream, head] of heads) {
         exec('BEGIN');
-        let last: StreamHead = { seq: 0, hash: ZERO_HASH };
+        // Read now, not taken from verification: a prune since then moved it (a suffix of the verified chain remains).
+        const start = pruned.has(stream) ? await sink.pruned?.(stream) : undefined;
+        let last: StreamHead = start ?? { seq: 0, hash: ZERO_HASH };
         const add = (seq: number, bytes: Uint8Array): void => {
           const { record, hash } = decodeStoredRecord(stream, seq, bytes);
           if (record.stream !== stream || record.seq !== last.seq + 1 || seq !== record.seq || record.prev !== last.hash) throw changed(stream, last.seq + 1);
@@ -152,7 +158,7 @@ export class ArchiveIndex {
           }
           if (++done % 10_000 === 0) onProgress?.(done);
         };
-        await readStoredRecords(sink, stream, head.seq, add);
+        await readStoredRecords(sink, stream, head.seq, add, start?.seq ?? 0);
         if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
         exec('COMMIT');
       }
@@ -328,11 +334,11 @@ function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { r
  * Calls `add` with each stored record of `stream` up to seq `through`, in order: whatever is
  * stored (`add` checks it against the verified chain). Through the sink's bulk read when it has
  * one (whole segments in large pieces, split into lines here: no async step per record), else
- * record by record; a stream whose first records were pruned is read record by record, so the
- * sink's own error says so.
+ * record by record; a stream whose first records were pruned is read record by record, from
+ * the record after `prunedThrough` (0: from the first, so the sink's own error says they are gone).
  */
-async function readStoredRecords(sink: Sink, stream: string, through: number, add: (seq: number, bytes: Uint8Array) => void): Promise<void> {
-  if (sink.readSegments && (await sink.pruned?.(stream)) === undefined) {
+async function readStoredRecords(sink: Sink, stream: string, through: number, add: (seq: number, bytes: Uint8Array) => void, prunedThrough: number): Promise<void> {
+  if (prunedThrough === 0 && sink.readSegments && (await sink.pruned?.(stream)) === undefined) {
     let first = true;
     for await (const piece of sink.readSegments(stream)) {
       if (first && piece.firstSeq !== 1) break;
@@ -341,7 +347,7 @@ async function readStoredRecords(sink: Sink, stream: string, through: number, ad
     }
     if (!first) return;
   }
-  for await (const stored of sink.read(stream)) {
+  for await (const stored of sink.read(stream, { fromSeq: prunedThrough + 1 })) {
     if (stored.seq > through) return;
     add(stored.seq, stored.bytes);
   }

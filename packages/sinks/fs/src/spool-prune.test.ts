@@ -355,6 +355,53 @@ describe('Forwarder with prune', () => {
     }
   });
 
+  it('keeps what another reader of the spool still needs: age never passes its hold; the size cap does, and says so', { timeout: 60_000 }, async () => {
+    const dir = await copy();
+    const spool = await openFsSink({ dir, segmentBytes: 8_000 });
+    const target = createMemorySink(new MemoryStorage());
+    let hold: number | undefined = 120;
+    const asked: string[] = [];
+    const holds = (name: string): number | undefined => (asked.push(name), name === stream ? hold : undefined);
+    const aged = new Forwarder({ spool, targets: [{ name: 's3', sink: target }], pollMs: 600_000, prune: { minAgeMs: 0, now: () => FAR_FUTURE, holds } });
+    aged.start();
+    await aged.drain({ timeoutMs: 30_000 });
+    const first = await aged.prune();
+    const held = (await spool.pruned(stream))?.seq ?? 0;
+    // Everything is forwarded under the final checkpoint (400); the hold at 120 keeps seq 120 on.
+    expect(held).toBeGreaterThan(60);
+    expect(held).toBeLessThan(120);
+    expect(first).toHaveLength(1);
+    expect(first[0]?.passedHold).toBeUndefined();
+    expect(asked).toContain(stream);
+    hold = 1;
+    expect(await aged.prune()).toEqual([]);
+    hold = undefined;
+    const freed = await aged.prune();
+    expect(freed[0]?.throughSeq).toBeGreaterThan(300);
+    expect(freed[0]?.throughSeq).toBeLessThan(400);
+    await aged.stop();
+
+    // A reader that stopped at seq 1 of a fresh copy: the size cap prunes past it, reported.
+    const dir2 = await copy();
+    const spool2 = await openFsSink({ dir: dir2, segmentBytes: 8_000 });
+    const logger = createRecordingLogger();
+    const events: PrunedEvent[] = [];
+    const capped = new Forwarder({ spool: spool2, targets: [{ name: 's3', sink: createMemorySink(new MemoryStorage()) }], pollMs: 600_000, logger, onPruned: (event) => events.push(event), prune: { minAgeMs: 60_000, maxBytes: 40_000, now: () => new Date('2000-01-01T00:00:00Z'), holds: () => 1 } });
+    capped.start();
+    await capped.drain({ timeoutMs: 30_000 });
+    const [event] = await capped.prune();
+    await capped.stop();
+    expect(event?.segments).toBeGreaterThan(10);
+    expect(event?.heldBytes).toBeLessThanOrEqual(40_000 + 8_000 * 2);
+    expect(event?.passedHold).toEqual({ fromSeq: 1, throughSeq: event?.throughSeq });
+    expect(events).toEqual([event]);
+    const warning = logger.lines.find((line) => line.level === 'warn' && line.message?.startsWith('the spool exceeded maxBytes'));
+    expect(warning?.fields).toEqual({ stream, fromSeq: 1, throughSeq: event?.throughSeq });
+    await spool.close();
+    await spool2.close();
+    expect((await verify(dir2)).ok).toBe(true);
+  });
+
   it('refuses a spool that cannot prune', () => {
     expect(() => new Forwarder({ spool: createMemorySink(), targets: [{ name: 't', sink: createMemorySink() }], prune: { minAgeMs: 0 } })).toThrow(/cannot be pruned/);
   });

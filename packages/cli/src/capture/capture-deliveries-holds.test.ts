@@ -1,0 +1,72 @@
+/**
+ * What capture's delivery targets hold in a pruned spool (`CaptureDeliveries.holdFrom`, the
+ * forwarder's `PruneOptions.holds`): the lowest record any target still needs; a target that
+ * could not even open holds everything. Real fs archive, real SMTP server on loopback.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Recorder, generateEd25519NoteKey } from '@offchannel/core';
+import { createRecordingLogger } from '@offchannel/core/testing';
+import { openFsSink } from '@offchannel/sink-fs';
+import { startFaultServer } from '../../../delivery/src/__fixtures__/fault-smtp-server.ts';
+import { CaptureDeliveries, parseDeliveryConfig } from './capture-deliveries.ts';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function until(check: () => boolean, ms = 45_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('CaptureDeliveries.holdFrom', () => {
+  it('is the lowest record any target still needs; a target that could not open holds everything', { timeout: 60_000 }, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-holds-'));
+    dirs.push(dir);
+    const key = generateEd25519NoteKey('holds.offchannel.example');
+    const sink = await openFsSink({ dir: path.join(dir, 'archive') });
+    const recorder = new Recorder({ sink, clock: () => new Date(Date.UTC(2026, 10, 20, 12)), checkpoints: { signer: key, everyRecords: 5 } });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/cli-test', version: '0.0.0' } });
+    for (let n = 1; n <= 10; n++) await writer.capture({ kind: 'message', key: `m${n}`, sentAt: new Date(Date.UTC(2026, 10, 20, 9, n)).toISOString(), conversation: { id: 'client', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${n}` }, text: `Message ${n}` });
+    await recorder.checkpoint();
+    const archive = await openFsSink({ dir: path.join(dir, 'archive'), readOnly: true });
+    const smtp = await startFaultServer();
+    const logger = createRecordingLogger();
+    const target = { to: 'journal@archive.test', from: 'offchannel@firm.example', allowPlaintextLoopback: true, pollMs: 100, stateDir: './delivery' };
+    const start = (entries: unknown[]): Promise<CaptureDeliveries> => CaptureDeliveries.start(parseDeliveryConfig(entries, (relative) => path.resolve(dir, relative)), { archive, receipts: sink, env: {}, verifiers: [key.verifier], checkpoints: { signer: key }, generator: 'offchannel test', logger });
+    let deliveries: CaptureDeliveries | undefined;
+    try {
+      // The second target's plaintext SMTP to a host that is not loopback is refused at open.
+      deliveries = await start([
+        { ...target, name: 'journal', smtp: smtp.url },
+        { ...target, name: 'broken', smtp: 'smtp://journal.archive.example:25' },
+      ]);
+      const journal = (): number => deliveries?.snapshot().find((item) => item.name === 'journal')?.status?.streams[0]?.delivered ?? 0;
+      await until(() => journal() === 10);
+      expect(deliveries.snapshot().find((item) => item.name === 'broken')).toMatchObject({ state: 'failed' });
+      expect(deliveries.holdFrom(writer.stream)).toBe(1);
+      expect(deliveries.holdFrom('delivery:journal')).toBe(1);
+      await deliveries.stop();
+
+      deliveries = await start([{ ...target, name: 'journal', smtp: smtp.url }]);
+      expect(deliveries.holdFrom(writer.stream)).toBe(11);
+      // Its own receipts: from the one at the cursor's count; another target's: not its concern.
+      expect(deliveries.holdFrom('delivery:journal')).toBe(10);
+      expect(deliveries.holdFrom('delivery:broken')).toBeUndefined();
+    } finally {
+      await deliveries?.stop();
+      await smtp.close();
+      await recorder.close();
+      await archive.close();
+      await sink.close();
+    }
+    expect(smtp.received).toHaveLength(10);
+  });
+});
