@@ -13,10 +13,11 @@
  *
  * The seam is checked before anything is returned: the archive's record at the pruned head's
  * seq must hash (SHA-256 of its bytes, as the forwarder compares) to the pruned head's hash, the
- * `prev` of the spool's first record. Every record returned from the archive is a link of the
- * chain that ends there, so what a reader sees is one stream; a mismatch, or an archive that
- * lacks a record of the prefix, is `PRUNED_SEAM_MISMATCH` (fatal: the two copies differ, nothing
- * is guessed). An archive that cannot be reached is `PRUNED_READ_UNAVAILABLE` (retryable: the
+ * `prev` of the spool's first record — so the archive's copy of the prefix ends exactly where the
+ * spool continues. The archive must also return every seq of the prefix, in order. A mismatch, or
+ * a record missing, is `PRUNED_SEAM_MISMATCH` (fatal: the two copies differ, nothing is guessed).
+ * The records before the seam are not re-hashed here (the reader gets them as the archive holds
+ * them; `offchannel verify s3://…` checks the archive's chain and checkpoints). An archive that cannot be reached is `PRUNED_READ_UNAVAILABLE` (retryable: the
  * recorder rejects the captures, not acknowledged, and the connector runtime retries them with
  * its backoff until the archive answers; see docs/capture.md).
  *
@@ -122,9 +123,12 @@ export function prunedReadThrough(spool: Sink, archive: ArchiveOfRecord): Sink['
 
   return async function* read(stream: string, options?: { readonly fromSeq?: number }): AsyncIterable<StoredRecord> {
     let next = options?.fromSeq ?? 1;
+    let prunedMeanwhile: Error | undefined;
     for (;;) {
       // Validates the stream name before anything else is touched.
       const pruned = await spool.pruned?.(stream);
+      // A prefix only grows: one that does not reach what the spool just refused is not followed.
+      if (prunedMeanwhile !== undefined && !(pruned && next <= pruned.seq)) throw prunedMeanwhile;
       if (pruned && next <= pruned.seq) {
         await checkSeam(stream, pruned);
         yield* fromArchive(stream, next, pruned);
@@ -140,6 +144,7 @@ export function prunedReadThrough(spool: Sink, archive: ArchiveOfRecord): Sink['
         // The forwarder pruned further after `pruned()` answered: the archive serves those too.
         const through = OffchannelError.hasCode(error, 'RECORDS_PRUNED') ? (error as { readonly prunedThrough?: number }).prunedThrough : undefined;
         if (through === undefined || through < next) throw error;
+        prunedMeanwhile = error as Error;
       }
     }
   };
