@@ -10,6 +10,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type CaptureInput, Forwarder, OffchannelError, Recorder, type Sink, SinkUnavailableError, generateEd25519NoteKey, isRetryable, openKeyIndex, verifyArchive } from '@offchannel/core';
+import { runSinkConformance } from '@offchannel/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FsSink, openFsSink } from './fs-sink.ts';
 
@@ -241,5 +242,29 @@ describe('a pruned spool read through the archive of record', () => {
     await target.close();
     expect(further).toBeGreaterThan(prunedThrough);
     expect(seqs).toEqual(Array.from({ length: 700 }, (_, index) => index + 1));
+  });
+});
+
+describe('the forwarder\'s sink over an fs spool (reading through to an fs archive of record)', () => {
+  runSinkConformance({
+    test: it,
+    createFixture: async () => {
+      const root = await mkdtemp(path.join(tmpdir(), 'offchannel-read-through-conformance-'));
+      // An empty archive of record, read only by the sink under test.
+      await (await openFsSink({ dir: path.join(root, 'archive') })).close();
+      const through = async (readOnly: boolean): Promise<Sink> => {
+        const spool = await openFsSink({ dir: path.join(root, 'spool'), segmentBytes: 700, ...(readOnly ? { readOnly } : {}) });
+        const target = await openFsSink({ dir: path.join(root, 'archive'), readOnly: true });
+        const { sink } = new Forwarder({ spool, targets: [{ name: 'record', sink: target }] });
+        return {
+          ...sink,
+          close: async () => {
+            await sink.close();
+            await target.close();
+          },
+        };
+      };
+      return { open: () => through(false), openReadOnly: () => through(true), destroy: () => rm(root, { recursive: true, force: true }) };
+    },
   });
 });
