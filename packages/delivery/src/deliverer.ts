@@ -201,7 +201,8 @@ export class Deliverer {
     // every receipt ever written. Day mode needs every transcript's Message-ID: it reads all;
     // so does a cursor written before it kept the count of deliveries (once).
     const from = stored?.delivered !== undefined && this.mode === 'record' ? stored.receipts : 0;
-    await this.#checkPrunedReceipts(receipts, Math.min(from, stored && stored.receipts > 0 ? stored.receipts - 1 : from));
+    // This start reads the receipts after `from`, and the one the cursor counted (checked below).
+    await this.#checkPrunedReceipts(receipts, stored && stored.receipts > 0 ? Math.min(from, stored.receipts - 1) : from);
     if (stored && stored.receipts > 0) await this.#checkCountedReceipt(receipts, stored);
     for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
     if (from === 0) this.#receiptHash = undefined;
