@@ -142,6 +142,7 @@ export type { PendingBlob, PreparedCapture, RecordTemplate } from './recorder/pr
 
 // Spool and replication
 export { ForwardDivergedError, ForwardStoppedError, ForwardTimeoutError, Forwarder } from './forward/forwarder.ts';
+export { PrunedReadUnavailableError, PrunedSeamError } from './forward/pruned-read-through.ts';
 export type { BlobsPrunedEvent, ForwardStreamStatus, ForwardTarget, ForwardedEvent, ForwarderOptions, ForwarderStatus, PrunableSpool, PruneOptions, PrunedEvent } from './forward/forwarder.ts';
 
 // Secret state store

@@ -3,14 +3,16 @@
  * receipts written since its cursor (plus the one the cursor counted last), never the whole
  * `delivery:<target>` stream; a record delivered above its stream's cursor by a pass that
  * stopped midway is found by its receipt's idempotency key, so it is still never sent twice —
- * also when the on-disk key index was lost (it is rebuilt from the archive).
+ * also when the on-disk key index was lost (it is rebuilt from the archive), including in
+ * capture when the receipts spool pruned older receipts (they are read from the archive of
+ * record the spool forwards to).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { OffchannelError, Recorder, type Sink, decodeRecord } from '@offchannel/core';
+import { Forwarder, OffchannelError, Recorder, type Sink, decodeRecord } from '@offchannel/core';
 import { openFsSink } from '@offchannel/sink-fs';
 import { type DelivererOptions, Deliverer } from './deliverer.ts';
 import { readReceipts, receiptStream } from './delivery-receipts.ts';
@@ -104,6 +106,43 @@ async function receiptsOf(archive: JournalArchive): Promise<{ readonly count: nu
   } finally {
     await sink.close();
   }
+}
+
+const FAR_FUTURE = new Date('2100-01-01T00:00:00Z');
+
+/**
+ * Capture's receipts sink with an S3 archive: a spool forwarded to an archive of record (here an
+ * fs archive) by a real Forwarder that prunes it; reads of the receipts stream on the archive of
+ * record are noted. `prune()` forwards everything and prunes what the archive holds.
+ */
+async function receiptSpool(segmentBytes: number) {
+  const spoolDir = await tempDir('offchannel-delivery-spool-');
+  const recordDir = await tempDir('offchannel-delivery-record-');
+  const spool = await openFsSink({ dir: spoolDir, segmentBytes });
+  const record = await openFsSink({ dir: recordDir });
+  const reads: Reads = [];
+  const forwarder = new Forwarder({ spool, targets: [{ name: 's3', sink: noting(record, reads) }], pollMs: 60_000, prune: { minAgeMs: 0, now: () => FAR_FUTURE } });
+  forwarder.start();
+  return {
+    spool,
+    recordDir,
+    forwarder,
+    reads,
+    prune: async () => {
+      await forwarder.drain({ timeoutMs: 30_000 });
+      await forwarder.prune();
+      return (await spool.pruned(RECEIPTS)) ?? { seq: 0, hash: '' };
+    },
+    close: async () => {
+      await forwarder.stop();
+      await spool.close();
+      await record.close();
+    },
+  };
+}
+
+async function loseReceiptKeys(state: string): Promise<void> {
+  for (const suffix of ['', '-wal', '-shm']) await rm(path.join(state, `journal.receipt-keys.sqlite${suffix}`), { force: true });
 }
 
 describe('delivery cost does not grow with the receipts already written', () => {
@@ -206,45 +245,74 @@ describe('delivery cost does not grow with the receipts already written', () => 
     expect(Math.min(...after)).toBeGreaterThanOrEqual(written.head);
   }, 120_000);
 
-  it('refuses to rebuild a lost receipt key index from a spool whose older receipts were pruned', async () => {
+  it('in capture, a lost receipt key index on a pruned receipts stream is rebuilt through the archive of record: nothing is sent again; `deliver <spool>` without it is refused', async () => {
+    const archive = await createJournalArchive(40);
+    const smtp = await server();
+    const state = await tempDir('offchannel-delivery-state-');
+    const receipts = await receiptSpool(4_000);
+    try {
+      const first = await run(archive, { target: target(smtp.url), stateDir: state, receipts: receipts.forwarder.sink });
+      const pruned = await receipts.prune();
+      expect(pruned.seq).toBeGreaterThan(10);
+      const sent = smtp.received.length;
+      expect(sent).toBe(first.sent);
+
+      // With the index: the normal path, which never reads the archive of record.
+      expect((await run(archive, { target: target(smtp.url), stateDir: state, receipts: receipts.forwarder.sink })).sent).toBe(0);
+      expect(receipts.reads).toEqual([]);
+
+      // Lost: rebuilt through the archive of record (the pruned receipts from it, the rest from the spool).
+      await loseReceiptKeys(state);
+      const whatsapp = archive.counts['whatsapp:alice'] ?? 0;
+      await captureMore(archive, 3, 0);
+      const again = await run(archive, { target: target(smtp.url), stateDir: state, receipts: receipts.forwarder.sink });
+      expect(again.sent).toBe(3);
+      expect(again.delivered).toBe(first.sent + 3);
+      expect(receipts.reads).toContain(1);
+      expect(smtp.received.slice(sent).map((item) => `${streamOf(item.bytes)}/${seqOf(item.bytes)}`)).toEqual([1, 2, 3].map((added) => `whatsapp:alice/${whatsapp + added}`));
+
+      // `offchannel deliver <spool>` (the spool alone, no archive of record): refused, nothing sent.
+      await loseReceiptKeys(state);
+      const error = await run(archive, { target: target(smtp.url), stateDir: state, receipts: receipts.spool }).catch((caught: unknown) => caught);
+      expect(OffchannelError.hasCode(error, 'DELIVERY_STATE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(`seqs 1–${(await receipts.spool.pruned(RECEIPTS))?.seq} were pruned`);
+      expect((error as Error).message).toContain('journal.receipt-keys.sqlite');
+      expect(smtp.received).toHaveLength(sent + 3);
+    } finally {
+      await receipts.close();
+    }
+    // Every record has exactly one receipt: in the archive of record, which holds them all.
+    const all = await receiptsOf({ ...archive, dir: receipts.recordDir });
+    expect([...all.perRecord.values()].every((count) => count === 1)).toBe(true);
+    expect(all.count).toBe(smtp.received.length);
+  }, 120_000);
+
+  it('day mode in capture reads every receipt of a pruned receipts stream through the archive of record; `deliver <spool>` in day mode is refused', async () => {
     const archive = await createJournalArchive();
     const smtp = await server();
     const state = await tempDir('offchannel-delivery-state-');
-    await run(archive, { target: target(smtp.url), stateDir: state });
-    const written = await receiptsOf(archive);
-    const sent = smtp.received.length;
-    // The receipts as a spool that forwarded and pruned all but the newest receipt would hold them.
-    const spool = await openFsSink({ dir: archive.dir });
-    let prunedHash = '';
-    for await (const stored of spool.read(RECEIPTS, { fromSeq: written.head - 1 })) {
-      prunedHash = decodeRecord(stored.bytes).hash;
-      break;
-    }
-    const prunedHead = { seq: written.head - 1, hash: prunedHash };
-    const pruning = new Proxy(spool, {
-      get(inner, property) {
-        if (property === 'pruned') return (stream: string) => Promise.resolve(stream === RECEIPTS ? prunedHead : undefined);
-        const value = Reflect.get(inner, property, inner) as unknown;
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(inner) : value;
-      },
-    });
+    const day = target(smtp.url);
+    const days: DeliveryTarget = { ...day, mode: 'day' };
+    // Tiny segments: each receipt its own, so the few transcripts make a prefix to prune.
+    const receipts = await receiptSpool(200);
     try {
-      // With the index: the start goes on (nothing new to send).
-      expect((await run(archive, { target: target(smtp.url), stateDir: state, receipts: pruning })).sent).toBe(0);
-      await rm(path.join(state, 'journal.receipt-keys.sqlite'));
-      await rm(path.join(state, 'journal.receipt-keys.sqlite-wal'), { force: true });
-      await rm(path.join(state, 'journal.receipt-keys.sqlite-shm'), { force: true });
-      const error = await run(archive, { target: target(smtp.url), stateDir: state, receipts: pruning }).catch((caught: unknown) => caught);
+      const first = await run(archive, { target: days, stateDir: state, receipts: receipts.forwarder.sink });
+      expect(first.sent).toBeGreaterThan(2);
+      const pruned = await receipts.prune();
+      expect(pruned.seq).toBeGreaterThan(0);
+      const sent = smtp.received.length;
+      // Before the read-through this start failed with RECORDS_PRUNED (it reads from seq 1).
+      expect((await run(archive, { target: days, stateDir: state, receipts: receipts.forwarder.sink })).sent).toBe(0);
+      expect(receipts.reads).toContain(1);
+      expect(smtp.received).toHaveLength(sent);
+      const error = await run(archive, { target: days, stateDir: state, receipts: receipts.spool }).catch((caught: unknown) => caught);
       expect(OffchannelError.hasCode(error, 'DELIVERY_STATE'), String(error)).toBe(true);
-      expect((error as Error).message).toContain(`seqs 1–${written.head - 1} were pruned`);
-      expect((error as Error).message).toContain('journal.receipt-keys.sqlite');
+      expect((error as Error).message).toContain('day mode reads every receipt at start');
+      expect((error as Error).message).toContain(`seqs 1–${pruned.seq} of ${RECEIPTS} were pruned`);
       expect(smtp.received).toHaveLength(sent);
     } finally {
-      await spool.close();
+      await receipts.close();
     }
-    // From the archive of record the index is rebuilt: nothing is sent again.
-    expect((await run(archive, { target: target(smtp.url), stateDir: state })).sent).toBe(0);
-    expect(smtp.received).toHaveLength(sent);
   }, 120_000);
 
   it('refuses a link or directory in place of the receipt key index, and rebuilds it once moved aside', async () => {

@@ -237,10 +237,6 @@ export class Deliverer {
     if (stored && stored.receipts > head) {
       throw new DeliveryError('DELIVERY_STATE', `the cursor ${this.#state.file} counts ${stored.receipts} receipts but the archive's ${receiptStream(this.#target.name)} holds ${head}: this state directory belongs to another archive, or receipts were lost — run offchannel verify; nothing was sent`);
     }
-    await this.#checkPrunedReceipts(receipts);
-    if (stored && stored.receipts > 0) await this.#checkCountedReceipt(receipts, stored);
-    for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
-    for (const [stream, seqs] of Object.entries(stored?.missed ?? {})) this.#missed.set(stream, seqs);
     // Record mode: the receipts up to the cursor's count were read (and checked) by the run
     // that wrote it; a record they delivered above its stream's cursor (a pass that stopped
     // midway) is found by its receipt's idempotency key (#lookUpDelivered), not by reading
@@ -248,6 +244,11 @@ export class Deliverer {
     // so does a cursor written before it kept the count of deliveries (once).
     const from = stored?.delivered !== undefined && this.mode === 'record' ? stored.receipts : 0;
     this.#savedReceipts = from;
+    // This start reads the receipts after `from`, and the one the cursor counted (checked below).
+    await this.#checkPrunedReceipts(receipts, stored && stored.receipts > 0 ? Math.min(from, stored.receipts - 1) : from);
+    if (stored && stored.receipts > 0) await this.#checkCountedReceipt(receipts, stored);
+    for (const [stream, seq] of Object.entries(stored?.streams ?? {})) this.#cursor.set(stream, seq);
+    for (const [stream, seqs] of Object.entries(stored?.missed ?? {})) this.#missed.set(stream, seqs);
     if (from === 0) this.#receiptHash = undefined;
     this.#deliveredCount = from > 0 ? (stored?.delivered ?? 0) : 0;
     this.#receiptHead = from;
@@ -259,18 +260,26 @@ export class Deliverer {
   }
 
   /**
-   * Receipts recorded on a spool that prunes after forwarding (capture's deliveries): the key
-   * index can be rebuilt only from after the pruned prefix, so an index that is lost or behind
-   * it would miss the keys of pruned receipts — and a record delivered above its stream's
-   * cursor by one of them would be sent again. Refused instead, saying what to do.
+   * Receipts on a spool that pruned them after forwarding, read without the archive of record:
+   * `offchannel deliver <spool>`. (In capture the receipts sink reads a pruned prefix through
+   * the archive of record and reports none, so this never refuses there.) The start reads the
+   * receipts after `readsAfter` and rebuilds a key index that is lost or behind from the one it
+   * holds; when either reaches into the pruned prefix it is refused rather than done partially
+   * — an index missing the keys of pruned receipts would let a record delivered above its
+   * stream's cursor be sent again — saying what to do.
    */
-  async #checkPrunedReceipts(receipts: Sink): Promise<void> {
+  async #checkPrunedReceipts(receipts: Sink, readsAfter: number): Promise<void> {
     const stream = receiptStream(this.#target.name);
     const pruned = await receipts.pruned?.(stream);
     if (!pruned || pruned.seq === 0) return;
     const indexed = this.#keyIndex.head(stream).seq;
-    if (indexed >= pruned.seq) return;
-    throw new DeliveryError('DELIVERY_STATE', `the receipt key index of target ${this.#target.name} holds ${stream} up to seq ${indexed}, but seqs 1–${pruned.seq} were pruned from the spool after forwarding and cannot be read back to rebuild it: restore ${this.#target.name}.receipt-keys.sqlite (and its -wal and -shm) in the state directory from a backup, or deliver from the archive of record (\`offchannel deliver <archive>\`), whose receipts are complete; nothing was sent`);
+    if (indexed < pruned.seq) {
+      throw new DeliveryError('DELIVERY_STATE', `the receipt key index of target ${this.#target.name} holds ${stream} up to seq ${indexed}, but seqs 1–${pruned.seq} were pruned from the spool after forwarding and cannot be read back here to rebuild it: restore ${this.#target.name}.receipt-keys.sqlite (and its -wal and -shm) in the state directory from a backup, or deliver from the archive of record (\`offchannel deliver <archive>\`), whose receipts are complete; nothing was sent`);
+    }
+    if (readsAfter < pruned.seq) {
+      const why = this.mode === 'day' ? 'day mode reads every receipt at start' : `the start reads the receipts after seq ${readsAfter}`;
+      throw new DeliveryError('DELIVERY_STATE', `target ${this.#target.name}: ${why}, but seqs 1–${pruned.seq} of ${stream} were pruned from the spool after forwarding and cannot be read back here: deliver from the archive of record (\`offchannel deliver <archive>\`), whose receipts are complete; nothing was sent`);
+    }
   }
 
   /** Reads the receipts after the last one counted; the count moves to the last record read. */

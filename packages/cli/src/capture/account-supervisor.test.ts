@@ -204,6 +204,9 @@ describe('account supervision', () => {
     expect(classifyFailure(new OffchannelError('SINK_CONFLICT', '')).state).toBe('claimed-elsewhere');
     expect(classifyFailure(new OffchannelError('STATE_KEY_WRONG', '')).state).toBe('failed');
     expect(classifyFailure(new OffchannelError('SINK_UNAVAILABLE', '')).state).toBe('restarting');
+    // A pruned spool and its archive of record that differ: like a corrupt archive, not retried.
+    expect(classifyFailure(new OffchannelError('PRUNED_SEAM_MISMATCH', '')).state).toBe('failed');
+    expect(classifyFailure(new OffchannelError('PRUNED_READ_UNAVAILABLE', '', { disposition: 'retryable' })).state).toBe('restarting');
     expect(classifyFailure(new TypeError('undefined is not a function'))).toEqual({ state: 'restarting', code: 'UNKNOWN' });
     expect(classifyFailure('a string')).toEqual({ state: 'restarting', code: 'UNKNOWN' });
   });

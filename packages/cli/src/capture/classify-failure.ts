@@ -52,6 +52,8 @@ const BROKEN = new Set([
   'STATE_INSECURE',
   'SIGNAL_STATE_CORRUPT',
   'ARCHIVE_CORRUPT',
+  // The spool's pruned prefix and the archive of record differ (forward/pruned-read-through.ts).
+  'PRUNED_SEAM_MISMATCH',
   'CHAT_DB_UNSUPPORTED',
   'INVALID_STREAM_NAME',
   'SINK_READ_ONLY',

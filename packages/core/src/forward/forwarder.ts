@@ -153,7 +153,8 @@ export interface ForwarderStatus {
 export class Forwarder {
   /**
    * The spool, as a sink for the recorder: every call goes to the spool, and each durable append
-   * or checkpoint wakes the forwarder at once.
+   * or checkpoint wakes the forwarder at once. A read inside the spool's pruned prefix reads
+   * those records from the first target, the archive of record (`pruned-read-through.ts`).
    */
   readonly sink: Sink;
   private readonly options: ForwarderOptions;
@@ -180,9 +181,14 @@ export class Forwarder {
     if (options.prune && !(options.prune.minAgeMs >= 0)) throw new RangeError('prune.minAgeMs must be 0 or more');
     this.options = options;
     this.logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'forwarder' });
-    this.sink = spoolingSink(options.spool, (stream) => {
-      this.notify(stream);
-    });
+    const archive = options.targets[0] as ForwardTarget;
+    this.sink = spoolingSink(
+      options.spool,
+      (stream) => {
+        this.notify(stream);
+      },
+      { name: archive.name, sink: archive.sink },
+    );
   }
 
   /** Starts copying every stream of the spool, and keeps going until `stop()`. */

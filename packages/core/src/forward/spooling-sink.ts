@@ -2,10 +2,22 @@
  * Internal: the spool as the recorder's sink. Every call goes to the spool unchanged; after a
  * durable append or checkpoint, `changed(stream)` is called so the forwarder copies it at once
  * instead of at its next poll.
+ *
+ * A spool that prunes: without `archive`, its `pruned` head is passed through, so readers take
+ * their documented partial path (the recorder indexes keys from after the prefix). With
+ * `archive` (the forwarder's first target), `read` continues into it for the pruned prefix
+ * (`pruned-read-through.ts`) and the sink offers no `pruned`: every seq is readable, so the
+ * recorder rebuilds a lost key index completely and the deliverer its receipt keys, on their
+ * normal path. Their Merkle state still comes from the spool's tiles (pruning keeps every tile
+ * and the newest checkpoint's record); when those cannot be used, the read from seq 1 rebuilds
+ * it from the same records. `readSegments` is not offered then either (the spool's starts after
+ * its prefix); readers fall back to `read`.
  */
 import type { Sink } from '../sink/sink.ts';
+import { type ArchiveOfRecord, prunedReadThrough } from './pruned-read-through.ts';
 
-export function spoolingSink(spool: Sink, changed: (stream: string) => void): Sink {
+export function spoolingSink(spool: Sink, changed: (stream: string) => void, archive?: ArchiveOfRecord): Sink {
+  const readThrough = archive && spool.pruned ? prunedReadThrough(spool, archive) : undefined;
   const sink: Sink = {
     specVersion: spool.specVersion,
     kind: spool.kind,
@@ -17,7 +29,7 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void): Si
       changed(batch.stream);
       return head;
     },
-    read: (stream, options) => spool.read(stream, options),
+    read: readThrough ?? ((stream, options) => spool.read(stream, options)),
     streams: () => spool.streams(),
     putBlob: (sha256, bytes) => spool.putBlob(sha256, bytes),
     getBlob: (sha256) => spool.getBlob(sha256),
@@ -35,7 +47,8 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void): Si
   };
   return {
     ...sink,
-    ...(spool.readSegments ? { readSegments: (stream: string) => (spool.readSegments as NonNullable<Sink['readSegments']>).call(spool, stream) } : {}),
+    ...(spool.pruned && !readThrough ? { pruned: (stream: string) => (spool.pruned as NonNullable<Sink['pruned']>).call(spool, stream) } : {}),
+    ...(spool.readSegments && !readThrough ? { readSegments: (stream: string) => (spool.readSegments as NonNullable<Sink['readSegments']>).call(spool, stream) } : {}),
     ...(spool.audit ? { audit: () => (spool.audit as NonNullable<Sink['audit']>).call(spool) } : {}),
     ...(spool.putAttestation && spool.getAttestation && spool.attestationHosts && spool.attestations
       ? {

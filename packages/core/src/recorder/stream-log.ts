@@ -196,7 +196,9 @@ export class StreamLog {
     }
     let from = Math.min(indexed, checkpointer ? checkpointer.size : head.seq) + 1;
     if (pruned && from <= pruned.seq) {
-      // A spool pruned after forwarding keeps the newest checkpoint's record and everything after.
+      // A pruned spool read alone (capture's sink reads the prefix from the archive of record
+      // and reports none: forward/pruned-read-through.ts). Pruning keeps the newest
+      // checkpoint's record and everything after.
       if (checkpointer && checkpointer.size <= pruned.seq) {
         throw new ArchiveCorruptError(`the Merkle state cannot be rebuilt: records 1–${pruned.seq} were pruned from the spool and the newest checkpoint's tiles are unreadable; restore the spool's tiles from the archive of record`, { stream, seq: pruned.seq });
       }

@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { type BlobsPrunedEvent, type CaptureInput, type CaptureResult, Forwarder, type PrunedEvent, blobNamesIn, isRetryable, Recorder, type StreamHead, generateEd25519NoteKey, verifyArchive } from '@offchannel/core';
+import { type BlobsPrunedEvent, type CaptureInput, type CaptureResult, Forwarder, type PrunedEvent, blobNamesIn, isRetryable, openKeyIndex, Recorder, type StreamHead, generateEd25519NoteKey, verifyArchive } from '@offchannel/core';
 import { createRecordingLogger } from '@offchannel/core/testing';
 import { openFsSink } from '@offchannel/sink-fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -278,6 +278,71 @@ describe.skipIf(server.runDir === undefined)('an S3 outage, on a real Ceph RGW',
       console.info(`bounded spool: segments ${before} bytes before the outage, ${during} during, ${after} after (${(after / during).toFixed(2)} of the peak); blobs ${blobsBefore}, ${blobsDuring}, ${blobsAfter} (${(blobsAfter / blobsDuring).toFixed(2)})`);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a key index lost on a pruned spool is rebuilt with the pruned records read from S3: replays stay duplicates; with radosgw down the rebuild is refused as retryable and goes through when it returns', async () => {
+    const bucket = await createBucket();
+    const dir = await mkdtemp(path.join(tmpdir(), 'offchannel-read-through-'));
+    const state = await mkdtemp(path.join(tmpdir(), 'offchannel-read-through-state-'));
+    const stream = 'demo:frank';
+    const logger = createRecordingLogger();
+    let stopped = false;
+    try {
+      const spool = await openFsSink({ dir, segmentBytes: 8_000 });
+      const remote = await openS3Sink(sinkOptions(bucket, { endpoint, maxAttempts: 1, requestTimeoutMs: 5000 }));
+      // No poll during the test: it prunes where it means to.
+      const forwarder = new Forwarder({ spool, targets: [{ name: 'ceph', sink: remote }], logger, minRetryMs: 100, maxRetryMs: 1000, pollMs: 600_000, prune: { minAgeMs: 0, now: () => new Date('2100-01-01T00:00:00Z') } });
+      forwarder.start();
+      const open = () => {
+        const index = openKeyIndex({ file: path.join(state, 'key-index.sqlite') });
+        const recorder = new Recorder({ sink: forwarder.sink, keyIndex: index, logger, checkpoints: { signer: key, everyRecords: 100 } });
+        return { index, recorder, writer: recorder.writer({ channel: 'demo', account: 'frank', source }) };
+      };
+      const first = open();
+      for (let index = 0; index < 400; index++) expect((await first.writer.capture(message('frank', index))).seq).toBe(index + 1);
+      await first.recorder.close();
+      first.index.close();
+      await forwarder.drain({ timeoutMs: 60_000 });
+      await forwarder.prune();
+      const through = (await spool.pruned(stream))?.seq ?? 0;
+      expect(through).toBeGreaterThan(100);
+      for (const suffix of ['', '-wal', '-shm']) await rm(path.join(state, `key-index.sqlite${suffix}`), { force: true });
+
+      // S3 down while the lost index is rebuilt: refused as retryable, nothing acknowledged.
+      await rgw('stop', name);
+      stopped = true;
+      const second = open();
+      for (const index of [5, 400]) {
+        const error = await second.writer.capture(message('frank', index)).catch((caught: unknown) => caught);
+        expect((error as { code?: string }).code, String(error)).toBe('PRUNED_READ_UNAVAILABLE');
+        expect(isRetryable(error)).toBe(true);
+      }
+      expect((await spool.head(stream)).seq).toBe(400);
+      await rgw('start', name, String(port));
+      stopped = false;
+      // S3 back: the retry rebuilds the index through it; a replay of a pruned message is a duplicate.
+      expect(await second.writer.capture(message('frank', 5))).toMatchObject({ status: 'duplicate', seq: 6 });
+      for (let index = 400; index < 450; index++) expect((await second.writer.capture(message('frank', index))).seq).toBe(index + 1);
+      expect(second.index.head(stream).seq).toBe(450);
+      await second.recorder.close();
+      second.index.close();
+      await forwarder.drain({ timeoutMs: 60_000 });
+      await forwarder.stop();
+      const reader = await openS3Sink(sinkOptions(bucket, { readOnly: true }));
+      const report = await verifyArchive(reader, { verifiers: [key.verifier] });
+      expect(report.failures).toEqual([]);
+      expect(report.streams.map((summary) => [summary.stream, summary.records])).toEqual([[stream, 450]]);
+      const keys = (await records(reader, stream)).map((line) => (JSON.parse(line) as { key: string }).key);
+      expect(new Set(keys).size).toBe(450);
+      expect(logger.text()).not.toContain('confidential text');
+      await reader.close();
+      await remote.close();
+      await spool.close();
+    } finally {
+      if (stopped) await rgw('start', name, String(port));
+      await rm(dir, { recursive: true, force: true });
+      await rm(state, { recursive: true, force: true });
     }
   });
 
