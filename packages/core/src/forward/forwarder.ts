@@ -24,7 +24,8 @@ import { ArchiveLogCopier } from './archive-log-copier.ts';
 import type { Sink } from '../sink/sink.ts';
 import { ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
 import { ForwardLane } from './forward-lane.ts';
-import { spoolingSink } from './spooling-sink.ts';
+import { type SpoolChange, spoolingSink } from './spooling-sink.ts';
+import { checkpointFilesAfter } from '../sink/checkpoint-range.ts';
 
 export { ForwardDivergedError, ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
 
@@ -163,8 +164,8 @@ export class Forwarder {
     if (options.prune && !(options.prune.minAgeMs >= 0)) throw new RangeError('prune.minAgeMs must be 0 or more');
     this.options = options;
     this.logger = redactingLogger(options.logger ?? noopLogger).child({ component: 'forwarder' });
-    this.sink = spoolingSink(options.spool, (stream) => {
-      this.notify(stream);
+    this.sink = spoolingSink(options.spool, (stream, change) => {
+      this.notify(stream, change);
     });
   }
 
@@ -182,10 +183,17 @@ export class Forwarder {
     this.poller.unref();
   }
 
-  /** Wakes the copy of `stream` (the spooling sink calls this after each append). */
-  notify(stream: string): void {
+  /**
+   * Wakes the copy of `stream` (the spooling sink calls this after each append and checkpoint
+   * file, with what it stored: that is how the lanes learn of new checkpoints without listing).
+   */
+  notify(stream: string, change?: SpoolChange): void {
     if (!this.running) return;
-    for (const target of this.options.targets) this.lane(target, stream).wake();
+    for (const target of this.options.targets) {
+      const lane = this.lane(target, stream);
+      if (change) lane.heard(change);
+      lane.wake();
+    }
   }
 
   /**
@@ -199,9 +207,11 @@ export class Forwarder {
     const goals: { stream: string; seq: number; checkpoint: number; tokens: readonly number[] }[] = [];
     for (const stream of await spool.streams()) {
       const { seq } = await spool.head(stream);
-      // One listing when the spool can list its checkpoint files (notes and tokens together).
-      const files = spool.checkpointFiles ? await spool.checkpointFiles(stream) : (await spool.checkpoints(stream)).map((size) => ({ size, file: 'note' as const }));
-      const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? 0;
+      // What every target's lane already holds need not be listed again.
+      const lanes = this.options.targets.map((target) => this.lane(target, stream));
+      const held = lanes.every((lane) => lane.head !== undefined) ? Math.min(...lanes.map((lane) => lane.checkpoint)) : 0;
+      const files = await checkpointFilesAfter(spool, stream, held);
+      const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? held;
       const tokens = files.filter((entry) => entry.file === 'rfc3161' && entry.size <= checkpoint).map((entry) => entry.size);
       goals.push({ stream, seq, checkpoint, tokens });
       for (const target of this.options.targets) this.lane(target, stream).wake();
@@ -213,7 +223,7 @@ export class Forwarder {
         for (const target of this.options.targets) {
           const lane = this.lane(target, goal.stream);
           if (lane.diverged) throw lane.diverged;
-          if ((lane.head?.seq ?? -1) < goal.seq || lane.checkpoint < goal.checkpoint || goal.tokens.some((size) => !lane.tokensOnTarget.has(size))) {
+          if ((lane.head?.seq ?? -1) < goal.seq || lane.checkpoint < goal.checkpoint || goal.tokens.some((size) => !lane.holdsToken(size))) {
             behind.push(`${target.name}/${goal.stream} at ${lane.head?.seq ?? '?'} of ${goal.seq}`);
             lane.wake();
           }

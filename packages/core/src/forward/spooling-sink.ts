@@ -1,11 +1,14 @@
 /**
  * Internal: the spool as the recorder's sink. Every call goes to the spool unchanged; after a
- * durable append or checkpoint, `changed(stream)` is called so the forwarder copies it at once
- * instead of at its next poll.
+ * durable append or checkpoint, `changed(stream, change)` is called so the forwarder copies it at
+ * once instead of at its next poll — and, for a checkpoint file, without listing the spool's.
  */
-import type { Sink } from '../sink/sink.ts';
+import type { CheckpointFile, CheckpointRange, Sink } from '../sink/sink.ts';
 
-export function spoolingSink(spool: Sink, changed: (stream: string) => void): Sink {
+/** What was stored: records up to `seq`, or one checkpoint file. */
+export type SpoolChange = { readonly seq: number } | { readonly size: number; readonly file: CheckpointFile };
+
+export function spoolingSink(spool: Sink, changed: (stream: string, change: SpoolChange) => void): Sink {
   const sink: Sink = {
     specVersion: spool.specVersion,
     kind: spool.kind,
@@ -14,7 +17,7 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void): Si
     head: (stream) => spool.head(stream),
     appendBatch: async (batch) => {
       const head = await spool.appendBatch(batch);
-      changed(batch.stream);
+      changed(batch.stream, { seq: head.seq });
       return head;
     },
     read: (stream, options) => spool.read(stream, options),
@@ -24,11 +27,11 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void): Si
     statBlob: (sha256) => spool.statBlob(sha256),
     putCheckpoint: async (stream, size, file, bytes) => {
       const result = await spool.putCheckpoint(stream, size, file, bytes);
-      changed(stream);
+      changed(stream, { size, file });
       return result;
     },
     getCheckpoint: (stream, size, file) => spool.getCheckpoint(stream, size, file),
-    checkpoints: (stream) => spool.checkpoints(stream),
+    checkpoints: (stream, range) => spool.checkpoints(stream, range),
     putTile: (stream, tile, bytes) => spool.putTile(stream, tile, bytes),
     getTile: (stream, tile) => spool.getTile(stream, tile),
     close: () => spool.close(),
@@ -45,6 +48,6 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void): Si
           attestations: spool.attestations.bind(spool),
         }
       : {}),
-    ...(spool.checkpointFiles ? { checkpointFiles: (stream: string) => (spool.checkpointFiles as NonNullable<Sink['checkpointFiles']>).call(spool, stream) } : {}),
+    ...(spool.checkpointFiles ? { checkpointFiles: (stream: string, range?: CheckpointRange) => (spool.checkpointFiles as NonNullable<Sink['checkpointFiles']>).call(spool, stream, range) } : {}),
   };
 }
