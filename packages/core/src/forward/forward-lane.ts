@@ -78,6 +78,8 @@ export class ForwardLane {
   private readonly cosignedAhead = new Map<string, CheckpointFileEntry>();
   /** The spool's checkpoints are known for records up to this seq (listed, or appended here). */
   private knownSeq = 0;
+  /** The spool was listed since `notesAhead` was last cleared: it and `checkpoint` know every spool note. */
+  private spoolListed = false;
   private listedAt = 0;
   /** Blobs known to be on the target (bounded). */
   private readonly blobsKnown = new Set<string>();
@@ -97,6 +99,14 @@ export class ForwardLane {
   /** The target holds the token of `size`, or it is older than what the lane tracks. */
   holdsToken(size: number): boolean {
     return size <= this.tokenFloor || this.tokensOnTarget.has(size);
+  }
+
+  /**
+   * The spool's newest note as far as this lane knows (notes written by another process since
+   * its last listing aside), or `undefined` before it has listed the spool.
+   */
+  spoolNewest(): number | undefined {
+    return this.spoolListed ? Math.max(this.checkpoint, ...this.notesAhead) : undefined;
   }
 
   /** What the spooling sink stored in the spool for this stream: records appended, or a checkpoint file. */
@@ -249,11 +259,13 @@ export class ForwardLane {
     // The spool from the oldest of those notes on: their tokens and cosigned copies, and the notes not yet copied.
     this.notesAhead.clear();
     this.cosignedAhead.clear();
+    this.spoolListed = false;
     const spoolSeq = (await spool.head(this.stream)).seq;
     const inSpool = await checkpointFilesAfter(spool, this.stream, Math.max(0, (copied[0] ?? this.checkpoint + 1) - 1));
     this.listedAt = Date.now();
     this.knownSeq = Math.max(this.knownSeq, spoolSeq);
     for (const entry of inSpool) if (entry.file !== 'rfc3161') this.learn(entry);
+    this.spoolListed = true;
     // Tokens arrive after their notes: find recent notes copied without their token (e.g. before a restart).
     const spoolTokens = spool.checkpointFiles ? new Set(inSpool.filter((entry) => entry.file === 'rfc3161').map((entry) => entry.size)) : undefined;
     for (const [index, size] of copied.entries()) {

@@ -26,6 +26,7 @@ import { ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
 import { ForwardLane } from './forward-lane.ts';
 import { type SpoolChange, spoolingSink } from './spooling-sink.ts';
 import { checkpointFilesAfter } from '../sink/checkpoint-range.ts';
+import { isArchiveLogName } from '../sink/log-name.ts';
 
 export { ForwardDivergedError, ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
 
@@ -189,6 +190,11 @@ export class Forwarder {
    */
   notify(stream: string, change?: SpoolChange): void {
     if (!this.running) return;
+    // An archive log is no stream: the archive-log copier takes its files (at the next poll).
+    if (isArchiveLogName(stream)) {
+      if (change && 'file' in change) this.archiveLogCopier.heard(stream, change);
+      return;
+    }
     for (const target of this.options.targets) {
       const lane = this.lane(target, stream);
       if (change) lane.heard(change);
@@ -373,6 +379,10 @@ export class Forwarder {
       // A diverged target does not hold the spool's checkpoints; one not yet reached holds none we know of.
       const lane = this.lanes.get(laneKey(target, stream));
       return lane && !lane.diverged ? lane.checkpoint : 0;
+    }, (stream) => {
+      // The spool's newest checkpoint of `stream`, from the lane (of any target) that knows most.
+      const known = this.options.targets.map((target) => this.lanes.get(laneKey(target, stream))?.spoolNewest());
+      return known.some((size) => size === undefined) ? undefined : Math.max(...(known as number[]));
     });
   }
 
