@@ -20,6 +20,7 @@ import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
 import type { AttestationId } from '../attest/attestation.ts';
+import { newestAttestation } from '../attest/host-attestor.ts';
 import { ArchiveLogCopier } from './archive-log-copier.ts';
 import type { Sink } from '../sink/sink.ts';
 import { ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
@@ -355,7 +356,7 @@ export class Forwarder {
         try {
           let last = this.attestationsCopied.get(key);
           if (last === undefined) {
-            last = (await sink.attestations(host)).at(-1) ?? null;
+            last = (await newestAttestation({ attestations: sink.attestations.bind(sink) }, host, new Date())) ?? null;
             this.attestationsCopied.set(key, last);
           }
           for (const id of await spool.attestations(host, last ? { fromDay: last.day } : undefined)) {
