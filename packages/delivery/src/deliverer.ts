@@ -121,6 +121,8 @@ export class Deliverer {
   #deliveredCount = 0;
   #lastDeliveredAt: string | undefined;
   readonly #cursor = new Map<string, number>();
+  /** Streams seen with a signed checkpoint: checkpoints are never removed, so they are not listed again. */
+  readonly #signed = new Set<string>();
   /** The last receipts-stream record this deliverer read or wrote: its seq and hash. */
   #receiptHead = 0;
   #receiptHash: string | undefined;
@@ -321,9 +323,12 @@ export class Deliverer {
     const pendingStreams: string[] = [];
     for (const item of streams) {
       if (item.head <= item.delivered) continue;
-      if (this.#options.verifiers && this.#options.verifiers.length > 0 && (await archive.checkpoints(item.stream)).length === 0) {
-        this.#logger.info({ deliveryTarget: this.#target.name, stream: item.stream }, 'no signed checkpoint yet; the stream is delivered once one is signed');
-        continue;
+      if (this.#options.verifiers && this.#options.verifiers.length > 0 && !this.#signed.has(item.stream)) {
+        if ((await archive.checkpoints(item.stream)).length === 0) {
+          this.#logger.info({ deliveryTarget: this.#target.name, stream: item.stream }, 'no signed checkpoint yet; the stream is delivered once one is signed');
+          continue;
+        }
+        this.#signed.add(item.stream);
       }
       pendingStreams.push(item.stream);
     }

@@ -157,9 +157,11 @@ describe('HostAttestor and readAttestations', () => {
     // Every attestation id a listing returns is counted.
     let listed = 0;
     const inner = createMemorySink(storage);
+    const list = inner.attestations?.bind(inner);
+    if (!list) throw new Error('the memory sink stores attestations');
     const sink = Object.assign(Object.create(inner) as typeof inner, {
       attestations: async (host: string, range?: { readonly fromDay?: string; readonly toDay?: string }) => {
-        const ids = await inner.attestations(host, range);
+        const ids = await list(host, range);
         listed += ids.length;
         return ids;
       },
