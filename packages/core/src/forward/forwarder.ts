@@ -47,7 +47,11 @@ export interface ForwarderOptions {
   readonly maxBatchRecords?: number;
   /** Most bytes per copied batch (default 8 MiB). */
   readonly maxBatchBytes?: number;
-  /** How often to look for streams written by others, and for work missed (ms, default 5,000). */
+  /**
+   * How often to look for streams written by others, and for work missed (ms, default 5,000).
+   * Checkpoints are not listed at a poll: the lanes hear of them from `sink`; a stream another
+   * process appends to has its new checkpoints listed every 12 polls at most.
+   */
   readonly pollMs?: number;
   /** First delay after a failure (ms, default 200); doubles up to `maxRetryMs` (default 30,000). */
   readonly minRetryMs?: number;
