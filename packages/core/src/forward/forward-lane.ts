@@ -106,7 +106,17 @@ export class ForwardLane {
    * its last listing aside), or `undefined` before it has listed the spool.
    */
   spoolNewest(): number | undefined {
-    return this.spoolListed ? Math.max(this.checkpoint, ...this.notesAhead) : undefined;
+    if (!this.spoolListed) return undefined;
+    let newest = this.checkpoint;
+    for (const size of this.notesAhead) newest = Math.max(newest, size);
+    return newest;
+  }
+
+  /** Every note at or below this is on the target, and every token still looked for is above it. */
+  settled(): number {
+    let floor = this.checkpoint;
+    for (const size of this.tokensDue.keys()) floor = Math.min(floor, size - 1);
+    return floor;
   }
 
   /** What the spooling sink stored in the spool for this stream: records appended, or a checkpoint file. */
@@ -120,7 +130,7 @@ export class ForwardLane {
     if (entry.file === 'note') {
       if (entry.size > this.checkpoint) this.notesAhead.add(entry.size);
     } else if (entry.file === 'rfc3161') {
-      if (entry.size <= this.checkpoint && !this.tokensOnTarget.has(entry.size)) this.tokensDue.set(entry.size, Date.now());
+      if (entry.size <= this.checkpoint && !this.holdsToken(entry.size)) this.tokensDue.set(entry.size, Date.now());
     } else {
       const name = `${entry.size}.${entry.file}`;
       if (!this.cosignedCopied.has(name)) this.cosignedAhead.set(name, entry);
@@ -341,7 +351,8 @@ export class ForwardLane {
 
   /** Lists the spool's checkpoint files from the oldest note whose cosigned copies may still come. */
   private async listSpool(): Promise<void> {
-    const after = Math.min(this.checkpoint, ...[...this.cosignedDue.keys()].map((size) => size - 1));
+    let after = this.checkpoint;
+    for (const size of this.cosignedDue.keys()) after = Math.min(after, size - 1);
     const spoolSeq = (await this.options.spool.head(this.stream)).seq;
     const files = await checkpointFilesAfter(this.options.spool, this.stream, after);
     this.listedAt = Date.now();

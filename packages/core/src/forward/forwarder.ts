@@ -220,7 +220,7 @@ export class Forwarder {
       const { seq } = await spool.head(stream);
       // What every target's lane already holds need not be listed again.
       const lanes = this.options.targets.map((target) => this.lane(target, stream));
-      const held = lanes.every((lane) => lane.head !== undefined) ? Math.min(...lanes.map((lane) => lane.checkpoint)) : 0;
+      const held = lanes.every((lane) => lane.head !== undefined) ? Math.min(...lanes.map((lane) => lane.settled())) : 0;
       const files = await checkpointFilesAfter(spool, stream, held);
       const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? held;
       const tokens = files.filter((entry) => entry.file === 'rfc3161' && entry.size <= checkpoint).map((entry) => entry.size);
@@ -385,9 +385,9 @@ export class Forwarder {
       const lane = this.lanes.get(laneKey(target, stream));
       return lane && !lane.diverged ? lane.checkpoint : 0;
     }, (stream) => {
-      // The spool's newest checkpoint of `stream`, from the lane (of any target) that knows most.
-      const known = this.options.targets.map((target) => this.lanes.get(laneKey(target, stream))?.spoolNewest());
-      return known.some((size) => size === undefined) ? undefined : Math.max(...(known as number[]));
+      // The spool's newest checkpoint of `stream`, from the lanes (of any target) that have listed it.
+      const known = this.options.targets.map((target) => this.lanes.get(laneKey(target, stream))?.spoolNewest()).filter((size) => size !== undefined);
+      return known.length === 0 ? undefined : Math.max(...known);
     });
   }
 
