@@ -64,8 +64,8 @@ export type { AttachmentInput, BlobInput, CaptureInput, CaptureResult, RawInput 
 
 // Sink contract
 export { SINK_SPEC_VERSION } from './sink/sink.ts';
-export type { AppendBatch, AuditFinding, BlobInfo, CheckpointFile, Sink, SinkGuarantees, StoredRecord, StreamHead } from './sink/sink.ts';
-export { MAX_BATCH_RECORDS, assertAppendBatch, batchLines, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey } from './sink/check-inputs.ts';
+export type { AppendBatch, AuditFinding, BlobInfo, CheckpointFile, CheckpointRange, Sink, SinkGuarantees, StoredRecord, StreamHead } from './sink/sink.ts';
+export { MAX_BATCH_RECORDS, assertAppendBatch, batchLines, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey, checkpointRangeAfter } from './sink/check-inputs.ts';
 
 // Merkle log, tiles, proofs
 export { EMPTY_ROOT, HASH_BYTES, leafHash, nodeHash, sameHash } from './merkle/merkle-hash.ts';

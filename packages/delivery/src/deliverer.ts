@@ -147,6 +147,8 @@ export class Deliverer {
   #savedReceipts = 0;
   /** A pass is reading the archive (records, render): spool pruning waits (see {@link holdFrom}). */
   #reading = false;
+  /** Streams seen with a signed checkpoint: checkpoints are never removed, so they are not listed again. */
+  readonly #signed = new Set<string>();
   /** The last receipts-stream record this deliverer read or wrote: its seq and hash. */
   #receiptHead = 0;
   #receiptHash: string | undefined;
@@ -389,9 +391,12 @@ export class Deliverer {
     const pendingStreams: string[] = [];
     for (const item of streams) {
       if (item.head <= item.delivered) continue;
-      if (this.#options.verifiers && this.#options.verifiers.length > 0 && (await archive.checkpoints(item.stream)).length === 0) {
-        this.#logger.info({ deliveryTarget: this.#target.name, stream: item.stream }, 'no signed checkpoint yet; the stream is delivered once one is signed');
-        continue;
+      if (this.#options.verifiers && this.#options.verifiers.length > 0 && !this.#signed.has(item.stream)) {
+        if ((await archive.checkpoints(item.stream)).length === 0) {
+          this.#logger.info({ deliveryTarget: this.#target.name, stream: item.stream }, 'no signed checkpoint yet; the stream is delivered once one is signed');
+          continue;
+        }
+        this.#signed.add(item.stream);
       }
       pendingStreams.push(item.stream);
     }

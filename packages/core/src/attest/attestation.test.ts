@@ -140,4 +140,40 @@ describe('HostAttestor and readAttestations', () => {
     expect(storage.attestations.size).toBe(0);
     expect((await attestor.attest(many.slice(0, 10_000))).id.seq).toBe(1);
   });
+
+  it('continues a chain of 400 days reading only its recent days at open; one left long ago is still found', async () => {
+    const key = generateEd25519NoteKey('archive.example');
+    const storage = new MemoryStorage();
+    let now = T0;
+    const writer = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(now) });
+    for (let day = 0; day < 400; day++) {
+      for (let slot = 0; slot < 4; slot++) {
+        now = T0 + day * 86_400_000 + slot * 3_600_000;
+        await writer.attest(lines);
+      }
+    }
+    const last = writer.last;
+    expect(last?.id.seq).toBe(1600);
+    // Every attestation id a listing returns is counted.
+    let listed = 0;
+    const inner = createMemorySink(storage);
+    const list = inner.attestations?.bind(inner);
+    if (!list) throw new Error('the memory sink stores attestations');
+    const sink = Object.assign(Object.create(inner) as typeof inner, {
+      attestations: async (host: string, range?: { readonly fromDay?: string; readonly toDay?: string }) => {
+        const ids = await list(host, range);
+        listed += ids.length;
+        return ids;
+      },
+    });
+    const reopened = await HostAttestor.open({ sink, host: 'cap-1', signer: key, clock: () => new Date(now + 3_600_000) });
+    expect(reopened.last).toEqual(last);
+    expect(listed).toBeLessThanOrEqual(8);
+    // Three years later: the recent days hold none, so wider spans and then every day are listed.
+    listed = 0;
+    const late = await HostAttestor.open({ sink, host: 'cap-1', signer: key, clock: () => new Date(now + 3 * 366 * 86_400_000) });
+    expect(late.last).toEqual(last);
+    expect(listed).toBe(1600);
+    expect((await late.attest(lines)).id.seq).toBe(1601);
+  });
 });

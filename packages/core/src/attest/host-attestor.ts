@@ -90,7 +90,7 @@ export class HostAttestor {
   }
 
   async #reload(): Promise<void> {
-    const id = (await this.#sink.attestations(this.host)).reduce<AttestationId | undefined>((newest, candidate) => (newest === undefined || candidate.seq > newest.seq ? candidate : newest), undefined);
+    const id = await newestAttestation(this.#sink, this.host, this.#clock());
     const bytes = id && (await this.#sink.getAttestation(id));
     this.#last = id && bytes ? { id, hash: sha256Hex(bytes), ...timeOf(bytes) } : undefined;
   }
@@ -104,4 +104,22 @@ function timeOf(bytes: Uint8Array): { time?: string } {
     if (error instanceof NoteError) return {};
     throw error;
   }
+}
+
+/** Days back from now that {@link newestAttestation} looks, in turn, before it lists every day. */
+const LOOK_BACK_DAYS = [1, 8, 62, 732];
+
+/**
+ * `host`'s stored attestation with the highest seq, or `undefined`. A host attests every few
+ * minutes for years, so the days since yesterday are listed first, then wider spans back from
+ * `now`, and all days only when none of those holds one (later days are always included: a clock
+ * set back does not hide them). Costs what the recent days hold, not the whole chain.
+ */
+export async function newestAttestation(sink: Required<Pick<Sink, 'attestations'>>, host: string, now: Date): Promise<AttestationId | undefined> {
+  const newest = (ids: readonly AttestationId[]) => ids.reduce<AttestationId | undefined>((found, candidate) => (found === undefined || candidate.seq > found.seq ? candidate : found), undefined);
+  for (const days of LOOK_BACK_DAYS) {
+    const found = newest(await sink.attestations(host, { fromDay: attestationDay(new Date(now.getTime() - days * 86_400_000)) }));
+    if (found) return found;
+  }
+  return newest(await sink.attestations(host));
 }

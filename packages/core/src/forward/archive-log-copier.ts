@@ -13,9 +13,16 @@
  * wait behind it. Only the archive checkpoint a target waits for keeps a snapshot (memory: one
  * per target, however long it is down); the next one gets its own when its turn comes.
  * What a target holds is listed once per process; a target that is down is retried at the next poll.
+ *
+ * The spool's archive log is listed once per process too: after that the copier learns of new
+ * archive checkpoint files from the spooling sink (the archive log is written through it), and
+ * keeps only what some target still lacks — a poll costs what is new, not the log's history.
+ * The spool's newest stream checkpoints come from the stream lanes, which know them the same
+ * way; a stream no lane has listed yet is listed from the spool.
  */
 import type { Logger } from '../logger/logger.ts';
 import { TILE_WIDTH, type TileId, tileCounts, tilePath } from '../merkle/tiles.ts';
+import { checkpointFilesAfter, checkpointsAfter } from '../sink/checkpoint-range.ts';
 import { isArchiveLogName } from '../sink/log-name.ts';
 import type { CheckpointFile, Sink } from '../sink/sink.ts';
 import type { ForwardTarget } from './forwarder.ts';
@@ -25,19 +32,18 @@ type FileEntry = { readonly size: number; readonly file: CheckpointFile };
 /** Per stream, the largest checkpoint size a target's lane has copied (0 if none, or diverged). */
 export type ForwardedCheckpoint = (target: ForwardTarget, stream: string) => number;
 
+/** Per stream, the spool's newest checkpoint as its lanes know it, or `undefined` when none has listed it yet. */
+export type SpoolNewest = (stream: string) => number | undefined;
+
 /** Per stream of the spool, the size of its newest stream checkpoint. */
-async function newestStreamCheckpoints(spool: Sink): Promise<ReadonlyMap<string, number>> {
+async function newestStreamCheckpoints(spool: Sink, known: SpoolNewest): Promise<ReadonlyMap<string, number>> {
   const newest = new Map<string, number>();
   for (const stream of await spool.streams()) {
     if (isArchiveLogName(stream)) continue;
-    const size = (await spool.checkpoints(stream)).reduce((max, each) => Math.max(max, each), 0);
+    const size = known(stream) ?? (await checkpointsAfter(spool, stream, 0)).reduce((max, each) => Math.max(max, each), 0);
     if (size > 0) newest.set(stream, size);
   }
   return newest;
-}
-
-async function listFiles(sink: Sink, log: string): Promise<readonly FileEntry[]> {
-  return sink.checkpointFiles ? sink.checkpointFiles(log) : (await sink.checkpoints(log)).map((size) => ({ size, file: 'note' as const }));
 }
 
 /** The tiles of a tree of `size` leaves: every full tile and the partial ones at that size. */
@@ -56,19 +62,31 @@ export class ArchiveLogCopier {
   readonly #copied = new Map<string, Set<string>>();
   /** Per target and log: the archive checkpoint it waits for, and per stream the checkpoint size its lane must have copied first. */
   readonly #waiting = new Map<string, { readonly size: number; readonly need: ReadonlyMap<string, number> }>();
+  /** Per log: the spool's files that some target may still lack, by `<size>.<file>` (after the first listing). */
+  readonly #inSpool = new Map<string, Map<string, FileEntry>>();
+  /** Per log: files the spooling sink told of before the first listing. */
+  readonly #heard = new Map<string, Map<string, FileEntry>>();
 
-  async copy(spool: Sink, targets: readonly ForwardTarget[], logs: readonly string[], logger: Logger, forwarded: ForwardedCheckpoint): Promise<void> {
+  /** An archive checkpoint file the spooling sink stored in the spool. */
+  heard(log: string, entry: FileEntry): void {
+    const files = this.#inSpool.get(log) ?? this.#heard.get(log) ?? new Map<string, FileEntry>();
+    if (!this.#inSpool.has(log)) this.#heard.set(log, files);
+    files.set(`${entry.size}.${entry.file}`, { size: entry.size, file: entry.file });
+  }
+
+  async copy(spool: Sink, targets: readonly ForwardTarget[], logs: readonly string[], logger: Logger, forwarded: ForwardedCheckpoint, spoolNewest: SpoolNewest = () => undefined): Promise<void> {
     for (const log of logs) {
-      let files: readonly FileEntry[];
+      let pending: Map<string, FileEntry>;
       try {
-        files = [...(await listFiles(spool, log))].sort((a, b) => a.size - b.size || (a.file === 'note' ? -1 : b.file === 'note' ? 1 : a.file < b.file ? -1 : 1));
+        pending = await this.#spoolFiles(spool, log);
       } catch (error) {
         logger.warn({ stream: log, code: (error as { code?: string }).code }, 'could not list the spool\'s archive log; retrying at the next poll');
         continue;
       }
+      const files = [...pending.values()].sort((a, b) => a.size - b.size || (a.file === 'note' ? -1 : b.file === 'note' ? 1 : a.file < b.file ? -1 : 1));
       // Read after the listing, at most once per round: it covers every entry of what was listed.
       let snapshot: Promise<ReadonlyMap<string, number>> | undefined;
-      const newest = () => (snapshot ??= newestStreamCheckpoints(spool));
+      const newest = () => (snapshot ??= newestStreamCheckpoints(spool, spoolNewest));
       for (const target of targets) {
         try {
           await this.#copyTo(spool, target, log, files, { forwarded, newest });
@@ -76,7 +94,20 @@ export class ArchiveLogCopier {
           logger.warn({ stream: log, code: (error as { code?: string }).code }, 'could not copy the archive log to a forward target; retrying at the next poll');
         }
       }
+      // What every target holds is not looked at again.
+      for (const [name] of pending) if (targets.every((target) => this.#copied.get(`${target.name}\u0000${log}`)?.has(name))) pending.delete(name);
     }
+  }
+
+  /** The spool's files of `log` some target may lack: listed once, then as the spooling sink tells. */
+  async #spoolFiles(spool: Sink, log: string): Promise<Map<string, FileEntry>> {
+    let files = this.#inSpool.get(log);
+    if (files) return files;
+    files = new Map((await checkpointFilesAfter(spool, log, 0)).map((entry) => [`${entry.size}.${entry.file}`, entry]));
+    for (const [name, entry] of this.#heard.get(log) ?? []) files.set(name, entry);
+    this.#heard.delete(log);
+    this.#inSpool.set(log, files);
+    return files;
   }
 
   /** True once the target's lanes hold every stream checkpoint the archive checkpoint of `size` may include. */
@@ -94,7 +125,7 @@ export class ArchiveLogCopier {
     const key = `${target.name}\u0000${log}`;
     let copied = this.#copied.get(key);
     if (!copied) {
-      copied = new Set((await listFiles(target.sink, log)).map((entry) => `${entry.size}.${entry.file}`));
+      copied = new Set((await checkpointFilesAfter(target.sink, log, 0)).map((entry) => `${entry.size}.${entry.file}`));
       this.#copied.set(key, copied);
     }
     for (const entry of files) {

@@ -2,16 +2,26 @@
  * Internal: one stream copied to one target — the forwarder's unit of work. A loop copies while
  * there is work (blobs, then records, then tiles, notes and tokens) and sleeps until woken; a
  * failure backs off and retries, re-reading where the target stands; a divergence stops it.
+ *
+ * Checkpoints are never removed, so a stream has hundreds of thousands after a year: the lane
+ * never lists them all. When it (re)connects it lists the target's recent ones (the newest at or
+ * below its head, and the tokens and cosigned copies beside them) and the spool's from there
+ * on; after that it learns of new checkpoint files from the spooling sink, which tells of each
+ * one this process stores. Only when records arrive that this process did not append (another
+ * process writes the stream) does it list the spool again — from where it stands, at most
+ * once every 12 polls.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { SinkConflictError } from '../errors/sink-errors.ts';
 import { sha256Hex } from '../hash/sha256.ts';
 import type { Logger } from '../logger/logger.ts';
 import { TILE_WIDTH, type TileId, tileCounts } from '../merkle/tiles.ts';
-import type { AppendBatch, Sink, StreamHead } from '../sink/sink.ts';
+import { type CheckpointFileEntry, checkpointFilesAfter, recentCheckpointFiles } from '../sink/checkpoint-range.ts';
+import type { AppendBatch, StreamHead } from '../sink/sink.ts';
 import { blobNamesIn } from '../verify/blob-refs.ts';
 import { ForwardDivergedError } from './forward-errors.ts';
 import type { ForwardStreamStatus, ForwardTarget, ForwarderOptions } from './forwarder.ts';
+import type { SpoolChange } from './spooling-sink.ts';
 
 const decoder = new TextDecoder();
 
@@ -28,6 +38,10 @@ function prevOf(record: Uint8Array): string | undefined {
 const TOKEN_GRACE_MS = 10 * 60 * 1000;
 /** How long after its note a witness's cosigned copy is still looked for (a witness may be down). */
 const COSIGNED_GRACE_MS = 60 * 60 * 1000;
+/** Records another process appended: list the spool's new checkpoints at most once this many polls. */
+const LIST_EVERY_POLLS = 12;
+/** Timestamp tokens known on the target, kept (older ones count as held, see `holdsToken`). */
+const MAX_TOKENS_TRACKED = 4096;
 
 /** One stream to one target: a loop that copies while there is work, then sleeps until woken. */
 export class ForwardLane {
@@ -37,8 +51,10 @@ export class ForwardLane {
   head: StreamHead | undefined;
   /** Largest checkpoint size copied (with its tiles). */
   checkpoint = 0;
-  /** Sizes whose timestamp token the target is known to hold. */
-  readonly tokensOnTarget = new Set<number>();
+  /** Sizes whose timestamp token the target is known to hold (recent ones; see `holdsToken`). */
+  private readonly tokensOnTarget = new Set<number>();
+  /** Tokens of sizes at or below this are not tracked: older than the lane looks back. */
+  private tokenFloor = 0;
   diverged: ForwardDivergedError | undefined;
   private readonly options: ForwarderOptions;
   private readonly logger: Logger;
@@ -54,9 +70,17 @@ export class ForwardLane {
   private readonly tokensDue = new Map<number, number>();
   /** Checkpoint sizes whose witness cosigned copies may still appear in the spool, and since when. */
   private readonly cosignedDue = new Map<number, number>();
-  /** `<size>.<file>` of cosigned copies already on the target. */
+  /** `<size>.<file>` of cosigned copies already on the target (of sizes in `cosignedDue`). */
   private readonly cosignedCopied = new Set<string>();
-  private cosignedScannedAt = 0;
+  /** Spool notes above `checkpoint` not yet copied: told by the spooling sink, or listed. */
+  private readonly notesAhead = new Set<number>();
+  /** Cosigned copies in the spool not yet on the target, by `<size>.<file>`. */
+  private readonly cosignedAhead = new Map<string, CheckpointFileEntry>();
+  /** The spool's checkpoints are known for records up to this seq (listed, or appended here). */
+  private knownSeq = 0;
+  /** The spool was listed since `notesAhead` was last cleared: it and `checkpoint` know every spool note. */
+  private spoolListed = false;
+  private listedAt = 0;
   /** Blobs known to be on the target (bounded). */
   private readonly blobsKnown = new Set<string>();
 
@@ -70,6 +94,47 @@ export class ForwardLane {
 
   status(): ForwardStreamStatus {
     return { stream: this.stream, seq: this.head?.seq, checkpoint: this.checkpoint, state: this.state, ...(this.lastError === undefined ? {} : { lastError: this.lastError }) };
+  }
+
+  /** The target holds the token of `size`, or it is older than what the lane tracks. */
+  holdsToken(size: number): boolean {
+    return size <= this.tokenFloor || this.tokensOnTarget.has(size);
+  }
+
+  /**
+   * The spool's newest note as far as this lane knows (notes written by another process since
+   * its last listing aside), or `undefined` before it has listed the spool.
+   */
+  spoolNewest(): number | undefined {
+    if (!this.spoolListed) return undefined;
+    let newest = this.checkpoint;
+    for (const size of this.notesAhead) newest = Math.max(newest, size);
+    return newest;
+  }
+
+  /** Every note at or below this is on the target, and every token still looked for is above it. */
+  settled(): number {
+    let floor = this.checkpoint;
+    for (const size of this.tokensDue.keys()) floor = Math.min(floor, size - 1);
+    return floor;
+  }
+
+  /** What the spooling sink stored in the spool for this stream: records appended, or a checkpoint file. */
+  heard(change: SpoolChange): void {
+    if ('seq' in change) this.knownSeq = Math.max(this.knownSeq, change.seq);
+    else this.learn(change);
+  }
+
+  /** A checkpoint file the spool holds: copy it when its turn comes. */
+  private learn(entry: CheckpointFileEntry): void {
+    if (entry.file === 'note') {
+      if (entry.size > this.checkpoint) this.notesAhead.add(entry.size);
+    } else if (entry.file === 'rfc3161') {
+      if (entry.size <= this.checkpoint && !this.holdsToken(entry.size)) this.tokensDue.set(entry.size, Date.now());
+    } else {
+      const name = `${entry.size}.${entry.file}`;
+      if (!this.cosignedCopied.has(name)) this.cosignedAhead.set(name, entry);
+    }
   }
 
   wake(): void {
@@ -189,21 +254,36 @@ export class ForwardLane {
       if (!mine) throw new ForwardDivergedError(name, this.stream, `the target holds ${head.seq} records but the spool has fewer`);
       if (sha256Hex(mine) !== head.hash) throw new ForwardDivergedError(name, this.stream, `record ${head.seq} on the target differs from the spool's`);
     }
-    const copied = (await sink.checkpoints(this.stream)).filter((size) => size <= head.seq);
+    // The target's recent checkpoint files: its newest note at or below its head, and what is beside them.
+    const recent = await recentCheckpointFiles(sink, this.stream, head.seq);
+    const copied = recent.files.filter((entry) => entry.file === 'note').map((entry) => entry.size);
     this.checkpoint = copied.at(-1) ?? 0;
     for (let level = 0; tileCounts(this.checkpoint, level).full > 0 || tileCounts(this.checkpoint, level).partialWidth > 0; level++) {
       this.fullTiles[level] = tileCounts(this.checkpoint, level).full;
     }
-    // Tokens arrive after their notes: find notes copied without their token (e.g. before a restart).
-    const tokens = async (of: Sink) => (of.checkpointFiles ? new Set((await of.checkpointFiles(this.stream)).filter((entry) => entry.file === 'rfc3161').map((entry) => entry.size)) : undefined);
-    const [inSpool, onTarget] = [await tokens(spool), await tokens(sink)];
-    for (const size of onTarget ?? []) this.tokensOnTarget.add(size);
+    this.tokenFloor = recent.after;
+    for (const entry of recent.files) {
+      if (entry.file === 'rfc3161') this.tokensOnTarget.add(entry.size);
+      else if (entry.file !== 'note') this.cosignedCopied.add(`${entry.size}.${entry.file}`);
+    }
+    // The spool from the oldest of those notes on: their tokens and cosigned copies, and the notes not yet copied.
+    this.notesAhead.clear();
+    this.cosignedAhead.clear();
+    this.spoolListed = false;
+    const spoolSeq = (await spool.head(this.stream)).seq;
+    const inSpool = await checkpointFilesAfter(spool, this.stream, Math.max(0, (copied[0] ?? this.checkpoint + 1) - 1));
+    this.listedAt = Date.now();
+    this.knownSeq = Math.max(this.knownSeq, spoolSeq);
+    for (const entry of inSpool) if (entry.file !== 'rfc3161') this.learn(entry);
+    this.spoolListed = true;
+    // Tokens arrive after their notes: find recent notes copied without their token (e.g. before a restart).
+    const spoolTokens = spool.checkpointFiles ? new Set(inSpool.filter((entry) => entry.file === 'rfc3161').map((entry) => entry.size)) : undefined;
     for (const [index, size] of copied.entries()) {
       if (this.tokensOnTarget.has(size)) continue;
-      if (inSpool === undefined) {
+      if (spoolTokens === undefined) {
         if (index >= copied.length - 3) this.tokensDue.set(size, Date.now()); // cannot list: the newest ones
-      } else if (inSpool.has(size)) {
-        if (onTarget === undefined && (await sink.getCheckpoint(this.stream, size, 'rfc3161'))) this.tokensOnTarget.add(size);
+      } else if (spoolTokens.has(size)) {
+        if (!sink.checkpointFiles && (await sink.getCheckpoint(this.stream, size, 'rfc3161'))) this.tokensOnTarget.add(size);
         else this.tokensDue.set(size, Date.now());
       }
     }
@@ -241,15 +321,21 @@ export class ForwardLane {
     const { spool } = this.options;
     const { sink } = this.target;
     const covered = this.head?.seq ?? 0;
-    for (const size of await spool.checkpoints(this.stream)) {
-      if (size <= this.checkpoint || size > covered) continue;
-      await this.copyTiles(size);
-      const note = await spool.getCheckpoint(this.stream, size, 'note');
-      if (!note) continue;
-      await sink.putCheckpoint(this.stream, size, 'note', note);
-      this.checkpoint = size;
-      this.tokensDue.set(size, Date.now());
-      this.cosignedDue.set(size, Date.now());
+    // Records this process did not append (nor list the checkpoints of): another process writes this stream.
+    if (covered > this.knownSeq && Date.now() - this.listedAt >= LIST_EVERY_POLLS * (this.options.pollMs ?? 5000)) await this.listSpool();
+    for (const size of [...this.notesAhead].sort((a, b) => a - b)) {
+      if (size > covered) break;
+      if (size > this.checkpoint) {
+        await this.copyTiles(size);
+        const note = await spool.getCheckpoint(this.stream, size, 'note');
+        if (note) {
+          await sink.putCheckpoint(this.stream, size, 'note', note);
+          this.checkpoint = size;
+          this.tokensDue.set(size, Date.now());
+          this.cosignedDue.set(size, Date.now());
+        }
+      }
+      this.notesAhead.delete(size);
     }
     await this.copyCosigned();
     for (const [size, since] of this.tokensDue) {
@@ -260,34 +346,58 @@ export class ForwardLane {
         this.tokensOnTarget.add(size);
       } else if (Date.now() - since > TOKEN_GRACE_MS) this.tokensDue.delete(size);
     }
+    if (this.tokensOnTarget.size > MAX_TOKENS_TRACKED) this.forgetOldTokens();
+  }
+
+  /** Lists the spool's checkpoint files from the oldest note whose cosigned copies may still come. */
+  private async listSpool(): Promise<void> {
+    let after = this.checkpoint;
+    for (const size of this.cosignedDue.keys()) after = Math.min(after, size - 1);
+    const spoolSeq = (await this.options.spool.head(this.stream)).seq;
+    const files = await checkpointFilesAfter(this.options.spool, this.stream, after);
+    this.listedAt = Date.now();
+    this.knownSeq = Math.max(this.knownSeq, spoolSeq);
+    for (const entry of files) this.learn(entry);
+  }
+
+  /** Keeps the newest half of the tokens known on the target; the older ones count as held. */
+  private forgetOldTokens(): void {
+    const sizes = [...this.tokensOnTarget].sort((a, b) => a - b);
+    const drop = sizes.slice(0, sizes.length >> 1);
+    for (const size of drop) this.tokensOnTarget.delete(size);
+    this.tokenFloor = Math.max(this.tokenFloor, drop.at(-1) ?? 0);
   }
 
   /**
    * Copies witnesses' cosigned copies (`cosigned-<id>`, written when a witness answers, possibly
-   * long after the note) of recently copied checkpoints. Needs a spool that lists its files.
+   * long after the note) of recently copied checkpoints, as the spool tells of them.
    */
   private async copyCosigned(): Promise<void> {
     const { spool } = this.options;
-    if (this.cosignedDue.size === 0 || !spool.checkpointFiles) return;
-    // One listing per poll at most: appends wake the lane far more often.
-    if (Date.now() - this.cosignedScannedAt < (this.options.pollMs ?? 5000)) return;
-    this.cosignedScannedAt = Date.now();
-    const files = await spool.checkpointFiles(this.stream);
-    for (const entry of files) {
-      const name = `${entry.size}.${entry.file}`;
-      if (!entry.file.startsWith('cosigned-') || !this.cosignedDue.has(entry.size) || this.cosignedCopied.has(name)) continue;
-      const bytes = await spool.getCheckpoint(this.stream, entry.size, entry.file);
-      if (!bytes) continue;
-      try {
-        await this.target.sink.putCheckpoint(this.stream, entry.size, entry.file, bytes);
-      } catch (error) {
-        if (!OffchannelError.hasCode(error, 'SINK_CONFLICT')) throw error;
-        // Another copy is already there: verify reports a copy of another checkpoint.
+    for (const [name, entry] of this.cosignedAhead) {
+      if (!this.cosignedDue.has(entry.size)) {
+        // Its note is not copied yet: wait for it. Already copied long ago: not looked for any more.
+        if (entry.size <= this.checkpoint) this.cosignedAhead.delete(name);
+        continue;
       }
+      const bytes = await spool.getCheckpoint(this.stream, entry.size, entry.file);
+      if (bytes) {
+        try {
+          await this.target.sink.putCheckpoint(this.stream, entry.size, entry.file, bytes);
+        } catch (error) {
+          if (!OffchannelError.hasCode(error, 'SINK_CONFLICT')) throw error;
+          // Another copy is already there: verify reports a copy of another checkpoint.
+        }
+      }
+      this.cosignedAhead.delete(name);
       this.cosignedCopied.add(name);
     }
     const now = Date.now();
-    for (const [size, since] of this.cosignedDue) if (now - since > COSIGNED_GRACE_MS) this.cosignedDue.delete(size);
+    for (const [size, since] of this.cosignedDue) {
+      if (now - since <= COSIGNED_GRACE_MS) continue;
+      this.cosignedDue.delete(size);
+      for (const name of this.cosignedCopied) if (name.startsWith(`${size}.`)) this.cosignedCopied.delete(name);
+    }
   }
 
   /** The full tiles completed up to `size` and the partial tiles of `size` (each tile is derived data; a missing one is skipped). */

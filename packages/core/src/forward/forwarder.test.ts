@@ -258,9 +258,9 @@ describe('Forwarder', () => {
     await recorder.close();
     await forwarder.drain({ timeoutMs: 5000 });
     expect(remote.checkpoints.has('demo:alice/10.note')).toBe(true);
-    // The witness answers late: its copy lands in the spool only now.
+    // The witness answers late: its copy lands in the spool only now (through the spooling sink, as the witness client writes it).
     const copy = Uint8Array.from(Buffer.from(`${Buffer.from(spool.checkpoints.get('demo:alice/10.note') as Uint8Array).toString()}— witness.example/w1 AAAA\n`));
-    await createMemorySink(spool).putCheckpoint('demo:alice', 10, 'cosigned-0123abcd', copy);
+    await forwarder.sink.putCheckpoint('demo:alice', 10, 'cosigned-0123abcd', copy);
     const deadline = Date.now() + 5000;
     while (!remote.checkpoints.has('demo:alice/10.cosigned-0123abcd') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(remote.checkpoints.get('demo:alice/10.cosigned-0123abcd')).toEqual(copy);

@@ -20,11 +20,14 @@ import type { Logger } from '../logger/logger.ts';
 import { noopLogger } from '../logger/logger.ts';
 import { redactingLogger } from '../logger/redacting-logger.ts';
 import type { AttestationId } from '../attest/attestation.ts';
+import { newestAttestation } from '../attest/host-attestor.ts';
 import { ArchiveLogCopier } from './archive-log-copier.ts';
 import type { Sink } from '../sink/sink.ts';
 import { ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
 import { ForwardLane } from './forward-lane.ts';
-import { spoolingSink } from './spooling-sink.ts';
+import { type SpoolChange, spoolingSink } from './spooling-sink.ts';
+import { checkpointFilesAfter } from '../sink/checkpoint-range.ts';
+import { isArchiveLogName } from '../sink/log-name.ts';
 
 export { ForwardDivergedError, ForwardStoppedError, ForwardTimeoutError } from './forward-errors.ts';
 
@@ -44,7 +47,11 @@ export interface ForwarderOptions {
   readonly maxBatchRecords?: number;
   /** Most bytes per copied batch (default 8 MiB). */
   readonly maxBatchBytes?: number;
-  /** How often to look for streams written by others, and for work missed (ms, default 5,000). */
+  /**
+   * How often to look for streams written by others, and for work missed (ms, default 5,000).
+   * Checkpoints are not listed at a poll: the lanes hear of them from `sink`; a stream another
+   * process appends to has its new checkpoints listed every 12 polls at most.
+   */
   readonly pollMs?: number;
   /** First delay after a failure (ms, default 200); doubles up to `maxRetryMs` (default 30,000). */
   readonly minRetryMs?: number;
@@ -184,8 +191,8 @@ export class Forwarder {
     const archive = options.targets[0] as ForwardTarget;
     this.sink = spoolingSink(
       options.spool,
-      (stream) => {
-        this.notify(stream);
+      (stream, change) => {
+        this.notify(stream, change);
       },
       { name: archive.name, sink: archive.sink },
     );
@@ -205,10 +212,22 @@ export class Forwarder {
     this.poller.unref();
   }
 
-  /** Wakes the copy of `stream` (the spooling sink calls this after each append). */
-  notify(stream: string): void {
+  /**
+   * Wakes the copy of `stream` (the spooling sink calls this after each append and checkpoint
+   * file, with what it stored: that is how the lanes learn of new checkpoints without listing).
+   */
+  notify(stream: string, change?: SpoolChange): void {
     if (!this.running) return;
-    for (const target of this.options.targets) this.lane(target, stream).wake();
+    // An archive log is no stream: the archive-log copier takes its files (at the next poll).
+    if (isArchiveLogName(stream)) {
+      if (change && 'file' in change) this.archiveLogCopier.heard(stream, change);
+      return;
+    }
+    for (const target of this.options.targets) {
+      const lane = this.lane(target, stream);
+      if (change) lane.heard(change);
+      lane.wake();
+    }
   }
 
   /**
@@ -222,9 +241,11 @@ export class Forwarder {
     const goals: { stream: string; seq: number; checkpoint: number; tokens: readonly number[] }[] = [];
     for (const stream of await spool.streams()) {
       const { seq } = await spool.head(stream);
-      // One listing when the spool can list its checkpoint files (notes and tokens together).
-      const files = spool.checkpointFiles ? await spool.checkpointFiles(stream) : (await spool.checkpoints(stream)).map((size) => ({ size, file: 'note' as const }));
-      const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? 0;
+      // What every target's lane already holds need not be listed again.
+      const lanes = this.options.targets.map((target) => this.lane(target, stream));
+      const held = lanes.every((lane) => lane.head !== undefined) ? Math.min(...lanes.map((lane) => lane.settled())) : 0;
+      const files = await checkpointFilesAfter(spool, stream, held);
+      const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? held;
       const tokens = files.filter((entry) => entry.file === 'rfc3161' && entry.size <= checkpoint).map((entry) => entry.size);
       goals.push({ stream, seq, checkpoint, tokens });
       for (const target of this.options.targets) this.lane(target, stream).wake();
@@ -236,7 +257,7 @@ export class Forwarder {
         for (const target of this.options.targets) {
           const lane = this.lane(target, goal.stream);
           if (lane.diverged) throw lane.diverged;
-          if ((lane.head?.seq ?? -1) < goal.seq || lane.checkpoint < goal.checkpoint || goal.tokens.some((size) => !lane.tokensOnTarget.has(size))) {
+          if ((lane.head?.seq ?? -1) < goal.seq || lane.checkpoint < goal.checkpoint || goal.tokens.some((size) => !lane.holdsToken(size))) {
             behind.push(`${target.name}/${goal.stream} at ${lane.head?.seq ?? '?'} of ${goal.seq}`);
             lane.wake();
           }
@@ -381,7 +402,7 @@ export class Forwarder {
         try {
           let last = this.attestationsCopied.get(key);
           if (last === undefined) {
-            last = (await sink.attestations(host)).at(-1) ?? null;
+            last = (await newestAttestation({ attestations: sink.attestations.bind(sink) }, host, new Date())) ?? null;
             this.attestationsCopied.set(key, last);
           }
           for (const id of await spool.attestations(host, last ? { fromDay: last.day } : undefined)) {
@@ -405,6 +426,10 @@ export class Forwarder {
       // A diverged target does not hold the spool's checkpoints; one not yet reached holds none we know of.
       const lane = this.lanes.get(laneKey(target, stream));
       return lane && !lane.diverged ? lane.checkpoint : 0;
+    }, (stream) => {
+      // The spool's newest checkpoint of `stream`, from the lanes (of any target) that have listed it.
+      const known = this.options.targets.map((target) => this.lanes.get(laneKey(target, stream))?.spoolNewest()).filter((size) => size !== undefined);
+      return known.length === 0 ? undefined : Math.max(...known);
     });
   }
 

@@ -1,7 +1,7 @@
 /**
  * Internal: the spool as the recorder's sink. Every call goes to the spool unchanged; after a
- * durable append or checkpoint, `changed(stream)` is called so the forwarder copies it at once
- * instead of at its next poll.
+ * durable append or checkpoint, `changed(stream, change)` is called so the forwarder copies it at
+ * once instead of at its next poll — and, for a checkpoint file, without listing the spool's.
  *
  * A spool that prunes: without `archive`, its `pruned` head is passed through, so readers take
  * their documented partial path (the recorder indexes keys from after the prefix). With
@@ -13,10 +13,13 @@
  * it from the same records. `readSegments` is not offered then either (the spool's starts after
  * its prefix); readers fall back to `read`.
  */
-import type { Sink } from '../sink/sink.ts';
+import type { CheckpointFile, CheckpointRange, Sink } from '../sink/sink.ts';
 import { type ArchiveOfRecord, prunedReadThrough } from './pruned-read-through.ts';
 
-export function spoolingSink(spool: Sink, changed: (stream: string) => void, archive?: ArchiveOfRecord): Sink {
+/** What was stored: records up to `seq`, or one checkpoint file. */
+export type SpoolChange = { readonly seq: number } | { readonly size: number; readonly file: CheckpointFile };
+
+export function spoolingSink(spool: Sink, changed: (stream: string, change: SpoolChange) => void, archive?: ArchiveOfRecord): Sink {
   const readThrough = archive && spool.pruned ? prunedReadThrough(spool, archive) : undefined;
   const sink: Sink = {
     specVersion: spool.specVersion,
@@ -26,7 +29,7 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void, arc
     head: (stream) => spool.head(stream),
     appendBatch: async (batch) => {
       const head = await spool.appendBatch(batch);
-      changed(batch.stream);
+      changed(batch.stream, { seq: head.seq });
       return head;
     },
     read: readThrough ?? ((stream, options) => spool.read(stream, options)),
@@ -36,11 +39,11 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void, arc
     statBlob: (sha256) => spool.statBlob(sha256),
     putCheckpoint: async (stream, size, file, bytes) => {
       const result = await spool.putCheckpoint(stream, size, file, bytes);
-      changed(stream);
+      changed(stream, { size, file });
       return result;
     },
     getCheckpoint: (stream, size, file) => spool.getCheckpoint(stream, size, file),
-    checkpoints: (stream) => spool.checkpoints(stream),
+    checkpoints: (stream, range) => spool.checkpoints(stream, range),
     putTile: (stream, tile, bytes) => spool.putTile(stream, tile, bytes),
     getTile: (stream, tile) => spool.getTile(stream, tile),
     close: () => spool.close(),
@@ -58,6 +61,6 @@ export function spoolingSink(spool: Sink, changed: (stream: string) => void, arc
           attestations: spool.attestations.bind(spool),
         }
       : {}),
-    ...(spool.checkpointFiles ? { checkpointFiles: (stream: string) => (spool.checkpointFiles as NonNullable<Sink['checkpointFiles']>).call(spool, stream) } : {}),
+    ...(spool.checkpointFiles ? { checkpointFiles: (stream: string, range?: CheckpointRange) => (spool.checkpointFiles as NonNullable<Sink['checkpointFiles']>).call(spool, stream, range) } : {}),
   };
 }

@@ -42,6 +42,7 @@ import { checkpointOrigin, formatCheckpoint, parseCheckpoint } from '../note/che
 import type { NoteSigner, NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, signNote } from '../note/signed-note.ts';
 import { readRecordAt } from '../sink/read-record-at.ts';
+import { checkpointsAfter } from '../sink/checkpoint-range.ts';
 import type { Sink } from '../sink/sink.ts';
 import type { StateStore } from '../state/secret-store.ts';
 import type { WitnessClient } from '../witness/witness-client.ts';
@@ -184,19 +185,29 @@ export class StreamCheckpointer {
     return expected.size;
   }
 
-  /** The newest stored checkpoint with a signature by a trusted key (unknown keys' notes are skipped). */
+  /**
+   * The newest stored checkpoint with a signature by a trusted key (unknown keys' notes are
+   * skipped). Looks at the checkpoints near the stored head first (those above it too), then
+   * further down only if none there is ours: a year of history is not listed at every start.
+   */
   private async newestStored(): Promise<{ size: number; root: Uint8Array } | undefined> {
-    const sizes = await this.sink.checkpoints(this.stream);
-    for (let index = sizes.length - 1; index >= 0; index--) {
-      const size = sizes[index] as number;
-      const checkpoint = await this.readStored(size);
-      if (checkpoint === 'foreign') {
-        this.logger.warn({ stream: this.stream, size }, 'a stored checkpoint is signed by no key this recorder knows; ignored (offchannel verify reports it)');
-        continue;
+    const top = (await this.sink.head(this.stream)).seq;
+    let below = Number.POSITIVE_INFINITY;
+    for (let window = 1024; ; window *= 16) {
+      const after = Math.max(0, top - window);
+      const sizes = (await checkpointsAfter(this.sink, this.stream, after)).filter((size) => size < below);
+      for (let index = sizes.length - 1; index >= 0; index--) {
+        const size = sizes[index] as number;
+        const checkpoint = await this.readStored(size);
+        if (checkpoint === 'foreign') {
+          this.logger.warn({ stream: this.stream, size }, 'a stored checkpoint is signed by no key this recorder knows; ignored (offchannel verify reports it)');
+          continue;
+        }
+        if (checkpoint) return checkpoint;
       }
-      if (checkpoint) return checkpoint;
+      if (after === 0) return undefined;
+      below = after + 1;
     }
-    return undefined;
   }
 
   /** The checkpoint stored at `size`: verified, `'foreign'` when no trusted key signed it, `undefined` when absent. Throws {@link Refusal}. */

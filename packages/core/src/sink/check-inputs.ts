@@ -10,7 +10,7 @@ import { assertStreamName } from '../record/stream-name.ts';
 import { HASH_BYTES } from '../merkle/merkle-hash.ts';
 import { assertLogName } from './log-name.ts';
 import { type TileId, assertTileId } from '../merkle/tiles.ts';
-import type { AppendBatch, CheckpointFile } from './sink.ts';
+import type { AppendBatch, CheckpointFile, CheckpointRange } from './sink.ts';
 
 /** Most records one batch may carry. */
 export const MAX_BATCH_RECORDS = 100_000;
@@ -120,6 +120,17 @@ export function assertCheckpointKey(stream: string, size: number, file?: Checkpo
   if (file !== undefined && file !== 'note' && file !== 'rfc3161' && !/^cosigned-[0-9a-f]{8}$/.test(file)) {
     throw new InvalidBatchError('checkpoint file must be "note", "rfc3161" or "cosigned-<8 hex witness key id>"');
   }
+}
+
+/**
+ * Throws `InvalidStreamNameError` or {@link InvalidBatchError} unless `stream` and `range` are
+ * valid (`after` a safe integer ≥ 0). Returns `after`, 0 when there is none.
+ */
+export function checkpointRangeAfter(stream: string, range: CheckpointRange | undefined): number {
+  assertLogName(stream);
+  const after = range?.after ?? 0;
+  if (!Number.isSafeInteger(after) || after < 0) throw new InvalidBatchError('a checkpoint range\'s "after" must be a safe integer ≥ 0');
+  return after;
 }
 
 /** Throws {@link InvalidBatchError} unless `id` names a valid attestation (host id, `yyyy-mm-dd` day, seq ≥ 1). */

@@ -95,6 +95,13 @@ export type CheckpointFile =
    */
   | `cosigned-${string}`;
 
+/**
+ * Which checkpoint sizes to list (`Sink.checkpoints`, `Sink.checkpointFiles`). `after`: only
+ * sizes greater than it — a non-negative safe integer (0, or no range: every size).
+ */
+export interface CheckpointRange {
+  readonly after?: number;
+}
 
 /** A problem found by a sink's own physical checks (see {@link Sink.audit}). */
 export interface AuditFinding {
@@ -250,14 +257,22 @@ export interface Sink {
   /** A stored checkpoint file, or `undefined`. */
   getCheckpoint(stream: string, size: number, file: CheckpointFile): Promise<Uint8Array | undefined>;
 
-  /** Tree sizes that have a `note` checkpoint for `stream`, ascending. */
-  checkpoints(stream: string): Promise<readonly number[]>;
+  /**
+   * Tree sizes that have a `note` checkpoint for `stream`, ascending. With `range.after`, only
+   * sizes above it: a stream signs a checkpoint every minute or so for years, and callers that
+   * run often (the forwarder, a recorder opening a stream) want only the recent ones. A sink
+   * SHOULD make such a listing cost what it returns (S3: start the listing after the key of
+   * `after`); one that cannot, or that predates the option and ignores it, still works: callers
+   * drop what is at or below `after` themselves (`sink/checkpoint-range.ts`).
+   */
+  checkpoints(stream: string, range?: CheckpointRange): Promise<readonly number[]>;
 
   /**
-   * Optional: every checkpoint file stored for `stream` (notes and timestamp tokens), by size
-   * then file. Lets the forwarder find tokens a target is missing without one read per size.
+   * Optional: every checkpoint file stored for `stream` (notes, timestamp tokens, cosigned
+   * copies), by size then file; with `range.after`, only sizes above it (as `checkpoints`).
+   * Lets the forwarder find tokens a target is missing without one read per size.
    */
-  checkpointFiles?(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]>;
+  checkpointFiles?(stream: string, range?: CheckpointRange): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]>;
 
   /**
    * Stores a Merkle tile of `stream`'s log (derived data that makes proofs fast; the

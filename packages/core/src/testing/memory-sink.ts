@@ -6,14 +6,15 @@
 import { BlobMismatchError, ClosedError, InvalidBatchError, ReadOnlySinkError, SinkConflictError } from '../errors/sink-errors.ts';
 import { ZERO_HASH, sha256Hex } from '../hash/sha256.ts';
 import { assertStreamName } from '../record/stream-name.ts';
-import { assertLogName, isArchiveLogName } from '../sink/log-name.ts';
+import { isArchiveLogName } from '../sink/log-name.ts';
 import { type TileId, tilePath } from '../merkle/tiles.ts';
 import type { AttestationId } from '../attest/attestation.ts';
-import { assertAppendBatch, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey } from '../sink/check-inputs.ts';
+import { assertAppendBatch, assertAttestationId, assertBlobName, assertCheckpointKey, assertTileKey, checkpointRangeAfter } from '../sink/check-inputs.ts';
 import {
   type AppendBatch,
   type BlobInfo,
   type CheckpointFile,
+  type CheckpointRange,
   SINK_SPEC_VERSION,
   type Sink,
   type SinkGuarantees,
@@ -175,19 +176,13 @@ class MemorySink implements Sink {
     return bytes ? Uint8Array.from(bytes) : undefined;
   }
 
-  async checkpoints(stream: string): Promise<readonly number[]> {
-    await this.ready();
-    assertLogName(stream);
-    const prefix = `${stream}/`;
-    return [...this.storage.checkpoints.keys()]
-      .filter((key) => key.startsWith(prefix) && key.endsWith('.note'))
-      .map((key) => Number(key.slice(prefix.length, -'.note'.length)))
-      .sort((a, b) => a - b);
+  async checkpoints(stream: string, range?: CheckpointRange): Promise<readonly number[]> {
+    return (await this.checkpointFiles(stream, range)).filter((entry) => entry.file === 'note').map((entry) => entry.size);
   }
 
-  async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
+  async checkpointFiles(stream: string, range?: CheckpointRange): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     await this.ready();
-    assertLogName(stream);
+    const after = checkpointRangeAfter(stream, range);
     const prefix = `${stream}/`;
     return [...this.storage.checkpoints.keys()]
       .filter((key) => key.startsWith(prefix))
@@ -195,6 +190,7 @@ class MemorySink implements Sink {
         const [size, file] = key.slice(prefix.length).split('.') as [string, CheckpointFile];
         return { size: Number(size), file };
       })
+      .filter((entry) => entry.size > after)
       .sort((a, b) => a.size - b.size || (a.file < b.file ? -1 : 1));
   }
 

@@ -472,6 +472,43 @@ export function runSinkConformance(options: SinkConformanceOptions): void {
     await assert.rejects(sink.putCheckpoint(stream, 0, 'note', note), isCode('INVALID_BATCH'));
   });
 
+  define('lists only the checkpoints above a size when asked (range.after)', async (fixture) => {
+    const sink = await fixture.open();
+    const stream = 'demo:alice';
+    const sizes = [1, 9, 10, 11, 99, 100, 1000, 123456789];
+    for (const size of sizes) await sink.putCheckpoint(stream, size, 'note', encoder.encode(`note ${size}`));
+    await sink.putCheckpoint(stream, 9, 'rfc3161', encoder.encode('token 9'));
+    await sink.putCheckpoint(stream, 10, 'rfc3161', encoder.encode('token 10'));
+    await sink.putCheckpoint(stream, 10, 'cosigned-0123abcd', encoder.encode('cosigned 10'));
+    await sink.putCheckpoint('archive-log', 4, 'note', encoder.encode('archive 4'));
+    await sink.putCheckpoint('archive-log', 8, 'note', encoder.encode('archive 8'));
+    assert.deepEqual(await sink.checkpoints(stream, {}), sizes);
+    assert.deepEqual(await sink.checkpoints(stream, { after: 0 }), sizes);
+    // Sizes of other lengths: a range read on names must compare sizes, not unpadded text.
+    assert.deepEqual(await sink.checkpoints(stream, { after: 9 }), [10, 11, 99, 100, 1000, 123456789]);
+    assert.deepEqual(await sink.checkpoints(stream, { after: 10 }), [11, 99, 100, 1000, 123456789]);
+    assert.deepEqual(await sink.checkpoints(stream, { after: 12 }), [99, 100, 1000, 123456789]);
+    assert.deepEqual(await sink.checkpoints(stream, { after: 999 }), [1000, 123456789]);
+    assert.deepEqual(await sink.checkpoints(stream, { after: 123456789 }), []);
+    assert.deepEqual(await sink.checkpoints(stream, { after: Number.MAX_SAFE_INTEGER }), []);
+    assert.deepEqual(await sink.checkpoints('demo:bob', { after: 3 }), []);
+    assert.deepEqual(await sink.checkpoints('archive-log', { after: 4 }), [8]);
+    if (sink.checkpointFiles) {
+      assert.deepEqual(await sink.checkpointFiles(stream, { after: 9 }), [
+        { size: 10, file: 'cosigned-0123abcd' },
+        { size: 10, file: 'note' },
+        { size: 10, file: 'rfc3161' },
+        ...[11, 99, 100, 1000, 123456789].map((size) => ({ size, file: 'note' })),
+      ]);
+      assert.deepEqual(await sink.checkpointFiles(stream, { after: 10 }), [11, 99, 100, 1000, 123456789].map((size) => ({ size, file: 'note' })));
+      assert.deepEqual((await sink.checkpointFiles(stream, { after: 0 })).length, sizes.length + 3);
+    }
+    for (const after of [-1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER + 1]) {
+      await assert.rejects(sink.checkpoints(stream, { after }), isCode('INVALID_BATCH'), `after ${after} is refused`);
+      if (sink.checkpointFiles) await assert.rejects(sink.checkpointFiles(stream, { after }), isCode('INVALID_BATCH'));
+    }
+  });
+
   define('stores witness cosigned copies of a checkpoint write-once, beside its note', async (fixture) => {
     const sink = await fixture.open();
     const stream = 'demo:alice';

@@ -33,6 +33,7 @@ import { checkpointOrigin, formatCheckpoint, parseCheckpoint } from '../note/che
 import type { NoteSigner, NoteVerifier } from '../note/ed25519-key.ts';
 import { openNote, signNote } from '../note/signed-note.ts';
 import { ARCHIVE_LOG } from '../sink/log-name.ts';
+import { checkpointsAfter } from '../sink/checkpoint-range.ts';
 import type { Sink } from '../sink/sink.ts';
 import type { ArchiveLogIndex } from './archive-log-index.ts';
 import { LeafSet } from './leaf-set.ts';
@@ -370,7 +371,8 @@ export class ArchiveLog {
     for (const stream of await sink.streams()) {
       if (this.#options.owns && !this.#options.owns(stream)) continue;
       const known = indexed?.get(stream);
-      const streamSizes = await sink.checkpoints(stream);
+      // With the index, only the checkpoints after the one it says is included.
+      const streamSizes = await checkpointsAfter(sink, stream, known ?? 0);
       for (let index = streamSizes.length - 1; index >= 0; index--) {
         const size = streamSizes[index] as number;
         if (known !== undefined && size <= known) break;

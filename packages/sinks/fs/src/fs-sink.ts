@@ -18,6 +18,7 @@ import {
   BlobMismatchError,
   type BlobInfo,
   type CheckpointFile,
+  type CheckpointRange,
   ClosedError,
   InvalidBatchError,
   type Logger,
@@ -37,9 +38,9 @@ import {
   assertAttestationId,
   assertBlobName,
   assertCheckpointKey,
-  assertLogName,
   assertStreamName,
   assertTileKey,
+  checkpointRangeAfter,
   isArchiveLogName,
   isAttestationDay,
   isHostId,
@@ -50,7 +51,7 @@ import {
   sha256Hex,
   tilePath,
 } from '@offchannel/core';
-import { ARCHIVE_FORMAT, ATTESTATION_FILE, ArchiveLayout, parseCheckpointFileName } from './archive-layout.ts';
+import { ARCHIVE_FORMAT, ATTESTATION_FILE, ArchiveLayout, padSeq, parseCheckpointFileName } from './archive-layout.ts';
 import { BlobBatchWriter } from './blob-batch-writer.ts';
 import { type BlobPruneRequest, type BlobPruneResult, BlobPruneGuard, SpoolPresence } from './blob-prune.ts';
 import { auditArchive } from './fs-audit.ts';
@@ -627,21 +628,31 @@ export class FsSink implements Sink {
     return bytes ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) : undefined;
   }
 
-  async checkpoints(stream: string): Promise<readonly number[]> {
-    return (await this.checkpointFiles(stream)).filter((entry) => entry.file === 'note').map((entry) => entry.size);
+  async checkpoints(stream: string, range?: CheckpointRange): Promise<readonly number[]> {
+    return (await this.checkpointFiles(stream, range)).filter((entry) => entry.file === 'note').map((entry) => entry.size);
   }
 
-  async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
+  /**
+   * One `readdir` of `checkpoints/<stream>/`, whatever `range` asks: a directory has no range
+   * read, so this costs what the stream's whole history of checkpoints costs (about 0.6 s for
+   * 525,600 names, a year at one a minute). Paths that run often learn new checkpoints
+   * otherwise (the forwarder: from the spooling sink's notifications).
+   */
+  async checkpointFiles(stream: string, range?: CheckpointRange): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     this.assertOpen();
-    assertLogName(stream);
+    const after = checkpointRangeAfter(stream, range);
     await this.assertStreamDirsNotLinked(stream);
     const names = await readdir(this.layout.checkpointsDir(stream)).catch((error: unknown) => {
       if (isNotFound(error)) return [];
       throw error;
     });
+    // Names start with the zero-padded size: those of sizes ≤ after sort before `<after>/`.
+    const floor = after > 0 ? `${padSeq(after)}/` : '';
     return names
+      .filter((name) => name > floor)
       .map(parseCheckpointFileName)
       .filter((parsed) => parsed !== undefined)
+      .filter((parsed) => parsed.size > after)
       .sort((a, b) => a.size - b.size || (a.file < b.file ? -1 : 1));
   }
 

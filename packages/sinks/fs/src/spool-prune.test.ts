@@ -298,13 +298,13 @@ describe('Forwarder with prune', () => {
     }
     const fsSpool = await openFsSink({ dir, segmentBytes: 8_000 });
     const rounds = { value: 0 };
-    // The spool, counting its listings of the archive log (one per copy round).
+    // The spool, counting copy rounds: each lists the attestation hosts, then copies the archive log.
     const spool = new Proxy(fsSpool, {
       get(target, property) {
         const value = Reflect.get(target, property, target) as unknown;
         if (typeof value !== 'function') return value;
         return (...args: unknown[]) => {
-          if (property === 'checkpointFiles' && args[0] === ARCHIVE_LOG) rounds.value++;
+          if (property === 'attestationHosts') rounds.value++;
           return (value as (...a: unknown[]) => unknown).apply(target, args);
         };
       },

@@ -20,6 +20,7 @@ import {
   BlobMismatchError,
   type BlobInfo,
   type CheckpointFile,
+  type CheckpointRange,
   ClosedError,
   InvalidBatchError,
   type Logger,
@@ -36,7 +37,7 @@ import {
   assertAttestationId,
   assertBlobName,
   assertCheckpointKey,
-  assertLogName,
+  checkpointRangeAfter,
   assertStreamName,
   assertTileKey,
   batchLines,
@@ -53,7 +54,7 @@ import { type KeyVersions, ObjectStore, type Version } from './object-store.ts';
 import { type ObjectClass, type RetentionOptions, RetentionPolicy } from './retention.ts';
 import { type S3ClientOptions, createS3Client } from './s3-client.ts';
 import { S3SinkError, isTransient, toSinkError } from './s3-errors.ts';
-import { S3Layout, assertBucketName, normalizePrefix, parseAttestationName, parseCheckpointName, parseS3Url } from './s3-layout.ts';
+import { S3Layout, assertBucketName, normalizePrefix, padSeq, parseAttestationName, parseCheckpointName, parseS3Url } from './s3-layout.ts';
 import { auditBucket } from './s3-audit.ts';
 import { StreamObjects, countLines, splitLines } from './stream-objects.ts';
 import { type LegalHoldTarget, applyLegalHold } from './legal-hold.ts';
@@ -294,18 +295,21 @@ export class S3Sink implements Sink {
     return this.getOnce(this.layout.checkpoint(stream, size, file));
   }
 
-  async checkpoints(stream: string): Promise<readonly number[]> {
-    return (await this.checkpointFiles(stream)).filter((entry) => entry.file === 'note').map((entry) => entry.size);
+  async checkpoints(stream: string, range?: CheckpointRange): Promise<readonly number[]> {
+    return (await this.checkpointFiles(stream, range)).filter((entry) => entry.file === 'note').map((entry) => entry.size);
   }
 
-  async checkpointFiles(stream: string): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
+  /** With `range.after`, the listing starts after that size's keys: one request for recent ones. */
+  async checkpointFiles(stream: string, range?: CheckpointRange): Promise<readonly { readonly size: number; readonly file: CheckpointFile }[]> {
     this.assertOpen();
-    assertLogName(stream);
+    const after = checkpointRangeAfter(stream, range);
     const prefix = this.layout.checkpointsPrefix(stream);
     const files: { size: number; file: CheckpointFile }[] = [];
-    for await (const entry of this.objects.keys(prefix)) {
+    // Keys are `<size:16>.<file>`: every key of a size ≤ after sorts before `<after:16>/`.
+    const start = after > 0 ? { after: `${prefix}${padSeq(after)}/` } : {};
+    for await (const entry of this.objects.keys(prefix, start)) {
       const parsed = parseCheckpointName(entry.key.slice(prefix.length));
-      if (parsed) files.push(parsed);
+      if (parsed && parsed.size > after) files.push(parsed);
     }
     return files.sort((a, b) => a.size - b.size || (a.file < b.file ? -1 : 1));
   }
