@@ -93,7 +93,8 @@ export interface PruneOptions {
    * Other readers of the spool (capture's SMTP delivery targets): per stream, the lowest seq one
    * of them still needs, or `undefined` when none needs any. Asked at every poll for every
    * stream pruning would touch, so it must answer from memory (cursors), never by reading the
-   * stream. Pruning by age never passes it (`below` is at most the hold). `maxBytes` does: a
+   * stream or waiting on anything (streams are pruned one after another: a slow answer holds up
+   * every stream's pruning). Pruning by age never passes it (`below` is at most the hold). `maxBytes` does: a
    * spool that fills the disk stops capture, which loses messages; what it then prunes that a
    * reader still needed is reported (`PrunedEvent.passedHold`, a warning), and the reader must
    * notice the gap itself (the delivery target records it and says what to do). A hold that
@@ -330,12 +331,15 @@ export class Forwarder {
     let result = first;
     let passedHold: PrunedEvent['passedHold'];
     if (options.maxBytes !== undefined && below < forwarded && (first === undefined || first.heldBytes > options.maxBytes)) {
-      // Only the size cap may go past a hold (no `sealedBefore`: age alone never does).
+      // Only the size cap may go past a hold (no `sealedBefore`: age alone never does). What it
+      // passes starts at the hold, or after what an earlier pass already pruned (never counted twice).
+      const earlier = (await (spool as Partial<Sink>).pruned?.(stream))?.seq ?? 0;
       const over = await spool.prune(stream, { below: forwarded, maxBytes: options.maxBytes, now });
       if (over.segments > 0) {
-        passedHold = { fromSeq: below, throughSeq: over.throughSeq };
+        const fromSeq = Math.max(below, earlier + 1);
+        passedHold = { fromSeq, throughSeq: over.throughSeq };
         result = { segments: (first?.segments ?? 0) + over.segments, bytes: (first?.bytes ?? 0) + over.bytes, throughSeq: over.throughSeq, heldBytes: over.heldBytes };
-        this.logger.warn({ stream, fromSeq: below, throughSeq: over.throughSeq }, 'the spool exceeded maxBytes: pruned records a reader of the spool (a delivery target) had not read yet; it reports them');
+        this.logger.warn({ stream, fromSeq, throughSeq: over.throughSeq }, 'the spool exceeded maxBytes: pruned records a reader of the spool (a delivery target) had not read yet; it reports them');
       }
     }
     if (!result || result.segments === 0) return undefined;

@@ -386,7 +386,8 @@ describe('Forwarder with prune', () => {
     const spool2 = await openFsSink({ dir: dir2, segmentBytes: 8_000 });
     const logger = createRecordingLogger();
     const events: PrunedEvent[] = [];
-    const capped = new Forwarder({ spool: spool2, targets: [{ name: 's3', sink: createMemorySink(new MemoryStorage()) }], pollMs: 600_000, logger, onPruned: (event) => events.push(event), prune: { minAgeMs: 60_000, maxBytes: 40_000, now: () => new Date('2000-01-01T00:00:00Z'), holds: () => 1 } });
+    const target2 = createMemorySink(new MemoryStorage());
+    const capped = new Forwarder({ spool: spool2, targets: [{ name: 's3', sink: target2 }], pollMs: 600_000, logger, onPruned: (event) => events.push(event), prune: { minAgeMs: 60_000, maxBytes: 40_000, now: () => new Date('2000-01-01T00:00:00Z'), holds: () => 1 } });
     capped.start();
     await capped.drain({ timeoutMs: 30_000 });
     const [event] = await capped.prune();
@@ -397,6 +398,15 @@ describe('Forwarder with prune', () => {
     expect(events).toEqual([event]);
     const warning = logger.lines.find((line) => line.level === 'warn' && line.message?.startsWith('the spool exceeded maxBytes'));
     expect(warning?.fields).toEqual({ stream, fromSeq: 1, throughSeq: event?.throughSeq });
+    // A tighter cap later (the reader still at seq 1): only what this pass prunes is reported,
+    // from after the earlier prefix — never the records an earlier pass already reported.
+    const tighter = new Forwarder({ spool: spool2, targets: [{ name: 's3', sink: target2 }], pollMs: 600_000, prune: { minAgeMs: 60_000, maxBytes: 20_000, now: () => new Date('2000-01-01T00:00:00Z'), holds: () => 1 } });
+    tighter.start();
+    await tighter.drain({ timeoutMs: 30_000 });
+    const [again] = await tighter.prune();
+    await tighter.stop();
+    expect(again?.passedHold).toEqual({ fromSeq: (event?.throughSeq ?? 0) + 1, throughSeq: again?.throughSeq });
+    expect(again?.throughSeq).toBeGreaterThan(event?.throughSeq ?? 0);
     await spool.close();
     await spool2.close();
     expect((await verify(dir2)).ok).toBe(true);
