@@ -20,7 +20,7 @@ import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, 
 import { DeliveryError } from './delivery-error.ts';
 import { type DeliveryCursor, DeliveryState, type InFlight } from './delivery-state.ts';
 import { type DeliveryTarget, type SmtpEndpoint, checkTarget } from './delivery-target.ts';
-import { RECEIPT_CHANNEL, RECEIPT_EVENT, type Receipt, missedCapture, readReceipts, receiptCapture, receiptStream, refusalCapture } from './delivery-receipts.ts';
+import { RECEIPT_CHANNEL, RECEIPT_EVENT, type Receipt, missedCaptures, readReceipts, receiptCapture, receiptStream, refusalCapture } from './delivery-receipts.ts';
 import { type OutgoingMessage, renderMessages } from './render-messages.ts';
 import { type SmtpSender, createSmtpSender } from './smtp-sender.ts';
 
@@ -469,10 +469,12 @@ export class Deliverer {
     if (delivered.size === 0) this.#delivered.delete(stream);
     if (ranges.length > 0) {
       const seqs = ranges.join(' ');
-      const result = await this.#writer.capture(missedCapture({ target: this.#target.name, to: this.#target.to, stream, seqs, at: this.#clock() }));
-      if (result.status === 'recorded' && result.seq > this.#receiptHead) {
-        this.#receiptHead = result.seq;
-        this.#receiptHash = result.hash;
+      for (const input of missedCaptures({ target: this.#target.name, to: this.#target.to, stream, ranges, at: this.#clock() })) {
+        const result = await this.#writer.capture(input);
+        if (result.status === 'recorded' && result.seq > this.#receiptHead) {
+          this.#receiptHead = result.seq;
+          this.#receiptHash = result.hash;
+        }
       }
       const before = this.#missed.get(stream);
       this.#missed.set(stream, before === undefined ? seqs : `${before} ${seqs}`);

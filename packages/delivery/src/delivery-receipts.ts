@@ -92,17 +92,40 @@ export function refusalCapture(input: { readonly target: string; readonly to: st
   };
 }
 
+/** Most characters of seq ranges one `delivery-missed` record lists (more go in further records). */
+const MISSED_SEQS_PER_RECORD = 10_000;
+
 /**
- * A gap: `seqs` (a range list) of `stream` were pruned from the spool this target delivers
- * from before it delivered them. Keyed by the gap, so a restart records it once.
+ * A gap: `ranges` (`"4-9"`, `"12"`, …) of `stream` were pruned from the spool this target
+ * delivers from before it delivered them. One record per up to 10,000 characters of ranges —
+ * split between ranges, never inside one — each keyed by its first and last seq: a restart that
+ * finds the same gap records it once, and a gap that grew since (a crash before the cursor was
+ * written, then another prune) is recorded whole under its own key.
  */
-export function missedCapture(input: { readonly target: string; readonly to: string; readonly stream: string; readonly seqs: string; readonly at: Date }): CaptureInput {
-  return {
-    kind: 'system',
-    key: `${MISSED_EVENT}:${input.stream}:${input.seqs.split(' ')[0] ?? ''}`,
-    sentAt: input.at,
-    system: { event: MISSED_EVENT, fields: { target: input.target, to: input.to, stream: input.stream, seqs: input.seqs.slice(0, 10_000), reason: 'pruned-from-spool-before-delivery', at: input.at.toISOString() } },
-  };
+export function missedCaptures(input: { readonly target: string; readonly to: string; readonly stream: string; readonly ranges: readonly string[]; readonly at: Date }): CaptureInput[] {
+  const chunks: string[][] = [];
+  let chunk: string[] = [];
+  let length = 0;
+  for (const range of input.ranges) {
+    if (chunk.length > 0 && length + 1 + range.length > MISSED_SEQS_PER_RECORD) {
+      chunks.push(chunk);
+      chunk = [];
+      length = 0;
+    }
+    chunk.push(range);
+    length += (chunk.length > 1 ? 1 : 0) + range.length;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks.map((ranges) => {
+    const first = (ranges[0] ?? '').split('-')[0] ?? '';
+    const last = (ranges.at(-1) ?? '').split('-').at(-1) ?? '';
+    return {
+      kind: 'system',
+      key: `${MISSED_EVENT}:${input.stream}:${first}-${last}`,
+      sentAt: input.at,
+      system: { event: MISSED_EVENT, fields: { target: input.target, to: input.to, stream: input.stream, seqs: ranges.join(' '), reason: 'pruned-from-spool-before-delivery', at: input.at.toISOString() } },
+    };
+  });
 }
 
 /**
