@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, Recorder, type Sink, type StreamWriter, decodeRecord, noopLogger, openKeyIndex } from '@offchannel/core';
+import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, OffchannelError, Recorder, type Sink, type StreamWriter, decodeRecord, isRetryable, noopLogger, openKeyIndex } from '@offchannel/core';
 import { DeliveryError } from './delivery-error.ts';
 import { type DeliveryCursor, DeliveryState, type InFlight } from './delivery-state.ts';
 import { type DeliveryTarget, type SmtpEndpoint, checkTarget } from './delivery-target.ts';
@@ -370,7 +370,11 @@ export class Deliverer {
         // A prune took records from under the pass (see #readAndPlan): the next pass starts
         // after it (and records a gap if the size cap took undelivered ones).
         if (!(error instanceof SpoolPrunedWhileReading)) throw error;
-        if (attempt >= 3) throw error.cause;
+        if (attempt >= 3) {
+          // A spool at its size cap can be pruned at most polls: following, the next pass is
+          // tried after a pause (`follow` retries this); `--once` reports it.
+          throw new DeliveryError('DELIVERY_UNAVAILABLE', `the spool was pruned while each of three attempts of a delivery pass read it; nothing was skipped: try again (raise spoolPrune.maxBytes if this repeats)`, { cause: error.cause, retryable: true });
+        }
         this.#logger.warn({ deliveryTarget: this.#target.name }, 'the spool was pruned while a delivery pass read it; starting the pass again');
       }
     }
@@ -687,14 +691,23 @@ export class Deliverer {
    * are retried with backoff inside a pass; a permanent refusal, TLS or auth failure throws.
    */
   async follow(options: { readonly signal: AbortSignal; readonly pollMs?: number; readonly onPass?: (report: DeliveryReport) => void }): Promise<void> {
+    const pollMs = options.pollMs ?? 5000;
+    let retryMs = 0;
     while (!options.signal.aborted) {
       try {
         options.onPass?.(await this.deliverPending(options.signal));
+        retryMs = 0;
       } catch (error) {
         if (options.signal.aborted) return;
-        throw error;
+        // What may pass by itself (the archive or the receipts store unreachable, a spool pruned
+        // under every attempt of a pass) is tried again, backing off to 5 min; nothing moved.
+        if (!isRetryable(error)) throw error;
+        retryMs = Math.min(FOLLOW_MAX_RETRY_MS, Math.max(pollMs, retryMs * 2));
+        this.#logger.warn({ deliveryTarget: this.#target.name, code: OffchannelError.isInstance(error) ? error.code : 'UNKNOWN', retryInMs: retryMs }, 'a delivery pass failed for a reason that may pass; nothing was skipped, trying again');
+        await this.#sleep(retryMs, options.signal).catch(() => undefined);
+        continue;
       }
-      await this.#sleep(options.pollMs ?? 5000, options.signal).catch(() => undefined);
+      await this.#sleep(pollMs, options.signal).catch(() => undefined);
     }
   }
 
@@ -720,6 +733,8 @@ class SpoolPrunedWhileReading extends Error {
 
 /** Most records of one gap whose receipts are looked up by key (record mode); larger gaps count only what is in memory. */
 const MAX_MISSED_LOOKUPS = 100_000;
+/** Longest pause between passes retried after a failure that may pass (`follow`). */
+const FOLLOW_MAX_RETRY_MS = 5 * 60_000;
 
 /**
  * The receipt key index `<state>/<target>.receipt-keys.sqlite`. Core's index refuses anything but

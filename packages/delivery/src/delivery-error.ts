@@ -21,8 +21,8 @@ export class DeliveryError extends OffchannelError {
   /** The server's reply (status line), when there was one. Never message content. */
   readonly reply: string | undefined;
 
-  constructor(code: DeliveryError['code'], message: string, options?: { readonly cause?: unknown; readonly reply?: string }) {
-    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
+  constructor(code: DeliveryError['code'], message: string, options?: { readonly cause?: unknown; readonly reply?: string; readonly retryable?: boolean }) {
+    super(code, message, { ...(options?.cause === undefined ? {} : { cause: options.cause }), ...(options?.retryable ? { disposition: 'retryable' as const } : {}) });
     this.reply = options?.reply;
   }
 }

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Recorder, generateEd25519NoteKey } from '@offchannel/core';
+import { Recorder, type Sink, SinkUnavailableError, generateEd25519NoteKey } from '@offchannel/core';
 import { createRecordingLogger } from '@offchannel/core/testing';
 import { openFsSink } from '@offchannel/sink-fs';
 import { startFaultServer } from '../../../delivery/src/__fixtures__/fault-smtp-server.ts';
@@ -68,5 +68,62 @@ describe('CaptureDeliveries.holdFrom', () => {
       await sink.close();
     }
     expect(smtp.received).toHaveLength(10);
+  });
+
+  it('a target whose receipts store is unreachable at open is opened again with backoff, and a pass that fails for a reason that may pass is tried again: neither stops the target', { timeout: 90_000 }, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-retry-'));
+    dirs.push(dir);
+    const key = generateEd25519NoteKey('retry.offchannel.example');
+    const sink = await openFsSink({ dir: path.join(dir, 'archive') });
+    const recorder = new Recorder({ sink, clock: () => new Date(Date.UTC(2026, 10, 20, 12)), checkpoints: { signer: key, everyRecords: 5 } });
+    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/cli-test', version: '0.0.0' } });
+    const capture = async (from: number, to: number): Promise<void> => {
+      for (let n = from; n <= to; n++) await writer.capture({ kind: 'message', key: `m${n}`, sentAt: new Date(Date.UTC(2026, 10, 20, 9, n)).toISOString(), conversation: { id: 'client', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${n}` }, text: `Message ${n}` });
+      await recorder.checkpoint();
+    };
+    await capture(1, 5);
+    const archive = await openFsSink({ dir: path.join(dir, 'archive'), readOnly: true });
+    // Real sinks, made unreachable on purpose: each call while "down" fails as a store that does not answer.
+    const outage = { receipts: true, archive: false };
+    const failing = (inner: Sink, down: () => boolean): Sink =>
+      new Proxy(inner, {
+        get(target, property) {
+          const value = Reflect.get(target, property, target) as unknown;
+          if (typeof value !== 'function') return value;
+          return (...args: unknown[]) => {
+            if (down()) throw new SinkUnavailableError('the store did not answer (test outage)');
+            return (value as (...args: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+    const smtp = await startFaultServer();
+    const logger = createRecordingLogger();
+    const entries = parseDeliveryConfig([{ name: 'journal', smtp: smtp.url, to: 'journal@archive.test', from: 'offchannel@firm.example', allowPlaintextLoopback: true, pollMs: 100, stateDir: './delivery' }], (relative) => path.resolve(dir, relative));
+    let deliveries: CaptureDeliveries | undefined;
+    try {
+      deliveries = await CaptureDeliveries.start(entries, { archive: failing(archive, () => outage.archive), receipts: failing(sink, () => outage.receipts), env: {}, verifiers: [key.verifier], checkpoints: { signer: key }, generator: 'offchannel test', logger });
+      expect(deliveries.snapshot()[0]).toMatchObject({ name: 'journal', state: 'retrying', error: 'SINK_UNAVAILABLE' });
+      expect(deliveries.holdFrom(writer.stream)).toBe(1);
+      outage.receipts = false;
+      const delivered = (): number => deliveries?.snapshot()[0]?.status?.streams[0]?.delivered ?? 0;
+      await until(() => delivered() === 5);
+      expect(deliveries.snapshot()[0]).toMatchObject({ state: 'running' });
+      // The archive stops answering while new records wait: passes fail and are tried again.
+      outage.archive = true;
+      await capture(6, 10);
+      await until(() => logger.lines.filter((line) => line.message?.startsWith('a delivery pass failed for a reason that may pass')).length >= 2);
+      expect(deliveries.snapshot()[0]).toMatchObject({ state: 'running' });
+      outage.archive = false;
+      await until(() => delivered() === 10);
+    } finally {
+      await deliveries?.stop();
+      await smtp.close();
+      await recorder.close();
+      await archive.close();
+      await sink.close();
+    }
+    expect(smtp.received).toHaveLength(10);
+    expect(logger.lines.some((line) => line.message?.startsWith('delivery target could not open for a reason that may pass'))).toBe(true);
+    expect(logger.lines.some((line) => line.message?.startsWith('delivery target stopped'))).toBe(false);
   });
 });

@@ -14,7 +14,7 @@
  * The password comes from `passwordFile` (0600) or `OFFCHANNEL_SMTP_PASSWORD`; never the config.
  */
 import { stat } from 'node:fs/promises';
-import { ConfigError, type CheckpointOptions, type Logger, MAX_SECRET_FILE_BYTES, type NoteVerifier, OffchannelError, type Sink, readSmallFile } from '@offchannel/core';
+import { ConfigError, type CheckpointOptions, type Logger, MAX_SECRET_FILE_BYTES, type NoteVerifier, OffchannelError, type Sink, isRetryable, readSmallFile } from '@offchannel/core';
 import { type DeliveryStatus, type DeliveryTarget, Deliverer } from '@offchannel/delivery';
 import { object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString } from './config-reader.ts';
 
@@ -70,8 +70,9 @@ export function parseDeliveryConfig(value: unknown, at: (relative: string) => st
 /** A target's state for status lines and logs. */
 export interface DeliverySnapshot {
   readonly name: string;
-  readonly state: 'running' | 'failed' | 'stopped';
-  /** The error code that stopped it (`DELIVERY_REFUSED` …). */
+  /** `retrying`: it could not open for a reason that may pass (the archive unreachable), tried again with backoff. */
+  readonly state: 'running' | 'retrying' | 'failed' | 'stopped';
+  /** The error code that stopped it (`DELIVERY_REFUSED` …), or that it is retrying after. */
   readonly error?: string;
   readonly status: DeliveryStatus | undefined;
 }
@@ -82,6 +83,40 @@ interface Running {
   loop: Promise<void> | undefined;
   state: DeliverySnapshot['state'];
   error: string | undefined;
+}
+
+/** What every target is opened with: records read through `archive` (read-only), receipts recorded through `receipts`. */
+interface StartOptions {
+  readonly archive: Sink;
+  readonly receipts: Sink;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly verifiers?: readonly NoteVerifier[];
+  readonly checkpoints?: CheckpointOptions;
+  readonly generator: string;
+  readonly logger: Logger;
+}
+
+/** Backoff of a target that could not open for a reason that may pass. */
+const REOPEN_MIN_MS = 1_000;
+const REOPEN_MAX_MS = 5 * 60_000;
+
+/** Waits `ms`; false when `signal` aborted first. */
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve(false);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Runs every configured target beside capture. */
@@ -96,42 +131,83 @@ export class CaptureDeliveries {
 
   /**
    * Opens each target (reading records through `archive`, a read-only handle; recording receipts
-   * through `receipts`) and starts following. A target that cannot even open is reported failed.
+   * through `receipts`) and starts following. A target that cannot open is reported failed — or,
+   * when the reason may pass (its receipts store or the archive of record unreachable),
+   * `retrying` and opened again with backoff.
    */
-  static async start(entries: readonly DeliveryEntry[], options: { readonly archive: Sink; readonly receipts: Sink; readonly env: Readonly<Record<string, string | undefined>>; readonly verifiers?: readonly NoteVerifier[]; readonly checkpoints?: CheckpointOptions; readonly generator: string; readonly logger: Logger }): Promise<CaptureDeliveries> {
+  static async start(entries: readonly DeliveryEntry[], options: StartOptions): Promise<CaptureDeliveries> {
     const deliveries = new CaptureDeliveries(options.logger);
     for (const entry of entries) {
       const running: Running = { entry, deliverer: undefined, loop: undefined, state: 'running', error: undefined };
       deliveries.#running.push(running);
-      try {
-        running.deliverer = await Deliverer.open({
-          archive: options.archive,
-          receipts: options.receipts,
-          target: await targetOf(entry, options.env),
-          stateDir: entry.stateDir,
-          ...(options.verifiers ? { verifiers: options.verifiers } : {}),
-          ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}),
-          generator: options.generator,
-          logger: options.logger,
-        });
-      } catch (error) {
-        deliveries.#fail(running, error);
-        continue;
-      }
-      const deliverer = running.deliverer;
-      running.loop = deliverer
-        .follow({
-          signal: deliveries.#abort.signal,
-          pollMs: entry.pollMs,
-          onPass: (pass) => {
-            if (pass.sent > 0 || pass.backlog > 0) options.logger.info({ deliveryTarget: entry.name, sent: pass.sent, backlog: pass.backlog, lagMs: pass.lagMs, notDue: pass.notDue, inDoubt: pass.inDoubt }, 'delivery status');
-          },
-        })
-        .catch((error: unknown) => {
-          deliveries.#fail(running, error);
-        });
+      const failed = await deliveries.#open(running, options).then(
+        () => undefined,
+        (error: unknown) => ({ error }),
+      );
+      if (failed === undefined) running.loop = deliveries.#follow(running, options);
+      else if (isRetryable(failed.error)) running.loop = deliveries.#reopen(running, options, failed.error);
+      else deliveries.#fail(running, failed.error);
     }
     return deliveries;
+  }
+
+  async #open(running: Running, options: StartOptions): Promise<void> {
+    running.deliverer = await Deliverer.open({
+      archive: options.archive,
+      receipts: options.receipts,
+      target: await targetOf(running.entry, options.env),
+      stateDir: running.entry.stateDir,
+      ...(options.verifiers ? { verifiers: options.verifiers } : {}),
+      ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}),
+      generator: options.generator,
+      logger: options.logger,
+    });
+  }
+
+  /**
+   * A target whose open failed for a reason that may pass (its receipts or the archive of record
+   * unreachable): tried again after 1 s, doubling to 5 min, until it opens or capture stops.
+   * Meanwhile it holds the whole spool (`holdFrom`: its cursor is unknown).
+   */
+  async #reopen(running: Running, options: StartOptions, first: unknown): Promise<void> {
+    let error = first;
+    for (let delayMs = REOPEN_MIN_MS; !this.#abort.signal.aborted; delayMs = Math.min(REOPEN_MAX_MS, delayMs * 2)) {
+      running.state = 'retrying';
+      running.error = OffchannelError.isInstance(error) ? error.code : 'UNKNOWN';
+      this.#logger.warn({ deliveryTarget: running.entry.name, code: running.error, retryInMs: delayMs }, 'delivery target could not open for a reason that may pass; trying again');
+      if (!(await sleep(delayMs, this.#abort.signal))) return;
+      try {
+        await this.#open(running, options);
+      } catch (caught) {
+        if (!isRetryable(caught)) {
+          this.#fail(running, caught);
+          return;
+        }
+        error = caught;
+        continue;
+      }
+      running.state = 'running';
+      running.error = undefined;
+      await this.#follow(running, options);
+      return;
+    }
+  }
+
+  /** Follows until capture stops; a failure that cannot pass stops this target alone. */
+  async #follow(running: Running, options: StartOptions): Promise<void> {
+    const deliverer = running.deliverer as Deliverer;
+    const entry = running.entry;
+    await deliverer
+      .follow({
+        signal: this.#abort.signal,
+        pollMs: entry.pollMs,
+        onPass: (pass) => {
+          if (pass.sent > 0 || pass.backlog > 0) options.logger.info({ deliveryTarget: entry.name, sent: pass.sent, backlog: pass.backlog, lagMs: pass.lagMs, notDue: pass.notDue, inDoubt: pass.inDoubt }, 'delivery status');
+        },
+      })
+      .catch((error: unknown) => {
+        this.#fail(running, error);
+      });
   }
 
   #fail(running: Running, error: unknown): void {
@@ -165,7 +241,7 @@ export class CaptureDeliveries {
     for (const running of this.#running) {
       await running.loop;
       await running.deliverer?.close();
-      if (running.state === 'running') running.state = 'stopped';
+      if (running.state === 'running' || running.state === 'retrying') running.state = 'stopped';
     }
   }
 }
