@@ -16,13 +16,15 @@
  *   hash (SHA-256 of its bytes, as the forwarder compares) to the pruned head's hash, the `prev`
  *   of the spool's first record.
  * - The prefix, as it is returned: the archive must return every seq from `fromSeq` up to the
- *   pruned head, in order, each record's `prev` the SHA-256 of the record before it (the first
- *   one's `ZERO_HASH` at seq 1), and the record at the pruned head that hash again. The hash
- *   chain then ties every record read from the archive to the pruned head, so the seam check
- *   authenticates the whole prefix read, not only its last record. A record that breaks the
- *   chain stops the read before it is returned; those before it were returned unconfirmed, and
- *   the read fails (the reader rebuilding a key index keeps no head it can trust: the next
- *   start finds its index disagreeing with the stream and rebuilds it).
+ *   pruned head, in order, each record's `prev` the SHA-256 of the record before it (at seq 1,
+ *   `ZERO_HASH`; else record `fromSeq - 1` is read too, as the anchor, not returned), and the
+ *   record at the pruned head that hash again. The hash chain then ties every record read from
+ *   the archive to the pruned head, so the seam check authenticates the whole prefix read, not
+ *   only its last record. A record that breaks the chain stops the read before it is returned;
+ *   those before it were returned unconfirmed to a read that then fails. A key index rebuilt
+ *   by such a read may keep a head at a substituted record; the next start reads on from it,
+ *   anchored on it, and fails again — until the archive is repaired, when the head no longer
+ *   matches and the index is rebuilt.
  * - The join: the spool's first record after the prefix must carry the pruned head's hash as
  *   its `prev`, and the spool must return every seq after it, in order.
  * A mismatch in the archive is `PRUNED_SEAM_MISMATCH` (fatal: the two copies differ, nothing is
@@ -131,16 +133,19 @@ export function prunedReadThrough(spool: Sink, archive: ArchiveOfRecord): Sink['
 
   /**
    * Records `from`–`pruned.seq` from the archive, each seq once, in order and chained to the one
-   * before it (`previous`: the hash of record `from - 1`, when known). Returns the last one's hash.
+   * before it. `previous` is the hash of record `from - 1` when this read already has it;
+   * otherwise that record is read first, as the anchor, and not returned: record `from` is then
+   * checked too. Returns the last record's hash.
    */
   async function* fromArchive(stream: string, from: number, pruned: StreamHead, previous: string | undefined): AsyncGenerator<StoredRecord, string | undefined> {
-    let next = from;
+    let next = previous === undefined && from > 1 ? from - 1 : from;
+    const start = next;
     let records: AsyncIterator<StoredRecord> | undefined;
     try {
       while (next <= pruned.seq) {
         let item: IteratorResult<StoredRecord>;
         try {
-          records ??= archive.sink.read(stream, { fromSeq: from })[Symbol.asyncIterator]();
+          records ??= archive.sink.read(stream, { fromSeq: start })[Symbol.asyncIterator]();
           item = await records.next();
         } catch (error) {
           throw unavailable(stream, pruned, error);
@@ -153,7 +158,7 @@ export function prunedReadThrough(spool: Sink, archive: ArchiveOfRecord): Sink['
         previous = sha256Hex(stored.bytes);
         // Checked again on the bytes returned now, not only on the seam read before.
         if (next === pruned.seq && previous !== pruned.hash) throw new PrunedSeamError(stream, archive.name, pruned, `record ${pruned.seq} has another hash`);
-        yield stored;
+        if (next >= from) yield stored;
         next++;
       }
       return previous;

@@ -408,6 +408,18 @@ describe('every record read from the archive of record is authenticated', () => 
     await capture.close();
   });
 
+  it('a read from inside the prefix is anchored on the record before it: a substituted record just before fromSeq is found', { timeout: 60_000 }, async () => {
+    const dirs = await copy();
+    await alterRecord(dirs.archive, 50, (line) => line.replace('message 50 ', 'massage 50 '));
+    const { forwarder, close } = await pruneWhenTold(dirs);
+    // A start whose key index ends at record 50 (as a rebuild that read the substitute left it).
+    const { seqs, error } = await readAll(forwarder.sink.read(stream, { fromSeq: 51 }), 0, async () => undefined);
+    await close();
+    expect(OffchannelError.hasCode(error, 'PRUNED_SEAM_MISMATCH'), String(error)).toBe(true);
+    expect((error as Error).message).toContain('record 51 does not chain to record 50');
+    expect(seqs).toEqual([]);
+  });
+
   it('the archive\'s seam record and the spool\'s pruned.json rewritten to match: the spool\'s next record does not continue it, ARCHIVE_CORRUPT', { timeout: 60_000 }, async () => {
     const dirs = await copy();
     await loseKeyIndex(dirs.state);
