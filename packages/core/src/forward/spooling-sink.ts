@@ -11,8 +11,13 @@
  * normal path. Their Merkle state still comes from the spool's tiles (pruning keeps every tile
  * and the newest checkpoint's record); when those cannot be used, the read from seq 1 rebuilds
  * it from the same records. `readSegments` is not offered then either (the spool's starts after
- * its prefix); readers fall back to `read`.
+ * its prefix); readers fall back to `read`. `getBlob` likewise continues into the archive for a
+ * blob the spool pruned (a receipt's seq list in a pruned record's `raw`), its bytes checked
+ * against its name. `statBlob` stays the spool's: the recorder asks it whether the spool holds
+ * a blob a capture names, and only the spool's answer may let it skip storing the blob.
  */
+import { BlobMismatchError } from '../errors/sink-errors.ts';
+import { sha256Hex } from '../hash/sha256.ts';
 import type { CheckpointFile, CheckpointRange, Sink } from '../sink/sink.ts';
 import { type ArchiveOfRecord, prunedReadThrough } from './pruned-read-through.ts';
 
@@ -35,7 +40,7 @@ export function spoolingSink(spool: Sink, changed: (stream: string, change: Spoo
     read: readThrough ?? ((stream, options) => spool.read(stream, options)),
     streams: () => spool.streams(),
     putBlob: (sha256, bytes) => spool.putBlob(sha256, bytes),
-    getBlob: (sha256) => spool.getBlob(sha256),
+    getBlob: readThrough && archive ? (sha256) => blobThrough(spool, archive, sha256) : (sha256) => spool.getBlob(sha256),
     statBlob: (sha256) => spool.statBlob(sha256),
     putCheckpoint: async (stream, size, file, bytes) => {
       const result = await spool.putCheckpoint(stream, size, file, bytes);
@@ -63,4 +68,14 @@ export function spoolingSink(spool: Sink, changed: (stream: string, change: Spoo
       : {}),
     ...(spool.checkpointFiles ? { checkpointFiles: (stream: string, range?: CheckpointRange) => (spool.checkpointFiles as NonNullable<Sink['checkpointFiles']>).call(spool, stream, range) } : {}),
   };
+}
+
+/** The blob from the spool, else from the archive of record (pruned from the spool), checked. */
+async function blobThrough(spool: Sink, archive: ArchiveOfRecord, sha256: string): Promise<Uint8Array | undefined> {
+  const held = await spool.getBlob(sha256);
+  if (held) return held;
+  const bytes = await archive.sink.getBlob(sha256);
+  // The sink contract does not promise that a blob read back hashes to its name: checked here.
+  if (bytes && sha256Hex(bytes) !== sha256) throw new BlobMismatchError(sha256, `the archive of record ${archive.name} returned bytes that hash differently; run offchannel verify on it`);
+  return bytes;
 }

@@ -286,6 +286,10 @@ describe('Recorder checkpoints', () => {
     const replaced = recorder(storage, { signer: key, everyRecords: 1, memory });
     await replaced.writer.capture(message(10));
     expect((await replaced.recorder.checkpoint())[0]?.refused).toMatch(/the checkpoint this host signed at size 10 is different in the archive/);
+    // Refused, the Merkle state is not restored from tiles: the whole stream is read at every
+    // start (from the archive of record for a pruned spool in capture), and the start says so.
+    expect(replaced.logger.lines.some((line) => line.level === 'warn' && /read from its first record at every start/.test(line.message ?? ''))).toBe(true);
+    expect(intact.logger.lines.some((line) => /read from its first record at every start/.test(line.message ?? ''))).toBe(false);
     await replaced.recorder.close();
   });
 

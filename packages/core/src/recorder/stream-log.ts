@@ -193,6 +193,8 @@ export class StreamLog {
     if (checkpointer && !checkpointer.isCaughtUp && checkpointer.size === 0) {
       const restored = await checkpointer.restoreFromTiles(head.seq);
       if (restored > 0) logger.debug({ stream, seq: restored }, 'Merkle state restored from the newest checkpoint\'s tiles');
+      // Said at every start it happens: on a pruned spool in capture this read goes to S3.
+      else if (checkpointer.state.refused !== undefined && head.seq > 0) logger.warn({ stream, seq: head.seq }, 'checkpoint signing is refused for this stream, so its Merkle state is not restored from tiles: the stream is read from its first record at every start (what a spool pruned, from the archive of record) until the refusal is resolved');
     }
     let from = Math.min(indexed, checkpointer ? checkpointer.size : head.seq) + 1;
     if (pruned && from <= pruned.seq) {

@@ -9,10 +9,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { Dirent } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type AppendBatch,
+  ArchiveCorruptError,
   type AttestationId,
   type AuditFinding,
   BlobMismatchError,
@@ -156,15 +158,13 @@ export async function openFsSink(options: FsSinkOptions): Promise<FsSink> {
 const READ_CHUNK = 1024 * 1024;
 
 /**
- * The lines of a segment from byte `offset` (a line start) on, each with the offset just past
+ * The lines of an open segment (closed when done) from byte `offset` (a line start) on, each with the offset just past
  * its newline (`next`); a final line without a newline is yielded only with `keepTail`, with
  * `next` -1. A line longer than any record can be (`MAX_RECORD_BYTES`) is yielded cut to one
  * byte over the limit — it then fails decoding as too large — and the rest of it is skipped,
  * not buffered: time and memory stay linear in the file size, whatever the file holds.
  */
-async function* readLines(file: string, name: string, keepTail: boolean, offset = 0): AsyncGenerator<{ readonly bytes: Uint8Array; readonly next: number }> {
-  const handle = await openRegularFile(file, name);
-  if (!handle) return;
+async function* readLines(handle: FileHandle, keepTail: boolean, offset = 0): AsyncGenerator<{ readonly bytes: Uint8Array; readonly next: number }> {
   try {
     const chunk = Buffer.allocUnsafe(READ_CHUNK);
     /** The current line's bytes from earlier reads (never a newline; at most MAX_RECORD_BYTES + 1). */
@@ -295,16 +295,22 @@ export class FsSink implements Sink {
     this.assertOpen();
     assertStreamName(stream);
     const fromSeq = options?.fromSeq ?? 1;
+    // Listed before the pruned prefix is read: a prune writes its prefix before it removes any
+    // segment, so a segment missing from this listing is one the prefix read next covers.
+    const segments = await listSegments(this.layout, stream);
     const prefix = await readPrunedPrefix(this.layout, stream);
     if (prefix && fromSeq <= prefix.throughSeq) throw new RecordsPrunedError(stream, prefix.throughSeq);
     // This instance's own writer knows what is acknowledged: records of an append still in
     // flight (written, not yet synced — it may yet be rolled back) are not returned.
     const writer = this.openAppenders.get(stream);
     const acknowledged = writer ? writer.currentHead.seq : Number.POSITIVE_INFINITY;
-    const segments = await listSegments(this.layout, stream);
+    /** The next seq the caller is owed. */
+    let due = fromSeq;
     for (const [index, segment] of segments.entries()) {
       const next = segments[index + 1];
       if (next && next.firstSeq <= fromSeq) continue;
+      const handle = await openRegularFile(segment.path, this.layout.name(segment.path));
+      if (!handle) throw await this.segmentGone(stream, segment.path, due);
       // A partial last line of the active segment is an append in progress (or a torn tail
       // awaiting recovery): not a record. In a sealed segment it is damage: return it.
       const keepTail = segment.sealed || next !== undefined;
@@ -313,16 +319,32 @@ export class FsSink implements Sink {
       const known = this.positions.get(stream);
       const resume = known?.segment === segment.firstSeq && known.seq <= fromSeq;
       let seq = resume ? known.seq : segment.firstSeq;
-      for await (const line of readLines(segment.path, this.layout.name(segment.path), keepTail, resume ? known.offset : 0)) {
+      for await (const line of readLines(handle, keepTail, resume ? known.offset : 0)) {
         this.assertOpen();
         if (seq > acknowledged) return;
         seq++;
         // Positions are remembered only where a writer vouches for them: without one, bytes read
         // here may belong to another process's append that it has yet to roll back.
         if (writer && line.next !== -1) this.positions.set(stream, { segment: segment.firstSeq, seq, offset: line.next });
-        if (seq - 1 >= fromSeq) yield { seq: seq - 1, bytes: line.bytes };
+        if (seq - 1 >= fromSeq) {
+          yield { seq: seq - 1, bytes: line.bytes };
+          due = seq;
+        }
       }
     }
+  }
+
+  /**
+   * A segment listed a moment ago could not be opened: never skipped (its records would be a
+   * silent gap in the read). A prune that ran meanwhile covers `due` with its new prefix: then
+   * `RecordsPrunedError`, as at the start of a read (a reader through the archive of record
+   * continues there). Otherwise the segment vanished for another reason: the spool is damaged.
+   * Returns the error to throw.
+   */
+  private async segmentGone(stream: string, file: string, due: number): Promise<Error> {
+    const prefix = await readPrunedPrefix(this.layout, stream);
+    if (prefix && due <= prefix.throughSeq) return new RecordsPrunedError(stream, prefix.throughSeq);
+    return new ArchiveCorruptError(`segment ${this.layout.name(file)} was removed while it was being read, and no pruning covers seq ${due}`, { stream, seq: due });
   }
 
   /**
@@ -342,7 +364,7 @@ export class FsSink implements Sink {
       // A sealed segment is hashed as it is read, for the audit's seal check (segment-digests.ts).
       const identity = segment.sealed ? await this.segmentDigests.identify(segment.path) : undefined;
       const handle = await openRegularFile(segment.path, this.layout.name(segment.path));
-      if (!handle) continue;
+      if (!handle) throw await this.segmentGone(stream, segment.path, segment.firstSeq);
       try {
         const digest = identity ? createHash('sha256') : undefined;
         // The active segment may end in an append in progress: stop at its last complete record.
