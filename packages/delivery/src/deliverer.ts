@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, Recorder, type Sink, type StreamWriter, decodeRecord, noopLogger, openKeyIndex } from '@offchannel/core';
+import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, Recorder, type Sink, type StreamWriter, type VerificationReport, type VerifiedCheckpoint, decodeRecord, noopLogger, openKeyIndex, readVerifiedState, verifiedStateOf } from '@offchannel/core';
 import { DeliveryError } from './delivery-error.ts';
 import { type DeliveryCursor, DeliveryState, type InFlight } from './delivery-state.ts';
 import { type DeliveryTarget, type SmtpEndpoint, checkTarget } from './delivery-target.ts';
@@ -125,6 +125,8 @@ export class Deliverer {
   #receiptHead = 0;
   #receiptHash: string | undefined;
   #inFlight: InFlight | undefined;
+  /** Per stream, the newest signed checkpoint a pass verified (`<target>.verified.json`); loaded at the first pass. */
+  #verified: Map<string, VerifiedCheckpoint> | undefined;
   #sender: SmtpSender | undefined;
   #lastSend = 0;
   /** After a pass that left only not-yet-due records: the heads it saw, and when the next day closes. */
@@ -375,8 +377,23 @@ export class Deliverer {
 
   /** What to send now, in order; what waits; what has no e-mail form. */
   async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<{ send: Pending[]; notDue: number; nextDue: number; noEmail: Set<string> }> {
+    // Only what is new: verification resumes at the newest checkpoint a pass verified (with
+    // keys), and only the e-mails of records above each stream's cursor are rendered.
+    const keyed = this.#options.verifiers !== undefined && this.#options.verifiers.length > 0;
+    if (keyed) this.#verified ??= this.#state.readVerified() ?? new Map();
+    const fromSeq = new Map(streams.map((stream) => [stream, (this.#cursor.get(stream) ?? 0) + 1] as const));
     const render = (mode: 'message' | 'day', dir: string): Promise<OutgoingMessage[]> =>
-      renderMessages({ sink: this.#options.archive, streams, mode, out: path.join(scratch, dir), ...(this.#options.verifiers ? { verifiers: this.#options.verifiers } : {}), ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}), ...(this.#options.generator ? { generator: this.#options.generator } : {}), logger: this.#logger });
+      renderMessages({
+        sink: this.#options.archive,
+        streams,
+        mode,
+        out: path.join(scratch, dir),
+        fromSeq,
+        ...(keyed ? { verifiers: this.#options.verifiers, since: this.#verified ?? new Map(), onVerified: this.#saveVerified } : {}),
+        ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}),
+        ...(this.#options.generator ? { generator: this.#options.generator } : {}),
+        logger: this.#logger,
+      });
     const perRecord = await render('message', 'message');
     const rendered = new Set(perRecord.flatMap((message) => message.seqs.map((seq) => `${message.stream}/${seq}`)));
     const noEmail = new Set([...records.keys()].filter((key) => !rendered.has(key)));
@@ -429,6 +446,17 @@ export class Deliverer {
     });
     return { send: send.filter((item) => item.records.length > 0), notDue, nextDue, noEmail };
   }
+
+  /**
+   * Keeps what a pass verified: per stream, the newest signed checkpoint (size and root), written
+   * atomically beside the cursor before anything is sent, so that the next pass — or the next
+   * start — verifies only what came after it (see docs/delivery.md, "What a pass reads").
+   */
+  readonly #saveVerified = (report: VerificationReport): void => {
+    const text = verifiedStateOf(report, this.#clock(), this.#verified);
+    this.#state.writeVerified(text);
+    this.#verified = readVerifiedState(text);
+  };
 
   /** Sends one message until the server accepts it, then records its receipt. Returns whether it was in doubt. */
   async #deliverOne(item: Pending, signal: AbortSignal | undefined): Promise<boolean> {

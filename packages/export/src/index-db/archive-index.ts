@@ -56,6 +56,7 @@ export class ArchiveIndex {
   readonly #bodies: RecordBodies;
   readonly #byKey: StatementSync;
   readonly #events: StatementSync;
+  readonly #touched: StatementSync;
   readonly #modifiers: StatementSync;
   readonly #byNative: StatementSync;
   readonly #byNativeId: StatementSync;
@@ -70,6 +71,15 @@ export class ArchiveIndex {
     this.#events = db.prepare(
       `SELECT stream, seq, hash, body_at, body_bytes, modified FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
+    );
+    // The events of a conversation from a seq on, and those a modifier from that seq on changes:
+    // the conversation's rows are scanned in key order (no record is parsed), the modifiers'
+    // targets looked up through `by_seq`.
+    this.#touched = db.prepare(
+      `SELECT stream, seq, hash, body_at, body_bytes, modified FROM records WHERE conv = ?
+       AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL)
+       AND (seq >= ? OR (modified = 1 AND EXISTS (SELECT 1 FROM records m INDEXED BY by_target
+         WHERE m.stream = records.stream AND m.target_seq = records.seq AND m.seq >= ?))) ORDER BY at, seq`,
     );
     this.#modifiers = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
     this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
@@ -214,6 +224,14 @@ export class ArchiveIndex {
    */
   *events(conversation: string, from = '', to = '\uffff'): Generator<IndexedRecord> {
     for (const row of this.#events.iterate(conversation, from, to)) yield this.#toIndexed(row);
+  }
+
+  /**
+   * The events of {@link events} that a record from `fromSeq` on makes or changes: those from
+   * that seq on, and the messages whose edits, deletions, reactions or receipts include one.
+   */
+  *touchedEvents(conversation: string, fromSeq: number): Generator<IndexedRecord> {
+    for (const row of this.#touched.iterate(conversation, fromSeq, fromSeq)) yield this.#toIndexed(row);
   }
 
   /**
