@@ -378,10 +378,12 @@ export class Deliverer {
   /** What to send now, in order; what waits; what has no e-mail form. */
   async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<{ send: Pending[]; notDue: number; nextDue: number; noEmail: Set<string> }> {
     // Only what is new: verification resumes at the newest checkpoint a pass verified (with
-    // keys), and only the e-mails of records above each stream's cursor are rendered.
+    // keys), the export's working index is kept and extended with the new records, and only the
+    // e-mails of records above each stream's cursor are rendered.
     const keyed = this.#options.verifiers !== undefined && this.#options.verifiers.length > 0;
     if (keyed) this.#verified ??= this.#state.readVerified() ?? new Map();
     const fromSeq = new Map(streams.map((stream) => [stream, (this.#cursor.get(stream) ?? 0) + 1] as const));
+    const keptIndex = this.#state.renderIndexFile();
     const render = (mode: 'message' | 'day', dir: string): Promise<OutgoingMessage[]> =>
       renderMessages({
         sink: this.#options.archive,
@@ -389,6 +391,7 @@ export class Deliverer {
         mode,
         out: path.join(scratch, dir),
         fromSeq,
+        keptIndex,
         ...(keyed ? { verifiers: this.#options.verifiers, since: this.#verified ?? new Map(), onVerified: this.#saveVerified } : {}),
         ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}),
         ...(this.#options.generator ? { generator: this.#options.generator } : {}),

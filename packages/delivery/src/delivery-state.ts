@@ -59,6 +59,8 @@ export class DeliveryState {
   readonly file: string;
   /** The verified state beside the cursor (see {@link readVerified}). */
   readonly verifiedFile: string;
+  /** See {@link renderIndexFile}. */
+  readonly renderIndex: string;
   /** The state directory. */
   readonly dir: string;
   /** The kernel-held lock file. */
@@ -73,6 +75,7 @@ export class DeliveryState {
     this.dir = dir;
     this.file = path.join(dir, `${target}.cursor.json`);
     this.verifiedFile = path.join(dir, `${target}.verified.json`);
+    this.renderIndex = path.join(dir, `${target}.render-index.sqlite`);
     this.#lockFile = path.join(dir, `${target}.lock.db`);
     this.#oldLock = path.join(dir, `${target}.lock`);
   }
@@ -308,6 +311,28 @@ export class DeliveryState {
     } catch (error) {
       throw refuse(`is not a verified state (${(error as Error).message})`);
     }
+  }
+
+  /**
+   * The export's working index kept between passes, `<state>/<target>.render-index.sqlite`
+   * (derived data: rebuilt from the archive when missing or contradicted). Anything but a
+   * regular file at it, its `-wal` or its `-shm` — or the lock under another name — is refused
+   * before SQLite opens it (it would write wherever a link points).
+   */
+  renderIndexFile(): string {
+    for (const file of [this.renderIndex, `${this.renderIndex}-wal`, `${this.renderIndex}-shm`]) {
+      let info;
+      try {
+        info = lstatSync(file);
+      } catch {
+        continue;
+      }
+      const alias = this.#aliasOfLock(file, { links: false });
+      if (alias !== undefined || !info.isFile()) {
+        throw new DeliveryError('DELIVERY_STATE', `${file} ${alias ?? 'is not a regular file'}; it is the deliverer's working index, rebuilt from the archive when missing: move every ${path.basename(this.renderIndex)}* file aside`);
+      }
+    }
+    return this.renderIndex;
   }
 
   /** Atomically replaces the verified state (as the cursor): `text` from core's `verifiedStateOf`. */

@@ -43,6 +43,8 @@ export interface RenderOptions {
   readonly since?: ReadonlyMap<string, VerifiedCheckpoint>;
   /** Per stream, the first seq whose e-mails are wanted (the export's `emlFromSeq`); default: all. */
   readonly fromSeq?: ReadonlyMap<string, number>;
+  /** The export's working index kept between passes (`keptIndex`): a pass indexes only what is new. */
+  readonly keptIndex?: string;
   /** Called with the verification that passed, before anything is rendered (to save what it verified). */
   readonly onVerified?: (report: VerificationReport) => void;
 }
@@ -62,6 +64,7 @@ export async function renderMessages(options: RenderOptions): Promise<OutgoingMe
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.since && options.since.size > 0 ? { since: options.since } : {}),
       ...(options.fromSeq ? { emlFromSeq: options.fromSeq } : {}),
+      ...(options.keptIndex === undefined ? {} : { keptIndex: options.keptIndex }),
       ...(options.onVerified ? { onVerified: options.onVerified } : {}),
     });
   } catch (error) {

@@ -7,6 +7,7 @@ import { ExportError } from './export-error.ts';
 import { type ExportJob, relative } from './export-job.ts';
 import { exportHtml } from './html/export-html.ts';
 import { ArchiveIndex } from './index-db/archive-index.ts';
+import { extendKeptIndex } from './index-db/kept-index.ts';
 import { createExportTempDir } from './export-temp-dir.ts';
 import { parseTimeBound } from './index-db/sortable-time.ts';
 import { exportJsonl } from './jsonl/export-jsonl.ts';
@@ -59,6 +60,12 @@ export interface ExportOptions {
    * is new; streams not named are exported whole.
    */
   readonly emlFromSeq?: ReadonlyMap<string, number>;
+  /**
+   * A working index kept between exports of this archive (a file; see index-db/kept-index.ts):
+   * each export adds only the records after the ones it holds, instead of indexing every
+   * record of the selected streams in a temporary file. For `@offchannel/delivery`.
+   */
+  readonly keptIndex?: string;
   /** Called with the verification once it passed, before anything is written. */
   readonly onVerified?: (report: VerificationReport) => void;
   /** `X-RSMF-Generator` and footers, e.g. `offchannel 0.1.0`. */
@@ -182,14 +189,17 @@ async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<Expo
   // chain and head (archive-index.ts), every blob against its hash (verified-blob.ts).
   progress('index', 0);
   const heads = new Map(verification.streams.map((summary) => [summary.stream, summary.head] as const));
-  const index = await ArchiveIndex.build(options.sink, heads, plan.temp, (done) => {
-    progress('index', done);
-  });
+  const index = options.keptIndex
+    ? await extendKeptIndex(options.keptIndex, options.sink, heads)
+    : await ArchiveIndex.build(options.sink, heads, plan.temp, (done) => {
+        progress('index', done);
+      });
   const files: WrittenFile[] = [];
   const counts: Partial<Record<ExportFormat, number>> = {};
   try {
     const wanted = options.conversations;
-    const conversations = index.conversations().filter((conversation) => !wanted || wanted.some((item) => item === conversation.id || item === conversation.key));
+    // A kept index may also hold streams this export did not select.
+    const conversations = index.conversations().filter((conversation) => streams.includes(conversation.stream) && (!wanted || wanted.some((item) => item === conversation.id || item === conversation.key)));
     if (wanted && conversations.length === 0) throw new ExportError('EXPORT_OPTIONS', `no conversation matches ${wanted.map((item) => `"${item}"`).join(', ')} in the selected streams`);
     const job: ExportJob = {
       sink: options.sink,

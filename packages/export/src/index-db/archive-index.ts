@@ -35,7 +35,7 @@ export interface ConversationSummary {
 }
 
 /** Kinds that change another record when their target is in the archive. */
-const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
+export const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
 
 /**
  * A temporary index over the archive, so export streams with bounded memory: one pass reads
@@ -50,10 +50,18 @@ const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
  * Seq order, for JSONL, goes through the `by_seq` index. The index is a working copy only — what is exported comes from records whose hashes
  * the archive's verification has just checked.
  */
+/** Where the index's record bytes are: the export's working file, or a kept index's own table. */
+export interface BodyReader {
+  read(address: number, bytes: number, sha256: string): string;
+  remove(): Promise<void>;
+}
+
 export class ArchiveIndex {
   readonly #db: DatabaseSync;
   readonly #file: string;
-  readonly #bodies: RecordBodies;
+  readonly #bodies: BodyReader;
+  /** A kept index (kept-index.ts): its files stay at close, and its conversations come from its `convs` table. */
+  readonly #kept: boolean;
   readonly #byKey: StatementSync;
   readonly #events: StatementSync;
   readonly #touched: StatementSync;
@@ -63,10 +71,11 @@ export class ArchiveIndex {
   readonly #streamRecords: StatementSync;
   readonly #custodian: StatementSync;
 
-  private constructor(db: DatabaseSync, file: string, bodies: RecordBodies) {
+  private constructor(db: DatabaseSync, file: string, bodies: BodyReader, kept = false) {
     this.#db = db;
     this.#file = file;
     this.#bodies = bodies;
+    this.#kept = kept;
     this.#byKey = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
       `SELECT stream, seq, hash, body_at, body_bytes, modified FROM records WHERE conv = ? AND at >= ? AND at < ?
@@ -195,11 +204,17 @@ export class ArchiveIndex {
     }
   }
 
+  /** A kept index over `db` (see kept-index.ts): the same look-ups, its record bytes in `bodies`. */
+  static kept(db: DatabaseSync, file: string, bodies: BodyReader): ArchiveIndex {
+    return new ArchiveIndex(db, file, bodies, true);
+  }
+
   /** Every conversation, ordered by stream then first event time. */
   conversations(): ConversationSummary[] {
-    const rows = this.#db
-      .prepare('SELECT conv, stream, COUNT(*) AS records, MIN(at) AS firstAt, MAX(at) AS lastAt, MAX(seq) AS lastSeq FROM records GROUP BY conv ORDER BY stream, firstAt, conv')
-      .all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string; lastSeq: number }[];
+    const query = this.#kept
+      ? 'SELECT conv, stream, records, first_at AS firstAt, last_at AS lastAt, last_seq AS lastSeq FROM convs ORDER BY stream, firstAt, conv'
+      : 'SELECT conv, stream, COUNT(*) AS records, MIN(at) AS firstAt, MAX(at) AS lastAt, MAX(seq) AS lastSeq FROM records GROUP BY conv ORDER BY stream, firstAt, conv';
+    const rows = this.#db.prepare(query).all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string; lastSeq: number }[];
     return rows.map((row) => {
       const id = row.conv.slice(row.stream.length + 1);
       // Every record of a conversation with an id names it: the newest one has its newest title.
@@ -267,9 +282,10 @@ export class ArchiveIndex {
     for (const row of this.#streamRecords.iterate(stream)) yield this.#toIndexed(row);
   }
 
-  /** Closes and deletes the index. */
+  /** Closes and deletes the index (a kept index is only closed). */
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
+    if (this.#kept) return;
     await this.#bodies.remove();
     await rm(this.#file, { force: true });
   }
@@ -320,7 +336,7 @@ function outputFailed(file: string, error: unknown): ExportError {
   return new ExportError('EXPORT_OUTPUT', `the export's working index ${file} failed (${what}); nothing was exported. ${next}, then export again`, { cause: error });
 }
 
-function changed(stream: string, seq: number): ExportError {
+export function changed(stream: string, seq: number): ExportError {
   return new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (detected at seq ${seq}); nothing was exported. Run offchannel verify, then export again`);
 }
 
@@ -330,7 +346,7 @@ function changed(stream: string, seq: number): ExportError {
  * head, proves by SHA-256 that these are the very bytes it validated — any other bytes stop
  * the build before anything is exported.
  */
-function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
+export function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
   let record: unknown;
   try {
