@@ -135,21 +135,23 @@ async function exportDays(job: ExportJob, conversation: ConversationSummary, dir
     await flush();
     return files;
   }
-  // Only the days something new touches are rendered; the days before still thread them
-  // (`previous`), from the index entries alone (no blob read, no file written for them).
+  // Only the days something new touches are rendered; the other days still thread them
+  // (`previous`), from the index's list of days alone (no record read for them).
   const wanted = new Set([...touched(job, conversation)].map((entry) => (entry.record.sentAt ?? entry.record.capturedAt).slice(0, 10)));
-  const { from, to } = job.range;
-  for (const entry of job.index.events(conversation.key, from, to)) {
-    const entryDay = (entry.record.sentAt ?? entry.record.capturedAt).slice(0, 10);
-    if (entryDay !== day) {
-      await flush();
-      day = entryDay;
-      events = [];
-      if (!wanted.has(day)) previous.push(dayMessageId(conversation, day, channel));
+  const { from = '', to = '\uffff' } = job.range;
+  for (const eventDay of job.index.eventDays(conversation.key, from, to)) {
+    if (!wanted.has(eventDay)) {
+      previous.push(dayMessageId(conversation, eventDay, channel));
+      continue;
     }
-    if (wanted.has(entryDay)) for await (const event of transcriptEventsOf(job.index, job.sink, conversation.key, [entry])) events.push(event);
+    day = eventDay;
+    events = [];
+    const start = sortableTime(`${eventDay}T00:00:00Z`);
+    const end = sortableTime(new Date(Date.parse(`${eventDay}T00:00:00Z`) + 86_400_000).toISOString());
+    const entries = job.index.events(conversation.key, start > from ? start : from, end < to ? end : to);
+    for await (const event of transcriptEventsOf(job.index, job.sink, conversation.key, entries)) events.push(event);
+    await flush();
   }
-  await flush();
   return files;
 }
 

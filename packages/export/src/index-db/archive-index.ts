@@ -65,6 +65,7 @@ export class ArchiveIndex {
   readonly #byKey: StatementSync;
   readonly #events: StatementSync;
   readonly #touched: StatementSync;
+  readonly #days: StatementSync;
   readonly #modifiers: StatementSync;
   readonly #byNative: StatementSync;
   readonly #byNativeId: StatementSync;
@@ -89,6 +90,10 @@ export class ArchiveIndex {
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL)
        AND (seq >= ? OR (modified = 1 AND EXISTS (SELECT 1 FROM records m INDEXED BY by_target
          WHERE m.stream = records.stream AND m.target_seq = records.seq AND m.seq >= ?))) ORDER BY at, seq`,
+    );
+    this.#days = db.prepare(
+      `SELECT DISTINCT substr(at, 1, 10) AS day FROM records WHERE conv = ? AND at >= ? AND at < ?
+       AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY day`,
     );
     this.#modifiers = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
     this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
@@ -239,6 +244,14 @@ export class ArchiveIndex {
    */
   *events(conversation: string, from = '', to = '\uffff'): Generator<IndexedRecord> {
     for (const row of this.#events.iterate(conversation, from, to)) yield this.#toIndexed(row);
+  }
+
+  /**
+   * The UTC days (`YYYY-MM-DD`) that hold an event of {@link events}, ascending: from the index
+   * rows alone (the day is the start of the sortable time), no record read.
+   */
+  eventDays(conversation: string, from = '', to = '\uffff'): string[] {
+    return (this.#days.all(conversation, from, to) as { day: string }[]).map((row) => row.day);
   }
 
   /**
