@@ -88,6 +88,7 @@ async function pass(archive: JournalArchive, options: Partial<DelivererOptions> 
 }
 
 const dave: Party = { id: '+15550122@s.whatsapp.net', name: 'Dave Ito' };
+const frank: Party = { id: '+15550144@s.whatsapp.net', name: 'Frank Ode' };
 const deals: ConversationRef = { id: '120999@g.us', type: 'group', title: 'Deals' };
 
 /**
@@ -121,6 +122,13 @@ async function captureRound(archive: JournalArchive, round: number): Promise<voi
   inputs.push({ kind: 'reaction', key: `reaction:${r}:early`, sentAt: at(10), conversation: client, sender: bob, direction: 'inbound', target: { id: `${r}late`, chat: client.id }, reaction: { value: '⏳', action: 'add' } });
   if (round > 1) inputs.push(message(client, alice, `${previous}late`, 11));
   if (round > 1) inputs.push({ kind: 'edit', key: `edit:${r}:by-id`, sentAt: at(12), conversation: client, sender: alice, direction: 'outbound', native: { id: `${r}-e2`, chat: client.id }, target: { id: `${previous}b` }, text: `Edited by id in round ${round}.` });
+  // Parties. Round 2: Frank reacts, in the client chat, to a Deals message that arrives only in
+  // round 3 — he is a party of the client chat until then, of Deals after. Round 4: a late
+  // arrival from Frank in Deals dated before everything — first in its To list from then on —
+  // and a new display name for Bob, dated after everything.
+  if (round === 2) inputs.push({ kind: 'reaction', key: `reaction:${r}:frank`, sentAt: at(13), conversation: client, sender: frank, direction: 'inbound', target: { id: 'r2x', chat: deals.id }, reaction: { value: '💼', action: 'add' } });
+  if (round === 3) inputs.push(message(deals, alice, 'r2x', 14));
+  if (round === 4) inputs.push(message(deals, frank, `${r}early`, 0, { sentAt: '2026-11-19T08:00:00.000Z' }), message(client, { id: bob.id, name: 'Bob Chén (desk)' }, `${r}renamed`, 13, { sentAt: '2026-11-23T08:00:00.000Z' }));
   for (const input of inputs) await whatsapp.capture(input);
   await signal.capture(message(signalChat, alice, `${r}s`, 8));
   await signal.capture({ kind: 'edit', key: `edit:${r}s`, sentAt: at(9), conversation: signalChat, sender: alice, direction: 'outbound', native: { id: `${r}s-e`, chat: signalChat.id }, target: { id: round === 1 ? 's1' : `${previous}s`, chat: signalChat.id }, text: `Signal edit ${round}.` });
@@ -230,9 +238,9 @@ describe('a delivery pass costs what is new', () => {
   }, 60_000);
 });
 
-/** Records a round adds: 7 + 1 early reaction (+ the late message and an edit by id from round 2) on WhatsApp, 2 on Signal. */
+/** Records a round adds: 7 + 1 early reaction (+ the late message and an edit by id from round 2, + the party changes of rounds 2–4) on WhatsApp, 2 on Signal. */
 function added(round: number): number {
-  return round > 1 ? 12 : 10;
+  return (round > 1 ? 12 : 10) + ([0, 0, 1, 1, 2][round] ?? 0);
 }
 
 describe('the cost of a pass does not grow with history', () => {

@@ -33,7 +33,9 @@ export async function exportEml(job: ExportJob): Promise<number> {
     if (job.emlFromSeq.has(conversation.stream) && touched(job, conversation).next().done === true) continue;
     const dir = path.join(root, conversationFileName(conversation));
     await mkdir(dir, { recursive: true });
-    const parties = conversationParties(job, conversation);
+    // A kept index keeps each conversation's parties (index-db/kept-index.ts): not read again.
+    const whole = job.range.from === undefined && job.range.to === undefined;
+    const parties = (whole ? job.index.keptParties(conversation.key) : undefined) ?? conversationParties(job, conversation);
     files += job.emlMode === 'day' ? await exportDays(job, conversation, dir, parties) : await exportMessages(job, conversation, dir, parties);
     job.progress('eml', files);
   }

@@ -1,7 +1,7 @@
 import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { type ArchiveRecord, type NativeRef, type Sink, type StreamHead, ZERO_HASH, canonicalize, sha256Hex } from '@offchannel/core';
+import { type ArchiveRecord, type NativeRef, type Party, type Sink, type StreamHead, ZERO_HASH, canonicalize, sha256Hex } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
 import { RecordBodies } from './record-bodies.ts';
 import { sortableTime } from './sortable-time.ts';
@@ -212,6 +212,17 @@ export class ArchiveIndex {
   /** A kept index over `db` (see kept-index.ts): the same look-ups, its record bytes in `bodies`. */
   static kept(db: DatabaseSync, file: string, bodies: BodyReader): ArchiveIndex {
     return new ArchiveIndex(db, file, bodies, true);
+  }
+
+  /**
+   * A kept index's parties of a conversation (id and name, in order of first appearance), as
+   * `conversationParties` collects them without a time range; undefined for an export's own
+   * index (which collects them from the records).
+   */
+  keptParties(conversation: string): Party[] | undefined {
+    if (!this.#kept) return undefined;
+    const rows = this.#db.prepare('SELECT id, name FROM parties INDEXED BY parties_order WHERE conv = ? ORDER BY first_pos').all(conversation) as { id: string; name: string | null }[];
+    return rows.map((row) => (row.name === null ? { id: row.id } : { id: row.id, name: row.name }));
   }
 
   /** Every conversation, ordered by stream then first event time. */

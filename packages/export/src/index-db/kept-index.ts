@@ -20,12 +20,14 @@
  */
 import { lstat, open as fsOpen, rm } from 'node:fs/promises';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { type Sink, type StreamHead, ZERO_HASH, canonicalize, sha256Hex } from '@offchannel/core';
+import { type Party, type Sink, type StreamHead, ZERO_HASH, canonicalize, sha256Hex } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
 import { ArchiveIndex, type BodyReader, MODIFIER_KINDS, changed, conversationKey, decodeStoredRecord } from './archive-index.ts';
 import { sortableTime } from './sortable-time.ts';
 
 const MODIFIERS = MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ');
+/** `PRAGMA user_version` of this layout: an index of another layout is dropped and built again. */
+const LAYOUT = 1;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
     conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
@@ -35,6 +37,9 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS heads (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS convs (conv TEXT PRIMARY KEY, stream TEXT NOT NULL, records INTEGER NOT NULL,
     first_at TEXT NOT NULL, last_at TEXT NOT NULL, last_seq INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS parties (conv TEXT NOT NULL, id TEXT NOT NULL, first_pos TEXT NOT NULL, name TEXT, name_pos TEXT,
+    PRIMARY KEY (conv, id)) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS parties_order ON parties (conv, first_pos);
   CREATE UNIQUE INDEX IF NOT EXISTS by_seq ON records (stream, seq);
   CREATE INDEX IF NOT EXISTS by_native ON records (stream, native, seq);
   CREATE INDEX IF NOT EXISTS by_native_id ON records (conv, native_id, seq);
@@ -52,19 +57,22 @@ export async function extendKeptIndex(file: string, sink: Sink, heads: ReadonlyM
   if (info && !info.isFile()) throw new ExportError('EXPORT_OUTPUT', `the kept working index ${file} is not a regular file; move it aside (it is rebuilt from the archive)`);
   await create(file);
   const kept = open(file);
-  try {
-    if (await extend(kept, sink, heads)) return ArchiveIndex.kept(kept.db, file, kept.bodies);
-  } catch (error) {
+  if (kept) {
+    try {
+      if (await extend(kept, file, sink, heads)) return ArchiveIndex.kept(kept.db, file, kept.bodies);
+    } catch (error) {
+      kept.db.close();
+      throw error;
+    }
     kept.db.close();
-    throw error;
   }
-  // The index holds records the archive contradicts: built again, from seq 1.
-  kept.db.close();
+  // The index holds records the archive contradicts (or is of another layout): built again, from seq 1.
   await removeKept(file);
   await create(file);
   const fresh = open(file);
+  if (!fresh) throw new ExportError('EXPORT_OUTPUT', `the kept working index ${file} could not be created anew; move ${file}* aside`);
   try {
-    if (await extend(fresh, sink, heads)) return ArchiveIndex.kept(fresh.db, file, fresh.bodies);
+    if (await extend(fresh, file, sink, heads)) return ArchiveIndex.kept(fresh.db, file, fresh.bodies);
   } catch (error) {
     fresh.db.close();
     throw error;
@@ -92,11 +100,18 @@ interface Kept {
   readonly bodies: BodyReader;
 }
 
-function open(file: string): Kept {
+function open(file: string): Kept | undefined {
   let db: DatabaseSync;
   try {
     db = new DatabaseSync(file);
-    db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; ${SCHEMA}`);
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL');
+    const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
+    const empty = db.prepare("SELECT COUNT(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number };
+    if (version !== LAYOUT && empty.n > 0) {
+      db.close();
+      return undefined;
+    }
+    db.exec(`${SCHEMA}; PRAGMA user_version = ${LAYOUT}`);
   } catch (error) {
     throw new ExportError('EXPORT_OUTPUT', `cannot open the kept working index ${file} (${(error as Error).message}); move ${file}* aside (it is rebuilt from the archive)`, { cause: error });
   }
@@ -115,7 +130,7 @@ function open(file: string): Kept {
 }
 
 /** Adds each stream's records after the kept head up to `heads`. False when a kept head is not on the archive's chain. */
-async function extend({ db }: Kept, sink: Sink, heads: ReadonlyMap<string, StreamHead>): Promise<boolean> {
+async function extend({ db, bodies }: Kept, file: string, sink: Sink, heads: ReadonlyMap<string, StreamHead>): Promise<boolean> {
   const headOf = db.prepare('SELECT seq, hash FROM heads WHERE stream = ?');
   const body = db.prepare('INSERT INTO bodies (bytes) VALUES (?)');
   const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)');
@@ -129,6 +144,7 @@ async function extend({ db }: Kept, sink: Sink, heads: ReadonlyMap<string, Strea
     if (kept.seq > head.seq || (kept.seq === head.seq && kept.hash !== head.hash)) return false;
     if (kept.seq === head.seq) continue;
     let last: StreamHead = kept;
+    const appearing: Appearing[] = [];
     db.exec('BEGIN');
     try {
       for await (const stored of sink.read(stream, { fromSeq: kept.seq + 1 })) {
@@ -148,9 +164,10 @@ async function extend({ db }: Kept, sink: Sink, heads: ReadonlyMap<string, Strea
         const { lastInsertRowid } = body.run(stored.bytes);
         insert.run(stream, record.seq, hash, record.kind, key, at, record.native ? canonicalize(record.native) : null, record.native?.id ?? null, record.target ? canonicalize(record.target) : null, record.target?.id ?? null, record.direction === 'outbound' && record.sender ? record.sender.id : null, lastInsertRowid, stored.bytes.byteLength);
         conv.run(key, stream, at, at, record.seq);
+        appearing.push({ seq: record.seq, conv: key, at, kind: record.kind, sender: record.sender, members: record.membership?.members ?? [] });
       }
       if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
-      resolveTargets(db, stream, kept.seq);
+      countParties(db, ArchiveIndex.kept(db, file, bodies), stream, appearing, resolveTargets(db, stream, kept.seq));
       setHead.run(stream, last.seq, last.hash);
       db.exec('COMMIT');
     } catch (error) {
@@ -167,11 +184,13 @@ async function extend({ db }: Kept, sink: Sink, heads: ReadonlyMap<string, Strea
  * — exactly the rows the temporary index's full resolution would give another result. Then
  * marks (or unmarks) as `modified` every message whose modifiers changed.
  */
-function resolveTargets(db: DatabaseSync, stream: string, after: number): void {
+function resolveTargets(db: DatabaseSync, stream: string, after: number): Set<string> {
   const affected = `kind IN (${MODIFIERS}) AND target IS NOT NULL AND stream = :stream AND (seq > :after
     OR target IN (SELECT native FROM records n INDEXED BY by_seq WHERE n.stream = :stream AND n.seq > :after AND n.kind = 'message')
     OR (conv, target_id) IN (SELECT conv, native_id FROM records n INDEXED BY by_seq WHERE n.stream = :stream AND n.seq > :after AND n.kind = 'message'))`;
   const run = (sql: string): StatementSync => db.prepare(sql);
+  const older = run(`SELECT seq, conv, target_seq AS target FROM records WHERE ${affected} AND seq <= :after`);
+  const olderBefore = older.all({ stream, after }) as { seq: number; conv: string; target: number | null }[];
   const before = run(`SELECT DISTINCT target_seq AS seq FROM records WHERE ${affected} AND target_seq IS NOT NULL`).all({ stream, after }) as { seq: number }[];
   run(`UPDATE records SET target_seq = (SELECT r.seq FROM records r INDEXED BY by_native WHERE r.stream = records.stream
       AND r.native = records.target AND r.kind = 'message' ORDER BY r.seq LIMIT 1) WHERE ${affected}`).run({ stream, after });
@@ -181,4 +200,82 @@ function resolveTargets(db: DatabaseSync, stream: string, after: number): void {
   const mark = run(`UPDATE records SET modified = CASE WHEN EXISTS (SELECT 1 FROM records m INDEXED BY by_target WHERE m.stream = records.stream
       AND m.target_seq = records.seq) THEN 1 ELSE NULL END WHERE stream = ? AND seq = ? AND kind = 'message'`);
   for (const { seq } of [...before, ...now]) mark.run(stream, seq);
+  // An older modifier resolved anew moves its sender's appearance in the parties (from its own
+  // place, or its former target's, to its new target's): those conversations are recounted.
+  const convOf = run('SELECT conv FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
+  const recount = new Set<string>();
+  const targets = new Map(olderBefore.map((row) => [row.seq, row.target] as const));
+  for (const row of older.all({ stream, after }) as { seq: number; conv: string; target: number | null }[]) {
+    const was = targets.get(row.seq) ?? null;
+    if (was === row.target) continue;
+    recount.add(row.conv);
+    for (const seq of [was, row.target]) if (seq !== null) recount.add((convOf.get(stream, seq) as { conv: string }).conv);
+  }
+  return recount;
+}
+
+/** A new record's part in its conversation's parties (see {@link countParties}). */
+interface Appearing {
+  readonly seq: number;
+  readonly conv: string;
+  readonly at: string;
+  readonly kind: string;
+  readonly sender: Party | undefined;
+  readonly members: readonly Party[];
+}
+
+/**
+ * The parties of each conversation, as the export's `conversationParties` lists them (everyone
+ * who appears: senders, members, and the senders of a message's edits, deletions, reactions and
+ * receipts at that message's place; first appearance first; the name of the last appearance
+ * that has one), kept per conversation so that a pass does not read the conversation again:
+ * each appearance has a place — its event's time and seq, then sender, members in order,
+ * modifiers in time order — and a party keeps the first place it appears at and the place its
+ * name was last given at. New records add appearances anywhere in that order; only an older
+ * modifier resolved anew removes one, and its conversations are counted again from their rows.
+ */
+function countParties(db: DatabaseSync, index: ArchiveIndex, stream: string, appearing: readonly Appearing[], recount: ReadonlySet<string>): void {
+  const put = db.prepare(
+    `INSERT INTO parties VALUES (?, ?, ?, ?, ?) ON CONFLICT (conv, id) DO UPDATE SET first_pos = MIN(first_pos, excluded.first_pos),
+     name = CASE WHEN excluded.name_pos IS NOT NULL AND (name_pos IS NULL OR excluded.name_pos > name_pos) THEN excluded.name ELSE name END,
+     name_pos = CASE WHEN excluded.name_pos IS NOT NULL AND (name_pos IS NULL OR excluded.name_pos > name_pos) THEN excluded.name_pos ELSE name_pos END`,
+  );
+  const see = (conv: string, party: Party | undefined, place: string): void => {
+    if (party) put.run(conv, party.id, place, party.name ?? null, party.name === undefined ? null : place);
+  };
+  const eventPlaces = (conv: string, at: string, seq: number, sender: Party | undefined, members: readonly Party[]): void => {
+    see(conv, sender, place(at, seq, '0'));
+    members.forEach((member, at_) => {
+      see(conv, member, place(at, seq, `1${String(at_).padStart(6, '0')}`));
+    });
+  };
+  const targetOf = db.prepare('SELECT target_seq AS target FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
+  const row = db.prepare('SELECT conv, at FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
+  for (const item of appearing) {
+    const target = MODIFIER_KINDS.includes(item.kind as (typeof MODIFIER_KINDS)[number]) ? ((targetOf.get(stream, item.seq) as { target: number | null }).target ?? null) : null;
+    if (target === null) {
+      eventPlaces(item.conv, item.at, item.seq, item.sender, item.members);
+      continue;
+    }
+    const message = row.get(stream, target) as { conv: string; at: string };
+    see(message.conv, item.sender, place(message.at, target, `2${item.at}|${pad(item.seq)}`));
+  }
+  const clear = db.prepare('DELETE FROM parties WHERE conv = ?');
+  for (const conv of recount) {
+    clear.run(conv);
+    for (const entry of index.events(conv)) {
+      const at = sortableTime(entry.record.sentAt ?? entry.record.capturedAt);
+      eventPlaces(conv, at, entry.seq, entry.record.sender, entry.record.membership?.members ?? []);
+      if (entry.record.kind !== 'message') continue;
+      for (const modifier of index.modifiersOf(entry)) see(conv, modifier.record.sender, place(at, entry.seq, `2${sortableTime(modifier.record.sentAt ?? modifier.record.capturedAt)}|${pad(modifier.seq)}`));
+    }
+  }
+}
+
+function place(at: string, seq: number, within: string): string {
+  return `${at}|${pad(seq)}|${within}`;
+}
+
+function pad(seq: number): string {
+  return String(seq).padStart(16, '0');
 }
