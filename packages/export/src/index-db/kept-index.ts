@@ -17,6 +17,8 @@
  * Targets of edits, deletions, reactions and receipts are resolved as the temporary index does
  * (first message with the exact native ref in the stream, else with the same id in the
  * conversation), for the new modifiers and for the older ones a new message may now resolve.
+ * Each conversation's parties are kept too (`countParties`), so the EML `To` list of a
+ * conversation with a long history is not collected from all its records at every export.
  */
 import { lstat, open as fsOpen, rm } from 'node:fs/promises';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
