@@ -125,10 +125,10 @@ async function captureRound(archive: JournalArchive, round: number): Promise<voi
   // Parties. Round 2: Frank reacts, in the client chat, to a Deals message that arrives only in
   // round 3 — he is a party of the client chat until then, of Deals after. Round 4: a late
   // arrival from Frank in Deals dated before everything — first in its To list from then on —
-  // and a new display name for Bob, dated after everything.
+  // and a new display name for Bob, dated after everything, in a message that renames the chat.
   if (round === 2) inputs.push({ kind: 'reaction', key: `reaction:${r}:frank`, sentAt: at(13), conversation: client, sender: frank, direction: 'inbound', target: { id: 'r2x', chat: deals.id }, reaction: { value: '💼', action: 'add' } });
   if (round === 3) inputs.push(message(deals, alice, 'r2x', 14));
-  if (round === 4) inputs.push(message(deals, frank, `${r}early`, 0, { sentAt: '2026-11-19T08:00:00.000Z' }), message(client, { id: bob.id, name: 'Bob Chén (desk)' }, `${r}renamed`, 13, { sentAt: '2026-11-23T08:00:00.000Z' }));
+  if (round === 4) inputs.push(message(deals, frank, `${r}early`, 0, { sentAt: '2026-11-19T08:00:00.000Z' }), message({ ...client, title: 'Bob Chén — desk' }, { id: bob.id, name: 'Bob Chén (desk)' }, `${r}renamed`, 13, { sentAt: '2026-11-23T08:00:00.000Z' }));
   for (const input of inputs) await whatsapp.capture(input);
   await signal.capture(message(signalChat, alice, `${r}s`, 8));
   await signal.capture({ kind: 'edit', key: `edit:${r}s`, sentAt: at(9), conversation: signalChat, sender: alice, direction: 'outbound', native: { id: `${r}s-e`, chat: signalChat.id }, target: { id: round === 1 ? 's1' : `${previous}s`, chat: signalChat.id }, text: `Signal edit ${round}.` });

@@ -28,9 +28,17 @@ import { plainEvent } from '../text/plain-transcript.ts';
 export async function exportEml(job: ExportJob): Promise<number> {
   const root = path.join(job.out, 'eml');
   let files = 0;
+  // Only what is new (`emlFromSeq`): a conversation nothing new touches is not even read.
+  const touchedConversations = new Map<string, Set<string>>();
+  const untouched = (conversation: ConversationSummary): boolean => {
+    const fromSeq = job.emlFromSeq.get(conversation.stream);
+    if (fromSeq === undefined) return false;
+    let keys = touchedConversations.get(conversation.stream);
+    if (!keys) touchedConversations.set(conversation.stream, (keys = job.index.touchedConversations(conversation.stream, fromSeq)));
+    return !keys.has(conversation.key) || touched(job, conversation).next().done === true;
+  };
   for (const conversation of job.conversations) {
-    // Only what is new (`emlFromSeq`): a conversation nothing new touches is not even read.
-    if (job.emlFromSeq.has(conversation.stream) && touched(job, conversation).next().done === true) continue;
+    if (untouched(conversation)) continue;
     const dir = path.join(root, conversationFileName(conversation));
     await mkdir(dir, { recursive: true });
     // A kept index keeps each conversation's parties (index-db/kept-index.ts): not read again.
@@ -49,7 +57,7 @@ export async function exportEml(job: ExportJob): Promise<number> {
 function* touched(job: ExportJob, conversation: ConversationSummary): Generator<IndexedRecord> {
   const fromSeq = job.emlFromSeq.get(conversation.stream) ?? 1;
   const { from = '', to = '\uffff' } = job.range;
-  for (const entry of job.index.touchedEvents(conversation.key, fromSeq)) {
+  for (const entry of job.index.touchedEvents(conversation.stream, conversation.key, fromSeq)) {
     const at = sortableTime(entry.record.sentAt ?? entry.record.capturedAt);
     if (at >= from && at < to) yield entry;
   }

@@ -36,6 +36,7 @@ export interface ConversationSummary {
 
 /** Kinds that change another record when their target is in the archive. */
 export const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
+const MODIFIER_LIST = MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ');
 
 /**
  * A temporary index over the archive, so export streams with bounded memory: one pass reads
@@ -65,6 +66,7 @@ export class ArchiveIndex {
   readonly #byKey: StatementSync;
   readonly #events: StatementSync;
   readonly #touched: StatementSync;
+  readonly #touchedConversations: StatementSync;
   readonly #days: StatementSync;
   readonly #modifiers: StatementSync;
   readonly #byNative: StatementSync;
@@ -82,15 +84,15 @@ export class ArchiveIndex {
       `SELECT stream, seq, hash, body_at, body_bytes, modified FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
     );
-    // The events of a conversation from a seq on, and those a modifier from that seq on changes:
-    // the conversation's rows are scanned in key order (no record is parsed), the modifiers'
-    // targets looked up through `by_seq`.
-    this.#touched = db.prepare(
-      `SELECT stream, seq, hash, body_at, body_bytes, modified FROM records WHERE conv = ?
-       AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL)
-       AND (seq >= ? OR (modified = 1 AND EXISTS (SELECT 1 FROM records m INDEXED BY by_target
-         WHERE m.stream = records.stream AND m.target_seq = records.seq AND m.seq >= ?))) ORDER BY at, seq`,
-    );
+    // The events of a conversation from a seq on, and the messages a modifier from that seq on
+    // changes: both found from the stream's rows from that seq on (`by_seq`), so the cost is
+    // what is new, not the conversation's history.
+    const newEvents = `FROM records INDEXED BY by_seq WHERE stream = ? AND seq >= ? AND (kind NOT IN (${MODIFIER_LIST}) OR target_seq IS NULL)`;
+    const changedTargets = `FROM records m INDEXED BY by_seq JOIN records t INDEXED BY by_seq ON t.stream = m.stream AND t.seq = m.target_seq
+       WHERE m.stream = ? AND m.seq >= ? AND m.target_seq IS NOT NULL`;
+    const columns = (alias: string): string => ['stream', 'seq', 'hash', 'body_at', 'body_bytes', 'modified', 'at'].map((column) => `${alias}${column}`).join(', ');
+    this.#touched = db.prepare(`SELECT ${columns('')} ${newEvents} AND conv = ? UNION SELECT ${columns('t.')} ${changedTargets} AND t.conv = ? ORDER BY at, seq`);
+    this.#touchedConversations = db.prepare(`SELECT conv ${newEvents} UNION SELECT t.conv ${changedTargets}`);
     this.#days = db.prepare(
       `SELECT DISTINCT substr(at, 1, 10) AS day FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY day`,
@@ -228,13 +230,15 @@ export class ArchiveIndex {
   /** Every conversation, ordered by stream then first event time. */
   conversations(): ConversationSummary[] {
     const query = this.#kept
-      ? 'SELECT conv, stream, records, first_at AS firstAt, last_at AS lastAt, last_seq AS lastSeq FROM convs ORDER BY stream, firstAt, conv'
+      ? 'SELECT conv, stream, records, first_at AS firstAt, last_at AS lastAt, last_seq AS lastSeq, type, title FROM convs ORDER BY stream, firstAt, conv'
       : 'SELECT conv, stream, COUNT(*) AS records, MIN(at) AS firstAt, MAX(at) AS lastAt, MAX(seq) AS lastSeq FROM records GROUP BY conv ORDER BY stream, firstAt, conv';
-    const rows = this.#db.prepare(query).all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string; lastSeq: number }[];
+    const rows = this.#db.prepare(query).all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string; lastSeq: number; type?: 'direct' | 'group' | 'channel' | null; title?: string | null }[];
     return rows.map((row) => {
       const id = row.conv.slice(row.stream.length + 1);
-      // Every record of a conversation with an id names it: the newest one has its newest title.
-      const conversation = id === '' ? undefined : this.get(row.stream, row.lastSeq)?.record.conversation;
+      // Every record of a conversation with an id names it: the newest one has its newest title
+      // (a kept index keeps them per conversation: no record is read).
+      const kept = { ...(row.type ? { type: row.type } : {}), ...(row.title === null || row.title === undefined ? {} : { title: row.title }) };
+      const conversation = id === '' ? undefined : this.#kept ? kept : this.get(row.stream, row.lastSeq)?.record.conversation;
       return {
         key: row.conv,
         stream: row.stream,
@@ -269,8 +273,13 @@ export class ArchiveIndex {
    * The events of {@link events} that a record from `fromSeq` on makes or changes: those from
    * that seq on, and the messages whose edits, deletions, reactions or receipts include one.
    */
-  *touchedEvents(conversation: string, fromSeq: number): Generator<IndexedRecord> {
-    for (const row of this.#touched.iterate(conversation, fromSeq, fromSeq)) yield this.#toIndexed(row);
+  *touchedEvents(stream: string, conversation: string, fromSeq: number): Generator<IndexedRecord> {
+    for (const row of this.#touched.iterate(stream, fromSeq, conversation, stream, fromSeq, conversation)) yield this.#toIndexed(row);
+  }
+
+  /** The conversations (index keys) of {@link touchedEvents}: those a record of `stream` from `fromSeq` on makes or changes. */
+  touchedConversations(stream: string, fromSeq: number): Set<string> {
+    return new Set((this.#touchedConversations.all(stream, fromSeq, stream, fromSeq) as { conv: string }[]).map((row) => row.conv));
   }
 
   /**

@@ -29,7 +29,7 @@ import { sortableTime } from './sortable-time.ts';
 
 const MODIFIERS = MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ');
 /** `PRAGMA user_version` of this layout: an index of another layout is dropped and built again. */
-const LAYOUT = 1;
+const LAYOUT = 2;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS records (stream TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, kind TEXT NOT NULL,
     conv TEXT NOT NULL, at TEXT NOT NULL, native TEXT, native_id TEXT, target TEXT, target_id TEXT,
@@ -38,7 +38,7 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL);
   CREATE TABLE IF NOT EXISTS heads (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS convs (conv TEXT PRIMARY KEY, stream TEXT NOT NULL, records INTEGER NOT NULL,
-    first_at TEXT NOT NULL, last_at TEXT NOT NULL, last_seq INTEGER NOT NULL);
+    first_at TEXT NOT NULL, last_at TEXT NOT NULL, last_seq INTEGER NOT NULL, type TEXT, title TEXT);
   CREATE TABLE IF NOT EXISTS parties (conv TEXT NOT NULL, id TEXT NOT NULL, first_pos TEXT NOT NULL, name TEXT, name_pos TEXT,
     PRIMARY KEY (conv, id)) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS parties_order ON parties (conv, first_pos);
@@ -137,8 +137,10 @@ async function extend({ db, bodies }: Kept, file: string, sink: Sink, heads: Rea
   const body = db.prepare('INSERT INTO bodies (bytes) VALUES (?)');
   const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)');
   const conv = db.prepare(
-    `INSERT INTO convs VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (conv) DO UPDATE SET records = records + 1,
-     first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at), last_seq = MAX(last_seq, excluded.last_seq)`,
+    `INSERT INTO convs VALUES (?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (conv) DO UPDATE SET records = records + 1,
+     first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at),
+     type = CASE WHEN excluded.last_seq > last_seq THEN excluded.type ELSE type END,
+     title = CASE WHEN excluded.last_seq > last_seq THEN excluded.title ELSE title END, last_seq = MAX(last_seq, excluded.last_seq)`,
   );
   const setHead = db.prepare('INSERT INTO heads VALUES (?, ?, ?) ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, hash = excluded.hash');
   for (const [stream, head] of heads) {
@@ -165,7 +167,8 @@ async function extend({ db, bodies }: Kept, file: string, sink: Sink, heads: Rea
         const at = sortableTime(record.sentAt ?? record.capturedAt);
         const { lastInsertRowid } = body.run(stored.bytes);
         insert.run(stream, record.seq, hash, record.kind, key, at, record.native ? canonicalize(record.native) : null, record.native?.id ?? null, record.target ? canonicalize(record.target) : null, record.target?.id ?? null, record.direction === 'outbound' && record.sender ? record.sender.id : null, lastInsertRowid, stored.bytes.byteLength);
-        conv.run(key, stream, at, at, record.seq);
+        // The newest record of a conversation names its type and newest title (as `conversations()` reads them).
+        conv.run(key, stream, at, at, record.seq, record.conversation?.type ?? null, record.conversation?.title ?? null);
         appearing.push({ seq: record.seq, conv: key, at, kind: record.kind, sender: record.sender, members: record.membership?.members ?? [] });
       }
       if (last.seq !== head.seq || last.hash !== head.hash) throw changed(stream, Math.min(last.seq + 1, head.seq));
