@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, OffchannelError, Recorder, type Sink, type StreamWriter, decodeRecord, isRetryable, noopLogger, openKeyIndex } from '@offchannel/core';
+import { type CheckpointOptions, type KeyIndex, type Logger, type NoteVerifier, OffchannelError, Recorder, type Sink, type StreamWriter, type VerificationReport, type VerifiedCheckpoint, decodeRecord, isRetryable, noopLogger, openKeyIndex, readVerifiedState, verifiedStateOf } from '@offchannel/core';
 import { DeliveryError } from './delivery-error.ts';
 import { type DeliveryCursor, DeliveryState, type InFlight } from './delivery-state.ts';
 import { type DeliveryTarget, type SmtpEndpoint, checkTarget } from './delivery-target.ts';
@@ -31,6 +31,13 @@ export interface DelivererOptions {
   readonly archive: Sink;
   /** Where receipts are recorded (a writable handle on the same archive). Default: `archive`. */
   readonly receipts?: Sink;
+  /**
+   * `archive` is a spool that prunes after forwarding (capture's deliveries): each stream is
+   * delivered from the first record it still holds, and records pruned before this target
+   * delivered them are recorded as missed (`delivery-missed`). Never for an archive of record,
+   * where a `pruned.json` — forged, or copied in — is refused as records that cannot be read.
+   */
+  readonly prunedSpool?: boolean;
   readonly target: DeliveryTarget;
   /** Directory for the cursor, lock and scratch files (created 0700). */
   readonly stateDir: string;
@@ -153,6 +160,8 @@ export class Deliverer {
   #receiptHead = 0;
   #receiptHash: string | undefined;
   #inFlight: InFlight | undefined;
+  /** Per stream, the newest signed checkpoint a pass verified (`<target>.verified.json`); loaded at the first pass. */
+  #verified: Map<string, VerifiedCheckpoint> | undefined;
   #sender: SmtpSender | undefined;
   #lastSend = 0;
   /** After a pass that left only not-yet-due records: the heads it saw, and when the next day closes. */
@@ -219,14 +228,23 @@ export class Deliverer {
    * mode too — the records of a day not yet sent are not passed); for its own receipts stream,
    * the receipt a restart reads first (the one at the cursor's count; day mode reads every
    * receipt at start, so all of them). `undefined` for streams it never reads (other targets'
-   * receipts). While a pass reads the archive, everything: its export reads each stream from
-   * the first record the spool holds. From memory only: the cursor moves and is written in one
-   * synchronous step.
+   * receipts). With verifier keys a pass verifies from the newest checkpoint it verified
+   * before, so that is held too; without them, while a pass reads the archive, everything: it
+   * verifies each stream from the first record the spool holds. From memory only: the cursor
+   * moves and is written in one synchronous step.
    */
   holdFrom(stream: string): number | undefined {
     if (stream === receiptStream(this.#target.name)) return this.mode === 'day' ? 1 : Math.max(1, this.#savedReceipts);
     if (stream.startsWith(`${RECEIPT_CHANNEL}:`)) return undefined;
-    return this.#reading ? 1 : (this.#cursor.get(stream) ?? 0) + 1;
+    const cursor = this.#cursor.get(stream) ?? 0;
+    if (!this.#keyed) return this.#reading ? 1 : cursor + 1;
+    // Before the first pass has read the saved verification, nothing is known of it: everything.
+    const verified = this.#verified === undefined ? 0 : (this.#verified.get(stream)?.size ?? 0);
+    return Math.min(cursor, verified) + 1;
+  }
+
+  get #keyed(): boolean {
+    return this.#options.verifiers !== undefined && this.#options.verifiers.length > 0;
   }
 
   async #reconcile(): Promise<void> {
@@ -256,6 +274,9 @@ export class Deliverer {
     this.#receiptHead = from;
     await this.#readNewReceipts();
     this.#inFlight = stored?.inFlight;
+    // What the passes verified before (with keys): read now, so the spool holds (holdFrom) are
+    // right from the start, not only after the first pass.
+    if (this.#keyed) this.#verified = this.#state.readVerified() ?? new Map();
     // A cursor from before the count was kept: write it with the count now, so the receipts are read once.
     if (stored && stored.delivered === undefined && this.mode === 'record') this.#writeCursor(stored.inFlight);
     if (this.#inFlight) this.#logger.warn({ deliveryTarget: this.#target.name, stream: this.#inFlight.stream, seq: this.#inFlight.seqs[0] }, 'a message was in flight when delivery stopped; if it has no receipt it is sent again with the same Message-ID');
@@ -386,7 +407,7 @@ export class Deliverer {
     for (const stream of [...(await archive.streams())].sort()) {
       if (stream.startsWith(`${RECEIPT_CHANNEL}:`)) continue;
       const head = (await archive.head(stream)).seq;
-      if (head > (this.#cursor.get(stream) ?? 0)) await this.#passPruned(stream);
+      if (this.#options.prunedSpool === true && head > (this.#cursor.get(stream) ?? 0)) await this.#passPruned(stream);
       streams.push({ stream, head, delivered: Math.min(this.#cursor.get(stream) ?? 0, head) });
     }
     // With verifier keys, a stream is sent only once a signed checkpoint covers it: a young
@@ -457,7 +478,9 @@ export class Deliverer {
     const through = (await this.#options.archive.pruned?.(stream))?.seq ?? 0;
     const cursor = this.#cursor.get(stream) ?? 0;
     if (through <= cursor) return;
-    const delivered = this.#delivered.get(stream) ?? new Set<number>();
+    // A copy: what this target remembers changes only once the gap is durable (a failed write
+    // leaves it as it was, for the pass tried again).
+    const delivered = new Set(this.#delivered.get(stream) ?? []);
     if (this.mode === 'record' && through - cursor <= MAX_MISSED_LOOKUPS) {
       // Receipts of a pass that stopped midway are found by key, as `#lookUpDelivered` does.
       for (let seq = cursor + 1; seq <= through; seq++) if (!delivered.has(seq) && (await this.#writer.lookup(`${RECEIPT_EVENT}:${stream}:${seq}`)) !== undefined) delivered.add(seq);
@@ -470,7 +493,6 @@ export class Deliverer {
       delivered.delete(seq);
     }
     if (from <= through) ranges.push(through > from ? `${from}-${through}` : `${from}`);
-    if (delivered.size === 0) this.#delivered.delete(stream);
     if (ranges.length > 0) {
       const seqs = ranges.join(' ');
       for (const input of missedCaptures({ target: this.#target.name, to: this.#target.to, stream, ranges, at: this.#clock() })) {
@@ -484,6 +506,8 @@ export class Deliverer {
       this.#missed.set(stream, before === undefined ? seqs : `${before} ${seqs}`);
       this.#logger.error({ deliveryTarget: this.#target.name, stream, fromSeq: cursor + 1, throughSeq: through }, `records were pruned from the spool before this target delivered them (capture's spoolPrune.maxBytes passes delivery holds; a deliverer run outside capture holds nothing); they were NOT delivered and have no receipt. Deliver them from the archive of record: offchannel deliver <s3://… archive> --check --target ${this.#target.name} lists them`);
     }
+    if (delivered.size === 0) this.#delivered.delete(stream);
+    else this.#delivered.set(stream, delivered);
     this.#cursor.set(stream, through);
     this.#writeCursor(this.#inFlight);
   }
@@ -509,7 +533,9 @@ export class Deliverer {
         }
         return await this.#plan(streams, scratch, records);
       } catch (error) {
-        if ((await this.#prunedPrefixes(streams)) !== before) throw new SpoolPrunedWhileReading(error);
+        // A prune between the look at the prefixes and the read (or the one that moved them):
+        // the records asked for are gone — the next pass records what was lost and goes on.
+        if ((await this.#prunedPrefixes(streams)) !== before || OffchannelError.hasCode(error, 'RECORDS_PRUNED')) throw new SpoolPrunedWhileReading(error);
         throw error;
       }
     } finally {
@@ -528,8 +554,33 @@ export class Deliverer {
 
   /** What to send now, in order; what waits; what has no e-mail form. */
   async #plan(streams: readonly string[], scratch: string, records: ReadonlyMap<string, { readonly hash: string }>): Promise<Plan> {
+    // Only what is new: verification resumes at the newest checkpoint a pass verified (with
+    // keys), the export's working index is kept and extended with the new records, and only the
+    // e-mails of records above each stream's cursor are rendered.
+    const keyed = this.#keyed;
+    if (keyed) this.#verified ??= this.#state.readVerified() ?? new Map();
+    // A spool's stream pruned past the checkpoint verified last (only the size cap passes a hold)
+    // is verified from its pruned prefix instead, as with no saved state.
+    const since = new Map(this.#verified ?? []);
+    if (this.#options.prunedSpool === true) {
+      for (const [stream, checkpoint] of since) if (((await this.#options.archive.pruned?.(stream))?.seq ?? 0) >= checkpoint.size) since.delete(stream);
+    }
+    const fromSeq = new Map(streams.map((stream) => [stream, (this.#cursor.get(stream) ?? 0) + 1] as const));
+    const keptIndex = this.#state.renderIndexFile();
     const render = (mode: 'message' | 'day', dir: string): Promise<OutgoingMessage[]> =>
-      renderMessages({ sink: this.#options.archive, streams, mode, out: path.join(scratch, dir), ...(this.#options.verifiers ? { verifiers: this.#options.verifiers } : {}), ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}), ...(this.#options.generator ? { generator: this.#options.generator } : {}), logger: this.#logger });
+      renderMessages({
+        sink: this.#options.archive,
+        streams,
+        mode,
+        out: path.join(scratch, dir),
+        fromSeq,
+        keptIndex,
+        ...(keyed ? { verifiers: this.#options.verifiers, since, onVerified: this.#saveVerified } : {}),
+        ...(this.#options.prunedSpool === true ? { prunedSpool: true } : {}),
+        ...(this.#options.tsaCertificates ? { tsaCertificates: this.#options.tsaCertificates } : {}),
+        ...(this.#options.generator ? { generator: this.#options.generator } : {}),
+        logger: this.#logger,
+      });
     const perRecord = await render('message', 'message');
     const rendered = new Set(perRecord.flatMap((message) => message.seqs.map((seq) => `${message.stream}/${seq}`)));
     const noEmail = new Set([...records.keys()].filter((key) => !rendered.has(key)));
@@ -582,6 +633,17 @@ export class Deliverer {
     });
     return { send: send.filter((item) => item.records.length > 0), notDue, nextDue, noEmail };
   }
+
+  /**
+   * Keeps what a pass verified: per stream, the newest signed checkpoint (size and root), written
+   * atomically beside the cursor before anything is sent, so that the next pass — or the next
+   * start — verifies only what came after it (see docs/delivery.md, "What a pass reads").
+   */
+  readonly #saveVerified = (report: VerificationReport): void => {
+    const text = verifiedStateOf(report, this.#clock(), this.#verified);
+    this.#state.writeVerified(text);
+    this.#verified = readVerifiedState(text);
+  };
 
   /** Sends one message until the server accepts it, then records its receipt. Returns whether it was in doubt. */
   async #deliverOne(item: Pending, signal: AbortSignal | undefined): Promise<boolean> {
@@ -702,7 +764,7 @@ export class Deliverer {
         // What may pass by itself (the archive or the receipts store unreachable, a spool pruned
         // under every attempt of a pass) is tried again, backing off to 5 min; nothing moved.
         if (!isRetryable(error)) throw error;
-        retryMs = Math.min(FOLLOW_MAX_RETRY_MS, Math.max(pollMs, retryMs * 2));
+        retryMs = Math.min(FOLLOW_MAX_RETRY_MS, Math.max(pollMs, 1000, retryMs * 2));
         this.#logger.warn({ deliveryTarget: this.#target.name, code: OffchannelError.isInstance(error) ? error.code : 'UNKNOWN', retryInMs: retryMs }, 'a delivery pass failed for a reason that may pass; nothing was skipped, trying again');
         await this.#sleep(retryMs, options.signal).catch(() => undefined);
         continue;

@@ -15,7 +15,7 @@
 import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { type OsLock, OffchannelError, OsLockError, readSmallFileSync, takeOsLock } from '@offchannel/core';
+import { type OsLock, OffchannelError, OsLockError, type VerifiedCheckpoint, readSmallFileSync, readVerifiedState, takeOsLock } from '@offchannel/core';
 import { DeliveryError } from './delivery-error.ts';
 
 export interface InFlight {
@@ -65,6 +65,10 @@ export const MAX_CURSOR_BYTES = 64 * 1024 * 1024;
 
 export class DeliveryState {
   readonly file: string;
+  /** The verified state beside the cursor (see {@link readVerified}). */
+  readonly verifiedFile: string;
+  /** See {@link renderIndexFile}. */
+  readonly renderIndex: string;
   /** The state directory. */
   readonly dir: string;
   /** The kernel-held lock file. */
@@ -78,6 +82,8 @@ export class DeliveryState {
   private constructor(dir: string, target: string) {
     this.dir = dir;
     this.file = path.join(dir, `${target}.cursor.json`);
+    this.verifiedFile = path.join(dir, `${target}.verified.json`);
+    this.renderIndex = path.join(dir, `${target}.render-index.sqlite`);
     this.#lockFile = path.join(dir, `${target}.lock.db`);
     this.#oldLock = path.join(dir, `${target}.lock`);
   }
@@ -288,20 +294,78 @@ export class DeliveryState {
     return cursor as DeliveryCursor;
   }
 
+  /**
+   * The verified state `<state>/<target>.verified.json`: per stream, the newest signed checkpoint
+   * (size and root) that a pass of this deliverer verified, in the format of `offchannel verify
+   * --save` (core's `readVerifiedState`). Undefined when there is none (the next pass verifies
+   * in full). A damaged file, or anything but a regular file, is refused: moving it aside costs
+   * one full verification, never a silent one.
+   */
+  readVerified(): Map<string, VerifiedCheckpoint> | undefined {
+    const refuse = (problem: string): DeliveryError =>
+      new DeliveryError('DELIVERY_STATE', `${this.verifiedFile} ${problem}; it is the deliverer's memory of what it verified: move it aside and the next pass verifies every stream in full once`);
+    let text: string;
+    try {
+      const alias = this.#aliasOfLock(this.verifiedFile, { links: false });
+      if (alias !== undefined) throw refuse(alias);
+      text = readSmallFileSync(this.verifiedFile, { maxBytes: MAX_CURSOR_BYTES, refuse }).toString('utf8');
+    } catch (error) {
+      if (error instanceof DeliveryError) throw error;
+      if ((error as { code?: string }).code === 'ENOENT') return undefined;
+      throw new DeliveryError('DELIVERY_STATE', `cannot read ${this.verifiedFile} (${(error as { code?: string }).code ?? 'error'})`, { cause: error });
+    }
+    try {
+      return readVerifiedState(text);
+    } catch (error) {
+      throw refuse(`is not a verified state (${(error as Error).message})`);
+    }
+  }
+
+  /**
+   * The export's working index kept between passes, `<state>/<target>.render-index.sqlite`
+   * (derived data: rebuilt from the archive when missing or contradicted). Anything but a
+   * regular file at it, its `-wal` or its `-shm` — or the lock under another name — is refused
+   * before SQLite opens it (it would write wherever a link points).
+   */
+  renderIndexFile(): string {
+    for (const file of [this.renderIndex, `${this.renderIndex}-wal`, `${this.renderIndex}-shm`]) {
+      let info;
+      try {
+        info = lstatSync(file);
+      } catch {
+        continue;
+      }
+      const alias = this.#aliasOfLock(file, { links: false });
+      if (alias !== undefined || !info.isFile()) {
+        throw new DeliveryError('DELIVERY_STATE', `${file} ${alias ?? 'is not a regular file'}; it is the deliverer's working index, rebuilt from the archive when missing: move every ${path.basename(this.renderIndex)}* file aside`);
+      }
+    }
+    return this.renderIndex;
+  }
+
+  /** Atomically replaces the verified state (as the cursor): `text` from core's `verifiedStateOf`. */
+  writeVerified(text: string): void {
+    this.#replace(this.verifiedFile, text);
+  }
+
   /** Atomically replaces the cursor: temp file (0600), fsync, rename, fsync directory. */
   write(cursor: DeliveryCursor): void {
-    const temp = `${this.file}.${process.pid}.tmp`;
+    this.#replace(this.file, `${JSON.stringify(cursor)}\n`);
+  }
+
+  #replace(file: string, text: string): void {
+    const temp = `${file}.${process.pid}.tmp`;
     // Removed, then created anew (never through a link, never an existing file: a hard link to the
     // lock there would be truncated, and closing it would drop this process's lock).
     rmSync(temp, { force: true });
     const fd = openSync(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0), 0o600);
     try {
-      writeSync(fd, `${JSON.stringify(cursor)}\n`);
+      writeSync(fd, text);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    renameSync(temp, this.file);
+    renameSync(temp, file);
     const dirFd = openSync(this.dir, constants.O_RDONLY);
     try {
       fsyncSync(dirFd);

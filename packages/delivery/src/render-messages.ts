@@ -1,13 +1,13 @@
 /**
  * Renders what is to be delivered with `@offchannel/export` itself — verification first, then
- * the EML that `offchannel export --format eml` writes, byte for byte — into a scratch
- * directory, and reads back which records each file carries from its own headers
+ * the EML that `offchannel export --format eml` writes, byte for byte (of the records from
+ * `fromSeq` on, when given) — into a scratch directory, and reads back which records each file carries from its own headers
  * (`X-Offchannel-Stream`, `-Seq`, `-Record-SHA256`, `-Records`, `Message-ID`).
  */
 import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type Logger, type NoteVerifier, OffchannelError, type Sink } from '@offchannel/core';
+import { type Logger, type NoteVerifier, OffchannelError, type Sink, type VerificationReport, type VerifiedCheckpoint } from '@offchannel/core';
 import { exportArchive } from '@offchannel/export';
 import { DeliveryError } from './delivery-error.ts';
 
@@ -36,6 +36,19 @@ export interface RenderOptions {
   readonly tsaCertificates?: readonly X509Certificate[];
   readonly generator?: string;
   readonly logger?: Logger;
+  /**
+   * Per stream, the newest signed checkpoint an earlier pass verified: only what came after it
+   * is verified (core's incremental verification; needs `verifiers`).
+   */
+  readonly since?: ReadonlyMap<string, VerifiedCheckpoint>;
+  /** Per stream, the first seq whose e-mails are wanted (the export's `emlFromSeq`); default: all. */
+  readonly fromSeq?: ReadonlyMap<string, number>;
+  /** The export's working index kept between passes (`keptIndex`): a pass indexes only what is new. */
+  readonly keptIndex?: string;
+  /** The archive is a spool that prunes (`DelivererOptions.prunedSpool`): streams start after their pruned prefix. */
+  readonly prunedSpool?: boolean;
+  /** Called with the verification that passed, before anything is rendered (to save what it verified). */
+  readonly onVerified?: (report: VerificationReport) => void;
 }
 
 export async function renderMessages(options: RenderOptions): Promise<OutgoingMessage[]> {
@@ -49,11 +62,15 @@ export async function renderMessages(options: RenderOptions): Promise<OutgoingMe
       emlMode: options.mode,
       // Capture's deliveries read its spool: records pruned from it are behind the cursor (held
       // until delivered) or were recorded as missed (Deliverer #passPruned).
-      prunedSpool: true,
+      ...(options.prunedSpool === true ? { prunedSpool: true } : {}),
       ...(options.verifiers && options.verifiers.length > 0 ? { verifiers: options.verifiers } : {}),
       ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
       ...(options.generator === undefined ? {} : { generator: options.generator }),
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.since && options.since.size > 0 ? { since: options.since } : {}),
+      ...(options.fromSeq ? { emlFromSeq: options.fromSeq } : {}),
+      ...(options.keptIndex === undefined ? {} : { keptIndex: options.keptIndex }),
+      ...(options.onVerified ? { onVerified: options.onVerified } : {}),
     });
   } catch (error) {
     if (OffchannelError.hasCode(error, 'EXPORT_UNVERIFIED')) throw new DeliveryError('DELIVERY_UNVERIFIED', `nothing was sent: ${error.message}`, { cause: error });

@@ -1,12 +1,13 @@
 import { access, mkdir, readdir, rm, constants } from 'node:fs/promises';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { type Logger, type NoteVerifier, type Sink, type VerificationReport, noopLogger, openNote, parseCheckpoint, verifyArchive } from '@offchannel/core';
+import { type Logger, type NoteVerifier, type CheckpointSummary, type Sink, type VerificationReport, type VerifiedCheckpoint, noopLogger, openNote, parseCheckpoint, verifyArchive } from '@offchannel/core';
 import { exportEml } from './eml/export-eml.ts';
 import { ExportError } from './export-error.ts';
 import { type ExportJob, relative } from './export-job.ts';
 import { exportHtml } from './html/export-html.ts';
 import { ArchiveIndex } from './index-db/archive-index.ts';
+import { extendKeptIndex } from './index-db/kept-index.ts';
 import { createExportTempDir } from './export-temp-dir.ts';
 import { parseTimeBound } from './index-db/sortable-time.ts';
 import { exportJsonl } from './jsonl/export-jsonl.ts';
@@ -44,6 +45,29 @@ export interface ExportOptions {
   readonly to?: string;
   /** EML layout: one file per record (default) or one transcript per conversation per day. */
   readonly emlMode?: 'message' | 'day';
+  /**
+   * Incremental verification (needs `verifiers`): per stream, the newest signed checkpoint an
+   * earlier verification of this archive passed (core's `since`, as `offchannel verify --since`).
+   * Only what came after it is verified; anything that contradicts it fails the export.
+   */
+  readonly since?: ReadonlyMap<string, VerifiedCheckpoint>;
+  /**
+   * EML only: per stream, the first seq whose e-mails are wanted. Record mode writes only the
+   * files of records from that seq on; day mode only the transcripts of days that hold such a
+   * record (or a message such a record edits, deletes or reacts to). Every file written is byte
+   * for byte the one the full export writes: the context (threading, parties, titles, folded
+   * edits) still comes from the whole index. For `@offchannel/delivery`, which sends only what
+   * is new; streams not named are exported whole.
+   */
+  readonly emlFromSeq?: ReadonlyMap<string, number>;
+  /**
+   * A working index kept between exports of this archive (a file; see index-db/kept-index.ts):
+   * each export adds only the records after the ones it holds, instead of indexing every
+   * record of the selected streams in a temporary file. For `@offchannel/delivery`.
+   */
+  readonly keptIndex?: string;
+  /** Called with the verification once it passed, before anything is written. */
+  readonly onVerified?: (report: VerificationReport) => void;
   /** `X-RSMF-Generator` and footers, e.g. `offchannel 0.1.0`. */
   readonly generator?: string;
   /** Clock for `exportedAt` in `export-summary.json`. Default: system time. */
@@ -135,6 +159,7 @@ async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<Expo
     streams,
     ...(verifiers ? { verifiers } : {}),
     ...(options.tsaCertificates ? { tsaCertificates: options.tsaCertificates } : {}),
+    ...(options.since && verifiers ? { since: options.since } : {}),
     onProgress: ({ seq }) => {
       report('verify', seq);
     },
@@ -144,17 +169,21 @@ async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<Expo
     const first = verification.failures[0];
     throw new ExportError('EXPORT_UNVERIFIED', `the archive does not verify, so nothing was exported: ${first?.code ?? 'FAILED'}: ${first?.message ?? 'unknown failure'} (${verification.failures.length} failure${verification.failures.length === 1 ? '' : 's'}; run offchannel verify for all)`);
   }
+  options.onVerified?.(verification);
 
   const checkpoints = new Map<string, CheckpointRef>();
   for (const summary of verification.streams) {
-    const latest = summary.checkpoints?.at(-1);
+    const latest = newestCheckpoint(summary);
     if (latest && verifiers) checkpoints.set(summary.stream, { size: latest.size, root: latest.root, signedBy: latest.signedBy, note: await verifiedNote(options.sink, summary.stream, latest, verifiers) });
   }
   const verificationLines = (stream: string): string[] => {
     const summary = verification.streams.find((item) => item.stream === stream);
-    const checkpoint = summary?.checkpoints?.at(-1);
+    const checkpoint = summary ? newestCheckpoint(summary) : undefined;
+    // Incremental verification reads only the records after `since`; the chain it extends is
+    // the whole stream's, so the line says what a full verification would (same bytes).
+    const records = summary && verifiers && options.since?.has(stream) ? summary.head.seq - (summary.pruned ?? 0) : (summary?.records ?? 0);
     return [
-      `Verified before export: hash chain of ${summary?.records ?? 0} records and every referenced blob intact.`,
+      `Verified before export: hash chain of ${records} records and every referenced blob intact.`,
       verifiers
         ? checkpoint
           ? `Signed checkpoint: size ${checkpoint.size}, root ${checkpoint.root}, signed by ${checkpoint.signedBy}${checkpoint.timestamp ? `, RFC 3161 time ${checkpoint.timestamp.genTime}${checkpoint.timestamp.trusted ? ' (trusted TSA)' : ' (TSA not trusted)'}` : ''}.`
@@ -168,21 +197,24 @@ async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<Expo
   progress('index', 0);
   const heads = new Map(verification.streams.map((summary) => [summary.stream, summary.head] as const));
   const pruned = new Set(options.prunedSpool === true ? verification.streams.filter((summary) => summary.pruned !== undefined).map((summary) => summary.stream) : []);
-  const index = await ArchiveIndex.build(
-    options.sink,
-    heads,
-    plan.temp,
-    (done) => {
-      progress('index', done);
-    },
-    {},
-    pruned,
-  );
+  const index = options.keptIndex
+    ? await extendKeptIndex(options.keptIndex, options.sink, heads, pruned)
+    : await ArchiveIndex.build(
+        options.sink,
+        heads,
+        plan.temp,
+        (done) => {
+          progress('index', done);
+        },
+        {},
+        pruned,
+      );
   const files: WrittenFile[] = [];
   const counts: Partial<Record<ExportFormat, number>> = {};
   try {
     const wanted = options.conversations;
-    const conversations = index.conversations().filter((conversation) => !wanted || wanted.some((item) => item === conversation.id || item === conversation.key));
+    // A kept index may also hold streams this export did not select.
+    const conversations = index.conversations().filter((conversation) => streams.includes(conversation.stream) && (!wanted || wanted.some((item) => item === conversation.id || item === conversation.key)));
     if (wanted && conversations.length === 0) throw new ExportError('EXPORT_OPTIONS', `no conversation matches ${wanted.map((item) => `"${item}"`).join(', ')} in the selected streams`);
     const job: ExportJob = {
       sink: options.sink,
@@ -195,6 +227,7 @@ async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<Expo
       verificationLines,
       generator: options.generator ?? 'offchannel',
       emlMode: options.emlMode ?? 'message',
+      emlFromSeq: options.emlFromSeq ?? new Map(),
       written: (file) => {
         files.push(file);
       },
@@ -222,6 +255,15 @@ async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<Expo
   } finally {
     await index.close();
   }
+}
+
+/**
+ * The stream's newest verified checkpoint as stored in the archive. An incremental verification
+ * also lists the checkpoint it resumed from (`since`, source `given`, "signed by an earlier
+ * audit"); the archive's own checkpoint of that size, verified again, is the one named.
+ */
+function newestCheckpoint(summary: VerificationReport['streams'][number]): CheckpointSummary | undefined {
+  return summary.checkpoints?.findLast((checkpoint) => checkpoint.source === 'archive') ?? summary.checkpoints?.at(-1);
 }
 
 /** The newest verified checkpoint's note, read again and checked: signed by a given key, same size and root. */

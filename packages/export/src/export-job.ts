@@ -22,6 +22,8 @@ export interface ExportJob {
   readonly verificationLines: (stream: string) => readonly string[];
   readonly generator: string;
   readonly emlMode: 'message' | 'day';
+  /** EML: per stream, the first seq whose e-mails are written (see `ExportOptions.emlFromSeq`). */
+  readonly emlFromSeq: ReadonlyMap<string, number>;
   /** Records a file written (for SHA256SUMS and the summary). */
   readonly written: (file: WrittenFile) => void;
   readonly progress: (phase: string, done: number, total?: number) => void;

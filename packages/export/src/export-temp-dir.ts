@@ -156,6 +156,8 @@ async function removeLeftovers(parent: string): Promise<void> {
 
 /** A staging directory whose lock no export holds, or that never got one and is a minute old. */
 async function removeStaging(dir: string): Promise<void> {
+  const made = await lstat(dir).catch(() => undefined);
+  if (!made?.isDirectory()) return; // a link or anything else in its place: never followed
   let lock: OsLock | undefined;
   if (await exists(path.join(dir, LOCK))) {
     try {
@@ -163,9 +165,8 @@ async function removeStaging(dir: string): Promise<void> {
     } catch {
       return; // held: an export is making it right now
     }
-  } else {
-    const made = await lstat(dir).catch(() => undefined);
-    if (!made?.isDirectory() || Date.now() - made.mtimeMs < STAGING_GRACE_MS) return;
+  } else if (Date.now() - made.mtimeMs < STAGING_GRACE_MS) {
+    return;
   }
   try {
     await rm(dir, { recursive: true, force: true });

@@ -89,6 +89,8 @@ interface Running {
 interface StartOptions {
   readonly archive: Sink;
   readonly receipts: Sink;
+  /** `archive` is the spool in front of S3 (it may prune); never for an archive directory of record. */
+  readonly prunedSpool?: boolean;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly verifiers?: readonly NoteVerifier[];
   readonly checkpoints?: CheckpointOptions;
@@ -155,6 +157,8 @@ export class CaptureDeliveries {
     running.deliverer = await Deliverer.open({
       archive: options.archive,
       receipts: options.receipts,
+      // With an S3 archive they read its spool, which may prune after forwarding (held, see holdFrom).
+      ...(options.prunedSpool === true ? { prunedSpool: true } : {}),
       target: await targetOf(running.entry, options.env),
       stateDir: running.entry.stateDir,
       ...(options.verifiers ? { verifiers: options.verifiers } : {}),

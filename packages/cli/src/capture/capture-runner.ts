@@ -250,6 +250,7 @@ export class CaptureRunner {
         this.#deliveries = await CaptureDeliveries.start(config.delivery, {
           archive: this.#deliveryArchive,
           receipts: this.#forwarder?.sink ?? this.#sink,
+          prunedSpool: config.archive.kind !== 'dir',
           env: this.#options.env ?? process.env,
           ...(signer ? { verifiers: [signer.verifier], checkpoints: { signer, memory: this.#state.scope('offchannel-delivery-checkpoints') } } : {}),
           generator: `${CLI_PACKAGE.name} ${CLI_PACKAGE.version}`,

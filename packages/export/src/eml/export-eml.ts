@@ -18,36 +18,66 @@ import { channelOf, conversationFileName, conversationParties, type ExportJob } 
 import { writeFileDurably } from '../written-file.ts';
 import { readVerifiedBlob } from '../verified-blob.ts';
 import { htmlEvent, htmlFoot, htmlHead } from '../html/html-transcript.ts';
-import type { ConversationSummary } from '../index-db/archive-index.ts';
+import type { ConversationSummary, IndexedRecord } from '../index-db/archive-index.ts';
+import { sortableTime } from '../index-db/sortable-time.ts';
 import { type HeaderList, type MimePart, buildMimeMessage, encodeWords, formatAddress, mailboxFor, rfc5322Date } from '../mime/mime-message.ts';
 import type { Provenance, TranscriptEvent } from '../model/transcript-event.ts';
-import { partyName, transcriptEvents } from '../model/transcript-events.ts';
+import { partyName, transcriptEvents, transcriptEventsOf } from '../model/transcript-events.ts';
 import { plainEvent } from '../text/plain-transcript.ts';
 
 export async function exportEml(job: ExportJob): Promise<number> {
   const root = path.join(job.out, 'eml');
   let files = 0;
+  // Only what is new (`emlFromSeq`): a conversation nothing new touches is not even read.
+  const touchedConversations = new Map<string, Set<string>>();
+  const untouched = (conversation: ConversationSummary): boolean => {
+    const fromSeq = job.emlFromSeq.get(conversation.stream);
+    if (fromSeq === undefined) return false;
+    let keys = touchedConversations.get(conversation.stream);
+    if (!keys) touchedConversations.set(conversation.stream, (keys = job.index.touchedConversations(conversation.stream, fromSeq)));
+    return !keys.has(conversation.key) || touched(job, conversation).next().done === true;
+  };
   for (const conversation of job.conversations) {
+    if (untouched(conversation)) continue;
     const dir = path.join(root, conversationFileName(conversation));
     await mkdir(dir, { recursive: true });
-    const parties = conversationParties(job, conversation);
+    // A kept index keeps each conversation's parties (index-db/kept-index.ts): not read again.
+    const whole = job.range.from === undefined && job.range.to === undefined;
+    const parties = (whole ? job.index.keptParties(conversation.key) : undefined) ?? conversationParties(job, conversation);
     files += job.emlMode === 'day' ? await exportDays(job, conversation, dir, parties) : await exportMessages(job, conversation, dir, parties);
     job.progress('eml', files);
   }
   return files;
 }
 
+/**
+ * With `emlFromSeq` for the conversation's stream: the index entries a record from that seq on
+ * makes or changes (an index look-up, not a read of the conversation), within the time range.
+ */
+function* touched(job: ExportJob, conversation: ConversationSummary): Generator<IndexedRecord> {
+  const fromSeq = job.emlFromSeq.get(conversation.stream) ?? 1;
+  const { from = '', to = '\uffff' } = job.range;
+  for (const entry of job.index.touchedEvents(conversation.stream, conversation.key, fromSeq)) {
+    const at = sortableTime(entry.record.sentAt ?? entry.record.capturedAt);
+    if (at >= from && at < to) yield entry;
+  }
+}
+
 async function exportMessages(job: ExportJob, conversation: ConversationSummary, dir: string, parties: readonly Party[]): Promise<number> {
   let files = 0;
   const channel = channelOf(conversation.stream);
-  for await (const event of transcriptEvents(job.index, job.sink, conversation.key, job.range)) {
+  const fromSeq = job.emlFromSeq.get(conversation.stream) ?? 1;
+  const events = job.emlFromSeq.has(conversation.stream) ? transcriptEventsOf(job.index, job.sink, conversation.key, touched(job, conversation)) : transcriptEvents(job.index, job.sink, conversation.key, job.range);
+  for await (const event of events) {
     const original = messageId(event.record, channel);
     const parent = event.parent ? job.index.get(event.stream, Number(event.parent.slice(event.stream.length + 1))) : undefined;
     const thread = parent ? [messageId(parent.record, channel)] : [];
-    const attachments = await attachmentParts(job, event);
-    const body = Buffer.from(plainEvent(event).trimEnd() + '\n', 'utf8');
-    await write(job, path.join(dir, `${String(event.seq).padStart(8, '0')}-${event.record.kind}.eml`), headersFor(job, conversation, event, event.sender, parties, original, thread, subjectFor(conversation, event)), attachments.length > 0 ? { multipart: 'mixed', parts: [textPart(body), ...attachments] } : textPart(body));
-    files += 1;
+    if (event.seq >= fromSeq) {
+      const attachments = await attachmentParts(job, event);
+      const body = Buffer.from(plainEvent(event).trimEnd() + '\n', 'utf8');
+      await write(job, path.join(dir, `${String(event.seq).padStart(8, '0')}-${event.record.kind}.eml`), headersFor(job, conversation, event, event.sender, parties, original, thread, subjectFor(conversation, event)), attachments.length > 0 ? { multipart: 'mixed', parts: [textPart(body), ...attachments] } : textPart(body));
+      files += 1;
+    }
     const changes: (Provenance & { readonly at: string; readonly by: Party | undefined; readonly describe: string })[] = [
       ...event.edits.map((edit) => ({ ...edit, describe: `Edited message ${event.id} at ${edit.at}.\n\nPrevious text:\n${edit.previous ?? ''}\n\nNew text:\n${edit.text ?? ''}\n` })),
       ...event.deletions.map((deletion) => ({ ...deletion, describe: `Deleted message ${event.id} ${deletion.scope === 'me' ? 'for the custodian only' : 'for everyone'}${deletion.admin ? ' (as group admin)' : ''} at ${deletion.at}. The original stays archived:\n\n${event.text ?? ''}\n` })),
@@ -55,6 +85,7 @@ async function exportMessages(job: ExportJob, conversation: ConversationSummary,
       ...event.receipts.map((receipt) => ({ ...receipt, describe: `${receipt.status} receipt for message ${event.id} at ${receipt.at}.\n` })),
     ];
     for (const change of changes) {
+      if (change.seq < fromSeq) continue;
       const text = Buffer.from(`${change.describe}\n(record ${change.id}, sha256 ${change.hash})\n`, 'utf8');
       const subject = `Re: ${subjectFor(conversation, event)} [${change.record.kind}]`;
       await write(job, path.join(dir, `${String(change.seq).padStart(8, '0')}-${change.record.kind}.eml`), headersFor(job, conversation, change, change.by, parties, messageId(change.record, channel), [...thread, original], subject), textPart(text));
@@ -72,7 +103,7 @@ async function exportDays(job: ExportJob, conversation: ConversationSummary, dir
   const previous: string[] = [];
   const flush = async (): Promise<void> => {
     if (day === undefined || events.length === 0) return;
-    const id = `<${createHash('sha256').update(`day\n${conversation.key}\n${day}`).digest('hex')}@${channel}.offchannel.invalid>`;
+    const id = dayMessageId(conversation, day, channel);
     const attachments = (await Promise.all(events.map((event) => attachmentParts(job, event)))).flat();
     const title = conversation.title ?? conversation.id ?? 'account events';
     const plain = Buffer.from(`${title} — ${day} (UTC), ${events.length} events\n\n${events.map(plainEvent).join('\n')}`, 'utf8');
@@ -101,17 +132,41 @@ async function exportDays(job: ExportJob, conversation: ConversationSummary, dir
     previous.push(id);
     files += 1;
   };
-  for await (const event of transcriptEvents(job.index, job.sink, conversation.key, job.range)) {
-    const eventDay = event.at.slice(0, 10);
-    if (eventDay !== day) {
-      await flush();
-      day = eventDay;
-      events = [];
+  if (!job.emlFromSeq.has(conversation.stream)) {
+    for await (const event of transcriptEvents(job.index, job.sink, conversation.key, job.range)) {
+      const eventDay = event.at.slice(0, 10);
+      if (eventDay !== day) {
+        await flush();
+        day = eventDay;
+        events = [];
+      }
+      events.push(event);
     }
-    events.push(event);
+    await flush();
+    return files;
   }
-  await flush();
+  // Only the days something new touches are rendered; the other days still thread them
+  // (`previous`), from the index's list of days alone (no record read for them).
+  const wanted = new Set([...touched(job, conversation)].map((entry) => (entry.record.sentAt ?? entry.record.capturedAt).slice(0, 10)));
+  const { from = '', to = '\uffff' } = job.range;
+  for (const eventDay of job.index.eventDays(conversation.key, from, to)) {
+    if (!wanted.has(eventDay)) {
+      previous.push(dayMessageId(conversation, eventDay, channel));
+      continue;
+    }
+    day = eventDay;
+    events = [];
+    const start = sortableTime(`${eventDay}T00:00:00Z`);
+    const end = sortableTime(new Date(Date.parse(`${eventDay}T00:00:00Z`) + 86_400_000).toISOString());
+    const entries = job.index.events(conversation.key, start > from ? start : from, end < to ? end : to);
+    for await (const event of transcriptEventsOf(job.index, job.sink, conversation.key, entries)) events.push(event);
+    await flush();
+  }
   return files;
+}
+
+function dayMessageId(conversation: ConversationSummary, day: string, channel: string): string {
+  return `<${createHash('sha256').update(`day\n${conversation.key}\n${day}`).digest('hex')}@${channel}.offchannel.invalid>`;
 }
 
 function headersFor(job: ExportJob, conversation: ConversationSummary, event: Provenance & { readonly at: string }, sender: Party | undefined, parties: readonly Party[], id: string, thread: readonly string[], subject: string): HeaderList {

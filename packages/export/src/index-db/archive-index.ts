@@ -1,7 +1,7 @@
 import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { type ArchiveRecord, type NativeRef, type Sink, type StreamHead, ZERO_HASH, canonicalize, sha256Hex } from '@offchannel/core';
+import { type ArchiveRecord, type NativeRef, type Party, type Sink, type StreamHead, ZERO_HASH, canonicalize, sha256Hex } from '@offchannel/core';
 import { ExportError } from '../export-error.ts';
 import { RecordBodies } from './record-bodies.ts';
 import { sortableTime } from './sortable-time.ts';
@@ -35,7 +35,8 @@ export interface ConversationSummary {
 }
 
 /** Kinds that change another record when their target is in the archive. */
-const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
+export const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
+const MODIFIER_LIST = MODIFIER_KINDS.map((kind) => `'${kind}'`).join(', ');
 
 /**
  * A temporary index over the archive, so export streams with bounded memory: one pass reads
@@ -50,26 +51,51 @@ const MODIFIER_KINDS = ['edit', 'delete', 'reaction', 'receipt'] as const;
  * Seq order, for JSONL, goes through the `by_seq` index. The index is a working copy only — what is exported comes from records whose hashes
  * the archive's verification has just checked.
  */
+/** Where the index's record bytes are: the export's working file, or a kept index's own table. */
+export interface BodyReader {
+  read(address: number, bytes: number, sha256: string): string;
+  remove(): Promise<void>;
+}
+
 export class ArchiveIndex {
   readonly #db: DatabaseSync;
   readonly #file: string;
-  readonly #bodies: RecordBodies;
+  readonly #bodies: BodyReader;
+  /** A kept index (kept-index.ts): its files stay at close, and its conversations come from its `convs` table. */
+  readonly #kept: boolean;
   readonly #byKey: StatementSync;
   readonly #events: StatementSync;
+  readonly #touched: StatementSync;
+  readonly #touchedConversations: StatementSync;
+  readonly #days: StatementSync;
   readonly #modifiers: StatementSync;
   readonly #byNative: StatementSync;
   readonly #byNativeId: StatementSync;
   readonly #streamRecords: StatementSync;
   readonly #custodian: StatementSync;
 
-  private constructor(db: DatabaseSync, file: string, bodies: RecordBodies) {
+  private constructor(db: DatabaseSync, file: string, bodies: BodyReader, kept = false) {
     this.#db = db;
     this.#file = file;
     this.#bodies = bodies;
+    this.#kept = kept;
     this.#byKey = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_seq WHERE stream = ? AND seq = ?');
     this.#events = db.prepare(
       `SELECT stream, seq, hash, body_at, body_bytes, modified FROM records WHERE conv = ? AND at >= ? AND at < ?
        AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY at, seq`,
+    );
+    // The events of a conversation from a seq on, and the messages a modifier from that seq on
+    // changes: both found from the stream's rows from that seq on (`by_seq`), so the cost is
+    // what is new, not the conversation's history.
+    const newEvents = `FROM records INDEXED BY by_seq WHERE stream = ? AND seq >= ? AND (kind NOT IN (${MODIFIER_LIST}) OR target_seq IS NULL)`;
+    const changedTargets = `FROM records m INDEXED BY by_seq JOIN records t INDEXED BY by_seq ON t.stream = m.stream AND t.seq = m.target_seq
+       WHERE m.stream = ? AND m.seq >= ? AND m.target_seq IS NOT NULL`;
+    const columns = (alias: string): string => ['stream', 'seq', 'hash', 'body_at', 'body_bytes', 'modified', 'at'].map((column) => `${alias}${column}`).join(', ');
+    this.#touched = db.prepare(`SELECT ${columns('')} ${newEvents} AND conv = ? UNION SELECT ${columns('t.')} ${changedTargets} AND t.conv = ? ORDER BY at, seq`);
+    this.#touchedConversations = db.prepare(`SELECT conv ${newEvents} UNION SELECT t.conv ${changedTargets}`);
+    this.#days = db.prepare(
+      `SELECT DISTINCT substr(at, 1, 10) AS day FROM records WHERE conv = ? AND at >= ? AND at < ?
+       AND (kind NOT IN ('edit', 'delete', 'reaction', 'receipt') OR target_seq IS NULL) ORDER BY day`,
     );
     this.#modifiers = db.prepare('SELECT stream, seq, hash, body_at, body_bytes, modified FROM records INDEXED BY by_target WHERE stream = ? AND target_seq = ? ORDER BY at, seq');
     this.#byNative = db.prepare("SELECT seq FROM records INDEXED BY by_native WHERE stream = ? AND native = ? AND kind = 'message' ORDER BY seq LIMIT 1");
@@ -191,15 +217,34 @@ export class ArchiveIndex {
     }
   }
 
+  /** A kept index over `db` (see kept-index.ts): the same look-ups, its record bytes in `bodies`. */
+  static kept(db: DatabaseSync, file: string, bodies: BodyReader): ArchiveIndex {
+    return new ArchiveIndex(db, file, bodies, true);
+  }
+
+  /**
+   * A kept index's parties of a conversation (id and name, in order of first appearance), as
+   * `conversationParties` collects them without a time range; undefined for an export's own
+   * index (which collects them from the records).
+   */
+  keptParties(conversation: string): Party[] | undefined {
+    if (!this.#kept) return undefined;
+    const rows = this.#db.prepare('SELECT id, name FROM parties INDEXED BY parties_order WHERE conv = ? ORDER BY first_pos').all(conversation) as { id: string; name: string | null }[];
+    return rows.map((row) => (row.name === null ? { id: row.id } : { id: row.id, name: row.name }));
+  }
+
   /** Every conversation, ordered by stream then first event time. */
   conversations(): ConversationSummary[] {
-    const rows = this.#db
-      .prepare('SELECT conv, stream, COUNT(*) AS records, MIN(at) AS firstAt, MAX(at) AS lastAt, MAX(seq) AS lastSeq FROM records GROUP BY conv ORDER BY stream, firstAt, conv')
-      .all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string; lastSeq: number }[];
+    const query = this.#kept
+      ? 'SELECT conv, stream, records, first_at AS firstAt, last_at AS lastAt, last_seq AS lastSeq, type, title FROM convs ORDER BY stream, firstAt, conv'
+      : 'SELECT conv, stream, COUNT(*) AS records, MIN(at) AS firstAt, MAX(at) AS lastAt, MAX(seq) AS lastSeq FROM records GROUP BY conv ORDER BY stream, firstAt, conv';
+    const rows = this.#db.prepare(query).all() as { conv: string; stream: string; records: number; firstAt: string; lastAt: string; lastSeq: number; type?: 'direct' | 'group' | 'channel' | null; title?: string | null }[];
     return rows.map((row) => {
       const id = row.conv.slice(row.stream.length + 1);
-      // Every record of a conversation with an id names it: the newest one has its newest title.
-      const conversation = id === '' ? undefined : this.get(row.stream, row.lastSeq)?.record.conversation;
+      // Every record of a conversation with an id names it: the newest one has its newest title
+      // (a kept index keeps them per conversation: no record is read).
+      const kept = { ...(row.type ? { type: row.type } : {}), ...(row.title === null || row.title === undefined ? {} : { title: row.title }) };
+      const conversation = id === '' ? undefined : this.#kept ? kept : this.get(row.stream, row.lastSeq)?.record.conversation;
       return {
         key: row.conv,
         stream: row.stream,
@@ -220,6 +265,27 @@ export class ArchiveIndex {
    */
   *events(conversation: string, from = '', to = '\uffff'): Generator<IndexedRecord> {
     for (const row of this.#events.iterate(conversation, from, to)) yield this.#toIndexed(row);
+  }
+
+  /**
+   * The UTC days (`YYYY-MM-DD`) that hold an event of {@link events}, ascending: from the index
+   * rows alone (the day is the start of the sortable time), no record read.
+   */
+  eventDays(conversation: string, from = '', to = '\uffff'): string[] {
+    return (this.#days.all(conversation, from, to) as { day: string }[]).map((row) => row.day);
+  }
+
+  /**
+   * The events of {@link events} that a record from `fromSeq` on makes or changes: those from
+   * that seq on, and the messages whose edits, deletions, reactions or receipts include one.
+   */
+  *touchedEvents(stream: string, conversation: string, fromSeq: number): Generator<IndexedRecord> {
+    for (const row of this.#touched.iterate(stream, fromSeq, conversation, stream, fromSeq, conversation)) yield this.#toIndexed(row);
+  }
+
+  /** The conversations (index keys) of {@link touchedEvents}: those a record of `stream` from `fromSeq` on makes or changes. */
+  touchedConversations(stream: string, fromSeq: number): Set<string> {
+    return new Set((this.#touchedConversations.all(stream, fromSeq, stream, fromSeq) as { conv: string }[]).map((row) => row.conv));
   }
 
   /**
@@ -255,9 +321,10 @@ export class ArchiveIndex {
     for (const row of this.#streamRecords.iterate(stream)) yield this.#toIndexed(row);
   }
 
-  /** Closes and deletes the index. */
+  /** Closes and deletes the index (a kept index is only closed). */
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
+    if (this.#kept) return;
     await this.#bodies.remove();
     await rm(this.#file, { force: true });
   }
@@ -308,7 +375,7 @@ function outputFailed(file: string, error: unknown): ExportError {
   return new ExportError('EXPORT_OUTPUT', `the export's working index ${file} failed (${what}); nothing was exported. ${next}, then export again`, { cause: error });
 }
 
-function changed(stream: string, seq: number): ExportError {
+export function changed(stream: string, seq: number): ExportError {
   return new ExportError('EXPORT_UNVERIFIED', `stream ${stream} changed between verification and export (detected at seq ${seq}); nothing was exported. Run offchannel verify, then export again`);
 }
 
@@ -318,7 +385,7 @@ function changed(stream: string, seq: number): ExportError {
  * head, proves by SHA-256 that these are the very bytes it validated — any other bytes stop
  * the build before anything is exported.
  */
-function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
+export function decodeStoredRecord(stream: string, seq: number, bytes: Uint8Array): { record: ArchiveRecord; hash: string } {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
   let record: unknown;
   try {

@@ -28,7 +28,12 @@ const PENDING = 'download-pending';
 
 /** The events of one conversation (index key), in time order, with their modifiers folded in. */
 export async function* transcriptEvents(index: ArchiveIndex, sink: Sink, conversation: string, range: { readonly from?: string; readonly to?: string } = {}): AsyncGenerator<TranscriptEvent> {
-  for (const entry of index.events(conversation, range.from, range.to)) {
+  yield* transcriptEventsOf(index, sink, conversation, index.events(conversation, range.from, range.to));
+}
+
+/** {@link transcriptEvents} of chosen index entries of the conversation (e.g. `touchedEvents`), in their order. */
+export async function* transcriptEventsOf(index: ArchiveIndex, sink: Sink, conversation: string, entries: Iterable<IndexedRecord>): AsyncGenerator<TranscriptEvent> {
+  for (const entry of entries) {
     yield await toEvent(index, sink, conversation, entry);
   }
 }
