@@ -4,7 +4,7 @@
  * Deliverers and an SMTP server on loopback that is down, then back.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { Forwarder, type PrunedEvent, Recorder, type Sink, type StreamWriter, blobRefs, decodeRecord, generateEd25519NoteKey } from '@offchannel/core';
 import { createRecordingLogger } from '@offchannel/core/testing';
 import { type FsSink, openFsSink } from '@offchannel/sink-fs';
@@ -215,11 +215,18 @@ describe('delivery from a spool the forwarder prunes', () => {
       deliverer = await host.deliverer(`smtp://127.0.0.1:${port}`);
       await host.capture(80, 5);
       expect(await deliverer.deliverPending()).toMatchObject({ sent: 5, missed: [] });
+      // The kept working index and the saved verification lost on a pruned spool: both are
+      // rebuilt from the spool's pruned prefix on; only the new records are sent.
+      await deliverer.close();
+      for (const name of ['journal.render-index.sqlite', 'journal.render-index.sqlite-wal', 'journal.render-index.sqlite-shm', 'journal.verified.json']) await rm(`${host.dir}/delivery/${name}`, { force: true });
+      deliverer = await host.deliverer(`smtp://127.0.0.1:${port}`);
+      await host.capture(85, 5);
+      expect(await deliverer.deliverPending()).toMatchObject({ sent: 5, missed: [] });
     } finally {
       await deliverer.close();
       await host.close();
     }
-    expect(await receiptSeqs(host)).toEqual(seqs(1, 85));
+    expect(await receiptSeqs(host)).toEqual(seqs(1, 90));
   });
 
   it('when the size cap prunes past the hold: the records lost are reported loudly and durably, never receipted, and the rest is delivered', { timeout: 60_000 }, async () => {
