@@ -9,7 +9,9 @@
  * on; after that it learns of new checkpoint files from the spooling sink, which tells of each
  * one this process stores. Only when records arrive that this process did not append (another
  * process writes the stream) does it list the spool again — from where it stands, at most
- * once every 12 polls.
+ * once every 12 polls — and it keeps doing so while such records are above the newest note it
+ * knows: their writer signs a note for them later (its timer, or its shutdown), and tells this
+ * process nothing. Once a known note covers them an idle stream costs no listing.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { SinkConflictError } from '../errors/sink-errors.ts';
@@ -78,6 +80,11 @@ export class ForwardLane {
   private readonly cosignedAhead = new Map<string, CheckpointFileEntry>();
   /** The spool's checkpoints are known for records up to this seq (listed, or appended here). */
   private knownSeq = 0;
+  /**
+   * The highest seq learnt by listing, not appended by this process: until a known note covers
+   * it, another writer may still sign one for it (and tell this process nothing).
+   */
+  private listedSeq = 0;
   /** The spool was listed since `notesAhead` was last cleared: it and `checkpoint` know every spool note. */
   private spoolListed = false;
   private listedAt = 0;
@@ -106,7 +113,11 @@ export class ForwardLane {
    * its last listing aside), or `undefined` before it has listed the spool.
    */
   spoolNewest(): number | undefined {
-    if (!this.spoolListed) return undefined;
+    return this.spoolListed ? this.newestNote() : undefined;
+  }
+
+  /** The newest spool note this lane knows: copied, or still to copy. */
+  private newestNote(): number {
     let newest = this.checkpoint;
     for (const size of this.notesAhead) newest = Math.max(newest, size);
     return newest;
@@ -125,8 +136,11 @@ export class ForwardLane {
     else this.learn(change);
   }
 
-  /** A checkpoint file the spool holds: copy it when its turn comes. */
-  private learn(entry: CheckpointFileEntry): void {
+  /**
+   * A checkpoint file the spool holds: copy it when its turn comes. Told by the spooling sink,
+   * or by a listing elsewhere (`drain`, the archive-log copier) of files another process wrote.
+   */
+  learn(entry: CheckpointFileEntry): void {
     if (entry.file === 'note') {
       if (entry.size > this.checkpoint) this.notesAhead.add(entry.size);
     } else if (entry.file === 'rfc3161') {
@@ -266,14 +280,17 @@ export class ForwardLane {
       if (entry.file === 'rfc3161') this.tokensOnTarget.add(entry.size);
       else if (entry.file !== 'note') this.cosignedCopied.add(`${entry.size}.${entry.file}`);
     }
-    // The spool from the oldest of those notes on: their tokens and cosigned copies, and the notes not yet copied.
+    // The spool from the oldest of those notes on: their tokens and cosigned copies, and the notes
+    // not yet copied — and from the oldest note whose cosigned copies are still looked for (a
+    // reconnect clears those pending, and on a busy stream they can be far below the window).
     this.notesAhead.clear();
     this.cosignedAhead.clear();
     this.spoolListed = false;
+    let after = (copied[0] ?? this.checkpoint + 1) - 1;
+    for (const size of this.cosignedDue.keys()) after = Math.min(after, size - 1);
     const spoolSeq = (await spool.head(this.stream)).seq;
-    const inSpool = await checkpointFilesAfter(spool, this.stream, Math.max(0, (copied[0] ?? this.checkpoint + 1) - 1));
-    this.listedAt = Date.now();
-    this.knownSeq = Math.max(this.knownSeq, spoolSeq);
+    const inSpool = await checkpointFilesAfter(spool, this.stream, Math.max(0, after));
+    this.listed(spoolSeq);
     for (const entry of inSpool) if (entry.file !== 'rfc3161') this.learn(entry);
     this.spoolListed = true;
     // Tokens arrive after their notes: find recent notes copied without their token (e.g. before a restart).
@@ -321,8 +338,10 @@ export class ForwardLane {
     const { spool } = this.options;
     const { sink } = this.target;
     const covered = this.head?.seq ?? 0;
-    // Records this process did not append (nor list the checkpoints of): another process writes this stream.
-    if (covered > this.knownSeq && Date.now() - this.listedAt >= LIST_EVERY_POLLS * (this.options.pollMs ?? 5000)) await this.listSpool();
+    // Records this process did not append (nor list the checkpoints of): another process writes
+    // this stream. Or listed records no known note covers yet: their writer may still sign one.
+    const foreign = covered > this.knownSeq || this.listedSeq > this.newestNote();
+    if (foreign && Date.now() - this.listedAt >= LIST_EVERY_POLLS * (this.options.pollMs ?? 5000)) await this.listSpool();
     for (const size of [...this.notesAhead].sort((a, b) => a - b)) {
       if (size > covered) break;
       if (size > this.checkpoint) {
@@ -355,9 +374,15 @@ export class ForwardLane {
     for (const size of this.cosignedDue.keys()) after = Math.min(after, size - 1);
     const spoolSeq = (await this.options.spool.head(this.stream)).seq;
     const files = await checkpointFilesAfter(this.options.spool, this.stream, after);
-    this.listedAt = Date.now();
-    this.knownSeq = Math.max(this.knownSeq, spoolSeq);
+    this.listed(spoolSeq);
     for (const entry of files) this.learn(entry);
+  }
+
+  /** The spool was listed when its head was at `spoolSeq`: records above what this process appended are another writer's. */
+  private listed(spoolSeq: number): void {
+    this.listedAt = Date.now();
+    if (spoolSeq > this.knownSeq) this.listedSeq = spoolSeq;
+    this.knownSeq = Math.max(this.knownSeq, spoolSeq);
   }
 
   /** Keeps the newest half of the tokens known on the target; the older ones count as held. */

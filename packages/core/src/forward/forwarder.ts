@@ -249,7 +249,11 @@ export class Forwarder {
       const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? held;
       const tokens = files.filter((entry) => entry.file === 'rfc3161' && entry.size <= checkpoint).map((entry) => entry.size);
       goals.push({ stream, seq, checkpoint, tokens });
-      for (const target of this.options.targets) this.lane(target, stream).wake();
+      // Files another process wrote (a shard, `offchannel deliver`) were never told to the lanes: tell them.
+      for (const lane of lanes) {
+        for (const entry of files) lane.learn(entry);
+        lane.wake();
+      }
     }
     const deadline = Date.now() + (options.timeoutMs ?? 60_000);
     for (;;) {
