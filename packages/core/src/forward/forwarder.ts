@@ -434,11 +434,20 @@ export class Forwarder {
       // A diverged target does not hold the spool's checkpoints; one not yet reached holds none we know of.
       const lane = this.lanes.get(laneKey(target, stream));
       return lane && !lane.diverged ? lane.checkpoint : 0;
-    }, (stream) => {
+    }, Object.assign((stream: string) => {
       // The spool's newest checkpoint of `stream`, from the lanes (of any target) that have listed it.
       const known = this.options.targets.map((target) => this.lanes.get(laneKey(target, stream))?.spoolNewest()).filter((size) => size !== undefined);
       return known.length === 0 ? undefined : Math.max(...known);
-    });
+    }, {
+      // A note another process wrote, found by the copier's listing: the lanes copy it.
+      found: (stream: string, size: number) => {
+        for (const target of this.options.targets) {
+          const lane = this.lanes.get(laneKey(target, stream));
+          lane?.learn({ size, file: 'note' });
+          lane?.wake();
+        }
+      },
+    }));
   }
 
   private forwardAttestations(): void {

@@ -7,8 +7,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type CheckpointFile, Forwarder, type Sink, type StreamHead, ZERO_HASH } from '@offchannel/core';
-import { batchAfter } from '@offchannel/core/testing';
+import { ARCHIVE_LOG, ArchiveLog, type CheckpointFile, Forwarder, Recorder, type Sink, type StreamHead, ZERO_HASH, generateEd25519NoteKey } from '@offchannel/core';
+import { batchAfter, createRecordingLogger } from '@offchannel/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FsSink, openFsSink } from './fs-sink.ts';
 
@@ -31,6 +31,22 @@ function counting(sink: Sink, counts: Counts): Sink {
       if (property === 'checkpoints' || property === 'checkpointFiles') counts.listings++;
       if (property === 'streams') counts.polls++;
       return method.bind(target);
+    },
+  });
+}
+
+/** `sink`, noting per archive checkpoint put which notes of `stream` it held at that moment. */
+function archiveOrder(sink: Sink, stream: string, held: Map<number, readonly number[]>): Sink {
+  return new Proxy(sink, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      const method = value as (...args: unknown[]) => Promise<unknown>;
+      if (property !== 'putCheckpoint') return method.bind(target);
+      return async (...args: unknown[]) => {
+        if (args[0] === ARCHIVE_LOG && args[2] === 'note') held.set(args[1] as number, await target.checkpoints(stream));
+        return method.apply(target, args);
+      };
     },
   });
 }
@@ -137,5 +153,35 @@ describe('checkpoint files the lanes were not told of', () => {
     // The witness answers for note 10; the first put of its copy fails and the lane reconnects.
     await forwarder.sink.putCheckpoint(stream, 10, 'cosigned-0123abcd', bytesOf(10, 'cosigned-0123abcd'));
     await until(onTarget(10, 'cosigned-0123abcd'), 'the cosigned copy of note 10 on the target');
+  }, 60_000);
+
+  it('an archive checkpoint that includes a note another process wrote reaches the target only after that note', async () => {
+    const key = generateEd25519NoteKey('archive.example/offchannel');
+    const source = { package: '@offchannel/test', version: '0.0.0' };
+    const message = (index: number) => ({ kind: 'message' as const, sentAt: '2026-11-21T09:00:00.000Z', conversation: { id: 'c', type: 'direct' as const }, sender: { id: 'bob' }, direction: 'inbound' as const, native: { id: `m${index}` }, text: `message ${index}` });
+    // Another process (`offchannel deliver`, a shard) writes a stream of the spool; its note comes at its close.
+    const other = new Recorder({ sink: spool, logger: createRecordingLogger(), checkpoints: { signer: key, everyRecords: 1000, everyMs: 3_600_000 } });
+    const writer = other.writer({ channel: 'demo', account: 'other', source });
+    await writer.capture(message(0));
+    await writer.capture(message(1));
+    const held = new Map<number, readonly number[]>();
+    // Polls 1 s apart: the lane's own relisting (every 12 polls) comes long after the copier's round.
+    forwarder = new Forwarder({ spool, targets: [{ name: 't', sink: archiveOrder(target, 'demo:other', held) }], archiveLogs: [ARCHIVE_LOG], pollMs: 1000 });
+    forwarder.start();
+    await until(() => seqOnTarget() === 2, 'the other process\'s records on the target');
+    await other.close();
+    const [note] = await spool.checkpoints('demo:other');
+    expect(note).toBe(2);
+    // This process's archive log includes it when it opens, and signs.
+    const archiveLog = await ArchiveLog.open({ sink: forwarder.sink, signer: key, logger: createRecordingLogger(), everyMs: 3_600_000 });
+    try {
+      await archiveLog.checkpoint();
+      const size = archiveLog.signedSize;
+      expect(size).toBe(1);
+      await until(async () => (await target.getCheckpoint(ARCHIVE_LOG, size, 'note')) !== undefined, 'the archive checkpoint on the target');
+      expect(held.get(size)).toContain(2);
+    } finally {
+      await archiveLog.close();
+    }
   }, 60_000);
 });
