@@ -40,10 +40,17 @@ function prevOf(record: Uint8Array): string | undefined {
 const TOKEN_GRACE_MS = 10 * 60 * 1000;
 /** How long after its note a witness's cosigned copy is still looked for (a witness may be down). */
 const COSIGNED_GRACE_MS = 60 * 60 * 1000;
+/** The narrowest window below the connect window that tokens are compared in (sizes). */
+const FIRST_TOKEN_WINDOW = 1024;
 /** Records another process appended: list the spool's new checkpoints at most once this many polls. */
 const LIST_EVERY_POLLS = 12;
 /** Timestamp tokens known on the target, kept (older ones count as held, see `holdsToken`). */
 const MAX_TOKENS_TRACKED = 4096;
+/**
+ * At (re)connect, tokens are compared down the target's notes until this many in a row, from
+ * the newest down, are settled (the target holds their token, or the spool has none).
+ */
+const SETTLED_RUN = 64;
 
 /** One stream to one target: a loop that copies while there is work, then sleeps until woken. */
 export class ForwardLane {
@@ -55,8 +62,10 @@ export class ForwardLane {
   checkpoint = 0;
   /** Sizes whose timestamp token the target is known to hold (recent ones; see `holdsToken`). */
   private readonly tokensOnTarget = new Set<number>();
-  /** Tokens of sizes at or below this are not tracked: older than the lane looks back. */
-  private tokenFloor = 0;
+  /** Tokens of sizes above this were compared with the spool's at connect (or since). */
+  private tokensCheckedFrom = 0;
+  /** Tokens known on the target at or below this were forgotten (memory): they count as held. */
+  private tokensForgotten = 0;
   diverged: ForwardDivergedError | undefined;
   private readonly options: ForwarderOptions;
   private readonly logger: Logger;
@@ -103,9 +112,12 @@ export class ForwardLane {
     return { stream: this.stream, seq: this.head?.seq, checkpoint: this.checkpoint, state: this.state, ...(this.lastError === undefined ? {} : { lastError: this.lastError }) };
   }
 
-  /** The target holds the token of `size`, or it is older than what the lane tracks. */
+  /**
+   * The target holds the token of `size`: known to (or known and forgotten). A size below what
+   * the lane compared at connect is not claimed: `drain` then hands the token to the lane.
+   */
   holdsToken(size: number): boolean {
-    return size <= this.tokenFloor || this.tokensOnTarget.has(size);
+    return this.tokensOnTarget.has(size) || (size > this.tokensCheckedFrom && size <= this.tokensForgotten);
   }
 
   /**
@@ -275,7 +287,6 @@ export class ForwardLane {
     for (let level = 0; tileCounts(this.checkpoint, level).full > 0 || tileCounts(this.checkpoint, level).partialWidth > 0; level++) {
       this.fullTiles[level] = tileCounts(this.checkpoint, level).full;
     }
-    this.tokenFloor = recent.after;
     for (const entry of recent.files) {
       if (entry.file === 'rfc3161') this.tokensOnTarget.add(entry.size);
       else if (entry.file !== 'note') this.cosignedCopied.add(`${entry.size}.${entry.file}`);
@@ -293,8 +304,10 @@ export class ForwardLane {
     this.listed(spoolSeq);
     for (const entry of inSpool) if (entry.file !== 'rfc3161') this.learn(entry);
     this.spoolListed = true;
-    // Tokens arrive after their notes: find recent notes copied without their token (e.g. before a restart).
+    // Tokens arrive after their notes: find notes copied without their token (e.g. before a restart).
     const spoolTokens = spool.checkpointFiles ? new Set(inSpool.filter((entry) => entry.file === 'rfc3161').map((entry) => entry.size)) : undefined;
+    this.tokensCheckedFrom = recent.after;
+    if (spoolTokens && sink.checkpointFiles) this.tokensCheckedFrom = await this.compareTokensBelow(head.seq, recent.after, copied, spoolTokens);
     for (const [index, size] of copied.entries()) {
       if (this.tokensOnTarget.has(size)) continue;
       if (spoolTokens === undefined) {
@@ -308,6 +321,44 @@ export class ForwardLane {
     const newest = copied.at(-1);
     if (newest !== undefined) this.cosignedDue.set(newest, Date.now());
     this.head = head;
+  }
+
+  /**
+   * Extends `copied` (the target's notes above `bottom`, ascending) and `spoolTokens` downwards
+   * until {@link SETTLED_RUN} notes in a row from the newest down are settled, and returns the
+   * size above which tokens were compared. A crash can leave a note's token uncopied while later
+   * notes and their tokens were copied (its TSA answered late, or a large batch followed it), so
+   * the window at connect (1,024 sizes) may not reach it; a missing token behind that many
+   * settled notes is not looked for, as the running lane stops looking after 10 minutes. Ranged
+   * listings, each about twice as wide as the notes still needed: a few, whatever the history.
+   */
+  private async compareTokensBelow(top: number, bottom: number, copied: number[], spoolTokens: Set<number>): Promise<number> {
+    const settledRun = () => {
+      let run = 0;
+      for (let index = copied.length - 1; index >= 0 && run < SETTLED_RUN; index--) {
+        const size = copied[index] as number;
+        run = this.tokensOnTarget.has(size) || !spoolTokens.has(size) ? run + 1 : 0;
+      }
+      return run;
+    };
+    let run = settledRun();
+    while (bottom > 0 && run < SETTLED_RUN) {
+      const perNote = Math.ceil((top - bottom) / Math.max(1, copied.length));
+      const lower = Math.max(0, bottom - Math.max(FIRST_TOKEN_WINDOW, 2 * perNote * (SETTLED_RUN - run)));
+      const onTarget = await checkpointFilesAfter(this.target.sink, this.stream, lower);
+      const inSpool = await checkpointFilesAfter(this.options.spool, this.stream, lower);
+      const notes: number[] = [];
+      for (const entry of onTarget) {
+        if (entry.size > bottom) continue;
+        if (entry.file === 'note') notes.push(entry.size);
+        else if (entry.file === 'rfc3161') this.tokensOnTarget.add(entry.size);
+      }
+      for (const entry of inSpool) if (entry.file === 'rfc3161' && entry.size <= bottom) spoolTokens.add(entry.size);
+      copied.unshift(...notes);
+      bottom = lower;
+      run = settledRun();
+    }
+    return bottom;
   }
 
   private async copyBlobs(records: readonly Uint8Array[]): Promise<void> {
@@ -390,7 +441,7 @@ export class ForwardLane {
     const sizes = [...this.tokensOnTarget].sort((a, b) => a - b);
     const drop = sizes.slice(0, sizes.length >> 1);
     for (const size of drop) this.tokensOnTarget.delete(size);
-    this.tokenFloor = Math.max(this.tokenFloor, drop.at(-1) ?? 0);
+    this.tokensForgotten = Math.max(this.tokensForgotten, drop.at(-1) ?? 0);
   }
 
   /**

@@ -239,11 +239,15 @@ export class Forwarder {
   async drain(options: { readonly timeoutMs?: number } = {}): Promise<void> {
     if (!this.running) throw new ForwardStoppedError();
     const { spool } = this.options;
+    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
     const goals: { stream: string; seq: number; checkpoint: number; tokens: readonly number[] }[] = [];
     for (const stream of await spool.streams()) {
       const { seq } = await spool.head(stream);
-      // What every target's lane already holds need not be listed again.
+      // What every target's lane already holds need not be listed again: let them connect first
+      // (a listing from 0 costs the whole history, and hands them every token to check again).
       const lanes = this.options.targets.map((target) => this.lane(target, stream));
+      for (const lane of lanes) lane.wake();
+      while (lanes.some((lane) => lane.head === undefined && !lane.diverged) && Date.now() <= deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       const held = lanes.every((lane) => lane.head !== undefined) ? Math.min(...lanes.map((lane) => lane.settled())) : 0;
       const files = await checkpointFilesAfter(spool, stream, held);
       const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? held;
@@ -255,7 +259,6 @@ export class Forwarder {
         lane.wake();
       }
     }
-    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
     for (;;) {
       const behind: string[] = [];
       for (const goal of goals) {

@@ -28,7 +28,12 @@ function counting(sink: Sink, counts: Counts): Sink {
       const value: unknown = Reflect.get(target, property, target);
       if (typeof value !== 'function') return value;
       const method = value as (...args: unknown[]) => Promise<unknown>;
-      if (property === 'checkpoints' || property === 'checkpointFiles') counts.listings++;
+      if (property === 'checkpoints' || property === 'checkpointFiles') {
+        return (...args: unknown[]) => {
+          counts.listings++;
+          return method.apply(target, args);
+        };
+      }
       if (property === 'streams') counts.polls++;
       return method.bind(target);
     },
@@ -183,5 +188,27 @@ describe('checkpoint files the lanes were not told of', () => {
     } finally {
       await archiveLog.close();
     }
+  }, 60_000);
+
+  it('a token a crash left uncopied, its note since far below the target\'s window, is found at start and drain waits for it', async () => {
+    // As a forwarder left them: notes at every 10 to 110 and at 1,300 on both sides with their
+    // tokens, except the token of 110 — its TSA answered after 1,300's, and the process crashed.
+    let head: StreamHead = { seq: 0, hash: ZERO_HASH };
+    head = await spool.appendBatch(batchAfter(stream, head, 1300, 'h'));
+    await target.appendBatch(batchAfter(stream, { seq: 0, hash: ZERO_HASH }, 1300, 'h'));
+    for (const size of [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 1300]) {
+      for (const sink of [spool, target]) {
+        await sink.putCheckpoint(stream, size, 'note', bytesOf(size, 'note'));
+        if (size !== 110 || sink === spool) await sink.putCheckpoint(stream, size, 'rfc3161', bytesOf(size, 'rfc3161'));
+      }
+    }
+    const targetCounts: Counts = { listings: 0, polls: 0 };
+    forwarder = new Forwarder({ spool: counting(spool, counts), targets: [{ name: 't', sink: counting(target, targetCounts) }], pollMs: 20 });
+    forwarder.start();
+    await forwarder.drain({ timeoutMs: 20_000 });
+    expect(await onTarget(110, 'rfc3161')()).toBe(true);
+    expect(head.seq).toBe(1300);
+    // Its window, then one wider listing of each side: not one per note.
+    expect(targetCounts.listings).toBeLessThanOrEqual(2);
   }, 60_000);
 });
