@@ -11,7 +11,8 @@
  * process writes the stream) does it list the spool again — from where it stands, at most
  * once every 12 polls — and it keeps doing so while such records are above the newest note it
  * knows: their writer signs a note for them later (its timer, or its shutdown), and tells this
- * process nothing. Once a known note covers them an idle stream costs no listing.
+ * process nothing. Once a known note covers them (or an hour passed: the writer crashed) an
+ * idle stream costs no listing.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { SinkConflictError } from '../errors/sink-errors.ts';
@@ -42,6 +43,12 @@ const TOKEN_GRACE_MS = 10 * 60 * 1000;
 const COSIGNED_GRACE_MS = 60 * 60 * 1000;
 /** The narrowest window below the connect window that tokens are compared in (sizes). */
 const FIRST_TOKEN_WINDOW = 1024;
+/**
+ * Listed records no known note covers are relisted for at most this long after they were first
+ * listed: a writer that crashed before signing them signs when it next runs, and then also
+ * appends (or `drain`, a reconnect, finds the note).
+ */
+const UNSIGNED_GRACE_MS = 60 * 60 * 1000;
 /** Records another process appended: list the spool's new checkpoints at most once this many polls. */
 const LIST_EVERY_POLLS = 12;
 /** Timestamp tokens known on the target, kept (older ones count as held, see `holdsToken`). */
@@ -94,6 +101,8 @@ export class ForwardLane {
    * it, another writer may still sign one for it (and tell this process nothing).
    */
   private listedSeq = 0;
+  /** When `listedSeq` was last raised. */
+  private listedSeqAt = 0;
   /** The spool was listed since `notesAhead` was last cleared: it and `checkpoint` know every spool note. */
   private spoolListed = false;
   private listedAt = 0;
@@ -391,7 +400,8 @@ export class ForwardLane {
     const covered = this.head?.seq ?? 0;
     // Records this process did not append (nor list the checkpoints of): another process writes
     // this stream. Or listed records no known note covers yet: their writer may still sign one.
-    const foreign = covered > this.knownSeq || this.listedSeq > this.newestNote();
+    const unsigned = this.listedSeq > this.newestNote() && Date.now() - this.listedSeqAt < UNSIGNED_GRACE_MS;
+    const foreign = covered > this.knownSeq || unsigned;
     if (foreign && Date.now() - this.listedAt >= LIST_EVERY_POLLS * (this.options.pollMs ?? 5000)) await this.listSpool();
     for (const size of [...this.notesAhead].sort((a, b) => a - b)) {
       if (size > covered) break;
@@ -432,7 +442,10 @@ export class ForwardLane {
   /** The spool was listed when its head was at `spoolSeq`: records above what this process appended are another writer's. */
   private listed(spoolSeq: number): void {
     this.listedAt = Date.now();
-    if (spoolSeq > this.knownSeq) this.listedSeq = spoolSeq;
+    if (spoolSeq > this.knownSeq) {
+      this.listedSeq = spoolSeq;
+      this.listedSeqAt = Date.now();
+    }
     this.knownSeq = Math.max(this.knownSeq, spoolSeq);
   }
 
