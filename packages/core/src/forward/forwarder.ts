@@ -50,7 +50,8 @@ export interface ForwarderOptions {
   /**
    * How often to look for streams written by others, and for work missed (ms, default 5,000).
    * Checkpoints are not listed at a poll: the lanes hear of them from `sink`; a stream another
-   * process appends to has its new checkpoints listed every 12 polls at most.
+   * process appends to has its new checkpoints listed every 12 polls at most, while it appends
+   * or while its records listed are above the newest note known (for an hour at most).
    */
   readonly pollMs?: number;
   /** First delay after a failure (ms, default 200); doubles up to `maxRetryMs` (default 30,000). */
@@ -234,7 +235,9 @@ export class Forwarder {
   /**
    * Resolves when every target holds every record and checkpoint the spool held when this was
    * called. Rejects with `FORWARD_TIMEOUT` after `timeoutMs` (default 60,000), or at once with
-   * the divergence if a stream diverged.
+   * the divergence if a stream diverged. Lists each stream's checkpoints above what its lanes
+   * hold (once they connected) and hands the lanes what it finds: files another process wrote
+   * to the spool are never told to them.
    */
   async drain(options: { readonly timeoutMs?: number } = {}): Promise<void> {
     if (!this.running) throw new ForwardStoppedError();
