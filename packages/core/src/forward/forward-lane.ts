@@ -5,10 +5,10 @@
  *
  * Checkpoints are never removed, so a stream has hundreds of thousands after a year: the lane
  * never lists them all. When it (re)connects it lists the target's recent ones (the newest at or
- * below its head, and the tokens and cosigned copies beside them; further down while a note
- * there lacks a token the spool holds, see `compareTokensBelow`) and the spool's from there on
- * (or from the oldest note whose cosigned copies are still looked for); after that it learns of new checkpoint files from the spooling sink, which tells of each
- * one this process stores. Only when records arrive that this process did not append (another
+ * below its head, and the tokens and cosigned copies beside them; further down until 64 notes
+ * in a row have their tokens, see `compareTokensBelow`) and the spool's from there on (or from
+ * the oldest note whose cosigned copies are still looked for); after that it learns of new
+ * checkpoint files from the spooling sink, which tells of each one this process stores. Only when records arrive that this process did not append (another
  * process writes the stream) does it list the spool again — from where it stands, at most
  * once every 12 polls — and it keeps doing so while such records are above the newest note it
  * knows: their writer signs a note for them later (its timer, or its shutdown), and tells this
