@@ -176,4 +176,28 @@ describe('HostAttestor and readAttestations', () => {
     expect(listed).toBe(1600);
     expect((await late.attest(lines)).id.seq).toBe(1601);
   });
+
+  it('a clock set back does not file an attestation under an earlier day: the next start finds it and the chain does not fork', async () => {
+    const key = generateEd25519NoteKey('archive.example');
+    const storage = new MemoryStorage();
+    let now = T0;
+    const first = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(now) });
+    await first.attest(lines);
+    // A boot before NTP: the clock says 2024-01-01.
+    now = Date.parse('2024-01-01T00:00:10Z');
+    const second = await first.attest(lines);
+    expect(second.id).toEqual({ host: 'cap-1', day: '2026-03-01', seq: 2 });
+    expect(second.time).toBe(new Date(T0).toISOString().replace('.000Z', 'Z'));
+    // NTP corrects the clock, the process restarts: it continues after seq 2.
+    now = T0 + 86_400_000;
+    const restarted = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(now) });
+    expect(restarted.last?.id.seq).toBe(2);
+    expect((await restarted.attest(lines)).id.seq).toBe(3);
+    // Each note is filed under the day it states (readers check that).
+    const read: number[] = [];
+    const invalid: string[] = [];
+    for await (const attestation of readAttestations(createMemorySink(storage), { verifier: key.verifier, onInvalid: (_id, error) => invalid.push(error.code) })) read.push(attestation.seq);
+    expect(invalid).toEqual([]);
+    expect(read).toEqual([1, 2, 3]);
+  });
 });

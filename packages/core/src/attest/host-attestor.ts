@@ -71,9 +71,14 @@ export class HostAttestor {
    * the error rethrown: the next call continues after the other writer's attestation.
    */
   async attest(streams: readonly StreamAttestation[]): Promise<AttestationLink> {
-    const time = new Date(Math.floor(this.#clock().getTime() / 1000) * 1000);
-    const seq = (this.#last?.id.seq ?? 0) + 1;
-    const text = formatAttestation(this.#signer.name, { host: this.host, time: time.toISOString(), seq, prev: this.#last?.hash ?? ZERO_HASH, streams });
+    // Never before the previous attestation: a clock set back (a boot before NTP) would file
+    // this one under an earlier day, where the next start's look-back (`newestAttestation`)
+    // does not find it, and that start would write this seq again under another day — a fork.
+    const last = this.#last;
+    const floor = last ? Date.parse(last.time ?? `${last.id.day}T00:00:00Z`) : 0;
+    const time = new Date(Math.max(floor, Math.floor(this.#clock().getTime() / 1000) * 1000));
+    const seq = (last?.id.seq ?? 0) + 1;
+    const text = formatAttestation(this.#signer.name, { host: this.host, time: time.toISOString(), seq, prev: last?.hash ?? ZERO_HASH, streams });
     const bytes = new TextEncoder().encode(signNote(text, [this.#signer]));
     if (bytes.length > MAX_NOTE_BYTES) {
       throw new NoteError('NOTE_MALFORMED', `an attestation of ${streams.length} streams is ${bytes.length} bytes, over the ${MAX_NOTE_BYTES}-byte note limit: split the streams over more capture processes (--shard)`);

@@ -18,7 +18,13 @@
  * archive checkpoint files from the spooling sink (the archive log is written through it), and
  * keeps only what some target still lacks — a poll costs what is new, not the log's history.
  * The spool's newest stream checkpoints come from the stream lanes, which know them the same
- * way; a stream no lane has listed yet is listed from the spool.
+ * way; a stream no lane has listed yet is listed from the spool. The lanes do not know notes
+ * another process wrote since they listed (a shard, `offchannel deliver`), and an archive log
+ * includes those when it opens (`ArchiveLog`'s restore). So each log's archive checkpoints are
+ * waited on with a real listing of every stream, ranged above what the lanes know, until one
+ * signed by this process's archive log (told by the spooling sink: signed after its restore)
+ * has been: later ones include only checkpoints this process signed, which the lanes know. What
+ * such a listing finds is handed to the lanes, which copy it.
  */
 import type { Logger } from '../logger/logger.ts';
 import { TILE_WIDTH, type TileId, tileCounts, tilePath } from '../merkle/tiles.ts';
@@ -32,15 +38,30 @@ type FileEntry = { readonly size: number; readonly file: CheckpointFile };
 /** Per stream, the largest checkpoint size a target's lane has copied (0 if none, or diverged). */
 export type ForwardedCheckpoint = (target: ForwardTarget, stream: string) => number;
 
-/** Per stream, the spool's newest checkpoint as its lanes know it, or `undefined` when none has listed it yet. */
-export type SpoolNewest = (stream: string) => number | undefined;
+/**
+ * Per stream, the spool's newest checkpoint as its lanes know it, or `undefined` when none has
+ * listed it yet; `found` tells the lanes of a newer note a listing found.
+ */
+export interface SpoolNewest {
+  (stream: string): number | undefined;
+  found?: (stream: string, size: number) => void;
+}
 
-/** Per stream of the spool, the size of its newest stream checkpoint. */
-async function newestStreamCheckpoints(spool: Sink, known: SpoolNewest): Promise<ReadonlyMap<string, number>> {
+/**
+ * Per stream of the spool, the size of its newest stream checkpoint: from the lanes, or with
+ * `list` from a listing ranged above what they know (notes another process wrote).
+ */
+async function newestStreamCheckpoints(spool: Sink, known: SpoolNewest, list: boolean): Promise<ReadonlyMap<string, number>> {
   const newest = new Map<string, number>();
   for (const stream of await spool.streams()) {
     if (isArchiveLogName(stream)) continue;
-    const size = known(stream) ?? (await checkpointsAfter(spool, stream, 0)).reduce((max, each) => Math.max(max, each), 0);
+    const lanes = known(stream);
+    let size = lanes ?? 0;
+    if (lanes === undefined || list) {
+      const listed = await checkpointsAfter(spool, stream, lanes ?? 0);
+      for (const each of listed) size = Math.max(size, each);
+      if (lanes !== undefined) for (const each of listed) known.found?.(stream, each);
+    }
     if (size > 0) newest.set(stream, size);
   }
   return newest;
@@ -66,9 +87,14 @@ export class ArchiveLogCopier {
   readonly #inSpool = new Map<string, Map<string, FileEntry>>();
   /** Per log: files the spooling sink told of before the first listing. */
   readonly #heard = new Map<string, Map<string, FileEntry>>();
+  /** Per log: the smallest archive checkpoint this process signed (the spooling sink told of it). */
+  readonly #ownFrom = new Map<string, number>();
+  /** Logs whose archive checkpoints are waited on by the lanes' knowledge alone (see the top). */
+  readonly #settled = new Set<string>();
 
   /** An archive checkpoint file the spooling sink stored in the spool. */
   heard(log: string, entry: FileEntry): void {
+    if (entry.file === 'note') this.#ownFrom.set(log, Math.min(this.#ownFrom.get(log) ?? entry.size, entry.size));
     const files = this.#inSpool.get(log) ?? this.#heard.get(log) ?? new Map<string, FileEntry>();
     if (!this.#inSpool.has(log)) this.#heard.set(log, files);
     files.set(`${entry.size}.${entry.file}`, { size: entry.size, file: entry.file });
@@ -86,7 +112,14 @@ export class ArchiveLogCopier {
       const files = [...pending.values()].sort((a, b) => a.size - b.size || (a.file === 'note' ? -1 : b.file === 'note' ? 1 : a.file < b.file ? -1 : 1));
       // Read after the listing, at most once per round: it covers every entry of what was listed.
       let snapshot: Promise<ReadonlyMap<string, number>> | undefined;
-      const newest = () => (snapshot ??= newestStreamCheckpoints(spool, spoolNewest));
+      const list = !this.#settled.has(log);
+      const newest = async (size: number) => {
+        const found = await (snapshot ??= newestStreamCheckpoints(spool, spoolNewest, list));
+        // Listed for an archive checkpoint this process signed: the later ones need no listing.
+        const own = this.#ownFrom.get(log);
+        if (list && own !== undefined && size >= own) this.#settled.add(log);
+        return found;
+      };
       for (const target of targets) {
         try {
           await this.#copyTo(spool, target, log, files, { forwarded, newest });
@@ -114,7 +147,7 @@ export class ArchiveLogCopier {
   async #ready(key: string, target: ForwardTarget, size: number, streams: Streams): Promise<boolean> {
     let waiting = this.#waiting.get(key);
     if (waiting?.size !== size) {
-      waiting = { size, need: await streams.newest() };
+      waiting = { size, need: await streams.newest(size) };
       this.#waiting.set(key, waiting);
     }
     for (const [stream, checkpoint] of waiting.need) if (streams.forwarded(target, stream) < checkpoint) return false;
@@ -158,5 +191,5 @@ export class ArchiveLogCopier {
 /** What a target's lanes hold, and the spool's newest stream checkpoints (read once per round). */
 interface Streams {
   readonly forwarded: ForwardedCheckpoint;
-  readonly newest: () => Promise<ReadonlyMap<string, number>>;
+  readonly newest: (size: number) => Promise<ReadonlyMap<string, number>>;
 }

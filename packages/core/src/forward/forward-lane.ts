@@ -5,11 +5,15 @@
  *
  * Checkpoints are never removed, so a stream has hundreds of thousands after a year: the lane
  * never lists them all. When it (re)connects it lists the target's recent ones (the newest at or
- * below its head, and the tokens and cosigned copies beside them) and the spool's from there
- * on; after that it learns of new checkpoint files from the spooling sink, which tells of each
- * one this process stores. Only when records arrive that this process did not append (another
+ * below its head, and the tokens and cosigned copies beside them; further down until 64 notes
+ * in a row have their tokens, see `compareTokensBelow`) and the spool's from there on (or from
+ * the oldest note whose cosigned copies are still looked for); after that it learns of new
+ * checkpoint files from the spooling sink, which tells of each one this process stores. Only when records arrive that this process did not append (another
  * process writes the stream) does it list the spool again — from where it stands, at most
- * once every 12 polls.
+ * once every 12 polls — and it keeps doing so while such records are above the newest note it
+ * knows: their writer signs a note for them later (its timer, or its shutdown), and tells this
+ * process nothing. Once a known note covers them (or an hour passed: the writer crashed) an
+ * idle stream costs no listing.
  */
 import { OffchannelError } from '../errors/offchannel-error.ts';
 import { SinkConflictError } from '../errors/sink-errors.ts';
@@ -38,10 +42,23 @@ function prevOf(record: Uint8Array): string | undefined {
 const TOKEN_GRACE_MS = 10 * 60 * 1000;
 /** How long after its note a witness's cosigned copy is still looked for (a witness may be down). */
 const COSIGNED_GRACE_MS = 60 * 60 * 1000;
+/** The narrowest window below the connect window that tokens are compared in (sizes). */
+const FIRST_TOKEN_WINDOW = 1024;
+/**
+ * Listed records no known note covers are relisted for at most this long after they were first
+ * listed: a writer that crashed before signing them signs when it next runs, and then also
+ * appends (or `drain`, a reconnect, finds the note).
+ */
+const UNSIGNED_GRACE_MS = 60 * 60 * 1000;
 /** Records another process appended: list the spool's new checkpoints at most once this many polls. */
 const LIST_EVERY_POLLS = 12;
 /** Timestamp tokens known on the target, kept (older ones count as held, see `holdsToken`). */
 const MAX_TOKENS_TRACKED = 4096;
+/**
+ * At (re)connect, tokens are compared down the target's notes until this many in a row, from
+ * the newest down, are settled (the target holds their token, or the spool has none).
+ */
+const SETTLED_RUN = 64;
 
 /** One stream to one target: a loop that copies while there is work, then sleeps until woken. */
 export class ForwardLane {
@@ -53,8 +70,10 @@ export class ForwardLane {
   checkpoint = 0;
   /** Sizes whose timestamp token the target is known to hold (recent ones; see `holdsToken`). */
   private readonly tokensOnTarget = new Set<number>();
-  /** Tokens of sizes at or below this are not tracked: older than the lane looks back. */
-  private tokenFloor = 0;
+  /** Tokens of sizes above this were compared with the spool's at connect (or since). */
+  private tokensCheckedFrom = 0;
+  /** Tokens known on the target at or below this were forgotten (memory): they count as held. */
+  private tokensForgotten = 0;
   diverged: ForwardDivergedError | undefined;
   private readonly options: ForwarderOptions;
   private readonly logger: Logger;
@@ -78,6 +97,13 @@ export class ForwardLane {
   private readonly cosignedAhead = new Map<string, CheckpointFileEntry>();
   /** The spool's checkpoints are known for records up to this seq (listed, or appended here). */
   private knownSeq = 0;
+  /**
+   * The highest seq learnt by listing, not appended by this process: until a known note covers
+   * it, another writer may still sign one for it (and tell this process nothing).
+   */
+  private listedSeq = 0;
+  /** When `listedSeq` was last raised. */
+  private listedSeqAt = 0;
   /** The spool was listed since `notesAhead` was last cleared: it and `checkpoint` know every spool note. */
   private spoolListed = false;
   private listedAt = 0;
@@ -96,9 +122,12 @@ export class ForwardLane {
     return { stream: this.stream, seq: this.head?.seq, checkpoint: this.checkpoint, state: this.state, ...(this.lastError === undefined ? {} : { lastError: this.lastError }) };
   }
 
-  /** The target holds the token of `size`, or it is older than what the lane tracks. */
+  /**
+   * The target holds the token of `size`: known to (or known and forgotten). A size below what
+   * the lane compared at connect is not claimed: `drain` then hands the token to the lane.
+   */
   holdsToken(size: number): boolean {
-    return size <= this.tokenFloor || this.tokensOnTarget.has(size);
+    return this.tokensOnTarget.has(size) || (size > this.tokensCheckedFrom && size <= this.tokensForgotten);
   }
 
   /**
@@ -106,7 +135,11 @@ export class ForwardLane {
    * its last listing aside), or `undefined` before it has listed the spool.
    */
   spoolNewest(): number | undefined {
-    if (!this.spoolListed) return undefined;
+    return this.spoolListed ? this.newestNote() : undefined;
+  }
+
+  /** The newest spool note this lane knows: copied, or still to copy. */
+  private newestNote(): number {
     let newest = this.checkpoint;
     for (const size of this.notesAhead) newest = Math.max(newest, size);
     return newest;
@@ -125,8 +158,11 @@ export class ForwardLane {
     else this.learn(change);
   }
 
-  /** A checkpoint file the spool holds: copy it when its turn comes. */
-  private learn(entry: CheckpointFileEntry): void {
+  /**
+   * A checkpoint file the spool holds: copy it when its turn comes. Told by the spooling sink,
+   * or by a listing elsewhere (`drain`, the archive-log copier) of files another process wrote.
+   */
+  learn(entry: CheckpointFileEntry): void {
     if (entry.file === 'note') {
       if (entry.size > this.checkpoint) this.notesAhead.add(entry.size);
     } else if (entry.file === 'rfc3161') {
@@ -261,23 +297,27 @@ export class ForwardLane {
     for (let level = 0; tileCounts(this.checkpoint, level).full > 0 || tileCounts(this.checkpoint, level).partialWidth > 0; level++) {
       this.fullTiles[level] = tileCounts(this.checkpoint, level).full;
     }
-    this.tokenFloor = recent.after;
     for (const entry of recent.files) {
       if (entry.file === 'rfc3161') this.tokensOnTarget.add(entry.size);
       else if (entry.file !== 'note') this.cosignedCopied.add(`${entry.size}.${entry.file}`);
     }
-    // The spool from the oldest of those notes on: their tokens and cosigned copies, and the notes not yet copied.
+    // The spool from the oldest of those notes on: their tokens and cosigned copies, and the notes
+    // not yet copied — and from the oldest note whose cosigned copies are still looked for (a
+    // reconnect clears those pending, and on a busy stream they can be far below the window).
     this.notesAhead.clear();
     this.cosignedAhead.clear();
     this.spoolListed = false;
+    let after = (copied[0] ?? this.checkpoint + 1) - 1;
+    for (const size of this.cosignedDue.keys()) after = Math.min(after, size - 1);
     const spoolSeq = (await spool.head(this.stream)).seq;
-    const inSpool = await checkpointFilesAfter(spool, this.stream, Math.max(0, (copied[0] ?? this.checkpoint + 1) - 1));
-    this.listedAt = Date.now();
-    this.knownSeq = Math.max(this.knownSeq, spoolSeq);
+    const inSpool = await checkpointFilesAfter(spool, this.stream, Math.max(0, after));
+    this.listed(spoolSeq);
     for (const entry of inSpool) if (entry.file !== 'rfc3161') this.learn(entry);
     this.spoolListed = true;
-    // Tokens arrive after their notes: find recent notes copied without their token (e.g. before a restart).
+    // Tokens arrive after their notes: find notes copied without their token (e.g. before a restart).
     const spoolTokens = spool.checkpointFiles ? new Set(inSpool.filter((entry) => entry.file === 'rfc3161').map((entry) => entry.size)) : undefined;
+    this.tokensCheckedFrom = recent.after;
+    if (spoolTokens && sink.checkpointFiles) this.tokensCheckedFrom = await this.compareTokensBelow(head.seq, recent.after, copied, spoolTokens);
     for (const [index, size] of copied.entries()) {
       if (this.tokensOnTarget.has(size)) continue;
       if (spoolTokens === undefined) {
@@ -291,6 +331,44 @@ export class ForwardLane {
     const newest = copied.at(-1);
     if (newest !== undefined) this.cosignedDue.set(newest, Date.now());
     this.head = head;
+  }
+
+  /**
+   * Extends `copied` (the target's notes above `bottom`, ascending) and `spoolTokens` downwards
+   * until {@link SETTLED_RUN} notes in a row from the newest down are settled, and returns the
+   * size above which tokens were compared. A crash can leave a note's token uncopied while later
+   * notes and their tokens were copied (its TSA answered late, or a large batch followed it), so
+   * the window at connect (1,024 sizes) may not reach it; a missing token behind that many
+   * settled notes is not looked for, as the running lane stops looking after 10 minutes. Ranged
+   * listings, each about twice as wide as the notes still needed: a few, whatever the history.
+   */
+  private async compareTokensBelow(top: number, bottom: number, copied: number[], spoolTokens: Set<number>): Promise<number> {
+    const settledRun = () => {
+      let run = 0;
+      for (let index = copied.length - 1; index >= 0 && run < SETTLED_RUN; index--) {
+        const size = copied[index] as number;
+        run = this.tokensOnTarget.has(size) || !spoolTokens.has(size) ? run + 1 : 0;
+      }
+      return run;
+    };
+    let run = settledRun();
+    while (bottom > 0 && run < SETTLED_RUN) {
+      const perNote = Math.ceil((top - bottom) / Math.max(1, copied.length));
+      const lower = Math.max(0, bottom - Math.max(FIRST_TOKEN_WINDOW, 2 * perNote * (SETTLED_RUN - run)));
+      const onTarget = await checkpointFilesAfter(this.target.sink, this.stream, lower);
+      const inSpool = await checkpointFilesAfter(this.options.spool, this.stream, lower);
+      const notes: number[] = [];
+      for (const entry of onTarget) {
+        if (entry.size > bottom) continue;
+        if (entry.file === 'note') notes.push(entry.size);
+        else if (entry.file === 'rfc3161') this.tokensOnTarget.add(entry.size);
+      }
+      for (const entry of inSpool) if (entry.file === 'rfc3161' && entry.size <= bottom) spoolTokens.add(entry.size);
+      copied.unshift(...notes);
+      bottom = lower;
+      run = settledRun();
+    }
+    return bottom;
   }
 
   private async copyBlobs(records: readonly Uint8Array[]): Promise<void> {
@@ -321,8 +399,11 @@ export class ForwardLane {
     const { spool } = this.options;
     const { sink } = this.target;
     const covered = this.head?.seq ?? 0;
-    // Records this process did not append (nor list the checkpoints of): another process writes this stream.
-    if (covered > this.knownSeq && Date.now() - this.listedAt >= LIST_EVERY_POLLS * (this.options.pollMs ?? 5000)) await this.listSpool();
+    // Records this process did not append (nor list the checkpoints of): another process writes
+    // this stream. Or listed records no known note covers yet: their writer may still sign one.
+    const unsigned = this.listedSeq > this.newestNote() && Date.now() - this.listedSeqAt < UNSIGNED_GRACE_MS;
+    const foreign = covered > this.knownSeq || unsigned;
+    if (foreign && Date.now() - this.listedAt >= LIST_EVERY_POLLS * (this.options.pollMs ?? 5000)) await this.listSpool();
     for (const size of [...this.notesAhead].sort((a, b) => a - b)) {
       if (size > covered) break;
       if (size > this.checkpoint) {
@@ -355,9 +436,18 @@ export class ForwardLane {
     for (const size of this.cosignedDue.keys()) after = Math.min(after, size - 1);
     const spoolSeq = (await this.options.spool.head(this.stream)).seq;
     const files = await checkpointFilesAfter(this.options.spool, this.stream, after);
-    this.listedAt = Date.now();
-    this.knownSeq = Math.max(this.knownSeq, spoolSeq);
+    this.listed(spoolSeq);
     for (const entry of files) this.learn(entry);
+  }
+
+  /** The spool was listed when its head was at `spoolSeq`: records above what this process appended are another writer's. */
+  private listed(spoolSeq: number): void {
+    this.listedAt = Date.now();
+    if (spoolSeq > this.knownSeq) {
+      this.listedSeq = spoolSeq;
+      this.listedSeqAt = Date.now();
+    }
+    this.knownSeq = Math.max(this.knownSeq, spoolSeq);
   }
 
   /** Keeps the newest half of the tokens known on the target; the older ones count as held. */
@@ -365,7 +455,7 @@ export class ForwardLane {
     const sizes = [...this.tokensOnTarget].sort((a, b) => a - b);
     const drop = sizes.slice(0, sizes.length >> 1);
     for (const size of drop) this.tokensOnTarget.delete(size);
-    this.tokenFloor = Math.max(this.tokenFloor, drop.at(-1) ?? 0);
+    this.tokensForgotten = Math.max(this.tokensForgotten, drop.at(-1) ?? 0);
   }
 
   /**

@@ -50,7 +50,8 @@ export interface ForwarderOptions {
   /**
    * How often to look for streams written by others, and for work missed (ms, default 5,000).
    * Checkpoints are not listed at a poll: the lanes hear of them from `sink`; a stream another
-   * process appends to has its new checkpoints listed every 12 polls at most.
+   * process appends to has its new checkpoints listed every 12 polls at most, while it appends
+   * or while its records listed are above the newest note known (for an hour at most).
    */
   readonly pollMs?: number;
   /** First delay after a failure (ms, default 200); doubles up to `maxRetryMs` (default 30,000). */
@@ -234,24 +235,33 @@ export class Forwarder {
   /**
    * Resolves when every target holds every record and checkpoint the spool held when this was
    * called. Rejects with `FORWARD_TIMEOUT` after `timeoutMs` (default 60,000), or at once with
-   * the divergence if a stream diverged.
+   * the divergence if a stream diverged. Lists each stream's checkpoints above what its lanes
+   * hold (once they connected) and hands the lanes what it finds: files another process wrote
+   * to the spool are never told to them.
    */
   async drain(options: { readonly timeoutMs?: number } = {}): Promise<void> {
     if (!this.running) throw new ForwardStoppedError();
     const { spool } = this.options;
+    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
     const goals: { stream: string; seq: number; checkpoint: number; tokens: readonly number[] }[] = [];
     for (const stream of await spool.streams()) {
       const { seq } = await spool.head(stream);
-      // What every target's lane already holds need not be listed again.
+      // What every target's lane already holds need not be listed again: let them connect first
+      // (a listing from 0 costs the whole history, and hands them every token to check again).
       const lanes = this.options.targets.map((target) => this.lane(target, stream));
+      for (const lane of lanes) lane.wake();
+      while (lanes.some((lane) => lane.head === undefined && !lane.diverged) && Date.now() <= deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       const held = lanes.every((lane) => lane.head !== undefined) ? Math.min(...lanes.map((lane) => lane.settled())) : 0;
       const files = await checkpointFilesAfter(spool, stream, held);
       const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? held;
       const tokens = files.filter((entry) => entry.file === 'rfc3161' && entry.size <= checkpoint).map((entry) => entry.size);
       goals.push({ stream, seq, checkpoint, tokens });
-      for (const target of this.options.targets) this.lane(target, stream).wake();
+      // Files another process wrote (a shard, `offchannel deliver`) were never told to the lanes: tell them.
+      for (const lane of lanes) {
+        for (const entry of files) lane.learn(entry);
+        lane.wake();
+      }
     }
-    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
     for (;;) {
       const behind: string[] = [];
       for (const goal of goals) {
@@ -430,11 +440,20 @@ export class Forwarder {
       // A diverged target does not hold the spool's checkpoints; one not yet reached holds none we know of.
       const lane = this.lanes.get(laneKey(target, stream));
       return lane && !lane.diverged ? lane.checkpoint : 0;
-    }, (stream) => {
+    }, Object.assign((stream: string) => {
       // The spool's newest checkpoint of `stream`, from the lanes (of any target) that have listed it.
       const known = this.options.targets.map((target) => this.lanes.get(laneKey(target, stream))?.spoolNewest()).filter((size) => size !== undefined);
       return known.length === 0 ? undefined : Math.max(...known);
-    });
+    }, {
+      // A note another process wrote, found by the copier's listing: the lanes copy it.
+      found: (stream: string, size: number) => {
+        for (const target of this.options.targets) {
+          const lane = this.lanes.get(laneKey(target, stream));
+          lane?.learn({ size, file: 'note' });
+          lane?.wake();
+        }
+      },
+    }));
   }
 
   private forwardAttestations(): void {

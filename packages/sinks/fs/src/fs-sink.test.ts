@@ -20,6 +20,7 @@ for (const segmentBytes of [undefined, 700]) {
   describe(segmentBytes ? `fs sink with ${segmentBytes}-byte segments` : 'fs sink', () => {
     runSinkConformance({
       test: it,
+      checkpointRanges: true,
       createFixture: async () => {
         const dir = await temporaryArchive();
         return {

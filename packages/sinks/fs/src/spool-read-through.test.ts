@@ -472,6 +472,7 @@ describe('other reads through the archive of record', () => {
 describe('the forwarder\'s sink over an fs spool (reading through to an fs archive of record)', () => {
   runSinkConformance({
     test: it,
+    checkpointRanges: true,
     createFixture: async () => {
       const root = await mkdtemp(path.join(tmpdir(), 'offchannel-read-through-conformance-'));
       // An empty archive of record, read only by the sink under test.

@@ -8,6 +8,7 @@ describe('S3 sink on a real Ceph RGW with Object Lock', () => {
   let bucket: Promise<string> | undefined;
   runSinkConformance({
     test: it,
+    checkpointRanges: true,
     // One bucket for the suite, one fresh prefix per test: locked objects cannot be deleted anyway.
     createFixture: async () => {
       bucket ??= createBucket();
