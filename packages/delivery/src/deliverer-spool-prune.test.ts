@@ -222,11 +222,19 @@ describe('delivery from a spool the forwarder prunes', () => {
       deliverer = await host.deliverer(`smtp://127.0.0.1:${port}`);
       await host.capture(85, 5);
       expect(await deliverer.deliverPending()).toMatchObject({ sent: 5, missed: [] });
+      // Only the kept index lost, the saved verification kept (its checkpoint above the pruned
+      // prefix): the index is built again from the prefix on all the same.
+      await host.forwardAndPrune();
+      await deliverer.close();
+      for (const name of ['journal.render-index.sqlite', 'journal.render-index.sqlite-wal', 'journal.render-index.sqlite-shm']) await rm(`${host.dir}/delivery/${name}`, { force: true });
+      deliverer = await host.deliverer(`smtp://127.0.0.1:${port}`);
+      await host.capture(90, 5);
+      expect(await deliverer.deliverPending()).toMatchObject({ sent: 5, missed: [] });
     } finally {
       await deliverer.close();
       await host.close();
     }
-    expect(await receiptSeqs(host)).toEqual(seqs(1, 90));
+    expect(await receiptSeqs(host)).toEqual(seqs(1, 95));
   });
 
   it('when the size cap prunes past the hold: the records lost are reported loudly and durably, never receipted, and the rest is delivered', { timeout: 60_000 }, async () => {
@@ -281,6 +289,7 @@ describe('delivery from a spool the forwarder prunes', () => {
     host.hold = (stream) => deliverer.holdFrom(stream);
     try {
       await host.capture(0, 40);
+      const attachmentOf0 = (await host.blobsOf(1)).get(1)?.[0] ?? '';
       // 18 and 19 November are closed (seqs 1–20), 20 and 21 are not.
       expect(await deliverer.deliverPending()).toMatchObject({ sent: 2, notDue: 20 });
       expect(deliverer.holdFrom(STREAM)).toBe(21);
@@ -295,11 +304,18 @@ describe('delivery from a spool the forwarder prunes', () => {
       expect(await host.prunedThrough()).toBeGreaterThan(first);
       expect(await host.prunedThrough(receiptStream('journal'))).toBe(0);
       console.log(`day mode: pruned through seq ${first} while days 20–21 waited, through ${await host.prunedThrough()} after`);
+      // A late reaction to the first message (18 November, sent; its record and attachment since
+      // pruned from the spool): it follows as its own e-mail. The day is not rendered again from
+      // what the kept index held of the spool before it pruned (its attachment is gone).
+      expect(await host.spool.statBlob(attachmentOf0)).toBeUndefined();
+      await host.writer.capture({ kind: 'reaction', key: 'late-reaction', sentAt: new Date(Date.UTC(2026, 10, 18, 9, 30)).toISOString(), conversation: { id: 'client', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', target: { id: 'm0', chat: 'client' }, reaction: { value: '👍', action: 'add' } });
+      await host.recorder.checkpoint();
+      expect(await deliverer.deliverPending()).toMatchObject({ sent: 1, missed: [] });
     } finally {
       await deliverer.close();
       await host.close();
     }
-    expect(up.received).toHaveLength(4);
+    expect(up.received).toHaveLength(5);
   });
 
   it('a target stopped by a refusal keeps holding where it stopped, and resumes there', { timeout: 60_000 }, async () => {

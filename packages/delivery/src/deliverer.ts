@@ -535,7 +535,13 @@ export class Deliverer {
       } catch (error) {
         // A prune between the look at the prefixes and the read (or the one that moved them):
         // the records asked for are gone — the next pass records what was lost and goes on.
-        if ((await this.#prunedPrefixes(streams)) !== before || OffchannelError.hasCode(error, 'RECORDS_PRUNED')) throw new SpoolPrunedWhileReading(error);
+        // Only for capture's targets on their spool (`prunedSpool`); elsewhere a pruned archive is
+        // not one to deliver from.
+        if (this.#options.prunedSpool !== true) {
+          if (!OffchannelError.hasCode(error, 'RECORDS_PRUNED')) throw error;
+          throw new DeliveryError('DELIVERY_STATE', `${error.message} This archive is a spool that pruned records after forwarding: deliver from the archive of record (offchannel deliver s3://…); capture's own targets deliver from the spool as it prunes. Nothing was sent`, { cause: error });
+        }
+        if (OffchannelError.hasCode(error, 'RECORDS_PRUNED') || (await this.#prunedPrefixes(streams)) !== before) throw new SpoolPrunedWhileReading(error);
         throw error;
       }
     } finally {
@@ -559,8 +565,8 @@ export class Deliverer {
     // e-mails of records above each stream's cursor are rendered.
     const keyed = this.#keyed;
     if (keyed) this.#verified ??= this.#state.readVerified() ?? new Map();
-    // A spool's stream pruned past the checkpoint verified last (only the size cap passes a hold)
-    // is verified from its pruned prefix instead, as with no saved state.
+    // A spool's stream pruned up to or past the checkpoint verified last (the hold lets the
+    // record at the checkpoint go) is verified from its pruned prefix instead, as with no saved state.
     const since = new Map(this.#verified ?? []);
     if (this.#options.prunedSpool === true) {
       for (const [stream, checkpoint] of since) if (((await this.#options.archive.pruned?.(stream))?.seq ?? 0) >= checkpoint.size) since.delete(stream);

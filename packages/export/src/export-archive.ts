@@ -196,7 +196,12 @@ async function verifyAndExport(options: ExportOptions, plan: Plan): Promise<Expo
   // chain and head (archive-index.ts), every blob against its hash (verified-blob.ts).
   progress('index', 0);
   const heads = new Map(verification.streams.map((summary) => [summary.stream, summary.head] as const));
-  const pruned = new Set(options.prunedSpool === true ? verification.streams.filter((summary) => summary.pruned !== undefined).map((summary) => summary.stream) : []);
+  // Every stream the spool pruned — also one verified from a checkpoint above its prefix (`since`),
+  // whose verification did not meet the prefix: the index starts after it all the same.
+  const pruned = new Set<string>();
+  if (options.prunedSpool === true) {
+    for (const summary of verification.streams) if (summary.pruned !== undefined || ((await options.sink.pruned?.(summary.stream))?.seq ?? 0) > 0) pruned.add(summary.stream);
+  }
   const index = options.keptIndex
     ? await extendKeptIndex(options.keptIndex, options.sink, heads, pruned)
     : await ArchiveIndex.build(

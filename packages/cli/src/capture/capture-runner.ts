@@ -407,7 +407,7 @@ export class CaptureRunner {
    */
   async #openAttestor(signer: NoteSigner): Promise<Record<string, string>> {
     const host = this.#config.coverage.host ?? defaultHostId(this.#options.shard);
-    const attestor = await HostAttestor.open({ sink: this.#forwarder?.sink ?? (this.#sink as Sink), host, signer });
+    const attestor = await HostAttestor.open({ sink: this.#forwarder?.sink ?? (this.#sink as Sink), host, signer, logger: this.#logger });
     this.#attestor = attestor;
     const last = attestor.last;
     this.#logger.info({ host, attestEveryMs: this.#config.coverage.attestEveryMs }, 'host attestations on');

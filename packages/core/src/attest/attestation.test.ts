@@ -7,6 +7,7 @@ import { generateEd25519NoteKey } from '../note/ed25519-key.ts';
 import { signNote } from '../note/signed-note.ts';
 import { MemoryStorage, createMemorySink } from '../testing/memory-sink.ts';
 import { noteErrorCode as code } from '../testing/note-error-code.ts';
+import { createRecordingLogger } from '../testing/recording-logger.ts';
 import { type AttestationId, type StreamAttestation, formatAttestation, parseAttestation } from './attestation.ts';
 import { HostAttestor } from './host-attestor.ts';
 import { readAttestations } from './read-attestations.ts';
@@ -181,23 +182,30 @@ describe('HostAttestor and readAttestations', () => {
     const key = generateEd25519NoteKey('archive.example');
     const storage = new MemoryStorage();
     let now = T0;
-    const first = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(now) });
+    const logger = createRecordingLogger();
+    const first = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(now), logger });
     await first.attest(lines);
     // A boot before NTP: the clock says 2024-01-01.
     now = Date.parse('2024-01-01T00:00:10Z');
     const second = await first.attest(lines);
     expect(second.id).toEqual({ host: 'cap-1', day: '2026-03-01', seq: 2 });
     expect(second.time).toBe(new Date(T0).toISOString().replace('.000Z', 'Z'));
+    await first.attest(lines);
+    // Said once while it lasts, and once when the clock passes it again.
+    expect(logger.lines.filter((line) => line.level === 'warn').map((line) => line.message)).toEqual([expect.stringMatching(/^the clock is behind the previous attestation/) as unknown]);
+    now = T0 + 60_000;
+    await first.attest(lines);
+    expect(logger.lines.filter((line) => line.level === 'info').map((line) => line.message)).toEqual([expect.stringMatching(/^the clock has passed the previous attestation/) as unknown]);
     // NTP corrects the clock, the process restarts: it continues after seq 2.
     now = T0 + 86_400_000;
     const restarted = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(now) });
-    expect(restarted.last?.id.seq).toBe(2);
-    expect((await restarted.attest(lines)).id.seq).toBe(3);
+    expect(restarted.last?.id.seq).toBe(4);
+    expect((await restarted.attest(lines)).id.seq).toBe(5);
     // Each note is filed under the day it states (readers check that).
     const read: number[] = [];
     const invalid: string[] = [];
     for await (const attestation of readAttestations(createMemorySink(storage), { verifier: key.verifier, onInvalid: (_id, error) => invalid.push(error.code) })) read.push(attestation.seq);
     expect(invalid).toEqual([]);
-    expect(read).toEqual([1, 2, 3]);
+    expect(read).toEqual([1, 2, 3, 4, 5]);
   });
 });

@@ -10,6 +10,7 @@ import type { NoteSigner } from '../note/ed25519-key.ts';
 import { NoteError } from '../errors/note-errors.ts';
 import { MAX_NOTE_BYTES, parseNote, signNote } from '../note/signed-note.ts';
 import type { Sink } from '../sink/sink.ts';
+import { type Logger, noopLogger } from '../logger/logger.ts';
 import { type AttestationId, type StreamAttestation, attestationDay, formatAttestation, isHostId, parseAttestation } from './attestation.ts';
 
 /** The newest attestation of a host chain. */
@@ -29,6 +30,8 @@ export interface HostAttestorOptions {
   readonly signer: NoteSigner;
   /** Default: the system clock. */
   readonly clock?: () => Date;
+  /** Told when the clock is behind the previous attestation (the time is then held at it). */
+  readonly logger?: Logger;
 }
 
 type AttestationSink = Sink & Required<Pick<Sink, 'putAttestation' | 'getAttestation' | 'attestations'>>;
@@ -38,13 +41,17 @@ export class HostAttestor {
   readonly #sink: AttestationSink;
   readonly #signer: NoteSigner;
   readonly #clock: () => Date;
+  readonly #logger: Logger;
   #last: AttestationLink | undefined;
+  /** The clock was behind the previous attestation at the last one (said once per episode). */
+  #held = false;
 
   private constructor(options: HostAttestorOptions, sink: AttestationSink) {
     this.host = options.host;
     this.#sink = sink;
     this.#signer = options.signer;
     this.#clock = options.clock ?? (() => new Date());
+    this.#logger = options.logger ?? noopLogger;
   }
 
   /** Opens the chain of `host`. Throws `SinkUnsuitableError` when the sink cannot store attestations. */
@@ -76,7 +83,16 @@ export class HostAttestor {
     // does not find it, and that start would write this seq again under another day — a fork.
     const last = this.#last;
     const floor = last ? Date.parse(last.time ?? `${last.id.day}T00:00:00Z`) : 0;
-    const time = new Date(Math.max(floor, Math.floor(this.#clock().getTime() / 1000) * 1000));
+    const now = Math.floor(this.#clock().getTime() / 1000) * 1000;
+    const time = new Date(Math.max(floor, now));
+    // Held at the previous attestation's time: after a clock that ran ahead (a bad RTC, a wrong
+    // NTP answer) every attestation says that time until the clock passes it — coverage then
+    // shows no newer proof of life. Said when it starts and when it ends, never silently.
+    if (floor > now !== this.#held) {
+      this.#held = floor > now;
+      if (this.#held) this.#logger.warn({ host: this.host, heldAt: time.toISOString(), behindMs: floor - now }, 'the clock is behind the previous attestation: attestations keep its time until the clock passes it; check the host clock (NTP)');
+      else this.#logger.info({ host: this.host }, 'the clock has passed the previous attestation again; attestations carry the clock time');
+    }
     const seq = (last?.id.seq ?? 0) + 1;
     const text = formatAttestation(this.#signer.name, { host: this.host, time: time.toISOString(), seq, prev: last?.hash ?? ZERO_HASH, streams });
     const bytes = new TextEncoder().encode(signNote(text, [this.#signer]));

@@ -364,7 +364,10 @@ export class ForwardLane {
         else if (entry.file === 'rfc3161') this.tokensOnTarget.add(entry.size);
       }
       for (const entry of inSpool) if (entry.file === 'rfc3161' && entry.size <= bottom) spoolTokens.add(entry.size);
-      copied.unshift(...notes);
+      // In place, without spreading (a dense window could pass V8's argument limit).
+      const merged = notes.concat(copied);
+      copied.length = 0;
+      for (const size of merged) copied.push(size);
       bottom = lower;
       run = settledRun();
     }

@@ -133,14 +133,17 @@ function open(file: string): Kept | undefined {
 
 /**
  * Adds each stream's records after the kept head up to `heads`. False when a kept head is not on
- * the archive's chain, or lies inside the pruned prefix of a spool (`pruned`: streams of a spool
- * that prunes, exported from the first record it holds): its next records are gone, so the index
- * is built again. A stream of `pruned` the index does not hold yet starts after the prefix
- * (`pruned.json`'s head, whose hash the first record held must name); edits and reactions of
- * messages pruned before that are then rendered without them, as the temporary index does.
+ * the archive's chain. Of a spool that prunes (`pruned`: its streams, exported from the first
+ * record it holds), the index keeps only what the spool holds: a stream whose pruned prefix
+ * reaches the index's first row of it is dropped and built again from after the prefix
+ * (`pruned.json`'s head, whose hash the first record held must name) — the rows it would keep
+ * name records, and blobs, the spool no longer has, which a full export of the spool would not
+ * know either. Edits and reactions of messages pruned before that are rendered without them, as
+ * the temporary index does.
  */
 async function extend({ db, bodies }: Kept, file: string, sink: Sink, heads: ReadonlyMap<string, StreamHead>, pruned: ReadonlySet<string>): Promise<boolean> {
   const headOf = db.prepare('SELECT seq, hash FROM heads WHERE stream = ?');
+  const firstOf = db.prepare('SELECT MIN(seq) AS seq FROM records INDEXED BY by_seq WHERE stream = ?');
   const body = db.prepare('INSERT INTO bodies (bytes) VALUES (?)');
   const insert = db.prepare('INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)');
   const conv = db.prepare(
@@ -153,6 +156,13 @@ async function extend({ db, bodies }: Kept, file: string, sink: Sink, heads: Rea
   for (const [stream, head] of heads) {
     let kept: StreamHead = (headOf.get(stream) as { seq: number; hash: string } | undefined) ?? { seq: 0, hash: ZERO_HASH };
     const prefix = pruned.has(stream) ? await sink.pruned?.(stream) : undefined;
+    if (prefix && prefix.seq > 0 && prefix.seq >= ((firstOf.get(stream) as { seq: number | null } | undefined)?.seq ?? Number.POSITIVE_INFINITY)) {
+      // The spool pruned records this index holds: their blobs may be gone, and a full export of
+      // the spool would not know them. The stream's rows go, and are built again from the prefix
+      // on (what the spool holds: bounded by its pruning, not by history).
+      dropStream(db, stream);
+      kept = { seq: 0, hash: ZERO_HASH };
+    }
     if (prefix && prefix.seq > kept.seq) {
       if (kept.seq > 0) return false;
       kept = prefix;
@@ -193,6 +203,22 @@ async function extend({ db, bodies }: Kept, file: string, sink: Sink, heads: Rea
     }
   }
   return true;
+}
+
+/** Removes every row of `stream` (its records, their bodies, its conversations and parties, its head), in one transaction. */
+function dropStream(db: DatabaseSync, stream: string): void {
+  db.exec('BEGIN');
+  try {
+    db.prepare('DELETE FROM bodies WHERE id IN (SELECT body_at FROM records INDEXED BY by_seq WHERE stream = ?)').run(stream);
+    db.prepare('DELETE FROM parties WHERE conv IN (SELECT conv FROM convs WHERE stream = ?)').run(stream);
+    db.prepare('DELETE FROM convs WHERE stream = ?').run(stream);
+    db.prepare('DELETE FROM records WHERE stream = ?').run(stream);
+    db.prepare('DELETE FROM heads WHERE stream = ?').run(stream);
+    db.exec('COMMIT');
+  } catch (error) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
 }
 
 /**
