@@ -140,11 +140,16 @@ describe('host attestations in verify', () => {
     const storage = new MemoryStorage();
     const recorder = new Recorder({ sink: createMemorySink(storage), allowVolatileSink: true, checkpoints: { signer: key } });
     await recorder.writer({ channel: 'demo', account: 'alice', source }).capture(message(0));
-    const times = [Date.parse('2026-11-21T23:58:00Z'), Date.parse('2026-11-22T00:01:00Z'), Date.parse('2026-11-21T23:59:00Z')];
+    const times = [Date.parse('2026-11-21T23:58:00Z'), Date.parse('2026-11-22T00:01:00Z')];
     let index = 0;
     const attestor = await HostAttestor.open({ sink: createMemorySink(storage), host: 'cap-1', signer: key, clock: () => new Date(times[index] as number) });
-    for (; index < times.length; index++) await attestor.attest(recorder.merkleHeads().map((head) => ({ stream: head.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state: 'connected' })));
+    const streams: StreamAttestation[] = recorder.merkleHeads().map((head) => ({ stream: head.stream, size: head.size, root: Buffer.from(head.root).toString('base64'), state: 'connected' }));
+    for (; index < times.length; index++) await attestor.attest(streams);
     await recorder.close();
+    // The third as an earlier version wrote it after the clock was set back (this one holds the
+    // time at the previous attestation's instead): before midnight, filed under that day.
+    const text = formatAttestation(key.name, { host: 'cap-1', time: '2026-11-21T23:59:00.000Z', seq: 3, prev: attestor.last?.hash ?? '', streams });
+    await createMemorySink(storage).putAttestation?.({ host: 'cap-1', day: '2026-11-21', seq: 3 }, new TextEncoder().encode(signNote(text, [key])));
     expect([...storage.attestations.keys()].sort()).toEqual(['cap-1/2026-11-21/0000000000000001', 'cap-1/2026-11-21/0000000000000003', 'cap-1/2026-11-22/0000000000000002']);
     const report = await verify(storage);
     expect(report.failures.map((failure) => [failure.code, failure.severity])).toEqual([['ATTESTATION_TIME_ORDER', undefined]]);
