@@ -243,7 +243,9 @@ export class Forwarder {
     if (!this.running) throw new ForwardStoppedError();
     const { spool } = this.options;
     const deadline = Date.now() + (options.timeoutMs ?? 60_000);
-    const goals: { stream: string; seq: number; checkpoint: number; tokens: readonly number[] }[] = [];
+    // Per lane, what it had settled when drain listed: its token goal starts above that (a lane
+    // that is up to date is never handed another target's backlog of old tokens to check again).
+    const goals: { stream: string; seq: number; checkpoint: number; tokens: readonly number[]; settled: ReadonlyMap<ForwardTarget, number> }[] = [];
     for (const stream of await spool.streams()) {
       const { seq } = await spool.head(stream);
       // What every target's lane already holds need not be listed again: let them connect first
@@ -251,14 +253,17 @@ export class Forwarder {
       const lanes = this.options.targets.map((target) => this.lane(target, stream));
       for (const lane of lanes) lane.wake();
       while (lanes.some((lane) => lane.head === undefined && !lane.diverged) && Date.now() <= deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-      const held = lanes.every((lane) => lane.head !== undefined) ? Math.min(...lanes.map((lane) => lane.settled())) : 0;
+      const settled = new Map(this.options.targets.map((target, index) => [target, lanes[index]?.head === undefined ? 0 : (lanes[index]?.settled() ?? 0)] as const));
+      const held = Math.min(...settled.values());
       const files = await checkpointFilesAfter(spool, stream, held);
       const checkpoint = files.filter((entry) => entry.file === 'note' && entry.size <= seq).at(-1)?.size ?? held;
       const tokens = files.filter((entry) => entry.file === 'rfc3161' && entry.size <= checkpoint).map((entry) => entry.size);
-      goals.push({ stream, seq, checkpoint, tokens });
-      // Files another process wrote (a shard, `offchannel deliver`) were never told to the lanes: tell them.
-      for (const lane of lanes) {
-        for (const entry of files) lane.learn(entry);
+      goals.push({ stream, seq, checkpoint, tokens, settled });
+      // Files another process wrote (a shard, `offchannel deliver`) were never told to the lanes:
+      // tell each what is above what it had settled.
+      for (const [index, lane] of lanes.entries()) {
+        const floor = settled.get(this.options.targets[index] as ForwardTarget) ?? 0;
+        for (const entry of files) if (entry.size > floor) lane.learn(entry);
         lane.wake();
       }
     }
@@ -268,7 +273,8 @@ export class Forwarder {
         for (const target of this.options.targets) {
           const lane = this.lane(target, goal.stream);
           if (lane.diverged) throw lane.diverged;
-          if ((lane.head?.seq ?? -1) < goal.seq || lane.checkpoint < goal.checkpoint || goal.tokens.some((size) => !lane.holdsToken(size))) {
+          const floor = goal.settled.get(target) ?? 0;
+          if ((lane.head?.seq ?? -1) < goal.seq || lane.checkpoint < goal.checkpoint || goal.tokens.some((size) => size > floor && !lane.holdsToken(size))) {
             behind.push(`${target.name}/${goal.stream} at ${lane.head?.seq ?? '?'} of ${goal.seq}`);
             lane.wake();
           }
