@@ -346,6 +346,47 @@ describe('delivery from a spool the forwarder prunes', () => {
     expect(await receiptSeqs(host)).toEqual(seqs(1, 40));
   });
 
+  it('a prune between reading the new records and rendering them (the size cap) starts the pass again: the records it took are recorded as missed, never passed in silence', { timeout: 60_000 }, async () => {
+    const host = await Host.open();
+    const up = await server();
+    let deliverer = await host.deliverer(up.url);
+    let armed = false;
+    let verified = false;
+    let through = 0;
+    // The size cap prunes past the cursor once the pass has read its records and its export has
+    // verified them (it read tiles), as the export next looks at the spool's pruned prefix.
+    const racing = new Proxy(host.archive, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (property === 'getTile' && armed) verified = true;
+        if (property !== 'pruned') return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        return async (stream: string) => {
+          if (armed && verified) {
+            armed = false;
+            await host.spool.prune(STREAM, { below: 47, sealedBefore: PRUNE_NOW });
+            through = await host.prunedThrough();
+          }
+          return target.pruned(stream);
+        };
+      },
+    });
+    try {
+      await host.capture(0, 40);
+      expect(await deliverer.deliverPending()).toMatchObject({ sent: 40 });
+      await deliverer.close();
+      deliverer = await host.deliverer(up.url, {}, () => NOW, racing);
+      await host.capture(40, 10);
+      armed = true;
+      const report = await deliverer.deliverPending();
+      expect(through).toBeGreaterThan(40);
+      expect(report).toMatchObject({ sent: 50 - through, missed: [{ stream: STREAM, seqs: through > 41 ? `41-${through}` : '41' }] });
+    } finally {
+      await deliverer.close();
+      await host.close();
+    }
+    expect(up.received.map((item) => seqOf(item.bytes))).toEqual([...seqs(1, 40), ...seqs(through + 1, 50)]);
+  });
+
   it('a prune that runs while a pass reads the spool starts the pass again; it is not an archive that fails to verify', { timeout: 60_000 }, async () => {
     const host = await Host.open();
     const up = await server();

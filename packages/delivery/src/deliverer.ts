@@ -531,8 +531,15 @@ export class Deliverer {
             records.set(`${stream}/${record.seq}`, { hash, capturedAt: record.capturedAt });
           }
         }
-        return await this.#plan(streams, scratch, records);
+        const plan = await this.#plan(streams, scratch, records);
+        // A prune after the records were read and before the export read them: the export went
+        // on from the new prefix, and the records between (read, never rendered) would count as
+        // without an e-mail form and be passed in silence. The pass starts again instead; the
+        // next one records them as missed (#passPruned).
+        if (this.#options.prunedSpool === true && (await this.#prunedPrefixes(streams)) !== before) throw new SpoolPrunedWhileReading(new Error('the spool was pruned between reading the records and rendering them'));
+        return plan;
       } catch (error) {
+        if (error instanceof SpoolPrunedWhileReading) throw error;
         // A prune between the look at the prefixes and the read (or the one that moved them):
         // the records asked for are gone — the next pass records what was lost and goes on.
         // Only for capture's targets on their spool (`prunedSpool`); elsewhere a pruned archive is
