@@ -26,16 +26,28 @@ async function until(check: () => boolean, ms = 45_000): Promise<void> {
   }
 }
 
+/**
+ * A signed fs archive in a fresh folder: its writer, its read-only handle, and `capture(from, to)`
+ * recording messages `from`…`to` of stream demo:alice, then a checkpoint (signed every 5).
+ */
+async function signedArchive(prefix: string, keyName: string) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  dirs.push(dir);
+  const key = generateEd25519NoteKey(keyName);
+  const sink = await openFsSink({ dir: path.join(dir, 'archive') });
+  const recorder = new Recorder({ sink, clock: () => new Date(Date.UTC(2026, 10, 20, 12)), checkpoints: { signer: key, everyRecords: 5 } });
+  const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/cli-test', version: '0.0.0' } });
+  const capture = async (from: number, to: number): Promise<void> => {
+    for (let n = from; n <= to; n++) await writer.capture({ kind: 'message', key: `m${n}`, sentAt: new Date(Date.UTC(2026, 10, 20, 9, n)).toISOString(), conversation: { id: 'client', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${n}` }, text: `Message ${n}` });
+    await recorder.checkpoint();
+  };
+  return { dir, key, sink, recorder, writer, capture };
+}
+
 describe('CaptureDeliveries.holdFrom', () => {
   it('is the lowest record any target still needs; a target that could not open holds everything', { timeout: 60_000 }, async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-holds-'));
-    dirs.push(dir);
-    const key = generateEd25519NoteKey('holds.offchannel.example');
-    const sink = await openFsSink({ dir: path.join(dir, 'archive') });
-    const recorder = new Recorder({ sink, clock: () => new Date(Date.UTC(2026, 10, 20, 12)), checkpoints: { signer: key, everyRecords: 5 } });
-    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/cli-test', version: '0.0.0' } });
-    for (let n = 1; n <= 10; n++) await writer.capture({ kind: 'message', key: `m${n}`, sentAt: new Date(Date.UTC(2026, 10, 20, 9, n)).toISOString(), conversation: { id: 'client', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${n}` }, text: `Message ${n}` });
-    await recorder.checkpoint();
+    const { dir, key, sink, recorder, writer, capture } = await signedArchive('offchannel-delivery-holds-', 'holds.offchannel.example');
+    await capture(1, 10);
     const archive = await openFsSink({ dir: path.join(dir, 'archive'), readOnly: true });
     const smtp = await startFaultServer();
     const logger = createRecordingLogger();
@@ -71,16 +83,7 @@ describe('CaptureDeliveries.holdFrom', () => {
   });
 
   it('a target whose receipts store is unreachable at open is opened again with backoff, and a pass that fails for a reason that may pass is tried again: neither stops the target', { timeout: 90_000 }, async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'offchannel-delivery-retry-'));
-    dirs.push(dir);
-    const key = generateEd25519NoteKey('retry.offchannel.example');
-    const sink = await openFsSink({ dir: path.join(dir, 'archive') });
-    const recorder = new Recorder({ sink, clock: () => new Date(Date.UTC(2026, 10, 20, 12)), checkpoints: { signer: key, everyRecords: 5 } });
-    const writer = recorder.writer({ channel: 'demo', account: 'alice', source: { package: '@offchannel/cli-test', version: '0.0.0' } });
-    const capture = async (from: number, to: number): Promise<void> => {
-      for (let n = from; n <= to; n++) await writer.capture({ kind: 'message', key: `m${n}`, sentAt: new Date(Date.UTC(2026, 10, 20, 9, n)).toISOString(), conversation: { id: 'client', type: 'direct' }, sender: { id: 'bob' }, direction: 'inbound', native: { id: `m${n}` }, text: `Message ${n}` });
-      await recorder.checkpoint();
-    };
+    const { dir, key, sink, recorder, writer, capture } = await signedArchive('offchannel-delivery-retry-', 'retry.offchannel.example');
     await capture(1, 5);
     const archive = await openFsSink({ dir: path.join(dir, 'archive'), readOnly: true });
     // Real sinks, made unreachable on purpose: each call while "down" fails as a store that does not answer.

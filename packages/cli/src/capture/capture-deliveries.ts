@@ -14,6 +14,7 @@
  * The password comes from `passwordFile` (0600) or `OFFCHANNEL_SMTP_PASSWORD`; never the config.
  */
 import { stat } from 'node:fs/promises';
+import { setTimeout as wait } from 'node:timers/promises';
 import { ConfigError, type CheckpointOptions, type Logger, MAX_SECRET_FILE_BYTES, type NoteVerifier, OffchannelError, type Sink, isRetryable, readSmallFile } from '@offchannel/core';
 import { type DeliveryStatus, type DeliveryTarget, Deliverer } from '@offchannel/delivery';
 import { object, oneOf, optionalBoolean, optionalInteger, optionalString, requiredString } from './config-reader.ts';
@@ -102,25 +103,6 @@ interface StartOptions {
 const REOPEN_MIN_MS = 1_000;
 const REOPEN_MAX_MS = 5 * 60_000;
 
-/** Waits `ms`; false when `signal` aborted first. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve(false);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /** Runs every configured target beside capture. */
 export class CaptureDeliveries {
   readonly #running: Running[] = [];
@@ -179,7 +161,8 @@ export class CaptureDeliveries {
       running.state = 'retrying';
       running.error = OffchannelError.isInstance(error) ? error.code : 'UNKNOWN';
       this.#logger.warn({ deliveryTarget: running.entry.name, code: running.error, retryInMs: delayMs }, 'delivery target could not open for a reason that may pass; trying again');
-      if (!(await sleep(delayMs, this.#abort.signal))) return;
+      // False when capture stops first (the timer rejects with an AbortError).
+      if (!(await wait(delayMs, true, { signal: this.#abort.signal }).catch(() => false))) return;
       try {
         await this.#open(running, options);
       } catch (caught) {
